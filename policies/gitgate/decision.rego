@@ -1,0 +1,145 @@
+# The default gitgate policy: what the embedded demo runs.
+#
+# Entrypoint: gitgate/decision. It always produces one object that validates
+# against schemas/decision.schema.json; the gateway denies anything else.
+package gitgate
+
+cfg := data.config
+
+upstream_cfg := cfg.upstreams[input.upstream.name]
+
+groups := {g | some g in input.identity.groups}
+
+full_access if {
+	some g in upstream_cfg.full_access_groups
+	g in groups
+}
+
+protocol_method if input.mcp.method in cfg.protocol_methods
+
+list_method if input.mcp.method in cfg.list_methods
+
+# Reading resources and prompts is for full-access callers only.
+content_method if input.mcp.method in {"resources/read", "resources/subscribe", "resources/unsubscribe", "prompts/get"}
+
+tool_call if input.mcp.method == "tools/call"
+
+tool_permitted if full_access
+
+tool_permitted if input.mcp.tool in upstream_cfg.public_tools
+
+high_risk if {
+	tool_call
+	upstream_cfg.high_risk_tools[input.mcp.tool]
+}
+
+# --- allow -----------------------------------------------------------------
+
+default allow := false
+
+allow if {
+	upstream_cfg
+	protocol_method
+}
+
+allow if {
+	upstream_cfg
+	list_method
+}
+
+allow if {
+	tool_call
+	tool_permitted
+}
+
+allow if {
+	content_method
+	full_access
+}
+
+# --- reasons ---------------------------------------------------------------
+
+group_text := concat(",", sort([g | some g in groups]))
+
+caller_text := sprintf("%s (groups: [%s])", [input.identity.sub, group_text])
+
+reasons contains sprintf("upstream %s is not governed by this policy", [input.upstream.name]) if not upstream_cfg
+
+reasons contains sprintf("%s allowed for %s", [input.mcp.method, caller_text]) if {
+	upstream_cfg
+	protocol_method
+}
+
+reasons contains sprintf("%s allowed for %s", [input.mcp.method, caller_text]) if {
+	upstream_cfg
+	list_method
+}
+
+reasons contains sprintf("tools/call of %s allowed for %s", [input.mcp.tool, caller_text]) if {
+	tool_call
+	tool_permitted
+}
+
+reasons contains sprintf("tools/call of %s denied: %s may only call %s", [input.mcp.tool, caller_text, concat(", ", upstream_cfg.public_tools)]) if {
+	tool_call
+	upstream_cfg
+	not tool_permitted
+}
+
+reasons contains sprintf("%s of %s allowed for %s", [input.mcp.method, object.get(input.mcp, "uri", object.get(input.mcp, "prompt", "")), caller_text]) if {
+	content_method
+	full_access
+}
+
+reasons contains sprintf("%s denied: %s is not in a full-access group", [input.mcp.method, caller_text]) if {
+	content_method
+	upstream_cfg
+	not full_access
+}
+
+reasons contains sprintf("method %s is not allowed by policy", [input.mcp.method]) if {
+	upstream_cfg
+	not protocol_method
+	not list_method
+	not tool_call
+	not content_method
+}
+
+reasons contains sprintf("%s is high risk and needs %d approval(s)", [input.mcp.tool, upstream_cfg.high_risk_tools[input.mcp.tool].min_approvals]) if {
+	high_risk
+	allow
+}
+
+# --- risk, approval, masking, credential -----------------------------------
+
+default risk := "low"
+
+risk := "high" if high_risk
+
+default approval := {"required": false}
+
+approval := object.union({"required": true}, upstream_cfg.high_risk_tools[input.mcp.tool]) if {
+	high_risk
+	allow
+}
+
+default mask := []
+
+mask := upstream_cfg.mask
+
+default credential_ttl := 60
+
+credential_ttl := upstream_cfg.credential_ttl_seconds
+
+scopes contains sprintf("%s:%s", [input.mcp.method, input.mcp.tool]) if tool_call
+
+scopes contains input.mcp.method if not tool_call
+
+decision := {
+	"allow": allow,
+	"reasons": sort([r | some r in reasons]),
+	"risk": risk,
+	"approval": approval,
+	"mask": mask,
+	"credential": {"ttl_seconds": credential_ttl, "scopes": sort([s | some s in scopes])},
+}

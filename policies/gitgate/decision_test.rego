@@ -1,0 +1,115 @@
+package gitgate_test
+
+import data.gitgate
+
+alice_eng := {"sub": "alice", "groups": ["eng"]}
+
+bob_nogroups := {"sub": "bob", "groups": []}
+
+carol_sales := {"sub": "carol", "groups": ["sales"]}
+
+req(identity, method, extra) := object.union(
+	{
+		"identity": identity,
+		"mcp": object.union({"method": method}, extra),
+		"upstream": {"name": "demo", "transport": "stdio"},
+		"request": {"id": "r1", "time_ns": 0},
+	},
+	{},
+)
+
+call(identity, tool) := req(identity, "tools/call", {"tool": tool, "arguments": {}})
+
+test_initialize_allowed_for_anyone if {
+	d := gitgate.decision with input as req(bob_nogroups, "initialize", {})
+	d.allow
+	d.risk == "low"
+	d.credential.scopes == ["initialize"]
+}
+
+test_tools_list_allowed_for_anyone if {
+	d := gitgate.decision with input as req(bob_nogroups, "tools/list", {})
+	d.allow
+}
+
+test_eng_may_call_any_tool if {
+	d := gitgate.decision with input as call(alice_eng, "get-tiny-image")
+	d.allow
+	d.approval.required == false
+	d.credential == {"ttl_seconds": 60, "scopes": ["tools/call:get-tiny-image"]}
+	d.reasons == ["tools/call of get-tiny-image allowed for alice (groups: [eng])"]
+}
+
+test_no_groups_may_call_public_tools if {
+	every tool in ["echo", "get-sum"] {
+		d := gitgate.decision with input as call(bob_nogroups, tool)
+		d.allow
+	}
+}
+
+test_no_groups_denied_other_tools if {
+	d := gitgate.decision with input as call(bob_nogroups, "get-tiny-image")
+	not d.allow
+	d.reasons == ["tools/call of get-tiny-image denied: bob (groups: []) may only call echo, get-sum"]
+}
+
+test_other_group_treated_like_no_group if {
+	d := gitgate.decision with input as call(carol_sales, "get-env")
+	not d.allow
+	d.risk == "high"
+	d.approval.required == false
+}
+
+test_get_env_is_high_risk_and_needs_approval if {
+	d := gitgate.decision with input as call(alice_eng, "get-env")
+	d.allow
+	d.risk == "high"
+	d.approval == {"required": true, "approvers": ["eng"], "min_approvals": 1, "ttl_seconds": 900}
+	"get-env is high risk and needs 1 approval(s)" in d.reasons
+}
+
+test_demo_responses_are_masked if {
+	d := gitgate.decision with input as call(bob_nogroups, "echo")
+	d.mask == [{"path": "$.result", "detectors": ["email", "aws_access_key"]}]
+}
+
+test_resources_read_for_full_access_only if {
+	ok := gitgate.decision with input as req(alice_eng, "resources/read", {"uri": "demo://resource/static/document/architecture.md"})
+	ok.allow
+	ok.reasons == ["resources/read of demo://resource/static/document/architecture.md allowed for alice (groups: [eng])"]
+	no := gitgate.decision with input as req(bob_nogroups, "resources/read", {"uri": "demo://x"})
+	not no.allow
+	no.reasons == ["resources/read denied: bob (groups: []) is not in a full-access group"]
+}
+
+test_prompts_get_for_full_access_only if {
+	ok := gitgate.decision with input as req(alice_eng, "prompts/get", {"prompt": "simple-prompt"})
+	ok.allow
+	no := gitgate.decision with input as req(bob_nogroups, "prompts/get", {"prompt": "simple-prompt"})
+	not no.allow
+}
+
+test_unknown_method_denied if {
+	d := gitgate.decision with input as req(alice_eng, "tasks/list", {})
+	not d.allow
+	d.reasons == ["method tasks/list is not allowed by policy"]
+}
+
+test_unknown_upstream_denied if {
+	i := object.union(call(alice_eng, "echo"), {"upstream": {"name": "elsewhere", "transport": "http"}})
+	d := gitgate.decision with input as i
+	not d.allow
+	d.reasons == ["upstream elsewhere is not governed by this policy"]
+	d.mask == []
+}
+
+test_decision_shape_is_complete if {
+	d := gitgate.decision with input as req(bob_nogroups, "ping", {})
+	object.keys(d) == {"allow", "reasons", "risk", "approval", "mask", "credential"}
+}
+
+test_credential_ttl_defaults_without_upstream_config if {
+	i := object.union(req(alice_eng, "ping", {}), {"upstream": {"name": "elsewhere", "transport": "http"}})
+	d := gitgate.decision with input as i
+	d.credential.ttl_seconds == 60
+}

@@ -1,0 +1,88 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { GatewayError } from '../errors.js';
+import { ensureOpa } from '../policy/opa-binary.js';
+import { toolEnv } from '../config/load.js';
+import { VERSION } from '../version.js';
+import { policyBuild, policyTest } from './policy.js';
+import { serve } from './serve.js';
+import { token } from './token.js';
+
+function port(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number (0-65535)');
+  return n;
+}
+
+/** The `gitgate` command line. Returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  const err = (line: string) => process.stderr.write(`${line}\n`);
+  let code = 0;
+  const program = new Command('gitgate')
+    .description('Policy-as-code GitOps gateway for MCP traffic')
+    .version(VERSION)
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('serve')
+    .description('run the gateway (without --config: the embedded default with the dev issuer and the demo upstream)')
+    .option('-c, --config <file>', 'gitgate.yaml')
+    .option('-p, --port <port>', 'listen port', port)
+    .option('--host <host>', 'listen address')
+    .option('-d, --data-dir <dir>', 'where keys, builds and local repos live')
+    .action(async (o: { config?: string; port?: number; host?: string; dataDir?: string }) => {
+      code = await serve(o, out);
+    });
+
+  program
+    .command('token')
+    .description('print a token from the embedded dev issuer')
+    .requiredOption('--sub <id>', 'subject (caller id)')
+    .option('--groups <a,b>', 'comma-separated groups')
+    .option('--email <email>')
+    .option('--github-login <login>')
+    .option('--ttl <duration>', 'lifetime, e.g. 15m, 1h', '1h')
+    .option('-c, --config <file>', 'gitgate.yaml')
+    .option('-d, --data-dir <dir>', 'the gateway data dir')
+    .action(async (o: Parameters<typeof token>[0]) => {
+      code = await token(o, out);
+    });
+
+  const policy = program.command('policy').description('build and test Rego policies with the pinned opa');
+  policy
+    .command('build')
+    .option('--dir <dir>', 'policy folder', 'policies')
+    .option('--out <dir>', 'output folder', 'dist/policy')
+    .action(async (o: { dir: string; out: string }) => {
+      code = await policyBuild(o, out);
+    });
+  policy
+    .command('test')
+    .description('opa fmt, opa check --strict, opa test with a coverage gate')
+    .option('--dir <dir>', 'policy folder', 'policies')
+    .option('--coverage <percent>', 'minimum coverage', '90')
+    .action(async (o: { dir: string; coverage: string }) => {
+      code = await policyTest(o, out);
+    });
+
+  program
+    .command('setup')
+    .description('install the pinned opa (go install into tools/) unless a matching one is on PATH')
+    .action(async () => {
+      out(`opa: ${await ensureOpa(out, toolEnv().opaPath)}`);
+    });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    const ce = e as { code?: string; exitCode?: number };
+    if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) return ce.exitCode ?? 1;
+    if (e instanceof GatewayError) {
+      err(`gitgate: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+  return code;
+}

@@ -1,0 +1,45 @@
+export type Algorithm = 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'PS384' | 'PS512' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA';
+
+export interface StdioCommand {
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd?: string;
+}
+
+export interface UpstreamConfig {
+  readonly name: string;
+  readonly url?: string;
+  readonly stdio?: StdioCommand;
+  readonly timeoutMs: number;
+  readonly maxSessions: number;
+  readonly idleTimeoutMs: number;
+}
+
+export interface IdentityConfig {
+  readonly mode: 'dev' | 'oidc';
+  readonly issuer?: string;
+  readonly jwksUri?: string;
+  readonly audience: string;
+  readonly algorithms: readonly Algorithm[];
+  readonly clockToleranceSeconds: number;
+  readonly claims: { readonly sub: string; readonly email: string; readonly groups: string; readonly githubLogin: string };
+}
+
+export interface GatewayConfig {
+  readonly server: {
+    readonly host: string;
+    readonly port: number;
+    readonly publicUrl?: string;
+    readonly bodyLimitBytes: number;
+    readonly allowedOrigins: readonly string[];
+  };
+  /** Absolute path; all state lives under it. */
+  readonly dataDir: string;
+  readonly identity: IdentityConfig;
+  readonly policy: { readonly dir: string; readonly entrypoint: 'gitgate/decision' };
+  readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
+  readonly log: { readonly level: string };
+  /** Where the config came from, for logs and /readyz. */
+  readonly source: string;
+}

@@ -1,0 +1,118 @@
+/**
+ * Composition root: turns a frozen config into a running gateway by wiring the
+ * adapters (identity, policy, upstream transports) into buildApp(deps).
+ */
+import { mkdir } from 'node:fs/promises';
+import type { FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import type { GatewayConfig } from './config/types.js';
+import { toolEnv } from './config/load.js';
+import { buildApp, type Readiness } from './http/app.js';
+import { DEV_ISSUER, loadDevIssuer, type DevIssuer } from './identity/dev-issuer.js';
+import { createLocalVerifier, createOidcVerifier, type TokenVerifier } from './identity/verifier.js';
+import { SessionStore } from './mcp/sessions.js';
+import { createUpstreamRegistry, type UpstreamRegistry } from './mcp/upstreams.js';
+import { GatewayMetrics } from './metrics/metrics.js';
+import { PolicyHolder, type PolicyInstance } from './policy/engine.js';
+import { loadPolicyFromDir } from './policy/local-source.js';
+import { ensureOpa } from './policy/opa-binary.js';
+import { VERSION } from './version.js';
+
+export interface Gateway {
+  readonly app: FastifyInstance;
+  readonly config: GatewayConfig;
+  readonly policy: PolicyHolder;
+  readonly upstreams: UpstreamRegistry;
+  readonly sessions: SessionStore;
+  readonly devIssuer?: DevIssuer;
+  readonly logger: Logger;
+  /** Rebuild the policy from config.policy.dir and swap it in (keeps the old one on failure). */
+  reloadPolicy(): Promise<PolicyInstance>;
+  /** Listen on config.server; resolves to the base URL. */
+  listen(): Promise<string>;
+  /** Stop accepting, finish in-flight requests, stop upstreams. */
+  close(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  logger?: Logger;
+  /** Skip loading the local policy folder (a caller swaps policies in itself). */
+  policyInstance?: PolicyInstance;
+}
+
+export function createLogger(level: string): Logger {
+  return pino({
+    level,
+    base: { service: 'gitgate' },
+    redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.token', 'token', 'authorization'], censor: '[redacted]' },
+  });
+}
+
+export async function createGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
+  const logger = opts.logger ?? createLogger(config.log.level);
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+
+  let devIssuer: DevIssuer | undefined;
+  let verifier: TokenVerifier;
+  if (config.identity.mode === 'dev') {
+    devIssuer = await loadDevIssuer(config.dataDir);
+    verifier = createLocalVerifier({ ...config.identity, issuer: DEV_ISSUER, algorithms: ['ES256'] }, devIssuer.jwks());
+  } else {
+    verifier = createOidcVerifier(config.identity);
+  }
+
+  const metrics = new GatewayMetrics();
+  const policy = new PolicyHolder();
+  policy.onSwap((rev) => {
+    metrics.setPolicy(rev);
+    logger.info({ policy: rev }, 'policy revision now serving');
+  });
+  let lastPolicyError: string | undefined;
+  const reloadPolicy = async () => {
+    try {
+      const opa = await ensureOpa((line) => logger.info(line), toolEnv().opaPath);
+      const instance = await loadPolicyFromDir({ opa, dir: config.policy.dir, workDir: config.dataDir });
+      policy.swap(instance);
+      lastPolicyError = undefined;
+      return instance;
+    } catch (err) {
+      lastPolicyError = err instanceof Error ? err.message : String(err);
+      logger.error({ err: lastPolicyError }, 'policy load failed; the previous policy (if any) keeps serving');
+      throw err;
+    }
+  };
+  if (opts.policyInstance !== undefined) policy.swap(opts.policyInstance);
+  else await reloadPolicy();
+
+  const upstreams = createUpstreamRegistry(config, logger, { name: 'gitgate', version: VERSION });
+  const sessions = new SessionStore((name) => config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 });
+  const readiness: Readiness = {
+    problems: () => (policy.current() === undefined ? ['no policy loaded'] : []),
+    policy: () => policy.current()?.revision,
+    lastPolicyError: () => lastPolicyError,
+  };
+  const app = buildApp({ config, verifier, policy, upstreams, sessions, metrics, logger, readiness, ...(devIssuer ? { devIssuer } : {}) });
+
+  return {
+    app,
+    config,
+    policy,
+    upstreams,
+    sessions,
+    logger,
+    ...(devIssuer ? { devIssuer } : {}),
+    reloadPolicy,
+    async listen() {
+      await app.listen({ host: config.server.host, port: config.server.port });
+      const addr = app.server.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : config.server.port;
+      const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
+      return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+    },
+    async close() {
+      await app.close();
+      await sessions.closeAll();
+      await upstreams.shutdown();
+    },
+  };
+}

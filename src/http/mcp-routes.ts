@@ -1,0 +1,75 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { toGatewayError } from '../errors.js';
+import { handleDelete, handleGet, handlePost, type ExchangeNote, type GatewayDeps, type McpHttpRequest, type McpReply } from '../pipeline.js';
+import { sendError, sendMcpReply } from './reply.js';
+import { baseUrlOf } from './base-url.js';
+
+function toMcpRequest(deps: GatewayDeps, req: FastifyRequest<{ Params: { upstream: string } }>, signal: AbortSignal): McpHttpRequest {
+  return {
+    upstream: req.params.upstream,
+    headers: req.headers,
+    ...(Buffer.isBuffer(req.body) ? { body: req.body } : {}),
+    baseUrl: baseUrlOf(deps.config, req),
+    signal,
+    requestId: randomUUID(),
+  };
+}
+
+/** POST|GET|DELETE /mcp/:upstream — MCP Streamable HTTP toward the client. */
+export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void {
+  const handlers = { POST: handlePost, GET: handleGet, DELETE: handleDelete } as const;
+  for (const method of ['POST', 'GET', 'DELETE'] as const) {
+    app.route<{ Params: { upstream: string } }>({
+      method,
+      url: '/mcp/:upstream',
+      handler: async (req, reply) => {
+        const started = process.hrtime.bigint();
+        const ctl = new AbortController();
+        reply.raw.once('close', () => {
+          if (!reply.raw.writableFinished) ctl.abort();
+        });
+        const note: ExchangeNote = {};
+        let outcome = 'ok';
+        let out: McpReply;
+        try {
+          out = await (method === 'POST' ? handlePost(deps, toMcpRequest(deps, req, ctl.signal), note) : handlers[method](deps, toMcpRequest(deps, req, ctl.signal)));
+        } catch (e) {
+          const err = toGatewayError(e);
+          outcome = err.code.toLowerCase();
+          if (err.code === 'INTERNAL') req.log.error({ err: e }, 'internal error');
+          const id = note.rpcId ?? (typeof err.data?.id === 'string' || typeof err.data?.id === 'number' ? err.data.id : null);
+          count(deps, req.params.upstream, note.method ?? method, outcome);
+          logExchange(req, note, outcome, started);
+          return sendError(reply, err, id);
+        }
+        count(deps, req.params.upstream, note.method ?? method, outcome);
+        logExchange(req, note, outcome, started);
+        await sendMcpReply(reply, out, note.rpcId ?? null);
+        return reply;
+      },
+    });
+  }
+}
+
+function count(deps: GatewayDeps, upstream: string, method: string, outcome: string): void {
+  // Only configured upstreams become label values (no unbounded label sets from the URL).
+  const u = deps.upstreams.get(upstream) === undefined ? '(unknown)' : upstream;
+  deps.metrics.requests.inc({ upstream: u, method: method.length > 64 ? '(long)' : method, outcome });
+}
+
+function logExchange(req: FastifyRequest, note: ExchangeNote, outcome: string, started: bigint): void {
+  req.log.info(
+    {
+      sub: note.identity?.sub,
+      method: note.method,
+      tool: note.tool,
+      outcome,
+      allow: note.decision?.decision.allow,
+      reasons: note.decision?.decision.reasons,
+      policy: note.decision ? (note.decision.revision.commit ?? note.decision.revision.bundleDigest.slice(0, 12)) : undefined,
+      ms: Number(process.hrtime.bigint() - started) / 1e6,
+    },
+    'mcp exchange',
+  );
+}

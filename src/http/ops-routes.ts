@@ -1,0 +1,24 @@
+import type { FastifyInstance } from 'fastify';
+import type { AppDeps } from './app.js';
+
+/** /healthz (process alive), /readyz (policy loaded; JSON), /metrics (Prometheus). */
+export function registerOpsRoutes(app: FastifyInstance, deps: AppDeps): void {
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const problems = deps.readiness.problems();
+    const rev = deps.readiness.policy();
+    const body = {
+      ready: problems.length === 0,
+      problems,
+      policy: rev === undefined ? null : { revision: rev.commit ?? null, bundle_digest: rev.bundleDigest, source: rev.source, loaded_at: rev.loadedAt },
+      last_policy_error: deps.readiness.lastPolicyError() ?? null,
+      upstreams: deps.upstreams.names(),
+      sessions: deps.sessions.size,
+    };
+    return reply.code(problems.length === 0 ? 200 : 503).send(body);
+  });
+  app.get('/metrics', async (_req, reply) => {
+    for (const name of deps.upstreams.names()) deps.metrics.sessions.set({ upstream: name }, deps.sessions.countFor(name));
+    return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
+  });
+}

@@ -1,0 +1,65 @@
+import { randomUUID } from 'node:crypto';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK, type JSONWebKeySet } from 'jose';
+
+export const DEV_ISSUER = 'urn:gitgate:dev-issuer';
+
+/** The embedded dev issuer: an ES256 key kept under the data dir, a JWKS, and token minting. */
+export interface DevIssuer {
+  readonly issuer: string;
+  jwks(): JSONWebKeySet;
+  mint(opts: { sub: string; groups?: readonly string[]; email?: string; githubLogin?: string; ttlSeconds?: number; audience: string }): Promise<string>;
+}
+
+export function parseDuration(text: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!m) throw new Error(`invalid duration "${text}" (use e.g. 90s, 15m, 1h)`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  const factor = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 }[unit]!;
+  return Math.round(n * factor);
+}
+
+export async function loadDevIssuer(dataDir: string): Promise<DevIssuer> {
+  const dir = path.join(dataDir, 'keys');
+  const file = path.join(dir, 'dev-issuer.private.jwk');
+  let priv: JWK;
+  try {
+    priv = JSON.parse(await readFile(file, 'utf8')) as JWK;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const pair = await generateKeyPair('ES256', { extractable: true });
+    priv = await exportJWK(pair.privateKey);
+    priv.kid = await calculateJwkThumbprint(priv);
+    priv.alg = 'ES256';
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await writeFile(file, JSON.stringify(priv), { mode: 0o600, flag: 'wx' }).catch(async (e: NodeJS.ErrnoException) => {
+      // Another process created it first: use theirs.
+      if (e.code !== 'EEXIST') throw e;
+      priv = JSON.parse(await readFile(file, 'utf8')) as JWK;
+    });
+    await chmod(file, 0o600);
+  }
+  const { d: _d, ...pub } = priv;
+  const key = await importJWK(priv, 'ES256');
+  return {
+    issuer: DEV_ISSUER,
+    jwks: () => ({ keys: [{ ...pub, use: 'sig' }] }),
+    async mint(opts) {
+      const jwt = new SignJWT({
+        groups: [...(opts.groups ?? [])],
+        ...(opts.email !== undefined ? { email: opts.email } : {}),
+        ...(opts.githubLogin !== undefined ? { github_login: opts.githubLogin } : {}),
+      })
+        .setProtectedHeader({ alg: 'ES256', kid: priv.kid!, typ: 'JWT' })
+        .setIssuer(DEV_ISSUER)
+        .setSubject(opts.sub)
+        .setAudience(opts.audience)
+        .setIssuedAt()
+        .setJti(randomUUID())
+        .setExpirationTime(Math.floor(Date.now() / 1000) + (opts.ttlSeconds ?? 3600));
+      return jwt.sign(key);
+    },
+  };
+}

@@ -1,0 +1,87 @@
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  errors as joseErrors,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWTVerifyGetKey,
+} from 'jose';
+import type { IdentityConfig } from '../config/types.js';
+import { GatewayError } from '../errors.js';
+import { mapClaims, type Identity } from './identity.js';
+
+/** One method: a bearer token in, an Identity out (or GatewayError AUTH_INVALID). */
+export interface TokenVerifier {
+  readonly issuer: string;
+  verify(token: string): Promise<Identity>;
+}
+
+async function discoverJwksUri(issuer: string): Promise<URL> {
+  const url = `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(10_000), headers: { accept: 'application/json' } });
+  } catch (err) {
+    throw new GatewayError('AUTH_INVALID', `cannot reach the issuer's discovery document ${url}`, { cause: err });
+  }
+  if (!res.ok) throw new GatewayError('AUTH_INVALID', `issuer discovery ${url} answered HTTP ${res.status}`);
+  const doc = (await res.json()) as { issuer?: unknown; jwks_uri?: unknown };
+  if (doc.issuer !== issuer) throw new GatewayError('AUTH_INVALID', `issuer discovery names issuer ${String(doc.issuer)}, expected ${issuer}`);
+  if (typeof doc.jwks_uri !== 'string') throw new GatewayError('AUTH_INVALID', `issuer discovery ${url} has no jwks_uri`);
+  return new URL(doc.jwks_uri);
+}
+
+function describe(err: unknown): string {
+  if (err instanceof joseErrors.JWTExpired) return 'token expired';
+  if (err instanceof joseErrors.JWTClaimValidationFailed) return `claim "${err.claim}" invalid: ${err.reason}`;
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'token algorithm not allowed';
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return 'no key in the issuer JWKS matches the token';
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'signature verification failed';
+  if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid) return 'malformed token';
+  if (err instanceof joseErrors.JWKSTimeout) return 'timed out fetching the issuer JWKS';
+  if (err instanceof GatewayError) return err.message;
+  return 'token verification failed';
+}
+
+/** Verify with jose against a key set: iss, aud, exp, nbf, algorithm allow-list, clock tolerance. */
+export function createVerifier(cfg: IdentityConfig & { issuer: string }, keys: () => Promise<JWTVerifyGetKey>): TokenVerifier {
+  return {
+    issuer: cfg.issuer,
+    async verify(token) {
+      try {
+        const getKey = await keys();
+        const { payload } = await jwtVerify(token, getKey, {
+          issuer: cfg.issuer,
+          audience: cfg.audience,
+          algorithms: [...cfg.algorithms],
+          clockTolerance: cfg.clockToleranceSeconds,
+          requiredClaims: ['exp', 'sub'],
+        });
+        const identity = mapClaims(payload, cfg.claims);
+        if (identity.sub === '') throw new GatewayError('AUTH_INVALID', `claim "${cfg.claims.sub}" is missing`);
+        return identity;
+      } catch (err) {
+        throw new GatewayError('AUTH_INVALID', describe(err), { cause: err });
+      }
+    },
+  };
+}
+
+/** An OIDC issuer: JWKS from `jwksUri` or discovery, cached by jose and refetched on an unknown `kid`. */
+export function createOidcVerifier(cfg: IdentityConfig): TokenVerifier {
+  if (cfg.issuer === undefined) throw new GatewayError('CONFIG_INVALID', 'identity.issuer is required in oidc mode');
+  let jwks: JWTVerifyGetKey | undefined;
+  const issuer = cfg.issuer;
+  return createVerifier({ ...cfg, issuer }, async () => {
+    if (jwks === undefined) {
+      const uri = cfg.jwksUri !== undefined ? new URL(cfg.jwksUri) : await discoverJwksUri(issuer);
+      jwks = createRemoteJWKSet(uri, { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 });
+    }
+    return jwks;
+  });
+}
+
+export function createLocalVerifier(cfg: IdentityConfig & { issuer: string }, jwks: JSONWebKeySet): TokenVerifier {
+  const getKey = createLocalJWKSet(jwks);
+  return createVerifier(cfg, () => Promise.resolve(getKey));
+}

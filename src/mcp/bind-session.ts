@@ -1,0 +1,30 @@
+import { GatewayError } from '../errors.js';
+import type { Identity } from '../identity/identity.js';
+import { isRequest } from './jsonrpc.js';
+import { header, type Headers } from './protocol.js';
+import type { IncomingMessage } from './read-message.js';
+import type { GatewaySession, SessionStore } from './sessions.js';
+import type { Upstream } from './upstreams.js';
+
+/** Where a message goes: an existing session, a session `initialize` will open, or the shared stateless session. */
+export type Route =
+  | { readonly kind: 'session'; readonly session: GatewaySession; readonly protocolVersion: string }
+  | { readonly kind: 'initialize'; readonly protocolVersion: string }
+  | { readonly kind: 'stateless'; readonly protocolVersion: string };
+
+/** Step: bind the message to the caller's session (legacy) or to the stateless path (2026-07-28). */
+export function bindSession(sessions: SessionStore, upstream: Upstream, identity: Identity, headers: Headers, incoming: IncomingMessage): Route {
+  const { message, protocol } = incoming;
+  if (protocol.era === 'modern') return { kind: 'stateless', protocolVersion: protocol.version! };
+  if (isRequest(message) && message.method === 'initialize') {
+    const v = message.params?.protocolVersion;
+    return { kind: 'initialize', protocolVersion: typeof v === 'string' ? v : 'unknown' };
+  }
+  const id = header(headers, 'mcp-session-id');
+  if (id === undefined) throw new GatewayError('SESSION_REQUIRED', 'Bad Request: Mcp-Session-Id header is required (send initialize first)');
+  const session = sessions.get(id, upstream.config.name, identity.sub);
+  if (protocol.version !== undefined && protocol.version !== session.protocolVersion) {
+    throw new GatewayError('UNSUPPORTED_PROTOCOL_VERSION', `MCP-Protocol-Version ${protocol.version} does not match the version negotiated for this session (${session.protocolVersion})`);
+  }
+  return { kind: 'session', session, protocolVersion: session.protocolVersion };
+}

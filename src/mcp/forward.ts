@@ -1,0 +1,88 @@
+import { GatewayError } from '../errors.js';
+import type { Identity } from '../identity/identity.js';
+import { isResponse, type JsonRpcMessage, type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse } from './jsonrpc.js';
+import { LEGACY_VERSIONS, META_SERVER_INFO, MODERN_VERSION } from './protocol.js';
+import type { Route } from './bind-session.js';
+import type { SessionStore } from './sessions.js';
+import type { Upstream } from './upstreams.js';
+
+export interface Forwarded {
+  /** Server messages for this request, ending with its response. */
+  readonly messages: AsyncIterable<JsonRpcMessage>;
+  /** Set when `initialize` opened a new gateway session. */
+  readonly sessionId?: string;
+}
+
+/** Step: send an allowed request to the upstream over the route's session. */
+export async function forward(
+  sessions: SessionStore,
+  upstream: Upstream,
+  identity: Identity,
+  route: Route,
+  msg: JsonRpcRequest,
+  signal: AbortSignal,
+): Promise<Forwarded> {
+  switch (route.kind) {
+    case 'session':
+      return { messages: route.session.upstreamSession.request(msg, signal) };
+    case 'stateless':
+      if (msg.method === 'server/discover') return { messages: discover(upstream, msg) };
+      return { messages: upstream.shared.request(msg, identity.sub, signal) };
+    case 'initialize':
+      return initialize(sessions, upstream, identity, msg, signal);
+  }
+}
+
+async function initialize(sessions: SessionStore, upstream: Upstream, identity: Identity, msg: JsonRpcRequest, signal: AbortSignal): Promise<Forwarded> {
+  sessions.assertCapacity(upstream.config.name);
+  const upstreamSession = await upstream.connector.open();
+  const messages: JsonRpcMessage[] = [];
+  let response: JsonRpcResponse | undefined;
+  try {
+    for await (const m of upstreamSession.request(msg, signal)) {
+      messages.push(m);
+      if (isResponse(m) && m.id === msg.id) response = m;
+    }
+  } catch (err) {
+    await upstreamSession.close();
+    throw err;
+  }
+  const version = (response?.result as { protocolVersion?: unknown } | undefined)?.protocolVersion;
+  if (response?.error !== undefined || typeof version !== 'string') {
+    await upstreamSession.close();
+    return { messages: toAsync(messages) };
+  }
+  if (!LEGACY_VERSIONS.includes(version)) {
+    await upstreamSession.close();
+    throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${upstream.config.name} negotiated protocol ${version}, which gitgate does not relay`);
+  }
+  const session = sessions.create(upstream.config.name, identity.sub, version, upstreamSession);
+  return { messages: toAsync(messages), sessionId: session.id };
+}
+
+async function* discover(upstream: Upstream, msg: JsonRpcRequest): AsyncGenerator<JsonRpcMessage> {
+  const { init } = await upstream.shared.ready();
+  yield {
+    jsonrpc: '2.0',
+    id: msg.id,
+    result: {
+      supportedVersions: [MODERN_VERSION],
+      capabilities: init.capabilities,
+      ...(init.instructions !== undefined ? { instructions: init.instructions } : {}),
+      ttlMs: 0,
+      cacheScope: 'private',
+      ...(init.serverInfo !== undefined ? { _meta: { [META_SERVER_INFO]: init.serverInfo } } : {}),
+    },
+  };
+}
+
+async function* toAsync<T>(items: readonly T[]): AsyncGenerator<T> {
+  yield* items;
+}
+
+/** Relay a client notification or response (e.g. a sampling result) to the upstream. */
+export async function relayToUpstream(upstream: Upstream, identity: Identity, route: Route, msg: JsonRpcNotification | JsonRpcResponse): Promise<void> {
+  if (route.kind === 'session') return route.session.upstreamSession.send(msg);
+  if (route.kind === 'stateless' && 'method' in msg) return upstream.shared.notify(identity.sub, msg.method, msg.params);
+  // Responses have no stateless destination, and nothing precedes initialize.
+}

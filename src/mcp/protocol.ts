@@ -1,0 +1,110 @@
+import { GatewayError } from '../errors.js';
+import { isRequest, type JsonRpcMessage } from './jsonrpc.js';
+
+/** Session-based revisions gitgate serves to clients (and speaks to upstreams). */
+export const LEGACY_VERSIONS: readonly string[] = ['2025-11-25', '2025-06-18', '2025-03-26'];
+export const UPSTREAM_PROTOCOL_VERSION = '2025-11-25';
+/** The stateless revision: no initialize, no sessions, per-request `_meta`, Mcp-Method / Mcp-Name headers. */
+export const MODERN_VERSION = '2026-07-28';
+
+export const META_PROTOCOL_VERSION = 'io.modelcontextprotocol/protocolVersion';
+export const META_CLIENT_INFO = 'io.modelcontextprotocol/clientInfo';
+export const META_CLIENT_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
+export const META_LOG_LEVEL = 'io.modelcontextprotocol/logLevel';
+export const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
+const ENVELOPE_KEYS = [META_PROTOCOL_VERSION, META_CLIENT_INFO, META_CLIENT_CAPABILITIES, META_LOG_LEVEL];
+
+/** Which body field the `Mcp-Name` header mirrors, per method. */
+const MCP_NAME_SOURCE: Readonly<Record<string, string>> = {
+  'tools/call': 'name',
+  'prompts/get': 'name',
+  'resources/read': 'uri',
+  'tasks/get': 'taskId',
+  'tasks/update': 'taskId',
+  'tasks/cancel': 'taskId',
+};
+
+export type Headers = Readonly<Record<string, string | string[] | undefined>>;
+
+export function header(headers: Headers, name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Header values that are not plain ASCII travel as `=?base64?<b64 of utf8>?=`. */
+export function decodeHeaderValue(v: string): string {
+  const m = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/.exec(v);
+  return m ? Buffer.from(m[1]!, 'base64').toString('utf8') : v;
+}
+
+export interface ProtocolContext {
+  readonly era: 'legacy' | 'modern';
+  /** The revision this message speaks (legacy: header or session's; modern: 2026-07-28). */
+  readonly version: string | undefined;
+}
+
+function envelopeVersion(msg: JsonRpcMessage): string | undefined {
+  if (!('method' in msg)) return undefined;
+  const meta = msg.params?._meta;
+  if (meta === null || typeof meta !== 'object') return undefined;
+  const v = (meta as Record<string, unknown>)[META_PROTOCOL_VERSION];
+  return typeof v === 'string' ? v : undefined;
+}
+
+/**
+ * Decide which protocol era a POST speaks and validate the 2026-07-28 headers
+ * against the body: a mismatch is HTTP 400 with JSON-RPC -32020.
+ */
+export function classifyProtocol(headers: Headers, msg: JsonRpcMessage): ProtocolContext {
+  const headerVersion = header(headers, 'mcp-protocol-version');
+  const bodyVersion = envelopeVersion(msg);
+  const modern = bodyVersion === MODERN_VERSION || headerVersion === MODERN_VERSION;
+  if (!modern) {
+    if (bodyVersion !== undefined) {
+      throw new GatewayError('UNSUPPORTED_PROTOCOL_VERSION', `Unsupported protocol version ${bodyVersion} in _meta; supported: ${[MODERN_VERSION, ...LEGACY_VERSIONS].join(', ')}`);
+    }
+    if (headerVersion !== undefined && !LEGACY_VERSIONS.includes(headerVersion)) {
+      throw new GatewayError('UNSUPPORTED_PROTOCOL_VERSION', `Unsupported MCP-Protocol-Version ${headerVersion}; supported: ${[MODERN_VERSION, ...LEGACY_VERSIONS].join(', ')}`);
+    }
+    return { era: 'legacy', version: headerVersion };
+  }
+  const id = 'id' in msg && msg.id !== undefined ? { id: msg.id } : {};
+  const mismatch = (why: string) => new GatewayError('HEADER_MISMATCH', `Header mismatch: ${why}`, { data: id });
+  if (headerVersion !== undefined && bodyVersion !== undefined && headerVersion !== bodyVersion) {
+    throw mismatch(`MCP-Protocol-Version header ${headerVersion} disagrees with _meta protocolVersion ${bodyVersion}`);
+  }
+  if (isRequest(msg)) {
+    if (bodyVersion === undefined) throw mismatch(`request is missing _meta["${META_PROTOCOL_VERSION}"]`);
+    if (headerVersion === undefined) throw mismatch('MCP-Protocol-Version header is required');
+    const method = header(headers, 'mcp-method');
+    if (method === undefined) throw mismatch('Mcp-Method header is required');
+    if (decodeHeaderValue(method) !== msg.method) throw mismatch(`Mcp-Method header "${method}" does not match body method "${msg.method}"`);
+    const field = Object.hasOwn(MCP_NAME_SOURCE, msg.method) ? MCP_NAME_SOURCE[msg.method] : undefined;
+    const nameHeader = header(headers, 'mcp-name');
+    if (field !== undefined) {
+      const bodyValue = msg.params?.[field];
+      if (typeof bodyValue === 'string') {
+        if (nameHeader === undefined) throw mismatch(`Mcp-Name header is required for ${msg.method}`);
+        if (decodeHeaderValue(nameHeader) !== bodyValue) {
+          throw mismatch(`Mcp-Name header "${nameHeader}" does not match params.${field} "${bodyValue}"`);
+        }
+      }
+    } else if (nameHeader !== undefined) {
+      throw mismatch(`Mcp-Name header is not defined for ${msg.method}`);
+    }
+  }
+  return { era: 'modern', version: MODERN_VERSION };
+}
+
+/** Remove the 2026-07-28 envelope from `_meta` before a request goes to a session-based upstream. */
+export function stripEnvelope(params: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (params === undefined) return undefined;
+  const meta = params._meta;
+  if (meta === null || typeof meta !== 'object') return params;
+  const rest = { ...(meta as Record<string, unknown>) };
+  for (const k of ENVELOPE_KEYS) delete rest[k];
+  const out = { ...params };
+  if (Object.keys(rest).length === 0) delete out._meta;
+  else out._meta = rest;
+  return out;
+}

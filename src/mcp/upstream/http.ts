@@ -1,0 +1,187 @@
+import http from 'node:http';
+import https from 'node:https';
+import { GatewayError } from '../../errors.js';
+import type { UpstreamConfig } from '../../config/types.js';
+import { Channel } from '../channel.js';
+import { checkMessage, isResponse, type JsonRpcMessage, type JsonRpcRequest } from '../jsonrpc.js';
+import { SseParser } from '../sse.js';
+import type { UpstreamConnector, UpstreamSession } from './types.js';
+
+const MAX_JSON_BYTES = 64 * 1024 * 1024;
+
+function parseUpstreamMessage(name: string, text: string): JsonRpcMessage[] {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${name} sent invalid JSON`);
+  }
+  const list = Array.isArray(v) ? v : [v];
+  for (const m of list) {
+    const problem = checkMessage(m);
+    if (problem !== undefined) throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${name} sent an invalid JSON-RPC message: ${problem}`);
+  }
+  return list as JsonRpcMessage[];
+}
+
+async function readAll(res: http.IncomingMessage, name: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of res as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > MAX_JSON_BYTES) throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${name} response exceeds ${MAX_JSON_BYTES} bytes`);
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Streamable HTTP upstream: one connector per configured URL, keep-alive connections. */
+export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamConnector {
+  const url = new URL(cfg.url);
+  const lib = url.protocol === 'https:' ? https : http;
+  const agent = new lib.Agent({ keepAlive: true, maxSockets: 256 });
+  const name = cfg.name;
+
+  function send(
+    method: 'POST' | 'GET' | 'DELETE',
+    headers: Record<string, string>,
+    body: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<http.IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const req = lib.request(url, { method, headers, agent, signal: signal as AbortSignal }, resolve);
+      req.setTimeout(cfg.timeoutMs, () => req.destroy(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`)));
+      req.on('error', (err) => {
+        if (err instanceof GatewayError) reject(err);
+        else if ((err as Error).name === 'AbortError') reject(err);
+        else reject(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} is unreachable: ${(err as Error).message}`, { cause: err }));
+      });
+      req.end(body);
+    });
+  }
+
+  function makeSession(): UpstreamSession {
+    let sessionId: string | undefined;
+    let protocolVersion: string | undefined;
+    let closed = false;
+    const baseHeaders = (): Record<string, string> => ({
+      ...(sessionId !== undefined ? { 'mcp-session-id': sessionId } : {}),
+      ...(protocolVersion !== undefined ? { 'mcp-protocol-version': protocolVersion } : {}),
+    });
+    const post = async (msg: JsonRpcMessage, signal?: AbortSignal) => {
+      const body = JSON.stringify(msg);
+      const res = await send(
+        'POST',
+        { ...baseHeaders(), 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': String(Buffer.byteLength(body)) },
+        body,
+        signal,
+      );
+      if (res.statusCode === 404 && sessionId !== undefined) {
+        res.resume();
+        closed = true;
+        throw new GatewayError('SESSION_UNKNOWN', `upstream ${name} no longer knows this session; initialize a new one`);
+      }
+      return res;
+    };
+
+    async function* streamResponse(res: http.IncomingMessage, id: JsonRpcRequest['id']): AsyncGenerator<JsonRpcMessage> {
+      const ct = String(res.headers['content-type'] ?? '');
+      if (ct.includes('text/event-stream')) {
+        const parser = new SseParser();
+        try {
+          for await (const chunk of res as AsyncIterable<Buffer>) {
+            for (const ev of parser.push(chunk)) {
+              if (ev.event !== 'message' || ev.data === '') continue;
+              for (const m of parseUpstreamMessage(name, ev.data)) {
+                yield m;
+                if (isResponse(m) && m.id === id) return;
+              }
+            }
+          }
+        } finally {
+          res.destroy();
+        }
+        throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${name} closed the stream before answering request ${String(id)}`);
+      }
+      const text = await readAll(res, name);
+      for (const m of parseUpstreamMessage(name, text)) yield m;
+    }
+
+    return {
+      get closed() {
+        return closed;
+      },
+      async *request(msg, signal) {
+        const res = await post(msg, signal);
+        const status = res.statusCode ?? 0;
+        const ct = String(res.headers['content-type'] ?? '');
+        if (status >= 400 && !ct.includes('application/json')) {
+          const text = await readAll(res, name).catch(() => '');
+          throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ''}`);
+        }
+        if (msg.method === 'initialize') {
+          const sid = res.headers['mcp-session-id'];
+          if (typeof sid === 'string') sessionId = sid;
+        }
+        for await (const m of streamResponse(res, msg.id)) {
+          if (msg.method === 'initialize' && isResponse(m) && m.id === msg.id && m.result !== undefined) {
+            const v = (m.result as { protocolVersion?: unknown }).protocolVersion;
+            if (typeof v === 'string') protocolVersion = v;
+          }
+          yield m;
+        }
+      },
+      async send(msg) {
+        const res = await post(msg);
+        const text = await readAll(res, name).catch(() => '');
+        if ((res.statusCode ?? 0) >= 400) throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${res.statusCode}${text ? `: ${text.slice(0, 200)}` : ''}`);
+      },
+      async listen(signal) {
+        const res = await send('GET', { ...baseHeaders(), accept: 'text/event-stream' }, undefined, signal);
+        if (res.statusCode === 405 || res.statusCode === 404) {
+          res.resume();
+          return undefined;
+        }
+        if ((res.statusCode ?? 0) >= 400 || !String(res.headers['content-type'] ?? '').includes('text/event-stream')) {
+          res.resume();
+          throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} refused the event stream (HTTP ${res.statusCode})`);
+        }
+        res.socket?.setTimeout(0);
+        const out = new Channel<JsonRpcMessage>();
+        const parser = new SseParser();
+        res.on('data', (chunk: Buffer) => {
+          try {
+            for (const ev of parser.push(chunk)) if (ev.event === 'message' && ev.data !== '') for (const m of parseUpstreamMessage(name, ev.data)) out.push(m);
+          } catch (err) {
+            out.fail(err);
+            res.destroy();
+          }
+        });
+        res.on('end', () => out.close());
+        res.on('error', (err) => (signal.aborted ? out.close() : out.fail(err)));
+        signal.addEventListener('abort', () => res.destroy(), { once: true });
+        return out;
+      },
+      async close() {
+        if (closed) return;
+        closed = true;
+        if (sessionId === undefined) return;
+        await send('DELETE', baseHeaders(), undefined, AbortSignal.timeout(5_000)).then(
+          (res) => res.resume(),
+          () => undefined,
+        );
+      },
+    };
+  }
+
+  return {
+    name,
+    transport: 'http',
+    open: () => Promise.resolve(makeSession()),
+    shutdown: () => {
+      agent.destroy();
+      return Promise.resolve();
+    },
+  };
+}
+

@@ -1,0 +1,216 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { UpstreamConfig, StdioCommand } from '../../config/types.js';
+import { GatewayError } from '../../errors.js';
+import { Channel } from '../channel.js';
+import { checkMessage, isNotification, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage } from '../jsonrpc.js';
+import type { UpstreamConnector, UpstreamSession } from './types.js';
+
+/** Only these variables of gitgate's own environment reach a stdio upstream; the config adds the rest. */
+const INHERITED_ENV = ['PATH', 'HOME', 'LOGNAME', 'USER', 'SHELL', 'TERM', 'LANG', 'TMPDIR', 'SYSTEMROOT'];
+const MAX_LINE_BYTES = 64 * 1024 * 1024;
+const UNRELATED_BACKLOG = 1000;
+
+export interface StdioLogger {
+  debug(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+function childEnv(cmd: StdioCommand): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const k of INHERITED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k];
+  return { ...env, ...cmd.env };
+}
+
+/**
+ * A stdio upstream: one supervised child process per MCP session (stdio servers
+ * serve exactly one client). Messages are routed back by JSON-RPC id; progress
+ * by progress token; server requests (sampling, elicitation) to the newest
+ * request in flight, else to the listen stream.
+ */
+export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, log: StdioLogger): UpstreamConnector {
+  const live = new Set<UpstreamSession>();
+
+  function open(): Promise<UpstreamSession> {
+    const child: ChildProcessWithoutNullStreams = spawn(cfg.stdio.command, [...cfg.stdio.args], {
+      env: childEnv(cfg.stdio),
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(cfg.stdio.cwd !== undefined ? { cwd: cfg.stdio.cwd } : {}),
+    });
+    const pending = new Map<JsonRpcId, Channel<JsonRpcMessage>>();
+    const byProgress = new Map<string | number, Channel<JsonRpcMessage>>();
+    // Messages tied to no request wait here (bounded) until a GET stream listens.
+    const backlog: JsonRpcMessage[] = [];
+    let listener: Channel<JsonRpcMessage> | undefined;
+    const deliverUnrelated = (m: JsonRpcMessage) => {
+      if (listener !== undefined) return listener.push(m);
+      backlog.push(m);
+      if (backlog.length > UNRELATED_BACKLOG) backlog.shift();
+    };
+    const stderrTail: string[] = [];
+    let closed = false;
+    let exitError: GatewayError | undefined;
+
+    const ready = new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', (err) => {
+        reject(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} failed to start: ${err.message}`, { cause: err }));
+      });
+    });
+    ready.catch(() => undefined);
+
+    const fail = (err: GatewayError) => {
+      exitError ??= err;
+      closed = true;
+      for (const ch of pending.values()) ch.fail(err);
+      pending.clear();
+      byProgress.clear();
+      listener?.close();
+      live.delete(session);
+    };
+
+    child.on('exit', (code, sig) => {
+      const tail = stderrTail.length > 0 ? `; stderr: ${stderrTail.slice(-3).join(' | ')}` : '';
+      fail(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} exited (${sig ?? `code ${code}`})${tail}`));
+    });
+    child.on('error', (err) => fail(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name}: ${err.message}`, { cause: err })));
+    child.stdin.on('error', () => undefined);
+
+    createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', (line) => {
+      stderrTail.push(line.slice(0, 500));
+      if (stderrTail.length > 20) stderrTail.shift();
+      log.debug({ upstream: cfg.name, pid: child.pid }, `stderr: ${line.slice(0, 500)}`);
+    });
+
+    const route = (m: JsonRpcMessage) => {
+      if (isResponse(m)) {
+        const ch = m.id === null ? undefined : pending.get(m.id);
+        if (ch === undefined) {
+          log.warn({ upstream: cfg.name, id: m.id }, 'response for no request in flight; dropped');
+          return;
+        }
+        pending.delete(m.id!);
+        ch.push(m);
+        ch.close();
+        return;
+      }
+      if (isNotification(m) && m.method === 'notifications/progress') {
+        const token = m.params?.progressToken;
+        const ch = typeof token === 'string' || typeof token === 'number' ? byProgress.get(token) : undefined;
+        if (ch) return ch.push(m);
+      }
+      if (isRequest(m) && pending.size > 0) {
+        // No related-request id on stdio: serve the newest request in flight.
+        return [...pending.values()].at(-1)!.push(m);
+      }
+      deliverUnrelated(m);
+    };
+
+    const rl = createInterface({ input: child.stdout, crlfDelay: Infinity });
+    rl.on('line', (line) => {
+      if (line.trim() === '') return;
+      if (line.length > MAX_LINE_BYTES) return log.warn({ upstream: cfg.name }, 'oversized line from upstream dropped');
+      let v: unknown;
+      try {
+        v = JSON.parse(line);
+      } catch {
+        return log.warn({ upstream: cfg.name, line: line.slice(0, 200) }, 'non-JSON line on upstream stdout dropped');
+      }
+      const problem = checkMessage(v);
+      if (problem !== undefined) return log.warn({ upstream: cfg.name, problem }, 'invalid JSON-RPC from upstream dropped');
+      route(v as JsonRpcMessage);
+    });
+
+    const write = async (m: JsonRpcMessage) => {
+      await ready;
+      if (closed) throw exitError ?? new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} session is closed`);
+      await new Promise<void>((resolve, reject) =>
+        child.stdin.write(`${JSON.stringify(m)}\n`, (err) => (err ? reject(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name}: ${err.message}`)) : resolve())),
+      );
+    };
+
+    const session: UpstreamSession = {
+      get closed() {
+        return closed;
+      },
+      async *request(msg, signal) {
+        if (closed) throw exitError ?? new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} session is closed`);
+        if (pending.has(msg.id)) throw new GatewayError('INVALID_REQUEST', `Invalid Request: id ${String(msg.id)} is already in flight`);
+        const ch = new Channel<JsonRpcMessage>();
+        pending.set(msg.id, ch);
+        const meta = msg.params?._meta as { progressToken?: unknown } | undefined;
+        const token = meta?.progressToken;
+        if (typeof token === 'string' || typeof token === 'number') byProgress.set(token, ch);
+        let timer: NodeJS.Timeout | undefined;
+        const arm = () => {
+          clearTimeout(timer);
+          timer = setTimeout(() => {
+            pending.delete(msg.id);
+            ch.fail(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${cfg.name} did not answer within ${cfg.timeoutMs} ms`));
+          }, cfg.timeoutMs);
+        };
+        const onAbort = () => {
+          if (!pending.has(msg.id)) return;
+          pending.delete(msg.id);
+          ch.close();
+          void write({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: msg.id, reason: 'client went away' } }).catch(() => undefined);
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
+        try {
+          arm();
+          await write(msg);
+          for await (const m of ch) {
+            arm();
+            yield m;
+          }
+        } finally {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          pending.delete(msg.id);
+          if (typeof token === 'string' || typeof token === 'number') byProgress.delete(token);
+        }
+      },
+      send: (m) => write(m),
+      listen(signal) {
+        // One listener at a time: a new GET stream replaces the previous one.
+        listener?.close();
+        const mine = new Channel<JsonRpcMessage>();
+        for (const m of backlog.splice(0)) mine.push(m);
+        if (closed) mine.close();
+        else listener = mine;
+        signal.addEventListener(
+          'abort',
+          () => {
+            if (listener === mine) listener = undefined;
+            mine.close();
+          },
+          { once: true },
+        );
+        return Promise.resolve(mine);
+      },
+      async close() {
+        if (closed && child.exitCode !== null) return;
+        closed = true;
+        live.delete(session);
+        child.stdin.end();
+        const exited = new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+        const term = setTimeout(() => child.kill('SIGTERM'), 2_000);
+        const kill = setTimeout(() => child.kill('SIGKILL'), 5_000);
+        await exited;
+        clearTimeout(term);
+        clearTimeout(kill);
+      },
+    };
+    live.add(session);
+    return ready.then(() => session);
+  }
+
+  return {
+    name: cfg.name,
+    transport: 'stdio',
+    open,
+    async shutdown() {
+      await Promise.all([...live].map((s) => s.close()));
+    },
+  };
+}

@@ -1,0 +1,25 @@
+import type { JsonRpcMessage, JsonRpcNotification, JsonRpcRequest, JsonRpcResponse } from '../jsonrpc.js';
+
+/**
+ * One MCP session with an upstream server (2025 session protocol).
+ * Adapters: Streamable HTTP (http.ts) and stdio (stdio.ts); in-memory fakes in tests.
+ */
+export interface UpstreamSession {
+  /** Send a request; yields the server messages tied to it (progress, sampling, …), ending with its response. */
+  request(msg: JsonRpcRequest, signal?: AbortSignal): AsyncIterable<JsonRpcMessage>;
+  /** Relay a notification or a response (e.g. to a sampling request) to the server. */
+  send(msg: JsonRpcNotification | JsonRpcResponse): Promise<void>;
+  /** Server messages not tied to a request (the GET stream); undefined when the upstream has none. */
+  listen(signal: AbortSignal): Promise<AsyncIterable<JsonRpcMessage> | undefined>;
+  close(): Promise<void>;
+  readonly closed: boolean;
+}
+
+export interface UpstreamConnector {
+  readonly name: string;
+  readonly transport: 'http' | 'stdio';
+  /** A fresh session; the caller sends `initialize` through it first. */
+  open(): Promise<UpstreamSession>;
+  /** Stop everything this connector started. */
+  shutdown(): Promise<void>;
+}

@@ -1,0 +1,40 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Everything /metrics exposes, on a registry of its own (no globals). */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'gitgate_requests_total',
+    help: 'MCP messages handled, by upstream, JSON-RPC method and outcome',
+    labelNames: ['upstream', 'method', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly decisionSeconds = new Histogram({
+    name: 'gitgate_decision_duration_seconds',
+    help: 'Time to build the policy input and evaluate the policy',
+    buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
+    registers: [this.registry],
+  });
+  readonly invalidDecisions = new Counter({
+    name: 'gitgate_decisions_invalid_total',
+    help: 'Policy results that did not validate against the decision schema (answered as deny)',
+    registers: [this.registry],
+  });
+  readonly policyInfo = new Gauge({
+    name: 'gitgate_policy_info',
+    help: 'The policy revision serving (value 1)',
+    labelNames: ['source', 'commit', 'bundle_digest'] as const,
+    registers: [this.registry],
+  });
+  readonly sessions = new Gauge({
+    name: 'gitgate_sessions',
+    help: 'Open MCP sessions by upstream',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
+
+  setPolicy(rev: { source: string; commit?: string; bundleDigest: string }): void {
+    this.policyInfo.reset();
+    this.policyInfo.set({ source: rev.source, commit: rev.commit ?? '', bundle_digest: rev.bundleDigest }, 1);
+  }
+}

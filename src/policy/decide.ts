@@ -1,0 +1,36 @@
+import { GatewayError } from '../errors.js';
+import type { GatewayMetrics } from '../metrics/metrics.js';
+import type { Decision } from './decision.js';
+import type { DecisionEngine, PolicyRevision } from './engine.js';
+import type { PolicyInput } from './input.js';
+
+export interface DecisionOutcome {
+  readonly decision: Decision;
+  readonly revision: PolicyRevision;
+}
+
+/** Step: evaluate the serving policy once for this input. No policy loaded = fail closed. */
+export function decide(engine: DecisionEngine, input: PolicyInput, metrics: GatewayMetrics): DecisionOutcome {
+  const instance = engine.current();
+  if (instance === undefined) throw new GatewayError('POLICY_UNAVAILABLE', 'No policy is loaded yet; the gateway refuses all requests until one is');
+  const start = process.hrtime.bigint();
+  const decision = instance.evaluate(input);
+  metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - start) / 1e9);
+  if (!decision.valid) metrics.invalidDecisions.inc();
+  return { decision, revision: instance.revision };
+}
+
+/** Step: turn a deny (or, until approvals land, a required approval) into the client's JSON-RPC error. */
+export function enforce(outcome: DecisionOutcome): void {
+  const { decision, revision } = outcome;
+  const data = { reasons: decision.reasons, policy_revision: revision.commit ?? revision.bundleDigest };
+  if (!decision.allow) {
+    const code = decision.valid ? 'POLICY_DENIED' : 'DECISION_INVALID';
+    throw new GatewayError(code, `Denied by policy: ${decision.reasons.join('; ') || 'no reason given'}`, { data });
+  }
+  if (decision.approval.required) {
+    throw new GatewayError('APPROVAL_REQUIRED', `Approval required: ${decision.reasons.join('; ')}`, {
+      data: { ...data, approvers: decision.approval.approvers, min_approvals: decision.approval.min_approvals },
+    });
+  }
+}

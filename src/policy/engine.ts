@@ -1,0 +1,86 @@
+import { loadPolicy, type LoadedPolicy } from '@open-policy-agent/opa-wasm';
+import { GatewayError } from '../errors.js';
+import type { PolicyBundle } from './bundle.js';
+import { ENTRYPOINT } from './build.js';
+import { denyDecision, normalizeDecision, type Decision } from './decision.js';
+import { hostBuiltinImpls } from './host-builtins.js';
+import type { PolicyInput } from './input.js';
+
+export interface PolicyRevision {
+  /** Where the policy came from: a folder, or a git commit (GitOps). */
+  readonly source: string;
+  /** Commit SHA when the policy came from git. */
+  readonly commit?: string;
+  /** sha256 of the bundle bytes. */
+  readonly bundleDigest: string;
+  readonly loadedAt: string;
+}
+
+/** One compiled policy in its own WASM instance (one linear memory that never shrinks). */
+export interface PolicyInstance {
+  readonly revision: PolicyRevision;
+  evaluate(input: PolicyInput): Decision;
+}
+
+export interface DecisionEngine {
+  /** The instance serving now, if any. Capture it once per request. */
+  current(): PolicyInstance | undefined;
+}
+
+/** A smoke input every policy must answer with a valid decision before it may serve. */
+export const SMOKE_INPUT: PolicyInput = Object.freeze({
+  identity: { sub: 'gitgate-smoke', groups: [], issuer: 'gitgate' },
+  mcp: { method: 'ping', protocol_version: '2025-11-25', era: 'legacy' },
+  upstream: { name: 'gitgate-smoke', transport: 'http' },
+  request: { id: 'smoke', time_ns: 0 },
+}) as PolicyInput;
+
+export async function instantiate(bundle: PolicyBundle, revision: Omit<PolicyRevision, 'bundleDigest' | 'loadedAt'>): Promise<PolicyInstance> {
+  let policy: LoadedPolicy;
+  try {
+    policy = await loadPolicy(bundle.wasm, undefined, hostBuiltinImpls());
+    policy.setData(bundle.data);
+  } catch (err) {
+    throw new GatewayError('POLICY_BUILD_FAILED', `cannot load policy.wasm: ${String(err)}`, { cause: err });
+  }
+  if (!Object.prototype.hasOwnProperty.call(policy.entrypoints, ENTRYPOINT)) {
+    throw new GatewayError('POLICY_BUILD_FAILED', `policy.wasm has no entrypoint ${ENTRYPOINT}`);
+  }
+  const full: PolicyRevision = { ...revision, bundleDigest: bundle.digest, loadedAt: new Date().toISOString() };
+  const instance: PolicyInstance = {
+    revision: full,
+    evaluate(input) {
+      let rs: unknown;
+      try {
+        rs = policy.evaluate(input, ENTRYPOINT);
+      } catch (err) {
+        return denyDecision(`policy evaluation failed: ${String(err)}`, false);
+      }
+      const first = Array.isArray(rs) ? (rs[0] as { result?: unknown } | undefined) : undefined;
+      return normalizeDecision(first?.result);
+    },
+  };
+  const smoke = instance.evaluate(SMOKE_INPUT);
+  if (!smoke.valid) throw new GatewayError('POLICY_BUILD_FAILED', `smoke decision failed: ${smoke.reasons.join('; ')}`);
+  return instance;
+}
+
+/** Holds the serving instance; `swap` replaces it atomically (in-flight decisions keep the one they captured). */
+export class PolicyHolder implements DecisionEngine {
+  #current: PolicyInstance | undefined;
+  readonly #listeners = new Set<(rev: PolicyRevision) => void>();
+
+  current(): PolicyInstance | undefined {
+    return this.#current;
+  }
+
+  swap(next: PolicyInstance): void {
+    this.#current = next;
+    for (const l of this.#listeners) l(next.revision);
+  }
+
+  onSwap(listener: (rev: PolicyRevision) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}
