@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { isResponse, type JsonRpcMessage, type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse } from './jsonrpc.js';
-import { LEGACY_VERSIONS, META_SERVER_INFO, MODERN_VERSION } from './protocol.js';
+import { LEGACY_VERSIONS, MODERN_VERSION, toModernResult } from './protocol.js';
 import type { Route } from './bind-session.js';
 import type { SessionStore } from './sessions.js';
 import type { Upstream } from './upstreams.js';
@@ -65,14 +65,15 @@ async function* discover(upstream: Upstream, msg: JsonRpcRequest): AsyncGenerato
   yield {
     jsonrpc: '2.0',
     id: msg.id,
-    result: {
-      supportedVersions: [MODERN_VERSION],
-      capabilities: init.capabilities,
-      ...(init.instructions !== undefined ? { instructions: init.instructions } : {}),
-      ttlMs: 0,
-      cacheScope: 'private',
-      ...(init.serverInfo !== undefined ? { _meta: { [META_SERVER_INFO]: init.serverInfo } } : {}),
-    },
+    result: toModernResult(
+      'server/discover',
+      {
+        supportedVersions: [MODERN_VERSION],
+        capabilities: init.capabilities,
+        ...(init.instructions !== undefined ? { instructions: init.instructions } : {}),
+      },
+      init.serverInfo,
+    ),
   };
 }
 

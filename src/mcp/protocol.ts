@@ -108,3 +108,27 @@ export function stripEnvelope(params: Record<string, unknown> | undefined): Reco
   else out._meta = rest;
   return out;
 }
+
+/** Methods whose 2026-07-28 results carry cache hints (`ttlMs`, `cacheScope`). */
+const CACHEABLE_METHODS = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list', 'resources/read', 'server/discover']);
+
+/**
+ * A session-based upstream's result, re-shaped for a 2026-07-28 client:
+ * `resultType` stamped, cache hints filled (always `private`: gitgate's answers
+ * depend on the caller), the upstream's identity under `_meta` serverInfo.
+ */
+export function toModernResult(method: string, result: unknown, serverInfo?: unknown): unknown {
+  if (result === null || typeof result !== 'object' || Array.isArray(result)) return result;
+  const out: Record<string, unknown> = { ...(result as Record<string, unknown>) };
+  out.resultType ??= 'complete';
+  if (out.resultType === 'complete' && CACHEABLE_METHODS.has(method)) {
+    if (!(Number.isInteger(out.ttlMs) && (out.ttlMs as number) >= 0)) out.ttlMs = 0;
+    out.cacheScope = 'private';
+  }
+  if (serverInfo !== undefined) {
+    const meta = out._meta;
+    if (meta === undefined) out._meta = { [META_SERVER_INFO]: serverInfo };
+    else if (meta !== null && typeof meta === 'object' && !Array.isArray(meta) && !(META_SERVER_INFO in meta)) out._meta = { ...meta, [META_SERVER_INFO]: serverInfo };
+  }
+  return out;
+}

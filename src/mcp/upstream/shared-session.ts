@@ -1,6 +1,6 @@
 import { GatewayError } from '../../errors.js';
 import { isNotification, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest } from '../jsonrpc.js';
-import { UPSTREAM_PROTOCOL_VERSION, stripEnvelope } from '../protocol.js';
+import { UPSTREAM_PROTOCOL_VERSION, stripEnvelope, toModernResult } from '../protocol.js';
 import type { UpstreamConnector, UpstreamSession } from './types.js';
 
 export interface InitializeResult {
@@ -81,7 +81,7 @@ export class SharedUpstreamSession {
 
   /** Forward one stateless request; yields its progress and its response, with the caller's ids restored. */
   async *request(msg: JsonRpcRequest, owner: string, signal?: AbortSignal): AsyncGenerator<JsonRpcMessage> {
-    const { session } = await this.ready();
+    const { session, init } = await this.ready();
     const gid = `gitgate-${++this.#seq}`;
     const params = stripEnvelope(msg.params);
     const meta = params?._meta as Record<string, unknown> | undefined;
@@ -97,7 +97,7 @@ export class SharedUpstreamSession {
     try {
       for await (const m of session.request(forwarded, signal)) {
         if (isResponse(m)) {
-          yield { ...m, id: msg.id };
+          yield m.result === undefined ? { ...m, id: msg.id } : { ...m, id: msg.id, result: toModernResult(msg.method, m.result, init.serverInfo) };
         } else if (isNotification(m) && m.method === 'notifications/progress' && m.params?.progressToken === gtoken) {
           yield { ...m, params: { ...m.params, progressToken: token } };
         } else if (isRequest(m)) {

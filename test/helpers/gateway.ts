@@ -1,0 +1,47 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { validateConfig } from '../../src/config/load.js';
+import { createGateway, type Gateway } from '../../src/gateway.js';
+import { makePolicyDir } from './policy.js';
+
+export interface TestGateway {
+  readonly gw: Gateway;
+  readonly url: string;
+  readonly dataDir: string;
+  token(sub: string, groups?: string[], opts?: { ttlSeconds?: number }): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startGateway(opts: {
+  upstreams: Record<string, unknown>;
+  policyDir?: string;
+  server?: Record<string, unknown>;
+  identity?: Record<string, unknown>;
+}): Promise<TestGateway> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-data-'));
+  const policyDir = opts.policyDir ?? (await makePolicyDir());
+  const config = validateConfig(
+    {
+      server: { host: '127.0.0.1', port: 0, ...opts.server },
+      dataDir,
+      identity: opts.identity ?? { mode: 'dev' },
+      policy: { dir: policyDir },
+      upstreams: opts.upstreams,
+      log: { level: 'silent' },
+    },
+    {},
+    dataDir,
+    'test',
+  );
+  const gw = await createGateway(config, { logger: pino({ level: process.env.GITGATE_TEST_LOG ?? 'silent' }) });
+  const url = await gw.listen();
+  return {
+    gw,
+    url,
+    dataDir,
+    token: (sub, groups = [], o = {}) => gw.devIssuer!.mint({ sub, groups, audience: config.identity.audience, ...(o.ttlSeconds ? { ttlSeconds: o.ttlSeconds } : {}) }),
+    close: () => gw.close(),
+  };
+}

@@ -1,0 +1,35 @@
+import { cp, mkdtemp, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { packageRoot } from '../../src/paths.js';
+import { ensureOpa } from '../../src/policy/opa-binary.js';
+
+export const opa = (): Promise<string> => ensureOpa(() => {}, process.env.GITGATE_OPA);
+
+/** Test upstreams governed by the repo's own default Rego, with test data. */
+export const TEST_POLICY_DATA = {
+  protocol_methods: ['initialize', 'ping', 'server/discover', 'logging/setLevel', 'completion/complete'],
+  list_methods: ['tools/list', 'resources/list', 'resources/templates/list', 'prompts/list'],
+  upstreams: Object.fromEntries(
+    ['http', 'stdio', 'demo', 'down', 'slow'].map((name) => [
+      name,
+      {
+        full_access_groups: ['eng'],
+        public_tools: ['echo', 'add', 'slow', 'ask-llm', 'ask-user', 'hang', 'get-sum'],
+        high_risk_tools: { 'get-env': { approvers: ['eng'], min_approvals: 1, ttl_seconds: 900 } },
+        mask: [{ path: '$.result', detectors: ['email', 'aws_access_key'] }],
+        credential_ttl_seconds: 60,
+      },
+    ]),
+  ),
+};
+
+/** A policy folder: the default policy's Rego plus the given data (default TEST_POLICY_DATA). */
+export async function makePolicyDir(data: unknown = TEST_POLICY_DATA, extraRego?: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'gitgate-policy-'));
+  await cp(path.join(packageRoot, 'policies', 'gitgate'), path.join(dir, 'gitgate'), { recursive: true });
+  await mkdir(path.join(dir, 'config'), { recursive: true });
+  await writeFile(path.join(dir, 'config', 'data.json'), JSON.stringify(data));
+  for (const [name, text] of Object.entries(extraRego ?? {})) await writeFile(path.join(dir, name), text);
+  return dir;
+}
