@@ -67,15 +67,18 @@ export function createVerifier(cfg: IdentityConfig & { issuer: string }, keys: (
   };
 }
 
-/** An OIDC issuer: JWKS from `jwksUri` or discovery, cached by jose and refetched on an unknown `kid`. */
-export function createOidcVerifier(cfg: IdentityConfig): TokenVerifier {
+/**
+ * An OIDC issuer: JWKS from `jwksUri` or discovery, cached by jose and refetched
+ * on an unknown `kid` at most once per cooldown (forged kids cannot cause a fetch storm).
+ */
+export function createOidcVerifier(cfg: IdentityConfig, opts: { jwksCooldownMs?: number } = {}): TokenVerifier {
   if (cfg.issuer === undefined) throw new GatewayError('CONFIG_INVALID', 'identity.issuer is required in oidc mode');
   let jwks: JWTVerifyGetKey | undefined;
   const issuer = cfg.issuer;
   return createVerifier({ ...cfg, issuer }, async () => {
     if (jwks === undefined) {
       const uri = cfg.jwksUri !== undefined ? new URL(cfg.jwksUri) : await discoverJwksUri(issuer);
-      jwks = createRemoteJWKSet(uri, { cooldownDuration: 5_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 });
+      jwks = createRemoteJWKSet(uri, { cooldownDuration: opts.jwksCooldownMs ?? 5_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 });
     }
     return jwks;
   });

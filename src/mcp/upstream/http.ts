@@ -24,13 +24,17 @@ function parseUpstreamMessage(name: string, text: string): JsonRpcMessage[] {
   return list as JsonRpcMessage[];
 }
 
-async function readAll(res: http.IncomingMessage, name: string): Promise<string> {
+async function readAll(res: http.IncomingMessage, name: string, onError: (res: http.IncomingMessage, err: unknown) => GatewayError): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const c of res as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > MAX_JSON_BYTES) throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${name} response exceeds ${MAX_JSON_BYTES} bytes`);
-    chunks.push(c);
+  try {
+    for await (const c of res as AsyncIterable<Buffer>) {
+      size += c.length;
+      if (size > MAX_JSON_BYTES) throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${name} response exceeds ${MAX_JSON_BYTES} bytes`);
+      chunks.push(c);
+    }
+  } catch (err) {
+    throw onError(res, err);
   }
   return Buffer.concat(chunks).toString('utf8');
 }
@@ -41,6 +45,14 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
   const lib = url.protocol === 'https:' ? https : http;
   const agent = new lib.Agent({ keepAlive: true, maxSockets: 256 });
   const name = cfg.name;
+  const timeouts = new WeakSet<object>();
+
+  /** What went wrong while a response body was being read, named for the client. */
+  function bodyError(res: http.IncomingMessage, err: unknown): GatewayError {
+    if (err instanceof GatewayError) return err;
+    if (timeouts.has(res)) return new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`);
+    return new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} closed the connection mid-response: ${(err as Error).message}`, { cause: err });
+  }
 
   function send(
     method: 'POST' | 'GET' | 'DELETE',
@@ -49,8 +61,17 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
     signal: AbortSignal | undefined,
   ): Promise<http.IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const req = lib.request(url, { method, headers, agent, signal: signal as AbortSignal }, resolve);
-      req.setTimeout(cfg.timeoutMs, () => req.destroy(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`)));
+      const req = lib.request(url, { method, headers, agent, signal: signal as AbortSignal }, (res) => {
+        // Failures while the body streams (timeouts, resets) become errors that name the upstream.
+        res.on('error', () => undefined);
+        resolve(res);
+      });
+      // Idle timeout: no bytes for timeoutMs, before or while the response streams.
+      req.setTimeout(cfg.timeoutMs, () => {
+        const err = new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`);
+        timeouts.add(req.res ?? req);
+        req.destroy(err);
+      });
       req.on('error', (err) => {
         if (err instanceof GatewayError) reject(err);
         else if ((err as Error).name === 'AbortError') reject(err);
@@ -88,9 +109,17 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       const ct = String(res.headers['content-type'] ?? '');
       if (ct.includes('text/event-stream')) {
         const parser = new SseParser();
+        const chunks = (res as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
         try {
-          for await (const chunk of res as AsyncIterable<Buffer>) {
-            for (const ev of parser.push(chunk)) {
+          for (;;) {
+            let r: IteratorResult<Buffer>;
+            try {
+              r = await chunks.next();
+            } catch (err) {
+              throw bodyError(res, err);
+            }
+            if (r.done) break;
+            for (const ev of parser.push(r.value)) {
               if (ev.event !== 'message' || ev.data === '') continue;
               for (const m of parseUpstreamMessage(name, ev.data)) {
                 yield m;
@@ -103,7 +132,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
         }
         throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${name} closed the stream before answering request ${String(id)}`);
       }
-      const text = await readAll(res, name);
+      const text = await readAll(res, name, bodyError);
       for (const m of parseUpstreamMessage(name, text)) yield m;
     }
 
@@ -116,7 +145,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
         const status = res.statusCode ?? 0;
         const ct = String(res.headers['content-type'] ?? '');
         if (status >= 400 && !ct.includes('application/json')) {
-          const text = await readAll(res, name).catch(() => '');
+          const text = await readAll(res, name, bodyError).catch(() => '');
           throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ''}`);
         }
         if (msg.method === 'initialize') {
@@ -133,7 +162,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       },
       async send(msg) {
         const res = await post(msg);
-        const text = await readAll(res, name).catch(() => '');
+        const text = await readAll(res, name, bodyError).catch(() => '');
         if ((res.statusCode ?? 0) >= 400) throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${res.statusCode}${text ? `: ${text.slice(0, 200)}` : ''}`);
       },
       async listen(signal) {

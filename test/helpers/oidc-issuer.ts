@@ -1,0 +1,42 @@
+import http from 'node:http';
+import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
+
+type Key = Awaited<ReturnType<typeof generateKeyPair>>;
+
+/** A real OIDC issuer on loopback: discovery, a JWKS that can rotate, and token minting. */
+export async function startOidcIssuer() {
+  const keys = new Map<string, { pair: Key; jwk: JWK }>();
+  let jwksFetches = 0;
+  const server = http.createServer((req, res) => {
+    if (req.url === '/.well-known/openid-configuration') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer, jwks_uri: `${issuer}/jwks`, id_token_signing_alg_values_supported: ['RS256'] }));
+    } else if (req.url === '/jwks') {
+      jwksFetches++;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [...keys.values()].map((k) => k.jwk) }));
+    } else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const issuer = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+
+  async function addKey(kid: string): Promise<void> {
+    const pair = await generateKeyPair('RS256', { extractable: true });
+    keys.set(kid, { pair, jwk: { ...(await exportJWK(pair.publicKey)), kid, alg: 'RS256', use: 'sig' } });
+  }
+  await addKey('k1');
+
+  return {
+    issuer,
+    addKey,
+    get jwksFetches() {
+      return jwksFetches;
+    },
+    publicPem: (kid = 'k1') => exportSPKI(keys.get(kid)!.pair.publicKey),
+    async mint(claims: JWTPayload, opts: { kid?: string; key?: Key['privateKey'] } = {}): Promise<string> {
+      const kid = opts.kid ?? 'k1';
+      const key = opts.key ?? keys.get(kid)!.pair.privateKey;
+      const now = Math.floor(Date.now() / 1000);
+      return new SignJWT({ iss: issuer, aud: 'gitgate', sub: 'alice', iat: now, exp: now + 300, ...claims }).setProtectedHeader({ alg: 'RS256', kid }).sign(key);
+    },
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
