@@ -5,7 +5,8 @@
 import { mkdir } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
-import type { GatewayConfig } from './config/types.js';
+import type { GatewayConfig, UpstreamConfig } from './config/types.js';
+import type { UpstreamConnector } from './mcp/upstream/types.js';
 import { toolEnv } from './config/load.js';
 import { buildApp, type Readiness } from './http/app.js';
 import { DEV_ISSUER, loadDevIssuer, type DevIssuer } from './identity/dev-issuer.js';
@@ -13,7 +14,7 @@ import { createLocalVerifier, createOidcVerifier, type TokenVerifier } from './i
 import { SessionStore } from './mcp/sessions.js';
 import { createUpstreamRegistry, type UpstreamRegistry } from './mcp/upstreams.js';
 import { GatewayMetrics } from './metrics/metrics.js';
-import { PolicyHolder, type PolicyInstance } from './policy/engine.js';
+import { PolicyHolder, type DecisionEngine, type PolicyInstance } from './policy/engine.js';
 import { loadPolicyFromDir } from './policy/local-source.js';
 import { ensureOpa } from './policy/opa-binary.js';
 import { VERSION } from './version.js';
@@ -38,6 +39,10 @@ export interface GatewayOptions {
   logger?: Logger;
   /** Skip loading the local policy folder (a caller swaps policies in itself). */
   policyInstance?: PolicyInstance;
+  /** Upstream transport adapter (default: Streamable HTTP or stdio from config); tests pass in-memory fakes. */
+  connectUpstream?: (cfg: UpstreamConfig) => UpstreamConnector;
+  /** Wrap the decision engine (tests record decisions). */
+  wrapPolicy?: (engine: DecisionEngine) => DecisionEngine;
 }
 
 export function createLogger(level: string): Logger {
@@ -84,14 +89,15 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   if (opts.policyInstance !== undefined) policy.swap(opts.policyInstance);
   else await reloadPolicy();
 
-  const upstreams = createUpstreamRegistry(config, logger, { name: 'gitgate', version: VERSION });
+  const upstreams = createUpstreamRegistry(config, logger, { name: 'gitgate', version: VERSION }, opts.connectUpstream);
   const sessions = new SessionStore((name) => config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 });
   const readiness: Readiness = {
     problems: () => (policy.current() === undefined ? ['no policy loaded'] : []),
     policy: () => policy.current()?.revision,
     lastPolicyError: () => lastPolicyError,
   };
-  const app = buildApp({ config, verifier, policy, upstreams, sessions, metrics, logger, readiness, ...(devIssuer ? { devIssuer } : {}) });
+  const engine = opts.wrapPolicy?.(policy) ?? policy;
+  const app = buildApp({ config, verifier, policy: engine, upstreams, sessions, metrics, logger, readiness, ...(devIssuer ? { devIssuer } : {}) });
 
   return {
     app,

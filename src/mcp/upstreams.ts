@@ -22,11 +22,12 @@ export function createUpstreamRegistry(
   config: GatewayConfig,
   log: StdioLogger,
   clientInfo: { name: string; version: string },
-  connect: (cfg: UpstreamConfig) => UpstreamConnector = (cfg) => defaultConnector(cfg, log),
+  connect?: (cfg: UpstreamConfig) => UpstreamConnector,
 ): UpstreamRegistry {
+  const make = connect ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, log));
   const map = new Map<string, Upstream>();
   for (const cfg of Object.values(config.upstreams)) {
-    const connector = connect(cfg);
+    const connector = make(cfg);
     map.set(cfg.name, { config: cfg, connector, shared: new SharedUpstreamSession(connector, clientInfo) });
   }
   return {

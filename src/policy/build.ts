@@ -12,7 +12,7 @@ const run = promisify(execFile);
 export const ENTRYPOINT = 'gitgate/decision';
 
 interface Capabilities {
-  builtins: { name: string }[];
+  builtins: { name: string; [k: string]: unknown }[];
   [k: string]: unknown;
 }
 
@@ -29,7 +29,7 @@ export async function gitgateCapabilities(opa: string): Promise<Capabilities> {
   const current = JSON.parse(stdout) as Capabilities;
   const builtins = [...sdk.builtins];
   for (const [name, b] of Object.entries(hostBuiltins)) {
-    if (!builtins.some((x) => x.name === name)) builtins.push({ name, ...b.decl });
+    if (!builtins.some((x) => x.name === name)) builtins.push({ name, decl: b.decl, ...(b.nondeterministic ? { nondeterministic: true } : {}) });
   }
   const { builtins: _ignored, ...rest } = current;
   return { ...rest, ...sdk, builtins };

@@ -5,13 +5,16 @@
  */
 
 export interface HostBuiltin {
+  /** The type declaration, as in OPA's capabilities.json `decl`. */
   readonly decl: Record<string, unknown>;
+  readonly nondeterministic?: boolean;
   readonly impl: (...args: unknown[]) => unknown;
 }
 
 export const hostBuiltins: Readonly<Record<string, HostBuiltin>> = {
   'time.now_ns': {
     decl: { result: { name: 'now', type: 'number' }, type: 'function' },
+    nondeterministic: true,
     impl: () => Date.now() * 1_000_000,
   },
 };

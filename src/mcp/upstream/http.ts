@@ -61,15 +61,17 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
     signal: AbortSignal | undefined,
   ): Promise<http.IncomingMessage> {
     return new Promise((resolve, reject) => {
+      let response: http.IncomingMessage | undefined;
       const req = lib.request(url, { method, headers, agent, signal: signal as AbortSignal }, (res) => {
-        // Failures while the body streams (timeouts, resets) become errors that name the upstream.
+        response = res;
+        // Failures while the body streams (timeouts, resets) surface through bodyError().
         res.on('error', () => undefined);
         resolve(res);
       });
       // Idle timeout: no bytes for timeoutMs, before or while the response streams.
       req.setTimeout(cfg.timeoutMs, () => {
         const err = new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`);
-        timeouts.add(req.res ?? req);
+        timeouts.add(response ?? req);
         req.destroy(err);
       });
       req.on('error', (err) => {

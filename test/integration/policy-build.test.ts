@@ -1,0 +1,129 @@
+import { readFile } from 'node:fs/promises';
+import { mkdtemp, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { GatewayError } from '../../src/errors.js';
+import { buildPolicyBundle } from '../../src/policy/build.js';
+import { readBundle } from '../../src/policy/bundle.js';
+import { instantiate, PolicyHolder, SMOKE_INPUT } from '../../src/policy/engine.js';
+import { testPolicies } from '../../src/policy/opa-test.js';
+import { packageRoot } from '../../src/paths.js';
+import type { PolicyInput } from '../../src/policy/input.js';
+import { makePolicyDir, opa } from '../helpers/policy.js';
+
+async function policyFolder(files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'gitgate-rego-'));
+  for (const [name, text] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(dir, name)), { recursive: true });
+    await writeFile(path.join(dir, name), text);
+  }
+  return dir;
+}
+
+async function build(dir: string) {
+  const out = await mkdtemp(path.join(tmpdir(), 'gitgate-out-'));
+  const built = await buildPolicyBundle({ opa: await opa(), srcDir: dir, outDir: out });
+  return readBundle(await readFile(built.path));
+}
+
+const input = (over: Partial<PolicyInput['mcp']> = {}, groups: string[] = []): PolicyInput => ({
+  identity: { sub: 'alice', groups, issuer: 'test' },
+  mcp: { method: 'tools/call', tool: 'echo', arguments: {}, protocol_version: '2025-11-25', era: 'legacy', ...over },
+  upstream: { name: 'demo', transport: 'stdio' },
+  request: { id: 'r', time_ns: 0 },
+});
+
+describe('policies compiled by the pinned opa and evaluated in WASM', () => {
+  beforeAll(async () => {
+    await opa();
+  });
+
+  it('the repo default policy passes opa fmt, check --strict and opa test with >= 90% coverage', async () => {
+    const report = await testPolicies(await opa(), path.join(packageRoot, 'policies'), 90);
+    expect(report.steps.filter((s) => !s.ok)).toEqual([]);
+    expect(report.coverage).toBeGreaterThanOrEqual(90);
+  });
+
+  it('the coverage gate and the fmt check can fail', async () => {
+    const dir = await policyFolder({
+      'p.rego': 'package gitgate\n\ndecision := {"allow": true, "reasons": []} if input.x\n\ndecision := {"allow": false, "reasons": []} if not input.x\n',
+      'p_test.rego': 'package gitgate_test\n\nimport data.gitgate\n\ntest_x if gitgate.decision.allow with input as {"x": true}\n',
+      'ugly.rego': 'package other\nx:=1\n',
+    });
+    const report = await testPolicies(await opa(), dir, 90);
+    expect(report.ok).toBe(false);
+    expect(report.steps.find((s) => s.name === 'opa fmt')?.ok).toBe(false);
+    expect(report.steps.find((s) => s.name.startsWith('coverage'))?.ok).toBe(false);
+  });
+
+  it('the default policy decides the demo contract', async () => {
+    const holder = new PolicyHolder();
+    holder.swap(await instantiate(await build(path.join(packageRoot, 'policies')), { source: 'repo' }));
+    const p = holder.current()!;
+    expect(p.evaluate(input({ tool: 'echo' })).allow).toBe(true);
+    expect(p.evaluate(input({ tool: 'get-sum' })).allow).toBe(true);
+    const denied = p.evaluate(input({ tool: 'get-tiny-image' }));
+    expect(denied).toMatchObject({ allow: false, valid: true, reasons: ['tools/call of get-tiny-image denied: alice (groups: []) may only call echo, get-sum'] });
+    expect(p.evaluate(input({ tool: 'get-tiny-image' }, ['eng'])).allow).toBe(true);
+    const env = p.evaluate(input({ tool: 'get-env' }, ['eng']));
+    expect(env).toMatchObject({ allow: true, risk: 'high', approval: { required: true, approvers: ['eng'], min_approvals: 1 } });
+    expect(p.evaluate(input({ tool: 'echo' })).mask).toEqual([{ path: '$.result', detectors: ['email', 'aws_access_key'] }]);
+  });
+
+  it('a policy that needs a builtin the runtime lacks fails at build time, naming it', async () => {
+    const dir = await policyFolder({
+      'p.rego': 'package gitgate\n\ndecision := {"allow": r.status_code == 200, "reasons": []} if {\n\tr := http.send({"method": "GET", "url": "http://127.0.0.1:1"})\n}\n',
+    });
+    const err = await build(dir).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GatewayError);
+    expect((err as GatewayError).code).toBe('POLICY_BUILD_FAILED');
+    expect((err as GatewayError).message).toMatch(/http\.send/);
+  });
+
+  it('gitgate supplies time.now_ns to the WASM module', async () => {
+    const dir = await policyFolder({
+      'p.rego': 'package gitgate\n\ndecision := {"allow": time.now_ns() > 1700000000000000000, "reasons": [sprintf("now=%d", [time.now_ns()])]}\n',
+    });
+    const p = await instantiate(await build(dir), { source: 'test' });
+    const d = p.evaluate(SMOKE_INPUT);
+    expect(d.allow).toBe(true);
+    const reported = Number(/now=(\d+)/.exec(d.reasons[0]!)![1]);
+    expect(Math.abs(reported / 1e6 - Date.now())).toBeLessThan(60_000);
+  });
+
+  it('an invalid decision is a deny that says why; an undefined decision too', async () => {
+    const bad = await policyFolder({ 'p.rego': 'package gitgate\n\ndecision := {"allow": "yes", "reasons": []} if input.mcp.method == "tools/call"\n\ndecision := {"allow": true, "reasons": []} if input.mcp.method == "ping"\n' });
+    const p = await instantiate(await build(bad), { source: 'test' });
+    const d = p.evaluate(input());
+    expect(d).toMatchObject({ allow: false, valid: false });
+    expect(d.reasons[0]).toMatch(/policy decision invalid: allow: must be boolean/);
+    const undef = p.evaluate(input({ method: 'tools/list' }));
+    expect(undef).toMatchObject({ allow: false, valid: false, reasons: [expect.stringMatching(/no decision/)] });
+  });
+
+  it('a policy whose smoke decision is invalid is refused before it can serve', async () => {
+    const dir = await policyFolder({ 'p.rego': 'package gitgate\n\ndecision := {"allow": true}\n' });
+    await expect(instantiate(await build(dir), { source: 'test' })).rejects.toThrow(/smoke decision failed/);
+  });
+
+  it('swaps atomically: a captured instance keeps deciding with its own revision', async () => {
+    const holder = new PolicyHolder();
+    const a = await instantiate(await build(await policyFolder({ 'p.rego': 'package gitgate\n\ndecision := {"allow": true, "reasons": ["A"]}\n' })), { source: 'a' });
+    const b = await instantiate(await build(await policyFolder({ 'p.rego': 'package gitgate\n\ndecision := {"allow": false, "reasons": ["B"]}\n' })), { source: 'b' });
+    const swaps: string[] = [];
+    holder.onSwap((rev) => swaps.push(rev.source));
+    holder.swap(a);
+    const inFlight = holder.current()!;
+    holder.swap(b);
+    expect(inFlight.evaluate(SMOKE_INPUT).reasons).toEqual(['A']);
+    expect(holder.current()!.evaluate(SMOKE_INPUT).reasons).toEqual(['B']);
+    expect(swaps).toEqual(['a', 'b']);
+    expect(a.revision.bundleDigest).not.toBe(b.revision.bundleDigest);
+  });
+
+  it('test data drives the same Rego (helper sanity)', async () => {
+    const p = await instantiate(await build(await makePolicyDir()), { source: 'test' });
+    expect(p.evaluate({ ...input({ tool: 'add' }), upstream: { name: 'http', transport: 'http' } }).allow).toBe(true);
+  });
+});
