@@ -1,0 +1,105 @@
+import { once } from 'node:events';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { connectClient } from '../helpers/client.js';
+import { gitgate, serveProcess } from '../helpers/cli.js';
+
+describe('the embedded default: `gitgate serve` with no config, server-everything as demo', () => {
+  let dataDir: string;
+  let server: Awaited<ReturnType<typeof serveProcess>>;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-embedded-'));
+    server = await serveProcess(['--port', '0', '--data-dir', dataDir]);
+  });
+  afterAll(() => {
+    if (server.child.exitCode === null) server.child.kill('SIGKILL');
+  });
+
+  const token = async (args: string[]) => {
+    const r = await gitgate(['token', '--data-dir', dataDir, ...args]);
+    expect(r.code).toBe(0);
+    return r.stdout.trim();
+  };
+
+  it('`gitgate token` prints only a JWT', async () => {
+    const t = await token(['--sub', 'alice', '--groups', 'eng', '--ttl', '10m']);
+    expect(t).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    const payload = JSON.parse(Buffer.from(t.split('.')[1]!, 'base64url').toString()) as { sub: string; groups: string[]; exp: number; iat: number };
+    expect(payload).toMatchObject({ sub: 'alice', groups: ['eng'] });
+    expect(payload.exp - payload.iat).toBe(600);
+  });
+
+  it('a caller with no groups lists the tools, may call echo and get-sum, and is refused the rest', async () => {
+    const c = await connectClient(`${server.url}/mcp/demo`, await token(['--sub', 'bob']));
+    const { tools } = await c.client.listTools();
+    expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(['echo', 'get-sum', 'get-env']));
+    expect((await c.client.callTool({ name: 'echo', arguments: { message: 'hello' } })).content).toEqual([{ type: 'text', text: 'Echo: hello' }]);
+    const sum = await c.client.callTool({ name: 'get-sum', arguments: { a: 2, b: 3 } });
+    expect(JSON.stringify(sum.content)).toContain('5');
+    const err = (await c.client.callTool({ name: 'get-tiny-image', arguments: {} }).catch((e: unknown) => e)) as McpError;
+    expect(err).toBeInstanceOf(McpError);
+    expect(err.message).toContain('tools/call of get-tiny-image denied: bob (groups: []) may only call echo, get-sum');
+    await c.close();
+  });
+
+  it('eng may use every tool; get-env needs an approval', async () => {
+    const c = await connectClient(`${server.url}/mcp/demo`, await token(['--sub', 'alice', '--groups', 'eng']));
+    const img = await c.client.callTool({ name: 'get-tiny-image', arguments: {} });
+    expect(JSON.stringify(img.content)).toContain('image/png');
+    const err = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
+    expect(err.code).toBe(-32011);
+    expect(err.message).toContain('get-env is high risk and needs 1 approval(s)');
+    const prompts = await c.client.listPrompts();
+    expect(prompts.prompts.length).toBeGreaterThan(0);
+    await c.close();
+  });
+
+  it('serves /readyz as JSON, /healthz and Prometheus /metrics', async () => {
+    const ready = (await (await fetch(`${server.url}/readyz`)).json()) as { ready: boolean; policy: { bundle_digest: string; source: string } };
+    expect(ready.ready).toBe(true);
+    expect(ready.policy.source).toMatch(/policies$/);
+    expect(ready.policy.bundle_digest).toMatch(/^[0-9a-f]{64}$/);
+    expect(await (await fetch(`${server.url}/healthz`)).json()).toEqual({ status: 'ok' });
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toMatch(/gitgate_requests_total\{upstream="demo",method="tools\/call",outcome="policy_denied"\} \d+/);
+    expect(metrics).toMatch(/gitgate_requests_total\{upstream="demo",method="tools\/call",outcome="ok"\} \d+/);
+    expect(metrics).toMatch(/gitgate_decision_duration_seconds_count \d+/);
+    expect(metrics).toContain('gitgate_policy_info{source=');
+  });
+
+  it('logs never contain a token', async () => {
+    const t = await token(['--sub', 'carol']);
+    await fetch(`${server.url}/mcp/demo`, { method: 'POST', headers: { authorization: `Bearer ${t}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' });
+    expect(server.output()).not.toContain(t);
+  });
+
+  it('exits 0 on SIGTERM after draining', async () => {
+    server.child.kill('SIGTERM');
+    const [code] = (await once(server.child, 'exit')) as [number];
+    expect(code).toBe(0);
+  });
+});
+
+describe('the CLI reports bad input clearly', () => {
+  it('an invalid config file lists every problem with its path', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'gitgate-cfg-'));
+    const file = path.join(dir, 'gitgate.yaml');
+    await (await import('node:fs/promises')).writeFile(file, 'server:\n  port: "eighty"\nupstreams:\n  Bad_Name: {url: "ftp://x"}\n  ok: {}\nsurprise: true\n');
+    const r = await gitgate(['serve', '--config', file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('server.port: must be integer');
+    expect(r.stderr).toContain('(root): unknown key "surprise"');
+    expect(r.stderr).toMatch(/upstreams: property name must match pattern|Bad_Name/);
+    expect(r.stderr).toContain('upstreams.ok: must match exactly one schema in oneOf');
+  });
+
+  it('`gitgate token` without --sub says what is missing', async () => {
+    const r = await gitgate(['token']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("required option '--sub <id>' not specified");
+  });
+});

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { validateConfig } from '../../src/config/load.js';
+import { GatewayError } from '../../src/errors.js';
+import { mapClaims } from '../../src/identity/identity.js';
+import { normalizeDecision } from '../../src/policy/decision.js';
+
+describe('config', () => {
+  it('fills defaults, resolves paths and freezes', () => {
+    const c = validateConfig({ upstreams: { a: { url: 'http://127.0.0.1:1/mcp' } } }, {}, '/srv', 'test');
+    expect(c.server).toMatchObject({ host: '127.0.0.1', port: 8080, bodyLimitBytes: 4194304 });
+    expect(c.dataDir).toBe('/srv/.gitgate');
+    expect(c.identity).toMatchObject({ mode: 'dev', audience: 'gitgate', clockToleranceSeconds: 30 });
+    expect(c.upstreams.a).toMatchObject({ timeoutMs: 60000, maxSessions: 64 });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.upstreams.a)).toBe(true);
+    expect(() => ((c.server as { port: number }).port = 1)).toThrow();
+  });
+
+  it('applies CLI overrides before validation', () => {
+    const c = validateConfig({ upstreams: { a: { url: 'http://x/' } } }, { port: 9999, dataDir: 'state' }, '/srv', 'test');
+    expect(c.server.port).toBe(9999);
+    expect(c.dataDir).toBe('/srv/state');
+  });
+
+  it('reports every problem at once with its path', () => {
+    let err: GatewayError | undefined;
+    try {
+      validateConfig({ server: { port: -1 }, identity: { mode: 'oidc' }, upstreams: { a: { url: 'http://x/', stdio: { command: 'x' } } }, extra: 1 }, {}, '/', 'gitgate.yaml');
+    } catch (e) {
+      err = e as GatewayError;
+    }
+    expect(err?.code).toBe('CONFIG_INVALID');
+    const problems = (err?.data as { problems: string[] }).problems;
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'server.port: must be >= 0',
+        "identity: must have required property 'issuer'",
+        'upstreams.a: must match exactly one schema in oneOf',
+        '(root): unknown key "extra"',
+      ]),
+    );
+  });
+});
+
+describe('decisions are validated against the schema', () => {
+  it('fills optional parts', () => {
+    expect(normalizeDecision({ allow: true, reasons: [] })).toMatchObject({
+      allow: true,
+      risk: 'low',
+      approval: { required: false },
+      mask: [],
+      credential: { ttl_seconds: 60, scopes: [] },
+      valid: true,
+    });
+  });
+
+  it.each([
+    [{ allow: 'yes', reasons: [] }, /allow: must be boolean/],
+    [{ allow: true }, /must have required property 'reasons'/],
+    [{ allow: true, reasons: [], approval: { required: true } }, /approvers/],
+    [{ allow: true, reasons: [], credential: { ttl_seconds: 999999 } }, /ttl_seconds: must be <= 3600/],
+    [{ allow: true, reasons: [], mask: [{ path: 'result' }] }, /path: must match pattern/],
+    [{ allow: true, reasons: [], bogus: 1 }, /unknown key "bogus"/],
+    [[], /must be object/],
+  ])('%j is a deny', (raw, why) => {
+    const d = normalizeDecision(raw);
+    expect(d.allow).toBe(false);
+    expect(d.valid).toBe(false);
+    expect(d.reasons[0]).toMatch(why);
+  });
+});
+
+describe('claims', () => {
+  const names = { sub: 'sub', email: 'email', groups: 'groups', githubLogin: 'github_login' };
+  it('accepts groups as an array or a space/comma separated string, ignores non-strings', () => {
+    expect(mapClaims({ sub: 's', groups: ['a', 1, 'b'] }, names).groups).toEqual(['a', 'b']);
+    expect(mapClaims({ sub: 's', groups: 'a b,c' }, names).groups).toEqual(['a', 'b', 'c']);
+    expect(mapClaims({ sub: 's' }, names).groups).toEqual([]);
+  });
+});
