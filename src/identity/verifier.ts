@@ -43,11 +43,27 @@ function describe(err: unknown): string {
   return 'token verification failed';
 }
 
-/** Verify with jose against a key set: iss, aud, exp, nbf, algorithm allow-list, clock tolerance. */
+/** How long a verified token is trusted without re-checking its signature, at most. */
+export const VERIFIED_CACHE_MS = 60_000;
+const VERIFIED_CACHE_MAX = 10_000;
+
+/**
+ * Verify with jose against a key set: iss, aud, exp, nbf, algorithm allow-list,
+ * clock tolerance. A verified token is remembered (bounded, FIFO) until
+ * min(exp, 60 s) so repeat calls skip the signature check; failures are never
+ * cached, and a key removed from the JWKS stops being honoured within 60 s.
+ */
 export function createVerifier(cfg: IdentityConfig & { issuer: string }, keys: () => Promise<JWTVerifyGetKey>): TokenVerifier {
+  const verified = new Map<string, { identity: Identity; until: number }>();
   return {
     issuer: cfg.issuer,
     async verify(token) {
+      const now = Date.now();
+      const hit = verified.get(token);
+      if (hit !== undefined) {
+        if (hit.until > now) return hit.identity;
+        verified.delete(token);
+      }
       try {
         const getKey = await keys();
         const { payload } = await jwtVerify(token, getKey, {
@@ -59,6 +75,8 @@ export function createVerifier(cfg: IdentityConfig & { issuer: string }, keys: (
         });
         const identity = mapClaims(payload, cfg.claims);
         if (identity.sub === '') throw new GatewayError('AUTH_INVALID', `claim "${cfg.claims.sub}" is missing`);
+        if (verified.size >= VERIFIED_CACHE_MAX) verified.delete(verified.keys().next().value!);
+        verified.set(token, { identity, until: Math.min((payload.exp ?? 0) * 1000, now + VERIFIED_CACHE_MS) });
         return identity;
       } catch (err) {
         throw new GatewayError('AUTH_INVALID', describe(err), { cause: err });

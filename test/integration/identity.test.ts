@@ -93,6 +93,15 @@ describe('OIDC bearer tokens verified with jose against the issuer JWKS', () => 
     await expect(v.verify(await idp.mint({}, { kid: 'k2' }))).resolves.toMatchObject({ sub: 'alice' });
   });
 
+  it('a remembered token still expires on time', async () => {
+    const v = createOidcVerifier(cfg({ clockToleranceSeconds: 0 }));
+    const t = await idp.mint({ exp: now() + 1 });
+    await expect(v.verify(t)).resolves.toMatchObject({ sub: 'alice' });
+    await expect(v.verify(t)).resolves.toMatchObject({ sub: 'alice' });
+    await new Promise((r) => setTimeout(r, 1100));
+    await rejects(t, /token expired/, v);
+  });
+
   it('rejects a token without sub', async () => {
     await rejects(await idp.mint({ sub: undefined }), /"sub"/);
   });

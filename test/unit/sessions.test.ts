@@ -3,7 +3,7 @@ import { GatewayError } from '../../src/errors.js';
 import { SessionStore } from '../../src/mcp/sessions.js';
 import type { UpstreamSession } from '../../src/mcp/upstream/types.js';
 
-function fakeSession(): UpstreamSession & { closes: number } {
+function fakeSession(): UpstreamSession & { closes: number; closed: boolean } {
   const s = {
     closes: 0,
     closed: false,

@@ -112,6 +112,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       if (ct.includes('text/event-stream')) {
         const parser = new SseParser();
         const chunks = (res as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+        let answered = false;
         try {
           for (;;) {
             let r: IteratorResult<Buffer>;
@@ -124,13 +125,17 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
             for (const ev of parser.push(r.value)) {
               if (ev.event !== 'message' || ev.data === '') continue;
               for (const m of parseUpstreamMessage(name, ev.data)) {
+                if (isResponse(m) && m.id === id) answered = true;
                 yield m;
-                if (isResponse(m) && m.id === id) return;
+                if (answered) return;
               }
             }
           }
         } finally {
-          res.destroy();
+          // Answered: let the (ending) stream drain so its keep-alive socket returns to the pool.
+          // Otherwise (error, client gone) close it so the upstream stops working for nobody.
+          if (answered) res.resume();
+          else res.destroy();
         }
         throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${name} closed the stream before answering request ${String(id)}`);
       }

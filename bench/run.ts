@@ -1,0 +1,117 @@
+/**
+ * gitgate benchmark: tools/call through gitgate vs directly to the same upstream
+ * vs a bare passthrough proxy, at 1 and 16 concurrent sessions; and policy
+ * evaluation alone. All traffic stays on 127.0.0.1; every loop is bounded.
+ *
+ *   npm run bench            (BENCH_REQUESTS=4000 to change the sample)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { packageRoot } from '../src/paths.js';
+import { buildPolicyBundle } from '../src/policy/build.js';
+import { readBundle } from '../src/policy/bundle.js';
+import { instantiate } from '../src/policy/engine.js';
+import type { PolicyInput } from '../src/policy/input.js';
+import { ensureOpa } from '../src/policy/opa-binary.js';
+import { percentile, run, type RunResult, type Target } from './load.js';
+
+const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 3000);
+const children: ChildProcess[] = [];
+
+function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
+  const child = spawn(cmd, args, { cwd: packageRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /listening (?:on )?(http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out}`)));
+  });
+}
+
+async function policyDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'gitgate-bench-policy-'));
+  await cp(path.join(packageRoot, 'policies', 'gitgate'), path.join(dir, 'gitgate'), { recursive: true });
+  const data = JSON.parse(await readFile(path.join(packageRoot, 'policies', 'config', 'data.json'), 'utf8')) as { upstreams: Record<string, unknown> };
+  data.upstreams.bench = { full_access_groups: ['eng'], public_tools: ['echo'], high_risk_tools: {}, mask: [], credential_ttl_seconds: 60 };
+  await mkdir(path.join(dir, 'config'));
+  await writeFile(path.join(dir, 'config', 'data.json'), JSON.stringify(data));
+  return dir;
+}
+
+async function policyOnly(dir: string): Promise<{ medianUs: number; p99Us: number }> {
+  const opa = await ensureOpa();
+  const built = await buildPolicyBundle({ opa, srcDir: dir, outDir: await mkdtemp(path.join(tmpdir(), 'gitgate-bench-build-')) });
+  const p = await instantiate(await readBundle(await readFile(built.path)), { source: dir });
+  const input: PolicyInput = {
+    identity: { sub: 'bench', groups: ['eng'], issuer: 'bench' },
+    mcp: { method: 'tools/call', tool: 'echo', arguments: { message: 'benchmark payload' }, protocol_version: '2025-11-25', era: 'legacy' },
+    upstream: { name: 'bench', transport: 'http' },
+    request: { id: 'r', time_ns: 0 },
+  };
+  for (let i = 0; i < 2000; i++) p.evaluate(input);
+  const samples: number[] = [];
+  for (let b = 0; b < 20; b++) {
+    const n = 2000;
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) p.evaluate(input);
+    samples.push(Number(process.hrtime.bigint() - t0) / 1e3 / n);
+  }
+  samples.sort((a, b) => a - b);
+  return { medianUs: percentile(samples, 50), p99Us: percentile(samples, 99) };
+}
+
+const fmt = (r: RunResult) => `${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(3).padStart(7)} ms   p99 ${r.p99.toFixed(3).padStart(7)} ms`;
+
+async function main(): Promise<void> {
+  const upstreamUrl = await start(process.execPath, [path.join(packageRoot, 'test', 'fixtures', 'demo-server.mjs'), 'http']);
+  const passUrl = await start(process.execPath, [path.join(packageRoot, 'bench', 'passthrough.mjs'), upstreamUrl]);
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-bench-data-'));
+  const dir = await policyDir();
+  const cfg = path.join(dataDir, 'gitgate.yaml');
+  await writeFile(cfg, `dataDir: ${dataDir}\npolicy:\n  dir: ${dir}\nlog:\n  level: warn\nupstreams:\n  bench:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n`);
+  const gwUrl = await start(process.execPath, [path.join(packageRoot, 'bin', 'gitgate.js'), 'serve', '--config', cfg, '--port', '0']);
+  const token = await new Promise<string>((resolve, reject) => {
+    const c = spawn(process.execPath, [path.join(packageRoot, 'bin', 'gitgate.js'), 'token', '--config', cfg, '--sub', 'bench', '--groups', 'eng'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    c.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error('token failed'))));
+  });
+
+  const targets: Target[] = [
+    { name: 'direct', url: upstreamUrl, headers: {} },
+    { name: 'passthrough', url: passUrl, headers: {} },
+    { name: 'gitgate', url: `${gwUrl}/mcp/bench`, headers: { authorization: `Bearer ${token}` } },
+  ];
+  console.log(`gitgate bench — ${REQUESTS} tools/call per run, node ${process.version}, ${new Date().toISOString()}`);
+  const results: Record<string, Record<number, RunResult>> = {};
+  for (const conc of [1, 16]) {
+    console.log(`\nconcurrency ${conc}`);
+    for (const t of targets) {
+      const r = await run(t, conc, REQUESTS, Math.min(500, REQUESTS / 4));
+      (results[t.name] ??= {})[conc] = r;
+      console.log(`  ${t.name.padEnd(12)} ${fmt(r)}`);
+    }
+    const g = results.gitgate![conc]!;
+    const d = results.direct![conc]!;
+    const p = results.passthrough![conc]!;
+    console.log(`  gitgate vs direct:      throughput ${((g.rps / d.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - d.p50).toFixed(3)} ms`);
+    console.log(`  gitgate vs passthrough: throughput ${((g.rps / p.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - p.p50).toFixed(3)} ms`);
+  }
+  const pol = await policyOnly(dir);
+  console.log(`\npolicy evaluation alone (WASM, tools/call input): median ${pol.medianUs.toFixed(1)} µs/decision, p99 of batches ${pol.p99Us.toFixed(1)} µs`);
+}
+
+main()
+  .catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const c of children) c.kill('SIGTERM');
+  });
