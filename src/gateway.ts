@@ -18,6 +18,10 @@ import { PolicyHolder, type DecisionEngine, type PolicyInstance } from './policy
 import { loadPolicyFromDir } from './policy/local-source.js';
 import { ensureOpa } from './policy/opa-binary.js';
 import { VERSION } from './version.js';
+import { Credentials } from './credentials/credentials.js';
+import { KeyRing } from './credentials/keyring.js';
+import { ToolCatalogs } from './mcp/tool-catalog.js';
+import { RateLimiter } from './policy/rate-limit.js';
 
 export interface Gateway {
   readonly app: FastifyInstance;
@@ -26,6 +30,7 @@ export interface Gateway {
   readonly upstreams: UpstreamRegistry;
   readonly sessions: SessionStore;
   readonly devIssuer?: DevIssuer;
+  readonly credentials: Credentials;
   readonly logger: Logger;
   /** Rebuild the policy from config.policy.dir and swap it in (keeps the old one on failure). */
   reloadPolicy(): Promise<PolicyInstance>;
@@ -89,15 +94,39 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   if (opts.policyInstance !== undefined) policy.swap(opts.policyInstance);
   else await reloadPolicy();
 
-  const upstreams = createUpstreamRegistry(config, logger, { name: 'gitgate', version: VERSION }, opts.connectUpstream);
+  // Retired keys stay published while tokens they signed can still be valid.
+  const keys = await KeyRing.load(config.dataDir, {
+    graceMs: (config.credentials.maxTtlSeconds + config.identity.clockToleranceSeconds + 60) * 1000,
+    activationMs: config.credentials.keyActivationSeconds * 1000,
+  });
+  const credentials = new Credentials(config, keys);
+  const rotateAfterMs = config.credentials.rotateAfterHours === undefined ? undefined : config.credentials.rotateAfterHours * 3_600_000;
+  const rotation =
+    rotateAfterMs === undefined
+      ? undefined
+      : setInterval(() => {
+          if (keys.age() < rotateAfterMs) return;
+          keys.rotate().then(
+            (k) => logger.info({ kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString() }, 'credential signing key rotated (pre-published)'),
+            (err: unknown) => logger.error({ err }, 'credential signing key rotation failed'),
+          );
+        }, Math.min(rotateAfterMs / 10, 3_600_000));
+  rotation?.unref();
+
+  const upstreams = createUpstreamRegistry(config, logger, { name: 'gitgate', version: VERSION }, opts.connectUpstream, (cfg, method) =>
+    credentials.forCall(cfg, { subject: 'gitgate', method }),
+  );
   const sessions = new SessionStore((name) => config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 });
+  const catalogs = new ToolCatalogs();
+  sessions.onDelete = (id) => catalogs.delete(`session:${id}`);
+  const rates = new RateLimiter();
   const readiness: Readiness = {
     problems: () => (policy.current() === undefined ? ['no policy loaded'] : []),
     policy: () => policy.current()?.revision,
     lastPolicyError: () => lastPolicyError,
   };
   const engine = opts.wrapPolicy?.(policy) ?? policy;
-  const app = buildApp({ config, verifier, policy: engine, upstreams, sessions, metrics, logger, readiness, ...(devIssuer ? { devIssuer } : {}) });
+  const app = buildApp({ config, verifier, policy: engine, upstreams, sessions, metrics, credentials, rates, catalogs, logger, readiness, ...(devIssuer ? { devIssuer } : {}) });
 
   return {
     app,
@@ -105,6 +134,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     policy,
     upstreams,
     sessions,
+    credentials,
     logger,
     ...(devIssuer ? { devIssuer } : {}),
     reloadPolicy,
@@ -116,6 +146,8 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
     },
     async close() {
+      if (rotation !== undefined) clearInterval(rotation);
+      rates.close();
       await app.close();
       await sessions.closeAll();
       await upstreams.shutdown();

@@ -28,6 +28,13 @@ tool_permitted if full_access
 
 tool_permitted if input.mcp.tool in upstream_cfg.public_tools
 
+# A tool whose description or schemas changed since the caller's session listed it
+# (a "rug pull") is refused until a new session sees it as it is now.
+rug_pulled if {
+	tool_call
+	input.mcp.tool_changed == true
+}
+
 high_risk if {
 	tool_call
 	upstream_cfg.high_risk_tools[input.mcp.tool]
@@ -50,6 +57,7 @@ allow if {
 allow if {
 	tool_call
 	tool_permitted
+	not rug_pulled
 }
 
 allow if {
@@ -78,7 +86,10 @@ reasons contains sprintf("%s allowed for %s", [input.mcp.method, caller_text]) i
 reasons contains sprintf("tools/call of %s allowed for %s", [input.mcp.tool, caller_text]) if {
 	tool_call
 	tool_permitted
+	not rug_pulled
 }
+
+reasons contains sprintf("tools/call of %s denied: the tool changed since this session first listed it", [input.mcp.tool]) if rug_pulled
 
 reasons contains sprintf("tools/call of %s denied: %s may only call %s", [input.mcp.tool, caller_text, concat(", ", upstream_cfg.public_tools)]) if {
 	tool_call
@@ -135,11 +146,22 @@ scopes contains sprintf("%s:%s", [input.mcp.method, input.mcp.tool]) if tool_cal
 
 scopes contains input.mcp.method if not tool_call
 
-decision := {
-	"allow": allow,
-	"reasons": sort([r | some r in reasons]),
-	"risk": risk,
-	"approval": approval,
-	"mask": mask,
-	"credential": {"ttl_seconds": credential_ttl, "scopes": sort([s | some s in scopes])},
+# Tool calls are rate limited per caller when the upstream's data says so.
+default rate_part := {}
+
+rate_part := {"rate": upstream_cfg.rate} if {
+	tool_call
+	upstream_cfg.rate
 }
+
+decision := object.union(
+	{
+		"allow": allow,
+		"reasons": sort([r | some r in reasons]),
+		"risk": risk,
+		"approval": approval,
+		"mask": mask,
+		"credential": {"ttl_seconds": credential_ttl, "scopes": sort([s | some s in scopes])},
+	},
+	rate_part,
+)

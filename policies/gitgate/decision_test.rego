@@ -108,6 +108,25 @@ test_decision_shape_is_complete if {
 	object.keys(d) == {"allow", "reasons", "risk", "approval", "mask", "credential"}
 }
 
+test_tool_calls_carry_the_upstream_rate if {
+	d := gitgate.decision with input as call(bob_nogroups, "echo")
+	d.rate == {"calls": 120, "window_seconds": 60}
+}
+
+test_changed_tool_is_refused if {
+	i := req(alice_eng, "tools/call", {"tool": "echo", "arguments": {}, "tool_changed": true})
+	d := gitgate.decision with input as i
+	not d.allow
+	d.reasons == ["tools/call of echo denied: the tool changed since this session first listed it"]
+}
+
+test_listing_asks_about_each_tool if {
+	visible := gitgate.decision with input as req(bob_nogroups, "tools/call", {"tool": "echo", "listing": true})
+	visible.allow
+	hidden := gitgate.decision with input as req(bob_nogroups, "tools/call", {"tool": "get-env", "listing": true})
+	not hidden.allow
+}
+
 test_credential_ttl_defaults_without_upstream_config if {
 	i := object.union(req(alice_eng, "ping", {}), {"upstream": {"name": "elsewhere", "transport": "http"}})
 	d := gitgate.decision with input as i

@@ -5,7 +5,8 @@ import YAML from 'yaml';
 import { GatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
 import { compileSchema, formatSchemaErrors } from './schema.js';
-import type { GatewayConfig, UpstreamConfig } from './types.js';
+import { Secret } from './secret.js';
+import type { CredentialPlacement, GatewayConfig, StaticSecret, UpstreamConfig } from './types.js';
 
 export interface ConfigOverrides {
   port?: number;
@@ -75,12 +76,21 @@ export function validateConfig(
     });
   }
   const env = process.env;
+  const problems: string[] = [];
   const logLevel = env.GITGATE_LOG_LEVEL ?? (doc.log as { level: string }).level;
   const upstreams: Record<string, UpstreamConfig> = {};
   for (const [name, raw] of Object.entries((doc.upstreams ?? {}) as Record<string, Record<string, unknown>>)) {
     const stdio = raw.stdio as { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | undefined;
+    const url = raw.url as string | undefined;
+    const placement = raw.credential as CredentialPlacement | false | undefined;
+    const credential: CredentialPlacement | undefined =
+      placement === false ? undefined : placement !== undefined ? { header: 'authorization', scheme: 'Bearer', ...placement } : url !== undefined ? { header: 'authorization', scheme: 'Bearer' } : undefined;
+    const secret = readSecret(`upstreams.${name}.secret`, raw.secret as SecretRef | undefined, baseDir, env, problems);
     upstreams[name] = {
       name,
+      audience: (raw.audience as string | undefined) ?? url ?? `gitgate:upstream:${name}`,
+      ...(credential !== undefined ? { credential } : {}),
+      ...(secret !== undefined ? { secret } : {}),
       ...(raw.url !== undefined ? { url: raw.url as string } : {}),
       ...(stdio !== undefined
         ? {
@@ -97,9 +107,11 @@ export function validateConfig(
       idleTimeoutMs: raw.idleTimeoutMs as number,
     };
   }
-  if (Object.keys(upstreams).length === 0) {
-    throw new GatewayError('CONFIG_INVALID', `${source}: 1 problem(s):\n  - upstreams: at least one upstream is required`);
+  if (Object.keys(upstreams).length === 0) problems.push('upstreams: at least one upstream is required');
+  if (problems.length > 0) {
+    throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
   }
+  const creds = (doc.credentials ?? {}) as { issuer?: string; maxTtlSeconds?: number; keyActivationSeconds?: number; rotateAfterHours?: number };
   const policy = doc.policy as { dir: string; entrypoint: 'gitgate/decision' };
   const config: GatewayConfig = {
     server: {
@@ -110,10 +122,47 @@ export function validateConfig(
     identity: doc.identity as GatewayConfig['identity'],
     policy: { dir: path.resolve(baseDir, policy.dir), entrypoint: policy.entrypoint },
     upstreams,
+    credentials: {
+      issuer: creds.issuer ?? (server.publicUrl as string | undefined) ?? 'urn:gitgate',
+      maxTtlSeconds: creds.maxTtlSeconds ?? 300,
+      keyActivationSeconds: creds.keyActivationSeconds ?? 300,
+      ...(creds.rotateAfterHours !== undefined ? { rotateAfterHours: creds.rotateAfterHours } : {}),
+    },
     log: { level: logLevel },
     source,
   };
   return deepFreeze(config);
+}
+
+interface SecretRef {
+  header?: string;
+  scheme?: string;
+  envVar?: string;
+  fromEnv?: string;
+  fromFile?: string;
+}
+
+function readSecret(where: string, ref: SecretRef | undefined, baseDir: string, env: NodeJS.ProcessEnv, problems: string[]): StaticSecret | undefined {
+  if (ref === undefined) return undefined;
+  let value: string | undefined;
+  if (ref.fromEnv !== undefined) {
+    value = env[ref.fromEnv];
+    if (value === undefined || value === '') problems.push(`${where}: environment variable ${ref.fromEnv} is not set`);
+  } else if (ref.fromFile !== undefined) {
+    const file = path.resolve(baseDir, ref.fromFile);
+    try {
+      value = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      problems.push(`${where}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+  }
+  if (value === undefined) return undefined;
+  return {
+    value: new Secret(value),
+    ...(ref.header !== undefined ? { header: ref.header.toLowerCase() } : {}),
+    ...(ref.scheme !== undefined ? { scheme: ref.scheme } : {}),
+    ...(ref.envVar !== undefined ? { envVar: ref.envVar } : {}),
+  };
 }
 
 /** Environment knobs that are not part of the config file (tooling, not behaviour). */

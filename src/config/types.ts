@@ -7,8 +7,28 @@ export interface StdioCommand {
   readonly cwd?: string;
 }
 
+import type { Secret } from './secret.js';
+
+export interface CredentialPlacement {
+  readonly header?: string;
+  readonly scheme?: string;
+  readonly meta?: boolean;
+}
+
+export interface StaticSecret {
+  readonly header?: string;
+  readonly scheme?: string;
+  readonly envVar?: string;
+  readonly value: Secret;
+}
+
 export interface UpstreamConfig {
   readonly name: string;
+  /** aud of the credentials minted for this upstream. */
+  readonly audience: string;
+  /** Where the per-request credential travels; undefined = not sent. */
+  readonly credential?: CredentialPlacement;
+  readonly secret?: StaticSecret;
   readonly url?: string;
   readonly stdio?: StdioCommand;
   readonly timeoutMs: number;
@@ -39,6 +59,7 @@ export interface GatewayConfig {
   readonly identity: IdentityConfig;
   readonly policy: { readonly dir: string; readonly entrypoint: 'gitgate/decision' };
   readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
+  readonly credentials: { readonly issuer: string; readonly maxTtlSeconds: number; readonly keyActivationSeconds: number; readonly rotateAfterHours?: number };
   readonly log: { readonly level: string };
   /** Where the config came from, for logs and /readyz. */
   readonly source: string;

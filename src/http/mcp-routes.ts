@@ -19,6 +19,11 @@ function toMcpRequest(deps: GatewayDeps, req: FastifyRequest<{ Params: { upstrea
 /** POST|GET|DELETE /mcp/:upstream — MCP Streamable HTTP toward the client. */
 export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   const handlers = { POST: handlePost, GET: handleGet, DELETE: handleDelete } as const;
+  // GET streams never end by themselves: on shutdown they are ended so in-flight POSTs can drain.
+  const listeners = new Set<AbortController>();
+  app.addHook('preClose', async () => {
+    for (const ctl of listeners) ctl.abort();
+  });
   for (const method of ['POST', 'GET', 'DELETE'] as const) {
     app.route<{ Params: { upstream: string } }>({
       method,
@@ -26,7 +31,9 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
       handler: async (req, reply) => {
         const started = process.hrtime.bigint();
         const ctl = new AbortController();
+        if (method === 'GET') listeners.add(ctl);
         reply.raw.once('close', () => {
+          listeners.delete(ctl);
           if (!reply.raw.writableFinished) ctl.abort();
         });
         const note: ExchangeNote = {};
@@ -45,7 +52,7 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
         }
         count(deps, req.params.upstream, note.method ?? method, outcome);
         logExchange(req, note, outcome, started);
-        await sendMcpReply(reply, out, note.rpcId ?? null);
+        await sendMcpReply(reply, out, note.rpcId ?? null, ctl.signal);
         return reply;
       },
     });

@@ -17,7 +17,7 @@ export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId 
 }
 
 /** Write an McpReply. Streams are written raw so each event leaves as soon as it exists. */
-export async function sendMcpReply(reply: FastifyReply, out: McpReply, requestId: JsonRpcId | null, onStreamEnd: () => void = () => {}): Promise<void> {
+export async function sendMcpReply(reply: FastifyReply, out: McpReply, requestId: JsonRpcId | null, signal?: AbortSignal): Promise<void> {
   switch (out.kind) {
     case 'accepted':
       await reply.code(202).send();
@@ -29,13 +29,18 @@ export async function sendMcpReply(reply: FastifyReply, out: McpReply, requestId
       await reply.code(200).headers(out.headers).type('application/json').send(out.body);
       return;
     case 'stream':
-      await writeStream(reply, out.headers, out.messages, requestId);
-      onStreamEnd();
+      await writeStream(reply, out.headers, out.messages, requestId, signal);
       return;
   }
 }
 
-async function writeStream(reply: FastifyReply, headers: Record<string, string>, messages: AsyncIterable<JsonRpcMessage>, requestId: JsonRpcId | null): Promise<void> {
+async function writeStream(
+  reply: FastifyReply,
+  headers: Record<string, string>,
+  messages: AsyncIterable<JsonRpcMessage>,
+  requestId: JsonRpcId | null,
+  signal: AbortSignal | undefined,
+): Promise<void> {
   reply.hijack();
   const raw = reply.raw;
   raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', ...headers });
@@ -43,7 +48,11 @@ async function writeStream(reply: FastifyReply, headers: Record<string, string>,
   const keepalive = setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS);
   keepalive.unref();
   const it = messages[Symbol.asyncIterator]();
-  const closed = new Promise<void>((resolve) => raw.once('close', resolve));
+  // Ends when the client goes away, or (GET streams at shutdown) when the route aborts.
+  const closed = new Promise<void>((resolve) => {
+    raw.once('close', resolve);
+    signal?.addEventListener('abort', () => resolve(), { once: true });
+  });
   try {
     for (;;) {
       const r = await Promise.race([it.next(), closed.then(() => undefined)]);

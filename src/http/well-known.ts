@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from './app.js';
 import { baseUrlOf } from './base-url.js';
 
-/** RFC 9728 protected-resource metadata (global and per upstream), and the dev issuer's JWKS. */
+/** RFC 9728 protected-resource metadata (global and per upstream), gitgate's JWKS, and the dev issuer's JWKS. */
 export function registerWellKnownRoutes(app: FastifyInstance, deps: AppDeps): void {
   const metadata = (base: string, resource: string) => ({
     resource,
@@ -21,6 +21,8 @@ export function registerWellKnownRoutes(app: FastifyInstance, deps: AppDeps): vo
     const base = baseUrlOf(deps.config, req);
     return metadata(base, `${base}/mcp/${req.params.upstream}`);
   });
+  // Upstreams verify the just-in-time credentials gitgate mints against these keys.
+  app.get('/.well-known/jwks.json', async (_req, reply) => reply.header('cache-control', 'max-age=60').send(deps.credentials.keys.jwks()));
   if (deps.devIssuer !== undefined) {
     const issuer = deps.devIssuer;
     app.get('/dev-issuer/jwks.json', async () => issuer.jwks());

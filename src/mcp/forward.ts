@@ -5,6 +5,7 @@ import { LEGACY_VERSIONS, MODERN_VERSION, toModernResult } from './protocol.js';
 import type { Route } from './bind-session.js';
 import type { SessionStore } from './sessions.js';
 import type { Upstream } from './upstreams.js';
+import type { UpstreamAuth } from './upstream/types.js';
 
 export interface Forwarded {
   /** Server messages for this request, ending with its response. */
@@ -20,43 +21,49 @@ export async function forward(
   identity: Identity,
   route: Route,
   msg: JsonRpcRequest,
-  signal: AbortSignal,
+  opts: { signal: AbortSignal; auth: UpstreamAuth; sessionAuth: (purpose: string) => UpstreamAuth },
 ): Promise<Forwarded> {
   switch (route.kind) {
     case 'session':
-      return { messages: route.session.upstreamSession.request(msg, signal) };
+      return { messages: route.session.upstreamSession.request(msg, opts) };
     case 'stateless':
       if (msg.method === 'server/discover') return { messages: discover(upstream, msg) };
-      return { messages: upstream.shared.request(msg, identity.sub, signal) };
+      return { messages: upstream.shared.request(msg, identity.sub, opts) };
     case 'initialize':
-      return initialize(sessions, upstream, identity, msg, signal);
+      return initialize(sessions, upstream, identity, msg, opts);
   }
 }
 
-async function initialize(sessions: SessionStore, upstream: Upstream, identity: Identity, msg: JsonRpcRequest, signal: AbortSignal): Promise<Forwarded> {
+async function initialize(
+  sessions: SessionStore,
+  upstream: Upstream,
+  identity: Identity,
+  msg: JsonRpcRequest,
+  opts: { signal: AbortSignal; auth: UpstreamAuth; sessionAuth: (purpose: string) => UpstreamAuth },
+): Promise<Forwarded> {
   sessions.assertCapacity(upstream.config.name);
   const upstreamSession = await upstream.connector.open();
   const messages: JsonRpcMessage[] = [];
   let response: JsonRpcResponse | undefined;
   try {
-    for await (const m of upstreamSession.request(msg, signal)) {
+    for await (const m of upstreamSession.request(msg, opts)) {
       messages.push(m);
       if (isResponse(m) && m.id === msg.id) response = m;
     }
   } catch (err) {
-    await upstreamSession.close();
+    await upstreamSession.close(opts.sessionAuth('session/close'));
     throw err;
   }
   const version = (response?.result as { protocolVersion?: unknown } | undefined)?.protocolVersion;
   if (response?.error !== undefined || typeof version !== 'string') {
-    await upstreamSession.close();
+    await upstreamSession.close(opts.sessionAuth('session/close'));
     return { messages: toAsync(messages) };
   }
   if (!LEGACY_VERSIONS.includes(version)) {
-    await upstreamSession.close();
+    await upstreamSession.close(opts.sessionAuth('session/close'));
     throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${upstream.config.name} negotiated protocol ${version}, which gitgate does not relay`);
   }
-  const session = sessions.create(upstream.config.name, identity.sub, version, upstreamSession);
+  const session = sessions.create(upstream.config.name, identity.sub, version, upstreamSession, opts.sessionAuth);
   return { messages: toAsync(messages), sessionId: session.id };
 }
 
@@ -82,8 +89,8 @@ async function* toAsync<T>(items: readonly T[]): AsyncGenerator<T> {
 }
 
 /** Relay a client notification or response (e.g. a sampling result) to the upstream. */
-export async function relayToUpstream(upstream: Upstream, identity: Identity, route: Route, msg: JsonRpcNotification | JsonRpcResponse): Promise<void> {
-  if (route.kind === 'session') return route.session.upstreamSession.send(msg);
+export async function relayToUpstream(upstream: Upstream, identity: Identity, route: Route, msg: JsonRpcNotification | JsonRpcResponse, auth: UpstreamAuth): Promise<void> {
+  if (route.kind === 'session') return route.session.upstreamSession.send(msg, auth);
   if (route.kind === 'stateless' && 'method' in msg) return upstream.shared.notify(identity.sub, msg.method, msg.params);
   // Responses have no stateless destination, and nothing precedes initialize.
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../errors.js';
-import type { UpstreamSession } from './upstream/types.js';
+import type { UpstreamAuth, UpstreamSession } from './upstream/types.js';
 
 export interface GatewaySession {
   readonly id: string;
@@ -9,6 +9,8 @@ export interface GatewaySession {
   readonly owner: string;
   readonly protocolVersion: string;
   readonly upstreamSession: UpstreamSession;
+  /** Credentials for gitgate's own calls in this session (closing it). */
+  readonly auth: (purpose: string) => UpstreamAuth;
   readonly createdAt: number;
   lastSeen: number;
 }
@@ -20,6 +22,9 @@ export interface GatewaySession {
 export class SessionStore {
   readonly #sessions = new Map<string, GatewaySession>();
   readonly #sweeper: NodeJS.Timeout;
+
+  /** Called with the id of every session that ends. */
+  onDelete: ((id: string) => void) | undefined;
 
   constructor(private readonly limits: (upstream: string) => { maxSessions: number; idleTimeoutMs: number }) {
     this.#sweeper = setInterval(() => void this.sweep(), 10_000);
@@ -46,9 +51,9 @@ export class SessionStore {
     }
   }
 
-  create(upstream: string, owner: string, protocolVersion: string, upstreamSession: UpstreamSession): GatewaySession {
+  create(upstream: string, owner: string, protocolVersion: string, upstreamSession: UpstreamSession, auth: (purpose: string) => UpstreamAuth): GatewaySession {
     const now = Date.now();
-    const s: GatewaySession = { id: randomUUID(), upstream, owner, protocolVersion, upstreamSession, createdAt: now, lastSeen: now };
+    const s: GatewaySession = { id: randomUUID(), upstream, owner, protocolVersion, upstreamSession, auth, createdAt: now, lastSeen: now };
     this.#sessions.set(s.id, s);
     return s;
   }
@@ -68,7 +73,8 @@ export class SessionStore {
     const s = this.#sessions.get(id);
     if (s === undefined) return;
     this.#sessions.delete(id);
-    await s.upstreamSession.close();
+    this.onDelete?.(id);
+    await s.upstreamSession.close(s.auth('session/close'));
   }
 
   async sweep(now = Date.now()): Promise<number> {

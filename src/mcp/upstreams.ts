@@ -3,7 +3,7 @@ import { GatewayError } from '../errors.js';
 import { httpConnector } from './upstream/http.js';
 import { SharedUpstreamSession } from './upstream/shared-session.js';
 import { stdioConnector, type StdioLogger } from './upstream/stdio.js';
-import type { UpstreamConnector } from './upstream/types.js';
+import type { UpstreamAuth, UpstreamConnector } from './upstream/types.js';
 
 export interface Upstream {
   readonly config: UpstreamConfig;
@@ -23,12 +23,13 @@ export function createUpstreamRegistry(
   log: StdioLogger,
   clientInfo: { name: string; version: string },
   connect?: (cfg: UpstreamConfig) => UpstreamConnector,
+  ownAuth: (cfg: UpstreamConfig, method: string) => UpstreamAuth = () => ({ headers: {} }),
 ): UpstreamRegistry {
   const make = connect ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, log));
   const map = new Map<string, Upstream>();
   for (const cfg of Object.values(config.upstreams)) {
     const connector = make(cfg);
-    map.set(cfg.name, { config: cfg, connector, shared: new SharedUpstreamSession(connector, clientInfo) });
+    map.set(cfg.name, { config: cfg, connector, shared: new SharedUpstreamSession(connector, clientInfo, (method) => ownAuth(cfg, method)) });
   }
   return {
     get: (name) => map.get(name),

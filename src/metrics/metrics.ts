@@ -20,6 +20,18 @@ export class GatewayMetrics {
     help: 'Policy results that did not validate against the decision schema (answered as deny)',
     registers: [this.registry],
   });
+  readonly masked = new Counter({
+    name: 'gitgate_masked_total',
+    help: 'Findings masked in responses, by upstream and detector',
+    labelNames: ['upstream', 'detector'] as const,
+    registers: [this.registry],
+  });
+  readonly listItemsHidden = new Counter({
+    name: 'gitgate_list_items_hidden_total',
+    help: 'Tools, resources and prompts removed from list results because the caller may not use them',
+    labelNames: ['upstream'] as const,
+    registers: [this.registry],
+  });
   readonly policyInfo = new Gauge({
     name: 'gitgate_policy_info',
     help: 'The policy revision serving (value 1)',

@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
-import type { Decision } from './decision.js';
+import { denyDecision, type Decision } from './decision.js';
 import type { DecisionEngine, PolicyRevision } from './engine.js';
 import type { PolicyInput } from './input.js';
 
@@ -9,12 +9,18 @@ export interface DecisionOutcome {
   readonly revision: PolicyRevision;
 }
 
-/** Step: evaluate the serving policy once for this input. No policy loaded = fail closed. */
-export function decide(engine: DecisionEngine, input: PolicyInput, metrics: GatewayMetrics): DecisionOutcome {
+/**
+ * Step: evaluate the serving policy once for this input. No policy loaded =
+ * fail closed. A decision asking for a credential TTL over the cap is invalid.
+ */
+export function decide(engine: DecisionEngine, input: PolicyInput, metrics: GatewayMetrics, maxCredentialTtl: number): DecisionOutcome {
   const instance = engine.current();
   if (instance === undefined) throw new GatewayError('POLICY_UNAVAILABLE', 'No policy is loaded yet; the gateway refuses all requests until one is');
   const start = process.hrtime.bigint();
-  const decision = instance.evaluate(input);
+  let decision = instance.evaluate(input);
+  if (decision.valid && decision.credential.ttl_seconds > maxCredentialTtl) {
+    decision = denyDecision(`policy decision invalid: credential.ttl_seconds ${decision.credential.ttl_seconds} exceeds the configured cap of ${maxCredentialTtl}`, false);
+  }
   metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - start) / 1e9);
   if (!decision.valid) metrics.invalidDecisions.inc();
   return { decision, revision: instance.revision };

@@ -1,4 +1,5 @@
 import { compileSchema, formatSchemaErrors } from '../config/schema.js';
+import { compileMask, type CompiledRule } from '../masking/mask.js';
 
 export interface MaskRule {
   readonly path: string;
@@ -13,6 +14,11 @@ export interface Approval {
   readonly ttl_seconds: number;
 }
 
+export interface Rate {
+  readonly calls: number;
+  readonly window_seconds: number;
+}
+
 /** A validated, normalized decision. `valid: false` means the policy's answer was unusable and this is a deny. */
 export interface Decision {
   readonly allow: boolean;
@@ -20,6 +26,9 @@ export interface Decision {
   readonly risk: 'low' | 'high';
   readonly approval: Approval;
   readonly mask: readonly MaskRule[];
+  /** `mask`, compiled (paths parsed, detectors resolved). */
+  readonly maskRules: readonly CompiledRule[];
+  readonly rate?: Rate;
   readonly credential: { readonly ttl_seconds: number; readonly scopes: readonly string[] };
   readonly valid: boolean;
 }
@@ -33,9 +42,24 @@ export function denyDecision(reason: string, valid = true): Decision {
     risk: 'low',
     approval: NO_APPROVAL,
     mask: [],
+    maskRules: [],
     credential: { ttl_seconds: 60, scopes: [] },
     valid,
   });
+}
+
+const maskCache = new Map<string, readonly CompiledRule[]>();
+
+function compileMaskCached(mask: readonly MaskRule[]): readonly CompiledRule[] {
+  if (mask.length === 0) return [];
+  const key = JSON.stringify(mask);
+  let hit = maskCache.get(key);
+  if (hit === undefined) {
+    hit = compileMask(mask);
+    if (maskCache.size >= 500) maskCache.clear();
+    maskCache.set(key, hit);
+  }
+  return hit;
 }
 
 /**
@@ -54,14 +78,23 @@ export function normalizeDecision(raw: unknown): Decision {
     risk?: 'low' | 'high';
     approval?: Partial<Approval> & { required: boolean };
     mask?: MaskRule[];
+    rate?: Rate;
     credential?: { ttl_seconds?: number; scopes?: string[] };
   };
+  let maskRules: readonly CompiledRule[];
+  try {
+    maskRules = compileMaskCached(d.mask ?? []);
+  } catch (err) {
+    return denyDecision(`policy decision invalid: ${(err as Error).message}`, false);
+  }
   return {
     allow: d.allow,
     reasons: d.reasons,
     risk: d.risk ?? 'low',
     approval: d.approval === undefined ? NO_APPROVAL : { ...NO_APPROVAL, ...d.approval },
     mask: d.mask ?? [],
+    maskRules,
+    ...(d.rate !== undefined ? { rate: d.rate } : {}),
     credential: { ttl_seconds: d.credential?.ttl_seconds ?? 60, scopes: d.credential?.scopes ?? [] },
     valid: true,
   };

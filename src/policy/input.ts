@@ -17,6 +17,8 @@ export interface PolicyInput {
     readonly prompt?: string;
     readonly protocol_version: string;
     readonly era: 'legacy' | 'modern';
+    readonly tool_changed?: boolean;
+    readonly listing?: boolean;
   };
   readonly upstream: { readonly name: string; readonly transport: 'http' | 'stdio' };
   readonly request: {
@@ -33,6 +35,8 @@ export interface InputContext {
   readonly era: 'legacy' | 'modern';
   readonly requestId: string;
   readonly sessionId?: string;
+  /** Whether a tool changed since this caller's session first listed it. */
+  readonly toolChanged?: (name: string) => boolean;
 }
 
 function str(v: unknown): string | undefined {
@@ -54,7 +58,10 @@ export function buildPolicyInput(identity: Identity, msg: JsonRpcRequest, ctx: I
   switch (msg.method) {
     case 'tools/call': {
       const name = str(params.name);
-      if (name !== undefined) mcp.tool = name;
+      if (name !== undefined) {
+        mcp.tool = name;
+        if (ctx.toolChanged?.(name) === true) mcp.tool_changed = true;
+      }
       mcp.arguments = obj(params.arguments) ?? {};
       break;
     }

@@ -19,6 +19,7 @@ export async function startGateway(opts: {
   policyDir?: string;
   server?: Record<string, unknown>;
   identity?: Record<string, unknown>;
+  credentials?: Record<string, unknown>;
 }): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-data-'));
   const policyDir = opts.policyDir ?? (await makePolicyDir());
@@ -29,6 +30,7 @@ export async function startGateway(opts: {
       identity: opts.identity ?? { mode: 'dev' },
       policy: { dir: policyDir },
       upstreams: opts.upstreams,
+      ...(opts.credentials ? { credentials: opts.credentials } : {}),
       log: { level: 'silent' },
     },
     {},

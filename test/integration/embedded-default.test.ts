@@ -33,10 +33,10 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     expect(payload.exp - payload.iat).toBe(600);
   });
 
-  it('a caller with no groups lists the tools, may call echo and get-sum, and is refused the rest', async () => {
+  it('a caller with no groups lists only echo and get-sum, and is refused the rest', async () => {
     const c = await connectClient(`${server.url}/mcp/demo`, await token(['--sub', 'bob']));
     const { tools } = await c.client.listTools();
-    expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(['echo', 'get-sum', 'get-env']));
+    expect(tools.map((t) => t.name).sort()).toEqual(['echo', 'get-sum']);
     expect((await c.client.callTool({ name: 'echo', arguments: { message: 'hello' } })).content).toEqual([{ type: 'text', text: 'Echo: hello' }]);
     const sum = await c.client.callTool({ name: 'get-sum', arguments: { a: 2, b: 3 } });
     expect(JSON.stringify(sum.content)).toContain('5');
@@ -46,8 +46,16 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     await c.close();
   });
 
+  it('echo of an email and an AWS access key comes back masked', async () => {
+    const c = await connectClient(`${server.url}/mcp/demo`, await token(['--sub', 'bob']));
+    const res = await c.client.callTool({ name: 'echo', arguments: { message: 'mail jane@example.com key AKIAIOSFODNN7EXAMPLE' } });
+    expect(res.content).toEqual([{ type: 'text', text: 'Echo: mail [redacted:email] key [redacted:aws_access_key]' }]);
+    await c.close();
+  });
+
   it('eng may use every tool; get-env needs an approval', async () => {
     const c = await connectClient(`${server.url}/mcp/demo`, await token(['--sub', 'alice', '--groups', 'eng']));
+    expect((await c.client.listTools()).tools.map((t) => t.name)).toEqual(expect.arrayContaining(['echo', 'get-sum', 'get-env', 'get-tiny-image']));
     const img = await c.client.callTool({ name: 'get-tiny-image', arguments: {} });
     expect(JSON.stringify(img.content)).toContain('image/png');
     const err = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
@@ -69,6 +77,8 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     expect(metrics).toMatch(/gitgate_requests_total\{upstream="demo",method="tools\/call",outcome="ok"\} \d+/);
     expect(metrics).toMatch(/gitgate_decision_duration_seconds_count \d+/);
     expect(metrics).toContain('gitgate_policy_info{source=');
+    expect(metrics).toMatch(/gitgate_masked_total\{upstream="demo",detector="email"\} \d+/);
+    expect(metrics).toMatch(/gitgate_list_items_hidden_total\{upstream="demo"\} \d+/);
   });
 
   it('logs never contain a token', async () => {

@@ -18,12 +18,14 @@ function fakeSession(): UpstreamSession & { closes: number; closed: boolean } {
   return s;
 }
 
+const noAuth = () => ({ headers: {} });
+
 describe('SessionStore', () => {
   const store = () => new SessionStore(() => ({ maxSessions: 2, idleTimeoutMs: 1000 }));
 
   it('binds a session to its owner and upstream', () => {
     const st = store();
-    const s = st.create('a', 'alice', '2025-11-25', fakeSession());
+    const s = st.create('a', 'alice', '2025-11-25', fakeSession(), noAuth);
     expect(st.get(s.id, 'a', 'alice')).toBe(s);
     for (const [up, who] of [['a', 'mallory'], ['b', 'alice']]) {
       const err = (() => {
@@ -40,8 +42,8 @@ describe('SessionStore', () => {
 
   it('caps sessions per upstream', () => {
     const st = store();
-    st.create('a', 'x', 'v', fakeSession());
-    st.create('a', 'y', 'v', fakeSession());
+    st.create('a', 'x', 'v', fakeSession(), noAuth);
+    st.create('a', 'y', 'v', fakeSession(), noAuth);
     expect(() => st.assertCapacity('a')).toThrow(/already has 2 sessions/);
     expect(() => st.assertCapacity('b')).not.toThrow();
     void st.closeAll();
@@ -50,9 +52,9 @@ describe('SessionStore', () => {
   it('closes idle sessions and forgets sessions whose upstream died', async () => {
     const st = store();
     const idle = fakeSession();
-    const s = st.create('a', 'x', 'v', idle);
+    const s = st.create('a', 'x', 'v', idle, noAuth);
     const dead = fakeSession();
-    const d = st.create('a', 'y', 'v', dead);
+    const d = st.create('a', 'y', 'v', dead, noAuth);
     dead.closed = true;
     expect(await st.sweep(Date.now() + 10)).toBe(1);
     expect(() => st.get(d.id, 'a', 'y')).toThrow(GatewayError);

@@ -5,7 +5,7 @@ import type { UpstreamConfig } from '../../config/types.js';
 import { Channel } from '../channel.js';
 import { checkMessage, isResponse, type JsonRpcMessage, type JsonRpcRequest } from '../jsonrpc.js';
 import { SseParser } from '../sse.js';
-import type { UpstreamConnector, UpstreamSession } from './types.js';
+import type { UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
 
 const MAX_JSON_BYTES = 64 * 1024 * 1024;
 
@@ -83,19 +83,25 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
     });
   }
 
+  // A static secret (API key) rides on every request to this upstream.
+  const secretHeader: Record<string, string> =
+    cfg.secret?.header !== undefined ? { [cfg.secret.header]: cfg.secret.scheme ? `${cfg.secret.scheme} ${cfg.secret.value.reveal()}` : cfg.secret.value.reveal() } : {};
+
   function makeSession(): UpstreamSession {
     let sessionId: string | undefined;
     let protocolVersion: string | undefined;
     let closed = false;
-    const baseHeaders = (): Record<string, string> => ({
+    const baseHeaders = (auth: UpstreamAuth | undefined): Record<string, string> => ({
+      ...auth?.headers,
+      ...secretHeader,
       ...(sessionId !== undefined ? { 'mcp-session-id': sessionId } : {}),
       ...(protocolVersion !== undefined ? { 'mcp-protocol-version': protocolVersion } : {}),
     });
-    const post = async (msg: JsonRpcMessage, signal?: AbortSignal) => {
+    const post = async (msg: JsonRpcMessage, auth: UpstreamAuth | undefined, signal?: AbortSignal) => {
       const body = JSON.stringify(msg);
       const res = await send(
         'POST',
-        { ...baseHeaders(), 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': String(Buffer.byteLength(body)) },
+        { ...baseHeaders(auth), 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': String(Buffer.byteLength(body)) },
         body,
         signal,
       );
@@ -147,13 +153,25 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       get closed() {
         return closed;
       },
-      async *request(msg, signal) {
-        const res = await post(msg, signal);
+      async *request(msg, opts = {}) {
+        const res = await post(msg, opts.auth, opts.signal);
         const status = res.statusCode ?? 0;
-        const ct = String(res.headers['content-type'] ?? '');
-        if (status >= 400 && !ct.includes('application/json')) {
+        if (status >= 400) {
+          // A JSON-RPC error for this very request is the upstream's answer; anything else is a transport failure.
           const text = await readAll(res, name, bodyError).catch(() => '');
-          throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ''}`);
+          let answer: JsonRpcMessage | undefined;
+          try {
+            const v = JSON.parse(text) as JsonRpcMessage;
+            if (checkMessage(v) === undefined && isResponse(v) && v.id === msg.id && v.error !== undefined) answer = v;
+          } catch {
+            answer = undefined;
+          }
+          if (answer === undefined) {
+            const detail = /"message"\s*:\s*"([^"]{0,200})"/.exec(text)?.[1] ?? text.slice(0, 200);
+            throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${status}${detail ? `: ${detail}` : ''}`);
+          }
+          yield answer;
+          return;
         }
         if (msg.method === 'initialize') {
           const sid = res.headers['mcp-session-id'];
@@ -167,13 +185,13 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
           yield m;
         }
       },
-      async send(msg) {
-        const res = await post(msg);
+      async send(msg, auth) {
+        const res = await post(msg, auth);
         const text = await readAll(res, name, bodyError).catch(() => '');
         if ((res.statusCode ?? 0) >= 400) throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${res.statusCode}${text ? `: ${text.slice(0, 200)}` : ''}`);
       },
-      async listen(signal) {
-        const res = await send('GET', { ...baseHeaders(), accept: 'text/event-stream' }, undefined, signal);
+      async listen(signal, auth) {
+        const res = await send('GET', { ...baseHeaders(auth), accept: 'text/event-stream' }, undefined, signal);
         if (res.statusCode === 405 || res.statusCode === 404) {
           res.resume();
           return undefined;
@@ -198,11 +216,11 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
         signal.addEventListener('abort', () => res.destroy(), { once: true });
         return out;
       },
-      async close() {
+      async close(auth) {
         if (closed) return;
         closed = true;
         if (sessionId === undefined) return;
-        await send('DELETE', baseHeaders(), undefined, AbortSignal.timeout(5_000)).then(
+        await send('DELETE', baseHeaders(auth), undefined, AbortSignal.timeout(5_000)).then(
           (res) => res.resume(),
           () => undefined,
         );

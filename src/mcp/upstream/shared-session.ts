@@ -1,7 +1,7 @@
 import { GatewayError } from '../../errors.js';
 import { isNotification, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest } from '../jsonrpc.js';
 import { UPSTREAM_PROTOCOL_VERSION, stripEnvelope, toModernResult } from '../protocol.js';
-import type { UpstreamConnector, UpstreamSession } from './types.js';
+import type { UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
 
 export interface InitializeResult {
   readonly protocolVersion: string;
@@ -29,6 +29,8 @@ export class SharedUpstreamSession {
   constructor(
     private readonly connector: UpstreamConnector,
     private readonly clientInfo: { name: string; version: string },
+    /** Credentials for gitgate's own calls (initialize, cancellation, refusals), as subject gitgate. */
+    private readonly ownAuth: (method: string) => UpstreamAuth = () => ({ headers: {} }),
   ) {}
 
   async ready(): Promise<{ session: UpstreamSession; init: InitializeResult }> {
@@ -65,7 +67,7 @@ export class SharedUpstreamSession {
       params: { protocolVersion: UPSTREAM_PROTOCOL_VERSION, capabilities: {}, clientInfo: this.clientInfo },
     };
     let result: InitializeResult | undefined;
-    for await (const m of session.request(init)) {
+    for await (const m of session.request(init, { auth: this.ownAuth('initialize') })) {
       if (isResponse(m) && m.id === init.id) {
         if (m.error !== undefined) {
           await session.close();
@@ -75,12 +77,12 @@ export class SharedUpstreamSession {
       }
     }
     if (result === undefined) throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${this.connector.name} did not answer initialize`);
-    await session.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    await session.send({ jsonrpc: '2.0', method: 'notifications/initialized' }, this.ownAuth('notifications/initialized'));
     return { session, init: result };
   }
 
   /** Forward one stateless request; yields its progress and its response, with the caller's ids restored. */
-  async *request(msg: JsonRpcRequest, owner: string, signal?: AbortSignal): AsyncGenerator<JsonRpcMessage> {
+  async *request(msg: JsonRpcRequest, owner: string, opts: { signal?: AbortSignal; auth?: UpstreamAuth } = {}): AsyncGenerator<JsonRpcMessage> {
     const { session, init } = await this.ready();
     const gid = `gitgate-${++this.#seq}`;
     const params = stripEnvelope(msg.params);
@@ -95,14 +97,14 @@ export class SharedUpstreamSession {
     };
     this.#inflight.set(gid, { owner, id: msg.id });
     try {
-      for await (const m of session.request(forwarded, signal)) {
+      for await (const m of session.request(forwarded, opts)) {
         if (isResponse(m)) {
           yield m.result === undefined ? { ...m, id: msg.id } : { ...m, id: msg.id, result: toModernResult(msg.method, m.result, init.serverInfo) };
         } else if (isNotification(m) && m.method === 'notifications/progress' && m.params?.progressToken === gtoken) {
           yield { ...m, params: { ...m.params, progressToken: token } };
         } else if (isRequest(m)) {
           // 2026-07-28 servers may not send requests on a response stream; refuse so the upstream is not left waiting.
-          await session.send({ jsonrpc: '2.0', id: m.id, error: { code: -32601, message: `${m.method} is not available to a stateless client` } });
+          await session.send({ jsonrpc: '2.0', id: m.id, error: { code: -32601, message: `${m.method} is not available to a stateless client` } }, this.ownAuth('response'));
         }
       }
     } finally {
@@ -117,7 +119,7 @@ export class SharedUpstreamSession {
     for (const [gid, req] of this.#inflight) {
       if (req.owner === owner && req.id === target) {
         const { session } = await this.ready();
-        await session.send({ jsonrpc: '2.0', method, params: { ...params, requestId: gid } });
+        await session.send({ jsonrpc: '2.0', method, params: { ...params, requestId: gid } }, this.ownAuth(method));
       }
     }
   }
@@ -125,6 +127,6 @@ export class SharedUpstreamSession {
   async close(): Promise<void> {
     const cur = await this.#current?.catch(() => undefined);
     this.#current = undefined;
-    await cur?.session.close();
+    await cur?.session.close(this.ownAuth('session/close'));
   }
 }

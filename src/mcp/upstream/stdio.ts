@@ -10,16 +10,18 @@ import type { UpstreamConnector, UpstreamSession } from './types.js';
 const INHERITED_ENV = ['PATH', 'HOME', 'LOGNAME', 'USER', 'SHELL', 'TERM', 'LANG', 'TMPDIR', 'SYSTEMROOT'];
 const MAX_LINE_BYTES = 64 * 1024 * 1024;
 const UNRELATED_BACKLOG = 1000;
+/** Until a fresh process first speaks, it may take this long (node boot, npx installs) whatever timeoutMs says. */
+const STARTUP_ALLOWANCE_MS = 30_000;
 
 export interface StdioLogger {
   debug(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
 }
 
-function childEnv(cmd: StdioCommand): NodeJS.ProcessEnv {
+function childEnv(cmd: StdioCommand, secret: UpstreamConfig['secret']): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const k of INHERITED_ENV) if (process.env[k] !== undefined) env[k] = process.env[k];
-  return { ...env, ...cmd.env };
+  return { ...env, ...cmd.env, ...(secret?.envVar !== undefined ? { [secret.envVar]: secret.value.reveal() } : {}) };
 }
 
 /**
@@ -33,7 +35,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
 
   function open(): Promise<UpstreamSession> {
     const child: ChildProcessWithoutNullStreams = spawn(cfg.stdio.command, [...cfg.stdio.args], {
-      env: childEnv(cfg.stdio),
+      env: childEnv(cfg.stdio, cfg.secret),
       stdio: ['pipe', 'pipe', 'pipe'],
       ...(cfg.stdio.cwd !== undefined ? { cwd: cfg.stdio.cwd } : {}),
     });
@@ -49,6 +51,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
     };
     const stderrTail: string[] = [];
     let closed = false;
+    let spoke = false;
     let exitError: GatewayError | undefined;
 
     const ready = new Promise<void>((resolve, reject) => {
@@ -108,6 +111,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
 
     const rl = createInterface({ input: child.stdout, crlfDelay: Infinity });
     rl.on('line', (line) => {
+      spoke = true;
       if (line.trim() === '') return;
       if (line.length > MAX_LINE_BYTES) return log.warn({ upstream: cfg.name }, 'oversized line from upstream dropped');
       let v: unknown;
@@ -133,7 +137,10 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
       get closed() {
         return closed;
       },
-      async *request(msg, signal) {
+      async *request(original, opts = {}) {
+        const { signal, auth } = opts;
+        // stdio has no headers: a credential placed in _meta travels with the request.
+        const msg = auth?.meta === undefined ? original : { ...original, params: { ...original.params, _meta: { ...(original.params?._meta as object | undefined), ...auth.meta } } };
         if (closed) throw exitError ?? new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} session is closed`);
         if (pending.has(msg.id)) throw new GatewayError('INVALID_REQUEST', `Invalid Request: id ${String(msg.id)} is already in flight`);
         const ch = new Channel<JsonRpcMessage>();
@@ -144,10 +151,11 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
         let timer: NodeJS.Timeout | undefined;
         const arm = () => {
           clearTimeout(timer);
+          const ms = spoke ? cfg.timeoutMs : Math.max(cfg.timeoutMs, STARTUP_ALLOWANCE_MS);
           timer = setTimeout(() => {
             pending.delete(msg.id);
-            ch.fail(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${cfg.name} did not answer within ${cfg.timeoutMs} ms`));
-          }, cfg.timeoutMs);
+            ch.fail(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${cfg.name} did not answer within ${ms} ms`));
+          }, ms);
         };
         const onAbort = () => {
           if (!pending.has(msg.id)) return;

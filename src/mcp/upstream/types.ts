@@ -1,17 +1,28 @@
 import type { JsonRpcMessage, JsonRpcNotification, JsonRpcRequest, JsonRpcResponse } from '../jsonrpc.js';
 
+/** Credentials for one upstream call: HTTP headers, and/or `_meta` entries (stdio). */
+export interface UpstreamAuth {
+  readonly headers: Readonly<Record<string, string>>;
+  readonly meta?: Readonly<Record<string, string>>;
+}
+
+export interface RequestOptions {
+  readonly signal?: AbortSignal;
+  readonly auth?: UpstreamAuth;
+}
+
 /**
  * One MCP session with an upstream server (2025 session protocol).
  * Adapters: Streamable HTTP (http.ts) and stdio (stdio.ts); in-memory fakes in tests.
  */
 export interface UpstreamSession {
   /** Send a request; yields the server messages tied to it (progress, sampling, …), ending with its response. */
-  request(msg: JsonRpcRequest, signal?: AbortSignal): AsyncIterable<JsonRpcMessage>;
+  request(msg: JsonRpcRequest, opts?: RequestOptions): AsyncIterable<JsonRpcMessage>;
   /** Relay a notification or a response (e.g. to a sampling request) to the server. */
-  send(msg: JsonRpcNotification | JsonRpcResponse): Promise<void>;
+  send(msg: JsonRpcNotification | JsonRpcResponse, auth?: UpstreamAuth): Promise<void>;
   /** Server messages not tied to a request (the GET stream); undefined when the upstream has none. */
-  listen(signal: AbortSignal): Promise<AsyncIterable<JsonRpcMessage> | undefined>;
-  close(): Promise<void>;
+  listen(signal: AbortSignal, auth?: UpstreamAuth): Promise<AsyncIterable<JsonRpcMessage> | undefined>;
+  close(auth?: UpstreamAuth): Promise<void>;
   readonly closed: boolean;
 }
 

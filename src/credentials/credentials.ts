@@ -1,0 +1,46 @@
+import type { GatewayConfig, UpstreamConfig } from '../config/types.js';
+import type { KeyRing } from './keyring.js';
+import { mintCredential } from './mint.js';
+import type { UpstreamAuth } from '../mcp/upstream/types.js';
+
+export interface CallScope {
+  readonly subject: string;
+  readonly method: string;
+  readonly tool?: string;
+  readonly arguments?: unknown;
+  readonly ttlSeconds?: number;
+  readonly scopes?: readonly string[];
+}
+
+
+export const META_CREDENTIAL = 'dev.gitgate/credential';
+
+/** Mints the per-request credential each upstream call carries (static secrets are the transport's). */
+export class Credentials {
+  constructor(
+    private readonly config: GatewayConfig,
+    readonly keys: KeyRing,
+  ) {}
+
+  /** What to attach to one request to `upstream` for this call. */
+  forCall(upstream: UpstreamConfig, call: CallScope): UpstreamAuth {
+    const headers: Record<string, string> = {};
+    let meta: Record<string, string> | undefined;
+    const placement = upstream.credential;
+    if (placement !== undefined) {
+      const token = mintCredential(this.keys.signing(), {
+        issuer: this.config.credentials.issuer,
+        audience: upstream.audience,
+        subject: call.subject,
+        method: call.method,
+        ...(call.tool !== undefined ? { tool: call.tool } : {}),
+        ...(call.arguments !== undefined ? { arguments: call.arguments } : {}),
+        ...(call.scopes !== undefined ? { scopes: call.scopes } : {}),
+        ttlSeconds: Math.min(call.ttlSeconds ?? 60, this.config.credentials.maxTtlSeconds),
+      });
+      if (placement.meta === true) meta = { [META_CREDENTIAL]: token };
+      else headers[(placement.header ?? 'authorization').toLowerCase()] = placement.scheme ? `${placement.scheme} ${token}` : token;
+    }
+    return meta === undefined ? { headers } : { headers, meta };
+  }
+}

@@ -1,0 +1,47 @@
+import { createHash, randomUUID, sign } from 'node:crypto';
+import { canonicalJson } from '../canonical-json.js';
+import type { SigningKey } from './keyring.js';
+
+export interface CredentialClaims {
+  readonly issuer: string;
+  readonly audience: string;
+  readonly subject: string;
+  readonly method: string;
+  readonly tool?: string;
+  readonly arguments?: unknown;
+  readonly ttlSeconds: number;
+  readonly scopes?: readonly string[];
+}
+
+const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+
+/** sha256 (base64url) of the canonical JSON of a call's arguments. */
+export function argumentsHash(args: unknown): string {
+  return createHash('sha256').update(canonicalJson(args ?? {})).digest('base64url');
+}
+
+/**
+ * A just-in-time credential for one upstream request: EdDSA JWT with
+ * iss/aud/sub, act (gitgate acting for the caller), the scope of this one call,
+ * a unique jti, a short exp, and the hash of the arguments it may carry.
+ * Signed synchronously with node:crypto (about 4x faster than WebCrypto).
+ */
+export function mintCredential(key: SigningKey, c: CredentialClaims, now = Date.now()): string {
+  const iat = Math.floor(now / 1000);
+  const scope = c.scopes !== undefined && c.scopes.length > 0 ? c.scopes.join(' ') : c.tool !== undefined ? `${c.method}:${c.tool}` : c.method;
+  const header = b64({ alg: key.alg, kid: key.kid, typ: 'JWT' });
+  const payload = b64({
+    iss: c.issuer,
+    aud: c.audience,
+    sub: c.subject,
+    act: { sub: 'gitgate' },
+    scope,
+    jti: randomUUID(),
+    iat,
+    nbf: iat,
+    exp: iat + c.ttlSeconds,
+    ...(c.arguments !== undefined ? { args_sha256: argumentsHash(c.arguments) } : {}),
+  });
+  const input = `${header}.${payload}`;
+  return `${input}.${sign(null, Buffer.from(input), key.key).toString('base64url')}`;
+}

@@ -1,0 +1,74 @@
+import { isDetector, redactText } from './detectors.js';
+import { compilePath, MaskPathError, select, type Segment } from './path.js';
+
+export interface MaskRuleInput {
+  readonly path: string;
+  readonly detectors?: readonly string[];
+  readonly redact?: boolean;
+}
+
+export interface CompiledRule {
+  readonly path: string;
+  readonly segments: readonly Segment[];
+  readonly detectors: readonly string[];
+  readonly redact: boolean;
+}
+
+export interface MaskReport {
+  /** Strings changed by detectors plus fields redacted whole. */
+  readonly changed: number;
+  /** Detector hits by name. */
+  readonly found: Record<string, number>;
+}
+
+/** Compile mask rules once per decision; unknown detectors and unparsable paths throw MaskPathError. */
+export function compileMask(rules: readonly MaskRuleInput[]): readonly CompiledRule[] {
+  return rules.map((r) => {
+    const unknown = (r.detectors ?? []).filter((d) => !isDetector(d));
+    if (unknown.length > 0) throw new MaskPathError(`unknown detector(s) ${unknown.join(', ')} in mask rule ${r.path}`);
+    if (r.redact !== true && (r.detectors ?? []).length === 0) throw new MaskPathError(`mask rule ${r.path} names no detector and does not redact`);
+    return { path: r.path, segments: compilePath(r.path), detectors: r.detectors ?? [], redact: r.redact === true };
+  });
+}
+
+/** A value of the same JSON type that carries nothing. */
+export function emptyLike(v: unknown): unknown {
+  if (typeof v === 'string') return '[redacted]';
+  if (typeof v === 'number') return 0;
+  if (typeof v === 'boolean') return false;
+  if (Array.isArray(v)) return [];
+  if (v !== null && typeof v === 'object') return {};
+  return null;
+}
+
+/**
+ * Apply the rules to one JSON-RPC message, in place (the message is the
+ * gateway's own parsed copy). Strings stay strings, shapes stay shapes.
+ */
+export function maskMessage(message: unknown, rules: readonly CompiledRule[]): MaskReport {
+  let changed = 0;
+  const found: Record<string, number> = {};
+  const scrub = (parent: Record<string | number, unknown>, key: string | number, detectors: readonly string[]) => {
+    const v = parent[key];
+    if (typeof v === 'string') {
+      const r = redactText(v, detectors);
+      if (r.text !== v) {
+        parent[key] = r.text;
+        changed++;
+        for (const [k, n] of Object.entries(r.found)) found[k] = (found[k] ?? 0) + n;
+      }
+    } else if (v !== null && typeof v === 'object') {
+      for (const k of Array.isArray(v) ? v.keys() : Object.keys(v)) scrub(v as Record<string | number, unknown>, k, detectors);
+    }
+  };
+  for (const rule of rules) {
+    for (const { parent, key } of select(message, rule.segments)) {
+      const p = parent as Record<string | number, unknown>;
+      if (rule.redact) {
+        p[key] = emptyLike(p[key]);
+        changed++;
+      } else scrub(p, key, rule.detectors);
+    }
+  }
+  return { changed, found };
+}

@@ -1,0 +1,93 @@
+import { Ajv, type ValidateFunction } from 'ajv';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormatsImport from 'ajv-formats';
+
+const addFormats = addFormatsImport as unknown as <T>(ajv: T) => T;
+// Tool output schemas come in both dialects (SDKs built on zod emit draft-07).
+const ajv2020 = addFormats(new Ajv2020({ strict: false, allErrors: false }));
+const ajv07 = addFormats(new Ajv({ strict: false, allErrors: false }));
+const compiled = new Map<string, ValidateFunction | null>();
+
+function validatorFor(schema: unknown): ValidateFunction | null {
+  const key = JSON.stringify(schema);
+  if (!compiled.has(key)) {
+    let v: ValidateFunction | null = null;
+    const dialect = (schema as { $schema?: unknown } | null)?.$schema;
+    const engine = typeof dialect === 'string' && /draft-0[4-7]/.test(dialect) ? ajv07 : ajv2020;
+    try {
+      v = engine.compile(schema as object);
+    } catch {
+      v = null; // an output schema gitgate cannot compile is not enforced here
+    }
+    if (compiled.size > 1000) compiled.clear();
+    compiled.set(key, v);
+  }
+  return compiled.get(key)!;
+}
+
+const FORMAT_PLACEHOLDERS: Readonly<Record<string, string>> = {
+  email: 'redacted@redacted.invalid',
+  uri: 'https://redacted.invalid/',
+  url: 'https://redacted.invalid/',
+  'date-time': '1970-01-01T00:00:00Z',
+  date: '1970-01-01',
+  time: '00:00:00Z',
+  uuid: '00000000-0000-0000-0000-000000000000',
+  ipv4: '0.0.0.0',
+  ipv6: '::',
+  hostname: 'redacted.invalid',
+};
+
+/** The smallest value a JSON Schema accepts, built from its types, formats, enums and required members. */
+export function placeholderFor(schema: unknown): unknown {
+  if (schema === null || typeof schema !== 'object') return null;
+  const s = schema as Record<string, unknown>;
+  if ('const' in s) return s.const;
+  if (Array.isArray(s.enum) && s.enum.length > 0) return s.enum[0];
+  for (const k of ['anyOf', 'oneOf'] as const) if (Array.isArray(s[k]) && s[k].length > 0) return placeholderFor(s[k][0]);
+  const type = Array.isArray(s.type) ? s.type[0] : s.type;
+  switch (type) {
+    case 'object': {
+      const props = (s.properties ?? {}) as Record<string, unknown>;
+      const out: Record<string, unknown> = {};
+      for (const k of (s.required ?? []) as string[]) out[k] = placeholderFor(props[k]);
+      return out;
+    }
+    case 'array':
+      return Array.from({ length: Number(s.minItems ?? 0) }, () => placeholderFor(s.items));
+    case 'string': {
+      const f = typeof s.format === 'string' ? FORMAT_PLACEHOLDERS[s.format] : undefined;
+      if (f !== undefined) return f;
+      return 'redacted'.padEnd(Number(s.minLength ?? 0), '*');
+    }
+    case 'integer':
+    case 'number':
+      return typeof s.minimum === 'number' ? s.minimum : typeof s.exclusiveMinimum === 'number' ? s.exclusiveMinimum + 1 : 0;
+    case 'boolean':
+      return false;
+    case 'null':
+      return null;
+    default:
+      return {};
+  }
+}
+
+/**
+ * After masking a tools/call result: if structuredContent no longer validates
+ * against the tool's output schema, replace it with a typed placeholder and say
+ * so in the text content. Returns whether it replaced anything.
+ */
+export function fitStructuredContent(result: Record<string, unknown>, outputSchema: unknown): boolean {
+  if (result.structuredContent === undefined || outputSchema === undefined) return false;
+  const validate = validatorFor(outputSchema);
+  if (validate === null || validate(result.structuredContent)) return false;
+  const placeholder = placeholderFor(outputSchema);
+  if (validate(placeholder)) result.structuredContent = placeholder;
+  else delete result.structuredContent;
+  const note = {
+    type: 'text',
+    text: '[gitgate] structuredContent was masked by policy; the masked value no longer matched the tool output schema, so a placeholder replaces it.',
+  };
+  result.content = [...(Array.isArray(result.content) ? result.content : []), note];
+  return true;
+}

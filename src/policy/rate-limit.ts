@@ -1,0 +1,51 @@
+import { GatewayError } from '../errors.js';
+import type { Rate } from './decision.js';
+
+interface Bucket {
+  tokens: number;
+  at: number;
+  rate: Rate;
+}
+
+/**
+ * Token buckets for the `rate` a decision carries: each key holds up to
+ * `calls` tokens and regains them over `window_seconds`. Idle buckets are swept.
+ */
+export class RateLimiter {
+  readonly #buckets = new Map<string, Bucket>();
+  readonly #sweeper: NodeJS.Timeout;
+
+  constructor() {
+    this.#sweeper = setInterval(() => this.sweep(), 60_000);
+    this.#sweeper.unref();
+  }
+
+  /** Take one token or throw RATE_LIMITED with Retry-After. */
+  take(key: string, rate: Rate, now = Date.now()): void {
+    const perMs = rate.calls / (rate.window_seconds * 1000);
+    let b = this.#buckets.get(key);
+    if (b === undefined || b.rate.calls !== rate.calls || b.rate.window_seconds !== rate.window_seconds) {
+      b = { tokens: rate.calls, at: now, rate };
+      this.#buckets.set(key, b);
+    } else {
+      b.tokens = Math.min(rate.calls, b.tokens + (now - b.at) * perMs);
+      b.at = now;
+    }
+    if (b.tokens < 1) {
+      const retry = Math.max(1, Math.ceil((1 - b.tokens) / perMs / 1000));
+      throw new GatewayError('RATE_LIMITED', `Rate limited: at most ${rate.calls} call(s) per ${rate.window_seconds} s; retry in ${retry} s`, {
+        headers: { 'retry-after': String(retry) },
+        data: { retry_after_seconds: retry, limit: rate.calls, window_seconds: rate.window_seconds },
+      });
+    }
+    b.tokens -= 1;
+  }
+
+  sweep(now = Date.now()): void {
+    for (const [k, b] of this.#buckets) if (now - b.at > b.rate.window_seconds * 1000) this.#buckets.delete(k);
+  }
+
+  close(): void {
+    clearInterval(this.#sweeper);
+  }
+}
