@@ -21,8 +21,17 @@ function post(url: URL, headers: Record<string, string>, body: string): Promise<
   });
 }
 
+export interface Call {
+  readonly name: string;
+  readonly arguments: Record<string, unknown>;
+  /** A substring every successful answer contains. */
+  readonly expect: string;
+}
+
+export const ECHO: Call = { name: 'echo', arguments: { message: 'benchmark payload' }, expect: 'echo: benchmark payload' };
+
 /** One MCP session: initialize + initialized, then tools/call in a loop. */
-export async function openSession(t: Target): Promise<(id: number) => Promise<void>> {
+export async function openSession(t: Target, call: Call = ECHO): Promise<(id: number) => Promise<void>> {
   const url = new URL(t.url);
   const init = await post(url, t.headers, JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench', version: '1' } } }));
   if (init.status !== 200) throw new Error(`${t.name}: initialize answered ${init.status}: ${init.text}`);
@@ -30,8 +39,8 @@ export async function openSession(t: Target): Promise<(id: number) => Promise<vo
   const h = { ...t.headers, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
   await post(url, h, JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
   return async (id: number) => {
-    const r = await post(url, h, JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: { message: 'benchmark payload' } } }));
-    if (r.status !== 200 || !r.text.includes('echo: benchmark payload')) throw new Error(`${t.name}: tools/call answered ${r.status}: ${r.text.slice(0, 200)}`);
+    const r = await post(url, h, JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: call.name, arguments: call.arguments } }));
+    if (r.status !== 200 || !r.text.includes(call.expect)) throw new Error(`${t.name}: tools/call answered ${r.status}: ${r.text.slice(0, 200)}`);
   };
 }
 
@@ -46,8 +55,8 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 /** `total` tools/call requests over `concurrency` sessions (bounded loop). */
-export async function run(t: Target, concurrency: number, total: number, warmup: number): Promise<RunResult> {
-  const calls = await Promise.all(Array.from({ length: concurrency }, () => openSession(t)));
+export async function run(t: Target, concurrency: number, total: number, warmup: number, call: Call = ECHO): Promise<RunResult> {
+  const calls = await Promise.all(Array.from({ length: concurrency }, () => openSession(t, call)));
   let next = 0;
   const worker = async (call: (id: number) => Promise<void>, n: number, lat: number[] | undefined) => {
     while (next < n) {

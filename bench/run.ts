@@ -15,7 +15,7 @@ import { readBundle } from '../src/policy/bundle.js';
 import { instantiate } from '../src/policy/engine.js';
 import type { PolicyInput } from '../src/policy/input.js';
 import { ensureOpa } from '../src/policy/opa-binary.js';
-import { percentile, run, type RunResult, type Target } from './load.js';
+import { percentile, run, type Call, type RunResult, type Target } from './load.js';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 3000);
 const children: ChildProcess[] = [];
@@ -38,7 +38,9 @@ async function policyDir(): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'gitgate-bench-policy-'));
   await cp(path.join(packageRoot, 'policies', 'gitgate'), path.join(dir, 'gitgate'), { recursive: true });
   const data = JSON.parse(await readFile(path.join(packageRoot, 'policies', 'config', 'data.json'), 'utf8')) as { upstreams: Record<string, unknown> };
-  data.upstreams.bench = { full_access_groups: ['eng'], public_tools: ['echo'], high_risk_tools: {}, mask: [], credential_ttl_seconds: 60 };
+  const base = { full_access_groups: ['eng'], public_tools: ['echo', 'blob'], high_risk_tools: {}, credential_ttl_seconds: 60 };
+  data.upstreams.bench = { ...base, mask: [] };
+  data.upstreams['bench-masked'] = { ...base, mask: [{ path: '$.result', detectors: ['email', 'aws_access_key'] }] };
   await mkdir(path.join(dir, 'config'));
   await writeFile(path.join(dir, 'config', 'data.json'), JSON.stringify(data));
   return dir;
@@ -74,7 +76,10 @@ async function main(): Promise<void> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-bench-data-'));
   const dir = await policyDir();
   const cfg = path.join(dataDir, 'gitgate.yaml');
-  await writeFile(cfg, `dataDir: ${dataDir}\npolicy:\n  dir: ${dir}\nlog:\n  level: warn\nupstreams:\n  bench:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n`);
+  await writeFile(
+    cfg,
+    `dataDir: ${dataDir}\npolicy:\n  dir: ${dir}\nlog:\n  level: warn\nupstreams:\n  bench:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n  bench-masked:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n`,
+  );
   const gwUrl = await start(process.execPath, [path.join(packageRoot, 'bin', 'gitgate.js'), 'serve', '--config', cfg, '--port', '0']);
   const token = await new Promise<string>((resolve, reject) => {
     const c = spawn(process.execPath, [path.join(packageRoot, 'bin', 'gitgate.js'), 'token', '--config', cfg, '--sub', 'bench', '--groups', 'eng'], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -103,6 +108,24 @@ async function main(): Promise<void> {
     console.log(`  gitgate vs direct:      throughput ${((g.rps / d.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - d.p50).toFixed(3)} ms`);
     console.log(`  gitgate vs passthrough: throughput ${((g.rps / p.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - p.p50).toFixed(3)} ms`);
   }
+  // Payload sizes, with and without masking (the mask finds an email every ~500 bytes).
+  const masked: Target = { name: 'gitgate+mask', url: `${gwUrl}/mcp/bench-masked`, headers: targets[2]!.headers };
+  for (const size of [1024, 65536]) {
+    const call: Call = { name: 'blob', arguments: { size }, expect: 'lorem ipsum' };
+    const n = size > 4096 ? Math.max(200, Math.floor(REQUESTS / 5)) : REQUESTS;
+    console.log(`\n${size / 1024} KB responses, concurrency 1 (${n} calls)`);
+    const rs: Record<string, RunResult> = {};
+    for (const t of [targets[0]!, targets[2]!, masked]) {
+      rs[t.name] = await run(t, 1, n, Math.min(200, n / 4), call);
+      console.log(`  ${t.name.padEnd(12)} ${fmt(rs[t.name]!)}`);
+    }
+    const d = rs.direct!;
+    for (const name of ['gitgate', 'gitgate+mask']) {
+      const g = rs[name]!;
+      console.log(`  ${name} vs direct: throughput ${((g.rps / d.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - d.p50).toFixed(3)} ms   p99 ${g.p99.toFixed(3)} ms`);
+    }
+  }
+
   const pol = await policyOnly(dir);
   console.log(`\npolicy evaluation alone (WASM, tools/call input): median ${pol.medianUs.toFixed(1)} µs/decision, p99 of batches ${pol.p99Us.toFixed(1)} µs`);
 }
