@@ -81,17 +81,25 @@ async function main(): Promise<void> {
     `dataDir: ${dataDir}\npolicy:\n  dir: ${dir}\nlog:\n  level: warn\nupstreams:\n  bench:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n  bench-masked:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n`,
   );
   const gwUrl = await start(process.execPath, [path.join(packageRoot, 'bin', 'gitgate.js'), 'serve', '--config', cfg, '--port', '0']);
-  const token = await new Promise<string>((resolve, reject) => {
-    const c = spawn(process.execPath, [path.join(packageRoot, 'bin', 'gitgate.js'), 'token', '--config', cfg, '--sub', 'bench', '--groups', 'eng'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    c.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error('token failed'))));
-  });
+  // The same gateway with audit off, to price the audit trail in the same run.
+  const cfgOff = path.join(dataDir, 'gitgate-audit-off.yaml');
+  await writeFile(cfgOff, `${(await readFile(cfg, 'utf8')).replace(`dataDir: ${dataDir}`, `dataDir: ${dataDir}-off`)}audit:\n  enabled: false\n`);
+  const gwOffUrl = await start(process.execPath, [path.join(packageRoot, 'bin', 'gitgate.js'), 'serve', '--config', cfgOff, '--port', '0']);
+  const mint = (config: string) =>
+    new Promise<string>((resolve, reject) => {
+      const c = spawn(process.execPath, [path.join(packageRoot, 'bin', 'gitgate.js'), 'token', '--config', config, '--sub', 'bench', '--groups', 'eng'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      c.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error('token failed'))));
+    });
+  const token = await mint(cfg);
+  const tokenOff = await mint(cfgOff);
 
   const targets: Target[] = [
     { name: 'direct', url: upstreamUrl, headers: {} },
     { name: 'passthrough', url: passUrl, headers: {} },
     { name: 'gitgate', url: `${gwUrl}/mcp/bench`, headers: { authorization: `Bearer ${token}` } },
+    { name: 'audit off', url: `${gwOffUrl}/mcp/bench`, headers: { authorization: `Bearer ${tokenOff}` } },
   ];
   console.log(`gitgate bench — ${REQUESTS} tools/call per run, node ${process.version}, ${new Date().toISOString()}`);
   const results: Record<string, Record<number, RunResult>> = {};
@@ -107,6 +115,8 @@ async function main(): Promise<void> {
     const p = results.passthrough![conc]!;
     console.log(`  gitgate vs direct:      throughput ${((g.rps / d.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - d.p50).toFixed(3)} ms`);
     console.log(`  gitgate vs passthrough: throughput ${((g.rps / p.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - p.p50).toFixed(3)} ms`);
+    const off = results['audit off']![conc]!;
+    console.log(`  audit on vs off:        throughput ${((g.rps / off.rps) * 100).toFixed(1)}% (cost ${(100 - (g.rps / off.rps) * 100).toFixed(1)}%)   added p50 ${(g.p50 - off.p50).toFixed(3)} ms`);
   }
   // Payload sizes, with and without masking (the mask finds an email every ~500 bytes).
   const masked: Target = { name: 'gitgate+mask', url: `${gwUrl}/mcp/bench-masked`, headers: targets[2]!.headers };

@@ -29,6 +29,7 @@ export const ERRORS = {
   POLICY_UNAVAILABLE: { status: 503, rpc: -32012, message: 'Policy unavailable' },
   DECISION_INVALID: { status: 200, rpc: -32013, message: 'Policy decision invalid' },
   RATE_LIMITED: { status: 429, rpc: -32017, message: 'Rate limited' },
+  AUDIT_UNAVAILABLE: { status: 503, rpc: -32018, message: 'Audit log unavailable' },
   // upstream
   UPSTREAM_UNAVAILABLE: { status: 502, rpc: -32014, message: 'Upstream unavailable' },
   UPSTREAM_TIMEOUT: { status: 504, rpc: -32015, message: 'Upstream timed out' },

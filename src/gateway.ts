@@ -22,6 +22,13 @@ import { Credentials } from './credentials/credentials.js';
 import { KeyRing } from './credentials/keyring.js';
 import { ToolCatalogs } from './mcp/tool-catalog.js';
 import { RateLimiter } from './policy/rate-limit.js';
+import path from 'node:path';
+import { createAuditor, disabledAuditor, type Auditor } from './audit/auditor.js';
+import { AuditCommitter } from './audit/committer.js';
+import { AuditLog } from './audit/log.js';
+import { ed25519Signer } from './audit/record.js';
+import { GitAuditStore } from './audit/store.js';
+import { FileWal, type WriteAheadLog } from './audit/wal.js';
 
 export interface Gateway {
   readonly app: FastifyInstance;
@@ -48,6 +55,35 @@ export interface GatewayOptions {
   connectUpstream?: (cfg: UpstreamConfig) => UpstreamConnector;
   /** Wrap the decision engine (tests record decisions). */
   wrapPolicy?: (engine: DecisionEngine) => DecisionEngine;
+  /** The audit WAL (default: files under <dataDir>/audit-wal); tests inject failing ones. */
+  wal?: WriteAheadLog;
+}
+
+interface AuditParts {
+  readonly auditor: Auditor;
+  readonly log?: AuditLog;
+  readonly committer?: AuditCommitter;
+  readonly wal?: WriteAheadLog;
+}
+
+/** The audit capability: Ed25519 audit key, WAL, git store, log and committer (recovered on start). */
+async function createAudit(config: GatewayConfig, logger: Logger, wal?: WriteAheadLog): Promise<AuditParts> {
+  if (!config.audit.enabled) return { auditor: disabledAuditor };
+  const ring = await KeyRing.load(config.dataDir, { graceMs: 0, activationMs: 0 }, 'audit-signing');
+  const key = ring.signing();
+  const signer = ed25519Signer(key.kid, key.key);
+  const store = await GitAuditStore.open(config.audit.repo, signer, { ...(config.audit.remote ? { remote: config.audit.remote } : {}), log: (m) => logger.warn(m) });
+  const w = wal ?? new FileWal(path.join(config.dataDir, 'audit-wal'));
+  const log = new AuditLog(w, signer, (stream) => store.tail(stream));
+  const committer = new AuditCommitter(log, w, store, {
+    everyRecords: config.audit.commitEveryRecords,
+    everyMs: config.audit.commitEveryMs,
+    onError: (err) => logger.error({ err: (err as Error).message }, 'audit commit failed; records stay in the write-ahead log'),
+  });
+  const recovered = await committer.recover();
+  if (recovered > 0) logger.info({ recovered }, 'audit records recovered from the write-ahead log');
+  committer.start();
+  return { auditor: createAuditor(log, { maxRecordedBytes: config.audit.maxRecordedBytes }), log, committer, wal: w };
 }
 
 export function createLogger(level: string): Logger {
@@ -116,17 +152,43 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   const upstreams = createUpstreamRegistry(config, logger, { name: 'gitgate', version: VERSION }, opts.connectUpstream, (cfg, method) =>
     credentials.forCall(cfg, { subject: 'gitgate', method }),
   );
+  const audit = await createAudit(config, logger, opts.wal);
   const sessions = new SessionStore((name) => config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 });
   const catalogs = new ToolCatalogs();
-  sessions.onDelete = (id) => catalogs.delete(`session:${id}`);
+  sessions.onDelete = (session, reason) => {
+    catalogs.delete(`session:${session.id}`);
+    audit.auditor.sessionClosed(session, reason);
+  };
   const rates = new RateLimiter();
   const readiness: Readiness = {
-    problems: () => (policy.current() === undefined ? ['no policy loaded'] : []),
+    problems: () => [
+      ...(policy.current() === undefined ? ['no policy loaded'] : []),
+      ...(audit.log !== undefined && !audit.log.status().healthy ? [`audit log unavailable: ${audit.log.status().lastError}`] : []),
+    ],
+    audit: () =>
+      audit.log === undefined
+        ? { enabled: false }
+        : { enabled: true, repo: config.audit.repo, ...audit.log.status(), ...audit.committer!.status() },
     policy: () => policy.current()?.revision,
     lastPolicyError: () => lastPolicyError,
   };
   const engine = opts.wrapPolicy?.(policy) ?? policy;
-  const app = buildApp({ config, verifier, policy: engine, upstreams, sessions, metrics, credentials, rates, catalogs, logger, readiness, ...(devIssuer ? { devIssuer } : {}) });
+  if (audit.log !== undefined) metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));
+  const app = buildApp({
+    config,
+    verifier,
+    policy: engine,
+    upstreams,
+    sessions,
+    metrics,
+    credentials,
+    rates,
+    catalogs,
+    audit: audit.auditor,
+    logger,
+    readiness,
+    ...(devIssuer ? { devIssuer } : {}),
+  });
 
   return {
     app,
@@ -151,6 +213,9 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       await app.close();
       await sessions.closeAll();
       await upstreams.shutdown();
+      // Everything recorded reaches the audit repo before exit.
+      await audit.committer?.stop();
+      await audit.wal?.close();
     },
   };
 }

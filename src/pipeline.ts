@@ -8,9 +8,10 @@
  * Each step lives in the folder named after its capability. Nothing reaches an
  * upstream unless `decide` returned a valid allow for exactly this message.
  */
+import type { Auditor, ExchangeAudit } from './audit/auditor.js';
 import type { GatewayConfig } from './config/types.js';
 import type { Credentials } from './credentials/credentials.js';
-import { GatewayError } from './errors.js';
+import { GatewayError, toGatewayError } from './errors.js';
 import { checkOrigin } from './http/origin.js';
 import { authenticate } from './identity/authenticate.js';
 import type { Identity } from './identity/identity.js';
@@ -42,6 +43,7 @@ export interface GatewayDeps {
   readonly credentials: Credentials;
   readonly rates: RateLimiter;
   readonly catalogs: ToolCatalogs;
+  readonly audit: Auditor;
 }
 
 export interface McpHttpRequest {
@@ -54,6 +56,8 @@ export interface McpHttpRequest {
   readonly signal: AbortSignal;
   /** gitgate's id for this HTTP exchange. */
   readonly requestId: string;
+  /** Records this exchange. */
+  readonly audit: ExchangeAudit;
 }
 
 export type McpReply =
@@ -85,10 +89,14 @@ async function admit(deps: GatewayDeps, req: McpHttpRequest): Promise<{ upstream
 
 /** POST /mcp/<upstream>: one JSON-RPC message from the client. */
 export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: ExchangeNote = {}): Promise<McpReply> {
+  deps.audit.assertWritable();
   const { upstream, identity } = await admit(deps, req);
   note.identity = identity;
+  req.audit.caller(identity, upstream.config.name);
   const incoming = readMessage(req.headers, req.body);
   const route = bindSession(deps.sessions, upstream, identity, req.headers, incoming);
+  if (route.kind === 'session') req.audit.bind({ session: route.session });
+  else if (route.kind === 'stateless') req.audit.bind({ stateless: upstream.config.name });
   const msg = incoming.message;
   note.method = 'method' in msg ? msg.method : 'response';
   if (!isRequest(msg)) {
@@ -107,6 +115,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   });
   if (input.mcp.tool !== undefined) note.tool = input.mcp.tool;
   const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
+  req.audit.decided(input, outcome, msg);
   enforce(outcome);
   limitRate(deps.rates, input, outcome);
   const auth = deps.credentials.forCall(upstream.config, {
@@ -119,8 +128,9 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   });
   const sessionAuth = (purpose: string) => deps.credentials.forCall(upstream.config, { subject: identity.sub, method: purpose });
   const forwarded = await forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth, sessionAuth });
+  if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
   const shaped = mapMessages(forwarded.messages, (m) => shape(deps, m, msg, input, outcome, catalog));
-  return relay(msg, shaped, forwarded.sessionId);
+  return relay(msg, shaped, req.audit, forwarded.session?.id);
 }
 
 function catalogKey(route: Route, identity: Identity, upstream: Upstream): string {
@@ -169,25 +179,39 @@ async function* mapMessages(messages: AsyncIterable<JsonRpcMessage>, f: (m: Json
 /**
  * Step: answer with JSON when the upstream's first message is the response,
  * else stream everything as SSE (progress, sampling and elicitation requests
- * included) until the response.
+ * included) until the response. The answer is durably audited before the
+ * client receives it.
  */
-export async function relay(msg: JsonRpcRequest, messages: AsyncIterable<JsonRpcMessage>, sessionId?: string): Promise<McpReply> {
+export async function relay(msg: JsonRpcRequest, messages: AsyncIterable<JsonRpcMessage>, audit: ExchangeAudit, sessionId?: string): Promise<McpReply> {
   const headers: Record<string, string> = sessionId !== undefined ? { 'mcp-session-id': sessionId } : {};
   const it = messages[Symbol.asyncIterator]();
   const first = await it.next();
   if (first.done) throw new GatewayError('UPSTREAM_PROTOCOL', `upstream closed without answering request ${String(msg.id)}`);
   if (isResponse(first.value) && first.value.id === msg.id) {
     void it.return?.();
+    await audit.answered(first.value, 0);
     return { kind: 'json', headers, body: first.value };
   }
   async function* rest(): AsyncGenerator<JsonRpcMessage> {
-    yield first.value;
-    for (let r = await it.next(); !r.done; r = await it.next()) {
-      yield r.value;
-      if (isResponse(r.value) && r.value.id === msg.id) return;
+    let relayed = 0;
+    try {
+      yield first.value;
+      for (let r = await it.next(); !r.done; r = await it.next()) {
+        if (isResponse(r.value) && r.value.id === msg.id) {
+          await audit.answered(r.value, relayed + 1);
+          yield r.value;
+          return;
+        }
+        relayed++;
+        yield r.value;
+      }
+      // Every request gets an answer: a stream that ends without one ends with an error.
+      throw new GatewayError('UPSTREAM_PROTOCOL', `upstream closed the stream without answering request ${String(msg.id)}`);
+    } catch (err) {
+      const ge = toGatewayError(err);
+      await audit.failed(ge, msg.id);
+      throw ge;
     }
-    // Every request gets an answer: a stream that ends without one ends with an error.
-    throw new GatewayError('UPSTREAM_PROTOCOL', `upstream closed the stream without answering request ${String(msg.id)}`);
   }
   return { kind: 'stream', headers, messages: rest() };
 }
@@ -210,7 +234,7 @@ export async function handleDelete(deps: GatewayDeps, req: McpHttpRequest): Prom
   const { upstream, identity } = await admit(deps, req);
   const id = requireSessionId(req.headers);
   deps.sessions.get(id, upstream.config.name, identity.sub);
-  await deps.sessions.delete(id);
+  await deps.sessions.delete(id, 'closed by the client (DELETE)');
   return { kind: 'empty', status: 204 };
 }
 

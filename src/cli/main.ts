@@ -6,6 +6,7 @@ import { VERSION } from '../version.js';
 import { policyBuild, policyTest } from './policy.js';
 import { serve } from './serve.js';
 import { token } from './token.js';
+import { auditExport, auditReplay, auditVerify } from './audit.js';
 
 function port(v: string): number {
   const n = Number(v);
@@ -64,6 +65,31 @@ export async function main(argv: string[]): Promise<number> {
     .option('--coverage <percent>', 'minimum coverage', '90')
     .action(async (o: { dir: string; coverage: string }) => {
       code = await policyTest(o, out);
+    });
+
+  const audit = program.command('audit').description('check and read an audit repo (works offline, on any clone)');
+  audit
+    .command('verify <repo>')
+    .description('check every signature, hash chain, gap-free seq, checkpoint and the git history; exit 1 naming the first broken record')
+    .action(async (repo: string) => {
+      code = await auditVerify(repo, out);
+    });
+  audit
+    .command('replay <repo>')
+    .description('show exchanges as a timeline')
+    .option('--session <id>', 'one MCP session')
+    .option('--caller <sub>', 'one caller')
+    .option('--since <when>', 'e.g. 7d, 12h, or an ISO date')
+    .option('--json', 'one JSON record per line')
+    .action(async (repo: string, o: { session?: string; caller?: string; since?: string; json?: boolean }) => {
+      code = await auditReplay(repo, o, out);
+    });
+  audit
+    .command('export <repo>')
+    .description('JSON Lines for a SIEM, one record per line')
+    .option('--since <when>', 'e.g. 7d, 12h, or an ISO date')
+    .action(async (repo: string, o: { since?: string }) => {
+      code = await auditExport(repo, o, out);
     });
 
   program

@@ -111,6 +111,7 @@ export function validateConfig(
   if (problems.length > 0) {
     throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
   }
+  const audit = (doc.audit ?? {}) as { enabled?: boolean; repo?: string; remote?: string; commitEveryRecords?: number; commitEveryMs?: number; maxRecordedBytes?: number };
   const creds = (doc.credentials ?? {}) as { issuer?: string; maxTtlSeconds?: number; keyActivationSeconds?: number; rotateAfterHours?: number };
   const policy = doc.policy as { dir: string; entrypoint: 'gitgate/decision' };
   const config: GatewayConfig = {
@@ -127,6 +128,14 @@ export function validateConfig(
       maxTtlSeconds: creds.maxTtlSeconds ?? 300,
       keyActivationSeconds: creds.keyActivationSeconds ?? 300,
       ...(creds.rotateAfterHours !== undefined ? { rotateAfterHours: creds.rotateAfterHours } : {}),
+    },
+    audit: {
+      enabled: audit.enabled ?? true,
+      repo: path.resolve(baseDir, audit.repo ?? path.join(doc.dataDir as string, 'audit')),
+      ...(audit.remote !== undefined ? { remote: audit.remote } : {}),
+      commitEveryRecords: audit.commitEveryRecords ?? 500,
+      commitEveryMs: audit.commitEveryMs ?? 1000,
+      maxRecordedBytes: audit.maxRecordedBytes ?? 65536,
     },
     log: { level: logLevel },
     source,

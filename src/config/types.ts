@@ -60,6 +60,14 @@ export interface GatewayConfig {
   readonly policy: { readonly dir: string; readonly entrypoint: 'gitgate/decision' };
   readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
   readonly credentials: { readonly issuer: string; readonly maxTtlSeconds: number; readonly keyActivationSeconds: number; readonly rotateAfterHours?: number };
+  readonly audit: {
+    readonly enabled: boolean;
+    readonly repo: string;
+    readonly remote?: string;
+    readonly commitEveryRecords: number;
+    readonly commitEveryMs: number;
+    readonly maxRecordedBytes: number;
+  };
   readonly log: { readonly level: string };
   /** Where the config came from, for logs and /readyz. */
   readonly source: string;

@@ -44,8 +44,8 @@ export class KeyRing {
     this.#times = times;
   }
 
-  static async load(dataDir: string, times: KeyRingTimes): Promise<KeyRing> {
-    const file = path.join(dataDir, 'keys', 'gateway-signing.json');
+  static async load(dataDir: string, times: KeyRingTimes, name = 'gateway-signing'): Promise<KeyRing> {
+    const file = path.join(dataDir, 'keys', `${name}.json`);
     let keys: StoredKey[] = [];
     try {
       keys = (JSON.parse(await readFile(file, 'utf8')) as { keys: StoredKey[] }).keys.map((k) => ({ ...k, activeFrom: k.activeFrom ?? k.createdAt }));

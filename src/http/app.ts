@@ -13,6 +13,7 @@ export interface Readiness {
   problems(): string[];
   policy(): PolicyRevision | undefined;
   lastPolicyError(): string | undefined;
+  audit(): Record<string, unknown>;
 }
 
 export interface AppDeps extends GatewayDeps {

@@ -3,16 +3,20 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { toGatewayError } from '../errors.js';
 import { handleDelete, handleGet, handlePost, type ExchangeNote, type GatewayDeps, type McpHttpRequest, type McpReply } from '../pipeline.js';
 import { sendError, sendMcpReply } from './reply.js';
+import { disabledAuditor, type ExchangeAudit } from '../audit/auditor.js';
+
+const NO_AUDIT = disabledAuditor.begin('none');
 import { baseUrlOf } from './base-url.js';
 
-function toMcpRequest(deps: GatewayDeps, req: FastifyRequest<{ Params: { upstream: string } }>, signal: AbortSignal): McpHttpRequest {
+function toMcpRequest(deps: GatewayDeps, req: FastifyRequest<{ Params: { upstream: string } }>, signal: AbortSignal, audit: ExchangeAudit, requestId: string): McpHttpRequest {
   return {
     upstream: req.params.upstream,
     headers: req.headers,
     ...(Buffer.isBuffer(req.body) ? { body: req.body } : {}),
     baseUrl: baseUrlOf(deps.config, req),
     signal,
-    requestId: randomUUID(),
+    requestId,
+    audit,
   };
 }
 
@@ -39,13 +43,18 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
         const note: ExchangeNote = {};
         let outcome = 'ok';
         let out: McpReply;
+        const requestId = randomUUID();
+        // Only POSTs are exchanges worth a record; GET streams and DELETE are session events.
+        const audit = method === 'POST' ? deps.audit.begin(requestId) : NO_AUDIT;
         try {
-          out = await (method === 'POST' ? handlePost(deps, toMcpRequest(deps, req, ctl.signal), note) : handlers[method](deps, toMcpRequest(deps, req, ctl.signal)));
+          out = await (method === 'POST' ? handlePost(deps, toMcpRequest(deps, req, ctl.signal, audit, requestId), note) : handlers[method](deps, toMcpRequest(deps, req, ctl.signal, audit, requestId)));
         } catch (e) {
-          const err = toGatewayError(e);
-          outcome = err.code.toLowerCase();
+          let err = toGatewayError(e);
           if (err.code === 'INTERNAL') req.log.error({ err: e }, 'internal error');
           const id = note.rpcId ?? (typeof err.data?.id === 'string' || typeof err.data?.id === 'number' ? err.data.id : null);
+          // Nothing is answered without its record; if the record cannot be written, say so instead.
+          if (err.code !== 'AUDIT_UNAVAILABLE') err = await audit.failed(err, id).then(() => err, (fail: unknown) => toGatewayError(fail));
+          outcome = err.code.toLowerCase();
           count(deps, req.params.upstream, note.method ?? method, outcome);
           logExchange(req, note, outcome, started);
           return sendError(reply, err, id);

@@ -3,7 +3,7 @@ import type { Identity } from '../identity/identity.js';
 import { isResponse, type JsonRpcMessage, type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse } from './jsonrpc.js';
 import { LEGACY_VERSIONS, MODERN_VERSION, toModernResult } from './protocol.js';
 import type { Route } from './bind-session.js';
-import type { SessionStore } from './sessions.js';
+import type { GatewaySession, SessionStore } from './sessions.js';
 import type { Upstream } from './upstreams.js';
 import type { UpstreamAuth } from './upstream/types.js';
 
@@ -11,7 +11,7 @@ export interface Forwarded {
   /** Server messages for this request, ending with its response. */
   readonly messages: AsyncIterable<JsonRpcMessage>;
   /** Set when `initialize` opened a new gateway session. */
-  readonly sessionId?: string;
+  readonly session?: GatewaySession;
 }
 
 /** Step: send an allowed request to the upstream over the route's session. */
@@ -64,7 +64,7 @@ async function initialize(
     throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${upstream.config.name} negotiated protocol ${version}, which gitgate does not relay`);
   }
   const session = sessions.create(upstream.config.name, identity.sub, version, upstreamSession, opts.sessionAuth);
-  return { messages: toAsync(messages), sessionId: session.id };
+  return { messages: toAsync(messages), session };
 }
 
 async function* discover(upstream: Upstream, msg: JsonRpcRequest): AsyncGenerator<JsonRpcMessage> {

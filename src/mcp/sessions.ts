@@ -23,8 +23,8 @@ export class SessionStore {
   readonly #sessions = new Map<string, GatewaySession>();
   readonly #sweeper: NodeJS.Timeout;
 
-  /** Called with the id of every session that ends. */
-  onDelete: ((id: string) => void) | undefined;
+  /** Called for every session that ends, with why. */
+  onDelete: ((session: GatewaySession, reason: string) => void) | undefined;
 
   constructor(private readonly limits: (upstream: string) => { maxSessions: number; idleTimeoutMs: number }) {
     this.#sweeper = setInterval(() => void this.sweep(), 10_000);
@@ -69,22 +69,22 @@ export class SessionStore {
     return s;
   }
 
-  async delete(id: string): Promise<void> {
+  async delete(id: string, reason = 'closed by the client'): Promise<void> {
     const s = this.#sessions.get(id);
     if (s === undefined) return;
     this.#sessions.delete(id);
-    this.onDelete?.(id);
+    this.onDelete?.(s, reason);
     await s.upstreamSession.close(s.auth('session/close'));
   }
 
   async sweep(now = Date.now()): Promise<number> {
     const stale = [...this.#sessions.values()].filter((s) => s.upstreamSession.closed || now - s.lastSeen > this.limits(s.upstream).idleTimeoutMs);
-    await Promise.all(stale.map((s) => this.delete(s.id)));
+    await Promise.all(stale.map((s) => this.delete(s.id, s.upstreamSession.closed ? 'the upstream ended it' : 'idle')));
     return stale.length;
   }
 
   async closeAll(): Promise<void> {
     clearInterval(this.#sweeper);
-    await Promise.all([...this.#sessions.keys()].map((id) => this.delete(id)));
+    await Promise.all([...this.#sessions.keys()].map((id) => this.delete(id, 'gateway shutdown')));
   }
 }

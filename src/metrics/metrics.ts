@@ -45,6 +45,17 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
+  /** Audit gauges, read at scrape time. */
+  watchAudit(read: () => { healthy: boolean; uncommitted: number; appended: number; commits: number; lastLagMs?: number }): void {
+    const gauge = (name: string, help: string, value: () => number) =>
+      new Gauge({ name, help, registers: [this.registry], collect: function (this: Gauge) { this.set(value()); } });
+    gauge('gitgate_audit_healthy', '1 while the audit write-ahead log can be written (0 = gitgate forwards nothing)', () => (read().healthy ? 1 : 0));
+    gauge('gitgate_audit_uncommitted_records', 'Durable audit records not yet committed to the audit repo', () => read().uncommitted);
+    gauge('gitgate_audit_records_appended', 'Audit records made durable since start', () => read().appended);
+    gauge('gitgate_audit_commits', 'Commits to the audit repo since start', () => read().commits);
+    gauge('gitgate_audit_commit_lag_seconds', 'Time from the oldest record of the last commit becoming durable to its commit', () => (read().lastLagMs ?? 0) / 1000);
+  }
+
   setPolicy(rev: { source: string; commit?: string; bundleDigest: string }): void {
     this.policyInfo.reset();
     this.policyInfo.set({ source: rev.source, commit: rev.commit ?? '', bundle_digest: rev.bundleDigest }, 1);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { validateConfig } from '../../src/config/load.js';
-import { createGateway, type Gateway } from '../../src/gateway.js';
+import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway.js';
 import { makePolicyDir } from './policy.js';
 
 export interface TestGateway {
@@ -20,6 +20,8 @@ export async function startGateway(opts: {
   server?: Record<string, unknown>;
   identity?: Record<string, unknown>;
   credentials?: Record<string, unknown>;
+  audit?: Record<string, unknown>;
+  options?: GatewayOptions;
 }): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-data-'));
   const policyDir = opts.policyDir ?? (await makePolicyDir());
@@ -31,13 +33,14 @@ export async function startGateway(opts: {
       policy: { dir: policyDir },
       upstreams: opts.upstreams,
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
+      ...(opts.audit ? { audit: opts.audit } : {}),
       log: { level: 'silent' },
     },
     {},
     dataDir,
     'test',
   );
-  const gw = await createGateway(config, { logger: pino({ level: process.env.GITGATE_TEST_LOG ?? 'silent' }) });
+  const gw = await createGateway(config, { logger: pino({ level: process.env.GITGATE_TEST_LOG ?? 'silent' }), ...opts.options });
   const url = await gw.listen();
   return {
     gw,

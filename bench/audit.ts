@@ -1,0 +1,75 @@
+/**
+ * Audit log throughput: records signed (Ed25519) and made durable (WAL, group
+ * commit, fdatasync), then committed to a real git repo with checkpoints.
+ * Reports records/s, commit lag, and heap over the run (it should stay flat).
+ *
+ *   npx tsx bench/audit.ts            (AUDIT_RECORDS=1000000, AUDIT_STREAMS=2000)
+ */
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { AuditCommitter } from '../src/audit/committer.js';
+import { AuditLog } from '../src/audit/log.js';
+import { ed25519Signer } from '../src/audit/record.js';
+import { GitAuditStore } from '../src/audit/store.js';
+import { verifyAuditRepo } from '../src/audit/verify.js';
+import { FileWal } from '../src/audit/wal.js';
+
+const TOTAL = Number(process.env.AUDIT_RECORDS ?? 1_000_000);
+/** Records per session stream (a session of ~10 exchanges = 20 records); 0 = everything in one hot stream. */
+const PER_STREAM = Number(process.env.AUDIT_PER_STREAM ?? 20);
+const IN_FLIGHT = 256;
+
+async function main(): Promise<void> {
+  const root = mkdtempSync(path.join(tmpdir(), 'gitgate-bench-audit-'));
+  const signer = ed25519Signer('bench', createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
+  const store = await GitAuditStore.open(path.join(root, 'audit'), signer);
+  const wal = new FileWal(path.join(root, 'wal'));
+  const log = new AuditLog(wal, signer, (s) => store.tail(s));
+  const committer = new AuditCommitter(log, wal, store, { everyRecords: 5000, everyMs: 1000 });
+  committer.start();
+  const event = (i: number) => ({
+    type: 'response' as const,
+    exchange: `x${i}`,
+    caller: { sub: `user${i % 50}`, groups: ['eng'] },
+    upstream: 'demo',
+    method: 'tools/call',
+    tool: 'echo',
+    data: { ok: true, result: { content: [{ type: 'text', text: `echo: message number ${i}` }] }, bytes: 64, relayed: 0, ms: 1.2 },
+  });
+  console.log(`audit bench: ${TOTAL} records, ${PER_STREAM === 0 ? 'one hot stream' : `${PER_STREAM} per session stream`}, ${IN_FLIGHT} in flight, node ${process.version}`);
+  const heap: number[] = [];
+  const lags: number[] = [];
+  const start = process.hrtime.bigint();
+  let next = 0;
+  const worker = async () => {
+    while (next < TOTAL) {
+      const i = next++;
+      await log.append(PER_STREAM === 0 ? 'stateless/bench/hot' : `sessions/bench/s${Math.floor(i / PER_STREAM)}`, event(i));
+      if (i % 100_000 === 0) {
+        global.gc?.();
+        heap.push(process.memoryUsage().heapUsed / 2 ** 20);
+        const lag = committer.status().lastLagMs;
+        if (lag !== undefined) lags.push(lag);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
+  const durableSecs = Number(process.hrtime.bigint() - start) / 1e9;
+  await committer.stop();
+  const totalSecs = Number(process.hrtime.bigint() - start) / 1e9;
+  await wal.close();
+  lags.sort((a, b) => a - b);
+  console.log(`signed + durable: ${(TOTAL / durableSecs).toFixed(0)} records/s (${durableSecs.toFixed(1)} s)`);
+  console.log(`committed to git: ${(TOTAL / totalSecs).toFixed(0)} records/s end to end, ${committer.status().commits} commits`);
+  console.log(`commit lag (sampled): median ${lags[Math.floor(lags.length / 2)]?.toFixed(0) ?? '-'} ms, worst ${lags.at(-1)?.toFixed(0) ?? '-'} ms`);
+  console.log(`heap MiB every 100k records: ${heap.map((h) => h.toFixed(0)).join(' ')}`);
+  if (process.env.AUDIT_VERIFY !== '0') {
+    const t0 = process.hrtime.bigint();
+    const report = await verifyAuditRepo(path.join(root, 'audit'));
+    console.log(`verify: ${report.ok ? 'ok' : `FAILED ${JSON.stringify(report.error)}`} — ${report.records} records in ${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1)} s`);
+  }
+}
+
+void main();

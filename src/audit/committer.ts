@@ -1,0 +1,100 @@
+import type { AuditLog, StreamTail } from './log.js';
+import type { AuditStore } from './store.js';
+import type { WriteAheadLog } from './wal.js';
+
+export interface CommitterStatus {
+  readonly commits: number;
+  readonly lastCommitAt?: string;
+  readonly lastError?: string;
+  /** ms between the oldest uncommitted record's durability and its commit, last commit. */
+  readonly lastLagMs?: number;
+}
+
+/**
+ * Moves durable WAL entries into the audit repo every N records or T ms:
+ * roll the WAL segment, append to stream files, checkpoint, commit, then drop
+ * the committed segments. A failed commit leaves everything in the WAL.
+ */
+export class AuditCommitter {
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #status: { commits: number; lastCommitAt?: string; lastError?: string; lastLagMs?: number } = { commits: 0 };
+  #oldest: number | undefined;
+
+  constructor(
+    private readonly log: AuditLog,
+    private readonly wal: WriteAheadLog,
+    private readonly store: AuditStore,
+    private readonly opts: { everyRecords: number; everyMs: number; onError?: (err: unknown) => void },
+  ) {}
+
+  /** Replay the WAL into the store (idempotent), seed the log's chains, commit, drop old segments. */
+  async recover(): Promise<number> {
+    const entries = this.wal.recover();
+    const segment = await this.wal.roll();
+    const heads = this.store.append(entries);
+    const last = new Map<string, StreamTail>();
+    for (const e of entries) {
+      const t = this.store.tail(e.stream);
+      if (t !== undefined) last.set(e.stream, t);
+    }
+    for (const [stream, tail] of last) this.log.seed(stream, tail);
+    await this.store.commit(heads, `audit: recovered ${entries.length} record(s) from the write-ahead log`);
+    this.wal.drop(segment);
+    return entries.length;
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => void this.commit(), this.opts.everyMs);
+    this.#timer.unref();
+    this.log.onDurable((n) => {
+      this.#oldest ??= Date.now();
+      if (n >= this.opts.everyRecords) void this.commit();
+    });
+  }
+
+  status(): CommitterStatus {
+    return { ...this.#status };
+  }
+
+  /** Commit what is durable now (one commit at a time). */
+  commit(): Promise<void> {
+    if (this.#running !== undefined) return this.#running;
+    this.#running = this.#commit().finally(() => {
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+
+  async #commit(): Promise<void> {
+    const segment = await this.log.rollWal(this.wal);
+    const entries = this.log.takeUncommitted();
+    if (entries.length === 0) {
+      this.wal.drop(segment);
+      return;
+    }
+    const oldest = this.#oldest;
+    this.#oldest = undefined;
+    try {
+      const heads = this.store.append(entries);
+      const streams = new Set(entries.map((e) => e.stream)).size;
+      await this.store.commit(heads, `audit: ${entries.length} record(s) in ${streams} stream(s)`);
+      this.wal.drop(segment);
+      this.log.prune(30 * 60_000);
+      this.#status = { commits: this.#status.commits + 1, lastCommitAt: new Date().toISOString(), ...(oldest !== undefined ? { lastLagMs: Date.now() - oldest } : {}) };
+    } catch (err) {
+      this.log.restoreUncommitted(entries);
+      this.#oldest ??= oldest;
+      this.#status = { ...this.#status, lastError: err instanceof Error ? err.message : String(err) };
+      this.opts.onError?.(err);
+    }
+  }
+
+  /** Final commit of everything (shutdown). */
+  async stop(): Promise<void> {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    await this.log.flush();
+    await this.#running;
+    await this.commit();
+  }
+}

@@ -1,0 +1,181 @@
+import { GatewayError } from '../errors.js';
+import { hashLine, signRecord, type AuditEvent, type AuditRecord, type AuditSigner } from './record.js';
+import type { WalEntry, WriteAheadLog } from './wal.js';
+
+export interface StreamTail {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+/** Where a stream's last stored record is found when the log has not seen the stream yet. */
+export type TailLookup = (stream: string) => StreamTail | undefined;
+
+export interface AuditStatus {
+  readonly healthy: boolean;
+  readonly lastError?: string;
+  /** Durable records not yet committed to git. */
+  readonly uncommitted: number;
+  readonly appended: number;
+}
+
+const RETRY_AFTER_FAILURE_MS = 2_000;
+
+/**
+ * The audit log: assigns each event its stream's next seq and the hash of the
+ * previous line, signs it, and appends it to the WAL in group commits. A
+ * caller awaits durability before answering its client. When the WAL cannot
+ * be written the log is unhealthy and the gateway stops forwarding.
+ */
+export class AuditLog {
+  readonly #tails = new Map<string, StreamTail & { used: number }>();
+  /** The last record of each stream known to be in the WAL (what the chain falls back to after a failed write). */
+  readonly #durable = new Map<string, StreamTail>();
+  #queue: { entry: WalEntry; done: (err?: unknown) => void }[] = [];
+  #flushing: Promise<void> | undefined;
+  #rolling = false;
+  #uncommitted: WalEntry[] = [];
+  #appended = 0;
+  #lastError: { message: string; at: number } | undefined;
+  #listeners: ((n: number) => void)[] = [];
+
+  constructor(
+    private readonly wal: WriteAheadLog,
+    private readonly signer: AuditSigner,
+    private readonly tailOf: TailLookup,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Seed the chain from what recovery found (stream tails after the WAL was replayed). */
+  seed(stream: string, tail: StreamTail): void {
+    this.#tails.set(stream, { ...tail, used: Date.now() });
+    this.#durable.set(stream, tail);
+  }
+
+  /** Sign and enqueue one event; the promise resolves once it is durable in the WAL. */
+  append(stream: string, event: AuditEvent): Promise<void> {
+    const tail = this.#tails.get(stream) ?? this.tailOf(stream);
+    const record: AuditRecord = {
+      v: 1,
+      stream,
+      seq: tail === undefined ? 0 : tail.seq + 1,
+      prev: tail === undefined ? null : tail.hash,
+      ...event,
+      ts: event.ts ?? this.now().toISOString(),
+    };
+    const line = signRecord(this.signer, record);
+    this.#tails.set(stream, { seq: record.seq, hash: hashLine(line), used: Date.now() });
+    const entry: WalEntry = { stream, seq: record.seq, line };
+    const durable = new Promise<void>((resolve, reject) => this.#queue.push({ entry, done: (err) => (err === undefined ? resolve() : reject(err)) }));
+    this.#schedule();
+    return durable;
+  }
+
+  /** Throws AUDIT_UNAVAILABLE while the WAL is failing (retried every couple of seconds). */
+  assertWritable(): void {
+    const e = this.#lastError;
+    if (e !== undefined && Date.now() - e.at < RETRY_AFTER_FAILURE_MS) {
+      throw new GatewayError('AUDIT_UNAVAILABLE', `Audit log unavailable (${e.message}); gitgate forwards nothing it cannot record`, { headers: { 'retry-after': '2' } });
+    }
+  }
+
+  status(): AuditStatus {
+    return {
+      healthy: this.#lastError === undefined,
+      ...(this.#lastError !== undefined ? { lastError: this.#lastError.message } : {}),
+      uncommitted: this.#uncommitted.length,
+      appended: this.#appended,
+    };
+  }
+
+  /**
+   * Start a new WAL segment between two group commits; returns the closed
+   * segment. Every entry in it is then among the uncommitted entries.
+   */
+  async rollWal(wal: WriteAheadLog): Promise<number> {
+    // Hold new group commits first: under steady load one always follows the last.
+    this.#rolling = true;
+    try {
+      while (this.#flushing !== undefined) await this.#flushing;
+      return await wal.roll();
+    } finally {
+      this.#rolling = false;
+      this.#schedule();
+    }
+  }
+
+  /** Durable entries not yet committed; the committer takes them. */
+  takeUncommitted(): WalEntry[] {
+    const out = this.#uncommitted;
+    this.#uncommitted = [];
+    return out;
+  }
+
+  /** Put entries back after a failed commit (they stay first in line). */
+  restoreUncommitted(entries: readonly WalEntry[]): void {
+    this.#uncommitted = [...entries, ...this.#uncommitted];
+  }
+
+  /** Called with the number of uncommitted entries after each group commit. */
+  onDurable(listener: (uncommitted: number) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /** Wait until everything appended so far is durable. */
+  async flush(): Promise<void> {
+    while (this.#flushing !== undefined || this.#queue.length > 0) {
+      this.#schedule();
+      await (this.#flushing ?? new Promise((r) => setImmediate(r)));
+    }
+  }
+
+  /** Forget chain state of streams that ended or went quiet (they are read back from storage if used again). */
+  forget(stream: string): void {
+    this.#tails.delete(stream);
+    this.#durable.delete(stream);
+  }
+
+  prune(idleMs: number, now = Date.now()): void {
+    for (const [s, t] of this.#tails) {
+      if (now - t.used > idleMs) {
+        this.#tails.delete(s);
+        this.#durable.delete(s);
+      }
+    }
+  }
+
+  #schedule(): void {
+    if (this.#flushing !== undefined || this.#rolling || this.#queue.length === 0) return;
+    const batch = this.#queue;
+    this.#queue = [];
+    this.#flushing = this.wal
+      .append(batch.map((b) => b.entry))
+      .then(
+        () => {
+          this.#lastError = undefined;
+          this.#appended += batch.length;
+          for (const b of batch) this.#durable.set(b.entry.stream, { seq: b.entry.seq, hash: hashLine(b.entry.line) });
+          for (const b of batch) this.#uncommitted.push(b.entry);
+          for (const b of batch) b.done();
+          for (const l of this.#listeners) l(this.#uncommitted.length);
+        },
+        (err: unknown) => {
+          this.#lastError = { message: err instanceof Error ? err.message : String(err), at: Date.now() };
+          // Entries queued behind the failed batch chain onto records that were never stored: fail them too,
+          // and point every affected stream back at its last durable record.
+          const failed = [...batch, ...this.#queue];
+          this.#queue = [];
+          for (const b of failed) {
+            const d = this.#durable.get(b.entry.stream) ?? this.tailOf(b.entry.stream);
+            if (d === undefined) this.#tails.delete(b.entry.stream);
+            else this.#tails.set(b.entry.stream, { ...d, used: Date.now() });
+          }
+          const ge = new GatewayError('AUDIT_UNAVAILABLE', `Audit log unavailable: ${this.#lastError.message}`, { cause: err });
+          for (const b of failed) b.done(ge);
+        },
+      )
+      .finally(() => {
+        this.#flushing = undefined;
+        this.#schedule();
+      });
+  }
+}

@@ -1,0 +1,77 @@
+import { createReadStream, existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseLine, type AuditRecord } from './record.js';
+
+export interface RecordFilter {
+  readonly session?: string;
+  readonly caller?: string;
+  /** ISO time; records before it are skipped. */
+  readonly since?: string;
+}
+
+function files(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...files(p));
+    else if (e.name.endsWith('.jsonl')) out.push(p);
+  }
+  return out.sort();
+}
+
+/** Every record of the repo's streams that passes the filter, one line at a time (constant memory). */
+export async function* readRecords(repo: string, filter: RecordFilter = {}): AsyncGenerator<AuditRecord> {
+  for (const file of files(path.join(repo, 'streams'))) {
+    if (filter.session !== undefined && !new RegExp(`${filter.session.replace(/[^\w-]/g, '')}(~\\d{6})?\\.jsonl$`).test(file)) continue;
+    const rl = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
+    for await (const line of rl) {
+      if (line === '') continue;
+      const r = parseLine(line).record;
+      if (filter.since !== undefined && r.ts < filter.since) continue;
+      if (filter.caller !== undefined && r.caller?.sub !== filter.caller) continue;
+      yield r;
+    }
+  }
+}
+
+/** "7d", "12h", "30m" or an ISO date → ISO timestamp. */
+export function sinceToIso(since: string, now = Date.now()): string {
+  const m = /^(\d+)([smhd])$/.exec(since);
+  if (m) return new Date(now - Number(m[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[m[2] as 's' | 'm' | 'h' | 'd']).toISOString();
+  const d = new Date(since);
+  if (Number.isNaN(d.getTime())) throw new Error(`invalid --since "${since}" (use 7d, 12h, 30m or an ISO date)`);
+  return d.toISOString();
+}
+
+/** One human-readable timeline line for a record. */
+export function describeRecord(r: AuditRecord): string {
+  const t = r.ts.replace('T', ' ').replace('Z', '');
+  const what = [r.method, r.tool].filter(Boolean).join(' ');
+  const d = (r.data ?? {}) as Record<string, unknown>;
+  let detail = '';
+  switch (r.type) {
+    case 'decision': {
+      const verdict = d.allow === true ? (d.approval_required === true ? 'APPROVAL REQUIRED' : 'ALLOW') : 'DENY';
+      const policy = (d.policy as { revision?: string | null; bundle_digest?: string } | undefined) ?? {};
+      detail = `${verdict}  ${(d.reasons as string[] | undefined)?.join('; ') ?? ''}  [policy ${policy.revision ?? policy.bundle_digest?.slice(0, 12) ?? '?'}]`;
+      break;
+    }
+    case 'response':
+      detail = `${d.ok === true ? 'ok' : `error ${JSON.stringify(d.error)}`}  ${d.bytes} B  ${Number(d.ms).toFixed(1)} ms`;
+      break;
+    case 'error':
+      detail = `${d.code}: ${d.message}`;
+      break;
+    case 'session.open':
+      detail = `protocol ${d.protocol_version}`;
+      break;
+    case 'session.close':
+      detail = String(d.reason ?? '');
+      break;
+    default:
+      detail = JSON.stringify(d);
+  }
+  return `${t}  ${r.type.padEnd(18)} ${(r.caller?.sub ?? '-').padEnd(10)} ${what.padEnd(24)} ${detail}`;
+}

@@ -1,0 +1,172 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { simpleGit } from 'simple-git';
+import { hashLine, parseLine, verifyParsed, type AuditRecord } from './record.js';
+import { CHECKPOINT_STREAM, parseStreamFile } from './store.js';
+
+export interface VerifyReport {
+  readonly ok: boolean;
+  readonly streams: number;
+  readonly records: number;
+  readonly checkpoints: number;
+  readonly commits: number;
+  readonly keys: readonly string[];
+  /** The newest checkpoint, to compare with an anchor kept outside the repo. */
+  readonly head?: { readonly seq: number; readonly hash: string };
+  /** The first problem found: where and why. */
+  readonly error?: { readonly where: string; readonly why: string };
+}
+
+class Broken extends Error {
+  constructor(
+    readonly where: string,
+    readonly why: string,
+  ) {
+    super(`${where}: ${why}`);
+  }
+}
+
+function listFiles(dir: string, ext: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...listFiles(p, ext));
+    else if (e.name.endsWith(ext)) out.push(p);
+  }
+  return out.sort();
+}
+
+function loadKeys(repo: string): Map<string, KeyObject> {
+  const keys = new Map<string, KeyObject>();
+  for (const f of listFiles(path.join(repo, 'keys'), '.jwk')) {
+    const jwk = JSON.parse(readFileSync(f, 'utf8')) as { kid?: string; d?: unknown };
+    if (jwk.d !== undefined) throw new Broken(path.relative(repo, f), 'a private key is committed to the audit repo');
+    const kid = jwk.kid ?? path.basename(f, '.jwk');
+    keys.set(kid, createPublicKey({ key: jwk as never, format: 'jwk' }));
+  }
+  return keys;
+}
+
+/** Check one chain (a stream's part files, in order); returns each line's hash by seq. */
+function verifyChain(repo: string, files: readonly string[], stream: string, keys: Map<string, KeyObject>, onRecord: (r: AuditRecord) => void): string[] {
+  const hashes: string[] = [];
+  let prev: string | null = null;
+  let seq = 0;
+  for (const file of files) {
+    const rel = path.relative(repo, file);
+    const lines = readFileSync(file, 'utf8').split('\n');
+    if (lines.at(-1) === '') lines.pop();
+    lines.forEach((line, i) => {
+      const where = `${rel}:${i + 1}`;
+      let p;
+      try {
+        p = parseLine(line);
+      } catch (err) {
+        throw new Broken(where, `unreadable record (${(err as Error).message})`);
+      }
+      const key = keys.get(p.kid);
+      if (key === undefined) throw new Broken(where, `signed with unknown key ${p.kid} (not in keys/)`);
+      if (!verifyParsed(p, key)) throw new Broken(where, 'signature does not verify: the record was altered');
+      const r = p.record;
+      if (r.stream !== stream) throw new Broken(where, `record belongs to stream ${r.stream}, not ${stream}: the file was replaced or moved`);
+      if (r.seq !== seq) throw new Broken(where, `expected seq ${seq}, found ${r.seq}: a record was removed, added or reordered`);
+      if (r.prev !== prev) throw new Broken(where, 'prev does not match the hash of the line before it: the chain is broken');
+      prev = hashLine(line);
+      hashes.push(prev);
+      seq++;
+      onRecord(r);
+    });
+  }
+  return hashes;
+}
+
+/** Record files grouped by stream, parts in order. */
+function chains(repo: string): Map<string, string[]> {
+  const out = new Map<string, { part: number; file: string }[]>();
+  const all = [...listFiles(path.join(repo, 'streams'), '.jsonl'), ...listFiles(repo, '.jsonl').filter((f) => path.dirname(f) === repo)];
+  for (const file of all) {
+    const id = parseStreamFile(path.relative(repo, file));
+    if (id === undefined) continue;
+    (out.get(id.stream) ?? out.set(id.stream, []).get(id.stream)!).push({ part: id.part, file });
+  }
+  const sorted = new Map<string, string[]>();
+  for (const [stream, parts] of out) {
+    parts.sort((a, b) => a.part - b.part);
+    parts.forEach((p, i) => {
+      if (p.part !== i) throw new Broken(path.relative(repo, p.file), `part ${i} of stream ${stream} is missing`);
+    });
+    sorted.set(stream, parts.map((p) => p.file));
+  }
+  return sorted;
+}
+
+/** Verify an audit repo offline: signatures, chains, gap-free seq, checkpoints, and append-only git history. */
+export async function verifyAuditRepo(repo: string, onRecord: (r: AuditRecord) => void = () => {}): Promise<VerifyReport> {
+  let streams = 0;
+  let records = 0;
+  let checkpoints = 0;
+  let commits = 0;
+  let keys = new Map<string, KeyObject>();
+  let head: { seq: number; hash: string } | undefined;
+  try {
+    keys = loadKeys(repo);
+    const tails = new Map<string, string[]>();
+    const all = chains(repo);
+    for (const [stream, files] of [...all].filter(([s]) => s !== CHECKPOINT_STREAM)) {
+      tails.set(stream, verifyChain(repo, files, stream, keys, (r) => {
+        records++;
+        onRecord(r);
+      }));
+      streams++;
+    }
+    const cpFiles = all.get(CHECKPOINT_STREAM);
+    if (cpFiles !== undefined) {
+      const seen = new Map<string, { seq: number; hash: string }>();
+      const hashes = verifyChain(repo, cpFiles, CHECKPOINT_STREAM, keys, (r) => {
+        checkpoints++;
+        const heads = (r.data?.heads ?? {}) as Record<string, { seq: number; hash: string }>;
+        for (const [stream, h] of Object.entries(heads)) {
+          const file = tails.get(stream);
+          const where = `checkpoints.jsonl:${r.seq + 1}`;
+          if (file === undefined) throw new Broken(where, `stream ${stream} is checkpointed but its file is missing`);
+          if (file.length <= h.seq) throw new Broken(where, `stream ${stream} was truncated: checkpoint says seq ${h.seq}, the file ends at ${file.length - 1}`);
+          if (file[h.seq] !== h.hash) throw new Broken(where, `stream ${stream} record ${h.seq} differs from the checkpointed one`);
+          seen.set(stream, h);
+        }
+      });
+      if (hashes.length > 0) head = { seq: hashes.length - 1, hash: hashes.at(-1)! };
+      for (const stream of tails.keys()) {
+        if (!seen.has(stream)) throw new Broken(`streams/${stream}.jsonl`, 'no checkpoint covers this stream (added outside gitgate?)');
+      }
+    } else if (streams > 0) {
+      throw new Broken('checkpoints.jsonl', 'missing: nothing anchors the stream heads');
+    }
+    commits = await verifyHistory(repo);
+    return { ok: true, streams, records, checkpoints, commits, keys: [...keys.keys()], ...(head ? { head } : {}) };
+  } catch (err) {
+    if (!(err instanceof Broken)) throw err;
+    return { ok: false, streams, records, checkpoints, commits, keys: [...keys.keys()], error: { where: err.where, why: err.why } };
+  }
+}
+
+/** The committed history only ever appends: no commit deletes or changes a line of a record file. */
+async function verifyHistory(repo: string): Promise<number> {
+  if (!existsSync(path.join(repo, '.git'))) return 0;
+  const git = simpleGit(repo);
+  const log = await git.raw(['log', '--reverse', '--format=%H %P', 'HEAD']).catch(() => '');
+  const commits = log.trim() === '' ? [] : log.trim().split('\n');
+  for (const c of commits) {
+    const [sha, parent] = c.split(' ');
+    if (parent === undefined || parent === '') continue;
+    const numstat = await git.raw(['diff', '--numstat', parent, sha!]);
+    for (const row of numstat.trim().split('\n').filter(Boolean)) {
+      const [, deleted, file] = row.split('\t');
+      if ((file!.startsWith('streams/') || file === 'checkpoints.jsonl' || file!.startsWith('keys/')) && deleted !== '0') {
+        throw new Broken(`commit ${sha!.slice(0, 12)}`, `removes ${deleted} line(s) from ${file}: history was rewritten`);
+      }
+    }
+  }
+  return commits.length;
+}

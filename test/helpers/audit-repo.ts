@@ -1,0 +1,34 @@
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { AuditCommitter } from '../../src/audit/committer.js';
+import { AuditLog } from '../../src/audit/log.js';
+import { ed25519Signer, type AuditSigner } from '../../src/audit/record.js';
+import { GitAuditStore } from '../../src/audit/store.js';
+import { FileWal } from '../../src/audit/wal.js';
+
+export function newSigner(kid: string): AuditSigner {
+  return ed25519Signer(kid, createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
+}
+
+/** A real audit repo written through the real log, WAL, store and committer. */
+export async function buildAuditRepo(streams: Record<string, number>, signer = newSigner('test-key')): Promise<string> {
+  const root = mkdtempSync(path.join(tmpdir(), 'gitgate-audit-'));
+  const repo = path.join(root, 'audit');
+  const store = await GitAuditStore.open(repo, signer);
+  const wal = new FileWal(path.join(root, 'wal'));
+  const log = new AuditLog(wal, signer, (s) => store.tail(s));
+  const committer = new AuditCommitter(log, wal, store, { everyRecords: 1_000_000, everyMs: 60_000 });
+  let round = 0;
+  // Two commits, so the history has more than one step.
+  for (const half of [0, 1]) {
+    for (const [stream, n] of Object.entries(streams)) {
+      const count = half === 0 ? Math.ceil(n / 2) : Math.floor(n / 2);
+      for (let i = 0; i < count; i++) await log.append(stream, { type: 'decision', exchange: `x${round++}`, caller: { sub: 'alice' }, data: { i } });
+    }
+    await committer.commit();
+  }
+  await wal.close();
+  return repo;
+}

@@ -1,0 +1,186 @@
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { FileWal, type WalEntry, type WriteAheadLog } from '../../src/audit/wal.js';
+import { verifyAuditRepo } from '../../src/audit/verify.js';
+import { readRecords } from '../../src/audit/read.js';
+import type { AuditRecord } from '../../src/audit/record.js';
+import { connectClient } from '../helpers/client.js';
+import { gitgate } from '../helpers/cli.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
+
+interface Upstream {
+  url: string;
+  received: { message: { method?: string; params?: { name?: string } } }[];
+  credentials: { token: string }[];
+  close(): Promise<void>;
+}
+
+function allFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.name === '.git' ? [] : e.isDirectory() ? allFiles(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+}
+
+describe('every exchange through the gateway is recorded, signed and committed', () => {
+  let upstream: Upstream;
+  let gw: TestGateway;
+  const verify = { jwksUrl: '', issuer: 'urn:gitgate', audience: '' };
+
+  beforeAll(async () => {
+    process.env.GITGATE_AUDIT_TEST_KEY = 'sk-audit-must-never-see-this';
+    upstream = await startHttpServer(verify);
+    verify.audience = upstream.url;
+    gw = await startGateway({
+      upstreams: { http: { url: upstream.url, secret: { header: 'x-api-key', fromEnv: 'GITGATE_AUDIT_TEST_KEY' } } },
+      audit: { commitEveryMs: 100 },
+    });
+    verify.jwksUrl = `${gw.url}/.well-known/jwks.json`;
+  });
+  afterAll(async () => {
+    await gw.close().catch(() => undefined);
+    await upstream.close();
+  });
+
+  it('records a session with allowed and denied calls; verify passes and replay shows it', async () => {
+    const token = await gw.token('bob');
+    const c = await connectClient(`${gw.url}/mcp/http`, token);
+    const sid = c.transport.sessionId!;
+    await c.client.callTool({ name: 'echo', arguments: { message: 'hello jane@example.com' } });
+    const err = (await c.client.callTool({ name: 'secret', arguments: {} }).catch((e: unknown) => e)) as McpError;
+    expect(err.code).toBe(-32010);
+    await c.close();
+    await gw.close();
+
+    const repo = path.join(gw.dataDir, 'audit');
+    const report = await verifyAuditRepo(repo);
+    expect(report).toMatchObject({ ok: true });
+    const records: AuditRecord[] = [];
+    for await (const r of readRecords(repo, { session: sid })) records.push(r);
+    expect(records.map((r) => `${r.type} ${r.method ?? ''} ${r.tool ?? ''}`.trim())).toEqual([
+      'decision initialize',
+      'session.open initialize',
+      'response initialize',
+      'decision tools/call echo',
+      'response tools/call echo',
+      'decision tools/call secret',
+      'error tools/call secret',
+      'session.close',
+    ]);
+    expect(records.map((r) => r.seq)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    const denied = records.find((r) => r.type === 'decision' && r.tool === 'secret')!;
+    expect(denied.data).toMatchObject({ allow: false, reasons: [expect.stringContaining('tools/call of secret denied')], input: { mcp: { tool: 'secret' } } });
+    expect((denied.data as { input_sha256: string }).input_sha256).toMatch(/^[0-9a-f]{64}$/);
+    // The recorded response is what the client saw: masked.
+    const echoed = records.find((r) => r.type === 'response' && r.tool === 'echo')!;
+    expect(JSON.stringify(echoed.data)).toContain('[redacted:email]');
+    expect(records.every((r) => r.caller?.sub === 'bob')).toBe(true);
+
+    // Nothing secret reaches the audit repo: not the client token, the credentials, or the upstream's API key.
+    const everything = allFiles(repo).map((f) => readFileSync(f, 'utf8')).join('\n');
+    expect(everything).not.toContain(token);
+    expect(everything).not.toContain('sk-audit-must-never-see-this');
+    for (const cred of upstream.credentials) expect(everything).not.toContain(cred.token);
+
+    const replay = await gitgate(['audit', 'replay', repo, '--session', sid]);
+    expect(replay.code).toBe(0);
+    expect(replay.stdout).toMatch(/decision\s+bob\s+tools\/call secret\s+DENY\s+tools\/call of secret denied/);
+    expect(replay.stdout).toMatch(/response\s+bob\s+tools\/call echo\s+ok/);
+    const json = await gitgate(['audit', 'replay', repo, '--caller', 'bob', '--json']);
+    expect(json.stdout.trim().split('\n').map((l) => JSON.parse(l).caller.sub)).toEqual(expect.arrayContaining(['bob']));
+    const exported = await gitgate(['audit', 'export', repo, '--since', '1h']);
+    expect(exported.stdout.trim().split('\n').length).toBeGreaterThanOrEqual(records.length);
+  });
+});
+
+/** A WAL that can be made to fail like a full disk. */
+class FlakyWal implements WriteAheadLog {
+  failing = false;
+  constructor(private readonly inner: WriteAheadLog) {}
+  async append(entries: readonly WalEntry[]) {
+    if (this.failing) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    return this.inner.append(entries);
+  }
+  roll() {
+    return this.inner.roll();
+  }
+  drop(n: number) {
+    this.inner.drop(n);
+  }
+  recover() {
+    return this.inner.recover();
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+describe('the gateway fails closed when it cannot record', () => {
+  it('a WAL that cannot be written: no answer without its record, nothing forwarded, /readyz says why', async () => {
+    const upstream = (await startHttpServer()) as Upstream;
+    const wal = new FlakyWal(new FileWal(mkdtempSync(path.join(tmpdir(), 'gitgate-flaky-wal-'))));
+    const gw2 = await startGateway({ upstreams: { http: { url: upstream.url } }, options: { wal } });
+    try {
+      const c = await connectClient(`${gw2.url}/mcp/http`, await gw2.token('bob'));
+      await c.client.callTool({ name: 'echo', arguments: { message: 'recorded' } });
+      wal.failing = true;
+      const before = upstream.received.filter((r) => r.message.method === 'tools/call').length;
+      const err = (await c.client.callTool({ name: 'echo', arguments: { message: 'not recorded' } }).catch((e: unknown) => e)) as Error;
+      expect(String(err)).toMatch(/Audit log unavailable: ENOSPC/);
+      // The next request is refused before it reaches the upstream.
+      const res = await fetch(`${gw2.url}/mcp/http`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await gw2.token('bob')}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': c.transport.sessionId! },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'echo', arguments: { message: 'refused' } } }),
+      });
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as { error: { code: number } }).error.code).toBe(-32018);
+      expect(upstream.received.filter((r) => r.message.method === 'tools/call' && r.message.params?.name === 'echo').length - before).toBeLessThanOrEqual(1);
+      expect(upstream.received.some((r) => JSON.stringify(r.message).includes('refused'))).toBe(false);
+      const ready = await fetch(`${gw2.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { problems: string[] }).problems.join()).toMatch(/audit log unavailable: ENOSPC/);
+      const metrics = await (await fetch(`${gw2.url}/metrics`)).text();
+      expect(metrics).toMatch(/gitgate_audit_healthy 0/);
+      // Disk space comes back: the gateway serves again.
+      wal.failing = false;
+      await new Promise((r) => setTimeout(r, 2100));
+      expect((await c.client.callTool({ name: 'echo', arguments: { message: 'back' } })).content).toEqual([{ type: 'text', text: 'echo: back' }]);
+      await c.close();
+    } finally {
+      await gw2.close();
+      await upstream.close();
+    }
+    const report = await verifyAuditRepo(path.join(gw2.dataDir, 'audit'));
+    expect(report.ok).toBe(true);
+  });
+
+  it('an audit repo that refuses commits keeps records in the WAL and commits them once it can', async () => {
+    const upstream = (await startHttpServer()) as Upstream;
+    const gw = await startGateway({ upstreams: { http: { url: upstream.url } }, audit: { commitEveryMs: 100 } });
+    const repo = path.join(gw.dataDir, 'audit');
+    const hook = path.join(repo, '.git', 'hooks', 'pre-commit');
+    try {
+      writeFileSync(hook, '#!/bin/sh\necho "repository is read-only" >&2\nexit 1\n');
+      chmodSync(hook, 0o755);
+      const c = await connectClient(`${gw.url}/mcp/http`, await gw.token('bob'));
+      for (let i = 0; i < 5; i++) await c.client.callTool({ name: 'echo', arguments: { message: `m${i}` } });
+      await new Promise((r) => setTimeout(r, 400));
+      const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { audit: { uncommitted: number; lastError?: string } };
+      expect(ready.audit.uncommitted).toBeGreaterThanOrEqual(10);
+      expect(ready.audit.lastError).toMatch(/read-only|pre-commit|hook/);
+      expect(readdirSync(path.join(gw.dataDir, 'audit-wal')).length).toBeGreaterThan(0);
+      rmSync(hook);
+      await expect.poll(async () => ((await (await fetch(`${gw.url}/readyz`)).json()) as { audit: { uncommitted: number } }).audit.uncommitted, { timeout: 5000 }).toBe(0);
+      await c.close();
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+    const report = await verifyAuditRepo(repo);
+    expect(report.ok).toBe(true);
+    expect(report.records).toBeGreaterThanOrEqual(12);
+  });
+});

@@ -1,0 +1,107 @@
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { AuditLog } from '../../src/audit/log.js';
+import { ed25519Signer, hashLine, parseLine } from '../../src/audit/record.js';
+import { FileWal, type WalEntry, type WriteAheadLog } from '../../src/audit/wal.js';
+import { GatewayError } from '../../src/errors.js';
+
+const signer = ed25519Signer('k', createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
+
+/** An in-memory WAL that can be made to fail. */
+class MemoryWal implements WriteAheadLog {
+  entries: WalEntry[] = [];
+  batches = 0;
+  failing: Error | undefined;
+  async append(entries: readonly WalEntry[]) {
+    await new Promise((r) => setImmediate(r));
+    if (this.failing) throw this.failing;
+    this.batches++;
+    this.entries.push(...entries);
+  }
+  async roll() {
+    return 0;
+  }
+  drop() {}
+  recover() {
+    return [...this.entries];
+  }
+  async close() {}
+}
+
+describe('AuditLog', () => {
+  it('chains each stream with gap-free seq and prev = hash of the previous line', async () => {
+    const wal = new MemoryWal();
+    const log = new AuditLog(wal, signer, () => undefined);
+    await Promise.all([log.append('a', { type: 'decision' }), log.append('b', { type: 'decision' }), log.append('a', { type: 'response' })]);
+    const a = wal.entries.filter((e) => e.stream === 'a');
+    expect(a.map((e) => e.seq)).toEqual([0, 1]);
+    expect(parseLine(a[1]!.line).record.prev).toBe(hashLine(a[0]!.line));
+    expect(parseLine(a[0]!.line).record.prev).toBeNull();
+  });
+
+  it('group-commits: many appends in one tick become few WAL writes', async () => {
+    const wal = new MemoryWal();
+    const log = new AuditLog(wal, signer, () => undefined);
+    await Promise.all(Array.from({ length: 100 }, (_, i) => log.append(`s${i % 3}`, { type: 'decision' })));
+    expect(wal.entries).toHaveLength(100);
+    expect(wal.batches).toBeLessThanOrEqual(2);
+    expect(log.status()).toMatchObject({ healthy: true, appended: 100, uncommitted: 100 });
+  });
+
+  it('continues a stream from its stored tail', async () => {
+    const wal = new MemoryWal();
+    const log = new AuditLog(wal, signer, (s) => (s === 'old' ? { seq: 41, hash: 'h41' } : undefined));
+    await log.append('old', { type: 'decision' });
+    expect(parseLine(wal.entries[0]!.line).record).toMatchObject({ seq: 42, prev: 'h41' });
+  });
+
+  it('fails closed when the WAL cannot be written, and recovers its chain when it can', async () => {
+    const wal = new MemoryWal();
+    const log = new AuditLog(wal, signer, () => undefined);
+    await log.append('s', { type: 'decision' });
+    wal.failing = Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    const a = log.append('s', { type: 'response' });
+    const b = log.append('s', { type: 'decision' });
+    await expect(a).rejects.toThrow(/Audit log unavailable: ENOSPC/);
+    await expect(b).rejects.toBeInstanceOf(GatewayError);
+    expect(() => log.assertWritable()).toThrow(/Audit log unavailable/);
+    expect(log.status().healthy).toBe(false);
+    wal.failing = undefined;
+    await log.append('s', { type: 'response' });
+    // The failed records never existed: the chain continues from the last durable one.
+    expect(wal.entries.map((e) => parseLine(e.line).record.seq)).toEqual([0, 1]);
+    expect(parseLine(wal.entries[1]!.line).record.prev).toBe(hashLine(wal.entries[0]!.line));
+    expect(log.status().healthy).toBe(true);
+  });
+});
+
+describe('FileWal', () => {
+  it('recovers intact entries across segments and discards a torn tail', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
+    const wal = new FileWal(dir);
+    await wal.append([{ stream: 's', seq: 0, line: 'L0' }]);
+    await wal.roll();
+    await wal.append([{ stream: 's', seq: 1, line: 'L1' }, { stream: 't', seq: 0, line: 'T0' }]);
+    await wal.close();
+    const seg = path.join(dir, 'wal-2.log');
+    appendFileSync(seg, '{"s":"s","q":2,"l":"L2","c":"00');
+    expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1', 'T0']);
+    // A flipped checksum also ends the segment.
+    writeFileSync(seg, readFileSync(seg, 'utf8').replace('"l":"T0"', '"l":"TX"'));
+    expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1']);
+  });
+
+  it('drops committed segments and continues numbering after a restart', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
+    const a = new FileWal(dir);
+    await a.append([{ stream: 's', seq: 0, line: 'L0' }]);
+    const closed = await a.roll();
+    a.drop(closed);
+    await a.append([{ stream: 's', seq: 1, line: 'L1' }]);
+    await a.close();
+    expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L1']);
+  });
+});
