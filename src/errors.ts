@@ -26,6 +26,7 @@ export const ERRORS = {
   // policy (HTTP 200: the JSON-RPC exchange itself succeeded, the policy spoke)
   POLICY_DENIED: { status: 200, rpc: -32010, message: 'Denied by policy' },
   APPROVAL_REQUIRED: { status: 200, rpc: -32011, message: 'Approval required' },
+  APPROVAL_DENIED: { status: 200, rpc: -32019, message: 'Approval denied' },
   POLICY_UNAVAILABLE: { status: 503, rpc: -32012, message: 'Policy unavailable' },
   DECISION_INVALID: { status: 200, rpc: -32013, message: 'Policy decision invalid' },
   RATE_LIMITED: { status: 429, rpc: -32017, message: 'Rate limited' },

@@ -29,6 +29,14 @@ import { AuditLog } from './audit/log.js';
 import { ed25519Signer } from './audit/record.js';
 import { GitAuditStore } from './audit/store.js';
 import { FileWal, type WriteAheadLog } from './audit/wal.js';
+import { GitHubApprovalProvider } from './approvals/github/provider.js';
+import { LocalApprovalProvider, LocalGitRepo } from './approvals/local/provider.js';
+import type { ApprovalProvider } from './approvals/provider.js';
+import { ApprovalService } from './approvals/service.js';
+import { FileApprovalStore } from './approvals/store.js';
+import { githubApprovalEvents } from './approvals/github/webhook-events.js';
+import { DeliveryLog, GitHubWebhooks } from './webhooks/verify-and-receive.js';
+import type { Identity } from './identity/identity.js';
 
 export interface Gateway {
   readonly app: FastifyInstance;
@@ -38,6 +46,8 @@ export interface Gateway {
   readonly sessions: SessionStore;
   readonly devIssuer?: DevIssuer;
   readonly credentials: Credentials;
+  readonly approvals: ApprovalService;
+  readonly webhooks: GitHubWebhooks;
   readonly logger: Logger;
   /** Rebuild the policy from config.policy.dir and swap it in (keeps the old one on failure). */
   reloadPolicy(): Promise<PolicyInstance>;
@@ -57,6 +67,16 @@ export interface GatewayOptions {
   wrapPolicy?: (engine: DecisionEngine) => DecisionEngine;
   /** The audit WAL (default: files under <dataDir>/audit-wal); tests inject failing ones. */
   wal?: WriteAheadLog;
+  /** Approval provider (default from config). */
+  approvalProvider?: ApprovalProvider;
+}
+
+async function approvalProvider(config: GatewayConfig): Promise<ApprovalProvider> {
+  const a = config.approvals;
+  if (a.provider === 'local') return new LocalApprovalProvider(await LocalGitRepo.open(a.local.repo), a.local.teams);
+  const gh = a.github!;
+  const auth = gh.token !== undefined ? { token: gh.token.reveal() } : { appId: gh.app!.appId, installationId: gh.app!.installationId, privateKey: gh.app!.privateKey.reveal() };
+  return new GitHubApprovalProvider({ baseUrl: gh.baseUrl, owner: gh.owner, repo: gh.repo, baseBranch: gh.baseBranch, auth, onFinish: gh.onFinish });
 }
 
 interface AuditParts {
@@ -173,6 +193,21 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     lastPolicyError: () => lastPolicyError,
   };
   const engine = opts.wrapPolicy?.(policy) ?? policy;
+  // Approvals: durable store, provider, one state machine fed by webhooks and polling; events audited per approval.
+  const approvals = new ApprovalService(new FileApprovalStore(path.join(config.dataDir, 'approvals')), opts.approvalProvider ?? (await approvalProvider(config)), {
+    record: (a, type, data) => {
+      if (audit.log === undefined) return;
+      void audit.log
+        .append(`approvals/${a.createdAt.slice(0, 10)}/${a.id}`, { type, upstream: a.call.upstream, caller: { sub: a.requester.sub }, method: a.call.method, ...(a.call.tool ? { tool: a.call.tool } : {}), data: { approval_id: a.id, url: a.remote?.url ?? null, ...data } })
+        .catch(() => undefined);
+    },
+    log: (msg, extra) => logger.info(extra ?? {}, msg),
+  }, { pollMs: config.approvals.pollSeconds * 1000 });
+  await approvals.start();
+  const webhooks = new GitHubWebhooks(config.approvals.webhookSecret?.reveal(), new DeliveryLog(config.dataDir));
+  githubApprovalEvents(webhooks, approvals);
+  const loginOf = (identity: Identity) => identity.githubLogin ?? config.approvals.logins[identity.sub] ?? identity.sub;
+
   if (audit.log !== undefined) metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));
   const app = buildApp({
     config,
@@ -185,6 +220,10 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     rates,
     catalogs,
     audit: audit.auditor,
+    approvals,
+    approvalHoldMs: config.approvals.holdSeconds * 1000,
+    loginOf,
+    webhooks,
     logger,
     readiness,
     ...(devIssuer ? { devIssuer } : {}),
@@ -197,6 +236,8 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     upstreams,
     sessions,
     credentials,
+    approvals,
+    webhooks,
     logger,
     ...(devIssuer ? { devIssuer } : {}),
     reloadPolicy,
@@ -210,6 +251,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     async close() {
       if (rotation !== undefined) clearInterval(rotation);
       rates.close();
+      approvals.stop();
       await app.close();
       await sessions.closeAll();
       await upstreams.shutdown();

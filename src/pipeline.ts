@@ -3,11 +3,13 @@
  *
  *   resolve upstream → check origin → authenticate → read message → bind session
  *   → build policy input → decide → enforce → rate limit → mint credential
- *   → forward → shape (filter lists, mask) → relay
+ *   → [park until approved] → forward → shape (filter lists, mask) → relay
  *
  * Each step lives in the folder named after its capability. Nothing reaches an
  * upstream unless `decide` returned a valid allow for exactly this message.
  */
+import { park } from './approvals/park.js';
+import type { ApprovalService } from './approvals/service.js';
 import type { Auditor, ExchangeAudit } from './audit/auditor.js';
 import type { GatewayConfig } from './config/types.js';
 import type { Credentials } from './credentials/credentials.js';
@@ -44,6 +46,10 @@ export interface GatewayDeps {
   readonly rates: RateLimiter;
   readonly catalogs: ToolCatalogs;
   readonly audit: Auditor;
+  readonly approvals: ApprovalService;
+  /** How long a parked call is held before the client gets the approval link (0 = at once). */
+  readonly approvalHoldMs: number;
+  readonly loginOf: (identity: Identity) => string;
 }
 
 export interface McpHttpRequest {
@@ -127,8 +133,27 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
     scopes: outcome.decision.credential.scopes,
   });
   const sessionAuth = (purpose: string) => deps.credentials.forCall(upstream.config, { subject: identity.sub, method: purpose });
-  const forwarded = await forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth, sessionAuth });
-  if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
+  const send = async () => {
+    const forwarded = await forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth, sessionAuth });
+    if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
+    return forwarded;
+  };
+  if (outcome.decision.approval.required) {
+    // Parked until reviewers decide; the credential above is re-minted at release (it would have expired).
+    const released = park(deps.approvals, identity, msg, input, outcome, req.audit, { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf }, async () => {
+      const fresh = deps.credentials.forCall(upstream.config, {
+        subject: identity.sub,
+        method: msg.method,
+        ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
+        ...(input.mcp.arguments !== undefined ? { arguments: input.mcp.arguments } : {}),
+        ttlSeconds: outcome.decision.credential.ttl_seconds,
+        scopes: outcome.decision.credential.scopes,
+      });
+      return (await forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: fresh, sessionAuth })).messages;
+    });
+    return relay(msg, mapMessages(released, (m) => shape(deps, m, msg, input, outcome, catalog)), req.audit);
+  }
+  const forwarded = await send();
   const shaped = mapMessages(forwarded.messages, (m) => shape(deps, m, msg, input, outcome, catalog));
   return relay(msg, shaped, req.audit, forwarded.session?.id);
 }

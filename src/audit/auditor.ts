@@ -29,6 +29,8 @@ export interface ExchangeAudit {
   decided(input: PolicyInput, outcome: DecisionOutcome, request: JsonRpcRequest): void;
   /** A new session opened by this exchange (initialize). */
   opened(session: { id: string; createdAt: number }, protocolVersion: string): void;
+  /** Extra fields for this exchange's answer record (e.g. the approval it used). */
+  link(fields: Record<string, unknown>): void;
   /** Durably record the answer before the client receives it. */
   answered(response: JsonRpcResponse, relayed: number): Promise<void>;
   /** Durably record the error before the client receives it. */
@@ -48,6 +50,7 @@ const NOOP: ExchangeAudit = {
   caller: () => undefined,
   decided: () => undefined,
   opened: () => undefined,
+  link: () => undefined,
   answered: () => Promise.resolve(),
   failed: () => Promise.resolve(),
 };
@@ -80,6 +83,7 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
       let method: string | undefined;
       let tool: string | undefined;
       const pending: AuditEvent[] = [];
+      let linked: Record<string, unknown> = {};
       const base = (): Omit<AuditEvent, 'type'> => ({
         exchange,
         ...(who ? { caller: who } : {}),
@@ -147,12 +151,16 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
           stream = streams.session(s.id, s.createdAt);
           pending.push({ type: 'session.open', ...base(), ts: now().toISOString(), data: { protocol_version: protocolVersion } });
         },
+        link(fields) {
+          linked = { ...linked, ...fields };
+        },
         answered(response, relayed) {
           const bytes = Buffer.byteLength(JSON.stringify(response));
           return finish({
             type: 'response',
             ...base(),
             data: {
+              ...linked,
               ok: response.error === undefined,
               ...(response.error !== undefined ? { error: response.error } : { result: bounded(response.result, opts.maxRecordedBytes) }),
               bytes,
@@ -162,7 +170,7 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
           });
         },
         failed(err, id) {
-          return finish({ type: 'error', ...base(), data: { code: err.code, http_status: err.status, rpc_code: err.rpcCode, message: err.message, id, ms: ms() } });
+          return finish({ type: 'error', ...base(), data: { ...linked, code: err.code, http_status: err.status, rpc_code: err.rpcCode, message: err.message, id, ms: ms() } });
         },
       };
     },

@@ -70,6 +70,19 @@ export function describeRecord(r: AuditRecord): string {
     case 'session.close':
       detail = String(d.reason ?? '');
       break;
+    case 'approval.requested':
+      detail = `${d.approval_id} at ${d.url ?? '(opening)'}; needs ${d.min_approvals} from ${JSON.stringify(d.approvers)}`;
+      break;
+    case 'approval.approved':
+      detail = `${d.approval_id} by ${JSON.stringify(d.by)}`;
+      break;
+    case 'approval.denied':
+      detail = `${d.approval_id} by ${d.by}: ${d.reason}`;
+      break;
+    case 'approval.executed':
+    case 'approval.expired':
+      detail = String(d.approval_id);
+      break;
     default:
       detail = JSON.stringify(d);
   }

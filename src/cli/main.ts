@@ -1,5 +1,4 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { GatewayError } from '../errors.js';
 import { ensureOpa } from '../policy/opa-binary.js';
 import { toolEnv } from '../config/load.js';
 import { VERSION } from '../version.js';
@@ -7,6 +6,7 @@ import { policyBuild, policyTest } from './policy.js';
 import { serve } from './serve.js';
 import { token } from './token.js';
 import { auditExport, auditReplay, auditVerify } from './audit.js';
+import { approvalsApprove, approvalsDeny, approvalsList } from './approvals.js';
 
 function port(v: string): number {
   const n = Number(v);
@@ -32,7 +32,12 @@ export async function main(argv: string[]): Promise<number> {
     .option('-p, --port <port>', 'listen port', port)
     .option('--host <host>', 'listen address')
     .option('-d, --data-dir <dir>', 'where keys, builds and local repos live')
-    .action(async (o: { config?: string; port?: number; host?: string; dataDir?: string }) => {
+    .option('--approval-hold <seconds>', 'hold a parked call this long before answering with the approval link (0 = at once)', (v) => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a number of seconds >= 0');
+      return n;
+    })
+    .action(async (o: { config?: string; port?: number; host?: string; dataDir?: string; approvalHold?: number }) => {
       code = await serve(o, out);
     });
 
@@ -92,6 +97,22 @@ export async function main(argv: string[]): Promise<number> {
       code = await auditExport(repo, o, out);
     });
 
+  const approvals = program.command('approvals').description('parked high-risk calls (the embedded default decides them locally; with GitHub, review the PR)');
+  const common = (c: Command) => c.option('-c, --config <file>', 'gitgate.yaml').option('-d, --data-dir <dir>', 'the gateway data dir');
+  common(approvals.command('list').option('--all', 'include decided ones')).action(async (o: { config?: string; dataDir?: string; all?: boolean }) => {
+    code = await approvalsList(o, out);
+  });
+  common(approvals.command('approve <id>').requiredOption('--as <login>', 'who approves (not the requester; must be eligible)')).action(
+    async (id: string, o: { config?: string; dataDir?: string; as: string }) => {
+      code = await approvalsApprove(id, o, out);
+    },
+  );
+  common(approvals.command('deny <id>').requiredOption('--as <login>', 'who denies').option('--reason <text>', 'what the caller is told')).action(
+    async (id: string, o: { config?: string; dataDir?: string; as: string; reason?: string }) => {
+      code = await approvalsDeny(id, o, out);
+    },
+  );
+
   program
     .command('setup')
     .description('install the pinned opa (go install into tools/) unless a matching one is on PATH')
@@ -104,11 +125,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     const ce = e as { code?: string; exitCode?: number };
     if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) return ce.exitCode ?? 1;
-    if (e instanceof GatewayError) {
-      err(`gitgate: ${e.message}`);
-      return 1;
-    }
-    throw e;
+    err(`gitgate: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
   }
   return code;
 }

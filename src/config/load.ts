@@ -12,6 +12,8 @@ export interface ConfigOverrides {
   port?: number;
   host?: string;
   dataDir?: string;
+  /** --approval-hold seconds */
+  approvalHold?: number;
 }
 
 /** The embedded default: dev issuer, this repo's policies/, server-everything over stdio as `demo`. */
@@ -21,6 +23,8 @@ export function embeddedConfigDocument(): Record<string, unknown> {
   return {
     identity: { mode: 'dev' },
     policy: { dir: path.join(packageRoot, 'policies') },
+    // The local stand-in for GitHub teams: who may approve when the policy names "eng".
+    approvals: { provider: 'local', pollSeconds: 1, local: { teams: { eng: ['alice', 'carol', 'dave'] } } },
     upstreams: {
       demo: { stdio: { command: process.execPath, args: [everything, 'stdio'] } },
     },
@@ -63,6 +67,7 @@ export function validateConfig(
   if (overrides.port !== undefined) server.port = overrides.port;
   if (overrides.host !== undefined) server.host = overrides.host;
   if (overrides.dataDir !== undefined) doc.dataDir = overrides.dataDir;
+  if (overrides.approvalHold !== undefined) ((doc.approvals ??= {}) as Record<string, unknown>).holdSeconds = overrides.approvalHold;
   doc.identity ??= {};
   doc.policy ??= {};
   doc.log ??= {};
@@ -111,6 +116,20 @@ export function validateConfig(
   if (problems.length > 0) {
     throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
   }
+  const appr = (doc.approvals ?? {}) as {
+    provider?: 'local' | 'github';
+    holdSeconds?: number;
+    pollSeconds?: number;
+    logins?: Record<string, string>;
+    local?: { repo?: string; teams?: Record<string, string[]> };
+    github?: { baseUrl?: string; owner: string; repo: string; baseBranch?: string; token?: SecretRef; app?: { appId: number; installationId: number; privateKey: SecretRef }; onFinish?: 'close' | 'merge' };
+    webhookSecret?: SecretRef;
+  };
+  const secretOf = (where: string, ref: SecretRef | undefined) => readSecret(where, ref, baseDir, env, problems)?.value;
+  const gh = appr.github;
+  const ghToken = secretOf('approvals.github.token', gh?.token);
+  const ghKey = secretOf('approvals.github.app.privateKey', gh?.app?.privateKey);
+  const webhookSecret = secretOf('approvals.webhookSecret', appr.webhookSecret);
   const audit = (doc.audit ?? {}) as { enabled?: boolean; repo?: string; remote?: string; commitEveryRecords?: number; commitEveryMs?: number; maxRecordedBytes?: number };
   const creds = (doc.credentials ?? {}) as { issuer?: string; maxTtlSeconds?: number; keyActivationSeconds?: number; rotateAfterHours?: number };
   const policy = doc.policy as { dir: string; entrypoint: 'gitgate/decision' };
@@ -136,6 +155,27 @@ export function validateConfig(
       commitEveryRecords: audit.commitEveryRecords ?? 500,
       commitEveryMs: audit.commitEveryMs ?? 1000,
       maxRecordedBytes: audit.maxRecordedBytes ?? 65536,
+    },
+    approvals: {
+      provider: appr.provider ?? 'local',
+      holdSeconds: appr.holdSeconds ?? 90,
+      pollSeconds: appr.pollSeconds ?? 10,
+      logins: appr.logins ?? {},
+      local: { repo: path.resolve(baseDir, appr.local?.repo ?? path.join(doc.dataDir as string, 'approvals.git')), teams: appr.local?.teams ?? {} },
+      ...(gh !== undefined
+        ? {
+            github: {
+              baseUrl: (gh.baseUrl ?? 'https://api.github.com').replace(/\/+$/, ''),
+              owner: gh.owner,
+              repo: gh.repo,
+              baseBranch: gh.baseBranch ?? 'main',
+              ...(ghToken !== undefined ? { token: ghToken } : {}),
+              ...(gh.app !== undefined && ghKey !== undefined ? { app: { appId: gh.app.appId, installationId: gh.app.installationId, privateKey: ghKey } } : {}),
+              onFinish: gh.onFinish ?? 'close',
+            },
+          }
+        : {}),
+      ...(webhookSecret !== undefined ? { webhookSecret } : {}),
     },
     log: { level: logLevel },
     source,

@@ -68,6 +68,23 @@ export interface GatewayConfig {
     readonly commitEveryMs: number;
     readonly maxRecordedBytes: number;
   };
+  readonly approvals: {
+    readonly provider: 'local' | 'github';
+    readonly holdSeconds: number;
+    readonly pollSeconds: number;
+    readonly logins: Readonly<Record<string, string>>;
+    readonly local: { readonly repo: string; readonly teams: Readonly<Record<string, readonly string[]>> };
+    readonly github?: {
+      readonly baseUrl: string;
+      readonly owner: string;
+      readonly repo: string;
+      readonly baseBranch: string;
+      readonly token?: Secret;
+      readonly app?: { readonly appId: number; readonly installationId: number; readonly privateKey: Secret };
+      readonly onFinish: 'close' | 'merge';
+    };
+    readonly webhookSecret?: Secret;
+  };
   readonly log: { readonly level: string };
   /** Where the config came from, for logs and /readyz. */
   readonly source: string;

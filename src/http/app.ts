@@ -7,6 +7,7 @@ import { registerMcpRoutes } from './mcp-routes.js';
 import { registerOpsRoutes } from './ops-routes.js';
 import { sendError } from './reply.js';
 import { registerWellKnownRoutes } from './well-known.js';
+import type { GitHubWebhooks } from '../webhooks/verify-and-receive.js';
 
 export interface Readiness {
   /** Why the gateway is not ready (no policy yet, …); empty when ready. */
@@ -20,6 +21,7 @@ export interface AppDeps extends GatewayDeps {
   readonly logger: FastifyBaseLogger;
   readonly devIssuer?: DevIssuer;
   readonly readiness: Readiness;
+  readonly webhooks: GitHubWebhooks;
 }
 
 const FRAMEWORK_CODES: Readonly<Record<string, ErrorCode>> = {
@@ -62,5 +64,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerMcpRoutes(app, deps);
   registerWellKnownRoutes(app, deps);
   registerOpsRoutes(app, deps);
+  app.post('/webhooks/github', async (req, reply) => {
+    const out = await deps.webhooks.receive(req.headers, Buffer.isBuffer(req.body) ? req.body : undefined);
+    return reply.code(out.status).send(out.body);
+  });
   return app;
 }

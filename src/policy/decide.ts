@@ -26,17 +26,13 @@ export function decide(engine: DecisionEngine, input: PolicyInput, metrics: Gate
   return { decision, revision: instance.revision };
 }
 
-/** Step: turn a deny (or, until approvals land, a required approval) into the client's JSON-RPC error. */
+/** Step: a deny becomes the client's JSON-RPC error carrying the policy's reasons. */
 export function enforce(outcome: DecisionOutcome): void {
   const { decision, revision } = outcome;
-  const data = { reasons: decision.reasons, policy_revision: revision.commit ?? revision.bundleDigest };
   if (!decision.allow) {
     const code = decision.valid ? 'POLICY_DENIED' : 'DECISION_INVALID';
-    throw new GatewayError(code, `Denied by policy: ${decision.reasons.join('; ') || 'no reason given'}`, { data });
-  }
-  if (decision.approval.required) {
-    throw new GatewayError('APPROVAL_REQUIRED', `Approval required: ${decision.reasons.join('; ')}`, {
-      data: { ...data, approvers: decision.approval.approvers, min_approvals: decision.approval.min_approvals },
+    throw new GatewayError(code, `Denied by policy: ${decision.reasons.join('; ') || 'no reason given'}`, {
+      data: { reasons: decision.reasons, policy_revision: revision.commit ?? revision.bundleDigest },
     });
   }
 }

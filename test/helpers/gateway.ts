@@ -21,6 +21,7 @@ export async function startGateway(opts: {
   identity?: Record<string, unknown>;
   credentials?: Record<string, unknown>;
   audit?: Record<string, unknown>;
+  approvals?: Record<string, unknown>;
   options?: GatewayOptions;
 }): Promise<TestGateway> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-data-'));
@@ -34,6 +35,8 @@ export async function startGateway(opts: {
       upstreams: opts.upstreams,
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
       ...(opts.audit ? { audit: opts.audit } : {}),
+      // Parked calls answer at once unless a test is about holding.
+      approvals: { holdSeconds: 0, ...opts.approvals },
       log: { level: 'silent' },
     },
     {},

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
+import path from 'node:path';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { connectClient } from '../helpers/client.js';
@@ -13,7 +13,7 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
 
   beforeAll(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-embedded-'));
-    server = await serveProcess(['--port', '0', '--data-dir', dataDir]);
+    server = await serveProcess(['--port', '0', '--data-dir', dataDir, '--approval-hold', '0']);
   });
   afterAll(() => {
     if (server.child.exitCode === null) server.child.kill('SIGKILL');
@@ -53,16 +53,42 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     await c.close();
   });
 
-  it('eng may use every tool; get-env needs an approval', async () => {
+  it('eng may use every tool; get-env is parked until another eng member approves it, then runs once', async () => {
     const c = await connectClient(`${server.url}/mcp/demo`, await token(['--sub', 'alice', '--groups', 'eng']));
     expect((await c.client.listTools()).tools.map((t) => t.name)).toEqual(expect.arrayContaining(['echo', 'get-sum', 'get-env', 'get-tiny-image']));
     const img = await c.client.callTool({ name: 'get-tiny-image', arguments: {} });
     expect(JSON.stringify(img.content)).toContain('image/png');
-    const err = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
-    expect(err.code).toBe(-32011);
-    expect(err.message).toContain('get-env is high risk and needs 1 approval(s)');
-    const prompts = await c.client.listPrompts();
-    expect(prompts.prompts.length).toBeGreaterThan(0);
+    const parked = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
+    expect(parked.code).toBe(-32011);
+    const data = parked.data as { approval_id: string; url: string; status: string; expires_at: string };
+    expect(data).toMatchObject({ status: 'pending', approval_id: expect.stringMatching(/^[0-9a-f]{20}-1$/) });
+    expect(data.url).toContain(`gitgate/approval/${data.approval_id}`);
+    // The identical retry maps to the same approval.
+    const again = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
+    expect((again.data as { approval_id: string }).approval_id).toBe(data.approval_id);
+
+    const list = await gitgate(['approvals', 'list', '--data-dir', dataDir]);
+    expect(list.stdout).toContain(`${data.approval_id}  pending  alice → demo tools/call get-env`);
+    const self = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'alice', '--data-dir', dataDir]);
+    expect(self.code).toBe(1);
+    expect(self.stderr).toContain('alice requested this call and cannot approve or deny it');
+    const outsider = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'bob', '--data-dir', dataDir]);
+    expect(outsider.code).toBe(1);
+    expect(outsider.stderr).toContain('bob is not an eligible approver');
+    const ok = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'carol', '--data-dir', dataDir]);
+    expect(ok.code).toBe(0);
+
+    // Released within a poll interval: the identical retry executes once.
+    await expect
+      .poll(async () => {
+        const r = await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e);
+        return r instanceof McpError ? `error ${r.code}` : 'executed';
+      }, { timeout: 20_000, interval: 500 })
+      .toBe('executed');
+    // A second retry needs a new approval.
+    const next = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
+    expect(next.code).toBe(-32011);
+    expect((next.data as { approval_id: string }).approval_id).toBe(data.approval_id.replace(/-1$/, '-2'));
     await c.close();
   });
 
@@ -87,10 +113,20 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     expect(server.output()).not.toContain(t);
   });
 
-  it('exits 0 on SIGTERM after draining', async () => {
+  it('exits 0 on SIGTERM after draining, and the audit repo verifies and replays the denied and the approved call', async () => {
     server.child.kill('SIGTERM');
     const [code] = (await once(server.child, 'exit')) as [number];
     expect(code).toBe(0);
+    const repo = path.join(dataDir, 'audit');
+    const verify = await gitgate(['audit', 'verify', repo]);
+    expect(verify.code).toBe(0);
+    expect(verify.stdout).toMatch(/^ok: \d+ record\(s\)/);
+    const replay = await gitgate(['audit', 'replay', repo]);
+    expect(replay.stdout).toMatch(/decision\s+bob\s+tools\/call get-tiny-image\s+DENY/);
+    expect(replay.stdout).toMatch(/decision\s+alice\s+tools\/call get-env\s+APPROVAL REQUIRED/);
+    expect(replay.stdout).toMatch(/approval\.approved\s+alice\s+tools\/call get-env/);
+    expect(replay.stdout).toMatch(/approval\.executed\s+alice\s+tools\/call get-env/);
+    expect(replay.stdout).toMatch(/response\s+alice\s+tools\/call get-env\s+ok/);
   });
 });
 

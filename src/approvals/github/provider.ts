@@ -1,0 +1,144 @@
+import { createAppAuth } from '@octokit/auth-app';
+import { Octokit } from '@octokit/rest';
+import { approvalBody, approvalDocument, approvalTitle, type ApprovalProvider } from '../provider.js';
+import type { ApprovalRecord, ReviewEvent } from '../types.js';
+
+export interface GitHubProviderConfig {
+  readonly baseUrl: string;
+  readonly owner: string;
+  readonly repo: string;
+  readonly baseBranch: string;
+  readonly auth: { readonly token: string } | { readonly appId: number; readonly privateKey: string; readonly installationId: number };
+  /** After the outcome: close the PR, or merge it (a permanent record on the base branch). */
+  readonly onFinish: 'close' | 'merge';
+}
+
+const CHECK_NAME = 'gitgate/approval';
+const branchOf = (id: string) => `gitgate/approval/${id}`;
+
+/** Approvals as GitHub pull requests (GitHub.com or Enterprise via baseUrl). */
+export class GitHubApprovalProvider implements ApprovalProvider {
+  readonly kind = 'github' as const;
+  readonly #gh: Octokit;
+  readonly #membership = new Map<string, { member: boolean; at: number }>();
+
+  constructor(private readonly cfg: GitHubProviderConfig) {
+    this.#gh =
+      'token' in cfg.auth
+        ? new Octokit({ baseUrl: cfg.baseUrl, auth: cfg.auth.token, userAgent: 'gitgate' })
+        : new Octokit({ baseUrl: cfg.baseUrl, authStrategy: createAppAuth, auth: { appId: cfg.auth.appId, privateKey: cfg.auth.privateKey, installationId: cfg.auth.installationId }, userAgent: 'gitgate' });
+  }
+
+  get #repo() {
+    return { owner: this.cfg.owner, repo: this.cfg.repo };
+  }
+
+  async open(a: ApprovalRecord): Promise<NonNullable<ApprovalRecord['remote']>> {
+    const branch = branchOf(a.id);
+    const base = await this.#gh.rest.git.getRef({ ...this.#repo, ref: `heads/${this.cfg.baseBranch}` });
+    await this.#gh.rest.git.createRef({ ...this.#repo, ref: `refs/heads/${branch}`, sha: base.data.object.sha }).catch((err: { status?: number }) => {
+      if (err.status !== 422) throw err; // already exists: a retry after a crash
+    });
+    const file = await this.#gh.rest.repos.createOrUpdateFileContents({
+      ...this.#repo,
+      path: `approvals/${a.id}.yaml`,
+      message: `approval requested: ${approvalTitle(a)}`,
+      content: Buffer.from(approvalDocument(a)).toString('base64'),
+      branch,
+    });
+    const pr = await this.#gh.rest.pulls.create({ ...this.#repo, title: approvalTitle(a), head: branch, base: this.cfg.baseBranch, body: approvalBody(a) });
+    const users: string[] = [];
+    const teams: string[] = [];
+    for (const entry of a.approvers) {
+      const name = entry.replace(/^@/, '');
+      if (name.includes('/')) teams.push(name.split('/')[1]!);
+      else users.push(name);
+    }
+    const reviewers = users.filter((u) => u.toLowerCase() !== a.requester.login.toLowerCase());
+    if (reviewers.length > 0 || teams.length > 0) {
+      await this.#gh.rest.pulls.requestReviewers({ ...this.#repo, pull_number: pr.data.number, reviewers, team_reviewers: teams });
+    }
+    const headSha = file.data.commit.sha ?? pr.data.head.sha;
+    const check = await this.#gh.rest.checks.create({
+      ...this.#repo,
+      name: CHECK_NAME,
+      head_sha: headSha,
+      status: 'in_progress',
+      output: { title: 'Waiting for approval', summary: `${a.minApprovals} approval(s) needed from ${a.approvers.join(', ')} before ${a.expiresAt}.` },
+    });
+    return { ref: String(pr.data.number), url: pr.data.html_url, headSha, checkRunId: check.data.id };
+  }
+
+  async sync(a: ApprovalRecord): Promise<ReviewEvent[]> {
+    if (a.remote === undefined) return [];
+    const pull_number = Number(a.remote.ref);
+    const pr = await this.#gh.rest.pulls.get({ ...this.#repo, pull_number });
+    const events: ReviewEvent[] = [{ kind: 'head', sha: pr.data.head.sha }];
+    const reviews = await this.#gh.paginate(this.#gh.rest.pulls.listReviews, { ...this.#repo, pull_number, per_page: 100 });
+    for (const r of reviews) {
+      if (r.user === null || r.user === undefined) continue;
+      const state = r.state.toLowerCase();
+      if (state !== 'approved' && state !== 'changes_requested') continue;
+      events.push({ kind: 'review', login: r.user.login, state, commit: r.commit_id ?? '', body: r.body ?? '' });
+    }
+    if (pr.data.merged === true && pr.data.merged_by) events.push({ kind: 'merged', login: pr.data.merged_by.login });
+    else if (pr.data.state === 'closed') events.push({ kind: 'closed', login: pr.data.user?.login ?? 'unknown' });
+    return events;
+  }
+
+  async isEligible(login: string, approvers: readonly string[]): Promise<boolean> {
+    for (const entry of approvers) {
+      const name = entry.replace(/^@/, '');
+      if (!name.includes('/')) {
+        if (name.toLowerCase() === login.toLowerCase()) return true;
+        continue;
+      }
+      const [org, team] = name.split('/') as [string, string];
+      const key = `${org}/${team}/${login}`.toLowerCase();
+      const hit = this.#membership.get(key);
+      if (hit !== undefined && Date.now() - hit.at < 60_000) {
+        if (hit.member) return true;
+        continue;
+      }
+      const member = await this.#gh.rest.teams.getMembershipForUserInOrg({ org, team_slug: team, username: login }).then(
+        (r) => r.data.state === 'active',
+        (err: { status?: number }) => {
+          if (err.status === 404) return false;
+          throw err;
+        },
+      );
+      this.#membership.set(key, { member, at: Date.now() });
+      if (member) return true;
+    }
+    return false;
+  }
+
+  async finish(a: ApprovalRecord): Promise<void> {
+    if (a.remote === undefined) return;
+    const pull_number = Number(a.remote.ref);
+    const ok = a.status === 'executed' || a.status === 'approved';
+    const summary =
+      a.status === 'executed'
+        ? `Approved by ${a.approvals.map((v) => v.login).join(', ')}; the call was released to ${a.call.upstream} at ${a.executedAt}.`
+        : a.status === 'denied'
+          ? `Denied by ${a.denial?.by}: ${a.denial?.reason}`
+          : `The approval ${a.status} at ${a.expiresAt}.`;
+    if (a.remote.checkRunId !== undefined) {
+      await this.#gh.rest.checks.update({
+        ...this.#repo,
+        check_run_id: a.remote.checkRunId,
+        status: 'completed',
+        conclusion: ok ? 'success' : 'failure',
+        output: { title: ok ? 'Approved and executed' : `Approval ${a.status}`, summary },
+      });
+    }
+    await this.#gh.rest.issues.createComment({ ...this.#repo, issue_number: pull_number, body: `gitgate: ${summary}` });
+    const pr = await this.#gh.rest.pulls.get({ ...this.#repo, pull_number });
+    if (pr.data.state !== 'open') return;
+    if (ok && this.cfg.onFinish === 'merge') {
+      await this.#gh.rest.pulls.merge({ ...this.#repo, pull_number, merge_method: 'merge', commit_title: `gitgate approval ${a.id}: ${a.status}` });
+    } else {
+      await this.#gh.rest.pulls.update({ ...this.#repo, pull_number, state: 'closed' });
+    }
+  }
+}

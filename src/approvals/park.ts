@@ -1,0 +1,69 @@
+import type { ExchangeAudit } from '../audit/auditor.js';
+import { GatewayError } from '../errors.js';
+import type { Identity } from '../identity/identity.js';
+import { maskMessage } from '../masking/mask.js';
+import type { JsonRpcMessage, JsonRpcRequest } from '../mcp/jsonrpc.js';
+import type { DecisionOutcome } from '../policy/decide.js';
+import type { PolicyInput } from '../policy/input.js';
+import { approvalError, type ApprovalService } from './service.js';
+
+export interface ParkOptions {
+  readonly holdMs: number;
+  readonly signal: AbortSignal;
+  /** identity sub → GitHub login (config); else the token's github login claim; else the sub. */
+  readonly loginOf: (identity: Identity) => string;
+}
+
+/**
+ * Step: a call that needs approval is parked. Yields progress while held (when
+ * the client gave a progress token), then the upstream's messages once the
+ * approval is claimed; otherwise ends with an error carrying the approval link.
+ */
+export async function* park(
+  approvals: ApprovalService,
+  identity: Identity,
+  msg: JsonRpcRequest,
+  input: PolicyInput,
+  outcome: DecisionOutcome,
+  audit: ExchangeAudit,
+  opts: ParkOptions,
+  forward: () => Promise<AsyncIterable<JsonRpcMessage>>,
+): AsyncGenerator<JsonRpcMessage> {
+  const d = outcome.decision;
+  // Reviewers see the arguments as the decision's mask rules leave them.
+  const shown = structuredClone(msg);
+  if (d.maskRules.length > 0) maskMessage(shown, d.maskRules);
+  const ticket = await approvals.admit({
+    caller: { sub: identity.sub, issuer: identity.issuer, login: opts.loginOf(identity) },
+    call: {
+      upstream: input.upstream.name,
+      method: input.mcp.method,
+      ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
+      ...(input.mcp.uri !== undefined ? { uri: input.mcp.uri } : {}),
+      arguments: (shown.params as { arguments?: unknown } | undefined)?.arguments ?? {},
+      rawArguments: input.mcp.arguments ?? {},
+    },
+    approvers: d.approval.approvers,
+    minApprovals: d.approval.min_approvals,
+    ttlSeconds: d.approval.ttl_seconds,
+    reasons: d.reasons,
+    risk: d.risk,
+    policy: { revision: outcome.revision.commit ?? null, bundleDigest: outcome.revision.bundleDigest },
+  });
+  audit.link({ approval_id: ticket.approval.id });
+  const token = (msg.params?._meta as { progressToken?: unknown } | undefined)?.progressToken;
+  const held = approvals.hold(ticket, {
+    holdMs: opts.holdMs,
+    signal: opts.signal,
+    ...(typeof token === 'string' || typeof token === 'number' ? { progressToken: token } : {}),
+  });
+  let r = await held.next();
+  while (r.done !== true) {
+    yield r.value;
+    r = await held.next();
+  }
+  const final = r.value;
+  if (final.kind !== 'go') throw approvalError(final);
+  if (final.approval.status !== 'executed') throw new GatewayError('INTERNAL', 'approval released without being claimed');
+  yield* await forward();
+}

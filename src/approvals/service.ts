@@ -1,0 +1,284 @@
+import { EventEmitter } from 'node:events';
+import { GatewayError } from '../errors.js';
+import type { JsonRpcNotification } from '../mcp/jsonrpc.js';
+import { approvalId, callHash } from './call-id.js';
+import type { ApprovalProvider } from './provider.js';
+import { applyEvent, expireIfDue } from './rules.js';
+import type { ApprovalStore } from './store.js';
+import type { ApprovalCall, ApprovalRecord, ReviewEvent } from './types.js';
+
+export interface ApprovalRequest {
+  readonly caller: { readonly sub: string; readonly issuer: string; readonly login: string };
+  readonly call: ApprovalCall & { readonly rawArguments: unknown };
+  readonly approvers: readonly string[];
+  readonly minApprovals: number;
+  readonly ttlSeconds: number;
+  readonly reasons: readonly string[];
+  readonly risk: string;
+  readonly policy: { readonly revision: string | null; readonly bundleDigest: string };
+}
+
+export type Ticket =
+  /** Approved and claimed: forward it now (exactly once). */
+  | { readonly kind: 'go'; readonly approval: ApprovalRecord }
+  | { readonly kind: 'wait'; readonly approval: ApprovalRecord }
+  | { readonly kind: 'denied'; readonly approval: ApprovalRecord };
+
+export interface ApprovalEvents {
+  /** Audit an approval event (requested, approved, denied, expired, executed). */
+  record(a: ApprovalRecord, type: 'approval.requested' | 'approval.approved' | 'approval.denied' | 'approval.expired' | 'approval.executed', data: Record<string, unknown>): void;
+  log(msg: string, extra?: Record<string, unknown>): void;
+}
+
+/**
+ * Parks high-risk calls until reviewers decide. Both webhooks and polling feed
+ * one state machine (rules.ts); every change is persisted before it is acted on.
+ */
+export class ApprovalService {
+  readonly #changes = new EventEmitter();
+  readonly #locks = new Map<string, Promise<unknown>>();
+  #poller: NodeJS.Timeout | undefined;
+  /** Aborted at shutdown: held calls are answered at once (their approvals persist for the retry). */
+  readonly #stopping = new AbortController();
+
+  constructor(
+    private readonly store: ApprovalStore,
+    readonly provider: ApprovalProvider,
+    private readonly events: ApprovalEvents,
+    private readonly opts: { readonly pollMs: number; readonly now?: () => Date },
+  ) {
+    this.#changes.setMaxListeners(0);
+  }
+
+  #now(): Date {
+    return this.opts.now?.() ?? new Date();
+  }
+
+  /** One change at a time per approval (webhook, poll and requests may race). */
+  async #exclusive<T>(id: string, f: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(id) ?? Promise.resolve();
+    const run = prev.then(f, f);
+    this.#locks.set(id, run.catch(() => undefined));
+    try {
+      return await run;
+    } finally {
+      if (this.#locks.get(id) === run) this.#locks.delete(id);
+    }
+  }
+
+  list(): ApprovalRecord[] {
+    return this.store.all().sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  get(id: string): ApprovalRecord | undefined {
+    return this.store.get(id);
+  }
+
+  /** The newest approval of this exact call, after applying expiry. */
+  #latest(hash: string): ApprovalRecord | undefined {
+    let best: ApprovalRecord | undefined;
+    for (const a of this.store.all()) if (a.callHash === hash && (best === undefined || a.generation > best.generation)) best = a;
+    return best;
+  }
+
+  /** Decide what a high-risk call gets now: go (claimed), wait, or denied. Opens a new approval when needed. */
+  async admit(req: ApprovalRequest): Promise<Ticket> {
+    const hash = callHash({ caller: req.caller, upstream: req.call.upstream, method: req.call.method, ...(req.call.tool ? { tool: req.call.tool } : {}), ...(req.call.uri ? { uri: req.call.uri } : {}), arguments: req.call.rawArguments });
+    return this.#exclusive(hash, async () => {
+      const latest = this.#latest(hash);
+      if (latest !== undefined) {
+        const ticket = await this.#exclusive(latest.id, async () => {
+          if (expireIfDue(latest, this.#now())) this.#changed(latest, 'approval.expired', {});
+          if (latest.status === 'approved') return this.#claim(latest);
+          if (latest.status === 'pending') return { kind: 'wait', approval: latest } as const;
+          if (latest.status === 'denied' && this.#now().getTime() <= Date.parse(latest.expiresAt)) return { kind: 'denied', approval: latest } as const;
+          return undefined;
+        });
+        if (ticket !== undefined) return ticket;
+      }
+      const now = this.#now();
+      const generation = (latest?.generation ?? 0) + 1;
+      const { rawArguments: _raw, ...call } = req.call;
+      const a: ApprovalRecord = {
+        id: approvalId(hash, generation),
+        callHash: hash,
+        generation,
+        status: 'pending',
+        createdAt: now.toISOString(),
+        expiresAt: new Date(now.getTime() + req.ttlSeconds * 1000).toISOString(),
+        requester: { sub: req.caller.sub, login: req.caller.login },
+        call,
+        approvers: req.approvers,
+        minApprovals: req.minApprovals,
+        reasons: req.reasons,
+        risk: req.risk,
+        policy: req.policy,
+        approvals: [],
+      };
+      // Durable before anything is opened where reviewers look.
+      this.store.put(a);
+      this.events.record(a, 'approval.requested', { requester: a.requester, call: a.call, approvers: a.approvers, min_approvals: a.minApprovals, expires_at: a.expiresAt });
+      await this.#openRemote(a);
+      return { kind: 'wait', approval: a };
+    });
+  }
+
+  async #openRemote(a: ApprovalRecord): Promise<void> {
+    if (a.remote !== undefined) return;
+    try {
+      a.remote = await this.provider.open(a);
+      this.store.put(a);
+      this.events.log('approval opened', { id: a.id, url: a.remote.url });
+    } catch (err) {
+      // Stays pending without a remote; the poller opens it again.
+      this.events.log('approval could not be opened yet', { id: a.id, err: (err as Error).message });
+    }
+  }
+
+  /** approved → executed, durably, before the call is forwarded: at most once, even across crashes. */
+  #claim(a: ApprovalRecord): Ticket {
+    a.status = 'executed';
+    a.executedAt = this.#now().toISOString();
+    this.store.put(a);
+    this.events.record(a, 'approval.executed', { approvals: a.approvals });
+    void this.#finish(a);
+    return { kind: 'go', approval: a };
+  }
+
+  /** Hold a call while its approval is pending: yields progress, returns the ticket it ends with. */
+  async *hold(ticket: Ticket, opts: { holdMs: number; signal: AbortSignal; progressToken?: string | number }): AsyncGenerator<JsonRpcNotification, Ticket> {
+    if (ticket.kind !== 'wait') return ticket;
+    const a = ticket.approval;
+    const deadline = Math.min(Date.now() + opts.holdMs, Date.parse(a.expiresAt));
+    const started = Date.now();
+    const progress = (): JsonRpcNotification | undefined =>
+      opts.progressToken === undefined
+        ? undefined
+        : {
+            jsonrpc: '2.0',
+            method: 'notifications/progress',
+            params: {
+              progressToken: opts.progressToken,
+              progress: Math.floor((Date.now() - started) / 1000),
+              total: Math.ceil(opts.holdMs / 1000),
+              message: `Waiting for approval ${a.id}: ${this.store.get(a.id)?.remote?.url ?? 'opening the request'} (expires ${a.expiresAt})`,
+            },
+          };
+    const first = progress();
+    if (first) yield first;
+    while (Date.now() < deadline && !opts.signal.aborted && !this.#stopping.signal.aborted) {
+      const current = this.store.get(a.id) ?? a;
+      if (current.status !== 'pending') {
+        return await this.#exclusive(a.id, async () => {
+          if (current.status === 'approved') return this.#claim(current);
+          return current.status === 'executed' ? ({ kind: 'wait', approval: current } as const) : ({ kind: 'denied', approval: current } as const);
+        });
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(10_000, Math.max(0, deadline - Date.now())));
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#changes.once(a.id, done);
+        opts.signal.addEventListener('abort', done, { once: true });
+        this.#stopping.signal.addEventListener('abort', done, { once: true });
+      });
+      this.#changes.removeAllListeners(a.id);
+      const p = progress();
+      if (p && (this.store.get(a.id) ?? a).status === 'pending' && Date.now() < deadline) yield p;
+    }
+    return { kind: 'wait', approval: this.store.get(a.id) ?? a };
+  }
+
+  /** Apply what reviewers did (webhook or poll) to the approval whose remote ref matches. */
+  async applyRemote(ref: string, events: readonly ReviewEvent[]): Promise<ApprovalRecord | undefined> {
+    const a = this.store.all().find((x) => x.remote?.ref === ref);
+    if (a === undefined) return undefined;
+    await this.#apply(a, events);
+    return a;
+  }
+
+  async #apply(a: ApprovalRecord, events: readonly ReviewEvent[]): Promise<void> {
+    await this.#exclusive(a.id, async () => {
+      for (const e of events) {
+        const eligible = e.kind === 'head' || e.kind === 'closed' ? true : await this.provider.isEligible(e.login, a.approvers);
+        const before = a.status;
+        const out = applyEvent(a, e, { now: this.#now(), eligible });
+        if (out.ignored !== undefined && e.kind !== 'head') this.events.log('approval event ignored', { id: a.id, why: out.ignored });
+        if (out.change === undefined) continue;
+        this.store.put(a);
+        if (a.status === 'approved' && before !== 'approved') this.#changed(a, 'approval.approved', { by: a.approvals.map((v) => v.login) });
+        if (a.status === 'denied' && before !== 'denied') this.#changed(a, 'approval.denied', { by: a.denial?.by, reason: a.denial?.reason });
+      }
+    });
+  }
+
+  #changed(a: ApprovalRecord, type: 'approval.approved' | 'approval.denied' | 'approval.expired', data: Record<string, unknown>): void {
+    this.store.put(a);
+    this.events.record(a, type, data);
+    this.#changes.emit(a.id);
+    if (a.status === 'denied' || a.status === 'expired') void this.#finish(a);
+  }
+
+  async #finish(a: ApprovalRecord): Promise<void> {
+    if (a.finished === true || a.remote === undefined) return;
+    try {
+      await this.provider.finish(a);
+      a.finished = true;
+      this.store.put(a);
+    } catch (err) {
+      this.events.log('approval outcome not reported yet', { id: a.id, err: (err as Error).message });
+    }
+  }
+
+  /** One polling round: expire, (re)open, sync, report outcomes. */
+  async poll(): Promise<void> {
+    for (const a of this.store.all()) {
+      if (a.status === 'pending' || a.status === 'approved') {
+        const expired = await this.#exclusive(a.id, async () => expireIfDue(a, this.#now()));
+        if (expired) {
+          this.#changed(a, 'approval.expired', {});
+          continue;
+        }
+      }
+      if (a.status === 'pending') {
+        if (a.remote === undefined) await this.#openRemote(a);
+        if (a.remote === undefined) continue;
+        try {
+          await this.#apply(a, await this.provider.sync(a));
+        } catch (err) {
+          this.events.log('approval sync failed', { id: a.id, err: (err as Error).message });
+        }
+      } else if ((a.status === 'executed' || a.status === 'denied' || a.status === 'expired') && a.finished !== true) {
+        await this.#finish(a);
+      }
+    }
+  }
+
+  /** Recover after a restart (state re-synced from the provider), then poll on an interval. */
+  async start(): Promise<void> {
+    await this.poll();
+    this.#poller = setInterval(() => void this.poll(), this.opts.pollMs);
+    this.#poller.unref();
+  }
+
+  stop(): void {
+    if (this.#poller !== undefined) clearInterval(this.#poller);
+    this.#stopping.abort();
+  }
+}
+
+/** The client's error for a call that is not (yet) approved. */
+export function approvalError(t: Ticket): GatewayError {
+  const a = t.approval;
+  const data = { approval_id: a.id, url: a.remote?.url ?? null, status: a.status, expires_at: a.expiresAt, approvers: a.approvers, min_approvals: a.minApprovals };
+  if (t.kind === 'denied' || a.status === 'denied' || a.status === 'expired') {
+    const why = a.status === 'expired' ? `the approval expired at ${a.expiresAt}` : `${a.denial?.by ?? 'a reviewer'}: ${a.denial?.reason ?? 'denied'}`;
+    return new GatewayError('APPROVAL_DENIED', `Approval denied (${why})`, { data: { ...data, reason: a.denial?.reason ?? null, denied_by: a.denial?.by ?? null } });
+  }
+  if (a.status === 'executed') {
+    return new GatewayError('APPROVAL_REQUIRED', `Approval required: approval ${a.id} was already used for one call; retry to request a new one`, { data });
+  }
+  return new GatewayError('APPROVAL_REQUIRED', `Approval required: waiting for ${a.minApprovals} approval(s) from ${a.approvers.join(', ')} at ${a.remote?.url ?? '(opening)'}; retry the identical call once approved`, { data });
+}

@@ -1,0 +1,70 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import type { ApprovalRecord } from './types.js';
+
+/** Where approvals persist (files under the data dir; in-memory in unit tests). */
+export interface ApprovalStore {
+  all(): ApprovalRecord[];
+  get(id: string): ApprovalRecord | undefined;
+  /** Durable before it returns. */
+  put(a: ApprovalRecord): void;
+}
+
+/** <dataDir>/approvals/<id>.json, each written to a temp file, fsynced, then renamed over. */
+export class FileApprovalStore implements ApprovalStore {
+  readonly #cache = new Map<string, ApprovalRecord>();
+
+  constructor(private readonly dir: string) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const f of readdirSync(dir)) {
+      if (!f.endsWith('.json')) continue;
+      try {
+        const a = JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as ApprovalRecord;
+        this.#cache.set(a.id, a);
+      } catch {
+        // a torn temp file from a crash is ignored; the renamed files are whole
+      }
+    }
+  }
+
+  all(): ApprovalRecord[] {
+    return [...this.#cache.values()];
+  }
+
+  get(id: string): ApprovalRecord | undefined {
+    return this.#cache.get(id);
+  }
+
+  put(a: ApprovalRecord): void {
+    const file = path.join(this.dir, `${a.id}.json`);
+    const tmp = `${file}.tmp`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, JSON.stringify(a, null, 2));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+    const dirFd = openSync(this.dir, 'r');
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+    this.#cache.set(a.id, a);
+  }
+}
+
+export class MemoryApprovalStore implements ApprovalStore {
+  readonly #map = new Map<string, ApprovalRecord>();
+  all() {
+    return [...this.#map.values()];
+  }
+  get(id: string) {
+    return this.#map.get(id);
+  }
+  put(a: ApprovalRecord) {
+    this.#map.set(a.id, structuredClone(a));
+  }
+}

@@ -1,0 +1,95 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** `X-Hub-Signature-256: sha256=<hex>` over the exact body, compared in constant time. */
+export function verifySignature(secret: string, body: Buffer, header: string | undefined): boolean {
+  if (header === undefined || !header.startsWith('sha256=')) return false;
+  const given = Buffer.from(header.slice('sha256='.length), 'hex');
+  const expected = createHmac('sha256', secret).update(body).digest();
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+export function signBody(secret: string, body: Buffer | string): string {
+  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+}
+
+/** Delivery ids already handled (X-GitHub-Delivery), kept on disk so a replay after a restart is still a replay. */
+export class DeliveryLog {
+  readonly #seen = new Set<string>();
+  readonly #file: string;
+
+  constructor(dir: string, private readonly max = 50_000) {
+    mkdirSync(dir, { recursive: true });
+    this.#file = path.join(dir, 'github-deliveries.log');
+    if (existsSync(this.#file)) for (const id of readFileSync(this.#file, 'utf8').split('\n')) if (id) this.#seen.add(id);
+  }
+
+  has(id: string): boolean {
+    return this.#seen.has(id);
+  }
+
+  /** Remember a delivery that was handled. */
+  add(id: string): void {
+    if (this.#seen.has(id)) return;
+    this.#seen.add(id);
+    appendFileSync(this.#file, `${id}\n`);
+    if (this.#seen.size > this.max) {
+      const keep = [...this.#seen].slice(-Math.floor(this.max / 2));
+      this.#seen.clear();
+      for (const k of keep) this.#seen.add(k);
+      writeFileSync(this.#file, `${keep.join('\n')}\n`);
+    }
+  }
+}
+
+export type WebhookHandler = (payload: Record<string, unknown>, delivery: string) => Promise<void>;
+
+export interface WebhookOutcome {
+  readonly status: number;
+  readonly body: Record<string, unknown>;
+}
+
+/** POST /webhooks/github: verify, dedupe, dispatch by X-GitHub-Event. */
+export class GitHubWebhooks {
+  readonly #handlers = new Map<string, WebhookHandler[]>();
+  readonly #inflight = new Set<string>();
+
+  constructor(
+    private readonly secret: string | undefined,
+    private readonly deliveries: DeliveryLog,
+  ) {}
+
+  on(event: string, handler: WebhookHandler): void {
+    (this.#handlers.get(event) ?? this.#handlers.set(event, []).get(event)!).push(handler);
+  }
+
+  async receive(headers: Record<string, string | string[] | undefined>, body: Buffer | undefined): Promise<WebhookOutcome> {
+    const h = (n: string) => {
+      const v = headers[n];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    if (this.secret === undefined) return { status: 404, body: { error: 'webhooks are not configured (no webhook secret)' } };
+    if (body === undefined || !verifySignature(this.secret, body, h('x-hub-signature-256'))) return { status: 401, body: { error: 'bad or missing X-Hub-Signature-256' } };
+    const delivery = h('x-github-delivery');
+    const event = h('x-github-event');
+    if (delivery === undefined || event === undefined) return { status: 400, body: { error: 'X-GitHub-Delivery and X-GitHub-Event are required' } };
+    if (this.deliveries.has(delivery) || this.#inflight.has(delivery)) return { status: 200, body: { duplicate: true, delivery } };
+    let payload: Record<string, unknown>;
+    try {
+      payload = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
+    } catch {
+      return { status: 400, body: { error: 'body is not JSON' } };
+    }
+    const handlers = this.#handlers.get(event) ?? [];
+    this.#inflight.add(delivery);
+    try {
+      for (const handle of handlers) await handle(payload, delivery);
+      // Only a delivery that was handled counts as seen: GitHub's redelivery of a failed one gets another try.
+      this.deliveries.add(delivery);
+    } finally {
+      this.#inflight.delete(delivery);
+    }
+    return { status: 202, body: { delivery, event, handled: handlers.length > 0 } };
+  }
+}
