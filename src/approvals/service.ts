@@ -175,20 +175,29 @@ export class ApprovalService {
         });
       }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.min(10_000, Math.max(0, deadline - Date.now())));
-        function done() {
+        const done = () => {
           clearTimeout(timer);
+          this.#changes.off(a.id, done);
+          opts.signal.removeEventListener('abort', done);
+          this.#stopping.signal.removeEventListener('abort', done);
           resolve();
-        }
+        };
+        const timer = setTimeout(done, Math.min(10_000, Math.max(0, deadline - Date.now())));
         this.#changes.once(a.id, done);
         opts.signal.addEventListener('abort', done, { once: true });
         this.#stopping.signal.addEventListener('abort', done, { once: true });
       });
-      this.#changes.removeAllListeners(a.id);
       const p = progress();
       if (p && (this.store.get(a.id) ?? a).status === 'pending' && Date.now() < deadline) yield p;
     }
-    return { kind: 'wait', approval: this.store.get(a.id) ?? a };
+    // The hold ended: a TTL that ran out while holding is a denial, not a wait.
+    const current = this.store.get(a.id) ?? a;
+    const expired = await this.#exclusive(a.id, async () => expireIfDue(current, this.#now()));
+    if (expired) {
+      this.#changed(current, 'approval.expired', {});
+      return { kind: 'denied', approval: current };
+    }
+    return { kind: 'wait', approval: current };
   }
 
   /** Apply what reviewers did (webhook or poll) to the approval whose remote ref matches. */

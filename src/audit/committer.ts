@@ -80,6 +80,7 @@ export class AuditCommitter {
       const streams = new Set(entries.map((e) => e.stream)).size;
       await this.store.commit(heads, `audit: ${entries.length} record(s) in ${streams} stream(s)`);
       this.wal.drop(segment);
+      this.log.confirmCommitted();
       this.log.prune(30 * 60_000);
       this.#status = { commits: this.#status.commits + 1, lastCommitAt: new Date().toISOString(), ...(oldest !== undefined ? { lastLagMs: Date.now() - oldest } : {}) };
     } catch (err) {

@@ -34,6 +34,8 @@ export class AuditLog {
   #flushing: Promise<void> | undefined;
   #rolling = false;
   #uncommitted: WalEntry[] = [];
+  /** Entries a commit in progress took: still uncommitted until it confirms. */
+  #taken = 0;
   #appended = 0;
   #lastError: { message: string; at: number } | undefined;
   #listeners: ((n: number) => void)[] = [];
@@ -82,7 +84,7 @@ export class AuditLog {
     return {
       healthy: this.#lastError === undefined,
       ...(this.#lastError !== undefined ? { lastError: this.#lastError.message } : {}),
-      uncommitted: this.#uncommitted.length,
+      uncommitted: this.#uncommitted.length + this.#taken,
       appended: this.#appended,
     };
   }
@@ -107,11 +109,18 @@ export class AuditLog {
   takeUncommitted(): WalEntry[] {
     const out = this.#uncommitted;
     this.#uncommitted = [];
+    this.#taken = out.length;
     return out;
+  }
+
+  /** The entries last taken are in the repo now. */
+  confirmCommitted(): void {
+    this.#taken = 0;
   }
 
   /** Put entries back after a failed commit (they stay first in line). */
   restoreUncommitted(entries: readonly WalEntry[]): void {
+    this.#taken = 0;
     this.#uncommitted = [...entries, ...this.#uncommitted];
   }
 

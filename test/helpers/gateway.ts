@@ -10,7 +10,7 @@ export interface TestGateway {
   readonly gw: Gateway;
   readonly url: string;
   readonly dataDir: string;
-  token(sub: string, groups?: string[], opts?: { ttlSeconds?: number }): Promise<string>;
+  token(sub: string, groups?: string[], opts?: { ttlSeconds?: number; githubLogin?: string }): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -23,8 +23,10 @@ export async function startGateway(opts: {
   audit?: Record<string, unknown>;
   approvals?: Record<string, unknown>;
   options?: GatewayOptions;
+  /** Reuse a data dir (restart tests). */
+  dataDir?: string;
 }): Promise<TestGateway> {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-data-'));
+  const dataDir = opts.dataDir ?? (await mkdtemp(path.join(tmpdir(), 'gitgate-data-')));
   const policyDir = opts.policyDir ?? (await makePolicyDir());
   const config = validateConfig(
     {
@@ -49,7 +51,8 @@ export async function startGateway(opts: {
     gw,
     url,
     dataDir,
-    token: (sub, groups = [], o = {}) => gw.devIssuer!.mint({ sub, groups, audience: config.identity.audience, ...(o.ttlSeconds ? { ttlSeconds: o.ttlSeconds } : {}) }),
+    token: (sub, groups = [], o = {}) =>
+      gw.devIssuer!.mint({ sub, groups, audience: config.identity.audience, ...(o.ttlSeconds ? { ttlSeconds: o.ttlSeconds } : {}), ...(o.githubLogin ? { githubLogin: o.githubLogin } : {}) }),
     close: () => gw.close(),
   };
 }

@@ -22,11 +22,19 @@ export class GitHubApprovalProvider implements ApprovalProvider {
   readonly #gh: Octokit;
   readonly #membership = new Map<string, { member: boolean; at: number }>();
 
-  constructor(private readonly cfg: GitHubProviderConfig) {
+  constructor(private readonly cfg: GitHubProviderConfig, log: { warn(msg: string): void } = { warn: () => undefined }) {
+    // Request logging is ours to do (structured, without tokens); octokit only reports warnings.
+    const quiet = { debug: () => undefined, info: () => undefined, warn: (m: string) => log.warn(m), error: (m: string) => log.warn(m) };
     this.#gh =
       'token' in cfg.auth
-        ? new Octokit({ baseUrl: cfg.baseUrl, auth: cfg.auth.token, userAgent: 'gitgate' })
-        : new Octokit({ baseUrl: cfg.baseUrl, authStrategy: createAppAuth, auth: { appId: cfg.auth.appId, privateKey: cfg.auth.privateKey, installationId: cfg.auth.installationId }, userAgent: 'gitgate' });
+        ? new Octokit({ baseUrl: cfg.baseUrl, auth: cfg.auth.token, userAgent: 'gitgate', log: quiet })
+        : new Octokit({
+            baseUrl: cfg.baseUrl,
+            authStrategy: createAppAuth,
+            auth: { appId: cfg.auth.appId, privateKey: cfg.auth.privateKey, installationId: cfg.auth.installationId },
+            userAgent: 'gitgate',
+            log: quiet,
+          });
   }
 
   get #repo() {
