@@ -37,6 +37,8 @@ import { FileApprovalStore } from './approvals/store.js';
 import { githubApprovalEvents } from './approvals/github/webhook-events.js';
 import { DeliveryLog, GitHubWebhooks } from './webhooks/verify-and-receive.js';
 import type { Identity } from './identity/identity.js';
+import { PolicySync } from './gitsync/sync.js';
+import { validateRoutes } from './config/load.js';
 
 export interface Gateway {
   readonly app: FastifyInstance;
@@ -48,6 +50,8 @@ export interface Gateway {
   readonly credentials: Credentials;
   readonly approvals: ApprovalService;
   readonly webhooks: GitHubWebhooks;
+  /** GitOps: the policy repo sync, when configured. */
+  readonly sync?: PolicySync;
   readonly logger: Logger;
   /** Rebuild the policy from config.policy.dir and swap it in (keeps the old one on failure). */
   reloadPolicy(): Promise<PolicyInstance>;
@@ -147,8 +151,6 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       throw err;
     }
   };
-  if (opts.policyInstance !== undefined) policy.swap(opts.policyInstance);
-  else await reloadPolicy();
 
   // Retired keys stay published while tokens they signed can still be valid.
   const keys = await KeyRing.load(config.dataDir, {
@@ -173,7 +175,36 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     credentials.forCall(cfg, { subject: 'gitgate', method }),
   );
   const audit = await createAudit(config, logger, opts.wal);
-  const sessions = new SessionStore((name) => config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 });
+  // Where the policy comes from: the local folder, or (GitOps) the policy repo's branch.
+  let sync: PolicySync | undefined;
+  const repo = config.policy.repo;
+  if (opts.policyInstance !== undefined) policy.swap(opts.policyInstance);
+  else if (repo === undefined) await reloadPolicy();
+  else {
+    sync = new PolicySync(
+      {
+        url: repo.url,
+        branch: repo.branch,
+        dir: repo.dir,
+        pollMs: repo.pollSeconds * 1000,
+        ...(repo.token !== undefined ? { token: repo.token.reveal() } : {}),
+        ...(repo.sshKeyFile !== undefined ? { sshKeyFile: repo.sshKeyFile } : {}),
+        compile: repo.compile,
+        ...(repo.verification !== undefined ? { verification: { publicKey: repo.verification.publicKey.reveal(), algorithm: repo.verification.algorithm, ...(repo.verification.keyId ? { keyId: repo.verification.keyId } : {}) } } : {}),
+      },
+      path.join(config.dataDir, 'policy-repo'),
+      path.join(config.dataDir, 'policy-builds'),
+      () => ensureOpa((line) => logger.info(line), toolEnv().opaPath),
+      (rev) => {
+        // Routes first: a request between the two swaps meets the old policy, which fails closed on an upstream it does not govern.
+        if (rev.routes !== undefined) upstreams.replaceRoutes(validateRoutes(rev.routes, config.dataDir, `gitgate.routes.yaml@${rev.commit.slice(0, 12)}`));
+        policy.swap(rev.instance);
+      },
+      (msg, extra) => logger.info(extra ?? {}, msg),
+    );
+    await sync.start();
+  }
+  const sessions = new SessionStore((name) => upstreams.get(name)?.config ?? config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 });
   const catalogs = new ToolCatalogs();
   sessions.onDelete = (session, reason) => {
     catalogs.delete(`session:${session.id}`);
@@ -190,7 +221,8 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         ? { enabled: false }
         : { enabled: true, repo: config.audit.repo, ...audit.log.status(), ...audit.committer!.status() },
     policy: () => policy.current()?.revision,
-    lastPolicyError: () => lastPolicyError,
+    lastPolicyError: () => sync?.status().lastError?.message ?? lastPolicyError,
+    sync: () => sync?.status(),
   };
   const engine = opts.wrapPolicy?.(policy) ?? policy;
   // Approvals: durable store, provider, one state machine fed by webhooks and polling; events audited per approval.
@@ -206,6 +238,13 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   await approvals.start();
   const webhooks = new GitHubWebhooks(config.approvals.webhookSecret?.reveal(), new DeliveryLog(config.dataDir));
   githubApprovalEvents(webhooks, approvals);
+  if (sync !== undefined && repo?.webhook === true) {
+    const s = sync;
+    webhooks.on('push', async (payload) => {
+      // A verified push to the policy branch: fetch now instead of at the next poll.
+      if (payload.ref === `refs/heads/${repo.branch}`) void s.sync();
+    });
+  }
   const loginOf = (identity: Identity) => identity.githubLogin ?? config.approvals.logins[identity.sub] ?? identity.sub;
 
   if (audit.log !== undefined) metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));
@@ -238,6 +277,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     credentials,
     approvals,
     webhooks,
+    ...(sync ? { sync } : {}),
     logger,
     ...(devIssuer ? { devIssuer } : {}),
     reloadPolicy,
@@ -252,6 +292,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       if (rotation !== undefined) clearInterval(rotation);
       rates.close();
       approvals.stop();
+      sync?.stop();
       await app.close();
       await sessions.closeAll();
       await upstreams.shutdown();

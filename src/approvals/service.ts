@@ -149,7 +149,8 @@ export class ApprovalService {
   async *hold(ticket: Ticket, opts: { holdMs: number; signal: AbortSignal; progressToken?: string | number }): AsyncGenerator<JsonRpcNotification, Ticket> {
     if (ticket.kind !== 'wait') return ticket;
     const a = ticket.approval;
-    const deadline = Math.min(Date.now() + opts.holdMs, Date.parse(a.expiresAt));
+    // Hold until the hold bound, or until just past the TTL (then it is expired, not pending).
+    const deadline = Math.min(Date.now() + opts.holdMs, Date.parse(a.expiresAt) + 50);
     const started = Date.now();
     const progress = (): JsonRpcNotification | undefined =>
       opts.progressToken === undefined

@@ -2,7 +2,9 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ensureOpa } from '../policy/opa-binary.js';
 import { toolEnv } from '../config/load.js';
 import { VERSION } from '../version.js';
-import { policyBuild, policyTest } from './policy.js';
+import { policyBuild, policyStatus, policyTest } from './policy.js';
+import { initPolicyRepo } from './init.js';
+import { parseDuration } from '../identity/dev-issuer.js';
 import { serve } from './serve.js';
 import { token } from './token.js';
 import { auditExport, auditReplay, auditVerify } from './audit.js';
@@ -37,7 +39,10 @@ export async function main(argv: string[]): Promise<number> {
       if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a number of seconds >= 0');
       return n;
     })
-    .action(async (o: { config?: string; port?: number; host?: string; dataDir?: string; approvalHold?: number }) => {
+    .option('--policy-repo <path|url>', 'GitOps: pull policies from this git repo')
+    .option('--policy-branch <branch>', 'branch of the policy repo', undefined)
+    .option('--poll-interval <duration>', 'how often to fetch the policy repo, e.g. 30s', (v) => parseDuration(v))
+    .action(async (o: { config?: string; port?: number; host?: string; dataDir?: string; approvalHold?: number; policyRepo?: string; policyBranch?: string; pollInterval?: number }) => {
       code = await serve(o, out);
     });
 
@@ -58,10 +63,28 @@ export async function main(argv: string[]): Promise<number> {
   const policy = program.command('policy').description('build and test Rego policies with the pinned opa');
   policy
     .command('build')
+    .description('opa build -b -t wasm with gitgate capabilities; revision = the sources digest')
     .option('--dir <dir>', 'policy folder', 'policies')
-    .option('--out <dir>', 'output folder', 'dist/policy')
-    .action(async (o: { dir: string; out: string }) => {
+    .option('--out <dir>', 'output folder (default: the policy folder, where a gateway looks for bundle.tar.gz)')
+    .option('--sign-key <pem>', 'sign the bundle (OPA bundle signing) with this private key')
+    .option('--signing-alg <alg>', 'RS256, PS256, ES256, …', 'RS256')
+    .action(async (o: { dir: string; out?: string; signKey?: string; signingAlg?: string }) => {
       code = await policyBuild(o, out);
+    });
+  policy
+    .command('status')
+    .description('the policy revision a running gateway serves')
+    .option('--url <url>', 'the gateway', 'http://127.0.0.1:8080')
+    .action(async (o: { url: string }) => {
+      code = await policyStatus(o, out);
+    });
+  program
+    .command('init')
+    .description('scaffold a repository')
+    .command('policy-repo <dir>')
+    .description('a new policy repo (policies, tests, data, workflows, CODEOWNERS) that passes its own CI')
+    .action(async (dir: string) => {
+      code = await initPolicyRepo(dir, out);
     });
   policy
     .command('test')

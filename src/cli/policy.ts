@@ -1,14 +1,47 @@
+import { rmSync } from 'node:fs';
 import path from 'node:path';
+import { sourcesDigest } from '../gitsync/sources-digest.js';
 import { toolEnv } from '../config/load.js';
 import { buildPolicyBundle } from '../policy/build.js';
 import { ensureOpa } from '../policy/opa-binary.js';
 import { testPolicies } from '../policy/opa-test.js';
 
-export async function policyBuild(opts: { dir: string; out: string }, out: (line: string) => void): Promise<number> {
+export async function policyBuild(opts: { dir: string; out?: string; signKey?: string; signingAlg?: string }, out: (line: string) => void): Promise<number> {
   const opa = await ensureOpa(out, toolEnv().opaPath);
-  const built = await buildPolicyBundle({ opa, srcDir: path.resolve(opts.dir), outDir: path.resolve(opts.out) });
-  out(`built ${built.path} (sha256 ${built.digest})`);
+  const src = path.resolve(opts.dir);
+  // The revision names the sources it was built from, so a gateway can refuse a stale bundle.
+  const revision = sourcesDigest(src);
+  const outDir = path.resolve(opts.out ?? src);
+  const built = await buildPolicyBundle({
+    opa,
+    srcDir: src,
+    outDir,
+    revision,
+    ...(opts.signKey !== undefined ? { signingKey: path.resolve(opts.signKey), signingAlg: opts.signingAlg ?? 'RS256' } : {}),
+  });
+  rmSync(path.join(outDir, 'capabilities.json'), { force: true });
+  out(`built ${built.path} (sha256 ${built.digest}, revision ${revision}${opts.signKey !== undefined ? ', signed' : ''})`);
   return 0;
+}
+
+/** `gitgate policy status`: what a running gateway serves, from its /readyz. */
+export async function policyStatus(opts: { url: string }, out: (line: string) => void): Promise<number> {
+  const res = await fetch(`${opts.url.replace(/\/+$/, '')}/readyz`).catch((err: unknown) => {
+    throw new Error(`cannot reach ${opts.url}: ${(err as Error).message}`);
+  });
+  const r = (await res.json()) as {
+    ready: boolean;
+    policy: { revision: string | null; bundle_digest: string; source: string; loaded_at: string } | null;
+    last_policy_error: string | null;
+    policy_sync: { commit?: string; syncedAt?: string; lastError?: { commit?: string; message: string; at: string } } | null;
+  };
+  out(`ready: ${r.ready}`);
+  out(`policy revision: ${r.policy?.revision ?? '(local folder)'}`);
+  out(`bundle digest: ${r.policy?.bundle_digest ?? '-'}`);
+  out(`source: ${r.policy?.source ?? '-'} (loaded ${r.policy?.loaded_at ?? '-'})`);
+  if (r.policy_sync?.lastError) out(`last sync error: ${r.policy_sync.lastError.commit?.slice(0, 12) ?? ''} ${r.policy_sync.lastError.message} (${r.policy_sync.lastError.at})`);
+  else if (r.last_policy_error) out(`last policy error: ${r.last_policy_error}`);
+  return r.ready ? 0 : 1;
 }
 
 export async function policyTest(opts: { dir: string; coverage: string }, out: (line: string) => void): Promise<number> {

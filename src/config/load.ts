@@ -12,6 +12,10 @@ export interface ConfigOverrides {
   port?: number;
   host?: string;
   dataDir?: string;
+  policyRepo?: string;
+  policyBranch?: string;
+  /** seconds */
+  pollInterval?: number;
   /** --approval-hold seconds */
   approvalHold?: number;
 }
@@ -67,6 +71,13 @@ export function validateConfig(
   if (overrides.port !== undefined) server.port = overrides.port;
   if (overrides.host !== undefined) server.host = overrides.host;
   if (overrides.dataDir !== undefined) doc.dataDir = overrides.dataDir;
+  if (overrides.policyRepo !== undefined || overrides.policyBranch !== undefined || overrides.pollInterval !== undefined) {
+    const policyDoc = (doc.policy ??= {}) as Record<string, unknown>;
+    const repo = (policyDoc.repo ??= {}) as Record<string, unknown>;
+    if (overrides.policyRepo !== undefined) repo.url = /^[a-z][a-z0-9+.-]*:\/\//i.test(overrides.policyRepo) || overrides.policyRepo.includes('@') ? overrides.policyRepo : path.resolve(baseDir, overrides.policyRepo);
+    if (overrides.policyBranch !== undefined) repo.branch = overrides.policyBranch;
+    if (overrides.pollInterval !== undefined) repo.pollSeconds = overrides.pollInterval;
+  }
   if (overrides.approvalHold !== undefined) ((doc.approvals ??= {}) as Record<string, unknown>).holdSeconds = overrides.approvalHold;
   doc.identity ??= {};
   doc.policy ??= {};
@@ -83,35 +94,7 @@ export function validateConfig(
   const env = process.env;
   const problems: string[] = [];
   const logLevel = env.GITGATE_LOG_LEVEL ?? (doc.log as { level: string }).level;
-  const upstreams: Record<string, UpstreamConfig> = {};
-  for (const [name, raw] of Object.entries((doc.upstreams ?? {}) as Record<string, Record<string, unknown>>)) {
-    const stdio = raw.stdio as { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | undefined;
-    const url = raw.url as string | undefined;
-    const placement = raw.credential as CredentialPlacement | false | undefined;
-    const credential: CredentialPlacement | undefined =
-      placement === false ? undefined : placement !== undefined ? { header: 'authorization', scheme: 'Bearer', ...placement } : url !== undefined ? { header: 'authorization', scheme: 'Bearer' } : undefined;
-    const secret = readSecret(`upstreams.${name}.secret`, raw.secret as SecretRef | undefined, baseDir, env, problems);
-    upstreams[name] = {
-      name,
-      audience: (raw.audience as string | undefined) ?? url ?? `gitgate:upstream:${name}`,
-      ...(credential !== undefined ? { credential } : {}),
-      ...(secret !== undefined ? { secret } : {}),
-      ...(raw.url !== undefined ? { url: raw.url as string } : {}),
-      ...(stdio !== undefined
-        ? {
-            stdio: {
-              command: stdio.command,
-              args: stdio.args ?? [],
-              env: stdio.env ?? {},
-              ...(stdio.cwd !== undefined ? { cwd: path.resolve(baseDir, stdio.cwd) } : {}),
-            },
-          }
-        : {}),
-      timeoutMs: raw.timeoutMs as number,
-      maxSessions: raw.maxSessions as number,
-      idleTimeoutMs: raw.idleTimeoutMs as number,
-    };
-  }
+  const upstreams = normalizeUpstreams((doc.upstreams ?? {}) as Record<string, Record<string, unknown>>, baseDir, env, problems);
   if (Object.keys(upstreams).length === 0) problems.push('upstreams: at least one upstream is required');
   if (problems.length > 0) {
     throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
@@ -132,7 +115,14 @@ export function validateConfig(
   const webhookSecret = secretOf('approvals.webhookSecret', appr.webhookSecret);
   const audit = (doc.audit ?? {}) as { enabled?: boolean; repo?: string; remote?: string; commitEveryRecords?: number; commitEveryMs?: number; maxRecordedBytes?: number };
   const creds = (doc.credentials ?? {}) as { issuer?: string; maxTtlSeconds?: number; keyActivationSeconds?: number; rotateAfterHours?: number };
-  const policy = doc.policy as { dir: string; entrypoint: 'gitgate/decision' };
+  const policy = doc.policy as {
+    dir: string;
+    entrypoint: 'gitgate/decision';
+    repo?: { url: string; branch?: string; dir?: string; pollSeconds?: number; token?: SecretRef; sshKey?: SecretRef; compile?: boolean; verification?: { publicKey: SecretRef; algorithm?: string; keyId?: string }; webhook?: boolean };
+  };
+  const pr = policy.repo;
+  const repoToken = readSecret('policy.repo.token', pr?.token, baseDir, env, problems)?.value;
+  const verifyKey = readSecret('policy.repo.verification.publicKey', pr?.verification?.publicKey, baseDir, env, problems)?.value;
   const config: GatewayConfig = {
     server: {
       ...(server as { host: string; port: number; publicUrl?: string; bodyLimitBytes: number }),
@@ -140,7 +130,27 @@ export function validateConfig(
     },
     dataDir: path.resolve(baseDir, doc.dataDir as string),
     identity: doc.identity as GatewayConfig['identity'],
-    policy: { dir: path.resolve(baseDir, policy.dir), entrypoint: policy.entrypoint },
+    policy: {
+      dir: path.resolve(baseDir, policy.dir),
+      entrypoint: policy.entrypoint,
+      ...(pr !== undefined
+        ? {
+            repo: {
+              url: /^[a-z][a-z0-9+.-]*:\/\//i.test(pr.url) || pr.url.includes('@') ? pr.url : path.resolve(baseDir, pr.url),
+              branch: pr.branch ?? 'main',
+              dir: pr.dir ?? 'policies',
+              pollSeconds: pr.pollSeconds ?? 30,
+              ...(repoToken !== undefined ? { token: repoToken } : {}),
+              ...(pr.sshKey?.fromFile !== undefined ? { sshKeyFile: path.resolve(baseDir, pr.sshKey.fromFile) } : {}),
+              compile: pr.compile ?? true,
+              ...(pr.verification !== undefined && verifyKey !== undefined
+                ? { verification: { publicKey: verifyKey, algorithm: pr.verification.algorithm ?? 'RS256', ...(pr.verification.keyId !== undefined ? { keyId: pr.verification.keyId } : {}) } }
+                : {}),
+              webhook: pr.webhook ?? true,
+            },
+          }
+        : {}),
+    },
     upstreams,
     credentials: {
       issuer: creds.issuer ?? (server.publicUrl as string | undefined) ?? 'urn:gitgate',
@@ -183,6 +193,41 @@ export function validateConfig(
   return deepFreeze(config);
 }
 
+
+/** Schema-validated upstream entries → UpstreamConfig (shared by the config file and the policy repo's routes). */
+export function normalizeUpstreams(rawAll: Record<string, Record<string, unknown>>, baseDir: string, env: NodeJS.ProcessEnv, problems: string[]): Record<string, UpstreamConfig> {
+  const upstreams: Record<string, UpstreamConfig> = {};
+  for (const [name, raw] of Object.entries(rawAll)) {
+    const stdio = raw.stdio as { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | undefined;
+    const url = raw.url as string | undefined;
+    const placement = raw.credential as CredentialPlacement | false | undefined;
+    const credential: CredentialPlacement | undefined =
+      placement === false ? undefined : placement !== undefined ? { header: 'authorization', scheme: 'Bearer', ...placement } : url !== undefined ? { header: 'authorization', scheme: 'Bearer' } : undefined;
+    const secret = readSecret(`upstreams.${name}.secret`, raw.secret as SecretRef | undefined, baseDir, env, problems);
+    upstreams[name] = {
+      name,
+      audience: (raw.audience as string | undefined) ?? url ?? `gitgate:upstream:${name}`,
+      ...(credential !== undefined ? { credential } : {}),
+      ...(secret !== undefined ? { secret } : {}),
+      ...(raw.url !== undefined ? { url: raw.url as string } : {}),
+      ...(stdio !== undefined
+        ? {
+            stdio: {
+              command: stdio.command,
+              args: stdio.args ?? [],
+              env: stdio.env ?? {},
+              ...(stdio.cwd !== undefined ? { cwd: path.resolve(baseDir, stdio.cwd) } : {}),
+            },
+          }
+        : {}),
+      timeoutMs: raw.timeoutMs as number,
+      maxSessions: raw.maxSessions as number,
+      idleTimeoutMs: raw.idleTimeoutMs as number,
+    };
+  }
+  return upstreams;
+}
+
 interface SecretRef {
   header?: string;
   scheme?: string;
@@ -212,6 +257,24 @@ function readSecret(where: string, ref: SecretRef | undefined, baseDir: string, 
     ...(ref.scheme !== undefined ? { scheme: ref.scheme } : {}),
     ...(ref.envVar !== undefined ? { envVar: ref.envVar } : {}),
   };
+}
+
+/**
+ * The `upstreams:` of a policy repo's gitgate.routes.yaml, validated with the
+ * config schema's upstream rules (defaults applied), every problem reported at once.
+ */
+export function validateRoutes(raw: unknown, baseDir: string, source: string): Record<string, UpstreamConfig> {
+  if (raw === null || raw === undefined || (typeof raw === 'object' && Object.keys(raw).length === 0)) return {};
+  const validate = compileSchema('config', { useDefaults: true });
+  const doc = { upstreams: structuredClone(raw) as Record<string, unknown> };
+  if (!validate(doc)) {
+    const problems = formatSchemaErrors(validate.errors);
+    throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
+  }
+  const problems: string[] = [];
+  const upstreams = normalizeUpstreams(doc.upstreams as Record<string, Record<string, unknown>>, baseDir, process.env, problems);
+  if (problems.length > 0) throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.join('; ')}`);
+  return upstreams;
 }
 
 /** Environment knobs that are not part of the config file (tooling, not behaviour). */

@@ -57,7 +57,21 @@ export interface GatewayConfig {
   /** Absolute path; all state lives under it. */
   readonly dataDir: string;
   readonly identity: IdentityConfig;
-  readonly policy: { readonly dir: string; readonly entrypoint: 'gitgate/decision' };
+  readonly policy: {
+    readonly dir: string;
+    readonly entrypoint: 'gitgate/decision';
+    readonly repo?: {
+      readonly url: string;
+      readonly branch: string;
+      readonly dir: string;
+      readonly pollSeconds: number;
+      readonly token?: Secret;
+      readonly sshKeyFile?: string;
+      readonly compile: boolean;
+      readonly verification?: { readonly publicKey: Secret; readonly algorithm: string; readonly keyId?: string };
+      readonly webhook: boolean;
+    };
+  };
   readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
   readonly credentials: { readonly issuer: string; readonly maxTtlSeconds: number; readonly keyActivationSeconds: number; readonly rotateAfterHours?: number };
   readonly audit: {

@@ -15,6 +15,8 @@ export interface Readiness {
   policy(): PolicyRevision | undefined;
   lastPolicyError(): string | undefined;
   audit(): Record<string, unknown>;
+  /** GitOps sync status, when the policy comes from a repo. */
+  sync(): unknown;
 }
 
 export interface AppDeps extends GatewayDeps {

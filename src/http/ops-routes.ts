@@ -12,6 +12,7 @@ export function registerOpsRoutes(app: FastifyInstance, deps: AppDeps): void {
       problems,
       policy: rev === undefined ? null : { revision: rev.commit ?? null, bundle_digest: rev.bundleDigest, source: rev.source, loaded_at: rev.loadedAt },
       last_policy_error: deps.readiness.lastPolicyError() ?? null,
+      policy_sync: deps.readiness.sync() ?? null,
       audit: deps.readiness.audit(),
       upstreams: deps.upstreams.names(),
       sessions: deps.sessions.size,

@@ -15,6 +15,12 @@ export interface Upstream {
 export interface UpstreamRegistry {
   get(name: string): Upstream | undefined;
   names(): string[];
+  /**
+   * Swap in the policy repo's routes (merged over the config file's upstreams).
+   * Unchanged upstreams keep their connections; removed or changed ones are shut
+   * down once their sessions end (new requests no longer find them).
+   */
+  replaceRoutes(routes: Readonly<Record<string, UpstreamConfig>>): void;
   shutdown(): Promise<void>;
 }
 
@@ -26,19 +32,31 @@ export function createUpstreamRegistry(
   ownAuth: (cfg: UpstreamConfig, method: string) => UpstreamAuth = () => ({ headers: {} }),
 ): UpstreamRegistry {
   const make = connect ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, log));
-  const map = new Map<string, Upstream>();
-  for (const cfg of Object.values(config.upstreams)) {
+  const build = (cfg: UpstreamConfig): Upstream => {
     const connector = make(cfg);
-    map.set(cfg.name, { config: cfg, connector, shared: new SharedUpstreamSession(connector, clientInfo, (method) => ownAuth(cfg, method)) });
-  }
+    return { config: cfg, connector, shared: new SharedUpstreamSession(connector, clientInfo, (method) => ownAuth(cfg, method)) };
+  };
+  let map = new Map<string, Upstream>(Object.values(config.upstreams).map((cfg) => [cfg.name, build(cfg)]));
+  const retired = new Set<Upstream>();
+  const stop = async (u: Upstream) => {
+    await u.shared.close();
+    await u.connector.shutdown();
+  };
   return {
     get: (name) => map.get(name),
     names: () => [...map.keys()],
+    replaceRoutes(routes) {
+      const wanted = { ...config.upstreams, ...routes };
+      const next = new Map<string, Upstream>();
+      for (const cfg of Object.values(wanted)) {
+        const cur = map.get(cfg.name);
+        next.set(cfg.name, cur !== undefined && JSON.stringify(cur.config) === JSON.stringify(cfg) ? cur : build(cfg));
+      }
+      for (const [name, u] of map) if (next.get(name) !== u) retired.add(u);
+      map = next;
+    },
     async shutdown() {
-      await Promise.all([...map.values()].map(async (u) => {
-        await u.shared.close();
-        await u.connector.shutdown();
-      }));
+      await Promise.all([...map.values(), ...retired].map(stop));
     },
   };
 }

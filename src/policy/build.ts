@@ -47,13 +47,23 @@ export interface BuiltBundle {
  * `_test.rego` files are left out of the bundle. A policy that needs a builtin
  * the runtime lacks fails here, with opa's message naming it.
  */
-export async function buildPolicyBundle(opts: { opa: string; srcDir: string; outDir: string; revision?: string }): Promise<BuiltBundle> {
+export async function buildPolicyBundle(opts: {
+  opa: string;
+  srcDir: string;
+  outDir: string;
+  revision?: string;
+  /** PEM private key: sign the bundle (OPA's .signatures.json). */
+  signingKey?: string;
+  signingAlg?: string;
+}): Promise<BuiltBundle> {
   await mkdir(opts.outDir, { recursive: true });
   const capsPath = path.join(opts.outDir, 'capabilities.json');
   await writeFile(capsPath, JSON.stringify(await gitgateCapabilities(opts.opa)));
   const out = path.join(opts.outDir, 'bundle.tar.gz');
-  const args = ['build', '-t', 'wasm', '-e', ENTRYPOINT, '--capabilities', capsPath, '--ignore', '*_test.rego', '-o', out];
+  // Bundle mode (-b): the folder is the bundle (data.json files by path), and it can be signed.
+  const args = ['build', '-b', '-t', 'wasm', '-e', ENTRYPOINT, '--capabilities', capsPath, '--ignore', '*_test.rego', '--ignore', 'bundle.tar.gz', '-o', out];
   if (opts.revision !== undefined) args.push('--revision', opts.revision);
+  if (opts.signingKey !== undefined) args.push('--signing-key', opts.signingKey, '--signing-alg', opts.signingAlg ?? 'RS256');
   args.push(opts.srcDir);
   try {
     await run(opts.opa, args, { timeout: 120_000, maxBuffer: 32 * 1024 * 1024 });

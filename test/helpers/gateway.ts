@@ -25,15 +25,17 @@ export async function startGateway(opts: {
   options?: GatewayOptions;
   /** Reuse a data dir (restart tests). */
   dataDir?: string;
+  /** GitOps: policy.repo instead of a policy folder. */
+  policyRepo?: Record<string, unknown>;
 }): Promise<TestGateway> {
   const dataDir = opts.dataDir ?? (await mkdtemp(path.join(tmpdir(), 'gitgate-data-')));
-  const policyDir = opts.policyDir ?? (await makePolicyDir());
+  const policyDir = opts.policyDir ?? (opts.policyRepo ? dataDir : await makePolicyDir());
   const config = validateConfig(
     {
       server: { host: '127.0.0.1', port: 0, ...opts.server },
       dataDir,
       identity: opts.identity ?? { mode: 'dev' },
-      policy: { dir: policyDir },
+      policy: { dir: policyDir, ...(opts.policyRepo ? { repo: opts.policyRepo } : {}) },
       upstreams: opts.upstreams,
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
       ...(opts.audit ? { audit: opts.audit } : {}),

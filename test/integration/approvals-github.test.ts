@@ -87,8 +87,9 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     upstream = (await startHttpServer()) as Upstream;
     policyDir = await makePolicyDir(policyData);
   });
-  afterEach(() => {
+  afterEach(async () => {
     expect(gh.violations).toEqual([]);
+    for (const g of gateways.splice(0)) await g.close().catch(() => undefined);
   });
   afterAll(async () => {
     for (const g of gateways) await g.close().catch(() => undefined);

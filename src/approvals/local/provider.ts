@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { gitText } from '../../git/run.js';
 import { approvalDocument, type ApprovalProvider } from '../provider.js';
 import type { ApprovalRecord, ReviewEvent } from '../types.js';
 
@@ -14,26 +14,8 @@ export interface LocalDecision {
 }
 
 const branchOf = (id: string) => `gitgate/approval/${id}`;
-const IDENTITY = { GIT_AUTHOR_NAME: 'gitgate', GIT_AUTHOR_EMAIL: 'gitgate@localhost', GIT_COMMITTER_NAME: 'gitgate', GIT_COMMITTER_EMAIL: 'gitgate@localhost' };
 
-/** Run git with an argument list (no shell) and only the environment it needs. */
-function git(dir: string, args: readonly string[], extraEnv: Record<string, string> = {}, stdin?: string): Promise<string> {
-  const env: Record<string, string> = {};
-  for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-  return new Promise((resolve, reject) => {
-    const p = spawn('git', args, { cwd: dir, env: { ...env, ...IDENTITY, ...extraEnv } });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('error', reject);
-    p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`git ${args[0]} failed (${code}): ${err.trim()}`))));
-    // git may exit without reading stdin: never let that become an unhandled EPIPE.
-    p.stdin.on('error', () => undefined);
-    if (stdin !== undefined) p.stdin.end(stdin);
-    else p.stdin.end();
-  });
-}
+const git = (dir: string, args: readonly string[], env: Record<string, string> = {}, stdin?: string) => gitText(dir, args, env, stdin);
 
 /**
  * Approvals in a local bare git repo (the embedded default): one branch and file

@@ -1,0 +1,168 @@
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { git, gitText } from '../git/run.js';
+import { GatewayError } from '../errors.js';
+import { buildPolicyBundle } from '../policy/build.js';
+import { readBundle } from '../policy/bundle.js';
+import { instantiate, type PolicyInstance } from '../policy/engine.js';
+import { sourcesDigest } from './sources-digest.js';
+import { verifySignedBundle, type BundleKey } from './verify-bundle.js';
+
+export interface PolicyRepoConfig {
+  readonly url: string;
+  readonly branch: string;
+  /** The policy folder inside the repo. */
+  readonly dir: string;
+  readonly pollMs: number;
+  /** HTTPS token (sent as an extra header through the environment, never argv). */
+  readonly token?: string;
+  /** Path of an SSH private key file. */
+  readonly sshKeyFile?: string;
+  /** Compile sources with the pinned opa when a commit carries no bundle (never when verification is on). */
+  readonly compile: boolean;
+  readonly verification?: BundleKey;
+}
+
+/** What a commit yields: a loaded policy, and the upstream routes the repo declares (if any). */
+export interface Revision {
+  readonly commit: string;
+  readonly instance: PolicyInstance;
+  readonly routes?: Record<string, unknown>;
+}
+
+export interface SyncStatus {
+  readonly commit?: string;
+  readonly bundleDigest?: string;
+  readonly syncedAt?: string;
+  readonly lastError?: { readonly commit?: string; readonly message: string; readonly at: string };
+  readonly attempts: number;
+  readonly failures: number;
+}
+
+/**
+ * Keeps a clone of the policy repo under the data dir and turns each new commit
+ * of the branch into a verified, loaded, smoke-tested policy; `apply` swaps it
+ * in. Any failure keeps the last good revision serving and is reported.
+ */
+export class PolicySync {
+  #running: Promise<void> | undefined;
+  #again = false;
+  #timer: NodeJS.Timeout | undefined;
+  #status: { commit?: string; bundleDigest?: string; syncedAt?: string; lastError?: SyncStatus['lastError']; attempts: number; failures: number } = { attempts: 0, failures: 0 };
+  #failedCommit: string | undefined;
+
+  constructor(
+    private readonly cfg: PolicyRepoConfig,
+    private readonly clone: string,
+    private readonly work: string,
+    private readonly opa: () => Promise<string>,
+    private readonly apply: (rev: Revision) => void,
+    private readonly log: (msg: string, extra?: Record<string, unknown>) => void,
+  ) {}
+
+  status(): SyncStatus {
+    return { ...this.#status };
+  }
+
+  #env(): Record<string, string> {
+    const env: Record<string, string> = {};
+    if (this.cfg.token !== undefined) {
+      env.GIT_CONFIG_COUNT = '1';
+      env.GIT_CONFIG_KEY_0 = 'http.extraHeader';
+      env.GIT_CONFIG_VALUE_0 = `Authorization: Basic ${Buffer.from(`x-access-token:${this.cfg.token}`).toString('base64')}`;
+    }
+    if (this.cfg.sshKeyFile !== undefined) env.GIT_SSH_COMMAND = `ssh -i ${JSON.stringify(this.cfg.sshKeyFile)} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new`;
+    return env;
+  }
+
+  /** Clone if needed, load the branch head (throws if the very first revision cannot be loaded), then poll. */
+  async start(): Promise<void> {
+    await this.sync();
+    if (this.#status.commit === undefined) throw new GatewayError('POLICY_BUILD_FAILED', `no usable policy in ${this.cfg.url}@${this.cfg.branch}: ${this.#status.lastError?.message ?? 'unknown error'}`);
+    this.#timer = setInterval(() => void this.sync(), this.cfg.pollMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+  }
+
+  /** Fetch and apply the branch head; concurrent triggers coalesce into one more round. */
+  sync(): Promise<void> {
+    if (this.#running !== undefined) {
+      this.#again = true;
+      return this.#running;
+    }
+    this.#running = (async () => {
+      do {
+        this.#again = false;
+        await this.#round();
+      } while (this.#again);
+    })().finally(() => {
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+
+  async #round(): Promise<void> {
+    let commit: string | undefined;
+    try {
+      if (!existsSync(path.join(this.clone, '.git'))) {
+        mkdirSync(path.dirname(this.clone), { recursive: true });
+        await git(path.dirname(this.clone), ['clone', '--quiet', '--branch', this.cfg.branch, '--single-branch', '--no-tags', this.cfg.url, this.clone], this.#env());
+      } else {
+        await git(this.clone, ['fetch', '--quiet', '--no-tags', 'origin', `+refs/heads/${this.cfg.branch}:refs/remotes/origin/${this.cfg.branch}`], this.#env());
+      }
+      commit = (await gitText(this.clone, ['rev-parse', `refs/remotes/origin/${this.cfg.branch}`])).trim();
+      if (commit === this.#status.commit || commit === this.#failedCommit) return;
+      this.#status.attempts++;
+      const rev = await this.#load(commit);
+      this.apply(rev);
+      this.#failedCommit = undefined;
+      this.#status = { ...this.#status, commit, bundleDigest: rev.instance.revision.bundleDigest, syncedAt: new Date().toISOString() };
+      delete this.#status.lastError;
+      this.log('policy revision loaded from git', { commit, bundle: rev.instance.revision.bundleDigest.slice(0, 12) });
+    } catch (err) {
+      this.#status.failures++;
+      if (commit !== undefined) this.#failedCommit = commit;
+      this.#status.lastError = { ...(commit !== undefined ? { commit } : {}), message: (err as Error).message, at: new Date().toISOString() };
+      this.log('policy sync failed; the last good revision keeps serving', { commit, err: (err as Error).message });
+    }
+  }
+
+  /** A commit → verified bundle (or compiled sources) → loaded, smoke-tested instance, plus routes. */
+  async #load(commit: string): Promise<Revision> {
+    await git(this.clone, ['checkout', '--quiet', '--force', '--detach', commit]);
+    const dir = path.join(this.clone, this.cfg.dir);
+    if (!existsSync(dir)) throw new GatewayError('POLICY_BUILD_FAILED', `commit ${commit.slice(0, 12)} has no ${this.cfg.dir}/ folder`);
+    const digest = sourcesDigest(dir);
+    const bundleFile = path.join(dir, 'bundle.tar.gz');
+    let instance: PolicyInstance;
+    if (existsSync(bundleFile)) {
+      const bundle = await readBundle(readFileSync(bundleFile));
+      if (this.cfg.verification !== undefined) await verifySignedBundle(bundle.files, this.cfg.verification);
+      const revision = bundle.manifest.revision;
+      if (revision !== digest) {
+        throw new GatewayError('POLICY_BUILD_FAILED', `stale bundle at ${commit.slice(0, 12)}: it was built from sources ${String(revision)}, the commit has ${digest}`);
+      }
+      instance = await instantiate(bundle, { source: this.cfg.url, commit });
+    } else if (this.cfg.verification !== undefined) {
+      throw new GatewayError('POLICY_BUILD_FAILED', `commit ${commit.slice(0, 12)} carries no signed bundle, and verification is configured`);
+    } else if (this.cfg.compile) {
+      const out = path.join(this.work, commit);
+      try {
+        const built = await buildPolicyBundle({ opa: await this.opa(), srcDir: dir, outDir: out, revision: digest });
+        instance = await instantiate(await readBundle(readFileSync(built.path)), { source: this.cfg.url, commit });
+      } finally {
+        rmSync(out, { recursive: true, force: true });
+      }
+    } else {
+      throw new GatewayError('POLICY_BUILD_FAILED', `commit ${commit.slice(0, 12)} carries no bundle, and compile mode is off`);
+    }
+    const routesFile = path.join(this.clone, 'gitgate.routes.yaml');
+    if (!existsSync(routesFile)) return { commit, instance };
+    const doc = YAML.parse(readFileSync(routesFile, 'utf8')) as { upstreams?: Record<string, unknown> } | null;
+    return { commit, instance, routes: doc?.upstreams ?? {} };
+  }
+}
