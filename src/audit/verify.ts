@@ -27,7 +27,7 @@ class Broken extends Error {
   }
 }
 
-function listFiles(dir: string, ext: string): string[] {
+export function listFiles(dir: string, ext: string): string[] {
   if (!existsSync(dir)) return [];
   const out: string[] = [];
   for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -38,7 +38,8 @@ function listFiles(dir: string, ext: string): string[] {
   return out.sort();
 }
 
-function loadKeys(repo: string): Map<string, KeyObject> {
+/** The audit repo's published public keys (keys/<kid>.jwk) by kid. */
+export function loadKeys(repo: string): Map<string, KeyObject> {
   const keys = new Map<string, KeyObject>();
   for (const f of listFiles(path.join(repo, 'keys'), '.jwk')) {
     const jwk = JSON.parse(readFileSync(f, 'utf8')) as { kid?: string; d?: unknown };
@@ -83,7 +84,7 @@ function verifyChain(repo: string, files: readonly string[], stream: string, key
 }
 
 /** Record files grouped by stream, parts in order. */
-function chains(repo: string): Map<string, string[]> {
+export function chains(repo: string): Map<string, string[]> {
   const out = new Map<string, { part: number; file: string }[]>();
   const all = [...listFiles(path.join(repo, 'streams'), '.jsonl'), ...listFiles(repo, '.jsonl').filter((f) => path.dirname(f) === repo)];
   for (const file of all) {

@@ -26,6 +26,14 @@ jobs:
       - run: npx gitgate policy test --dir policies --coverage 90
       # opa build -t wasm against gitgate's capabilities: a builtin the runtime lacks fails here
       - run: npx gitgate policy build --dir policies --out /tmp/policy-check
+      # Impact of the change on last week's recorded traffic (needs a clone of the audit repo)
+      - if: github.event_name == 'pull_request' && vars.AUDIT_REPO_URL != ''
+        env: { GITHUB_TOKEN: \${{ github.token }} }
+        run: |
+          git fetch --no-tags origin "\${{ github.base_ref }}"
+          git clone --quiet --depth 1 "\${{ vars.AUDIT_REPO_URL }}" /tmp/audit
+          npx gitgate policy impact --base "origin/\${{ github.base_ref }}" --head HEAD --audit /tmp/audit --since 7d \\
+            --guard 'deny->allow:high' --github-comment \${{ contains(github.event.pull_request.labels.*.name, 'policy-impact-ack') && '--ack' || '' }}
       # On main: build, sign with the repository secret, and publish the bundle next to its sources
       - if: github.event_name == 'push'
         env: { POLICY_SIGNING_KEY: \${{ secrets.POLICY_SIGNING_KEY }} }

@@ -4,6 +4,7 @@ import { toolEnv } from '../config/load.js';
 import { VERSION } from '../version.js';
 import { policyBuild, policyStatus, policyTest } from './policy.js';
 import { initPolicyRepo } from './init.js';
+import { policyImpact, type ImpactOptions } from './impact.js';
 import { parseDuration } from '../identity/dev-issuer.js';
 import { serve } from './serve.js';
 import { token } from './token.js';
@@ -70,6 +71,24 @@ export async function main(argv: string[]): Promise<number> {
     .option('--signing-alg <alg>', 'RS256, PS256, ES256, …', 'RS256')
     .action(async (o: { dir: string; out?: string; signKey?: string; signingAlg?: string }) => {
       code = await policyBuild(o, out);
+    });
+  policy
+    .command('impact')
+    .description('replay recorded decisions on two policy revisions and report which would change')
+    .requiredOption('--base <ref>', 'the revision in force (e.g. origin/main)')
+    .requiredOption('--head <ref>', 'the proposed revision (e.g. HEAD)')
+    .option('--repo <dir>', 'the policy git repo', '.')
+    .option('--dir <dir>', 'policy folder inside the repo', 'policies')
+    .option('--audit <repo>', 'the audit repo (a clone)', '.gitgate/audit')
+    .option('--since <when>', 'only decisions since, e.g. 7d')
+    .option('--format <format>', 'markdown or json', 'markdown')
+    .option('--guard <transition>', 'fail (exit 2) when decisions make this transition, e.g. deny->allow:high (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--ack', 'the change is acknowledged (e.g. the PR has the policy-impact-ack label): report guards, do not fail')
+    .option('--github-comment', 'post or update one comment on the pull request (GITHUB_TOKEN, GITHUB_REPOSITORY)')
+    .option('--pr <number>', 'the pull request (default: from GITHUB_EVENT_PATH)')
+    .action(async (o: ImpactOptions) => {
+      if (o.format !== 'markdown' && o.format !== 'json') throw new InvalidArgumentError('--format must be markdown or json');
+      code = await policyImpact(o, out, err);
     });
   policy
     .command('status')

@@ -277,6 +277,17 @@ export function validateRoutes(raw: unknown, baseDir: string, source: string): R
   return upstreams;
 }
 
+/** What GitHub Actions provides to `gitgate policy impact --github-comment`. */
+export function githubCiEnv(): { token?: string; repository?: string; apiUrl: string; eventPath?: string } {
+  const e = process.env;
+  return {
+    ...(e.GITHUB_TOKEN ? { token: e.GITHUB_TOKEN } : {}),
+    ...(e.GITHUB_REPOSITORY ? { repository: e.GITHUB_REPOSITORY } : {}),
+    apiUrl: e.GITHUB_API_URL ?? 'https://api.github.com',
+    ...(e.GITHUB_EVENT_PATH ? { eventPath: e.GITHUB_EVENT_PATH } : {}),
+  };
+}
+
 /** Environment knobs that are not part of the config file (tooling, not behaviour). */
 export function toolEnv(): { opaPath: string | undefined; ci: boolean } {
   return { opaPath: process.env.GITGATE_OPA, ci: process.env.CI === 'true' };

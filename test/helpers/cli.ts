@@ -7,9 +7,9 @@ const run = promisify(execFile);
 export const BIN = path.join(packageRoot, 'bin', 'gitgate.js');
 
 /** Run the built CLI (npm test builds dist/ first). */
-export async function gitgate(args: string[], opts: { cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function gitgate(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? packageRoot, timeout: 120_000 });
+    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? packageRoot, timeout: 120_000, ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };

@@ -89,7 +89,7 @@ export class GitHubEmulator {
   readonly files = new Map<string, string>();
   readonly pulls = new Map<number, EmulatedPull>();
   readonly checkRuns = new Map<number, Record<string, unknown>>();
-  readonly comments: { issue: number; body: string }[] = [];
+  readonly comments: { id: number; issue: number; body: string }[] = [];
   readonly teams = new Map<string, Set<string>>();
   #server: http.Server | undefined;
   #nextId = 1;
@@ -217,8 +217,19 @@ export class GitHubEmulator {
         return members?.has(params.username!) ? send(200, { state: 'active', role: 'member', url: '' }) : send(404, { message: 'Not Found' });
       }
       case 'issues/create-comment': {
-        this.comments.push({ issue: Number(params.issue_number), body: String(b.body) });
-        return send(201, { id: this.#nextId++, body: b.body });
+        const comment = { id: this.#nextId++, issue: Number(params.issue_number), body: String(b.body) };
+        this.comments.push(comment);
+        return send(201, { id: comment.id, body: comment.body, user: { login: 'gitgate[bot]' } });
+      }
+      case 'issues/list-comments': {
+        const list = this.comments.filter((c) => c.issue === Number(params.issue_number));
+        return send(200, list.map((c) => ({ id: c.id, body: c.body, user: { login: 'gitgate[bot]' } })));
+      }
+      case 'issues/update-comment': {
+        const c = this.comments.find((x) => x.id === Number(params.comment_id));
+        if (!c) return send(404, { message: 'Not Found' });
+        c.body = String(b.body);
+        return send(200, { id: c.id, body: c.body });
       }
       case 'pulls/update': {
         const p = pr(params.pull_number);

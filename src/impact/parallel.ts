@@ -1,0 +1,47 @@
+import { statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { chains } from '../audit/verify.js';
+import { CHECKPOINT_STREAM } from '../audit/store.js';
+import { anchors, finish, mergeParts, type ImpactReport, type PartialReport } from './replay.js';
+
+/**
+ * Replay on every core: streams are split by size across worker threads, each
+ * with its own WASM instances of both revisions; partial reports are merged.
+ */
+export async function replayImpactParallel(auditRepo: string, base: Uint8Array, head: Uint8Array, opts: { since?: string; workers?: number } = {}): Promise<ImpactReport> {
+  const n = Math.max(1, opts.workers ?? availableParallelism());
+  const sized = [...chains(auditRepo)]
+    .filter(([s]) => s !== CHECKPOINT_STREAM)
+    .map(([stream, files]) => ({ stream, bytes: files.reduce((a, f) => a + statSync(f).size, 0) }))
+    .sort((a, b) => b.bytes - a.bytes);
+  const shares: { streams: string[]; bytes: number }[] = Array.from({ length: n }, () => ({ streams: [], bytes: 0 }));
+  for (const s of sized) {
+    const least = shares.reduce((m, x) => (x.bytes < m.bytes ? x : m));
+    least.streams.push(s.stream);
+    least.bytes += s.bytes;
+  }
+  const anchored = [...anchors(auditRepo)];
+  // Under tsx/vitest the sources are .ts; built, they are .js.
+  const self = new URL(import.meta.url);
+  const ts = self.pathname.endsWith('.ts');
+  const workerUrl = new URL(ts ? './replay-worker.ts' : './replay-worker.js', self);
+  const parts = await Promise.all(
+    shares
+      .filter((s) => s.streams.length > 0)
+      .map(
+        (s) =>
+          new Promise<PartialReport>((resolve, reject) => {
+            const workerData = { auditRepo, base, head, anchors: anchored, streams: s.streams, ...(opts.since !== undefined ? { since: opts.since } : {}) };
+            // From sources (tsx, dev and benchmarks) the worker registers tsx first; built, it is plain JS.
+            const w = ts
+              ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(workerUrl.href)}); });`, { eval: true, workerData })
+              : new Worker(workerUrl, { workerData });
+            w.once('message', (m: PartialReport) => resolve(m));
+            w.once('error', reject);
+            w.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`impact worker exited with ${code}`))));
+          }),
+      ),
+  );
+  return finish(mergeParts(parts));
+}

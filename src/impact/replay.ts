@@ -1,0 +1,250 @@
+import { createReadStream, readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { chains, loadKeys } from '../audit/verify.js';
+import { hashLine, parseStoredLine, verifyParsed, type AuditRecord } from '../audit/record.js';
+import { CHECKPOINT_STREAM } from '../audit/store.js';
+import type { Decision } from '../policy/decision.js';
+import type { PolicyInstance } from '../policy/engine.js';
+import type { PolicyInput } from '../policy/input.js';
+
+export type Outcome = 'allow' | 'deny' | 'approval';
+
+export interface Example {
+  readonly transition: string;
+  readonly ts: string;
+  readonly caller: string;
+  readonly upstream: string;
+  readonly method: string;
+  readonly tool?: string;
+  readonly base: readonly string[];
+  readonly head: readonly string[];
+}
+
+export interface ImpactReport {
+  readonly replayed: number;
+  readonly skipped: number;
+  readonly skippedWhy: Record<string, number>;
+  readonly transitions: Record<string, number>;
+  readonly maskChanges: number;
+  readonly credentialTtlChanges: number;
+  /** Per transition: the callers and tools it hits most, [name, count] best first. */
+  readonly top: Record<string, { readonly callers: [string, number][]; readonly tools: [string, number][] }>;
+  readonly examples: readonly Example[];
+  /** Transitions of calls where either revision says risk: high. */
+  readonly highRisk: Record<string, number>;
+}
+
+export function outcomeOf(d: Decision): Outcome {
+  if (!d.allow) return 'deny';
+  return d.approval.required ? 'approval' : 'allow';
+}
+
+const EXAMPLES_PER_TRANSITION = 3;
+const TOP = 5;
+
+/**
+ * Replay every recorded decision input of the audit repo on two policy
+ * revisions, streaming one line at a time. A record counts as verified when
+ * its stream's hash chain links it to a head named by a signed checkpoint
+ * (one SHA-256 per record), or, past the last checkpoint, when its own
+ * signature verifies. Unverifiable or incomplete records are skipped and counted.
+ */
+export async function replayImpact(
+  auditRepo: string,
+  base: PolicyInstance,
+  head: PolicyInstance,
+  opts: { since?: string; onProgress?: (records: number) => void; streams?: readonly string[] } = {},
+): Promise<ImpactReport> {
+  return finish(await replayPart(auditRepo, base, head, anchors(auditRepo), opts));
+}
+
+/** Signed checkpoints → the highest verified head of each stream. */
+export function anchors(auditRepo: string): Map<string, { seq: number; hash: string }> {
+  const keys = loadKeys(auditRepo);
+  const anchored = new Map<string, { seq: number; hash: string }>();
+  let prevCp: string | null = null;
+  for (const file of chains(auditRepo).get(CHECKPOINT_STREAM) ?? []) {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      if (line === '') continue;
+      let p;
+      try {
+        p = parseStoredLine(line);
+      } catch {
+        return anchored;
+      }
+      const key = keys.get(p.kid);
+      if (key === undefined || !verifyParsed(p, key) || p.record.prev !== prevCp) return anchored; // nothing after a broken checkpoint is trusted
+      prevCp = hashLine(line);
+      for (const [stream, h] of Object.entries((p.record.data?.heads ?? {}) as Record<string, { seq: number; hash: string }>)) {
+        if ((anchored.get(stream)?.seq ?? -1) < h.seq) anchored.set(stream, h);
+      }
+    }
+  }
+  return anchored;
+}
+
+/** Aggregates of one part of the streams (mergeable across workers). */
+export interface PartialReport {
+  replayed: number;
+  skipped: number;
+  skippedWhy: Record<string, number>;
+  transitions: Record<string, number>;
+  highRisk: Record<string, number>;
+  maskChanges: number;
+  credentialTtlChanges: number;
+  counters: Record<string, { callers: [string, number][]; tools: [string, number][] }>;
+  examples: Example[];
+}
+
+export function mergeParts(parts: readonly PartialReport[]): PartialReport {
+  const out: PartialReport = { replayed: 0, skipped: 0, skippedWhy: {}, transitions: {}, highRisk: {}, maskChanges: 0, credentialTtlChanges: 0, counters: {}, examples: [] };
+  const add = (into: Record<string, number>, from: Record<string, number>) => {
+    for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+  };
+  for (const p of parts) {
+    out.replayed += p.replayed;
+    out.skipped += p.skipped;
+    out.maskChanges += p.maskChanges;
+    out.credentialTtlChanges += p.credentialTtlChanges;
+    add(out.skippedWhy, p.skippedWhy);
+    add(out.transitions, p.transitions);
+    add(out.highRisk, p.highRisk);
+    for (const [t, c] of Object.entries(p.counters)) {
+      const into = (out.counters[t] ??= { callers: [], tools: [] });
+      for (const k of ['callers', 'tools'] as const) {
+        const m = new Map(into[k]);
+        for (const [name, n] of c[k]) m.set(name, (m.get(name) ?? 0) + n);
+        into[k] = [...m];
+      }
+    }
+    for (const e of p.examples) if (out.examples.filter((x) => x.transition === e.transition).length < EXAMPLES_PER_TRANSITION) out.examples.push(e);
+  }
+  return out;
+}
+
+export function finish(p: PartialReport): ImpactReport {
+  const top = Object.fromEntries(
+    Object.entries(p.counters).map(([t, c]) => [t, { callers: [...c.callers].sort((x, y) => y[1] - x[1]).slice(0, TOP), tools: [...c.tools].sort((x, y) => y[1] - x[1]).slice(0, TOP) }]),
+  );
+  return { replayed: p.replayed, skipped: p.skipped, skippedWhy: p.skippedWhy, transitions: p.transitions, maskChanges: p.maskChanges, credentialTtlChanges: p.credentialTtlChanges, top, examples: p.examples, highRisk: p.highRisk };
+}
+
+/** Replay the given streams (default: all) against both revisions. */
+export async function replayPart(
+  auditRepo: string,
+  base: PolicyInstance,
+  head: PolicyInstance,
+  anchored: ReadonlyMap<string, { seq: number; hash: string }>,
+  opts: { since?: string; onProgress?: (records: number) => void; streams?: readonly string[] } = {},
+): Promise<PartialReport> {
+  const keys = loadKeys(auditRepo);
+  const transitions: Record<string, number> = {};
+  const highRisk: Record<string, number> = {};
+  const counters: Record<string, { callers: Map<string, number>; tools: Map<string, number> }> = {};
+  const examples: Example[] = [];
+  const skippedWhy: Record<string, number> = {};
+  let replayed = 0;
+  let skipped = 0;
+  let maskChanges = 0;
+  let credentialTtlChanges = 0;
+  let seen = 0;
+  const skip = (why: string, n = 1) => {
+    skipped += n;
+    skippedWhy[why] = (skippedWhy[why] ?? 0) + n;
+  };
+  const all = chains(auditRepo);
+  const only = opts.streams === undefined ? undefined : new Set(opts.streams);
+
+  interface Pending {
+    readonly record: AuditRecord;
+    readonly input: PolicyInput;
+    readonly parsed: ReturnType<typeof parseStoredLine>;
+  }
+  /** Where the chain cannot vouch for a record, its own signature still can. */
+  const bySignature = (p: Pending) => {
+    const key = keys.get(p.parsed.kid);
+    if (key !== undefined && verifyParsed(p.parsed, key)) replay(p);
+    else skip('signature does not verify');
+  };
+  const replay = ({ record: r, input }: Pending) => {
+    const a = base.evaluate(input);
+    const b = head.evaluate(input);
+    replayed++;
+    if ((a.mask.length > 0 || b.mask.length > 0) && JSON.stringify(a.mask) !== JSON.stringify(b.mask)) maskChanges++;
+    if (a.credential.ttl_seconds !== b.credential.ttl_seconds) credentialTtlChanges++;
+    const oa = outcomeOf(a);
+    const ob = outcomeOf(b);
+    if (oa === ob) return;
+    const t = `${oa}->${ob}`;
+    transitions[t] = (transitions[t] ?? 0) + 1;
+    if (a.risk === 'high' || b.risk === 'high') highRisk[t] = (highRisk[t] ?? 0) + 1;
+    const c = (counters[t] ??= { callers: new Map(), tools: new Map() });
+    const caller = input.identity.sub;
+    const tool = input.mcp.tool ?? input.mcp.method;
+    c.callers.set(caller, (c.callers.get(caller) ?? 0) + 1);
+    c.tools.set(tool, (c.tools.get(tool) ?? 0) + 1);
+    if (examples.filter((e) => e.transition === t).length < EXAMPLES_PER_TRANSITION) {
+      examples.push({ transition: t, ts: r.ts, caller, upstream: input.upstream.name, method: input.mcp.method, ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}), base: a.reasons, head: b.reasons });
+    }
+  };
+
+  // 2. Each stream, in order: decisions wait until the chain reaches the anchored head.
+  for (const [stream, files] of all) {
+    if (stream === CHECKPOINT_STREAM || (only !== undefined && !only.has(stream))) continue;
+    const anchor = anchored.get(stream);
+    let pending: Pending[] = [];
+    let prev: string | null = null;
+    let broken = false;
+    let seq = 0;
+    for (const file of files) {
+      const rl = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
+      for await (const line of rl) {
+        if (line === '') continue;
+        if (++seen % 10_000 === 0) opts.onProgress?.(seen);
+        const hash = hashLine(line);
+        let parsed: ReturnType<typeof parseStoredLine> | undefined;
+        try {
+          parsed = parseStoredLine(line);
+        } catch {
+          broken = true;
+        }
+        const r = parsed?.record;
+        if (r === undefined) skip('unreadable record');
+        if (r === undefined || r.seq !== seq || r.prev !== prev) broken = true;
+        const covered = !broken && anchor !== undefined && seq <= anchor.seq;
+        if (broken && pending.length > 0) {
+          pending.forEach(bySignature);
+          pending = [];
+        }
+        const isHead = covered && seq === anchor!.seq;
+        prev = hash;
+        seq++;
+        if (r !== undefined && r.type === 'decision' && !(opts.since !== undefined && r.ts < opts.since)) {
+          const input = (r.data as { input?: PolicyInput & { truncated?: boolean } } | undefined)?.input;
+          if (input === undefined || input.truncated === true || input.mcp === undefined) skip('no complete policy input recorded');
+          else if (covered) pending.push({ record: r, input, parsed: parsed! });
+          else bySignature({ record: r, input, parsed: parsed! }); // past the last checkpoint, or after a break
+        }
+        if (isHead) {
+          if (hash === anchor!.hash) pending.forEach(replay);
+          else pending.forEach(bySignature);
+          pending = [];
+        }
+      }
+    }
+    // The chain broke before reaching its anchor: fall back to each record's signature.
+    pending.forEach(bySignature);
+  }
+  return {
+    replayed,
+    skipped,
+    skippedWhy,
+    transitions,
+    highRisk,
+    maskChanges,
+    credentialTtlChanges,
+    counters: Object.fromEntries(Object.entries(counters).map(([t, c]) => [t, { callers: [...c.callers], tools: [...c.tools] }])),
+    examples,
+  };
+}
+

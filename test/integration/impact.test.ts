@@ -1,0 +1,122 @@
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readRecords } from '../../src/audit/read.js';
+import { listFiles } from '../../src/audit/verify.js';
+import { gitgate } from '../helpers/cli.js';
+import { startGateway } from '../helpers/gateway.js';
+import { GitHubEmulator } from '../helpers/github-emulator.js';
+import { PolicyRepo } from '../helpers/policy-repo.js';
+import { TEST_POLICY_DATA } from '../helpers/policy.js';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
+
+const data = (publicTools: string[], highRisk: Record<string, unknown>) => ({
+  ...TEST_POLICY_DATA,
+  upstreams: { http: { full_access_groups: ['eng'], public_tools: publicTools, high_risk_tools: highRisk, mask: [], credential_ttl_seconds: 60 } },
+});
+const SECRET_APPROVAL = { secret: { approvers: ['eng'], min_approvals: 1, ttl_seconds: 900 } };
+
+describe('policy impact: recorded traffic replayed on two revisions', () => {
+  let repo: PolicyRepo;
+  let base: string;
+  let head: string;
+  let audit: string;
+  let decisions: number;
+
+  beforeAll(async () => {
+    // Base: echo and add are public, secret is high risk. Head: echo is no longer public,
+    // secret becomes public and nothing needs approval.
+    repo = await PolicyRepo.create(data(['echo', 'add'], SECRET_APPROVAL));
+    base = (await repo.commit('base')).slice(0, 12);
+    const upstream = await startHttpServer();
+    const gw = await startGateway({ upstreams: { http: { url: upstream.url } }, policyDir: path.join(repo.dir, 'policies') });
+    const call = async (who: string, groups: string[], name: string, args: Record<string, unknown>) => {
+      const token = await gw.token(who, groups);
+      const h = { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+      const init = await fetch(`${gw.url}/mcp/http`, { method: 'POST', headers: h, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'i', version: '1' } } }) });
+      await init.text();
+      const sid = init.headers.get('mcp-session-id')!;
+      const r = await fetch(`${gw.url}/mcp/http`, { method: 'POST', headers: { ...h, 'mcp-session-id': sid }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } }) });
+      await r.text();
+    };
+    for (let i = 0; i < 3; i++) await call('bob', [], 'echo', { message: `m${i}` });
+    for (let i = 0; i < 2; i++) await call('bob', [], 'add', { a: i, b: 1 });
+    for (let i = 0; i < 2; i++) await call('bob', [], 'secret', { try: i });
+    await call('alice', ['eng'], 'secret', {});
+    await gw.close();
+    await upstream.close();
+    audit = path.join(gw.dataDir, 'audit');
+    decisions = 0;
+    for await (const r of readRecords(audit)) if (r.type === 'decision') decisions++;
+    expect(decisions).toBe(16); // 8 initialize + 8 tools/call
+    head = (await repo.write('policies/config/data.json', JSON.stringify(data(['add', 'secret'], {}))).commit('loosen secret, tighten echo')).slice(0, 12);
+  });
+
+  const impact = (args: string[], env?: NodeJS.ProcessEnv) => gitgate(['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', audit, ...args], env ? { env } : {});
+
+  it('counts exactly the decisions that flip, by transition, with callers, tools and examples', async () => {
+    const r = await impact(['--format', 'json']);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      replayed: number;
+      skipped: number;
+      transitions: Record<string, number>;
+      high_risk: Record<string, number>;
+      top: Record<string, { callers: [string, number][]; tools: [string, number][] }>;
+      examples: { transition: string; caller: string; tool?: string }[];
+    };
+    expect(j.replayed).toBe(decisions);
+    expect(j.skipped).toBe(0);
+    expect(j.transitions).toEqual({ 'allow->deny': 3, 'deny->allow': 2, 'approval->allow': 1 });
+    expect(j.high_risk).toEqual({ 'deny->allow': 2, 'approval->allow': 1 });
+    expect(j.top['allow->deny']).toEqual({ callers: [['bob', 3]], tools: [['echo', 3]] });
+    expect(j.top['deny->allow']).toEqual({ callers: [['bob', 2]], tools: [['secret', 2]] });
+    expect(j.examples.filter((e) => e.transition === 'allow->deny')).toHaveLength(3);
+    expect(j.examples.find((e) => e.transition === 'approval->allow')).toMatchObject({ caller: 'alice', tool: 'secret' });
+  });
+
+  it('markdown for humans; a guard fails the check until acknowledged', async () => {
+    const hit = await impact(['--guard', 'deny->allow:high']);
+    expect(hit.code).toBe(2);
+    expect(hit.stdout).toContain('| deny → allow | 2 | 2 | bob (2) | secret (2) |');
+    expect(hit.stdout).toContain('❌ **guard hit**: 2 decision(s) deny->allow on risk: high calls');
+    const acked = await impact(['--guard', 'deny->allow:high', '--ack']);
+    expect(acked.code).toBe(0);
+    expect(acked.stdout).toContain('✅ acknowledged');
+    const fine = await impact(['--guard', 'allow->approval']);
+    expect(fine.code).toBe(0);
+  });
+
+  it('skips and counts records whose signature does not verify', async () => {
+    const copy = path.join(mkdtempSync(path.join(tmpdir(), 'gitgate-impact-audit-')), 'audit');
+    cpSync(audit, copy, { recursive: true });
+    const file = listFiles(path.join(copy, 'streams'), '.jsonl').find((f) => readFileSync(f, 'utf8').includes('"tool":"echo"'))!;
+    writeFileSync(file, readFileSync(file, 'utf8').replace('"message":"m', '"message":"M'));
+    const r = await gitgate(['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', copy, '--format', 'json']);
+    const j = JSON.parse(r.stdout) as { replayed: number; skipped: number; transitions: Record<string, number> };
+    expect(j.skipped).toBe(1);
+    expect(j.replayed).toBe(decisions - 1);
+    expect(j.transitions['allow->deny']).toBe(2);
+  });
+
+  it('posts one PR comment and updates it on the next run (GitHub emulated, checked against its OpenAPI description)', async () => {
+    const gh = await new GitHubEmulator('acme', 'policies').start();
+    try {
+      const env = { GITHUB_TOKEN: 'ghs_ci', GITHUB_REPOSITORY: 'acme/policies', GITHUB_API_URL: gh.url };
+      const first = await impact(['--github-comment', '--pr', '7'], env);
+      expect(first.code, first.stderr).toBe(0);
+      expect(first.stderr).toContain('impact comment created on acme/policies#7');
+      const second = await impact(['--github-comment', '--pr', '7', '--since', '1h'], env);
+      expect(second.stderr).toContain('impact comment updated on acme/policies#7');
+      const mine = gh.comments.filter((c) => c.issue === 7);
+      expect(mine).toHaveLength(1);
+      expect(mine[0]!.body).toContain('since 1h');
+      expect(mine[0]!.body).toContain('<!-- gitgate:policy-impact -->');
+      expect(gh.violations).toEqual([]);
+    } finally {
+      await gh.close();
+    }
+  });
+});
