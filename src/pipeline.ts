@@ -124,36 +124,24 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   req.audit.decided(input, outcome, msg);
   enforce(outcome);
   limitRate(deps.rates, input, outcome);
-  const auth = deps.credentials.forCall(upstream.config, {
-    subject: identity.sub,
-    method: msg.method,
-    ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
-    ...(input.mcp.arguments !== undefined ? { arguments: input.mcp.arguments } : {}),
-    ttlSeconds: outcome.decision.credential.ttl_seconds,
-    scopes: outcome.decision.credential.scopes,
-  });
-  const sessionAuth = (purpose: string) => deps.credentials.forCall(upstream.config, { subject: identity.sub, method: purpose });
-  const send = async () => {
-    const forwarded = await forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth, sessionAuth });
-    if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
-    return forwarded;
-  };
-  if (outcome.decision.approval.required) {
-    // Parked until reviewers decide; the credential above is re-minted at release (it would have expired).
-    const released = park(deps.approvals, identity, msg, input, outcome, req.audit, { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf }, async () => {
-      const fresh = deps.credentials.forCall(upstream.config, {
-        subject: identity.sub,
-        method: msg.method,
-        ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
-        ...(input.mcp.arguments !== undefined ? { arguments: input.mcp.arguments } : {}),
-        ttlSeconds: outcome.decision.credential.ttl_seconds,
-        scopes: outcome.decision.credential.scopes,
-      });
-      return (await forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: fresh, sessionAuth })).messages;
+  // A credential for exactly this call, minted when the call is sent (for a parked call: at release).
+  const mint = () =>
+    deps.credentials.forCall(upstream.config, {
+      subject: identity.sub,
+      method: msg.method,
+      ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
+      ...(input.mcp.arguments !== undefined ? { arguments: input.mcp.arguments } : {}),
+      ttlSeconds: outcome.decision.credential.ttl_seconds,
+      scopes: outcome.decision.credential.scopes,
     });
+  const sessionAuth = (purpose: string) => deps.credentials.forCall(upstream.config, { subject: identity.sub, method: purpose });
+  const send = () => forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: mint(), sessionAuth });
+  if (outcome.decision.approval.required) {
+    const released = park(deps.approvals, identity, msg, input, outcome, req.audit, { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf }, async () => (await send()).messages);
     return relay(msg, mapMessages(released, (m) => shape(deps, m, msg, input, outcome, catalog)), req.audit);
   }
   const forwarded = await send();
+  if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
   const shaped = mapMessages(forwarded.messages, (m) => shape(deps, m, msg, input, outcome, catalog));
   return relay(msg, shaped, req.audit, forwarded.session?.id);
 }

@@ -1,11 +1,8 @@
 import { compileSchema, formatSchemaErrors } from '../config/schema.js';
-import { compileMask, type CompiledRule } from '../masking/mask.js';
+import { compileMask, type CompiledRule, type MaskRuleInput } from '../masking/mask.js';
 
-export interface MaskRule {
-  readonly path: string;
-  readonly detectors?: readonly string[];
-  readonly redact?: boolean;
-}
+/** A mask rule as the policy states it (compiled by masking/mask.ts). */
+export type MaskRule = MaskRuleInput;
 
 export interface Approval {
   readonly required: boolean;
