@@ -68,6 +68,15 @@ async function policyOnly(dir: string): Promise<{ medianUs: number; p99Us: numbe
   return { medianUs: percentile(samples, 50), p99Us: percentile(samples, 99) };
 }
 
+/** Wait until a gateway has committed its audit backlog, so it does not steal CPU from the next measurement. */
+async function settle(url: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const r = (await (await fetch(`${url}/readyz`)).json()) as { audit?: { uncommitted?: number } };
+    if ((r.audit?.uncommitted ?? 0) === 0) return;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
 const fmt = (r: RunResult) => `${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(3).padStart(7)} ms   p99 ${r.p99.toFixed(3).padStart(7)} ms`;
 
 async function main(): Promise<void> {
@@ -108,6 +117,7 @@ async function main(): Promise<void> {
     for (const t of targets) {
       const r = await run(t, conc, REQUESTS, Math.min(500, REQUESTS / 4));
       (results[t.name] ??= {})[conc] = r;
+      await settle(gwUrl);
       console.log(`  ${t.name.padEnd(12)} ${fmt(r)}`);
     }
     const g = results.gitgate![conc]!;
@@ -127,6 +137,7 @@ async function main(): Promise<void> {
     const rs: Record<string, RunResult> = {};
     for (const t of [targets[0]!, targets[2]!, masked]) {
       rs[t.name] = await run(t, 1, n, Math.min(200, n / 4), call);
+      await settle(gwUrl);
       console.log(`  ${t.name.padEnd(12)} ${fmt(rs[t.name]!)}`);
     }
     const d = rs.direct!;

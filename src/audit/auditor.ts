@@ -98,7 +98,8 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
           pending.push(event);
           return undefined;
         }
-        return log.append(stream, event);
+        // Durable together with the answer (finish), in the same group commit.
+        return log.append(stream, event, { defer: true });
       };
       const finish = (event: AuditEvent): Promise<void> => {
         stream ??= streams.gateway(now());

@@ -53,8 +53,12 @@ export class AuditLog {
     this.#durable.set(stream, tail);
   }
 
-  /** Sign and enqueue one event; the promise resolves once it is durable in the WAL. */
-  append(stream: string, event: AuditEvent): Promise<void> {
+  /**
+   * Sign and enqueue one event; the promise resolves once it is durable in the WAL.
+   * `defer`: do not start a group commit for it; it becomes durable with the next
+   * one (the decision of an exchange rides with its answer: one fsync, not two).
+   */
+  append(stream: string, event: AuditEvent, opts: { defer?: boolean } = {}): Promise<void> {
     const tail = this.#tails.get(stream) ?? this.tailOf(stream);
     const record: AuditRecord = {
       v: 1,
@@ -68,7 +72,7 @@ export class AuditLog {
     this.#tails.set(stream, { seq: record.seq, hash: hashLine(line), used: Date.now() });
     const entry: WalEntry = { stream, seq: record.seq, line };
     const durable = new Promise<void>((resolve, reject) => this.#queue.push({ entry, done: (err) => (err === undefined ? resolve() : reject(err)) }));
-    this.#schedule();
+    if (opts.defer !== true) this.#schedule();
     return durable;
   }
 

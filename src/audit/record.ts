@@ -63,9 +63,9 @@ const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64url');
  */
 export function signRecord(signer: AuditSigner, record: AuditRecord): string {
   const protectedHeader = b64(JSON.stringify({ alg: 'EdDSA', kid: signer.kid }));
-  const payload = b64(canonicalJson(record));
-  const signature = b64(signer.sign(Buffer.from(`${protectedHeader}.${payload}`)));
-  return `{"jws":"${protectedHeader}..${signature}","record":${canonicalJson(record)}}`;
+  const canonical = canonicalJson(record);
+  const signature = b64(signer.sign(Buffer.from(`${protectedHeader}.${b64(canonical)}`)));
+  return `{"jws":"${protectedHeader}..${signature}","record":${canonical}}`;
 }
 
 export function hashLine(line: string): string {
