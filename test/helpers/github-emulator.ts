@@ -91,6 +91,10 @@ export class GitHubEmulator {
   readonly checkRuns = new Map<number, Record<string, unknown>>();
   readonly comments: { id: number; issue: number; body: string }[] = [];
   readonly teams = new Map<string, Set<string>>();
+  /** The Authorization header of every request (GitHub App tests check the token exchange). */
+  readonly auth: { operationId: string; authorization: string }[] = [];
+  /** GitHub App installations: id → the app's public key (PEM) that must sign the app JWT. */
+  readonly installations = new Map<number, { appId: number; publicKey: string }>();
   #server: http.Server | undefined;
   #nextId = 1;
   url = '';
@@ -141,7 +145,9 @@ export class GitHubEmulator {
     if (validate !== null && !validate(body ?? {})) {
       this.violations.push(`${route.operationId}: ${openapi().ajv.errorsText(validate.errors)}`);
     }
-    if (!/^(token|bearer) /i.test(req.headers.authorization ?? '')) this.violations.push(`${route.operationId}: no Authorization header`);
+    const authz = req.headers.authorization ?? '';
+    if (!/^(token|bearer) /i.test(authz)) this.violations.push(`${route.operationId}: no Authorization header`);
+    this.auth.push({ operationId: route.operationId, authorization: authz });
     this.requests.push({ operationId: route.operationId, method: req.method!, path: url.pathname, body });
     const b = (body ?? {}) as Record<string, unknown>;
     const pr = (n: string | undefined) => this.pulls.get(Number(n));
@@ -160,6 +166,19 @@ export class GitHubEmulator {
       base: { ref: p.base.ref, sha: this.refs.get(`heads/${p.base.ref}`) },
     });
     switch (route.operationId) {
+      case 'apps/create-installation-access-token': {
+        const inst = this.installations.get(Number(params.installation_id));
+        const jwt = /^bearer (.+)$/i.exec(authz)?.[1];
+        if (inst === undefined || jwt === undefined) return send(404, { message: 'Not Found' });
+        try {
+          const { jwtVerify, importSPKI } = await import('jose');
+          const { payload } = await jwtVerify(jwt, await importSPKI(inst.publicKey, 'RS256'));
+          if (String(payload.iss) !== String(inst.appId)) return send(401, { message: 'wrong app' });
+        } catch {
+          return send(401, { message: 'A JSON web token could not be decoded' });
+        }
+        return send(201, { token: `ghs_installation_${params.installation_id}`, expires_at: new Date(Date.now() + 3_600_000).toISOString(), permissions: {} });
+      }
       case 'git/get-ref': {
         const s = this.refs.get(params.ref!);
         return s === undefined ? send(404, { message: 'Not Found' }) : send(200, { ref: `refs/${params.ref}`, object: { sha: s, type: 'commit' } });

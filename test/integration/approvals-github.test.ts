@@ -1,3 +1,7 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { connectClient } from '../helpers/client.js';
@@ -286,6 +290,24 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'approved' }), SECRET);
     expect((await pending).content).toEqual([{ type: 'text', text: 'echo: hold-me' }]);
     expect(calls('echo', 'hold-me')).toBe(1);
+    await c.close();
+  });
+
+  it('authenticates as a GitHub App: app JWT exchanged for an installation token, used for every call', async () => {
+    const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const keyFile = path.join(mkdtempSync(path.join(tmpdir(), 'gitgate-app-')), 'app.pem');
+    writeFileSync(keyFile, privateKey.export({ format: 'pem', type: 'pkcs8' }));
+    gh.installations.set(4242, { appId: 77, publicKey: publicKey.export({ format: 'pem', type: 'spki' }).toString() });
+    const gw = await start({ github: { baseUrl: gh.url, owner: 'acme', repo: 'approvals', app: { appId: 77, installationId: 4242, privateKey: { fromFile: keyFile } } } });
+    const before = gh.auth.length;
+    const c = await client(gw);
+    const first = await call(c, 'echo', { message: 'as-an-app' });
+    expect(first).toMatchObject({ ok: false, code: -32011 });
+    const used = gh.auth.slice(before);
+    expect(used[0]).toMatchObject({ operationId: 'apps/create-installation-access-token', authorization: expect.stringMatching(/^bearer ey/i) });
+    for (const u of used.slice(1)) expect(u.authorization).toBe('token ghs_installation_4242');
+    await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request_review', gh.review(prOf(first), { login: 'sam', state: 'approved' }), SECRET);
+    expect(await call(c, 'echo', { message: 'as-an-app' })).toMatchObject({ ok: true });
     await c.close();
   });
 
