@@ -73,10 +73,6 @@ export class GatewayError extends Error {
   }
 }
 
-export function isGatewayError(err: unknown): err is GatewayError {
-  return err instanceof GatewayError;
-}
-
 /** Anything thrown becomes a GatewayError; unknown failures are INTERNAL and keep their cause. */
 export function toGatewayError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;

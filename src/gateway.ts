@@ -53,8 +53,6 @@ export interface Gateway {
   /** GitOps: the policy repo sync, when configured. */
   readonly sync?: PolicySync;
   readonly logger: Logger;
-  /** Rebuild the policy from config.policy.dir and swap it in (keeps the old one on failure). */
-  reloadPolicy(): Promise<PolicyInstance>;
   /** Listen on config.server; resolves to the base URL. */
   listen(): Promise<string>;
   /** Stop accepting, finish in-flight requests, stop upstreams. */
@@ -280,7 +278,6 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     ...(sync ? { sync } : {}),
     logger,
     ...(devIssuer ? { devIssuer } : {}),
-    reloadPolicy,
     async listen() {
       await app.listen({ host: config.server.host, port: config.server.port });
       const addr = app.server.address();

@@ -55,16 +55,3 @@ export class FileApprovalStore implements ApprovalStore {
     this.#cache.set(a.id, a);
   }
 }
-
-export class MemoryApprovalStore implements ApprovalStore {
-  readonly #map = new Map<string, ApprovalRecord>();
-  all() {
-    return [...this.#map.values()];
-  }
-  get(id: string) {
-    return this.#map.get(id);
-  }
-  put(a: ApprovalRecord) {
-    this.#map.set(a.id, structuredClone(a));
-  }
-}

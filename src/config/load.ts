@@ -289,8 +289,8 @@ export function githubCiEnv(): { token?: string; repository?: string; apiUrl: st
 }
 
 /** Environment knobs that are not part of the config file (tooling, not behaviour). */
-export function toolEnv(): { opaPath: string | undefined; ci: boolean } {
-  return { opaPath: process.env.GITGATE_OPA, ci: process.env.CI === 'true' };
+export function toolEnv(): { opaPath: string | undefined } {
+  return { opaPath: process.env.GITGATE_OPA };
 }
 
 function deepFreeze<T>(value: T): T {
