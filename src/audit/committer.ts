@@ -82,6 +82,7 @@ export class AuditCommitter {
       this.wal.drop(segment);
       this.log.confirmCommitted();
       this.log.prune(30 * 60_000);
+      this.log.evict(10_000, (stream, seq) => (this.store.tail(stream)?.seq ?? -1) >= seq);
       this.#status = { commits: this.#status.commits + 1, lastCommitAt: new Date().toISOString(), ...(oldest !== undefined ? { lastLagMs: Date.now() - oldest } : {}) };
     } catch (err) {
       this.log.restoreUncommitted(entries);

@@ -69,6 +69,8 @@ export class AuditLog {
       ts: event.ts ?? this.now().toISOString(),
     };
     const line = signRecord(this.signer, record);
+    // Delete first: Map order is then least recently used first (for evict()).
+    this.#tails.delete(stream);
     this.#tails.set(stream, { seq: record.seq, hash: hashLine(line), used: Date.now() });
     const entry: WalEntry = { stream, seq: record.seq, line };
     const durable = new Promise<void>((resolve, reject) => this.#queue.push({ entry, done: (err) => (err === undefined ? resolve() : reject(err)) }));
@@ -145,6 +147,23 @@ export class AuditLog {
   forget(stream: string): void {
     this.#tails.delete(stream);
     this.#durable.delete(stream);
+  }
+
+  /**
+   * Keep chain state for at most `max` streams: the least recently used go
+   * first, but only those whose newest record is already stored (the store is
+   * then where their chain continues from).
+   */
+  evict(max: number, stored: (stream: string, seq: number) => boolean): void {
+    if (this.#tails.size <= max) return;
+    let excess = this.#tails.size - max;
+    for (const [s, t] of this.#tails) {
+      if (excess <= 0) break;
+      if (!stored(s, t.seq)) continue;
+      this.#tails.delete(s);
+      this.#durable.delete(s);
+      excess--;
+    }
   }
 
   prune(idleMs: number, now = Date.now()): void {

@@ -78,6 +78,25 @@ describe('AuditLog', () => {
   });
 });
 
+describe('AuditLog.evict', () => {
+  it('drops chain state of least recently used streams, but only those already stored', async () => {
+    const wal = new MemoryWal();
+    const stored = new Map<string, { seq: number; hash: string }>();
+    const log = new AuditLog(wal, signer, (s) => stored.get(s));
+    for (const s of ['a', 'b', 'c']) await log.append(s, { type: 'decision' });
+    // Only b's record reached the store.
+    stored.set('b', { seq: 0, hash: hashLine(wal.entries.find((e) => e.stream === 'b')!.line) });
+    log.evict(1, (s, seq) => (stored.get(s)?.seq ?? -1) >= seq);
+    // a is not stored, so it stays; b is evicted and continues from the store without a gap.
+    await log.append('b', { type: 'response' });
+    await log.append('a', { type: 'response' });
+    const b = wal.entries.filter((e) => e.stream === 'b').map((e) => parseLine(e.line).record);
+    expect(b.map((r) => r.seq)).toEqual([0, 1]);
+    expect(b[1]!.prev).toBe(stored.get('b')!.hash);
+    expect(wal.entries.filter((e) => e.stream === 'a').map((e) => parseLine(e.line).record.seq)).toEqual([0, 1]);
+  });
+});
+
 describe('FileWal', () => {
   it('recovers intact entries across segments and discards a torn tail', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
