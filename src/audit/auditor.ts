@@ -57,10 +57,11 @@ const NOOP: ExchangeAudit = {
 
 export const disabledAuditor: Auditor = { enabled: false, begin: () => NOOP, assertWritable: () => undefined, sessionClosed: () => undefined };
 
-/** Keep records bounded: an oversized payload is replaced by its size and hash. */
+/** Keep records bounded: an oversized payload is replaced by its size and (canonical) hash. */
 function bounded(value: unknown, maxBytes: number): unknown {
+  // Native JSON.stringify measures the size; only an oversized value pays for canonical JSON.
+  if (Buffer.byteLength(JSON.stringify(value) ?? '') <= maxBytes) return value;
   const text = canonicalJson(value);
-  if (Buffer.byteLength(text) <= maxBytes) return value;
   return { truncated: true, bytes: Buffer.byteLength(text), sha256: createHash('sha256').update(text).digest('hex') };
 }
 
@@ -122,11 +123,14 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
         decided(input, outcome, request) {
           method = input.mcp.method;
           if (input.mcp.tool !== undefined) tool = input.mcp.tool;
-          // Record what the decision lets be recorded: the request as its mask rules leave it.
-          const masked = structuredClone(request) as JsonRpcRequest;
-          if (outcome.decision.maskRules.length > 0) maskMessage(masked, outcome.decision.maskRules);
-          const args = (masked.params as { arguments?: unknown } | undefined)?.arguments;
-          const recordedInput = input.mcp.arguments !== undefined && args !== undefined ? { ...input, mcp: { ...input.mcp, arguments: args } } : input;
+          // Record what the decision lets be recorded: the arguments as its mask rules leave them.
+          let recordedInput = input;
+          if (outcome.decision.maskRules.length > 0 && input.mcp.arguments !== undefined) {
+            const masked = structuredClone(request) as JsonRpcRequest;
+            maskMessage(masked, outcome.decision.maskRules);
+            const args = (masked.params as { arguments?: unknown } | undefined)?.arguments;
+            if (args !== undefined) recordedInput = { ...input, mcp: { ...input.mcp, arguments: args as Record<string, unknown> } };
+          }
           const d = outcome.decision;
           void emit({
             type: 'decision',
@@ -142,8 +146,8 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
               credential_ttl_seconds: d.credential.ttl_seconds,
               ...(d.rate ? { rate: d.rate } : {}),
               input_sha256: createHash('sha256').update(canonicalJson(input)).digest('hex'),
+              // The policy input is the request as the policy saw it (method, tool or uri, arguments).
               input: bounded(recordedInput, opts.maxRecordedBytes),
-              request: bounded(masked.params ?? {}, opts.maxRecordedBytes),
             },
           })?.catch(() => undefined);
         },
