@@ -40,7 +40,18 @@ export function embeddedConfigDocument(): Record<string, unknown> {
  * against schemas/config.schema.json reporting every problem at once, resolve
  * paths, and freeze. This is the only module that reads process.env.
  */
+/** A git URL (scheme://… or user@host:…) rather than a local path. */
+function isRemoteUrl(url: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(url) || url.includes('@');
+}
+
 export function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}, cwd = process.cwd()): GatewayConfig {
+  // Paths given on the command line are relative to where the command runs, not to the config file.
+  overrides = {
+    ...overrides,
+    ...(overrides.dataDir !== undefined ? { dataDir: path.resolve(cwd, overrides.dataDir) } : {}),
+    ...(overrides.policyRepo !== undefined && !isRemoteUrl(overrides.policyRepo) ? { policyRepo: path.resolve(cwd, overrides.policyRepo) } : {}),
+  };
   let doc: Record<string, unknown>;
   let baseDir = cwd;
   let source = 'embedded default';
@@ -74,7 +85,7 @@ export function validateConfig(
   if (overrides.policyRepo !== undefined || overrides.policyBranch !== undefined || overrides.pollInterval !== undefined) {
     const policyDoc = (doc.policy ??= {}) as Record<string, unknown>;
     const repo = (policyDoc.repo ??= {}) as Record<string, unknown>;
-    if (overrides.policyRepo !== undefined) repo.url = /^[a-z][a-z0-9+.-]*:\/\//i.test(overrides.policyRepo) || overrides.policyRepo.includes('@') ? overrides.policyRepo : path.resolve(baseDir, overrides.policyRepo);
+    if (overrides.policyRepo !== undefined) repo.url = overrides.policyRepo;
     if (overrides.policyBranch !== undefined) repo.branch = overrides.policyBranch;
     if (overrides.pollInterval !== undefined) repo.pollSeconds = overrides.pollInterval;
   }
@@ -136,7 +147,7 @@ export function validateConfig(
       ...(pr !== undefined
         ? {
             repo: {
-              url: /^[a-z][a-z0-9+.-]*:\/\//i.test(pr.url) || pr.url.includes('@') ? pr.url : path.resolve(baseDir, pr.url),
+              url: isRemoteUrl(pr.url) ? pr.url : path.resolve(baseDir, pr.url),
               branch: pr.branch ?? 'main',
               dir: pr.dir ?? 'policies',
               pollSeconds: pr.pollSeconds ?? 30,

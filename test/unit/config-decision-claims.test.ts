@@ -78,3 +78,24 @@ describe('claims', () => {
     expect(mapClaims({ sub: 's' }, names).groups).toEqual([]);
   });
 });
+
+describe('command-line paths', () => {
+  it('are relative to the working directory, not to the config file; config paths to the config file', async () => {
+    const { mkdtempSync, writeFileSync, mkdirSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const { loadConfig } = await import('../../src/config/load.js');
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-paths-'));
+    mkdirSync(path.join(root, 'etc'));
+    const file = path.join(root, 'etc', 'gitgate.yaml');
+    writeFileSync(file, 'dataDir: state\npolicy:\n  repo:\n    url: ../policies\nupstreams:\n  a: {url: "http://127.0.0.1:1/"}\n');
+    const fromFile = loadConfig(file, {}, path.join(root, 'work'));
+    expect(fromFile.dataDir).toBe(path.join(root, 'etc', 'state'));
+    expect(fromFile.policy.repo?.url).toBe(path.join(root, 'policies'));
+    const fromCli = loadConfig(file, { dataDir: 'data', policyRepo: 'repo' }, path.join(root, 'work'));
+    expect(fromCli.dataDir).toBe(path.join(root, 'work', 'data'));
+    expect(fromCli.audit.repo).toBe(path.join(root, 'work', 'data', 'audit'));
+    expect(fromCli.policy.repo?.url).toBe(path.join(root, 'work', 'repo'));
+    expect(loadConfig(file, { policyRepo: 'git@github.com:acme/policies.git' }).policy.repo?.url).toBe('git@github.com:acme/policies.git');
+  });
+});
