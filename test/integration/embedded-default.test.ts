@@ -13,7 +13,8 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
 
   beforeAll(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-embedded-'));
-    server = await serveProcess(['--port', '0', '--data-dir', dataDir, '--approval-hold', '0']);
+    // info level: the logs test below must see the per-exchange lines it checks for tokens.
+    server = await serveProcess(['--port', '0', '--data-dir', dataDir, '--approval-hold', '0'], { GITGATE_LOG_LEVEL: 'info' });
   });
   afterAll(() => {
     if (server.child.exitCode === null) server.child.kill('SIGKILL');
@@ -107,10 +108,13 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     expect(metrics).toMatch(/gitgate_list_items_hidden_total\{upstream="demo"\} \d+/);
   });
 
-  it('logs never contain a token', async () => {
+  it('logs every exchange, and never a token', async () => {
     const t = await token(['--sub', 'carol']);
     await fetch(`${server.url}/mcp/demo`, { method: 'POST', headers: { authorization: `Bearer ${t}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' });
+    await expect.poll(() => server.output()).toMatch(/"msg":"mcp exchange"/);
+    expect(server.output()).toMatch(/"sub":"carol".*"outcome":"session_required"/);
     expect(server.output()).not.toContain(t);
+    expect(server.output()).not.toContain(t.split('.')[2]!);
   });
 
   it('exits 0 on SIGTERM after draining, and the audit repo verifies and replays the denied and the approved call', async () => {
