@@ -14,7 +14,8 @@ export function git(dir: string, args: readonly string[], extraEnv: Record<strin
     p.stdout.on('data', (d: Buffer) => out.push(d));
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     p.on('error', reject);
-    p.on('exit', (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`git ${args[0]} failed (${code}): ${err.trim().slice(0, 500)}`))));
+    // 'close', not 'exit': only then has all of stdout been read (exit can come first under load).
+    p.on('close', (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`git ${args[0]} failed (${code}): ${err.trim().slice(0, 500)}`))));
     // git may exit without reading stdin: never let that become an unhandled EPIPE.
     p.stdin.on('error', () => undefined);
     if (stdin !== undefined) p.stdin.end(stdin);

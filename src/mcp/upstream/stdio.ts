@@ -72,7 +72,8 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
       live.delete(session);
     };
 
-    child.on('exit', (code, sig) => {
+    // 'close' (stdout drained), not 'exit': a response written just before exiting still reaches its request.
+    child.on('close', (code, sig) => {
       const tail = stderrTail.length > 0 ? `; stderr: ${stderrTail.slice(-3).join(' | ')}` : '';
       fail(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} exited (${sig ?? `code ${code}`})${tail}`));
     });
