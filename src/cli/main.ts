@@ -41,7 +41,7 @@ export async function main(argv: string[]): Promise<number> {
       return n;
     })
     .option('--policy-repo <path|url>', 'GitOps: pull policies from this git repo')
-    .option('--policy-branch <branch>', 'branch of the policy repo', undefined)
+    .option('--policy-branch <branch>', 'branch of the policy repo (default main)')
     .option('--poll-interval <duration>', 'how often to fetch the policy repo, e.g. 30s', (v) => parseDuration(v))
     .action(async (o: { config?: string; port?: number; host?: string; dataDir?: string; approvalHold?: number; policyRepo?: string; policyBranch?: string; pollInterval?: number }) => {
       code = await serve(o, out);

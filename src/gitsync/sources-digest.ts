@@ -2,16 +2,16 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
-/** Files that are build outputs, not sources. */
-const NOT_SOURCES = new Set(['bundle.tar.gz', '.signatures.json', '.manifest']);
+/** The build output that sits next to its sources (dotfiles are never sources). */
+const BUNDLE = 'bundle.tar.gz';
 
 function walk(dir: string, base = dir): string[] {
   const out: string[] = [];
   for (const e of readdirSync(dir, { withFileTypes: true })) {
-    if (e.name.startsWith('.') && e.name !== '.manifest') continue;
+    if (e.name.startsWith('.')) continue;
     const p = path.join(dir, e.name);
     if (e.isDirectory()) out.push(...walk(p, base));
-    else if (!NOT_SOURCES.has(e.name)) out.push(path.relative(base, p).split(path.sep).join('/'));
+    else if (e.name !== BUNDLE) out.push(path.relative(base, p).split(path.sep).join('/'));
   }
   return out;
 }

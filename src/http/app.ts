@@ -7,6 +7,7 @@ import { registerMcpRoutes } from './mcp-routes.js';
 import { registerOpsRoutes } from './ops-routes.js';
 import { sendError } from './reply.js';
 import { registerWellKnownRoutes } from './well-known.js';
+import { registerWebhookRoutes } from './webhook-routes.js';
 import type { GitHubWebhooks } from '../webhooks/verify-and-receive.js';
 
 export interface Readiness {
@@ -66,9 +67,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerMcpRoutes(app, deps);
   registerWellKnownRoutes(app, deps);
   registerOpsRoutes(app, deps);
-  app.post('/webhooks/github', async (req, reply) => {
-    const out = await deps.webhooks.receive(req.headers, Buffer.isBuffer(req.body) ? req.body : undefined);
-    return reply.code(out.status).send(out.body);
-  });
+  registerWebhookRoutes(app, deps.webhooks);
   return app;
 }

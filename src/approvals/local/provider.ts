@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { gitText } from '../../git/run.js';
+import { gitText as git } from '../../git/run.js';
 import { approvalDocument, type ApprovalProvider } from '../provider.js';
 import type { ApprovalRecord, ReviewEvent } from '../types.js';
 
@@ -14,8 +14,6 @@ export interface LocalDecision {
 }
 
 const branchOf = (id: string) => `gitgate/approval/${id}`;
-
-const git = (dir: string, args: readonly string[], env: Record<string, string> = {}, stdin?: string) => gitText(dir, args, env, stdin);
 
 /**
  * Approvals in a local bare git repo (the embedded default): one branch and file
