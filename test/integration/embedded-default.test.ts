@@ -111,8 +111,8 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
   it('logs every exchange, and never a token', async () => {
     const t = await token(['--sub', 'carol']);
     await fetch(`${server.url}/mcp/demo`, { method: 'POST', headers: { authorization: `Bearer ${t}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' });
-    await expect.poll(() => server.output()).toMatch(/"msg":"mcp exchange"/);
-    expect(server.output()).toMatch(/"sub":"carol".*"outcome":"session_required"/);
+    // The child's log line crosses a pipe: wait for this very exchange's line.
+    await expect.poll(() => server.output(), { timeout: 10_000 }).toMatch(/"sub":"carol".*"outcome":"session_required".*"msg":"mcp exchange"/);
     expect(server.output()).not.toContain(t);
     expect(server.output()).not.toContain(t.split('.')[2]!);
   });

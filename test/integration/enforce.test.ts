@@ -209,10 +209,6 @@ describe('the gateway enforces what the policy decides', () => {
 
 describe('decisions the gateway cannot honour are denies', () => {
   it('unknown detectors and over-cap credential TTLs deny, and are counted', async () => {
-    const extra = {
-      'gitgate/override.rego': '',
-    };
-    void extra;
     const upstream = (await startHttpServer()) as Upstream;
     const policyDir = await makePolicyDir({
       ...TEST_POLICY_DATA,

@@ -54,8 +54,7 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
     return gw;
   };
   const ready = async (gw: TestGateway) => (await (await fetch(`${gw.url}/readyz`)).json()) as Ready;
-  const echo = async (gw: TestGateway, c: Awaited<ReturnType<typeof connectClient>>) => {
-    void gw;
+  const echo = async (c: Awaited<ReturnType<typeof connectClient>>) => {
     try {
       await c.client.callTool({ name: 'echo', arguments: { message: 'x' } });
       return 'allowed';
@@ -70,10 +69,10 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
     const c = await connectClient(`${gw.url}/mcp/http`, await gw.token('bob'));
     const first = (await ready(gw)).policy.revision;
     expect(first).toMatch(/^[0-9a-f]{40}$/);
-    expect(await echo(gw, c)).toBe('allowed');
+    expect(await echo(c)).toBe('allowed');
     const sha = await repo.write('policies/config/data.json', JSON.stringify(withoutEcho())).commit('policy: echo is no longer public');
     await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 10_000 }).toBe(sha);
-    const denied = await echo(gw, c);
+    const denied = await echo(c);
     expect(denied).toContain('-32010');
     expect(denied).toContain(`"policy_revision":"${sha}"`);
     const status = await gitgate(['policy', 'status', '--url', gw.url]);
@@ -95,7 +94,7 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
     expect(r.policy.revision).toBe(good);
     expect(r.last_policy_error).toMatch(why);
     const c = await connectClient(`${gw.url}/mcp/http`, await gw.token('bob'));
-    expect(await echo(gw, c)).toBe('allowed');
+    expect(await echo(c)).toBe('allowed');
     await c.close();
   });
 
@@ -223,11 +222,12 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
         });
         const body = (await res.json()) as { error?: { data?: { reasons?: string[] } } };
         seen.push(body.error?.data?.reasons?.[0] ?? 'none');
+        await new Promise((r) => setTimeout(r, 5));
       }
     })();
     let last = '';
     for (let i = 1; i <= 100; i++) last = await versioned(i);
-    await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 30_000 }).toBe(last);
+    await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 90_000 }).toBe(last);
     await new Promise((r) => setTimeout(r, 200));
     stop = true;
     await probe;
@@ -238,7 +238,8 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
       expect(m![1]).toBe(m![2]);
     }
     expect(seen.at(-1)).toBe('rego=100 data=100');
-  }, 90_000);
+    // Alone this takes seconds; the budget covers a loaded 2-core CI machine.
+  }, 240_000);
 
   it('routes in the policy repo swap together with the policy', async () => {
     const repo = await PolicyRepo.create();

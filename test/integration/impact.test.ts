@@ -79,14 +79,14 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
 
   it('markdown for humans; a guard fails the check until acknowledged', async () => {
     const hit = await impact(['--guard', 'deny->allow:high']);
-    expect(hit.code).toBe(2);
+    expect(hit.code, hit.stderr).toBe(2);
     expect(hit.stdout).toContain('| deny → allow | 2 | 2 | bob (2) | secret (2) |');
     expect(hit.stdout).toContain('❌ **guard hit**: 2 decision(s) deny->allow on risk: high calls');
     const acked = await impact(['--guard', 'deny->allow:high', '--ack']);
-    expect(acked.code).toBe(0);
+    expect(acked.code, acked.stderr).toBe(0);
     expect(acked.stdout).toContain('✅ acknowledged');
     const fine = await impact(['--guard', 'allow->approval']);
-    expect(fine.code).toBe(0);
+    expect(fine.code, fine.stderr).toBe(0);
   });
 
   it('skips and counts records whose signature does not verify', async () => {
