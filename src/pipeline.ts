@@ -230,8 +230,9 @@ export async function relay(msg: JsonRpcRequest, messages: AsyncIterable<JsonRpc
 }
 
 /** GET /mcp/<upstream>: the session's stream of server messages not tied to a request. */
-export async function handleGet(deps: GatewayDeps, req: McpHttpRequest): Promise<McpReply> {
+export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: ExchangeNote = {}): Promise<McpReply> {
   const { upstream, identity } = await admit(deps, req);
+  note.identity = identity;
   if (header(req.headers, 'mcp-protocol-version') === '2026-07-28') {
     throw new GatewayError('METHOD_NOT_ALLOWED', 'Method Not Allowed: protocol 2026-07-28 has no GET stream');
   }
@@ -243,8 +244,9 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest): Promise
 }
 
 /** DELETE /mcp/<upstream>: end the caller's session. */
-export async function handleDelete(deps: GatewayDeps, req: McpHttpRequest): Promise<McpReply> {
+export async function handleDelete(deps: GatewayDeps, req: McpHttpRequest, note: ExchangeNote = {}): Promise<McpReply> {
   const { upstream, identity } = await admit(deps, req);
+  note.identity = identity;
   const id = requireSessionId(req.headers);
   deps.sessions.get(id, upstream.config.name, identity.sub);
   await deps.sessions.delete(id, 'closed by the client (DELETE)');

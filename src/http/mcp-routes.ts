@@ -47,7 +47,7 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
         // Only POSTs are exchanges worth a record; GET streams and DELETE are session events.
         const audit = method === 'POST' ? deps.audit.begin(requestId) : NO_AUDIT;
         try {
-          out = await (method === 'POST' ? handlePost(deps, toMcpRequest(deps, req, ctl.signal, audit, requestId), note) : handlers[method](deps, toMcpRequest(deps, req, ctl.signal, audit, requestId)));
+          out = await handlers[method](deps, toMcpRequest(deps, req, ctl.signal, audit, requestId), note);
         } catch (e) {
           let err = toGatewayError(e);
           if (err.code === 'INTERNAL') req.log.error({ err: e }, 'internal error');
@@ -55,12 +55,11 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
           // Nothing is answered without its record; if the record cannot be written, say so instead.
           if (err.code !== 'AUDIT_UNAVAILABLE') err = await audit.failed(err, id).then(() => err, (fail: unknown) => toGatewayError(fail));
           outcome = err.code.toLowerCase();
+          return sendError(reply, err, id);
+        } finally {
           count(deps, req.params.upstream, note.method ?? method, outcome);
           logExchange(req, note, outcome, started);
-          return sendError(reply, err, id);
         }
-        count(deps, req.params.upstream, note.method ?? method, outcome);
-        logExchange(req, note, outcome, started);
         await sendMcpReply(reply, out, note.rpcId ?? null, ctl.signal);
         return reply;
       },
