@@ -1,6 +1,7 @@
 import { createReadStream, existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { parseDuration } from '../config/duration.js';
 import { parseLine, type AuditRecord } from './record.js';
 
 export interface RecordFilter {
@@ -38,8 +39,7 @@ export async function* readRecords(repo: string, filter: RecordFilter = {}): Asy
 
 /** "7d", "12h", "30m" or an ISO date → ISO timestamp. */
 export function sinceToIso(since: string, now = Date.now()): string {
-  const m = /^(\d+)([smhd])$/.exec(since);
-  if (m) return new Date(now - Number(m[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[m[2] as 's' | 'm' | 'h' | 'd']).toISOString();
+  if (/^\d+(ms|s|m|h|d)$/.test(since.trim())) return new Date(now - parseDuration(since) * 1000).toISOString();
   const d = new Date(since);
   if (Number.isNaN(d.getTime())) throw new Error(`invalid --since "${since}" (use 7d, 12h, 30m or an ISO date)`);
   return d.toISOString();

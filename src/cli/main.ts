@@ -5,7 +5,7 @@ import { VERSION } from '../version.js';
 import { policyBuild, policyStatus, policyTest } from './policy.js';
 import { initPolicyRepo } from './init.js';
 import { policyImpact, type ImpactOptions } from './impact.js';
-import { parseDuration } from '../identity/dev-issuer.js';
+import { parseDuration } from '../config/duration.js';
 import { serve } from './serve.js';
 import { token } from './token.js';
 import { auditExport, auditReplay, auditVerify } from './audit.js';

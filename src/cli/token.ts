@@ -1,5 +1,6 @@
 import { loadConfig } from '../config/load.js';
-import { loadDevIssuer, parseDuration } from '../identity/dev-issuer.js';
+import { parseDuration } from '../config/duration.js';
+import { loadDevIssuer } from '../identity/dev-issuer.js';
 
 export interface TokenOptions {
   config?: string;
@@ -22,7 +23,7 @@ export async function token(opts: TokenOptions, out: (line: string) => void): Pr
       sub: opts.sub,
       groups,
       audience: config.identity.audience,
-      ttlSeconds: parseDuration(opts.ttl ?? '1h'),
+      ttlSeconds: Math.max(1, Math.round(parseDuration(opts.ttl ?? '1h'))),
       ...(opts.email !== undefined ? { email: opts.email } : {}),
       ...(opts.githubLogin !== undefined ? { githubLogin: opts.githubLogin } : {}),
     }),

@@ -99,3 +99,15 @@ describe('command-line paths', () => {
     expect(loadConfig(file, { policyRepo: 'git@github.com:acme/policies.git' }).policy.repo?.url).toBe('git@github.com:acme/policies.git');
   });
 });
+
+describe('durations', () => {
+  it('parse to exact seconds, and --since accepts them or a date', async () => {
+    const { parseDuration } = await import('../../src/config/duration.js');
+    const { sinceToIso } = await import('../../src/audit/read.js');
+    expect([parseDuration('500ms'), parseDuration('90'), parseDuration('15m'), parseDuration('1h'), parseDuration('7d')]).toEqual([0.5, 90, 900, 3600, 604800]);
+    expect(() => parseDuration('soon')).toThrow(/invalid duration/);
+    expect(sinceToIso('2h', Date.parse('2026-11-26T12:00:00Z'))).toBe('2026-11-26T10:00:00.000Z');
+    expect(sinceToIso('2026-11-01')).toBe('2026-11-01T00:00:00.000Z');
+    expect(() => sinceToIso('yesterday-ish')).toThrow(/invalid --since/);
+  });
+});
