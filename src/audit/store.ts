@@ -69,14 +69,15 @@ export class GitAuditStore implements AuditStore {
   static async open(dir: string, signer: AuditSigner, opts: { remote?: string; log?: (msg: string) => void } = {}): Promise<GitAuditStore> {
     mkdirSync(dir, { recursive: true });
     const store = new GitAuditStore(dir, signer, opts.remote, opts.log ?? (() => {}));
-    if (!existsSync(path.join(dir, '.git'))) {
-      await store.#git.init(['-b', 'main']);
+    if (!existsSync(path.join(dir, '.git'))) await store.#git.init(['-b', 'main']);
+    await store.#git.addConfig('user.name', 'gitgate').addConfig('user.email', 'gitgate@localhost').addConfig('commit.gpgsign', 'false');
+    await store.#discardUncommitted();
+    if (!existsSync(path.join(dir, 'README.md'))) {
       writeFileSync(
         path.join(dir, 'README.md'),
         '# gitgate audit log\n\nSigned, hash-chained records of every MCP exchange. Verify with `gitgate audit verify <this repo>`.\n',
       );
     }
-    await store.#git.addConfig('user.name', 'gitgate').addConfig('user.email', 'gitgate@localhost').addConfig('commit.gpgsign', 'false');
     if (opts.remote !== undefined) {
       const remotes = await store.#git.getRemotes();
       if (!remotes.some((r) => r.name === 'origin')) await store.#git.addRemote('origin', opts.remote);
@@ -84,12 +85,29 @@ export class GitAuditStore implements AuditStore {
     return store;
   }
 
+  /**
+   * Put the work tree back to the last commit. Anything appended after it
+   * (possibly a line torn by a crash mid-write) is still in the WAL, which is
+   * dropped only after a commit, so recovery appends it again whole.
+   */
+  async #discardUncommitted(): Promise<void> {
+    const head = await this.#git.raw(['rev-parse', '--verify', '-q', 'HEAD']).catch(() => '');
+    if (head.trim() !== '') await this.#git.raw(['reset', '-q', '--hard', 'HEAD']);
+    await this.#git.raw(['clean', '-q', '-f', '-d']);
+  }
+
   tail(stream: string): StreamTail | undefined {
     const hit = this.#tails.get(stream);
     if (hit !== undefined) return hit;
     const line = readLastLine(streamFile(this.dir, stream, lastPart(this.dir, stream)));
     if (line === undefined) return undefined;
-    const t = { seq: parseLine(line).record.seq, hash: hashLine(line) };
+    let seq: number;
+    try {
+      seq = parseLine(line).record.seq;
+    } catch (err) {
+      throw new Error(`audit repo ${path.relative(this.dir, streamFile(this.dir, stream, lastPart(this.dir, stream)))}: last line ${(err as Error).message}`);
+    }
+    const t = { seq, hash: hashLine(line) };
     this.#remember(stream, t);
     return t;
   }

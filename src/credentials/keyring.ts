@@ -1,7 +1,8 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JWK } from 'jose';
+import { writeFileAtomic } from '../atomic-file.js';
 
 interface StoredKey {
   readonly kid: string;
@@ -97,9 +98,7 @@ export class KeyRing {
 
   async #save(): Promise<void> {
     await mkdir(path.dirname(this.#file), { recursive: true, mode: 0o700 });
-    const tmp = `${this.#file}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFile(tmp, JSON.stringify({ keys: this.#keys }), { mode: 0o600 });
-    await rename(tmp, this.#file);
+    await writeFileAtomic(this.#file, JSON.stringify({ keys: this.#keys }), { mode: 0o600 });
   }
 }
 

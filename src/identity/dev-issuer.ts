@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK, type JSONWebKeySet } from 'jose';
+import { writeFileAtomic } from '../atomic-file.js';
 
 export const DEV_ISSUER = 'urn:gitgate:dev-issuer';
 
@@ -26,7 +27,7 @@ export async function loadDevIssuer(dataDir: string): Promise<DevIssuer> {
     priv.kid = await calculateJwkThumbprint(priv);
     priv.alg = 'ES256';
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeFile(file, JSON.stringify(priv), { mode: 0o600, flag: 'wx' }).catch(async (e: NodeJS.ErrnoException) => {
+    await writeFileAtomic(file, JSON.stringify(priv), { mode: 0o600, exclusive: true }).catch(async (e: NodeJS.ErrnoException) => {
       // Another process created it first: use theirs.
       if (e.code !== 'EEXIST') throw e;
       priv = JSON.parse(await readFile(file, 'utf8')) as JWK;

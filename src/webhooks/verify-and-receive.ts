@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** `X-Hub-Signature-256: sha256=<hex>` over the exact body, compared in constant time. */
@@ -38,7 +38,9 @@ export class DeliveryLog {
       const keep = [...this.#seen].slice(-Math.floor(this.max / 2));
       this.#seen.clear();
       for (const k of keep) this.#seen.add(k);
-      writeFileSync(this.#file, `${keep.join('\n')}\n`);
+      // Rewrite beside it and rename, so a crash never leaves a torn list.
+      writeFileSync(`${this.#file}.tmp`, `${keep.join('\n')}\n`);
+      renameSync(`${this.#file}.tmp`, this.#file);
     }
   }
 }
