@@ -2,6 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { simpleGit } from 'simple-git';
+import { compileSchema, formatSchemaErrors } from '../config/schema.js';
 import { hashLine, parseLine, verifyParsed, type AuditRecord } from './record.js';
 import { CHECKPOINT_STREAM, parseStreamFile } from './store.js';
 
@@ -52,6 +53,7 @@ export function loadKeys(repo: string): Map<string, KeyObject> {
 
 /** Check one chain (a stream's part files, in order); returns each line's hash by seq. */
 function verifyChain(repo: string, files: readonly string[], stream: string, keys: Map<string, KeyObject>, onRecord: (r: AuditRecord) => void): string[] {
+  const validRecord = compileSchema('audit-record');
   const hashes: string[] = [];
   let prev: string | null = null;
   let seq = 0;
@@ -71,6 +73,7 @@ function verifyChain(repo: string, files: readonly string[], stream: string, key
       if (key === undefined) throw new Broken(where, `signed with unknown key ${p.kid} (not in keys/)`);
       if (!verifyParsed(p, key)) throw new Broken(where, 'signature does not verify: the record was altered');
       const r = p.record;
+      if (!validRecord(r)) throw new Broken(where, `record does not match schemas/audit-record.schema.json (${formatSchemaErrors(validRecord.errors).slice(0, 3).join('; ')})`);
       if (r.stream !== stream) throw new Broken(where, `record belongs to stream ${r.stream}, not ${stream}: the file was replaced or moved`);
       if (r.seq !== seq) throw new Broken(where, `expected seq ${seq}, found ${r.seq}: a record was removed, added or reordered`);
       if (r.prev !== prev) throw new Broken(where, 'prev does not match the hash of the line before it: the chain is broken');

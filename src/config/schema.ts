@@ -7,7 +7,7 @@ import { schemasDir } from '../paths.js';
 // ajv-formats is CommonJS with a default export.
 const addFormats = addFormatsImport as unknown as (ajv: Ajv2020) => Ajv2020;
 
-export type SchemaName = 'config' | 'input' | 'decision';
+export type SchemaName = 'config' | 'input' | 'decision' | 'audit-record';
 
 const cache = new Map<string, ValidateFunction>();
 

@@ -1,15 +1,42 @@
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AuditCommitter } from '../../src/audit/committer.js';
 import { AuditLog } from '../../src/audit/log.js';
-import { ed25519Signer, type AuditSigner } from '../../src/audit/record.js';
+import { ed25519Signer, type AuditEvent, type AuditSigner } from '../../src/audit/record.js';
 import { GitAuditStore } from '../../src/audit/store.js';
 import { FileWal } from '../../src/audit/wal.js';
+import { canonicalJson } from '../../src/canonical-json.js';
 
 export function newSigner(kid: string): AuditSigner {
   return ed25519Signer(kid, createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
+}
+
+/** A decision event as the gateway records one (valid against schemas/audit-record.schema.json). */
+export function decisionEvent(exchange: string, sub = 'alice'): AuditEvent {
+  const input = {
+    identity: { sub, groups: ['eng'], issuer: 'urn:gitgate:dev-issuer' },
+    mcp: { method: 'tools/call', tool: 'echo', arguments: { message: exchange }, protocol_version: '2025-11-25', era: 'legacy' },
+    upstream: { name: 'demo', transport: 'http' },
+    request: { id: exchange, time_ns: 0 },
+  };
+  return {
+    type: 'decision',
+    exchange,
+    caller: { sub },
+    upstream: 'demo',
+    method: 'tools/call',
+    tool: 'echo',
+    data: {
+      policy: { revision: null, bundle_digest: 'sha256:test' },
+      allow: true,
+      valid: true,
+      reasons: ['test'],
+      input_sha256: createHash('sha256').update(canonicalJson(input)).digest('hex'),
+      input,
+    },
+  };
 }
 
 /** A real audit repo written through the real log, WAL, store and committer. */
@@ -25,7 +52,7 @@ export async function buildAuditRepo(streams: Record<string, number>, signer = n
   for (const half of [0, 1]) {
     for (const [stream, n] of Object.entries(streams)) {
       const count = half === 0 ? Math.ceil(n / 2) : Math.floor(n / 2);
-      for (let i = 0; i < count; i++) await log.append(stream, { type: 'decision', exchange: `x${round++}`, caller: { sub: 'alice' }, data: { i } });
+      for (let i = 0; i < count; i++) await log.append(stream, decisionEvent(`x${round++}`));
     }
     await committer.commit();
   }

@@ -7,7 +7,7 @@ import { AuditLog } from '../../src/audit/log.js';
 import { GitAuditStore, streamFile } from '../../src/audit/store.js';
 import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { FileWal } from '../../src/audit/wal.js';
-import { newSigner } from '../helpers/audit-repo.js';
+import { decisionEvent, newSigner } from '../helpers/audit-repo.js';
 
 /** A log, WAL, store and committer over one data folder, as a gateway start builds them. */
 async function open(root: string, signer = newSigner('k1')) {
@@ -22,11 +22,11 @@ describe('audit recovery after a crash mid-write to the audit repo', () => {
   it('a torn line and stray files in the work tree are discarded; the WAL puts the records back whole', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'gitgate-recover-'));
     const first = await open(root);
-    for (let i = 0; i < 3; i++) await first.log.append('s1', { type: 'decision', exchange: `a${i}` });
+    for (let i = 0; i < 3; i++) await first.log.append('s1', decisionEvent(`a${i}`));
     await first.committer.commit();
     // Durable in the WAL, not committed yet.
-    for (let i = 3; i < 6; i++) await first.log.append('s1', { type: 'decision', exchange: `a${i}` });
-    await first.log.append('s2', { type: 'decision', exchange: 'b0' });
+    for (let i = 3; i < 6; i++) await first.log.append('s1', decisionEvent(`a${i}`));
+    await first.log.append('s2', decisionEvent('b0'));
     await first.wal.close();
     // The crash: SIGKILL during the store's append left half a line, and a new stream file half-made.
     const s1 = streamFile(path.join(root, 'audit'), 's1');
@@ -42,7 +42,7 @@ describe('audit recovery after a crash mid-write to the audit repo', () => {
     const report = await verifyAuditRepo(path.join(root, 'audit'));
     expect(report.ok, JSON.stringify(report)).toBe(true);
     // The chain goes on from the recovered tail.
-    await second.log.append('s1', { type: 'decision', exchange: 'a6' });
+    await second.log.append('s1', decisionEvent('a6'));
     await second.committer.commit();
     await second.wal.close();
     expect((await verifyAuditRepo(path.join(root, 'audit'))).ok).toBe(true);

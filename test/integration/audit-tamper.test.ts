@@ -13,8 +13,9 @@ const B = 'sessions/2026-11-26/bbbbbbbb-0000-4000-8000-000000000002';
 
 describe('gitgate audit verify catches tampering and names it', () => {
   let pristine: string;
+  const signer = newSigner('test-key');
   beforeAll(async () => {
-    pristine = await buildAuditRepo({ [A]: 6, [B]: 4 });
+    pristine = await buildAuditRepo({ [A]: 6, [B]: 4 }, signer);
   });
 
   const copy = () => {
@@ -104,6 +105,18 @@ describe('gitgate audit verify catches tampering and names it', () => {
       },
       /aaaaaaaa.*\.jsonl:6/,
       /signed with unknown key rogue-key/,
+    ],
+    [
+      'a record signed with the real key that does not match the record schema',
+      (repo: string) => {
+        const f = file(repo, A);
+        const ls = lines(f);
+        const r = parseLine(ls[5]!).record;
+        ls[5] = signRecord(signer, { ...r, data: { ...r.data, allow: 'yes' } });
+        write(f, ls);
+      },
+      /aaaaaaaa.*\.jsonl:6/,
+      /does not match schemas\/audit-record\.schema\.json \(data\.allow: must be boolean/,
     ],
     [
       'the checkpoints removed',
