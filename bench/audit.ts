@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AuditCommitter } from '../src/audit/committer.js';
 import { AuditLog } from '../src/audit/log.js';
-import { ed25519Signer } from '../src/audit/record.js';
+import { auditSigner } from '../src/audit/record.js';
 import { GitAuditStore } from '../src/audit/store.js';
 import { verifyAuditRepo } from '../src/audit/verify.js';
 import { FileWal } from '../src/audit/wal.js';
@@ -23,7 +23,7 @@ const IN_FLIGHT = 256;
 
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(tmpdir(), 'gitgate-bench-audit-'));
-  const signer = ed25519Signer('bench', createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
+  const signer = auditSigner('bench', createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
   const store = await GitAuditStore.open(path.join(root, 'audit'), signer);
   const wal = new FileWal(path.join(root, 'wal'));
   const log = new AuditLog(wal, signer, (s) => store.tail(s));

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AuditCommitter } from '../src/audit/committer.js';
 import { AuditLog } from '../src/audit/log.js';
-import { ed25519Signer } from '../src/audit/record.js';
+import { auditSigner } from '../src/audit/record.js';
 import { GitAuditStore } from '../src/audit/store.js';
 import { FileWal } from '../src/audit/wal.js';
 import { replayImpact } from '../src/impact/replay.js';
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   const [base, head] = await Promise.all([revision(baseData), revision(headData)]);
 
   const root = mkdtempSync(path.join(tmpdir(), 'gitgate-bench-impact-'));
-  const signer = ed25519Signer('bench', createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
+  const signer = auditSigner('bench', createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
   const store = await GitAuditStore.open(path.join(root, 'audit'), signer);
   const wal = new FileWal(path.join(root, 'wal'));
   const log = new AuditLog(wal, signer, (s) => store.tail(s));

@@ -3,7 +3,7 @@
  * vs a bare passthrough proxy, at 1 and 16 concurrent sessions; and policy
  * evaluation alone. All traffic stays on 127.0.0.1; every loop is bounded.
  *
- *   npm run bench            (BENCH_REQUESTS=4000 to change the sample)
+ *   npm run bench            (BENCH_REQUESTS=4000 per run, BENCH_ROUNDS=5 interleaved rounds)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
@@ -18,6 +18,7 @@ import { ensureOpa } from '../src/policy/opa-binary.js';
 import { percentile, run, type Call, type RunResult, type Target } from './load.js';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 3000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const children: ChildProcess[] = [];
 
 function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
@@ -77,6 +78,11 @@ async function settle(url: string): Promise<void> {
   }
 }
 
+/** The run with the median throughput (its latencies with it). */
+function median(rs: readonly RunResult[]): RunResult {
+  return [...rs].sort((a, b) => a.rps - b.rps)[Math.floor(rs.length / 2)]!;
+}
+
 const fmt = (r: RunResult) => `${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(3).padStart(7)} ms   p99 ${r.p99.toFixed(3).padStart(7)} ms`;
 
 async function main(): Promise<void> {
@@ -110,15 +116,23 @@ async function main(): Promise<void> {
     { name: 'gitgate', url: `${gwUrl}/mcp/bench`, headers: { authorization: `Bearer ${token}` } },
     { name: 'audit off', url: `${gwOffUrl}/mcp/bench`, headers: { authorization: `Bearer ${tokenOff}` } },
   ];
-  console.log(`gitgate bench — ${REQUESTS} tools/call per run, node ${process.version}, ${new Date().toISOString()}`);
+  console.log(`gitgate bench — ${REQUESTS} tools/call per run, ${ROUNDS} interleaved rounds (medians), node ${process.version}, ${new Date().toISOString()}`);
   const results: Record<string, Record<number, RunResult>> = {};
   for (const conc of [1, 16]) {
     console.log(`\nconcurrency ${conc}`);
+    // The machine is shared and noisy: run every target once per round, in turn, and take medians,
+    // so a slow moment hits all of them alike rather than one.
+    const rounds: Record<string, RunResult[]> = {};
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const t of targets) {
+        (rounds[t.name] ??= []).push(await run(t, conc, REQUESTS, Math.min(500, REQUESTS / 4)));
+        await settle(gwUrl);
+      }
+    }
     for (const t of targets) {
-      const r = await run(t, conc, REQUESTS, Math.min(500, REQUESTS / 4));
+      const r = median(rounds[t.name]!);
       (results[t.name] ??= {})[conc] = r;
-      await settle(gwUrl);
-      console.log(`  ${t.name.padEnd(12)} ${fmt(r)}`);
+      console.log(`  ${t.name.padEnd(12)} ${fmt(r)}   (rounds: ${rounds[t.name]!.map((x) => x.rps.toFixed(0)).join(' ')})`);
     }
     const g = results.gitgate![conc]!;
     const d = results.direct![conc]!;
@@ -126,7 +140,10 @@ async function main(): Promise<void> {
     console.log(`  gitgate vs direct:      throughput ${((g.rps / d.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - d.p50).toFixed(3)} ms`);
     console.log(`  gitgate vs passthrough: throughput ${((g.rps / p.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - p.p50).toFixed(3)} ms`);
     const off = results['audit off']![conc]!;
-    console.log(`  audit on vs off:        throughput ${((g.rps / off.rps) * 100).toFixed(1)}% (cost ${(100 - (g.rps / off.rps) * 100).toFixed(1)}%)   added p50 ${(g.p50 - off.p50).toFixed(3)} ms`);
+    const perRound = rounds.gitgate!.map((x, i) => x.rps / rounds['audit off']![i]!.rps).sort((a, b) => a - b);
+    console.log(
+      `  audit on vs off:        throughput ${((g.rps / off.rps) * 100).toFixed(1)}% (cost ${(100 - (g.rps / off.rps) * 100).toFixed(1)}%)   added p50 ${(g.p50 - off.p50).toFixed(3)} ms   per-round ratios ${perRound.map((x) => `${(x * 100).toFixed(0)}%`).join(' ')}`,
+    );
   }
   // Payload sizes, with and without masking (the mask finds an email every ~500 bytes).
   const masked: Target = { name: 'gitgate+mask', url: `${gwUrl}/mcp/bench-masked`, headers: targets[2]!.headers };

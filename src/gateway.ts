@@ -26,7 +26,7 @@ import path from 'node:path';
 import { createAuditor, disabledAuditor, type Auditor } from './audit/auditor.js';
 import { AuditCommitter } from './audit/committer.js';
 import { AuditLog } from './audit/log.js';
-import { ed25519Signer } from './audit/record.js';
+import { auditSigner } from './audit/record.js';
 import { GitAuditStore } from './audit/store.js';
 import { FileWal, type WriteAheadLog } from './audit/wal.js';
 import { GitHubApprovalProvider } from './approvals/github/provider.js';
@@ -88,12 +88,12 @@ interface AuditParts {
   readonly wal?: WriteAheadLog;
 }
 
-/** The audit capability: Ed25519 audit key, WAL, git store, log and committer (recovered on start). */
+/** The audit capability: audit signing key (ES256; older Ed25519 keys still sign), WAL, git store, log and committer (recovered on start). */
 async function createAudit(config: GatewayConfig, logger: Logger, wal?: WriteAheadLog): Promise<AuditParts> {
   if (!config.audit.enabled) return { auditor: disabledAuditor };
   const ring = await KeyRing.load(config.dataDir, { graceMs: 0, activationMs: 0 }, 'audit-signing');
   const key = ring.signing();
-  const signer = ed25519Signer(key.kid, key.key);
+  const signer = auditSigner(key.kid, key.key);
   const store = await GitAuditStore.open(config.audit.repo, signer, { ...(config.audit.remote ? { remote: config.audit.remote } : {}), log: (m) => logger.warn(m) });
   const w = wal ?? new FileWal(path.join(config.dataDir, 'audit-wal'));
   const log = new AuditLog(w, signer, (stream) => store.tail(stream));

@@ -57,10 +57,13 @@ const NOOP: ExchangeAudit = {
 
 export const disabledAuditor: Auditor = { enabled: false, begin: () => NOOP, assertWritable: () => undefined, sessionClosed: () => undefined };
 
-/** Keep records bounded: an oversized payload is replaced by its size and (canonical) hash. */
-function bounded(value: unknown, maxBytes: number): unknown {
+/**
+ * Keep records bounded: an oversized payload is replaced by its size and
+ * (canonical) hash. `within`: the caller already knows the value fits.
+ */
+function bounded(value: unknown, maxBytes: number, within = false): unknown {
   // Native JSON.stringify measures the size; only an oversized value pays for canonical JSON.
-  if (Buffer.byteLength(JSON.stringify(value) ?? '') <= maxBytes) return value;
+  if (within || Buffer.byteLength(JSON.stringify(value) ?? '') <= maxBytes) return value;
   const text = canonicalJson(value);
   return { truncated: true, bytes: Buffer.byteLength(text), sha256: createHash('sha256').update(text).digest('hex') };
 }
@@ -161,13 +164,15 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
         },
         answered(response, relayed) {
           const bytes = Buffer.byteLength(JSON.stringify(response));
+          // The result is part of the response: when the whole fits, so does the result.
+          const fits = bytes <= opts.maxRecordedBytes;
           return finish({
             type: 'response',
             ...base(),
             data: {
               ...linked,
               ok: response.error === undefined,
-              ...(response.error !== undefined ? { error: response.error } : { result: bounded(response.result, opts.maxRecordedBytes) }),
+              ...(response.error !== undefined ? { error: response.error } : { result: bounded(response.result, opts.maxRecordedBytes, fits) }),
               bytes,
               relayed,
               ms: ms(),

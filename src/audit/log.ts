@@ -61,18 +61,19 @@ export class AuditLog {
   append(stream: string, event: AuditEvent, opts: { defer?: boolean } = {}): Promise<void> {
     const tail = this.#tails.get(stream) ?? this.tailOf(stream);
     const record: AuditRecord = {
+      ...event,
       v: 1,
       stream,
       seq: tail === undefined ? 0 : tail.seq + 1,
-      prev: tail === undefined ? null : tail.hash,
-      ...event,
       ts: event.ts ?? this.now().toISOString(),
+      prev: tail === undefined ? null : tail.hash,
     };
     const line = signRecord(this.signer, record);
+    const hash = hashLine(line);
     // Delete first: Map order is then least recently used first (for evict()).
     this.#tails.delete(stream);
-    this.#tails.set(stream, { seq: record.seq, hash: hashLine(line), used: Date.now() });
-    const entry: WalEntry = { stream, seq: record.seq, line };
+    this.#tails.set(stream, { seq: record.seq, hash, used: Date.now() });
+    const entry: WalEntry = { stream, seq: record.seq, line, hash };
     const durable = new Promise<void>((resolve, reject) => this.#queue.push({ entry, done: (err) => (err === undefined ? resolve() : reject(err)) }));
     if (opts.defer !== true) this.#schedule();
     return durable;
@@ -185,7 +186,7 @@ export class AuditLog {
         () => {
           this.#lastError = undefined;
           this.#appended += batch.length;
-          for (const b of batch) this.#durable.set(b.entry.stream, { seq: b.entry.seq, hash: hashLine(b.entry.line) });
+          for (const b of batch) this.#durable.set(b.entry.stream, { seq: b.entry.seq, hash: b.entry.hash });
           for (const b of batch) this.#uncommitted.push(b.entry);
           for (const b of batch) b.done();
           for (const l of this.#listeners) l(this.#uncommitted.length);

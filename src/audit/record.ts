@@ -1,5 +1,5 @@
-import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
-import { canonicalJson } from '../canonical-json.js';
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { algOfKey, isSigningAlg, jwsSign, jwsVerify, type SigningAlg } from '../credentials/algorithms.js';
 
 export type AuditEventType =
   | 'session.open'
@@ -41,31 +41,47 @@ export interface AuditRecord extends AuditEvent {
 /** One-method signer (the audit key never leaves it). */
 export interface AuditSigner {
   readonly kid: string;
+  readonly alg: SigningAlg;
   sign(data: Buffer): Buffer;
   /** The public key, to publish as keys/<kid>.jwk. */
   publicJwk(): Record<string, unknown>;
 }
 
-export function ed25519Signer(kid: string, key: KeyObject): AuditSigner {
+/** A signer over an Ed25519 (EdDSA) or P-256 (ES256) private key. */
+export function auditSigner(kid: string, key: KeyObject): AuditSigner {
+  const alg = algOfKey(key);
   const pub = createPublicKey(key).export({ format: 'jwk' }) as Record<string, unknown>;
   return {
     kid,
-    sign: (data) => sign(null, data, key),
-    publicJwk: () => ({ ...pub, kid, alg: 'EdDSA', use: 'sig' }),
+    alg,
+    sign: (data) => jwsSign(alg, key, data),
+    publicJwk: () => ({ ...pub, kid, alg, use: 'sig' }),
   };
 }
 
 const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64url');
 
+/** The protected header of a signer's JWS, encoded once per key. */
+const headers = new WeakMap<AuditSigner, string>();
+
 /**
  * The stored form of a record: one JSON line holding the record and a JWS
- * with detached payload (RFC 7515 appendix F) over its canonical JSON.
+ * with detached payload (RFC 7515 appendix F) whose payload is the record's
+ * JSON exactly as stored in that line. The signature covers those bytes, as
+ * the next record's `prev` covers the whole line: nothing is re-serialized to
+ * verify, so no canonical form is needed. Keys are written in a fixed order
+ * (v, stream, seq, ts, prev, type, then the event's own).
  */
 export function signRecord(signer: AuditSigner, record: AuditRecord): string {
-  const protectedHeader = b64(JSON.stringify({ alg: 'EdDSA', kid: signer.kid }));
-  const canonical = canonicalJson(record);
-  const signature = b64(signer.sign(Buffer.from(`${protectedHeader}.${b64(canonical)}`)));
-  return `{"jws":"${protectedHeader}..${signature}","record":${canonical}}`;
+  let protectedHeader = headers.get(signer);
+  if (protectedHeader === undefined) {
+    protectedHeader = b64(JSON.stringify({ alg: signer.alg, kid: signer.kid }));
+    headers.set(signer, protectedHeader);
+  }
+  const { v, stream, seq, ts, prev, type, ...rest } = record;
+  const text = JSON.stringify({ v, stream, seq, ts, prev, type, ...rest });
+  const signature = b64(signer.sign(Buffer.from(`${protectedHeader}.${b64(text)}`)));
+  return `{"jws":"${protectedHeader}..${signature}","record":${text}}`;
 }
 
 export function hashLine(line: string): string {
@@ -75,59 +91,53 @@ export function hashLine(line: string): string {
 export interface ParsedLine {
   readonly record: AuditRecord;
   readonly kid: string;
+  readonly alg: SigningAlg;
   /** The JWS in compact form with its payload attached (verifiable by any JOSE library). */
   readonly compact: string;
 }
 
-const RECORD_KEY = ',"record":';
+const PREFIX = '{"jws":"';
+const RECORD_KEY = '","record":';
 
 /**
- * Fast path for bulk readers: the stored record text *is* the signed canonical
- * payload (signRecord writes it so), so it is verified as stored, without
- * re-canonicalizing; a reformatted line fails verification, as it should.
+ * Parse a stored line; throws with a reason when it is not a signed record in
+ * the stored layout `{"jws":"<header>..<signature>","record":<record JSON>}`.
+ * The record's exact text is the JWS payload, so a line reformatted in any
+ * way fails verification, as it should.
  */
-export function parseStoredLine(line: string): ParsedLine {
-  const at = line.indexOf(RECORD_KEY);
-  if (!line.startsWith('{"jws":"') || at < 0 || !line.endsWith('}')) return parseLine(line);
-  const jws = line.slice(8, at - 1);
-  const recordText = line.slice(at + RECORD_KEY.length, -1);
-  const [h, empty, sig] = jws.split('.');
-  if (h === undefined || empty !== '' || sig === undefined) return parseLine(line);
-  let header: { alg?: unknown; kid?: unknown };
-  let record: AuditRecord;
-  try {
-    header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8')) as typeof header;
-    record = JSON.parse(recordText) as AuditRecord;
-  } catch {
-    return parseLine(line);
-  }
-  if (header.alg !== 'EdDSA' || typeof header.kid !== 'string') return parseLine(line);
-  return { record, kid: header.kid, compact: `${h}.${b64(recordText)}.${sig}` };
-}
-
-/** Parse a stored line; throws with a reason when it is not a well-formed signed record. */
 export function parseLine(line: string): ParsedLine {
-  let v: { jws?: unknown; record?: unknown };
-  try {
-    v = JSON.parse(line) as typeof v;
-  } catch {
-    throw new Error('not valid JSON');
+  const end = line.indexOf(RECORD_KEY);
+  if (!line.startsWith(PREFIX) || end < 0 || !line.endsWith('}')) {
+    try {
+      JSON.parse(line);
+    } catch {
+      throw new Error('not valid JSON');
+    }
+    throw new Error('not a signed record in the stored layout {"jws":"…","record":{…}}');
   }
-  if (typeof v.jws !== 'string' || v.record === null || typeof v.record !== 'object') throw new Error('not a signed record ({jws, record})');
-  const [h, empty, s] = v.jws.split('.');
-  if (h === undefined || empty !== '' || s === undefined) throw new Error('jws is not a detached compact JWS');
+  const jws = line.slice(PREFIX.length, end);
+  const text = line.slice(end + RECORD_KEY.length, -1);
+  const [h, empty, sig, extra] = jws.split('.');
+  if (h === undefined || empty !== '' || sig === undefined || extra !== undefined) throw new Error('jws is not a detached compact JWS');
   let header: { alg?: unknown; kid?: unknown };
   try {
     header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8')) as typeof header;
   } catch {
     throw new Error('jws header is not JSON');
   }
-  if (header.alg !== 'EdDSA' || typeof header.kid !== 'string') throw new Error('jws header must be {alg: EdDSA, kid}');
-  return { record: v.record as AuditRecord, kid: header.kid, compact: `${h}.${b64(canonicalJson(v.record))}.${s}` };
+  if (!isSigningAlg(header.alg) || typeof header.kid !== 'string') throw new Error('jws header must be {alg: EdDSA or ES256, kid}');
+  let record: unknown;
+  try {
+    record = JSON.parse(text);
+  } catch {
+    throw new Error('not valid JSON');
+  }
+  if (record === null || typeof record !== 'object' || Array.isArray(record)) throw new Error('record is not a JSON object');
+  return { record: record as AuditRecord, kid: header.kid, alg: header.alg, compact: `${h}.${b64(text)}.${sig}` };
 }
 
-/** Whether the line's signature verifies with this public key (over the canonical record). */
+/** Whether the line's signature verifies with this public key (over the record as stored). */
 export function verifyParsed(p: ParsedLine, key: KeyObject): boolean {
-  const [h, payload, s] = p.compact.split('.');
-  return verify(null, Buffer.from(`${h}.${payload}`), key, Buffer.from(s!, 'base64url'));
+  const [h, payload, sig] = p.compact.split('.');
+  return jwsVerify(p.alg, key, Buffer.from(`${h}.${payload}`), Buffer.from(sig!, 'base64url'));
 }

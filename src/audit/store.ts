@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import type { StreamTail } from './log.js';
@@ -19,13 +19,21 @@ export interface AuditStore {
 export const CHECKPOINT_STREAM = 'checkpoints';
 
 /**
- * A stream longer than this continues in part files (<stream>~000001.jsonl, …)
- * so a commit never re-hashes more than one bounded file per stream.
+ * A stream file past this size continues in part files (<stream>~000001.jsonl,
+ * …): git re-hashes and stores a touched file whole at every commit, so this
+ * bounds the work (and the repo growth) of a commit to this much per stream.
+ * A record is never split; one larger than this gets a part of its own.
  */
-export const PART_RECORDS = 5000;
+export const PART_BYTES = 128 * 1024;
 const TAIL_CACHE = 20_000;
 
-/** The file holding a stream's records from `part * PART_RECORDS` on. */
+/** A stream's last record, and where the next one goes. */
+interface StoredTail extends StreamTail {
+  readonly part: number;
+  readonly bytes: number;
+}
+
+/** The file holding part `part` of a stream. */
 export function streamFile(dir: string, stream: string, part = 0): string {
   if (stream === CHECKPOINT_STREAM) return path.join(dir, part === 0 ? 'checkpoints.jsonl' : `checkpoints~${String(part).padStart(6, '0')}.jsonl`);
   return path.join(dir, 'streams', part === 0 ? `${stream}.jsonl` : `${stream}~${String(part).padStart(6, '0')}.jsonl`);
@@ -53,7 +61,9 @@ function lastPart(dir: string, stream: string): number {
  */
 export class GitAuditStore implements AuditStore {
   readonly #git: SimpleGit;
-  readonly #tails = new Map<string, StreamTail>();
+  readonly #tails = new Map<string, StoredTail>();
+  /** Whether the repo has a first commit (the README goes into it). */
+  #born = false;
   /** Files changed since the last commit: exactly what gets staged. */
   readonly #touched = new Set<string>();
 
@@ -71,6 +81,9 @@ export class GitAuditStore implements AuditStore {
     const store = new GitAuditStore(dir, signer, opts.remote, opts.log ?? (() => {}));
     if (!existsSync(path.join(dir, '.git'))) await store.#git.init(['-b', 'main']);
     await store.#git.addConfig('user.name', 'gitgate').addConfig('user.email', 'gitgate@localhost').addConfig('commit.gpgsign', 'false');
+    // Every commit stores each touched stream file whole as a new loose object; zlib on those
+    // was most of a commit's CPU. They are short-lived: gc packs them, compressed and deltified.
+    await store.#git.addConfig('core.looseCompression', '0');
     await store.#discardUncommitted();
     if (!existsSync(path.join(dir, 'README.md'))) {
       writeFileSync(
@@ -97,26 +110,59 @@ export class GitAuditStore implements AuditStore {
   }
 
   tail(stream: string): StreamTail | undefined {
+    return this.#stored(stream);
+  }
+
+  #stored(stream: string): StoredTail | undefined {
     const hit = this.#tails.get(stream);
     if (hit !== undefined) return hit;
-    const line = readLastLine(streamFile(this.dir, stream, lastPart(this.dir, stream)));
+    const part = lastPart(this.dir, stream);
+    const file = streamFile(this.dir, stream, part);
+    const line = readLastLine(file);
     if (line === undefined) return undefined;
     let seq: number;
     try {
       seq = parseLine(line).record.seq;
     } catch (err) {
-      throw new Error(`audit repo ${path.relative(this.dir, streamFile(this.dir, stream, lastPart(this.dir, stream)))}: last line ${(err as Error).message}`);
+      throw new Error(`audit repo ${path.relative(this.dir, file)}: last line ${(err as Error).message}`);
     }
-    const t = { seq, hash: hashLine(line) };
+    const t = { seq, hash: hashLine(line), part, bytes: statSync(file).size };
     this.#remember(stream, t);
     return t;
   }
 
   /** Cache a tail; the least recently stored go first past TAIL_CACHE entries (they are read from disk again). */
-  #remember(stream: string, tail: StreamTail): void {
+  #remember(stream: string, tail: StoredTail): void {
     this.#tails.delete(stream);
     this.#tails.set(stream, tail);
     if (this.#tails.size > TAIL_CACHE) this.#tails.delete(this.#tails.keys().next().value!);
+  }
+
+  /** Append lines to a stream's files, starting a new part where the current one would pass PART_BYTES. */
+  #write(stream: string, tail: StoredTail | undefined, lines: readonly string[]): { part: number; bytes: number } {
+    let part = tail?.part ?? 0;
+    let bytes = tail?.bytes ?? 0;
+    let chunk: string[] = [];
+    const flush = () => {
+      if (chunk.length === 0) return;
+      const file = streamFile(this.dir, stream, part);
+      mkdirSync(path.dirname(file), { recursive: true });
+      appendFileSync(file, `${chunk.join('\n')}\n`);
+      this.#touched.add(path.relative(this.dir, file));
+      chunk = [];
+    };
+    for (const line of lines) {
+      const size = Buffer.byteLength(line) + 1;
+      if (bytes > 0 && bytes + size > PART_BYTES) {
+        flush();
+        part++;
+        bytes = 0;
+      }
+      chunk.push(line);
+      bytes += size;
+    }
+    flush();
+    return { part, bytes };
   }
 
   append(entries: readonly WalEntry[]): Map<string, StreamTail> {
@@ -125,26 +171,21 @@ export class GitAuditStore implements AuditStore {
     const heads = new Map<string, StreamTail>();
     for (const [stream, list] of byStream) {
       list.sort((a, b) => a.seq - b.seq);
-      let next = (this.tail(stream)?.seq ?? -1) + 1;
-      const byPart = new Map<number, string[]>();
-      let last: string | undefined;
+      const tail = this.#stored(stream);
+      let next = (tail?.seq ?? -1) + 1;
+      const lines: string[] = [];
+      let last: WalEntry | undefined;
       for (const e of list) {
         if (e.seq < next) continue; // already stored (recovery after a crash mid-commit)
         if (e.seq > next) this.log(`audit stream ${stream}: expected seq ${next}, got ${e.seq} (a gap: records were lost before the WAL)`);
-        const part = Math.floor(e.seq / PART_RECORDS);
-        (byPart.get(part) ?? byPart.set(part, []).get(part)!).push(e.line);
-        last = e.line;
+        lines.push(e.line);
+        last = e;
         next = e.seq + 1;
       }
       if (last === undefined) continue;
-      for (const [part, lines] of byPart) {
-        const file = streamFile(this.dir, stream, part);
-        mkdirSync(path.dirname(file), { recursive: true });
-        appendFileSync(file, `${lines.join('\n')}\n`);
-        this.#touched.add(path.relative(this.dir, file));
-      }
-      const head = { seq: next - 1, hash: hashLine(last) };
-      this.#remember(stream, head);
+      const at = this.#write(stream, tail, lines);
+      const head = { seq: next - 1, hash: last.hash };
+      this.#remember(stream, { ...head, ...at });
       heads.set(stream, head);
     }
     return heads;
@@ -157,7 +198,7 @@ export class GitAuditStore implements AuditStore {
 
   async commit(heads: ReadonlyMap<string, StreamTail>, message: string): Promise<void> {
     if (heads.size > 0) {
-      const prev = this.tail(CHECKPOINT_STREAM);
+      const prev = this.#stored(CHECKPOINT_STREAM);
       const record: AuditRecord = {
         v: 1,
         stream: CHECKPOINT_STREAM,
@@ -168,10 +209,8 @@ export class GitAuditStore implements AuditStore {
         data: { heads: Object.fromEntries([...heads].sort(([a], [b]) => (a < b ? -1 : 1))) },
       };
       const line = signRecord(this.signer, record);
-      const file = streamFile(this.dir, CHECKPOINT_STREAM, Math.floor(record.seq / PART_RECORDS));
-      appendFileSync(file, `${line}\n`);
-      this.#touched.add(path.relative(this.dir, file));
-      this.#remember(CHECKPOINT_STREAM, { seq: record.seq, hash: hashLine(line) });
+      const at = this.#write(CHECKPOINT_STREAM, prev, [line]);
+      this.#remember(CHECKPOINT_STREAM, { seq: record.seq, hash: hashLine(line), ...at });
     }
     const keyFile = path.join(this.dir, 'keys', `${this.signer.kid}.jwk`);
     if (!existsSync(keyFile)) {
@@ -179,8 +218,9 @@ export class GitAuditStore implements AuditStore {
       writeFileSync(keyFile, `${JSON.stringify(this.signer.publicJwk(), null, 2)}\n`);
       this.#touched.add(path.relative(this.dir, keyFile));
     }
-    if (!existsSync(path.join(this.dir, '.git', 'HEAD')) || (await this.#git.raw(['rev-parse', '--verify', '-q', 'HEAD']).catch(() => '')) === '') {
-      this.#touched.add('README.md');
+    if (!this.#born) {
+      this.#born = (await this.#git.raw(['rev-parse', '--verify', '-q', 'HEAD']).catch(() => '')).trim() !== '';
+      if (!this.#born) this.#touched.add('README.md');
     }
     if (this.#touched.size === 0) return;
     // Stage exactly what changed (no tree scan), in bounded argument lists.
@@ -188,6 +228,7 @@ export class GitAuditStore implements AuditStore {
     for (let i = 0; i < files.length; i += 500) await this.#git.raw(['add', '--', ...files.slice(i, i + 500)]);
     await this.#git.commit(message);
     this.#touched.clear();
+    this.#born = true;
     if (this.remote !== undefined) {
       try {
         await this.#git.push('origin', 'HEAD');

@@ -8,6 +8,8 @@ export interface WalEntry {
   readonly stream: string;
   readonly seq: number;
   readonly line: string;
+  /** sha256 (hex) of the line: the next record's `prev`, and the WAL's checksum of the entry. */
+  readonly hash: string;
 }
 
 /** The write-ahead log as the audit log uses it (a real one on disk; fakes in tests). */
@@ -23,9 +25,11 @@ export interface WriteAheadLog {
   close(): Promise<void>;
 }
 
-const check = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 16);
-
-/** Segmented WAL files under `dir`: wal-<n>.log, one checksummed JSON entry per line. */
+/**
+ * Segmented WAL files under `dir`: wal-<n>.log, one entry per line:
+ * `<sha256 of the line>\t<seq>\t<stream as a JSON string>\t<signed line>`.
+ * JSON text never holds a raw tab or newline, so the fields split exactly.
+ */
 export class FileWal implements WriteAheadLog {
   #segment: number;
   #fh: FileHandle | undefined;
@@ -46,7 +50,8 @@ export class FileWal implements WriteAheadLog {
   async append(entries: readonly WalEntry[]): Promise<void> {
     if (entries.length === 0) return;
     this.#fh ??= await open(path.join(this.dir, `wal-${this.#segment}.log`), 'a', 0o600);
-    const text = entries.map((e) => `${JSON.stringify({ s: e.stream, q: e.seq, l: e.line, c: check(e.line) })}\n`).join('');
+    let text = '';
+    for (const e of entries) text += `${e.hash}\t${e.seq}\t${JSON.stringify(e.stream)}\t${e.line}\n`;
     await this.#fh.write(text);
     await this.#fh.datasync();
   }
@@ -69,13 +74,9 @@ export class FileWal implements WriteAheadLog {
       const text = readFileSync(path.join(this.dir, `wal-${n}.log`), 'utf8');
       for (const raw of text.split('\n')) {
         if (raw === '') continue;
-        try {
-          const e = JSON.parse(raw) as { s: string; q: number; l: string; c: string };
-          if (check(e.l) !== e.c) break;
-          out.push({ stream: e.s, seq: e.q, line: e.l });
-        } catch {
-          break; // a torn write at the tail: nothing after it was acknowledged
-        }
+        const e = parseEntry(raw);
+        if (e === undefined) break; // a torn write at the tail: nothing after it was acknowledged
+        out.push(e);
       }
     }
     return out;
@@ -85,4 +86,24 @@ export class FileWal implements WriteAheadLog {
     await this.#fh?.close();
     this.#fh = undefined;
   }
+}
+
+/** One WAL line back into its entry, or undefined when it is torn or corrupt. */
+function parseEntry(raw: string): WalEntry | undefined {
+  const a = raw.indexOf('\t');
+  const b = raw.indexOf('\t', a + 1);
+  const c = raw.indexOf('\t', b + 1);
+  if (a < 0 || b < 0 || c < 0) return undefined;
+  const hash = raw.slice(0, a);
+  const line = raw.slice(c + 1);
+  if (createHash('sha256').update(line).digest('hex') !== hash) return undefined;
+  const seq = Number(raw.slice(a + 1, b));
+  let stream: unknown;
+  try {
+    stream = JSON.parse(raw.slice(b + 1, c));
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(seq) || typeof stream !== 'string') return undefined;
+  return { stream, seq, line, hash };
 }

@@ -173,7 +173,7 @@ export function validateConfig(
       enabled: audit.enabled ?? true,
       repo: path.resolve(baseDir, audit.repo ?? path.join(doc.dataDir as string, 'audit')),
       ...(audit.remote !== undefined ? { remote: audit.remote } : {}),
-      commitEveryRecords: audit.commitEveryRecords ?? 500,
+      commitEveryRecords: audit.commitEveryRecords ?? 10_000,
       commitEveryMs: audit.commitEveryMs ?? 1000,
       maxRecordedBytes: audit.maxRecordedBytes ?? 65536,
     },

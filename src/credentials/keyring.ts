@@ -1,11 +1,14 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JWK } from 'jose';
 import { writeFileAtomic } from '../atomic-file.js';
+import { generateSigningKey, type SigningAlg } from './algorithms.js';
 
 interface StoredKey {
   readonly kid: string;
+  /** Absent on keys stored before ES256 was the default: those are Ed25519. */
+  readonly alg?: SigningAlg;
   readonly jwk: JWK;
   readonly createdAt: number;
   /** Published from creation; signs from here on (pre-publication lets verifiers' JWKS caches catch up). */
@@ -16,7 +19,7 @@ interface StoredKey {
 
 export interface SigningKey {
   readonly kid: string;
-  readonly alg: 'EdDSA';
+  readonly alg: SigningAlg;
   readonly key: KeyObject;
 }
 
@@ -28,8 +31,8 @@ export interface KeyRingTimes {
 }
 
 /**
- * gitgate's own Ed25519 signing keys (for just-in-time upstream credentials),
- * kept under <dataDir>/keys. Rotation pre-publishes the next key, switches to it
+ * gitgate's own signing keys (ES256 for new keys; Ed25519 ones made earlier
+ * still sign and verify), kept under <dataDir>/keys. Rotation pre-publishes the next key, switches to it
  * once verifiers have had time to fetch it, and keeps the previous key published
  * until every token it signed has expired.
  */
@@ -39,13 +42,17 @@ export class KeyRing {
   readonly #times: KeyRingTimes;
   readonly #objects = new Map<string, SigningKey>();
 
-  private constructor(file: string, keys: StoredKey[], times: KeyRingTimes) {
+  readonly #alg: SigningAlg;
+
+  private constructor(file: string, keys: StoredKey[], times: KeyRingTimes, alg: SigningAlg) {
     this.#file = file;
     this.#keys = keys;
     this.#times = times;
+    this.#alg = alg;
   }
 
-  static async load(dataDir: string, times: KeyRingTimes, name = 'gateway-signing'): Promise<KeyRing> {
+  /** Load (or create) the ring `name`; `alg` is what new keys are made with. */
+  static async load(dataDir: string, times: KeyRingTimes, name = 'gateway-signing', alg: SigningAlg = 'ES256'): Promise<KeyRing> {
     const file = path.join(dataDir, 'keys', `${name}.json`);
     let keys: StoredKey[] = [];
     try {
@@ -54,7 +61,7 @@ export class KeyRing {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     const now = Date.now();
-    const ring = new KeyRing(file, keys.length > 0 ? keys : [newKey(now, now)], times);
+    const ring = new KeyRing(file, keys.length > 0 ? keys : [newKey(alg, now, now)], times, alg);
     if (keys.length === 0) await ring.#save();
     return ring;
   }
@@ -64,7 +71,7 @@ export class KeyRing {
     const k = this.#keys.find((x) => x.activeFrom <= now) ?? this.#keys.at(-1)!;
     let obj = this.#objects.get(k.kid);
     if (obj === undefined) {
-      obj = { kid: k.kid, alg: 'EdDSA', key: createPrivateKey({ key: k.jwk as never, format: 'jwk' }) };
+      obj = { kid: k.kid, alg: k.alg ?? 'EdDSA', key: createPrivateKey({ key: k.jwk as never, format: 'jwk' }) };
       this.#objects.set(k.kid, obj);
     }
     return obj;
@@ -80,7 +87,7 @@ export class KeyRing {
    * replaces are retired once tokens they may still sign have expired.
    */
   async rotate(now = Date.now(), activationMs = this.#times.activationMs): Promise<{ kid: string; activeFrom: number }> {
-    const next = newKey(now, now + activationMs);
+    const next = newKey(this.#alg, now, now + activationMs);
     for (const k of this.#keys) k.retireAt ??= next.activeFrom + this.#times.graceMs;
     this.#keys = [next, ...this.#keys.filter((k) => (k.retireAt ?? Infinity) > now)];
     await this.#save();
@@ -92,7 +99,7 @@ export class KeyRing {
     return {
       keys: this.#keys
         .filter((k) => (k.retireAt ?? Infinity) > now)
-        .map((k) => ({ ...(createPublicKey(createPrivateKey({ key: k.jwk as never, format: 'jwk' })).export({ format: 'jwk' }) as JWK), kid: k.kid, alg: 'EdDSA', use: 'sig' })),
+        .map((k) => ({ ...(createPublicKey(createPrivateKey({ key: k.jwk as never, format: 'jwk' })).export({ format: 'jwk' }) as JWK), kid: k.kid, alg: k.alg ?? 'EdDSA', use: 'sig' })),
     };
   }
 
@@ -102,7 +109,7 @@ export class KeyRing {
   }
 }
 
-function newKey(now: number, activeFrom: number): StoredKey {
-  const { privateKey } = generateKeyPairSync('ed25519');
-  return { kid: `gg-${now.toString(36)}-${randomBytes(3).toString('hex')}`, jwk: privateKey.export({ format: 'jwk' }) as JWK, createdAt: now, activeFrom };
+function newKey(alg: SigningAlg, now: number, activeFrom: number): StoredKey {
+  const jwk = generateSigningKey(alg).export({ format: 'jwk' }) as JWK;
+  return { kid: `gg-${now.toString(36)}-${randomBytes(3).toString('hex')}`, alg, jwk, createdAt: now, activeFrom };
 }

@@ -1,5 +1,6 @@
-import { createHash, randomUUID, sign } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { canonicalJson } from '../canonical-json.js';
+import { jwsSign } from './algorithms.js';
 import type { SigningKey } from './keyring.js';
 
 export interface CredentialClaims {
@@ -21,7 +22,7 @@ export function argumentsHash(args: unknown): string {
 }
 
 /**
- * A just-in-time credential for one upstream request: EdDSA JWT with
+ * A just-in-time credential for one upstream request: a JWT (ES256 or EdDSA) with
  * iss/aud/sub, act (gitgate acting for the caller), the scope of this one call,
  * a unique jti, a short exp, and the hash of the arguments it may carry.
  * Signed synchronously with node:crypto (about 4x faster than WebCrypto).
@@ -43,5 +44,5 @@ export function mintCredential(key: SigningKey, c: CredentialClaims, now = Date.
     ...(c.arguments !== undefined ? { args_sha256: argumentsHash(c.arguments) } : {}),
   });
   const input = `${header}.${payload}`;
-  return `${input}.${sign(null, Buffer.from(input), key.key).toString('base64url')}`;
+  return `${input}.${jwsSign(key.alg, key.key, Buffer.from(input)).toString('base64url')}`;
 }

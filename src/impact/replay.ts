@@ -1,7 +1,7 @@
 import { createReadStream, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { chains, loadKeys } from '../audit/verify.js';
-import { hashLine, parseStoredLine, verifyParsed, type AuditRecord } from '../audit/record.js';
+import { hashLine, parseLine, verifyParsed, type AuditRecord } from '../audit/record.js';
 import { CHECKPOINT_STREAM } from '../audit/store.js';
 import type { Decision } from '../policy/decision.js';
 import type { PolicyInstance } from '../policy/engine.js';
@@ -68,7 +68,7 @@ export function anchors(auditRepo: string): Map<string, { seq: number; hash: str
       if (line === '') continue;
       let p;
       try {
-        p = parseStoredLine(line);
+        p = parseLine(line);
       } catch {
         return anchored;
       }
@@ -158,7 +158,7 @@ export async function replayPart(
   interface Pending {
     readonly record: AuditRecord;
     readonly input: PolicyInput;
-    readonly parsed: ReturnType<typeof parseStoredLine>;
+    readonly parsed: ReturnType<typeof parseLine>;
   }
   /** Where the chain cannot vouch for a record, its own signature still can. */
   const bySignature = (p: Pending) => {
@@ -202,9 +202,9 @@ export async function replayPart(
         if (line === '') continue;
         if (++seen % 10_000 === 0) opts.onProgress?.(seen);
         const hash = hashLine(line);
-        let parsed: ReturnType<typeof parseStoredLine> | undefined;
+        let parsed: ReturnType<typeof parseLine> | undefined;
         try {
-          parsed = parseStoredLine(line);
+          parsed = parseLine(line);
         } catch {
           broken = true;
         }

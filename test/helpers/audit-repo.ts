@@ -1,16 +1,17 @@
-import { createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AuditCommitter } from '../../src/audit/committer.js';
 import { AuditLog } from '../../src/audit/log.js';
-import { ed25519Signer, type AuditEvent, type AuditSigner } from '../../src/audit/record.js';
+import { auditSigner, type AuditEvent, type AuditSigner } from '../../src/audit/record.js';
 import { GitAuditStore } from '../../src/audit/store.js';
 import { FileWal } from '../../src/audit/wal.js';
 import { canonicalJson } from '../../src/canonical-json.js';
+import { generateSigningKey, type SigningAlg } from '../../src/credentials/algorithms.js';
 
-export function newSigner(kid: string): AuditSigner {
-  return ed25519Signer(kid, createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
+export function newSigner(kid: string, alg: SigningAlg = 'ES256'): AuditSigner {
+  return auditSigner(kid, generateSigningKey(alg));
 }
 
 /** A decision event as the gateway records one (valid against schemas/audit-record.schema.json). */

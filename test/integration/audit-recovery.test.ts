@@ -1,10 +1,10 @@
-import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AuditCommitter } from '../../src/audit/committer.js';
 import { AuditLog } from '../../src/audit/log.js';
-import { GitAuditStore, streamFile } from '../../src/audit/store.js';
+import { GitAuditStore, PART_BYTES, streamFile } from '../../src/audit/store.js';
 import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { FileWal } from '../../src/audit/wal.js';
 import { decisionEvent, newSigner } from '../helpers/audit-repo.js';
@@ -46,5 +46,33 @@ describe('audit recovery after a crash mid-write to the audit repo', () => {
     await second.committer.commit();
     await second.wal.close();
     expect((await verifyAuditRepo(path.join(root, 'audit'))).ok).toBe(true);
+  });
+});
+
+describe('audit stream files', () => {
+  it('a stream past PART_BYTES continues in part files, none over the bound; verify and a restart continue the chain', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-parts-'));
+    const first = await open(root);
+    // About 1.5 KB per record: 700 records span several parts.
+    for (let i = 0; i < 700; i++) await first.log.append('s1', decisionEvent(`p${i}-${'x'.repeat(600)}`));
+    await first.committer.commit();
+    await first.wal.close();
+    const repo = path.join(root, 'audit');
+    const parts: string[] = [];
+    while (existsSync(streamFile(repo, 's1', parts.length))) parts.push(streamFile(repo, 's1', parts.length));
+    expect(parts.length).toBeGreaterThanOrEqual(3);
+    for (const f of parts) expect(statSync(f).size).toBeLessThanOrEqual(PART_BYTES);
+    // Each part but the last is full: the next record would not have fitted.
+    for (const f of parts.slice(0, -1)) expect(statSync(f).size).toBeGreaterThan(PART_BYTES - 4096);
+    expect(parts.flatMap((f) => readFileSync(f, 'utf8').trim().split('\n'))).toHaveLength(700);
+
+    const second = await open(root, first.signer);
+    await second.committer.recover();
+    await second.log.append('s1', decisionEvent('after-restart'));
+    await second.committer.commit();
+    await second.wal.close();
+    const report = await verifyAuditRepo(repo);
+    expect(report.ok, JSON.stringify(report.error)).toBe(true);
+    expect(report.records).toBe(701);
   });
 });

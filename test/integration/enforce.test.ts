@@ -151,7 +151,7 @@ describe('the gateway enforces what the policy decides', () => {
     const jwks = async () => ((await (await fetch(`${gw.url}/.well-known/jwks.json`)).json()) as { keys: { kid: string; crv: string; d?: string }[] }).keys;
     const before = await jwks();
     expect(before).toHaveLength(1);
-    expect(before[0]).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig' });
+    expect(before[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
     expect(before[0]!.d).toBeUndefined();
     const c = await connectClient(`${gw.url}/mcp/http`, await gw.token('bob'));
     const kidOfLastCall = () => JSON.parse(Buffer.from(upstream.credentials.at(-1)!.token.split('.')[0]!, 'base64url').toString()).kid as string;

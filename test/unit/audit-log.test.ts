@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit/log.js';
-import { ed25519Signer, hashLine, parseLine } from '../../src/audit/record.js';
+import { auditSigner, hashLine, parseLine } from '../../src/audit/record.js';
 import { FileWal, type WalEntry, type WriteAheadLog } from '../../src/audit/wal.js';
 import { GatewayError } from '../../src/errors.js';
 
-const signer = ed25519Signer('k', createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
+const signer = auditSigner('k', createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
 
 /** An in-memory WAL that can be made to fail. */
 class MemoryWal implements WriteAheadLog {
@@ -97,29 +97,31 @@ describe('AuditLog.evict', () => {
   });
 });
 
+const entry = (stream: string, seq: number, line: string): WalEntry => ({ stream, seq, line, hash: hashLine(line) });
+
 describe('FileWal', () => {
   it('recovers intact entries across segments and discards a torn tail', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
     const wal = new FileWal(dir);
-    await wal.append([{ stream: 's', seq: 0, line: 'L0' }]);
+    await wal.append([entry('s', 0, 'L0')]);
     await wal.roll();
-    await wal.append([{ stream: 's', seq: 1, line: 'L1' }, { stream: 't', seq: 0, line: 'T0' }]);
+    await wal.append([entry('s', 1, 'L1'), entry('t', 0, 'T0')]);
     await wal.close();
     const seg = path.join(dir, 'wal-2.log');
-    appendFileSync(seg, '{"s":"s","q":2,"l":"L2","c":"00');
+    appendFileSync(seg, `${hashLine('L2')}\t2\t"s"\tL`);
     expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1', 'T0']);
     // A flipped checksum also ends the segment.
-    writeFileSync(seg, readFileSync(seg, 'utf8').replace('"l":"T0"', '"l":"TX"'));
+    writeFileSync(seg, readFileSync(seg, 'utf8').replace('\tT0', '\tTX'));
     expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1']);
   });
 
   it('drops committed segments and continues numbering after a restart', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
     const a = new FileWal(dir);
-    await a.append([{ stream: 's', seq: 0, line: 'L0' }]);
+    await a.append([entry('s', 0, 'L0')]);
     const closed = await a.roll();
     a.drop(closed);
-    await a.append([{ stream: 's', seq: 1, line: 'L1' }]);
+    await a.append([entry('s', 1, 'L1')]);
     await a.close();
     expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L1']);
   });
