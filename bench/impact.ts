@@ -4,12 +4,14 @@
  *   npx tsx bench/impact.ts   (DECISIONS=100000)
  */
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AuditCommitter } from '../src/audit/committer.js';
 import { AuditLog } from '../src/audit/log.js';
 import { auditSigner } from '../src/audit/record.js';
+import { canonicalJson } from '../src/canonical-json.js';
 import { GitAuditStore } from '../src/audit/store.js';
 import { FileWal } from '../src/audit/wal.js';
 import { replayImpact } from '../src/impact/replay.js';
@@ -58,7 +60,29 @@ async function main(): Promise<void> {
           upstream: { name: 'demo', transport: 'stdio' },
           request: { id: `r${i}`, time_ns: 0 },
         };
-        await log.append(`sessions/bench/s${Math.floor(i / 20)}`, { type: 'decision', caller: { sub: input.identity.sub }, upstream: 'demo', method: 'tools/call', tool, data: { input } });
+        // A record shaped like the gateway's (schemas/audit-record.schema.json), not a bare input.
+        await log.append(`sessions/bench/s${Math.floor(i / 20)}`, {
+          type: 'decision',
+          exchange: `x${i}`,
+          caller: { sub: input.identity.sub, groups: input.identity.groups, issuer: input.identity.issuer },
+          upstream: 'demo',
+          session: `s${Math.floor(i / 20)}`,
+          method: 'tools/call',
+          tool,
+          ts: new Date(Date.UTC(2026, 10, 26, 12, 0, 0, i)).toISOString(),
+          data: {
+            policy: { revision: 'b'.repeat(40), bundle_digest: `sha256:${'c'.repeat(64)}` },
+            allow: true,
+            valid: true,
+            reasons: [`tools/call of ${tool} allowed for ${input.identity.sub} (groups: [${input.identity.groups.join(',')}])`],
+            risk: 'low',
+            approval_required: false,
+            mask: [],
+            credential_ttl_seconds: 60,
+            input_sha256: createHash('sha256').update(canonicalJson(input)).digest('hex'),
+            input,
+          },
+        });
       }
     }),
   );

@@ -133,7 +133,17 @@ export function parseLine(line: string): ParsedLine {
     throw new Error('not valid JSON');
   }
   if (record === null || typeof record !== 'object' || Array.isArray(record)) throw new Error('record is not a JSON object');
-  return { record: record as AuditRecord, kid: header.kid, alg: header.alg, compact: `${h}.${b64(text)}.${sig}` };
+  const alg = header.alg;
+  const kid = header.kid;
+  return {
+    record: record as AuditRecord,
+    kid,
+    alg,
+    // Built when asked for: bulk readers that trust a record through its hash chain never need it.
+    get compact() {
+      return `${h}.${b64(text)}.${sig}`;
+    },
+  };
 }
 
 /** Whether the line's signature verifies with this public key (over the record as stored). */

@@ -1,5 +1,5 @@
-import { createReadStream, readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { chains, loadKeys } from '../audit/verify.js';
 import { hashLine, parseLine, verifyParsed, type AuditRecord } from '../audit/record.js';
 import { CHECKPOINT_STREAM } from '../audit/store.js';
@@ -138,6 +138,7 @@ export async function replayPart(
   opts: { since?: string; onProgress?: (records: number) => void; streams?: readonly string[] } = {},
 ): Promise<PartialReport> {
   const keys = loadKeys(auditRepo);
+  const encoder = new TextEncoder();
   const transitions: Record<string, number> = {};
   const highRisk: Record<string, number> = {};
   const counters: Record<string, { callers: Map<string, number>; tools: Map<string, number> }> = {};
@@ -167,8 +168,10 @@ export async function replayPart(
     else skip('signature does not verify');
   };
   const replay = ({ record: r, input }: Pending) => {
-    const a = base.evaluate(input);
-    const b = head.evaluate(input);
+    // Serialized once, evaluated on both revisions.
+    const json = encoder.encode(JSON.stringify(input)).buffer as ArrayBuffer;
+    const a = base.evaluateJson(json);
+    const b = head.evaluateJson(json);
     replayed++;
     if ((a.mask.length > 0 || b.mask.length > 0) && JSON.stringify(a.mask) !== JSON.stringify(b.mask)) maskChanges++;
     if (a.credential.ttl_seconds !== b.credential.ttl_seconds) credentialTtlChanges++;
@@ -197,8 +200,7 @@ export async function replayPart(
     let broken = false;
     let seq = 0;
     for (const file of files) {
-      const rl = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
-      for await (const line of rl) {
+      for (const line of readLines(file)) {
         if (line === '') continue;
         if (++seen % 10_000 === 0) opts.onProgress?.(seen);
         const hash = hashLine(line);
@@ -248,3 +250,28 @@ export async function replayPart(
   };
 }
 
+
+const CHUNK = 1 << 20;
+
+/**
+ * The lines of a file, read in 1 MiB chunks: memory stays bounded by the chunk
+ * and the longest line, however large the file (readline costs several times
+ * more per line). The decoder carries a character split across chunks.
+ */
+export function* readLines(file: string): Generator<string> {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    const decoder = new StringDecoder('utf8');
+    let rest = '';
+    for (let n = readSync(fd, buf, 0, CHUNK, null); n > 0; n = readSync(fd, buf, 0, CHUNK, null)) {
+      const lines = (rest + decoder.write(buf.subarray(0, n))).split('\n');
+      rest = lines.pop()!;
+      yield* lines;
+    }
+    rest += decoder.end();
+    if (rest !== '') yield rest;
+  } finally {
+    closeSync(fd);
+  }
+}

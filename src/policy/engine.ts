@@ -20,6 +20,8 @@ export interface PolicyRevision {
 export interface PolicyInstance {
   readonly revision: PolicyRevision;
   evaluate(input: PolicyInput): Decision;
+  /** Evaluate an input already serialized as JSON (UTF-8): replays encode it once for both revisions. */
+  evaluateJson(input: ArrayBuffer): Decision;
 }
 
 export interface DecisionEngine {
@@ -47,19 +49,17 @@ export async function instantiate(bundle: PolicyBundle, revision: Omit<PolicyRev
     throw new GatewayError('POLICY_BUILD_FAILED', `policy.wasm has no entrypoint ${ENTRYPOINT}`);
   }
   const full: PolicyRevision = { ...revision, bundleDigest: bundle.digest, loadedAt: new Date().toISOString() };
-  const instance: PolicyInstance = {
-    revision: full,
-    evaluate(input) {
-      let rs: unknown;
-      try {
-        rs = policy.evaluate(input, ENTRYPOINT);
-      } catch (err) {
-        return denyDecision(`policy evaluation failed: ${String(err)}`, false);
-      }
-      const first = Array.isArray(rs) ? (rs[0] as { result?: unknown } | undefined) : undefined;
-      return normalizeDecision(first?.result);
-    },
+  const run = (input: PolicyInput | ArrayBuffer): Decision => {
+    let rs: unknown;
+    try {
+      rs = policy.evaluate(input, ENTRYPOINT);
+    } catch (err) {
+      return denyDecision(`policy evaluation failed: ${String(err)}`, false);
+    }
+    const first = Array.isArray(rs) ? (rs[0] as { result?: unknown } | undefined) : undefined;
+    return normalizeDecision(first?.result);
   };
+  const instance: PolicyInstance = { revision: full, evaluate: run, evaluateJson: run };
   const smoke = instance.evaluate(SMOKE_INPUT);
   if (!smoke.valid) throw new GatewayError('POLICY_BUILD_FAILED', `smoke decision failed: ${smoke.reasons.join('; ')}`);
   return instance;

@@ -48,6 +48,9 @@ describe('random and mutated traffic', () => {
             }
             return d;
           },
+          evaluateJson: () => {
+            throw new Error('the gateway evaluates inputs, not JSON');
+          },
         };
       },
     });
