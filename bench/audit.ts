@@ -1,17 +1,17 @@
 /**
- * Audit log throughput: records signed (Ed25519) and made durable (WAL, group
+ * Audit log throughput: records signed (ES256, the default audit key) and made durable (WAL, group
  * commit, fdatasync), then committed to a real git repo with checkpoints.
  * Reports records/s, commit lag, and heap over the run (it should stay flat).
  *
  *   npx tsx bench/audit.ts            (AUDIT_RECORDS=1000000, AUDIT_STREAMS=2000)
  */
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AuditCommitter } from '../src/audit/committer.js';
 import { AuditLog } from '../src/audit/log.js';
 import { auditSigner } from '../src/audit/record.js';
+import { generateSigningKey } from '../src/credentials/algorithms.js';
 import { GitAuditStore } from '../src/audit/store.js';
 import { verifyAuditRepo } from '../src/audit/verify.js';
 import { FileWal } from '../src/audit/wal.js';
@@ -23,11 +23,11 @@ const IN_FLIGHT = 256;
 
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(tmpdir(), 'gitgate-bench-audit-'));
-  const signer = auditSigner('bench', createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
+  const signer = auditSigner('bench', generateSigningKey('ES256'));
   const store = await GitAuditStore.open(path.join(root, 'audit'), signer);
   const wal = new FileWal(path.join(root, 'wal'));
   const log = new AuditLog(wal, signer, (s) => store.tail(s));
-  const committer = new AuditCommitter(log, wal, store, { everyRecords: 5000, everyMs: 1000 });
+  const committer = new AuditCommitter(log, wal, store, { everyRecords: 10_000, everyMs: 1000 });
   committer.start();
   const event = (i: number) => ({
     type: 'response' as const,

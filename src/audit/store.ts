@@ -1,6 +1,7 @@
 import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
+import { git } from '../git/run.js';
 import type { StreamTail } from './log.js';
 import { hashLine, parseLine, signRecord, type AuditRecord, type AuditSigner } from './record.js';
 import { readLastLine } from './tail.js';
@@ -223,9 +224,10 @@ export class GitAuditStore implements AuditStore {
       if (!this.#born) this.#touched.add('README.md');
     }
     if (this.#touched.size === 0) return;
-    // Stage exactly what changed (no tree scan), in bounded argument lists.
+    // Stage exactly what changed: paths on stdin to update-index, so no tree scan and no
+    // pathspec matching (`git add` of N paths matches each against every index entry).
     const files = [...this.#touched].filter((f) => existsSync(path.join(this.dir, f)));
-    for (let i = 0; i < files.length; i += 500) await this.#git.raw(['add', '--', ...files.slice(i, i + 500)]);
+    await git(this.dir, ['update-index', '--add', '-z', '--stdin'], {}, `${files.join('\0')}\0`);
     await this.#git.commit(message);
     this.#touched.clear();
     this.#born = true;
