@@ -115,6 +115,26 @@ describe('FileWal', () => {
     expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1']);
   });
 
+  it('flushes on the event loop while the disk is fast, and on the thread pool for a while after a slow flush', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
+    let clock = 1_000;
+    let step = 0;
+    // Every reading of the clock advances it by `step` ms: a flush then "takes" `step` ms.
+    const wal = new FileWal(dir, { slowFlushMs: 10, now: () => (clock += step) });
+    await wal.append([entry('s', 0, 'L0')]);
+    expect(wal.flushingAsync).toBe(false);
+    step = 25;
+    await wal.append([entry('s', 1, 'L1')]);
+    expect(wal.flushingAsync).toBe(true);
+    step = 0;
+    await wal.append([entry('s', 2, 'L2')]); // on the thread pool, durable all the same
+    clock += 10_001;
+    expect(wal.flushingAsync).toBe(false);
+    await wal.append([entry('s', 3, 'L3')]);
+    await wal.close();
+    expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1', 'L2', 'L3']);
+  });
+
   it('drops committed segments and continues numbering after a restart', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
     const a = new FileWal(dir);
