@@ -148,9 +148,10 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
               mask: d.mask,
               credential_ttl_seconds: d.credential.ttl_seconds,
               ...(d.rate ? { rate: d.rate } : {}),
-              input_sha256: createHash('sha256').update(canonicalJson(input)).digest('hex'),
+              // Of the exact bytes the policy evaluated (arguments unmasked: the hash proves what it saw).
+              input_sha256: createHash('sha256').update(outcome.inputJson).digest('hex'),
               // The policy input is the request as the policy saw it (method, tool or uri, arguments).
-              input: bounded(recordedInput, opts.maxRecordedBytes),
+              input: bounded(recordedInput, opts.maxRecordedBytes, recordedInput === input && Buffer.byteLength(outcome.inputJson) <= opts.maxRecordedBytes),
             },
           })?.catch(() => undefined);
         },

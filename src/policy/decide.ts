@@ -7,7 +7,11 @@ import type { PolicyInput } from './input.js';
 export interface DecisionOutcome {
   readonly decision: Decision;
   readonly revision: PolicyRevision;
+  /** The input exactly as the policy received it (JSON); the audit record hashes it. */
+  readonly inputJson: string;
 }
+
+const encoder = new TextEncoder();
 
 /**
  * Step: evaluate the serving policy once for this input. No policy loaded =
@@ -17,13 +21,15 @@ export function decide(engine: DecisionEngine, input: PolicyInput, metrics: Gate
   const instance = engine.current();
   if (instance === undefined) throw new GatewayError('POLICY_UNAVAILABLE', 'No policy is loaded yet; the gateway refuses all requests until one is');
   const start = process.hrtime.bigint();
-  let decision = instance.evaluate(input);
+  // Serialized once: the policy evaluates these bytes and the audit trail hashes them.
+  const inputJson = JSON.stringify(input);
+  let decision = instance.evaluateJson(encoder.encode(inputJson).buffer as ArrayBuffer);
   if (decision.valid && decision.credential.ttl_seconds > maxCredentialTtl) {
     decision = denyDecision(`policy decision invalid: credential.ttl_seconds ${decision.credential.ttl_seconds} exceeds the configured cap of ${maxCredentialTtl}`, false);
   }
   metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - start) / 1e9);
   if (!decision.valid) metrics.invalidDecisions.inc();
-  return { decision, revision: instance.revision };
+  return { decision, revision: instance.revision, inputJson };
 }
 
 /** Step: a deny becomes the client's JSON-RPC error carrying the policy's reasons. */

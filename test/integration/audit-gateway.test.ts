@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -72,7 +73,9 @@ describe('every exchange through the gateway is recorded, signed and committed',
     expect(records.map((r) => r.seq)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     const denied = records.find((r) => r.type === 'decision' && r.tool === 'secret')!;
     expect(denied.data).toMatchObject({ allow: false, reasons: [expect.stringContaining('tools/call of secret denied')], input: { mcp: { tool: 'secret' } } });
-    expect((denied.data as { input_sha256: string }).input_sha256).toMatch(/^[0-9a-f]{64}$/);
+    // The hash is of the bytes the policy evaluated; unmasked, the recorded input serializes to exactly them.
+    const { input_sha256: inputHash, input: recordedInput } = denied.data as { input_sha256: string; input: unknown };
+    expect(inputHash).toBe(createHash('sha256').update(JSON.stringify(recordedInput)).digest('hex'));
     // The recorded response is what the client saw: masked.
     const echoed = records.find((r) => r.type === 'response' && r.tool === 'echo')!;
     expect(JSON.stringify(echoed.data)).toContain('[redacted:email]');

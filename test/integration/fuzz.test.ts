@@ -8,6 +8,7 @@ import { validateConfig } from '../../src/config/load.js';
 import { createGateway, type Gateway } from '../../src/gateway.js';
 import type { JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
 import type { DecisionEngine } from '../../src/policy/engine.js';
+import type { PolicyInput } from '../../src/policy/input.js';
 import { fakeUpstream } from '../helpers/fake-upstream.js';
 import { makePolicyDir } from '../helpers/policy.js';
 
@@ -38,20 +39,15 @@ describe('random and mutated traffic', () => {
       current() {
         const inst = engine.current();
         if (inst === undefined) return undefined;
-        return {
-          revision: inst.revision,
-          evaluate(input) {
-            const d = inst.evaluate(input);
-            if (d.valid && d.allow && !d.approval.required) {
-              const k = key(input.mcp.method, input.mcp.tool ?? input.mcp.prompt ?? input.mcp.uri);
-              allowed.set(k, (allowed.get(k) ?? 0) + 1);
-            }
-            return d;
-          },
-          evaluateJson: () => {
-            throw new Error('the gateway evaluates inputs, not JSON');
-          },
+        const evaluate = (input: PolicyInput) => {
+          const d = inst.evaluate(input);
+          if (d.valid && d.allow && !d.approval.required) {
+            const k = key(input.mcp.method, input.mcp.tool ?? input.mcp.prompt ?? input.mcp.uri);
+            allowed.set(k, (allowed.get(k) ?? 0) + 1);
+          }
+          return d;
         };
+        return { revision: inst.revision, evaluate, evaluateJson: (json: ArrayBuffer) => evaluate(JSON.parse(new TextDecoder().decode(json)) as PolicyInput) };
       },
     });
     gw = await createGateway(config, { logger: pino({ level: 'silent' }), connectUpstream: (cfg) => fakeUpstream(cfg, received), wrapPolicy: recording });

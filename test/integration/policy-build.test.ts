@@ -62,6 +62,10 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
     holder.swap(await instantiate(await build(path.join(packageRoot, 'policies')), { source: 'repo' }));
     const p = holder.current()!;
     expect(p.evaluate(input({ tool: 'echo' })).allow).toBe(true);
+    // Pre-serialized input (the gateway and impact replay path) decides exactly the same.
+    for (const i of [input({ tool: 'echo' }), input({ tool: 'get-env' }, ['eng']), input({ tool: 'get-tiny-image' })]) {
+      expect(p.evaluateJson(new TextEncoder().encode(JSON.stringify(i)).buffer as ArrayBuffer)).toEqual(p.evaluate(i));
+    }
     expect(p.evaluate(input({ tool: 'get-sum' })).allow).toBe(true);
     const denied = p.evaluate(input({ tool: 'get-tiny-image' }));
     expect(denied).toMatchObject({ allow: false, valid: true, reasons: ['tools/call of get-tiny-image denied: alice (groups: []) may only call echo, get-sum'] });
