@@ -32,6 +32,7 @@ export class AuditLog {
   readonly #durable = new Map<string, StreamTail>();
   #queue: { entry: WalEntry; done: (err?: unknown) => void }[] = [];
   #flushing: Promise<void> | undefined;
+  #scheduled = false;
   #rolling = false;
   #uncommitted: WalEntry[] = [];
   /** Entries a commit in progress took: still uncommitted until it confirms. */
@@ -176,7 +177,21 @@ export class AuditLog {
     }
   }
 
+  /**
+   * Start a group commit at the end of this turn of the event loop, so every
+   * record appended in the same turn (all the answers the loop is handling
+   * right now) shares one write and one fdatasync.
+   */
   #schedule(): void {
+    if (this.#scheduled || this.#flushing !== undefined || this.#rolling || this.#queue.length === 0) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
     if (this.#flushing !== undefined || this.#rolling || this.#queue.length === 0) return;
     const batch = this.#queue;
     this.#queue = [];

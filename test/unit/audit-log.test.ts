@@ -51,6 +51,22 @@ describe('AuditLog', () => {
     expect(log.status()).toMatchObject({ healthy: true, appended: 100, uncommitted: 100 });
   });
 
+  it('group-commits with a WAL that flushes synchronously (FileWal on a fast disk): one write for the whole tick', async () => {
+    const sizes: number[] = [];
+    const syncWal: WriteAheadLog = {
+      append: async (entries) => {
+        sizes.push(entries.length);
+      },
+      roll: async () => 0,
+      drop: () => undefined,
+      recover: () => [],
+      close: async () => undefined,
+    };
+    const log = new AuditLog(syncWal, signer, () => undefined);
+    await Promise.all(Array.from({ length: 16 }, (_, i) => log.append(`s${i}`, { type: 'response' })));
+    expect(sizes).toEqual([16]);
+  });
+
   it('continues a stream from its stored tail', async () => {
     const wal = new MemoryWal();
     const log = new AuditLog(wal, signer, (s) => (s === 'old' ? { seq: 41, hash: 'h41' } : undefined));
