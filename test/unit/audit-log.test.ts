@@ -1,5 +1,5 @@
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -149,6 +149,22 @@ describe('FileWal', () => {
     await wal.append([entry('s', 3, 'L3')]);
     await wal.close();
     expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1', 'L2', 'L3']);
+  });
+
+  it('writes into a preallocated spare segment; recovery stops at the zeros after the last entry', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
+    const wal = new FileWal(dir);
+    expect(await wal.spareReady()).toBe(true);
+    await wal.append([entry('s', 0, 'L0'), entry('s', 1, 'L1')]);
+    const seg = path.join(dir, readdirSync(dir).find((f) => f.startsWith('wal-'))!);
+    expect(statSync(seg).size).toBe(256 * 1024); // written in place: the file did not grow
+    await wal.append([entry('s', 2, 'L2')]);
+    await wal.roll();
+    await wal.spareReady();
+    await wal.append([entry('t', 0, 'T0')]);
+    await wal.close();
+    expect(readdirSync(dir).filter((f) => f.endsWith('.spare'))).toEqual([]);
+    expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1', 'L2', 'T0']);
   });
 
   it('drops committed segments and continues numbering after a restart', async () => {
