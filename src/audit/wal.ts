@@ -25,6 +25,9 @@ export interface WriteAheadLog {
   close(): Promise<void>;
 }
 
+const MIN_SPARE = 256 * 1024;
+const MAX_SPARE = 64 << 20;
+
 /**
  * Segmented WAL files under `dir`: wal-<n>.log, one entry per line:
  * `<sha256 of the line>\t<seq>\t<stream as a JSON string>\t<signed line>`.
@@ -35,12 +38,11 @@ export interface WriteAheadLog {
  * over blocks that already exist changes no metadata, so fdatasync flushes the
  * data alone instead of also committing a journal transaction for the grown
  * file (here about 100 µs instead of 250 µs). A spare is sized a quarter over
- * what the last segment held (256 KiB to 64 MiB); past it a segment simply grows. Recovery stops at the first entry that does not check out, which
- * the zeros after the last entry never do.
+ * what the last segment held (256 KiB to 64 MiB); past it a segment simply
+ * grows. Recovery stops at the first entry that does not check out, which the
+ * zeros after the last entry never do; so after a failed write the segment is
+ * abandoned and the next group starts a new one.
  */
-const MIN_SPARE = 256 * 1024;
-const MAX_SPARE = 64 << 20;
-
 export class FileWal implements WriteAheadLog {
   #segment: number;
   #fd: number | undefined;
@@ -133,11 +135,37 @@ export class FileWal implements WriteAheadLog {
     const at = this.#pos;
     this.#pos += data.length;
     const now = this.opts.now ?? Date.now;
-    if (now() < this.#asyncUntil) return flushAsync(fd, data, at);
+    if (now() < this.#asyncUntil) {
+      return flushAsync(fd, data, at).catch((err: unknown) => {
+        this.#abandon();
+        throw err;
+      });
+    }
     const started = now();
-    for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off, at + off);
-    fdatasyncSync(fd);
+    try {
+      for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off, at + off);
+      fdatasyncSync(fd);
+    } catch (err) {
+      this.#abandon();
+      throw err;
+    }
     if (now() - started > (this.opts.slowFlushMs ?? 10)) this.#asyncUntil = now() + 10_000;
+  }
+
+  /**
+   * After a failed write the segment may hold a torn entry, and recovery reads
+   * a segment only up to its first bad entry: later groups go to a new segment.
+   */
+  #abandon(): void {
+    if (this.#fd !== undefined) {
+      try {
+        closeSync(this.#fd);
+      } catch {
+        // already unusable
+      }
+    }
+    this.#fd = undefined;
+    this.#segment++;
   }
 
   /** Resolves once a spare segment is ready (or its preparation failed): whether one is. */
