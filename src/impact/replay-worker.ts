@@ -1,13 +1,13 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { readBundle } from '../policy/bundle.js';
 import { instantiate } from '../policy/engine.js';
-import { replayPart } from './replay.js';
+import { replayPart, type Anchor } from './replay.js';
 
 interface Job {
   readonly auditRepo: string;
   readonly base: Uint8Array;
   readonly head: Uint8Array;
-  readonly anchors: [string, { seq: number; hash: string }][];
+  readonly anchors: [string, Anchor[]][];
   readonly streams: string[];
   readonly since?: string;
 }

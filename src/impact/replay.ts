@@ -58,10 +58,20 @@ export async function replayImpact(
   return finish(await replayPart(auditRepo, base, head, anchors(auditRepo), opts));
 }
 
-/** Signed checkpoints → the highest verified head of each stream. */
-export function anchors(auditRepo: string): Map<string, { seq: number; hash: string }> {
+/** A stream head named by a signed checkpoint. */
+export interface Anchor {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+/**
+ * Signed checkpoints → every verified head of each stream, in seq order. Each
+ * one lets replay release the decisions it has held since the previous one, so
+ * what it holds is bounded by one commit's worth of a stream, not the stream.
+ */
+export function anchors(auditRepo: string): Map<string, Anchor[]> {
   const keys = loadKeys(auditRepo);
-  const anchored = new Map<string, { seq: number; hash: string }>();
+  const anchored = new Map<string, Anchor[]>();
   let prevCp: string | null = null;
   for (const file of chains(auditRepo).get(CHECKPOINT_STREAM) ?? []) {
     for (const line of readFileSync(file, 'utf8').split('\n')) {
@@ -75,8 +85,10 @@ export function anchors(auditRepo: string): Map<string, { seq: number; hash: str
       const key = keys.get(p.kid);
       if (key === undefined || !verifyParsed(p, key) || p.record.prev !== prevCp) return anchored; // nothing after a broken checkpoint is trusted
       prevCp = hashLine(line);
-      for (const [stream, h] of Object.entries((p.record.data?.heads ?? {}) as Record<string, { seq: number; hash: string }>)) {
-        if ((anchored.get(stream)?.seq ?? -1) < h.seq) anchored.set(stream, h);
+      for (const [stream, h] of Object.entries((p.record.data?.heads ?? {}) as Record<string, Anchor>)) {
+        const list = anchored.get(stream) ?? anchored.set(stream, []).get(stream)!;
+        // Checkpoints come in order, so heads only grow; a repeated head adds nothing.
+        if ((list.at(-1)?.seq ?? -1) < h.seq) list.push({ seq: h.seq, hash: h.hash });
       }
     }
   }
@@ -134,7 +146,7 @@ export async function replayPart(
   auditRepo: string,
   base: PolicyInstance,
   head: PolicyInstance,
-  anchored: ReadonlyMap<string, { seq: number; hash: string }>,
+  anchored: ReadonlyMap<string, readonly Anchor[]>,
   opts: { since?: string; onProgress?: (records: number) => void; streams?: readonly string[] } = {},
 ): Promise<PartialReport> {
   const keys = loadKeys(auditRepo);
@@ -191,10 +203,12 @@ export async function replayPart(
     }
   };
 
-  // 2. Each stream, in order: decisions wait until the chain reaches the anchored head.
+  // 2. Each stream, in order: decisions wait until the chain reaches the next anchored head.
   for (const [stream, files] of all) {
     if (stream === CHECKPOINT_STREAM || (only !== undefined && !only.has(stream))) continue;
-    const anchor = anchored.get(stream);
+    const marks = anchored.get(stream) ?? [];
+    const last = marks.at(-1);
+    let next = 0;
     let pending: Pending[] = [];
     let prev: string | null = null;
     let broken = false;
@@ -213,12 +227,13 @@ export async function replayPart(
         const r = parsed?.record;
         if (r === undefined) skip('unreadable record');
         if (r === undefined || r.seq !== seq || r.prev !== prev) broken = true;
-        const covered = !broken && anchor !== undefined && seq <= anchor.seq;
+        const covered = !broken && last !== undefined && seq <= last.seq;
         if (broken && pending.length > 0) {
           pending.forEach(bySignature);
           pending = [];
         }
-        const isHead = covered && seq === anchor!.seq;
+        while (next < marks.length && marks[next]!.seq < seq) next++;
+        const mark = covered && marks[next]?.seq === seq ? marks[next] : undefined;
         prev = hash;
         seq++;
         if (r !== undefined && r.type === 'decision' && !(opts.since !== undefined && r.ts < opts.since)) {
@@ -227,14 +242,18 @@ export async function replayPart(
           else if (covered) pending.push({ record: r, input, parsed: parsed! });
           else bySignature({ record: r, input, parsed: parsed! }); // past the last checkpoint, or after a break
         }
-        if (isHead) {
-          if (hash === anchor!.hash) pending.forEach(replay);
-          else pending.forEach(bySignature);
+        if (mark !== undefined) {
+          if (hash === mark.hash) pending.forEach(replay);
+          else {
+            // The chain does not lead to what the checkpoint signed: trust nothing of it from here on.
+            pending.forEach(bySignature);
+            broken = true;
+          }
           pending = [];
         }
       }
     }
-    // The chain broke before reaching its anchor: fall back to each record's signature.
+    // The chain broke before reaching its last anchor: fall back to each record's signature.
     pending.forEach(bySignature);
   }
   return {
