@@ -1,5 +1,5 @@
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -165,6 +165,28 @@ describe('FileWal', () => {
     await wal.close();
     expect(readdirSync(dir).filter((f) => f.endsWith('.spare'))).toEqual([]);
     expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1', 'L2', 'T0']);
+  });
+
+  it('after a failed write, later groups go to a new segment, so recovery still finds them', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
+    const wal = new FileWal(dir);
+    await wal.append([entry('s', 0, 'L0')]);
+    // Fault injection: close the segment's descriptor behind the WAL's back (found through /proc).
+    const seg = path.join(dir, readdirSync(dir).find((f) => f.startsWith('wal-'))!);
+    const fd = readdirSync('/proc/self/fd').map(Number).find((n) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${n}`) === seg;
+      } catch {
+        return false;
+      }
+    });
+    expect(fd).toBeDefined();
+    closeSync(fd!);
+    await expect(wal.append([entry('s', 1, 'L1')])).rejects.toThrow();
+    await wal.append([entry('s', 1, 'L1')]);
+    await wal.close();
+    expect(readdirSync(dir).filter((f) => f.startsWith('wal-'))).toHaveLength(2);
+    expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1']);
   });
 
   it('drops committed segments and continues numbering after a restart', async () => {
