@@ -94,7 +94,7 @@ async function main(): Promise<void> {
     const t1 = performance.now();
     const report =
       workers === 1
-        ? await replayImpact(path.join(root, 'audit'), await instantiate(await readBundle(base), { source: 'base' }), await instantiate(await readBundle(head), { source: 'head' }))
+        ? replayImpact(path.join(root, 'audit'), await instantiate(await readBundle(base), { source: 'base' }), await instantiate(await readBundle(head), { source: 'head' }))
         : await replayImpactParallel(path.join(root, 'audit'), base, head, { workers });
     const secs = (performance.now() - t1) / 1000;
     console.log(`${workers} thread(s): replayed ${report.replayed} recorded decisions on both revisions (${report.replayed * 2} evaluations, records verified) in ${secs.toFixed(1)} s: ${(report.replayed / secs).toFixed(0)} decisions/s, transitions ${JSON.stringify(report.transitions)}`);

@@ -8,8 +8,6 @@ import { generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
  */
 export type SigningAlg = 'EdDSA' | 'ES256';
 
-export const SIGNING_ALGS: readonly SigningAlg[] = ['EdDSA', 'ES256'];
-
 export function isSigningAlg(v: unknown): v is SigningAlg {
   return v === 'EdDSA' || v === 'ES256';
 }

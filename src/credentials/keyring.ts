@@ -32,9 +32,9 @@ export interface KeyRingTimes {
 
 /**
  * gitgate's own signing keys (ES256 for new keys; Ed25519 ones made earlier
- * still sign and verify), kept under <dataDir>/keys. Rotation pre-publishes the next key, switches to it
- * once verifiers have had time to fetch it, and keeps the previous key published
- * until every token it signed has expired.
+ * still sign and verify), kept under <dataDir>/keys. Rotation pre-publishes
+ * the next key, switches to it once verifiers have had time to fetch it, and
+ * keeps the previous key published until every token it signed has expired.
  */
 export class KeyRing {
   #keys: StoredKey[];

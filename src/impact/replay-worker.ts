@@ -15,5 +15,5 @@ interface Job {
 /** One worker: its own WASM instances of both revisions, its share of the streams. */
 const job = workerData as Job;
 const [base, head] = await Promise.all([instantiate(await readBundle(job.base), { source: 'base' }), instantiate(await readBundle(job.head), { source: 'head' })]);
-const part = await replayPart(job.auditRepo, base, head, new Map(job.anchors), { streams: job.streams, ...(job.since !== undefined ? { since: job.since } : {}) });
+const part = replayPart(job.auditRepo, base, head, new Map(job.anchors), { streams: job.streams, ...(job.since !== undefined ? { since: job.since } : {}) });
 parentPort!.postMessage(part);

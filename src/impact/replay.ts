@@ -49,13 +49,13 @@ const TOP = 5;
  * (one SHA-256 per record), or, past the last checkpoint, when its own
  * signature verifies. Unverifiable or incomplete records are skipped and counted.
  */
-export async function replayImpact(
+export function replayImpact(
   auditRepo: string,
   base: PolicyInstance,
   head: PolicyInstance,
   opts: { since?: string; onProgress?: (records: number) => void; streams?: readonly string[] } = {},
-): Promise<ImpactReport> {
-  return finish(await replayPart(auditRepo, base, head, anchors(auditRepo), opts));
+): ImpactReport {
+  return finish(replayPart(auditRepo, base, head, anchors(auditRepo), opts));
 }
 
 /** A stream head named by a signed checkpoint. */
@@ -142,13 +142,13 @@ export function finish(p: PartialReport): ImpactReport {
 }
 
 /** Replay the given streams (default: all) against both revisions. */
-export async function replayPart(
+export function replayPart(
   auditRepo: string,
   base: PolicyInstance,
   head: PolicyInstance,
   anchored: ReadonlyMap<string, readonly Anchor[]>,
   opts: { since?: string; onProgress?: (records: number) => void; streams?: readonly string[] } = {},
-): Promise<PartialReport> {
+): PartialReport {
   const keys = loadKeys(auditRepo);
   const encoder = new TextEncoder();
   const transitions: Record<string, number> = {};
