@@ -8,13 +8,11 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AuditCommitter } from '../src/audit/committer.js';
-import { AuditLog } from '../src/audit/log.js';
 import { auditSigner } from '../src/audit/record.js';
 import { generateSigningKey } from '../src/credentials/algorithms.js';
 import { GitAuditStore } from '../src/audit/store.js';
 import { verifyAuditRepo } from '../src/audit/verify.js';
-import { FileWal } from '../src/audit/wal.js';
+import { openAuditTrail } from '../src/audit/trail.js';
 
 const TOTAL = Number(process.env.AUDIT_RECORDS ?? 1_000_000);
 /** Records per session stream (a session of ~10 exchanges = 20 records); 0 = everything in one hot stream. */
@@ -23,11 +21,10 @@ const IN_FLIGHT = 256;
 
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(tmpdir(), 'gitgate-bench-audit-'));
-  const signer = auditSigner('bench', generateSigningKey('ES256'));
+  const key = generateSigningKey('ES256');
+  const signer = auditSigner('bench', key);
   const store = await GitAuditStore.open(path.join(root, 'audit'), signer);
-  const wal = new FileWal(path.join(root, 'wal'));
-  const log = new AuditLog(wal, signer, (s) => store.tail(s));
-  const committer = new AuditCommitter(log, wal, store, { everyRecords: 10_000, everyMs: 1000 });
+  const { log, committer } = openAuditTrail(store, { walDir: path.join(root, 'wal'), kid: 'bench', key, everyRecords: 10_000, everyMs: 1000 });
   committer.start();
   const event = (i: number) => ({
     type: 'response' as const,
@@ -59,7 +56,7 @@ async function main(): Promise<void> {
   const durableSecs = Number(process.hrtime.bigint() - start) / 1e9;
   await committer.stop();
   const totalSecs = Number(process.hrtime.bigint() - start) / 1e9;
-  await wal.close();
+  await log.close();
   lags.sort((a, b) => a - b);
   console.log(`signed + durable: ${(TOTAL / durableSecs).toFixed(0)} records/s (${durableSecs.toFixed(1)} s)`);
   console.log(`committed to git: ${(TOTAL / totalSecs).toFixed(0)} records/s end to end, ${committer.status().commits} commits`);

@@ -3,17 +3,15 @@
  * real audit repo) replayed on two policy revisions, signatures verified.
  *   npx tsx bench/impact.ts   (DECISIONS=100000)
  */
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AuditCommitter } from '../src/audit/committer.js';
-import { AuditLog } from '../src/audit/log.js';
 import { auditSigner } from '../src/audit/record.js';
 import { canonicalJson } from '../src/canonical-json.js';
+import { generateSigningKey } from '../src/credentials/algorithms.js';
 import { GitAuditStore } from '../src/audit/store.js';
-import { FileWal } from '../src/audit/wal.js';
+import { openAuditTrail } from '../src/audit/trail.js';
 import { replayImpact } from '../src/impact/replay.js';
 import { replayImpactParallel } from '../src/impact/parallel.js';
 import { availableParallelism } from 'node:os';
@@ -41,11 +39,10 @@ async function main(): Promise<void> {
   const [base, head] = await Promise.all([revision(baseData), revision(headData)]);
 
   const root = mkdtempSync(path.join(tmpdir(), 'gitgate-bench-impact-'));
-  const signer = auditSigner('bench', createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
+  const key = generateSigningKey('ES256');
+  const signer = auditSigner('bench', key);
   const store = await GitAuditStore.open(path.join(root, 'audit'), signer);
-  const wal = new FileWal(path.join(root, 'wal'));
-  const log = new AuditLog(wal, signer, (s) => store.tail(s));
-  const committer = new AuditCommitter(log, wal, store, { everyRecords: 20_000, everyMs: 5_000 });
+  const { log, committer } = openAuditTrail(store, { walDir: path.join(root, 'wal'), kid: 'bench', key, everyRecords: 20_000, everyMs: 5_000 });
   const tools = ['echo', 'get-sum', 'get-tiny-image', 'get-env'];
   const t0 = performance.now();
   let next = 0;
@@ -87,7 +84,7 @@ async function main(): Promise<void> {
     }),
   );
   await committer.stop();
-  await wal.close();
+  await log.close();
   console.log(`generated ${N} signed decision records in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
   for (const workers of [1, availableParallelism()]) {

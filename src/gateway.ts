@@ -24,11 +24,12 @@ import { ToolCatalogs } from './mcp/tool-catalog.js';
 import { RateLimiter } from './policy/rate-limit.js';
 import path from 'node:path';
 import { createAuditor, disabledAuditor, type Auditor } from './audit/auditor.js';
-import { AuditCommitter } from './audit/committer.js';
-import { AuditLog } from './audit/log.js';
+import type { AuditCommitter } from './audit/committer.js';
+import type { AuditLog } from './audit/log.js';
 import { auditSigner } from './audit/record.js';
 import { GitAuditStore } from './audit/store.js';
-import { FileWal, type WriteAheadLog } from './audit/wal.js';
+import { openAuditTrail } from './audit/trail.js';
+import type { WriteAheadLog } from './audit/wal.js';
 import { GitHubApprovalProvider } from './approvals/github/provider.js';
 import { LocalApprovalProvider, LocalGitRepo } from './approvals/local/provider.js';
 import type { ApprovalProvider } from './approvals/provider.js';
@@ -67,8 +68,8 @@ export interface GatewayOptions {
   connectUpstream?: (cfg: UpstreamConfig) => UpstreamConnector;
   /** Wrap the decision engine (tests record decisions). */
   wrapPolicy?: (engine: DecisionEngine) => DecisionEngine;
-  /** The audit WAL (default: files under <dataDir>/audit-wal); tests inject failing ones. */
-  wal?: WriteAheadLog;
+  /** The audit WAL over its folder, sealed on this thread (default: a FileWal under <dataDir>/audit-wal, sealed on a worker thread); tests inject failing ones. */
+  wal?: (dir: string) => WriteAheadLog;
   /** Approval provider (default from config). */
   approvalProvider?: ApprovalProvider;
 }
@@ -85,27 +86,28 @@ interface AuditParts {
   readonly auditor: Auditor;
   readonly log?: AuditLog;
   readonly committer?: AuditCommitter;
-  readonly wal?: WriteAheadLog;
 }
 
 /** The audit capability: audit signing key (ES256; older Ed25519 keys still sign), WAL, git store, log and committer (recovered on start). */
-async function createAudit(config: GatewayConfig, logger: Logger, wal?: WriteAheadLog): Promise<AuditParts> {
+async function createAudit(config: GatewayConfig, logger: Logger, wal?: (dir: string) => WriteAheadLog): Promise<AuditParts> {
   if (!config.audit.enabled) return { auditor: disabledAuditor };
   const ring = await KeyRing.load(config.dataDir, { graceMs: 0, activationMs: 0 }, 'audit-signing');
   const key = ring.signing();
   const signer = auditSigner(key.kid, key.key);
   const store = await GitAuditStore.open(config.audit.repo, signer, { ...(config.audit.remote ? { remote: config.audit.remote } : {}), log: (m) => logger.warn(m) });
-  const w = wal ?? new FileWal(path.join(config.dataDir, 'audit-wal'));
-  const log = new AuditLog(w, signer, (stream) => store.tail(stream));
-  const committer = new AuditCommitter(log, w, store, {
+  const { log, committer } = openAuditTrail(store, {
+    walDir: path.join(config.dataDir, 'audit-wal'),
+    kid: key.kid,
+    key: key.key,
     everyRecords: config.audit.commitEveryRecords,
     everyMs: config.audit.commitEveryMs,
+    ...(wal !== undefined ? { wal } : {}),
     onError: (err) => logger.error({ err: (err as Error).message }, 'audit commit failed; records stay in the write-ahead log'),
   });
   const recovered = await committer.recover();
   if (recovered > 0) logger.info({ recovered }, 'audit records recovered from the write-ahead log');
   committer.start();
-  return { auditor: createAuditor(log, { maxRecordedBytes: config.audit.maxRecordedBytes }), log, committer, wal: w };
+  return { auditor: createAuditor(log, { maxRecordedBytes: config.audit.maxRecordedBytes }), log, committer };
 }
 
 export function createLogger(level: string): Logger {
@@ -295,7 +297,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       await upstreams.shutdown();
       // Everything recorded reaches the audit repo before exit.
       await audit.committer?.stop();
-      await audit.wal?.close();
+      await audit.log?.close();
     },
   };
 }

@@ -1,6 +1,6 @@
 import type { AuditLog, StreamTail } from './log.js';
 import type { AuditStore } from './store.js';
-import type { WriteAheadLog } from './wal.js';
+import type { WalFiles } from './wal.js';
 
 export interface CommitterStatus {
   readonly commits: number;
@@ -23,7 +23,7 @@ export class AuditCommitter {
 
   constructor(
     private readonly log: AuditLog,
-    private readonly wal: WriteAheadLog,
+    private readonly wal: WalFiles,
     private readonly store: AuditStore,
     private readonly opts: { everyRecords: number; everyMs: number; onError?: (err: unknown) => void },
   ) {}
@@ -31,7 +31,7 @@ export class AuditCommitter {
   /** Replay the WAL into the store (idempotent), seed the log's chains, commit, drop old segments. */
   async recover(): Promise<number> {
     const entries = this.wal.recover();
-    const segment = await this.wal.roll();
+    const segment = await this.log.rollWal();
     const heads = this.store.append(entries);
     const last = new Map<string, StreamTail>();
     for (const e of entries) {
@@ -67,7 +67,7 @@ export class AuditCommitter {
   }
 
   async #commit(): Promise<void> {
-    const segment = await this.log.rollWal(this.wal);
+    const segment = await this.log.rollWal();
     const entries = this.log.takeUncommitted();
     if (entries.length === 0) {
       this.wal.drop(segment);

@@ -1,6 +1,8 @@
 import { GatewayError } from '../errors.js';
-import { hashLine, signRecord, type AuditEvent, type AuditRecord, type AuditSigner } from './record.js';
-import type { WalEntry, WriteAheadLog } from './wal.js';
+import { recordParts, type AuditEvent } from './record.js';
+import type { SealerPort } from './sealer-port.js';
+import type { FromSealer, SealItem } from './sealer.js';
+import type { WalEntry } from './wal.js';
 
 export interface StreamTail {
   readonly seq: number;
@@ -19,64 +21,109 @@ export interface AuditStatus {
 }
 
 const RETRY_AFTER_FAILURE_MS = 2_000;
+/** How long after its sealer thread died the log starts a new one. */
+const RESTART_SEALER_MS = 1_000;
+
+/** Where the log's chain of a stream stands: its last seq, and the hash the sealer must be told (first use, or after a failure). */
+interface Tail {
+  seq: number;
+  prev?: string | null;
+  used: number;
+}
+
+interface Waiting {
+  readonly stream: string;
+  readonly seq: number;
+  readonly done: (err?: unknown) => void;
+}
 
 /**
- * The audit log: assigns each event its stream's next seq and the hash of the
- * previous line, signs it, and appends it to the WAL in group commits. A
- * caller awaits durability before answering its client. When the WAL cannot
- * be written the log is unhealthy and the gateway stops forwarding.
+ * The audit log: assigns each event its stream's next seq, writes the
+ * record's JSON and hands it to the sealer (on its own thread), which chains,
+ * signs and durably writes it to the WAL in group commits. A caller awaits
+ * durability before answering its client. When the WAL cannot be written the
+ * log is unhealthy and the gateway stops forwarding.
+ *
+ * The event loop's share per record is building its JSON and two messages;
+ * signing and fdatasync happen elsewhere. Records appended in one turn of the
+ * loop go to the sealer in one message.
  */
 export class AuditLog {
-  readonly #tails = new Map<string, StreamTail & { used: number }>();
+  readonly #tails = new Map<string, Tail>();
   /** The last record of each stream known to be in the WAL (what the chain falls back to after a failed write). */
   readonly #durable = new Map<string, StreamTail>();
-  #queue: { entry: WalEntry; done: (err?: unknown) => void }[] = [];
-  #flushing: Promise<void> | undefined;
+  readonly #waiting = new Map<number, Waiting>();
+  readonly #replies = new Map<number, (msg: { segment?: number; error?: string }) => void>();
+  #port: SealerPort | undefined;
+  #outbox: SealItem[] = [];
   #scheduled = false;
-  #rolling = false;
+  #nextId = 1;
+  /** Bumped by every failure: the sealer refuses records numbered before it. */
+  #epoch = 0;
   #uncommitted: WalEntry[] = [];
   /** Entries a commit in progress took: still uncommitted until it confirms. */
   #taken = 0;
   #appended = 0;
   #lastError: { message: string; at: number } | undefined;
   #listeners: ((n: number) => void)[] = [];
+  #closed = false;
 
   constructor(
-    private readonly wal: WriteAheadLog,
-    private readonly signer: AuditSigner,
+    private readonly openSealer: () => SealerPort,
     private readonly tailOf: TailLookup,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    this.#start();
+  }
+
+  #start(): void {
+    const port = this.openSealer();
+    this.#port = port;
+    port.listen(
+      (msg) => this.#receive(msg),
+      (err) => {
+        if (this.#port !== port) return;
+        this.#port = undefined;
+        this.#fail(this.#epoch, [...this.#waiting.keys()], `audit sealer stopped: ${err.message}`);
+        for (const reply of this.#replies.values()) reply({ error: err.message });
+        this.#replies.clear();
+        setTimeout(() => {
+          if (this.#closed) return;
+          this.#start();
+          this.#port?.post({ kind: 'epoch', min: this.#epoch });
+        }, RESTART_SEALER_MS).unref();
+      },
+    );
+  }
 
   /** Seed the chain from what recovery found (stream tails after the WAL was replayed). */
   seed(stream: string, tail: StreamTail): void {
-    this.#tails.set(stream, { ...tail, used: Date.now() });
+    this.#tails.set(stream, { seq: tail.seq, prev: tail.hash, used: Date.now() });
     this.#durable.set(stream, tail);
   }
 
   /**
-   * Sign and enqueue one event; the promise resolves once it is durable in the WAL.
-   * `defer`: do not start a group commit for it; it becomes durable with the next
-   * one (the decision of an exchange rides with its answer: one fsync, not two).
+   * Number and enqueue one event; the promise resolves once it is durable in
+   * the WAL. `defer`: nobody waits for it now; it becomes durable with the next
+   * group someone waits for (the decision of an exchange rides with its
+   * answer: one fsync, not two), or within HOLD_MS.
    */
   append(stream: string, event: AuditEvent, opts: { defer?: boolean } = {}): Promise<void> {
-    const tail = this.#tails.get(stream) ?? this.tailOf(stream);
-    const record: AuditRecord = {
-      ...event,
-      v: 1,
-      stream,
-      seq: tail === undefined ? 0 : tail.seq + 1,
-      ts: event.ts ?? this.now().toISOString(),
-      prev: tail === undefined ? null : tail.hash,
-    };
-    const line = signRecord(this.signer, record);
-    const hash = hashLine(line);
+    let tail = this.#tails.get(stream);
+    if (tail === undefined) {
+      const stored = this.tailOf(stream);
+      tail = stored === undefined ? { seq: -1, prev: null, used: 0 } : { seq: stored.seq, prev: stored.hash, used: 0 };
+    }
+    const seq = tail.seq + 1;
+    const prev = tail.prev;
     // Delete first: Map order is then least recently used first (for evict()).
     this.#tails.delete(stream);
-    this.#tails.set(stream, { seq: record.seq, hash, used: Date.now() });
-    const entry: WalEntry = { stream, seq: record.seq, line, hash };
-    const durable = new Promise<void>((resolve, reject) => this.#queue.push({ entry, done: (err) => (err === undefined ? resolve() : reject(err)) }));
-    if (opts.defer !== true) this.#schedule();
+    this.#tails.set(stream, { seq, used: Date.now() });
+    const id = this.#nextId++;
+    const { head, rest } = recordParts(stream, seq, event.ts ?? this.now().toISOString(), event);
+    this.#outbox.push({ id, epoch: this.#epoch, stream, seq, head, rest, sync: opts.defer !== true, ...(prev !== undefined ? { prev } : {}) });
+    const durable = new Promise<void>((resolve, reject) => this.#waiting.set(id, { stream, seq, done: (err) => (err === undefined ? resolve() : reject(err)) }));
+    this.#schedule();
     return durable;
   }
 
@@ -98,19 +145,14 @@ export class AuditLog {
   }
 
   /**
-   * Start a new WAL segment between two group commits; returns the closed
-   * segment. Every entry in it is then among the uncommitted entries.
+   * Start a new WAL segment; returns the closed segment. Everything appended
+   * before is then durable (or failed), so every entry in the closed segment
+   * is among the uncommitted entries.
    */
-  async rollWal(wal: WriteAheadLog): Promise<number> {
-    // Hold new group commits first: under steady load one always follows the last.
-    this.#rolling = true;
-    try {
-      while (this.#flushing !== undefined) await this.#flushing;
-      return await wal.roll();
-    } finally {
-      this.#rolling = false;
-      this.#schedule();
-    }
+  async rollWal(): Promise<number> {
+    const r = await this.#ask('roll');
+    if (r.segment === undefined) throw new Error(`audit WAL roll failed: ${r.error ?? 'no segment'}`);
+    return r.segment;
   }
 
   /** Durable entries not yet committed; the committer takes them. */
@@ -137,18 +179,31 @@ export class AuditLog {
     this.#listeners.push(listener);
   }
 
-  /** Wait until everything appended so far is durable. */
+  /** Wait until everything appended so far is durable (or failed). */
   async flush(): Promise<void> {
-    while (this.#flushing !== undefined || this.#queue.length > 0) {
-      this.#schedule();
-      await (this.#flushing ?? new Promise((r) => setImmediate(r)));
-    }
+    await this.#ask('sync');
+  }
+
+  /** Flush, then stop the sealer. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#ask('close');
+    this.#closed = true;
+    const port = this.#port;
+    this.#port = undefined;
+    await port?.terminate();
   }
 
   /** Forget chain state of streams that ended or went quiet (they are read back from storage if used again). */
   forget(stream: string): void {
+    this.#drop(stream);
+  }
+
+  #drop(stream: string): void {
     this.#tails.delete(stream);
     this.#durable.delete(stream);
+    this.#outbox.push({ forget: stream });
+    this.#schedule();
   }
 
   /**
@@ -162,68 +217,98 @@ export class AuditLog {
     for (const [s, t] of this.#tails) {
       if (excess <= 0) break;
       if (!stored(s, t.seq)) continue;
-      this.#tails.delete(s);
-      this.#durable.delete(s);
+      this.#drop(s);
       excess--;
     }
   }
 
   prune(idleMs: number, now = Date.now()): void {
-    for (const [s, t] of this.#tails) {
-      if (now - t.used > idleMs) {
-        this.#tails.delete(s);
-        this.#durable.delete(s);
+    for (const [s, t] of this.#tails) if (now - t.used > idleMs) this.#drop(s);
+  }
+
+  /** Send what was appended in this turn of the event loop to the sealer, as one message. */
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#post();
+    });
+  }
+
+  #post(): void {
+    if (this.#outbox.length === 0) return;
+    const items = this.#outbox;
+    this.#outbox = [];
+    if (this.#port === undefined) {
+      const ids = items.flatMap((i) => ('id' in i ? [i.id] : []));
+      this.#fail(this.#epoch, ids, this.#lastError?.message ?? 'audit sealer not running');
+      return;
+    }
+    this.#port.post({ kind: 'seal', items });
+  }
+
+  /** Ask the sealer for `sync`, `roll` or `close` after everything appended so far. */
+  #ask(kind: 'sync' | 'roll' | 'close'): Promise<{ segment?: number; error?: string }> {
+    this.#post();
+    const port = this.#port;
+    if (port === undefined) return Promise.resolve({ error: this.#lastError?.message ?? 'audit sealer not running' });
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      this.#replies.set(id, resolve);
+      port.post({ kind, id });
+    });
+  }
+
+  #receive(msg: FromSealer): void {
+    switch (msg.kind) {
+      case 'durable': {
+        this.#lastError = undefined;
+        this.#appended += msg.ids.length;
+        for (let i = 0; i < msg.ids.length; i++) {
+          const w = this.#waiting.get(msg.ids[i]!);
+          if (w === undefined) continue;
+          this.#waiting.delete(msg.ids[i]!);
+          const entry: WalEntry = { stream: w.stream, seq: w.seq, line: msg.lines[i]!, hash: msg.hashes[i]! };
+          this.#durable.set(w.stream, { seq: w.seq, hash: entry.hash });
+          this.#uncommitted.push(entry);
+          w.done();
+        }
+        for (const l of this.#listeners) l(this.#uncommitted.length);
+        return;
+      }
+      case 'failed':
+        this.#fail(msg.epoch, msg.ids, msg.error);
+        return;
+      case 'done': {
+        const reply = this.#replies.get(msg.id);
+        this.#replies.delete(msg.id);
+        reply?.(msg);
       }
     }
   }
 
   /**
-   * Start a group commit at the end of this turn of the event loop, so every
-   * record appended in the same turn (all the answers the loop is handling
-   * right now) shares one write and one fdatasync.
+   * Records that were not written. A failure in the current epoch starts the
+   * next one: every stream's chain goes back to its last durable record,
+   * which the sealer is told with the stream's next record.
    */
-  #schedule(): void {
-    if (this.#scheduled || this.#flushing !== undefined || this.#rolling || this.#queue.length === 0) return;
-    this.#scheduled = true;
-    setImmediate(() => {
-      this.#scheduled = false;
-      this.#flush();
-    });
-  }
-
-  #flush(): void {
-    if (this.#flushing !== undefined || this.#rolling || this.#queue.length === 0) return;
-    const batch = this.#queue;
-    this.#queue = [];
-    this.#flushing = this.wal
-      .append(batch.map((b) => b.entry))
-      .then(
-        () => {
-          this.#lastError = undefined;
-          this.#appended += batch.length;
-          for (const b of batch) this.#durable.set(b.entry.stream, { seq: b.entry.seq, hash: b.entry.hash });
-          for (const b of batch) this.#uncommitted.push(b.entry);
-          for (const b of batch) b.done();
-          for (const l of this.#listeners) l(this.#uncommitted.length);
-        },
-        (err: unknown) => {
-          this.#lastError = { message: err instanceof Error ? err.message : String(err), at: Date.now() };
-          // Entries queued behind the failed batch chain onto records that were never stored: fail them too,
-          // and point every affected stream back at its last durable record.
-          const failed = [...batch, ...this.#queue];
-          this.#queue = [];
-          for (const b of failed) {
-            const d = this.#durable.get(b.entry.stream) ?? this.tailOf(b.entry.stream);
-            if (d === undefined) this.#tails.delete(b.entry.stream);
-            else this.#tails.set(b.entry.stream, { ...d, used: Date.now() });
-          }
-          const ge = new GatewayError('AUDIT_UNAVAILABLE', `Audit log unavailable: ${this.#lastError.message}`, { cause: err });
-          for (const b of failed) b.done(ge);
-        },
-      )
-      .finally(() => {
-        this.#flushing = undefined;
-        this.#schedule();
-      });
+  #fail(epoch: number, ids: readonly number[], message: string): void {
+    if (epoch >= this.#epoch) {
+      this.#lastError = { message, at: Date.now() };
+      this.#epoch = epoch + 1;
+      for (const [s, t] of this.#tails) {
+        const d = this.#durable.get(s) ?? this.tailOf(s);
+        if (d === undefined) this.#tails.delete(s);
+        else this.#tails.set(s, { seq: d.seq, prev: d.hash, used: t.used });
+      }
+      this.#port?.post({ kind: 'epoch', min: this.#epoch });
+    }
+    const ge = new GatewayError('AUDIT_UNAVAILABLE', `Audit log unavailable: ${message}`);
+    for (const id of ids) {
+      const w = this.#waiting.get(id);
+      this.#waiting.delete(id);
+      w?.done(ge);
+    }
   }
 }

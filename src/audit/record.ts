@@ -73,13 +73,36 @@ const headers = new WeakMap<AuditSigner, string>();
  * (v, stream, seq, ts, prev, type, then the event's own).
  */
 export function signRecord(signer: AuditSigner, record: AuditRecord): string {
+  const { stream, seq, ts, prev, ...event } = record;
+  return sealRecord(signer, recordText(recordParts(stream, seq, ts, event), prev));
+}
+
+/** A record's JSON without its `prev`: what the log knows before the sealer chains it. */
+export interface RecordParts {
+  /** `{"v":1,"stream":…,"seq":…,"ts":"…"` */
+  readonly head: string;
+  /** `,"type":…}`: the event's own fields, after `prev`. */
+  readonly rest: string;
+}
+
+export function recordParts(stream: string, seq: number, ts: string, event: Omit<AuditEvent, 'ts'> & { readonly v?: 1; readonly ts?: string }): RecordParts {
+  const { v: _v, ts: _ts, type, ...own } = event;
+  const rest = JSON.stringify({ type, ...own });
+  return { head: `{"v":1,"stream":${JSON.stringify(stream)},"seq":${seq},"ts":${JSON.stringify(ts)}`, rest: `,${rest.slice(1)}` };
+}
+
+/** The record's JSON with its `prev` in place. */
+export function recordText(parts: RecordParts, prev: string | null): string {
+  return `${parts.head},"prev":${prev === null ? 'null' : JSON.stringify(prev)}${parts.rest}`;
+}
+
+/** The signed line of a record's exact JSON text. */
+export function sealRecord(signer: AuditSigner, text: string): string {
   let protectedHeader = headers.get(signer);
   if (protectedHeader === undefined) {
     protectedHeader = b64(JSON.stringify({ alg: signer.alg, kid: signer.kid }));
     headers.set(signer, protectedHeader);
   }
-  const { v, stream, seq, ts, prev, type, ...rest } = record;
-  const text = JSON.stringify({ v, stream, seq, ts, prev, type, ...rest });
   const signature = b64(signer.sign(Buffer.from(`${protectedHeader}.${b64(text)}`)));
   return `{"jws":"${protectedHeader}..${signature}","record":${text}}`;
 }

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fdatasync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, write, writeSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -12,17 +12,21 @@ export interface WalEntry {
   readonly hash: string;
 }
 
-/** The write-ahead log as the audit log uses it (a real one on disk; fakes in tests). */
+/** The writing side of the write-ahead log (a real one on disk; fakes in tests). It runs where the sealer runs. */
 export interface WriteAheadLog {
-  /** Write and fdatasync the entries (one group); resolves when durable. */
-  append(entries: readonly WalEntry[]): Promise<void>;
+  /** Write the entries (one group) and fdatasync; returns once durable, throws when they may not be. */
+  append(entries: readonly WalEntry[]): void;
   /** Close the current segment and start a new one; returns the closed segment's number. */
-  roll(): Promise<number>;
+  roll(): number;
+  close(): Promise<void>;
+}
+
+/** The WAL's segments as the committer sees them: read back on start, dropped once committed. */
+export interface WalFiles {
+  /** Every intact entry in every segment, oldest first (see recoverEntries). */
+  recover(): WalEntry[];
   /** Delete segments up to and including `segment` (their entries are committed). */
   drop(segment: number): void;
-  /** Every intact entry in every segment, oldest first (a torn tail is discarded). */
-  recover(): WalEntry[];
-  close(): Promise<void>;
 }
 
 const MIN_SPARE = 256 * 1024;
@@ -51,28 +55,16 @@ export class FileWal implements WriteAheadLog {
   /** A zero-filled, synced file ready to become the next segment. */
   #spare: string | undefined;
   #preparing: Promise<void> | undefined;
-  /** Until when groups are flushed off the event loop (after a slow flush). */
-  #asyncUntil = 0;
   /** How large the next spare is: a little more than the last segment grew to (bounded). */
   #spareBytes: number;
 
-  constructor(
-    private readonly dir: string,
-    private readonly opts: { slowFlushMs?: number; now?: () => number } = {},
-  ) {
+  /** Opens the WAL in `dir` for writing: new entries go to a segment numbered after every existing one. */
+  constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     for (const f of readdirSync(dir)) if (f.endsWith('.spare')) rmSync(path.join(dir, f), { force: true });
-    this.#segment = Math.max(0, ...this.#segments()) + 1;
+    this.#segment = Math.max(0, ...segments(dir)) + 1;
     this.#spareBytes = MIN_SPARE;
     this.#prepareSpare();
-  }
-
-  #segments(): number[] {
-    return readdirSync(this.dir)
-      .map((f) => /^wal-(\d+)\.log$/.exec(f)?.[1])
-      .filter((n): n is string => n !== undefined)
-      .map(Number)
-      .sort((a, b) => a - b);
   }
 
   /** Write a spare segment of zeros on the thread pool; failures only mean the next segment grows instead. */
@@ -120,13 +112,11 @@ export class FileWal implements WriteAheadLog {
   }
 
   /**
-   * One write + fdatasync per group. On a fast disk the flush runs on the event
-   * loop: it takes a fraction of a millisecond, every request waits for its
-   * group anyway, and the two thread-pool round trips cost more CPU and latency
-   * than the flush. A flush slower than `slowFlushMs` (default 10) moves the
-   * next 10 s of flushes to the thread pool, so a slow disk never stalls the loop.
+   * One write + fdatasync per group, blocking: the WAL runs on the sealer's
+   * own thread (a worker), where blocking stalls nobody but the next group,
+   * which meanwhile gathers everything that arrives.
    */
-  async append(entries: readonly WalEntry[]): Promise<void> {
+  append(entries: readonly WalEntry[]): void {
     if (entries.length === 0) return;
     const fd = this.#open();
     let text = '';
@@ -134,14 +124,6 @@ export class FileWal implements WriteAheadLog {
     const data = Buffer.from(text);
     const at = this.#pos;
     this.#pos += data.length;
-    const now = this.opts.now ?? Date.now;
-    if (now() < this.#asyncUntil) {
-      return flushAsync(fd, data, at).catch((err: unknown) => {
-        this.#abandon();
-        throw err;
-      });
-    }
-    const started = now();
     try {
       for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off, at + off);
       fdatasyncSync(fd);
@@ -149,7 +131,6 @@ export class FileWal implements WriteAheadLog {
       this.#abandon();
       throw err;
     }
-    if (now() - started > (this.opts.slowFlushMs ?? 10)) this.#asyncUntil = now() + 10_000;
   }
 
   /**
@@ -174,36 +155,13 @@ export class FileWal implements WriteAheadLog {
     return this.#spare !== undefined;
   }
 
-  /** Whether the next group will be flushed on the thread pool (after a slow flush). */
-  get flushingAsync(): boolean {
-    return (this.opts.now ?? Date.now)() < this.#asyncUntil;
-  }
-
-  async roll(): Promise<number> {
+  roll(): number {
     const closed = this.#segment;
     if (this.#pos > 0) this.#spareBytes = Math.min(MAX_SPARE, Math.max(MIN_SPARE, Math.ceil((this.#pos * 1.25) / MIN_SPARE) * MIN_SPARE));
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = undefined;
     this.#segment++;
     return closed;
-  }
-
-  drop(segment: number): void {
-    for (const n of this.#segments()) if (n <= segment) rmSync(path.join(this.dir, `wal-${n}.log`), { force: true });
-  }
-
-  recover(): WalEntry[] {
-    const out: WalEntry[] = [];
-    for (const n of this.#segments()) {
-      const text = readFileSync(path.join(this.dir, `wal-${n}.log`), 'utf8');
-      for (const raw of text.split('\n')) {
-        if (raw === '') continue;
-        const e = parseEntry(raw);
-        if (e === undefined) break; // a torn write at the tail: nothing after it was acknowledged
-        out.push(e);
-      }
-    }
-    return out;
   }
 
   async close(): Promise<void> {
@@ -213,6 +171,58 @@ export class FileWal implements WriteAheadLog {
     if (this.#spare !== undefined) rmSync(this.#spare, { force: true });
     this.#spare = undefined;
   }
+}
+
+function segments(dir: string): number[] {
+  return readdirSync(dir)
+    .map((f) => /^wal-(\d+)\.log$/.exec(f)?.[1])
+    .filter((n): n is string => n !== undefined)
+    .map(Number)
+    .sort((a, b) => a - b);
+}
+
+/** The segments in `dir`, to read back and drop (the writer may be busy with a newer one meanwhile). */
+export function walFiles(dir: string): WalFiles {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return {
+    recover: () => recoverEntries(segments(dir).map((n) => readFileSync(path.join(dir, `wal-${n}.log`), 'utf8'))),
+    drop(segment) {
+      for (const n of segments(dir)) if (n <= segment) rmSync(path.join(dir, `wal-${n}.log`), { force: true });
+    },
+  };
+}
+
+/**
+ * The intact entries of the segments' texts, oldest first. A segment is read
+ * up to its first entry that does not check out (a torn write; nothing after
+ * it was acknowledged). When a stream's seq goes back, the later entries win:
+ * after a failed write the log rewrites the stream from its last durable
+ * record, and what the failed write left behind was never acknowledged.
+ */
+export function recoverEntries(texts: readonly string[]): WalEntry[] {
+  const out: WalEntry[] = [];
+  const last = new Map<string, number>();
+  let rewound = false;
+  for (const text of texts) {
+    for (const raw of text.split('\n')) {
+      if (raw === '' || raw.charCodeAt(0) === 0) break; // the end of what was written (a preallocated segment's zeros)
+      const e = parseEntry(raw);
+      if (e === undefined) break;
+      if ((last.get(e.stream) ?? -1) >= e.seq) rewound = true;
+      last.set(e.stream, e.seq);
+      out.push(e);
+    }
+  }
+  if (!rewound) return out;
+  // Keep, per stream, only the entries the final chain runs through.
+  const kept: (WalEntry | undefined)[] = [...out];
+  const chain = new Map<string, number[]>();
+  out.forEach((e, i) => {
+    const at = chain.get(e.stream) ?? chain.set(e.stream, []).get(e.stream)!;
+    while (at.length > 0 && out[at[at.length - 1]!]!.seq >= e.seq) kept[at.pop()!] = undefined;
+    at.push(i);
+  });
+  return kept.filter((e) => e !== undefined);
 }
 
 /** One WAL line back into its entry, or undefined when it is torn or corrupt. */
@@ -233,17 +243,4 @@ function parseEntry(raw: string): WalEntry | undefined {
   }
   if (!Number.isInteger(seq) || typeof stream !== 'string') return undefined;
   return { stream, seq, line, hash };
-}
-
-/** Write all of `data` at `at` and fdatasync, on the thread pool. */
-function flushAsync(fd: number, data: Buffer, at: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const from = (off: number) =>
-      write(fd, data, off, data.length - off, at + off, (err, n) => {
-        if (err) return reject(err);
-        if (off + n < data.length) return from(off + n);
-        fdatasync(fd, (e) => (e ? reject(e) : resolve()));
-      });
-    from(0);
-  });
 }

@@ -1,8 +1,8 @@
 import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { chains } from '../audit/verify.js';
 import { CHECKPOINT_STREAM } from '../audit/store.js';
+import { startWorker } from '../worker-thread.js';
 import { anchors, finish, mergeParts, type ImpactReport, type PartialReport } from './replay.js';
 
 /**
@@ -22,10 +22,6 @@ export async function replayImpactParallel(auditRepo: string, base: Uint8Array, 
     least.bytes += s.bytes;
   }
   const anchored = [...anchors(auditRepo)];
-  // Under tsx/vitest the sources are .ts; built, they are .js.
-  const self = new URL(import.meta.url);
-  const ts = self.pathname.endsWith('.ts');
-  const workerUrl = new URL(ts ? './replay-worker.ts' : './replay-worker.js', self);
   const parts = await Promise.all(
     shares
       .filter((s) => s.streams.length > 0)
@@ -33,10 +29,7 @@ export async function replayImpactParallel(auditRepo: string, base: Uint8Array, 
         (s) =>
           new Promise<PartialReport>((resolve, reject) => {
             const workerData = { auditRepo, base, head, anchors: anchored, streams: s.streams, ...(opts.since !== undefined ? { since: opts.since } : {}) };
-            // From sources (tsx, dev and benchmarks) the worker registers tsx first; built, it is plain JS.
-            const w = ts
-              ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(workerUrl.href)}); });`, { eval: true, workerData })
-              : new Worker(workerUrl, { workerData });
+            const w = startWorker(import.meta.url, 'replay-worker', workerData);
             w.once('message', (m: PartialReport) => resolve(m));
             w.once('error', reject);
             w.once('exit', (code) => (code === 0 ? undefined : reject(new Error(`impact worker exited with ${code}`))));

@@ -2,16 +2,33 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { AuditCommitter } from '../../src/audit/committer.js';
-import { AuditLog } from '../../src/audit/log.js';
+import type { KeyObject } from 'node:crypto';
 import { auditSigner, type AuditEvent, type AuditSigner } from '../../src/audit/record.js';
 import { GitAuditStore } from '../../src/audit/store.js';
-import { FileWal } from '../../src/audit/wal.js';
+import { openAuditTrail, type AuditTrail } from '../../src/audit/trail.js';
 import { canonicalJson } from '../../src/canonical-json.js';
 import { generateSigningKey, type SigningAlg } from '../../src/credentials/algorithms.js';
 
 export function newSigner(kid: string, alg: SigningAlg = 'ES256'): AuditSigner {
   return auditSigner(kid, generateSigningKey(alg));
+}
+
+export interface AuditKey {
+  readonly kid: string;
+  readonly key: KeyObject;
+  readonly signer: AuditSigner;
+}
+
+export function newAuditKey(kid: string, alg: SigningAlg = 'ES256'): AuditKey {
+  const key = generateSigningKey(alg);
+  return { kid, key, signer: auditSigner(kid, key) };
+}
+
+/** The real log (sealing on its worker thread), WAL, store and committer over `root`, as a gateway start builds them. */
+export async function openTrail(root: string, k: AuditKey = newAuditKey('k1')): Promise<AuditTrail & { store: GitAuditStore; key: AuditKey }> {
+  const store = await GitAuditStore.open(path.join(root, 'audit'), k.signer);
+  const trail = openAuditTrail(store, { walDir: path.join(root, 'wal'), kid: k.kid, key: k.key, everyRecords: 1_000_000, everyMs: 60_000 });
+  return { ...trail, store, key: k };
 }
 
 /** A decision event as the gateway records one (valid against schemas/audit-record.schema.json). */
@@ -41,13 +58,10 @@ export function decisionEvent(exchange: string, sub = 'alice'): AuditEvent {
 }
 
 /** A real audit repo written through the real log, WAL, store and committer. */
-export async function buildAuditRepo(streams: Record<string, number>, signer = newSigner('test-key')): Promise<string> {
+export async function buildAuditRepo(streams: Record<string, number>, k = newAuditKey('test-key')): Promise<string> {
   const root = mkdtempSync(path.join(tmpdir(), 'gitgate-audit-'));
   const repo = path.join(root, 'audit');
-  const store = await GitAuditStore.open(repo, signer);
-  const wal = new FileWal(path.join(root, 'wal'));
-  const log = new AuditLog(wal, signer, (s) => store.tail(s));
-  const committer = new AuditCommitter(log, wal, store, { everyRecords: 1_000_000, everyMs: 60_000 });
+  const { log, committer } = await openTrail(root, k);
   let round = 0;
   // Two commits, so the history has more than one step.
   for (const half of [0, 1]) {
@@ -57,6 +71,6 @@ export async function buildAuditRepo(streams: Record<string, number>, signer = n
     }
     await committer.commit();
   }
-  await wal.close();
+  await log.close();
   return repo;
 }

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
@@ -102,18 +101,12 @@ describe('every exchange through the gateway is recorded, signed and committed',
 class FlakyWal implements WriteAheadLog {
   failing = false;
   constructor(private readonly inner: WriteAheadLog) {}
-  async append(entries: readonly WalEntry[]) {
+  append(entries: readonly WalEntry[]) {
     if (this.failing) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-    return this.inner.append(entries);
+    this.inner.append(entries);
   }
   roll() {
     return this.inner.roll();
-  }
-  drop(n: number) {
-    this.inner.drop(n);
-  }
-  recover() {
-    return this.inner.recover();
   }
   close() {
     return this.inner.close();
@@ -123,8 +116,8 @@ class FlakyWal implements WriteAheadLog {
 describe('the gateway fails closed when it cannot record', () => {
   it('a WAL that cannot be written: no answer without its record, nothing forwarded, /readyz says why', async () => {
     const upstream = (await startHttpServer()) as Upstream;
-    const wal = new FlakyWal(new FileWal(mkdtempSync(path.join(tmpdir(), 'gitgate-flaky-wal-'))));
-    const gw2 = await startGateway({ upstreams: { http: { url: upstream.url } }, options: { wal } });
+    let wal!: FlakyWal;
+    const gw2 = await startGateway({ upstreams: { http: { url: upstream.url } }, options: { wal: (dir) => (wal = new FlakyWal(new FileWal(dir))) } });
     try {
       const c = await connectClient(`${gw2.url}/mcp/http`, await gw2.token('bob'));
       await c.client.callTool({ name: 'echo', arguments: { message: 'recorded' } });

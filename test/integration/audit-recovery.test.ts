@@ -2,21 +2,9 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, statSync, writeF
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AuditCommitter } from '../../src/audit/committer.js';
-import { AuditLog } from '../../src/audit/log.js';
-import { GitAuditStore, PART_BYTES, streamFile } from '../../src/audit/store.js';
+import { PART_BYTES, streamFile } from '../../src/audit/store.js';
 import { verifyAuditRepo } from '../../src/audit/verify.js';
-import { FileWal } from '../../src/audit/wal.js';
-import { decisionEvent, newSigner } from '../helpers/audit-repo.js';
-
-/** A log, WAL, store and committer over one data folder, as a gateway start builds them. */
-async function open(root: string, signer = newSigner('k1')) {
-  const store = await GitAuditStore.open(path.join(root, 'audit'), signer);
-  const wal = new FileWal(path.join(root, 'wal'));
-  const log = new AuditLog(wal, signer, (s) => store.tail(s));
-  const committer = new AuditCommitter(log, wal, store, { everyRecords: 1_000_000, everyMs: 60_000 });
-  return { store, wal, log, committer, signer };
-}
+import { decisionEvent, openTrail as open } from '../helpers/audit-repo.js';
 
 describe('audit recovery after a crash mid-write to the audit repo', () => {
   it('a torn line and stray files in the work tree are discarded; the WAL puts the records back whole', async () => {
@@ -27,14 +15,14 @@ describe('audit recovery after a crash mid-write to the audit repo', () => {
     // Durable in the WAL, not committed yet.
     for (let i = 3; i < 6; i++) await first.log.append('s1', decisionEvent(`a${i}`));
     await first.log.append('s2', decisionEvent('b0'));
-    await first.wal.close();
+    await first.log.close();
     // The crash: SIGKILL during the store's append left half a line, and a new stream file half-made.
     const s1 = streamFile(path.join(root, 'audit'), 's1');
     const whole = readFileSync(s1, 'utf8');
     appendFileSync(s1, whole.split('\n')[0]!.slice(0, 40));
     writeFileSync(streamFile(path.join(root, 'audit'), 's2'), '{"jws":"eyJ');
 
-    const second = await open(root, first.signer);
+    const second = await open(root, first.key);
     expect(await second.committer.recover()).toBe(4);
     const lines = readFileSync(s1, 'utf8').trim().split('\n');
     expect(lines).toHaveLength(6);
@@ -44,7 +32,7 @@ describe('audit recovery after a crash mid-write to the audit repo', () => {
     // The chain goes on from the recovered tail.
     await second.log.append('s1', decisionEvent('a6'));
     await second.committer.commit();
-    await second.wal.close();
+    await second.log.close();
     expect((await verifyAuditRepo(path.join(root, 'audit'))).ok).toBe(true);
   });
 });
@@ -56,7 +44,7 @@ describe('audit stream files', () => {
     // About 1.5 KB per record: 700 records span several parts.
     for (let i = 0; i < 700; i++) await first.log.append('s1', decisionEvent(`p${i}-${'x'.repeat(600)}`));
     await first.committer.commit();
-    await first.wal.close();
+    await first.log.close();
     const repo = path.join(root, 'audit');
     const parts: string[] = [];
     while (existsSync(streamFile(repo, 's1', parts.length))) parts.push(streamFile(repo, 's1', parts.length));
@@ -66,11 +54,11 @@ describe('audit stream files', () => {
     for (const f of parts.slice(0, -1)) expect(statSync(f).size).toBeGreaterThan(PART_BYTES - 4096);
     expect(parts.flatMap((f) => readFileSync(f, 'utf8').trim().split('\n'))).toHaveLength(700);
 
-    const second = await open(root, first.signer);
+    const second = await open(root, first.key);
     await second.committer.recover();
     await second.log.append('s1', decisionEvent('after-restart'));
     await second.committer.commit();
-    await second.wal.close();
+    await second.log.close();
     const report = await verifyAuditRepo(repo);
     expect(report.ok, JSON.stringify(report.error)).toBe(true);
     expect(report.records).toBe(701);

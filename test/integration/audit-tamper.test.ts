@@ -5,7 +5,7 @@ import { simpleGit } from 'simple-git';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { signRecord, parseLine } from '../../src/audit/record.js';
 import { verifyAuditRepo } from '../../src/audit/verify.js';
-import { buildAuditRepo, newSigner } from '../helpers/audit-repo.js';
+import { buildAuditRepo, newAuditKey, newSigner } from '../helpers/audit-repo.js';
 import { gitgate } from '../helpers/cli.js';
 
 const A = 'sessions/2026-11-26/aaaaaaaa-0000-4000-8000-000000000001';
@@ -13,9 +13,10 @@ const B = 'sessions/2026-11-26/bbbbbbbb-0000-4000-8000-000000000002';
 
 describe('gitgate audit verify catches tampering and names it', () => {
   let pristine: string;
-  const signer = newSigner('test-key');
+  const key = newAuditKey('test-key');
+  const signer = key.signer;
   beforeAll(async () => {
-    pristine = await buildAuditRepo({ [A]: 6, [B]: 4 }, signer);
+    pristine = await buildAuditRepo({ [A]: 6, [B]: 4 }, key);
   });
 
   const copy = () => {

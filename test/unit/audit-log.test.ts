@@ -1,11 +1,13 @@
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { appendFileSync, closeSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AuditLog } from '../../src/audit/log.js';
-import { auditSigner, hashLine, parseLine } from '../../src/audit/record.js';
-import { FileWal, type WalEntry, type WriteAheadLog } from '../../src/audit/wal.js';
+import { AuditLog, type StreamTail, type TailLookup } from '../../src/audit/log.js';
+import { auditSigner, hashLine, parseLine, verifyParsed } from '../../src/audit/record.js';
+import { localSealer, workerSealer } from '../../src/audit/sealer-port.js';
+import { FileWal, recoverEntries, walFiles, type WalEntry, type WriteAheadLog } from '../../src/audit/wal.js';
+import { generateSigningKey } from '../../src/credentials/algorithms.js';
 import { GatewayError } from '../../src/errors.js';
 
 const signer = auditSigner('k', createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
@@ -15,26 +17,24 @@ class MemoryWal implements WriteAheadLog {
   entries: WalEntry[] = [];
   batches = 0;
   failing: Error | undefined;
-  async append(entries: readonly WalEntry[]) {
-    await new Promise((r) => setImmediate(r));
+  append(entries: readonly WalEntry[]) {
     if (this.failing) throw this.failing;
     this.batches++;
     this.entries.push(...entries);
   }
-  async roll() {
+  roll() {
     return 0;
-  }
-  drop() {}
-  recover() {
-    return [...this.entries];
   }
   async close() {}
 }
 
+/** A log sealing in this thread into `wal`. */
+const logOver = (wal: WriteAheadLog, tailOf: TailLookup = () => undefined) => new AuditLog(() => localSealer(signer, wal), tailOf);
+
 describe('AuditLog', () => {
   it('chains each stream with gap-free seq and prev = hash of the previous line', async () => {
     const wal = new MemoryWal();
-    const log = new AuditLog(wal, signer, () => undefined);
+    const log = logOver(wal);
     await Promise.all([log.append('a', { type: 'decision' }), log.append('b', { type: 'decision' }), log.append('a', { type: 'response' })]);
     const a = wal.entries.filter((e) => e.stream === 'a');
     expect(a.map((e) => e.seq)).toEqual([0, 1]);
@@ -44,39 +44,47 @@ describe('AuditLog', () => {
 
   it('group-commits: many appends in one tick become few WAL writes', async () => {
     const wal = new MemoryWal();
-    const log = new AuditLog(wal, signer, () => undefined);
+    const log = logOver(wal);
     await Promise.all(Array.from({ length: 100 }, (_, i) => log.append(`s${i % 3}`, { type: 'decision' })));
     expect(wal.entries).toHaveLength(100);
     expect(wal.batches).toBeLessThanOrEqual(2);
     expect(log.status()).toMatchObject({ healthy: true, appended: 100, uncommitted: 100 });
   });
 
-  it('group-commits with a WAL that flushes synchronously (FileWal on a fast disk): one write for the whole tick', async () => {
+  it('group-commits: the records appended in one turn of the loop are one message and one write', async () => {
     const sizes: number[] = [];
-    const syncWal: WriteAheadLog = {
-      append: async (entries) => {
-        sizes.push(entries.length);
-      },
-      roll: async () => 0,
-      drop: () => undefined,
-      recover: () => [],
-      close: async () => undefined,
-    };
-    const log = new AuditLog(syncWal, signer, () => undefined);
+    const wal: WriteAheadLog = { append: (entries) => void sizes.push(entries.length), roll: () => 0, close: async () => undefined };
+    const log = logOver(wal);
     await Promise.all(Array.from({ length: 16 }, (_, i) => log.append(`s${i}`, { type: 'response' })));
     expect(sizes).toEqual([16]);
   });
 
+  it('a deferred record rides with the next record someone waits for, or is written within HOLD_MS', async () => {
+    const wal = new MemoryWal();
+    const log = logOver(wal);
+    let decided = false;
+    void log.append('s', { type: 'decision' }, { defer: true }).then(() => (decided = true));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(wal.entries).toHaveLength(0);
+    await log.append('s', { type: 'response' });
+    expect(wal.batches).toBe(1);
+    expect(decided).toBe(true);
+    // With nothing else coming, the hold timer writes it on its own.
+    await log.append('s', { type: 'decision' }, { defer: true });
+    expect(wal.batches).toBe(2);
+    expect(wal.entries.map((e) => e.seq)).toEqual([0, 1, 2]);
+  });
+
   it('continues a stream from its stored tail', async () => {
     const wal = new MemoryWal();
-    const log = new AuditLog(wal, signer, (s) => (s === 'old' ? { seq: 41, hash: 'h41' } : undefined));
+    const log = logOver(wal, (s) => (s === 'old' ? { seq: 41, hash: 'h41' } : undefined));
     await log.append('old', { type: 'decision' });
     expect(parseLine(wal.entries[0]!.line).record).toMatchObject({ seq: 42, prev: 'h41' });
   });
 
   it('fails closed when the WAL cannot be written, and recovers its chain when it can', async () => {
     const wal = new MemoryWal();
-    const log = new AuditLog(wal, signer, () => undefined);
+    const log = logOver(wal);
     await log.append('s', { type: 'decision' });
     wal.failing = Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
     const a = log.append('s', { type: 'response' });
@@ -98,7 +106,7 @@ describe('AuditLog.evict', () => {
   it('drops chain state of least recently used streams, but only those already stored', async () => {
     const wal = new MemoryWal();
     const stored = new Map<string, { seq: number; hash: string }>();
-    const log = new AuditLog(wal, signer, (s) => stored.get(s));
+    const log = logOver(wal, (s) => stored.get(s));
     for (const s of ['a', 'b', 'c']) await log.append(s, { type: 'decision' });
     // Only b's record reached the store.
     stored.set('b', { seq: 0, hash: hashLine(wal.entries.find((e) => e.stream === 'b')!.line) });
@@ -115,88 +123,137 @@ describe('AuditLog.evict', () => {
 
 const entry = (stream: string, seq: number, line: string): WalEntry => ({ stream, seq, line, hash: hashLine(line) });
 
+const recovered = (dir: string) => walFiles(dir).recover().map((e) => e.line);
+
 describe('FileWal', () => {
   it('recovers intact entries across segments and discards a torn tail', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
     const wal = new FileWal(dir);
-    await wal.append([entry('s', 0, 'L0')]);
-    await wal.roll();
-    await wal.append([entry('s', 1, 'L1'), entry('t', 0, 'T0')]);
+    wal.append([entry('s', 0, 'L0')]);
+    wal.roll();
+    wal.append([entry('s', 1, 'L1'), entry('t', 0, 'T0')]);
     await wal.close();
     const seg = path.join(dir, 'wal-2.log');
     appendFileSync(seg, `${hashLine('L2')}\t2\t"s"\tL`);
-    expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1', 'T0']);
+    expect(recovered(dir)).toEqual(['L0', 'L1', 'T0']);
     // A flipped checksum also ends the segment.
     writeFileSync(seg, readFileSync(seg, 'utf8').replace('\tT0', '\tTX'));
-    expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1']);
-  });
-
-  it('flushes on the event loop while the disk is fast, and on the thread pool for a while after a slow flush', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
-    let clock = 1_000;
-    let step = 0;
-    // Every reading of the clock advances it by `step` ms: a flush then "takes" `step` ms.
-    const wal = new FileWal(dir, { slowFlushMs: 10, now: () => (clock += step) });
-    await wal.append([entry('s', 0, 'L0')]);
-    expect(wal.flushingAsync).toBe(false);
-    step = 25;
-    await wal.append([entry('s', 1, 'L1')]);
-    expect(wal.flushingAsync).toBe(true);
-    step = 0;
-    await wal.append([entry('s', 2, 'L2')]); // on the thread pool, durable all the same
-    clock += 10_001;
-    expect(wal.flushingAsync).toBe(false);
-    await wal.append([entry('s', 3, 'L3')]);
-    await wal.close();
-    expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1', 'L2', 'L3']);
+    expect(recovered(dir)).toEqual(['L0', 'L1']);
   });
 
   it('writes into a preallocated spare segment; recovery stops at the zeros after the last entry', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
     const wal = new FileWal(dir);
     expect(await wal.spareReady()).toBe(true);
-    await wal.append([entry('s', 0, 'L0'), entry('s', 1, 'L1')]);
+    wal.append([entry('s', 0, 'L0'), entry('s', 1, 'L1')]);
     const seg = path.join(dir, readdirSync(dir).find((f) => f.startsWith('wal-'))!);
     expect(statSync(seg).size).toBe(256 * 1024); // written in place: the file did not grow
-    await wal.append([entry('s', 2, 'L2')]);
-    await wal.roll();
+    wal.append([entry('s', 2, 'L2')]);
+    wal.roll();
     await wal.spareReady();
-    await wal.append([entry('t', 0, 'T0')]);
+    wal.append([entry('t', 0, 'T0')]);
     await wal.close();
     expect(readdirSync(dir).filter((f) => f.endsWith('.spare'))).toEqual([]);
-    expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1', 'L2', 'T0']);
+    expect(recovered(dir)).toEqual(['L0', 'L1', 'L2', 'T0']);
   });
 
   it('after a failed write, later groups go to a new segment, so recovery still finds them', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
     const wal = new FileWal(dir);
-    await wal.append([entry('s', 0, 'L0')]);
-    // Fault injection: close the segment's descriptor behind the WAL's back (found through /proc).
-    const seg = path.join(dir, readdirSync(dir).find((f) => f.startsWith('wal-'))!);
-    const fd = readdirSync('/proc/self/fd').map(Number).find((n) => {
+    wal.append([entry('s', 0, 'L0')]);
+    closeSync(segmentFd(dir)); // fault injection: the descriptor closed behind the WAL's back
+    expect(() => wal.append([entry('s', 1, 'L1')])).toThrow();
+    wal.append([entry('s', 1, 'L1')]);
+    await wal.close();
+    expect(readdirSync(dir).filter((f) => f.startsWith('wal-'))).toHaveLength(2);
+    expect(recovered(dir)).toEqual(['L0', 'L1']);
+  });
+
+  it('drops committed segments and continues numbering after a restart', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
+    const a = new FileWal(dir);
+    a.append([entry('s', 0, 'L0')]);
+    walFiles(dir).drop(a.roll());
+    a.append([entry('s', 1, 'L1')]);
+    await a.close();
+    const b = new FileWal(dir);
+    b.append([entry('s', 2, 'L2')]);
+    await b.close();
+    expect(readdirSync(dir).filter((f) => f.startsWith('wal-')).sort()).toEqual(['wal-2.log', 'wal-3.log']);
+    expect(recovered(dir)).toEqual(['L1', 'L2']);
+  });
+});
+
+describe('recoverEntries', () => {
+  const text = (...es: WalEntry[]) => es.map((e) => `${e.hash}\t${e.seq}\t${JSON.stringify(e.stream)}\t${e.line}\n`).join('');
+
+  it('when a stream is rewritten from an earlier seq (after a failed write), the later entries win', () => {
+    // Segment 1 holds s:0..2 and t:0; the write of s:2 failed after landing, and s was rewritten from s:1 in segment 2.
+    const first = text(entry('s', 0, 'S0'), entry('s', 1, 'S1'), entry('t', 0, 'T0'), entry('s', 2, 'S2-failed'));
+    const second = text(entry('s', 2, 'S2'), entry('s', 3, 'S3'), entry('t', 1, 'T1'));
+    expect(recoverEntries([first, second]).map((e) => e.line)).toEqual(['S0', 'S1', 'T0', 'S2', 'S3', 'T1']);
+  });
+});
+
+/** The descriptor this process holds on the WAL's open segment in `dir` (found through /proc). */
+function segmentFd(dir: string): number {
+  const seg = path.join(dir, readdirSync(dir).find((f) => f.startsWith('wal-'))!);
+  const fd = readdirSync('/proc/self/fd')
+    .map(Number)
+    .find((n) => {
       try {
         return readlinkSync(`/proc/self/fd/${n}`) === seg;
       } catch {
         return false;
       }
     });
-    expect(fd).toBeDefined();
-    closeSync(fd!);
-    await expect(wal.append([entry('s', 1, 'L1')])).rejects.toThrow();
-    await wal.append([entry('s', 1, 'L1')]);
-    await wal.close();
-    expect(readdirSync(dir).filter((f) => f.startsWith('wal-'))).toHaveLength(2);
-    expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L0', 'L1']);
+  if (fd === undefined) throw new Error(`no descriptor open on ${seg}`);
+  return fd;
+}
+
+describe('the sealer on its worker thread', () => {
+  it('chains, signs and durably writes what the log numbers; a restart continues every stream from the WAL', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-sealer-'));
+    const key = generateSigningKey('ES256');
+    const open = (tails: Map<string, StreamTail>) => new AuditLog(() => workerSealer({ dir: root, kid: 'w', key }), (s) => tails.get(s));
+    const log = open(new Map());
+    await Promise.all(Array.from({ length: 200 }, (_, i) => log.append(`s${i % 7}`, { type: i % 2 === 0 ? 'decision' : 'response' }, { defer: i % 2 === 0 })));
+    expect(log.status()).toMatchObject({ healthy: true, appended: 200, uncommitted: 200 });
+    await log.close();
+    const entries = walFiles(root).recover();
+    expect(entries).toHaveLength(200);
+    const tails = new Map<string, StreamTail>();
+    for (const e of entries) {
+      const p = parseLine(e.line);
+      expect(p.record.seq).toBe((tails.get(e.stream)?.seq ?? -1) + 1);
+      expect(p.record.prev).toBe(tails.get(e.stream)?.hash ?? null);
+      expect(verifyParsed(p, createPublicKey(key))).toBe(true);
+      tails.set(e.stream, { seq: e.seq, hash: e.hash });
+    }
+    const again = open(tails);
+    await again.append('s0', { type: 'response' });
+    await again.close();
+    const last = walFiles(root).recover().filter((e) => e.stream === 's0').at(-1)!;
+    expect(parseLine(last.line).record).toMatchObject({ seq: tails.get('s0')!.seq + 1, prev: tails.get('s0')!.hash });
   });
 
-  it('drops committed segments and continues numbering after a restart', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
-    const a = new FileWal(dir);
-    await a.append([entry('s', 0, 'L0')]);
-    const closed = await a.roll();
-    a.drop(closed);
-    await a.append([entry('s', 1, 'L1')]);
-    await a.close();
-    expect(new FileWal(dir).recover().map((e) => e.line)).toEqual(['L1']);
+  it('a write that fails on the sealer thread fails its records and makes the log unhealthy; the chains go on from the last durable records', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-sealer-'));
+    const log = new AuditLog(() => workerSealer({ dir: root, kid: 'w', key: generateSigningKey('ES256') }), () => undefined);
+    await Promise.all([log.append('a', { type: 'decision' }), log.append('b', { type: 'decision' })]);
+    closeSync(segmentFd(root)); // fault injection: the sealer's descriptor closed behind its back
+    const failed = [log.append('a', { type: 'response' }), log.append('a', { type: 'decision' })];
+    await expect(failed[0]).rejects.toThrow(/Audit log unavailable: EBADF/);
+    await expect(failed[1]).rejects.toBeInstanceOf(GatewayError);
+    expect(() => log.assertWritable()).toThrow(/Audit log unavailable/);
+    await Promise.all([log.append('a', { type: 'response' }), log.append('b', { type: 'response' })]);
+    expect(log.status().healthy).toBe(true);
+    await log.close();
+    const byStream = (s: string) => walFiles(root).recover().filter((e) => e.stream === s);
+    for (const s of ['a', 'b']) {
+      const es = byStream(s);
+      expect(es.map((e) => e.seq)).toEqual([0, 1]);
+      expect(parseLine(es[1]!.line).record.prev).toBe(es[0]!.hash);
+    }
   });
 });

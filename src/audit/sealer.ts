@@ -1,0 +1,178 @@
+import { hashLine, recordText, sealRecord, type AuditSigner, type RecordParts } from './record.js';
+import type { WalEntry, WriteAheadLog } from './wal.js';
+
+/**
+ * One record for the sealer. The log has assigned its stream and seq and
+ * written its JSON except `prev`, which the sealer fills in from its own
+ * chain: the log never waits for a signature to number the next record.
+ */
+export interface SealRequest extends RecordParts {
+  readonly id: number;
+  /** The log's failure epoch when it sent the record (see Sealer). */
+  readonly epoch: number;
+  readonly stream: string;
+  readonly seq: number;
+  /** The previous line's hash (null at seq 0) when the sealer cannot know it: a stream it has not chained yet, or after a failure. */
+  readonly prev?: string | null;
+  /** Someone waits for it: write and sync now. A record without a waiter rides with the next group that has one (or waits at most holdMs). */
+  readonly sync: boolean;
+}
+
+/** Records to seal, in order, and streams whose chain state the sealer may drop (the log reads them back from storage). */
+export type SealItem = SealRequest | { readonly forget: string };
+
+export type ToSealer =
+  | { readonly kind: 'seal'; readonly items: readonly SealItem[] }
+  /** Refuse records of epochs below `min` (the log has moved past a failure; a new sealer learns it first). */
+  | { readonly kind: 'epoch'; readonly min: number }
+  /** Write everything, then close the segment. */
+  | { readonly kind: 'roll'; readonly id: number }
+  /** Write everything. */
+  | { readonly kind: 'sync'; readonly id: number }
+  | { readonly kind: 'close'; readonly id: number };
+
+export type FromSealer =
+  /** Durable in the WAL, in the order sealed. */
+  | { readonly kind: 'durable'; readonly ids: number[]; readonly lines: string[]; readonly hashes: string[] }
+  /** Not recorded; `epoch` is the epoch of the records whose write failed (or that were refused). */
+  | { readonly kind: 'failed'; readonly ids: number[]; readonly epoch: number; readonly error: string; readonly write: boolean }
+  | { readonly kind: 'done'; readonly id: number; readonly segment?: number; readonly error?: string };
+
+/**
+ * Signs, chains and durably writes audit records; it holds the audit key and
+ * runs on its own thread (seal-worker.ts), so neither signing nor fdatasync
+ * ever blocks the gateway's event loop. Messages are handled in order; all
+ * the records that arrive while a group is being written form the next group.
+ *
+ * Failure: when a write fails, every record of that group fails, the sealer
+ * forgets its chains and refuses records of that epoch or older (the log
+ * already numbered some of them after the failed ones). The log, told of the
+ * failure, moves to the next epoch and resends each stream's last durable
+ * hash as `prev`.
+ */
+export class Sealer {
+  readonly #chains = new Map<string, { seq: number; hash: string }>();
+  /** Sealed, waiting to be written: [id, entry, epoch]. */
+  #group: { id: number; entry: WalEntry; epoch: number }[] = [];
+  #waiter = false;
+  #minEpoch = 0;
+
+  constructor(
+    private readonly signer: AuditSigner,
+    private readonly wal: WriteAheadLog,
+    private readonly send: (msg: FromSealer) => void,
+  ) {}
+
+  /** Whether sealed records wait for a group with a waiter. */
+  get holding(): boolean {
+    return this.#group.length > 0;
+  }
+
+  /** Handle one message; `seal` only queues (call flush at the end of the turn), the others flush first. */
+  async receive(msg: ToSealer): Promise<void> {
+    try {
+      await this.#receive(msg);
+    } catch (err) {
+      if ('id' in msg) this.send({ kind: 'done', id: msg.id, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  async #receive(msg: ToSealer): Promise<void> {
+    switch (msg.kind) {
+      case 'seal':
+        for (const item of msg.items) {
+          if ('forget' in item) this.#chains.delete(item.forget);
+          else this.#seal(item);
+        }
+        return;
+      case 'epoch':
+        if (msg.min > this.#minEpoch) {
+          this.#minEpoch = msg.min;
+          this.#chains.clear();
+        }
+        return;
+      case 'sync':
+        this.flush(true);
+        this.send({ kind: 'done', id: msg.id });
+        return;
+      case 'roll':
+        this.flush(true);
+        this.send({ kind: 'done', id: msg.id, segment: this.wal.roll() });
+        return;
+      case 'close':
+        this.flush(true);
+        await this.wal.close();
+        this.send({ kind: 'done', id: msg.id });
+    }
+  }
+
+  #seal(r: SealRequest): void {
+    if (r.epoch < this.#minEpoch) {
+      this.send({ kind: 'failed', ids: [r.id], epoch: r.epoch, error: 'an earlier audit write failed', write: false });
+      return;
+    }
+    const chain = this.#chains.get(r.stream);
+    let prev: string | null;
+    if (r.prev !== undefined) prev = r.prev;
+    else if (chain !== undefined && chain.seq === r.seq - 1) prev = chain.hash;
+    else {
+      this.send({ kind: 'failed', ids: [r.id], epoch: r.epoch, error: `no chain state for ${r.stream} before seq ${r.seq}`, write: false });
+      return;
+    }
+    const line = sealRecord(this.signer, recordText(r, prev));
+    const hash = hashLine(line);
+    this.#chains.set(r.stream, { seq: r.seq, hash });
+    this.#group.push({ id: r.id, entry: { stream: r.stream, seq: r.seq, line, hash }, epoch: r.epoch });
+    if (r.sync) this.#waiter = true;
+  }
+
+  /** Write and sync the group if someone waits for it (or `force`). */
+  flush(force = false): void {
+    if (this.#group.length === 0 || !(force || this.#waiter)) return;
+    const group = this.#group;
+    this.#group = [];
+    this.#waiter = false;
+    try {
+      this.wal.append(group.map((g) => g.entry));
+    } catch (err) {
+      const epoch = Math.max(...group.map((g) => g.epoch));
+      this.#minEpoch = epoch + 1;
+      this.#chains.clear();
+      this.send({ kind: 'failed', ids: group.map((g) => g.id), epoch, error: err instanceof Error ? err.message : String(err), write: true });
+      return;
+    }
+    this.send({ kind: 'durable', ids: group.map((g) => g.id), lines: group.map((g) => g.entry.line), hashes: group.map((g) => g.entry.hash) });
+  }
+}
+
+/** At most how long a record nobody waits for stays unwritten (a parked call's decision, say). */
+export const HOLD_MS = 100;
+
+/**
+ * Drive a sealer from a stream of messages: messages are handled in order,
+ * and the records of everything that arrived in one turn of the thread's
+ * event loop are written as one group.
+ */
+export function serveSealer(sealer: Sealer): (msg: ToSealer) => void {
+  let chain = Promise.resolve();
+  let scheduled = false;
+  let holdTimer: NodeJS.Timeout | undefined;
+  const endOfTurn = () => {
+    scheduled = false;
+    sealer.flush();
+    if (sealer.holding && holdTimer === undefined) {
+      holdTimer = setTimeout(() => {
+        holdTimer = undefined;
+        sealer.flush(true);
+      }, HOLD_MS);
+      holdTimer.unref();
+    }
+  };
+  return (msg) => {
+    chain = chain.then(() => sealer.receive(msg));
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(() => void chain.then(endOfTurn));
+    }
+  };
+}
