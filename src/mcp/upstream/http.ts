@@ -39,11 +39,14 @@ async function readAll(res: http.IncomingMessage, name: string, onError: (res: h
   return Buffer.concat(chunks).toString('utf8');
 }
 
+const IDLE_SOCKET_MS = 4_000;
+
 /** Streamable HTTP upstream: one connector per configured URL, keep-alive connections. */
 export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamConnector {
   const url = new URL(cfg.url);
   const lib = url.protocol === 'https:' ? https : http;
-  const agent = new lib.Agent({ keepAlive: true, maxSockets: 256 });
+  // Idle connections close after 4 s, before a server's usual keep-alive timeout (Node's is 5 s) closes them under a request.
+  const agent = new lib.Agent({ keepAlive: true, maxSockets: 256, timeout: IDLE_SOCKET_MS });
   const name = cfg.name;
   const timeouts = new WeakSet<object>();
 
@@ -59,6 +62,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
     headers: Record<string, string>,
     body: string | undefined,
     signal: AbortSignal | undefined,
+    retried = false,
   ): Promise<http.IncomingMessage> {
     return new Promise((resolve, reject) => {
       let response: http.IncomingMessage | undefined;
@@ -77,6 +81,9 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       req.on('error', (err) => {
         if (err instanceof GatewayError) reject(err);
         else if ((err as Error).name === 'AbortError') reject(err);
+        // A kept-alive connection the upstream closed as it was being reused: the request never
+        // reached it, so it goes once more on a fresh connection.
+        else if (!retried && response === undefined && req.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET') resolve(send(method, headers, body, signal, true));
         else reject(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} is unreachable: ${(err as Error).message}`, { cause: err }));
       });
       req.end(body);

@@ -1,0 +1,47 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { httpConnector } from '../../src/mcp/upstream/http.js';
+
+/**
+ * An upstream that answers the first request on each connection and then,
+ * like a server closing an idle keep-alive connection just as it is reused,
+ * drops the connection when the next request arrives on it.
+ */
+describe('Streamable HTTP upstream over kept-alive connections', () => {
+  let server: http.Server;
+  let url: string;
+  const served: string[] = [];
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      const socket = req.socket as typeof req.socket & { used?: boolean };
+      if (socket.used) {
+        socket.destroy();
+        return;
+      }
+      socket.used = true;
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const msg = JSON.parse(body) as { id: number };
+        served.push(String(msg.id));
+        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 's1' });
+        res.end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: { ok: msg.id } }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('a request that meets a connection the upstream just closed goes once more on a fresh one', async () => {
+    const connector = httpConnector({ name: 'flaky', url, audience: url, timeoutMs: 5000, maxSessions: 10, idleTimeoutMs: 60_000 });
+    const session = await connector.open();
+    const answers: unknown[] = [];
+    for (let id = 1; id <= 3; id++) for await (const m of session.request({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo' } })) answers.push(m);
+    expect(answers).toEqual([1, 2, 3].map((id) => ({ jsonrpc: '2.0', id, result: { ok: id } })));
+    // Each request reached the upstream exactly once.
+    expect(served).toEqual(['1', '2', '3']);
+    await connector.shutdown();
+  });
+});
