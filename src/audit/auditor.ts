@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { canonicalJson } from '../canonical-json.js';
 import type { GatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
@@ -7,7 +6,7 @@ import type { JsonRpcRequest, JsonRpcResponse } from '../mcp/jsonrpc.js';
 import type { DecisionOutcome } from '../policy/decide.js';
 import type { PolicyInput } from '../policy/input.js';
 import type { AuditLog } from './log.js';
-import type { AuditEvent } from './record.js';
+import { sha256Hex, type AuditEvent, type RawMember } from './record.js';
 
 const day = (d: Date) => d.toISOString().slice(0, 10);
 const hour = (d: Date) => d.toISOString().slice(11, 13);
@@ -57,15 +56,12 @@ const NOOP: ExchangeAudit = {
 
 export const disabledAuditor: Auditor = { enabled: false, begin: () => NOOP, assertWritable: () => undefined, sessionClosed: () => undefined };
 
-/**
- * Keep records bounded: an oversized payload is replaced by its size and
- * (canonical) hash. `within`: the caller already knows the value fits.
- */
-function bounded(value: unknown, maxBytes: number, within = false): unknown {
+/** Keep records bounded: an oversized payload is replaced by its size and (canonical) hash. */
+function bounded(value: unknown, maxBytes: number): unknown {
   // Native JSON.stringify measures the size; only an oversized value pays for canonical JSON.
-  if (within || Buffer.byteLength(JSON.stringify(value) ?? '') <= maxBytes) return value;
+  if (Buffer.byteLength(JSON.stringify(value) ?? '') <= maxBytes) return value;
   const text = canonicalJson(value);
-  return { truncated: true, bytes: Buffer.byteLength(text), sha256: createHash('sha256').update(text).digest('hex') };
+  return { truncated: true, bytes: Buffer.byteLength(text), sha256: sha256Hex(text) };
 }
 
 export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; now?: () => Date }): Auditor {
@@ -86,29 +82,32 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
       let session: string | undefined;
       let method: string | undefined;
       let tool: string | undefined;
-      const pending: AuditEvent[] = [];
+      /** Events from before the stream was known, with when they happened. */
+      const pending: { event: AuditEvent; ts: string; raw?: RawMember }[] = [];
       let linked: Record<string, unknown> = {};
-      const base = (): Omit<AuditEvent, 'type'> => ({
-        exchange,
-        ...(who ? { caller: who } : {}),
-        ...(upstream ? { upstream } : {}),
-        ...(session ? { session } : {}),
-        ...(method ? { method } : {}),
-        ...(tool ? { tool } : {}),
-      });
-      const emit = (untimed: AuditEvent): Promise<void> | undefined => {
-        const event = { ...untimed, ts: now().toISOString() };
+      const base = (type: AuditEvent['type']): { -readonly [K in keyof AuditEvent]: AuditEvent[K] } => {
+        const e: { -readonly [K in keyof AuditEvent]: AuditEvent[K] } = { type, exchange };
+        if (who) e.caller = who;
+        if (upstream) e.upstream = upstream;
+        if (session) e.session = session;
+        if (method) e.method = method;
+        if (tool) e.tool = tool;
+        return e;
+      };
+      const emit = (event: AuditEvent, raw?: RawMember): Promise<void> | undefined => {
+        const ts = now().toISOString();
         if (stream === undefined) {
-          pending.push(event);
+          pending.push({ event, ts, ...(raw ? { raw } : {}) });
           return undefined;
         }
         // Durable together with the answer (finish), in the same group commit.
-        return log.append(stream, event, { defer: true });
+        return log.append(stream, event, { defer: true, ts, ...(raw ? { raw } : {}) });
       };
-      const finish = (event: AuditEvent): Promise<void> => {
+      const finish = (event: AuditEvent, raw?: RawMember): Promise<void> => {
         stream ??= streams.gateway(now());
-        const all = [...pending.splice(0), event].map((e) => log.append(stream!, e));
-        return Promise.all(all).then(() => undefined);
+        const held = pending.splice(0).map((p) => log.append(stream!, p.event, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }));
+        const last = log.append(stream, event, raw ? { raw } : {});
+        return held.length === 0 ? last : Promise.all([...held, last]).then(() => undefined);
       };
       const ms = () => Number(process.hrtime.bigint() - started) / 1e6;
       return {
@@ -117,7 +116,7 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
             session = b.session.id;
             stream = streams.session(b.session.id, b.session.createdAt);
           } else stream = streams.stateless(b.stateless, now());
-          for (const e of pending.splice(0)) void log.append(stream, { ...e, ...base() }).catch(() => undefined);
+          for (const p of pending.splice(0)) void log.append(stream, { ...p.event, ...base(p.event.type) }, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }).catch(() => undefined);
         },
         caller(identity, up) {
           who = { sub: identity.sub, groups: identity.groups, issuer: identity.issuer };
@@ -135,53 +134,61 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
             if (args !== undefined) recordedInput = { ...input, mcp: { ...input.mcp, arguments: args as Record<string, unknown> } };
           }
           const d = outcome.decision;
-          void emit({
-            type: 'decision',
-            ...base(),
-            data: {
-              policy: { revision: outcome.revision.commit ?? null, bundle_digest: outcome.revision.bundleDigest },
-              allow: d.allow,
-              valid: d.valid,
-              reasons: d.reasons,
-              risk: d.risk,
-              approval_required: d.approval.required,
-              mask: d.mask,
-              credential_ttl_seconds: d.credential.ttl_seconds,
-              ...(d.rate ? { rate: d.rate } : {}),
-              // Of the exact bytes the policy evaluated (arguments unmasked: the hash proves what it saw).
-              input_sha256: createHash('sha256').update(outcome.inputJson).digest('hex'),
-              // The policy input is the request as the policy saw it (method, tool or uri, arguments).
-              input: bounded(recordedInput, opts.maxRecordedBytes, recordedInput === input && Buffer.byteLength(outcome.inputJson) <= opts.maxRecordedBytes),
-            },
-          })?.catch(() => undefined);
+          const event = base('decision');
+          event.data = {
+            policy: { revision: outcome.revision.commit ?? null, bundle_digest: outcome.revision.bundleDigest },
+            allow: d.allow,
+            valid: d.valid,
+            reasons: d.reasons,
+            risk: d.risk,
+            approval_required: d.approval.required,
+            mask: d.mask,
+            credential_ttl_seconds: d.credential.ttl_seconds,
+            ...(d.rate ? { rate: d.rate } : {}),
+            // Of the exact bytes the policy evaluated (arguments unmasked: the hash proves what it saw).
+            input_sha256: sha256Hex(outcome.inputJson),
+          };
+          // The policy input is the request as the policy saw it (method, tool or uri, arguments):
+          // unmasked and within bounds it is recorded as exactly the bytes evaluated.
+          if (recordedInput === input && Buffer.byteLength(outcome.inputJson) <= opts.maxRecordedBytes) {
+            void emit(event, { key: 'input', json: outcome.inputJson })?.catch(() => undefined);
+          } else {
+            event.data = { ...event.data, input: bounded(recordedInput, opts.maxRecordedBytes) };
+            void emit(event)?.catch(() => undefined);
+          }
         },
         opened(s, protocolVersion) {
           session = s.id;
           stream = streams.session(s.id, s.createdAt);
-          pending.push({ type: 'session.open', ...base(), ts: now().toISOString(), data: { protocol_version: protocolVersion } });
+          pending.push({ event: { ...base('session.open'), data: { protocol_version: protocolVersion } }, ts: now().toISOString() });
         },
         link(fields) {
           linked = { ...linked, ...fields };
         },
         answered(response, relayed) {
-          const bytes = Buffer.byteLength(JSON.stringify(response));
-          // The result is part of the response: when the whole fits, so does the result.
-          const fits = bytes <= opts.maxRecordedBytes;
-          return finish({
-            type: 'response',
-            ...base(),
-            data: {
-              ...linked,
-              ok: response.error === undefined,
-              ...(response.error !== undefined ? { error: response.error } : { result: bounded(response.result, opts.maxRecordedBytes, fits) }),
-              bytes,
-              relayed,
-              ms: ms(),
-            },
-          });
+          const event = base('response');
+          const data: Record<string, unknown> = { ...linked, ok: response.error === undefined };
+          event.data = data;
+          if (response.error !== undefined) {
+            data.error = response.error;
+            data.bytes = Buffer.byteLength(JSON.stringify(response));
+          } else {
+            const result = JSON.stringify(response.result) ?? 'null';
+            const resultBytes = Buffer.byteLength(result);
+            // The response's size without serializing the result twice: its JSON with the result as `0` is one byte over the rest.
+            data.bytes = Buffer.byteLength(JSON.stringify({ ...response, result: 0 })) - 1 + resultBytes;
+            data.relayed = relayed;
+            data.ms = ms();
+            if (resultBytes <= opts.maxRecordedBytes) return finish(event, { key: 'result', json: result });
+            data.result = bounded(response.result, opts.maxRecordedBytes);
+            return finish(event);
+          }
+          data.relayed = relayed;
+          data.ms = ms();
+          return finish(event);
         },
         failed(err, id) {
-          return finish({ type: 'error', ...base(), data: { ...linked, code: err.code, http_status: err.status, rpc_code: err.rpcCode, message: err.message, id, ms: ms() } });
+          return finish({ ...base('error'), data: { ...linked, code: err.code, http_status: err.status, rpc_code: err.rpcCode, message: err.message, id, ms: ms() } });
         },
       };
     },

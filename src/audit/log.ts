@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors.js';
-import { recordParts, type AuditEvent } from './record.js';
+import { recordParts, type AuditEvent, type RawMember } from './record.js';
 import type { SealerPort } from './sealer-port.js';
 import type { FromSealer, SealItem } from './sealer.js';
 import type { WalEntry } from './wal.js';
@@ -106,9 +106,10 @@ export class AuditLog {
    * Number and enqueue one event; the promise resolves once it is durable in
    * the WAL. `defer`: nobody waits for it now; it becomes durable with the next
    * group someone waits for (the decision of an exchange rides with its
-   * answer: one fsync, not two), or within HOLD_MS.
+   * answer: one fsync, not two), or within HOLD_MS. `ts`: when it happened
+   * (default: the event's, else now). `raw`: the last member of its data, as JSON.
    */
-  append(stream: string, event: AuditEvent, opts: { defer?: boolean } = {}): Promise<void> {
+  append(stream: string, event: AuditEvent, opts: { defer?: boolean; ts?: string; raw?: RawMember } = {}): Promise<void> {
     let tail = this.#tails.get(stream);
     if (tail === undefined) {
       const stored = this.tailOf(stream);
@@ -120,7 +121,7 @@ export class AuditLog {
     this.#tails.delete(stream);
     this.#tails.set(stream, { seq, used: Date.now() });
     const id = this.#nextId++;
-    const { head, rest } = recordParts(stream, seq, event.ts ?? this.now().toISOString(), event);
+    const { head, rest } = recordParts(stream, seq, opts.ts ?? event.ts ?? this.now().toISOString(), event, opts.raw);
     this.#outbox.push({ id, epoch: this.#epoch, stream, seq, head, rest, sync: opts.defer !== true, ...(prev !== undefined ? { prev } : {}) });
     const durable = new Promise<void>((resolve, reject) => this.#waiting.set(id, { stream, seq, done: (err) => (err === undefined ? resolve() : reject(err)) }));
     this.#schedule();

@@ -1,4 +1,5 @@
-import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import * as crypto from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { algOfKey, isSigningAlg, jwsSign, jwsVerify, type SigningAlg } from '../credentials/algorithms.js';
 
 export type AuditEventType =
@@ -85,10 +86,28 @@ export interface RecordParts {
   readonly rest: string;
 }
 
-export function recordParts(stream: string, seq: number, ts: string, event: Omit<AuditEvent, 'ts'> & { readonly v?: 1; readonly ts?: string }): RecordParts {
-  const { v: _v, ts: _ts, type, ...own } = event;
-  const rest = JSON.stringify({ type, ...own });
-  return { head: `{"v":1,"stream":${JSON.stringify(stream)},"seq":${seq},"ts":${JSON.stringify(ts)}`, rest: `,${rest.slice(1)}` };
+/**
+ * A member of `data` already serialized: spliced in as its last member, so a
+ * payload the gateway already holds as JSON (the policy input it evaluated,
+ * the result it relays) is not serialized again.
+ */
+export interface RawMember {
+  readonly key: string;
+  readonly json: string;
+}
+
+export function recordParts(stream: string, seq: number, ts: string, event: Omit<AuditEvent, 'ts'> & { readonly v?: 1; readonly ts?: string }, raw?: RawMember): RecordParts {
+  const { v: _v, ts: _ts, type, data, ...own } = event;
+  const head = `{"v":1,"stream":${JSON.stringify(stream)},"seq":${seq},"ts":${JSON.stringify(ts)}`;
+  const fields = JSON.stringify({ type, ...own });
+  let dataText = data === undefined ? undefined : JSON.stringify(data);
+  if (raw !== undefined) {
+    const member = `${JSON.stringify(raw.key)}:${raw.json}`;
+    dataText = dataText === undefined || dataText === '{}' ? `{${member}}` : `${dataText.slice(0, -1)},${member}}`;
+  }
+  // `data` goes last: the event's own fields, then what it says.
+  const rest = dataText === undefined ? fields.slice(1) : `${fields.slice(1, -1)},"data":${dataText}}`;
+  return { head, rest: `,${rest}` };
 }
 
 /** The record's JSON with its `prev` in place. */
@@ -107,8 +126,12 @@ export function sealRecord(signer: AuditSigner, text: string): string {
   return `{"jws":"${protectedHeader}..${signature}","record":${text}}`;
 }
 
+/** SHA-256 (hex) of a string's UTF-8 bytes; one-shot where Node has crypto.hash (20.12+). */
+export const sha256Hex: (text: string) => string =
+  typeof crypto.hash === 'function' ? (text) => crypto.hash('sha256', text) : (text) => crypto.createHash('sha256').update(text).digest('hex');
+
 export function hashLine(line: string): string {
-  return createHash('sha256').update(line).digest('hex');
+  return sha256Hex(line);
 }
 
 export interface ParsedLine {
