@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors.js';
 import { recordParts, type AuditEvent, type RawMember } from './record.js';
 import type { SealerPort } from './sealer-port.js';
-import type { FromSealer, SealItem } from './sealer.js';
+import { HOLD_MS, type FromSealer, type SealItem } from './sealer.js';
 import type { WalEntry } from './wal.js';
 
 export interface StreamTail {
@@ -57,6 +57,7 @@ export class AuditLog {
   #port: SealerPort | undefined;
   #outbox: SealItem[] = [];
   #scheduled = false;
+  #holdTimer: NodeJS.Timeout | undefined;
   #nextId = 1;
   /** Bumped by every failure: the sealer refuses records numbered before it. */
   #epoch = 0;
@@ -122,9 +123,10 @@ export class AuditLog {
     this.#tails.set(stream, { seq, used: Date.now() });
     const id = this.#nextId++;
     const { head, rest } = recordParts(stream, seq, opts.ts ?? event.ts ?? this.now().toISOString(), event, opts.raw);
-    this.#outbox.push({ id, epoch: this.#epoch, stream, seq, head, rest, sync: opts.defer !== true, ...(prev !== undefined ? { prev } : {}) });
+    this.#outbox.push({ id, epoch: this.#epoch, stream, seq, head, rest, ...(prev !== undefined ? { prev } : {}) });
     const durable = new Promise<void>((resolve, reject) => this.#waiting.set(id, { stream, seq, done: (err) => (err === undefined ? resolve() : reject(err)) }));
-    this.#schedule();
+    if (opts.defer === true) this.#hold();
+    else this.#schedule();
     return durable;
   }
 
@@ -204,7 +206,7 @@ export class AuditLog {
     this.#tails.delete(stream);
     this.#durable.delete(stream);
     this.#outbox.push({ forget: stream });
-    this.#schedule();
+    this.#hold();
   }
 
   /**
@@ -237,7 +239,25 @@ export class AuditLog {
     });
   }
 
+  /**
+   * Items nobody waits for (deferred records, forgotten streams) go with the
+   * next message someone waits for: one wake-up of the sealer, not two, for a
+   * decision and its answer. Sent after HOLD_MS at the latest.
+   */
+  #hold(): void {
+    if (this.#holdTimer !== undefined) return;
+    this.#holdTimer = setTimeout(() => {
+      this.#holdTimer = undefined;
+      this.#post();
+    }, HOLD_MS);
+    this.#holdTimer.unref();
+  }
+
   #post(): void {
+    if (this.#holdTimer !== undefined) {
+      clearTimeout(this.#holdTimer);
+      this.#holdTimer = undefined;
+    }
     if (this.#outbox.length === 0) return;
     const items = this.#outbox;
     this.#outbox = [];

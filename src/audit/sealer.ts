@@ -14,8 +14,6 @@ export interface SealRequest extends RecordParts {
   readonly seq: number;
   /** The previous line's hash (null at seq 0) when the sealer cannot know it: a stream it has not chained yet, or after a failure. */
   readonly prev?: string | null;
-  /** Someone waits for it: write and sync now. A record without a waiter rides with the next group that has one (or waits at most holdMs). */
-  readonly sync: boolean;
 }
 
 /** Records to seal, in order, and streams whose chain state the sealer may drop (the log reads them back from storage). */
@@ -52,9 +50,8 @@ export type FromSealer =
  */
 export class Sealer {
   readonly #chains = new Map<string, { seq: number; hash: string }>();
-  /** Sealed, waiting to be written: [id, entry, epoch]. */
+  /** Sealed, to be written at the end of this turn. */
   #group: { id: number; entry: WalEntry; epoch: number }[] = [];
-  #waiter = false;
   #minEpoch = 0;
 
   constructor(
@@ -62,11 +59,6 @@ export class Sealer {
     private readonly wal: WriteAheadLog,
     private readonly send: (msg: FromSealer) => void,
   ) {}
-
-  /** Whether sealed records wait for a group with a waiter. */
-  get holding(): boolean {
-    return this.#group.length > 0;
-  }
 
   /** Handle one message; `seal` only queues (call flush at the end of the turn), the others flush first. */
   async receive(msg: ToSealer): Promise<void> {
@@ -92,15 +84,15 @@ export class Sealer {
         }
         return;
       case 'sync':
-        this.flush(true);
+        this.flush();
         this.send({ kind: 'done', id: msg.id });
         return;
       case 'roll':
-        this.flush(true);
+        this.flush();
         this.send({ kind: 'done', id: msg.id, segment: this.wal.roll() });
         return;
       case 'close':
-        this.flush(true);
+        this.flush();
         await this.wal.close();
         this.send({ kind: 'done', id: msg.id });
     }
@@ -123,15 +115,13 @@ export class Sealer {
     const hash = hashLine(line);
     this.#chains.set(r.stream, { seq: r.seq, hash });
     this.#group.push({ id: r.id, entry: { stream: r.stream, seq: r.seq, line, hash }, epoch: r.epoch });
-    if (r.sync) this.#waiter = true;
   }
 
-  /** Write and sync the group if someone waits for it (or `force`). */
-  flush(force = false): void {
-    if (this.#group.length === 0 || !(force || this.#waiter)) return;
+  /** Write and sync what was sealed, as one group. */
+  flush(): void {
+    if (this.#group.length === 0) return;
     const group = this.#group;
     this.#group = [];
-    this.#waiter = false;
     try {
       this.wal.append(group.map((g) => g.entry));
     } catch (err) {
@@ -145,7 +135,7 @@ export class Sealer {
   }
 }
 
-/** At most how long a record nobody waits for stays unwritten (a parked call's decision, say). */
+/** At most how long the log holds a record nobody waits for before sending it to be written (a parked call's decision, say). */
 export const HOLD_MS = 100;
 
 /**
@@ -156,17 +146,9 @@ export const HOLD_MS = 100;
 export function serveSealer(sealer: Sealer): (msg: ToSealer) => void {
   let chain = Promise.resolve();
   let scheduled = false;
-  let holdTimer: NodeJS.Timeout | undefined;
   const endOfTurn = () => {
     scheduled = false;
     sealer.flush();
-    if (sealer.holding && holdTimer === undefined) {
-      holdTimer = setTimeout(() => {
-        holdTimer = undefined;
-        sealer.flush(true);
-      }, HOLD_MS);
-      holdTimer.unref();
-    }
   };
   return (msg) => {
     chain = chain.then(() => sealer.receive(msg));
