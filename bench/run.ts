@@ -6,6 +6,7 @@
  *   npm run bench            (BENCH_REQUESTS=4000 per run, BENCH_ROUNDS=5 interleaved rounds)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -21,6 +22,9 @@ const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 3000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const children: ChildProcess[] = [];
 
+/** The process behind each started URL (for CPU accounting). */
+const pidOf = new Map<string, number>();
+
 function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
   const child = spawn(cmd, args, { cwd: packageRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
@@ -29,7 +33,10 @@ function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promis
     child.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
       const m = /listening (?:on )?(http:\/\/\S+)/.exec(out);
-      if (m) resolve(m[1]!);
+      if (m) {
+        pidOf.set(new URL(m[1]!).origin, child.pid!);
+        resolve(m[1]!);
+      }
     });
     child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out}`)));
   });
@@ -78,6 +85,34 @@ async function settle(url: string): Promise<void> {
   }
 }
 
+/**
+ * CPU a process has used, in µs (Linux /proc; undefined elsewhere): its main
+ * thread (the event loop), all its threads, and the children it waited for (git).
+ */
+function cpuOf(pid: number): { main: number; threads: number; children: number } | undefined {
+  try {
+    const fields = (file: string) => readFileSync(file, 'utf8').split(') ')[1]!.split(' ').map(Number);
+    const tick = 1e6 / 100; // USER_HZ
+    const p = fields(`/proc/${pid}/stat`);
+    const m = fields(`/proc/${pid}/task/${pid}/stat`);
+    return { main: (m[11]! + m[12]!) * tick, threads: (p[11]! + p[12]!) * tick, children: (p[13]! + p[14]!) * tick };
+  } catch {
+    return undefined;
+  }
+}
+
+/** One run, with the target's CPU per request (main thread, whole process, and children). */
+async function measured(t: Target, conc: number, n: number, warmup: number): Promise<RunResult & { cpu?: { main: number; threads: number; children: number } }> {
+  const pid = pidOf.get(new URL(t.url).origin);
+  const before = pid !== undefined ? cpuOf(pid) : undefined;
+  const r = await run(t, conc, n, warmup);
+  const after = pid !== undefined ? cpuOf(pid) : undefined;
+  if (before === undefined || after === undefined) return r;
+  // The run's requests: the measured ones, the warm-up, and each session's initialize + initialized.
+  const requests = n + warmup + 2 * conc;
+  return { ...r, cpu: { main: (after.main - before.main) / requests, threads: (after.threads - before.threads) / requests, children: (after.children - before.children) / requests } };
+}
+
 /** The run with the median throughput (its latencies with it). */
 function median(rs: readonly RunResult[]): RunResult {
   return [...rs].sort((a, b) => a.rps - b.rps)[Math.floor(rs.length / 2)]!;
@@ -122,10 +157,10 @@ async function main(): Promise<void> {
     console.log(`\nconcurrency ${conc}`);
     // The machine is shared and noisy: run every target once per round, in turn, and take medians,
     // so a slow moment hits all of them alike rather than one.
-    const rounds: Record<string, RunResult[]> = {};
+    const rounds: Record<string, Awaited<ReturnType<typeof measured>>[]> = {};
     for (let round = 0; round < ROUNDS; round++) {
       for (const t of targets) {
-        (rounds[t.name] ??= []).push(await run(t, conc, REQUESTS, Math.min(500, REQUESTS / 4)));
+        (rounds[t.name] ??= []).push(await measured(t, conc, REQUESTS, Math.min(500, REQUESTS / 4)));
         await settle(gwUrl);
       }
     }
@@ -144,6 +179,19 @@ async function main(): Promise<void> {
     console.log(
       `  audit on vs off:        throughput ${((g.rps / off.rps) * 100).toFixed(1)}% (cost ${(100 - (g.rps / off.rps) * 100).toFixed(1)}%)   added p50 ${(g.p50 - off.p50).toFixed(3)} ms   per-round ratios ${perRound.map((x) => `${(x * 100).toFixed(0)}%`).join(' ')}`,
     );
+    // What each exchange costs the gateway in CPU: the event loop (one thread: a gateway's capacity
+    // when it has a core of its own) and every thread (with the audit sealer).
+    const cpu = (name: string, k: 'main' | 'threads' | 'children') => {
+      const xs = rounds[name]!.map((x) => x.cpu?.[k]).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+      return xs.length === 0 ? undefined : xs[Math.floor(xs.length / 2)]!;
+    };
+    const [onMain, offMain, onAll, offAll, git] = [cpu('gitgate', 'main'), cpu('audit off', 'main'), cpu('gitgate', 'threads'), cpu('audit off', 'threads'), cpu('gitgate', 'children')];
+    if (onMain !== undefined && offMain !== undefined && onAll !== undefined && offAll !== undefined) {
+      console.log(
+        `  CPU per exchange (medians): event loop ${offMain.toFixed(0)} µs audit off, ${onMain.toFixed(0)} µs on (+${(onMain - offMain).toFixed(0)} µs: event-loop capacity ${((offMain / onMain) * 100).toFixed(1)}%, cost ${(100 - (offMain / onMain) * 100).toFixed(1)}%);` +
+          ` all threads ${offAll.toFixed(0)} / ${onAll.toFixed(0)} µs; git ${git?.toFixed(0) ?? '-'} µs`,
+      );
+    }
   }
   // Payload sizes, with and without masking (the mask finds an email every ~500 bytes).
   const masked: Target = { name: 'gitgate+mask', url: `${gwUrl}/mcp/bench-masked`, headers: targets[2]!.headers };
