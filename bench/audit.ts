@@ -3,7 +3,7 @@
  * commit, fdatasync), then committed to a real git repo with checkpoints.
  * Reports records/s, commit lag, and heap over the run (it should stay flat).
  *
- *   npx tsx bench/audit.ts            (AUDIT_RECORDS=1000000, AUDIT_STREAMS=2000)
+ *   npx tsx --expose-gc bench/audit.ts   (AUDIT_RECORDS=1000000; heap is sampled after a forced GC)
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
