@@ -102,6 +102,38 @@ describe('AuditLog', () => {
   });
 });
 
+describe('AuditLog when its sealer stops', () => {
+  it('fails what the sealer held, refuses to record until a new sealer runs, then continues every chain from its durable records', async () => {
+    const wal = new MemoryWal();
+    const ports: { die: () => void }[] = [];
+    const log = new AuditLog(() => {
+      const inner = localSealer(signer, wal);
+      let exit: (err: Error) => void = () => undefined;
+      let dead = false;
+      ports.push({ die: () => ((dead = true), exit(new Error('worker crashed'))) });
+      return {
+        post: (msg) => (dead ? undefined : inner.post(msg)),
+        listen: (onMessage, onExit) => ((exit = onExit), inner.listen((m) => (dead ? undefined : onMessage(m)), onExit)),
+        terminate: () => inner.terminate(),
+      };
+    }, () => undefined);
+    await log.append('s', { type: 'decision' });
+    const lost = log.append('s', { type: 'response' });
+    ports[0]!.die(); // before the sealer answers
+    await expect(lost).rejects.toThrow(/Audit log unavailable: audit sealer stopped: worker crashed/);
+    expect(() => log.assertWritable()).toThrow(/Audit log unavailable/);
+    await expect(log.append('s', { type: 'response' })).rejects.toBeInstanceOf(GatewayError);
+    // A new sealer starts a second later; the stream goes on from its last durable record.
+    await new Promise((r) => setTimeout(r, 1_100));
+    expect(ports).toHaveLength(2);
+    await log.append('s', { type: 'response' });
+    const records = wal.entries.map((e) => parseLine(e.line).record);
+    expect(records.map((r) => r.seq)).toEqual([0, 1]);
+    expect(records[1]!.prev).toBe(hashLine(wal.entries[0]!.line));
+    expect(log.status().healthy).toBe(true);
+  });
+});
+
 describe('AuditLog.evict', () => {
   it('drops chain state of least recently used streams, but only those already stored', async () => {
     const wal = new MemoryWal();
