@@ -67,7 +67,14 @@ export class AuditCommitter {
   }
 
   async #commit(): Promise<void> {
-    const segment = await this.log.rollWal();
+    let segment: number;
+    try {
+      segment = await this.log.rollWal();
+    } catch (err) {
+      // The sealer is not running (it is restarted): nothing moves, the next commit tries again.
+      this.#failed(err);
+      return;
+    }
     const entries = this.log.takeUncommitted();
     if (entries.length === 0) {
       this.wal.drop(segment);
@@ -87,9 +94,13 @@ export class AuditCommitter {
     } catch (err) {
       this.log.restoreUncommitted(entries);
       this.#oldest ??= oldest;
-      this.#status = { ...this.#status, lastError: err instanceof Error ? err.message : String(err) };
-      this.opts.onError?.(err);
+      this.#failed(err);
     }
+  }
+
+  #failed(err: unknown): void {
+    this.#status = { ...this.#status, lastError: err instanceof Error ? err.message : String(err) };
+    this.opts.onError?.(err);
   }
 
   /** Final commit of everything (shutdown). */

@@ -3,7 +3,9 @@ import { appendFileSync, closeSync, mkdtempSync, readdirSync, readFileSync, read
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { AuditCommitter } from '../../src/audit/committer.js';
 import { AuditLog, type StreamTail, type TailLookup } from '../../src/audit/log.js';
+import type { AuditStore } from '../../src/audit/store.js';
 import { auditSigner, hashLine, parseLine, verifyParsed } from '../../src/audit/record.js';
 import { localSealer, workerSealer } from '../../src/audit/sealer-port.js';
 import { FileWal, recoverEntries, walFiles, type WalEntry, type WriteAheadLog } from '../../src/audit/wal.js';
@@ -123,6 +125,13 @@ describe('AuditLog when its sealer stops', () => {
     await expect(lost).rejects.toThrow(/Audit log unavailable: audit sealer stopped: worker crashed/);
     expect(() => log.assertWritable()).toThrow(/Audit log unavailable/);
     await expect(log.append('s', { type: 'response' })).rejects.toBeInstanceOf(GatewayError);
+    // A commit meanwhile moves nothing and says why (it neither throws nor loses the durable record).
+    const committed: WalEntry[] = [];
+    const store: AuditStore = { tail: () => undefined, append: (es) => (committed.push(...es), new Map()), commit: async () => undefined };
+    const committer = new AuditCommitter(log, { recover: () => [], drop: () => undefined }, store, { everyRecords: 1_000, everyMs: 60_000 });
+    await committer.commit();
+    expect(committer.status().lastError).toMatch(/audit WAL roll failed: audit sealer stopped: worker crashed/);
+    expect(log.status().uncommitted).toBe(1);
     // A new sealer starts a second later; the stream goes on from its last durable record.
     await new Promise((r) => setTimeout(r, 1_100));
     expect(ports).toHaveLength(2);
@@ -131,6 +140,8 @@ describe('AuditLog when its sealer stops', () => {
     expect(records.map((r) => r.seq)).toEqual([0, 1]);
     expect(records[1]!.prev).toBe(hashLine(wal.entries[0]!.line));
     expect(log.status().healthy).toBe(true);
+    await committer.commit();
+    expect(committed.map((e) => e.seq)).toEqual([0, 1]);
   });
 });
 
