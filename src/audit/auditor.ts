@@ -169,6 +169,7 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
           const event = base('response');
           const data: Record<string, unknown> = { ...linked, ok: response.error === undefined };
           event.data = data;
+          let raw: RawMember | undefined;
           if (response.error !== undefined) {
             data.error = response.error;
             data.bytes = Buffer.byteLength(JSON.stringify(response));
@@ -177,15 +178,12 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
             const resultBytes = Buffer.byteLength(result);
             // The response's size without serializing the result twice: its JSON with the result as `0` is one byte over the rest.
             data.bytes = Buffer.byteLength(JSON.stringify({ ...response, result: 0 })) - 1 + resultBytes;
-            data.relayed = relayed;
-            data.ms = ms();
-            if (resultBytes <= opts.maxRecordedBytes) return finish(event, { key: 'result', json: result });
-            data.result = bounded(response.result, opts.maxRecordedBytes);
-            return finish(event);
+            if (resultBytes <= opts.maxRecordedBytes) raw = { key: 'result', json: result };
+            else data.result = bounded(response.result, opts.maxRecordedBytes);
           }
           data.relayed = relayed;
           data.ms = ms();
-          return finish(event);
+          return finish(event, raw);
         },
         failed(err, id) {
           return finish({ ...base('error'), data: { ...linked, code: err.code, http_status: err.status, rpc_code: err.rpcCode, message: err.message, id, ms: ms() } });

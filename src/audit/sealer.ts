@@ -33,7 +33,7 @@ export type FromSealer =
   /** Durable in the WAL, in the order sealed. */
   | { readonly kind: 'durable'; readonly ids: number[]; readonly lines: string[]; readonly hashes: string[] }
   /** Not recorded; `epoch` is the epoch of the records whose write failed (or that were refused). */
-  | { readonly kind: 'failed'; readonly ids: number[]; readonly epoch: number; readonly error: string; readonly write: boolean }
+  | { readonly kind: 'failed'; readonly ids: number[]; readonly epoch: number; readonly error: string }
   | { readonly kind: 'done'; readonly id: number; readonly segment?: number; readonly error?: string };
 
 /**
@@ -100,7 +100,7 @@ export class Sealer {
 
   #seal(r: SealRequest): void {
     if (r.epoch < this.#minEpoch) {
-      this.send({ kind: 'failed', ids: [r.id], epoch: r.epoch, error: 'an earlier audit write failed', write: false });
+      this.send({ kind: 'failed', ids: [r.id], epoch: r.epoch, error: 'an earlier audit write failed' });
       return;
     }
     const chain = this.#chains.get(r.stream);
@@ -108,7 +108,7 @@ export class Sealer {
     if (r.prev !== undefined) prev = r.prev;
     else if (chain !== undefined && chain.seq === r.seq - 1) prev = chain.hash;
     else {
-      this.send({ kind: 'failed', ids: [r.id], epoch: r.epoch, error: `no chain state for ${r.stream} before seq ${r.seq}`, write: false });
+      this.send({ kind: 'failed', ids: [r.id], epoch: r.epoch, error: `no chain state for ${r.stream} before seq ${r.seq}` });
       return;
     }
     const line = sealRecord(this.signer, recordText(r, prev));
@@ -128,7 +128,7 @@ export class Sealer {
       const epoch = Math.max(...group.map((g) => g.epoch));
       this.#minEpoch = epoch + 1;
       this.#chains.clear();
-      this.send({ kind: 'failed', ids: group.map((g) => g.id), epoch, error: err instanceof Error ? err.message : String(err), write: true });
+      this.send({ kind: 'failed', ids: group.map((g) => g.id), epoch, error: err instanceof Error ? err.message : String(err) });
       return;
     }
     this.send({ kind: 'durable', ids: group.map((g) => g.id), lines: group.map((g) => g.entry.line), hashes: group.map((g) => g.entry.hash) });
