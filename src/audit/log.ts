@@ -34,8 +34,22 @@ interface Tail {
 interface Waiting {
   readonly stream: string;
   readonly seq: number;
+  /** When it was appended (ms). */
+  readonly at: number;
   readonly done: (err?: unknown) => void;
 }
+
+export interface AuditLogOptions {
+  readonly now?: () => Date;
+  /**
+   * A record not durable after this long means the WAL has stalled (a hung
+   * disk): the log reports itself unavailable, so nothing new is forwarded,
+   * until the writes complete again. Default 5 s.
+   */
+  readonly stallMs?: number;
+}
+
+const STALL_MS = 5_000;
 
 /**
  * The audit log: assigns each event its stream's next seq, writes the
@@ -69,12 +83,28 @@ export class AuditLog {
   #listeners: ((n: number) => void)[] = [];
   #closed = false;
 
+  readonly #now: () => Date;
+  readonly #stallMs: number;
+  readonly #watchdog: NodeJS.Timeout;
+
   constructor(
     private readonly openSealer: () => SealerPort,
     private readonly tailOf: TailLookup,
-    private readonly now: () => Date = () => new Date(),
+    opts: AuditLogOptions = {},
   ) {
+    this.#now = opts.now ?? (() => new Date());
+    this.#stallMs = opts.stallMs ?? STALL_MS;
     this.#start();
+    this.#watchdog = setInterval(() => this.#checkStalled(), Math.max(10, Math.min(1_000, this.#stallMs / 2)));
+    this.#watchdog.unref();
+  }
+
+  /** The oldest record still waiting (the map keeps append order) tells whether writes have stalled. */
+  #checkStalled(): void {
+    const oldest = this.#waiting.values().next().value;
+    if (oldest === undefined) return;
+    const waited = Date.now() - oldest.at;
+    if (waited > this.#stallMs) this.#lastError = { message: `audit WAL write stalled: a record has waited ${Math.round(waited)} ms to become durable`, at: Date.now() };
   }
 
   #start(): void {
@@ -122,9 +152,9 @@ export class AuditLog {
     this.#tails.delete(stream);
     this.#tails.set(stream, { seq, used: Date.now() });
     const id = this.#nextId++;
-    const { head, rest } = recordParts(stream, seq, opts.ts ?? event.ts ?? this.now().toISOString(), event, opts.raw);
+    const { head, rest } = recordParts(stream, seq, opts.ts ?? event.ts ?? this.#now().toISOString(), event, opts.raw);
     this.#outbox.push({ id, epoch: this.#epoch, stream, seq, head, rest, ...(prev !== undefined ? { prev } : {}) });
-    const durable = new Promise<void>((resolve, reject) => this.#waiting.set(id, { stream, seq, done: (err) => (err === undefined ? resolve() : reject(err)) }));
+    const durable = new Promise<void>((resolve, reject) => this.#waiting.set(id, { stream, seq, at: Date.now(), done: (err) => (err === undefined ? resolve() : reject(err)) }));
     if (opts.defer === true) this.#hold();
     else this.#schedule();
     return durable;
@@ -192,6 +222,7 @@ export class AuditLog {
     if (this.#closed) return;
     await this.#ask('close');
     this.#closed = true;
+    clearInterval(this.#watchdog);
     const port = this.#port;
     this.#port = undefined;
     await port?.terminate();

@@ -7,6 +7,7 @@ import { AuditCommitter } from '../../src/audit/committer.js';
 import { AuditLog, type StreamTail, type TailLookup } from '../../src/audit/log.js';
 import type { AuditStore } from '../../src/audit/store.js';
 import { auditSigner, hashLine, parseLine, verifyParsed } from '../../src/audit/record.js';
+import type { FromSealer } from '../../src/audit/sealer.js';
 import { localSealer, workerSealer } from '../../src/audit/sealer-port.js';
 import { FileWal, recoverEntries, walFiles, type WalEntry, type WriteAheadLog } from '../../src/audit/wal.js';
 import { generateSigningKey } from '../../src/credentials/algorithms.js';
@@ -142,6 +143,34 @@ describe('AuditLog when its sealer stops', () => {
     expect(log.status().healthy).toBe(true);
     await committer.commit();
     expect(committed.map((e) => e.seq)).toEqual([0, 1]);
+  });
+});
+
+describe('AuditLog when the WAL stalls', () => {
+  it('a record not durable within stallMs makes the log unavailable (nothing new is forwarded) until the write completes', async () => {
+    // A sealer stuck in a write (a hung disk): it takes records and answers nothing until released.
+    const held: number[] = [];
+    let deliver: (msg: FromSealer) => void = () => undefined;
+    const log = new AuditLog(
+      () => ({
+        post: (msg) => void (msg.kind === 'seal' && held.push(...msg.items.flatMap((i) => ('id' in i ? [i.id] : [])))),
+        listen: (onMessage) => void (deliver = onMessage),
+        terminate: async () => undefined,
+      }),
+      () => undefined,
+      { stallMs: 50 },
+    );
+    let durable = false;
+    const pending = log.append('s', { type: 'response' }).then(() => (durable = true));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(durable).toBe(false);
+    expect(() => log.assertWritable()).toThrow(/audit WAL write stalled: a record has waited \d+ ms/);
+    expect(log.status()).toMatchObject({ healthy: false });
+    // The disk comes back: the record is durable and the log is available again.
+    deliver({ kind: 'durable', ids: held, lines: held.map(() => 'L'), hashes: held.map(() => 'H') });
+    await pending;
+    expect(log.status().healthy).toBe(true);
+    expect(() => log.assertWritable()).not.toThrow();
   });
 });
 
