@@ -113,6 +113,33 @@ async function measured(t: Target, conc: number, n: number, warmup: number): Pro
   return { ...r, cpu: { main: (after.main - before.main) / requests, threads: (after.threads - before.threads) / requests, children: (after.children - before.children) / requests } };
 }
 
+interface AuditReadiness {
+  audit?: { appended?: number; commits?: number; lastLagMs?: number };
+}
+
+/**
+ * While `work` runs, follow the gateway's audit trail through /readyz: records
+ * made durable per second, and the commit lag of every commit in between.
+ */
+async function auditDuring<T>(url: string, work: Promise<T>): Promise<{ result: T; recordsPerSec: number; lags: number[] }> {
+  const read = async () => ((await (await fetch(`${url}/readyz`)).json()) as AuditReadiness).audit ?? {};
+  const first = await read();
+  const t0 = performance.now();
+  const lags: number[] = [];
+  let commits = first.commits ?? 0;
+  let done = false;
+  const result = work.finally(() => (done = true));
+  // Bounded: one poll every 200 ms while the run lasts.
+  while (!done) {
+    await new Promise((r) => setTimeout(r, 200));
+    const a = await read();
+    if ((a.commits ?? 0) !== commits && a.lastLagMs !== undefined) lags.push(a.lastLagMs);
+    commits = a.commits ?? commits;
+  }
+  const last = await read();
+  return { result: await result, recordsPerSec: (((last.appended ?? 0) - (first.appended ?? 0)) * 1000) / (performance.now() - t0), lags };
+}
+
 /** The run with the median throughput (its latencies with it). */
 function median(rs: readonly RunResult[]): RunResult {
   return [...rs].sort((a, b) => a.rps - b.rps)[Math.floor(rs.length / 2)]!;
@@ -158,9 +185,17 @@ async function main(): Promise<void> {
     // The machine is shared and noisy: run every target once per round, in turn, and take medians,
     // so a slow moment hits all of them alike rather than one.
     const rounds: Record<string, Awaited<ReturnType<typeof measured>>[]> = {};
+    const durable: number[] = [];
+    const lags: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       for (const t of targets) {
-        (rounds[t.name] ??= []).push(await measured(t, conc, REQUESTS, Math.min(500, REQUESTS / 4)));
+        const work = measured(t, conc, REQUESTS, Math.min(500, REQUESTS / 4));
+        if (t.name === 'gitgate') {
+          const a = await auditDuring(gwUrl, work);
+          (rounds[t.name] ??= []).push(a.result);
+          durable.push(a.recordsPerSec);
+          lags.push(...a.lags);
+        } else (rounds[t.name] ??= []).push(await work);
         await settle(gwUrl);
       }
     }
@@ -169,6 +204,11 @@ async function main(): Promise<void> {
       (results[t.name] ??= {})[conc] = r;
       console.log(`  ${t.name.padEnd(12)} ${fmt(r)}   (rounds: ${rounds[t.name]!.map((x) => x.rps.toFixed(0)).join(' ')})`);
     }
+    durable.sort((a, b) => a - b);
+    lags.sort((a, b) => a - b);
+    console.log(
+      `  audit trail of gitgate: ${durable[Math.floor(durable.length / 2)]!.toFixed(0)} records/s signed and durable (median of rounds, warm-up included), commit lag median ${lags.length > 0 ? `${lags[Math.floor(lags.length / 2)]!.toFixed(0)} ms, worst ${lags.at(-1)!.toFixed(0)} ms over ${lags.length} commits` : '-'}`,
+    );
     const g = results.gitgate![conc]!;
     const d = results.direct![conc]!;
     const p = results.passthrough![conc]!;
