@@ -104,6 +104,10 @@ async function createAudit(config: GatewayConfig, logger: Logger, wal?: (dir: st
     ...(wal !== undefined ? { wal } : {}),
     onError: (err) => logger.error({ err: (err as Error).message }, 'audit commit failed; records stay in the write-ahead log'),
   });
+  log.onHealth((healthy, why) => {
+    if (healthy) logger.info('audit log records again; forwarding resumes');
+    else logger.error({ err: why }, 'audit log unavailable; gitgate forwards nothing it cannot record');
+  });
   const recovered = await committer.recover();
   if (recovered > 0) logger.info({ recovered }, 'audit records recovered from the write-ahead log');
   committer.start();

@@ -81,6 +81,7 @@ export class AuditLog {
   #appended = 0;
   #lastError: { message: string; at: number } | undefined;
   #listeners: ((n: number) => void)[] = [];
+  #health: ((healthy: boolean, why?: string) => void)[] = [];
   #closed = false;
 
   readonly #now: () => Date;
@@ -104,7 +105,7 @@ export class AuditLog {
     const oldest = this.#waiting.values().next().value;
     if (oldest === undefined) return;
     const waited = Date.now() - oldest.at;
-    if (waited > this.#stallMs) this.#lastError = { message: `audit WAL write stalled: a record has waited ${Math.round(waited)} ms to become durable`, at: Date.now() };
+    if (waited > this.#stallMs) this.#unavailable(`audit WAL write stalled: a record has waited ${Math.round(waited)} ms to become durable`);
   }
 
   #start(): void {
@@ -205,6 +206,18 @@ export class AuditLog {
   restoreUncommitted(entries: readonly WalEntry[]): void {
     this.#taken = 0;
     this.#uncommitted = [...entries, ...this.#uncommitted];
+  }
+
+  /** Called when the log becomes unavailable (with why) and when it records again. */
+  onHealth(listener: (healthy: boolean, why?: string) => void): void {
+    this.#health.push(listener);
+  }
+
+  /** Nothing can be recorded now: refuse new exchanges for a while, and say so once. */
+  #unavailable(message: string): void {
+    const was = this.#lastError;
+    this.#lastError = { message, at: Date.now() };
+    if (was === undefined) for (const l of this.#health) l(false, message);
   }
 
   /** Called with the number of uncommitted entries after each group commit. */
@@ -315,7 +328,10 @@ export class AuditLog {
   #receive(msg: FromSealer): void {
     switch (msg.kind) {
       case 'durable': {
-        this.#lastError = undefined;
+        if (this.#lastError !== undefined) {
+          this.#lastError = undefined;
+          for (const l of this.#health) l(true);
+        }
         this.#appended += msg.ids.length;
         for (let i = 0; i < msg.ids.length; i++) {
           const w = this.#waiting.get(msg.ids[i]!);
@@ -347,7 +363,7 @@ export class AuditLog {
    */
   #fail(epoch: number, ids: readonly number[], message: string): void {
     if (epoch >= this.#epoch) {
-      this.#lastError = { message, at: Date.now() };
+      this.#unavailable(message);
       this.#epoch = epoch + 1;
       for (const [s, t] of this.#tails) {
         const d = this.#durable.get(s) ?? this.tailOf(s);

@@ -88,6 +88,8 @@ describe('AuditLog', () => {
   it('fails closed when the WAL cannot be written, and recovers its chain when it can', async () => {
     const wal = new MemoryWal();
     const log = logOver(wal);
+    const health: string[] = [];
+    log.onHealth((healthy, why) => health.push(healthy ? 'records again' : `unavailable: ${why}`));
     await log.append('s', { type: 'decision' });
     wal.failing = Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
     const a = log.append('s', { type: 'response' });
@@ -102,6 +104,8 @@ describe('AuditLog', () => {
     expect(wal.entries.map((e) => parseLine(e.line).record.seq)).toEqual([0, 1]);
     expect(parseLine(wal.entries[1]!.line).record.prev).toBe(hashLine(wal.entries[0]!.line));
     expect(log.status().healthy).toBe(true);
+    // Operators hear of each change once (logged by the gateway).
+    expect(health).toEqual(['unavailable: ENOSPC: no space left on device', 'records again']);
   });
 });
 
