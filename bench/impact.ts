@@ -8,7 +8,6 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { auditSigner } from '../src/audit/record.js';
-import { canonicalJson } from '../src/canonical-json.js';
 import { generateSigningKey } from '../src/credentials/algorithms.js';
 import { GitAuditStore } from '../src/audit/store.js';
 import { openAuditTrail } from '../src/audit/trail.js';
@@ -76,7 +75,8 @@ async function main(): Promise<void> {
             approval_required: false,
             mask: [],
             credential_ttl_seconds: 60,
-            input_sha256: createHash('sha256').update(canonicalJson(input)).digest('hex'),
+            // As the gateway records it: of the exact JSON the policy evaluated.
+            input_sha256: createHash('sha256').update(JSON.stringify(input)).digest('hex'),
             input,
           },
         });

@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors.js';
 import { recordParts, type AuditEvent, type RawMember } from './record.js';
 import type { SealerPort } from './sealer-port.js';
-import { HOLD_MS, type FromSealer, type SealItem } from './sealer.js';
+import type { FromSealer, SealItem } from './sealer.js';
 import type { WalEntry } from './wal.js';
 
 export interface StreamTail {
@@ -21,6 +21,8 @@ export interface AuditStatus {
 }
 
 const RETRY_AFTER_FAILURE_MS = 2_000;
+/** At most how long the log holds a record nobody waits for before sending it to be written (a parked call's decision, say). */
+const HOLD_MS = 100;
 /** How long after its sealer thread died the log starts a new one. */
 const RESTART_SEALER_MS = 1_000;
 

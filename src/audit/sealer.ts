@@ -135,9 +135,6 @@ export class Sealer {
   }
 }
 
-/** At most how long the log holds a record nobody waits for before sending it to be written (a parked call's decision, say). */
-export const HOLD_MS = 100;
-
 /**
  * Drive a sealer from a stream of messages: messages are handled in order,
  * and the records of everything that arrived in one turn of the thread's

@@ -6,7 +6,6 @@ import type { KeyObject } from 'node:crypto';
 import { auditSigner, type AuditEvent, type AuditSigner } from '../../src/audit/record.js';
 import { GitAuditStore } from '../../src/audit/store.js';
 import { openAuditTrail, type AuditTrail } from '../../src/audit/trail.js';
-import { canonicalJson } from '../../src/canonical-json.js';
 import { generateSigningKey, type SigningAlg } from '../../src/credentials/algorithms.js';
 
 export function newSigner(kid: string, alg: SigningAlg = 'ES256'): AuditSigner {
@@ -51,7 +50,8 @@ export function decisionEvent(exchange: string, sub = 'alice'): AuditEvent {
       allow: true,
       valid: true,
       reasons: ['test'],
-      input_sha256: createHash('sha256').update(canonicalJson(input)).digest('hex'),
+      // As the gateway records it: of the exact JSON the policy evaluated.
+      input_sha256: createHash('sha256').update(JSON.stringify(input)).digest('hex'),
       input,
     },
   };
