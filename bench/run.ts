@@ -60,7 +60,7 @@ async function policyOnly(dir: string): Promise<{ medianUs: number; p99Us: numbe
   const p = await instantiate(await readBundle(await readFile(built.path)), { source: dir });
   const input: PolicyInput = {
     identity: { sub: 'bench', groups: ['eng'], issuer: 'bench' },
-    mcp: { method: 'tools/call', tool: 'echo', arguments: { message: 'benchmark payload' }, protocol_version: '2025-11-25', era: 'legacy' },
+    mcp: { kind: 'request', method: 'tools/call', tool: 'echo', arguments: { message: 'benchmark payload' }, protocol_version: '2025-11-25', era: 'legacy' },
     upstream: { name: 'bench', transport: 'http' },
     request: { id: 'r', time_ns: 0 },
   };

@@ -8,6 +8,9 @@ export const ERRORS = {
   // request shape
   PARSE_ERROR: { status: 400, rpc: -32700, message: 'Parse error' },
   INVALID_REQUEST: { status: 400, rpc: -32600, message: 'Invalid Request' },
+  // HTTP 200: the message is well-formed JSON-RPC; its params are not what the method takes
+  INVALID_PARAMS: { status: 200, rpc: -32602, message: 'Invalid params' },
+  METHOD_NOT_FOUND: { status: 200, rpc: -32601, message: 'Method not found' },
   HEADER_MISMATCH: { status: 400, rpc: -32020, message: 'Header mismatch' },
   UNSUPPORTED_PROTOCOL_VERSION: { status: 400, rpc: -32600, message: 'Unsupported protocol version' },
   SESSION_REQUIRED: { status: 400, rpc: -32600, message: 'Mcp-Session-Id header is required' },

@@ -22,7 +22,9 @@ import { fitStructuredContent } from './masking/structured.js';
 import { maskMessage } from './masking/mask.js';
 import { bindSession, type Route } from './mcp/bind-session.js';
 import { forward, relayToUpstream } from './mcp/forward.js';
-import { isRequest, isResponse, type JsonRpcMessage, type JsonRpcRequest } from './mcp/jsonrpc.js';
+import { admitClientMessage } from './mcp/client-message.js';
+import { isRequest, isResponse, type JsonRpcMessage, type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse } from './mcp/jsonrpc.js';
+import { checkParams } from './mcp/params.js';
 import { header, type Headers } from './mcp/protocol.js';
 import { readMessage, requireAccept } from './mcp/read-message.js';
 import type { SessionStore } from './mcp/sessions.js';
@@ -32,7 +34,7 @@ import type { GatewayMetrics } from './metrics/metrics.js';
 import { decide, enforce, type DecisionOutcome } from './policy/decide.js';
 import type { DecisionEngine } from './policy/engine.js';
 import { filterList, isFilteredList } from './policy/filter-list.js';
-import { buildPolicyInput, type PolicyInput } from './policy/input.js';
+import { buildMessageInput, buildPolicyInput, type InputContext, type PolicyInput } from './policy/input.js';
 import type { RateLimiter } from './policy/rate-limit.js';
 
 export interface GatewayDeps {
@@ -104,19 +106,14 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   if (route.kind === 'session') req.audit.bind({ session: route.session });
   else if (route.kind === 'stateless') req.audit.bind({ stateless: upstream.config.name });
   const msg = incoming.message;
-  note.method = 'method' in msg ? msg.method : 'response';
-  if (!isRequest(msg)) {
-    await relayToUpstream(upstream, identity, route, msg, deps.credentials.forCall(upstream.config, { subject: identity.sub, method: note.method }));
-    return { kind: 'accepted' };
-  }
+  if (!isRequest(msg)) return relayClientMessage(deps, req, upstream, identity, route, incoming.protocol.era, msg, note);
+  note.method = msg.method;
   note.rpcId = msg.id;
+  checkParams(msg);
+  refuseSharedState(route, msg);
   const catalog = deps.catalogs.get(catalogKey(route, identity, upstream));
   const input = buildPolicyInput(identity, msg, {
-    upstream: { name: upstream.config.name, transport: upstream.connector.transport },
-    protocolVersion: route.protocolVersion,
-    era: incoming.protocol.era,
-    requestId: req.requestId,
-    ...(route.kind === 'session' ? { sessionId: route.session.id } : {}),
+    ...inputContext(upstream, route, incoming.protocol.era, req.requestId),
     toolChanged: (name) => catalog.changed(name),
   });
   if (input.mcp.tool !== undefined) note.tool = input.mcp.tool;
@@ -135,15 +132,82 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
       scopes: outcome.decision.credential.scopes,
     });
   const sessionAuth = (purpose: string) => deps.credentials.forCall(upstream.config, { subject: identity.sub, method: purpose });
-  const send = () => forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: mint(), sessionAuth });
-  if (outcome.decision.approval.required) {
-    const released = park(deps.approvals, identity, msg, input, outcome, req.audit, { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf }, async () => (await send()).messages);
-    return relay(msg, mapMessages(released, (m) => shape(deps, m, msg, input, outcome, catalog)), req.audit);
+  // While it is in flight, the caller may cancel this request (and only its own requests).
+  const ended = route.kind === 'session' ? route.session.inFlight.begin(msg.id) : () => undefined;
+  const toCaller = (m: JsonRpcMessage) => deliver(deps, route, shape(deps, m, msg, input, outcome, catalog));
+  try {
+    const send = () => forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: mint(), sessionAuth });
+    if (outcome.decision.approval.required) {
+      const released = park(deps.approvals, identity, msg, input, outcome, req.audit, { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf }, async () => (await send()).messages);
+      return await relay(msg, finallyDo(mapMessages(released, toCaller), ended), req.audit);
+    }
+    const forwarded = await send();
+    if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
+    return await relay(msg, finallyDo(mapMessages(forwarded.messages, toCaller), ended), req.audit, forwarded.session?.id);
+  } catch (err) {
+    ended();
+    throw err;
   }
-  const forwarded = await send();
-  if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
-  const shaped = mapMessages(forwarded.messages, (m) => shape(deps, m, msg, input, outcome, catalog));
-  return relay(msg, shaped, req.audit, forwarded.session?.id);
+}
+
+function inputContext(upstream: Upstream, route: Route, era: 'legacy' | 'modern', requestId: string): InputContext {
+  return {
+    upstream: { name: upstream.config.name, transport: upstream.connector.transport },
+    protocolVersion: route.protocolVersion,
+    era,
+    requestId,
+    ...(route.kind === 'session' ? { sessionId: route.session.id } : {}),
+  };
+}
+
+/**
+ * Step (client notifications and responses): checked against what is in
+ * flight (mcp/client-message.ts), decided by the policy like a request, and
+ * recorded, before anything reaches the upstream.
+ */
+async function relayClientMessage(
+  deps: GatewayDeps,
+  req: McpHttpRequest,
+  upstream: Upstream,
+  identity: Identity,
+  route: Route,
+  era: 'legacy' | 'modern',
+  msg: JsonRpcNotification | JsonRpcResponse,
+  note: ExchangeNote,
+): Promise<McpReply> {
+  note.method = isResponse(msg) ? 'response' : msg.method;
+  const message = admitClientMessage(route, msg, (id) => upstream.shared.hasInFlight(identity.sub, id));
+  const input = buildMessageInput(identity, message, inputContext(upstream, route, era, req.requestId));
+  const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
+  req.audit.decided(input, outcome, msg);
+  enforce(outcome);
+  // An answer goes to the upstream once: the request it answers is no longer pending.
+  if (isResponse(msg) && route.kind === 'session' && msg.id !== null) route.session.inFlight.answered(msg.id);
+  await relayToUpstream(upstream, identity, route, msg, deps.credentials.forCall(upstream.config, { subject: identity.sub, method: message.method }));
+  return { kind: 'accepted' };
+}
+
+/** Methods that change the one upstream session all stateless callers share: no caller may send them there. */
+const SHARED_STATE_METHODS = new Set(['initialize', 'logging/setLevel', 'resources/subscribe', 'resources/unsubscribe', 'ping']);
+
+function refuseSharedState(route: Route, msg: JsonRpcRequest): void {
+  if (route.kind === 'stateless' && SHARED_STATE_METHODS.has(msg.method)) {
+    throw new GatewayError('METHOD_NOT_FOUND', `Method not found: ${msg.method} does not exist at protocol 2026-07-28`, { data: { id: msg.id } });
+  }
+}
+
+/** Step: an upstream request the caller is shown becomes one it may answer (once). */
+function deliver(_deps: GatewayDeps, route: Route, m: JsonRpcMessage): JsonRpcMessage {
+  if (route.kind === 'session' && isRequest(m)) route.session.inFlight.shown(m);
+  return m;
+}
+
+async function* finallyDo<T>(items: AsyncIterable<T>, done: () => void): AsyncGenerator<T> {
+  try {
+    yield* items;
+  } finally {
+    done();
+  }
 }
 
 function catalogKey(route: Route, identity: Identity, upstream: Upstream): string {
@@ -175,14 +239,18 @@ function shape(deps: GatewayDeps, m: JsonRpcMessage, request: JsonRpcRequest, in
       if (hidden > 0) deps.metrics.listItemsHidden.inc({ upstream }, hidden);
     }
   }
-  if (outcome.decision.maskRules.length > 0) {
-    const report = maskMessage(m, outcome.decision.maskRules);
-    for (const [detector, n] of Object.entries(report.found)) deps.metrics.masked.inc({ upstream, detector }, n);
-    if (report.changed > 0 && request.method === 'tools/call' && isResponse(m) && m.result !== undefined && input.mcp.tool !== undefined) {
-      fitStructuredContent(m.result as Record<string, unknown>, catalog.outputSchema(input.mcp.tool));
-    }
+  if (maskFor(deps, m, input, outcome) > 0 && request.method === 'tools/call' && isResponse(m) && m.result !== undefined && input.mcp.tool !== undefined) {
+    fitStructuredContent(m.result as Record<string, unknown>, catalog.outputSchema(input.mcp.tool));
   }
   return m;
+}
+
+/** Step: the decision's mask rules over one message the caller will see (in place); how many values they changed. */
+function maskFor(deps: GatewayDeps, m: JsonRpcMessage, input: PolicyInput, outcome: DecisionOutcome): number {
+  if (outcome.decision.maskRules.length === 0) return 0;
+  const report = maskMessage(m, outcome.decision.maskRules);
+  for (const [detector, n] of Object.entries(report.found)) deps.metrics.masked.inc({ upstream: input.upstream.name, detector }, n);
+  return report.changed;
 }
 
 async function* mapMessages(messages: AsyncIterable<JsonRpcMessage>, f: (m: JsonRpcMessage) => JsonRpcMessage): AsyncGenerator<JsonRpcMessage> {
@@ -229,19 +297,40 @@ export async function relay(msg: JsonRpcRequest, messages: AsyncIterable<JsonRpc
   return { kind: 'stream', headers, messages: rest() };
 }
 
-/** GET /mcp/<upstream>: the session's stream of server messages not tied to a request. */
+/**
+ * GET /mcp/<upstream>: the session's stream of server messages not tied to a
+ * request. Opening it is decided as `subscriptions/listen` (the 2026 name of
+ * the same thing), and every message on it is shaped by that decision's mask
+ * rules and recorded, exactly as the messages of a POST stream are.
+ */
 export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: ExchangeNote = {}): Promise<McpReply> {
+  deps.audit.assertWritable();
   const { upstream, identity } = await admit(deps, req);
   note.identity = identity;
+  note.method = LISTEN_METHOD;
   if (header(req.headers, 'mcp-protocol-version') === '2026-07-28') {
     throw new GatewayError('METHOD_NOT_ALLOWED', 'Method Not Allowed: protocol 2026-07-28 has no GET stream');
   }
   requireAccept(req.headers, 'text/event-stream');
   const session = deps.sessions.get(requireSessionId(req.headers), upstream.config.name, identity.sub);
+  req.audit.caller(identity, upstream.config.name);
+  req.audit.bind({ session });
+  const route: Route = { kind: 'session', session, protocolVersion: session.protocolVersion };
+  const input = buildMessageInput(identity, { kind: 'request', method: LISTEN_METHOD }, inputContext(upstream, route, 'legacy', req.requestId));
+  const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
+  req.audit.decided(input, outcome, undefined);
+  enforce(outcome);
   const stream = await session.upstreamSession.listen(req.signal, session.auth('listen'));
   if (stream === undefined) throw new GatewayError('METHOD_NOT_ALLOWED', `Method Not Allowed: upstream ${upstream.config.name} offers no GET stream`);
-  return { kind: 'stream', headers: {}, messages: stream };
+  const toCaller = (m: JsonRpcMessage) => {
+    maskFor(deps, m, input, outcome);
+    return deliver(deps, route, m);
+  };
+  return { kind: 'stream', headers: {}, messages: mapMessages(stream, toCaller) };
 }
+
+/** A legacy GET stream is decided as what it is in 2026-07-28: listening for the server's messages. */
+export const LISTEN_METHOD = 'subscriptions/listen';
 
 /** DELETE /mcp/<upstream>: end the caller's session. */
 export async function handleDelete(deps: GatewayDeps, req: McpHttpRequest, note: ExchangeNote = {}): Promise<McpReply> {

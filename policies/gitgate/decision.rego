@@ -15,14 +15,47 @@ full_access if {
 	g in groups
 }
 
-protocol_method if input.mcp.method in cfg.protocol_methods
+# What the client sent: a request, a notification, or its answer to a request the
+# upstream sent it (then input.mcp.method is that request's method). Records made
+# before gitgate said so were requests.
+kind := object.get(input.mcp, "kind", "request")
 
-list_method if input.mcp.method in cfg.list_methods
+request if kind == "request"
+
+protocol_method if {
+	request
+	input.mcp.method in cfg.protocol_methods
+}
+
+list_method if {
+	request
+	input.mcp.method in cfg.list_methods
+}
 
 # Reading resources and prompts is for full-access callers only.
-content_method if input.mcp.method in {"resources/read", "resources/subscribe", "resources/unsubscribe", "prompts/get"}
+content_method if {
+	request
+	input.mcp.method in {"resources/read", "resources/subscribe", "resources/unsubscribe", "prompts/get"}
+}
 
-tool_call if input.mcp.method == "tools/call"
+tool_call if {
+	request
+	input.mcp.method == "tools/call"
+}
+
+# The protocol's own client notifications (gitgate has already checked that each
+# makes sense where it was sent: a cancellation names the caller's own request in
+# flight, progress belongs to an upstream request the caller was shown).
+client_notification if {
+	kind == "notification"
+	input.mcp.method in cfg.client_notifications
+}
+
+# The caller's answer to a request the upstream sent it (sampling, elicitation, roots).
+client_response if {
+	kind == "response"
+	input.mcp.method in cfg.server_requests
+}
 
 tool_permitted if full_access
 
@@ -63,6 +96,16 @@ allow if {
 allow if {
 	content_method
 	full_access
+}
+
+allow if {
+	upstream_cfg
+	client_notification
+}
+
+allow if {
+	upstream_cfg
+	client_response
 }
 
 # --- reasons ---------------------------------------------------------------
@@ -112,8 +155,26 @@ reasons contains concat("", [input.mcp.method, " denied: ", caller_text, " is no
 	not full_access
 }
 
+reasons contains concat("", [input.mcp.method, " allowed for ", caller_text]) if {
+	upstream_cfg
+	client_notification
+}
+
+reasons contains concat("", ["answer to ", input.mcp.method, " allowed for ", caller_text]) if {
+	upstream_cfg
+	client_response
+}
+
+reasons contains concat("", [kind, " ", input.mcp.method, " is not allowed by policy"]) if {
+	upstream_cfg
+	not request
+	not client_notification
+	not client_response
+}
+
 reasons contains concat("", ["method ", input.mcp.method, " is not allowed by policy"]) if {
 	upstream_cfg
+	request
 	not protocol_method
 	not list_method
 	not tool_call

@@ -132,3 +132,42 @@ test_credential_ttl_defaults_without_upstream_config if {
 	d := gitgate.decision with input as i
 	d.credential.ttl_seconds == 60
 }
+
+test_protocol_notifications_allowed_for_anyone if {
+	every m in ["notifications/initialized", "notifications/cancelled", "notifications/progress", "notifications/roots/list_changed"] {
+		d := gitgate.decision with input as req(bob_nogroups, m, {"kind": "notification"})
+		d.allow
+		d.reasons == [concat("", [m, " allowed for bob (groups: [])"])]
+	}
+}
+
+test_other_notifications_denied if {
+	d := gitgate.decision with input as req(alice_eng, "notifications/anything", {"kind": "notification"})
+	not d.allow
+	d.reasons == ["notification notifications/anything is not allowed by policy"]
+}
+
+test_a_notification_named_like_a_request_is_not_one if {
+	d := gitgate.decision with input as req(alice_eng, "tools/call", {"kind": "notification", "tool": "echo", "arguments": {}})
+	not d.allow
+	d.approval.required == false
+}
+
+test_answers_to_upstream_requests_allowed if {
+	every m in ["sampling/createMessage", "elicitation/create", "roots/list", "ping"] {
+		d := gitgate.decision with input as req(bob_nogroups, m, {"kind": "response"})
+		d.allow
+		d.reasons == [concat("", ["answer to ", m, " allowed for bob (groups: [])"])]
+	}
+}
+
+test_answer_to_another_kind_of_request_denied if {
+	d := gitgate.decision with input as req(alice_eng, "tools/call", {"kind": "response"})
+	not d.allow
+	d.reasons == ["response tools/call is not allowed by policy"]
+}
+
+test_listen_stream_allowed_for_anyone if {
+	d := gitgate.decision with input as req(bob_nogroups, "subscriptions/listen", {"kind": "request"})
+	d.allow
+}

@@ -2,7 +2,7 @@ import { canonicalJson } from '../canonical-json.js';
 import type { GatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { maskMessage } from '../masking/mask.js';
-import type { JsonRpcRequest, JsonRpcResponse } from '../mcp/jsonrpc.js';
+import type { JsonRpcMessage, JsonRpcResponse } from '../mcp/jsonrpc.js';
 import type { DecisionOutcome } from '../policy/decide.js';
 import type { PolicyInput } from '../policy/input.js';
 import type { AuditLog } from './log.js';
@@ -25,7 +25,7 @@ export interface ExchangeAudit {
   /** The caller, once authenticated. */
   caller(identity: Identity, upstream: string): void;
   /** The decision (with the request as masked by it); not awaited: it becomes durable with the answer. */
-  decided(input: PolicyInput, outcome: DecisionOutcome, request: JsonRpcRequest): void;
+  decided(input: PolicyInput, outcome: DecisionOutcome, message: JsonRpcMessage | undefined): void;
   /** A new session opened by this exchange (initialize). */
   opened(session: { id: string; createdAt: number }, protocolVersion: string): void;
   /** Extra fields for this exchange's answer record (e.g. the approval it used). */
@@ -127,10 +127,10 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
           if (input.mcp.tool !== undefined) tool = input.mcp.tool;
           // Record what the decision lets be recorded: the arguments as its mask rules leave them.
           let recordedInput = input;
-          if (outcome.decision.maskRules.length > 0 && input.mcp.arguments !== undefined) {
-            const masked = structuredClone(request) as JsonRpcRequest;
+          if (outcome.decision.maskRules.length > 0 && input.mcp.arguments !== undefined && request !== undefined) {
+            const masked = structuredClone(request);
             maskMessage(masked, outcome.decision.maskRules);
-            const args = (masked.params as { arguments?: unknown } | undefined)?.arguments;
+            const args = ('params' in masked ? (masked.params as { arguments?: unknown } | undefined) : undefined)?.arguments;
             if (args !== undefined) recordedInput = { ...input, mcp: { ...input.mcp, arguments: args as Record<string, unknown> } };
           }
           const d = outcome.decision;

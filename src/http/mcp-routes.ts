@@ -44,8 +44,8 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
         let outcome = 'ok';
         let out: McpReply;
         const requestId = randomUUID();
-        // Only POSTs are exchanges worth a record; GET streams and DELETE are session events.
-        const audit = method === 'POST' ? deps.audit.begin(requestId) : NO_AUDIT;
+        // POSTs and GET streams are decided exchanges with records; DELETE is a session event (session.close).
+        const audit = method === 'DELETE' ? NO_AUDIT : deps.audit.begin(requestId);
         try {
           out = await handlers[method](deps, toMcpRequest(deps, req, ctl.signal, audit, requestId), note);
         } catch (e) {

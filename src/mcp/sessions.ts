@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../errors.js';
+import { InFlight } from './in-flight.js';
 import type { UpstreamAuth, UpstreamSession } from './upstream/types.js';
 
 export interface GatewaySession {
@@ -13,6 +14,8 @@ export interface GatewaySession {
   readonly auth: (purpose: string) => UpstreamAuth;
   readonly createdAt: number;
   lastSeen: number;
+  /** Requests in flight both ways: what a client notification or response may refer to. */
+  readonly inFlight: InFlight;
 }
 
 /**
@@ -53,7 +56,7 @@ export class SessionStore {
 
   create(upstream: string, owner: string, protocolVersion: string, upstreamSession: UpstreamSession, auth: (purpose: string) => UpstreamAuth): GatewaySession {
     const now = Date.now();
-    const s: GatewaySession = { id: randomUUID(), upstream, owner, protocolVersion, upstreamSession, auth, createdAt: now, lastSeen: now };
+    const s: GatewaySession = { id: randomUUID(), upstream, owner, protocolVersion, upstreamSession, auth, createdAt: now, lastSeen: now, inFlight: new InFlight() };
     this.#sessions.set(s.id, s);
     return s;
   }

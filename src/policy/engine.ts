@@ -32,7 +32,7 @@ export interface DecisionEngine {
 /** A smoke input every policy must answer with a valid decision before it may serve. */
 export const SMOKE_INPUT: PolicyInput = Object.freeze({
   identity: { sub: 'gitgate-smoke', groups: [], issuer: 'gitgate' },
-  mcp: { method: 'ping', protocol_version: '2025-11-25', era: 'legacy' },
+  mcp: { kind: 'request', method: 'ping', protocol_version: '2025-11-25', era: 'legacy' },
   upstream: { name: 'gitgate-smoke', transport: 'http' },
   request: { id: 'smoke', time_ns: 0 },
 }) as PolicyInput;

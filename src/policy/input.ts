@@ -10,6 +10,9 @@ export interface PolicyInput {
     readonly issuer: string;
   };
   readonly mcp: {
+    /** What the client sent: a request (with an id), a notification, or a response to an upstream request. */
+    readonly kind: 'request' | 'notification' | 'response';
+    /** The request's or notification's method; for a response, the method of the upstream request it answers. */
     readonly method: string;
     readonly tool?: string;
     readonly arguments?: Record<string, unknown>;
@@ -43,18 +46,16 @@ function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-function obj(v: unknown): Record<string, unknown> | undefined {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
-}
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-/** Build the policy input (schemas/input.schema.json) for one JSON-RPC request. */
+/**
+ * Build the policy input (schemas/input.schema.json) for one JSON-RPC request.
+ * Its params were checked first (mcp/params.ts): the tool name, uri and
+ * arguments are read from the very message that is forwarded.
+ */
 export function buildPolicyInput(identity: Identity, msg: JsonRpcRequest, ctx: InputContext): PolicyInput {
-  const params = obj(msg.params) ?? {};
-  const mcp: { -readonly [K in keyof PolicyInput['mcp']]: PolicyInput['mcp'][K] } = {
-    method: msg.method,
-    protocol_version: ctx.protocolVersion,
-    era: ctx.era,
-  };
+  const params = msg.params ?? {};
+  const mcp: Mutable<PolicyInput['mcp']> = { kind: 'request', method: msg.method, protocol_version: ctx.protocolVersion, era: ctx.era };
   switch (msg.method) {
     case 'tools/call': {
       const name = str(params.name);
@@ -62,13 +63,13 @@ export function buildPolicyInput(identity: Identity, msg: JsonRpcRequest, ctx: I
         mcp.tool = name;
         if (ctx.toolChanged?.(name) === true) mcp.tool_changed = true;
       }
-      mcp.arguments = obj(params.arguments) ?? {};
+      mcp.arguments = (params.arguments as Record<string, unknown> | undefined) ?? {};
       break;
     }
     case 'prompts/get': {
       const name = str(params.name);
       if (name !== undefined) mcp.prompt = name;
-      mcp.arguments = obj(params.arguments) ?? {};
+      mcp.arguments = (params.arguments as Record<string, unknown> | undefined) ?? {};
       break;
     }
     case 'resources/read':
@@ -81,6 +82,19 @@ export function buildPolicyInput(identity: Identity, msg: JsonRpcRequest, ctx: I
     default:
       break;
   }
+  return assemble(identity, mcp, ctx, msg.id);
+}
+
+/**
+ * The policy input for a message that is not a request with params: a client
+ * notification, a client response to an upstream request (its method is the
+ * request's), or a legacy GET stream (decided as `subscriptions/listen`).
+ */
+export function buildMessageInput(identity: Identity, message: { kind: PolicyInput['mcp']['kind']; method: string }, ctx: InputContext): PolicyInput {
+  return assemble(identity, { kind: message.kind, method: message.method, protocol_version: ctx.protocolVersion, era: ctx.era }, ctx, undefined);
+}
+
+function assemble(identity: Identity, mcp: PolicyInput['mcp'], ctx: InputContext, jsonrpcId: string | number | undefined): PolicyInput {
   return {
     identity: {
       sub: identity.sub,
@@ -93,7 +107,7 @@ export function buildPolicyInput(identity: Identity, msg: JsonRpcRequest, ctx: I
     upstream: ctx.upstream,
     request: {
       id: ctx.requestId,
-      jsonrpc_id: msg.id,
+      ...(jsonrpcId !== undefined ? { jsonrpc_id: jsonrpcId } : {}),
       ...(ctx.sessionId !== undefined ? { session_id: ctx.sessionId } : {}),
       time_ns: Date.now() * 1_000_000,
     },

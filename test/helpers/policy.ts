@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { cp, mkdtemp, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -6,10 +7,15 @@ import { ensureOpa } from '../../src/policy/opa-binary.js';
 
 export const opa = (): Promise<string> => ensureOpa(() => {}, process.env.GITGATE_OPA);
 
+/** The default policy's own data (policies/config/data.json): its method lists are the tests' too. */
+const DEFAULT_DATA = JSON.parse(readFileSync(path.join(packageRoot, 'policies', 'config', 'data.json'), 'utf8')) as Record<"protocol_methods" | "list_methods" | "client_notifications" | "server_requests", string[]>;
+
 /** Test upstreams governed by the repo's own default Rego, with test data. */
 export const TEST_POLICY_DATA = {
-  protocol_methods: ['initialize', 'ping', 'server/discover', 'logging/setLevel', 'completion/complete'],
-  list_methods: ['tools/list', 'resources/list', 'resources/templates/list', 'prompts/list'],
+  protocol_methods: DEFAULT_DATA.protocol_methods,
+  list_methods: DEFAULT_DATA.list_methods,
+  client_notifications: DEFAULT_DATA.client_notifications,
+  server_requests: DEFAULT_DATA.server_requests,
   upstreams: Object.fromEntries(
     ['http', 'stdio', 'demo', 'down', 'slow'].map((name) => [
       name,

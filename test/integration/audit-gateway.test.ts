@@ -63,13 +63,16 @@ describe('every exchange through the gateway is recorded, signed and committed',
       'decision initialize',
       'session.open initialize',
       'response initialize',
+      // Client notifications and the GET stream the SDK client opens are decided and recorded too.
+      'decision notifications/initialized',
+      'decision subscriptions/listen',
       'decision tools/call echo',
       'response tools/call echo',
       'decision tools/call secret',
       'error tools/call secret',
       'session.close',
     ]);
-    expect(records.map((r) => r.seq)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(records.map((r) => r.seq)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     const denied = records.find((r) => r.type === 'decision' && r.tool === 'secret')!;
     expect(denied.data).toMatchObject({ allow: false, reasons: [expect.stringContaining('tools/call of secret denied')], input: { mcp: { tool: 'secret' } } });
     // The hash is of the bytes the policy evaluated; unmasked, the recorded input serializes to exactly them.

@@ -29,7 +29,7 @@ async function build(dir: string) {
 
 const input = (over: Partial<PolicyInput['mcp']> = {}, groups: string[] = []): PolicyInput => ({
   identity: { sub: 'alice', groups, issuer: 'test' },
-  mcp: { method: 'tools/call', tool: 'echo', arguments: {}, protocol_version: '2025-11-25', era: 'legacy', ...over },
+  mcp: { kind: 'request', method: 'tools/call', tool: 'echo', arguments: {}, protocol_version: '2025-11-25', era: 'legacy', ...over },
   upstream: { name: 'demo', transport: 'stdio' },
   request: { id: 'r', time_ns: 0 },
 });

@@ -25,7 +25,7 @@ const identity = { sub: 'ann', groups: ['eng'], issuer: 'urn:test' } as unknown 
 const request: JsonRpcRequest = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'mail me at ann@example.com' } } };
 const input: PolicyInput = {
   identity: { sub: 'ann', groups: ['eng'], issuer: 'urn:test' },
-  mcp: { method: 'tools/call', tool: 'echo', arguments: { message: 'mail me at ann@example.com' }, protocol_version: '2025-11-25', era: 'legacy' },
+  mcp: { kind: 'request', method: 'tools/call', tool: 'echo', arguments: { message: 'mail me at ann@example.com' }, protocol_version: '2025-11-25', era: 'legacy' },
   upstream: { name: 'demo', transport: 'http' },
   request: { id: 'r1', time_ns: 1 },
 } as PolicyInput;

@@ -112,6 +112,12 @@ export class SharedUpstreamSession {
     }
   }
 
+  /** Whether `owner` has a request with this id in flight (what its cancellation may name). */
+  hasInFlight(owner: string, id: unknown): boolean {
+    for (const req of this.#inflight.values()) if (req.owner === owner && req.id === id) return true;
+    return false;
+  }
+
   /** Relay a stateless notification; only cancellation of an in-flight request is meaningful. */
   async notify(owner: string, method: string, params: Record<string, unknown> | undefined): Promise<void> {
     if (method !== 'notifications/cancelled') return;

@@ -1,0 +1,36 @@
+import { GatewayError } from '../errors.js';
+import type { JsonRpcRequest } from './jsonrpc.js';
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** Which params field names the target of a method, and what else must be an object if present. */
+const SHAPES: Readonly<Record<string, { readonly target: string; readonly objects: readonly string[] }>> = {
+  'tools/call': { target: 'name', objects: ['arguments'] },
+  'prompts/get': { target: 'name', objects: ['arguments'] },
+  'resources/read': { target: 'uri', objects: [] },
+  'resources/subscribe': { target: 'uri', objects: [] },
+  'resources/unsubscribe': { target: 'uri', objects: [] },
+};
+
+/**
+ * Step: the params the policy reads must have MCP's shape. A request whose
+ * target (tool or prompt name, resource uri) is missing or not a string, or
+ * whose `arguments` is not an object, is invalid (-32602) and never reaches
+ * the policy: the policy input, the approval binding and the forwarded bytes
+ * all come from this one parsed message, so nothing may be read one way for
+ * the decision and sent another way to the upstream.
+ */
+export function checkParams(msg: JsonRpcRequest): void {
+  if (!Object.hasOwn(SHAPES, msg.method)) return;
+  const shape = SHAPES[msg.method]!;
+  const invalid = (why: string) => new GatewayError('INVALID_PARAMS', `Invalid params: ${msg.method} ${why}`, { data: { id: msg.id } });
+  const params = msg.params;
+  if (params === undefined) throw invalid(`needs params with ${shape.target}`);
+  const target = params[shape.target];
+  if (typeof target !== 'string' || target === '') throw invalid(`needs params.${shape.target} as a non-empty string`);
+  for (const key of shape.objects) {
+    if (key in params && !isObject(params[key])) throw invalid(`params.${key} must be an object, got ${Array.isArray(params[key]) ? 'an array' : params[key] === null ? 'null' : typeof params[key]}`);
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * Class: paths that reach an upstream without a decision. Every message a client
+ * sends is either refused before the policy, or decided by the policy for exactly
+ * what is forwarded; every message a client receives, on any stream, is shaped
+ * (masked) by a decision.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
+import { RawMcp, until } from '../helpers/raw-mcp.js';
+// @ts-expect-error plain JS fixture
+import { LEAK_TEXT, startHttpServer } from '../fixtures/demo-server.mjs';
+
+interface Upstream {
+  url: string;
+  received: { message: Record<string, unknown> & { method?: string; id?: unknown; params?: Record<string, unknown> } }[];
+  close(): Promise<void>;
+}
+
+const LEAKS = ['jane.doe@example.com', 'AKIAIOSFODNN7EXAMPLE'];
+const MASK = [
+  { path: '$.result', detectors: ['email', 'aws_access_key'] },
+  { path: '$.params', detectors: ['email', 'aws_access_key'] },
+];
+
+function policyData(over: { protocol_methods?: string[] } = {}) {
+  const data = structuredClone(TEST_POLICY_DATA) as typeof TEST_POLICY_DATA & { upstreams: Record<string, { mask: unknown; public_tools: string[] }> };
+  data.upstreams.http!.mask = MASK;
+  data.upstreams.http!.public_tools.push('broadcast');
+  return { ...data, ...over };
+}
+
+const MODERN = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+
+describe('every path to an upstream is decided', () => {
+  let upstream: Upstream;
+  let gw: TestGateway;
+  let url: string;
+  const reached = (pred: (m: Upstream['received'][number]['message']) => boolean) => upstream.received.filter((r) => pred(r.message));
+
+  beforeAll(async () => {
+    upstream = (await startHttpServer()) as Upstream;
+    gw = await startGateway({ upstreams: { http: { url: upstream.url } }, policyDir: await makePolicyDir(policyData()) });
+    url = `${gw.url}/mcp/http`;
+  });
+  afterAll(async () => {
+    await gw.close();
+    await upstream.close();
+  });
+
+  it('a request sent without an id (as a notification) is refused and never forwarded, whatever its method', async () => {
+    const bob = new RawMcp(url, await gw.token('bob'));
+    await bob.initialize();
+    for (const method of ['tools/call', 'resources/read', 'prompts/get', 'initialize', 'logging/setLevel', 'tools/list', 'completion/complete', 'ping', 'weird/method']) {
+      const r = await bob.post({ jsonrpc: '2.0', method, params: { name: 'get-env', uri: 'test://readme', arguments: {} } });
+      expect({ method, status: r.status }).toEqual({ method, status: 400 });
+      expect(r.messages[0]).toMatchObject({ id: null, error: { code: -32600, data: { gitgate: 'INVALID_REQUEST' } } });
+      expect(String((r.messages[0]!.error as { message: string }).message)).toContain('needs an id');
+    }
+    expect(reached((m) => m.id === undefined && m.method !== 'notifications/initialized')).toEqual([]);
+  });
+
+  it('a notification the protocol does not define goes to the policy, which refuses it', async () => {
+    const alice = new RawMcp(url, await gw.token('alice', ['eng']));
+    await alice.initialize();
+    const r = await alice.post({ jsonrpc: '2.0', method: 'notifications/tools/call', params: { name: 'get-env' } });
+    expect(r.messages[0]).toMatchObject({ error: { code: -32010, data: { gitgate: 'POLICY_DENIED', reasons: ['notification notifications/tools/call is not allowed by policy'] } } });
+    expect(reached((m) => m.method === 'notifications/tools/call')).toEqual([]);
+  });
+
+  it('a cancellation must name a request of the caller in flight on that session', async () => {
+    const bob = new RawMcp(url, await gw.token('bob'));
+    await bob.initialize();
+    const r = await bob.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'nothing-in-flight' } });
+    expect(r.status).toBe(400);
+    expect(JSON.stringify(r.messages[0])).toContain('names no request of yours in flight');
+    expect(reached((m) => m.method === 'notifications/cancelled')).toEqual([]);
+
+    // A request really in flight may be cancelled, and the cancellation is forwarded.
+    const ctl = new AbortController();
+    const hanging = fetch(url, {
+      method: 'POST',
+      signal: ctl.signal,
+      headers: { authorization: `Bearer ${bob.token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': bob.sessionId!, 'mcp-protocol-version': '2025-11-25' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 'h1', method: 'tools/call', params: { name: 'hang', arguments: {} } }),
+    }).catch(() => undefined);
+    await until(() => reached((m) => m.id === 'h1').length === 1, 'the hanging call to reach the upstream');
+    const ok = await bob.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'h1', reason: 'changed my mind' } });
+    expect(ok.status).toBe(202);
+    await until(() => reached((m) => m.method === 'notifications/cancelled').length === 1, 'the cancellation to reach the upstream');
+    ctl.abort();
+    await hanging;
+  });
+
+  it("one caller cannot cancel another caller's request (sessions are the caller's own)", async () => {
+    const alice = new RawMcp(url, await gw.token('alice', ['eng']));
+    await alice.initialize();
+    const mallory = new RawMcp(url, await gw.token('mallory'));
+    mallory.sessionId = alice.sessionId;
+    const r = await mallory.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'x' } });
+    expect(r.status).toBe(404);
+  });
+
+  it('client progress must carry the token of an upstream request the caller was shown', async () => {
+    const bob = new RawMcp(url, await gw.token('bob'));
+    await bob.initialize();
+    const r = await bob.post({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 'forged', progress: 1 } });
+    expect(r.status).toBe(400);
+    expect(reached((m) => m.method === 'notifications/progress')).toEqual([]);
+  });
+
+  it('a response must answer a request the upstream sent on that session, once; and carries no method', async () => {
+    const bob = new RawMcp(url, await gw.token('bob'));
+    await bob.initialize();
+    const forged = await bob.post({ jsonrpc: '2.0', id: 0, result: { model: 'm', role: 'assistant', content: { type: 'text', text: 'forged' } } });
+    expect(forged.status).toBe(400);
+    expect(JSON.stringify(forged.messages[0])).toContain('answers no request the upstream sent on this session');
+    expect(reached((m) => m.method === undefined && m.id === 0)).toEqual([]);
+
+    // The upstream asks (on the GET stream); the caller answers once; a second answer is refused.
+    const seen: Record<string, unknown>[] = [];
+    const stream = await bob.listen((m) => seen.push(m));
+    expect(stream.status).toBe(200);
+    const call = await bob.post({ jsonrpc: '2.0', id: 'b1', method: 'tools/call', params: { name: 'broadcast', arguments: {} } });
+    expect(call.status).toBe(200);
+    await until(() => seen.some((m) => m.method === 'sampling/createMessage'), 'the sampling request on the GET stream');
+    const ask = seen.find((m) => m.method === 'sampling/createMessage')!;
+    const answer = { jsonrpc: '2.0', id: ask.id, result: { model: 'm', role: 'assistant', content: { type: 'text', text: 'ok' } } };
+    expect((await bob.post(answer)).status).toBe(202);
+    await until(() => reached((m) => m.method === undefined && m.id === ask.id).length === 1, 'the answer to reach the upstream');
+    expect((await bob.post(answer)).status).toBe(400);
+    expect(reached((m) => m.method === undefined && m.id === ask.id)).toHaveLength(1);
+    stream.close();
+  });
+
+  it('the GET stream is shaped like a POST stream: server messages on it are masked', async () => {
+    const bob = new RawMcp(url, await gw.token('bob'));
+    await bob.initialize();
+    const seen: Record<string, unknown>[] = [];
+    const stream = await bob.listen((m) => seen.push(m));
+    await bob.post({ jsonrpc: '2.0', id: 'b2', method: 'tools/call', params: { name: 'broadcast', arguments: {} } });
+    await until(() => seen.some((m) => m.method === 'notifications/message') && seen.some((m) => m.method === 'sampling/createMessage'), 'both GET-stream messages');
+    stream.close();
+    const text = JSON.stringify(seen);
+    for (const leak of LEAKS) expect(text).not.toContain(leak);
+    expect(text).toContain('[redacted:email]');
+    expect(text).toContain('[redacted:aws_access_key]');
+    expect(LEAK_TEXT).toContain(LEAKS[0]);
+  });
+
+  it('arguments that are not an object are invalid params: they reach neither the policy nor the upstream nor an approval', async () => {
+    const alice = new RawMcp(url, await gw.token('alice', ['eng']));
+    await alice.initialize();
+    const before = upstream.received.length;
+    for (const args of [['rm -rf /'], 'rm -rf /', 42, null, true]) {
+      for (const name of ['echo', 'get-env']) {
+        const r = await alice.post({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name, arguments: args } });
+        expect(r.messages[0]).toMatchObject({ id: 7, error: { code: -32602, data: { gitgate: 'INVALID_PARAMS' } } });
+      }
+    }
+    for (const params of [{}, { name: 42 }, { name: '' }, { name: ['echo'] }]) {
+      const r = await alice.post({ jsonrpc: '2.0', id: 8, method: 'tools/call', params });
+      expect(r.messages[0]).toMatchObject({ error: { code: -32602 } });
+    }
+    const r = await alice.post({ jsonrpc: '2.0', id: 9, method: 'resources/read', params: { uri: { href: 'test://readme' } } });
+    expect(r.messages[0]).toMatchObject({ error: { code: -32602 } });
+    expect(upstream.received.length).toBe(before);
+    expect(gw.gw.approvals.list()).toEqual([]);
+  });
+
+  it('a stateless (2026-07-28) caller cannot send methods that change the upstream session all stateless callers share', async () => {
+    const bob = new RawMcp(url, await gw.token('bob'));
+    const callers = (m: Upstream['received'][number]['message']) =>
+      (m.method === 'initialize' && (m.params?.clientInfo as { name?: string } | undefined)?.name === 'x') || m.method === 'logging/setLevel' || m.method === 'resources/subscribe';
+    const before = reached(callers).length;
+    for (const [method, params] of [
+      ['initialize', { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } }],
+      ['logging/setLevel', { level: 'debug' }],
+      ['resources/subscribe', { uri: 'test://readme' }],
+    ] as const) {
+      const r = await bob.post({ jsonrpc: '2.0', id: 3, method, params: { ...params, _meta: MODERN } }, { 'mcp-protocol-version': '2026-07-28', 'mcp-method': method });
+      expect(r.messages[0]).toMatchObject({ id: 3, error: { code: -32601, data: { gitgate: 'METHOD_NOT_FOUND' } } });
+    }
+    // gitgate's own initialize of the shared session may have happened; no caller's did.
+    expect(reached(callers).length).toBe(before);
+  });
+
+  it('a stateless caller may not answer or notify anything but cancel its own requests', async () => {
+    const bob = new RawMcp(url, await gw.token('bob'));
+    const h = { 'mcp-protocol-version': '2026-07-28' };
+    const answer = await bob.post({ jsonrpc: '2.0', id: 1, result: {} }, h);
+    expect(answer.status).toBe(400);
+    const cancel = await bob.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1, _meta: MODERN } }, h);
+    expect(cancel.status).toBe(400);
+    const roots = await bob.post({ jsonrpc: '2.0', method: 'notifications/roots/list_changed', params: { _meta: MODERN } }, h);
+    expect(roots.status).toBe(400);
+  });
+});
+
+describe('a GET stream is decided', () => {
+  it('a policy that does not allow subscriptions/listen opens no stream', async () => {
+    const upstream = (await startHttpServer()) as Upstream;
+    const listenless = policyData({ protocol_methods: TEST_POLICY_DATA.protocol_methods.filter((m) => m !== 'subscriptions/listen') });
+    const gw = await startGateway({ upstreams: { http: { url: upstream.url } }, policyDir: await makePolicyDir(listenless) });
+    try {
+      const bob = new RawMcp(`${gw.url}/mcp/http`, await gw.token('bob'));
+      await bob.initialize();
+      const stream = await bob.listen(() => undefined);
+      expect(stream.body[0]).toMatchObject({ error: { code: -32010, data: { reasons: ['method subscriptions/listen is not allowed by policy'] } } });
+      expect(upstream.received.filter((r) => r.message.method === undefined && r.message.id === undefined)).toEqual([]);
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+  });
+});
