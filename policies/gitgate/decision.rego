@@ -32,10 +32,10 @@ list_method if {
 	input.mcp.method in cfg.list_methods
 }
 
-# Reading resources and prompts is for full-access callers only.
+# Reading resources and prompts, and completing their arguments, is for full-access callers only.
 content_method if {
 	request
-	input.mcp.method in {"resources/read", "resources/subscribe", "resources/unsubscribe", "prompts/get"}
+	input.mcp.method in {"resources/read", "resources/subscribe", "resources/unsubscribe", "prompts/get", "completion/complete"}
 }
 
 tool_call if {

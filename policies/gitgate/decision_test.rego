@@ -171,3 +171,12 @@ test_listen_stream_allowed_for_anyone if {
 	d := gitgate.decision with input as req(bob_nogroups, "subscriptions/listen", {"kind": "request"})
 	d.allow
 }
+
+test_completion_is_content_access if {
+	ok := gitgate.decision with input as req(alice_eng, "completion/complete", {"prompt": "greet"})
+	ok.allow
+	ok.reasons == ["completion/complete of greet allowed for alice (groups: [eng])"]
+	no := gitgate.decision with input as req(bob_nogroups, "completion/complete", {"uri": "test://items/{id}"})
+	not no.allow
+	no.reasons == ["completion/complete denied: bob (groups: []) is not in a full-access group"]
+}

@@ -23,6 +23,7 @@ const SHAPES: Readonly<Record<string, { readonly target: string; readonly object
  * the decision and sent another way to the upstream.
  */
 export function checkParams(msg: JsonRpcRequest): void {
+  if (msg.method === 'completion/complete') return checkCompletionRef(msg);
   if (!Object.hasOwn(SHAPES, msg.method)) return;
   const shape = SHAPES[msg.method]!;
   const invalid = (why: string) => new GatewayError('INVALID_PARAMS', `Invalid params: ${msg.method} ${why}`, { data: { id: msg.id } });
@@ -33,4 +34,16 @@ export function checkParams(msg: JsonRpcRequest): void {
   for (const key of shape.objects) {
     if (key in params && !isObject(params[key])) throw invalid(`params.${key} must be an object, got ${Array.isArray(params[key]) ? 'an array' : params[key] === null ? 'null' : typeof params[key]}`);
   }
+}
+
+/** completion/complete names what it completes in `ref`: a prompt (`ref/prompt`, name) or a resource template (`ref/resource`, uri). */
+function checkCompletionRef(msg: JsonRpcRequest): void {
+  const ref = msg.params?.ref;
+  const invalid = (why: string) => new GatewayError('INVALID_PARAMS', `Invalid params: completion/complete ${why}`, { data: { id: msg.id } });
+  if (!isObject(ref)) throw invalid('needs params.ref as an object');
+  if (ref.type === 'ref/prompt') {
+    if (typeof ref.name !== 'string' || ref.name === '') throw invalid('needs params.ref.name (a prompt) as a non-empty string');
+  } else if (ref.type === 'ref/resource') {
+    if (typeof ref.uri !== 'string' || ref.uri === '') throw invalid('needs params.ref.uri as a non-empty string');
+  } else throw invalid('params.ref.type must be ref/prompt or ref/resource');
 }

@@ -72,6 +72,13 @@ export function buildPolicyInput(identity: Identity, msg: JsonRpcRequest, ctx: I
       mcp.arguments = (params.arguments as Record<string, unknown> | undefined) ?? {};
       break;
     }
+    case 'completion/complete': {
+      // What is being completed is what the policy decides on: the prompt or the resource.
+      const ref = params.ref as { type: string; name?: string; uri?: string };
+      if (ref.type === 'ref/prompt' && ref.name !== undefined) mcp.prompt = ref.name;
+      else if (ref.uri !== undefined) mcp.uri = ref.uri;
+      break;
+    }
     case 'resources/read':
     case 'resources/subscribe':
     case 'resources/unsubscribe': {

@@ -168,6 +168,18 @@ describe('every path to an upstream is decided', () => {
     expect(gw.gw.approvals.list()).toEqual([]);
   });
 
+  it('completion/complete is decided on what it completes (the prompt or resource), not waved through', async () => {
+    const bob = new RawMcp(url, await gw.token('bob'));
+    await bob.initialize();
+    const complete = (ref: unknown) => bob.post({ jsonrpc: '2.0', id: 'c', method: 'completion/complete', params: { ref, argument: { name: 'name', value: 'A' } } });
+    const denied = await complete({ type: 'ref/prompt', name: 'greet' });
+    expect(denied.messages[0]).toMatchObject({ error: { code: -32010, data: { reasons: ['completion/complete denied: bob (groups: []) is not in a full-access group'] } } });
+    for (const ref of [undefined, 'greet', { type: 'ref/prompt' }, { type: 'ref/other', name: 'greet' }, { type: 'ref/resource', uri: 7 }]) {
+      expect((await complete(ref)).messages[0]).toMatchObject({ error: { code: -32602 } });
+    }
+    expect(reached((m) => m.method === 'completion/complete')).toEqual([]);
+  });
+
   it('a stateless (2026-07-28) caller cannot send methods that change the upstream session all stateless callers share', async () => {
     const bob = new RawMcp(url, await gw.token('bob'));
     const callers = (m: Upstream['received'][number]['message']) =>
