@@ -33,7 +33,7 @@ import { resolveUpstream, type Upstream, type UpstreamRegistry } from './mcp/ups
 import type { GatewayMetrics } from './metrics/metrics.js';
 import { decide, enforce, type DecisionOutcome } from './policy/decide.js';
 import type { DecisionEngine } from './policy/engine.js';
-import { filterList, isFilteredList } from './policy/filter-list.js';
+import { filterList, isFilteredList, type ListItemQuestion } from './policy/filter-list.js';
 import { buildMessageInput, buildPolicyInput, type InputContext, type PolicyInput } from './policy/input.js';
 import type { RateLimiter } from './policy/rate-limit.js';
 
@@ -134,7 +134,10 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   const sessionAuth = (purpose: string) => deps.credentials.forCall(upstream.config, { subject: identity.sub, method: purpose });
   // While it is in flight, the caller may cancel this request (and only its own requests).
   const ended = route.kind === 'session' ? route.session.inFlight.begin(msg.id) : () => undefined;
-  const toCaller = (m: JsonRpcMessage) => deliver(deps, route, shape(deps, m, msg, input, outcome, catalog));
+  const toCaller = (m: JsonRpcMessage) => {
+    const shaped = shape(deps, m, msg, input, outcome, catalog);
+    return shaped === undefined ? undefined : deliver(deps, route, shaped);
+  };
   try {
     const send = () => forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: mint(), sessionAuth });
     if (outcome.decision.approval.required) {
@@ -226,23 +229,37 @@ function limitRate(rates: RateLimiter, input: PolicyInput, outcome: DecisionOutc
  * list results filtered by asking the policy about each item, then the
  * decision's mask rules, then structured content refitted to its schema.
  */
-function shape(deps: GatewayDeps, m: JsonRpcMessage, request: JsonRpcRequest, input: PolicyInput, outcome: DecisionOutcome, catalog: ToolCatalog): JsonRpcMessage {
-  const upstream = input.upstream.name;
+function shape(deps: GatewayDeps, m: JsonRpcMessage, request: JsonRpcRequest, input: PolicyInput, outcome: DecisionOutcome, catalog: ToolCatalog): JsonRpcMessage | undefined {
   if (isResponse(m) && m.id === request.id && m.result !== undefined) {
     if (request.method === 'tools/list') catalog.observe((m.result as { tools?: unknown }).tools);
     if (isFilteredList(request.method)) {
-      const hidden = filterList(request.method, m.result, (q) => {
-        const item: PolicyInput = { ...input, mcp: { ...input.mcp, method: q.method, [q.key]: q.value, listing: true, ...(q.key === 'tool' ? { tool_changed: catalog.changed(q.value) } : {}) } };
-        const d = decide(deps.policy, item, deps.metrics, deps.config.credentials.maxTtlSeconds).decision;
-        return d.valid && d.allow;
-      });
-      if (hidden > 0) deps.metrics.listItemsHidden.inc({ upstream }, hidden);
+      const hidden = filterList(request.method, m.result, (q) => mayUse(deps, input, q, catalog));
+      if (hidden > 0) deps.metrics.listItemsHidden.inc({ upstream: input.upstream.name }, hidden);
     }
   }
+  if (!mayBeTold(deps, m, input, catalog)) return undefined;
   if (maskFor(deps, m, input, outcome) > 0 && request.method === 'tools/call' && isResponse(m) && m.result !== undefined && input.mcp.tool !== undefined) {
     fitStructuredContent(m.result as Record<string, unknown>, catalog.outputSchema(input.mcp.tool));
   }
   return m;
+}
+
+/** Whether the caller may use what a list item or notification names: the policy is asked as if the caller requested it. */
+function mayUse(deps: GatewayDeps, input: PolicyInput, q: ListItemQuestion, catalog: ToolCatalog | undefined): boolean {
+  const changed = q.key === 'tool' && catalog !== undefined ? { tool_changed: catalog.changed(q.value) } : {};
+  const item: PolicyInput = { ...input, mcp: { ...input.mcp, kind: 'request', method: q.method, [q.key]: q.value, listing: true, ...changed } };
+  const d = decide(deps.policy, item, deps.metrics, deps.config.credentials.maxTtlSeconds).decision;
+  return d.valid && d.allow;
+}
+
+/** A `notifications/resources/updated` names a resource: only a caller who may read it hears of it. */
+function mayBeTold(deps: GatewayDeps, m: JsonRpcMessage, input: PolicyInput, catalog: ToolCatalog | undefined): boolean {
+  if (!('method' in m) || m.method !== 'notifications/resources/updated' || 'id' in m) return true;
+  const uri = m.params?.uri;
+  if (typeof uri !== 'string') return false;
+  const ok = mayUse(deps, input, { method: 'resources/read', key: 'uri', value: uri }, catalog);
+  if (!ok) deps.metrics.listItemsHidden.inc({ upstream: input.upstream.name });
+  return ok;
 }
 
 /** Step: the decision's mask rules over one message the caller will see (in place); how many values they changed. */
@@ -253,8 +270,12 @@ function maskFor(deps: GatewayDeps, m: JsonRpcMessage, input: PolicyInput, outco
   return report.changed;
 }
 
-async function* mapMessages(messages: AsyncIterable<JsonRpcMessage>, f: (m: JsonRpcMessage) => JsonRpcMessage): AsyncGenerator<JsonRpcMessage> {
-  for await (const m of messages) yield f(m);
+/** Each message as the caller may see it; a message the caller may not see is dropped. */
+async function* mapMessages(messages: AsyncIterable<JsonRpcMessage>, f: (m: JsonRpcMessage) => JsonRpcMessage | undefined): AsyncGenerator<JsonRpcMessage> {
+  for await (const m of messages) {
+    const out = f(m);
+    if (out !== undefined) yield out;
+  }
 }
 
 /**
@@ -323,6 +344,7 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
   const stream = await session.upstreamSession.listen(req.signal, session.auth('listen'));
   if (stream === undefined) throw new GatewayError('METHOD_NOT_ALLOWED', `Method Not Allowed: upstream ${upstream.config.name} offers no GET stream`);
   const toCaller = (m: JsonRpcMessage) => {
+    if (!mayBeTold(deps, m, input, undefined)) return undefined;
     maskFor(deps, m, input, outcome);
     return deliver(deps, route, m);
   };

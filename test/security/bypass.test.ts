@@ -26,7 +26,7 @@ const MASK = [
 function policyData(over: { protocol_methods?: string[] } = {}) {
   const data = structuredClone(TEST_POLICY_DATA) as typeof TEST_POLICY_DATA & { upstreams: Record<string, { mask: unknown; public_tools: string[] }> };
   data.upstreams.http!.mask = MASK;
-  data.upstreams.http!.public_tools.push('broadcast');
+  data.upstreams.http!.public_tools.push('broadcast', 'touch');
   return { ...data, ...over };
 }
 
@@ -146,6 +146,21 @@ describe('every path to an upstream is decided', () => {
     expect(text).toContain('[redacted:email]');
     expect(text).toContain('[redacted:aws_access_key]');
     expect(LEAK_TEXT).toContain(LEAKS[0]);
+  });
+
+  it('a resource-updated notification reaches only callers who may read that resource', async () => {
+    const heard = async (who: RawMcp) => {
+      await who.initialize();
+      const seen: Record<string, unknown>[] = [];
+      const stream = await who.listen((m) => seen.push(m));
+      await who.post({ jsonrpc: '2.0', id: 't', method: 'tools/call', params: { name: 'touch', arguments: {} } });
+      // The log line is sent after the update: once it is here, the update would have been too.
+      await until(() => seen.some((m) => m.method === 'notifications/message'), 'the log line after the update');
+      stream.close();
+      return seen.map((m) => m.method);
+    };
+    expect(await heard(new RawMcp(url, await gw.token('alice', ['eng'])))).toEqual(['notifications/resources/updated', 'notifications/message']);
+    expect(await heard(new RawMcp(url, await gw.token('bob')))).toEqual(['notifications/message']);
   });
 
   it('arguments that are not an object are invalid params: they reach neither the policy nor the upstream nor an approval', async () => {
