@@ -36,6 +36,9 @@ export interface UpstreamConfig {
   readonly idleTimeoutMs: number;
 }
 
+/** How the groups claim is read: a JSON array of strings, or one string split on whitespace or on commas. */
+export type GroupsFormat = 'array' | 'space-delimited' | 'comma-delimited';
+
 export interface IdentityConfig {
   readonly mode: 'dev' | 'oidc';
   readonly issuer?: string;
@@ -43,7 +46,14 @@ export interface IdentityConfig {
   readonly audience: string;
   readonly algorithms: readonly Algorithm[];
   readonly clockToleranceSeconds: number;
-  readonly claims: { readonly sub: string; readonly email: string; readonly groups: string; readonly githubLogin: string };
+  readonly claims: {
+    readonly sub: string;
+    readonly email: string;
+    readonly groups: string;
+    readonly githubLogin: string;
+    /** How the groups claim is read (schema default: array). */
+    readonly groupsFormat: GroupsFormat;
+  };
 }
 
 export interface GatewayConfig {

@@ -1,0 +1,141 @@
+/**
+ * Identity, attacked: every test here is an attack that worked against an
+ * earlier gitgate. A real loopback OIDC issuer and real gateways on loopback.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { IdentityConfig } from '../../src/config/types.js';
+import { GatewayError } from '../../src/errors.js';
+import { createOidcVerifier, type TokenVerifier } from '../../src/identity/verifier.js';
+import type { JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+import { fakeUpstream } from '../helpers/fake-upstream.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { startOidcIssuer } from '../helpers/oidc-issuer.js';
+
+const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+const INIT = JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+
+/** An RFC 9110 challenge: `Bearer` then auth-params whose values are quoted-strings; the params, or undefined when it does not parse. */
+function parseChallenge(h: string): Record<string, string> | undefined {
+  const m = /^Bearer (.*)$/.exec(h);
+  if (m === null) return undefined;
+  const out: Record<string, string> = {};
+  const param = /([A-Za-z_]+)="((?:[^"\\]|\\.)*)"(?:, |$)/y;
+  let r: RegExpExecArray | null;
+  let at = 0;
+  while ((r = param.exec(m[1]!)) !== null) {
+    if (r[1]! in out) return undefined;
+    out[r[1]!] = r[2]!.replace(/\\(.)/g, '$1');
+    at = param.lastIndex;
+  }
+  return at === m[1]!.length ? out : undefined;
+}
+
+type Issuer = Awaited<ReturnType<typeof startOidcIssuer>>;
+
+interface Verifiers {
+  idp: Issuer;
+  cfg(over?: Partial<IdentityConfig>, claims?: Partial<IdentityConfig['claims']>): IdentityConfig;
+  make(over?: Partial<IdentityConfig>, claims?: Partial<IdentityConfig['claims']>, extra?: { jwksCooldownMs?: number }): TokenVerifier;
+  /** A token from the issuer, valid for 5 minutes from now unless the claims say otherwise. */
+  mint(claims: Record<string, unknown>, opts?: Parameters<Issuer['mint']>[1]): Promise<string>;
+  refused(token: string, reason: RegExp, v?: TokenVerifier): Promise<void>;
+}
+
+/** A loopback OIDC issuer, and verifiers over it. */
+function verifiers(): Verifiers {
+  const h: Verifiers = {
+    idp: undefined as unknown as Issuer,
+    cfg: (over = {}, claims = {}) => ({
+      mode: 'oidc',
+      issuer: h.idp.issuer,
+      audience: 'gitgate',
+      algorithms: ['RS256', 'ES256', 'EdDSA'],
+      clockToleranceSeconds: 30,
+      claims: { sub: 'sub', email: 'email', groups: 'groups', githubLogin: 'github_login', groupsFormat: 'array', ...claims },
+      ...over,
+    }),
+    make: (over = {}, claims = {}, extra = {}) => createOidcVerifier(h.cfg(over, claims), extra),
+    mint: (claims, opts = {}) => h.idp.mint(claims, opts),
+    async refused(token, reason, v = h.make()) {
+      const err = await v.verify(token).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(GatewayError);
+      expect((err as GatewayError).code).toBe('AUTH_INVALID');
+      expect((err as GatewayError).message).toMatch(reason);
+    },
+  };
+  beforeAll(async () => {
+    h.idp = await startOidcIssuer();
+  });
+  afterAll(() => h.idp.close());
+  return h;
+}
+
+describe('claims of the wrong type are refused, naming the claim', () => {
+  const h = verifiers();
+
+  it('a groups claim that is a string is refused, naming the claim; read as delimited only when configured', async () => {
+    const token = await h.mint({ groups: 'eng admin' });
+    await h.refused(token, /claim "groups" must be an array of strings, got a string/);
+    await expect(h.make({}, { groupsFormat: 'space-delimited' }).verify(token)).resolves.toMatchObject({ groups: ['eng', 'admin'] });
+    await expect(h.make({}, { groupsFormat: 'comma-delimited' }).verify(await h.mint({ groups: 'eng,admin' }))).resolves.toMatchObject({ groups: ['eng', 'admin'] });
+  });
+
+  it.each([
+    ['sub a number', { sub: 42 }, /claim "sub" must be a string, got a number/],
+    ['sub an array', { sub: ['alice', 'admin'] }, /claim "sub" must be a string, got an array/],
+    ['sub empty', { sub: '' }, /claim "sub" is empty/],
+    ['email an array', { email: ['a@example.com', 'root@example.com'] }, /claim "email" must be a string/],
+    ['github_login an object', { github_login: { login: 'octocat' } }, /claim "github_login" must be a string/],
+    ['groups with a non-string member', { groups: ['eng', { admin: true }] }, /claim "groups" must be an array of strings, got an object at index 1/],
+    ['groups a number', { groups: 1 }, /claim "groups" must be an array of strings, got a number/],
+    ['groups null', { groups: null }, /claim "groups" must be an array of strings, got null/],
+  ])('%s → 401 naming the claim', async (_name, claims, reason) => {
+    await h.refused(await h.mint(claims), reason);
+  });
+
+  it('a nested claim path through a non-object is refused, not read as absent', async () => {
+    const v = h.make({}, { groups: 'realm_access.roles' });
+    await h.refused(await h.mint({ realm_access: ['eng'] }), /claim "realm_access" must be an object, got an array/, v);
+    await expect(v.verify(await h.mint({ realm_access: { roles: ['eng'] } }))).resolves.toMatchObject({ groups: ['eng'] });
+  });
+});
+
+describe('tokens through a real gateway (OIDC)', () => {
+  let idp: Awaited<ReturnType<typeof startOidcIssuer>>;
+  let strict: TestGateway;
+  let spaced: TestGateway;
+  const received: JsonRpcRequest[] = [];
+
+  beforeAll(async () => {
+    idp = await startOidcIssuer();
+    const upstreams = { http: { url: 'http://127.0.0.1:9/unused' } };
+    const options = { connectUpstream: (c: Parameters<typeof fakeUpstream>[0]) => fakeUpstream(c, received) };
+    strict = await startGateway({ upstreams, options, identity: { mode: 'oidc', issuer: idp.issuer } });
+    spaced = await startGateway({ upstreams, options, identity: { mode: 'oidc', issuer: idp.issuer, claims: { groupsFormat: 'space-delimited' } } });
+  });
+  afterAll(async () => {
+    await strict.close();
+    await spaced.close();
+    await idp.close();
+  });
+
+  const post = async (g: TestGateway, token: string, body: string, sid?: string) => {
+    const res = await fetch(`${g.url}/mcp/http`, { method: 'POST', headers: { ...JSON_HEADERS, authorization: `Bearer ${token}`, ...(sid ? { 'mcp-session-id': sid } : {}) }, body });
+    return { status: res.status, challenge: res.headers.get('www-authenticate'), sid: res.headers.get('mcp-session-id'), json: (await res.json()) as { error?: { message: string }; result?: unknown } };
+  };
+
+  it('groups "eng admin" does not grant eng: 401 naming the claim', async () => {
+    const r = await post(strict, await idp.mint({ groups: 'eng admin' }), INIT);
+    expect(r.status).toBe(401);
+    expect(r.json.error?.message).toMatch(/^Invalid token: claim "groups" must be an array of strings, got a string/);
+    expect(parseChallenge(r.challenge!)).toMatchObject({ error: 'invalid_token', error_description: expect.stringMatching(/^claim 'groups' must be/) });
+  });
+
+  it('with groupsFormat: space-delimited, the same token grants eng (a full-access tool is called)', async () => {
+    const token = await idp.mint({ groups: 'eng admin' });
+    const init = await post(spaced, token, INIT);
+    expect(init.status).toBe(200);
+    const r = await post(spaced, token, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'secret', arguments: {} } }), init.sid!);
+    expect(r.json).toMatchObject({ result: { content: [{ text: 'called secret' }] } });
+  });
+});
