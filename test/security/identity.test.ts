@@ -1,6 +1,7 @@
 /**
  * Identity, attacked: every test here is an attack that worked against an
- * earlier gitgate. A real loopback OIDC issuer and real gateways on loopback.
+ * earlier gitgate. A real loopback OIDC issuer and real gateways on loopback;
+ * verifiers run on an injected clock.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IdentityConfig } from '../../src/config/types.js';
@@ -13,6 +14,8 @@ import { startOidcIssuer } from '../helpers/oidc-issuer.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 const INIT = JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+/** Seconds since the epoch of the verifiers' injected clock. */
+const T0 = 2_000_000_000;
 
 /** An RFC 9110 challenge: `Bearer` then auth-params whose values are quoted-strings; the params, or undefined when it does not parse. */
 function parseChallenge(h: string): Record<string, string> | undefined {
@@ -34,17 +37,20 @@ type Issuer = Awaited<ReturnType<typeof startOidcIssuer>>;
 
 interface Verifiers {
   idp: Issuer;
+  /** The verifiers' clock, ms since the epoch. */
+  clock: number;
   cfg(over?: Partial<IdentityConfig>, claims?: Partial<IdentityConfig['claims']>): IdentityConfig;
   make(over?: Partial<IdentityConfig>, claims?: Partial<IdentityConfig['claims']>, extra?: { jwksCooldownMs?: number }): TokenVerifier;
-  /** A token from the issuer, valid for 5 minutes from now unless the claims say otherwise. */
+  /** A token from the issuer, iat = T0 unless the claims say otherwise. */
   mint(claims: Record<string, unknown>, opts?: Parameters<Issuer['mint']>[1]): Promise<string>;
   refused(token: string, reason: RegExp, v?: TokenVerifier): Promise<void>;
 }
 
-/** A loopback OIDC issuer, and verifiers over it. */
+/** A loopback OIDC issuer, and verifiers over it on one injected clock. */
 function verifiers(): Verifiers {
   const h: Verifiers = {
     idp: undefined as unknown as Issuer,
+    clock: T0 * 1000,
     cfg: (over = {}, claims = {}) => ({
       mode: 'oidc',
       issuer: h.idp.issuer,
@@ -54,8 +60,8 @@ function verifiers(): Verifiers {
       claims: { sub: 'sub', email: 'email', groups: 'groups', githubLogin: 'github_login', groupsFormat: 'array', ...claims },
       ...over,
     }),
-    make: (over = {}, claims = {}, extra = {}) => createOidcVerifier(h.cfg(over, claims), extra),
-    mint: (claims, opts = {}) => h.idp.mint(claims, opts),
+    make: (over = {}, claims = {}, extra = {}) => createOidcVerifier(h.cfg(over, claims), { now: () => h.clock, ...extra }),
+    mint: (claims, opts = {}) => h.idp.mint(claims, { now: T0, ...opts }),
     async refused(token, reason, v = h.make()) {
       const err = await v.verify(token).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(GatewayError);
@@ -100,6 +106,38 @@ describe('claims of the wrong type are refused, naming the claim', () => {
   });
 });
 
+describe('token times are checked against the (injected) clock', () => {
+  const h = verifiers();
+
+  it('iat in the future beyond the clock tolerance is refused; within it accepted; a non-numeric iat refused', async () => {
+    await h.refused(await h.mint({ iat: T0 + 3600, exp: T0 + 7200 }), /claim "iat" invalid: issued 3600 s in the future \(clock tolerance 30 s\)/);
+    await h.refused(await h.mint({ iat: T0 + 31 }), /claim "iat"/);
+    await expect(h.make().verify(await h.mint({ iat: T0 + 30 }))).resolves.toMatchObject({ sub: 'alice' });
+    await h.refused(await h.mint({ iat: 'now' }), /claim "iat" invalid: "iat" claim must be a number/);
+    // The same token becomes acceptable once the clock reaches it.
+    const early = await h.mint({ iat: T0 + 600, exp: T0 + 900 });
+    await h.refused(early, /claim "iat"/);
+    h.clock = (T0 + 600) * 1000;
+    try {
+      await expect(h.make().verify(early)).resolves.toMatchObject({ sub: 'alice' });
+    } finally {
+      h.clock = T0 * 1000;
+    }
+  });
+
+  it('exp is required, enforced against the injected clock (with tolerance), and must be a number', async () => {
+    await h.refused(await h.mint({ exp: undefined }), /missing required "exp" claim/);
+    await h.refused(await h.mint({ exp: T0 - 31 }), /token expired/);
+    await expect(h.make().verify(await h.mint({ exp: T0 - 29 }))).resolves.toMatchObject({ sub: 'alice' });
+    await h.refused(await h.mint({ exp: String(T0 + 300) }), /"exp" claim must be a number/);
+  });
+
+  it('nbf beyond the tolerance is refused', async () => {
+    await h.refused(await h.mint({ nbf: T0 + 31 }), /"nbf"/);
+    await expect(h.make().verify(await h.mint({ nbf: T0 + 29 }))).resolves.toMatchObject({ sub: 'alice' });
+  });
+});
+
 describe('tokens through a real gateway (OIDC)', () => {
   let idp: Awaited<ReturnType<typeof startOidcIssuer>>;
   let strict: TestGateway;
@@ -137,5 +175,12 @@ describe('tokens through a real gateway (OIDC)', () => {
     expect(init.status).toBe(200);
     const r = await post(spaced, token, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'secret', arguments: {} } }), init.sid!);
     expect(r.json).toMatchObject({ result: { content: [{ text: 'called secret' }] } });
+  });
+
+  it('a token issued an hour in the future is refused by the gateway', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const r = await post(strict, await idp.mint({ iat: now + 3600, exp: now + 7200 }), INIT);
+    expect(r.status).toBe(401);
+    expect(r.json.error?.message).toMatch(/claim "iat" invalid: issued \d+ s in the future/);
   });
 });
