@@ -3,9 +3,11 @@
  * earlier gitgate. A real loopback OIDC issuer and real gateways on loopback;
  * verifiers run on an injected clock.
  */
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IdentityConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
+import { bearerChallenge, quotedString } from '../../src/identity/authenticate.js';
 import { createOidcVerifier, type TokenVerifier } from '../../src/identity/verifier.js';
 import type { JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
 import { fakeUpstream } from '../helpers/fake-upstream.js';
@@ -31,6 +33,20 @@ function parseChallenge(h: string): Record<string, string> | undefined {
     at = param.lastIndex;
   }
   return at === m[1]!.length ? out : undefined;
+}
+
+/** A raw HTTP/1.1 request (any Host header, any header size) → status, headers, body. */
+function rawRequest(url: string, opts: { method?: string; path: string; headers: Record<string, string>; body?: string }): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const req = http.request({ host: u.hostname, port: u.port, method: opts.method ?? 'POST', path: opts.path, headers: opts.headers, setHost: false, agent: false }, (res) => {
+      let b = '';
+      res.on('data', (c: Buffer) => (b += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: b }));
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
 }
 
 type Issuer = Awaited<ReturnType<typeof startOidcIssuer>>;
@@ -135,6 +151,72 @@ describe('token times are checked against the (injected) clock', () => {
   it('nbf beyond the tolerance is refused', async () => {
     await h.refused(await h.mint({ nbf: T0 + 31 }), /"nbf"/);
     await expect(h.make().verify(await h.mint({ nbf: T0 + 29 }))).resolves.toMatchObject({ sub: 'alice' });
+  });
+});
+
+describe('auth challenges and documents never carry what the Host header says', () => {
+  let gw: TestGateway;
+  let pub: TestGateway;
+  const received: JsonRpcRequest[] = [];
+
+  beforeAll(async () => {
+    const upstreams = { http: { url: 'http://127.0.0.1:9/unused' } };
+    const options = { connectUpstream: (c: Parameters<typeof fakeUpstream>[0]) => fakeUpstream(c, received) };
+    gw = await startGateway({ upstreams, options });
+    pub = await startGateway({ upstreams, options, server: { publicUrl: 'https://gateway.example.com/' } });
+  });
+  afterAll(async () => {
+    await gw.close();
+    await pub.close();
+  });
+
+  const challengeFor = async (g: TestGateway, host: string, authorization?: string) => {
+    const r = await rawRequest(g.url, { path: '/mcp/http', headers: { host, ...JSON_HEADERS, ...(authorization !== undefined ? { authorization } : {}), 'content-length': String(INIT.length) }, body: INIT });
+    expect(r.status).toBe(401);
+    return String(r.headers['www-authenticate']);
+  };
+
+  it.each([
+    'http://evil.example", error="injected", error_description="pwned',
+    'evil.example" , realm="x',
+    'evil.example/path?x=1',
+    'evil.example:99999',
+    'evil.example:80:81',
+    '[not-an-ipv6]',
+    'evil\\.example',
+    'user@evil.example',
+  ])('a malformed Host %j → the challenge names the listen address, one well-formed param', async (host) => {
+    const h = await challengeFor(gw, host);
+    expect(parseChallenge(h)).toEqual({ resource_metadata: `${gw.url}/.well-known/oauth-protected-resource/mcp/http` });
+  });
+
+  it('a well-formed Host is used as given; publicUrl wins over any Host', async () => {
+    expect(parseChallenge(await challengeFor(gw, 'gw.internal.example:8443'))).toEqual({ resource_metadata: 'http://gw.internal.example:8443/.well-known/oauth-protected-resource/mcp/http' });
+    expect(parseChallenge(await challengeFor(gw, '[::1]:8080'))).toEqual({ resource_metadata: 'http://[::1]:8080/.well-known/oauth-protected-resource/mcp/http' });
+    expect(parseChallenge(await challengeFor(pub, 'evil.example'))).toEqual({ resource_metadata: 'https://gateway.example.com/.well-known/oauth-protected-resource/mcp/http' });
+  });
+
+  it('the invalid_token challenge quotes its description (no quote, backslash or control character survives)', async () => {
+    const token = await gw.gw.devIssuer!.mint({ sub: 'alice', audience: 'someone-else' });
+    const h = await challengeFor(gw, 'evil.example", x="y', `Bearer ${token}`);
+    const params = parseChallenge(h);
+    expect(params).toEqual({ resource_metadata: `${gw.url}/.well-known/oauth-protected-resource/mcp/http`, error: 'invalid_token', error_description: expect.stringMatching(/^claim 'aud' invalid/) });
+    expect(h).not.toMatch(/[\x00-\x1f\x7f]/);
+  });
+
+  it('RFC 9728 metadata names the listen address for a malformed Host, and publicUrl when set', async () => {
+    const bad = await rawRequest(gw.url, { method: 'GET', path: '/.well-known/oauth-protected-resource/mcp/http', headers: { host: 'evil.example"><script>' } });
+    expect(JSON.parse(bad.body)).toMatchObject({ resource: `${gw.url}/mcp/http`, resource_documentation: `${gw.url}/readyz` });
+    const root = await rawRequest(gw.url, { method: 'GET', path: '/.well-known/oauth-protected-resource', headers: { host: 'a b' } });
+    expect(JSON.parse(root.body)).toMatchObject({ resource: gw.url });
+    const p = await rawRequest(pub.url, { method: 'GET', path: '/.well-known/oauth-protected-resource/mcp/http', headers: { host: 'evil.example' } });
+    expect(JSON.parse(p.body)).toMatchObject({ resource: 'https://gateway.example.com/mcp/http' });
+  });
+
+  it('quotedString escapes quote and backslash, drops controls, replaces non-ASCII', () => {
+    expect(quotedString('a"b\\c\r\nd\u0000e\u007ff\u00e9\u2028g')).toBe('"a\\"b\\\\cdef??g"');
+    expect(bearerChallenge({ resource_metadata: 'x", error="y', error: 'invalid_token' })).toBe('Bearer resource_metadata="x\\", error=\\"y", error="invalid_token"');
+    expect(parseChallenge(bearerChallenge({ a: 'x", b="y', c: '\\' }))).toEqual({ a: 'x", b="y', c: '\\' });
   });
 });
 
