@@ -15,6 +15,8 @@ export const ERRORS = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, rpc: -32600, message: 'Unsupported Media Type' },
   BODY_TOO_LARGE: { status: 413, rpc: -32600, message: 'Payload Too Large' },
   METHOD_NOT_ALLOWED: { status: 405, rpc: -32600, message: 'Method Not Allowed' },
+  REQUEST_TIMEOUT: { status: 408, rpc: -32600, message: 'Request Timeout' },
+  HEADERS_TOO_LARGE: { status: 431, rpc: -32600, message: 'Request Header Fields Too Large' },
   // who
   AUTH_REQUIRED: { status: 401, rpc: -32001, message: 'Authentication required' },
   AUTH_INVALID: { status: 401, rpc: -32001, message: 'Invalid token' },

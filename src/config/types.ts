@@ -63,6 +63,11 @@ export interface GatewayConfig {
     readonly publicUrl?: string;
     readonly bodyLimitBytes: number;
     readonly allowedOrigins: readonly string[];
+    /** Time a client has to send a request's headers (then 408). */
+    readonly headersTimeoutMs: number;
+    /** Time a client has to send a whole request, headers and body (then 408); responses are not limited. */
+    readonly requestTimeoutMs: number;
+    readonly keepAliveTimeoutMs: number;
   };
   /** Absolute path; all state lives under it. */
   readonly dataDir: string;

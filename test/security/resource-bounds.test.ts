@@ -1,0 +1,246 @@
+/**
+ * Unbounded work on untrusted client input, attacked: every test here is an
+ * attack that worked against an earlier gitgate. Real gateways on loopback
+ * (port 0), raw sockets where a client must misbehave. Timeouts are the test's
+ * own small ones; every wait is a bounded loop.
+ */
+import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { validateConfig } from '../../src/config/load.js';
+import type { UpstreamConfig } from '../../src/config/types.js';
+import { GatewayError } from '../../src/errors.js';
+import { Channel } from '../../src/mcp/channel.js';
+import type { JsonRpcMessage } from '../../src/mcp/jsonrpc.js';
+import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
+import { fakeUpstream } from '../helpers/fake-upstream.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+
+const tick = (ms = 10) => new Promise((r) => setTimeout(r, ms));
+const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+const init = (id: number | string = 0) => JSON.stringify({ jsonrpc: '2.0', id, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+const call = (id: number, name: string, args: unknown, meta?: Record<string, unknown>) =>
+  JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args, ...(meta ? { _meta: meta } : {}) } });
+
+interface Reply {
+  status: number;
+  headers: Headers;
+  json: { id?: unknown; result?: unknown; error?: { code: number; message: string; data?: Record<string, unknown> } };
+}
+
+async function post(url: string, token: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<Reply> {
+  const res = await fetch(url, { method: 'POST', headers: { ...JSON_HEADERS, authorization: `Bearer ${token}`, ...headers }, body });
+  return { status: res.status, headers: res.headers, json: (await res.json()) as Reply['json'] };
+}
+
+/** A raw connection: write what you like, read what comes back, know when it closes. */
+async function rawSocket(url: string) {
+  const u = new URL(url);
+  const sock = net.connect(Number(u.port), u.hostname);
+  sock.on('error', () => undefined);
+  await once(sock, 'connect');
+  const state = { data: '', closed: false };
+  sock.on('data', (d: Buffer) => (state.data += d.toString('latin1')));
+  sock.on('close', () => (state.closed = true));
+  return {
+    sock,
+    state,
+    /** Bounded wait until `pred` holds (or the socket closes). */
+    async until(pred: () => boolean, steps = 300): Promise<void> {
+      for (let i = 0; i < steps && !pred(); i++) await tick();
+    },
+    status(): number | undefined {
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(state.data);
+      return m ? Number(m[1]) : undefined;
+    },
+    body(): Reply['json'] {
+      return JSON.parse(state.data.slice(state.data.indexOf('\r\n\r\n') + 4)) as Reply['json'];
+    },
+  };
+}
+
+/** Send `head`, then one byte per tick until the server answers or closes (at most `steps` bytes). */
+async function drip(url: string, head: string, byte: string, steps = 500) {
+  const s = await rawSocket(url);
+  s.sock.write(head);
+  let sent = 0;
+  while (sent < steps && s.state.data === '' && !s.state.closed) {
+    await tick();
+    if (!s.sock.writable) break;
+    s.sock.write(byte);
+    sent++;
+  }
+  await s.until(() => s.state.closed, 100);
+  s.sock.destroy();
+  return { status: s.status(), body: s.state.data === '' ? undefined : s.body(), closed: s.state.closed, sent };
+}
+
+/** An SSE response read incrementally. */
+function openSse(url: string, method: 'GET' | 'POST', headers: Record<string, string>, body?: string) {
+  const events: Record<string, unknown>[] = [];
+  const state = { status: 0, ended: false, buf: '' };
+  const u = new URL(url);
+  const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method, headers, agent: false }, (res) => {
+    state.status = res.statusCode!;
+    res.on('data', (c: Buffer) => {
+      state.buf += c.toString();
+      let i: number;
+      while ((i = state.buf.indexOf('\n\n')) >= 0) {
+        const block = state.buf.slice(0, i);
+        state.buf = state.buf.slice(i + 2);
+        const data = block
+          .split('\n')
+          .filter((l) => l.startsWith('data: '))
+          .map((l) => l.slice(6))
+          .join('\n');
+        if (data !== '') events.push(JSON.parse(data) as Record<string, unknown>);
+      }
+    });
+    res.on('end', () => (state.ended = true));
+    res.on('close', () => (state.ended = true));
+  });
+  req.on('error', () => (state.ended = true));
+  req.end(body);
+  return {
+    events,
+    state,
+    async until(pred: () => boolean, steps = 500): Promise<void> {
+      for (let i = 0; i < steps && !pred(); i++) await tick();
+    },
+    close: () => req.destroy(),
+  };
+}
+
+/** An upstream whose `wait` tool and GET stream stay open until the test lets them go. */
+function heldUpstream(cfg: UpstreamConfig, ctl: { release: Promise<void>; listeners: Channel<JsonRpcMessage>[] }): UpstreamConnector {
+  return {
+    name: cfg.name,
+    transport: 'http',
+    async open(): Promise<UpstreamSession> {
+      let closed = false;
+      return {
+        get closed() {
+          return closed;
+        },
+        async *request(msg) {
+          if (msg.method === 'initialize') {
+            yield { jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'held', version: '1' } } };
+            return;
+          }
+          const token = (msg.params?._meta as { progressToken?: string } | undefined)?.progressToken ?? 'p';
+          yield { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: token, progress: 1 } };
+          await ctl.release;
+          yield { jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text: 'released' }] } };
+        },
+        send: async () => undefined,
+        async listen(signal) {
+          const ch = new Channel<JsonRpcMessage>();
+          signal.addEventListener('abort', () => ch.close(), { once: true });
+          ctl.listeners.push(ch);
+          return ch;
+        },
+        async close() {
+          closed = true;
+        },
+      };
+    },
+    shutdown: async () => undefined,
+  };
+}
+
+describe('slow clients are timed out; open responses are not', () => {
+  let gw: TestGateway;
+  let token: string;
+  let release!: () => void;
+  const ctl = { release: new Promise<void>((r) => (release = r)), listeners: [] as Channel<JsonRpcMessage>[] };
+  const mcp = () => `${gw.url}/mcp/http`;
+
+  beforeAll(async () => {
+    gw = await startGateway({
+      server: { requestTimeoutMs: 300, headersTimeoutMs: 150, keepAliveTimeoutMs: 200 },
+      upstreams: { http: { url: 'http://127.0.0.1:9/unused' }, stdio: { url: 'http://127.0.0.1:9/unused' } },
+      approvals: { holdSeconds: 1 },
+      options: { connectUpstream: (cfg) => (cfg.name === 'http' ? heldUpstream(cfg, ctl) : fakeUpstream(cfg, [])) },
+    });
+    token = await gw.token('alice', ['eng']);
+  });
+  afterAll(async () => {
+    release();
+    await gw.close();
+  });
+
+  const head = (len: number) => `POST /mcp/http HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${len}\r\n\r\n`;
+
+  it('a body dripped a byte at a time gets 408 REQUEST_TIMEOUT and is closed, while other clients are served', async () => {
+    const body = init();
+    const dripping = drip(gw.url, head(body.length + 10_000) + body, ' ');
+    // Meanwhile, an ordinary client is served.
+    expect((await post(mcp(), token, init(1))).status).toBe(200);
+    const r = await dripping;
+    expect(r.status).toBe(408);
+    expect(r.body?.error).toMatchObject({ code: -32600, data: { gitgate: 'REQUEST_TIMEOUT' } });
+    expect(r.body?.error?.message).toMatch(/server.requestTimeoutMs/);
+    expect(r.closed).toBe(true);
+    expect(r.sent).toBeLessThan(500);
+  });
+
+  it('headers dripped a line at a time get 408 as well', async () => {
+    const r = await drip(gw.url, 'POST /mcp/http HTTP/1.1\r\nHost: localhost\r\n', 'x-a: b\r\n');
+    expect(r.status).toBe(408);
+    expect(r.closed).toBe(true);
+  });
+
+  it('an idle kept-alive connection is closed after keepAliveTimeoutMs', async () => {
+    const s = await rawSocket(gw.url);
+    s.sock.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    await s.until(() => s.state.data.includes('"ok"'));
+    expect(s.status()).toBe(200);
+    await s.until(() => s.state.closed);
+    expect(s.state.closed).toBe(true);
+  });
+
+  it('SSE responses (a POST stream and a GET stream) outlive the request timeout', async () => {
+    const init0 = await post(mcp(), token, init(2));
+    const sid = init0.headers.get('mcp-session-id')!;
+    const h = { ...JSON_HEADERS, authorization: `Bearer ${token}`, 'mcp-session-id': sid };
+    const stream = openSse(mcp(), 'POST', { ...h, 'content-type': 'application/json' }, call(3, 'wait', {}, { progressToken: 'w' }));
+    const listen = openSse(mcp(), 'GET', { accept: 'text/event-stream', authorization: `Bearer ${token}`, 'mcp-session-id': sid });
+    await stream.until(() => stream.events.length > 0);
+    await listen.until(() => ctl.listeners.length > 0 && listen.state.status !== 0);
+    expect(stream.events[0]).toMatchObject({ method: 'notifications/progress' });
+    expect(listen.state.status).toBe(200);
+    // A slow client being timed out proves the deadline has passed for both streams too.
+    expect((await drip(gw.url, head(100), ' ')).status).toBe(408);
+    expect([stream.state.ended, listen.state.ended]).toEqual([false, false]);
+    ctl.listeners[0]!.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'still here' } });
+    release();
+    await stream.until(() => stream.events.length > 1);
+    await listen.until(() => listen.events.length > 0);
+    expect(stream.events[1]).toMatchObject({ id: 3, result: { content: [{ text: 'released' }] } });
+    expect(listen.events[0]).toMatchObject({ params: { data: 'still here' } });
+    stream.close();
+    listen.close();
+  });
+
+  it('a held approval (holdSeconds 1 > requestTimeoutMs) streams progress and answers with the approval link', async () => {
+    const i = await post(`${gw.url}/mcp/stdio`, token, init(4));
+    const sid = i.headers.get('mcp-session-id')!;
+    const held = openSse(`${gw.url}/mcp/stdio`, 'POST', { ...JSON_HEADERS, authorization: `Bearer ${token}`, 'mcp-session-id': sid }, call(5, 'get-env', {}, { progressToken: 'a' }));
+    await held.until(() => held.state.ended, 1000);
+    expect(held.events[0]).toMatchObject({ method: 'notifications/progress' });
+    expect(held.events.at(-1)).toMatchObject({ id: 5, error: { code: -32011 } });
+  });
+
+  it('config: headersTimeoutMs may not exceed requestTimeoutMs', () => {
+    const err = (() => {
+      try {
+        validateConfig({ server: { headersTimeoutMs: 5000, requestTimeoutMs: 1000 }, upstreams: { a: { url: 'http://127.0.0.1:1/' } } }, {}, '/tmp', 'test');
+      } catch (e) {
+        return e as GatewayError;
+      }
+    })();
+    expect(err?.code).toBe('CONFIG_INVALID');
+    expect(err?.message).toMatch(/server.headersTimeoutMs \(5000\) must not exceed server.requestTimeoutMs \(1000\)/);
+  });
+});
