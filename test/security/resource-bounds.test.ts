@@ -8,14 +8,20 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { validateConfig } from '../../src/config/load.js';
 import type { UpstreamConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { Channel } from '../../src/mcp/channel.js';
-import type { JsonRpcMessage } from '../../src/mcp/jsonrpc.js';
+import { checkJsonText, MAX_JSON_DEPTH } from '../../src/mcp/json-limits.js';
+import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
 import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
+import { signBody } from '../../src/webhooks/verify-and-receive.js';
 import { fakeUpstream } from '../helpers/fake-upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+
+const SEED = Number(process.env.GITGATE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+console.log(`resource-bounds: fast-check seed ${SEED} (set GITGATE_TEST_SEED to replay)`);
 
 const tick = (ms = 10) => new Promise((r) => setTimeout(r, ms));
 const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
@@ -242,5 +248,158 @@ describe('slow clients are timed out; open responses are not', () => {
     })();
     expect(err?.code).toBe('CONFIG_INVALID');
     expect(err?.message).toMatch(/server.headersTimeoutMs \(5000\) must not exceed server.requestTimeoutMs \(1000\)/);
+  });
+});
+
+/** `{"a":` … nested arrays … so the whole message is exactly `depth` deep. */
+function nestedArguments(depth: number, pad = ''): unknown {
+  // message (1) → params (2) → arguments (3) → `depth - 3` arrays
+  let v: unknown = pad === '' ? 1 : pad;
+  for (let i = 0; i < depth - 3; i++) v = [v];
+  return { a: v };
+}
+
+describe('JSON from clients is bounded before anything walks it', () => {
+  let gw: TestGateway;
+  let token: string;
+  let sid: string;
+  const received: JsonRpcRequest[] = [];
+  const mcp = () => `${gw.url}/mcp/http`;
+
+  beforeAll(async () => {
+    process.env.GITGATE_SECURITY_WEBHOOK_SECRET = 'webhook-secret';
+    gw = await startGateway({
+      server: { bodyLimitBytes: 300_000 },
+      upstreams: { http: { url: 'http://127.0.0.1:9/unused' } },
+      // Small records: an oversized payload is hashed as canonical JSON.
+      audit: { maxRecordedBytes: 1024 },
+      approvals: { webhookSecret: { fromEnv: 'GITGATE_SECURITY_WEBHOOK_SECRET' } },
+      options: { connectUpstream: (cfg) => fakeUpstream(cfg, received) },
+    });
+    token = await gw.token('dora', ['eng']);
+    sid = (await post(mcp(), token, init())).headers.get('mcp-session-id')!;
+  });
+  afterAll(() => gw.close());
+
+  const send = (body: string | Buffer) => post(mcp(), token, body, { 'mcp-session-id': sid });
+
+  it('100 000 levels of nesting → 400 -32600 naming the limit, not a 500', async () => {
+    const n = 100_000;
+    const r = await send(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"a":${'['.repeat(n)}${']'.repeat(n)}}}}`);
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatchObject({ code: -32600, data: { gitgate: 'INVALID_REQUEST' } });
+    expect(r.json.error?.message).toBe(`Invalid Request: JSON nested deeper than ${MAX_JSON_DEPTH} levels (at offset ${'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"a":'.length + MAX_JSON_DEPTH - 3})`);
+    const objects = await send(`${'{"a":'.repeat(n / 5)}1${'}'.repeat(n / 5)}`);
+    expect(objects.status).toBe(400);
+    expect(objects.json.error?.message).toMatch(/JSON nested deeper than 64 levels/);
+  });
+
+  it('the limit is exact: 64 levels pass through policy, masking, audit (canonical JSON) and the upstream; 65 do not', async () => {
+    const before = received.length;
+    const ok = await send(call(2, 'echo', nestedArguments(MAX_JSON_DEPTH, 'x'.repeat(2000))));
+    expect(ok.status).toBe(200);
+    expect(ok.json).toMatchObject({ id: 2, result: { content: [{ text: 'called echo' }] } });
+    expect(received.slice(before).map((m) => m.params?.arguments)).toEqual([nestedArguments(MAX_JSON_DEPTH, 'x'.repeat(2000))]);
+    const over = await send(call(3, 'echo', nestedArguments(MAX_JSON_DEPTH + 1)));
+    expect(over.status).toBe(400);
+    expect(received.length).toBe(before + 1);
+  });
+
+  it('a 64-deep high-risk call is parked (structuredClone, masking, canonical call id) and answered, not a 500', async () => {
+    const r = await send(call(4, 'get-env', nestedArguments(MAX_JSON_DEPTH)));
+    expect(r.status).toBe(200);
+    expect(r.json.error).toMatchObject({ code: -32011 });
+  });
+
+  it('client responses and notifications are bounded the same way', async () => {
+    // One level less of wrapping than a request's arguments: two more arrays to go over.
+    const deep = nestedArguments(MAX_JSON_DEPTH + 2);
+    for (const m of [{ jsonrpc: '2.0', id: 'x', result: deep }, { jsonrpc: '2.0', method: 'notifications/progress', params: deep }]) {
+      const r = await send(JSON.stringify(m));
+      expect(r.status).toBe(400);
+      expect(r.json.error?.message).toMatch(/nested deeper than 64 levels/);
+    }
+  });
+
+  it('a body that is not UTF-8 → 400 -32700 (nothing silently becomes U+FFFD)', async () => {
+    const before = received.length;
+    const body = Buffer.concat([Buffer.from('{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ech'), Buffer.from([0xff]), Buffer.from('o"}}')]);
+    const r = await send(body);
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatchObject({ code: -32700, message: 'Parse error: body is not valid UTF-8' });
+    expect(received.length).toBe(before);
+  });
+
+  it.each([
+    ['the method', '{"jsonrpc":"2.0","id":6,"method":"tools/call","method":"tools/list"}', 'method'],
+    ['the tool name', '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","name":"get-env"}}', 'name'],
+    ['an escaped spelling of the same key', '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","n\\u0061me":"get-env"}}', 'name'],
+    ['a nested argument', '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"cmd":"ls","cmd":"rm -rf /"}}}', 'cmd'],
+  ])('a duplicate key (%s) → 400: the policy and the upstream cannot read different values', async (_name, body, key) => {
+    const before = received.length;
+    const r = await send(body);
+    expect(r.status).toBe(400);
+    expect(r.json.error?.code).toBe(-32600);
+    expect(r.json.error?.message).toMatch(new RegExp(`duplicate key "${key}" in one object`));
+    expect(received.length).toBe(before);
+  });
+
+  it('a __proto__ key → 400, and nothing is polluted', async () => {
+    const r = await send('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"__proto__":{"name":"get-env"},"arguments":{}}}');
+    expect(r.status).toBe(400);
+    expect(r.json.error?.message).toMatch(/key "__proto__" is not accepted/);
+    const escaped = await send('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"\\u005f_proto__":{"polluted":true}}}}');
+    expect(escaped.status).toBe(400);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(({} as Record<string, unknown>).name).toBeUndefined();
+  });
+
+  it('webhook bodies are bounded too (depth after the signature; size by the body limit)', async () => {
+    const deep = `{"a":${'['.repeat(1000)}${']'.repeat(1000)}}`;
+    const hook = (body: string, extra: Record<string, string> = {}) =>
+      fetch(`${gw.url}/webhooks/github`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-github-event': 'ping', 'x-github-delivery': `d-${body.length}`, 'x-hub-signature-256': signBody('webhook-secret', body), ...extra }, body });
+    const r = await hook(deep);
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as { error: string }).error).toMatch(/nested deeper than 64 levels/);
+    const big = await hook(JSON.stringify({ pad: 'x'.repeat(400_000) }));
+    expect(big.status).toBe(413);
+  });
+
+  it(`checkJsonText agrees with JSON.parse on depth, duplicates and forbidden keys (seed ${SEED})`, () => {
+    const depthOf = (v: unknown): number => {
+      let max = 0;
+      const stack: [unknown, number][] = [[v, 1]];
+      while (stack.length > 0) {
+        const [x, d] = stack.pop()!;
+        if (x === null || typeof x !== 'object') continue;
+        max = Math.max(max, d);
+        for (const c of Object.values(x)) stack.push([c, d + 1]);
+      }
+      return max;
+    };
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 8 }), fc.nat({ max: 10 }), fc.constantFrom(0, 2), (v, limit, indent) => {
+        const text = JSON.stringify(v, null, indent);
+        const problem = checkJsonText(text, { maxDepth: limit });
+        expect(problem === undefined).toBe(depthOf(v) <= limit);
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
+    // Objects written by hand: keys maybe escaped, maybe repeated; strings full of brackets and quotes.
+    const key = fc.constantFrom('a', 'b', 'n', '[', '{"', '\\', '__proto__');
+    const escape = (k: string, how: number) => (how === 0 ? JSON.stringify(k) : `"${[...k].map((ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`).join('')}"`);
+    fc.assert(
+      fc.property(fc.array(fc.tuple(key, fc.nat({ max: 1 }), fc.string({ maxLength: 6 })), { maxLength: 6 }), (entries) => {
+        const text = `{"wrap":[{${entries.map(([k, how, v]) => `${escape(k, how)}:${JSON.stringify(v)}`).join(',')}}]}`;
+        const keys = entries.map(([k]) => k);
+        const dup = new Set(keys).size !== keys.length;
+        const dupProblem = checkJsonText(text, { maxDepth: 64, rejectDuplicateKeys: true });
+        expect(dupProblem?.kind === 'duplicate-key').toBe(dup);
+        const protoProblem = checkJsonText(text, { maxDepth: 64, forbiddenKeys: ['__proto__'] });
+        expect(protoProblem?.kind === 'forbidden-key').toBe(keys.includes('__proto__'));
+        expect(JSON.parse(text)).toBeTypeOf('object');
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
   });
 });
