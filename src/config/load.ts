@@ -236,6 +236,7 @@ export function normalizeUpstreams(rawAll: Record<string, Record<string, unknown
         : {}),
       timeoutMs: raw.timeoutMs as number,
       maxSessions: raw.maxSessions as number,
+      maxSessionsPerCaller: raw.maxSessionsPerCaller as number,
       idleTimeoutMs: raw.idleTimeoutMs as number,
     };
   }

@@ -33,6 +33,8 @@ export interface UpstreamConfig {
   readonly stdio?: StdioCommand;
   readonly timeoutMs: number;
   readonly maxSessions: number;
+  /** Sessions one caller may hold on this upstream. */
+  readonly maxSessionsPerCaller: number;
   readonly idleTimeoutMs: number;
 }
 

@@ -403,3 +403,70 @@ describe('JSON from clients is bounded before anything walks it', () => {
     );
   });
 });
+
+describe('sessions are capped per caller under the upstream cap', () => {
+  let gw: TestGateway;
+  let gate!: () => void;
+  let opened = 0;
+  const gateOpen = new Promise<void>((r) => (gate = r));
+  const tokens: Record<string, string> = {};
+
+  beforeAll(async () => {
+    gw = await startGateway({
+      upstreams: { http: { url: 'http://127.0.0.1:9/unused', maxSessions: 10 }, slow: { url: 'http://127.0.0.1:9/unused', maxSessions: 10 } },
+      options: {
+        connectUpstream: (cfg) => {
+          const inner = fakeUpstream(cfg, []);
+          if (cfg.name !== 'slow') return inner;
+          // `slow` opens a session only when the test says so: initializes pile up in flight.
+          return { ...inner, open: async () => (opened++, await gateOpen, inner.open()) };
+        },
+      },
+    });
+    for (const who of ['mallory', 'alice', 'bob', 'eve']) tokens[who] = await gw.token(who, ['eng']);
+  });
+  afterAll(() => gw.close());
+
+  const initialize = (who: string, upstream = 'http') => post(`${gw.url}/mcp/${upstream}`, tokens[who]!, init());
+
+  it('one caller cannot take every slot: its 9th session is SESSION_QUOTA (429), others still get in', async () => {
+    const mine: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const r = await initialize('mallory');
+      expect(r.status).toBe(200);
+      mine.push(r.headers.get('mcp-session-id')!);
+    }
+    const ninth = await initialize('mallory');
+    expect(ninth.status).toBe(429);
+    expect(ninth.json.error).toMatchObject({ code: -32007, data: { gitgate: 'SESSION_QUOTA', quota: 'maxSessionsPerCaller', limit: 8 } });
+    expect(ninth.json.error?.message).toBe('caller mallory already holds 8 sessions on upstream http (upstreams.http.maxSessionsPerCaller); end one with DELETE or wait until one idles out');
+    // Refused, not made room for: all eight of mallory's sessions still work.
+    for (const sid of mine) expect((await post(`${gw.url}/mcp/http`, tokens.mallory!, call(1, 'echo', {}), { 'mcp-session-id': sid })).status).toBe(200);
+    expect((await initialize('alice')).status).toBe(200);
+    expect((await initialize('bob')).status).toBe(200);
+    // The upstream-wide cap still holds (8 + 1 + 1 = 10).
+    const full = await initialize('eve');
+    expect(full.status).toBe(503);
+    expect(full.json.error?.data).toMatchObject({ gitgate: 'SESSION_LIMIT' });
+    // DELETE gives a slot back to its owner.
+    const del = await fetch(`${gw.url}/mcp/http`, { method: 'DELETE', headers: { authorization: `Bearer ${tokens.mallory!}`, 'mcp-session-id': mine[0]! } });
+    expect(del.status).toBe(204);
+    expect((await initialize('mallory')).status).toBe(200);
+    // Idle sessions end (the sweep at a later instant) and their slots come back.
+    await gw.gw.sessions.sweep(Date.now() + 900_001);
+    expect(gw.gw.sessions.countFor('http')).toBe(0);
+    expect((await initialize('eve')).status).toBe(200);
+  });
+
+  it('concurrent initializes cannot all pass the check before any session exists', async () => {
+    const replies: Reply[] = [];
+    const all = Array.from({ length: 20 }, () => initialize('mallory', 'slow').then((r) => (replies.push(r), r)));
+    // Every initialize is either waiting for the upstream or already answered (bounded wait).
+    for (let i = 0; i < 500 && opened + replies.length < 20; i++) await tick();
+    gate();
+    const done = await Promise.all(all);
+    expect(done.filter((r) => r.status === 200)).toHaveLength(8);
+    expect(done.filter((r) => r.status === 429)).toHaveLength(12);
+    expect(gw.gw.sessions.countFor('slow', 'mallory')).toBe(8);
+  });
+});
