@@ -48,6 +48,8 @@ export interface IdentityConfig {
   readonly audience: string;
   readonly algorithms: readonly Algorithm[];
   readonly clockToleranceSeconds: number;
+  /** A longer bearer token is refused before it is decoded. */
+  readonly maxTokenBytes: number;
   readonly claims: {
     readonly sub: string;
     readonly email: string;

@@ -16,6 +16,7 @@ describe('OIDC bearer tokens verified with jose against the issuer JWKS', () => 
     audience: 'gitgate',
     algorithms: ['RS256', 'ES256', 'EdDSA'],
     clockToleranceSeconds: 30,
+    maxTokenBytes: 8192,
     claims: { sub: 'sub', email: 'email', groups: 'groups', githubLogin: 'github_login', groupsFormat: 'array' },
     ...over,
   });

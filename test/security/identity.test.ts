@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateKeyPair, SignJWT } from 'jose';
 import type { IdentityConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { bearerChallenge, quotedString } from '../../src/identity/authenticate.js';
@@ -18,6 +19,7 @@ const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/
 const INIT = JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
 /** Seconds since the epoch of the verifiers' injected clock. */
 const T0 = 2_000_000_000;
+const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 
 /** An RFC 9110 challenge: `Bearer` then auth-params whose values are quoted-strings; the params, or undefined when it does not parse. */
 function parseChallenge(h: string): Record<string, string> | undefined {
@@ -73,6 +75,7 @@ function verifiers(): Verifiers {
       audience: 'gitgate',
       algorithms: ['RS256', 'ES256', 'EdDSA'],
       clockToleranceSeconds: 30,
+      maxTokenBytes: 8192,
       claims: { sub: 'sub', email: 'email', groups: 'groups', githubLogin: 'github_login', groupsFormat: 'array', ...claims },
       ...over,
     }),
@@ -151,6 +154,83 @@ describe('token times are checked against the (injected) clock', () => {
   it('nbf beyond the tolerance is refused', async () => {
     await h.refused(await h.mint({ nbf: T0 + 31 }), /"nbf"/);
     await expect(h.make().verify(await h.mint({ nbf: T0 + 29 }))).resolves.toMatchObject({ sub: 'alice' });
+  });
+});
+
+describe('forged, foreign, oversized and malformed tokens', () => {
+  const h = verifiers();
+
+  it('audience: another audience is refused; an array must contain ours and only strings', async () => {
+    await h.refused(await h.mint({ aud: 'another-service' }), /claim "aud" invalid/);
+    await h.refused(await h.mint({ aud: ['another-service', 'a-third'] }), /claim "aud" invalid/);
+    await h.refused(await h.mint({ aud: ['gitgate', 7] }), /claim "aud" invalid: must be a string or an array of strings/);
+    // A token for several audiences, ours among them, is valid (RFC 7519 §4.1.3).
+    await expect(h.make().verify(await h.mint({ aud: ['another-service', 'gitgate'] }))).resolves.toMatchObject({ sub: 'alice' });
+  });
+
+  it('issuer must match exactly', async () => {
+    await h.refused(await h.mint({ iss: `${h.idp.issuer}/` }), /claim "iss" invalid/);
+  });
+
+  it('alg none, HS256 keyed with the public key, and a disallowed algorithm never reach a key', async () => {
+    const v = h.make();
+    const unsigned = `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ iss: h.idp.issuer, aud: 'gitgate', sub: 'alice', exp: T0 + 300 })}.`;
+    await h.refused(unsigned, /algorithm not allowed|malformed/, v);
+    const forged = await new SignJWT({ iss: h.idp.issuer, aud: 'gitgate', sub: 'alice', exp: T0 + 300 })
+      .setProtectedHeader({ alg: 'HS256', kid: 'k1' })
+      .sign(new TextEncoder().encode(await h.idp.publicPem()));
+    await h.refused(forged, /algorithm not allowed/, v);
+    const before = h.idp.jwksFetches;
+    await h.refused(await h.mint({}), /token algorithm not allowed/, h.make({ algorithms: ['ES256'] }));
+    expect(h.idp.jwksFetches).toBe(before);
+  });
+
+  it('an unknown critical header is refused', async () => {
+    await h.refused(await h.mint({}, { header: { crit: ['urn:example:must-understand'], 'urn:example:must-understand': true } }), /unsupported token: Extension Header Parameter "urn:example:must-understand" is not recognized/);
+  });
+
+  it('an injected kid (path, quotes, CRLF) finds no key, and a burst of them costs at most one JWKS refetch', async () => {
+    const v = h.make({}, {}, { jwksCooldownMs: 60_000 });
+    await v.verify(await h.mint({}));
+    const rogue = (await generateKeyPair('RS256')).privateKey;
+    const start = h.idp.jwksFetches;
+    for (const kid of ['../../../../etc/passwd', 'k1" or "1"="1', 'k1\r\nx-injected: 1', 'k'.repeat(4000), ...Array.from({ length: 30 }, (_, i) => `forged-${i}`)]) {
+      await h.refused(await h.mint({}, { kid, key: rogue }), /no key in the issuer JWKS matches|signature verification failed/, v);
+    }
+    expect(h.idp.jwksFetches - start).toBeLessThanOrEqual(1);
+  });
+
+  it('malformed and oversized tokens are refused before any key or discovery fetch', async () => {
+    const before = h.idp.jwksFetches;
+    const v = h.make();
+    for (const t of ['abc.def.ghi', 'a.b', `${b64('x')}.${b64({})}.`, `${b64({ alg: 'HS256' })}.${b64({})}.x`, `${b64({ alg: 'RS256', crit: ['x'] })}.${b64({})}.x`]) {
+      await h.refused(t, /malformed|not allowed|unsupported/, v);
+    }
+    await h.refused(`${b64({ alg: 'RS256', kid: 'k1' })}.${'A'.repeat(9000)}.sig`, /token is longer than 8192 bytes \(identity.maxTokenBytes\)/, v);
+    expect(h.idp.jwksFetches).toBe(before);
+  });
+
+  it('while discovery fails, a flood of tokens costs one discovery fetch per cooldown, not one each', async () => {
+    let hits = 0;
+    const down = http.createServer((_req, res) => {
+      hits++;
+      res.writeHead(500).end();
+    });
+    await new Promise<void>((r) => down.listen(0, '127.0.0.1', r));
+    const issuer = `http://127.0.0.1:${(down.address() as { port: number }).port}`;
+    try {
+      const v = createOidcVerifier(h.cfg({ issuer }), { now: () => h.clock, jwksCooldownMs: 5_000 });
+      const token = await h.mint({ iss: issuer });
+      for (let i = 0; i < 25; i++) await h.refused(token, /issuer discovery .* answered HTTP 500/, v);
+      await Promise.all(Array.from({ length: 25 }, () => h.refused(token, /answered HTTP 500/, v)));
+      expect(hits).toBe(1);
+      h.clock += 5_001;
+      await h.refused(token, /answered HTTP 500/, v);
+      expect(hits).toBe(2);
+    } finally {
+      h.clock = T0 * 1000;
+      await new Promise((r) => down.close(r));
+    }
   });
 });
 
@@ -264,5 +344,15 @@ describe('tokens through a real gateway (OIDC)', () => {
     const r = await post(strict, await idp.mint({ iat: now + 3600, exp: now + 7200 }), INIT);
     expect(r.status).toBe(401);
     expect(r.json.error?.message).toMatch(/claim "iat" invalid: issued \d+ s in the future/);
+  });
+
+  it('an Authorization header over the server header limit is refused (431) and the gateway keeps serving', async () => {
+    const r = await rawRequest(strict.url, { path: '/mcp/http', headers: { host: 'localhost', ...JSON_HEADERS, authorization: `Bearer ${'A'.repeat(20_000)}` }, body: INIT });
+    expect(r.status).toBe(431);
+    expect(JSON.parse(r.body)).toMatchObject({ error: { data: { gitgate: 'HEADERS_TOO_LARGE' } } });
+    const big = await post(strict, 'A'.repeat(9000), INIT);
+    expect(big.status).toBe(401);
+    expect(big.json.error?.message).toMatch(/token is longer than 8192 bytes/);
+    expect((await post(strict, await idp.mint({ groups: ['eng'] }), INIT)).status).toBe(200);
   });
 });
