@@ -72,6 +72,8 @@ export interface GatewayConfig {
     /** Time a client has to send a whole request, headers and body (then 408); responses are not limited. */
     readonly requestTimeoutMs: number;
     readonly keepAliveTimeoutMs: number;
+    /** Open connections per client address; 0 = no limit. */
+    readonly maxConnectionsPerClient: number;
   };
   /** Absolute path; all state lives under it. */
   readonly dataDir: string;

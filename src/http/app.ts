@@ -1,4 +1,4 @@
-import { maxHeaderSize, STATUS_CODES } from 'node:http';
+import { maxHeaderSize, STATUS_CODES, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { GatewayConfig } from '../config/types.js';
@@ -71,6 +71,39 @@ function clientError(err: Error & { code?: string }, socket: Socket): void {
 }
 
 /**
+ * At most `max` open connections per client address (0 = no limit): one more
+ * is answered 503 (TOO_MANY_CONNECTIONS) and closed. Returns whether a socket
+ * was refused, so a request that still arrives on it is refused too.
+ */
+export function limitConnectionsPerClient(server: Server, max: number): (socket: Socket) => boolean {
+  const refused = new WeakSet<Socket>();
+  if (max > 0) {
+    const open = new Map<string, number>();
+    server.prependListener('connection', (socket: Socket) => {
+      const who = socket.remoteAddress ?? '';
+      const n = open.get(who) ?? 0;
+      if (n >= max) {
+        refused.add(socket);
+        socket.end(rawErrorResponse(tooManyConnections(max)));
+        socket.destroySoon();
+        return;
+      }
+      open.set(who, n + 1);
+      socket.once('close', () => {
+        const left = (open.get(who) ?? 1) - 1;
+        if (left <= 0) open.delete(who);
+        else open.set(who, left);
+      });
+    });
+  }
+  return (socket) => refused.has(socket);
+}
+
+function tooManyConnections(max: number): GatewayError {
+  return new GatewayError('TOO_MANY_CONNECTIONS', `Too many connections: this client address already has ${max} open (server.maxConnectionsPerClient)`);
+}
+
+/**
  * Node checks for requests past their header/request deadline every so often
  * (default 30 s); check often enough that a deadline is kept to within a quarter of itself.
  */
@@ -96,6 +129,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     keepAliveTimeout: server.keepAliveTimeoutMs,
     http: { headersTimeout: server.headersTimeoutMs, requestTimeout: server.requestTimeoutMs, connectionsCheckingInterval: checkInterval(server) },
     clientErrorHandler: clientError,
+  });
+  const refused = limitConnectionsPerClient(app.server, server.maxConnectionsPerClient);
+  // A request already on its way over a refused connection is not served either.
+  app.addHook('onRequest', async (req, reply) => {
+    if (refused(req.raw.socket)) return sendError(reply.header('connection', 'close'), tooManyConnections(server.maxConnectionsPerClient));
   });
   // Bodies stay raw: the MCP layer parses them so it can answer with JSON-RPC errors.
   app.removeAllContentTypeParsers();

@@ -15,10 +15,13 @@ import { GatewayError } from '../../src/errors.js';
 import { Channel } from '../../src/mcp/channel.js';
 import { checkJsonText, MAX_JSON_DEPTH } from '../../src/mcp/json-limits.js';
 import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+import { httpConnector } from '../../src/mcp/upstream/http.js';
 import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
 import { signBody } from '../../src/webhooks/verify-and-receive.js';
 import { fakeUpstream } from '../helpers/fake-upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
 
 const SEED = Number(process.env.GITGATE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 console.log(`resource-bounds: fast-check seed ${SEED} (set GITGATE_TEST_SEED to replay)`);
@@ -321,6 +324,14 @@ describe('JSON from clients is bounded before anything walks it', () => {
     }
   });
 
+  it('made-up method names do not grow the metrics label set', async () => {
+    for (let i = 0; i < 50; i++) await send(JSON.stringify({ jsonrpc: '2.0', id: 100 + i, method: `made-up/${i}` }));
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(metrics).not.toMatch(/made-up/);
+    expect(metrics).toMatch(/gitgate_requests_total\{upstream="http",method="\(other\)",outcome="policy_denied"\} 50/);
+    expect(metrics).toMatch(/gitgate_requests_total\{upstream="http",method="initialize",outcome="ok"\} \d+/);
+  });
+
   it('a body that is not UTF-8 → 400 -32700 (nothing silently becomes U+FFFD)', async () => {
     const before = received.length;
     const body = Buffer.concat([Buffer.from('{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ech'), Buffer.from([0xff]), Buffer.from('o"}}')]);
@@ -468,5 +479,120 @@ describe('sessions are capped per caller under the upstream cap', () => {
     expect(done.filter((r) => r.status === 200)).toHaveLength(8);
     expect(done.filter((r) => r.status === 429)).toHaveLength(12);
     expect(gw.gw.sessions.countFor('slow', 'mallory')).toBe(8);
+  });
+});
+
+describe('HTTP framing, headers and connections', () => {
+  let gw: TestGateway;
+  let capped: TestGateway;
+  let demo: { url: string; received: { message: { method?: string }; headers: Record<string, string> }[]; close(): Promise<void> };
+  let token: string;
+
+  beforeAll(async () => {
+    demo = await startHttpServer();
+    gw = await startGateway({
+      server: { bodyLimitBytes: 4096 },
+      upstreams: { demo: { url: demo.url } },
+      options: { connectUpstream: (cfg) => httpConnector({ ...cfg, url: cfg.url! }) },
+    });
+    capped = await startGateway({ server: { maxConnectionsPerClient: 4 }, upstreams: { http: { url: 'http://127.0.0.1:9/unused' } }, options: { connectUpstream: (cfg) => fakeUpstream(cfg, []) } });
+    token = await gw.token('alice', ['eng']);
+  });
+  afterAll(async () => {
+    await gw.close();
+    await capped.close();
+    await demo.close();
+  });
+
+  const exchange = async (url: string, bytes: string) => {
+    const s = await rawSocket(url);
+    s.sock.write(bytes);
+    await s.until(() => s.state.closed || s.state.data.includes('}'));
+    await s.until(() => s.state.closed, 50);
+    s.sock.destroy();
+    return { status: s.status(), body: s.state.data.includes('\r\n\r\n{') ? s.body() : undefined, closed: s.state.closed };
+  };
+  const head = (extra: string) => `POST /mcp/demo HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n${extra}\r\n`;
+
+  it('a body shorter than its Content-Length (then EOF) → 400, closed', async () => {
+    const s = await rawSocket(gw.url);
+    s.sock.write(`${head('Content-Length: 500\r\n')}{"jsonrpc":"2.0"`);
+    s.sock.end();
+    await s.until(() => s.state.closed);
+    expect(s.status()).toBe(400);
+    expect(s.state.closed).toBe(true);
+  });
+
+  it('a body longer than its Content-Length: the rest is not a request; 400, closed', async () => {
+    const r = await exchange(gw.url, `${head('Content-Length: 5\r\n')}${init()}`);
+    expect(r.status).toBe(400);
+    expect(r.closed).toBe(true);
+  });
+
+  it('Content-Length together with Transfer-Encoding (smuggling) → 400, closed', async () => {
+    const r = await exchange(gw.url, `${head('Content-Length: 4\r\nTransfer-Encoding: chunked\r\n')}0\r\n\r\n`);
+    expect(r.status).toBe(400);
+    expect(r.body?.error).toMatchObject({ code: -32600, data: { gitgate: 'INVALID_REQUEST' } });
+    expect(r.closed).toBe(true);
+  });
+
+  it('a chunked body over the limit → 413 without reading it all', async () => {
+    const chunk = 'x'.repeat(2000);
+    const r = await exchange(gw.url, `${head('Transfer-Encoding: chunked\r\n')}${`${chunk.length.toString(16)}\r\n${chunk}\r\n`.repeat(5)}`);
+    expect(r.status).toBe(413);
+    expect(r.body?.error?.data).toMatchObject({ gitgate: 'BODY_TOO_LARGE' });
+  });
+
+  it('headers over 16 KiB (many small ones, or one huge) → 431 HEADERS_TOO_LARGE, closed', async () => {
+    const many = Array.from({ length: 3000 }, (_, i) => `x-h${i}: v\r\n`).join('');
+    for (const extra of [many, `x-big: ${'a'.repeat(17_000)}\r\n`]) {
+      const r = await exchange(gw.url, head(`${extra}Content-Length: 2\r\n`));
+      expect(r.status).toBe(431);
+      expect(r.body?.error?.data).toMatchObject({ gitgate: 'HEADERS_TOO_LARGE' });
+      expect(r.closed).toBe(true);
+    }
+  });
+
+  it('a header value with a bare CR → 400 before any route; no client header reaches the upstream', async () => {
+    const r = await exchange(gw.url, head(`x-evil: a\rInjected: 1\r\nContent-Length: 2\r\n`) + '{}');
+    expect(r.status).toBe(400);
+    const before = demo.received.length;
+    const res = await fetch(`${gw.url}/mcp/demo`, { method: 'POST', headers: { ...JSON_HEADERS, authorization: `Bearer ${token}`, 'x-evil': 'a', 'x-forwarded-for': '10.0.0.1', cookie: 'c=1', 'mcp-session-id': 'attacker-chosen' }, body: init() });
+    expect(res.status).toBe(200);
+    const got = demo.received.slice(before).map((x) => x.headers);
+    expect(got.length).toBeGreaterThan(0);
+    for (const h of got) {
+      expect(Object.keys(h).filter((k) => ['x-evil', 'x-forwarded-for', 'cookie'].includes(k))).toEqual([]);
+      expect(h['mcp-session-id']).not.toBe('attacker-chosen');
+      expect(h.authorization).not.toBe(`Bearer ${token}`);
+    }
+  });
+
+  it('connections per client address are capped: one more is answered 503 and closed; a freed slot is reusable', async () => {
+    const held = await Promise.all(Array.from({ length: 4 }, () => rawSocket(capped.url)));
+    // Each connection is known to the server once it has answered on it.
+    for (const s of held) s.sock.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    for (const s of held) await s.until(() => s.status() !== undefined);
+    expect(held.map((s) => s.status())).toEqual([200, 200, 200, 200]);
+    // One more, with a request sent at once: refused, and the request never runs.
+    const extra = await rawSocket(capped.url);
+    const body = init();
+    extra.sock.write(`POST /mcp/http HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${await capped.token('alice', ['eng'])}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    await extra.until(() => extra.state.closed);
+    expect(extra.status()).toBe(503);
+    expect(extra.body().error).toMatchObject({ code: -32008, data: { gitgate: 'TOO_MANY_CONNECTIONS' } });
+    expect(capped.gw.sessions.countFor('http')).toBe(0);
+    held[0]!.sock.destroy();
+    let status: number | undefined;
+    for (let i = 0; i < 50 && status !== 200; i++) {
+      const again = await rawSocket(capped.url);
+      again.sock.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+      await again.until(() => again.state.closed);
+      status = again.status();
+      again.sock.destroy();
+      if (status !== 200) await tick();
+    }
+    expect(status).toBe(200);
+    for (const s of held) s.sock.destroy();
   });
 });
