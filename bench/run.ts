@@ -155,7 +155,7 @@ async function main(): Promise<void> {
   const cfg = path.join(dataDir, 'gitgate.yaml');
   await writeFile(
     cfg,
-    `dataDir: ${dataDir}\npolicy:\n  dir: ${dir}\nlog:\n  level: warn\nupstreams:\n  bench:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n  bench-masked:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n`,
+    `dataDir: ${dataDir}\npolicy:\n  dir: ${dir}\nlog:\n  level: warn\nupstreams:\n  bench:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n    maxSessionsPerCaller: 1000\n  bench-masked:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n    maxSessionsPerCaller: 1000\n`,
   );
   const gwUrl = await start(process.execPath, [path.join(packageRoot, 'bin', 'gitgate.js'), 'serve', '--config', cfg, '--port', '0']);
   // The same gateway with audit off, to price the audit trail in the same run.

@@ -18,6 +18,8 @@ export const ERRORS = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, rpc: -32600, message: 'Unsupported Media Type' },
   BODY_TOO_LARGE: { status: 413, rpc: -32600, message: 'Payload Too Large' },
   METHOD_NOT_ALLOWED: { status: 405, rpc: -32600, message: 'Method Not Allowed' },
+  REQUEST_TIMEOUT: { status: 408, rpc: -32600, message: 'Request Timeout' },
+  HEADERS_TOO_LARGE: { status: 431, rpc: -32600, message: 'Request Header Fields Too Large' },
   // who
   AUTH_REQUIRED: { status: 401, rpc: -32001, message: 'Authentication required' },
   AUTH_INVALID: { status: 401, rpc: -32001, message: 'Invalid token' },
@@ -26,6 +28,8 @@ export const ERRORS = {
   UPSTREAM_UNKNOWN: { status: 404, rpc: -32004, message: 'Unknown upstream' },
   SESSION_UNKNOWN: { status: 404, rpc: -32005, message: 'Unknown session' },
   SESSION_LIMIT: { status: 503, rpc: -32006, message: 'Too many sessions' },
+  SESSION_QUOTA: { status: 429, rpc: -32007, message: 'Too many sessions for this caller' },
+  TOO_MANY_CONNECTIONS: { status: 503, rpc: -32008, message: 'Too many connections' },
   // policy (HTTP 200: the JSON-RPC exchange itself succeeded, the policy spoke)
   POLICY_DENIED: { status: 200, rpc: -32010, message: 'Denied by policy' },
   APPROVAL_REQUIRED: { status: 200, rpc: -32011, message: 'Approval required' },

@@ -107,6 +107,9 @@ export function validateConfig(
   const logLevel = env.GITGATE_LOG_LEVEL ?? (doc.log as { level: string }).level;
   const upstreams = normalizeUpstreams((doc.upstreams ?? {}) as Record<string, Record<string, unknown>>, baseDir, env, problems);
   if (Object.keys(upstreams).length === 0) problems.push('upstreams: at least one upstream is required');
+  if ((server.headersTimeoutMs as number) > (server.requestTimeoutMs as number)) {
+    problems.push(`server.headersTimeoutMs (${String(server.headersTimeoutMs)}) must not exceed server.requestTimeoutMs (${String(server.requestTimeoutMs)})`);
+  }
   if (problems.length > 0) {
     throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
   }
@@ -136,7 +139,7 @@ export function validateConfig(
   const verifyKey = readSecret('policy.repo.verification.publicKey', pr?.verification?.publicKey, baseDir, env, problems)?.value;
   const config: GatewayConfig = {
     server: {
-      ...(server as { host: string; port: number; publicUrl?: string; bodyLimitBytes: number }),
+      ...(server as Omit<GatewayConfig['server'], 'allowedOrigins'>),
       allowedOrigins: (server.allowedOrigins as string[] | undefined) ?? [],
     },
     dataDir: path.resolve(baseDir, doc.dataDir as string),
@@ -233,6 +236,7 @@ export function normalizeUpstreams(rawAll: Record<string, Record<string, unknown
         : {}),
       timeoutMs: raw.timeoutMs as number,
       maxSessions: raw.maxSessions as number,
+      maxSessionsPerCaller: raw.maxSessionsPerCaller as number,
       idleTimeoutMs: raw.idleTimeoutMs as number,
     };
   }

@@ -33,8 +33,13 @@ export interface UpstreamConfig {
   readonly stdio?: StdioCommand;
   readonly timeoutMs: number;
   readonly maxSessions: number;
+  /** Sessions one caller may hold on this upstream. */
+  readonly maxSessionsPerCaller: number;
   readonly idleTimeoutMs: number;
 }
+
+/** How the groups claim is read: a JSON array of strings, or one string split on whitespace or on commas. */
+export type GroupsFormat = 'array' | 'space-delimited' | 'comma-delimited';
 
 export interface IdentityConfig {
   readonly mode: 'dev' | 'oidc';
@@ -43,7 +48,16 @@ export interface IdentityConfig {
   readonly audience: string;
   readonly algorithms: readonly Algorithm[];
   readonly clockToleranceSeconds: number;
-  readonly claims: { readonly sub: string; readonly email: string; readonly groups: string; readonly githubLogin: string };
+  /** A longer bearer token is refused before it is decoded. */
+  readonly maxTokenBytes: number;
+  readonly claims: {
+    readonly sub: string;
+    readonly email: string;
+    readonly groups: string;
+    readonly githubLogin: string;
+    /** How the groups claim is read (schema default: array). */
+    readonly groupsFormat: GroupsFormat;
+  };
 }
 
 export interface GatewayConfig {
@@ -53,6 +67,13 @@ export interface GatewayConfig {
     readonly publicUrl?: string;
     readonly bodyLimitBytes: number;
     readonly allowedOrigins: readonly string[];
+    /** Time a client has to send a request's headers (then 408). */
+    readonly headersTimeoutMs: number;
+    /** Time a client has to send a whole request, headers and body (then 408); responses are not limited. */
+    readonly requestTimeoutMs: number;
+    readonly keepAliveTimeoutMs: number;
+    /** Open connections per client address; 0 = no limit. */
+    readonly maxConnectionsPerClient: number;
   };
   /** Absolute path; all state lives under it. */
   readonly dataDir: string;

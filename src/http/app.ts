@@ -1,6 +1,10 @@
+import { maxHeaderSize, STATUS_CODES, type Server } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { GatewayConfig } from '../config/types.js';
 import { GatewayError, type ErrorCode } from '../errors.js';
 import type { DevIssuer } from '../identity/dev-issuer.js';
+import { errorResponse } from '../mcp/jsonrpc.js';
 import type { PolicyRevision } from '../policy/engine.js';
 import type { GatewayDeps } from '../pipeline.js';
 import { registerMcpRoutes } from './mcp-routes.js';
@@ -44,16 +48,92 @@ function fromFrameworkError(err: FastifyError): GatewayError {
   return new GatewayError('INTERNAL', 'Internal error', { cause: err });
 }
 
+/** A whole HTTP/1.1 response carrying a GatewayError, for a socket no request object exists for; the connection closes. */
+function rawErrorResponse(err: GatewayError): string {
+  const body = JSON.stringify(errorResponse(null, err));
+  return `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
+
+/**
+ * Errors node's HTTP parser raises before there is a request (too slow, headers too
+ * large, malformed HTTP, body length mismatch): answered from the error table, then closed.
+ */
+function clientError(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const ge =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new GatewayError('REQUEST_TIMEOUT', 'Request Timeout: the request was not received in time (server.headersTimeoutMs, server.requestTimeoutMs)')
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? new GatewayError('HEADERS_TOO_LARGE', `Request Header Fields Too Large: the request's headers exceed ${maxHeaderSize} bytes`)
+        : new GatewayError('INVALID_REQUEST', `Invalid Request: malformed HTTP request (${err.code ?? 'parse error'})`);
+  if (socket.writable) socket.end(rawErrorResponse(ge));
+  socket.destroySoon();
+}
+
+/**
+ * At most `max` open connections per client address (0 = no limit): one more
+ * is answered 503 (TOO_MANY_CONNECTIONS) and closed. Returns whether a socket
+ * was refused, so a request that still arrives on it is refused too.
+ */
+export function limitConnectionsPerClient(server: Server, max: number): (socket: Socket) => boolean {
+  const refused = new WeakSet<Socket>();
+  if (max > 0) {
+    const open = new Map<string, number>();
+    server.prependListener('connection', (socket: Socket) => {
+      const who = socket.remoteAddress ?? '';
+      const n = open.get(who) ?? 0;
+      if (n >= max) {
+        refused.add(socket);
+        socket.end(rawErrorResponse(tooManyConnections(max)));
+        socket.destroySoon();
+        return;
+      }
+      open.set(who, n + 1);
+      socket.once('close', () => {
+        const left = (open.get(who) ?? 1) - 1;
+        if (left <= 0) open.delete(who);
+        else open.set(who, left);
+      });
+    });
+  }
+  return (socket) => refused.has(socket);
+}
+
+function tooManyConnections(max: number): GatewayError {
+  return new GatewayError('TOO_MANY_CONNECTIONS', `Too many connections: this client address already has ${max} open (server.maxConnectionsPerClient)`);
+}
+
+/**
+ * Node checks for requests past their header/request deadline every so often
+ * (default 30 s); check often enough that a deadline is kept to within a quarter of itself.
+ */
+function checkInterval(server: GatewayConfig['server']): number {
+  return Math.max(25, Math.min(30_000, Math.floor(Math.min(server.headersTimeoutMs, server.requestTimeoutMs) / 4)));
+}
+
 /** The gateway's HTTP app, fully wired from `deps`. It never listens: callers do, or use app.inject(). */
 export function buildApp(deps: AppDeps): FastifyInstance {
+  const server = deps.config.server;
   const app = Fastify({
     loggerInstance: deps.logger,
     // One structured line per MCP exchange is logged by the route instead.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: deps.config.server.bodyLimitBytes,
+    bodyLimit: server.bodyLimitBytes,
     trustProxy: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // Slow clients: the headers, and the whole request, must arrive in time (else 408 and the
+    // connection closes). Node stops timing a request once it is received, so responses that
+    // stay open (SSE streams, held approvals) are not cut.
+    requestTimeout: server.requestTimeoutMs,
+    keepAliveTimeout: server.keepAliveTimeoutMs,
+    http: { headersTimeout: server.headersTimeoutMs, requestTimeout: server.requestTimeoutMs, connectionsCheckingInterval: checkInterval(server) },
+    clientErrorHandler: clientError,
+  });
+  const refused = limitConnectionsPerClient(app.server, server.maxConnectionsPerClient);
+  // A request already on its way over a refused connection is not served either.
+  app.addHook('onRequest', async (req, reply) => {
+    if (refused(req.raw.socket)) return sendError(reply.header('connection', 'close'), tooManyConnections(server.maxConnectionsPerClient));
   });
   // Bodies stay raw: the MCP layer parses them so it can answer with JSON-RPC errors.
   app.removeAllContentTypeParsers();

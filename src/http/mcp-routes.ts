@@ -67,10 +67,42 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
   }
 }
 
+/** JSON-RPC methods of MCP (and the HTTP verbs of bodiless exchanges) that may be metric label values. */
+const METRIC_METHODS: ReadonlySet<string> = new Set([
+  'GET',
+  'POST',
+  'DELETE',
+  'response',
+  'initialize',
+  'ping',
+  'server/discover',
+  'tools/list',
+  'tools/call',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'prompts/list',
+  'prompts/get',
+  'logging/setLevel',
+  'completion/complete',
+  'tasks/get',
+  'tasks/list',
+  'tasks/result',
+  'tasks/cancel',
+  'tasks/update',
+  'notifications/initialized',
+  'notifications/cancelled',
+  'notifications/progress',
+  'notifications/roots/list_changed',
+]);
+
 function count(deps: GatewayDeps, upstream: string, method: string, outcome: string): void {
-  // Only configured upstreams become label values (no unbounded label sets from the URL).
+  // Only configured upstreams and known methods become label values: a client's
+  // made-up names must not grow the label set (a new series each) without bound.
   const u = deps.upstreams.get(upstream) === undefined ? '(unknown)' : upstream;
-  deps.metrics.requests.inc({ upstream: u, method: method.length > 64 ? '(long)' : method, outcome });
+  deps.metrics.requests.inc({ upstream: u, method: METRIC_METHODS.has(method) ? method : '(other)', outcome });
 }
 
 function logExchange(req: FastifyRequest, note: ExchangeNote, outcome: string, started: bigint): void {

@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
   errors as joseErrors,
   jwtVerify,
   type JSONWebKeySet,
+  type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
 import type { IdentityConfig } from '../config/types.js';
@@ -33,10 +35,11 @@ async function discoverJwksUri(issuer: string): Promise<URL> {
 
 function describe(err: unknown): string {
   if (err instanceof joseErrors.JWTExpired) return 'token expired';
-  if (err instanceof joseErrors.JWTClaimValidationFailed) return `claim "${err.claim}" invalid: ${err.reason}`;
+  if (err instanceof joseErrors.JWTClaimValidationFailed) return `claim "${err.claim}" invalid: ${err.message}`;
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'token algorithm not allowed';
   if (err instanceof joseErrors.JWKSNoMatchingKey) return 'no key in the issuer JWKS matches the token';
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'signature verification failed';
+  if (err instanceof joseErrors.JOSENotSupported) return `unsupported token: ${err.message}`;
   if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid) return 'malformed token';
   if (err instanceof joseErrors.JWKSTimeout) return 'timed out fetching the issuer JWKS';
   if (err instanceof GatewayError) return err.message;
@@ -47,36 +50,59 @@ function describe(err: unknown): string {
 export const VERIFIED_CACHE_MS = 60_000;
 const VERIFIED_CACHE_MAX = 10_000;
 
+export interface VerifierOptions {
+  /** The clock (ms since the epoch); tests inject one. */
+  readonly now?: () => number;
+}
+
+/** Claims jose leaves to the caller: `iat` not in the future, `aud` only strings. */
+function checkClaims(payload: JWTPayload, nowSeconds: number, toleranceSeconds: number): void {
+  if (payload.iat !== undefined && payload.iat > nowSeconds + toleranceSeconds) {
+    throw new GatewayError('AUTH_INVALID', `claim "iat" invalid: issued ${Math.round(payload.iat - nowSeconds)} s in the future (clock tolerance ${toleranceSeconds} s)`);
+  }
+  const aud: unknown = payload.aud;
+  if (Array.isArray(aud) && aud.some((a) => typeof a !== 'string')) throw new GatewayError('AUTH_INVALID', 'claim "aud" invalid: must be a string or an array of strings');
+}
+
 /**
- * Verify with jose against a key set: iss, aud, exp, nbf, algorithm allow-list,
- * clock tolerance. A verified token is remembered (bounded, FIFO) until
- * min(exp, 60 s) so repeat calls skip the signature check; failures are never
- * cached, and a key removed from the JWKS stops being honoured within 60 s.
+ * Verify with jose against a key set: iss, aud, exp (required), nbf, iat (not
+ * in the future), algorithm allow-list, clock tolerance, then the claims the
+ * policy sees (typed strictly, see mapClaims). A token longer than
+ * `maxTokenBytes` is refused before it is decoded. Keys are asked for only
+ * once a token's header names an allowed algorithm, so malformed tokens never
+ * cause a JWKS or discovery fetch. A verified token is remembered (by its
+ * hash, bounded, FIFO) until min(exp, 60 s) so repeat calls skip the
+ * signature check; failures are never cached, and a key removed from the JWKS
+ * stops being honoured within 60 s.
  */
-export function createVerifier(cfg: IdentityConfig & { issuer: string }, keys: () => Promise<JWTVerifyGetKey>): TokenVerifier {
+export function createVerifier(cfg: IdentityConfig & { issuer: string }, keys: () => Promise<JWTVerifyGetKey>, opts: VerifierOptions = {}): TokenVerifier {
+  const now = opts.now ?? Date.now;
   const verified = new Map<string, { identity: Identity; until: number }>();
+  const getKey: JWTVerifyGetKey = async (header, token) => (await keys())(header, token);
   return {
     issuer: cfg.issuer,
     async verify(token) {
-      const now = Date.now();
-      const hit = verified.get(token);
+      if (token.length > cfg.maxTokenBytes) throw new GatewayError('AUTH_INVALID', `token is longer than ${cfg.maxTokenBytes} bytes (identity.maxTokenBytes)`);
+      const t = now();
+      const digest = createHash('sha256').update(token).digest('base64url');
+      const hit = verified.get(digest);
       if (hit !== undefined) {
-        if (hit.until > now) return hit.identity;
-        verified.delete(token);
+        if (hit.until > t) return hit.identity;
+        verified.delete(digest);
       }
       try {
-        const getKey = await keys();
         const { payload } = await jwtVerify(token, getKey, {
           issuer: cfg.issuer,
           audience: cfg.audience,
           algorithms: [...cfg.algorithms],
           clockTolerance: cfg.clockToleranceSeconds,
+          currentDate: new Date(t),
           requiredClaims: ['exp', 'sub'],
         });
+        checkClaims(payload, Math.floor(t / 1000), cfg.clockToleranceSeconds);
         const identity = mapClaims(payload, cfg.claims);
-        if (identity.sub === '') throw new GatewayError('AUTH_INVALID', `claim "${cfg.claims.sub}" is missing`);
         if (verified.size >= VERIFIED_CACHE_MAX) verified.delete(verified.keys().next().value!);
-        verified.set(token, { identity, until: Math.min((payload.exp ?? 0) * 1000, now + VERIFIED_CACHE_MS) });
+        verified.set(digest, { identity, until: Math.min((payload.exp ?? 0) * 1000, t + VERIFIED_CACHE_MS) });
         return identity;
       } catch (err) {
         throw new GatewayError('AUTH_INVALID', describe(err), { cause: err });
@@ -88,21 +114,47 @@ export function createVerifier(cfg: IdentityConfig & { issuer: string }, keys: (
 /**
  * An OIDC issuer: JWKS from `jwksUri` or discovery, cached by jose and refetched
  * on an unknown `kid` at most once per cooldown (forged kids cannot cause a fetch storm).
+ * Discovery runs once at a time; a failed one is not retried within the cooldown,
+ * so requests while the issuer is down cost no fetch each.
  */
-export function createOidcVerifier(cfg: IdentityConfig, opts: { jwksCooldownMs?: number } = {}): TokenVerifier {
+export function createOidcVerifier(cfg: IdentityConfig, opts: VerifierOptions & { jwksCooldownMs?: number } = {}): TokenVerifier {
   if (cfg.issuer === undefined) throw new GatewayError('CONFIG_INVALID', 'identity.issuer is required in oidc mode');
+  const now = opts.now ?? Date.now;
+  const cooldownMs = opts.jwksCooldownMs ?? 5_000;
   let jwks: JWTVerifyGetKey | undefined;
+  let discovering: Promise<URL> | undefined;
+  let failed: { until: number; error: GatewayError } | undefined;
   const issuer = cfg.issuer;
-  return createVerifier({ ...cfg, issuer }, async () => {
-    if (jwks === undefined) {
-      const uri = cfg.jwksUri !== undefined ? new URL(cfg.jwksUri) : await discoverJwksUri(issuer);
-      jwks = createRemoteJWKSet(uri, { cooldownDuration: opts.jwksCooldownMs ?? 5_000, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 });
-    }
-    return jwks;
-  });
+  const discover = async (): Promise<URL> => {
+    if (failed !== undefined && now() < failed.until) throw failed.error;
+    discovering ??= discoverJwksUri(issuer).then(
+      (uri) => {
+        failed = undefined;
+        return uri;
+      },
+      (err: unknown) => {
+        const error = err instanceof GatewayError ? err : new GatewayError('AUTH_INVALID', `issuer discovery failed: ${String(err)}`, { cause: err });
+        failed = { until: now() + cooldownMs, error };
+        discovering = undefined;
+        throw error;
+      },
+    );
+    return discovering;
+  };
+  return createVerifier(
+    { ...cfg, issuer },
+    async () => {
+      if (jwks === undefined) {
+        const uri = cfg.jwksUri !== undefined ? new URL(cfg.jwksUri) : await discover();
+        jwks ??= createRemoteJWKSet(uri, { cooldownDuration: cooldownMs, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 });
+      }
+      return jwks;
+    },
+    opts,
+  );
 }
 
-export function createLocalVerifier(cfg: IdentityConfig & { issuer: string }, jwks: JSONWebKeySet): TokenVerifier {
+export function createLocalVerifier(cfg: IdentityConfig & { issuer: string }, jwks: JSONWebKeySet, opts: VerifierOptions = {}): TokenVerifier {
   const getKey = createLocalJWKSet(jwks);
-  return createVerifier(cfg, () => Promise.resolve(getKey));
+  return createVerifier(cfg, () => Promise.resolve(getKey), opts);
 }

@@ -41,30 +41,35 @@ async function initialize(
   msg: JsonRpcRequest,
   opts: { signal: AbortSignal; auth: UpstreamAuth; sessionAuth: (purpose: string) => UpstreamAuth },
 ): Promise<Forwarded> {
-  sessions.assertCapacity(upstream.config.name);
-  const upstreamSession = await upstream.connector.open();
-  const messages: JsonRpcMessage[] = [];
-  let response: JsonRpcResponse | undefined;
+  // The slot is held from here until the session exists (or the initialize failed): the caps hold under concurrency.
+  const slot = sessions.reserve(upstream.config.name, identity.sub);
   try {
-    for await (const m of upstreamSession.request(msg, opts)) {
-      messages.push(m);
-      if (isResponse(m) && m.id === msg.id) response = m;
+    const upstreamSession = await upstream.connector.open();
+    const messages: JsonRpcMessage[] = [];
+    let response: JsonRpcResponse | undefined;
+    try {
+      for await (const m of upstreamSession.request(msg, opts)) {
+        messages.push(m);
+        if (isResponse(m) && m.id === msg.id) response = m;
+      }
+    } catch (err) {
+      await upstreamSession.close(opts.sessionAuth('session/close'));
+      throw err;
     }
-  } catch (err) {
-    await upstreamSession.close(opts.sessionAuth('session/close'));
-    throw err;
+    const version = (response?.result as { protocolVersion?: unknown } | undefined)?.protocolVersion;
+    if (response?.error !== undefined || typeof version !== 'string') {
+      await upstreamSession.close(opts.sessionAuth('session/close'));
+      return { messages: toAsync(messages) };
+    }
+    if (!LEGACY_VERSIONS.includes(version)) {
+      await upstreamSession.close(opts.sessionAuth('session/close'));
+      throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${upstream.config.name} negotiated protocol ${version}, which gitgate does not relay`);
+    }
+    const session = sessions.create(upstream.config.name, identity.sub, version, upstreamSession, opts.sessionAuth);
+    return { messages: toAsync(messages), session };
+  } finally {
+    slot.release();
   }
-  const version = (response?.result as { protocolVersion?: unknown } | undefined)?.protocolVersion;
-  if (response?.error !== undefined || typeof version !== 'string') {
-    await upstreamSession.close(opts.sessionAuth('session/close'));
-    return { messages: toAsync(messages) };
-  }
-  if (!LEGACY_VERSIONS.includes(version)) {
-    await upstreamSession.close(opts.sessionAuth('session/close'));
-    throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${upstream.config.name} negotiated protocol ${version}, which gitgate does not relay`);
-  }
-  const session = sessions.create(upstream.config.name, identity.sub, version, upstreamSession, opts.sessionAuth);
-  return { messages: toAsync(messages), session };
 }
 
 async function* discover(upstream: Upstream, msg: JsonRpcRequest): AsyncGenerator<JsonRpcMessage> {

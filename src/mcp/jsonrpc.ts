@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors.js';
+import { JsonLimitError, MAX_JSON_DEPTH, parseJsonWithin, type JsonLimits } from './json-limits.js';
 
 export type JsonRpcId = string | number;
 
@@ -75,12 +76,23 @@ export function checkMessage(v: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * What a client's message may be: at most MAX_JSON_DEPTH deep, well-formed
+ * UTF-8, no key twice in one object and no `__proto__` key (the policy and an
+ * upstream must never read different values out of the same bytes).
+ */
+export const CLIENT_JSON_LIMITS: JsonLimits = Object.freeze({ maxDepth: MAX_JSON_DEPTH, rejectDuplicateKeys: true, forbiddenKeys: Object.freeze(['__proto__']) });
+
 /** Parse an HTTP body into one JSON-RPC message: PARSE_ERROR or INVALID_REQUEST otherwise. */
-export function parseMessage(body: Buffer | string): JsonRpcMessage {
+export function parseMessage(body: Buffer | string, limits: JsonLimits = CLIENT_JSON_LIMITS): JsonRpcMessage {
   let value: unknown;
   try {
-    value = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
+    value = parseJsonWithin(body, limits);
   } catch (err) {
+    if (err instanceof JsonLimitError) {
+      if (err.problem.kind === 'utf8') throw new GatewayError('PARSE_ERROR', `Parse error: ${err.message}`);
+      throw new GatewayError('INVALID_REQUEST', `Invalid Request: ${err.message}`);
+    }
     throw new GatewayError('PARSE_ERROR', `Parse error: body is not valid JSON (${(err as Error).message})`);
   }
   const problem = checkMessage(value);

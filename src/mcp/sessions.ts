@@ -18,18 +18,35 @@ export interface GatewaySession {
   readonly inFlight: InFlight;
 }
 
+export interface SessionLimits {
+  /** Sessions on the upstream, all callers together. */
+  readonly maxSessions: number;
+  /** Sessions one caller may hold on the upstream (default: maxSessions). */
+  readonly maxSessionsPerCaller?: number;
+  readonly idleTimeoutMs: number;
+}
+
+/** A slot claimed for a session being opened; give it back with release() (create() does not). */
+export interface SessionSlot {
+  release(): void;
+}
+
 /**
  * Sessions the gateway issued (its own Mcp-Session-Id, never the upstream's),
- * bound to the caller who opened them, capped per upstream, closed when idle.
+ * bound to the caller who opened them, capped per upstream and per caller on
+ * each upstream, closed when idle. A caller at its quota is refused
+ * (SESSION_QUOTA); none of its sessions is closed to make room.
  */
 export class SessionStore {
   readonly #sessions = new Map<string, GatewaySession>();
+  /** Slots claimed by initializes still in flight, per upstream and per upstream+caller. */
+  readonly #opening = new Map<string, number>();
   readonly #sweeper: NodeJS.Timeout;
 
   /** Called for every session that ends, with why. */
   onDelete: ((session: GatewaySession, reason: string) => void) | undefined;
 
-  constructor(private readonly limits: (upstream: string) => { maxSessions: number; idleTimeoutMs: number }) {
+  constructor(private readonly limits: (upstream: string) => SessionLimits) {
     this.#sweeper = setInterval(() => void this.sweep(), 10_000);
     this.#sweeper.unref();
   }
@@ -38,20 +55,62 @@ export class SessionStore {
     return this.#sessions.size;
   }
 
-  countFor(upstream: string): number {
+  countFor(upstream: string, owner?: string): number {
     let n = 0;
-    for (const s of this.#sessions.values()) if (s.upstream === upstream) n++;
+    for (const s of this.#sessions.values()) if (s.upstream === upstream && (owner === undefined || s.owner === owner)) n++;
     return n;
   }
 
-  /** Throws SESSION_LIMIT when the upstream already has its maximum of sessions. */
-  assertCapacity(upstream: string): void {
-    const { maxSessions } = this.limits(upstream);
-    if (this.countFor(upstream) >= maxSessions) {
+  #key(upstream: string, owner?: string): string {
+    return owner === undefined ? upstream : `${upstream}\u0000${owner}`;
+  }
+
+  #inUse(upstream: string, owner?: string): number {
+    return this.countFor(upstream, owner) + (this.#opening.get(this.#key(upstream, owner)) ?? 0);
+  }
+
+  /**
+   * Throws SESSION_LIMIT when the upstream already has its maximum of sessions
+   * and, given the caller, SESSION_QUOTA when the caller holds its maximum on it.
+   * Sessions being opened count.
+   */
+  assertCapacity(upstream: string, owner?: string): void {
+    const { maxSessions, maxSessionsPerCaller } = this.limits(upstream);
+    if (owner !== undefined && maxSessionsPerCaller !== undefined && this.#inUse(upstream, owner) >= maxSessionsPerCaller) {
+      throw new GatewayError(
+        'SESSION_QUOTA',
+        `caller ${owner} already holds ${maxSessionsPerCaller} sessions on upstream ${upstream} (upstreams.${upstream}.maxSessionsPerCaller); end one with DELETE or wait until one idles out`,
+        { data: { quota: 'maxSessionsPerCaller', limit: maxSessionsPerCaller } },
+      );
+    }
+    if (this.#inUse(upstream) >= maxSessions) {
       throw new GatewayError('SESSION_LIMIT', `upstream ${upstream} already has ${maxSessions} sessions; close one or retry later`, {
         headers: { 'retry-after': '5' },
       });
     }
+  }
+
+  /**
+   * Claim a slot for a session `owner` is opening on `upstream` (SESSION_QUOTA
+   * or SESSION_LIMIT when there is none), so concurrent initializes cannot all
+   * pass the check before any of them is created.
+   */
+  reserve(upstream: string, owner: string): SessionSlot {
+    this.assertCapacity(upstream, owner);
+    const keys = [this.#key(upstream), this.#key(upstream, owner)];
+    for (const k of keys) this.#opening.set(k, (this.#opening.get(k) ?? 0) + 1);
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const k of keys) {
+          const n = (this.#opening.get(k) ?? 1) - 1;
+          if (n <= 0) this.#opening.delete(k);
+          else this.#opening.set(k, n);
+        }
+      },
+    };
   }
 
   create(upstream: string, owner: string, protocolVersion: string, upstreamSession: UpstreamSession, auth: (purpose: string) => UpstreamAuth): GatewaySession {

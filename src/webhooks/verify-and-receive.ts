@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { MAX_JSON_DEPTH, parseJsonWithin } from '../mcp/json-limits.js';
 
 /** `X-Hub-Signature-256: sha256=<hex>` over the exact body, compared in constant time. */
 export function verifySignature(secret: string, body: Buffer, header: string | undefined): boolean {
@@ -79,9 +80,9 @@ export class GitHubWebhooks {
     if (this.deliveries.has(delivery) || this.#inflight.has(delivery)) return { status: 200, body: { duplicate: true, delivery } };
     let payload: Record<string, unknown>;
     try {
-      payload = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
-    } catch {
-      return { status: 400, body: { error: 'body is not JSON' } };
+      payload = parseJsonWithin(body, { maxDepth: MAX_JSON_DEPTH }) as Record<string, unknown>;
+    } catch (err) {
+      return { status: 400, body: { error: `body is not JSON within bounds: ${(err as Error).message}` } };
     }
     const handlers = this.#handlers.get(event) ?? [];
     this.#inflight.add(delivery);

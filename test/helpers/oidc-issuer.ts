@@ -31,11 +31,15 @@ export async function startOidcIssuer() {
       return jwksFetches;
     },
     publicPem: (kid = 'k1') => exportSPKI(keys.get(kid)!.pair.publicKey),
-    async mint(claims: JWTPayload, opts: { kid?: string; key?: Key['privateKey'] } = {}): Promise<string> {
+    /** `now` (seconds) sets iat and exp (+300) unless the claims do; `header` adds protected header parameters (`crit` names are signed as understood). */
+    async mint(claims: JWTPayload, opts: { kid?: string; key?: Key['privateKey']; now?: number; header?: Record<string, unknown> } = {}): Promise<string> {
       const kid = opts.kid ?? 'k1';
       const key = opts.key ?? keys.get(kid)!.pair.privateKey;
-      const now = Math.floor(Date.now() / 1000);
-      return new SignJWT({ iss: issuer, aud: 'gitgate', sub: 'alice', iat: now, exp: now + 300, ...claims }).setProtectedHeader({ alg: 'RS256', kid }).sign(key);
+      const now = opts.now ?? Math.floor(Date.now() / 1000);
+      const crit = Array.isArray(opts.header?.crit) ? Object.fromEntries((opts.header.crit as string[]).map((c) => [c, true])) : undefined;
+      return new SignJWT({ iss: issuer, aud: 'gitgate', sub: 'alice', iat: now, exp: now + 300, ...claims })
+        .setProtectedHeader({ alg: 'RS256', kid, ...opts.header })
+        .sign(key, crit !== undefined ? { crit } : undefined);
     },
     close: () => new Promise<void>((r) => server.close(() => r())),
   };

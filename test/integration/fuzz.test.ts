@@ -30,7 +30,7 @@ describe('random and mutated traffic', () => {
   beforeAll(async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-fuzz-'));
     const config = validateConfig(
-      { server: { port: 0, bodyLimitBytes: 8192 }, dataDir, policy: { dir: await makePolicyDir() }, approvals: { holdSeconds: 0 }, upstreams: { http: { url: 'http://127.0.0.1:9/unused', maxSessions: 10_000 } } },
+      { server: { port: 0, bodyLimitBytes: 8192 }, dataDir, policy: { dir: await makePolicyDir() }, approvals: { holdSeconds: 0 }, upstreams: { http: { url: 'http://127.0.0.1:9/unused', maxSessions: 10_000, maxSessionsPerCaller: 10_000 } } },
       {},
       dataDir,
       'fuzz',

@@ -16,7 +16,8 @@ describe('OIDC bearer tokens verified with jose against the issuer JWKS', () => 
     audience: 'gitgate',
     algorithms: ['RS256', 'ES256', 'EdDSA'],
     clockToleranceSeconds: 30,
-    claims: { sub: 'sub', email: 'email', groups: 'groups', githubLogin: 'github_login' },
+    maxTokenBytes: 8192,
+    claims: { sub: 'sub', email: 'email', groups: 'groups', githubLogin: 'github_login', groupsFormat: 'array' },
     ...over,
   });
   const now = () => Math.floor(Date.now() / 1000);
@@ -39,7 +40,7 @@ describe('OIDC bearer tokens verified with jose against the issuer JWKS', () => 
   });
 
   it('maps claims from configured (nested) claim names', async () => {
-    const v = createOidcVerifier(cfg({ claims: { sub: 'preferred_username', email: 'mail', groups: 'realm_access.roles', githubLogin: 'gh' } }));
+    const v = createOidcVerifier(cfg({ claims: { sub: 'preferred_username', email: 'mail', groups: 'realm_access.roles', githubLogin: 'gh', groupsFormat: 'array' } }));
     const id = await v.verify(await idp.mint({ preferred_username: 'bob', realm_access: { roles: ['eng'] }, gh: 'bob-gh' }));
     expect(id).toMatchObject({ sub: 'bob', groups: ['eng'], githubLogin: 'bob-gh' });
   });

@@ -71,11 +71,40 @@ describe('decisions are validated against the schema', () => {
 });
 
 describe('claims', () => {
-  const names = { sub: 'sub', email: 'email', groups: 'groups', githubLogin: 'github_login' };
-  it('accepts groups as an array or a space/comma separated string, ignores non-strings', () => {
-    expect(mapClaims({ sub: 's', groups: ['a', 1, 'b'] }, names).groups).toEqual(['a', 'b']);
-    expect(mapClaims({ sub: 's', groups: 'a b,c' }, names).groups).toEqual(['a', 'b', 'c']);
+  const names = { sub: 'sub', email: 'email', groups: 'groups', githubLogin: 'github_login', groupsFormat: 'array' } as const;
+  const refused = (payload: Record<string, unknown>, why: RegExp, claims: Parameters<typeof mapClaims>[1] = names) => {
+    expect(() => mapClaims(payload, claims)).toThrow(why);
+  };
+  it('reads groups as an array of strings; a string or a non-string member is refused, naming the claim', () => {
+    expect(mapClaims({ sub: 's', groups: ['a', 'b'] }, names).groups).toEqual(['a', 'b']);
     expect(mapClaims({ sub: 's' }, names).groups).toEqual([]);
+    refused({ sub: 's', groups: 'eng admin' }, /claim "groups" must be an array of strings, got a string \(set identity.claims.groupsFormat/);
+    refused({ sub: 's', groups: ['a', 1, 'b'] }, /claim "groups" must be an array of strings, got a number at index 1/);
+    refused({ sub: 's', groups: { eng: true } }, /claim "groups" must be an array of strings, got an object/);
+    refused({ sub: 's', groups: null }, /claim "groups" must be an array of strings, got null/);
+  });
+  it('reads a delimited string only when groupsFormat says so', () => {
+    expect(mapClaims({ sub: 's', groups: 'a  b\tc' }, { ...names, groupsFormat: 'space-delimited' }).groups).toEqual(['a', 'b', 'c']);
+    expect(mapClaims({ sub: 's', groups: 'a, b,,c ' }, { ...names, groupsFormat: 'comma-delimited' }).groups).toEqual(['a', 'b', 'c']);
+    // Each format splits on its own separator only.
+    expect(mapClaims({ sub: 's', groups: 'a b,c' }, { ...names, groupsFormat: 'comma-delimited' }).groups).toEqual(['a b', 'c']);
+    expect(mapClaims({ sub: 's', groups: ['x y'] }, { ...names, groupsFormat: 'space-delimited' }).groups).toEqual(['x y']);
+    refused({ sub: 's', groups: 7 }, /claim "groups" must be an array of strings or a string, got a number/, { ...names, groupsFormat: 'space-delimited' });
+  });
+  it('refuses sub, email and login claims of the wrong type', () => {
+    refused({ sub: 42 }, /claim "sub" must be a string, got a number/);
+    refused({ sub: '' }, /claim "sub" is empty/);
+    refused({}, /claim "sub" is missing/);
+    refused({ sub: 's', email: ['a@example.com'] }, /claim "email" must be a string, got an array/);
+    refused({ sub: 's', github_login: { login: 'x' } }, /claim "github_login" must be a string, got an object/);
+    expect(mapClaims({ sub: 's', email: 'a@example.com', github_login: 'gh' }, names)).toMatchObject({ email: 'a@example.com', githubLogin: 'gh' });
+  });
+  it('follows dotted names through own objects only', () => {
+    const nested = { ...names, groups: 'realm_access.roles' };
+    expect(mapClaims({ sub: 's', realm_access: { roles: ['eng'] } }, nested).groups).toEqual(['eng']);
+    refused({ sub: 's', realm_access: 'eng' }, /claim "realm_access" must be an object, got a string \(reading claim "realm_access.roles"\)/, nested);
+    // Inherited properties are not claims.
+    expect(mapClaims({ sub: 's' }, { ...names, email: 'constructor', groups: 'toString' })).toEqual({ sub: 's', groups: [], issuer: '' });
   });
 });
 

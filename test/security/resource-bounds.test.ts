@@ -1,0 +1,598 @@
+/**
+ * Unbounded work on untrusted client input, attacked: every test here is an
+ * attack that worked against an earlier gitgate. Real gateways on loopback
+ * (port 0), raw sockets where a client must misbehave. Timeouts are the test's
+ * own small ones; every wait is a bounded loop.
+ */
+import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { validateConfig } from '../../src/config/load.js';
+import type { UpstreamConfig } from '../../src/config/types.js';
+import { GatewayError } from '../../src/errors.js';
+import { Channel } from '../../src/mcp/channel.js';
+import { checkJsonText, MAX_JSON_DEPTH } from '../../src/mcp/json-limits.js';
+import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+import { httpConnector } from '../../src/mcp/upstream/http.js';
+import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
+import { signBody } from '../../src/webhooks/verify-and-receive.js';
+import { fakeUpstream } from '../helpers/fake-upstream.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
+
+const SEED = Number(process.env.GITGATE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+console.log(`resource-bounds: fast-check seed ${SEED} (set GITGATE_TEST_SEED to replay)`);
+
+const tick = (ms = 10) => new Promise((r) => setTimeout(r, ms));
+const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+const init = (id: number | string = 0) => JSON.stringify({ jsonrpc: '2.0', id, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+const call = (id: number, name: string, args: unknown, meta?: Record<string, unknown>) =>
+  JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args, ...(meta ? { _meta: meta } : {}) } });
+
+interface Reply {
+  status: number;
+  headers: Headers;
+  json: { id?: unknown; result?: unknown; error?: { code: number; message: string; data?: Record<string, unknown> } };
+}
+
+async function post(url: string, token: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<Reply> {
+  const res = await fetch(url, { method: 'POST', headers: { ...JSON_HEADERS, authorization: `Bearer ${token}`, ...headers }, body });
+  return { status: res.status, headers: res.headers, json: (await res.json()) as Reply['json'] };
+}
+
+/** A raw connection: write what you like, read what comes back, know when it closes. */
+async function rawSocket(url: string) {
+  const u = new URL(url);
+  const sock = net.connect(Number(u.port), u.hostname);
+  sock.on('error', () => undefined);
+  await once(sock, 'connect');
+  const state = { data: '', closed: false };
+  sock.on('data', (d: Buffer) => (state.data += d.toString('latin1')));
+  sock.on('close', () => (state.closed = true));
+  return {
+    sock,
+    state,
+    /** Bounded wait until `pred` holds (or the socket closes). */
+    async until(pred: () => boolean, steps = 300): Promise<void> {
+      for (let i = 0; i < steps && !pred(); i++) await tick();
+    },
+    status(): number | undefined {
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(state.data);
+      return m ? Number(m[1]) : undefined;
+    },
+    body(): Reply['json'] {
+      return JSON.parse(state.data.slice(state.data.indexOf('\r\n\r\n') + 4)) as Reply['json'];
+    },
+  };
+}
+
+/** Send `head`, then one byte per tick until the server answers or closes (at most `steps` bytes). */
+async function drip(url: string, head: string, byte: string, steps = 500) {
+  const s = await rawSocket(url);
+  s.sock.write(head);
+  let sent = 0;
+  while (sent < steps && s.state.data === '' && !s.state.closed) {
+    await tick();
+    if (!s.sock.writable) break;
+    s.sock.write(byte);
+    sent++;
+  }
+  await s.until(() => s.state.closed, 100);
+  s.sock.destroy();
+  return { status: s.status(), body: s.state.data === '' ? undefined : s.body(), closed: s.state.closed, sent };
+}
+
+/** An SSE response read incrementally. */
+function openSse(url: string, method: 'GET' | 'POST', headers: Record<string, string>, body?: string) {
+  const events: Record<string, unknown>[] = [];
+  const state = { status: 0, ended: false, buf: '' };
+  const u = new URL(url);
+  const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method, headers, agent: false }, (res) => {
+    state.status = res.statusCode!;
+    res.on('data', (c: Buffer) => {
+      state.buf += c.toString();
+      let i: number;
+      while ((i = state.buf.indexOf('\n\n')) >= 0) {
+        const block = state.buf.slice(0, i);
+        state.buf = state.buf.slice(i + 2);
+        const data = block
+          .split('\n')
+          .filter((l) => l.startsWith('data: '))
+          .map((l) => l.slice(6))
+          .join('\n');
+        if (data !== '') events.push(JSON.parse(data) as Record<string, unknown>);
+      }
+    });
+    res.on('end', () => (state.ended = true));
+    res.on('close', () => (state.ended = true));
+  });
+  req.on('error', () => (state.ended = true));
+  req.end(body);
+  return {
+    events,
+    state,
+    async until(pred: () => boolean, steps = 500): Promise<void> {
+      for (let i = 0; i < steps && !pred(); i++) await tick();
+    },
+    close: () => req.destroy(),
+  };
+}
+
+/** An upstream whose `wait` tool and GET stream stay open until the test lets them go. */
+function heldUpstream(cfg: UpstreamConfig, ctl: { release: Promise<void>; listeners: Channel<JsonRpcMessage>[] }): UpstreamConnector {
+  return {
+    name: cfg.name,
+    transport: 'http',
+    async open(): Promise<UpstreamSession> {
+      let closed = false;
+      return {
+        get closed() {
+          return closed;
+        },
+        async *request(msg) {
+          if (msg.method === 'initialize') {
+            yield { jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'held', version: '1' } } };
+            return;
+          }
+          const token = (msg.params?._meta as { progressToken?: string } | undefined)?.progressToken ?? 'p';
+          yield { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: token, progress: 1 } };
+          await ctl.release;
+          yield { jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text: 'released' }] } };
+        },
+        send: async () => undefined,
+        async listen(signal) {
+          const ch = new Channel<JsonRpcMessage>();
+          signal.addEventListener('abort', () => ch.close(), { once: true });
+          ctl.listeners.push(ch);
+          return ch;
+        },
+        async close() {
+          closed = true;
+        },
+      };
+    },
+    shutdown: async () => undefined,
+  };
+}
+
+describe('slow clients are timed out; open responses are not', () => {
+  let gw: TestGateway;
+  let token: string;
+  let release!: () => void;
+  const ctl = { release: new Promise<void>((r) => (release = r)), listeners: [] as Channel<JsonRpcMessage>[] };
+  const mcp = () => `${gw.url}/mcp/http`;
+
+  beforeAll(async () => {
+    gw = await startGateway({
+      server: { requestTimeoutMs: 300, headersTimeoutMs: 150, keepAliveTimeoutMs: 200 },
+      upstreams: { http: { url: 'http://127.0.0.1:9/unused' }, stdio: { url: 'http://127.0.0.1:9/unused' } },
+      approvals: { holdSeconds: 1 },
+      options: { connectUpstream: (cfg) => (cfg.name === 'http' ? heldUpstream(cfg, ctl) : fakeUpstream(cfg, [])) },
+    });
+    token = await gw.token('alice', ['eng']);
+  });
+  afterAll(async () => {
+    release();
+    await gw.close();
+  });
+
+  const head = (len: number) => `POST /mcp/http HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${len}\r\n\r\n`;
+
+  it('a body dripped a byte at a time gets 408 REQUEST_TIMEOUT and is closed, while other clients are served', async () => {
+    const body = init();
+    const dripping = drip(gw.url, head(body.length + 10_000) + body, ' ');
+    // Meanwhile, an ordinary client is served.
+    expect((await post(mcp(), token, init(1))).status).toBe(200);
+    const r = await dripping;
+    expect(r.status).toBe(408);
+    expect(r.body?.error).toMatchObject({ code: -32600, data: { gitgate: 'REQUEST_TIMEOUT' } });
+    expect(r.body?.error?.message).toMatch(/server.requestTimeoutMs/);
+    expect(r.closed).toBe(true);
+    expect(r.sent).toBeLessThan(500);
+  });
+
+  it('headers dripped a line at a time get 408 as well', async () => {
+    const r = await drip(gw.url, 'POST /mcp/http HTTP/1.1\r\nHost: localhost\r\n', 'x-a: b\r\n');
+    expect(r.status).toBe(408);
+    expect(r.closed).toBe(true);
+  });
+
+  it('an idle kept-alive connection is closed after keepAliveTimeoutMs', async () => {
+    const s = await rawSocket(gw.url);
+    s.sock.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    await s.until(() => s.state.data.includes('"ok"'));
+    expect(s.status()).toBe(200);
+    await s.until(() => s.state.closed);
+    expect(s.state.closed).toBe(true);
+  });
+
+  it('SSE responses (a POST stream and a GET stream) outlive the request timeout', async () => {
+    const init0 = await post(mcp(), token, init(2));
+    const sid = init0.headers.get('mcp-session-id')!;
+    const h = { ...JSON_HEADERS, authorization: `Bearer ${token}`, 'mcp-session-id': sid };
+    const stream = openSse(mcp(), 'POST', { ...h, 'content-type': 'application/json' }, call(3, 'wait', {}, { progressToken: 'w' }));
+    const listen = openSse(mcp(), 'GET', { accept: 'text/event-stream', authorization: `Bearer ${token}`, 'mcp-session-id': sid });
+    await stream.until(() => stream.events.length > 0);
+    await listen.until(() => ctl.listeners.length > 0 && listen.state.status !== 0);
+    expect(stream.events[0]).toMatchObject({ method: 'notifications/progress' });
+    expect(listen.state.status).toBe(200);
+    // A slow client being timed out proves the deadline has passed for both streams too.
+    expect((await drip(gw.url, head(100), ' ')).status).toBe(408);
+    expect([stream.state.ended, listen.state.ended]).toEqual([false, false]);
+    ctl.listeners[0]!.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'still here' } });
+    release();
+    await stream.until(() => stream.events.length > 1);
+    await listen.until(() => listen.events.length > 0);
+    expect(stream.events[1]).toMatchObject({ id: 3, result: { content: [{ text: 'released' }] } });
+    expect(listen.events[0]).toMatchObject({ params: { data: 'still here' } });
+    stream.close();
+    listen.close();
+  });
+
+  it('a held approval (holdSeconds 1 > requestTimeoutMs) streams progress and answers with the approval link', async () => {
+    const i = await post(`${gw.url}/mcp/stdio`, token, init(4));
+    const sid = i.headers.get('mcp-session-id')!;
+    const held = openSse(`${gw.url}/mcp/stdio`, 'POST', { ...JSON_HEADERS, authorization: `Bearer ${token}`, 'mcp-session-id': sid }, call(5, 'get-env', {}, { progressToken: 'a' }));
+    await held.until(() => held.state.ended, 1000);
+    expect(held.events[0]).toMatchObject({ method: 'notifications/progress' });
+    expect(held.events.at(-1)).toMatchObject({ id: 5, error: { code: -32011 } });
+  });
+
+  it('config: headersTimeoutMs may not exceed requestTimeoutMs', () => {
+    const err = (() => {
+      try {
+        validateConfig({ server: { headersTimeoutMs: 5000, requestTimeoutMs: 1000 }, upstreams: { a: { url: 'http://127.0.0.1:1/' } } }, {}, '/tmp', 'test');
+      } catch (e) {
+        return e as GatewayError;
+      }
+    })();
+    expect(err?.code).toBe('CONFIG_INVALID');
+    expect(err?.message).toMatch(/server.headersTimeoutMs \(5000\) must not exceed server.requestTimeoutMs \(1000\)/);
+  });
+});
+
+/** `{"a":` … nested arrays … so the whole message is exactly `depth` deep. */
+function nestedArguments(depth: number, pad = ''): unknown {
+  // message (1) → params (2) → arguments (3) → `depth - 3` arrays
+  let v: unknown = pad === '' ? 1 : pad;
+  for (let i = 0; i < depth - 3; i++) v = [v];
+  return { a: v };
+}
+
+describe('JSON from clients is bounded before anything walks it', () => {
+  let gw: TestGateway;
+  let token: string;
+  let sid: string;
+  const received: JsonRpcRequest[] = [];
+  const mcp = () => `${gw.url}/mcp/http`;
+
+  beforeAll(async () => {
+    process.env.GITGATE_SECURITY_WEBHOOK_SECRET = 'webhook-secret';
+    gw = await startGateway({
+      server: { bodyLimitBytes: 300_000 },
+      upstreams: { http: { url: 'http://127.0.0.1:9/unused' } },
+      // Small records: an oversized payload is hashed as canonical JSON.
+      audit: { maxRecordedBytes: 1024 },
+      approvals: { webhookSecret: { fromEnv: 'GITGATE_SECURITY_WEBHOOK_SECRET' } },
+      options: { connectUpstream: (cfg) => fakeUpstream(cfg, received) },
+    });
+    token = await gw.token('dora', ['eng']);
+    sid = (await post(mcp(), token, init())).headers.get('mcp-session-id')!;
+  });
+  afterAll(() => gw.close());
+
+  const send = (body: string | Buffer) => post(mcp(), token, body, { 'mcp-session-id': sid });
+
+  it('100 000 levels of nesting → 400 -32600 naming the limit, not a 500', async () => {
+    const n = 100_000;
+    const r = await send(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"a":${'['.repeat(n)}${']'.repeat(n)}}}}`);
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatchObject({ code: -32600, data: { gitgate: 'INVALID_REQUEST' } });
+    expect(r.json.error?.message).toBe(`Invalid Request: JSON nested deeper than ${MAX_JSON_DEPTH} levels (at offset ${'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"a":'.length + MAX_JSON_DEPTH - 3})`);
+    const objects = await send(`${'{"a":'.repeat(n / 5)}1${'}'.repeat(n / 5)}`);
+    expect(objects.status).toBe(400);
+    expect(objects.json.error?.message).toMatch(/JSON nested deeper than 64 levels/);
+  });
+
+  it('the limit is exact: 64 levels pass through policy, masking, audit (canonical JSON) and the upstream; 65 do not', async () => {
+    const before = received.length;
+    const ok = await send(call(2, 'echo', nestedArguments(MAX_JSON_DEPTH, 'x'.repeat(2000))));
+    expect(ok.status).toBe(200);
+    expect(ok.json).toMatchObject({ id: 2, result: { content: [{ text: 'called echo' }] } });
+    expect(received.slice(before).map((m) => m.params?.arguments)).toEqual([nestedArguments(MAX_JSON_DEPTH, 'x'.repeat(2000))]);
+    const over = await send(call(3, 'echo', nestedArguments(MAX_JSON_DEPTH + 1)));
+    expect(over.status).toBe(400);
+    expect(received.length).toBe(before + 1);
+  });
+
+  it('a 64-deep high-risk call is parked (structuredClone, masking, canonical call id) and answered, not a 500', async () => {
+    const r = await send(call(4, 'get-env', nestedArguments(MAX_JSON_DEPTH)));
+    expect(r.status).toBe(200);
+    expect(r.json.error).toMatchObject({ code: -32011 });
+  });
+
+  it('client responses and notifications are bounded the same way', async () => {
+    // One level less of wrapping than a request's arguments: two more arrays to go over.
+    const deep = nestedArguments(MAX_JSON_DEPTH + 2);
+    for (const m of [{ jsonrpc: '2.0', id: 'x', result: deep }, { jsonrpc: '2.0', method: 'notifications/progress', params: deep }]) {
+      const r = await send(JSON.stringify(m));
+      expect(r.status).toBe(400);
+      expect(r.json.error?.message).toMatch(/nested deeper than 64 levels/);
+    }
+  });
+
+  it('made-up method names do not grow the metrics label set', async () => {
+    for (let i = 0; i < 50; i++) await send(JSON.stringify({ jsonrpc: '2.0', id: 100 + i, method: `made-up/${i}` }));
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(metrics).not.toMatch(/made-up/);
+    expect(metrics).toMatch(/gitgate_requests_total\{upstream="http",method="\(other\)",outcome="policy_denied"\} 50/);
+    expect(metrics).toMatch(/gitgate_requests_total\{upstream="http",method="initialize",outcome="ok"\} \d+/);
+  });
+
+  it('a body that is not UTF-8 → 400 -32700 (nothing silently becomes U+FFFD)', async () => {
+    const before = received.length;
+    const body = Buffer.concat([Buffer.from('{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ech'), Buffer.from([0xff]), Buffer.from('o"}}')]);
+    const r = await send(body);
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatchObject({ code: -32700, message: 'Parse error: body is not valid UTF-8' });
+    expect(received.length).toBe(before);
+  });
+
+  it.each([
+    ['the method', '{"jsonrpc":"2.0","id":6,"method":"tools/call","method":"tools/list"}', 'method'],
+    ['the tool name', '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","name":"get-env"}}', 'name'],
+    ['an escaped spelling of the same key', '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","n\\u0061me":"get-env"}}', 'name'],
+    ['a nested argument', '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"cmd":"ls","cmd":"rm -rf /"}}}', 'cmd'],
+  ])('a duplicate key (%s) → 400: the policy and the upstream cannot read different values', async (_name, body, key) => {
+    const before = received.length;
+    const r = await send(body);
+    expect(r.status).toBe(400);
+    expect(r.json.error?.code).toBe(-32600);
+    expect(r.json.error?.message).toMatch(new RegExp(`duplicate key "${key}" in one object`));
+    expect(received.length).toBe(before);
+  });
+
+  it('a __proto__ key → 400, and nothing is polluted', async () => {
+    const r = await send('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"__proto__":{"name":"get-env"},"arguments":{}}}');
+    expect(r.status).toBe(400);
+    expect(r.json.error?.message).toMatch(/key "__proto__" is not accepted/);
+    const escaped = await send('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"\\u005f_proto__":{"polluted":true}}}}');
+    expect(escaped.status).toBe(400);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(({} as Record<string, unknown>).name).toBeUndefined();
+  });
+
+  it('webhook bodies are bounded too (depth after the signature; size by the body limit)', async () => {
+    const deep = `{"a":${'['.repeat(1000)}${']'.repeat(1000)}}`;
+    const hook = (body: string, extra: Record<string, string> = {}) =>
+      fetch(`${gw.url}/webhooks/github`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-github-event': 'ping', 'x-github-delivery': `d-${body.length}`, 'x-hub-signature-256': signBody('webhook-secret', body), ...extra }, body });
+    const r = await hook(deep);
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as { error: string }).error).toMatch(/nested deeper than 64 levels/);
+    const big = await hook(JSON.stringify({ pad: 'x'.repeat(400_000) }));
+    expect(big.status).toBe(413);
+  });
+
+  it(`checkJsonText agrees with JSON.parse on depth, duplicates and forbidden keys (seed ${SEED})`, () => {
+    const depthOf = (v: unknown): number => {
+      let max = 0;
+      const stack: [unknown, number][] = [[v, 1]];
+      while (stack.length > 0) {
+        const [x, d] = stack.pop()!;
+        if (x === null || typeof x !== 'object') continue;
+        max = Math.max(max, d);
+        for (const c of Object.values(x)) stack.push([c, d + 1]);
+      }
+      return max;
+    };
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 8 }), fc.nat({ max: 10 }), fc.constantFrom(0, 2), (v, limit, indent) => {
+        const text = JSON.stringify(v, null, indent);
+        const problem = checkJsonText(text, { maxDepth: limit });
+        expect(problem === undefined).toBe(depthOf(v) <= limit);
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
+    // Objects written by hand: keys maybe escaped, maybe repeated; strings full of brackets and quotes.
+    const key = fc.constantFrom('a', 'b', 'n', '[', '{"', '\\', '__proto__');
+    const escape = (k: string, how: number) => (how === 0 ? JSON.stringify(k) : `"${[...k].map((ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`).join('')}"`);
+    fc.assert(
+      fc.property(fc.array(fc.tuple(key, fc.nat({ max: 1 }), fc.string({ maxLength: 6 })), { maxLength: 6 }), (entries) => {
+        const text = `{"wrap":[{${entries.map(([k, how, v]) => `${escape(k, how)}:${JSON.stringify(v)}`).join(',')}}]}`;
+        const keys = entries.map(([k]) => k);
+        const dup = new Set(keys).size !== keys.length;
+        const dupProblem = checkJsonText(text, { maxDepth: 64, rejectDuplicateKeys: true });
+        expect(dupProblem?.kind === 'duplicate-key').toBe(dup);
+        const protoProblem = checkJsonText(text, { maxDepth: 64, forbiddenKeys: ['__proto__'] });
+        expect(protoProblem?.kind === 'forbidden-key').toBe(keys.includes('__proto__'));
+        expect(JSON.parse(text)).toBeTypeOf('object');
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
+  });
+});
+
+describe('sessions are capped per caller under the upstream cap', () => {
+  let gw: TestGateway;
+  let gate!: () => void;
+  let opened = 0;
+  const gateOpen = new Promise<void>((r) => (gate = r));
+  const tokens: Record<string, string> = {};
+
+  beforeAll(async () => {
+    gw = await startGateway({
+      upstreams: { http: { url: 'http://127.0.0.1:9/unused', maxSessions: 10 }, slow: { url: 'http://127.0.0.1:9/unused', maxSessions: 10 } },
+      options: {
+        connectUpstream: (cfg) => {
+          const inner = fakeUpstream(cfg, []);
+          if (cfg.name !== 'slow') return inner;
+          // `slow` opens a session only when the test says so: initializes pile up in flight.
+          return { ...inner, open: async () => (opened++, await gateOpen, inner.open()) };
+        },
+      },
+    });
+    for (const who of ['mallory', 'alice', 'bob', 'eve']) tokens[who] = await gw.token(who, ['eng']);
+  });
+  afterAll(() => gw.close());
+
+  const initialize = (who: string, upstream = 'http') => post(`${gw.url}/mcp/${upstream}`, tokens[who]!, init());
+
+  it('one caller cannot take every slot: its 9th session is SESSION_QUOTA (429), others still get in', async () => {
+    const mine: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const r = await initialize('mallory');
+      expect(r.status).toBe(200);
+      mine.push(r.headers.get('mcp-session-id')!);
+    }
+    const ninth = await initialize('mallory');
+    expect(ninth.status).toBe(429);
+    expect(ninth.json.error).toMatchObject({ code: -32007, data: { gitgate: 'SESSION_QUOTA', quota: 'maxSessionsPerCaller', limit: 8 } });
+    expect(ninth.json.error?.message).toBe('caller mallory already holds 8 sessions on upstream http (upstreams.http.maxSessionsPerCaller); end one with DELETE or wait until one idles out');
+    // Refused, not made room for: all eight of mallory's sessions still work.
+    for (const sid of mine) expect((await post(`${gw.url}/mcp/http`, tokens.mallory!, call(1, 'echo', {}), { 'mcp-session-id': sid })).status).toBe(200);
+    expect((await initialize('alice')).status).toBe(200);
+    expect((await initialize('bob')).status).toBe(200);
+    // The upstream-wide cap still holds (8 + 1 + 1 = 10).
+    const full = await initialize('eve');
+    expect(full.status).toBe(503);
+    expect(full.json.error?.data).toMatchObject({ gitgate: 'SESSION_LIMIT' });
+    // DELETE gives a slot back to its owner.
+    const del = await fetch(`${gw.url}/mcp/http`, { method: 'DELETE', headers: { authorization: `Bearer ${tokens.mallory!}`, 'mcp-session-id': mine[0]! } });
+    expect(del.status).toBe(204);
+    expect((await initialize('mallory')).status).toBe(200);
+    // Idle sessions end (the sweep at a later instant) and their slots come back.
+    await gw.gw.sessions.sweep(Date.now() + 900_001);
+    expect(gw.gw.sessions.countFor('http')).toBe(0);
+    expect((await initialize('eve')).status).toBe(200);
+  });
+
+  it('concurrent initializes cannot all pass the check before any session exists', async () => {
+    const replies: Reply[] = [];
+    const all = Array.from({ length: 20 }, () => initialize('mallory', 'slow').then((r) => (replies.push(r), r)));
+    // Every initialize is either waiting for the upstream or already answered (bounded wait).
+    for (let i = 0; i < 500 && opened + replies.length < 20; i++) await tick();
+    gate();
+    const done = await Promise.all(all);
+    expect(done.filter((r) => r.status === 200)).toHaveLength(8);
+    expect(done.filter((r) => r.status === 429)).toHaveLength(12);
+    expect(gw.gw.sessions.countFor('slow', 'mallory')).toBe(8);
+  });
+});
+
+describe('HTTP framing, headers and connections', () => {
+  let gw: TestGateway;
+  let capped: TestGateway;
+  let demo: { url: string; received: { message: { method?: string }; headers: Record<string, string> }[]; close(): Promise<void> };
+  let token: string;
+
+  beforeAll(async () => {
+    demo = await startHttpServer();
+    gw = await startGateway({
+      server: { bodyLimitBytes: 4096 },
+      upstreams: { demo: { url: demo.url } },
+      options: { connectUpstream: (cfg) => httpConnector({ ...cfg, url: cfg.url! }) },
+    });
+    capped = await startGateway({ server: { maxConnectionsPerClient: 4 }, upstreams: { http: { url: 'http://127.0.0.1:9/unused' } }, options: { connectUpstream: (cfg) => fakeUpstream(cfg, []) } });
+    token = await gw.token('alice', ['eng']);
+  });
+  afterAll(async () => {
+    await gw.close();
+    await capped.close();
+    await demo.close();
+  });
+
+  const exchange = async (url: string, bytes: string) => {
+    const s = await rawSocket(url);
+    s.sock.write(bytes);
+    await s.until(() => s.state.closed || s.state.data.includes('}'));
+    await s.until(() => s.state.closed, 50);
+    s.sock.destroy();
+    return { status: s.status(), body: s.state.data.includes('\r\n\r\n{') ? s.body() : undefined, closed: s.state.closed };
+  };
+  const head = (extra: string) => `POST /mcp/demo HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n${extra}\r\n`;
+
+  it('a body shorter than its Content-Length (then EOF) → 400, closed', async () => {
+    const s = await rawSocket(gw.url);
+    s.sock.write(`${head('Content-Length: 500\r\n')}{"jsonrpc":"2.0"`);
+    s.sock.end();
+    await s.until(() => s.state.closed);
+    expect(s.status()).toBe(400);
+    expect(s.state.closed).toBe(true);
+  });
+
+  it('a body longer than its Content-Length: the rest is not a request; 400, closed', async () => {
+    const r = await exchange(gw.url, `${head('Content-Length: 5\r\n')}${init()}`);
+    expect(r.status).toBe(400);
+    expect(r.closed).toBe(true);
+  });
+
+  it('Content-Length together with Transfer-Encoding (smuggling) → 400, closed', async () => {
+    const r = await exchange(gw.url, `${head('Content-Length: 4\r\nTransfer-Encoding: chunked\r\n')}0\r\n\r\n`);
+    expect(r.status).toBe(400);
+    expect(r.body?.error).toMatchObject({ code: -32600, data: { gitgate: 'INVALID_REQUEST' } });
+    expect(r.closed).toBe(true);
+  });
+
+  it('a chunked body over the limit → 413 without reading it all', async () => {
+    const chunk = 'x'.repeat(2000);
+    const r = await exchange(gw.url, `${head('Transfer-Encoding: chunked\r\n')}${`${chunk.length.toString(16)}\r\n${chunk}\r\n`.repeat(5)}`);
+    expect(r.status).toBe(413);
+    expect(r.body?.error?.data).toMatchObject({ gitgate: 'BODY_TOO_LARGE' });
+  });
+
+  it('headers over 16 KiB (many small ones, or one huge) → 431 HEADERS_TOO_LARGE, closed', async () => {
+    const many = Array.from({ length: 3000 }, (_, i) => `x-h${i}: v\r\n`).join('');
+    for (const extra of [many, `x-big: ${'a'.repeat(17_000)}\r\n`]) {
+      const r = await exchange(gw.url, head(`${extra}Content-Length: 2\r\n`));
+      expect(r.status).toBe(431);
+      expect(r.body?.error?.data).toMatchObject({ gitgate: 'HEADERS_TOO_LARGE' });
+      expect(r.closed).toBe(true);
+    }
+  });
+
+  it('a header value with a bare CR → 400 before any route; no client header reaches the upstream', async () => {
+    const r = await exchange(gw.url, head(`x-evil: a\rInjected: 1\r\nContent-Length: 2\r\n`) + '{}');
+    expect(r.status).toBe(400);
+    const before = demo.received.length;
+    const res = await fetch(`${gw.url}/mcp/demo`, { method: 'POST', headers: { ...JSON_HEADERS, authorization: `Bearer ${token}`, 'x-evil': 'a', 'x-forwarded-for': '10.0.0.1', cookie: 'c=1', 'mcp-session-id': 'attacker-chosen' }, body: init() });
+    expect(res.status).toBe(200);
+    const got = demo.received.slice(before).map((x) => x.headers);
+    expect(got.length).toBeGreaterThan(0);
+    for (const h of got) {
+      expect(Object.keys(h).filter((k) => ['x-evil', 'x-forwarded-for', 'cookie'].includes(k))).toEqual([]);
+      expect(h['mcp-session-id']).not.toBe('attacker-chosen');
+      expect(h.authorization).not.toBe(`Bearer ${token}`);
+    }
+  });
+
+  it('connections per client address are capped: one more is answered 503 and closed; a freed slot is reusable', async () => {
+    const held = await Promise.all(Array.from({ length: 4 }, () => rawSocket(capped.url)));
+    // Each connection is known to the server once it has answered on it.
+    for (const s of held) s.sock.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    for (const s of held) await s.until(() => s.status() !== undefined);
+    expect(held.map((s) => s.status())).toEqual([200, 200, 200, 200]);
+    // One more, with a request sent at once: refused, and the request never runs.
+    const extra = await rawSocket(capped.url);
+    const body = init();
+    extra.sock.write(`POST /mcp/http HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${await capped.token('alice', ['eng'])}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    await extra.until(() => extra.state.closed);
+    expect(extra.status()).toBe(503);
+    expect(extra.body().error).toMatchObject({ code: -32008, data: { gitgate: 'TOO_MANY_CONNECTIONS' } });
+    expect(capped.gw.sessions.countFor('http')).toBe(0);
+    held[0]!.sock.destroy();
+    let status: number | undefined;
+    for (let i = 0; i < 50 && status !== 200; i++) {
+      const again = await rawSocket(capped.url);
+      again.sock.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+      await again.until(() => again.state.closed);
+      status = again.status();
+      again.sock.destroy();
+      if (status !== 200) await tick();
+    }
+    expect(status).toBe(200);
+    for (const s of held) s.sock.destroy();
+  });
+});
