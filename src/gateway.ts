@@ -82,6 +82,20 @@ async function approvalProvider(config: GatewayConfig): Promise<ApprovalProvider
   return new GitHubApprovalProvider({ baseUrl: gh.baseUrl, owner: gh.owner, repo: gh.repo, baseBranch: gh.baseBranch, auth, onFinish: gh.onFinish });
 }
 
+/** The provider, opening an approval only once the approval's records so far are durable. */
+function auditedProvider(inner: ApprovalProvider, auditor: Auditor): ApprovalProvider {
+  return {
+    kind: inner.kind,
+    open: async (a) => {
+      await auditor.approvalDurable(a.id);
+      return inner.open(a);
+    },
+    sync: (a) => inner.sync(a),
+    isEligible: (login, approvers) => inner.isEligible(login, approvers),
+    finish: (a) => inner.finish(a),
+  };
+}
+
 interface AuditParts {
   readonly auditor: Auditor;
   readonly log?: AuditLog;
@@ -230,13 +244,19 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   };
   const engine = opts.wrapPolicy?.(policy) ?? policy;
   // Approvals: durable store, provider, one state machine fed by webhooks and polling; events audited per approval.
-  const approvals = new ApprovalService(new FileApprovalStore(path.join(config.dataDir, 'approvals')), opts.approvalProvider ?? (await approvalProvider(config)), {
-    record: (a, type, data) => {
-      if (audit.log === undefined) return;
-      void audit.log
-        .append(`approvals/${a.createdAt.slice(0, 10)}/${a.id}`, { type, upstream: a.call.upstream, caller: { sub: a.requester.sub }, method: a.call.method, ...(a.call.tool ? { tool: a.call.tool } : {}), data: { approval_id: a.id, url: a.remote?.url ?? null, ...data } })
-        .catch(() => undefined);
-    },
+  // The approval request is opened where reviewers look only once its approval.requested record is durable.
+  const provider = auditedProvider(opts.approvalProvider ?? (await approvalProvider(config)), audit.auditor);
+  const approvals = new ApprovalService(new FileApprovalStore(path.join(config.dataDir, 'approvals')), provider, {
+    record: (a, type, data) =>
+      audit.auditor.approval({
+        type,
+        approval: { id: a.id, createdAt: a.createdAt, url: a.remote?.url ?? null },
+        upstream: a.call.upstream,
+        caller: { sub: a.requester.sub },
+        method: a.call.method,
+        ...(a.call.tool ? { tool: a.call.tool } : {}),
+        data,
+      }),
     log: (msg, extra) => logger.info(extra ?? {}, msg),
   }, { pollMs: config.approvals.pollSeconds * 1000 });
   await approvals.start();

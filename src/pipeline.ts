@@ -121,7 +121,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   });
   if (input.mcp.tool !== undefined) note.tool = input.mcp.tool;
   const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
-  req.audit.decided(input, outcome, msg);
+  const decision = req.audit.decided(input, outcome, msg);
   enforce(outcome);
   limitRate(deps.rates, input, outcome);
   // A credential for exactly this call, minted when the call is sent (for a parked call: at release).
@@ -137,9 +137,16 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   const sessionAuth = (purpose: string) => deps.credentials.forCall(upstream.config, { subject: identity.sub, method: purpose });
   const send = () => forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: mint(), sessionAuth });
   if (outcome.decision.approval.required) {
-    const released = park(deps.approvals, identity, msg, input, outcome, req.audit, { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf }, async () => (await send()).messages);
+    // Durable before the approval request is opened; at release, durable with the approval's records (executed) before it goes.
+    await decision.durable();
+    const released = park(deps.approvals, identity, msg, input, outcome, req.audit, { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf }, async () => {
+      await decision.durable();
+      return (await send()).messages;
+    });
     return relay(msg, mapMessages(released, (m) => shape(deps, m, msg, input, outcome, catalog)), req.audit);
   }
+  // Nothing reaches the upstream before its decision is durable (a denial above stays held, durable with its error).
+  await decision.durable();
   const forwarded = await send();
   if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
   const shaped = mapMessages(forwarded.messages, (m) => shape(deps, m, msg, input, outcome, catalog));

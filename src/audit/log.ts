@@ -163,6 +163,16 @@ export class AuditLog {
     return durable;
   }
 
+  /**
+   * Send what is held (deferred records) with this turn's message instead of
+   * with the next answer: a record that must be durable before the gateway
+   * acts on it (a decision before its call is forwarded). Everything appended
+   * in this turn still goes to the sealer as one message and shares one fsync.
+   */
+  sendNow(): void {
+    if (this.#outbox.length > 0) this.#schedule();
+  }
+
   /** Throws AUDIT_UNAVAILABLE while the WAL is failing (retried every couple of seconds). */
   assertWritable(): void {
     const e = this.#lastError;
