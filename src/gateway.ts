@@ -122,8 +122,9 @@ async function createAudit(config: GatewayConfig, logger: Logger, wal?: (dir: st
     if (healthy) logger.info('audit log records again; forwarding resumes');
     else logger.error({ err: why }, 'audit log unavailable; gitgate forwards nothing it cannot record');
   });
-  const recovered = await committer.recover();
+  const { recovered, damage } = await committer.recover();
   if (recovered > 0) logger.info({ recovered }, 'audit records recovered from the write-ahead log');
+  for (const d of damage) logger[d.kind === 'torn' ? 'warn' : 'error']({ segment: d.segment, line: d.line, kind: d.kind, why: d.why }, 'audit write-ahead log damage found on recovery');
   committer.start();
   return { auditor: createAuditor(log, { maxRecordedBytes: config.audit.maxRecordedBytes }), log, committer };
 }
@@ -233,6 +234,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     problems: () => [
       ...(policy.current() === undefined ? ['no policy loaded'] : []),
       ...(audit.log !== undefined && !audit.log.status().healthy ? [`audit log unavailable: ${audit.log.status().lastError}`] : []),
+      ...(audit.committer?.status().blocked !== undefined ? [`audit commits blocked: ${audit.committer.status().blocked}`] : []),
     ],
     audit: () =>
       audit.log === undefined

@@ -1,9 +1,10 @@
 import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
+import { GatewayError } from '../errors.js';
 import { git } from '../git/run.js';
 import type { StreamTail } from './log.js';
-import { hashLine, parseLine, signRecord, type AuditRecord, type AuditSigner } from './record.js';
+import { hashLine, lineHead, parseLine, signRecord, type AuditRecord, type AuditSigner } from './record.js';
 import { readLastLine } from './tail.js';
 import type { WalEntry } from './wal.js';
 
@@ -11,7 +12,12 @@ import type { WalEntry } from './wal.js';
 export interface AuditStore {
   /** The last stored record of a stream, if any. */
   tail(stream: string): StreamTail | undefined;
-  /** Append the entries each stream does not have yet (idempotent by seq); returns the new heads. */
+  /**
+   * Append the entries each stream does not have yet (idempotent by seq); returns the new heads.
+   * Throws (AUDIT_UNAVAILABLE), writing nothing, when the entries would not continue a stream's
+   * chain exactly: a gap in seq, a prev that is not the stored head's hash, the same seq with
+   * different content, an entry whose line belongs elsewhere, or a stream name that is no stream file.
+   */
   append(entries: readonly WalEntry[]): Map<string, StreamTail>;
   /** Record a signed checkpoint of these heads, publish the signer's key, and commit everything. */
   commit(heads: ReadonlyMap<string, StreamTail>, message: string): Promise<void>;
@@ -46,6 +52,16 @@ export function parseStreamFile(rel: string): { stream: string; part: number } |
   const m = /^(?:streams\/(.+?)|(checkpoints))(?:~(\d{6}))?\.jsonl$/.exec(norm);
   if (!m) return undefined;
   return { stream: m[1] ?? CHECKPOINT_STREAM, part: m[3] === undefined ? 0 : Number(m[3]) };
+}
+
+/** A stream id the log writes: slash-separated path segments of safe characters, never the checkpoint stream or a part file's name. */
+export function isStreamName(stream: string): boolean {
+  if (stream === CHECKPOINT_STREAM || stream.length > 512) return false;
+  return stream.split('/').every((seg) => /^[A-Za-z0-9_.:@+-]+$/.test(seg) && seg !== '.' && seg !== '..') && !/~\d{6}$/.test(stream);
+}
+
+function broken(stream: string, why: string): GatewayError {
+  return new GatewayError('AUDIT_UNAVAILABLE', `audit stream ${stream}: ${why}; nothing is committed, the records stay in the write-ahead log`);
 }
 
 /** The highest part a stream has on disk (0 when it has one file or none); probes by name, no directory scan. */
@@ -169,27 +185,59 @@ export class GitAuditStore implements AuditStore {
   append(entries: readonly WalEntry[]): Map<string, StreamTail> {
     const byStream = new Map<string, WalEntry[]>();
     for (const e of entries) (byStream.get(e.stream) ?? byStream.set(e.stream, []).get(e.stream)!).push(e);
-    const heads = new Map<string, StreamTail>();
+    // Check every stream first: a commit that cannot be whole writes nothing.
+    const plan: { stream: string; tail: StoredTail | undefined; lines: string[]; head: StreamTail }[] = [];
     for (const [stream, list] of byStream) {
+      if (!isStreamName(stream)) throw broken(stream, `is not a stream name gitgate writes (a stream file would be ${JSON.stringify(path.relative(this.dir, streamFile(this.dir, stream)))})`);
       list.sort((a, b) => a.seq - b.seq);
       const tail = this.#stored(stream);
+      this.#assertUnchanged(stream, tail);
       let next = (tail?.seq ?? -1) + 1;
+      let prev: string | null = tail?.hash ?? null;
       const lines: string[] = [];
-      let last: WalEntry | undefined;
       for (const e of list) {
-        if (e.seq < next) continue; // already stored (recovery after a crash mid-commit)
-        if (e.seq > next) this.log(`audit stream ${stream}: expected seq ${next}, got ${e.seq} (a gap: records were lost before the WAL)`);
+        const head = lineHead(e.line);
+        if (head === undefined || head.stream !== stream || head.seq !== e.seq || hashLine(e.line) !== e.hash) {
+          throw broken(stream, `the entry for seq ${e.seq} holds ${head === undefined ? 'no record gitgate wrote' : `the record of ${JSON.stringify(head.stream)} seq ${head.seq}`}`);
+        }
+        if (e.seq < next) {
+          // Already stored (recovery after a crash mid-commit): it must be the same record.
+          const same = e.seq === next - 1 ? (lines.length > 0 ? hashLine(lines.at(-1)!) : tail?.hash) : undefined;
+          if (same !== undefined && same !== e.hash) throw broken(stream, `seq ${e.seq} is stored with another content than the write-ahead log's (a fork)`);
+          continue;
+        }
+        if (e.seq > next) throw broken(stream, `expected seq ${next}, found ${e.seq} (a gap: records are missing)`);
+        if (head.prev !== prev) throw broken(stream, `seq ${e.seq} does not chain to the record before it (prev ${head.prev ?? 'null'}, expected ${prev ?? 'null'})`);
         lines.push(e.line);
-        last = e;
+        prev = e.hash;
         next = e.seq + 1;
       }
-      if (last === undefined) continue;
+      if (lines.length > 0) plan.push({ stream, tail, lines, head: { seq: next - 1, hash: prev! } });
+    }
+    const heads = new Map<string, StreamTail>();
+    for (const { stream, tail, lines, head } of plan) {
       const at = this.#write(stream, tail, lines);
-      const head = { seq: next - 1, hash: last.hash };
       this.#remember(stream, { ...head, ...at });
       heads.set(stream, head);
     }
     return heads;
+  }
+
+  /**
+   * The stream's last file is as gitgate left it (its size is what gitgate wrote, or read on
+   * first use): one written behind its back is never appended to and committed as its own.
+   */
+  #assertUnchanged(stream: string, tail: StoredTail | undefined): void {
+    if (tail === undefined) return;
+    let size: number | undefined;
+    try {
+      size = statSync(streamFile(this.dir, stream, tail.part)).size;
+    } catch {
+      size = undefined;
+    }
+    if (size !== tail.bytes) {
+      throw broken(stream, `${path.relative(this.dir, streamFile(this.dir, stream, tail.part))} was changed outside gitgate (${size ?? 'no'} bytes, gitgate wrote ${tail.bytes}); a restart puts the work tree back to the last commit`);
+    }
   }
 
   /** Forget cached tails of streams that ended (their files are read again if ever needed). */
@@ -200,6 +248,7 @@ export class GitAuditStore implements AuditStore {
   async commit(heads: ReadonlyMap<string, StreamTail>, message: string): Promise<void> {
     if (heads.size > 0) {
       const prev = this.#stored(CHECKPOINT_STREAM);
+      this.#assertUnchanged(CHECKPOINT_STREAM, prev);
       const record: AuditRecord = {
         v: 1,
         stream: CHECKPOINT_STREAM,
