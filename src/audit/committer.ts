@@ -116,8 +116,9 @@ export class AuditCommitter {
       await this.store.commit(heads, `audit: ${entries.length} record(s) in ${streams} stream(s)`);
       this.wal.drop(segment);
       this.log.confirmCommitted();
-      this.log.prune(30 * 60_000);
-      this.log.evict(10_000, (stream, seq) => (this.store.tail(stream)?.seq ?? -1) >= seq);
+      const stored = (stream: string, seq: number) => (this.store.tail(stream)?.seq ?? -1) >= seq;
+      this.log.prune(30 * 60_000, stored);
+      this.log.evict(10_000, stored);
       const { walDamage } = this.#status;
       this.#status = {
         commits: this.#status.commits + 1,

@@ -66,6 +66,8 @@ const STALL_MS = 5_000;
  */
 export class AuditLog {
   readonly #tails = new Map<string, Tail>();
+  /** Streams that ended (forget), whose chain state goes once they are stored. */
+  readonly #ended = new Set<string>();
   /** The last record of each stream known to be in the WAL (what the chain falls back to after a failed write). */
   readonly #durable = new Map<string, StreamTail>();
   readonly #waiting = new Map<number, Waiting>();
@@ -253,12 +255,18 @@ export class AuditLog {
     await port?.terminate();
   }
 
-  /** Forget chain state of streams that ended or went quiet (they are read back from storage if used again). */
+  /**
+   * The stream ended (its session closed): its chain state goes once its last
+   * record is stored (see prune). Not before: a record still to come (a call
+   * in flight when its session closed) would continue from the store's tail,
+   * behind records only in the WAL, and reuse their seq.
+   */
   forget(stream: string): void {
-    this.#drop(stream);
+    if (this.#tails.has(stream)) this.#ended.add(stream);
   }
 
   #drop(stream: string): void {
+    this.#ended.delete(stream);
     this.#tails.delete(stream);
     this.#durable.delete(stream);
     this.#outbox.push({ forget: stream });
@@ -281,8 +289,9 @@ export class AuditLog {
     }
   }
 
-  prune(idleMs: number, now = Date.now()): void {
-    for (const [s, t] of this.#tails) if (now - t.used > idleMs) this.#drop(s);
+  /** Drop chain state of streams that ended or were idle for idleMs, once their newest record is stored. */
+  prune(idleMs: number, stored: (stream: string, seq: number) => boolean, now = Date.now()): void {
+    for (const [s, t] of this.#tails) if ((this.#ended.has(s) || now - t.used > idleMs) && stored(s, t.seq)) this.#drop(s);
   }
 
   /** Send what was appended in this turn of the event loop to the sealer, as one message. */
