@@ -7,6 +7,8 @@ import type { WalEntry } from './wal.js';
 export interface StreamTail {
   readonly seq: number;
   readonly hash: string;
+  /** The record's ts, when known: the stream's next record is never older. */
+  readonly ts?: string;
 }
 
 /** Where a stream's last stored record is found when the log has not seen the stream yet. */
@@ -31,11 +33,14 @@ interface Tail {
   seq: number;
   prev?: string | null;
   used: number;
+  /** The ts of the stream's last record, when known. */
+  ts?: string;
 }
 
 interface Waiting {
   readonly stream: string;
   readonly seq: number;
+  readonly ts: string;
   /** When it was appended (ms). */
   readonly at: number;
   readonly done: (err?: unknown) => void;
@@ -134,7 +139,7 @@ export class AuditLog {
 
   /** Seed the chain from what recovery found (stream tails after the WAL was replayed). */
   seed(stream: string, tail: StreamTail): void {
-    this.#tails.set(stream, { seq: tail.seq, prev: tail.hash, used: Date.now() });
+    this.#tails.set(stream, { seq: tail.seq, prev: tail.hash, used: Date.now(), ...(tail.ts !== undefined ? { ts: tail.ts } : {}) });
     this.#durable.set(stream, tail);
   }
 
@@ -143,23 +148,27 @@ export class AuditLog {
    * the WAL. `defer`: nobody waits for it now; it becomes durable with the next
    * group someone waits for (the decision of an exchange rides with its
    * answer: one fsync, not two), or within HOLD_MS. `ts`: when it happened
-   * (default: the event's, else now). `raw`: the last member of its data, as JSON.
+   * (default: the event's, else now), never before the stream's last record
+   * (a clock stepped back records the stream's last ts until it catches up).
+   * `raw`: the last member of its data, as JSON.
    */
   append(stream: string, event: AuditEvent, opts: { defer?: boolean; ts?: string; raw?: RawMember } = {}): Promise<void> {
     let tail = this.#tails.get(stream);
     if (tail === undefined) {
       const stored = this.tailOf(stream);
-      tail = stored === undefined ? { seq: -1, prev: null, used: 0 } : { seq: stored.seq, prev: stored.hash, used: 0 };
+      tail = stored === undefined ? { seq: -1, prev: null, used: 0 } : { seq: stored.seq, prev: stored.hash, used: 0, ...(stored.ts !== undefined ? { ts: stored.ts } : {}) };
     }
     const seq = tail.seq + 1;
     const prev = tail.prev;
+    const at = opts.ts ?? event.ts ?? this.#now().toISOString();
+    const ts = tail.ts !== undefined && at < tail.ts ? tail.ts : at;
     // Delete first: Map order is then least recently used first (for evict()).
     this.#tails.delete(stream);
-    this.#tails.set(stream, { seq, used: Date.now() });
+    this.#tails.set(stream, { seq, used: Date.now(), ts });
     const id = this.#nextId++;
-    const { head, rest } = recordParts(stream, seq, opts.ts ?? event.ts ?? this.#now().toISOString(), event, opts.raw);
+    const { head, rest } = recordParts(stream, seq, ts, event, opts.raw);
     this.#outbox.push({ id, epoch: this.#epoch, stream, seq, head, rest, ...(prev !== undefined ? { prev } : {}) });
-    const durable = new Promise<void>((resolve, reject) => this.#waiting.set(id, { stream, seq, at: Date.now(), done: (err) => (err === undefined ? resolve() : reject(err)) }));
+    const durable = new Promise<void>((resolve, reject) => this.#waiting.set(id, { stream, seq, ts, at: Date.now(), done: (err) => (err === undefined ? resolve() : reject(err)) }));
     if (opts.defer === true) this.#hold();
     else this.#schedule();
     return durable;
@@ -359,7 +368,7 @@ export class AuditLog {
           if (w === undefined) continue;
           this.#waiting.delete(msg.ids[i]!);
           const entry: WalEntry = { stream: w.stream, seq: w.seq, line: msg.lines[i]!, hash: msg.hashes[i]! };
-          this.#durable.set(w.stream, { seq: w.seq, hash: entry.hash });
+          this.#durable.set(w.stream, { seq: w.seq, hash: entry.hash, ts: w.ts });
           this.#uncommitted.push(entry);
           w.done();
         }
@@ -389,7 +398,8 @@ export class AuditLog {
       for (const [s, t] of this.#tails) {
         const d = this.#durable.get(s) ?? this.tailOf(s);
         if (d === undefined) this.#tails.delete(s);
-        else this.#tails.set(s, { seq: d.seq, prev: d.hash, used: t.used });
+        // The stream's ts stays where it got to: records numbered after a failure are never older than those before it.
+        else this.#tails.set(s, { seq: d.seq, prev: d.hash, used: t.used, ...(t.ts !== undefined ? { ts: t.ts } : {}) });
       }
       this.#port?.post({ kind: 'epoch', min: this.#epoch });
     }

@@ -138,11 +138,12 @@ export function hashLine(line: string): string {
 export interface LineHead {
   readonly stream: string;
   readonly seq: number;
+  readonly ts: string;
   readonly prev: string | null;
 }
 
 /** The stored layout's start, up to the record's prev (keys in the order recordParts writes them). */
-const HEAD = /^\{"jws":"[A-Za-z0-9_-]*\.\.[A-Za-z0-9_-]*","record":\{"v":1,"stream":("(?:[^"\\]|\\.)*"),"seq":(0|[1-9]\d{0,15}),"ts":"[^"\\]*","prev":(null|"[0-9a-f]{64}")[,}]/;
+const HEAD = /^\{"jws":"[A-Za-z0-9_-]*\.\.[A-Za-z0-9_-]*","record":\{"v":1,"stream":("(?:[^"\\]|\\.)*"),"seq":(0|[1-9]\d{0,15}),"ts":"([^"\\]*)","prev":(null|"[0-9a-f]{64}")[,}]/;
 
 /**
  * The stream, seq and prev a stored line holds, read from its first bytes
@@ -160,7 +161,7 @@ export function lineHead(line: string): LineHead | undefined {
   }
   const seq = Number(m[2]);
   if (typeof stream !== 'string' || !Number.isSafeInteger(seq)) return undefined;
-  return { stream, seq, prev: m[3] === 'null' ? null : m[3]!.slice(1, -1) };
+  return { stream, seq, ts: m[3]!, prev: m[4] === 'null' ? null : m[4]!.slice(1, -1) };
 }
 
 export interface ParsedLine {

@@ -137,13 +137,13 @@ export class GitAuditStore implements AuditStore {
     const file = streamFile(this.dir, stream, part);
     const line = readLastLine(file);
     if (line === undefined) return undefined;
-    let seq: number;
+    let record: AuditRecord;
     try {
-      seq = parseLine(line).record.seq;
+      record = parseLine(line).record;
     } catch (err) {
-      throw new Error(`audit repo ${path.relative(this.dir, file)}: last line ${(err as Error).message}`);
+      throw new GatewayError('AUDIT_UNAVAILABLE', `audit repo ${path.relative(this.dir, file)}: last line ${(err as Error).message}`);
     }
-    const t = { seq, hash: hashLine(line), part, bytes: statSync(file).size };
+    const t = { seq: record.seq, hash: hashLine(line), ...(typeof record.ts === 'string' ? { ts: record.ts } : {}), part, bytes: statSync(file).size };
     this.#remember(stream, t);
     return t;
   }
@@ -186,7 +186,7 @@ export class GitAuditStore implements AuditStore {
     const byStream = new Map<string, WalEntry[]>();
     for (const e of entries) (byStream.get(e.stream) ?? byStream.set(e.stream, []).get(e.stream)!).push(e);
     // Check every stream first: a commit that cannot be whole writes nothing.
-    const plan: { stream: string; tail: StoredTail | undefined; lines: string[]; head: StreamTail }[] = [];
+    const plan: { stream: string; tail: StoredTail | undefined; lines: string[]; head: { seq: number; hash: string; ts: string } }[] = [];
     for (const [stream, list] of byStream) {
       if (!isStreamName(stream)) throw broken(stream, `is not a stream name gitgate writes (a stream file would be ${JSON.stringify(path.relative(this.dir, streamFile(this.dir, stream)))})`);
       list.sort((a, b) => a.seq - b.seq);
@@ -194,6 +194,7 @@ export class GitAuditStore implements AuditStore {
       this.#assertUnchanged(stream, tail);
       let next = (tail?.seq ?? -1) + 1;
       let prev: string | null = tail?.hash ?? null;
+      let ts = '';
       const lines: string[] = [];
       for (const e of list) {
         const head = lineHead(e.line);
@@ -210,15 +211,16 @@ export class GitAuditStore implements AuditStore {
         if (head.prev !== prev) throw broken(stream, `seq ${e.seq} does not chain to the record before it (prev ${head.prev ?? 'null'}, expected ${prev ?? 'null'})`);
         lines.push(e.line);
         prev = e.hash;
+        ts = head.ts;
         next = e.seq + 1;
       }
-      if (lines.length > 0) plan.push({ stream, tail, lines, head: { seq: next - 1, hash: prev! } });
+      if (lines.length > 0) plan.push({ stream, tail, lines, head: { seq: next - 1, hash: prev!, ts } });
     }
     const heads = new Map<string, StreamTail>();
     for (const { stream, tail, lines, head } of plan) {
       const at = this.#write(stream, tail, lines);
       this.#remember(stream, { ...head, ...at });
-      heads.set(stream, head);
+      heads.set(stream, { seq: head.seq, hash: head.hash });
     }
     return heads;
   }
@@ -249,18 +251,20 @@ export class GitAuditStore implements AuditStore {
     if (heads.size > 0) {
       const prev = this.#stored(CHECKPOINT_STREAM);
       this.#assertUnchanged(CHECKPOINT_STREAM, prev);
+      const now = new Date().toISOString();
       const record: AuditRecord = {
         v: 1,
         stream: CHECKPOINT_STREAM,
         seq: prev === undefined ? 0 : prev.seq + 1,
-        ts: new Date().toISOString(),
+        // Never older than the checkpoint before it (a clock stepped back).
+        ts: prev?.ts !== undefined && now < prev.ts ? prev.ts : now,
         prev: prev?.hash ?? null,
         type: 'checkpoint',
         data: { heads: Object.fromEntries([...heads].sort(([a], [b]) => (a < b ? -1 : 1))) },
       };
       const line = signRecord(this.signer, record);
       const at = this.#write(CHECKPOINT_STREAM, prev, [line]);
-      this.#remember(CHECKPOINT_STREAM, { seq: record.seq, hash: hashLine(line), ...at });
+      this.#remember(CHECKPOINT_STREAM, { seq: record.seq, hash: hashLine(line), ts: record.ts, ...at });
     }
     const keyFile = path.join(this.dir, 'keys', `${this.signer.kid}.jwk`);
     if (!existsSync(keyFile)) {

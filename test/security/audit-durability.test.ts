@@ -7,11 +7,17 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createAuditor } from '../../src/audit/auditor.js';
 import { parseLine } from '../../src/audit/record.js';
+import { readRecords } from '../../src/audit/read.js';
 import { streamFile } from '../../src/audit/store.js';
 import { verifyAuditRepo } from '../../src/audit/verify.js';
+import type { Identity } from '../../src/identity/identity.js';
+import type { JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+import { compileMask } from '../../src/masking/mask.js';
+import type { DecisionOutcome } from '../../src/policy/decide.js';
 import type { PolicyInput } from '../../src/policy/input.js';
-import { decisionEvent, openTrail } from '../helpers/audit-repo.js';
+import { decisionEvent, newAuditKey, openTrail } from '../helpers/audit-repo.js';
 
 describe('records that outlive their stream state', () => {
   it('a record appended to a stream after it was forgotten (a call still in flight when its session closed) continues its seq', async () => {
@@ -58,3 +64,48 @@ describe('a long last line', () => {
     expect(report.records).toBe(3 * shifts.length);
   });
 });
+
+describe('a clock that goes back', () => {
+  it('never makes a record older than the one before it in its stream, also across a restart', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-clock-'));
+    const k = newAuditKey('k1');
+    // The clock steps back an hour between two records, and again after the restart.
+    const times = ['2030-01-01T10:00:00.000Z', '2030-01-01T09:00:00.000Z', '2030-01-01T08:00:00.000Z'];
+    let t = 0;
+    const now = () => new Date(times[Math.min(t, times.length - 1)]!);
+    const first = await openTrail(root, k, { now });
+    const auditor = createAuditor(first.log, { maxRecordedBytes: 65536, now });
+    const x = auditor.begin('x1');
+    x.caller({ sub: 'ann', groups: [], issuer: 'urn:test' } as unknown as Identity, 'demo');
+    x.bind({ stateless: 'demo' });
+    await x.decided(input, allowed, request).durable();
+    t = 1;
+    await x.answered({ jsonrpc: '2.0', id: 1, result: {} }, 0);
+    await first.log.append('s1', decisionEvent('a'));
+    await first.committer.commit();
+    await first.log.close();
+    t = 2;
+    const second = await openTrail(root, k, { now });
+    await second.committer.recover();
+    await second.log.append('s1', decisionEvent('b'));
+    await second.committer.commit();
+    await second.log.close();
+    const byStream = new Map<string, string[]>();
+    for await (const r of readRecords(path.join(root, 'audit'))) byStream.set(r.stream, [...(byStream.get(r.stream) ?? []), r.ts]);
+    for (const [stream, ts] of byStream) expect({ stream, ts }).toEqual({ stream, ts: [...ts].sort() });
+    expect(byStream.get('s1')).toEqual([times[1], times[1]]);
+  });
+});
+
+const request: JsonRpcRequest = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'hi' } } };
+const input = {
+  identity: { sub: 'ann', groups: [], issuer: 'urn:test' },
+  mcp: { method: 'tools/call', tool: 'echo', arguments: { message: 'hi' }, protocol_version: '2025-11-25', era: 'legacy' },
+  upstream: { name: 'demo', transport: 'http' },
+  request: { id: 'r1', time_ns: 1 },
+} as unknown as PolicyInput;
+const allowed = {
+  decision: { allow: true, valid: true, reasons: ['ok'], risk: 'low', approval: { required: false, approvers: [], min_approvals: 1, ttl_seconds: 900 }, mask: [], maskRules: compileMask([]), credential: { ttl_seconds: 60, scopes: [] } },
+  revision: { commit: null, bundleDigest: 'sha256:x' },
+  inputJson: JSON.stringify(input),
+} as unknown as DecisionOutcome;
