@@ -3,6 +3,8 @@
  * accident: a crash, a clock, a second process) could use, shown against real
  * parts: real gateways, real WAL files, real git repos in temp folders.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,11 +15,52 @@ import { readRecords } from '../../src/audit/read.js';
 import { streamFile } from '../../src/audit/store.js';
 import { verifyAuditRepo } from '../../src/audit/verify.js';
 import type { Identity } from '../../src/identity/identity.js';
-import type { JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+import type { UpstreamConnector } from '../../src/mcp/upstream/types.js';
 import { compileMask } from '../../src/masking/mask.js';
 import type { DecisionOutcome } from '../../src/policy/decide.js';
+import { packageRoot } from '../../src/paths.js';
 import type { PolicyInput } from '../../src/policy/input.js';
 import { decisionEvent, newAuditKey, openTrail } from '../helpers/audit-repo.js';
+import { startGateway } from '../helpers/gateway.js';
+
+const HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+
+async function post(url: string, token: string, body: unknown, sid?: string): Promise<{ status: number; sid: string | null; json: { result?: unknown; error?: { code: number; data?: Record<string, unknown> } } | undefined }> {
+  const res = await fetch(url, { method: 'POST', headers: { ...HEADERS, authorization: `Bearer ${token}`, ...(sid ? { 'mcp-session-id': sid } : {}) }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, sid: res.headers.get('mcp-session-id'), json: text === '' ? undefined : (JSON.parse(text) as never) };
+}
+
+/** An in-memory upstream that runs `check` when each request reaches it, before answering. */
+function checkingUpstream(name: string, check: (msg: JsonRpcRequest) => void): UpstreamConnector {
+  const answer = (msg: JsonRpcRequest): JsonRpcMessage =>
+    msg.method === 'initialize'
+      ? { jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'checking', version: '1' } } }
+      : { jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text: `ran ${String(msg.params?.name)}` }] } };
+  return {
+    name,
+    transport: 'http',
+    async open() {
+      let closed = false;
+      return {
+        get closed() {
+          return closed;
+        },
+        async *request(msg) {
+          check(msg);
+          yield answer(msg);
+        },
+        send: async () => undefined,
+        listen: async () => undefined,
+        async close() {
+          closed = true;
+        },
+      };
+    },
+    shutdown: async () => undefined,
+  };
+}
 
 describe('records that outlive their stream state', () => {
   it('a record appended to a stream after it was forgotten (a call still in flight when its session closed) continues its seq', async () => {
@@ -96,6 +139,40 @@ describe('a clock that goes back', () => {
     expect(byStream.get('s1')).toEqual([times[1], times[1]]);
   });
 });
+
+describe('two gateways on one data dir', () => {
+  it('the second refuses to start while the first runs, and starts once it stopped; a lock left by a killed gateway does not stop it', async () => {
+    const upstreams = { http: { url: 'http://127.0.0.1:9/unused' } };
+    const options = { connectUpstream: (cfg: { name: string }) => checkingUpstream(cfg.name, () => undefined) };
+    const first = await startGateway({ upstreams, options });
+    await expect(startGateway({ dataDir: first.dataDir, upstreams, options })).rejects.toThrow(/data dir .* is in use by another gitgate/);
+    // The refused one touched nothing: the first still records and commits.
+    const token = await first.token('bob');
+    expect((await post(`${first.url}/mcp/http`, token, { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } })).status).toBe(200);
+    await first.close();
+    const second = await startGateway({ dataDir: first.dataDir, upstreams, options });
+    await second.close();
+    expect((await verifyAuditRepo(path.join(first.dataDir, 'audit'))).ok).toBe(true);
+
+    // A process that took the lock and was killed (it never released it).
+    const holder = spawn(process.execPath, ['--input-type=module', '-e', `import { lockDataDir } from ${JSON.stringify(path.join(packageRoot, 'dist', 'data-dir-lock.js'))}; await lockDataDir(${JSON.stringify(first.dataDir)}); console.log('locked'); setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await waitForOutput(holder, 'locked');
+    await expect(startGateway({ dataDir: first.dataDir, upstreams, options })).rejects.toThrow(/in use by another gitgate/);
+    holder.kill('SIGKILL');
+    await once(holder, 'exit');
+    const third = await startGateway({ dataDir: first.dataDir, upstreams, options });
+    await third.close();
+  });
+});
+
+async function waitForOutput(child: ChildProcess, text: string): Promise<void> {
+  let out = '';
+  for await (const chunk of child.stdout!) {
+    out += String(chunk);
+    if (out.includes(text)) return;
+  }
+  throw new Error(`child exited before printing ${text}`);
+}
 
 const request: JsonRpcRequest = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'hi' } } };
 const input = {
