@@ -109,7 +109,9 @@ async function createAudit(config: GatewayConfig, logger: Logger, wal?: (dir: st
   const ring = await KeyRing.load(config.dataDir, { graceMs: 0, activationMs: 0 }, 'audit-signing');
   const key = ring.signing();
   const signer = auditSigner(key.kid, key.key);
-  const store = await GitAuditStore.open(config.audit.repo, signer, { ...(config.audit.remote ? { remote: config.audit.remote } : {}), log: (m) => logger.warn(m) });
+  // Inside the locked data dir, git lock files left by a killed gateway's git are stale: the store may remove them.
+  const exclusive = !path.relative(config.dataDir, config.audit.repo).startsWith('..') && !path.isAbsolute(path.relative(config.dataDir, config.audit.repo));
+  const store = await GitAuditStore.open(config.audit.repo, signer, { ...(config.audit.remote ? { remote: config.audit.remote } : {}), log: (m) => logger.warn(m), exclusive });
   const { log, committer } = openAuditTrail(store, {
     walDir: path.join(config.dataDir, 'audit-wal'),
     kid: key.kid,

@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import { GatewayError } from '../errors.js';
@@ -54,6 +54,45 @@ export function parseStreamFile(rel: string): { stream: string; part: number } |
   return { stream: m[1] ?? CHECKPOINT_STREAM, part: m[3] === undefined ? 0 : Number(m[3]) };
 }
 
+/** Whether a process (a git of a gateway that was killed) still runs with its working directory in `dir` (Linux; elsewhere: unknown, false). */
+function gitRunsIn(dir: string): boolean {
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && p !== String(process.pid));
+  } catch {
+    return false;
+  }
+  const real = realpathSync(dir);
+  return pids.some((pid) => {
+    try {
+      const cwd = readlinkSync(`/proc/${pid}/cwd`);
+      return cwd === real || cwd.startsWith(`${real}${path.sep}`);
+    } catch {
+      return false;
+    }
+  });
+}
+
+const GIT_LOCK_WAIT_MS = 10_000;
+
+/** Remove the lock files a killed git leaves, after waiting (bounded) for any git still running in the repo to finish. */
+async function removeStaleGitLocks(dir: string, log: (msg: string) => void): Promise<void> {
+  const gitDir = path.join(dir, '.git');
+  const locks = [...['index.lock', 'HEAD.lock', 'config.lock', 'packed-refs.lock'].map((f) => path.join(gitDir, f)), ...listLocks(path.join(gitDir, 'refs'))].filter((f) => existsSync(f));
+  if (locks.length === 0) return;
+  for (let waited = 0; waited < GIT_LOCK_WAIT_MS && gitRunsIn(dir); waited += 50) await new Promise((r) => setTimeout(r, 50));
+  for (const f of locks) {
+    if (!existsSync(f)) continue;
+    rmSync(f, { force: true });
+    log(`audit repo: removed ${path.relative(dir, f)}, left by a git that did not finish (a gateway killed mid-commit)`);
+  }
+}
+
+function listLocks(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? listLocks(path.join(dir, e.name)) : e.name.endsWith('.lock') ? [path.join(dir, e.name)] : []));
+}
+
 /** A stream id the log writes: slash-separated path segments of safe characters, never the checkpoint stream or a part file's name. */
 export function isStreamName(stream: string): boolean {
   if (stream === CHECKPOINT_STREAM || stream.length > 512) return false;
@@ -93,11 +132,20 @@ export class GitAuditStore implements AuditStore {
     this.#git = simpleGit(dir);
   }
 
-  static async open(dir: string, signer: AuditSigner, opts: { remote?: string; log?: (msg: string) => void } = {}): Promise<GitAuditStore> {
+  /**
+   * `exclusive`: the caller holds the lock of the folder the repo is in, so git lock files
+   * there (index.lock, ref locks) were left by a git killed with an earlier gateway: once no
+   * git still runs in the repo they are removed, instead of keeping the gateway from starting.
+   */
+  static async open(dir: string, signer: AuditSigner, opts: { remote?: string; log?: (msg: string) => void; exclusive?: boolean } = {}): Promise<GitAuditStore> {
     mkdirSync(dir, { recursive: true });
     const store = new GitAuditStore(dir, signer, opts.remote, opts.log ?? (() => {}));
     if (!existsSync(path.join(dir, '.git'))) await store.#git.init(['-b', 'main']);
+    else if (opts.exclusive === true) await removeStaleGitLocks(dir, store.log);
     await store.#git.addConfig('user.name', 'gitgate').addConfig('user.email', 'gitgate@localhost').addConfig('commit.gpgsign', 'false');
+    // A commit must be on disk before the WAL segments holding its records are deleted: git's
+    // default (core.fsync=committed,-loose-object) syncs neither loose objects nor refs.
+    await store.#git.addConfig('core.fsync', 'objects,reference').addConfig('core.fsyncMethod', 'fsync');
     // Every commit stores each touched stream file whole as a new loose object; zlib on those
     // was most of a commit's CPU. They are short-lived: gc packs them, compressed and deltified.
     await store.#git.addConfig('core.looseCompression', '0');

@@ -5,9 +5,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { simpleGit } from 'simple-git';
 import { describe, expect, it } from 'vitest';
 import { createAuditor } from '../../src/audit/auditor.js';
 import { parseLine } from '../../src/audit/record.js';
@@ -137,6 +138,33 @@ describe('a clock that goes back', () => {
     for await (const r of readRecords(path.join(root, 'audit'))) byStream.set(r.stream, [...(byStream.get(r.stream) ?? []), r.ts]);
     for (const [stream, ts] of byStream) expect({ stream, ts }).toEqual({ stream, ts: [...ts].sort() });
     expect(byStream.get('s1')).toEqual([times[1], times[1]]);
+  });
+});
+
+describe('a gateway killed mid-commit', () => {
+  it("git's lock files left behind do not keep the next gateway from starting and recovering", async () => {
+    const first = await startGateway({ upstreams: { http: { url: 'http://127.0.0.1:9/unused' } }, options: { connectUpstream: (cfg) => checkingUpstream(cfg.name, () => undefined) } });
+    const url = `${first.url}/mcp/http`;
+    const token = await first.token('bob');
+    const init = await post(url, token, { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+    expect(init.status).toBe(200);
+    await first.close();
+    // What a git killed together with its gateway leaves: its index and ref locks.
+    const git = path.join(first.dataDir, 'audit', '.git');
+    writeFileSync(path.join(git, 'index.lock'), '');
+    writeFileSync(path.join(git, 'refs', 'heads', 'main.lock'), '');
+    const second = await startGateway({ dataDir: first.dataDir, upstreams: { http: { url: 'http://127.0.0.1:9/unused' } }, options: { connectUpstream: (cfg) => checkingUpstream(cfg.name, () => undefined) } });
+    await second.close();
+    expect(existsSync(path.join(git, 'index.lock'))).toBe(false);
+    expect((await verifyAuditRepo(path.join(first.dataDir, 'audit'))).ok).toBe(true);
+  });
+
+  it('commits are made durable (git fsyncs objects and refs) before the WAL segments holding their records are deleted', async () => {
+    const gw = await startGateway({ upstreams: { http: { url: 'http://127.0.0.1:9/unused' } }, options: { connectUpstream: (cfg) => checkingUpstream(cfg.name, () => undefined) } });
+    await gw.close();
+    const config = simpleGit(path.join(gw.dataDir, 'audit'));
+    expect((await config.raw(['config', '--get', 'core.fsync'])).trim().split(',').sort()).toEqual(['objects', 'reference']);
+    expect((await config.raw(['config', '--get', 'core.fsyncMethod'])).trim()).toBe('fsync');
   });
 });
 
