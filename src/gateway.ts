@@ -24,6 +24,7 @@ import { ToolCatalogs } from './mcp/tool-catalog.js';
 import { RateLimiter } from './policy/rate-limit.js';
 import path from 'node:path';
 import { createAuditor, disabledAuditor, type Auditor } from './audit/auditor.js';
+import { lockDataDir } from './data-dir-lock.js';
 import type { AuditCommitter } from './audit/committer.js';
 import type { AuditLog } from './audit/log.js';
 import { auditSigner } from './audit/record.js';
@@ -82,6 +83,20 @@ async function approvalProvider(config: GatewayConfig): Promise<ApprovalProvider
   return new GitHubApprovalProvider({ baseUrl: gh.baseUrl, owner: gh.owner, repo: gh.repo, baseBranch: gh.baseBranch, auth, onFinish: gh.onFinish });
 }
 
+/** The provider, opening an approval only once the approval's records so far are durable. */
+function auditedProvider(inner: ApprovalProvider, auditor: Auditor): ApprovalProvider {
+  return {
+    kind: inner.kind,
+    open: async (a) => {
+      await auditor.approvalDurable(a.id);
+      return inner.open(a);
+    },
+    sync: (a) => inner.sync(a),
+    isEligible: (login, approvers) => inner.isEligible(login, approvers),
+    finish: (a) => inner.finish(a),
+  };
+}
+
 interface AuditParts {
   readonly auditor: Auditor;
   readonly log?: AuditLog;
@@ -94,7 +109,9 @@ async function createAudit(config: GatewayConfig, logger: Logger, wal?: (dir: st
   const ring = await KeyRing.load(config.dataDir, { graceMs: 0, activationMs: 0 }, 'audit-signing');
   const key = ring.signing();
   const signer = auditSigner(key.kid, key.key);
-  const store = await GitAuditStore.open(config.audit.repo, signer, { ...(config.audit.remote ? { remote: config.audit.remote } : {}), log: (m) => logger.warn(m) });
+  // Inside the locked data dir, git lock files left by a killed gateway's git are stale: the store may remove them.
+  const exclusive = !path.relative(config.dataDir, config.audit.repo).startsWith('..') && !path.isAbsolute(path.relative(config.dataDir, config.audit.repo));
+  const store = await GitAuditStore.open(config.audit.repo, signer, { ...(config.audit.remote ? { remote: config.audit.remote } : {}), log: (m) => logger.warn(m), exclusive });
   const { log, committer } = openAuditTrail(store, {
     walDir: path.join(config.dataDir, 'audit-wal'),
     kid: key.kid,
@@ -108,8 +125,9 @@ async function createAudit(config: GatewayConfig, logger: Logger, wal?: (dir: st
     if (healthy) logger.info('audit log records again; forwarding resumes');
     else logger.error({ err: why }, 'audit log unavailable; gitgate forwards nothing it cannot record');
   });
-  const recovered = await committer.recover();
+  const { recovered, damage } = await committer.recover();
   if (recovered > 0) logger.info({ recovered }, 'audit records recovered from the write-ahead log');
+  for (const d of damage) logger[d.kind === 'torn' ? 'warn' : 'error']({ segment: d.segment, line: d.line, kind: d.kind, why: d.why }, 'audit write-ahead log damage found on recovery');
   committer.start();
   return { auditor: createAuditor(log, { maxRecordedBytes: config.audit.maxRecordedBytes }), log, committer };
 }
@@ -125,183 +143,198 @@ export function createLogger(level: string): Logger {
 export async function createGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
   const logger = opts.logger ?? createLogger(config.log.level);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  // One gateway per data dir: its WAL, audit repo and approvals are this process's alone.
+  const lock = await lockDataDir(config.dataDir);
+  try {
 
-  let devIssuer: DevIssuer | undefined;
-  let verifier: TokenVerifier;
-  if (config.identity.mode === 'dev') {
-    devIssuer = await loadDevIssuer(config.dataDir);
-    verifier = createLocalVerifier({ ...config.identity, issuer: DEV_ISSUER, algorithms: ['ES256'] }, devIssuer.jwks());
-  } else {
-    verifier = createOidcVerifier(config.identity);
-  }
-
-  const metrics = new GatewayMetrics();
-  const policy = new PolicyHolder();
-  policy.onSwap((rev) => {
-    metrics.setPolicy(rev);
-    logger.info({ policy: rev }, 'policy revision now serving');
-  });
-  let lastPolicyError: string | undefined;
-  const reloadPolicy = async () => {
-    try {
-      const opa = await ensureOpa((line) => logger.info(line), toolEnv().opaPath);
-      const instance = await loadPolicyFromDir({ opa, dir: config.policy.dir, workDir: config.dataDir });
-      policy.swap(instance);
-      lastPolicyError = undefined;
-      return instance;
-    } catch (err) {
-      lastPolicyError = err instanceof Error ? err.message : String(err);
-      logger.error({ err: lastPolicyError }, 'policy load failed; the previous policy (if any) keeps serving');
-      throw err;
+    let devIssuer: DevIssuer | undefined;
+    let verifier: TokenVerifier;
+    if (config.identity.mode === 'dev') {
+      devIssuer = await loadDevIssuer(config.dataDir);
+      verifier = createLocalVerifier({ ...config.identity, issuer: DEV_ISSUER, algorithms: ['ES256'] }, devIssuer.jwks());
+    } else {
+      verifier = createOidcVerifier(config.identity);
     }
-  };
 
-  // Retired keys stay published while tokens they signed can still be valid.
-  const keys = await KeyRing.load(config.dataDir, {
-    graceMs: (config.credentials.maxTtlSeconds + config.identity.clockToleranceSeconds + 60) * 1000,
-    activationMs: config.credentials.keyActivationSeconds * 1000,
-  });
-  const credentials = new Credentials(config, keys);
-  const rotateAfterMs = config.credentials.rotateAfterHours === undefined ? undefined : config.credentials.rotateAfterHours * 3_600_000;
-  const rotation =
-    rotateAfterMs === undefined
-      ? undefined
-      : setInterval(() => {
-          if (keys.age() < rotateAfterMs) return;
-          keys.rotate().then(
-            (k) => logger.info({ kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString() }, 'credential signing key rotated (pre-published)'),
-            (err: unknown) => logger.error({ err }, 'credential signing key rotation failed'),
-          );
-        }, Math.min(rotateAfterMs / 10, 3_600_000));
-  rotation?.unref();
-
-  const upstreams = createUpstreamRegistry(config, logger, { name: 'gitgate', version: VERSION }, opts.connectUpstream, (cfg, method) =>
-    credentials.forCall(cfg, { subject: 'gitgate', method }),
-  );
-  const audit = await createAudit(config, logger, opts.wal);
-  // Where the policy comes from: the local folder, or (GitOps) the policy repo's branch.
-  let sync: PolicySync | undefined;
-  const repo = config.policy.repo;
-  if (opts.policyInstance !== undefined) policy.swap(opts.policyInstance);
-  else if (repo === undefined) await reloadPolicy();
-  else {
-    sync = new PolicySync(
-      {
-        url: repo.url,
-        branch: repo.branch,
-        dir: repo.dir,
-        pollMs: repo.pollSeconds * 1000,
-        ...(repo.token !== undefined ? { token: repo.token.reveal() } : {}),
-        ...(repo.sshKeyFile !== undefined ? { sshKeyFile: repo.sshKeyFile } : {}),
-        compile: repo.compile,
-        ...(repo.verification !== undefined ? { verification: { publicKey: repo.verification.publicKey.reveal(), algorithm: repo.verification.algorithm, ...(repo.verification.keyId ? { keyId: repo.verification.keyId } : {}) } } : {}),
-      },
-      path.join(config.dataDir, 'policy-repo'),
-      path.join(config.dataDir, 'policy-builds'),
-      () => ensureOpa((line) => logger.info(line), toolEnv().opaPath),
-      (rev) => {
-        // Routes first: a request between the two swaps meets the old policy, which fails closed on an upstream it does not govern.
-        if (rev.routes !== undefined) upstreams.replaceRoutes(validateRoutes(rev.routes, config.dataDir, `gitgate.routes.yaml@${rev.commit.slice(0, 12)}`));
-        policy.swap(rev.instance);
-      },
-      (msg, extra) => logger.info(extra ?? {}, msg),
-    );
-    await sync.start();
-  }
-  const sessions = new SessionStore((name) => upstreams.get(name)?.config ?? config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 });
-  const catalogs = new ToolCatalogs();
-  sessions.onDelete = (session, reason) => {
-    catalogs.delete(`session:${session.id}`);
-    audit.auditor.sessionClosed(session, reason);
-  };
-  const rates = new RateLimiter();
-  const readiness: Readiness = {
-    problems: () => [
-      ...(policy.current() === undefined ? ['no policy loaded'] : []),
-      ...(audit.log !== undefined && !audit.log.status().healthy ? [`audit log unavailable: ${audit.log.status().lastError}`] : []),
-    ],
-    audit: () =>
-      audit.log === undefined
-        ? { enabled: false }
-        : { enabled: true, repo: config.audit.repo, ...audit.log.status(), ...audit.committer!.status() },
-    policy: () => policy.current()?.revision,
-    lastPolicyError: () => sync?.status().lastError?.message ?? lastPolicyError,
-    sync: () => sync?.status(),
-  };
-  const engine = opts.wrapPolicy?.(policy) ?? policy;
-  // Approvals: durable store, provider, one state machine fed by webhooks and polling; events audited per approval.
-  const approvals = new ApprovalService(new FileApprovalStore(path.join(config.dataDir, 'approvals')), opts.approvalProvider ?? (await approvalProvider(config)), {
-    record: (a, type, data) => {
-      if (audit.log === undefined) return;
-      void audit.log
-        .append(`approvals/${a.createdAt.slice(0, 10)}/${a.id}`, { type, upstream: a.call.upstream, caller: { sub: a.requester.sub }, method: a.call.method, ...(a.call.tool ? { tool: a.call.tool } : {}), data: { approval_id: a.id, url: a.remote?.url ?? null, ...data } })
-        .catch(() => undefined);
-    },
-    log: (msg, extra) => logger.info(extra ?? {}, msg),
-  }, { pollMs: config.approvals.pollSeconds * 1000 });
-  await approvals.start();
-  const webhooks = new GitHubWebhooks(config.approvals.webhookSecret?.reveal(), new DeliveryLog(config.dataDir));
-  githubApprovalEvents(webhooks, approvals);
-  if (sync !== undefined && repo?.webhook === true) {
-    const s = sync;
-    webhooks.on('push', async (payload) => {
-      // A verified push to the policy branch: fetch now instead of at the next poll.
-      if (payload.ref === `refs/heads/${repo.branch}`) void s.sync();
+    const metrics = new GatewayMetrics();
+    const policy = new PolicyHolder();
+    policy.onSwap((rev) => {
+      metrics.setPolicy(rev);
+      logger.info({ policy: rev }, 'policy revision now serving');
     });
+    let lastPolicyError: string | undefined;
+    const reloadPolicy = async () => {
+      try {
+        const opa = await ensureOpa((line) => logger.info(line), toolEnv().opaPath);
+        const instance = await loadPolicyFromDir({ opa, dir: config.policy.dir, workDir: config.dataDir });
+        policy.swap(instance);
+        lastPolicyError = undefined;
+        return instance;
+      } catch (err) {
+        lastPolicyError = err instanceof Error ? err.message : String(err);
+        logger.error({ err: lastPolicyError }, 'policy load failed; the previous policy (if any) keeps serving');
+        throw err;
+      }
+    };
+
+    // Retired keys stay published while tokens they signed can still be valid.
+    const keys = await KeyRing.load(config.dataDir, {
+      graceMs: (config.credentials.maxTtlSeconds + config.identity.clockToleranceSeconds + 60) * 1000,
+      activationMs: config.credentials.keyActivationSeconds * 1000,
+    });
+    const credentials = new Credentials(config, keys);
+    const rotateAfterMs = config.credentials.rotateAfterHours === undefined ? undefined : config.credentials.rotateAfterHours * 3_600_000;
+    const rotation =
+      rotateAfterMs === undefined
+        ? undefined
+        : setInterval(() => {
+            if (keys.age() < rotateAfterMs) return;
+            keys.rotate().then(
+              (k) => logger.info({ kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString() }, 'credential signing key rotated (pre-published)'),
+              (err: unknown) => logger.error({ err }, 'credential signing key rotation failed'),
+            );
+          }, Math.min(rotateAfterMs / 10, 3_600_000));
+    rotation?.unref();
+
+    const upstreams = createUpstreamRegistry(config, logger, { name: 'gitgate', version: VERSION }, opts.connectUpstream, (cfg, method) =>
+      credentials.forCall(cfg, { subject: 'gitgate', method }),
+    );
+    const audit = await createAudit(config, logger, opts.wal);
+    // Where the policy comes from: the local folder, or (GitOps) the policy repo's branch.
+    let sync: PolicySync | undefined;
+    const repo = config.policy.repo;
+    if (opts.policyInstance !== undefined) policy.swap(opts.policyInstance);
+    else if (repo === undefined) await reloadPolicy();
+    else {
+      sync = new PolicySync(
+        {
+          url: repo.url,
+          branch: repo.branch,
+          dir: repo.dir,
+          pollMs: repo.pollSeconds * 1000,
+          ...(repo.token !== undefined ? { token: repo.token.reveal() } : {}),
+          ...(repo.sshKeyFile !== undefined ? { sshKeyFile: repo.sshKeyFile } : {}),
+          compile: repo.compile,
+          ...(repo.verification !== undefined ? { verification: { publicKey: repo.verification.publicKey.reveal(), algorithm: repo.verification.algorithm, ...(repo.verification.keyId ? { keyId: repo.verification.keyId } : {}) } } : {}),
+        },
+        path.join(config.dataDir, 'policy-repo'),
+        path.join(config.dataDir, 'policy-builds'),
+        () => ensureOpa((line) => logger.info(line), toolEnv().opaPath),
+        (rev) => {
+          // Routes first: a request between the two swaps meets the old policy, which fails closed on an upstream it does not govern.
+          if (rev.routes !== undefined) upstreams.replaceRoutes(validateRoutes(rev.routes, config.dataDir, `gitgate.routes.yaml@${rev.commit.slice(0, 12)}`));
+          policy.swap(rev.instance);
+        },
+        (msg, extra) => logger.info(extra ?? {}, msg),
+      );
+      await sync.start();
+    }
+    const sessions = new SessionStore((name) => upstreams.get(name)?.config ?? config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 });
+    const catalogs = new ToolCatalogs();
+    sessions.onDelete = (session, reason) => {
+      catalogs.delete(`session:${session.id}`);
+      audit.auditor.sessionClosed(session, reason);
+    };
+    const rates = new RateLimiter();
+    const readiness: Readiness = {
+      problems: () => [
+        ...(policy.current() === undefined ? ['no policy loaded'] : []),
+        ...(audit.log !== undefined && !audit.log.status().healthy ? [`audit log unavailable: ${audit.log.status().lastError}`] : []),
+        ...(audit.committer?.status().blocked !== undefined ? [`audit commits blocked: ${audit.committer.status().blocked}`] : []),
+      ],
+      audit: () =>
+        audit.log === undefined
+          ? { enabled: false }
+          : { enabled: true, repo: config.audit.repo, ...audit.log.status(), ...audit.committer!.status() },
+      policy: () => policy.current()?.revision,
+      lastPolicyError: () => sync?.status().lastError?.message ?? lastPolicyError,
+      sync: () => sync?.status(),
+    };
+    const engine = opts.wrapPolicy?.(policy) ?? policy;
+    // Approvals: durable store, provider, one state machine fed by webhooks and polling; events audited per approval.
+    // The approval request is opened where reviewers look only once its approval.requested record is durable.
+    const provider = auditedProvider(opts.approvalProvider ?? (await approvalProvider(config)), audit.auditor);
+    const approvals = new ApprovalService(new FileApprovalStore(path.join(config.dataDir, 'approvals')), provider, {
+      record: (a, type, data) =>
+        audit.auditor.approval({
+          type,
+          approval: { id: a.id, createdAt: a.createdAt, url: a.remote?.url ?? null },
+          upstream: a.call.upstream,
+          caller: { sub: a.requester.sub },
+          method: a.call.method,
+          ...(a.call.tool ? { tool: a.call.tool } : {}),
+          data,
+        }),
+      log: (msg, extra) => logger.info(extra ?? {}, msg),
+    }, { pollMs: config.approvals.pollSeconds * 1000 });
+    await approvals.start();
+    const webhooks = new GitHubWebhooks(config.approvals.webhookSecret?.reveal(), new DeliveryLog(config.dataDir));
+    githubApprovalEvents(webhooks, approvals);
+    if (sync !== undefined && repo?.webhook === true) {
+      const s = sync;
+      webhooks.on('push', async (payload) => {
+        // A verified push to the policy branch: fetch now instead of at the next poll.
+        if (payload.ref === `refs/heads/${repo.branch}`) void s.sync();
+      });
+    }
+    const loginOf = (identity: Identity) => identity.githubLogin ?? config.approvals.logins[identity.sub] ?? identity.sub;
+
+    if (audit.log !== undefined) metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));
+    const app = buildApp({
+      config,
+      verifier,
+      policy: engine,
+      upstreams,
+      sessions,
+      metrics,
+      credentials,
+      rates,
+      catalogs,
+      audit: audit.auditor,
+      approvals,
+      approvalHoldMs: config.approvals.holdSeconds * 1000,
+      loginOf,
+      webhooks,
+      logger,
+      readiness,
+      ...(devIssuer ? { devIssuer } : {}),
+    });
+
+    return {
+      app,
+      config,
+      policy,
+      upstreams,
+      sessions,
+      credentials,
+      approvals,
+      webhooks,
+      ...(sync ? { sync } : {}),
+      logger,
+      ...(devIssuer ? { devIssuer } : {}),
+      async listen() {
+        await app.listen({ host: config.server.host, port: config.server.port });
+        const addr = app.server.address();
+        const port = typeof addr === 'object' && addr !== null ? addr.port : config.server.port;
+        const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
+        return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+      },
+      async close() {
+        if (rotation !== undefined) clearInterval(rotation);
+        rates.close();
+        approvals.stop();
+        sync?.stop();
+        await app.close();
+        await sessions.closeAll();
+        await upstreams.shutdown();
+        // Everything recorded reaches the audit repo before exit.
+        await audit.committer?.stop();
+        await audit.log?.close();
+        await lock.release();
+      },
+    };
+  } catch (err) {
+    await lock.release();
+    throw err;
   }
-  const loginOf = (identity: Identity) => identity.githubLogin ?? config.approvals.logins[identity.sub] ?? identity.sub;
-
-  if (audit.log !== undefined) metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));
-  const app = buildApp({
-    config,
-    verifier,
-    policy: engine,
-    upstreams,
-    sessions,
-    metrics,
-    credentials,
-    rates,
-    catalogs,
-    audit: audit.auditor,
-    approvals,
-    approvalHoldMs: config.approvals.holdSeconds * 1000,
-    loginOf,
-    webhooks,
-    logger,
-    readiness,
-    ...(devIssuer ? { devIssuer } : {}),
-  });
-
-  return {
-    app,
-    config,
-    policy,
-    upstreams,
-    sessions,
-    credentials,
-    approvals,
-    webhooks,
-    ...(sync ? { sync } : {}),
-    logger,
-    ...(devIssuer ? { devIssuer } : {}),
-    async listen() {
-      await app.listen({ host: config.server.host, port: config.server.port });
-      const addr = app.server.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : config.server.port;
-      const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
-      return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
-    },
-    async close() {
-      if (rotation !== undefined) clearInterval(rotation);
-      rates.close();
-      approvals.stop();
-      sync?.stop();
-      await app.close();
-      await sessions.closeAll();
-      await upstreams.shutdown();
-      // Everything recorded reaches the audit repo before exit.
-      await audit.committer?.stop();
-      await audit.log?.close();
-    },
-  };
 }

@@ -118,7 +118,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   });
   if (input.mcp.tool !== undefined) note.tool = input.mcp.tool;
   const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
-  req.audit.decided(input, outcome, msg);
+  const decision = req.audit.decided(input, outcome, msg);
   enforce(outcome);
   limitRate(deps.rates, input, outcome);
   // A credential for exactly this call, minted when the call is sent (for a parked call: at release).
@@ -141,9 +141,16 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   try {
     const send = () => forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: mint(), sessionAuth });
     if (outcome.decision.approval.required) {
-      const released = park(deps.approvals, identity, msg, input, outcome, req.audit, { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf }, async () => (await send()).messages);
+      // Durable before the approval request is opened; at release, durable with the approval's records (executed) before it goes.
+      await decision.durable();
+      const released = park(deps.approvals, identity, msg, input, outcome, req.audit, { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf }, async () => {
+        await decision.durable();
+        return (await send()).messages;
+      });
       return await relay(msg, finallyDo(mapMessages(released, toCaller), ended), req.audit);
     }
+    // Nothing reaches the upstream before its decision is durable (a denial above stays held, durable with its error).
+    await decision.durable();
     const forwarded = await send();
     if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
     return await relay(msg, finallyDo(mapMessages(forwarded.messages, toCaller), ended), req.audit, forwarded.session?.id);
@@ -182,8 +189,9 @@ async function relayClientMessage(
   const message = admitClientMessage(route, msg, (id) => upstream.shared.hasInFlight(identity.sub, id));
   const input = buildMessageInput(identity, message, inputContext(upstream, route, era, req.requestId));
   const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
-  req.audit.decided(input, outcome, msg);
+  const decision = req.audit.decided(input, outcome, msg);
   enforce(outcome);
+  await decision.durable();
   // An answer goes to the upstream once: the request it answers is no longer pending.
   if (isResponse(msg) && route.kind === 'session' && msg.id !== null) route.session.inFlight.answered(msg.id);
   await relayToUpstream(upstream, identity, route, msg, deps.credentials.forCall(upstream.config, { subject: identity.sub, method: message.method }));
@@ -339,8 +347,9 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
   const route: Route = { kind: 'session', session, protocolVersion: session.protocolVersion };
   const input = buildMessageInput(identity, { kind: 'request', method: LISTEN_METHOD }, inputContext(upstream, route, 'legacy', req.requestId));
   const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
-  req.audit.decided(input, outcome, undefined);
+  const decision = req.audit.decided(input, outcome, undefined);
   enforce(outcome);
+  await decision.durable();
   const stream = await session.upstreamSession.listen(req.signal, session.auth('listen'));
   if (stream === undefined) throw new GatewayError('METHOD_NOT_ALLOWED', `Method Not Allowed: upstream ${upstream.config.name} offers no GET stream`);
   const toCaller = (m: JsonRpcMessage) => {

@@ -24,8 +24,13 @@ export interface ExchangeAudit {
   bind(stream: { session: { id: string; createdAt: number } } | { stateless: string }): void;
   /** The caller, once authenticated. */
   caller(identity: Identity, upstream: string): void;
-  /** The decision (with the request as masked by it); not awaited: it becomes durable with the answer. */
-  decided(input: PolicyInput, outcome: DecisionOutcome, message: JsonRpcMessage | undefined): void;
+  /**
+   * The decision (with the request as masked by it). Written at once but held:
+   * it becomes durable with the answer (a denial and its error share one
+   * fsync) unless the pipeline asks for `durable()` first, which it does
+   * before anything is forwarded.
+   */
+  decided(input: PolicyInput, outcome: DecisionOutcome, message: JsonRpcMessage | undefined): RecordedDecision;
   /** A new session opened by this exchange (initialize). */
   opened(session: { id: string; createdAt: number }, protocolVersion: string): void;
   /** Extra fields for this exchange's answer record (e.g. the approval it used). */
@@ -36,25 +41,61 @@ export interface ExchangeAudit {
   failed(err: GatewayError, id: string | number | null): Promise<void>;
 }
 
+/** A decision record handed to the log (see ExchangeAudit.decided). */
+export interface RecordedDecision {
+  /**
+   * Send it to be made durable now, in this turn's group commit, and resolve
+   * once it is; rejects with AUDIT_UNAVAILABLE when it cannot be. Await it
+   * before the call goes upstream. Once the exchange is linked to an approval
+   * (`link({approval_id})`), it also waits for that approval's records so far,
+   * so a released call goes only after its `approval.executed` is durable.
+   */
+  durable(): Promise<void>;
+}
+
+/** An approval's event, recorded in the approval's own stream. */
+export interface ApprovalAuditEvent {
+  readonly type: 'approval.requested' | 'approval.approved' | 'approval.denied' | 'approval.expired' | 'approval.executed';
+  readonly approval: { readonly id: string; readonly createdAt: string; readonly url: string | null };
+  readonly upstream: string;
+  readonly caller: { readonly sub: string };
+  readonly method: string;
+  readonly tool?: string;
+  readonly data: Record<string, unknown>;
+}
+
 export interface Auditor {
   readonly enabled: boolean;
   begin(exchange: string): ExchangeAudit;
   /** Fail closed: throws AUDIT_UNAVAILABLE while nothing can be recorded. */
   assertWritable(): void;
   sessionClosed(session: { id: string; createdAt: number; owner: string; upstream: string }, reason: string): void;
+  /** Record an approval event (sent at once, not awaited here: see approvalDurable). */
+  approval(event: ApprovalAuditEvent): void;
+  /** Resolves once the approval's records so far are durable; rejects if one of them could not be made durable. */
+  approvalDurable(approvalId: string): Promise<void>;
 }
+
+const DURABLE: RecordedDecision = { durable: () => Promise.resolve() };
 
 const NOOP: ExchangeAudit = {
   bind: () => undefined,
   caller: () => undefined,
-  decided: () => undefined,
+  decided: () => DURABLE,
   opened: () => undefined,
   link: () => undefined,
   answered: () => Promise.resolve(),
   failed: () => Promise.resolve(),
 };
 
-export const disabledAuditor: Auditor = { enabled: false, begin: () => NOOP, assertWritable: () => undefined, sessionClosed: () => undefined };
+export const disabledAuditor: Auditor = {
+  enabled: false,
+  begin: () => NOOP,
+  assertWritable: () => undefined,
+  sessionClosed: () => undefined,
+  approval: () => undefined,
+  approvalDurable: () => Promise.resolve(),
+};
 
 /** Keep records bounded: an oversized payload is replaced by its size and (canonical) hash. */
 function bounded(value: unknown, maxBytes: number): unknown {
@@ -66,9 +107,35 @@ function bounded(value: unknown, maxBytes: number): unknown {
 
 export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; now?: () => Date }): Auditor {
   const now = opts.now ?? (() => new Date());
+  /**
+   * Per approval, its records not yet known durable (all of them: a failed one
+   * keeps the promise rejected, so a call it would release is never forwarded).
+   */
+  const approvals = new Map<string, Promise<void>>();
+  const approvalDurable = (id: string): Promise<void> => approvals.get(id) ?? Promise.resolve();
   return {
     enabled: true,
     assertWritable: () => log.assertWritable(),
+    approval(e) {
+      const a = e.approval;
+      const written = log.append(`approvals/${a.createdAt.slice(0, 10)}/${a.id}`, {
+        type: e.type,
+        upstream: e.upstream,
+        caller: e.caller,
+        method: e.method,
+        ...(e.tool !== undefined ? { tool: e.tool } : {}),
+        data: { approval_id: a.id, url: a.url, ...e.data },
+      });
+      const before = approvals.get(a.id);
+      const all = before === undefined ? written : Promise.all([before, written]).then(() => undefined);
+      all.catch(() => undefined);
+      approvals.set(a.id, all);
+      // Forget it once durable (a failure stays).
+      void all.then(() => {
+        if (approvals.get(a.id) === all) approvals.delete(a.id);
+      }, () => undefined);
+    },
+    approvalDurable,
     sessionClosed(session, reason) {
       const stream = streams.session(session.id, session.createdAt);
       void log.append(stream, { type: 'session.close', session: session.id, upstream: session.upstream, caller: { sub: session.owner }, data: { reason } }).catch(() => undefined);
@@ -94,17 +161,37 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
         if (tool) e.tool = tool;
         return e;
       };
+      /** The decision's record once it is in the log (it has a stream). */
+      let decision: Promise<void> | undefined;
+      /** Where the exchange's records go while it has no stream of its own, once something had to be durable. */
+      let unbound: string | undefined;
       const emit = (event: AuditEvent, raw?: RawMember): Promise<void> | undefined => {
         const ts = now().toISOString();
         if (stream === undefined) {
           pending.push({ event, ts, ...(raw ? { raw } : {}) });
           return undefined;
         }
-        // Durable together with the answer (finish), in the same group commit.
+        // Held: durable together with the answer (finish), in the same group commit, unless durable() is asked for first.
         return log.append(stream, event, { defer: true, ts, ...(raw ? { raw } : {}) });
       };
+      const recorded: RecordedDecision = {
+        durable() {
+          if (decision === undefined && pending.length > 0) {
+            // No stream yet (initialize: the session exists only once the upstream answered): what the
+            // forward rests on goes to the gateway's stream now; session.open and the answer follow in the session's.
+            const at = (unbound = streams.gateway(now()));
+            const held = pending.splice(0).map((p) => log.append(at, { ...p.event, ...base(p.event.type) }, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }));
+            decision = Promise.all(held).then(() => undefined);
+            decision.catch(() => undefined);
+          }
+          log.sendNow();
+          const id = linked.approval_id;
+          const waits = [decision ?? Promise.resolve(), ...(typeof id === 'string' ? [approvalDurable(id)] : [])];
+          return Promise.all(waits).then(() => undefined);
+        },
+      };
       const finish = (event: AuditEvent, raw?: RawMember): Promise<void> => {
-        stream ??= streams.gateway(now());
+        stream ??= unbound ?? streams.gateway(now());
         const held = pending.splice(0).map((p) => log.append(stream!, p.event, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }));
         const last = log.append(stream, event, raw ? { raw } : {});
         return held.length === 0 ? last : Promise.all([...held, last]).then(() => undefined);
@@ -116,7 +203,11 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
             session = b.session.id;
             stream = streams.session(b.session.id, b.session.createdAt);
           } else stream = streams.stateless(b.stateless, now());
-          for (const p of pending.splice(0)) void log.append(stream, { ...p.event, ...base(p.event.type) }, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }).catch(() => undefined);
+          const held = pending.splice(0).map((p) => log.append(stream!, { ...p.event, ...base(p.event.type) }, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }));
+          if (held.length > 0) {
+            decision = Promise.all(held).then(() => undefined);
+            decision.catch(() => undefined);
+          }
         },
         caller(identity, up) {
           who = { sub: identity.sub, groups: identity.groups, issuer: identity.issuer };
@@ -150,12 +241,17 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
           };
           // The policy input is the request as the policy saw it (method, tool or uri, arguments):
           // unmasked and within bounds it is recorded as exactly the bytes evaluated.
+          let written: Promise<void> | undefined;
           if (recordedInput === input && Buffer.byteLength(outcome.inputJson) <= opts.maxRecordedBytes) {
-            void emit(event, { key: 'input', json: outcome.inputJson })?.catch(() => undefined);
+            written = emit(event, { key: 'input', json: outcome.inputJson });
           } else {
             event.data = { ...event.data, input: bounded(recordedInput, opts.maxRecordedBytes) };
-            void emit(event)?.catch(() => undefined);
+            written = emit(event);
           }
+          // Nobody may wait for it (a denial answers with its error): a failure is the answer's to report.
+          written?.catch(() => undefined);
+          decision = written;
+          return recorded;
         },
         opened(s, protocolVersion) {
           session = s.id;

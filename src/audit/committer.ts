@@ -1,6 +1,7 @@
+import { GatewayError } from '../errors.js';
 import type { AuditLog, StreamTail } from './log.js';
 import type { AuditStore } from './store.js';
-import type { WalFiles } from './wal.js';
+import type { WalDamage, WalFiles } from './wal.js';
 
 export interface CommitterStatus {
   readonly commits: number;
@@ -8,7 +9,22 @@ export interface CommitterStatus {
   readonly lastError?: string;
   /** ms between the oldest uncommitted record's durability and its commit, last commit. */
   readonly lastLagMs?: number;
+  /**
+   * Set while the records cannot go into the repo as they are (a gap, a fork, a broken chain):
+   * nothing is committed, everything stays in the WAL, until the repo or the WAL is repaired.
+   */
+  readonly blocked?: string;
+  /** What recovery found damaged in the WAL on start (and recovered around), for operators. */
+  readonly walDamage?: readonly string[];
 }
+
+export interface Recovery {
+  /** Entries replayed from the WAL (those already in the repo included). */
+  readonly recovered: number;
+  readonly damage: readonly WalDamage[];
+}
+
+const describe = (d: WalDamage) => `${d.segment}:${d.line}: ${d.kind}: ${d.why}`;
 
 /**
  * Moves durable WAL entries into the audit repo every N records or T ms:
@@ -18,7 +34,7 @@ export interface CommitterStatus {
 export class AuditCommitter {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
-  #status: { commits: number; lastCommitAt?: string; lastError?: string; lastLagMs?: number } = { commits: 0 };
+  #status: { commits: number; lastCommitAt?: string; lastError?: string; lastLagMs?: number; blocked?: string; walDamage?: readonly string[] } = { commits: 0 };
   #oldest: number | undefined;
 
   constructor(
@@ -28,9 +44,21 @@ export class AuditCommitter {
     private readonly opts: { everyRecords: number; everyMs: number; onError?: (err: unknown) => void },
   ) {}
 
-  /** Replay the WAL into the store (idempotent), seed the log's chains, commit, drop old segments. */
-  async recover(): Promise<number> {
-    const entries = this.wal.recover();
+  /**
+   * Replay the WAL into the store (idempotent), seed the log's chains, commit, drop old segments.
+   * Refuses (AUDIT_UNAVAILABLE, touching neither the WAL nor the repo) when an acknowledged record
+   * is lost in the WAL, or when the WAL does not continue the repo's streams exactly (a gap, a fork).
+   */
+  async recover(): Promise<Recovery> {
+    const { entries, damage } = this.wal.recover();
+    const lost = damage.filter((d) => d.kind === 'lost');
+    if (lost.length > 0) {
+      throw new GatewayError(
+        'AUDIT_UNAVAILABLE',
+        `audit WAL recovery refused: ${lost.map(describe).join('; ')}. Nothing was replayed and the WAL is left as it is: restore the segment from a backup, or set it aside to accept the loss.`,
+      );
+    }
+    if (damage.length > 0) this.#status = { ...this.#status, walDamage: damage.map(describe) };
     const segment = await this.log.rollWal();
     const heads = this.store.append(entries);
     const last = new Map<string, StreamTail>();
@@ -41,7 +69,7 @@ export class AuditCommitter {
     for (const [stream, tail] of last) this.log.seed(stream, tail);
     await this.store.commit(heads, `audit: recovered ${entries.length} record(s) from the write-ahead log`);
     this.wal.drop(segment);
-    return entries.length;
+    return { recovered: entries.length, damage };
   }
 
   start(): void {
@@ -88,12 +116,21 @@ export class AuditCommitter {
       await this.store.commit(heads, `audit: ${entries.length} record(s) in ${streams} stream(s)`);
       this.wal.drop(segment);
       this.log.confirmCommitted();
-      this.log.prune(30 * 60_000);
-      this.log.evict(10_000, (stream, seq) => (this.store.tail(stream)?.seq ?? -1) >= seq);
-      this.#status = { commits: this.#status.commits + 1, lastCommitAt: new Date().toISOString(), ...(oldest !== undefined ? { lastLagMs: Date.now() - oldest } : {}) };
+      const stored = (stream: string, seq: number) => (this.store.tail(stream)?.seq ?? -1) >= seq;
+      this.log.prune(30 * 60_000, stored);
+      this.log.evict(10_000, stored);
+      const { walDamage } = this.#status;
+      this.#status = {
+        commits: this.#status.commits + 1,
+        lastCommitAt: new Date().toISOString(),
+        ...(oldest !== undefined ? { lastLagMs: Date.now() - oldest } : {}),
+        ...(walDamage !== undefined ? { walDamage } : {}),
+      };
     } catch (err) {
       this.log.restoreUncommitted(entries);
       this.#oldest ??= oldest;
+      // The store's own refusals (a gap, a fork, a file changed behind its back) last until repaired: say so.
+      if (err instanceof GatewayError) this.#status = { ...this.#status, blocked: err.message };
       this.#failed(err);
     }
   }

@@ -7,6 +7,8 @@ import type { WalEntry } from './wal.js';
 export interface StreamTail {
   readonly seq: number;
   readonly hash: string;
+  /** The record's ts, when known: the stream's next record is never older. */
+  readonly ts?: string;
 }
 
 /** Where a stream's last stored record is found when the log has not seen the stream yet. */
@@ -31,11 +33,14 @@ interface Tail {
   seq: number;
   prev?: string | null;
   used: number;
+  /** The ts of the stream's last record, when known. */
+  ts?: string;
 }
 
 interface Waiting {
   readonly stream: string;
   readonly seq: number;
+  readonly ts: string;
   /** When it was appended (ms). */
   readonly at: number;
   readonly done: (err?: unknown) => void;
@@ -66,6 +71,8 @@ const STALL_MS = 5_000;
  */
 export class AuditLog {
   readonly #tails = new Map<string, Tail>();
+  /** Streams that ended (forget), whose chain state goes once they are stored. */
+  readonly #ended = new Set<string>();
   /** The last record of each stream known to be in the WAL (what the chain falls back to after a failed write). */
   readonly #durable = new Map<string, StreamTail>();
   readonly #waiting = new Map<number, Waiting>();
@@ -132,7 +139,7 @@ export class AuditLog {
 
   /** Seed the chain from what recovery found (stream tails after the WAL was replayed). */
   seed(stream: string, tail: StreamTail): void {
-    this.#tails.set(stream, { seq: tail.seq, prev: tail.hash, used: Date.now() });
+    this.#tails.set(stream, { seq: tail.seq, prev: tail.hash, used: Date.now(), ...(tail.ts !== undefined ? { ts: tail.ts } : {}) });
     this.#durable.set(stream, tail);
   }
 
@@ -141,26 +148,40 @@ export class AuditLog {
    * the WAL. `defer`: nobody waits for it now; it becomes durable with the next
    * group someone waits for (the decision of an exchange rides with its
    * answer: one fsync, not two), or within HOLD_MS. `ts`: when it happened
-   * (default: the event's, else now). `raw`: the last member of its data, as JSON.
+   * (default: the event's, else now), never before the stream's last record
+   * (a clock stepped back records the stream's last ts until it catches up).
+   * `raw`: the last member of its data, as JSON.
    */
   append(stream: string, event: AuditEvent, opts: { defer?: boolean; ts?: string; raw?: RawMember } = {}): Promise<void> {
     let tail = this.#tails.get(stream);
     if (tail === undefined) {
       const stored = this.tailOf(stream);
-      tail = stored === undefined ? { seq: -1, prev: null, used: 0 } : { seq: stored.seq, prev: stored.hash, used: 0 };
+      tail = stored === undefined ? { seq: -1, prev: null, used: 0 } : { seq: stored.seq, prev: stored.hash, used: 0, ...(stored.ts !== undefined ? { ts: stored.ts } : {}) };
     }
     const seq = tail.seq + 1;
     const prev = tail.prev;
+    const at = opts.ts ?? event.ts ?? this.#now().toISOString();
+    const ts = tail.ts !== undefined && at < tail.ts ? tail.ts : at;
     // Delete first: Map order is then least recently used first (for evict()).
     this.#tails.delete(stream);
-    this.#tails.set(stream, { seq, used: Date.now() });
+    this.#tails.set(stream, { seq, used: Date.now(), ts });
     const id = this.#nextId++;
-    const { head, rest } = recordParts(stream, seq, opts.ts ?? event.ts ?? this.#now().toISOString(), event, opts.raw);
+    const { head, rest } = recordParts(stream, seq, ts, event, opts.raw);
     this.#outbox.push({ id, epoch: this.#epoch, stream, seq, head, rest, ...(prev !== undefined ? { prev } : {}) });
-    const durable = new Promise<void>((resolve, reject) => this.#waiting.set(id, { stream, seq, at: Date.now(), done: (err) => (err === undefined ? resolve() : reject(err)) }));
+    const durable = new Promise<void>((resolve, reject) => this.#waiting.set(id, { stream, seq, ts, at: Date.now(), done: (err) => (err === undefined ? resolve() : reject(err)) }));
     if (opts.defer === true) this.#hold();
     else this.#schedule();
     return durable;
+  }
+
+  /**
+   * Send what is held (deferred records) with this turn's message instead of
+   * with the next answer: a record that must be durable before the gateway
+   * acts on it (a decision before its call is forwarded). Everything appended
+   * in this turn still goes to the sealer as one message and shares one fsync.
+   */
+  sendNow(): void {
+    if (this.#outbox.length > 0) this.#schedule();
   }
 
   /** Throws AUDIT_UNAVAILABLE while the WAL is failing (retried every couple of seconds). */
@@ -243,12 +264,18 @@ export class AuditLog {
     await port?.terminate();
   }
 
-  /** Forget chain state of streams that ended or went quiet (they are read back from storage if used again). */
+  /**
+   * The stream ended (its session closed): its chain state goes once its last
+   * record is stored (see prune). Not before: a record still to come (a call
+   * in flight when its session closed) would continue from the store's tail,
+   * behind records only in the WAL, and reuse their seq.
+   */
   forget(stream: string): void {
-    this.#drop(stream);
+    if (this.#tails.has(stream)) this.#ended.add(stream);
   }
 
   #drop(stream: string): void {
+    this.#ended.delete(stream);
     this.#tails.delete(stream);
     this.#durable.delete(stream);
     this.#outbox.push({ forget: stream });
@@ -271,8 +298,9 @@ export class AuditLog {
     }
   }
 
-  prune(idleMs: number, now = Date.now()): void {
-    for (const [s, t] of this.#tails) if (now - t.used > idleMs) this.#drop(s);
+  /** Drop chain state of streams that ended or were idle for idleMs, once their newest record is stored. */
+  prune(idleMs: number, stored: (stream: string, seq: number) => boolean, now = Date.now()): void {
+    for (const [s, t] of this.#tails) if ((this.#ended.has(s) || now - t.used > idleMs) && stored(s, t.seq)) this.#drop(s);
   }
 
   /** Send what was appended in this turn of the event loop to the sealer, as one message. */
@@ -340,7 +368,7 @@ export class AuditLog {
           if (w === undefined) continue;
           this.#waiting.delete(msg.ids[i]!);
           const entry: WalEntry = { stream: w.stream, seq: w.seq, line: msg.lines[i]!, hash: msg.hashes[i]! };
-          this.#durable.set(w.stream, { seq: w.seq, hash: entry.hash });
+          this.#durable.set(w.stream, { seq: w.seq, hash: entry.hash, ts: w.ts });
           this.#uncommitted.push(entry);
           w.done();
         }
@@ -370,7 +398,8 @@ export class AuditLog {
       for (const [s, t] of this.#tails) {
         const d = this.#durable.get(s) ?? this.tailOf(s);
         if (d === undefined) this.#tails.delete(s);
-        else this.#tails.set(s, { seq: d.seq, prev: d.hash, used: t.used });
+        // The stream's ts stays where it got to: records numbered after a failure are never older than those before it.
+        else this.#tails.set(s, { seq: d.seq, prev: d.hash, used: t.used, ...(t.ts !== undefined ? { ts: t.ts } : {}) });
       }
       this.#port?.post({ kind: 'epoch', min: this.#epoch });
     }

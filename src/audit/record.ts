@@ -134,6 +134,36 @@ export function hashLine(line: string): string {
   return sha256Hex(line);
 }
 
+/** Where a stored line says it belongs: its record's stream, seq and prev (the fields it starts with). */
+export interface LineHead {
+  readonly stream: string;
+  readonly seq: number;
+  readonly ts: string;
+  readonly prev: string | null;
+}
+
+/** The stored layout's start, up to the record's prev (keys in the order recordParts writes them). */
+const HEAD = /^\{"jws":"[A-Za-z0-9_-]*\.\.[A-Za-z0-9_-]*","record":\{"v":1,"stream":("(?:[^"\\]|\\.)*"),"seq":(0|[1-9]\d{0,15}),"ts":"([^"\\]*)","prev":(null|"[0-9a-f]{64}")[,}]/;
+
+/**
+ * The stream, seq and prev a stored line holds, read from its first bytes
+ * without parsing the whole record; undefined when the line does not start
+ * as gitgate writes lines. What the WAL and the store trust about a line.
+ */
+export function lineHead(line: string): LineHead | undefined {
+  const m = HEAD.exec(line);
+  if (m === null) return undefined;
+  let stream: unknown;
+  try {
+    stream = JSON.parse(m[1]!);
+  } catch {
+    return undefined;
+  }
+  const seq = Number(m[2]);
+  if (typeof stream !== 'string' || !Number.isSafeInteger(seq)) return undefined;
+  return { stream, seq, ts: m[3]!, prev: m[4] === 'null' ? null : m[4]!.slice(1, -1) };
+}
+
 export interface ParsedLine {
   readonly record: AuditRecord;
   readonly kid: string;

@@ -22,12 +22,18 @@ export interface AuditTrailOptions {
   /** Seal on this thread into this WAL over walDir instead (tests inject failing ones). */
   readonly wal?: (dir: string) => WriteAheadLog;
   readonly onError?: (err: unknown) => void;
+  /** The log's clock (tests); default the system's. */
+  readonly now?: () => Date;
 }
 
 /** The log (sealing on a worker thread) and the committer that moves its WAL into the audit store. Call committer.recover() first. */
 export function openAuditTrail(store: AuditStore, opts: AuditTrailOptions): AuditTrail {
   const { wal, kid, key } = opts;
-  const log = new AuditLog(() => (wal !== undefined ? localSealer(auditSigner(kid, key), wal(opts.walDir)) : workerSealer({ dir: opts.walDir, kid, key })), (stream) => store.tail(stream));
+  const log = new AuditLog(
+    () => (wal !== undefined ? localSealer(auditSigner(kid, key), wal(opts.walDir)) : workerSealer({ dir: opts.walDir, kid, key })),
+    (stream) => store.tail(stream),
+    opts.now !== undefined ? { now: opts.now } : {},
+  );
   const committer = new AuditCommitter(log, walFiles(opts.walDir), store, {
     everyRecords: opts.everyRecords,
     everyMs: opts.everyMs,

@@ -1,7 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { closeSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
+import { lineHead, sha256Hex } from './record.js';
 
 /** One durable WAL entry: a signed line and the stream it belongs to. */
 export interface WalEntry {
@@ -21,21 +22,53 @@ export interface WriteAheadLog {
   close(): Promise<void>;
 }
 
+/** Something recovery found wrong in a segment, and what it did about it. */
+export interface WalDamage {
+  /** The segment's file name (wal-<n>.log). */
+  readonly segment: string;
+  /** 1-based line in it. */
+  readonly line: number;
+  /**
+   * - `framing`: the entry's seq or stream field disagrees with its record (intact: its checksum
+   *   matches); the record's own stream and seq are used, so nothing is misfiled.
+   * - `trailer`: a group's trailer does not match its entries, every one of which checks out: nothing is lost.
+   * - `lost`: an entry that does not check out in a group written before a later, complete group:
+   *   a record that was acknowledged is gone. Recovery refuses to go on (see AuditCommitter.recover).
+   * - `torn`: the end of a segment does not check out: the write a crash (or a failed write) cut
+   *   short, never acknowledged; discarded.
+   */
+  readonly kind: 'framing' | 'trailer' | 'lost' | 'torn';
+  readonly why: string;
+}
+
+export interface RecoveredWal {
+  /** Every intact entry in every segment, oldest first (see recoverEntries). */
+  readonly entries: WalEntry[];
+  readonly damage: WalDamage[];
+}
+
 /** The WAL's segments as the committer sees them: read back on start, dropped once committed. */
 export interface WalFiles {
-  /** Every intact entry in every segment, oldest first (see recoverEntries). */
-  recover(): WalEntry[];
+  recover(): RecoveredWal;
   /** Delete segments up to and including `segment` (their entries are committed). */
   drop(segment: number): void;
 }
 
+/** How a group's trailer line starts (an entry starts with a hex digit). */
+const TRAILER = '=\t';
 const MIN_SPARE = 256 * 1024;
 const MAX_SPARE = 64 << 20;
 
 /**
  * Segmented WAL files under `dir`: wal-<n>.log, one entry per line:
- * `<sha256 of the line>\t<seq>\t<stream as a JSON string>\t<signed line>`.
+ * `<sha256 of the line>\t<seq>\t<stream as a JSON string>\t<signed line>`,
+ * and after each group (one write + fdatasync) a trailer line
+ * `=\t<entries in the group>\t<sha256 of the group's entry lines>`.
  * JSON text never holds a raw tab or newline, so the fields split exactly.
+ * Recovery takes an entry's stream and seq from its signed line (which its
+ * checksum covers), never from the fields beside it; the trailer tells a
+ * group that was written whole (so every group before it was acknowledged)
+ * from the torn end of a segment.
  *
  * Segments are preallocated: a spare file of zeros is written and synced in
  * the background, and a new segment is that spare renamed into place. Writing
@@ -121,7 +154,7 @@ export class FileWal implements WriteAheadLog {
     const fd = this.#open();
     let text = '';
     for (const e of entries) text += `${e.hash}\t${e.seq}\t${JSON.stringify(e.stream)}\t${e.line}\n`;
-    const data = Buffer.from(text);
+    const data = Buffer.from(`${text}${TRAILER}${entries.length}\t${sha256Hex(text)}\n`);
     const at = this.#pos;
     this.#pos += data.length;
     try {
@@ -185,35 +218,96 @@ function segments(dir: string): number[] {
 export function walFiles(dir: string): WalFiles {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   return {
-    recover: () => recoverEntries(segments(dir).map((n) => readFileSync(path.join(dir, `wal-${n}.log`), 'utf8'))),
+    recover: () => recoverEntries(segments(dir).map((n) => ({ name: `wal-${n}.log`, text: readFileSync(path.join(dir, `wal-${n}.log`), 'utf8') }))),
     drop(segment) {
       for (const n of segments(dir)) if (n <= segment) rmSync(path.join(dir, `wal-${n}.log`), { force: true });
     },
   };
 }
 
+interface Row {
+  readonly line: number;
+  readonly raw: string;
+  /** Undefined when the row does not check out. */
+  readonly entry?: WalEntry;
+}
+
 /**
- * The intact entries of the segments' texts, oldest first. A segment is read
- * up to its first entry that does not check out (a torn write; nothing after
- * it was acknowledged). When a stream's seq goes back, the later entries win:
- * after a failed write the log rewrites the stream from its last durable
- * record, and what the failed write left behind was never acknowledged.
+ * One segment's entries: those of every group up to the last complete one
+ * (a bad entry there is `lost`), then the torn end's entries up to its first
+ * bad one.
  */
-export function recoverEntries(texts: readonly string[]): WalEntry[] {
+function readSegment(name: string, text: string, damage: WalDamage[]): WalEntry[] {
+  const rows = text.split('\n');
+  const groups: { rows: Row[]; sealed: boolean; trailer?: number }[] = [];
+  let current: Row[] = [];
+  let currentText = '';
+  for (let i = 0; i < rows.length; i++) {
+    const raw = rows[i]!;
+    // After the last newline: the zeros of a preallocated segment, or a write cut short.
+    if (i === rows.length - 1 && /^\0*$/.test(raw)) break;
+    if (raw.startsWith(TRAILER)) {
+      const [, count, sum] = raw.split('\t');
+      const sealed = Number(count) === current.length && sum === sha256Hex(currentText);
+      groups.push({ rows: current, sealed, trailer: i + 1 });
+      current = [];
+      currentText = '';
+      continue;
+    }
+    const entry = i === rows.length - 1 ? undefined : parseEntry(raw, (why) => damage.push({ segment: name, line: i + 1, kind: 'framing', why }));
+    current.push({ line: i + 1, raw, ...(entry !== undefined ? { entry } : {}) });
+    currentText += `${raw}\n`;
+  }
+  if (current.length > 0) groups.push({ rows: current, sealed: false });
+  let complete = -1;
+  groups.forEach((g, i) => {
+    if (g.sealed) complete = i;
+  });
   const out: WalEntry[] = [];
+  groups.forEach((g, i) => {
+    if (i <= complete) {
+      // Written before a complete group: acknowledged. Every intact entry counts; a bad one was a record.
+      for (const r of g.rows) {
+        if (r.entry !== undefined) out.push(r.entry);
+        else if (r.raw.startsWith('=')) damage.push({ segment: name, line: r.line, kind: 'trailer', why: 'a damaged group trailer' });
+        else damage.push({ segment: name, line: r.line, kind: 'lost', why: `damaged entry (checksum or layout) in a group written before later complete groups: an acknowledged record is lost` });
+      }
+      if (!g.sealed && g.rows.every((r) => r.entry !== undefined) && g.trailer !== undefined) {
+        damage.push({ segment: name, line: g.trailer, kind: 'trailer', why: 'the group trailer does not match its entries, which all check out' });
+      }
+      return;
+    }
+    // The torn end: entries up to the first that does not check out (nothing after it was acknowledged).
+    const bad = g.rows.findIndex((r) => r.entry === undefined);
+    for (const r of bad < 0 ? g.rows : g.rows.slice(0, bad)) out.push(r.entry!);
+    if (bad >= 0) {
+      const rest = groups.slice(i + 1).reduce((n, h) => n + h.rows.length, g.rows.length - bad);
+      damage.push({ segment: name, line: g.rows[bad]!.line, kind: 'torn', why: `the end of the segment was cut short: ${rest} line(s) discarded (never acknowledged)` });
+    }
+  });
+  return out;
+}
+
+/**
+ * The intact entries of the segments, oldest first, and what was found
+ * damaged. Within a segment see readSegment. When a stream's seq goes back,
+ * the later entries win: after a failed write the log rewrites the stream
+ * from its last durable record, and what the failed write left behind was
+ * never acknowledged.
+ */
+export function recoverEntries(segmentTexts: readonly { readonly name: string; readonly text: string }[]): RecoveredWal {
+  const out: WalEntry[] = [];
+  const damage: WalDamage[] = [];
   const last = new Map<string, number>();
   let rewound = false;
-  for (const text of texts) {
-    for (const raw of text.split('\n')) {
-      if (raw === '' || raw.charCodeAt(0) === 0) break; // the end of what was written (a preallocated segment's zeros)
-      const e = parseEntry(raw);
-      if (e === undefined) break;
+  for (const seg of segmentTexts) {
+    for (const e of readSegment(seg.name, seg.text, damage)) {
       if ((last.get(e.stream) ?? -1) >= e.seq) rewound = true;
       last.set(e.stream, e.seq);
       out.push(e);
     }
   }
-  if (!rewound) return out;
+  if (!rewound) return { entries: out, damage };
   // Keep, per stream, only the entries the final chain runs through.
   const kept: (WalEntry | undefined)[] = [...out];
   const chain = new Map<string, number[]>();
@@ -222,25 +316,28 @@ export function recoverEntries(texts: readonly string[]): WalEntry[] {
     while (at.length > 0 && out[at[at.length - 1]!]!.seq >= e.seq) kept[at.pop()!] = undefined;
     at.push(i);
   });
-  return kept.filter((e) => e !== undefined);
+  return { entries: kept.filter((e) => e !== undefined), damage };
 }
 
-/** One WAL line back into its entry, or undefined when it is torn or corrupt. */
-function parseEntry(raw: string): WalEntry | undefined {
+/**
+ * One WAL line back into its entry, or undefined when it does not check out.
+ * Stream and seq come from the signed line the checksum covers; the fields
+ * beside it are only compared (`framing` is told when they disagree).
+ */
+function parseEntry(raw: string, framing: (why: string) => void): WalEntry | undefined {
   const a = raw.indexOf('\t');
   const b = raw.indexOf('\t', a + 1);
   const c = raw.indexOf('\t', b + 1);
   if (a < 0 || b < 0 || c < 0) return undefined;
   const hash = raw.slice(0, a);
   const line = raw.slice(c + 1);
-  if (createHash('sha256').update(line).digest('hex') !== hash) return undefined;
-  const seq = Number(raw.slice(a + 1, b));
-  let stream: unknown;
-  try {
-    stream = JSON.parse(raw.slice(b + 1, c));
-  } catch {
-    return undefined;
+  if (sha256Hex(line) !== hash) return undefined;
+  const head = lineHead(line);
+  if (head === undefined) return undefined;
+  const seqField = raw.slice(a + 1, b);
+  const streamField = raw.slice(b + 1, c);
+  if (seqField !== String(head.seq) || streamField !== JSON.stringify(head.stream)) {
+    framing(`the entry's fields say stream ${streamField} seq ${seqField}, its record says stream ${JSON.stringify(head.stream)} seq ${head.seq}: the record's are used`);
   }
-  if (!Number.isInteger(seq) || typeof stream !== 'string') return undefined;
-  return { stream, seq, line, hash };
+  return { stream: head.stream, seq: head.seq, line, hash };
 }

@@ -24,9 +24,9 @@ export function newAuditKey(kid: string, alg: SigningAlg = 'ES256'): AuditKey {
 }
 
 /** The real log (sealing on its worker thread), WAL, store and committer over `root`, as a gateway start builds them. */
-export async function openTrail(root: string, k: AuditKey = newAuditKey('k1')): Promise<AuditTrail & { store: GitAuditStore; key: AuditKey }> {
+export async function openTrail(root: string, k: AuditKey = newAuditKey('k1'), opts: { now?: () => Date } = {}): Promise<AuditTrail & { store: GitAuditStore; key: AuditKey }> {
   const store = await GitAuditStore.open(path.join(root, 'audit'), k.signer);
-  const trail = openAuditTrail(store, { walDir: path.join(root, 'wal'), kid: k.kid, key: k.key, everyRecords: 1_000_000, everyMs: 60_000 });
+  const trail = openAuditTrail(store, { walDir: path.join(root, 'wal'), kid: k.kid, key: k.key, everyRecords: 1_000_000, everyMs: 60_000, ...opts });
   return { ...trail, store, key: k };
 }
 

@@ -1,5 +1,8 @@
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -93,4 +96,95 @@ describe('crash safety: SIGKILL at random moments under load', () => {
     const missing = answered.filter((m) => !recorded.has(m));
     expect(missing).toEqual([]);
   }, 240_000);
+});
+
+/**
+ * An MCP upstream over HTTP that, on receiving a tools/call, SIGKILLs the gateway
+ * process before answering: the call ran, and the gateway never got to answer.
+ */
+async function killingUpstream(): Promise<{ url: string; target: { child?: ChildProcess }; calls: string[]; close(): Promise<void> }> {
+  const target: { child?: ChildProcess } = {};
+  const calls: string[] = [];
+  const server = http.createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    if (req.method !== 'POST') return void res.writeHead(405).end();
+    const msg = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { id?: number; method?: string; params?: { arguments?: { message?: string } } };
+    if (msg.method === 'initialize') {
+      res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'upstream-session' });
+      return void res.end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'killer', version: '1' } } }));
+    }
+    if (msg.method === 'tools/call') {
+      // The side effect happens here; then the gateway dies before any answer.
+      calls.push(msg.params?.arguments?.message ?? '');
+      target.child?.kill('SIGKILL');
+      return; // never answered (the socket closes when the gateway dies)
+    }
+    if (msg.id === undefined) return void res.writeHead(202).end();
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: {} }));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
+    target,
+    calls,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+describe('crash safety: the upstream runs the call, then the gateway dies before answering', () => {
+  const TRIES = 3;
+
+  it(`the call's allow decision is in the audit trail after a restart (${TRIES} tries)`, async () => {
+    const upstream = await killingUpstream();
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'gitgate-killed-'));
+    const config = path.join(dataDir, 'gitgate.yaml');
+    writeFileSync(config, `dataDir: ${dataDir}\npolicy:\n  dir: ${await makePolicyDir()}\nupstreams:\n  http:\n    url: ${upstream.url}\n`);
+    try {
+      for (let t = 0; t < TRIES; t++) {
+        const gw = await serveProcess(['--config', config, '--port', '0']);
+        upstream.target.child = gw.child;
+        const exited = once(gw.child, 'exit');
+        const token = await (await loadDevIssuer(dataDir)).mint({ sub: `killed-${t}`, audience: 'gitgate' });
+        const url = `${gw.url}/mcp/http`;
+        const auth = { ...HEADERS, authorization: `Bearer ${token}` };
+        const init = await fetch(url, {
+          method: 'POST',
+          headers: auth,
+          body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'killed', version: '1' } } }),
+        });
+        await init.text();
+        const sid = init.headers.get('mcp-session-id');
+        expect(sid).not.toBeNull();
+        const call = fetch(url, {
+          method: 'POST',
+          headers: { ...auth, 'mcp-session-id': sid! },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: `ran-${t}` } } }),
+        });
+        // The client never gets an answer: the gateway is killed while the upstream holds the call.
+        await expect(call).rejects.toThrow();
+        await exited;
+      }
+      expect(upstream.calls).toEqual(Array.from({ length: TRIES }, (_, t) => `ran-${t}`));
+
+      // A restart recovers the WAL into the repo; a graceful stop commits everything.
+      const last = await serveProcess(['--config', config, '--port', '0']);
+      last.child.kill('SIGTERM');
+      const [code] = (await once(last.child, 'exit')) as [number];
+      expect(code, last.output().slice(-2000)).toBe(0);
+
+      const repo = path.join(dataDir, 'audit');
+      const report = await verifyAuditRepo(repo);
+      expect(report.error).toBeUndefined();
+      const allowed = new Set<string>();
+      for await (const r of readRecords(repo)) {
+        const d = r.data as { allow?: boolean; input?: { mcp?: { arguments?: { message?: string } } } } | undefined;
+        if (r.type === 'decision' && r.tool === 'echo' && d?.allow === true && d.input?.mcp?.arguments?.message !== undefined) allowed.add(d.input.mcp.arguments.message);
+      }
+      expect(upstream.calls.filter((m) => !allowed.has(m))).toEqual([]);
+    } finally {
+      await upstream.close();
+    }
+  }, 120_000);
 });

@@ -1,9 +1,13 @@
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { simpleGit } from 'simple-git';
 import { describe, expect, it } from 'vitest';
+import { AuditCommitter } from '../../src/audit/committer.js';
+import { parseLine } from '../../src/audit/record.js';
 import { PART_BYTES, streamFile } from '../../src/audit/store.js';
-import { verifyAuditRepo } from '../../src/audit/verify.js';
+import { listFiles, verifyAuditRepo } from '../../src/audit/verify.js';
+import { walFiles } from '../../src/audit/wal.js';
 import { decisionEvent, openTrail as open } from '../helpers/audit-repo.js';
 
 describe('audit recovery after a crash mid-write to the audit repo', () => {
@@ -23,7 +27,7 @@ describe('audit recovery after a crash mid-write to the audit repo', () => {
     writeFileSync(streamFile(path.join(root, 'audit'), 's2'), '{"jws":"eyJ');
 
     const second = await open(root, first.key);
-    expect(await second.committer.recover()).toBe(4);
+    expect((await second.committer.recover()).recovered).toBe(4);
     const lines = readFileSync(s1, 'utf8').trim().split('\n');
     expect(lines).toHaveLength(6);
     expect(lines.map((l) => (JSON.parse(l) as { record: { seq: number } }).record.seq)).toEqual([0, 1, 2, 3, 4, 5]);
@@ -62,5 +66,148 @@ describe('audit stream files', () => {
     const report = await verifyAuditRepo(repo);
     expect(report.ok, JSON.stringify(report.error)).toBe(true);
     expect(report.records).toBe(701);
+  });
+});
+
+/** The WAL segments under `root`, by name, and their bytes. */
+function walSnapshot(root: string): Map<string, Buffer> {
+  const dir = path.join(root, 'wal');
+  return new Map(readdirSync(dir).filter((f) => f.startsWith('wal-')).sort().map((f) => [f, readFileSync(path.join(dir, f))]));
+}
+
+/** Rewrite the one WAL entry of `stream` at `seq` (whatever segment it is in). */
+function editWalEntry(root: string, stream: string, seq: number, edit: (fields: string[]) => string[]): void {
+  const dir = path.join(root, 'wal');
+  for (const f of readdirSync(dir).filter((n) => n.startsWith('wal-'))) {
+    const file = path.join(dir, f);
+    const text = readFileSync(file, 'latin1');
+    const lines = text.split('\n');
+    const i = lines.findIndex((l) => l.split('\t')[1] === String(seq) && l.split('\t')[2] === JSON.stringify(stream));
+    if (i < 0) continue;
+    lines[i] = edit(lines[i]!.split('\t')).join('\t');
+    writeFileSync(file, lines.join('\n'), 'latin1');
+    return;
+  }
+  throw new Error(`no WAL entry ${stream}:${seq}`);
+}
+
+/** Every stored record's (stream, seq, exchange), per stream file. */
+function stored(repo: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const file of listFiles(path.join(repo, 'streams'), '.jsonl')) {
+    const rel = path.relative(path.join(repo, 'streams'), file).replace(/\.jsonl$/, '');
+    out[rel] = readFileSync(file, 'utf8').trim().split('\n').map((l) => {
+      const r = parseLine(l).record;
+      return `${r.stream}:${r.seq}:${r.exchange}`;
+    });
+  }
+  return out;
+}
+
+/** Three streams written through the real log, one group per record, durable in the WAL and not committed. */
+async function walWithRecords(root: string) {
+  const first = await open(root);
+  for (let i = 0; i < 6; i++) for (const s of ['s1', 's2']) await first.log.append(s, decisionEvent(`${s}-${i}`));
+  await first.log.close();
+  const expected: Record<string, string[]> = {};
+  for (const s of ['s1', 's2']) expected[s] = Array.from({ length: 6 }, (_, i) => `${s}:${i}:${s}-${i}`);
+  return { key: first.key, expected };
+}
+
+describe('audit WAL recovery trusts only checksummed bytes', () => {
+  it("a flipped bit in an entry's stream field: nothing is misfiled, the damage is reported", async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-walbits-'));
+    const { key, expected } = await walWithRecords(root);
+    // "s1" → "s3": one bit (0x31 → 0x33) in the stream field, outside the line the checksum covers.
+    editWalEntry(root, 's1', 2, (f) => [f[0]!, f[1]!, '"s3"', f[3]!]);
+    const second = await open(root, key);
+    const { recovered, damage } = await second.committer.recover();
+    await second.log.close();
+    expect(stored(path.join(root, 'audit'))).toEqual(expected);
+    expect(recovered).toBe(12);
+    // Reported: the fields, and the group trailer that covers them (nothing was lost).
+    expect(damage).toEqual([
+      expect.objectContaining({ kind: 'framing', segment: expect.stringMatching(/^wal-\d+\.log$/), why: expect.stringMatching(/stream "s3".*"s1"/) }),
+      expect.objectContaining({ kind: 'trailer' }),
+    ]);
+    expect((await verifyAuditRepo(path.join(root, 'audit'))).ok).toBe(true);
+  });
+
+  it("a lowered seq field: no intact record is dropped, the damage is reported", async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-walseq-'));
+    const { key, expected } = await walWithRecords(root);
+    editWalEntry(root, 's1', 4, (f) => [f[0]!, '1', f[2]!, f[3]!]);
+    const second = await open(root, key);
+    const { damage } = await second.committer.recover();
+    await second.log.close();
+    expect(stored(path.join(root, 'audit'))).toEqual(expected);
+    expect(damage).toEqual([expect.objectContaining({ kind: 'framing', why: expect.stringMatching(/seq 1.*seq 4/) }), expect.objectContaining({ kind: 'trailer' })]);
+    expect((await verifyAuditRepo(path.join(root, 'audit'))).ok).toBe(true);
+  });
+
+  it('a flipped bit in an acknowledged record: recovery refuses loudly, naming it, and leaves the WAL as it was', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-walline-'));
+    const { key } = await walWithRecords(root);
+    // One bit of s1:2's signed line (a character of its exchange id); groups written after it are intact.
+    editWalEntry(root, 's1', 2, (f) => [f[0]!, f[1]!, f[2]!, f[3]!.replace('"s1-2"', '"s1-0"')]);
+    const before = walSnapshot(root);
+    const second = await open(root, key);
+    await expect(second.committer.recover()).rejects.toThrow(/wal-\d+\.log:\d+.*damaged/);
+    await second.log.close();
+    expect(walSnapshot(root)).toEqual(before);
+    expect(stored(path.join(root, 'audit'))).toEqual({});
+  });
+
+  it('WAL records that continue past what the repo holds (a repo restored from an older backup) are a gap: recovery refuses, nothing moves', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-walgap-'));
+    const repo = path.join(root, 'audit');
+    const first = await open(root);
+    for (let i = 0; i < 3; i++) await first.log.append('s1', decisionEvent(`a${i}`));
+    await first.committer.commit();
+    const older = (await simpleGit(repo).revparse(['HEAD'])).trim();
+    for (let i = 3; i < 5; i++) await first.log.append('s1', decisionEvent(`a${i}`));
+    await first.committer.commit();
+    for (let i = 5; i < 7; i++) await first.log.append('s1', decisionEvent(`a${i}`));
+    await first.log.close();
+    await simpleGit(repo).raw(['reset', '-q', '--hard', older]);
+    const before = walSnapshot(root);
+    const second = await open(root, first.key);
+    await expect(second.committer.recover()).rejects.toThrow(/s1: expected seq 3, found 5/);
+    await second.log.close();
+    expect(walSnapshot(root)).toEqual(before);
+    expect(stored(repo).s1).toHaveLength(3);
+  });
+});
+
+describe('a gap met while committing', () => {
+  it('fails the commit loudly: nothing is committed, the records stay in the WAL, the committer says why until it is repaired', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-rungap-'));
+    const repo = path.join(root, 'audit');
+    const errors: unknown[] = [];
+    const t = await open(root);
+    for (let i = 0; i < 3; i++) await t.log.append('s1', decisionEvent(`a${i}`));
+    await t.committer.commit();
+    for (let i = 3; i < 6; i++) await t.log.append('s1', decisionEvent(`a${i}`));
+    // Between the WAL and the repo, seq 4 goes missing.
+    const durable = t.log.takeUncommitted();
+    const missing = durable.find((e) => e.seq === 4)!;
+    t.log.restoreUncommitted(durable.filter((e) => e !== missing));
+    const head = (await simpleGit(repo).revparse(['HEAD'])).trim();
+    const wal = walSnapshot(root);
+    const committer = new AuditCommitter(t.log, walFiles(path.join(root, 'wal')), t.store, { everyRecords: 1_000_000, everyMs: 60_000, onError: (e) => errors.push(e) });
+    await committer.commit();
+    expect(String(errors[0])).toMatch(/audit stream s1: expected seq 4, found 5 \(a gap/);
+    expect(committer.status().blocked).toMatch(/expected seq 4, found 5/);
+    expect((await simpleGit(repo).revparse(['HEAD'])).trim()).toBe(head);
+    expect(stored(repo).s1).toHaveLength(3);
+    expect(t.log.status().uncommitted).toBe(2);
+    for (const [name, bytes] of wal) expect(readFileSync(path.join(root, 'wal', name))).toEqual(bytes);
+    // Repaired (the record is found again): the next commit takes everything and the committer is no longer blocked.
+    t.log.restoreUncommitted([missing]);
+    await committer.commit();
+    expect(committer.status().blocked).toBeUndefined();
+    expect(stored(repo).s1).toHaveLength(6);
+    await t.log.close();
+    expect((await verifyAuditRepo(repo)).ok).toBe(true);
   });
 });

@@ -133,7 +133,7 @@ describe('AuditLog when its sealer stops', () => {
     // A commit meanwhile moves nothing and says why (it neither throws nor loses the durable record).
     const committed: WalEntry[] = [];
     const store: AuditStore = { tail: () => undefined, append: (es) => (committed.push(...es), new Map()), commit: async () => undefined };
-    const committer = new AuditCommitter(log, { recover: () => [], drop: () => undefined }, store, { everyRecords: 1_000, everyMs: 60_000 });
+    const committer = new AuditCommitter(log, { recover: () => ({ entries: [], damage: [] }), drop: () => undefined }, store, { everyRecords: 1_000, everyMs: 60_000 });
     await committer.commit();
     expect(committer.status().lastError).toMatch(/audit WAL roll failed: audit sealer stopped: worker crashed/);
     expect(log.status().uncommitted).toBe(1);
@@ -197,9 +197,14 @@ describe('AuditLog.evict', () => {
   });
 });
 
-const entry = (stream: string, seq: number, line: string): WalEntry => ({ stream, seq, line, hash: hashLine(line) });
+/** A WAL entry whose line is laid out as the sealer writes it (unsigned: the WAL never checks signatures), tagged by its exchange. */
+const entry = (stream: string, seq: number, tag: string): WalEntry => {
+  const line = `{"jws":"e30..c2ln","record":{"v":1,"stream":${JSON.stringify(stream)},"seq":${seq},"ts":"2025-01-01T00:00:00.000Z","prev":null,"type":"decision","exchange":"${tag}"}}`;
+  return { stream, seq, line, hash: hashLine(line) };
+};
+const tagOf = (e: WalEntry) => (JSON.parse(e.line) as { record: { exchange: string } }).record.exchange;
 
-const recovered = (dir: string) => walFiles(dir).recover().map((e) => e.line);
+const recovered = (dir: string) => walFiles(dir).recover().entries.map(tagOf);
 
 describe('FileWal', () => {
   it('recovers intact entries across segments and discards a torn tail', async () => {
@@ -213,7 +218,7 @@ describe('FileWal', () => {
     appendFileSync(seg, `${hashLine('L2')}\t2\t"s"\tL`);
     expect(recovered(dir)).toEqual(['L0', 'L1', 'T0']);
     // A flipped checksum also ends the segment.
-    writeFileSync(seg, readFileSync(seg, 'utf8').replace('\tT0', '\tTX'));
+    writeFileSync(seg, readFileSync(seg, 'utf8').replace('"exchange":"T0"', '"exchange":"TX"'));
     expect(recovered(dir)).toEqual(['L0', 'L1']);
   });
 
@@ -267,7 +272,7 @@ describe('recoverEntries', () => {
     // Segment 1 holds s:0..2 and t:0; the write of s:2 failed after landing, and s was rewritten from s:1 in segment 2.
     const first = text(entry('s', 0, 'S0'), entry('s', 1, 'S1'), entry('t', 0, 'T0'), entry('s', 2, 'S2-failed'));
     const second = text(entry('s', 2, 'S2'), entry('s', 3, 'S3'), entry('t', 1, 'T1'));
-    expect(recoverEntries([first, second]).map((e) => e.line)).toEqual(['S0', 'S1', 'T0', 'S2', 'S3', 'T1']);
+    expect(recoverEntries([{ name: 'wal-1.log', text: first }, { name: 'wal-2.log', text: second }]).entries.map(tagOf)).toEqual(['S0', 'S1', 'T0', 'S2', 'S3', 'T1']);
   });
 });
 
@@ -296,7 +301,7 @@ describe('the sealer on its worker thread', () => {
     await Promise.all(Array.from({ length: 200 }, (_, i) => log.append(`s${i % 7}`, { type: i % 2 === 0 ? 'decision' : 'response' }, { defer: i % 2 === 0 })));
     expect(log.status()).toMatchObject({ healthy: true, appended: 200, uncommitted: 200 });
     await log.close();
-    const entries = walFiles(root).recover();
+    const { entries } = walFiles(root).recover();
     expect(entries).toHaveLength(200);
     const tails = new Map<string, StreamTail>();
     for (const e of entries) {
@@ -309,7 +314,7 @@ describe('the sealer on its worker thread', () => {
     const again = open(tails);
     await again.append('s0', { type: 'response' });
     await again.close();
-    const last = walFiles(root).recover().filter((e) => e.stream === 's0').at(-1)!;
+    const last = walFiles(root).recover().entries.filter((e) => e.stream === 's0').at(-1)!;
     expect(parseLine(last.line).record).toMatchObject({ seq: tails.get('s0')!.seq + 1, prev: tails.get('s0')!.hash });
   });
 
@@ -325,7 +330,7 @@ describe('the sealer on its worker thread', () => {
     await Promise.all([log.append('a', { type: 'response' }), log.append('b', { type: 'response' })]);
     expect(log.status().healthy).toBe(true);
     await log.close();
-    const byStream = (s: string) => walFiles(root).recover().filter((e) => e.stream === s);
+    const byStream = (s: string) => walFiles(root).recover().entries.filter((e) => e.stream === s);
     for (const s of ['a', 'b']) {
       const es = byStream(s);
       expect(es.map((e) => e.seq)).toEqual([0, 1]);

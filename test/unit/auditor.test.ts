@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { createAuditor } from '../../src/audit/auditor.js';
 import { AuditLog } from '../../src/audit/log.js';
 import { auditSigner, parseLine, type AuditRecord } from '../../src/audit/record.js';
+import { GatewayError } from '../../src/errors.js';
 import { localSealer } from '../../src/audit/sealer-port.js';
 import type { WalEntry, WriteAheadLog } from '../../src/audit/wal.js';
 import type { Identity } from '../../src/identity/identity.js';
@@ -15,10 +16,19 @@ const signer = auditSigner('k', generateKeyPairSync('ec', { namedCurve: 'P-256' 
 
 function harness(maxRecordedBytes: number) {
   const entries: WalEntry[] = [];
-  const wal: WriteAheadLog = { append: (es) => void entries.push(...es), roll: () => 0, close: async () => undefined };
+  /** Each WAL write (one group, one fdatasync): the records' "stream type". */
+  const groups: string[][] = [];
+  const wal: WriteAheadLog = {
+    append: (es) => {
+      entries.push(...es);
+      groups.push(es.map((e) => { const r = parseLine(e.line).record; return `${r.stream.split('/')[0]} ${r.type}`; }));
+    },
+    roll: () => 0,
+    close: async () => undefined,
+  };
   const log = new AuditLog(() => localSealer(signer, wal), () => undefined);
   const auditor = createAuditor(log, { maxRecordedBytes });
-  return { auditor, records: (): AuditRecord[] => entries.map((e) => parseLine(e.line).record) };
+  return { auditor, groups, records: (): AuditRecord[] => entries.map((e) => parseLine(e.line).record) };
 }
 
 const identity = { sub: 'ann', groups: ['eng'], issuer: 'urn:test' } as unknown as Identity;
@@ -75,5 +85,58 @@ describe('what the auditor records of an exchange', () => {
     const answer = h.records()[1]!;
     expect(answer.data).toMatchObject({ ok: true, bytes: Buffer.byteLength(JSON.stringify(response)), result: { truncated: true, bytes: Buffer.byteLength(JSON.stringify(response.result)) } });
     expect((answer.data as { result: { sha256: string } }).result.sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe('when the decision becomes durable', () => {
+  const ok: JsonRpcResponse = { jsonrpc: '2.0', id: 1, result: {} };
+
+  it('durable() writes it before the answer; decisions asked for in one turn share one group (one fdatasync)', async () => {
+    const h = harness(64 * 1024);
+    const xs = ['x1', 'x2', 'x3'].map((id) => {
+      const x = h.auditor.begin(id);
+      x.caller(identity, 'demo');
+      x.bind({ stateless: 'demo' });
+      return x;
+    });
+    await Promise.all(xs.map((x) => x.decided(input, outcome([]), request).durable()));
+    expect(h.groups).toEqual([['stateless decision', 'stateless decision', 'stateless decision']]);
+    await Promise.all(xs.map((x) => x.answered(ok, 0)));
+    expect(h.groups[1]).toEqual(['stateless response', 'stateless response', 'stateless response']);
+  });
+
+  it('a decision nobody asks to be durable (a denial) rides with its error: one group', async () => {
+    const h = harness(64 * 1024);
+    const x = h.auditor.begin('x1');
+    x.caller(identity, 'demo');
+    x.bind({ stateless: 'demo' });
+    x.decided(input, outcome([]), request);
+    await x.failed(new GatewayError('POLICY_DENIED'), 1);
+    expect(h.groups).toEqual([['stateless decision', 'stateless error']]);
+  });
+
+  it("before the exchange has a stream (initialize), durable() puts the decision in the gateway's stream; session.open and the answer go to the session's", async () => {
+    const h = harness(64 * 1024);
+    const x = h.auditor.begin('x1');
+    x.caller(identity, 'demo');
+    await x.decided(input, outcome([]), request).durable();
+    expect(h.groups).toEqual([['gateway decision']]);
+    x.opened({ id: 'sid', createdAt: 0 }, '2025-11-25');
+    await x.answered(ok, 0);
+    expect(h.groups[1]).toEqual(['sessions session.open', 'sessions response']);
+    expect(h.records().every((r) => r.exchange === 'x1')).toBe(true);
+  });
+
+  it("once linked to an approval, durable() also waits for the approval's records (executed before the released call goes)", async () => {
+    const h = harness(64 * 1024);
+    const x = h.auditor.begin('x1');
+    x.caller(identity, 'demo');
+    x.bind({ stateless: 'demo' });
+    const decision = x.decided(input, outcome([]), request);
+    await decision.durable();
+    x.link({ approval_id: 'ap-1' });
+    h.auditor.approval({ type: 'approval.executed', approval: { id: 'ap-1', createdAt: '2025-01-01T00:00:00.000Z', url: null }, upstream: 'demo', caller: { sub: 'ann' }, method: 'tools/call', data: {} });
+    await decision.durable();
+    expect(h.groups.at(-1)).toEqual(['approvals approval.executed']);
   });
 });
