@@ -233,7 +233,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const catalogs = new ToolCatalogs();
     sessions.onDelete = (session, reason) => {
       catalogs.delete(`session:${session.id}`);
-      audit.auditor.sessionClosed(session, reason);
+      return audit.auditor.sessionClosed(session, reason);
     };
     const rates = new RateLimiter();
     const readiness: Readiness = {

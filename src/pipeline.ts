@@ -213,6 +213,14 @@ function deliver(_deps: GatewayDeps, route: Route, m: JsonRpcMessage): JsonRpcMe
   return m;
 }
 
+/** The GET stream's messages, each durably recorded before the caller receives it. */
+async function* recordEach(messages: AsyncIterable<JsonRpcMessage>, audit: ExchangeAudit): AsyncGenerator<JsonRpcMessage> {
+  for await (const m of messages) {
+    await audit.delivered(m);
+    yield m;
+  }
+}
+
 async function* finallyDo<T>(items: AsyncIterable<T>, done: () => void): AsyncGenerator<T> {
   try {
     yield* items;
@@ -305,6 +313,8 @@ export async function relay(msg: JsonRpcRequest, messages: AsyncIterable<JsonRpc
   async function* rest(): AsyncGenerator<JsonRpcMessage> {
     let relayed = 0;
     try {
+      // Every message the caller receives is durably recorded first, as it receives it.
+      await audit.delivered(first.value);
       yield first.value;
       for (let r = await it.next(); !r.done; r = await it.next()) {
         if (isResponse(r.value) && r.value.id === msg.id) {
@@ -313,6 +323,7 @@ export async function relay(msg: JsonRpcRequest, messages: AsyncIterable<JsonRpc
           return;
         }
         relayed++;
+        await audit.delivered(r.value);
         yield r.value;
       }
       // Every request gets an answer: a stream that ends without one ends with an error.
@@ -357,7 +368,7 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
     maskFor(deps, m, input, outcome);
     return deliver(deps, route, m);
   };
-  return { kind: 'stream', headers: {}, messages: mapMessages(stream, toCaller) };
+  return { kind: 'stream', headers: {}, messages: recordEach(mapMessages(stream, toCaller), req.audit) };
 }
 
 /** A legacy GET stream is decided as what it is in 2026-07-28: listening for the server's messages. */

@@ -35,6 +35,8 @@ export interface ExchangeAudit {
   opened(session: { id: string; createdAt: number }, protocolVersion: string): void;
   /** Extra fields for this exchange's answer record (e.g. the approval it used). */
   link(fields: Record<string, unknown>): void;
+  /** Durably record a message relayed to the caller that is not the answer (progress, a log line, an upstream request, a GET-stream notification), before the caller receives it. */
+  delivered(message: JsonRpcMessage): Promise<void>;
   /** Durably record the answer before the client receives it. */
   answered(response: JsonRpcResponse, relayed: number): Promise<void>;
   /** Durably record the error before the client receives it. */
@@ -69,7 +71,8 @@ export interface Auditor {
   begin(exchange: string): ExchangeAudit;
   /** Fail closed: throws AUDIT_UNAVAILABLE while nothing can be recorded. */
   assertWritable(): void;
-  sessionClosed(session: { id: string; createdAt: number; owner: string; upstream: string }, reason: string): void;
+  /** Record the end of a session; resolves once durable. */
+  sessionClosed(session: { id: string; createdAt: number; owner: string; upstream: string }, reason: string): Promise<void>;
   /** Record an approval event (sent at once, not awaited here: see approvalDurable). */
   approval(event: ApprovalAuditEvent): void;
   /** Resolves once the approval's records so far are durable; rejects if one of them could not be made durable. */
@@ -84,6 +87,7 @@ const NOOP: ExchangeAudit = {
   decided: () => DURABLE,
   opened: () => undefined,
   link: () => undefined,
+  delivered: () => Promise.resolve(),
   answered: () => Promise.resolve(),
   failed: () => Promise.resolve(),
 };
@@ -92,10 +96,18 @@ export const disabledAuditor: Auditor = {
   enabled: false,
   begin: () => NOOP,
   assertWritable: () => undefined,
-  sessionClosed: () => undefined,
+  sessionClosed: () => Promise.resolve(),
   approval: () => undefined,
   approvalDurable: () => Promise.resolve(),
 };
+
+/** A copy of a message with the decision's mask rules applied (the original is what is forwarded, untouched). */
+function maskedCopy(message: JsonRpcMessage, rules: DecisionOutcome['decision']['maskRules']): JsonRpcMessage {
+  if (rules.length === 0) return message;
+  const copy = structuredClone(message);
+  maskMessage(copy, rules);
+  return copy;
+}
 
 /** Keep records bounded: an oversized payload is replaced by its size and (canonical) hash. */
 function bounded(value: unknown, maxBytes: number): unknown {
@@ -138,8 +150,9 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
     approvalDurable,
     sessionClosed(session, reason) {
       const stream = streams.session(session.id, session.createdAt);
-      void log.append(stream, { type: 'session.close', session: session.id, upstream: session.upstream, caller: { sub: session.owner }, data: { reason } }).catch(() => undefined);
+      const written = log.append(stream, { type: 'session.close', session: session.id, upstream: session.upstream, caller: { sub: session.owner }, data: { reason } });
       log.forget(stream);
+      return written;
     },
     begin(exchange) {
       const started = process.hrtime.bigint();
@@ -226,6 +239,8 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
           }
           const d = outcome.decision;
           const event = base('decision');
+          // A client notification or response carries no arguments of its own: what goes upstream is the message, recorded masked.
+          const relayed = request !== undefined && input.mcp.kind !== 'request' ? { message: bounded(maskedCopy(request, d.maskRules), opts.maxRecordedBytes) } : {};
           event.data = {
             policy: { revision: outcome.revision.commit ?? null, bundle_digest: outcome.revision.bundleDigest },
             allow: d.allow,
@@ -238,6 +253,7 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
             ...(d.rate ? { rate: d.rate } : {}),
             // Of the exact bytes the policy evaluated (arguments unmasked: the hash proves what it saw).
             input_sha256: sha256Hex(outcome.inputJson),
+            ...relayed,
           };
           // The policy input is the request as the policy saw it (method, tool or uri, arguments):
           // unmasked and within bounds it is recorded as exactly the bytes evaluated.
@@ -260,6 +276,12 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
         },
         link(fields) {
           linked = { ...linked, ...fields };
+        },
+        delivered(message) {
+          const event = base('message');
+          event.data = { direction: 'to_client', message: bounded(message, opts.maxRecordedBytes) };
+          // Durable now (not held): the caller receives it only after.
+          return stream === undefined ? finish(event) : log.append(stream, event);
         },
         answered(response, relayed) {
           const event = base('response');

@@ -61,6 +61,11 @@ export function describeRecord(r: AuditRecord): string {
     case 'response':
       detail = `${d.ok === true ? 'ok' : `error ${JSON.stringify(d.error)}`}  ${d.bytes} B  ${Number(d.ms).toFixed(1)} ms`;
       break;
+    case 'message': {
+      const m = (d.message ?? {}) as { method?: string; id?: unknown };
+      detail = `to the caller: ${m.method ?? 'response'}${m.id !== undefined ? ` (id ${JSON.stringify(m.id)})` : ''}`;
+      break;
+    }
     case 'error':
       detail = `${d.code}: ${d.message}`;
       break;

@@ -7,6 +7,7 @@ export type AuditEventType =
   | 'session.close'
   | 'decision'
   | 'response'
+  | 'message'
   | 'error'
   | 'approval.requested'
   | 'approval.approved'

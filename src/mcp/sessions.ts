@@ -44,7 +44,7 @@ export class SessionStore {
   readonly #sweeper: NodeJS.Timeout;
 
   /** Called for every session that ends, with why. */
-  onDelete: ((session: GatewaySession, reason: string) => void) | undefined;
+  onDelete: ((session: GatewaySession, reason: string) => Promise<void> | void) | undefined;
 
   constructor(private readonly limits: (upstream: string) => SessionLimits) {
     this.#sweeper = setInterval(() => void this.sweep(), 10_000);
@@ -135,18 +135,21 @@ export class SessionStore {
     const s = this.#sessions.get(id);
     if (s === undefined) return;
     this.#sessions.delete(id);
-    this.onDelete?.(s, reason);
+    const recorded = this.onDelete?.(s, reason);
     await s.upstreamSession.close(s.auth('session/close'));
+    // The caller hears that its session ended only once that is recorded.
+    await recorded;
   }
 
   async sweep(now = Date.now()): Promise<number> {
     const stale = [...this.#sessions.values()].filter((s) => s.upstreamSession.closed || now - s.lastSeen > this.limits(s.upstream).idleTimeoutMs);
-    await Promise.all(stale.map((s) => this.delete(s.id, s.upstreamSession.closed ? 'the upstream ended it' : 'idle')));
+    // A record that cannot be written is the audit log's to report (it turns unhealthy); the session ends regardless.
+    await Promise.all(stale.map((s) => this.delete(s.id, s.upstreamSession.closed ? 'the upstream ended it' : 'idle').catch(() => undefined)));
     return stale.length;
   }
 
   async closeAll(): Promise<void> {
     clearInterval(this.#sweeper);
-    await Promise.all([...this.#sessions.keys()].map((id) => this.delete(id, 'gateway shutdown')));
+    await Promise.all([...this.#sessions.keys()].map((id) => this.delete(id, 'gateway shutdown').catch(() => undefined)));
   }
 }

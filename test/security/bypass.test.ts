@@ -4,7 +4,12 @@
  * what is forwarded; every message a client receives, on any stream, is shaped
  * (masked) by a decision.
  */
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readRecords } from '../../src/audit/read.js';
+import type { AuditRecord } from '../../src/audit/record.js';
+import { FileWal, type WalEntry, type WriteAheadLog } from '../../src/audit/wal.js';
+import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 import { RawMcp, until } from '../helpers/raw-mcp.js';
@@ -236,6 +241,80 @@ describe('a GET stream is decided', () => {
       expect(stream.body[0]).toMatchObject({ error: { code: -32010, data: { reasons: ['method subscriptions/listen is not allowed by policy'] } } });
       expect(upstream.received.filter((r) => r.message.method === undefined && r.message.id === undefined)).toEqual([]);
     } finally {
+      await gw.close();
+      await upstream.close();
+    }
+  });
+});
+
+describe('every message a caller receives or sends on, whatever the stream, is recorded', () => {
+  it('GET-stream messages, POST-stream progress and the client\'s answers are in the audit trail, masked', async () => {
+    const upstream = (await startHttpServer()) as Upstream;
+    const gw = await startGateway({ upstreams: { http: { url: upstream.url } }, policyDir: await makePolicyDir(policyData()) });
+    const bob = new RawMcp(`${gw.url}/mcp/http`, await gw.token('bob'));
+    try {
+      await bob.initialize();
+      const seen: Record<string, unknown>[] = [];
+      const stream = await bob.listen((m) => seen.push(m));
+      await bob.post({ jsonrpc: '2.0', id: 'b', method: 'tools/call', params: { name: 'broadcast', arguments: {} } });
+      await until(() => seen.some((m) => m.method === 'sampling/createMessage'), 'the sampling request');
+      const ask = seen.find((m) => m.method === 'sampling/createMessage')!;
+      const answered = await bob.post({ jsonrpc: '2.0', id: ask.id, result: { model: 'm', role: 'assistant', content: { type: 'text', text: 'write to ann@example.com' } } });
+      expect(answered.status).toBe(202);
+      const slow = await bob.post({ jsonrpc: '2.0', id: 's', method: 'tools/call', params: { name: 'slow', arguments: { steps: 2 }, _meta: { progressToken: 'p' } } });
+      expect(slow.messages.map((m) => m.method ?? 'answer')).toEqual(['notifications/progress', 'notifications/progress', 'answer']);
+      stream.close();
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+    const repo = path.join(gw.dataDir, 'audit');
+    expect(await verifyAuditRepo(repo)).toMatchObject({ ok: true });
+    const records: AuditRecord[] = [];
+    for await (const r of readRecords(repo, { session: bob.sessionId! })) records.push(r);
+    const messages = records.filter((r) => r.type === 'message').map((r) => (r.data as { message: { method?: string } }).message);
+    expect(messages.map((m) => m.method)).toEqual(['notifications/message', 'sampling/createMessage', 'notifications/progress', 'notifications/progress']);
+    const text = JSON.stringify(records);
+    for (const leak of [...LEAKS, 'ann@example.com']) expect(text).not.toContain(leak);
+    const answer = records.find((r) => r.type === 'decision' && (r.data as { input?: { mcp?: { kind?: string } } }).input?.mcp?.kind === 'response')!;
+    expect(answer.data).toMatchObject({ allow: true, input: { mcp: { method: 'sampling/createMessage' } }, message: { result: { content: { text: 'write to [redacted:email]' } } } });
+  });
+});
+
+class FlakyWal implements WriteAheadLog {
+  failing = false;
+  constructor(private readonly inner: WriteAheadLog) {}
+  append(entries: readonly WalEntry[]) {
+    if (this.failing) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    this.inner.append(entries);
+  }
+  roll() {
+    return this.inner.roll();
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+describe('a session ends on the record', () => {
+  it('DELETE answers 204 only once its session.close is durable: a close that cannot be recorded is not acknowledged', async () => {
+    const upstream = (await startHttpServer()) as Upstream;
+    let wal!: FlakyWal;
+    const gw = await startGateway({ upstreams: { http: { url: upstream.url } }, options: { wal: (dir) => (wal = new FlakyWal(new FileWal(dir))) } });
+    try {
+      const del = async (who: RawMcp) =>
+        fetch(`${gw.url}/mcp/http`, { method: 'DELETE', headers: { authorization: `Bearer ${who.token}`, 'mcp-session-id': who.sessionId!, 'mcp-protocol-version': '2025-11-25' } });
+      const bob = new RawMcp(`${gw.url}/mcp/http`, await gw.token('bob'));
+      await bob.initialize();
+      expect((await del(bob)).status).toBe(204);
+      const carol = new RawMcp(`${gw.url}/mcp/http`, await gw.token('carol'));
+      await carol.initialize();
+      wal.failing = true;
+      const res = await del(carol);
+      expect(res.status).toBe(503);
+      expect(await res.json()).toMatchObject({ error: { data: { gitgate: 'AUDIT_UNAVAILABLE' } } });
+    } finally {
+      wal.failing = false;
       await gw.close();
       await upstream.close();
     }
