@@ -51,6 +51,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
+const REQUEST_MEMBERS = new Set(['jsonrpc', 'id', 'method', 'params']);
+const RESPONSE_MEMBERS = new Set(['jsonrpc', 'id', 'result', 'error']);
+
 /**
  * Validate one JSON-RPC 2.0 message as MCP uses it (ids are strings or
  * integers, params are objects, no batches). Returns a reason when invalid.
@@ -59,6 +62,11 @@ export function checkMessage(v: unknown): string | undefined {
   if (Array.isArray(v)) return 'JSON-RPC batches are not supported (removed in MCP 2025-06-18): send one message per POST';
   if (!isObject(v)) return 'a JSON-RPC message must be a JSON object';
   if (v.jsonrpc !== '2.0') return 'jsonrpc must be "2.0"';
+  // Only JSON-RPC's own members: a request that also carries `result` could be read as a response by
+  // the other side, and a member no one expects is one no mask rule or policy looks at.
+  const allowed = 'method' in v ? REQUEST_MEMBERS : RESPONSE_MEMBERS;
+  const extra = Object.keys(v).find((k) => !allowed.has(k));
+  if (extra !== undefined) return `${'method' in v ? 'a request or notification' : 'a response'} may not carry "${extra.slice(0, 64)}"`;
   if ('method' in v) {
     if (typeof v.method !== 'string' || v.method === '') return 'method must be a non-empty string';
     if ('params' in v && !isObject(v.params)) return 'params must be an object';

@@ -320,3 +320,29 @@ describe('a session ends on the record', () => {
     }
   });
 });
+
+describe('a message is what its members say, nothing more', () => {
+  it('a request carrying result or error, or any member JSON-RPC does not define, is refused', async () => {
+    const upstream = (await startHttpServer()) as Upstream;
+    const gw = await startGateway({ upstreams: { http: { url: upstream.url } } });
+    try {
+      const alice = new RawMcp(`${gw.url}/mcp/http`, await gw.token('alice', ['eng']));
+      await alice.initialize();
+      const before = upstream.received.length;
+      for (const m of [
+        { jsonrpc: '2.0', id: 0, method: 'tools/list', result: { content: [] } },
+        { jsonrpc: '2.0', id: 0, method: 'tools/list', error: { code: 1, message: 'x' } },
+        { jsonrpc: '2.0', id: 0, method: 'tools/list', extra: 'AKIAIOSFODNN7EXAMPLE' },
+        { jsonrpc: '2.0', id: 0, result: {}, method2: 'x' },
+      ]) {
+        const r = await alice.post(m);
+        expect(r.status).toBe(400);
+        expect(r.messages[0]).toMatchObject({ error: { code: -32600 } });
+      }
+      expect(upstream.received.length).toBe(before);
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+  });
+});
