@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { Octokit } from '@octokit/rest';
 import { connectClient } from '../helpers/client.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { GitHubEmulator } from '../helpers/github-emulator.js';
@@ -42,7 +43,7 @@ const policyData = {
 type Outcome = { ok: true; content: unknown } | { ok: false; code: number; message: string; data: { approval_id: string; url: string; status: string; expires_at: string } };
 
 describe('the GitHub emulator is honest', () => {
-  it('records requests GitHub would reject (unknown route, body against the OpenAPI schema, no auth)', async () => {
+  it('records requests GitHub would reject (unknown route, body against the OpenAPI schema, unknown query parameter, no auth)', async () => {
     const gh = await new GitHubEmulator().start();
     try {
       const post = (path: string, body: unknown, auth = true) =>
@@ -50,12 +51,32 @@ describe('the GitHub emulator is honest', () => {
       await post('/repos/acme/approvals/pulls', { title: 5, head: 'x', base: 'main' });
       await post('/repos/acme/approvals/check-runs', { name: 'gitgate/approval' }, false);
       await post('/repos/acme/approvals/no-such-thing', {});
+      await fetch(`${gh.url}/repos/acme/approvals/pulls/1/reviews?per_page=100&head=x`, { headers: { authorization: 'token x' } });
       expect(gh.violations).toEqual([
         expect.stringMatching(/^pulls\/create: .*title/),
         expect.stringMatching(/^checks\/create: .*head_sha/),
         'checks/create: no Authorization header',
         'POST /repos/acme/approvals/no-such-thing: no such operation in GitHub\'s REST API',
+        'pulls/list-reviews: unknown query parameter head',
       ]);
+    } finally {
+      await gh.close();
+    }
+  });
+
+  it('paginates lists with Link headers, as GitHub does (octokit follows them)', async () => {
+    const gh = await new GitHubEmulator().start();
+    try {
+      gh.pulls.set(7, { number: 7, title: 't', body: '', head: { ref: 'x', sha: 'h' }, base: { ref: 'main' }, state: 'open', merged: false, merged_by: null, closed_by: null, user: gh.actor, requested_reviewers: [], requested_teams: [], reviews: [] });
+      for (let i = 0; i < 230; i++) gh.review(7, { login: `user${i}`, state: 'commented' });
+      const octokit = new Octokit({ baseUrl: gh.url, auth: 'x' });
+      const first = await octokit.rest.pulls.listReviews({ owner: 'acme', repo: 'approvals', pull_number: 7, per_page: 100 });
+      expect(first.data).toHaveLength(100);
+      expect(first.headers.link).toMatch(/page=2>; rel="next"/);
+      const all = await octokit.paginate(octokit.rest.pulls.listReviews, { owner: 'acme', repo: 'approvals', pull_number: 7, per_page: 100 });
+      expect(all.map((r) => r.user?.login)).toEqual(Array.from({ length: 230 }, (_, i) => `user${i}`));
+      expect(gh.count('pulls/list-reviews')).toBe(4);
+      expect(gh.violations).toEqual([]);
     } finally {
       await gh.close();
     }
