@@ -72,6 +72,8 @@ export interface GatewayOptions {
   wal?: (dir: string) => WriteAheadLog;
   /** Approval provider (default from config). */
   approvalProvider?: ApprovalProvider;
+  /** The approvals' clock: expiry and membership caching (tests inject one; default the system clock). */
+  approvalClock?: () => Date;
 }
 
 async function approvalProvider(config: GatewayConfig): Promise<ApprovalProvider> {
@@ -238,10 +240,10 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         .catch(() => undefined);
     },
     log: (msg, extra) => logger.info(extra ?? {}, msg),
-  }, { pollMs: config.approvals.pollSeconds * 1000 });
+  }, { pollMs: config.approvals.pollSeconds * 1000, ...(opts.approvalClock !== undefined ? { now: opts.approvalClock } : {}) });
   await approvals.start();
   const webhooks = new GitHubWebhooks(config.approvals.webhookSecret?.reveal(), new DeliveryLog(config.dataDir));
-  githubApprovalEvents(webhooks, approvals);
+  if (approvals.provider.kind === 'github' && config.approvals.github !== undefined) githubApprovalEvents(webhooks, approvals, config.approvals.github);
   if (sync !== undefined && repo?.webhook === true) {
     const s = sync;
     webhooks.on('push', async (payload) => {

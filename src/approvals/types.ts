@@ -15,6 +15,8 @@ export interface ApprovalVote {
   readonly commit?: string;
 }
 
+export type Remote = { readonly ref: string; readonly url: string; headSha: string; readonly checkRunId?: number };
+
 /** One request for approval of one exact call; persisted before anything is opened remotely. */
 export interface ApprovalRecord {
   readonly id: string;
@@ -31,18 +33,37 @@ export interface ApprovalRecord {
   readonly reasons: readonly string[];
   readonly risk: string;
   readonly policy: { readonly revision: string | null; readonly bundleDigest: string };
+  /** The approvals that count now, as last computed from the provider's state. */
   approvals: ApprovalVote[];
   denial?: { readonly by: string; readonly reason: string; readonly at: string };
-  /** Where reviewers decide: a PR (GitHub) or a branch (local). */
-  remote?: { readonly ref: string; readonly url: string; headSha: string; readonly checkRunId?: number };
+  /** Where reviewers decide: a PR (GitHub) or a branch (local). headSha is the head as last read. */
+  remote?: Remote;
   executedAt?: string;
   /** The outcome was reported back (check run completed, comment, PR closed or merged). */
   finished?: boolean;
 }
 
-/** What a provider reports about the place reviewers decide. */
-export type ReviewEvent =
-  | { readonly kind: 'review'; readonly login: string; readonly state: 'approved' | 'changes_requested' | 'commented' | 'dismissed'; readonly commit: string; readonly body: string }
-  | { readonly kind: 'merged'; readonly login: string }
-  | { readonly kind: 'closed'; readonly login: string }
-  | { readonly kind: 'head'; readonly sha: string };
+/** A reviewer's latest decisive review (approve, request changes, or a dismissed one). */
+export interface Review {
+  readonly login: string;
+  readonly state: 'approved' | 'changes_requested' | 'dismissed';
+  /** The commit the review was given on. */
+  readonly commit: string;
+  readonly body: string;
+  /** When it was submitted, as the provider says. */
+  readonly at?: string;
+}
+
+/**
+ * Where reviewers decide, as it is now, read from the provider's API (never
+ * from a webhook payload): the rules compute the approval's state from this alone.
+ */
+export interface RemoteState {
+  /** The current head commit of the request. */
+  readonly head: string;
+  readonly state: 'open' | 'closed' | 'merged';
+  /** Who closed or merged it. */
+  readonly closedBy?: string;
+  /** Each reviewer's latest decisive review, in the order they were given. */
+  readonly reviews: readonly Review[];
+}

@@ -14,7 +14,11 @@ export function signBody(secret: string, body: Buffer | string): string {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
 }
 
-/** Delivery ids already handled (X-GitHub-Delivery), kept on disk so a replay after a restart is still a replay. */
+/**
+ * Delivery ids already handled (X-GitHub-Delivery), kept on disk so a replay
+ * after a restart is still a replay. The same body under a new id is handled
+ * again: handlers treat a webhook as a hint and read the truth from GitHub.
+ */
 export class DeliveryLog {
   readonly #seen = new Set<string>();
   readonly #file: string;
@@ -89,6 +93,9 @@ export class GitHubWebhooks {
       for (const handle of handlers) await handle(payload, delivery);
       // Only a delivery that was handled counts as seen: GitHub's redelivery of a failed one gets another try.
       this.deliveries.add(delivery);
+    } catch (err) {
+      // Not seen: a redelivery is handled again (the poller catches up meanwhile).
+      return { status: 502, body: { error: `handling ${event} failed: ${(err as Error).message}`, delivery } };
     } finally {
       this.#inflight.delete(delivery);
     }

@@ -167,17 +167,20 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     await c.close();
   });
 
-  it('a merge by an eligible user releases (a merge by someone eligible only for other tools does not)', async () => {
+  it('a merge by an eligible user releases; a merge by someone eligible only for other tools denies (a merged PR gathers no more)', async () => {
     const gw = await start();
     const c = await client(gw);
     const first = await call(c, 'echo', { message: 'merge-me' });
     // ops-lead may approve `secret`, not `echo`.
     await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request', gh.closePull(prOf(first), 'ops-lead', true), SECRET);
-    expect(await call(c, 'echo', { message: 'merge-me' })).toMatchObject({ ok: false, code: -32011 });
-    gh.pulls.get(prOf(first))!.state = 'open';
-    await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request', gh.closePull(prOf(first), 'sam', true), SECRET);
+    const denied = await call(c, 'echo', { message: 'merge-me' });
+    expect(denied).toMatchObject({ ok: false, code: -32019, data: { status: 'denied' } });
+    expect((denied as { message: string }).message).toContain('merged by ops-lead with 0 of 1 required approval(s)');
+    const second = await call(c, 'echo', { message: 'merge-me-too' });
+    await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request', gh.closePull(prOf(second), 'sam', true), SECRET);
     expect(await call(c, 'secret', {})).toMatchObject({ ok: false }); // another call is not released by it
-    expect(await call(c, 'echo', { message: 'merge-me' })).toMatchObject({ ok: true });
+    expect(await call(c, 'echo', { message: 'merge-me-too' })).toMatchObject({ ok: true });
+    expect(calls('echo', 'merge-me')).toBe(0);
     await c.close();
   });
 
@@ -237,23 +240,23 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     await c.close();
   });
 
-  it('a forged signature and a replayed delivery change nothing', async () => {
+  it('a forged signature changes nothing; a replayed delivery id is a duplicate', async () => {
     const gw = await start();
     const c = await client(gw);
     const first = await call(c, 'echo', { message: 'forge-me' });
     const pr = prOf(first);
     const url = `${gw.url}/webhooks/github`;
-    const forged = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'approved' }), 'not-the-secret');
+    const before = gh.requests.length;
+    const forged = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'commented' }), 'not-the-secret');
     expect(forged.status).toBe(401);
-    const bad = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'approved' }), SECRET, { signature: 'sha256=00' });
+    const bad = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'commented' }), SECRET, { signature: 'sha256=00' });
     expect(bad.status).toBe(401);
-    // A delivery id is handled once: an approval replayed under an id already seen changes nothing.
-    const payload = gh.review(pr, { login: 'sam', state: 'commented' });
-    const once = await gh.deliver(url, 'pull_request_review', payload, SECRET, { delivery: 'delivery-1' });
-    const replay = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sue', state: 'approved' }), SECRET, { delivery: 'delivery-1' });
+    // Refused before anything is read from GitHub.
+    expect(gh.requests.length).toBe(before);
+    const once = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'commented' }), SECRET, { delivery: 'delivery-1' });
+    const replay = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'commented' }), SECRET, { delivery: 'delivery-1' });
     expect(once.status).toBe(202);
     expect(replay).toEqual({ status: 200, body: { duplicate: true, delivery: 'delivery-1' } });
-    // The emulator holds sue's review now, but the gateway never applied it (no poll in this gateway).
     expect(await call(c, 'echo', { message: 'forge-me' })).toMatchObject({ ok: false, code: -32011 });
     expect(calls('echo', 'forge-me')).toBe(0);
     await c.close();

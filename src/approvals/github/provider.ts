@@ -1,7 +1,8 @@
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import { approvalBody, approvalDocument, approvalTitle, type ApprovalProvider } from '../provider.js';
-import type { ApprovalRecord, ReviewEvent } from '../types.js';
+import type { ApprovalRecord, Remote, RemoteState } from '../types.js';
+import { latestReviews } from './reviews.js';
 
 export interface GitHubProviderConfig {
   readonly baseUrl: string;
@@ -41,7 +42,7 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     return { owner: this.cfg.owner, repo: this.cfg.repo };
   }
 
-  async open(a: ApprovalRecord): Promise<NonNullable<ApprovalRecord['remote']>> {
+  async open(a: ApprovalRecord): Promise<Remote> {
     const branch = branchOf(a.id);
     const base = await this.#gh.rest.git.getRef({ ...this.#repo, ref: `heads/${this.cfg.baseBranch}` });
     await this.#gh.rest.git.createRef({ ...this.#repo, ref: `refs/heads/${branch}`, sha: base.data.object.sha }).catch((err: { status?: number }) => {
@@ -77,21 +78,16 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     return { ref: String(pr.data.number), url: pr.data.html_url, headSha, checkRunId: check.data.id };
   }
 
-  async sync(a: ApprovalRecord): Promise<ReviewEvent[]> {
-    if (a.remote === undefined) return [];
-    const pull_number = Number(a.remote.ref);
-    const pr = await this.#gh.rest.pulls.get({ ...this.#repo, pull_number });
-    const events: ReviewEvent[] = [{ kind: 'head', sha: pr.data.head.sha }];
-    const reviews = await this.#gh.paginate(this.#gh.rest.pulls.listReviews, { ...this.#repo, pull_number, per_page: 100 });
-    for (const r of reviews) {
-      if (r.user === null || r.user === undefined) continue;
-      const state = r.state.toLowerCase();
-      if (state !== 'approved' && state !== 'changes_requested') continue;
-      events.push({ kind: 'review', login: r.user.login, state, commit: r.commit_id ?? '', body: r.body ?? '' });
-    }
-    if (pr.data.merged === true && pr.data.merged_by) events.push({ kind: 'merged', login: pr.data.merged_by.login });
-    else if (pr.data.state === 'closed') events.push({ kind: 'closed', login: pr.data.user?.login ?? 'unknown' });
-    return events;
+  async state(_a: ApprovalRecord, remote: Remote): Promise<RemoteState> {
+    const pull_number = Number(remote.ref);
+    const pr = (await this.#gh.rest.pulls.get({ ...this.#repo, pull_number })).data;
+    // Every page: a reviewer's latest review may be the last one listed.
+    const reviews = latestReviews(await this.#gh.paginate(this.#gh.rest.pulls.listReviews, { ...this.#repo, pull_number, per_page: 100 }));
+    const state = pr.merged === true ? 'merged' : pr.state === 'closed' ? 'closed' : 'open';
+    let closedBy: string | undefined;
+    if (state === 'merged') closedBy = pr.merged_by?.login;
+    else if (state === 'closed') closedBy = (await this.#gh.rest.issues.get({ ...this.#repo, issue_number: pull_number })).data.closed_by?.login;
+    return { head: pr.head.sha, state, reviews, ...(closedBy !== undefined ? { closedBy } : {}) };
   }
 
   async isEligible(login: string, approvers: readonly string[]): Promise<boolean> {

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { gitText as git } from '../../git/run.js';
 import { approvalDocument, type ApprovalProvider } from '../provider.js';
-import type { ApprovalRecord, ReviewEvent } from '../types.js';
+import type { ApprovalRecord, Remote, RemoteState } from '../types.js';
 
 export interface LocalDecision {
   readonly action: 'approve' | 'deny';
@@ -87,17 +87,18 @@ export class LocalApprovalProvider implements ApprovalProvider {
     private readonly teams: Readonly<Record<string, readonly string[]>>,
   ) {}
 
-  async open(a: ApprovalRecord): Promise<NonNullable<ApprovalRecord['remote']>> {
+  async open(a: ApprovalRecord): Promise<Remote> {
     const sha = await this.repo.commit(branchOf(a.id), { [`approvals/${a.id}.yaml`]: approvalDocument(a) }, `approval requested: ${a.id}`, 'main');
     return { ref: branchOf(a.id), url: `${this.repo.dir}#${branchOf(a.id)}`, headSha: sha };
   }
 
-  async sync(a: ApprovalRecord): Promise<ReviewEvent[]> {
+  async state(a: ApprovalRecord, remote: Remote): Promise<RemoteState> {
+    const head = (await this.repo.head(branchOf(a.id))) ?? remote.headSha;
     const raw = await this.repo.read('main', decisionFile(a.id));
-    if (raw === undefined) return [];
+    if (raw === undefined) return { head, state: 'open', reviews: [] };
     const d = JSON.parse(raw) as LocalDecision;
-    if (d.action === 'approve') return [{ kind: 'review', login: d.by, state: 'approved', commit: d.commit, body: d.reason ?? '' }];
-    return [{ kind: 'review', login: d.by, state: 'changes_requested', commit: d.commit, body: d.reason ?? `denied by ${d.by}` }];
+    const state = d.action === 'approve' ? 'approved' : 'changes_requested';
+    return { head, state: 'open', reviews: [{ login: d.by, state, commit: d.commit, body: d.reason ?? (state === 'approved' ? '' : `denied by ${d.by}`), at: d.at }] };
   }
 
   async isEligible(login: string, approvers: readonly string[]): Promise<boolean> {
