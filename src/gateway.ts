@@ -35,6 +35,7 @@ import { LocalApprovalProvider, LocalGitRepo } from './approvals/local/provider.
 import type { ApprovalProvider } from './approvals/provider.js';
 import { ApprovalService } from './approvals/service.js';
 import { FileApprovalStore } from './approvals/store.js';
+import { loginOf as approverLogin } from './approvals/requester.js';
 import { githubApprovalEvents } from './approvals/github/webhook-events.js';
 import { DeliveryLog, GitHubWebhooks } from './webhooks/verify-and-receive.js';
 import type { Identity } from './identity/identity.js';
@@ -240,7 +241,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         .catch(() => undefined);
     },
     log: (msg, extra) => logger.info(extra ?? {}, msg),
-  }, { pollMs: config.approvals.pollSeconds * 1000, ...(opts.approvalClock !== undefined ? { now: opts.approvalClock } : {}) });
+  }, { pollMs: config.approvals.pollSeconds * 1000, logins: config.approvals.logins, ...(opts.approvalClock !== undefined ? { now: opts.approvalClock } : {}) });
   await approvals.start();
   const webhooks = new GitHubWebhooks(config.approvals.webhookSecret?.reveal(), new DeliveryLog(config.dataDir));
   if (approvals.provider.kind === 'github' && config.approvals.github !== undefined) githubApprovalEvents(webhooks, approvals, config.approvals.github);
@@ -251,7 +252,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       if (payload.ref === `refs/heads/${repo.branch}`) void s.sync();
     });
   }
-  const loginOf = (identity: Identity) => identity.githubLogin ?? config.approvals.logins[identity.sub] ?? identity.sub;
+  const loginOf = (identity: Identity) => approverLogin(identity, config.approvals.logins);
 
   if (audit.log !== undefined) metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));
   const app = buildApp({

@@ -10,7 +10,7 @@ import { approvalError, type ApprovalService } from './service.js';
 export interface ParkOptions {
   readonly holdMs: number;
   readonly signal: AbortSignal;
-  /** identity sub → GitHub login (config); else the token's github login claim; else the sub. */
+  /** The caller's login (GitHub login claim, else approvals.logins[sub], else the sub); the service knows the requester by all their names. */
   readonly loginOf: (identity: Identity) => string;
 }
 
@@ -34,7 +34,12 @@ export async function* park(
   const shown = structuredClone(msg);
   if (d.maskRules.length > 0) maskMessage(shown, d.maskRules);
   const ticket = await approvals.admit({
-    caller: { sub: identity.sub, issuer: identity.issuer, login: opts.loginOf(identity) },
+    caller: {
+      sub: identity.sub,
+      issuer: identity.issuer,
+      ...(identity.email !== undefined ? { email: identity.email } : {}),
+      ...(identity.githubLogin !== undefined ? { githubLogin: identity.githubLogin } : {}),
+    },
     call: {
       upstream: input.upstream.name,
       method: input.mcp.method,

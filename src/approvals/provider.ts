@@ -1,3 +1,4 @@
+import { requiredApprovals } from './requester.js';
 import type { ApprovalRecord, Remote, RemoteState } from './types.js';
 
 /** Where approvals are asked for and decided: GitHub pull requests, or a local git repo (embedded default). */
@@ -41,9 +42,13 @@ export function approvalTitle(a: ApprovalRecord): string {
   return `gitgate approval: ${a.requester.login} → ${a.call.upstream} ${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''}`;
 }
 
+/** The pull request's description: what reviewers read before they approve. */
 export function approvalBody(a: ApprovalRecord): string {
+  const r = a.requester;
+  const required = requiredApprovals(a, 'github');
+  const who = r.githubLogin !== undefined ? `**${r.githubLogin}** (\`${r.sub}\`)` : `\`${r.sub}\``;
   return [
-    `**${a.requester.login}** (\`${a.requester.sub}\`) asks to run \`${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''}\` on upstream \`${a.call.upstream}\`.`,
+    `${who} asks to run \`${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''}\` on upstream \`${a.call.upstream}\`.`,
     '',
     '```json',
     JSON.stringify(a.call.arguments, null, 2),
@@ -51,7 +56,16 @@ export function approvalBody(a: ApprovalRecord): string {
     '',
     `Policy (${a.policy.revision ?? a.policy.bundleDigest.slice(0, 12)}) says: ${a.reasons.join('; ')}`,
     '',
-    `- Approve the pull request to release exactly this call, once (${a.minApprovals} approval(s) from ${a.approvers.join(', ')}; not the requester).`,
+    ...(r.githubLogin === undefined
+      ? [
+          `> [!WARNING]`,
+          `> gitgate does not know the requester's GitHub login (no \`github_login\` claim, no \`approvals.logins\` entry for \`${r.sub}\`).`,
+          `> Reviews by accounts named like any of their identities never count, but another account could still be theirs,`,
+          `> so this request needs ${required} approvals: ${a.minApprovals} more than the one that might be the requester's.`,
+          '',
+        ]
+      : []),
+    `- Approve the pull request to release exactly this call, once (${required} approval(s) from ${a.approvers.join(', ')}; not the requester).`,
     '- Request changes, or close it, to deny it; your comment is what the caller sees.',
     `- It expires at ${a.expiresAt}.`,
     '',

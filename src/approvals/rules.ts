@@ -1,9 +1,12 @@
+import { isRequester } from './requester.js';
 import type { ApprovalRecord, ApprovalVote, RemoteState } from './types.js';
 
 export interface RuleContext {
   readonly now: Date;
   /** Lower-cased logins that may approve this approval (named users, members of named teams). */
   readonly eligible: ReadonlySet<string>;
+  /** Distinct approvals that release it (requester.ts requiredApprovals). */
+  readonly required: number;
 }
 
 export interface Verdict {
@@ -29,14 +32,18 @@ const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
  *   (a dismissed review is not an approval), one per reviewer;
  * - a merge counts as the merger's approval of the head; a merge that leaves
  *   fewer than `min_approvals` denies it (a merged request gathers no more);
- * - `min_approvals` distinct approvals approve it; fewer leave it pending (an
- *   approval that lost one is pending again).
+ * - `required` distinct approvals approve it (min_approvals, one more when the
+ *   requester's GitHub login is unknown); fewer leave it pending (an approval
+ *   that lost one is pending again).
+ *
+ * The requester is recognised by every name they have (sub, email, its local
+ * part, GitHub login), case-insensitively.
  */
 export function evaluate(a: ApprovalRecord, s: RemoteState, ctx: RuleContext): Verdict {
   const ignored: string[] = [];
   if (ctx.now.getTime() > Date.parse(a.expiresAt)) return { status: 'expired', approvals: [], ignored };
   const counts = (login: string, what: string): boolean => {
-    if (same(login, a.requester.login)) {
+    if (isRequester(a.requester, [login])) {
       ignored.push(`${what} by ${login}: ${login} requested this call and cannot approve or deny it`);
       return false;
     }
@@ -77,10 +84,10 @@ export function evaluate(a: ApprovalRecord, s: RemoteState, ctx: RuleContext): V
   if (s.state === 'merged') {
     const by = s.closedBy ?? 'someone';
     if (counts(by, 'merge')) vote(by, undefined);
-    if (votes.length >= a.minApprovals) return { status: 'approved', approvals: votes, ignored };
-    return { status: 'denied', approvals: votes, denial: { by, reason: `merged by ${by} with ${votes.length} of ${a.minApprovals} required approval(s)` }, ignored };
+    if (votes.length >= ctx.required) return { status: 'approved', approvals: votes, ignored };
+    return { status: 'denied', approvals: votes, denial: { by, reason: `merged by ${by} with ${votes.length} of ${ctx.required} required approval(s)` }, ignored };
   }
-  return { status: votes.length >= a.minApprovals ? 'approved' : 'pending', approvals: votes, ignored };
+  return { status: votes.length >= ctx.required ? 'approved' : 'pending', approvals: votes, ignored };
 }
 
 /** Pending or approved past its TTL → expired. */

@@ -3,12 +3,13 @@ import { GatewayError } from '../errors.js';
 import type { JsonRpcNotification } from '../mcp/jsonrpc.js';
 import { approvalId, callHash } from './call-id.js';
 import type { ApprovalProvider } from './provider.js';
+import { requesterOf, requiredApprovals } from './requester.js';
 import { evaluate, expireIfDue } from './rules.js';
 import type { ApprovalStore } from './store.js';
 import type { ApprovalCall, ApprovalRecord } from './types.js';
 
 export interface ApprovalRequest {
-  readonly caller: { readonly sub: string; readonly issuer: string; readonly login: string };
+  readonly caller: { readonly sub: string; readonly issuer: string; readonly email?: string; readonly githubLogin?: string };
   readonly call: ApprovalCall & { readonly rawArguments: unknown };
   readonly approvers: readonly string[];
   readonly minApprovals: number;
@@ -34,6 +35,8 @@ export interface ApprovalEvents {
 
 export interface ApprovalServiceOptions {
   readonly pollMs: number;
+  /** approvals.logins: caller sub → GitHub login, for callers whose token has no github login claim. */
+  readonly logins?: Readonly<Record<string, string>>;
   /** The clock of expiry and of every timestamp recorded (tests inject one). */
   readonly now?: () => Date;
 }
@@ -111,6 +114,7 @@ export class ApprovalService {
       const now = this.#now();
       const generation = (latest?.generation ?? 0) + 1;
       const { rawArguments: _raw, ...call } = req.call;
+      const requester = requesterOf(req.caller, this.opts.logins ?? {});
       const a: ApprovalRecord = {
         id: approvalId(hash, generation),
         callHash: hash,
@@ -118,10 +122,11 @@ export class ApprovalService {
         status: 'pending',
         createdAt: now.toISOString(),
         expiresAt: new Date(now.getTime() + req.ttlSeconds * 1000).toISOString(),
-        requester: { sub: req.caller.sub, login: req.caller.login },
+        requester,
         call,
         approvers: req.approvers,
         minApprovals: req.minApprovals,
+        required: requiredApprovals({ minApprovals: req.minApprovals, requester }, this.provider.kind),
         reasons: req.reasons,
         risk: req.risk,
         policy: req.policy,
@@ -161,7 +166,7 @@ export class ApprovalService {
     for (const n of names) if (await this.provider.isEligible(n, a.approvers)) eligible.add(n);
     // The clock is read after the provider answered: a TTL that ran out meanwhile counts.
     const now = this.#now();
-    const v = evaluate(a, s, { now, eligible });
+    const v = evaluate(a, s, { now, eligible, required: requiredApprovals(a, this.provider.kind) });
     for (const why of v.ignored) this.events.log('approval review not counted', { id: a.id, why });
     const before = JSON.stringify([a.status, a.approvals, a.remote.headSha]);
     const was = a.status;
@@ -330,7 +335,8 @@ export class ApprovalService {
 /** The client's error for a call that is not (yet) approved. */
 export function approvalError(t: Ticket): GatewayError {
   const a = t.approval;
-  const data = { approval_id: a.id, url: a.remote?.url ?? null, status: a.status, expires_at: a.expiresAt, approvers: a.approvers, min_approvals: a.minApprovals };
+  const required = a.required ?? a.minApprovals;
+  const data = { approval_id: a.id, url: a.remote?.url ?? null, status: a.status, expires_at: a.expiresAt, approvers: a.approvers, min_approvals: a.minApprovals, required_approvals: required };
   if (t.kind === 'denied' || a.status === 'denied' || a.status === 'expired') {
     const why = a.status === 'expired' ? `the approval expired at ${a.expiresAt}` : `${a.denial?.by ?? 'a reviewer'}: ${a.denial?.reason ?? 'denied'}`;
     return new GatewayError('APPROVAL_DENIED', `Approval denied (${why})`, { data: { ...data, reason: a.denial?.reason ?? null, denied_by: a.denial?.by ?? null } });
@@ -338,5 +344,5 @@ export function approvalError(t: Ticket): GatewayError {
   if (a.status === 'executed') {
     return new GatewayError('APPROVAL_REQUIRED', `Approval required: approval ${a.id} was already used for one call; retry to request a new one`, { data });
   }
-  return new GatewayError('APPROVAL_REQUIRED', `Approval required: waiting for ${a.minApprovals} approval(s) from ${a.approvers.join(', ')} at ${a.remote?.url ?? '(opening)'}; retry the identical call once approved`, { data });
+  return new GatewayError('APPROVAL_REQUIRED', `Approval required: waiting for ${required} approval(s) from ${a.approvers.join(', ')} at ${a.remote?.url ?? '(opening)'}; retry the identical call once approved`, { data });
 }

@@ -1,3 +1,5 @@
+import type { Requester } from './requester.js';
+
 export type ApprovalStatus = 'pending' | 'approved' | 'executed' | 'denied' | 'expired';
 
 export interface ApprovalCall {
@@ -26,10 +28,12 @@ export interface ApprovalRecord {
   status: ApprovalStatus;
   readonly createdAt: string;
   readonly expiresAt: string;
-  readonly requester: { readonly sub: string; readonly login: string };
+  readonly requester: Requester;
   readonly call: ApprovalCall;
   readonly approvers: readonly string[];
   readonly minApprovals: number;
+  /** Distinct approvals that release it (requester.ts requiredApprovals); absent in records of earlier versions. */
+  readonly required?: number;
   readonly reasons: readonly string[];
   readonly risk: string;
   readonly policy: { readonly revision: string | null; readonly bundleDigest: string };

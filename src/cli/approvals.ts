@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { LocalApprovalProvider, LocalGitRepo, recordLocalDecision } from '../approvals/local/provider.js';
+import { isRequester } from '../approvals/requester.js';
 import { FileApprovalStore } from '../approvals/store.js';
 import { loadConfig } from '../config/load.js';
 
@@ -33,7 +34,7 @@ async function decide(o: Common & { as: string; reason?: string }, id: string, a
   const a = store.get(id);
   if (a === undefined) throw new Error(`no approval ${id} (gitgate approvals list)`);
   if (a.status !== 'pending') throw new Error(`approval ${id} is ${a.status}, not pending`);
-  if (a.requester.login.toLowerCase() === o.as.toLowerCase()) throw new Error(`${o.as} requested this call and cannot approve or deny it`);
+  if (isRequester(a.requester, [o.as])) throw new Error(`${o.as} requested this call and cannot approve or deny it`);
   const repo = await LocalGitRepo.open(config.approvals.local.repo);
   const provider = new LocalApprovalProvider(repo, config.approvals.local.teams);
   if (!(await provider.isEligible(o.as, a.approvers))) throw new Error(`${o.as} is not an eligible approver of ${id} (${a.approvers.join(', ')})`);

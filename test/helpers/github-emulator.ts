@@ -385,7 +385,8 @@ export class GitHubEmulator {
       }
       case 'teams/get-membership-for-user-in-org': {
         const members = this.teams.get(`${params.org}/${params.team_slug}`);
-        return members?.has(params.username!) ? send(200, { state: 'active', role: 'member', url: '' }) : send(404, { message: 'Not Found' });
+        // Logins are case-insensitive on GitHub.
+        return [...(members ?? [])].some((m) => m.toLowerCase() === params.username!.toLowerCase()) ? send(200, { state: 'active', role: 'member', url: '' }) : send(404, { message: 'Not Found' });
       }
       case 'issues/create-comment': {
         const comment = { id: this.#nextId++, issue: Number(params.issue_number), body: String(b.body) };

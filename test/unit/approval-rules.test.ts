@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { approvalId, callHash } from '../../src/approvals/call-id.js';
 import { latestReviews } from '../../src/approvals/github/reviews.js';
+import { requiredApprovals } from '../../src/approvals/requester.js';
 import { evaluate, expireIfDue } from '../../src/approvals/rules.js';
 import type { ApprovalRecord, RemoteState, Review } from '../../src/approvals/types.js';
 
@@ -24,7 +25,8 @@ const approval = (over: Partial<ApprovalRecord> = {}): ApprovalRecord => ({
   ...over,
 });
 const eligible = new Set(['sam', 'sue', 'tom', 'alice-gh']);
-const ctx = { now, eligible };
+const ctx = { now, eligible, required: 2 };
+const one = { ...ctx, required: 1 };
 const approve = (login: string, commit = 'head'): Review => ({ login, state: 'approved', commit, body: '' });
 const state = (reviews: Review[], over: Partial<RemoteState> = {}): RemoteState => ({ head: 'head', state: 'open', reviews, ...over });
 
@@ -65,18 +67,29 @@ describe('approval rules', () => {
   it('changes requested denies with the comment; a close denies; a merge counts as one approval', () => {
     expect(evaluate(approval(), state([approve('sam'), { login: 'sue', state: 'changes_requested', commit: 'old', body: 'Not now.' }]), ctx)).toMatchObject({ status: 'denied', denial: { by: 'sue', reason: 'Not now.' } });
     expect(evaluate(approval(), state([], { state: 'closed', closedBy: 'sam' }), ctx)).toMatchObject({ status: 'denied', denial: { by: 'sam' } });
-    expect(evaluate(approval({ minApprovals: 1 }), state([], { state: 'merged', closedBy: 'sam' }), ctx).status).toBe('approved');
+    expect(evaluate(approval({ minApprovals: 1 }), state([], { state: 'merged', closedBy: 'sam' }), one).status).toBe('approved');
     expect(evaluate(approval(), state([approve('sue')], { state: 'merged', closedBy: 'sam' }), ctx).status).toBe('approved');
     expect(evaluate(approval(), state([], { state: 'merged', closedBy: 'sam' }), ctx)).toMatchObject({ status: 'denied', denial: { reason: 'merged by sam with 1 of 2 required approval(s)' } });
-    expect(evaluate(approval({ minApprovals: 1 }), state([], { state: 'merged', closedBy: 'alice-gh' }), ctx).status).toBe('denied');
+    expect(evaluate(approval({ minApprovals: 1 }), state([], { state: 'merged', closedBy: 'alice-gh' }), one).status).toBe('denied');
   });
 
   it('expiry ends it, whatever the state says', () => {
-    const late = { now: new Date(now.getTime() + 120_000), eligible };
+    const late = { ...ctx, now: new Date(now.getTime() + 120_000) };
     expect(evaluate(approval(), state([approve('sam'), approve('sue')]), late).status).toBe('expired');
     const old = approval({ status: 'approved' });
     expect(expireIfDue(old, late.now)).toBe(true);
     expect(old.status).toBe('expired');
+  });
+
+  it('knows the requester by every name: sub, email, its local part, GitHub login, case-insensitively', () => {
+    const a = approval({ requester: { sub: 'alice.smith', login: 'alice-gh', githubLogin: 'alice-gh', email: 'Alice@corp.example' } });
+    const all = new Set(['alice.smith', 'alice', 'alice@corp.example', 'alice-gh', 'sam']);
+    const v = evaluate(a, state(['ALICE.SMITH', 'alice', 'alice@corp.example', 'Alice-GH', 'sam'].map((l) => approve(l))), { ...ctx, eligible: all });
+    expect(v.approvals.map((x) => x.login)).toEqual(['sam']);
+    expect(v.ignored).toHaveLength(4);
+    expect(requiredApprovals({ minApprovals: 1, requester: { sub: 'alice.smith', login: 'alice.smith' } }, 'github')).toBe(2);
+    expect(requiredApprovals({ minApprovals: 1, requester: { sub: 'alice.smith', login: 'alice-gh', githubLogin: 'alice-gh' } }, 'github')).toBe(1);
+    expect(requiredApprovals({ minApprovals: 1, requester: { sub: 'alice.smith', login: 'alice.smith' } }, 'local')).toBe(1);
   });
 
   it("GitHub reviews: each reviewer's latest decision counts; comments do not replace it; dismissal does", () => {

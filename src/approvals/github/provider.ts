@@ -2,6 +2,7 @@ import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import { approvalBody, approvalDocument, approvalTitle, type ApprovalProvider } from '../provider.js';
 import type { ApprovalRecord, Remote, RemoteState } from '../types.js';
+import { isRequester, requiredApprovals } from '../requester.js';
 import { latestReviews } from './reviews.js';
 
 export interface GitHubProviderConfig {
@@ -63,7 +64,7 @@ export class GitHubApprovalProvider implements ApprovalProvider {
       if (name.includes('/')) teams.push(name.split('/')[1]!);
       else users.push(name);
     }
-    const reviewers = users.filter((u) => u.toLowerCase() !== a.requester.login.toLowerCase());
+    const reviewers = users.filter((u) => !isRequester(a.requester, [u]));
     if (reviewers.length > 0 || teams.length > 0) {
       await this.#gh.rest.pulls.requestReviewers({ ...this.#repo, pull_number: pr.data.number, reviewers, team_reviewers: teams });
     }
@@ -73,7 +74,7 @@ export class GitHubApprovalProvider implements ApprovalProvider {
       name: CHECK_NAME,
       head_sha: headSha,
       status: 'in_progress',
-      output: { title: 'Waiting for approval', summary: `${a.minApprovals} approval(s) needed from ${a.approvers.join(', ')} before ${a.expiresAt}.` },
+      output: { title: 'Waiting for approval', summary: `${requiredApprovals(a, 'github')} approval(s) needed from ${a.approvers.join(', ')} before ${a.expiresAt}.` },
     });
     return { ref: String(pr.data.number), url: pr.data.html_url, headSha, checkRunId: check.data.id };
   }

@@ -1,0 +1,56 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { GitHubApprovalWorld } from '../helpers/github-approvals.js';
+
+/** An approval releases exactly the call that was reviewed, once, and only when given by the right people. */
+const w = new GitHubApprovalWorld();
+beforeAll(() => w.setup());
+afterEach(async () => expect(await w.after()).toEqual([]));
+afterAll(() => w.teardown());
+
+describe('the requester never approves their own call', () => {
+  it('a requester without a known GitHub login (sub alice.smith) is not released by one approval from their own account; the PR says so', async () => {
+    w.gh.teams.get('acme/security')!.add('alice');
+    try {
+      const gw = await w.start();
+      const c = await w.client(gw, 'alice.smith', {});
+      const first = await w.call(c, 'echo', { message: 'unknown-login' });
+      expect(first).toMatchObject({ ok: false, code: -32011 });
+      const pr = w.prOf(first);
+      // `alice` is alice.smith on GitHub; nothing ties the two names together.
+      await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'alice', state: 'approved' }));
+      expect(await w.call(c, 'echo', { message: 'unknown-login' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending', required_approvals: 2 } });
+      expect(w.calls('echo', 'unknown-login')).toBe(0);
+      const body = w.gh.pulls.get(pr)!.body;
+      expect(body).toContain("gitgate does not know the requester's GitHub login");
+      expect(body).toContain('this request needs 2 approvals');
+      await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sue', state: 'approved' }));
+      expect(await w.call(c, 'echo', { message: 'unknown-login' })).toMatchObject({ ok: true });
+    } finally {
+      w.gh.teams.get('acme/security')!.delete('alice');
+    }
+  });
+
+  it('the requester is known by sub, email and its local part, case-insensitively, not only by login', async () => {
+    const team = w.gh.teams.get('acme/security')!;
+    team.add('asmith').add('sam-smith');
+    try {
+      const gw = await w.start();
+      // GitHub login alice-gh; sub asmith; email Sam-Smith@corp.example.
+      const c = await w.client(gw, 'asmith', { githubLogin: 'alice-gh', email: 'Sam-Smith@corp.example' });
+      const pr = w.prOf(await w.call(c, 'echo', { message: 'many-names' }));
+      for (const login of ['ASmith', 'sam-smith', 'Alice-GH']) {
+        await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login, state: 'approved' }));
+        expect(await w.call(c, 'echo', { message: 'many-names' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+      }
+      // Nor can they deny it.
+      await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'ASMITH', state: 'changes_requested' }));
+      expect(w.approvalOf(gw, pr).status).toBe('pending');
+      expect(w.calls('echo', 'many-names')).toBe(0);
+      await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sue', state: 'approved' }));
+      expect(await w.call(c, 'echo', { message: 'many-names' })).toMatchObject({ ok: true });
+    } finally {
+      team.delete('asmith');
+      team.delete('sam-smith');
+    }
+  });
+});
