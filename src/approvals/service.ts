@@ -52,6 +52,8 @@ const live = (a: ApprovalRecord) => a.status === 'pending' || a.status === 'appr
 export class ApprovalService {
   readonly #changes = new EventEmitter();
   readonly #locks = new Map<string, Promise<unknown>>();
+  /** Approvals being opened where reviewers look (single flight per approval id). */
+  readonly #opening = new Map<string, Promise<void>>();
   #poller: NodeJS.Timeout | undefined;
   /** Aborted at shutdown: held calls are answered at once (their approvals persist for the retry). */
   readonly #stopping = new AbortController();
@@ -140,16 +142,30 @@ export class ApprovalService {
     });
   }
 
-  async #openRemote(a: ApprovalRecord): Promise<void> {
-    if (a.remote !== undefined) return;
-    try {
-      a.remote = await this.provider.open(a);
-      this.store.put(a);
-      this.events.log('approval opened', { id: a.id, url: a.remote.url });
-    } catch (err) {
-      // Stays pending without a remote; the poller opens it again.
-      this.events.log('approval could not be opened yet', { id: a.id, err: (err as Error).message });
-    }
+  /**
+   * Open the request where reviewers look, once: concurrent callers (the call
+   * that created it, the poller) share one attempt, and one that finds the
+   * remote already in the store does nothing. The provider's open is itself
+   * idempotent (a retry after a crash adopts what the first attempt made).
+   */
+  #openRemote(a: ApprovalRecord): Promise<void> {
+    if (a.remote !== undefined || this.store.get(a.id)?.remote !== undefined) return Promise.resolve();
+    const inflight = this.#opening.get(a.id);
+    if (inflight !== undefined) return inflight;
+    const attempt = (async () => {
+      try {
+        a.remote = await this.provider.open(a);
+        this.store.put(a);
+        this.events.log('approval opened', { id: a.id, url: a.remote.url });
+      } catch (err) {
+        // Stays pending without a remote; the poller opens it again.
+        this.events.log('approval could not be opened yet', { id: a.id, err: (err as Error).message });
+      } finally {
+        this.#opening.delete(a.id);
+      }
+    })();
+    this.#opening.set(a.id, attempt);
+    return attempt;
   }
 
   /**
@@ -300,6 +316,8 @@ export class ApprovalService {
   async poll(): Promise<void> {
     for (const a of this.store.all()) {
       if (live(a)) {
+        // Being opened right now (by the call that created it): that attempt finishes it.
+        if (this.#opening.has(a.id)) continue;
         if (a.remote === undefined) {
           await this.#exclusive(a.id, async () => {
             if (expireIfDue(a, this.#now())) this.#changed(a, 'approval.expired', {});

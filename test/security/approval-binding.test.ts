@@ -54,3 +54,42 @@ describe('the requester never approves their own call', () => {
     }
   });
 });
+
+describe('one approval, one pull request', () => {
+  const branchOf = (gw: Awaited<ReturnType<typeof w.start>>, message: string) => {
+    const a = gw.gw.approvals.list().find((x) => (x.call.arguments as { message?: string }).message === message)!;
+    return { a, branch: `gitgate/approval/${a.id}` };
+  };
+
+  it('a poll racing the call that opens its pull request opens nothing more; the client gets the link that is tracked', async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    const before = w.gh.count('git/create-ref');
+    const paused = w.gh.pause('pulls/create');
+    const pending = w.call(c, 'echo', { message: 'race' });
+    await paused.reached;
+    await gw.gw.approvals.poll();
+    paused.release();
+    const first = await pending;
+    const { a, branch } = branchOf(gw, 'race');
+    expect(w.gh.count('git/create-ref') - before).toBe(1);
+    expect(w.gh.pullsFor(branch)).toHaveLength(1);
+    expect(first).toMatchObject({ ok: false, data: { url: a.remote?.url } });
+    expect(a.remote?.ref).toBe(String(w.gh.pullsFor(branch)[0]!.number));
+  });
+
+  it('an open that failed after its pull request was made is finished by the poller, which adopts that pull request', async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    w.gh.fail('checks/create');
+    const first = await w.call(c, 'echo', { message: 'half-open' });
+    expect(first).toMatchObject({ ok: false, code: -32011, data: { url: null } });
+    const { a, branch } = branchOf(gw, 'half-open');
+    await gw.gw.approvals.poll();
+    expect(w.gh.pullsFor(branch)).toHaveLength(1);
+    expect(a.remote?.ref).toBe(String(w.gh.pullsFor(branch)[0]!.number));
+    const pr = w.prOf(await w.call(c, 'echo', { message: 'half-open' }));
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    expect(await w.call(c, 'echo', { message: 'half-open' })).toMatchObject({ ok: true });
+  });
+});

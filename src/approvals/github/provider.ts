@@ -43,20 +43,14 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     return { owner: this.cfg.owner, repo: this.cfg.repo };
   }
 
+  /**
+   * Branch, file, pull request, reviewers, check run. Idempotent: a retry
+   * (after a crash, or an error half-way) adopts the pull request, branch and
+   * file an earlier attempt made instead of making another.
+   */
   async open(a: ApprovalRecord): Promise<Remote> {
     const branch = branchOf(a.id);
-    const base = await this.#gh.rest.git.getRef({ ...this.#repo, ref: `heads/${this.cfg.baseBranch}` });
-    await this.#gh.rest.git.createRef({ ...this.#repo, ref: `refs/heads/${branch}`, sha: base.data.object.sha }).catch((err: { status?: number }) => {
-      if (err.status !== 422) throw err; // already exists: a retry after a crash
-    });
-    const file = await this.#gh.rest.repos.createOrUpdateFileContents({
-      ...this.#repo,
-      path: `approvals/${a.id}.yaml`,
-      message: `approval requested: ${approvalTitle(a)}`,
-      content: Buffer.from(approvalDocument(a)).toString('base64'),
-      branch,
-    });
-    const pr = await this.#gh.rest.pulls.create({ ...this.#repo, title: approvalTitle(a), head: branch, base: this.cfg.baseBranch, body: approvalBody(a) });
+    const pr = (await this.#pullOf(branch)) ?? (await this.#create(a, branch));
     const users: string[] = [];
     const teams: string[] = [];
     for (const entry of a.approvers) {
@@ -66,17 +60,54 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     }
     const reviewers = users.filter((u) => !isRequester(a.requester, [u]));
     if (reviewers.length > 0 || teams.length > 0) {
-      await this.#gh.rest.pulls.requestReviewers({ ...this.#repo, pull_number: pr.data.number, reviewers, team_reviewers: teams });
+      await this.#gh.rest.pulls.requestReviewers({ ...this.#repo, pull_number: pr.number, reviewers, team_reviewers: teams });
     }
-    const headSha = file.data.commit.sha ?? pr.data.head.sha;
     const check = await this.#gh.rest.checks.create({
       ...this.#repo,
       name: CHECK_NAME,
-      head_sha: headSha,
+      head_sha: pr.head.sha,
       status: 'in_progress',
       output: { title: 'Waiting for approval', summary: `${requiredApprovals(a, 'github')} approval(s) needed from ${a.approvers.join(', ')} before ${a.expiresAt}.` },
     });
-    return { ref: String(pr.data.number), url: pr.data.html_url, headSha, checkRunId: check.data.id };
+    return { ref: String(pr.number), url: pr.html_url, headSha: pr.head.sha, checkRunId: check.data.id };
+  }
+
+  /** The pull request of an approval branch, open or not, if one was made. */
+  async #pullOf(branch: string): Promise<{ number: number; html_url: string; head: { sha: string } } | undefined> {
+    const list = await this.#gh.rest.pulls.list({ ...this.#repo, head: `${this.cfg.owner}:${branch}`, state: 'all', per_page: 10 });
+    return list.data[0];
+  }
+
+  async #create(a: ApprovalRecord, branch: string): Promise<{ number: number; html_url: string; head: { sha: string } }> {
+    const file = `approvals/${a.id}.yaml`;
+    const base = await this.#gh.rest.git.getRef({ ...this.#repo, ref: `heads/${this.cfg.baseBranch}` });
+    await this.#gh.rest.git.createRef({ ...this.#repo, ref: `refs/heads/${branch}`, sha: base.data.object.sha }).catch((err: { status?: number }) => {
+      if (err.status !== 422) throw err; // already exists: a retry
+    });
+    const written = await this.#gh.rest.repos.getContent({ ...this.#repo, path: file, ref: branch }).then(
+      () => true,
+      (err: { status?: number }) => {
+        if (err.status === 404) return false;
+        throw err;
+      },
+    );
+    if (!written) {
+      await this.#gh.rest.repos.createOrUpdateFileContents({
+        ...this.#repo,
+        path: file,
+        message: `approval requested: ${approvalTitle(a)}`,
+        content: Buffer.from(approvalDocument(a)).toString('base64'),
+        branch,
+      });
+    }
+    try {
+      return (await this.#gh.rest.pulls.create({ ...this.#repo, title: approvalTitle(a), head: branch, base: this.cfg.baseBranch, body: approvalBody(a) })).data;
+    } catch (err) {
+      // "A pull request already exists": another attempt made it meanwhile.
+      const made = (err as { status?: number }).status === 422 ? await this.#pullOf(branch) : undefined;
+      if (made === undefined) throw err;
+      return made;
+    }
   }
 
   async state(_a: ApprovalRecord, remote: Remote): Promise<RemoteState> {
