@@ -9,8 +9,8 @@ import type { GatewayConfig, UpstreamConfig } from './config/types.js';
 import type { UpstreamConnector } from './mcp/upstream/types.js';
 import { toolEnv } from './config/load.js';
 import { buildApp, type Readiness } from './http/app.js';
-import { DEV_ISSUER, loadDevIssuer, type DevIssuer } from './identity/dev-issuer.js';
-import { createLocalVerifier, createOidcVerifier, type TokenVerifier } from './identity/verifier.js';
+import type { DevIssuer } from './identity/dev-issuer.js';
+import { configuredVerifier } from './identity/configured-verifier.js';
 import { SessionStore } from './mcp/sessions.js';
 import { createUpstreamRegistry, type UpstreamRegistry } from './mcp/upstreams.js';
 import { GatewayMetrics } from './metrics/metrics.js';
@@ -31,7 +31,8 @@ import { GitAuditStore } from './audit/store.js';
 import { openAuditTrail } from './audit/trail.js';
 import type { WriteAheadLog } from './audit/wal.js';
 import { GitHubApprovalProvider } from './approvals/github/provider.js';
-import { LocalApprovalProvider, LocalGitRepo } from './approvals/local/provider.js';
+import { LocalGitRepo } from './approvals/local/git-repo.js';
+import { LocalApprovalProvider } from './approvals/local/provider.js';
 import type { ApprovalProvider } from './approvals/provider.js';
 import { ApprovalService } from './approvals/service.js';
 import { FileApprovalStore } from './approvals/store.js';
@@ -129,14 +130,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   const logger = opts.logger ?? createLogger(config.log.level);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
 
-  let devIssuer: DevIssuer | undefined;
-  let verifier: TokenVerifier;
-  if (config.identity.mode === 'dev') {
-    devIssuer = await loadDevIssuer(config.dataDir);
-    verifier = createLocalVerifier({ ...config.identity, issuer: DEV_ISSUER, algorithms: ['ES256'] }, devIssuer.jwks());
-  } else {
-    verifier = createOidcVerifier(config.identity);
-  }
+  const { verifier, devIssuer } = await configuredVerifier(config);
 
   const metrics = new GatewayMetrics();
   const policy = new PolicyHolder();

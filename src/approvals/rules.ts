@@ -42,8 +42,8 @@ const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
 export function evaluate(a: ApprovalRecord, s: RemoteState, ctx: RuleContext): Verdict {
   const ignored: string[] = [];
   if (ctx.now.getTime() > Date.parse(a.expiresAt)) return { status: 'expired', approvals: [], ignored };
-  const counts = (login: string, what: string): boolean => {
-    if (isRequester(a.requester, [login])) {
+  const counts = (login: string, what: string, names: readonly string[] = []): boolean => {
+    if (isRequester(a.requester, [login, ...names])) {
       ignored.push(`${what} by ${login}: ${login} requested this call and cannot approve or deny it`);
       return false;
     }
@@ -65,7 +65,7 @@ export function evaluate(a: ApprovalRecord, s: RemoteState, ctx: RuleContext): V
       ignored.push(`review by ${r.login} was dismissed`);
       continue;
     }
-    if (!counts(r.login, r.state === 'approved' ? 'approval' : 'request for changes')) continue;
+    if (!counts(r.login, r.state === 'approved' ? 'approval' : 'request for changes', r.names)) continue;
     if (r.state === 'changes_requested') {
       denial ??= { by: r.login, reason: r.body.trim() || `changes requested by ${r.login}` };
       continue;

@@ -50,6 +50,8 @@ export interface ApprovalRecord {
 /** A reviewer's latest decisive review (approve, request changes, or a dismissed one). */
 export interface Review {
   readonly login: string;
+  /** The reviewer's other names, when the provider knows them (local: the verified token's sub and email). */
+  readonly names?: readonly string[];
   readonly state: 'approved' | 'changes_requested' | 'dismissed';
   /** The commit the review was given on. */
   readonly commit: string;

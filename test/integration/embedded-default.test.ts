@@ -70,14 +70,19 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
 
     const list = await gitgate(['approvals', 'list', '--data-dir', dataDir]);
     expect(list.stdout).toContain(`${data.approval_id}  pending  alice → demo tools/call get-env`);
-    const self = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'alice', '--data-dir', dataDir]);
+    // A name on the command line proves nothing; the approver's token does.
+    const claimed = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'carol', '--data-dir', dataDir]);
+    expect(claimed.code).toBe(1);
+    expect(claimed.stderr).toContain('--as is not accepted');
+    const self = await gitgate(['approvals', 'approve', data.approval_id, '--token', await token(['--sub', 'alice']), '--data-dir', dataDir]);
     expect(self.code).toBe(1);
     expect(self.stderr).toContain('alice requested this call and cannot approve or deny it');
-    const outsider = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'bob', '--data-dir', dataDir]);
+    const outsider = await gitgate(['approvals', 'approve', data.approval_id, '--data-dir', dataDir], { env: { GITGATE_TOKEN: await token(['--sub', 'bob']) } });
     expect(outsider.code).toBe(1);
-    expect(outsider.stderr).toContain('bob is not an eligible approver');
-    const ok = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'carol', '--data-dir', dataDir]);
+    expect(outsider.stderr).toContain('bob is not a known user');
+    const ok = await gitgate(['approvals', 'approve', data.approval_id, '--data-dir', dataDir], { env: { GITGATE_TOKEN: await token(['--sub', 'carol']) } });
     expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain(`approved ${data.approval_id} as carol`);
 
     // Released within a poll interval: the identical retry executes once.
     await expect
