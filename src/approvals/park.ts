@@ -45,8 +45,9 @@ export async function* park(
       method: input.mcp.method,
       ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
       ...(input.mcp.uri !== undefined ? { uri: input.mcp.uri } : {}),
-      arguments: (shown.params as { arguments?: unknown } | undefined)?.arguments ?? {},
-      rawArguments: input.mcp.arguments ?? {},
+      ...shownParams(shown.params),
+      // Bound to the params as sent (not the policy input's view of them, which reads non-object arguments as {}).
+      rawParams: msg.params,
     },
     approvers: d.approval.approvers,
     minApprovals: d.approval.min_approvals,
@@ -71,4 +72,11 @@ export async function* park(
   if (final.kind !== 'go') throw approvalError(final);
   if (final.approval.status !== 'executed') throw new GatewayError('INTERNAL', 'approval released without being claimed');
   yield* await forward();
+}
+
+/** What reviewers see of the params: the arguments as they are, and any other field besides name, uri and _meta. */
+function shownParams(params: unknown): { arguments: unknown; otherParams?: Record<string, unknown> } {
+  if (params === null || typeof params !== 'object' || Array.isArray(params)) return { arguments: {}, ...(params !== undefined ? { otherParams: { params } } : {}) };
+  const { name: _n, uri: _u, _meta: _m, arguments: args, ...other } = params as Record<string, unknown>;
+  return { arguments: args === undefined ? {} : args, ...(Object.keys(other).length > 0 ? { otherParams: other } : {}) };
 }

@@ -26,6 +26,7 @@ export function approvalDocument(a: ApprovalRecord): string {
     ...(a.call.tool !== undefined ? [`tool: ${a.call.tool}`] : []),
     ...(a.call.uri !== undefined ? [`uri: ${JSON.stringify(a.call.uri)}`] : []),
     `arguments: ${JSON.stringify(a.call.arguments)}`,
+    ...(a.call.otherParams !== undefined ? [`other_params: ${JSON.stringify(a.call.otherParams)}`] : []),
     `risk: ${a.risk}`,
     `reasons: ${JSON.stringify(a.reasons)}`,
     `policy: ${JSON.stringify(a.policy)}`,
@@ -54,6 +55,7 @@ export function approvalBody(a: ApprovalRecord): string {
     JSON.stringify(a.call.arguments, null, 2),
     '```',
     '',
+    ...(a.call.otherParams !== undefined ? ['Other parameters of the request:', '', '```json', JSON.stringify(a.call.otherParams, null, 2), '```', ''] : []),
     `Policy (${a.policy.revision ?? a.policy.bundleDigest.slice(0, 12)}) says: ${a.reasons.join('; ')}`,
     '',
     ...(r.githubLogin === undefined

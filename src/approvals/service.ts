@@ -10,7 +10,8 @@ import type { ApprovalCall, ApprovalRecord } from './types.js';
 
 export interface ApprovalRequest {
   readonly caller: { readonly sub: string; readonly issuer: string; readonly email?: string; readonly githubLogin?: string };
-  readonly call: ApprovalCall & { readonly rawArguments: unknown };
+  /** What reviewers see (masked), and the request's params exactly as the upstream will receive them (hashed). */
+  readonly call: ApprovalCall & { readonly rawParams: unknown };
   readonly approvers: readonly string[];
   readonly minApprovals: number;
   readonly ttlSeconds: number;
@@ -100,7 +101,7 @@ export class ApprovalService {
 
   /** Decide what a high-risk call gets now: go (claimed), wait, or denied. Opens a new approval when needed. */
   async admit(req: ApprovalRequest): Promise<Ticket> {
-    const hash = callHash({ caller: req.caller, upstream: req.call.upstream, method: req.call.method, ...(req.call.tool ? { tool: req.call.tool } : {}), ...(req.call.uri ? { uri: req.call.uri } : {}), arguments: req.call.rawArguments });
+    const hash = callHash({ caller: req.caller, upstream: req.call.upstream, method: req.call.method, params: req.call.rawParams });
     return this.#exclusive(`call:${hash}`, async () => {
       const latest = this.#latest(hash);
       if (latest !== undefined) {
@@ -115,7 +116,7 @@ export class ApprovalService {
       }
       const now = this.#now();
       const generation = (latest?.generation ?? 0) + 1;
-      const { rawArguments: _raw, ...call } = req.call;
+      const { rawParams: _raw, ...call } = req.call;
       const requester = requesterOf(req.caller, this.opts.logins ?? {});
       const a: ApprovalRecord = {
         id: approvalId(hash, generation),

@@ -7,8 +7,10 @@ export interface ApprovalCall {
   readonly method: string;
   readonly tool?: string;
   readonly uri?: string;
-  /** As the decision's mask rules leave them (what reviewers see). */
+  /** As the decision's mask rules leave them (what reviewers see), whatever their type. */
   readonly arguments: unknown;
+  /** The request's other params (not name, uri, arguments or _meta), masked likewise; absent when none. */
+  readonly otherParams?: Readonly<Record<string, unknown>>;
 }
 
 export interface ApprovalVote {

@@ -93,3 +93,35 @@ describe('one approval, one pull request', () => {
     expect(await w.call(c, 'echo', { message: 'half-open' })).toMatchObject({ ok: true });
   });
 });
+
+describe('an approval releases exactly the call that was reviewed', () => {
+  it('arguments that are not an object, or other params, are another call (not the one with {} the policy input shows)', async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    const first = await w.call(c, 'secret', {});
+    await w.hook(gw, 'pull_request_review', w.gh.review(w.prOf(first), { login: 'sam', state: 'approved' }));
+    expect(w.approvalOf(gw, w.prOf(first)).status).toBe('approved');
+    for (const [args, extra] of [[['rm', '-rf'], {}], ['--all', {}], [null, {}], [{}, { task: { ttl: 60_000 } }]] as const) {
+      const other = await w.call(c, 'secret', args, extra);
+      expect(other).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+      expect((other as { data: { approval_id: string } }).data.approval_id).not.toBe((first as { data: { approval_id: string } }).data.approval_id);
+    }
+    // What reviewers of those see is what would be sent.
+    const shown = gw.gw.approvals.list().find((a) => (a.call.otherParams as { task?: unknown } | undefined)?.task !== undefined)!;
+    expect(w.gh.pulls.get(Number(shown.remote!.ref))!.body).toContain('"ttl": 60000');
+    expect(w.calls('secret')).toBe(0);
+    // _meta (progress token, envelope) is not part of the call; the reviewed call itself runs once.
+    expect(await w.call(c, 'secret', {}, { _meta: { progressToken: 'p-1' } })).toMatchObject({ ok: true });
+    expect(w.calls('secret')).toBe(1);
+  });
+
+  it('an own __proto__ key in the arguments is part of the call', async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    const first = await w.call(c, 'echo', { message: 'proto' });
+    await w.hook(gw, 'pull_request_review', w.gh.review(w.prOf(first), { login: 'sam', state: 'approved' }));
+    const polluted = JSON.parse('{"message":"proto","__proto__":{"admin":true}}') as Record<string, unknown>;
+    expect(await w.call(c, 'echo', polluted)).toMatchObject({ ok: false, code: -32011 });
+    expect(await w.call(c, 'echo', { message: 'proto' })).toMatchObject({ ok: true });
+  });
+});

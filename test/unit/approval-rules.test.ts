@@ -31,10 +31,20 @@ const approve = (login: string, commit = 'head'): Review => ({ login, state: 'ap
 const state = (reviews: Review[], over: Partial<RemoteState> = {}): RemoteState => ({ head: 'head', state: 'open', reviews, ...over });
 
 describe('approval rules', () => {
-  it('binds to the exact call: caller, upstream, method, target and canonical arguments', () => {
-    const base = { caller: { sub: 'alice', issuer: 'i' }, upstream: 'u', method: 'tools/call', tool: 't', arguments: { a: 1, b: [1, 2] } };
-    expect(callHash(base)).toBe(callHash({ ...base, arguments: { b: [1, 2], a: 1 } }));
-    for (const other of [{ ...base, arguments: { a: 2, b: [1, 2] } }, { ...base, tool: 'x' }, { ...base, upstream: 'v' }, { ...base, caller: { sub: 'bob', issuer: 'i' } }]) {
+  it('binds to the exact call: caller, upstream, method and every param as canonical JSON (not _meta)', () => {
+    const base = { caller: { sub: 'alice', issuer: 'i' }, upstream: 'u', method: 'tools/call', params: { name: 't', arguments: { a: 1, b: [1, 2] } } };
+    expect(callHash(base)).toBe(callHash({ ...base, params: { arguments: { b: [1, 2], a: 1 }, name: 't', _meta: { progressToken: 7 } } }));
+    for (const params of [
+      { name: 't', arguments: { a: 2, b: [1, 2] } },
+      { name: 'x', arguments: { a: 1, b: [1, 2] } },
+      { name: 't', arguments: [{ a: 1, b: [1, 2] }] },
+      { name: 't', arguments: 'a=1' },
+      { name: 't', arguments: { a: 1, b: [1, 2] }, task: { ttl: 1 } },
+      { name: 't', arguments: { a: 1, b: [1, 2], ['__proto__']: { x: 1 } } },
+    ]) {
+      expect(callHash({ ...base, params })).not.toBe(callHash(base));
+    }
+    for (const other of [{ ...base, upstream: 'v' }, { ...base, method: 'prompts/get' }, { ...base, caller: { sub: 'bob', issuer: 'i' } }, { ...base, caller: { sub: 'alice', issuer: 'j' } }]) {
       expect(callHash(other)).not.toBe(callHash(base));
     }
     expect(approvalId(callHash(base), 3)).toMatch(/^[0-9a-f]{20}-3$/);
