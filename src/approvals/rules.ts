@@ -28,6 +28,7 @@ const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
  *
  * - past `expiresAt` it is expired;
  * - an eligible non-requester's request for changes denies it, as does a close without merge;
+ * - nothing counts from the request's author (gitgate's own account) or a bot;
  * - approvals count only from eligible non-requesters, only for the current head
  *   (a dismissed review is not an approval), one per reviewer;
  * - a merge counts as the merger's approval of the head; a merge that leaves
@@ -42,9 +43,17 @@ const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
 export function evaluate(a: ApprovalRecord, s: RemoteState, ctx: RuleContext): Verdict {
   const ignored: string[] = [];
   if (ctx.now.getTime() > Date.parse(a.expiresAt)) return { status: 'expired', approvals: [], ignored };
-  const counts = (login: string, what: string, names: readonly string[] = []): boolean => {
+  const counts = (login: string, what: string, names: readonly string[] = [], bot = false): boolean => {
     if (isRequester(a.requester, [login, ...names])) {
       ignored.push(`${what} by ${login}: ${login} requested this call and cannot approve or deny it`);
+      return false;
+    }
+    if (s.author !== undefined && same(login, s.author)) {
+      ignored.push(`${what} by ${login}: ${login} opened the request (gitgate's own account)`);
+      return false;
+    }
+    if (bot || login.toLowerCase().endsWith('[bot]')) {
+      ignored.push(`${what} by ${login}: a bot account approves nothing`);
       return false;
     }
     if (!ctx.eligible.has(login.toLowerCase())) {
@@ -65,7 +74,7 @@ export function evaluate(a: ApprovalRecord, s: RemoteState, ctx: RuleContext): V
       ignored.push(`review by ${r.login} was dismissed`);
       continue;
     }
-    if (!counts(r.login, r.state === 'approved' ? 'approval' : 'request for changes', r.names)) continue;
+    if (!counts(r.login, r.state === 'approved' ? 'approval' : 'request for changes', r.names, r.bot === true)) continue;
     if (r.state === 'changes_requested') {
       denial ??= { by: r.login, reason: r.body.trim() || `changes requested by ${r.login}` };
       continue;
@@ -83,7 +92,7 @@ export function evaluate(a: ApprovalRecord, s: RemoteState, ctx: RuleContext): V
   }
   if (s.state === 'merged') {
     const by = s.closedBy ?? 'someone';
-    if (counts(by, 'merge')) vote(by, undefined);
+    if (counts(by, 'merge', [], s.closedByBot === true)) vote(by, undefined);
     if (votes.length >= ctx.required) return { status: 'approved', approvals: votes, ignored };
     return { status: 'denied', approvals: votes, denial: { by, reason: `merged by ${by} with ${votes.length} of ${ctx.required} required approval(s)` }, ignored };
   }

@@ -60,6 +60,8 @@ export interface Review {
   readonly body: string;
   /** When it was submitted, as the provider says. */
   readonly at?: string;
+  /** Given by a bot account (an app, not a person). */
+  readonly bot?: boolean;
 }
 
 /**
@@ -70,8 +72,11 @@ export interface RemoteState {
   /** The current head commit of the request. */
   readonly head: string;
   readonly state: 'open' | 'closed' | 'merged';
-  /** Who closed or merged it. */
+  /** Who closed or merged it, and whether that was a bot account. */
   readonly closedBy?: string;
+  readonly closedByBot?: boolean;
+  /** Who opened it: gitgate's own account, which never approves what it asked for. */
+  readonly author?: string;
   /** Each reviewer's latest decisive review, in the order they were given. */
   readonly reviews: readonly Review[];
 }

@@ -55,6 +55,36 @@ describe('the requester never approves their own call', () => {
   });
 });
 
+describe('only people who may approve, approve', () => {
+  it("gitgate's own account (the PR author) approves nothing, even when it is an eligible approver", async () => {
+    // gitgate's token is ops-lead's (a personal token), and ops-lead may approve `secret`.
+    w.gh.actor = 'ops-lead';
+    try {
+      const gw = await w.start();
+      const c = await w.client(gw);
+      const pr = w.prOf(await w.call(c, 'secret', {}));
+      expect(w.gh.pulls.get(pr)!.user).toBe('ops-lead');
+      await w.hook(gw, 'pull_request', w.gh.closePull(pr, 'ops-lead', true));
+      const out = await w.call(c, 'secret', {});
+      expect(out).toMatchObject({ ok: false, code: -32019, data: { status: 'denied' } });
+      expect(w.calls('secret')).toBe(0);
+    } finally {
+      w.gh.actor = 'gitgate[bot]';
+    }
+  });
+
+  it('a bot account approves nothing, even as a member of an eligible team', async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    const pr = w.prOf(await w.call(c, 'echo', { message: 'bot' }));
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'renovate[bot]', state: 'approved' }));
+    expect(await w.call(c, 'echo', { message: 'bot' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(w.calls('echo', 'bot')).toBe(0);
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sue', state: 'approved' }));
+    expect(await w.call(c, 'echo', { message: 'bot' })).toMatchObject({ ok: true });
+  });
+});
+
 describe('one approval, one pull request', () => {
   const branchOf = (gw: Awaited<ReturnType<typeof w.start>>, message: string) => {
     const a = gw.gw.approvals.list().find((x) => (x.call.arguments as { message?: string }).message === message)!;

@@ -116,10 +116,16 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     // Every page: a reviewer's latest review may be the last one listed.
     const reviews = latestReviews(await this.#gh.paginate(this.#gh.rest.pulls.listReviews, { ...this.#repo, pull_number, per_page: 100 }));
     const state = pr.merged === true ? 'merged' : pr.state === 'closed' ? 'closed' : 'open';
-    let closedBy: string | undefined;
-    if (state === 'merged') closedBy = pr.merged_by?.login;
-    else if (state === 'closed') closedBy = (await this.#gh.rest.issues.get({ ...this.#repo, issue_number: pull_number })).data.closed_by?.login;
-    return { head: pr.head.sha, state, reviews, ...(closedBy !== undefined ? { closedBy } : {}) };
+    let closer: { login: string; type?: string } | null | undefined;
+    if (state === 'merged') closer = pr.merged_by;
+    else if (state === 'closed') closer = (await this.#gh.rest.issues.get({ ...this.#repo, issue_number: pull_number })).data.closed_by;
+    return {
+      head: pr.head.sha,
+      state,
+      reviews,
+      ...(pr.user?.login !== undefined ? { author: pr.user.login } : {}),
+      ...(closer ? { closedBy: closer.login, ...(closer.type === 'Bot' ? { closedByBot: true } : {}) } : {}),
+    };
   }
 
   async isEligible(login: string, approvers: readonly string[]): Promise<boolean> {

@@ -2,7 +2,7 @@ import type { Review } from '../types.js';
 
 /** A review as GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews lists it. */
 export interface ListedReview {
-  readonly user?: { readonly login: string } | null;
+  readonly user?: { readonly login: string; readonly type?: string } | null;
   readonly state: string;
   readonly commit_id?: string | null;
   readonly body?: string | null;
@@ -25,7 +25,7 @@ export function latestReviews(listed: readonly ListedReview[]): Review[] {
     const key = login.toLowerCase();
     // Re-insert so the map keeps the order in which decisions were last given.
     latest.delete(key);
-    latest.set(key, { login, state, commit: r.commit_id ?? '', body: r.body ?? '', ...(r.submitted_at !== undefined ? { at: r.submitted_at } : {}) });
+    latest.set(key, { login, state, commit: r.commit_id ?? '', body: r.body ?? '', ...(r.submitted_at !== undefined ? { at: r.submitted_at } : {}), ...(r.user?.type === 'Bot' ? { bot: true } : {}) });
   }
   return [...latest.values()];
 }
