@@ -78,12 +78,12 @@ export interface GatewayOptions {
   approvalClock?: () => Date;
 }
 
-async function approvalProvider(config: GatewayConfig): Promise<ApprovalProvider> {
+async function approvalProvider(config: GatewayConfig, now?: () => Date): Promise<ApprovalProvider> {
   const a = config.approvals;
   if (a.provider === 'local') return new LocalApprovalProvider(await LocalGitRepo.open(a.local.repo), a.local.teams);
   const gh = a.github!;
   const auth = gh.token !== undefined ? { token: gh.token.reveal() } : { appId: gh.app!.appId, installationId: gh.app!.installationId, privateKey: gh.app!.privateKey.reveal() };
-  return new GitHubApprovalProvider({ baseUrl: gh.baseUrl, owner: gh.owner, repo: gh.repo, baseBranch: gh.baseBranch, auth, onFinish: gh.onFinish });
+  return new GitHubApprovalProvider({ baseUrl: gh.baseUrl, owner: gh.owner, repo: gh.repo, baseBranch: gh.baseBranch, auth, onFinish: gh.onFinish }, undefined, now);
 }
 
 interface AuditParts {
@@ -227,7 +227,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   };
   const engine = opts.wrapPolicy?.(policy) ?? policy;
   // Approvals: durable store, provider, one state machine fed by webhooks and polling; events audited per approval.
-  const approvals = new ApprovalService(new FileApprovalStore(path.join(config.dataDir, 'approvals')), opts.approvalProvider ?? (await approvalProvider(config)), {
+  const approvals = new ApprovalService(new FileApprovalStore(path.join(config.dataDir, 'approvals')), opts.approvalProvider ?? (await approvalProvider(config, opts.approvalClock)), {
     record: (a, type, data) => {
       if (audit.log === undefined) return;
       void audit.log

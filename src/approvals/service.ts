@@ -173,14 +173,14 @@ export class ApprovalService {
    * Recompute a live approval from the provider's state as it is now (inside
    * #exclusive for its id). Throws when the provider cannot be read.
    */
-  async #recompute(a: ApprovalRecord): Promise<void> {
+  async #recompute(a: ApprovalRecord, opts: { readonly fresh?: boolean } = {}): Promise<void> {
     if (!live(a)) return;
     if (expireIfDue(a, this.#now())) return this.#changed(a, 'approval.expired', {});
     if (a.remote === undefined) return;
     const s = await this.provider.state(a, a.remote);
     const names = new Set([...s.reviews.map((r) => r.login.toLowerCase()), ...(s.closedBy !== undefined ? [s.closedBy.toLowerCase()] : [])]);
     const eligible = new Set<string>();
-    for (const n of names) if (await this.provider.isEligible(n, a.approvers)) eligible.add(n);
+    for (const n of names) if (await this.provider.isEligible(n, a.approvers, opts)) eligible.add(n);
     // The clock is read after the provider answered: a TTL that ran out meanwhile counts.
     const now = this.#now();
     const v = evaluate(a, s, { now, eligible, required: requiredApprovals(a, this.provider.kind) });
@@ -206,13 +206,14 @@ export class ApprovalService {
 
   /**
    * approved → executed, durably, before the call is forwarded: at most once,
-   * even across crashes. The state is read from the provider once more first:
-   * an approval dismissed, or a TTL passed, since it was last read releases
+   * even across crashes. The state is read from the provider once more first,
+   * with team membership asked afresh: an approval dismissed, a reviewer
+   * removed from the team, or a TTL passed, since it was last read releases
    * nothing; a provider that cannot be read releases nothing either (fail closed).
    */
   async #claim(a: ApprovalRecord): Promise<Ticket> {
     try {
-      await this.#recompute(a);
+      await this.#recompute(a, { fresh: true });
     } catch (err) {
       this.events.log('approval not released: the provider could not be read', { id: a.id, err: (err as Error).message });
       return { kind: 'wait', approval: a };

@@ -73,6 +73,48 @@ describe('only people who may approve, approve', () => {
     }
   });
 
+  it('a reviewer removed from the team after approving releases nothing: the release asks GitHub afresh', async () => {
+    const team = w.gh.teams.get('acme/security')!;
+    team.add('tess');
+    try {
+      const gw = await w.start();
+      const c = await w.client(gw);
+      const pr = w.prOf(await w.call(c, 'echo', { message: 'removed' }));
+      await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'tess', state: 'approved' }));
+      expect(w.approvalOf(gw, pr).status).toBe('approved');
+      team.delete('tess');
+      // Within the membership cache: polls still see tess as a member.
+      await gw.gw.approvals.poll();
+      expect(w.approvalOf(gw, pr).status).toBe('approved');
+      const asked = w.gh.count('teams/get-membership-for-user-in-org');
+      expect(await w.call(c, 'echo', { message: 'removed' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+      expect(w.gh.count('teams/get-membership-for-user-in-org')).toBeGreaterThan(asked);
+      expect(w.calls('echo', 'removed')).toBe(0);
+    } finally {
+      team.delete('tess');
+    }
+  });
+
+  it('the membership cache ends after 60 s on the approvals clock: a poll then revokes an approval whose reviewer left', async () => {
+    const team = w.gh.teams.get('acme/security')!;
+    team.add('tim');
+    try {
+      const gw = await w.start();
+      const c = await w.client(gw);
+      const pr = w.prOf(await w.call(c, 'echo', { message: 'cache' }));
+      await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'tim', state: 'approved' }));
+      team.delete('tim');
+      w.clock.advance(59_000);
+      await gw.gw.approvals.poll();
+      expect(w.approvalOf(gw, pr).status).toBe('approved');
+      w.clock.advance(2_000);
+      await gw.gw.approvals.poll();
+      expect(w.approvalOf(gw, pr)).toMatchObject({ status: 'pending', approvals: [] });
+    } finally {
+      team.delete('tim');
+    }
+  });
+
   it('a bot account approves nothing, even as a member of an eligible team', async () => {
     const gw = await w.start();
     const c = await w.client(gw);

@@ -16,6 +16,8 @@ export interface GitHubProviderConfig {
 }
 
 const CHECK_NAME = 'gitgate/approval';
+/** How long a team membership answer is reused by webhooks and polls. */
+export const MEMBERSHIP_CACHE_MS = 60_000;
 const branchOf = (id: string) => `gitgate/approval/${id}`;
 
 /** Approvals as GitHub pull requests (GitHub.com or Enterprise via baseUrl). */
@@ -24,7 +26,12 @@ export class GitHubApprovalProvider implements ApprovalProvider {
   readonly #gh: Octokit;
   readonly #membership = new Map<string, { member: boolean; at: number }>();
 
-  constructor(private readonly cfg: GitHubProviderConfig, log: { warn(msg: string): void } = { warn: () => undefined }) {
+  constructor(
+    private readonly cfg: GitHubProviderConfig,
+    log: { warn(msg: string): void } = { warn: () => undefined },
+    /** The clock of the membership cache. */
+    private readonly now: () => Date = () => new Date(),
+  ) {
     // Request logging is ours to do (structured, without tokens); octokit only reports warnings.
     const quiet = { debug: () => undefined, info: () => undefined, warn: (m: string) => log.warn(m), error: (m: string) => log.warn(m) };
     this.#gh =
@@ -128,7 +135,8 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     };
   }
 
-  async isEligible(login: string, approvers: readonly string[]): Promise<boolean> {
+  /** Team membership is cached for MEMBERSHIP_CACHE_MS, except when `fresh` (the release asks GitHub). */
+  async isEligible(login: string, approvers: readonly string[], opts: { readonly fresh?: boolean } = {}): Promise<boolean> {
     for (const entry of approvers) {
       const name = entry.replace(/^@/, '');
       if (!name.includes('/')) {
@@ -137,8 +145,8 @@ export class GitHubApprovalProvider implements ApprovalProvider {
       }
       const [org, team] = name.split('/') as [string, string];
       const key = `${org}/${team}/${login}`.toLowerCase();
-      const hit = this.#membership.get(key);
-      if (hit !== undefined && Date.now() - hit.at < 60_000) {
+      const hit = opts.fresh === true ? undefined : this.#membership.get(key);
+      if (hit !== undefined && this.now().getTime() - hit.at < MEMBERSHIP_CACHE_MS) {
         if (hit.member) return true;
         continue;
       }
@@ -149,7 +157,7 @@ export class GitHubApprovalProvider implements ApprovalProvider {
           throw err;
         },
       );
-      this.#membership.set(key, { member, at: Date.now() });
+      this.#membership.set(key, { member, at: this.now().getTime() });
       if (member) return true;
     }
     return false;
