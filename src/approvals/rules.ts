@@ -27,6 +27,8 @@ const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
  * redelivered, late or forged webhook can change nothing the provider does not say.
  *
  * - past `expiresAt` it is expired;
+ * - a request changed after gitgate opened it (title, description, base,
+ *   files) is denied: its reviewers may have seen something else;
  * - an eligible non-requester's request for changes denies it, as does a close without merge;
  * - nothing counts from the request's author (gitgate's own account) or a bot;
  * - approvals count only from eligible non-requesters, only for the current head
@@ -43,6 +45,10 @@ const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
 export function evaluate(a: ApprovalRecord, s: RemoteState, ctx: RuleContext): Verdict {
   const ignored: string[] = [];
   if (ctx.now.getTime() > Date.parse(a.expiresAt)) return { status: 'expired', approvals: [], ignored };
+  if (s.tampered !== undefined) {
+    const reason = `the request was changed after gitgate opened it (${s.tampered}): what reviewers saw may not be this call, so no approval of it counts; retry after ${a.expiresAt} to ask again`;
+    return { status: 'denied', approvals: [], denial: { by: 'gitgate', reason }, ignored };
+  }
   const counts = (login: string, what: string, names: readonly string[] = [], bot = false): boolean => {
     if (isRequester(a.requester, [login, ...names])) {
       ignored.push(`${what} by ${login}: ${login} requested this call and cannot approve or deny it`);

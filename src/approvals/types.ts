@@ -77,6 +77,8 @@ export interface RemoteState {
   readonly closedByBot?: boolean;
   /** Who opened it: gitgate's own account, which never approves what it asked for. */
   readonly author?: string;
+  /** Set when what reviewers see is no longer what gitgate wrote (title, description, base, files): why. */
+  readonly tampered?: string;
   /** Each reviewer's latest decisive review, in the order they were given. */
   readonly reviews: readonly Review[];
 }

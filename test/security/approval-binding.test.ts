@@ -197,3 +197,42 @@ describe('an approval releases exactly the call that was reviewed', () => {
     expect(await w.call(c, 'echo', { message: 'proto' })).toMatchObject({ ok: true });
   });
 });
+
+describe('what reviewers approve is what gitgate wrote', () => {
+  type Edit = (pr: number, file: string) => { event: string; payload: Record<string, unknown> };
+  const edits: [string, Edit][] = [
+    ['the description edited to show other arguments', (pr) => ({ event: 'pull_request', payload: w.gh.editPull(pr, 'mallory', { body: w.gh.pulls.get(pr)!.body.replace(/"message": "[^"]*"/, '"message": "harmless"') }) })],
+    ['the title edited', (pr) => ({ event: 'pull_request', payload: w.gh.editPull(pr, 'mallory', { title: 'chore: typo' }) })],
+    ['the base changed', (pr) => ({ event: 'pull_request', payload: w.gh.editPull(pr, 'mallory', { base: 'release' }) })],
+    ['the approval file changed by a push', (pr, file) => ({ event: 'pull_request', payload: w.gh.push(pr, { [file]: w.gh.fileAtHead(pr, file)!.replace(/arguments: .*/, 'arguments: {"message":"harmless"}') }) })],
+    ['another file added by a push', (pr) => ({ event: 'pull_request', payload: w.gh.push(pr, { 'NOTE.md': 'This call is harmless, approve it.\n' }) })],
+  ];
+  for (const [what, edit] of edits) {
+    it(`a pull request with ${what} is denied, and an approval of it releases nothing`, async () => {
+      const gw = await w.start();
+      const c = await w.client(gw);
+      const message = `edited: ${what}`;
+      const first = await w.call(c, 'echo', { message });
+      const pr = w.prOf(first);
+      const { event, payload } = edit(pr, `approvals/${first.ok ? '' : first.data.approval_id}.yaml`);
+      await w.hook(gw, event, payload);
+      await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+      const out = await w.call(c, 'echo', { message });
+      expect(out).toMatchObject({ ok: false, code: -32019, data: { status: 'denied' } });
+      expect((out as { message: string }).message).toContain('the request was changed after gitgate opened it');
+      expect(w.calls('echo', message)).toBe(0);
+    });
+  }
+
+  it('a push that changes nothing reviewers see only makes earlier approvals stale; an approval of the new head releases', async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    const pr = w.prOf(await w.call(c, 'add', { a: 5, b: 5 }));
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    await w.hook(gw, 'pull_request', w.gh.push(pr));
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sue', state: 'approved' }));
+    expect(await w.call(c, 'add', { a: 5, b: 5 })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    expect(await w.call(c, 'add', { a: 5, b: 5 })).toEqual({ ok: true, content: [{ type: 'text', text: '10' }] });
+  });
+});

@@ -117,7 +117,7 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     }
   }
 
-  async state(_a: ApprovalRecord, remote: Remote): Promise<RemoteState> {
+  async state(a: ApprovalRecord, remote: Remote): Promise<RemoteState> {
     const pull_number = Number(remote.ref);
     const pr = (await this.#gh.rest.pulls.get({ ...this.#repo, pull_number })).data;
     // Every page: a reviewer's latest review may be the last one listed.
@@ -126,13 +126,42 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     let closer: { login: string; type?: string } | null | undefined;
     if (state === 'merged') closer = pr.merged_by;
     else if (state === 'closed') closer = (await this.#gh.rest.issues.get({ ...this.#repo, issue_number: pull_number })).data.closed_by;
+    const tampered = await this.#tampered(a, pr);
     return {
       head: pr.head.sha,
       state,
       reviews,
+      ...(tampered !== undefined ? { tampered } : {}),
       ...(pr.user?.login !== undefined ? { author: pr.user.login } : {}),
       ...(closer ? { closedBy: closer.login, ...(closer.type === 'Bot' ? { closedByBot: true } : {}) } : {}),
     };
+  }
+
+  /**
+   * What reviewers see, compared with what gitgate wrote: the title, the
+   * description, the base, and the diff (exactly the approval file, with the
+   * content written). Anyone with write access can edit a pull request; an
+   * approval of an edited one is not an approval of this call.
+   */
+  async #tampered(a: ApprovalRecord, pr: { number: number; title: string; body: string | null; base: { ref: string }; head: { ref: string; sha: string } }): Promise<string | undefined> {
+    const norm = (t: string | null | undefined) => (t ?? '').replace(/\r\n/g, '\n').trimEnd();
+    const file = `approvals/${a.id}.yaml`;
+    if (pr.head.ref !== branchOf(a.id)) return `its head branch is ${pr.head.ref}`;
+    if (pr.base.ref !== this.cfg.baseBranch) return `its base was changed to ${pr.base.ref}`;
+    if (norm(pr.title) !== norm(approvalTitle(a))) return 'its title was edited';
+    if (norm(pr.body) !== norm(approvalBody(a))) return 'its description was edited';
+    const files = await this.#gh.paginate(this.#gh.rest.pulls.listFiles, { ...this.#repo, pull_number: pr.number, per_page: 100 });
+    const others = files.map((f) => f.filename).filter((f) => f !== file);
+    if (others.length > 0) return `it changes ${others.slice(0, 5).join(', ')}${others.length > 5 ? '…' : ''} besides ${file}`;
+    const got = await this.#gh.rest.repos.getContent({ ...this.#repo, path: file, ref: pr.head.sha }).then(
+      (r) => (!Array.isArray(r.data) && r.data.type === 'file' && 'content' in r.data ? Buffer.from(r.data.content, 'base64').toString('utf8') : undefined),
+      (err: { status?: number }) => {
+        if (err.status === 404) return undefined;
+        throw err;
+      },
+    );
+    if (got !== approvalDocument({ ...a, status: 'pending' })) return `${file} was changed`;
+    return undefined;
   }
 
   /** Team membership is cached for MEMBERSHIP_CACHE_MS, except when `fresh` (the release asks GitHub). */
