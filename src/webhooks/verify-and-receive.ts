@@ -2,9 +2,13 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-/** `X-Hub-Signature-256: sha256=<hex>` over the exact body, compared in constant time. */
+/**
+ * `X-Hub-Signature-256: sha256=<64 hex digits>` over the exact body, compared in
+ * constant time. Nothing else is a signature (no trailing bytes, no other
+ * algorithm), and an empty secret verifies nothing.
+ */
 export function verifySignature(secret: string, body: Buffer, header: string | undefined): boolean {
-  if (header === undefined || !header.startsWith('sha256=')) return false;
+  if (secret === '' || header === undefined || !/^sha256=[0-9a-f]{64}$/i.test(header)) return false;
   const given = Buffer.from(header.slice('sha256='.length), 'hex');
   const expected = createHmac('sha256', secret).update(body).digest();
   return given.length === expected.length && timingSafeEqual(given, expected);
@@ -75,7 +79,7 @@ export class GitHubWebhooks {
       const v = headers[n];
       return Array.isArray(v) ? v[0] : v;
     };
-    if (this.secret === undefined) return { status: 404, body: { error: 'webhooks are not configured (no webhook secret)' } };
+    if (this.secret === undefined || this.secret === '') return { status: 404, body: { error: 'webhooks are not configured (no webhook secret)' } };
     if (body === undefined || !verifySignature(this.secret, body, h('x-hub-signature-256'))) return { status: 401, body: { error: 'bad or missing X-Hub-Signature-256' } };
     const delivery = h('x-github-delivery');
     const event = h('x-github-event');

@@ -1,5 +1,10 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { GitHubApprovalWorld } from '../helpers/github-approvals.js';
+import { validateConfig } from '../../src/config/load.js';
+import { DeliveryLog, GitHubWebhooks, signBody } from '../../src/webhooks/verify-and-receive.js';
+import { GitHubApprovalWorld, SECRET } from '../helpers/github-approvals.js';
 
 /**
  * A webhook is a hint, never the truth: whatever a (signed) payload says, the
@@ -107,5 +112,91 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
     expect(w.gh.requests.length).toBe(before);
     expect(await w.call(c, 'echo', { message: 'other-repo' })).toMatchObject({ ok: false, code: -32011 });
     expect(w.calls('echo', 'other-repo')).toBe(0);
+  });
+});
+
+describe('who may send a webhook', () => {
+  const dir = () => mkdtempSync(path.join(tmpdir(), 'gitgate-hooks-'));
+  const receiver = (secret: string | undefined) => {
+    const hooks = new GitHubWebhooks(secret, new DeliveryLog(dir()));
+    const seen: unknown[] = [];
+    let n = 0;
+    hooks.on('ping', async (p) => void seen.push(p));
+    const send = (body: string, signature: string, delivery = `d-${++n}`) =>
+      hooks.receive({ 'x-github-event': 'ping', 'x-github-delivery': delivery, 'x-hub-signature-256': signature }, Buffer.from(body));
+    return { send, seen };
+  };
+
+  it('an empty webhook secret is refused when the config loads (from a file or the environment), never used as a key', () => {
+    const d = dir();
+    const file = path.join(d, 'secret');
+    writeFileSync(file, '\n');
+    const doc = (ref: Record<string, string>) => ({ dataDir: d, identity: { mode: 'dev' }, policy: { dir: d }, upstreams: { u: { url: 'http://127.0.0.1:9/' } }, approvals: { webhookSecret: ref } });
+    expect(() => validateConfig(doc({ fromFile: file }), {}, d, 'test')).toThrow(/approvals\.webhookSecret: .* is empty/);
+    process.env.GITGATE_TEST_EMPTY_SECRET = '';
+    try {
+      expect(() => validateConfig(doc({ fromEnv: 'GITGATE_TEST_EMPTY_SECRET' }), {}, d, 'test')).toThrow(/approvals\.webhookSecret: environment variable GITGATE_TEST_EMPTY_SECRET is not set/);
+    } finally {
+      delete process.env.GITGATE_TEST_EMPTY_SECRET;
+    }
+    expect(() => validateConfig(doc({ fromEnv: 'GITGATE_TEST_NO_SUCH_SECRET' }), {}, d, 'test')).toThrow(/CONFIG_INVALID|problem/);
+  });
+
+  it('with an empty secret nothing is accepted, not even a body signed with the empty key', async () => {
+    const { send, seen } = receiver('');
+    const body = '{"zen":"x"}';
+    expect((await send(body, signBody('', body))).status).toBe(404);
+    expect(seen).toEqual([]);
+  });
+
+  it('a signature is exactly sha256=<64 hex digits> of the body with the secret: no trailing bytes, no truncation, no other secret', async () => {
+    const { send, seen } = receiver(SECRET);
+    const body = '{"zen":"y"}';
+    const good = signBody(SECRET, body);
+    for (const bad of [`${good}zz`, `${good}00`, good.slice(0, -2), `sha1=${good.slice(7)}`, ` ${good}`, signBody('another-secret', body), signBody(SECRET, `${body} `), 'sha256=', '']) {
+      expect((await send(body, bad)).status, bad).toBe(401);
+    }
+    expect(seen).toEqual([]);
+    expect((await send(body, good.toUpperCase().replace('SHA256=', 'sha256='))).status).toBe(202);
+    expect((await send(body, good)).status).toBe(202);
+    expect(seen).toHaveLength(2);
+  });
+
+  it('a delivery id is handled once, also after a restart (the log is on disk); a failed one may be redelivered', async () => {
+    const d = dir();
+    let fail = true;
+    const make = () => {
+      const hooks = new GitHubWebhooks(SECRET, new DeliveryLog(d));
+      hooks.on('ping', async () => {
+        if (fail) throw new Error('GitHub is down');
+      });
+      return hooks;
+    };
+    const body = '{"zen":"z"}';
+    const headers = { 'x-github-event': 'ping', 'x-github-delivery': 'old-1', 'x-hub-signature-256': signBody(SECRET, body) };
+    expect((await make().receive(headers, Buffer.from(body))).status).toBe(502);
+    fail = false;
+    expect((await make().receive(headers, Buffer.from(body))).status).toBe(202);
+    expect((await make().receive(headers, Buffer.from(body))).body).toEqual({ duplicate: true, delivery: 'old-1' });
+  });
+});
+
+describe('the event header is not signed', () => {
+  const w = new GitHubApprovalWorld();
+  beforeAll(() => w.setup());
+  afterEach(async () => expect(await w.after()).toEqual([]));
+  afterAll(() => w.teardown());
+
+  it('a signed body sent under another X-GitHub-Event only makes gitgate look at GitHub again', async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    const pr = w.prOf(await w.call(c, 'echo', { message: 'event-swap' }));
+    const claim = w.gh.review(pr, { login: 'sam', state: 'approved' });
+    w.gh.pulls.get(pr)!.reviews.pop();
+    for (const event of ['pull_request', 'pull_request_review', 'push', 'check_run']) {
+      expect((await w.hook(gw, event, claim)).status).toBe(202);
+    }
+    expect(await w.call(c, 'echo', { message: 'event-swap' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(w.calls('echo', 'event-swap')).toBe(0);
   });
 });
