@@ -44,6 +44,12 @@ export interface ApprovalServiceOptions {
 
 const live = (a: ApprovalRecord) => a.status === 'pending' || a.status === 'approved';
 
+/** Whether an approval was asked under the requirement the policy states for the call now. */
+function sameRequirement(a: ApprovalRecord, req: Pick<ApprovalRequest, 'approvers' | 'minApprovals'>): boolean {
+  const norm = (xs: readonly string[]) => JSON.stringify(xs.map((x) => x.replace(/^@/, '').toLowerCase()).sort());
+  return a.minApprovals === req.minApprovals && norm(a.approvers) === norm(req.approvers);
+}
+
 /**
  * Parks high-risk calls until reviewers decide. Webhooks and polling only say
  * when to look: each time, the approval's state is recomputed from the
@@ -107,6 +113,14 @@ export class ApprovalService {
       if (latest !== undefined) {
         const ticket = await this.#exclusive(latest.id, async () => {
           if (expireIfDue(latest, this.#now())) this.#changed(latest, 'approval.expired', {});
+          if (live(latest) && !sameRequirement(latest, req)) {
+            // The policy asks something else of this call now: what was given under the old rule releases nothing.
+            const reason = `superseded: the policy now asks ${req.minApprovals} approval(s) from ${req.approvers.join(', ')} (it asked ${latest.minApprovals} from ${latest.approvers.join(', ')})`;
+            latest.status = 'denied';
+            latest.denial = { by: 'gitgate', reason, at: this.#now().toISOString() };
+            this.#changed(latest, 'approval.denied', { by: 'gitgate', reason });
+            return undefined;
+          }
           if (latest.status === 'approved') return this.#claim(latest);
           if (latest.status === 'pending') return { kind: 'wait', approval: latest } as const;
           if (latest.status === 'denied' && this.#now().getTime() <= Date.parse(latest.expiresAt)) return { kind: 'denied', approval: latest } as const;

@@ -38,16 +38,21 @@ export class GitHubApprovalWorld {
     this.gh = await new GitHubEmulator().start();
     this.gh.team('acme', 'security', ['sam', 'sue', 'alice-gh', 'renovate[bot]']);
     this.upstream = await startHttpServer();
-    this.policyDir = await makePolicyDir({
+    this.policyDir = await GitHubApprovalWorld.policy(highRisk);
+  }
+
+  /** A policy folder whose `gh` upstream has these high-risk tools. */
+  static policy(highRisk: Record<string, unknown>): Promise<string> {
+    return makePolicyDir({
       ...TEST_POLICY_DATA,
       upstreams: { gh: { full_access_groups: ['eng'], public_tools: [], high_risk_tools: highRisk, mask: [], credential_ttl_seconds: 60 } },
     });
   }
 
   /** A gateway (webhooks on; polling only when a test calls poll()); its approvals run on this world's clock. */
-  async start(extra: Record<string, unknown> = {}, opts: { dataDir?: string; clock?: boolean } = {}): Promise<TestGateway> {
+  async start(extra: Record<string, unknown> = {}, opts: { dataDir?: string; clock?: boolean; policyDir?: string } = {}): Promise<TestGateway> {
     const gw = await startGateway({
-      policyDir: this.policyDir,
+      policyDir: opts.policyDir ?? this.policyDir,
       upstreams: { gh: { url: this.upstream.url } },
       approvals: {
         provider: 'github',

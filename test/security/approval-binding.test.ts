@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { GitHubApprovalWorld } from '../helpers/github-approvals.js';
+import { GitHubApprovalWorld, HIGH_RISK } from '../helpers/github-approvals.js';
 
 /** An approval releases exactly the call that was reviewed, once, and only when given by the right people. */
 const w = new GitHubApprovalWorld();
@@ -167,6 +167,24 @@ describe('one approval, one pull request', () => {
 });
 
 describe('an approval releases exactly the call that was reviewed', () => {
+  it('an approval given under a policy that since asks more (or other approvers) of the call releases nothing', async () => {
+    const first = await w.start();
+    const c1 = await w.client(first);
+    const pr = w.prOf(await w.call(c1, 'echo', { message: 'policy-changed' }));
+    await w.hook(first, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    expect(w.approvalOf(first, pr).status).toBe('approved');
+    expect(await w.after()).toEqual([]);
+    // The same data dir, with a policy that now wants two approvals of echo.
+    const stricter = await GitHubApprovalWorld.policy({ ...HIGH_RISK, echo: { ...HIGH_RISK.echo, min_approvals: 2 } });
+    const second = await w.start({}, { dataDir: first.dataDir, policyDir: stricter });
+    const c2 = await w.client(second);
+    const out = await w.call(c2, 'echo', { message: 'policy-changed' });
+    expect(out).toMatchObject({ ok: false, code: -32011, data: { status: 'pending', min_approvals: 2 } });
+    expect(w.prOf(out)).not.toBe(pr);
+    expect(w.approvalOf(second, pr)).toMatchObject({ status: 'denied', denial: { by: 'gitgate', reason: expect.stringMatching(/^superseded/) } });
+    expect(w.calls('echo', 'policy-changed')).toBe(0);
+  });
+
   it('arguments that are not an object, or other params, are another call (not the one with {} the policy input shows)', async () => {
     const gw = await w.start();
     const c = await w.client(gw);
