@@ -254,3 +254,100 @@ describe('what reviewers approve is what gitgate wrote', () => {
     expect(await w.call(c, 'add', { a: 5, b: 5 })).toEqual({ ok: true, content: [{ type: 'text', text: '10' }] });
   });
 });
+
+describe('once, and only in time', () => {
+  const TTL_MS = HIGH_RISK.echo.ttl_seconds * 1000;
+
+  it('an approval that arrives after the TTL releases nothing; the retry asks anew', async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    const pr = w.prOf(await w.call(c, 'echo', { message: 'too-late' }));
+    w.clock.advance(TTL_MS + 1);
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    expect(w.approvalOf(gw, pr).status).toBe('expired');
+    const out = await w.call(c, 'echo', { message: 'too-late' });
+    expect(out).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(w.prOf(out)).not.toBe(pr);
+    expect(w.calls('echo', 'too-late')).toBe(0);
+  });
+
+  it('approved in time, retried after the TTL: expired, not executed', async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    const pr = w.prOf(await w.call(c, 'echo', { message: 'retry-late' }));
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    expect(w.approvalOf(gw, pr).status).toBe('approved');
+    w.clock.advance(TTL_MS + 1);
+    expect(await w.call(c, 'echo', { message: 'retry-late' })).toMatchObject({ ok: false, code: -32011 });
+    expect(w.approvalOf(gw, pr).status).toBe('expired');
+    expect(w.calls('echo', 'retry-late')).toBe(0);
+  });
+
+  it('a TTL that runs out while the release reads GitHub releases nothing', async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    const pr = w.prOf(await w.call(c, 'echo', { message: 'expires-mid-read' }));
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    w.gh.onRequest = (op) => {
+      if (op === 'pulls/list-reviews') w.clock.advance(TTL_MS + 1);
+    };
+    try {
+      expect(await w.call(c, 'echo', { message: 'expires-mid-read' })).toMatchObject({ ok: false, code: -32019, data: { status: 'expired' } });
+    } finally {
+      w.gh.onRequest = undefined;
+    }
+    expect(w.calls('echo', 'expires-mid-read')).toBe(0);
+  });
+
+  it('identical retries racing for one approval run the call once', async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    const pr = w.prOf(await w.call(c, 'echo', { message: 'race-once' }));
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    const outs = await Promise.all(Array.from({ length: 5 }, () => w.call(c, 'echo', { message: 'race-once' })));
+    expect(outs.filter((o) => o.ok)).toHaveLength(1);
+    expect(outs.filter((o) => !o.ok && o.code === -32011)).toHaveLength(4);
+    expect(w.calls('echo', 'race-once')).toBe(1);
+  });
+
+  it('an executed approval stays executed: later reviews, a merge, a restart and polls release nothing more', async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    const pr = w.prOf(await w.call(c, 'echo', { message: 'used' }));
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    expect(await w.call(c, 'echo', { message: 'used' })).toMatchObject({ ok: true });
+    // gitgate closes the PR when it finishes; someone reopens it and approves and merges it again.
+    await expect.poll(() => w.gh.pulls.get(pr)!.state).toBe('closed');
+    await w.hook(gw, 'pull_request', w.gh.reopen(pr, 'sue'));
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sue', state: 'approved' }));
+    await w.hook(gw, 'pull_request', w.gh.closePull(pr, 'sue', true));
+    await gw.gw.approvals.poll();
+    expect(w.approvalOf(gw, pr).status).toBe('executed');
+    const again = await w.call(c, 'echo', { message: 'used' });
+    expect(again).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(w.prOf(again)).not.toBe(pr);
+    expect(await w.after()).toEqual([]);
+    const restarted = await w.start({}, { dataDir: gw.dataDir });
+    await restarted.gw.approvals.poll();
+    expect(w.approvalOf(restarted, pr).status).toBe('executed');
+    expect(await w.call(await w.client(restarted), 'echo', { message: 'used' })).toMatchObject({ ok: false, code: -32011 });
+    expect(w.calls('echo', 'used')).toBe(1);
+  });
+
+  it('closed, then reopened and approved: still denied; the retry is refused until the TTL ends, then asks anew', async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    const pr = w.prOf(await w.call(c, 'echo', { message: 'reopened' }));
+    await w.hook(gw, 'pull_request', w.gh.closePull(pr, 'sue', false));
+    expect(w.approvalOf(gw, pr)).toMatchObject({ status: 'denied', denial: { by: 'sue' } });
+    await w.hook(gw, 'pull_request', w.gh.reopen(pr, 'mallory'));
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    await gw.gw.approvals.poll();
+    expect(await w.call(c, 'echo', { message: 'reopened' })).toMatchObject({ ok: false, code: -32019, data: { status: 'denied' } });
+    w.clock.advance(TTL_MS + 1);
+    const anew = await w.call(c, 'echo', { message: 'reopened' });
+    expect(anew).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(w.prOf(anew)).not.toBe(pr);
+    expect(w.calls('echo', 'reopened')).toBe(0);
+  });
+});
