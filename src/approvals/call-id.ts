@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { canonicalJson } from '../canonical-json.js';
 
 /**
@@ -23,6 +23,12 @@ export function callHash(c: { caller: { sub: string; issuer: string }; upstream:
     .digest('hex');
 }
 
-export function approvalId(hash: string, generation: number): string {
-  return `${hash.slice(0, 20)}-${generation}`;
+/**
+ * `<first 20 hex of the hash>-<generation>-<8 random hex>`. The random part
+ * makes every request unique where reviewers look: another gitgate sharing the
+ * approvals repo, or this one after its data dir was reset, computes the same
+ * hash and generation, and must never find (and adopt) that request's pull request.
+ */
+export function approvalId(hash: string, generation: number, nonce: string = randomBytes(4).toString('hex')): string {
+  return `${hash.slice(0, 20)}-${generation}-${nonce}`;
 }

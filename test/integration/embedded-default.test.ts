@@ -62,7 +62,7 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     const parked = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
     expect(parked.code).toBe(-32011);
     const data = parked.data as { approval_id: string; url: string; status: string; expires_at: string };
-    expect(data).toMatchObject({ status: 'pending', approval_id: expect.stringMatching(/^[0-9a-f]{20}-1$/) });
+    expect(data).toMatchObject({ status: 'pending', approval_id: expect.stringMatching(/^[0-9a-f]{20}-1-[0-9a-f]{8}$/) });
     expect(data.url).toContain(`gitgate/approval/${data.approval_id}`);
     // The identical retry maps to the same approval.
     const again = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
@@ -94,7 +94,7 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     // A second retry needs a new approval.
     const next = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
     expect(next.code).toBe(-32011);
-    expect((next.data as { approval_id: string }).approval_id).toBe(data.approval_id.replace(/-1$/, '-2'));
+    expect((next.data as { approval_id: string }).approval_id).toMatch(new RegExp(`^${data.approval_id.slice(0, 20)}-2-[0-9a-f]{8}$`));
     await c.close();
   });
 

@@ -150,6 +150,20 @@ describe('one approval, one pull request', () => {
     expect(a.remote?.ref).toBe(String(w.gh.pullsFor(branch)[0]!.number));
   });
 
+  it("another gitgate sharing the repo (or this one after its data dir was reset) never adopts an earlier request's pull request", async () => {
+    const a = await w.start();
+    const ca = await w.client(a);
+    const prA = w.prOf(await w.call(ca, 'echo', { message: 'shared-repo' }));
+    await w.hook(a, 'pull_request_review', w.gh.review(prA, { login: 'sam', state: 'approved' }));
+    expect(w.approvalOf(a, prA).status).toBe('approved');
+    // A fresh data dir: the same caller, the same call, the same hash and generation.
+    const b = await w.start();
+    const out = await w.call(await w.client(b), 'echo', { message: 'shared-repo' });
+    expect(out).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(w.prOf(out)).not.toBe(prA);
+    expect(w.calls('echo', 'shared-repo')).toBe(0);
+  });
+
   it('an open that failed after its pull request was made is finished by the poller, which adopts that pull request', async () => {
     const gw = await w.start();
     const c = await w.client(gw);

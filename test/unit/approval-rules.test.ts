@@ -47,7 +47,8 @@ describe('approval rules', () => {
     for (const other of [{ ...base, upstream: 'v' }, { ...base, method: 'prompts/get' }, { ...base, caller: { sub: 'bob', issuer: 'i' } }, { ...base, caller: { sub: 'alice', issuer: 'j' } }]) {
       expect(callHash(other)).not.toBe(callHash(base));
     }
-    expect(approvalId(callHash(base), 3)).toMatch(/^[0-9a-f]{20}-3$/);
+    expect(approvalId(callHash(base), 3)).toMatch(/^[0-9a-f]{20}-3-[0-9a-f]{8}$/);
+    expect(approvalId(callHash(base), 3)).not.toBe(approvalId(callHash(base), 3));
   });
 
   it('counts distinct eligible reviewers of the head, never the requester', () => {
