@@ -3,6 +3,7 @@ import { recordLocalDecision } from '../approvals/local/decisions.js';
 import { LocalGitRepo } from '../approvals/local/git-repo.js';
 import { LocalApprovalProvider } from '../approvals/local/provider.js';
 import { isRequester, loginOf, namesOf } from '../approvals/requester.js';
+import { printable } from '../approvals/request-text.js';
 import { FileApprovalStore } from '../approvals/store.js';
 import { loadConfig } from '../config/load.js';
 import { GatewayError } from '../errors.js';
@@ -34,7 +35,8 @@ export async function approvalsList(o: Common & { all?: boolean }, out: (line: s
     .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   if (rows.length === 0) out(o.all === true ? 'no approvals' : 'no pending approvals (use --all for history)');
   for (const a of rows) {
-    out(`${a.id}  ${a.status.padEnd(8)} ${a.requester.login} → ${a.call.upstream} ${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''} ${JSON.stringify(a.call.arguments)}`);
+    // Strings from the call are printed with control characters escaped: what a reviewer reads is the call.
+    out(printable(`${a.id}  ${a.status.padEnd(8)} ${a.requester.login} → ${a.call.upstream} ${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''}${a.call.uri !== undefined ? ` ${a.call.uri}` : ''} ${JSON.stringify(a.call.arguments)}${a.call.otherParams !== undefined ? ` ${JSON.stringify(a.call.otherParams)}` : ''}`));
     out(`    needs ${a.required ?? a.minApprovals} from ${a.approvers.join(', ')}; expires ${a.expiresAt}; ${a.remote?.url ?? 'not opened yet'}`);
   }
   return 0;

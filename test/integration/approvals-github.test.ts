@@ -147,7 +147,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     expect(pull.title).toBe('gitgate approval: alice-gh → gh tools/call echo');
     expect(pull.body).toContain('"message": "approve-me"');
     expect(pull.requested_teams).toEqual(['security']);
-    expect(gh.files.get(`${pull.head.ref}:approvals/${first.ok ? '' : first.data.approval_id}.yaml`)).toContain('tool: echo');
+    expect(gh.files.get(`${pull.head.ref}:approvals/${first.ok ? '' : first.data.approval_id}.yaml`)).toContain('tool: "echo"');
     const check = [...gh.checkRuns.values()].at(-1)!;
     expect(check).toMatchObject({ name: 'gitgate/approval', status: 'in_progress', head_sha: pull.head.sha });
 

@@ -1,4 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { approvalBody, approvalDocument, approvalTitle, inlineCode } from '../../src/approvals/request-text.js';
+import type { ApprovalRecord } from '../../src/approvals/types.js';
 import { GitHubApprovalWorld, HIGH_RISK } from '../helpers/github-approvals.js';
 
 /** An approval releases exactly the call that was reviewed, once, and only when given by the right people. */
@@ -204,7 +206,7 @@ describe('an approval releases exactly the call that was reviewed', () => {
     const c = await w.client(gw);
     const first = await w.call(c, 'secret', {});
     await w.hook(gw, 'pull_request_review', w.gh.review(w.prOf(first), { login: 'sam', state: 'approved' }));
-    expect(w.approvalOf(gw, w.prOf(first)).status).toBe('approved');
+    expect(w.approvalOf(gw, w.prOf(first))).toMatchObject({ status: 'approved' });
     for (const [args, extra] of [[['rm', '-rf'], {}], ['--all', {}], [null, {}], [{}, { task: { ttl: 60_000 } }]] as const) {
       const other = await w.call(c, 'secret', args, extra);
       expect(other).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
@@ -363,5 +365,42 @@ describe('once, and only in time', () => {
     expect(anew).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
     expect(w.prOf(anew)).not.toBe(pr);
     expect(w.calls('echo', 'reopened')).toBe(0);
+  });
+});
+
+describe('what reviewers read cannot be reshaped by the call', () => {
+  const record = (tool: string, uri?: string): ApprovalRecord => ({
+    id: 'abc-1',
+    callHash: 'h',
+    generation: 1,
+    status: 'pending',
+    createdAt: '2030-01-01T00:00:00.000Z',
+    expiresAt: '2030-01-01T00:15:00.000Z',
+    requester: { sub: 'alice', login: 'alice-gh', githubLogin: 'alice-gh' },
+    call: { upstream: 'gh', method: 'tools/call', tool, ...(uri !== undefined ? { uri } : {}), arguments: { path: '/etc/shadow' } },
+    approvers: ['@acme/security'],
+    minApprovals: 1,
+    required: 1,
+    reasons: ['high risk'],
+    risk: 'high',
+    policy: { revision: null, bundleDigest: 'd'.repeat(64) },
+    approvals: [],
+  });
+
+  it('a tool name with backticks stays inside its code span: it cannot hide the arguments or add text', () => {
+    const tool = 'rm` **pre-approved by security** <!--';
+    const body = approvalBody(record(tool));
+    const first = body.split('\n')[0]!;
+    expect(first).toContain(inlineCode(`tools/call ${tool}`));
+    expect(first).toMatch(/^\*\*alice-gh\*\* \(`alice`\) asks to run `` tools\/call rm` \*\*pre-approved by security\*\* <!-- `` on upstream `gh`\.$/);
+    expect(body).toContain('"path": "/etc/shadow"');
+  });
+
+  it('a tool name or uri with a newline cannot add a line to the approval file; control characters are shown escaped', () => {
+    const doc = approvalDocument(record('echo\narguments: {"path":"/tmp/harmless"}', 'file:///x\r\nrisk: low'));
+    expect(doc.split('\n').filter((l) => l.startsWith('arguments:'))).toEqual(['arguments: {"path":"/etc/shadow"}']);
+    expect(doc.split('\n').filter((l) => l.startsWith('risk:'))).toEqual(['risk: "high"']);
+    expect(approvalTitle(record('echo\u001b[2K\rsafe'))).toBe('gitgate approval: alice-gh → gh tools/call echo\\u001b[2K\\u000dsafe');
+    expect(inlineCode('a\u202eb')).toBe('`a\\u202eb`');
   });
 });

@@ -1,6 +1,7 @@
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
-import { approvalBody, approvalDocument, approvalTitle, type ApprovalProvider } from '../provider.js';
+import type { ApprovalProvider } from '../provider.js';
+import { approvalBody, approvalDocument, approvalTitle } from '../request-text.js';
 import type { ApprovalRecord, Remote, RemoteState } from '../types.js';
 import { isRequester, requiredApprovals } from '../requester.js';
 import { latestReviews } from './reviews.js';

@@ -1,4 +1,5 @@
-import { approvalDocument, type ApprovalProvider } from '../provider.js';
+import type { ApprovalProvider } from '../provider.js';
+import { approvalDocument } from '../request-text.js';
 import type { ApprovalRecord, Remote, RemoteState } from '../types.js';
 import { branchOf, readDecisions } from './decisions.js';
 import type { LocalGitRepo } from './git-repo.js';
