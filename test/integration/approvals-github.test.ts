@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { Octokit } from '@octokit/rest';
 import { connectClient } from '../helpers/client.js';
+import { ManualClock } from '../helpers/clock.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { GitHubEmulator } from '../helpers/github-emulator.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
@@ -89,7 +90,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
   let policyDir: string;
   const gateways: TestGateway[] = [];
 
-  const start = async (extra: Record<string, unknown> = {}, dataDir?: string) => {
+  const start = async (extra: Record<string, unknown> = {}, dataDir?: string, clock?: ManualClock) => {
     const gw = await startGateway({
       policyDir,
       upstreams: { gh: { url: upstream.url } },
@@ -101,6 +102,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
         ...extra,
       },
       ...(dataDir ? { dataDir } : {}),
+      ...(clock ? { options: { approvalClock: clock.now } } : {}),
     });
     gateways.push(gw);
     return gw;
@@ -275,12 +277,14 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     await c.close();
   });
 
-  it('expiry denies', async () => {
-    const gw = await start({ pollSeconds: 0.2 });
+  it('expiry denies (on the approvals clock: no waiting)', async () => {
+    const clock = new ManualClock(Date.now());
+    const gw = await start({}, undefined, clock);
     const c = await client(gw);
     const first = await call(c, 'mutable', {});
     expect(first).toMatchObject({ ok: false, code: -32011 });
-    await new Promise((r) => setTimeout(r, 2600));
+    clock.advance(2001);
+    await gw.gw.approvals.poll();
     // An approval that arrives after the TTL releases nothing: the retry asks anew.
     await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request_review', gh.review(prOf(first), { login: 'sam', state: 'approved' }), SECRET);
     const out = await call(c, 'mutable', {});
