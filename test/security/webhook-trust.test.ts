@@ -81,6 +81,21 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
     expect(await w.call(c, 'add', { a: 2, b: 3 })).toMatchObject({ ok: false, code: -32011 });
   });
 
+  it("every page of reviews is read: a reviewer's latest decision after 150 comments is the one that counts", async () => {
+    const gw = await w.start();
+    const c = await w.client(gw);
+    const pr = w.prOf(await w.call(c, 'echo', { message: 'paged' }));
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    for (let i = 0; i < 150; i++) w.gh.review(pr, { login: `drive-by-${i}`, state: 'commented' });
+    // sam takes it back on page 2: the approval on page 1 is no longer sam's decision.
+    const last = w.gh.review(pr, { login: 'sam', state: 'changes_requested', body: 'On second thought, no.' });
+    const pages = w.gh.count('pulls/list-reviews');
+    await w.hook(gw, 'pull_request_review', last);
+    expect(w.gh.count('pulls/list-reviews') - pages).toBe(2);
+    expect(await w.call(c, 'echo', { message: 'paged' })).toMatchObject({ ok: false, code: -32019, message: expect.stringContaining('On second thought, no.') });
+    expect(w.calls('echo', 'paged')).toBe(0);
+  });
+
   it('a validly signed payload claiming an approval GitHub does not have changes nothing', async () => {
     const gw = await w.start();
     const c = await w.client(gw);
