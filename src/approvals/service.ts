@@ -245,10 +245,10 @@ export class ApprovalService {
   async *hold(ticket: Ticket, opts: { holdMs: number; signal: AbortSignal; progressToken?: string | number }): AsyncGenerator<JsonRpcNotification, Ticket> {
     if (ticket.kind !== 'wait') return ticket;
     const a = ticket.approval;
-    const now = () => this.#now().getTime();
-    // Hold until the hold bound, or until just past the TTL (then it is expired, not pending).
-    const deadline = Math.min(now() + opts.holdMs, Date.parse(a.expiresAt) + 50);
-    const started = now();
+    // Hold until the hold bound (how long the client waits: real time), or until just past
+    // the TTL (on the approvals clock; then it is expired, not pending).
+    const started = Date.now();
+    const left = () => Math.min(started + opts.holdMs - Date.now(), Date.parse(a.expiresAt) + 50 - this.#now().getTime());
     const progress = (): JsonRpcNotification | undefined =>
       opts.progressToken === undefined
         ? undefined
@@ -257,14 +257,14 @@ export class ApprovalService {
             method: 'notifications/progress',
             params: {
               progressToken: opts.progressToken,
-              progress: Math.floor((now() - started) / 1000),
+              progress: Math.floor((Date.now() - started) / 1000),
               total: Math.ceil(opts.holdMs / 1000),
               message: `Waiting for approval ${a.id}: ${this.store.get(a.id)?.remote?.url ?? 'opening the request'} (expires ${a.expiresAt})`,
             },
           };
     const first = progress();
     if (first) yield first;
-    while (now() < deadline && !opts.signal.aborted && !this.#stopping.signal.aborted) {
+    while (left() > 0 && !opts.signal.aborted && !this.#stopping.signal.aborted) {
       const current = this.store.get(a.id) ?? a;
       if (current.status === 'approved') {
         const t = await this.#exclusive(a.id, async () => (current.status === 'approved' ? this.#claim(current) : undefined));
@@ -281,13 +281,13 @@ export class ApprovalService {
           this.#stopping.signal.removeEventListener('abort', done);
           resolve();
         };
-        const timer = setTimeout(done, Math.min(10_000, Math.max(0, deadline - now())));
+        const timer = setTimeout(done, Math.min(10_000, Math.max(0, left())));
         this.#changes.once(a.id, done);
         opts.signal.addEventListener('abort', done, { once: true });
         this.#stopping.signal.addEventListener('abort', done, { once: true });
       });
       const p = progress();
-      if (p && (this.store.get(a.id) ?? a).status === 'pending' && now() < deadline) yield p;
+      if (p && (this.store.get(a.id) ?? a).status === 'pending' && left() > 0) yield p;
     }
     // The hold ended: a TTL that ran out while holding is a denial, not a wait.
     const current = this.store.get(a.id) ?? a;
