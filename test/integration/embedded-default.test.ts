@@ -54,8 +54,10 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     await c.close();
   });
 
-  it('eng may use every tool; get-env is parked until another eng member approves it, then runs once', async () => {
-    const c = await connectClient(`${server.url}/mcp/demo`, await token(['--sub', 'alice', '--groups', 'eng']));
+  // Many CLI processes (tokens, list, approve): more room than the default on two busy cores.
+  it('eng may use every tool; get-env is parked until another eng member approves it, then runs once', { timeout: 90_000 }, async () => {
+    const aliceToken = await token(['--sub', 'alice', '--groups', 'eng']);
+    const c = await connectClient(`${server.url}/mcp/demo`, aliceToken);
     expect((await c.client.listTools()).tools.map((t) => t.name)).toEqual(expect.arrayContaining(['echo', 'get-sum', 'get-env', 'get-tiny-image']));
     const img = await c.client.callTool({ name: 'get-tiny-image', arguments: {} });
     expect(JSON.stringify(img.content)).toContain('image/png');
@@ -74,7 +76,7 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     const claimed = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'carol', '--data-dir', dataDir]);
     expect(claimed.code).toBe(1);
     expect(claimed.stderr).toContain('--as is not accepted');
-    const self = await gitgate(['approvals', 'approve', data.approval_id, '--token', await token(['--sub', 'alice']), '--data-dir', dataDir]);
+    const self = await gitgate(['approvals', 'approve', data.approval_id, '--token', aliceToken, '--data-dir', dataDir]);
     expect(self.code).toBe(1);
     expect(self.stderr).toContain('alice requested this call and cannot approve or deny it');
     const outsider = await gitgate(['approvals', 'approve', data.approval_id, '--data-dir', dataDir], { env: { GITGATE_TOKEN: await token(['--sub', 'bob']) } });
