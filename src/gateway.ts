@@ -9,8 +9,8 @@ import type { GatewayConfig, UpstreamConfig } from './config/types.js';
 import type { UpstreamConnector } from './mcp/upstream/types.js';
 import { toolEnv } from './config/load.js';
 import { buildApp, type Readiness } from './http/app.js';
-import { DEV_ISSUER, loadDevIssuer, type DevIssuer } from './identity/dev-issuer.js';
-import { createLocalVerifier, createOidcVerifier, type TokenVerifier } from './identity/verifier.js';
+import type { DevIssuer } from './identity/dev-issuer.js';
+import { configuredVerifier } from './identity/configured-verifier.js';
 import { SessionStore } from './mcp/sessions.js';
 import { createUpstreamRegistry, type UpstreamRegistry } from './mcp/upstreams.js';
 import { GatewayMetrics } from './metrics/metrics.js';
@@ -32,10 +32,12 @@ import { GitAuditStore } from './audit/store.js';
 import { openAuditTrail } from './audit/trail.js';
 import type { WriteAheadLog } from './audit/wal.js';
 import { GitHubApprovalProvider } from './approvals/github/provider.js';
-import { LocalApprovalProvider, LocalGitRepo } from './approvals/local/provider.js';
+import { LocalGitRepo } from './approvals/local/git-repo.js';
+import { LocalApprovalProvider } from './approvals/local/provider.js';
 import type { ApprovalProvider } from './approvals/provider.js';
 import { ApprovalService } from './approvals/service.js';
 import { FileApprovalStore } from './approvals/store.js';
+import { loginOf as approverLogin } from './approvals/requester.js';
 import { githubApprovalEvents } from './approvals/github/webhook-events.js';
 import { DeliveryLog, GitHubWebhooks } from './webhooks/verify-and-receive.js';
 import type { Identity } from './identity/identity.js';
@@ -73,14 +75,16 @@ export interface GatewayOptions {
   wal?: (dir: string) => WriteAheadLog;
   /** Approval provider (default from config). */
   approvalProvider?: ApprovalProvider;
+  /** The approvals' clock: expiry and membership caching (tests inject one; default the system clock). */
+  approvalClock?: () => Date;
 }
 
-async function approvalProvider(config: GatewayConfig): Promise<ApprovalProvider> {
+async function approvalProvider(config: GatewayConfig, now?: () => Date): Promise<ApprovalProvider> {
   const a = config.approvals;
   if (a.provider === 'local') return new LocalApprovalProvider(await LocalGitRepo.open(a.local.repo), a.local.teams);
   const gh = a.github!;
   const auth = gh.token !== undefined ? { token: gh.token.reveal() } : { appId: gh.app!.appId, installationId: gh.app!.installationId, privateKey: gh.app!.privateKey.reveal() };
-  return new GitHubApprovalProvider({ baseUrl: gh.baseUrl, owner: gh.owner, repo: gh.repo, baseBranch: gh.baseBranch, auth, onFinish: gh.onFinish });
+  return new GitHubApprovalProvider({ baseUrl: gh.baseUrl, owner: gh.owner, repo: gh.repo, baseBranch: gh.baseBranch, auth, onFinish: gh.onFinish }, undefined, now);
 }
 
 /** The provider, opening an approval only once the approval's records so far are durable. */
@@ -91,8 +95,8 @@ function auditedProvider(inner: ApprovalProvider, auditor: Auditor): ApprovalPro
       await auditor.approvalDurable(a.id);
       return inner.open(a);
     },
-    sync: (a) => inner.sync(a),
-    isEligible: (login, approvers) => inner.isEligible(login, approvers),
+    state: (a, remote) => inner.state(a, remote),
+    isEligible: (login, approvers, o) => inner.isEligible(login, approvers, o),
     finish: (a) => inner.finish(a),
   };
 }
@@ -147,14 +151,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   const lock = await lockDataDir(config.dataDir);
   try {
 
-    let devIssuer: DevIssuer | undefined;
-    let verifier: TokenVerifier;
-    if (config.identity.mode === 'dev') {
-      devIssuer = await loadDevIssuer(config.dataDir);
-      verifier = createLocalVerifier({ ...config.identity, issuer: DEV_ISSUER, algorithms: ['ES256'] }, devIssuer.jwks());
-    } else {
-      verifier = createOidcVerifier(config.identity);
-    }
+    const { verifier, devIssuer } = await configuredVerifier(config);
 
     const metrics = new GatewayMetrics();
     const policy = new PolicyHolder();
@@ -253,7 +250,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const engine = opts.wrapPolicy?.(policy) ?? policy;
     // Approvals: durable store, provider, one state machine fed by webhooks and polling; events audited per approval.
     // The approval request is opened where reviewers look only once its approval.requested record is durable.
-    const provider = auditedProvider(opts.approvalProvider ?? (await approvalProvider(config)), audit.auditor);
+    const provider = auditedProvider(opts.approvalProvider ?? (await approvalProvider(config, opts.approvalClock)), audit.auditor);
     const approvals = new ApprovalService(new FileApprovalStore(path.join(config.dataDir, 'approvals')), provider, {
       record: (a, type, data) =>
         audit.auditor.approval({
@@ -266,10 +263,10 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
           data,
         }),
       log: (msg, extra) => logger.info(extra ?? {}, msg),
-    }, { pollMs: config.approvals.pollSeconds * 1000 });
+    }, { pollMs: config.approvals.pollSeconds * 1000, logins: config.approvals.logins, ...(opts.approvalClock !== undefined ? { now: opts.approvalClock } : {}) });
     await approvals.start();
     const webhooks = new GitHubWebhooks(config.approvals.webhookSecret?.reveal(), new DeliveryLog(config.dataDir));
-    githubApprovalEvents(webhooks, approvals);
+    if (approvals.provider.kind === 'github' && config.approvals.github !== undefined) githubApprovalEvents(webhooks, approvals, config.approvals.github);
     if (sync !== undefined && repo?.webhook === true) {
       const s = sync;
       webhooks.on('push', async (payload) => {
@@ -277,7 +274,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         if (payload.ref === `refs/heads/${repo.branch}`) void s.sync();
       });
     }
-    const loginOf = (identity: Identity) => identity.githubLogin ?? config.approvals.logins[identity.sub] ?? identity.sub;
+    const loginOf = (identity: Identity) => approverLogin(identity, config.approvals.logins);
 
     if (audit.log !== undefined) metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));
     const app = buildApp({

@@ -10,7 +10,7 @@ import { approvalError, type ApprovalService } from './service.js';
 export interface ParkOptions {
   readonly holdMs: number;
   readonly signal: AbortSignal;
-  /** identity sub → GitHub login (config); else the token's github login claim; else the sub. */
+  /** The caller's login (GitHub login claim, else approvals.logins[sub], else the sub); the service knows the requester by all their names. */
   readonly loginOf: (identity: Identity) => string;
 }
 
@@ -34,14 +34,20 @@ export async function* park(
   const shown = structuredClone(msg);
   if (d.maskRules.length > 0) maskMessage(shown, d.maskRules);
   const ticket = await approvals.admit({
-    caller: { sub: identity.sub, issuer: identity.issuer, login: opts.loginOf(identity) },
+    caller: {
+      sub: identity.sub,
+      issuer: identity.issuer,
+      ...(identity.email !== undefined ? { email: identity.email } : {}),
+      ...(identity.githubLogin !== undefined ? { githubLogin: identity.githubLogin } : {}),
+    },
     call: {
       upstream: input.upstream.name,
       method: input.mcp.method,
       ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
       ...(input.mcp.uri !== undefined ? { uri: input.mcp.uri } : {}),
-      arguments: (shown.params as { arguments?: unknown } | undefined)?.arguments ?? {},
-      rawArguments: input.mcp.arguments ?? {},
+      ...shownParams(shown.params),
+      // Bound to the params as sent (not the policy input's view of them, which reads non-object arguments as {}).
+      rawParams: msg.params,
     },
     approvers: d.approval.approvers,
     minApprovals: d.approval.min_approvals,
@@ -66,4 +72,11 @@ export async function* park(
   if (final.kind !== 'go') throw approvalError(final);
   if (final.approval.status !== 'executed') throw new GatewayError('INTERNAL', 'approval released without being claimed');
   yield* await forward();
+}
+
+/** What reviewers see of the params: the arguments as they are, and any other field besides name, uri and _meta. */
+function shownParams(params: unknown): { arguments: unknown; otherParams?: Record<string, unknown> } {
+  if (params === null || typeof params !== 'object' || Array.isArray(params)) return { arguments: {}, ...(params !== undefined ? { otherParams: { params } } : {}) };
+  const { name: _n, uri: _u, _meta: _m, arguments: args, ...other } = params as Record<string, unknown>;
+  return { arguments: args === undefined ? {} : args, ...(Object.keys(other).length > 0 ? { otherParams: other } : {}) };
 }

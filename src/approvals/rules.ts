@@ -1,64 +1,111 @@
-import type { ApprovalRecord, ReviewEvent } from './types.js';
+import { isRequester } from './requester.js';
+import type { ApprovalRecord, ApprovalVote, RemoteState } from './types.js';
 
 export interface RuleContext {
   readonly now: Date;
-  /** Whether this login may approve this approval (named user or member of a named team). */
-  readonly eligible: boolean;
+  /** Lower-cased logins that may approve this approval (named users, members of named teams). */
+  readonly eligible: ReadonlySet<string>;
+  /** Distinct approvals that release it (requester.ts requiredApprovals). */
+  readonly required: number;
 }
 
-export interface RuleOutcome {
-  /** What changed, for logs and audit; undefined when the event was ignored. */
-  readonly change?: 'approved' | 'denied' | 'counted' | 'head';
-  /** Why an event was ignored. */
-  readonly ignored?: string;
+export interface Verdict {
+  readonly status: 'pending' | 'approved' | 'denied' | 'expired';
+  /** The approvals that count, in the order they were given. */
+  readonly approvals: ApprovalVote[];
+  readonly denial?: { readonly by: string; readonly reason: string };
+  /** Reviews that did not count, and why (for logs). */
+  readonly ignored: string[];
 }
+
+const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
 
 /**
- * The one state machine both webhooks and polling feed:
- * pending → approved → executed, or pending → denied / expired.
- * Only eligible reviewers count, never the requester, and only for the PR head.
+ * The one state machine both webhooks and polling feed. It never accumulates
+ * events: the approval's state is computed from the provider's state as it is
+ * now (the head, each reviewer's latest review, whether it is open), so a
+ * redelivered, late or forged webhook can change nothing the provider does not say.
+ *
+ * - past `expiresAt` it is expired;
+ * - a request changed after gitgate opened it (title, description, base,
+ *   files) is denied: its reviewers may have seen something else;
+ * - an eligible non-requester's request for changes denies it, as does a close without merge;
+ * - nothing counts from the request's author (gitgate's own account) or a bot;
+ * - approvals count only from eligible non-requesters, only for the current head
+ *   (a dismissed review is not an approval), one per reviewer;
+ * - a merge counts as the merger's approval of the head; a merge that leaves
+ *   fewer than `min_approvals` denies it (a merged request gathers no more);
+ * - `required` distinct approvals approve it (min_approvals, one more when the
+ *   requester's GitHub login is unknown); fewer leave it pending (an approval
+ *   that lost one is pending again).
+ *
+ * The requester is recognised by every name they have (sub, email, its local
+ * part, GitHub login), case-insensitively.
  */
-export function applyEvent(a: ApprovalRecord, e: ReviewEvent, ctx: RuleContext): RuleOutcome {
-  if (e.kind === 'head') {
-    if (a.remote !== undefined && a.remote.headSha !== e.sha) {
-      a.remote.headSha = e.sha;
-      // Votes were for another commit: they no longer count.
-      if (a.status === 'pending') a.approvals = [];
-      return { change: 'head' };
+export function evaluate(a: ApprovalRecord, s: RemoteState, ctx: RuleContext): Verdict {
+  const ignored: string[] = [];
+  if (ctx.now.getTime() > Date.parse(a.expiresAt)) return { status: 'expired', approvals: [], ignored };
+  if (s.tampered !== undefined) {
+    const reason = `the request was changed after gitgate opened it (${s.tampered}): what reviewers saw may not be this call, so no approval of it counts; retry after ${a.expiresAt} to ask again`;
+    return { status: 'denied', approvals: [], denial: { by: 'gitgate', reason }, ignored };
+  }
+  const counts = (login: string, what: string, names: readonly string[] = [], bot = false): boolean => {
+    if (isRequester(a.requester, [login, ...names])) {
+      ignored.push(`${what} by ${login}: ${login} requested this call and cannot approve or deny it`);
+      return false;
     }
-    return {};
+    if (s.author !== undefined && same(login, s.author)) {
+      ignored.push(`${what} by ${login}: ${login} opened the request (gitgate's own account)`);
+      return false;
+    }
+    if (bot || login.toLowerCase().endsWith('[bot]')) {
+      ignored.push(`${what} by ${login}: a bot account approves nothing`);
+      return false;
+    }
+    if (!ctx.eligible.has(login.toLowerCase())) {
+      ignored.push(`${what} by ${login}: not an eligible approver (${a.approvers.join(', ')})`);
+      return false;
+    }
+    return true;
+  };
+  const votes: ApprovalVote[] = [];
+  const vote = (login: string, at: string | undefined) => {
+    if (votes.some((v) => same(v.login, login))) return;
+    const before = a.approvals.find((v) => same(v.login, login) && v.commit === s.head);
+    votes.push({ login, at: at ?? before?.at ?? ctx.now.toISOString(), commit: s.head });
+  };
+  let denial: Verdict['denial'];
+  for (const r of s.reviews) {
+    if (r.state === 'dismissed') {
+      ignored.push(`review by ${r.login} was dismissed`);
+      continue;
+    }
+    if (!counts(r.login, r.state === 'approved' ? 'approval' : 'request for changes', r.names, r.bot === true)) continue;
+    if (r.state === 'changes_requested') {
+      denial ??= { by: r.login, reason: r.body.trim() || `changes requested by ${r.login}` };
+      continue;
+    }
+    if (r.commit !== s.head) {
+      ignored.push(`approval by ${r.login} is for commit ${r.commit.slice(0, 12)}, not the head ${s.head.slice(0, 12)}`);
+      continue;
+    }
+    vote(r.login, r.at);
   }
-  if (a.status !== 'pending') return { ignored: `approval is ${a.status}` };
-  if (ctx.now.getTime() > Date.parse(a.expiresAt)) return { ignored: 'approval expired' };
-  const login = e.login.toLowerCase();
-  if (login === a.requester.login.toLowerCase()) return { ignored: `${e.login} requested this call and cannot approve or deny it` };
-  if (e.kind === 'closed') {
-    a.status = 'denied';
-    a.denial = { by: e.login, reason: `the approval was closed by ${e.login} without merging`, at: ctx.now.toISOString() };
-    return { change: 'denied' };
+  if (denial !== undefined) return { status: 'denied', approvals: votes, denial, ignored };
+  if (s.state === 'closed') {
+    const by = s.closedBy ?? 'someone';
+    return { status: 'denied', approvals: votes, denial: { by, reason: `the approval was closed by ${by} without merging` }, ignored };
   }
-  if (!ctx.eligible) return { ignored: `${e.login} is not an eligible approver (${a.approvers.join(', ')})` };
-  if (e.kind === 'merged') {
-    a.status = 'approved';
-    if (!a.approvals.some((v) => v.login.toLowerCase() === login)) a.approvals.push({ login: e.login, at: ctx.now.toISOString() });
-    return { change: 'approved' };
+  if (s.state === 'merged') {
+    const by = s.closedBy ?? 'someone';
+    if (counts(by, 'merge', [], s.closedByBot === true)) vote(by, undefined);
+    if (votes.length >= ctx.required) return { status: 'approved', approvals: votes, ignored };
+    return { status: 'denied', approvals: votes, denial: { by, reason: `merged by ${by} with ${votes.length} of ${ctx.required} required approval(s)` }, ignored };
   }
-  if (a.remote !== undefined && e.commit !== a.remote.headSha) return { ignored: `review by ${e.login} is for commit ${e.commit.slice(0, 12)}, not the head ${a.remote.headSha.slice(0, 12)}` };
-  if (e.state === 'changes_requested') {
-    a.status = 'denied';
-    a.denial = { by: e.login, reason: e.body.trim() || `changes requested by ${e.login}`, at: ctx.now.toISOString() };
-    return { change: 'denied' };
-  }
-  if (e.state !== 'approved') return { ignored: `a ${e.state} review does not decide` };
-  if (!a.approvals.some((v) => v.login.toLowerCase() === login)) a.approvals.push({ login: e.login, at: ctx.now.toISOString(), commit: e.commit });
-  if (a.approvals.length >= a.minApprovals) {
-    a.status = 'approved';
-    return { change: 'approved' };
-  }
-  return { change: 'counted' };
+  return { status: votes.length >= ctx.required ? 'approved' : 'pending', approvals: votes, ignored };
 }
 
-/** Pending past its TTL → expired. */
+/** Pending or approved past its TTL → expired. */
 export function expireIfDue(a: ApprovalRecord, now: Date): boolean {
   if (a.status !== 'pending' && a.status !== 'approved') return false;
   if (now.getTime() <= Date.parse(a.expiresAt)) return false;

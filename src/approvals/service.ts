@@ -3,13 +3,15 @@ import { GatewayError } from '../errors.js';
 import type { JsonRpcNotification } from '../mcp/jsonrpc.js';
 import { approvalId, callHash } from './call-id.js';
 import type { ApprovalProvider } from './provider.js';
-import { applyEvent, expireIfDue } from './rules.js';
+import { requesterOf, requiredApprovals } from './requester.js';
+import { evaluate, expireIfDue } from './rules.js';
 import type { ApprovalStore } from './store.js';
-import type { ApprovalCall, ApprovalRecord, ReviewEvent } from './types.js';
+import type { ApprovalCall, ApprovalRecord } from './types.js';
 
 export interface ApprovalRequest {
-  readonly caller: { readonly sub: string; readonly issuer: string; readonly login: string };
-  readonly call: ApprovalCall & { readonly rawArguments: unknown };
+  readonly caller: { readonly sub: string; readonly issuer: string; readonly email?: string; readonly githubLogin?: string };
+  /** What reviewers see (masked), and the request's params exactly as the upstream will receive them (hashed). */
+  readonly call: ApprovalCall & { readonly rawParams: unknown };
   readonly approvers: readonly string[];
   readonly minApprovals: number;
   readonly ttlSeconds: number;
@@ -24,19 +26,41 @@ export type Ticket =
   | { readonly kind: 'wait'; readonly approval: ApprovalRecord }
   | { readonly kind: 'denied'; readonly approval: ApprovalRecord };
 
+export type ApprovalEventType = 'approval.requested' | 'approval.approved' | 'approval.denied' | 'approval.expired' | 'approval.executed';
+
 export interface ApprovalEvents {
   /** Audit an approval event (requested, approved, denied, expired, executed). */
-  record(a: ApprovalRecord, type: 'approval.requested' | 'approval.approved' | 'approval.denied' | 'approval.expired' | 'approval.executed', data: Record<string, unknown>): void;
+  record(a: ApprovalRecord, type: ApprovalEventType, data: Record<string, unknown>): void;
   log(msg: string, extra?: Record<string, unknown>): void;
 }
 
+export interface ApprovalServiceOptions {
+  readonly pollMs: number;
+  /** approvals.logins: caller sub → GitHub login, for callers whose token has no github login claim. */
+  readonly logins?: Readonly<Record<string, string>>;
+  /** The clock of expiry and of every timestamp recorded (tests inject one). */
+  readonly now?: () => Date;
+}
+
+const live = (a: ApprovalRecord) => a.status === 'pending' || a.status === 'approved';
+
+/** Whether an approval was asked under the requirement the policy states for the call now. */
+function sameRequirement(a: ApprovalRecord, req: Pick<ApprovalRequest, 'approvers' | 'minApprovals'>): boolean {
+  const norm = (xs: readonly string[]) => JSON.stringify(xs.map((x) => x.replace(/^@/, '').toLowerCase()).sort());
+  return a.minApprovals === req.minApprovals && norm(a.approvers) === norm(req.approvers);
+}
+
 /**
- * Parks high-risk calls until reviewers decide. Both webhooks and polling feed
- * one state machine (rules.ts); every change is persisted before it is acted on.
+ * Parks high-risk calls until reviewers decide. Webhooks and polling only say
+ * when to look: each time, the approval's state is recomputed from the
+ * provider's own state (rules.ts), and once more at the moment a call is
+ * released. Every change is persisted before it is acted on.
  */
 export class ApprovalService {
   readonly #changes = new EventEmitter();
   readonly #locks = new Map<string, Promise<unknown>>();
+  /** Approvals being opened where reviewers look (single flight per approval id). */
+  readonly #opening = new Map<string, Promise<void>>();
   #poller: NodeJS.Timeout | undefined;
   /** Aborted at shutdown: held calls are answered at once (their approvals persist for the retry). */
   readonly #stopping = new AbortController();
@@ -45,7 +69,7 @@ export class ApprovalService {
     private readonly store: ApprovalStore,
     readonly provider: ApprovalProvider,
     private readonly events: ApprovalEvents,
-    private readonly opts: { readonly pollMs: number; readonly now?: () => Date },
+    private readonly opts: ApprovalServiceOptions,
   ) {
     this.#changes.setMaxListeners(0);
   }
@@ -54,7 +78,7 @@ export class ApprovalService {
     return this.opts.now?.() ?? new Date();
   }
 
-  /** One change at a time per approval (webhook, poll and requests may race). */
+  /** One change at a time per approval (webhook, poll and requests may race). Never nest it for one id. */
   async #exclusive<T>(id: string, f: () => Promise<T>): Promise<T> {
     const prev = this.#locks.get(id) ?? Promise.resolve();
     const run = prev.then(f, f);
@@ -74,7 +98,7 @@ export class ApprovalService {
     return this.store.get(id);
   }
 
-  /** The newest approval of this exact call, after applying expiry. */
+  /** The newest approval of this exact call. */
   #latest(hash: string): ApprovalRecord | undefined {
     let best: ApprovalRecord | undefined;
     for (const a of this.store.all()) if (a.callHash === hash && (best === undefined || a.generation > best.generation)) best = a;
@@ -83,12 +107,20 @@ export class ApprovalService {
 
   /** Decide what a high-risk call gets now: go (claimed), wait, or denied. Opens a new approval when needed. */
   async admit(req: ApprovalRequest): Promise<Ticket> {
-    const hash = callHash({ caller: req.caller, upstream: req.call.upstream, method: req.call.method, ...(req.call.tool ? { tool: req.call.tool } : {}), ...(req.call.uri ? { uri: req.call.uri } : {}), arguments: req.call.rawArguments });
-    return this.#exclusive(hash, async () => {
+    const hash = callHash({ caller: req.caller, upstream: req.call.upstream, method: req.call.method, params: req.call.rawParams });
+    return this.#exclusive(`call:${hash}`, async () => {
       const latest = this.#latest(hash);
       if (latest !== undefined) {
         const ticket = await this.#exclusive(latest.id, async () => {
           if (expireIfDue(latest, this.#now())) this.#changed(latest, 'approval.expired', {});
+          if (live(latest) && !sameRequirement(latest, req)) {
+            // The policy asks something else of this call now: what was given under the old rule releases nothing.
+            const reason = `superseded: the policy now asks ${req.minApprovals} approval(s) from ${req.approvers.join(', ')} (it asked ${latest.minApprovals} from ${latest.approvers.join(', ')})`;
+            latest.status = 'denied';
+            latest.denial = { by: 'gitgate', reason, at: this.#now().toISOString() };
+            this.#changed(latest, 'approval.denied', { by: 'gitgate', reason });
+            return undefined;
+          }
           if (latest.status === 'approved') return this.#claim(latest);
           if (latest.status === 'pending') return { kind: 'wait', approval: latest } as const;
           if (latest.status === 'denied' && this.#now().getTime() <= Date.parse(latest.expiresAt)) return { kind: 'denied', approval: latest } as const;
@@ -98,7 +130,8 @@ export class ApprovalService {
       }
       const now = this.#now();
       const generation = (latest?.generation ?? 0) + 1;
-      const { rawArguments: _raw, ...call } = req.call;
+      const { rawParams: _raw, ...call } = req.call;
+      const requester = requesterOf(req.caller, this.opts.logins ?? {});
       const a: ApprovalRecord = {
         id: approvalId(hash, generation),
         callHash: hash,
@@ -106,10 +139,11 @@ export class ApprovalService {
         status: 'pending',
         createdAt: now.toISOString(),
         expiresAt: new Date(now.getTime() + req.ttlSeconds * 1000).toISOString(),
-        requester: { sub: req.caller.sub, login: req.caller.login },
+        requester,
         call,
         approvers: req.approvers,
         minApprovals: req.minApprovals,
+        required: requiredApprovals({ minApprovals: req.minApprovals, requester }, this.provider.kind),
         reasons: req.reasons,
         risk: req.risk,
         policy: req.policy,
@@ -123,20 +157,82 @@ export class ApprovalService {
     });
   }
 
-  async #openRemote(a: ApprovalRecord): Promise<void> {
-    if (a.remote !== undefined) return;
-    try {
-      a.remote = await this.provider.open(a);
-      this.store.put(a);
-      this.events.log('approval opened', { id: a.id, url: a.remote.url });
-    } catch (err) {
-      // Stays pending without a remote; the poller opens it again.
-      this.events.log('approval could not be opened yet', { id: a.id, err: (err as Error).message });
+  /**
+   * Open the request where reviewers look, once: concurrent callers (the call
+   * that created it, the poller) share one attempt, and one that finds the
+   * remote already in the store does nothing. The provider's open is itself
+   * idempotent (a retry after a crash adopts what the first attempt made).
+   */
+  #openRemote(a: ApprovalRecord): Promise<void> {
+    if (a.remote !== undefined || this.store.get(a.id)?.remote !== undefined) return Promise.resolve();
+    const inflight = this.#opening.get(a.id);
+    if (inflight !== undefined) return inflight;
+    const attempt = (async () => {
+      try {
+        a.remote = await this.provider.open(a);
+        this.store.put(a);
+        this.events.log('approval opened', { id: a.id, url: a.remote.url });
+      } catch (err) {
+        // Stays pending without a remote; the poller opens it again.
+        this.events.log('approval could not be opened yet', { id: a.id, err: (err as Error).message });
+      } finally {
+        this.#opening.delete(a.id);
+      }
+    })();
+    this.#opening.set(a.id, attempt);
+    return attempt;
+  }
+
+  /**
+   * Recompute a live approval from the provider's state as it is now (inside
+   * #exclusive for its id). Throws when the provider cannot be read.
+   */
+  async #recompute(a: ApprovalRecord, opts: { readonly fresh?: boolean } = {}): Promise<void> {
+    if (!live(a)) return;
+    if (expireIfDue(a, this.#now())) return this.#changed(a, 'approval.expired', {});
+    if (a.remote === undefined) return;
+    const s = await this.provider.state(a, a.remote);
+    const names = new Set([...s.reviews.map((r) => r.login.toLowerCase()), ...(s.closedBy !== undefined ? [s.closedBy.toLowerCase()] : [])]);
+    const eligible = new Set<string>();
+    for (const n of names) if (await this.provider.isEligible(n, a.approvers, opts)) eligible.add(n);
+    // The clock is read after the provider answered: a TTL that ran out meanwhile counts.
+    const now = this.#now();
+    const v = evaluate(a, s, { now, eligible, required: requiredApprovals(a, this.provider.kind) });
+    for (const why of v.ignored) this.events.log('approval review not counted', { id: a.id, why });
+    const before = JSON.stringify([a.status, a.approvals, a.remote.headSha]);
+    const was = a.status;
+    a.remote.headSha = s.head;
+    a.approvals = v.approvals;
+    a.status = v.status;
+    if (v.denial !== undefined) a.denial = { ...v.denial, at: now.toISOString() };
+    if (JSON.stringify([a.status, a.approvals, a.remote.headSha]) === before) return;
+    this.store.put(a);
+    if (a.status === was) return;
+    if (a.status === 'approved') this.#changed(a, 'approval.approved', { by: a.approvals.map((v) => v.login) });
+    else if (a.status === 'denied') this.#changed(a, 'approval.denied', { by: a.denial?.by, reason: a.denial?.reason });
+    else if (a.status === 'expired') this.#changed(a, 'approval.expired', {});
+    else {
+      // approved → pending: an approval was dismissed, went stale or lost its reviewer's eligibility.
+      this.events.log('approval revoked: it no longer has the approvals it needs', { id: a.id, approvals: a.approvals.map((v) => v.login) });
+      this.#changes.emit(a.id);
     }
   }
 
-  /** approved → executed, durably, before the call is forwarded: at most once, even across crashes. */
-  #claim(a: ApprovalRecord): Ticket {
+  /**
+   * approved → executed, durably, before the call is forwarded: at most once,
+   * even across crashes. The state is read from the provider once more first,
+   * with team membership asked afresh: an approval dismissed, a reviewer
+   * removed from the team, or a TTL passed, since it was last read releases
+   * nothing; a provider that cannot be read releases nothing either (fail closed).
+   */
+  async #claim(a: ApprovalRecord): Promise<Ticket> {
+    try {
+      await this.#recompute(a, { fresh: true });
+    } catch (err) {
+      this.events.log('approval not released: the provider could not be read', { id: a.id, err: (err as Error).message });
+      return { kind: 'wait', approval: a };
+    }
+    if (a.status !== 'approved') return { kind: a.status === 'pending' ? 'wait' : 'denied', approval: a };
     a.status = 'executed';
     a.executedAt = this.#now().toISOString();
     this.store.put(a);
@@ -149,9 +245,10 @@ export class ApprovalService {
   async *hold(ticket: Ticket, opts: { holdMs: number; signal: AbortSignal; progressToken?: string | number }): AsyncGenerator<JsonRpcNotification, Ticket> {
     if (ticket.kind !== 'wait') return ticket;
     const a = ticket.approval;
-    // Hold until the hold bound, or until just past the TTL (then it is expired, not pending).
-    const deadline = Math.min(Date.now() + opts.holdMs, Date.parse(a.expiresAt) + 50);
+    // Hold until the hold bound (how long the client waits: real time), or until just past
+    // the TTL (on the approvals clock; then it is expired, not pending).
     const started = Date.now();
+    const left = () => Math.min(started + opts.holdMs - Date.now(), Date.parse(a.expiresAt) + 50 - this.#now().getTime());
     const progress = (): JsonRpcNotification | undefined =>
       opts.progressToken === undefined
         ? undefined
@@ -167,13 +264,14 @@ export class ApprovalService {
           };
     const first = progress();
     if (first) yield first;
-    while (Date.now() < deadline && !opts.signal.aborted && !this.#stopping.signal.aborted) {
+    while (left() > 0 && !opts.signal.aborted && !this.#stopping.signal.aborted) {
       const current = this.store.get(a.id) ?? a;
-      if (current.status !== 'pending') {
-        return await this.#exclusive(a.id, async () => {
-          if (current.status === 'approved') return this.#claim(current);
-          return current.status === 'executed' ? ({ kind: 'wait', approval: current } as const) : ({ kind: 'denied', approval: current } as const);
-        });
+      if (current.status === 'approved') {
+        const t = await this.#exclusive(a.id, async () => (current.status === 'approved' ? this.#claim(current) : undefined));
+        // A claim that found it no longer approved (or could not read the provider) keeps holding.
+        if (t !== undefined && t.kind !== 'wait') return t;
+      } else if (current.status !== 'pending') {
+        return current.status === 'executed' ? { kind: 'wait', approval: current } : { kind: 'denied', approval: current };
       }
       await new Promise<void>((resolve) => {
         const done = () => {
@@ -183,13 +281,13 @@ export class ApprovalService {
           this.#stopping.signal.removeEventListener('abort', done);
           resolve();
         };
-        const timer = setTimeout(done, Math.min(10_000, Math.max(0, deadline - Date.now())));
+        const timer = setTimeout(done, Math.min(10_000, Math.max(0, left())));
         this.#changes.once(a.id, done);
         opts.signal.addEventListener('abort', done, { once: true });
         this.#stopping.signal.addEventListener('abort', done, { once: true });
       });
       const p = progress();
-      if (p && (this.store.get(a.id) ?? a).status === 'pending' && Date.now() < deadline) yield p;
+      if (p && (this.store.get(a.id) ?? a).status === 'pending' && left() > 0) yield p;
     }
     // The hold ended: a TTL that ran out while holding is a denial, not a wait.
     const current = this.store.get(a.id) ?? a;
@@ -201,27 +299,15 @@ export class ApprovalService {
     return { kind: 'wait', approval: current };
   }
 
-  /** Apply what reviewers did (webhook or poll) to the approval whose remote ref matches. */
-  async applyRemote(ref: string, events: readonly ReviewEvent[]): Promise<ApprovalRecord | undefined> {
-    const a = this.store.all().find((x) => x.remote?.ref === ref);
+  /**
+   * A hint that the request behind `ref` changed (a webhook): recompute its
+   * approval from the provider. Nothing in the hint itself is trusted.
+   */
+  async refresh(ref: string): Promise<ApprovalRecord | undefined> {
+    const a = this.store.all().find((x) => x.remote?.ref === ref && live(x));
     if (a === undefined) return undefined;
-    await this.#apply(a, events);
+    await this.#exclusive(a.id, () => this.#recompute(a));
     return a;
-  }
-
-  async #apply(a: ApprovalRecord, events: readonly ReviewEvent[]): Promise<void> {
-    await this.#exclusive(a.id, async () => {
-      for (const e of events) {
-        const eligible = e.kind === 'head' || e.kind === 'closed' ? true : await this.provider.isEligible(e.login, a.approvers);
-        const before = a.status;
-        const out = applyEvent(a, e, { now: this.#now(), eligible });
-        if (out.ignored !== undefined && e.kind !== 'head') this.events.log('approval event ignored', { id: a.id, why: out.ignored });
-        if (out.change === undefined) continue;
-        this.store.put(a);
-        if (a.status === 'approved' && before !== 'approved') this.#changed(a, 'approval.approved', { by: a.approvals.map((v) => v.login) });
-        if (a.status === 'denied' && before !== 'denied') this.#changed(a, 'approval.denied', { by: a.denial?.by, reason: a.denial?.reason });
-      }
-    });
   }
 
   #changed(a: ApprovalRecord, type: 'approval.approved' | 'approval.denied' | 'approval.expired', data: Record<string, unknown>): void {
@@ -242,21 +328,22 @@ export class ApprovalService {
     }
   }
 
-  /** One polling round: expire, (re)open, sync, report outcomes. */
+  /** One polling round: expire, (re)open, recompute live approvals from the provider, report outcomes. */
   async poll(): Promise<void> {
     for (const a of this.store.all()) {
-      if (a.status === 'pending' || a.status === 'approved') {
-        const expired = await this.#exclusive(a.id, async () => expireIfDue(a, this.#now()));
-        if (expired) {
-          this.#changed(a, 'approval.expired', {});
-          continue;
+      if (live(a)) {
+        // Being opened right now (by the call that created it): that attempt finishes it.
+        if (this.#opening.has(a.id)) continue;
+        if (a.remote === undefined) {
+          await this.#exclusive(a.id, async () => {
+            if (expireIfDue(a, this.#now())) this.#changed(a, 'approval.expired', {});
+          });
+          if (!live(a)) continue;
+          await this.#openRemote(a);
+          if (a.remote === undefined) continue;
         }
-      }
-      if (a.status === 'pending') {
-        if (a.remote === undefined) await this.#openRemote(a);
-        if (a.remote === undefined) continue;
         try {
-          await this.#apply(a, await this.provider.sync(a));
+          await this.#exclusive(a.id, () => this.#recompute(a));
         } catch (err) {
           this.events.log('approval sync failed', { id: a.id, err: (err as Error).message });
         }
@@ -282,7 +369,8 @@ export class ApprovalService {
 /** The client's error for a call that is not (yet) approved. */
 export function approvalError(t: Ticket): GatewayError {
   const a = t.approval;
-  const data = { approval_id: a.id, url: a.remote?.url ?? null, status: a.status, expires_at: a.expiresAt, approvers: a.approvers, min_approvals: a.minApprovals };
+  const required = a.required ?? a.minApprovals;
+  const data = { approval_id: a.id, url: a.remote?.url ?? null, status: a.status, expires_at: a.expiresAt, approvers: a.approvers, min_approvals: a.minApprovals, required_approvals: required };
   if (t.kind === 'denied' || a.status === 'denied' || a.status === 'expired') {
     const why = a.status === 'expired' ? `the approval expired at ${a.expiresAt}` : `${a.denial?.by ?? 'a reviewer'}: ${a.denial?.reason ?? 'denied'}`;
     return new GatewayError('APPROVAL_DENIED', `Approval denied (${why})`, { data: { ...data, reason: a.denial?.reason ?? null, denied_by: a.denial?.by ?? null } });
@@ -290,5 +378,5 @@ export function approvalError(t: Ticket): GatewayError {
   if (a.status === 'executed') {
     return new GatewayError('APPROVAL_REQUIRED', `Approval required: approval ${a.id} was already used for one call; retry to request a new one`, { data });
   }
-  return new GatewayError('APPROVAL_REQUIRED', `Approval required: waiting for ${a.minApprovals} approval(s) from ${a.approvers.join(', ')} at ${a.remote?.url ?? '(opening)'}; retry the identical call once approved`, { data });
+  return new GatewayError('APPROVAL_REQUIRED', `Approval required: waiting for ${required} approval(s) from ${a.approvers.join(', ')} at ${a.remote?.url ?? '(opening)'}; retry the identical call once approved`, { data });
 }

@@ -1,3 +1,5 @@
+import type { Requester } from './requester.js';
+
 export type ApprovalStatus = 'pending' | 'approved' | 'executed' | 'denied' | 'expired';
 
 export interface ApprovalCall {
@@ -5,8 +7,10 @@ export interface ApprovalCall {
   readonly method: string;
   readonly tool?: string;
   readonly uri?: string;
-  /** As the decision's mask rules leave them (what reviewers see). */
+  /** As the decision's mask rules leave them (what reviewers see), whatever their type. */
   readonly arguments: unknown;
+  /** The request's other params (not name, uri, arguments or _meta), masked likewise; absent when none. */
+  readonly otherParams?: Readonly<Record<string, unknown>>;
 }
 
 export interface ApprovalVote {
@@ -14,6 +18,8 @@ export interface ApprovalVote {
   readonly at: string;
   readonly commit?: string;
 }
+
+export type Remote = { readonly ref: string; readonly url: string; headSha: string; readonly checkRunId?: number };
 
 /** One request for approval of one exact call; persisted before anything is opened remotely. */
 export interface ApprovalRecord {
@@ -24,25 +30,55 @@ export interface ApprovalRecord {
   status: ApprovalStatus;
   readonly createdAt: string;
   readonly expiresAt: string;
-  readonly requester: { readonly sub: string; readonly login: string };
+  readonly requester: Requester;
   readonly call: ApprovalCall;
   readonly approvers: readonly string[];
   readonly minApprovals: number;
+  /** Distinct approvals that release it (requester.ts requiredApprovals); absent in records of earlier versions. */
+  readonly required?: number;
   readonly reasons: readonly string[];
   readonly risk: string;
   readonly policy: { readonly revision: string | null; readonly bundleDigest: string };
+  /** The approvals that count now, as last computed from the provider's state. */
   approvals: ApprovalVote[];
   denial?: { readonly by: string; readonly reason: string; readonly at: string };
-  /** Where reviewers decide: a PR (GitHub) or a branch (local). */
-  remote?: { readonly ref: string; readonly url: string; headSha: string; readonly checkRunId?: number };
+  /** Where reviewers decide: a PR (GitHub) or a branch (local). headSha is the head as last read. */
+  remote?: Remote;
   executedAt?: string;
   /** The outcome was reported back (check run completed, comment, PR closed or merged). */
   finished?: boolean;
 }
 
-/** What a provider reports about the place reviewers decide. */
-export type ReviewEvent =
-  | { readonly kind: 'review'; readonly login: string; readonly state: 'approved' | 'changes_requested' | 'commented' | 'dismissed'; readonly commit: string; readonly body: string }
-  | { readonly kind: 'merged'; readonly login: string }
-  | { readonly kind: 'closed'; readonly login: string }
-  | { readonly kind: 'head'; readonly sha: string };
+/** A reviewer's latest decisive review (approve, request changes, or a dismissed one). */
+export interface Review {
+  readonly login: string;
+  /** The reviewer's other names, when the provider knows them (local: the verified token's sub and email). */
+  readonly names?: readonly string[];
+  readonly state: 'approved' | 'changes_requested' | 'dismissed';
+  /** The commit the review was given on. */
+  readonly commit: string;
+  readonly body: string;
+  /** When it was submitted, as the provider says. */
+  readonly at?: string;
+  /** Given by a bot account (an app, not a person). */
+  readonly bot?: boolean;
+}
+
+/**
+ * Where reviewers decide, as it is now, read from the provider's API (never
+ * from a webhook payload): the rules compute the approval's state from this alone.
+ */
+export interface RemoteState {
+  /** The current head commit of the request. */
+  readonly head: string;
+  readonly state: 'open' | 'closed' | 'merged';
+  /** Who closed or merged it, and whether that was a bot account. */
+  readonly closedBy?: string;
+  readonly closedByBot?: boolean;
+  /** Who opened it: gitgate's own account, which never approves what it asked for. */
+  readonly author?: string;
+  /** Set when what reviewers see is no longer what gitgate wrote (title, description, base, files): why. */
+  readonly tampered?: string;
+  /** Each reviewer's latest decisive review, in the order they were given. */
+  readonly reviews: readonly Review[];
+}

@@ -1,11 +1,25 @@
 import path from 'node:path';
-import { LocalApprovalProvider, LocalGitRepo, recordLocalDecision } from '../approvals/local/provider.js';
+import { recordLocalDecision } from '../approvals/local/decisions.js';
+import { LocalGitRepo } from '../approvals/local/git-repo.js';
+import { LocalApprovalProvider } from '../approvals/local/provider.js';
+import { isRequester, loginOf, namesOf } from '../approvals/requester.js';
+import { printable } from '../approvals/request-text.js';
 import { FileApprovalStore } from '../approvals/store.js';
 import { loadConfig } from '../config/load.js';
+import { GatewayError } from '../errors.js';
+import { configuredVerifier } from '../identity/configured-verifier.js';
 
 interface Common {
   config?: string;
   dataDir?: string;
+}
+
+export interface DecideOptions extends Common {
+  /** The approver's bearer token (else GITGATE_TOKEN): who decides is who the token says. */
+  token?: string;
+  /** No longer accepted: a name on the command line proves nothing. */
+  as?: string;
+  reason?: string;
 }
 
 function context(o: Common) {
@@ -21,26 +35,45 @@ export async function approvalsList(o: Common & { all?: boolean }, out: (line: s
     .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   if (rows.length === 0) out(o.all === true ? 'no approvals' : 'no pending approvals (use --all for history)');
   for (const a of rows) {
-    out(`${a.id}  ${a.status.padEnd(8)} ${a.requester.login} → ${a.call.upstream} ${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''} ${JSON.stringify(a.call.arguments)}`);
-    out(`    needs ${a.minApprovals} from ${a.approvers.join(', ')}; expires ${a.expiresAt}; ${a.remote?.url ?? 'not opened yet'}`);
+    // Strings from the call are printed with control characters escaped: what a reviewer reads is the call.
+    out(printable(`${a.id}  ${a.status.padEnd(8)} ${a.requester.login} → ${a.call.upstream} ${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''}${a.call.uri !== undefined ? ` ${a.call.uri}` : ''} ${JSON.stringify(a.call.arguments)}${a.call.otherParams !== undefined ? ` ${JSON.stringify(a.call.otherParams)}` : ''}`));
+    out(`    needs ${a.required ?? a.minApprovals} from ${a.approvers.join(', ')}; expires ${a.expiresAt}; ${a.remote?.url ?? 'not opened yet'}`);
   }
   return 0;
 }
 
-async function decide(o: Common & { as: string; reason?: string }, id: string, action: 'approve' | 'deny', out: (line: string) => void): Promise<number> {
+/**
+ * approve|deny a local approval as the holder of a token of the configured
+ * issuer (dev: `gitgate token`; OIDC: a token of that issuer). The approver is
+ * the verified identity, never a name given on the command line.
+ */
+async function decide(o: DecideOptions, id: string, action: 'approve' | 'deny', out: (line: string) => void, env: NodeJS.ProcessEnv): Promise<number> {
   const { config, store } = context(o);
   if (config.approvals.provider !== 'local') throw new Error('gitgate approvals approve|deny decides local approvals; with GitHub, review the pull request');
+  if (o.as !== undefined) throw new GatewayError('AUTH_REQUIRED', '--as is not accepted: prove who you are with --token <jwt> or GITGATE_TOKEN (in dev mode `gitgate token --sub <you>` mints one)');
+  const token = o.token ?? env.GITGATE_TOKEN;
+  if (token === undefined || token === '') throw new GatewayError('AUTH_REQUIRED', 'a token is required to approve or deny: --token <jwt> or GITGATE_TOKEN (in dev mode `gitgate token --sub <you>` mints one)');
+  const identity = await (await configuredVerifier(config)).verifier.verify(token);
+  const by = loginOf(identity, config.approvals.logins);
   const a = store.get(id);
   if (a === undefined) throw new Error(`no approval ${id} (gitgate approvals list)`);
   if (a.status !== 'pending') throw new Error(`approval ${id} is ${a.status}, not pending`);
-  if (a.requester.login.toLowerCase() === o.as.toLowerCase()) throw new Error(`${o.as} requested this call and cannot approve or deny it`);
+  if (isRequester(a.requester, namesOf({ ...identity, login: by }))) throw new Error(`${by} requested this call and cannot approve or deny it`);
   const repo = await LocalGitRepo.open(config.approvals.local.repo);
   const provider = new LocalApprovalProvider(repo, config.approvals.local.teams);
-  if (!(await provider.isEligible(o.as, a.approvers))) throw new Error(`${o.as} is not an eligible approver of ${id} (${a.approvers.join(', ')})`);
-  await recordLocalDecision(repo, id, { action, by: o.as, ...(o.reason !== undefined ? { reason: o.reason } : {}) });
-  out(`${action === 'approve' ? 'approved' : 'denied'} ${id} as ${o.as}; the gateway applies it within ${config.approvals.pollSeconds} s`);
+  if (!provider.isKnown(by)) throw new Error(`${by} is not a known user (approvals.local.teams)`);
+  if (!(await provider.isEligible(by, a.approvers))) throw new Error(`${by} is not an eligible approver of ${id} (${a.approvers.join(', ')})`);
+  await recordLocalDecision(repo, id, {
+    action,
+    by,
+    sub: identity.sub,
+    issuer: identity.issuer,
+    ...(identity.email !== undefined ? { email: identity.email } : {}),
+    ...(o.reason !== undefined ? { reason: o.reason } : {}),
+  });
+  out(`${action === 'approve' ? 'approved' : 'denied'} ${id} as ${by}; the gateway applies it within ${config.approvals.pollSeconds} s`);
   return 0;
 }
 
-export const approvalsApprove = (id: string, o: Common & { as: string }, out: (line: string) => void) => decide(o, id, 'approve', out);
-export const approvalsDeny = (id: string, o: Common & { as: string; reason?: string }, out: (line: string) => void) => decide(o, id, 'deny', out);
+export const approvalsApprove = (id: string, o: DecideOptions, out: (line: string) => void, env: NodeJS.ProcessEnv = process.env) => decide(o, id, 'approve', out, env);
+export const approvalsDeny = (id: string, o: DecideOptions, out: (line: string) => void, env: NodeJS.ProcessEnv = process.env) => decide(o, id, 'deny', out, env);

@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { ensureOpa } from '../policy/opa-binary.js';
 import { toolEnv } from '../config/load.js';
 import { VERSION } from '../version.js';
@@ -9,7 +9,7 @@ import { parseDuration } from '../config/duration.js';
 import { serve } from './serve.js';
 import { token } from './token.js';
 import { auditExport, auditReplay, auditVerify } from './audit.js';
-import { approvalsApprove, approvalsDeny, approvalsList } from './approvals.js';
+import { approvalsApprove, approvalsDeny, approvalsList, type DecideOptions } from './approvals.js';
 
 function port(v: string): number {
   const n = Number(v);
@@ -144,16 +144,16 @@ export async function main(argv: string[]): Promise<number> {
   common(approvals.command('list').option('--all', 'include decided ones')).action(async (o: { config?: string; dataDir?: string; all?: boolean }) => {
     code = await approvalsList(o, out);
   });
-  common(approvals.command('approve <id>').requiredOption('--as <login>', 'who approves (not the requester; must be eligible)')).action(
-    async (id: string, o: { config?: string; dataDir?: string; as: string }) => {
-      code = await approvalsApprove(id, o, out);
-    },
-  );
-  common(approvals.command('deny <id>').requiredOption('--as <login>', 'who denies').option('--reason <text>', 'what the caller is told')).action(
-    async (id: string, o: { config?: string; dataDir?: string; as: string; reason?: string }) => {
-      code = await approvalsDeny(id, o, out);
-    },
-  );
+  const decider = (c: Command) =>
+    common(c)
+      .option('--token <jwt>', 'your token from the configured issuer (default: $GITGATE_TOKEN; in dev mode `gitgate token --sub <you>` mints one)')
+      .addOption(new Option('--as <login>', 'no longer accepted: the token says who you are').hideHelp());
+  decider(approvals.command('approve <id>').description('approve as the holder of the token (not the requester; must be eligible)')).action(async (id: string, o: DecideOptions) => {
+    code = await approvalsApprove(id, o, out);
+  });
+  decider(approvals.command('deny <id>').description('deny as the holder of the token').option('--reason <text>', 'what the caller is told')).action(async (id: string, o: DecideOptions) => {
+    code = await approvalsDeny(id, o, out);
+  });
 
   program
     .command('setup')

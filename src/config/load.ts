@@ -137,6 +137,10 @@ export function validateConfig(
   const pr = policy.repo;
   const repoToken = readSecret('policy.repo.token', pr?.token, baseDir, env, problems)?.value;
   const verifyKey = readSecret('policy.repo.verification.publicKey', pr?.verification?.publicKey, baseDir, env, problems)?.value;
+  // A secret that is missing or empty is a problem, never a silent default (an empty webhook secret would let anyone sign).
+  if (problems.length > 0) {
+    throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
+  }
   const config: GatewayConfig = {
     server: {
       ...(server as Omit<GatewayConfig['server'], 'allowedOrigins'>),
@@ -261,6 +265,7 @@ function readSecret(where: string, ref: SecretRef | undefined, baseDir: string, 
     const file = path.resolve(baseDir, ref.fromFile);
     try {
       value = readFileSync(file, 'utf8').trim();
+      if (value === '') problems.push(`${where}: ${file} is empty`);
     } catch (err) {
       problems.push(`${where}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
     }

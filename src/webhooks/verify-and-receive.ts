@@ -3,9 +3,13 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeF
 import path from 'node:path';
 import { MAX_JSON_DEPTH, parseJsonWithin } from '../mcp/json-limits.js';
 
-/** `X-Hub-Signature-256: sha256=<hex>` over the exact body, compared in constant time. */
+/**
+ * `X-Hub-Signature-256: sha256=<64 hex digits>` over the exact body, compared in
+ * constant time. Nothing else is a signature (no trailing bytes, no other
+ * algorithm), and an empty secret verifies nothing.
+ */
 export function verifySignature(secret: string, body: Buffer, header: string | undefined): boolean {
-  if (header === undefined || !header.startsWith('sha256=')) return false;
+  if (secret === '' || header === undefined || !/^sha256=[0-9a-f]{64}$/i.test(header)) return false;
   const given = Buffer.from(header.slice('sha256='.length), 'hex');
   const expected = createHmac('sha256', secret).update(body).digest();
   return given.length === expected.length && timingSafeEqual(given, expected);
@@ -15,7 +19,11 @@ export function signBody(secret: string, body: Buffer | string): string {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
 }
 
-/** Delivery ids already handled (X-GitHub-Delivery), kept on disk so a replay after a restart is still a replay. */
+/**
+ * Delivery ids already handled (X-GitHub-Delivery), kept on disk so a replay
+ * after a restart is still a replay. The same body under a new id is handled
+ * again: handlers treat a webhook as a hint and read the truth from GitHub.
+ */
 export class DeliveryLog {
   readonly #seen = new Set<string>();
   readonly #file: string;
@@ -72,7 +80,7 @@ export class GitHubWebhooks {
       const v = headers[n];
       return Array.isArray(v) ? v[0] : v;
     };
-    if (this.secret === undefined) return { status: 404, body: { error: 'webhooks are not configured (no webhook secret)' } };
+    if (this.secret === undefined || this.secret === '') return { status: 404, body: { error: 'webhooks are not configured (no webhook secret)' } };
     if (body === undefined || !verifySignature(this.secret, body, h('x-hub-signature-256'))) return { status: 401, body: { error: 'bad or missing X-Hub-Signature-256' } };
     const delivery = h('x-github-delivery');
     const event = h('x-github-event');
@@ -90,6 +98,9 @@ export class GitHubWebhooks {
       for (const handle of handlers) await handle(payload, delivery);
       // Only a delivery that was handled counts as seen: GitHub's redelivery of a failed one gets another try.
       this.deliveries.add(delivery);
+    } catch (err) {
+      // Not seen: a redelivery is handled again (the poller catches up meanwhile).
+      return { status: 502, body: { error: `handling ${event} failed: ${(err as Error).message}`, delivery } };
     } finally {
       this.#inflight.delete(delivery);
     }

@@ -10,7 +10,7 @@ export interface TestGateway {
   readonly gw: Gateway;
   readonly url: string;
   readonly dataDir: string;
-  token(sub: string, groups?: string[], opts?: { ttlSeconds?: number; githubLogin?: string }): Promise<string>;
+  token(sub: string, groups?: string[], opts?: { ttlSeconds?: number; githubLogin?: string; email?: string }): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -54,7 +54,7 @@ export async function startGateway(opts: {
     url,
     dataDir,
     token: (sub, groups = [], o = {}) =>
-      gw.devIssuer!.mint({ sub, groups, audience: config.identity.audience, ...(o.ttlSeconds ? { ttlSeconds: o.ttlSeconds } : {}), ...(o.githubLogin ? { githubLogin: o.githubLogin } : {}) }),
+      gw.devIssuer!.mint({ sub, groups, audience: config.identity.audience, ...(o.ttlSeconds ? { ttlSeconds: o.ttlSeconds } : {}), ...(o.githubLogin ? { githubLogin: o.githubLogin } : {}), ...(o.email ? { email: o.email } : {}) }),
     close: () => gw.close(),
   };
 }

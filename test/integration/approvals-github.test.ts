@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { Octokit } from '@octokit/rest';
 import { connectClient } from '../helpers/client.js';
+import { ManualClock } from '../helpers/clock.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { GitHubEmulator } from '../helpers/github-emulator.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
@@ -42,7 +44,7 @@ const policyData = {
 type Outcome = { ok: true; content: unknown } | { ok: false; code: number; message: string; data: { approval_id: string; url: string; status: string; expires_at: string } };
 
 describe('the GitHub emulator is honest', () => {
-  it('records requests GitHub would reject (unknown route, body against the OpenAPI schema, no auth)', async () => {
+  it('records requests GitHub would reject (unknown route, body against the OpenAPI schema, unknown query parameter, no auth)', async () => {
     const gh = await new GitHubEmulator().start();
     try {
       const post = (path: string, body: unknown, auth = true) =>
@@ -50,12 +52,32 @@ describe('the GitHub emulator is honest', () => {
       await post('/repos/acme/approvals/pulls', { title: 5, head: 'x', base: 'main' });
       await post('/repos/acme/approvals/check-runs', { name: 'gitgate/approval' }, false);
       await post('/repos/acme/approvals/no-such-thing', {});
+      await fetch(`${gh.url}/repos/acme/approvals/pulls/1/reviews?per_page=100&head=x`, { headers: { authorization: 'token x' } });
       expect(gh.violations).toEqual([
         expect.stringMatching(/^pulls\/create: .*title/),
         expect.stringMatching(/^checks\/create: .*head_sha/),
         'checks/create: no Authorization header',
         'POST /repos/acme/approvals/no-such-thing: no such operation in GitHub\'s REST API',
+        'pulls/list-reviews: unknown query parameter head',
       ]);
+    } finally {
+      await gh.close();
+    }
+  });
+
+  it('paginates lists with Link headers, as GitHub does (octokit follows them)', async () => {
+    const gh = await new GitHubEmulator().start();
+    try {
+      gh.pulls.set(7, { number: 7, title: 't', body: '', head: { ref: 'x', sha: 'h' }, base: { ref: 'main' }, state: 'open', merged: false, merged_by: null, closed_by: null, user: gh.actor, requested_reviewers: [], requested_teams: [], reviews: [] });
+      for (let i = 0; i < 230; i++) gh.review(7, { login: `user${i}`, state: 'commented' });
+      const octokit = new Octokit({ baseUrl: gh.url, auth: 'x' });
+      const first = await octokit.rest.pulls.listReviews({ owner: 'acme', repo: 'approvals', pull_number: 7, per_page: 100 });
+      expect(first.data).toHaveLength(100);
+      expect(first.headers.link).toMatch(/page=2>; rel="next"/);
+      const all = await octokit.paginate(octokit.rest.pulls.listReviews, { owner: 'acme', repo: 'approvals', pull_number: 7, per_page: 100 });
+      expect(all.map((r) => r.user?.login)).toEqual(Array.from({ length: 230 }, (_, i) => `user${i}`));
+      expect(gh.count('pulls/list-reviews')).toBe(4);
+      expect(gh.violations).toEqual([]);
     } finally {
       await gh.close();
     }
@@ -68,7 +90,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
   let policyDir: string;
   const gateways: TestGateway[] = [];
 
-  const start = async (extra: Record<string, unknown> = {}, dataDir?: string) => {
+  const start = async (extra: Record<string, unknown> = {}, dataDir?: string, clock?: ManualClock) => {
     const gw = await startGateway({
       policyDir,
       upstreams: { gh: { url: upstream.url } },
@@ -80,6 +102,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
         ...extra,
       },
       ...(dataDir ? { dataDir } : {}),
+      ...(clock ? { options: { approvalClock: clock.now } } : {}),
     });
     gateways.push(gw);
     return gw;
@@ -126,7 +149,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     expect(pull.title).toBe('gitgate approval: alice-gh → gh tools/call echo');
     expect(pull.body).toContain('"message": "approve-me"');
     expect(pull.requested_teams).toEqual(['security']);
-    expect(gh.files.get(`${pull.head.ref}:approvals/${first.ok ? '' : first.data.approval_id}.yaml`)).toContain('tool: echo');
+    expect(gh.files.get(`${pull.head.ref}:approvals/${first.ok ? '' : first.data.approval_id}.yaml`)).toContain('tool: "echo"');
     const check = [...gh.checkRuns.values()].at(-1)!;
     expect(check).toMatchObject({ name: 'gitgate/approval', status: 'in_progress', head_sha: pull.head.sha });
 
@@ -146,17 +169,20 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     await c.close();
   });
 
-  it('a merge by an eligible user releases (a merge by someone eligible only for other tools does not)', async () => {
+  it('a merge by an eligible user releases; a merge by someone eligible only for other tools denies (a merged PR gathers no more)', async () => {
     const gw = await start();
     const c = await client(gw);
     const first = await call(c, 'echo', { message: 'merge-me' });
     // ops-lead may approve `secret`, not `echo`.
     await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request', gh.closePull(prOf(first), 'ops-lead', true), SECRET);
-    expect(await call(c, 'echo', { message: 'merge-me' })).toMatchObject({ ok: false, code: -32011 });
-    gh.pulls.get(prOf(first))!.state = 'open';
-    await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request', gh.closePull(prOf(first), 'sam', true), SECRET);
+    const denied = await call(c, 'echo', { message: 'merge-me' });
+    expect(denied).toMatchObject({ ok: false, code: -32019, data: { status: 'denied' } });
+    expect((denied as { message: string }).message).toContain('merged by ops-lead with 0 of 1 required approval(s)');
+    const second = await call(c, 'echo', { message: 'merge-me-too' });
+    await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request', gh.closePull(prOf(second), 'sam', true), SECRET);
     expect(await call(c, 'secret', {})).toMatchObject({ ok: false }); // another call is not released by it
-    expect(await call(c, 'echo', { message: 'merge-me' })).toMatchObject({ ok: true });
+    expect(await call(c, 'echo', { message: 'merge-me-too' })).toMatchObject({ ok: true });
+    expect(calls('echo', 'merge-me')).toBe(0);
     await c.close();
   });
 
@@ -216,23 +242,23 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     await c.close();
   });
 
-  it('a forged signature and a replayed delivery change nothing', async () => {
+  it('a forged signature changes nothing; a replayed delivery id is a duplicate', async () => {
     const gw = await start();
     const c = await client(gw);
     const first = await call(c, 'echo', { message: 'forge-me' });
     const pr = prOf(first);
     const url = `${gw.url}/webhooks/github`;
-    const forged = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'approved' }), 'not-the-secret');
+    const before = gh.requests.length;
+    const forged = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'commented' }), 'not-the-secret');
     expect(forged.status).toBe(401);
-    const bad = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'approved' }), SECRET, { signature: 'sha256=00' });
+    const bad = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'commented' }), SECRET, { signature: 'sha256=00' });
     expect(bad.status).toBe(401);
-    // A delivery id is handled once: an approval replayed under an id already seen changes nothing.
-    const payload = gh.review(pr, { login: 'sam', state: 'commented' });
-    const once = await gh.deliver(url, 'pull_request_review', payload, SECRET, { delivery: 'delivery-1' });
-    const replay = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sue', state: 'approved' }), SECRET, { delivery: 'delivery-1' });
+    // Refused before anything is read from GitHub.
+    expect(gh.requests.length).toBe(before);
+    const once = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'commented' }), SECRET, { delivery: 'delivery-1' });
+    const replay = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'commented' }), SECRET, { delivery: 'delivery-1' });
     expect(once.status).toBe(202);
     expect(replay).toEqual({ status: 200, body: { duplicate: true, delivery: 'delivery-1' } });
-    // The emulator holds sue's review now, but the gateway never applied it (no poll in this gateway).
     expect(await call(c, 'echo', { message: 'forge-me' })).toMatchObject({ ok: false, code: -32011 });
     expect(calls('echo', 'forge-me')).toBe(0);
     await c.close();
@@ -251,12 +277,14 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     await c.close();
   });
 
-  it('expiry denies', async () => {
-    const gw = await start({ pollSeconds: 0.2 });
+  it('expiry denies (on the approvals clock: no waiting)', async () => {
+    const clock = new ManualClock(Date.now());
+    const gw = await start({}, undefined, clock);
     const c = await client(gw);
     const first = await call(c, 'mutable', {});
     expect(first).toMatchObject({ ok: false, code: -32011 });
-    await new Promise((r) => setTimeout(r, 2600));
+    clock.advance(2001);
+    await gw.gw.approvals.poll();
     // An approval that arrives after the TTL releases nothing: the retry asks anew.
     await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request_review', gh.review(prOf(first), { login: 'sam', state: 'approved' }), SECRET);
     const out = await call(c, 'mutable', {});

@@ -54,15 +54,17 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     await c.close();
   });
 
-  it('eng may use every tool; get-env is parked until another eng member approves it, then runs once', async () => {
-    const c = await connectClient(`${server.url}/mcp/demo`, await token(['--sub', 'alice', '--groups', 'eng']));
+  // Many CLI processes (tokens, list, approve): more room than the default on two busy cores.
+  it('eng may use every tool; get-env is parked until another eng member approves it, then runs once', { timeout: 90_000 }, async () => {
+    const aliceToken = await token(['--sub', 'alice', '--groups', 'eng']);
+    const c = await connectClient(`${server.url}/mcp/demo`, aliceToken);
     expect((await c.client.listTools()).tools.map((t) => t.name)).toEqual(expect.arrayContaining(['echo', 'get-sum', 'get-env', 'get-tiny-image']));
     const img = await c.client.callTool({ name: 'get-tiny-image', arguments: {} });
     expect(JSON.stringify(img.content)).toContain('image/png');
     const parked = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
     expect(parked.code).toBe(-32011);
     const data = parked.data as { approval_id: string; url: string; status: string; expires_at: string };
-    expect(data).toMatchObject({ status: 'pending', approval_id: expect.stringMatching(/^[0-9a-f]{20}-1$/) });
+    expect(data).toMatchObject({ status: 'pending', approval_id: expect.stringMatching(/^[0-9a-f]{20}-1-[0-9a-f]{8}$/) });
     expect(data.url).toContain(`gitgate/approval/${data.approval_id}`);
     // The identical retry maps to the same approval.
     const again = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
@@ -70,14 +72,19 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
 
     const list = await gitgate(['approvals', 'list', '--data-dir', dataDir]);
     expect(list.stdout).toContain(`${data.approval_id}  pending  alice → demo tools/call get-env`);
-    const self = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'alice', '--data-dir', dataDir]);
+    // A name on the command line proves nothing; the approver's token does.
+    const claimed = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'carol', '--data-dir', dataDir]);
+    expect(claimed.code).toBe(1);
+    expect(claimed.stderr).toContain('--as is not accepted');
+    const self = await gitgate(['approvals', 'approve', data.approval_id, '--token', aliceToken, '--data-dir', dataDir]);
     expect(self.code).toBe(1);
     expect(self.stderr).toContain('alice requested this call and cannot approve or deny it');
-    const outsider = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'bob', '--data-dir', dataDir]);
+    const outsider = await gitgate(['approvals', 'approve', data.approval_id, '--data-dir', dataDir], { env: { GITGATE_TOKEN: await token(['--sub', 'bob']) } });
     expect(outsider.code).toBe(1);
-    expect(outsider.stderr).toContain('bob is not an eligible approver');
-    const ok = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'carol', '--data-dir', dataDir]);
+    expect(outsider.stderr).toContain('bob is not a known user');
+    const ok = await gitgate(['approvals', 'approve', data.approval_id, '--data-dir', dataDir], { env: { GITGATE_TOKEN: await token(['--sub', 'carol']) } });
     expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain(`approved ${data.approval_id} as carol`);
 
     // Released within a poll interval: the identical retry executes once.
     await expect
@@ -89,7 +96,7 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     // A second retry needs a new approval.
     const next = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
     expect(next.code).toBe(-32011);
-    expect((next.data as { approval_id: string }).approval_id).toBe(data.approval_id.replace(/-1$/, '-2'));
+    expect((next.data as { approval_id: string }).approval_id).toMatch(new RegExp(`^${data.approval_id.slice(0, 20)}-2-[0-9a-f]{8}$`));
     await c.close();
   });
 

@@ -79,6 +79,7 @@ describe('what a forward rests on is durable before the upstream sees it', () =>
     const decisions = (method: string, tool?: string) =>
       walRecords(dataDir).filter((r) => r.type === 'decision' && r.method === method && r.tool === tool && (r.data as { allow?: boolean }).allow === true).length;
     const opened: { id: string; ref: string }[] = [];
+    let approved = false;
     const provider: ApprovalProvider = {
       kind: 'local',
       async open(a: ApprovalRecord) {
@@ -87,7 +88,8 @@ describe('what a forward rests on is durable before the upstream sees it', () =>
         opened.push({ id: a.id, ref: `review-${a.id}` });
         return { ref: `review-${a.id}`, url: `https://reviews.example/${a.id}`, headSha: 'h1' };
       },
-      sync: async () => [],
+      // The reviewer's approval exists once `approved` is set: the service reads it from here, as from GitHub.
+      state: async () => ({ head: 'h1', state: 'open', reviews: approved ? [{ login: 'reviewer', state: 'approved', commit: 'h1', body: '' }] : [] }),
       isEligible: async () => true,
       finish: async () => undefined,
     };
@@ -115,7 +117,8 @@ describe('what a forward rests on is durable before the upstream sees it', () =>
       const parked = await post(url, token, { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'get-env', arguments: {} } }, sid);
       expect(parked.json?.error?.code).toBe(-32011);
       expect(opened).toHaveLength(1);
-      await gw.gw.approvals.applyRemote(opened[0]!.ref, [{ kind: 'merged', login: 'reviewer' }]);
+      approved = true;
+      await gw.gw.approvals.refresh(opened[0]!.ref);
       const released = await post(url, token, { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'get-env', arguments: {} } }, sid);
       expect(released.json?.result).toBeDefined();
     } finally {

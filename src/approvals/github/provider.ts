@@ -1,7 +1,10 @@
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
-import { approvalBody, approvalDocument, approvalTitle, type ApprovalProvider } from '../provider.js';
-import type { ApprovalRecord, ReviewEvent } from '../types.js';
+import type { ApprovalProvider } from '../provider.js';
+import { approvalBody, approvalDocument, approvalTitle } from '../request-text.js';
+import type { ApprovalRecord, Remote, RemoteState } from '../types.js';
+import { isRequester, requiredApprovals } from '../requester.js';
+import { latestReviews } from './reviews.js';
 
 export interface GitHubProviderConfig {
   readonly baseUrl: string;
@@ -14,6 +17,8 @@ export interface GitHubProviderConfig {
 }
 
 const CHECK_NAME = 'gitgate/approval';
+/** How long a team membership answer is reused by webhooks and polls. */
+export const MEMBERSHIP_CACHE_MS = 60_000;
 const branchOf = (id: string) => `gitgate/approval/${id}`;
 
 /** Approvals as GitHub pull requests (GitHub.com or Enterprise via baseUrl). */
@@ -22,7 +27,12 @@ export class GitHubApprovalProvider implements ApprovalProvider {
   readonly #gh: Octokit;
   readonly #membership = new Map<string, { member: boolean; at: number }>();
 
-  constructor(private readonly cfg: GitHubProviderConfig, log: { warn(msg: string): void } = { warn: () => undefined }) {
+  constructor(
+    private readonly cfg: GitHubProviderConfig,
+    log: { warn(msg: string): void } = { warn: () => undefined },
+    /** The clock of the membership cache. */
+    private readonly now: () => Date = () => new Date(),
+  ) {
     // Request logging is ours to do (structured, without tokens); octokit only reports warnings.
     const quiet = { debug: () => undefined, info: () => undefined, warn: (m: string) => log.warn(m), error: (m: string) => log.warn(m) };
     this.#gh =
@@ -41,20 +51,14 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     return { owner: this.cfg.owner, repo: this.cfg.repo };
   }
 
-  async open(a: ApprovalRecord): Promise<NonNullable<ApprovalRecord['remote']>> {
+  /**
+   * Branch, file, pull request, reviewers, check run. Idempotent: a retry
+   * (after a crash, or an error half-way) adopts the pull request, branch and
+   * file an earlier attempt made instead of making another.
+   */
+  async open(a: ApprovalRecord): Promise<Remote> {
     const branch = branchOf(a.id);
-    const base = await this.#gh.rest.git.getRef({ ...this.#repo, ref: `heads/${this.cfg.baseBranch}` });
-    await this.#gh.rest.git.createRef({ ...this.#repo, ref: `refs/heads/${branch}`, sha: base.data.object.sha }).catch((err: { status?: number }) => {
-      if (err.status !== 422) throw err; // already exists: a retry after a crash
-    });
-    const file = await this.#gh.rest.repos.createOrUpdateFileContents({
-      ...this.#repo,
-      path: `approvals/${a.id}.yaml`,
-      message: `approval requested: ${approvalTitle(a)}`,
-      content: Buffer.from(approvalDocument(a)).toString('base64'),
-      branch,
-    });
-    const pr = await this.#gh.rest.pulls.create({ ...this.#repo, title: approvalTitle(a), head: branch, base: this.cfg.baseBranch, body: approvalBody(a) });
+    const pr = (await this.#pullOf(branch)) ?? (await this.#create(a, branch));
     const users: string[] = [];
     const teams: string[] = [];
     for (const entry of a.approvers) {
@@ -62,39 +66,107 @@ export class GitHubApprovalProvider implements ApprovalProvider {
       if (name.includes('/')) teams.push(name.split('/')[1]!);
       else users.push(name);
     }
-    const reviewers = users.filter((u) => u.toLowerCase() !== a.requester.login.toLowerCase());
+    const reviewers = users.filter((u) => !isRequester(a.requester, [u]));
     if (reviewers.length > 0 || teams.length > 0) {
-      await this.#gh.rest.pulls.requestReviewers({ ...this.#repo, pull_number: pr.data.number, reviewers, team_reviewers: teams });
+      await this.#gh.rest.pulls.requestReviewers({ ...this.#repo, pull_number: pr.number, reviewers, team_reviewers: teams });
     }
-    const headSha = file.data.commit.sha ?? pr.data.head.sha;
     const check = await this.#gh.rest.checks.create({
       ...this.#repo,
       name: CHECK_NAME,
-      head_sha: headSha,
+      head_sha: pr.head.sha,
       status: 'in_progress',
-      output: { title: 'Waiting for approval', summary: `${a.minApprovals} approval(s) needed from ${a.approvers.join(', ')} before ${a.expiresAt}.` },
+      output: { title: 'Waiting for approval', summary: `${requiredApprovals(a, 'github')} approval(s) needed from ${a.approvers.join(', ')} before ${a.expiresAt}.` },
     });
-    return { ref: String(pr.data.number), url: pr.data.html_url, headSha, checkRunId: check.data.id };
+    return { ref: String(pr.number), url: pr.html_url, headSha: pr.head.sha, checkRunId: check.data.id };
   }
 
-  async sync(a: ApprovalRecord): Promise<ReviewEvent[]> {
-    if (a.remote === undefined) return [];
-    const pull_number = Number(a.remote.ref);
-    const pr = await this.#gh.rest.pulls.get({ ...this.#repo, pull_number });
-    const events: ReviewEvent[] = [{ kind: 'head', sha: pr.data.head.sha }];
-    const reviews = await this.#gh.paginate(this.#gh.rest.pulls.listReviews, { ...this.#repo, pull_number, per_page: 100 });
-    for (const r of reviews) {
-      if (r.user === null || r.user === undefined) continue;
-      const state = r.state.toLowerCase();
-      if (state !== 'approved' && state !== 'changes_requested') continue;
-      events.push({ kind: 'review', login: r.user.login, state, commit: r.commit_id ?? '', body: r.body ?? '' });
+  /** The pull request of an approval branch, open or not, if one was made. */
+  async #pullOf(branch: string): Promise<{ number: number; html_url: string; head: { sha: string } } | undefined> {
+    const list = await this.#gh.rest.pulls.list({ ...this.#repo, head: `${this.cfg.owner}:${branch}`, state: 'all', per_page: 10 });
+    return list.data[0];
+  }
+
+  async #create(a: ApprovalRecord, branch: string): Promise<{ number: number; html_url: string; head: { sha: string } }> {
+    const file = `approvals/${a.id}.yaml`;
+    const base = await this.#gh.rest.git.getRef({ ...this.#repo, ref: `heads/${this.cfg.baseBranch}` });
+    await this.#gh.rest.git.createRef({ ...this.#repo, ref: `refs/heads/${branch}`, sha: base.data.object.sha }).catch((err: { status?: number }) => {
+      if (err.status !== 422) throw err; // already exists: a retry
+    });
+    const written = await this.#gh.rest.repos.getContent({ ...this.#repo, path: file, ref: branch }).then(
+      () => true,
+      (err: { status?: number }) => {
+        if (err.status === 404) return false;
+        throw err;
+      },
+    );
+    if (!written) {
+      await this.#gh.rest.repos.createOrUpdateFileContents({
+        ...this.#repo,
+        path: file,
+        message: `approval requested: ${approvalTitle(a)}`,
+        content: Buffer.from(approvalDocument(a)).toString('base64'),
+        branch,
+      });
     }
-    if (pr.data.merged === true && pr.data.merged_by) events.push({ kind: 'merged', login: pr.data.merged_by.login });
-    else if (pr.data.state === 'closed') events.push({ kind: 'closed', login: pr.data.user?.login ?? 'unknown' });
-    return events;
+    try {
+      return (await this.#gh.rest.pulls.create({ ...this.#repo, title: approvalTitle(a), head: branch, base: this.cfg.baseBranch, body: approvalBody(a) })).data;
+    } catch (err) {
+      // "A pull request already exists": another attempt made it meanwhile.
+      const made = (err as { status?: number }).status === 422 ? await this.#pullOf(branch) : undefined;
+      if (made === undefined) throw err;
+      return made;
+    }
   }
 
-  async isEligible(login: string, approvers: readonly string[]): Promise<boolean> {
+  async state(a: ApprovalRecord, remote: Remote): Promise<RemoteState> {
+    const pull_number = Number(remote.ref);
+    const pr = (await this.#gh.rest.pulls.get({ ...this.#repo, pull_number })).data;
+    // Every page: a reviewer's latest review may be the last one listed.
+    const reviews = latestReviews(await this.#gh.paginate(this.#gh.rest.pulls.listReviews, { ...this.#repo, pull_number, per_page: 100 }));
+    const state = pr.merged === true ? 'merged' : pr.state === 'closed' ? 'closed' : 'open';
+    let closer: { login: string; type?: string } | null | undefined;
+    if (state === 'merged') closer = pr.merged_by;
+    else if (state === 'closed') closer = (await this.#gh.rest.issues.get({ ...this.#repo, issue_number: pull_number })).data.closed_by;
+    const tampered = await this.#tampered(a, pr);
+    return {
+      head: pr.head.sha,
+      state,
+      reviews,
+      ...(tampered !== undefined ? { tampered } : {}),
+      ...(pr.user?.login !== undefined ? { author: pr.user.login } : {}),
+      ...(closer ? { closedBy: closer.login, ...(closer.type === 'Bot' ? { closedByBot: true } : {}) } : {}),
+    };
+  }
+
+  /**
+   * What reviewers see, compared with what gitgate wrote: the title, the
+   * description, the base, and the diff (exactly the approval file, with the
+   * content written). Anyone with write access can edit a pull request; an
+   * approval of an edited one is not an approval of this call.
+   */
+  async #tampered(a: ApprovalRecord, pr: { number: number; title: string; body: string | null; base: { ref: string }; head: { ref: string; sha: string } }): Promise<string | undefined> {
+    const norm = (t: string | null | undefined) => (t ?? '').replace(/\r\n/g, '\n').trimEnd();
+    const file = `approvals/${a.id}.yaml`;
+    if (pr.head.ref !== branchOf(a.id)) return `its head branch is ${pr.head.ref}`;
+    if (pr.base.ref !== this.cfg.baseBranch) return `its base was changed to ${pr.base.ref}`;
+    if (norm(pr.title) !== norm(approvalTitle(a))) return 'its title was edited';
+    if (norm(pr.body) !== norm(approvalBody(a))) return 'its description was edited';
+    const files = await this.#gh.paginate(this.#gh.rest.pulls.listFiles, { ...this.#repo, pull_number: pr.number, per_page: 100 });
+    const others = files.map((f) => f.filename).filter((f) => f !== file);
+    if (others.length > 0) return `it changes ${others.slice(0, 5).join(', ')}${others.length > 5 ? '…' : ''} besides ${file}`;
+    const got = await this.#gh.rest.repos.getContent({ ...this.#repo, path: file, ref: pr.head.sha }).then(
+      (r) => (!Array.isArray(r.data) && r.data.type === 'file' && 'content' in r.data ? Buffer.from(r.data.content, 'base64').toString('utf8') : undefined),
+      (err: { status?: number }) => {
+        if (err.status === 404) return undefined;
+        throw err;
+      },
+    );
+    if (got !== approvalDocument({ ...a, status: 'pending' })) return `${file} was changed`;
+    return undefined;
+  }
+
+  /** Team membership is cached for MEMBERSHIP_CACHE_MS, except when `fresh` (the release asks GitHub). */
+  async isEligible(login: string, approvers: readonly string[], opts: { readonly fresh?: boolean } = {}): Promise<boolean> {
     for (const entry of approvers) {
       const name = entry.replace(/^@/, '');
       if (!name.includes('/')) {
@@ -103,8 +175,8 @@ export class GitHubApprovalProvider implements ApprovalProvider {
       }
       const [org, team] = name.split('/') as [string, string];
       const key = `${org}/${team}/${login}`.toLowerCase();
-      const hit = this.#membership.get(key);
-      if (hit !== undefined && Date.now() - hit.at < 60_000) {
+      const hit = opts.fresh === true ? undefined : this.#membership.get(key);
+      if (hit !== undefined && this.now().getTime() - hit.at < MEMBERSHIP_CACHE_MS) {
         if (hit.member) return true;
         continue;
       }
@@ -115,7 +187,7 @@ export class GitHubApprovalProvider implements ApprovalProvider {
           throw err;
         },
       );
-      this.#membership.set(key, { member, at: Date.now() });
+      this.#membership.set(key, { member, at: this.now().getTime() });
       if (member) return true;
     }
     return false;

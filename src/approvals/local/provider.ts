@@ -1,107 +1,51 @@
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { gitText as git } from '../../git/run.js';
-import { approvalDocument, type ApprovalProvider } from '../provider.js';
-import type { ApprovalRecord, ReviewEvent } from '../types.js';
-
-export interface LocalDecision {
-  readonly action: 'approve' | 'deny';
-  readonly by: string;
-  readonly reason?: string;
-  readonly at: string;
-  /** The head of the approval branch that was approved. */
-  readonly commit: string;
-}
-
-const branchOf = (id: string) => `gitgate/approval/${id}`;
+import type { ApprovalProvider } from '../provider.js';
+import { approvalDocument } from '../request-text.js';
+import type { ApprovalRecord, Remote, RemoteState } from '../types.js';
+import { branchOf, readDecisions } from './decisions.js';
+import type { LocalGitRepo } from './git-repo.js';
 
 /**
- * Approvals in a local bare git repo (the embedded default): one branch and file
- * per approval; `gitgate approvals approve|deny` merges or closes the branch and
- * records the decision on main. Only plumbing is used (no work tree, a private
- * index per commit), so the CLI and the gateway never contend for one.
+ * Approvals in a local git repo (the embedded default): one branch and file per
+ * approval; `gitgate approvals approve|deny`, run with the approver's token,
+ * records each approver's decision on main. The repo is trusted as the CLI
+ * writes it: whoever can write the gateway's data dir can decide approvals.
  */
-export class LocalGitRepo {
-  private constructor(readonly dir: string) {}
-
-  static async open(dir: string): Promise<LocalGitRepo> {
-    mkdirSync(dir, { recursive: true });
-    const repo = new LocalGitRepo(dir);
-    if (!existsSync(path.join(dir, 'HEAD'))) {
-      await git(dir, ['init', '--bare', '-b', 'main']);
-      await repo.commit('main', { 'README.md': '# gitgate approvals\n\nOne branch per approval request; decisions are recorded on main.\n' }, 'init', undefined);
-    }
-    return repo;
-  }
-
-  async head(ref: string): Promise<string | undefined> {
-    const out = await git(this.dir, ['rev-parse', '--verify', '-q', `refs/heads/${ref}`]).catch(() => '');
-    return out.trim() || undefined;
-  }
-
-  async read(ref: string, file: string): Promise<string | undefined> {
-    return git(this.dir, ['show', `refs/heads/${ref}:${file}`]).then(
-      (s) => s,
-      () => undefined,
-    );
-  }
-
-  /** Commit files onto `branch` (created from `from` when new) through a private index. */
-  async commit(branch: string, files: Record<string, string>, message: string, from: string | undefined, extraParent?: string, author?: string): Promise<string> {
-    const parent = (await this.head(branch)) ?? (from !== undefined ? await this.head(from) : undefined);
-    const index = path.join(this.dir, `index.gitgate-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
-    const env = { GIT_INDEX_FILE: index, ...(author ? { GIT_AUTHOR_NAME: author, GIT_AUTHOR_EMAIL: `${author}@users.noreply.localhost` } : {}) };
-    try {
-      await git(this.dir, parent !== undefined ? ['read-tree', parent] : ['read-tree', '--empty'], env);
-      for (const [file, content] of Object.entries(files)) {
-        const blob = (await git(this.dir, ['hash-object', '-w', '--stdin'], env, content)).trim();
-        await git(this.dir, ['update-index', '--add', '--cacheinfo', `100644,${blob},${file}`], env);
-      }
-      const tree = (await git(this.dir, ['write-tree'], env)).trim();
-      const args = ['commit-tree', tree, '-m', message];
-      if (parent !== undefined) args.push('-p', parent);
-      if (extraParent !== undefined) args.push('-p', extraParent);
-      const sha = (await git(this.dir, args, env)).trim();
-      // Compare-and-swap: fails if someone moved the branch meanwhile ('' = must not exist yet).
-      const current = await this.head(branch);
-      await git(this.dir, ['update-ref', `refs/heads/${branch}`, sha, current === parent ? (parent ?? '') : '']);
-      return sha;
-    } finally {
-      rmSync(index, { force: true });
-    }
-  }
-
-  async deleteBranch(branch: string): Promise<void> {
-    await git(this.dir, ['update-ref', '-d', `refs/heads/${branch}`]).catch(() => undefined);
-  }
-}
-
-export const decisionFile = (id: string) => `decisions/${id}.json`;
-
 export class LocalApprovalProvider implements ApprovalProvider {
   readonly kind = 'local' as const;
 
   constructor(
     private readonly repo: LocalGitRepo,
-    /** Team name → member logins (the local stand-in for GitHub team membership). */
+    /** Team name → member logins: the directory of known users (the local stand-in for GitHub teams). */
     private readonly teams: Readonly<Record<string, readonly string[]>>,
   ) {}
 
-  async open(a: ApprovalRecord): Promise<NonNullable<ApprovalRecord['remote']>> {
+  async open(a: ApprovalRecord): Promise<Remote> {
     const sha = await this.repo.commit(branchOf(a.id), { [`approvals/${a.id}.yaml`]: approvalDocument(a) }, `approval requested: ${a.id}`, 'main');
     return { ref: branchOf(a.id), url: `${this.repo.dir}#${branchOf(a.id)}`, headSha: sha };
   }
 
-  async sync(a: ApprovalRecord): Promise<ReviewEvent[]> {
-    const raw = await this.repo.read('main', decisionFile(a.id));
-    if (raw === undefined) return [];
-    const d = JSON.parse(raw) as LocalDecision;
-    if (d.action === 'approve') return [{ kind: 'review', login: d.by, state: 'approved', commit: d.commit, body: d.reason ?? '' }];
-    return [{ kind: 'review', login: d.by, state: 'changes_requested', commit: d.commit, body: d.reason ?? `denied by ${d.by}` }];
+  async state(a: ApprovalRecord, remote: Remote): Promise<RemoteState> {
+    const head = (await this.repo.head(branchOf(a.id))) ?? remote.headSha;
+    const reviews = (await readDecisions(this.repo, a.id)).map((d) => ({
+      login: d.by,
+      names: [d.sub, ...(d.email !== undefined ? [d.email] : [])],
+      state: d.action === 'approve' ? ('approved' as const) : ('changes_requested' as const),
+      commit: d.commit,
+      body: d.reason ?? (d.action === 'approve' ? '' : `denied by ${d.by}`),
+      at: d.at,
+    }));
+    return { head, state: 'open', reviews };
+  }
+
+  /** Whether a login is a known user of the directory (any team), when there is one. */
+  isKnown(login: string): boolean {
+    const members = Object.values(this.teams).flat();
+    return members.length === 0 || members.some((m) => m.toLowerCase() === login.toLowerCase());
   }
 
   async isEligible(login: string, approvers: readonly string[]): Promise<boolean> {
     const l = login.toLowerCase();
+    if (!this.isKnown(l)) return false;
     return approvers.some((entry) => {
       const name = entry.replace(/^@/, '');
       const team = this.teams[name.includes('/') ? name.split('/')[1]! : name];
@@ -114,22 +58,4 @@ export class LocalApprovalProvider implements ApprovalProvider {
     const note = `${a.status}${a.denial ? `: ${a.denial.reason}` : ''}`;
     await this.repo.commit('main', { [`outcomes/${a.id}.json`]: `${JSON.stringify({ id: a.id, status: a.status, note, at: new Date().toISOString() }, null, 2)}\n` }, `approval ${a.id} ${note}`, undefined);
   }
-}
-
-/** What `gitgate approvals approve|deny` records (the gateway applies its rules to it). */
-export async function recordLocalDecision(repo: LocalGitRepo, id: string, d: Omit<LocalDecision, 'commit' | 'at'>): Promise<LocalDecision> {
-  const branch = branchOf(id);
-  const head = await repo.head(branch);
-  if (head === undefined) throw new Error(`no approval branch ${branch}: is the id right (gitgate approvals list)?`);
-  if ((await repo.read('main', decisionFile(id))) !== undefined) throw new Error(`approval ${id} was already decided`);
-  const decision: LocalDecision = { ...d, commit: head, at: new Date().toISOString() };
-  const file = { [decisionFile(id)]: `${JSON.stringify(decision, null, 2)}\n` };
-  if (d.action === 'approve') {
-    // Merge the approval branch into main, with the decision in the merge commit.
-    await repo.commit('main', file, `Merge ${branch}: approved by ${d.by}`, undefined, head, d.by);
-  } else {
-    await repo.commit('main', file, `Close ${branch}: denied by ${d.by}${d.reason ? ` (${d.reason})` : ''}`, undefined, undefined, d.by);
-    await repo.deleteBranch(branch);
-  }
-  return decision;
 }

@@ -1,0 +1,63 @@
+import type { ApprovalRecord } from './types.js';
+
+/** Who asked for a call, under every name they may appear as where reviewers decide. */
+export interface Requester {
+  readonly sub: string;
+  /** Shown to reviewers: the GitHub login when known, else the sub. */
+  readonly login: string;
+  readonly issuer?: string;
+  readonly email?: string;
+  /** The requester's GitHub login, when gitgate knows it (the token's claim, or approvals.logins). */
+  readonly githubLogin?: string;
+}
+
+interface Named {
+  readonly sub: string;
+  readonly issuer?: string;
+  readonly email?: string;
+  readonly githubLogin?: string;
+}
+
+/** An identity's GitHub login when known: the token's github login claim, else approvals.logins[sub]. */
+export function githubLoginOf(identity: Named, logins: Readonly<Record<string, string>>): string | undefined {
+  return identity.githubLogin ?? (Object.hasOwn(logins, identity.sub) ? logins[identity.sub] : undefined);
+}
+
+/** The name an identity approves under: its GitHub login when known, else its sub. */
+export function loginOf(identity: Named, logins: Readonly<Record<string, string>>): string {
+  return githubLoginOf(identity, logins) ?? identity.sub;
+}
+
+export function requesterOf(identity: Named, logins: Readonly<Record<string, string>>): Requester {
+  const githubLogin = githubLoginOf(identity, logins);
+  return {
+    sub: identity.sub,
+    login: githubLogin ?? identity.sub,
+    ...(identity.issuer !== undefined ? { issuer: identity.issuer } : {}),
+    ...(identity.email !== undefined ? { email: identity.email } : {}),
+    ...(githubLogin !== undefined ? { githubLogin } : {}),
+  };
+}
+
+/** Every name one may appear under, lower-cased: sub, login, GitHub login, email and the email's local part. */
+export function namesOf(p: { readonly sub?: string; readonly login?: string; readonly githubLogin?: string; readonly email?: string }): Set<string> {
+  const names = [p.sub, p.login, p.githubLogin, p.email, p.email?.split('@')[0]];
+  return new Set(names.filter((n): n is string => typeof n === 'string' && n !== '').map((n) => n.toLowerCase()));
+}
+
+/** Whether any of `names` (a reviewer's login, sub, email…) is one of the requester's, case-insensitively. */
+export function isRequester(r: Requester, names: Iterable<string>): boolean {
+  const theirs = namesOf(r);
+  for (const n of names) if (theirs.has(n.toLowerCase())) return true;
+  return false;
+}
+
+/**
+ * How many distinct approvals release it: `min_approvals`, and one more on
+ * GitHub when the requester's GitHub login is unknown — one of the approvals
+ * could be the requester's own account, so `min_approvals` of them are
+ * still someone else's.
+ */
+export function requiredApprovals(a: Pick<ApprovalRecord, 'minApprovals' | 'requester' | 'required'>, kind: 'github' | 'local'): number {
+  return a.required ?? a.minApprovals + (kind === 'github' && a.requester.githubLogin === undefined ? 1 : 0);
+}
