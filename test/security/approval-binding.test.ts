@@ -207,11 +207,13 @@ describe('an approval releases exactly the call that was reviewed', () => {
     const first = await w.call(c, 'secret', {});
     await w.hook(gw, 'pull_request_review', w.gh.review(w.prOf(first), { login: 'sam', state: 'approved' }));
     expect(w.approvalOf(gw, w.prOf(first))).toMatchObject({ status: 'approved' });
-    for (const [args, extra] of [[['rm', '-rf'], {}], ['--all', {}], [null, {}], [{}, { task: { ttl: 60_000 } }]] as const) {
-      const other = await w.call(c, 'secret', args, extra);
-      expect(other).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
-      expect((other as { data: { approval_id: string } }).data.approval_id).not.toBe((first as { data: { approval_id: string } }).data.approval_id);
+    // Arguments that are not an object never get this far: they are invalid params (-32602), before the policy.
+    for (const args of [['rm', '-rf'], '--all', null] as const) {
+      expect(await w.call(c, 'secret', args, {})).toMatchObject({ ok: false, code: -32602 });
     }
+    const other = await w.call(c, 'secret', {}, { task: { ttl: 60_000 } });
+    expect(other).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect((other as { data: { approval_id: string } }).data.approval_id).not.toBe((first as { data: { approval_id: string } }).data.approval_id);
     // What reviewers of those see is what would be sent.
     const shown = gw.gw.approvals.list().find((a) => (a.call.otherParams as { task?: unknown } | undefined)?.task !== undefined)!;
     expect(w.gh.pulls.get(Number(shown.remote!.ref))!.body).toContain('"ttl": 60000');
@@ -221,13 +223,13 @@ describe('an approval releases exactly the call that was reviewed', () => {
     expect(w.calls('secret')).toBe(1);
   });
 
-  it('an own __proto__ key in the arguments is part of the call', async () => {
+  it('an own __proto__ key in the arguments never reaches an approval (the message is refused as it is read)', async () => {
     const gw = await w.start();
     const c = await w.client(gw);
     const first = await w.call(c, 'echo', { message: 'proto' });
     await w.hook(gw, 'pull_request_review', w.gh.review(w.prOf(first), { login: 'sam', state: 'approved' }));
     const polluted = JSON.parse('{"message":"proto","__proto__":{"admin":true}}') as Record<string, unknown>;
-    expect(await w.call(c, 'echo', polluted)).toMatchObject({ ok: false, code: -32011 });
+    expect(await w.call(c, 'echo', polluted)).toMatchObject({ ok: false, code: 400 });
     expect(await w.call(c, 'echo', { message: 'proto' })).toMatchObject({ ok: true });
   });
 });
