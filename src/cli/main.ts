@@ -44,7 +44,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--policy-branch <branch>', 'branch of the policy repo (default main)')
     .option('--poll-interval <duration>', 'how often to fetch the policy repo, e.g. 30s', (v) => parseDuration(v))
     .action(async (o: { config?: string; port?: number; host?: string; dataDir?: string; approvalHold?: number; policyRepo?: string; policyBranch?: string; pollInterval?: number }) => {
-      code = await serve(o, out);
+      code = await serve(o, err);
     });
 
   program
