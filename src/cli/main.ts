@@ -109,7 +109,11 @@ export async function main(argv: string[]): Promise<number> {
     .command('test')
     .description('opa fmt, opa check --strict, opa test with a coverage gate')
     .option('--dir <dir>', 'policy folder', 'policies')
-    .option('--coverage <percent>', 'minimum coverage', '90')
+    .option('--coverage <percent>', 'minimum coverage of the policy (its _test.rego files not counted)', (v) => {
+      const n = Number(v);
+      if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 100) throw new InvalidArgumentError('must be a percentage (0-100)');
+      return v;
+    }, '90')
     .action(async (o: { dir: string; coverage: string }) => {
       code = await policyTest(o, out);
     });

@@ -51,7 +51,7 @@ export async function policyTest(opts: { dir: string; coverage: string }, out: (
   const opa = await ensureOpa(out, toolEnv().opaPath);
   const report = await testPolicies(opa, path.resolve(opts.dir), Number(opts.coverage));
   for (const s of report.steps) {
-    out(`${s.ok ? 'ok  ' : 'FAIL'} ${s.name}`);
+    out(`${s.ok ? 'ok  ' : 'FAIL'} ${s.name}${s.ok && s.name.startsWith('coverage') ? `: ${s.detail}` : ''}`);
     if (!s.ok && s.detail) out(s.detail.replace(/^/gm, '     '));
   }
   return report.ok ? 0 : 1;

@@ -57,6 +57,21 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
     expect(report.steps.find((s) => s.name.startsWith('coverage'))?.ok).toBe(false);
   });
 
+  it('the coverage gate counts the policy, not its _test.rego files, and lists the lines no test reaches', async () => {
+    // 2 of 5 policy lines covered (40%); the many covered test lines made it ~95% when they counted.
+    const tests = Array.from({ length: 40 }, (_, i) => `test_allow_${i} if gitgate.decision.allow with input as {"x": true}`).join('\n\n');
+    const dir = await policyFolder({
+      'gitgate/p.rego': 'package gitgate\n\ndecision := {"allow": true, "reasons": []} if input.x\n\ndecision := {"allow": false, "reasons": []} if not input.x\n\nextra := 1 if {\n\tinput.z\n}\n',
+      'gitgate/p_test.rego': `package gitgate_test\n\nimport data.gitgate\n\n${tests}\n`,
+    });
+    const report = await testPolicies(await opa(), dir, 90);
+    const gate = report.steps.find((s) => s.name.startsWith('coverage'))!;
+    expect(report.steps.filter((s) => !s.ok).map((s) => s.name)).toEqual(['coverage >= 90%']);
+    expect(report.coverage).toBeCloseTo(40, 5);
+    expect(gate.detail).toContain('coverage 40.0% (2 of 5 policy lines; _test.rego files not counted)');
+    expect(gate.detail).toContain('gitgate/p.rego: 5, 7-8');
+  });
+
   it('the default policy decides the demo contract', async () => {
     const holder = new PolicyHolder();
     holder.swap(await instantiate(await build(path.join(packageRoot, 'policies')), { source: 'repo' }));
