@@ -82,8 +82,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('--audit <repo>', 'the audit repo (a clone)', '.gitgate/audit')
     .option('--since <when>', 'only decisions since, e.g. 7d')
     .option('--format <format>', 'markdown or json', 'markdown')
-    .option('--guard <transition>', 'fail (exit 2) when decisions make this transition, e.g. deny->allow:high (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--guard <transition>', 'fail (exit 2) when decisions make this transition, e.g. deny->allow:high (repeatable; default: deny->allow:high and approval->allow; none: no guard)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--ack', 'the change is acknowledged (e.g. the PR has the policy-impact-ack label): report guards, do not fail')
+    .option('--allow-empty', 'pass when nothing was replayed (missing or empty audit repo, no decision in the window); default: exit 1')
     .option('--github-comment', 'post or update one comment on the pull request (GITHUB_TOKEN, GITHUB_REPOSITORY)')
     .option('--pr <number>', 'the pull request (default: from GITHUB_EVENT_PATH)')
     .action(async (o: ImpactOptions) => {
