@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { mkdtemp, writeFile, mkdir } from 'node:fs/promises';
+import { cp, mkdtemp, writeFile, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -55,6 +55,16 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
     expect(report.ok).toBe(false);
     expect(report.steps.find((s) => s.name === 'opa fmt')?.ok).toBe(false);
     expect(report.steps.find((s) => s.name.startsWith('coverage'))?.ok).toBe(false);
+  });
+
+  it('a policy folder with its CI-built bundle.tar.gz beside the sources still passes (the bundle is not loaded twice)', async () => {
+    const dir = await makePolicyDir();
+    await cp(path.join(packageRoot, 'policies', 'gitgate', 'decision_test.rego'), path.join(dir, 'gitgate', 'decision_test.rego'));
+    await writeFile(path.join(dir, 'config', 'data.json'), await readFile(path.join(packageRoot, 'policies', 'config', 'data.json')));
+    await buildPolicyBundle({ opa: await opa(), srcDir: dir, outDir: dir });
+    await rm(path.join(dir, 'capabilities.json'));
+    const report = await testPolicies(await opa(), dir, 90);
+    expect(report.steps.filter((s) => !s.ok)).toEqual([]);
   });
 
   it('the coverage gate counts the policy, not its _test.rego files, and lists the lines no test reaches', async () => {
