@@ -3,7 +3,7 @@ import { ensureOpa } from '../policy/opa-binary.js';
 import { toolEnv } from '../config/load.js';
 import { VERSION } from '../version.js';
 import { policyBuild, policyStatus, policyTest } from './policy.js';
-import { initPolicyRepo } from './init.js';
+import { DEFAULT_ACTION_OWNER, initPolicyRepo } from './init.js';
 import { policyImpact, type ImpactOptions } from './impact.js';
 import { parseDuration } from '../config/duration.js';
 import { serve } from './serve.js';
@@ -103,8 +103,9 @@ export async function main(argv: string[]): Promise<number> {
     .description('scaffold a repository')
     .command('policy-repo <dir>')
     .description('a new policy repo (policies, tests, data, workflows, CODEOWNERS) that passes its own CI')
-    .action(async (dir: string) => {
-      code = await initPolicyRepo(dir, out);
+    .option('--action-owner <owner>', 'GitHub owner of the gitgate repository whose action the workflow uses (<owner>/gitgate@v<version>)', DEFAULT_ACTION_OWNER)
+    .action(async (dir: string, o: { actionOwner: string }) => {
+      code = await initPolicyRepo(dir, o, out);
     });
   policy
     .command('test')
