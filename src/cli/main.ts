@@ -129,7 +129,7 @@ export async function main(argv: string[]): Promise<number> {
     });
   audit
     .command('replay <repo>')
-    .description('show exchanges as a timeline')
+    .description('show exchanges as one timeline in time order across sessions, with arguments and the approval that released a call')
     .option('--session <id>', 'one MCP session')
     .option('--caller <sub>', 'one caller')
     .option('--since <when>', 'e.g. 7d, 12h, or an ISO date')
