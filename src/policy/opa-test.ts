@@ -67,6 +67,8 @@ export async function testPolicies(opa: string, dir: string, minCoverage: number
   const ignore = ['--ignore', 'bundle.tar.gz'];
   const check = await step('opa check --strict', opa, ['check', '--strict', ...ignore, dir]);
   const tests = await step('opa test', opa, ['test', ...ignore, dir, '-v']);
+  // opa passes a folder without a single test: so that an empty or mistyped --dir does not pass silently, that fails.
+  if (tests.ok && !/: PASS \(/.test(tests.stdout)) Object.assign(tests, { ok: false, detail: `no test ran in ${dir}: add *_test.rego files with test_ rules (is --dir the policy folder?)` });
   const cov = await step('opa test --coverage', opa, ['test', ...ignore, dir, '--coverage', '--format', 'json']);
   let coverage: ReturnType<typeof policyCoverage> | undefined;
   try {
@@ -74,14 +76,17 @@ export async function testPolicies(opa: string, dir: string, minCoverage: number
   } catch {
     coverage = undefined;
   }
-  const ok = coverage !== undefined && coverage.percent >= minCoverage;
+  const none = coverage !== undefined && coverage.covered + coverage.notCovered === 0;
+  const ok = coverage !== undefined && !none && coverage.percent >= minCoverage;
   const gate = {
     name: `coverage >= ${minCoverage}%`,
     ok,
     detail:
       coverage === undefined
         ? `coverage unavailable: ${cov.detail || 'opa test --coverage printed no report'}`
-        : [
+        : none
+          ? `no policy rules in ${dir} (only tests, data or nothing): is --dir the policy folder?`
+          : [
             `coverage ${coverage.percent.toFixed(1)}% (${coverage.covered} of ${coverage.covered + coverage.notCovered} policy lines; _test.rego files not counted)`,
             ...(ok || coverage.uncovered.length === 0 ? [] : ['not covered by any test (add tests that reach them, or remove them):', ...coverage.uncovered.map((u) => `  ${u.file}: ${u.lines}`)]),
           ].join('\n'),

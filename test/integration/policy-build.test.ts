@@ -67,6 +67,16 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
     expect(report.steps.filter((s) => !s.ok)).toEqual([]);
   });
 
+  it('an empty policy folder, or one without tests, does not pass', async () => {
+    const empty = await policyFolder({ 'config/data.json': '{}' });
+    const e = await testPolicies(await opa(), empty, 90);
+    expect(e.ok).toBe(false);
+    expect(e.steps.find((s) => s.name === 'opa test')?.detail).toMatch(/^no test ran in .*: add \*_test\.rego files/);
+    expect(e.steps.find((s) => s.name.startsWith('coverage'))?.detail).toMatch(/no policy rules in .*is --dir the policy folder\?/);
+    const untested = await testPolicies(await opa(), await policyFolder({ 'p.rego': 'package gitgate\n\ndecision := {"allow": true, "reasons": []}\n' }), 0);
+    expect(untested.steps.filter((s) => !s.ok).map((s) => s.name)).toEqual(['opa test']);
+  });
+
   it('the coverage gate counts the policy, not its _test.rego files, and lists the lines no test reaches', async () => {
     // 2 of 5 policy lines covered (40%); the many covered test lines made it ~95% when they counted.
     const tests = Array.from({ length: 40 }, (_, i) => `test_allow_${i} if gitgate.decision.allow with input as {"x": true}`).join('\n\n');
