@@ -94,6 +94,7 @@ export async function initPolicyRepo(dir: string, opts: { actionOwner?: string }
   await gitText(root, ['add', '-A']);
   await gitText(root, ['commit', '-q', '-m', 'policy repo scaffolded by gitgate']);
   out(`initialised ${root}: policies/, .github/workflows/policy.yml (uses ${action}), CODEOWNERS, gitgate.routes.yaml`);
-  out('next: set the repository secret POLICY_SIGNING_KEY (bundle signing) and, for impact on PRs, the variable AUDIT_REPO_URL');
+  out('next: replace @your-org/security in CODEOWNERS, set the repository secret POLICY_SIGNING_KEY (bundle signing) and, for impact on PRs, the variable AUDIT_REPO_URL');
+  if (opts.actionOwner === undefined || opts.actionOwner === DEFAULT_ACTION_OWNER) out(`the workflow uses ${action}; --action-owner <owner> if your gitgate repository is another owner's`);
   return 0;
 }
