@@ -26,17 +26,23 @@ const children: ChildProcess[] = [];
 const pidOf = new Map<string, number>();
 
 function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
-  const child = spawn(cmd, args, { cwd: packageRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(cmd, args, { cwd: packageRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   return new Promise((resolve, reject) => {
     let out = '';
-    child.stdout!.on('data', (c: Buffer) => {
+    // gitgate announces itself on stderr (stdout is its JSON log); the bench helpers on stdout.
+    const seen = (c: Buffer) => {
       out += c.toString();
       const m = /listening (?:on )?(http:\/\/\S+)/.exec(out);
       if (m) {
         pidOf.set(new URL(m[1]!).origin, child.pid!);
         resolve(m[1]!);
       }
+    };
+    child.stdout!.on('data', seen);
+    child.stderr!.on('data', (c: Buffer) => {
+      process.stderr.write(c);
+      seen(c);
     });
     child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out}`)));
   });

@@ -12,7 +12,11 @@ import { buildApp, type Readiness } from './http/app.js';
 import type { DevIssuer } from './identity/dev-issuer.js';
 import { configuredVerifier } from './identity/configured-verifier.js';
 import { SessionStore } from './mcp/sessions.js';
-import { createUpstreamRegistry, type UpstreamRegistry } from './mcp/upstreams.js';
+import { createUpstreamRegistry, type Upstream, type UpstreamRegistry } from './mcp/upstreams.js';
+import { httpConnector } from './mcp/upstream/http.js';
+import { stdioConnector, type StdioLogger } from './mcp/upstream/stdio.js';
+import { trackConnector, type TrackedConnector } from './gitsync/tracked-connector.js';
+import { GatewayError } from './errors.js';
 import { GatewayMetrics } from './metrics/metrics.js';
 import { PolicyHolder, type DecisionEngine, type PolicyInstance } from './policy/engine.js';
 import { loadPolicyFromDir } from './policy/local-source.js';
@@ -136,6 +140,13 @@ async function createAudit(config: GatewayConfig, logger: Logger, wal?: (dir: st
   return { auditor: createAuditor(log, { maxRecordedBytes: config.audit.maxRecordedBytes }), log, committer };
 }
 
+/** Streamable HTTP for a url upstream, a supervised child for a stdio one. */
+function defaultConnector(cfg: UpstreamConfig, log: StdioLogger): UpstreamConnector {
+  if (cfg.url !== undefined) return httpConnector({ ...cfg, url: cfg.url });
+  if (cfg.stdio !== undefined) return stdioConnector({ ...cfg, stdio: cfg.stdio }, log);
+  throw new GatewayError('CONFIG_INVALID', `upstream ${cfg.name} has neither url nor stdio`);
+}
+
 export function createLogger(level: string): Logger {
   return pino({
     level,
@@ -193,9 +204,30 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
           }, Math.min(rotateAfterMs / 10, 3_600_000));
     rotation?.unref();
 
-    const upstreams = createUpstreamRegistry(config, logger, { name: 'gitgate', version: VERSION }, opts.connectUpstream, (cfg, method) =>
-      credentials.forCall(cfg, { subject: 'gitgate', method }),
+    // Every connector is tracked: its requests are timed, and one replaced by a route change is shut down once idle.
+    const connect = opts.connectUpstream ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, logger));
+    const upstreams = createUpstreamRegistry(
+      config,
+      logger,
+      { name: 'gitgate', version: VERSION },
+      (cfg) => trackConnector(connect(cfg), { observe: (seconds, outcome) => metrics.upstreamSeconds.observe({ upstream: cfg.name, outcome }, seconds) }),
+      (cfg, method) => credentials.forCall(cfg, { subject: 'gitgate', method }),
     );
+    const sessions = new SessionStore((name) => upstreams.get(name)?.config ?? config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 });
+    const retiring = new Set<Promise<void>>();
+    /** An upstream a route change replaced: its sessions end as their in-flight requests do, then its pool or children stop. */
+    const retire = (u: Upstream) => {
+      const c = u.connector as Partial<TrackedConnector>;
+      const done = (async () => {
+        await c.retire?.();
+        await sessions.sweep(); // the drained sessions now report closed: closed with their own credentials, audited
+        await u.shared.close();
+        await u.connector.shutdown();
+        logger.info({ upstream: u.config.name, transport: u.connector.transport }, 'replaced upstream connector shut down after its in-flight requests');
+      })().catch((err: unknown) => logger.error({ upstream: u.config.name, err: (err as Error).message }, 'shutting down a replaced upstream connector failed'));
+      retiring.add(done);
+      void done.finally(() => retiring.delete(done));
+    };
     const audit = await createAudit(config, logger, opts.wal);
     // Where the policy comes from: the local folder, or (GitOps) the policy repo's branch.
     let sync: PolicySync | undefined;
@@ -219,14 +251,22 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         () => ensureOpa((line) => logger.info(line), toolEnv().opaPath),
         (rev) => {
           // Routes first: a request between the two swaps meets the old policy, which fails closed on an upstream it does not govern.
-          if (rev.routes !== undefined) upstreams.replaceRoutes(validateRoutes(rev.routes, config.dataDir, `gitgate.routes.yaml@${rev.commit.slice(0, 12)}`));
+          if (rev.routes !== undefined) {
+            const routes = validateRoutes(rev.routes, config.dataDir, `gitgate.routes.yaml@${rev.commit.slice(0, 12)}`);
+            const before = upstreams.names().map((name) => upstreams.get(name)!);
+            upstreams.replaceRoutes(routes);
+            for (const u of before) if (upstreams.get(u.config.name) !== u) retire(u);
+          }
           policy.swap(rev.instance);
         },
-        (msg, extra) => logger.info(extra ?? {}, msg),
+        {
+          log: logger,
+          loaded: () => metrics.policySyncLoaded(),
+          failed: (commit) => metrics.policySyncFailed(commit),
+        },
       );
       await sync.start();
     }
-    const sessions = new SessionStore((name) => upstreams.get(name)?.config ?? config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 });
     const catalogs = new ToolCatalogs();
     sessions.onDelete = (session, reason) => {
       catalogs.delete(`session:${session.id}`);
@@ -244,6 +284,12 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
           ? { enabled: false }
           : { enabled: true, repo: config.audit.repo, ...audit.log.status(), ...audit.committer!.status() },
       policy: () => policy.current()?.revision,
+      warnings: () => {
+        const refused = sync?.status().refused;
+        const serving = policy.current()?.revision.commit;
+        if (refused === undefined) return [];
+        return [`policy commit ${refused.commit} was refused (${refused.message.split('\n')[0]}); still serving ${serving ?? 'no policy'}: push a fixed commit to ${repo?.branch ?? 'the policy branch'}`];
+      },
       lastPolicyError: () => sync?.status().lastError?.message ?? lastPolicyError,
       sync: () => sync?.status(),
     };
@@ -277,6 +323,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const loginOf = (identity: Identity) => approverLogin(identity, config.approvals.logins);
 
     if (audit.log !== undefined) metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));
+    metrics.watchApprovals(() => approvals.list().filter((a) => a.status === 'pending').map((a) => ({ upstream: a.call.upstream })));
     const app = buildApp({
       config,
       verifier,
@@ -324,6 +371,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         await app.close();
         await sessions.closeAll();
         await upstreams.shutdown();
+        await Promise.all([...retiring]);
         // Everything recorded reaches the audit repo before exit.
         await audit.committer?.stop();
         await audit.log?.close();

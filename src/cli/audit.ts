@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { describeRecord, readRecords, sinceToIso, type RecordFilter } from '../audit/read.js';
+import { existsSync } from 'node:fs';
+import { ApprovalIndex, describeRecord, readRecords, readTimeline, sinceToIso, type RecordFilter } from '../audit/read.js';
 import { verifyAuditRepo } from '../audit/verify.js';
 
 export async function auditVerify(repo: string, out: (line: string) => void): Promise<number> {
@@ -14,15 +15,19 @@ export async function auditVerify(repo: string, out: (line: string) => void): Pr
   return 1;
 }
 
+/** `gitgate audit replay`: every exchange in time order, across sessions and streams, with arguments and the approvals that released calls. */
 export async function auditReplay(repo: string, opts: { session?: string; caller?: string; since?: string; json?: boolean }, out: (line: string) => void): Promise<number> {
+  const root = path.resolve(repo);
+  if (!existsSync(path.join(root, 'streams'))) throw new Error(`${root} is not an audit repo (no streams/ folder): pass the gateway's <data-dir>/audit or a clone of it`);
   const filter: RecordFilter = {
     ...(opts.session !== undefined ? { session: opts.session } : {}),
     ...(opts.caller !== undefined ? { caller: opts.caller } : {}),
     ...(opts.since !== undefined ? { since: sinceToIso(opts.since) } : {}),
   };
+  const approvals = new ApprovalIndex(root);
   let n = 0;
   let stream = '';
-  for await (const r of readRecords(path.resolve(repo), filter)) {
+  for (const r of readTimeline(root, filter)) {
     n++;
     if (opts.json === true) {
       out(JSON.stringify(r));
@@ -30,9 +35,9 @@ export async function auditReplay(repo: string, opts: { session?: string; caller
     }
     if (r.stream !== stream) {
       stream = r.stream;
-      out(`\n== ${stream}${r.upstream ? ` (upstream ${r.upstream})` : ''}`);
+      out(`== ${stream}${r.upstream ? ` (upstream ${r.upstream})` : ''}`);
     }
-    out(describeRecord(r));
+    out(describeRecord(r, approvals));
   }
   if (n === 0 && opts.json !== true) out('no records match');
   return 0;

@@ -1,4 +1,4 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,7 +7,8 @@ import { sinceToIso } from '../audit/read.js';
 import { upsertComment } from '../impact/comment.js';
 import { materialize } from '../impact/materialize.js';
 import { replayImpactParallel } from '../impact/parallel.js';
-import { guardHits, parseGuard, toJson, toMarkdown } from '../impact/report.js';
+import { coverageText, guardHits, guardsFrom, toJson, toMarkdown } from '../impact/report.js';
+import type { ImpactReport } from '../impact/replay.js';
 import { buildPolicyBundle } from '../policy/build.js';
 import { readBundle } from '../policy/bundle.js';
 import { instantiate } from '../policy/engine.js';
@@ -23,6 +24,8 @@ export interface ImpactOptions {
   format: 'markdown' | 'json';
   guard: string[];
   ack?: boolean;
+  /** Pass even when nothing was replayed (a new audit repo, or none yet). */
+  allowEmpty?: boolean;
   githubComment?: boolean;
   pr?: string;
 }
@@ -42,22 +45,44 @@ async function revision(opa: string, repo: string, ref: string, dir: string): Pr
   }
 }
 
+/** Why a replay that replayed nothing did, and what to do about it; undefined when something was replayed. */
+function whyEmpty(report: ImpactReport, audit: string, since: string | undefined): string | undefined {
+  if (report.replayed > 0) return undefined;
+  if (report.records === 0) return `the audit repo ${audit} holds no records (a gateway writes them under <data-dir>/audit; clone the repo it pushes to and pass --audit <clone>)`;
+  if (report.decisions === 0) return `none of the ${report.records} record(s) in ${audit} is a decision${since !== undefined ? ` since ${since}` : ''}${since !== undefined ? ' (widen --since)' : ''}`;
+  const why = Object.entries(report.skippedWhy)
+    .map(([w, n]) => `${n} ${w}`)
+    .join(', ');
+  return `all ${report.decisions} decision(s) were skipped (${why}): check that ${audit}/keys holds the gateway's audit keys and that the clone is complete`;
+}
+
 /**
  * `gitgate policy impact`: replay recorded decisions on two policy revisions and
- * report what changes. Exit 2 when a guard is hit and not acknowledged.
+ * report what changes. Exit 2 when a guard is hit and not acknowledged; exit 1
+ * when nothing was replayed (missing or empty audit repo, nothing in the window)
+ * unless --allow-empty: a check that looked at nothing must not pass as a clean one.
  */
 export async function policyImpact(o: ImpactOptions, out: (line: string) => void, err: (line: string) => void): Promise<number> {
-  const guards = o.guard.map(parseGuard);
+  const guards = guardsFrom(o.guard);
+  const audit = path.resolve(o.audit);
+  if (!existsSync(audit) || !statSync(audit).isDirectory()) {
+    const msg = `audit repo ${audit} not found: clone the gateway's audit repo (git clone --depth 1 <url>) and pass --audit <clone>`;
+    if (o.allowEmpty !== true) throw new Error(`${msg}, or pass --allow-empty to accept a check that replays nothing`);
+    err(`gitgate: ${msg}; --allow-empty: nothing to replay, passing`);
+    return 0;
+  }
   const opa = await ensureOpa(err, toolEnv().opaPath);
   const repo = path.resolve(o.repo);
   const [base, head] = await Promise.all([revision(opa, repo, o.base, o.dir), revision(opa, repo, o.head, o.dir)]);
   const since = o.since !== undefined ? sinceToIso(o.since) : undefined;
   if (process.stderr.isTTY === true) process.stderr.write(`replaying ${o.audit} on ${o.base} and ${o.head}…\n`);
-  const report = await replayImpactParallel(path.resolve(o.audit), base, head, since !== undefined ? { since } : {});
+  const report = await replayImpactParallel(audit, base, head, since !== undefined ? { since } : {});
   const hits = guardHits(report, guards);
   const acknowledged = o.ack === true;
-  const markdown = toMarkdown(report, { base: o.base, head: o.head, ...(o.since !== undefined ? { since: o.since } : {}), hits, acknowledged });
-  out(o.format === 'json' ? JSON.stringify(toJson(report)) : markdown);
+  const empty = whyEmpty(report, audit, o.since);
+  const markdown = toMarkdown(report, { base: o.base, head: o.head, ...(o.since !== undefined ? { since: o.since } : {}), guards, hits, acknowledged, ...(empty !== undefined ? { empty } : {}) });
+  out(o.format === 'json' ? JSON.stringify(toJson(report, guards, hits)) : markdown);
+  err(`replayed ${report.replayed} decision(s): ${coverageText(report)}`);
   if (o.githubComment === true) {
     const ci = githubCiEnv();
     if (ci.token === undefined || ci.repository === undefined) throw new Error('--github-comment needs GITHUB_TOKEN and GITHUB_REPOSITORY');
@@ -67,5 +92,14 @@ export async function policyImpact(o: ImpactOptions, out: (line: string) => void
     const how = await upsertComment({ baseUrl: ci.apiUrl, token: ci.token, owner, repo: name, pr, body: markdown });
     err(`impact comment ${how} on ${ci.repository}#${pr}`);
   }
-  return hits.length > 0 && !acknowledged ? 2 : 0;
+  if (hits.length > 0 && !acknowledged) return 2;
+  if (empty !== undefined) {
+    if (o.allowEmpty === true) {
+      err(`gitgate: nothing was replayed (${empty}); --allow-empty: passing`);
+      return 0;
+    }
+    err(`gitgate: nothing was replayed: ${empty}. A check that looked at nothing does not pass; --allow-empty accepts it`);
+    return 1;
+  }
+  return 0;
 }

@@ -3,7 +3,7 @@ import { ensureOpa } from '../policy/opa-binary.js';
 import { toolEnv } from '../config/load.js';
 import { VERSION } from '../version.js';
 import { policyBuild, policyStatus, policyTest } from './policy.js';
-import { initPolicyRepo } from './init.js';
+import { DEFAULT_ACTION_OWNER, initPolicyRepo } from './init.js';
 import { policyImpact, type ImpactOptions } from './impact.js';
 import { parseDuration } from '../config/duration.js';
 import { serve } from './serve.js';
@@ -44,7 +44,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--policy-branch <branch>', 'branch of the policy repo (default main)')
     .option('--poll-interval <duration>', 'how often to fetch the policy repo, e.g. 30s', (v) => parseDuration(v))
     .action(async (o: { config?: string; port?: number; host?: string; dataDir?: string; approvalHold?: number; policyRepo?: string; policyBranch?: string; pollInterval?: number }) => {
-      code = await serve(o, out);
+      code = await serve(o, err);
     });
 
   program
@@ -82,8 +82,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('--audit <repo>', 'the audit repo (a clone)', '.gitgate/audit')
     .option('--since <when>', 'only decisions since, e.g. 7d')
     .option('--format <format>', 'markdown or json', 'markdown')
-    .option('--guard <transition>', 'fail (exit 2) when decisions make this transition, e.g. deny->allow:high (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--guard <transition>', 'fail (exit 2) when decisions make this transition, e.g. deny->allow:high (repeatable; default: deny->allow:high and approval->allow; none: no guard)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--ack', 'the change is acknowledged (e.g. the PR has the policy-impact-ack label): report guards, do not fail')
+    .option('--allow-empty', 'pass when nothing was replayed (missing or empty audit repo, no decision in the window); default: exit 1')
     .option('--github-comment', 'post or update one comment on the pull request (GITHUB_TOKEN, GITHUB_REPOSITORY)')
     .option('--pr <number>', 'the pull request (default: from GITHUB_EVENT_PATH)')
     .action(async (o: ImpactOptions) => {
@@ -102,14 +103,19 @@ export async function main(argv: string[]): Promise<number> {
     .description('scaffold a repository')
     .command('policy-repo <dir>')
     .description('a new policy repo (policies, tests, data, workflows, CODEOWNERS) that passes its own CI')
-    .action(async (dir: string) => {
-      code = await initPolicyRepo(dir, out);
+    .option('--action-owner <owner>', 'GitHub owner of the gitgate repository whose action the workflow uses (<owner>/gitgate@v<version>)', DEFAULT_ACTION_OWNER)
+    .action(async (dir: string, o: { actionOwner: string }) => {
+      code = await initPolicyRepo(dir, o, out);
     });
   policy
     .command('test')
     .description('opa fmt, opa check --strict, opa test with a coverage gate')
     .option('--dir <dir>', 'policy folder', 'policies')
-    .option('--coverage <percent>', 'minimum coverage', '90')
+    .option('--coverage <percent>', 'minimum coverage of the policy (its _test.rego files not counted)', (v) => {
+      const n = Number(v);
+      if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 100) throw new InvalidArgumentError('must be a percentage (0-100)');
+      return v;
+    }, '90')
     .action(async (o: { dir: string; coverage: string }) => {
       code = await policyTest(o, out);
     });
@@ -123,7 +129,7 @@ export async function main(argv: string[]): Promise<number> {
     });
   audit
     .command('replay <repo>')
-    .description('show exchanges as a timeline')
+    .description('show exchanges as one timeline in time order across sessions, with arguments and the approval that released a call')
     .option('--session <id>', 'one MCP session')
     .option('--caller <sub>', 'one caller')
     .option('--since <when>', 'e.g. 7d, 12h, or an ISO date')

@@ -33,14 +33,17 @@ export async function policyStatus(opts: { url: string }, out: (line: string) =>
     ready: boolean;
     policy: { revision: string | null; bundle_digest: string; source: string; loaded_at: string } | null;
     last_policy_error: string | null;
-    policy_sync: { commit?: string; syncedAt?: string; lastError?: { commit?: string; message: string; at: string } } | null;
+    policy_sync: { commit?: string; syncedAt?: string; lastError?: { commit?: string; message: string; at: string }; refused?: { commit: string; message: string; at: string } } | null;
   };
   out(`ready: ${r.ready}`);
   out(`policy revision: ${r.policy?.revision ?? '(local folder)'}`);
   out(`bundle digest: ${r.policy?.bundle_digest ?? '-'}`);
   out(`source: ${r.policy?.source ?? '-'} (loaded ${r.policy?.loaded_at ?? '-'})`);
-  if (r.policy_sync?.lastError) out(`last sync error: ${r.policy_sync.lastError.commit?.slice(0, 12) ?? ''} ${r.policy_sync.lastError.message} (${r.policy_sync.lastError.at})`);
-  else if (r.last_policy_error) out(`last policy error: ${r.last_policy_error}`);
+  const refused = r.policy_sync?.refused;
+  if (refused) out(`REFUSED commit ${refused.commit} (${refused.at}): ${refused.message}`);
+  const last = r.policy_sync?.lastError;
+  if (last && last.commit !== refused?.commit) out(`last sync error: ${last.commit === undefined ? 'fetch' : last.commit.slice(0, 12)} ${last.message} (${last.at})`);
+  else if (!r.policy_sync && r.last_policy_error) out(`last policy error: ${r.last_policy_error}`);
   return r.ready ? 0 : 1;
 }
 
@@ -48,7 +51,7 @@ export async function policyTest(opts: { dir: string; coverage: string }, out: (
   const opa = await ensureOpa(out, toolEnv().opaPath);
   const report = await testPolicies(opa, path.resolve(opts.dir), Number(opts.coverage));
   for (const s of report.steps) {
-    out(`${s.ok ? 'ok  ' : 'FAIL'} ${s.name}`);
+    out(`${s.ok ? 'ok  ' : 'FAIL'} ${s.name}${s.ok && s.name.startsWith('coverage') ? `: ${s.detail}` : ''}`);
     if (!s.ok && s.detail) out(s.detail.replace(/^/gm, '     '));
   }
   return report.ok ? 0 : 1;

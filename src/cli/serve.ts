@@ -5,8 +5,11 @@ export interface ServeOptions extends ConfigOverrides {
   config?: string;
 }
 
-/** `gitgate serve`: run until SIGTERM/SIGINT, then drain, commit the audit log, and exit 0. */
-export async function serve(opts: ServeOptions, out: (line: string) => void): Promise<number> {
+/**
+ * `gitgate serve`: run until SIGTERM/SIGINT, then drain, commit the audit log, and exit 0.
+ * stdout is the JSON log stream; `banner` (stderr) gets the lines for a human.
+ */
+export async function serve(opts: ServeOptions, banner: (line: string) => void): Promise<number> {
   const config = loadConfig(opts.config, opts);
   // Signal handlers go in before anything can announce readiness: a supervisor may stop us right after.
   let stopRequested: string | undefined;
@@ -39,9 +42,12 @@ export async function serve(opts: ServeOptions, out: (line: string) => void): Pr
       return await done;
     }
     const url = await gw.listen();
-    out(`gitgate listening on ${url} (config: ${config.source}; data: ${config.dataDir})`);
-    for (const name of gw.upstreams.names()) out(`  upstream ${name}: ${url}/mcp/${name}`);
-    if (gw.devIssuer !== undefined) out(`  dev issuer: get a token with  gitgate token --data-dir ${config.dataDir} --sub alice --groups eng`);
+    // stdout carries the JSON log lines only: the same facts as one log line, and the human banner on stderr.
+    const upstreams = Object.fromEntries(gw.upstreams.names().map((name) => [name, `${url}/mcp/${name}`]));
+    gw.logger.info({ url, config: config.source, dataDir: config.dataDir, upstreams, devIssuer: gw.devIssuer !== undefined }, 'gitgate listening');
+    banner(`gitgate listening on ${url} (config: ${config.source}; data: ${config.dataDir})`);
+    for (const [name, at] of Object.entries(upstreams)) banner(`  upstream ${name}: ${at}`);
+    if (gw.devIssuer !== undefined) banner(`  dev issuer: get a token with  gitgate token --data-dir ${config.dataDir} --sub alice --groups eng`);
     if (stopRequested !== undefined) stop(stopRequested);
     return await done;
   } finally {

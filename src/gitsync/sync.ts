@@ -32,12 +32,30 @@ export interface Revision {
 }
 
 export interface SyncStatus {
+  /** The commit serving. */
   readonly commit?: string;
   readonly bundleDigest?: string;
   readonly syncedAt?: string;
+  /** The last failure of any kind (a fetch, or a refused commit); cleared when a newer commit loads. */
   readonly lastError?: { readonly commit?: string; readonly message: string; readonly at: string };
+  /** The newest commit that was refused, and why; cleared when a newer commit loads. A later fetch failure does not hide it. */
+  readonly refused?: { readonly commit: string; readonly message: string; readonly at: string };
   readonly attempts: number;
   readonly failures: number;
+}
+
+/** pino-shaped: structured fields first, then the message. */
+export interface SyncLogger {
+  info(fields: Record<string, unknown>, msg: string): void;
+  error(fields: Record<string, unknown>, msg: string): void;
+}
+
+export interface SyncEvents {
+  readonly log: SyncLogger;
+  /** A commit loaded and serves. */
+  loaded?(commit: string): void;
+  /** A round failed: `commit` is the refused commit, undefined when the repo could not be fetched. */
+  failed?(commit: string | undefined, message: string): void;
 }
 
 /**
@@ -49,7 +67,10 @@ export class PolicySync {
   #running: Promise<void> | undefined;
   #again = false;
   #timer: NodeJS.Timeout | undefined;
-  #status: { commit?: string; bundleDigest?: string; syncedAt?: string; lastError?: SyncStatus['lastError']; attempts: number; failures: number } = { attempts: 0, failures: 0 };
+  #status: { commit?: string; bundleDigest?: string; syncedAt?: string; lastError?: SyncStatus['lastError']; refused?: SyncStatus['refused']; attempts: number; failures: number } = {
+    attempts: 0,
+    failures: 0,
+  };
   #failedCommit: string | undefined;
 
   constructor(
@@ -58,7 +79,7 @@ export class PolicySync {
     private readonly work: string,
     private readonly opa: () => Promise<string>,
     private readonly apply: (rev: Revision) => void,
-    private readonly log: (msg: string, extra?: Record<string, unknown>) => void,
+    private readonly events: SyncEvents,
   ) {}
 
   status(): SyncStatus {
@@ -122,12 +143,26 @@ export class PolicySync {
       this.#failedCommit = undefined;
       this.#status = { ...this.#status, commit, bundleDigest: rev.instance.revision.bundleDigest, syncedAt: new Date().toISOString() };
       delete this.#status.lastError;
-      this.log('policy revision loaded from git', { commit, bundle: rev.instance.revision.bundleDigest.slice(0, 12) });
+      delete this.#status.refused;
+      this.events.log.info({ commit, bundle: rev.instance.revision.bundleDigest.slice(0, 12) }, 'policy revision loaded from git');
+      this.events.loaded?.(commit);
     } catch (err) {
+      const message = (err as Error).message;
+      const at = new Date().toISOString();
       this.#status.failures++;
-      if (commit !== undefined) this.#failedCommit = commit;
-      this.#status.lastError = { ...(commit !== undefined ? { commit } : {}), message: (err as Error).message, at: new Date().toISOString() };
-      this.log('policy sync failed; the last good revision keeps serving', { commit, err: (err as Error).message });
+      this.#status.lastError = { ...(commit !== undefined ? { commit } : {}), message, at };
+      const serving = this.#status.commit ?? null;
+      if (commit !== undefined) {
+        this.#failedCommit = commit;
+        this.#status.refused = { commit, message, at };
+        this.events.log.error(
+          { commit, reason: message, serving, repo: this.cfg.url, branch: this.cfg.branch },
+          `policy commit ${commit.slice(0, 12)} refused; ${serving === null ? 'no policy serves yet' : `the last good revision ${serving.slice(0, 12)} keeps serving`}: fix it with a new commit on ${this.cfg.branch}`,
+        );
+      } else {
+        this.events.log.error({ reason: message, serving, repo: this.cfg.url, branch: this.cfg.branch }, 'policy repo fetch failed; the last good revision keeps serving, the next poll retries');
+      }
+      this.events.failed?.(commit, message);
     }
   }
 

@@ -17,6 +17,8 @@ import type { GitHubWebhooks } from '../webhooks/verify-and-receive.js';
 export interface Readiness {
   /** Why the gateway is not ready (no policy yet, …); empty when ready. */
   problems(): string[];
+  /** What an operator should act on while the gateway still serves (a refused policy commit, …); never affects readiness. */
+  warnings(): string[];
   policy(): PolicyRevision | undefined;
   lastPolicyError(): string | undefined;
   audit(): Record<string, unknown>;

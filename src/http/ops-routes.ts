@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from './app.js';
 
-/** /healthz (process alive), /readyz (policy loaded; JSON), /metrics (Prometheus). */
+/** /healthz (process alive), /readyz (policy loaded; JSON, docs/operations.md), /metrics (Prometheus). */
 export function registerOpsRoutes(app: FastifyInstance, deps: AppDeps): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
@@ -10,6 +10,7 @@ export function registerOpsRoutes(app: FastifyInstance, deps: AppDeps): void {
     const body = {
       ready: problems.length === 0,
       problems,
+      warnings: deps.readiness.warnings(),
       policy: rev === undefined ? null : { revision: rev.commit ?? null, bundle_digest: rev.bundleDigest, source: rev.source, loaded_at: rev.loadedAt },
       last_policy_error: deps.readiness.lastPolicyError() ?? null,
       policy_sync: deps.readiness.sync() ?? null,

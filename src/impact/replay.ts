@@ -21,6 +21,16 @@ export interface Example {
 }
 
 export interface ImpactReport {
+  /** Audit records read in the replayed streams (every type). */
+  readonly records: number;
+  /** Decision records in the window (replayed or skipped). */
+  readonly decisions: number;
+  /** Streams with at least one replayed decision. */
+  readonly streams: number;
+  /** Distinct UTC days with a replayed decision, and the first and last one replayed. */
+  readonly days: number;
+  readonly from?: string;
+  readonly to?: string;
   readonly replayed: number;
   readonly skipped: number;
   readonly skippedWhy: Record<string, number>;
@@ -97,6 +107,12 @@ export function anchors(auditRepo: string): Map<string, Anchor[]> {
 
 /** Aggregates of one part of the streams (mergeable across workers). */
 export interface PartialReport {
+  records: number;
+  decisions: number;
+  streams: number;
+  dates: string[];
+  from?: string;
+  to?: string;
   replayed: number;
   skipped: number;
   skippedWhy: Record<string, number>;
@@ -109,11 +125,18 @@ export interface PartialReport {
 }
 
 export function mergeParts(parts: readonly PartialReport[]): PartialReport {
-  const out: PartialReport = { replayed: 0, skipped: 0, skippedWhy: {}, transitions: {}, highRisk: {}, maskChanges: 0, credentialTtlChanges: 0, counters: {}, examples: [] };
+  const out: PartialReport = { records: 0, decisions: 0, streams: 0, dates: [], replayed: 0, skipped: 0, skippedWhy: {}, transitions: {}, highRisk: {}, maskChanges: 0, credentialTtlChanges: 0, counters: {}, examples: [] };
+  const dates = new Set<string>();
   const add = (into: Record<string, number>, from: Record<string, number>) => {
     for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
   };
   for (const p of parts) {
+    out.records += p.records;
+    out.decisions += p.decisions;
+    out.streams += p.streams;
+    for (const d of p.dates) dates.add(d);
+    if (p.from !== undefined && (out.from === undefined || p.from < out.from)) out.from = p.from;
+    if (p.to !== undefined && (out.to === undefined || p.to > out.to)) out.to = p.to;
     out.replayed += p.replayed;
     out.skipped += p.skipped;
     out.maskChanges += p.maskChanges;
@@ -131,6 +154,7 @@ export function mergeParts(parts: readonly PartialReport[]): PartialReport {
     }
     for (const e of p.examples) if (out.examples.filter((x) => x.transition === e.transition).length < EXAMPLES_PER_TRANSITION) out.examples.push(e);
   }
+  out.dates = [...dates].sort();
   return out;
 }
 
@@ -138,7 +162,15 @@ export function finish(p: PartialReport): ImpactReport {
   const top = Object.fromEntries(
     Object.entries(p.counters).map(([t, c]) => [t, { callers: [...c.callers].sort((x, y) => y[1] - x[1]).slice(0, TOP), tools: [...c.tools].sort((x, y) => y[1] - x[1]).slice(0, TOP) }]),
   );
-  return { replayed: p.replayed, skipped: p.skipped, skippedWhy: p.skippedWhy, transitions: p.transitions, maskChanges: p.maskChanges, credentialTtlChanges: p.credentialTtlChanges, top, examples: p.examples, highRisk: p.highRisk };
+  return {
+    records: p.records,
+    decisions: p.decisions,
+    streams: p.streams,
+    days: new Set(p.dates).size,
+    ...(p.from !== undefined ? { from: p.from } : {}),
+    ...(p.to !== undefined ? { to: p.to } : {}),
+    replayed: p.replayed,
+    skipped: p.skipped, skippedWhy: p.skippedWhy, transitions: p.transitions, maskChanges: p.maskChanges, credentialTtlChanges: p.credentialTtlChanges, top, examples: p.examples, highRisk: p.highRisk };
 }
 
 /** Replay the given streams (default: all) against both revisions. */
@@ -158,6 +190,12 @@ export function replayPart(
   const skippedWhy: Record<string, number> = {};
   let replayed = 0;
   let skipped = 0;
+  let records = 0;
+  let decisions = 0;
+  const dates = new Set<string>();
+  const touched = new Set<string>();
+  let from: string | undefined;
+  let to: string | undefined;
   let maskChanges = 0;
   let credentialTtlChanges = 0;
   let seen = 0;
@@ -185,6 +223,10 @@ export function replayPart(
     const a = base.evaluateJson(json);
     const b = head.evaluateJson(json);
     replayed++;
+    touched.add(r.stream);
+    dates.add(r.ts.slice(0, 10));
+    if (from === undefined || r.ts < from) from = r.ts;
+    if (to === undefined || r.ts > to) to = r.ts;
     if ((a.mask.length > 0 || b.mask.length > 0) && JSON.stringify(a.mask) !== JSON.stringify(b.mask)) maskChanges++;
     if (a.credential.ttl_seconds !== b.credential.ttl_seconds) credentialTtlChanges++;
     const oa = outcomeOf(a);
@@ -216,6 +258,7 @@ export function replayPart(
     for (const file of files) {
       for (const line of readLines(file)) {
         if (line === '') continue;
+        records++;
         if (++seen % 10_000 === 0) opts.onProgress?.(seen);
         const hash = hashLine(line);
         let parsed: ReturnType<typeof parseLine> | undefined;
@@ -237,6 +280,7 @@ export function replayPart(
         prev = hash;
         seq++;
         if (r !== undefined && r.type === 'decision' && !(opts.since !== undefined && r.ts < opts.since)) {
+          decisions++;
           const input = (r.data as { input?: PolicyInput & { truncated?: boolean } } | undefined)?.input;
           if (input === undefined || input.truncated === true || input.mcp === undefined) skip('no complete policy input recorded');
           else if (covered) pending.push({ record: r, input, parsed: parsed! });
@@ -257,6 +301,12 @@ export function replayPart(
     pending.forEach(bySignature);
   }
   return {
+    records,
+    decisions,
+    streams: touched.size,
+    dates: [...dates].sort(),
+    ...(from !== undefined ? { from } : {}),
+    ...(to !== undefined ? { to } : {}),
     replayed,
     skipped,
     skippedWhy,

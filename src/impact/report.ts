@@ -8,9 +8,24 @@ export interface Guard {
   readonly highRiskOnly: boolean;
 }
 
+/**
+ * Guards when none are given: loosening a high-risk call (deny → allow), and
+ * removing an approval requirement (approval → allow, whatever the risk).
+ */
+export const DEFAULT_GUARDS: readonly string[] = ['deny->allow:high', 'approval->allow'];
+
+/** The guards to apply: the given ones, DEFAULT_GUARDS when none is given, none for `--guard none`. */
+export function guardsFrom(given: readonly string[]): Guard[] {
+  if (given.length === 0) return DEFAULT_GUARDS.map(parseGuard);
+  if (given.length === 1 && given[0]!.trim() === 'none') return [];
+  return given.map(parseGuard);
+}
+
+const guardText = (g: Guard) => `${g.transition}${g.highRiskOnly ? ':high' : ''}`;
+
 export function parseGuard(text: string): Guard {
   const m = /^(allow|deny|approval)->(allow|deny|approval)(:high)?$/.exec(text.trim());
-  if (!m) throw new Error(`invalid guard "${text}": use e.g. deny->allow or deny->allow:high`);
+  if (!m) throw new Error(`invalid guard "${text}": use e.g. deny->allow or deny->allow:high (outcomes: allow, deny, approval), or none`);
   return { transition: `${m[1]}->${m[2]}`, highRiskOnly: m[3] !== undefined };
 }
 
@@ -21,8 +36,14 @@ export function guardHits(report: ImpactReport, guards: readonly Guard[]): { gua
     .filter((h) => h.count > 0);
 }
 
-export function toJson(report: ImpactReport): Record<string, unknown> {
+export function toJson(report: ImpactReport, guards: readonly Guard[] = [], hits: readonly { guard: Guard; count: number }[] = []): Record<string, unknown> {
   return {
+    records: report.records,
+    decisions: report.decisions,
+    streams: report.streams,
+    days: report.days,
+    from: report.from ?? null,
+    to: report.to ?? null,
     replayed: report.replayed,
     skipped: report.skipped,
     transitions: report.transitions,
@@ -32,17 +53,33 @@ export function toJson(report: ImpactReport): Record<string, unknown> {
     top: report.top,
     examples: report.examples,
     skipped_why: report.skippedWhy,
+    guards: guards.map(guardText),
+    guard_hits: hits.map((h) => ({ guard: guardText(h.guard), count: h.count })),
   };
 }
 
-export function toMarkdown(report: ImpactReport, ctx: { base: string; head: string; since?: string; hits: { guard: Guard; count: number }[]; acknowledged: boolean }): string {
+/** What the replay covered, in words: "42 record(s) in 3 stream(s) over 2 day(s) (2025-01-01 … 2025-01-02)". */
+export function coverageText(report: ImpactReport): string {
+  const span = report.from !== undefined && report.to !== undefined ? ` (${report.from.slice(0, 10)} … ${report.to.slice(0, 10)})` : '';
+  return `${report.records} audit record(s) read, ${report.decisions} decision(s) in the window, from ${report.streams} stream(s) over ${report.days} day(s)${span}`;
+}
+
+export function toMarkdown(
+  report: ImpactReport,
+  ctx: { base: string; head: string; since?: string; guards?: readonly Guard[]; hits: { guard: Guard; count: number }[]; acknowledged: boolean; empty?: string },
+): string {
+  const skipped = Object.entries(report.skippedWhy)
+    .map(([why, n]) => `${n} ${why}`)
+    .join(', ');
   const lines = [
     COMMENT_MARKER,
     `## Policy impact: \`${ctx.base}\` → \`${ctx.head}\``,
     '',
-    `Replayed **${report.replayed}** recorded decision(s)${ctx.since ? ` since ${ctx.since}` : ''} on both revisions; ${report.skipped} record(s) skipped (unverifiable or incomplete).`,
+    `Replayed **${report.replayed}** recorded decision(s)${ctx.since ? ` since ${ctx.since}` : ''} on both revisions; ${report.skipped} record(s) skipped${skipped ? ` (${skipped})` : ' (unverifiable or incomplete)'}.`,
+    `Covered: ${coverageText(report)}.`,
     '',
   ];
+  if (ctx.empty !== undefined) lines.push(`⚠️ **Nothing was replayed**: ${ctx.empty}`, '');
   const entries = Object.entries(report.transitions).sort((a, b) => b[1] - a[1]);
   if (entries.length === 0) lines.push('No decision changes outcome.');
   else {
@@ -60,6 +97,7 @@ export function toMarkdown(report: ImpactReport, ctx: { base: string; head: stri
     }
     lines.push('', '</details>');
   }
+  if (ctx.guards !== undefined) lines.push('', `Guards: ${ctx.guards.length === 0 ? 'none' : ctx.guards.map((g) => `\`${guardText(g)}\``).join(', ')}.`);
   if (ctx.hits.length > 0) {
     lines.push('');
     for (const h of ctx.hits) {

@@ -12,6 +12,7 @@ import { gitgate } from '../helpers/cli.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { PolicyRepo } from '../helpers/policy-repo.js';
 import { TEST_POLICY_DATA } from '../helpers/policy.js';
+import { VERSION } from '../../src/version.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
 
@@ -269,7 +270,10 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
     expect(test.code, test.stdout).toBe(0);
     const build = await gitgate(['policy', 'build', '--dir', path.join(dir, 'policies'), '--out', path.join(dir, 'out')]);
     expect(build.code, build.stderr).toBe(0);
-    expect(readFileSync(path.join(dir, '.github', 'workflows', 'policy.yml'), 'utf8')).toContain('gitgate policy test --dir policies --coverage 90');
+    // The workflow uses this version's gitgate action (test/integration/pack-install.test.ts runs it).
+    const workflow = readFileSync(path.join(dir, '.github', 'workflows', 'policy.yml'), 'utf8');
+    expect(workflow).toContain(`uses: gitgate/gitgate@v${VERSION}`);
+    expect(workflow).not.toContain('npm install');
     expect(readFileSync(path.join(dir, 'CODEOWNERS'), 'utf8')).toContain('/policies/');
   });
 });

@@ -24,6 +24,9 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
   let head: string;
   let audit: string;
   let decisions: number;
+  let records: number;
+  let days: number;
+  let streams: number;
 
   beforeAll(async () => {
     // Base: echo and add are public, secret is high risk. Head: echo is no longer public,
@@ -49,17 +52,33 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
     await upstream.close();
     audit = path.join(gw.dataDir, 'audit');
     decisions = 0;
-    for await (const r of readRecords(audit)) if (r.type === 'decision') decisions++;
+    records = 0;
+    const dates = new Set<string>();
+    const inStreams = new Set<string>();
+    for await (const r of readRecords(audit)) {
+      records++;
+      if (r.type !== 'decision') continue;
+      decisions++;
+      dates.add(r.ts.slice(0, 10));
+      inStreams.add(r.stream);
+    }
+    days = dates.size;
+    streams = inStreams.size;
     expect(decisions).toBe(16); // 8 initialize + 8 tools/call
+    expect(streams).toBe(8); // one session each
     head = (await repo.write('policies/config/data.json', JSON.stringify(data(['add', 'secret'], {}))).commit('loosen secret, tighten echo')).slice(0, 12);
   });
 
   const impact = (args: string[], env?: NodeJS.ProcessEnv) => gitgate(['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', audit, ...args], env ? { env } : {});
 
-  it('counts exactly the decisions that flip, by transition, with callers, tools and examples', async () => {
-    const r = await impact(['--format', 'json']);
+  it('counts exactly the decisions that flip, by transition, with callers, tools and examples, and says what it covered', async () => {
+    const r = await impact(['--format', 'json', '--ack']);
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as {
+      records: number;
+      decisions: number;
+      streams: number;
+      days: number;
       replayed: number;
       skipped: number;
       transitions: Record<string, number>;
@@ -68,6 +87,8 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
       examples: { transition: string; caller: string; tool?: string }[];
     };
     expect(j.replayed).toBe(decisions);
+    expect({ records: j.records, decisions: j.decisions, streams: j.streams, days: j.days }).toEqual({ records, decisions, streams, days });
+    expect(r.stderr).toContain(`replayed ${decisions} decision(s): ${records} audit record(s) read, ${decisions} decision(s) in the window, from ${streams} stream(s) over ${days} day(s)`);
     expect(j.skipped).toBe(0);
     expect(j.transitions).toEqual({ 'allow->deny': 3, 'deny->allow': 2, 'approval->allow': 1 });
     expect(j.high_risk).toEqual({ 'deny->allow': 2, 'approval->allow': 1 });
@@ -75,6 +96,42 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
     expect(j.top['deny->allow']).toEqual({ callers: [['bob', 2]], tools: [['secret', 2]] });
     expect(j.examples.filter((e) => e.transition === 'allow->deny')).toHaveLength(3);
     expect(j.examples.find((e) => e.transition === 'approval->allow')).toMatchObject({ caller: 'alice', tool: 'secret' });
+  });
+
+  it('by default, removing an approval requirement (approval->allow) fails the check like loosening a high-risk deny', async () => {
+    const r = await impact(['--format', 'json']);
+    expect(r.code, r.stdout).toBe(2);
+    const j = JSON.parse(r.stdout) as { guards: string[]; guard_hits: { guard: string; count: number }[] };
+    expect(j.guards).toEqual(['deny->allow:high', 'approval->allow']);
+    expect(j.guard_hits).toEqual([
+      { guard: 'deny->allow:high', count: 2 },
+      { guard: 'approval->allow', count: 1 },
+    ]);
+    const md = await impact([]);
+    expect(md.stdout).toContain('❌ **guard hit**: 1 decision(s) approval->allow.');
+    expect((await impact(['--guard', 'none'])).code).toBe(0);
+  });
+
+  it('replaying nothing fails unless --allow-empty, and says why and what to do', async () => {
+    const missing = path.join(tmpdir(), 'gitgate-no-such-audit-repo');
+    const gone = await gitgate(['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', missing]);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain(`audit repo ${missing} not found: clone the gateway's audit repo`);
+    expect(gone.stderr).toContain('--allow-empty');
+    expect((await gitgate(['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', missing, '--allow-empty'])).code).toBe(0);
+
+    const empty = mkdtempSync(path.join(tmpdir(), 'gitgate-empty-audit-'));
+    const none = await gitgate(['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', empty]);
+    expect(none.code).toBe(1);
+    expect(none.stdout).toContain('Replayed **0**');
+    expect(none.stdout).toContain('⚠️ **Nothing was replayed**');
+    expect(none.stderr).toContain('holds no records');
+
+    // Records, but no decision in the window.
+    const later = await impact(['--since', '2999-01-01']);
+    expect(later.code).toBe(1);
+    expect(later.stderr).toMatch(/none of the \d+ record\(s\) in .* is a decision since 2999-01-01 \(widen --since\)/);
+    expect((await impact(['--since', '2999-01-01', '--allow-empty'])).code).toBe(0);
   });
 
   it('markdown for humans; a guard fails the check until acknowledged', async () => {
@@ -85,6 +142,7 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
     const acked = await impact(['--guard', 'deny->allow:high', '--ack']);
     expect(acked.code, acked.stderr).toBe(0);
     expect(acked.stdout).toContain('✅ acknowledged');
+    expect(hit.stdout).toMatch(/Covered: \d+ audit record\(s\) read, 16 decision\(s\) in the window, from 8 stream\(s\) over \d+ day\(s\)/);
     const fine = await impact(['--guard', 'allow->approval']);
     expect(fine.code, fine.stderr).toBe(0);
   });
@@ -94,7 +152,8 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
     cpSync(audit, copy, { recursive: true });
     const file = listFiles(path.join(copy, 'streams'), '.jsonl').find((f) => readFileSync(f, 'utf8').includes('"tool":"echo"'))!;
     writeFileSync(file, readFileSync(file, 'utf8').replace('"message":"m', '"message":"M'));
-    const r = await gitgate(['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', copy, '--format', 'json']);
+    const r = await gitgate(['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', copy, '--format', 'json', '--ack']);
+    expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as { replayed: number; skipped: number; transitions: Record<string, number> };
     expect(j.skipped).toBe(1);
     expect(j.replayed).toBe(decisions - 1);
@@ -105,10 +164,10 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
     const gh = await new GitHubEmulator('acme', 'policies').start();
     try {
       const env = { GITHUB_TOKEN: 'ghs_ci', GITHUB_REPOSITORY: 'acme/policies', GITHUB_API_URL: gh.url };
-      const first = await impact(['--github-comment', '--pr', '7'], env);
+      const first = await impact(['--github-comment', '--pr', '7', '--ack'], env);
       expect(first.code, first.stderr).toBe(0);
       expect(first.stderr).toContain('impact comment created on acme/policies#7');
-      const second = await impact(['--github-comment', '--pr', '7', '--since', '1h'], env);
+      const second = await impact(['--github-comment', '--pr', '7', '--since', '1h', '--ack'], env);
       expect(second.stderr).toContain('impact comment updated on acme/policies#7');
       const mine = gh.comments.filter((c) => c.issue === 7);
       expect(mine).toHaveLength(1);

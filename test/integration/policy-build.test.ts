@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { mkdtemp, writeFile, mkdir } from 'node:fs/promises';
+import { cp, mkdtemp, writeFile, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -55,6 +55,41 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
     expect(report.ok).toBe(false);
     expect(report.steps.find((s) => s.name === 'opa fmt')?.ok).toBe(false);
     expect(report.steps.find((s) => s.name.startsWith('coverage'))?.ok).toBe(false);
+  });
+
+  it('a policy folder with its CI-built bundle.tar.gz beside the sources still passes (the bundle is not loaded twice)', async () => {
+    const dir = await makePolicyDir();
+    await cp(path.join(packageRoot, 'policies', 'gitgate', 'decision_test.rego'), path.join(dir, 'gitgate', 'decision_test.rego'));
+    await writeFile(path.join(dir, 'config', 'data.json'), await readFile(path.join(packageRoot, 'policies', 'config', 'data.json')));
+    await buildPolicyBundle({ opa: await opa(), srcDir: dir, outDir: dir });
+    await rm(path.join(dir, 'capabilities.json'));
+    const report = await testPolicies(await opa(), dir, 90);
+    expect(report.steps.filter((s) => !s.ok)).toEqual([]);
+  });
+
+  it('an empty policy folder, or one without tests, does not pass', async () => {
+    const empty = await policyFolder({ 'config/data.json': '{}' });
+    const e = await testPolicies(await opa(), empty, 90);
+    expect(e.ok).toBe(false);
+    expect(e.steps.find((s) => s.name === 'opa test')?.detail).toMatch(/^no test ran in .*: add \*_test\.rego files/);
+    expect(e.steps.find((s) => s.name.startsWith('coverage'))?.detail).toMatch(/no policy rules in .*is --dir the policy folder\?/);
+    const untested = await testPolicies(await opa(), await policyFolder({ 'p.rego': 'package gitgate\n\ndecision := {"allow": true, "reasons": []}\n' }), 0);
+    expect(untested.steps.filter((s) => !s.ok).map((s) => s.name)).toEqual(['opa test']);
+  });
+
+  it('the coverage gate counts the policy, not its _test.rego files, and lists the lines no test reaches', async () => {
+    // 2 of 5 policy lines covered (40%); the many covered test lines made it ~95% when they counted.
+    const tests = Array.from({ length: 40 }, (_, i) => `test_allow_${i} if gitgate.decision.allow with input as {"x": true}`).join('\n\n');
+    const dir = await policyFolder({
+      'gitgate/p.rego': 'package gitgate\n\ndecision := {"allow": true, "reasons": []} if input.x\n\ndecision := {"allow": false, "reasons": []} if not input.x\n\nextra := 1 if {\n\tinput.z\n}\n',
+      'gitgate/p_test.rego': `package gitgate_test\n\nimport data.gitgate\n\n${tests}\n`,
+    });
+    const report = await testPolicies(await opa(), dir, 90);
+    const gate = report.steps.find((s) => s.name.startsWith('coverage'))!;
+    expect(report.steps.filter((s) => !s.ok).map((s) => s.name)).toEqual(['coverage >= 90%']);
+    expect(report.coverage).toBeCloseTo(40, 5);
+    expect(gate.detail).toContain('coverage 40.0% (2 of 5 policy lines; _test.rego files not counted)');
+    expect(gate.detail).toContain('gitgate/p.rego: 5, 7-8');
   });
 
   it('the default policy decides the demo contract', async () => {

@@ -12,3 +12,16 @@ describe('docs/errors.md', () => {
     expect([...rows.keys()].sort()).toEqual(Object.keys(ERRORS).sort());
   });
 });
+
+describe('docs/operations.md', () => {
+  it('lists every metric /metrics exposes, with its type, and no other', async () => {
+    const { GatewayMetrics } = await import('../../src/metrics/metrics.js');
+    const m = new GatewayMetrics();
+    m.watchAudit(() => ({ healthy: true, uncommitted: 0, appended: 0, commits: 0 }));
+    m.watchApprovals(() => []);
+    const exposed = new Map((await m.registry.getMetricsAsJSON()).map((x) => [x.name, String(x.type)]));
+    const doc = readFileSync(path.join(packageRoot, 'docs', 'operations.md'), 'utf8');
+    const documented = new Map([...doc.matchAll(/^\| `(gitgate_[a-z_]+)` \| (counter|gauge|histogram) \|/gm)].map((r) => [r[1]!, r[2]!]));
+    expect(Object.fromEntries(documented)).toEqual(Object.fromEntries(exposed));
+  });
+});

@@ -1,0 +1,116 @@
+import { GatewayError } from '../errors.js';
+import { isResponse, type JsonRpcMessage, type JsonRpcRequest } from '../mcp/jsonrpc.js';
+import type { RequestOptions, UpstreamAuth, UpstreamConnector, UpstreamSession } from '../mcp/upstream/types.js';
+import type { UpstreamOutcome } from '../metrics/metrics.js';
+
+export interface TrackedConnector extends UpstreamConnector {
+  /**
+   * The route was replaced: refuse new sessions, and let each session report
+   * itself closed as soon as it has no request in flight (so the session store
+   * drops it and its client initializes on the new route). Resolves once every
+   * session has; the caller then closes them and shuts the connector down.
+   */
+  retire(): Promise<void>;
+  readonly retired: boolean;
+  /** Requests in flight through this connector's sessions. */
+  readonly inFlight: number;
+}
+
+export interface TrackOptions {
+  /** Called once per request that got an answer, or failed without one. */
+  readonly observe?: (seconds: number, outcome: UpstreamOutcome) => void;
+  /** Monotonic milliseconds (default performance.now). */
+  readonly now?: () => number;
+}
+
+/**
+ * Wraps an upstream connector (HTTP pool or stdio children) to time every
+ * request and to know when a connector replaced by a GitOps route change has
+ * finished its in-flight work, so it can be shut down then instead of at exit.
+ */
+export function trackConnector(inner: UpstreamConnector, opts: TrackOptions = {}): TrackedConnector {
+  const now = opts.now ?? (() => performance.now());
+  const live = new Set<Tracked>();
+  let retired = false;
+  let shutdown: Promise<void> | undefined;
+  let drained: (() => void) | undefined;
+  let retiring: Promise<void> | undefined;
+  let total = 0;
+
+  interface Tracked {
+    readonly inner: UpstreamSession;
+    inFlight: number;
+  }
+  /** A session is done when its process or connection ended, or (retired) nothing is in flight on it. */
+  const done = (t: Tracked) => t.inner.closed || (retired && t.inFlight === 0);
+  const check = () => {
+    for (const t of live) if (done(t)) live.delete(t);
+    if (retired && live.size === 0) drained?.();
+  };
+
+  const wrap = (s: UpstreamSession): UpstreamSession => {
+    const t: Tracked = { inner: s, inFlight: 0 };
+    live.add(t);
+    return {
+      get closed() {
+        return done(t);
+      },
+      async *request(msg: JsonRpcRequest, ro?: RequestOptions): AsyncGenerator<JsonRpcMessage> {
+        t.inFlight++;
+        total++;
+        const started = now();
+        let answered = false;
+        try {
+          for await (const m of s.request(msg, ro)) {
+            if (!answered && isResponse(m) && m.id === msg.id) {
+              answered = true;
+              opts.observe?.((now() - started) / 1000, m.error === undefined ? 'ok' : 'error');
+            }
+            yield m;
+          }
+        } catch (err) {
+          if (!answered) opts.observe?.((now() - started) / 1000, 'failed');
+          throw err;
+        } finally {
+          t.inFlight--;
+          total--;
+          check();
+        }
+      },
+      send: (m, auth?: UpstreamAuth) => s.send(m, auth),
+      listen: (signal, auth) => s.listen(signal, auth),
+      async close(auth) {
+        await s.close(auth);
+        check();
+      },
+    };
+  };
+
+  return {
+    name: inner.name,
+    transport: inner.transport,
+    get retired() {
+      return retired;
+    },
+    get inFlight() {
+      return total;
+    },
+    async open() {
+      if (retired) {
+        throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${inner.name} was just replaced by a new route; retry`, { headers: { 'retry-after': '1' } });
+      }
+      return wrap(await inner.open());
+    },
+    retire() {
+      if (retiring !== undefined) return retiring;
+      retired = true;
+      retiring = new Promise<void>((resolve) => (drained = resolve));
+      check();
+      return retiring;
+    },
+    shutdown() {
+      shutdown ??= inner.shutdown();
+      return shutdown;
+    },
+  };
+}
