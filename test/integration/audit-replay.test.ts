@@ -34,7 +34,7 @@ describe('gitgate audit replay: one timeline across sessions, with arguments and
     await bob.post({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'bob-second' } } });
     const parked = await alice.post({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'secret', arguments: { why: 'audit' } } });
     approvalId = String((parked.messages[0] as { error: { data: { approval_id: string } } }).error.data.approval_id);
-    const approve = await gitgate(['approvals', 'approve', approvalId, '--as', 'carol', '--data-dir', dataDir]);
+    const approve = await gitgate(['approvals', 'approve', approvalId, '--token', await gw.token('carol'), '--data-dir', dataDir]);
     expect(approve.code, approve.stderr).toBe(0);
     await gw.gw.approvals.poll();
     const released = await alice.post({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'secret', arguments: { why: 'audit' } } });
