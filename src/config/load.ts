@@ -234,6 +234,8 @@ export function normalizeUpstreams(rawAll: Record<string, Record<string, unknown
       timeoutMs: raw.timeoutMs as number,
       maxSessions: raw.maxSessions as number,
       idleTimeoutMs: raw.idleTimeoutMs as number,
+      maxResponseBytes: raw.maxResponseBytes as number,
+      maxInFlightBytes: raw.maxInFlightBytes as number,
     };
   }
   return upstreams;

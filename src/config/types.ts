@@ -34,6 +34,10 @@ export interface UpstreamConfig {
   readonly timeoutMs: number;
   readonly maxSessions: number;
   readonly idleTimeoutMs: number;
+  /** The largest JSON body, SSE line or event, or stdio line read from this upstream. */
+  readonly maxResponseBytes: number;
+  /** The most bytes of unfinished answers held for this upstream at once. */
+  readonly maxInFlightBytes: number;
 }
 
 export interface IdentityConfig {

@@ -1,14 +1,17 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import type { UpstreamConfig, StdioCommand } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
 import { Channel } from '../channel.js';
 import { checkMessage, isNotification, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage } from '../jsonrpc.js';
+import { ByteBudget } from './byte-budget.js';
+import { LineSplitter } from './line-splitter.js';
 import type { UpstreamConnector, UpstreamSession } from './types.js';
+import { parseUpstreamJson } from './upstream-json.js';
 
 /** Only these variables of gitgate's own environment reach a stdio upstream; the config adds the rest. */
 const INHERITED_ENV = ['PATH', 'HOME', 'LOGNAME', 'USER', 'SHELL', 'TERM', 'LANG', 'TMPDIR', 'SYSTEMROOT'];
-const MAX_LINE_BYTES = 64 * 1024 * 1024;
+/** stderr lines are kept (and logged) up to this many bytes each. */
+const STDERR_LINE_BYTES = 500;
 const UNRELATED_BACKLOG = 1000;
 /** Until a fresh process first speaks, it may take this long (node boot, npx installs) whatever timeoutMs says. */
 const STARTUP_ALLOWANCE_MS = 30_000;
@@ -32,6 +35,8 @@ function childEnv(cmd: StdioCommand, secret: UpstreamConfig['secret']): NodeJS.P
  */
 export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, log: StdioLogger): UpstreamConnector {
   const live = new Set<UpstreamSession>();
+  // Unfinished stdout lines of all this upstream's children count against one budget.
+  const budget = new ByteBudget(cfg.maxInFlightBytes, cfg.name);
 
   function open(): Promise<UpstreamSession> {
     const child: ChildProcessWithoutNullStreams = spawn(cfg.stdio.command, [...cfg.stdio.args], {
@@ -80,10 +85,14 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
     child.on('error', (err) => fail(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name}: ${err.message}`, { cause: err })));
     child.stdin.on('error', () => undefined);
 
-    createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', (line) => {
-      stderrTail.push(line.slice(0, 500));
-      if (stderrTail.length > 20) stderrTail.shift();
-      log.debug({ upstream: cfg.name, pid: child.pid }, `stderr: ${line.slice(0, 500)}`);
+    // Bounded: a stderr line is cut at STDERR_LINE_BYTES, whatever the child writes.
+    const stderrLines = new LineSplitter(STDERR_LINE_BYTES, `upstream ${cfg.name} stderr`, undefined, true);
+    child.stderr.on('data', (chunk: Buffer) => {
+      for (const line of stderrLines.push(chunk)) {
+        stderrTail.push(line);
+        if (stderrTail.length > 20) stderrTail.shift();
+        log.debug({ upstream: cfg.name, pid: child.pid }, `stderr: ${line}`);
+      }
     });
 
     const route = (m: JsonRpcMessage) => {
@@ -110,21 +119,35 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
       deliverUnrelated(m);
     };
 
-    const rl = createInterface({ input: child.stdout, crlfDelay: Infinity });
-    rl.on('line', (line) => {
+    const onLine = (line: string) => {
       spoke = true;
       if (line.trim() === '') return;
-      if (line.length > MAX_LINE_BYTES) return log.warn({ upstream: cfg.name }, 'oversized line from upstream dropped');
       let v: unknown;
       try {
-        v = JSON.parse(line);
-      } catch {
-        return log.warn({ upstream: cfg.name, line: line.slice(0, 200) }, 'non-JSON line on upstream stdout dropped');
+        v = parseUpstreamJson(`upstream ${cfg.name}`, line);
+      } catch (err) {
+        return log.warn({ upstream: cfg.name, line: line.slice(0, 200) }, `line on upstream stdout dropped: ${(err as Error).message}`);
       }
       const problem = checkMessage(v);
       if (problem !== undefined) return log.warn({ upstream: cfg.name, problem }, 'invalid JSON-RPC from upstream dropped');
       route(v as JsonRpcMessage);
+    };
+    // Bounded lines: one over maxResponseBytes (or past the in-flight budget) ends the session
+    // with UPSTREAM_TOO_LARGE for every request in flight, and the child is stopped.
+    const stdoutLines = new LineSplitter(cfg.maxResponseBytes, `upstream ${cfg.name}`, budget);
+    child.stdout.on('data', (chunk: Buffer) => {
+      let lines: string[];
+      try {
+        lines = stdoutLines.push(chunk);
+      } catch (err) {
+        fail(err as GatewayError);
+        child.stdout.destroy();
+        child.kill('SIGKILL');
+        return;
+      }
+      for (const line of lines) onLine(line);
     });
+    child.stdout.on('close', () => stdoutLines.clear());
 
     const write = async (m: JsonRpcMessage) => {
       await ready;
