@@ -114,16 +114,23 @@ async function createAudit(config: GatewayConfig, logger: Logger, wal?: (dir: st
   return { auditor: createAuditor(log, { maxRecordedBytes: config.audit.maxRecordedBytes }), log, committer };
 }
 
-export function createLogger(level: string): Logger {
+/**
+ * gitgate's logger. Credentials are redacted wherever a log object may carry them:
+ * authorization and cookie headers, tokens, and every header an upstream's static
+ * secret travels in (`secretHeaders`).
+ */
+export function createLogger(level: string, secretHeaders: readonly string[] = []): Logger {
+  const headers = [...new Set(['authorization', 'cookie', 'x-api-key', ...secretHeaders.map((h) => h.toLowerCase())])];
+  const paths = headers.flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `*.headers["${h}"]`]);
   return pino({
     level,
     base: { service: 'gitgate' },
-    redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.token', 'token', 'authorization'], censor: '[redacted]' },
+    redact: { paths: [...paths, '*.token', 'token', 'authorization', 'secret', '*.secret'], censor: '[redacted]' },
   });
 }
 
 export async function createGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
-  const logger = opts.logger ?? createLogger(config.log.level);
+  const logger = opts.logger ?? createLogger(config.log.level, Object.values(config.upstreams).flatMap((u) => (u.secret?.header !== undefined ? [u.secret.header] : [])));
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
 
   let devIssuer: DevIssuer | undefined;

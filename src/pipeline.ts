@@ -20,6 +20,7 @@ import type { Identity } from './identity/identity.js';
 import type { TokenVerifier } from './identity/verifier.js';
 import { fitStructuredContent } from './masking/structured.js';
 import { maskMessage } from './masking/mask.js';
+import { maskText, scrubMessage, sentSecrets, type SentSecrets } from './masking/scrub.js';
 import { bindSession, type Route } from './mcp/bind-session.js';
 import { forward, relayToUpstream } from './mcp/forward.js';
 import { isRequest, isResponse, type JsonRpcMessage, type JsonRpcRequest } from './mcp/jsonrpc.js';
@@ -125,24 +126,26 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   enforce(outcome);
   limitRate(deps.rates, input, outcome);
   // A credential for exactly this call, minted when the call is sent (for a parked call: at release).
+  // Every secret sent (static secret, credentials) is scrubbed from what comes back.
+  const sent = sentSecrets(upstream.config);
   const mint = () =>
-    deps.credentials.forCall(upstream.config, {
+    sent.addAuth(deps.credentials.forCall(upstream.config, {
       subject: identity.sub,
       method: msg.method,
       ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
       ...(input.mcp.arguments !== undefined ? { arguments: input.mcp.arguments } : {}),
       ttlSeconds: outcome.decision.credential.ttl_seconds,
       scopes: outcome.decision.credential.scopes,
-    });
+    }));
   const sessionAuth = (purpose: string) => deps.credentials.forCall(upstream.config, { subject: identity.sub, method: purpose });
-  const send = () => forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: mint(), sessionAuth });
+  const send = () => forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: mint(), sessionAuth, maskText: (t) => maskText(t, outcome.decision.maskRules) });
   if (outcome.decision.approval.required) {
     const released = park(deps.approvals, identity, msg, input, outcome, req.audit, { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf }, async () => (await send()).messages);
-    return relay(msg, mapMessages(released, (m) => shape(deps, m, msg, input, outcome, catalog)), req.audit);
+    return relay(msg, mapMessages(released, (m) => shape(deps, m, msg, input, outcome, catalog, sent)), req.audit);
   }
   const forwarded = await send();
   if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
-  const shaped = mapMessages(forwarded.messages, (m) => shape(deps, m, msg, input, outcome, catalog));
+  const shaped = mapMessages(forwarded.messages, (m) => shape(deps, m, msg, input, outcome, catalog, sent));
   return relay(msg, shaped, req.audit, forwarded.session?.id);
 }
 
@@ -159,11 +162,13 @@ function limitRate(rates: RateLimiter, input: PolicyInput, outcome: DecisionOutc
 
 /**
  * Step: what the caller may see of one upstream message for this request:
- * list results filtered by asking the policy about each item, then the
- * decision's mask rules, then structured content refitted to its schema.
+ * the secrets gitgate sent on this call scrubbed, list results filtered by asking
+ * the policy about each item, then the decision's mask rules, then structured
+ * content refitted to its schema.
  */
-function shape(deps: GatewayDeps, m: JsonRpcMessage, request: JsonRpcRequest, input: PolicyInput, outcome: DecisionOutcome, catalog: ToolCatalog): JsonRpcMessage {
+function shape(deps: GatewayDeps, m: JsonRpcMessage, request: JsonRpcRequest, input: PolicyInput, outcome: DecisionOutcome, catalog: ToolCatalog, sent: SentSecrets): JsonRpcMessage {
   const upstream = input.upstream.name;
+  scrubMessage(m, sent);
   if (isResponse(m) && m.id === request.id && m.result !== undefined) {
     if (request.method === 'tools/list') catalog.observe((m.result as { tools?: unknown }).tools);
     if (isFilteredList(request.method)) {

@@ -14,6 +14,14 @@ export interface Forwarded {
   readonly session?: GatewaySession;
 }
 
+export interface ForwardOptions {
+  readonly signal: AbortSignal;
+  readonly auth: UpstreamAuth;
+  readonly sessionAuth: (purpose: string) => UpstreamAuth;
+  /** The decision's masking for upstream text that becomes an error message. */
+  readonly maskText?: (text: string) => string;
+}
+
 /** Step: send an allowed request to the upstream over the route's session. */
 export async function forward(
   sessions: SessionStore,
@@ -21,7 +29,7 @@ export async function forward(
   identity: Identity,
   route: Route,
   msg: JsonRpcRequest,
-  opts: { signal: AbortSignal; auth: UpstreamAuth; sessionAuth: (purpose: string) => UpstreamAuth },
+  opts: ForwardOptions,
 ): Promise<Forwarded> {
   switch (route.kind) {
     case 'session':
@@ -39,7 +47,7 @@ async function initialize(
   upstream: Upstream,
   identity: Identity,
   msg: JsonRpcRequest,
-  opts: { signal: AbortSignal; auth: UpstreamAuth; sessionAuth: (purpose: string) => UpstreamAuth },
+  opts: ForwardOptions,
 ): Promise<Forwarded> {
   sessions.assertCapacity(upstream.config.name);
   const upstreamSession = await upstream.connector.open();

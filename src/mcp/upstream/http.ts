@@ -5,6 +5,7 @@ import type { UpstreamConfig } from '../../config/types.js';
 import { Channel } from '../channel.js';
 import { checkMessage, isResponse, type JsonRpcMessage, type JsonRpcRequest } from '../jsonrpc.js';
 import { SseParser, type SseLimits } from '../sse.js';
+import { scrubMessage, sentSecrets, upstreamDetail } from '../../masking/scrub.js';
 import { ByteBudget } from './byte-budget.js';
 import type { RequestOptions, UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
 import { parseUpstreamJson, parseUpstreamMessages } from './upstream-json.js';
@@ -130,6 +131,24 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
     });
   }
 
+  /**
+   * An HTTP error answer as a GatewayError. Its body's message (or first bytes) may
+   * echo what gitgate sent: the secrets sent with this request are scrubbed from it,
+   * then the decision's masking, before any of it is copied into the error.
+   */
+  function httpError(status: number, body: string, auth: UpstreamAuth | undefined, mask?: (text: string) => string): GatewayError {
+    let said = body;
+    try {
+      const v = parseUpstreamJson(source, body) as { message?: unknown; error?: { message?: unknown } };
+      const m = v?.error?.message ?? v?.message;
+      if (typeof m === 'string') said = m;
+    } catch {
+      said = body;
+    }
+    const detail = upstreamDetail(said, sentSecrets(cfg, auth), 200, mask);
+    return new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${status}${detail ? `: ${detail}` : ''}`);
+  }
+
   // A static secret (API key) rides on every request to this upstream.
   const secretHeader: Record<string, string> =
     cfg.secret?.header !== undefined ? { [cfg.secret.header]: cfg.secret.scheme ? `${cfg.secret.scheme} ${cfg.secret.value.reveal()}` : cfg.secret.value.reveal() } : {};
@@ -221,7 +240,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
         try {
           const res = await post(msg, auth, undefined, watch);
           const text = await readAll(res).catch(() => '');
-          if ((res.statusCode ?? 0) >= 400) throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${res.statusCode}${text ? `: ${text.slice(0, 200)}` : ''}`);
+          if ((res.statusCode ?? 0) >= 400) throw httpError(res.statusCode ?? 0, text, auth);
         } finally {
           deadline.stop();
         }
@@ -243,10 +262,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
         } catch {
           answer = undefined;
         }
-        if (answer === undefined) {
-          const detail = /"message"\s*:\s*"([^"]{0,200})"/.exec(text)?.[1] ?? text.slice(0, 200);
-          throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${status}${detail ? `: ${detail}` : ''}`);
-        }
+        if (answer === undefined) throw httpError(status, text, opts.auth, opts.maskText);
         yield answer;
         return;
       }
@@ -276,9 +292,17 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       res.socket?.setTimeout(0);
       const out = new Channel<JsonRpcMessage>();
       const parser = new SseParser(sseLimits);
+      // Not shaped by a decision: at least the secrets sent for this stream are scrubbed here.
+      const sent = sentSecrets(cfg, auth);
       res.on('data', (chunk: Buffer) => {
         try {
-          for (const ev of parser.push(chunk)) if (ev.event === 'message' && ev.data !== '') for (const m of parseUpstreamMessages(source, ev.data)) out.push(m);
+          for (const ev of parser.push(chunk)) {
+            if (ev.event !== 'message' || ev.data === '') continue;
+            for (const m of parseUpstreamMessages(source, ev.data)) {
+              scrubMessage(m, sent);
+              out.push(m);
+            }
+          }
         } catch (err) {
           out.fail(err);
           res.destroy();

@@ -1,4 +1,6 @@
+import type { StaticSecret } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
+import { sentSecrets, upstreamDetail } from '../../masking/scrub.js';
 import { isNotification, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest } from '../jsonrpc.js';
 import { UPSTREAM_PROTOCOL_VERSION, stripEnvelope, toModernResult } from '../protocol.js';
 import type { UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
@@ -31,6 +33,8 @@ export class SharedUpstreamSession {
     private readonly clientInfo: { name: string; version: string },
     /** Credentials for gitgate's own calls (initialize, cancellation, refusals), as subject gitgate. */
     private readonly ownAuth: (method: string) => UpstreamAuth = () => ({ headers: {} }),
+    /** The upstream's static secret, scrubbed (with the credential sent) from the refusals it copies into errors. */
+    private readonly upstream: { readonly secret?: StaticSecret } = {},
   ) {}
 
   async ready(): Promise<{ session: UpstreamSession; init: InitializeResult }> {
@@ -67,11 +71,12 @@ export class SharedUpstreamSession {
       params: { protocolVersion: UPSTREAM_PROTOCOL_VERSION, capabilities: {}, clientInfo: this.clientInfo },
     };
     let result: InitializeResult | undefined;
-    for await (const m of session.request(init, { auth: this.ownAuth('initialize') })) {
+    const auth = this.ownAuth('initialize');
+    for await (const m of session.request(init, { auth })) {
       if (isResponse(m) && m.id === init.id) {
         if (m.error !== undefined) {
           await session.close();
-          throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${this.connector.name} refused initialize: ${m.error.message}`);
+          throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${this.connector.name} refused initialize: ${upstreamDetail(m.error.message, sentSecrets(this.upstream, auth), 200)}`);
         }
         result = m.result as InitializeResult;
       }

@@ -3,6 +3,7 @@ import type { UpstreamConfig, StdioCommand } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
 import { Channel } from '../channel.js';
 import { checkMessage, isNotification, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage } from '../jsonrpc.js';
+import { scrubMessage, sentSecrets, upstreamDetail } from '../../masking/scrub.js';
 import { ByteBudget } from './byte-budget.js';
 import { LineSplitter } from './line-splitter.js';
 import type { UpstreamConnector, UpstreamSession } from './types.js';
@@ -37,6 +38,8 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
   const live = new Set<UpstreamSession>();
   // Unfinished stdout lines of all this upstream's children count against one budget.
   const budget = new ByteBudget(cfg.maxInFlightBytes, cfg.name);
+  // The child holds the static secret in its environment: whatever it writes may echo it.
+  const staticSecrets = sentSecrets(cfg);
 
   function open(): Promise<UpstreamSession> {
     const child: ChildProcessWithoutNullStreams = spawn(cfg.stdio.command, [...cfg.stdio.args], {
@@ -50,6 +53,8 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
     const backlog: JsonRpcMessage[] = [];
     let listener: Channel<JsonRpcMessage> | undefined;
     const deliverUnrelated = (m: JsonRpcMessage) => {
+      // Not shaped by a decision (the GET stream): at least the child's secret is scrubbed.
+      scrubMessage(m, staticSecrets);
       if (listener !== undefined) return listener.push(m);
       backlog.push(m);
       if (backlog.length > UNRELATED_BACKLOG) backlog.shift();
@@ -87,8 +92,10 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
 
     // Bounded: a stderr line is cut at STDERR_LINE_BYTES, whatever the child writes.
     const stderrLines = new LineSplitter(STDERR_LINE_BYTES, `upstream ${cfg.name} stderr`, undefined, true);
+    // Scrubbed before it is kept or logged: the secret in the child's environment, and any credential.
     child.stderr.on('data', (chunk: Buffer) => {
-      for (const line of stderrLines.push(chunk)) {
+      for (const raw of stderrLines.push(chunk)) {
+        const line = upstreamDetail(raw, staticSecrets, STDERR_LINE_BYTES);
         stderrTail.push(line);
         if (stderrTail.length > 20) stderrTail.shift();
         log.debug({ upstream: cfg.name, pid: child.pid }, `stderr: ${line}`);
@@ -126,7 +133,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
       try {
         v = parseUpstreamJson(`upstream ${cfg.name}`, line);
       } catch (err) {
-        return log.warn({ upstream: cfg.name, line: line.slice(0, 200) }, `line on upstream stdout dropped: ${(err as Error).message}`);
+        return log.warn({ upstream: cfg.name, line: upstreamDetail(line, staticSecrets, 200) }, `line on upstream stdout dropped: ${(err as Error).message}`);
       }
       const problem = checkMessage(v);
       if (problem !== undefined) return log.warn({ upstream: cfg.name, problem }, 'invalid JSON-RPC from upstream dropped');
