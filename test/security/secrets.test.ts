@@ -4,6 +4,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRecords } from '../../src/audit/read.js';
+import { packageRoot } from '../../src/paths.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 import { mcpSession, startHostile, type Hostile, type McpAnswer } from './hostile-upstream.js';
@@ -176,5 +177,40 @@ describe('secrets gitgate sent an upstream never come back out', () => {
     expect(logs.join('').length).toBeGreaterThan(0);
     expectClean('logs', logs.join(''));
     for (const a of answers) expectClean('answers', a.text);
+  });
+});
+
+/** A caller's own secrets in `arguments` reach the tool as sent, but the default policy keeps them out of the audit repo. */
+describe('the default policy masks recorded arguments', () => {
+  it('a github token, a JWT, a bearer token, an AWS secret and a PEM key in arguments are masked in the record, not in the call', async () => {
+    const received: string[] = [];
+    const hostile = await startHostile((call, res) => {
+      received.push(JSON.stringify(call.msg.params?.arguments));
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ jsonrpc: '2.0', id: call.msg.id, result: { content: [{ type: 'text', text: 'ok' }] } }));
+    });
+    const gw = await startGateway({ policyDir: path.join(packageRoot, 'policies'), upstreams: { demo: { url: hostile.url } } });
+    try {
+      const own = {
+        gh: 'ghp_abcdefghijklmnopqrstuvwxyz0123456789',
+        jwt: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtZSJ9.c2lnbmF0dXJlLW9mLW1pbmU',
+        auth: 'Bearer abcdefghijklmnopqrstuvwxyz012345',
+        aws: 'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+        pem: '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----',
+      };
+      const s = await mcpSession(gw.url, 'demo', await gw.token('bob'));
+      const r = await s.call('echo', { message: JSON.stringify(own) });
+      expect(r.last?.result).toEqual({ content: [{ type: 'text', text: 'ok' }] });
+      // The tool got them as sent.
+      expect(received.at(-1)).toBe(JSON.stringify({ message: JSON.stringify(own) }));
+      await gw.close();
+      let records = '';
+      for await (const rec of readRecords(path.join(gw.dataDir, 'audit'))) records += `${JSON.stringify(rec)}\n`;
+      expect(records).toContain('[redacted:github_token]');
+      for (const [what, v] of Object.entries(own)) expect(records.includes(what === 'aws' ? 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' : what === 'pem' ? 'MIIEvQIBADANBgkqhkiG9w0BAQEFAASC' : v), `${what} in the audit record`).toBe(false);
+    } finally {
+      await gw.close().catch(() => undefined);
+      await hostile.close();
+    }
   });
 });
