@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { UpstreamConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
+import { fitStructuredContent } from '../../src/masking/structured.js';
 import type { JsonRpcMessage } from '../../src/mcp/jsonrpc.js';
 import { httpConnector } from '../../src/mcp/upstream/http.js';
 import { stdioConnector } from '../../src/mcp/upstream/stdio.js';
@@ -239,7 +240,7 @@ describe('a request is not held open by bytes that make no message', () => {
       await Promise.race([next, Promise.resolve()]);
       expect(outcome).toBeInstanceOf(GatewayError);
       expect((outcome as GatewayError).code).toBe('UPSTREAM_TIMEOUT');
-      expect((outcome as GatewayError).message).toMatch(/sent no message within 60000 ms/);
+      expect((outcome as GatewayError).message).toMatch(/did not answer within 60000 ms/);
       await connector.shutdown();
     });
   }
@@ -264,5 +265,24 @@ describe('stdio lines that are not messages', () => {
     expect(warnings[0]).toMatch(/nested deeper than 512 levels/);
     expect(await collect(2, 'after')).toEqual([{ jsonrpc: '2.0', id: 2, result: { content: [{ type: 'text', text: 'called after' }] } }]);
     await connector.shutdown();
+  });
+});
+
+/** Output schemas are the upstream's too: validating masked structured content against them stays bounded. */
+describe('upstream output schemas', () => {
+  it('a catastrophic pattern runs on RE2, not the backtracking engine', () => {
+    const schema = { type: 'object', properties: { v: { type: 'string', pattern: '^(a+)+$' } }, required: ['v'] };
+    const result: Record<string, unknown> = { content: [], structuredContent: { v: `${'a'.repeat(64)}!` } };
+    expect(fitStructuredContent(result, schema)).toBe(true);
+    expect(result.structuredContent).toBeUndefined();
+  });
+
+  it('a schema asking for 2^32 - 1 items or a gigabyte string gets no placeholder of that size', () => {
+    for (const member of [{ type: 'array', minItems: 4_294_967_295 }, { type: 'string', minLength: 1_000_000_000 }]) {
+      const schema = { type: 'object', properties: { x: member }, required: ['x'] };
+      const result: Record<string, unknown> = { content: [], structuredContent: { x: member.type === 'array' ? [] : '' } };
+      expect(fitStructuredContent(result, schema)).toBe(true);
+      expect(result.structuredContent).toBeUndefined();
+    }
   });
 });

@@ -86,7 +86,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
           const target = watch.target;
           if (target === undefined) return;
           timeouts.add(target);
-          target.destroy(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} sent no message within ${cfg.timeoutMs} ms`));
+          target.destroy(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`));
         }, cfg.timeoutMs);
       },
       stop() {
