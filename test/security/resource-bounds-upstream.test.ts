@@ -246,6 +246,27 @@ describe('a request is not held open by bytes that make no message', () => {
   }
 });
 
+describe('a stdio child flooding a request with notifications', () => {
+  it('is read as fast as the caller takes them (stdout pauses past 256 unread), and nothing is lost', async () => {
+    const connector = stdioConnector(
+      { name: 'flood', stdio: { command: process.execPath, args: [STDIO_FIXTURE], env: {} }, audience: 'x', timeoutMs: 60_000, maxSessions: 1, idleTimeoutMs: 60_000, maxResponseBytes: MiB, maxInFlightBytes: 4 * MiB },
+      { debug: () => undefined, warn: () => undefined },
+    );
+    const session = await connector.open();
+    let progress = 0;
+    let last: JsonRpcMessage | undefined;
+    for await (const m of session.request({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'flood-progress', arguments: { count: 5000 }, _meta: { progressToken: 'p' } } })) {
+      if ('method' in m) expect((m.params as { progress: number }).progress).toBe(++progress);
+      else last = m;
+      // A slow caller: the child runs ahead only as far as the pipe and the high-water mark let it.
+      if (progress % 100 === 0) await new Promise((r) => setImmediate(r));
+    }
+    expect(progress).toBe(5000);
+    expect(last).toEqual({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'sent 5000' }] } });
+    await connector.shutdown();
+  });
+});
+
 describe('stdio lines that are not messages', () => {
   it('a line nested 100,000 deep is dropped with a warning, and the session goes on', async () => {
     const warnings: string[] = [];

@@ -77,6 +77,26 @@ describe('Channel', () => {
     })()).rejects.toThrow('boom');
   });
 
+  it('tells a paused producer when the consumer has taken everything, or gave up', async () => {
+    const ch = new Channel<number>();
+    [1, 2, 3].forEach((n) => ch.push(n));
+    expect(ch.size).toBe(3);
+    let drained = 0;
+    ch.onDrain(() => drained++);
+    await ch.next();
+    await ch.next();
+    expect(drained).toBe(0);
+    await ch.next();
+    expect(drained).toBe(1);
+    ch.onDrain(() => drained++);
+    expect(drained).toBe(2);
+    const other = new Channel<number>();
+    other.push(1);
+    other.onDrain(() => drained++);
+    await other[Symbol.asyncIterator]().return!();
+    expect(drained).toBe(3);
+  });
+
   it('a bounded channel drops the oldest', async () => {
     const ch = new Channel<number>(2);
     [1, 2, 3].forEach((n) => ch.push(n));

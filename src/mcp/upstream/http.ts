@@ -11,6 +11,8 @@ import type { RequestOptions, UpstreamAuth, UpstreamConnector, UpstreamSession }
 import { parseUpstreamJson, parseUpstreamMessages } from './upstream-json.js';
 
 const IDLE_SOCKET_MS = 4_000;
+/** Unread GET-stream messages before the upstream's socket is paused. */
+const LISTEN_HIGH_WATER = 256;
 
 /** What a message deadline destroys when it expires: the request, then its response. */
 interface Watch {
@@ -302,6 +304,11 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
               scrubMessage(m, sent);
               out.push(m);
             }
+          }
+          // Back-pressure: past LISTEN_HIGH_WATER unread messages the socket pauses until they are taken.
+          if (out.size >= LISTEN_HIGH_WATER && !res.isPaused()) {
+            res.pause();
+            out.onDrain(() => res.resume());
           }
         } catch (err) {
           out.fail(err);

@@ -14,6 +14,8 @@ const INHERITED_ENV = ['PATH', 'HOME', 'LOGNAME', 'USER', 'SHELL', 'TERM', 'LANG
 /** stderr lines are kept (and logged) up to this many bytes each. */
 const STDERR_LINE_BYTES = 500;
 const UNRELATED_BACKLOG = 1000;
+/** Unread messages of one request (or the GET stream) before stdout is paused. */
+const QUEUE_HIGH_WATER = 256;
 /** Until a fresh process first speaks, it may take this long (node boot, npx installs) whatever timeoutMs says. */
 const STARTUP_ALLOWANCE_MS = 30_000;
 
@@ -153,7 +155,19 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
         return;
       }
       for (const line of lines) onLine(line);
+      holdBack();
     });
+    // Back-pressure: while a request's (or the GET stream's) unread messages are past
+    // QUEUE_HIGH_WATER, stdout is not read (the child blocks on its pipe) until they are taken.
+    const holdBack = () => {
+      const full = [...pending.values(), ...(listener !== undefined ? [listener] : [])].find((ch) => ch.size >= QUEUE_HIGH_WATER);
+      if (full === undefined) {
+        if (child.stdout.isPaused()) child.stdout.resume();
+        return;
+      }
+      if (!child.stdout.isPaused()) child.stdout.pause();
+      full.onDrain(holdBack);
+    };
     child.stdout.on('close', () => stdoutLines.clear());
 
     const write = async (m: JsonRpcMessage) => {
@@ -186,6 +200,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
           timer = setTimeout(() => {
             pending.delete(msg.id);
             ch.fail(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${cfg.name} did not answer within ${ms} ms`));
+            holdBack();
           }, ms);
         };
         const onAbort = () => {
@@ -207,6 +222,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
           signal?.removeEventListener('abort', onAbort);
           pending.delete(msg.id);
           if (typeof token === 'string' || typeof token === 'number') byProgress.delete(token);
+          holdBack();
         }
       },
       send: (m) => write(m),
@@ -222,6 +238,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
           () => {
             if (listener === mine) listener = undefined;
             mine.close();
+            holdBack();
           },
           { once: true },
         );
