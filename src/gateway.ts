@@ -4,7 +4,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import type { GatewayConfig, UpstreamConfig } from './config/types.js';
 import type { UpstreamConnector } from './mcp/upstream/types.js';
 import { toolEnv } from './config/load.js';
@@ -119,14 +119,14 @@ async function createAudit(config: GatewayConfig, logger: Logger, wal?: (dir: st
  * authorization and cookie headers, tokens, and every header an upstream's static
  * secret travels in (`secretHeaders`).
  */
-export function createLogger(level: string, secretHeaders: readonly string[] = []): Logger {
+export function createLogger(level: string, secretHeaders: readonly string[] = [], destination?: DestinationStream): Logger {
   const headers = [...new Set(['authorization', 'cookie', 'x-api-key', ...secretHeaders.map((h) => h.toLowerCase())])];
   const paths = headers.flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `*.headers["${h}"]`]);
   return pino({
     level,
     base: { service: 'gitgate' },
     redact: { paths: [...paths, '*.token', 'token', 'authorization', 'secret', '*.secret'], censor: '[redacted]' },
-  });
+  }, ...(destination !== undefined ? [destination] : []));
 }
 
 export async function createGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {

@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors.js';
+import { sentSecrets, upstreamDetail } from '../masking/scrub.js';
 import type { Identity } from '../identity/identity.js';
 import { isResponse, type JsonRpcMessage, type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse } from './jsonrpc.js';
 import { LEGACY_VERSIONS, MODERN_VERSION, toModernResult } from './protocol.js';
@@ -69,7 +70,9 @@ async function initialize(
   }
   if (!LEGACY_VERSIONS.includes(version)) {
     await upstreamSession.close(opts.sessionAuth('session/close'));
-    throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${upstream.config.name} negotiated protocol ${version}, which gitgate does not relay`);
+    // The version is upstream bytes: scrubbed and cut before it names the refusal.
+    const said = upstreamDetail(version, sentSecrets(upstream.config, opts.auth), 40, opts.maskText);
+    throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${upstream.config.name} negotiated protocol ${said}, which gitgate does not relay`);
   }
   const session = sessions.create(upstream.config.name, identity.sub, version, upstreamSession, opts.sessionAuth);
   return { messages: toAsync(messages), session };

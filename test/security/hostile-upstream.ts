@@ -18,7 +18,10 @@ export interface Hostile {
  * A real Streamable HTTP upstream on loopback that answers initialize and lists
  * like a server, and hands every tools/call to `onCall` to answer as an attacker.
  */
-export async function startHostile(onCall: (call: Received, res: http.ServerResponse, req: http.IncomingMessage) => void | Promise<void>): Promise<Hostile> {
+export async function startHostile(
+  onCall: (call: Received, res: http.ServerResponse, req: http.IncomingMessage) => void | Promise<void>,
+  opts: { protocolVersion?: (call: Received) => string } = {},
+): Promise<Hostile> {
   const received: Received[] = [];
   const server = http.createServer((req, res) => {
     let body = '';
@@ -39,7 +42,7 @@ export async function startHostile(onCall: (call: Received, res: http.ServerResp
         res.writeHead(200, { 'content-type': 'application/json', ...headers });
         res.end(JSON.stringify(m));
       };
-      if (msg.method === 'initialize') json({ jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'hostile', version: '1' } } }, { 'mcp-session-id': 'h1' });
+      if (msg.method === 'initialize') json({ jsonrpc: '2.0', id: msg.id, result: { protocolVersion: opts.protocolVersion?.(call) ?? '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'hostile', version: '1' } } }, { 'mcp-session-id': 'h1' });
       else if (msg.method === 'tools/list') json({ jsonrpc: '2.0', id: msg.id, result: { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] } });
       else void onCall(call, res, req);
     });

@@ -4,6 +4,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRecords } from '../../src/audit/read.js';
+import { createLogger } from '../../src/gateway.js';
 import { packageRoot } from '../../src/paths.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
@@ -211,6 +212,46 @@ describe('the default policy masks recorded arguments', () => {
     } finally {
       await gw.close().catch(() => undefined);
       await hostile.close();
+    }
+  });
+});
+
+describe('gitgate\'s own logs', () => {
+  it('redact authorization, cookies and every header a static secret travels in', () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    const log = createLogger('info', ['X-Upstream-Key'], sink);
+    log.info({ req: { headers: { authorization: `Bearer ${SECRET}`, cookie: SECRET, 'x-upstream-key': SECRET, 'x-api-key': SECRET } } }, 'request');
+    log.info({ headers: { 'x-upstream-key': SECRET }, token: SECRET, upstream: { secret: SECRET } }, 'upstream call');
+    expect(lines).toHaveLength(2);
+    expect(lines.join('')).not.toContain(SECRET);
+    expect(lines.join('')).toContain('[redacted]');
+  });
+});
+
+describe('an upstream that negotiates a protocol version made of the secret', () => {
+  it('is refused without the secret in the error', async () => {
+    const hostile = await startHostile(() => undefined, { protocolVersion: (call) => `x-api-key=${String(call.headers['x-api-key'])}` });
+    process.env[ENV] = SECRET;
+    const gw = await startGateway({ upstreams: { http: { url: hostile.url, secret: { header: 'x-api-key', fromEnv: ENV } } } });
+    try {
+      const res = await fetch(`${gw.url}/mcp/http`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await gw.token('alice', ['eng'])}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+      });
+      const text = await res.text();
+      expect(text).toContain('negotiated protocol x-api-key=[redacted:secret]');
+      expect(text).not.toContain(SECRET);
+    } finally {
+      await gw.close();
+      await hostile.close();
+      delete process.env[ENV];
     }
   });
 });
