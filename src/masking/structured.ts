@@ -14,12 +14,49 @@ const addFormats = addFormatsImport as unknown as <T>(ajv: T) => T;
  */
 const re2: RegExpEngine = Object.assign(
   (pattern: string) => {
-    const re = RE2JS.compile(pattern);
+    const test = re2Test(pattern);
     // ajv keys compiled patterns by their toString().
-    return { test: (s: string) => re.test(s), toString: () => `/${pattern}/` };
+    return { test, toString: () => `/${pattern}/` };
   },
   { code: 're2js' },
 );
+
+/**
+ * A pattern as RE2 tests. RE2 has no lookahead, but the common form, lookaheads
+ * right after the leading `^` (`^(?!\.)(?!.*\.\.)…`, as schema generators write
+ * e-mail patterns), is exactly a set of anchored tests of their own.
+ */
+function re2Test(pattern: string): (s: string) => boolean {
+  const ahead: { negative: boolean; re: RE2JS }[] = [];
+  let rest = pattern;
+  if (pattern.startsWith('^')) {
+    let i = 1;
+    while (pattern.startsWith('(?!', i) || pattern.startsWith('(?=', i)) {
+      const end = groupEnd(pattern, i);
+      if (end < 0) break;
+      ahead.push({ negative: pattern[i + 2] === '!', re: RE2JS.compile(`^(?:${pattern.slice(i + 3, end)})`) });
+      i = end + 1;
+    }
+    if (ahead.length > 0) rest = `^${pattern.slice(i)}`;
+  }
+  const main = RE2JS.compile(rest);
+  return (s) => ahead.every((a) => a.re.test(s) !== a.negative) && main.test(s);
+}
+
+/** The index of the `)` closing the group that opens at `start` (escapes and classes skipped), or -1. */
+function groupEnd(p: string, start: number): number {
+  let depth = 0;
+  let inClass = false;
+  for (let i = start; i < p.length; i++) {
+    const c = p[i];
+    if (c === '\\') i++;
+    else if (inClass) inClass = c !== ']';
+    else if (c === '[') inClass = true;
+    else if (c === '(') depth++;
+    else if (c === ')' && --depth === 0) return i;
+  }
+  return -1;
+}
 // Tool output schemas come in both dialects (SDKs built on zod emit draft-07).
 const ajv2020 = addFormats(new Ajv2020({ strict: false, allErrors: false, code: { regExp: re2 } }));
 const ajv07 = addFormats(new Ajv({ strict: false, allErrors: false, code: { regExp: re2 } }));
