@@ -207,6 +207,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
           if (!pending.has(msg.id)) return;
           pending.delete(msg.id);
           ch.close();
+          holdBack();
           void write({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: msg.id, reason: 'client went away' } }).catch(() => undefined);
         };
         signal?.addEventListener('abort', onAbort, { once: true });
@@ -233,6 +234,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
         for (const m of backlog.splice(0)) mine.push(m);
         if (closed) mine.close();
         else listener = mine;
+        holdBack();
         signal.addEventListener(
           'abort',
           () => {
