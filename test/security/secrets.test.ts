@@ -165,6 +165,8 @@ describe('secrets gitgate sent an upstream never come back out', () => {
     const died = await call('child', 'stderr-and-exit');
     expect(died.last?.error?.message).toMatch(/exited \(code 3\); stderr: fatal: key=\[redacted:secret\] meta=/);
     expectClean('stdio exit error', died.text);
+    const sig = await call('child', 'stderr-signature-and-exit');
+    expect(sig.last?.error?.message).toMatch(/exited \(code 4\); stderr: fatal: bad signature \[redacted:secret\]$/);
   });
 
   it('nothing of it reached the audit log or gitgate\'s logs', async () => {

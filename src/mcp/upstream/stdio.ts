@@ -6,7 +6,7 @@ import { checkMessage, isNotification, isRequest, isResponse, type JsonRpcId, ty
 import { scrubMessage, sentSecrets, upstreamDetail } from '../../masking/scrub.js';
 import { ByteBudget } from './byte-budget.js';
 import { LineSplitter } from './line-splitter.js';
-import type { UpstreamConnector, UpstreamSession } from './types.js';
+import type { UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
 import { parseUpstreamJson } from './upstream-json.js';
 
 /** Only these variables of gitgate's own environment reach a stdio upstream; the config adds the rest. */
@@ -16,6 +16,8 @@ const STDERR_LINE_BYTES = 500;
 const UNRELATED_BACKLOG = 1000;
 /** Unread messages of one request (or the GET stream) before stdout is paused. */
 const QUEUE_HIGH_WATER = 256;
+/** How many of the latest credentials sent to a child its stderr is scrubbed of (older ones have expired). */
+const RECENT_CREDENTIALS = 16;
 /** Until a fresh process first speaks, it may take this long (node boot, npx installs) whatever timeoutMs says. */
 const STARTUP_ALLOWANCE_MS = 30_000;
 
@@ -62,6 +64,15 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
       if (backlog.length > UNRELATED_BACKLOG) backlog.shift();
     };
     const stderrTail: string[] = [];
+    // What the child may echo on stderr: its env secret and the credentials it was sent lately.
+    const recentAuth: UpstreamAuth[] = [];
+    let childSecrets = staticSecrets;
+    const sentToChild = (auth: UpstreamAuth | undefined) => {
+      if (auth === undefined) return;
+      recentAuth.push(auth);
+      if (recentAuth.length > RECENT_CREDENTIALS) recentAuth.shift();
+      childSecrets = sentSecrets(cfg, ...recentAuth);
+    };
     let closed = false;
     let spoke = false;
     let exitError: GatewayError | undefined;
@@ -97,7 +108,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
     // Scrubbed before it is kept or logged: the secret in the child's environment, and any credential.
     child.stderr.on('data', (chunk: Buffer) => {
       for (const raw of stderrLines.push(chunk)) {
-        const line = upstreamDetail(raw, staticSecrets, STDERR_LINE_BYTES);
+        const line = upstreamDetail(raw, childSecrets, STDERR_LINE_BYTES);
         stderrTail.push(line);
         if (stderrTail.length > 20) stderrTail.shift();
         log.debug({ upstream: cfg.name, pid: child.pid }, `stderr: ${line}`);
@@ -135,7 +146,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
       try {
         v = parseUpstreamJson(`upstream ${cfg.name}`, line);
       } catch (err) {
-        return log.warn({ upstream: cfg.name, line: upstreamDetail(line, staticSecrets, 200) }, `line on upstream stdout dropped: ${(err as Error).message}`);
+        return log.warn({ upstream: cfg.name, line: upstreamDetail(line, childSecrets, 200) }, `line on upstream stdout dropped: ${(err as Error).message}`);
       }
       const problem = checkMessage(v);
       if (problem !== undefined) return log.warn({ upstream: cfg.name, problem }, 'invalid JSON-RPC from upstream dropped');
@@ -185,6 +196,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
       async *request(original, opts = {}) {
         const { signal, auth } = opts;
         // stdio has no headers: a credential placed in _meta travels with the request.
+        sentToChild(auth);
         const msg = auth?.meta === undefined ? original : { ...original, params: { ...original.params, _meta: { ...(original.params?._meta as object | undefined), ...auth.meta } } };
         if (closed) throw exitError ?? new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} session is closed`);
         if (pending.has(msg.id)) throw new GatewayError('INVALID_REQUEST', `Invalid Request: id ${String(msg.id)} is already in flight`);
