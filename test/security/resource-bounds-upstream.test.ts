@@ -74,7 +74,7 @@ describe('unbounded upstream answers are refused at their caps', () => {
     const r = await s.call('endless-sse-line');
     expectTooLarge(r.last);
     expect(r.last?.error?.message).toMatch(/line over 1048576 bytes/);
-    await vi.waitUntil(() => outcomes['endless-sse-line'] !== undefined);
+    await vi.waitUntil(() => outcomes['endless-sse-line'] !== undefined, { timeout: 20_000 });
     expect(outcomes['endless-sse-line']!.peerClosed).toBe(true);
     // The cap plus what the sockets buffered, not the 256 MiB the upstream would have sent.
     expect(outcomes['endless-sse-line']!.sent).toBeLessThan(32 * MiB);
@@ -88,7 +88,7 @@ describe('unbounded upstream answers are refused at their caps', () => {
     const r = await (await mcpSession(gw.url, 'hostile', token)).call('endless-sse-event');
     expectTooLarge(r.last);
     expect(r.last?.error?.message).toMatch(/event over 1048576 bytes/);
-    await vi.waitUntil(() => outcomes['endless-sse-event'] !== undefined);
+    await vi.waitUntil(() => outcomes['endless-sse-event'] !== undefined, { timeout: 20_000 });
     expect(outcomes['endless-sse-event']!.peerClosed).toBe(true);
   });
 
@@ -101,7 +101,7 @@ describe('unbounded upstream answers are refused at their caps', () => {
     const r = await (await mcpSession(gw.url, 'hostile', token)).call('declared-huge');
     expectTooLarge(r.last);
     expect(r.last?.error?.message).toMatch(/answered with 62914560 bytes, over its maxResponseBytes/);
-    await vi.waitUntil(() => outcomes['declared-huge'] !== undefined);
+    await vi.waitUntil(() => outcomes['declared-huge'] !== undefined, { timeout: 20_000 });
     expect(outcomes['declared-huge']!.peerClosed).toBe(true);
   });
 
@@ -117,7 +117,7 @@ describe('unbounded upstream answers are refused at their caps', () => {
     for (const r of answers) expectTooLarge(r.last);
     const ready = await fetch(`${gw.url}/readyz`);
     expect(ready.status).toBe(200);
-    await vi.waitUntil(() => Object.keys(outcomes).filter((k) => k.startsWith('chunked-huge-')).length === 4);
+    await vi.waitUntil(() => Object.keys(outcomes).filter((k) => k.startsWith('chunked-huge-')).length === 4, { timeout: 20_000 });
     for (let i = 0; i < 4; i++) expect(outcomes[`chunked-huge-${i}`]!.sent).toBeLessThan(32 * MiB);
   });
 
@@ -230,12 +230,15 @@ describe('a request is not held open by bytes that make no message', () => {
         (v) => (outcome = v),
         (err: unknown) => (outcome = err),
       );
-      // Real I/O turns between fake-clock steps; the upstream sends its bytes each step.
+      // The upstream has the request before the clock moves (real I/O turns; only timers are fake).
+      for (let k = 0; k < 100_000 && pending.length === 0; k++) await new Promise((r) => setImmediate(r));
+      expect(pending).toHaveLength(1);
+      // Then, between fake-clock steps, it sends its bytes that make no message.
       for (let round = 0; round < 40 && outcome === undefined; round++) {
         for (let k = 0; k < 5; k++) await new Promise((r) => setImmediate(r));
         const res = pending.at(-1);
         if (res !== undefined && !res.destroyed) step(res);
-        await vi.advanceTimersByTimeAsync(10_000);
+        await vi.advanceTimersByTimeAsync(5_000);
       }
       await Promise.race([next, Promise.resolve()]);
       expect(outcome).toBeInstanceOf(GatewayError);
