@@ -48,6 +48,11 @@ export class SseParser {
     });
   }
 
+  /** Bytes of the unfinished event (and line) the parser holds now. */
+  get pendingBytes(): number {
+    return this.#eventBytes + this.#lineBytes;
+  }
+
   /** Feed a chunk; returns the events it completed. Throws UPSTREAM_TOO_LARGE past a cap. */
   push(chunk: Uint8Array | string): SseEvent[] {
     const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;

@@ -121,24 +121,24 @@ describe('unbounded upstream answers are refused at their caps', () => {
     for (let i = 0; i < 4; i++) expect(outcomes[`chunked-huge-${i}`]!.sent).toBeLessThan(32 * MiB);
   });
 
-  it('answers in flight together are bounded by maxInFlightBytes; the others complete', async () => {
+  it.each(['json', 'sse'])('%s answers in flight together are bounded by maxInFlightBytes; the others complete', async (kind) => {
     const open: { res: http.ServerResponse; closed: boolean }[] = [];
     let release: () => void = () => undefined;
     const allSent = new Promise<void>((r) => (release = r));
-    attacks.set('held', async (call, res) => {
-      res.writeHead(200, { 'content-type': 'application/json' });
+    attacks.set(`held-${kind}`, async (call, res) => {
+      res.writeHead(200, { 'content-type': kind === 'sse' ? 'text/event-stream' : 'application/json' });
       const entry = { res, closed: false };
       res.on('close', () => (entry.closed = !res.writableFinished));
       open.push(entry);
-      res.write(jsonStart(call.msg.id) + 'h'.repeat(900 * KiB));
+      res.write(`${kind === 'sse' ? 'data: ' : ''}${jsonStart(call.msg.id)}${'h'.repeat(900 * KiB)}`);
       if (open.length === 4) release();
       await allSent;
       // Wait until gitgate has given up one of the four (3.6 MiB > 3 MiB in flight), then finish the rest.
       await vi.waitUntil(() => open.some((o) => o.closed), { timeout: 20_000 });
-      if (!entry.closed) res.end('"}]}}');
+      if (!entry.closed) res.end(`"}]}}${kind === 'sse' ? '\n\n' : ''}`);
     });
     const s = await mcpSession(gw.url, 'hostile', token);
-    const answers = await Promise.all([1, 2, 3, 4].map(() => s.call('held')));
+    const answers = await Promise.all([1, 2, 3, 4].map(() => s.call(`held-${kind}`)));
     const refused = answers.filter((r) => r.last?.error !== undefined);
     expect(refused.length).toBeGreaterThanOrEqual(1);
     for (const r of refused) expect(r.last?.error?.message).toMatch(/maxInFlightBytes/);

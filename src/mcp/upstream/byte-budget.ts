@@ -2,7 +2,7 @@ import { GatewayError } from '../../errors.js';
 
 /**
  * The bytes of unfinished answers one upstream may have gitgate hold at once
- * (`maxInFlightBytes`): JSON bodies being read and stdio lines being assembled.
+ * (`maxInFlightBytes`): JSON bodies being read, SSE events and stdio lines being assembled.
  * A reservation that would go past it fails at once with UPSTREAM_TOO_LARGE,
  * so concurrent large answers cannot together exhaust memory.
  */

@@ -188,6 +188,8 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
         const parser = new SseParser(sseLimits);
         const chunks = (res as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
         let answered = false;
+        // The unfinished event counts against the upstream's in-flight budget, like a JSON body.
+        let held = 0;
         try {
           for (;;) {
             let r: IteratorResult<Buffer>;
@@ -197,7 +199,12 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
               throw bodyError(res, err);
             }
             if (r.done) break;
-            for (const ev of parser.push(r.value)) {
+            const events = parser.push(r.value);
+            const pending = parser.pendingBytes;
+            if (pending > held) budget.reserve(pending - held);
+            else budget.release(held - pending);
+            held = pending;
+            for (const ev of events) {
               if (ev.event !== 'message' || ev.data === '') continue;
               for (const m of parseUpstreamMessages(source, ev.data)) {
                 if (isResponse(m) && m.id === id) answered = true;
@@ -209,6 +216,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
             }
           }
         } finally {
+          budget.release(held);
           // Answered: let the (ending) stream drain so its keep-alive socket returns to the pool.
           // Otherwise (error, too large, client gone) close it so the upstream stops working for nobody.
           if (answered) res.resume();
