@@ -20,7 +20,7 @@ export interface Hostile {
  */
 export async function startHostile(
   onCall: (call: Received, res: http.ServerResponse, req: http.IncomingMessage) => void | Promise<void>,
-  opts: { protocolVersion?: (call: Received) => string } = {},
+  opts: { protocolVersion?: (call: Received) => string; tools?: () => unknown[] } = {},
 ): Promise<Hostile> {
   const received: Received[] = [];
   const server = http.createServer((req, res) => {
@@ -43,7 +43,7 @@ export async function startHostile(
         res.end(JSON.stringify(m));
       };
       if (msg.method === 'initialize') json({ jsonrpc: '2.0', id: msg.id, result: { protocolVersion: opts.protocolVersion?.(call) ?? '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'hostile', version: '1' } } }, { 'mcp-session-id': 'h1' });
-      else if (msg.method === 'tools/list') json({ jsonrpc: '2.0', id: msg.id, result: { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] } });
+      else if (msg.method === 'tools/list') json({ jsonrpc: '2.0', id: msg.id, result: { tools: opts.tools?.() ?? [{ name: 'echo', inputSchema: { type: 'object' } }] } });
       else void onCall(call, res, req);
     });
   });
@@ -106,7 +106,11 @@ export interface McpAnswer {
 }
 
 /** A 2025-protocol client of the gateway over plain fetch: initialize once, then calls. */
-export async function mcpSession(gatewayUrl: string, upstream: string, token: string): Promise<{ call(name: string, args?: Record<string, unknown>): Promise<McpAnswer> }> {
+export async function mcpSession(
+  gatewayUrl: string,
+  upstream: string,
+  token: string,
+): Promise<{ call(name: string, args?: Record<string, unknown>): Promise<McpAnswer>; list(): Promise<McpAnswer> }> {
   const url = `${gatewayUrl}/mcp/${upstream}`;
   const base = { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
   const post = async (msg: unknown, extra: Record<string, string> = {}): Promise<McpAnswer> => {
@@ -132,5 +136,6 @@ export async function mcpSession(gatewayUrl: string, upstream: string, token: st
   let id = 1;
   return {
     call: (name: string, args: Record<string, unknown> = {}) => post({ jsonrpc: '2.0', id: id++, method: 'tools/call', params: { name, arguments: args } }, session),
+    list: () => post({ jsonrpc: '2.0', id: id++, method: 'tools/list', params: {} }, session),
   };
 }

@@ -292,6 +292,27 @@ describe('stdio lines that are not messages', () => {
   });
 });
 
+describe('a list page of half a million items', () => {
+  it('is refused before the policy is asked about each item (a decision each, on the event loop)', async () => {
+    let n = 10;
+    const hostile = await startHostile(() => undefined, { tools: () => Array.from({ length: n }, (_, i) => ({ name: `t${i}` })) });
+    const data = structuredClone(TEST_POLICY_DATA) as { upstreams: Record<string, unknown> };
+    data.upstreams.lists = data.upstreams.http;
+    const gw = await startGateway({ policyDir: await makePolicyDir(data), upstreams: { lists: { url: hostile.url } } });
+    try {
+      const s = await mcpSession(gw.url, 'lists', await gw.token('bob'));
+      expect((await s.list()).last?.result).toEqual({ tools: [] });
+      n = 500_000;
+      const r = await s.list();
+      expect(r.last?.error?.data?.gitgate).toBe('UPSTREAM_TOO_LARGE');
+      expect(r.last?.error?.message).toMatch(/lists 500000 items in one page; gitgate takes at most 10000/);
+    } finally {
+      await gw.close();
+      await hostile.close();
+    }
+  });
+});
+
 /** Output schemas are the upstream's too: validating masked structured content against them stays bounded. */
 describe('upstream output schemas', () => {
   it('a catastrophic pattern runs on RE2, not the backtracking engine', () => {
