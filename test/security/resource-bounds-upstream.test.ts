@@ -6,7 +6,9 @@ import { GatewayError } from '../../src/errors.js';
 import { fitStructuredContent } from '../../src/masking/structured.js';
 import type { JsonRpcMessage } from '../../src/mcp/jsonrpc.js';
 import { httpConnector } from '../../src/mcp/upstream/http.js';
+import { SharedUpstreamSession } from '../../src/mcp/upstream/shared-session.js';
 import { stdioConnector } from '../../src/mcp/upstream/stdio.js';
+import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 import { mcpSession, startHostile, writeForever, type Hostile, type Received } from './hostile-upstream.js';
@@ -329,5 +331,40 @@ describe('upstream output schemas', () => {
       expect(fitStructuredContent(result, schema)).toBe(true);
       expect(result.structuredContent).toBeUndefined();
     }
+  });
+});
+
+describe('server requests on a stateless response stream', () => {
+  it('each is refused with a signed answer, so past 16 the stream is a protocol error, not an amplifier', async () => {
+    const sent: JsonRpcMessage[] = [];
+    const connector: UpstreamConnector = {
+      name: 'chatty',
+      transport: 'http',
+      shutdown: async () => undefined,
+      open: async (): Promise<UpstreamSession> => ({
+        closed: false,
+        async *request(msg) {
+          if (msg.method === 'initialize') {
+            yield { jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: {} } };
+            return;
+          }
+          for (let i = 0; i < 100_000; i++) yield { jsonrpc: '2.0', id: `s${i}`, method: 'sampling/createMessage', params: {} };
+          yield { jsonrpc: '2.0', id: msg.id, result: {} };
+        },
+        send: async (m) => void sent.push(m),
+        listen: async () => undefined,
+        close: async () => undefined,
+      }),
+    };
+    const shared = new SharedUpstreamSession(connector, { name: 'gitgate', version: '0' });
+    let err: unknown;
+    try {
+      for await (const m of shared.request({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'x' } }, 'alice')) void m;
+    } catch (e) {
+      err = e;
+    }
+    expect((err as GatewayError).code).toBe('UPSTREAM_PROTOCOL');
+    expect((err as GatewayError).message).toMatch(/more than 16 requests on a stateless response stream/);
+    expect(sent.filter((m) => 'error' in m)).toHaveLength(16);
   });
 });

@@ -13,6 +13,8 @@ export interface InitializeResult {
 }
 
 const RESTART_BACKOFF_MS = [0, 250, 1000, 5000, 15000];
+/** Server requests refused on one stateless response stream before the stream is a protocol error. */
+const MAX_REFUSED_REQUESTS = 16;
 
 /**
  * The upstream session gitgate holds itself to serve stateless (2026-07-28)
@@ -101,6 +103,7 @@ export class SharedUpstreamSession {
       ...(params !== undefined ? { params: gtoken === undefined ? params : { ...params, _meta: { ...meta, progressToken: gtoken } } } : {}),
     };
     this.#inflight.set(gid, { owner, id: msg.id });
+    let refused = 0;
     try {
       for await (const m of session.request(forwarded, opts)) {
         if (isResponse(m)) {
@@ -109,6 +112,10 @@ export class SharedUpstreamSession {
           yield { ...m, params: { ...m.params, progressToken: token } };
         } else if (isRequest(m)) {
           // 2026-07-28 servers may not send requests on a response stream; refuse so the upstream is not left waiting.
+          // Each refusal is a signed credential and a request: past a few, the stream is a protocol error, not work.
+          if (++refused > MAX_REFUSED_REQUESTS) {
+            throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${this.connector.name} sent more than ${MAX_REFUSED_REQUESTS} requests on a stateless response stream`);
+          }
           await session.send({ jsonrpc: '2.0', id: m.id, error: { code: -32601, message: `${m.method} is not available to a stateless client` } }, this.ownAuth('response'));
         }
       }
