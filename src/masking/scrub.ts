@@ -21,7 +21,8 @@ const MIN_VARIANT_CHARS = 8;
 /** The stable middle of base64(x) for x at byte offsets 0, 1 and 2 of a longer encoded text. */
 function base64Cores(value: string): string[] {
   const bytes = Buffer.from(value, 'utf8');
-  const out: string[] = [];
+  // Encoded on its own (the usual echo): the whole of it, padding included.
+  const out: string[] = [bytes.toString('base64'), bytes.toString('base64url')];
   for (let k = 0; k < 3; k++) {
     const padded = Buffer.concat([Buffer.alloc(k), bytes]);
     const b64 = padded.toString('base64').replace(/=+$/, '');
@@ -88,9 +89,19 @@ export class SentSecrets {
   }
 }
 
-/** The upstream's static secret (header value as sent, or the env var's value) plus the given credentials. */
-export function sentSecrets(upstream: { readonly secret?: StaticSecret }, ...auths: (UpstreamAuth | undefined)[]): SentSecrets {
+/**
+ * The upstream's static secret (header value as sent, or the env var's value), the
+ * password in its URL (sent as HTTP Basic), plus the given credentials.
+ */
+export function sentSecrets(upstream: { readonly secret?: StaticSecret; readonly url?: string }, ...auths: (UpstreamAuth | undefined)[]): SentSecrets {
   const s = new SentSecrets();
+  if (upstream.url !== undefined) {
+    const u = URL.canParse(upstream.url) ? new URL(upstream.url) : undefined;
+    if (u !== undefined && u.password !== '') {
+      const password = decodeURIComponent(u.password);
+      s.add(password).add(`${decodeURIComponent(u.username)}:${password}`);
+    }
+  }
   const secret = upstream.secret;
   if (secret !== undefined) {
     s.add(secret.value.reveal());

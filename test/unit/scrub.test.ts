@@ -20,6 +20,12 @@ describe('the scrubber for secrets gitgate sent', () => {
     expect(s.text('nothing here')).toBe('nothing here');
   });
 
+  it('a password in the upstream URL is a secret sent too (as HTTP Basic)', () => {
+    const s = sentSecrets({ url: 'https://svc:p%40ss-w0rd-123@upstream.example/mcp' });
+    const basic = Buffer.from('svc:p@ss-w0rd-123').toString('base64');
+    expect(s.text(`Authorization: Basic ${basic} (password p@ss-w0rd-123)`)).toBe(`Authorization: Basic ${SECRET_MARK} (password ${SECRET_MARK})`);
+  });
+
   it('scrubs every string and key of a message in place, however deep', () => {
     let deep: unknown = { leaf: `x ${KEY}` };
     for (let i = 0; i < 50_000; i++) deep = [deep];
