@@ -42,6 +42,7 @@ export const ERRORS = {
   UPSTREAM_UNAVAILABLE: { status: 502, rpc: -32014, message: 'Upstream unavailable' },
   UPSTREAM_TIMEOUT: { status: 504, rpc: -32015, message: 'Upstream timed out' },
   UPSTREAM_PROTOCOL: { status: 502, rpc: -32016, message: 'Upstream protocol error' },
+  UPSTREAM_TOO_LARGE: { status: 502, rpc: -32021, message: 'Upstream response too large' },
   // everything else
   INTERNAL: { status: 500, rpc: -32603, message: 'Internal error' },
   CONFIG_INVALID: { status: 500, rpc: -32603, message: 'Configuration invalid' },

@@ -4,7 +4,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import type { GatewayConfig, UpstreamConfig } from './config/types.js';
 import type { UpstreamConnector } from './mcp/upstream/types.js';
 import { toolEnv } from './config/load.js';
@@ -147,16 +147,23 @@ function defaultConnector(cfg: UpstreamConfig, log: StdioLogger): UpstreamConnec
   throw new GatewayError('CONFIG_INVALID', `upstream ${cfg.name} has neither url nor stdio`);
 }
 
-export function createLogger(level: string): Logger {
+/**
+ * gitgate's logger. Credentials are redacted wherever a log object may carry them:
+ * authorization and cookie headers, tokens, and every header an upstream's static
+ * secret travels in (`secretHeaders`).
+ */
+export function createLogger(level: string, secretHeaders: readonly string[] = [], destination?: DestinationStream): Logger {
+  const headers = [...new Set(['authorization', 'cookie', 'x-api-key', ...secretHeaders.map((h) => h.toLowerCase())])];
+  const paths = headers.flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `*.headers["${h}"]`]);
   return pino({
     level,
     base: { service: 'gitgate' },
-    redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.token', 'token', 'authorization'], censor: '[redacted]' },
-  });
+    redact: { paths: [...paths, '*.token', 'token', 'authorization', 'secret', '*.secret'], censor: '[redacted]' },
+  }, ...(destination !== undefined ? [destination] : []));
 }
 
 export async function createGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
-  const logger = opts.logger ?? createLogger(config.log.level);
+  const logger = opts.logger ?? createLogger(config.log.level, Object.values(config.upstreams).flatMap((u) => (u.secret?.header !== undefined ? [u.secret.header] : [])));
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   // One gateway per data dir: its WAL, audit repo and approvals are this process's alone.
   const lock = await lockDataDir(config.dataDir);

@@ -20,6 +20,7 @@ import type { Identity } from './identity/identity.js';
 import type { TokenVerifier } from './identity/verifier.js';
 import { fitStructuredContent } from './masking/structured.js';
 import { maskMessage } from './masking/mask.js';
+import { maskText, scrubMessage, sentSecrets, type SentSecrets } from './masking/scrub.js';
 import { bindSession, type Route } from './mcp/bind-session.js';
 import { forward, relayToUpstream } from './mcp/forward.js';
 import { admitClientMessage } from './mcp/client-message.js';
@@ -122,24 +123,26 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   enforce(outcome);
   limitRate(deps.rates, input, outcome);
   // A credential for exactly this call, minted when the call is sent (for a parked call: at release).
+  // Every secret sent (static secret, credentials) is scrubbed from what comes back.
+  const sent = sentSecrets(upstream.config);
   const mint = () =>
-    deps.credentials.forCall(upstream.config, {
+    sent.addAuth(deps.credentials.forCall(upstream.config, {
       subject: identity.sub,
       method: msg.method,
       ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
       ...(input.mcp.arguments !== undefined ? { arguments: input.mcp.arguments } : {}),
       ttlSeconds: outcome.decision.credential.ttl_seconds,
       scopes: outcome.decision.credential.scopes,
-    });
+    }));
   const sessionAuth = (purpose: string) => deps.credentials.forCall(upstream.config, { subject: identity.sub, method: purpose });
   // While it is in flight, the caller may cancel this request (and only its own requests).
   const ended = route.kind === 'session' ? route.session.inFlight.begin(msg.id) : () => undefined;
   const toCaller = (m: JsonRpcMessage) => {
-    const shaped = shape(deps, m, msg, input, outcome, catalog);
+    const shaped = shape(deps, m, msg, input, outcome, catalog, sent);
     return shaped === undefined ? undefined : deliver(deps, route, shaped);
   };
   try {
-    const send = () => forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: mint(), sessionAuth });
+    const send = () => forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: mint(), sessionAuth, maskText: (t) => maskText(t, outcome.decision.maskRules) });
     if (outcome.decision.approval.required) {
       // Durable before the approval request is opened; at release, durable with the approval's records (executed) before it goes.
       await decision.durable();
@@ -242,10 +245,12 @@ function limitRate(rates: RateLimiter, input: PolicyInput, outcome: DecisionOutc
 
 /**
  * Step: what the caller may see of one upstream message for this request:
- * list results filtered by asking the policy about each item, then the
- * decision's mask rules, then structured content refitted to its schema.
+ * the secrets gitgate sent on this call scrubbed, list results filtered by asking
+ * the policy about each item, then the decision's mask rules, then structured
+ * content refitted to its schema.
  */
-function shape(deps: GatewayDeps, m: JsonRpcMessage, request: JsonRpcRequest, input: PolicyInput, outcome: DecisionOutcome, catalog: ToolCatalog): JsonRpcMessage | undefined {
+function shape(deps: GatewayDeps, m: JsonRpcMessage, request: JsonRpcRequest, input: PolicyInput, outcome: DecisionOutcome, catalog: ToolCatalog, sent: SentSecrets): JsonRpcMessage | undefined {
+  scrubMessage(m, sent);
   if (isResponse(m) && m.id === request.id && m.result !== undefined) {
     if (request.method === 'tools/list') catalog.observe((m.result as { tools?: unknown }).tools);
     if (isFilteredList(request.method)) {
@@ -361,9 +366,11 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
   const decision = req.audit.decided(input, outcome, undefined);
   enforce(outcome);
   await decision.durable();
-  const stream = await session.upstreamSession.listen(req.signal, session.auth('listen'));
+  const sent = sentSecrets(upstream.config);
+  const stream = await session.upstreamSession.listen(req.signal, sent.addAuth(session.auth('listen')));
   if (stream === undefined) throw new GatewayError('METHOD_NOT_ALLOWED', `Method Not Allowed: upstream ${upstream.config.name} offers no GET stream`);
   const toCaller = (m: JsonRpcMessage) => {
+    scrubMessage(m, sent);
     if (!mayBeTold(deps, m, input, undefined)) return undefined;
     maskFor(deps, m, input, outcome);
     return deliver(deps, route, m);

@@ -199,9 +199,21 @@ approval := object.union({"required": true}, upstream_cfg.high_risk_tools[input.
 	allow
 }
 
+# Detectors for credentials: whatever else an upstream's data masks, these are always worth it.
+secret_detectors := ["aws_access_key", "aws_secret_key", "github_token", "private_key", "jwt", "bearer_token"]
+
+# Without mask rules of its own, a governed upstream still has credentials masked in
+# responses and errors, and in the arguments the audit log records (a caller's own
+# secrets in `arguments` reach the upstream as sent, but not the audit repo).
+default_mask := [
+	{"path": "$.result", "detectors": secret_detectors},
+	{"path": "$.error", "detectors": secret_detectors},
+	{"path": "$.params.arguments", "detectors": secret_detectors},
+]
+
 default mask := []
 
-mask := upstream_cfg.mask
+mask := object.get(upstream_cfg, "mask", default_mask)
 
 default credential_ttl := 60
 

@@ -68,9 +68,29 @@ test_get_env_is_high_risk_and_needs_approval if {
 	"get-env is high risk and needs 1 approval(s)" in d.reasons
 }
 
-test_demo_responses_are_masked if {
+demo_detectors := ["email", "aws_access_key", "aws_secret_key", "github_token", "private_key", "jwt", "bearer_token"]
+
+test_demo_responses_errors_and_recorded_arguments_are_masked if {
 	d := gitgate.decision with input as call(bob_nogroups, "echo")
-	d.mask == [{"path": "$.result", "detectors": ["email", "aws_access_key"]}]
+	d.mask == [
+		{"path": "$.result", "detectors": demo_detectors},
+		{"path": "$.error", "detectors": demo_detectors},
+		{"path": "$.params.arguments", "detectors": demo_detectors},
+	]
+}
+
+test_an_upstream_without_mask_rules_still_masks_credentials if {
+	i := object.union(call(bob_nogroups, "echo"), {"upstream": {"name": "bare", "transport": "http"}})
+	d := gitgate.decision with input as i
+		with data.config.upstreams.bare as {"full_access_groups": [], "public_tools": ["echo"], "high_risk_tools": {}}
+	d.allow
+	d.mask == gitgate.default_mask
+	{r.path | some r in d.mask} == {"$.result", "$.error", "$.params.arguments"}
+	every r in d.mask {
+		"jwt" in r.detectors
+		"bearer_token" in r.detectors
+		"private_key" in r.detectors
+	}
 }
 
 test_resources_read_for_full_access_only if {

@@ -242,6 +242,8 @@ export function normalizeUpstreams(rawAll: Record<string, Record<string, unknown
       maxSessions: raw.maxSessions as number,
       maxSessionsPerCaller: raw.maxSessionsPerCaller as number,
       idleTimeoutMs: raw.idleTimeoutMs as number,
+      maxResponseBytes: raw.maxResponseBytes as number,
+      maxInFlightBytes: raw.maxInFlightBytes as number,
     };
   }
   return upstreams;

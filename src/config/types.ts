@@ -36,6 +36,10 @@ export interface UpstreamConfig {
   /** Sessions one caller may hold on this upstream. */
   readonly maxSessionsPerCaller: number;
   readonly idleTimeoutMs: number;
+  /** The largest JSON body, SSE line or event, or stdio line read from this upstream. */
+  readonly maxResponseBytes: number;
+  /** The most bytes of unfinished answers held for this upstream at once. */
+  readonly maxInFlightBytes: number;
 }
 
 /** How the groups claim is read: a JSON array of strings, or one string split on whitespace or on commas. */

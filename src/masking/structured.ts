@@ -1,11 +1,69 @@
 import { Ajv, type ValidateFunction } from 'ajv';
+import type { RegExpEngine } from 'ajv/dist/types/index.js';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsImport from 'ajv-formats';
+import { RE2JS } from 're2js';
 
 const addFormats = addFormatsImport as unknown as <T>(ajv: T) => T;
+
+/**
+ * Output schemas come from the upstream: their `pattern`s run on RE2 (linear time),
+ * never on the backtracking engine, so `^(a+)+$` cannot stall the event loop. A
+ * pattern RE2 cannot compile (lookaround, backreference) makes the schema
+ * uncompilable, and an uncompilable schema is not enforced.
+ */
+const re2: RegExpEngine = Object.assign(
+  (pattern: string) => {
+    const test = re2Test(pattern);
+    // ajv keys compiled patterns by their toString().
+    return { test, toString: () => `/${pattern}/` };
+  },
+  { code: 're2js' },
+);
+
+/**
+ * A pattern as RE2 tests. RE2 has no lookahead, but the common form, lookaheads
+ * right after the leading `^` (`^(?!\.)(?!.*\.\.)…`, as schema generators write
+ * e-mail patterns), is exactly a set of anchored tests of their own.
+ */
+function re2Test(pattern: string): (s: string) => boolean {
+  const ahead: { negative: boolean; re: RE2JS }[] = [];
+  let rest = pattern;
+  if (pattern.startsWith('^')) {
+    let i = 1;
+    while (pattern.startsWith('(?!', i) || pattern.startsWith('(?=', i)) {
+      const end = groupEnd(pattern, i);
+      if (end < 0) break;
+      ahead.push({ negative: pattern[i + 2] === '!', re: RE2JS.compile(`^(?:${pattern.slice(i + 3, end)})`) });
+      i = end + 1;
+    }
+    if (ahead.length > 0) rest = `^${pattern.slice(i)}`;
+  }
+  const main = RE2JS.compile(rest);
+  return (s) => ahead.every((a) => a.re.test(s) !== a.negative) && main.test(s);
+}
+
+/** The index of the `)` closing the group that opens at `start` (escapes and classes skipped), or -1. */
+function groupEnd(p: string, start: number): number {
+  let depth = 0;
+  let inClass = false;
+  for (let i = start; i < p.length; i++) {
+    const c = p[i];
+    if (c === '\\') i++;
+    else if (inClass) inClass = c !== ']';
+    else if (c === '[') inClass = true;
+    else if (c === '(') depth++;
+    else if (c === ')' && --depth === 0) return i;
+  }
+  return -1;
+}
 // Tool output schemas come in both dialects (SDKs built on zod emit draft-07).
-const ajv2020 = addFormats(new Ajv2020({ strict: false, allErrors: false }));
-const ajv07 = addFormats(new Ajv({ strict: false, allErrors: false }));
+const ajv2020 = addFormats(new Ajv2020({ strict: false, allErrors: false, code: { regExp: re2 } }));
+const ajv07 = addFormats(new Ajv({ strict: false, allErrors: false, code: { regExp: re2 } }));
+
+/** No placeholder is built longer than this (an upstream schema may ask for minItems: 2^32 - 1). */
+const MAX_PLACEHOLDER_SIZE = 1024;
+const sizeOf = (v: unknown) => Math.min(Math.max(0, Number(v ?? 0) || 0), MAX_PLACEHOLDER_SIZE);
 const compiled = new Map<string, ValidateFunction | null>();
 
 function validatorFor(schema: unknown): ValidateFunction | null {
@@ -38,7 +96,11 @@ const FORMAT_PLACEHOLDERS: Readonly<Record<string, string>> = {
   hostname: 'redacted.invalid',
 };
 
-/** The smallest value a JSON Schema accepts, built from its types, formats, enums and required members. */
+/**
+ * The smallest value a JSON Schema accepts, built from its types, formats, enums and
+ * required members; sizes are capped (MAX_PLACEHOLDER_SIZE), so a schema asking for
+ * more gets a placeholder that fails it, and the structured content is dropped.
+ */
 export function placeholderFor(schema: unknown): unknown {
   if (schema === null || typeof schema !== 'object') return null;
   const s = schema as Record<string, unknown>;
@@ -54,11 +116,11 @@ export function placeholderFor(schema: unknown): unknown {
       return out;
     }
     case 'array':
-      return Array.from({ length: Number(s.minItems ?? 0) }, () => placeholderFor(s.items));
+      return Array.from({ length: sizeOf(s.minItems) }, () => placeholderFor(s.items));
     case 'string': {
       const f = typeof s.format === 'string' ? FORMAT_PLACEHOLDERS[s.format] : undefined;
       if (f !== undefined) return f;
-      return 'redacted'.padEnd(Number(s.minLength ?? 0), '*');
+      return 'redacted'.padEnd(sizeOf(s.minLength), '*');
     }
     case 'integer':
     case 'number':

@@ -6,6 +6,7 @@ export class Channel<T> implements AsyncIterable<T> {
   #error: unknown;
   readonly #max: number;
   #dropped = 0;
+  #onDrain: (() => void)[] = [];
 
   constructor(max = Number.POSITIVE_INFINITY) {
     this.#max = max;
@@ -13,6 +14,27 @@ export class Channel<T> implements AsyncIterable<T> {
 
   get closed(): boolean {
     return this.#done;
+  }
+
+  /** Items queued and not yet taken. */
+  get size(): number {
+    return this.#items.length;
+  }
+
+  /**
+   * Call `fn` once nothing is queued any more (the consumer took the last item, or
+   * gave up): producers that paused their source at a high-water mark resume there.
+   */
+  onDrain(fn: () => void): void {
+    if (this.#items.length === 0) fn();
+    else this.#onDrain.push(fn);
+  }
+
+  #drained(): void {
+    if (this.#items.length > 0 || this.#onDrain.length === 0) return;
+    const fns = this.#onDrain;
+    this.#onDrain = [];
+    for (const fn of fns) fn();
   }
 
   /** How many items a bounded channel has dropped (oldest first). */
@@ -57,7 +79,11 @@ export class Channel<T> implements AsyncIterable<T> {
   }
 
   next(): Promise<IteratorResult<T>> {
-    if (this.#items.length > 0) return Promise.resolve({ value: this.#items.shift()!, done: false });
+    if (this.#items.length > 0) {
+      const value = this.#items.shift()!;
+      this.#drained();
+      return Promise.resolve({ value, done: false });
+    }
     if (this.#done) return this.#error !== undefined ? Promise.reject(this.#error) : Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve, reject) => {
       this.#waiter = { resolve, reject };
@@ -70,6 +96,7 @@ export class Channel<T> implements AsyncIterable<T> {
       return: () => {
         this.close();
         this.#items.length = 0;
+        this.#drained();
         return Promise.resolve({ value: undefined, done: true });
       },
     };

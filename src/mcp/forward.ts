@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors.js';
+import { sentSecrets, upstreamDetail } from '../masking/scrub.js';
 import type { Identity } from '../identity/identity.js';
 import { isResponse, type JsonRpcMessage, type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse } from './jsonrpc.js';
 import { LEGACY_VERSIONS, MODERN_VERSION, toModernResult } from './protocol.js';
@@ -14,6 +15,14 @@ export interface Forwarded {
   readonly session?: GatewaySession;
 }
 
+export interface ForwardOptions {
+  readonly signal: AbortSignal;
+  readonly auth: UpstreamAuth;
+  readonly sessionAuth: (purpose: string) => UpstreamAuth;
+  /** The decision's masking for upstream text that becomes an error message. */
+  readonly maskText?: (text: string) => string;
+}
+
 /** Step: send an allowed request to the upstream over the route's session. */
 export async function forward(
   sessions: SessionStore,
@@ -21,7 +30,7 @@ export async function forward(
   identity: Identity,
   route: Route,
   msg: JsonRpcRequest,
-  opts: { signal: AbortSignal; auth: UpstreamAuth; sessionAuth: (purpose: string) => UpstreamAuth },
+  opts: ForwardOptions,
 ): Promise<Forwarded> {
   switch (route.kind) {
     case 'session':
@@ -39,7 +48,7 @@ async function initialize(
   upstream: Upstream,
   identity: Identity,
   msg: JsonRpcRequest,
-  opts: { signal: AbortSignal; auth: UpstreamAuth; sessionAuth: (purpose: string) => UpstreamAuth },
+  opts: ForwardOptions,
 ): Promise<Forwarded> {
   // The slot is held from here until the session exists (or the initialize failed): the caps hold under concurrency.
   const slot = sessions.reserve(upstream.config.name, identity.sub);
@@ -63,7 +72,9 @@ async function initialize(
     }
     if (!LEGACY_VERSIONS.includes(version)) {
       await upstreamSession.close(opts.sessionAuth('session/close'));
-      throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${upstream.config.name} negotiated protocol ${version}, which gitgate does not relay`);
+      // The version is upstream bytes: scrubbed and cut before it names the refusal.
+      const said = upstreamDetail(version, sentSecrets(upstream.config, opts.auth), 40, opts.maskText);
+      throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${upstream.config.name} negotiated protocol ${said}, which gitgate does not relay`);
     }
     const session = sessions.create(upstream.config.name, identity.sub, version, upstreamSession, opts.sessionAuth);
     return { messages: toAsync(messages), session };

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../canonical-json.js';
+import { assertListPage } from '../policy/filter-list.js';
 
 interface Entry {
   readonly first: string;
@@ -14,6 +15,7 @@ export class ToolCatalog {
   /** Record the tools of a tools/list result (before filtering). */
   observe(tools: unknown): void {
     if (!Array.isArray(tools)) return;
+    assertListPage('tools/list', tools);
     for (const t of tools) {
       if (t === null || typeof t !== 'object' || typeof (t as { name?: unknown }).name !== 'string') continue;
       const tool = t as { name: string; description?: unknown; inputSchema?: unknown; outputSchema?: unknown; annotations?: unknown; title?: unknown };

@@ -34,7 +34,7 @@ export function createUpstreamRegistry(
   const make = connect ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, log));
   const build = (cfg: UpstreamConfig): Upstream => {
     const connector = make(cfg);
-    return { config: cfg, connector, shared: new SharedUpstreamSession(connector, clientInfo, (method) => ownAuth(cfg, method)) };
+    return { config: cfg, connector, shared: new SharedUpstreamSession(connector, clientInfo, (method) => ownAuth(cfg, method), cfg) };
   };
   let map = new Map<string, Upstream>(Object.values(config.upstreams).map((cfg) => [cfg.name, build(cfg)]));
   const retired = new Set<Upstream>();

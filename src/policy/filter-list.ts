@@ -1,3 +1,5 @@
+import { GatewayError } from '../errors.js';
+
 /** Which list results gitgate filters, and how each item maps to the request it stands for. */
 const LISTS: Readonly<Record<string, { field: string; method: string; key: 'tool' | 'uri' | 'prompt'; from: string }>> = {
   'tools/list': { field: 'tools', method: 'tools/call', key: 'tool', from: 'name' },
@@ -13,6 +15,21 @@ export interface ListItemQuestion {
   readonly value: string;
 }
 
+/**
+ * The most items gitgate takes from one page of a list result. Each item is one
+ * policy decision (about 20 µs) and, for tools, one fingerprint: a page of a
+ * million tiny items from an upstream would hold the event loop for seconds.
+ * MCP lists paginate (nextCursor); a longer page is refused.
+ */
+export const MAX_LIST_ITEMS = 10_000;
+
+/** UPSTREAM_TOO_LARGE for a page of a list result longer than MAX_LIST_ITEMS. */
+export function assertListPage(method: string, items: readonly unknown[]): void {
+  if (items.length > MAX_LIST_ITEMS) {
+    throw new GatewayError('UPSTREAM_TOO_LARGE', `the upstream's ${method} result lists ${items.length} items in one page; gitgate takes at most ${MAX_LIST_ITEMS} (it should paginate)`);
+  }
+}
+
 export function isFilteredList(method: string): boolean {
   return Object.hasOwn(LISTS, method);
 }
@@ -26,6 +43,7 @@ export function filterList(method: string, result: unknown, mayUse: (q: ListItem
   if (spec === undefined || result === null || typeof result !== 'object') return 0;
   const items = (result as Record<string, unknown>)[spec.field];
   if (!Array.isArray(items)) return 0;
+  assertListPage(method, items);
   const kept = items.filter((item: unknown) => {
     const v = item !== null && typeof item === 'object' ? (item as Record<string, unknown>)[spec.from] : undefined;
     return typeof v === 'string' && mayUse({ method: spec.method, key: spec.key, value: v });

@@ -107,7 +107,9 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
     expect(p.evaluate(input({ tool: 'get-tiny-image' }, ['eng'])).allow).toBe(true);
     const env = p.evaluate(input({ tool: 'get-env' }, ['eng']));
     expect(env).toMatchObject({ allow: true, risk: 'high', approval: { required: true, approvers: ['eng'], min_approvals: 1 } });
-    expect(p.evaluate(input({ tool: 'echo' })).mask).toEqual([{ path: '$.result', detectors: ['email', 'aws_access_key'] }]);
+    const detectors = ['email', 'aws_access_key', 'aws_secret_key', 'github_token', 'private_key', 'jwt', 'bearer_token'];
+    // Responses, relayed errors, and the arguments the audit log records.
+    expect(p.evaluate(input({ tool: 'echo' })).mask).toEqual(['$.result', '$.error', '$.params.arguments'].map((path) => ({ path, detectors })));
   });
 
   it('a policy that needs a builtin the runtime lacks fails at build time, naming it', async () => {

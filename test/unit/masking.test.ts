@@ -121,6 +121,17 @@ describe('structured content against the output schema', () => {
     expect((r.content as { text: string }[])[1]!.text).toMatch(/placeholder/);
   });
 
+  it('patterns run on RE2, leading lookaheads included (as schema generators write e-mail patterns)', () => {
+    const email = { type: 'string', format: 'email', pattern: "^(?!\\.)(?!.*\\.\\.)[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,}$" };
+    const s = { type: 'object', properties: { owner: email }, required: ['owner'] };
+    const masked: Record<string, unknown> = { content: [], structuredContent: { owner: '[redacted:email]' } };
+    expect(fitStructuredContent(masked, s)).toBe(true);
+    expect(masked.structuredContent).toEqual({ owner: 'redacted@redacted.invalid' });
+    for (const [owner, valid] of [['a.b@example.io', true], ['.a@example.io', false], ['a..b@example.io', false]] as const) {
+      expect(fitStructuredContent({ content: [], structuredContent: { owner } }, s), owner).toBe(!valid);
+    }
+  });
+
   it('leaves valid structured content alone', () => {
     const r: Record<string, unknown> = { content: [], structuredContent: { owner: 'a@b.io', n: 2 } };
     expect(fitStructuredContent(r, schema)).toBe(false);

@@ -4,42 +4,25 @@ import { GatewayError } from '../../errors.js';
 import type { UpstreamConfig } from '../../config/types.js';
 import { Channel } from '../channel.js';
 import { checkMessage, isResponse, type JsonRpcMessage, type JsonRpcRequest } from '../jsonrpc.js';
-import { SseParser } from '../sse.js';
-import type { UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
-
-const MAX_JSON_BYTES = 64 * 1024 * 1024;
-
-function parseUpstreamMessage(name: string, text: string): JsonRpcMessage[] {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${name} sent invalid JSON`);
-  }
-  const list = Array.isArray(v) ? v : [v];
-  for (const m of list) {
-    const problem = checkMessage(m);
-    if (problem !== undefined) throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${name} sent an invalid JSON-RPC message: ${problem}`);
-  }
-  return list as JsonRpcMessage[];
-}
-
-async function readAll(res: http.IncomingMessage, name: string, onError: (res: http.IncomingMessage, err: unknown) => GatewayError): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const c of res as AsyncIterable<Buffer>) {
-      size += c.length;
-      if (size > MAX_JSON_BYTES) throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${name} response exceeds ${MAX_JSON_BYTES} bytes`);
-      chunks.push(c);
-    }
-  } catch (err) {
-    throw onError(res, err);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
+import { SseParser, type SseLimits } from '../sse.js';
+import { scrubMessage, sentSecrets, upstreamDetail } from '../../masking/scrub.js';
+import { ByteBudget } from './byte-budget.js';
+import type { RequestOptions, UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
+import { parseUpstreamJson, parseUpstreamMessages } from './upstream-json.js';
 
 const IDLE_SOCKET_MS = 4_000;
+/** Unread GET-stream messages before the upstream's socket is paused. */
+const LISTEN_HIGH_WATER = 256;
+
+/** What a message deadline destroys when it expires: the request, then its response. */
+interface Watch {
+  target?: { destroy(err?: Error): unknown };
+}
+
+interface MessageDeadline {
+  arm(): void;
+  stop(): void;
+}
 
 /** Streamable HTTP upstream: one connector per configured URL, keep-alive connections. */
 export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamConnector {
@@ -49,6 +32,39 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
   const agent = new lib.Agent({ keepAlive: true, maxSockets: 256, timeout: IDLE_SOCKET_MS });
   const name = cfg.name;
   const timeouts = new WeakSet<object>();
+  const budget = new ByteBudget(cfg.maxInFlightBytes, name);
+  const sseLimits: SseLimits = { maxLineBytes: cfg.maxResponseBytes, maxEventBytes: cfg.maxResponseBytes, source: `upstream ${name}` };
+  const source = `upstream ${name}`;
+
+  /**
+   * A JSON body, whole: at most maxResponseBytes (a larger Content-Length is refused
+   * before a byte is read) and within the upstream's in-flight budget. Past a limit
+   * the connection is destroyed.
+   */
+  async function readAll(res: http.IncomingMessage): Promise<string> {
+    const max = cfg.maxResponseBytes;
+    const declared = Number(res.headers['content-length'] ?? Number.NaN);
+    if (declared > max) {
+      res.destroy();
+      throw new GatewayError('UPSTREAM_TOO_LARGE', `upstream ${name} answered with ${declared} bytes, over its maxResponseBytes (${max})`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const c of res as AsyncIterable<Buffer>) {
+        if (size + c.length > max) throw new GatewayError('UPSTREAM_TOO_LARGE', `upstream ${name} answered with more than its maxResponseBytes (${max})`);
+        budget.reserve(c.length);
+        size += c.length;
+        chunks.push(c);
+      }
+    } catch (err) {
+      res.destroy();
+      throw bodyError(res, err);
+    } finally {
+      budget.release(size);
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
 
   /** What went wrong while a response body was being read, named for the client. */
   function bodyError(res: http.IncomingMessage, err: unknown): GatewayError {
@@ -57,22 +73,49 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
     return new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} closed the connection mid-response: ${(err as Error).message}`, { cause: err });
   }
 
+  /**
+   * The deadline for the upstream's next message (timeoutMs): armed when a request is
+   * sent and after each message is taken, stopped while the caller holds one. Bytes
+   * that make no message (headers alone, keep-alive comments, a body dribbled a byte
+   * at a time) do not move it. On expiry it destroys what `watch` holds.
+   */
+  function messageDeadline(watch: Watch) {
+    let timer: NodeJS.Timeout | undefined;
+    return {
+      arm() {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          const target = watch.target;
+          if (target === undefined) return;
+          timeouts.add(target);
+          target.destroy(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`));
+        }, cfg.timeoutMs);
+      },
+      stop() {
+        clearTimeout(timer);
+      },
+    };
+  }
+
   function send(
     method: 'POST' | 'GET' | 'DELETE',
     headers: Record<string, string>,
     body: string | undefined,
     signal: AbortSignal | undefined,
+    watch: Watch = {},
     retried = false,
   ): Promise<http.IncomingMessage> {
     return new Promise((resolve, reject) => {
       let response: http.IncomingMessage | undefined;
       const req = lib.request(url, { method, headers, agent, signal: signal as AbortSignal }, (res) => {
         response = res;
+        watch.target = res;
         // Failures while the body streams (timeouts, resets) surface through bodyError().
         res.on('error', () => undefined);
         resolve(res);
       });
       // Idle timeout: no bytes for timeoutMs, before or while the response streams.
+      watch.target = req;
       req.setTimeout(cfg.timeoutMs, () => {
         const err = new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`);
         timeouts.add(response ?? req);
@@ -83,11 +126,29 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
         else if ((err as Error).name === 'AbortError') reject(err);
         // A kept-alive connection the upstream closed as it was being reused: the request never
         // reached it, so it goes once more on a fresh connection.
-        else if (!retried && response === undefined && req.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET') resolve(send(method, headers, body, signal, true));
+        else if (!retried && response === undefined && req.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET') resolve(send(method, headers, body, signal, watch, true));
         else reject(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} is unreachable: ${(err as Error).message}`, { cause: err }));
       });
       req.end(body);
     });
+  }
+
+  /**
+   * An HTTP error answer as a GatewayError. Its body's message (or first bytes) may
+   * echo what gitgate sent: the secrets sent with this request are scrubbed from it,
+   * then the decision's masking, before any of it is copied into the error.
+   */
+  function httpError(status: number, body: string, auth: UpstreamAuth | undefined, mask?: (text: string) => string): GatewayError {
+    let said = body;
+    try {
+      const v = parseUpstreamJson(source, body) as { message?: unknown; error?: { message?: unknown } };
+      const m = v?.error?.message ?? v?.message;
+      if (typeof m === 'string') said = m;
+    } catch {
+      said = body;
+    }
+    const detail = upstreamDetail(said, sentSecrets(cfg, auth), 200, mask);
+    return new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${status}${detail ? `: ${detail}` : ''}`);
   }
 
   // A static secret (API key) rides on every request to this upstream.
@@ -104,13 +165,14 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       ...(sessionId !== undefined ? { 'mcp-session-id': sessionId } : {}),
       ...(protocolVersion !== undefined ? { 'mcp-protocol-version': protocolVersion } : {}),
     });
-    const post = async (msg: JsonRpcMessage, auth: UpstreamAuth | undefined, signal?: AbortSignal) => {
+    const post = async (msg: JsonRpcMessage, auth: UpstreamAuth | undefined, signal: AbortSignal | undefined, watch: Watch) => {
       const body = JSON.stringify(msg);
       const res = await send(
         'POST',
         { ...baseHeaders(auth), 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': String(Buffer.byteLength(body)) },
         body,
         signal,
+        watch,
       );
       if (res.statusCode === 404 && sessionId !== undefined) {
         res.resume();
@@ -120,12 +182,14 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       return res;
     };
 
-    async function* streamResponse(res: http.IncomingMessage, id: JsonRpcRequest['id']): AsyncGenerator<JsonRpcMessage> {
+    async function* streamResponse(res: http.IncomingMessage, id: JsonRpcRequest['id'], deadline: MessageDeadline): AsyncGenerator<JsonRpcMessage> {
       const ct = String(res.headers['content-type'] ?? '');
       if (ct.includes('text/event-stream')) {
-        const parser = new SseParser();
+        const parser = new SseParser(sseLimits);
         const chunks = (res as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
         let answered = false;
+        // The unfinished event counts against the upstream's in-flight budget, like a JSON body.
+        let held = 0;
         try {
           for (;;) {
             let r: IteratorResult<Buffer>;
@@ -135,25 +199,34 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
               throw bodyError(res, err);
             }
             if (r.done) break;
-            for (const ev of parser.push(r.value)) {
+            const events = parser.push(r.value);
+            const pending = parser.pendingBytes;
+            if (pending > held) budget.reserve(pending - held);
+            else budget.release(held - pending);
+            held = pending;
+            for (const ev of events) {
               if (ev.event !== 'message' || ev.data === '') continue;
-              for (const m of parseUpstreamMessage(name, ev.data)) {
+              for (const m of parseUpstreamMessages(source, ev.data)) {
                 if (isResponse(m) && m.id === id) answered = true;
+                deadline.stop();
                 yield m;
                 if (answered) return;
+                deadline.arm();
               }
             }
           }
         } finally {
+          budget.release(held);
           // Answered: let the (ending) stream drain so its keep-alive socket returns to the pool.
-          // Otherwise (error, client gone) close it so the upstream stops working for nobody.
+          // Otherwise (error, too large, client gone) close it so the upstream stops working for nobody.
           if (answered) res.resume();
           else res.destroy();
         }
         throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${name} closed the stream before answering request ${String(id)}`);
       }
-      const text = await readAll(res, name, bodyError);
-      for (const m of parseUpstreamMessage(name, text)) yield m;
+      const text = await readAll(res);
+      deadline.stop();
+      for (const m of parseUpstreamMessages(source, text)) yield m;
     }
 
     return {
@@ -161,78 +234,110 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
         return closed;
       },
       async *request(msg, opts = {}) {
-        const res = await post(msg, opts.auth, opts.signal);
-        const status = res.statusCode ?? 0;
-        if (status >= 400) {
-          // A JSON-RPC error for this very request is the upstream's answer; anything else is a transport failure.
-          const text = await readAll(res, name, bodyError).catch(() => '');
-          let answer: JsonRpcMessage | undefined;
-          try {
-            const v = JSON.parse(text) as JsonRpcMessage;
-            if (checkMessage(v) === undefined && isResponse(v) && v.id === msg.id && v.error !== undefined) answer = v;
-          } catch {
-            answer = undefined;
-          }
-          if (answer === undefined) {
-            const detail = /"message"\s*:\s*"([^"]{0,200})"/.exec(text)?.[1] ?? text.slice(0, 200);
-            throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${status}${detail ? `: ${detail}` : ''}`);
-          }
-          yield answer;
-          return;
-        }
-        if (msg.method === 'initialize') {
-          const sid = res.headers['mcp-session-id'];
-          if (typeof sid === 'string') sessionId = sid;
-        }
-        for await (const m of streamResponse(res, msg.id)) {
-          if (msg.method === 'initialize' && isResponse(m) && m.id === msg.id && m.result !== undefined) {
-            const v = (m.result as { protocolVersion?: unknown }).protocolVersion;
-            if (typeof v === 'string') protocolVersion = v;
-          }
-          yield m;
+        const watch: Watch = {};
+        const deadline = messageDeadline(watch);
+        deadline.arm();
+        try {
+          yield* exchange(msg, opts, watch, deadline);
+        } finally {
+          deadline.stop();
         }
       },
       async send(msg, auth) {
-        const res = await post(msg, auth);
-        const text = await readAll(res, name, bodyError).catch(() => '');
-        if ((res.statusCode ?? 0) >= 400) throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${res.statusCode}${text ? `: ${text.slice(0, 200)}` : ''}`);
-      },
-      async listen(signal, auth) {
-        const res = await send('GET', { ...baseHeaders(auth), accept: 'text/event-stream' }, undefined, signal);
-        if (res.statusCode === 405 || res.statusCode === 404) {
-          res.resume();
-          return undefined;
+        const watch: Watch = {};
+        const deadline = messageDeadline(watch);
+        deadline.arm();
+        try {
+          const res = await post(msg, auth, undefined, watch);
+          const text = await readAll(res).catch(() => '');
+          if ((res.statusCode ?? 0) >= 400) throw httpError(res.statusCode ?? 0, text, auth);
+        } finally {
+          deadline.stop();
         }
-        if ((res.statusCode ?? 0) >= 400 || !String(res.headers['content-type'] ?? '').includes('text/event-stream')) {
-          res.resume();
-          throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} refused the event stream (HTTP ${res.statusCode})`);
-        }
-        res.socket?.setTimeout(0);
-        const out = new Channel<JsonRpcMessage>();
-        const parser = new SseParser();
-        res.on('data', (chunk: Buffer) => {
-          try {
-            for (const ev of parser.push(chunk)) if (ev.event === 'message' && ev.data !== '') for (const m of parseUpstreamMessage(name, ev.data)) out.push(m);
-          } catch (err) {
-            out.fail(err);
-            res.destroy();
-          }
-        });
-        res.on('end', () => out.close());
-        res.on('error', (err) => (signal.aborted ? out.close() : out.fail(err)));
-        signal.addEventListener('abort', () => res.destroy(), { once: true });
-        return out;
       },
-      async close(auth) {
-        if (closed) return;
-        closed = true;
-        if (sessionId === undefined) return;
-        await send('DELETE', baseHeaders(auth), undefined, AbortSignal.timeout(5_000)).then(
-          (res) => res.resume(),
-          () => undefined,
-        );
-      },
+      listen,
+      close,
     };
+
+    async function* exchange(msg: JsonRpcRequest, opts: RequestOptions, watch: Watch, deadline: MessageDeadline): AsyncGenerator<JsonRpcMessage> {
+      const res = await post(msg, opts.auth, opts.signal, watch);
+      const status = res.statusCode ?? 0;
+      if (status >= 400) {
+        // A JSON-RPC error for this very request is the upstream's answer; anything else is a transport failure.
+        const text = await readAll(res).catch(() => '');
+        let answer: JsonRpcMessage | undefined;
+        try {
+          const v = parseUpstreamJson(source, text) as JsonRpcMessage;
+          if (checkMessage(v) === undefined && isResponse(v) && v.id === msg.id && v.error !== undefined) answer = v;
+        } catch {
+          answer = undefined;
+        }
+        if (answer === undefined) throw httpError(status, text, opts.auth, opts.maskText);
+        yield answer;
+        return;
+      }
+      if (msg.method === 'initialize') {
+        const sid = res.headers['mcp-session-id'];
+        if (typeof sid === 'string') sessionId = sid;
+      }
+      for await (const m of streamResponse(res, msg.id, deadline)) {
+        if (msg.method === 'initialize' && isResponse(m) && m.id === msg.id && m.result !== undefined) {
+          const v = (m.result as { protocolVersion?: unknown }).protocolVersion;
+          if (typeof v === 'string') protocolVersion = v;
+        }
+        yield m;
+      }
+    }
+
+    async function listen(signal: AbortSignal, auth?: UpstreamAuth): Promise<AsyncIterable<JsonRpcMessage> | undefined> {
+      const res = await send('GET', { ...baseHeaders(auth), accept: 'text/event-stream' }, undefined, signal);
+      if (res.statusCode === 405 || res.statusCode === 404) {
+        res.resume();
+        return undefined;
+      }
+      if ((res.statusCode ?? 0) >= 400 || !String(res.headers['content-type'] ?? '').includes('text/event-stream')) {
+        res.resume();
+        throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} refused the event stream (HTTP ${res.statusCode})`);
+      }
+      res.socket?.setTimeout(0);
+      const out = new Channel<JsonRpcMessage>();
+      const parser = new SseParser(sseLimits);
+      // Not shaped by a decision: at least the secrets sent for this stream are scrubbed here.
+      const sent = sentSecrets(cfg, auth);
+      res.on('data', (chunk: Buffer) => {
+        try {
+          for (const ev of parser.push(chunk)) {
+            if (ev.event !== 'message' || ev.data === '') continue;
+            for (const m of parseUpstreamMessages(source, ev.data)) {
+              scrubMessage(m, sent);
+              out.push(m);
+            }
+          }
+          // Back-pressure: past LISTEN_HIGH_WATER unread messages the socket pauses until they are taken.
+          if (out.size >= LISTEN_HIGH_WATER && !res.isPaused()) {
+            res.pause();
+            out.onDrain(() => res.resume());
+          }
+        } catch (err) {
+          out.fail(err);
+          res.destroy();
+        }
+      });
+      res.on('end', () => out.close());
+      res.on('error', (err) => (signal.aborted ? out.close() : out.fail(err)));
+      signal.addEventListener('abort', () => res.destroy(), { once: true });
+      return out;
+    }
+
+    async function close(auth?: UpstreamAuth): Promise<void> {
+      if (closed) return;
+      closed = true;
+      if (sessionId === undefined) return;
+      await send('DELETE', baseHeaders(auth), undefined, AbortSignal.timeout(5_000)).then(
+        (res) => res.resume(),
+        () => undefined,
+      );
+    }
   }
 
   return {

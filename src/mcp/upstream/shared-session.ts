@@ -1,4 +1,6 @@
+import type { StaticSecret } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
+import { sentSecrets, upstreamDetail } from '../../masking/scrub.js';
 import { isNotification, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest } from '../jsonrpc.js';
 import { UPSTREAM_PROTOCOL_VERSION, stripEnvelope, toModernResult } from '../protocol.js';
 import type { UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
@@ -11,6 +13,8 @@ export interface InitializeResult {
 }
 
 const RESTART_BACKOFF_MS = [0, 250, 1000, 5000, 15000];
+/** Server requests refused on one stateless response stream before the stream is a protocol error. */
+const MAX_REFUSED_REQUESTS = 16;
 
 /**
  * The upstream session gitgate holds itself to serve stateless (2026-07-28)
@@ -31,6 +35,8 @@ export class SharedUpstreamSession {
     private readonly clientInfo: { name: string; version: string },
     /** Credentials for gitgate's own calls (initialize, cancellation, refusals), as subject gitgate. */
     private readonly ownAuth: (method: string) => UpstreamAuth = () => ({ headers: {} }),
+    /** The upstream's static secret, scrubbed (with the credential sent) from the refusals it copies into errors. */
+    private readonly upstream: { readonly secret?: StaticSecret } = {},
   ) {}
 
   async ready(): Promise<{ session: UpstreamSession; init: InitializeResult }> {
@@ -67,11 +73,12 @@ export class SharedUpstreamSession {
       params: { protocolVersion: UPSTREAM_PROTOCOL_VERSION, capabilities: {}, clientInfo: this.clientInfo },
     };
     let result: InitializeResult | undefined;
-    for await (const m of session.request(init, { auth: this.ownAuth('initialize') })) {
+    const auth = this.ownAuth('initialize');
+    for await (const m of session.request(init, { auth })) {
       if (isResponse(m) && m.id === init.id) {
         if (m.error !== undefined) {
           await session.close();
-          throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${this.connector.name} refused initialize: ${m.error.message}`);
+          throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${this.connector.name} refused initialize: ${upstreamDetail(m.error.message, sentSecrets(this.upstream, auth), 200)}`);
         }
         result = m.result as InitializeResult;
       }
@@ -96,6 +103,7 @@ export class SharedUpstreamSession {
       ...(params !== undefined ? { params: gtoken === undefined ? params : { ...params, _meta: { ...meta, progressToken: gtoken } } } : {}),
     };
     this.#inflight.set(gid, { owner, id: msg.id });
+    let refused = 0;
     try {
       for await (const m of session.request(forwarded, opts)) {
         if (isResponse(m)) {
@@ -104,6 +112,10 @@ export class SharedUpstreamSession {
           yield { ...m, params: { ...m.params, progressToken: token } };
         } else if (isRequest(m)) {
           // 2026-07-28 servers may not send requests on a response stream; refuse so the upstream is not left waiting.
+          // Each refusal is a signed credential and a request: past a few, the stream is a protocol error, not work.
+          if (++refused > MAX_REFUSED_REQUESTS) {
+            throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${this.connector.name} sent more than ${MAX_REFUSED_REQUESTS} requests on a stateless response stream`);
+          }
           await session.send({ jsonrpc: '2.0', id: m.id, error: { code: -32601, message: `${m.method} is not available to a stateless client` } }, this.ownAuth('response'));
         }
       }

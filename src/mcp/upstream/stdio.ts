@@ -1,15 +1,23 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import type { UpstreamConfig, StdioCommand } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
 import { Channel } from '../channel.js';
 import { checkMessage, isNotification, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage } from '../jsonrpc.js';
-import type { UpstreamConnector, UpstreamSession } from './types.js';
+import { scrubMessage, sentSecrets, upstreamDetail } from '../../masking/scrub.js';
+import { ByteBudget } from './byte-budget.js';
+import { LineSplitter } from './line-splitter.js';
+import type { UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
+import { parseUpstreamJson } from './upstream-json.js';
 
 /** Only these variables of gitgate's own environment reach a stdio upstream; the config adds the rest. */
 const INHERITED_ENV = ['PATH', 'HOME', 'LOGNAME', 'USER', 'SHELL', 'TERM', 'LANG', 'TMPDIR', 'SYSTEMROOT'];
-const MAX_LINE_BYTES = 64 * 1024 * 1024;
+/** stderr lines are kept (and logged) up to this many bytes each. */
+const STDERR_LINE_BYTES = 500;
 const UNRELATED_BACKLOG = 1000;
+/** Unread messages of one request (or the GET stream) before stdout is paused. */
+const QUEUE_HIGH_WATER = 256;
+/** How many of the latest credentials sent to a child its stderr is scrubbed of (older ones have expired). */
+const RECENT_CREDENTIALS = 16;
 /** Until a fresh process first speaks, it may take this long (node boot, npx installs) whatever timeoutMs says. */
 const STARTUP_ALLOWANCE_MS = 30_000;
 
@@ -32,6 +40,10 @@ function childEnv(cmd: StdioCommand, secret: UpstreamConfig['secret']): NodeJS.P
  */
 export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, log: StdioLogger): UpstreamConnector {
   const live = new Set<UpstreamSession>();
+  // Unfinished stdout lines of all this upstream's children count against one budget.
+  const budget = new ByteBudget(cfg.maxInFlightBytes, cfg.name);
+  // The child holds the static secret in its environment: whatever it writes may echo it.
+  const staticSecrets = sentSecrets(cfg);
 
   function open(): Promise<UpstreamSession> {
     const child: ChildProcessWithoutNullStreams = spawn(cfg.stdio.command, [...cfg.stdio.args], {
@@ -45,11 +57,22 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
     const backlog: JsonRpcMessage[] = [];
     let listener: Channel<JsonRpcMessage> | undefined;
     const deliverUnrelated = (m: JsonRpcMessage) => {
+      // Not shaped by a decision (the GET stream): at least the child's secret is scrubbed.
+      scrubMessage(m, staticSecrets);
       if (listener !== undefined) return listener.push(m);
       backlog.push(m);
       if (backlog.length > UNRELATED_BACKLOG) backlog.shift();
     };
     const stderrTail: string[] = [];
+    // What the child may echo on stderr: its env secret and the credentials it was sent lately.
+    const recentAuth: UpstreamAuth[] = [];
+    let childSecrets = staticSecrets;
+    const sentToChild = (auth: UpstreamAuth | undefined) => {
+      if (auth === undefined) return;
+      recentAuth.push(auth);
+      if (recentAuth.length > RECENT_CREDENTIALS) recentAuth.shift();
+      childSecrets = sentSecrets(cfg, ...recentAuth);
+    };
     let closed = false;
     let spoke = false;
     let exitError: GatewayError | undefined;
@@ -80,10 +103,16 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
     child.on('error', (err) => fail(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name}: ${err.message}`, { cause: err })));
     child.stdin.on('error', () => undefined);
 
-    createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', (line) => {
-      stderrTail.push(line.slice(0, 500));
-      if (stderrTail.length > 20) stderrTail.shift();
-      log.debug({ upstream: cfg.name, pid: child.pid }, `stderr: ${line.slice(0, 500)}`);
+    // Bounded: a stderr line is cut at STDERR_LINE_BYTES, whatever the child writes.
+    const stderrLines = new LineSplitter(STDERR_LINE_BYTES, `upstream ${cfg.name} stderr`, undefined, true);
+    // Scrubbed before it is kept or logged: the secret in the child's environment, and any credential.
+    child.stderr.on('data', (chunk: Buffer) => {
+      for (const raw of stderrLines.push(chunk)) {
+        const line = upstreamDetail(raw, childSecrets, STDERR_LINE_BYTES);
+        stderrTail.push(line);
+        if (stderrTail.length > 20) stderrTail.shift();
+        log.debug({ upstream: cfg.name, pid: child.pid }, `stderr: ${line}`);
+      }
     });
 
     const route = (m: JsonRpcMessage) => {
@@ -110,21 +139,47 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
       deliverUnrelated(m);
     };
 
-    const rl = createInterface({ input: child.stdout, crlfDelay: Infinity });
-    rl.on('line', (line) => {
+    const onLine = (line: string) => {
       spoke = true;
       if (line.trim() === '') return;
-      if (line.length > MAX_LINE_BYTES) return log.warn({ upstream: cfg.name }, 'oversized line from upstream dropped');
       let v: unknown;
       try {
-        v = JSON.parse(line);
-      } catch {
-        return log.warn({ upstream: cfg.name, line: line.slice(0, 200) }, 'non-JSON line on upstream stdout dropped');
+        v = parseUpstreamJson(`upstream ${cfg.name}`, line);
+      } catch (err) {
+        return log.warn({ upstream: cfg.name, line: upstreamDetail(line, childSecrets, 200) }, `line on upstream stdout dropped: ${(err as Error).message}`);
       }
       const problem = checkMessage(v);
       if (problem !== undefined) return log.warn({ upstream: cfg.name, problem }, 'invalid JSON-RPC from upstream dropped');
       route(v as JsonRpcMessage);
+    };
+    // Bounded lines: one over maxResponseBytes (or past the in-flight budget) ends the session
+    // with UPSTREAM_TOO_LARGE for every request in flight, and the child is stopped.
+    const stdoutLines = new LineSplitter(cfg.maxResponseBytes, `upstream ${cfg.name}`, budget);
+    child.stdout.on('data', (chunk: Buffer) => {
+      let lines: string[];
+      try {
+        lines = stdoutLines.push(chunk);
+      } catch (err) {
+        fail(err as GatewayError);
+        child.stdout.destroy();
+        child.kill('SIGKILL');
+        return;
+      }
+      for (const line of lines) onLine(line);
+      holdBack();
     });
+    // Back-pressure: while a request's (or the GET stream's) unread messages are past
+    // QUEUE_HIGH_WATER, stdout is not read (the child blocks on its pipe) until they are taken.
+    const holdBack = () => {
+      const full = [...pending.values(), ...(listener !== undefined ? [listener] : [])].find((ch) => ch.size >= QUEUE_HIGH_WATER);
+      if (full === undefined) {
+        if (child.stdout.isPaused()) child.stdout.resume();
+        return;
+      }
+      if (!child.stdout.isPaused()) child.stdout.pause();
+      full.onDrain(holdBack);
+    };
+    child.stdout.on('close', () => stdoutLines.clear());
 
     const write = async (m: JsonRpcMessage) => {
       await ready;
@@ -141,6 +196,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
       async *request(original, opts = {}) {
         const { signal, auth } = opts;
         // stdio has no headers: a credential placed in _meta travels with the request.
+        sentToChild(auth);
         const msg = auth?.meta === undefined ? original : { ...original, params: { ...original.params, _meta: { ...(original.params?._meta as object | undefined), ...auth.meta } } };
         if (closed) throw exitError ?? new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} session is closed`);
         if (pending.has(msg.id)) throw new GatewayError('INVALID_REQUEST', `Invalid Request: id ${String(msg.id)} is already in flight`);
@@ -156,12 +212,14 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
           timer = setTimeout(() => {
             pending.delete(msg.id);
             ch.fail(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${cfg.name} did not answer within ${ms} ms`));
+            holdBack();
           }, ms);
         };
         const onAbort = () => {
           if (!pending.has(msg.id)) return;
           pending.delete(msg.id);
           ch.close();
+          holdBack();
           void write({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: msg.id, reason: 'client went away' } }).catch(() => undefined);
         };
         signal?.addEventListener('abort', onAbort, { once: true });
@@ -177,6 +235,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
           signal?.removeEventListener('abort', onAbort);
           pending.delete(msg.id);
           if (typeof token === 'string' || typeof token === 'number') byProgress.delete(token);
+          holdBack();
         }
       },
       send: (m) => write(m),
@@ -187,11 +246,13 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
         for (const m of backlog.splice(0)) mine.push(m);
         if (closed) mine.close();
         else listener = mine;
+        holdBack();
         signal.addEventListener(
           'abort',
           () => {
             if (listener === mine) listener = undefined;
             mine.close();
+            holdBack();
           },
           { once: true },
         );

@@ -9,6 +9,11 @@ export interface UpstreamAuth {
 export interface RequestOptions {
   readonly signal?: AbortSignal;
   readonly auth?: UpstreamAuth;
+  /**
+   * The decision's masking for free text: applied to upstream bytes that become part
+   * of an error message (after the transport scrubbed the secrets it sent).
+   */
+  readonly maskText?: (text: string) => string;
 }
 
 /**
