@@ -33,6 +33,7 @@ export async function serveProcess(args: string[], env: NodeJS.ProcessEnv = {}):
       }
     };
     child.stdout!.on('data', check);
+    child.stderr!.on('data', check);
     child.once('exit', (code) => reject(new Error(`gitgate serve exited with ${code}:\n${out}`)));
   });
   return { child, url, output: () => out };

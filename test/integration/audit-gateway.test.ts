@@ -98,7 +98,7 @@ describe('every exchange through the gateway is recorded, signed and committed',
 
     const replay = await gitgate(['audit', 'replay', repo, '--session', sid]);
     expect(replay.code).toBe(0);
-    expect(replay.stdout).toMatch(/decision\s+bob\s+tools\/call secret\s+DENY\s+tools\/call of secret denied/);
+    expect(replay.stdout).toMatch(/decision\s+bob\s+tools\/call secret\s+DENY\s+args \{\}\s+tools\/call of secret denied/);
     expect(replay.stdout).toMatch(/response\s+bob\s+tools\/call echo\s+ok/);
     const json = await gitgate(['audit', 'replay', repo, '--caller', 'bob', '--json']);
     expect(json.stdout.trim().split('\n').map((l) => JSON.parse(l).caller.sub)).toEqual(expect.arrayContaining(['bob']));
