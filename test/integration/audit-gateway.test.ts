@@ -3,7 +3,8 @@ import { chmodSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'nod
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { FileWal, type WalEntry, type WriteAheadLog } from '../../src/audit/wal.js';
+import { FileWal } from '../../src/audit/wal.js';
+import { FlakyWal } from '../helpers/flaky-wal.js';
 import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { readRecords } from '../../src/audit/read.js';
 import type { AuditRecord } from '../../src/audit/record.js';
@@ -107,21 +108,6 @@ describe('every exchange through the gateway is recorded, signed and committed',
   });
 });
 
-/** A WAL that can be made to fail like a full disk. */
-class FlakyWal implements WriteAheadLog {
-  failing = false;
-  constructor(private readonly inner: WriteAheadLog) {}
-  append(entries: readonly WalEntry[]) {
-    if (this.failing) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-    this.inner.append(entries);
-  }
-  roll() {
-    return this.inner.roll();
-  }
-  close() {
-    return this.inner.close();
-  }
-}
 
 describe('the gateway fails closed when it cannot record', () => {
   it('a WAL that cannot be written: no answer without its record, nothing forwarded, /readyz says why', async () => {

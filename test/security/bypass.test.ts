@@ -8,7 +8,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRecords } from '../../src/audit/read.js';
 import type { AuditRecord } from '../../src/audit/record.js';
-import { FileWal, type WalEntry, type WriteAheadLog } from '../../src/audit/wal.js';
+import { FileWal } from '../../src/audit/wal.js';
+import { FlakyWal } from '../helpers/flaky-wal.js';
 import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
@@ -281,20 +282,6 @@ describe('every message a caller receives or sends on, whatever the stream, is r
   });
 });
 
-class FlakyWal implements WriteAheadLog {
-  failing = false;
-  constructor(private readonly inner: WriteAheadLog) {}
-  append(entries: readonly WalEntry[]) {
-    if (this.failing) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-    this.inner.append(entries);
-  }
-  roll() {
-    return this.inner.roll();
-  }
-  close() {
-    return this.inner.close();
-  }
-}
 
 describe('a session ends on the record', () => {
   it('DELETE answers 204 only once its session.close is durable: a close that cannot be recorded is not acknowledged', async () => {
