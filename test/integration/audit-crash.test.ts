@@ -13,8 +13,9 @@ import { serveProcess } from '../helpers/cli.js';
 import { makePolicyDir } from '../helpers/policy.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { soakSize } from '../helpers/soak.js';
 
-const CRASHES = 20;
+const CRASHES = soakSize(3, 20);
 const HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 
 /** One client session sending echo calls until the gateway dies; returns the messages whose responses arrived. */

@@ -11,8 +11,9 @@ import type { DecisionEngine } from '../../src/policy/engine.js';
 import type { PolicyInput } from '../../src/policy/input.js';
 import { fakeUpstream } from '../helpers/fake-upstream.js';
 import { makePolicyDir } from '../helpers/policy.js';
+import { soakSize } from '../helpers/soak.js';
 
-const RUNS = 4000;
+const RUNS = soakSize(400, 4000);
 
 /**
  * Property: whatever bodies and headers arrive, every answer is a well-formed

@@ -15,6 +15,7 @@ import { TEST_POLICY_DATA } from '../helpers/policy.js';
 import { VERSION } from '../../src/version.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { soakSize } from '../helpers/soak.js';
 
 const SECRET = 'gitops-webhook-secret';
 process.env.GITGATE_TEST_GITOPS_SECRET = SECRET;
@@ -202,7 +203,8 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
     await c.close();
   });
 
-  it('one hundred rapid commits end on the newest, and no request meets a half-loaded policy', async () => {
+  const COMMITS = soakSize(15, 100);
+  it(`${COMMITS} rapid commits end on the newest, and no request meets a half-loaded policy`, async () => {
     const repo = await PolicyRepo.create();
     const versioned = (i: number) => {
       repo.write('policies/gitgate/decision.rego', `package gitgate\n\nrego_version := ${i}\n\ndecision := {"allow": false, "reasons": [sprintf("rego=%d data=%d", [rego_version, data.config.version])]}\n`);
@@ -227,7 +229,7 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
       }
     })();
     let last = '';
-    for (let i = 1; i <= 100; i++) last = await versioned(i);
+    for (let i = 1; i <= COMMITS; i++) last = await versioned(i);
     await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 90_000 }).toBe(last);
     await new Promise((r) => setTimeout(r, 200));
     stop = true;
@@ -238,7 +240,7 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
       expect(m, reason).not.toBeNull();
       expect(m![1]).toBe(m![2]);
     }
-    expect(seen.at(-1)).toBe('rego=100 data=100');
+    expect(seen.at(-1)).toBe(`rego=${COMMITS} data=${COMMITS}`);
     // Alone this takes seconds; the budget covers a loaded 2-core CI machine.
   }, 240_000);
 

@@ -16,6 +16,7 @@ import { decisionEvent, openTrail } from '../helpers/audit-repo.js';
 import { GitHubEmulator } from '../helpers/github-emulator.js';
 import { opa } from '../helpers/policy.js';
 import { WorkflowRunner, type StepResult } from '../helpers/workflow-runner.js';
+import { SOAK } from '../helpers/soak.js';
 
 /**
  * The first day of a policy author, for real: gitgate packed with `npm pack`,
@@ -40,7 +41,8 @@ function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
 const summary = (results: readonly StepResult[]) => results.map((r) => `${r.status.padEnd(7)} ${r.name}${r.why ? `  (${r.why})` : ''}`).join('\n');
 const outputOf = (results: readonly StepResult[], name: RegExp) => results.filter((r) => name.test(r.name)).map((r) => r.output).join('\n');
 
-describe('npm pack → install → gitgate init policy-repo → the generated workflow, step by step', () => {
+// npm pack and a real install take minutes: this file runs in the soak suite only.
+describe.runIf(SOAK)('npm pack → install → gitgate init policy-repo → the generated workflow, step by step', () => {
   let root: string;
   let checkout: string;
   let installed: string;

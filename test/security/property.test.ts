@@ -22,8 +22,9 @@ import { Channel } from '../../src/mcp/channel.js';
 import type { JsonRpcMessage } from '../../src/mcp/jsonrpc.js';
 import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
+import { soakSize } from '../helpers/soak.js';
 
-const RUNS = Number(process.env.GITGATE_PROPERTY_RUNS ?? 250);
+const RUNS = soakSize(250, 3000);
 const SEED = Number(process.env.GITGATE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
 interface Recorded {
