@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ERRORS } from '../../src/errors.js';
@@ -23,5 +23,17 @@ describe('docs/operations.md', () => {
     const doc = readFileSync(path.join(packageRoot, 'docs', 'operations.md'), 'utf8');
     const documented = new Map([...doc.matchAll(/^\| `(gitgate_[a-z_]+)` \| (counter|gauge|histogram) \|/gm)].map((r) => [r[1]!, r[2]!]));
     expect(Object.fromEntries(documented)).toEqual(Object.fromEntries(exposed));
+  });
+});
+
+describe('docs/security.md', () => {
+  it('names every file of the adversarial suite, and every test file it names exists', () => {
+    const doc = readFileSync(path.join(packageRoot, 'docs', 'security.md'), 'utf8');
+    const dir = path.join(packageRoot, 'test', 'security');
+    for (const f of readdirSync(dir).filter((n) => n.endsWith('.test.ts'))) expect({ f, named: doc.includes(f) }).toEqual({ f, named: true });
+    for (const [, file] of doc.matchAll(/`((?:test\/[a-z-]+\/)?[a-z-]+\.test\.ts)`/g)) {
+      const p = file!.includes('/') ? path.join(packageRoot, file!) : path.join(dir, file!);
+      expect({ file, exists: existsSync(p) }).toEqual({ file, exists: true });
+    }
   });
 });
