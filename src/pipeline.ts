@@ -195,8 +195,6 @@ async function relayClientMessage(
   const decision = req.audit.decided(input, outcome, msg);
   enforce(outcome);
   await decision.durable();
-  // An answer goes to the upstream once: the request it answers is no longer pending.
-  if (isResponse(msg) && route.kind === 'session' && msg.id !== null) route.session.inFlight.answered(msg.id);
   await relayToUpstream(upstream, identity, route, msg, deps.credentials.forCall(upstream.config, { subject: identity.sub, method: message.method }));
   return { kind: 'accepted' };
 }

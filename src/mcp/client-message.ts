@@ -27,7 +27,8 @@ const SESSION_NOTIFICATIONS: Readonly<Record<string, Check>> = {
  * protocol's own notifications pass only where they make sense (a cancellation
  * of the caller's own request in flight, progress for an upstream request the
  * caller was shown); other `notifications/*` go to the policy; a response
- * must answer a request the upstream sent on this session, once.
+ * must answer a request the upstream sent on this session, and claims it:
+ * it can be answered once.
  */
 export function admitClientMessage(
   route: Route,
@@ -38,7 +39,10 @@ export function admitClientMessage(
     const refuse = (why: string) => new GatewayError('INVALID_REQUEST', `Invalid Request: this response ${why}`);
     if (route.kind !== 'session') throw refuse('answers nothing: no upstream request waits for a stateless client’s answer');
     const pending = route.session.inFlight.serverRequest(msg.id);
-    if (pending === undefined) throw refuse(`(id ${JSON.stringify(msg.id)}) answers no request the upstream sent on this session`);
+    if (pending === undefined || msg.id === null) throw refuse(`(id ${JSON.stringify(msg.id)}) answers no request the upstream sent on this session`);
+    // Claimed now, before anything awaits: of two answers racing for one request, only the first goes on
+    // (and if the policy refuses it, the request stays unanswered rather than answerable again).
+    route.session.inFlight.answered(msg.id);
     return { kind: 'response', method: pending.method };
   }
   const refuse = (why: string) => new GatewayError('INVALID_REQUEST', `Invalid Request: notification ${msg.method} ${why}`);
