@@ -1,14 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { canonicalJson } from '../canonical-json.js';
+import { callerMeta } from '../mcp/protocol.js';
 
 /**
- * The request's params as they reach the upstream, without `_meta` (progress
- * tokens and the 2026 envelope differ per request and are not part of the call).
+ * The request's params as they reach the upstream, with only the caller's own
+ * `_meta` (progress tokens and the 2026 envelope differ per request and are not
+ * part of the call; anything else in `_meta` reaches the upstream, so it is).
  */
 export function callParams(params: unknown): unknown {
   if (params === null || typeof params !== 'object' || Array.isArray(params)) return params ?? {};
   const { _meta: _m, ...rest } = params as Record<string, unknown>;
-  return rest;
+  const meta = callerMeta(params as Record<string, unknown>);
+  return meta === undefined ? rest : { ...rest, _meta: meta };
 }
 
 /**

@@ -6,6 +6,7 @@ import type { JsonRpcMessage, JsonRpcRequest } from '../mcp/jsonrpc.js';
 import type { DecisionOutcome } from '../policy/decide.js';
 import type { PolicyInput } from '../policy/input.js';
 import { approvalError, type ApprovalService } from './service.js';
+import { callerMeta } from '../mcp/protocol.js';
 
 export interface ParkOptions {
   readonly holdMs: number;
@@ -77,6 +78,9 @@ export async function* park(
 /** What reviewers see of the params: the arguments as they are, and any other field besides name, uri and _meta. */
 function shownParams(params: unknown): { arguments: unknown; otherParams?: Record<string, unknown> } {
   if (params === null || typeof params !== 'object' || Array.isArray(params)) return { arguments: {}, ...(params !== undefined ? { otherParams: { params } } : {}) };
-  const { name: _n, uri: _u, _meta: _m, arguments: args, ...other } = params as Record<string, unknown>;
+  const { name: _n, uri: _u, _meta: _m, arguments: args, ...rest } = params as Record<string, unknown>;
+  // The caller's own _meta reaches the upstream: reviewers see it (the progress token and envelope are not shown).
+  const meta = callerMeta(params as Record<string, unknown>);
+  const other = meta === undefined ? rest : { ...rest, _meta: meta };
   return { arguments: args === undefined ? {} : args, ...(Object.keys(other).length > 0 ? { otherParams: other } : {}) };
 }

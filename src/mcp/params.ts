@@ -7,12 +7,15 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 /** Which params field names the target of a method, and what else must be an object if present. */
 const SHAPES: Readonly<Record<string, { readonly target: string; readonly objects: readonly string[] }>> = {
-  'tools/call': { target: 'name', objects: ['arguments'] },
-  'prompts/get': { target: 'name', objects: ['arguments'] },
-  'resources/read': { target: 'uri', objects: [] },
-  'resources/subscribe': { target: 'uri', objects: [] },
-  'resources/unsubscribe': { target: 'uri', objects: [] },
+  'tools/call': { target: 'name', objects: ['arguments', 'task', '_meta'] },
+  'prompts/get': { target: 'name', objects: ['arguments', '_meta'] },
+  'resources/read': { target: 'uri', objects: ['_meta'] },
+  'resources/subscribe': { target: 'uri', objects: ['_meta'] },
+  'resources/unsubscribe': { target: 'uri', objects: ['_meta'] },
 };
+
+/** completion/complete's members besides `ref`. */
+const COMPLETION_MEMBERS = ['ref', 'argument', 'context', '_meta'];
 
 /**
  * Step: the params the policy reads must have MCP's shape. A request whose
@@ -34,12 +37,17 @@ export function checkParams(msg: JsonRpcRequest): void {
   for (const key of shape.objects) {
     if (key in params && !isObject(params[key])) throw invalid(`params.${key} must be an object, got ${Array.isArray(params[key]) ? 'an array' : params[key] === null ? 'null' : typeof params[key]}`);
   }
+  // What the upstream receives is what the policy reads: a member it does not know would reach the upstream undecided.
+  const unknown = Object.keys(params).find((k) => k !== shape.target && !shape.objects.includes(k));
+  if (unknown !== undefined) throw invalid(`does not take params.${unknown.slice(0, 64)}`);
 }
 
 /** completion/complete names what it completes in `ref`: a prompt (`ref/prompt`, name) or a resource template (`ref/resource`, uri). */
 function checkCompletionRef(msg: JsonRpcRequest): void {
   const ref = msg.params?.ref;
   const invalid = (why: string) => new GatewayError('INVALID_PARAMS', `Invalid params: completion/complete ${why}`, { data: { id: msg.id } });
+  const unknown = Object.keys(msg.params ?? {}).find((k) => !COMPLETION_MEMBERS.includes(k));
+  if (unknown !== undefined) throw invalid(`does not take params.${unknown.slice(0, 64)}`);
   if (!isObject(ref)) throw invalid('needs params.ref as an object');
   if (ref.type === 'ref/prompt') {
     if (typeof ref.name !== 'string' || ref.name === '') throw invalid('needs params.ref.name (a prompt) as a non-empty string');

@@ -96,6 +96,19 @@ export function classifyProtocol(headers: Headers, msg: JsonRpcMessage): Protoco
   return { era: 'modern', version: MODERN_VERSION };
 }
 
+/**
+ * The caller's own `_meta`: everything but what differs per request on the wire
+ * (the progress token, the 2026-07-28 envelope). It reaches the upstream, so the
+ * policy sees it, an approval is bound to it, and it is recorded. Undefined when empty.
+ */
+export function callerMeta(params: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  const meta = params?._meta;
+  if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(meta)) if (k !== 'progressToken' && !ENVELOPE_KEYS.includes(k)) out[k] = v;
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
 /** Remove the 2026-07-28 envelope from `_meta` before a request goes to a session-based upstream. */
 export function stripEnvelope(params: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
   if (params === undefined) return undefined;

@@ -1,5 +1,6 @@
 import type { Identity } from '../identity/identity.js';
 import type { JsonRpcRequest } from '../mcp/jsonrpc.js';
+import { callerMeta } from '../mcp/protocol.js';
 
 export interface PolicyInput {
   readonly identity: {
@@ -21,6 +22,10 @@ export interface PolicyInput {
     readonly protocol_version: string;
     readonly era: 'legacy' | 'modern';
     readonly tool_changed?: boolean;
+    /** The caller's own `_meta` (without the progress token and the 2026 envelope): it reaches the upstream. */
+    readonly meta?: Record<string, unknown>;
+    /** tools/call: the task it asks to run as (2025-11-25 tasks). */
+    readonly task?: Record<string, unknown>;
     readonly listing?: boolean;
   };
   readonly upstream: { readonly name: string; readonly transport: 'http' | 'stdio' };
@@ -64,6 +69,7 @@ export function buildPolicyInput(identity: Identity, msg: JsonRpcRequest, ctx: I
         if (ctx.toolChanged?.(name) === true) mcp.tool_changed = true;
       }
       mcp.arguments = (params.arguments as Record<string, unknown> | undefined) ?? {};
+      if (params.task !== undefined) mcp.task = params.task as Record<string, unknown>;
       break;
     }
     case 'prompts/get': {
@@ -89,6 +95,8 @@ export function buildPolicyInput(identity: Identity, msg: JsonRpcRequest, ctx: I
     default:
       break;
   }
+  const meta = callerMeta(msg.params);
+  if (meta !== undefined) mcp.meta = meta;
   return assemble(identity, mcp, ctx, msg.id);
 }
 

@@ -218,7 +218,13 @@ describe('an approval releases exactly the call that was reviewed', () => {
     const shown = gw.gw.approvals.list().find((a) => (a.call.otherParams as { task?: unknown } | undefined)?.task !== undefined)!;
     expect(w.gh.pulls.get(Number(shown.remote!.ref))!.body).toContain('"ttl": 60000');
     expect(w.calls('secret')).toBe(0);
-    // _meta (progress token, envelope) is not part of the call; the reviewed call itself runs once.
+    // The caller's own _meta reaches the upstream: another _meta is another call, and reviewers see it.
+    const meta = await w.call(c, 'secret', {}, { _meta: { 'com.example/target': 'PRODUCTION' } });
+    expect(meta).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    const metaPr = w.gh.pulls.get(Number(gw.gw.approvals.get((meta as { data: { approval_id: string } }).data.approval_id)!.remote!.ref))!;
+    expect(metaPr.body).toContain('PRODUCTION');
+    expect(w.calls('secret')).toBe(0);
+    // _meta's progress token and the 2026 envelope are not part of the call; the reviewed call itself runs once.
     expect(await w.call(c, 'secret', {}, { _meta: { progressToken: 'p-1' } })).toMatchObject({ ok: true });
     expect(w.calls('secret')).toBe(1);
   });

@@ -191,6 +191,41 @@ describe('every path to an upstream is decided', () => {
     expect(gw.gw.approvals.list()).toEqual([]);
   });
 
+  it('every params member of a call reaches the policy and the record, or the call is refused', async () => {
+    const alice = new RawMcp(url, await gw.token('alice', ['eng']));
+    await alice.initialize();
+    const before = upstream.received.length;
+    for (const params of [
+      { name: 'echo', arguments: { message: 'x' }, extraField: 'undecided' },
+      { name: 'echo', arguments: { message: 'x' }, task: 'not an object' },
+      { uri: 'test://readme', arguments: {} },
+    ]) {
+      const r = await alice.post({ jsonrpc: '2.0', id: 'p', method: params.uri !== undefined ? 'resources/read' : 'tools/call', params });
+      expect(r.messages[0]).toMatchObject({ error: { code: -32602 } });
+    }
+    expect(upstream.received.length).toBe(before);
+    // _meta (but its progress token) and task are part of what the policy sees, and so of the decision record.
+    let seen: Record<string, unknown> | undefined;
+    const policy = gw.gw.policy;
+    const current = policy.current.bind(policy);
+    const spy = { current: () => {
+      const inst = current();
+      if (inst === undefined) return undefined;
+      return { ...inst, evaluateJson: (json: ArrayBuffer) => {
+        seen = (JSON.parse(new TextDecoder().decode(json)) as { mcp: Record<string, unknown> }).mcp;
+        return inst.evaluateJson(json);
+      } };
+    } };
+    Object.assign(policy, spy);
+    try {
+      await alice.post({ jsonrpc: '2.0', id: 'q', method: 'tools/call', params: { name: 'echo', arguments: { message: 'm' }, task: { ttl: 1000 }, _meta: { progressToken: 'p1', 'com.example/target': 'prod' } } });
+    } finally {
+      Object.assign(policy, { current });
+    }
+    expect(seen).toMatchObject({ tool: 'echo', task: { ttl: 1000 }, meta: { 'com.example/target': 'prod' } });
+    expect(seen?.meta).not.toHaveProperty('progressToken');
+  });
+
   it('completion/complete is decided on what it completes (the prompt or resource), not waved through', async () => {
     const bob = new RawMcp(url, await gw.token('bob'));
     await bob.initialize();
