@@ -124,10 +124,10 @@ describe('property: nothing reaches an upstream without a durable allow decision
             yield { jsonrpc: '2.0', id: msg.id, result: msg.method === 'tools/list' ? { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] } : { content: [] } };
           },
           async send(msg) {
-            if (own && 'method' in msg && msg.method === 'notifications/initialized') {
-              own = false;
-              return;
-            }
+            if (own && 'method' in msg && msg.method === 'notifications/initialized') return;
+            // On the shared session a response can only be gitgate's own refusal of an upstream request
+            // (a stateless caller's answers are refused before the policy: see bypass.test.ts).
+            if (own && !('method' in msg)) return;
             arrive('send', msg);
           },
           async listen(signal) {
