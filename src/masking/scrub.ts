@@ -61,6 +61,10 @@ export class SentSecrets {
       if (pct !== f) this.#needles.add(pct);
       const json = JSON.stringify(f).slice(1, -1);
       if (json !== f) this.#needles.add(json);
+      // Cheap re-encodings an upstream might echo: either case, and hex of the bytes.
+      for (const v of [f.toUpperCase(), f.toLowerCase()]) if (v !== f) this.#needles.add(v);
+      const hex = Buffer.from(f, 'utf8').toString('hex');
+      this.#needles.add(hex).add(hex.toUpperCase());
     }
     this.#sorted = undefined;
     return this;

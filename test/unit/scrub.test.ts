@@ -20,6 +20,12 @@ describe('the scrubber for secrets gitgate sent', () => {
     expect(s.text('nothing here')).toBe('nothing here');
   });
 
+  it('finds them upper- or lower-cased, and as hex of their bytes', () => {
+    const s = secrets();
+    const hex = Buffer.from(KEY).toString('hex');
+    expect(s.text(`u=${KEY.toUpperCase()} h=${hex} H=${hex.toUpperCase()} j=${JWT.toLowerCase()}`)).toBe(`u=${SECRET_MARK} h=${SECRET_MARK} H=${SECRET_MARK} j=${SECRET_MARK}`);
+  });
+
   it('a password in the upstream URL is a secret sent too (as HTTP Basic)', () => {
     const s = sentSecrets({ url: 'https://svc:p%40ss-w0rd-123@upstream.example/mcp' });
     const basic = Buffer.from('svc:p@ss-w0rd-123').toString('base64');
