@@ -21,9 +21,18 @@ function formatHost(host: string): string {
   return h.includes(':') ? `[${h}]` : h;
 }
 
+/** A host name that can only mean this machine. */
+function isLoopbackHost(hostPort: string): boolean {
+  const host = hostPort.startsWith('[') ? hostPort.slice(1, hostPort.indexOf(']')) : hostPort.replace(/:\d+$/, '');
+  return host === 'localhost' || host.endsWith('.localhost') || /^127(\.\d{1,3}){3}$/.test(host) || host === '::1';
+}
+
 /**
  * The gateway's base URL as clients see it: config `server.publicUrl`; else
- * the request's Host header when it is a well-formed host[:port]; else the
+ * the request's Host header when it is a well-formed host[:port] that names
+ * this gateway (a loopback name, or the configured listen host), so a forged
+ * Host cannot put another origin into challenges and metadata that a shared
+ * cache may keep; else the
  * address the request arrived on (the configured listen host, or the local
  * address of the connection when listening on all interfaces). Never anything
  * else from the request: this URL is written into headers and documents.
@@ -31,9 +40,9 @@ function formatHost(host: string): string {
 export function baseUrlOf(config: GatewayConfig, req: FastifyRequest): string {
   if (config.server.publicUrl !== undefined) return config.server.publicUrl.replace(/\/+$/, '');
   const scheme = req.protocol === 'https' ? 'https' : 'http';
-  const host = validHost(req.headers.host);
-  if (host !== undefined) return `${scheme}://${host}`;
   const listen = config.server.host;
+  const host = validHost(req.headers.host);
+  if (host !== undefined && (isLoopbackHost(host) || host.replace(/:\d+$/, '') === listen.toLowerCase())) return `${scheme}://${host}`;
   const wildcard = listen === '0.0.0.0' || listen === '::' || listen === '';
   const address = wildcard ? (req.socket.localAddress ?? '127.0.0.1') : listen;
   return `${scheme}://${formatHost(address)}:${req.socket.localPort ?? config.server.port}`;

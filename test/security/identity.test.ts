@@ -270,8 +270,9 @@ describe('auth challenges and documents never carry what the Host header says', 
     expect(parseChallenge(h)).toEqual({ resource_metadata: `${gw.url}/.well-known/oauth-protected-resource/mcp/http` });
   });
 
-  it('a well-formed Host is used as given; publicUrl wins over any Host', async () => {
-    expect(parseChallenge(await challengeFor(gw, 'gw.internal.example:8443'))).toEqual({ resource_metadata: 'http://gw.internal.example:8443/.well-known/oauth-protected-resource/mcp/http' });
+  it('a well-formed Host naming this gateway (loopback, or its listen host) is used as given; any other names the listen address; publicUrl wins over any Host', async () => {
+    expect(parseChallenge(await challengeFor(gw, 'localhost:8443'))).toEqual({ resource_metadata: 'http://localhost:8443/.well-known/oauth-protected-resource/mcp/http' });
+    expect(parseChallenge(await challengeFor(gw, 'attacker.example:443'))).toEqual({ resource_metadata: `${gw.url}/.well-known/oauth-protected-resource/mcp/http` });
     expect(parseChallenge(await challengeFor(gw, '[::1]:8080'))).toEqual({ resource_metadata: 'http://[::1]:8080/.well-known/oauth-protected-resource/mcp/http' });
     expect(parseChallenge(await challengeFor(pub, 'evil.example'))).toEqual({ resource_metadata: 'https://gateway.example.com/.well-known/oauth-protected-resource/mcp/http' });
   });
