@@ -36,6 +36,33 @@ export function embeddedConfigDocument(): Record<string, unknown> {
 }
 
 /**
+ * Parse a YAML config file into a mapping. Syntax errors name the file, line and
+ * column of each problem (all of them), as CONFIG_INVALID.
+ */
+export function readConfigFile(abs: string): Record<string, unknown> {
+  if (!existsSync(abs)) throw new GatewayError('CONFIG_INVALID', `config file not found: ${abs}`);
+  return parseConfigText(readFileSync(abs, 'utf8'), abs);
+}
+
+/** Parse YAML config text; `source` (a file name) prefixes every problem as source:line:column. */
+export function parseConfigText(text: string, source: string): Record<string, unknown> {
+  const parsed = YAML.parseDocument(text, { prettyErrors: true });
+  if (parsed.errors.length > 0) {
+    const problems = parsed.errors.map((e) => {
+      const at = e.linePos?.[0];
+      const first = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+      return `${source}${at !== undefined ? `:${at.line}:${at.col}` : ''}: ${first}`;
+    });
+    throw new GatewayError('CONFIG_INVALID', `${source}: invalid YAML:\n  - ${problems.join('\n  - ')}`, { data: { problems } });
+  }
+  const value: unknown = parsed.toJS();
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new GatewayError('CONFIG_INVALID', `${source}: the config must be a YAML mapping`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
  * Read the config file (or the embedded default), apply overrides, validate
  * against schemas/config.schema.json reporting every problem at once, resolve
  * paths, and freeze. This is the only module that reads process.env.
@@ -57,12 +84,7 @@ export function loadConfig(file: string | undefined, overrides: ConfigOverrides 
   let source = 'embedded default';
   if (file !== undefined) {
     const abs = path.resolve(cwd, file);
-    if (!existsSync(abs)) throw new GatewayError('CONFIG_INVALID', `config file not found: ${abs}`);
-    const parsed: unknown = YAML.parse(readFileSync(abs, 'utf8'), { prettyErrors: true });
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-      throw new GatewayError('CONFIG_INVALID', `${abs}: the config must be a YAML mapping`);
-    }
-    doc = parsed as Record<string, unknown>;
+    doc = readConfigFile(abs);
     baseDir = path.dirname(abs);
     source = abs;
   } else {
