@@ -1,6 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import YAML from 'yaml';
 import { GatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
@@ -20,19 +19,26 @@ export interface ConfigOverrides {
   approvalHold?: number;
 }
 
-/** The embedded default: dev issuer, this repo's policies/, server-everything over stdio as `demo`. */
+/** The demo config the embedded default runs (shipped with the package). */
+export const DEMO_CONFIG_FILE: string = path.join(packageRoot, 'examples', 'demo', 'gitgate.yaml');
+
+/**
+ * The embedded default: examples/demo/gitgate.yaml (dev issuer, this repo's policies/,
+ * the approver directory, server-everything over stdio as `demo`). Its paths are
+ * resolved against its folder here, so the data dir stays relative to where gitgate runs;
+ * the command `node` is the Node binary running gitgate.
+ */
 export function embeddedConfigDocument(): Record<string, unknown> {
-  const require = createRequire(import.meta.url);
-  const everything = require.resolve('@modelcontextprotocol/server-everything/dist/index.js');
-  return {
-    identity: { mode: 'dev' },
-    policy: { dir: path.join(packageRoot, 'policies') },
-    // The local stand-in for GitHub teams: who may approve when the policy names "eng".
-    approvals: { provider: 'local', pollSeconds: 1, local: { teams: { eng: ['alice', 'carol', 'dave'] } } },
-    upstreams: {
-      demo: { stdio: { command: process.execPath, args: [everything, 'stdio'] } },
-    },
-  };
+  const doc = readConfigFile(DEMO_CONFIG_FILE);
+  const dir = path.dirname(DEMO_CONFIG_FILE);
+  const policy = doc.policy as { dir?: string } | undefined;
+  if (policy?.dir !== undefined) policy.dir = path.resolve(dir, policy.dir);
+  for (const up of Object.values((doc.upstreams ?? {}) as Record<string, { stdio?: { command: string; cwd?: string } }>)) {
+    if (up.stdio === undefined) continue;
+    if (up.stdio.command === 'node') up.stdio.command = process.execPath;
+    up.stdio.cwd = path.resolve(dir, up.stdio.cwd ?? '.');
+  }
+  return doc;
 }
 
 /**
@@ -81,7 +87,7 @@ export function loadConfig(file: string | undefined, overrides: ConfigOverrides 
   };
   let doc: Record<string, unknown>;
   let baseDir = cwd;
-  let source = 'embedded default';
+  let source = `embedded default (${DEMO_CONFIG_FILE})`;
   if (file !== undefined) {
     const abs = path.resolve(cwd, file);
     doc = readConfigFile(abs);
