@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { recordLocalDecision } from '../approvals/local/decisions.js';
 import { LocalGitRepo } from '../approvals/local/git-repo.js';
@@ -22,13 +23,29 @@ export interface DecideOptions extends Common {
   reason?: string;
 }
 
-function context(o: Common) {
+const stderrLine = (line: string) => void process.stderr.write(`${line}\n`);
+
+/**
+ * The config and approvals store the command reads. It says (on stderr) which data dir
+ * that is and where that came from, and fails when the dir holds no approvals store
+ * (a gateway creates `<data-dir>/approvals/` when it starts): no silent `./.gitgate`.
+ */
+function context(o: Common, err: (line: string) => void) {
   const config = loadConfig(o.config, o.dataDir !== undefined ? { dataDir: o.dataDir } : {});
-  return { config, store: new FileApprovalStore(path.join(config.dataDir, 'approvals')) };
+  const from = o.dataDir !== undefined ? '--data-dir' : o.config !== undefined ? `dataDir of ${config.source}` : 'default: no --data-dir or --config';
+  err(`gitgate: data dir ${config.dataDir} (${from})`);
+  const dir = path.join(config.dataDir, 'approvals');
+  if (!existsSync(dir)) {
+    throw new GatewayError(
+      'CONFIG_INVALID',
+      `${config.dataDir} holds no approvals store (no ${dir}): pass the gateway's data dir with --data-dir <dir>, or its config with --config <gitgate.yaml> (the gateway prints its data dir when it starts)`,
+    );
+  }
+  return { config, store: new FileApprovalStore(dir) };
 }
 
-export async function approvalsList(o: Common & { all?: boolean }, out: (line: string) => void): Promise<number> {
-  const { store } = context(o);
+export async function approvalsList(o: Common & { all?: boolean }, out: (line: string) => void, err: (line: string) => void = stderrLine): Promise<number> {
+  const { store } = context(o, err);
   const rows = store
     .all()
     .filter((a) => o.all === true || a.status === 'pending' || a.status === 'approved')
@@ -47,8 +64,8 @@ export async function approvalsList(o: Common & { all?: boolean }, out: (line: s
  * issuer (dev: `gitgate token`; OIDC: a token of that issuer). The approver is
  * the verified identity, never a name given on the command line.
  */
-async function decide(o: DecideOptions, id: string, action: 'approve' | 'deny', out: (line: string) => void, env: NodeJS.ProcessEnv): Promise<number> {
-  const { config, store } = context(o);
+async function decide(o: DecideOptions, id: string, action: 'approve' | 'deny', out: (line: string) => void, env: NodeJS.ProcessEnv, err: (line: string) => void): Promise<number> {
+  const { config, store } = context(o, err);
   if (config.approvals.provider !== 'local') throw new Error('gitgate approvals approve|deny decides local approvals; with GitHub, review the pull request');
   if (o.as !== undefined) throw new GatewayError('AUTH_REQUIRED', '--as is not accepted: prove who you are with --token <jwt> or GITGATE_TOKEN (in dev mode `gitgate token --sub <you>` mints one)');
   const token = o.token ?? env.GITGATE_TOKEN;
@@ -75,5 +92,7 @@ async function decide(o: DecideOptions, id: string, action: 'approve' | 'deny', 
   return 0;
 }
 
-export const approvalsApprove = (id: string, o: DecideOptions, out: (line: string) => void, env: NodeJS.ProcessEnv = process.env) => decide(o, id, 'approve', out, env);
-export const approvalsDeny = (id: string, o: DecideOptions, out: (line: string) => void, env: NodeJS.ProcessEnv = process.env) => decide(o, id, 'deny', out, env);
+export const approvalsApprove = (id: string, o: DecideOptions, out: (line: string) => void, env: NodeJS.ProcessEnv = process.env, err: (line: string) => void = stderrLine): Promise<number> =>
+  decide(o, id, 'approve', out, env, err);
+export const approvalsDeny = (id: string, o: DecideOptions, out: (line: string) => void, env: NodeJS.ProcessEnv = process.env, err: (line: string) => void = stderrLine): Promise<number> =>
+  decide(o, id, 'deny', out, env, err);

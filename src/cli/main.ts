@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ensureOpa } from '../policy/opa-binary.js';
 import { toolEnv } from '../config/load.js';
 import { VERSION } from '../version.js';
+import { GatewayError } from '../errors.js';
 import { policyBuild, policyStatus, policyTest } from './policy.js';
 import { DEFAULT_ACTION_OWNER, initPolicyRepo } from './init.js';
 import { policyImpact, type ImpactOptions } from './impact.js';
@@ -17,9 +18,36 @@ function port(v: string): number {
   return n;
 }
 
+/** Set once stdout's reader has gone (`gitgate approvals list | head`). */
+let stdoutClosed = false;
+let stdoutWatched = false;
+
+/**
+ * EPIPE on stdout, for every command, handled here once: the reader of a pipe
+ * went away, which is not a failure of the command. Nothing more is written to
+ * stdout (the next `out` stops the command) and gitgate exits quietly with the
+ * command's code. Any other stdout error still fails loudly.
+ */
+function watchStdout(): void {
+  if (stdoutWatched) return;
+  stdoutWatched = true;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') {
+      stdoutClosed = true;
+      return;
+    }
+    throw e;
+  });
+}
+
 /** The `gitgate` command line. Returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const out = (line: string) => process.stdout.write(`${line}\n`);
+  watchStdout();
+  const out = (line: string) => {
+    // Stop the command: its output has nowhere to go. main() catches this and exits quietly.
+    if (stdoutClosed) throw new GatewayError('INTERNAL', 'stdout closed');
+    process.stdout.write(`${line}\n`);
+  };
   const err = (line: string) => process.stderr.write(`${line}\n`);
   let code = 0;
   const program = new Command('gitgate')
@@ -148,17 +176,17 @@ export async function main(argv: string[]): Promise<number> {
   const approvals = program.command('approvals').description('parked high-risk calls (the embedded default decides them locally; with GitHub, review the PR)');
   const common = (c: Command) => c.option('-c, --config <file>', 'gitgate.yaml').option('-d, --data-dir <dir>', 'the gateway data dir');
   common(approvals.command('list').option('--all', 'include decided ones')).action(async (o: { config?: string; dataDir?: string; all?: boolean }) => {
-    code = await approvalsList(o, out);
+    code = await approvalsList(o, out, err);
   });
   const decider = (c: Command) =>
     common(c)
       .option('--token <jwt>', 'your token from the configured issuer (default: $GITGATE_TOKEN; in dev mode `gitgate token --sub <you>` mints one)')
       .addOption(new Option('--as <login>', 'no longer accepted: the token says who you are').hideHelp());
   decider(approvals.command('approve <id>').description('approve as the holder of the token (not the requester; must be eligible)')).action(async (id: string, o: DecideOptions) => {
-    code = await approvalsApprove(id, o, out);
+    code = await approvalsApprove(id, o, out, process.env, err);
   });
   decider(approvals.command('deny <id>').description('deny as the holder of the token').option('--reason <text>', 'what the caller is told')).action(async (id: string, o: DecideOptions) => {
-    code = await approvalsDeny(id, o, out);
+    code = await approvalsDeny(id, o, out, process.env, err);
   });
 
   program
@@ -171,6 +199,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     await program.parseAsync(argv);
   } catch (e) {
+    if (stdoutClosed) return code;
     const ce = e as { code?: string; exitCode?: number };
     if (typeof ce.code === 'string' && ce.code.startsWith('commander.')) return ce.exitCode ?? 1;
     err(`gitgate: ${e instanceof Error ? e.message : String(e)}`);

@@ -1,6 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import YAML from 'yaml';
 import { GatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
@@ -20,19 +19,53 @@ export interface ConfigOverrides {
   approvalHold?: number;
 }
 
-/** The embedded default: dev issuer, this repo's policies/, server-everything over stdio as `demo`. */
+/** The demo config the embedded default runs (shipped with the package). */
+export const DEMO_CONFIG_FILE: string = path.join(packageRoot, 'examples', 'demo', 'gitgate.yaml');
+
+/**
+ * The embedded default: examples/demo/gitgate.yaml (dev issuer, this repo's policies/,
+ * the approver directory, server-everything over stdio as `demo`). Its paths are
+ * resolved against its folder here, so the data dir stays relative to where gitgate runs;
+ * the command `node` is the Node binary running gitgate.
+ */
 export function embeddedConfigDocument(): Record<string, unknown> {
-  const require = createRequire(import.meta.url);
-  const everything = require.resolve('@modelcontextprotocol/server-everything/dist/index.js');
-  return {
-    identity: { mode: 'dev' },
-    policy: { dir: path.join(packageRoot, 'policies') },
-    // The local stand-in for GitHub teams: who may approve when the policy names "eng".
-    approvals: { provider: 'local', pollSeconds: 1, local: { teams: { eng: ['alice', 'carol', 'dave'] } } },
-    upstreams: {
-      demo: { stdio: { command: process.execPath, args: [everything, 'stdio'] } },
-    },
-  };
+  const doc = readConfigFile(DEMO_CONFIG_FILE);
+  const dir = path.dirname(DEMO_CONFIG_FILE);
+  const policy = doc.policy as { dir?: string } | undefined;
+  if (policy?.dir !== undefined) policy.dir = path.resolve(dir, policy.dir);
+  for (const up of Object.values((doc.upstreams ?? {}) as Record<string, { stdio?: { command: string; cwd?: string } }>)) {
+    if (up.stdio === undefined) continue;
+    if (up.stdio.command === 'node') up.stdio.command = process.execPath;
+    up.stdio.cwd = path.resolve(dir, up.stdio.cwd ?? '.');
+  }
+  return doc;
+}
+
+/**
+ * Parse a YAML config file into a mapping. Syntax errors name the file, line and
+ * column of each problem (all of them), as CONFIG_INVALID.
+ */
+export function readConfigFile(abs: string): Record<string, unknown> {
+  if (!existsSync(abs)) throw new GatewayError('CONFIG_INVALID', `config file not found: ${abs}`);
+  return parseConfigText(readFileSync(abs, 'utf8'), abs);
+}
+
+/** Parse YAML config text; `source` (a file name) prefixes every problem as source:line:column. */
+export function parseConfigText(text: string, source: string): Record<string, unknown> {
+  const parsed = YAML.parseDocument(text, { prettyErrors: true });
+  if (parsed.errors.length > 0) {
+    const problems = parsed.errors.map((e) => {
+      const at = e.linePos?.[0];
+      const first = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+      return `${source}${at !== undefined ? `:${at.line}:${at.col}` : ''}: ${first}`;
+    });
+    throw new GatewayError('CONFIG_INVALID', `${source}: invalid YAML:\n  - ${problems.join('\n  - ')}`, { data: { problems } });
+  }
+  const value: unknown = parsed.toJS();
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new GatewayError('CONFIG_INVALID', `${source}: the config must be a YAML mapping`);
+  }
+  return value as Record<string, unknown>;
 }
 
 /**
@@ -54,15 +87,10 @@ export function loadConfig(file: string | undefined, overrides: ConfigOverrides 
   };
   let doc: Record<string, unknown>;
   let baseDir = cwd;
-  let source = 'embedded default';
+  let source = `embedded default (${DEMO_CONFIG_FILE})`;
   if (file !== undefined) {
     const abs = path.resolve(cwd, file);
-    if (!existsSync(abs)) throw new GatewayError('CONFIG_INVALID', `config file not found: ${abs}`);
-    const parsed: unknown = YAML.parse(readFileSync(abs, 'utf8'), { prettyErrors: true });
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-      throw new GatewayError('CONFIG_INVALID', `${abs}: the config must be a YAML mapping`);
-    }
-    doc = parsed as Record<string, unknown>;
+    doc = readConfigFile(abs);
     baseDir = path.dirname(abs);
     source = abs;
   } else {

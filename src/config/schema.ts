@@ -16,7 +16,7 @@ export function compileSchema(name: SchemaName, opts: { useDefaults?: boolean } 
   const key = `${name}:${opts.useDefaults === true}`;
   const hit = cache.get(key);
   if (hit) return hit;
-  const ajv = new Ajv2020({ allErrors: true, strict: false, useDefaults: opts.useDefaults === true });
+  const ajv = new Ajv2020({ allErrors: true, strict: false, verbose: true, useDefaults: opts.useDefaults === true });
   addFormats(ajv);
   const schema = JSON.parse(readFileSync(path.join(schemasDir, `${name}.schema.json`), 'utf8')) as object;
   const validate = ajv.compile(schema);
@@ -24,12 +24,40 @@ export function compileSchema(name: SchemaName, opts: { useDefaults?: boolean } 
   return validate;
 }
 
-/** One line per problem, each with the JSON path it is about. */
+/** The keys of a oneOf/anyOf whose every alternative only requires one key (`url` | `stdio`, `fromEnv` | `fromFile`). */
+function keyChoice(e: ErrorObject): string[] | undefined {
+  if ((e.keyword !== 'oneOf' && e.keyword !== 'anyOf') || !Array.isArray(e.schema)) return undefined;
+  const keys: string[] = [];
+  for (const alt of e.schema as unknown[]) {
+    const req = (alt as { required?: unknown } | null)?.required;
+    if (alt === null || typeof alt !== 'object' || Object.keys(alt).length !== 1 || !Array.isArray(req) || req.length !== 1 || typeof req[0] !== 'string') return undefined;
+    keys.push(req[0]);
+  }
+  return keys;
+}
+
+const quoted = (keys: readonly string[]) => keys.map((k) => `"${k}"`);
+
+/**
+ * One line per problem, each with the JSON path it is about. A choice between keys
+ * says which keys are set (or that none is), and a bad key name (propertyNames) names the key.
+ */
 export function formatSchemaErrors(errors: readonly ErrorObject[] | null | undefined): string[] {
-  return (errors ?? [])
-    .filter((e) => e.keyword !== 'if')
+  const all = (errors ?? []).filter((e) => e.keyword !== 'if' && e.keyword !== 'propertyNames');
+  const choices = all.filter((e) => keyChoice(e) !== undefined).map((e) => `${e.schemaPath}/`);
+  return all
+    // the alternatives' own "must have required property" lines: the choice says it better
+    .filter((e) => !(e.keyword === 'required' && choices.some((c) => e.schemaPath.startsWith(c))))
     .map((e) => {
       const where = e.instancePath === '' ? '(root)' : e.instancePath.slice(1).replaceAll('/', '.');
+      const keys = keyChoice(e);
+      if (keys !== undefined) {
+        const data = (e.data ?? {}) as Record<string, unknown>;
+        const set = keys.filter((k) => Object.hasOwn(data, k));
+        if (set.length > 1 && e.keyword === 'oneOf') return `${where}: sets both ${quoted(set).join(' and ')}: set exactly one of them`;
+        return `${where}: needs ${e.keyword === 'oneOf' ? 'exactly one' : 'one or more'} of ${quoted(keys).join(', ')}`;
+      }
+      if (e.propertyName !== undefined) return `${where}: "${e.propertyName}" is not a valid name: ${e.message ?? 'is invalid'}`;
       if (e.keyword === 'additionalProperties') {
         return `${where}: unknown key "${String((e.params as { additionalProperty: string }).additionalProperty)}"`;
       }

@@ -35,7 +35,7 @@ describe('config', () => {
       expect.arrayContaining([
         'server.port: must be >= 0',
         "identity: must have required property 'issuer'",
-        'upstreams.a: must match exactly one schema in oneOf',
+        'upstreams.a: sets both "url" and "stdio": set exactly one of them',
         '(root): unknown key "extra"',
       ]),
     );
