@@ -177,6 +177,11 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const { verifier, devIssuer } = await configuredVerifier(config);
 
     const metrics = new GatewayMetrics();
+    metrics.onTtlCapped = ({ requested, max, policy: rev }) =>
+      logger.warn(
+        { requested, max, policy: rev },
+        `policy asks for credential.ttl_seconds ${requested}, above credentials.maxTtlSeconds ${max}: its credentials are capped to ${max} s`,
+      );
     const policy = new PolicyHolder();
     policy.onSwap((rev) => {
       metrics.setPolicy(rev);
