@@ -1,12 +1,14 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { startGateway } from '../helpers/gateway.js';
-import { makePolicyDir } from '../helpers/policy.js';
+import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
+import { packageRoot } from '../../src/paths.js';
 
 interface Ready {
   ready: boolean;
@@ -90,6 +92,27 @@ describe('upstream checks at start and on every policy swap', () => {
       gw.gw.policy.swap(gw.gw.policy.current()!);
       await gw.gw.upstreamChecks.idle();
       expect(errors()).toEqual(['down', 'ghost', 'slow']);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('stdio: spawns the child, initializes it and stops it; a command that cannot start is reported', async () => {
+    const fixture = path.join(packageRoot, 'test', 'fixtures', 'demo-server.mjs');
+    const policyDir = await makePolicyDir({ ...TEST_POLICY_DATA, upstreams: { ...TEST_POLICY_DATA.upstreams, broken: TEST_POLICY_DATA.upstreams.stdio } });
+    const gw = await startGateway({
+      policyDir,
+      upstreams: {
+        stdio: { stdio: { command: process.execPath, args: [fixture, 'stdio'] } },
+        broken: { stdio: { command: path.join(policyDir, 'no-such-server') } },
+      },
+    });
+    try {
+      const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as Ready;
+      expect(ready.ready).toBe(true);
+      expect(ready.upstreams.stdio).toMatchObject({ transport: 'stdio', reachable: true, governed: true, problems: [] });
+      expect(ready.upstreams.broken).toMatchObject({ transport: 'stdio', reachable: false, governed: true });
+      expect(ready.upstreams.broken!.problems.join()).toMatch(/ENOENT|could not start|exited/i);
     } finally {
       await gw.close();
     }
