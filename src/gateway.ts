@@ -47,6 +47,7 @@ import { DeliveryLog, GitHubWebhooks } from './webhooks/verify-and-receive.js';
 import type { Identity } from './identity/identity.js';
 import { PolicySync } from './gitsync/sync.js';
 import { validateRoutes } from './config/load.js';
+import { UpstreamChecks, type ProbeTimer } from './mcp/upstream-checks.js';
 
 export interface Gateway {
   readonly app: FastifyInstance;
@@ -61,6 +62,8 @@ export interface Gateway {
   /** GitOps: the policy repo sync, when configured. */
   readonly sync?: PolicySync;
   readonly logger: Logger;
+  /** Reachability and governance of each upstream, checked at start and on every policy swap. */
+  readonly upstreamChecks: UpstreamChecks;
   /** Listen on config.server; resolves to the base URL. */
   listen(): Promise<string>;
   /** Stop accepting, finish in-flight requests, stop upstreams. */
@@ -81,6 +84,8 @@ export interface GatewayOptions {
   approvalProvider?: ApprovalProvider;
   /** The approvals' clock: expiry and membership caching (tests inject one; default the system clock). */
   approvalClock?: () => Date;
+  /** The upstream checks' deadline timer (tests fire it by hand; default setTimeout). */
+  upstreamCheckTimer?: ProbeTimer;
 }
 
 async function approvalProvider(config: GatewayConfig, now?: () => Date): Promise<ApprovalProvider> {
@@ -172,6 +177,11 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const { verifier, devIssuer } = await configuredVerifier(config);
 
     const metrics = new GatewayMetrics();
+    metrics.onTtlCapped = ({ requested, max, policy: rev }) =>
+      logger.warn(
+        { requested, max, policy: rev },
+        `policy asks for credential.ttl_seconds ${requested}, above credentials.maxTtlSeconds ${max}: its credentials are capped to ${max} s`,
+      );
     const policy = new PolicyHolder();
     policy.onSwap((rev) => {
       metrics.setPolicy(rev);
@@ -220,6 +230,16 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       (cfg) => trackConnector(connect(cfg), { observe: (seconds, outcome) => metrics.upstreamSeconds.observe({ upstream: cfg.name, outcome }, seconds) }),
       (cfg, method) => credentials.forCall(cfg, { subject: 'gitgate', method }),
     );
+    const upstreamChecks = new UpstreamChecks({
+      upstreams,
+      policy: () => policy.current(),
+      clientInfo: { name: 'gitgate', version: VERSION },
+      auth: (cfg, method) => credentials.forCall(cfg, { subject: 'gitgate', method }),
+      log: logger,
+      ...(opts.upstreamCheckTimer !== undefined ? { timer: opts.upstreamCheckTimer } : {}),
+    });
+    // In the background: start is not held up by a slow upstream.
+    policy.onSwap(() => void upstreamChecks.run());
     const sessions = new SessionStore((name) => upstreams.get(name)?.config ?? config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 });
     const retiring = new Set<Promise<void>>();
     /** An upstream a route change replaced: its sessions end as their in-flight requests do, then its pool or children stop. */
@@ -285,7 +305,9 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         ...(policy.current() === undefined ? ['no policy loaded'] : []),
         ...(audit.log !== undefined && !audit.log.status().healthy ? [`audit log unavailable: ${audit.log.status().lastError}`] : []),
         ...(audit.committer?.status().blocked !== undefined ? [`audit commits blocked: ${audit.committer.status().blocked}`] : []),
+        ...upstreamChecks.problems(),
       ],
+      upstreams: () => upstreamChecks.status(),
       audit: () =>
         audit.log === undefined
           ? { enabled: false }
@@ -294,8 +316,8 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       warnings: () => {
         const refused = sync?.status().refused;
         const serving = policy.current()?.revision.commit;
-        if (refused === undefined) return [];
-        return [`policy commit ${refused.commit} was refused (${refused.message.split('\n')[0]}); still serving ${serving ?? 'no policy'}: push a fixed commit to ${repo?.branch ?? 'the policy branch'}`];
+        if (refused === undefined) return upstreamChecks.warnings();
+        return [...upstreamChecks.warnings(), `policy commit ${refused.commit} was refused (${refused.message.split('\n')[0]}); still serving ${serving ?? 'no policy'}: push a fixed commit to ${repo?.branch ?? 'the policy branch'}`];
       },
       lastPolicyError: () => sync?.status().lastError?.message ?? lastPolicyError,
       sync: () => sync?.status(),
@@ -362,6 +384,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       webhooks,
       ...(sync ? { sync } : {}),
       logger,
+      upstreamChecks,
       ...(devIssuer ? { devIssuer } : {}),
       async listen() {
         await app.listen({ host: config.server.host, port: config.server.port });
@@ -377,6 +400,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         sync?.stop();
         await app.close();
         await sessions.closeAll();
+        await upstreamChecks.close();
         await upstreams.shutdown();
         await Promise.all([...retiring]);
         // Everything recorded reaches the audit repo before exit.

@@ -24,6 +24,8 @@ export interface Readiness {
   audit(): Record<string, unknown>;
   /** GitOps sync status, when the policy comes from a repo. */
   sync(): unknown;
+  /** Per upstream: what its last check found (reachable, governed, problems). */
+  upstreams?(): Record<string, unknown>;
 }
 
 export interface AppDeps extends GatewayDeps {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from './app.js';
 
-/** /healthz (process alive), /readyz (policy loaded; JSON, docs/operations.md), /metrics (Prometheus). */
+/** /healthz (process alive), /readyz (policy loaded, per-upstream checks; JSON, docs/operations.md), /metrics (Prometheus). */
 export function registerOpsRoutes(app: FastifyInstance, deps: AppDeps): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
@@ -15,7 +15,7 @@ export function registerOpsRoutes(app: FastifyInstance, deps: AppDeps): void {
       last_policy_error: deps.readiness.lastPolicyError() ?? null,
       policy_sync: deps.readiness.sync() ?? null,
       audit: deps.readiness.audit(),
-      upstreams: deps.upstreams.names(),
+      upstreams: deps.readiness.upstreams?.() ?? Object.fromEntries(deps.upstreams.names().map((n) => [n, null])),
       sessions: deps.sessions.size,
     };
     return reply.code(problems.length === 0 ? 200 : 503).send(body);

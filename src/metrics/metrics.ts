@@ -33,6 +33,24 @@ export class GatewayMetrics {
     help: 'Policy results that did not validate against the decision schema (answered as deny)',
     registers: [this.registry],
   });
+  readonly credentialTtlCapped = new Counter({
+    name: 'gitgate_credential_ttl_capped_total',
+    help: 'Decisions whose credential.ttl_seconds exceeded credentials.maxTtlSeconds; their credentials were capped to it',
+    registers: [this.registry],
+  });
+  /** Told once per policy revision and requested TTL that was capped (the gateway logs it). */
+  onTtlCapped: ((e: { readonly requested: number; readonly max: number; readonly policy: string }) => void) | undefined;
+  readonly #cappedSeen = new Set<string>();
+
+  /** A decision's credential TTL was capped to credentials.maxTtlSeconds: counted always, told once per revision and TTL. */
+  ttlCapped(requested: number, max: number, policy: string): void {
+    this.credentialTtlCapped.inc();
+    const key = `${policy}\n${requested}\n${max}`;
+    if (this.#cappedSeen.has(key)) return;
+    if (this.#cappedSeen.size >= 1000) this.#cappedSeen.clear();
+    this.#cappedSeen.add(key);
+    this.onTtlCapped?.({ requested, max, policy });
+  }
   readonly masked = new Counter({
     name: 'gitgate_masked_total',
     help: 'Findings masked in responses, by upstream and detector',

@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors.js';
 import type { GatewayMetrics } from '../metrics/metrics.js';
-import { denyDecision, type Decision } from './decision.js';
+import type { Decision } from './decision.js';
 import type { DecisionEngine, PolicyRevision } from './engine.js';
 import type { PolicyInput } from './input.js';
 
@@ -15,7 +15,9 @@ const encoder = new TextEncoder();
 
 /**
  * Step: evaluate the serving policy once for this input. No policy loaded =
- * fail closed. A decision asking for a credential TTL over the cap is invalid.
+ * fail closed. A decision asking for a credential TTL over credentials.maxTtlSeconds
+ * is capped to it (gitgate_credential_ttl_capped_total; the gateway logs it once per
+ * policy revision and TTL).
  */
 export function decide(engine: DecisionEngine, input: PolicyInput, metrics: GatewayMetrics, maxCredentialTtl: number): DecisionOutcome {
   const instance = engine.current();
@@ -25,7 +27,9 @@ export function decide(engine: DecisionEngine, input: PolicyInput, metrics: Gate
   const inputJson = JSON.stringify(input);
   let decision = instance.evaluateJson(encoder.encode(inputJson).buffer as ArrayBuffer);
   if (decision.valid && decision.credential.ttl_seconds > maxCredentialTtl) {
-    decision = denyDecision(`policy decision invalid: credential.ttl_seconds ${decision.credential.ttl_seconds} exceeds the configured cap of ${maxCredentialTtl}`, false);
+    // The operator's ceiling wins: the credential lives credentials.maxTtlSeconds, no longer (counted, logged once).
+    metrics.ttlCapped(decision.credential.ttl_seconds, maxCredentialTtl, instance.revision.commit ?? instance.revision.bundleDigest);
+    decision = Object.freeze({ ...decision, credential: Object.freeze({ ...decision.credential, ttl_seconds: maxCredentialTtl }) });
   }
   metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - start) / 1e9);
   if (!decision.valid) metrics.invalidDecisions.inc();

@@ -27,6 +27,8 @@ export async function startGateway(opts: {
   dataDir?: string;
   /** GitOps: policy.repo instead of a policy folder. */
   policyRepo?: Record<string, unknown>;
+  /** Return before the start-up upstream checks finish (default: after, so they never race a test's counts). */
+  skipUpstreamChecks?: boolean;
 }): Promise<TestGateway> {
   const dataDir = opts.dataDir ?? (await mkdtemp(path.join(tmpdir(), 'gitgate-data-')));
   const policyDir = opts.policyDir ?? (opts.policyRepo ? dataDir : await makePolicyDir());
@@ -49,6 +51,7 @@ export async function startGateway(opts: {
   );
   const gw = await createGateway(config, { logger: pino({ level: process.env.GITGATE_TEST_LOG ?? 'silent' }), ...opts.options });
   const url = await gw.listen();
+  if (opts.skipUpstreamChecks !== true) await gw.upstreamChecks.idle();
   return {
     gw,
     url,

@@ -1,3 +1,5 @@
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { McpError, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
@@ -207,34 +209,49 @@ describe('the gateway enforces what the policy decides', () => {
   });
 });
 
-describe('decisions the gateway cannot honour are denies', () => {
-  it('unknown detectors and over-cap credential TTLs deny, and are counted', async () => {
+describe('decisions the gateway cannot honour', () => {
+  it('an unknown detector denies, and is counted', async () => {
     const upstream = (await startHttpServer()) as Upstream;
-    const policyDir = await makePolicyDir({
-      ...TEST_POLICY_DATA,
-      upstreams: {
-        badmask: upstreamData({ mask: [{ path: '$.result', detectors: ['no-such-detector'] }] }),
-        longttl: upstreamData({ credential_ttl_seconds: 600 }),
-      },
-    });
-    const gw = await startGateway({ policyDir, upstreams: { badmask: { url: upstream.url }, longttl: { url: upstream.url } }, credentials: { maxTtlSeconds: 120 } });
+    const policyDir = await makePolicyDir({ ...TEST_POLICY_DATA, upstreams: { badmask: upstreamData({ mask: [{ path: '$.result', detectors: ['no-such-detector'] }] }) } });
+    const gw = await startGateway({ policyDir, upstreams: { badmask: { url: upstream.url } } });
     try {
-      for (const [name, why] of [
-        ['badmask', /unknown detector\(s\) no-such-detector/],
-        ['longttl', /credential.ttl_seconds 600 exceeds the configured cap of 120/],
-      ] as const) {
-        const res = await fetch(`${gw.url}/mcp/${name}`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${await gw.token('bob')}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }),
-        });
-        const body = (await res.json()) as { error: { code: number; message: string } };
-        expect(body.error.code).toBe(-32013);
-        expect(body.error.message).toMatch(why);
-      }
-      expect(upstream.received).toEqual([]);
+      const res = await fetch(`${gw.url}/mcp/badmask`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await gw.token('bob')}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }),
+      });
+      const body = (await res.json()) as { error: { code: number; message: string } };
+      expect(body.error.code).toBe(-32013);
+      expect(body.error.message).toMatch(/unknown detector\(s\) no-such-detector/);
+      // The start-up upstream check's own initialize aside, nothing reached the upstream.
+      expect(upstream.received.filter((r) => (r.message as { id?: unknown }).id !== 'gitgate-upstream-check')).toEqual([]);
       const metrics = await (await fetch(`${gw.url}/metrics`)).text();
-      expect(metrics).toMatch(/gitgate_decisions_invalid_total 2/);
+      expect(metrics).toMatch(/gitgate_decisions_invalid_total 1/);
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+  });
+
+  it('a credential TTL over credentials.maxTtlSeconds is capped to it: calls succeed, counted, logged once naming the limit', async () => {
+    const upstream = (await startHttpServer()) as Upstream;
+    const policyDir = await makePolicyDir({ ...TEST_POLICY_DATA, upstreams: { longttl: upstreamData({ credential_ttl_seconds: 600 }) } });
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'warn' }, new Writable({ write: (c: Buffer, _e, done) => (c.toString().split('\n').forEach((l) => l !== '' && lines.push(JSON.parse(l) as Record<string, unknown>)), done()) }));
+    const gw = await startGateway({ policyDir, upstreams: { longttl: { url: upstream.url } }, credentials: { maxTtlSeconds: 120 }, options: { logger } });
+    try {
+      const c = await connectClient(`${gw.url}/mcp/longttl`, await gw.token('bob', ['eng']));
+      expect((await c.client.callTool({ name: 'echo', arguments: { message: 'hi' } })).isError).toBeFalsy();
+      await c.close();
+      const sent = upstream.received.filter((r) => (r.message as { method?: string }).method === 'tools/call');
+      expect(sent).toHaveLength(1);
+      const cred = JSON.parse(Buffer.from(String(sent[0]!.headers.authorization).replace(/^Bearer /, '').split('.')[1]!, 'base64url').toString()) as { iat: number; exp: number };
+      expect(cred.exp - cred.iat).toBe(120);
+      const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+      expect(metrics).toMatch(/gitgate_credential_ttl_capped_total [2-9]/);
+      expect(metrics).toMatch(/gitgate_decisions_invalid_total 0/);
+      const capped = lines.filter((l) => String(l.msg).includes('credentials.maxTtlSeconds'));
+      expect(capped.map((l) => l.msg)).toEqual(['policy asks for credential.ttl_seconds 600, above credentials.maxTtlSeconds 120: its credentials are capped to 120 s']);
     } finally {
       await gw.close();
       await upstream.close();

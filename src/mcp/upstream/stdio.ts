@@ -19,7 +19,7 @@ const QUEUE_HIGH_WATER = 256;
 /** How many of the latest credentials sent to a child its stderr is scrubbed of (older ones have expired). */
 const RECENT_CREDENTIALS = 16;
 /** Until a fresh process first speaks, it may take this long (node boot, npx installs) whatever timeoutMs says. */
-const STARTUP_ALLOWANCE_MS = 30_000;
+export const STARTUP_ALLOWANCE_MS = 30_000;
 
 export interface StdioLogger {
   debug(obj: object, msg: string): void;
