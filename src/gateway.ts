@@ -82,6 +82,8 @@ export interface GatewayOptions {
   wal?: (dir: string) => WriteAheadLog;
   /** Approval provider (default from config). */
   approvalProvider?: ApprovalProvider;
+  /** Probe every upstream (initialize) at start and on each policy swap; default true. Tests that count what reaches an upstream turn it off. */
+  checkUpstreams?: boolean;
   /** The approvals' clock: expiry and membership caching (tests inject one; default the system clock). */
   approvalClock?: () => Date;
   /** The upstream checks' deadline timer (tests fire it by hand; default setTimeout). */
@@ -239,7 +241,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       ...(opts.upstreamCheckTimer !== undefined ? { timer: opts.upstreamCheckTimer } : {}),
     });
     // In the background: start is not held up by a slow upstream.
-    policy.onSwap(() => void upstreamChecks.run());
+    if (opts.checkUpstreams !== false) policy.onSwap(() => void upstreamChecks.run());
     const sessions = new SessionStore((name) => upstreams.get(name)?.config ?? config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 });
     const retiring = new Set<Promise<void>>();
     /** An upstream a route change replaced: its sessions end as their in-flight requests do, then its pool or children stop. */

@@ -27,8 +27,11 @@ export async function startGateway(opts: {
   dataDir?: string;
   /** GitOps: policy.repo instead of a policy folder. */
   policyRepo?: Record<string, unknown>;
-  /** Return before the start-up upstream checks finish (default: after, so they never race a test's counts). */
-  skipUpstreamChecks?: boolean;
+  /**
+   * Probe the upstreams at start and on policy swaps, and return once the start-up probe ended
+   * (default off: most tests count what reaches an upstream; test/integration/upstream-checks.test.ts turns it on).
+   */
+  checkUpstreams?: boolean;
 }): Promise<TestGateway> {
   const dataDir = opts.dataDir ?? (await mkdtemp(path.join(tmpdir(), 'gitgate-data-')));
   const policyDir = opts.policyDir ?? (opts.policyRepo ? dataDir : await makePolicyDir());
@@ -49,9 +52,9 @@ export async function startGateway(opts: {
     dataDir,
     'test',
   );
-  const gw = await createGateway(config, { logger: pino({ level: process.env.GITGATE_TEST_LOG ?? 'silent' }), ...opts.options });
+  const gw = await createGateway(config, { logger: pino({ level: process.env.GITGATE_TEST_LOG ?? 'silent' }), checkUpstreams: opts.checkUpstreams === true, ...opts.options });
   const url = await gw.listen();
-  if (opts.skipUpstreamChecks !== true) await gw.upstreamChecks.idle();
+  if (opts.checkUpstreams === true) await gw.upstreamChecks.idle();
   return {
     gw,
     url,

@@ -61,6 +61,7 @@ describe('upstream checks at start and on every policy swap', () => {
     const policyDir = await makePolicyDir();
     const port = await closedPort();
     const gw = await startGateway({
+      checkUpstreams: true,
       policyDir,
       upstreams: {
         http: { url: demo.url },
@@ -101,6 +102,7 @@ describe('upstream checks at start and on every policy swap', () => {
     const fixture = path.join(packageRoot, 'test', 'fixtures', 'demo-server.mjs');
     const policyDir = await makePolicyDir({ ...TEST_POLICY_DATA, upstreams: { ...TEST_POLICY_DATA.upstreams, broken: TEST_POLICY_DATA.upstreams.stdio } });
     const gw = await startGateway({
+      checkUpstreams: true,
       policyDir,
       upstreams: {
         stdio: { stdio: { command: process.execPath, args: [fixture, 'stdio'] } },
@@ -120,7 +122,7 @@ describe('upstream checks at start and on every policy swap', () => {
 
   it('not ready when no upstream is usable', async () => {
     const port = await closedPort();
-    const gw = await startGateway({ upstreams: { down: { url: `http://127.0.0.1:${port}/mcp` }, ghost: { url: demo.url } } });
+    const gw = await startGateway({ checkUpstreams: true, upstreams: { down: { url: `http://127.0.0.1:${port}/mcp` }, ghost: { url: demo.url } } });
     try {
       await gw.gw.upstreamChecks.idle();
       const res = await fetch(`${gw.url}/readyz`);
@@ -143,10 +145,11 @@ describe('upstream checks at start and on every policy swap', () => {
     const deadlines: { ms: number; fire: () => void }[] = [];
     let armed!: () => void;
     const wasArmed = new Promise<void>((r) => (armed = r));
+    // Checks on, but the helper does not wait for them: the test holds the deadline itself.
     const gw = await startGateway({
       upstreams: { http: { url: demo.url }, slow: { url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/mcp`, timeoutMs: 600_000 } },
-      skipUpstreamChecks: true,
       options: {
+        checkUpstreams: true,
         upstreamCheckTimer: (ms, fire) => {
           deadlines.push({ ms, fire });
           if (deadlines.length === 2) armed();
