@@ -67,7 +67,7 @@ export class PolicySync {
   #running: Promise<void> | undefined;
   #again = false;
   #timer: NodeJS.Timeout | undefined;
-  #status: { commit?: string; bundleDigest?: string; syncedAt?: string; lastError?: SyncStatus['lastError']; refused?: SyncStatus['refused']; attempts: number; failures: number } = {
+  #status: { commit?: string; bundleDigest?: string; syncedAt?: string; lastError?: NonNullable<SyncStatus['lastError']>; refused?: NonNullable<SyncStatus['refused']>; attempts: number; failures: number } = {
     attempts: 0,
     failures: 0,
   };

@@ -32,12 +32,14 @@ export async function startOidcIssuer() {
     },
     publicPem: (kid = 'k1') => exportSPKI(keys.get(kid)!.pair.publicKey),
     /** `now` (seconds) sets iat and exp (+300) unless the claims do; `header` adds protected header parameters (`crit` names are signed as understood). */
-    async mint(claims: JWTPayload, opts: { kid?: string; key?: Key['privateKey']; now?: number; header?: Record<string, unknown> } = {}): Promise<string> {
+    /** `claims` are merged over the defaults; a claim given as undefined is left out (to test tokens without it). */
+    async mint(claims: { [K in keyof JWTPayload]?: JWTPayload[K] | undefined }, opts: { kid?: string; key?: Key['privateKey']; now?: number; header?: Record<string, unknown> } = {}): Promise<string> {
       const kid = opts.kid ?? 'k1';
       const key = opts.key ?? keys.get(kid)!.pair.privateKey;
       const now = opts.now ?? Math.floor(Date.now() / 1000);
       const crit = Array.isArray(opts.header?.crit) ? Object.fromEntries((opts.header.crit as string[]).map((c) => [c, true])) : undefined;
-      return new SignJWT({ iss: issuer, aud: 'gitgate', sub: 'alice', iat: now, exp: now + 300, ...claims })
+      const payload = Object.fromEntries(Object.entries({ iss: issuer, aud: 'gitgate', sub: 'alice', iat: now, exp: now + 300, ...claims }).filter(([, v]) => v !== undefined)) as JWTPayload;
+      return new SignJWT(payload)
         .setProtectedHeader({ alg: 'RS256', kid, ...opts.header })
         .sign(key, crit !== undefined ? { crit } : undefined);
     },

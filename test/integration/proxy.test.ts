@@ -57,7 +57,7 @@ describe.each(['http', 'stdio'] as const)('MCP SDK client → gitgate → SDK se
 
   it('relays progress notifications for the request that asked for them', async () => {
     const c = await connectClient(url, await gw.token('bob'));
-    const seen: { progress: number; message?: string }[] = [];
+    const seen: { progress: number; message?: string | undefined }[] = [];
     const res = await c.client.callTool({ name: 'slow', arguments: { steps: 3 } }, undefined, { onprogress: (p) => seen.push(p) });
     expect(res.content).toEqual([{ type: 'text', text: 'done after 3 steps' }]);
     expect(seen.map((p) => p.progress)).toEqual([1, 2, 3]);

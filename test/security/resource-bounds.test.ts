@@ -248,6 +248,7 @@ describe('slow clients are timed out; open responses are not', () => {
       } catch (e) {
         return e as GatewayError;
       }
+      return undefined;
     })();
     expect(err?.code).toBe('CONFIG_INVALID');
     expect(err?.message).toMatch(/server.headersTimeoutMs \(5000\) must not exceed server.requestTimeoutMs \(1000\)/);

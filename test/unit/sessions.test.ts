@@ -34,6 +34,7 @@ describe('SessionStore', () => {
         } catch (e) {
           return e as GatewayError;
         }
+        return undefined;
       })();
       expect(err?.code).toBe('SESSION_UNKNOWN');
     }
