@@ -1,7 +1,7 @@
 import type { ExchangeAudit } from '../audit/auditor.js';
 import { GatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
-import { maskMessage } from '../masking/mask.js';
+import { maskedCopy } from '../masking/mask.js';
 import type { JsonRpcMessage, JsonRpcRequest } from '../mcp/jsonrpc.js';
 import type { DecisionOutcome } from '../policy/decide.js';
 import type { PolicyInput } from '../policy/input.js';
@@ -32,8 +32,7 @@ export async function* park(
 ): AsyncGenerator<JsonRpcMessage> {
   const d = outcome.decision;
   // Reviewers see the arguments as the decision's mask rules leave them.
-  const shown = structuredClone(msg);
-  if (d.maskRules.length > 0) maskMessage(shown, d.maskRules);
+  const shown = maskedCopy(msg, d.maskRules);
   const ticket = await approvals.admit({
     caller: {
       sub: identity.sub,

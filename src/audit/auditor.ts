@@ -1,7 +1,7 @@
 import { canonicalJson } from '../canonical-json.js';
 import type { GatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
-import { maskMessage } from '../masking/mask.js';
+import { maskedCopy } from '../masking/mask.js';
 import type { JsonRpcMessage, JsonRpcResponse } from '../mcp/jsonrpc.js';
 import type { DecisionOutcome } from '../policy/decide.js';
 import type { PolicyInput } from '../policy/input.js';
@@ -100,14 +100,6 @@ export const disabledAuditor: Auditor = {
   approval: () => undefined,
   approvalDurable: () => Promise.resolve(),
 };
-
-/** A copy of a message with the decision's mask rules applied (the original is what is forwarded, untouched). */
-function maskedCopy(message: JsonRpcMessage, rules: DecisionOutcome['decision']['maskRules']): JsonRpcMessage {
-  if (rules.length === 0) return message;
-  const copy = structuredClone(message);
-  maskMessage(copy, rules);
-  return copy;
-}
 
 /** Keep records bounded: an oversized payload is replaced by its size and (canonical) hash. */
 function bounded(value: unknown, maxBytes: number): unknown {
@@ -232,8 +224,7 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
           // Record what the decision lets be recorded: the arguments as its mask rules leave them.
           let recordedInput = input;
           if (outcome.decision.maskRules.length > 0 && input.mcp.arguments !== undefined && request !== undefined) {
-            const masked = structuredClone(request);
-            maskMessage(masked, outcome.decision.maskRules);
+            const masked = maskedCopy(request, outcome.decision.maskRules);
             const args = ('params' in masked ? (masked.params as { arguments?: unknown } | undefined) : undefined)?.arguments;
             if (args !== undefined) recordedInput = { ...input, mcp: { ...input.mcp, arguments: args as Record<string, unknown> } };
           }

@@ -42,6 +42,18 @@ export function emptyLike(v: unknown): unknown {
 }
 
 /**
+ * A masked copy of a message, for what is shown or recorded (the audit record, an
+ * approval's reviewers); the message itself, which is forwarded, stays untouched.
+ * With no rules, the message itself.
+ */
+export function maskedCopy<T>(message: T, rules: readonly CompiledRule[]): T {
+  if (rules.length === 0) return message;
+  const copy = structuredClone(message);
+  maskMessage(copy, rules);
+  return copy;
+}
+
+/**
  * Apply the rules to one JSON-RPC message, in place (the message is the
  * gateway's own parsed copy). Strings stay strings, shapes stay shapes.
  */
