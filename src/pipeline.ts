@@ -21,7 +21,7 @@ import type { TokenVerifier } from './identity/verifier.js';
 import { fitStructuredContent } from './masking/structured.js';
 import { maskMessage } from './masking/mask.js';
 import { maskText, scrubMessage, sentSecrets, type SentSecrets } from './masking/scrub.js';
-import { bindSession, type Route } from './mcp/bind-session.js';
+import { bindSession, refuseSharedState, type Route } from './mcp/bind-session.js';
 import { forward, relayToUpstream } from './mcp/forward.js';
 import { admitClientMessage } from './mcp/client-message.js';
 import { isRequest, isResponse, type JsonRpcMessage, type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse } from './mcp/jsonrpc.js';
@@ -139,7 +139,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   const ended = route.kind === 'session' ? route.session.inFlight.begin(msg.id) : () => undefined;
   const toCaller = (m: JsonRpcMessage) => {
     const shaped = shape(deps, m, msg, input, outcome, catalog, sent);
-    return shaped === undefined ? undefined : deliver(deps, route, shaped);
+    return shaped === undefined ? undefined : deliver(route, shaped);
   };
   try {
     const send = () => forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: mint(), sessionAuth, maskText: (t) => maskText(t, outcome.decision.maskRules) });
@@ -199,17 +199,8 @@ async function relayClientMessage(
   return { kind: 'accepted' };
 }
 
-/** Methods that change the one upstream session all stateless callers share: no caller may send them there. */
-const SHARED_STATE_METHODS = new Set(['initialize', 'logging/setLevel', 'resources/subscribe', 'resources/unsubscribe', 'ping']);
-
-function refuseSharedState(route: Route, msg: JsonRpcRequest): void {
-  if (route.kind === 'stateless' && SHARED_STATE_METHODS.has(msg.method)) {
-    throw new GatewayError('METHOD_NOT_FOUND', `Method not found: ${msg.method} does not exist at protocol 2026-07-28`, { data: { id: msg.id } });
-  }
-}
-
 /** Step: an upstream request the caller is shown becomes one it may answer (once). */
-function deliver(_deps: GatewayDeps, route: Route, m: JsonRpcMessage): JsonRpcMessage {
+function deliver(route: Route, m: JsonRpcMessage): JsonRpcMessage {
   if (route.kind === 'session' && isRequest(m)) route.session.inFlight.shown(m);
   return m;
 }
@@ -371,7 +362,7 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
     scrubMessage(m, sent);
     if (!mayBeTold(deps, m, input, undefined)) return undefined;
     maskFor(deps, m, input, outcome);
-    return deliver(deps, route, m);
+    return deliver(route, m);
   };
   return { kind: 'stream', headers: {}, messages: recordEach(mapMessages(stream, toCaller), req.audit) };
 }

@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
-import { isRequest } from './jsonrpc.js';
+import { isRequest, type JsonRpcRequest } from './jsonrpc.js';
 import { header, type Headers } from './protocol.js';
 import type { IncomingMessage } from './read-message.js';
 import type { GatewaySession, SessionStore } from './sessions.js';
@@ -27,4 +27,14 @@ export function bindSession(sessions: SessionStore, upstream: Upstream, identity
     throw new GatewayError('UNSUPPORTED_PROTOCOL_VERSION', `MCP-Protocol-Version ${protocol.version} does not match the version negotiated for this session (${session.protocolVersion})`);
   }
   return { kind: 'session', session, protocolVersion: session.protocolVersion };
+}
+
+/** Methods that change the one upstream session all stateless callers share: no caller may send them there. */
+const SHARED_STATE_METHODS = new Set(['initialize', 'logging/setLevel', 'resources/subscribe', 'resources/unsubscribe', 'ping']);
+
+/** Step: at 2026-07-28 these methods do not exist, and sent into the shared upstream session they would change every caller's state. */
+export function refuseSharedState(route: Route, msg: JsonRpcRequest): void {
+  if (route.kind === 'stateless' && SHARED_STATE_METHODS.has(msg.method)) {
+    throw new GatewayError('METHOD_NOT_FOUND', `Method not found: ${msg.method} does not exist at protocol 2026-07-28`, { data: { id: msg.id } });
+  }
 }
