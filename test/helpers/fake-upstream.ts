@@ -2,8 +2,11 @@ import type { UpstreamConfig } from '../../src/config/types.js';
 import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
 import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
 
-/** An in-memory MCP upstream: answers like a tiny server and records every request it receives. */
-export function fakeUpstream(cfg: UpstreamConfig, received: JsonRpcRequest[]): UpstreamConnector {
+/**
+ * An in-memory MCP upstream: answers like a tiny server and records every request it receives;
+ * `onRequest` runs when each request arrives, before it is answered.
+ */
+export function fakeUpstream(cfg: Pick<UpstreamConfig, 'name'>, received: JsonRpcRequest[], onRequest: (msg: JsonRpcRequest) => void = () => undefined): UpstreamConnector {
   const answer = (msg: JsonRpcRequest): JsonRpcMessage => {
     switch (msg.method) {
       case 'initialize':
@@ -26,6 +29,7 @@ export function fakeUpstream(cfg: UpstreamConfig, received: JsonRpcRequest[]): U
           return closed;
         },
         async *request(msg) {
+          onRequest(msg);
           received.push(msg);
           if (msg.method === 'tools/call' && msg.params?.name === 'progress') {
             yield { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 1 } };

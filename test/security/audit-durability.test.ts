@@ -20,7 +20,8 @@ import { walFiles } from '../../src/audit/wal.js';
 import type { ApprovalProvider } from '../../src/approvals/provider.js';
 import type { ApprovalRecord } from '../../src/approvals/types.js';
 import type { Identity } from '../../src/identity/identity.js';
-import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+import type { JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+import { fakeUpstream } from '../helpers/fake-upstream.js';
 import type { UpstreamConnector } from '../../src/mcp/upstream/types.js';
 import { compileMask } from '../../src/masking/mask.js';
 import type { DecisionOutcome } from '../../src/policy/decide.js';
@@ -43,34 +44,7 @@ function walRecords(dataDir: string): AuditRecord[] {
 }
 
 /** An in-memory upstream that runs `check` when each request reaches it, before answering. */
-function checkingUpstream(name: string, check: (msg: JsonRpcRequest) => void): UpstreamConnector {
-  const answer = (msg: JsonRpcRequest): JsonRpcMessage =>
-    msg.method === 'initialize'
-      ? { jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'checking', version: '1' } } }
-      : { jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text: `ran ${String(msg.params?.name)}` }] } };
-  return {
-    name,
-    transport: 'http',
-    async open() {
-      let closed = false;
-      return {
-        get closed() {
-          return closed;
-        },
-        async *request(msg) {
-          check(msg);
-          yield answer(msg);
-        },
-        send: async () => undefined,
-        listen: async () => undefined,
-        async close() {
-          closed = true;
-        },
-      };
-    },
-    shutdown: async () => undefined,
-  };
-}
+const checkingUpstream = (name: string, check: (msg: JsonRpcRequest) => void): UpstreamConnector => fakeUpstream({ name }, [], check);
 
 describe('what a forward rests on is durable before the upstream sees it', () => {
   it('initialize, an allowed call, and a parked call (requested before it is opened, executed before it goes)', async () => {
