@@ -13,13 +13,14 @@ import { serveProcess } from '../helpers/cli.js';
 import { makePolicyDir } from '../helpers/policy.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
-import { soakSize } from '../helpers/soak.js';
+import { soakSize, testSeed } from '../helpers/soak.js';
 
 const CRASHES = soakSize(3, 20);
+const SEED = testSeed('audit-crash');
 const HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 
 /** One client session sending echo calls until the gateway dies; returns the messages whose responses arrived. */
-async function client(url: string, token: string, tag: string): Promise<string[]> {
+async function client(url: string, token: string, tag: string, onAnswer: () => void): Promise<string[]> {
   const got: string[] = [];
   try {
     const init = await fetch(url, {
@@ -38,7 +39,10 @@ async function client(url: string, token: string, tag: string): Promise<string[]
         body: JSON.stringify({ jsonrpc: '2.0', id: i + 1, method: 'tools/call', params: { name: 'echo', arguments: { message } } }),
       });
       const text = await res.text();
-      if (res.status === 200 && text.includes(`echo: ${message}`)) got.push(message);
+      if (res.status === 200 && text.includes(`echo: ${message}`)) {
+        got.push(message);
+        onAnswer();
+      }
     }
   } catch {
     // the gateway was killed
@@ -69,13 +73,19 @@ describe('crash safety: SIGKILL at random moments under load', () => {
       const issuer = await loadDevIssuer(dataDir);
       const token = await issuer.mint({ sub: `crash-${crash}`, audience: 'gitgate' });
       const url = `${gw.url}/mcp/http`;
-      const load = Promise.all([0, 1, 2, 3].map((w) => client(url, token, `c${crash}w${w}`)));
-      await new Promise((r) => setTimeout(r, 100 + Math.floor(Math.random() * 500)));
-      gw.child.kill('SIGKILL');
-      await once(gw.child, 'exit');
+      // The kill comes after a seeded number of answers, while the other clients are mid-request:
+      // a random moment of the load, not of the wall clock.
+      const killAt = 2 + (Math.imul(SEED ^ (crash + 1), 2_654_435_761) >>> 0) % 40;
+      let answers = 0;
+      const exited = once(gw.child, 'exit');
+      const kill = () => {
+        if (++answers === killAt) gw.child.kill('SIGKILL');
+      };
+      const load = Promise.all([0, 1, 2, 3].map((w) => client(url, token, `c${crash}w${w}`, kill)));
+      await exited;
       for (const got of await load) answered.push(...got);
+      expect(answers).toBeGreaterThanOrEqual(killAt);
     }
-    expect(answered.length).toBeGreaterThan(CRASHES * 4);
 
     // A last start recovers the WAL; a graceful stop commits everything.
     const last = await serveProcess(['--config', config, '--port', '0']);

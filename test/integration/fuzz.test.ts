@@ -11,9 +11,10 @@ import type { DecisionEngine } from '../../src/policy/engine.js';
 import type { PolicyInput } from '../../src/policy/input.js';
 import { fakeUpstream } from '../helpers/fake-upstream.js';
 import { makePolicyDir } from '../helpers/policy.js';
-import { soakSize } from '../helpers/soak.js';
+import { soakSize, testSeed } from '../helpers/soak.js';
 
 const RUNS = soakSize(400, 4000);
+const SEED = testSeed('fuzz');
 
 /**
  * Property: whatever bodies and headers arrive, every answer is a well-formed
@@ -166,7 +167,7 @@ describe('random and mutated traffic', () => {
         }
         if (res.statusCode >= 400) expect(messages[0]).toHaveProperty('error');
       }),
-      { numRuns: RUNS },
+      { numRuns: RUNS, seed: SEED },
     );
     // The invariant: per (method, tool), the upstream never received more requests than were allowed.
     const got = new Map<string, number>();
@@ -179,6 +180,8 @@ describe('random and mutated traffic', () => {
       got.set(k, (got.get(k) ?? 0) + 1);
     }
     for (const [k, n] of got) expect({ k, n: Math.min(n, allowed.get(k) ?? 0) }).toEqual({ k, n });
-    expect(received.length).toBeGreaterThan(RUNS / 10);
+    console.log(`fuzz: ${RUNS} runs, the upstream received ${received.length} requests`);
+    // The run must exercise forwarding at all (a near-valid third of the traffic, of which some is allowed).
+    expect(received.length).toBeGreaterThan(RUNS / 20);
   }, 240_000);
 });

@@ -22,10 +22,10 @@ import { Channel } from '../../src/mcp/channel.js';
 import type { JsonRpcMessage } from '../../src/mcp/jsonrpc.js';
 import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
-import { soakSize } from '../helpers/soak.js';
+import { soakSize, testSeed } from '../helpers/soak.js';
 
 const RUNS = soakSize(250, 3000);
-const SEED = Number(process.env.GITGATE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = testSeed('property test');
 
 interface Recorded {
   readonly type: string;
@@ -189,7 +189,6 @@ describe('property: nothing reaches an upstream without a durable allow decision
       }
     }
     gwUrl = await gw.listen();
-    console.log(`property test: ${RUNS} runs, seed ${SEED} (replay with GITGATE_TEST_SEED=${SEED})`);
   });
   afterAll(() => gw.close());
 

@@ -20,11 +20,11 @@ import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/
 import { signBody } from '../../src/webhooks/verify-and-receive.js';
 import { fakeUpstream } from '../helpers/fake-upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { testSeed } from '../helpers/soak.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
 
-const SEED = Number(process.env.GITGATE_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
-console.log(`resource-bounds: fast-check seed ${SEED} (set GITGATE_TEST_SEED to replay)`);
+const SEED = testSeed('resource-bounds');
 
 const tick = (ms = 10) => new Promise((r) => setTimeout(r, ms));
 const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DETECTORS, ibanValid, luhnValid } from '../../src/masking/detectors.js';
+import { testSeed } from '../helpers/soak.js';
 
 /**
  * The scanners against the regular expressions they replaced (the detectors as
@@ -60,7 +61,7 @@ function prng(seed: number): () => number {
   };
 }
 
-const SEED = Number(process.env.GITGATE_TEST_SEED ?? 20_261_201);
+const SEED = testSeed('detector scanners');
 const CASES = 3000;
 
 describe(`detector scanners find what the regular expressions found (seed ${SEED}; GITGATE_TEST_SEED=n to vary)`, () => {
