@@ -9,10 +9,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { auditSigner } from '../src/audit/record.js';
-import { generateSigningKey } from '../src/credentials/algorithms.js';
 import { GitAuditStore } from '../src/audit/store.js';
-import { verifyAuditRepo } from '../src/audit/verify.js';
 import { openAuditTrail } from '../src/audit/trail.js';
+import { verifyAuditRepo } from '../src/audit/verify.js';
+import { generateSigningKey } from '../src/credentials/algorithms.js';
 
 const TOTAL = Number(process.env.AUDIT_RECORDS ?? 1_000_000);
 /** Records per session stream (a session of ~10 exchanges = 20 records); 0 = everything in one hot stream. */
@@ -24,7 +24,13 @@ async function main(): Promise<void> {
   const key = generateSigningKey('ES256');
   const signer = auditSigner('bench', key);
   const store = await GitAuditStore.open(path.join(root, 'audit'), signer);
-  const { log, committer } = openAuditTrail(store, { walDir: path.join(root, 'wal'), kid: 'bench', key, everyRecords: 10_000, everyMs: 1000 });
+  const { log, committer } = openAuditTrail(store, {
+    walDir: path.join(root, 'wal'),
+    kid: 'bench',
+    key,
+    everyRecords: 10_000,
+    everyMs: 1000,
+  });
   committer.start();
   const event = (i: number) => ({
     type: 'response' as const,
@@ -33,9 +39,17 @@ async function main(): Promise<void> {
     upstream: 'demo',
     method: 'tools/call',
     tool: 'echo',
-    data: { ok: true, result: { content: [{ type: 'text', text: `echo: message number ${i}` }] }, bytes: 64, relayed: 0, ms: 1.2 },
+    data: {
+      ok: true,
+      result: { content: [{ type: 'text', text: `echo: message number ${i}` }] },
+      bytes: 64,
+      relayed: 0,
+      ms: 1.2,
+    },
   });
-  console.log(`audit bench: ${TOTAL} records, ${PER_STREAM === 0 ? 'one hot stream' : `${PER_STREAM} per session stream`}, ${IN_FLIGHT} in flight, node ${process.version}`);
+  console.log(
+    `audit bench: ${TOTAL} records, ${PER_STREAM === 0 ? 'one hot stream' : `${PER_STREAM} per session stream`}, ${IN_FLIGHT} in flight, node ${process.version}`,
+  );
   const heap: number[] = [];
   const lags: number[] = [];
   const start = process.hrtime.bigint();
@@ -43,7 +57,10 @@ async function main(): Promise<void> {
   const worker = async () => {
     while (next < TOTAL) {
       const i = next++;
-      await log.append(PER_STREAM === 0 ? 'stateless/bench/hot' : `sessions/bench/s${Math.floor(i / PER_STREAM)}`, event(i));
+      await log.append(
+        PER_STREAM === 0 ? 'stateless/bench/hot' : `sessions/bench/s${Math.floor(i / PER_STREAM)}`,
+        event(i),
+      );
       if (i % 100_000 === 0) {
         global.gc?.();
         heap.push(process.memoryUsage().heapUsed / 2 ** 20);
@@ -59,13 +76,19 @@ async function main(): Promise<void> {
   await log.close();
   lags.sort((a, b) => a - b);
   console.log(`signed + durable: ${(TOTAL / durableSecs).toFixed(0)} records/s (${durableSecs.toFixed(1)} s)`);
-  console.log(`committed to git: ${(TOTAL / totalSecs).toFixed(0)} records/s end to end, ${committer.status().commits} commits`);
-  console.log(`commit lag (sampled): median ${lags[Math.floor(lags.length / 2)]?.toFixed(0) ?? '-'} ms, worst ${lags.at(-1)?.toFixed(0) ?? '-'} ms`);
+  console.log(
+    `committed to git: ${(TOTAL / totalSecs).toFixed(0)} records/s end to end, ${committer.status().commits} commits`,
+  );
+  console.log(
+    `commit lag (sampled): median ${lags[Math.floor(lags.length / 2)]?.toFixed(0) ?? '-'} ms, worst ${lags.at(-1)?.toFixed(0) ?? '-'} ms`,
+  );
   console.log(`heap MiB every 100k records: ${heap.map((h) => h.toFixed(0)).join(' ')}`);
   if (process.env.AUDIT_VERIFY !== '0') {
     const t0 = process.hrtime.bigint();
     const report = await verifyAuditRepo(path.join(root, 'audit'));
-    console.log(`verify: ${report.ok ? 'ok' : `FAILED ${JSON.stringify(report.error)}`} — ${report.records} records in ${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1)} s`);
+    console.log(
+      `verify: ${report.ok ? 'ok' : `FAILED ${JSON.stringify(report.error)}`} — ${report.records} records in ${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1)} s`,
+    );
   }
 }
 

@@ -25,7 +25,10 @@ async function run(mode: 'webhook' | 'polling'): Promise<number[]> {
   const opa = await ensureOpa();
   const repo = await PolicyRepo.create({ version: 0 });
   const publish = async (i: number) => {
-    repo.write('policies/gitgate/decision.rego', `package gitgate\n\nv := ${i}\n\ndecision := {"allow": false, "reasons": [sprintf("v=%d", [v])]}\n`);
+    repo.write(
+      'policies/gitgate/decision.rego',
+      `package gitgate\n\nv := ${i}\n\ndecision := {"allow": false, "reasons": [sprintf("v=%d", [v])]}\n`,
+    );
     const dir = path.join(repo.dir, 'policies');
     rmSync(path.join(dir, 'bundle.tar.gz'), { force: true });
     await buildPolicyBundle({ opa, srcDir: dir, outDir: dir, revision: sourcesDigest(dir) });
@@ -55,8 +58,17 @@ async function run(mode: 'webhook' | 'polling'): Promise<number[]> {
   const decidedBy = async () => {
     const res = await fetch(`${url}/mcp/http`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'b', version: '1' } } }),
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'b', version: '1' } },
+      }),
     });
     return ((await res.json()) as { error?: { data?: { reasons?: string[] } } }).error?.data?.reasons?.[0];
   };
@@ -68,7 +80,12 @@ async function run(mode: 'webhook' | 'polling'): Promise<number[]> {
       const body = JSON.stringify({ ref: 'refs/heads/main' });
       await fetch(`${url}/webhooks/github`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': `d-${i}`, 'x-hub-signature-256': signBody(SECRET, body) },
+        headers: {
+          'content-type': 'application/json',
+          'x-github-event': 'push',
+          'x-github-delivery': `d-${i}`,
+          'x-hub-signature-256': signBody(SECRET, body),
+        },
         body,
       });
     }
@@ -85,7 +102,9 @@ async function run(mode: 'webhook' | 'polling'): Promise<number[]> {
 async function main(): Promise<void> {
   for (const mode of ['webhook', 'polling'] as const) {
     const lat = await run(mode);
-    console.log(`${mode.padEnd(8)} push → first request decided by the new revision, ${N} commits (CI-built bundles${mode === 'polling' ? `, poll every ${POLL} s` : ''}): median ${lat[Math.floor(N / 2)]!.toFixed(0)} ms, worst ${lat.at(-1)!.toFixed(0)} ms`);
+    console.log(
+      `${mode.padEnd(8)} push → first request decided by the new revision, ${N} commits (CI-built bundles${mode === 'polling' ? `, poll every ${POLL} s` : ''}): median ${lat[Math.floor(N / 2)]!.toFixed(0)} ms, worst ${lat.at(-1)!.toFixed(0)} ms`,
+    );
   }
 }
 

@@ -5,20 +5,19 @@
  */
 import { createHash } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { auditSigner } from '../src/audit/record.js';
-import { generateSigningKey } from '../src/credentials/algorithms.js';
 import { GitAuditStore } from '../src/audit/store.js';
 import { openAuditTrail } from '../src/audit/trail.js';
-import { replayImpact } from '../src/impact/replay.js';
+import { generateSigningKey } from '../src/credentials/algorithms.js';
 import { replayImpactParallel } from '../src/impact/parallel.js';
-import { availableParallelism } from 'node:os';
+import { replayImpact } from '../src/impact/replay.js';
+import { packageRoot } from '../src/paths.js';
 import { buildPolicyBundle } from '../src/policy/build.js';
 import { readBundle } from '../src/policy/bundle.js';
 import { instantiate } from '../src/policy/engine.js';
 import { ensureOpa } from '../src/policy/opa-binary.js';
-import { packageRoot } from '../src/paths.js';
 
 const N = Number(process.env.DECISIONS ?? 100_000);
 
@@ -32,7 +31,9 @@ async function revision(data: unknown): Promise<Uint8Array> {
 }
 
 async function main(): Promise<void> {
-  const baseData = JSON.parse(readFileSync(path.join(packageRoot, 'policies', 'config', 'data.json'), 'utf8')) as { upstreams: { demo: { public_tools: string[] } } };
+  const baseData = JSON.parse(readFileSync(path.join(packageRoot, 'policies', 'config', 'data.json'), 'utf8')) as {
+    upstreams: { demo: { public_tools: string[] } };
+  };
   const headData = structuredClone(baseData);
   headData.upstreams.demo.public_tools = ['get-sum', 'get-tiny-image'];
   const [base, head] = await Promise.all([revision(baseData), revision(headData)]);
@@ -41,7 +42,13 @@ async function main(): Promise<void> {
   const key = generateSigningKey('ES256');
   const signer = auditSigner('bench', key);
   const store = await GitAuditStore.open(path.join(root, 'audit'), signer);
-  const { log, committer } = openAuditTrail(store, { walDir: path.join(root, 'wal'), kid: 'bench', key, everyRecords: 20_000, everyMs: 5_000 });
+  const { log, committer } = openAuditTrail(store, {
+    walDir: path.join(root, 'wal'),
+    kid: 'bench',
+    key,
+    everyRecords: 20_000,
+    everyMs: 5_000,
+  });
   const tools = ['echo', 'get-sum', 'get-tiny-image', 'get-env'];
   const t0 = performance.now();
   let next = 0;
@@ -52,7 +59,13 @@ async function main(): Promise<void> {
         const tool = tools[i % tools.length]!;
         const input = {
           identity: { sub: `user${i % 40}`, groups: i % 5 === 0 ? ['eng'] : [], issuer: 'urn:gitgate:dev-issuer' },
-          mcp: { method: 'tools/call', tool, arguments: { message: `m${i}` }, protocol_version: '2025-11-25', era: 'legacy' },
+          mcp: {
+            method: 'tools/call',
+            tool,
+            arguments: { message: `m${i}` },
+            protocol_version: '2025-11-25',
+            era: 'legacy',
+          },
           upstream: { name: 'demo', transport: 'stdio' },
           request: { id: `r${i}`, time_ns: 0 },
         };
@@ -70,7 +83,9 @@ async function main(): Promise<void> {
             policy: { revision: 'b'.repeat(40), bundle_digest: `sha256:${'c'.repeat(64)}` },
             allow: true,
             valid: true,
-            reasons: [`tools/call of ${tool} allowed for ${input.identity.sub} (groups: [${input.identity.groups.join(',')}])`],
+            reasons: [
+              `tools/call of ${tool} allowed for ${input.identity.sub} (groups: [${input.identity.groups.join(',')}])`,
+            ],
             risk: 'low',
             approval_required: false,
             mask: [],
@@ -91,10 +106,16 @@ async function main(): Promise<void> {
     const t1 = performance.now();
     const report =
       workers === 1
-        ? replayImpact(path.join(root, 'audit'), await instantiate(await readBundle(base), { source: 'base' }), await instantiate(await readBundle(head), { source: 'head' }))
+        ? replayImpact(
+            path.join(root, 'audit'),
+            await instantiate(await readBundle(base), { source: 'base' }),
+            await instantiate(await readBundle(head), { source: 'head' }),
+          )
         : await replayImpactParallel(path.join(root, 'audit'), base, head, { workers });
     const secs = (performance.now() - t1) / 1000;
-    console.log(`${workers} thread(s): replayed ${report.replayed} recorded decisions on both revisions (${report.replayed * 2} evaluations, records verified) in ${secs.toFixed(1)} s: ${(report.replayed / secs).toFixed(0)} decisions/s, transitions ${JSON.stringify(report.transitions)}`);
+    console.log(
+      `${workers} thread(s): replayed ${report.replayed} recorded decisions on both revisions (${report.replayed * 2} evaluations, records verified) in ${secs.toFixed(1)} s: ${(report.replayed / secs).toFixed(0)} decisions/s, transitions ${JSON.stringify(report.transitions)}`,
+    );
   }
 }
 

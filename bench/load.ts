@@ -8,14 +8,33 @@ export interface Target {
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
 
-function post(url: URL, headers: Record<string, string>, body: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
+function post(
+  url: URL,
+  headers: Record<string, string>,
+  body: string,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { ...headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          ...headers,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'content-length': String(Buffer.byteLength(body)),
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -28,19 +47,42 @@ export interface Call {
   readonly expect: string;
 }
 
-export const ECHO: Call = { name: 'echo', arguments: { message: 'benchmark payload' }, expect: 'echo: benchmark payload' };
+export const ECHO: Call = {
+  name: 'echo',
+  arguments: { message: 'benchmark payload' },
+  expect: 'echo: benchmark payload',
+};
 
 /** One MCP session: initialize + initialized, then tools/call in a loop. */
 export async function openSession(t: Target, call: Call = ECHO): Promise<(id: number) => Promise<void>> {
   const url = new URL(t.url);
-  const init = await post(url, t.headers, JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench', version: '1' } } }));
+  const init = await post(
+    url,
+    t.headers,
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'initialize',
+      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'bench', version: '1' } },
+    }),
+  );
   if (init.status !== 200) throw new Error(`${t.name}: initialize answered ${init.status}: ${init.text}`);
   const sid = String(init.headers['mcp-session-id']);
   const h = { ...t.headers, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
   await post(url, h, JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
   return async (id: number) => {
-    const r = await post(url, h, JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: call.name, arguments: call.arguments } }));
-    if (r.status !== 200 || !r.text.includes(call.expect)) throw new Error(`${t.name}: tools/call answered ${r.status}: ${r.text.slice(0, 200)}`);
+    const r = await post(
+      url,
+      h,
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id,
+        method: 'tools/call',
+        params: { name: call.name, arguments: call.arguments },
+      }),
+    );
+    if (r.status !== 200 || !r.text.includes(call.expect))
+      throw new Error(`${t.name}: tools/call answered ${r.status}: ${r.text.slice(0, 200)}`);
   };
 }
 
@@ -55,7 +97,13 @@ export function percentile(sorted: readonly number[], p: number): number {
 }
 
 /** `total` tools/call requests over `concurrency` sessions (bounded loop). */
-export async function run(t: Target, concurrency: number, total: number, warmup: number, call: Call = ECHO): Promise<RunResult> {
+export async function run(
+  t: Target,
+  concurrency: number,
+  total: number,
+  warmup: number,
+  call: Call = ECHO,
+): Promise<RunResult> {
   const calls = await Promise.all(Array.from({ length: concurrency }, () => openSession(t, call)));
   let next = 0;
   const worker = async (call: (id: number) => Promise<void>, n: number, lat: number[] | undefined) => {

@@ -6,10 +6,13 @@ const target = new URL(process.argv[2]);
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 const server = http.createServer((req, res) => {
   const headers = { ...req.headers, host: target.host };
-  const up = http.request({ host: target.hostname, port: target.port, path: target.pathname, method: req.method, headers, agent }, (ur) => {
-    res.writeHead(ur.statusCode ?? 502, ur.headers);
-    ur.pipe(res);
-  });
+  const up = http.request(
+    { host: target.hostname, port: target.port, path: target.pathname, method: req.method, headers, agent },
+    (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.pipe(res);
+    },
+  );
   up.on('error', () => res.writeHead(502).end());
   req.pipe(up);
 });

@@ -5,7 +5,7 @@
  *
  *   npm run bench            (BENCH_REQUESTS=4000 per run, BENCH_ROUNDS=5 interleaved rounds)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ import { readBundle } from '../src/policy/bundle.js';
 import { instantiate } from '../src/policy/engine.js';
 import type { PolicyInput } from '../src/policy/input.js';
 import { ensureOpa } from '../src/policy/opa-binary.js';
-import { percentile, run, type Call, type RunResult, type Target } from './load.js';
+import { type Call, percentile, type RunResult, run, type Target } from './load.js';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 3000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -26,7 +26,11 @@ const children: ChildProcess[] = [];
 const pidOf = new Map<string, number>();
 
 function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
-  const child = spawn(cmd, args, { cwd: packageRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args, {
+    cwd: packageRoot,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.push(child);
   return new Promise((resolve, reject) => {
     let out = '';
@@ -51,8 +55,15 @@ function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promis
 async function policyDir(): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'gitgate-bench-policy-'));
   await cp(path.join(packageRoot, 'policies', 'gitgate'), path.join(dir, 'gitgate'), { recursive: true });
-  const data = JSON.parse(await readFile(path.join(packageRoot, 'policies', 'config', 'data.json'), 'utf8')) as { upstreams: Record<string, unknown> };
-  const base = { full_access_groups: ['eng'], public_tools: ['echo', 'blob'], high_risk_tools: {}, credential_ttl_seconds: 60 };
+  const data = JSON.parse(await readFile(path.join(packageRoot, 'policies', 'config', 'data.json'), 'utf8')) as {
+    upstreams: Record<string, unknown>;
+  };
+  const base = {
+    full_access_groups: ['eng'],
+    public_tools: ['echo', 'blob'],
+    high_risk_tools: {},
+    credential_ttl_seconds: 60,
+  };
   data.upstreams.bench = { ...base, mask: [] };
   data.upstreams['bench-masked'] = { ...base, mask: [{ path: '$.result', detectors: ['email', 'aws_access_key'] }] };
   await mkdir(path.join(dir, 'config'));
@@ -62,11 +73,22 @@ async function policyDir(): Promise<string> {
 
 async function policyOnly(dir: string): Promise<{ medianUs: number; p99Us: number }> {
   const opa = await ensureOpa();
-  const built = await buildPolicyBundle({ opa, srcDir: dir, outDir: await mkdtemp(path.join(tmpdir(), 'gitgate-bench-build-')) });
+  const built = await buildPolicyBundle({
+    opa,
+    srcDir: dir,
+    outDir: await mkdtemp(path.join(tmpdir(), 'gitgate-bench-build-')),
+  });
   const p = await instantiate(await readBundle(await readFile(built.path)), { source: dir });
   const input: PolicyInput = {
     identity: { sub: 'bench', groups: ['eng'], issuer: 'bench' },
-    mcp: { kind: 'request', method: 'tools/call', tool: 'echo', arguments: { message: 'benchmark payload' }, protocol_version: '2025-11-25', era: 'legacy' },
+    mcp: {
+      kind: 'request',
+      method: 'tools/call',
+      tool: 'echo',
+      arguments: { message: 'benchmark payload' },
+      protocol_version: '2025-11-25',
+      era: 'legacy',
+    },
     upstream: { name: 'bench', transport: 'http' },
     request: { id: 'r', time_ns: 0 },
   };
@@ -108,7 +130,12 @@ function cpuOf(pid: number): { main: number; threads: number; children: number }
 }
 
 /** One run, with the target's CPU per request (main thread, whole process, and children). */
-async function measured(t: Target, conc: number, n: number, warmup: number): Promise<RunResult & { cpu?: { main: number; threads: number; children: number } }> {
+async function measured(
+  t: Target,
+  conc: number,
+  n: number,
+  warmup: number,
+): Promise<RunResult & { cpu?: { main: number; threads: number; children: number } }> {
   const pid = pidOf.get(new URL(t.url).origin);
   const before = pid !== undefined ? cpuOf(pid) : undefined;
   const r = await run(t, conc, n, warmup);
@@ -116,7 +143,14 @@ async function measured(t: Target, conc: number, n: number, warmup: number): Pro
   if (before === undefined || after === undefined) return r;
   // The run's requests: the measured ones, the warm-up, and each session's initialize + initialized.
   const requests = n + warmup + 2 * conc;
-  return { ...r, cpu: { main: (after.main - before.main) / requests, threads: (after.threads - before.threads) / requests, children: (after.children - before.children) / requests } };
+  return {
+    ...r,
+    cpu: {
+      main: (after.main - before.main) / requests,
+      threads: (after.threads - before.threads) / requests,
+      children: (after.children - before.children) / requests,
+    },
+  };
 }
 
 interface AuditReadiness {
@@ -127,7 +161,10 @@ interface AuditReadiness {
  * While `work` runs, follow the gateway's audit trail through /readyz: records
  * made durable per second, and the commit lag of every commit in between.
  */
-async function auditDuring<T>(url: string, work: Promise<T>): Promise<{ result: T; recordsPerSec: number; lags: number[] }> {
+async function auditDuring<T>(
+  url: string,
+  work: Promise<T>,
+): Promise<{ result: T; recordsPerSec: number; lags: number[] }> {
   const read = async () => ((await (await fetch(`${url}/readyz`)).json()) as AuditReadiness).audit ?? {};
   const first = await read();
   const t0 = performance.now();
@@ -143,7 +180,11 @@ async function auditDuring<T>(url: string, work: Promise<T>): Promise<{ result: 
     commits = a.commits ?? commits;
   }
   const last = await read();
-  return { result: await result, recordsPerSec: (((last.appended ?? 0) - (first.appended ?? 0)) * 1000) / (performance.now() - t0), lags };
+  return {
+    result: await result,
+    recordsPerSec: (((last.appended ?? 0) - (first.appended ?? 0)) * 1000) / (performance.now() - t0),
+    lags,
+  };
 }
 
 /** The run with the median throughput (its latencies with it). */
@@ -151,10 +192,14 @@ function median(rs: readonly RunResult[]): RunResult {
   return [...rs].sort((a, b) => a.rps - b.rps)[Math.floor(rs.length / 2)]!;
 }
 
-const fmt = (r: RunResult) => `${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(3).padStart(7)} ms   p99 ${r.p99.toFixed(3).padStart(7)} ms`;
+const fmt = (r: RunResult) =>
+  `${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(3).padStart(7)} ms   p99 ${r.p99.toFixed(3).padStart(7)} ms`;
 
 async function main(): Promise<void> {
-  const upstreamUrl = await start(process.execPath, [path.join(packageRoot, 'test', 'fixtures', 'demo-server.mjs'), 'http']);
+  const upstreamUrl = await start(process.execPath, [
+    path.join(packageRoot, 'test', 'fixtures', 'demo-server.mjs'),
+    'http',
+  ]);
   const passUrl = await start(process.execPath, [path.join(packageRoot, 'bench', 'passthrough.mjs'), upstreamUrl]);
   const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-bench-data-'));
   const dir = await policyDir();
@@ -163,14 +208,35 @@ async function main(): Promise<void> {
     cfg,
     `dataDir: ${dataDir}\npolicy:\n  dir: ${dir}\nlog:\n  level: warn\nupstreams:\n  bench:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n    maxSessionsPerCaller: 1000\n  bench-masked:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n    maxSessionsPerCaller: 1000\n`,
   );
-  const gwUrl = await start(process.execPath, [path.join(packageRoot, 'bin', 'gitgate.js'), 'serve', '--config', cfg, '--port', '0']);
+  const gwUrl = await start(process.execPath, [
+    path.join(packageRoot, 'bin', 'gitgate.js'),
+    'serve',
+    '--config',
+    cfg,
+    '--port',
+    '0',
+  ]);
   // The same gateway with audit off, to price the audit trail in the same run.
   const cfgOff = path.join(dataDir, 'gitgate-audit-off.yaml');
-  await writeFile(cfgOff, `${(await readFile(cfg, 'utf8')).replace(`dataDir: ${dataDir}`, `dataDir: ${dataDir}-off`)}audit:\n  enabled: false\n`);
-  const gwOffUrl = await start(process.execPath, [path.join(packageRoot, 'bin', 'gitgate.js'), 'serve', '--config', cfgOff, '--port', '0']);
+  await writeFile(
+    cfgOff,
+    `${(await readFile(cfg, 'utf8')).replace(`dataDir: ${dataDir}`, `dataDir: ${dataDir}-off`)}audit:\n  enabled: false\n`,
+  );
+  const gwOffUrl = await start(process.execPath, [
+    path.join(packageRoot, 'bin', 'gitgate.js'),
+    'serve',
+    '--config',
+    cfgOff,
+    '--port',
+    '0',
+  ]);
   const mint = (config: string) =>
     new Promise<string>((resolve, reject) => {
-      const c = spawn(process.execPath, [path.join(packageRoot, 'bin', 'gitgate.js'), 'token', '--config', config, '--sub', 'bench', '--groups', 'eng'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const c = spawn(
+        process.execPath,
+        [path.join(packageRoot, 'bin', 'gitgate.js'), 'token', '--config', config, '--sub', 'bench', '--groups', 'eng'],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
       let out = '';
       c.stdout.on('data', (d: Buffer) => (out += d.toString()));
       c.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error('token failed'))));
@@ -184,7 +250,9 @@ async function main(): Promise<void> {
     { name: 'gitgate', url: `${gwUrl}/mcp/bench`, headers: { authorization: `Bearer ${token}` } },
     { name: 'audit off', url: `${gwOffUrl}/mcp/bench`, headers: { authorization: `Bearer ${tokenOff}` } },
   ];
-  console.log(`gitgate bench — ${REQUESTS} tools/call per run, ${ROUNDS} interleaved rounds (medians), node ${process.version}, ${new Date().toISOString()}`);
+  console.log(
+    `gitgate bench — ${REQUESTS} tools/call per run, ${ROUNDS} interleaved rounds (medians), node ${process.version}, ${new Date().toISOString()}`,
+  );
   const results: Record<string, Record<number, RunResult>> = {};
   for (const conc of [1, 16]) {
     console.log(`\nconcurrency ${conc}`);
@@ -208,7 +276,9 @@ async function main(): Promise<void> {
     for (const t of targets) {
       const r = median(rounds[t.name]!);
       (results[t.name] ??= {})[conc] = r;
-      console.log(`  ${t.name.padEnd(12)} ${fmt(r)}   (rounds: ${rounds[t.name]!.map((x) => x.rps.toFixed(0)).join(' ')})`);
+      console.log(
+        `  ${t.name.padEnd(12)} ${fmt(r)}   (rounds: ${rounds[t.name]!.map((x) => x.rps.toFixed(0)).join(' ')})`,
+      );
     }
     durable.sort((a, b) => a - b);
     lags.sort((a, b) => a - b);
@@ -218,8 +288,12 @@ async function main(): Promise<void> {
     const g = results.gitgate![conc]!;
     const d = results.direct![conc]!;
     const p = results.passthrough![conc]!;
-    console.log(`  gitgate vs direct:      throughput ${((g.rps / d.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - d.p50).toFixed(3)} ms`);
-    console.log(`  gitgate vs passthrough: throughput ${((g.rps / p.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - p.p50).toFixed(3)} ms`);
+    console.log(
+      `  gitgate vs direct:      throughput ${((g.rps / d.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - d.p50).toFixed(3)} ms`,
+    );
+    console.log(
+      `  gitgate vs passthrough: throughput ${((g.rps / p.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - p.p50).toFixed(3)} ms`,
+    );
     const off = results['audit off']![conc]!;
     const perRound = rounds.gitgate!.map((x, i) => x.rps / rounds['audit off']![i]!.rps).sort((a, b) => a - b);
     console.log(
@@ -228,10 +302,18 @@ async function main(): Promise<void> {
     // What each exchange costs the gateway in CPU: the event loop (one thread: a gateway's capacity
     // when it has a core of its own) and every thread (with the audit sealer).
     const cpu = (name: string, k: 'main' | 'threads' | 'children') => {
-      const xs = rounds[name]!.map((x) => x.cpu?.[k]).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+      const xs = rounds[name]!.map((x) => x.cpu?.[k])
+        .filter((x): x is number => x !== undefined)
+        .sort((a, b) => a - b);
       return xs.length === 0 ? undefined : xs[Math.floor(xs.length / 2)]!;
     };
-    const [onMain, offMain, onAll, offAll, git] = [cpu('gitgate', 'main'), cpu('audit off', 'main'), cpu('gitgate', 'threads'), cpu('audit off', 'threads'), cpu('gitgate', 'children')];
+    const [onMain, offMain, onAll, offAll, git] = [
+      cpu('gitgate', 'main'),
+      cpu('audit off', 'main'),
+      cpu('gitgate', 'threads'),
+      cpu('audit off', 'threads'),
+      cpu('gitgate', 'children'),
+    ];
     if (onMain !== undefined && offMain !== undefined && onAll !== undefined && offAll !== undefined) {
       console.log(
         `  CPU per exchange (medians): event loop ${offMain.toFixed(0)} µs audit off, ${onMain.toFixed(0)} µs on (+${(onMain - offMain).toFixed(0)} µs: event-loop capacity ${((offMain / onMain) * 100).toFixed(1)}%, cost ${(100 - (offMain / onMain) * 100).toFixed(1)}%);` +
@@ -254,12 +336,16 @@ async function main(): Promise<void> {
     const d = rs.direct!;
     for (const name of ['gitgate', 'gitgate+mask']) {
       const g = rs[name]!;
-      console.log(`  ${name} vs direct: throughput ${((g.rps / d.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - d.p50).toFixed(3)} ms   p99 ${g.p99.toFixed(3)} ms`);
+      console.log(
+        `  ${name} vs direct: throughput ${((g.rps / d.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - d.p50).toFixed(3)} ms   p99 ${g.p99.toFixed(3)} ms`,
+      );
     }
   }
 
   const pol = await policyOnly(dir);
-  console.log(`\npolicy evaluation alone (WASM, tools/call input): median ${pol.medianUs.toFixed(1)} µs/decision, p99 of batches ${pol.p99Us.toFixed(1)} µs`);
+  console.log(
+    `\npolicy evaluation alone (WASM, tools/call input): median ${pol.medianUs.toFixed(1)} µs/decision, p99 of batches ${pol.p99Us.toFixed(1)} µs`,
+  );
 }
 
 main()

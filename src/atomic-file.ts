@@ -7,7 +7,11 @@ import { link, open, rename, unlink } from 'node:fs/promises';
  * fsync, then rename over it (or, with `exclusive`, link it into place, which
  * fails with EEXIST when another process got there first).
  */
-export async function writeFileAtomic(file: string, data: string, opts: { mode?: number; exclusive?: boolean } = {}): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  data: string,
+  opts: { mode?: number; exclusive?: boolean } = {},
+): Promise<void> {
   const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
   const fh = await open(tmp, 'wx', opts.mode ?? 0o644);
   try {

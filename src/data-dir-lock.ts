@@ -1,5 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -194,7 +204,8 @@ export async function lockDataDir(dir: string): Promise<DataDirLock> {
   rmSync(temp, { force: true });
   // Leftovers of gateways that died (their beacons, half-made lock files).
   for (const f of readdirSync(dir)) {
-    if ((/^gitgate-[0-9a-f]{12}\.sock$/.test(f) && f !== b?.name) || /^gitgate\.lock\.(stale-)?[0-9a-f]{12}$/.test(f)) rmSync(path.join(dir, f), { force: true });
+    if ((/^gitgate-[0-9a-f]{12}\.sock$/.test(f) && f !== b?.name) || /^gitgate\.lock\.(stale-)?[0-9a-f]{12}$/.test(f))
+      rmSync(path.join(dir, f), { force: true });
   }
   let released = false;
   return {

@@ -3,51 +3,50 @@
  * adapters (identity, policy, upstream transports) into buildApp(deps).
  */
 import { mkdir } from 'node:fs/promises';
-import type { FastifyInstance } from 'fastify';
-import { pino, type DestinationStream, type Logger } from 'pino';
-import type { GatewayConfig, UpstreamConfig } from './config/types.js';
-import type { UpstreamConnector } from './mcp/upstream/types.js';
-import { toolEnv } from './config/load.js';
-import { buildApp, type Readiness } from './http/app.js';
-import type { DevIssuer } from './identity/dev-issuer.js';
-import { configuredVerifier } from './identity/configured-verifier.js';
-import { SessionStore } from './mcp/sessions.js';
-import { createUpstreamRegistry, type Upstream, type UpstreamRegistry } from './mcp/upstreams.js';
-import { httpConnector } from './mcp/upstream/http.js';
-import { stdioConnector, type StdioLogger } from './mcp/upstream/stdio.js';
-import { trackConnector, type TrackedConnector } from './gitsync/tracked-connector.js';
-import { GatewayError } from './errors.js';
-import { GatewayMetrics } from './metrics/metrics.js';
-import { PolicyHolder, type DecisionEngine, type PolicyInstance } from './policy/engine.js';
-import { loadPolicyFromDir } from './policy/local-source.js';
-import { ensureOpa } from './policy/opa-binary.js';
-import { VERSION } from './version.js';
-import { Credentials } from './credentials/credentials.js';
-import { KeyRing } from './credentials/keyring.js';
-import { ToolCatalogs } from './mcp/tool-catalog.js';
-import { RateLimiter } from './policy/rate-limit.js';
 import path from 'node:path';
-import { createAuditor, disabledAuditor, type Auditor } from './audit/auditor.js';
-import { lockDataDir } from './data-dir-lock.js';
+import type { FastifyInstance } from 'fastify';
+import { type DestinationStream, type Logger, pino } from 'pino';
+import { GitHubApprovalProvider } from './approvals/github/provider.js';
+import { githubApprovalEvents } from './approvals/github/webhook-events.js';
+import { LocalGitRepo } from './approvals/local/git-repo.js';
+import { LocalApprovalProvider } from './approvals/local/provider.js';
+import type { ApprovalProvider } from './approvals/provider.js';
+import { loginOf as approverLogin } from './approvals/requester.js';
+import { ApprovalService } from './approvals/service.js';
+import { FileApprovalStore } from './approvals/store.js';
+import { type Auditor, createAuditor, disabledAuditor } from './audit/auditor.js';
 import type { AuditCommitter } from './audit/committer.js';
 import type { AuditLog } from './audit/log.js';
 import { auditSigner } from './audit/record.js';
 import { GitAuditStore } from './audit/store.js';
 import { openAuditTrail } from './audit/trail.js';
 import type { WriteAheadLog } from './audit/wal.js';
-import { GitHubApprovalProvider } from './approvals/github/provider.js';
-import { LocalGitRepo } from './approvals/local/git-repo.js';
-import { LocalApprovalProvider } from './approvals/local/provider.js';
-import type { ApprovalProvider } from './approvals/provider.js';
-import { ApprovalService } from './approvals/service.js';
-import { FileApprovalStore } from './approvals/store.js';
-import { loginOf as approverLogin } from './approvals/requester.js';
-import { githubApprovalEvents } from './approvals/github/webhook-events.js';
-import { DeliveryLog, GitHubWebhooks } from './webhooks/verify-and-receive.js';
-import type { Identity } from './identity/identity.js';
+import { toolEnv, validateRoutes } from './config/load.js';
+import type { GatewayConfig, UpstreamConfig } from './config/types.js';
+import { Credentials } from './credentials/credentials.js';
+import { KeyRing } from './credentials/keyring.js';
+import { lockDataDir } from './data-dir-lock.js';
+import { GatewayError } from './errors.js';
 import { PolicySync } from './gitsync/sync.js';
-import { validateRoutes } from './config/load.js';
-import { UpstreamChecks, type ProbeTimer } from './mcp/upstream-checks.js';
+import { type TrackedConnector, trackConnector } from './gitsync/tracked-connector.js';
+import { buildApp, type Readiness } from './http/app.js';
+import { configuredVerifier } from './identity/configured-verifier.js';
+import type { DevIssuer } from './identity/dev-issuer.js';
+import type { Identity } from './identity/identity.js';
+import { SessionStore } from './mcp/sessions.js';
+import { ToolCatalogs } from './mcp/tool-catalog.js';
+import { httpConnector } from './mcp/upstream/http.js';
+import { type StdioLogger, stdioConnector } from './mcp/upstream/stdio.js';
+import type { UpstreamConnector } from './mcp/upstream/types.js';
+import { type ProbeTimer, UpstreamChecks } from './mcp/upstream-checks.js';
+import { createUpstreamRegistry, type Upstream, type UpstreamRegistry } from './mcp/upstreams.js';
+import { GatewayMetrics } from './metrics/metrics.js';
+import { type DecisionEngine, PolicyHolder, type PolicyInstance } from './policy/engine.js';
+import { loadPolicyFromDir } from './policy/local-source.js';
+import { ensureOpa } from './policy/opa-binary.js';
+import { RateLimiter } from './policy/rate-limit.js';
+import { VERSION } from './version.js';
+import { DeliveryLog, GitHubWebhooks } from './webhooks/verify-and-receive.js';
 
 export interface Gateway {
   readonly app: FastifyInstance;
@@ -94,8 +93,15 @@ async function approvalProvider(config: GatewayConfig, now?: () => Date): Promis
   const a = config.approvals;
   if (a.provider === 'local') return new LocalApprovalProvider(await LocalGitRepo.open(a.local.repo), a.local.teams);
   const gh = a.github!;
-  const auth = gh.token !== undefined ? { token: gh.token.reveal() } : { appId: gh.app!.appId, installationId: gh.app!.installationId, privateKey: gh.app!.privateKey.reveal() };
-  return new GitHubApprovalProvider({ baseUrl: gh.baseUrl, owner: gh.owner, repo: gh.repo, baseBranch: gh.baseBranch, auth, onFinish: gh.onFinish }, undefined, now);
+  const auth =
+    gh.token !== undefined
+      ? { token: gh.token.reveal() }
+      : { appId: gh.app!.appId, installationId: gh.app!.installationId, privateKey: gh.app!.privateKey.reveal() };
+  return new GitHubApprovalProvider(
+    { baseUrl: gh.baseUrl, owner: gh.owner, repo: gh.repo, baseBranch: gh.baseBranch, auth, onFinish: gh.onFinish },
+    undefined,
+    now,
+  );
 }
 
 /** The provider, opening an approval only once the approval's records so far are durable. */
@@ -119,14 +125,24 @@ interface AuditParts {
 }
 
 /** The audit capability: audit signing key (ES256; older Ed25519 keys still sign), WAL, git store, log and committer (recovered on start). */
-async function createAudit(config: GatewayConfig, logger: Logger, wal?: (dir: string) => WriteAheadLog): Promise<AuditParts> {
+async function createAudit(
+  config: GatewayConfig,
+  logger: Logger,
+  wal?: (dir: string) => WriteAheadLog,
+): Promise<AuditParts> {
   if (!config.audit.enabled) return { auditor: disabledAuditor };
   const ring = await KeyRing.load(config.dataDir, { graceMs: 0, activationMs: 0 }, 'audit-signing');
   const key = ring.signing();
   const signer = auditSigner(key.kid, key.key);
   // Inside the locked data dir, git lock files left by a killed gateway's git are stale: the store may remove them.
-  const exclusive = !path.relative(config.dataDir, config.audit.repo).startsWith('..') && !path.isAbsolute(path.relative(config.dataDir, config.audit.repo));
-  const store = await GitAuditStore.open(config.audit.repo, signer, { ...(config.audit.remote ? { remote: config.audit.remote } : {}), log: (m) => logger.warn(m), exclusive });
+  const exclusive =
+    !path.relative(config.dataDir, config.audit.repo).startsWith('..') &&
+    !path.isAbsolute(path.relative(config.dataDir, config.audit.repo));
+  const store = await GitAuditStore.open(config.audit.repo, signer, {
+    ...(config.audit.remote ? { remote: config.audit.remote } : {}),
+    log: (m) => logger.warn(m),
+    exclusive,
+  });
   const { log, committer } = openAuditTrail(store, {
     walDir: path.join(config.dataDir, 'audit-wal'),
     kid: key.kid,
@@ -134,7 +150,8 @@ async function createAudit(config: GatewayConfig, logger: Logger, wal?: (dir: st
     everyRecords: config.audit.commitEveryRecords,
     everyMs: config.audit.commitEveryMs,
     ...(wal !== undefined ? { wal } : {}),
-    onError: (err) => logger.error({ err: (err as Error).message }, 'audit commit failed; records stay in the write-ahead log'),
+    onError: (err) =>
+      logger.error({ err: (err as Error).message }, 'audit commit failed; records stay in the write-ahead log'),
   });
   log.onHealth((healthy, why) => {
     if (healthy) logger.info('audit log records again; forwarding resumes');
@@ -142,7 +159,11 @@ async function createAudit(config: GatewayConfig, logger: Logger, wal?: (dir: st
   });
   const { recovered, damage } = await committer.recover();
   if (recovered > 0) logger.info({ recovered }, 'audit records recovered from the write-ahead log');
-  for (const d of damage) logger[d.kind === 'torn' ? 'warn' : 'error']({ segment: d.segment, line: d.line, kind: d.kind, why: d.why }, 'audit write-ahead log damage found on recovery');
+  for (const d of damage)
+    logger[d.kind === 'torn' ? 'warn' : 'error'](
+      { segment: d.segment, line: d.line, kind: d.kind, why: d.why },
+      'audit write-ahead log damage found on recovery',
+    );
   committer.start();
   return { auditor: createAuditor(log, { maxRecordedBytes: config.audit.maxRecordedBytes }), log, committer };
 }
@@ -159,23 +180,34 @@ function defaultConnector(cfg: UpstreamConfig, log: StdioLogger): UpstreamConnec
  * authorization and cookie headers, tokens, and every header an upstream's static
  * secret travels in (`secretHeaders`).
  */
-export function createLogger(level: string, secretHeaders: readonly string[] = [], destination?: DestinationStream): Logger {
+export function createLogger(
+  level: string,
+  secretHeaders: readonly string[] = [],
+  destination?: DestinationStream,
+): Logger {
   const headers = [...new Set(['authorization', 'cookie', 'x-api-key', ...secretHeaders.map((h) => h.toLowerCase())])];
   const paths = headers.flatMap((h) => [`req.headers["${h}"]`, `headers["${h}"]`, `*.headers["${h}"]`]);
-  return pino({
-    level,
-    base: { service: 'gitgate' },
-    redact: { paths: [...paths, '*.token', 'token', 'authorization', 'secret', '*.secret'], censor: '[redacted]' },
-  }, ...(destination !== undefined ? [destination] : []));
+  return pino(
+    {
+      level,
+      base: { service: 'gitgate' },
+      redact: { paths: [...paths, '*.token', 'token', 'authorization', 'secret', '*.secret'], censor: '[redacted]' },
+    },
+    ...(destination !== undefined ? [destination] : []),
+  );
 }
 
 export async function createGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
-  const logger = opts.logger ?? createLogger(config.log.level, Object.values(config.upstreams).flatMap((u) => (u.secret?.header !== undefined ? [u.secret.header] : [])));
+  const logger =
+    opts.logger ??
+    createLogger(
+      config.log.level,
+      Object.values(config.upstreams).flatMap((u) => (u.secret?.header !== undefined ? [u.secret.header] : [])),
+    );
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   // One gateway per data dir: its WAL, audit repo and approvals are this process's alone.
   const lock = await lockDataDir(config.dataDir);
   try {
-
     const { verifier, devIssuer } = await configuredVerifier(config);
 
     const metrics = new GatewayMetrics();
@@ -210,17 +242,25 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       activationMs: config.credentials.keyActivationSeconds * 1000,
     });
     const credentials = new Credentials(config, keys);
-    const rotateAfterMs = config.credentials.rotateAfterHours === undefined ? undefined : config.credentials.rotateAfterHours * 3_600_000;
+    const rotateAfterMs =
+      config.credentials.rotateAfterHours === undefined ? undefined : config.credentials.rotateAfterHours * 3_600_000;
     const rotation =
       rotateAfterMs === undefined
         ? undefined
-        : setInterval(() => {
-            if (keys.age() < rotateAfterMs) return;
-            keys.rotate().then(
-              (k) => logger.info({ kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString() }, 'credential signing key rotated (pre-published)'),
-              (err: unknown) => logger.error({ err }, 'credential signing key rotation failed'),
-            );
-          }, Math.min(rotateAfterMs / 10, 3_600_000));
+        : setInterval(
+            () => {
+              if (keys.age() < rotateAfterMs) return;
+              keys.rotate().then(
+                (k) =>
+                  logger.info(
+                    { kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString() },
+                    'credential signing key rotated (pre-published)',
+                  ),
+                (err: unknown) => logger.error({ err }, 'credential signing key rotation failed'),
+              );
+            },
+            Math.min(rotateAfterMs / 10, 3_600_000),
+          );
     rotation?.unref();
 
     // Every connector is tracked: its requests are timed, and one replaced by a route change is shut down once idle.
@@ -229,7 +269,10 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       config,
       logger,
       { name: 'gitgate', version: VERSION },
-      (cfg) => trackConnector(connect(cfg), { observe: (seconds, outcome) => metrics.upstreamSeconds.observe({ upstream: cfg.name, outcome }, seconds) }),
+      (cfg) =>
+        trackConnector(connect(cfg), {
+          observe: (seconds, outcome) => metrics.upstreamSeconds.observe({ upstream: cfg.name, outcome }, seconds),
+        }),
       (cfg, method) => credentials.forCall(cfg, { subject: 'gitgate', method }),
     );
     const upstreamChecks = new UpstreamChecks({
@@ -242,7 +285,9 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     });
     // In the background: start is not held up by a slow upstream.
     if (opts.checkUpstreams !== false) policy.onSwap(() => void upstreamChecks.run());
-    const sessions = new SessionStore((name) => upstreams.get(name)?.config ?? config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 });
+    const sessions = new SessionStore(
+      (name) => upstreams.get(name)?.config ?? config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 },
+    );
     const retiring = new Set<Promise<void>>();
     /** An upstream a route change replaced: its sessions end as their in-flight requests do, then its pool or children stop. */
     const retire = (u: Upstream) => {
@@ -252,8 +297,16 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         await sessions.sweep(); // the drained sessions now report closed: closed with their own credentials, audited
         await u.shared.close();
         await u.connector.shutdown();
-        logger.info({ upstream: u.config.name, transport: u.connector.transport }, 'replaced upstream connector shut down after its in-flight requests');
-      })().catch((err: unknown) => logger.error({ upstream: u.config.name, err: (err as Error).message }, 'shutting down a replaced upstream connector failed'));
+        logger.info(
+          { upstream: u.config.name, transport: u.connector.transport },
+          'replaced upstream connector shut down after its in-flight requests',
+        );
+      })().catch((err: unknown) =>
+        logger.error(
+          { upstream: u.config.name, err: (err as Error).message },
+          'shutting down a replaced upstream connector failed',
+        ),
+      );
       retiring.add(done);
       void done.finally(() => retiring.delete(done));
     };
@@ -273,7 +326,15 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
           ...(repo.token !== undefined ? { token: repo.token.reveal() } : {}),
           ...(repo.sshKeyFile !== undefined ? { sshKeyFile: repo.sshKeyFile } : {}),
           compile: repo.compile,
-          ...(repo.verification !== undefined ? { verification: { publicKey: repo.verification.publicKey.reveal(), algorithm: repo.verification.algorithm, ...(repo.verification.keyId ? { keyId: repo.verification.keyId } : {}) } } : {}),
+          ...(repo.verification !== undefined
+            ? {
+                verification: {
+                  publicKey: repo.verification.publicKey.reveal(),
+                  algorithm: repo.verification.algorithm,
+                  ...(repo.verification.keyId ? { keyId: repo.verification.keyId } : {}),
+                },
+              }
+            : {}),
         },
         path.join(config.dataDir, 'policy-repo'),
         path.join(config.dataDir, 'policy-builds'),
@@ -305,8 +366,12 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const readiness: Readiness = {
       problems: () => [
         ...(policy.current() === undefined ? ['no policy loaded'] : []),
-        ...(audit.log !== undefined && !audit.log.status().healthy ? [`audit log unavailable: ${audit.log.status().lastError}`] : []),
-        ...(audit.committer?.status().blocked !== undefined ? [`audit commits blocked: ${audit.committer.status().blocked}`] : []),
+        ...(audit.log !== undefined && !audit.log.status().healthy
+          ? [`audit log unavailable: ${audit.log.status().lastError}`]
+          : []),
+        ...(audit.committer?.status().blocked !== undefined
+          ? [`audit commits blocked: ${audit.committer.status().blocked}`]
+          : []),
         ...upstreamChecks.problems(),
       ],
       upstreams: () => upstreamChecks.status(),
@@ -319,7 +384,10 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         const refused = sync?.status().refused;
         const serving = policy.current()?.revision.commit;
         if (refused === undefined) return upstreamChecks.warnings();
-        return [...upstreamChecks.warnings(), `policy commit ${refused.commit} was refused (${refused.message.split('\n')[0]}); still serving ${serving ?? 'no policy'}: push a fixed commit to ${repo?.branch ?? 'the policy branch'}`];
+        return [
+          ...upstreamChecks.warnings(),
+          `policy commit ${refused.commit} was refused (${refused.message.split('\n')[0]}); still serving ${serving ?? 'no policy'}: push a fixed commit to ${repo?.branch ?? 'the policy branch'}`,
+        ];
       },
       lastPolicyError: () => sync?.status().lastError?.message ?? lastPolicyError,
       sync: () => sync?.status(),
@@ -327,23 +395,36 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const engine = opts.wrapPolicy?.(policy) ?? policy;
     // Approvals: durable store, provider, one state machine fed by webhooks and polling; events audited per approval.
     // The approval request is opened where reviewers look only once its approval.requested record is durable.
-    const provider = auditedProvider(opts.approvalProvider ?? (await approvalProvider(config, opts.approvalClock)), audit.auditor);
-    const approvals = new ApprovalService(new FileApprovalStore(path.join(config.dataDir, 'approvals')), provider, {
-      record: (a, type, data) =>
-        audit.auditor.approval({
-          type,
-          approval: { id: a.id, createdAt: a.createdAt, url: a.remote?.url ?? null },
-          upstream: a.call.upstream,
-          caller: { sub: a.requester.sub },
-          method: a.call.method,
-          ...(a.call.tool ? { tool: a.call.tool } : {}),
-          data,
-        }),
-      log: (msg, extra) => logger.info(extra ?? {}, msg),
-    }, { pollMs: config.approvals.pollSeconds * 1000, logins: config.approvals.logins, ...(opts.approvalClock !== undefined ? { now: opts.approvalClock } : {}) });
+    const provider = auditedProvider(
+      opts.approvalProvider ?? (await approvalProvider(config, opts.approvalClock)),
+      audit.auditor,
+    );
+    const approvals = new ApprovalService(
+      new FileApprovalStore(path.join(config.dataDir, 'approvals')),
+      provider,
+      {
+        record: (a, type, data) =>
+          audit.auditor.approval({
+            type,
+            approval: { id: a.id, createdAt: a.createdAt, url: a.remote?.url ?? null },
+            upstream: a.call.upstream,
+            caller: { sub: a.requester.sub },
+            method: a.call.method,
+            ...(a.call.tool ? { tool: a.call.tool } : {}),
+            data,
+          }),
+        log: (msg, extra) => logger.info(extra ?? {}, msg),
+      },
+      {
+        pollMs: config.approvals.pollSeconds * 1000,
+        logins: config.approvals.logins,
+        ...(opts.approvalClock !== undefined ? { now: opts.approvalClock } : {}),
+      },
+    );
     await approvals.start();
     const webhooks = new GitHubWebhooks(config.approvals.webhookSecret?.reveal(), new DeliveryLog(config.dataDir));
-    if (approvals.provider.kind === 'github' && config.approvals.github !== undefined) githubApprovalEvents(webhooks, approvals, config.approvals.github);
+    if (approvals.provider.kind === 'github' && config.approvals.github !== undefined)
+      githubApprovalEvents(webhooks, approvals, config.approvals.github);
     if (sync !== undefined && repo?.webhook === true) {
       const s = sync;
       webhooks.on('push', async (payload) => {
@@ -354,7 +435,12 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const loginOf = (identity: Identity) => approverLogin(identity, config.approvals.logins);
 
     if (audit.log !== undefined) metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));
-    metrics.watchApprovals(() => approvals.list().filter((a) => a.status === 'pending').map((a) => ({ upstream: a.call.upstream })));
+    metrics.watchApprovals(() =>
+      approvals
+        .list()
+        .filter((a) => a.status === 'pending')
+        .map((a) => ({ upstream: a.call.upstream })),
+    );
     const app = buildApp({
       config,
       verifier,

@@ -18,21 +18,28 @@ import { checkOrigin } from './http/origin.js';
 import { authenticate } from './identity/authenticate.js';
 import type { Identity } from './identity/identity.js';
 import type { TokenVerifier } from './identity/verifier.js';
-import { fitStructuredContent } from './masking/structured.js';
 import { maskMessage } from './masking/mask.js';
-import { maskText, scrubMessage, sentSecrets, type SentSecrets } from './masking/scrub.js';
-import { bindSession, refuseSharedState, type Route } from './mcp/bind-session.js';
-import { forward, relayToUpstream } from './mcp/forward.js';
+import { maskText, type SentSecrets, scrubMessage, sentSecrets } from './masking/scrub.js';
+import { fitStructuredContent } from './masking/structured.js';
+import { bindSession, type Route, refuseSharedState } from './mcp/bind-session.js';
 import { admitClientMessage } from './mcp/client-message.js';
-import { isRequest, isResponse, type JsonRpcMessage, type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse } from './mcp/jsonrpc.js';
+import { forward, relayToUpstream } from './mcp/forward.js';
+import {
+  isRequest,
+  isResponse,
+  type JsonRpcMessage,
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+} from './mcp/jsonrpc.js';
 import { checkParams } from './mcp/params.js';
-import { header, type Headers } from './mcp/protocol.js';
+import { type Headers, header } from './mcp/protocol.js';
 import { readMessage, requireAccept } from './mcp/read-message.js';
 import type { SessionStore } from './mcp/sessions.js';
 import type { ToolCatalog, ToolCatalogs } from './mcp/tool-catalog.js';
 import { resolveUpstream, type Upstream, type UpstreamRegistry } from './mcp/upstreams.js';
 import type { GatewayMetrics } from './metrics/metrics.js';
-import { decide, enforce, type DecisionOutcome } from './policy/decide.js';
+import { type DecisionOutcome, decide, enforce } from './policy/decide.js';
 import type { DecisionEngine } from './policy/engine.js';
 import { filterList, isFilteredList, type ListItemQuestion } from './policy/filter-list.js';
 import { buildMessageInput, buildPolicyInput, type InputContext, type PolicyInput } from './policy/input.js';
@@ -72,7 +79,11 @@ export interface McpHttpRequest {
 export type McpReply =
   | { readonly kind: 'json'; readonly headers: Record<string, string>; readonly body: JsonRpcMessage }
   | { readonly kind: 'accepted' }
-  | { readonly kind: 'stream'; readonly headers: Record<string, string>; readonly messages: AsyncIterable<JsonRpcMessage> }
+  | {
+      readonly kind: 'stream';
+      readonly headers: Record<string, string>;
+      readonly messages: AsyncIterable<JsonRpcMessage>;
+    }
   | { readonly kind: 'empty'; readonly status: number };
 
 /** What the route logs and counts about one exchange. */
@@ -92,7 +103,11 @@ export function resourceMetadataUrl(baseUrl: string, upstream: string): string {
 async function admit(deps: GatewayDeps, req: McpHttpRequest): Promise<{ upstream: Upstream; identity: Identity }> {
   const upstream = resolveUpstream(deps.upstreams, req.upstream);
   checkOrigin(deps.config, req.headers);
-  const identity = await authenticate(deps.verifier, header(req.headers, 'authorization'), resourceMetadataUrl(req.baseUrl, req.upstream));
+  const identity = await authenticate(
+    deps.verifier,
+    header(req.headers, 'authorization'),
+    resourceMetadataUrl(req.baseUrl, req.upstream),
+  );
   return { upstream, identity };
 }
 
@@ -107,7 +122,8 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   if (route.kind === 'session') req.audit.bind({ session: route.session });
   else if (route.kind === 'stateless') req.audit.bind({ stateless: upstream.config.name });
   const msg = incoming.message;
-  if (!isRequest(msg)) return relayClientMessage(deps, req, upstream, identity, route, incoming.protocol.era, msg, note);
+  if (!isRequest(msg))
+    return relayClientMessage(deps, req, upstream, identity, route, incoming.protocol.era, msg, note);
   note.method = msg.method;
   note.rpcId = msg.id;
   checkParams(msg);
@@ -126,15 +142,18 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   // Every secret sent (static secret, credentials) is scrubbed from what comes back.
   const sent = sentSecrets(upstream.config);
   const mint = () =>
-    sent.addAuth(deps.credentials.forCall(upstream.config, {
-      subject: identity.sub,
-      method: msg.method,
-      ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
-      ...(input.mcp.arguments !== undefined ? { arguments: input.mcp.arguments } : {}),
-      ttlSeconds: outcome.decision.credential.ttl_seconds,
-      scopes: outcome.decision.credential.scopes,
-    }));
-  const sessionAuth = (purpose: string) => deps.credentials.forCall(upstream.config, { subject: identity.sub, method: purpose });
+    sent.addAuth(
+      deps.credentials.forCall(upstream.config, {
+        subject: identity.sub,
+        method: msg.method,
+        ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
+        ...(input.mcp.arguments !== undefined ? { arguments: input.mcp.arguments } : {}),
+        ttlSeconds: outcome.decision.credential.ttl_seconds,
+        scopes: outcome.decision.credential.scopes,
+      }),
+    );
+  const sessionAuth = (purpose: string) =>
+    deps.credentials.forCall(upstream.config, { subject: identity.sub, method: purpose });
   // While it is in flight, the caller may cancel this request (and only its own requests).
   const ended = route.kind === 'session' ? route.session.inFlight.begin(msg.id) : () => undefined;
   const toCaller = (m: JsonRpcMessage) => {
@@ -142,21 +161,41 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
     return shaped === undefined ? undefined : deliver(route, shaped);
   };
   try {
-    const send = () => forward(deps.sessions, upstream, identity, route, msg, { signal: req.signal, auth: mint(), sessionAuth, maskText: (t) => maskText(t, outcome.decision.maskRules) });
+    const send = () =>
+      forward(deps.sessions, upstream, identity, route, msg, {
+        signal: req.signal,
+        auth: mint(),
+        sessionAuth,
+        maskText: (t) => maskText(t, outcome.decision.maskRules),
+      });
     if (outcome.decision.approval.required) {
       // Durable before the approval request is opened; at release, durable with the approval's records (executed) before it goes.
       await decision.durable();
-      const released = park(deps.approvals, identity, msg, input, outcome, req.audit, { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf }, async () => {
-        await decision.durable();
-        return (await send()).messages;
-      });
+      const released = park(
+        deps.approvals,
+        identity,
+        msg,
+        input,
+        outcome,
+        req.audit,
+        { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf },
+        async () => {
+          await decision.durable();
+          return (await send()).messages;
+        },
+      );
       return await relay(msg, finallyDo(mapMessages(released, toCaller), ended), req.audit);
     }
     // Nothing reaches the upstream before its decision is durable (a denial above stays held, durable with its error).
     await decision.durable();
     const forwarded = await send();
     if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
-    return await relay(msg, finallyDo(mapMessages(forwarded.messages, toCaller), ended), req.audit, forwarded.session?.id);
+    return await relay(
+      msg,
+      finallyDo(mapMessages(forwarded.messages, toCaller), ended),
+      req.audit,
+      forwarded.session?.id,
+    );
   } catch (err) {
     ended();
     throw err;
@@ -195,7 +234,13 @@ async function relayClientMessage(
   const decision = req.audit.decided(input, outcome, msg);
   enforce(outcome);
   await decision.durable();
-  await relayToUpstream(upstream, identity, route, msg, deps.credentials.forCall(upstream.config, { subject: identity.sub, method: message.method }));
+  await relayToUpstream(
+    upstream,
+    identity,
+    route,
+    msg,
+    deps.credentials.forCall(upstream.config, { subject: identity.sub, method: message.method }),
+  );
   return { kind: 'accepted' };
 }
 
@@ -206,7 +251,10 @@ function deliver(route: Route, m: JsonRpcMessage): JsonRpcMessage {
 }
 
 /** The GET stream's messages, each durably recorded before the caller receives it. */
-async function* recordEach(messages: AsyncIterable<JsonRpcMessage>, audit: ExchangeAudit): AsyncGenerator<JsonRpcMessage> {
+async function* recordEach(
+  messages: AsyncIterable<JsonRpcMessage>,
+  audit: ExchangeAudit,
+): AsyncGenerator<JsonRpcMessage> {
   for await (const m of messages) {
     await audit.delivered(m);
     yield m;
@@ -222,14 +270,19 @@ async function* finallyDo<T>(items: AsyncIterable<T>, done: () => void): AsyncGe
 }
 
 function catalogKey(route: Route, identity: Identity, upstream: Upstream): string {
-  return route.kind === 'session' ? `session:${route.session.id}` : `caller:${identity.sub}\u0000${upstream.config.name}`;
+  return route.kind === 'session'
+    ? `session:${route.session.id}`
+    : `caller:${identity.sub}\u0000${upstream.config.name}`;
 }
 
 /** Step: the decision's rate, per caller, upstream, method and tool. */
 function limitRate(rates: RateLimiter, input: PolicyInput, outcome: DecisionOutcome): void {
   const rate = outcome.decision.rate;
   if (rate === undefined) return;
-  rates.take(`${input.identity.sub}\u0000${input.upstream.name}\u0000${input.mcp.method}\u0000${input.mcp.tool ?? ''}`, rate);
+  rates.take(
+    `${input.identity.sub}\u0000${input.upstream.name}\u0000${input.mcp.method}\u0000${input.mcp.tool ?? ''}`,
+    rate,
+  );
 }
 
 /**
@@ -238,7 +291,15 @@ function limitRate(rates: RateLimiter, input: PolicyInput, outcome: DecisionOutc
  * the policy about each item, then the decision's mask rules, then structured
  * content refitted to its schema.
  */
-function shape(deps: GatewayDeps, m: JsonRpcMessage, request: JsonRpcRequest, input: PolicyInput, outcome: DecisionOutcome, catalog: ToolCatalog, sent: SentSecrets): JsonRpcMessage | undefined {
+function shape(
+  deps: GatewayDeps,
+  m: JsonRpcMessage,
+  request: JsonRpcRequest,
+  input: PolicyInput,
+  outcome: DecisionOutcome,
+  catalog: ToolCatalog,
+  sent: SentSecrets,
+): JsonRpcMessage | undefined {
   scrubMessage(m, sent);
   if (isResponse(m) && m.id === request.id && m.result !== undefined) {
     if (request.method === 'tools/list') catalog.observe((m.result as { tools?: unknown }).tools);
@@ -248,7 +309,13 @@ function shape(deps: GatewayDeps, m: JsonRpcMessage, request: JsonRpcRequest, in
     }
   }
   if (!mayBeTold(deps, m, input, catalog)) return undefined;
-  if (maskFor(deps, m, input, outcome) > 0 && request.method === 'tools/call' && isResponse(m) && m.result !== undefined && input.mcp.tool !== undefined) {
+  if (
+    maskFor(deps, m, input, outcome) > 0 &&
+    request.method === 'tools/call' &&
+    isResponse(m) &&
+    m.result !== undefined &&
+    input.mcp.tool !== undefined
+  ) {
     fitStructuredContent(m.result as Record<string, unknown>, catalog.outputSchema(input.mcp.tool));
   }
   return m;
@@ -257,13 +324,21 @@ function shape(deps: GatewayDeps, m: JsonRpcMessage, request: JsonRpcRequest, in
 /** Whether the caller may use what a list item or notification names: the policy is asked as if the caller requested it. */
 function mayUse(deps: GatewayDeps, input: PolicyInput, q: ListItemQuestion, catalog: ToolCatalog | undefined): boolean {
   const changed = q.key === 'tool' && catalog !== undefined ? { tool_changed: catalog.changed(q.value) } : {};
-  const item: PolicyInput = { ...input, mcp: { ...input.mcp, kind: 'request', method: q.method, [q.key]: q.value, listing: true, ...changed } };
+  const item: PolicyInput = {
+    ...input,
+    mcp: { ...input.mcp, kind: 'request', method: q.method, [q.key]: q.value, listing: true, ...changed },
+  };
   const d = decide(deps.policy, item, deps.metrics, deps.config.credentials.maxTtlSeconds).decision;
   return d.valid && d.allow;
 }
 
 /** A `notifications/resources/updated` names a resource: only a caller who may read it hears of it. */
-function mayBeTold(deps: GatewayDeps, m: JsonRpcMessage, input: PolicyInput, catalog: ToolCatalog | undefined): boolean {
+function mayBeTold(
+  deps: GatewayDeps,
+  m: JsonRpcMessage,
+  input: PolicyInput,
+  catalog: ToolCatalog | undefined,
+): boolean {
   if (!('method' in m) || m.method !== 'notifications/resources/updated' || 'id' in m) return true;
   const uri = m.params?.uri;
   if (typeof uri !== 'string') return false;
@@ -276,12 +351,16 @@ function mayBeTold(deps: GatewayDeps, m: JsonRpcMessage, input: PolicyInput, cat
 function maskFor(deps: GatewayDeps, m: JsonRpcMessage, input: PolicyInput, outcome: DecisionOutcome): number {
   if (outcome.decision.maskRules.length === 0) return 0;
   const report = maskMessage(m, outcome.decision.maskRules);
-  for (const [detector, n] of Object.entries(report.found)) deps.metrics.masked.inc({ upstream: input.upstream.name, detector }, n);
+  for (const [detector, n] of Object.entries(report.found))
+    deps.metrics.masked.inc({ upstream: input.upstream.name, detector }, n);
   return report.changed;
 }
 
 /** Each message as the caller may see it; a message the caller may not see is dropped. */
-async function* mapMessages(messages: AsyncIterable<JsonRpcMessage>, f: (m: JsonRpcMessage) => JsonRpcMessage | undefined): AsyncGenerator<JsonRpcMessage> {
+async function* mapMessages(
+  messages: AsyncIterable<JsonRpcMessage>,
+  f: (m: JsonRpcMessage) => JsonRpcMessage | undefined,
+): AsyncGenerator<JsonRpcMessage> {
   for await (const m of messages) {
     const out = f(m);
     if (out !== undefined) yield out;
@@ -294,11 +373,17 @@ async function* mapMessages(messages: AsyncIterable<JsonRpcMessage>, f: (m: Json
  * included) until the response. The answer is durably audited before the
  * client receives it.
  */
-export async function relay(msg: JsonRpcRequest, messages: AsyncIterable<JsonRpcMessage>, audit: ExchangeAudit, sessionId?: string): Promise<McpReply> {
+export async function relay(
+  msg: JsonRpcRequest,
+  messages: AsyncIterable<JsonRpcMessage>,
+  audit: ExchangeAudit,
+  sessionId?: string,
+): Promise<McpReply> {
   const headers: Record<string, string> = sessionId !== undefined ? { 'mcp-session-id': sessionId } : {};
   const it = messages[Symbol.asyncIterator]();
   const first = await it.next();
-  if (first.done) throw new GatewayError('UPSTREAM_PROTOCOL', `upstream closed without answering request ${String(msg.id)}`);
+  if (first.done)
+    throw new GatewayError('UPSTREAM_PROTOCOL', `upstream closed without answering request ${String(msg.id)}`);
   if (isResponse(first.value) && first.value.id === msg.id) {
     void it.return?.();
     await audit.answered(first.value, 0);
@@ -321,7 +406,10 @@ export async function relay(msg: JsonRpcRequest, messages: AsyncIterable<JsonRpc
         yield r.value;
       }
       // Every request gets an answer: a stream that ends without one ends with an error.
-      throw new GatewayError('UPSTREAM_PROTOCOL', `upstream closed the stream without answering request ${String(msg.id)}`);
+      throw new GatewayError(
+        'UPSTREAM_PROTOCOL',
+        `upstream closed the stream without answering request ${String(msg.id)}`,
+      );
     } catch (err) {
       const ge = toGatewayError(err);
       await audit.failed(ge, msg.id);
@@ -350,14 +438,22 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
   req.audit.caller(identity, upstream.config.name);
   req.audit.bind({ session });
   const route: Route = { kind: 'session', session, protocolVersion: session.protocolVersion };
-  const input = buildMessageInput(identity, { kind: 'request', method: LISTEN_METHOD }, inputContext(upstream, route, 'legacy', req.requestId));
+  const input = buildMessageInput(
+    identity,
+    { kind: 'request', method: LISTEN_METHOD },
+    inputContext(upstream, route, 'legacy', req.requestId),
+  );
   const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
   const decision = req.audit.decided(input, outcome, undefined);
   enforce(outcome);
   await decision.durable();
   const sent = sentSecrets(upstream.config);
   const stream = await session.upstreamSession.listen(req.signal, sent.addAuth(session.auth('listen')));
-  if (stream === undefined) throw new GatewayError('METHOD_NOT_ALLOWED', `Method Not Allowed: upstream ${upstream.config.name} offers no GET stream`);
+  if (stream === undefined)
+    throw new GatewayError(
+      'METHOD_NOT_ALLOWED',
+      `Method Not Allowed: upstream ${upstream.config.name} offers no GET stream`,
+    );
   const toCaller = (m: JsonRpcMessage) => {
     scrubMessage(m, sent);
     if (!mayBeTold(deps, m, input, undefined)) return undefined;

@@ -10,6 +10,9 @@ export function startWorker(from: string, name: string, workerData: unknown): Wo
   const ts = new URL(from).pathname.endsWith('.ts');
   const url = new URL(`./${name}${ts ? '.ts' : '.js'}`, from);
   return ts
-    ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`, { eval: true, workerData })
+    ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`, {
+        eval: true,
+        workerData,
+      })
     : new Worker(url, { workerData });
 }

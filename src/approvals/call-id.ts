@@ -20,9 +20,21 @@ export function callParams(params: unknown): unknown {
  * arguments whatever their type, and any other field), in canonical JSON. A
  * different value anywhere is a different call.
  */
-export function callHash(c: { caller: { sub: string; issuer: string }; upstream: string; method: string; params: unknown }): string {
+export function callHash(c: {
+  caller: { sub: string; issuer: string };
+  upstream: string;
+  method: string;
+  params: unknown;
+}): string {
   return createHash('sha256')
-    .update(canonicalJson({ caller: { sub: c.caller.sub, issuer: c.caller.issuer }, upstream: c.upstream, method: c.method, params: callParams(c.params) }))
+    .update(
+      canonicalJson({
+        caller: { sub: c.caller.sub, issuer: c.caller.issuer },
+        upstream: c.upstream,
+        method: c.method,
+        params: callParams(c.params),
+      }),
+    )
     .digest('hex');
 }
 

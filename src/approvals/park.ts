@@ -3,10 +3,10 @@ import { GatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { maskedCopy } from '../masking/mask.js';
 import type { JsonRpcMessage, JsonRpcRequest } from '../mcp/jsonrpc.js';
+import { callerMeta } from '../mcp/protocol.js';
 import type { DecisionOutcome } from '../policy/decide.js';
 import type { PolicyInput } from '../policy/input.js';
-import { approvalError, type ApprovalService } from './service.js';
-import { callerMeta } from '../mcp/protocol.js';
+import { type ApprovalService, approvalError } from './service.js';
 
 export interface ParkOptions {
   readonly holdMs: number;
@@ -70,16 +70,21 @@ export async function* park(
   }
   const final = r.value;
   if (final.kind !== 'go') throw approvalError(final);
-  if (final.approval.status !== 'executed') throw new GatewayError('INTERNAL', 'approval released without being claimed');
+  if (final.approval.status !== 'executed')
+    throw new GatewayError('INTERNAL', 'approval released without being claimed');
   yield* await forward();
 }
 
 /** What reviewers see of the params: the arguments as they are, and any other field besides name, uri and _meta. */
 function shownParams(params: unknown): { arguments: unknown; otherParams?: Record<string, unknown> } {
-  if (params === null || typeof params !== 'object' || Array.isArray(params)) return { arguments: {}, ...(params !== undefined ? { otherParams: { params } } : {}) };
+  if (params === null || typeof params !== 'object' || Array.isArray(params))
+    return { arguments: {}, ...(params !== undefined ? { otherParams: { params } } : {}) };
   const { name: _n, uri: _u, _meta: _m, arguments: args, ...rest } = params as Record<string, unknown>;
   // The caller's own _meta reaches the upstream: reviewers see it (the progress token and envelope are not shown).
   const meta = callerMeta(params as Record<string, unknown>);
   const other = meta === undefined ? rest : { ...rest, _meta: meta };
-  return { arguments: args === undefined ? {} : args, ...(Object.keys(other).length > 0 ? { otherParams: other } : {}) };
+  return {
+    arguments: args === undefined ? {} : args,
+    ...(Object.keys(other).length > 0 ? { otherParams: other } : {}),
+  };
 }

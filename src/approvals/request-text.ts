@@ -10,7 +10,10 @@ import type { ApprovalRecord } from './types.js';
 
 /** Control characters (and the bidi controls that reorder text) as \u escapes. */
 export function printable(s: string): string {
-  return s.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return s.replace(
+    /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** A markdown code span that holds `s` literally, whatever backticks it contains. */
@@ -48,14 +51,17 @@ export function approvalDocument(a: ApprovalRecord): string {
 }
 
 export function approvalTitle(a: ApprovalRecord): string {
-  return printable(`gitgate approval: ${a.requester.login} → ${a.call.upstream} ${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''}`);
+  return printable(
+    `gitgate approval: ${a.requester.login} → ${a.call.upstream} ${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''}`,
+  );
 }
 
 /** The pull request's description: what reviewers read before they approve. */
 export function approvalBody(a: ApprovalRecord): string {
   const r = a.requester;
   const required = requiredApprovals(a, 'github');
-  const who = r.githubLogin !== undefined ? `**${printable(r.githubLogin)}** (${inlineCode(r.sub)})` : inlineCode(r.sub);
+  const who =
+    r.githubLogin !== undefined ? `**${printable(r.githubLogin)}** (${inlineCode(r.sub)})` : inlineCode(r.sub);
   const what = `${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''}`;
   return [
     `${who} asks to run ${inlineCode(what)} on upstream ${inlineCode(a.call.upstream)}.`,
@@ -65,7 +71,9 @@ export function approvalBody(a: ApprovalRecord): string {
     JSON.stringify(a.call.arguments, null, 2),
     '```',
     '',
-    ...(a.call.otherParams !== undefined ? ['Other parameters of the request:', '', '```json', JSON.stringify(a.call.otherParams, null, 2), '```', ''] : []),
+    ...(a.call.otherParams !== undefined
+      ? ['Other parameters of the request:', '', '```json', JSON.stringify(a.call.otherParams, null, 2), '```', '']
+      : []),
     `Policy (${a.policy.revision ?? a.policy.bundleDigest.slice(0, 12)}) says: ${printable(a.reasons.join('; '))}`,
     '',
     ...(r.githubLogin === undefined

@@ -40,7 +40,12 @@ export function requesterOf(identity: Named, logins: Readonly<Record<string, str
 }
 
 /** Every name one may appear under, lower-cased: sub, login, GitHub login, email and the email's local part. */
-export function namesOf(p: { readonly sub?: string; readonly login?: string; readonly githubLogin?: string; readonly email?: string }): Set<string> {
+export function namesOf(p: {
+  readonly sub?: string;
+  readonly login?: string;
+  readonly githubLogin?: string;
+  readonly email?: string;
+}): Set<string> {
   const names = [p.sub, p.login, p.githubLogin, p.email, p.email?.split('@')[0]];
   return new Set(names.filter((n): n is string => typeof n === 'string' && n !== '').map((n) => n.toLowerCase()));
 }
@@ -58,6 +63,9 @@ export function isRequester(r: Requester, names: Iterable<string>): boolean {
  * could be the requester's own account, so `min_approvals` of them are
  * still someone else's.
  */
-export function requiredApprovals(a: Pick<ApprovalRecord, 'minApprovals' | 'requester' | 'required'>, kind: 'github' | 'local'): number {
+export function requiredApprovals(
+  a: Pick<ApprovalRecord, 'minApprovals' | 'requester' | 'required'>,
+  kind: 'github' | 'local',
+): number {
   return a.required ?? a.minApprovals + (kind === 'github' && a.requester.githubLogin === undefined ? 1 : 0);
 }

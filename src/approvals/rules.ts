@@ -80,13 +80,16 @@ export function evaluate(a: ApprovalRecord, s: RemoteState, ctx: RuleContext): V
       ignored.push(`review by ${r.login} was dismissed`);
       continue;
     }
-    if (!counts(r.login, r.state === 'approved' ? 'approval' : 'request for changes', r.names, r.bot === true)) continue;
+    if (!counts(r.login, r.state === 'approved' ? 'approval' : 'request for changes', r.names, r.bot === true))
+      continue;
     if (r.state === 'changes_requested') {
       denial ??= { by: r.login, reason: r.body.trim() || `changes requested by ${r.login}` };
       continue;
     }
     if (r.commit !== s.head) {
-      ignored.push(`approval by ${r.login} is for commit ${r.commit.slice(0, 12)}, not the head ${s.head.slice(0, 12)}`);
+      ignored.push(
+        `approval by ${r.login} is for commit ${r.commit.slice(0, 12)}, not the head ${s.head.slice(0, 12)}`,
+      );
       continue;
     }
     vote(r.login, r.at);
@@ -94,13 +97,23 @@ export function evaluate(a: ApprovalRecord, s: RemoteState, ctx: RuleContext): V
   if (denial !== undefined) return { status: 'denied', approvals: votes, denial, ignored };
   if (s.state === 'closed') {
     const by = s.closedBy ?? 'someone';
-    return { status: 'denied', approvals: votes, denial: { by, reason: `the approval was closed by ${by} without merging` }, ignored };
+    return {
+      status: 'denied',
+      approvals: votes,
+      denial: { by, reason: `the approval was closed by ${by} without merging` },
+      ignored,
+    };
   }
   if (s.state === 'merged') {
     const by = s.closedBy ?? 'someone';
     if (counts(by, 'merge', [], s.closedByBot === true)) vote(by, undefined);
     if (votes.length >= ctx.required) return { status: 'approved', approvals: votes, ignored };
-    return { status: 'denied', approvals: votes, denial: { by, reason: `merged by ${by} with ${votes.length} of ${ctx.required} required approval(s)` }, ignored };
+    return {
+      status: 'denied',
+      approvals: votes,
+      denial: { by, reason: `merged by ${by} with ${votes.length} of ${ctx.required} required approval(s)` },
+      ignored,
+    };
   }
   return { status: votes.length >= ctx.required ? 'approved' : 'pending', approvals: votes, ignored };
 }

@@ -9,7 +9,12 @@ import type { ApprovalStore } from './store.js';
 import type { ApprovalCall, ApprovalRecord } from './types.js';
 
 export interface ApprovalRequest {
-  readonly caller: { readonly sub: string; readonly issuer: string; readonly email?: string; readonly githubLogin?: string };
+  readonly caller: {
+    readonly sub: string;
+    readonly issuer: string;
+    readonly email?: string;
+    readonly githubLogin?: string;
+  };
   /** What reviewers see (masked), and the request's params exactly as the upstream will receive them (hashed). */
   readonly call: ApprovalCall & { readonly rawParams: unknown };
   readonly approvers: readonly string[];
@@ -26,7 +31,12 @@ export type Ticket =
   | { readonly kind: 'wait'; readonly approval: ApprovalRecord }
   | { readonly kind: 'denied'; readonly approval: ApprovalRecord };
 
-export type ApprovalEventType = 'approval.requested' | 'approval.approved' | 'approval.denied' | 'approval.expired' | 'approval.executed';
+export type ApprovalEventType =
+  | 'approval.requested'
+  | 'approval.approved'
+  | 'approval.denied'
+  | 'approval.expired'
+  | 'approval.executed';
 
 export interface ApprovalEvents {
   /** Audit an approval event (requested, approved, denied, expired, executed). */
@@ -82,7 +92,10 @@ export class ApprovalService {
   async #exclusive<T>(id: string, f: () => Promise<T>): Promise<T> {
     const prev = this.#locks.get(id) ?? Promise.resolve();
     const run = prev.then(f, f);
-    this.#locks.set(id, run.catch(() => undefined));
+    this.#locks.set(
+      id,
+      run.catch(() => undefined),
+    );
     try {
       return await run;
     } finally {
@@ -101,13 +114,19 @@ export class ApprovalService {
   /** The newest approval of this exact call. */
   #latest(hash: string): ApprovalRecord | undefined {
     let best: ApprovalRecord | undefined;
-    for (const a of this.store.all()) if (a.callHash === hash && (best === undefined || a.generation > best.generation)) best = a;
+    for (const a of this.store.all())
+      if (a.callHash === hash && (best === undefined || a.generation > best.generation)) best = a;
     return best;
   }
 
   /** Decide what a high-risk call gets now: go (claimed), wait, or denied. Opens a new approval when needed. */
   async admit(req: ApprovalRequest): Promise<Ticket> {
-    const hash = callHash({ caller: req.caller, upstream: req.call.upstream, method: req.call.method, params: req.call.rawParams });
+    const hash = callHash({
+      caller: req.caller,
+      upstream: req.call.upstream,
+      method: req.call.method,
+      params: req.call.rawParams,
+    });
     return this.#exclusive(`call:${hash}`, async () => {
       const latest = this.#latest(hash);
       if (latest !== undefined) {
@@ -123,7 +142,8 @@ export class ApprovalService {
           }
           if (latest.status === 'approved') return this.#claim(latest);
           if (latest.status === 'pending') return { kind: 'wait', approval: latest } as const;
-          if (latest.status === 'denied' && this.#now().getTime() <= Date.parse(latest.expiresAt)) return { kind: 'denied', approval: latest } as const;
+          if (latest.status === 'denied' && this.#now().getTime() <= Date.parse(latest.expiresAt))
+            return { kind: 'denied', approval: latest } as const;
           return undefined;
         });
         if (ticket !== undefined) return ticket;
@@ -151,7 +171,13 @@ export class ApprovalService {
       };
       // Durable before anything is opened where reviewers look.
       this.store.put(a);
-      this.events.record(a, 'approval.requested', { requester: a.requester, call: a.call, approvers: a.approvers, min_approvals: a.minApprovals, expires_at: a.expiresAt });
+      this.events.record(a, 'approval.requested', {
+        requester: a.requester,
+        call: a.call,
+        approvers: a.approvers,
+        min_approvals: a.minApprovals,
+        expires_at: a.expiresAt,
+      });
       await this.#openRemote(a);
       return { kind: 'wait', approval: a };
     });
@@ -192,7 +218,10 @@ export class ApprovalService {
     if (expireIfDue(a, this.#now())) return this.#changed(a, 'approval.expired', {});
     if (a.remote === undefined) return;
     const s = await this.provider.state(a, a.remote);
-    const names = new Set([...s.reviews.map((r) => r.login.toLowerCase()), ...(s.closedBy !== undefined ? [s.closedBy.toLowerCase()] : [])]);
+    const names = new Set([
+      ...s.reviews.map((r) => r.login.toLowerCase()),
+      ...(s.closedBy !== undefined ? [s.closedBy.toLowerCase()] : []),
+    ]);
     const eligible = new Set<string>();
     for (const n of names) if (await this.provider.isEligible(n, a.approvers, opts)) eligible.add(n);
     // The clock is read after the provider answered: a TTL that ran out meanwhile counts.
@@ -213,7 +242,10 @@ export class ApprovalService {
     else if (a.status === 'expired') this.#changed(a, 'approval.expired', {});
     else {
       // approved → pending: an approval was dismissed, went stale or lost its reviewer's eligibility.
-      this.events.log('approval revoked: it no longer has the approvals it needs', { id: a.id, approvals: a.approvals.map((v) => v.login) });
+      this.events.log('approval revoked: it no longer has the approvals it needs', {
+        id: a.id,
+        approvals: a.approvals.map((v) => v.login),
+      });
       this.#changes.emit(a.id);
     }
   }
@@ -229,7 +261,10 @@ export class ApprovalService {
     try {
       await this.#recompute(a, { fresh: true });
     } catch (err) {
-      this.events.log('approval not released: the provider could not be read', { id: a.id, err: (err as Error).message });
+      this.events.log('approval not released: the provider could not be read', {
+        id: a.id,
+        err: (err as Error).message,
+      });
       return { kind: 'wait', approval: a };
     }
     if (a.status !== 'approved') return { kind: a.status === 'pending' ? 'wait' : 'denied', approval: a };
@@ -242,13 +277,17 @@ export class ApprovalService {
   }
 
   /** Hold a call while its approval is pending: yields progress, returns the ticket it ends with. */
-  async *hold(ticket: Ticket, opts: { holdMs: number; signal: AbortSignal; progressToken?: string | number }): AsyncGenerator<JsonRpcNotification, Ticket> {
+  async *hold(
+    ticket: Ticket,
+    opts: { holdMs: number; signal: AbortSignal; progressToken?: string | number },
+  ): AsyncGenerator<JsonRpcNotification, Ticket> {
     if (ticket.kind !== 'wait') return ticket;
     const a = ticket.approval;
     // Hold until the hold bound (how long the client waits: real time), or until just past
     // the TTL (on the approvals clock; then it is expired, not pending).
     const started = Date.now();
-    const left = () => Math.min(started + opts.holdMs - Date.now(), Date.parse(a.expiresAt) + 50 - this.#now().getTime());
+    const left = () =>
+      Math.min(started + opts.holdMs - Date.now(), Date.parse(a.expiresAt) + 50 - this.#now().getTime());
     const progress = (): JsonRpcNotification | undefined =>
       opts.progressToken === undefined
         ? undefined
@@ -267,11 +306,15 @@ export class ApprovalService {
     while (left() > 0 && !opts.signal.aborted && !this.#stopping.signal.aborted) {
       const current = this.store.get(a.id) ?? a;
       if (current.status === 'approved') {
-        const t = await this.#exclusive(a.id, async () => (current.status === 'approved' ? this.#claim(current) : undefined));
+        const t = await this.#exclusive(a.id, async () =>
+          current.status === 'approved' ? this.#claim(current) : undefined,
+        );
         // A claim that found it no longer approved (or could not read the provider) keeps holding.
         if (t !== undefined && t.kind !== 'wait') return t;
       } else if (current.status !== 'pending') {
-        return current.status === 'executed' ? { kind: 'wait', approval: current } : { kind: 'denied', approval: current };
+        return current.status === 'executed'
+          ? { kind: 'wait', approval: current }
+          : { kind: 'denied', approval: current };
       }
       await new Promise<void>((resolve) => {
         const done = () => {
@@ -310,7 +353,11 @@ export class ApprovalService {
     return a;
   }
 
-  #changed(a: ApprovalRecord, type: 'approval.approved' | 'approval.denied' | 'approval.expired', data: Record<string, unknown>): void {
+  #changed(
+    a: ApprovalRecord,
+    type: 'approval.approved' | 'approval.denied' | 'approval.expired',
+    data: Record<string, unknown>,
+  ): void {
     this.store.put(a);
     this.events.record(a, type, data);
     this.#changes.emit(a.id);
@@ -370,13 +417,34 @@ export class ApprovalService {
 export function approvalError(t: Ticket): GatewayError {
   const a = t.approval;
   const required = a.required ?? a.minApprovals;
-  const data = { approval_id: a.id, url: a.remote?.url ?? null, status: a.status, expires_at: a.expiresAt, approvers: a.approvers, min_approvals: a.minApprovals, required_approvals: required };
+  const data = {
+    approval_id: a.id,
+    url: a.remote?.url ?? null,
+    status: a.status,
+    expires_at: a.expiresAt,
+    approvers: a.approvers,
+    min_approvals: a.minApprovals,
+    required_approvals: required,
+  };
   if (t.kind === 'denied' || a.status === 'denied' || a.status === 'expired') {
-    const why = a.status === 'expired' ? `the approval expired at ${a.expiresAt}` : `${a.denial?.by ?? 'a reviewer'}: ${a.denial?.reason ?? 'denied'}`;
-    return new GatewayError('APPROVAL_DENIED', `Approval denied (${why})`, { data: { ...data, reason: a.denial?.reason ?? null, denied_by: a.denial?.by ?? null } });
+    const why =
+      a.status === 'expired'
+        ? `the approval expired at ${a.expiresAt}`
+        : `${a.denial?.by ?? 'a reviewer'}: ${a.denial?.reason ?? 'denied'}`;
+    return new GatewayError('APPROVAL_DENIED', `Approval denied (${why})`, {
+      data: { ...data, reason: a.denial?.reason ?? null, denied_by: a.denial?.by ?? null },
+    });
   }
   if (a.status === 'executed') {
-    return new GatewayError('APPROVAL_REQUIRED', `Approval required: approval ${a.id} was already used for one call; retry to request a new one`, { data });
+    return new GatewayError(
+      'APPROVAL_REQUIRED',
+      `Approval required: approval ${a.id} was already used for one call; retry to request a new one`,
+      { data },
+    );
   }
-  return new GatewayError('APPROVAL_REQUIRED', `Approval required: waiting for ${required} approval(s) from ${a.approvers.join(', ')} at ${a.remote?.url ?? '(opening)'}; retry the identical call once approved`, { data });
+  return new GatewayError(
+    'APPROVAL_REQUIRED',
+    `Approval required: waiting for ${required} approval(s) from ${a.approvers.join(', ')} at ${a.remote?.url ?? '(opening)'}; retry the identical call once approved`,
+    { data },
+  );
 }

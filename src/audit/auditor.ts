@@ -6,7 +6,7 @@ import type { JsonRpcMessage, JsonRpcResponse } from '../mcp/jsonrpc.js';
 import type { DecisionOutcome } from '../policy/decide.js';
 import type { PolicyInput } from '../policy/input.js';
 import type { AuditLog } from './log.js';
-import { sha256Hex, type AuditEvent, type RawMember } from './record.js';
+import { type AuditEvent, type RawMember, sha256Hex } from './record.js';
 
 const day = (d: Date) => d.toISOString().slice(0, 10);
 const hour = (d: Date) => d.toISOString().slice(11, 13);
@@ -57,7 +57,12 @@ export interface RecordedDecision {
 
 /** An approval's event, recorded in the approval's own stream. */
 export interface ApprovalAuditEvent {
-  readonly type: 'approval.requested' | 'approval.approved' | 'approval.denied' | 'approval.expired' | 'approval.executed';
+  readonly type:
+    | 'approval.requested'
+    | 'approval.approved'
+    | 'approval.denied'
+    | 'approval.expired'
+    | 'approval.executed';
   readonly approval: { readonly id: string; readonly createdAt: string; readonly url: string | null };
   readonly upstream: string;
   readonly caller: { readonly sub: string };
@@ -72,7 +77,10 @@ export interface Auditor {
   /** Fail closed: throws AUDIT_UNAVAILABLE while nothing can be recorded. */
   assertWritable(): void;
   /** Record the end of a session; resolves once durable. */
-  sessionClosed(session: { id: string; createdAt: number; owner: string; upstream: string }, reason: string): Promise<void>;
+  sessionClosed(
+    session: { id: string; createdAt: number; owner: string; upstream: string },
+    reason: string,
+  ): Promise<void>;
   /** Record an approval event (sent at once, not awaited here: see approvalDurable). */
   approval(event: ApprovalAuditEvent): void;
   /** Resolves once the approval's records so far are durable; rejects if one of them could not be made durable. */
@@ -135,14 +143,23 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
       all.catch(() => undefined);
       approvals.set(a.id, all);
       // Forget it once durable (a failure stays).
-      void all.then(() => {
-        if (approvals.get(a.id) === all) approvals.delete(a.id);
-      }, () => undefined);
+      void all.then(
+        () => {
+          if (approvals.get(a.id) === all) approvals.delete(a.id);
+        },
+        () => undefined,
+      );
     },
     approvalDurable,
     sessionClosed(session, reason) {
       const stream = streams.session(session.id, session.createdAt);
-      const written = log.append(stream, { type: 'session.close', session: session.id, upstream: session.upstream, caller: { sub: session.owner }, data: { reason } });
+      const written = log.append(stream, {
+        type: 'session.close',
+        session: session.id,
+        upstream: session.upstream,
+        caller: { sub: session.owner },
+        data: { reason },
+      });
       log.forget(stream);
       return written;
     },
@@ -185,7 +202,11 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
             // No stream yet (initialize: the session exists only once the upstream answered): what the
             // forward rests on goes to the gateway's stream now; session.open and the answer follow in the session's.
             const at = (unbound = streams.gateway(now()));
-            const held = pending.splice(0).map((p) => log.append(at, { ...p.event, ...base(p.event.type) }, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }));
+            const held = pending
+              .splice(0)
+              .map((p) =>
+                log.append(at, { ...p.event, ...base(p.event.type) }, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }),
+              );
             decision = Promise.all(held).then(() => undefined);
             decision.catch(() => undefined);
           }
@@ -197,7 +218,9 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
       };
       const finish = (event: AuditEvent, raw?: RawMember): Promise<void> => {
         stream ??= unbound ?? streams.gateway(now());
-        const held = pending.splice(0).map((p) => log.append(stream!, p.event, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }));
+        const held = pending
+          .splice(0)
+          .map((p) => log.append(stream!, p.event, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }));
         const last = log.append(stream, event, raw ? { raw } : {});
         return held.length === 0 ? last : Promise.all([...held, last]).then(() => undefined);
       };
@@ -208,7 +231,15 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
             session = b.session.id;
             stream = streams.session(b.session.id, b.session.createdAt);
           } else stream = streams.stateless(b.stateless, now());
-          const held = pending.splice(0).map((p) => log.append(stream!, { ...p.event, ...base(p.event.type) }, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }));
+          const held = pending
+            .splice(0)
+            .map((p) =>
+              log.append(
+                stream!,
+                { ...p.event, ...base(p.event.type) },
+                { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) },
+              ),
+            );
           if (held.length > 0) {
             decision = Promise.all(held).then(() => undefined);
             decision.catch(() => undefined);
@@ -225,13 +256,18 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
           let recordedInput = input;
           if (outcome.decision.maskRules.length > 0 && input.mcp.arguments !== undefined && request !== undefined) {
             const masked = maskedCopy(request, outcome.decision.maskRules);
-            const args = ('params' in masked ? (masked.params as { arguments?: unknown } | undefined) : undefined)?.arguments;
-            if (args !== undefined) recordedInput = { ...input, mcp: { ...input.mcp, arguments: args as Record<string, unknown> } };
+            const args = ('params' in masked ? (masked.params as { arguments?: unknown } | undefined) : undefined)
+              ?.arguments;
+            if (args !== undefined)
+              recordedInput = { ...input, mcp: { ...input.mcp, arguments: args as Record<string, unknown> } };
           }
           const d = outcome.decision;
           const event = base('decision');
           // A client notification or response carries no arguments of its own: what goes upstream is the message, recorded masked.
-          const relayed = request !== undefined && input.mcp.kind !== 'request' ? { message: bounded(maskedCopy(request, d.maskRules), opts.maxRecordedBytes) } : {};
+          const relayed =
+            request !== undefined && input.mcp.kind !== 'request'
+              ? { message: bounded(maskedCopy(request, d.maskRules), opts.maxRecordedBytes) }
+              : {};
           event.data = {
             policy: { revision: outcome.revision.commit ?? null, bundle_digest: outcome.revision.bundleDigest },
             allow: d.allow,
@@ -263,7 +299,10 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
         opened(s, protocolVersion) {
           session = s.id;
           stream = streams.session(s.id, s.createdAt);
-          pending.push({ event: { ...base('session.open'), data: { protocol_version: protocolVersion } }, ts: now().toISOString() });
+          pending.push({
+            event: { ...base('session.open'), data: { protocol_version: protocolVersion } },
+            ts: now().toISOString(),
+          });
         },
         link(fields) {
           linked = { ...linked, ...fields };
@@ -295,7 +334,18 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
           return finish(event, raw);
         },
         failed(err, id) {
-          return finish({ ...base('error'), data: { ...linked, code: err.code, http_status: err.status, rpc_code: err.rpcCode, message: err.message, id, ms: ms() } });
+          return finish({
+            ...base('error'),
+            data: {
+              ...linked,
+              code: err.code,
+              http_status: err.status,
+              rpc_code: err.rpcCode,
+              message: err.message,
+              id,
+              ms: ms(),
+            },
+          });
         },
       };
     },

@@ -34,7 +34,14 @@ const describe = (d: WalDamage) => `${d.segment}:${d.line}: ${d.kind}: ${d.why}`
 export class AuditCommitter {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
-  #status: { commits: number; lastCommitAt?: string; lastError?: string; lastLagMs?: number; blocked?: string; walDamage?: readonly string[] } = { commits: 0 };
+  #status: {
+    commits: number;
+    lastCommitAt?: string;
+    lastError?: string;
+    lastLagMs?: number;
+    blocked?: string;
+    walDamage?: readonly string[];
+  } = { commits: 0 };
   #oldest: number | undefined;
 
   constructor(

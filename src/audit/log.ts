@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors.js';
-import { recordParts, type AuditEvent, type RawMember } from './record.js';
-import type { SealerPort } from './sealer-port.js';
+import { type AuditEvent, type RawMember, recordParts } from './record.js';
 import type { FromSealer, SealItem } from './sealer.js';
+import type { SealerPort } from './sealer-port.js';
 import type { WalEntry } from './wal.js';
 
 export interface StreamTail {
@@ -114,7 +114,8 @@ export class AuditLog {
     const oldest = this.#waiting.values().next().value;
     if (oldest === undefined) return;
     const waited = Date.now() - oldest.at;
-    if (waited > this.#stallMs) this.#unavailable(`audit WAL write stalled: a record has waited ${Math.round(waited)} ms to become durable`);
+    if (waited > this.#stallMs)
+      this.#unavailable(`audit WAL write stalled: a record has waited ${Math.round(waited)} ms to become durable`);
   }
 
   #start(): void {
@@ -139,7 +140,12 @@ export class AuditLog {
 
   /** Seed the chain from what recovery found (stream tails after the WAL was replayed). */
   seed(stream: string, tail: StreamTail): void {
-    this.#tails.set(stream, { seq: tail.seq, prev: tail.hash, used: Date.now(), ...(tail.ts !== undefined ? { ts: tail.ts } : {}) });
+    this.#tails.set(stream, {
+      seq: tail.seq,
+      prev: tail.hash,
+      used: Date.now(),
+      ...(tail.ts !== undefined ? { ts: tail.ts } : {}),
+    });
     this.#durable.set(stream, tail);
   }
 
@@ -152,11 +158,18 @@ export class AuditLog {
    * (a clock stepped back records the stream's last ts until it catches up).
    * `raw`: the last member of its data, as JSON.
    */
-  append(stream: string, event: AuditEvent, opts: { defer?: boolean; ts?: string; raw?: RawMember } = {}): Promise<void> {
+  append(
+    stream: string,
+    event: AuditEvent,
+    opts: { defer?: boolean; ts?: string; raw?: RawMember } = {},
+  ): Promise<void> {
     let tail = this.#tails.get(stream);
     if (tail === undefined) {
       const stored = this.tailOf(stream);
-      tail = stored === undefined ? { seq: -1, prev: null, used: 0 } : { seq: stored.seq, prev: stored.hash, used: 0, ...(stored.ts !== undefined ? { ts: stored.ts } : {}) };
+      tail =
+        stored === undefined
+          ? { seq: -1, prev: null, used: 0 }
+          : { seq: stored.seq, prev: stored.hash, used: 0, ...(stored.ts !== undefined ? { ts: stored.ts } : {}) };
     }
     const seq = tail.seq + 1;
     const prev = tail.prev;
@@ -168,7 +181,15 @@ export class AuditLog {
     const id = this.#nextId++;
     const { head, rest } = recordParts(stream, seq, ts, event, opts.raw);
     this.#outbox.push({ id, epoch: this.#epoch, stream, seq, head, rest, ...(prev !== undefined ? { prev } : {}) });
-    const durable = new Promise<void>((resolve, reject) => this.#waiting.set(id, { stream, seq, ts, at: Date.now(), done: (err) => (err === undefined ? resolve() : reject(err)) }));
+    const durable = new Promise<void>((resolve, reject) =>
+      this.#waiting.set(id, {
+        stream,
+        seq,
+        ts,
+        at: Date.now(),
+        done: (err) => (err === undefined ? resolve() : reject(err)),
+      }),
+    );
     if (opts.defer === true) this.#hold();
     else this.#schedule();
     return durable;
@@ -188,7 +209,11 @@ export class AuditLog {
   assertWritable(): void {
     const e = this.#lastError;
     if (e !== undefined && Date.now() - e.at < RETRY_AFTER_FAILURE_MS) {
-      throw new GatewayError('AUDIT_UNAVAILABLE', `Audit log unavailable (${e.message}); gitgate forwards nothing it cannot record`, { headers: { 'retry-after': '2' } });
+      throw new GatewayError(
+        'AUDIT_UNAVAILABLE',
+        `Audit log unavailable (${e.message}); gitgate forwards nothing it cannot record`,
+        { headers: { 'retry-after': '2' } },
+      );
     }
   }
 
@@ -300,7 +325,8 @@ export class AuditLog {
 
   /** Drop chain state of streams that ended or were idle for idleMs, once their newest record is stored. */
   prune(idleMs: number, stored: (stream: string, seq: number) => boolean, now = Date.now()): void {
-    for (const [s, t] of this.#tails) if ((this.#ended.has(s) || now - t.used > idleMs) && stored(s, t.seq)) this.#drop(s);
+    for (const [s, t] of this.#tails)
+      if ((this.#ended.has(s) || now - t.used > idleMs) && stored(s, t.seq)) this.#drop(s);
   }
 
   /** Send what was appended in this turn of the event loop to the sealer, as one message. */
@@ -399,7 +425,8 @@ export class AuditLog {
         const d = this.#durable.get(s) ?? this.tailOf(s);
         if (d === undefined) this.#tails.delete(s);
         // The stream's ts stays where it got to: records numbered after a failure are never older than those before it.
-        else this.#tails.set(s, { seq: d.seq, prev: d.hash, used: t.used, ...(t.ts !== undefined ? { ts: t.ts } : {}) });
+        else
+          this.#tails.set(s, { seq: d.seq, prev: d.hash, used: t.used, ...(t.ts !== undefined ? { ts: t.ts } : {}) });
       }
       this.#port?.post({ kind: 'epoch', min: this.#epoch });
     }

@@ -2,7 +2,7 @@ import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFil
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseDuration } from '../config/duration.js';
-import { parseLine, type AuditRecord } from './record.js';
+import { type AuditRecord, parseLine } from './record.js';
 
 export interface RecordFilter {
   readonly session?: string;
@@ -25,7 +25,11 @@ function files(dir: string): string[] {
 /** Every record of the repo's streams that passes the filter, one line at a time (constant memory). */
 export async function* readRecords(repo: string, filter: RecordFilter = {}): AsyncGenerator<AuditRecord> {
   for (const file of files(path.join(repo, 'streams'))) {
-    if (filter.session !== undefined && !new RegExp(`${filter.session.replace(/[^\w-]/g, '')}(~\\d{6})?\\.jsonl$`).test(file)) continue;
+    if (
+      filter.session !== undefined &&
+      !new RegExp(`${filter.session.replace(/[^\w-]/g, '')}(~\\d{6})?\\.jsonl$`).test(file)
+    )
+      continue;
     const rl = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
     for await (const line of rl) {
       if (line === '') continue;
@@ -97,7 +101,9 @@ export function* readTimeline(repo: string, filter: RecordFilter = {}): Generato
     if (first.done !== true) waiting.push({ stream, files: list, first: parse(first.value).ts });
   }
   waiting.sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : a.stream.localeCompare(b.stream)));
-  const before = (a: Cursor, b: Cursor) => a.head.ts < b.head.ts || (a.head.ts === b.head.ts && (a.stream < b.stream || (a.stream === b.stream && a.head.seq < b.head.seq)));
+  const before = (a: Cursor, b: Cursor) =>
+    a.head.ts < b.head.ts ||
+    (a.head.ts === b.head.ts && (a.stream < b.stream || (a.stream === b.stream && a.head.seq < b.head.seq)));
   // A binary min-heap of the open streams by their next record.
   const heap: Cursor[] = [];
   const push = (c: Cursor) => {
@@ -168,7 +174,11 @@ export class ApprovalIndex {
 
   get(id: string): ApprovalOutcome | undefined {
     if (this.#cache.has(id)) return this.#cache.get(id);
-    this.#byId ??= new Map([...streamFiles(this.repo)].filter(([s]) => s.startsWith('approvals/')).map(([s, f]) => [s.slice(s.lastIndexOf('/') + 1), f]));
+    this.#byId ??= new Map(
+      [...streamFiles(this.repo)]
+        .filter(([s]) => s.startsWith('approvals/'))
+        .map(([s, f]) => [s.slice(s.lastIndexOf('/') + 1), f]),
+    );
     const list = this.#byId.get(id);
     let out: ApprovalOutcome | undefined;
     if (list !== undefined) {
@@ -190,12 +200,21 @@ export class ApprovalIndex {
           }
           if (r.type === 'approval.executed') {
             executed = true;
-            const by = (d.approvals as { login?: string }[] | undefined)?.map((a) => a.login).filter((l): l is string => typeof l === 'string');
+            const by = (d.approvals as { login?: string }[] | undefined)
+              ?.map((a) => a.login)
+              .filter((l): l is string => typeof l === 'string');
             if (by !== undefined && by.length > 0) approvedBy = by;
           }
         }
       }
-      out = { id, ...(url !== undefined ? { url } : {}), approvedBy, ...(deniedBy !== undefined ? { deniedBy } : {}), ...(reason !== undefined ? { reason } : {}), executed };
+      out = {
+        id,
+        ...(url !== undefined ? { url } : {}),
+        approvedBy,
+        ...(deniedBy !== undefined ? { deniedBy } : {}),
+        ...(reason !== undefined ? { reason } : {}),
+        executed,
+      };
     }
     this.#cache.set(id, out);
     return out;
@@ -228,7 +247,12 @@ export function describeRecord(r: AuditRecord, approvals?: ApprovalIndex): strin
       const verdict = d.allow === true ? (d.approval_required === true ? 'APPROVAL REQUIRED' : 'ALLOW') : 'DENY';
       const policy = (d.policy as { revision?: string | null; bundle_digest?: string } | undefined) ?? {};
       const mcp = (d.input as { mcp?: { arguments?: unknown; uri?: string } } | undefined)?.mcp;
-      const what = mcp?.uri !== undefined ? `  uri ${mcp.uri}` : mcp?.arguments !== undefined ? `  args ${brief(mcp.arguments)}` : '';
+      const what =
+        mcp?.uri !== undefined
+          ? `  uri ${mcp.uri}`
+          : mcp?.arguments !== undefined
+            ? `  args ${brief(mcp.arguments)}`
+            : '';
       detail = `${verdict}${what}  ${(d.reasons as string[] | undefined)?.join('; ') ?? ''}  [policy ${policy.revision ?? policy.bundle_digest?.slice(0, 12) ?? '?'}]`;
       break;
     }
@@ -275,7 +299,8 @@ function released(d: Record<string, unknown>, approvals: ApprovalIndex | undefin
   const a = approvals?.get(id);
   if (a === undefined) return `  approval ${id}`;
   const where = a.url !== undefined ? `; ${a.url}` : '';
-  if (d.ok === true && a.approvedBy.length > 0) return `  released by approval ${id} (approved by ${a.approvedBy.join(', ')}${where})`;
+  if (d.ok === true && a.approvedBy.length > 0)
+    return `  released by approval ${id} (approved by ${a.approvedBy.join(', ')}${where})`;
   if (a.deniedBy !== undefined) return `  approval ${id} denied by ${a.deniedBy}: ${a.reason ?? ''}`;
   return `  approval ${id} (${a.approvedBy.length > 0 ? `approved by ${a.approvedBy.join(', ')}` : 'pending'}${where})`;
 }

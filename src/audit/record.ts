@@ -97,7 +97,13 @@ export interface RawMember {
   readonly json: string;
 }
 
-export function recordParts(stream: string, seq: number, ts: string, event: Omit<AuditEvent, 'ts'> & { readonly v?: 1; readonly ts?: string }, raw?: RawMember): RecordParts {
+export function recordParts(
+  stream: string,
+  seq: number,
+  ts: string,
+  event: Omit<AuditEvent, 'ts'> & { readonly v?: 1; readonly ts?: string },
+  raw?: RawMember,
+): RecordParts {
   const { v: _v, ts: _ts, type, data, ...own } = event;
   const head = `{"v":1,"stream":${JSON.stringify(stream)},"seq":${seq},"ts":${JSON.stringify(ts)}`;
   const fields = JSON.stringify({ type, ...own });
@@ -129,7 +135,9 @@ export function sealRecord(signer: AuditSigner, text: string): string {
 
 /** SHA-256 (hex) of a string's UTF-8 bytes; one-shot where Node has crypto.hash (20.12+). */
 export const sha256Hex: (text: string) => string =
-  typeof crypto.hash === 'function' ? (text) => crypto.hash('sha256', text) : (text) => crypto.createHash('sha256').update(text).digest('hex');
+  typeof crypto.hash === 'function'
+    ? (text) => crypto.hash('sha256', text)
+    : (text) => crypto.createHash('sha256').update(text).digest('hex');
 
 export function hashLine(line: string): string {
   return sha256Hex(line);
@@ -144,7 +152,8 @@ export interface LineHead {
 }
 
 /** The stored layout's start, up to the record's prev (keys in the order recordParts writes them). */
-const HEAD = /^\{"jws":"[A-Za-z0-9_-]*\.\.[A-Za-z0-9_-]*","record":\{"v":1,"stream":("(?:[^"\\]|\\.)*"),"seq":(0|[1-9]\d{0,15}),"ts":"([^"\\]*)","prev":(null|"[0-9a-f]{64}")[,}]/;
+const HEAD =
+  /^\{"jws":"[A-Za-z0-9_-]*\.\.[A-Za-z0-9_-]*","record":\{"v":1,"stream":("(?:[^"\\]|\\.)*"),"seq":(0|[1-9]\d{0,15}),"ts":"([^"\\]*)","prev":(null|"[0-9a-f]{64}")[,}]/;
 
 /**
  * The stream, seq and prev a stored line holds, read from its first bytes
@@ -195,21 +204,24 @@ export function parseLine(line: string): ParsedLine {
   const jws = line.slice(PREFIX.length, end);
   const text = line.slice(end + RECORD_KEY.length, -1);
   const [h, empty, sig, extra] = jws.split('.');
-  if (h === undefined || empty !== '' || sig === undefined || extra !== undefined) throw new Error('jws is not a detached compact JWS');
+  if (h === undefined || empty !== '' || sig === undefined || extra !== undefined)
+    throw new Error('jws is not a detached compact JWS');
   let header: { alg?: unknown; kid?: unknown };
   try {
     header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8')) as typeof header;
   } catch {
     throw new Error('jws header is not JSON');
   }
-  if (!isSigningAlg(header.alg) || typeof header.kid !== 'string') throw new Error('jws header must be {alg: EdDSA or ES256, kid}');
+  if (!isSigningAlg(header.alg) || typeof header.kid !== 'string')
+    throw new Error('jws header must be {alg: EdDSA or ES256, kid}');
   let record: unknown;
   try {
     record = JSON.parse(text);
   } catch {
     throw new Error('not valid JSON');
   }
-  if (record === null || typeof record !== 'object' || Array.isArray(record)) throw new Error('record is not a JSON object');
+  if (record === null || typeof record !== 'object' || Array.isArray(record))
+    throw new Error('record is not a JSON object');
   const alg = header.alg;
   const kid = header.kid;
   return {

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { startWorker } from '../worker-thread.js';
 import type { AuditSigner } from './record.js';
-import { Sealer, serveSealer, type FromSealer, type ToSealer } from './sealer.js';
+import { type FromSealer, Sealer, serveSealer, type ToSealer } from './sealer.js';
 import type { WriteAheadLog } from './wal.js';
 
 /** How the log talks to its sealer: ordered messages both ways. */

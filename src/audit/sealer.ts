@@ -1,4 +1,4 @@
-import { hashLine, recordText, sealRecord, type AuditSigner, type RecordParts } from './record.js';
+import { type AuditSigner, hashLine, type RecordParts, recordText, sealRecord } from './record.js';
 import type { WalEntry, WriteAheadLog } from './wal.js';
 
 /**
@@ -108,7 +108,12 @@ export class Sealer {
     if (r.prev !== undefined) prev = r.prev;
     else if (chain !== undefined && chain.seq === r.seq - 1) prev = chain.hash;
     else {
-      this.send({ kind: 'failed', ids: [r.id], epoch: r.epoch, error: `no chain state for ${r.stream} before seq ${r.seq}` });
+      this.send({
+        kind: 'failed',
+        ids: [r.id],
+        epoch: r.epoch,
+        error: `no chain state for ${r.stream} before seq ${r.seq}`,
+      });
       return;
     }
     const line = sealRecord(this.signer, recordText(r, prev));
@@ -128,10 +133,20 @@ export class Sealer {
       const epoch = Math.max(...group.map((g) => g.epoch));
       this.#minEpoch = epoch + 1;
       this.#chains.clear();
-      this.send({ kind: 'failed', ids: group.map((g) => g.id), epoch, error: err instanceof Error ? err.message : String(err) });
+      this.send({
+        kind: 'failed',
+        ids: group.map((g) => g.id),
+        epoch,
+        error: err instanceof Error ? err.message : String(err),
+      });
       return;
     }
-    this.send({ kind: 'durable', ids: group.map((g) => g.id), lines: group.map((g) => g.entry.line), hashes: group.map((g) => g.entry.hash) });
+    this.send({
+      kind: 'durable',
+      ids: group.map((g) => g.id),
+      lines: group.map((g) => g.entry.line),
+      hashes: group.map((g) => g.entry.hash),
+    });
   }
 }
 

@@ -1,10 +1,20 @@
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
-import { simpleGit, type SimpleGit } from 'simple-git';
+import { type SimpleGit, simpleGit } from 'simple-git';
 import { GatewayError } from '../errors.js';
 import { git } from '../git/run.js';
 import type { StreamTail } from './log.js';
-import { hashLine, lineHead, parseLine, signRecord, type AuditRecord, type AuditSigner } from './record.js';
+import { type AuditRecord, type AuditSigner, hashLine, lineHead, parseLine, signRecord } from './record.js';
 import { readLastLine } from './tail.js';
 import type { WalEntry } from './wal.js';
 
@@ -42,7 +52,8 @@ interface StoredTail extends StreamTail {
 
 /** The file holding part `part` of a stream. */
 export function streamFile(dir: string, stream: string, part = 0): string {
-  if (stream === CHECKPOINT_STREAM) return path.join(dir, part === 0 ? 'checkpoints.jsonl' : `checkpoints~${String(part).padStart(6, '0')}.jsonl`);
+  if (stream === CHECKPOINT_STREAM)
+    return path.join(dir, part === 0 ? 'checkpoints.jsonl' : `checkpoints~${String(part).padStart(6, '0')}.jsonl`);
   return path.join(dir, 'streams', part === 0 ? `${stream}.jsonl` : `${stream}~${String(part).padStart(6, '0')}.jsonl`);
 }
 
@@ -78,29 +89,43 @@ const GIT_LOCK_WAIT_MS = 10_000;
 /** Remove the lock files a killed git leaves, after waiting (bounded) for any git still running in the repo to finish. */
 async function removeStaleGitLocks(dir: string, log: (msg: string) => void): Promise<void> {
   const gitDir = path.join(dir, '.git');
-  const locks = [...['index.lock', 'HEAD.lock', 'config.lock', 'packed-refs.lock'].map((f) => path.join(gitDir, f)), ...listLocks(path.join(gitDir, 'refs'))].filter((f) => existsSync(f));
+  const locks = [
+    ...['index.lock', 'HEAD.lock', 'config.lock', 'packed-refs.lock'].map((f) => path.join(gitDir, f)),
+    ...listLocks(path.join(gitDir, 'refs')),
+  ].filter((f) => existsSync(f));
   if (locks.length === 0) return;
-  for (let waited = 0; waited < GIT_LOCK_WAIT_MS && gitRunsIn(dir); waited += 50) await new Promise((r) => setTimeout(r, 50));
+  for (let waited = 0; waited < GIT_LOCK_WAIT_MS && gitRunsIn(dir); waited += 50)
+    await new Promise((r) => setTimeout(r, 50));
   for (const f of locks) {
     if (!existsSync(f)) continue;
     rmSync(f, { force: true });
-    log(`audit repo: removed ${path.relative(dir, f)}, left by a git that did not finish (a gateway killed mid-commit)`);
+    log(
+      `audit repo: removed ${path.relative(dir, f)}, left by a git that did not finish (a gateway killed mid-commit)`,
+    );
   }
 }
 
 function listLocks(dir: string): string[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? listLocks(path.join(dir, e.name)) : e.name.endsWith('.lock') ? [path.join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? listLocks(path.join(dir, e.name)) : e.name.endsWith('.lock') ? [path.join(dir, e.name)] : [],
+  );
 }
 
 /** A stream id the log writes: slash-separated path segments of safe characters, never the checkpoint stream or a part file's name. */
 export function isStreamName(stream: string): boolean {
   if (stream === CHECKPOINT_STREAM || stream.length > 512) return false;
-  return stream.split('/').every((seg) => /^[A-Za-z0-9_.:@+-]+$/.test(seg) && seg !== '.' && seg !== '..') && !/~\d{6}$/.test(stream);
+  return (
+    stream.split('/').every((seg) => /^[A-Za-z0-9_.:@+-]+$/.test(seg) && seg !== '.' && seg !== '..') &&
+    !/~\d{6}$/.test(stream)
+  );
 }
 
 function broken(stream: string, why: string): GatewayError {
-  return new GatewayError('AUDIT_UNAVAILABLE', `audit stream ${stream}: ${why}; nothing is committed, the records stay in the write-ahead log`);
+  return new GatewayError(
+    'AUDIT_UNAVAILABLE',
+    `audit stream ${stream}: ${why}; nothing is committed, the records stay in the write-ahead log`,
+  );
 }
 
 /** The highest part a stream has on disk (0 when it has one file or none); probes by name, no directory scan. */
@@ -137,12 +162,19 @@ export class GitAuditStore implements AuditStore {
    * there (index.lock, ref locks) were left by a git killed with an earlier gateway: once no
    * git still runs in the repo they are removed, instead of keeping the gateway from starting.
    */
-  static async open(dir: string, signer: AuditSigner, opts: { remote?: string; log?: (msg: string) => void; exclusive?: boolean } = {}): Promise<GitAuditStore> {
+  static async open(
+    dir: string,
+    signer: AuditSigner,
+    opts: { remote?: string; log?: (msg: string) => void; exclusive?: boolean } = {},
+  ): Promise<GitAuditStore> {
     mkdirSync(dir, { recursive: true });
     const store = new GitAuditStore(dir, signer, opts.remote, opts.log ?? (() => {}));
     if (!existsSync(path.join(dir, '.git'))) await store.#git.init(['-b', 'main']);
     else if (opts.exclusive === true) await removeStaleGitLocks(dir, store.log);
-    await store.#git.addConfig('user.name', 'gitgate').addConfig('user.email', 'gitgate@localhost').addConfig('commit.gpgsign', 'false');
+    await store.#git
+      .addConfig('user.name', 'gitgate')
+      .addConfig('user.email', 'gitgate@localhost')
+      .addConfig('commit.gpgsign', 'false');
     // A commit must be on disk before the WAL segments holding its records are deleted: git's
     // default (core.fsync=committed,-loose-object) syncs neither loose objects nor refs.
     await store.#git.addConfig('core.fsync', 'objects,reference').addConfig('core.fsyncMethod', 'fsync');
@@ -189,9 +221,18 @@ export class GitAuditStore implements AuditStore {
     try {
       record = parseLine(line).record;
     } catch (err) {
-      throw new GatewayError('AUDIT_UNAVAILABLE', `audit repo ${path.relative(this.dir, file)}: last line ${(err as Error).message}`);
+      throw new GatewayError(
+        'AUDIT_UNAVAILABLE',
+        `audit repo ${path.relative(this.dir, file)}: last line ${(err as Error).message}`,
+      );
     }
-    const t = { seq: record.seq, hash: hashLine(line), ...(typeof record.ts === 'string' ? { ts: record.ts } : {}), part, bytes: statSync(file).size };
+    const t = {
+      seq: record.seq,
+      hash: hashLine(line),
+      ...(typeof record.ts === 'string' ? { ts: record.ts } : {}),
+      part,
+      bytes: statSync(file).size,
+    };
     this.#remember(stream, t);
     return t;
   }
@@ -234,9 +275,18 @@ export class GitAuditStore implements AuditStore {
     const byStream = new Map<string, WalEntry[]>();
     for (const e of entries) (byStream.get(e.stream) ?? byStream.set(e.stream, []).get(e.stream)!).push(e);
     // Check every stream first: a commit that cannot be whole writes nothing.
-    const plan: { stream: string; tail: StoredTail | undefined; lines: string[]; head: { seq: number; hash: string; ts: string } }[] = [];
+    const plan: {
+      stream: string;
+      tail: StoredTail | undefined;
+      lines: string[];
+      head: { seq: number; hash: string; ts: string };
+    }[] = [];
     for (const [stream, list] of byStream) {
-      if (!isStreamName(stream)) throw broken(stream, `is not a stream name gitgate writes (a stream file would be ${JSON.stringify(path.relative(this.dir, streamFile(this.dir, stream)))})`);
+      if (!isStreamName(stream))
+        throw broken(
+          stream,
+          `is not a stream name gitgate writes (a stream file would be ${JSON.stringify(path.relative(this.dir, streamFile(this.dir, stream)))})`,
+        );
       list.sort((a, b) => a.seq - b.seq);
       const tail = this.#stored(stream);
       this.#assertUnchanged(stream, tail);
@@ -247,16 +297,24 @@ export class GitAuditStore implements AuditStore {
       for (const e of list) {
         const head = lineHead(e.line);
         if (head === undefined || head.stream !== stream || head.seq !== e.seq || hashLine(e.line) !== e.hash) {
-          throw broken(stream, `the entry for seq ${e.seq} holds ${head === undefined ? 'no record gitgate wrote' : `the record of ${JSON.stringify(head.stream)} seq ${head.seq}`}`);
+          throw broken(
+            stream,
+            `the entry for seq ${e.seq} holds ${head === undefined ? 'no record gitgate wrote' : `the record of ${JSON.stringify(head.stream)} seq ${head.seq}`}`,
+          );
         }
         if (e.seq < next) {
           // Already stored (recovery after a crash mid-commit): it must be the same record.
           const same = e.seq === next - 1 ? (lines.length > 0 ? hashLine(lines.at(-1)!) : tail?.hash) : undefined;
-          if (same !== undefined && same !== e.hash) throw broken(stream, `seq ${e.seq} is stored with another content than the write-ahead log's (a fork)`);
+          if (same !== undefined && same !== e.hash)
+            throw broken(stream, `seq ${e.seq} is stored with another content than the write-ahead log's (a fork)`);
           continue;
         }
         if (e.seq > next) throw broken(stream, `expected seq ${next}, found ${e.seq} (a gap: records are missing)`);
-        if (head.prev !== prev) throw broken(stream, `seq ${e.seq} does not chain to the record before it (prev ${head.prev ?? 'null'}, expected ${prev ?? 'null'})`);
+        if (head.prev !== prev)
+          throw broken(
+            stream,
+            `seq ${e.seq} does not chain to the record before it (prev ${head.prev ?? 'null'}, expected ${prev ?? 'null'})`,
+          );
         lines.push(e.line);
         prev = e.hash;
         ts = head.ts;
@@ -286,7 +344,10 @@ export class GitAuditStore implements AuditStore {
       size = undefined;
     }
     if (size !== tail.bytes) {
-      throw broken(stream, `${path.relative(this.dir, streamFile(this.dir, stream, tail.part))} was changed outside gitgate (${size ?? 'no'} bytes, gitgate wrote ${tail.bytes}); a restart puts the work tree back to the last commit`);
+      throw broken(
+        stream,
+        `${path.relative(this.dir, streamFile(this.dir, stream, tail.part))} was changed outside gitgate (${size ?? 'no'} bytes, gitgate wrote ${tail.bytes}); a restart puts the work tree back to the last commit`,
+      );
     }
   }
 

@@ -4,7 +4,7 @@ import { AuditLog } from './log.js';
 import { auditSigner } from './record.js';
 import { localSealer, workerSealer } from './sealer-port.js';
 import type { AuditStore } from './store.js';
-import { walFiles, type WriteAheadLog } from './wal.js';
+import { type WriteAheadLog, walFiles } from './wal.js';
 
 export interface AuditTrail {
   readonly log: AuditLog;
@@ -30,7 +30,10 @@ export interface AuditTrailOptions {
 export function openAuditTrail(store: AuditStore, opts: AuditTrailOptions): AuditTrail {
   const { wal, kid, key } = opts;
   const log = new AuditLog(
-    () => (wal !== undefined ? localSealer(auditSigner(kid, key), wal(opts.walDir)) : workerSealer({ dir: opts.walDir, kid, key })),
+    () =>
+      wal !== undefined
+        ? localSealer(auditSigner(kid, key), wal(opts.walDir))
+        : workerSealer({ dir: opts.walDir, kid, key }),
     (stream) => store.tail(stream),
     opts.now !== undefined ? { now: opts.now } : {},
   );

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { simpleGit } from 'simple-git';
 import { compileSchema, formatSchemaErrors } from '../config/schema.js';
-import { hashLine, parseLine, verifyParsed, type AuditRecord } from './record.js';
+import { type AuditRecord, hashLine, parseLine, verifyParsed } from './record.js';
 import { CHECKPOINT_STREAM, parseStreamFile } from './store.js';
 
 export interface VerifyReport {
@@ -52,7 +52,13 @@ export function loadKeys(repo: string): Map<string, KeyObject> {
 }
 
 /** Check one chain (a stream's part files, in order); returns each line's hash by seq. */
-function verifyChain(repo: string, files: readonly string[], stream: string, keys: Map<string, KeyObject>, onRecord: (r: AuditRecord) => void): string[] {
+function verifyChain(
+  repo: string,
+  files: readonly string[],
+  stream: string,
+  keys: Map<string, KeyObject>,
+  onRecord: (r: AuditRecord) => void,
+): string[] {
   const validRecord = compileSchema('audit-record');
   const hashes: string[] = [];
   let prev: string | null = null;
@@ -73,10 +79,17 @@ function verifyChain(repo: string, files: readonly string[], stream: string, key
       if (key === undefined) throw new Broken(where, `signed with unknown key ${p.kid} (not in keys/)`);
       if (!verifyParsed(p, key)) throw new Broken(where, 'signature does not verify: the record was altered');
       const r = p.record;
-      if (!validRecord(r)) throw new Broken(where, `record does not match schemas/audit-record.schema.json (${formatSchemaErrors(validRecord.errors).slice(0, 3).join('; ')})`);
-      if (r.stream !== stream) throw new Broken(where, `record belongs to stream ${r.stream}, not ${stream}: the file was replaced or moved`);
-      if (r.seq !== seq) throw new Broken(where, `expected seq ${seq}, found ${r.seq}: a record was removed, added or reordered`);
-      if (r.prev !== prev) throw new Broken(where, 'prev does not match the hash of the line before it: the chain is broken');
+      if (!validRecord(r))
+        throw new Broken(
+          where,
+          `record does not match schemas/audit-record.schema.json (${formatSchemaErrors(validRecord.errors).slice(0, 3).join('; ')})`,
+        );
+      if (r.stream !== stream)
+        throw new Broken(where, `record belongs to stream ${r.stream}, not ${stream}: the file was replaced or moved`);
+      if (r.seq !== seq)
+        throw new Broken(where, `expected seq ${seq}, found ${r.seq}: a record was removed, added or reordered`);
+      if (r.prev !== prev)
+        throw new Broken(where, 'prev does not match the hash of the line before it: the chain is broken');
       prev = hashLine(line);
       hashes.push(prev);
       seq++;
@@ -89,7 +102,10 @@ function verifyChain(repo: string, files: readonly string[], stream: string, key
 /** Record files grouped by stream, parts in order. */
 export function chains(repo: string): Map<string, string[]> {
   const out = new Map<string, { part: number; file: string }[]>();
-  const all = [...listFiles(path.join(repo, 'streams'), '.jsonl'), ...listFiles(repo, '.jsonl').filter((f) => path.dirname(f) === repo)];
+  const all = [
+    ...listFiles(path.join(repo, 'streams'), '.jsonl'),
+    ...listFiles(repo, '.jsonl').filter((f) => path.dirname(f) === repo),
+  ];
   for (const file of all) {
     const id = parseStreamFile(path.relative(repo, file));
     if (id === undefined) continue;
@@ -101,13 +117,19 @@ export function chains(repo: string): Map<string, string[]> {
     parts.forEach((p, i) => {
       if (p.part !== i) throw new Broken(path.relative(repo, p.file), `part ${i} of stream ${stream} is missing`);
     });
-    sorted.set(stream, parts.map((p) => p.file));
+    sorted.set(
+      stream,
+      parts.map((p) => p.file),
+    );
   }
   return sorted;
 }
 
 /** Verify an audit repo offline: signatures, chains, gap-free seq, checkpoints, and append-only git history. */
-export async function verifyAuditRepo(repo: string, onRecord: (r: AuditRecord) => void = () => {}): Promise<VerifyReport> {
+export async function verifyAuditRepo(
+  repo: string,
+  onRecord: (r: AuditRecord) => void = () => {},
+): Promise<VerifyReport> {
   let streams = 0;
   let records = 0;
   let checkpoints = 0;
@@ -119,10 +141,13 @@ export async function verifyAuditRepo(repo: string, onRecord: (r: AuditRecord) =
     const tails = new Map<string, string[]>();
     const all = chains(repo);
     for (const [stream, files] of [...all].filter(([s]) => s !== CHECKPOINT_STREAM)) {
-      tails.set(stream, verifyChain(repo, files, stream, keys, (r) => {
-        records++;
-        onRecord(r);
-      }));
+      tails.set(
+        stream,
+        verifyChain(repo, files, stream, keys, (r) => {
+          records++;
+          onRecord(r);
+        }),
+      );
       streams++;
     }
     const cpFiles = all.get(CHECKPOINT_STREAM);
@@ -135,14 +160,20 @@ export async function verifyAuditRepo(repo: string, onRecord: (r: AuditRecord) =
           const file = tails.get(stream);
           const where = `checkpoints.jsonl:${r.seq + 1}`;
           if (file === undefined) throw new Broken(where, `stream ${stream} is checkpointed but its file is missing`);
-          if (file.length <= h.seq) throw new Broken(where, `stream ${stream} was truncated: checkpoint says seq ${h.seq}, the file ends at ${file.length - 1}`);
-          if (file[h.seq] !== h.hash) throw new Broken(where, `stream ${stream} record ${h.seq} differs from the checkpointed one`);
+          if (file.length <= h.seq)
+            throw new Broken(
+              where,
+              `stream ${stream} was truncated: checkpoint says seq ${h.seq}, the file ends at ${file.length - 1}`,
+            );
+          if (file[h.seq] !== h.hash)
+            throw new Broken(where, `stream ${stream} record ${h.seq} differs from the checkpointed one`);
           seen.set(stream, h);
         }
       });
       if (hashes.length > 0) head = { seq: hashes.length - 1, hash: hashes.at(-1)! };
       for (const stream of tails.keys()) {
-        if (!seen.has(stream)) throw new Broken(`streams/${stream}.jsonl`, 'no checkpoint covers this stream (added outside gitgate?)');
+        if (!seen.has(stream))
+          throw new Broken(`streams/${stream}.jsonl`, 'no checkpoint covers this stream (added outside gitgate?)');
       }
     } else if (streams > 0) {
       throw new Broken('checkpoints.jsonl', 'missing: nothing anchors the stream heads');
@@ -151,7 +182,15 @@ export async function verifyAuditRepo(repo: string, onRecord: (r: AuditRecord) =
     return { ok: true, streams, records, checkpoints, commits, keys: [...keys.keys()], ...(head ? { head } : {}) };
   } catch (err) {
     if (!(err instanceof Broken)) throw err;
-    return { ok: false, streams, records, checkpoints, commits, keys: [...keys.keys()], error: { where: err.where, why: err.why } };
+    return {
+      ok: false,
+      streams,
+      records,
+      checkpoints,
+      commits,
+      keys: [...keys.keys()],
+      error: { where: err.where, why: err.why },
+    };
   }
 }
 
@@ -167,8 +206,14 @@ async function verifyHistory(repo: string): Promise<number> {
     const numstat = await git.raw(['diff', '--numstat', parent, sha!]);
     for (const row of numstat.trim().split('\n').filter(Boolean)) {
       const [, deleted, file] = row.split('\t');
-      if ((file!.startsWith('streams/') || file === 'checkpoints.jsonl' || file!.startsWith('keys/')) && deleted !== '0') {
-        throw new Broken(`commit ${sha!.slice(0, 12)}`, `removes ${deleted} line(s) from ${file}: history was rewritten`);
+      if (
+        (file!.startsWith('streams/') || file === 'checkpoints.jsonl' || file!.startsWith('keys/')) &&
+        deleted !== '0'
+      ) {
+        throw new Broken(
+          `commit ${sha!.slice(0, 12)}`,
+          `removes ${deleted} line(s) from ${file}: history was rewritten`,
+        );
       }
     }
   }

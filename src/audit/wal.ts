@@ -1,5 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fdatasyncSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { lineHead, sha256Hex } from './record.js';
@@ -190,7 +201,11 @@ export class FileWal implements WriteAheadLog {
 
   roll(): number {
     const closed = this.#segment;
-    if (this.#pos > 0) this.#spareBytes = Math.min(MAX_SPARE, Math.max(MIN_SPARE, Math.ceil((this.#pos * 1.25) / MIN_SPARE) * MIN_SPARE));
+    if (this.#pos > 0)
+      this.#spareBytes = Math.min(
+        MAX_SPARE,
+        Math.max(MIN_SPARE, Math.ceil((this.#pos * 1.25) / MIN_SPARE) * MIN_SPARE),
+      );
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = undefined;
     this.#segment++;
@@ -218,7 +233,13 @@ function segments(dir: string): number[] {
 export function walFiles(dir: string): WalFiles {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   return {
-    recover: () => recoverEntries(segments(dir).map((n) => ({ name: `wal-${n}.log`, text: readFileSync(path.join(dir, `wal-${n}.log`), 'utf8') }))),
+    recover: () =>
+      recoverEntries(
+        segments(dir).map((n) => ({
+          name: `wal-${n}.log`,
+          text: readFileSync(path.join(dir, `wal-${n}.log`), 'utf8'),
+        })),
+      ),
     drop(segment) {
       for (const n of segments(dir)) if (n <= segment) rmSync(path.join(dir, `wal-${n}.log`), { force: true });
     },
@@ -254,7 +275,10 @@ function readSegment(name: string, text: string, damage: WalDamage[]): WalEntry[
       currentText = '';
       continue;
     }
-    const entry = i === rows.length - 1 ? undefined : parseEntry(raw, (why) => damage.push({ segment: name, line: i + 1, kind: 'framing', why }));
+    const entry =
+      i === rows.length - 1
+        ? undefined
+        : parseEntry(raw, (why) => damage.push({ segment: name, line: i + 1, kind: 'framing', why }));
     current.push({ line: i + 1, raw, ...(entry !== undefined ? { entry } : {}) });
     currentText += `${raw}\n`;
   }
@@ -269,11 +293,23 @@ function readSegment(name: string, text: string, damage: WalDamage[]): WalEntry[
       // Written before a complete group: acknowledged. Every intact entry counts; a bad one was a record.
       for (const r of g.rows) {
         if (r.entry !== undefined) out.push(r.entry);
-        else if (r.raw.startsWith('=')) damage.push({ segment: name, line: r.line, kind: 'trailer', why: 'a damaged group trailer' });
-        else damage.push({ segment: name, line: r.line, kind: 'lost', why: `damaged entry (checksum or layout) in a group written before later complete groups: an acknowledged record is lost` });
+        else if (r.raw.startsWith('='))
+          damage.push({ segment: name, line: r.line, kind: 'trailer', why: 'a damaged group trailer' });
+        else
+          damage.push({
+            segment: name,
+            line: r.line,
+            kind: 'lost',
+            why: `damaged entry (checksum or layout) in a group written before later complete groups: an acknowledged record is lost`,
+          });
       }
       if (!g.sealed && g.rows.every((r) => r.entry !== undefined) && g.trailer !== undefined) {
-        damage.push({ segment: name, line: g.trailer, kind: 'trailer', why: 'the group trailer does not match its entries, which all check out' });
+        damage.push({
+          segment: name,
+          line: g.trailer,
+          kind: 'trailer',
+          why: 'the group trailer does not match its entries, which all check out',
+        });
       }
       return;
     }
@@ -282,7 +318,12 @@ function readSegment(name: string, text: string, damage: WalDamage[]): WalEntry[
     for (const r of bad < 0 ? g.rows : g.rows.slice(0, bad)) out.push(r.entry!);
     if (bad >= 0) {
       const rest = groups.slice(i + 1).reduce((n, h) => n + h.rows.length, g.rows.length - bad);
-      damage.push({ segment: name, line: g.rows[bad]!.line, kind: 'torn', why: `the end of the segment was cut short: ${rest} line(s) discarded (never acknowledged)` });
+      damage.push({
+        segment: name,
+        line: g.rows[bad]!.line,
+        kind: 'torn',
+        why: `the end of the segment was cut short: ${rest} line(s) discarded (never acknowledged)`,
+      });
     }
   });
   return out;
@@ -295,7 +336,9 @@ function readSegment(name: string, text: string, damage: WalDamage[]): WalEntry[
  * from its last durable record, and what the failed write left behind was
  * never acknowledged.
  */
-export function recoverEntries(segmentTexts: readonly { readonly name: string; readonly text: string }[]): RecoveredWal {
+export function recoverEntries(
+  segmentTexts: readonly { readonly name: string; readonly text: string }[],
+): RecoveredWal {
   const out: WalEntry[] = [];
   const damage: WalDamage[] = [];
   const last = new Map<string, number>();
@@ -337,7 +380,9 @@ function parseEntry(raw: string, framing: (why: string) => void): WalEntry | und
   const seqField = raw.slice(a + 1, b);
   const streamField = raw.slice(b + 1, c);
   if (seqField !== String(head.seq) || streamField !== JSON.stringify(head.stream)) {
-    framing(`the entry's fields say stream ${streamField} seq ${seqField}, its record says stream ${JSON.stringify(head.stream)} seq ${head.seq}: the record's are used`);
+    framing(
+      `the entry's fields say stream ${streamField} seq ${seqField}, its record says stream ${JSON.stringify(head.stream)} seq ${head.seq}: the record's are used`,
+    );
   }
   return { stream: head.stream, seq: head.seq, line, hash };
 }

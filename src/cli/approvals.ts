@@ -3,8 +3,8 @@ import path from 'node:path';
 import { recordLocalDecision } from '../approvals/local/decisions.js';
 import { LocalGitRepo } from '../approvals/local/git-repo.js';
 import { LocalApprovalProvider } from '../approvals/local/provider.js';
-import { isRequester, loginOf, namesOf } from '../approvals/requester.js';
 import { printable } from '../approvals/request-text.js';
+import { isRequester, loginOf, namesOf } from '../approvals/requester.js';
 import { FileApprovalStore } from '../approvals/store.js';
 import { loadConfig } from '../config/load.js';
 import { GatewayError } from '../errors.js';
@@ -32,7 +32,12 @@ const stderrLine = (line: string) => void process.stderr.write(`${line}\n`);
  */
 function context(o: Common, err: (line: string) => void) {
   const config = loadConfig(o.config, o.dataDir !== undefined ? { dataDir: o.dataDir } : {});
-  const from = o.dataDir !== undefined ? '--data-dir' : o.config !== undefined ? `dataDir of ${config.source}` : 'default: no --data-dir or --config';
+  const from =
+    o.dataDir !== undefined
+      ? '--data-dir'
+      : o.config !== undefined
+        ? `dataDir of ${config.source}`
+        : 'default: no --data-dir or --config';
   err(`gitgate: data dir ${config.dataDir} (${from})`);
   const dir = path.join(config.dataDir, 'approvals');
   if (!existsSync(dir)) {
@@ -44,7 +49,11 @@ function context(o: Common, err: (line: string) => void) {
   return { config, store: new FileApprovalStore(dir) };
 }
 
-export async function approvalsList(o: Common & { all?: boolean }, out: (line: string) => void, err: (line: string) => void = stderrLine): Promise<number> {
+export async function approvalsList(
+  o: Common & { all?: boolean },
+  out: (line: string) => void,
+  err: (line: string) => void = stderrLine,
+): Promise<number> {
   const { store } = context(o, err);
   const rows = store
     .all()
@@ -53,8 +62,14 @@ export async function approvalsList(o: Common & { all?: boolean }, out: (line: s
   if (rows.length === 0) out(o.all === true ? 'no approvals' : 'no pending approvals (use --all for history)');
   for (const a of rows) {
     // Strings from the call are printed with control characters escaped: what a reviewer reads is the call.
-    out(printable(`${a.id}  ${a.status.padEnd(8)} ${a.requester.login} → ${a.call.upstream} ${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''}${a.call.uri !== undefined ? ` ${a.call.uri}` : ''} ${JSON.stringify(a.call.arguments)}${a.call.otherParams !== undefined ? ` ${JSON.stringify(a.call.otherParams)}` : ''}`));
-    out(`    needs ${a.required ?? a.minApprovals} from ${a.approvers.join(', ')}; expires ${a.expiresAt}; ${a.remote?.url ?? 'not opened yet'}`);
+    out(
+      printable(
+        `${a.id}  ${a.status.padEnd(8)} ${a.requester.login} → ${a.call.upstream} ${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''}${a.call.uri !== undefined ? ` ${a.call.uri}` : ''} ${JSON.stringify(a.call.arguments)}${a.call.otherParams !== undefined ? ` ${JSON.stringify(a.call.otherParams)}` : ''}`,
+      ),
+    );
+    out(
+      `    needs ${a.required ?? a.minApprovals} from ${a.approvers.join(', ')}; expires ${a.expiresAt}; ${a.remote?.url ?? 'not opened yet'}`,
+    );
   }
   return 0;
 }
@@ -64,22 +79,40 @@ export async function approvalsList(o: Common & { all?: boolean }, out: (line: s
  * issuer (dev: `gitgate token`; OIDC: a token of that issuer). The approver is
  * the verified identity, never a name given on the command line.
  */
-async function decide(o: DecideOptions, id: string, action: 'approve' | 'deny', out: (line: string) => void, env: NodeJS.ProcessEnv, err: (line: string) => void): Promise<number> {
+async function decide(
+  o: DecideOptions,
+  id: string,
+  action: 'approve' | 'deny',
+  out: (line: string) => void,
+  env: NodeJS.ProcessEnv,
+  err: (line: string) => void,
+): Promise<number> {
   const { config, store } = context(o, err);
-  if (config.approvals.provider !== 'local') throw new Error('gitgate approvals approve|deny decides local approvals; with GitHub, review the pull request');
-  if (o.as !== undefined) throw new GatewayError('AUTH_REQUIRED', '--as is not accepted: prove who you are with --token <jwt> or GITGATE_TOKEN (in dev mode `gitgate token --sub <you>` mints one)');
+  if (config.approvals.provider !== 'local')
+    throw new Error('gitgate approvals approve|deny decides local approvals; with GitHub, review the pull request');
+  if (o.as !== undefined)
+    throw new GatewayError(
+      'AUTH_REQUIRED',
+      '--as is not accepted: prove who you are with --token <jwt> or GITGATE_TOKEN (in dev mode `gitgate token --sub <you>` mints one)',
+    );
   const token = o.token ?? env.GITGATE_TOKEN;
-  if (token === undefined || token === '') throw new GatewayError('AUTH_REQUIRED', 'a token is required to approve or deny: --token <jwt> or GITGATE_TOKEN (in dev mode `gitgate token --sub <you>` mints one)');
+  if (token === undefined || token === '')
+    throw new GatewayError(
+      'AUTH_REQUIRED',
+      'a token is required to approve or deny: --token <jwt> or GITGATE_TOKEN (in dev mode `gitgate token --sub <you>` mints one)',
+    );
   const identity = await (await configuredVerifier(config)).verifier.verify(token);
   const by = loginOf(identity, config.approvals.logins);
   const a = store.get(id);
   if (a === undefined) throw new Error(`no approval ${id} (gitgate approvals list)`);
   if (a.status !== 'pending') throw new Error(`approval ${id} is ${a.status}, not pending`);
-  if (isRequester(a.requester, namesOf({ ...identity, login: by }))) throw new Error(`${by} requested this call and cannot approve or deny it`);
+  if (isRequester(a.requester, namesOf({ ...identity, login: by })))
+    throw new Error(`${by} requested this call and cannot approve or deny it`);
   const repo = await LocalGitRepo.open(config.approvals.local.repo);
   const provider = new LocalApprovalProvider(repo, config.approvals.local.teams);
   if (!provider.isKnown(by)) throw new Error(`${by} is not a known user (approvals.local.teams)`);
-  if (!(await provider.isEligible(by, a.approvers))) throw new Error(`${by} is not an eligible approver of ${id} (${a.approvers.join(', ')})`);
+  if (!(await provider.isEligible(by, a.approvers)))
+    throw new Error(`${by} is not an eligible approver of ${id} (${a.approvers.join(', ')})`);
   await recordLocalDecision(repo, id, {
     action,
     by,
@@ -88,11 +121,23 @@ async function decide(o: DecideOptions, id: string, action: 'approve' | 'deny', 
     ...(identity.email !== undefined ? { email: identity.email } : {}),
     ...(o.reason !== undefined ? { reason: o.reason } : {}),
   });
-  out(`${action === 'approve' ? 'approved' : 'denied'} ${id} as ${by}; the gateway applies it within ${config.approvals.pollSeconds} s`);
+  out(
+    `${action === 'approve' ? 'approved' : 'denied'} ${id} as ${by}; the gateway applies it within ${config.approvals.pollSeconds} s`,
+  );
   return 0;
 }
 
-export const approvalsApprove = (id: string, o: DecideOptions, out: (line: string) => void, env: NodeJS.ProcessEnv = process.env, err: (line: string) => void = stderrLine): Promise<number> =>
-  decide(o, id, 'approve', out, env, err);
-export const approvalsDeny = (id: string, o: DecideOptions, out: (line: string) => void, env: NodeJS.ProcessEnv = process.env, err: (line: string) => void = stderrLine): Promise<number> =>
-  decide(o, id, 'deny', out, env, err);
+export const approvalsApprove = (
+  id: string,
+  o: DecideOptions,
+  out: (line: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+  err: (line: string) => void = stderrLine,
+): Promise<number> => decide(o, id, 'approve', out, env, err);
+export const approvalsDeny = (
+  id: string,
+  o: DecideOptions,
+  out: (line: string) => void,
+  env: NodeJS.ProcessEnv = process.env,
+  err: (line: string) => void = stderrLine,
+): Promise<number> => decide(o, id, 'deny', out, env, err);

@@ -1,12 +1,21 @@
-import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { ApprovalIndex, describeRecord, readRecords, readTimeline, sinceToIso, type RecordFilter } from '../audit/read.js';
+import path from 'node:path';
+import {
+  ApprovalIndex,
+  describeRecord,
+  type RecordFilter,
+  readRecords,
+  readTimeline,
+  sinceToIso,
+} from '../audit/read.js';
 import { verifyAuditRepo } from '../audit/verify.js';
 
 export async function auditVerify(repo: string, out: (line: string) => void): Promise<number> {
   const report = await verifyAuditRepo(path.resolve(repo));
   if (report.ok) {
-    out(`ok: ${report.records} record(s) in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s), ${report.commits} commit(s), keys ${report.keys.join(', ') || '(none)'}`);
+    out(
+      `ok: ${report.records} record(s) in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s), ${report.commits} commit(s), keys ${report.keys.join(', ') || '(none)'}`,
+    );
     if (report.head) out(`head checkpoint: seq ${report.head.seq} sha256 ${report.head.hash}`);
     return 0;
   }
@@ -16,9 +25,16 @@ export async function auditVerify(repo: string, out: (line: string) => void): Pr
 }
 
 /** `gitgate audit replay`: every exchange in time order, across sessions and streams, with arguments and the approvals that released calls. */
-export async function auditReplay(repo: string, opts: { session?: string; caller?: string; since?: string; json?: boolean }, out: (line: string) => void): Promise<number> {
+export async function auditReplay(
+  repo: string,
+  opts: { session?: string; caller?: string; since?: string; json?: boolean },
+  out: (line: string) => void,
+): Promise<number> {
   const root = path.resolve(repo);
-  if (!existsSync(path.join(root, 'streams'))) throw new Error(`${root} is not an audit repo (no streams/ folder): pass the gateway's <data-dir>/audit or a clone of it`);
+  if (!existsSync(path.join(root, 'streams')))
+    throw new Error(
+      `${root} is not an audit repo (no streams/ folder): pass the gateway's <data-dir>/audit or a clone of it`,
+    );
   const filter: RecordFilter = {
     ...(opts.session !== undefined ? { session: opts.session } : {}),
     ...(opts.caller !== undefined ? { caller: opts.caller } : {}),
@@ -43,7 +59,15 @@ export async function auditReplay(repo: string, opts: { session?: string; caller
   return 0;
 }
 
-export async function auditExport(repo: string, opts: { since?: string }, out: (line: string) => void): Promise<number> {
-  for await (const r of readRecords(path.resolve(repo), opts.since !== undefined ? { since: sinceToIso(opts.since) } : {})) out(JSON.stringify(r));
+export async function auditExport(
+  repo: string,
+  opts: { since?: string },
+  out: (line: string) => void,
+): Promise<number> {
+  for await (const r of readRecords(
+    path.resolve(repo),
+    opts.since !== undefined ? { since: sinceToIso(opts.since) } : {},
+  ))
+    out(JSON.stringify(r));
   return 0;
 }

@@ -1,14 +1,13 @@
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { githubCiEnv, toolEnv } from '../config/load.js';
 import { sinceToIso } from '../audit/read.js';
+import { githubCiEnv, toolEnv } from '../config/load.js';
 import { upsertComment } from '../impact/comment.js';
 import { materialize } from '../impact/materialize.js';
 import { replayImpactParallel } from '../impact/parallel.js';
-import { coverageText, guardHits, guardsFrom, toJson, toMarkdown } from '../impact/report.js';
 import type { ImpactReport } from '../impact/replay.js';
+import { coverageText, guardHits, guardsFrom, toJson, toMarkdown } from '../impact/report.js';
 import { buildPolicyBundle } from '../policy/build.js';
 import { readBundle } from '../policy/bundle.js';
 import { instantiate } from '../policy/engine.js';
@@ -48,8 +47,10 @@ async function revision(opa: string, repo: string, ref: string, dir: string): Pr
 /** Why a replay that replayed nothing did, and what to do about it; undefined when something was replayed. */
 function whyEmpty(report: ImpactReport, audit: string, since: string | undefined): string | undefined {
   if (report.replayed > 0) return undefined;
-  if (report.records === 0) return `the audit repo ${audit} holds no records (a gateway writes them under <data-dir>/audit; clone the repo it pushes to and pass --audit <clone>)`;
-  if (report.decisions === 0) return `none of the ${report.records} record(s) in ${audit} is a decision${since !== undefined ? ` since ${since}` : ''}${since !== undefined ? ' (widen --since)' : ''}`;
+  if (report.records === 0)
+    return `the audit repo ${audit} holds no records (a gateway writes them under <data-dir>/audit; clone the repo it pushes to and pass --audit <clone>)`;
+  if (report.decisions === 0)
+    return `none of the ${report.records} record(s) in ${audit} is a decision${since !== undefined ? ` since ${since}` : ''}${since !== undefined ? ' (widen --since)' : ''}`;
   const why = Object.entries(report.skippedWhy)
     .map(([w, n]) => `${n} ${w}`)
     .join(', ');
@@ -62,7 +63,11 @@ function whyEmpty(report: ImpactReport, audit: string, since: string | undefined
  * when nothing was replayed (missing or empty audit repo, nothing in the window)
  * unless --allow-empty: a check that looked at nothing must not pass as a clean one.
  */
-export async function policyImpact(o: ImpactOptions, out: (line: string) => void, err: (line: string) => void): Promise<number> {
+export async function policyImpact(
+  o: ImpactOptions,
+  out: (line: string) => void,
+  err: (line: string) => void,
+): Promise<number> {
   const guards = guardsFrom(o.guard);
   const audit = path.resolve(o.audit);
   if (!existsSync(audit) || !statSync(audit).isDirectory()) {
@@ -80,14 +85,31 @@ export async function policyImpact(o: ImpactOptions, out: (line: string) => void
   const hits = guardHits(report, guards);
   const acknowledged = o.ack === true;
   const empty = whyEmpty(report, audit, o.since);
-  const markdown = toMarkdown(report, { base: o.base, head: o.head, ...(o.since !== undefined ? { since: o.since } : {}), guards, hits, acknowledged, ...(empty !== undefined ? { empty } : {}) });
+  const markdown = toMarkdown(report, {
+    base: o.base,
+    head: o.head,
+    ...(o.since !== undefined ? { since: o.since } : {}),
+    guards,
+    hits,
+    acknowledged,
+    ...(empty !== undefined ? { empty } : {}),
+  });
   out(o.format === 'json' ? JSON.stringify(toJson(report, guards, hits)) : markdown);
   err(`replayed ${report.replayed} decision(s): ${coverageText(report)}`);
   if (o.githubComment === true) {
     const ci = githubCiEnv();
-    if (ci.token === undefined || ci.repository === undefined) throw new Error('--github-comment needs GITHUB_TOKEN and GITHUB_REPOSITORY');
-    const pr = o.pr !== undefined ? Number(o.pr) : (JSON.parse(readFileSync(ci.eventPath ?? '/dev/null', 'utf8') || '{}') as { pull_request?: { number?: number } }).pull_request?.number;
-    if (pr === undefined || !Number.isInteger(pr)) throw new Error('--github-comment needs --pr <number> (or a pull_request event)');
+    if (ci.token === undefined || ci.repository === undefined)
+      throw new Error('--github-comment needs GITHUB_TOKEN and GITHUB_REPOSITORY');
+    const pr =
+      o.pr !== undefined
+        ? Number(o.pr)
+        : (
+            JSON.parse(readFileSync(ci.eventPath ?? '/dev/null', 'utf8') || '{}') as {
+              pull_request?: { number?: number };
+            }
+          ).pull_request?.number;
+    if (pr === undefined || !Number.isInteger(pr))
+      throw new Error('--github-comment needs --pr <number> (or a pull_request event)');
     const [owner, name] = ci.repository.split('/') as [string, string];
     const how = await upsertComment({ baseUrl: ci.apiUrl, token: ci.token, owner, repo: name, pr, body: markdown });
     err(`impact comment ${how} on ${ci.repository}#${pr}`);
@@ -98,7 +120,9 @@ export async function policyImpact(o: ImpactOptions, out: (line: string) => void
       err(`gitgate: nothing was replayed (${empty}); --allow-empty: passing`);
       return 0;
     }
-    err(`gitgate: nothing was replayed: ${empty}. A check that looked at nothing does not pass; --allow-empty accepts it`);
+    err(
+      `gitgate: nothing was replayed: ${empty}. A check that looked at nothing does not pass; --allow-empty accepts it`,
+    );
     return 1;
   }
   return 0;

@@ -64,17 +64,28 @@ jobs:
 }
 
 /** `gitgate init policy-repo <dir>`: a policy repo that passes its own CI out of the box. */
-export async function initPolicyRepo(dir: string, opts: { actionOwner?: string }, out: (line: string) => void): Promise<number> {
+export async function initPolicyRepo(
+  dir: string,
+  opts: { actionOwner?: string },
+  out: (line: string) => void,
+): Promise<number> {
   const owner = opts.actionOwner ?? DEFAULT_ACTION_OWNER;
-  if (!/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/.test(owner)) throw new Error(`--action-owner "${owner}" is not a GitHub user or organisation name`);
+  if (!/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/.test(owner))
+    throw new Error(`--action-owner "${owner}" is not a GitHub user or organisation name`);
   const action = `${owner}/gitgate@v${VERSION}`;
   const root = path.resolve(dir);
   if (existsSync(root) && readdirSync(root).length > 0) throw new Error(`${root} exists and is not empty`);
   mkdirSync(root, { recursive: true });
-  cpSync(path.join(packageRoot, 'policies'), path.join(root, 'policies'), { recursive: true, filter: (f) => !f.endsWith('bundle.tar.gz') });
+  cpSync(path.join(packageRoot, 'policies'), path.join(root, 'policies'), {
+    recursive: true,
+    filter: (f) => !f.endsWith('bundle.tar.gz'),
+  });
   mkdirSync(path.join(root, '.github', 'workflows'), { recursive: true });
   writeFileSync(path.join(root, '.github', 'workflows', 'policy.yml'), policyWorkflow(action));
-  writeFileSync(path.join(root, 'CODEOWNERS'), '# Merging is deploying: the security team owns what decides.\n/policies/           @your-org/security\n/gitgate.routes.yaml @your-org/security\n/CODEOWNERS          @your-org/security\n/.github/workflows/  @your-org/security\n');
+  writeFileSync(
+    path.join(root, 'CODEOWNERS'),
+    '# Merging is deploying: the security team owns what decides.\n/policies/           @your-org/security\n/gitgate.routes.yaml @your-org/security\n/CODEOWNERS          @your-org/security\n/.github/workflows/  @your-org/security\n',
+  );
   writeFileSync(
     path.join(root, 'gitgate.routes.yaml'),
     '# Upstream routes, reviewed like policy. Same keys as `upstreams:` in gitgate.yaml;\n# they swap in together with the policy of the same commit.\nupstreams: {}\n',
@@ -94,7 +105,10 @@ export async function initPolicyRepo(dir: string, opts: { actionOwner?: string }
   await gitText(root, ['add', '-A']);
   await gitText(root, ['commit', '-q', '-m', 'policy repo scaffolded by gitgate']);
   out(`initialised ${root}: policies/, .github/workflows/policy.yml (uses ${action}), CODEOWNERS, gitgate.routes.yaml`);
-  out('next: replace @your-org/security in CODEOWNERS, set the repository secret POLICY_SIGNING_KEY (bundle signing) and, for impact on PRs, the variable AUDIT_REPO_URL');
-  if (opts.actionOwner === undefined || opts.actionOwner === DEFAULT_ACTION_OWNER) out(`the workflow uses ${action}; --action-owner <owner> if your gitgate repository is another owner's`);
+  out(
+    'next: replace @your-org/security in CODEOWNERS, set the repository secret POLICY_SIGNING_KEY (bundle signing) and, for impact on PRs, the variable AUDIT_REPO_URL',
+  );
+  if (opts.actionOwner === undefined || opts.actionOwner === DEFAULT_ACTION_OWNER)
+    out(`the workflow uses ${action}; --action-owner <owner> if your gitgate repository is another owner's`);
   return 0;
 }

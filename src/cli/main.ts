@@ -1,16 +1,16 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ensureOpa } from '../policy/opa-binary.js';
-import { toolEnv } from '../config/load.js';
-import { VERSION } from '../version.js';
-import { GatewayError } from '../errors.js';
-import { policyBuild, policyStatus, policyTest } from './policy.js';
-import { DEFAULT_ACTION_OWNER, initPolicyRepo } from './init.js';
-import { policyImpact, type ImpactOptions } from './impact.js';
 import { parseDuration } from '../config/duration.js';
+import { toolEnv } from '../config/load.js';
+import { GatewayError } from '../errors.js';
+import { ensureOpa } from '../policy/opa-binary.js';
+import { VERSION } from '../version.js';
+import { approvalsApprove, approvalsDeny, approvalsList, type DecideOptions } from './approvals.js';
+import { auditExport, auditReplay, auditVerify } from './audit.js';
+import { type ImpactOptions, policyImpact } from './impact.js';
+import { DEFAULT_ACTION_OWNER, initPolicyRepo } from './init.js';
+import { policyBuild, policyStatus, policyTest } from './policy.js';
 import { serve } from './serve.js';
 import { token } from './token.js';
-import { auditExport, auditReplay, auditVerify } from './audit.js';
-import { approvalsApprove, approvalsDeny, approvalsList, type DecideOptions } from './approvals.js';
 
 function port(v: string): number {
   const n = Number(v);
@@ -63,17 +63,32 @@ export async function main(argv: string[]): Promise<number> {
     .option('-p, --port <port>', 'listen port', port)
     .option('--host <host>', 'listen address')
     .option('-d, --data-dir <dir>', 'where keys, builds and local repos live')
-    .option('--approval-hold <seconds>', 'hold a parked call this long before answering with the approval link (0 = at once)', (v) => {
-      const n = Number(v);
-      if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a number of seconds >= 0');
-      return n;
-    })
+    .option(
+      '--approval-hold <seconds>',
+      'hold a parked call this long before answering with the approval link (0 = at once)',
+      (v) => {
+        const n = Number(v);
+        if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a number of seconds >= 0');
+        return n;
+      },
+    )
     .option('--policy-repo <path|url>', 'GitOps: pull policies from this git repo')
     .option('--policy-branch <branch>', 'branch of the policy repo (default main)')
     .option('--poll-interval <duration>', 'how often to fetch the policy repo, e.g. 30s', (v) => parseDuration(v))
-    .action(async (o: { config?: string; port?: number; host?: string; dataDir?: string; approvalHold?: number; policyRepo?: string; policyBranch?: string; pollInterval?: number }) => {
-      code = await serve(o, err);
-    });
+    .action(
+      async (o: {
+        config?: string;
+        port?: number;
+        host?: string;
+        dataDir?: string;
+        approvalHold?: number;
+        policyRepo?: string;
+        policyBranch?: string;
+        pollInterval?: number;
+      }) => {
+        code = await serve(o, err);
+      },
+    );
 
   program
     .command('token')
@@ -110,13 +125,25 @@ export async function main(argv: string[]): Promise<number> {
     .option('--audit <repo>', 'the audit repo (a clone)', '.gitgate/audit')
     .option('--since <when>', 'only decisions since, e.g. 7d')
     .option('--format <format>', 'markdown or json', 'markdown')
-    .option('--guard <transition>', 'fail (exit 2) when decisions make this transition, e.g. deny->allow:high (repeatable; default: deny->allow:high and approval->allow; none: no guard)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option('--ack', 'the change is acknowledged (e.g. the PR has the policy-impact-ack label): report guards, do not fail')
-    .option('--allow-empty', 'pass when nothing was replayed (missing or empty audit repo, no decision in the window); default: exit 1')
+    .option(
+      '--guard <transition>',
+      'fail (exit 2) when decisions make this transition, e.g. deny->allow:high (repeatable; default: deny->allow:high and approval->allow; none: no guard)',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
+    .option(
+      '--ack',
+      'the change is acknowledged (e.g. the PR has the policy-impact-ack label): report guards, do not fail',
+    )
+    .option(
+      '--allow-empty',
+      'pass when nothing was replayed (missing or empty audit repo, no decision in the window); default: exit 1',
+    )
     .option('--github-comment', 'post or update one comment on the pull request (GITHUB_TOKEN, GITHUB_REPOSITORY)')
     .option('--pr <number>', 'the pull request (default: from GITHUB_EVENT_PATH)')
     .action(async (o: ImpactOptions) => {
-      if (o.format !== 'markdown' && o.format !== 'json') throw new InvalidArgumentError('--format must be markdown or json');
+      if (o.format !== 'markdown' && o.format !== 'json')
+        throw new InvalidArgumentError('--format must be markdown or json');
       code = await policyImpact(o, out, err);
     });
   policy
@@ -131,7 +158,11 @@ export async function main(argv: string[]): Promise<number> {
     .description('scaffold a repository')
     .command('policy-repo <dir>')
     .description('a new policy repo (policies, tests, data, workflows, CODEOWNERS) that passes its own CI')
-    .option('--action-owner <owner>', 'GitHub owner of the gitgate repository whose action the workflow uses (<owner>/gitgate@v<version>)', DEFAULT_ACTION_OWNER)
+    .option(
+      '--action-owner <owner>',
+      'GitHub owner of the gitgate repository whose action the workflow uses (<owner>/gitgate@v<version>)',
+      DEFAULT_ACTION_OWNER,
+    )
     .action(async (dir: string, o: { actionOwner: string }) => {
       code = await initPolicyRepo(dir, o, out);
     });
@@ -139,11 +170,17 @@ export async function main(argv: string[]): Promise<number> {
     .command('test')
     .description('opa fmt, opa check --strict, opa test with a coverage gate')
     .option('--dir <dir>', 'policy folder', 'policies')
-    .option('--coverage <percent>', 'minimum coverage of the policy (its _test.rego files not counted)', (v) => {
-      const n = Number(v);
-      if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 100) throw new InvalidArgumentError('must be a percentage (0-100)');
-      return v;
-    }, '90')
+    .option(
+      '--coverage <percent>',
+      'minimum coverage of the policy (its _test.rego files not counted)',
+      (v) => {
+        const n = Number(v);
+        if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 100)
+          throw new InvalidArgumentError('must be a percentage (0-100)');
+        return v;
+      },
+      '90',
+    )
     .action(async (o: { dir: string; coverage: string }) => {
       code = await policyTest(o, out);
     });
@@ -151,13 +188,17 @@ export async function main(argv: string[]): Promise<number> {
   const audit = program.command('audit').description('check and read an audit repo (works offline, on any clone)');
   audit
     .command('verify <repo>')
-    .description('check every signature, hash chain, gap-free seq, checkpoint and the git history; exit 1 naming the first broken record')
+    .description(
+      'check every signature, hash chain, gap-free seq, checkpoint and the git history; exit 1 naming the first broken record',
+    )
     .action(async (repo: string) => {
       code = await auditVerify(repo, out);
     });
   audit
     .command('replay <repo>')
-    .description('show exchanges as one timeline in time order across sessions, with arguments and the approval that released a call')
+    .description(
+      'show exchanges as one timeline in time order across sessions, with arguments and the approval that released a call',
+    )
     .option('--session <id>', 'one MCP session')
     .option('--caller <sub>', 'one caller')
     .option('--since <when>', 'e.g. 7d, 12h, or an ISO date')
@@ -173,19 +214,36 @@ export async function main(argv: string[]): Promise<number> {
       code = await auditExport(repo, o, out);
     });
 
-  const approvals = program.command('approvals').description('parked high-risk calls (the embedded default decides them locally; with GitHub, review the PR)');
-  const common = (c: Command) => c.option('-c, --config <file>', 'gitgate.yaml').option('-d, --data-dir <dir>', 'the gateway data dir');
-  common(approvals.command('list').option('--all', 'include decided ones')).action(async (o: { config?: string; dataDir?: string; all?: boolean }) => {
-    code = await approvalsList(o, out, err);
-  });
+  const approvals = program
+    .command('approvals')
+    .description('parked high-risk calls (the embedded default decides them locally; with GitHub, review the PR)');
+  const common = (c: Command) =>
+    c.option('-c, --config <file>', 'gitgate.yaml').option('-d, --data-dir <dir>', 'the gateway data dir');
+  common(approvals.command('list').option('--all', 'include decided ones')).action(
+    async (o: { config?: string; dataDir?: string; all?: boolean }) => {
+      code = await approvalsList(o, out, err);
+    },
+  );
   const decider = (c: Command) =>
     common(c)
-      .option('--token <jwt>', 'your token from the configured issuer (default: $GITGATE_TOKEN; in dev mode `gitgate token --sub <you>` mints one)')
+      .option(
+        '--token <jwt>',
+        'your token from the configured issuer (default: $GITGATE_TOKEN; in dev mode `gitgate token --sub <you>` mints one)',
+      )
       .addOption(new Option('--as <login>', 'no longer accepted: the token says who you are').hideHelp());
-  decider(approvals.command('approve <id>').description('approve as the holder of the token (not the requester; must be eligible)')).action(async (id: string, o: DecideOptions) => {
+  decider(
+    approvals
+      .command('approve <id>')
+      .description('approve as the holder of the token (not the requester; must be eligible)'),
+  ).action(async (id: string, o: DecideOptions) => {
     code = await approvalsApprove(id, o, out, process.env, err);
   });
-  decider(approvals.command('deny <id>').description('deny as the holder of the token').option('--reason <text>', 'what the caller is told')).action(async (id: string, o: DecideOptions) => {
+  decider(
+    approvals
+      .command('deny <id>')
+      .description('deny as the holder of the token')
+      .option('--reason <text>', 'what the caller is told'),
+  ).action(async (id: string, o: DecideOptions) => {
     code = await approvalsDeny(id, o, out, process.env, err);
   });
 

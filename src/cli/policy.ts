@@ -1,12 +1,15 @@
 import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { sourcesDigest } from '../gitsync/sources-digest.js';
 import { toolEnv } from '../config/load.js';
+import { sourcesDigest } from '../gitsync/sources-digest.js';
 import { buildPolicyBundle } from '../policy/build.js';
 import { ensureOpa } from '../policy/opa-binary.js';
 import { testPolicies } from '../policy/opa-test.js';
 
-export async function policyBuild(opts: { dir: string; out?: string; signKey?: string; signingAlg?: string }, out: (line: string) => void): Promise<number> {
+export async function policyBuild(
+  opts: { dir: string; out?: string; signKey?: string; signingAlg?: string },
+  out: (line: string) => void,
+): Promise<number> {
   const opa = await ensureOpa(out, toolEnv().opaPath);
   const src = path.resolve(opts.dir);
   // The revision names the sources it was built from, so a gateway can refuse a stale bundle.
@@ -17,10 +20,14 @@ export async function policyBuild(opts: { dir: string; out?: string; signKey?: s
     srcDir: src,
     outDir,
     revision,
-    ...(opts.signKey !== undefined ? { signingKey: path.resolve(opts.signKey), signingAlg: opts.signingAlg ?? 'RS256' } : {}),
+    ...(opts.signKey !== undefined
+      ? { signingKey: path.resolve(opts.signKey), signingAlg: opts.signingAlg ?? 'RS256' }
+      : {}),
   });
   rmSync(path.join(outDir, 'capabilities.json'), { force: true });
-  out(`built ${built.path} (sha256 ${built.digest}, revision ${revision}${opts.signKey !== undefined ? ', signed' : ''})`);
+  out(
+    `built ${built.path} (sha256 ${built.digest}, revision ${revision}${opts.signKey !== undefined ? ', signed' : ''})`,
+  );
   return 0;
 }
 
@@ -33,7 +40,12 @@ export async function policyStatus(opts: { url: string }, out: (line: string) =>
     ready: boolean;
     policy: { revision: string | null; bundle_digest: string; source: string; loaded_at: string } | null;
     last_policy_error: string | null;
-    policy_sync: { commit?: string; syncedAt?: string; lastError?: { commit?: string; message: string; at: string }; refused?: { commit: string; message: string; at: string } } | null;
+    policy_sync: {
+      commit?: string;
+      syncedAt?: string;
+      lastError?: { commit?: string; message: string; at: string };
+      refused?: { commit: string; message: string; at: string };
+    } | null;
   };
   out(`ready: ${r.ready}`);
   out(`policy revision: ${r.policy?.revision ?? '(local folder)'}`);
@@ -42,12 +54,18 @@ export async function policyStatus(opts: { url: string }, out: (line: string) =>
   const refused = r.policy_sync?.refused;
   if (refused) out(`REFUSED commit ${refused.commit} (${refused.at}): ${refused.message}`);
   const last = r.policy_sync?.lastError;
-  if (last && last.commit !== refused?.commit) out(`last sync error: ${last.commit === undefined ? 'fetch' : last.commit.slice(0, 12)} ${last.message} (${last.at})`);
+  if (last && last.commit !== refused?.commit)
+    out(
+      `last sync error: ${last.commit === undefined ? 'fetch' : last.commit.slice(0, 12)} ${last.message} (${last.at})`,
+    );
   else if (!r.policy_sync && r.last_policy_error) out(`last policy error: ${r.last_policy_error}`);
   return r.ready ? 0 : 1;
 }
 
-export async function policyTest(opts: { dir: string; coverage: string }, out: (line: string) => void): Promise<number> {
+export async function policyTest(
+  opts: { dir: string; coverage: string },
+  out: (line: string) => void,
+): Promise<number> {
   const opa = await ensureOpa(out, toolEnv().opaPath);
   const report = await testPolicies(opa, path.resolve(opts.dir), Number(opts.coverage));
   for (const s of report.steps) {

@@ -1,4 +1,4 @@
-import { loadConfig, type ConfigOverrides } from '../config/load.js';
+import { type ConfigOverrides, loadConfig } from '../config/load.js';
 import { createGateway } from '../gateway.js';
 
 export interface ServeOptions extends ConfigOverrides {
@@ -44,10 +44,14 @@ export async function serve(opts: ServeOptions, banner: (line: string) => void):
     const url = await gw.listen();
     // stdout carries the JSON log lines only: the same facts as one log line, and the human banner on stderr.
     const upstreams = Object.fromEntries(gw.upstreams.names().map((name) => [name, `${url}/mcp/${name}`]));
-    gw.logger.info({ url, config: config.source, dataDir: config.dataDir, upstreams, devIssuer: gw.devIssuer !== undefined }, 'gitgate listening');
+    gw.logger.info(
+      { url, config: config.source, dataDir: config.dataDir, upstreams, devIssuer: gw.devIssuer !== undefined },
+      'gitgate listening',
+    );
     banner(`gitgate listening on ${url} (config: ${config.source}; data: ${config.dataDir})`);
     for (const [name, at] of Object.entries(upstreams)) banner(`  upstream ${name}: ${at}`);
-    if (gw.devIssuer !== undefined) banner(`  dev issuer: get a token with  gitgate token --data-dir ${config.dataDir} --sub alice --groups eng`);
+    if (gw.devIssuer !== undefined)
+      banner(`  dev issuer: get a token with  gitgate token --data-dir ${config.dataDir} --sub alice --groups eng`);
     if (stopRequested !== undefined) stop(stopRequested);
     return await done;
   } finally {

@@ -33,7 +33,9 @@ export function embeddedConfigDocument(): Record<string, unknown> {
   const dir = path.dirname(DEMO_CONFIG_FILE);
   const policy = doc.policy as { dir?: string } | undefined;
   if (policy?.dir !== undefined) policy.dir = path.resolve(dir, policy.dir);
-  for (const up of Object.values((doc.upstreams ?? {}) as Record<string, { stdio?: { command: string; cwd?: string } }>)) {
+  for (const up of Object.values(
+    (doc.upstreams ?? {}) as Record<string, { stdio?: { command: string; cwd?: string } }>,
+  )) {
     if (up.stdio === undefined) continue;
     if (up.stdio.command === 'node') up.stdio.command = process.execPath;
     up.stdio.cwd = path.resolve(dir, up.stdio.cwd ?? '.');
@@ -59,7 +61,9 @@ export function parseConfigText(text: string, source: string): Record<string, un
       const first = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
       return `${source}${at !== undefined ? `:${at.line}:${at.col}` : ''}: ${first}`;
     });
-    throw new GatewayError('CONFIG_INVALID', `${source}: invalid YAML:\n  - ${problems.join('\n  - ')}`, { data: { problems } });
+    throw new GatewayError('CONFIG_INVALID', `${source}: invalid YAML:\n  - ${problems.join('\n  - ')}`, {
+      data: { problems },
+    });
   }
   const value: unknown = parsed.toJS();
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
@@ -78,12 +82,18 @@ function isRemoteUrl(url: string): boolean {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(url) || url.includes('@');
 }
 
-export function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}, cwd = process.cwd()): GatewayConfig {
+export function loadConfig(
+  file: string | undefined,
+  overrides: ConfigOverrides = {},
+  cwd = process.cwd(),
+): GatewayConfig {
   // Paths given on the command line are relative to where the command runs, not to the config file.
   overrides = {
     ...overrides,
     ...(overrides.dataDir !== undefined ? { dataDir: path.resolve(cwd, overrides.dataDir) } : {}),
-    ...(overrides.policyRepo !== undefined && !isRemoteUrl(overrides.policyRepo) ? { policyRepo: path.resolve(cwd, overrides.policyRepo) } : {}),
+    ...(overrides.policyRepo !== undefined && !isRemoteUrl(overrides.policyRepo)
+      ? { policyRepo: path.resolve(cwd, overrides.policyRepo) }
+      : {}),
   };
   let doc: Record<string, unknown>;
   let baseDir = cwd;
@@ -110,14 +120,19 @@ export function validateConfig(
   if (overrides.port !== undefined) server.port = overrides.port;
   if (overrides.host !== undefined) server.host = overrides.host;
   if (overrides.dataDir !== undefined) doc.dataDir = overrides.dataDir;
-  if (overrides.policyRepo !== undefined || overrides.policyBranch !== undefined || overrides.pollInterval !== undefined) {
+  if (
+    overrides.policyRepo !== undefined ||
+    overrides.policyBranch !== undefined ||
+    overrides.pollInterval !== undefined
+  ) {
     const policyDoc = (doc.policy ??= {}) as Record<string, unknown>;
     const repo = (policyDoc.repo ??= {}) as Record<string, unknown>;
     if (overrides.policyRepo !== undefined) repo.url = overrides.policyRepo;
     if (overrides.policyBranch !== undefined) repo.branch = overrides.policyBranch;
     if (overrides.pollInterval !== undefined) repo.pollSeconds = overrides.pollInterval;
   }
-  if (overrides.approvalHold !== undefined) ((doc.approvals ??= {}) as Record<string, unknown>).holdSeconds = overrides.approvalHold;
+  if (overrides.approvalHold !== undefined)
+    ((doc.approvals ??= {}) as Record<string, unknown>).holdSeconds = overrides.approvalHold;
   doc.identity ??= {};
   doc.policy ??= {};
   doc.log ??= {};
@@ -126,20 +141,35 @@ export function validateConfig(
   const validate = compileSchema('config', { useDefaults: true });
   if (!validate(doc)) {
     const problems = formatSchemaErrors(validate.errors);
-    throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, {
-      data: { problems },
-    });
+    throw new GatewayError(
+      'CONFIG_INVALID',
+      `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`,
+      {
+        data: { problems },
+      },
+    );
   }
   const env = process.env;
   const problems: string[] = [];
   const logLevel = env.GITGATE_LOG_LEVEL ?? (doc.log as { level: string }).level;
-  const upstreams = normalizeUpstreams((doc.upstreams ?? {}) as Record<string, Record<string, unknown>>, baseDir, env, problems);
+  const upstreams = normalizeUpstreams(
+    (doc.upstreams ?? {}) as Record<string, Record<string, unknown>>,
+    baseDir,
+    env,
+    problems,
+  );
   if (Object.keys(upstreams).length === 0) problems.push('upstreams: at least one upstream is required');
   if ((server.headersTimeoutMs as number) > (server.requestTimeoutMs as number)) {
-    problems.push(`server.headersTimeoutMs (${String(server.headersTimeoutMs)}) must not exceed server.requestTimeoutMs (${String(server.requestTimeoutMs)})`);
+    problems.push(
+      `server.headersTimeoutMs (${String(server.headersTimeoutMs)}) must not exceed server.requestTimeoutMs (${String(server.requestTimeoutMs)})`,
+    );
   }
   if (problems.length > 0) {
-    throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
+    throw new GatewayError(
+      'CONFIG_INVALID',
+      `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`,
+      { data: { problems } },
+    );
   }
   const appr = (doc.approvals ?? {}) as {
     provider?: 'local' | 'github';
@@ -147,7 +177,15 @@ export function validateConfig(
     pollSeconds?: number;
     logins?: Record<string, string>;
     local?: { repo?: string; teams?: Record<string, string[]> };
-    github?: { baseUrl?: string; owner: string; repo: string; baseBranch?: string; token?: SecretRef; app?: { appId: number; installationId: number; privateKey: SecretRef }; onFinish?: 'close' | 'merge' };
+    github?: {
+      baseUrl?: string;
+      owner: string;
+      repo: string;
+      baseBranch?: string;
+      token?: SecretRef;
+      app?: { appId: number; installationId: number; privateKey: SecretRef };
+      onFinish?: 'close' | 'merge';
+    };
     webhookSecret?: SecretRef;
   };
   const secretOf = (where: string, ref: SecretRef | undefined) => readSecret(where, ref, baseDir, env, problems)?.value;
@@ -155,19 +193,51 @@ export function validateConfig(
   const ghToken = secretOf('approvals.github.token', gh?.token);
   const ghKey = secretOf('approvals.github.app.privateKey', gh?.app?.privateKey);
   const webhookSecret = secretOf('approvals.webhookSecret', appr.webhookSecret);
-  const audit = (doc.audit ?? {}) as { enabled?: boolean; repo?: string; remote?: string; commitEveryRecords?: number; commitEveryMs?: number; maxRecordedBytes?: number };
-  const creds = (doc.credentials ?? {}) as { issuer?: string; maxTtlSeconds?: number; keyActivationSeconds?: number; rotateAfterHours?: number };
+  const audit = (doc.audit ?? {}) as {
+    enabled?: boolean;
+    repo?: string;
+    remote?: string;
+    commitEveryRecords?: number;
+    commitEveryMs?: number;
+    maxRecordedBytes?: number;
+  };
+  const creds = (doc.credentials ?? {}) as {
+    issuer?: string;
+    maxTtlSeconds?: number;
+    keyActivationSeconds?: number;
+    rotateAfterHours?: number;
+  };
   const policy = doc.policy as {
     dir: string;
     entrypoint: 'gitgate/decision';
-    repo?: { url: string; branch?: string; dir?: string; pollSeconds?: number; token?: SecretRef; sshKey?: SecretRef; compile?: boolean; verification?: { publicKey: SecretRef; algorithm?: string; keyId?: string }; webhook?: boolean };
+    repo?: {
+      url: string;
+      branch?: string;
+      dir?: string;
+      pollSeconds?: number;
+      token?: SecretRef;
+      sshKey?: SecretRef;
+      compile?: boolean;
+      verification?: { publicKey: SecretRef; algorithm?: string; keyId?: string };
+      webhook?: boolean;
+    };
   };
   const pr = policy.repo;
   const repoToken = readSecret('policy.repo.token', pr?.token, baseDir, env, problems)?.value;
-  const verifyKey = readSecret('policy.repo.verification.publicKey', pr?.verification?.publicKey, baseDir, env, problems)?.value;
+  const verifyKey = readSecret(
+    'policy.repo.verification.publicKey',
+    pr?.verification?.publicKey,
+    baseDir,
+    env,
+    problems,
+  )?.value;
   // A secret that is missing or empty is a problem, never a silent default (an empty webhook secret would let anyone sign).
   if (problems.length > 0) {
-    throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
+    throw new GatewayError(
+      'CONFIG_INVALID',
+      `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`,
+      { data: { problems } },
+    );
   }
   const config: GatewayConfig = {
     server: {
@@ -190,7 +260,13 @@ export function validateConfig(
               ...(pr.sshKey?.fromFile !== undefined ? { sshKeyFile: path.resolve(baseDir, pr.sshKey.fromFile) } : {}),
               compile: pr.compile ?? true,
               ...(pr.verification !== undefined && verifyKey !== undefined
-                ? { verification: { publicKey: verifyKey, algorithm: pr.verification.algorithm ?? 'RS256', ...(pr.verification.keyId !== undefined ? { keyId: pr.verification.keyId } : {}) } }
+                ? {
+                    verification: {
+                      publicKey: verifyKey,
+                      algorithm: pr.verification.algorithm ?? 'RS256',
+                      ...(pr.verification.keyId !== undefined ? { keyId: pr.verification.keyId } : {}),
+                    },
+                  }
                 : {}),
               webhook: pr.webhook ?? true,
             },
@@ -217,7 +293,10 @@ export function validateConfig(
       holdSeconds: appr.holdSeconds ?? 90,
       pollSeconds: appr.pollSeconds ?? 10,
       logins: appr.logins ?? {},
-      local: { repo: path.resolve(baseDir, appr.local?.repo ?? path.join(doc.dataDir as string, 'approvals.git')), teams: appr.local?.teams ?? {} },
+      local: {
+        repo: path.resolve(baseDir, appr.local?.repo ?? path.join(doc.dataDir as string, 'approvals.git')),
+        teams: appr.local?.teams ?? {},
+      },
       ...(gh !== undefined
         ? {
             github: {
@@ -226,7 +305,9 @@ export function validateConfig(
               repo: gh.repo,
               baseBranch: gh.baseBranch ?? 'main',
               ...(ghToken !== undefined ? { token: ghToken } : {}),
-              ...(gh.app !== undefined && ghKey !== undefined ? { app: { appId: gh.app.appId, installationId: gh.app.installationId, privateKey: ghKey } } : {}),
+              ...(gh.app !== undefined && ghKey !== undefined
+                ? { app: { appId: gh.app.appId, installationId: gh.app.installationId, privateKey: ghKey } }
+                : {}),
               onFinish: gh.onFinish ?? 'close',
             },
           }
@@ -239,16 +320,28 @@ export function validateConfig(
   return deepFreeze(config);
 }
 
-
 /** Schema-validated upstream entries → UpstreamConfig (shared by the config file and the policy repo's routes). */
-export function normalizeUpstreams(rawAll: Record<string, Record<string, unknown>>, baseDir: string, env: NodeJS.ProcessEnv, problems: string[]): Record<string, UpstreamConfig> {
+export function normalizeUpstreams(
+  rawAll: Record<string, Record<string, unknown>>,
+  baseDir: string,
+  env: NodeJS.ProcessEnv,
+  problems: string[],
+): Record<string, UpstreamConfig> {
   const upstreams: Record<string, UpstreamConfig> = {};
   for (const [name, raw] of Object.entries(rawAll)) {
-    const stdio = raw.stdio as { command: string; args?: string[]; env?: Record<string, string>; cwd?: string } | undefined;
+    const stdio = raw.stdio as
+      | { command: string; args?: string[]; env?: Record<string, string>; cwd?: string }
+      | undefined;
     const url = raw.url as string | undefined;
     const placement = raw.credential as CredentialPlacement | false | undefined;
     const credential: CredentialPlacement | undefined =
-      placement === false ? undefined : placement !== undefined ? { header: 'authorization', scheme: 'Bearer', ...placement } : url !== undefined ? { header: 'authorization', scheme: 'Bearer' } : undefined;
+      placement === false
+        ? undefined
+        : placement !== undefined
+          ? { header: 'authorization', scheme: 'Bearer', ...placement }
+          : url !== undefined
+            ? { header: 'authorization', scheme: 'Bearer' }
+            : undefined;
     const secret = readSecret(`upstreams.${name}.secret`, raw.secret as SecretRef | undefined, baseDir, env, problems);
     upstreams[name] = {
       name,
@@ -285,7 +378,13 @@ interface SecretRef {
   fromFile?: string;
 }
 
-function readSecret(where: string, ref: SecretRef | undefined, baseDir: string, env: NodeJS.ProcessEnv, problems: string[]): StaticSecret | undefined {
+function readSecret(
+  where: string,
+  ref: SecretRef | undefined,
+  baseDir: string,
+  env: NodeJS.ProcessEnv,
+  problems: string[],
+): StaticSecret | undefined {
   if (ref === undefined) return undefined;
   let value: string | undefined;
   if (ref.fromEnv !== undefined) {
@@ -319,10 +418,19 @@ export function validateRoutes(raw: unknown, baseDir: string, source: string): R
   const doc = { upstreams: structuredClone(raw) as Record<string, unknown> };
   if (!validate(doc)) {
     const problems = formatSchemaErrors(validate.errors);
-    throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { data: { problems } });
+    throw new GatewayError(
+      'CONFIG_INVALID',
+      `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`,
+      { data: { problems } },
+    );
   }
   const problems: string[] = [];
-  const upstreams = normalizeUpstreams(doc.upstreams as Record<string, Record<string, unknown>>, baseDir, process.env, problems);
+  const upstreams = normalizeUpstreams(
+    doc.upstreams as Record<string, Record<string, unknown>>,
+    baseDir,
+    process.env,
+    problems,
+  );
   if (problems.length > 0) throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.join('; ')}`);
   return upstreams;
 }

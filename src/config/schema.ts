@@ -30,7 +30,15 @@ function keyChoice(e: ErrorObject): string[] | undefined {
   const keys: string[] = [];
   for (const alt of e.schema as unknown[]) {
     const req = (alt as { required?: unknown } | null)?.required;
-    if (alt === null || typeof alt !== 'object' || Object.keys(alt).length !== 1 || !Array.isArray(req) || req.length !== 1 || typeof req[0] !== 'string') return undefined;
+    if (
+      alt === null ||
+      typeof alt !== 'object' ||
+      Object.keys(alt).length !== 1 ||
+      !Array.isArray(req) ||
+      req.length !== 1 ||
+      typeof req[0] !== 'string'
+    )
+      return undefined;
     keys.push(req[0]);
   }
   return keys;
@@ -45,25 +53,29 @@ const quoted = (keys: readonly string[]) => keys.map((k) => `"${k}"`);
 export function formatSchemaErrors(errors: readonly ErrorObject[] | null | undefined): string[] {
   const all = (errors ?? []).filter((e) => e.keyword !== 'if' && e.keyword !== 'propertyNames');
   const choices = all.filter((e) => keyChoice(e) !== undefined).map((e) => `${e.schemaPath}/`);
-  return all
-    // the alternatives' own "must have required property" lines: the choice says it better
-    .filter((e) => !(e.keyword === 'required' && choices.some((c) => e.schemaPath.startsWith(c))))
-    .map((e) => {
-      const where = e.instancePath === '' ? '(root)' : e.instancePath.slice(1).replaceAll('/', '.');
-      const keys = keyChoice(e);
-      if (keys !== undefined) {
-        const data = (e.data ?? {}) as Record<string, unknown>;
-        const set = keys.filter((k) => Object.hasOwn(data, k));
-        if (set.length > 1 && e.keyword === 'oneOf') return `${where}: sets both ${quoted(set).join(' and ')}: set exactly one of them`;
-        return `${where}: needs ${e.keyword === 'oneOf' ? 'exactly one' : 'one or more'} of ${quoted(keys).join(', ')}`;
-      }
-      if (e.propertyName !== undefined) return `${where}: "${e.propertyName}" is not a valid name: ${e.message ?? 'is invalid'}`;
-      if (e.keyword === 'additionalProperties') {
-        return `${where}: unknown key "${String((e.params as { additionalProperty: string }).additionalProperty)}"`;
-      }
-      if (e.keyword === 'enum') {
-        return `${where}: must be one of ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)}`;
-      }
-      return `${where}: ${e.message ?? 'is invalid'}`;
-    });
+  return (
+    all
+      // the alternatives' own "must have required property" lines: the choice says it better
+      .filter((e) => !(e.keyword === 'required' && choices.some((c) => e.schemaPath.startsWith(c))))
+      .map((e) => {
+        const where = e.instancePath === '' ? '(root)' : e.instancePath.slice(1).replaceAll('/', '.');
+        const keys = keyChoice(e);
+        if (keys !== undefined) {
+          const data = (e.data ?? {}) as Record<string, unknown>;
+          const set = keys.filter((k) => Object.hasOwn(data, k));
+          if (set.length > 1 && e.keyword === 'oneOf')
+            return `${where}: sets both ${quoted(set).join(' and ')}: set exactly one of them`;
+          return `${where}: needs ${e.keyword === 'oneOf' ? 'exactly one' : 'one or more'} of ${quoted(keys).join(', ')}`;
+        }
+        if (e.propertyName !== undefined)
+          return `${where}: "${e.propertyName}" is not a valid name: ${e.message ?? 'is invalid'}`;
+        if (e.keyword === 'additionalProperties') {
+          return `${where}: unknown key "${String((e.params as { additionalProperty: string }).additionalProperty)}"`;
+        }
+        if (e.keyword === 'enum') {
+          return `${where}: must be one of ${JSON.stringify((e.params as { allowedValues: unknown[] }).allowedValues)}`;
+        }
+        return `${where}: ${e.message ?? 'is invalid'}`;
+      })
+  );
 }

@@ -1,4 +1,14 @@
-export type Algorithm = 'RS256' | 'RS384' | 'RS512' | 'PS256' | 'PS384' | 'PS512' | 'ES256' | 'ES384' | 'ES512' | 'EdDSA';
+export type Algorithm =
+  | 'RS256'
+  | 'RS384'
+  | 'RS512'
+  | 'PS256'
+  | 'PS384'
+  | 'PS512'
+  | 'ES256'
+  | 'ES384'
+  | 'ES512'
+  | 'EdDSA';
 
 export interface StdioCommand {
   readonly command: string;
@@ -98,7 +108,12 @@ export interface GatewayConfig {
     };
   };
   readonly upstreams: Readonly<Record<string, UpstreamConfig>>;
-  readonly credentials: { readonly issuer: string; readonly maxTtlSeconds: number; readonly keyActivationSeconds: number; readonly rotateAfterHours?: number };
+  readonly credentials: {
+    readonly issuer: string;
+    readonly maxTtlSeconds: number;
+    readonly keyActivationSeconds: number;
+    readonly rotateAfterHours?: number;
+  };
   readonly audit: {
     readonly enabled: boolean;
     readonly repo: string;

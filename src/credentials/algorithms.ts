@@ -1,4 +1,4 @@
-import { generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject, sign, verify } from 'node:crypto';
 
 /**
  * The JWS algorithms gitgate signs with (its credentials and its audit
@@ -16,11 +16,15 @@ export function isSigningAlg(v: unknown): v is SigningAlg {
 export function algOfKey(key: KeyObject): SigningAlg {
   if (key.asymmetricKeyType === 'ed25519') return 'EdDSA';
   if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return 'ES256';
-  throw new Error(`unsupported signing key type ${key.asymmetricKeyType ?? 'unknown'} (gitgate signs with Ed25519 or P-256)`);
+  throw new Error(
+    `unsupported signing key type ${key.asymmetricKeyType ?? 'unknown'} (gitgate signs with Ed25519 or P-256)`,
+  );
 }
 
 export function generateSigningKey(alg: SigningAlg): KeyObject {
-  return alg === 'EdDSA' ? generateKeyPairSync('ed25519').privateKey : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  return alg === 'EdDSA'
+    ? generateKeyPairSync('ed25519').privateKey
+    : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
 }
 
 /** A JWS signature over `data` (ES256 in the raw r||s form JWS uses). */
@@ -42,5 +46,7 @@ export function jwsVerify(alg: SigningAlg, key: KeyObject, data: Buffer, signatu
     keyAlgs.set(key, keyAlg);
   }
   if (keyAlg !== alg) return false;
-  return alg === 'EdDSA' ? verify(null, data, key, signature) : verify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, signature);
+  return alg === 'EdDSA'
+    ? verify(null, data, key, signature)
+    : verify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, signature);
 }

@@ -1,7 +1,7 @@
 import type { GatewayConfig, UpstreamConfig } from '../config/types.js';
+import type { UpstreamAuth } from '../mcp/upstream/types.js';
 import type { KeyRing } from './keyring.js';
 import { mintCredential } from './mint.js';
-import type { UpstreamAuth } from '../mcp/upstream/types.js';
 
 export interface CallScope {
   readonly subject: string;
@@ -11,7 +11,6 @@ export interface CallScope {
   readonly ttlSeconds?: number;
   readonly scopes?: readonly string[];
 }
-
 
 export const META_CREDENTIAL = 'dev.gitgate/credential';
 
@@ -39,7 +38,10 @@ export class Credentials {
         ttlSeconds: Math.min(call.ttlSeconds ?? 60, this.config.credentials.maxTtlSeconds),
       });
       if (placement.meta === true) meta = { [META_CREDENTIAL]: token };
-      else headers[(placement.header ?? 'authorization').toLowerCase()] = placement.scheme ? `${placement.scheme} ${token}` : token;
+      else
+        headers[(placement.header ?? 'authorization').toLowerCase()] = placement.scheme
+          ? `${placement.scheme} ${token}`
+          : token;
     }
     return meta === undefined ? { headers } : { headers, meta };
   }

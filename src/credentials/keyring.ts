@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject, randomBytes } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JWK } from 'jose';
@@ -52,11 +52,19 @@ export class KeyRing {
   }
 
   /** Load (or create) the ring `name`; `alg` is what new keys are made with. */
-  static async load(dataDir: string, times: KeyRingTimes, name = 'gateway-signing', alg: SigningAlg = 'ES256'): Promise<KeyRing> {
+  static async load(
+    dataDir: string,
+    times: KeyRingTimes,
+    name = 'gateway-signing',
+    alg: SigningAlg = 'ES256',
+  ): Promise<KeyRing> {
     const file = path.join(dataDir, 'keys', `${name}.json`);
     let keys: StoredKey[] = [];
     try {
-      keys = (JSON.parse(await readFile(file, 'utf8')) as { keys: StoredKey[] }).keys.map((k) => ({ ...k, activeFrom: k.activeFrom ?? k.createdAt }));
+      keys = (JSON.parse(await readFile(file, 'utf8')) as { keys: StoredKey[] }).keys.map((k) => ({
+        ...k,
+        activeFrom: k.activeFrom ?? k.createdAt,
+      }));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
@@ -86,7 +94,10 @@ export class KeyRing {
    * Publish a new key now; it signs after the activation delay. The keys it
    * replaces are retired once tokens they may still sign have expired.
    */
-  async rotate(now = Date.now(), activationMs = this.#times.activationMs): Promise<{ kid: string; activeFrom: number }> {
+  async rotate(
+    now = Date.now(),
+    activationMs = this.#times.activationMs,
+  ): Promise<{ kid: string; activeFrom: number }> {
     const next = newKey(this.#alg, now, now + activationMs);
     for (const k of this.#keys) k.retireAt ??= next.activeFrom + this.#times.graceMs;
     this.#keys = [next, ...this.#keys.filter((k) => (k.retireAt ?? Infinity) > now)];
@@ -99,7 +110,14 @@ export class KeyRing {
     return {
       keys: this.#keys
         .filter((k) => (k.retireAt ?? Infinity) > now)
-        .map((k) => ({ ...(createPublicKey(createPrivateKey({ key: k.jwk as never, format: 'jwk' })).export({ format: 'jwk' }) as JWK), kid: k.kid, alg: k.alg ?? 'EdDSA', use: 'sig' })),
+        .map((k) => ({
+          ...(createPublicKey(createPrivateKey({ key: k.jwk as never, format: 'jwk' })).export({
+            format: 'jwk',
+          }) as JWK),
+          kid: k.kid,
+          alg: k.alg ?? 'EdDSA',
+          use: 'sig',
+        })),
     };
   }
 

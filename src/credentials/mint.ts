@@ -18,7 +18,9 @@ const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url')
 
 /** sha256 (base64url) of the canonical JSON of a call's arguments. */
 export function argumentsHash(args: unknown): string {
-  return createHash('sha256').update(canonicalJson(args ?? {})).digest('base64url');
+  return createHash('sha256')
+    .update(canonicalJson(args ?? {}))
+    .digest('base64url');
 }
 
 /**
@@ -29,7 +31,12 @@ export function argumentsHash(args: unknown): string {
  */
 export function mintCredential(key: SigningKey, c: CredentialClaims, now = Date.now()): string {
   const iat = Math.floor(now / 1000);
-  const scope = c.scopes !== undefined && c.scopes.length > 0 ? c.scopes.join(' ') : c.tool !== undefined ? `${c.method}:${c.tool}` : c.method;
+  const scope =
+    c.scopes !== undefined && c.scopes.length > 0
+      ? c.scopes.join(' ')
+      : c.tool !== undefined
+        ? `${c.method}:${c.tool}`
+        : c.method;
   const header = b64({ alg: key.alg, kid: key.kid, typ: 'JWT' });
   const payload = b64({
     iss: c.issuer,

@@ -1,10 +1,21 @@
 import { spawn } from 'node:child_process';
 
 /** What git may see of our environment, plus identity; everything else is passed explicitly. */
-const IDENTITY = { GIT_AUTHOR_NAME: 'gitgate', GIT_AUTHOR_EMAIL: 'gitgate@localhost', GIT_COMMITTER_NAME: 'gitgate', GIT_COMMITTER_EMAIL: 'gitgate@localhost', GIT_TERMINAL_PROMPT: '0' };
+const IDENTITY = {
+  GIT_AUTHOR_NAME: 'gitgate',
+  GIT_AUTHOR_EMAIL: 'gitgate@localhost',
+  GIT_COMMITTER_NAME: 'gitgate',
+  GIT_COMMITTER_EMAIL: 'gitgate@localhost',
+  GIT_TERMINAL_PROMPT: '0',
+};
 
 /** Run git with an argument list (no shell); secrets travel in `env`, never in argv. */
-export function git(dir: string, args: readonly string[], extraEnv: Record<string, string> = {}, stdin?: string | Buffer): Promise<Buffer> {
+export function git(
+  dir: string,
+  args: readonly string[],
+  extraEnv: Record<string, string> = {},
+  stdin?: string | Buffer,
+): Promise<Buffer> {
   const env: Record<string, string> = {};
   for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
   return new Promise((resolve, reject) => {
@@ -15,7 +26,11 @@ export function git(dir: string, args: readonly string[], extraEnv: Record<strin
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     p.on('error', reject);
     // 'close', not 'exit': only then has all of stdout been read (exit can come first under load).
-    p.on('close', (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`git ${args[0]} failed (${code}): ${err.trim().slice(0, 500)}`))));
+    p.on('close', (code) =>
+      code === 0
+        ? resolve(Buffer.concat(out))
+        : reject(new Error(`git ${args[0]} failed (${code}): ${err.trim().slice(0, 500)}`)),
+    );
     // git may exit without reading stdin: never let that become an unhandled EPIPE.
     p.stdin.on('error', () => undefined);
     if (stdin !== undefined) p.stdin.end(stdin);
@@ -23,6 +38,11 @@ export function git(dir: string, args: readonly string[], extraEnv: Record<strin
   });
 }
 
-export async function gitText(dir: string, args: readonly string[], extraEnv: Record<string, string> = {}, stdin?: string): Promise<string> {
+export async function gitText(
+  dir: string,
+  args: readonly string[],
+  extraEnv: Record<string, string> = {},
+  stdin?: string,
+): Promise<string> {
   return (await git(dir, args, extraEnv, stdin)).toString('utf8');
 }

@@ -24,6 +24,13 @@ function walk(dir: string, base = dir): string[] {
 export function sourcesDigest(dir: string): string {
   const lines = walk(dir)
     .sort()
-    .map((f) => `${createHash('sha256').update(readFileSync(path.join(dir, f))).digest('hex')}  ${f}`);
-  return `sha256:${createHash('sha256').update(`${lines.join('\n')}\n`).digest('hex')}`;
+    .map(
+      (f) =>
+        `${createHash('sha256')
+          .update(readFileSync(path.join(dir, f)))
+          .digest('hex')}  ${f}`,
+    );
+  return `sha256:${createHash('sha256')
+    .update(`${lines.join('\n')}\n`)
+    .digest('hex')}`;
 }

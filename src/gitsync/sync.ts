@@ -1,13 +1,13 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { git, gitText } from '../git/run.js';
 import { GatewayError } from '../errors.js';
+import { git, gitText } from '../git/run.js';
 import { buildPolicyBundle } from '../policy/build.js';
 import { readBundle } from '../policy/bundle.js';
 import { instantiate, type PolicyInstance } from '../policy/engine.js';
 import { sourcesDigest } from './sources-digest.js';
-import { verifySignedBundle, type BundleKey } from './verify-bundle.js';
+import { type BundleKey, verifySignedBundle } from './verify-bundle.js';
 
 export interface PolicyRepoConfig {
   readonly url: string;
@@ -67,7 +67,15 @@ export class PolicySync {
   #running: Promise<void> | undefined;
   #again = false;
   #timer: NodeJS.Timeout | undefined;
-  #status: { commit?: string; bundleDigest?: string; syncedAt?: string; lastError?: NonNullable<SyncStatus['lastError']>; refused?: NonNullable<SyncStatus['refused']>; attempts: number; failures: number } = {
+  #status: {
+    commit?: string;
+    bundleDigest?: string;
+    syncedAt?: string;
+    lastError?: NonNullable<SyncStatus['lastError']>;
+    refused?: NonNullable<SyncStatus['refused']>;
+    attempts: number;
+    failures: number;
+  } = {
     attempts: 0,
     failures: 0,
   };
@@ -93,14 +101,19 @@ export class PolicySync {
       env.GIT_CONFIG_KEY_0 = 'http.extraHeader';
       env.GIT_CONFIG_VALUE_0 = `Authorization: Basic ${Buffer.from(`x-access-token:${this.cfg.token}`).toString('base64')}`;
     }
-    if (this.cfg.sshKeyFile !== undefined) env.GIT_SSH_COMMAND = `ssh -i ${JSON.stringify(this.cfg.sshKeyFile)} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new`;
+    if (this.cfg.sshKeyFile !== undefined)
+      env.GIT_SSH_COMMAND = `ssh -i ${JSON.stringify(this.cfg.sshKeyFile)} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new`;
     return env;
   }
 
   /** Clone if needed, load the branch head (throws if the very first revision cannot be loaded), then poll. */
   async start(): Promise<void> {
     await this.sync();
-    if (this.#status.commit === undefined) throw new GatewayError('POLICY_BUILD_FAILED', `no usable policy in ${this.cfg.url}@${this.cfg.branch}: ${this.#status.lastError?.message ?? 'unknown error'}`);
+    if (this.#status.commit === undefined)
+      throw new GatewayError(
+        'POLICY_BUILD_FAILED',
+        `no usable policy in ${this.cfg.url}@${this.cfg.branch}: ${this.#status.lastError?.message ?? 'unknown error'}`,
+      );
     this.#timer = setInterval(() => void this.sync(), this.cfg.pollMs);
     this.#timer.unref();
   }
@@ -131,9 +144,23 @@ export class PolicySync {
     try {
       if (!existsSync(path.join(this.clone, '.git'))) {
         mkdirSync(path.dirname(this.clone), { recursive: true });
-        await git(path.dirname(this.clone), ['clone', '--quiet', '--branch', this.cfg.branch, '--single-branch', '--no-tags', this.cfg.url, this.clone], this.#env());
+        await git(
+          path.dirname(this.clone),
+          ['clone', '--quiet', '--branch', this.cfg.branch, '--single-branch', '--no-tags', this.cfg.url, this.clone],
+          this.#env(),
+        );
       } else {
-        await git(this.clone, ['fetch', '--quiet', '--no-tags', 'origin', `+refs/heads/${this.cfg.branch}:refs/remotes/origin/${this.cfg.branch}`], this.#env());
+        await git(
+          this.clone,
+          [
+            'fetch',
+            '--quiet',
+            '--no-tags',
+            'origin',
+            `+refs/heads/${this.cfg.branch}:refs/remotes/origin/${this.cfg.branch}`,
+          ],
+          this.#env(),
+        );
       }
       commit = (await gitText(this.clone, ['rev-parse', `refs/remotes/origin/${this.cfg.branch}`])).trim();
       if (commit === this.#status.commit || commit === this.#failedCommit) return;
@@ -141,10 +168,18 @@ export class PolicySync {
       const rev = await this.#load(commit);
       this.apply(rev);
       this.#failedCommit = undefined;
-      this.#status = { ...this.#status, commit, bundleDigest: rev.instance.revision.bundleDigest, syncedAt: new Date().toISOString() };
+      this.#status = {
+        ...this.#status,
+        commit,
+        bundleDigest: rev.instance.revision.bundleDigest,
+        syncedAt: new Date().toISOString(),
+      };
       delete this.#status.lastError;
       delete this.#status.refused;
-      this.events.log.info({ commit, bundle: rev.instance.revision.bundleDigest.slice(0, 12) }, 'policy revision loaded from git');
+      this.events.log.info(
+        { commit, bundle: rev.instance.revision.bundleDigest.slice(0, 12) },
+        'policy revision loaded from git',
+      );
       this.events.loaded?.(commit);
     } catch (err) {
       const message = (err as Error).message;
@@ -160,7 +195,10 @@ export class PolicySync {
           `policy commit ${commit.slice(0, 12)} refused; ${serving === null ? 'no policy serves yet' : `the last good revision ${serving.slice(0, 12)} keeps serving`}: fix it with a new commit on ${this.cfg.branch}`,
         );
       } else {
-        this.events.log.error({ reason: message, serving, repo: this.cfg.url, branch: this.cfg.branch }, 'policy repo fetch failed; the last good revision keeps serving, the next poll retries');
+        this.events.log.error(
+          { reason: message, serving, repo: this.cfg.url, branch: this.cfg.branch },
+          'policy repo fetch failed; the last good revision keeps serving, the next poll retries',
+        );
       }
       this.events.failed?.(commit, message);
     }
@@ -170,7 +208,8 @@ export class PolicySync {
   async #load(commit: string): Promise<Revision> {
     await git(this.clone, ['checkout', '--quiet', '--force', '--detach', commit]);
     const dir = path.join(this.clone, this.cfg.dir);
-    if (!existsSync(dir)) throw new GatewayError('POLICY_BUILD_FAILED', `commit ${commit.slice(0, 12)} has no ${this.cfg.dir}/ folder`);
+    if (!existsSync(dir))
+      throw new GatewayError('POLICY_BUILD_FAILED', `commit ${commit.slice(0, 12)} has no ${this.cfg.dir}/ folder`);
     const digest = sourcesDigest(dir);
     const bundleFile = path.join(dir, 'bundle.tar.gz');
     let instance: PolicyInstance;
@@ -179,11 +218,17 @@ export class PolicySync {
       if (this.cfg.verification !== undefined) await verifySignedBundle(bundle.files, this.cfg.verification);
       const revision = bundle.manifest.revision;
       if (revision !== digest) {
-        throw new GatewayError('POLICY_BUILD_FAILED', `stale bundle at ${commit.slice(0, 12)}: it was built from sources ${String(revision)}, the commit has ${digest}`);
+        throw new GatewayError(
+          'POLICY_BUILD_FAILED',
+          `stale bundle at ${commit.slice(0, 12)}: it was built from sources ${String(revision)}, the commit has ${digest}`,
+        );
       }
       instance = await instantiate(bundle, { source: this.cfg.url, commit });
     } else if (this.cfg.verification !== undefined) {
-      throw new GatewayError('POLICY_BUILD_FAILED', `commit ${commit.slice(0, 12)} carries no signed bundle, and verification is configured`);
+      throw new GatewayError(
+        'POLICY_BUILD_FAILED',
+        `commit ${commit.slice(0, 12)} carries no signed bundle, and verification is configured`,
+      );
     } else if (this.cfg.compile) {
       const out = path.join(this.work, commit);
       try {
@@ -193,7 +238,10 @@ export class PolicySync {
         rmSync(out, { recursive: true, force: true });
       }
     } else {
-      throw new GatewayError('POLICY_BUILD_FAILED', `commit ${commit.slice(0, 12)} carries no bundle, and compile mode is off`);
+      throw new GatewayError(
+        'POLICY_BUILD_FAILED',
+        `commit ${commit.slice(0, 12)} carries no bundle, and compile mode is off`,
+      );
     }
     const routesFile = path.join(this.clone, 'gitgate.routes.yaml');
     if (!existsSync(routesFile)) return { commit, instance };

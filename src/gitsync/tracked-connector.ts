@@ -97,7 +97,11 @@ export function trackConnector(inner: UpstreamConnector, opts: TrackOptions = {}
     },
     async open() {
       if (retired) {
-        throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${inner.name} was just replaced by a new route; retry`, { headers: { 'retry-after': '1' } });
+        throw new GatewayError(
+          'UPSTREAM_UNAVAILABLE',
+          `upstream ${inner.name} was just replaced by a new route; retry`,
+          { headers: { 'retry-after': '1' } },
+        );
       }
       return wrap(await inner.open());
     },

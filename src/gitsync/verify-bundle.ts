@@ -47,7 +47,8 @@ export async function verifySignedBundle(files: ReadonlyMap<string, Buffer>, key
   try {
     const pub = await importSPKI(key.publicKey, key.algorithm);
     const { payload: bytes, protectedHeader } = await compactVerify(jwt, pub, { algorithms: [key.algorithm] });
-    if (key.keyId !== undefined && protectedHeader.kid !== key.keyId) throw new Error(`signed with key ${protectedHeader.kid}, expected ${key.keyId}`);
+    if (key.keyId !== undefined && protectedHeader.kid !== key.keyId)
+      throw new Error(`signed with key ${protectedHeader.kid}, expected ${key.keyId}`);
     payload = JSON.parse(new TextDecoder().decode(bytes)) as SignedFiles;
   } catch (err) {
     throw fail(`signature does not verify with the configured key (${(err as Error).message})`);
@@ -57,7 +58,8 @@ export async function verifySignedBundle(files: ReadonlyMap<string, Buffer>, key
     if (name === '.signatures.json') continue;
     const f = listed.get(name);
     if (f === undefined) throw fail(`${name} is in the bundle but not signed`);
-    if ((f.algorithm ?? 'SHA-256').toUpperCase() !== 'SHA-256') throw fail(`${name}: unsupported hash algorithm ${f.algorithm}`);
+    if ((f.algorithm ?? 'SHA-256').toUpperCase() !== 'SHA-256')
+      throw fail(`${name}: unsupported hash algorithm ${f.algorithm}`);
     if (bundleFileHash(name, bytes) !== f.hash) throw fail(`${name} does not match its signed hash (tampered)`);
     listed.delete(name);
   }

@@ -1,18 +1,18 @@
-import { maxHeaderSize, STATUS_CODES, type Server } from 'node:http';
+import { maxHeaderSize, type Server, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { GatewayConfig } from '../config/types.js';
-import { GatewayError, type ErrorCode } from '../errors.js';
+import { type ErrorCode, GatewayError } from '../errors.js';
 import type { DevIssuer } from '../identity/dev-issuer.js';
 import { errorResponse } from '../mcp/jsonrpc.js';
-import type { PolicyRevision } from '../policy/engine.js';
 import type { GatewayDeps } from '../pipeline.js';
+import type { PolicyRevision } from '../policy/engine.js';
+import type { GitHubWebhooks } from '../webhooks/verify-and-receive.js';
 import { registerMcpRoutes } from './mcp-routes.js';
 import { registerOpsRoutes } from './ops-routes.js';
 import { sendError } from './reply.js';
-import { registerWellKnownRoutes } from './well-known.js';
 import { registerWebhookRoutes } from './webhook-routes.js';
-import type { GitHubWebhooks } from '../webhooks/verify-and-receive.js';
+import { registerWellKnownRoutes } from './well-known.js';
 
 export interface Readiness {
   /** Why the gateway is not ready (no policy yet, …); empty when ready. */
@@ -48,7 +48,8 @@ function fromFrameworkError(err: FastifyError): GatewayError {
   if (err instanceof GatewayError) return err;
   const code = FRAMEWORK_CODES[err.code];
   if (code !== undefined) return new GatewayError(code, `${new GatewayError(code).message}: ${err.message}`);
-  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) return new GatewayError('INVALID_REQUEST', `Invalid Request: ${err.message}`);
+  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500)
+    return new GatewayError('INVALID_REQUEST', `Invalid Request: ${err.message}`);
   return new GatewayError('INTERNAL', 'Internal error', { cause: err });
 }
 
@@ -66,9 +67,15 @@ function clientError(err: Error & { code?: string }, socket: Socket): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   const ge =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? new GatewayError('REQUEST_TIMEOUT', 'Request Timeout: the request was not received in time (server.headersTimeoutMs, server.requestTimeoutMs)')
+      ? new GatewayError(
+          'REQUEST_TIMEOUT',
+          'Request Timeout: the request was not received in time (server.headersTimeoutMs, server.requestTimeoutMs)',
+        )
       : err.code === 'HPE_HEADER_OVERFLOW'
-        ? new GatewayError('HEADERS_TOO_LARGE', `Request Header Fields Too Large: the request's headers exceed ${maxHeaderSize} bytes`)
+        ? new GatewayError(
+            'HEADERS_TOO_LARGE',
+            `Request Header Fields Too Large: the request's headers exceed ${maxHeaderSize} bytes`,
+          )
         : new GatewayError('INVALID_REQUEST', `Invalid Request: malformed HTTP request (${err.code ?? 'parse error'})`);
   if (socket.writable) socket.end(rawErrorResponse(ge));
   socket.destroySoon();
@@ -104,7 +111,10 @@ export function limitConnectionsPerClient(server: Server, max: number): (socket:
 }
 
 function tooManyConnections(max: number): GatewayError {
-  return new GatewayError('TOO_MANY_CONNECTIONS', `Too many connections: this client address already has ${max} open (server.maxConnectionsPerClient)`);
+  return new GatewayError(
+    'TOO_MANY_CONNECTIONS',
+    `Too many connections: this client address already has ${max} open (server.maxConnectionsPerClient)`,
+  );
 }
 
 /**
@@ -131,13 +141,18 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // stay open (SSE streams, held approvals) are not cut.
     requestTimeout: server.requestTimeoutMs,
     keepAliveTimeout: server.keepAliveTimeoutMs,
-    http: { headersTimeout: server.headersTimeoutMs, requestTimeout: server.requestTimeoutMs, connectionsCheckingInterval: checkInterval(server) },
+    http: {
+      headersTimeout: server.headersTimeoutMs,
+      requestTimeout: server.requestTimeoutMs,
+      connectionsCheckingInterval: checkInterval(server),
+    },
     clientErrorHandler: clientError,
   });
   const refused = limitConnectionsPerClient(app.server, server.maxConnectionsPerClient);
   // A request already on its way over a refused connection is not served either.
   app.addHook('onRequest', async (req, reply) => {
-    if (refused(req.raw.socket)) return sendError(reply.header('connection', 'close'), tooManyConnections(server.maxConnectionsPerClient));
+    if (refused(req.raw.socket))
+      return sendError(reply.header('connection', 'close'), tooManyConnections(server.maxConnectionsPerClient));
   });
   // Bodies stay raw: the MCP layer parses them so it can answer with JSON-RPC errors.
   app.removeAllContentTypeParsers();
@@ -147,7 +162,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     if (ge.code === 'INTERNAL') req.log.error({ err }, 'unhandled error');
     return sendError(reply, ge);
   });
-  app.setNotFoundHandler((req, reply) => sendError(reply, new GatewayError('UPSTREAM_UNKNOWN', `Not found: ${req.method} ${req.url.split('?')[0]}`)));
+  app.setNotFoundHandler((req, reply) =>
+    sendError(reply, new GatewayError('UPSTREAM_UNKNOWN', `Not found: ${req.method} ${req.url.split('?')[0]}`)),
+  );
   registerMcpRoutes(app, deps);
   registerWellKnownRoutes(app, deps);
   registerOpsRoutes(app, deps);

@@ -42,7 +42,8 @@ export function baseUrlOf(config: GatewayConfig, req: FastifyRequest): string {
   const scheme = req.protocol === 'https' ? 'https' : 'http';
   const listen = config.server.host;
   const host = validHost(req.headers.host);
-  if (host !== undefined && (isLoopbackHost(host) || host.replace(/:\d+$/, '') === listen.toLowerCase())) return `${scheme}://${host}`;
+  if (host !== undefined && (isLoopbackHost(host) || host.replace(/:\d+$/, '') === listen.toLowerCase()))
+    return `${scheme}://${host}`;
   const wildcard = listen === '0.0.0.0' || listen === '::' || listen === '';
   const address = wildcard ? (req.socket.localAddress ?? '127.0.0.1') : listen;
   return `${scheme}://${formatHost(address)}:${req.socket.localPort ?? config.server.port}`;

@@ -1,14 +1,29 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { toGatewayError } from '../errors.js';
-import { handleDelete, handleGet, handlePost, type ExchangeNote, type GatewayDeps, type McpHttpRequest, type McpReply } from '../pipeline.js';
-import { sendError, sendMcpReply } from './reply.js';
 import { disabledAuditor, type ExchangeAudit } from '../audit/auditor.js';
+import { toGatewayError } from '../errors.js';
+import {
+  type ExchangeNote,
+  type GatewayDeps,
+  handleDelete,
+  handleGet,
+  handlePost,
+  type McpHttpRequest,
+  type McpReply,
+} from '../pipeline.js';
+import { sendError, sendMcpReply } from './reply.js';
 
 const NO_AUDIT = disabledAuditor.begin('none');
+
 import { baseUrlOf } from './base-url.js';
 
-function toMcpRequest(deps: GatewayDeps, req: FastifyRequest<{ Params: { upstream: string } }>, signal: AbortSignal, audit: ExchangeAudit, requestId: string): McpHttpRequest {
+function toMcpRequest(
+  deps: GatewayDeps,
+  req: FastifyRequest<{ Params: { upstream: string } }>,
+  signal: AbortSignal,
+  audit: ExchangeAudit,
+  requestId: string,
+): McpHttpRequest {
   return {
     upstream: req.params.upstream,
     headers: req.headers,
@@ -51,9 +66,14 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
         } catch (e) {
           let err = toGatewayError(e);
           if (err.code === 'INTERNAL') req.log.error({ err: e }, 'internal error');
-          const id = note.rpcId ?? (typeof err.data?.id === 'string' || typeof err.data?.id === 'number' ? err.data.id : null);
+          const id =
+            note.rpcId ?? (typeof err.data?.id === 'string' || typeof err.data?.id === 'number' ? err.data.id : null);
           // Nothing is answered without its record; if the record cannot be written, say so instead.
-          if (err.code !== 'AUDIT_UNAVAILABLE') err = await audit.failed(err, id).then(() => err, (fail: unknown) => toGatewayError(fail));
+          if (err.code !== 'AUDIT_UNAVAILABLE')
+            err = await audit.failed(err, id).then(
+              () => err,
+              (fail: unknown) => toGatewayError(fail),
+            );
           outcome = err.code.toLowerCase();
           return sendError(reply, err, id);
         } finally {
@@ -114,7 +134,9 @@ function logExchange(req: FastifyRequest, note: ExchangeNote, outcome: string, s
       outcome,
       allow: note.decision?.decision.allow,
       reasons: note.decision?.decision.reasons,
-      policy: note.decision ? (note.decision.revision.commit ?? note.decision.revision.bundleDigest.slice(0, 12)) : undefined,
+      policy: note.decision
+        ? (note.decision.revision.commit ?? note.decision.revision.bundleDigest.slice(0, 12))
+        : undefined,
       ms: Number(process.hrtime.bigint() - started) / 1e6,
     },
     'mcp exchange',

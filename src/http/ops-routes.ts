@@ -11,7 +11,15 @@ export function registerOpsRoutes(app: FastifyInstance, deps: AppDeps): void {
       ready: problems.length === 0,
       problems,
       warnings: deps.readiness.warnings(),
-      policy: rev === undefined ? null : { revision: rev.commit ?? null, bundle_digest: rev.bundleDigest, source: rev.source, loaded_at: rev.loadedAt },
+      policy:
+        rev === undefined
+          ? null
+          : {
+              revision: rev.commit ?? null,
+              bundle_digest: rev.bundleDigest,
+              source: rev.source,
+              loaded_at: rev.loadedAt,
+            },
       last_policy_error: deps.readiness.lastPolicyError() ?? null,
       policy_sync: deps.readiness.sync() ?? null,
       audit: deps.readiness.audit(),
@@ -21,7 +29,8 @@ export function registerOpsRoutes(app: FastifyInstance, deps: AppDeps): void {
     return reply.code(problems.length === 0 ? 200 : 503).send(body);
   });
   app.get('/metrics', async (_req, reply) => {
-    for (const name of deps.upstreams.names()) deps.metrics.sessions.set({ upstream: name }, deps.sessions.countFor(name));
+    for (const name of deps.upstreams.names())
+      deps.metrics.sessions.set({ upstream: name }, deps.sessions.countFor(name));
     return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
 }

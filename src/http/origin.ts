@@ -1,6 +1,6 @@
 import type { GatewayConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
-import { header, type Headers } from '../mcp/protocol.js';
+import { type Headers, header } from '../mcp/protocol.js';
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
 

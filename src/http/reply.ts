@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import type { FastifyReply } from 'fastify';
-import { toGatewayError, type GatewayError } from '../errors.js';
+import { type GatewayError, toGatewayError } from '../errors.js';
 import { errorResponse, type JsonRpcId, type JsonRpcMessage } from '../mcp/jsonrpc.js';
 import { encodeSse } from '../mcp/sse.js';
 import type { McpReply } from '../pipeline.js';
@@ -17,7 +17,12 @@ export function sendError(reply: FastifyReply, err: GatewayError, id: JsonRpcId 
 }
 
 /** Write an McpReply. Streams are written raw so each event leaves as soon as it exists. */
-export async function sendMcpReply(reply: FastifyReply, out: McpReply, requestId: JsonRpcId | null, signal?: AbortSignal): Promise<void> {
+export async function sendMcpReply(
+  reply: FastifyReply,
+  out: McpReply,
+  requestId: JsonRpcId | null,
+  signal?: AbortSignal,
+): Promise<void> {
   switch (out.kind) {
     case 'accepted':
       await reply.code(202).send();
@@ -43,7 +48,12 @@ async function writeStream(
 ): Promise<void> {
   reply.hijack();
   const raw = reply.raw;
-  raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', ...headers });
+  raw.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache, no-transform',
+    connection: 'keep-alive',
+    ...headers,
+  });
   raw.flushHeaders();
   const keepalive = setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS);
   keepalive.unref();

@@ -6,7 +6,9 @@ import { baseUrlOf } from './base-url.js';
 export function registerWellKnownRoutes(app: FastifyInstance, deps: AppDeps): void {
   const metadata = (base: string, resource: string) => ({
     resource,
-    ...(deps.config.identity.mode === 'oidc' && deps.config.identity.issuer !== undefined ? { authorization_servers: [deps.config.identity.issuer] } : {}),
+    ...(deps.config.identity.mode === 'oidc' && deps.config.identity.issuer !== undefined
+      ? { authorization_servers: [deps.config.identity.issuer] }
+      : {}),
     bearer_methods_supported: ['header'],
     resource_signing_alg_values_supported: [...deps.config.identity.algorithms],
     resource_name: 'gitgate MCP gateway',
@@ -16,13 +18,18 @@ export function registerWellKnownRoutes(app: FastifyInstance, deps: AppDeps): vo
     const base = baseUrlOf(deps.config, req);
     return metadata(base, base);
   });
-  app.get<{ Params: { upstream: string } }>('/.well-known/oauth-protected-resource/mcp/:upstream', async (req, reply) => {
-    if (deps.upstreams.get(req.params.upstream) === undefined) return reply.callNotFound();
-    const base = baseUrlOf(deps.config, req);
-    return metadata(base, `${base}/mcp/${req.params.upstream}`);
-  });
+  app.get<{ Params: { upstream: string } }>(
+    '/.well-known/oauth-protected-resource/mcp/:upstream',
+    async (req, reply) => {
+      if (deps.upstreams.get(req.params.upstream) === undefined) return reply.callNotFound();
+      const base = baseUrlOf(deps.config, req);
+      return metadata(base, `${base}/mcp/${req.params.upstream}`);
+    },
+  );
   // Upstreams verify the just-in-time credentials gitgate mints against these keys.
-  app.get('/.well-known/jwks.json', async (_req, reply) => reply.header('cache-control', 'max-age=60').send(deps.credentials.keys.jwks()));
+  app.get('/.well-known/jwks.json', async (_req, reply) =>
+    reply.header('cache-control', 'max-age=60').send(deps.credentials.keys.jwks()),
+  );
   if (deps.devIssuer !== undefined) {
     const issuer = deps.devIssuer;
     app.get('/dev-issuer/jwks.json', async () => issuer.jwks());

@@ -30,13 +30,25 @@ export function bearerChallenge(params: Readonly<Record<string, string>>): strin
  * Step 1 of the request path: the caller's bearer token → Identity.
  * Failures carry the RFC 9728 `WWW-Authenticate` challenge.
  */
-export async function authenticate(verifier: TokenVerifier, authorization: string | undefined, resourceMetadataUrl: string): Promise<Identity> {
-  const challenge = (extra: Record<string, string> = {}) => ({ 'www-authenticate': bearerChallenge({ resource_metadata: resourceMetadataUrl, ...extra }) });
+export async function authenticate(
+  verifier: TokenVerifier,
+  authorization: string | undefined,
+  resourceMetadataUrl: string,
+): Promise<Identity> {
+  const challenge = (extra: Record<string, string> = {}) => ({
+    'www-authenticate': bearerChallenge({ resource_metadata: resourceMetadataUrl, ...extra }),
+  });
   const m = authorization === undefined ? null : /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i.exec(authorization.trim());
   if (m === null) {
-    throw new GatewayError('AUTH_REQUIRED', authorization === undefined ? 'Authentication required: send Authorization: Bearer <token>' : 'Authorization header must be "Bearer <token>"', {
-      headers: challenge(),
-    });
+    throw new GatewayError(
+      'AUTH_REQUIRED',
+      authorization === undefined
+        ? 'Authentication required: send Authorization: Bearer <token>'
+        : 'Authorization header must be "Bearer <token>"',
+      {
+        headers: challenge(),
+      },
+    );
   }
   try {
     return await verifier.verify(m[1]!);
@@ -45,7 +57,10 @@ export async function authenticate(verifier: TokenVerifier, authorization: strin
     throw new GatewayError('AUTH_INVALID', `Invalid token: ${reason}`, {
       cause: err,
       // RFC 6750 §3: error_description has no `"` or `\` at all.
-      headers: challenge({ error: 'invalid_token', error_description: reason.replaceAll('"', "'").replaceAll('\\', '/') }),
+      headers: challenge({
+        error: 'invalid_token',
+        error_description: reason.replaceAll('"', "'").replaceAll('\\', '/'),
+      }),
     });
   }
 }

@@ -1,7 +1,7 @@
 import { errors as joseErrors } from 'jose';
 import type { GatewayConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
-import { DEV_ISSUER, loadDevIssuer, type DevIssuer } from './dev-issuer.js';
+import { DEV_ISSUER, type DevIssuer, loadDevIssuer } from './dev-issuer.js';
 import { createLocalVerifier, createOidcVerifier, type TokenVerifier } from './verifier.js';
 
 /**
@@ -16,7 +16,10 @@ function withDevHint(verifier: TokenVerifier, dataDir: string): TokenVerifier {
         return await verifier.verify(token);
       } catch (err) {
         const cause = err instanceof GatewayError ? err.cause : undefined;
-        if (!(cause instanceof joseErrors.JWKSNoMatchingKey || cause instanceof joseErrors.JWSSignatureVerificationFailed)) throw err;
+        if (
+          !(cause instanceof joseErrors.JWKSNoMatchingKey || cause instanceof joseErrors.JWSSignatureVerificationFailed)
+        )
+          throw err;
         throw new GatewayError(
           'AUTH_INVALID',
           `${err instanceof Error ? err.message : String(err)}: the token was not issued by this gateway's dev issuer (data dir ${dataDir}); mint one with \`gitgate token --data-dir ${dataDir} --sub <id>\``,
@@ -28,10 +31,15 @@ function withDevHint(verifier: TokenVerifier, dataDir: string): TokenVerifier {
 }
 
 /** The token verifier of the configured issuer: the dev issuer under the data dir, or the OIDC issuer. */
-export async function configuredVerifier(config: GatewayConfig): Promise<{ verifier: TokenVerifier; devIssuer?: DevIssuer }> {
+export async function configuredVerifier(
+  config: GatewayConfig,
+): Promise<{ verifier: TokenVerifier; devIssuer?: DevIssuer }> {
   if (config.identity.mode === 'dev') {
     const devIssuer = await loadDevIssuer(config.dataDir);
-    const verifier = createLocalVerifier({ ...config.identity, issuer: DEV_ISSUER, algorithms: ['ES256'] }, devIssuer.jwks());
+    const verifier = createLocalVerifier(
+      { ...config.identity, issuer: DEV_ISSUER, algorithms: ['ES256'] },
+      devIssuer.jwks(),
+    );
     return { devIssuer, verifier: withDevHint(verifier, config.dataDir) };
   }
   return { verifier: createOidcVerifier(config.identity) };

@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { SignJWT, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK, type JSONWebKeySet } from 'jose';
+import {
+  calculateJwkThumbprint,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  type JSONWebKeySet,
+  type JWK,
+  SignJWT,
+} from 'jose';
 import { writeFileAtomic } from '../atomic-file.js';
 
 export const DEV_ISSUER = 'urn:gitgate:dev-issuer';
@@ -10,9 +18,15 @@ export const DEV_ISSUER = 'urn:gitgate:dev-issuer';
 export interface DevIssuer {
   readonly issuer: string;
   jwks(): JSONWebKeySet;
-  mint(opts: { sub: string; groups?: readonly string[]; email?: string; githubLogin?: string; ttlSeconds?: number; audience: string }): Promise<string>;
+  mint(opts: {
+    sub: string;
+    groups?: readonly string[];
+    email?: string;
+    githubLogin?: string;
+    ttlSeconds?: number;
+    audience: string;
+  }): Promise<string>;
 }
-
 
 export async function loadDevIssuer(dataDir: string): Promise<DevIssuer> {
   const dir = path.join(dataDir, 'keys');
@@ -27,11 +41,13 @@ export async function loadDevIssuer(dataDir: string): Promise<DevIssuer> {
     priv.kid = await calculateJwkThumbprint(priv);
     priv.alg = 'ES256';
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(file, JSON.stringify(priv), { mode: 0o600, exclusive: true }).catch(async (e: NodeJS.ErrnoException) => {
-      // Another process created it first: use theirs.
-      if (e.code !== 'EEXIST') throw e;
-      priv = JSON.parse(await readFile(file, 'utf8')) as JWK;
-    });
+    await writeFileAtomic(file, JSON.stringify(priv), { mode: 0o600, exclusive: true }).catch(
+      async (e: NodeJS.ErrnoException) => {
+        // Another process created it first: use theirs.
+        if (e.code !== 'EEXIST') throw e;
+        priv = JSON.parse(await readFile(file, 'utf8')) as JWK;
+      },
+    );
     await chmod(file, 0o600);
   }
   const { d: _d, ...pub } = priv;

@@ -57,8 +57,17 @@ function groupsOf(payload: JWTPayload, name: string, format: GroupsFormat): stri
   }
   if (typeof v === 'string') {
     if (format === 'space-delimited') return v.split(/\s+/).filter((g) => g !== '');
-    if (format === 'comma-delimited') return v.split(',').map((g) => g.trim()).filter((g) => g !== '');
-    throw wrongType(name, 'an array of strings', 'a string', ' (set identity.claims.groupsFormat to read a delimited string)');
+    if (format === 'comma-delimited')
+      return v
+        .split(',')
+        .map((g) => g.trim())
+        .filter((g) => g !== '');
+    throw wrongType(
+      name,
+      'an array of strings',
+      'a string',
+      ' (set identity.claims.groupsFormat to read a delimited string)',
+    );
   }
   throw wrongType(name, format === 'array' ? 'an array of strings' : 'an array of strings or a string', typeName(v));
 }

@@ -2,15 +2,15 @@ import { createHash } from 'node:crypto';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
-  errors as joseErrors,
-  jwtVerify,
   type JSONWebKeySet,
   type JWTPayload,
   type JWTVerifyGetKey,
+  errors as joseErrors,
+  jwtVerify,
 } from 'jose';
 import type { IdentityConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
-import { mapClaims, type Identity } from './identity.js';
+import { type Identity, mapClaims } from './identity.js';
 
 /** One method: a bearer token in, an Identity out (or GatewayError AUTH_INVALID). */
 export interface TokenVerifier {
@@ -28,8 +28,10 @@ async function discoverJwksUri(issuer: string): Promise<URL> {
   }
   if (!res.ok) throw new GatewayError('AUTH_INVALID', `issuer discovery ${url} answered HTTP ${res.status}`);
   const doc = (await res.json()) as { issuer?: unknown; jwks_uri?: unknown };
-  if (doc.issuer !== issuer) throw new GatewayError('AUTH_INVALID', `issuer discovery names issuer ${String(doc.issuer)}, expected ${issuer}`);
-  if (typeof doc.jwks_uri !== 'string') throw new GatewayError('AUTH_INVALID', `issuer discovery ${url} has no jwks_uri`);
+  if (doc.issuer !== issuer)
+    throw new GatewayError('AUTH_INVALID', `issuer discovery names issuer ${String(doc.issuer)}, expected ${issuer}`);
+  if (typeof doc.jwks_uri !== 'string')
+    throw new GatewayError('AUTH_INVALID', `issuer discovery ${url} has no jwks_uri`);
   return new URL(doc.jwks_uri);
 }
 
@@ -58,10 +60,14 @@ export interface VerifierOptions {
 /** Claims jose leaves to the caller: `iat` not in the future, `aud` only strings. */
 function checkClaims(payload: JWTPayload, nowSeconds: number, toleranceSeconds: number): void {
   if (payload.iat !== undefined && payload.iat > nowSeconds + toleranceSeconds) {
-    throw new GatewayError('AUTH_INVALID', `claim "iat" invalid: issued ${Math.round(payload.iat - nowSeconds)} s in the future (clock tolerance ${toleranceSeconds} s)`);
+    throw new GatewayError(
+      'AUTH_INVALID',
+      `claim "iat" invalid: issued ${Math.round(payload.iat - nowSeconds)} s in the future (clock tolerance ${toleranceSeconds} s)`,
+    );
   }
   const aud: unknown = payload.aud;
-  if (Array.isArray(aud) && aud.some((a) => typeof a !== 'string')) throw new GatewayError('AUTH_INVALID', 'claim "aud" invalid: must be a string or an array of strings');
+  if (Array.isArray(aud) && aud.some((a) => typeof a !== 'string'))
+    throw new GatewayError('AUTH_INVALID', 'claim "aud" invalid: must be a string or an array of strings');
 }
 
 /**
@@ -75,14 +81,22 @@ function checkClaims(payload: JWTPayload, nowSeconds: number, toleranceSeconds: 
  * signature check; failures are never cached, and a key removed from the JWKS
  * stops being honoured within 60 s.
  */
-export function createVerifier(cfg: IdentityConfig & { issuer: string }, keys: () => Promise<JWTVerifyGetKey>, opts: VerifierOptions = {}): TokenVerifier {
+export function createVerifier(
+  cfg: IdentityConfig & { issuer: string },
+  keys: () => Promise<JWTVerifyGetKey>,
+  opts: VerifierOptions = {},
+): TokenVerifier {
   const now = opts.now ?? Date.now;
   const verified = new Map<string, { identity: Identity; until: number }>();
   const getKey: JWTVerifyGetKey = async (header, token) => (await keys())(header, token);
   return {
     issuer: cfg.issuer,
     async verify(token) {
-      if (token.length > cfg.maxTokenBytes) throw new GatewayError('AUTH_INVALID', `token is longer than ${cfg.maxTokenBytes} bytes (identity.maxTokenBytes)`);
+      if (token.length > cfg.maxTokenBytes)
+        throw new GatewayError(
+          'AUTH_INVALID',
+          `token is longer than ${cfg.maxTokenBytes} bytes (identity.maxTokenBytes)`,
+        );
       const t = now();
       const digest = createHash('sha256').update(token).digest('base64url');
       const hit = verified.get(digest);
@@ -117,7 +131,10 @@ export function createVerifier(cfg: IdentityConfig & { issuer: string }, keys: (
  * Discovery runs once at a time; a failed one is not retried within the cooldown,
  * so requests while the issuer is down cost no fetch each.
  */
-export function createOidcVerifier(cfg: IdentityConfig, opts: VerifierOptions & { jwksCooldownMs?: number } = {}): TokenVerifier {
+export function createOidcVerifier(
+  cfg: IdentityConfig,
+  opts: VerifierOptions & { jwksCooldownMs?: number } = {},
+): TokenVerifier {
   if (cfg.issuer === undefined) throw new GatewayError('CONFIG_INVALID', 'identity.issuer is required in oidc mode');
   const now = opts.now ?? Date.now;
   const cooldownMs = opts.jwksCooldownMs ?? 5_000;
@@ -133,7 +150,10 @@ export function createOidcVerifier(cfg: IdentityConfig, opts: VerifierOptions & 
         return uri;
       },
       (err: unknown) => {
-        const error = err instanceof GatewayError ? err : new GatewayError('AUTH_INVALID', `issuer discovery failed: ${String(err)}`, { cause: err });
+        const error =
+          err instanceof GatewayError
+            ? err
+            : new GatewayError('AUTH_INVALID', `issuer discovery failed: ${String(err)}`, { cause: err });
         failed = { until: now() + cooldownMs, error };
         discovering = undefined;
         throw error;
@@ -146,7 +166,11 @@ export function createOidcVerifier(cfg: IdentityConfig, opts: VerifierOptions & 
     async () => {
       if (jwks === undefined) {
         const uri = cfg.jwksUri !== undefined ? new URL(cfg.jwksUri) : await discover();
-        jwks ??= createRemoteJWKSet(uri, { cooldownDuration: cooldownMs, cacheMaxAge: 10 * 60_000, timeoutDuration: 5_000 });
+        jwks ??= createRemoteJWKSet(uri, {
+          cooldownDuration: cooldownMs,
+          cacheMaxAge: 10 * 60_000,
+          timeoutDuration: 5_000,
+        });
       }
       return jwks;
     },
@@ -154,7 +178,11 @@ export function createOidcVerifier(cfg: IdentityConfig, opts: VerifierOptions & 
   );
 }
 
-export function createLocalVerifier(cfg: IdentityConfig & { issuer: string }, jwks: JSONWebKeySet, opts: VerifierOptions = {}): TokenVerifier {
+export function createLocalVerifier(
+  cfg: IdentityConfig & { issuer: string },
+  jwks: JSONWebKeySet,
+  opts: VerifierOptions = {},
+): TokenVerifier {
   const getKey = createLocalJWKSet(jwks);
   return createVerifier(cfg, () => Promise.resolve(getKey), opts);
 }

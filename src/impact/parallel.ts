@@ -1,15 +1,20 @@
 import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { chains } from '../audit/verify.js';
 import { CHECKPOINT_STREAM } from '../audit/store.js';
+import { chains } from '../audit/verify.js';
 import { startWorker } from '../worker-thread.js';
-import { anchors, finish, mergeParts, type ImpactReport, type PartialReport } from './replay.js';
+import { anchors, finish, type ImpactReport, mergeParts, type PartialReport } from './replay.js';
 
 /**
  * Replay on every core: streams are split by size across worker threads, each
  * with its own WASM instances of both revisions; partial reports are merged.
  */
-export async function replayImpactParallel(auditRepo: string, base: Uint8Array, head: Uint8Array, opts: { since?: string; workers?: number } = {}): Promise<ImpactReport> {
+export async function replayImpactParallel(
+  auditRepo: string,
+  base: Uint8Array,
+  head: Uint8Array,
+  opts: { since?: string; workers?: number } = {},
+): Promise<ImpactReport> {
   const n = Math.max(1, opts.workers ?? availableParallelism());
   const sized = [...chains(auditRepo)]
     .filter(([s]) => s !== CHECKPOINT_STREAM)
@@ -28,7 +33,14 @@ export async function replayImpactParallel(auditRepo: string, base: Uint8Array, 
       .map(
         (s) =>
           new Promise<PartialReport>((resolve, reject) => {
-            const workerData = { auditRepo, base, head, anchors: anchored, streams: s.streams, ...(opts.since !== undefined ? { since: opts.since } : {}) };
+            const workerData = {
+              auditRepo,
+              base,
+              head,
+              anchors: anchored,
+              streams: s.streams,
+              ...(opts.since !== undefined ? { since: opts.since } : {}),
+            };
             const w = startWorker(import.meta.url, 'replay-worker', workerData);
             w.once('message', (m: PartialReport) => resolve(m));
             w.once('error', reject);

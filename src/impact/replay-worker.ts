@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { readBundle } from '../policy/bundle.js';
 import { instantiate } from '../policy/engine.js';
-import { replayPart, type Anchor } from './replay.js';
+import { type Anchor, replayPart } from './replay.js';
 
 interface Job {
   readonly auditRepo: string;
@@ -14,6 +14,12 @@ interface Job {
 
 /** One worker: its own WASM instances of both revisions, its share of the streams. */
 const job = workerData as Job;
-const [base, head] = await Promise.all([instantiate(await readBundle(job.base), { source: 'base' }), instantiate(await readBundle(job.head), { source: 'head' })]);
-const part = replayPart(job.auditRepo, base, head, new Map(job.anchors), { streams: job.streams, ...(job.since !== undefined ? { since: job.since } : {}) });
+const [base, head] = await Promise.all([
+  instantiate(await readBundle(job.base), { source: 'base' }),
+  instantiate(await readBundle(job.head), { source: 'head' }),
+]);
+const part = replayPart(job.auditRepo, base, head, new Map(job.anchors), {
+  streams: job.streams,
+  ...(job.since !== undefined ? { since: job.since } : {}),
+});
 parentPort!.postMessage(part);

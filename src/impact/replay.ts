@@ -1,8 +1,8 @@
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
-import { chains, loadKeys } from '../audit/verify.js';
-import { hashLine, parseLine, verifyParsed, type AuditRecord } from '../audit/record.js';
+import { type AuditRecord, hashLine, parseLine, verifyParsed } from '../audit/record.js';
 import { CHECKPOINT_STREAM } from '../audit/store.js';
+import { chains, loadKeys } from '../audit/verify.js';
 import type { Decision } from '../policy/decision.js';
 import type { PolicyInstance } from '../policy/engine.js';
 import type { PolicyInput } from '../policy/input.js';
@@ -125,7 +125,21 @@ export interface PartialReport {
 }
 
 export function mergeParts(parts: readonly PartialReport[]): PartialReport {
-  const out: PartialReport = { records: 0, decisions: 0, streams: 0, dates: [], replayed: 0, skipped: 0, skippedWhy: {}, transitions: {}, highRisk: {}, maskChanges: 0, credentialTtlChanges: 0, counters: {}, examples: [] };
+  const out: PartialReport = {
+    records: 0,
+    decisions: 0,
+    streams: 0,
+    dates: [],
+    replayed: 0,
+    skipped: 0,
+    skippedWhy: {},
+    transitions: {},
+    highRisk: {},
+    maskChanges: 0,
+    credentialTtlChanges: 0,
+    counters: {},
+    examples: [],
+  };
   const dates = new Set<string>();
   const add = (into: Record<string, number>, from: Record<string, number>) => {
     for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
@@ -152,7 +166,9 @@ export function mergeParts(parts: readonly PartialReport[]): PartialReport {
         into[k] = [...m];
       }
     }
-    for (const e of p.examples) if (out.examples.filter((x) => x.transition === e.transition).length < EXAMPLES_PER_TRANSITION) out.examples.push(e);
+    for (const e of p.examples)
+      if (out.examples.filter((x) => x.transition === e.transition).length < EXAMPLES_PER_TRANSITION)
+        out.examples.push(e);
   }
   out.dates = [...dates].sort();
   return out;
@@ -160,7 +176,13 @@ export function mergeParts(parts: readonly PartialReport[]): PartialReport {
 
 export function finish(p: PartialReport): ImpactReport {
   const top = Object.fromEntries(
-    Object.entries(p.counters).map(([t, c]) => [t, { callers: [...c.callers].sort((x, y) => y[1] - x[1]).slice(0, TOP), tools: [...c.tools].sort((x, y) => y[1] - x[1]).slice(0, TOP) }]),
+    Object.entries(p.counters).map(([t, c]) => [
+      t,
+      {
+        callers: [...c.callers].sort((x, y) => y[1] - x[1]).slice(0, TOP),
+        tools: [...c.tools].sort((x, y) => y[1] - x[1]).slice(0, TOP),
+      },
+    ]),
   );
   return {
     records: p.records,
@@ -170,7 +192,15 @@ export function finish(p: PartialReport): ImpactReport {
     ...(p.from !== undefined ? { from: p.from } : {}),
     ...(p.to !== undefined ? { to: p.to } : {}),
     replayed: p.replayed,
-    skipped: p.skipped, skippedWhy: p.skippedWhy, transitions: p.transitions, maskChanges: p.maskChanges, credentialTtlChanges: p.credentialTtlChanges, top, examples: p.examples, highRisk: p.highRisk };
+    skipped: p.skipped,
+    skippedWhy: p.skippedWhy,
+    transitions: p.transitions,
+    maskChanges: p.maskChanges,
+    credentialTtlChanges: p.credentialTtlChanges,
+    top,
+    examples: p.examples,
+    highRisk: p.highRisk,
+  };
 }
 
 /** Replay the given streams (default: all) against both revisions. */
@@ -241,7 +271,16 @@ export function replayPart(
     c.callers.set(caller, (c.callers.get(caller) ?? 0) + 1);
     c.tools.set(tool, (c.tools.get(tool) ?? 0) + 1);
     if (examples.filter((e) => e.transition === t).length < EXAMPLES_PER_TRANSITION) {
-      examples.push({ transition: t, ts: r.ts, caller, upstream: input.upstream.name, method: input.mcp.method, ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}), base: a.reasons, head: b.reasons });
+      examples.push({
+        transition: t,
+        ts: r.ts,
+        caller,
+        upstream: input.upstream.name,
+        method: input.mcp.method,
+        ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
+        base: a.reasons,
+        head: b.reasons,
+      });
     }
   };
 
@@ -282,7 +321,8 @@ export function replayPart(
         if (r !== undefined && r.type === 'decision' && !(opts.since !== undefined && r.ts < opts.since)) {
           decisions++;
           const input = (r.data as { input?: PolicyInput & { truncated?: boolean } } | undefined)?.input;
-          if (input === undefined || input.truncated === true || input.mcp === undefined) skip('no complete policy input recorded');
+          if (input === undefined || input.truncated === true || input.mcp === undefined)
+            skip('no complete policy input recorded');
           else if (covered) pending.push({ record: r, input, parsed: parsed! });
           else bySignature({ record: r, input, parsed: parsed! }); // past the last checkpoint, or after a break
         }
@@ -314,11 +354,12 @@ export function replayPart(
     highRisk,
     maskChanges,
     credentialTtlChanges,
-    counters: Object.fromEntries(Object.entries(counters).map(([t, c]) => [t, { callers: [...c.callers], tools: [...c.tools] }])),
+    counters: Object.fromEntries(
+      Object.entries(counters).map(([t, c]) => [t, { callers: [...c.callers], tools: [...c.tools] }]),
+    ),
     examples,
   };
 }
-
 
 const CHUNK = 1 << 20;
 

@@ -25,18 +25,28 @@ const guardText = (g: Guard) => `${g.transition}${g.highRiskOnly ? ':high' : ''}
 
 export function parseGuard(text: string): Guard {
   const m = /^(allow|deny|approval)->(allow|deny|approval)(:high)?$/.exec(text.trim());
-  if (!m) throw new Error(`invalid guard "${text}": use e.g. deny->allow or deny->allow:high (outcomes: allow, deny, approval), or none`);
+  if (!m)
+    throw new Error(
+      `invalid guard "${text}": use e.g. deny->allow or deny->allow:high (outcomes: allow, deny, approval), or none`,
+    );
   return { transition: `${m[1]}->${m[2]}`, highRiskOnly: m[3] !== undefined };
 }
 
 /** The guards a report hits, with how many decisions hit each. */
 export function guardHits(report: ImpactReport, guards: readonly Guard[]): { guard: Guard; count: number }[] {
   return guards
-    .map((guard) => ({ guard, count: (guard.highRiskOnly ? report.highRisk : report.transitions)[guard.transition] ?? 0 }))
+    .map((guard) => ({
+      guard,
+      count: (guard.highRiskOnly ? report.highRisk : report.transitions)[guard.transition] ?? 0,
+    }))
     .filter((h) => h.count > 0);
 }
 
-export function toJson(report: ImpactReport, guards: readonly Guard[] = [], hits: readonly { guard: Guard; count: number }[] = []): Record<string, unknown> {
+export function toJson(
+  report: ImpactReport,
+  guards: readonly Guard[] = [],
+  hits: readonly { guard: Guard; count: number }[] = [],
+): Record<string, unknown> {
   return {
     records: report.records,
     decisions: report.decisions,
@@ -60,13 +70,24 @@ export function toJson(report: ImpactReport, guards: readonly Guard[] = [], hits
 
 /** What the replay covered, in words: "42 record(s) in 3 stream(s) over 2 day(s) (2025-01-01 … 2025-01-02)". */
 export function coverageText(report: ImpactReport): string {
-  const span = report.from !== undefined && report.to !== undefined ? ` (${report.from.slice(0, 10)} … ${report.to.slice(0, 10)})` : '';
+  const span =
+    report.from !== undefined && report.to !== undefined
+      ? ` (${report.from.slice(0, 10)} … ${report.to.slice(0, 10)})`
+      : '';
   return `${report.records} audit record(s) read, ${report.decisions} decision(s) in the window, from ${report.streams} stream(s) over ${report.days} day(s)${span}`;
 }
 
 export function toMarkdown(
   report: ImpactReport,
-  ctx: { base: string; head: string; since?: string; guards?: readonly Guard[]; hits: { guard: Guard; count: number }[]; acknowledged: boolean; empty?: string },
+  ctx: {
+    base: string;
+    head: string;
+    since?: string;
+    guards?: readonly Guard[];
+    hits: { guard: Guard; count: number }[];
+    acknowledged: boolean;
+    empty?: string;
+  },
 ): string {
   const skipped = Object.entries(report.skippedWhy)
     .map(([why, n]) => `${n} ${why}`)
@@ -86,22 +107,37 @@ export function toMarkdown(
     lines.push('| transition | decisions | of them risk: high | top callers | top tools |', '|---|---|---|---|---|');
     for (const [t, n] of entries) {
       const top = report.top[t]!;
-      lines.push(`| ${t.replace('->', ' → ')} | ${n} | ${report.highRisk[t] ?? 0} | ${top.callers.map(([c, k]) => `${c} (${k})`).join(', ')} | ${top.tools.map(([c, k]) => `${c} (${k})`).join(', ')} |`);
+      lines.push(
+        `| ${t.replace('->', ' → ')} | ${n} | ${report.highRisk[t] ?? 0} | ${top.callers.map(([c, k]) => `${c} (${k})`).join(', ')} | ${top.tools.map(([c, k]) => `${c} (${k})`).join(', ')} |`,
+      );
     }
   }
-  lines.push('', `Mask rules change for ${report.maskChanges} decision(s); credential TTL changes for ${report.credentialTtlChanges}.`);
+  lines.push(
+    '',
+    `Mask rules change for ${report.maskChanges} decision(s); credential TTL changes for ${report.credentialTtlChanges}.`,
+  );
   if (report.examples.length > 0) {
     lines.push('', '<details><summary>Examples</summary>', '');
     for (const e of report.examples) {
-      lines.push(`- **${e.transition}** ${e.ts} \`${e.caller}\` → \`${e.upstream}\` ${e.method}${e.tool ? ` \`${e.tool}\`` : ''}`, `  - before: ${e.base.join('; ')}`, `  - after: ${e.head.join('; ')}`);
+      lines.push(
+        `- **${e.transition}** ${e.ts} \`${e.caller}\` → \`${e.upstream}\` ${e.method}${e.tool ? ` \`${e.tool}\`` : ''}`,
+        `  - before: ${e.base.join('; ')}`,
+        `  - after: ${e.head.join('; ')}`,
+      );
     }
     lines.push('', '</details>');
   }
-  if (ctx.guards !== undefined) lines.push('', `Guards: ${ctx.guards.length === 0 ? 'none' : ctx.guards.map((g) => `\`${guardText(g)}\``).join(', ')}.`);
+  if (ctx.guards !== undefined)
+    lines.push(
+      '',
+      `Guards: ${ctx.guards.length === 0 ? 'none' : ctx.guards.map((g) => `\`${guardText(g)}\``).join(', ')}.`,
+    );
   if (ctx.hits.length > 0) {
     lines.push('');
     for (const h of ctx.hits) {
-      lines.push(`${ctx.acknowledged ? '✅ acknowledged' : '❌ **guard hit**'}: ${h.count} decision(s) ${h.guard.transition}${h.guard.highRiskOnly ? ' on risk: high calls' : ''}.${ctx.acknowledged ? '' : ' Add the `policy-impact-ack` label to accept.'}`);
+      lines.push(
+        `${ctx.acknowledged ? '✅ acknowledged' : '❌ **guard hit**'}: ${h.count} decision(s) ${h.guard.transition}${h.guard.highRiskOnly ? ' on risk: high calls' : ''}.${ctx.acknowledged ? '' : ' Add the `policy-impact-ack` label to accept.'}`,
+      );
     }
   }
   return `${lines.join('\n')}\n`;

@@ -68,7 +68,17 @@ export function runOf(t: string, i: number, n: number, mask: number): boolean {
 export function isJsSpace(c: number): boolean {
   if (c <= 32) return c === 32 || (c >= 9 && c <= 13);
   if (c < 160) return false;
-  return c === 160 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
+  return (
+    c === 160 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000 ||
+    c === 0xfeff
+  );
 }
 
 /** The end of the run of `\s` characters starting at `i`. */
@@ -88,7 +98,13 @@ export function wordBoundary(t: string, i: number): boolean {
  * predecessor is not in `notAfter` (the patterns' leading lookbehind or \b), left
  * to right; a match (end, or -1) resumes the scan at its end, accepted or not.
  */
-export function scanStarts(t: string, first: number, notAfter: number, matchAt: (t: string, i: number) => number, accept?: (start: number, end: number) => boolean): { start: number; end: number }[] {
+export function scanStarts(
+  t: string,
+  first: number,
+  notAfter: number,
+  matchAt: (t: string, i: number) => number,
+  accept?: (start: number, end: number) => boolean,
+): { start: number; end: number }[] {
   const out: { start: number; end: number }[] = [];
   let prev = 0x10000;
   for (let i = 0; i < t.length; i++) {

@@ -4,7 +4,14 @@
  * look-alike numbers are left alone. Pure functions, no I/O.
  */
 import { cardSpans, emailSpans, ibanSpans, outside, phoneSpans, ssnSpans, urlSpans } from './scan-pii.js';
-import { awsAccessKeySpans, base64Runs40, bearerSpans, githubTokenSpans, jwtSpans, privateKeySpans } from './scan-secrets.js';
+import {
+  awsAccessKeySpans,
+  base64Runs40,
+  bearerSpans,
+  githubTokenSpans,
+  jwtSpans,
+  privateKeySpans,
+} from './scan-secrets.js';
 
 export interface Span {
   readonly start: number;
@@ -80,7 +87,10 @@ export function isDetector(name: string): boolean {
 }
 
 /** Replace every detected span with `[redacted:<detector>]`; returns the text and what was found. */
-export function redactText(text: string, detectors: readonly string[]): { text: string; found: Record<string, number> } {
+export function redactText(
+  text: string,
+  detectors: readonly string[],
+): { text: string; found: Record<string, number> } {
   const spans: (Span & { name: string })[] = [];
   for (const name of detectors) for (const s of DETECTORS[name]!(text)) spans.push({ ...s, name });
   if (spans.length === 0) return { text, found: {} };

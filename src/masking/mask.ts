@@ -1,5 +1,5 @@
 import { isDetector, redactText } from './detectors.js';
-import { compilePath, MaskPathError, select, type Segment } from './path.js';
+import { compilePath, MaskPathError, type Segment, select } from './path.js';
 
 export interface MaskRuleInput {
   readonly path: string;
@@ -26,7 +26,8 @@ export function compileMask(rules: readonly MaskRuleInput[]): readonly CompiledR
   return rules.map((r) => {
     const unknown = (r.detectors ?? []).filter((d) => !isDetector(d));
     if (unknown.length > 0) throw new MaskPathError(`unknown detector(s) ${unknown.join(', ')} in mask rule ${r.path}`);
-    if (r.redact !== true && (r.detectors ?? []).length === 0) throw new MaskPathError(`mask rule ${r.path} names no detector and does not redact`);
+    if (r.redact !== true && (r.detectors ?? []).length === 0)
+      throw new MaskPathError(`mask rule ${r.path} names no detector and does not redact`);
     return { path: r.path, segments: compilePath(r.path), detectors: r.detectors ?? [], redact: r.redact === true };
   });
 }
@@ -70,7 +71,8 @@ export function maskMessage(message: unknown, rules: readonly CompiledRule[]): M
         for (const [k, n] of Object.entries(r.found)) found[k] = (found[k] ?? 0) + n;
       }
     } else if (v !== null && typeof v === 'object') {
-      for (const k of Array.isArray(v) ? v.keys() : Object.keys(v)) scrub(v as Record<string | number, unknown>, k, detectors);
+      for (const k of Array.isArray(v) ? v.keys() : Object.keys(v))
+        scrub(v as Record<string | number, unknown>, k, detectors);
     }
   };
   for (const rule of rules) {

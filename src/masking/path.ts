@@ -67,16 +67,22 @@ const isContainer = (v: unknown): v is Container => v !== null && typeof v === '
 /** Every (parent, key) the path selects in `root`; the caller reads or replaces parent[key]. */
 export function select(root: unknown, segs: readonly Segment[]): { parent: Container; key: string | number }[] {
   let current: { parent: Container; key: string | number }[] = [{ parent: { $: root }, key: '$' }];
-  const valueOf = (r: { parent: Container; key: string | number }) => (r.parent as Record<string | number, unknown>)[r.key];
+  const valueOf = (r: { parent: Container; key: string | number }) =>
+    (r.parent as Record<string | number, unknown>)[r.key];
   const children = (v: unknown): { parent: Container; key: string | number }[] =>
-    Array.isArray(v) ? v.map((_, k) => ({ parent: v, key: k })) : isContainer(v) ? Object.keys(v).map((k) => ({ parent: v, key: k })) : [];
+    Array.isArray(v)
+      ? v.map((_, k) => ({ parent: v, key: k }))
+      : isContainer(v)
+        ? Object.keys(v).map((k) => ({ parent: v, key: k }))
+        : [];
   for (const seg of segs) {
     const next: { parent: Container; key: string | number }[] = [];
     for (const r of current) {
       const v = valueOf(r);
       switch (seg.kind) {
         case 'member':
-          if (isContainer(v) && !Array.isArray(v) && Object.hasOwn(v, seg.name)) next.push({ parent: v, key: seg.name });
+          if (isContainer(v) && !Array.isArray(v) && Object.hasOwn(v, seg.name))
+            next.push({ parent: v, key: seg.name });
           break;
         case 'index':
           if (Array.isArray(v) && seg.index < v.length) next.push({ parent: v, key: seg.index });

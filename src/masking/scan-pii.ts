@@ -6,7 +6,28 @@
  * constant number of times (test/unit/detector-scanners.test.ts compares them
  * with those expressions on random text).
  */
-import { ALNUM, at, DASH, DIGIT, DOT, is, isJsSpace, LETTER, OPEN_PAREN, PERCENT, PLUS, runEnd, runOf, scanStarts, SPACE, UNDERSCORE, UPPER, URL_QUOTE, WORD, wordBoundary } from './chars.js';
+import {
+  ALNUM,
+  at,
+  DASH,
+  DIGIT,
+  DOT,
+  is,
+  isJsSpace,
+  LETTER,
+  OPEN_PAREN,
+  PERCENT,
+  PLUS,
+  runEnd,
+  runOf,
+  SPACE,
+  scanStarts,
+  UNDERSCORE,
+  UPPER,
+  URL_QUOTE,
+  WORD,
+  wordBoundary,
+} from './chars.js';
 import type { Span } from './detectors.js';
 
 const LOCAL = ALNUM | DOT | UNDERSCORE | PERCENT | PLUS | DASH;
@@ -103,7 +124,8 @@ function phoneRest(t: string, j: number): number {
     if (!runOf(t, j, 3, DIGIT)) return -1;
     k = j + 3;
   }
-  if (!at(t, k, PHONE_SEP) || !runOf(t, k + 1, 3, DIGIT) || !at(t, k + 4, PHONE_SEP) || !runOf(t, k + 5, 4, DIGIT)) return -1;
+  if (!at(t, k, PHONE_SEP) || !runOf(t, k + 1, 3, DIGIT) || !at(t, k + 4, PHONE_SEP) || !runOf(t, k + 5, 4, DIGIT))
+    return -1;
   const end = k + 9;
   return at(t, end, WORD | DASH) ? -1 : end;
 }
@@ -155,7 +177,8 @@ function cardAt(t: string, i: number): number {
   return -1;
 }
 
-export const cardSpans = (t: string, accept: (start: number, end: number) => boolean): Span[] => scanStarts(t, DIGIT, DIGIT | DASH, cardAt, accept);
+export const cardSpans = (t: string, accept: (start: number, end: number) => boolean): Span[] =>
+  scanStarts(t, DIGIT, DIGIT | DASH, cardAt, accept);
 
 /** `\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b` */
 function ibanAt(t: string, i: number): number {
@@ -181,15 +204,30 @@ function ibanAt(t: string, i: number): number {
   return -1;
 }
 
-export const ibanSpans = (t: string, accept: (start: number, end: number) => boolean): Span[] => scanStarts(t, UPPER, WORD, ibanAt, accept);
+export const ibanSpans = (t: string, accept: (start: number, end: number) => boolean): Span[] =>
+  scanStarts(t, UPPER, WORD, ibanAt, accept);
 
 const digits3 = (t: string, i: number) => t.slice(i, i + 3);
 
 /** `(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])` */
 function ssnAt(t: string, i: number): number {
-  if (!runOf(t, i, 3, DIGIT) || t.charCodeAt(i + 3) !== 45 || !runOf(t, i + 4, 2, DIGIT) || t.charCodeAt(i + 6) !== 45 || !runOf(t, i + 7, 4, DIGIT)) return -1;
+  if (
+    !runOf(t, i, 3, DIGIT) ||
+    t.charCodeAt(i + 3) !== 45 ||
+    !runOf(t, i + 4, 2, DIGIT) ||
+    t.charCodeAt(i + 6) !== 45 ||
+    !runOf(t, i + 7, 4, DIGIT)
+  )
+    return -1;
   const area = digits3(t, i);
-  if (area === '000' || area === '666' || area.startsWith('9') || t.slice(i + 4, i + 6) === '00' || t.slice(i + 7, i + 11) === '0000') return -1;
+  if (
+    area === '000' ||
+    area === '666' ||
+    area.startsWith('9') ||
+    t.slice(i + 4, i + 6) === '00' ||
+    t.slice(i + 7, i + 11) === '0000'
+  )
+    return -1;
   return at(t, i + 11, DIGIT | DASH) ? -1 : i + 11;
 }
 

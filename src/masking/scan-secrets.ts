@@ -3,9 +3,24 @@
  * private keys). Like scan-pii.ts: each finds exactly what the regular
  * expression in its comment finds with `matchAll`, in time linear in the text.
  */
-import { ALNUM, DASH, DIGIT, DOT, is, PLUS, runEnd, runOf, SLASH, spaceEnd, TILDE, UNDERSCORE, UPPER, WORD, wordBoundary } from './chars.js';
+import {
+  ALNUM,
+  DASH,
+  DIGIT,
+  DOT,
+  is,
+  PLUS,
+  runEnd,
+  runOf,
+  SLASH,
+  spaceEnd,
+  TILDE,
+  UNDERSCORE,
+  UPPER,
+  WORD,
+  wordBoundary,
+} from './chars.js';
 import type { Span } from './detectors.js';
-
 
 const AWS_PREFIXES = new Set(['AKIA', 'ASIA', 'ABIA', 'ACCA']);
 
@@ -13,7 +28,13 @@ const AWS_PREFIXES = new Set(['AKIA', 'ASIA', 'ABIA', 'ACCA']);
 export function awsAccessKeySpans(t: string): Span[] {
   const out: Span[] = [];
   for (let i = t.indexOf('A'); i >= 0; i = t.indexOf('A', i + 1)) {
-    if (!wordBoundary(t, i) || !AWS_PREFIXES.has(t.slice(i, i + 4)) || !runOf(t, i + 4, 16, UPPER | DIGIT) || !wordBoundary(t, i + 20)) continue;
+    if (
+      !wordBoundary(t, i) ||
+      !AWS_PREFIXES.has(t.slice(i, i + 4)) ||
+      !runOf(t, i + 4, 16, UPPER | DIGIT) ||
+      !wordBoundary(t, i + 20)
+    )
+      continue;
     out.push({ start: i, end: i + 20 });
     i += 19;
   }
@@ -150,5 +171,3 @@ export function privateKeySpans(t: string): Span[] {
   }
   return out;
 }
-
-

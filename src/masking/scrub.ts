@@ -97,7 +97,10 @@ export class SentSecrets {
  * The upstream's static secret (header value as sent, or the env var's value), the
  * password in its URL (sent as HTTP Basic), plus the given credentials.
  */
-export function sentSecrets(upstream: { readonly secret?: StaticSecret; readonly url?: string }, ...auths: (UpstreamAuth | undefined)[]): SentSecrets {
+export function sentSecrets(
+  upstream: { readonly secret?: StaticSecret; readonly url?: string },
+  ...auths: (UpstreamAuth | undefined)[]
+): SentSecrets {
   const s = new SentSecrets();
   if (upstream.url !== undefined) {
     const u = URL.canParse(upstream.url) ? new URL(upstream.url) : undefined;
@@ -165,14 +168,30 @@ export function scrubMessage(message: unknown, secrets: SentSecrets): number {
 /** JSON string escapes (`\u0041`, `\"`, `\n`, …) decoded, so a secret written escaped is found (one linear pass). */
 export function unescapeJsonText(text: string): string {
   if (!text.includes('\\')) return text;
-  const simple: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
+  const simple: Record<string, string> = {
+    '"': '"',
+    '\\': '\\',
+    '/': '/',
+    b: '\b',
+    f: '\f',
+    n: '\n',
+    r: '\r',
+    t: '\t',
+  };
   return text.replace(/\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))/g, (_m, hex: string | undefined, c: string | undefined) =>
     hex !== undefined ? String.fromCharCode(parseInt(hex, 16)) : simple[c!]!,
   );
 }
 
 /** Detectors that find credentials of any origin: what stderr and error texts are always scrubbed with. */
-export const CREDENTIAL_DETECTORS = ['jwt', 'bearer_token', 'private_key', 'aws_access_key', 'aws_secret_key', 'github_token'] as const;
+export const CREDENTIAL_DETECTORS = [
+  'jwt',
+  'bearer_token',
+  'private_key',
+  'aws_access_key',
+  'aws_secret_key',
+  'github_token',
+] as const;
 
 /**
  * Upstream bytes about to become part of an error message (an HTTP error body, a
@@ -180,7 +199,12 @@ export const CREDENTIAL_DETECTORS = ['jwt', 'bearer_token', 'private_key', 'aws_
  * then the caller's extra masking, then cut to `max` characters (after
  * scrubbing, so no secret survives half-cut).
  */
-export function upstreamDetail(text: string, secrets: SentSecrets, max: number, mask?: (text: string) => string): string {
+export function upstreamDetail(
+  text: string,
+  secrets: SentSecrets,
+  max: number,
+  mask?: (text: string) => string,
+): string {
   let out = secrets.text(unescapeJsonText(text));
   out = redactText(out, CREDENTIAL_DETECTORS).text;
   if (mask !== undefined) out = mask(out);

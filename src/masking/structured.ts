@@ -1,6 +1,6 @@
 import { Ajv, type ValidateFunction } from 'ajv';
-import type { RegExpEngine } from 'ajv/dist/types/index.js';
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import type { RegExpEngine } from 'ajv/dist/types/index.js';
 import addFormatsImport from 'ajv-formats';
 import { RE2JS } from 're2js';
 
@@ -106,7 +106,8 @@ export function placeholderFor(schema: unknown): unknown {
   const s = schema as Record<string, unknown>;
   if ('const' in s) return s.const;
   if (Array.isArray(s.enum) && s.enum.length > 0) return s.enum[0];
-  for (const k of ['anyOf', 'oneOf'] as const) if (Array.isArray(s[k]) && s[k].length > 0) return placeholderFor(s[k][0]);
+  for (const k of ['anyOf', 'oneOf'] as const)
+    if (Array.isArray(s[k]) && s[k].length > 0) return placeholderFor(s[k][0]);
   const type = Array.isArray(s.type) ? s.type[0] : s.type;
   switch (type) {
     case 'object': {
@@ -124,7 +125,11 @@ export function placeholderFor(schema: unknown): unknown {
     }
     case 'integer':
     case 'number':
-      return typeof s.minimum === 'number' ? s.minimum : typeof s.exclusiveMinimum === 'number' ? s.exclusiveMinimum + 1 : 0;
+      return typeof s.minimum === 'number'
+        ? s.minimum
+        : typeof s.exclusiveMinimum === 'number'
+          ? s.exclusiveMinimum + 1
+          : 0;
     case 'boolean':
       return false;
     case 'null':

@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { isRequest, type JsonRpcRequest } from './jsonrpc.js';
-import { header, type Headers } from './protocol.js';
+import { type Headers, header } from './protocol.js';
 import type { IncomingMessage } from './read-message.js';
 import type { GatewaySession, SessionStore } from './sessions.js';
 import type { Upstream } from './upstreams.js';
@@ -13,7 +13,13 @@ export type Route =
   | { readonly kind: 'stateless'; readonly protocolVersion: string };
 
 /** Step: bind the message to the caller's session (legacy) or to the stateless path (2026-07-28). */
-export function bindSession(sessions: SessionStore, upstream: Upstream, identity: Identity, headers: Headers, incoming: IncomingMessage): Route {
+export function bindSession(
+  sessions: SessionStore,
+  upstream: Upstream,
+  identity: Identity,
+  headers: Headers,
+  incoming: IncomingMessage,
+): Route {
   const { message, protocol } = incoming;
   if (protocol.era === 'modern') return { kind: 'stateless', protocolVersion: protocol.version! };
   if (isRequest(message) && message.method === 'initialize') {
@@ -21,20 +27,37 @@ export function bindSession(sessions: SessionStore, upstream: Upstream, identity
     return { kind: 'initialize', protocolVersion: typeof v === 'string' ? v : 'unknown' };
   }
   const id = header(headers, 'mcp-session-id');
-  if (id === undefined) throw new GatewayError('SESSION_REQUIRED', 'Bad Request: Mcp-Session-Id header is required (send initialize first)');
+  if (id === undefined)
+    throw new GatewayError(
+      'SESSION_REQUIRED',
+      'Bad Request: Mcp-Session-Id header is required (send initialize first)',
+    );
   const session = sessions.get(id, upstream.config.name, identity.sub);
   if (protocol.version !== undefined && protocol.version !== session.protocolVersion) {
-    throw new GatewayError('UNSUPPORTED_PROTOCOL_VERSION', `MCP-Protocol-Version ${protocol.version} does not match the version negotiated for this session (${session.protocolVersion})`);
+    throw new GatewayError(
+      'UNSUPPORTED_PROTOCOL_VERSION',
+      `MCP-Protocol-Version ${protocol.version} does not match the version negotiated for this session (${session.protocolVersion})`,
+    );
   }
   return { kind: 'session', session, protocolVersion: session.protocolVersion };
 }
 
 /** Methods that change the one upstream session all stateless callers share: no caller may send them there. */
-const SHARED_STATE_METHODS = new Set(['initialize', 'logging/setLevel', 'resources/subscribe', 'resources/unsubscribe', 'ping']);
+const SHARED_STATE_METHODS = new Set([
+  'initialize',
+  'logging/setLevel',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'ping',
+]);
 
 /** Step: at 2026-07-28 these methods do not exist, and sent into the shared upstream session they would change every caller's state. */
 export function refuseSharedState(route: Route, msg: JsonRpcRequest): void {
   if (route.kind === 'stateless' && SHARED_STATE_METHODS.has(msg.method)) {
-    throw new GatewayError('METHOD_NOT_FOUND', `Method not found: ${msg.method} does not exist at protocol 2026-07-28`, { data: { id: msg.id } });
+    throw new GatewayError(
+      'METHOD_NOT_FOUND',
+      `Method not found: ${msg.method} does not exist at protocol 2026-07-28`,
+      { data: { id: msg.id } },
+    );
   }
 }

@@ -84,7 +84,10 @@ export class Channel<T> implements AsyncIterable<T> {
       this.#drained();
       return Promise.resolve({ value, done: false });
     }
-    if (this.#done) return this.#error !== undefined ? Promise.reject(this.#error) : Promise.resolve({ value: undefined, done: true });
+    if (this.#done)
+      return this.#error !== undefined
+        ? Promise.reject(this.#error)
+        : Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve, reject) => {
       this.#waiter = { resolve, reject };
     });

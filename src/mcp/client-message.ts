@@ -9,15 +9,21 @@ export interface ClientMessage {
   readonly method: string;
 }
 
-type Check = (params: Record<string, unknown> | undefined, route: Extract<Route, { kind: 'session' }>) => string | undefined;
+type Check = (
+  params: Record<string, unknown> | undefined,
+  route: Extract<Route, { kind: 'session' }>,
+) => string | undefined;
 
 /** The protocol's client notifications on a session, each with when it makes sense. */
 const SESSION_NOTIFICATIONS: Readonly<Record<string, Check>> = {
   'notifications/initialized': () => undefined,
   'notifications/roots/list_changed': () => undefined,
-  'notifications/cancelled': (p, r) => (r.session.inFlight.hasRequest(p?.requestId) ? undefined : 'names no request of yours in flight on this session'),
+  'notifications/cancelled': (p, r) =>
+    r.session.inFlight.hasRequest(p?.requestId) ? undefined : 'names no request of yours in flight on this session',
   'notifications/progress': (p, r) =>
-    r.session.inFlight.hasProgressToken(p?.progressToken) ? undefined : 'carries the progress token of no upstream request waiting for your answer',
+    r.session.inFlight.hasProgressToken(p?.progressToken)
+      ? undefined
+      : 'carries the progress token of no upstream request waiting for your answer',
 };
 
 /**
@@ -37,17 +43,23 @@ export function admitClientMessage(
 ): ClientMessage {
   if (isResponse(msg)) {
     const refuse = (why: string) => new GatewayError('INVALID_REQUEST', `Invalid Request: this response ${why}`);
-    if (route.kind !== 'session') throw refuse('answers nothing: no upstream request waits for a stateless client’s answer');
+    if (route.kind !== 'session')
+      throw refuse('answers nothing: no upstream request waits for a stateless client’s answer');
     const pending = route.session.inFlight.serverRequest(msg.id);
-    if (pending === undefined || msg.id === null) throw refuse(`(id ${JSON.stringify(msg.id)}) answers no request the upstream sent on this session`);
+    if (pending === undefined || msg.id === null)
+      throw refuse(`(id ${JSON.stringify(msg.id)}) answers no request the upstream sent on this session`);
     // Claimed now, before anything awaits: of two answers racing for one request, only the first goes on
     // (and if the policy refuses it, the request stays unanswered rather than answerable again).
     route.session.inFlight.answered(msg.id);
     return { kind: 'response', method: pending.method };
   }
-  const refuse = (why: string) => new GatewayError('INVALID_REQUEST', `Invalid Request: notification ${msg.method} ${why}`);
+  const refuse = (why: string) =>
+    new GatewayError('INVALID_REQUEST', `Invalid Request: notification ${msg.method} ${why}`);
   if (!msg.method.startsWith('notifications/')) {
-    throw new GatewayError('INVALID_REQUEST', `Invalid Request: ${msg.method} is a request and needs an id; gitgate forwards no request as a notification`);
+    throw new GatewayError(
+      'INVALID_REQUEST',
+      `Invalid Request: ${msg.method} is a request and needs an id; gitgate forwards no request as a notification`,
+    );
   }
   if (route.kind === 'stateless') {
     if (msg.method !== 'notifications/cancelled') throw refuse('has no meaning for a stateless (2026-07-28) client');

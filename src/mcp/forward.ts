@@ -1,12 +1,18 @@
 import { GatewayError } from '../errors.js';
-import { sentSecrets, upstreamDetail } from '../masking/scrub.js';
 import type { Identity } from '../identity/identity.js';
-import { isResponse, type JsonRpcMessage, type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse } from './jsonrpc.js';
-import { LEGACY_VERSIONS, MODERN_VERSION, toModernResult } from './protocol.js';
+import { sentSecrets, upstreamDetail } from '../masking/scrub.js';
 import type { Route } from './bind-session.js';
+import {
+  isResponse,
+  type JsonRpcMessage,
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+} from './jsonrpc.js';
+import { LEGACY_VERSIONS, MODERN_VERSION, toModernResult } from './protocol.js';
 import type { GatewaySession, SessionStore } from './sessions.js';
-import type { Upstream } from './upstreams.js';
 import type { UpstreamAuth } from './upstream/types.js';
+import type { Upstream } from './upstreams.js';
 
 export interface Forwarded {
   /** Server messages for this request, ending with its response. */
@@ -74,7 +80,10 @@ async function initialize(
       await upstreamSession.close(opts.sessionAuth('session/close'));
       // The version is upstream bytes: scrubbed and cut before it names the refusal.
       const said = upstreamDetail(version, sentSecrets(upstream.config, opts.auth), 40, opts.maskText);
-      throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${upstream.config.name} negotiated protocol ${said}, which gitgate does not relay`);
+      throw new GatewayError(
+        'UPSTREAM_PROTOCOL',
+        `upstream ${upstream.config.name} negotiated protocol ${said}, which gitgate does not relay`,
+      );
     }
     const session = sessions.create(upstream.config.name, identity.sub, version, upstreamSession, opts.sessionAuth);
     return { messages: toAsync(messages), session };
@@ -105,8 +114,15 @@ async function* toAsync<T>(items: readonly T[]): AsyncGenerator<T> {
 }
 
 /** Relay a client notification or response (e.g. a sampling result) to the upstream. */
-export async function relayToUpstream(upstream: Upstream, identity: Identity, route: Route, msg: JsonRpcNotification | JsonRpcResponse, auth: UpstreamAuth): Promise<void> {
+export async function relayToUpstream(
+  upstream: Upstream,
+  identity: Identity,
+  route: Route,
+  msg: JsonRpcNotification | JsonRpcResponse,
+  auth: UpstreamAuth,
+): Promise<void> {
   if (route.kind === 'session') return route.session.upstreamSession.send(msg, auth);
-  if (route.kind === 'stateless' && 'method' in msg) return upstream.shared.notify(identity.sub, msg.method, msg.params);
+  if (route.kind === 'stateless' && 'method' in msg)
+    return upstream.shared.notify(identity.sub, msg.method, msg.params);
   // Responses have no stateless destination, and nothing precedes initialize.
 }

@@ -42,7 +42,10 @@ export class InFlight {
   shown(m: JsonRpcRequest): void {
     const token = (m.params?._meta as { progressToken?: unknown } | undefined)?.progressToken;
     this.#server.delete(m.id);
-    this.#server.set(m.id, { method: m.method, ...(typeof token === 'string' || typeof token === 'number' ? { progressToken: token } : {}) });
+    this.#server.set(m.id, {
+      method: m.method,
+      ...(typeof token === 'string' || typeof token === 'number' ? { progressToken: token } : {}),
+    });
     if (this.#server.size > MAX_PENDING_SERVER_REQUESTS) this.#server.delete(this.#server.keys().next().value!);
   }
 

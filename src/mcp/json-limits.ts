@@ -77,16 +77,33 @@ export function checkJsonText(text: string, limits: JsonLimits): JsonLimitProble
             return undefined; // malformed: JSON.parse reports it
           }
         }
-        if (forbidden.has(key)) return { kind: 'forbidden-key', key, offset: start, message: `key ${shown(key)} is not accepted (at offset ${start})` };
+        if (forbidden.has(key))
+          return {
+            kind: 'forbidden-key',
+            key,
+            offset: start,
+            message: `key ${shown(key)} is not accepted (at offset ${start})`,
+          };
         const keys = seen[seen.length - 1];
         if (keys !== undefined) {
-          if (keys.has(key)) return { kind: 'duplicate-key', key, offset: start, message: `duplicate key ${shown(key)} in one object (at offset ${start})` };
+          if (keys.has(key))
+            return {
+              kind: 'duplicate-key',
+              key,
+              offset: start,
+              message: `duplicate key ${shown(key)} in one object (at offset ${start})`,
+            };
           keys.add(key);
         }
       }
       expectKey = false;
     } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
-      if (isObject.length >= limits.maxDepth) return { kind: 'depth', offset: i, message: `JSON nested deeper than ${limits.maxDepth} levels (at offset ${i})` };
+      if (isObject.length >= limits.maxDepth)
+        return {
+          kind: 'depth',
+          offset: i,
+          message: `JSON nested deeper than ${limits.maxDepth} levels (at offset ${i})`,
+        };
       const obj = c === OPEN_OBJECT;
       isObject.push(obj);
       seen.push(obj && dedupe ? new Set<string>() : undefined);

@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors.js';
-import { JsonLimitError, MAX_JSON_DEPTH, parseJsonWithin, type JsonLimits } from './json-limits.js';
+import { JsonLimitError, type JsonLimits, MAX_JSON_DEPTH, parseJsonWithin } from './json-limits.js';
 
 export type JsonRpcId = string | number;
 
@@ -59,14 +59,16 @@ const RESPONSE_MEMBERS = new Set(['jsonrpc', 'id', 'result', 'error']);
  * integers, params are objects, no batches). Returns a reason when invalid.
  */
 export function checkMessage(v: unknown): string | undefined {
-  if (Array.isArray(v)) return 'JSON-RPC batches are not supported (removed in MCP 2025-06-18): send one message per POST';
+  if (Array.isArray(v))
+    return 'JSON-RPC batches are not supported (removed in MCP 2025-06-18): send one message per POST';
   if (!isObject(v)) return 'a JSON-RPC message must be a JSON object';
   if (v.jsonrpc !== '2.0') return 'jsonrpc must be "2.0"';
   // Only JSON-RPC's own members: a request that also carries `result` could be read as a response by
   // the other side, and a member no one expects is one no mask rule or policy looks at.
   const allowed = 'method' in v ? REQUEST_MEMBERS : RESPONSE_MEMBERS;
   const extra = Object.keys(v).find((k) => !allowed.has(k));
-  if (extra !== undefined) return `${'method' in v ? 'a request or notification' : 'a response'} may not carry "${extra.slice(0, 64)}"`;
+  if (extra !== undefined)
+    return `${'method' in v ? 'a request or notification' : 'a response'} may not carry "${extra.slice(0, 64)}"`;
   if ('method' in v) {
     if (typeof v.method !== 'string' || v.method === '') return 'method must be a non-empty string';
     if ('params' in v && !isObject(v.params)) return 'params must be an object';
@@ -79,7 +81,8 @@ export function checkMessage(v: unknown): string | undefined {
   if (hasResult === hasError) return 'a response must carry exactly one of result and error';
   if (hasError) {
     const e = v.error;
-    if (!isObject(e) || !Number.isInteger(e.code) || typeof e.message !== 'string') return 'error must be {code: integer, message: string}';
+    if (!isObject(e) || !Number.isInteger(e.code) || typeof e.message !== 'string')
+      return 'error must be {code: integer, message: string}';
   }
   return undefined;
 }
@@ -89,7 +92,11 @@ export function checkMessage(v: unknown): string | undefined {
  * UTF-8, no key twice in one object and no `__proto__` key (the policy and an
  * upstream must never read different values out of the same bytes).
  */
-export const CLIENT_JSON_LIMITS: JsonLimits = Object.freeze({ maxDepth: MAX_JSON_DEPTH, rejectDuplicateKeys: true, forbiddenKeys: Object.freeze(['__proto__']) });
+export const CLIENT_JSON_LIMITS: JsonLimits = Object.freeze({
+  maxDepth: MAX_JSON_DEPTH,
+  rejectDuplicateKeys: true,
+  forbiddenKeys: Object.freeze(['__proto__']),
+});
 
 /** Parse an HTTP body into one JSON-RPC message: PARSE_ERROR or INVALID_REQUEST otherwise. */
 export function parseMessage(body: Buffer | string, limits: JsonLimits = CLIENT_JSON_LIMITS): JsonRpcMessage {

@@ -29,13 +29,17 @@ export function checkParams(msg: JsonRpcRequest): void {
   if (msg.method === 'completion/complete') return checkCompletionRef(msg);
   if (!Object.hasOwn(SHAPES, msg.method)) return;
   const shape = SHAPES[msg.method]!;
-  const invalid = (why: string) => new GatewayError('INVALID_PARAMS', `Invalid params: ${msg.method} ${why}`, { data: { id: msg.id } });
+  const invalid = (why: string) =>
+    new GatewayError('INVALID_PARAMS', `Invalid params: ${msg.method} ${why}`, { data: { id: msg.id } });
   const params = msg.params;
   if (params === undefined) throw invalid(`needs params with ${shape.target}`);
   const target = params[shape.target];
   if (typeof target !== 'string' || target === '') throw invalid(`needs params.${shape.target} as a non-empty string`);
   for (const key of shape.objects) {
-    if (key in params && !isObject(params[key])) throw invalid(`params.${key} must be an object, got ${Array.isArray(params[key]) ? 'an array' : params[key] === null ? 'null' : typeof params[key]}`);
+    if (key in params && !isObject(params[key]))
+      throw invalid(
+        `params.${key} must be an object, got ${Array.isArray(params[key]) ? 'an array' : params[key] === null ? 'null' : typeof params[key]}`,
+      );
   }
   // What the upstream receives is what the policy reads: a member it does not know would reach the upstream undecided.
   const unknown = Object.keys(params).find((k) => k !== shape.target && !shape.objects.includes(k));
@@ -45,12 +49,14 @@ export function checkParams(msg: JsonRpcRequest): void {
 /** completion/complete names what it completes in `ref`: a prompt (`ref/prompt`, name) or a resource template (`ref/resource`, uri). */
 function checkCompletionRef(msg: JsonRpcRequest): void {
   const ref = msg.params?.ref;
-  const invalid = (why: string) => new GatewayError('INVALID_PARAMS', `Invalid params: completion/complete ${why}`, { data: { id: msg.id } });
+  const invalid = (why: string) =>
+    new GatewayError('INVALID_PARAMS', `Invalid params: completion/complete ${why}`, { data: { id: msg.id } });
   const unknown = Object.keys(msg.params ?? {}).find((k) => !COMPLETION_MEMBERS.includes(k));
   if (unknown !== undefined) throw invalid(`does not take params.${unknown.slice(0, 64)}`);
   if (!isObject(ref)) throw invalid('needs params.ref as an object');
   if (ref.type === 'ref/prompt') {
-    if (typeof ref.name !== 'string' || ref.name === '') throw invalid('needs params.ref.name (a prompt) as a non-empty string');
+    if (typeof ref.name !== 'string' || ref.name === '')
+      throw invalid('needs params.ref.name (a prompt) as a non-empty string');
   } else if (ref.type === 'ref/resource') {
     if (typeof ref.uri !== 'string' || ref.uri === '') throw invalid('needs params.ref.uri as a non-empty string');
   } else throw invalid('params.ref.type must be ref/prompt or ref/resource');

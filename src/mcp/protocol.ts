@@ -61,10 +61,16 @@ export function classifyProtocol(headers: Headers, msg: JsonRpcMessage): Protoco
   const modern = bodyVersion === MODERN_VERSION || headerVersion === MODERN_VERSION;
   if (!modern) {
     if (bodyVersion !== undefined) {
-      throw new GatewayError('UNSUPPORTED_PROTOCOL_VERSION', `Unsupported protocol version ${bodyVersion} in _meta; supported: ${[MODERN_VERSION, ...LEGACY_VERSIONS].join(', ')}`);
+      throw new GatewayError(
+        'UNSUPPORTED_PROTOCOL_VERSION',
+        `Unsupported protocol version ${bodyVersion} in _meta; supported: ${[MODERN_VERSION, ...LEGACY_VERSIONS].join(', ')}`,
+      );
     }
     if (headerVersion !== undefined && !LEGACY_VERSIONS.includes(headerVersion)) {
-      throw new GatewayError('UNSUPPORTED_PROTOCOL_VERSION', `Unsupported MCP-Protocol-Version ${headerVersion}; supported: ${[MODERN_VERSION, ...LEGACY_VERSIONS].join(', ')}`);
+      throw new GatewayError(
+        'UNSUPPORTED_PROTOCOL_VERSION',
+        `Unsupported MCP-Protocol-Version ${headerVersion}; supported: ${[MODERN_VERSION, ...LEGACY_VERSIONS].join(', ')}`,
+      );
     }
     return { era: 'legacy', version: headerVersion };
   }
@@ -78,7 +84,8 @@ export function classifyProtocol(headers: Headers, msg: JsonRpcMessage): Protoco
     if (headerVersion === undefined) throw mismatch('MCP-Protocol-Version header is required');
     const method = header(headers, 'mcp-method');
     if (method === undefined) throw mismatch('Mcp-Method header is required');
-    if (decodeHeaderValue(method) !== msg.method) throw mismatch(`Mcp-Method header "${method}" does not match body method "${msg.method}"`);
+    if (decodeHeaderValue(method) !== msg.method)
+      throw mismatch(`Mcp-Method header "${method}" does not match body method "${msg.method}"`);
     const field = Object.hasOwn(MCP_NAME_SOURCE, msg.method) ? MCP_NAME_SOURCE[msg.method] : undefined;
     const nameHeader = header(headers, 'mcp-name');
     if (field !== undefined) {
@@ -123,7 +130,14 @@ export function stripEnvelope(params: Record<string, unknown> | undefined): Reco
 }
 
 /** Methods whose 2026-07-28 results carry cache hints (`ttlMs`, `cacheScope`). */
-const CACHEABLE_METHODS = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list', 'resources/read', 'server/discover']);
+const CACHEABLE_METHODS = new Set([
+  'tools/list',
+  'prompts/list',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'server/discover',
+]);
 
 /**
  * A session-based upstream's result, re-shaped for a 2026-07-28 client:
@@ -141,7 +155,8 @@ export function toModernResult(method: string, result: unknown, serverInfo?: unk
   if (serverInfo !== undefined) {
     const meta = out._meta;
     if (meta === undefined) out._meta = { [META_SERVER_INFO]: serverInfo };
-    else if (meta !== null && typeof meta === 'object' && !Array.isArray(meta) && !(META_SERVER_INFO in meta)) out._meta = { ...meta, [META_SERVER_INFO]: serverInfo };
+    else if (meta !== null && typeof meta === 'object' && !Array.isArray(meta) && !(META_SERVER_INFO in meta))
+      out._meta = { ...meta, [META_SERVER_INFO]: serverInfo };
   }
   return out;
 }

@@ -1,6 +1,6 @@
 import { GatewayError } from '../errors.js';
-import { parseMessage, type JsonRpcMessage } from './jsonrpc.js';
-import { classifyProtocol, header, type Headers, type ProtocolContext } from './protocol.js';
+import { type JsonRpcMessage, parseMessage } from './jsonrpc.js';
+import { classifyProtocol, type Headers, header, type ProtocolContext } from './protocol.js';
 
 export interface IncomingMessage {
   readonly message: JsonRpcMessage;
@@ -23,7 +23,10 @@ export function requireAccept(headers: Headers, ...types: string[]): void {
 export function readMessage(headers: Headers, body: Buffer | undefined): IncomingMessage {
   const ct = (header(headers, 'content-type') ?? '').split(';')[0]!.trim().toLowerCase();
   if (ct !== 'application/json') {
-    throw new GatewayError('UNSUPPORTED_MEDIA_TYPE', `Unsupported Media Type: Content-Type must be application/json${ct ? `, got ${ct}` : ''}`);
+    throw new GatewayError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `Unsupported Media Type: Content-Type must be application/json${ct ? `, got ${ct}` : ''}`,
+    );
   }
   requireAccept(headers, 'application/json', 'text/event-stream');
   if (body === undefined || body.length === 0) throw new GatewayError('PARSE_ERROR', 'Parse error: empty body');

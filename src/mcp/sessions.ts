@@ -57,7 +57,8 @@ export class SessionStore {
 
   countFor(upstream: string, owner?: string): number {
     let n = 0;
-    for (const s of this.#sessions.values()) if (s.upstream === upstream && (owner === undefined || s.owner === owner)) n++;
+    for (const s of this.#sessions.values())
+      if (s.upstream === upstream && (owner === undefined || s.owner === owner)) n++;
     return n;
   }
 
@@ -76,7 +77,11 @@ export class SessionStore {
    */
   assertCapacity(upstream: string, owner?: string): void {
     const { maxSessions, maxSessionsPerCaller } = this.limits(upstream);
-    if (owner !== undefined && maxSessionsPerCaller !== undefined && this.#inUse(upstream, owner) >= maxSessionsPerCaller) {
+    if (
+      owner !== undefined &&
+      maxSessionsPerCaller !== undefined &&
+      this.#inUse(upstream, owner) >= maxSessionsPerCaller
+    ) {
       throw new GatewayError(
         'SESSION_QUOTA',
         `caller ${owner} already holds ${maxSessionsPerCaller} sessions on upstream ${upstream} (upstreams.${upstream}.maxSessionsPerCaller); end one with DELETE or wait until one idles out`,
@@ -84,9 +89,13 @@ export class SessionStore {
       );
     }
     if (this.#inUse(upstream) >= maxSessions) {
-      throw new GatewayError('SESSION_LIMIT', `upstream ${upstream} already has ${maxSessions} sessions; close one or retry later`, {
-        headers: { 'retry-after': '5' },
-      });
+      throw new GatewayError(
+        'SESSION_LIMIT',
+        `upstream ${upstream} already has ${maxSessions} sessions; close one or retry later`,
+        {
+          headers: { 'retry-after': '5' },
+        },
+      );
     }
   }
 
@@ -113,9 +122,25 @@ export class SessionStore {
     };
   }
 
-  create(upstream: string, owner: string, protocolVersion: string, upstreamSession: UpstreamSession, auth: (purpose: string) => UpstreamAuth): GatewaySession {
+  create(
+    upstream: string,
+    owner: string,
+    protocolVersion: string,
+    upstreamSession: UpstreamSession,
+    auth: (purpose: string) => UpstreamAuth,
+  ): GatewaySession {
     const now = Date.now();
-    const s: GatewaySession = { id: randomUUID(), upstream, owner, protocolVersion, upstreamSession, auth, createdAt: now, lastSeen: now, inFlight: new InFlight() };
+    const s: GatewaySession = {
+      id: randomUUID(),
+      upstream,
+      owner,
+      protocolVersion,
+      upstreamSession,
+      auth,
+      createdAt: now,
+      lastSeen: now,
+      inFlight: new InFlight(),
+    };
     this.#sessions.set(s.id, s);
     return s;
   }
@@ -125,7 +150,10 @@ export class SessionStore {
     const s = this.#sessions.get(id);
     if (s === undefined || s.upstream !== upstream || s.owner !== owner || s.upstreamSession.closed) {
       if (s !== undefined && s.upstreamSession.closed) this.#sessions.delete(id);
-      throw new GatewayError('SESSION_UNKNOWN', `Unknown session ${id}: it expired, was closed, or belongs to someone else; send initialize to start a new one`);
+      throw new GatewayError(
+        'SESSION_UNKNOWN',
+        `Unknown session ${id}: it expired, was closed, or belongs to someone else; send initialize to start a new one`,
+      );
     }
     s.lastSeen = Date.now();
     return s;
@@ -142,14 +170,22 @@ export class SessionStore {
   }
 
   async sweep(now = Date.now()): Promise<number> {
-    const stale = [...this.#sessions.values()].filter((s) => s.upstreamSession.closed || now - s.lastSeen > this.limits(s.upstream).idleTimeoutMs);
+    const stale = [...this.#sessions.values()].filter(
+      (s) => s.upstreamSession.closed || now - s.lastSeen > this.limits(s.upstream).idleTimeoutMs,
+    );
     // A record that cannot be written is the audit log's to report (it turns unhealthy); the session ends regardless.
-    await Promise.all(stale.map((s) => this.delete(s.id, s.upstreamSession.closed ? 'the upstream ended it' : 'idle').catch(() => undefined)));
+    await Promise.all(
+      stale.map((s) =>
+        this.delete(s.id, s.upstreamSession.closed ? 'the upstream ended it' : 'idle').catch(() => undefined),
+      ),
+    );
     return stale.length;
   }
 
   async closeAll(): Promise<void> {
     clearInterval(this.#sweeper);
-    await Promise.all([...this.#sessions.keys()].map((id) => this.delete(id, 'gateway shutdown').catch(() => undefined)));
+    await Promise.all(
+      [...this.#sessions.keys()].map((id) => this.delete(id, 'gateway shutdown').catch(() => undefined)),
+    );
   }
 }

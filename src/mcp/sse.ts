@@ -43,7 +43,11 @@ export class SseParser {
     this.#parser = createParser({
       onEvent: (ev) => {
         if (ev.id !== undefined) this.#lastId = ev.id;
-        this.#out.push({ event: ev.event ?? 'message', data: ev.data, ...(this.#lastId !== undefined ? { id: this.#lastId } : {}) });
+        this.#out.push({
+          event: ev.event ?? 'message',
+          data: ev.data,
+          ...(this.#lastId !== undefined ? { id: this.#lastId } : {}),
+        });
       },
     });
   }
@@ -98,8 +102,10 @@ export class SseParser {
 
   #check(line: number, event: number): void {
     const { maxLineBytes, maxEventBytes, source } = this.#limits;
-    if (line > maxLineBytes) throw new GatewayError('UPSTREAM_TOO_LARGE', `${source} sent an event-stream line over ${maxLineBytes} bytes`);
-    if (event > maxEventBytes) throw new GatewayError('UPSTREAM_TOO_LARGE', `${source} sent an event over ${maxEventBytes} bytes`);
+    if (line > maxLineBytes)
+      throw new GatewayError('UPSTREAM_TOO_LARGE', `${source} sent an event-stream line over ${maxLineBytes} bytes`);
+    if (event > maxEventBytes)
+      throw new GatewayError('UPSTREAM_TOO_LARGE', `${source} sent an event over ${maxEventBytes} bytes`);
   }
 }
 

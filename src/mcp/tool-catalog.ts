@@ -18,9 +18,24 @@ export class ToolCatalog {
     assertListPage('tools/list', tools);
     for (const t of tools) {
       if (t === null || typeof t !== 'object' || typeof (t as { name?: unknown }).name !== 'string') continue;
-      const tool = t as { name: string; description?: unknown; inputSchema?: unknown; outputSchema?: unknown; annotations?: unknown; title?: unknown };
+      const tool = t as {
+        name: string;
+        description?: unknown;
+        inputSchema?: unknown;
+        outputSchema?: unknown;
+        annotations?: unknown;
+        title?: unknown;
+      };
       const fp = createHash('sha256')
-        .update(canonicalJson({ d: tool.description ?? null, i: tool.inputSchema ?? null, o: tool.outputSchema ?? null, a: tool.annotations ?? null, t: tool.title ?? null }))
+        .update(
+          canonicalJson({
+            d: tool.description ?? null,
+            i: tool.inputSchema ?? null,
+            o: tool.outputSchema ?? null,
+            a: tool.annotations ?? null,
+            t: tool.title ?? null,
+          }),
+        )
         .digest('base64url');
       const e = this.#tools.get(tool.name);
       if (e === undefined) this.#tools.set(tool.name, { first: fp, latest: fp, outputSchema: tool.outputSchema });

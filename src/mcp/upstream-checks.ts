@@ -1,8 +1,8 @@
 import type { UpstreamConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
+import { sentSecrets, upstreamDetail } from '../masking/scrub.js';
 import type { PolicyInstance } from '../policy/engine.js';
 import type { PolicyInput } from '../policy/input.js';
-import { sentSecrets, upstreamDetail } from '../masking/scrub.js';
 import { isResponse, type JsonRpcRequest } from './jsonrpc.js';
 import { UPSTREAM_PROTOCOL_VERSION } from './protocol.js';
 import { STARTUP_ALLOWANCE_MS } from './upstream/stdio.js';
@@ -80,7 +80,17 @@ export class UpstreamChecks {
     const policy = this.deps.policy();
     const all = this.deps.upstreams.names().map((n) => this.deps.upstreams.get(n)!);
     const next = new Map<string, UpstreamStatus>();
-    for (const u of all) next.set(u.config.name, this.#status.get(u.config.name) ?? { transport: u.connector.transport, reachable: null, governed: null, problems: [], checked_at: null });
+    for (const u of all)
+      next.set(
+        u.config.name,
+        this.#status.get(u.config.name) ?? {
+          transport: u.connector.transport,
+          reachable: null,
+          governed: null,
+          problems: [],
+          checked_at: null,
+        },
+      );
     this.#status = next;
     const done = Promise.all(
       all.map(async (u) => {
@@ -91,7 +101,13 @@ export class UpstreamChecks {
         );
         if (gen !== this.#generation) return;
         const problems = [...(governed === undefined ? [] : [governed]), ...(reached === undefined ? [] : [reached])];
-        this.#status.set(u.config.name, { transport: u.connector.transport, reachable: reached === undefined, governed: governed === undefined, problems, checked_at: this.#now().toISOString() });
+        this.#status.set(u.config.name, {
+          transport: u.connector.transport,
+          reachable: reached === undefined,
+          governed: governed === undefined,
+          problems,
+          checked_at: this.#now().toISOString(),
+        });
         this.#report(u.config.name, problems);
       }),
     ).then(() => undefined);
@@ -165,7 +181,11 @@ export class UpstreamChecks {
           const auth = this.deps.auth(cfg, 'initialize');
           for await (const m of s.request(init, { auth, signal: abort.signal })) {
             if (!isResponse(m) || m.id !== init.id) continue;
-            if (m.error !== undefined) throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${cfg.name} refused initialize: ${upstreamDetail(m.error.message, sentSecrets(cfg, auth), 200)}`);
+            if (m.error !== undefined)
+              throw new GatewayError(
+                'UPSTREAM_PROTOCOL',
+                `upstream ${cfg.name} refused initialize: ${upstreamDetail(m.error.message, sentSecrets(cfg, auth), 200)}`,
+              );
             answered = true;
           }
           if (!answered) throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${cfg.name} did not answer initialize`);
@@ -183,7 +203,9 @@ export class UpstreamChecks {
     if (key === before) return;
     this.#logged.set(name, key);
     const old = new Set(before === '' ? [] : before.split('\n'));
-    for (const p of problems) if (!old.has(p)) this.deps.log.error({ upstream: name, problem: p }, 'upstream check failed; calls to it will fail');
+    for (const p of problems)
+      if (!old.has(p))
+        this.deps.log.error({ upstream: name, problem: p }, 'upstream check failed; calls to it will fail');
     if (problems.length === 0) this.deps.log.info({ upstream: name }, 'upstream check passed');
   }
 }

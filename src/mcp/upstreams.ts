@@ -2,7 +2,7 @@ import type { GatewayConfig, UpstreamConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import { httpConnector } from './upstream/http.js';
 import { SharedUpstreamSession } from './upstream/shared-session.js';
-import { stdioConnector, type StdioLogger } from './upstream/stdio.js';
+import { type StdioLogger, stdioConnector } from './upstream/stdio.js';
 import type { UpstreamAuth, UpstreamConnector } from './upstream/types.js';
 
 export interface Upstream {
@@ -34,7 +34,11 @@ export function createUpstreamRegistry(
   const make = connect ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, log));
   const build = (cfg: UpstreamConfig): Upstream => {
     const connector = make(cfg);
-    return { config: cfg, connector, shared: new SharedUpstreamSession(connector, clientInfo, (method) => ownAuth(cfg, method), cfg) };
+    return {
+      config: cfg,
+      connector,
+      shared: new SharedUpstreamSession(connector, clientInfo, (method) => ownAuth(cfg, method), cfg),
+    };
   };
   let map = new Map<string, Upstream>(Object.values(config.upstreams).map((cfg) => [cfg.name, build(cfg)]));
   const retired = new Set<Upstream>();
@@ -70,6 +74,10 @@ function defaultConnector(cfg: UpstreamConfig, log: StdioLogger): UpstreamConnec
 /** Step: the upstream named in the path, or 404. */
 export function resolveUpstream(registry: UpstreamRegistry, name: string): Upstream {
   const u = registry.get(name);
-  if (u === undefined) throw new GatewayError('UPSTREAM_UNKNOWN', `Unknown upstream "${name}"; configured: ${registry.names().join(', ')}`);
+  if (u === undefined)
+    throw new GatewayError(
+      'UPSTREAM_UNKNOWN',
+      `Unknown upstream "${name}"; configured: ${registry.names().join(', ')}`,
+    );
   return u;
 }

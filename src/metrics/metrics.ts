@@ -94,9 +94,18 @@ export class GatewayMetrics {
   }
 
   /** Audit metrics, read at scrape time. */
-  watchAudit(read: () => { healthy: boolean; uncommitted: number; appended: number; commits: number; lastLagMs?: number }): void {
+  watchAudit(
+    read: () => { healthy: boolean; uncommitted: number; appended: number; commits: number; lastLagMs?: number },
+  ): void {
     const gauge = (name: string, help: string, value: () => number) =>
-      new Gauge({ name, help, registers: [this.registry], collect: function (this: Gauge) { this.set(value()); } });
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect: function (this: Gauge) {
+          this.set(value());
+        },
+      });
     // Counts since start, exposed as counters: the source keeps the total, the scrape copies it.
     const counter = (name: string, help: string, value: () => number) =>
       new Counter({
@@ -108,11 +117,23 @@ export class GatewayMetrics {
           this.inc(value());
         },
       });
-    gauge('gitgate_audit_healthy', '1 while the audit write-ahead log can be written (0 = gitgate forwards nothing)', () => (read().healthy ? 1 : 0));
-    gauge('gitgate_audit_uncommitted_records', 'Durable audit records not yet committed to the audit repo', () => read().uncommitted);
+    gauge(
+      'gitgate_audit_healthy',
+      '1 while the audit write-ahead log can be written (0 = gitgate forwards nothing)',
+      () => (read().healthy ? 1 : 0),
+    );
+    gauge(
+      'gitgate_audit_uncommitted_records',
+      'Durable audit records not yet committed to the audit repo',
+      () => read().uncommitted,
+    );
     counter('gitgate_audit_records_appended_total', 'Audit records made durable since start', () => read().appended);
     counter('gitgate_audit_commits_total', 'Commits to the audit repo since start', () => read().commits);
-    gauge('gitgate_audit_commit_lag_seconds', 'Time from the oldest record of the last commit becoming durable to its commit', () => (read().lastLagMs ?? 0) / 1000);
+    gauge(
+      'gitgate_audit_commit_lag_seconds',
+      'Time from the oldest record of the last commit becoming durable to its commit',
+      () => (read().lastLagMs ?? 0) / 1000,
+    );
   }
 
   /** Parked calls waiting for approval, by upstream, read at scrape time. */

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -23,13 +23,17 @@ interface Capabilities {
  */
 export async function gitgateCapabilities(opa: string): Promise<Capabilities> {
   // The SDK ships capabilities.json beside its package.json but does not export it.
-  const sdkRoot = path.resolve(path.dirname(createRequire(import.meta.url).resolve('@open-policy-agent/opa-wasm')), '..');
+  const sdkRoot = path.resolve(
+    path.dirname(createRequire(import.meta.url).resolve('@open-policy-agent/opa-wasm')),
+    '..',
+  );
   const sdk = JSON.parse(await readFile(path.join(sdkRoot, 'capabilities.json'), 'utf8')) as Capabilities;
   const { stdout } = await run(opa, ['capabilities', '--current'], { maxBuffer: 32 * 1024 * 1024 });
   const current = JSON.parse(stdout) as Capabilities;
   const builtins = [...sdk.builtins];
   for (const [name, b] of Object.entries(hostBuiltins)) {
-    if (!builtins.some((x) => x.name === name)) builtins.push({ name, decl: b.decl, ...(b.nondeterministic ? { nondeterministic: true } : {}) });
+    if (!builtins.some((x) => x.name === name))
+      builtins.push({ name, decl: b.decl, ...(b.nondeterministic ? { nondeterministic: true } : {}) });
   }
   const { builtins: _ignored, ...rest } = current;
   return { ...rest, ...sdk, builtins };
@@ -61,9 +65,25 @@ export async function buildPolicyBundle(opts: {
   await writeFile(capsPath, JSON.stringify(await gitgateCapabilities(opts.opa)));
   const out = path.join(opts.outDir, 'bundle.tar.gz');
   // Bundle mode (-b): the folder is the bundle (data.json files by path), and it can be signed.
-  const args = ['build', '-b', '-t', 'wasm', '-e', ENTRYPOINT, '--capabilities', capsPath, '--ignore', '*_test.rego', '--ignore', 'bundle.tar.gz', '-o', out];
+  const args = [
+    'build',
+    '-b',
+    '-t',
+    'wasm',
+    '-e',
+    ENTRYPOINT,
+    '--capabilities',
+    capsPath,
+    '--ignore',
+    '*_test.rego',
+    '--ignore',
+    'bundle.tar.gz',
+    '-o',
+    out,
+  ];
   if (opts.revision !== undefined) args.push('--revision', opts.revision);
-  if (opts.signingKey !== undefined) args.push('--signing-key', opts.signingKey, '--signing-alg', opts.signingAlg ?? 'RS256');
+  if (opts.signingKey !== undefined)
+    args.push('--signing-key', opts.signingKey, '--signing-alg', opts.signingAlg ?? 'RS256');
   args.push(opts.srcDir);
   try {
     await run(opts.opa, args, { timeout: 120_000, maxBuffer: 32 * 1024 * 1024 });

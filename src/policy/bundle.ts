@@ -44,7 +44,8 @@ export async function readBundle(bytes: Uint8Array): Promise<PolicyBundle> {
     throw new GatewayError('POLICY_BUILD_FAILED', 'bundle is not a valid tar archive', { cause: err });
   });
   const wasm = [...files.entries()].filter(([name]) => name === 'policy.wasm' || name.endsWith('/policy.wasm'));
-  if (wasm.length !== 1) throw new GatewayError('POLICY_BUILD_FAILED', `bundle must hold exactly one policy.wasm, found ${wasm.length}`);
+  if (wasm.length !== 1)
+    throw new GatewayError('POLICY_BUILD_FAILED', `bundle must hold exactly one policy.wasm, found ${wasm.length}`);
   const parseJson = (name: string): Record<string, unknown> => {
     const raw = files.get(name);
     if (raw === undefined) return {};

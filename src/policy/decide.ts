@@ -19,17 +19,33 @@ const encoder = new TextEncoder();
  * is capped to it (gitgate_credential_ttl_capped_total; the gateway logs it once per
  * policy revision and TTL).
  */
-export function decide(engine: DecisionEngine, input: PolicyInput, metrics: GatewayMetrics, maxCredentialTtl: number): DecisionOutcome {
+export function decide(
+  engine: DecisionEngine,
+  input: PolicyInput,
+  metrics: GatewayMetrics,
+  maxCredentialTtl: number,
+): DecisionOutcome {
   const instance = engine.current();
-  if (instance === undefined) throw new GatewayError('POLICY_UNAVAILABLE', 'No policy is loaded yet; the gateway refuses all requests until one is');
+  if (instance === undefined)
+    throw new GatewayError(
+      'POLICY_UNAVAILABLE',
+      'No policy is loaded yet; the gateway refuses all requests until one is',
+    );
   const start = process.hrtime.bigint();
   // Serialized once: the policy evaluates these bytes and the audit trail hashes them.
   const inputJson = JSON.stringify(input);
   let decision = instance.evaluateJson(encoder.encode(inputJson).buffer as ArrayBuffer);
   if (decision.valid && decision.credential.ttl_seconds > maxCredentialTtl) {
     // The operator's ceiling wins: the credential lives credentials.maxTtlSeconds, no longer (counted, logged once).
-    metrics.ttlCapped(decision.credential.ttl_seconds, maxCredentialTtl, instance.revision.commit ?? instance.revision.bundleDigest);
-    decision = Object.freeze({ ...decision, credential: Object.freeze({ ...decision.credential, ttl_seconds: maxCredentialTtl }) });
+    metrics.ttlCapped(
+      decision.credential.ttl_seconds,
+      maxCredentialTtl,
+      instance.revision.commit ?? instance.revision.bundleDigest,
+    );
+    decision = Object.freeze({
+      ...decision,
+      credential: Object.freeze({ ...decision.credential, ttl_seconds: maxCredentialTtl }),
+    });
   }
   metrics.decisionSeconds.observe(Number(process.hrtime.bigint() - start) / 1e9);
   if (!decision.valid) metrics.invalidDecisions.inc();

@@ -1,5 +1,5 @@
 import { compileSchema, formatSchemaErrors } from '../config/schema.js';
-import { compileMask, type CompiledRule, type MaskRuleInput } from '../masking/mask.js';
+import { type CompiledRule, compileMask, type MaskRuleInput } from '../masking/mask.js';
 
 /** A mask rule as the policy states it (compiled by masking/mask.ts). */
 export type MaskRule = MaskRuleInput;

@@ -1,8 +1,8 @@
-import { loadPolicy, type LoadedPolicy } from '@open-policy-agent/opa-wasm';
+import { type LoadedPolicy, loadPolicy } from '@open-policy-agent/opa-wasm';
 import { GatewayError } from '../errors.js';
-import type { PolicyBundle } from './bundle.js';
 import { ENTRYPOINT } from './build.js';
-import { denyDecision, normalizeDecision, type Decision } from './decision.js';
+import type { PolicyBundle } from './bundle.js';
+import { type Decision, denyDecision, normalizeDecision } from './decision.js';
 import { hostBuiltinImpls } from './host-builtins.js';
 import type { PolicyInput } from './input.js';
 
@@ -37,7 +37,10 @@ export const SMOKE_INPUT: PolicyInput = Object.freeze({
   request: { id: 'smoke', time_ns: 0 },
 }) as PolicyInput;
 
-export async function instantiate(bundle: PolicyBundle, revision: Omit<PolicyRevision, 'bundleDigest' | 'loadedAt'>): Promise<PolicyInstance> {
+export async function instantiate(
+  bundle: PolicyBundle,
+  revision: Omit<PolicyRevision, 'bundleDigest' | 'loadedAt'>,
+): Promise<PolicyInstance> {
   let policy: LoadedPolicy;
   try {
     policy = await loadPolicy(bundle.wasm, undefined, hostBuiltinImpls());
@@ -45,7 +48,7 @@ export async function instantiate(bundle: PolicyBundle, revision: Omit<PolicyRev
   } catch (err) {
     throw new GatewayError('POLICY_BUILD_FAILED', `cannot load policy.wasm: ${String(err)}`, { cause: err });
   }
-  if (!Object.prototype.hasOwnProperty.call(policy.entrypoints, ENTRYPOINT)) {
+  if (!Object.hasOwn(policy.entrypoints, ENTRYPOINT)) {
     throw new GatewayError('POLICY_BUILD_FAILED', `policy.wasm has no entrypoint ${ENTRYPOINT}`);
   }
   const full: PolicyRevision = { ...revision, bundleDigest: bundle.digest, loadedAt: new Date().toISOString() };

@@ -1,12 +1,18 @@
 import { GatewayError } from '../errors.js';
 
 /** Which list results gitgate filters, and how each item maps to the request it stands for. */
-const LISTS: Readonly<Record<string, { field: string; method: string; key: 'tool' | 'uri' | 'prompt'; from: string }>> = {
-  'tools/list': { field: 'tools', method: 'tools/call', key: 'tool', from: 'name' },
-  'resources/list': { field: 'resources', method: 'resources/read', key: 'uri', from: 'uri' },
-  'resources/templates/list': { field: 'resourceTemplates', method: 'resources/read', key: 'uri', from: 'uriTemplate' },
-  'prompts/list': { field: 'prompts', method: 'prompts/get', key: 'prompt', from: 'name' },
-};
+const LISTS: Readonly<Record<string, { field: string; method: string; key: 'tool' | 'uri' | 'prompt'; from: string }>> =
+  {
+    'tools/list': { field: 'tools', method: 'tools/call', key: 'tool', from: 'name' },
+    'resources/list': { field: 'resources', method: 'resources/read', key: 'uri', from: 'uri' },
+    'resources/templates/list': {
+      field: 'resourceTemplates',
+      method: 'resources/read',
+      key: 'uri',
+      from: 'uriTemplate',
+    },
+    'prompts/list': { field: 'prompts', method: 'prompts/get', key: 'prompt', from: 'name' },
+  };
 
 export interface ListItemQuestion {
   /** The request the item stands for: tools/call, resources/read or prompts/get. */
@@ -26,7 +32,10 @@ export const MAX_LIST_ITEMS = 10_000;
 /** UPSTREAM_TOO_LARGE for a page of a list result longer than MAX_LIST_ITEMS. */
 export function assertListPage(method: string, items: readonly unknown[]): void {
   if (items.length > MAX_LIST_ITEMS) {
-    throw new GatewayError('UPSTREAM_TOO_LARGE', `the upstream's ${method} result lists ${items.length} items in one page; gitgate takes at most ${MAX_LIST_ITEMS} (it should paginate)`);
+    throw new GatewayError(
+      'UPSTREAM_TOO_LARGE',
+      `the upstream's ${method} result lists ${items.length} items in one page; gitgate takes at most ${MAX_LIST_ITEMS} (it should paginate)`,
+    );
   }
 }
 

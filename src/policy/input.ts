@@ -60,7 +60,12 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
  */
 export function buildPolicyInput(identity: Identity, msg: JsonRpcRequest, ctx: InputContext): PolicyInput {
   const params = msg.params ?? {};
-  const mcp: Mutable<PolicyInput['mcp']> = { kind: 'request', method: msg.method, protocol_version: ctx.protocolVersion, era: ctx.era };
+  const mcp: Mutable<PolicyInput['mcp']> = {
+    kind: 'request',
+    method: msg.method,
+    protocol_version: ctx.protocolVersion,
+    era: ctx.era,
+  };
   switch (msg.method) {
     case 'tools/call': {
       const name = str(params.name);
@@ -105,11 +110,25 @@ export function buildPolicyInput(identity: Identity, msg: JsonRpcRequest, ctx: I
  * notification, a client response to an upstream request (its method is the
  * request's), or a legacy GET stream (decided as `subscriptions/listen`).
  */
-export function buildMessageInput(identity: Identity, message: { kind: PolicyInput['mcp']['kind']; method: string }, ctx: InputContext): PolicyInput {
-  return assemble(identity, { kind: message.kind, method: message.method, protocol_version: ctx.protocolVersion, era: ctx.era }, ctx, undefined);
+export function buildMessageInput(
+  identity: Identity,
+  message: { kind: PolicyInput['mcp']['kind']; method: string },
+  ctx: InputContext,
+): PolicyInput {
+  return assemble(
+    identity,
+    { kind: message.kind, method: message.method, protocol_version: ctx.protocolVersion, era: ctx.era },
+    ctx,
+    undefined,
+  );
 }
 
-function assemble(identity: Identity, mcp: PolicyInput['mcp'], ctx: InputContext, jsonrpcId: string | number | undefined): PolicyInput {
+function assemble(
+  identity: Identity,
+  mcp: PolicyInput['mcp'],
+  ctx: InputContext,
+  jsonrpcId: string | number | undefined,
+): PolicyInput {
   return {
     identity: {
       sub: identity.sub,

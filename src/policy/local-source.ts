@@ -6,7 +6,11 @@ import { instantiate, type PolicyInstance } from './engine.js';
 
 /** Build a policy folder with the pinned opa and load it into a fresh WASM instance (smoke-tested). */
 export async function loadPolicyFromDir(opts: { opa: string; dir: string; workDir: string }): Promise<PolicyInstance> {
-  const built = await buildPolicyBundle({ opa: opts.opa, srcDir: opts.dir, outDir: path.join(opts.workDir, 'policy-build') });
+  const built = await buildPolicyBundle({
+    opa: opts.opa,
+    srcDir: opts.dir,
+    outDir: path.join(opts.workDir, 'policy-build'),
+  });
   const bundle = await readBundle(await readFile(built.path));
   return instantiate(bundle, { source: opts.dir });
 }

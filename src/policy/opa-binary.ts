@@ -59,9 +59,13 @@ export async function ensureOpa(log: (line: string) => void = () => {}, envPath?
       maxBuffer: 64 * 1024 * 1024,
     });
   } catch (err) {
-    throw new GatewayError('POLICY_BUILD_FAILED', `go install of opa v${OPA_VERSION} failed: ${(err as { stderr?: string }).stderr ?? String(err)}`, {
-      cause: err,
-    });
+    throw new GatewayError(
+      'POLICY_BUILD_FAILED',
+      `go install of opa v${OPA_VERSION} failed: ${(err as { stderr?: string }).stderr ?? String(err)}`,
+      {
+        cause: err,
+      },
+    );
   }
   if ((await versionOf(toolBinary)) !== OPA_VERSION) {
     throw new GatewayError('POLICY_BUILD_FAILED', `built ${toolBinary} but it does not report version ${OPA_VERSION}`);

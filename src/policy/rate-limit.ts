@@ -33,10 +33,14 @@ export class RateLimiter {
     }
     if (b.tokens < 1) {
       const retry = Math.max(1, Math.ceil((1 - b.tokens) / perMs / 1000));
-      throw new GatewayError('RATE_LIMITED', `Rate limited: at most ${rate.calls} call(s) per ${rate.window_seconds} s; retry in ${retry} s`, {
-        headers: { 'retry-after': String(retry) },
-        data: { retry_after_seconds: retry, limit: rate.calls, window_seconds: rate.window_seconds },
-      });
+      throw new GatewayError(
+        'RATE_LIMITED',
+        `Rate limited: at most ${rate.calls} call(s) per ${rate.window_seconds} s; retry in ${retry} s`,
+        {
+          headers: { 'retry-after': String(retry) },
+          data: { retry_after_seconds: retry, limit: rate.calls, window_seconds: rate.window_seconds },
+        },
+      );
     }
     b.tokens -= 1;
   }

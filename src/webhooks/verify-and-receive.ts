@@ -28,10 +28,14 @@ export class DeliveryLog {
   readonly #seen = new Set<string>();
   readonly #file: string;
 
-  constructor(dir: string, private readonly max = 50_000) {
+  constructor(
+    dir: string,
+    private readonly max = 50_000,
+  ) {
     mkdirSync(dir, { recursive: true });
     this.#file = path.join(dir, 'github-deliveries.log');
-    if (existsSync(this.#file)) for (const id of readFileSync(this.#file, 'utf8').split('\n')) if (id) this.#seen.add(id);
+    if (existsSync(this.#file))
+      for (const id of readFileSync(this.#file, 'utf8').split('\n')) if (id) this.#seen.add(id);
   }
 
   has(id: string): boolean {
@@ -75,17 +79,24 @@ export class GitHubWebhooks {
     (this.#handlers.get(event) ?? this.#handlers.set(event, []).get(event)!).push(handler);
   }
 
-  async receive(headers: Record<string, string | string[] | undefined>, body: Buffer | undefined): Promise<WebhookOutcome> {
+  async receive(
+    headers: Record<string, string | string[] | undefined>,
+    body: Buffer | undefined,
+  ): Promise<WebhookOutcome> {
     const h = (n: string) => {
       const v = headers[n];
       return Array.isArray(v) ? v[0] : v;
     };
-    if (this.secret === undefined || this.secret === '') return { status: 404, body: { error: 'webhooks are not configured (no webhook secret)' } };
-    if (body === undefined || !verifySignature(this.secret, body, h('x-hub-signature-256'))) return { status: 401, body: { error: 'bad or missing X-Hub-Signature-256' } };
+    if (this.secret === undefined || this.secret === '')
+      return { status: 404, body: { error: 'webhooks are not configured (no webhook secret)' } };
+    if (body === undefined || !verifySignature(this.secret, body, h('x-hub-signature-256')))
+      return { status: 401, body: { error: 'bad or missing X-Hub-Signature-256' } };
     const delivery = h('x-github-delivery');
     const event = h('x-github-event');
-    if (delivery === undefined || event === undefined) return { status: 400, body: { error: 'X-GitHub-Delivery and X-GitHub-Event are required' } };
-    if (this.deliveries.has(delivery) || this.#inflight.has(delivery)) return { status: 200, body: { duplicate: true, delivery } };
+    if (delivery === undefined || event === undefined)
+      return { status: 400, body: { error: 'X-GitHub-Delivery and X-GitHub-Event are required' } };
+    if (this.deliveries.has(delivery) || this.#inflight.has(delivery))
+      return { status: 200, body: { duplicate: true, delivery } };
     let payload: Record<string, unknown>;
     try {
       payload = parseJsonWithin(body, { maxDepth: MAX_JSON_DEPTH }) as Record<string, unknown>;

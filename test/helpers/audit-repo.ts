@@ -1,11 +1,11 @@
+import type { KeyObject } from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { KeyObject } from 'node:crypto';
-import { auditSigner, type AuditEvent, type AuditSigner } from '../../src/audit/record.js';
+import { type AuditEvent, type AuditSigner, auditSigner } from '../../src/audit/record.js';
 import { GitAuditStore } from '../../src/audit/store.js';
-import { openAuditTrail, type AuditTrail } from '../../src/audit/trail.js';
+import { type AuditTrail, openAuditTrail } from '../../src/audit/trail.js';
 import { generateSigningKey, type SigningAlg } from '../../src/credentials/algorithms.js';
 
 export function newSigner(kid: string, alg: SigningAlg = 'ES256'): AuditSigner {
@@ -24,9 +24,20 @@ export function newAuditKey(kid: string, alg: SigningAlg = 'ES256'): AuditKey {
 }
 
 /** The real log (sealing on its worker thread), WAL, store and committer over `root`, as a gateway start builds them. */
-export async function openTrail(root: string, k: AuditKey = newAuditKey('k1'), opts: { now?: () => Date } = {}): Promise<AuditTrail & { store: GitAuditStore; key: AuditKey }> {
+export async function openTrail(
+  root: string,
+  k: AuditKey = newAuditKey('k1'),
+  opts: { now?: () => Date } = {},
+): Promise<AuditTrail & { store: GitAuditStore; key: AuditKey }> {
   const store = await GitAuditStore.open(path.join(root, 'audit'), k.signer);
-  const trail = openAuditTrail(store, { walDir: path.join(root, 'wal'), kid: k.kid, key: k.key, everyRecords: 1_000_000, everyMs: 60_000, ...opts });
+  const trail = openAuditTrail(store, {
+    walDir: path.join(root, 'wal'),
+    kid: k.kid,
+    key: k.key,
+    everyRecords: 1_000_000,
+    everyMs: 60_000,
+    ...opts,
+  });
   return { ...trail, store, key: k };
 }
 
@@ -34,7 +45,13 @@ export async function openTrail(root: string, k: AuditKey = newAuditKey('k1'), o
 export function decisionEvent(exchange: string, sub = 'alice'): AuditEvent {
   const input = {
     identity: { sub, groups: ['eng'], issuer: 'urn:gitgate:dev-issuer' },
-    mcp: { method: 'tools/call', tool: 'echo', arguments: { message: exchange }, protocol_version: '2025-11-25', era: 'legacy' },
+    mcp: {
+      method: 'tools/call',
+      tool: 'echo',
+      arguments: { message: exchange },
+      protocol_version: '2025-11-25',
+      era: 'legacy',
+    },
     upstream: { name: 'demo', transport: 'http' },
     request: { id: exchange, time_ns: 0 },
   };

@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { packageRoot } from '../../src/paths.js';
@@ -7,9 +7,16 @@ const run = promisify(execFile);
 export const BIN = path.join(packageRoot, 'bin', 'gitgate.js');
 
 /** Run the built CLI (npm test builds dist/ first). */
-export async function gitgate(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function gitgate(
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? packageRoot, timeout: 120_000, ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) });
+    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
+      cwd: opts.cwd ?? packageRoot,
+      timeout: 120_000,
+      ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
+    });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -18,8 +25,15 @@ export async function gitgate(args: string[], opts: { cwd?: string; env?: NodeJS
 }
 
 /** Start `gitgate serve …` and resolve once it prints its URL. */
-export async function serveProcess(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-  const child = spawn(process.execPath, [BIN, 'serve', ...args], { cwd: packageRoot, env: { ...process.env, GITGATE_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function serveProcess(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+  const child = spawn(process.execPath, [BIN, 'serve', ...args], {
+    cwd: packageRoot,
+    env: { ...process.env, GITGATE_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (out += c.toString()));

@@ -3,11 +3,22 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { CreateMessageRequestSchema, ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 
 /** A real MCP SDK client connected through the gateway with a bearer token. */
-export async function connectClient(url: string, token: string, opts: { sampling?: boolean; elicitation?: boolean } = {}) {
-  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } });
+export async function connectClient(
+  url: string,
+  token: string,
+  opts: { sampling?: boolean; elicitation?: boolean } = {},
+) {
+  const transport = new StreamableHTTPClientTransport(new URL(url), {
+    requestInit: { headers: { authorization: `Bearer ${token}` } },
+  });
   const client = new Client(
     { name: 'gitgate-test-client', version: '1.0.0' },
-    { capabilities: { ...(opts.sampling ? { sampling: {} } : {}), ...(opts.elicitation ? { elicitation: { form: {} } } : {}) } },
+    {
+      capabilities: {
+        ...(opts.sampling ? { sampling: {} } : {}),
+        ...(opts.elicitation ? { elicitation: { form: {} } } : {}),
+      },
+    },
   );
   if (opts.sampling) {
     client.setRequestHandler(CreateMessageRequestSchema, async (req) => ({

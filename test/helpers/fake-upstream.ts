@@ -6,15 +6,31 @@ import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/
  * An in-memory MCP upstream: answers like a tiny server and records every request it receives;
  * `onRequest` runs when each request arrives, before it is answered.
  */
-export function fakeUpstream(cfg: Pick<UpstreamConfig, 'name'>, received: JsonRpcRequest[], onRequest: (msg: JsonRpcRequest) => void = () => undefined): UpstreamConnector {
+export function fakeUpstream(
+  cfg: Pick<UpstreamConfig, 'name'>,
+  received: JsonRpcRequest[],
+  onRequest: (msg: JsonRpcRequest) => void = () => undefined,
+): UpstreamConnector {
   const answer = (msg: JsonRpcRequest): JsonRpcMessage => {
     switch (msg.method) {
       case 'initialize':
-        return { jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'fake', version: '1' } } };
+        return {
+          jsonrpc: '2.0',
+          id: msg.id,
+          result: {
+            protocolVersion: '2025-11-25',
+            capabilities: { tools: {} },
+            serverInfo: { name: 'fake', version: '1' },
+          },
+        };
       case 'tools/list':
         return { jsonrpc: '2.0', id: msg.id, result: { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] } };
       case 'tools/call':
-        return { jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text: `called ${String(msg.params?.name)}` }] } };
+        return {
+          jsonrpc: '2.0',
+          id: msg.id,
+          result: { content: [{ type: 'text', text: `called ${String(msg.params?.name)}` }] },
+        };
       default:
         return { jsonrpc: '2.0', id: msg.id, result: {} };
     }

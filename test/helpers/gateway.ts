@@ -10,7 +10,11 @@ export interface TestGateway {
   readonly gw: Gateway;
   readonly url: string;
   readonly dataDir: string;
-  token(sub: string, groups?: string[], opts?: { ttlSeconds?: number; githubLogin?: string; email?: string }): Promise<string>;
+  token(
+    sub: string,
+    groups?: string[],
+    opts?: { ttlSeconds?: number; githubLogin?: string; email?: string },
+  ): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -52,7 +56,11 @@ export async function startGateway(opts: {
     dataDir,
     'test',
   );
-  const gw = await createGateway(config, { logger: pino({ level: process.env.GITGATE_TEST_LOG ?? 'silent' }), checkUpstreams: opts.checkUpstreams === true, ...opts.options });
+  const gw = await createGateway(config, {
+    logger: pino({ level: process.env.GITGATE_TEST_LOG ?? 'silent' }),
+    checkUpstreams: opts.checkUpstreams === true,
+    ...opts.options,
+  });
   const url = await gw.listen();
   if (opts.checkUpstreams === true) await gw.upstreamChecks.idle();
   return {
@@ -60,7 +68,14 @@ export async function startGateway(opts: {
     url,
     dataDir,
     token: (sub, groups = [], o = {}) =>
-      gw.devIssuer!.mint({ sub, groups, audience: config.identity.audience, ...(o.ttlSeconds ? { ttlSeconds: o.ttlSeconds } : {}), ...(o.githubLogin ? { githubLogin: o.githubLogin } : {}), ...(o.email ? { email: o.email } : {}) }),
+      gw.devIssuer!.mint({
+        sub,
+        groups,
+        audience: config.identity.audience,
+        ...(o.ttlSeconds ? { ttlSeconds: o.ttlSeconds } : {}),
+        ...(o.githubLogin ? { githubLogin: o.githubLogin } : {}),
+        ...(o.email ? { email: o.email } : {}),
+      }),
     close: () => gw.close(),
   };
 }

@@ -1,17 +1,24 @@
-import { McpError, CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema, type McpError } from '@modelcontextprotocol/sdk/types.js';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { connectClient } from './client.js';
 import { ManualClock } from './clock.js';
 import { startGateway, type TestGateway } from './gateway.js';
 import { GitHubEmulator } from './github-emulator.js';
 import { makePolicyDir, TEST_POLICY_DATA } from './policy.js';
-// @ts-expect-error plain JS fixture
-import { startHttpServer } from '../fixtures/demo-server.mjs';
 
 export const SECRET = 'webhook-secret-for-tests';
 process.env.GITGATE_TEST_GH_TOKEN = 'ghs_emulatortoken';
 process.env.GITGATE_TEST_WEBHOOK_SECRET = SECRET;
 
-export type Outcome = { ok: true; content: unknown } | { ok: false; code: number; message: string; data: { approval_id: string; url: string | null; status: string; expires_at: string } };
+export type Outcome =
+  | { ok: true; content: unknown }
+  | {
+      ok: false;
+      code: number;
+      message: string;
+      data: { approval_id: string; url: string | null; status: string; expires_at: string };
+    };
 export type Client = Awaited<ReturnType<typeof connectClient>>;
 
 /** High-risk tools of the `gh` upstream (the demo server's tools). */
@@ -45,12 +52,23 @@ export class GitHubApprovalWorld {
   static policy(highRisk: Record<string, unknown>): Promise<string> {
     return makePolicyDir({
       ...TEST_POLICY_DATA,
-      upstreams: { gh: { full_access_groups: ['eng'], public_tools: [], high_risk_tools: highRisk, mask: [], credential_ttl_seconds: 60 } },
+      upstreams: {
+        gh: {
+          full_access_groups: ['eng'],
+          public_tools: [],
+          high_risk_tools: highRisk,
+          mask: [],
+          credential_ttl_seconds: 60,
+        },
+      },
     });
   }
 
   /** A gateway (webhooks on; polling only when a test calls poll()); its approvals run on this world's clock. */
-  async start(extra: Record<string, unknown> = {}, opts: { dataDir?: string; clock?: boolean; policyDir?: string } = {}): Promise<TestGateway> {
+  async start(
+    extra: Record<string, unknown> = {},
+    opts: { dataDir?: string; clock?: boolean; policyDir?: string } = {},
+  ): Promise<TestGateway> {
     const gw = await startGateway({
       policyDir: opts.policyDir ?? this.policyDir,
       upstreams: { gh: { url: this.upstream.url } },
@@ -68,7 +86,11 @@ export class GitHubApprovalWorld {
     return gw;
   }
 
-  async client(gw: TestGateway, sub = 'alice', token: { githubLogin?: string; email?: string } = { githubLogin: 'alice-gh' }): Promise<Client> {
+  async client(
+    gw: TestGateway,
+    sub = 'alice',
+    token: { githubLogin?: string; email?: string } = { githubLogin: 'alice-gh' },
+  ): Promise<Client> {
     const c = await connectClient(`${gw.url}/mcp/gh`, await gw.token(sub, ['eng'], token));
     this.#clients.push(c);
     return c;
@@ -77,11 +99,19 @@ export class GitHubApprovalWorld {
   /** tools/call with any params (the SDK's callTool insists on object arguments; a caller need not). */
   async call(c: Client, name: string, args: unknown, extra: Record<string, unknown> = {}): Promise<Outcome> {
     try {
-      const r = await c.client.request({ method: 'tools/call', params: { name, arguments: args, ...extra } as never }, CallToolResultSchema);
+      const r = await c.client.request(
+        { method: 'tools/call', params: { name, arguments: args, ...extra } as never },
+        CallToolResultSchema,
+      );
       return { ok: true, content: r.content };
     } catch (e) {
       const err = e as McpError;
-      return { ok: false, code: err.code, message: err.message, data: err.data as Extract<Outcome, { ok: false }>['data'] };
+      return {
+        ok: false,
+        code: err.code,
+        message: err.message,
+        data: err.data as Extract<Outcome, { ok: false }>['data'],
+      };
     }
   }
 
@@ -95,10 +125,16 @@ export class GitHubApprovalWorld {
   }
 
   calls(tool: string, message?: string): number {
-    return this.upstream.calls.filter((c) => c.tool === tool && (message === undefined || c.message === message)).length;
+    return this.upstream.calls.filter((c) => c.tool === tool && (message === undefined || c.message === message))
+      .length;
   }
 
-  hook(gw: TestGateway, event: string, payload: unknown, opts: { delivery?: string; signature?: string; body?: string; secret?: string } = {}) {
+  hook(
+    gw: TestGateway,
+    event: string,
+    payload: unknown,
+    opts: { delivery?: string; signature?: string; body?: string; secret?: string } = {},
+  ) {
     return this.gh.deliver(`${gw.url}/webhooks/github`, event, payload, opts.secret ?? SECRET, opts);
   }
 

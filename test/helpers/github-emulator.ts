@@ -1,6 +1,6 @@
-import http from 'node:http';
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
@@ -16,11 +16,20 @@ interface Operation {
 }
 
 /** GitHub's REST OpenAPI description, loaded once per test file. */
-let spec: { paths: Record<string, Record<string, Operation>>; components: { parameters: Record<string, { name: string; in: string }> } } | undefined;
+let spec:
+  | {
+      paths: Record<string, Record<string, Operation>>;
+      components: { parameters: Record<string, { name: string; in: string }> };
+    }
+  | undefined;
 let ajv: Ajv | undefined;
 function openapi() {
   if (spec === undefined) {
-    const file = path.join(path.dirname(require.resolve('@octokit/openapi/package.json')), 'generated', 'api.github.com.json');
+    const file = path.join(
+      path.dirname(require.resolve('@octokit/openapi/package.json')),
+      'generated',
+      'api.github.com.json',
+    );
     spec = JSON.parse(readFileSync(file, 'utf8')) as NonNullable<typeof spec>;
     ajv = new Ajv({ strict: false, validateFormats: false, allErrors: true, validateSchema: false });
     ajv.addSchema(spec as object, 'github');
@@ -52,9 +61,18 @@ function allRoutes(): Route[] {
     });
     for (const [method, op] of Object.entries(ops)) {
       if (typeof op !== 'object' || op === null || !('operationId' in op)) continue;
-      const params = (op.parameters ?? []).map((p) => ('$ref' in p ? s.components.parameters[p.$ref.split('/').at(-1)!]! : p));
+      const params = (op.parameters ?? []).map((p) =>
+        '$ref' in p ? s.components.parameters[p.$ref.split('/').at(-1)!]! : p,
+      );
       const query = new Set(params.filter((p) => p.in === 'query').map((p) => p.name));
-      routes.push({ template, method: method.toUpperCase(), operationId: op.operationId, regex: new RegExp(`^${re}$`), names, query });
+      routes.push({
+        template,
+        method: method.toUpperCase(),
+        operationId: op.operationId,
+        regex: new RegExp(`^${re}$`),
+        names,
+        query,
+      });
     }
   }
   // Literal segments first (e.g. /git/ref/{ref} before /git/{anything}).
@@ -116,7 +134,9 @@ export class GitHubEmulator {
   readonly requests: { operationId: string; method: string; path: string; body: unknown }[] = [];
   readonly violations: string[] = [];
   /** Commits by sha: each holds its whole tree (path → content). */
-  readonly commits = new Map<string, Commit>([[sha('main'), { tree: new Map([['README.md', '# approvals\n']]), parents: [] }]]);
+  readonly commits = new Map<string, Commit>([
+    [sha('main'), { tree: new Map([['README.md', '# approvals\n']]), parents: [] }],
+  ]);
   readonly refs = new Map<string, string>([['heads/main', sha('main')]]);
   /** `<branch>:<path>` → content, as last written through the API. */
   readonly files = new Map<string, string>();
@@ -139,7 +159,10 @@ export class GitHubEmulator {
   #tick = 0;
   url = '';
 
-  constructor(readonly owner = 'acme', readonly repo = 'approvals') {}
+  constructor(
+    readonly owner = 'acme',
+    readonly repo = 'approvals',
+  ) {}
 
   async start(): Promise<this> {
     allRoutes();
@@ -205,8 +228,14 @@ export class GitHubEmulator {
       u.searchParams.set('page', String(n));
       return `<${u.href}>; rel="${rel}"`;
     };
-    const links = [...(page < last ? [link(page + 1, 'next'), link(last, 'last')] : []), ...(page > 1 ? [link(1, 'first'), link(page - 1, 'prev')] : [])];
-    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', ...(links.length > 0 ? { link: links.join(', ') } : {}) });
+    const links = [
+      ...(page < last ? [link(page + 1, 'next'), link(last, 'last')] : []),
+      ...(page > 1 ? [link(1, 'first'), link(page - 1, 'prev')] : []),
+    ];
+    res.writeHead(200, {
+      'content-type': 'application/json; charset=utf-8',
+      ...(links.length > 0 ? { link: links.join(', ') } : {}),
+    });
     res.end(JSON.stringify(items.slice((page - 1) * per, page * per)));
   }
 
@@ -221,7 +250,10 @@ export class GitHubEmulator {
       title: p.title,
       body: p.body,
       merged: p.merged,
-      merged_by: p.merged_by === null ? null : { login: p.merged_by, id: 1, type: p.merged_by.endsWith('[bot]') ? 'Bot' : 'User' },
+      merged_by:
+        p.merged_by === null
+          ? null
+          : { login: p.merged_by, id: 1, type: p.merged_by.endsWith('[bot]') ? 'Bot' : 'User' },
       user: { login: p.user, id: 1, type: p.user.endsWith('[bot]') ? 'Bot' : 'User' },
       head: { ref: p.head.ref, sha: p.head.sha, repo },
       base: { ref: p.base.ref, sha: this.refs.get(`heads/${p.base.ref}`), repo },
@@ -234,7 +266,9 @@ export class GitHubEmulator {
     const raw = Buffer.concat(chunks).toString('utf8');
     const url = new URL(req.url ?? '/', this.url);
     const send = (status: number, body?: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' }).end(body === undefined ? '' : JSON.stringify(body));
+      res
+        .writeHead(status, { 'content-type': 'application/json; charset=utf-8' })
+        .end(body === undefined ? '' : JSON.stringify(body));
     };
     const route = allRoutes().find((r) => r.method === req.method && r.regex.test(url.pathname));
     if (route === undefined) {
@@ -243,7 +277,8 @@ export class GitHubEmulator {
     }
     const m = route.regex.exec(url.pathname)!;
     const params = Object.fromEntries(route.names.map((n, i) => [n, decodeURIComponent(m[i + 1]!)]));
-    for (const k of url.searchParams.keys()) if (!route.query.has(k)) this.violations.push(`${route.operationId}: unknown query parameter ${k}`);
+    for (const k of url.searchParams.keys())
+      if (!route.query.has(k)) this.violations.push(`${route.operationId}: unknown query parameter ${k}`);
     let body: unknown;
     if (raw !== '') {
       try {
@@ -286,11 +321,17 @@ export class GitHubEmulator {
         } catch {
           return send(401, { message: 'A JSON web token could not be decoded' });
         }
-        return send(201, { token: `ghs_installation_${params.installation_id}`, expires_at: new Date(Date.now() + 3_600_000).toISOString(), permissions: {} });
+        return send(201, {
+          token: `ghs_installation_${params.installation_id}`,
+          expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+          permissions: {},
+        });
       }
       case 'git/get-ref': {
         const s = this.refs.get(params.ref!);
-        return s === undefined ? send(404, { message: 'Not Found' }) : send(200, { ref: `refs/${params.ref}`, object: { sha: s, type: 'commit' } });
+        return s === undefined
+          ? send(404, { message: 'Not Found' })
+          : send(200, { ref: `refs/${params.ref}`, object: { sha: s, type: 'commit' } });
       }
       case 'git/create-ref': {
         const ref = String(b.ref).replace(/^refs\//, '');
@@ -304,7 +345,15 @@ export class GitHubEmulator {
         if (content === undefined) return send(404, { message: 'Not Found' });
         // GitHub wraps the base64 at 60 columns.
         const b64 = Buffer.from(content).toString('base64').replace(/.{60}/g, '$&\n');
-        return send(200, { type: 'file', encoding: 'base64', name: path.basename(params.path!), path: params.path, size: Buffer.byteLength(content), sha: blobSha(content), content: b64 });
+        return send(200, {
+          type: 'file',
+          encoding: 'base64',
+          name: path.basename(params.path!),
+          path: params.path,
+          size: Buffer.byteLength(content),
+          sha: blobSha(content),
+          content: b64,
+        });
       }
       case 'repos/create-or-update-file-contents': {
         const branch = `heads/${String(b.branch)}`;
@@ -313,28 +362,61 @@ export class GitHubEmulator {
         const content = Buffer.from(String(b.content), 'base64').toString('utf8');
         const existing = this.commits.get(parent)?.tree.get(params.path!);
         // As GitHub: replacing a file needs the blob sha of the one it replaces.
-        if (existing !== undefined && b.sha !== blobSha(existing)) return send(422, { message: '"sha" wasn\'t supplied.' });
+        if (existing !== undefined && b.sha !== blobSha(existing))
+          return send(422, { message: '"sha" wasn\'t supplied.' });
         const commit = this.#commit(parent, (t) => t.set(params.path!, content), String(b.message));
         this.files.set(`${b.branch}:${params.path}`, content);
         this.refs.set(branch, commit);
-        return send(existing === undefined ? 201 : 200, { content: { path: params.path, sha: blobSha(content) }, commit: { sha: commit, message: b.message } });
+        return send(existing === undefined ? 201 : 200, {
+          content: { path: params.path, sha: blobSha(content) },
+          commit: { sha: commit, message: b.message },
+        });
       }
       case 'pulls/create': {
         const head = String(b.head);
         const base = String(b.base);
         if ([...this.pulls.values()].some((p) => p.state === 'open' && p.head.ref === head && p.base.ref === base)) {
-          return send(422, { message: 'Validation Failed', errors: [{ resource: 'PullRequest', code: 'custom', message: `A pull request already exists for ${this.owner}:${head}.` }] });
+          return send(422, {
+            message: 'Validation Failed',
+            errors: [
+              {
+                resource: 'PullRequest',
+                code: 'custom',
+                message: `A pull request already exists for ${this.owner}:${head}.`,
+              },
+            ],
+          });
         }
         const number = this.#nextId++;
-        const p: EmulatedPull = { number, title: String(b.title), body: String(b.body ?? ''), head: { ref: head, sha: this.refs.get(`heads/${head}`)! }, base: { ref: base }, state: 'open', merged: false, merged_by: null, closed_by: null, user: this.actor, requested_reviewers: [], requested_teams: [], reviews: [] };
+        const p: EmulatedPull = {
+          number,
+          title: String(b.title),
+          body: String(b.body ?? ''),
+          head: { ref: head, sha: this.refs.get(`heads/${head}`)! },
+          base: { ref: base },
+          state: 'open',
+          merged: false,
+          merged_by: null,
+          closed_by: null,
+          user: this.actor,
+          requested_reviewers: [],
+          requested_teams: [],
+          reviews: [],
+        };
         this.pulls.set(number, p);
         return send(201, this.#prJson(p));
       }
       case 'pulls/list': {
         const state = url.searchParams.get('state') ?? 'open';
         const head = url.searchParams.get('head');
-        const list = [...this.pulls.values()].filter((p) => (state === 'all' || p.state === state) && (head === null || `${this.owner}:${p.head.ref}` === head));
-        return this.#page(res, url, list.map((p) => this.#prJson(p)));
+        const list = [...this.pulls.values()].filter(
+          (p) => (state === 'all' || p.state === state) && (head === null || `${this.owner}:${p.head.ref}` === head),
+        );
+        return this.#page(
+          res,
+          url,
+          list.map((p) => this.#prJson(p)),
+        );
       }
       case 'pulls/request-reviewers': {
         const p = pr(params.pull_number);
@@ -364,7 +446,14 @@ export class GitHubEmulator {
         return this.#page(
           res,
           url,
-          p.reviews.map((r) => ({ id: r.id, user: { login: r.login, id: 1, type: r.login.endsWith('[bot]') ? 'Bot' : 'User' }, state: r.state.toUpperCase(), commit_id: r.commit_id, body: r.body, submitted_at: r.submitted_at })),
+          p.reviews.map((r) => ({
+            id: r.id,
+            user: { login: r.login, id: 1, type: r.login.endsWith('[bot]') ? 'Bot' : 'User' },
+            state: r.state.toUpperCase(),
+            commit_id: r.commit_id,
+            body: r.body,
+            submitted_at: r.submitted_at,
+          })),
         );
       }
       case 'pulls/list-files': {
@@ -375,18 +464,35 @@ export class GitHubEmulator {
         const files = [...new Set([...head.keys(), ...base.keys()])]
           .sort()
           .filter((f) => head.get(f) !== base.get(f))
-          .map((f) => ({ sha: blobSha(head.get(f) ?? ''), filename: f, status: !base.has(f) ? 'added' : !head.has(f) ? 'removed' : 'modified', additions: 1, deletions: 0, changes: 1 }));
+          .map((f) => ({
+            sha: blobSha(head.get(f) ?? ''),
+            filename: f,
+            status: !base.has(f) ? 'added' : !head.has(f) ? 'removed' : 'modified',
+            additions: 1,
+            deletions: 0,
+            changes: 1,
+          }));
         return this.#page(res, url, files);
       }
       case 'issues/get': {
         const p = pr(params.issue_number);
         if (!p) return send(404, { message: 'Not Found' });
-        return send(200, { number: p.number, state: p.state, title: p.title, body: p.body, user: { login: p.user }, closed_by: p.closed_by === null ? null : { login: p.closed_by }, pull_request: { url: this.#prJson(p).url } });
+        return send(200, {
+          number: p.number,
+          state: p.state,
+          title: p.title,
+          body: p.body,
+          user: { login: p.user },
+          closed_by: p.closed_by === null ? null : { login: p.closed_by },
+          pull_request: { url: this.#prJson(p).url },
+        });
       }
       case 'teams/get-membership-for-user-in-org': {
         const members = this.teams.get(`${params.org}/${params.team_slug}`);
         // Logins are case-insensitive on GitHub.
-        return [...(members ?? [])].some((m) => m.toLowerCase() === params.username!.toLowerCase()) ? send(200, { state: 'active', role: 'member', url: '' }) : send(404, { message: 'Not Found' });
+        return [...(members ?? [])].some((m) => m.toLowerCase() === params.username!.toLowerCase())
+          ? send(200, { state: 'active', role: 'member', url: '' })
+          : send(404, { message: 'Not Found' });
       }
       case 'issues/create-comment': {
         const comment = { id: this.#nextId++, issue: Number(params.issue_number), body: String(b.body) };
@@ -395,7 +501,11 @@ export class GitHubEmulator {
       }
       case 'issues/list-comments': {
         const list = this.comments.filter((c) => c.issue === Number(params.issue_number));
-        return this.#page(res, url, list.map((c) => ({ id: c.id, body: c.body, user: { login: this.actor } })));
+        return this.#page(
+          res,
+          url,
+          list.map((c) => ({ id: c.id, body: c.body, user: { login: this.actor } })),
+        );
       }
       case 'issues/update-comment': {
         const c = this.comments.find((x) => x.id === Number(params.comment_id));
@@ -423,17 +533,38 @@ export class GitHubEmulator {
 
   // --- what people do on GitHub, and the webhooks GitHub would send -------------
 
-  #payload(name: 'pull_request' | 'pull_request_review', action: string, p: EmulatedPull, sender: string): Record<string, unknown> {
+  #payload(
+    name: 'pull_request' | 'pull_request_review',
+    action: string,
+    p: EmulatedPull,
+    sender: string,
+  ): Record<string, unknown> {
     return patchPayload(examplePayload(name, action), { owner: this.owner, name: this.repo }, p, sender);
   }
 
   /** A review on the PR (of the head unless `commit` says otherwise); returns the webhook payload GitHub sends at that moment. */
-  review(number: number, r: { login: string; state: 'approved' | 'changes_requested' | 'commented'; body?: string; commit?: string }): Record<string, unknown> {
+  review(
+    number: number,
+    r: { login: string; state: 'approved' | 'changes_requested' | 'commented'; body?: string; commit?: string },
+  ): Record<string, unknown> {
     const p = this.pulls.get(number)!;
-    const review: EmulatedReview = { id: this.#nextId++, login: r.login, state: r.state, commit_id: r.commit ?? p.head.sha, body: r.body ?? '', submitted_at: new Date(Date.UTC(2030, 0, 1, 0, 0, this.#tick++)).toISOString() };
+    const review: EmulatedReview = {
+      id: this.#nextId++,
+      login: r.login,
+      state: r.state,
+      commit_id: r.commit ?? p.head.sha,
+      body: r.body ?? '',
+      submitted_at: new Date(Date.UTC(2030, 0, 1, 0, 0, this.#tick++)).toISOString(),
+    };
     p.reviews.push(review);
     const payload = this.#payload('pull_request_review', 'submitted', p, r.login);
-    Object.assign(payload.review as Record<string, unknown>, { id: review.id, state: r.state, commit_id: review.commit_id, body: review.body, submitted_at: review.submitted_at });
+    Object.assign(payload.review as Record<string, unknown>, {
+      id: review.id,
+      state: r.state,
+      commit_id: review.commit_id,
+      body: review.body,
+      submitted_at: review.submitted_at,
+    });
     ((payload.review as Record<string, unknown>).user as Record<string, unknown>).login = r.login;
     return payload;
   }
@@ -444,14 +575,22 @@ export class GitHubEmulator {
     const review = p.reviews.find((r) => r.id === reviewId)!;
     review.state = 'dismissed';
     const payload = this.#payload('pull_request_review', 'dismissed', p, by);
-    Object.assign(payload.review as Record<string, unknown>, { id: review.id, state: 'dismissed', commit_id: review.commit_id, body: review.body });
+    Object.assign(payload.review as Record<string, unknown>, {
+      id: review.id,
+      state: 'dismissed',
+      commit_id: review.commit_id,
+      body: review.body,
+    });
     ((payload.review as Record<string, unknown>).user as Record<string, unknown>).login = review.login;
     return payload;
   }
 
   /** The id of a login's newest review on a PR. */
   reviewId(number: number, login: string): number {
-    return this.pulls.get(number)!.reviews.filter((r) => r.login === login).at(-1)!.id;
+    return this.pulls
+      .get(number)!
+      .reviews.filter((r) => r.login === login)
+      .at(-1)!.id;
   }
 
   /** Merge or close the PR; returns the pull_request.closed webhook payload. */
@@ -469,7 +608,11 @@ export class GitHubEmulator {
   }
 
   /** Edit the PR's title, body or base, as anyone with write access can; returns the pull_request.edited payload. */
-  editPull(number: number, by: string, change: { title?: string; body?: string; base?: string }): Record<string, unknown> {
+  editPull(
+    number: number,
+    by: string,
+    change: { title?: string; body?: string; base?: string },
+  ): Record<string, unknown> {
     const p = this.pulls.get(number)!;
     const changes: Record<string, unknown> = {};
     if (change.title !== undefined) (changes.title = { from: p.title }), (p.title = change.title);
@@ -485,7 +628,11 @@ export class GitHubEmulator {
   /** A commit pushed to the PR branch (files changed, or none); returns the pull_request.synchronize payload. */
   push(number: number, files: Record<string, string> = {}, by = 'mallory'): Record<string, unknown> {
     const p = this.pulls.get(number)!;
-    p.head.sha = this.#commit(p.head.sha, (t) => Object.entries(files).forEach(([f, c]) => t.set(f, c)), `push ${this.#tick++}`);
+    p.head.sha = this.#commit(
+      p.head.sha,
+      (t) => Object.entries(files).forEach(([f, c]) => t.set(f, c)),
+      `push ${this.#tick++}`,
+    );
     this.refs.set(`heads/${p.head.ref}`, p.head.sha);
     for (const [f, c] of Object.entries(files)) this.files.set(`${p.head.ref}:${f}`, c);
     return this.#payload('pull_request', 'synchronize', p, by);
@@ -498,7 +645,13 @@ export class GitHubEmulator {
   }
 
   /** Deliver a webhook like GitHub: signed body, event and delivery headers. */
-  async deliver(url: string, event: string, payload: unknown, secret: string, opts: { delivery?: string; signature?: string; body?: string } = {}): Promise<{ status: number; body: unknown }> {
+  async deliver(
+    url: string,
+    event: string,
+    payload: unknown,
+    secret: string,
+    opts: { delivery?: string; signature?: string; body?: string } = {},
+  ): Promise<{ status: number; body: unknown }> {
     const body = opts.body ?? JSON.stringify(payload);
     const res = await fetch(url, {
       method: 'POST',

@@ -28,7 +28,12 @@ export interface PayloadPull {
 }
 
 /** Point a payload at `owner/repo`, pull request `p` (as it is now), sent by `sender`. */
-export function patchPayload(payload: Json, repo: { owner: string; name: string }, p: PayloadPull, sender: string): Json {
+export function patchPayload(
+  payload: Json,
+  repo: { owner: string; name: string },
+  p: PayloadPull,
+  sender: string,
+): Json {
   const pull = payload.pull_request as Json;
   Object.assign(pull, { number: p.number, state: p.state, title: p.title, body: p.body, merged: p.merged });
   Object.assign(pull.head as Json, { ref: p.head.ref, sha: p.head.sha });

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { cp, mkdtemp, writeFile, mkdir } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../../src/paths.js';
@@ -8,7 +8,9 @@ import { ensureOpa } from '../../src/policy/opa-binary.js';
 export const opa = (): Promise<string> => ensureOpa(() => {}, process.env.GITGATE_OPA);
 
 /** The default policy's own data (policies/config/data.json): its method lists are the tests' too. */
-const DEFAULT_DATA = JSON.parse(readFileSync(path.join(packageRoot, 'policies', 'config', 'data.json'), 'utf8')) as Record<"protocol_methods" | "list_methods" | "client_notifications" | "server_requests", string[]>;
+const DEFAULT_DATA = JSON.parse(
+  readFileSync(path.join(packageRoot, 'policies', 'config', 'data.json'), 'utf8'),
+) as Record<'protocol_methods' | 'list_methods' | 'client_notifications' | 'server_requests', string[]>;
 
 /** Test upstreams governed by the repo's own default Rego, with test data. */
 export const TEST_POLICY_DATA = {
@@ -31,7 +33,10 @@ export const TEST_POLICY_DATA = {
 };
 
 /** A policy folder: the default policy's Rego plus the given data (default TEST_POLICY_DATA). */
-export async function makePolicyDir(data: unknown = TEST_POLICY_DATA, extraRego?: Record<string, string>): Promise<string> {
+export async function makePolicyDir(
+  data: unknown = TEST_POLICY_DATA,
+  extraRego?: Record<string, string>,
+): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'gitgate-policy-'));
   await cp(path.join(packageRoot, 'policies', 'gitgate'), path.join(dir, 'gitgate'), { recursive: true });
   await mkdir(path.join(dir, 'config'), { recursive: true });

@@ -23,7 +23,9 @@ export class RawMcp {
         authorization: `Bearer ${this.token}`,
         'content-type': 'application/json',
         accept: 'application/json, text/event-stream',
-        ...(this.sessionId !== undefined ? { 'mcp-session-id': this.sessionId, 'mcp-protocol-version': '2025-11-25' } : {}),
+        ...(this.sessionId !== undefined
+          ? { 'mcp-session-id': this.sessionId, 'mcp-protocol-version': '2025-11-25' }
+          : {}),
         ...extraHeaders,
       },
       body: typeof message === 'string' ? message : JSON.stringify(message),
@@ -32,19 +34,36 @@ export class RawMcp {
   }
 
   async initialize(): Promise<void> {
-    const r = await this.post({ jsonrpc: '2.0', id: 'init', method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: { sampling: {}, roots: {} }, clientInfo: { name: 'raw', version: '1' } } });
+    const r = await this.post({
+      jsonrpc: '2.0',
+      id: 'init',
+      method: 'initialize',
+      params: {
+        protocolVersion: '2025-11-25',
+        capabilities: { sampling: {}, roots: {} },
+        clientInfo: { name: 'raw', version: '1' },
+      },
+    });
     const sid = r.headers.get('mcp-session-id');
-    if (r.status !== 200 || sid === null) throw new Error(`initialize failed: ${r.status} ${JSON.stringify(r.messages)}`);
+    if (r.status !== 200 || sid === null)
+      throw new Error(`initialize failed: ${r.status} ${JSON.stringify(r.messages)}`);
     this.sessionId = sid;
     await this.post({ jsonrpc: '2.0', method: 'notifications/initialized' });
   }
 
   /** Open the session's GET stream; messages arrive through `onMessage` until `close()`. */
-  async listen(onMessage: (m: Record<string, unknown>) => void): Promise<{ status: number; close(): void; body: Record<string, unknown>[] }> {
+  async listen(
+    onMessage: (m: Record<string, unknown>) => void,
+  ): Promise<{ status: number; close(): void; body: Record<string, unknown>[] }> {
     const ctl = new AbortController();
     const res = await fetch(this.url, {
       method: 'GET',
-      headers: { authorization: `Bearer ${this.token}`, accept: 'text/event-stream', 'mcp-session-id': this.sessionId ?? '', 'mcp-protocol-version': '2025-11-25' },
+      headers: {
+        authorization: `Bearer ${this.token}`,
+        accept: 'text/event-stream',
+        'mcp-session-id': this.sessionId ?? '',
+        'mcp-protocol-version': '2025-11-25',
+      },
       signal: ctl.signal,
     });
     if (!(res.headers.get('content-type') ?? '').includes('text/event-stream')) {
@@ -54,7 +73,8 @@ export class RawMcp {
     void (async () => {
       const decoder = new TextDecoder();
       try {
-        for await (const chunk of res.body as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(chunk, { stream: true }));
+        for await (const chunk of res.body as AsyncIterable<Uint8Array>)
+          parser.feed(decoder.decode(chunk, { stream: true }));
       } catch {
         // aborted
       }

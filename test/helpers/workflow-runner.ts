@@ -58,7 +58,10 @@ function tokenize(src: string): string[] {
 }
 
 const truthy = (v: Value) => !(v === false || v === 0 || v === '' || v === null || v === undefined);
-const eq = (a: Value, b: Value) => (typeof a === 'string' && typeof b === 'string' ? a.toLowerCase() === b.toLowerCase() : a === b || String(a ?? '') === String(b ?? ''));
+const eq = (a: Value, b: Value) =>
+  typeof a === 'string' && typeof b === 'string'
+    ? a.toLowerCase() === b.toLowerCase()
+    : a === b || String(a ?? '') === String(b ?? '');
 
 export function evaluate(src: string, ctx: Ctx): Value {
   const t = tokenize(src);
@@ -108,10 +111,14 @@ export function evaluate(src: string, ctx: Ctx): Value {
       case 'contains': {
         const [hay, needle] = args;
         if (Array.isArray(hay)) return hay.some((x) => eq(x, needle));
-        return String(hay ?? '').toLowerCase().includes(String(needle ?? '').toLowerCase());
+        return String(hay ?? '')
+          .toLowerCase()
+          .includes(String(needle ?? '').toLowerCase());
       }
       case 'startswith':
-        return String(args[0] ?? '').toLowerCase().startsWith(String(args[1] ?? '').toLowerCase());
+        return String(args[0] ?? '')
+          .toLowerCase()
+          .startsWith(String(args[1] ?? '').toLowerCase());
       case 'format':
         return String(args[0]).replace(/\{(\d+)\}/g, (_, i: string) => String(args[Number(i) + 1] ?? ''));
       case 'success':
@@ -151,7 +158,11 @@ export function evaluate(src: string, ctx: Ctx): Value {
         take('.');
         const key = take();
         if (key === '*') v = Array.isArray(v) ? v : v !== null && typeof v === 'object' ? Object.values(v) : [];
-        else v = Array.isArray(v) && key !== 'length' ? v.map((x) => (x as Record<string, Value> | null)?.[key]) : (v as Record<string, Value> | null | undefined)?.[key];
+        else
+          v =
+            Array.isArray(v) && key !== 'length'
+              ? v.map((x) => (x as Record<string, Value> | null)?.[key])
+              : (v as Record<string, Value> | null | undefined)?.[key];
       } else if (peek() === '[') {
         take('[');
         const k = or();
@@ -212,7 +223,11 @@ function parseKv(text: string): Record<string, string> {
 
 function bash(script: string, cwd: string, env: Record<string, string>): Promise<{ code: number; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['--noprofile', '--norc', '-eo', 'pipefail', '-c', script], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', ['--noprofile', '--norc', '-eo', 'pipefail', '-c', script], {
+      cwd,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr.on('data', (c: Buffer) => (output += c.toString()));
@@ -249,7 +264,11 @@ export class WorkflowRunner {
       RUNNER_TEMP: this.#temp,
       RUNNER_TOOL_CACHE: this.#toolCache,
       RUNNER_OS: 'Linux',
-      ...Object.fromEntries(Object.entries(o.github ?? {}).filter(([, v]) => typeof v === 'string').map(([k, v]) => [`GITHUB_${k.toUpperCase()}`, v as string])),
+      ...Object.fromEntries(
+        Object.entries(o.github ?? {})
+          .filter(([, v]) => typeof v === 'string')
+          .map(([k, v]) => [`GITHUB_${k.toUpperCase()}`, v as string]),
+      ),
     };
   }
 
@@ -259,7 +278,12 @@ export class WorkflowRunner {
 
   #context(extra: Ctx): Ctx {
     return {
-      github: { event_name: this.o.event.name, event: this.o.event.payload, workspace: this.o.workspace, ...this.o.github },
+      github: {
+        event_name: this.o.event.name,
+        event: this.o.event.payload,
+        workspace: this.o.workspace,
+        ...this.o.github,
+      },
       vars: this.o.vars ?? {},
       secrets: this.o.secrets ?? {},
       env: this.#env,
@@ -278,7 +302,11 @@ export class WorkflowRunner {
     return this.results;
   }
 
-  async #steps(steps: Step[], scope: Ctx & { steps: Record<string, { outputs: Record<string, string>; outcome: string }> }, prefix: string): Promise<void> {
+  async #steps(
+    steps: Step[],
+    scope: Ctx & { steps: Record<string, { outputs: Record<string, string>; outcome: string }> },
+    prefix: string,
+  ): Promise<void> {
     for (const step of steps) {
       const ctx = this.#context(scope);
       const name = `${prefix}${step.name ?? (step.run !== undefined ? `run: ${step.run.split('\n')[0]}` : `uses: ${step.uses}`)}`;
@@ -293,25 +321,42 @@ export class WorkflowRunner {
       }
       if (step.uses !== undefined) {
         if (SETUP_ONLY.test(step.uses)) {
-          this.results.push({ name, status: 'skipped', why: `${step.uses.split('@')[0]} only sets up the machine: the test prepared the workspace, node, and opa`, output: '' });
+          this.results.push({
+            name,
+            status: 'skipped',
+            why: `${step.uses.split('@')[0]} only sets up the machine: the test prepared the workspace, node, and opa`,
+            output: '',
+          });
           if (step.id !== undefined) scope.steps[step.id] = { outputs: {}, outcome: 'skipped' };
           continue;
         }
         const dir = this.o.actions[step.uses];
-        if (dir === undefined) throw new Error(`uses: ${step.uses} is neither a setup action nor a local action the test knows`);
+        if (dir === undefined)
+          throw new Error(`uses: ${step.uses} is neither a setup action nor a local action the test knows`);
         await this.#action(dir, step, ctx, name);
         continue;
       }
       const env: Record<string, string> = { ...this.#env, PATH: [...this.#path, this.#env.PATH ?? ''].join(':') };
       for (const [k, v] of Object.entries(step.env ?? {})) env[k] = interpolate(String(v), ctx);
       if (scope.inputs !== undefined) env.GITHUB_ACTION_PATH = String((ctx.github as Ctx).action_path);
-      const files = { GITHUB_ENV: this.#file('env'), GITHUB_PATH: this.#file('path'), GITHUB_OUTPUT: this.#file('output') };
+      const files = {
+        GITHUB_ENV: this.#file('env'),
+        GITHUB_PATH: this.#file('path'),
+        GITHUB_OUTPUT: this.#file('output'),
+      };
       Object.assign(env, files);
-      const cwd = step['working-directory'] !== undefined ? path.resolve(this.o.workspace, interpolate(step['working-directory'], ctx)) : this.o.workspace;
+      const cwd =
+        step['working-directory'] !== undefined
+          ? path.resolve(this.o.workspace, interpolate(step['working-directory'], ctx))
+          : this.o.workspace;
       const r = await bash(interpolate(step.run ?? '', ctx), cwd, env);
       this.#path.unshift(...readFileSync(files.GITHUB_PATH, 'utf8').split('\n').filter(Boolean).reverse());
       Object.assign(this.#env, parseKv(readFileSync(files.GITHUB_ENV, 'utf8')));
-      if (step.id !== undefined) scope.steps[step.id] = { outputs: parseKv(readFileSync(files.GITHUB_OUTPUT, 'utf8')), outcome: r.code === 0 ? 'success' : 'failure' };
+      if (step.id !== undefined)
+        scope.steps[step.id] = {
+          outputs: parseKv(readFileSync(files.GITHUB_OUTPUT, 'utf8')),
+          outcome: r.code === 0 ? 'success' : 'failure',
+        };
       this.results.push({ name, status: r.code === 0 ? 'ok' : 'failed', output: r.output, code: r.code });
       if (r.code !== 0) this.#failed = true;
     }
@@ -331,7 +376,8 @@ export class WorkflowRunner {
     };
     if (action.runs.using !== 'composite') throw new Error(`${dir}/action.yml is not a composite action`);
     const known = new Set(Object.keys(action.inputs ?? {}));
-    for (const k of Object.keys(step.with ?? {})) if (!known.has(k)) throw new Error(`${step.uses}: unknown input ${k}`);
+    for (const k of Object.keys(step.with ?? {}))
+      if (!known.has(k)) throw new Error(`${step.uses}: unknown input ${k}`);
     const inputs: Record<string, string> = {};
     for (const [k, spec] of Object.entries(action.inputs ?? {})) {
       const given = step.with?.[k];

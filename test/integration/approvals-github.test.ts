@@ -2,16 +2,16 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { Octokit } from '@octokit/rest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { connectClient } from '../helpers/client.js';
 import { ManualClock } from '../helpers/clock.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { GitHubEmulator } from '../helpers/github-emulator.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
-// @ts-expect-error plain JS fixture
-import { startHttpServer } from '../fixtures/demo-server.mjs';
 
 const SECRET = 'webhook-secret-for-tests';
 process.env.GITGATE_TEST_GH_TOKEN = 'ghs_emulatortoken';
@@ -41,23 +41,36 @@ const policyData = {
   },
 };
 
-type Outcome = { ok: true; content: unknown } | { ok: false; code: number; message: string; data: { approval_id: string; url: string; status: string; expires_at: string } };
+type Outcome =
+  | { ok: true; content: unknown }
+  | {
+      ok: false;
+      code: number;
+      message: string;
+      data: { approval_id: string; url: string; status: string; expires_at: string };
+    };
 
 describe('the GitHub emulator is honest', () => {
   it('records requests GitHub would reject (unknown route, body against the OpenAPI schema, unknown query parameter, no auth)', async () => {
     const gh = await new GitHubEmulator().start();
     try {
       const post = (path: string, body: unknown, auth = true) =>
-        fetch(`${gh.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(auth ? { authorization: 'token x' } : {}) }, body: JSON.stringify(body) });
+        fetch(`${gh.url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(auth ? { authorization: 'token x' } : {}) },
+          body: JSON.stringify(body),
+        });
       await post('/repos/acme/approvals/pulls', { title: 5, head: 'x', base: 'main' });
       await post('/repos/acme/approvals/check-runs', { name: 'gitgate/approval' }, false);
       await post('/repos/acme/approvals/no-such-thing', {});
-      await fetch(`${gh.url}/repos/acme/approvals/pulls/1/reviews?per_page=100&head=x`, { headers: { authorization: 'token x' } });
+      await fetch(`${gh.url}/repos/acme/approvals/pulls/1/reviews?per_page=100&head=x`, {
+        headers: { authorization: 'token x' },
+      });
       expect(gh.violations).toEqual([
         expect.stringMatching(/^pulls\/create: .*title/),
         expect.stringMatching(/^checks\/create: .*head_sha/),
         'checks/create: no Authorization header',
-        'POST /repos/acme/approvals/no-such-thing: no such operation in GitHub\'s REST API',
+        "POST /repos/acme/approvals/no-such-thing: no such operation in GitHub's REST API",
         'pulls/list-reviews: unknown query parameter head',
       ]);
     } finally {
@@ -68,13 +81,37 @@ describe('the GitHub emulator is honest', () => {
   it('paginates lists with Link headers, as GitHub does (octokit follows them)', async () => {
     const gh = await new GitHubEmulator().start();
     try {
-      gh.pulls.set(7, { number: 7, title: 't', body: '', head: { ref: 'x', sha: 'h' }, base: { ref: 'main' }, state: 'open', merged: false, merged_by: null, closed_by: null, user: gh.actor, requested_reviewers: [], requested_teams: [], reviews: [] });
+      gh.pulls.set(7, {
+        number: 7,
+        title: 't',
+        body: '',
+        head: { ref: 'x', sha: 'h' },
+        base: { ref: 'main' },
+        state: 'open',
+        merged: false,
+        merged_by: null,
+        closed_by: null,
+        user: gh.actor,
+        requested_reviewers: [],
+        requested_teams: [],
+        reviews: [],
+      });
       for (let i = 0; i < 230; i++) gh.review(7, { login: `user${i}`, state: 'commented' });
       const octokit = new Octokit({ baseUrl: gh.url, auth: 'x' });
-      const first = await octokit.rest.pulls.listReviews({ owner: 'acme', repo: 'approvals', pull_number: 7, per_page: 100 });
+      const first = await octokit.rest.pulls.listReviews({
+        owner: 'acme',
+        repo: 'approvals',
+        pull_number: 7,
+        per_page: 100,
+      });
       expect(first.data).toHaveLength(100);
       expect(first.headers.link).toMatch(/page=2>; rel="next"/);
-      const all = await octokit.paginate(octokit.rest.pulls.listReviews, { owner: 'acme', repo: 'approvals', pull_number: 7, per_page: 100 });
+      const all = await octokit.paginate(octokit.rest.pulls.listReviews, {
+        owner: 'acme',
+        repo: 'approvals',
+        pull_number: 7,
+        per_page: 100,
+      });
       expect(all.map((r) => r.user?.login)).toEqual(Array.from({ length: 230 }, (_, i) => `user${i}`));
       expect(gh.count('pulls/list-reviews')).toBe(4);
       expect(gh.violations).toEqual([]);
@@ -127,17 +164,27 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
   async function client(gw: TestGateway) {
     return connectClient(`${gw.url}/mcp/gh`, await gw.token('alice', ['eng'], { githubLogin: 'alice-gh' }));
   }
-  async function call(c: Awaited<ReturnType<typeof client>>, name: string, args: Record<string, unknown>): Promise<Outcome> {
+  async function call(
+    c: Awaited<ReturnType<typeof client>>,
+    name: string,
+    args: Record<string, unknown>,
+  ): Promise<Outcome> {
     try {
       const r = await c.client.callTool({ name, arguments: args });
       return { ok: true, content: r.content };
     } catch (e) {
       const err = e as McpError;
-      return { ok: false, code: err.code, message: err.message, data: err.data as Extract<Outcome, { ok: false }>['data'] };
+      return {
+        ok: false,
+        code: err.code,
+        message: err.message,
+        data: err.data as Extract<Outcome, { ok: false }>['data'],
+      };
     }
   }
   const prOf = (o: Outcome) => Number(/\/pull\/(\d+)$/.exec((o as Extract<Outcome, { ok: false }>).data.url)![1]);
-  const calls = (tool: string, message?: string) => upstream.calls.filter((c) => c.tool === tool && (message === undefined || c.message === message)).length;
+  const calls = (tool: string, message?: string) =>
+    upstream.calls.filter((c) => c.tool === tool && (message === undefined || c.message === message)).length;
 
   it('approve releases: the identical retry executes exactly once; the PR shows the outcome', async () => {
     const gw = await start();
@@ -149,13 +196,23 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     expect(pull.title).toBe('gitgate approval: alice-gh → gh tools/call echo');
     expect(pull.body).toContain('"message": "approve-me"');
     expect(pull.requested_teams).toEqual(['security']);
-    expect(gh.files.get(`${pull.head.ref}:approvals/${first.ok ? '' : first.data.approval_id}.yaml`)).toContain('tool: "echo"');
+    expect(gh.files.get(`${pull.head.ref}:approvals/${first.ok ? '' : first.data.approval_id}.yaml`)).toContain(
+      'tool: "echo"',
+    );
     const check = [...gh.checkRuns.values()].at(-1)!;
     expect(check).toMatchObject({ name: 'gitgate/approval', status: 'in_progress', head_sha: pull.head.sha });
 
-    const hook = await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'approved' }), SECRET);
+    const hook = await gh.deliver(
+      `${gw.url}/webhooks/github`,
+      'pull_request_review',
+      gh.review(pr, { login: 'sam', state: 'approved' }),
+      SECRET,
+    );
     expect(hook.status).toBe(202);
-    expect(await call(c, 'echo', { message: 'approve-me' })).toEqual({ ok: true, content: [{ type: 'text', text: 'echo: approve-me' }] });
+    expect(await call(c, 'echo', { message: 'approve-me' })).toEqual({
+      ok: true,
+      content: [{ type: 'text', text: 'echo: approve-me' }],
+    });
     expect(calls('echo', 'approve-me')).toBe(1);
     // Used once: the next identical call needs a new approval.
     const again = await call(c, 'echo', { message: 'approve-me' });
@@ -190,12 +247,21 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     const gw = await start();
     const c = await client(gw);
     const first = await call(c, 'echo', { message: 'deny-me' });
-    await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request_review', gh.review(prOf(first), { login: 'sue', state: 'changes_requested', body: 'Not during the freeze.' }), SECRET);
+    await gh.deliver(
+      `${gw.url}/webhooks/github`,
+      'pull_request_review',
+      gh.review(prOf(first), { login: 'sue', state: 'changes_requested', body: 'Not during the freeze.' }),
+      SECRET,
+    );
     const denied = await call(c, 'echo', { message: 'deny-me' });
     expect(denied).toMatchObject({ ok: false, code: -32019, data: { status: 'denied' } });
     expect((denied as { message: string }).message).toContain('sue: Not during the freeze.');
     expect(calls('echo', 'deny-me')).toBe(0);
-    await expect.poll(() => [...gh.checkRuns.values()].find((r) => r.head_sha === gh.pulls.get(prOf(first))!.head.sha)?.conclusion).toBe('failure');
+    await expect
+      .poll(
+        () => [...gh.checkRuns.values()].find((r) => r.head_sha === gh.pulls.get(prOf(first))!.head.sha)?.conclusion,
+      )
+      .toBe('failure');
     await c.close();
   });
 
@@ -219,8 +285,17 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'mallory', state: 'approved' }), SECRET); // not eligible
     const oldHead = gh.pulls.get(pr)!.head.sha;
     gh.push(pr);
-    await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'approved', commit: oldHead }), SECRET); // stale
-    expect(await call(c, 'echo', { message: 'ignore-me' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    await gh.deliver(
+      url,
+      'pull_request_review',
+      gh.review(pr, { login: 'sam', state: 'approved', commit: oldHead }),
+      SECRET,
+    ); // stale
+    expect(await call(c, 'echo', { message: 'ignore-me' })).toMatchObject({
+      ok: false,
+      code: -32011,
+      data: { status: 'pending' },
+    });
     expect(calls('echo', 'ignore-me')).toBe(0);
     // The requester cannot deny it either; an eligible approval of the head does release it.
     await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sue', state: 'approved' }), SECRET);
@@ -249,14 +324,37 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     const pr = prOf(first);
     const url = `${gw.url}/webhooks/github`;
     const before = gh.requests.length;
-    const forged = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'commented' }), 'not-the-secret');
+    const forged = await gh.deliver(
+      url,
+      'pull_request_review',
+      gh.review(pr, { login: 'sam', state: 'commented' }),
+      'not-the-secret',
+    );
     expect(forged.status).toBe(401);
-    const bad = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'commented' }), SECRET, { signature: 'sha256=00' });
+    const bad = await gh.deliver(
+      url,
+      'pull_request_review',
+      gh.review(pr, { login: 'sam', state: 'commented' }),
+      SECRET,
+      { signature: 'sha256=00' },
+    );
     expect(bad.status).toBe(401);
     // Refused before anything is read from GitHub.
     expect(gh.requests.length).toBe(before);
-    const once = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'commented' }), SECRET, { delivery: 'delivery-1' });
-    const replay = await gh.deliver(url, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'commented' }), SECRET, { delivery: 'delivery-1' });
+    const once = await gh.deliver(
+      url,
+      'pull_request_review',
+      gh.review(pr, { login: 'sam', state: 'commented' }),
+      SECRET,
+      { delivery: 'delivery-1' },
+    );
+    const replay = await gh.deliver(
+      url,
+      'pull_request_review',
+      gh.review(pr, { login: 'sam', state: 'commented' }),
+      SECRET,
+      { delivery: 'delivery-1' },
+    );
     expect(once.status).toBe(202);
     expect(replay).toEqual({ status: 200, body: { duplicate: true, delivery: 'delivery-1' } });
     expect(await call(c, 'echo', { message: 'forge-me' })).toMatchObject({ ok: false, code: -32011 });
@@ -268,7 +366,12 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     const gw = await start();
     const c = await client(gw);
     const a = await call(c, 'echo', { message: 'A' });
-    await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request_review', gh.review(prOf(a), { login: 'sam', state: 'approved' }), SECRET);
+    await gh.deliver(
+      `${gw.url}/webhooks/github`,
+      'pull_request_review',
+      gh.review(prOf(a), { login: 'sam', state: 'approved' }),
+      SECRET,
+    );
     const b = await call(c, 'echo', { message: 'B' });
     expect(b).toMatchObject({ ok: false, code: -32011 });
     expect(prOf(b)).not.toBe(prOf(a));
@@ -286,7 +389,12 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     clock.advance(2001);
     await gw.gw.approvals.poll();
     // An approval that arrives after the TTL releases nothing: the retry asks anew.
-    await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request_review', gh.review(prOf(first), { login: 'sam', state: 'approved' }), SECRET);
+    await gh.deliver(
+      `${gw.url}/webhooks/github`,
+      'pull_request_review',
+      gh.review(prOf(first), { login: 'sam', state: 'approved' }),
+      SECRET,
+    );
     const out = await call(c, 'mutable', {});
     expect(out).toMatchObject({ ok: false, code: -32011 });
     expect(prOf(out)).not.toBe(prOf(first));
@@ -309,11 +417,19 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     const gw = await start({ holdSeconds: 20 });
     const c = await client(gw);
     const progress: string[] = [];
-    const pending = c.client.callTool({ name: 'echo', arguments: { message: 'hold-me' } }, undefined, { onprogress: (p) => progress.push(p.message ?? ''), timeout: 30_000 });
+    const pending = c.client.callTool({ name: 'echo', arguments: { message: 'hold-me' } }, undefined, {
+      onprogress: (p) => progress.push(p.message ?? ''),
+      timeout: 30_000,
+    });
     await expect.poll(() => progress.length, { timeout: 10_000 }).toBeGreaterThan(0);
     const pr = Number(/\/pull\/(\d+)/.exec(progress[0]!)![1]);
     expect(progress[0]).toMatch(/Waiting for approval .*https:\/\/github\.test\/acme\/approvals\/pull\/\d+/);
-    await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request_review', gh.review(pr, { login: 'sam', state: 'approved' }), SECRET);
+    await gh.deliver(
+      `${gw.url}/webhooks/github`,
+      'pull_request_review',
+      gh.review(pr, { login: 'sam', state: 'approved' }),
+      SECRET,
+    );
     expect((await pending).content).toEqual([{ type: 'text', text: 'echo: hold-me' }]);
     expect(calls('echo', 'hold-me')).toBe(1);
     await c.close();
@@ -324,15 +440,30 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     const keyFile = path.join(mkdtempSync(path.join(tmpdir(), 'gitgate-app-')), 'app.pem');
     writeFileSync(keyFile, privateKey.export({ format: 'pem', type: 'pkcs8' }));
     gh.installations.set(4242, { appId: 77, publicKey: publicKey.export({ format: 'pem', type: 'spki' }).toString() });
-    const gw = await start({ github: { baseUrl: gh.url, owner: 'acme', repo: 'approvals', app: { appId: 77, installationId: 4242, privateKey: { fromFile: keyFile } } } });
+    const gw = await start({
+      github: {
+        baseUrl: gh.url,
+        owner: 'acme',
+        repo: 'approvals',
+        app: { appId: 77, installationId: 4242, privateKey: { fromFile: keyFile } },
+      },
+    });
     const before = gh.auth.length;
     const c = await client(gw);
     const first = await call(c, 'echo', { message: 'as-an-app' });
     expect(first).toMatchObject({ ok: false, code: -32011 });
     const used = gh.auth.slice(before);
-    expect(used[0]).toMatchObject({ operationId: 'apps/create-installation-access-token', authorization: expect.stringMatching(/^bearer ey/i) });
+    expect(used[0]).toMatchObject({
+      operationId: 'apps/create-installation-access-token',
+      authorization: expect.stringMatching(/^bearer ey/i),
+    });
     for (const u of used.slice(1)) expect(u.authorization).toBe('token ghs_installation_4242');
-    await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request_review', gh.review(prOf(first), { login: 'sam', state: 'approved' }), SECRET);
+    await gh.deliver(
+      `${gw.url}/webhooks/github`,
+      'pull_request_review',
+      gh.review(prOf(first), { login: 'sam', state: 'approved' }),
+      SECRET,
+    );
     expect(await call(c, 'echo', { message: 'as-an-app' })).toMatchObject({ ok: true });
     await c.close();
   });
@@ -349,7 +480,9 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     gh.review(pr, { login: 'sue', state: 'approved' });
     const second = await start({ pollSeconds: 0.2 }, dataDir);
     const c2 = await client(second);
-    await expect.poll(() => second.gw.approvals.list().find((a) => a.remote?.ref === String(pr))?.status, { timeout: 5000 }).toBe('approved');
+    await expect
+      .poll(() => second.gw.approvals.list().find((a) => a.remote?.ref === String(pr))?.status, { timeout: 5000 })
+      .toBe('approved');
     expect(await call(c2, 'echo', { message: 'survive-restart' })).toMatchObject({ ok: true });
     expect(calls('echo', 'survive-restart')).toBe(1);
     await c2.close();

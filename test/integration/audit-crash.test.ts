@@ -9,10 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRecords } from '../../src/audit/read.js';
 import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { loadDevIssuer } from '../../src/identity/dev-issuer.js';
-import { serveProcess } from '../helpers/cli.js';
-import { makePolicyDir } from '../helpers/policy.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { serveProcess } from '../helpers/cli.js';
+import { makePolicyDir } from '../helpers/policy.js';
 import { soakSize, testSeed } from '../helpers/soak.js';
 
 const CRASHES = soakSize(3, 20);
@@ -26,7 +26,12 @@ async function client(url: string, token: string, tag: string, onAnswer: () => v
     const init = await fetch(url, {
       method: 'POST',
       headers: { ...HEADERS, authorization: `Bearer ${token}` },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'crash', version: '1' } } }),
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 0,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'crash', version: '1' } },
+      }),
     });
     await init.text();
     const sid = init.headers.get('mcp-session-id');
@@ -36,7 +41,12 @@ async function client(url: string, token: string, tag: string, onAnswer: () => v
       const res = await fetch(url, {
         method: 'POST',
         headers: { ...HEADERS, authorization: `Bearer ${token}`, 'mcp-session-id': sid },
-        body: JSON.stringify({ jsonrpc: '2.0', id: i + 1, method: 'tools/call', params: { name: 'echo', arguments: { message } } }),
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: i + 1,
+          method: 'tools/call',
+          params: { name: 'echo', arguments: { message } },
+        }),
       });
       const text = await res.text();
       if (res.status === 200 && text.includes(`echo: ${message}`)) {
@@ -75,7 +85,7 @@ describe('crash safety: SIGKILL at random moments under load', () => {
       const url = `${gw.url}/mcp/http`;
       // The kill comes after a seeded number of answers, while the other clients are mid-request:
       // a random moment of the load, not of the wall clock.
-      const killAt = 2 + (Math.imul(SEED ^ (crash + 1), 2_654_435_761) >>> 0) % 40;
+      const killAt = 2 + ((Math.imul(SEED ^ (crash + 1), 2_654_435_761) >>> 0) % 40);
       let answers = 0;
       const exited = once(gw.child, 'exit');
       const kill = () => {
@@ -113,17 +123,36 @@ describe('crash safety: SIGKILL at random moments under load', () => {
  * An MCP upstream over HTTP that, on receiving a tools/call, SIGKILLs the gateway
  * process before answering: the call ran, and the gateway never got to answer.
  */
-async function killingUpstream(): Promise<{ url: string; target: { child?: ChildProcess }; calls: string[]; close(): Promise<void> }> {
+async function killingUpstream(): Promise<{
+  url: string;
+  target: { child?: ChildProcess };
+  calls: string[];
+  close(): Promise<void>;
+}> {
   const target: { child?: ChildProcess } = {};
   const calls: string[] = [];
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     if (req.method !== 'POST') return void res.writeHead(405).end();
-    const msg = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { id?: number; method?: string; params?: { arguments?: { message?: string } } };
+    const msg = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+      id?: number;
+      method?: string;
+      params?: { arguments?: { message?: string } };
+    };
     if (msg.method === 'initialize') {
       res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'upstream-session' });
-      return void res.end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'killer', version: '1' } } }));
+      return void res.end(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: msg.id,
+          result: {
+            protocolVersion: '2025-11-25',
+            capabilities: { tools: {} },
+            serverInfo: { name: 'killer', version: '1' },
+          },
+        }),
+      );
     }
     if (msg.method === 'tools/call') {
       // The side effect happens here; then the gateway dies before any answer.
@@ -132,7 +161,9 @@ async function killingUpstream(): Promise<{ url: string; target: { child?: Child
       return; // never answered (the socket closes when the gateway dies)
     }
     if (msg.id === undefined) return void res.writeHead(202).end();
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: {} }));
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: {} }));
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -151,7 +182,10 @@ describe('crash safety: the upstream runs the call, then the gateway dies before
     const upstream = await killingUpstream();
     const dataDir = mkdtempSync(path.join(tmpdir(), 'gitgate-killed-'));
     const config = path.join(dataDir, 'gitgate.yaml');
-    writeFileSync(config, `dataDir: ${dataDir}\npolicy:\n  dir: ${await makePolicyDir()}\nupstreams:\n  http:\n    url: ${upstream.url}\n`);
+    writeFileSync(
+      config,
+      `dataDir: ${dataDir}\npolicy:\n  dir: ${await makePolicyDir()}\nupstreams:\n  http:\n    url: ${upstream.url}\n`,
+    );
     try {
       for (let t = 0; t < TRIES; t++) {
         const gw = await serveProcess(['--config', config, '--port', '0']);
@@ -163,7 +197,12 @@ describe('crash safety: the upstream runs the call, then the gateway dies before
         const init = await fetch(url, {
           method: 'POST',
           headers: auth,
-          body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'killed', version: '1' } } }),
+          body: JSON.stringify({
+            jsonrpc: '2.0',
+            id: 0,
+            method: 'initialize',
+            params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'killed', version: '1' } },
+          }),
         });
         await init.text();
         const sid = init.headers.get('mcp-session-id');
@@ -171,7 +210,12 @@ describe('crash safety: the upstream runs the call, then the gateway dies before
         const call = fetch(url, {
           method: 'POST',
           headers: { ...auth, 'mcp-session-id': sid! },
-          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: `ran-${t}` } } }),
+          body: JSON.stringify({
+            jsonrpc: '2.0',
+            id: 1,
+            method: 'tools/call',
+            params: { name: 'echo', arguments: { message: `ran-${t}` } },
+          }),
         });
         // The client never gets an answer: the gateway is killed while the upstream holds the call.
         await expect(call).rejects.toThrow();
@@ -191,7 +235,13 @@ describe('crash safety: the upstream runs the call, then the gateway dies before
       const allowed = new Set<string>();
       for await (const r of readRecords(repo)) {
         const d = r.data as { allow?: boolean; input?: { mcp?: { arguments?: { message?: string } } } } | undefined;
-        if (r.type === 'decision' && r.tool === 'echo' && d?.allow === true && d.input?.mcp?.arguments?.message !== undefined) allowed.add(d.input.mcp.arguments.message);
+        if (
+          r.type === 'decision' &&
+          r.tool === 'echo' &&
+          d?.allow === true &&
+          d.input?.mcp?.arguments?.message !== undefined
+        )
+          allowed.add(d.input.mcp.arguments.message);
       }
       expect(upstream.calls.filter((m) => !allowed.has(m))).toEqual([]);
     } finally {

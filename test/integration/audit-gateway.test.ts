@@ -1,18 +1,18 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { FileWal } from '../../src/audit/wal.js';
-import { FlakyWal } from '../helpers/flaky-wal.js';
-import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { readRecords } from '../../src/audit/read.js';
 import type { AuditRecord } from '../../src/audit/record.js';
-import { connectClient } from '../helpers/client.js';
-import { gitgate } from '../helpers/cli.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { verifyAuditRepo } from '../../src/audit/verify.js';
+import { FileWal } from '../../src/audit/wal.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { gitgate } from '../helpers/cli.js';
+import { connectClient } from '../helpers/client.js';
+import { FlakyWal } from '../helpers/flaky-wal.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
 
 interface Upstream {
   url: string;
@@ -22,7 +22,9 @@ interface Upstream {
 }
 
 function allFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.name === '.git' ? [] : e.isDirectory() ? allFiles(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.name === '.git' ? [] : e.isDirectory() ? allFiles(path.join(dir, e.name)) : [path.join(dir, e.name)],
+  );
 }
 
 describe('every exchange through the gateway is recorded, signed and committed', () => {
@@ -82,7 +84,11 @@ describe('every exchange through the gateway is recorded, signed and committed',
     expect(initDecision).toMatchObject({ method: 'initialize', data: { allow: true } });
     expect(initDecision.stream).toMatch(/^gateway\//);
     const denied = records.find((r) => r.type === 'decision' && r.tool === 'secret')!;
-    expect(denied.data).toMatchObject({ allow: false, reasons: [expect.stringContaining('tools/call of secret denied')], input: { mcp: { tool: 'secret' } } });
+    expect(denied.data).toMatchObject({
+      allow: false,
+      reasons: [expect.stringContaining('tools/call of secret denied')],
+      input: { mcp: { tool: 'secret' } },
+    });
     // The hash is of the bytes the policy evaluated; unmasked, the recorded input serializes to exactly them.
     const { input_sha256: inputHash, input: recordedInput } = denied.data as { input_sha256: string; input: unknown };
     expect(inputHash).toBe(createHash('sha256').update(JSON.stringify(recordedInput)).digest('hex'));
@@ -92,44 +98,70 @@ describe('every exchange through the gateway is recorded, signed and committed',
     expect(records.every((r) => r.caller?.sub === 'bob')).toBe(true);
 
     // Nothing secret reaches the audit repo: not the client token, the credentials, or the upstream's API key.
-    const everything = allFiles(repo).map((f) => readFileSync(f, 'utf8')).join('\n');
+    const everything = allFiles(repo)
+      .map((f) => readFileSync(f, 'utf8'))
+      .join('\n');
     expect(everything).not.toContain(token);
     expect(everything).not.toContain('sk-audit-must-never-see-this');
     for (const cred of upstream.credentials) expect(everything).not.toContain(cred.token);
 
     const replay = await gitgate(['audit', 'replay', repo, '--session', sid]);
     expect(replay.code).toBe(0);
-    expect(replay.stdout).toMatch(/decision\s+bob\s+tools\/call secret\s+DENY\s+args \{\}\s+tools\/call of secret denied/);
+    expect(replay.stdout).toMatch(
+      /decision\s+bob\s+tools\/call secret\s+DENY\s+args \{\}\s+tools\/call of secret denied/,
+    );
     expect(replay.stdout).toMatch(/response\s+bob\s+tools\/call echo\s+ok/);
     const json = await gitgate(['audit', 'replay', repo, '--caller', 'bob', '--json']);
-    expect(json.stdout.trim().split('\n').map((l) => JSON.parse(l).caller.sub)).toEqual(expect.arrayContaining(['bob']));
+    expect(
+      json.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).caller.sub),
+    ).toEqual(expect.arrayContaining(['bob']));
     const exported = await gitgate(['audit', 'export', repo, '--since', '1h']);
     expect(exported.stdout.trim().split('\n').length).toBeGreaterThanOrEqual(records.length);
   });
 });
 
-
 describe('the gateway fails closed when it cannot record', () => {
   it('a WAL that cannot be written: no answer without its record, nothing forwarded, /readyz says why', async () => {
     const upstream = (await startHttpServer()) as Upstream;
     let wal!: FlakyWal;
-    const gw2 = await startGateway({ upstreams: { http: { url: upstream.url } }, options: { wal: (dir) => (wal = new FlakyWal(new FileWal(dir))) } });
+    const gw2 = await startGateway({
+      upstreams: { http: { url: upstream.url } },
+      options: { wal: (dir) => (wal = new FlakyWal(new FileWal(dir))) },
+    });
     try {
       const c = await connectClient(`${gw2.url}/mcp/http`, await gw2.token('bob'));
       await c.client.callTool({ name: 'echo', arguments: { message: 'recorded' } });
       wal.failing = true;
       const before = upstream.received.filter((r) => r.message.method === 'tools/call').length;
-      const err = (await c.client.callTool({ name: 'echo', arguments: { message: 'not recorded' } }).catch((e: unknown) => e)) as Error;
+      const err = (await c.client
+        .callTool({ name: 'echo', arguments: { message: 'not recorded' } })
+        .catch((e: unknown) => e)) as Error;
       expect(String(err)).toMatch(/Audit log unavailable: ENOSPC/);
       // The next request is refused before it reaches the upstream.
       const res = await fetch(`${gw2.url}/mcp/http`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${await gw2.token('bob')}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': c.transport.sessionId! },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'echo', arguments: { message: 'refused' } } }),
+        headers: {
+          authorization: `Bearer ${await gw2.token('bob')}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-session-id': c.transport.sessionId!,
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 5,
+          method: 'tools/call',
+          params: { name: 'echo', arguments: { message: 'refused' } },
+        }),
       });
       expect(res.status).toBe(503);
       expect(((await res.json()) as { error: { code: number } }).error.code).toBe(-32018);
-      expect(upstream.received.filter((r) => r.message.method === 'tools/call' && r.message.params?.name === 'echo').length - before).toBeLessThanOrEqual(1);
+      expect(
+        upstream.received.filter((r) => r.message.method === 'tools/call' && r.message.params?.name === 'echo').length -
+          before,
+      ).toBeLessThanOrEqual(1);
       expect(upstream.received.some((r) => JSON.stringify(r.message).includes('refused'))).toBe(false);
       const ready = await fetch(`${gw2.url}/readyz`);
       expect(ready.status).toBe(503);
@@ -139,7 +171,9 @@ describe('the gateway fails closed when it cannot record', () => {
       // Disk space comes back: the gateway serves again.
       wal.failing = false;
       await new Promise((r) => setTimeout(r, 2100));
-      expect((await c.client.callTool({ name: 'echo', arguments: { message: 'back' } })).content).toEqual([{ type: 'text', text: 'echo: back' }]);
+      expect((await c.client.callTool({ name: 'echo', arguments: { message: 'back' } })).content).toEqual([
+        { type: 'text', text: 'echo: back' },
+      ]);
       await c.close();
     } finally {
       await gw2.close();
@@ -160,12 +194,20 @@ describe('the gateway fails closed when it cannot record', () => {
       const c = await connectClient(`${gw.url}/mcp/http`, await gw.token('bob'));
       for (let i = 0; i < 5; i++) await c.client.callTool({ name: 'echo', arguments: { message: `m${i}` } });
       await new Promise((r) => setTimeout(r, 400));
-      const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as { audit: { uncommitted: number; lastError?: string } };
+      const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as {
+        audit: { uncommitted: number; lastError?: string };
+      };
       expect(ready.audit.uncommitted).toBeGreaterThanOrEqual(10);
       expect(ready.audit.lastError).toMatch(/read-only|pre-commit|hook/);
       expect(readdirSync(path.join(gw.dataDir, 'audit-wal')).length).toBeGreaterThan(0);
       rmSync(hook);
-      await expect.poll(async () => ((await (await fetch(`${gw.url}/readyz`)).json()) as { audit: { uncommitted: number } }).audit.uncommitted, { timeout: 5000 }).toBe(0);
+      await expect
+        .poll(
+          async () =>
+            ((await (await fetch(`${gw.url}/readyz`)).json()) as { audit: { uncommitted: number } }).audit.uncommitted,
+          { timeout: 5000 },
+        )
+        .toBe(0);
       await c.close();
     } finally {
       await gw.close();

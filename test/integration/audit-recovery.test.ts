@@ -72,7 +72,12 @@ describe('audit stream files', () => {
 /** The WAL segments under `root`, by name, and their bytes. */
 function walSnapshot(root: string): Map<string, Buffer> {
   const dir = path.join(root, 'wal');
-  return new Map(readdirSync(dir).filter((f) => f.startsWith('wal-')).sort().map((f) => [f, readFileSync(path.join(dir, f))]));
+  return new Map(
+    readdirSync(dir)
+      .filter((f) => f.startsWith('wal-'))
+      .sort()
+      .map((f) => [f, readFileSync(path.join(dir, f))]),
+  );
 }
 
 /** Rewrite the one WAL entry of `stream` at `seq` (whatever segment it is in). */
@@ -96,10 +101,13 @@ function stored(repo: string): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const file of listFiles(path.join(repo, 'streams'), '.jsonl')) {
     const rel = path.relative(path.join(repo, 'streams'), file).replace(/\.jsonl$/, '');
-    out[rel] = readFileSync(file, 'utf8').trim().split('\n').map((l) => {
-      const r = parseLine(l).record;
-      return `${r.stream}:${r.seq}:${r.exchange}`;
-    });
+    out[rel] = readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => {
+        const r = parseLine(l).record;
+        return `${r.stream}:${r.seq}:${r.exchange}`;
+      });
   }
   return out;
 }
@@ -127,13 +135,17 @@ describe('audit WAL recovery trusts only checksummed bytes', () => {
     expect(recovered).toBe(12);
     // Reported: the fields, and the group trailer that covers them (nothing was lost).
     expect(damage).toEqual([
-      expect.objectContaining({ kind: 'framing', segment: expect.stringMatching(/^wal-\d+\.log$/), why: expect.stringMatching(/stream "s3".*"s1"/) }),
+      expect.objectContaining({
+        kind: 'framing',
+        segment: expect.stringMatching(/^wal-\d+\.log$/),
+        why: expect.stringMatching(/stream "s3".*"s1"/),
+      }),
       expect.objectContaining({ kind: 'trailer' }),
     ]);
     expect((await verifyAuditRepo(path.join(root, 'audit'))).ok).toBe(true);
   });
 
-  it("a lowered seq field: no intact record is dropped, the damage is reported", async () => {
+  it('a lowered seq field: no intact record is dropped, the damage is reported', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'gitgate-walseq-'));
     const { key, expected } = await walWithRecords(root);
     editWalEntry(root, 's1', 4, (f) => [f[0]!, '1', f[2]!, f[3]!]);
@@ -141,7 +153,10 @@ describe('audit WAL recovery trusts only checksummed bytes', () => {
     const { damage } = await second.committer.recover();
     await second.log.close();
     expect(stored(path.join(root, 'audit'))).toEqual(expected);
-    expect(damage).toEqual([expect.objectContaining({ kind: 'framing', why: expect.stringMatching(/seq 1.*seq 4/) }), expect.objectContaining({ kind: 'trailer' })]);
+    expect(damage).toEqual([
+      expect.objectContaining({ kind: 'framing', why: expect.stringMatching(/seq 1.*seq 4/) }),
+      expect.objectContaining({ kind: 'trailer' }),
+    ]);
     expect((await verifyAuditRepo(path.join(root, 'audit'))).ok).toBe(true);
   });
 
@@ -194,7 +209,11 @@ describe('a gap met while committing', () => {
     t.log.restoreUncommitted(durable.filter((e) => e !== missing));
     const head = (await simpleGit(repo).revparse(['HEAD'])).trim();
     const wal = walSnapshot(root);
-    const committer = new AuditCommitter(t.log, walFiles(path.join(root, 'wal')), t.store, { everyRecords: 1_000_000, everyMs: 60_000, onError: (e) => errors.push(e) });
+    const committer = new AuditCommitter(t.log, walFiles(path.join(root, 'wal')), t.store, {
+      everyRecords: 1_000_000,
+      everyMs: 60_000,
+      onError: (e) => errors.push(e),
+    });
     await committer.commit();
     expect(String(errors[0])).toMatch(/audit stream s1: expected seq 4, found 5 \(a gap/);
     expect(committer.status().blocked).toMatch(/expected seq 4, found 5/);

@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { gitgate } from '../helpers/cli.js';
 import { startGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 import { RawMcp } from '../helpers/raw-mcp.js';
-// @ts-expect-error plain JS fixture
-import { startHttpServer } from '../fixtures/demo-server.mjs';
 
 describe('gitgate audit replay: one timeline across sessions, with arguments and the approval that released a call', () => {
   let upstream: { url: string; close(): Promise<void> };
@@ -17,7 +17,15 @@ describe('gitgate audit replay: one timeline across sessions, with arguments and
     upstream = await startHttpServer();
     const data = {
       ...TEST_POLICY_DATA,
-      upstreams: { http: { full_access_groups: ['eng'], public_tools: ['echo'], high_risk_tools: { secret: { approvers: ['eng'], min_approvals: 1, ttl_seconds: 900 } }, mask: [], credential_ttl_seconds: 60 } },
+      upstreams: {
+        http: {
+          full_access_groups: ['eng'],
+          public_tools: ['echo'],
+          high_risk_tools: { secret: { approvers: ['eng'], min_approvals: 1, ttl_seconds: 900 } },
+          mask: [],
+          credential_ttl_seconds: 60,
+        },
+      },
     };
     const gw = await startGateway({
       upstreams: { http: { url: upstream.url } },
@@ -29,15 +37,43 @@ describe('gitgate audit replay: one timeline across sessions, with arguments and
     const bob = new RawMcp(`${gw.url}/mcp/http`, await gw.token('bob'));
     // Interleaved on purpose: alice, bob, alice. Session ids are random, so file order is not time order.
     await alice.initialize();
-    await alice.post({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'alice-first' } } });
+    await alice.post({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: 'echo', arguments: { message: 'alice-first' } },
+    });
     await bob.initialize();
-    await bob.post({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'bob-second' } } });
-    const parked = await alice.post({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'secret', arguments: { why: 'audit' } } });
+    await bob.post({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: 'echo', arguments: { message: 'bob-second' } },
+    });
+    const parked = await alice.post({
+      jsonrpc: '2.0',
+      id: 2,
+      method: 'tools/call',
+      params: { name: 'secret', arguments: { why: 'audit' } },
+    });
     approvalId = String((parked.messages[0] as { error: { data: { approval_id: string } } }).error.data.approval_id);
-    const approve = await gitgate(['approvals', 'approve', approvalId, '--token', await gw.token('carol'), '--data-dir', dataDir]);
+    const approve = await gitgate([
+      'approvals',
+      'approve',
+      approvalId,
+      '--token',
+      await gw.token('carol'),
+      '--data-dir',
+      dataDir,
+    ]);
     expect(approve.code, approve.stderr).toBe(0);
     await gw.gw.approvals.poll();
-    const released = await alice.post({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'secret', arguments: { why: 'audit' } } });
+    const released = await alice.post({
+      jsonrpc: '2.0',
+      id: 3,
+      method: 'tools/call',
+      params: { name: 'secret', arguments: { why: 'audit' } },
+    });
     expect(JSON.stringify(released.messages)).not.toContain('"error"');
     await gw.close();
     audit = path.join(dataDir, 'audit');
@@ -58,13 +94,18 @@ describe('gitgate audit replay: one timeline across sessions, with arguments and
     expect(second).toBeGreaterThan(first);
     expect(parked).toBeGreaterThan(second);
     // Timestamps never go backwards.
-    const ts = lines.map((l) => /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)/.exec(l)?.[1]).filter((t): t is string => t !== undefined);
+    const ts = lines
+      .map((l) => /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)/.exec(l)?.[1])
+      .filter((t): t is string => t !== undefined);
     expect(ts).toEqual([...ts].sort());
     expect(r.stdout).toContain(`released by approval ${approvalId} (approved by carol`);
     expect(lines.filter((l) => l.includes('approval.approved')).join('\n')).toContain('carol');
 
     const json = await gitgate(['audit', 'replay', audit, '--json', '--caller', 'alice']);
-    const recs = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { ts: string; caller?: { sub: string } });
+    const recs = json.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { ts: string; caller?: { sub: string } });
     expect(recs.every((x) => x.caller?.sub === 'alice')).toBe(true);
     expect(recs.map((x) => x.ts)).toEqual(recs.map((x) => x.ts).sort());
   });

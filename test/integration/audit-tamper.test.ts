@@ -1,9 +1,9 @@
-import { cpSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { simpleGit } from 'simple-git';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { signRecord, parseLine } from '../../src/audit/record.js';
+import { parseLine, signRecord } from '../../src/audit/record.js';
 import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { buildAuditRepo, newAuditKey, newSigner } from '../helpers/audit-repo.js';
 import { gitgate } from '../helpers/cli.js';
@@ -145,7 +145,9 @@ describe('gitgate audit verify catches tampering and names it', () => {
     await git.add(['-A']).commit('put back');
     const r = await verifyAuditRepo(repo);
     expect(r.ok).toBe(false);
-    expect(r.error!.why).toMatch(/removes 2 line\(s\) from streams\/sessions\/2026-11-26\/bbbbbbbb.*history was rewritten/);
+    expect(r.error!.why).toMatch(
+      /removes 2 line\(s\) from streams\/sessions\/2026-11-26\/bbbbbbbb.*history was rewritten/,
+    );
   });
 
   it('the CLI exits non-zero naming the first broken record', async () => {
@@ -156,7 +158,9 @@ describe('gitgate audit verify catches tampering and names it', () => {
     write(f, ls);
     const bad = await gitgate(['audit', 'verify', repo]);
     expect(bad.code).toBe(1);
-    expect(bad.stdout).toMatch(/FAILED at streams\/sessions\/2026-11-26\/aaaaaaaa-0000-4000-8000-000000000001\.jsonl:2: expected seq 1, found 2/);
+    expect(bad.stdout).toMatch(
+      /FAILED at streams\/sessions\/2026-11-26\/aaaaaaaa-0000-4000-8000-000000000001\.jsonl:2: expected seq 1, found 2/,
+    );
     const good = await gitgate(['audit', 'verify', pristine]);
     expect(good.code).toBe(0);
     expect(good.stdout).toMatch(/^ok: 10 record\(s\) in 2 stream\(s\), 2 checkpoint\(s\), 2 commit\(s\)/);

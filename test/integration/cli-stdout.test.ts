@@ -4,15 +4,19 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BIN, gitgate } from '../helpers/cli.js';
 import { packageRoot } from '../../src/paths.js';
+import { BIN, gitgate } from '../helpers/cli.js';
 
 const tmp = (prefix: string) => mkdtempSync(path.join(tmpdir(), prefix));
 
 describe('gitgate approvals says which data dir it reads', () => {
   it('names a --data-dir that holds no approvals store, on stderr, and fails', async () => {
     const dir = tmp('gitgate-nostore-');
-    for (const args of [['approvals', 'list'], ['approvals', 'approve', 'x', '--token', 'y'], ['approvals', 'deny', 'x', '--token', 'y']]) {
+    for (const args of [
+      ['approvals', 'list'],
+      ['approvals', 'approve', 'x', '--token', 'y'],
+      ['approvals', 'deny', 'x', '--token', 'y'],
+    ]) {
       const r = await gitgate([...args, '--data-dir', dir]);
       expect({ args, code: r.code, stdout: r.stdout }).toEqual({ args, code: 1, stdout: '' });
       expect(r.stderr).toContain(`gitgate: data dir ${dir} (--data-dir)`);
@@ -45,8 +49,13 @@ describe('gitgate approvals says which data dir it reads', () => {
  * line on stdin, which is sent only once this process has closed its end of the
  * stdout pipe, so gitgate's first write meets EPIPE (no timing involved).
  */
-async function withClosedStdout(args: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
-  const child = spawn('/bin/sh', ['-c', 'read go; exec "$0" "$@"', process.execPath, BIN, ...args], { cwd: packageRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+async function withClosedStdout(
+  args: string[],
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  const child = spawn('/bin/sh', ['-c', 'read go; exec "$0" "$@"', process.execPath, BIN, ...args], {
+    cwd: packageRoot,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;

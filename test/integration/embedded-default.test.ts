@@ -1,11 +1,11 @@
 import { once } from 'node:events';
-import path from 'node:path';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import path from 'node:path';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { connectClient } from '../helpers/client.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gitgate, serveProcess } from '../helpers/cli.js';
+import { connectClient } from '../helpers/client.js';
 
 describe('the embedded default: `gitgate serve` with no config, server-everything as demo', () => {
   let dataDir: string;
@@ -14,7 +14,9 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
   beforeAll(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-embedded-'));
     // info level: the logs test below must see the per-exchange lines it checks for tokens.
-    server = await serveProcess(['--port', '0', '--data-dir', dataDir, '--approval-hold', '0'], { GITGATE_LOG_LEVEL: 'info' });
+    server = await serveProcess(['--port', '0', '--data-dir', dataDir, '--approval-hold', '0'], {
+      GITGATE_LOG_LEVEL: 'info',
+    });
   });
   afterAll(() => {
     if (server.child.exitCode === null) server.child.kill('SIGKILL');
@@ -29,7 +31,12 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
   it('`gitgate token` prints only a JWT', async () => {
     const t = await token(['--sub', 'alice', '--groups', 'eng', '--ttl', '10m']);
     expect(t).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
-    const payload = JSON.parse(Buffer.from(t.split('.')[1]!, 'base64url').toString()) as { sub: string; groups: string[]; exp: number; iat: number };
+    const payload = JSON.parse(Buffer.from(t.split('.')[1]!, 'base64url').toString()) as {
+      sub: string;
+      groups: string[];
+      exp: number;
+      iat: number;
+    };
     expect(payload).toMatchObject({ sub: 'alice', groups: ['eng'] });
     expect(payload.exp - payload.iat).toBe(600);
   });
@@ -38,10 +45,14 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     const c = await connectClient(`${server.url}/mcp/demo`, await token(['--sub', 'bob']));
     const { tools } = await c.client.listTools();
     expect(tools.map((t) => t.name).sort()).toEqual(['echo', 'get-sum']);
-    expect((await c.client.callTool({ name: 'echo', arguments: { message: 'hello' } })).content).toEqual([{ type: 'text', text: 'Echo: hello' }]);
+    expect((await c.client.callTool({ name: 'echo', arguments: { message: 'hello' } })).content).toEqual([
+      { type: 'text', text: 'Echo: hello' },
+    ]);
     const sum = await c.client.callTool({ name: 'get-sum', arguments: { a: 2, b: 3 } });
     expect(JSON.stringify(sum.content)).toContain('5');
-    const err = (await c.client.callTool({ name: 'get-tiny-image', arguments: {} }).catch((e: unknown) => e)) as McpError;
+    const err = (await c.client
+      .callTool({ name: 'get-tiny-image', arguments: {} })
+      .catch((e: unknown) => e)) as McpError;
     expect(err).toBeInstanceOf(McpError);
     expect(err.message).toContain('tools/call of get-tiny-image denied: bob (groups: []) may only call echo, get-sum');
     await c.close();
@@ -49,22 +60,32 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
 
   it('echo of an email and an AWS access key comes back masked', async () => {
     const c = await connectClient(`${server.url}/mcp/demo`, await token(['--sub', 'bob']));
-    const res = await c.client.callTool({ name: 'echo', arguments: { message: 'mail jane@example.com key AKIAIOSFODNN7EXAMPLE' } });
+    const res = await c.client.callTool({
+      name: 'echo',
+      arguments: { message: 'mail jane@example.com key AKIAIOSFODNN7EXAMPLE' },
+    });
     expect(res.content).toEqual([{ type: 'text', text: 'Echo: mail [redacted:email] key [redacted:aws_access_key]' }]);
     await c.close();
   });
 
   // Many CLI processes (tokens, list, approve): more room than the default on two busy cores.
-  it('eng may use every tool; get-env is parked until another eng member approves it, then runs once', { timeout: 90_000 }, async () => {
+  it('eng may use every tool; get-env is parked until another eng member approves it, then runs once', {
+    timeout: 90_000,
+  }, async () => {
     const aliceToken = await token(['--sub', 'alice', '--groups', 'eng']);
     const c = await connectClient(`${server.url}/mcp/demo`, aliceToken);
-    expect((await c.client.listTools()).tools.map((t) => t.name)).toEqual(expect.arrayContaining(['echo', 'get-sum', 'get-env', 'get-tiny-image']));
+    expect((await c.client.listTools()).tools.map((t) => t.name)).toEqual(
+      expect.arrayContaining(['echo', 'get-sum', 'get-env', 'get-tiny-image']),
+    );
     const img = await c.client.callTool({ name: 'get-tiny-image', arguments: {} });
     expect(JSON.stringify(img.content)).toContain('image/png');
     const parked = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
     expect(parked.code).toBe(-32011);
     const data = parked.data as { approval_id: string; url: string; status: string; expires_at: string };
-    expect(data).toMatchObject({ status: 'pending', approval_id: expect.stringMatching(/^[0-9a-f]{20}-1-[0-9a-f]{8}$/) });
+    expect(data).toMatchObject({
+      status: 'pending',
+      approval_id: expect.stringMatching(/^[0-9a-f]{20}-1-[0-9a-f]{8}$/),
+    });
     expect(data.url).toContain(`gitgate/approval/${data.approval_id}`);
     // The identical retry maps to the same approval.
     const again = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
@@ -76,38 +97,60 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     const claimed = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'carol', '--data-dir', dataDir]);
     expect(claimed.code).toBe(1);
     expect(claimed.stderr).toContain('--as is not accepted');
-    const self = await gitgate(['approvals', 'approve', data.approval_id, '--token', aliceToken, '--data-dir', dataDir]);
+    const self = await gitgate([
+      'approvals',
+      'approve',
+      data.approval_id,
+      '--token',
+      aliceToken,
+      '--data-dir',
+      dataDir,
+    ]);
     expect(self.code).toBe(1);
     expect(self.stderr).toContain('alice requested this call and cannot approve or deny it');
-    const outsider = await gitgate(['approvals', 'approve', data.approval_id, '--data-dir', dataDir], { env: { GITGATE_TOKEN: await token(['--sub', 'bob']) } });
+    const outsider = await gitgate(['approvals', 'approve', data.approval_id, '--data-dir', dataDir], {
+      env: { GITGATE_TOKEN: await token(['--sub', 'bob']) },
+    });
     expect(outsider.code).toBe(1);
     expect(outsider.stderr).toContain('bob is not a known user');
-    const ok = await gitgate(['approvals', 'approve', data.approval_id, '--data-dir', dataDir], { env: { GITGATE_TOKEN: await token(['--sub', 'carol']) } });
+    const ok = await gitgate(['approvals', 'approve', data.approval_id, '--data-dir', dataDir], {
+      env: { GITGATE_TOKEN: await token(['--sub', 'carol']) },
+    });
     expect(ok.code).toBe(0);
     expect(ok.stdout).toContain(`approved ${data.approval_id} as carol`);
 
     // Released within a poll interval: the identical retry executes once.
     await expect
-      .poll(async () => {
-        const r = await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e);
-        return r instanceof McpError ? `error ${r.code}` : 'executed';
-      }, { timeout: 20_000, interval: 500 })
+      .poll(
+        async () => {
+          const r = await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e);
+          return r instanceof McpError ? `error ${r.code}` : 'executed';
+        },
+        { timeout: 20_000, interval: 500 },
+      )
       .toBe('executed');
     // A second retry needs a new approval.
     const next = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
     expect(next.code).toBe(-32011);
-    expect((next.data as { approval_id: string }).approval_id).toMatch(new RegExp(`^${data.approval_id.slice(0, 20)}-2-[0-9a-f]{8}$`));
+    expect((next.data as { approval_id: string }).approval_id).toMatch(
+      new RegExp(`^${data.approval_id.slice(0, 20)}-2-[0-9a-f]{8}$`),
+    );
     await c.close();
   });
 
   it('serves /readyz as JSON, /healthz and Prometheus /metrics', async () => {
-    const ready = (await (await fetch(`${server.url}/readyz`)).json()) as { ready: boolean; policy: { bundle_digest: string; source: string } };
+    const ready = (await (await fetch(`${server.url}/readyz`)).json()) as {
+      ready: boolean;
+      policy: { bundle_digest: string; source: string };
+    };
     expect(ready.ready).toBe(true);
     expect(ready.policy.source).toMatch(/policies$/);
     expect(ready.policy.bundle_digest).toMatch(/^[0-9a-f]{64}$/);
     expect(await (await fetch(`${server.url}/healthz`)).json()).toEqual({ status: 'ok' });
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
-    expect(metrics).toMatch(/gitgate_requests_total\{upstream="demo",method="tools\/call",outcome="policy_denied"\} \d+/);
+    expect(metrics).toMatch(
+      /gitgate_requests_total\{upstream="demo",method="tools\/call",outcome="policy_denied"\} \d+/,
+    );
     expect(metrics).toMatch(/gitgate_requests_total\{upstream="demo",method="tools\/call",outcome="ok"\} \d+/);
     expect(metrics).toMatch(/gitgate_decision_duration_seconds_count \d+/);
     expect(metrics).toContain('gitgate_policy_info{source=');
@@ -117,9 +160,19 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
 
   it('logs every exchange, and never a token', async () => {
     const t = await token(['--sub', 'carol']);
-    await fetch(`${server.url}/mcp/demo`, { method: 'POST', headers: { authorization: `Bearer ${t}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' });
+    await fetch(`${server.url}/mcp/demo`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${t}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}',
+    });
     // The child's log line crosses a pipe: wait for this very exchange's line.
-    await expect.poll(() => server.output(), { timeout: 10_000 }).toMatch(/"sub":"carol".*"outcome":"session_required".*"msg":"mcp exchange"/);
+    await expect
+      .poll(() => server.output(), { timeout: 10_000 })
+      .toMatch(/"sub":"carol".*"outcome":"session_required".*"msg":"mcp exchange"/);
     expect(server.output()).not.toContain(t);
     expect(server.output()).not.toContain(t.split('.')[2]!);
   });
@@ -145,7 +198,10 @@ describe('the CLI reports bad input clearly', () => {
   it('an invalid config file lists every problem with its path', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'gitgate-cfg-'));
     const file = path.join(dir, 'gitgate.yaml');
-    await (await import('node:fs/promises')).writeFile(file, 'server:\n  port: "eighty"\nupstreams:\n  Bad_Name: {url: "ftp://x"}\n  ok: {}\nsurprise: true\n');
+    await (await import('node:fs/promises')).writeFile(
+      file,
+      'server:\n  port: "eighty"\nupstreams:\n  Bad_Name: {url: "ftp://x"}\n  ok: {}\nsurprise: true\n',
+    );
     const r = await gitgate(['serve', '--config', file]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('server.port: must be integer');

@@ -1,17 +1,27 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { createHash } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { type McpError, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { McpError, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { canonicalJson } from '../../src/canonical-json.js';
+// @ts-expect-error plain JS fixture
+import { LEAK_TEXT, startHttpServer } from '../fixtures/demo-server.mjs';
 import { connectClient } from '../helpers/client.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
-// @ts-expect-error plain JS fixture
-import { LEAK_TEXT, startHttpServer } from '../fixtures/demo-server.mjs';
 
 interface Cred {
-  payload: { iss: string; aud: string; sub: string; scope: string; jti: string; iat: number; exp: number; act: { sub: string }; args_sha256?: string };
+  payload: {
+    iss: string;
+    aud: string;
+    sub: string;
+    scope: string;
+    jti: string;
+    iat: number;
+    exp: number;
+    act: { sub: string };
+    args_sha256?: string;
+  };
   token: string;
   method: string;
 }
@@ -52,7 +62,11 @@ describe('the gateway enforces what the policy decides', () => {
     gw = await startGateway({
       policyDir,
       upstreams: {
-        http: { url: upstream.url, audience: AUDIENCE, secret: { header: 'x-api-key', fromEnv: 'GITGATE_TEST_API_KEY' } },
+        http: {
+          url: upstream.url,
+          audience: AUDIENCE,
+          secret: { header: 'x-api-key', fromEnv: 'GITGATE_TEST_API_KEY' },
+        },
         limited: { url: upstream.url, audience: AUDIENCE },
       },
       credentials: { issuer: ISSUER, maxTtlSeconds: 60 },
@@ -84,7 +98,12 @@ describe('the gateway enforces what the policy decides', () => {
   it('masks emails and AWS keys in a JSON response (an email inside a URL is not an address)', async () => {
     const c = await connectClient(`${gw.url}/mcp/http`, await gw.token('bob'));
     const res = await c.client.callTool({ name: 'leak', arguments: {} });
-    expect(res.content).toEqual([{ type: 'text', text: 'owner: [redacted:email], key: [redacted:aws_access_key], docs: https://example.com/u/bob@example.org' }]);
+    expect(res.content).toEqual([
+      {
+        type: 'text',
+        text: 'owner: [redacted:email], key: [redacted:aws_access_key], docs: https://example.com/u/bob@example.org',
+      },
+    ]);
     expect(LEAK_TEXT).toContain('jane.doe@example.com');
     await c.close();
   });
@@ -92,7 +111,9 @@ describe('the gateway enforces what the policy decides', () => {
   it('masks each SSE event too: progress notifications and the final response', async () => {
     const c = await connectClient(`${gw.url}/mcp/http`, await gw.token('bob'));
     const progress: string[] = [];
-    const res = await c.client.callTool({ name: 'leak', arguments: { steps: 2 } }, undefined, { onprogress: (p) => progress.push(p.message ?? '') });
+    const res = await c.client.callTool({ name: 'leak', arguments: { steps: 2 } }, undefined, {
+      onprogress: (p) => progress.push(p.message ?? ''),
+    });
     expect(progress).toEqual(['mail [redacted:email] step 1', 'mail [redacted:email] step 2']);
     expect(JSON.stringify(res.content)).not.toContain('jane.doe@example.com');
     expect(JSON.stringify(res.content)).not.toContain('AKIAIOSFODNN7EXAMPLE');
@@ -123,7 +144,13 @@ describe('the gateway enforces what the policy decides', () => {
       [a!, 'one'],
       [b!, 'two'],
     ] as const) {
-      expect(p).toMatchObject({ iss: ISSUER, aud: AUDIENCE, sub: 'bob', act: { sub: 'gitgate' }, scope: 'tools/call:echo' });
+      expect(p).toMatchObject({
+        iss: ISSUER,
+        aud: AUDIENCE,
+        sub: 'bob',
+        act: { sub: 'gitgate' },
+        scope: 'tools/call:echo',
+      });
       expect(p.exp - p.iat).toBe(30);
       expect(p.args_sha256).toBe(createHash('sha256').update(canonicalJson({ message })).digest('base64url'));
     }
@@ -141,8 +168,17 @@ describe('the gateway enforces what the policy decides', () => {
     const used = upstream.credentials.at(-1)!;
     const replay = await fetch(upstream.url, {
       method: 'POST',
-      headers: { authorization: `Bearer ${used.token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'thief', version: '1' } } }),
+      headers: {
+        authorization: `Bearer ${used.token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'thief', version: '1' } },
+      }),
     });
     expect(replay.status).toBe(401);
     expect(await replay.text()).toContain('replayed credential');
@@ -150,13 +186,19 @@ describe('the gateway enforces what the policy decides', () => {
   });
 
   it('publishes its keys; a rotated-in key is published before it signs, the old one until its tokens expire', async () => {
-    const jwks = async () => ((await (await fetch(`${gw.url}/.well-known/jwks.json`)).json()) as { keys: { kid: string; crv: string; d?: string }[] }).keys;
+    const jwks = async () =>
+      (
+        (await (await fetch(`${gw.url}/.well-known/jwks.json`)).json()) as {
+          keys: { kid: string; crv: string; d?: string }[];
+        }
+      ).keys;
     const before = await jwks();
     expect(before).toHaveLength(1);
     expect(before[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
     expect(before[0]!.d).toBeUndefined();
     const c = await connectClient(`${gw.url}/mcp/http`, await gw.token('bob'));
-    const kidOfLastCall = () => JSON.parse(Buffer.from(upstream.credentials.at(-1)!.token.split('.')[0]!, 'base64url').toString()).kid as string;
+    const kidOfLastCall = () =>
+      JSON.parse(Buffer.from(upstream.credentials.at(-1)!.token.split('.')[0]!, 'base64url').toString()).kid as string;
     // Rotate with a pending activation: both keys are published, the old one still signs.
     const next = await gw.gw.credentials.keys.rotate(Date.now(), 60_000);
     expect((await jwks()).map((k) => k.kid)).toEqual([next.kid, before[0]!.kid]);
@@ -178,12 +220,25 @@ describe('the gateway enforces what the policy decides', () => {
     const sid = c.transport.sessionId!;
     const res = await fetch(`${gw.url}/mcp/limited`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${await gw.token('carol')}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sid },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 99, method: 'tools/call', params: { name: 'echo', arguments: { message: 'one too many' } } }),
+      headers: {
+        authorization: `Bearer ${await gw.token('carol')}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': sid,
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 99,
+        method: 'tools/call',
+        params: { name: 'echo', arguments: { message: 'one too many' } },
+      }),
     });
     expect(res.status).toBe(429);
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
-    expect(await res.json()).toMatchObject({ id: 99, error: { code: -32017, data: { limit: 3, window_seconds: 3600 } } });
+    expect(await res.json()).toMatchObject({
+      id: 99,
+      error: { code: -32017, data: { limit: 3, window_seconds: 3600 } },
+    });
     // another caller has a bucket of its own
     const d = await connectClient(`${gw.url}/mcp/limited`, await gw.token('dave'));
     await d.client.callTool({ name: 'echo', arguments: { message: 'fine' } });
@@ -198,7 +253,9 @@ describe('the gateway enforces what the policy decides', () => {
       listChanged++;
     });
     expect((await c.client.listTools()).tools.map((t) => t.name)).toContain('mutable');
-    expect((await c.client.callTool({ name: 'mutable', arguments: {} })).content).toEqual([{ type: 'text', text: 'innocent' }]);
+    expect((await c.client.callTool({ name: 'mutable', arguments: {} })).content).toEqual([
+      { type: 'text', text: 'innocent' },
+    ]);
     await c.client.callTool({ name: 'mutate', arguments: {} });
     const relisted = (await c.client.listTools()).tools.map((t) => t.name);
     expect(relisted).not.toContain('mutable');
@@ -212,19 +269,33 @@ describe('the gateway enforces what the policy decides', () => {
 describe('decisions the gateway cannot honour', () => {
   it('an unknown detector denies, and is counted', async () => {
     const upstream = (await startHttpServer()) as Upstream;
-    const policyDir = await makePolicyDir({ ...TEST_POLICY_DATA, upstreams: { badmask: upstreamData({ mask: [{ path: '$.result', detectors: ['no-such-detector'] }] }) } });
+    const policyDir = await makePolicyDir({
+      ...TEST_POLICY_DATA,
+      upstreams: { badmask: upstreamData({ mask: [{ path: '$.result', detectors: ['no-such-detector'] }] }) },
+    });
     const gw = await startGateway({ policyDir, upstreams: { badmask: { url: upstream.url } } });
     try {
       const res = await fetch(`${gw.url}/mcp/badmask`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${await gw.token('bob')}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }),
+        headers: {
+          authorization: `Bearer ${await gw.token('bob')}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'initialize',
+          params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
+        }),
       });
       const body = (await res.json()) as { error: { code: number; message: string } };
       expect(body.error.code).toBe(-32013);
       expect(body.error.message).toMatch(/unknown detector\(s\) no-such-detector/);
       // The start-up upstream check's own initialize aside, nothing reached the upstream.
-      expect(upstream.received.filter((r) => (r.message as { id?: unknown }).id !== 'gitgate-upstream-check')).toEqual([]);
+      expect(upstream.received.filter((r) => (r.message as { id?: unknown }).id !== 'gitgate-upstream-check')).toEqual(
+        [],
+      );
       const metrics = await (await fetch(`${gw.url}/metrics`)).text();
       expect(metrics).toMatch(/gitgate_decisions_invalid_total 1/);
     } finally {
@@ -235,23 +306,51 @@ describe('decisions the gateway cannot honour', () => {
 
   it('a credential TTL over credentials.maxTtlSeconds is capped to it: calls succeed, counted, logged once naming the limit', async () => {
     const upstream = (await startHttpServer()) as Upstream;
-    const policyDir = await makePolicyDir({ ...TEST_POLICY_DATA, upstreams: { longttl: upstreamData({ credential_ttl_seconds: 600 }) } });
+    const policyDir = await makePolicyDir({
+      ...TEST_POLICY_DATA,
+      upstreams: { longttl: upstreamData({ credential_ttl_seconds: 600 }) },
+    });
     const lines: Record<string, unknown>[] = [];
-    const logger = pino({ level: 'warn' }, new Writable({ write: (c: Buffer, _e, done) => (c.toString().split('\n').forEach((l) => l !== '' && lines.push(JSON.parse(l) as Record<string, unknown>)), done()) }));
-    const gw = await startGateway({ policyDir, upstreams: { longttl: { url: upstream.url } }, credentials: { maxTtlSeconds: 120 }, options: { logger } });
+    const logger = pino(
+      { level: 'warn' },
+      new Writable({
+        write: (c: Buffer, _e, done) => (
+          c
+            .toString()
+            .split('\n')
+            .forEach((l) => l !== '' && lines.push(JSON.parse(l) as Record<string, unknown>)),
+          done()
+        ),
+      }),
+    );
+    const gw = await startGateway({
+      policyDir,
+      upstreams: { longttl: { url: upstream.url } },
+      credentials: { maxTtlSeconds: 120 },
+      options: { logger },
+    });
     try {
       const c = await connectClient(`${gw.url}/mcp/longttl`, await gw.token('bob', ['eng']));
       expect((await c.client.callTool({ name: 'echo', arguments: { message: 'hi' } })).isError).toBeFalsy();
       await c.close();
       const sent = upstream.received.filter((r) => (r.message as { method?: string }).method === 'tools/call');
       expect(sent).toHaveLength(1);
-      const cred = JSON.parse(Buffer.from(String(sent[0]!.headers.authorization).replace(/^Bearer /, '').split('.')[1]!, 'base64url').toString()) as { iat: number; exp: number };
+      const cred = JSON.parse(
+        Buffer.from(
+          String(sent[0]!.headers.authorization)
+            .replace(/^Bearer /, '')
+            .split('.')[1]!,
+          'base64url',
+        ).toString(),
+      ) as { iat: number; exp: number };
       expect(cred.exp - cred.iat).toBe(120);
       const metrics = await (await fetch(`${gw.url}/metrics`)).text();
       expect(metrics).toMatch(/gitgate_credential_ttl_capped_total [2-9]/);
       expect(metrics).toMatch(/gitgate_decisions_invalid_total 0/);
       const capped = lines.filter((l) => String(l.msg).includes('credentials.maxTtlSeconds'));
-      expect(capped.map((l) => l.msg)).toEqual(['policy asks for credential.ttl_seconds 600, above credentials.maxTtlSeconds 120: its credentials are capped to 120 s']);
+      expect(capped.map((l) => l.msg)).toEqual([
+        'policy asks for credential.ttl_seconds 600, above credentials.maxTtlSeconds 120: its credentials are capped to 120 s',
+      ]);
     } finally {
       await gw.close();
       await upstream.close();

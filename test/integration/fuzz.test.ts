@@ -32,7 +32,13 @@ describe('random and mutated traffic', () => {
   beforeAll(async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-fuzz-'));
     const config = validateConfig(
-      { server: { port: 0, bodyLimitBytes: 8192 }, dataDir, policy: { dir: await makePolicyDir() }, approvals: { holdSeconds: 0 }, upstreams: { http: { url: 'http://127.0.0.1:9/unused', maxSessions: 10_000, maxSessionsPerCaller: 10_000 } } },
+      {
+        server: { port: 0, bodyLimitBytes: 8192 },
+        dataDir,
+        policy: { dir: await makePolicyDir() },
+        approvals: { holdSeconds: 0 },
+        upstreams: { http: { url: 'http://127.0.0.1:9/unused', maxSessions: 10_000, maxSessionsPerCaller: 10_000 } },
+      },
       {},
       dataDir,
       'fuzz',
@@ -49,17 +55,38 @@ describe('random and mutated traffic', () => {
           }
           return d;
         };
-        return { revision: inst.revision, evaluate, evaluateJson: (json: ArrayBuffer) => evaluate(JSON.parse(new TextDecoder().decode(json)) as PolicyInput) };
+        return {
+          revision: inst.revision,
+          evaluate,
+          evaluateJson: (json: ArrayBuffer) => evaluate(JSON.parse(new TextDecoder().decode(json)) as PolicyInput),
+        };
       },
     });
-    gw = await createGateway(config, { logger: pino({ level: 'silent' }), checkUpstreams: false, connectUpstream: (cfg) => fakeUpstream(cfg, received), wrapPolicy: recording });
+    gw = await createGateway(config, {
+      logger: pino({ level: 'silent' }),
+      checkUpstreams: false,
+      connectUpstream: (cfg) => fakeUpstream(cfg, received),
+      wrapPolicy: recording,
+    });
     await gw.app.ready();
-    tokens = [await gw.devIssuer!.mint({ sub: 'alice', groups: ['eng'], audience: 'gitgate' }), await gw.devIssuer!.mint({ sub: 'bob', audience: 'gitgate' })];
+    tokens = [
+      await gw.devIssuer!.mint({ sub: 'alice', groups: ['eng'], audience: 'gitgate' }),
+      await gw.devIssuer!.mint({ sub: 'bob', audience: 'gitgate' }),
+    ];
     const init = await gw.app.inject({
       method: 'POST',
       url: '/mcp/http',
-      headers: { authorization: `Bearer ${tokens[0]}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      payload: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'f', version: '1' } } }),
+      headers: {
+        authorization: `Bearer ${tokens[0]}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      payload: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 0,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'f', version: '1' } },
+      }),
     });
     sessionId = init.headers['mcp-session-id'] as string;
     expect(sessionId).toBeTruthy();
@@ -67,16 +94,46 @@ describe('random and mutated traffic', () => {
   afterAll(() => gw.close());
 
   const toolName = fc.constantFrom('echo', 'secret', 'get-env', 'progress', 'add', '', 'x'.repeat(300));
-  const envelope = fc.constantFrom(undefined, { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' }, { 'io.modelcontextprotocol/protocolVersion': '1999-01-01' }, { progressToken: 1 });
+  const envelope = fc.constantFrom(
+    undefined,
+    { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' },
+    { 'io.modelcontextprotocol/protocolVersion': '1999-01-01' },
+    { progressToken: 1 },
+  );
   const id = fc.oneof(fc.integer(), fc.string({ maxLength: 8 }), fc.constant(null), fc.double(), fc.boolean());
   const validish = fc.record(
     {
       jsonrpc: fc.constantFrom('2.0', '2.0', '2.0', '1.0', 2),
       id,
-      method: fc.constantFrom('initialize', 'tools/call', 'tools/list', 'resources/read', 'prompts/get', 'ping', 'server/discover', 'notifications/initialized', 'notifications/cancelled', 'weird/method'),
+      method: fc.constantFrom(
+        'initialize',
+        'tools/call',
+        'tools/list',
+        'resources/read',
+        'prompts/get',
+        'ping',
+        'server/discover',
+        'notifications/initialized',
+        'notifications/cancelled',
+        'weird/method',
+      ),
       params: fc.oneof(
-        fc.record({ name: toolName, arguments: fc.oneof(fc.dictionary(fc.string({ maxLength: 5 }), fc.jsonValue({ maxDepth: 2 })), fc.jsonValue({ maxDepth: 1 })), _meta: envelope }, { requiredKeys: [] }),
-        fc.record({ protocolVersion: fc.constantFrom('2025-11-25', '2025-06-18', 'nope'), capabilities: fc.constant({}), clientInfo: fc.constant({ name: 'f', version: '1' }) }),
+        fc.record(
+          {
+            name: toolName,
+            arguments: fc.oneof(
+              fc.dictionary(fc.string({ maxLength: 5 }), fc.jsonValue({ maxDepth: 2 })),
+              fc.jsonValue({ maxDepth: 1 }),
+            ),
+            _meta: envelope,
+          },
+          { requiredKeys: [] },
+        ),
+        fc.record({
+          protocolVersion: fc.constantFrom('2025-11-25', '2025-06-18', 'nope'),
+          capabilities: fc.constant({}),
+          clientInfo: fc.constant({ name: 'f', version: '1' }),
+        }),
         fc.jsonValue({ maxDepth: 2 }),
       ),
       result: fc.jsonValue({ maxDepth: 2 }),
@@ -94,9 +151,24 @@ describe('random and mutated traffic', () => {
   );
   const headers = fc.record(
     {
-      'content-type': fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded', ''),
-      accept: fc.constantFrom('application/json, text/event-stream', 'application/json', 'text/event-stream', '*/*', 'text/html'),
-      authorization: fc.oneof(fc.constantFrom('alice', 'bob').map((who) => `Bearer ${who}`), fc.constantFrom('Bearer abc.def.ghi', 'Basic Zm9vOmJhcg==', 'Bearer ', 'bearer')),
+      'content-type': fc.constantFrom(
+        'application/json',
+        'application/json; charset=utf-8',
+        'text/plain',
+        'application/x-www-form-urlencoded',
+        '',
+      ),
+      accept: fc.constantFrom(
+        'application/json, text/event-stream',
+        'application/json',
+        'text/event-stream',
+        '*/*',
+        'text/html',
+      ),
+      authorization: fc.oneof(
+        fc.constantFrom('alice', 'bob').map((who) => `Bearer ${who}`),
+        fc.constantFrom('Bearer abc.def.ghi', 'Basic Zm9vOmJhcg==', 'Bearer ', 'bearer'),
+      ),
       'mcp-session-id': fc.constantFrom('SESSION', 'not-a-session', ''),
       'mcp-protocol-version': fc.constantFrom('2025-11-25', '2026-07-28', '2025-06-18', 'garbage'),
       'mcp-method': fc.constantFrom('tools/call', 'tools/list', 'x'),
@@ -112,19 +184,37 @@ describe('random and mutated traffic', () => {
       who: fc.constantFrom('alice', 'bob'),
       modern: fc.boolean(),
       id: fc.oneof(fc.integer(), fc.string({ maxLength: 6 })),
-      method: fc.constantFrom('tools/call', 'tools/call', 'tools/list', 'resources/read', 'prompts/get', 'ping', 'server/discover', 'weird/method'),
+      method: fc.constantFrom(
+        'tools/call',
+        'tools/call',
+        'tools/list',
+        'resources/read',
+        'prompts/get',
+        'ping',
+        'server/discover',
+        'weird/method',
+      ),
       name: toolName,
       args: fc.dictionary(fc.string({ maxLength: 5 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }),
     })
     .map(({ who, modern, id, method, name, args }) => {
       const params: Record<string, unknown> = method === 'resources/read' ? { uri: name } : { name, arguments: args };
-      const h: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${who}` };
+      const h: Record<string, string> = {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        authorization: `Bearer ${who}`,
+      };
       if (modern) {
         params._meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' };
         Object.assign(h, { 'mcp-protocol-version': '2026-07-28', 'mcp-method': method });
         if (['tools/call', 'prompts/get', 'resources/read'].includes(method)) h['mcp-name'] = name;
       } else h['mcp-session-id'] = 'SESSION';
-      return { method: 'POST', upstream: 'http', hdrs: h, payload: JSON.stringify({ jsonrpc: '2.0', id, method, params }) };
+      return {
+        method: 'POST',
+        upstream: 'http',
+        hdrs: h,
+        payload: JSON.stringify({ jsonrpc: '2.0', id, method, params }),
+      };
     });
   const anything = fc.record({
     method: fc.constantFrom('POST', 'POST', 'POST', 'POST', 'GET', 'DELETE'),
@@ -135,38 +225,49 @@ describe('random and mutated traffic', () => {
 
   it(`answers ${RUNS} random requests well-formed, and forwards only allowed requests`, async () => {
     await fc.assert(
-      fc.asyncProperty(fc.oneof({ weight: 2, arbitrary: anything }, { weight: 1, arbitrary: nearValid }), async ({ method, upstream, hdrs, payload }) => {
-        const h: Record<string, string> = {};
-        for (const [k, v] of Object.entries(hdrs as Record<string, string | undefined>)) {
-          if (v === undefined) continue;
-          if (k === 'authorization') h[k] = v.replace('alice', tokens[0]!).replace('bob', tokens[1]!);
-          else if (k === 'mcp-session-id') h[k] = v === 'SESSION' ? sessionId : v;
-          else if (v !== '') h[k] = v;
-        }
-        // Never DELETE the shared session: that would only shrink what the run explores.
-        if (method === 'DELETE' && h['mcp-session-id'] === sessionId) h['mcp-session-id'] = 'not-a-session';
-        const res = await gw.app.inject({ method: method as 'POST', url: `/mcp/${upstream}`, headers: h, ...(method === 'POST' ? { payload } : {}) });
-        expect([200, 202, 204, 400, 401, 403, 404, 405, 406, 413, 415, 502, 503, 504]).toContain(res.statusCode);
-        if (res.statusCode === 401) expect(res.headers['www-authenticate']).toMatch(/^Bearer resource_metadata="/);
-        if (res.statusCode === 202 || res.statusCode === 204) {
-          expect(res.body).toBe('');
-          return;
-        }
-        const ct = String(res.headers['content-type'] ?? '');
-        const messages = ct.includes('text/event-stream')
-          ? res.body.split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6)) as Record<string, unknown>)
-          : [JSON.parse(res.body) as Record<string, unknown>];
-        expect(messages.length).toBeGreaterThan(0);
-        for (const m of messages) {
-          expect(m.jsonrpc).toBe('2.0');
-          if ('error' in m) {
-            const e = m.error as { code: unknown; message: unknown };
-            expect(Number.isInteger(e.code)).toBe(true);
-            expect(typeof e.message).toBe('string');
+      fc.asyncProperty(
+        fc.oneof({ weight: 2, arbitrary: anything }, { weight: 1, arbitrary: nearValid }),
+        async ({ method, upstream, hdrs, payload }) => {
+          const h: Record<string, string> = {};
+          for (const [k, v] of Object.entries(hdrs as Record<string, string | undefined>)) {
+            if (v === undefined) continue;
+            if (k === 'authorization') h[k] = v.replace('alice', tokens[0]!).replace('bob', tokens[1]!);
+            else if (k === 'mcp-session-id') h[k] = v === 'SESSION' ? sessionId : v;
+            else if (v !== '') h[k] = v;
           }
-        }
-        if (res.statusCode >= 400) expect(messages[0]).toHaveProperty('error');
-      }),
+          // Never DELETE the shared session: that would only shrink what the run explores.
+          if (method === 'DELETE' && h['mcp-session-id'] === sessionId) h['mcp-session-id'] = 'not-a-session';
+          const res = await gw.app.inject({
+            method: method as 'POST',
+            url: `/mcp/${upstream}`,
+            headers: h,
+            ...(method === 'POST' ? { payload } : {}),
+          });
+          expect([200, 202, 204, 400, 401, 403, 404, 405, 406, 413, 415, 502, 503, 504]).toContain(res.statusCode);
+          if (res.statusCode === 401) expect(res.headers['www-authenticate']).toMatch(/^Bearer resource_metadata="/);
+          if (res.statusCode === 202 || res.statusCode === 204) {
+            expect(res.body).toBe('');
+            return;
+          }
+          const ct = String(res.headers['content-type'] ?? '');
+          const messages = ct.includes('text/event-stream')
+            ? res.body
+                .split('\n')
+                .filter((l) => l.startsWith('data: '))
+                .map((l) => JSON.parse(l.slice(6)) as Record<string, unknown>)
+            : [JSON.parse(res.body) as Record<string, unknown>];
+          expect(messages.length).toBeGreaterThan(0);
+          for (const m of messages) {
+            expect(m.jsonrpc).toBe('2.0');
+            if ('error' in m) {
+              const e = m.error as { code: unknown; message: unknown };
+              expect(Number.isInteger(e.code)).toBe(true);
+              expect(typeof e.message).toBe('string');
+            }
+          }
+          if (res.statusCode >= 400) expect(messages[0]).toHaveProperty('error');
+        },
+      ),
       { numRuns: RUNS, seed: SEED },
     );
     // The invariant: per (method, tool), the upstream never received more requests than were allowed.
@@ -175,7 +276,12 @@ describe('random and mutated traffic', () => {
       if (typeof r.id === 'string' && r.id.startsWith('gitgate-init-')) continue; // the gateway's own handshake
       // Same rules as the policy input: the tool of tools/call, the prompt of prompts/get, the uri of resources/*.
       const p = r.params ?? {};
-      const subject = r.method === 'tools/call' || r.method === 'prompts/get' ? p.name : r.method.startsWith('resources/') ? p.uri : undefined;
+      const subject =
+        r.method === 'tools/call' || r.method === 'prompts/get'
+          ? p.name
+          : r.method.startsWith('resources/')
+            ? p.uri
+            : undefined;
       const k = key(r.method, subject);
       got.set(k, (got.get(k) ?? 0) + 1);
     }

@@ -4,17 +4,17 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import type { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { signBody } from '../../src/webhooks/verify-and-receive.js';
-import { connectClient } from '../helpers/client.js';
-import { gitgate } from '../helpers/cli.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
-import { PolicyRepo } from '../helpers/policy-repo.js';
-import { TEST_POLICY_DATA } from '../helpers/policy.js';
 import { VERSION } from '../../src/version.js';
+import { signBody } from '../../src/webhooks/verify-and-receive.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { gitgate } from '../helpers/cli.js';
+import { connectClient } from '../helpers/client.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { TEST_POLICY_DATA } from '../helpers/policy.js';
+import { PolicyRepo } from '../helpers/policy-repo.js';
 import { soakSize } from '../helpers/soak.js';
 
 const SECRET = 'gitops-webhook-secret';
@@ -72,7 +72,9 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
     const first = (await ready(gw)).policy.revision;
     expect(first).toMatch(/^[0-9a-f]{40}$/);
     expect(await echo(c)).toBe('allowed');
-    const sha = await repo.write('policies/config/data.json', JSON.stringify(withoutEcho())).commit('policy: echo is no longer public');
+    const sha = await repo
+      .write('policies/config/data.json', JSON.stringify(withoutEcho()))
+      .commit('policy: echo is no longer public');
     await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 10_000 }).toBe(sha);
     const denied = await echo(c);
     expect(denied).toContain('-32010');
@@ -83,9 +85,25 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
   });
 
   it.each([
-    ['a Rego syntax error', (r: PolicyRepo) => r.write('policies/gitgate/broken.rego', 'package gitgate\n\nthis is not rego\n'), /rego_parse_error|parse/],
-    ['a policy whose smoke decision is invalid', (r: PolicyRepo) => r.write('policies/gitgate/decision.rego', 'package gitgate\n\ndecision := {"allow": true}\n'), /smoke decision failed/],
-    ['a builtin the runtime lacks', (r: PolicyRepo) => r.write('policies/gitgate/extra.rego', 'package gitgate\n\nx := http.send({"method": "GET", "url": "http://127.0.0.1:1"})\n'), /http\.send/],
+    [
+      'a Rego syntax error',
+      (r: PolicyRepo) => r.write('policies/gitgate/broken.rego', 'package gitgate\n\nthis is not rego\n'),
+      /rego_parse_error|parse/,
+    ],
+    [
+      'a policy whose smoke decision is invalid',
+      (r: PolicyRepo) => r.write('policies/gitgate/decision.rego', 'package gitgate\n\ndecision := {"allow": true}\n'),
+      /smoke decision failed/,
+    ],
+    [
+      'a builtin the runtime lacks',
+      (r: PolicyRepo) =>
+        r.write(
+          'policies/gitgate/extra.rego',
+          'package gitgate\n\nx := http.send({"method": "GET", "url": "http://127.0.0.1:1"})\n',
+        ),
+      /http\.send/,
+    ],
   ])('%s leaves the previous policy serving and is reported', async (_name, breakIt, why) => {
     const repo = await PolicyRepo.create();
     const gw = await start(repo);
@@ -106,7 +124,12 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
       const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-signing-'));
       const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
       const other = generateKeyPairSync('rsa', { modulusLength: 2048 });
-      keys = { dir, priv: path.join(dir, 'key.pem'), pub: path.join(dir, 'pub.pem'), otherPriv: path.join(dir, 'other.pem') };
+      keys = {
+        dir,
+        priv: path.join(dir, 'key.pem'),
+        pub: path.join(dir, 'pub.pem'),
+        otherPriv: path.join(dir, 'other.pem'),
+      };
       writeFileSync(keys.priv, pair.privateKey.export({ format: 'pem', type: 'pkcs8' }));
       writeFileSync(keys.pub, pair.publicKey.export({ format: 'pem', type: 'spki' }));
       writeFileSync(keys.otherPriv, other.privateKey.export({ format: 'pem', type: 'pkcs8' }));
@@ -115,7 +138,8 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
       const r = await gitgate(['policy', 'build', '--dir', path.join(repo.dir, 'policies'), '--sign-key', key]);
       expect(r.code, r.stderr).toBe(0);
     };
-    const verified = (repo: PolicyRepo) => start(repo, { compile: false, verification: { publicKey: { fromFile: keys.pub }, algorithm: 'RS256' } });
+    const verified = (repo: PolicyRepo) =>
+      start(repo, { compile: false, verification: { publicKey: { fromFile: keys.pub }, algorithm: 'RS256' } });
 
     it('a signed bundle is verified and loaded; tampering, a foreign key, a stale bundle and a missing bundle are refused', async () => {
       const repo = await PolicyRepo.create();
@@ -141,12 +165,18 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
       expect(at).toBeGreaterThan(0);
       Buffer.from('"ecHo"').copy(tar, at);
       writeFileSync(bundlePath, gzipSync(tar));
-      await expectRefused(await repo.commit('tampered bundle'), /data\.json does not match its signed hash \(tampered\)/);
+      await expectRefused(
+        await repo.commit('tampered bundle'),
+        /data\.json does not match its signed hash \(tampered\)/,
+      );
 
       // Signed with another key.
       writeFileSync(bundlePath, original);
       await build(repo, keys.otherPriv);
-      await expectRefused(await repo.commit('bundle signed with a foreign key'), /signature does not verify with the configured key/);
+      await expectRefused(
+        await repo.commit('bundle signed with a foreign key'),
+        /signature does not verify with the configured key/,
+      );
 
       // Sources changed but the bundle was not rebuilt: stale.
       await build(repo);
@@ -155,7 +185,10 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
 
       // No bundle at all while verification is on: never compiled, never served.
       execFileSync('git', ['rm', '-q', 'policies/bundle.tar.gz'], { cwd: repo.dir });
-      await expectRefused(await repo.commit('bundle removed'), /carries no signed bundle, and verification is configured/);
+      await expectRefused(
+        await repo.commit('bundle removed'),
+        /carries no signed bundle, and verification is configured/,
+      );
 
       // A correctly signed rebuild is accepted.
       await build(repo);
@@ -172,7 +205,12 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
       const body = JSON.stringify({ ref: 'refs/heads/main', after: 'x', repository: { full_name: 'acme/policies' } });
       return fetch(`${gw.url}/webhooks/github`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': delivery, 'x-hub-signature-256': sig ?? signBody(SECRET, body) },
+        headers: {
+          'content-type': 'application/json',
+          'x-github-event': 'push',
+          'x-github-delivery': delivery,
+          'x-hub-signature-256': sig ?? signBody(SECRET, body),
+        },
         body,
       });
     };
@@ -197,7 +235,9 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
     const gw = await start(repo);
     const c = await connectClient(`${gw.url}/mcp/http`, await gw.token('bob'));
     const slow = c.client.callTool({ name: 'slow', arguments: { steps: 60 } });
-    const sha = await repo.write('policies/config/data.json', JSON.stringify(withoutEcho())).commit('swap during a call');
+    const sha = await repo
+      .write('policies/config/data.json', JSON.stringify(withoutEcho()))
+      .commit('swap during a call');
     await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 10_000 }).toBe(sha);
     expect((await slow).content).toEqual([{ type: 'text', text: 'done after 60 steps' }]);
     await c.close();
@@ -207,7 +247,10 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
   it(`${COMMITS} rapid commits end on the newest, and no request meets a half-loaded policy`, async () => {
     const repo = await PolicyRepo.create();
     const versioned = (i: number) => {
-      repo.write('policies/gitgate/decision.rego', `package gitgate\n\nrego_version := ${i}\n\ndecision := {"allow": false, "reasons": [sprintf("rego=%d data=%d", [rego_version, data.config.version])]}\n`);
+      repo.write(
+        'policies/gitgate/decision.rego',
+        `package gitgate\n\nrego_version := ${i}\n\ndecision := {"allow": false, "reasons": [sprintf("rego=%d data=%d", [rego_version, data.config.version])]}\n`,
+      );
       repo.write('policies/config/data.json', JSON.stringify({ version: i }));
       return repo.commit(`version ${i}`);
     };
@@ -220,8 +263,17 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
       while (!stop) {
         const res = await fetch(`${gw.url}/mcp/http`, {
           method: 'POST',
-          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'p', version: '1' } } }),
+          headers: {
+            authorization: `Bearer ${token}`,
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+          },
+          body: JSON.stringify({
+            jsonrpc: '2.0',
+            id: 1,
+            method: 'initialize',
+            params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'p', version: '1' } },
+          }),
         });
         const body = (await res.json()) as { error?: { data?: { reasons?: string[] } } };
         seen.push(body.error?.data?.reasons?.[0] ?? 'none');
@@ -251,14 +303,27 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
     const init = (name: string) =>
       fetch(`${gw.url}/mcp/${name}`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'r', version: '1' } } }),
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'initialize',
+          params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'r', version: '1' } },
+        }),
       });
     expect((await init('stdio')).status).toBe(404);
-    const sha = await repo.write('gitgate.routes.yaml', `upstreams:\n  stdio:\n    url: ${upstream.url}\n`).commit('route: add an upstream by PR');
+    const sha = await repo
+      .write('gitgate.routes.yaml', `upstreams:\n  stdio:\n    url: ${upstream.url}\n`)
+      .commit('route: add an upstream by PR');
     await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 10_000 }).toBe(sha);
     expect((await init('stdio')).status).toBe(200);
-    const bad = await repo.write('gitgate.routes.yaml', 'upstreams:\n  Bad Name: {url: "ftp://x"}\n').commit('a broken route');
+    const bad = await repo
+      .write('gitgate.routes.yaml', 'upstreams:\n  Bad Name: {url: "ftp://x"}\n')
+      .commit('a broken route');
     await expect.poll(async () => (await ready(gw)).policy_sync?.lastError?.commit, { timeout: 10_000 }).toBe(bad);
     expect((await ready(gw)).last_policy_error).toMatch(/gitgate\.routes\.yaml/);
     expect((await init('stdio')).status).toBe(200);
@@ -270,7 +335,14 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
     expect(init.code, init.stderr).toBe(0);
     const test = await gitgate(['policy', 'test', '--dir', path.join(dir, 'policies')]);
     expect(test.code, test.stdout).toBe(0);
-    const build = await gitgate(['policy', 'build', '--dir', path.join(dir, 'policies'), '--out', path.join(dir, 'out')]);
+    const build = await gitgate([
+      'policy',
+      'build',
+      '--dir',
+      path.join(dir, 'policies'),
+      '--out',
+      path.join(dir, 'out'),
+    ]);
     expect(build.code, build.stderr).toBe(0);
     // The workflow uses this version's gitgate action (test/integration/pack-install.test.ts runs it).
     const workflow = readFileSync(path.join(dir, '.github', 'workflows', 'policy.yml'), 'utf8');

@@ -1,5 +1,5 @@
+import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SignJWT, generateKeyPair } from 'jose';
 import type { IdentityConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { createOidcVerifier, type TokenVerifier } from '../../src/identity/verifier.js';
@@ -35,13 +35,33 @@ describe('OIDC bearer tokens verified with jose against the issuer JWKS', () => 
   afterAll(() => idp.close());
 
   it('accepts a valid token (issuer discovery) and maps its claims', async () => {
-    const id = await verifier.verify(await idp.mint({ sub: 'alice', email: 'a@example.com', groups: ['eng', 'ops'], github_login: 'alice-gh' }));
-    expect(id).toEqual({ sub: 'alice', email: 'a@example.com', groups: ['eng', 'ops'], githubLogin: 'alice-gh', issuer: idp.issuer });
+    const id = await verifier.verify(
+      await idp.mint({ sub: 'alice', email: 'a@example.com', groups: ['eng', 'ops'], github_login: 'alice-gh' }),
+    );
+    expect(id).toEqual({
+      sub: 'alice',
+      email: 'a@example.com',
+      groups: ['eng', 'ops'],
+      githubLogin: 'alice-gh',
+      issuer: idp.issuer,
+    });
   });
 
   it('maps claims from configured (nested) claim names', async () => {
-    const v = createOidcVerifier(cfg({ claims: { sub: 'preferred_username', email: 'mail', groups: 'realm_access.roles', githubLogin: 'gh', groupsFormat: 'array' } }));
-    const id = await v.verify(await idp.mint({ preferred_username: 'bob', realm_access: { roles: ['eng'] }, gh: 'bob-gh' }));
+    const v = createOidcVerifier(
+      cfg({
+        claims: {
+          sub: 'preferred_username',
+          email: 'mail',
+          groups: 'realm_access.roles',
+          githubLogin: 'gh',
+          groupsFormat: 'array',
+        },
+      }),
+    );
+    const id = await v.verify(
+      await idp.mint({ preferred_username: 'bob', realm_access: { roles: ['eng'] }, gh: 'bob-gh' }),
+    );
     expect(id).toMatchObject({ sub: 'bob', groups: ['eng'], githubLogin: 'bob-gh' });
   });
 
@@ -87,7 +107,8 @@ describe('OIDC bearer tokens verified with jose against the issuer JWKS', () => 
     const rogue = (await generateKeyPair('RS256')).privateKey;
     const start = idp.jwksFetches;
     // A burst of tokens with unknown kids inside the cooldown: rejected, at most one refetch.
-    for (let i = 0; i < 20; i++) await rejects(await idp.mint({}, { kid: `forged-${i}`, key: rogue }), /no key in the issuer JWKS matches/, v);
+    for (let i = 0; i < 20; i++)
+      await rejects(await idp.mint({}, { kid: `forged-${i}`, key: rogue }), /no key in the issuer JWKS matches/, v);
     expect(idp.jwksFetches - start).toBeLessThanOrEqual(1);
     await new Promise((r) => setTimeout(r, 350));
     // After the cooldown, the rotated-in key is fetched and accepted.

@@ -4,17 +4,25 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readRecords } from '../../src/audit/read.js';
 import { listFiles } from '../../src/audit/verify.js';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { gitgate } from '../helpers/cli.js';
 import { startGateway } from '../helpers/gateway.js';
 import { GitHubEmulator } from '../helpers/github-emulator.js';
-import { PolicyRepo } from '../helpers/policy-repo.js';
 import { TEST_POLICY_DATA } from '../helpers/policy.js';
-// @ts-expect-error plain JS fixture
-import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { PolicyRepo } from '../helpers/policy-repo.js';
 
 const data = (publicTools: string[], highRisk: Record<string, unknown>) => ({
   ...TEST_POLICY_DATA,
-  upstreams: { http: { full_access_groups: ['eng'], public_tools: publicTools, high_risk_tools: highRisk, mask: [], credential_ttl_seconds: 60 } },
+  upstreams: {
+    http: {
+      full_access_groups: ['eng'],
+      public_tools: publicTools,
+      high_risk_tools: highRisk,
+      mask: [],
+      credential_ttl_seconds: 60,
+    },
+  },
 });
 const SECRET_APPROVAL = { secret: { approvers: ['eng'], min_approvals: 1, ttl_seconds: 900 } };
 
@@ -34,14 +42,34 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
     repo = await PolicyRepo.create(data(['echo', 'add'], SECRET_APPROVAL));
     base = (await repo.commit('base')).slice(0, 12);
     const upstream = await startHttpServer();
-    const gw = await startGateway({ upstreams: { http: { url: upstream.url } }, policyDir: path.join(repo.dir, 'policies') });
+    const gw = await startGateway({
+      upstreams: { http: { url: upstream.url } },
+      policyDir: path.join(repo.dir, 'policies'),
+    });
     const call = async (who: string, groups: string[], name: string, args: Record<string, unknown>) => {
       const token = await gw.token(who, groups);
-      const h = { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
-      const init = await fetch(`${gw.url}/mcp/http`, { method: 'POST', headers: h, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'i', version: '1' } } }) });
+      const h = {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      };
+      const init = await fetch(`${gw.url}/mcp/http`, {
+        method: 'POST',
+        headers: h,
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 0,
+          method: 'initialize',
+          params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'i', version: '1' } },
+        }),
+      });
       await init.text();
       const sid = init.headers.get('mcp-session-id')!;
-      const r = await fetch(`${gw.url}/mcp/http`, { method: 'POST', headers: { ...h, 'mcp-session-id': sid }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } }) });
+      const r = await fetch(`${gw.url}/mcp/http`, {
+        method: 'POST',
+        headers: { ...h, 'mcp-session-id': sid },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } }),
+      });
       await r.text();
     };
     for (let i = 0; i < 3; i++) await call('bob', [], 'echo', { message: `m${i}` });
@@ -66,10 +94,18 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
     streams = inStreams.size;
     expect(decisions).toBe(16); // 8 initialize + 8 tools/call
     expect(streams).toBe(9); // one session each, and the gateway's stream where initialize decisions land (durable before the session exists)
-    head = (await repo.write('policies/config/data.json', JSON.stringify(data(['add', 'secret'], {}))).commit('loosen secret, tighten echo')).slice(0, 12);
+    head = (
+      await repo
+        .write('policies/config/data.json', JSON.stringify(data(['add', 'secret'], {})))
+        .commit('loosen secret, tighten echo')
+    ).slice(0, 12);
   });
 
-  const impact = (args: string[], env?: NodeJS.ProcessEnv) => gitgate(['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', audit, ...args], env ? { env } : {});
+  const impact = (args: string[], env?: NodeJS.ProcessEnv) =>
+    gitgate(
+      ['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', audit, ...args],
+      env ? { env } : {},
+    );
 
   it('counts exactly the decisions that flip, by transition, with callers, tools and examples, and says what it covered', async () => {
     const r = await impact(['--format', 'json', '--ack']);
@@ -87,15 +123,25 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
       examples: { transition: string; caller: string; tool?: string }[];
     };
     expect(j.replayed).toBe(decisions);
-    expect({ records: j.records, decisions: j.decisions, streams: j.streams, days: j.days }).toEqual({ records, decisions, streams, days });
-    expect(r.stderr).toContain(`replayed ${decisions} decision(s): ${records} audit record(s) read, ${decisions} decision(s) in the window, from ${streams} stream(s) over ${days} day(s)`);
+    expect({ records: j.records, decisions: j.decisions, streams: j.streams, days: j.days }).toEqual({
+      records,
+      decisions,
+      streams,
+      days,
+    });
+    expect(r.stderr).toContain(
+      `replayed ${decisions} decision(s): ${records} audit record(s) read, ${decisions} decision(s) in the window, from ${streams} stream(s) over ${days} day(s)`,
+    );
     expect(j.skipped).toBe(0);
     expect(j.transitions).toEqual({ 'allow->deny': 3, 'deny->allow': 2, 'approval->allow': 1 });
     expect(j.high_risk).toEqual({ 'deny->allow': 2, 'approval->allow': 1 });
     expect(j.top['allow->deny']).toEqual({ callers: [['bob', 3]], tools: [['echo', 3]] });
     expect(j.top['deny->allow']).toEqual({ callers: [['bob', 2]], tools: [['secret', 2]] });
     expect(j.examples.filter((e) => e.transition === 'allow->deny')).toHaveLength(3);
-    expect(j.examples.find((e) => e.transition === 'approval->allow')).toMatchObject({ caller: 'alice', tool: 'secret' });
+    expect(j.examples.find((e) => e.transition === 'approval->allow')).toMatchObject({
+      caller: 'alice',
+      tool: 'secret',
+    });
   });
 
   it('by default, removing an approval requirement (approval->allow) fails the check like loosening a high-risk deny', async () => {
@@ -114,14 +160,52 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
 
   it('replaying nothing fails unless --allow-empty, and says why and what to do', async () => {
     const missing = path.join(tmpdir(), 'gitgate-no-such-audit-repo');
-    const gone = await gitgate(['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', missing]);
+    const gone = await gitgate([
+      'policy',
+      'impact',
+      '--repo',
+      repo.dir,
+      '--base',
+      base,
+      '--head',
+      head,
+      '--audit',
+      missing,
+    ]);
     expect(gone.code).toBe(1);
     expect(gone.stderr).toContain(`audit repo ${missing} not found: clone the gateway's audit repo`);
     expect(gone.stderr).toContain('--allow-empty');
-    expect((await gitgate(['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', missing, '--allow-empty'])).code).toBe(0);
+    expect(
+      (
+        await gitgate([
+          'policy',
+          'impact',
+          '--repo',
+          repo.dir,
+          '--base',
+          base,
+          '--head',
+          head,
+          '--audit',
+          missing,
+          '--allow-empty',
+        ])
+      ).code,
+    ).toBe(0);
 
     const empty = mkdtempSync(path.join(tmpdir(), 'gitgate-empty-audit-'));
-    const none = await gitgate(['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', empty]);
+    const none = await gitgate([
+      'policy',
+      'impact',
+      '--repo',
+      repo.dir,
+      '--base',
+      base,
+      '--head',
+      head,
+      '--audit',
+      empty,
+    ]);
     expect(none.code).toBe(1);
     expect(none.stdout).toContain('Replayed **0**');
     expect(none.stdout).toContain('⚠️ **Nothing was replayed**');
@@ -142,7 +226,9 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
     const acked = await impact(['--guard', 'deny->allow:high', '--ack']);
     expect(acked.code, acked.stderr).toBe(0);
     expect(acked.stdout).toContain('✅ acknowledged');
-    expect(hit.stdout).toMatch(/Covered: \d+ audit record\(s\) read, 16 decision\(s\) in the window, from 9 stream\(s\) over \d+ day\(s\)/);
+    expect(hit.stdout).toMatch(
+      /Covered: \d+ audit record\(s\) read, 16 decision\(s\) in the window, from 9 stream\(s\) over \d+ day\(s\)/,
+    );
     const fine = await impact(['--guard', 'allow->approval']);
     expect(fine.code, fine.stderr).toBe(0);
   });
@@ -150,9 +236,25 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
   it('skips and counts records whose signature does not verify', async () => {
     const copy = path.join(mkdtempSync(path.join(tmpdir(), 'gitgate-impact-audit-')), 'audit');
     cpSync(audit, copy, { recursive: true });
-    const file = listFiles(path.join(copy, 'streams'), '.jsonl').find((f) => readFileSync(f, 'utf8').includes('"tool":"echo"'))!;
+    const file = listFiles(path.join(copy, 'streams'), '.jsonl').find((f) =>
+      readFileSync(f, 'utf8').includes('"tool":"echo"'),
+    )!;
     writeFileSync(file, readFileSync(file, 'utf8').replace('"message":"m', '"message":"M'));
-    const r = await gitgate(['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', copy, '--format', 'json', '--ack']);
+    const r = await gitgate([
+      'policy',
+      'impact',
+      '--repo',
+      repo.dir,
+      '--base',
+      base,
+      '--head',
+      head,
+      '--audit',
+      copy,
+      '--format',
+      'json',
+      '--ack',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as { replayed: number; skipped: number; transitions: Record<string, number> };
     expect(j.skipped).toBe(1);

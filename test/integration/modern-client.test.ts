@@ -1,15 +1,17 @@
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/paths.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
 
 const fixture = path.join(packageRoot, 'test', 'fixtures', 'demo-server.mjs');
 
 async function modernClient(url: string, token: string, mode: 'auto' | { pin: string } = { pin: '2026-07-28' }) {
-  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } });
+  const transport = new StreamableHTTPClientTransport(new URL(url), {
+    requestInit: { headers: { authorization: `Bearer ${token}` } },
+  });
   const client = new Client({ name: 'modern-test', version: '1.0.0' }, { versionNegotiation: { mode } });
   await client.connect(transport);
   return { client, close: () => client.close() };
@@ -17,12 +19,19 @@ async function modernClient(url: string, token: string, mode: 'auto' | { pin: st
 
 describe('2026-07-28 (stateless) clients through gitgate', () => {
   let gw: TestGateway;
-  let upstream: { url: string; received: { message: { method?: string; params?: Record<string, unknown> } }[]; close(): Promise<void> };
+  let upstream: {
+    url: string;
+    received: { message: { method?: string; params?: Record<string, unknown> } }[];
+    close(): Promise<void>;
+  };
 
   beforeAll(async () => {
     upstream = await startHttpServer();
     gw = await startGateway({
-      upstreams: { http: { url: upstream.url }, stdio: { stdio: { command: process.execPath, args: [fixture, 'stdio'] } } },
+      upstreams: {
+        http: { url: upstream.url },
+        stdio: { stdio: { command: process.execPath, args: [fixture, 'stdio'] } },
+      },
     });
   });
   afterAll(async () => {
@@ -56,10 +65,14 @@ describe('2026-07-28 (stateless) clients through gitgate', () => {
       a.client.callTool({ name: 'echo', arguments: { message: 'from-a' } }),
       b.client.callTool({ name: 'echo', arguments: { message: 'from-b' } }),
     ]);
-    expect(results.map((r) => r.content)).toEqual([[{ type: 'text', text: 'echo: from-a' }], [{ type: 'text', text: 'echo: from-b' }]]);
+    expect(results.map((r) => r.content)).toEqual([
+      [{ type: 'text', text: 'echo: from-a' }],
+      [{ type: 'text', text: 'echo: from-b' }],
+    ]);
     const forwarded = upstream.received.filter((r) => r.message.method === 'tools/call');
     expect(forwarded.length).toBeGreaterThanOrEqual(2);
-    for (const r of forwarded) expect(JSON.stringify(r.message.params?._meta ?? {})).not.toContain('io.modelcontextprotocol/');
+    for (const r of forwarded)
+      expect(JSON.stringify(r.message.params?._meta ?? {})).not.toContain('io.modelcontextprotocol/');
     await a.close();
     await b.close();
   });
@@ -71,16 +84,33 @@ describe('2026-07-28 (stateless) clients through gitgate', () => {
   });
 
   describe('headers must match the body (HTTP 400, JSON-RPC -32020)', () => {
-    const envelope = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+    const envelope = {
+      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+      'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+      'io.modelcontextprotocol/clientCapabilities': {},
+    };
     const post = async (headers: Record<string, string>, body: unknown) => {
       const res = await fetch(`${gw.url}/mcp/http`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${await gw.token('alice', ['eng'])}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+        headers: {
+          authorization: `Bearer ${await gw.token('alice', ['eng'])}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          ...headers,
+        },
         body: JSON.stringify(body),
       });
-      return { status: res.status, body: (await res.json()) as { id: unknown; error?: { code: number; message: string }; result?: unknown } };
+      return {
+        status: res.status,
+        body: (await res.json()) as { id: unknown; error?: { code: number; message: string }; result?: unknown },
+      };
     };
-    const call = (name: string) => ({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name, arguments: { message: 'm' }, _meta: envelope } });
+    const call = (name: string) => ({
+      jsonrpc: '2.0',
+      id: 9,
+      method: 'tools/call',
+      params: { name, arguments: { message: 'm' }, _meta: envelope },
+    });
     const good = { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'echo' };
 
     it('accepts matching headers', async () => {
@@ -90,10 +120,22 @@ describe('2026-07-28 (stateless) clients through gitgate', () => {
     });
 
     it.each([
-      ['Mcp-Name names another tool', { ...good, 'mcp-name': 'add' }, /Mcp-Name header "add" does not match params.name "echo"/],
+      [
+        'Mcp-Name names another tool',
+        { ...good, 'mcp-name': 'add' },
+        /Mcp-Name header "add" does not match params.name "echo"/,
+      ],
       ['Mcp-Method names another method', { ...good, 'mcp-method': 'tools/list' }, /Mcp-Method header/],
-      ['Mcp-Method is missing', { 'mcp-protocol-version': '2026-07-28', 'mcp-name': 'echo' }, /Mcp-Method header is required/],
-      ['Mcp-Name is missing', { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call' }, /Mcp-Name header is required/],
+      [
+        'Mcp-Method is missing',
+        { 'mcp-protocol-version': '2026-07-28', 'mcp-name': 'echo' },
+        /Mcp-Method header is required/,
+      ],
+      [
+        'Mcp-Name is missing',
+        { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call' },
+        /Mcp-Name header is required/,
+      ],
       ['protocol header disagrees with _meta', { ...good, 'mcp-protocol-version': '2025-11-25' }, /disagrees/],
     ])('refuses when %s', async (_why, headers, message) => {
       const before = upstream.received.length;
@@ -106,12 +148,21 @@ describe('2026-07-28 (stateless) clients through gitgate', () => {
     });
 
     it('decodes base64-sentinel header values', async () => {
-      const r = await post({ ...good, 'mcp-name': `=?base64?${Buffer.from('echo').toString('base64')}?=` }, call('echo'));
+      const r = await post(
+        { ...good, 'mcp-name': `=?base64?${Buffer.from('echo').toString('base64')}?=` },
+        call('echo'),
+      );
       expect(r.status).toBe(200);
     });
 
     it('answers the GET stream with 405 for modern clients', async () => {
-      const res = await fetch(`${gw.url}/mcp/http`, { headers: { authorization: `Bearer ${await gw.token('alice')}`, accept: 'text/event-stream', 'mcp-protocol-version': '2026-07-28' } });
+      const res = await fetch(`${gw.url}/mcp/http`, {
+        headers: {
+          authorization: `Bearer ${await gw.token('alice')}`,
+          accept: 'text/event-stream',
+          'mcp-protocol-version': '2026-07-28',
+        },
+      });
       expect(res.status).toBe(405);
     });
   });

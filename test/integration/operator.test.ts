@@ -2,13 +2,13 @@ import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { PolicyRepo } from '../helpers/policy-repo.js';
 import { RawMcp } from '../helpers/raw-mcp.js';
-// @ts-expect-error plain JS fixture
-import { startHttpServer } from '../fixtures/demo-server.mjs';
 
 /** A stdio MCP server that writes pid-<pid> when it starts, held-<pid> when it holds a `hold` call, and answers it on SIGUSR2. */
 const HOLD_SERVER = `
@@ -76,17 +76,25 @@ describe('the first day of an operator', () => {
     const repo = await PolicyRepo.create();
     const { logger, lines } = capture();
     // No polling: the test drives every sync round itself.
-    const gw = await startGateway({ upstreams: { http: { url: upstream.url } }, policyRepo: { url: repo.dir, pollSeconds: 3600 }, options: { logger } });
+    const gw = await startGateway({
+      upstreams: { http: { url: upstream.url } },
+      policyRepo: { url: repo.dir, pollSeconds: 3600 },
+      options: { logger },
+    });
     gateways.push(gw);
     const good = (await ready(gw)).policy.revision!;
-    const bad = await repo.write('policies/gitgate/broken.rego', 'package gitgate\n\nthis is not rego\n').commit('a bad change');
+    const bad = await repo
+      .write('policies/gitgate/broken.rego', 'package gitgate\n\nthis is not rego\n')
+      .commit('a bad change');
     await gw.gw.sync!.sync();
 
     const refusal = lines.filter((l) => l.commit === bad);
     expect(refusal).toHaveLength(1);
     expect(refusal[0]).toMatchObject({ level: 50, commit: bad, serving: good, branch: 'main' });
     expect(String(refusal[0]!.reason)).toMatch(/rego_parse_error/);
-    expect(String(refusal[0]!.msg)).toContain(`policy commit ${bad.slice(0, 12)} refused; the last good revision ${good.slice(0, 12)} keeps serving`);
+    expect(String(refusal[0]!.msg)).toContain(
+      `policy commit ${bad.slice(0, 12)} refused; the last good revision ${good.slice(0, 12)} keeps serving`,
+    );
 
     const r = await ready(gw);
     expect(r.ready).toBe(true);
@@ -119,19 +127,32 @@ describe('the first day of an operator', () => {
     gateways.push(gw);
     const alice = new RawMcp(`${gw.url}/mcp/http`, await gw.token('alice', ['eng']));
     await alice.initialize();
-    const echo = await alice.post({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'hi' } } });
+    const echo = await alice.post({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: 'echo', arguments: { message: 'hi' } },
+    });
     expect(echo.status).toBe(200);
-    const parked = await alice.post({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'get-env', arguments: {} } });
+    const parked = await alice.post({
+      jsonrpc: '2.0',
+      id: 2,
+      method: 'tools/call',
+      params: { name: 'get-env', arguments: {} },
+    });
     expect(JSON.stringify(parked.messages)).toContain('-32011');
     const m = await metrics(gw);
     expect(m).toContain('gitgate_approvals_pending{upstream="http"} 1');
     expect(m).toMatch(/gitgate_upstream_request_duration_seconds_count\{upstream="http",outcome="ok"\} [1-9]/);
-    expect(m).toMatch(/# TYPE gitgate_audit_records_appended_total counter\ngitgate_audit_records_appended_total [1-9]/);
+    expect(m).toMatch(
+      /# TYPE gitgate_audit_records_appended_total counter\ngitgate_audit_records_appended_total [1-9]/,
+    );
     expect(m).toMatch(/# TYPE gitgate_audit_commits_total counter/);
     // No counter hides behind a gauge without _total.
     for (const [, name, type] of m.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
       if (type === 'counter') expect(name).toMatch(/_total$/);
-      if (type === 'gauge') expect(name, `${name} is a count since start: make it a counter`).not.toMatch(/_appended$|_commits$/);
+      if (type === 'gauge')
+        expect(name, `${name} is a count since start: make it a counter`).not.toMatch(/_appended$|_commits$/);
     }
   });
 
@@ -139,11 +160,18 @@ describe('the first day of an operator', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-hold-'));
     const server = path.join(dir, 'hold-server.mjs');
     writeFileSync(server, HOLD_SERVER);
-    const pids = () => readdirSync(dir).filter((f) => f.startsWith('pid-')).map((f) => Number(f.slice(4)));
-    const route = (v: string) => `upstreams:\n  stdio:\n    stdio: { command: ${JSON.stringify(process.execPath)}, args: [${JSON.stringify(server)}, ${JSON.stringify(dir)}, ${v}] }\n`;
+    const pids = () =>
+      readdirSync(dir)
+        .filter((f) => f.startsWith('pid-'))
+        .map((f) => Number(f.slice(4)));
+    const route = (v: string) =>
+      `upstreams:\n  stdio:\n    stdio: { command: ${JSON.stringify(process.execPath)}, args: [${JSON.stringify(server)}, ${JSON.stringify(dir)}, ${v}] }\n`;
     const repo = await PolicyRepo.create();
     await repo.write('gitgate.routes.yaml', route('v1')).commit('route v1');
-    const gw = await startGateway({ upstreams: { http: { url: upstream.url } }, policyRepo: { url: repo.dir, pollSeconds: 3600 } });
+    const gw = await startGateway({
+      upstreams: { http: { url: upstream.url } },
+      policyRepo: { url: repo.dir, pollSeconds: 3600 },
+    });
     gateways.push(gw);
     const token = await gw.token('alice', ['eng']);
     const old = new RawMcp(`${gw.url}/mcp/stdio`, token);
@@ -166,9 +194,19 @@ describe('the first day of an operator', () => {
     expect(JSON.stringify((await held).messages)).toContain('released');
     // Then the replaced child is stopped (the old code kept it until the gateway closed).
     await expect.poll(() => alive(oldPid!), { timeout: 20_000 }).toBe(false);
-    const stale = await old.post({ jsonrpc: '2.0', id: 8, method: 'tools/call', params: { name: 'echo', arguments: {} } });
+    const stale = await old.post({
+      jsonrpc: '2.0',
+      id: 8,
+      method: 'tools/call',
+      params: { name: 'echo', arguments: {} },
+    });
     expect(stale.status).toBe(404);
-    const ok = await fresh.post({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'echo', arguments: {} } });
+    const ok = await fresh.post({
+      jsonrpc: '2.0',
+      id: 9,
+      method: 'tools/call',
+      params: { name: 'echo', arguments: {} },
+    });
     expect(JSON.stringify(ok.messages)).toContain('"ok"');
   });
 });

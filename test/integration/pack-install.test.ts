@@ -4,19 +4,19 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import YAML from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
 import { gitText } from '../../src/git/run.js';
-import { verifySignedBundle } from '../../src/gitsync/verify-bundle.js';
 import { sourcesDigest } from '../../src/gitsync/sources-digest.js';
+import { verifySignedBundle } from '../../src/gitsync/verify-bundle.js';
 import { packageRoot } from '../../src/paths.js';
 import { readBundle } from '../../src/policy/bundle.js';
 import { VERSION } from '../../src/version.js';
 import { decisionEvent, openTrail } from '../helpers/audit-repo.js';
 import { GitHubEmulator } from '../helpers/github-emulator.js';
 import { opa } from '../helpers/policy.js';
-import { WorkflowRunner, type StepResult } from '../helpers/workflow-runner.js';
 import { SOAK } from '../helpers/soak.js';
+import { type StepResult, WorkflowRunner } from '../helpers/workflow-runner.js';
 
 /**
  * The first day of a policy author, for real: gitgate packed with `npm pack`,
@@ -33,13 +33,26 @@ const ACTION = `${OWNER}/gitgate@v${VERSION}`;
 /** The environment of a child that should not see this test runner (vitest's loader, its variables). */
 function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(VITEST|NODE_OPTIONS|TSX|npm_)/i.test(k)) env[k] = v;
+  for (const [k, v] of Object.entries(process.env))
+    if (v !== undefined && !/^(VITEST|NODE_OPTIONS|TSX|npm_)/i.test(k)) env[k] = v;
   // Packages come from the registry through npm's cache, preferring what it already holds.
-  return { ...env, npm_config_prefer_offline: 'true', npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false', ...extra };
+  return {
+    ...env,
+    npm_config_prefer_offline: 'true',
+    npm_config_audit: 'false',
+    npm_config_fund: 'false',
+    npm_config_update_notifier: 'false',
+    ...extra,
+  };
 }
 
-const summary = (results: readonly StepResult[]) => results.map((r) => `${r.status.padEnd(7)} ${r.name}${r.why ? `  (${r.why})` : ''}`).join('\n');
-const outputOf = (results: readonly StepResult[], name: RegExp) => results.filter((r) => name.test(r.name)).map((r) => r.output).join('\n');
+const summary = (results: readonly StepResult[]) =>
+  results.map((r) => `${r.status.padEnd(7)} ${r.name}${r.why ? `  (${r.why})` : ''}`).join('\n');
+const outputOf = (results: readonly StepResult[], name: RegExp) =>
+  results
+    .filter((r) => name.test(r.name))
+    .map((r) => r.output)
+    .join('\n');
 
 // npm pack and a real install take minutes: this file runs in the soak suite only.
 describe.runIf(SOAK)('npm pack → install → gitgate init policy-repo → the generated workflow, step by step', () => {
@@ -67,7 +80,10 @@ describe.runIf(SOAK)('npm pack → install → gitgate init policy-repo → the 
     opaBin = await opa();
     // A checkout of this repository as GitHub would hand it to the action (tracked and new files, nothing ignored).
     checkout = path.join(root, 'gitgate');
-    const { stdout } = await run('git', ['ls-files', '-co', '--exclude-standard', '-z'], { cwd: packageRoot, maxBuffer: 16 * 1024 * 1024 });
+    const { stdout } = await run('git', ['ls-files', '-co', '--exclude-standard', '-z'], {
+      cwd: packageRoot,
+      maxBuffer: 16 * 1024 * 1024,
+    });
     for (const f of stdout.split('\0').filter(Boolean)) {
       if (!existsSync(path.join(packageRoot, f))) continue; // deleted in the work tree
       mkdirSync(path.dirname(path.join(checkout, f)), { recursive: true });
@@ -78,19 +94,31 @@ describe.runIf(SOAK)('npm pack → install → gitgate init policy-repo → the 
     mkdirSync(packs);
     await timed('npm ci + npm pack', async () => {
       await run('npm', ['ci'], { cwd: checkout, env: cleanEnv(), maxBuffer: 64 * 1024 * 1024 });
-      await run('npm', ['pack', '--pack-destination', packs], { cwd: checkout, env: cleanEnv(), maxBuffer: 64 * 1024 * 1024 });
+      await run('npm', ['pack', '--pack-destination', packs], {
+        cwd: checkout,
+        env: cleanEnv(),
+        maxBuffer: 64 * 1024 * 1024,
+      });
     });
     const tarball = path.join(packs, readdirSync(packs).find((f) => f.endsWith('.tgz'))!);
     installed = path.join(root, 'empty');
     mkdirSync(installed);
-    await timed('npm install <tarball> (runtime deps only)', () => run('npm', ['install', '--omit=dev', tarball], { cwd: installed, env: cleanEnv(), maxBuffer: 64 * 1024 * 1024 }));
+    await timed('npm install <tarball> (runtime deps only)', () =>
+      run('npm', ['install', '--omit=dev', tarball], { cwd: installed, env: cleanEnv(), maxBuffer: 64 * 1024 * 1024 }),
+    );
 
     // Signed bundles on main; an audit repo the gateway pushed; GitHub for the PR comment.
     const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    signing = { priv: pair.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), pub: pair.publicKey.export({ format: 'pem', type: 'spki' }).toString() };
+    signing = {
+      priv: pair.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+      pub: pair.publicKey.export({ format: 'pem', type: 'spki' }).toString(),
+    };
     // Decisions recorded two days ago and yesterday, in two session streams.
     const trail = await openTrail(mkdtempSync(path.join(tmpdir(), 'gitgate-pack-audit-')));
-    for (const [stream, n, daysAgo] of [['sessions/a/s1', 4, 2], ['sessions/b/s2', 3, 1]] as const) {
+    for (const [stream, n, daysAgo] of [
+      ['sessions/a/s1', 4, 2],
+      ['sessions/b/s2', 3, 1],
+    ] as const) {
       const ts = new Date(Date.now() - daysAgo * 86_400_000).toISOString();
       for (let i = 0; i < n; i++) await trail.log.append(stream, decisionEvent(`${stream}-${i}`), { ts });
     }
@@ -130,7 +158,13 @@ describe.runIf(SOAK)('npm pack → install → gitgate init policy-repo → the 
         event === 'pull_request'
           ? { name: 'pull_request', payload: { pull_request: { number: 7, labels: [], base: { ref: 'main' } } } }
           : { name: 'push', payload: { ref: 'refs/heads/main' } },
-      github: { base_ref: event === 'pull_request' ? 'main' : '', sha, repository: `${OWNER}/policies`, token: 'ghs_test', api_url: gh.url },
+      github: {
+        base_ref: event === 'pull_request' ? 'main' : '',
+        sha,
+        repository: `${OWNER}/policies`,
+        token: 'ghs_test',
+        api_url: gh.url,
+      },
       vars: { AUDIT_REPO_URL: audit },
       secrets: { POLICY_SIGNING_KEY: signing.priv, AUDIT_REPO_TOKEN: '' },
       // The pinned opa is found through GITGATE_OPA, as a cached one would be (no go install here).
@@ -141,29 +175,55 @@ describe.runIf(SOAK)('npm pack → install → gitgate init policy-repo → the 
     return runner.runWorkflow(path.join(ws, '.github', 'workflows', 'policy.yml'));
   };
 
-  it('the installed tarball scaffolds a repo whose workflow uses this version of gitgate\'s own action', async () => {
-    const r = await run(bin(), ['init', 'policy-repo', path.join(root, 'policy-repo'), '--action-owner', OWNER], { env: cleanEnv() });
+  it("the installed tarball scaffolds a repo whose workflow uses this version of gitgate's own action", async () => {
+    const r = await run(bin(), ['init', 'policy-repo', path.join(root, 'policy-repo'), '--action-owner', OWNER], {
+      env: cleanEnv(),
+    });
     expect(r.stdout).toContain(`uses ${ACTION}`);
-    const wf = YAML.parse(readFileSync(path.join(root, 'policy-repo', '.github', 'workflows', 'policy.yml'), 'utf8')) as { jobs: { policy: { steps: { uses?: string; run?: string }[] } } };
+    const wf = YAML.parse(
+      readFileSync(path.join(root, 'policy-repo', '.github', 'workflows', 'policy.yml'), 'utf8'),
+    ) as { jobs: { policy: { steps: { uses?: string; run?: string }[] } } };
     expect(wf.jobs.policy.steps.map((s) => s.uses).filter(Boolean)).toEqual(['actions/checkout@v4', ACTION]);
     expect(JSON.stringify(wf)).not.toContain('npm install');
     origin = path.join(root, 'origin.git');
     await gitText(root, ['clone', '--quiet', '--bare', path.join(root, 'policy-repo'), origin]);
   }, 60_000);
 
-  it('a pull request: every step passes (policy test, build, impact with its PR comment), gitgate installed from the action\'s checkout', async () => {
+  it("a pull request: every step passes (policy test, build, impact with its PR comment), gitgate installed from the action's checkout", async () => {
     const ws = await workspace('pr-1');
-    const data = JSON.parse(readFileSync(path.join(ws, 'policies', 'config', 'data.json'), 'utf8')) as { upstreams: Record<string, { public_tools: string[] }> };
+    const data = JSON.parse(readFileSync(path.join(ws, 'policies', 'config', 'data.json'), 'utf8')) as {
+      upstreams: Record<string, { public_tools: string[] }>;
+    };
     data.upstreams.search = { ...data.upstreams.demo!, public_tools: ['query'] };
     writeFileSync(path.join(ws, 'policies', 'config', 'data.json'), `${JSON.stringify(data, null, 2)}\n`);
     const sha = await commitAll(ws, 'policy: a search upstream, query is public');
-    const results = await timed('workflow on a pull request (first run: installs gitgate)', () => runWorkflow(ws, 'pull_request', sha));
-    process.stderr.write(`pull_request run:\n${summary(results)}\n${outputOf(results, /gitgate policy (test|build|impact)$/)}\n`);
-    expect(results.filter((r) => r.status === 'failed' || r.status === 'not run'), summary(results) + results.map((r) => r.output).join('\n')).toEqual([]);
+    const results = await timed('workflow on a pull request (first run: installs gitgate)', () =>
+      runWorkflow(ws, 'pull_request', sha),
+    );
+    process.stderr.write(
+      `pull_request run:\n${summary(results)}\n${outputOf(results, /gitgate policy (test|build|impact)$/)}\n`,
+    );
+    expect(
+      results.filter((r) => r.status === 'failed' || r.status === 'not run'),
+      summary(results) + results.map((r) => r.output).join('\n'),
+    ).toEqual([]);
     const ran = results.filter((r) => r.status === 'ok').map((r) => r.name);
-    for (const step of ['install gitgate', 'the pinned opa', 'gitgate policy test', 'gitgate policy build', 'gitgate policy impact']) expect(ran.some((n) => n.includes(step)), step).toBe(true);
+    for (const step of [
+      'install gitgate',
+      'the pinned opa',
+      'gitgate policy test',
+      'gitgate policy build',
+      'gitgate policy impact',
+    ])
+      expect(
+        ran.some((n) => n.includes(step)),
+        step,
+      ).toBe(true);
     expect(results.filter((r) => r.status === 'skipped').map((r) => r.why)).toEqual(
-      expect.arrayContaining([expect.stringContaining('actions/checkout only sets up the machine'), expect.stringContaining("github.event_name == 'push'")]),
+      expect.arrayContaining([
+        expect.stringContaining('actions/checkout only sets up the machine'),
+        expect.stringContaining("github.event_name == 'push'"),
+      ]),
     );
     expect(outputOf(results, /pinned opa/)).toContain(`opa: ${opaBin}`);
     expect(outputOf(results, /policy test/)).toMatch(/ok {3}coverage >= 90%: coverage 100\.0%/);
@@ -181,7 +241,10 @@ describe.runIf(SOAK)('npm pack → install → gitgate init policy-repo → the 
     const sha = (await gitText(ws, ['rev-parse', 'HEAD'])).trim();
     const results = await runWorkflow(ws, 'push', sha);
     process.stderr.write(`push run:\n${summary(results)}\n`);
-    expect(results.filter((r) => r.status === 'failed' || r.status === 'not run'), summary(results) + results.map((r) => r.output).join('\n')).toEqual([]);
+    expect(
+      results.filter((r) => r.status === 'failed' || r.status === 'not run'),
+      summary(results) + results.map((r) => r.output).join('\n'),
+    ).toEqual([]);
     expect(results.find((r) => r.name.includes('gitgate policy impact'))?.status).toBe('skipped');
     expect(outputOf(results, /^run: if \[ -z "\$POLICY_SIGNING_KEY"/)).toContain('signed');
     // What the gateway fetches: the pushed commit carries a bundle signed by the key, built from its sources.
@@ -189,7 +252,9 @@ describe.runIf(SOAK)('npm pack → install → gitgate init policy-repo → the 
     const bundle = await readBundle(readFileSync(path.join(check, 'policies', 'bundle.tar.gz')));
     await verifySignedBundle(bundle.files, { publicKey: signing.pub, algorithm: 'RS256' });
     expect(bundle.manifest.revision).toBe(sourcesDigest(path.join(check, 'policies')));
-    expect(await gitText(check, ['log', '-1', '--format=%s'])).toContain(`build: signed policy bundle for ${sha.slice(0, 12)}`);
+    expect(await gitText(check, ['log', '-1', '--format=%s'])).toContain(
+      `build: signed policy bundle for ${sha.slice(0, 12)}`,
+    );
   }, 300_000);
 
   it.each([
@@ -206,7 +271,10 @@ describe.runIf(SOAK)('npm pack → install → gitgate init policy-repo → the 
     [
       'a change that uses a builtin the WASM runtime lacks (crypto.sha256) passes opa test but fails policy build',
       (ws: string) => {
-        writeFileSync(path.join(ws, 'policies', 'gitgate', 'digest.rego'), 'package gitgate\n\ncall_digest := crypto.sha256(json.marshal(input.mcp.arguments))\n');
+        writeFileSync(
+          path.join(ws, 'policies', 'gitgate', 'digest.rego'),
+          'package gitgate\n\ncall_digest := crypto.sha256(json.marshal(input.mcp.arguments))\n',
+        );
         writeFileSync(
           path.join(ws, 'policies', 'gitgate', 'digest_test.rego'),
           'package gitgate_test\n\nimport data.gitgate\n\ntest_call_digest if gitgate.call_digest with input as {"mcp": {"arguments": {}}}\n',
@@ -215,16 +283,23 @@ describe.runIf(SOAK)('npm pack → install → gitgate init policy-repo → the 
       /gitgate policy build$/,
       /crypto\.sha256/,
     ],
-  ])('%s', async (_name, change, failing, why) => {
-    const ws = await workspace(`pr-bad-${++bad}`);
-    change(ws);
-    const sha = await commitAll(ws, 'a policy change');
-    const results = await runWorkflow(ws, 'pull_request', sha);
-    process.stderr.write(`${_name}:\n${summary(results)}\n`);
-    const failed = results.filter((r) => r.status === 'failed');
-    expect(failed.map((r) => r.name), summary(results)).toHaveLength(1);
-    expect(failed[0]!.name).toMatch(failing);
-    expect(failed[0]!.output).toMatch(why);
-    expect(results.at(-1)!.status).toBe('not run');
-  }, 300_000);
+  ])(
+    '%s',
+    async (_name, change, failing, why) => {
+      const ws = await workspace(`pr-bad-${++bad}`);
+      change(ws);
+      const sha = await commitAll(ws, 'a policy change');
+      const results = await runWorkflow(ws, 'pull_request', sha);
+      process.stderr.write(`${_name}:\n${summary(results)}\n`);
+      const failed = results.filter((r) => r.status === 'failed');
+      expect(
+        failed.map((r) => r.name),
+        summary(results),
+      ).toHaveLength(1);
+      expect(failed[0]!.name).toMatch(failing);
+      expect(failed[0]!.output).toMatch(why);
+      expect(results.at(-1)!.status).toBe('not run');
+    },
+    300_000,
+  );
 });

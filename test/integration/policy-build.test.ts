@@ -1,15 +1,14 @@
-import { readFile } from 'node:fs/promises';
-import { cp, mkdtemp, writeFile, mkdir, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/errors.js';
+import { packageRoot } from '../../src/paths.js';
 import { buildPolicyBundle } from '../../src/policy/build.js';
 import { readBundle } from '../../src/policy/bundle.js';
 import { instantiate, PolicyHolder, SMOKE_INPUT } from '../../src/policy/engine.js';
-import { testPolicies } from '../../src/policy/opa-test.js';
-import { packageRoot } from '../../src/paths.js';
 import type { PolicyInput } from '../../src/policy/input.js';
+import { testPolicies } from '../../src/policy/opa-test.js';
 import { makePolicyDir, opa } from '../helpers/policy.js';
 
 async function policyFolder(files: Record<string, string>): Promise<string> {
@@ -29,7 +28,15 @@ async function build(dir: string) {
 
 const input = (over: Partial<PolicyInput['mcp']> = {}, groups: string[] = []): PolicyInput => ({
   identity: { sub: 'alice', groups, issuer: 'test' },
-  mcp: { kind: 'request', method: 'tools/call', tool: 'echo', arguments: {}, protocol_version: '2025-11-25', era: 'legacy', ...over },
+  mcp: {
+    kind: 'request',
+    method: 'tools/call',
+    tool: 'echo',
+    arguments: {},
+    protocol_version: '2025-11-25',
+    era: 'legacy',
+    ...over,
+  },
   upstream: { name: 'demo', transport: 'stdio' },
   request: { id: 'r', time_ns: 0 },
 });
@@ -47,8 +54,10 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
 
   it('the coverage gate and the fmt check can fail', async () => {
     const dir = await policyFolder({
-      'p.rego': 'package gitgate\n\ndecision := {"allow": true, "reasons": []} if input.x\n\ndecision := {"allow": false, "reasons": []} if not input.x\n',
-      'p_test.rego': 'package gitgate_test\n\nimport data.gitgate\n\ntest_x if gitgate.decision.allow with input as {"x": true}\n',
+      'p.rego':
+        'package gitgate\n\ndecision := {"allow": true, "reasons": []} if input.x\n\ndecision := {"allow": false, "reasons": []} if not input.x\n',
+      'p_test.rego':
+        'package gitgate_test\n\nimport data.gitgate\n\ntest_x if gitgate.decision.allow with input as {"x": true}\n',
       'ugly.rego': 'package other\nx:=1\n',
     });
     const report = await testPolicies(await opa(), dir, 90);
@@ -59,8 +68,14 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
 
   it('a policy folder with its CI-built bundle.tar.gz beside the sources still passes (the bundle is not loaded twice)', async () => {
     const dir = await makePolicyDir();
-    await cp(path.join(packageRoot, 'policies', 'gitgate', 'decision_test.rego'), path.join(dir, 'gitgate', 'decision_test.rego'));
-    await writeFile(path.join(dir, 'config', 'data.json'), await readFile(path.join(packageRoot, 'policies', 'config', 'data.json')));
+    await cp(
+      path.join(packageRoot, 'policies', 'gitgate', 'decision_test.rego'),
+      path.join(dir, 'gitgate', 'decision_test.rego'),
+    );
+    await writeFile(
+      path.join(dir, 'config', 'data.json'),
+      await readFile(path.join(packageRoot, 'policies', 'config', 'data.json')),
+    );
     await buildPolicyBundle({ opa: await opa(), srcDir: dir, outDir: dir });
     await rm(path.join(dir, 'capabilities.json'));
     const report = await testPolicies(await opa(), dir, 90);
@@ -72,16 +87,26 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
     const e = await testPolicies(await opa(), empty, 90);
     expect(e.ok).toBe(false);
     expect(e.steps.find((s) => s.name === 'opa test')?.detail).toMatch(/^no test ran in .*: add \*_test\.rego files/);
-    expect(e.steps.find((s) => s.name.startsWith('coverage'))?.detail).toMatch(/no policy rules in .*is --dir the policy folder\?/);
-    const untested = await testPolicies(await opa(), await policyFolder({ 'p.rego': 'package gitgate\n\ndecision := {"allow": true, "reasons": []}\n' }), 0);
+    expect(e.steps.find((s) => s.name.startsWith('coverage'))?.detail).toMatch(
+      /no policy rules in .*is --dir the policy folder\?/,
+    );
+    const untested = await testPolicies(
+      await opa(),
+      await policyFolder({ 'p.rego': 'package gitgate\n\ndecision := {"allow": true, "reasons": []}\n' }),
+      0,
+    );
     expect(untested.steps.filter((s) => !s.ok).map((s) => s.name)).toEqual(['opa test']);
   });
 
   it('the coverage gate counts the policy, not its _test.rego files, and lists the lines no test reaches', async () => {
     // 2 of 5 policy lines covered (40%); the many covered test lines made it ~95% when they counted.
-    const tests = Array.from({ length: 40 }, (_, i) => `test_allow_${i} if gitgate.decision.allow with input as {"x": true}`).join('\n\n');
+    const tests = Array.from(
+      { length: 40 },
+      (_, i) => `test_allow_${i} if gitgate.decision.allow with input as {"x": true}`,
+    ).join('\n\n');
     const dir = await policyFolder({
-      'gitgate/p.rego': 'package gitgate\n\ndecision := {"allow": true, "reasons": []} if input.x\n\ndecision := {"allow": false, "reasons": []} if not input.x\n\nextra := 1 if {\n\tinput.z\n}\n',
+      'gitgate/p.rego':
+        'package gitgate\n\ndecision := {"allow": true, "reasons": []} if input.x\n\ndecision := {"allow": false, "reasons": []} if not input.x\n\nextra := 1 if {\n\tinput.z\n}\n',
       'gitgate/p_test.rego': `package gitgate_test\n\nimport data.gitgate\n\n${tests}\n`,
     });
     const report = await testPolicies(await opa(), dir, 90);
@@ -103,18 +128,37 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
     }
     expect(p.evaluate(input({ tool: 'get-sum' })).allow).toBe(true);
     const denied = p.evaluate(input({ tool: 'get-tiny-image' }));
-    expect(denied).toMatchObject({ allow: false, valid: true, reasons: ['tools/call of get-tiny-image denied: alice (groups: []) may only call echo, get-sum'] });
+    expect(denied).toMatchObject({
+      allow: false,
+      valid: true,
+      reasons: ['tools/call of get-tiny-image denied: alice (groups: []) may only call echo, get-sum'],
+    });
     expect(p.evaluate(input({ tool: 'get-tiny-image' }, ['eng'])).allow).toBe(true);
     const env = p.evaluate(input({ tool: 'get-env' }, ['eng']));
-    expect(env).toMatchObject({ allow: true, risk: 'high', approval: { required: true, approvers: ['eng'], min_approvals: 1 } });
-    const detectors = ['email', 'aws_access_key', 'aws_secret_key', 'github_token', 'private_key', 'jwt', 'bearer_token'];
+    expect(env).toMatchObject({
+      allow: true,
+      risk: 'high',
+      approval: { required: true, approvers: ['eng'], min_approvals: 1 },
+    });
+    const detectors = [
+      'email',
+      'aws_access_key',
+      'aws_secret_key',
+      'github_token',
+      'private_key',
+      'jwt',
+      'bearer_token',
+    ];
     // Responses, relayed errors, and the arguments the audit log records.
-    expect(p.evaluate(input({ tool: 'echo' })).mask).toEqual(['$.result', '$.error', '$.params.arguments'].map((path) => ({ path, detectors })));
+    expect(p.evaluate(input({ tool: 'echo' })).mask).toEqual(
+      ['$.result', '$.error', '$.params.arguments'].map((path) => ({ path, detectors })),
+    );
   });
 
   it('a policy that needs a builtin the runtime lacks fails at build time, naming it', async () => {
     const dir = await policyFolder({
-      'p.rego': 'package gitgate\n\ndecision := {"allow": r.status_code == 200, "reasons": []} if {\n\tr := http.send({"method": "GET", "url": "http://127.0.0.1:1"})\n}\n',
+      'p.rego':
+        'package gitgate\n\ndecision := {"allow": r.status_code == 200, "reasons": []} if {\n\tr := http.send({"method": "GET", "url": "http://127.0.0.1:1"})\n}\n',
     });
     const err = await build(dir).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GatewayError);
@@ -124,7 +168,8 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
 
   it('gitgate supplies time.now_ns to the WASM module', async () => {
     const dir = await policyFolder({
-      'p.rego': 'package gitgate\n\ndecision := {"allow": time.now_ns() > 1700000000000000000, "reasons": [sprintf("now=%d", [time.now_ns()])]}\n',
+      'p.rego':
+        'package gitgate\n\ndecision := {"allow": time.now_ns() > 1700000000000000000, "reasons": [sprintf("now=%d", [time.now_ns()])]}\n',
     });
     const p = await instantiate(await build(dir), { source: 'test' });
     const d = p.evaluate(SMOKE_INPUT);
@@ -134,7 +179,10 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
   });
 
   it('an invalid decision is a deny that says why; an undefined decision too', async () => {
-    const bad = await policyFolder({ 'p.rego': 'package gitgate\n\ndecision := {"allow": "yes", "reasons": []} if input.mcp.method == "tools/call"\n\ndecision := {"allow": true, "reasons": []} if input.mcp.method == "ping"\n' });
+    const bad = await policyFolder({
+      'p.rego':
+        'package gitgate\n\ndecision := {"allow": "yes", "reasons": []} if input.mcp.method == "tools/call"\n\ndecision := {"allow": true, "reasons": []} if input.mcp.method == "ping"\n',
+    });
     const p = await instantiate(await build(bad), { source: 'test' });
     const d = p.evaluate(input());
     expect(d).toMatchObject({ allow: false, valid: false });
@@ -150,8 +198,18 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
 
   it('swaps atomically: a captured instance keeps deciding with its own revision', async () => {
     const holder = new PolicyHolder();
-    const a = await instantiate(await build(await policyFolder({ 'p.rego': 'package gitgate\n\ndecision := {"allow": true, "reasons": ["A"]}\n' })), { source: 'a' });
-    const b = await instantiate(await build(await policyFolder({ 'p.rego': 'package gitgate\n\ndecision := {"allow": false, "reasons": ["B"]}\n' })), { source: 'b' });
+    const a = await instantiate(
+      await build(
+        await policyFolder({ 'p.rego': 'package gitgate\n\ndecision := {"allow": true, "reasons": ["A"]}\n' }),
+      ),
+      { source: 'a' },
+    );
+    const b = await instantiate(
+      await build(
+        await policyFolder({ 'p.rego': 'package gitgate\n\ndecision := {"allow": false, "reasons": ["B"]}\n' }),
+      ),
+      { source: 'b' },
+    );
     const swaps: string[] = [];
     holder.onSwap((rev) => swaps.push(rev.source));
     holder.swap(a);

@@ -1,11 +1,11 @@
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/paths.js';
-import { connectClient } from '../helpers/client.js';
-import { startGateway, type TestGateway } from '../helpers/gateway.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { connectClient } from '../helpers/client.js';
+import { startGateway, type TestGateway } from '../helpers/gateway.js';
 
 interface Upstream {
   url: string;
@@ -24,7 +24,10 @@ describe.each(['http', 'stdio'] as const)('MCP SDK client → gitgate → SDK se
   beforeAll(async () => {
     if (kind === 'http') upstream = (await startHttpServer()) as Upstream;
     gw = await startGateway({
-      upstreams: kind === 'http' ? { http: { url: upstream!.url } } : { stdio: { stdio: { command: process.execPath, args: [fixture, 'stdio'] } } },
+      upstreams:
+        kind === 'http'
+          ? { http: { url: upstream!.url } }
+          : { stdio: { stdio: { command: process.execPath, args: [fixture, 'stdio'] } } },
     });
     url = `${gw.url}/mcp/${kind}`;
   });
@@ -58,7 +61,9 @@ describe.each(['http', 'stdio'] as const)('MCP SDK client → gitgate → SDK se
   it('relays progress notifications for the request that asked for them', async () => {
     const c = await connectClient(url, await gw.token('bob'));
     const seen: { progress: number; message?: string | undefined }[] = [];
-    const res = await c.client.callTool({ name: 'slow', arguments: { steps: 3 } }, undefined, { onprogress: (p) => seen.push(p) });
+    const res = await c.client.callTool({ name: 'slow', arguments: { steps: 3 } }, undefined, {
+      onprogress: (p) => seen.push(p),
+    });
     expect(res.content).toEqual([{ type: 'text', text: 'done after 3 steps' }]);
     expect(seen.map((p) => p.progress)).toEqual([1, 2, 3]);
     expect(seen[2]?.message).toBe('step 3');
@@ -81,10 +86,15 @@ describe.each(['http', 'stdio'] as const)('MCP SDK client → gitgate → SDK se
     expect(err).toBeInstanceOf(McpError);
     expect((err as McpError).code).toBe(-32010);
     expect((err as McpError).message).toContain('tools/call of secret denied: bob (groups: [sales]) may only call');
-    expect((err as McpError).data).toMatchObject({ gitgate: 'POLICY_DENIED', reasons: [expect.stringContaining('denied')] });
+    expect((err as McpError).data).toMatchObject({
+      gitgate: 'POLICY_DENIED',
+      reasons: [expect.stringContaining('denied')],
+    });
     if (upstream) expect(upstream.received.filter((r) => r.message.params?.name === 'secret').length).toBe(before);
     // the session keeps working after a deny
-    expect((await c.client.callTool({ name: 'echo', arguments: { message: 'still here' } })).content).toEqual([{ type: 'text', text: 'echo: still here' }]);
+    expect((await c.client.callTool({ name: 'echo', arguments: { message: 'still here' } })).content).toEqual([
+      { type: 'text', text: 'echo: still here' },
+    ]);
     await c.close();
   });
 
@@ -121,7 +131,12 @@ describe.each(['http', 'stdio'] as const)('MCP SDK client → gitgate → SDK se
     await c.close();
     const res = await fetch(url, {
       method: 'POST',
-      headers: { authorization: `Bearer ${await gw.token('alice', ['eng'])}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sid },
+      headers: {
+        authorization: `Bearer ${await gw.token('alice', ['eng'])}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': sid,
+      },
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
     });
     expect(res.status).toBe(404);
@@ -142,8 +157,14 @@ describe('the client token stays at the gateway', () => {
         expect(JSON.stringify(r)).not.toContain(token);
         // What it gets instead is gitgate's own short-lived credential.
         const jit = /^Bearer (.+)$/.exec(r.headers.authorization ?? '')![1]!;
-        expect(JSON.parse(Buffer.from(jit.split('.')[0]!, 'base64url').toString())).toMatchObject({ alg: 'ES256', typ: 'JWT' });
-        expect(JSON.parse(Buffer.from(jit.split('.')[1]!, 'base64url').toString())).toMatchObject({ sub: 'alice', act: { sub: 'gitgate' } });
+        expect(JSON.parse(Buffer.from(jit.split('.')[0]!, 'base64url').toString())).toMatchObject({
+          alg: 'ES256',
+          typ: 'JWT',
+        });
+        expect(JSON.parse(Buffer.from(jit.split('.')[1]!, 'base64url').toString())).toMatchObject({
+          sub: 'alice',
+          act: { sub: 'gitgate' },
+        });
       }
     } finally {
       await gw.close();

@@ -1,20 +1,29 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import path from 'node:path';
-import { pino, type Logger } from 'pino';
+import { Writable } from 'node:stream';
+import { type Logger, pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packageRoot } from '../../src/paths.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { startGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
-import { packageRoot } from '../../src/paths.js';
 
 interface Ready {
   ready: boolean;
   problems: string[];
   warnings: string[];
-  upstreams: Record<string, { transport: string; reachable: boolean | null; governed: boolean | null; problems: string[]; checked_at: string | null }>;
+  upstreams: Record<
+    string,
+    {
+      transport: string;
+      reachable: boolean | null;
+      governed: boolean | null;
+      problems: string[];
+      checked_at: string | null;
+    }
+  >;
 }
 
 /** A loopback port nothing listens on: bound, then closed. */
@@ -30,7 +39,8 @@ function logLines(): { lines: Record<string, unknown>[]; logger: Logger } {
   const lines: Record<string, unknown>[] = [];
   const dest = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
+      for (const l of chunk.toString('utf8').split('\n'))
+        if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
       cb();
     },
   });
@@ -46,7 +56,9 @@ describe('upstream checks at start and on every policy swap', () => {
     // A web server at the configured address that is not an MCP endpoint: its HTML 404 page.
     html = http.createServer((req, res) => {
       req.resume();
-      res.writeHead(404, { 'content-type': 'text/html' }).end('<!doctype html><html><body><h1>404 Not Found</h1></body></html>');
+      res
+        .writeHead(404, { 'content-type': 'text/html' })
+        .end('<!doctype html><html><body><h1>404 Not Found</h1></body></html>');
     });
     await new Promise<void>((r) => html.listen(0, '127.0.0.1', r));
     htmlUrl = `http://127.0.0.1:${(html.address() as AddressInfo).port}/wrong/path`;
@@ -84,10 +96,20 @@ describe('upstream checks at start and on every policy swap', () => {
       expect(ready.upstreams.slow!.problems.join()).toMatch(/answered HTTP 404: .*404 Not Found/);
       expect(ready.upstreams.ghost).toMatchObject({ reachable: true, governed: false });
       expect(ready.upstreams.ghost!.problems.join()).toMatch(/upstream ghost is not governed by this policy/);
-      expect(ready.warnings).toEqual(expect.arrayContaining([expect.stringMatching(/^upstream down: /), expect.stringMatching(/^upstream slow: /), expect.stringMatching(/^upstream ghost: not governed/)]));
+      expect(ready.warnings).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(/^upstream down: /),
+          expect.stringMatching(/^upstream slow: /),
+          expect.stringMatching(/^upstream ghost: not governed/),
+        ]),
+      );
       expect(ready.warnings.some((w) => w.startsWith('upstream http:'))).toBe(false);
 
-      const errors = () => lines.filter((l) => l.msg === 'upstream check failed; calls to it will fail').map((l) => l.upstream).sort();
+      const errors = () =>
+        lines
+          .filter((l) => l.msg === 'upstream check failed; calls to it will fail')
+          .map((l) => l.upstream)
+          .sort();
       expect(errors()).toEqual(['down', 'ghost', 'slow']);
       // A swap re-checks everything; the same problems are not logged again.
       gw.gw.policy.swap(gw.gw.policy.current()!);
@@ -100,7 +122,10 @@ describe('upstream checks at start and on every policy swap', () => {
 
   it('stdio: spawns the child, initializes it and stops it; a command that cannot start is reported', async () => {
     const fixture = path.join(packageRoot, 'test', 'fixtures', 'demo-server.mjs');
-    const policyDir = await makePolicyDir({ ...TEST_POLICY_DATA, upstreams: { ...TEST_POLICY_DATA.upstreams, broken: TEST_POLICY_DATA.upstreams.stdio } });
+    const policyDir = await makePolicyDir({
+      ...TEST_POLICY_DATA,
+      upstreams: { ...TEST_POLICY_DATA.upstreams, broken: TEST_POLICY_DATA.upstreams.stdio },
+    });
     const gw = await startGateway({
       checkUpstreams: true,
       policyDir,
@@ -112,7 +137,12 @@ describe('upstream checks at start and on every policy swap', () => {
     try {
       const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as Ready;
       expect(ready.ready).toBe(true);
-      expect(ready.upstreams.stdio).toMatchObject({ transport: 'stdio', reachable: true, governed: true, problems: [] });
+      expect(ready.upstreams.stdio).toMatchObject({
+        transport: 'stdio',
+        reachable: true,
+        governed: true,
+        problems: [],
+      });
       expect(ready.upstreams.broken).toMatchObject({ transport: 'stdio', reachable: false, governed: true });
       expect(ready.upstreams.broken!.problems.join()).toMatch(/ENOENT|could not start|exited/i);
     } finally {
@@ -122,14 +152,19 @@ describe('upstream checks at start and on every policy swap', () => {
 
   it('not ready when no upstream is usable', async () => {
     const port = await closedPort();
-    const gw = await startGateway({ checkUpstreams: true, upstreams: { down: { url: `http://127.0.0.1:${port}/mcp` }, ghost: { url: demo.url } } });
+    const gw = await startGateway({
+      checkUpstreams: true,
+      upstreams: { down: { url: `http://127.0.0.1:${port}/mcp` }, ghost: { url: demo.url } },
+    });
     try {
       await gw.gw.upstreamChecks.idle();
       const res = await fetch(`${gw.url}/readyz`);
       const ready = (await res.json()) as Ready;
       expect(res.status).toBe(503);
       expect(ready.ready).toBe(false);
-      expect(ready.problems).toEqual([expect.stringMatching(/^no upstream is usable: upstream down: .*; upstream ghost: not governed/)]);
+      expect(ready.problems).toEqual([
+        expect.stringMatching(/^no upstream is usable: upstream down: .*; upstream ghost: not governed/),
+      ]);
     } finally {
       await gw.close();
     }
@@ -147,7 +182,10 @@ describe('upstream checks at start and on every policy swap', () => {
     const wasArmed = new Promise<void>((r) => (armed = r));
     // Checks on, but the helper does not wait for them: the test holds the deadline itself.
     const gw = await startGateway({
-      upstreams: { http: { url: demo.url }, slow: { url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/mcp`, timeoutMs: 600_000 } },
+      upstreams: {
+        http: { url: demo.url },
+        slow: { url: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/mcp`, timeoutMs: 600_000 },
+      },
       options: {
         checkUpstreams: true,
         upstreamCheckTimer: (ms, fire) => {
@@ -164,7 +202,10 @@ describe('upstream checks at start and on every policy swap', () => {
       deadlines.find((d) => d.ms === 600_000)!.fire();
       await gw.gw.upstreamChecks.idle();
       ready = (await (await fetch(`${gw.url}/readyz`)).json()) as Ready;
-      expect(ready.upstreams.slow).toMatchObject({ reachable: false, problems: ['upstream slow did not answer initialize within 600000 ms'] });
+      expect(ready.upstreams.slow).toMatchObject({
+        reachable: false,
+        problems: ['upstream slow did not answer initialize within 600000 ms'],
+      });
     } finally {
       for (const r of held) r.destroy();
       await gw.close();

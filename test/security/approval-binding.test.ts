@@ -20,7 +20,11 @@ describe('the requester never approves their own call', () => {
       const pr = w.prOf(first);
       // `alice` is alice.smith on GitHub; nothing ties the two names together.
       await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'alice', state: 'approved' }));
-      expect(await w.call(c, 'echo', { message: 'unknown-login' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending', required_approvals: 2 } });
+      expect(await w.call(c, 'echo', { message: 'unknown-login' })).toMatchObject({
+        ok: false,
+        code: -32011,
+        data: { status: 'pending', required_approvals: 2 },
+      });
       expect(w.calls('echo', 'unknown-login')).toBe(0);
       const body = w.gh.pulls.get(pr)!.body;
       expect(body).toContain("gitgate does not know the requester's GitHub login");
@@ -42,7 +46,11 @@ describe('the requester never approves their own call', () => {
       const pr = w.prOf(await w.call(c, 'echo', { message: 'many-names' }));
       for (const login of ['ASmith', 'sam-smith', 'Alice-GH']) {
         await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login, state: 'approved' }));
-        expect(await w.call(c, 'echo', { message: 'many-names' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+        expect(await w.call(c, 'echo', { message: 'many-names' })).toMatchObject({
+          ok: false,
+          code: -32011,
+          data: { status: 'pending' },
+        });
       }
       // Nor can they deny it.
       await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'ASMITH', state: 'changes_requested' }));
@@ -89,7 +97,11 @@ describe('only people who may approve, approve', () => {
       await gw.gw.approvals.poll();
       expect(w.approvalOf(gw, pr).status).toBe('approved');
       const asked = w.gh.count('teams/get-membership-for-user-in-org');
-      expect(await w.call(c, 'echo', { message: 'removed' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+      expect(await w.call(c, 'echo', { message: 'removed' })).toMatchObject({
+        ok: false,
+        code: -32011,
+        data: { status: 'pending' },
+      });
       expect(w.gh.count('teams/get-membership-for-user-in-org')).toBeGreaterThan(asked);
       expect(w.calls('echo', 'removed')).toBe(0);
     } finally {
@@ -122,7 +134,11 @@ describe('only people who may approve, approve', () => {
     const c = await w.client(gw);
     const pr = w.prOf(await w.call(c, 'echo', { message: 'bot' }));
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'renovate[bot]', state: 'approved' }));
-    expect(await w.call(c, 'echo', { message: 'bot' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(await w.call(c, 'echo', { message: 'bot' })).toMatchObject({
+      ok: false,
+      code: -32011,
+      data: { status: 'pending' },
+    });
     expect(w.calls('echo', 'bot')).toBe(0);
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sue', state: 'approved' }));
     expect(await w.call(c, 'echo', { message: 'bot' })).toMatchObject({ ok: true });
@@ -197,7 +213,10 @@ describe('an approval releases exactly the call that was reviewed', () => {
     const out = await w.call(c2, 'echo', { message: 'policy-changed' });
     expect(out).toMatchObject({ ok: false, code: -32011, data: { status: 'pending', min_approvals: 2 } });
     expect(w.prOf(out)).not.toBe(pr);
-    expect(w.approvalOf(second, pr)).toMatchObject({ status: 'denied', denial: { by: 'gitgate', reason: expect.stringMatching(/^superseded/) } });
+    expect(w.approvalOf(second, pr)).toMatchObject({
+      status: 'denied',
+      denial: { by: 'gitgate', reason: expect.stringMatching(/^superseded/) },
+    });
     expect(w.calls('echo', 'policy-changed')).toBe(0);
   });
 
@@ -213,15 +232,21 @@ describe('an approval releases exactly the call that was reviewed', () => {
     }
     const other = await w.call(c, 'secret', {}, { task: { ttl: 60_000 } });
     expect(other).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
-    expect((other as { data: { approval_id: string } }).data.approval_id).not.toBe((first as { data: { approval_id: string } }).data.approval_id);
+    expect((other as { data: { approval_id: string } }).data.approval_id).not.toBe(
+      (first as { data: { approval_id: string } }).data.approval_id,
+    );
     // What reviewers of those see is what would be sent.
-    const shown = gw.gw.approvals.list().find((a) => (a.call.otherParams as { task?: unknown } | undefined)?.task !== undefined)!;
+    const shown = gw.gw.approvals
+      .list()
+      .find((a) => (a.call.otherParams as { task?: unknown } | undefined)?.task !== undefined)!;
     expect(w.gh.pulls.get(Number(shown.remote!.ref))!.body).toContain('"ttl": 60000');
     expect(w.calls('secret')).toBe(0);
     // The caller's own _meta reaches the upstream: another _meta is another call, and reviewers see it.
     const meta = await w.call(c, 'secret', {}, { _meta: { 'com.example/target': 'PRODUCTION' } });
     expect(meta).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
-    const metaPr = w.gh.pulls.get(Number(gw.gw.approvals.get((meta as { data: { approval_id: string } }).data.approval_id)!.remote!.ref))!;
+    const metaPr = w.gh.pulls.get(
+      Number(gw.gw.approvals.get((meta as { data: { approval_id: string } }).data.approval_id)!.remote!.ref),
+    )!;
     expect(metaPr.body).toContain('PRODUCTION');
     expect(w.calls('secret')).toBe(0);
     // _meta's progress token and the 2026 envelope are not part of the call; the reviewed call itself runs once.
@@ -243,11 +268,39 @@ describe('an approval releases exactly the call that was reviewed', () => {
 describe('what reviewers approve is what gitgate wrote', () => {
   type Edit = (pr: number, file: string) => { event: string; payload: Record<string, unknown> };
   const edits: [string, Edit][] = [
-    ['the description edited to show other arguments', (pr) => ({ event: 'pull_request', payload: w.gh.editPull(pr, 'mallory', { body: w.gh.pulls.get(pr)!.body.replace(/"message": "[^"]*"/, '"message": "harmless"') }) })],
-    ['the title edited', (pr) => ({ event: 'pull_request', payload: w.gh.editPull(pr, 'mallory', { title: 'chore: typo' }) })],
-    ['the base changed', (pr) => ({ event: 'pull_request', payload: w.gh.editPull(pr, 'mallory', { base: 'release' }) })],
-    ['the approval file changed by a push', (pr, file) => ({ event: 'pull_request', payload: w.gh.push(pr, { [file]: w.gh.fileAtHead(pr, file)!.replace(/arguments: .*/, 'arguments: {"message":"harmless"}') }) })],
-    ['another file added by a push', (pr) => ({ event: 'pull_request', payload: w.gh.push(pr, { 'NOTE.md': 'This call is harmless, approve it.\n' }) })],
+    [
+      'the description edited to show other arguments',
+      (pr) => ({
+        event: 'pull_request',
+        payload: w.gh.editPull(pr, 'mallory', {
+          body: w.gh.pulls.get(pr)!.body.replace(/"message": "[^"]*"/, '"message": "harmless"'),
+        }),
+      }),
+    ],
+    [
+      'the title edited',
+      (pr) => ({ event: 'pull_request', payload: w.gh.editPull(pr, 'mallory', { title: 'chore: typo' }) }),
+    ],
+    [
+      'the base changed',
+      (pr) => ({ event: 'pull_request', payload: w.gh.editPull(pr, 'mallory', { base: 'release' }) }),
+    ],
+    [
+      'the approval file changed by a push',
+      (pr, file) => ({
+        event: 'pull_request',
+        payload: w.gh.push(pr, {
+          [file]: w.gh.fileAtHead(pr, file)!.replace(/arguments: .*/, 'arguments: {"message":"harmless"}'),
+        }),
+      }),
+    ],
+    [
+      'another file added by a push',
+      (pr) => ({
+        event: 'pull_request',
+        payload: w.gh.push(pr, { 'NOTE.md': 'This call is harmless, approve it.\n' }),
+      }),
+    ],
   ];
   for (const [what, edit] of edits) {
     it(`a pull request with ${what} is denied, and an approval of it releases nothing`, async () => {
@@ -273,7 +326,11 @@ describe('what reviewers approve is what gitgate wrote', () => {
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
     await w.hook(gw, 'pull_request', w.gh.push(pr));
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sue', state: 'approved' }));
-    expect(await w.call(c, 'add', { a: 5, b: 5 })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(await w.call(c, 'add', { a: 5, b: 5 })).toMatchObject({
+      ok: false,
+      code: -32011,
+      data: { status: 'pending' },
+    });
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
     expect(await w.call(c, 'add', { a: 5, b: 5 })).toEqual({ ok: true, content: [{ type: 'text', text: '10' }] });
   });
@@ -316,7 +373,11 @@ describe('once, and only in time', () => {
       if (op === 'pulls/list-reviews') w.clock.advance(TTL_MS + 1);
     };
     try {
-      expect(await w.call(c, 'echo', { message: 'expires-mid-read' })).toMatchObject({ ok: false, code: -32019, data: { status: 'expired' } });
+      expect(await w.call(c, 'echo', { message: 'expires-mid-read' })).toMatchObject({
+        ok: false,
+        code: -32019,
+        data: { status: 'expired' },
+      });
     } finally {
       w.gh.onRequest = undefined;
     }
@@ -354,7 +415,10 @@ describe('once, and only in time', () => {
     const restarted = await w.start({}, { dataDir: gw.dataDir });
     await restarted.gw.approvals.poll();
     expect(w.approvalOf(restarted, pr).status).toBe('executed');
-    expect(await w.call(await w.client(restarted), 'echo', { message: 'used' })).toMatchObject({ ok: false, code: -32011 });
+    expect(await w.call(await w.client(restarted), 'echo', { message: 'used' })).toMatchObject({
+      ok: false,
+      code: -32011,
+    });
     expect(w.calls('echo', 'used')).toBe(1);
   });
 
@@ -367,7 +431,11 @@ describe('once, and only in time', () => {
     await w.hook(gw, 'pull_request', w.gh.reopen(pr, 'mallory'));
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
     await gw.gw.approvals.poll();
-    expect(await w.call(c, 'echo', { message: 'reopened' })).toMatchObject({ ok: false, code: -32019, data: { status: 'denied' } });
+    expect(await w.call(c, 'echo', { message: 'reopened' })).toMatchObject({
+      ok: false,
+      code: -32019,
+      data: { status: 'denied' },
+    });
     w.clock.advance(TTL_MS + 1);
     const anew = await w.call(c, 'echo', { message: 'reopened' });
     expect(anew).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
@@ -385,7 +453,13 @@ describe('what reviewers read cannot be reshaped by the call', () => {
     createdAt: '2030-01-01T00:00:00.000Z',
     expiresAt: '2030-01-01T00:15:00.000Z',
     requester: { sub: 'alice', login: 'alice-gh', githubLogin: 'alice-gh' },
-    call: { upstream: 'gh', method: 'tools/call', tool, ...(uri !== undefined ? { uri } : {}), arguments: { path: '/etc/shadow' } },
+    call: {
+      upstream: 'gh',
+      method: 'tools/call',
+      tool,
+      ...(uri !== undefined ? { uri } : {}),
+      arguments: { path: '/etc/shadow' },
+    },
     approvers: ['@acme/security'],
     minApprovals: 1,
     required: 1,
@@ -400,7 +474,9 @@ describe('what reviewers read cannot be reshaped by the call', () => {
     const body = approvalBody(record(tool));
     const first = body.split('\n')[0]!;
     expect(first).toContain(inlineCode(`tools/call ${tool}`));
-    expect(first).toMatch(/^\*\*alice-gh\*\* \(`alice`\) asks to run `` tools\/call rm` \*\*pre-approved by security\*\* <!-- `` on upstream `gh`\.$/);
+    expect(first).toMatch(
+      /^\*\*alice-gh\*\* \(`alice`\) asks to run `` tools\/call rm` \*\*pre-approved by security\*\* <!-- `` on upstream `gh`\.$/,
+    );
     expect(body).toContain('"path": "/etc/shadow"');
   });
 
@@ -408,7 +484,9 @@ describe('what reviewers read cannot be reshaped by the call', () => {
     const doc = approvalDocument(record('echo\narguments: {"path":"/tmp/harmless"}', 'file:///x\r\nrisk: low'));
     expect(doc.split('\n').filter((l) => l.startsWith('arguments:'))).toEqual(['arguments: {"path":"/etc/shadow"}']);
     expect(doc.split('\n').filter((l) => l.startsWith('risk:'))).toEqual(['risk: "high"']);
-    expect(approvalTitle(record('echo\u001b[2K\rsafe'))).toBe('gitgate approval: alice-gh → gh tools/call echo\\u001b[2K\\u000dsafe');
+    expect(approvalTitle(record('echo\u001b[2K\rsafe'))).toBe(
+      'gitgate approval: alice-gh → gh tools/call echo\\u001b[2K\\u000dsafe',
+    );
     expect(inlineCode('a\u202eb')).toBe('`a\\u202eb`');
   });
 });

@@ -11,59 +11,91 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { simpleGit } from 'simple-git';
 import { describe, expect, it } from 'vitest';
+import type { ApprovalProvider } from '../../src/approvals/provider.js';
+import type { ApprovalRecord } from '../../src/approvals/types.js';
 import { createAuditor } from '../../src/audit/auditor.js';
-import { parseLine, signRecord, type AuditRecord } from '../../src/audit/record.js';
 import { readRecords } from '../../src/audit/read.js';
+import { type AuditRecord, parseLine, signRecord } from '../../src/audit/record.js';
 import { streamFile } from '../../src/audit/store.js';
 import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { walFiles } from '../../src/audit/wal.js';
-import type { ApprovalProvider } from '../../src/approvals/provider.js';
-import type { ApprovalRecord } from '../../src/approvals/types.js';
 import type { Identity } from '../../src/identity/identity.js';
-import type { JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
-import { fakeUpstream } from '../helpers/fake-upstream.js';
-import type { UpstreamConnector } from '../../src/mcp/upstream/types.js';
 import { compileMask } from '../../src/masking/mask.js';
-import type { DecisionOutcome } from '../../src/policy/decide.js';
+import type { JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+import type { UpstreamConnector } from '../../src/mcp/upstream/types.js';
 import { packageRoot } from '../../src/paths.js';
+import type { DecisionOutcome } from '../../src/policy/decide.js';
 import type { PolicyInput } from '../../src/policy/input.js';
 import { decisionEvent, newAuditKey, openTrail } from '../helpers/audit-repo.js';
+import { fakeUpstream } from '../helpers/fake-upstream.js';
 import { startGateway } from '../helpers/gateway.js';
 
 const HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 
-async function post(url: string, token: string, body: unknown, sid?: string): Promise<{ status: number; sid: string | null; json: { result?: unknown; error?: { code: number; data?: Record<string, unknown> } } | undefined }> {
-  const res = await fetch(url, { method: 'POST', headers: { ...HEADERS, authorization: `Bearer ${token}`, ...(sid ? { 'mcp-session-id': sid } : {}) }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+async function post(
+  url: string,
+  token: string,
+  body: unknown,
+  sid?: string,
+): Promise<{
+  status: number;
+  sid: string | null;
+  json: { result?: unknown; error?: { code: number; data?: Record<string, unknown> } } | undefined;
+}> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { ...HEADERS, authorization: `Bearer ${token}`, ...(sid ? { 'mcp-session-id': sid } : {}) },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
   const text = await res.text();
-  return { status: res.status, sid: res.headers.get('mcp-session-id'), json: text === '' ? undefined : (JSON.parse(text) as never) };
+  return {
+    status: res.status,
+    sid: res.headers.get('mcp-session-id'),
+    json: text === '' ? undefined : (JSON.parse(text) as never),
+  };
 }
 
 /** What is durable in the WAL under `dataDir` right now (read from disk). */
 function walRecords(dataDir: string): AuditRecord[] {
-  return walFiles(path.join(dataDir, 'audit-wal')).recover().entries.map((e) => parseLine(e.line).record);
+  return walFiles(path.join(dataDir, 'audit-wal'))
+    .recover()
+    .entries.map((e) => parseLine(e.line).record);
 }
 
 /** An in-memory upstream that runs `check` when each request reaches it, before answering. */
-const checkingUpstream = (name: string, check: (msg: JsonRpcRequest) => void): UpstreamConnector => fakeUpstream({ name }, [], check);
+const checkingUpstream = (name: string, check: (msg: JsonRpcRequest) => void): UpstreamConnector =>
+  fakeUpstream({ name }, [], check);
 
 describe('what a forward rests on is durable before the upstream sees it', () => {
   it('initialize, an allowed call, and a parked call (requested before it is opened, executed before it goes)', async () => {
     const seen: string[] = [];
     let dataDir = '';
     const decisions = (method: string, tool?: string) =>
-      walRecords(dataDir).filter((r) => r.type === 'decision' && r.method === method && r.tool === tool && (r.data as { allow?: boolean }).allow === true).length;
+      walRecords(dataDir).filter(
+        (r) =>
+          r.type === 'decision' &&
+          r.method === method &&
+          r.tool === tool &&
+          (r.data as { allow?: boolean }).allow === true,
+      ).length;
     const opened: { id: string; ref: string }[] = [];
     let approved = false;
     const provider: ApprovalProvider = {
       kind: 'local',
       async open(a: ApprovalRecord) {
         const records = walRecords(dataDir);
-        seen.push(`open ${a.call.tool}: decisions ${decisions('tools/call', a.call.tool)}, requested ${records.filter((r) => r.type === 'approval.requested' && (r.data as { approval_id?: string }).approval_id === a.id).length}`);
+        seen.push(
+          `open ${a.call.tool}: decisions ${decisions('tools/call', a.call.tool)}, requested ${records.filter((r) => r.type === 'approval.requested' && (r.data as { approval_id?: string }).approval_id === a.id).length}`,
+        );
         opened.push({ id: a.id, ref: `review-${a.id}` });
         return { ref: `review-${a.id}`, url: `https://reviews.example/${a.id}`, headSha: 'h1' };
       },
       // The reviewer's approval exists once `approved` is set: the service reads it from here, as from GitHub.
-      state: async () => ({ head: 'h1', state: 'open', reviews: approved ? [{ login: 'reviewer', state: 'approved', commit: 'h1', body: '' }] : [] }),
+      state: async () => ({
+        head: 'h1',
+        state: 'open',
+        reviews: approved ? [{ login: 'reviewer', state: 'approved', commit: 'h1', body: '' }] : [],
+      }),
       isEligible: async () => true,
       finish: async () => undefined,
     };
@@ -76,7 +108,9 @@ describe('what a forward rests on is durable before the upstream sees it', () =>
           checkingUpstream(cfg.name, (msg) => {
             const tool = (msg.params as { name?: string } | undefined)?.name;
             const executed = walRecords(dataDir).filter((r) => r.type === 'approval.executed').length;
-            seen.push(`${msg.method}${tool ? ` ${tool}` : ''}: decisions ${decisions(msg.method, msg.method === 'tools/call' ? tool : undefined)}, executed ${executed}`);
+            seen.push(
+              `${msg.method}${tool ? ` ${tool}` : ''}: decisions ${decisions(msg.method, msg.method === 'tools/call' ? tool : undefined)}, executed ${executed}`,
+            );
           }),
       },
     });
@@ -84,16 +118,40 @@ describe('what a forward rests on is durable before the upstream sees it', () =>
     try {
       const url = `${gw.url}/mcp/http`;
       const token = await gw.token('alice', ['eng']);
-      const init = await post(url, token, { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+      const init = await post(url, token, {
+        jsonrpc: '2.0',
+        id: 0,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+      });
       const sid = init.sid!;
       await post(url, token, { jsonrpc: '2.0', method: 'notifications/initialized' }, sid);
-      expect((await post(url, token, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'm1' } } }, sid)).status).toBe(200);
-      const parked = await post(url, token, { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'get-env', arguments: {} } }, sid);
+      expect(
+        (
+          await post(
+            url,
+            token,
+            { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'm1' } } },
+            sid,
+          )
+        ).status,
+      ).toBe(200);
+      const parked = await post(
+        url,
+        token,
+        { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'get-env', arguments: {} } },
+        sid,
+      );
       expect(parked.json?.error?.code).toBe(-32011);
       expect(opened).toHaveLength(1);
       approved = true;
       await gw.gw.approvals.refresh(opened[0]!.ref);
-      const released = await post(url, token, { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'get-env', arguments: {} } }, sid);
+      const released = await post(
+        url,
+        token,
+        { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'get-env', arguments: {} } },
+        sid,
+      );
       expect(released.json?.result).toBeDefined();
     } finally {
       await gw.close();
@@ -110,19 +168,37 @@ describe('what a forward rests on is durable before the upstream sees it', () =>
 
 describe('errors before the exchange has a stream', () => {
   it('a refusal before the caller or the session is known is recorded in the gateway stream', async () => {
-    const gw = await startGateway({ upstreams: { http: { url: 'http://127.0.0.1:9/unused' } }, options: { connectUpstream: (cfg) => checkingUpstream(cfg.name, () => undefined) } });
+    const gw = await startGateway({
+      upstreams: { http: { url: 'http://127.0.0.1:9/unused' } },
+      options: { connectUpstream: (cfg) => checkingUpstream(cfg.name, () => undefined) },
+    });
     const url = `${gw.url}/mcp/http`;
     try {
       expect((await fetch(url, { method: 'POST', headers: HEADERS, body: '{}' })).status).toBe(401);
       const token = await gw.token('bob');
       expect((await post(url, token, '{"jsonrpc":"2.0","id":1,')).status).toBe(400);
-      expect((await post(url, token, { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'echo', arguments: {} } }, 'no-such-session')).status).toBe(404);
+      expect(
+        (
+          await post(
+            url,
+            token,
+            { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'echo', arguments: {} } },
+            'no-such-session',
+          )
+        ).status,
+      ).toBe(404);
     } finally {
       await gw.close();
     }
     const errors: string[] = [];
-    for await (const r of readRecords(path.join(gw.dataDir, 'audit'))) if (r.type === 'error') errors.push(`${r.stream.split('/')[0]} ${(r.data as { code: string }).code} ${r.caller?.sub ?? '-'}`);
-    expect(errors.sort()).toEqual(['gateway AUTH_REQUIRED -', 'gateway PARSE_ERROR bob', 'gateway SESSION_UNKNOWN bob']);
+    for await (const r of readRecords(path.join(gw.dataDir, 'audit')))
+      if (r.type === 'error')
+        errors.push(`${r.stream.split('/')[0]} ${(r.data as { code: string }).code} ${r.caller?.sub ?? '-'}`);
+    expect(errors.sort()).toEqual([
+      'gateway AUTH_REQUIRED -',
+      'gateway PARSE_ERROR bob',
+      'gateway SESSION_UNKNOWN bob',
+    ]);
   });
 });
 
@@ -132,18 +208,38 @@ describe('records that outlive their stream state', () => {
     const t = await openTrail(root);
     await t.log.append('sessions/s1', decisionEvent('in-flight'));
     // The session closes (DELETE, idle expiry) before anything was committed…
-    await t.log.append('sessions/s1', { type: 'session.close', session: 's1', data: { reason: 'closed by the client (DELETE)' } });
+    await t.log.append('sessions/s1', {
+      type: 'session.close',
+      session: 's1',
+      data: { reason: 'closed by the client (DELETE)' },
+    });
     t.log.forget('sessions/s1');
     // …and the call that was in flight answers afterwards.
-    await t.log.append('sessions/s1', { ...decisionEvent('answered-late'), type: 'error', data: { code: 'UPSTREAM_UNAVAILABLE', http_status: 502, rpc_code: -32014, message: 'session closed', id: 1, ms: 1 } });
+    await t.log.append('sessions/s1', {
+      ...decisionEvent('answered-late'),
+      type: 'error',
+      data: {
+        code: 'UPSTREAM_UNAVAILABLE',
+        http_status: 502,
+        rpc_code: -32014,
+        message: 'session closed',
+        id: 1,
+        ms: 1,
+      },
+    });
     await t.committer.commit();
     await t.log.close();
-    const lines = readFileSync(streamFile(path.join(root, 'audit'), 'sessions/s1'), 'utf8').trim().split('\n');
-    expect(lines.map((l) => `${parseLine(l).record.seq} ${parseLine(l).record.type}`)).toEqual(['0 decision', '1 session.close', '2 error']);
+    const lines = readFileSync(streamFile(path.join(root, 'audit'), 'sessions/s1'), 'utf8')
+      .trim()
+      .split('\n');
+    expect(lines.map((l) => `${parseLine(l).record.seq} ${parseLine(l).record.type}`)).toEqual([
+      '0 decision',
+      '1 session.close',
+      '2 error',
+    ]);
     expect(t.committer.status().lastError).toBeUndefined();
     expect((await verifyAuditRepo(path.join(root, 'audit'))).error).toBeUndefined();
   });
-
 });
 
 describe('a long last line', () => {
@@ -157,7 +253,13 @@ describe('a long last line', () => {
       await first.log.append(`s${shift}`, decisionEvent('small'));
       const event = decisionEvent('big');
       const input = event.data!.input as PolicyInput;
-      await first.log.append(`s${shift}`, { ...event, data: { ...event.data, input: { ...input, mcp: { ...input.mcp, arguments: { note: 'é✓'.repeat(20_000) + 'x'.repeat(shift) } } } } });
+      await first.log.append(`s${shift}`, {
+        ...event,
+        data: {
+          ...event.data,
+          input: { ...input, mcp: { ...input.mcp, arguments: { note: 'é✓'.repeat(20_000) + 'x'.repeat(shift) } } },
+        },
+      });
     }
     await first.committer.commit();
     await first.log.close();
@@ -178,7 +280,10 @@ describe('records whose JSON holds line and field separators', () => {
     const nasty = 'a\u2028b\u2029c\td\ne\rf\u0000g\ud800h\udfffi\u0085j\u000bk\u000cl"m\\n';
     const first = await openTrail(root);
     const event = decisionEvent('x0');
-    const recorded = { ...(event.data!.input as PolicyInput), mcp: { ...(event.data!.input as PolicyInput).mcp, arguments: { [nasty]: nasty } } };
+    const recorded = {
+      ...(event.data!.input as PolicyInput),
+      mcp: { ...(event.data!.input as PolicyInput).mcp, arguments: { [nasty]: nasty } },
+    };
     await first.log.append('s1', { ...event, data: { ...event.data, input: recorded } });
     await first.log.append('s1', decisionEvent('x1'));
     await first.log.close(); // durable in the WAL only: recovery reads it back
@@ -220,7 +325,8 @@ describe('a clock that goes back', () => {
     await second.committer.commit();
     await second.log.close();
     const byStream = new Map<string, string[]>();
-    for await (const r of readRecords(path.join(root, 'audit'))) byStream.set(r.stream, [...(byStream.get(r.stream) ?? []), r.ts]);
+    for await (const r of readRecords(path.join(root, 'audit')))
+      byStream.set(r.stream, [...(byStream.get(r.stream) ?? []), r.ts]);
     for (const [stream, ts] of byStream) expect({ stream, ts }).toEqual({ stream, ts: [...ts].sort() });
     expect(byStream.get('s1')).toEqual([times[1], times[1]]);
   });
@@ -229,8 +335,34 @@ describe('a clock that goes back', () => {
 describe('the WAL does not decide what the repo already holds', () => {
   it('a WAL entry that rewrites a stored record (a fork), or names no stream file, stops the start; the WAL and the repo stay as they were', async () => {
     for (const [name, forged] of [
-      ['fork', (k: ReturnType<typeof newAuditKey>, prev: string | null) => ({ stream: 's1', line: signRecord(k.signer, { v: 1, stream: 's1', seq: 2, ts: '2030-01-01T00:00:00.000Z', prev, ...decisionEvent('forged') }) })],
-      ['escape', (k: ReturnType<typeof newAuditKey>) => ({ stream: '../../outside', line: signRecord(k.signer, { v: 1, stream: '../../outside', seq: 0, ts: '2030-01-01T00:00:00.000Z', prev: null, ...decisionEvent('forged') }) })],
+      [
+        'fork',
+        (k: ReturnType<typeof newAuditKey>, prev: string | null) => ({
+          stream: 's1',
+          line: signRecord(k.signer, {
+            v: 1,
+            stream: 's1',
+            seq: 2,
+            ts: '2030-01-01T00:00:00.000Z',
+            prev,
+            ...decisionEvent('forged'),
+          }),
+        }),
+      ],
+      [
+        'escape',
+        (k: ReturnType<typeof newAuditKey>) => ({
+          stream: '../../outside',
+          line: signRecord(k.signer, {
+            v: 1,
+            stream: '../../outside',
+            seq: 0,
+            ts: '2030-01-01T00:00:00.000Z',
+            prev: null,
+            ...decisionEvent('forged'),
+          }),
+        }),
+      ],
     ] as const) {
       const root = mkdtempSync(path.join(tmpdir(), `gitgate-${name}-`));
       const first = await openTrail(root);
@@ -242,10 +374,15 @@ describe('the WAL does not decide what the repo already holds', () => {
       const f = forged(first.key, parseLine(storedLines[2]!).record.prev);
       const hash = createHash('sha256').update(f.line).digest('hex');
       const text = `${hash}\t${parseLine(f.line).record.seq}\t${JSON.stringify(f.stream)}\t${f.line}\n`;
-      writeFileSync(path.join(root, 'wal', 'wal-100.log'), `${text}=\t1\t${createHash('sha256').update(text).digest('hex')}\n`);
+      writeFileSync(
+        path.join(root, 'wal', 'wal-100.log'),
+        `${text}=\t1\t${createHash('sha256').update(text).digest('hex')}\n`,
+      );
       const head = (await simpleGit(repo).revparse(['HEAD'])).trim();
       const second = await openTrail(root, first.key);
-      await expect(second.committer.recover(), name).rejects.toThrow(name === 'fork' ? /s1: seq 2 is stored with another content/ : /is not a stream name/);
+      await expect(second.committer.recover(), name).rejects.toThrow(
+        name === 'fork' ? /s1: seq 2 is stored with another content/ : /is not a stream name/,
+      );
       await second.log.close();
       expect(existsSync(path.join(root, 'wal', 'wal-100.log'))).toBe(true);
       expect(existsSync(path.join(root, 'outside.jsonl'))).toBe(false);
@@ -284,27 +421,45 @@ describe('the audit repo work tree changed while the gateway runs', () => {
 
 describe('a gateway killed mid-commit', () => {
   it("git's lock files left behind do not keep the next gateway from starting and recovering", async () => {
-    const first = await startGateway({ upstreams: { http: { url: 'http://127.0.0.1:9/unused' } }, options: { connectUpstream: (cfg) => checkingUpstream(cfg.name, () => undefined) } });
+    const first = await startGateway({
+      upstreams: { http: { url: 'http://127.0.0.1:9/unused' } },
+      options: { connectUpstream: (cfg) => checkingUpstream(cfg.name, () => undefined) },
+    });
     const url = `${first.url}/mcp/http`;
     const token = await first.token('bob');
-    const init = await post(url, token, { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+    const init = await post(url, token, {
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'initialize',
+      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+    });
     expect(init.status).toBe(200);
     await first.close();
     // What a git killed together with its gateway leaves: its index and ref locks.
     const git = path.join(first.dataDir, 'audit', '.git');
     writeFileSync(path.join(git, 'index.lock'), '');
     writeFileSync(path.join(git, 'refs', 'heads', 'main.lock'), '');
-    const second = await startGateway({ dataDir: first.dataDir, upstreams: { http: { url: 'http://127.0.0.1:9/unused' } }, options: { connectUpstream: (cfg) => checkingUpstream(cfg.name, () => undefined) } });
+    const second = await startGateway({
+      dataDir: first.dataDir,
+      upstreams: { http: { url: 'http://127.0.0.1:9/unused' } },
+      options: { connectUpstream: (cfg) => checkingUpstream(cfg.name, () => undefined) },
+    });
     await second.close();
     expect(existsSync(path.join(git, 'index.lock'))).toBe(false);
     expect((await verifyAuditRepo(path.join(first.dataDir, 'audit'))).ok).toBe(true);
   });
 
   it('commits are made durable (git fsyncs objects and refs) before the WAL segments holding their records are deleted', async () => {
-    const gw = await startGateway({ upstreams: { http: { url: 'http://127.0.0.1:9/unused' } }, options: { connectUpstream: (cfg) => checkingUpstream(cfg.name, () => undefined) } });
+    const gw = await startGateway({
+      upstreams: { http: { url: 'http://127.0.0.1:9/unused' } },
+      options: { connectUpstream: (cfg) => checkingUpstream(cfg.name, () => undefined) },
+    });
     await gw.close();
     const config = simpleGit(path.join(gw.dataDir, 'audit'));
-    expect((await config.raw(['config', '--get', 'core.fsync'])).trim().split(',').sort()).toEqual(['objects', 'reference']);
+    expect((await config.raw(['config', '--get', 'core.fsync'])).trim().split(',').sort()).toEqual([
+      'objects',
+      'reference',
+    ]);
     expect((await config.raw(['config', '--get', 'core.fsyncMethod'])).trim()).toBe('fsync');
   });
 });
@@ -314,19 +469,40 @@ describe('two gateways on one data dir', () => {
     const upstreams = { http: { url: 'http://127.0.0.1:9/unused' } };
     const options = { connectUpstream: (cfg: { name: string }) => checkingUpstream(cfg.name, () => undefined) };
     const first = await startGateway({ upstreams, options });
-    await expect(startGateway({ dataDir: first.dataDir, upstreams, options })).rejects.toThrow(/data dir .* is in use by another gitgate/);
+    await expect(startGateway({ dataDir: first.dataDir, upstreams, options })).rejects.toThrow(
+      /data dir .* is in use by another gitgate/,
+    );
     // The refused one touched nothing: the first still records and commits.
     const token = await first.token('bob');
-    expect((await post(`${first.url}/mcp/http`, token, { jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } })).status).toBe(200);
+    expect(
+      (
+        await post(`${first.url}/mcp/http`, token, {
+          jsonrpc: '2.0',
+          id: 0,
+          method: 'initialize',
+          params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+        })
+      ).status,
+    ).toBe(200);
     await first.close();
     const second = await startGateway({ dataDir: first.dataDir, upstreams, options });
     await second.close();
     expect((await verifyAuditRepo(path.join(first.dataDir, 'audit'))).ok).toBe(true);
 
     // A process that took the lock and was killed (it never released it).
-    const holder = spawn(process.execPath, ['--input-type=module', '-e', `import { lockDataDir } from ${JSON.stringify(path.join(packageRoot, 'dist', 'data-dir-lock.js'))}; await lockDataDir(${JSON.stringify(first.dataDir)}); console.log('locked'); setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const holder = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { lockDataDir } from ${JSON.stringify(path.join(packageRoot, 'dist', 'data-dir-lock.js'))}; await lockDataDir(${JSON.stringify(first.dataDir)}); console.log('locked'); setInterval(() => {}, 1000);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     await waitForOutput(holder, 'locked');
-    await expect(startGateway({ dataDir: first.dataDir, upstreams, options })).rejects.toThrow(/in use by another gitgate/);
+    await expect(startGateway({ dataDir: first.dataDir, upstreams, options })).rejects.toThrow(
+      /in use by another gitgate/,
+    );
     holder.kill('SIGKILL');
     await once(holder, 'exit');
     const third = await startGateway({ dataDir: first.dataDir, upstreams, options });
@@ -343,15 +519,35 @@ async function waitForOutput(child: ChildProcess, text: string): Promise<void> {
   throw new Error(`child exited before printing ${text}`);
 }
 
-const request: JsonRpcRequest = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'hi' } } };
+const request: JsonRpcRequest = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'tools/call',
+  params: { name: 'echo', arguments: { message: 'hi' } },
+};
 const input = {
   identity: { sub: 'ann', groups: [], issuer: 'urn:test' },
-  mcp: { method: 'tools/call', tool: 'echo', arguments: { message: 'hi' }, protocol_version: '2025-11-25', era: 'legacy' },
+  mcp: {
+    method: 'tools/call',
+    tool: 'echo',
+    arguments: { message: 'hi' },
+    protocol_version: '2025-11-25',
+    era: 'legacy',
+  },
   upstream: { name: 'demo', transport: 'http' },
   request: { id: 'r1', time_ns: 1 },
 } as unknown as PolicyInput;
 const allowed = {
-  decision: { allow: true, valid: true, reasons: ['ok'], risk: 'low', approval: { required: false, approvers: [], min_approvals: 1, ttl_seconds: 900 }, mask: [], maskRules: compileMask([]), credential: { ttl_seconds: 60, scopes: [] } },
+  decision: {
+    allow: true,
+    valid: true,
+    reasons: ['ok'],
+    risk: 'low',
+    approval: { required: false, approvers: [], min_approvals: 1, ttl_seconds: 900 },
+    mask: [],
+    maskRules: compileMask([]),
+    credential: { ttl_seconds: 60, scopes: [] },
+  },
   revision: { commit: null, bundleDigest: 'sha256:x' },
   inputJson: JSON.stringify(input),
 } as unknown as DecisionOutcome;

@@ -8,18 +8,20 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRecords } from '../../src/audit/read.js';
 import type { AuditRecord } from '../../src/audit/record.js';
-import { FileWal } from '../../src/audit/wal.js';
-import { FlakyWal } from '../helpers/flaky-wal.js';
 import { verifyAuditRepo } from '../../src/audit/verify.js';
+import { FileWal } from '../../src/audit/wal.js';
+// @ts-expect-error plain JS fixture
+import { LEAK_TEXT, startHttpServer } from '../fixtures/demo-server.mjs';
+import { FlakyWal } from '../helpers/flaky-wal.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 import { RawMcp, until } from '../helpers/raw-mcp.js';
-// @ts-expect-error plain JS fixture
-import { LEAK_TEXT, startHttpServer } from '../fixtures/demo-server.mjs';
 
 interface Upstream {
   url: string;
-  received: { message: Record<string, unknown> & { method?: string; id?: unknown; params?: Record<string, unknown> } }[];
+  received: {
+    message: Record<string, unknown> & { method?: string; id?: unknown; params?: Record<string, unknown> };
+  }[];
   close(): Promise<void>;
 }
 
@@ -30,23 +32,33 @@ const MASK = [
 ];
 
 function policyData(over: { protocol_methods?: string[] } = {}) {
-  const data = structuredClone(TEST_POLICY_DATA) as typeof TEST_POLICY_DATA & { upstreams: Record<string, { mask: unknown; public_tools: string[] }> };
+  const data = structuredClone(TEST_POLICY_DATA) as typeof TEST_POLICY_DATA & {
+    upstreams: Record<string, { mask: unknown; public_tools: string[] }>;
+  };
   data.upstreams.http!.mask = MASK;
   data.upstreams.http!.public_tools.push('broadcast', 'touch');
   return { ...data, ...over };
 }
 
-const MODERN = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': {} };
+const MODERN = {
+  'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+  'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+  'io.modelcontextprotocol/clientCapabilities': {},
+};
 
 describe('every path to an upstream is decided', () => {
   let upstream: Upstream;
   let gw: TestGateway;
   let url: string;
-  const reached = (pred: (m: Upstream['received'][number]['message']) => boolean) => upstream.received.filter((r) => pred(r.message));
+  const reached = (pred: (m: Upstream['received'][number]['message']) => boolean) =>
+    upstream.received.filter((r) => pred(r.message));
 
   beforeAll(async () => {
     upstream = (await startHttpServer()) as Upstream;
-    gw = await startGateway({ upstreams: { http: { url: upstream.url } }, policyDir: await makePolicyDir(policyData()) });
+    gw = await startGateway({
+      upstreams: { http: { url: upstream.url } },
+      policyDir: await makePolicyDir(policyData()),
+    });
     url = `${gw.url}/mcp/http`;
   });
   afterAll(async () => {
@@ -57,8 +69,22 @@ describe('every path to an upstream is decided', () => {
   it('a request sent without an id (as a notification) is refused and never forwarded, whatever its method', async () => {
     const bob = new RawMcp(url, await gw.token('bob'));
     await bob.initialize();
-    for (const method of ['tools/call', 'resources/read', 'prompts/get', 'initialize', 'logging/setLevel', 'tools/list', 'completion/complete', 'ping', 'weird/method']) {
-      const r = await bob.post({ jsonrpc: '2.0', method, params: { name: 'get-env', uri: 'test://readme', arguments: {} } });
+    for (const method of [
+      'tools/call',
+      'resources/read',
+      'prompts/get',
+      'initialize',
+      'logging/setLevel',
+      'tools/list',
+      'completion/complete',
+      'ping',
+      'weird/method',
+    ]) {
+      const r = await bob.post({
+        jsonrpc: '2.0',
+        method,
+        params: { name: 'get-env', uri: 'test://readme', arguments: {} },
+      });
       expect({ method, status: r.status }).toEqual({ method, status: 400 });
       expect(r.messages[0]).toMatchObject({ id: null, error: { code: -32600, data: { gitgate: 'INVALID_REQUEST' } } });
       expect(String((r.messages[0]!.error as { message: string }).message)).toContain('needs an id');
@@ -70,14 +96,23 @@ describe('every path to an upstream is decided', () => {
     const alice = new RawMcp(url, await gw.token('alice', ['eng']));
     await alice.initialize();
     const r = await alice.post({ jsonrpc: '2.0', method: 'notifications/tools/call', params: { name: 'get-env' } });
-    expect(r.messages[0]).toMatchObject({ error: { code: -32010, data: { gitgate: 'POLICY_DENIED', reasons: ['notification notifications/tools/call is not allowed by policy'] } } });
+    expect(r.messages[0]).toMatchObject({
+      error: {
+        code: -32010,
+        data: { gitgate: 'POLICY_DENIED', reasons: ['notification notifications/tools/call is not allowed by policy'] },
+      },
+    });
     expect(reached((m) => m.method === 'notifications/tools/call')).toEqual([]);
   });
 
   it('a cancellation must name a request of the caller in flight on that session', async () => {
     const bob = new RawMcp(url, await gw.token('bob'));
     await bob.initialize();
-    const r = await bob.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'nothing-in-flight' } });
+    const r = await bob.post({
+      jsonrpc: '2.0',
+      method: 'notifications/cancelled',
+      params: { requestId: 'nothing-in-flight' },
+    });
     expect(r.status).toBe(400);
     expect(JSON.stringify(r.messages[0])).toContain('names no request of yours in flight');
     expect(reached((m) => m.method === 'notifications/cancelled')).toEqual([]);
@@ -87,13 +122,26 @@ describe('every path to an upstream is decided', () => {
     const hanging = fetch(url, {
       method: 'POST',
       signal: ctl.signal,
-      headers: { authorization: `Bearer ${bob.token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': bob.sessionId!, 'mcp-protocol-version': '2025-11-25' },
+      headers: {
+        authorization: `Bearer ${bob.token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': bob.sessionId!,
+        'mcp-protocol-version': '2025-11-25',
+      },
       body: JSON.stringify({ jsonrpc: '2.0', id: 'h1', method: 'tools/call', params: { name: 'hang', arguments: {} } }),
     }).catch(() => undefined);
     await until(() => reached((m) => m.id === 'h1').length === 1, 'the hanging call to reach the upstream');
-    const ok = await bob.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'h1', reason: 'changed my mind' } });
+    const ok = await bob.post({
+      jsonrpc: '2.0',
+      method: 'notifications/cancelled',
+      params: { requestId: 'h1', reason: 'changed my mind' },
+    });
     expect(ok.status).toBe(202);
-    await until(() => reached((m) => m.method === 'notifications/cancelled').length === 1, 'the cancellation to reach the upstream');
+    await until(
+      () => reached((m) => m.method === 'notifications/cancelled').length === 1,
+      'the cancellation to reach the upstream',
+    );
     ctl.abort();
     await hanging;
   });
@@ -110,7 +158,11 @@ describe('every path to an upstream is decided', () => {
   it('client progress must carry the token of an upstream request the caller was shown', async () => {
     const bob = new RawMcp(url, await gw.token('bob'));
     await bob.initialize();
-    const r = await bob.post({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 'forged', progress: 1 } });
+    const r = await bob.post({
+      jsonrpc: '2.0',
+      method: 'notifications/progress',
+      params: { progressToken: 'forged', progress: 1 },
+    });
     expect(r.status).toBe(400);
     expect(reached((m) => m.method === 'notifications/progress')).toEqual([]);
   });
@@ -118,7 +170,11 @@ describe('every path to an upstream is decided', () => {
   it('a response must answer a request the upstream sent on that session, once; and carries no method', async () => {
     const bob = new RawMcp(url, await gw.token('bob'));
     await bob.initialize();
-    const forged = await bob.post({ jsonrpc: '2.0', id: 0, result: { model: 'm', role: 'assistant', content: { type: 'text', text: 'forged' } } });
+    const forged = await bob.post({
+      jsonrpc: '2.0',
+      id: 0,
+      result: { model: 'm', role: 'assistant', content: { type: 'text', text: 'forged' } },
+    });
     expect(forged.status).toBe(400);
     expect(JSON.stringify(forged.messages[0])).toContain('answers no request the upstream sent on this session');
     expect(reached((m) => m.method === undefined && m.id === 0)).toEqual([]);
@@ -127,15 +183,30 @@ describe('every path to an upstream is decided', () => {
     const seen: Record<string, unknown>[] = [];
     const stream = await bob.listen((m) => seen.push(m));
     expect(stream.status).toBe(200);
-    const call = await bob.post({ jsonrpc: '2.0', id: 'b1', method: 'tools/call', params: { name: 'broadcast', arguments: {} } });
+    const call = await bob.post({
+      jsonrpc: '2.0',
+      id: 'b1',
+      method: 'tools/call',
+      params: { name: 'broadcast', arguments: {} },
+    });
     expect(call.status).toBe(200);
-    await until(() => seen.some((m) => m.method === 'sampling/createMessage'), 'the sampling request on the GET stream');
+    await until(
+      () => seen.some((m) => m.method === 'sampling/createMessage'),
+      'the sampling request on the GET stream',
+    );
     const ask = seen.find((m) => m.method === 'sampling/createMessage')!;
-    const answer = { jsonrpc: '2.0', id: ask.id, result: { model: 'm', role: 'assistant', content: { type: 'text', text: 'ok' } } };
+    const answer = {
+      jsonrpc: '2.0',
+      id: ask.id,
+      result: { model: 'm', role: 'assistant', content: { type: 'text', text: 'ok' } },
+    };
     // Two answers racing for the one request: one goes on, the other is refused.
     const raced = await Promise.all([bob.post(answer), bob.post(answer)]);
     expect(raced.map((r) => r.status).sort()).toEqual([202, 400]);
-    await until(() => reached((m) => m.method === undefined && m.id === ask.id).length === 1, 'the answer to reach the upstream');
+    await until(
+      () => reached((m) => m.method === undefined && m.id === ask.id).length === 1,
+      'the answer to reach the upstream',
+    );
     expect((await bob.post(answer)).status).toBe(400);
     expect(reached((m) => m.method === undefined && m.id === ask.id)).toHaveLength(1);
     stream.close();
@@ -147,7 +218,12 @@ describe('every path to an upstream is decided', () => {
     const seen: Record<string, unknown>[] = [];
     const stream = await bob.listen((m) => seen.push(m));
     await bob.post({ jsonrpc: '2.0', id: 'b2', method: 'tools/call', params: { name: 'broadcast', arguments: {} } });
-    await until(() => seen.some((m) => m.method === 'notifications/message') && seen.some((m) => m.method === 'sampling/createMessage'), 'both GET-stream messages');
+    await until(
+      () =>
+        seen.some((m) => m.method === 'notifications/message') &&
+        seen.some((m) => m.method === 'sampling/createMessage'),
+      'both GET-stream messages',
+    );
     stream.close();
     const text = JSON.stringify(seen);
     for (const leak of LEAKS) expect(text).not.toContain(leak);
@@ -167,7 +243,10 @@ describe('every path to an upstream is decided', () => {
       stream.close();
       return seen.map((m) => m.method);
     };
-    expect(await heard(new RawMcp(url, await gw.token('alice', ['eng'])))).toEqual(['notifications/resources/updated', 'notifications/message']);
+    expect(await heard(new RawMcp(url, await gw.token('alice', ['eng'])))).toEqual([
+      'notifications/resources/updated',
+      'notifications/message',
+    ]);
     expect(await heard(new RawMcp(url, await gw.token('bob')))).toEqual(['notifications/message']);
   });
 
@@ -185,7 +264,12 @@ describe('every path to an upstream is decided', () => {
       const r = await alice.post({ jsonrpc: '2.0', id: 8, method: 'tools/call', params });
       expect(r.messages[0]).toMatchObject({ error: { code: -32602 } });
     }
-    const r = await alice.post({ jsonrpc: '2.0', id: 9, method: 'resources/read', params: { uri: { href: 'test://readme' } } });
+    const r = await alice.post({
+      jsonrpc: '2.0',
+      id: 9,
+      method: 'resources/read',
+      params: { uri: { href: 'test://readme' } },
+    });
     expect(r.messages[0]).toMatchObject({ error: { code: -32602 } });
     expect(upstream.received.length).toBe(before);
     expect(gw.gw.approvals.list()).toEqual([]);
@@ -200,7 +284,12 @@ describe('every path to an upstream is decided', () => {
       { name: 'echo', arguments: { message: 'x' }, task: 'not an object' },
       { uri: 'test://readme', arguments: {} },
     ]) {
-      const r = await alice.post({ jsonrpc: '2.0', id: 'p', method: params.uri !== undefined ? 'resources/read' : 'tools/call', params });
+      const r = await alice.post({
+        jsonrpc: '2.0',
+        id: 'p',
+        method: params.uri !== undefined ? 'resources/read' : 'tools/call',
+        params,
+      });
       expect(r.messages[0]).toMatchObject({ error: { code: -32602 } });
     }
     expect(upstream.received.length).toBe(before);
@@ -208,17 +297,32 @@ describe('every path to an upstream is decided', () => {
     let seen: Record<string, unknown> | undefined;
     const policy = gw.gw.policy;
     const current = policy.current.bind(policy);
-    const spy = { current: () => {
-      const inst = current();
-      if (inst === undefined) return undefined;
-      return { ...inst, evaluateJson: (json: ArrayBuffer) => {
-        seen = (JSON.parse(new TextDecoder().decode(json)) as { mcp: Record<string, unknown> }).mcp;
-        return inst.evaluateJson(json);
-      } };
-    } };
+    const spy = {
+      current: () => {
+        const inst = current();
+        if (inst === undefined) return undefined;
+        return {
+          ...inst,
+          evaluateJson: (json: ArrayBuffer) => {
+            seen = (JSON.parse(new TextDecoder().decode(json)) as { mcp: Record<string, unknown> }).mcp;
+            return inst.evaluateJson(json);
+          },
+        };
+      },
+    };
     Object.assign(policy, spy);
     try {
-      await alice.post({ jsonrpc: '2.0', id: 'q', method: 'tools/call', params: { name: 'echo', arguments: { message: 'm' }, task: { ttl: 1000 }, _meta: { progressToken: 'p1', 'com.example/target': 'prod' } } });
+      await alice.post({
+        jsonrpc: '2.0',
+        id: 'q',
+        method: 'tools/call',
+        params: {
+          name: 'echo',
+          arguments: { message: 'm' },
+          task: { ttl: 1000 },
+          _meta: { progressToken: 'p1', 'com.example/target': 'prod' },
+        },
+      });
     } finally {
       Object.assign(policy, { current });
     }
@@ -229,10 +333,27 @@ describe('every path to an upstream is decided', () => {
   it('completion/complete is decided on what it completes (the prompt or resource), not waved through', async () => {
     const bob = new RawMcp(url, await gw.token('bob'));
     await bob.initialize();
-    const complete = (ref: unknown) => bob.post({ jsonrpc: '2.0', id: 'c', method: 'completion/complete', params: { ref, argument: { name: 'name', value: 'A' } } });
+    const complete = (ref: unknown) =>
+      bob.post({
+        jsonrpc: '2.0',
+        id: 'c',
+        method: 'completion/complete',
+        params: { ref, argument: { name: 'name', value: 'A' } },
+      });
     const denied = await complete({ type: 'ref/prompt', name: 'greet' });
-    expect(denied.messages[0]).toMatchObject({ error: { code: -32010, data: { reasons: ['completion/complete denied: bob (groups: []) is not in a full-access group'] } } });
-    for (const ref of [undefined, 'greet', { type: 'ref/prompt' }, { type: 'ref/other', name: 'greet' }, { type: 'ref/resource', uri: 7 }]) {
+    expect(denied.messages[0]).toMatchObject({
+      error: {
+        code: -32010,
+        data: { reasons: ['completion/complete denied: bob (groups: []) is not in a full-access group'] },
+      },
+    });
+    for (const ref of [
+      undefined,
+      'greet',
+      { type: 'ref/prompt' },
+      { type: 'ref/other', name: 'greet' },
+      { type: 'ref/resource', uri: 7 },
+    ]) {
       expect((await complete(ref)).messages[0]).toMatchObject({ error: { code: -32602 } });
     }
     expect(reached((m) => m.method === 'completion/complete')).toEqual([]);
@@ -241,14 +362,19 @@ describe('every path to an upstream is decided', () => {
   it('a stateless (2026-07-28) caller cannot send methods that change the upstream session all stateless callers share', async () => {
     const bob = new RawMcp(url, await gw.token('bob'));
     const callers = (m: Upstream['received'][number]['message']) =>
-      (m.method === 'initialize' && (m.params?.clientInfo as { name?: string } | undefined)?.name === 'x') || m.method === 'logging/setLevel' || m.method === 'resources/subscribe';
+      (m.method === 'initialize' && (m.params?.clientInfo as { name?: string } | undefined)?.name === 'x') ||
+      m.method === 'logging/setLevel' ||
+      m.method === 'resources/subscribe';
     const before = reached(callers).length;
     for (const [method, params] of [
       ['initialize', { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } }],
       ['logging/setLevel', { level: 'debug' }],
       ['resources/subscribe', { uri: 'test://readme' }],
     ] as const) {
-      const r = await bob.post({ jsonrpc: '2.0', id: 3, method, params: { ...params, _meta: MODERN } }, { 'mcp-protocol-version': '2026-07-28', 'mcp-method': method });
+      const r = await bob.post(
+        { jsonrpc: '2.0', id: 3, method, params: { ...params, _meta: MODERN } },
+        { 'mcp-protocol-version': '2026-07-28', 'mcp-method': method },
+      );
       expect(r.messages[0]).toMatchObject({ id: 3, error: { code: -32601, data: { gitgate: 'METHOD_NOT_FOUND' } } });
     }
     // gitgate's own initialize of the shared session may have happened; no caller's did.
@@ -260,9 +386,15 @@ describe('every path to an upstream is decided', () => {
     const h = { 'mcp-protocol-version': '2026-07-28' };
     const answer = await bob.post({ jsonrpc: '2.0', id: 1, result: {} }, h);
     expect(answer.status).toBe(400);
-    const cancel = await bob.post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1, _meta: MODERN } }, h);
+    const cancel = await bob.post(
+      { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1, _meta: MODERN } },
+      h,
+    );
     expect(cancel.status).toBe(400);
-    const roots = await bob.post({ jsonrpc: '2.0', method: 'notifications/roots/list_changed', params: { _meta: MODERN } }, h);
+    const roots = await bob.post(
+      { jsonrpc: '2.0', method: 'notifications/roots/list_changed', params: { _meta: MODERN } },
+      h,
+    );
     expect(roots.status).toBe(400);
   });
 });
@@ -270,13 +402,20 @@ describe('every path to an upstream is decided', () => {
 describe('a GET stream is decided', () => {
   it('a policy that does not allow subscriptions/listen opens no stream', async () => {
     const upstream = (await startHttpServer()) as Upstream;
-    const listenless = policyData({ protocol_methods: TEST_POLICY_DATA.protocol_methods.filter((m) => m !== 'subscriptions/listen') });
-    const gw = await startGateway({ upstreams: { http: { url: upstream.url } }, policyDir: await makePolicyDir(listenless) });
+    const listenless = policyData({
+      protocol_methods: TEST_POLICY_DATA.protocol_methods.filter((m) => m !== 'subscriptions/listen'),
+    });
+    const gw = await startGateway({
+      upstreams: { http: { url: upstream.url } },
+      policyDir: await makePolicyDir(listenless),
+    });
     try {
       const bob = new RawMcp(`${gw.url}/mcp/http`, await gw.token('bob'));
       await bob.initialize();
       const stream = await bob.listen(() => undefined);
-      expect(stream.body[0]).toMatchObject({ error: { code: -32010, data: { reasons: ['method subscriptions/listen is not allowed by policy'] } } });
+      expect(stream.body[0]).toMatchObject({
+        error: { code: -32010, data: { reasons: ['method subscriptions/listen is not allowed by policy'] } },
+      });
       expect(upstream.received.filter((r) => r.message.method === undefined && r.message.id === undefined)).toEqual([]);
     } finally {
       await gw.close();
@@ -286,9 +425,12 @@ describe('a GET stream is decided', () => {
 });
 
 describe('every message a caller receives or sends on, whatever the stream, is recorded', () => {
-  it('GET-stream messages, POST-stream progress and the client\'s answers are in the audit trail, masked', async () => {
+  it("GET-stream messages, POST-stream progress and the client's answers are in the audit trail, masked", async () => {
     const upstream = (await startHttpServer()) as Upstream;
-    const gw = await startGateway({ upstreams: { http: { url: upstream.url } }, policyDir: await makePolicyDir(policyData()) });
+    const gw = await startGateway({
+      upstreams: { http: { url: upstream.url } },
+      policyDir: await makePolicyDir(policyData()),
+    });
     const bob = new RawMcp(`${gw.url}/mcp/http`, await gw.token('bob'));
     try {
       await bob.initialize();
@@ -297,10 +439,23 @@ describe('every message a caller receives or sends on, whatever the stream, is r
       await bob.post({ jsonrpc: '2.0', id: 'b', method: 'tools/call', params: { name: 'broadcast', arguments: {} } });
       await until(() => seen.some((m) => m.method === 'sampling/createMessage'), 'the sampling request');
       const ask = seen.find((m) => m.method === 'sampling/createMessage')!;
-      const answered = await bob.post({ jsonrpc: '2.0', id: ask.id, result: { model: 'm', role: 'assistant', content: { type: 'text', text: 'write to ann@example.com' } } });
+      const answered = await bob.post({
+        jsonrpc: '2.0',
+        id: ask.id,
+        result: { model: 'm', role: 'assistant', content: { type: 'text', text: 'write to ann@example.com' } },
+      });
       expect(answered.status).toBe(202);
-      const slow = await bob.post({ jsonrpc: '2.0', id: 's', method: 'tools/call', params: { name: 'slow', arguments: { steps: 2 }, _meta: { progressToken: 'p' } } });
-      expect(slow.messages.map((m) => m.method ?? 'answer')).toEqual(['notifications/progress', 'notifications/progress', 'answer']);
+      const slow = await bob.post({
+        jsonrpc: '2.0',
+        id: 's',
+        method: 'tools/call',
+        params: { name: 'slow', arguments: { steps: 2 }, _meta: { progressToken: 'p' } },
+      });
+      expect(slow.messages.map((m) => m.method ?? 'answer')).toEqual([
+        'notifications/progress',
+        'notifications/progress',
+        'answer',
+      ]);
       stream.close();
     } finally {
       await gw.close();
@@ -310,24 +465,47 @@ describe('every message a caller receives or sends on, whatever the stream, is r
     expect(await verifyAuditRepo(repo)).toMatchObject({ ok: true });
     const records: AuditRecord[] = [];
     for await (const r of readRecords(repo, { session: bob.sessionId! })) records.push(r);
-    const messages = records.filter((r) => r.type === 'message').map((r) => (r.data as { message: { method?: string } }).message);
-    expect(messages.map((m) => m.method)).toEqual(['notifications/message', 'sampling/createMessage', 'notifications/progress', 'notifications/progress']);
+    const messages = records
+      .filter((r) => r.type === 'message')
+      .map((r) => (r.data as { message: { method?: string } }).message);
+    expect(messages.map((m) => m.method)).toEqual([
+      'notifications/message',
+      'sampling/createMessage',
+      'notifications/progress',
+      'notifications/progress',
+    ]);
     const text = JSON.stringify(records);
     for (const leak of [...LEAKS, 'ann@example.com']) expect(text).not.toContain(leak);
-    const answer = records.find((r) => r.type === 'decision' && (r.data as { input?: { mcp?: { kind?: string } } }).input?.mcp?.kind === 'response')!;
-    expect(answer.data).toMatchObject({ allow: true, input: { mcp: { method: 'sampling/createMessage' } }, message: { result: { content: { text: 'write to [redacted:email]' } } } });
+    const answer = records.find(
+      (r) =>
+        r.type === 'decision' && (r.data as { input?: { mcp?: { kind?: string } } }).input?.mcp?.kind === 'response',
+    )!;
+    expect(answer.data).toMatchObject({
+      allow: true,
+      input: { mcp: { method: 'sampling/createMessage' } },
+      message: { result: { content: { text: 'write to [redacted:email]' } } },
+    });
   });
 });
-
 
 describe('a session ends on the record', () => {
   it('DELETE answers 204 only once its session.close is durable: a close that cannot be recorded is not acknowledged', async () => {
     const upstream = (await startHttpServer()) as Upstream;
     let wal!: FlakyWal;
-    const gw = await startGateway({ upstreams: { http: { url: upstream.url } }, options: { wal: (dir) => (wal = new FlakyWal(new FileWal(dir))) } });
+    const gw = await startGateway({
+      upstreams: { http: { url: upstream.url } },
+      options: { wal: (dir) => (wal = new FlakyWal(new FileWal(dir))) },
+    });
     try {
       const del = async (who: RawMcp) =>
-        fetch(`${gw.url}/mcp/http`, { method: 'DELETE', headers: { authorization: `Bearer ${who.token}`, 'mcp-session-id': who.sessionId!, 'mcp-protocol-version': '2025-11-25' } });
+        fetch(`${gw.url}/mcp/http`, {
+          method: 'DELETE',
+          headers: {
+            authorization: `Bearer ${who.token}`,
+            'mcp-session-id': who.sessionId!,
+            'mcp-protocol-version': '2025-11-25',
+          },
+        });
       const bob = new RawMcp(`${gw.url}/mcp/http`, await gw.token('bob'));
       await bob.initialize();
       expect((await del(bob)).status).toBe(204);

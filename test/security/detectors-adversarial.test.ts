@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { DETECTORS, redactText } from '../../src/masking/detectors.js';
 
 const MiB = 1 << 20;
-const fill = (unit: string, prefix = '', suffix = '') => prefix + unit.repeat(Math.ceil((MiB - prefix.length - suffix.length) / unit.length)) + suffix;
+const fill = (unit: string, prefix = '', suffix = '') =>
+  prefix + unit.repeat(Math.ceil((MiB - prefix.length - suffix.length) / unit.length)) + suffix;
 
 /**
  * Upstream text is untrusted: about 1 MiB of what each pattern loves, in the
@@ -32,7 +33,7 @@ const ADVERSARIAL: Record<string, string> = {
   'jwt headers without dots': fill('eyJ-'),
   'jwt first segment then dot': fill('-', 'eyJaaaaa.eyJ'),
   'bearer then spaces': fill(' ', 'Bearer'),
-  'bearers': fill('Bearer '),
+  bearers: fill('Bearer '),
   'bearer dashes': fill('-Bearer '),
   'pem begins without end': fill('-----BEGIN PRIVATE KEY-----'),
   'pem label words': fill('A ', '-----BEGIN '),

@@ -42,8 +42,25 @@ export async function startHostile(
         res.writeHead(200, { 'content-type': 'application/json', ...headers });
         res.end(JSON.stringify(m));
       };
-      if (msg.method === 'initialize') json({ jsonrpc: '2.0', id: msg.id, result: { protocolVersion: opts.protocolVersion?.(call) ?? '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'hostile', version: '1' } } }, { 'mcp-session-id': 'h1' });
-      else if (msg.method === 'tools/list') json({ jsonrpc: '2.0', id: msg.id, result: { tools: opts.tools?.() ?? [{ name: 'echo', inputSchema: { type: 'object' } }] } });
+      if (msg.method === 'initialize')
+        json(
+          {
+            jsonrpc: '2.0',
+            id: msg.id,
+            result: {
+              protocolVersion: opts.protocolVersion?.(call) ?? '2025-11-25',
+              capabilities: { tools: {} },
+              serverInfo: { name: 'hostile', version: '1' },
+            },
+          },
+          { 'mcp-session-id': 'h1' },
+        );
+      else if (msg.method === 'tools/list')
+        json({
+          jsonrpc: '2.0',
+          id: msg.id,
+          result: { tools: opts.tools?.() ?? [{ name: 'echo', inputSchema: { type: 'object' } }] },
+        });
       else void onCall(call, res, req);
     });
   });
@@ -68,7 +85,11 @@ export async function startHostile(
  * Write `unit` again and again (minding back-pressure) until the peer goes away or
  * `limit` bytes are out. Resolves with the bytes written and whether the peer closed first.
  */
-export function writeForever(res: http.ServerResponse, unit: Buffer | string, limit: number): Promise<{ sent: number; peerClosed: boolean }> {
+export function writeForever(
+  res: http.ServerResponse,
+  unit: Buffer | string,
+  limit: number,
+): Promise<{ sent: number; peerClosed: boolean }> {
   const chunk = typeof unit === 'string' ? Buffer.from(unit) : unit;
   return new Promise((resolve) => {
     let sent = 0;
@@ -102,7 +123,9 @@ export interface McpAnswer {
   readonly headers: globalThis.Headers;
   readonly text: string;
   readonly messages: JsonRpcMessage[];
-  readonly last: (JsonRpcMessage & { error?: { message: string; data?: { gitgate?: string } }; result?: unknown }) | undefined;
+  readonly last:
+    | (JsonRpcMessage & { error?: { message: string; data?: { gitgate?: string } }; result?: unknown })
+    | undefined;
 }
 
 /** A 2025-protocol client of the gateway over plain fetch: initialize once, then calls. */
@@ -112,30 +135,45 @@ export async function mcpSession(
   token: string,
 ): Promise<{ call(name: string, args?: Record<string, unknown>): Promise<McpAnswer>; list(): Promise<McpAnswer> }> {
   const url = `${gatewayUrl}/mcp/${upstream}`;
-  const base = { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  const base = {
+    authorization: `Bearer ${token}`,
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+  };
   const post = async (msg: unknown, extra: Record<string, string> = {}): Promise<McpAnswer> => {
     const res = await fetch(url, { method: 'POST', headers: { ...base, ...extra }, body: JSON.stringify(msg) });
     const text = await res.text();
-    const messages: JsonRpcMessage[] =
-      (res.headers.get('content-type') ?? '').includes('text/event-stream')
-        ? text
-            .split(/\n\n/)
-            .map((ev) => ev.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n'))
-            .filter((d) => d !== '')
-            .map((d) => JSON.parse(d) as JsonRpcMessage)
-        : text === ''
-          ? []
-          : [JSON.parse(text) as JsonRpcMessage];
+    const messages: JsonRpcMessage[] = (res.headers.get('content-type') ?? '').includes('text/event-stream')
+      ? text
+          .split(/\n\n/)
+          .map((ev) =>
+            ev
+              .split('\n')
+              .filter((l) => l.startsWith('data: '))
+              .map((l) => l.slice(6))
+              .join('\n'),
+          )
+          .filter((d) => d !== '')
+          .map((d) => JSON.parse(d) as JsonRpcMessage)
+      : text === ''
+        ? []
+        : [JSON.parse(text) as JsonRpcMessage];
     return { status: res.status, headers: res.headers, text, messages, last: messages.at(-1) as McpAnswer['last'] };
   };
-  const init = await post({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'security-test', version: '1' } } });
+  const init = await post({
+    jsonrpc: '2.0',
+    id: 0,
+    method: 'initialize',
+    params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'security-test', version: '1' } },
+  });
   const sid = init.headers.get('mcp-session-id');
   if (sid === null) throw new Error(`initialize failed: ${init.status} ${init.text}`);
   const session = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
   await post({ jsonrpc: '2.0', method: 'notifications/initialized' }, session);
   let id = 1;
   return {
-    call: (name: string, args: Record<string, unknown> = {}) => post({ jsonrpc: '2.0', id: id++, method: 'tools/call', params: { name, arguments: args } }, session),
+    call: (name: string, args: Record<string, unknown> = {}) =>
+      post({ jsonrpc: '2.0', id: id++, method: 'tools/call', params: { name, arguments: args } }, session),
     list: () => post({ jsonrpc: '2.0', id: id++, method: 'tools/list', params: {} }, session),
   };
 }

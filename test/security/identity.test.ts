@@ -4,8 +4,8 @@
  * verifiers run on an injected clock.
  */
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair, SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IdentityConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { bearerChallenge, quotedString } from '../../src/identity/authenticate.js';
@@ -16,7 +16,12 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startOidcIssuer } from '../helpers/oidc-issuer.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
-const INIT = JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+const INIT = JSON.stringify({
+  jsonrpc: '2.0',
+  id: 0,
+  method: 'initialize',
+  params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+});
 /** Seconds since the epoch of the verifiers' injected clock. */
 const T0 = 2_000_000_000;
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
@@ -38,14 +43,28 @@ function parseChallenge(h: string): Record<string, string> | undefined {
 }
 
 /** A raw HTTP/1.1 request (any Host header, any header size) → status, headers, body. */
-function rawRequest(url: string, opts: { method?: string; path: string; headers: Record<string, string>; body?: string }): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+function rawRequest(
+  url: string,
+  opts: { method?: string; path: string; headers: Record<string, string>; body?: string },
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
-    const req = http.request({ host: u.hostname, port: u.port, method: opts.method ?? 'POST', path: opts.path, headers: opts.headers, setHost: false, agent: false }, (res) => {
-      let b = '';
-      res.on('data', (c: Buffer) => (b += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: b }));
-    });
+    const req = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        method: opts.method ?? 'POST',
+        path: opts.path,
+        headers: opts.headers,
+        setHost: false,
+        agent: false,
+      },
+      (res) => {
+        let b = '';
+        res.on('data', (c: Buffer) => (b += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: b }));
+      },
+    );
     req.on('error', reject);
     req.end(opts.body);
   });
@@ -58,7 +77,11 @@ interface Verifiers {
   /** The verifiers' clock, ms since the epoch. */
   clock: number;
   cfg(over?: Partial<IdentityConfig>, claims?: Partial<IdentityConfig['claims']>): IdentityConfig;
-  make(over?: Partial<IdentityConfig>, claims?: Partial<IdentityConfig['claims']>, extra?: { jwksCooldownMs?: number }): TokenVerifier;
+  make(
+    over?: Partial<IdentityConfig>,
+    claims?: Partial<IdentityConfig['claims']>,
+    extra?: { jwksCooldownMs?: number },
+  ): TokenVerifier;
   /** A token from the issuer, iat = T0 unless the claims say otherwise. */
   mint(claims: Record<string, unknown>, opts?: Parameters<Issuer['mint']>[1]): Promise<string>;
   refused(token: string, reason: RegExp, v?: TokenVerifier): Promise<void>;
@@ -76,10 +99,18 @@ function verifiers(): Verifiers {
       algorithms: ['RS256', 'ES256', 'EdDSA'],
       clockToleranceSeconds: 30,
       maxTokenBytes: 8192,
-      claims: { sub: 'sub', email: 'email', groups: 'groups', githubLogin: 'github_login', groupsFormat: 'array', ...claims },
+      claims: {
+        sub: 'sub',
+        email: 'email',
+        groups: 'groups',
+        githubLogin: 'github_login',
+        groupsFormat: 'array',
+        ...claims,
+      },
       ...over,
     }),
-    make: (over = {}, claims = {}, extra = {}) => createOidcVerifier(h.cfg(over, claims), { now: () => h.clock, ...extra }),
+    make: (over = {}, claims = {}, extra = {}) =>
+      createOidcVerifier(h.cfg(over, claims), { now: () => h.clock, ...extra }),
     mint: (claims, opts = {}) => h.idp.mint(claims, { now: T0, ...opts }),
     async refused(token, reason, v = h.make()) {
       const err = await v.verify(token).catch((e: unknown) => e);
@@ -101,8 +132,12 @@ describe('claims of the wrong type are refused, naming the claim', () => {
   it('a groups claim that is a string is refused, naming the claim; read as delimited only when configured', async () => {
     const token = await h.mint({ groups: 'eng admin' });
     await h.refused(token, /claim "groups" must be an array of strings, got a string/);
-    await expect(h.make({}, { groupsFormat: 'space-delimited' }).verify(token)).resolves.toMatchObject({ groups: ['eng', 'admin'] });
-    await expect(h.make({}, { groupsFormat: 'comma-delimited' }).verify(await h.mint({ groups: 'eng,admin' }))).resolves.toMatchObject({ groups: ['eng', 'admin'] });
+    await expect(h.make({}, { groupsFormat: 'space-delimited' }).verify(token)).resolves.toMatchObject({
+      groups: ['eng', 'admin'],
+    });
+    await expect(
+      h.make({}, { groupsFormat: 'comma-delimited' }).verify(await h.mint({ groups: 'eng,admin' })),
+    ).resolves.toMatchObject({ groups: ['eng', 'admin'] });
   });
 
   it.each([
@@ -111,7 +146,11 @@ describe('claims of the wrong type are refused, naming the claim', () => {
     ['sub empty', { sub: '' }, /claim "sub" is empty/],
     ['email an array', { email: ['a@example.com', 'root@example.com'] }, /claim "email" must be a string/],
     ['github_login an object', { github_login: { login: 'octocat' } }, /claim "github_login" must be a string/],
-    ['groups with a non-string member', { groups: ['eng', { admin: true }] }, /claim "groups" must be an array of strings, got an object at index 1/],
+    [
+      'groups with a non-string member',
+      { groups: ['eng', { admin: true }] },
+      /claim "groups" must be an array of strings, got an object at index 1/,
+    ],
     ['groups a number', { groups: 1 }, /claim "groups" must be an array of strings, got a number/],
     ['groups null', { groups: null }, /claim "groups" must be an array of strings, got null/],
   ])('%s → 401 naming the claim', async (_name, claims, reason) => {
@@ -121,7 +160,9 @@ describe('claims of the wrong type are refused, naming the claim', () => {
   it('a nested claim path through a non-object is refused, not read as absent', async () => {
     const v = h.make({}, { groups: 'realm_access.roles' });
     await h.refused(await h.mint({ realm_access: ['eng'] }), /claim "realm_access" must be an object, got an array/, v);
-    await expect(v.verify(await h.mint({ realm_access: { roles: ['eng'] } }))).resolves.toMatchObject({ groups: ['eng'] });
+    await expect(v.verify(await h.mint({ realm_access: { roles: ['eng'] } }))).resolves.toMatchObject({
+      groups: ['eng'],
+    });
   });
 });
 
@@ -129,7 +170,10 @@ describe('token times are checked against the (injected) clock', () => {
   const h = verifiers();
 
   it('iat in the future beyond the clock tolerance is refused; within it accepted; a non-numeric iat refused', async () => {
-    await h.refused(await h.mint({ iat: T0 + 3600, exp: T0 + 7200 }), /claim "iat" invalid: issued 3600 s in the future \(clock tolerance 30 s\)/);
+    await h.refused(
+      await h.mint({ iat: T0 + 3600, exp: T0 + 7200 }),
+      /claim "iat" invalid: issued 3600 s in the future \(clock tolerance 30 s\)/,
+    );
     await h.refused(await h.mint({ iat: T0 + 31 }), /claim "iat"/);
     await expect(h.make().verify(await h.mint({ iat: T0 + 30 }))).resolves.toMatchObject({ sub: 'alice' });
     await h.refused(await h.mint({ iat: 'now' }), /claim "iat" invalid: "iat" claim must be a number/);
@@ -163,9 +207,14 @@ describe('forged, foreign, oversized and malformed tokens', () => {
   it('audience: another audience is refused; an array must contain ours and only strings', async () => {
     await h.refused(await h.mint({ aud: 'another-service' }), /claim "aud" invalid/);
     await h.refused(await h.mint({ aud: ['another-service', 'a-third'] }), /claim "aud" invalid/);
-    await h.refused(await h.mint({ aud: ['gitgate', 7] }), /claim "aud" invalid: must be a string or an array of strings/);
+    await h.refused(
+      await h.mint({ aud: ['gitgate', 7] }),
+      /claim "aud" invalid: must be a string or an array of strings/,
+    );
     // A token for several audiences, ours among them, is valid (RFC 7519 §4.1.3).
-    await expect(h.make().verify(await h.mint({ aud: ['another-service', 'gitgate'] }))).resolves.toMatchObject({ sub: 'alice' });
+    await expect(h.make().verify(await h.mint({ aud: ['another-service', 'gitgate'] }))).resolves.toMatchObject({
+      sub: 'alice',
+    });
   });
 
   it('issuer must match exactly', async () => {
@@ -186,7 +235,10 @@ describe('forged, foreign, oversized and malformed tokens', () => {
   });
 
   it('an unknown critical header is refused', async () => {
-    await h.refused(await h.mint({}, { header: { crit: ['urn:example:must-understand'], 'urn:example:must-understand': true } }), /unsupported token: Extension Header Parameter "urn:example:must-understand" is not recognized/);
+    await h.refused(
+      await h.mint({}, { header: { crit: ['urn:example:must-understand'], 'urn:example:must-understand': true } }),
+      /unsupported token: Extension Header Parameter "urn:example:must-understand" is not recognized/,
+    );
   });
 
   it('an injected kid (path, quotes, CRLF) finds no key, and a burst of them costs at most one JWKS refetch', async () => {
@@ -194,8 +246,18 @@ describe('forged, foreign, oversized and malformed tokens', () => {
     await v.verify(await h.mint({}));
     const rogue = (await generateKeyPair('RS256')).privateKey;
     const start = h.idp.jwksFetches;
-    for (const kid of ['../../../../etc/passwd', 'k1" or "1"="1', 'k1\r\nx-injected: 1', 'k'.repeat(4000), ...Array.from({ length: 30 }, (_, i) => `forged-${i}`)]) {
-      await h.refused(await h.mint({}, { kid, key: rogue }), /no key in the issuer JWKS matches|signature verification failed/, v);
+    for (const kid of [
+      '../../../../etc/passwd',
+      'k1" or "1"="1',
+      'k1\r\nx-injected: 1',
+      'k'.repeat(4000),
+      ...Array.from({ length: 30 }, (_, i) => `forged-${i}`),
+    ]) {
+      await h.refused(
+        await h.mint({}, { kid, key: rogue }),
+        /no key in the issuer JWKS matches|signature verification failed/,
+        v,
+      );
     }
     expect(h.idp.jwksFetches - start).toBeLessThanOrEqual(1);
   });
@@ -203,10 +265,20 @@ describe('forged, foreign, oversized and malformed tokens', () => {
   it('malformed and oversized tokens are refused before any key or discovery fetch', async () => {
     const before = h.idp.jwksFetches;
     const v = h.make();
-    for (const t of ['abc.def.ghi', 'a.b', `${b64('x')}.${b64({})}.`, `${b64({ alg: 'HS256' })}.${b64({})}.x`, `${b64({ alg: 'RS256', crit: ['x'] })}.${b64({})}.x`]) {
+    for (const t of [
+      'abc.def.ghi',
+      'a.b',
+      `${b64('x')}.${b64({})}.`,
+      `${b64({ alg: 'HS256' })}.${b64({})}.x`,
+      `${b64({ alg: 'RS256', crit: ['x'] })}.${b64({})}.x`,
+    ]) {
       await h.refused(t, /malformed|not allowed|unsupported/, v);
     }
-    await h.refused(`${b64({ alg: 'RS256', kid: 'k1' })}.${'A'.repeat(9000)}.sig`, /token is longer than 8192 bytes \(identity.maxTokenBytes\)/, v);
+    await h.refused(
+      `${b64({ alg: 'RS256', kid: 'k1' })}.${'A'.repeat(9000)}.sig`,
+      /token is longer than 8192 bytes \(identity.maxTokenBytes\)/,
+      v,
+    );
     expect(h.idp.jwksFetches).toBe(before);
   });
 
@@ -251,7 +323,16 @@ describe('auth challenges and documents never carry what the Host header says', 
   });
 
   const challengeFor = async (g: TestGateway, host: string, authorization?: string) => {
-    const r = await rawRequest(g.url, { path: '/mcp/http', headers: { host, ...JSON_HEADERS, ...(authorization !== undefined ? { authorization } : {}), 'content-length': String(INIT.length) }, body: INIT });
+    const r = await rawRequest(g.url, {
+      path: '/mcp/http',
+      headers: {
+        host,
+        ...JSON_HEADERS,
+        ...(authorization !== undefined ? { authorization } : {}),
+        'content-length': String(INIT.length),
+      },
+      body: INIT,
+    });
     expect(r.status).toBe(401);
     return String(r.headers['www-authenticate']);
   };
@@ -271,32 +352,61 @@ describe('auth challenges and documents never carry what the Host header says', 
   });
 
   it('a well-formed Host naming this gateway (loopback, or its listen host) is used as given; any other names the listen address; publicUrl wins over any Host', async () => {
-    expect(parseChallenge(await challengeFor(gw, 'localhost:8443'))).toEqual({ resource_metadata: 'http://localhost:8443/.well-known/oauth-protected-resource/mcp/http' });
-    expect(parseChallenge(await challengeFor(gw, 'attacker.example:443'))).toEqual({ resource_metadata: `${gw.url}/.well-known/oauth-protected-resource/mcp/http` });
-    expect(parseChallenge(await challengeFor(gw, '[::1]:8080'))).toEqual({ resource_metadata: 'http://[::1]:8080/.well-known/oauth-protected-resource/mcp/http' });
-    expect(parseChallenge(await challengeFor(pub, 'evil.example'))).toEqual({ resource_metadata: 'https://gateway.example.com/.well-known/oauth-protected-resource/mcp/http' });
+    expect(parseChallenge(await challengeFor(gw, 'localhost:8443'))).toEqual({
+      resource_metadata: 'http://localhost:8443/.well-known/oauth-protected-resource/mcp/http',
+    });
+    expect(parseChallenge(await challengeFor(gw, 'attacker.example:443'))).toEqual({
+      resource_metadata: `${gw.url}/.well-known/oauth-protected-resource/mcp/http`,
+    });
+    expect(parseChallenge(await challengeFor(gw, '[::1]:8080'))).toEqual({
+      resource_metadata: 'http://[::1]:8080/.well-known/oauth-protected-resource/mcp/http',
+    });
+    expect(parseChallenge(await challengeFor(pub, 'evil.example'))).toEqual({
+      resource_metadata: 'https://gateway.example.com/.well-known/oauth-protected-resource/mcp/http',
+    });
   });
 
   it('the invalid_token challenge quotes its description (no quote, backslash or control character survives)', async () => {
     const token = await gw.gw.devIssuer!.mint({ sub: 'alice', audience: 'someone-else' });
     const h = await challengeFor(gw, 'evil.example", x="y', `Bearer ${token}`);
     const params = parseChallenge(h);
-    expect(params).toEqual({ resource_metadata: `${gw.url}/.well-known/oauth-protected-resource/mcp/http`, error: 'invalid_token', error_description: expect.stringMatching(/^claim 'aud' invalid/) });
+    expect(params).toEqual({
+      resource_metadata: `${gw.url}/.well-known/oauth-protected-resource/mcp/http`,
+      error: 'invalid_token',
+      error_description: expect.stringMatching(/^claim 'aud' invalid/),
+    });
     expect(h).not.toMatch(/[\x00-\x1f\x7f]/);
   });
 
   it('RFC 9728 metadata names the listen address for a malformed Host, and publicUrl when set', async () => {
-    const bad = await rawRequest(gw.url, { method: 'GET', path: '/.well-known/oauth-protected-resource/mcp/http', headers: { host: 'evil.example"><script>' } });
-    expect(JSON.parse(bad.body)).toMatchObject({ resource: `${gw.url}/mcp/http`, resource_documentation: `${gw.url}/readyz` });
-    const root = await rawRequest(gw.url, { method: 'GET', path: '/.well-known/oauth-protected-resource', headers: { host: 'a b' } });
+    const bad = await rawRequest(gw.url, {
+      method: 'GET',
+      path: '/.well-known/oauth-protected-resource/mcp/http',
+      headers: { host: 'evil.example"><script>' },
+    });
+    expect(JSON.parse(bad.body)).toMatchObject({
+      resource: `${gw.url}/mcp/http`,
+      resource_documentation: `${gw.url}/readyz`,
+    });
+    const root = await rawRequest(gw.url, {
+      method: 'GET',
+      path: '/.well-known/oauth-protected-resource',
+      headers: { host: 'a b' },
+    });
     expect(JSON.parse(root.body)).toMatchObject({ resource: gw.url });
-    const p = await rawRequest(pub.url, { method: 'GET', path: '/.well-known/oauth-protected-resource/mcp/http', headers: { host: 'evil.example' } });
+    const p = await rawRequest(pub.url, {
+      method: 'GET',
+      path: '/.well-known/oauth-protected-resource/mcp/http',
+      headers: { host: 'evil.example' },
+    });
     expect(JSON.parse(p.body)).toMatchObject({ resource: 'https://gateway.example.com/mcp/http' });
   });
 
   it('quotedString escapes quote and backslash, drops controls, replaces non-ASCII', () => {
     expect(quotedString('a"b\\c\r\nd\u0000e\u007ff\u00e9\u2028g')).toBe('"a\\"b\\\\cdef??g"');
-    expect(bearerChallenge({ resource_metadata: 'x", error="y', error: 'invalid_token' })).toBe('Bearer resource_metadata="x\\", error=\\"y", error="invalid_token"');
+    expect(bearerChallenge({ resource_metadata: 'x", error="y', error: 'invalid_token' })).toBe(
+      'Bearer resource_metadata="x\\", error=\\"y", error="invalid_token"',
+    );
     expect(parseChallenge(bearerChallenge({ a: 'x", b="y', c: '\\' }))).toEqual({ a: 'x", b="y', c: '\\' });
   });
 });
@@ -312,7 +422,11 @@ describe('tokens through a real gateway (OIDC)', () => {
     const upstreams = { http: { url: 'http://127.0.0.1:9/unused' } };
     const options = { connectUpstream: (c: Parameters<typeof fakeUpstream>[0]) => fakeUpstream(c, received) };
     strict = await startGateway({ upstreams, options, identity: { mode: 'oidc', issuer: idp.issuer } });
-    spaced = await startGateway({ upstreams, options, identity: { mode: 'oidc', issuer: idp.issuer, claims: { groupsFormat: 'space-delimited' } } });
+    spaced = await startGateway({
+      upstreams,
+      options,
+      identity: { mode: 'oidc', issuer: idp.issuer, claims: { groupsFormat: 'space-delimited' } },
+    });
   });
   afterAll(async () => {
     await strict.close();
@@ -321,22 +435,39 @@ describe('tokens through a real gateway (OIDC)', () => {
   });
 
   const post = async (g: TestGateway, token: string, body: string, sid?: string) => {
-    const res = await fetch(`${g.url}/mcp/http`, { method: 'POST', headers: { ...JSON_HEADERS, authorization: `Bearer ${token}`, ...(sid ? { 'mcp-session-id': sid } : {}) }, body });
-    return { status: res.status, challenge: res.headers.get('www-authenticate'), sid: res.headers.get('mcp-session-id'), json: (await res.json()) as { error?: { message: string }; result?: unknown } };
+    const res = await fetch(`${g.url}/mcp/http`, {
+      method: 'POST',
+      headers: { ...JSON_HEADERS, authorization: `Bearer ${token}`, ...(sid ? { 'mcp-session-id': sid } : {}) },
+      body,
+    });
+    return {
+      status: res.status,
+      challenge: res.headers.get('www-authenticate'),
+      sid: res.headers.get('mcp-session-id'),
+      json: (await res.json()) as { error?: { message: string }; result?: unknown },
+    };
   };
 
   it('groups "eng admin" does not grant eng: 401 naming the claim', async () => {
     const r = await post(strict, await idp.mint({ groups: 'eng admin' }), INIT);
     expect(r.status).toBe(401);
     expect(r.json.error?.message).toMatch(/^Invalid token: claim "groups" must be an array of strings, got a string/);
-    expect(parseChallenge(r.challenge!)).toMatchObject({ error: 'invalid_token', error_description: expect.stringMatching(/^claim 'groups' must be/) });
+    expect(parseChallenge(r.challenge!)).toMatchObject({
+      error: 'invalid_token',
+      error_description: expect.stringMatching(/^claim 'groups' must be/),
+    });
   });
 
   it('with groupsFormat: space-delimited, the same token grants eng (a full-access tool is called)', async () => {
     const token = await idp.mint({ groups: 'eng admin' });
     const init = await post(spaced, token, INIT);
     expect(init.status).toBe(200);
-    const r = await post(spaced, token, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'secret', arguments: {} } }), init.sid!);
+    const r = await post(
+      spaced,
+      token,
+      JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'secret', arguments: {} } }),
+      init.sid!,
+    );
     expect(r.json).toMatchObject({ result: { content: [{ text: 'called secret' }] } });
   });
 
@@ -348,7 +479,11 @@ describe('tokens through a real gateway (OIDC)', () => {
   });
 
   it('an Authorization header over the server header limit is refused (431) and the gateway keeps serving', async () => {
-    const r = await rawRequest(strict.url, { path: '/mcp/http', headers: { host: 'localhost', ...JSON_HEADERS, authorization: `Bearer ${'A'.repeat(20_000)}` }, body: INIT });
+    const r = await rawRequest(strict.url, {
+      path: '/mcp/http',
+      headers: { host: 'localhost', ...JSON_HEADERS, authorization: `Bearer ${'A'.repeat(20_000)}` },
+      body: INIT,
+    });
     expect(r.status).toBe(431);
     expect(JSON.parse(r.body)).toMatchObject({ error: { data: { gitgate: 'HEADERS_TOO_LARGE' } } });
     const big = await post(strict, 'A'.repeat(9000), INIT);

@@ -1,14 +1,14 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import { generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { approvalsApprove, approvalsDeny } from '../../src/cli/approvals.js';
 import { DEV_ISSUER } from '../../src/identity/dev-issuer.js';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { connectClient } from '../helpers/client.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
-// @ts-expect-error plain JS fixture
-import { startHttpServer } from '../fixtures/demo-server.mjs';
 
 /**
  * The local provider: `gitgate approvals approve|deny` decides as the holder of
@@ -29,7 +29,10 @@ describe('local approvals: the approver proves who they are', () => {
         gh: {
           full_access_groups: ['eng'],
           public_tools: [],
-          high_risk_tools: { echo: { approvers: ['eng'], min_approvals: 1, ttl_seconds: 900 }, add: { approvers: ['eng'], min_approvals: 2, ttl_seconds: 900 } },
+          high_risk_tools: {
+            echo: { approvers: ['eng'], min_approvals: 1, ttl_seconds: 900 },
+            add: { approvers: ['eng'], min_approvals: 2, ttl_seconds: 900 },
+          },
           mask: [],
           credential_ttl_seconds: 60,
         },
@@ -39,7 +42,16 @@ describe('local approvals: the approver proves who they are', () => {
     gw = await startGateway({ policyDir, upstreams: { gh: { url: upstream.url } }, approvals });
     // The CLI reads the same config (and data dir) as the gateway.
     configFile = path.join(gw.dataDir, 'gitgate.yaml');
-    writeFileSync(configFile, JSON.stringify({ dataDir: gw.dataDir, identity: { mode: 'dev' }, policy: { dir: policyDir }, upstreams: { gh: { url: upstream.url } }, approvals }));
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        dataDir: gw.dataDir,
+        identity: { mode: 'dev' },
+        policy: { dir: policyDir },
+        upstreams: { gh: { url: upstream.url } },
+        approvals,
+      }),
+    );
   });
   afterEach(async () => {
     for (const c of clients.splice(0)) await c.close().catch(() => undefined);
@@ -52,14 +64,23 @@ describe('local approvals: the approver proves who they are', () => {
   const park = async (tool: string, args: Record<string, unknown>) => {
     const c = await connectClient(`${gw.url}/mcp/gh`, await gw.token('alice', ['eng']));
     clients.push(c);
-    const call = () => c.client.callTool({ name: tool, arguments: args }).then((r) => ({ ok: true as const, content: r.content }), (e: { code: number; data: { approval_id: string; status: string } }) => ({ ok: false as const, code: e.code, data: e.data }));
+    const call = () =>
+      c.client.callTool({ name: tool, arguments: args }).then(
+        (r) => ({ ok: true as const, content: r.content }),
+        (e: { code: number; data: { approval_id: string; status: string } }) => ({
+          ok: false as const,
+          code: e.code,
+          data: e.data,
+        }),
+      );
     const first = await call();
     if (first.ok) throw new Error('not parked');
     return { id: first.data.approval_id, call };
   };
   const lines: string[] = [];
   const out = (l: string) => void lines.push(l);
-  const approve = (id: string, o: { token?: string; as?: string }, env: NodeJS.ProcessEnv = {}) => approvalsApprove(id, { config: configFile, ...o }, out, env);
+  const approve = (id: string, o: { token?: string; as?: string }, env: NodeJS.ProcessEnv = {}) =>
+    approvalsApprove(id, { config: configFile, ...o }, out, env);
   const status = async (id: string) => {
     await gw.gw.approvals.poll();
     return gw.gw.approvals.get(id);
@@ -76,18 +97,35 @@ describe('local approvals: the approver proves who they are', () => {
 
   it('the approver is the verified token: the requester, unknown users, other issuers and expired tokens are refused', async () => {
     const { id } = await park('echo', { message: 'who-approves' });
-    await expect(approve(id, { token: await gw.token('alice', ['eng']) })).rejects.toThrow('alice requested this call and cannot approve or deny it');
+    await expect(approve(id, { token: await gw.token('alice', ['eng']) })).rejects.toThrow(
+      'alice requested this call and cannot approve or deny it',
+    );
     // The requester under another name that is still theirs (a token for "Alice").
     await expect(approve(id, { token: await gw.token('Alice') })).rejects.toThrow(/requested this call/);
     await expect(approve(id, { token: await gw.token('bob') })).rejects.toThrow('bob is not a known user');
     // A token signed by another key, claiming the dev issuer.
     const { privateKey } = await generateKeyPair('ES256');
-    const foreign = await new SignJWT({}).setProtectedHeader({ alg: 'ES256' }).setIssuer(DEV_ISSUER).setSubject('carol').setAudience('gitgate').setExpirationTime('1h').sign(privateKey);
+    const foreign = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256' })
+      .setIssuer(DEV_ISSUER)
+      .setSubject('carol')
+      .setAudience('gitgate')
+      .setExpirationTime('1h')
+      .sign(privateKey);
     await expect(approve(id, { token: foreign })).rejects.toMatchObject({ code: 'AUTH_INVALID' });
     // carol's token, properly signed, but expired an hour ago.
     const jwk = JSON.parse(readFileSync(path.join(gw.dataDir, 'keys', 'dev-issuer.private.jwk'), 'utf8')) as JWK;
-    const expired = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: jwk.kid! }).setIssuer(DEV_ISSUER).setSubject('carol').setAudience('gitgate').setExpirationTime(Math.floor(Date.now() / 1000) - 3600).sign(await importJWK(jwk, 'ES256'));
-    await expect(approve(id, { token: expired })).rejects.toMatchObject({ code: 'AUTH_INVALID', message: 'token expired' });
+    const expired = await new SignJWT({})
+      .setProtectedHeader({ alg: 'ES256', kid: jwk.kid! })
+      .setIssuer(DEV_ISSUER)
+      .setSubject('carol')
+      .setAudience('gitgate')
+      .setExpirationTime(Math.floor(Date.now() / 1000) - 3600)
+      .sign(await importJWK(jwk, 'ES256'));
+    await expect(approve(id, { token: expired })).rejects.toMatchObject({
+      code: 'AUTH_INVALID',
+      message: 'token expired',
+    });
     expect((await status(id))?.status).toBe('pending');
   });
 
@@ -103,8 +141,17 @@ describe('local approvals: the approver proves who they are', () => {
 
   it('deny takes a token too, and min_approvals 2 needs two distinct verified approvers', async () => {
     const denied = await park('echo', { message: 'deny-me' });
-    await expect(approvalsDeny(denied.id, { config: configFile, as: 'dave', reason: 'no' }, out, {})).rejects.toThrow(/not accepted/);
-    expect(await approvalsDeny(denied.id, { config: configFile, token: await gw.token('dave'), reason: 'Not today.' }, out, {})).toBe(0);
+    await expect(approvalsDeny(denied.id, { config: configFile, as: 'dave', reason: 'no' }, out, {})).rejects.toThrow(
+      /not accepted/,
+    );
+    expect(
+      await approvalsDeny(
+        denied.id,
+        { config: configFile, token: await gw.token('dave'), reason: 'Not today.' },
+        out,
+        {},
+      ),
+    ).toBe(0);
     expect(await status(denied.id)).toMatchObject({ status: 'denied', denial: { by: 'dave', reason: 'Not today.' } });
     const two = await park('add', { a: 1, b: 2 });
     expect(await approve(two.id, { token: await gw.token('carol') })).toBe(0);

@@ -15,8 +15,8 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalJson } from '../../src/canonical-json.js';
-import type { UpstreamConfig } from '../../src/config/types.js';
 import { validateConfig } from '../../src/config/load.js';
+import type { UpstreamConfig } from '../../src/config/types.js';
 import { createGateway, type Gateway } from '../../src/gateway.js';
 import { Channel } from '../../src/mcp/channel.js';
 import type { JsonRpcMessage } from '../../src/mcp/jsonrpc.js';
@@ -50,7 +50,10 @@ function durableRecords(walDir: string): Recorded[] {
 const same = (a: unknown, b: unknown) => canonicalJson(a ?? null) === canonicalJson(b ?? null);
 
 /** What the policy input says of a request: its target and arguments, read the way buildPolicyInput reads them. */
-function requestMatches(m: { method: string; params?: Record<string, unknown> }, mcp: Record<string, unknown>): boolean {
+function requestMatches(
+  m: { method: string; params?: Record<string, unknown> },
+  mcp: Record<string, unknown>,
+): boolean {
   if ((mcp.kind ?? 'request') !== 'request' || mcp.method !== m.method) return false;
   const p = m.params ?? {};
   switch (m.method) {
@@ -84,16 +87,22 @@ describe('property: nothing reaches an upstream without a durable allow decision
   function arrive(what: 'request' | 'send' | 'listen', m: JsonRpcMessage | undefined): void {
     if (m !== undefined && 'id' in m && typeof m.id === 'string' && m.id.startsWith('gitgate-init-')) return; // gitgate's own handshake
     arrived++;
-    const decisions = durableRecords(walDir).filter((r) => r.type === 'decision' && r.data?.allow === true && r.data.valid === true);
+    const decisions = durableRecords(walDir).filter(
+      (r) => r.type === 'decision' && r.data?.allow === true && r.data.valid === true,
+    );
     const ok = decisions.some((r) => {
       const mcp = r.data?.input?.mcp ?? {};
       if (what === 'listen') return mcp.method === 'subscriptions/listen';
       if (m === undefined) return false;
       if (what === 'request' && 'method' in m) return requestMatches(m, mcp);
       // A notification or response: its decision records the whole message (masking is off in this test).
-      return (mcp.kind === 'notification' || mcp.kind === 'response') && same(withoutMeta(r.data!.message as JsonRpcMessage), withoutMeta(m));
+      return (
+        (mcp.kind === 'notification' || mcp.kind === 'response') &&
+        same(withoutMeta(r.data!.message as JsonRpcMessage), withoutMeta(m))
+      );
     });
-    if (!ok) violations.push(`${what} ${JSON.stringify(m)} reached the upstream without a durable allow decision for it`);
+    if (!ok)
+      violations.push(`${what} ${JSON.stringify(m)} reached the upstream without a durable allow decision for it`);
   }
 
   /** A tiny upstream: answers requests, asks the client for sampling on `ask`, offers a GET stream with a log line and a sampling request. */
@@ -114,14 +123,41 @@ describe('property: nothing reaches an upstream without a durable allow decision
             if (typeof msg.id === 'string' && msg.id.startsWith('gitgate-init-')) own = true;
             arrive('request', msg);
             if (msg.method === 'initialize') {
-              yield { jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'fake', version: '1' } } };
+              yield {
+                jsonrpc: '2.0',
+                id: msg.id,
+                result: {
+                  protocolVersion: '2025-11-25',
+                  capabilities: { tools: {} },
+                  serverInfo: { name: 'fake', version: '1' },
+                },
+              };
               return;
             }
             if (msg.method === 'tools/call' && msg.params?.name === 'ask') {
-              yield { jsonrpc: '2.0', id: `srv-${++serverIds}`, method: 'sampling/createMessage', params: { messages: [], maxTokens: 1, _meta: { progressToken: `srv-p-${serverIds}` } } };
-              yield { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: (msg.params?._meta as { progressToken?: unknown } | undefined)?.progressToken ?? 0, progress: 1 } };
+              yield {
+                jsonrpc: '2.0',
+                id: `srv-${++serverIds}`,
+                method: 'sampling/createMessage',
+                params: { messages: [], maxTokens: 1, _meta: { progressToken: `srv-p-${serverIds}` } },
+              };
+              yield {
+                jsonrpc: '2.0',
+                method: 'notifications/progress',
+                params: {
+                  progressToken: (msg.params?._meta as { progressToken?: unknown } | undefined)?.progressToken ?? 0,
+                  progress: 1,
+                },
+              };
             }
-            yield { jsonrpc: '2.0', id: msg.id, result: msg.method === 'tools/list' ? { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] } : { content: [] } };
+            yield {
+              jsonrpc: '2.0',
+              id: msg.id,
+              result:
+                msg.method === 'tools/list'
+                  ? { tools: [{ name: 'echo', inputSchema: { type: 'object' } }] }
+                  : { content: [] },
+            };
           },
           async send(msg) {
             if (own && 'method' in msg && msg.method === 'notifications/initialized') return;
@@ -134,7 +170,12 @@ describe('property: nothing reaches an upstream without a durable allow decision
             arrive('listen', undefined);
             const ch = new Channel<JsonRpcMessage>();
             ch.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'hello' } });
-            ch.push({ jsonrpc: '2.0', id: 'srv-get', method: 'sampling/createMessage', params: { messages: [], maxTokens: 1 } });
+            ch.push({
+              jsonrpc: '2.0',
+              id: 'srv-get',
+              method: 'sampling/createMessage',
+              params: { messages: [], maxTokens: 1 },
+            });
             signal.addEventListener('abort', () => ch.close(), { once: true });
             return ch;
           },
@@ -153,7 +194,9 @@ describe('property: nothing reaches an upstream without a durable allow decision
   beforeAll(async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-property-'));
     walDir = path.join(dataDir, 'audit-wal');
-    const data = structuredClone(TEST_POLICY_DATA) as typeof TEST_POLICY_DATA & { upstreams: Record<string, { mask: unknown; public_tools: string[] }> };
+    const data = structuredClone(TEST_POLICY_DATA) as typeof TEST_POLICY_DATA & {
+      upstreams: Record<string, { mask: unknown; public_tools: string[] }>;
+    };
     for (const u of Object.values(data.upstreams)) {
       u.mask = []; // the recorded message is compared whole
       u.public_tools.push('ask');
@@ -174,16 +217,36 @@ describe('property: nothing reaches an upstream without a durable allow decision
       dataDir,
       'property',
     );
-    gw = await createGateway(config, { logger: pino({ level: 'silent' }), checkUpstreams: false, connectUpstream: (cfg) => fakeConnector(cfg, cfg.stdio !== undefined ? 'stdio' : 'http') });
+    gw = await createGateway(config, {
+      logger: pino({ level: 'silent' }),
+      checkUpstreams: false,
+      connectUpstream: (cfg) => fakeConnector(cfg, cfg.stdio !== undefined ? 'stdio' : 'http'),
+    });
     await gw.app.ready();
-    for (const [who, groups] of [['alice', ['eng']], ['bob', []]] as const) {
+    for (const [who, groups] of [
+      ['alice', ['eng']],
+      ['bob', []],
+    ] as const) {
       tokens[who] = await gw.devIssuer!.mint({ sub: who, groups: [...groups], audience: config.identity.audience });
       for (const up of ['http', 'stdio']) {
         const init = await gw.app.inject({
           method: 'POST',
           url: `/mcp/${up}`,
-          headers: { authorization: `Bearer ${tokens[who]}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-          payload: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: { sampling: {} }, clientInfo: { name: 'p', version: '1' } } }),
+          headers: {
+            authorization: `Bearer ${tokens[who]}`,
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+          },
+          payload: JSON.stringify({
+            jsonrpc: '2.0',
+            id: 0,
+            method: 'initialize',
+            params: {
+              protocolVersion: '2025-11-25',
+              capabilities: { sampling: {} },
+              clientInfo: { name: 'p', version: '1' },
+            },
+          }),
         });
         sessions[`${who} ${up}`] = init.headers['mcp-session-id'] as string;
       }
@@ -215,7 +278,10 @@ describe('property: nothing reaches an upstream without a durable allow decision
     fc.record(
       {
         name: fc.constantFrom('echo', 'ask', 'get-env', 'secret', ''),
-        arguments: fc.oneof(fc.dictionary(fc.constantFrom('a', 'cmd'), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 2 }), fc.constantFrom(['rm -rf /'], 'x', null)),
+        arguments: fc.oneof(
+          fc.dictionary(fc.constantFrom('a', 'cmd'), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 2 }),
+          fc.constantFrom(['rm -rf /'], 'x', null),
+        ),
         uri: fc.constantFrom('test://readme', 'file:///etc/passwd'),
         requestId: ids,
         progressToken: fc.constantFrom('srv-p-1', 'srv-p-2', 'forged', 0),
@@ -226,12 +292,19 @@ describe('property: nothing reaches an upstream without a durable allow decision
     ),
     fc.jsonValue({ maxDepth: 1 }),
   );
-  const message = fc.record({ id: fc.option(ids, { nil: undefined }), method: fc.option(methods, { nil: undefined }), params: fc.option(params, { nil: undefined }), result: fc.option(fc.jsonValue({ maxDepth: 1 }), { nil: undefined }) }).map((m) => {
-    const out: Record<string, unknown> = { jsonrpc: '2.0' };
-    for (const [k, v] of Object.entries(m)) if (v !== undefined) out[k] = v;
-    if (out.method === undefined && out.result === undefined) out.result = {};
-    return out;
-  });
+  const message = fc
+    .record({
+      id: fc.option(ids, { nil: undefined }),
+      method: fc.option(methods, { nil: undefined }),
+      params: fc.option(params, { nil: undefined }),
+      result: fc.option(fc.jsonValue({ maxDepth: 1 }), { nil: undefined }),
+    })
+    .map((m) => {
+      const out: Record<string, unknown> = { jsonrpc: '2.0' };
+      for (const [k, v] of Object.entries(m)) if (v !== undefined) out[k] = v;
+      if (out.method === undefined && out.result === undefined) out.result = {};
+      return out;
+    });
   const exchange = fc.record({
     verb: fc.constantFrom('POST', 'POST', 'POST', 'POST', 'POST', 'POST', 'BATCH', 'GET', 'DELETE'),
     who: fc.constantFrom('alice', 'bob'),
@@ -243,10 +316,22 @@ describe('property: nothing reaches an upstream without a durable allow decision
   it('holds for random traffic on every route, message kind, era and transport', async () => {
     await fc.assert(
       fc.asyncProperty(exchange, async ({ verb, who, upstream, modern, message: m }) => {
-        const h: Record<string, string> = { authorization: `Bearer ${tokens[who]}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+        const h: Record<string, string> = {
+          authorization: `Bearer ${tokens[who]}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        };
         if (modern) {
-          const params = (typeof m.params === 'object' && m.params !== null && !Array.isArray(m.params) ? m.params : {}) as Record<string, unknown>;
-          m.params = { ...params, _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} } };
+          const params = (
+            typeof m.params === 'object' && m.params !== null && !Array.isArray(m.params) ? m.params : {}
+          ) as Record<string, unknown>;
+          m.params = {
+            ...params,
+            _meta: {
+              'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+              'io.modelcontextprotocol/clientCapabilities': {},
+            },
+          };
           Object.assign(h, { 'mcp-protocol-version': '2026-07-28' });
           if (typeof m.method === 'string') h['mcp-method'] = m.method;
           const p = m.params as Record<string, unknown>;
@@ -258,7 +343,11 @@ describe('property: nothing reaches an upstream without a durable allow decision
         if (verb === 'GET') {
           // A GET stream never ends by itself: listen on a real port and stop after its first message.
           const ctl = new AbortController();
-          const res = await fetch(`${gwUrl}/mcp/${upstream}`, { method: 'GET', headers: { ...h, accept: 'text/event-stream' }, signal: ctl.signal });
+          const res = await fetch(`${gwUrl}/mcp/${upstream}`, {
+            method: 'GET',
+            headers: { ...h, accept: 'text/event-stream' },
+            signal: ctl.signal,
+          });
           if ((res.headers.get('content-type') ?? '').includes('text/event-stream')) {
             const reader = res.body!.getReader();
             await reader.read().catch(() => undefined);
@@ -271,11 +360,24 @@ describe('property: nothing reaches an upstream without a durable allow decision
           const init = await gw.app.inject({
             method: 'POST',
             url: `/mcp/${upstream}`,
-            headers: { authorization: h.authorization!, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-            payload: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'p', version: '1' } } }),
+            headers: {
+              authorization: h.authorization!,
+              'content-type': 'application/json',
+              accept: 'application/json, text/event-stream',
+            },
+            payload: JSON.stringify({
+              jsonrpc: '2.0',
+              id: 0,
+              method: 'initialize',
+              params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'p', version: '1' } },
+            }),
           });
           const sid = init.headers['mcp-session-id'];
-          const res = await gw.app.inject({ method: 'DELETE', url: `/mcp/${upstream}`, headers: { ...h, ...(typeof sid === 'string' ? { 'mcp-session-id': sid } : {}) } });
+          const res = await gw.app.inject({
+            method: 'DELETE',
+            url: `/mcp/${upstream}`,
+            headers: { ...h, ...(typeof sid === 'string' ? { 'mcp-session-id': sid } : {}) },
+          });
           expect([204, 400, 404]).toContain(res.statusCode);
           return;
         }

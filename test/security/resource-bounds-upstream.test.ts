@@ -11,7 +11,7 @@ import { stdioConnector } from '../../src/mcp/upstream/stdio.js';
 import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
-import { mcpSession, startHostile, writeForever, type Hostile, type Received } from './hostile-upstream.js';
+import { type Hostile, mcpSession, type Received, startHostile, writeForever } from './hostile-upstream.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -23,7 +23,8 @@ const attacks = new Map<string, (call: Received, res: http.ServerResponse) => vo
 const outcomes: Record<string, { sent: number; peerClosed: boolean }> = {};
 
 const sseHead = (res: http.ServerResponse) => res.writeHead(200, { 'content-type': 'text/event-stream' });
-const jsonStart = (id: unknown) => `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":{"content":[{"type":"text","text":"`;
+const jsonStart = (id: unknown) =>
+  `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":{"content":[{"type":"text","text":"`;
 
 /**
  * Upstreams that answer with more than gitgate should read: each is cut off at
@@ -40,7 +41,9 @@ describe('unbounded upstream answers are refused at their caps', () => {
       const attack = attacks.get(String(call.msg.params?.name));
       if (attack === undefined) {
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ jsonrpc: '2.0', id: call.msg.id, result: { content: [{ type: 'text', text: 'fine' }] } }));
+        res.end(
+          JSON.stringify({ jsonrpc: '2.0', id: call.msg.id, result: { content: [{ type: 'text', text: 'fine' }] } }),
+        );
         return;
       }
       await attack(call, res);
@@ -119,36 +122,42 @@ describe('unbounded upstream answers are refused at their caps', () => {
     for (const r of answers) expectTooLarge(r.last);
     const ready = await fetch(`${gw.url}/readyz`);
     expect(ready.status).toBe(200);
-    await vi.waitUntil(() => Object.keys(outcomes).filter((k) => k.startsWith('chunked-huge-')).length === 4, { timeout: 20_000 });
+    await vi.waitUntil(() => Object.keys(outcomes).filter((k) => k.startsWith('chunked-huge-')).length === 4, {
+      timeout: 20_000,
+    });
     for (let i = 0; i < 4; i++) expect(outcomes[`chunked-huge-${i}`]!.sent).toBeLessThan(32 * MiB);
   });
 
-  it.each(['json', 'sse'])('%s answers in flight together are bounded by maxInFlightBytes; the others complete', async (kind) => {
-    const open: { res: http.ServerResponse; closed: boolean }[] = [];
-    let release: () => void = () => undefined;
-    const allSent = new Promise<void>((r) => (release = r));
-    attacks.set(`held-${kind}`, async (call, res) => {
-      res.writeHead(200, { 'content-type': kind === 'sse' ? 'text/event-stream' : 'application/json' });
-      const entry = { res, closed: false };
-      res.on('close', () => (entry.closed = !res.writableFinished));
-      open.push(entry);
-      res.write(`${kind === 'sse' ? 'data: ' : ''}${jsonStart(call.msg.id)}${'h'.repeat(900 * KiB)}`);
-      if (open.length === 4) release();
-      await allSent;
-      // Wait until gitgate has given up one of the four (3.6 MiB > 3 MiB in flight), then finish the rest.
-      await vi.waitUntil(() => open.some((o) => o.closed), { timeout: 20_000 });
-      if (!entry.closed) res.end(`"}]}}${kind === 'sse' ? '\n\n' : ''}`);
-    });
-    const s = await mcpSession(gw.url, 'hostile', token);
-    const answers = await Promise.all([1, 2, 3, 4].map(() => s.call(`held-${kind}`)));
-    const refused = answers.filter((r) => r.last?.error !== undefined);
-    expect(refused.length).toBeGreaterThanOrEqual(1);
-    for (const r of refused) expect(r.last?.error?.message).toMatch(/maxInFlightBytes/);
-    expect(answers.filter((r) => r.last?.result !== undefined).length).toBeGreaterThanOrEqual(1);
-  });
+  it.each(['json', 'sse'])(
+    '%s answers in flight together are bounded by maxInFlightBytes; the others complete',
+    async (kind) => {
+      const open: { res: http.ServerResponse; closed: boolean }[] = [];
+      let release: () => void = () => undefined;
+      const allSent = new Promise<void>((r) => (release = r));
+      attacks.set(`held-${kind}`, async (call, res) => {
+        res.writeHead(200, { 'content-type': kind === 'sse' ? 'text/event-stream' : 'application/json' });
+        const entry = { res, closed: false };
+        res.on('close', () => (entry.closed = !res.writableFinished));
+        open.push(entry);
+        res.write(`${kind === 'sse' ? 'data: ' : ''}${jsonStart(call.msg.id)}${'h'.repeat(900 * KiB)}`);
+        if (open.length === 4) release();
+        await allSent;
+        // Wait until gitgate has given up one of the four (3.6 MiB > 3 MiB in flight), then finish the rest.
+        await vi.waitUntil(() => open.some((o) => o.closed), { timeout: 20_000 });
+        if (!entry.closed) res.end(`"}]}}${kind === 'sse' ? '\n\n' : ''}`);
+      });
+      const s = await mcpSession(gw.url, 'hostile', token);
+      const answers = await Promise.all([1, 2, 3, 4].map(() => s.call(`held-${kind}`)));
+      const refused = answers.filter((r) => r.last?.error !== undefined);
+      expect(refused.length).toBeGreaterThanOrEqual(1);
+      for (const r of refused) expect(r.last?.error?.message).toMatch(/maxInFlightBytes/);
+      expect(answers.filter((r) => r.last?.result !== undefined).length).toBeGreaterThanOrEqual(1);
+    },
+  );
 
   it('JSON nested 100,000 deep is refused as a protocol error before it is parsed (it overflowed the stack in masking)', async () => {
-    const deep = (id: unknown) => `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":{"content":${'['.repeat(100_000)}${']'.repeat(100_000)}}}`;
+    const deep = (id: unknown) =>
+      `{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":{"content":${'['.repeat(100_000)}${']'.repeat(100_000)}}}`;
     attacks.set('deep-json', (call, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(deep(call.msg.id));
@@ -227,7 +236,9 @@ describe('a request is not held open by bytes that make no message', () => {
       vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
       const connector = httpConnector(cfgFor(hostile.url));
       const session = await connector.open();
-      const it = session.request({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: tool } })[Symbol.asyncIterator]();
+      const it = session
+        .request({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: tool } })
+        [Symbol.asyncIterator]();
       let outcome: unknown;
       const next = it.next().then(
         (v) => (outcome = v),
@@ -255,13 +266,28 @@ describe('a request is not held open by bytes that make no message', () => {
 describe('a stdio child flooding a request with notifications', () => {
   it('is read as fast as the caller takes them (stdout pauses past 256 unread), and nothing is lost', async () => {
     const connector = stdioConnector(
-      { name: 'flood', stdio: { command: process.execPath, args: [STDIO_FIXTURE], env: {} }, audience: 'x', timeoutMs: 60_000, maxSessions: 1, maxSessionsPerCaller: 1, idleTimeoutMs: 60_000, maxResponseBytes: MiB, maxInFlightBytes: 4 * MiB },
+      {
+        name: 'flood',
+        stdio: { command: process.execPath, args: [STDIO_FIXTURE], env: {} },
+        audience: 'x',
+        timeoutMs: 60_000,
+        maxSessions: 1,
+        maxSessionsPerCaller: 1,
+        idleTimeoutMs: 60_000,
+        maxResponseBytes: MiB,
+        maxInFlightBytes: 4 * MiB,
+      },
       { debug: () => undefined, warn: () => undefined },
     );
     const session = await connector.open();
     let progress = 0;
     let last: JsonRpcMessage | undefined;
-    for await (const m of session.request({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'flood-progress', arguments: { count: 5000 }, _meta: { progressToken: 'p' } } })) {
+    for await (const m of session.request({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: 'flood-progress', arguments: { count: 5000 }, _meta: { progressToken: 'p' } },
+    })) {
       if ('method' in m) expect((m.params as { progress: number }).progress).toBe(++progress);
       else last = m;
       // A slow caller: the child runs ahead only as far as the pipe and the high-water mark let it.
@@ -277,20 +303,33 @@ describe('stdio lines that are not messages', () => {
   it('a line nested 100,000 deep is dropped with a warning, and the session goes on', async () => {
     const warnings: string[] = [];
     const connector = stdioConnector(
-      { name: 'deep', stdio: { command: process.execPath, args: [STDIO_FIXTURE], env: {} }, audience: 'x', timeoutMs: 60_000, maxSessions: 1, maxSessionsPerCaller: 1, idleTimeoutMs: 60_000, maxResponseBytes: 4 * MiB, maxInFlightBytes: 8 * MiB },
+      {
+        name: 'deep',
+        stdio: { command: process.execPath, args: [STDIO_FIXTURE], env: {} },
+        audience: 'x',
+        timeoutMs: 60_000,
+        maxSessions: 1,
+        maxSessionsPerCaller: 1,
+        idleTimeoutMs: 60_000,
+        maxResponseBytes: 4 * MiB,
+        maxInFlightBytes: 8 * MiB,
+      },
       { debug: () => undefined, warn: (_o, msg) => warnings.push(msg) },
     );
     const session = await connector.open();
     const collect = async (id: number, name: string) => {
       const out: JsonRpcMessage[] = [];
-      for await (const m of session.request({ jsonrpc: '2.0', id, method: 'tools/call', params: { name } })) out.push(m);
+      for await (const m of session.request({ jsonrpc: '2.0', id, method: 'tools/call', params: { name } }))
+        out.push(m);
       return out;
     };
     await collect(0, 'init-free');
     void collect(1, 'deep').catch(() => undefined);
     await vi.waitUntil(() => warnings.length > 0, { timeout: 20_000 });
     expect(warnings[0]).toMatch(/nested deeper than 512 levels/);
-    expect(await collect(2, 'after')).toEqual([{ jsonrpc: '2.0', id: 2, result: { content: [{ type: 'text', text: 'called after' }] } }]);
+    expect(await collect(2, 'after')).toEqual([
+      { jsonrpc: '2.0', id: 2, result: { content: [{ type: 'text', text: 'called after' }] } },
+    ]);
     await connector.shutdown();
   });
 });
@@ -298,7 +337,9 @@ describe('stdio lines that are not messages', () => {
 describe('a list page of half a million items', () => {
   it('is refused before the policy is asked about each item (a decision each, on the event loop)', async () => {
     let n = 10;
-    const hostile = await startHostile(() => undefined, { tools: () => Array.from({ length: n }, (_, i) => ({ name: `t${i}` })) });
+    const hostile = await startHostile(() => undefined, {
+      tools: () => Array.from({ length: n }, (_, i) => ({ name: `t${i}` })),
+    });
     const data = structuredClone(TEST_POLICY_DATA) as { upstreams: Record<string, unknown> };
     data.upstreams.lists = data.upstreams.http;
     const gw = await startGateway({ policyDir: await makePolicyDir(data), upstreams: { lists: { url: hostile.url } } });
@@ -326,9 +367,15 @@ describe('upstream output schemas', () => {
   });
 
   it('a schema asking for 2^32 - 1 items or a gigabyte string gets no placeholder of that size', () => {
-    for (const member of [{ type: 'array', minItems: 4_294_967_295 }, { type: 'string', minLength: 1_000_000_000 }]) {
+    for (const member of [
+      { type: 'array', minItems: 4_294_967_295 },
+      { type: 'string', minLength: 1_000_000_000 },
+    ]) {
       const schema = { type: 'object', properties: { x: member }, required: ['x'] };
-      const result: Record<string, unknown> = { content: [], structuredContent: { x: member.type === 'array' ? [] : '' } };
+      const result: Record<string, unknown> = {
+        content: [],
+        structuredContent: { x: member.type === 'array' ? [] : '' },
+      };
       expect(fitStructuredContent(result, schema)).toBe(true);
       expect(result.structuredContent).toBeUndefined();
     }
@@ -349,7 +396,8 @@ describe('server requests on a stateless response stream', () => {
             yield { jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: {} } };
             return;
           }
-          for (let i = 0; i < 100_000; i++) yield { jsonrpc: '2.0', id: `s${i}`, method: 'sampling/createMessage', params: {} };
+          for (let i = 0; i < 100_000; i++)
+            yield { jsonrpc: '2.0', id: `s${i}`, method: 'sampling/createMessage', params: {} };
           yield { jsonrpc: '2.0', id: msg.id, result: {} };
         },
         send: async (m) => void sent.push(m),
@@ -360,7 +408,11 @@ describe('server requests on a stateless response stream', () => {
     const shared = new SharedUpstreamSession(connector, { name: 'gitgate', version: '0' });
     let err: unknown;
     try {
-      for await (const m of shared.request({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'x' } }, 'alice')) void m;
+      for await (const m of shared.request(
+        { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'x' } },
+        'alice',
+      ))
+        void m;
     } catch (e) {
       err = e;
     }

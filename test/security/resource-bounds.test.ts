@@ -7,30 +7,41 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import type { UpstreamConfig } from '../../src/config/types.js';
-import { GatewayError } from '../../src/errors.js';
+import type { GatewayError } from '../../src/errors.js';
 import { Channel } from '../../src/mcp/channel.js';
 import { checkJsonText, MAX_JSON_DEPTH } from '../../src/mcp/json-limits.js';
 import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
 import { httpConnector } from '../../src/mcp/upstream/http.js';
 import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
 import { signBody } from '../../src/webhooks/verify-and-receive.js';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { fakeUpstream } from '../helpers/fake-upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { testSeed } from '../helpers/soak.js';
-// @ts-expect-error plain JS fixture
-import { startHttpServer } from '../fixtures/demo-server.mjs';
 
 const SEED = testSeed('resource-bounds');
 
 const tick = (ms = 10) => new Promise((r) => setTimeout(r, ms));
 const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
-const init = (id: number | string = 0) => JSON.stringify({ jsonrpc: '2.0', id, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+const init = (id: number | string = 0) =>
+  JSON.stringify({
+    jsonrpc: '2.0',
+    id,
+    method: 'initialize',
+    params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+  });
 const call = (id: number, name: string, args: unknown, meta?: Record<string, unknown>) =>
-  JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args, ...(meta ? { _meta: meta } : {}) } });
+  JSON.stringify({
+    jsonrpc: '2.0',
+    id,
+    method: 'tools/call',
+    params: { name, arguments: args, ...(meta ? { _meta: meta } : {}) },
+  });
 
 interface Reply {
   status: number;
@@ -38,8 +49,17 @@ interface Reply {
   json: { id?: unknown; result?: unknown; error?: { code: number; message: string; data?: Record<string, unknown> } };
 }
 
-async function post(url: string, token: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<Reply> {
-  const res = await fetch(url, { method: 'POST', headers: { ...JSON_HEADERS, authorization: `Bearer ${token}`, ...headers }, body });
+async function post(
+  url: string,
+  token: string,
+  body: string | Buffer,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { ...JSON_HEADERS, authorization: `Bearer ${token}`, ...headers },
+    body,
+  });
   return { status: res.status, headers: res.headers, json: (await res.json()) as Reply['json'] };
 }
 
@@ -90,25 +110,28 @@ function openSse(url: string, method: 'GET' | 'POST', headers: Record<string, st
   const events: Record<string, unknown>[] = [];
   const state = { status: 0, ended: false, buf: '' };
   const u = new URL(url);
-  const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method, headers, agent: false }, (res) => {
-    state.status = res.statusCode!;
-    res.on('data', (c: Buffer) => {
-      state.buf += c.toString();
-      let i: number;
-      while ((i = state.buf.indexOf('\n\n')) >= 0) {
-        const block = state.buf.slice(0, i);
-        state.buf = state.buf.slice(i + 2);
-        const data = block
-          .split('\n')
-          .filter((l) => l.startsWith('data: '))
-          .map((l) => l.slice(6))
-          .join('\n');
-        if (data !== '') events.push(JSON.parse(data) as Record<string, unknown>);
-      }
-    });
-    res.on('end', () => (state.ended = true));
-    res.on('close', () => (state.ended = true));
-  });
+  const req = http.request(
+    { host: u.hostname, port: u.port, path: u.pathname, method, headers, agent: false },
+    (res) => {
+      state.status = res.statusCode!;
+      res.on('data', (c: Buffer) => {
+        state.buf += c.toString();
+        let i: number;
+        while ((i = state.buf.indexOf('\n\n')) >= 0) {
+          const block = state.buf.slice(0, i);
+          state.buf = state.buf.slice(i + 2);
+          const data = block
+            .split('\n')
+            .filter((l) => l.startsWith('data: '))
+            .map((l) => l.slice(6))
+            .join('\n');
+          if (data !== '') events.push(JSON.parse(data) as Record<string, unknown>);
+        }
+      });
+      res.on('end', () => (state.ended = true));
+      res.on('close', () => (state.ended = true));
+    },
+  );
   req.on('error', () => (state.ended = true));
   req.end(body);
   return {
@@ -122,7 +145,10 @@ function openSse(url: string, method: 'GET' | 'POST', headers: Record<string, st
 }
 
 /** An upstream whose `wait` tool and GET stream stay open until the test lets them go. */
-function heldUpstream(cfg: UpstreamConfig, ctl: { release: Promise<void>; listeners: Channel<JsonRpcMessage>[] }): UpstreamConnector {
+function heldUpstream(
+  cfg: UpstreamConfig,
+  ctl: { release: Promise<void>; listeners: Channel<JsonRpcMessage>[] },
+): UpstreamConnector {
   return {
     name: cfg.name,
     transport: 'http',
@@ -134,7 +160,15 @@ function heldUpstream(cfg: UpstreamConfig, ctl: { release: Promise<void>; listen
         },
         async *request(msg) {
           if (msg.method === 'initialize') {
-            yield { jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: { tools: {} }, serverInfo: { name: 'held', version: '1' } } };
+            yield {
+              jsonrpc: '2.0',
+              id: msg.id,
+              result: {
+                protocolVersion: '2025-11-25',
+                capabilities: { tools: {} },
+                serverInfo: { name: 'held', version: '1' },
+              },
+            };
             return;
           }
           const token = (msg.params?._meta as { progressToken?: string } | undefined)?.progressToken ?? 'p';
@@ -179,7 +213,8 @@ describe('slow clients are timed out; open responses are not', () => {
     await gw.close();
   });
 
-  const head = (len: number) => `POST /mcp/http HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${len}\r\n\r\n`;
+  const head = (len: number) =>
+    `POST /mcp/http HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${len}\r\n\r\n`;
 
   it('a body dripped a byte at a time gets 408 REQUEST_TIMEOUT and is closed, while other clients are served', async () => {
     const body = init();
@@ -213,8 +248,17 @@ describe('slow clients are timed out; open responses are not', () => {
     const init0 = await post(mcp(), token, init(2));
     const sid = init0.headers.get('mcp-session-id')!;
     const h = { ...JSON_HEADERS, authorization: `Bearer ${token}`, 'mcp-session-id': sid };
-    const stream = openSse(mcp(), 'POST', { ...h, 'content-type': 'application/json' }, call(3, 'wait', {}, { progressToken: 'w' }));
-    const listen = openSse(mcp(), 'GET', { accept: 'text/event-stream', authorization: `Bearer ${token}`, 'mcp-session-id': sid });
+    const stream = openSse(
+      mcp(),
+      'POST',
+      { ...h, 'content-type': 'application/json' },
+      call(3, 'wait', {}, { progressToken: 'w' }),
+    );
+    const listen = openSse(mcp(), 'GET', {
+      accept: 'text/event-stream',
+      authorization: `Bearer ${token}`,
+      'mcp-session-id': sid,
+    });
     await stream.until(() => stream.events.length > 0);
     await listen.until(() => ctl.listeners.length > 0 && listen.state.status !== 0);
     expect(stream.events[0]).toMatchObject({ method: 'notifications/progress' });
@@ -222,7 +266,11 @@ describe('slow clients are timed out; open responses are not', () => {
     // A slow client being timed out proves the deadline has passed for both streams too.
     expect((await drip(gw.url, head(100), ' ')).status).toBe(408);
     expect([stream.state.ended, listen.state.ended]).toEqual([false, false]);
-    ctl.listeners[0]!.push({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'still here' } });
+    ctl.listeners[0]!.push({
+      jsonrpc: '2.0',
+      method: 'notifications/message',
+      params: { level: 'info', data: 'still here' },
+    });
     release();
     await stream.until(() => stream.events.length > 1);
     await listen.until(() => listen.events.length > 0);
@@ -235,7 +283,12 @@ describe('slow clients are timed out; open responses are not', () => {
   it('a held approval (holdSeconds 1 > requestTimeoutMs) streams progress and answers with the approval link', async () => {
     const i = await post(`${gw.url}/mcp/stdio`, token, init(4));
     const sid = i.headers.get('mcp-session-id')!;
-    const held = openSse(`${gw.url}/mcp/stdio`, 'POST', { ...JSON_HEADERS, authorization: `Bearer ${token}`, 'mcp-session-id': sid }, call(5, 'get-env', {}, { progressToken: 'a' }));
+    const held = openSse(
+      `${gw.url}/mcp/stdio`,
+      'POST',
+      { ...JSON_HEADERS, authorization: `Bearer ${token}`, 'mcp-session-id': sid },
+      call(5, 'get-env', {}, { progressToken: 'a' }),
+    );
     await held.until(() => held.state.ended, 1000);
     expect(held.events[0]).toMatchObject({ method: 'notifications/progress' });
     expect(held.events.at(-1)).toMatchObject({ id: 5, error: { code: -32011 } });
@@ -244,7 +297,15 @@ describe('slow clients are timed out; open responses are not', () => {
   it('config: headersTimeoutMs may not exceed requestTimeoutMs', () => {
     const err = (() => {
       try {
-        validateConfig({ server: { headersTimeoutMs: 5000, requestTimeoutMs: 1000 }, upstreams: { a: { url: 'http://127.0.0.1:1/' } } }, {}, '/tmp', 'test');
+        validateConfig(
+          {
+            server: { headersTimeoutMs: 5000, requestTimeoutMs: 1000 },
+            upstreams: { a: { url: 'http://127.0.0.1:1/' } },
+          },
+          {},
+          '/tmp',
+          'test',
+        );
       } catch (e) {
         return e as GatewayError;
       }
@@ -289,10 +350,14 @@ describe('JSON from clients is bounded before anything walks it', () => {
 
   it('100 000 levels of nesting → 400 -32600 naming the limit, not a 500', async () => {
     const n = 100_000;
-    const r = await send(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"a":${'['.repeat(n)}${']'.repeat(n)}}}}`);
+    const r = await send(
+      `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"a":${'['.repeat(n)}${']'.repeat(n)}}}}`,
+    );
     expect(r.status).toBe(400);
     expect(r.json.error).toMatchObject({ code: -32600, data: { gitgate: 'INVALID_REQUEST' } });
-    expect(r.json.error?.message).toBe(`Invalid Request: JSON nested deeper than ${MAX_JSON_DEPTH} levels (at offset ${'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"a":'.length + MAX_JSON_DEPTH - 3})`);
+    expect(r.json.error?.message).toBe(
+      `Invalid Request: JSON nested deeper than ${MAX_JSON_DEPTH} levels (at offset ${'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"a":'.length + MAX_JSON_DEPTH - 3})`,
+    );
     const objects = await send(`${'{"a":'.repeat(n / 5)}1${'}'.repeat(n / 5)}`);
     expect(objects.status).toBe(400);
     expect(objects.json.error?.message).toMatch(/JSON nested deeper than 64 levels/);
@@ -303,7 +368,9 @@ describe('JSON from clients is bounded before anything walks it', () => {
     const ok = await send(call(2, 'echo', nestedArguments(MAX_JSON_DEPTH, 'x'.repeat(2000))));
     expect(ok.status).toBe(200);
     expect(ok.json).toMatchObject({ id: 2, result: { content: [{ text: 'called echo' }] } });
-    expect(received.slice(before).map((m) => m.params?.arguments)).toEqual([nestedArguments(MAX_JSON_DEPTH, 'x'.repeat(2000))]);
+    expect(received.slice(before).map((m) => m.params?.arguments)).toEqual([
+      nestedArguments(MAX_JSON_DEPTH, 'x'.repeat(2000)),
+    ]);
     const over = await send(call(3, 'echo', nestedArguments(MAX_JSON_DEPTH + 1)));
     expect(over.status).toBe(400);
     expect(received.length).toBe(before + 1);
@@ -318,7 +385,10 @@ describe('JSON from clients is bounded before anything walks it', () => {
   it('client responses and notifications are bounded the same way', async () => {
     // One level less of wrapping than a request's arguments: two more arrays to go over.
     const deep = nestedArguments(MAX_JSON_DEPTH + 2);
-    for (const m of [{ jsonrpc: '2.0', id: 'x', result: deep }, { jsonrpc: '2.0', method: 'notifications/progress', params: deep }]) {
+    for (const m of [
+      { jsonrpc: '2.0', id: 'x', result: deep },
+      { jsonrpc: '2.0', method: 'notifications/progress', params: deep },
+    ]) {
       const r = await send(JSON.stringify(m));
       expect(r.status).toBe(400);
       expect(r.json.error?.message).toMatch(/nested deeper than 64 levels/);
@@ -335,7 +405,11 @@ describe('JSON from clients is bounded before anything walks it', () => {
 
   it('a body that is not UTF-8 → 400 -32700 (nothing silently becomes U+FFFD)', async () => {
     const before = received.length;
-    const body = Buffer.concat([Buffer.from('{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ech'), Buffer.from([0xff]), Buffer.from('o"}}')]);
+    const body = Buffer.concat([
+      Buffer.from('{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ech'),
+      Buffer.from([0xff]),
+      Buffer.from('o"}}'),
+    ]);
     const r = await send(body);
     expect(r.status).toBe(400);
     expect(r.json.error).toMatchObject({ code: -32700, message: 'Parse error: body is not valid UTF-8' });
@@ -344,23 +418,42 @@ describe('JSON from clients is bounded before anything walks it', () => {
 
   it.each([
     ['the method', '{"jsonrpc":"2.0","id":6,"method":"tools/call","method":"tools/list"}', 'method'],
-    ['the tool name', '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","name":"get-env"}}', 'name'],
-    ['an escaped spelling of the same key', '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","n\\u0061me":"get-env"}}', 'name'],
-    ['a nested argument', '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"cmd":"ls","cmd":"rm -rf /"}}}', 'cmd'],
-  ])('a duplicate key (%s) → 400: the policy and the upstream cannot read different values', async (_name, body, key) => {
-    const before = received.length;
-    const r = await send(body);
-    expect(r.status).toBe(400);
-    expect(r.json.error?.code).toBe(-32600);
-    expect(r.json.error?.message).toMatch(new RegExp(`duplicate key "${key}" in one object`));
-    expect(received.length).toBe(before);
-  });
+    [
+      'the tool name',
+      '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","name":"get-env"}}',
+      'name',
+    ],
+    [
+      'an escaped spelling of the same key',
+      '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","n\\u0061me":"get-env"}}',
+      'name',
+    ],
+    [
+      'a nested argument',
+      '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"cmd":"ls","cmd":"rm -rf /"}}}',
+      'cmd',
+    ],
+  ])(
+    'a duplicate key (%s) → 400: the policy and the upstream cannot read different values',
+    async (_name, body, key) => {
+      const before = received.length;
+      const r = await send(body);
+      expect(r.status).toBe(400);
+      expect(r.json.error?.code).toBe(-32600);
+      expect(r.json.error?.message).toMatch(new RegExp(`duplicate key "${key}" in one object`));
+      expect(received.length).toBe(before);
+    },
+  );
 
   it('a __proto__ key → 400, and nothing is polluted', async () => {
-    const r = await send('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"__proto__":{"name":"get-env"},"arguments":{}}}');
+    const r = await send(
+      '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"__proto__":{"name":"get-env"},"arguments":{}}}',
+    );
     expect(r.status).toBe(400);
     expect(r.json.error?.message).toMatch(/key "__proto__" is not accepted/);
-    const escaped = await send('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"\\u005f_proto__":{"polluted":true}}}}');
+    const escaped = await send(
+      '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"\\u005f_proto__":{"polluted":true}}}}',
+    );
     expect(escaped.status).toBe(400);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(({} as Record<string, unknown>).name).toBeUndefined();
@@ -369,7 +462,17 @@ describe('JSON from clients is bounded before anything walks it', () => {
   it('webhook bodies are bounded too (depth after the signature; size by the body limit)', async () => {
     const deep = `{"a":${'['.repeat(1000)}${']'.repeat(1000)}}`;
     const hook = (body: string, extra: Record<string, string> = {}) =>
-      fetch(`${gw.url}/webhooks/github`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-github-event': 'ping', 'x-github-delivery': `d-${body.length}`, 'x-hub-signature-256': signBody('webhook-secret', body), ...extra }, body });
+      fetch(`${gw.url}/webhooks/github`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-github-event': 'ping',
+          'x-github-delivery': `d-${body.length}`,
+          'x-hub-signature-256': signBody('webhook-secret', body),
+          ...extra,
+        },
+        body,
+      });
     const r = await hook(deep);
     expect(r.status).toBe(400);
     expect(((await r.json()) as { error: string }).error).toMatch(/nested deeper than 64 levels/);
@@ -399,18 +502,24 @@ describe('JSON from clients is bounded before anything walks it', () => {
     );
     // Objects written by hand: keys maybe escaped, maybe repeated; strings full of brackets and quotes.
     const key = fc.constantFrom('a', 'b', 'n', '[', '{"', '\\', '__proto__');
-    const escape = (k: string, how: number) => (how === 0 ? JSON.stringify(k) : `"${[...k].map((ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`).join('')}"`);
+    const escape = (k: string, how: number) =>
+      how === 0
+        ? JSON.stringify(k)
+        : `"${[...k].map((ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`).join('')}"`;
     fc.assert(
-      fc.property(fc.array(fc.tuple(key, fc.nat({ max: 1 }), fc.string({ maxLength: 6 })), { maxLength: 6 }), (entries) => {
-        const text = `{"wrap":[{${entries.map(([k, how, v]) => `${escape(k, how)}:${JSON.stringify(v)}`).join(',')}}]}`;
-        const keys = entries.map(([k]) => k);
-        const dup = new Set(keys).size !== keys.length;
-        const dupProblem = checkJsonText(text, { maxDepth: 64, rejectDuplicateKeys: true });
-        expect(dupProblem?.kind === 'duplicate-key').toBe(dup);
-        const protoProblem = checkJsonText(text, { maxDepth: 64, forbiddenKeys: ['__proto__'] });
-        expect(protoProblem?.kind === 'forbidden-key').toBe(keys.includes('__proto__'));
-        expect(JSON.parse(text)).toBeTypeOf('object');
-      }),
+      fc.property(
+        fc.array(fc.tuple(key, fc.nat({ max: 1 }), fc.string({ maxLength: 6 })), { maxLength: 6 }),
+        (entries) => {
+          const text = `{"wrap":[{${entries.map(([k, how, v]) => `${escape(k, how)}:${JSON.stringify(v)}`).join(',')}}]}`;
+          const keys = entries.map(([k]) => k);
+          const dup = new Set(keys).size !== keys.length;
+          const dupProblem = checkJsonText(text, { maxDepth: 64, rejectDuplicateKeys: true });
+          expect(dupProblem?.kind === 'duplicate-key').toBe(dup);
+          const protoProblem = checkJsonText(text, { maxDepth: 64, forbiddenKeys: ['__proto__'] });
+          expect(protoProblem?.kind === 'forbidden-key').toBe(keys.includes('__proto__'));
+          expect(JSON.parse(text)).toBeTypeOf('object');
+        },
+      ),
       { seed: SEED, numRuns: 500 },
     );
   });
@@ -425,7 +534,10 @@ describe('sessions are capped per caller under the upstream cap', () => {
 
   beforeAll(async () => {
     gw = await startGateway({
-      upstreams: { http: { url: 'http://127.0.0.1:9/unused', maxSessions: 10 }, slow: { url: 'http://127.0.0.1:9/unused', maxSessions: 10 } },
+      upstreams: {
+        http: { url: 'http://127.0.0.1:9/unused', maxSessions: 10 },
+        slow: { url: 'http://127.0.0.1:9/unused', maxSessions: 10 },
+      },
       options: {
         connectUpstream: (cfg) => {
           const inner = fakeUpstream(cfg, []);
@@ -450,10 +562,18 @@ describe('sessions are capped per caller under the upstream cap', () => {
     }
     const ninth = await initialize('mallory');
     expect(ninth.status).toBe(429);
-    expect(ninth.json.error).toMatchObject({ code: -32007, data: { gitgate: 'SESSION_QUOTA', quota: 'maxSessionsPerCaller', limit: 8 } });
-    expect(ninth.json.error?.message).toBe('caller mallory already holds 8 sessions on upstream http (upstreams.http.maxSessionsPerCaller); end one with DELETE or wait until one idles out');
+    expect(ninth.json.error).toMatchObject({
+      code: -32007,
+      data: { gitgate: 'SESSION_QUOTA', quota: 'maxSessionsPerCaller', limit: 8 },
+    });
+    expect(ninth.json.error?.message).toBe(
+      'caller mallory already holds 8 sessions on upstream http (upstreams.http.maxSessionsPerCaller); end one with DELETE or wait until one idles out',
+    );
     // Refused, not made room for: all eight of mallory's sessions still work.
-    for (const sid of mine) expect((await post(`${gw.url}/mcp/http`, tokens.mallory!, call(1, 'echo', {}), { 'mcp-session-id': sid })).status).toBe(200);
+    for (const sid of mine)
+      expect(
+        (await post(`${gw.url}/mcp/http`, tokens.mallory!, call(1, 'echo', {}), { 'mcp-session-id': sid })).status,
+      ).toBe(200);
     expect((await initialize('alice')).status).toBe(200);
     expect((await initialize('bob')).status).toBe(200);
     // The upstream-wide cap still holds (8 + 1 + 1 = 10).
@@ -461,7 +581,10 @@ describe('sessions are capped per caller under the upstream cap', () => {
     expect(full.status).toBe(503);
     expect(full.json.error?.data).toMatchObject({ gitgate: 'SESSION_LIMIT' });
     // DELETE gives a slot back to its owner.
-    const del = await fetch(`${gw.url}/mcp/http`, { method: 'DELETE', headers: { authorization: `Bearer ${tokens.mallory!}`, 'mcp-session-id': mine[0]! } });
+    const del = await fetch(`${gw.url}/mcp/http`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${tokens.mallory!}`, 'mcp-session-id': mine[0]! },
+    });
     expect(del.status).toBe(204);
     expect((await initialize('mallory')).status).toBe(200);
     // Idle sessions end (the sweep at a later instant) and their slots come back.
@@ -486,7 +609,11 @@ describe('sessions are capped per caller under the upstream cap', () => {
 describe('HTTP framing, headers and connections', () => {
   let gw: TestGateway;
   let capped: TestGateway;
-  let demo: { url: string; received: { message: { method?: string }; headers: Record<string, string> }[]; close(): Promise<void> };
+  let demo: {
+    url: string;
+    received: { message: { method?: string }; headers: Record<string, string> }[];
+    close(): Promise<void>;
+  };
   let token: string;
 
   beforeAll(async () => {
@@ -496,7 +623,11 @@ describe('HTTP framing, headers and connections', () => {
       upstreams: { demo: { url: demo.url } },
       options: { connectUpstream: (cfg) => httpConnector({ ...cfg, url: cfg.url! }) },
     });
-    capped = await startGateway({ server: { maxConnectionsPerClient: 4 }, upstreams: { http: { url: 'http://127.0.0.1:9/unused' } }, options: { connectUpstream: (cfg) => fakeUpstream(cfg, []) } });
+    capped = await startGateway({
+      server: { maxConnectionsPerClient: 4 },
+      upstreams: { http: { url: 'http://127.0.0.1:9/unused' } },
+      options: { connectUpstream: (cfg) => fakeUpstream(cfg, []) },
+    });
     token = await gw.token('alice', ['eng']);
   });
   afterAll(async () => {
@@ -511,9 +642,14 @@ describe('HTTP framing, headers and connections', () => {
     await s.until(() => s.state.closed || s.state.data.includes('}'));
     await s.until(() => s.state.closed, 50);
     s.sock.destroy();
-    return { status: s.status(), body: s.state.data.includes('\r\n\r\n{') ? s.body() : undefined, closed: s.state.closed };
+    return {
+      status: s.status(),
+      body: s.state.data.includes('\r\n\r\n{') ? s.body() : undefined,
+      closed: s.state.closed,
+    };
   };
-  const head = (extra: string) => `POST /mcp/demo HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n${extra}\r\n`;
+  const head = (extra: string) =>
+    `POST /mcp/demo HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n${extra}\r\n`;
 
   it('a body shorter than its Content-Length (then EOF) → 400, closed', async () => {
     const s = await rawSocket(gw.url);
@@ -539,7 +675,10 @@ describe('HTTP framing, headers and connections', () => {
 
   it('a chunked body over the limit → 413 without reading it all', async () => {
     const chunk = 'x'.repeat(2000);
-    const r = await exchange(gw.url, `${head('Transfer-Encoding: chunked\r\n')}${`${chunk.length.toString(16)}\r\n${chunk}\r\n`.repeat(5)}`);
+    const r = await exchange(
+      gw.url,
+      `${head('Transfer-Encoding: chunked\r\n')}${`${chunk.length.toString(16)}\r\n${chunk}\r\n`.repeat(5)}`,
+    );
     expect(r.status).toBe(413);
     expect(r.body?.error?.data).toMatchObject({ gitgate: 'BODY_TOO_LARGE' });
   });
@@ -558,7 +697,18 @@ describe('HTTP framing, headers and connections', () => {
     const r = await exchange(gw.url, head(`x-evil: a\rInjected: 1\r\nContent-Length: 2\r\n`) + '{}');
     expect(r.status).toBe(400);
     const before = demo.received.length;
-    const res = await fetch(`${gw.url}/mcp/demo`, { method: 'POST', headers: { ...JSON_HEADERS, authorization: `Bearer ${token}`, 'x-evil': 'a', 'x-forwarded-for': '10.0.0.1', cookie: 'c=1', 'mcp-session-id': 'attacker-chosen' }, body: init() });
+    const res = await fetch(`${gw.url}/mcp/demo`, {
+      method: 'POST',
+      headers: {
+        ...JSON_HEADERS,
+        authorization: `Bearer ${token}`,
+        'x-evil': 'a',
+        'x-forwarded-for': '10.0.0.1',
+        cookie: 'c=1',
+        'mcp-session-id': 'attacker-chosen',
+      },
+      body: init(),
+    });
     expect(res.status).toBe(200);
     const got = demo.received.slice(before).map((x) => x.headers);
     expect(got.length).toBeGreaterThan(0);
@@ -578,7 +728,9 @@ describe('HTTP framing, headers and connections', () => {
     // One more, with a request sent at once: refused, and the request never runs.
     const extra = await rawSocket(capped.url);
     const body = init();
-    extra.sock.write(`POST /mcp/http HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${await capped.token('alice', ['eng'])}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    extra.sock.write(
+      `POST /mcp/http HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${await capped.token('alice', ['eng'])}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
     await extra.until(() => extra.state.closed);
     expect(extra.status()).toBe(503);
     expect(extra.body().error).toMatchObject({ code: -32008, data: { gitgate: 'TOO_MANY_CONNECTIONS' } });

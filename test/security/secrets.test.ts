@@ -8,7 +8,7 @@ import { createLogger } from '../../src/gateway.js';
 import { packageRoot } from '../../src/paths.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
-import { mcpSession, startHostile, type Hostile, type McpAnswer } from './hostile-upstream.js';
+import { type Hostile, type McpAnswer, mcpSession, startHostile } from './hostile-upstream.js';
 
 const SECRET = 'sk-live-4f9a8b7c6d5e4f3a2b1c0d9e';
 const ENV = 'GITGATE_TEST_UPSTREAM_KEY';
@@ -52,7 +52,9 @@ describe('secrets gitgate sent an upstream never come back out', () => {
       switch (call.msg.params?.name) {
         case 'err-500-text':
           res.writeHead(500, { 'content-type': 'text/plain' });
-          res.end(`upstream failed for jane@example.com; request headers: x-api-key=${String(h['x-api-key'])} authorization=${auth}`);
+          res.end(
+            `upstream failed for jane@example.com; request headers: x-api-key=${String(h['x-api-key'])} authorization=${auth}`,
+          );
           return;
         case 'err-500-json-escaped':
           return json(500, `{"message":"key ${jsonEscaped(SECRET)} sig ${jsonEscaped(jwt.split('.')[2]!)}"}`);
@@ -60,24 +62,39 @@ describe('secrets gitgate sent an upstream never come back out', () => {
           // The secret straddles the 200 characters an error keeps: cut before scrubbing, half of it would show.
           return json(502, { message: `${'x'.repeat(190)}${SECRET}` });
         case 'rpc-error':
-          return json(200, { jsonrpc: '2.0', id, error: { code: -32000, message: `bad key ${String(h['x-api-key'])}`, data: { headers: h } } });
-        case 'result-echo':
           return json(200, {
             jsonrpc: '2.0',
             id,
-            result: {
-              content: [
-                { type: 'text', text: `headers ${JSON.stringify(h)}` },
-                { type: 'text', text: `dump ${Buffer.from(`x-api-key: ${SECRET}\r\nauthorization: ${auth}`).toString('base64')}` },
-                { type: 'text', text: `url ?auth=${encodeURIComponent(auth)}&sig=${jwt.split('.')[2]!}` },
-              ],
-              structuredContent: { [SECRET]: 'as a key', nested: [[[{ k: `Bearer ${jwt}` }]]] },
+            error: { code: -32000, message: `bad key ${String(h['x-api-key'])}`, data: { headers: h } },
+          });
+        case 'result-echo':
+          return json(
+            200,
+            {
+              jsonrpc: '2.0',
+              id,
+              result: {
+                content: [
+                  { type: 'text', text: `headers ${JSON.stringify(h)}` },
+                  {
+                    type: 'text',
+                    text: `dump ${Buffer.from(`x-api-key: ${SECRET}\r\nauthorization: ${auth}`).toString('base64')}`,
+                  },
+                  { type: 'text', text: `url ?auth=${encodeURIComponent(auth)}&sig=${jwt.split('.')[2]!}` },
+                ],
+                structuredContent: { [SECRET]: 'as a key', nested: [[[{ k: `Bearer ${jwt}` }]]] },
+              },
             },
-          }, { 'x-echo-key': SECRET });
+            { 'x-echo-key': SECRET },
+          );
         case 'sse-echo':
           res.writeHead(200, { 'content-type': 'text/event-stream', 'x-echo-key': SECRET });
-          res.write(`data: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 1, message: `using ${SECRET}` } })}\n\n`);
-          res.end(`data: ${JSON.stringify({ jsonrpc: '2.0', id, result: { content: [{ type: 'text', text: `done with ${jwt}` }] } })}\n\n`);
+          res.write(
+            `data: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 1, message: `using ${SECRET}` } })}\n\n`,
+          );
+          res.end(
+            `data: ${JSON.stringify({ jsonrpc: '2.0', id, result: { content: [{ type: 'text', text: `done with ${jwt}` }] } })}\n\n`,
+          );
           return;
         default:
           return json(200, { jsonrpc: '2.0', id, result: { content: [{ type: 'text', text: 'fine' }] } });
@@ -96,7 +113,11 @@ describe('secrets gitgate sent an upstream never come back out', () => {
       policyDir: await makePolicyDir(data),
       upstreams: {
         hostile: { url: hostile.url, secret: { header: 'x-api-key', fromEnv: ENV } },
-        child: { stdio: { command: process.execPath, args: [STDIO_FIXTURE] }, secret: { envVar: 'HOSTILE_KEY', fromEnv: ENV }, credential: { meta: true } },
+        child: {
+          stdio: { command: process.execPath, args: [STDIO_FIXTURE] },
+          secret: { envVar: 'HOSTILE_KEY', fromEnv: ENV },
+          credential: { meta: true },
+        },
       },
       options: { logger: pino({ level: 'debug' }, sink) },
     });
@@ -110,7 +131,9 @@ describe('secrets gitgate sent an upstream never come back out', () => {
 
   /** Every credential gitgate sent the hostile upstream, and the secret. */
   const sentValues = () => {
-    const tokens = hostile.received.map((r) => String(r.headers.authorization ?? '').replace(/^Bearer /, '')).filter((t) => t !== '');
+    const tokens = hostile.received
+      .map((r) => String(r.headers.authorization ?? '').replace(/^Bearer /, ''))
+      .filter((t) => t !== '');
     expect(tokens.length).toBeGreaterThan(0);
     return [SECRET, ...tokens, ...tokens.map((t) => t.split('.')[2]!)];
   };
@@ -118,7 +141,10 @@ describe('secrets gitgate sent an upstream never come back out', () => {
     for (const v of sentValues()) expect(text.includes(v), `${where} holds a secret gitgate sent`).toBe(false);
     expect(text, where).not.toMatch(JWT);
     // The base64 header dump: the secret's part of it.
-    expect(text.includes(Buffer.from(`x-api-key: ${SECRET}`).toString('base64').slice(16, 40)), `${where} holds the base64 of the secret`).toBe(false);
+    expect(
+      text.includes(Buffer.from(`x-api-key: ${SECRET}`).toString('base64').slice(16, 40)),
+      `${where} holds the base64 of the secret`,
+    ).toBe(false);
   };
 
   const call = async (upstream: string, name: string) => {
@@ -131,7 +157,9 @@ describe('secrets gitgate sent an upstream never come back out', () => {
   it('an HTTP 500 echoing request headers: the error names the failure without the key or the credential, masked by the decision', async () => {
     const r = await call('hostile', 'err-500-text');
     expect(r.last?.error?.data?.gitgate).toBe('UPSTREAM_UNAVAILABLE');
-    expect(r.last?.error?.message).toContain('upstream hostile answered HTTP 500: upstream failed for [redacted:email]; request headers: x-api-key=[redacted:secret] authorization=[redacted:secret]');
+    expect(r.last?.error?.message).toContain(
+      'upstream hostile answered HTTP 500: upstream failed for [redacted:email]; request headers: x-api-key=[redacted:secret] authorization=[redacted:secret]',
+    );
     expectClean('error', r.text);
   });
 
@@ -150,7 +178,10 @@ describe('secrets gitgate sent an upstream never come back out', () => {
     expectClean('rpc error', err.text);
     const res = await call('hostile', 'result-echo');
     expect(JSON.stringify(res.last?.result)).toContain('[redacted:secret]');
-    expect((res.last?.result as { structuredContent: Record<string, unknown> }).structuredContent).toHaveProperty(['[redacted:secret]'], 'as a key');
+    expect((res.last?.result as { structuredContent: Record<string, unknown> }).structuredContent).toHaveProperty(
+      ['[redacted:secret]'],
+      'as a key',
+    );
     expectClean('result', res.text);
     const sse = await call('hostile', 'sse-echo');
     expect(sse.messages).toHaveLength(2);
@@ -169,14 +200,20 @@ describe('secrets gitgate sent an upstream never come back out', () => {
     expect(sig.last?.error?.message).toMatch(/exited \(code 4\); stderr: fatal: bad signature \[redacted:secret\]$/);
   });
 
-  it('nothing of it reached the audit log or gitgate\'s logs', async () => {
+  it("nothing of it reached the audit log or gitgate's logs", async () => {
     await gw.close();
     const repo = path.join(gw.dataDir, 'audit');
     let records = '';
     for await (const r of readRecords(repo)) records += `${JSON.stringify(r)}\n`;
     expect(records).toContain('[redacted:secret]');
     expectClean('audit records', records);
-    expectClean('audit files', allFiles(gw.dataDir).filter((f) => !f.includes(`${path.sep}keys${path.sep}`)).map((f) => readFileSync(f, 'latin1')).join('\n'));
+    expectClean(
+      'audit files',
+      allFiles(gw.dataDir)
+        .filter((f) => !f.includes(`${path.sep}keys${path.sep}`))
+        .map((f) => readFileSync(f, 'latin1'))
+        .join('\n'),
+    );
     expect(logs.join('').length).toBeGreaterThan(0);
     expectClean('logs', logs.join(''));
     for (const a of answers) expectClean('answers', a.text);
@@ -192,7 +229,10 @@ describe('the default policy masks recorded arguments', () => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ jsonrpc: '2.0', id: call.msg.id, result: { content: [{ type: 'text', text: 'ok' }] } }));
     });
-    const gw = await startGateway({ policyDir: path.join(packageRoot, 'policies'), upstreams: { demo: { url: hostile.url } } });
+    const gw = await startGateway({
+      policyDir: path.join(packageRoot, 'policies'),
+      upstreams: { demo: { url: hostile.url } },
+    });
     try {
       const own = {
         gh: 'ghp_abcdefghijklmnopqrstuvwxyz0123456789',
@@ -210,7 +250,17 @@ describe('the default policy masks recorded arguments', () => {
       let records = '';
       for await (const rec of readRecords(path.join(gw.dataDir, 'audit'))) records += `${JSON.stringify(rec)}\n`;
       expect(records).toContain('[redacted:github_token]');
-      for (const [what, v] of Object.entries(own)) expect(records.includes(what === 'aws' ? 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' : what === 'pem' ? 'MIIEvQIBADANBgkqhkiG9w0BAQEFAASC' : v), `${what} in the audit record`).toBe(false);
+      for (const [what, v] of Object.entries(own))
+        expect(
+          records.includes(
+            what === 'aws'
+              ? 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'
+              : what === 'pem'
+                ? 'MIIEvQIBADANBgkqhkiG9w0BAQEFAASC'
+                : v,
+          ),
+          `${what} in the audit record`,
+        ).toBe(false);
     } finally {
       await gw.close().catch(() => undefined);
       await hostile.close();
@@ -218,7 +268,7 @@ describe('the default policy masks recorded arguments', () => {
   });
 });
 
-describe('gitgate\'s own logs', () => {
+describe("gitgate's own logs", () => {
   it('redact authorization, cookies and every header a static secret travels in', () => {
     const lines: string[] = [];
     const sink = new Writable({
@@ -228,7 +278,14 @@ describe('gitgate\'s own logs', () => {
       },
     });
     const log = createLogger('info', ['X-Upstream-Key'], sink);
-    log.info({ req: { headers: { authorization: `Bearer ${SECRET}`, cookie: SECRET, 'x-upstream-key': SECRET, 'x-api-key': SECRET } } }, 'request');
+    log.info(
+      {
+        req: {
+          headers: { authorization: `Bearer ${SECRET}`, cookie: SECRET, 'x-upstream-key': SECRET, 'x-api-key': SECRET },
+        },
+      },
+      'request',
+    );
     log.info({ headers: { 'x-upstream-key': SECRET }, token: SECRET, upstream: { secret: SECRET } }, 'upstream call');
     expect(lines).toHaveLength(2);
     expect(lines.join('')).not.toContain(SECRET);
@@ -238,14 +295,27 @@ describe('gitgate\'s own logs', () => {
 
 describe('an upstream that negotiates a protocol version made of the secret', () => {
   it('is refused without the secret in the error', async () => {
-    const hostile = await startHostile(() => undefined, { protocolVersion: (call) => `x-api-key=${String(call.headers['x-api-key'])}` });
+    const hostile = await startHostile(() => undefined, {
+      protocolVersion: (call) => `x-api-key=${String(call.headers['x-api-key'])}`,
+    });
     process.env[ENV] = SECRET;
-    const gw = await startGateway({ upstreams: { http: { url: hostile.url, secret: { header: 'x-api-key', fromEnv: ENV } } } });
+    const gw = await startGateway({
+      upstreams: { http: { url: hostile.url, secret: { header: 'x-api-key', fromEnv: ENV } } },
+    });
     try {
       const res = await fetch(`${gw.url}/mcp/http`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${await gw.token('alice', ['eng'])}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } }),
+        headers: {
+          authorization: `Bearer ${await gw.token('alice', ['eng'])}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'initialize',
+          params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+        }),
       });
       const text = await res.text();
       expect(text).toContain('negotiated protocol x-api-key=[redacted:secret]');

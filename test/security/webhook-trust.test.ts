@@ -25,7 +25,11 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
     const late = w.gh.review(pr, { login: 'sam', state: 'approved' });
     await w.hook(gw, 'pull_request', w.gh.push(pr));
     expect((await w.hook(gw, 'pull_request_review', late)).status).toBe(202);
-    expect(await w.call(c, 'echo', { message: 'late-review' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(await w.call(c, 'echo', { message: 'late-review' })).toMatchObject({
+      ok: false,
+      code: -32011,
+      data: { status: 'pending' },
+    });
     expect(w.calls('echo', 'late-review')).toBe(0);
     expect(w.approvalOf(gw, pr).remote?.headSha).toBe(w.gh.pulls.get(pr)!.head.sha);
     // An approval of the head that is there now releases it.
@@ -41,7 +45,11 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
     await w.hook(gw, 'pull_request_review', w.gh.dismiss(pr, w.gh.reviewId(pr, 'sam'), 'sue'));
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sue', state: 'approved' }));
-    expect(await w.call(c, 'add', { a: 1, b: 2 })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(await w.call(c, 'add', { a: 1, b: 2 })).toMatchObject({
+      ok: false,
+      code: -32011,
+      data: { status: 'pending' },
+    });
     expect(w.approvalOf(gw, pr).approvals.map((v) => v.login)).toEqual(['sue']);
     // sam approves again: two approvals of the head now.
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
@@ -56,7 +64,11 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
     expect(w.approvalOf(gw, pr).status).toBe('approved');
     // Dismissed, and the webhook for it is lost: the release itself reads GitHub again.
     w.gh.dismiss(pr, w.gh.reviewId(pr, 'sam'), 'sue');
-    expect(await w.call(c, 'echo', { message: 'dismissed-late' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(await w.call(c, 'echo', { message: 'dismissed-late' })).toMatchObject({
+      ok: false,
+      code: -32011,
+      data: { status: 'pending' },
+    });
     expect(w.calls('echo', 'dismissed-late')).toBe(0);
   });
 
@@ -69,7 +81,10 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
     await w.hook(gw, 'pull_request', w.gh.push(pr), { delivery: 'd-2' });
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sue', state: 'approved' }), { delivery: 'd-3' });
     const expected = { head: w.gh.pulls.get(pr)!.head.sha, approvals: ['sue'] };
-    const seen = () => ({ head: w.approvalOf(gw, pr).remote?.headSha, approvals: w.approvalOf(gw, pr).approvals.map((v) => v.login) });
+    const seen = () => ({
+      head: w.approvalOf(gw, pr).remote?.headSha,
+      approvals: w.approvalOf(gw, pr).approvals.map((v) => v.login),
+    });
     expect(seen()).toEqual(expected);
     // sam's old approval (of H1, whose payload names H1 as the head) replayed under new ids.
     for (const delivery of ['d-4', 'd-5']) {
@@ -77,7 +92,10 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
       expect(seen()).toEqual(expected);
     }
     // The id already seen is a duplicate.
-    expect((await w.hook(gw, 'pull_request_review', samOnH1, { delivery: 'd-1' })).body).toEqual({ duplicate: true, delivery: 'd-1' });
+    expect((await w.hook(gw, 'pull_request_review', samOnH1, { delivery: 'd-1' })).body).toEqual({
+      duplicate: true,
+      delivery: 'd-1',
+    });
     expect(await w.call(c, 'add', { a: 2, b: 3 })).toMatchObject({ ok: false, code: -32011 });
   });
 
@@ -92,7 +110,11 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
     const pages = w.gh.count('pulls/list-reviews');
     await w.hook(gw, 'pull_request_review', last);
     expect(w.gh.count('pulls/list-reviews') - pages).toBe(2);
-    expect(await w.call(c, 'echo', { message: 'paged' })).toMatchObject({ ok: false, code: -32019, message: expect.stringContaining('On second thought, no.') });
+    expect(await w.call(c, 'echo', { message: 'paged' })).toMatchObject({
+      ok: false,
+      code: -32019,
+      message: expect.stringContaining('On second thought, no.'),
+    });
     expect(w.calls('echo', 'paged')).toBe(0);
   });
 
@@ -104,12 +126,20 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
     const claim = w.gh.review(pr, { login: 'sam', state: 'approved' });
     w.gh.pulls.get(pr)!.reviews.pop();
     expect((await w.hook(gw, 'pull_request_review', claim)).status).toBe(202);
-    expect(await w.call(c, 'echo', { message: 'claimed' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(await w.call(c, 'echo', { message: 'claimed' })).toMatchObject({
+      ok: false,
+      code: -32011,
+      data: { status: 'pending' },
+    });
     // A payload saying the PR was merged by an eligible user, when it was not.
     const merged = w.gh.closePull(pr, 'sue', true);
     Object.assign(w.gh.pulls.get(pr)!, { state: 'open', merged: false, merged_by: null, closed_by: null });
     expect((await w.hook(gw, 'pull_request', merged)).status).toBe(202);
-    expect(await w.call(c, 'echo', { message: 'claimed' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(await w.call(c, 'echo', { message: 'claimed' })).toMatchObject({
+      ok: false,
+      code: -32011,
+      data: { status: 'pending' },
+    });
     expect(w.calls('echo', 'claimed')).toBe(0);
   });
 
@@ -138,7 +168,10 @@ describe('who may send a webhook', () => {
     let n = 0;
     hooks.on('ping', async (p) => void seen.push(p));
     const send = (body: string, signature: string, delivery = `d-${++n}`) =>
-      hooks.receive({ 'x-github-event': 'ping', 'x-github-delivery': delivery, 'x-hub-signature-256': signature }, Buffer.from(body));
+      hooks.receive(
+        { 'x-github-event': 'ping', 'x-github-delivery': delivery, 'x-hub-signature-256': signature },
+        Buffer.from(body),
+      );
     return { send, seen };
   };
 
@@ -146,15 +179,27 @@ describe('who may send a webhook', () => {
     const d = dir();
     const file = path.join(d, 'secret');
     writeFileSync(file, '\n');
-    const doc = (ref: Record<string, string>) => ({ dataDir: d, identity: { mode: 'dev' }, policy: { dir: d }, upstreams: { u: { url: 'http://127.0.0.1:9/' } }, approvals: { webhookSecret: ref } });
-    expect(() => validateConfig(doc({ fromFile: file }), {}, d, 'test')).toThrow(/approvals\.webhookSecret: .* is empty/);
+    const doc = (ref: Record<string, string>) => ({
+      dataDir: d,
+      identity: { mode: 'dev' },
+      policy: { dir: d },
+      upstreams: { u: { url: 'http://127.0.0.1:9/' } },
+      approvals: { webhookSecret: ref },
+    });
+    expect(() => validateConfig(doc({ fromFile: file }), {}, d, 'test')).toThrow(
+      /approvals\.webhookSecret: .* is empty/,
+    );
     process.env.GITGATE_TEST_EMPTY_SECRET = '';
     try {
-      expect(() => validateConfig(doc({ fromEnv: 'GITGATE_TEST_EMPTY_SECRET' }), {}, d, 'test')).toThrow(/approvals\.webhookSecret: environment variable GITGATE_TEST_EMPTY_SECRET is not set/);
+      expect(() => validateConfig(doc({ fromEnv: 'GITGATE_TEST_EMPTY_SECRET' }), {}, d, 'test')).toThrow(
+        /approvals\.webhookSecret: environment variable GITGATE_TEST_EMPTY_SECRET is not set/,
+      );
     } finally {
       delete process.env.GITGATE_TEST_EMPTY_SECRET;
     }
-    expect(() => validateConfig(doc({ fromEnv: 'GITGATE_TEST_NO_SUCH_SECRET' }), {}, d, 'test')).toThrow(/CONFIG_INVALID|problem/);
+    expect(() => validateConfig(doc({ fromEnv: 'GITGATE_TEST_NO_SUCH_SECRET' }), {}, d, 'test')).toThrow(
+      /CONFIG_INVALID|problem/,
+    );
   });
 
   it('with an empty secret nothing is accepted, not even a body signed with the empty key', async () => {
@@ -168,7 +213,17 @@ describe('who may send a webhook', () => {
     const { send, seen } = receiver(SECRET);
     const body = '{"zen":"y"}';
     const good = signBody(SECRET, body);
-    for (const bad of [`${good}zz`, `${good}00`, good.slice(0, -2), `sha1=${good.slice(7)}`, ` ${good}`, signBody('another-secret', body), signBody(SECRET, `${body} `), 'sha256=', '']) {
+    for (const bad of [
+      `${good}zz`,
+      `${good}00`,
+      good.slice(0, -2),
+      `sha1=${good.slice(7)}`,
+      ` ${good}`,
+      signBody('another-secret', body),
+      signBody(SECRET, `${body} `),
+      'sha256=',
+      '',
+    ]) {
       expect((await send(body, bad)).status, bad).toBe(401);
     }
     expect(seen).toEqual([]);
@@ -188,7 +243,11 @@ describe('who may send a webhook', () => {
       return hooks;
     };
     const body = '{"zen":"z"}';
-    const headers = { 'x-github-event': 'ping', 'x-github-delivery': 'old-1', 'x-hub-signature-256': signBody(SECRET, body) };
+    const headers = {
+      'x-github-event': 'ping',
+      'x-github-delivery': 'old-1',
+      'x-hub-signature-256': signBody(SECRET, body),
+    };
     expect((await make().receive(headers, Buffer.from(body))).status).toBe(502);
     fail = false;
     expect((await make().receive(headers, Buffer.from(body))).status).toBe(202);
@@ -211,7 +270,11 @@ describe('the event header is not signed', () => {
     for (const event of ['pull_request', 'pull_request_review', 'push', 'check_run']) {
       expect((await w.hook(gw, event, claim)).status).toBe(202);
     }
-    expect(await w.call(c, 'echo', { message: 'event-swap' })).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    expect(await w.call(c, 'echo', { message: 'event-swap' })).toMatchObject({
+      ok: false,
+      code: -32011,
+      data: { status: 'pending' },
+    });
     expect(w.calls('echo', 'event-swap')).toBe(0);
   });
 });

@@ -3,19 +3,34 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { compactVerify, importJWK } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { auditSigner, hashLine, parseLine, signRecord, verifyParsed, type AuditRecord } from '../../src/audit/record.js';
+import {
+  type AuditRecord,
+  auditSigner,
+  hashLine,
+  parseLine,
+  signRecord,
+  verifyParsed,
+} from '../../src/audit/record.js';
 import { canonicalJson } from '../../src/canonical-json.js';
 import { compileSchema } from '../../src/config/schema.js';
 import { generateSigningKey } from '../../src/credentials/algorithms.js';
 import { packageRoot } from '../../src/paths.js';
 
 // A key that exists only for this test: it makes the signed bytes reproducible.
-const jwk = JSON.parse(readFileSync(path.join(packageRoot, 'test/fixtures/audit-test-key.jwk'), 'utf8')) as { kid: string };
+const jwk = JSON.parse(readFileSync(path.join(packageRoot, 'test/fixtures/audit-test-key.jwk'), 'utf8')) as {
+  kid: string;
+};
 const signer = auditSigner(jwk.kid, createPrivateKey({ key: jwk as never, format: 'jwk' }));
 
 const input = {
   identity: { sub: 'alice', groups: ['eng'], issuer: 'urn:gitgate:dev-issuer' },
-  mcp: { method: 'tools/call', tool: 'echo', arguments: { message: 'ünïcødé ✓', n: 1.5 }, protocol_version: '2025-11-25', era: 'legacy' },
+  mcp: {
+    method: 'tools/call',
+    tool: 'echo',
+    arguments: { message: 'ünïcødé ✓', n: 1.5 },
+    protocol_version: '2025-11-25',
+    era: 'legacy',
+  },
   upstream: { name: 'demo', transport: 'http' },
   request: { id: 1, time_ns: 1795694400000000000 },
 };
@@ -47,7 +62,17 @@ const records: Omit<AuditRecord, 'seq' | 'prev'>[] = [
       input,
     },
   },
-  { ...common, type: 'response', data: { ok: true, result: { content: [{ type: 'text', text: 'echo: ünïcødé ✓' }] }, bytes: 42, relayed: 0, ms: 1.25 } },
+  {
+    ...common,
+    type: 'response',
+    data: {
+      ok: true,
+      result: { content: [{ type: 'text', text: 'echo: ünïcødé ✓' }] },
+      bytes: 42,
+      relayed: 0,
+      ms: 1.25,
+    },
+  },
 ];
 
 describe('audit record format (golden files)', () => {
@@ -74,7 +99,9 @@ describe('audit record format (golden files)', () => {
       const { payload, protectedHeader } = await compactVerify(parsed.compact, pub);
       expect(protectedHeader).toEqual({ alg: 'EdDSA', kid: 'golden-test-key' });
       // The payload is the record exactly as stored in the line.
-      expect(`{"jws":"${parsed.compact.split('.')[0]}..${parsed.compact.split('.')[2]}","record":${new TextDecoder().decode(payload)}}`).toBe(line);
+      expect(
+        `{"jws":"${parsed.compact.split('.')[0]}..${parsed.compact.split('.')[2]}","record":${new TextDecoder().decode(payload)}}`,
+      ).toBe(line);
       expect(validRecord(parsed.record), JSON.stringify(validRecord.errors)).toBe(true);
       expect(verifyParsed(parsed, createPublicKey(createPrivateKey({ key: jwk as never, format: 'jwk' })))).toBe(true);
     }
@@ -94,11 +121,18 @@ describe('audit record format (golden files)', () => {
     expect(verifyParsed(parsed, esPub)).toBe(true);
     // An EdDSA-labelled line never verifies with a P-256 key, nor the reverse.
     expect(verifyParsed({ ...parsed, alg: 'EdDSA' }, esPub)).toBe(false);
-    expect(verifyParsed({ ...golden0, alg: 'ES256' }, createPublicKey(createPrivateKey({ key: jwk as never, format: 'jwk' })))).toBe(false);
+    expect(
+      verifyParsed(
+        { ...golden0, alg: 'ES256' },
+        createPublicKey(createPrivateKey({ key: jwk as never, format: 'jwk' })),
+      ),
+    ).toBe(false);
   });
 
   it('canonical JSON sorts keys, keeps unicode and drops undefined', () => {
-    expect(canonicalJson({ b: 1, a: { d: [1, 'é', null], c: undefined }, 'A': true })).toBe('{"A":true,"a":{"d":[1,"é",null]},"b":1}');
+    expect(canonicalJson({ b: 1, a: { d: [1, 'é', null], c: undefined }, A: true })).toBe(
+      '{"A":true,"a":{"d":[1,"é",null]},"b":1}',
+    );
     expect(() => canonicalJson({ x: Number.NaN })).toThrow(/non-finite/);
   });
 
@@ -106,7 +140,11 @@ describe('audit record format (golden files)', () => {
     expect(() => parseLine('nope')).toThrow('not valid JSON');
     expect(() => parseLine('{"jws":"a.b.c","record":{}}')).toThrow('detached');
     expect(() => parseLine('{"record":{},"jws":"a..c"}')).toThrow('stored layout');
-    expect(() => parseLine(`{"jws":"${Buffer.from('{"alg":"EdDSA","kid":"k"}').toString('base64url')}..sig","record":{"a":}}`)).toThrow('not valid JSON');
-    expect(() => parseLine(`{"jws":"${Buffer.from('{"alg":"HS256","kid":"k"}').toString('base64url')}..sig","record":{}}`)).toThrow('EdDSA or ES256');
+    expect(() =>
+      parseLine(`{"jws":"${Buffer.from('{"alg":"EdDSA","kid":"k"}').toString('base64url')}..sig","record":{"a":}}`),
+    ).toThrow('not valid JSON');
+    expect(() =>
+      parseLine(`{"jws":"${Buffer.from('{"alg":"HS256","kid":"k"}').toString('base64url')}..sig","record":{}}`),
+    ).toThrow('EdDSA or ES256');
   });
 });

@@ -1,19 +1,31 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { appendFileSync, closeSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AuditCommitter } from '../../src/audit/committer.js';
 import { AuditLog, type StreamTail, type TailLookup } from '../../src/audit/log.js';
-import type { AuditStore } from '../../src/audit/store.js';
 import { auditSigner, hashLine, parseLine, verifyParsed } from '../../src/audit/record.js';
 import type { FromSealer } from '../../src/audit/sealer.js';
 import { localSealer, workerSealer } from '../../src/audit/sealer-port.js';
-import { FileWal, recoverEntries, walFiles, type WalEntry, type WriteAheadLog } from '../../src/audit/wal.js';
+import type { AuditStore } from '../../src/audit/store.js';
+import { FileWal, recoverEntries, type WalEntry, type WriteAheadLog, walFiles } from '../../src/audit/wal.js';
 import { generateSigningKey } from '../../src/credentials/algorithms.js';
 import { GatewayError } from '../../src/errors.js';
 
-const signer = auditSigner('k', createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })));
+const signer = auditSigner(
+  'k',
+  createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })),
+);
 
 /** An in-memory WAL that can be made to fail. */
 class MemoryWal implements WriteAheadLog {
@@ -32,13 +44,18 @@ class MemoryWal implements WriteAheadLog {
 }
 
 /** A log sealing in this thread into `wal`. */
-const logOver = (wal: WriteAheadLog, tailOf: TailLookup = () => undefined) => new AuditLog(() => localSealer(signer, wal), tailOf);
+const logOver = (wal: WriteAheadLog, tailOf: TailLookup = () => undefined) =>
+  new AuditLog(() => localSealer(signer, wal), tailOf);
 
 describe('AuditLog', () => {
   it('chains each stream with gap-free seq and prev = hash of the previous line', async () => {
     const wal = new MemoryWal();
     const log = logOver(wal);
-    await Promise.all([log.append('a', { type: 'decision' }), log.append('b', { type: 'decision' }), log.append('a', { type: 'response' })]);
+    await Promise.all([
+      log.append('a', { type: 'decision' }),
+      log.append('b', { type: 'decision' }),
+      log.append('a', { type: 'response' }),
+    ]);
     const a = wal.entries.filter((e) => e.stream === 'a');
     expect(a.map((e) => e.seq)).toEqual([0, 1]);
     expect(parseLine(a[1]!.line).record.prev).toBe(hashLine(a[0]!.line));
@@ -56,7 +73,11 @@ describe('AuditLog', () => {
 
   it('group-commits: the records appended in one turn of the loop are one message and one write', async () => {
     const sizes: number[] = [];
-    const wal: WriteAheadLog = { append: (entries) => void sizes.push(entries.length), roll: () => 0, close: async () => undefined };
+    const wal: WriteAheadLog = {
+      append: (entries) => void sizes.push(entries.length),
+      roll: () => 0,
+      close: async () => undefined,
+    };
     const log = logOver(wal);
     await Promise.all(Array.from({ length: 16 }, (_, i) => log.append(`s${i}`, { type: 'response' })));
     expect(sizes).toEqual([16]);
@@ -113,17 +134,22 @@ describe('AuditLog when its sealer stops', () => {
   it('fails what the sealer held, refuses to record until a new sealer runs, then continues every chain from its durable records', async () => {
     const wal = new MemoryWal();
     const ports: { die: () => void }[] = [];
-    const log = new AuditLog(() => {
-      const inner = localSealer(signer, wal);
-      let exit: (err: Error) => void = () => undefined;
-      let dead = false;
-      ports.push({ die: () => ((dead = true), exit(new Error('worker crashed'))) });
-      return {
-        post: (msg) => (dead ? undefined : inner.post(msg)),
-        listen: (onMessage, onExit) => ((exit = onExit), inner.listen((m) => (dead ? undefined : onMessage(m)), onExit)),
-        terminate: () => inner.terminate(),
-      };
-    }, () => undefined);
+    const log = new AuditLog(
+      () => {
+        const inner = localSealer(signer, wal);
+        let exit: (err: Error) => void = () => undefined;
+        let dead = false;
+        ports.push({ die: () => ((dead = true), exit(new Error('worker crashed'))) });
+        return {
+          post: (msg) => (dead ? undefined : inner.post(msg)),
+          listen: (onMessage, onExit) => (
+            (exit = onExit), inner.listen((m) => (dead ? undefined : onMessage(m)), onExit)
+          ),
+          terminate: () => inner.terminate(),
+        };
+      },
+      () => undefined,
+    );
     await log.append('s', { type: 'decision' });
     const lost = log.append('s', { type: 'response' });
     ports[0]!.die(); // before the sealer answers
@@ -132,8 +158,17 @@ describe('AuditLog when its sealer stops', () => {
     await expect(log.append('s', { type: 'response' })).rejects.toBeInstanceOf(GatewayError);
     // A commit meanwhile moves nothing and says why (it neither throws nor loses the durable record).
     const committed: WalEntry[] = [];
-    const store: AuditStore = { tail: () => undefined, append: (es) => (committed.push(...es), new Map()), commit: async () => undefined };
-    const committer = new AuditCommitter(log, { recover: () => ({ entries: [], damage: [] }), drop: () => undefined }, store, { everyRecords: 1_000, everyMs: 60_000 });
+    const store: AuditStore = {
+      tail: () => undefined,
+      append: (es) => (committed.push(...es), new Map()),
+      commit: async () => undefined,
+    };
+    const committer = new AuditCommitter(
+      log,
+      { recover: () => ({ entries: [], damage: [] }), drop: () => undefined },
+      store,
+      { everyRecords: 1_000, everyMs: 60_000 },
+    );
     await committer.commit();
     expect(committer.status().lastError).toMatch(/audit WAL roll failed: audit sealer stopped: worker crashed/);
     expect(log.status().uncommitted).toBe(1);
@@ -260,19 +295,29 @@ describe('FileWal', () => {
     const b = new FileWal(dir);
     b.append([entry('s', 2, 'L2')]);
     await b.close();
-    expect(readdirSync(dir).filter((f) => f.startsWith('wal-')).sort()).toEqual(['wal-2.log', 'wal-3.log']);
+    expect(
+      readdirSync(dir)
+        .filter((f) => f.startsWith('wal-'))
+        .sort(),
+    ).toEqual(['wal-2.log', 'wal-3.log']);
     expect(recovered(dir)).toEqual(['L1', 'L2']);
   });
 });
 
 describe('recoverEntries', () => {
-  const text = (...es: WalEntry[]) => es.map((e) => `${e.hash}\t${e.seq}\t${JSON.stringify(e.stream)}\t${e.line}\n`).join('');
+  const text = (...es: WalEntry[]) =>
+    es.map((e) => `${e.hash}\t${e.seq}\t${JSON.stringify(e.stream)}\t${e.line}\n`).join('');
 
   it('when a stream is rewritten from an earlier seq (after a failed write), the later entries win', () => {
     // Segment 1 holds s:0..2 and t:0; the write of s:2 failed after landing, and s was rewritten from s:1 in segment 2.
     const first = text(entry('s', 0, 'S0'), entry('s', 1, 'S1'), entry('t', 0, 'T0'), entry('s', 2, 'S2-failed'));
     const second = text(entry('s', 2, 'S2'), entry('s', 3, 'S3'), entry('t', 1, 'T1'));
-    expect(recoverEntries([{ name: 'wal-1.log', text: first }, { name: 'wal-2.log', text: second }]).entries.map(tagOf)).toEqual(['S0', 'S1', 'T0', 'S2', 'S3', 'T1']);
+    expect(
+      recoverEntries([
+        { name: 'wal-1.log', text: first },
+        { name: 'wal-2.log', text: second },
+      ]).entries.map(tagOf),
+    ).toEqual(['S0', 'S1', 'T0', 'S2', 'S3', 'T1']);
   });
 });
 
@@ -296,9 +341,17 @@ describe('the sealer on its worker thread', () => {
   it('chains, signs and durably writes what the log numbers; a restart continues every stream from the WAL', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'gitgate-sealer-'));
     const key = generateSigningKey('ES256');
-    const open = (tails: Map<string, StreamTail>) => new AuditLog(() => workerSealer({ dir: root, kid: 'w', key }), (s) => tails.get(s));
+    const open = (tails: Map<string, StreamTail>) =>
+      new AuditLog(
+        () => workerSealer({ dir: root, kid: 'w', key }),
+        (s) => tails.get(s),
+      );
     const log = open(new Map());
-    await Promise.all(Array.from({ length: 200 }, (_, i) => log.append(`s${i % 7}`, { type: i % 2 === 0 ? 'decision' : 'response' }, { defer: i % 2 === 0 })));
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        log.append(`s${i % 7}`, { type: i % 2 === 0 ? 'decision' : 'response' }, { defer: i % 2 === 0 }),
+      ),
+    );
     expect(log.status()).toMatchObject({ healthy: true, appended: 200, uncommitted: 200 });
     await log.close();
     const { entries } = walFiles(root).recover();
@@ -314,13 +367,19 @@ describe('the sealer on its worker thread', () => {
     const again = open(tails);
     await again.append('s0', { type: 'response' });
     await again.close();
-    const last = walFiles(root).recover().entries.filter((e) => e.stream === 's0').at(-1)!;
+    const last = walFiles(root)
+      .recover()
+      .entries.filter((e) => e.stream === 's0')
+      .at(-1)!;
     expect(parseLine(last.line).record).toMatchObject({ seq: tails.get('s0')!.seq + 1, prev: tails.get('s0')!.hash });
   });
 
   it('a write that fails on the sealer thread fails its records and makes the log unhealthy; the chains go on from the last durable records', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'gitgate-sealer-'));
-    const log = new AuditLog(() => workerSealer({ dir: root, kid: 'w', key: generateSigningKey('ES256') }), () => undefined);
+    const log = new AuditLog(
+      () => workerSealer({ dir: root, kid: 'w', key: generateSigningKey('ES256') }),
+      () => undefined,
+    );
     await Promise.all([log.append('a', { type: 'decision' }), log.append('b', { type: 'decision' })]);
     closeSync(segmentFd(root)); // fault injection: the sealer's descriptor closed behind its back
     const failed = [log.append('a', { type: 'response' }), log.append('a', { type: 'decision' })];
@@ -330,7 +389,10 @@ describe('the sealer on its worker thread', () => {
     await Promise.all([log.append('a', { type: 'response' }), log.append('b', { type: 'response' })]);
     expect(log.status().healthy).toBe(true);
     await log.close();
-    const byStream = (s: string) => walFiles(root).recover().entries.filter((e) => e.stream === s);
+    const byStream = (s: string) =>
+      walFiles(root)
+        .recover()
+        .entries.filter((e) => e.stream === s);
     for (const s of ['a', 'b']) {
       const es = byStream(s);
       expect(es.map((e) => e.seq)).toEqual([0, 1]);

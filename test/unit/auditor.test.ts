@@ -2,10 +2,10 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { createAuditor } from '../../src/audit/auditor.js';
 import { AuditLog } from '../../src/audit/log.js';
-import { auditSigner, parseLine, type AuditRecord } from '../../src/audit/record.js';
-import { GatewayError } from '../../src/errors.js';
+import { type AuditRecord, auditSigner, parseLine } from '../../src/audit/record.js';
 import { localSealer } from '../../src/audit/sealer-port.js';
 import type { WalEntry, WriteAheadLog } from '../../src/audit/wal.js';
+import { GatewayError } from '../../src/errors.js';
 import type { Identity } from '../../src/identity/identity.js';
 import { compileMask } from '../../src/masking/mask.js';
 import type { JsonRpcRequest, JsonRpcResponse } from '../../src/mcp/jsonrpc.js';
@@ -21,28 +21,57 @@ function harness(maxRecordedBytes: number) {
   const wal: WriteAheadLog = {
     append: (es) => {
       entries.push(...es);
-      groups.push(es.map((e) => { const r = parseLine(e.line).record; return `${r.stream.split('/')[0]} ${r.type}`; }));
+      groups.push(
+        es.map((e) => {
+          const r = parseLine(e.line).record;
+          return `${r.stream.split('/')[0]} ${r.type}`;
+        }),
+      );
     },
     roll: () => 0,
     close: async () => undefined,
   };
-  const log = new AuditLog(() => localSealer(signer, wal), () => undefined);
+  const log = new AuditLog(
+    () => localSealer(signer, wal),
+    () => undefined,
+  );
   const auditor = createAuditor(log, { maxRecordedBytes });
   return { auditor, groups, records: (): AuditRecord[] => entries.map((e) => parseLine(e.line).record) };
 }
 
 const identity = { sub: 'ann', groups: ['eng'], issuer: 'urn:test' } as unknown as Identity;
-const request: JsonRpcRequest = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { message: 'mail me at ann@example.com' } } };
+const request: JsonRpcRequest = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'tools/call',
+  params: { name: 'echo', arguments: { message: 'mail me at ann@example.com' } },
+};
 const input: PolicyInput = {
   identity: { sub: 'ann', groups: ['eng'], issuer: 'urn:test' },
-  mcp: { kind: 'request', method: 'tools/call', tool: 'echo', arguments: { message: 'mail me at ann@example.com' }, protocol_version: '2025-11-25', era: 'legacy' },
+  mcp: {
+    kind: 'request',
+    method: 'tools/call',
+    tool: 'echo',
+    arguments: { message: 'mail me at ann@example.com' },
+    protocol_version: '2025-11-25',
+    era: 'legacy',
+  },
   upstream: { name: 'demo', transport: 'http' },
   request: { id: 'r1', time_ns: 1 },
 } as PolicyInput;
 
 function outcome(mask: { path: string; detectors: string[] }[]): DecisionOutcome {
   return {
-    decision: { allow: true, valid: true, reasons: ['ok'], risk: 'low', approval: { required: false, approvers: [], min_approvals: 1, ttl_seconds: 900 }, mask, maskRules: compileMask(mask as never), credential: { ttl_seconds: 60, scopes: [] } },
+    decision: {
+      allow: true,
+      valid: true,
+      reasons: ['ok'],
+      risk: 'low',
+      approval: { required: false, approvers: [], min_approvals: 1, ttl_seconds: 900 },
+      mask,
+      maskRules: compileMask(mask as never),
+      credential: { ttl_seconds: 60, scopes: [] },
+    },
     revision: { commit: null, bundleDigest: 'sha256:x' },
     inputJson: JSON.stringify(input),
   } as unknown as DecisionOutcome;
@@ -59,18 +88,33 @@ async function exchange(h: ReturnType<typeof harness>, o: DecisionOutcome, respo
 describe('what the auditor records of an exchange', () => {
   it('the unmasked policy input as exactly the bytes evaluated, the result, and the response size', async () => {
     const h = harness(64 * 1024);
-    const response: JsonRpcResponse = { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'écho ✓' }] } };
+    const response: JsonRpcResponse = {
+      jsonrpc: '2.0',
+      id: 1,
+      result: { content: [{ type: 'text', text: 'écho ✓' }] },
+    };
     await exchange(h, outcome([]), response);
     const [decision, answer] = h.records();
     const text = JSON.stringify(input);
-    expect((decision!.data as { input_sha256: string }).input_sha256).toBe(createHash('sha256').update(text).digest('hex'));
+    expect((decision!.data as { input_sha256: string }).input_sha256).toBe(
+      createHash('sha256').update(text).digest('hex'),
+    );
     expect(JSON.stringify((decision!.data as { input: unknown }).input)).toBe(text);
-    expect(answer!.data).toMatchObject({ ok: true, result: response.result, bytes: Buffer.byteLength(JSON.stringify(response)), relayed: 0 });
+    expect(answer!.data).toMatchObject({
+      ok: true,
+      result: response.result,
+      bytes: Buffer.byteLength(JSON.stringify(response)),
+      relayed: 0,
+    });
   });
 
   it('the input as its mask rules leave the arguments (the hash still covers what the policy saw)', async () => {
     const h = harness(64 * 1024);
-    await exchange(h, outcome([{ path: '$.params.arguments', detectors: ['email'] }]), { jsonrpc: '2.0', id: 1, result: {} });
+    await exchange(h, outcome([{ path: '$.params.arguments', detectors: ['email'] }]), {
+      jsonrpc: '2.0',
+      id: 1,
+      result: {},
+    });
     const decision = h.records()[0]!;
     const data = decision.data as { input: PolicyInput; input_sha256: string };
     expect(JSON.stringify(data.input)).not.toContain('ann@example.com');
@@ -80,10 +124,18 @@ describe('what the auditor records of an exchange', () => {
 
   it('a result over maxRecordedBytes as its size and canonical hash; the response size is still exact', async () => {
     const h = harness(256);
-    const response: JsonRpcResponse = { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'x'.repeat(1000) }] } };
+    const response: JsonRpcResponse = {
+      jsonrpc: '2.0',
+      id: 1,
+      result: { content: [{ type: 'text', text: 'x'.repeat(1000) }] },
+    };
     await exchange(h, outcome([]), response);
     const answer = h.records()[1]!;
-    expect(answer.data).toMatchObject({ ok: true, bytes: Buffer.byteLength(JSON.stringify(response)), result: { truncated: true, bytes: Buffer.byteLength(JSON.stringify(response.result)) } });
+    expect(answer.data).toMatchObject({
+      ok: true,
+      bytes: Buffer.byteLength(JSON.stringify(response)),
+      result: { truncated: true, bytes: Buffer.byteLength(JSON.stringify(response.result)) },
+    });
     expect((answer.data as { result: { sha256: string } }).result.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 });
@@ -135,7 +187,14 @@ describe('when the decision becomes durable', () => {
     const decision = x.decided(input, outcome([]), request);
     await decision.durable();
     x.link({ approval_id: 'ap-1' });
-    h.auditor.approval({ type: 'approval.executed', approval: { id: 'ap-1', createdAt: '2025-01-01T00:00:00.000Z', url: null }, upstream: 'demo', caller: { sub: 'ann' }, method: 'tools/call', data: {} });
+    h.auditor.approval({
+      type: 'approval.executed',
+      approval: { id: 'ap-1', createdAt: '2025-01-01T00:00:00.000Z', url: null },
+      upstream: 'demo',
+      caller: { sub: 'ann' },
+      method: 'tools/call',
+      data: {},
+    });
     await decision.durable();
     expect(h.groups.at(-1)).toEqual(['approvals approval.executed']);
   });

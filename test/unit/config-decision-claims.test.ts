@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
-import { GatewayError } from '../../src/errors.js';
+import type { GatewayError } from '../../src/errors.js';
 import { mapClaims } from '../../src/identity/identity.js';
 import { normalizeDecision } from '../../src/policy/decision.js';
 
@@ -17,7 +17,12 @@ describe('config', () => {
   });
 
   it('applies CLI overrides before validation', () => {
-    const c = validateConfig({ upstreams: { a: { url: 'http://x/' } } }, { port: 9999, dataDir: 'state' }, '/srv', 'test');
+    const c = validateConfig(
+      { upstreams: { a: { url: 'http://x/' } } },
+      { port: 9999, dataDir: 'state' },
+      '/srv',
+      'test',
+    );
     expect(c.server.port).toBe(9999);
     expect(c.dataDir).toBe('/srv/state');
   });
@@ -25,7 +30,17 @@ describe('config', () => {
   it('reports every problem at once with its path', () => {
     let err: GatewayError | undefined;
     try {
-      validateConfig({ server: { port: -1 }, identity: { mode: 'oidc' }, upstreams: { a: { url: 'http://x/', stdio: { command: 'x' } } }, extra: 1 }, {}, '/', 'gitgate.yaml');
+      validateConfig(
+        {
+          server: { port: -1 },
+          identity: { mode: 'oidc' },
+          upstreams: { a: { url: 'http://x/', stdio: { command: 'x' } } },
+          extra: 1,
+        },
+        {},
+        '/',
+        'gitgate.yaml',
+      );
     } catch (e) {
       err = e as GatewayError;
     }
@@ -71,25 +86,50 @@ describe('decisions are validated against the schema', () => {
 });
 
 describe('claims', () => {
-  const names = { sub: 'sub', email: 'email', groups: 'groups', githubLogin: 'github_login', groupsFormat: 'array' } as const;
+  const names = {
+    sub: 'sub',
+    email: 'email',
+    groups: 'groups',
+    githubLogin: 'github_login',
+    groupsFormat: 'array',
+  } as const;
   const refused = (payload: Record<string, unknown>, why: RegExp, claims: Parameters<typeof mapClaims>[1] = names) => {
     expect(() => mapClaims(payload, claims)).toThrow(why);
   };
   it('reads groups as an array of strings; a string or a non-string member is refused, naming the claim', () => {
     expect(mapClaims({ sub: 's', groups: ['a', 'b'] }, names).groups).toEqual(['a', 'b']);
     expect(mapClaims({ sub: 's' }, names).groups).toEqual([]);
-    refused({ sub: 's', groups: 'eng admin' }, /claim "groups" must be an array of strings, got a string \(set identity.claims.groupsFormat/);
+    refused(
+      { sub: 's', groups: 'eng admin' },
+      /claim "groups" must be an array of strings, got a string \(set identity.claims.groupsFormat/,
+    );
     refused({ sub: 's', groups: ['a', 1, 'b'] }, /claim "groups" must be an array of strings, got a number at index 1/);
     refused({ sub: 's', groups: { eng: true } }, /claim "groups" must be an array of strings, got an object/);
     refused({ sub: 's', groups: null }, /claim "groups" must be an array of strings, got null/);
   });
   it('reads a delimited string only when groupsFormat says so', () => {
-    expect(mapClaims({ sub: 's', groups: 'a  b\tc' }, { ...names, groupsFormat: 'space-delimited' }).groups).toEqual(['a', 'b', 'c']);
-    expect(mapClaims({ sub: 's', groups: 'a, b,,c ' }, { ...names, groupsFormat: 'comma-delimited' }).groups).toEqual(['a', 'b', 'c']);
+    expect(mapClaims({ sub: 's', groups: 'a  b\tc' }, { ...names, groupsFormat: 'space-delimited' }).groups).toEqual([
+      'a',
+      'b',
+      'c',
+    ]);
+    expect(mapClaims({ sub: 's', groups: 'a, b,,c ' }, { ...names, groupsFormat: 'comma-delimited' }).groups).toEqual([
+      'a',
+      'b',
+      'c',
+    ]);
     // Each format splits on its own separator only.
-    expect(mapClaims({ sub: 's', groups: 'a b,c' }, { ...names, groupsFormat: 'comma-delimited' }).groups).toEqual(['a b', 'c']);
-    expect(mapClaims({ sub: 's', groups: ['x y'] }, { ...names, groupsFormat: 'space-delimited' }).groups).toEqual(['x y']);
-    refused({ sub: 's', groups: 7 }, /claim "groups" must be an array of strings or a string, got a number/, { ...names, groupsFormat: 'space-delimited' });
+    expect(mapClaims({ sub: 's', groups: 'a b,c' }, { ...names, groupsFormat: 'comma-delimited' }).groups).toEqual([
+      'a b',
+      'c',
+    ]);
+    expect(mapClaims({ sub: 's', groups: ['x y'] }, { ...names, groupsFormat: 'space-delimited' }).groups).toEqual([
+      'x y',
+    ]);
+    refused({ sub: 's', groups: 7 }, /claim "groups" must be an array of strings or a string, got a number/, {
+      ...names,
+      groupsFormat: 'space-delimited',
+    });
   });
   it('refuses sub, email and login claims of the wrong type', () => {
     refused({ sub: 42 }, /claim "sub" must be a string, got a number/);
@@ -97,14 +137,25 @@ describe('claims', () => {
     refused({}, /claim "sub" is missing/);
     refused({ sub: 's', email: ['a@example.com'] }, /claim "email" must be a string, got an array/);
     refused({ sub: 's', github_login: { login: 'x' } }, /claim "github_login" must be a string, got an object/);
-    expect(mapClaims({ sub: 's', email: 'a@example.com', github_login: 'gh' }, names)).toMatchObject({ email: 'a@example.com', githubLogin: 'gh' });
+    expect(mapClaims({ sub: 's', email: 'a@example.com', github_login: 'gh' }, names)).toMatchObject({
+      email: 'a@example.com',
+      githubLogin: 'gh',
+    });
   });
   it('follows dotted names through own objects only', () => {
     const nested = { ...names, groups: 'realm_access.roles' };
     expect(mapClaims({ sub: 's', realm_access: { roles: ['eng'] } }, nested).groups).toEqual(['eng']);
-    refused({ sub: 's', realm_access: 'eng' }, /claim "realm_access" must be an object, got a string \(reading claim "realm_access.roles"\)/, nested);
+    refused(
+      { sub: 's', realm_access: 'eng' },
+      /claim "realm_access" must be an object, got a string \(reading claim "realm_access.roles"\)/,
+      nested,
+    );
     // Inherited properties are not claims.
-    expect(mapClaims({ sub: 's' }, { ...names, email: 'constructor', groups: 'toString' })).toEqual({ sub: 's', groups: [], issuer: '' });
+    expect(mapClaims({ sub: 's' }, { ...names, email: 'constructor', groups: 'toString' })).toEqual({
+      sub: 's',
+      groups: [],
+      issuer: '',
+    });
   });
 });
 
@@ -117,7 +168,10 @@ describe('command-line paths', () => {
     const root = mkdtempSync(path.join(tmpdir(), 'gitgate-paths-'));
     mkdirSync(path.join(root, 'etc'));
     const file = path.join(root, 'etc', 'gitgate.yaml');
-    writeFileSync(file, 'dataDir: state\npolicy:\n  repo:\n    url: ../policies\nupstreams:\n  a: {url: "http://127.0.0.1:1/"}\n');
+    writeFileSync(
+      file,
+      'dataDir: state\npolicy:\n  repo:\n    url: ../policies\nupstreams:\n  a: {url: "http://127.0.0.1:1/"}\n',
+    );
     const fromFile = loadConfig(file, {}, path.join(root, 'work'));
     expect(fromFile.dataDir).toBe(path.join(root, 'etc', 'state'));
     expect(fromFile.policy.repo?.url).toBe(path.join(root, 'policies'));
@@ -125,7 +179,9 @@ describe('command-line paths', () => {
     expect(fromCli.dataDir).toBe(path.join(root, 'work', 'data'));
     expect(fromCli.audit.repo).toBe(path.join(root, 'work', 'data', 'audit'));
     expect(fromCli.policy.repo?.url).toBe(path.join(root, 'work', 'repo'));
-    expect(loadConfig(file, { policyRepo: 'git@github.com:acme/policies.git' }).policy.repo?.url).toBe('git@github.com:acme/policies.git');
+    expect(loadConfig(file, { policyRepo: 'git@github.com:acme/policies.git' }).policy.repo?.url).toBe(
+      'git@github.com:acme/policies.git',
+    );
   });
 });
 
@@ -133,7 +189,13 @@ describe('durations', () => {
   it('parse to exact seconds, and --since accepts them or a date', async () => {
     const { parseDuration } = await import('../../src/config/duration.js');
     const { sinceToIso } = await import('../../src/audit/read.js');
-    expect([parseDuration('500ms'), parseDuration('90'), parseDuration('15m'), parseDuration('1h'), parseDuration('7d')]).toEqual([0.5, 90, 900, 3600, 604800]);
+    expect([
+      parseDuration('500ms'),
+      parseDuration('90'),
+      parseDuration('15m'),
+      parseDuration('1h'),
+      parseDuration('7d'),
+    ]).toEqual([0.5, 90, 900, 3600, 604800]);
     expect(() => parseDuration('soon')).toThrow(/invalid duration/);
     expect(sinceToIso('2h', Date.parse('2026-11-26T12:00:00Z'))).toBe('2026-11-26T10:00:00.000Z');
     expect(sinceToIso('2026-11-01')).toBe('2026-11-01T00:00:00.000Z');

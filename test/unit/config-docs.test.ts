@@ -31,14 +31,27 @@ function yamlBlocks(file: string): Block[] {
   return blocks;
 }
 
-const docFiles = ['README.md', ...readdirSync(path.join(packageRoot, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const docFiles = [
+  'README.md',
+  ...readdirSync(path.join(packageRoot, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
 const blocks = docFiles.flatMap(yamlBlocks);
 
 function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
     const b = out[k];
-    out[k] = b !== null && typeof b === 'object' && !Array.isArray(b) && v !== null && typeof v === 'object' && !Array.isArray(v) ? merge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
+    out[k] =
+      b !== null &&
+      typeof b === 'object' &&
+      !Array.isArray(b) &&
+      v !== null &&
+      typeof v === 'object' &&
+      !Array.isArray(v)
+        ? merge(b as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
   }
   return out;
 }
@@ -63,26 +76,32 @@ describe('the YAML examples in README.md and docs/*.md', () => {
     expect(blocks.filter((b) => b.file === 'docs/configuration.md').length).toBeGreaterThan(0);
   });
 
-  it.each(blocks.map((b) => [`${b.file}:${b.line}`, b] as const))('%s parses and validates against the schema', (where, b) => {
-    const partial = b.text.split('\n')[0]!.trim() === '# partial';
-    const parsed = parseConfigText(b.text, where);
-    const doc = partial ? merge(MINIMAL, parsed) : parsed;
-    const base = mkdtempSync(path.join(tmpdir(), 'gitgate-docs-'));
-    const refs = secretRefs(doc);
-    for (const name of refs.env) vi.stubEnv(name, 'dummy-secret');
-    for (const f of refs.files) {
-      const abs = path.resolve(base, f);
-      mkdirSync(path.dirname(abs), { recursive: true });
-      writeFileSync(abs, 'dummy-secret\n');
-    }
-    expect(() => validateConfig(doc, {}, base, where)).not.toThrow();
-  });
+  it.each(blocks.map((b) => [`${b.file}:${b.line}`, b] as const))(
+    '%s parses and validates against the schema',
+    (where, b) => {
+      const partial = b.text.split('\n')[0]!.trim() === '# partial';
+      const parsed = parseConfigText(b.text, where);
+      const doc = partial ? merge(MINIMAL, parsed) : parsed;
+      const base = mkdtempSync(path.join(tmpdir(), 'gitgate-docs-'));
+      const refs = secretRefs(doc);
+      for (const name of refs.env) vi.stubEnv(name, 'dummy-secret');
+      for (const f of refs.files) {
+        const abs = path.resolve(base, f);
+        mkdirSync(path.dirname(abs), { recursive: true });
+        writeFileSync(abs, 'dummy-secret\n');
+      }
+      expect(() => validateConfig(doc, {}, base, where)).not.toThrow();
+    },
+  );
 });
 
 /** Every property path of the schema: `upstreams.<name>.url`, `policy.repo.token.fromEnv`, … (maps are leaves). */
 function schemaPaths(schema: Record<string, unknown>, prefix: string, out: string[] = []): string[] {
   const props = { ...((schema.properties ?? {}) as Record<string, Record<string, unknown>>) };
-  for (const alt of [...((schema.oneOf ?? []) as Record<string, unknown>[]), ...((schema.anyOf ?? []) as Record<string, unknown>[])]) {
+  for (const alt of [
+    ...((schema.oneOf ?? []) as Record<string, unknown>[]),
+    ...((schema.anyOf ?? []) as Record<string, unknown>[]),
+  ]) {
     Object.assign(props, (alt.properties ?? {}) as Record<string, Record<string, unknown>>);
     if (alt.type === 'object') schemaPaths(alt, prefix, out);
   }
@@ -92,7 +111,8 @@ function schemaPaths(schema: Record<string, unknown>, prefix: string, out: strin
     schemaPaths(sub, p, out);
   }
   const extra = schema.additionalProperties;
-  if (extra !== null && typeof extra === 'object' && (extra as Record<string, unknown>).properties !== undefined) schemaPaths(extra as Record<string, unknown>, `${prefix}.<name>`, out);
+  if (extra !== null && typeof extra === 'object' && (extra as Record<string, unknown>).properties !== undefined)
+    schemaPaths(extra as Record<string, unknown>, `${prefix}.<name>`, out);
   return [...new Set(out)];
 }
 
@@ -111,8 +131,12 @@ describe('docs/configuration.md', () => {
   it('documents every key of schemas/config.schema.json (in a YAML example, or named in backticks)', () => {
     const text = readFileSync(path.join(packageRoot, 'docs', 'configuration.md'), 'utf8');
     const inYaml = new Set<string>();
-    for (const b of yamlBlocks('docs/configuration.md')) docPaths(parseConfigText(b.text, 'docs/configuration.md'), '', inYaml);
-    const schema = JSON.parse(readFileSync(path.join(schemasDir, 'config.schema.json'), 'utf8')) as Record<string, unknown>;
+    for (const b of yamlBlocks('docs/configuration.md'))
+      docPaths(parseConfigText(b.text, 'docs/configuration.md'), '', inYaml);
+    const schema = JSON.parse(readFileSync(path.join(schemasDir, 'config.schema.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
     const paths = schemaPaths(schema, '');
     expect(paths).toContain('approvals.webhookSecret.fromEnv');
     expect(paths).toContain('upstreams.<name>.stdio.command');

@@ -15,7 +15,9 @@ describe('the embedded default is examples/demo/gitgate.yaml', () => {
     const c = loadConfig(undefined, {}, cwd);
     expect(c.source).toContain(file);
     expect(c.approvals.local.teams).toEqual({ eng: ['alice', 'carol', 'dave'] });
-    expect(c.approvals.local.teams).toEqual((parseConfigText(readFileSync(file, 'utf8'), file).approvals as { local: { teams: unknown } }).local.teams);
+    expect(c.approvals.local.teams).toEqual(
+      (parseConfigText(readFileSync(file, 'utf8'), file).approvals as { local: { teams: unknown } }).local.teams,
+    );
     expect(c.policy.dir).toBe(path.join(packageRoot, 'policies'));
     expect(c.dataDir).toBe(path.join(cwd, '.gitgate'));
     expect(c.upstreams.demo?.stdio).toMatchObject({ command: process.execPath, cwd: path.dirname(file) });

@@ -2,8 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { GatewayError } from '../../src/errors.js';
 import { loadConfig, validateConfig } from '../../src/config/load.js';
+import { GatewayError } from '../../src/errors.js';
 
 describe('config errors say what is wrong, where', () => {
   const problemsOf = (f: () => unknown): string[] => {
@@ -18,26 +18,42 @@ describe('config errors say what is wrong, where', () => {
 
   it('a YAML syntax error names the file and line', () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'gitgate-yaml-')), 'gitgate.yaml');
-    writeFileSync(file, 'upstreams:\n  github: { url: http://127.0.0.1:3001/mcp }\n    audience: https://github-mcp.internal\n');
+    writeFileSync(
+      file,
+      'upstreams:\n  github: { url: http://127.0.0.1:3001/mcp }\n    audience: https://github-mcp.internal\n',
+    );
     const [message] = problemsOf(() => loadConfig(file));
     expect(message).toContain(`${file}:3:`);
     expect(message).toContain('All mapping items must start at the same column');
   });
 
   it('an upstream with both url and stdio says exactly that, naming the upstream', () => {
-    const problems = problemsOf(() => validateConfig({ upstreams: { github: { url: 'http://127.0.0.1:1/mcp', stdio: { command: 'x' } } } }, {}, '/', 'gitgate.yaml'));
+    const problems = problemsOf(() =>
+      validateConfig(
+        { upstreams: { github: { url: 'http://127.0.0.1:1/mcp', stdio: { command: 'x' } } } },
+        {},
+        '/',
+        'gitgate.yaml',
+      ),
+    );
     expect(problems).toContain('upstreams.github: sets both "url" and "stdio": set exactly one of them');
     expect(problems.join('\n')).not.toContain('oneOf');
   });
 
   it('an upstream with neither says what it needs', () => {
-    const problems = problemsOf(() => validateConfig({ upstreams: { files: { timeoutMs: 1000 } } }, {}, '/', 'gitgate.yaml'));
+    const problems = problemsOf(() =>
+      validateConfig({ upstreams: { files: { timeoutMs: 1000 } } }, {}, '/', 'gitgate.yaml'),
+    );
     expect(problems).toContain('upstreams.files: needs exactly one of "url", "stdio"');
     expect(problems.join('\n')).not.toMatch(/oneOf|required property/);
   });
 
   it('a bad upstream name is shown', () => {
-    const problems = problemsOf(() => validateConfig({ upstreams: { 'My Server': { url: 'http://127.0.0.1:1/mcp' } } }, {}, '/', 'gitgate.yaml'));
-    expect(problems).toContain('upstreams: "My Server" is not a valid name: must match pattern "^[a-z0-9][a-z0-9_-]{0,62}$"');
+    const problems = problemsOf(() =>
+      validateConfig({ upstreams: { 'My Server': { url: 'http://127.0.0.1:1/mcp' } } }, {}, '/', 'gitgate.yaml'),
+    );
+    expect(problems).toContain(
+      'upstreams: "My Server" is not a valid name: must match pattern "^[a-z0-9][a-z0-9_-]{0,62}$"',
+    );
   });
 });

@@ -21,18 +21,32 @@ function canonical(v: unknown): string {
 describe('credential args_sha256', () => {
   it('is base64url (no padding) of SHA-256 over the UTF-8 canonical JSON of the call arguments, as documented', async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-data-'));
-    const config = validateConfig({ dataDir, policy: { dir: dataDir }, upstreams: { demo: { url: 'http://127.0.0.1:1/mcp' } } }, {}, dataDir, 'test');
+    const config = validateConfig(
+      { dataDir, policy: { dir: dataDir }, upstreams: { demo: { url: 'http://127.0.0.1:1/mcp' } } },
+      {},
+      dataDir,
+      'test',
+    );
     const creds = new Credentials(config, await KeyRing.load(dataDir, { graceMs: 0, activationMs: 0 }));
     const args = { z: [1, 2.5, { b: true, a: null }], a: 'ünïcødé ✓ "q"', m: { y: 1e21, x: -0.1 } };
-    const auth = creds.forCall(config.upstreams.demo!, { subject: 'alice', method: 'tools/call', tool: 'echo', arguments: args });
+    const auth = creds.forCall(config.upstreams.demo!, {
+      subject: 'alice',
+      method: 'tools/call',
+      tool: 'echo',
+      arguments: args,
+    });
     const token = auth.headers.authorization!.replace(/^Bearer /, '');
-    const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { args_sha256: string };
+    const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as {
+      args_sha256: string;
+    };
     const text = '{"a":"ünïcødé ✓ \\"q\\"","m":{"x":-0.1,"y":1e+21},"z":[1,2.5,{"a":null,"b":true}]}';
     expect(canonical(args)).toBe(text);
     expect(payload.args_sha256).toBe(createHash('sha256').update(Buffer.from(text, 'utf8')).digest('base64url'));
     expect(payload.args_sha256).toMatch(/^[A-Za-z0-9_-]{43}$/);
 
     const doc = await readFile(path.join(packageRoot, 'docs', 'architecture.md'), 'utf8');
-    expect(doc).toContain('`args_sha256` = base64url (no padding) of SHA-256 over the UTF-8 bytes of the canonical JSON of `params.arguments`');
+    expect(doc).toContain(
+      '`args_sha256` = base64url (no padding) of SHA-256 over the UTF-8 bytes of the canonical JSON of `params.arguments`',
+    );
   });
 });

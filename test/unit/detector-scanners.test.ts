@@ -9,17 +9,25 @@ import { testSeed } from '../helpers/soak.js';
  */
 function matches(re: RegExp, text: string, accept: (m: RegExpExecArray) => boolean = () => true): [number, number][] {
   const out: [number, number][] = [];
-  for (const m of text.matchAll(new RegExp(re.source, `${re.flags}g`))) if (accept(m as RegExpExecArray)) out.push([m.index, m.index + m[0].length]);
+  for (const m of text.matchAll(new RegExp(re.source, `${re.flags}g`)))
+    if (accept(m as RegExpExecArray)) out.push([m.index, m.index + m[0].length]);
   return out;
 }
 const urls = (t: string) => matches(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/i, t);
 const ORACLES: Record<string, (t: string) => [number, number][]> = {
   email: (t) => {
     const u = urls(t);
-    return matches(/[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/, t).filter(([s, e]) => !u.some(([a, b]) => s >= a && e <= b));
+    return matches(/[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/, t).filter(
+      ([s, e]) => !u.some(([a, b]) => s >= a && e <= b),
+    );
   },
-  phone: (t) => matches(/(?<![\w+])(?:\+[1-9]\d{0,2}[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]\d{3}[ .-]\d{4}(?![\w-])|(?<![\w+])\+[1-9]\d{7,14}(?!\d)/, t),
-  credit_card: (t) => matches(/(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])/, t, (m) => luhnValid(m[0].replace(/[ -]/g, ''))),
+  phone: (t) =>
+    matches(
+      /(?<![\w+])(?:\+[1-9]\d{0,2}[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]\d{3}[ .-]\d{4}(?![\w-])|(?<![\w+])\+[1-9]\d{7,14}(?!\d)/,
+      t,
+    ),
+  credit_card: (t) =>
+    matches(/(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])/, t, (m) => luhnValid(m[0].replace(/[ -]/g, ''))),
   iban: (t) => matches(/\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b/, t, (m) => ibanValid(m[0])),
   aws_access_key: (t) => matches(/\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b/, t),
   aws_secret_key: (t) =>
@@ -31,23 +39,207 @@ const ORACLES: Record<string, (t: string) => [number, number][]> = {
   github_token: (t) => matches(/\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b/, t),
   jwt: (t) => matches(/\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/, t),
   bearer_token: (t) => matches(/\bBearer\s+[A-Za-z0-9\-._~+/]{20,}=*/, t),
-  private_key: (t) => matches(/-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )*PRIVATE KEY-----/, t),
+  private_key: (t) =>
+    matches(/-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )*PRIVATE KEY-----/, t),
   us_ssn: (t) => matches(/(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/, t),
 };
 
 /** Pieces each pattern is made of, plus its near misses. */
 const PIECES: Record<string, string[]> = {
-  email: ['a', 'Zq', '0', '.', '..', '-', '_', '%', '+', '@', '@x', '.com', '.c', '.io1', 'x.y', ' ', 'https://', 'mailto:', '://', '"', '<', 'é', '_a', 'b+', '\u00a0'],
-  phone: ['+', '+1', '+44', '(', ')', '415', '555', '0132', '1', '12', '9', ' ', '.', '-', 'a', '_', '+0', '(415)', '\n'],
+  email: [
+    'a',
+    'Zq',
+    '0',
+    '.',
+    '..',
+    '-',
+    '_',
+    '%',
+    '+',
+    '@',
+    '@x',
+    '.com',
+    '.c',
+    '.io1',
+    'x.y',
+    ' ',
+    'https://',
+    'mailto:',
+    '://',
+    '"',
+    '<',
+    'é',
+    '_a',
+    'b+',
+    '\u00a0',
+  ],
+  phone: [
+    '+',
+    '+1',
+    '+44',
+    '(',
+    ')',
+    '415',
+    '555',
+    '0132',
+    '1',
+    '12',
+    '9',
+    ' ',
+    '.',
+    '-',
+    'a',
+    '_',
+    '+0',
+    '(415)',
+    '\n',
+  ],
   credit_card: ['4111', '1111', '5500', '0000', '0004', '1', '2', ' ', '-', '--', 'a', '4', '42424242', '0'],
-  iban: ['DE89 3704 0044 0532 0130 00', 'GB82WEST12345698765432', 'GB82 WEST 1234 5698 7654 32', 'DE', 'GB', '89', '82', '3704', '0044', '0532', '0130', '00', 'WEST', '1234', '5698', '7654', '32', ' ', 'A', '1', '_', '-', 'de', 'X9'],
-  aws_access_key: ['AKIA', 'ASIA', 'ABIA', 'ACCA', 'IOSFODNN7EXAMPLE', 'A', 'K', '7', ' ', '_', '-', 'a', 'AKIAIOSF', 'ODNN7EXA'],
-  aws_secret_key: ['aws', 'secret', ' = ', 'wJalrXUtnFEMI/K7MDENG', '/bPxRfiCYEXAMPLEKEY', 'K7MDENG/bPxRfiCY', 'a', 'B', '1', '/', '+', ' ', '-', 'AWS', 'xxxxxxxxxx'],
-  github_token: ['ghp_', 'gho_', 'ghx_', 'github_pat_', 'gh', 'abcdefghij', 'KLMNOPQRST', '0123456789', '_', '-', ' ', 'a', 'x'.repeat(36), 'y'.repeat(22)],
-  jwt: ['eyJ', 'eyJhbGciOiJ', 'IUzI1NiJ9', '.', '-', '_', 'a', 'abcde', ' ', 'x', 'eyJzdWIiOiJ4In0', 'c2lnbmF0dXJl', '..'],
-  bearer_token: ['Bearer', 'Bearer ', 'bearer ', ' ', '\t', '\u2003', 'abcdefghij', 'KLMNOPQRST', '0123456789', '-._~+/', '=', '==', 'a', '_', 'xBearer'],
-  private_key: ['-----BEGIN RSA PRIVATE KEY-----', '-----END PRIVATE KEY-----', '-----BEGIN ', '-----END ', 'RSA ', 'EC ', 'PRIVATE ', 'KEY-----', 'PRIVATE KEY-----', 'PUBLIC KEY-----', '\n', 'MIIB', '-----', ' ', 'A ', 'rsa '],
-  us_ssn: ['123-45-6789', '123-45-', '-45-6789', '078-05-1120', '123', '45', '6789', '000', '666', '900', '00', '0000', '-', '1', '2', ' ', 'a', '--'],
+  iban: [
+    'DE89 3704 0044 0532 0130 00',
+    'GB82WEST12345698765432',
+    'GB82 WEST 1234 5698 7654 32',
+    'DE',
+    'GB',
+    '89',
+    '82',
+    '3704',
+    '0044',
+    '0532',
+    '0130',
+    '00',
+    'WEST',
+    '1234',
+    '5698',
+    '7654',
+    '32',
+    ' ',
+    'A',
+    '1',
+    '_',
+    '-',
+    'de',
+    'X9',
+  ],
+  aws_access_key: [
+    'AKIA',
+    'ASIA',
+    'ABIA',
+    'ACCA',
+    'IOSFODNN7EXAMPLE',
+    'A',
+    'K',
+    '7',
+    ' ',
+    '_',
+    '-',
+    'a',
+    'AKIAIOSF',
+    'ODNN7EXA',
+  ],
+  aws_secret_key: [
+    'aws',
+    'secret',
+    ' = ',
+    'wJalrXUtnFEMI/K7MDENG',
+    '/bPxRfiCYEXAMPLEKEY',
+    'K7MDENG/bPxRfiCY',
+    'a',
+    'B',
+    '1',
+    '/',
+    '+',
+    ' ',
+    '-',
+    'AWS',
+    'xxxxxxxxxx',
+  ],
+  github_token: [
+    'ghp_',
+    'gho_',
+    'ghx_',
+    'github_pat_',
+    'gh',
+    'abcdefghij',
+    'KLMNOPQRST',
+    '0123456789',
+    '_',
+    '-',
+    ' ',
+    'a',
+    'x'.repeat(36),
+    'y'.repeat(22),
+  ],
+  jwt: [
+    'eyJ',
+    'eyJhbGciOiJ',
+    'IUzI1NiJ9',
+    '.',
+    '-',
+    '_',
+    'a',
+    'abcde',
+    ' ',
+    'x',
+    'eyJzdWIiOiJ4In0',
+    'c2lnbmF0dXJl',
+    '..',
+  ],
+  bearer_token: [
+    'Bearer',
+    'Bearer ',
+    'bearer ',
+    ' ',
+    '\t',
+    '\u2003',
+    'abcdefghij',
+    'KLMNOPQRST',
+    '0123456789',
+    '-._~+/',
+    '=',
+    '==',
+    'a',
+    '_',
+    'xBearer',
+  ],
+  private_key: [
+    '-----BEGIN RSA PRIVATE KEY-----',
+    '-----END PRIVATE KEY-----',
+    '-----BEGIN ',
+    '-----END ',
+    'RSA ',
+    'EC ',
+    'PRIVATE ',
+    'KEY-----',
+    'PRIVATE KEY-----',
+    'PUBLIC KEY-----',
+    '\n',
+    'MIIB',
+    '-----',
+    ' ',
+    'A ',
+    'rsa ',
+  ],
+  us_ssn: [
+    '123-45-6789',
+    '123-45-',
+    '-45-6789',
+    '078-05-1120',
+    '123',
+    '45',
+    '6789',
+    '000',
+    '666',
+    '900',
+    '00',
+    '0000',
+    '-',
+    '1',
+    '2',
+    ' ',
+    'a',
+    '--',
+  ],
 };
 
 /** mulberry32: small, seeded. */
@@ -67,7 +259,7 @@ const CASES = 3000;
 describe(`detector scanners find what the regular expressions found (seed ${SEED}; GITGATE_TEST_SEED=n to vary)`, () => {
   it.each(Object.keys(ORACLES))('%s', (name) => {
     console.info(`detector ${name}: seed ${SEED}`);
-    const rnd = prng(SEED ^ name.length * 7919);
+    const rnd = prng(SEED ^ (name.length * 7919));
     const pieces = PIECES[name]!;
     let found = 0;
     for (let n = 0; n < CASES; n++) {
@@ -76,7 +268,8 @@ describe(`detector scanners find what the regular expressions found (seed ${SEED
       for (let k = 0; k < len; k++) text += pieces[Math.floor(rnd() * pieces.length)];
       const got = DETECTORS[name]!(text).map((s) => [s.start, s.end]);
       if (got.length > 0) found++;
-      if (JSON.stringify(got) !== JSON.stringify(ORACLES[name]!(text))) expect({ seed: SEED, case: n, text, got }).toEqual({ seed: SEED, case: n, text, got: ORACLES[name]!(text) });
+      if (JSON.stringify(got) !== JSON.stringify(ORACLES[name]!(text)))
+        expect({ seed: SEED, case: n, text, got }).toEqual({ seed: SEED, case: n, text, got: ORACLES[name]!(text) });
     }
     // The pieces make matches often enough for the comparison to mean something.
     console.info(`detector ${name}: ${found} of ${CASES} texts had findings`);

@@ -7,7 +7,17 @@ import { configuredVerifier } from '../../src/identity/configured-verifier.js';
 
 async function devConfig() {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-data-'));
-  return validateConfig({ dataDir, identity: { mode: 'dev' }, policy: { dir: dataDir }, upstreams: { demo: { url: 'http://127.0.0.1:1/mcp' } } }, {}, dataDir, 'test');
+  return validateConfig(
+    {
+      dataDir,
+      identity: { mode: 'dev' },
+      policy: { dir: dataDir },
+      upstreams: { demo: { url: 'http://127.0.0.1:1/mcp' } },
+    },
+    {},
+    dataDir,
+    'test',
+  );
 }
 
 describe('dev mode: a token from another data dir', () => {
@@ -17,9 +27,13 @@ describe('dev mode: a token from another data dir', () => {
     const { verifier, devIssuer } = await configuredVerifier(b);
     await expect(verifier.verify(minted)).rejects.toMatchObject({
       code: 'AUTH_INVALID',
-      message: expect.stringContaining(`the token was not issued by this gateway's dev issuer (data dir ${b.dataDir}); mint one with \`gitgate token --data-dir ${b.dataDir} --sub <id>\``),
+      message: expect.stringContaining(
+        `the token was not issued by this gateway's dev issuer (data dir ${b.dataDir}); mint one with \`gitgate token --data-dir ${b.dataDir} --sub <id>\``,
+      ),
     });
     // Its own tokens still verify.
-    await expect(verifier.verify(await devIssuer!.mint({ sub: 'bob', audience: b.identity.audience }))).resolves.toMatchObject({ sub: 'bob' });
+    await expect(
+      verifier.verify(await devIssuer!.mint({ sub: 'bob', audience: b.identity.audience })),
+    ).resolves.toMatchObject({ sub: 'bob' });
   });
 });

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/errors.js';
-import { checkMessage, errorResponse, isNotification, isRequest, isResponse, parseMessage } from '../../src/mcp/jsonrpc.js';
+import {
+  checkMessage,
+  errorResponse,
+  isNotification,
+  isRequest,
+  isResponse,
+  parseMessage,
+} from '../../src/mcp/jsonrpc.js';
 
 describe('JSON-RPC messages as MCP uses them', () => {
   it.each([
@@ -54,6 +61,10 @@ describe('JSON-RPC messages as MCP uses them', () => {
 
   it('error responses carry the stable gitgate code in data', () => {
     const err = new GatewayError('POLICY_DENIED', 'no', { data: { reasons: ['r'] } });
-    expect(errorResponse(3, err)).toEqual({ jsonrpc: '2.0', id: 3, error: { code: -32010, message: 'no', data: { gitgate: 'POLICY_DENIED', reasons: ['r'] } } });
+    expect(errorResponse(3, err)).toEqual({
+      jsonrpc: '2.0',
+      id: 3,
+      error: { code: -32010, message: 'no', data: { gitgate: 'POLICY_DENIED', reasons: ['r'] } },
+    });
   });
 });

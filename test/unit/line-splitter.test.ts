@@ -33,7 +33,7 @@ describe('LineSplitter (stdio lines, bounded)', () => {
     expect(s.push(b('ok\n'))).toEqual(['ok']);
   });
 
-  it('lines of all of an upstream\'s children share its in-flight budget', () => {
+  it("lines of all of an upstream's children share its in-flight budget", () => {
     const budget = new ByteBudget(8, 't');
     const one = new LineSplitter(100, 'upstream t', budget);
     const two = new LineSplitter(100, 'upstream t', budget);

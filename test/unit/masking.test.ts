@@ -12,22 +12,42 @@ describe('detectors: what they mask and the near misses they leave alone', () =>
     ['email', 'write to mailto:bob@example.com', ['bob@example.com']],
     ['email', 'see https://user@example.com/path and https://x.io/u/jane@corp.com', []],
     ['email', 'not an email: foo@bar, @handle, a@b.c', []],
-    ['phone', 'call +1 415-555-0132 or (415) 555-0199 or +447911123456', ['+1 415-555-0132', '(415) 555-0199', '+447911123456']],
+    [
+      'phone',
+      'call +1 415-555-0132 or (415) 555-0199 or +447911123456',
+      ['+1 415-555-0132', '(415) 555-0199', '+447911123456'],
+    ],
     ['phone', 'order 12345678901234 and version 1.2.3', []],
     ['credit_card', 'visa 4111 1111 1111 1111, mc 5500-0000-0000-0004', ['4111 1111 1111 1111', '5500-0000-0000-0004']],
     ['credit_card', 'fails Luhn 4111 1111 1111 1112, too short 4111111', []],
-    ['iban', 'pay DE89 3704 0044 0532 0130 00 or GB82WEST12345698765432', ['DE89 3704 0044 0532 0130 00', 'GB82WEST12345698765432']],
+    [
+      'iban',
+      'pay DE89 3704 0044 0532 0130 00 or GB82WEST12345698765432',
+      ['DE89 3704 0044 0532 0130 00', 'GB82WEST12345698765432'],
+    ],
     ['iban', 'bad checksum DE89 3704 0044 0532 0130 01', []],
     ['aws_access_key', 'key AKIAIOSFODNN7EXAMPLE here', ['AKIAIOSFODNN7EXAMPLE']],
     ['aws_access_key', 'AKIAIOSFODNN7EXAMPL (too short), XAKIAIOSFODNN7EXAMPLE', []],
-    ['aws_secret_key', 'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', ['wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY']],
+    [
+      'aws_secret_key',
+      'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+      ['wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'],
+    ],
     ['aws_secret_key', 'commit 0123456789abcdef0123456789abcdef01234567 is a sha', []],
     ['github_token', 'token ghp_abcdefghijklmnopqrstuvwxyz0123456789 ok', ['ghp_abcdefghijklmnopqrstuvwxyz0123456789']],
     ['github_token', 'ghp_short and gh_abcdefghijklmnopqrstuvwxyz0123456789', []],
     ['jwt', 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl', ['eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl']],
-    ['bearer_token', 'Authorization: Bearer abcdefghijklmnopqrstuvwxyz012345', ['Bearer abcdefghijklmnopqrstuvwxyz012345']],
+    [
+      'bearer_token',
+      'Authorization: Bearer abcdefghijklmnopqrstuvwxyz012345',
+      ['Bearer abcdefghijklmnopqrstuvwxyz012345'],
+    ],
     ['bearer_token', 'a Bearer of bad news', []],
-    ['private_key', 'x -----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY----- y', ['-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----']],
+    [
+      'private_key',
+      'x -----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY----- y',
+      ['-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----'],
+    ],
     ['private_key', '-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----', []],
     ['us_ssn', 'ssn 123-45-6789', ['123-45-6789']],
     ['us_ssn', 'not 000-12-3456, 666-12-3456, 123-00-4567, 2024-01-0001', []],
@@ -51,8 +71,11 @@ describe('detectors: what they mask and the near misses they leave alone', () =>
 
 describe('mask paths', () => {
   it('parses the supported subset', () => {
-    expect(compilePath("$.result.content[*].text")).toHaveLength(4);
-    expect(compilePath("$['result']..text")).toEqual([{ kind: 'member', name: 'result' }, { kind: 'descend', name: 'text' }]);
+    expect(compilePath('$.result.content[*].text')).toHaveLength(4);
+    expect(compilePath("$['result']..text")).toEqual([
+      { kind: 'member', name: 'result' },
+      { kind: 'descend', name: 'text' },
+    ]);
     expect(compilePath('$.params.messages[0].*')).toHaveLength(4);
   });
 
@@ -71,7 +94,10 @@ describe('maskMessage', () => {
     jsonrpc: '2.0',
     id: 1,
     result: {
-      content: [{ type: 'text', text: 'contact ops@example.com, key AKIAIOSFODNN7EXAMPLE' }, { type: 'image', data: 'AKIAIOSFODNN7EXAMPLE' }],
+      content: [
+        { type: 'text', text: 'contact ops@example.com, key AKIAIOSFODNN7EXAMPLE' },
+        { type: 'image', data: 'AKIAIOSFODNN7EXAMPLE' },
+      ],
       structuredContent: { owner: 'ops@example.com', count: 3, tags: ['a@b.io'] },
     },
   });
@@ -107,7 +133,11 @@ describe('maskMessage', () => {
 });
 
 describe('structured content against the output schema', () => {
-  const schema = { type: 'object', properties: { owner: { type: 'string', format: 'email' }, n: { type: 'integer', minimum: 1 } }, required: ['owner', 'n'] };
+  const schema = {
+    type: 'object',
+    properties: { owner: { type: 'string', format: 'email' }, n: { type: 'integer', minimum: 1 } },
+    required: ['owner', 'n'],
+  };
 
   it('builds placeholders that validate', () => {
     expect(placeholderFor(schema)).toEqual({ owner: 'redacted@redacted.invalid', n: 1 });
@@ -115,19 +145,30 @@ describe('structured content against the output schema', () => {
   });
 
   it('replaces structuredContent that masking broke, and says so', () => {
-    const r: Record<string, unknown> = { content: [{ type: 'text', text: 't' }], structuredContent: { owner: '[redacted:email]', n: 4 } };
+    const r: Record<string, unknown> = {
+      content: [{ type: 'text', text: 't' }],
+      structuredContent: { owner: '[redacted:email]', n: 4 },
+    };
     expect(fitStructuredContent(r, schema)).toBe(true);
     expect(r.structuredContent).toEqual({ owner: 'redacted@redacted.invalid', n: 1 });
     expect((r.content as { text: string }[])[1]!.text).toMatch(/placeholder/);
   });
 
   it('patterns run on RE2, leading lookaheads included (as schema generators write e-mail patterns)', () => {
-    const email = { type: 'string', format: 'email', pattern: "^(?!\\.)(?!.*\\.\\.)[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,}$" };
+    const email = {
+      type: 'string',
+      format: 'email',
+      pattern: '^(?!\\.)(?!.*\\.\\.)[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,}$',
+    };
     const s = { type: 'object', properties: { owner: email }, required: ['owner'] };
     const masked: Record<string, unknown> = { content: [], structuredContent: { owner: '[redacted:email]' } };
     expect(fitStructuredContent(masked, s)).toBe(true);
     expect(masked.structuredContent).toEqual({ owner: 'redacted@redacted.invalid' });
-    for (const [owner, valid] of [['a.b@example.io', true], ['.a@example.io', false], ['a..b@example.io', false]] as const) {
+    for (const [owner, valid] of [
+      ['a.b@example.io', true],
+      ['.a@example.io', false],
+      ['a..b@example.io', false],
+    ] as const) {
       expect(fitStructuredContent({ content: [], structuredContent: { owner } }, s), owner).toBe(!valid);
     }
   });

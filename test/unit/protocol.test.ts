@@ -1,10 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { GatewayError } from '../../src/errors.js';
+import type { GatewayError } from '../../src/errors.js';
 import type { JsonRpcMessage } from '../../src/mcp/jsonrpc.js';
 import { classifyProtocol, decodeHeaderValue, stripEnvelope, toModernResult } from '../../src/mcp/protocol.js';
 
-const env = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'c' }, progressToken: 5 };
-const call = (name: string): JsonRpcMessage => ({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, _meta: env } });
+const env = {
+  'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+  'io.modelcontextprotocol/clientInfo': { name: 'c' },
+  progressToken: 5,
+};
+const call = (name: string): JsonRpcMessage => ({
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'tools/call',
+  params: { name, _meta: env },
+});
 const thrown = (f: () => unknown): GatewayError => {
   try {
     f();
@@ -16,9 +25,18 @@ const thrown = (f: () => unknown): GatewayError => {
 
 describe('protocol era and 2026-07-28 header validation', () => {
   it('legacy messages: no envelope, optional supported version header', () => {
-    expect(classifyProtocol({}, { jsonrpc: '2.0', id: 1, method: 'ping' })).toEqual({ era: 'legacy', version: undefined });
-    expect(classifyProtocol({ 'mcp-protocol-version': '2025-06-18' }, { jsonrpc: '2.0', id: 1, method: 'ping' })).toEqual({ era: 'legacy', version: '2025-06-18' });
-    expect(thrown(() => classifyProtocol({ 'mcp-protocol-version': '2024-01-01' }, { jsonrpc: '2.0', id: 1, method: 'ping' })).code).toBe('UNSUPPORTED_PROTOCOL_VERSION');
+    expect(classifyProtocol({}, { jsonrpc: '2.0', id: 1, method: 'ping' })).toEqual({
+      era: 'legacy',
+      version: undefined,
+    });
+    expect(
+      classifyProtocol({ 'mcp-protocol-version': '2025-06-18' }, { jsonrpc: '2.0', id: 1, method: 'ping' }),
+    ).toEqual({ era: 'legacy', version: '2025-06-18' });
+    expect(
+      thrown(() =>
+        classifyProtocol({ 'mcp-protocol-version': '2024-01-01' }, { jsonrpc: '2.0', id: 1, method: 'ping' }),
+      ).code,
+    ).toBe('UNSUPPORTED_PROTOCOL_VERSION');
   });
 
   it('modern requests need MCP-Protocol-Version, Mcp-Method and (for named methods) Mcp-Name that match the body', () => {
@@ -40,15 +58,26 @@ describe('protocol era and 2026-07-28 header validation', () => {
 
   it('Mcp-Name is refused on methods that do not define it', () => {
     const e = thrown(() =>
-      classifyProtocol({ 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list', 'mcp-name': 'x' }, { jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: env } }),
+      classifyProtocol(
+        { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list', 'mcp-name': 'x' },
+        { jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: env } },
+      ),
     );
     expect(e.message).toMatch(/not defined for tools\/list/);
   });
 
   it('resources/read mirrors params.uri', () => {
-    const msg: JsonRpcMessage = { jsonrpc: '2.0', id: 1, method: 'resources/read', params: { uri: 'file:///ü', _meta: env } };
+    const msg: JsonRpcMessage = {
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'resources/read',
+      params: { uri: 'file:///ü', _meta: env },
+    };
     const b64 = `=?base64?${Buffer.from('file:///ü').toString('base64')}?=`;
-    expect(classifyProtocol({ 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'resources/read', 'mcp-name': b64 }, msg).era).toBe('modern');
+    expect(
+      classifyProtocol({ 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'resources/read', 'mcp-name': b64 }, msg)
+        .era,
+    ).toBe('modern');
   });
 
   it('decodes the base64 sentinel and leaves plain values alone', () => {
@@ -71,6 +100,10 @@ describe('protocol era and 2026-07-28 header validation', () => {
       cacheScope: 'private',
       _meta: { 'io.modelcontextprotocol/serverInfo': { name: 's' } },
     });
-    expect(toModernResult('tools/call', { content: [], _meta: { a: 1 } })).toEqual({ content: [], resultType: 'complete', _meta: { a: 1 } });
+    expect(toModernResult('tools/call', { content: [], _meta: { a: 1 } })).toEqual({
+      content: [],
+      resultType: 'complete',
+      _meta: { a: 1 },
+    });
   });
 });

@@ -1,11 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import { Secret } from '../../src/config/secret.js';
 import { compileMask } from '../../src/masking/mask.js';
-import { maskText, scrubMessage, SECRET_MARK, sentSecrets, unescapeJsonText, upstreamDetail } from '../../src/masking/scrub.js';
+import {
+  maskText,
+  SECRET_MARK,
+  scrubMessage,
+  sentSecrets,
+  unescapeJsonText,
+  upstreamDetail,
+} from '../../src/masking/scrub.js';
 
 const KEY = 'sk-test-0123456789abcdef';
 const JWT = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLW9mLXRoZS1jcmVkZW50aWFs';
-const secrets = () => sentSecrets({ secret: { header: 'x-api-key', value: new Secret(KEY) } }, { headers: { authorization: `Bearer ${JWT}` } });
+const secrets = () =>
+  sentSecrets(
+    { secret: { header: 'x-api-key', value: new Secret(KEY) } },
+    { headers: { authorization: `Bearer ${JWT}` } },
+  );
 
 describe('the scrubber for secrets gitgate sent', () => {
   it('finds them as sent, bare, signature alone, base64 at any offset, base64url, percent-encoded', () => {
@@ -16,20 +27,26 @@ describe('the scrubber for secrets gitgate sent', () => {
       expect(s.text(dump)).toContain(SECRET_MARK);
       expect(s.text(Buffer.from(`${prefix}${JWT}`).toString('base64url'))).toContain(SECRET_MARK);
     }
-    expect(s.text(`k=${KEY} t=${JWT} sig=${sig} u=${encodeURIComponent(`Bearer ${JWT}`)}`)).toBe(`k=${SECRET_MARK} t=${SECRET_MARK} sig=${SECRET_MARK} u=${SECRET_MARK}`);
+    expect(s.text(`k=${KEY} t=${JWT} sig=${sig} u=${encodeURIComponent(`Bearer ${JWT}`)}`)).toBe(
+      `k=${SECRET_MARK} t=${SECRET_MARK} sig=${SECRET_MARK} u=${SECRET_MARK}`,
+    );
     expect(s.text('nothing here')).toBe('nothing here');
   });
 
   it('finds them upper- or lower-cased, and as hex of their bytes', () => {
     const s = secrets();
     const hex = Buffer.from(KEY).toString('hex');
-    expect(s.text(`u=${KEY.toUpperCase()} h=${hex} H=${hex.toUpperCase()} j=${JWT.toLowerCase()}`)).toBe(`u=${SECRET_MARK} h=${SECRET_MARK} H=${SECRET_MARK} j=${SECRET_MARK}`);
+    expect(s.text(`u=${KEY.toUpperCase()} h=${hex} H=${hex.toUpperCase()} j=${JWT.toLowerCase()}`)).toBe(
+      `u=${SECRET_MARK} h=${SECRET_MARK} H=${SECRET_MARK} j=${SECRET_MARK}`,
+    );
   });
 
   it('a password in the upstream URL is a secret sent too (as HTTP Basic)', () => {
     const s = sentSecrets({ url: 'https://svc:p%40ss-w0rd-123@upstream.example/mcp' });
     const basic = Buffer.from('svc:p@ss-w0rd-123').toString('base64');
-    expect(s.text(`Authorization: Basic ${basic} (password p@ss-w0rd-123)`)).toBe(`Authorization: Basic ${SECRET_MARK} (password ${SECRET_MARK})`);
+    expect(s.text(`Authorization: Basic ${basic} (password p@ss-w0rd-123)`)).toBe(
+      `Authorization: Basic ${SECRET_MARK} (password ${SECRET_MARK})`,
+    );
   });
 
   it('scrubs every string and key of a message in place, however deep', () => {
@@ -50,7 +67,9 @@ describe('the scrubber for secrets gitgate sent', () => {
     const other = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl';
     const mask = (t: string) => maskText(t, compileMask([{ path: '$.result', detectors: ['email'] }]));
     const clean = `key ${SECRET_MARK} other [redacted:jwt] mail [redacted:email] ${'z'.repeat(300)}`;
-    expect(upstreamDetail(`key ${escaped} other ${other} mail a@b.io ${'z'.repeat(300)}`, secrets(), 80, mask)).toBe(`${clean.slice(0, 80)}…`);
+    expect(upstreamDetail(`key ${escaped} other ${other} mail a@b.io ${'z'.repeat(300)}`, secrets(), 80, mask)).toBe(
+      `${clean.slice(0, 80)}…`,
+    );
     expect(maskText('anything', compileMask([{ path: '$.result.x', redact: true }]))).toBe('[redacted]');
   });
 });

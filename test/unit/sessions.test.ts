@@ -27,7 +27,10 @@ describe('SessionStore', () => {
     const st = store();
     const s = st.create('a', 'alice', '2025-11-25', fakeSession(), noAuth);
     expect(st.get(s.id, 'a', 'alice')).toBe(s);
-    for (const [up, who] of [['a', 'mallory'], ['b', 'alice']]) {
+    for (const [up, who] of [
+      ['a', 'mallory'],
+      ['b', 'alice'],
+    ]) {
       const err = (() => {
         try {
           st.get(s.id, up!, who!);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Channel } from '../../src/mcp/channel.js';
 import { GatewayError } from '../../src/errors.js';
+import { Channel } from '../../src/mcp/channel.js';
 import { encodeSse, SseParser } from '../../src/mcp/sse.js';
 
 const LIMITS = { maxLineBytes: 1 << 20, maxEventBytes: 1 << 20, source: 'upstream t' };
@@ -9,7 +9,9 @@ describe('SSE', () => {
   it('parses events split across chunks, CRLF, comments and multi-line data', () => {
     const p = new SseParser(LIMITS);
     expect(p.push(': keepalive\n\nevent: message\nid: 7\nda')).toEqual([]);
-    expect(p.push('ta: {"a":\r\ndata: 1}\r\n\r\ndata: x\n')).toEqual([{ event: 'message', data: '{"a":\n1}', id: '7' }]);
+    expect(p.push('ta: {"a":\r\ndata: 1}\r\n\r\ndata: x\n')).toEqual([
+      { event: 'message', data: '{"a":\n1}', id: '7' },
+    ]);
     expect(p.push('\n')).toEqual([{ event: 'message', data: 'x', id: '7' }]);
   });
 
@@ -24,13 +26,17 @@ describe('SSE', () => {
     const p = new SseParser(LIMITS);
     expect(p.push('data: a\r')).toEqual([]);
     expect(p.push('\ndata: b\r\n\r\n')).toEqual([{ event: 'message', data: 'a\nb' }]);
-    expect([...p.push(Buffer.from('data: c\r')), ...p.push(Buffer.from('\r')), ...p.push(Buffer.from('\n'))]).toEqual([{ event: 'message', data: 'c' }]);
+    expect([...p.push(Buffer.from('data: c\r')), ...p.push(Buffer.from('\r')), ...p.push(Buffer.from('\n'))]).toEqual([
+      { event: 'message', data: 'c' },
+    ]);
   });
 
   it('a line or an event over its cap fails with UPSTREAM_TOO_LARGE before it is parsed', () => {
     const p = new SseParser({ maxLineBytes: 100, maxEventBytes: 250, source: 'upstream t' });
     expect(p.push(`data: ${'x'.repeat(90)}\n`)).toEqual([]);
-    expect(p.push(`data: ${'x'.repeat(90)}\n\n`)).toEqual([{ event: 'message', data: `${'x'.repeat(90)}\n${'x'.repeat(90)}` }]);
+    expect(p.push(`data: ${'x'.repeat(90)}\n\n`)).toEqual([
+      { event: 'message', data: `${'x'.repeat(90)}\n${'x'.repeat(90)}` },
+    ]);
     const tooLong = () => p.push(`data: ${'y'.repeat(95)}`);
     expect(tooLong).toThrow(GatewayError);
     expect(tooLong).toThrow(/line over 100 bytes/);
@@ -72,9 +78,11 @@ describe('Channel', () => {
   it('fails the consumer with the error', async () => {
     const ch = new Channel<number>();
     setTimeout(() => ch.fail(new Error('boom')), 1);
-    await expect((async () => {
-      for await (const _ of ch) void _;
-    })()).rejects.toThrow('boom');
+    await expect(
+      (async () => {
+        for await (const _ of ch) void _;
+      })(),
+    ).rejects.toThrow('boom');
   });
 
   it('tells a paused producer when the consumer has taken everything, or gave up', async () => {

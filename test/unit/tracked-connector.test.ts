@@ -21,7 +21,9 @@ function fakeConnector() {
         async *request(msg: JsonRpcRequest): AsyncGenerator<JsonRpcMessage> {
           await new Promise<void>((r) => gates.push(r));
           if (msg.method === 'fail') throw new Error('connection reset');
-          yield msg.method === 'bad' ? { jsonrpc: '2.0', id: msg.id, error: { code: -1, message: 'no' } } : { jsonrpc: '2.0', id: msg.id, result: {} };
+          yield msg.method === 'bad'
+            ? { jsonrpc: '2.0', id: msg.id, error: { code: -1, message: 'no' } }
+            : { jsonrpc: '2.0', id: msg.id, result: {} };
         },
         send: async () => undefined,
         listen: async () => undefined,
@@ -51,7 +53,11 @@ describe('tracked upstream connectors', () => {
     const seen: [number, string][] = [];
     const c = trackConnector(f.connector, { now: () => t, observe: (s, o) => seen.push([s, o]) });
     const s = await c.open();
-    for (const [method, ms] of [['ok', 250], ['bad', 40], ['fail', 5]] as const) {
+    for (const [method, ms] of [
+      ['ok', 250],
+      ['bad', 40],
+      ['fail', 5],
+    ] as const) {
       const r = drain(s.request({ jsonrpc: '2.0', id: 1, method }));
       await tick();
       t += ms;

@@ -35,10 +35,22 @@ describe('Streamable HTTP upstream over kept-alive connections', () => {
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
   it('a request that meets a connection the upstream just closed goes once more on a fresh one', async () => {
-    const connector = httpConnector({ name: 'flaky', url, audience: url, timeoutMs: 5000, maxSessions: 10, maxSessionsPerCaller: 10, idleTimeoutMs: 60_000, maxResponseBytes: 1 << 20, maxInFlightBytes: 4 << 20 });
+    const connector = httpConnector({
+      name: 'flaky',
+      url,
+      audience: url,
+      timeoutMs: 5000,
+      maxSessions: 10,
+      maxSessionsPerCaller: 10,
+      idleTimeoutMs: 60_000,
+      maxResponseBytes: 1 << 20,
+      maxInFlightBytes: 4 << 20,
+    });
     const session = await connector.open();
     const answers: unknown[] = [];
-    for (let id = 1; id <= 3; id++) for await (const m of session.request({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo' } })) answers.push(m);
+    for (let id = 1; id <= 3; id++)
+      for await (const m of session.request({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo' } }))
+        answers.push(m);
     expect(answers).toEqual([1, 2, 3].map((id) => ({ jsonrpc: '2.0', id, result: { ok: id } })));
     // Each request reached the upstream exactly once.
     expect(served).toEqual(['1', '2', '3']);

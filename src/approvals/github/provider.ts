@@ -2,8 +2,8 @@ import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import type { ApprovalProvider } from '../provider.js';
 import { approvalBody, approvalDocument, approvalTitle } from '../request-text.js';
-import type { ApprovalRecord, Remote, RemoteState } from '../types.js';
 import { isRequester, requiredApprovals } from '../requester.js';
+import type { ApprovalRecord, Remote, RemoteState } from '../types.js';
 import { latestReviews } from './reviews.js';
 
 export interface GitHubProviderConfig {
@@ -11,7 +11,9 @@ export interface GitHubProviderConfig {
   readonly owner: string;
   readonly repo: string;
   readonly baseBranch: string;
-  readonly auth: { readonly token: string } | { readonly appId: number; readonly privateKey: string; readonly installationId: number };
+  readonly auth:
+    | { readonly token: string }
+    | { readonly appId: number; readonly privateKey: string; readonly installationId: number };
   /** After the outcome: close the PR, or merge it (a permanent record on the base branch). */
   readonly onFinish: 'close' | 'merge';
 }
@@ -34,7 +36,12 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     private readonly now: () => Date = () => new Date(),
   ) {
     // Request logging is ours to do (structured, without tokens); octokit only reports warnings.
-    const quiet = { debug: () => undefined, info: () => undefined, warn: (m: string) => log.warn(m), error: (m: string) => log.warn(m) };
+    const quiet = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (m: string) => log.warn(m),
+      error: (m: string) => log.warn(m),
+    };
     this.#gh =
       'token' in cfg.auth
         ? new Octokit({ baseUrl: cfg.baseUrl, auth: cfg.auth.token, userAgent: 'gitgate', log: quiet })
@@ -68,30 +75,48 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     }
     const reviewers = users.filter((u) => !isRequester(a.requester, [u]));
     if (reviewers.length > 0 || teams.length > 0) {
-      await this.#gh.rest.pulls.requestReviewers({ ...this.#repo, pull_number: pr.number, reviewers, team_reviewers: teams });
+      await this.#gh.rest.pulls.requestReviewers({
+        ...this.#repo,
+        pull_number: pr.number,
+        reviewers,
+        team_reviewers: teams,
+      });
     }
     const check = await this.#gh.rest.checks.create({
       ...this.#repo,
       name: CHECK_NAME,
       head_sha: pr.head.sha,
       status: 'in_progress',
-      output: { title: 'Waiting for approval', summary: `${requiredApprovals(a, 'github')} approval(s) needed from ${a.approvers.join(', ')} before ${a.expiresAt}.` },
+      output: {
+        title: 'Waiting for approval',
+        summary: `${requiredApprovals(a, 'github')} approval(s) needed from ${a.approvers.join(', ')} before ${a.expiresAt}.`,
+      },
     });
     return { ref: String(pr.number), url: pr.html_url, headSha: pr.head.sha, checkRunId: check.data.id };
   }
 
   /** The pull request of an approval branch, open or not, if one was made. */
   async #pullOf(branch: string): Promise<{ number: number; html_url: string; head: { sha: string } } | undefined> {
-    const list = await this.#gh.rest.pulls.list({ ...this.#repo, head: `${this.cfg.owner}:${branch}`, state: 'all', per_page: 10 });
+    const list = await this.#gh.rest.pulls.list({
+      ...this.#repo,
+      head: `${this.cfg.owner}:${branch}`,
+      state: 'all',
+      per_page: 10,
+    });
     return list.data[0];
   }
 
-  async #create(a: ApprovalRecord, branch: string): Promise<{ number: number; html_url: string; head: { sha: string } }> {
+  async #create(
+    a: ApprovalRecord,
+    branch: string,
+  ): Promise<{ number: number; html_url: string; head: { sha: string } }> {
     const file = `approvals/${a.id}.yaml`;
     const base = await this.#gh.rest.git.getRef({ ...this.#repo, ref: `heads/${this.cfg.baseBranch}` });
-    await this.#gh.rest.git.createRef({ ...this.#repo, ref: `refs/heads/${branch}`, sha: base.data.object.sha }).catch((err: { status?: number }) => {
-      if (err.status !== 422) throw err; // already exists: a retry
-    });
+    await this.#gh.rest.git
+      .createRef({ ...this.#repo, ref: `refs/heads/${branch}`, sha: base.data.object.sha })
+      .catch((err: { status?: number }) => {
+        if (err.status !== 422) throw err; // already exists: a retry
+      });
     const written = await this.#gh.rest.repos.getContent({ ...this.#repo, path: file, ref: branch }).then(
       () => true,
       (err: { status?: number }) => {
@@ -109,7 +134,15 @@ export class GitHubApprovalProvider implements ApprovalProvider {
       });
     }
     try {
-      return (await this.#gh.rest.pulls.create({ ...this.#repo, title: approvalTitle(a), head: branch, base: this.cfg.baseBranch, body: approvalBody(a) })).data;
+      return (
+        await this.#gh.rest.pulls.create({
+          ...this.#repo,
+          title: approvalTitle(a),
+          head: branch,
+          base: this.cfg.baseBranch,
+          body: approvalBody(a),
+        })
+      ).data;
     } catch (err) {
       // "A pull request already exists": another attempt made it meanwhile.
       const made = (err as { status?: number }).status === 422 ? await this.#pullOf(branch) : undefined;
@@ -122,11 +155,14 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     const pull_number = Number(remote.ref);
     const pr = (await this.#gh.rest.pulls.get({ ...this.#repo, pull_number })).data;
     // Every page: a reviewer's latest review may be the last one listed.
-    const reviews = latestReviews(await this.#gh.paginate(this.#gh.rest.pulls.listReviews, { ...this.#repo, pull_number, per_page: 100 }));
+    const reviews = latestReviews(
+      await this.#gh.paginate(this.#gh.rest.pulls.listReviews, { ...this.#repo, pull_number, per_page: 100 }),
+    );
     const state = pr.merged === true ? 'merged' : pr.state === 'closed' ? 'closed' : 'open';
     let closer: { login: string; type?: string } | null | undefined;
     if (state === 'merged') closer = pr.merged_by;
-    else if (state === 'closed') closer = (await this.#gh.rest.issues.get({ ...this.#repo, issue_number: pull_number })).data.closed_by;
+    else if (state === 'closed')
+      closer = (await this.#gh.rest.issues.get({ ...this.#repo, issue_number: pull_number })).data.closed_by;
     const tampered = await this.#tampered(a, pr);
     return {
       head: pr.head.sha,
@@ -144,18 +180,35 @@ export class GitHubApprovalProvider implements ApprovalProvider {
    * content written). Anyone with write access can edit a pull request; an
    * approval of an edited one is not an approval of this call.
    */
-  async #tampered(a: ApprovalRecord, pr: { number: number; title: string; body: string | null; base: { ref: string }; head: { ref: string; sha: string } }): Promise<string | undefined> {
+  async #tampered(
+    a: ApprovalRecord,
+    pr: {
+      number: number;
+      title: string;
+      body: string | null;
+      base: { ref: string };
+      head: { ref: string; sha: string };
+    },
+  ): Promise<string | undefined> {
     const norm = (t: string | null | undefined) => (t ?? '').replace(/\r\n/g, '\n').trimEnd();
     const file = `approvals/${a.id}.yaml`;
     if (pr.head.ref !== branchOf(a.id)) return `its head branch is ${pr.head.ref}`;
     if (pr.base.ref !== this.cfg.baseBranch) return `its base was changed to ${pr.base.ref}`;
     if (norm(pr.title) !== norm(approvalTitle(a))) return 'its title was edited';
     if (norm(pr.body) !== norm(approvalBody(a))) return 'its description was edited';
-    const files = await this.#gh.paginate(this.#gh.rest.pulls.listFiles, { ...this.#repo, pull_number: pr.number, per_page: 100 });
+    const files = await this.#gh.paginate(this.#gh.rest.pulls.listFiles, {
+      ...this.#repo,
+      pull_number: pr.number,
+      per_page: 100,
+    });
     const others = files.map((f) => f.filename).filter((f) => f !== file);
-    if (others.length > 0) return `it changes ${others.slice(0, 5).join(', ')}${others.length > 5 ? '…' : ''} besides ${file}`;
+    if (others.length > 0)
+      return `it changes ${others.slice(0, 5).join(', ')}${others.length > 5 ? '…' : ''} besides ${file}`;
     const got = await this.#gh.rest.repos.getContent({ ...this.#repo, path: file, ref: pr.head.sha }).then(
-      (r) => (!Array.isArray(r.data) && r.data.type === 'file' && 'content' in r.data ? Buffer.from(r.data.content, 'base64').toString('utf8') : undefined),
+      (r) =>
+        !Array.isArray(r.data) && r.data.type === 'file' && 'content' in r.data
+          ? Buffer.from(r.data.content, 'base64').toString('utf8')
+          : undefined,
       (err: { status?: number }) => {
         if (err.status === 404) return undefined;
         throw err;
@@ -166,7 +219,11 @@ export class GitHubApprovalProvider implements ApprovalProvider {
   }
 
   /** Team membership is cached for MEMBERSHIP_CACHE_MS, except when `fresh` (the release asks GitHub). */
-  async isEligible(login: string, approvers: readonly string[], opts: { readonly fresh?: boolean } = {}): Promise<boolean> {
+  async isEligible(
+    login: string,
+    approvers: readonly string[],
+    opts: { readonly fresh?: boolean } = {},
+  ): Promise<boolean> {
     for (const entry of approvers) {
       const name = entry.replace(/^@/, '');
       if (!name.includes('/')) {
@@ -180,13 +237,15 @@ export class GitHubApprovalProvider implements ApprovalProvider {
         if (hit.member) return true;
         continue;
       }
-      const member = await this.#gh.rest.teams.getMembershipForUserInOrg({ org, team_slug: team, username: login }).then(
-        (r) => r.data.state === 'active',
-        (err: { status?: number }) => {
-          if (err.status === 404) return false;
-          throw err;
-        },
-      );
+      const member = await this.#gh.rest.teams
+        .getMembershipForUserInOrg({ org, team_slug: team, username: login })
+        .then(
+          (r) => r.data.state === 'active',
+          (err: { status?: number }) => {
+            if (err.status === 404) return false;
+            throw err;
+          },
+        );
       this.#membership.set(key, { member, at: this.now().getTime() });
       if (member) return true;
     }
@@ -216,7 +275,12 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     const pr = await this.#gh.rest.pulls.get({ ...this.#repo, pull_number });
     if (pr.data.state !== 'open') return;
     if (ok && this.cfg.onFinish === 'merge') {
-      await this.#gh.rest.pulls.merge({ ...this.#repo, pull_number, merge_method: 'merge', commit_title: `gitgate approval ${a.id}: ${a.status}` });
+      await this.#gh.rest.pulls.merge({
+        ...this.#repo,
+        pull_number,
+        merge_method: 'merge',
+        commit_title: `gitgate approval ${a.id}: ${a.status}`,
+      });
     } else {
       await this.#gh.rest.pulls.update({ ...this.#repo, pull_number, state: 'closed' });
     }

@@ -25,7 +25,14 @@ export function latestReviews(listed: readonly ListedReview[]): Review[] {
     const key = login.toLowerCase();
     // Re-insert so the map keeps the order in which decisions were last given.
     latest.delete(key);
-    latest.set(key, { login, state, commit: r.commit_id ?? '', body: r.body ?? '', ...(r.submitted_at !== undefined ? { at: r.submitted_at } : {}), ...(r.user?.type === 'Bot' ? { bot: true } : {}) });
+    latest.set(key, {
+      login,
+      state,
+      commit: r.commit_id ?? '',
+      body: r.body ?? '',
+      ...(r.submitted_at !== undefined ? { at: r.submitted_at } : {}),
+      ...(r.user?.type === 'Bot' ? { bot: true } : {}),
+    });
   }
   return [...latest.values()];
 }

@@ -14,7 +14,11 @@ interface HintPayload {
  * or replayed payload (under any delivery id) changes nothing GitHub does not say.
  * Only pull requests of the configured repository are looked at.
  */
-export function githubApprovalEvents(webhooks: GitHubWebhooks, approvals: ApprovalService, repo: { readonly owner: string; readonly repo: string }): void {
+export function githubApprovalEvents(
+  webhooks: GitHubWebhooks,
+  approvals: ApprovalService,
+  repo: { readonly owner: string; readonly repo: string },
+): void {
   const fullName = `${repo.owner}/${repo.repo}`.toLowerCase();
   const hint = async (raw: Record<string, unknown>) => {
     const p = raw as HintPayload;

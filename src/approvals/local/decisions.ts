@@ -30,13 +30,26 @@ export async function readDecisions(repo: LocalGitRepo, id: string): Promise<Loc
 }
 
 /** Record one approver's decision (the gateway applies its rules to it); each approver decides once. */
-export async function recordLocalDecision(repo: LocalGitRepo, id: string, d: Omit<LocalDecision, 'commit' | 'at'>, now = new Date()): Promise<LocalDecision> {
+export async function recordLocalDecision(
+  repo: LocalGitRepo,
+  id: string,
+  d: Omit<LocalDecision, 'commit' | 'at'>,
+  now = new Date(),
+): Promise<LocalDecision> {
   const branch = branchOf(id);
   const head = await repo.head(branch);
   if (head === undefined) throw new Error(`no approval branch ${branch}: is the id right (gitgate approvals list)?`);
-  if ((await repo.read('main', decisionFile(id, d.by))) !== undefined) throw new Error(`${d.by} already decided approval ${id}`);
+  if ((await repo.read('main', decisionFile(id, d.by))) !== undefined)
+    throw new Error(`${d.by} already decided approval ${id}`);
   const decision: LocalDecision = { ...d, commit: head, at: now.toISOString() };
   const verb = d.action === 'approve' ? 'approved' : 'denied';
-  await repo.commit('main', { [decisionFile(id, d.by)]: `${JSON.stringify(decision, null, 2)}\n` }, `${branch}: ${verb} by ${d.by}${d.reason ? ` (${d.reason})` : ''}`, undefined, undefined, d.by);
+  await repo.commit(
+    'main',
+    { [decisionFile(id, d.by)]: `${JSON.stringify(decision, null, 2)}\n` },
+    `${branch}: ${verb} by ${d.by}${d.reason ? ` (${d.reason})` : ''}`,
+    undefined,
+    undefined,
+    d.by,
+  );
   return decision;
 }

@@ -14,7 +14,12 @@ export class LocalGitRepo {
     const repo = new LocalGitRepo(dir);
     if (!existsSync(path.join(dir, 'HEAD'))) {
       await git(dir, ['init', '--bare', '-b', 'main']);
-      await repo.commit('main', { 'README.md': '# gitgate approvals\n\nOne branch per approval request; decisions are recorded on main.\n' }, 'init', undefined);
+      await repo.commit(
+        'main',
+        { 'README.md': '# gitgate approvals\n\nOne branch per approval request; decisions are recorded on main.\n' },
+        'init',
+        undefined,
+      );
     }
     return repo;
   }
@@ -26,7 +31,9 @@ export class LocalGitRepo {
 
   /** The files under `dir` at `ref` (none if either is missing). */
   async list(ref: string, dir: string): Promise<string[]> {
-    const out = await git(this.dir, ['ls-tree', '-r', '--name-only', `refs/heads/${ref}`, '--', `${dir}/`]).catch(() => '');
+    const out = await git(this.dir, ['ls-tree', '-r', '--name-only', `refs/heads/${ref}`, '--', `${dir}/`]).catch(
+      () => '',
+    );
     return out.split('\n').filter(Boolean);
   }
 
@@ -38,10 +45,23 @@ export class LocalGitRepo {
   }
 
   /** Commit files onto `branch` (created from `from` when new) through a private index. */
-  async commit(branch: string, files: Record<string, string>, message: string, from: string | undefined, extraParent?: string, author?: string): Promise<string> {
+  async commit(
+    branch: string,
+    files: Record<string, string>,
+    message: string,
+    from: string | undefined,
+    extraParent?: string,
+    author?: string,
+  ): Promise<string> {
     const parent = (await this.head(branch)) ?? (from !== undefined ? await this.head(from) : undefined);
-    const index = path.join(this.dir, `index.gitgate-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
-    const env = { GIT_INDEX_FILE: index, ...(author ? { GIT_AUTHOR_NAME: author, GIT_AUTHOR_EMAIL: `${author}@users.noreply.localhost` } : {}) };
+    const index = path.join(
+      this.dir,
+      `index.gitgate-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`,
+    );
+    const env = {
+      GIT_INDEX_FILE: index,
+      ...(author ? { GIT_AUTHOR_NAME: author, GIT_AUTHOR_EMAIL: `${author}@users.noreply.localhost` } : {}),
+    };
     try {
       await git(this.dir, parent !== undefined ? ['read-tree', parent] : ['read-tree', '--empty'], env);
       for (const [file, content] of Object.entries(files)) {

@@ -20,7 +20,12 @@ export class LocalApprovalProvider implements ApprovalProvider {
   ) {}
 
   async open(a: ApprovalRecord): Promise<Remote> {
-    const sha = await this.repo.commit(branchOf(a.id), { [`approvals/${a.id}.yaml`]: approvalDocument(a) }, `approval requested: ${a.id}`, 'main');
+    const sha = await this.repo.commit(
+      branchOf(a.id),
+      { [`approvals/${a.id}.yaml`]: approvalDocument(a) },
+      `approval requested: ${a.id}`,
+      'main',
+    );
     return { ref: branchOf(a.id), url: `${this.repo.dir}#${branchOf(a.id)}`, headSha: sha };
   }
 
@@ -56,6 +61,13 @@ export class LocalApprovalProvider implements ApprovalProvider {
 
   async finish(a: ApprovalRecord): Promise<void> {
     const note = `${a.status}${a.denial ? `: ${a.denial.reason}` : ''}`;
-    await this.repo.commit('main', { [`outcomes/${a.id}.json`]: `${JSON.stringify({ id: a.id, status: a.status, note, at: new Date().toISOString() }, null, 2)}\n` }, `approval ${a.id} ${note}`, undefined);
+    await this.repo.commit(
+      'main',
+      {
+        [`outcomes/${a.id}.json`]: `${JSON.stringify({ id: a.id, status: a.status, note, at: new Date().toISOString() }, null, 2)}\n`,
+      },
+      `approval ${a.id} ${note}`,
+      undefined,
+    );
   }
 }

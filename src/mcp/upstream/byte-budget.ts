@@ -21,7 +21,10 @@ export class ByteBudget {
   /** Hold `n` more bytes, or throw UPSTREAM_TOO_LARGE (nothing is held then). */
   reserve(n: number): void {
     if (this.#held + n > this.limit) {
-      throw new GatewayError('UPSTREAM_TOO_LARGE', `upstream ${this.upstream} has more than ${this.limit} bytes of answers in flight (maxInFlightBytes)`);
+      throw new GatewayError(
+        'UPSTREAM_TOO_LARGE',
+        `upstream ${this.upstream} has more than ${this.limit} bytes of answers in flight (maxInFlightBytes)`,
+      );
     }
     this.#held += n;
   }

@@ -1,11 +1,11 @@
 import http from 'node:http';
 import https from 'node:https';
-import { GatewayError } from '../../errors.js';
 import type { UpstreamConfig } from '../../config/types.js';
+import { GatewayError } from '../../errors.js';
+import { scrubMessage, sentSecrets, upstreamDetail } from '../../masking/scrub.js';
 import { Channel } from '../channel.js';
 import { checkMessage, isResponse, type JsonRpcMessage, type JsonRpcRequest } from '../jsonrpc.js';
-import { SseParser, type SseLimits } from '../sse.js';
-import { scrubMessage, sentSecrets, upstreamDetail } from '../../masking/scrub.js';
+import { type SseLimits, SseParser } from '../sse.js';
 import { ByteBudget } from './byte-budget.js';
 import type { RequestOptions, UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
 import { parseUpstreamJson, parseUpstreamMessages } from './upstream-json.js';
@@ -33,7 +33,11 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
   const name = cfg.name;
   const timeouts = new WeakSet<object>();
   const budget = new ByteBudget(cfg.maxInFlightBytes, name);
-  const sseLimits: SseLimits = { maxLineBytes: cfg.maxResponseBytes, maxEventBytes: cfg.maxResponseBytes, source: `upstream ${name}` };
+  const sseLimits: SseLimits = {
+    maxLineBytes: cfg.maxResponseBytes,
+    maxEventBytes: cfg.maxResponseBytes,
+    source: `upstream ${name}`,
+  };
   const source = `upstream ${name}`;
 
   /**
@@ -46,13 +50,20 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
     const declared = Number(res.headers['content-length'] ?? Number.NaN);
     if (declared > max) {
       res.destroy();
-      throw new GatewayError('UPSTREAM_TOO_LARGE', `upstream ${name} answered with ${declared} bytes, over its maxResponseBytes (${max})`);
+      throw new GatewayError(
+        'UPSTREAM_TOO_LARGE',
+        `upstream ${name} answered with ${declared} bytes, over its maxResponseBytes (${max})`,
+      );
     }
     const chunks: Buffer[] = [];
     let size = 0;
     try {
       for await (const c of res as AsyncIterable<Buffer>) {
-        if (size + c.length > max) throw new GatewayError('UPSTREAM_TOO_LARGE', `upstream ${name} answered with more than its maxResponseBytes (${max})`);
+        if (size + c.length > max)
+          throw new GatewayError(
+            'UPSTREAM_TOO_LARGE',
+            `upstream ${name} answered with more than its maxResponseBytes (${max})`,
+          );
         budget.reserve(c.length);
         size += c.length;
         chunks.push(c);
@@ -69,8 +80,13 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
   /** What went wrong while a response body was being read, named for the client. */
   function bodyError(res: http.IncomingMessage, err: unknown): GatewayError {
     if (err instanceof GatewayError) return err;
-    if (timeouts.has(res)) return new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`);
-    return new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} closed the connection mid-response: ${(err as Error).message}`, { cause: err });
+    if (timeouts.has(res))
+      return new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`);
+    return new GatewayError(
+      'UPSTREAM_UNAVAILABLE',
+      `upstream ${name} closed the connection mid-response: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 
   /**
@@ -88,7 +104,9 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
           const target = watch.target;
           if (target === undefined) return;
           timeouts.add(target);
-          target.destroy(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`));
+          target.destroy(
+            new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`),
+          );
         }, cfg.timeoutMs);
       },
       stop() {
@@ -126,8 +144,19 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
         else if ((err as Error).name === 'AbortError') reject(err);
         // A kept-alive connection the upstream closed as it was being reused: the request never
         // reached it, so it goes once more on a fresh connection.
-        else if (!retried && response === undefined && req.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET') resolve(send(method, headers, body, signal, watch, true));
-        else reject(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} is unreachable: ${(err as Error).message}`, { cause: err }));
+        else if (
+          !retried &&
+          response === undefined &&
+          req.reusedSocket &&
+          (err as NodeJS.ErrnoException).code === 'ECONNRESET'
+        )
+          resolve(send(method, headers, body, signal, watch, true));
+        else
+          reject(
+            new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} is unreachable: ${(err as Error).message}`, {
+              cause: err,
+            }),
+          );
       });
       req.end(body);
     });
@@ -138,7 +167,12 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
    * echo what gitgate sent: the secrets sent with this request are scrubbed from it,
    * then the decision's masking, before any of it is copied into the error.
    */
-  function httpError(status: number, body: string, auth: UpstreamAuth | undefined, mask?: (text: string) => string): GatewayError {
+  function httpError(
+    status: number,
+    body: string,
+    auth: UpstreamAuth | undefined,
+    mask?: (text: string) => string,
+  ): GatewayError {
     let said = body;
     try {
       const v = parseUpstreamJson(source, body) as { message?: unknown; error?: { message?: unknown } };
@@ -148,12 +182,21 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       said = body;
     }
     const detail = upstreamDetail(said, sentSecrets(cfg, auth), 200, mask);
-    return new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} answered HTTP ${status}${detail ? `: ${detail}` : ''}`);
+    return new GatewayError(
+      'UPSTREAM_UNAVAILABLE',
+      `upstream ${name} answered HTTP ${status}${detail ? `: ${detail}` : ''}`,
+    );
   }
 
   // A static secret (API key) rides on every request to this upstream.
   const secretHeader: Record<string, string> =
-    cfg.secret?.header !== undefined ? { [cfg.secret.header]: cfg.secret.scheme ? `${cfg.secret.scheme} ${cfg.secret.value.reveal()}` : cfg.secret.value.reveal() } : {};
+    cfg.secret?.header !== undefined
+      ? {
+          [cfg.secret.header]: cfg.secret.scheme
+            ? `${cfg.secret.scheme} ${cfg.secret.value.reveal()}`
+            : cfg.secret.value.reveal(),
+        }
+      : {};
 
   function makeSession(): UpstreamSession {
     let sessionId: string | undefined;
@@ -165,11 +208,21 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       ...(sessionId !== undefined ? { 'mcp-session-id': sessionId } : {}),
       ...(protocolVersion !== undefined ? { 'mcp-protocol-version': protocolVersion } : {}),
     });
-    const post = async (msg: JsonRpcMessage, auth: UpstreamAuth | undefined, signal: AbortSignal | undefined, watch: Watch) => {
+    const post = async (
+      msg: JsonRpcMessage,
+      auth: UpstreamAuth | undefined,
+      signal: AbortSignal | undefined,
+      watch: Watch,
+    ) => {
       const body = JSON.stringify(msg);
       const res = await send(
         'POST',
-        { ...baseHeaders(auth), 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': String(Buffer.byteLength(body)) },
+        {
+          ...baseHeaders(auth),
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'content-length': String(Buffer.byteLength(body)),
+        },
         body,
         signal,
         watch,
@@ -177,12 +230,19 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       if (res.statusCode === 404 && sessionId !== undefined) {
         res.resume();
         closed = true;
-        throw new GatewayError('SESSION_UNKNOWN', `upstream ${name} no longer knows this session; initialize a new one`);
+        throw new GatewayError(
+          'SESSION_UNKNOWN',
+          `upstream ${name} no longer knows this session; initialize a new one`,
+        );
       }
       return res;
     };
 
-    async function* streamResponse(res: http.IncomingMessage, id: JsonRpcRequest['id'], deadline: MessageDeadline): AsyncGenerator<JsonRpcMessage> {
+    async function* streamResponse(
+      res: http.IncomingMessage,
+      id: JsonRpcRequest['id'],
+      deadline: MessageDeadline,
+    ): AsyncGenerator<JsonRpcMessage> {
       const ct = String(res.headers['content-type'] ?? '');
       if (ct.includes('text/event-stream')) {
         const parser = new SseParser(sseLimits);
@@ -222,7 +282,10 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
           if (answered) res.resume();
           else res.destroy();
         }
-        throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${name} closed the stream before answering request ${String(id)}`);
+        throw new GatewayError(
+          'UPSTREAM_PROTOCOL',
+          `upstream ${name} closed the stream before answering request ${String(id)}`,
+        );
       }
       const text = await readAll(res);
       deadline.stop();
@@ -259,7 +322,12 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       close,
     };
 
-    async function* exchange(msg: JsonRpcRequest, opts: RequestOptions, watch: Watch, deadline: MessageDeadline): AsyncGenerator<JsonRpcMessage> {
+    async function* exchange(
+      msg: JsonRpcRequest,
+      opts: RequestOptions,
+      watch: Watch,
+      deadline: MessageDeadline,
+    ): AsyncGenerator<JsonRpcMessage> {
       const res = await post(msg, opts.auth, opts.signal, watch);
       const status = res.statusCode ?? 0;
       if (status >= 400) {
@@ -289,7 +357,10 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       }
     }
 
-    async function listen(signal: AbortSignal, auth?: UpstreamAuth): Promise<AsyncIterable<JsonRpcMessage> | undefined> {
+    async function listen(
+      signal: AbortSignal,
+      auth?: UpstreamAuth,
+    ): Promise<AsyncIterable<JsonRpcMessage> | undefined> {
       const res = await send('GET', { ...baseHeaders(auth), accept: 'text/event-stream' }, undefined, signal);
       if (res.statusCode === 405 || res.statusCode === 404) {
         res.resume();
@@ -297,7 +368,10 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       }
       if ((res.statusCode ?? 0) >= 400 || !String(res.headers['content-type'] ?? '').includes('text/event-stream')) {
         res.resume();
-        throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${name} refused the event stream (HTTP ${res.statusCode})`);
+        throw new GatewayError(
+          'UPSTREAM_UNAVAILABLE',
+          `upstream ${name} refused the event stream (HTTP ${res.statusCode})`,
+        );
       }
       res.socket?.setTimeout(0);
       const out = new Channel<JsonRpcMessage>();
@@ -350,4 +424,3 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
     },
   };
 }
-

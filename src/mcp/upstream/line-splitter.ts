@@ -63,7 +63,10 @@ export class LineSplitter {
   #hold(n: number): void {
     if (this.#pending + n > this.maxLineBytes) {
       this.clear();
-      throw new GatewayError('UPSTREAM_TOO_LARGE', `${this.source} sent a line over ${this.maxLineBytes} bytes (maxResponseBytes)`);
+      throw new GatewayError(
+        'UPSTREAM_TOO_LARGE',
+        `${this.source} sent a line over ${this.maxLineBytes} bytes (maxResponseBytes)`,
+      );
     }
     try {
       this.budget?.reserve(n);

@@ -1,8 +1,15 @@
 import type { StaticSecret } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
 import { sentSecrets, upstreamDetail } from '../../masking/scrub.js';
-import { isNotification, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest } from '../jsonrpc.js';
-import { UPSTREAM_PROTOCOL_VERSION, stripEnvelope, toModernResult } from '../protocol.js';
+import {
+  isNotification,
+  isRequest,
+  isResponse,
+  type JsonRpcId,
+  type JsonRpcMessage,
+  type JsonRpcRequest,
+} from '../jsonrpc.js';
+import { stripEnvelope, toModernResult, UPSTREAM_PROTOCOL_VERSION } from '../protocol.js';
 import type { UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
 
 export interface InitializeResult {
@@ -47,7 +54,9 @@ export class SharedUpstreamSession {
     }
     const wait = RESTART_BACKOFF_MS[Math.min(this.#failures, RESTART_BACKOFF_MS.length - 1)]!;
     if (Date.now() - this.#lastFailure < wait) {
-      throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${this.connector.name} is restarting; retry shortly`, { headers: { 'retry-after': String(Math.ceil(wait / 1000)) } });
+      throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${this.connector.name} is restarting; retry shortly`, {
+        headers: { 'retry-after': String(Math.ceil(wait / 1000)) },
+      });
     }
     this.#current = this.#open();
     return this.#current.then(
@@ -78,18 +87,29 @@ export class SharedUpstreamSession {
       if (isResponse(m) && m.id === init.id) {
         if (m.error !== undefined) {
           await session.close();
-          throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${this.connector.name} refused initialize: ${upstreamDetail(m.error.message, sentSecrets(this.upstream, auth), 200)}`);
+          throw new GatewayError(
+            'UPSTREAM_PROTOCOL',
+            `upstream ${this.connector.name} refused initialize: ${upstreamDetail(m.error.message, sentSecrets(this.upstream, auth), 200)}`,
+          );
         }
         result = m.result as InitializeResult;
       }
     }
-    if (result === undefined) throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${this.connector.name} did not answer initialize`);
-    await session.send({ jsonrpc: '2.0', method: 'notifications/initialized' }, this.ownAuth('notifications/initialized'));
+    if (result === undefined)
+      throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${this.connector.name} did not answer initialize`);
+    await session.send(
+      { jsonrpc: '2.0', method: 'notifications/initialized' },
+      this.ownAuth('notifications/initialized'),
+    );
     return { session, init: result };
   }
 
   /** Forward one stateless request; yields its progress and its response, with the caller's ids restored. */
-  async *request(msg: JsonRpcRequest, owner: string, opts: { signal?: AbortSignal; auth?: UpstreamAuth } = {}): AsyncGenerator<JsonRpcMessage> {
+  async *request(
+    msg: JsonRpcRequest,
+    owner: string,
+    opts: { signal?: AbortSignal; auth?: UpstreamAuth } = {},
+  ): AsyncGenerator<JsonRpcMessage> {
     const { session, init } = await this.ready();
     const gid = `gitgate-${++this.#seq}`;
     const params = stripEnvelope(msg.params);
@@ -100,23 +120,37 @@ export class SharedUpstreamSession {
       jsonrpc: '2.0',
       id: gid,
       method: msg.method,
-      ...(params !== undefined ? { params: gtoken === undefined ? params : { ...params, _meta: { ...meta, progressToken: gtoken } } } : {}),
+      ...(params !== undefined
+        ? { params: gtoken === undefined ? params : { ...params, _meta: { ...meta, progressToken: gtoken } } }
+        : {}),
     };
     this.#inflight.set(gid, { owner, id: msg.id });
     let refused = 0;
     try {
       for await (const m of session.request(forwarded, opts)) {
         if (isResponse(m)) {
-          yield m.result === undefined ? { ...m, id: msg.id } : { ...m, id: msg.id, result: toModernResult(msg.method, m.result, init.serverInfo) };
+          yield m.result === undefined
+            ? { ...m, id: msg.id }
+            : { ...m, id: msg.id, result: toModernResult(msg.method, m.result, init.serverInfo) };
         } else if (isNotification(m) && m.method === 'notifications/progress' && m.params?.progressToken === gtoken) {
           yield { ...m, params: { ...m.params, progressToken: token } };
         } else if (isRequest(m)) {
           // 2026-07-28 servers may not send requests on a response stream; refuse so the upstream is not left waiting.
           // Each refusal is a signed credential and a request: past a few, the stream is a protocol error, not work.
           if (++refused > MAX_REFUSED_REQUESTS) {
-            throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${this.connector.name} sent more than ${MAX_REFUSED_REQUESTS} requests on a stateless response stream`);
+            throw new GatewayError(
+              'UPSTREAM_PROTOCOL',
+              `upstream ${this.connector.name} sent more than ${MAX_REFUSED_REQUESTS} requests on a stateless response stream`,
+            );
           }
-          await session.send({ jsonrpc: '2.0', id: m.id, error: { code: -32601, message: `${m.method} is not available to a stateless client` } }, this.ownAuth('response'));
+          await session.send(
+            {
+              jsonrpc: '2.0',
+              id: m.id,
+              error: { code: -32601, message: `${m.method} is not available to a stateless client` },
+            },
+            this.ownAuth('response'),
+          );
         }
       }
     } finally {

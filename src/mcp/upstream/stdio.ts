@@ -1,9 +1,16 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import type { UpstreamConfig, StdioCommand } from '../../config/types.js';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import type { StdioCommand, UpstreamConfig } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
-import { Channel } from '../channel.js';
-import { checkMessage, isNotification, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage } from '../jsonrpc.js';
 import { scrubMessage, sentSecrets, upstreamDetail } from '../../masking/scrub.js';
+import { Channel } from '../channel.js';
+import {
+  checkMessage,
+  isNotification,
+  isRequest,
+  isResponse,
+  type JsonRpcId,
+  type JsonRpcMessage,
+} from '../jsonrpc.js';
 import { ByteBudget } from './byte-budget.js';
 import { LineSplitter } from './line-splitter.js';
 import type { UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
@@ -80,7 +87,11 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
     const ready = new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
       child.once('error', (err) => {
-        reject(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} failed to start: ${err.message}`, { cause: err }));
+        reject(
+          new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} failed to start: ${err.message}`, {
+            cause: err,
+          }),
+        );
       });
     });
     ready.catch(() => undefined);
@@ -100,7 +111,9 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
       const tail = stderrTail.length > 0 ? `; stderr: ${stderrTail.slice(-3).join(' | ')}` : '';
       fail(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} exited (${sig ?? `code ${code}`})${tail}`));
     });
-    child.on('error', (err) => fail(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name}: ${err.message}`, { cause: err })));
+    child.on('error', (err) =>
+      fail(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name}: ${err.message}`, { cause: err })),
+    );
     child.stdin.on('error', () => undefined);
 
     // Bounded: a stderr line is cut at STDERR_LINE_BYTES, whatever the child writes.
@@ -146,10 +159,14 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
       try {
         v = parseUpstreamJson(`upstream ${cfg.name}`, line);
       } catch (err) {
-        return log.warn({ upstream: cfg.name, line: upstreamDetail(line, childSecrets, 200) }, `line on upstream stdout dropped: ${(err as Error).message}`);
+        return log.warn(
+          { upstream: cfg.name, line: upstreamDetail(line, childSecrets, 200) },
+          `line on upstream stdout dropped: ${(err as Error).message}`,
+        );
       }
       const problem = checkMessage(v);
-      if (problem !== undefined) return log.warn({ upstream: cfg.name, problem }, 'invalid JSON-RPC from upstream dropped');
+      if (problem !== undefined)
+        return log.warn({ upstream: cfg.name, problem }, 'invalid JSON-RPC from upstream dropped');
       route(v as JsonRpcMessage);
     };
     // Bounded lines: one over maxResponseBytes (or past the in-flight budget) ends the session
@@ -171,7 +188,9 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
     // Back-pressure: while a request's (or the GET stream's) unread messages are past
     // QUEUE_HIGH_WATER, stdout is not read (the child blocks on its pipe) until they are taken.
     const holdBack = () => {
-      const full = [...pending.values(), ...(listener !== undefined ? [listener] : [])].find((ch) => ch.size >= QUEUE_HIGH_WATER);
+      const full = [...pending.values(), ...(listener !== undefined ? [listener] : [])].find(
+        (ch) => ch.size >= QUEUE_HIGH_WATER,
+      );
       if (full === undefined) {
         if (child.stdout.isPaused()) child.stdout.resume();
         return;
@@ -185,7 +204,9 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
       await ready;
       if (closed) throw exitError ?? new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} session is closed`);
       await new Promise<void>((resolve, reject) =>
-        child.stdin.write(`${JSON.stringify(m)}\n`, (err) => (err ? reject(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name}: ${err.message}`)) : resolve())),
+        child.stdin.write(`${JSON.stringify(m)}\n`, (err) =>
+          err ? reject(new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name}: ${err.message}`)) : resolve(),
+        ),
       );
     };
 
@@ -197,9 +218,20 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
         const { signal, auth } = opts;
         // stdio has no headers: a credential placed in _meta travels with the request.
         sentToChild(auth);
-        const msg = auth?.meta === undefined ? original : { ...original, params: { ...original.params, _meta: { ...(original.params?._meta as object | undefined), ...auth.meta } } };
-        if (closed) throw exitError ?? new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} session is closed`);
-        if (pending.has(msg.id)) throw new GatewayError('INVALID_REQUEST', `Invalid Request: id ${String(msg.id)} is already in flight`);
+        const msg =
+          auth?.meta === undefined
+            ? original
+            : {
+                ...original,
+                params: {
+                  ...original.params,
+                  _meta: { ...(original.params?._meta as object | undefined), ...auth.meta },
+                },
+              };
+        if (closed)
+          throw exitError ?? new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${cfg.name} session is closed`);
+        if (pending.has(msg.id))
+          throw new GatewayError('INVALID_REQUEST', `Invalid Request: id ${String(msg.id)} is already in flight`);
         const ch = new Channel<JsonRpcMessage>();
         pending.set(msg.id, ch);
         const meta = msg.params?._meta as { progressToken?: unknown } | undefined;
@@ -220,7 +252,11 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
           pending.delete(msg.id);
           ch.close();
           holdBack();
-          void write({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: msg.id, reason: 'client went away' } }).catch(() => undefined);
+          void write({
+            jsonrpc: '2.0',
+            method: 'notifications/cancelled',
+            params: { requestId: msg.id, reason: 'client went away' },
+          }).catch(() => undefined);
         };
         signal?.addEventListener('abort', onAbort, { once: true });
         try {
@@ -263,7 +299,9 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
         closed = true;
         live.delete(session);
         child.stdin.end();
-        const exited = new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+        const exited = new Promise<void>((resolve) =>
+          child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()),
+        );
         const term = setTimeout(() => child.kill('SIGTERM'), 2_000);
         const kill = setTimeout(() => child.kill('SIGKILL'), 5_000);
         await exited;

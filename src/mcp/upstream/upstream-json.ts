@@ -15,7 +15,8 @@ export function nestsDeeperThan(text: string, max: number): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 92) i++; // backslash: skip the escaped character
+      if (c === 92)
+        i++; // backslash: skip the escaped character
       else if (c === 34) inString = false;
     } else if (c === 34) inString = true;
     else if (c === 91 || c === 123) {
@@ -27,7 +28,8 @@ export function nestsDeeperThan(text: string, max: number): boolean {
 
 /** Parse upstream bytes as JSON no deeper than MAX_JSON_DEPTH; UPSTREAM_PROTOCOL otherwise. */
 export function parseUpstreamJson(source: string, text: string): unknown {
-  if (nestsDeeperThan(text, MAX_JSON_DEPTH)) throw new GatewayError('UPSTREAM_PROTOCOL', `${source} sent JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
+  if (nestsDeeperThan(text, MAX_JSON_DEPTH))
+    throw new GatewayError('UPSTREAM_PROTOCOL', `${source} sent JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
   try {
     return JSON.parse(text) as unknown;
   } catch {
@@ -41,7 +43,8 @@ export function parseUpstreamMessages(source: string, text: string): JsonRpcMess
   const list = Array.isArray(v) ? (v as unknown[]) : [v];
   for (const m of list) {
     const problem = checkMessage(m);
-    if (problem !== undefined) throw new GatewayError('UPSTREAM_PROTOCOL', `${source} sent an invalid JSON-RPC message: ${problem}`);
+    if (problem !== undefined)
+      throw new GatewayError('UPSTREAM_PROTOCOL', `${source} sent an invalid JSON-RPC message: ${problem}`);
   }
   return list as JsonRpcMessage[];
 }
