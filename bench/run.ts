@@ -1,14 +1,29 @@
 /**
- * gitgate benchmark: tools/call through gitgate vs directly to the same upstream
- * vs a bare passthrough proxy, at 1 and 16 concurrent sessions; and policy
- * evaluation alone. All traffic stays on 127.0.0.1; every loop is bounded.
+ * gitgate benchmark: tools/call through gitgate and through its peers, against the same SDK
+ * upstream with the same lean raw-HTTP load generator (bench/load.ts), interleaved in rounds
+ * (medians), at 1 and 16 concurrent sessions; then 1 KiB and 64 KiB responses with masking;
+ * then policy evaluation alone. All traffic stays on 127.0.0.1; every loop is bounded.
  *
- *   npm run bench            (BENCH_REQUESTS=4000 per run, BENCH_ROUNDS=5 interleaved rounds)
+ * Targets: direct (no proxy); bare Node passthrough (bench/passthrough.mjs); hoop mcpproxyd
+ * v0.1.1 anonymous, and with OIDC against a loopback issuer (bench/oidc-issuer.mjs) plus a tool
+ * allow/deny policy; gitgate with audit off, and with everything on (OIDC caller, Rego policy,
+ * JIT credential per call, masking rules present, audit on). Both gitgates and hoop-oidc verify
+ * the same caller token.
+ *
+ *   npm run bench                                   (the real run: a quiet machine, defaults)
+ *   BENCH_REQUESTS=300 BENCH_ROUNDS=1 npm run bench (smoke: well under a minute once tools are built)
+ *
+ * Env: BENCH_REQUESTS (tools/call per run, 3000), BENCH_ROUNDS (interleaved rounds, 5),
+ * BENCH_PAYLOAD_REQUESTS (calls per payload run, BENCH_REQUESTS/5 and >= 50), BENCH_CONCURRENCY
+ * ("1,16"), BENCH_TARGETS (comma-separated target names to run, default all), BENCH_CPU_PROF
+ * (a folder: run the gitgates under `node --cpu-prof` and write their profiles there on exit),
+ * GITGATE_BENCH_MCPPROXYD (a prebuilt mcpproxyd v0.1.1; default: tools/mcpproxyd, built on demand).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../src/paths.js';
 import { buildPolicyBundle } from '../src/policy/build.js';
@@ -16,16 +31,22 @@ import { readBundle } from '../src/policy/bundle.js';
 import { instantiate } from '../src/policy/engine.js';
 import type { PolicyInput } from '../src/policy/input.js';
 import { ensureOpa } from '../src/policy/opa-binary.js';
+import { ensureMcpproxyd, HOOP_VERSION } from './hoop.js';
 import { type Call, percentile, type RunResult, run, type Target } from './load.js';
 
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 3000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const PAYLOAD_REQUESTS = Number(process.env.BENCH_PAYLOAD_REQUESTS ?? Math.max(50, Math.floor(REQUESTS / 5)));
+const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,16').split(',').map(Number);
+const ONLY = process.env.BENCH_TARGETS?.split(',').map((s) => s.trim());
+const CPU_PROF = process.env.BENCH_CPU_PROF;
+const AUDIENCE = 'gitgate-bench';
 const children: ChildProcess[] = [];
 
 /** The process behind each started URL (for CPU accounting). */
 const pidOf = new Map<string, number>();
 
-function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
+function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, echo = true): Promise<string> {
   const child = spawn(cmd, args, {
     cwd: packageRoot,
     env: { ...process.env, ...env },
@@ -36,7 +57,7 @@ function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promis
     let out = '';
     // gitgate announces itself on stderr (stdout is its JSON log); the bench helpers on stdout.
     const seen = (c: Buffer) => {
-      out += c.toString();
+      if (out.length < 16_384) out += c.toString();
       const m = /listening (?:on )?(http:\/\/\S+)/.exec(out);
       if (m) {
         pidOf.set(new URL(m[1]!).origin, child.pid!);
@@ -45,11 +66,49 @@ function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promis
     };
     child.stdout!.on('data', seen);
     child.stderr!.on('data', (c: Buffer) => {
-      process.stderr.write(c);
+      if (echo) process.stderr.write(c);
       seen(c);
     });
     child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${out}`)));
   });
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** hoop's mcpproxyd on a free loopback port; it logs every audit event to stderr (drained, not echoed). */
+async function startHoop(bin: string, dir: string, name: string, body: string): Promise<string> {
+  const port = await freePort();
+  const file = path.join(dir, `${name}.yaml`);
+  await writeFile(file, `listen: 127.0.0.1:${port}\n${body}`);
+  const child = spawn(bin, ['-config', file], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(child);
+  let err = '';
+  child.stderr.on('data', (c: Buffer) => {
+    err = (err + c.toString()).slice(-4096);
+  });
+  let exited: number | null | undefined;
+  child.once('exit', (code) => (exited = code));
+  const origin = `http://127.0.0.1:${port}`;
+  // Bounded: 200 polls, 50 ms apart.
+  for (let i = 0; i < 200 && exited === undefined; i++) {
+    if (
+      await fetch(`${origin}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    ) {
+      pidOf.set(origin, child.pid!);
+      return `${origin}/mcp`;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`mcpproxyd ${name} did not come up: ${err}`);
 }
 
 async function policyDir(): Promise<string> {
@@ -58,19 +117,18 @@ async function policyDir(): Promise<string> {
   const data = JSON.parse(await readFile(path.join(packageRoot, 'policies', 'config', 'data.json'), 'utf8')) as {
     upstreams: Record<string, unknown>;
   };
-  const base = {
+  // Masking rules present on every call (echo's answer has nothing to mask; blob's has an email every ~500 bytes).
+  data.upstreams.bench = {
     full_access_groups: ['eng'],
     public_tools: ['echo', 'blob'],
     high_risk_tools: {},
     credential_ttl_seconds: 60,
+    mask: [{ path: '$.result.content[*].text', detectors: ['email', 'aws_access_key'] }],
   };
-  data.upstreams.bench = { ...base, mask: [] };
-  data.upstreams['bench-masked'] = { ...base, mask: [{ path: '$.result', detectors: ['email', 'aws_access_key'] }] };
   await mkdir(path.join(dir, 'config'));
   await writeFile(path.join(dir, 'config', 'data.json'), JSON.stringify(data));
   return dir;
 }
-
 async function policyOnly(dir: string): Promise<{ medianUs: number; p99Us: number }> {
   const opa = await ensureOpa();
   const built = await buildPolicyBundle({
@@ -129,16 +187,16 @@ function cpuOf(pid: number): { main: number; threads: number; children: number }
   }
 }
 
-/** One run, with the target's CPU per request (main thread, whole process, and children). */
-async function measured(
-  t: Target,
-  conc: number,
-  n: number,
-  warmup: number,
-): Promise<RunResult & { cpu?: { main: number; threads: number; children: number } }> {
+interface Measured extends RunResult {
+  /** CPU per call in µs: the main thread (a Node proxy's event loop) and the whole process with its waited-for children. */
+  readonly cpu?: { readonly main: number; readonly all: number };
+}
+
+/** One run, with the target's CPU per request. */
+async function measured(t: Target, conc: number, n: number, warmup: number, call?: Call): Promise<Measured> {
   const pid = pidOf.get(new URL(t.url).origin);
   const before = pid !== undefined ? cpuOf(pid) : undefined;
-  const r = await run(t, conc, n, warmup);
+  const r = await run(t, conc, n, warmup, call);
   const after = pid !== undefined ? cpuOf(pid) : undefined;
   if (before === undefined || after === undefined) return r;
   // The run's requests: the measured ones, the warm-up, and each session's initialize + initialized.
@@ -147,53 +205,50 @@ async function measured(
     ...r,
     cpu: {
       main: (after.main - before.main) / requests,
-      threads: (after.threads - before.threads) / requests,
-      children: (after.children - before.children) / requests,
+      all: (after.threads - before.threads + after.children - before.children) / requests,
     },
   };
 }
 
-interface AuditReadiness {
-  audit?: { appended?: number; commits?: number; lastLagMs?: number };
-}
+const med = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-/**
- * While `work` runs, follow the gateway's audit trail through /readyz: records
- * made durable per second, and the commit lag of every commit in between.
- */
-async function auditDuring<T>(
-  url: string,
-  work: Promise<T>,
-): Promise<{ result: T; recordsPerSec: number; lags: number[] }> {
-  const read = async () => ((await (await fetch(`${url}/readyz`)).json()) as AuditReadiness).audit ?? {};
-  const first = await read();
-  const t0 = performance.now();
-  const lags: number[] = [];
-  let commits = first.commits ?? 0;
-  let done = false;
-  const result = work.finally(() => (done = true));
-  // Bounded: one poll every 200 ms while the run lasts.
-  while (!done) {
-    await new Promise((r) => setTimeout(r, 200));
-    const a = await read();
-    if ((a.commits ?? 0) !== commits && a.lastLagMs !== undefined) lags.push(a.lastLagMs);
-    commits = a.commits ?? commits;
-  }
-  const last = await read();
+/** Medians over rounds, each metric on its own. */
+function summary(rs: readonly Measured[]): Measured {
+  const cpus = rs.map((r) => r.cpu).filter((c) => c !== undefined);
   return {
-    result: await result,
-    recordsPerSec: (((last.appended ?? 0) - (first.appended ?? 0)) * 1000) / (performance.now() - t0),
-    lags,
+    rps: med(rs.map((r) => r.rps)),
+    p50: med(rs.map((r) => r.p50)),
+    p99: med(rs.map((r) => r.p99)),
+    ...(cpus.length > 0 ? { cpu: { main: med(cpus.map((c) => c.main)), all: med(cpus.map((c) => c.all)) } } : {}),
   };
 }
 
-/** The run with the median throughput (its latencies with it). */
-function median(rs: readonly RunResult[]): RunResult {
-  return [...rs].sort((a, b) => a.rps - b.rps)[Math.floor(rs.length / 2)]!;
+/**
+ * Every target once per round, the order rotated each round, then medians: the machine is shared
+ * and noisy, so a slow moment hits all targets alike rather than one.
+ */
+async function interleaved(
+  targets: readonly Target[],
+  rounds: number,
+  conc: number,
+  n: number,
+  call: Call | undefined,
+  after: (t: Target) => Promise<void>,
+): Promise<Map<string, Measured[]>> {
+  const out = new Map<string, Measured[]>(targets.map((t) => [t.name, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[(i + round) % targets.length]!;
+      out.get(t.name)!.push(await measured(t, conc, n, Math.min(500, Math.floor(n / 4)), call));
+      await after(t);
+    }
+  }
+  return out;
 }
 
-const fmt = (r: RunResult) =>
-  `${r.rps.toFixed(0).padStart(7)} req/s   p50 ${r.p50.toFixed(3).padStart(7)} ms   p99 ${r.p99.toFixed(3).padStart(7)} ms`;
+const pct = (x: number, of: number) => `${((x / of) * 100).toFixed(0)} %`;
+const ms = (x: number) => `${x.toFixed(2)} ms`;
+const us = (x: number | undefined) => (x === undefined ? '–' : `${x.toFixed(0)} µs`);
 
 async function main(): Promise<void> {
   const upstreamUrl = await start(process.execPath, [
@@ -201,143 +256,129 @@ async function main(): Promise<void> {
     'http',
   ]);
   const passUrl = await start(process.execPath, [path.join(packageRoot, 'bench', 'passthrough.mjs'), upstreamUrl]);
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-bench-data-'));
-  const dir = await policyDir();
-  const cfg = path.join(dataDir, 'gitgate.yaml');
-  await writeFile(
-    cfg,
-    `dataDir: ${dataDir}\npolicy:\n  dir: ${dir}\nlog:\n  level: warn\nupstreams:\n  bench:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n    maxSessionsPerCaller: 1000\n  bench-masked:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n    maxSessionsPerCaller: 1000\n`,
-  );
-  const gwUrl = await start(process.execPath, [
-    path.join(packageRoot, 'bin', 'gitgate.js'),
-    'serve',
-    '--config',
-    cfg,
-    '--port',
-    '0',
-  ]);
-  // The same gateway with audit off, to price the audit trail in the same run.
-  const cfgOff = path.join(dataDir, 'gitgate-audit-off.yaml');
-  await writeFile(
-    cfgOff,
-    `${(await readFile(cfg, 'utf8')).replace(`dataDir: ${dataDir}`, `dataDir: ${dataDir}-off`)}audit:\n  enabled: false\n`,
-  );
-  const gwOffUrl = await start(process.execPath, [
-    path.join(packageRoot, 'bin', 'gitgate.js'),
-    'serve',
-    '--config',
-    cfgOff,
-    '--port',
-    '0',
-  ]);
-  const mint = (config: string) =>
-    new Promise<string>((resolve, reject) => {
-      const c = spawn(
-        process.execPath,
-        [path.join(packageRoot, 'bin', 'gitgate.js'), 'token', '--config', config, '--sub', 'bench', '--groups', 'eng'],
-        { stdio: ['ignore', 'pipe', 'inherit'] },
-      );
-      let out = '';
-      c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      c.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error('token failed'))));
-    });
-  const token = await mint(cfg);
-  const tokenOff = await mint(cfgOff);
+  const issuer = await start(process.execPath, [path.join(packageRoot, 'bench', 'oidc-issuer.mjs')]);
+  const tokenRes = await fetch(`${issuer}/token?sub=bench&aud=${AUDIENCE}`);
+  if (!tokenRes.ok) throw new Error(`the bench issuer answered ${tokenRes.status}`);
+  const token = await tokenRes.text();
+  const auth = { authorization: `Bearer ${token}` };
+  const want = (name: string) => ONLY === undefined || ONLY.includes(name);
 
-  const targets: Target[] = [
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-bench-data-'));
+  const hoop = want('hoop anonymous') || want('hoop oidc+policy') ? await ensureMcpproxyd(console.error) : undefined;
+  const backend = `backends:\n  bench:\n    transport: streamable-http\n    url: ${upstreamUrl}\n`;
+  // hoop's tool policy: allow/deny globs (deny wins), the same tools gitgate's policy lets the caller use.
+  const hoopPolicy = `policy:\n  allowed_tools: ["echo", "blob"]\n  denied_tools: ["secret", "*delete*"]\n`;
+  const hoopAnon =
+    hoop !== undefined && want('hoop anonymous')
+      ? await startHoop(hoop, dataDir, 'hoop-anonymous', `inbound:\n  mode: anonymous\n${backend}`)
+      : undefined;
+  const hoopOidc =
+    hoop !== undefined && want('hoop oidc+policy')
+      ? await startHoop(
+          hoop,
+          dataDir,
+          'hoop-oidc',
+          `inbound:\n  mode: oidc\n  issuer: ${issuer}\n  audience: ${AUDIENCE}\n${backend}${hoopPolicy}`,
+        )
+      : undefined;
+
+  const dir = await policyDir();
+  const gitgate = async (name: string, audit: boolean): Promise<string> => {
+    const cfg = path.join(dataDir, `${name}.yaml`);
+    await writeFile(
+      cfg,
+      [
+        `dataDir: ${path.join(dataDir, name)}`,
+        `policy:\n  dir: ${dir}`,
+        `log:\n  level: warn`,
+        `identity:\n  mode: oidc\n  issuer: ${issuer}\n  audience: ${AUDIENCE}`,
+        // The JIT credential travels in Authorization (the default for url upstreams).
+        `upstreams:\n  bench:\n    url: ${upstreamUrl}\n    maxSessions: 1000\n    maxSessionsPerCaller: 1000`,
+        `audit:\n  enabled: ${audit}`,
+        '',
+      ].join('\n'),
+    );
+    const prof =
+      CPU_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+    const url = await start(process.execPath, [
+      ...prof,
+      path.join(packageRoot, 'bin', 'gitgate.js'),
+      'serve',
+      '--config',
+      cfg,
+      '--port',
+      '0',
+    ]);
+    return url;
+  };
+  const gwOff = want('gitgate audit off') ? await gitgate('gitgate-audit-off', false) : undefined;
+  const gwOn = want('gitgate all on') ? await gitgate('gitgate-all-on', true) : undefined;
+
+  const all: (Target | undefined)[] = [
     { name: 'direct', url: upstreamUrl, headers: {} },
     { name: 'passthrough', url: passUrl, headers: {} },
-    { name: 'gitgate', url: `${gwUrl}/mcp/bench`, headers: { authorization: `Bearer ${token}` } },
-    { name: 'audit off', url: `${gwOffUrl}/mcp/bench`, headers: { authorization: `Bearer ${tokenOff}` } },
+    hoopAnon !== undefined ? { name: 'hoop anonymous', url: hoopAnon, headers: {} } : undefined,
+    hoopOidc !== undefined ? { name: 'hoop oidc+policy', url: hoopOidc, headers: auth } : undefined,
+    gwOff !== undefined ? { name: 'gitgate audit off', url: `${gwOff}/mcp/bench`, headers: auth } : undefined,
+    gwOn !== undefined ? { name: 'gitgate all on', url: `${gwOn}/mcp/bench`, headers: auth } : undefined,
   ];
+  const targets = all.filter((t): t is Target => t !== undefined && want(t.name));
+  const after = async (t: Target) => {
+    if (t.name === 'gitgate all on' && gwOn !== undefined) await settle(gwOn);
+  };
   console.log(
-    `gitgate bench — ${REQUESTS} tools/call per run, ${ROUNDS} interleaved rounds (medians), node ${process.version}, ${new Date().toISOString()}`,
+    `gitgate bench — ${new Date().toISOString()}, node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, hoop mcpproxyd v${HOOP_VERSION}\n` +
+      `${REQUESTS} tools/call per run (echo), ${ROUNDS} interleaved rounds, medians; CPU per call = the proxy process (all threads + children)`,
   );
-  const results: Record<string, Record<number, RunResult>> = {};
-  for (const conc of [1, 16]) {
+
+  const results = new Map<number, Map<string, Measured>>();
+  for (const conc of CONCURRENCY) {
+    const rounds = await interleaved(targets, ROUNDS, conc, REQUESTS, undefined, after);
+    const m = new Map([...rounds].map(([k, v]) => [k, summary(v)]));
+    results.set(conc, m);
     console.log(`\nconcurrency ${conc}`);
-    // The machine is shared and noisy: run every target once per round, in turn, and take medians,
-    // so a slow moment hits all of them alike rather than one.
-    const rounds: Record<string, Awaited<ReturnType<typeof measured>>[]> = {};
-    const durable: number[] = [];
-    const lags: number[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const t of targets) {
-        const work = measured(t, conc, REQUESTS, Math.min(500, REQUESTS / 4));
-        if (t.name === 'gitgate') {
-          const a = await auditDuring(gwUrl, work);
-          (rounds[t.name] ??= []).push(a.result);
-          durable.push(a.recordsPerSec);
-          lags.push(...a.lags);
-        } else (rounds[t.name] ??= []).push(await work);
-        await settle(gwUrl);
-      }
-    }
     for (const t of targets) {
-      const r = median(rounds[t.name]!);
-      (results[t.name] ??= {})[conc] = r;
+      const r = m.get(t.name)!;
       console.log(
-        `  ${t.name.padEnd(12)} ${fmt(r)}   (rounds: ${rounds[t.name]!.map((x) => x.rps.toFixed(0)).join(' ')})`,
-      );
-    }
-    durable.sort((a, b) => a - b);
-    lags.sort((a, b) => a - b);
-    console.log(
-      `  audit trail of gitgate: ${durable[Math.floor(durable.length / 2)]!.toFixed(0)} records/s signed and durable (median of rounds, warm-up included), commit lag median ${lags.length > 0 ? `${lags[Math.floor(lags.length / 2)]!.toFixed(0)} ms, worst ${lags.at(-1)!.toFixed(0)} ms over ${lags.length} commits` : '-'}`,
-    );
-    const g = results.gitgate![conc]!;
-    const d = results.direct![conc]!;
-    const p = results.passthrough![conc]!;
-    console.log(
-      `  gitgate vs direct:      throughput ${((g.rps / d.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - d.p50).toFixed(3)} ms`,
-    );
-    console.log(
-      `  gitgate vs passthrough: throughput ${((g.rps / p.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - p.p50).toFixed(3)} ms`,
-    );
-    const off = results['audit off']![conc]!;
-    const perRound = rounds.gitgate!.map((x, i) => x.rps / rounds['audit off']![i]!.rps).sort((a, b) => a - b);
-    console.log(
-      `  audit on vs off:        throughput ${((g.rps / off.rps) * 100).toFixed(1)}% (cost ${(100 - (g.rps / off.rps) * 100).toFixed(1)}%)   added p50 ${(g.p50 - off.p50).toFixed(3)} ms   per-round ratios ${perRound.map((x) => `${(x * 100).toFixed(0)}%`).join(' ')}`,
-    );
-    // What each exchange costs the gateway in CPU: the event loop (one thread: a gateway's capacity
-    // when it has a core of its own) and every thread (with the audit sealer).
-    const cpu = (name: string, k: 'main' | 'threads' | 'children') => {
-      const xs = rounds[name]!.map((x) => x.cpu?.[k])
-        .filter((x): x is number => x !== undefined)
-        .sort((a, b) => a - b);
-      return xs.length === 0 ? undefined : xs[Math.floor(xs.length / 2)]!;
-    };
-    const [onMain, offMain, onAll, offAll, git] = [
-      cpu('gitgate', 'main'),
-      cpu('audit off', 'main'),
-      cpu('gitgate', 'threads'),
-      cpu('audit off', 'threads'),
-      cpu('gitgate', 'children'),
-    ];
-    if (onMain !== undefined && offMain !== undefined && onAll !== undefined && offAll !== undefined) {
-      console.log(
-        `  CPU per exchange (medians): event loop ${offMain.toFixed(0)} µs audit off, ${onMain.toFixed(0)} µs on (+${(onMain - offMain).toFixed(0)} µs: event-loop capacity ${((offMain / onMain) * 100).toFixed(1)}%, cost ${(100 - (offMain / onMain) * 100).toFixed(1)}%);` +
-          ` all threads ${offAll.toFixed(0)} / ${onAll.toFixed(0)} µs; git ${git?.toFixed(0) ?? '-'} µs`,
+        `  ${t.name.padEnd(18)} ${r.rps.toFixed(0).padStart(6)} calls/s   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all).padStart(8)}${t.name.startsWith('hoop') ? '' : ` (main thread ${us(r.cpu?.main)})`}   rounds: ${rounds
+          .get(t.name)!
+          .map((x) => x.rps.toFixed(0))
+          .join(' ')}`,
       );
     }
   }
-  // Payload sizes, with and without masking (the mask finds an email every ~500 bytes).
-  const masked: Target = { name: 'gitgate+mask', url: `${gwUrl}/mcp/bench-masked`, headers: targets[2]!.headers };
+
+  // The table of issue 16: share of direct at the highest concurrency, p50 at the lowest, CPU per call.
+  const hi = Math.max(...CONCURRENCY);
+  const lo = Math.min(...CONCURRENCY);
+  const direct = (c: number) => results.get(c)?.get('direct');
+  console.log(
+    `\n| target, tools/call | ${hi} clients, calls/s | share of direct | ${hi} clients, p99 | ${lo} client, p50 | ${lo} client, p99 | proxy CPU per call, ${hi} clients |`,
+  );
+  console.log('|---|---|---|---|---|---|---|');
+  for (const t of targets) {
+    const h = results.get(hi)!.get(t.name)!;
+    const l = results.get(lo)!.get(t.name)!;
+    const d = direct(hi);
+    console.log(
+      `| ${t.name} | ${h.rps.toFixed(0)} | ${d !== undefined ? pct(h.rps, d.rps) : '–'} | ${ms(h.p99)} | ${ms(l.p50)} | ${ms(l.p99)} | ${t.name === 'direct' ? '–' : us(h.cpu?.all)} |`,
+    );
+  }
+
+  // Payload sizes: hoop's daemon has no redaction hook (masking is for hosts embedding it), so it runs unmasked.
+  const sized = targets.filter((t) => t.name !== 'passthrough' && t.name !== 'hoop anonymous');
   for (const size of [1024, 65536]) {
     const call: Call = { name: 'blob', arguments: { size }, expect: 'lorem ipsum' };
-    const n = size > 4096 ? Math.max(200, Math.floor(REQUESTS / 5)) : REQUESTS;
-    console.log(`\n${size / 1024} KB responses, concurrency 1 (${n} calls)`);
-    const rs: Record<string, RunResult> = {};
-    for (const t of [targets[0]!, targets[2]!, masked]) {
-      rs[t.name] = await run(t, 1, n, Math.min(200, n / 4), call);
-      await settle(gwUrl);
-      console.log(`  ${t.name.padEnd(12)} ${fmt(rs[t.name]!)}`);
-    }
-    const d = rs.direct!;
-    for (const name of ['gitgate', 'gitgate+mask']) {
-      const g = rs[name]!;
+    const n = size > 4096 ? Math.max(50, Math.floor(PAYLOAD_REQUESTS / 2)) : PAYLOAD_REQUESTS;
+    const rounds = await interleaved(sized, ROUNDS, 1, n, call, after);
+    const d = summary(rounds.get('direct') ?? []);
+    console.log(
+      `\n${size / 1024} KiB responses, 1 client, ${n} calls × ${ROUNDS} rounds (gitgate masks an email every ~500 bytes; hoop does not mask)`,
+    );
+    for (const t of sized) {
+      const r = summary(rounds.get(t.name)!);
       console.log(
-        `  ${name} vs direct: throughput ${((g.rps / d.rps) * 100).toFixed(1)}%   added p50 ${(g.p50 - d.p50).toFixed(3)} ms   p99 ${g.p99.toFixed(3)} ms`,
+        `  ${t.name.padEnd(18)} ${r.rps.toFixed(0).padStart(6)} calls/s (${pct(r.rps, d.rps).padStart(5)} of direct)   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all)}`,
       );
     }
   }
@@ -348,11 +389,30 @@ async function main(): Promise<void> {
   );
 }
 
+/** Stop every child and wait (bounded) for it to exit, so a gitgate under --cpu-prof writes its profile. */
+async function stopAll(): Promise<void> {
+  await Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          const t = setTimeout(() => {
+            c.kill('SIGKILL');
+            resolve();
+          }, 15_000);
+          c.once('exit', () => {
+            clearTimeout(t);
+            resolve();
+          });
+          c.kill('SIGTERM');
+        }),
+    ),
+  );
+}
+
 main()
   .catch((err: unknown) => {
     console.error(err);
     process.exitCode = 1;
   })
-  .finally(() => {
-    for (const c of children) c.kill('SIGTERM');
-  });
+  .finally(stopAll);
