@@ -8,6 +8,7 @@ import {
   errors as joseErrors,
   jwtVerify,
 } from 'jose';
+import { LRUCache } from 'lru-cache';
 import type { IdentityConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import { type Identity, mapClaims } from './identity.js';
@@ -48,9 +49,8 @@ function describe(err: unknown): string {
   return 'token verification failed';
 }
 
-/** How long a verified token is trusted without re-checking its signature, at most. */
-export const VERIFIED_CACHE_MS = 60_000;
-const VERIFIED_CACHE_MAX = 10_000;
+/** How many verified tokens are remembered at most (least recently used evicted first). */
+export const VERIFIED_CACHE_MAX = 10_000;
 
 export interface VerifierOptions {
   /** The clock (ms since the epoch); tests inject one. */
@@ -70,16 +70,32 @@ function checkClaims(payload: JWTPayload, nowSeconds: number, toleranceSeconds: 
     throw new GatewayError('AUTH_INVALID', 'claim "aud" invalid: must be a string or an array of strings');
 }
 
+/** A verified token, remembered by the hash of its bytes. */
+interface Verified {
+  readonly identity: Identity;
+  /** exp, in ms: the entry is never used at or after it (the clock tolerance is not extended to cached tokens). */
+  readonly expMs: number;
+  /** The header the key was chosen by, and the key object that verified the signature. */
+  readonly header: Parameters<JWTVerifyGetKey>[0];
+  readonly key: unknown;
+}
+
 /**
  * Verify with jose against a key set: iss, aud, exp (required), nbf, iat (not
  * in the future), algorithm allow-list, clock tolerance, then the claims the
  * policy sees (typed strictly, see mapClaims). A token longer than
  * `maxTokenBytes` is refused before it is decoded. Keys are asked for only
  * once a token's header names an allowed algorithm, so malformed tokens never
- * cause a JWKS or discovery fetch. A verified token is remembered (by its
- * hash, bounded, FIFO) until min(exp, 60 s) so repeat calls skip the
- * signature check; failures are never cached, and a key removed from the JWKS
- * stops being honoured within 60 s.
+ * cause a JWKS or discovery fetch.
+ *
+ * A verified token is remembered by its sha256 (bounded LRU, VERIFIED_CACHE_MAX)
+ * until its `exp`, so repeat calls skip the signature check and the claim
+ * mapping. A remembered token is honoured only while the key set still resolves
+ * its header to the very key object that verified it: asking the key set runs
+ * jose's refresh of a stale JWKS, and a refresh replaces every key object, so a
+ * key removed from the issuer's JWKS stops working at the next refresh, exactly
+ * as without the cache (a kept key just costs one full verification). Failures
+ * are never remembered.
  */
 export function createVerifier(
   cfg: IdentityConfig & { issuer: string },
@@ -87,8 +103,17 @@ export function createVerifier(
   opts: VerifierOptions = {},
 ): TokenVerifier {
   const now = opts.now ?? Date.now;
-  const verified = new Map<string, { identity: Identity; until: number }>();
+  const verified = new LRUCache<string, Verified>({ max: VERIFIED_CACHE_MAX });
   const getKey: JWTVerifyGetKey = async (header, token) => (await keys())(header, token);
+  /** Whether the key set, asked now (refreshing it if stale), still gives the key that verified `hit`. */
+  const stillTrusted = async (hit: Verified, token: string): Promise<boolean> => {
+    try {
+      const [, payload = '', signature = ''] = token.split('.');
+      return (await getKey(hit.header, { payload, signature })) === hit.key;
+    } catch {
+      return false;
+    }
+  };
   return {
     issuer: cfg.issuer,
     async verify(token) {
@@ -101,11 +126,14 @@ export function createVerifier(
       const digest = createHash('sha256').update(token).digest('base64url');
       const hit = verified.get(digest);
       if (hit !== undefined) {
-        if (hit.until > t) return hit.identity;
+        if (hit.expMs > t && (await stillTrusted(hit, token))) return hit.identity;
         verified.delete(digest);
       }
       try {
-        const { payload } = await jwtVerify(token, getKey, {
+        // The key the set resolved for this token (what a remembered token is later checked against).
+        let key: unknown;
+        const resolve: JWTVerifyGetKey = async (header, jws) => (key = await getKey(header, jws));
+        const { payload, protectedHeader } = await jwtVerify(token, resolve, {
           issuer: cfg.issuer,
           audience: cfg.audience,
           algorithms: [...cfg.algorithms],
@@ -115,8 +143,8 @@ export function createVerifier(
         });
         checkClaims(payload, Math.floor(t / 1000), cfg.clockToleranceSeconds);
         const identity = mapClaims(payload, cfg.claims);
-        if (verified.size >= VERIFIED_CACHE_MAX) verified.delete(verified.keys().next().value!);
-        verified.set(digest, { identity, until: Math.min((payload.exp ?? 0) * 1000, t + VERIFIED_CACHE_MS) });
+        const expMs = (payload.exp ?? 0) * 1000;
+        if (expMs > t) verified.set(digest, { identity, expMs, header: protectedHeader, key });
         return identity;
       } catch (err) {
         throw new GatewayError('AUTH_INVALID', describe(err), { cause: err });
