@@ -298,8 +298,7 @@ async function main(): Promise<void> {
         '',
       ].join('\n'),
     );
-    const prof =
-      CPU_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+    const prof = CPU_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${path.join(CPU_PROF, name)}`] : [];
     const url = await start(process.execPath, [
       ...prof,
       path.join(packageRoot, 'bin', 'gitgate.js'),
@@ -371,14 +370,15 @@ async function main(): Promise<void> {
     const call: Call = { name: 'blob', arguments: { size }, expect: 'lorem ipsum' };
     const n = size > 4096 ? Math.max(50, Math.floor(PAYLOAD_REQUESTS / 2)) : PAYLOAD_REQUESTS;
     const rounds = await interleaved(sized, ROUNDS, 1, n, call, after);
-    const d = summary(rounds.get('direct') ?? []);
+    const direct1 = rounds.get('direct');
+    const d = direct1 !== undefined ? summary(direct1) : undefined;
     console.log(
       `\n${size / 1024} KiB responses, 1 client, ${n} calls × ${ROUNDS} rounds (gitgate masks an email every ~500 bytes; hoop does not mask)`,
     );
     for (const t of sized) {
       const r = summary(rounds.get(t.name)!);
       console.log(
-        `  ${t.name.padEnd(18)} ${r.rps.toFixed(0).padStart(6)} calls/s (${pct(r.rps, d.rps).padStart(5)} of direct)   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all)}`,
+        `  ${t.name.padEnd(18)} ${r.rps.toFixed(0).padStart(6)} calls/s (${(d !== undefined ? pct(r.rps, d.rps) : '–').padStart(5)} of direct)   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all)}`,
       );
     }
   }
