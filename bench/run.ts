@@ -14,7 +14,7 @@
  *   BENCH_REQUESTS=300 BENCH_ROUNDS=1 npm run bench (smoke: well under a minute once tools are built)
  *
  * Env: BENCH_REQUESTS (tools/call per run, 3000), BENCH_ROUNDS (interleaved rounds, 5),
- * BENCH_PAYLOAD_REQUESTS (calls per payload run, BENCH_REQUESTS/5 and >= 50), BENCH_CONCURRENCY
+ * BENCH_PAYLOAD_REQUESTS (calls per payload run, BENCH_REQUESTS/5 and >= 50; 0 skips them), BENCH_CONCURRENCY
  * ("1,16"), BENCH_TARGETS (comma-separated target names to run, default all), BENCH_CPU_PROF
  * (a folder: run the gitgates under `node --cpu-prof` and write their profiles there on exit),
  * GITGATE_BENCH_MCPPROXYD (a prebuilt mcpproxyd v0.1.1; default: tools/mcpproxyd, built on demand).
@@ -366,7 +366,7 @@ async function main(): Promise<void> {
 
   // Payload sizes: hoop's daemon has no redaction hook (masking is for hosts embedding it), so it runs unmasked.
   const sized = targets.filter((t) => t.name !== 'passthrough' && t.name !== 'hoop anonymous');
-  for (const size of [1024, 65536]) {
+  for (const size of PAYLOAD_REQUESTS > 0 ? [1024, 65536] : []) {
     const call: Call = { name: 'blob', arguments: { size }, expect: 'lorem ipsum' };
     const n = size > 4096 ? Math.max(50, Math.floor(PAYLOAD_REQUESTS / 2)) : PAYLOAD_REQUESTS;
     const rounds = await interleaved(sized, ROUNDS, 1, n, call, after);
