@@ -32,9 +32,8 @@ function parseChallenge(h: string): Record<string, string> | undefined {
   if (m === null) return undefined;
   const out: Record<string, string> = {};
   const param = /([A-Za-z_]+)="((?:[^"\\]|\\.)*)"(?:, |$)/y;
-  let r: RegExpExecArray | null;
   let at = 0;
-  while ((r = param.exec(m[1]!)) !== null) {
+  for (let r = param.exec(m[1]!); r !== null; r = param.exec(m[1]!)) {
     if (r[1]! in out) return undefined;
     out[r[1]!] = r[2]!.replace(/\\(.)/g, '$1');
     at = param.lastIndex;
@@ -375,6 +374,7 @@ describe('auth challenges and documents never carry what the Host header says', 
       error: 'invalid_token',
       error_description: expect.stringMatching(/^claim 'aud' invalid/),
     });
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: asserting no control characters leak
     expect(h).not.toMatch(/[\x00-\x1f\x7f]/);
   });
 
