@@ -41,7 +41,7 @@ import type { UpstreamConnector } from './mcp/upstream/types.js';
 import { type ProbeTimer, UpstreamChecks } from './mcp/upstream-checks.js';
 import { createUpstreamRegistry, type Upstream, type UpstreamRegistry } from './mcp/upstreams.js';
 import { GatewayMetrics } from './metrics/metrics.js';
-import { type DecisionEngine, PolicyHolder, type PolicyInstance } from './policy/engine.js';
+import { type DecisionEngine, PolicyHolder } from './policy/engine.js';
 import { loadPolicyFromDir } from './policy/local-source.js';
 import { ensureOpa } from './policy/opa-binary.js';
 import { RateLimiter } from './policy/rate-limit.js';
@@ -71,8 +71,6 @@ export interface Gateway {
 
 export interface GatewayOptions {
   logger?: Logger;
-  /** Skip loading the local policy folder (a caller swaps policies in itself). */
-  policyInstance?: PolicyInstance;
   /** Upstream transport adapter (default: Streamable HTTP or stdio from config); tests pass in-memory fakes. */
   connectUpstream?: (cfg: UpstreamConfig) => UpstreamConnector;
   /** Wrap the decision engine (tests record decisions). */
@@ -314,8 +312,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     // Where the policy comes from: the local folder, or (GitOps) the policy repo's branch.
     let sync: PolicySync | undefined;
     const repo = config.policy.repo;
-    if (opts.policyInstance !== undefined) policy.swap(opts.policyInstance);
-    else if (repo === undefined) await reloadPolicy();
+    if (repo === undefined) await reloadPolicy();
     else {
       sync = new PolicySync(
         {

@@ -12,7 +12,7 @@ export interface CallScope {
   readonly scopes?: readonly string[];
 }
 
-export const META_CREDENTIAL = 'dev.gitgate/credential';
+const META_CREDENTIAL = 'dev.gitgate/credential';
 
 /** Mints the per-request credential each upstream call carries (static secrets are the transport's). */
 export class Credentials {
