@@ -21,6 +21,7 @@ import { auditSigner } from './audit/record.js';
 import { GitAuditStore } from './audit/store.js';
 import { openAuditTrail } from './audit/trail.js';
 import type { WriteAheadLog } from './audit/wal.js';
+import { type Clock, systemClock } from './clock.js';
 import { toolEnv, validateRoutes } from './config/load.js';
 import type { GatewayConfig, UpstreamConfig } from './config/types.js';
 import { Credentials } from './credentials/credentials.js';
@@ -81,15 +82,18 @@ export interface GatewayOptions {
   approvalProvider?: ApprovalProvider;
   /** Probe every upstream (initialize) at start and on each policy swap; default true. Tests that count what reaches an upstream turn it off. */
   checkUpstreams?: boolean;
-  /** The approvals' clock: expiry and membership caching (tests inject one; default the system clock). */
-  approvalClock?: () => Date;
+  /** The clock of everything that reads the time or waits (default: the system clock). */
+  clock?: Clock;
+  /** The approvals' clock: expiry, holding, polling and membership caching (default: `clock`). */
+  approvalClock?: Clock;
   /** The upstream checks' deadline timer (tests fire it by hand; default setTimeout). */
   upstreamCheckTimer?: ProbeTimer;
 }
 
-async function approvalProvider(config: GatewayConfig, now?: () => Date): Promise<ApprovalProvider> {
+async function approvalProvider(config: GatewayConfig, clock: Clock): Promise<ApprovalProvider> {
   const a = config.approvals;
-  if (a.provider === 'local') return new LocalApprovalProvider(await LocalGitRepo.open(a.local.repo), a.local.teams);
+  if (a.provider === 'local')
+    return new LocalApprovalProvider(await LocalGitRepo.open(a.local.repo), a.local.teams, clock);
   const gh = a.github!;
   const auth =
     gh.token !== undefined
@@ -98,7 +102,7 @@ async function approvalProvider(config: GatewayConfig, now?: () => Date): Promis
   return new GitHubApprovalProvider(
     { baseUrl: gh.baseUrl, owner: gh.owner, repo: gh.repo, baseBranch: gh.baseBranch, auth, onFinish: gh.onFinish },
     undefined,
-    now,
+    clock,
   );
 }
 
@@ -202,11 +206,13 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       config.log.level,
       Object.values(config.upstreams).flatMap((u) => (u.secret?.header !== undefined ? [u.secret.header] : [])),
     );
+  const clock = opts.clock ?? systemClock;
+  const approvalClock = opts.approvalClock ?? clock;
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   // One gateway per data dir: its WAL, audit repo and approvals are this process's alone.
-  const lock = await lockDataDir(config.dataDir);
+  const lock = await lockDataDir(config.dataDir, clock);
   try {
-    const { verifier, devIssuer } = await configuredVerifier(config);
+    const { verifier, devIssuer } = await configuredVerifier(config, clock);
 
     const metrics = new GatewayMetrics();
     metrics.onTtlCapped = ({ requested, max, policy: rev }) =>
@@ -238,6 +244,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const keys = await KeyRing.load(config.dataDir, {
       graceMs: (config.credentials.maxTtlSeconds + config.identity.clockToleranceSeconds + 60) * 1000,
       activationMs: config.credentials.keyActivationSeconds * 1000,
+      clock,
     });
     const credentials = new Credentials(config, keys);
     const rotateAfterMs =
@@ -245,21 +252,17 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const rotation =
       rotateAfterMs === undefined
         ? undefined
-        : setInterval(
-            () => {
-              if (keys.age() < rotateAfterMs) return;
-              keys.rotate().then(
-                (k) =>
-                  logger.info(
-                    { kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString() },
-                    'credential signing key rotated (pre-published)',
-                  ),
-                (err: unknown) => logger.error({ err }, 'credential signing key rotation failed'),
-              );
-            },
-            Math.min(rotateAfterMs / 10, 3_600_000),
-          );
-    rotation?.unref();
+        : clock.every(Math.min(rotateAfterMs / 10, 3_600_000), () => {
+            if (keys.age() < rotateAfterMs) return;
+            keys.rotate().then(
+              (k) =>
+                logger.info(
+                  { kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString() },
+                  'credential signing key rotated (pre-published)',
+                ),
+              (err: unknown) => logger.error({ err }, 'credential signing key rotation failed'),
+            );
+          });
 
     // Every connector is tracked: its requests are timed, and one replaced by a route change is shut down once idle.
     const connect = opts.connectUpstream ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, logger));
@@ -351,6 +354,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
           loaded: () => metrics.policySyncLoaded(),
           failed: (commit) => metrics.policySyncFailed(commit),
         },
+        clock,
       );
       await sync.start();
     }
@@ -359,7 +363,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       catalogs.delete(`session:${session.id}`);
       return audit.auditor.sessionClosed(session, reason);
     };
-    const rates = new RateLimiter();
+    const rates = new RateLimiter(clock);
     const readiness: Readiness = {
       problems: () => [
         ...(policy.current() === undefined ? ['no policy loaded'] : []),
@@ -393,7 +397,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     // Approvals: durable store, provider, one state machine fed by webhooks and polling; events audited per approval.
     // The approval request is opened where reviewers look only once its approval.requested record is durable.
     const provider = auditedProvider(
-      opts.approvalProvider ?? (await approvalProvider(config, opts.approvalClock)),
+      opts.approvalProvider ?? (await approvalProvider(config, approvalClock)),
       audit.auditor,
     );
     const approvals = new ApprovalService(
@@ -415,7 +419,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       {
         pollMs: config.approvals.pollSeconds * 1000,
         logins: config.approvals.logins,
-        ...(opts.approvalClock !== undefined ? { now: opts.approvalClock } : {}),
+        clock: approvalClock,
       },
     );
     await approvals.start();
@@ -452,6 +456,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       approvals,
       approvalHoldMs: config.approvals.holdSeconds * 1000,
       loginOf,
+      clock,
       webhooks,
       logger,
       readiness,
@@ -479,7 +484,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
       },
       async close() {
-        if (rotation !== undefined) clearInterval(rotation);
+        rotation?.cancel();
         rates.close();
         approvals.stop();
         sync?.stop();

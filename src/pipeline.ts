@@ -11,6 +11,7 @@
 import { park } from './approvals/park.js';
 import type { ApprovalService } from './approvals/service.js';
 import type { Auditor, ExchangeAudit } from './audit/auditor.js';
+import type { Clock } from './clock.js';
 import type { GatewayConfig } from './config/types.js';
 import type { Credentials } from './credentials/credentials.js';
 import { GatewayError, toGatewayError } from './errors.js';
@@ -60,6 +61,8 @@ export interface GatewayDeps {
   /** How long a parked call is held before the client gets the approval link (0 = at once). */
   readonly approvalHoldMs: number;
   readonly loginOf: (identity: Identity) => string;
+  /** The time of policy inputs. */
+  readonly clock: Clock;
 }
 
 export interface McpHttpRequest {
@@ -130,7 +133,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   refuseSharedState(route, msg);
   const catalog = deps.catalogs.get(catalogKey(route, identity, upstream));
   const input = buildPolicyInput(identity, msg, {
-    ...inputContext(upstream, route, incoming.protocol.era, req.requestId),
+    ...inputContext(deps, upstream, route, incoming.protocol.era, req.requestId),
     toolChanged: (name) => catalog.changed(name),
   });
   if (input.mcp.tool !== undefined) note.tool = input.mcp.tool;
@@ -203,8 +206,15 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   }
 }
 
-function inputContext(upstream: Upstream, route: Route, era: 'legacy' | 'modern', requestId: string): InputContext {
+function inputContext(
+  deps: GatewayDeps,
+  upstream: Upstream,
+  route: Route,
+  era: 'legacy' | 'modern',
+  requestId: string,
+): InputContext {
   return {
+    now: deps.clock.now(),
     upstream: { name: upstream.config.name, transport: upstream.connector.transport },
     protocolVersion: route.protocolVersion,
     era,
@@ -230,7 +240,7 @@ async function relayClientMessage(
 ): Promise<McpReply> {
   note.method = isResponse(msg) ? 'response' : msg.method;
   const message = admitClientMessage(route, msg, (id) => upstream.shared.hasInFlight(identity.sub, id));
-  const input = buildMessageInput(identity, message, inputContext(upstream, route, era, req.requestId));
+  const input = buildMessageInput(identity, message, inputContext(deps, upstream, route, era, req.requestId));
   const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
   note.decision = outcome;
   const decision = req.audit.decided(input, outcome, msg);
@@ -443,7 +453,7 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
   const input = buildMessageInput(
     identity,
     { kind: 'request', method: LISTEN_METHOD },
-    inputContext(upstream, route, 'legacy', req.requestId),
+    inputContext(deps, upstream, route, 'legacy', req.requestId),
   );
   const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
   note.decision = outcome;

@@ -27,16 +27,21 @@ export class Credentials {
     let meta: Record<string, string> | undefined;
     const placement = upstream.credential;
     if (placement !== undefined) {
-      const token = mintCredential(this.keys.signing(), {
-        issuer: this.config.credentials.issuer,
-        audience: upstream.audience,
-        subject: call.subject,
-        method: call.method,
-        ...(call.tool !== undefined ? { tool: call.tool } : {}),
-        ...(call.arguments !== undefined ? { arguments: call.arguments } : {}),
-        ...(call.scopes !== undefined ? { scopes: call.scopes } : {}),
-        ttlSeconds: Math.min(call.ttlSeconds ?? 60, this.config.credentials.maxTtlSeconds),
-      });
+      const now = this.keys.clock.now();
+      const token = mintCredential(
+        this.keys.signing(now),
+        {
+          issuer: this.config.credentials.issuer,
+          audience: upstream.audience,
+          subject: call.subject,
+          method: call.method,
+          ...(call.tool !== undefined ? { tool: call.tool } : {}),
+          ...(call.arguments !== undefined ? { arguments: call.arguments } : {}),
+          ...(call.scopes !== undefined ? { scopes: call.scopes } : {}),
+          ttlSeconds: Math.min(call.ttlSeconds ?? 60, this.config.credentials.maxTtlSeconds),
+        },
+        now,
+      );
       if (placement.meta === true) meta = { [META_CREDENTIAL]: token };
       else
         headers[(placement.header ?? 'authorization').toLowerCase()] = placement.scheme

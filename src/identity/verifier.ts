@@ -8,6 +8,8 @@ import {
   errors as joseErrors,
   jwtVerify,
 } from 'jose';
+import { boundedCache } from '../cache.js';
+import { type Clock, systemClock } from '../clock.js';
 import type { IdentityConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import { type Identity, mapClaims } from './identity.js';
@@ -49,12 +51,12 @@ function describe(err: unknown): string {
 }
 
 /** How long a verified token is trusted without re-checking its signature, at most. */
-export const VERIFIED_CACHE_MS = 60_000;
+const VERIFIED_CACHE_MS = 60_000;
 const VERIFIED_CACHE_MAX = 10_000;
 
 export interface VerifierOptions {
-  /** The clock (ms since the epoch); tests inject one. */
-  readonly now?: () => number;
+  /** The clock of token validity, the verified-token cache and the discovery cooldown (default: the system clock). */
+  readonly clock?: Clock;
 }
 
 /** Claims jose leaves to the caller: `iat` not in the future, `aud` only strings. */
@@ -77,7 +79,7 @@ function checkClaims(payload: JWTPayload, nowSeconds: number, toleranceSeconds: 
  * `maxTokenBytes` is refused before it is decoded. Keys are asked for only
  * once a token's header names an allowed algorithm, so malformed tokens never
  * cause a JWKS or discovery fetch. A verified token is remembered (by its
- * hash, bounded, FIFO) until min(exp, 60 s) so repeat calls skip the
+ * hash, bounded, least recently used out first) until min(exp, 60 s) so repeat calls skip the
  * signature check; failures are never cached, and a key removed from the JWKS
  * stops being honoured within 60 s.
  */
@@ -86,8 +88,8 @@ export function createVerifier(
   keys: () => Promise<JWTVerifyGetKey>,
   opts: VerifierOptions = {},
 ): TokenVerifier {
-  const now = opts.now ?? Date.now;
-  const verified = new Map<string, { identity: Identity; until: number }>();
+  const clock = opts.clock ?? systemClock;
+  const verified = boundedCache<string, Identity>({ max: VERIFIED_CACHE_MAX, ttlMs: VERIFIED_CACHE_MS, clock });
   const getKey: JWTVerifyGetKey = async (header, token) => (await keys())(header, token);
   return {
     issuer: cfg.issuer,
@@ -97,13 +99,10 @@ export function createVerifier(
           'AUTH_INVALID',
           `token is longer than ${cfg.maxTokenBytes} bytes (identity.maxTokenBytes)`,
         );
-      const t = now();
+      const t = clock.now();
       const digest = createHash('sha256').update(token).digest('base64url');
       const hit = verified.get(digest);
-      if (hit !== undefined) {
-        if (hit.until > t) return hit.identity;
-        verified.delete(digest);
-      }
+      if (hit !== undefined) return hit;
       try {
         const { payload } = await jwtVerify(token, getKey, {
           issuer: cfg.issuer,
@@ -115,8 +114,9 @@ export function createVerifier(
         });
         checkClaims(payload, Math.floor(t / 1000), cfg.clockToleranceSeconds);
         const identity = mapClaims(payload, cfg.claims);
-        if (verified.size >= VERIFIED_CACHE_MAX) verified.delete(verified.keys().next().value!);
-        verified.set(digest, { identity, until: Math.min((payload.exp ?? 0) * 1000, t + VERIFIED_CACHE_MS) });
+        // lru-cache keeps an entry while its age is at most `ttl`: it is gone at exp (and ttl 0 would mean forever).
+        const ttl = Math.min((payload.exp ?? 0) * 1000 - t, VERIFIED_CACHE_MS) - 1;
+        if (ttl > 0) verified.set(digest, identity, { ttl });
         return identity;
       } catch (err) {
         throw new GatewayError('AUTH_INVALID', describe(err), { cause: err });
@@ -136,7 +136,7 @@ export function createOidcVerifier(
   opts: VerifierOptions & { jwksCooldownMs?: number } = {},
 ): TokenVerifier {
   if (cfg.issuer === undefined) throw new GatewayError('CONFIG_INVALID', 'identity.issuer is required in oidc mode');
-  const now = opts.now ?? Date.now;
+  const now = () => (opts.clock ?? systemClock).now();
   const cooldownMs = opts.jwksCooldownMs ?? 5_000;
   let jwks: JWTVerifyGetKey | undefined;
   let discovering: Promise<URL> | undefined;

@@ -6,6 +6,7 @@
 import http from 'node:http';
 import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.js';
 import type { IdentityConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { bearerChallenge, quotedString } from '../../src/identity/authenticate.js';
@@ -109,7 +110,7 @@ function verifiers(): Verifiers {
       ...over,
     }),
     make: (over = {}, claims = {}, extra = {}) =>
-      createOidcVerifier(h.cfg(over, claims), { now: () => h.clock, ...extra }),
+      createOidcVerifier(h.cfg(over, claims), { clock: { ...systemClock, now: () => h.clock }, ...extra }),
     mint: (claims, opts = {}) => h.idp.mint(claims, { now: T0, ...opts }),
     async refused(token, reason, v = h.make()) {
       const err = await v.verify(token).catch((e: unknown) => e);
@@ -290,7 +291,10 @@ describe('forged, foreign, oversized and malformed tokens', () => {
     await new Promise<void>((r) => down.listen(0, '127.0.0.1', r));
     const issuer = `http://127.0.0.1:${(down.address() as { port: number }).port}`;
     try {
-      const v = createOidcVerifier(h.cfg({ issuer }), { now: () => h.clock, jwksCooldownMs: 5_000 });
+      const v = createOidcVerifier(h.cfg({ issuer }), {
+        clock: { ...systemClock, now: () => h.clock },
+        jwksCooldownMs: 5_000,
+      });
       const token = await h.mint({ iss: issuer });
       for (let i = 0; i < 25; i++) await h.refused(token, /issuer discovery .* answered HTTP 500/, v);
       await Promise.all(Array.from({ length: 25 }, () => h.refused(token, /answered HTTP 500/, v)));
