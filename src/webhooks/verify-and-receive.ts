@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { appendFileDurableSync, writeFileAtomicSync } from '../atomic-file.js';
 import { MAX_JSON_DEPTH, parseJsonWithin } from '../mcp/json-limits.js';
 
 /**
@@ -46,14 +47,14 @@ export class DeliveryLog {
   add(id: string): void {
     if (this.#seen.has(id)) return;
     this.#seen.add(id);
-    appendFileSync(this.#file, `${id}\n`);
+    // Durable before the delivery counts as handled: after a crash, a replay is still a replay.
+    appendFileDurableSync(this.#file, `${id}\n`, { mode: 0o600 });
     if (this.#seen.size > this.max) {
       const keep = [...this.#seen].slice(-Math.floor(this.max / 2));
       this.#seen.clear();
       for (const k of keep) this.#seen.add(k);
-      // Rewrite beside it and rename, so a crash never leaves a torn list.
-      writeFileSync(`${this.#file}.tmp`, `${keep.join('\n')}\n`);
-      renameSync(`${this.#file}.tmp`, this.#file);
+      // Rewritten atomically, so a crash never leaves a torn list.
+      writeFileAtomicSync(this.#file, `${keep.join('\n')}\n`, { mode: 0o600 });
     }
   }
 }
