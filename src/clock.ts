@@ -31,19 +31,3 @@ export const systemClock: Clock = {
     return { cancel: () => clearInterval(t) };
   },
 };
-
-/** Resolves after `ms` on `clock`, or at once when `signal` aborts. */
-export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted === true) return resolve();
-    const onAbort = () => {
-      timer.cancel();
-      resolve();
-    };
-    const timer = clock.after(ms, () => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    });
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
