@@ -423,7 +423,10 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       },
     );
     await approvals.start();
-    const webhooks = new GitHubWebhooks(config.approvals.webhookSecret?.reveal(), new DeliveryLog(config.dataDir));
+    const webhooks = new GitHubWebhooks(
+      config.approvals.webhookSecrets.map((s) => s.reveal()),
+      new DeliveryLog(config.dataDir),
+    );
     if (approvals.provider.kind === 'github' && config.approvals.github !== undefined)
       githubApprovalEvents(webhooks, approvals, config.approvals.github);
     if (sync !== undefined && repo?.webhook === true) {

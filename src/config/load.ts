@@ -184,13 +184,18 @@ export function validateConfig(
       app?: { appId: number; installationId: number; privateKey: SecretRef };
       onFinish?: 'close' | 'merge';
     };
-    webhookSecret?: SecretRef;
+    webhookSecret?: SecretRef | SecretRef[];
   };
   const secretOf = (where: string, ref: SecretRef | undefined) => readSecret(where, ref, baseDir, env, problems)?.value;
   const gh = appr.github;
   const ghToken = secretOf('approvals.github.token', gh?.token);
   const ghKey = secretOf('approvals.github.app.privateKey', gh?.app?.privateKey);
-  const webhookSecret = secretOf('approvals.webhookSecret', appr.webhookSecret);
+  // One secret, or a list while one is rotated (any of them verifies).
+  const webhookSecrets = (
+    Array.isArray(appr.webhookSecret)
+      ? appr.webhookSecret.map((ref, i) => secretOf(`approvals.webhookSecret[${i}]`, ref))
+      : [secretOf('approvals.webhookSecret', appr.webhookSecret)]
+  ).filter((s) => s !== undefined);
   const audit = (doc.audit ?? {}) as {
     enabled?: boolean;
     repo?: string;
@@ -310,7 +315,7 @@ export function validateConfig(
             },
           }
         : {}),
-      ...(webhookSecret !== undefined ? { webhookSecret } : {}),
+      webhookSecrets,
     },
     log: { level: logLevel },
     source,
