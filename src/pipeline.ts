@@ -19,7 +19,7 @@ import { checkOrigin } from './http/origin.js';
 import { authenticate } from './identity/authenticate.js';
 import type { Identity } from './identity/identity.js';
 import type { TokenVerifier } from './identity/verifier.js';
-import { maskMessage } from './masking/mask.js';
+import { maskedCopy, maskMessage } from './masking/mask.js';
 import { maskText, type SentSecrets, scrubMessage, sentSecrets } from './masking/scrub.js';
 import { fitStructuredContent } from './masking/structured.js';
 import { bindSession, type Route, refuseSharedState } from './mcp/bind-session.js';
@@ -139,6 +139,8 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   if (input.mcp.tool !== undefined) note.tool = input.mcp.tool;
   const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
   note.decision = outcome;
+  // The request as the decision's mask rules leave it, copied once: what reviewers of a parked call see.
+  const masked = maskedCopy(msg, outcome.decision.maskRules);
   const decision = req.audit.decided(input, outcome, msg);
   enforce(outcome);
   limitRate(deps.rates, input, outcome);
@@ -179,6 +181,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
         deps.approvals,
         identity,
         msg,
+        masked,
         input,
         outcome,
         req.audit,
