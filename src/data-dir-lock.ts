@@ -13,6 +13,7 @@ import {
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { type Clock, systemClock } from './clock.js';
 import { GatewayError } from './errors.js';
 
 /** What a lock file says about the gateway holding it. */
@@ -54,20 +55,20 @@ function startTime(pid: number): string | undefined {
 const bootId = (): string | undefined => readText('/proc/sys/kernel/random/boot_id');
 
 /** Whether a Unix socket has a listener (the holder is alive); undefined when it cannot be told (no socket file, say). */
-function probe(socket: string): Promise<boolean | undefined> {
+function probe(socket: string, clock: Clock): Promise<boolean | undefined> {
   return new Promise((resolve) => {
     const c = net.connect({ path: socket });
-    const timer = setTimeout(() => {
+    const timer = clock.after(5_000, () => {
       c.destroy();
       resolve(undefined);
-    }, 5_000);
+    });
     c.once('connect', () => {
-      clearTimeout(timer);
+      timer.cancel();
       c.destroy();
       resolve(true);
     });
     c.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
+      timer.cancel();
       resolve(err.code === 'ECONNREFUSED' ? false : undefined);
     });
   });
@@ -77,14 +78,14 @@ function probe(socket: string): Promise<boolean | undefined> {
  * Whether the gateway that wrote `info` may still run; what cannot be told
  * counts as alive (the lock holds and the operator is told what to remove).
  */
-async function alive(info: LockInfo, dir: string): Promise<boolean> {
+async function alive(info: LockInfo, dir: string, clock: Clock): Promise<boolean> {
   const boot = bootId();
   const sameHost = info.host === os.hostname();
   if (info.boot !== undefined && boot !== undefined && info.boot !== boot) return !sameHost; // this host rebooted since; another host may still run
   const sameKernel = info.boot !== undefined && info.boot === boot;
   if (info.beacon !== undefined) {
     // A listener answers on the same kernel whatever its PID namespace or container; a socket with none left is a dead holder.
-    const up = await probe(path.join(dir, info.beacon));
+    const up = await probe(path.join(dir, info.beacon), clock);
     if (up === true) return true;
     if (up === false && sameKernel) return false;
   }
@@ -126,7 +127,7 @@ async function beacon(dir: string): Promise<{ name: string; server: net.Server }
  * pid is gone or belongs to a newer process. Released on close; a crash leaves
  * it, stale, for the next start to take over.
  */
-export async function lockDataDir(dir: string): Promise<DataDirLock> {
+export async function lockDataDir(dir: string, clock: Clock = systemClock): Promise<DataDirLock> {
   const file = path.join(dir, LOCK_FILE);
   const b = await beacon(dir);
   const started = startTime(process.pid);
@@ -136,7 +137,7 @@ export async function lockDataDir(dir: string): Promise<DataDirLock> {
     host: os.hostname(),
     ...(boot !== undefined ? { boot } : {}),
     ...(started !== undefined ? { started } : {}),
-    since: new Date().toISOString(),
+    since: new Date(clock.now()).toISOString(),
     ...(b !== undefined ? { beacon: b.name } : {}),
   };
   const text = `${JSON.stringify(info)}\n`;
@@ -171,7 +172,7 @@ export async function lockDataDir(dir: string): Promise<DataDirLock> {
         other = undefined;
       }
       if (held === undefined) continue; // removed meanwhile: try again
-      if (other !== undefined && (await alive(other, dir))) {
+      if (other !== undefined && (await alive(other, dir, clock))) {
         throw new GatewayError(
           'CONFIG_INVALID',
           `data dir ${dir} is in use by another gitgate (pid ${other.pid} on ${other.host}, since ${other.since}); two gateways on one data dir would interleave their audit WAL and repo. If that gateway is gone, remove ${file}.`,

@@ -21,6 +21,7 @@ import { auditSigner } from './audit/record.js';
 import { GitAuditStore } from './audit/store.js';
 import { openAuditTrail } from './audit/trail.js';
 import type { WriteAheadLog } from './audit/wal.js';
+import { type Clock, systemClock } from './clock.js';
 import { toolEnv, validateRoutes } from './config/load.js';
 import type { GatewayConfig, UpstreamConfig } from './config/types.js';
 import { Credentials } from './credentials/credentials.js';
@@ -41,7 +42,7 @@ import type { UpstreamConnector } from './mcp/upstream/types.js';
 import { type ProbeTimer, UpstreamChecks } from './mcp/upstream-checks.js';
 import { createUpstreamRegistry, type Upstream, type UpstreamRegistry } from './mcp/upstreams.js';
 import { GatewayMetrics } from './metrics/metrics.js';
-import { type DecisionEngine, PolicyHolder, type PolicyInstance } from './policy/engine.js';
+import { type DecisionEngine, PolicyHolder } from './policy/engine.js';
 import { loadPolicyFromDir } from './policy/local-source.js';
 import { ensureOpa } from './policy/opa-binary.js';
 import { RateLimiter } from './policy/rate-limit.js';
@@ -71,8 +72,6 @@ export interface Gateway {
 
 export interface GatewayOptions {
   logger?: Logger;
-  /** Skip loading the local policy folder (a caller swaps policies in itself). */
-  policyInstance?: PolicyInstance;
   /** Upstream transport adapter (default: Streamable HTTP or stdio from config); tests pass in-memory fakes. */
   connectUpstream?: (cfg: UpstreamConfig) => UpstreamConnector;
   /** Wrap the decision engine (tests record decisions). */
@@ -83,15 +82,18 @@ export interface GatewayOptions {
   approvalProvider?: ApprovalProvider;
   /** Probe every upstream (initialize) at start and on each policy swap; default true. Tests that count what reaches an upstream turn it off. */
   checkUpstreams?: boolean;
-  /** The approvals' clock: expiry and membership caching (tests inject one; default the system clock). */
-  approvalClock?: () => Date;
+  /** The clock of everything that reads the time or waits (default: the system clock). */
+  clock?: Clock;
+  /** The approvals' clock: expiry, holding, polling and membership caching (default: `clock`). */
+  approvalClock?: Clock;
   /** The upstream checks' deadline timer (tests fire it by hand; default setTimeout). */
   upstreamCheckTimer?: ProbeTimer;
 }
 
-async function approvalProvider(config: GatewayConfig, now?: () => Date): Promise<ApprovalProvider> {
+async function approvalProvider(config: GatewayConfig, clock: Clock): Promise<ApprovalProvider> {
   const a = config.approvals;
-  if (a.provider === 'local') return new LocalApprovalProvider(await LocalGitRepo.open(a.local.repo), a.local.teams);
+  if (a.provider === 'local')
+    return new LocalApprovalProvider(await LocalGitRepo.open(a.local.repo), a.local.teams, clock);
   const gh = a.github!;
   const auth =
     gh.token !== undefined
@@ -100,7 +102,7 @@ async function approvalProvider(config: GatewayConfig, now?: () => Date): Promis
   return new GitHubApprovalProvider(
     { baseUrl: gh.baseUrl, owner: gh.owner, repo: gh.repo, baseBranch: gh.baseBranch, auth, onFinish: gh.onFinish },
     undefined,
-    now,
+    clock,
   );
 }
 
@@ -204,11 +206,13 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       config.log.level,
       Object.values(config.upstreams).flatMap((u) => (u.secret?.header !== undefined ? [u.secret.header] : [])),
     );
+  const clock = opts.clock ?? systemClock;
+  const approvalClock = opts.approvalClock ?? clock;
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   // One gateway per data dir: its WAL, audit repo and approvals are this process's alone.
-  const lock = await lockDataDir(config.dataDir);
+  const lock = await lockDataDir(config.dataDir, clock);
   try {
-    const { verifier, devIssuer } = await configuredVerifier(config);
+    const { verifier, devIssuer } = await configuredVerifier(config, clock);
 
     const metrics = new GatewayMetrics();
     metrics.onTtlCapped = ({ requested, max, policy: rev }) =>
@@ -240,6 +244,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const keys = await KeyRing.load(config.dataDir, {
       graceMs: (config.credentials.maxTtlSeconds + config.identity.clockToleranceSeconds + 60) * 1000,
       activationMs: config.credentials.keyActivationSeconds * 1000,
+      clock,
     });
     const credentials = new Credentials(config, keys);
     const rotateAfterMs =
@@ -247,21 +252,17 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const rotation =
       rotateAfterMs === undefined
         ? undefined
-        : setInterval(
-            () => {
-              if (keys.age() < rotateAfterMs) return;
-              keys.rotate().then(
-                (k) =>
-                  logger.info(
-                    { kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString() },
-                    'credential signing key rotated (pre-published)',
-                  ),
-                (err: unknown) => logger.error({ err }, 'credential signing key rotation failed'),
-              );
-            },
-            Math.min(rotateAfterMs / 10, 3_600_000),
-          );
-    rotation?.unref();
+        : clock.every(Math.min(rotateAfterMs / 10, 3_600_000), () => {
+            if (keys.age() < rotateAfterMs) return;
+            keys.rotate().then(
+              (k) =>
+                logger.info(
+                  { kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString() },
+                  'credential signing key rotated (pre-published)',
+                ),
+              (err: unknown) => logger.error({ err }, 'credential signing key rotation failed'),
+            );
+          });
 
     // Every connector is tracked: its requests are timed, and one replaced by a route change is shut down once idle.
     const connect = opts.connectUpstream ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, logger));
@@ -314,8 +315,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     // Where the policy comes from: the local folder, or (GitOps) the policy repo's branch.
     let sync: PolicySync | undefined;
     const repo = config.policy.repo;
-    if (opts.policyInstance !== undefined) policy.swap(opts.policyInstance);
-    else if (repo === undefined) await reloadPolicy();
+    if (repo === undefined) await reloadPolicy();
     else {
       sync = new PolicySync(
         {
@@ -354,6 +354,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
           loaded: () => metrics.policySyncLoaded(),
           failed: (commit) => metrics.policySyncFailed(commit),
         },
+        clock,
       );
       await sync.start();
     }
@@ -362,7 +363,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       catalogs.delete(`session:${session.id}`);
       return audit.auditor.sessionClosed(session, reason);
     };
-    const rates = new RateLimiter();
+    const rates = new RateLimiter(clock);
     const readiness: Readiness = {
       problems: () => [
         ...(policy.current() === undefined ? ['no policy loaded'] : []),
@@ -396,7 +397,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     // Approvals: durable store, provider, one state machine fed by webhooks and polling; events audited per approval.
     // The approval request is opened where reviewers look only once its approval.requested record is durable.
     const provider = auditedProvider(
-      opts.approvalProvider ?? (await approvalProvider(config, opts.approvalClock)),
+      opts.approvalProvider ?? (await approvalProvider(config, approvalClock)),
       audit.auditor,
     );
     const approvals = new ApprovalService(
@@ -418,11 +419,14 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       {
         pollMs: config.approvals.pollSeconds * 1000,
         logins: config.approvals.logins,
-        ...(opts.approvalClock !== undefined ? { now: opts.approvalClock } : {}),
+        clock: approvalClock,
       },
     );
     await approvals.start();
-    const webhooks = new GitHubWebhooks(config.approvals.webhookSecret?.reveal(), new DeliveryLog(config.dataDir));
+    const webhooks = new GitHubWebhooks(
+      config.approvals.webhookSecrets.map((s) => s.reveal()),
+      new DeliveryLog(config.dataDir),
+    );
     if (approvals.provider.kind === 'github' && config.approvals.github !== undefined)
       githubApprovalEvents(webhooks, approvals, config.approvals.github);
     if (sync !== undefined && repo?.webhook === true) {
@@ -455,6 +459,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       approvals,
       approvalHoldMs: config.approvals.holdSeconds * 1000,
       loginOf,
+      clock,
       webhooks,
       logger,
       readiness,
@@ -482,7 +487,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
       },
       async close() {
-        if (rotation !== undefined) clearInterval(rotation);
+        rotation?.cancel();
         rates.close();
         approvals.stop();
         sync?.stop();

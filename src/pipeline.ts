@@ -11,6 +11,7 @@
 import { park } from './approvals/park.js';
 import type { ApprovalService } from './approvals/service.js';
 import type { Auditor, ExchangeAudit } from './audit/auditor.js';
+import type { Clock } from './clock.js';
 import type { GatewayConfig } from './config/types.js';
 import type { Credentials } from './credentials/credentials.js';
 import { GatewayError, toGatewayError } from './errors.js';
@@ -18,7 +19,7 @@ import { checkOrigin } from './http/origin.js';
 import { authenticate } from './identity/authenticate.js';
 import type { Identity } from './identity/identity.js';
 import type { TokenVerifier } from './identity/verifier.js';
-import { maskMessage } from './masking/mask.js';
+import { maskedCopy, maskMessage } from './masking/mask.js';
 import { maskText, type SentSecrets, scrubMessage, sentSecrets } from './masking/scrub.js';
 import { fitStructuredContent } from './masking/structured.js';
 import { bindSession, type Route, refuseSharedState } from './mcp/bind-session.js';
@@ -60,6 +61,8 @@ export interface GatewayDeps {
   /** How long a parked call is held before the client gets the approval link (0 = at once). */
   readonly approvalHoldMs: number;
   readonly loginOf: (identity: Identity) => string;
+  /** The time of policy inputs. */
+  readonly clock: Clock;
 }
 
 export interface McpHttpRequest {
@@ -130,11 +133,14 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   refuseSharedState(route, msg);
   const catalog = deps.catalogs.get(catalogKey(route, identity, upstream));
   const input = buildPolicyInput(identity, msg, {
-    ...inputContext(upstream, route, incoming.protocol.era, req.requestId),
+    ...inputContext(deps, upstream, route, incoming.protocol.era, req.requestId),
     toolChanged: (name) => catalog.changed(name),
   });
   if (input.mcp.tool !== undefined) note.tool = input.mcp.tool;
-  const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
+  const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
+  note.decision = outcome;
+  // The request as the decision's mask rules leave it, copied once: what reviewers of a parked call see.
+  const masked = maskedCopy(msg, outcome.decision.maskRules);
   const decision = req.audit.decided(input, outcome, msg);
   enforce(outcome);
   limitRate(deps.rates, input, outcome);
@@ -175,6 +181,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
         deps.approvals,
         identity,
         msg,
+        masked,
         input,
         outcome,
         req.audit,
@@ -202,8 +209,15 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   }
 }
 
-function inputContext(upstream: Upstream, route: Route, era: 'legacy' | 'modern', requestId: string): InputContext {
+function inputContext(
+  deps: GatewayDeps,
+  upstream: Upstream,
+  route: Route,
+  era: 'legacy' | 'modern',
+  requestId: string,
+): InputContext {
   return {
+    now: deps.clock.now(),
     upstream: { name: upstream.config.name, transport: upstream.connector.transport },
     protocolVersion: route.protocolVersion,
     era,
@@ -229,8 +243,9 @@ async function relayClientMessage(
 ): Promise<McpReply> {
   note.method = isResponse(msg) ? 'response' : msg.method;
   const message = admitClientMessage(route, msg, (id) => upstream.shared.hasInFlight(identity.sub, id));
-  const input = buildMessageInput(identity, message, inputContext(upstream, route, era, req.requestId));
-  const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
+  const input = buildMessageInput(identity, message, inputContext(deps, upstream, route, era, req.requestId));
+  const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
+  note.decision = outcome;
   const decision = req.audit.decided(input, outcome, msg);
   enforce(outcome);
   await decision.durable();
@@ -441,9 +456,10 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
   const input = buildMessageInput(
     identity,
     { kind: 'request', method: LISTEN_METHOD },
-    inputContext(upstream, route, 'legacy', req.requestId),
+    inputContext(deps, upstream, route, 'legacy', req.requestId),
   );
-  const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
+  const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
+  note.decision = outcome;
   const decision = req.audit.decided(input, outcome, undefined);
   enforce(outcome);
   await decision.durable();

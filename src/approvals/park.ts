@@ -1,7 +1,6 @@
 import type { ExchangeAudit } from '../audit/auditor.js';
 import { GatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
-import { maskedCopy } from '../masking/mask.js';
 import type { JsonRpcMessage, JsonRpcRequest } from '../mcp/jsonrpc.js';
 import { callerMeta } from '../mcp/protocol.js';
 import type { DecisionOutcome } from '../policy/decide.js';
@@ -24,6 +23,8 @@ export async function* park(
   approvals: ApprovalService,
   identity: Identity,
   msg: JsonRpcRequest,
+  /** The request as the decision's mask rules leave it (masked once, by the pipeline): what reviewers see. */
+  shown: JsonRpcRequest,
   input: PolicyInput,
   outcome: DecisionOutcome,
   audit: ExchangeAudit,
@@ -31,8 +32,6 @@ export async function* park(
   forward: () => Promise<AsyncIterable<JsonRpcMessage>>,
 ): AsyncGenerator<JsonRpcMessage> {
   const d = outcome.decision;
-  // Reviewers see the arguments as the decision's mask rules leave them.
-  const shown = maskedCopy(msg, d.maskRules);
   const ticket = await approvals.admit({
     caller: {
       sub: identity.sub,

@@ -11,6 +11,7 @@ import type { ApprovalRecord } from './types.js';
 /** Control characters (and the bidi controls that reorder text) as \u escapes. */
 export function printable(s: string): string {
   return s.replace(
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
     /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { type Clock, systemClock, type Timer } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import type { JsonRpcNotification } from '../mcp/jsonrpc.js';
 import { approvalId, callHash } from './call-id.js';
@@ -48,8 +49,8 @@ export interface ApprovalServiceOptions {
   readonly pollMs: number;
   /** approvals.logins: caller sub → GitHub login, for callers whose token has no github login claim. */
   readonly logins?: Readonly<Record<string, string>>;
-  /** The clock of expiry and of every timestamp recorded (tests inject one). */
-  readonly now?: () => Date;
+  /** The clock of expiry, of every timestamp recorded, of the hold and of polling (default: the system clock). */
+  readonly clock?: Clock;
 }
 
 const live = (a: ApprovalRecord) => a.status === 'pending' || a.status === 'approved';
@@ -71,7 +72,7 @@ export class ApprovalService {
   readonly #locks = new Map<string, Promise<unknown>>();
   /** Approvals being opened where reviewers look (single flight per approval id). */
   readonly #opening = new Map<string, Promise<void>>();
-  #poller: NodeJS.Timeout | undefined;
+  #poller: Timer | undefined;
   /** Aborted at shutdown: held calls are answered at once (their approvals persist for the retry). */
   readonly #stopping = new AbortController();
 
@@ -84,8 +85,12 @@ export class ApprovalService {
     this.#changes.setMaxListeners(0);
   }
 
+  get #clock(): Clock {
+    return this.opts.clock ?? systemClock;
+  }
+
   #now(): Date {
-    return this.opts.now?.() ?? new Date();
+    return new Date(this.#clock.now());
   }
 
   /** One change at a time per approval (webhook, poll and requests may race). Never nest it for one id. */
@@ -283,11 +288,11 @@ export class ApprovalService {
   ): AsyncGenerator<JsonRpcNotification, Ticket> {
     if (ticket.kind !== 'wait') return ticket;
     const a = ticket.approval;
-    // Hold until the hold bound (how long the client waits: real time), or until just past
-    // the TTL (on the approvals clock; then it is expired, not pending).
-    const started = Date.now();
-    const left = () =>
-      Math.min(started + opts.holdMs - Date.now(), Date.parse(a.expiresAt) + 50 - this.#now().getTime());
+    // Hold until the hold bound (how long the client waits), or until just past the TTL (then it
+    // is expired, not pending).
+    const clock = this.#clock;
+    const started = clock.now();
+    const left = () => Math.min(started + opts.holdMs, Date.parse(a.expiresAt) + 50) - clock.now();
     const progress = (): JsonRpcNotification | undefined =>
       opts.progressToken === undefined
         ? undefined
@@ -296,7 +301,7 @@ export class ApprovalService {
             method: 'notifications/progress',
             params: {
               progressToken: opts.progressToken,
-              progress: Math.floor((Date.now() - started) / 1000),
+              progress: Math.floor((clock.now() - started) / 1000),
               total: Math.ceil(opts.holdMs / 1000),
               message: `Waiting for approval ${a.id}: ${this.store.get(a.id)?.remote?.url ?? 'opening the request'} (expires ${a.expiresAt})`,
             },
@@ -318,13 +323,13 @@ export class ApprovalService {
       }
       await new Promise<void>((resolve) => {
         const done = () => {
-          clearTimeout(timer);
+          timer.cancel();
           this.#changes.off(a.id, done);
           opts.signal.removeEventListener('abort', done);
           this.#stopping.signal.removeEventListener('abort', done);
           resolve();
         };
-        const timer = setTimeout(done, Math.min(10_000, Math.max(0, left())));
+        const timer = clock.after(Math.min(10_000, Math.max(0, left())), done);
         this.#changes.once(a.id, done);
         opts.signal.addEventListener('abort', done, { once: true });
         this.#stopping.signal.addEventListener('abort', done, { once: true });
@@ -403,12 +408,11 @@ export class ApprovalService {
   /** Recover after a restart (state re-synced from the provider), then poll on an interval. */
   async start(): Promise<void> {
     await this.poll();
-    this.#poller = setInterval(() => void this.poll(), this.opts.pollMs);
-    this.#poller.unref();
+    this.#poller = this.#clock.every(this.opts.pollMs, () => void this.poll());
   }
 
   stop(): void {
-    if (this.#poller !== undefined) clearInterval(this.#poller);
+    this.#poller?.cancel();
     this.#stopping.abort();
   }
 }

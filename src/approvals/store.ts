@@ -1,5 +1,6 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomicSync } from '../atomic-file.js';
 import type { ApprovalRecord } from './types.js';
 
 /** Where approvals persist (files under the data dir; in-memory in unit tests). */
@@ -10,7 +11,7 @@ export interface ApprovalStore {
   put(a: ApprovalRecord): void;
 }
 
-/** <dataDir>/approvals/<id>.json, each written to a temp file, fsynced, then renamed over. */
+/** <dataDir>/approvals/<id>.json, each written atomically and durably (src/atomic-file.ts). */
 export class FileApprovalStore implements ApprovalStore {
   readonly #cache = new Map<string, ApprovalRecord>();
 
@@ -36,22 +37,7 @@ export class FileApprovalStore implements ApprovalStore {
   }
 
   put(a: ApprovalRecord): void {
-    const file = path.join(this.dir, `${a.id}.json`);
-    const tmp = `${file}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeSync(fd, JSON.stringify(a, null, 2));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, file);
-    const dirFd = openSync(this.dir, 'r');
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
+    writeFileAtomicSync(path.join(this.dir, `${a.id}.json`), JSON.stringify(a, null, 2), { mode: 0o600 });
     this.#cache.set(a.id, a);
   }
 }

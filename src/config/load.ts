@@ -116,7 +116,7 @@ export function validateConfig(
   source: string,
 ): GatewayConfig {
   const doc = structuredClone(input);
-  const server = (doc.server ??= {}) as Record<string, unknown>;
+  const server = section(doc, 'server');
   if (overrides.port !== undefined) server.port = overrides.port;
   if (overrides.host !== undefined) server.host = overrides.host;
   if (overrides.dataDir !== undefined) doc.dataDir = overrides.dataDir;
@@ -125,14 +125,12 @@ export function validateConfig(
     overrides.policyBranch !== undefined ||
     overrides.pollInterval !== undefined
   ) {
-    const policyDoc = (doc.policy ??= {}) as Record<string, unknown>;
-    const repo = (policyDoc.repo ??= {}) as Record<string, unknown>;
+    const repo = section(section(doc, 'policy'), 'repo');
     if (overrides.policyRepo !== undefined) repo.url = overrides.policyRepo;
     if (overrides.policyBranch !== undefined) repo.branch = overrides.policyBranch;
     if (overrides.pollInterval !== undefined) repo.pollSeconds = overrides.pollInterval;
   }
-  if (overrides.approvalHold !== undefined)
-    ((doc.approvals ??= {}) as Record<string, unknown>).holdSeconds = overrides.approvalHold;
+  if (overrides.approvalHold !== undefined) section(doc, 'approvals').holdSeconds = overrides.approvalHold;
   doc.identity ??= {};
   doc.policy ??= {};
   doc.log ??= {};
@@ -186,13 +184,18 @@ export function validateConfig(
       app?: { appId: number; installationId: number; privateKey: SecretRef };
       onFinish?: 'close' | 'merge';
     };
-    webhookSecret?: SecretRef;
+    webhookSecret?: SecretRef | SecretRef[];
   };
   const secretOf = (where: string, ref: SecretRef | undefined) => readSecret(where, ref, baseDir, env, problems)?.value;
   const gh = appr.github;
   const ghToken = secretOf('approvals.github.token', gh?.token);
   const ghKey = secretOf('approvals.github.app.privateKey', gh?.app?.privateKey);
-  const webhookSecret = secretOf('approvals.webhookSecret', appr.webhookSecret);
+  // One secret, or a list while one is rotated (any of them verifies).
+  const webhookSecrets = (
+    Array.isArray(appr.webhookSecret)
+      ? appr.webhookSecret.map((ref, i) => secretOf(`approvals.webhookSecret[${i}]`, ref))
+      : [secretOf('approvals.webhookSecret', appr.webhookSecret)]
+  ).filter((s) => s !== undefined);
   const audit = (doc.audit ?? {}) as {
     enabled?: boolean;
     repo?: string;
@@ -312,7 +315,7 @@ export function validateConfig(
             },
           }
         : {}),
-      ...(webhookSecret !== undefined ? { webhookSecret } : {}),
+      webhookSecrets,
     },
     log: { level: logLevel },
     source,
@@ -449,6 +452,12 @@ export function githubCiEnv(): { token?: string; repository?: string; apiUrl: st
 /** Environment knobs that are not part of the config file (tooling, not behaviour). */
 export function toolEnv(): { opaPath: string | undefined } {
   return { opaPath: process.env.GITGATE_OPA };
+}
+
+/** doc[key] as an object, created when absent (an override writes into it before validation). */
+function section(doc: Record<string, unknown>, key: string): Record<string, unknown> {
+  doc[key] ??= {};
+  return doc[key] as Record<string, unknown>;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -137,7 +137,8 @@ export interface GatewayConfig {
       readonly app?: { readonly appId: number; readonly installationId: number; readonly privateKey: Secret };
       readonly onFinish: 'close' | 'merge';
     };
-    readonly webhookSecret?: Secret;
+    /** The webhook secrets accepted (several while one is rotated); empty: webhooks are refused. */
+    readonly webhookSecrets: readonly Secret[];
   };
   readonly log: { readonly level: string };
   /** Where the config came from, for logs and /readyz. */

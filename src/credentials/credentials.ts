@@ -12,7 +12,7 @@ export interface CallScope {
   readonly scopes?: readonly string[];
 }
 
-export const META_CREDENTIAL = 'dev.gitgate/credential';
+const META_CREDENTIAL = 'dev.gitgate/credential';
 
 /** Mints the per-request credential each upstream call carries (static secrets are the transport's). */
 export class Credentials {
@@ -27,16 +27,21 @@ export class Credentials {
     let meta: Record<string, string> | undefined;
     const placement = upstream.credential;
     if (placement !== undefined) {
-      const token = mintCredential(this.keys.signing(), {
-        issuer: this.config.credentials.issuer,
-        audience: upstream.audience,
-        subject: call.subject,
-        method: call.method,
-        ...(call.tool !== undefined ? { tool: call.tool } : {}),
-        ...(call.arguments !== undefined ? { arguments: call.arguments } : {}),
-        ...(call.scopes !== undefined ? { scopes: call.scopes } : {}),
-        ttlSeconds: Math.min(call.ttlSeconds ?? 60, this.config.credentials.maxTtlSeconds),
-      });
+      const now = this.keys.clock.now();
+      const token = mintCredential(
+        this.keys.signing(now),
+        {
+          issuer: this.config.credentials.issuer,
+          audience: upstream.audience,
+          subject: call.subject,
+          method: call.method,
+          ...(call.tool !== undefined ? { tool: call.tool } : {}),
+          ...(call.arguments !== undefined ? { arguments: call.arguments } : {}),
+          ...(call.scopes !== undefined ? { scopes: call.scopes } : {}),
+          ttlSeconds: Math.min(call.ttlSeconds ?? 60, this.config.credentials.maxTtlSeconds),
+        },
+        now,
+      );
       if (placement.meta === true) meta = { [META_CREDENTIAL]: token };
       else
         headers[(placement.header ?? 'authorization').toLowerCase()] = placement.scheme

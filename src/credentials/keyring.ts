@@ -3,6 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { JWK } from 'jose';
 import { writeFileAtomic } from '../atomic-file.js';
+import { type Clock, systemClock } from '../clock.js';
 import { generateSigningKey, type SigningAlg } from './algorithms.js';
 
 interface StoredKey {
@@ -28,6 +29,8 @@ export interface KeyRingTimes {
   readonly graceMs: number;
   /** How long a new key is published before it signs. */
   readonly activationMs: number;
+  /** The clock of creation, activation and retirement (default: the system clock). */
+  readonly clock?: Clock;
 }
 
 /**
@@ -43,12 +46,15 @@ export class KeyRing {
   readonly #objects = new Map<string, SigningKey>();
 
   readonly #alg: SigningAlg;
+  /** The ring's clock; what it signs is dated on it too. */
+  readonly clock: Clock;
 
   private constructor(file: string, keys: StoredKey[], times: KeyRingTimes, alg: SigningAlg) {
     this.#file = file;
     this.#keys = keys;
     this.#times = times;
     this.#alg = alg;
+    this.clock = times.clock ?? systemClock;
   }
 
   /** Load (or create) the ring `name`; `alg` is what new keys are made with. */
@@ -68,14 +74,14 @@ export class KeyRing {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    const now = Date.now();
+    const now = (times.clock ?? systemClock).now();
     const ring = new KeyRing(file, keys.length > 0 ? keys : [newKey(alg, now, now)], times, alg);
     if (keys.length === 0) await ring.#save();
     return ring;
   }
 
   /** The key that signs now: the newest one already active. */
-  signing(now = Date.now()): SigningKey {
+  signing(now = this.clock.now()): SigningKey {
     const k = this.#keys.find((x) => x.activeFrom <= now) ?? this.#keys.at(-1)!;
     let obj = this.#objects.get(k.kid);
     if (obj === undefined) {
@@ -86,7 +92,7 @@ export class KeyRing {
   }
 
   /** Age of the newest key in ms. */
-  age(now = Date.now()): number {
+  age(now = this.clock.now()): number {
     return now - this.#keys[0]!.createdAt;
   }
 
@@ -95,7 +101,7 @@ export class KeyRing {
    * replaces are retired once tokens they may still sign have expired.
    */
   async rotate(
-    now = Date.now(),
+    now = this.clock.now(),
     activationMs = this.#times.activationMs,
   ): Promise<{ kid: string; activeFrom: number }> {
     const next = newKey(this.#alg, now, now + activationMs);
@@ -106,7 +112,7 @@ export class KeyRing {
   }
 
   /** The public keys to publish at /.well-known/jwks.json (pending, current and not yet retired). */
-  jwks(now = Date.now()): { keys: JWK[] } {
+  jwks(now = this.clock.now()): { keys: JWK[] } {
     return {
       keys: this.#keys
         .filter((k) => (k.retireAt ?? Infinity) > now)

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { type Clock, systemClock, type Timer } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { git, gitText } from '../git/run.js';
 import { buildPolicyBundle } from '../policy/build.js';
@@ -66,7 +67,7 @@ export interface SyncEvents {
 export class PolicySync {
   #running: Promise<void> | undefined;
   #again = false;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: Timer | undefined;
   #status: {
     commit?: string;
     bundleDigest?: string;
@@ -88,6 +89,8 @@ export class PolicySync {
     private readonly opa: () => Promise<string>,
     private readonly apply: (rev: Revision) => void,
     private readonly events: SyncEvents,
+    /** The clock of polling and of the times reported (default: the system clock). */
+    private readonly clock: Clock = systemClock,
   ) {}
 
   status(): SyncStatus {
@@ -114,12 +117,11 @@ export class PolicySync {
         'POLICY_BUILD_FAILED',
         `no usable policy in ${this.cfg.url}@${this.cfg.branch}: ${this.#status.lastError?.message ?? 'unknown error'}`,
       );
-    this.#timer = setInterval(() => void this.sync(), this.cfg.pollMs);
-    this.#timer.unref();
+    this.#timer = this.clock.every(this.cfg.pollMs, () => void this.sync());
   }
 
   stop(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer?.cancel();
   }
 
   /** Fetch and apply the branch head; concurrent triggers coalesce into one more round. */
@@ -172,7 +174,7 @@ export class PolicySync {
         ...this.#status,
         commit,
         bundleDigest: rev.instance.revision.bundleDigest,
-        syncedAt: new Date().toISOString(),
+        syncedAt: new Date(this.clock.now()).toISOString(),
       };
       delete this.#status.lastError;
       delete this.#status.refused;
@@ -183,7 +185,7 @@ export class PolicySync {
       this.events.loaded?.(commit);
     } catch (err) {
       const message = (err as Error).message;
-      const at = new Date().toISOString();
+      const at = new Date(this.clock.now()).toISOString();
       this.#status.failures++;
       this.#status.lastError = { ...(commit !== undefined ? { commit } : {}), message, at };
       const serving = this.#status.commit ?? null;

@@ -1,4 +1,5 @@
 import { errors as joseErrors } from 'jose';
+import { type Clock, systemClock } from '../clock.js';
 import type { GatewayConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import { DEV_ISSUER, type DevIssuer, loadDevIssuer } from './dev-issuer.js';
@@ -33,14 +34,16 @@ function withDevHint(verifier: TokenVerifier, dataDir: string): TokenVerifier {
 /** The token verifier of the configured issuer: the dev issuer under the data dir, or the OIDC issuer. */
 export async function configuredVerifier(
   config: GatewayConfig,
+  clock: Clock = systemClock,
 ): Promise<{ verifier: TokenVerifier; devIssuer?: DevIssuer }> {
   if (config.identity.mode === 'dev') {
     const devIssuer = await loadDevIssuer(config.dataDir);
     const verifier = createLocalVerifier(
       { ...config.identity, issuer: DEV_ISSUER, algorithms: ['ES256'] },
       devIssuer.jwks(),
+      { clock },
     );
     return { devIssuer, verifier: withDevHint(verifier, config.dataDir) };
   }
-  return { verifier: createOidcVerifier(config.identity) };
+  return { verifier: createOidcVerifier(config.identity, { clock }) };
 }

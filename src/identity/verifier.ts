@@ -8,7 +8,8 @@ import {
   errors as joseErrors,
   jwtVerify,
 } from 'jose';
-import { LRUCache } from 'lru-cache';
+import { boundedCache } from '../cache.js';
+import { type Clock, systemClock } from '../clock.js';
 import type { IdentityConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import { type Identity, mapClaims } from './identity.js';
@@ -53,8 +54,8 @@ function describe(err: unknown): string {
 export const VERIFIED_CACHE_MAX = 10_000;
 
 export interface VerifierOptions {
-  /** The clock (ms since the epoch); tests inject one. */
-  readonly now?: () => number;
+  /** The clock of token validity, the verified-token cache and the discovery cooldown (default: the system clock). */
+  readonly clock?: Clock;
 }
 
 /** Claims jose leaves to the caller: `iat` not in the future, `aud` only strings. */
@@ -102,8 +103,9 @@ export function createVerifier(
   keys: () => Promise<JWTVerifyGetKey>,
   opts: VerifierOptions = {},
 ): TokenVerifier {
-  const now = opts.now ?? Date.now;
-  const verified = new LRUCache<string, Verified>({ max: VERIFIED_CACHE_MAX });
+  const clock = opts.clock ?? systemClock;
+  // Entries leave at their token's exp (per-entry ttl); the cache's own ttl is only the ceiling of one day.
+  const verified = boundedCache<string, Verified>({ max: VERIFIED_CACHE_MAX, ttlMs: 86_400_000, clock });
   const getKey: JWTVerifyGetKey = async (header, token) => (await keys())(header, token);
   /** Whether the key set, asked now (refreshing it if stale), still gives the key that verified `hit`. */
   const stillTrusted = async (hit: Verified, token: string): Promise<boolean> => {
@@ -122,7 +124,7 @@ export function createVerifier(
           'AUTH_INVALID',
           `token is longer than ${cfg.maxTokenBytes} bytes (identity.maxTokenBytes)`,
         );
-      const t = now();
+      const t = clock.now();
       const digest = createHash('sha256').update(token).digest('base64url');
       const hit = verified.get(digest);
       if (hit !== undefined) {
@@ -144,7 +146,9 @@ export function createVerifier(
         checkClaims(payload, Math.floor(t / 1000), cfg.clockToleranceSeconds);
         const identity = mapClaims(payload, cfg.claims);
         const expMs = (payload.exp ?? 0) * 1000;
-        if (expMs > t) verified.set(digest, { identity, expMs, header: protectedHeader, key });
+        // lru-cache keeps an entry while its age is at most `ttl`: it is gone at exp (and ttl 0 would mean forever).
+        if (expMs - t > 1)
+          verified.set(digest, { identity, expMs, header: protectedHeader, key }, { ttl: expMs - t - 1 });
         return identity;
       } catch (err) {
         throw new GatewayError('AUTH_INVALID', describe(err), { cause: err });
@@ -164,7 +168,7 @@ export function createOidcVerifier(
   opts: VerifierOptions & { jwksCooldownMs?: number } = {},
 ): TokenVerifier {
   if (cfg.issuer === undefined) throw new GatewayError('CONFIG_INVALID', 'identity.issuer is required in oidc mode');
-  const now = opts.now ?? Date.now;
+  const now = () => (opts.clock ?? systemClock).now();
   const cooldownMs = opts.jwksCooldownMs ?? 5_000;
   let jwks: JWTVerifyGetKey | undefined;
   let discovering: Promise<URL> | undefined;

@@ -80,8 +80,6 @@ export const DETECTORS: Readonly<Record<string, Detector>> = {
   us_ssn: ssnSpans,
 };
 
-export type DetectorName = keyof typeof DETECTORS;
-
 export function isDetector(name: string): boolean {
   return Object.hasOwn(DETECTORS, name);
 }

@@ -67,7 +67,7 @@ const isContainer = (v: unknown): v is Container => v !== null && typeof v === '
 /** Every (parent, key) the path selects in `root`; the caller reads or replaces parent[key]. */
 export function select(root: unknown, segs: readonly Segment[]): { parent: Container; key: string | number }[] {
   let current: { parent: Container; key: string | number }[] = [{ parent: { $: root }, key: '$' }];
-  const valueOf = (r: { parent: Container; key: string | number }) =>
+  const selected = (r: { parent: Container; key: string | number }) =>
     (r.parent as Record<string | number, unknown>)[r.key];
   const children = (v: unknown): { parent: Container; key: string | number }[] =>
     Array.isArray(v)
@@ -78,7 +78,7 @@ export function select(root: unknown, segs: readonly Segment[]): { parent: Conta
   for (const seg of segs) {
     const next: { parent: Container; key: string | number }[] = [];
     for (const r of current) {
-      const v = valueOf(r);
+      const v = selected(r);
       switch (seg.kind) {
         case 'member':
           if (isContainer(v) && !Array.isArray(v) && Object.hasOwn(v, seg.name))

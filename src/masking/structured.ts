@@ -3,6 +3,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { RegExpEngine } from 'ajv/dist/types/index.js';
 import addFormatsImport from 'ajv-formats';
 import { RE2JS } from 're2js';
+import { boundedCache } from '../cache.js';
 
 const addFormats = addFormatsImport as unknown as <T>(ajv: T) => T;
 
@@ -57,30 +58,43 @@ function groupEnd(p: string, start: number): number {
   }
   return -1;
 }
-// Tool output schemas come in both dialects (SDKs built on zod emit draft-07).
-const ajv2020 = addFormats(new Ajv2020({ strict: false, allErrors: false, code: { regExp: re2 } }));
-const ajv07 = addFormats(new Ajv({ strict: false, allErrors: false, code: { regExp: re2 } }));
+
+/**
+ * One Ajv per output schema, dropped with its cache entry: a shared instance keeps every
+ * schema it ever compiled (its own cache, keyed by object) and refuses a second schema
+ * with an `$id` it has seen, so two upstreams' `$id: "result"` would leave one unenforced.
+ * No meta-schemas: the instance is small, and an upstream `$id` cannot shadow one.
+ * Tool output schemas come in both dialects (SDKs built on zod emit draft-07).
+ */
+function engineFor(schema: unknown): Ajv | Ajv2020 {
+  const opts = { strict: false, allErrors: false, meta: false, validateSchema: false, code: { regExp: re2 } };
+  const dialect = (schema as { $schema?: unknown } | null)?.$schema;
+  return typeof dialect === 'string' && /draft-0[4-7]/.test(dialect)
+    ? addFormats(new Ajv(opts))
+    : addFormats(new Ajv2020(opts));
+}
 
 /** No placeholder is built longer than this (an upstream schema may ask for minItems: 2^32 - 1). */
 const MAX_PLACEHOLDER_SIZE = 1024;
 const sizeOf = (v: unknown) => Math.min(Math.max(0, Number(v ?? 0) || 0), MAX_PLACEHOLDER_SIZE);
-const compiled = new Map<string, ValidateFunction | null>();
+/** Compiled output schemas by their JSON text: bounded, least recently used out first. */
+const compiled = boundedCache<string, { readonly validate: ValidateFunction | null }>({
+  max: 256,
+  ttlMs: 3_600_000,
+});
 
 function validatorFor(schema: unknown): ValidateFunction | null {
   const key = JSON.stringify(schema);
-  if (!compiled.has(key)) {
-    let v: ValidateFunction | null = null;
-    const dialect = (schema as { $schema?: unknown } | null)?.$schema;
-    const engine = typeof dialect === 'string' && /draft-0[4-7]/.test(dialect) ? ajv07 : ajv2020;
-    try {
-      v = engine.compile(schema as object);
-    } catch {
-      v = null; // an output schema gitgate cannot compile is not enforced here
-    }
-    if (compiled.size > 1000) compiled.clear();
-    compiled.set(key, v);
+  const hit = compiled.get(key);
+  if (hit !== undefined) return hit.validate;
+  let validate: ValidateFunction | null;
+  try {
+    validate = engineFor(schema).compile(schema as object);
+  } catch {
+    validate = null; // an output schema gitgate cannot compile is not enforced here
   }
-  return compiled.get(key)!;
+  compiled.set(key, { validate });
+  return validate;
 }
 
 const FORMAT_PLACEHOLDERS: Readonly<Record<string, string>> = {

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { boundedCache } from '../cache.js';
 
 /** How an upstream request ended: a result, a JSON-RPC error, or no answer (transport failure, timeout). */
 export type UpstreamOutcome = 'ok' | 'error' | 'failed';
@@ -38,17 +39,16 @@ export class GatewayMetrics {
     help: 'Decisions whose credential.ttl_seconds exceeded credentials.maxTtlSeconds; their credentials were capped to it',
     registers: [this.registry],
   });
-  /** Told once per policy revision and requested TTL that was capped (the gateway logs it). */
+  /** Told once (a day, at most) per policy revision and requested TTL that was capped (the gateway logs it). */
   onTtlCapped: ((e: { readonly requested: number; readonly max: number; readonly policy: string }) => void) | undefined;
-  readonly #cappedSeen = new Set<string>();
+  readonly #cappedSeen = boundedCache<string, true>({ max: 1000, ttlMs: 24 * 3_600_000 });
 
   /** A decision's credential TTL was capped to credentials.maxTtlSeconds: counted always, told once per revision and TTL. */
   ttlCapped(requested: number, max: number, policy: string): void {
     this.credentialTtlCapped.inc();
     const key = `${policy}\n${requested}\n${max}`;
     if (this.#cappedSeen.has(key)) return;
-    if (this.#cappedSeen.size >= 1000) this.#cappedSeen.clear();
-    this.#cappedSeen.add(key);
+    this.#cappedSeen.set(key, true);
     this.onTtlCapped?.({ requested, max, policy });
   }
   readonly masked = new Counter({

@@ -1,3 +1,4 @@
+import { boundedCache } from '../cache.js';
 import { compileSchema, formatSchemaErrors } from '../config/schema.js';
 import { type CompiledRule, compileMask, type MaskRuleInput } from '../masking/mask.js';
 
@@ -45,7 +46,8 @@ export function denyDecision(reason: string, valid = true): Decision {
   });
 }
 
-const maskCache = new Map<string, readonly CompiledRule[]>();
+/** Compiled mask rules by their JSON text (a policy's rules repeat across decisions). */
+const maskCache = boundedCache<string, readonly CompiledRule[]>({ max: 500, ttlMs: 3_600_000 });
 
 function compileMaskCached(mask: readonly MaskRule[]): readonly CompiledRule[] {
   if (mask.length === 0) return [];
@@ -53,7 +55,6 @@ function compileMaskCached(mask: readonly MaskRule[]): readonly CompiledRule[] {
   let hit = maskCache.get(key);
   if (hit === undefined) {
     hit = compileMask(mask);
-    if (maskCache.size >= 500) maskCache.clear();
     maskCache.set(key, hit);
   }
   return hit;

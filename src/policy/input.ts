@@ -43,6 +43,8 @@ export interface InputContext {
   readonly era: 'legacy' | 'modern';
   readonly requestId: string;
   readonly sessionId?: string;
+  /** When the request is decided, ms since the epoch (the gateway's clock). */
+  readonly now: number;
   /** Whether a tool changed since this caller's session first listed it. */
   readonly toolChanged?: (name: string) => boolean;
 }
@@ -143,7 +145,7 @@ function assemble(
       id: ctx.requestId,
       ...(jsonrpcId !== undefined ? { jsonrpc_id: jsonrpcId } : {}),
       ...(ctx.sessionId !== undefined ? { session_id: ctx.sessionId } : {}),
-      time_ns: Date.now() * 1_000_000,
+      time_ns: ctx.now * 1_000_000,
     },
   };
 }

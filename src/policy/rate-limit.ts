@@ -1,3 +1,4 @@
+import { type Clock, systemClock, type Timer } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import type { Rate } from './decision.js';
 
@@ -13,15 +14,14 @@ interface Bucket {
  */
 export class RateLimiter {
   readonly #buckets = new Map<string, Bucket>();
-  readonly #sweeper: NodeJS.Timeout;
+  readonly #sweeper: Timer;
 
-  constructor() {
-    this.#sweeper = setInterval(() => this.sweep(), 60_000);
-    this.#sweeper.unref();
+  constructor(private readonly clock: Clock = systemClock) {
+    this.#sweeper = clock.every(60_000, () => this.sweep());
   }
 
   /** Take one token or throw RATE_LIMITED with Retry-After. */
-  take(key: string, rate: Rate, now = Date.now()): void {
+  take(key: string, rate: Rate, now = this.clock.now()): void {
     const perMs = rate.calls / (rate.window_seconds * 1000);
     let b = this.#buckets.get(key);
     if (b === undefined || b.rate.calls !== rate.calls || b.rate.window_seconds !== rate.window_seconds) {
@@ -45,11 +45,11 @@ export class RateLimiter {
     b.tokens -= 1;
   }
 
-  sweep(now = Date.now()): void {
+  sweep(now = this.clock.now()): void {
     for (const [k, b] of this.#buckets) if (now - b.at > b.rate.window_seconds * 1000) this.#buckets.delete(k);
   }
 
   close(): void {
-    clearInterval(this.#sweeper);
+    this.#sweeper.cancel();
   }
 }

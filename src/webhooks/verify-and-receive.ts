@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { appendFileDurableSync, writeFileAtomicSync } from '../atomic-file.js';
 import { MAX_JSON_DEPTH, parseJsonWithin } from '../mcp/json-limits.js';
 
 /**
@@ -13,6 +14,17 @@ export function verifySignature(secret: string, body: Buffer, header: string | u
   const given = Buffer.from(header.slice('sha256='.length), 'hex');
   const expected = createHmac('sha256', secret).update(body).digest();
   return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+/**
+ * Secret rotation (as @octokit/webhooks' additional secrets): a signature made with
+ * any of `secrets` verifies. Every secret is tried, whichever matches, so the time
+ * taken does not say which one did; empty secrets verify nothing.
+ */
+export function verifyWithAnySecret(secrets: readonly string[], body: Buffer, header: string | undefined): boolean {
+  let ok = false;
+  for (const secret of secrets) ok = verifySignature(secret, body, header) || ok;
+  return ok;
 }
 
 export function signBody(secret: string, body: Buffer | string): string {
@@ -46,14 +58,14 @@ export class DeliveryLog {
   add(id: string): void {
     if (this.#seen.has(id)) return;
     this.#seen.add(id);
-    appendFileSync(this.#file, `${id}\n`);
+    // Durable before the delivery counts as handled: after a crash, a replay is still a replay.
+    appendFileDurableSync(this.#file, `${id}\n`, { mode: 0o600 });
     if (this.#seen.size > this.max) {
       const keep = [...this.#seen].slice(-Math.floor(this.max / 2));
       this.#seen.clear();
       for (const k of keep) this.#seen.add(k);
-      // Rewrite beside it and rename, so a crash never leaves a torn list.
-      writeFileSync(`${this.#file}.tmp`, `${keep.join('\n')}\n`);
-      renameSync(`${this.#file}.tmp`, this.#file);
+      // Rewritten atomically, so a crash never leaves a torn list.
+      writeFileAtomicSync(this.#file, `${keep.join('\n')}\n`, { mode: 0o600 });
     }
   }
 }
@@ -69,11 +81,15 @@ export interface WebhookOutcome {
 export class GitHubWebhooks {
   readonly #handlers = new Map<string, WebhookHandler[]>();
   readonly #inflight = new Set<string>();
+  readonly #secrets: readonly string[];
 
+  /** `secrets`: the webhook secret, or during a rotation the list of secrets accepted (new and old). */
   constructor(
-    private readonly secret: string | undefined,
+    secrets: string | readonly string[] | undefined,
     private readonly deliveries: DeliveryLog,
-  ) {}
+  ) {
+    this.#secrets = (typeof secrets === 'string' ? [secrets] : (secrets ?? [])).filter((s) => s !== '');
+  }
 
   on(event: string, handler: WebhookHandler): void {
     (this.#handlers.get(event) ?? this.#handlers.set(event, []).get(event)!).push(handler);
@@ -87,9 +103,9 @@ export class GitHubWebhooks {
       const v = headers[n];
       return Array.isArray(v) ? v[0] : v;
     };
-    if (this.secret === undefined || this.secret === '')
+    if (this.#secrets.length === 0)
       return { status: 404, body: { error: 'webhooks are not configured (no webhook secret)' } };
-    if (body === undefined || !verifySignature(this.secret, body, h('x-hub-signature-256')))
+    if (body === undefined || !verifyWithAnySecret(this.#secrets, body, h('x-hub-signature-256')))
       return { status: 401, body: { error: 'bad or missing X-Hub-Signature-256' } };
     const delivery = h('x-github-delivery');
     const event = h('x-github-event');

@@ -24,7 +24,10 @@ export async function connectClient(
     client.setRequestHandler(CreateMessageRequestSchema, async (req) => ({
       model: 'test-model',
       role: 'assistant',
-      content: { type: 'text', text: `sampled(${(req.params.messages[0]?.content as { text?: string }).text ?? ''})` },
+      content: {
+        type: 'text',
+        text: `sampled(${(req.params.messages[0]?.content as { text?: string } | undefined)?.text ?? ''})`,
+      },
     }));
   }
   if (opts.elicitation) {

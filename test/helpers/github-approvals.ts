@@ -80,7 +80,7 @@ export class GitHubApprovalWorld {
         ...extra,
       },
       ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
-      options: opts.clock === false ? {} : { approvalClock: this.clock.now },
+      options: opts.clock === false ? {} : { approvalClock: this.clock },
     });
     this.#gateways.push(gw);
     return gw;

@@ -84,7 +84,10 @@ function bodyValidator(r: Route): ValidateFunction | null {
   if (r.validate !== undefined) return r.validate;
   const op = openapi().spec.paths[r.template]![r.method.toLowerCase()]!;
   const content = (op.requestBody as { content?: Record<string, unknown> } | undefined)?.content;
-  if (content?.['application/json'] === undefined) return (r.validate = null);
+  if (content?.['application/json'] === undefined) {
+    r.validate = null;
+    return null;
+  }
   const pointer = `#/paths/${r.template.replaceAll('~', '~0').replaceAll('/', '~1')}/${r.method.toLowerCase()}/requestBody/content/application~1json/schema`;
   r.validate = openapi().ajv.compile({ $ref: `github${pointer}` });
   return r.validate;
@@ -615,8 +618,14 @@ export class GitHubEmulator {
   ): Record<string, unknown> {
     const p = this.pulls.get(number)!;
     const changes: Record<string, unknown> = {};
-    if (change.title !== undefined) (changes.title = { from: p.title }), (p.title = change.title);
-    if (change.body !== undefined) (changes.body = { from: p.body }), (p.body = change.body);
+    if (change.title !== undefined) {
+      changes.title = { from: p.title };
+      p.title = change.title;
+    }
+    if (change.body !== undefined) {
+      changes.body = { from: p.body };
+      p.body = change.body;
+    }
     if (change.base !== undefined) {
       changes.base = { ref: { from: p.base.ref } };
       if (!this.refs.has(`heads/${change.base}`)) this.refs.set(`heads/${change.base}`, this.refs.get('heads/main')!);
@@ -630,7 +639,9 @@ export class GitHubEmulator {
     const p = this.pulls.get(number)!;
     p.head.sha = this.#commit(
       p.head.sha,
-      (t) => Object.entries(files).forEach(([f, c]) => t.set(f, c)),
+      (t) => {
+        for (const [f, c] of Object.entries(files)) t.set(f, c);
+      },
       `push ${this.#tick++}`,
     );
     this.refs.set(`heads/${p.head.ref}`, p.head.sha);

@@ -139,7 +139,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
         ...extra,
       },
       ...(dataDir ? { dataDir } : {}),
-      ...(clock ? { options: { approvalClock: clock.now } } : {}),
+      ...(clock ? { options: { approvalClock: clock } } : {}),
     });
     gateways.push(gw);
     return gw;
@@ -402,14 +402,21 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     await c.close();
   });
 
-  it('expiry while the call is held denies it, saying so', async () => {
-    const gw = await start({ holdSeconds: 20 });
+  it('expiry while the call is held denies it, saying so (on the approvals clock: no waiting)', async () => {
+    const clock = new ManualClock(Date.now());
+    const gw = await start({ holdSeconds: 20 }, undefined, clock);
     const c = await client(gw);
-    const t0 = Date.now();
-    const out = await call(c, 'mutable', { held: true });
+    const held = call(c, 'mutable', { held: true });
+    // Held: its approval is open on GitHub and the hold waits on the clock.
+    await expect
+      .poll(() => gw.gw.approvals.list().some((a) => a.call.tool === 'mutable' && a.remote !== undefined))
+      .toBe(true);
+    await expect.poll(() => clock.pendingTimers).toBeGreaterThan(0);
+    // The TTL (2 s) runs out long before the hold bound (20 s).
+    clock.advance(2_051);
+    const out = await held;
     expect(out).toMatchObject({ ok: false, code: -32019, data: { status: 'expired' } });
     expect((out as { message: string }).message).toMatch(/the approval expired at/);
-    expect(Date.now() - t0).toBeLessThan(10_000);
     await c.close();
   });
 

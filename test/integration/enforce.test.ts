@@ -314,13 +314,10 @@ describe('decisions the gateway cannot honour', () => {
     const logger = pino(
       { level: 'warn' },
       new Writable({
-        write: (c: Buffer, _e, done) => (
-          c
-            .toString()
-            .split('\n')
-            .forEach((l) => l !== '' && lines.push(JSON.parse(l) as Record<string, unknown>)),
-          done()
-        ),
+        write: (c: Buffer, _e, done) => {
+          for (const l of c.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
+          done();
+        },
       }),
     );
     const gw = await startGateway({

@@ -1,5 +1,5 @@
 import { generateKeyPair, SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { IdentityConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { createOidcVerifier, type TokenVerifier } from '../../src/identity/verifier.js';
@@ -33,6 +33,10 @@ describe('OIDC bearer tokens verified with jose against the issuer JWKS', () => 
     verifier = createOidcVerifier(cfg());
   });
   afterAll(() => idp.close());
+  // Some tests move time: only Date is faked (jose's JWKS cooldown and our clock read it), so
+  // sockets and timers stay real and the issuer still answers on loopback.
+  const freezeTime = () => vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
+  afterEach(() => vi.useRealTimers());
 
   it('accepts a valid token (issuer discovery) and maps its claims', async () => {
     const id = await verifier.verify(
@@ -101,7 +105,9 @@ describe('OIDC bearer tokens verified with jose against the issuer JWKS', () => 
   });
 
   it('refetches the JWKS for an unknown kid after rotation, but never more than once per cooldown', async () => {
-    const v = createOidcVerifier(cfg(), { jwksCooldownMs: 300 });
+    freezeTime();
+    const cooldownMs = 300;
+    const v = createOidcVerifier(cfg(), { jwksCooldownMs: cooldownMs });
     await v.verify(await idp.mint({}));
     await idp.addKey('k2');
     const rogue = (await generateKeyPair('RS256')).privateKey;
@@ -110,17 +116,21 @@ describe('OIDC bearer tokens verified with jose against the issuer JWKS', () => 
     for (let i = 0; i < 20; i++)
       await rejects(await idp.mint({}, { kid: `forged-${i}`, key: rogue }), /no key in the issuer JWKS matches/, v);
     expect(idp.jwksFetches - start).toBeLessThanOrEqual(1);
-    await new Promise((r) => setTimeout(r, 350));
+    // Still inside the cooldown (time has not moved): the rotated-in key is not fetched yet.
+    await rejects(await idp.mint({}, { kid: 'k2' }), /no key in the issuer JWKS matches/, v);
+    vi.advanceTimersByTime(cooldownMs + 1);
     // After the cooldown, the rotated-in key is fetched and accepted.
     await expect(v.verify(await idp.mint({}, { kid: 'k2' }))).resolves.toMatchObject({ sub: 'alice' });
+    expect(idp.jwksFetches - start).toBeLessThanOrEqual(2);
   });
 
   it('a remembered token still expires on time', async () => {
+    freezeTime();
     const v = createOidcVerifier(cfg({ clockToleranceSeconds: 0 }));
     const t = await idp.mint({ exp: now() + 1 });
     await expect(v.verify(t)).resolves.toMatchObject({ sub: 'alice' });
     await expect(v.verify(t)).resolves.toMatchObject({ sub: 'alice' });
-    await new Promise((r) => setTimeout(r, 1100));
+    vi.advanceTimersByTime(1_100);
     await rejects(t, /token expired/, v);
   });
 

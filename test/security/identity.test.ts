@@ -6,6 +6,7 @@
 import http from 'node:http';
 import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.js';
 import type { IdentityConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { bearerChallenge, quotedString } from '../../src/identity/authenticate.js';
@@ -32,9 +33,8 @@ function parseChallenge(h: string): Record<string, string> | undefined {
   if (m === null) return undefined;
   const out: Record<string, string> = {};
   const param = /([A-Za-z_]+)="((?:[^"\\]|\\.)*)"(?:, |$)/y;
-  let r: RegExpExecArray | null;
   let at = 0;
-  while ((r = param.exec(m[1]!)) !== null) {
+  for (let r = param.exec(m[1]!); r !== null; r = param.exec(m[1]!)) {
     if (r[1]! in out) return undefined;
     out[r[1]!] = r[2]!.replace(/\\(.)/g, '$1');
     at = param.lastIndex;
@@ -110,7 +110,7 @@ function verifiers(): Verifiers {
       ...over,
     }),
     make: (over = {}, claims = {}, extra = {}) =>
-      createOidcVerifier(h.cfg(over, claims), { now: () => h.clock, ...extra }),
+      createOidcVerifier(h.cfg(over, claims), { clock: { ...systemClock, now: () => h.clock }, ...extra }),
     mint: (claims, opts = {}) => h.idp.mint(claims, { now: T0, ...opts }),
     async refused(token, reason, v = h.make()) {
       const err = await v.verify(token).catch((e: unknown) => e);
@@ -291,7 +291,10 @@ describe('forged, foreign, oversized and malformed tokens', () => {
     await new Promise<void>((r) => down.listen(0, '127.0.0.1', r));
     const issuer = `http://127.0.0.1:${(down.address() as { port: number }).port}`;
     try {
-      const v = createOidcVerifier(h.cfg({ issuer }), { now: () => h.clock, jwksCooldownMs: 5_000 });
+      const v = createOidcVerifier(h.cfg({ issuer }), {
+        clock: { ...systemClock, now: () => h.clock },
+        jwksCooldownMs: 5_000,
+      });
       const token = await h.mint({ iss: issuer });
       for (let i = 0; i < 25; i++) await h.refused(token, /issuer discovery .* answered HTTP 500/, v);
       await Promise.all(Array.from({ length: 25 }, () => h.refused(token, /answered HTTP 500/, v)));
@@ -375,6 +378,7 @@ describe('auth challenges and documents never carry what the Host header says', 
       error: 'invalid_token',
       error_description: expect.stringMatching(/^claim 'aud' invalid/),
     });
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: asserting no control characters leak
     expect(h).not.toMatch(/[\x00-\x1f\x7f]/);
   });
 

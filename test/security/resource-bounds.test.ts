@@ -116,8 +116,7 @@ function openSse(url: string, method: 'GET' | 'POST', headers: Record<string, st
       state.status = res.statusCode!;
       res.on('data', (c: Buffer) => {
         state.buf += c.toString();
-        let i: number;
-        while ((i = state.buf.indexOf('\n\n')) >= 0) {
+        for (let i = state.buf.indexOf('\n\n'); i >= 0; i = state.buf.indexOf('\n\n')) {
           const block = state.buf.slice(0, i);
           state.buf = state.buf.slice(i + 2);
           const data = block
@@ -502,7 +501,7 @@ describe('JSON from clients is bounded before anything walks it', () => {
     );
     // Objects written by hand: keys maybe escaped, maybe repeated; strings full of brackets and quotes.
     const key = fc.constantFrom('a', 'b', 'n', '[', '{"', '\\', '__proto__');
-    const escape = (k: string, how: number) =>
+    const escaped = (k: string, how: number) =>
       how === 0
         ? JSON.stringify(k)
         : `"${[...k].map((ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`).join('')}"`;
@@ -510,7 +509,7 @@ describe('JSON from clients is bounded before anything walks it', () => {
       fc.property(
         fc.array(fc.tuple(key, fc.nat({ max: 1 }), fc.string({ maxLength: 6 })), { maxLength: 6 }),
         (entries) => {
-          const text = `{"wrap":[{${entries.map(([k, how, v]) => `${escape(k, how)}:${JSON.stringify(v)}`).join(',')}}]}`;
+          const text = `{"wrap":[{${entries.map(([k, how, v]) => `${escaped(k, how)}:${JSON.stringify(v)}`).join(',')}}]}`;
           const keys = entries.map(([k]) => k);
           const dup = new Set(keys).size !== keys.length;
           const dupProblem = checkJsonText(text, { maxDepth: 64, rejectDuplicateKeys: true });
@@ -543,7 +542,14 @@ describe('sessions are capped per caller under the upstream cap', () => {
           const inner = fakeUpstream(cfg, []);
           if (cfg.name !== 'slow') return inner;
           // `slow` opens a session only when the test says so: initializes pile up in flight.
-          return { ...inner, open: async () => (opened++, await gateOpen, inner.open()) };
+          return {
+            ...inner,
+            open: async () => {
+              opened++;
+              await gateOpen;
+              return inner.open();
+            },
+          };
         },
       },
     });
@@ -595,7 +601,12 @@ describe('sessions are capped per caller under the upstream cap', () => {
 
   it('concurrent initializes cannot all pass the check before any session exists', async () => {
     const replies: Reply[] = [];
-    const all = Array.from({ length: 20 }, () => initialize('mallory', 'slow').then((r) => (replies.push(r), r)));
+    const all = Array.from({ length: 20 }, () =>
+      initialize('mallory', 'slow').then((r) => {
+        replies.push(r);
+        return r;
+      }),
+    );
     // Every initialize is either waiting for the upstream or already answered (bounded wait).
     for (let i = 0; i < 500 && opened + replies.length < 20; i++) await tick();
     gate();

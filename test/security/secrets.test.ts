@@ -178,7 +178,7 @@ describe('secrets gitgate sent an upstream never come back out', () => {
     expectClean('rpc error', err.text);
     const res = await call('hostile', 'result-echo');
     expect(JSON.stringify(res.last?.result)).toContain('[redacted:secret]');
-    expect((res.last?.result as { structuredContent: Record<string, unknown> }).structuredContent).toHaveProperty(
+    expect((res.last!.result as { structuredContent: Record<string, unknown> }).structuredContent).toHaveProperty(
       ['[redacted:secret]'],
       'as a key',
     );

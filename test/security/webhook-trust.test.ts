@@ -202,6 +202,44 @@ describe('who may send a webhook', () => {
     );
   });
 
+  it('rotation: with a list of secrets, a body signed with any of them is accepted, with no other', async () => {
+    const hooks = new GitHubWebhooks(['new-secret', 'old-secret'], new DeliveryLog(dir()));
+    const seen: unknown[] = [];
+    hooks.on('ping', async (p) => void seen.push(p));
+    let n = 0;
+    const send = (body: string, signature: string) =>
+      hooks.receive(
+        { 'x-github-event': 'ping', 'x-github-delivery': `r-${++n}`, 'x-hub-signature-256': signature },
+        Buffer.from(body),
+      );
+    const body = '{"zen":"rotate"}';
+    expect((await send(body, signBody('new-secret', body))).status).toBe(202);
+    expect((await send(body, signBody('old-secret', body))).status).toBe(202);
+    expect((await send(body, signBody('another-secret', body))).status).toBe(401);
+    expect((await send(body, signBody('', body))).status).toBe(401);
+    expect(seen).toHaveLength(2);
+  });
+
+  it('rotation in the config: every listed secret is read, and an empty one among them fails the load', () => {
+    const d = dir();
+    const doc = (refs: Record<string, string>[]) => ({
+      dataDir: d,
+      identity: { mode: 'dev' },
+      policy: { dir: d },
+      upstreams: { u: { url: 'http://127.0.0.1:9/' } },
+      approvals: { webhookSecret: refs },
+    });
+    writeFileSync(path.join(d, 'new'), 'new-secret\n');
+    writeFileSync(path.join(d, 'old'), 'old-secret\n');
+    writeFileSync(path.join(d, 'empty'), '\n');
+    const config = validateConfig(doc([{ fromFile: 'new' }, { fromFile: 'old' }]), {}, d, 'test');
+    expect(config.approvals.webhookSecrets.map((s) => s.reveal())).toEqual(['new-secret', 'old-secret']);
+    expect(() => validateConfig(doc([{ fromFile: 'new' }, { fromFile: 'empty' }]), {}, d, 'test')).toThrow(
+      /approvals\.webhookSecret\[1\]: .* is empty/,
+    );
+    expect(() => validateConfig(doc([]), {}, d, 'test')).toThrow(/CONFIG_INVALID|problem/);
+  });
+
   it('with an empty secret nothing is accepted, not even a body signed with the empty key', async () => {
     const { send, seen } = receiver('');
     const body = '{"zen":"x"}';

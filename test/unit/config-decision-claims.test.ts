@@ -45,7 +45,7 @@ describe('config', () => {
       err = e as GatewayError;
     }
     expect(err?.code).toBe('CONFIG_INVALID');
-    const problems = (err?.data as { problems: string[] }).problems;
+    const problems = (err!.data as { problems: string[] }).problems;
     expect(problems).toEqual(
       expect.arrayContaining([
         'server.port: must be >= 0',

@@ -173,6 +173,22 @@ describe('structured content against the output schema', () => {
     }
   });
 
+  it('two output schemas with the same $id (from two upstreams) are each enforced, in either dialect', () => {
+    for (const $schema of ['https://json-schema.org/draft/2020-12/schema', 'http://json-schema.org/draft-07/schema#']) {
+      const a = { $schema, $id: 'result', type: 'object', properties: { n: { type: 'number' } }, required: ['n'] };
+      const b = { $schema, $id: 'result', type: 'object', properties: { s: { type: 'string' } }, required: ['s'] };
+      expect(fitStructuredContent({ content: [], structuredContent: { n: 'x' } }, a), $schema).toBe(true);
+      expect(fitStructuredContent({ content: [], structuredContent: { s: 1 } }, b), $schema).toBe(true);
+      expect(fitStructuredContent({ content: [], structuredContent: { s: 'ok' } }, b), $schema).toBe(false);
+    }
+  });
+
+  it('an upstream schema whose $id is a meta-schema id breaks nothing for the next one', () => {
+    const hostile = { $id: 'https://json-schema.org/draft/2020-12/schema', type: 'object', required: ['x'] };
+    expect(fitStructuredContent({ content: [], structuredContent: {} }, hostile)).toBe(true);
+    expect(fitStructuredContent({ content: [], structuredContent: { owner: 'a@b.io', n: 'no' } }, schema)).toBe(true);
+  });
+
   it('leaves valid structured content alone', () => {
     const r: Record<string, unknown> = { content: [], structuredContent: { owner: 'a@b.io', n: 2 } };
     expect(fitStructuredContent(r, schema)).toBe(false);

@@ -7,6 +7,7 @@
  */
 import { createLocalJWKSet, exportJWK, generateKeyPair, type JWK, type JWTVerifyGetKey, SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.js';
 import type { IdentityConfig } from '../../src/config/types.js';
 import { GatewayError } from '../../src/errors.js';
 import { createVerifier } from '../../src/identity/verifier.js';
@@ -73,7 +74,7 @@ describe('a remembered token is honoured only while full verification would hono
   it('a key removed from the JWKS stops its tokens at the next refresh, though they were verified before', async () => {
     const clock = { ms: T0 * 1000 };
     const set = keySet(k1, k2);
-    const v = createVerifier(cfg(), set.keys, { now: () => clock.ms });
+    const v = createVerifier(cfg(), set.keys, { clock: { ...systemClock, now: () => clock.ms } });
     const token = await mint(k1, { sub: 'alice', exp: T0 + 3600 });
     expect((await v.verify(token)).sub).toBe('alice');
     clock.ms += 1000;
@@ -87,7 +88,7 @@ describe('a remembered token is honoured only while full verification would hono
 
   it('a refresh that keeps the key keeps its tokens working; a key replaced under the same kid does not', async () => {
     const set = keySet(k1);
-    const v = createVerifier(cfg(), set.keys, { now: () => T0 * 1000 });
+    const v = createVerifier(cfg(), set.keys, { clock: { ...systemClock, now: () => T0 * 1000 } });
     const token = await mint(k1, { sub: 'alice', exp: T0 + 3600 });
     await v.verify(token);
     set.refresh(k1, k2);
@@ -100,13 +101,13 @@ describe('a remembered token is honoured only while full verification would hono
   it('is never used at or after exp, even within the clock tolerance full verification then applies afresh', async () => {
     const clock = { ms: T0 * 1000 };
     const set = keySet(k1);
-    const strict = createVerifier(cfg(0), set.keys, { now: () => clock.ms });
+    const strict = createVerifier(cfg(0), set.keys, { clock: { ...systemClock, now: () => clock.ms } });
     const token = await mint(k1, { sub: 'alice', exp: T0 + 60 });
     await strict.verify(token);
     clock.ms = (T0 + 60) * 1000;
     await refused(strict.verify(token), /token expired/);
     // With a tolerance the answer is full verification's (accepted 10 s late, refused 31 s late), not the cache's.
-    const tolerant = createVerifier(cfg(30), set.keys, { now: () => clock.ms });
+    const tolerant = createVerifier(cfg(30), set.keys, { clock: { ...systemClock, now: () => clock.ms } });
     clock.ms = T0 * 1000;
     await tolerant.verify(token);
     clock.ms = (T0 + 70) * 1000;
@@ -117,7 +118,7 @@ describe('a remembered token is honoured only while full verification would hono
 
   it('a failure is never remembered, and each token answers only for itself', async () => {
     const set = keySet(k2);
-    const v = createVerifier(cfg(), set.keys, { now: () => T0 * 1000 });
+    const v = createVerifier(cfg(), set.keys, { clock: { ...systemClock, now: () => T0 * 1000 } });
     const alice = await mint(k1, { sub: 'alice', exp: T0 + 3600 });
     await refused(v.verify(alice), /no key in the issuer JWKS matches the token/);
     set.refresh(k1, k2);

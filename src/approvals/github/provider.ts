@@ -1,5 +1,8 @@
 import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
+import type { LRUCache } from 'lru-cache';
+import { boundedCache } from '../../cache.js';
+import { type Clock, systemClock } from '../../clock.js';
 import type { ApprovalProvider } from '../provider.js';
 import { approvalBody, approvalDocument, approvalTitle } from '../request-text.js';
 import { isRequester, requiredApprovals } from '../requester.js';
@@ -19,22 +22,24 @@ export interface GitHubProviderConfig {
 }
 
 const CHECK_NAME = 'gitgate/approval';
-/** How long a team membership answer is reused by webhooks and polls. */
-export const MEMBERSHIP_CACHE_MS = 60_000;
+/** How long a team membership answer is reused by webhooks and polls, and how many are kept. */
+const MEMBERSHIP_CACHE_MS = 60_000;
+const MEMBERSHIP_CACHE_MAX = 10_000;
 const branchOf = (id: string) => `gitgate/approval/${id}`;
 
 /** Approvals as GitHub pull requests (GitHub.com or Enterprise via baseUrl). */
 export class GitHubApprovalProvider implements ApprovalProvider {
   readonly kind = 'github' as const;
   readonly #gh: Octokit;
-  readonly #membership = new Map<string, { member: boolean; at: number }>();
+  readonly #membership: LRUCache<string, { member: boolean }>;
 
   constructor(
     private readonly cfg: GitHubProviderConfig,
     log: { warn(msg: string): void } = { warn: () => undefined },
     /** The clock of the membership cache. */
-    private readonly now: () => Date = () => new Date(),
+    clock: Clock = systemClock,
   ) {
+    this.#membership = boundedCache({ max: MEMBERSHIP_CACHE_MAX, ttlMs: MEMBERSHIP_CACHE_MS, clock });
     // Request logging is ours to do (structured, without tokens); octokit only reports warnings.
     const quiet = {
       debug: () => undefined,
@@ -233,7 +238,7 @@ export class GitHubApprovalProvider implements ApprovalProvider {
       const [org, team] = name.split('/') as [string, string];
       const key = `${org}/${team}/${login}`.toLowerCase();
       const hit = opts.fresh === true ? undefined : this.#membership.get(key);
-      if (hit !== undefined && this.now().getTime() - hit.at < MEMBERSHIP_CACHE_MS) {
+      if (hit !== undefined) {
         if (hit.member) return true;
         continue;
       }
@@ -246,7 +251,7 @@ export class GitHubApprovalProvider implements ApprovalProvider {
             throw err;
           },
         );
-      this.#membership.set(key, { member, at: this.now().getTime() });
+      this.#membership.set(key, { member });
       if (member) return true;
     }
     return false;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { gitText as git } from '../../git/run.js';
@@ -54,10 +55,7 @@ export class LocalGitRepo {
     author?: string,
   ): Promise<string> {
     const parent = (await this.head(branch)) ?? (from !== undefined ? await this.head(from) : undefined);
-    const index = path.join(
-      this.dir,
-      `index.gitgate-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`,
-    );
+    const index = path.join(this.dir, `index.gitgate-${process.pid}-${randomBytes(8).toString('hex')}`);
     const env = {
       GIT_INDEX_FILE: index,
       ...(author ? { GIT_AUTHOR_NAME: author, GIT_AUTHOR_EMAIL: `${author}@users.noreply.localhost` } : {}),

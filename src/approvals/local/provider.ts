@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from '../../clock.js';
 import type { ApprovalProvider } from '../provider.js';
 import { approvalDocument } from '../request-text.js';
 import type { ApprovalRecord, Remote, RemoteState } from '../types.js';
@@ -17,6 +18,8 @@ export class LocalApprovalProvider implements ApprovalProvider {
     private readonly repo: LocalGitRepo,
     /** Team name → member logins: the directory of known users (the local stand-in for GitHub teams). */
     private readonly teams: Readonly<Record<string, readonly string[]>>,
+    /** The clock of the outcomes recorded (default: the system clock). */
+    private readonly clock: Clock = systemClock,
   ) {}
 
   async open(a: ApprovalRecord): Promise<Remote> {
@@ -64,7 +67,7 @@ export class LocalApprovalProvider implements ApprovalProvider {
     await this.repo.commit(
       'main',
       {
-        [`outcomes/${a.id}.json`]: `${JSON.stringify({ id: a.id, status: a.status, note, at: new Date().toISOString() }, null, 2)}\n`,
+        [`outcomes/${a.id}.json`]: `${JSON.stringify({ id: a.id, status: a.status, note, at: new Date(this.clock.now()).toISOString() }, null, 2)}\n`,
       },
       `approval ${a.id} ${note}`,
       undefined,

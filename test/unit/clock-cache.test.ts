@@ -1,0 +1,56 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { boundedCache } from '../../src/cache.js';
+import { systemClock } from '../../src/clock.js';
+import { ManualClock } from '../helpers/clock.js';
+
+describe('the one clock', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('ManualClock runs what falls due, in time order, intervals as often as they fall due, nothing cancelled', () => {
+    const clock = new ManualClock(0);
+    const ran: string[] = [];
+    clock.after(30, () => ran.push(`a@${clock.now()}`));
+    const tick = clock.every(20, () => ran.push(`tick@${clock.now()}`));
+    clock.after(10, () => ran.push(`b@${clock.now()}`)).cancel();
+    clock.advance(45);
+    expect(ran).toEqual(['tick@20', 'a@30', 'tick@40']);
+    expect(clock.now()).toBe(45);
+    tick.cancel();
+    clock.advance(100);
+    expect(ran).toHaveLength(3);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('systemClock reads the faked globals, so vi fake timers drive it', () => {
+    vi.useFakeTimers({ now: 1_000 });
+    const fired: number[] = [];
+    systemClock.after(500, () => fired.push(systemClock.now()));
+    const every = systemClock.every(200, () => fired.push(systemClock.now()));
+    vi.advanceTimersByTime(600);
+    every.cancel();
+    vi.advanceTimersByTime(1_000);
+    expect(fired).toEqual([1_200, 1_400, 1_500, 1_600]);
+  });
+});
+
+describe('the one bounded cache', () => {
+  it('expires entries on its clock and drops the least recently used past max', () => {
+    // (lru-cache takes a start time of 0 for "no start": a real clock is never at 0)
+    const clock = new ManualClock();
+    const cache = boundedCache<string, number>({ max: 2, ttlMs: 1_000, clock });
+    cache.set('a', 1);
+    clock.advance(999);
+    expect(cache.get('a')).toBe(1);
+    clock.advance(2);
+    expect(cache.get('a')).toBeUndefined();
+    cache.set('x', 1);
+    cache.set('y', 2);
+    cache.get('x');
+    cache.set('z', 3);
+    expect([...cache.keys()].sort()).toEqual(['x', 'z']);
+    // A per-entry TTL shorter than the default.
+    cache.set('short', 4, { ttl: 10 });
+    clock.advance(11);
+    expect(cache.get('short')).toBeUndefined();
+  });
+});
