@@ -1,15 +1,6 @@
-import type { ApprovalRecord } from './types.js';
+import type { ApprovalRecord, Requester } from './types.js';
 
 /** Who asked for a call, under every name they may appear as where reviewers decide. */
-export interface Requester {
-  readonly sub: string;
-  /** Shown to reviewers: the GitHub login when known, else the sub. */
-  readonly login: string;
-  readonly issuer?: string;
-  readonly email?: string;
-  /** The requester's GitHub login, when gitgate knows it (the token's claim, or approvals.logins). */
-  readonly githubLogin?: string;
-}
 
 interface Named {
   readonly sub: string;

@@ -1,4 +1,13 @@
-import type { Requester } from './requester.js';
+/** Who asked for a call, by every name gitgate knows them under. */
+export interface Requester {
+  readonly sub: string;
+  /** Shown to reviewers: the GitHub login when known, else the sub. */
+  readonly login: string;
+  readonly issuer?: string;
+  readonly email?: string;
+  /** The requester's GitHub login, when gitgate knows it (the token's claim, or approvals.logins). */
+  readonly githubLogin?: string;
+}
 
 export type ApprovalStatus = 'pending' | 'approved' | 'executed' | 'denied' | 'expired';
 

@@ -1,39 +1,15 @@
 import { maxHeaderSize, type Server, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { GatewayConfig } from '../config/types.js';
 import { type ErrorCode, GatewayError } from '../errors.js';
-import type { DevIssuer } from '../identity/dev-issuer.js';
 import { errorResponse } from '../mcp/jsonrpc.js';
-import type { GatewayDeps } from '../pipeline.js';
-import type { PolicyRevision } from '../policy/engine.js';
-import type { GitHubWebhooks } from '../webhooks/verify-and-receive.js';
+import type { AppDeps } from './deps.js';
 import { registerMcpRoutes } from './mcp-routes.js';
 import { registerOpsRoutes } from './ops-routes.js';
 import { sendError } from './reply.js';
 import { registerWebhookRoutes } from './webhook-routes.js';
 import { registerWellKnownRoutes } from './well-known.js';
-
-export interface Readiness {
-  /** Why the gateway is not ready (no policy yet, …); empty when ready. */
-  problems(): string[];
-  /** What an operator should act on while the gateway still serves (a refused policy commit, …); never affects readiness. */
-  warnings(): string[];
-  policy(): PolicyRevision | undefined;
-  lastPolicyError(): string | undefined;
-  audit(): Record<string, unknown>;
-  /** GitOps sync status, when the policy comes from a repo. */
-  sync(): unknown;
-  /** Per upstream: what its last check found (reachable, governed, problems). */
-  upstreams?(): Record<string, unknown>;
-}
-
-export interface AppDeps extends GatewayDeps {
-  readonly logger: FastifyBaseLogger;
-  readonly devIssuer?: DevIssuer;
-  readonly readiness: Readiness;
-  readonly webhooks: GitHubWebhooks;
-}
 
 const FRAMEWORK_CODES: Readonly<Record<string, ErrorCode>> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',

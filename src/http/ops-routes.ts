@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { AppDeps } from './app.js';
+import type { AppDeps } from './deps.js';
 
 /** /healthz (process alive), /readyz (policy loaded, per-upstream checks; JSON, docs/operations.md), /metrics (Prometheus). */
 export function registerOpsRoutes(app: FastifyInstance, deps: AppDeps): void {

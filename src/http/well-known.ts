@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import type { AppDeps } from './app.js';
 import { baseUrlOf } from './base-url.js';
+import type { AppDeps } from './deps.js';
 
 /** RFC 9728 protected-resource metadata (global and per upstream), gitgate's JWKS, and the dev issuer's JWKS. */
 export function registerWellKnownRoutes(app: FastifyInstance, deps: AppDeps): void {

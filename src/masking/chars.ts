@@ -5,6 +5,12 @@
  * JavaScript's, Unicode spaces included.
  */
 
+/** What a scanner finds: the code units [start, end) of the text. */
+export interface Span {
+  readonly start: number;
+  readonly end: number;
+}
+
 export const DIGIT = 1;
 export const UPPER = 2;
 export const LOWER = 4;

@@ -3,6 +3,7 @@
  * spans to replace; checksum-bearing formats (cards, IBANs) are validated so
  * look-alike numbers are left alone. Pure functions, no I/O.
  */
+import type { Span } from './chars.js';
 import { cardSpans, emailSpans, ibanSpans, outside, phoneSpans, ssnSpans, urlSpans } from './scan-pii.js';
 import {
   awsAccessKeySpans,
@@ -12,11 +13,6 @@ import {
   jwtSpans,
   privateKeySpans,
 } from './scan-secrets.js';
-
-export interface Span {
-  readonly start: number;
-  readonly end: number;
-}
 
 export type Detector = (text: string) => Span[];
 

@@ -21,6 +21,7 @@ import {
   runEnd,
   runOf,
   SPACE,
+  type Span,
   scanStarts,
   UNDERSCORE,
   UPPER,
@@ -28,7 +29,6 @@ import {
   WORD,
   wordBoundary,
 } from './chars.js';
-import type { Span } from './detectors.js';
 
 const LOCAL = ALNUM | DOT | UNDERSCORE | PERCENT | PLUS | DASH;
 const LABEL = ALNUM | DASH;

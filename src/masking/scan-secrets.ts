@@ -13,6 +13,7 @@ import {
   runEnd,
   runOf,
   SLASH,
+  type Span,
   spaceEnd,
   TILDE,
   UNDERSCORE,
@@ -20,7 +21,6 @@ import {
   WORD,
   wordBoundary,
 } from './chars.js';
-import type { Span } from './detectors.js';
 
 const AWS_PREFIXES = new Set(['AKIA', 'ASIA', 'ABIA', 'ACCA']);
 
