@@ -37,6 +37,7 @@ import { type Headers, header } from './mcp/protocol.js';
 import { readMessage, requireAccept } from './mcp/read-message.js';
 import type { SessionStore } from './mcp/sessions.js';
 import type { ToolCatalog, ToolCatalogs } from './mcp/tool-catalog.js';
+import { answeredStatus } from './mcp/upstream/types.js';
 import { resolveUpstream, type Upstream, type UpstreamRegistry } from './mcp/upstreams.js';
 import type { GatewayMetrics } from './metrics/metrics.js';
 import { type DecisionOutcome, decide, enforce } from './policy/decide.js';
@@ -77,7 +78,13 @@ export interface McpHttpRequest {
 }
 
 export type McpReply =
-  | { readonly kind: 'json'; readonly headers: Record<string, string>; readonly body: JsonRpcMessage }
+  | {
+      readonly kind: 'json';
+      readonly headers: Record<string, string>;
+      readonly body: JsonRpcMessage;
+      /** A 2026-07-28 upstream's HTTP status for a JSON-RPC error (e.g. 400 for a missing client capability). */
+      readonly status?: number;
+    }
   | { readonly kind: 'accepted' }
   | {
       readonly kind: 'stream';
@@ -126,8 +133,8 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
     return relayClientMessage(deps, req, upstream, identity, route, incoming.protocol.era, msg, note);
   note.method = msg.method;
   note.rpcId = msg.id;
-  checkParams(msg);
   refuseSharedState(route, msg);
+  checkParams(msg);
   const catalog = deps.catalogs.get(catalogKey(route, identity, upstream));
   const input = buildPolicyInput(identity, msg, {
     ...inputContext(upstream, route, incoming.protocol.era, req.requestId),
@@ -387,7 +394,8 @@ export async function relay(
   if (isResponse(first.value) && first.value.id === msg.id) {
     void it.return?.();
     await audit.answered(first.value, 0);
-    return { kind: 'json', headers, body: first.value };
+    const status = first.value.error !== undefined ? answeredStatus.get(first.value) : undefined;
+    return { kind: 'json', headers, body: first.value, ...(status !== undefined ? { status } : {}) };
   }
   async function* rest(): AsyncGenerator<JsonRpcMessage> {
     let relayed = 0;
@@ -405,6 +413,8 @@ export async function relay(
         await audit.delivered(r.value);
         yield r.value;
       }
+      // A 2026-07-28 subscription ends without an answer when the upstream ends it.
+      if (msg.method === LISTEN_METHOD) return;
       // Every request gets an answer: a stream that ends without one ends with an error.
       throw new GatewayError(
         'UPSTREAM_PROTOCOL',

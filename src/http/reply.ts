@@ -31,7 +31,11 @@ export async function sendMcpReply(
       await reply.code(out.status).send();
       return;
     case 'json':
-      await reply.code(200).headers(out.headers).type('application/json').send(out.body);
+      await reply
+        .code(out.status ?? 200)
+        .headers(out.headers)
+        .type('application/json')
+        .send(out.body);
       return;
     case 'stream':
       await writeStream(reply, out.headers, out.messages, requestId, signal);

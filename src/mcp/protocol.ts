@@ -44,7 +44,7 @@ export const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
 const ENVELOPE_KEYS = [META_PROTOCOL_VERSION, META_CLIENT_INFO, META_CLIENT_CAPABILITIES, META_LOG_LEVEL];
 
 /** Which body field the `Mcp-Name` header mirrors, per method. */
-const MCP_NAME_SOURCE: Readonly<Record<string, string>> = {
+export const MCP_NAME_SOURCE: Readonly<Record<string, string>> = {
   'tools/call': 'name',
   'prompts/get': 'name',
   'resources/read': 'uri',
@@ -64,6 +64,11 @@ export function header(headers: Headers, name: string): string | undefined {
 export function decodeHeaderValue(v: string): string {
   const m = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/.exec(v);
   return m ? Buffer.from(m[1]!, 'base64').toString('utf8') : v;
+}
+
+/** A header value as 2026-07-28 sends it: plain when printable ASCII, else the base64 sentinel. */
+export function encodeHeaderValue(v: string): string {
+  return /^[\x20-\x7e]*$/.test(v) && v.trim() === v ? v : `=?base64?${Buffer.from(v, 'utf8').toString('base64')}?=`;
 }
 
 export interface ProtocolContext {
@@ -90,16 +95,17 @@ export function classifyProtocol(headers: Headers, msg: JsonRpcMessage): Protoco
   const modern = bodyVersion === MODERN_VERSION || headerVersion === MODERN_VERSION;
   const id = 'id' in msg && msg.id !== undefined ? { id: msg.id } : {};
   // -32022 with what gitgate serves and what was asked for (2026-07-28 basic/lifecycle); the request's id travels along.
-  const unsupported = (requested: string, where: string) =>
+  // A request with a per-request envelope is told the per-request revisions (what server/discover lists); a session-era one all.
+  const unsupported = (requested: string, where: string, supported: readonly string[]) =>
     new GatewayError(
       'UNSUPPORTED_PROTOCOL_VERSION',
-      `Unsupported protocol version ${requested.slice(0, 40)} in ${where}; supported: ${SUPPORTED_VERSIONS.join(', ')}`,
-      { data: { ...id, supported: [...SUPPORTED_VERSIONS], requested: requested.slice(0, 40) } },
+      `Unsupported protocol version ${requested.slice(0, 40)} in ${where}; supported: ${supported.join(', ')}`,
+      { data: { ...id, supported: [...supported], requested: requested.slice(0, 40) } },
     );
   if (!modern) {
-    if (bodyVersion !== undefined) throw unsupported(bodyVersion, '_meta');
+    if (bodyVersion !== undefined) throw unsupported(bodyVersion, '_meta', [MODERN_VERSION]);
     if (headerVersion !== undefined && !LEGACY_VERSIONS.includes(headerVersion))
-      throw unsupported(headerVersion, 'MCP-Protocol-Version');
+      throw unsupported(headerVersion, 'MCP-Protocol-Version', SUPPORTED_VERSIONS);
     return { era: 'legacy', version: headerVersion };
   }
   const mismatch = (why: string) => new GatewayError('HEADER_MISMATCH', `Header mismatch: ${why}`, { data: id });

@@ -101,8 +101,13 @@ describe('protocol era and 2026-07-28 header validation', () => {
     };
     const e = thrown(() => classifyProtocol({ 'mcp-protocol-version': '2099-01-01', 'mcp-method': 'tools/list' }, msg));
     expect([e.code, e.status, e.rpcCode]).toEqual(['UNSUPPORTED_PROTOCOL_VERSION', 400, -32022]);
-    expect(e.data).toEqual({
-      id: 'x',
+    // What server/discover lists: the per-request revision.
+    expect(e.data).toEqual({ id: 'x', supported: ['2026-07-28'], requested: '2099-01-01' });
+    const legacy = thrown(() =>
+      classifyProtocol({ 'mcp-protocol-version': '2099-01-01' }, { jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+    );
+    expect(legacy.data).toEqual({
+      id: 2,
       supported: ['2026-07-28', '2025-11-25', '2025-06-18', '2025-03-26'],
       requested: '2099-01-01',
     });

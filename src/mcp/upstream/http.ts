@@ -7,7 +7,13 @@ import { Channel } from '../channel.js';
 import { checkMessage, isResponse, type JsonRpcMessage, type JsonRpcRequest } from '../jsonrpc.js';
 import { type SseLimits, SseParser } from '../sse.js';
 import { ByteBudget } from './byte-budget.js';
-import type { RequestOptions, UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
+import {
+  answeredStatus,
+  type RequestOptions,
+  type UpstreamAuth,
+  type UpstreamConnector,
+  type UpstreamSession,
+} from './types.js';
 import { parseUpstreamJson, parseUpstreamMessages } from './upstream-json.js';
 
 const IDLE_SOCKET_MS = 4_000;
@@ -185,6 +191,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
     return new GatewayError(
       'UPSTREAM_UNAVAILABLE',
       `upstream ${name} answered HTTP ${status}${detail ? `: ${detail}` : ''}`,
+      { cause: { httpStatus: status } },
     );
   }
 
@@ -213,11 +220,13 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       auth: UpstreamAuth | undefined,
       signal: AbortSignal | undefined,
       watch: Watch,
+      extra: Readonly<Record<string, string>> = {},
     ) => {
       const body = JSON.stringify(msg);
       const res = await send(
         'POST',
         {
+          ...extra,
           ...baseHeaders(auth),
           'content-type': 'application/json',
           accept: 'application/json, text/event-stream',
@@ -242,6 +251,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       res: http.IncomingMessage,
       id: JsonRpcRequest['id'],
       deadline: MessageDeadline,
+      listening = false,
     ): AsyncGenerator<JsonRpcMessage> {
       const ct = String(res.headers['content-type'] ?? '');
       if (ct.includes('text/event-stream')) {
@@ -271,9 +281,14 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
                 deadline.stop();
                 yield m;
                 if (answered) return;
-                deadline.arm();
+                if (!listening) deadline.arm();
               }
             }
+          }
+          // A listening stream ends without a response; that is its normal end.
+          if (listening) {
+            answered = true;
+            return;
           }
         } finally {
           budget.release(held);
@@ -328,7 +343,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       watch: Watch,
       deadline: MessageDeadline,
     ): AsyncGenerator<JsonRpcMessage> {
-      const res = await post(msg, opts.auth, opts.signal, watch);
+      const res = await post(msg, opts.auth, opts.signal, watch, opts.headers);
       const status = res.statusCode ?? 0;
       if (status >= 400) {
         // A JSON-RPC error for this very request is the upstream's answer; anything else is a transport failure.
@@ -341,14 +356,20 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
           answer = undefined;
         }
         if (answer === undefined) throw httpError(status, text, opts.auth, opts.maskText);
+        if (status < 500) answeredStatus.set(answer, status);
         yield answer;
         return;
+      }
+      if (opts.listen === true) {
+        // Open: quiet for as long as nothing happens; the caller's going away ends it.
+        deadline.stop();
+        res.socket?.setTimeout(0);
       }
       if (msg.method === 'initialize') {
         const sid = res.headers['mcp-session-id'];
         if (typeof sid === 'string') sessionId = sid;
       }
-      for await (const m of streamResponse(res, msg.id, deadline)) {
+      for await (const m of streamResponse(res, msg.id, deadline, opts.listen === true)) {
         if (msg.method === 'initialize' && isResponse(m) && m.id === msg.id && m.result !== undefined) {
           const v = (m.result as { protocolVersion?: unknown }).protocolVersion;
           if (typeof v === 'string') protocolVersion = v;
