@@ -19,6 +19,11 @@ import { parseUpstreamJson, parseUpstreamMessages } from './upstream-json.js';
 const IDLE_SOCKET_MS = 4_000;
 /** Unread GET-stream messages before the upstream's socket is paused. */
 const LISTEN_HIGH_WATER = 256;
+/**
+ * Times one request's SSE response may be resumed (GET + Last-Event-ID) after the upstream closed it
+ * before the answer; each resume must follow an event id the previous connection had not sent.
+ */
+const MAX_RESUMES = 16;
 
 /** What a message deadline destroys when it expires: the request, then its response. */
 interface Watch {
@@ -247,19 +252,47 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       return res;
     };
 
+    /**
+     * The upstream closed an SSE response before its answer, having given its events ids (2025-11-25
+     * polling): the rest of that stream, asked for with GET + Last-Event-ID. Undefined when it refuses.
+     */
+    async function resumeStream(
+      lastId: string,
+      opts: RequestOptions,
+      watch: Watch,
+    ): Promise<http.IncomingMessage | undefined> {
+      const res = await send(
+        'GET',
+        { ...baseHeaders(opts.auth), accept: 'text/event-stream', 'last-event-id': lastId },
+        undefined,
+        opts.signal,
+        watch,
+      );
+      if (res.statusCode !== 200 || !String(res.headers['content-type'] ?? '').includes('text/event-stream')) {
+        res.resume();
+        return undefined;
+      }
+      return res;
+    }
+
     async function* streamResponse(
-      res: http.IncomingMessage,
+      first: http.IncomingMessage,
       id: JsonRpcRequest['id'],
       deadline: MessageDeadline,
       listening = false,
+      resume?: (lastId: string) => Promise<http.IncomingMessage | undefined>,
     ): AsyncGenerator<JsonRpcMessage> {
+      let res = first;
       const ct = String(res.headers['content-type'] ?? '');
       if (ct.includes('text/event-stream')) {
-        const parser = new SseParser(sseLimits);
-        const chunks = (res as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+        let parser = new SseParser(sseLimits);
+        let chunks = (res as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
         let answered = false;
         // The unfinished event counts against the upstream's in-flight budget, like a JSON body.
         let held = 0;
+        let lastId: string | undefined;
+        let resumedAt: string | undefined;
+        let resumes = 0;
         try {
           for (;;) {
             let r: IteratorResult<Buffer>;
@@ -268,13 +301,27 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
             } catch (err) {
               throw bodyError(res, err);
             }
-            if (r.done) break;
+            if (r.done) {
+              // Closed before the answer after events with ids: resume from the last one, boundedly.
+              if (listening || resume === undefined || lastId === undefined || lastId === resumedAt) break;
+              if (++resumes > MAX_RESUMES) break;
+              const next = await resume(lastId);
+              if (next === undefined) break;
+              resumedAt = lastId;
+              budget.release(held);
+              held = 0;
+              res = next;
+              parser = new SseParser(sseLimits);
+              chunks = (res as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+              continue;
+            }
             const events = parser.push(r.value);
             const pending = parser.pendingBytes;
             if (pending > held) budget.reserve(pending - held);
             else budget.release(held - pending);
             held = pending;
             for (const ev of events) {
+              if (ev.id !== undefined) lastId = ev.id;
               if (ev.event !== 'message' || ev.data === '') continue;
               for (const m of parseUpstreamMessages(source, ev.data)) {
                 if (isResponse(m) && m.id === id) answered = true;
@@ -369,7 +416,8 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
         const sid = res.headers['mcp-session-id'];
         if (typeof sid === 'string') sessionId = sid;
       }
-      for await (const m of streamResponse(res, msg.id, deadline, opts.listen === true)) {
+      const resume = (lastId: string) => resumeStream(lastId, opts, watch);
+      for await (const m of streamResponse(res, msg.id, deadline, opts.listen === true, resume)) {
         if (msg.method === 'initialize' && isResponse(m) && m.id === msg.id && m.result !== undefined) {
           const v = (m.result as { protocolVersion?: unknown }).protocolVersion;
           if (typeof v === 'string') protocolVersion = v;
