@@ -3,6 +3,8 @@ import path from 'node:path';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/paths.js';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 
@@ -180,5 +182,110 @@ describe('2026-07-28 end to end: a real v2 client through gitgate to a 2026 upst
     } finally {
       await eve.close();
     }
+  });
+});
+
+describe('2026-07-28 end to end: a real v2 client through gitgate to a 2025-only upstream', () => {
+  let gw: TestGateway;
+  let upstream: {
+    url: string;
+    received: { message: { method?: string; params?: Record<string, unknown> } }[];
+    close(): Promise<void>;
+  };
+  let client: Client;
+
+  beforeAll(async () => {
+    upstream = await startHttpServer();
+    gw = await startGateway({ upstreams: { http: { url: upstream.url } } });
+    client = await client2026(
+      `${gw.url}/mcp/http`,
+      await gw.token('alice', ['eng']),
+      { elicitation: {}, sampling: {}, roots: {} },
+      { pin: '2026-07-28' },
+    );
+  });
+  afterAll(async () => {
+    await client?.close();
+    await gw?.close();
+    await upstream?.close();
+  });
+
+  it('tools, progress, resources and prompts over the shared session', async () => {
+    const { tools } = await client.listTools();
+    expect(tools.map((t) => t.name)).toContain('ask-llm');
+    expect(text(await client.callTool({ name: 'echo', arguments: { message: 'hi' } }))).toContain('hi');
+  });
+
+  it("the upstream's sampling request reaches the 2026 caller as an input-required round, and its answer the upstream", async () => {
+    expect(text(await client.callTool({ name: 'ask-llm', arguments: { prompt: 'capital of France?' } }))).toBe(
+      'model said: Paris',
+    );
+  });
+
+  it('and so does elicitation', async () => {
+    expect(text(await client.callTool({ name: 'ask-user', arguments: {} }))).toBe('user accept: Ada');
+  });
+
+  it('a caller that did not declare sampling is not asked: the upstream is refused for it, as before', async () => {
+    const bare = await client2026(`${gw.url}/mcp/http`, await gw.token('bob', ['eng']), {}, { pin: '2026-07-28' });
+    try {
+      const r = await bare.callTool({ name: 'ask-llm', arguments: { prompt: 'x' } }).catch((e: unknown) => e);
+      expect(JSON.stringify(r)).not.toContain('Paris');
+    } finally {
+      await bare.close();
+    }
+  });
+
+  it("a requestState is the caller's own: another caller's retry with it is refused, never answered", async () => {
+    const raw = async (token: string, body: unknown) => {
+      const res = await fetch(`${gw.url}/mcp/http`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-protocol-version': '2026-07-28',
+          'mcp-method': 'tools/call',
+          'mcp-name': 'ask-llm',
+        },
+        body: JSON.stringify(body),
+      });
+      const t = await res.text();
+      const data = t.startsWith('{')
+        ? t
+        : (
+            t
+              .split('\n')
+              .filter((l) => l.startsWith('data: '))
+              .pop() ?? ''
+          ).slice(6);
+      return JSON.parse(data) as { result?: Record<string, unknown>; error?: { code: number; message: string } };
+    };
+    const meta = {
+      'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+      'io.modelcontextprotocol/clientCapabilities': { sampling: {} },
+    };
+    const call = (extra: Record<string, unknown>) => ({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: 'ask-llm', arguments: { prompt: 'p' }, _meta: meta, ...extra },
+    });
+    const first = await raw(await gw.token('alice', ['eng']), call({}));
+    expect(first.result).toMatchObject({
+      resultType: 'input_required',
+      inputRequests: { upstream_request: { method: 'sampling/createMessage' } },
+    });
+    const requestState = first.result?.requestState as string;
+    const answer = {
+      inputResponses: { upstream_request: { role: 'assistant', content: { type: 'text', text: 'X' }, model: 'm' } },
+    };
+    const stolen = await raw(await gw.token('mallory', ['eng']), call({ requestState, ...answer }));
+    expect(stolen.error).toMatchObject({ code: -32602 });
+    const own = await raw(await gw.token('alice', ['eng']), call({ requestState, ...answer }));
+    expect(own.result).toMatchObject({ content: [{ type: 'text', text: 'model said: X' }] });
+    // Used once.
+    const again = await raw(await gw.token('alice', ['eng']), call({ requestState, ...answer }));
+    expect(again.error).toMatchObject({ code: -32602 });
   });
 });
