@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/paths.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { connectClient } from '../helpers/client.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 
@@ -161,6 +162,17 @@ describe('2026-07-28 end to end: a real v2 client through gitgate to a 2026 upst
       expect(await changed).toBe('notifications/tools/list_changed');
     } finally {
       await sub.close();
+    }
+  });
+
+  it('a 2025-11-25 client: the upstream drops the SSE response mid-call, gitgate resumes it, the answer arrives', async () => {
+    const legacy = await connectClient(`${gw.url}/mcp/c26`, await gw.token('dave', ['eng']));
+    try {
+      // test_reconnection closes its POST stream before answering (2025-11-25 polling); the answer comes on GET + Last-Event-ID.
+      const r = await legacy.client.callTool({ name: 'test_reconnection', arguments: {} });
+      expect(text(r)).toBe('Reconnection test completed successfully.');
+    } finally {
+      await legacy.close();
     }
   });
 
