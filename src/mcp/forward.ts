@@ -44,6 +44,7 @@ export async function forward(
     case 'stateless':
       if ((await upstream.discovery.era()) === 'modern') return { messages: forwardModern(upstream, msg, opts) };
       if (msg.method === 'server/discover') return { messages: discover(upstream, msg) };
+      if (msg.method === LISTEN) return { messages: upstream.shared.listen(msg, opts.signal) };
       return { messages: upstream.shared.request(msg, identity.sub, opts) };
     case 'initialize':
       return initialize(sessions, upstream, identity, msg, opts);

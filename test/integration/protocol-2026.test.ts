@@ -248,6 +248,21 @@ describe('2026-07-28 end to end: a real v2 client through gitgate to a 2025-only
     }
   });
 
+  it('subscriptions/listen over the shared session: acknowledged, list-changed notifications tagged with the subscription', async () => {
+    const changed = new Promise<Record<string, unknown> | undefined>((resolve) =>
+      client.setNotificationHandler('notifications/tools/list_changed', (n) => resolve(n.params?._meta)),
+    );
+    const sub = await client.listen({ toolsListChanged: true, resourceSubscriptions: ['test://readme'] });
+    try {
+      // Resource subscriptions would change the session every caller shares: not honored.
+      expect(sub.honoredFilter).toEqual({ toolsListChanged: true });
+      await client.callTool({ name: 'mutate', arguments: {} });
+      expect(await changed).toMatchObject({ 'io.modelcontextprotocol/subscriptionId': expect.any(String) });
+    } finally {
+      await sub.close();
+    }
+  });
+
   it("a requestState is the caller's own: another caller's retry with it is refused, never answered", async () => {
     const raw = async (token: string, body: unknown) => {
       const res = await fetch(`${gw.url}/mcp/http`, {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { StaticSecret } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
 import { sentSecrets, upstreamDetail } from '../../masking/scrub.js';
+import { Channel } from '../channel.js';
 import {
   isNotification,
   isRequest,
@@ -30,6 +31,16 @@ const MAX_REFUSED_REQUESTS = 16;
 const MAX_PARKED = 64;
 /** How long a parked request waits for the caller's retry. */
 const PARKED_TTL_MS = 10 * 60_000;
+/** Unread notifications one 2026 listener may fall behind by before the oldest are dropped. */
+const LISTENER_BACKLOG = 256;
+const META_SUBSCRIPTION_ID = 'io.modelcontextprotocol/subscriptionId';
+/** subscriptions/listen filter flag → the list-changed notification and the capability it needs. */
+const LIST_CHANGED: ReadonlyArray<readonly [flag: string, method: string, capability: string]> = [
+  ['toolsListChanged', 'notifications/tools/list_changed', 'tools'],
+  ['promptsListChanged', 'notifications/prompts/list_changed', 'prompts'],
+  ['resourcesListChanged', 'notifications/resources/list_changed', 'resources'],
+];
+
 /** The key of the one input request gitgate puts in an input-required result. */
 const INPUT_KEY = 'upstream_request';
 /** Which client capability lets a 2026 caller answer which upstream request. */
@@ -89,6 +100,9 @@ export class SharedUpstreamSession {
   readonly #inflight = new Map<string, { owner: string; id: JsonRpcId }>();
   /** requestState handed to a caller → its parked request (insertion order = age). */
   readonly #parked = new Map<string, Parked>();
+  /** 2026 listeners fed by the one upstream GET stream, and what ends that stream once none is left. */
+  readonly #listeners = new Set<Channel<JsonRpcMessage>>();
+  #pump: { ctl: AbortController; open: Promise<void> } | undefined;
 
   constructor(
     private readonly connector: UpstreamConnector,
@@ -316,6 +330,88 @@ export class SharedUpstreamSession {
     return state;
   }
 
+  /**
+   * 2026-07-28 `subscriptions/listen` on a session-era upstream: acknowledged with the part of the
+   * filter the upstream can honor (its `listChanged` capabilities; resource subscriptions would change
+   * the session every caller shares, so they are not honored), then the upstream's list-changed
+   * notifications from its one GET stream, fanned out, tagged with this subscription's id. It ends
+   * when the caller goes away or the upstream's stream ends.
+   */
+  async *listen(msg: JsonRpcRequest, signal: AbortSignal): AsyncGenerator<JsonRpcMessage> {
+    const { init } = await this.ready();
+    const filter = (msg.params?.notifications ?? {}) as Record<string, unknown>;
+    const caps = init.capabilities as Record<string, { listChanged?: unknown } | undefined>;
+    const honored = LIST_CHANGED.filter(([flag, , cap]) => filter[flag] === true && caps[cap]?.listChanged === true);
+    const subscriptionId = String(msg.id);
+    const wanted = new Set(honored.map(([, method]) => method));
+    const ch = new Channel<JsonRpcMessage>(LISTENER_BACKLOG);
+    const stop = () => ch.close();
+    signal.addEventListener('abort', stop, { once: true });
+    try {
+      // Listening upstream before the caller is told it listens: nothing sent after the ack is missed.
+      if (wanted.size > 0) {
+        this.#listeners.add(ch);
+        await this.#startPump();
+      }
+      yield {
+        jsonrpc: '2.0',
+        method: 'notifications/subscriptions/acknowledged',
+        params: {
+          _meta: { [META_SUBSCRIPTION_ID]: subscriptionId },
+          notifications: Object.fromEntries(honored.map(([flag]) => [flag, true])),
+        },
+      };
+      if (wanted.size === 0) return;
+      for await (const m of ch) {
+        if (!isNotification(m) || !wanted.has(m.method)) continue;
+        yield {
+          ...m,
+          params: { ...m.params, _meta: { ...(m.params?._meta as object), [META_SUBSCRIPTION_ID]: subscriptionId } },
+        };
+      }
+    } finally {
+      signal.removeEventListener('abort', stop);
+      this.#listeners.delete(ch);
+      if (this.#listeners.size === 0) {
+        this.#pump?.ctl.abort();
+        this.#pump = undefined;
+      }
+    }
+  }
+
+  /** One GET stream on the shared session while anyone listens (resolves once it is open); each message goes to every listener. */
+  #startPump(): Promise<void> {
+    if (this.#pump !== undefined) return this.#pump.open;
+    const ctl = new AbortController();
+    const endAll = (err?: unknown) => {
+      if (this.#pump?.ctl === ctl) this.#pump = undefined;
+      for (const ch of this.#listeners) {
+        if (err === undefined || ctl.signal.aborted) ch.close();
+        else ch.fail(err);
+      }
+    };
+    const open = (async () => {
+      const { session } = await this.ready();
+      const stream = await session.listen(ctl.signal, this.ownAuth('listen'));
+      if (stream === undefined)
+        throw new GatewayError('UPSTREAM_PROTOCOL', `upstream ${this.connector.name} offers no stream to listen on`);
+      return stream;
+    })();
+    this.#pump = { ctl, open: open.then(() => undefined) };
+    open.then(
+      async (stream) => {
+        try {
+          for await (const m of stream) for (const ch of this.#listeners) ch.push(m);
+          endAll();
+        } catch (err) {
+          endAll(err);
+        }
+      },
+      (err: unknown) => endAll(err),
+    );
+    return this.#pump.open;
+  }
+
   /** Whether `owner` has a request with this id in flight (what its cancellation may name). */
   hasInFlight(owner: string, id: unknown): boolean {
     for (const req of this.#inflight.values()) if (req.owner === owner && req.id === id) return true;
@@ -335,6 +431,8 @@ export class SharedUpstreamSession {
   }
 
   async close(): Promise<void> {
+    this.#pump?.ctl.abort();
+    for (const ch of this.#listeners) ch.close();
     for (const p of this.#parked.values()) void p.stream.return?.(undefined);
     this.#parked.clear();
     const cur = await this.#current?.catch(() => undefined);
