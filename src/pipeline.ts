@@ -35,7 +35,8 @@ import {
 import { checkParams } from './mcp/params.js';
 import { type Headers, header } from './mcp/protocol.js';
 import { readMessage, requireAccept } from './mcp/read-message.js';
-import type { SessionStore } from './mcp/sessions.js';
+import type { ReplayStream } from './mcp/replay.js';
+import type { GatewaySession, SessionStore } from './mcp/sessions.js';
 import type { ToolCatalog, ToolCatalogs } from './mcp/tool-catalog.js';
 import { answeredStatus } from './mcp/upstream/types.js';
 import { resolveUpstream, type Upstream, type UpstreamRegistry } from './mcp/upstreams.js';
@@ -90,6 +91,8 @@ export type McpReply =
       readonly kind: 'stream';
       readonly headers: Record<string, string>;
       readonly messages: AsyncIterable<JsonRpcMessage>;
+      /** A session's stream: each event gets an id and is kept for a reconnect with Last-Event-ID. */
+      readonly replay?: ReplayStream;
     }
   | { readonly kind: 'empty'; readonly status: number };
 
@@ -191,22 +194,28 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
           return (await send()).messages;
         },
       );
-      return await relay(msg, finallyDo(mapMessages(released, toCaller), ended), req.audit);
+      return resumable(
+        await relay(msg, finallyDo(mapMessages(released, toCaller), ended), req.audit),
+        route.kind === 'session' ? route.session : undefined,
+      );
     }
     // Nothing reaches the upstream before its decision is durable (a denial above stays held, durable with its error).
     await decision.durable();
     const forwarded = await send();
     if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
-    return await relay(
-      msg,
-      finallyDo(mapMessages(forwarded.messages, toCaller), ended),
-      req.audit,
-      forwarded.session?.id,
+    return resumable(
+      await relay(msg, finallyDo(mapMessages(forwarded.messages, toCaller), ended), req.audit, forwarded.session?.id),
+      route.kind === 'session' ? route.session : forwarded.session,
     );
   } catch (err) {
     ended();
     throw err;
   }
+}
+
+/** A session's SSE answer carries event ids and is kept, bounded, for a reconnect with Last-Event-ID. */
+function resumable(reply: McpReply, session: GatewaySession | undefined): McpReply {
+  return reply.kind === 'stream' && session !== undefined ? { ...reply, replay: session.replay.stream('post') } : reply;
 }
 
 function inputContext(upstream: Upstream, route: Route, era: 'legacy' | 'modern', requestId: string): InputContext {
@@ -265,6 +274,20 @@ async function* recordEach(
   for await (const m of messages) {
     await audit.delivered(m);
     yield m;
+  }
+}
+
+async function* toAsyncIterable<T>(items: readonly T[]): AsyncGenerator<T> {
+  yield* items;
+}
+
+/** The first stream, then the second; the second is closed too when the caller stops early. */
+async function* concatStreams<T>(first: AsyncIterable<T>, second: AsyncGenerator<T>): AsyncGenerator<T> {
+  try {
+    yield* first;
+    yield* second;
+  } finally {
+    await second.return(undefined);
   }
 }
 
@@ -457,6 +480,13 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
   const decision = req.audit.decided(input, outcome, undefined);
   enforce(outcome);
   await decision.durable();
+  // A reconnect with Last-Event-ID: what this session kept of that stream after it (already shaped
+  // when it was first sent), then — for a GET stream — the stream goes on; a POST stream's replay ends there.
+  const lastEventId = header(req.headers, 'last-event-id');
+  const missed = lastEventId === undefined ? undefined : session.replay.after(lastEventId);
+  const replayed = missed === undefined ? undefined : recordEach(toAsyncIterable(missed.messages), req.audit);
+  if (replayed !== undefined && missed?.kind === 'post')
+    return { kind: 'stream', headers: {}, messages: replayed, replay: session.replay.stream('post') };
   const sent = sentSecrets(upstream.config);
   const stream = await session.upstreamSession.listen(req.signal, sent.addAuth(session.auth('listen')));
   if (stream === undefined)
@@ -470,7 +500,9 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
     maskFor(deps, m, input, outcome);
     return deliver(route, m);
   };
-  return { kind: 'stream', headers: {}, messages: recordEach(mapMessages(stream, toCaller), req.audit) };
+  const live = recordEach(mapMessages(stream, toCaller), req.audit);
+  const messages = replayed === undefined ? live : concatStreams(replayed, live);
+  return { kind: 'stream', headers: {}, messages, replay: session.replay.stream('get') };
 }
 
 /** A legacy GET stream is decided as what it is in 2026-07-28: listening for the server's messages. */
