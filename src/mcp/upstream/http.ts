@@ -403,7 +403,8 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
           answer = undefined;
         }
         if (answer === undefined) throw httpError(status, text, opts.auth, opts.maskText);
-        if (status < 500) answeredStatus.set(answer, status);
+        // 2026-07-28 maps some errors to 400 / 404; other statuses (401, 403, 429, …) would speak for gitgate itself.
+        if (status === 400 || status === 404) answeredStatus.set(answer, status);
         yield answer;
         return;
       }
