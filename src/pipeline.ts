@@ -144,7 +144,8 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
     toolChanged: (name) => catalog.changed(name),
   });
   if (input.mcp.tool !== undefined) note.tool = input.mcp.tool;
-  const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
+  const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
+  note.decision = outcome;
   const decision = req.audit.decided(input, outcome, msg);
   enforce(outcome);
   limitRate(deps.rates, input, outcome);
@@ -246,7 +247,8 @@ async function relayClientMessage(
   note.method = isResponse(msg) ? 'response' : msg.method;
   const message = admitClientMessage(route, msg, (id) => upstream.shared.hasInFlight(identity.sub, id));
   const input = buildMessageInput(identity, message, inputContext(upstream, route, era, req.requestId));
-  const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
+  const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
+  note.decision = outcome;
   const decision = req.audit.decided(input, outcome, msg);
   enforce(outcome);
   await decision.durable();
@@ -476,7 +478,8 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
     { kind: 'request', method: LISTEN_METHOD },
     inputContext(upstream, route, 'legacy', req.requestId),
   );
-  const outcome = (note.decision = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds));
+  const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
+  note.decision = outcome;
   const decision = req.audit.decided(input, outcome, undefined);
   enforce(outcome);
   await decision.durable();

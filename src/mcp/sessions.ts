@@ -153,7 +153,7 @@ export class SessionStore {
   get(id: string, upstream: string, owner: string): GatewaySession {
     const s = this.#sessions.get(id);
     if (s === undefined || s.upstream !== upstream || s.owner !== owner || s.upstreamSession.closed) {
-      if (s !== undefined && s.upstreamSession.closed) this.#sessions.delete(id);
+      if (s?.upstreamSession.closed) this.#sessions.delete(id);
       throw new GatewayError(
         'SESSION_UNKNOWN',
         `Unknown session ${id}: it expired, was closed, or belongs to someone else; send initialize to start a new one`,
