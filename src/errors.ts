@@ -10,9 +10,10 @@ export const ERRORS = {
   INVALID_REQUEST: { status: 400, rpc: -32600, message: 'Invalid Request' },
   // HTTP 200: the message is well-formed JSON-RPC; its params are not what the method takes
   INVALID_PARAMS: { status: 200, rpc: -32602, message: 'Invalid params' },
-  METHOD_NOT_FOUND: { status: 200, rpc: -32601, message: 'Method not found' },
+  METHOD_NOT_FOUND: { status: 404, rpc: -32601, message: 'Method not found' },
+  META_INVALID: { status: 400, rpc: -32602, message: 'Invalid params: _meta' },
   HEADER_MISMATCH: { status: 400, rpc: -32020, message: 'Header mismatch' },
-  UNSUPPORTED_PROTOCOL_VERSION: { status: 400, rpc: -32600, message: 'Unsupported protocol version' },
+  UNSUPPORTED_PROTOCOL_VERSION: { status: 400, rpc: -32022, message: 'Unsupported protocol version' },
   SESSION_REQUIRED: { status: 400, rpc: -32600, message: 'Mcp-Session-Id header is required' },
   NOT_ACCEPTABLE: { status: 406, rpc: -32600, message: 'Not Acceptable' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, rpc: -32600, message: 'Unsupported Media Type' },

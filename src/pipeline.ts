@@ -36,8 +36,10 @@ import {
 import { checkParams } from './mcp/params.js';
 import { type Headers, header } from './mcp/protocol.js';
 import { readMessage, requireAccept } from './mcp/read-message.js';
-import type { SessionStore } from './mcp/sessions.js';
+import type { ReplayStream } from './mcp/replay.js';
+import type { GatewaySession, SessionStore } from './mcp/sessions.js';
 import type { ToolCatalog, ToolCatalogs } from './mcp/tool-catalog.js';
+import { answeredStatus } from './mcp/upstream/types.js';
 import { resolveUpstream, type Upstream, type UpstreamRegistry } from './mcp/upstreams.js';
 import type { GatewayMetrics } from './metrics/metrics.js';
 import { type DecisionOutcome, decide, enforce } from './policy/decide.js';
@@ -80,12 +82,20 @@ export interface McpHttpRequest {
 }
 
 export type McpReply =
-  | { readonly kind: 'json'; readonly headers: Record<string, string>; readonly body: JsonRpcMessage }
+  | {
+      readonly kind: 'json';
+      readonly headers: Record<string, string>;
+      readonly body: JsonRpcMessage;
+      /** A 2026-07-28 upstream's HTTP status for a JSON-RPC error (e.g. 400 for a missing client capability). */
+      readonly status?: number;
+    }
   | { readonly kind: 'accepted' }
   | {
       readonly kind: 'stream';
       readonly headers: Record<string, string>;
       readonly messages: AsyncIterable<JsonRpcMessage>;
+      /** A session's stream: each event gets an id and is kept for a reconnect with Last-Event-ID. */
+      readonly replay?: ReplayStream;
     }
   | { readonly kind: 'empty'; readonly status: number };
 
@@ -129,8 +139,8 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
     return relayClientMessage(deps, req, upstream, identity, route, incoming.protocol.era, msg, note);
   note.method = msg.method;
   note.rpcId = msg.id;
-  checkParams(msg);
   refuseSharedState(route, msg);
+  checkParams(msg);
   const catalog = deps.catalogs.get(catalogKey(route, identity, upstream));
   const input = buildPolicyInput(identity, msg, {
     ...inputContext(deps, upstream, route, incoming.protocol.era, req.requestId),
@@ -191,22 +201,28 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
           return (await send()).messages;
         },
       );
-      return await relay(msg, finallyDo(mapMessages(released, toCaller), ended), req.audit);
+      return resumable(
+        await relay(msg, finallyDo(mapMessages(released, toCaller), ended), req.audit),
+        route.kind === 'session' ? route.session : undefined,
+      );
     }
     // Nothing reaches the upstream before its decision is durable (a denial above stays held, durable with its error).
     await decision.durable();
     const forwarded = await send();
     if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
-    return await relay(
-      msg,
-      finallyDo(mapMessages(forwarded.messages, toCaller), ended),
-      req.audit,
-      forwarded.session?.id,
+    return resumable(
+      await relay(msg, finallyDo(mapMessages(forwarded.messages, toCaller), ended), req.audit, forwarded.session?.id),
+      route.kind === 'session' ? route.session : forwarded.session,
     );
   } catch (err) {
     ended();
     throw err;
   }
+}
+
+/** A session's SSE answer carries event ids and is kept, bounded, for a reconnect with Last-Event-ID. */
+function resumable(reply: McpReply, session: GatewaySession | undefined): McpReply {
+  return reply.kind === 'stream' && session !== undefined ? { ...reply, replay: session.replay.stream('post') } : reply;
 }
 
 function inputContext(
@@ -273,6 +289,20 @@ async function* recordEach(
   for await (const m of messages) {
     await audit.delivered(m);
     yield m;
+  }
+}
+
+async function* toAsyncIterable<T>(items: readonly T[]): AsyncGenerator<T> {
+  yield* items;
+}
+
+/** The first stream, then the second; the second is closed too when the caller stops early. */
+async function* concatStreams<T>(first: AsyncIterable<T>, second: AsyncGenerator<T>): AsyncGenerator<T> {
+  try {
+    yield* first;
+    yield* second;
+  } finally {
+    await second.return(undefined);
   }
 }
 
@@ -402,7 +432,8 @@ export async function relay(
   if (isResponse(first.value) && first.value.id === msg.id) {
     void it.return?.();
     await audit.answered(first.value, 0);
-    return { kind: 'json', headers, body: first.value };
+    const status = first.value.error !== undefined ? answeredStatus.get(first.value) : undefined;
+    return { kind: 'json', headers, body: first.value, ...(status !== undefined ? { status } : {}) };
   }
   async function* rest(): AsyncGenerator<JsonRpcMessage> {
     let relayed = 0;
@@ -420,6 +451,8 @@ export async function relay(
         await audit.delivered(r.value);
         yield r.value;
       }
+      // A 2026-07-28 subscription ends without an answer when the upstream ends it.
+      if (msg.method === LISTEN_METHOD) return;
       // Every request gets an answer: a stream that ends without one ends with an error.
       throw new GatewayError(
         'UPSTREAM_PROTOCOL',
@@ -463,6 +496,13 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
   const decision = req.audit.decided(input, outcome, undefined);
   enforce(outcome);
   await decision.durable();
+  // A reconnect with Last-Event-ID: what this session kept of that stream after it (already shaped
+  // when it was first sent), then — for a GET stream — the stream goes on; a POST stream's replay ends there.
+  const lastEventId = header(req.headers, 'last-event-id');
+  const missed = lastEventId === undefined ? undefined : session.replay.after(lastEventId);
+  const replayed = missed === undefined ? undefined : recordEach(toAsyncIterable(missed.messages), req.audit);
+  if (replayed !== undefined && missed?.kind === 'post')
+    return { kind: 'stream', headers: {}, messages: replayed, replay: session.replay.stream('post') };
   const sent = sentSecrets(upstream.config);
   const stream = await session.upstreamSession.listen(req.signal, sent.addAuth(session.auth('listen')));
   if (stream === undefined)
@@ -476,7 +516,9 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
     maskFor(deps, m, input, outcome);
     return deliver(route, m);
   };
-  return { kind: 'stream', headers: {}, messages: recordEach(mapMessages(stream, toCaller), req.audit) };
+  const live = recordEach(mapMessages(stream, toCaller), req.audit);
+  const messages = replayed === undefined ? live : concatStreams(replayed, live);
+  return { kind: 'stream', headers: {}, messages, replay: session.replay.stream('get') };
 }
 
 /** A legacy GET stream is decided as what it is in 2026-07-28: listening for the server's messages. */

@@ -43,6 +43,24 @@ tool_call if {
 	input.mcp.method == "tools/call"
 }
 
+# The tasks extension (2025-11-25 tasks, 2026-07-28 io.modelcontextprotocol/tasks): reading, waiting
+# for, updating and cancelling tasks a tools/call started is for full-access callers only.
+task_method if {
+	request
+	input.mcp.method in object.get(cfg, "task_methods", [])
+}
+
+# A method no rule of this policy names (an extension it does not know, a typo): refused, and said so.
+known_method if protocol_method
+
+known_method if list_method
+
+known_method if tool_call
+
+known_method if content_method
+
+known_method if task_method
+
 # The protocol's own client notifications (gitgate has already checked that each
 # makes sense where it was sent: a cancellation names the caller's own request in
 # flight, progress belongs to an upstream request the caller was shown).
@@ -95,6 +113,11 @@ allow if {
 
 allow if {
 	content_method
+	full_access
+}
+
+allow if {
+	task_method
 	full_access
 }
 
@@ -172,13 +195,21 @@ reasons contains concat("", [kind, " ", input.mcp.method, " is not allowed by po
 	not client_response
 }
 
-reasons contains concat("", ["method ", input.mcp.method, " is not allowed by policy"]) if {
+reasons contains concat("", [input.mcp.method, " allowed for ", caller_text]) if {
+	task_method
+	full_access
+}
+
+reasons contains concat("", [input.mcp.method, " denied: ", caller_text, " is not in a full-access group"]) if {
+	task_method
+	upstream_cfg
+	not full_access
+}
+
+reasons contains concat("", ["method ", input.mcp.method, " is not known to this policy: no rule names it, so it is refused"]) if {
 	upstream_cfg
 	request
-	not protocol_method
-	not list_method
-	not tool_call
-	not content_method
+	not known_method
 }
 
 reasons contains concat("", [input.mcp.tool, " is high risk and needs ", format_int(upstream_cfg.high_risk_tools[input.mcp.tool].min_approvals, 10), " approval(s)"]) if {

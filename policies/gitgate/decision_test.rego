@@ -110,9 +110,35 @@ test_prompts_get_for_full_access_only if {
 }
 
 test_unknown_method_denied if {
-	d := gitgate.decision with input as req(alice_eng, "tasks/list", {})
+	d := gitgate.decision with input as req(alice_eng, "vendor/frobnicate", {})
 	not d.allow
-	d.reasons == ["method tasks/list is not allowed by policy"]
+	d.reasons == ["method vendor/frobnicate is not known to this policy: no rule names it, so it is refused"]
+}
+
+test_tasks_for_full_access_only if {
+	every m in ["tasks/get", "tasks/list", "tasks/result", "tasks/cancel", "tasks/update"] {
+		ok := gitgate.decision with input as req(alice_eng, m, {})
+		ok.allow
+		ok.reasons == [concat("", [m, " allowed for alice (groups: [eng])"])]
+		no := gitgate.decision with input as req(bob_nogroups, m, {})
+		not no.allow
+		no.reasons == [concat("", [m, " denied: bob (groups: []) is not in a full-access group"])]
+	}
+}
+
+test_every_method_of_both_revisions_is_known if {
+	methods := [
+		"initialize", "ping", "logging/setLevel", "server/discover", "subscriptions/listen",
+		"tools/list", "tools/call", "resources/list", "resources/templates/list", "resources/read",
+		"resources/subscribe", "resources/unsubscribe", "prompts/list", "prompts/get", "completion/complete",
+		"tasks/get", "tasks/list", "tasks/result", "tasks/cancel", "tasks/update",
+	]
+	every m in methods {
+		d := gitgate.decision with input as req(alice_eng, m, {"tool": "echo", "uri": "demo://x", "prompt": "p"})
+		every r in d.reasons {
+			not contains(r, "is not known to this policy")
+		}
+	}
 }
 
 test_unknown_upstream_denied if {

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { FastifyReply } from 'fastify';
 import { type GatewayError, toGatewayError } from '../errors.js';
 import { errorResponse, type JsonRpcId, type JsonRpcMessage } from '../mcp/jsonrpc.js';
+import type { ReplayStream } from '../mcp/replay.js';
 import { encodeSse } from '../mcp/sse.js';
 import type { McpReply } from '../pipeline.js';
 
@@ -31,10 +32,14 @@ export async function sendMcpReply(
       await reply.code(out.status).send();
       return;
     case 'json':
-      await reply.code(200).headers(out.headers).type('application/json').send(out.body);
+      await reply
+        .code(out.status ?? 200)
+        .headers(out.headers)
+        .type('application/json')
+        .send(out.body);
       return;
     case 'stream':
-      await writeStream(reply, out.headers, out.messages, requestId, signal);
+      await writeStream(reply, out.headers, out.messages, requestId, signal, out.replay);
       return;
   }
 }
@@ -45,6 +50,7 @@ async function writeStream(
   messages: AsyncIterable<JsonRpcMessage>,
   requestId: JsonRpcId | null,
   signal: AbortSignal | undefined,
+  replay?: ReplayStream,
 ): Promise<void> {
   reply.hijack();
   const raw = reply.raw;
@@ -67,11 +73,14 @@ async function writeStream(
     for (;;) {
       const r = await Promise.race([it.next(), closed.then(() => undefined)]);
       if (r === undefined || r.done) break;
-      if (!raw.write(encodeSse(r.value))) await Promise.race([once(raw, 'drain'), closed]);
+      if (!raw.write(encodeSse(r.value, replay?.record(r.value)))) await Promise.race([once(raw, 'drain'), closed]);
     }
   } catch (err) {
     // The stream is committed: the error travels as the request's JSON-RPC answer.
-    if (requestId !== null && !raw.destroyed) raw.write(encodeSse(errorResponse(requestId, toGatewayError(err))));
+    if (requestId !== null && !raw.destroyed) {
+      const answer = errorResponse(requestId, toGatewayError(err));
+      raw.write(encodeSse(answer, replay?.record(answer)));
+    }
   } finally {
     clearInterval(keepalive);
     void it.return?.();

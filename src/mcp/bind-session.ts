@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { isRequest, type JsonRpcRequest } from './jsonrpc.js';
-import { type Headers, header } from './protocol.js';
+import { type Headers, header, MODERN_REQUEST_METHODS, REMOVED_AT_MODERN } from './protocol.js';
 import type { IncomingMessage } from './read-message.js';
 import type { GatewaySession, SessionStore } from './sessions.js';
 import type { Upstream } from './upstreams.js';
@@ -42,22 +42,22 @@ export function bindSession(
   return { kind: 'session', session, protocolVersion: session.protocolVersion };
 }
 
-/** Methods that change the one upstream session all stateless callers share: no caller may send them there. */
-const SHARED_STATE_METHODS = new Set([
-  'initialize',
-  'logging/setLevel',
-  'resources/subscribe',
-  'resources/unsubscribe',
-  'ping',
-]);
-
-/** Step: at 2026-07-28 these methods do not exist, and sent into the shared upstream session they would change every caller's state. */
+/**
+ * Step: at 2026-07-28 the methods of the session era (`initialize`, `logging/setLevel`, …) do not
+ * exist, and sent into the upstream session that stateless callers share they would change every
+ * caller's state; a method no revision defines is not found either (-32601, HTTP 404). Neither is
+ * decided or forwarded.
+ */
 export function refuseSharedState(route: Route, msg: JsonRpcRequest): void {
-  if (route.kind === 'stateless' && SHARED_STATE_METHODS.has(msg.method)) {
+  if (route.kind !== 'stateless') return;
+  if (REMOVED_AT_MODERN.has(msg.method))
+    throw new GatewayError('METHOD_NOT_FOUND', `Method not found: ${msg.method} was removed in protocol 2026-07-28`, {
+      data: { id: msg.id },
+    });
+  if (!MODERN_REQUEST_METHODS.has(msg.method))
     throw new GatewayError(
       'METHOD_NOT_FOUND',
-      `Method not found: ${msg.method} does not exist at protocol 2026-07-28`,
+      `Method not found: ${msg.method.slice(0, 64)} is not a method of protocol 2026-07-28`,
       { data: { id: msg.id } },
     );
-  }
 }

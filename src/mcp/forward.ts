@@ -9,9 +9,9 @@ import {
   type JsonRpcRequest,
   type JsonRpcResponse,
 } from './jsonrpc.js';
-import { LEGACY_VERSIONS, MODERN_VERSION, toModernResult } from './protocol.js';
+import { encodeHeaderValue, LEGACY_VERSIONS, MCP_NAME_SOURCE, MODERN_VERSION, toModernResult } from './protocol.js';
 import type { GatewaySession, SessionStore } from './sessions.js';
-import type { UpstreamAuth } from './upstream/types.js';
+import { answeredStatus, type UpstreamAuth } from './upstream/types.js';
 import type { Upstream } from './upstreams.js';
 
 export interface Forwarded {
@@ -42,7 +42,9 @@ export async function forward(
     case 'session':
       return { messages: route.session.upstreamSession.request(msg, opts) };
     case 'stateless':
+      if ((await upstream.discovery.era()) === 'modern') return { messages: forwardModern(upstream, msg, opts) };
       if (msg.method === 'server/discover') return { messages: discover(upstream, msg) };
+      if (msg.method === LISTEN) return { messages: upstream.shared.listen(msg, opts.signal) };
       return { messages: upstream.shared.request(msg, identity.sub, opts) };
     case 'initialize':
       return initialize(sessions, upstream, identity, msg, opts);
@@ -90,6 +92,50 @@ async function initialize(
   } finally {
     slot.release();
   }
+}
+
+/**
+ * A 2026-07-28 request to an upstream that speaks 2026-07-28: sent as itself, the exact message that
+ * was decided (the caller's own `_meta`, envelope and capabilities included), with the headers the
+ * revision requires (rebuilt by gitgate from that body, never copied from the caller). Its answer —
+ * a result, an error, an input-required result — comes back as the upstream gave it; cacheable results
+ * are marked private, since what gitgate answers depends on the caller.
+ */
+async function* forwardModern(
+  upstream: Upstream,
+  msg: JsonRpcRequest,
+  opts: ForwardOptions,
+): AsyncGenerator<JsonRpcMessage> {
+  const session = await upstream.connector.open();
+  const name = Object.hasOwn(MCP_NAME_SOURCE, msg.method) ? msg.params?.[MCP_NAME_SOURCE[msg.method]!] : undefined;
+  const headers: Record<string, string> = {
+    'mcp-protocol-version': MODERN_VERSION,
+    'mcp-method': msg.method,
+    ...(typeof name === 'string' ? { 'mcp-name': encodeHeaderValue(name) } : {}),
+  };
+  try {
+    for await (const m of session.request(msg, { ...opts, headers, listen: msg.method === LISTEN })) {
+      if (isResponse(m) && m.id === msg.id && m.result !== undefined) {
+        const status = answeredStatus.get(m);
+        const out = { ...m, result: toModernResult(msg.method, servedOnly(msg.method, m.result)) };
+        if (status !== undefined) answeredStatus.set(out, status);
+        yield out;
+      } else yield m;
+    }
+  } finally {
+    await session.close();
+  }
+}
+
+const LISTEN = 'subscriptions/listen';
+
+/** server/discover through gitgate lists only the revisions gitgate serves per request. */
+function servedOnly(method: string, result: unknown): unknown {
+  if (method !== 'server/discover' || result === null || typeof result !== 'object') return result;
+  const r = result as Record<string, unknown>;
+  return Array.isArray(r.supportedVersions)
+    ? { ...r, supportedVersions: r.supportedVersions.filter((v) => v === MODERN_VERSION) }
+    : r;
 }
 
 async function* discover(upstream: Upstream, msg: JsonRpcRequest): AsyncGenerator<JsonRpcMessage> {

@@ -6,10 +6,12 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Which params field names the target of a method, and what else must be an object if present. */
-const SHAPES: Readonly<Record<string, { readonly target: string; readonly objects: readonly string[] }>> = {
-  'tools/call': { target: 'name', objects: ['arguments', 'task', '_meta'] },
-  'prompts/get': { target: 'name', objects: ['arguments', '_meta'] },
-  'resources/read': { target: 'uri', objects: ['_meta'] },
+const SHAPES: Readonly<
+  Record<string, { readonly target: string; readonly objects: readonly string[]; readonly retries?: true }>
+> = {
+  'tools/call': { target: 'name', objects: ['arguments', 'task', '_meta', 'inputResponses'], retries: true },
+  'prompts/get': { target: 'name', objects: ['arguments', '_meta', 'inputResponses'], retries: true },
+  'resources/read': { target: 'uri', objects: ['_meta', 'inputResponses'], retries: true },
   'resources/subscribe': { target: 'uri', objects: ['_meta'] },
   'resources/unsubscribe': { target: 'uri', objects: ['_meta'] },
 };
@@ -26,7 +28,10 @@ const COMPLETION_MEMBERS = ['ref', 'argument', 'context', '_meta'];
  * the decision and sent another way to the upstream.
  */
 export function checkParams(msg: JsonRpcRequest): void {
-  if (msg.method === 'completion/complete') return checkCompletionRef(msg);
+  if (msg.method === 'completion/complete') {
+    checkCompletionRef(msg);
+    return;
+  }
   if (!Object.hasOwn(SHAPES, msg.method)) return;
   const shape = SHAPES[msg.method]!;
   const invalid = (why: string) =>
@@ -41,8 +46,13 @@ export function checkParams(msg: JsonRpcRequest): void {
         `params.${key} must be an object, got ${Array.isArray(params[key]) ? 'an array' : params[key] === null ? 'null' : typeof params[key]}`,
       );
   }
+  // A 2026-07-28 retry after an input-required result sends back the upstream's opaque state, as a string.
+  if (shape.retries === true && 'requestState' in params && typeof params.requestState !== 'string')
+    throw invalid('params.requestState must be a string');
   // What the upstream receives is what the policy reads: a member it does not know would reach the upstream undecided.
-  const unknown = Object.keys(params).find((k) => k !== shape.target && !shape.objects.includes(k));
+  const unknown = Object.keys(params).find(
+    (k) => k !== shape.target && !shape.objects.includes(k) && !(shape.retries === true && k === 'requestState'),
+  );
   if (unknown !== undefined) throw invalid(`does not take params.${unknown.slice(0, 64)}`);
 }
 

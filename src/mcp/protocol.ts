@@ -1,11 +1,40 @@
 import { GatewayError } from '../errors.js';
-import { isRequest, type JsonRpcMessage } from './jsonrpc.js';
+import { isRequest, type JsonRpcMessage, type JsonRpcRequest } from './jsonrpc.js';
 
 /** Session-based revisions gitgate serves to clients (and speaks to upstreams). */
 export const LEGACY_VERSIONS: readonly string[] = ['2025-11-25', '2025-06-18', '2025-03-26'];
 export const UPSTREAM_PROTOCOL_VERSION = '2025-11-25';
 /** The stateless revision: no initialize, no sessions, per-request `_meta`, Mcp-Method / Mcp-Name headers. */
 export const MODERN_VERSION = '2026-07-28';
+const SUPPORTED_VERSIONS: readonly string[] = [MODERN_VERSION, ...LEGACY_VERSIONS];
+
+/** Methods removed in 2026-07-28: answered -32601 (HTTP 404), never forwarded. */
+export const REMOVED_AT_MODERN: ReadonlySet<string> = new Set([
+  'initialize',
+  'ping',
+  'logging/setLevel',
+  'resources/subscribe',
+  'resources/unsubscribe',
+]);
+
+/** Every client request method of 2026-07-28 (the tasks extension included); anything else does not exist there. */
+export const MODERN_REQUEST_METHODS: ReadonlySet<string> = new Set([
+  'server/discover',
+  'subscriptions/listen',
+  'tools/list',
+  'tools/call',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'prompts/list',
+  'prompts/get',
+  'completion/complete',
+  'tasks/get',
+  'tasks/list',
+  'tasks/result',
+  'tasks/update',
+  'tasks/cancel',
+]);
 
 export const META_PROTOCOL_VERSION = 'io.modelcontextprotocol/protocolVersion';
 export const META_CLIENT_INFO = 'io.modelcontextprotocol/clientInfo';
@@ -15,7 +44,7 @@ export const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
 const ENVELOPE_KEYS = [META_PROTOCOL_VERSION, META_CLIENT_INFO, META_CLIENT_CAPABILITIES, META_LOG_LEVEL];
 
 /** Which body field the `Mcp-Name` header mirrors, per method. */
-const MCP_NAME_SOURCE: Readonly<Record<string, string>> = {
+export const MCP_NAME_SOURCE: Readonly<Record<string, string>> = {
   'tools/call': 'name',
   'prompts/get': 'name',
   'resources/read': 'uri',
@@ -35,6 +64,11 @@ export function header(headers: Headers, name: string): string | undefined {
 export function decodeHeaderValue(v: string): string {
   const m = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/.exec(v);
   return m ? Buffer.from(m[1]!, 'base64').toString('utf8') : v;
+}
+
+/** A header value as 2026-07-28 sends it: plain when printable ASCII, else the base64 sentinel. */
+export function encodeHeaderValue(v: string): string {
+  return /^[\x20-\x7e]*$/.test(v) && v.trim() === v ? v : `=?base64?${Buffer.from(v, 'utf8').toString('base64')}?=`;
 }
 
 export interface ProtocolContext {
@@ -59,29 +93,30 @@ export function classifyProtocol(headers: Headers, msg: JsonRpcMessage): Protoco
   const headerVersion = header(headers, 'mcp-protocol-version');
   const bodyVersion = envelopeVersion(msg);
   const modern = bodyVersion === MODERN_VERSION || headerVersion === MODERN_VERSION;
+  const id = 'id' in msg && msg.id !== undefined ? { id: msg.id } : {};
+  // -32022 with what gitgate serves and what was asked for (2026-07-28 basic/lifecycle); the request's id travels along.
+  // A request with a per-request envelope is told the per-request revisions (what server/discover lists); a session-era one all.
+  const unsupported = (requested: string, where: string, supported: readonly string[]) =>
+    new GatewayError(
+      'UNSUPPORTED_PROTOCOL_VERSION',
+      `Unsupported protocol version ${requested.slice(0, 40)} in ${where}; supported: ${supported.join(', ')}`,
+      { data: { ...id, supported: [...supported], requested: requested.slice(0, 40) } },
+    );
   if (!modern) {
-    if (bodyVersion !== undefined) {
-      throw new GatewayError(
-        'UNSUPPORTED_PROTOCOL_VERSION',
-        `Unsupported protocol version ${bodyVersion} in _meta; supported: ${[MODERN_VERSION, ...LEGACY_VERSIONS].join(', ')}`,
-      );
-    }
-    if (headerVersion !== undefined && !LEGACY_VERSIONS.includes(headerVersion)) {
-      throw new GatewayError(
-        'UNSUPPORTED_PROTOCOL_VERSION',
-        `Unsupported MCP-Protocol-Version ${headerVersion}; supported: ${[MODERN_VERSION, ...LEGACY_VERSIONS].join(', ')}`,
-      );
-    }
+    if (bodyVersion !== undefined) throw unsupported(bodyVersion, '_meta', [MODERN_VERSION]);
+    if (headerVersion !== undefined && !LEGACY_VERSIONS.includes(headerVersion))
+      throw unsupported(headerVersion, 'MCP-Protocol-Version', SUPPORTED_VERSIONS);
     return { era: 'legacy', version: headerVersion };
   }
-  const id = 'id' in msg && msg.id !== undefined ? { id: msg.id } : {};
   const mismatch = (why: string) => new GatewayError('HEADER_MISMATCH', `Header mismatch: ${why}`, { data: id });
+  if (isRequest(msg)) {
+    if (headerVersion === undefined) throw mismatch('MCP-Protocol-Version header is required');
+    checkEnvelope(msg, id);
+  }
   if (headerVersion !== undefined && bodyVersion !== undefined && headerVersion !== bodyVersion) {
     throw mismatch(`MCP-Protocol-Version header ${headerVersion} disagrees with _meta protocolVersion ${bodyVersion}`);
   }
   if (isRequest(msg)) {
-    if (bodyVersion === undefined) throw mismatch(`request is missing _meta["${META_PROTOCOL_VERSION}"]`);
-    if (headerVersion === undefined) throw mismatch('MCP-Protocol-Version header is required');
     const method = header(headers, 'mcp-method');
     if (method === undefined) throw mismatch('Mcp-Method header is required');
     if (decodeHeaderValue(method) !== msg.method)
@@ -101,6 +136,22 @@ export function classifyProtocol(headers: Headers, msg: JsonRpcMessage): Protoco
     }
   }
   return { era: 'modern', version: MODERN_VERSION };
+}
+
+/**
+ * A 2026-07-28 request carries its envelope in `_meta`: the protocol version (a string) and the
+ * client's capabilities (an object); without them it is malformed (-32602, HTTP 400), never forwarded.
+ */
+function checkEnvelope(msg: JsonRpcRequest, id: { id?: unknown }): void {
+  const meta = msg.params?._meta;
+  const invalid = (why: string) => new GatewayError('META_INVALID', `Invalid params: ${why}`, { data: id });
+  if (meta === undefined) throw invalid('a 2026-07-28 request needs params._meta');
+  if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw invalid('params._meta must be an object');
+  const m = meta as Record<string, unknown>;
+  if (typeof m[META_PROTOCOL_VERSION] !== 'string') throw invalid(`_meta["${META_PROTOCOL_VERSION}"] must be a string`);
+  const caps = m[META_CLIENT_CAPABILITIES];
+  if (caps === null || typeof caps !== 'object' || Array.isArray(caps))
+    throw invalid(`_meta["${META_CLIENT_CAPABILITIES}"] must be an object`);
 }
 
 /**

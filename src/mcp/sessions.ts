@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../errors.js';
 import { InFlight } from './in-flight.js';
+import { ReplayBuffer } from './replay.js';
 import type { UpstreamAuth, UpstreamSession } from './upstream/types.js';
 
 export interface GatewaySession {
@@ -16,6 +17,8 @@ export interface GatewaySession {
   lastSeen: number;
   /** Requests in flight both ways: what a client notification or response may refer to. */
   readonly inFlight: InFlight;
+  /** What gitgate wrote on this session's SSE streams, for a client that reconnects with Last-Event-ID. */
+  readonly replay: ReplayBuffer;
 }
 
 export interface SessionLimits {
@@ -140,6 +143,7 @@ export class SessionStore {
       createdAt: now,
       lastSeen: now,
       inFlight: new InFlight(),
+      replay: new ReplayBuffer(),
     };
     this.#sessions.set(s.id, s);
     return s;
@@ -149,7 +153,7 @@ export class SessionStore {
   get(id: string, upstream: string, owner: string): GatewaySession {
     const s = this.#sessions.get(id);
     if (s === undefined || s.upstream !== upstream || s.owner !== owner || s.upstreamSession.closed) {
-      if (s !== undefined && s.upstreamSession.closed) this.#sessions.delete(id);
+      if (s?.upstreamSession.closed) this.#sessions.delete(id);
       throw new GatewayError(
         'SESSION_UNKNOWN',
         `Unknown session ${id}: it expired, was closed, or belongs to someone else; send initialize to start a new one`,

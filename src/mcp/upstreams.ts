@@ -1,5 +1,6 @@
 import type { GatewayConfig, UpstreamConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
+import { EraDiscovery } from './upstream/discovery.js';
 import { httpConnector } from './upstream/http.js';
 import { SharedUpstreamSession } from './upstream/shared-session.js';
 import { type StdioLogger, stdioConnector } from './upstream/stdio.js';
@@ -8,8 +9,10 @@ import type { UpstreamAuth, UpstreamConnector } from './upstream/types.js';
 export interface Upstream {
   readonly config: UpstreamConfig;
   readonly connector: UpstreamConnector;
-  /** The gateway-held session that serves stateless (2026-07-28) callers. */
+  /** The gateway-held session that serves stateless (2026-07-28) callers of a session-era upstream. */
   readonly shared: SharedUpstreamSession;
+  /** Whether the upstream speaks 2026-07-28 itself (then stateless callers' requests go to it as they are). */
+  readonly discovery: EraDiscovery;
 }
 
 export interface UpstreamRegistry {
@@ -38,6 +41,7 @@ export function createUpstreamRegistry(
       config: cfg,
       connector,
       shared: new SharedUpstreamSession(connector, clientInfo, (method) => ownAuth(cfg, method), cfg),
+      discovery: new EraDiscovery(connector, clientInfo, (method) => ownAuth(cfg, method)),
     };
   };
   let map = new Map<string, Upstream>(Object.values(config.upstreams).map((cfg) => [cfg.name, build(cfg)]));

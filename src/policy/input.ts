@@ -26,6 +26,10 @@ export interface PolicyInput {
     readonly meta?: Record<string, unknown>;
     /** tools/call: the task it asks to run as (2025-11-25 tasks). */
     readonly task?: Record<string, unknown>;
+    /** 2026-07-28 retry after an input-required result: the client's answers, keyed as the upstream asked. */
+    readonly input_responses?: Record<string, unknown>;
+    /** 2026-07-28 retry: the upstream's opaque state, sent back as is. */
+    readonly request_state?: string;
     readonly listing?: boolean;
   };
   readonly upstream: { readonly name: string; readonly transport: 'http' | 'stdio' };
@@ -102,6 +106,8 @@ export function buildPolicyInput(identity: Identity, msg: JsonRpcRequest, ctx: I
     default:
       break;
   }
+  if (params.inputResponses !== undefined) mcp.input_responses = params.inputResponses as Record<string, unknown>;
+  if (typeof params.requestState === 'string') mcp.request_state = params.requestState;
   const meta = callerMeta(msg.params);
   if (meta !== undefined) mcp.meta = meta;
   return assemble(identity, mcp, ctx, msg.id);

@@ -10,12 +10,16 @@ export const opa = (): Promise<string> => ensureOpa(() => {}, process.env.GITGAT
 /** The default policy's own data (policies/config/data.json): its method lists are the tests' too. */
 const DEFAULT_DATA = JSON.parse(
   readFileSync(path.join(packageRoot, 'policies', 'config', 'data.json'), 'utf8'),
-) as Record<'protocol_methods' | 'list_methods' | 'client_notifications' | 'server_requests', string[]>;
+) as Record<
+  'protocol_methods' | 'list_methods' | 'task_methods' | 'client_notifications' | 'server_requests',
+  string[]
+>;
 
 /** Test upstreams governed by the repo's own default Rego, with test data. */
 export const TEST_POLICY_DATA = {
   protocol_methods: DEFAULT_DATA.protocol_methods,
   list_methods: DEFAULT_DATA.list_methods,
+  task_methods: DEFAULT_DATA.task_methods,
   client_notifications: DEFAULT_DATA.client_notifications,
   server_requests: DEFAULT_DATA.server_requests,
   upstreams: Object.fromEntries(

@@ -160,7 +160,8 @@ describe('bad input gets a clear answer and the gateway keeps serving', () => {
       'mcp-protocol-version': '1999-01-01',
     });
     expect(r.status).toBe(400);
-    expect(r.json.error?.message).toMatch(/Unsupported MCP-Protocol-Version 1999-01-01/);
+    expect(r.json.error?.message).toMatch(/Unsupported protocol version 1999-01-01 in MCP-Protocol-Version/);
+    expect(r.json.error).toMatchObject({ code: -32022, data: { requested: '1999-01-01', id: 1 } });
   });
 
   it('upstream down → 502 naming the upstream', async () => {

@@ -414,7 +414,12 @@ describe('a GET stream is decided', () => {
       await bob.initialize();
       const stream = await bob.listen(() => undefined);
       expect(stream.body[0]).toMatchObject({
-        error: { code: -32010, data: { reasons: ['method subscriptions/listen is not allowed by policy'] } },
+        error: {
+          code: -32010,
+          data: {
+            reasons: ['method subscriptions/listen is not known to this policy: no rule names it, so it is refused'],
+          },
+        },
       });
       expect(upstream.received.filter((r) => r.message.method === undefined && r.message.id === undefined)).toEqual([]);
     } finally {

@@ -6,6 +6,7 @@ import { classifyProtocol, decodeHeaderValue, stripEnvelope, toModernResult } fr
 const env = {
   'io.modelcontextprotocol/protocolVersion': '2026-07-28',
   'io.modelcontextprotocol/clientInfo': { name: 'c' },
+  'io.modelcontextprotocol/clientCapabilities': {},
   progressToken: 5,
 };
 const call = (name: string): JsonRpcMessage => ({
@@ -54,6 +55,62 @@ describe('protocol era and 2026-07-28 header validation', () => {
       expect(e.rpcCode).toBe(-32020);
       expect(e.message).toMatch(why);
     }
+  });
+
+  it('a 2026-07-28 request without its envelope is -32602 (HTTP 400) with its id', () => {
+    const h = { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' };
+    const list = (params?: Record<string, unknown>): JsonRpcMessage => ({
+      jsonrpc: '2.0',
+      id: 7,
+      method: 'tools/list',
+      ...(params ? { params } : {}),
+    });
+    for (const [msg, why] of [
+      [list(), /needs params._meta/],
+      [list({ _meta: [] }), /must be an object/],
+      [list({ _meta: { 'io.modelcontextprotocol/clientCapabilities': {} } }), /protocolVersion"\] must be a string/],
+      [list({ _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } }), /clientCapabilities"\] must be/],
+      [
+        list({
+          _meta: {
+            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+            'io.modelcontextprotocol/clientCapabilities': 1,
+          },
+        }),
+        /clientCapabilities"\] must be/,
+      ],
+    ] as const) {
+      const e = thrown(() => classifyProtocol(h, msg));
+      expect(e.code).toBe('META_INVALID');
+      expect([e.status, e.rpcCode, e.data]).toEqual([400, -32602, { id: 7 }]);
+      expect(e.message).toMatch(why);
+    }
+  });
+
+  it('an unsupported version is -32022 naming what is supported and what was requested', () => {
+    const msg: JsonRpcMessage = {
+      jsonrpc: '2.0',
+      id: 'x',
+      method: 'tools/list',
+      params: {
+        _meta: {
+          'io.modelcontextprotocol/protocolVersion': '2099-01-01',
+          'io.modelcontextprotocol/clientCapabilities': {},
+        },
+      },
+    };
+    const e = thrown(() => classifyProtocol({ 'mcp-protocol-version': '2099-01-01', 'mcp-method': 'tools/list' }, msg));
+    expect([e.code, e.status, e.rpcCode]).toEqual(['UNSUPPORTED_PROTOCOL_VERSION', 400, -32022]);
+    // What server/discover lists: the per-request revision.
+    expect(e.data).toEqual({ id: 'x', supported: ['2026-07-28'], requested: '2099-01-01' });
+    const legacy = thrown(() =>
+      classifyProtocol({ 'mcp-protocol-version': '2099-01-01' }, { jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+    );
+    expect(legacy.data).toEqual({
+      id: 2,
+      supported: ['2026-07-28', '2025-11-25', '2025-06-18', '2025-03-26'],
+      requested: '2099-01-01',
+    });
   });
 
   it('Mcp-Name is refused on methods that do not define it', () => {

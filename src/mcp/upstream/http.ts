@@ -7,12 +7,23 @@ import { Channel } from '../channel.js';
 import { checkMessage, isResponse, type JsonRpcMessage, type JsonRpcRequest } from '../jsonrpc.js';
 import { type SseLimits, SseParser } from '../sse.js';
 import { ByteBudget } from './byte-budget.js';
-import type { RequestOptions, UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
+import {
+  answeredStatus,
+  type RequestOptions,
+  type UpstreamAuth,
+  type UpstreamConnector,
+  type UpstreamSession,
+} from './types.js';
 import { parseUpstreamJson, parseUpstreamMessages } from './upstream-json.js';
 
 const IDLE_SOCKET_MS = 4_000;
 /** Unread GET-stream messages before the upstream's socket is paused. */
 const LISTEN_HIGH_WATER = 256;
+/**
+ * Times one request's SSE response may be resumed (GET + Last-Event-ID) after the upstream closed it
+ * before the answer; each resume must follow an event id the previous connection had not sent.
+ */
+const MAX_RESUMES = 16;
 
 /** What a message deadline destroys when it expires: the request, then its response. */
 interface Watch {
@@ -185,6 +196,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
     return new GatewayError(
       'UPSTREAM_UNAVAILABLE',
       `upstream ${name} answered HTTP ${status}${detail ? `: ${detail}` : ''}`,
+      { cause: { httpStatus: status } },
     );
   }
 
@@ -213,11 +225,13 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       auth: UpstreamAuth | undefined,
       signal: AbortSignal | undefined,
       watch: Watch,
+      extra: Readonly<Record<string, string>> = {},
     ) => {
       const body = JSON.stringify(msg);
       const res = await send(
         'POST',
         {
+          ...extra,
           ...baseHeaders(auth),
           'content-type': 'application/json',
           accept: 'application/json, text/event-stream',
@@ -238,18 +252,47 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       return res;
     };
 
+    /**
+     * The upstream closed an SSE response before its answer, having given its events ids (2025-11-25
+     * polling): the rest of that stream, asked for with GET + Last-Event-ID. Undefined when it refuses.
+     */
+    async function resumeStream(
+      lastId: string,
+      opts: RequestOptions,
+      watch: Watch,
+    ): Promise<http.IncomingMessage | undefined> {
+      const res = await send(
+        'GET',
+        { ...baseHeaders(opts.auth), accept: 'text/event-stream', 'last-event-id': lastId },
+        undefined,
+        opts.signal,
+        watch,
+      );
+      if (res.statusCode !== 200 || !String(res.headers['content-type'] ?? '').includes('text/event-stream')) {
+        res.resume();
+        return undefined;
+      }
+      return res;
+    }
+
     async function* streamResponse(
-      res: http.IncomingMessage,
+      first: http.IncomingMessage,
       id: JsonRpcRequest['id'],
       deadline: MessageDeadline,
+      listening = false,
+      resume?: (lastId: string) => Promise<http.IncomingMessage | undefined>,
     ): AsyncGenerator<JsonRpcMessage> {
+      let res = first;
       const ct = String(res.headers['content-type'] ?? '');
       if (ct.includes('text/event-stream')) {
-        const parser = new SseParser(sseLimits);
-        const chunks = (res as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+        let parser = new SseParser(sseLimits);
+        let chunks = (res as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
         let answered = false;
         // The unfinished event counts against the upstream's in-flight budget, like a JSON body.
         let held = 0;
+        let lastId: string | undefined;
+        let resumedAt: string | undefined;
+        let resumes = 0;
         try {
           for (;;) {
             let r: IteratorResult<Buffer>;
@@ -258,22 +301,41 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
             } catch (err) {
               throw bodyError(res, err);
             }
-            if (r.done) break;
+            if (r.done) {
+              // Closed before the answer after events with ids: resume from the last one, boundedly.
+              if (listening || resume === undefined || lastId === undefined || lastId === resumedAt) break;
+              if (++resumes > MAX_RESUMES) break;
+              const next = await resume(lastId);
+              if (next === undefined) break;
+              resumedAt = lastId;
+              budget.release(held);
+              held = 0;
+              res = next;
+              parser = new SseParser(sseLimits);
+              chunks = (res as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+              continue;
+            }
             const events = parser.push(r.value);
             const pending = parser.pendingBytes;
             if (pending > held) budget.reserve(pending - held);
             else budget.release(held - pending);
             held = pending;
             for (const ev of events) {
+              if (ev.id !== undefined) lastId = ev.id;
               if (ev.event !== 'message' || ev.data === '') continue;
               for (const m of parseUpstreamMessages(source, ev.data)) {
                 if (isResponse(m) && m.id === id) answered = true;
                 deadline.stop();
                 yield m;
                 if (answered) return;
-                deadline.arm();
+                if (!listening) deadline.arm();
               }
             }
+          }
+          // A listening stream ends without a response; that is its normal end.
+          if (listening) {
+            answered = true;
+            return;
           }
         } finally {
           budget.release(held);
@@ -328,7 +390,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       watch: Watch,
       deadline: MessageDeadline,
     ): AsyncGenerator<JsonRpcMessage> {
-      const res = await post(msg, opts.auth, opts.signal, watch);
+      const res = await post(msg, opts.auth, opts.signal, watch, opts.headers);
       const status = res.statusCode ?? 0;
       if (status >= 400) {
         // A JSON-RPC error for this very request is the upstream's answer; anything else is a transport failure.
@@ -341,14 +403,22 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
           answer = undefined;
         }
         if (answer === undefined) throw httpError(status, text, opts.auth, opts.maskText);
+        // 2026-07-28 maps some errors to 400 / 404; other statuses (401, 403, 429, …) would speak for gitgate itself.
+        if (status === 400 || status === 404) answeredStatus.set(answer, status);
         yield answer;
         return;
+      }
+      if (opts.listen === true) {
+        // Open: quiet for as long as nothing happens; the caller's going away ends it.
+        deadline.stop();
+        res.socket?.setTimeout(0);
       }
       if (msg.method === 'initialize') {
         const sid = res.headers['mcp-session-id'];
         if (typeof sid === 'string') sessionId = sid;
       }
-      for await (const m of streamResponse(res, msg.id, deadline)) {
+      const resume = (lastId: string) => resumeStream(lastId, opts, watch);
+      for await (const m of streamResponse(res, msg.id, deadline, opts.listen === true, resume)) {
         if (msg.method === 'initialize' && isResponse(m) && m.id === msg.id && m.result !== undefined) {
           const v = (m.result as { protocolVersion?: unknown }).protocolVersion;
           if (typeof v === 'string') protocolVersion = v;

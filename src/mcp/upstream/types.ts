@@ -14,7 +14,17 @@ export interface RequestOptions {
    * of an error message (after the transport scrubbed the secrets it sent).
    */
   readonly maskText?: (text: string) => string;
+  /** Extra HTTP headers for this request (a 2026-07-28 request's MCP-Protocol-Version, Mcp-Method, Mcp-Name). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * The answer is a stream that may stay quiet for long and ends without a response
+   * (2026-07-28 `subscriptions/listen`): no message deadline, no idle timeout once it is open.
+   */
+  readonly listen?: boolean;
 }
+
+/** The HTTP status an upstream answered a JSON-RPC error with (2026-07-28 maps errors to 4xx), by message. */
+export const answeredStatus = new WeakMap<object, number>();
 
 /**
  * One MCP session with an upstream server (2025 session protocol).
