@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import type { FastifyReply } from 'fastify';
+import { type Clock, systemClock } from '../clock.js';
 import { type GatewayError, toGatewayError } from '../errors.js';
 import { errorResponse, type JsonRpcId, type JsonRpcMessage } from '../mcp/jsonrpc.js';
 import { encodeSse } from '../mcp/sse.js';
@@ -22,6 +23,7 @@ export async function sendMcpReply(
   out: McpReply,
   requestId: JsonRpcId | null,
   signal?: AbortSignal,
+  clock: Clock = systemClock,
 ): Promise<void> {
   switch (out.kind) {
     case 'accepted':
@@ -34,7 +36,7 @@ export async function sendMcpReply(
       await reply.code(200).headers(out.headers).type('application/json').send(out.body);
       return;
     case 'stream':
-      await writeStream(reply, out.headers, out.messages, requestId, signal);
+      await writeStream(reply, out.headers, out.messages, requestId, signal, clock);
       return;
   }
 }
@@ -45,6 +47,7 @@ async function writeStream(
   messages: AsyncIterable<JsonRpcMessage>,
   requestId: JsonRpcId | null,
   signal: AbortSignal | undefined,
+  clock: Clock,
 ): Promise<void> {
   reply.hijack();
   const raw = reply.raw;
@@ -55,8 +58,7 @@ async function writeStream(
     ...headers,
   });
   raw.flushHeaders();
-  const keepalive = setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS);
-  keepalive.unref();
+  const keepalive = clock.every(KEEPALIVE_MS, () => raw.write(': keepalive\n\n'));
   const it = messages[Symbol.asyncIterator]();
   // Ends when the client goes away, or (GET streams at shutdown) when the route aborts.
   const closed = new Promise<void>((resolve) => {
@@ -73,7 +75,7 @@ async function writeStream(
     // The stream is committed: the error travels as the request's JSON-RPC answer.
     if (requestId !== null && !raw.destroyed) raw.write(encodeSse(errorResponse(requestId, toGatewayError(err))));
   } finally {
-    clearInterval(keepalive);
+    keepalive.cancel();
     void it.return?.();
     if (!raw.destroyed) raw.end();
   }
