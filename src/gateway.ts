@@ -200,6 +200,290 @@ export function createLogger(
   );
 }
 
+/** Metrics, with the capped-TTL notice logged. */
+function createMetrics(logger: Logger): GatewayMetrics {
+  const metrics = new GatewayMetrics();
+  metrics.onTtlCapped = ({ requested, max, policy: rev }) =>
+    logger.warn(
+      { requested, max, policy: rev },
+      `policy asks for credential.ttl_seconds ${requested}, above credentials.maxTtlSeconds ${max}: its credentials are capped to ${max} s`,
+    );
+  return metrics;
+}
+
+/** The policy capability: the holder every request reads, and the reload of the local policy folder. */
+function createPolicy(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics) {
+  const policy = new PolicyHolder();
+  policy.onSwap((rev) => {
+    metrics.setPolicy(rev);
+    logger.info({ policy: rev }, 'policy revision now serving');
+  });
+  let lastPolicyError: string | undefined;
+  const reloadPolicy = async () => {
+    try {
+      const opa = await ensureOpa((line) => logger.info(line), toolEnv().opaPath);
+      const instance = await loadPolicyFromDir({ opa, dir: config.policy.dir, workDir: config.dataDir });
+      policy.swap(instance);
+      lastPolicyError = undefined;
+      return instance;
+    } catch (err) {
+      lastPolicyError = err instanceof Error ? err.message : String(err);
+      logger.error({ err: lastPolicyError }, 'policy load failed; the previous policy (if any) keeps serving');
+      throw err;
+    }
+  };
+  return { policy, reloadPolicy, lastPolicyError: () => lastPolicyError };
+}
+
+/** The credentials capability: the signing key ring (rotated on the clock when configured) and the minter. */
+async function createCredentials(config: GatewayConfig, logger: Logger, clock: Clock) {
+  // Retired keys stay published while tokens they signed can still be valid.
+  const keys = await KeyRing.load(config.dataDir, {
+    graceMs: (config.credentials.maxTtlSeconds + config.identity.clockToleranceSeconds + 60) * 1000,
+    activationMs: config.credentials.keyActivationSeconds * 1000,
+    clock,
+  });
+  const credentials = new Credentials(config, keys);
+  const rotateAfterMs =
+    config.credentials.rotateAfterHours === undefined ? undefined : config.credentials.rotateAfterHours * 3_600_000;
+  const rotation =
+    rotateAfterMs === undefined
+      ? undefined
+      : clock.every(Math.min(rotateAfterMs / 10, 3_600_000), () => {
+          if (keys.age() < rotateAfterMs) return;
+          keys.rotate().then(
+            (k) =>
+              logger.info(
+                { kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString() },
+                'credential signing key rotated (pre-published)',
+              ),
+            (err: unknown) => logger.error({ err }, 'credential signing key rotation failed'),
+          );
+        });
+  return { credentials, rotation };
+}
+
+/** The upstreams: tracked connectors, their checks, the sessions over them, and the retirement of replaced ones. */
+function createUpstreams(
+  config: GatewayConfig,
+  logger: Logger,
+  opts: GatewayOptions,
+  metrics: GatewayMetrics,
+  credentials: Credentials,
+  policy: PolicyHolder,
+) {
+  // Every connector is tracked: its requests are timed, and one replaced by a route change is shut down once idle.
+  const connect = opts.connectUpstream ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, logger));
+  const upstreams = createUpstreamRegistry(
+    config,
+    logger,
+    { name: 'gitgate', version: VERSION },
+    (cfg) =>
+      trackConnector(connect(cfg), {
+        observe: (seconds, outcome) => metrics.upstreamSeconds.observe({ upstream: cfg.name, outcome }, seconds),
+      }),
+    (cfg, method) => credentials.forCall(cfg, { subject: 'gitgate', method }),
+  );
+  const upstreamChecks = new UpstreamChecks({
+    upstreams,
+    policy: () => policy.current(),
+    clientInfo: { name: 'gitgate', version: VERSION },
+    auth: (cfg, method) => credentials.forCall(cfg, { subject: 'gitgate', method }),
+    log: logger,
+    ...(opts.upstreamCheckTimer !== undefined ? { timer: opts.upstreamCheckTimer } : {}),
+  });
+  // In the background: start is not held up by a slow upstream.
+  if (opts.checkUpstreams !== false) policy.onSwap(() => void upstreamChecks.run());
+  const sessions = new SessionStore(
+    (name) => upstreams.get(name)?.config ?? config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 },
+  );
+  const retiring = new Set<Promise<void>>();
+  /** An upstream a route change replaced: its sessions end as their in-flight requests do, then its pool or children stop. */
+  const retire = (u: Upstream) => {
+    const c = u.connector as Partial<TrackedConnector>;
+    const done = (async () => {
+      await c.retire?.();
+      await sessions.sweep(); // the drained sessions now report closed: closed with their own credentials, audited
+      await u.shared.close();
+      await u.connector.shutdown();
+      logger.info(
+        { upstream: u.config.name, transport: u.connector.transport },
+        'replaced upstream connector shut down after its in-flight requests',
+      );
+    })().catch((err: unknown) =>
+      logger.error(
+        { upstream: u.config.name, err: (err as Error).message },
+        'shutting down a replaced upstream connector failed',
+      ),
+    );
+    retiring.add(done);
+    void done.finally(() => retiring.delete(done));
+  };
+  return { upstreams, upstreamChecks, sessions, retire, retiring };
+}
+
+/** Where the policy comes from: the local folder, or (GitOps) the policy repo's branch, synced on the clock. */
+async function startPolicySource(
+  config: GatewayConfig,
+  logger: Logger,
+  clock: Clock,
+  metrics: GatewayMetrics,
+  source: ReturnType<typeof createPolicy>,
+  ups: Pick<ReturnType<typeof createUpstreams>, 'upstreams' | 'retire'>,
+): Promise<PolicySync | undefined> {
+  const { policy, reloadPolicy } = source;
+  const { upstreams, retire } = ups;
+  // Where the policy comes from: the local folder, or (GitOps) the policy repo's branch.
+  let sync: PolicySync | undefined;
+  const repo = config.policy.repo;
+  if (repo === undefined) await reloadPolicy();
+  else {
+    sync = new PolicySync(
+      {
+        url: repo.url,
+        branch: repo.branch,
+        dir: repo.dir,
+        pollMs: repo.pollSeconds * 1000,
+        ...(repo.token !== undefined ? { token: repo.token.reveal() } : {}),
+        ...(repo.sshKeyFile !== undefined ? { sshKeyFile: repo.sshKeyFile } : {}),
+        compile: repo.compile,
+        ...(repo.verification !== undefined
+          ? {
+              verification: {
+                publicKey: repo.verification.publicKey.reveal(),
+                algorithm: repo.verification.algorithm,
+                ...(repo.verification.keyId ? { keyId: repo.verification.keyId } : {}),
+              },
+            }
+          : {}),
+      },
+      path.join(config.dataDir, 'policy-repo'),
+      path.join(config.dataDir, 'policy-builds'),
+      () => ensureOpa((line) => logger.info(line), toolEnv().opaPath),
+      (rev) => {
+        // Routes first: a request between the two swaps meets the old policy, which fails closed on an upstream it does not govern.
+        if (rev.routes !== undefined) {
+          const routes = validateRoutes(rev.routes, config.dataDir, `gitgate.routes.yaml@${rev.commit.slice(0, 12)}`);
+          const before = upstreams.names().map((name) => upstreams.get(name)!);
+          upstreams.replaceRoutes(routes);
+          for (const u of before) if (upstreams.get(u.config.name) !== u) retire(u);
+        }
+        policy.swap(rev.instance);
+      },
+      {
+        log: logger,
+        loaded: () => metrics.policySyncLoaded(),
+        failed: (commit) => metrics.policySyncFailed(commit),
+      },
+      clock,
+    );
+    await sync.start();
+  }
+  return sync;
+}
+
+/** What /readyz and the ready-check report. */
+function createReadiness(
+  config: GatewayConfig,
+  source: ReturnType<typeof createPolicy>,
+  audit: AuditParts,
+  upstreamChecks: UpstreamChecks,
+  sync: PolicySync | undefined,
+): Readiness {
+  const { policy, lastPolicyError } = source;
+  const repo = config.policy.repo;
+  const readiness: Readiness = {
+    problems: () => [
+      ...(policy.current() === undefined ? ['no policy loaded'] : []),
+      ...(audit.log !== undefined && !audit.log.status().healthy
+        ? [`audit log unavailable: ${audit.log.status().lastError}`]
+        : []),
+      ...(audit.committer?.status().blocked !== undefined
+        ? [`audit commits blocked: ${audit.committer.status().blocked}`]
+        : []),
+      ...upstreamChecks.problems(),
+    ],
+    upstreams: () => upstreamChecks.status(),
+    audit: () =>
+      audit.log === undefined
+        ? { enabled: false }
+        : { enabled: true, repo: config.audit.repo, ...audit.log.status(), ...audit.committer!.status() },
+    policy: () => policy.current()?.revision,
+    warnings: () => {
+      const refused = sync?.status().refused;
+      const serving = policy.current()?.revision.commit;
+      if (refused === undefined) return upstreamChecks.warnings();
+      return [
+        ...upstreamChecks.warnings(),
+        `policy commit ${refused.commit} was refused (${refused.message.split('\n')[0]}); still serving ${serving ?? 'no policy'}: push a fixed commit to ${repo?.branch ?? 'the policy branch'}`,
+      ];
+    },
+    lastPolicyError: () => sync?.status().lastError?.message ?? lastPolicyError(),
+    sync: () => sync?.status(),
+  };
+  return readiness;
+}
+
+/** Approvals: durable store, provider, one state machine fed by webhooks and polling (started); events audited per approval. */
+async function createApprovals(
+  config: GatewayConfig,
+  logger: Logger,
+  clock: Clock,
+  audit: AuditParts,
+  given: ApprovalProvider | undefined,
+): Promise<ApprovalService> {
+  // Approvals: durable store, provider, one state machine fed by webhooks and polling; events audited per approval.
+  // The approval request is opened where reviewers look only once its approval.requested record is durable.
+  const provider = auditedProvider(given ?? (await approvalProvider(config, clock)), audit.auditor);
+  const approvals = new ApprovalService(
+    new FileApprovalStore(path.join(config.dataDir, 'approvals')),
+    provider,
+    {
+      record: (a, type, data) =>
+        audit.auditor.approval({
+          type,
+          approval: { id: a.id, createdAt: a.createdAt, url: a.remote?.url ?? null },
+          upstream: a.call.upstream,
+          caller: { sub: a.requester.sub },
+          method: a.call.method,
+          ...(a.call.tool ? { tool: a.call.tool } : {}),
+          data,
+        }),
+      log: (msg, extra) => logger.info(extra ?? {}, msg),
+    },
+    {
+      pollMs: config.approvals.pollSeconds * 1000,
+      logins: config.approvals.logins,
+      clock,
+    },
+  );
+  await approvals.start();
+  return approvals;
+}
+
+/** POST /webhooks/github: approval reviews, and pushes to the policy branch (fetched at once). */
+function createWebhooks(
+  config: GatewayConfig,
+  approvals: ApprovalService,
+  sync: PolicySync | undefined,
+): GitHubWebhooks {
+  const repo = config.policy.repo;
+  const webhooks = new GitHubWebhooks(
+    config.approvals.webhookSecrets.map((s) => s.reveal()),
+    new DeliveryLog(config.dataDir),
+  );
+  if (approvals.provider.kind === 'github' && config.approvals.github !== undefined)
+    githubApprovalEvents(webhooks, approvals, config.approvals.github);
+  if (sync !== undefined && repo?.webhook === true) {
+    const s = sync;
+    webhooks.on('push', async (payload) => {
+      // A verified push to the policy branch: fetch now instead of at the next poll.
+      if (payload.ref === `refs/heads/${repo.branch}`) void s.sync();
+    });
+  }
+  return webhooks;
+}
+
 export async function createGateway(config: GatewayConfig, opts: GatewayOptions = {}): Promise<Gateway> {
   const logger =
     opts.logger ??
@@ -215,228 +499,26 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   try {
     const { verifier, devIssuer } = await configuredVerifier(config, clock);
 
-    const metrics = new GatewayMetrics();
-    metrics.onTtlCapped = ({ requested, max, policy: rev }) =>
-      logger.warn(
-        { requested, max, policy: rev },
-        `policy asks for credential.ttl_seconds ${requested}, above credentials.maxTtlSeconds ${max}: its credentials are capped to ${max} s`,
-      );
-    const policy = new PolicyHolder();
-    policy.onSwap((rev) => {
-      metrics.setPolicy(rev);
-      logger.info({ policy: rev }, 'policy revision now serving');
-    });
-    let lastPolicyError: string | undefined;
-    const reloadPolicy = async () => {
-      try {
-        const opa = await ensureOpa((line) => logger.info(line), toolEnv().opaPath);
-        const instance = await loadPolicyFromDir({ opa, dir: config.policy.dir, workDir: config.dataDir });
-        policy.swap(instance);
-        lastPolicyError = undefined;
-        return instance;
-      } catch (err) {
-        lastPolicyError = err instanceof Error ? err.message : String(err);
-        logger.error({ err: lastPolicyError }, 'policy load failed; the previous policy (if any) keeps serving');
-        throw err;
-      }
-    };
+    const metrics = createMetrics(logger);
+    const policySource = createPolicy(config, logger, metrics);
+    const { policy } = policySource;
 
-    // Retired keys stay published while tokens they signed can still be valid.
-    const keys = await KeyRing.load(config.dataDir, {
-      graceMs: (config.credentials.maxTtlSeconds + config.identity.clockToleranceSeconds + 60) * 1000,
-      activationMs: config.credentials.keyActivationSeconds * 1000,
-      clock,
-    });
-    const credentials = new Credentials(config, keys);
-    const rotateAfterMs =
-      config.credentials.rotateAfterHours === undefined ? undefined : config.credentials.rotateAfterHours * 3_600_000;
-    const rotation =
-      rotateAfterMs === undefined
-        ? undefined
-        : clock.every(Math.min(rotateAfterMs / 10, 3_600_000), () => {
-            if (keys.age() < rotateAfterMs) return;
-            keys.rotate().then(
-              (k) =>
-                logger.info(
-                  { kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString() },
-                  'credential signing key rotated (pre-published)',
-                ),
-              (err: unknown) => logger.error({ err }, 'credential signing key rotation failed'),
-            );
-          });
+    const { credentials, rotation } = await createCredentials(config, logger, clock);
 
-    // Every connector is tracked: its requests are timed, and one replaced by a route change is shut down once idle.
-    const connect = opts.connectUpstream ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, logger));
-    const upstreams = createUpstreamRegistry(
-      config,
-      logger,
-      { name: 'gitgate', version: VERSION },
-      (cfg) =>
-        trackConnector(connect(cfg), {
-          observe: (seconds, outcome) => metrics.upstreamSeconds.observe({ upstream: cfg.name, outcome }, seconds),
-        }),
-      (cfg, method) => credentials.forCall(cfg, { subject: 'gitgate', method }),
-    );
-    const upstreamChecks = new UpstreamChecks({
-      upstreams,
-      policy: () => policy.current(),
-      clientInfo: { name: 'gitgate', version: VERSION },
-      auth: (cfg, method) => credentials.forCall(cfg, { subject: 'gitgate', method }),
-      log: logger,
-      ...(opts.upstreamCheckTimer !== undefined ? { timer: opts.upstreamCheckTimer } : {}),
-    });
-    // In the background: start is not held up by a slow upstream.
-    if (opts.checkUpstreams !== false) policy.onSwap(() => void upstreamChecks.run());
-    const sessions = new SessionStore(
-      (name) => upstreams.get(name)?.config ?? config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 },
-    );
-    const retiring = new Set<Promise<void>>();
-    /** An upstream a route change replaced: its sessions end as their in-flight requests do, then its pool or children stop. */
-    const retire = (u: Upstream) => {
-      const c = u.connector as Partial<TrackedConnector>;
-      const done = (async () => {
-        await c.retire?.();
-        await sessions.sweep(); // the drained sessions now report closed: closed with their own credentials, audited
-        await u.shared.close();
-        await u.connector.shutdown();
-        logger.info(
-          { upstream: u.config.name, transport: u.connector.transport },
-          'replaced upstream connector shut down after its in-flight requests',
-        );
-      })().catch((err: unknown) =>
-        logger.error(
-          { upstream: u.config.name, err: (err as Error).message },
-          'shutting down a replaced upstream connector failed',
-        ),
-      );
-      retiring.add(done);
-      void done.finally(() => retiring.delete(done));
-    };
+    const ups = createUpstreams(config, logger, opts, metrics, credentials, policy);
+    const { upstreams, upstreamChecks, sessions, retiring } = ups;
     const audit = await createAudit(config, logger, opts.wal);
-    // Where the policy comes from: the local folder, or (GitOps) the policy repo's branch.
-    let sync: PolicySync | undefined;
-    const repo = config.policy.repo;
-    if (repo === undefined) await reloadPolicy();
-    else {
-      sync = new PolicySync(
-        {
-          url: repo.url,
-          branch: repo.branch,
-          dir: repo.dir,
-          pollMs: repo.pollSeconds * 1000,
-          ...(repo.token !== undefined ? { token: repo.token.reveal() } : {}),
-          ...(repo.sshKeyFile !== undefined ? { sshKeyFile: repo.sshKeyFile } : {}),
-          compile: repo.compile,
-          ...(repo.verification !== undefined
-            ? {
-                verification: {
-                  publicKey: repo.verification.publicKey.reveal(),
-                  algorithm: repo.verification.algorithm,
-                  ...(repo.verification.keyId ? { keyId: repo.verification.keyId } : {}),
-                },
-              }
-            : {}),
-        },
-        path.join(config.dataDir, 'policy-repo'),
-        path.join(config.dataDir, 'policy-builds'),
-        () => ensureOpa((line) => logger.info(line), toolEnv().opaPath),
-        (rev) => {
-          // Routes first: a request between the two swaps meets the old policy, which fails closed on an upstream it does not govern.
-          if (rev.routes !== undefined) {
-            const routes = validateRoutes(rev.routes, config.dataDir, `gitgate.routes.yaml@${rev.commit.slice(0, 12)}`);
-            const before = upstreams.names().map((name) => upstreams.get(name)!);
-            upstreams.replaceRoutes(routes);
-            for (const u of before) if (upstreams.get(u.config.name) !== u) retire(u);
-          }
-          policy.swap(rev.instance);
-        },
-        {
-          log: logger,
-          loaded: () => metrics.policySyncLoaded(),
-          failed: (commit) => metrics.policySyncFailed(commit),
-        },
-        clock,
-      );
-      await sync.start();
-    }
+    const sync = await startPolicySource(config, logger, clock, metrics, policySource, ups);
     const catalogs = new ToolCatalogs();
     sessions.onDelete = (session, reason) => {
       catalogs.delete(`session:${session.id}`);
       return audit.auditor.sessionClosed(session, reason);
     };
     const rates = new RateLimiter(clock);
-    const readiness: Readiness = {
-      problems: () => [
-        ...(policy.current() === undefined ? ['no policy loaded'] : []),
-        ...(audit.log !== undefined && !audit.log.status().healthy
-          ? [`audit log unavailable: ${audit.log.status().lastError}`]
-          : []),
-        ...(audit.committer?.status().blocked !== undefined
-          ? [`audit commits blocked: ${audit.committer.status().blocked}`]
-          : []),
-        ...upstreamChecks.problems(),
-      ],
-      upstreams: () => upstreamChecks.status(),
-      audit: () =>
-        audit.log === undefined
-          ? { enabled: false }
-          : { enabled: true, repo: config.audit.repo, ...audit.log.status(), ...audit.committer!.status() },
-      policy: () => policy.current()?.revision,
-      warnings: () => {
-        const refused = sync?.status().refused;
-        const serving = policy.current()?.revision.commit;
-        if (refused === undefined) return upstreamChecks.warnings();
-        return [
-          ...upstreamChecks.warnings(),
-          `policy commit ${refused.commit} was refused (${refused.message.split('\n')[0]}); still serving ${serving ?? 'no policy'}: push a fixed commit to ${repo?.branch ?? 'the policy branch'}`,
-        ];
-      },
-      lastPolicyError: () => sync?.status().lastError?.message ?? lastPolicyError,
-      sync: () => sync?.status(),
-    };
+    const readiness = createReadiness(config, policySource, audit, upstreamChecks, sync);
     const engine = opts.wrapPolicy?.(policy) ?? policy;
-    // Approvals: durable store, provider, one state machine fed by webhooks and polling; events audited per approval.
-    // The approval request is opened where reviewers look only once its approval.requested record is durable.
-    const provider = auditedProvider(
-      opts.approvalProvider ?? (await approvalProvider(config, approvalClock)),
-      audit.auditor,
-    );
-    const approvals = new ApprovalService(
-      new FileApprovalStore(path.join(config.dataDir, 'approvals')),
-      provider,
-      {
-        record: (a, type, data) =>
-          audit.auditor.approval({
-            type,
-            approval: { id: a.id, createdAt: a.createdAt, url: a.remote?.url ?? null },
-            upstream: a.call.upstream,
-            caller: { sub: a.requester.sub },
-            method: a.call.method,
-            ...(a.call.tool ? { tool: a.call.tool } : {}),
-            data,
-          }),
-        log: (msg, extra) => logger.info(extra ?? {}, msg),
-      },
-      {
-        pollMs: config.approvals.pollSeconds * 1000,
-        logins: config.approvals.logins,
-        clock: approvalClock,
-      },
-    );
-    await approvals.start();
-    const webhooks = new GitHubWebhooks(
-      config.approvals.webhookSecrets.map((s) => s.reveal()),
-      new DeliveryLog(config.dataDir),
-    );
-    if (approvals.provider.kind === 'github' && config.approvals.github !== undefined)
-      githubApprovalEvents(webhooks, approvals, config.approvals.github);
-    if (sync !== undefined && repo?.webhook === true) {
-      const s = sync;
-      webhooks.on('push', async (payload) => {
-        // A verified push to the policy branch: fetch now instead of at the next poll.
-        if (payload.ref === `refs/heads/${repo.branch}`) void s.sync();
-      });
-    }
+    const approvals = await createApprovals(config, logger, approvalClock, audit, opts.approvalProvider);
+    const webhooks = createWebhooks(config, approvals, sync);
     const loginOf = (identity: Identity) => approverLogin(identity, config.approvals.logins);
 
     if (audit.log !== undefined) metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));

@@ -6,6 +6,7 @@ import { LocalApprovalProvider } from '../approvals/local/provider.js';
 import { printable } from '../approvals/request-text.js';
 import { isRequester, loginOf, namesOf } from '../approvals/requester.js';
 import { FileApprovalStore } from '../approvals/store.js';
+import { systemClock } from '../clock.js';
 import { loadConfig } from '../config/load.js';
 import { GatewayError } from '../errors.js';
 import { configuredVerifier } from '../identity/configured-verifier.js';
@@ -113,14 +114,19 @@ async function decide(
   if (!provider.isKnown(by)) throw new Error(`${by} is not a known user (approvals.local.teams)`);
   if (!(await provider.isEligible(by, a.approvers)))
     throw new Error(`${by} is not an eligible approver of ${id} (${a.approvers.join(', ')})`);
-  await recordLocalDecision(repo, id, {
-    action,
-    by,
-    sub: identity.sub,
-    issuer: identity.issuer,
-    ...(identity.email !== undefined ? { email: identity.email } : {}),
-    ...(o.reason !== undefined ? { reason: o.reason } : {}),
-  });
+  await recordLocalDecision(
+    repo,
+    id,
+    {
+      action,
+      by,
+      sub: identity.sub,
+      issuer: identity.issuer,
+      ...(identity.email !== undefined ? { email: identity.email } : {}),
+      ...(o.reason !== undefined ? { reason: o.reason } : {}),
+    },
+    new Date(systemClock.now()),
+  );
   out(
     `${action === 'approve' ? 'approved' : 'denied'} ${id} as ${by}; the gateway applies it within ${config.approvals.pollSeconds} s`,
   );

@@ -3,6 +3,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { GatewayError } from '../errors.js';
 import { packageRoot } from '../paths.js';
+import type { ConfigDocument, SecretRef, UpstreamDocument } from './document.js';
 import { compileSchema, formatSchemaErrors } from './schema.js';
 import { Secret } from './secret.js';
 import type { CredentialPlacement, GatewayConfig, StaticSecret, UpstreamConfig } from './types.js';
@@ -131,124 +132,54 @@ export function validateConfig(
     if (overrides.pollInterval !== undefined) repo.pollSeconds = overrides.pollInterval;
   }
   if (overrides.approvalHold !== undefined) section(doc, 'approvals').holdSeconds = overrides.approvalHold;
-  doc.identity ??= {};
-  doc.policy ??= {};
-  doc.log ??= {};
-  const ids = doc.identity as Record<string, unknown>;
-  ids.claims ??= {};
-  const validate = compileSchema('config', { useDefaults: true });
-  if (!validate(doc)) {
-    const problems = formatSchemaErrors(validate.errors);
-    throw new GatewayError(
-      'CONFIG_INVALID',
-      `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`,
-      {
-        data: { problems },
-      },
-    );
-  }
+  const validate = compileSchema<ConfigDocument>('config', { useDefaults: true });
+  if (!validate(doc)) throw invalid(source, formatSchemaErrors(validate.errors));
+  return resolveConfig(doc, baseDir, source);
+}
+
+const invalid = (source: string, problems: string[]) =>
+  new GatewayError('CONFIG_INVALID', `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, {
+    data: { problems },
+  });
+
+/**
+ * A validated document (every schema default filled in) → the frozen config: paths resolved
+ * against `baseDir`, secrets read, and the defaults that depend on other keys derived.
+ */
+function resolveConfig(doc: ConfigDocument, baseDir: string, source: string): GatewayConfig {
   const env = process.env;
   const problems: string[] = [];
-  const logLevel = env.GITGATE_LOG_LEVEL ?? (doc.log as { level: string }).level;
-  const upstreams = normalizeUpstreams(
-    (doc.upstreams ?? {}) as Record<string, Record<string, unknown>>,
-    baseDir,
-    env,
-    problems,
-  );
+  const { server, approvals: appr, audit, credentials: creds, policy } = doc;
+  const upstreams = normalizeUpstreams(doc.upstreams, baseDir, env, problems);
   if (Object.keys(upstreams).length === 0) problems.push('upstreams: at least one upstream is required');
-  if ((server.headersTimeoutMs as number) > (server.requestTimeoutMs as number)) {
+  if (server.headersTimeoutMs > server.requestTimeoutMs) {
     problems.push(
-      `server.headersTimeoutMs (${String(server.headersTimeoutMs)}) must not exceed server.requestTimeoutMs (${String(server.requestTimeoutMs)})`,
+      `server.headersTimeoutMs (${server.headersTimeoutMs}) must not exceed server.requestTimeoutMs (${server.requestTimeoutMs})`,
     );
   }
-  if (problems.length > 0) {
-    throw new GatewayError(
-      'CONFIG_INVALID',
-      `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`,
-      { data: { problems } },
-    );
-  }
-  const appr = (doc.approvals ?? {}) as {
-    provider?: 'local' | 'github';
-    holdSeconds?: number;
-    pollSeconds?: number;
-    logins?: Record<string, string>;
-    local?: { repo?: string; teams?: Record<string, string[]> };
-    github?: {
-      baseUrl?: string;
-      owner: string;
-      repo: string;
-      baseBranch?: string;
-      token?: SecretRef;
-      app?: { appId: number; installationId: number; privateKey: SecretRef };
-      onFinish?: 'close' | 'merge';
-    };
-    webhookSecret?: SecretRef | SecretRef[];
-  };
+  if (problems.length > 0) throw invalid(source, problems);
   const secretOf = (where: string, ref: SecretRef | undefined) => readSecret(where, ref, baseDir, env, problems)?.value;
   const gh = appr.github;
   const ghToken = secretOf('approvals.github.token', gh?.token);
   const ghKey = secretOf('approvals.github.app.privateKey', gh?.app?.privateKey);
   // One secret, or a list while one is rotated (any of them verifies).
+  const hooks = appr.webhookSecret;
   const webhookSecrets = (
-    Array.isArray(appr.webhookSecret)
-      ? appr.webhookSecret.map((ref, i) => secretOf(`approvals.webhookSecret[${i}]`, ref))
-      : [secretOf('approvals.webhookSecret', appr.webhookSecret)]
-  ).filter((s) => s !== undefined);
-  const audit = (doc.audit ?? {}) as {
-    enabled?: boolean;
-    repo?: string;
-    remote?: string;
-    commitEveryRecords?: number;
-    commitEveryMs?: number;
-    maxRecordedBytes?: number;
-  };
-  const creds = (doc.credentials ?? {}) as {
-    issuer?: string;
-    maxTtlSeconds?: number;
-    keyActivationSeconds?: number;
-    rotateAfterHours?: number;
-  };
-  const policy = doc.policy as {
-    dir: string;
-    entrypoint: 'gitgate/decision';
-    repo?: {
-      url: string;
-      branch?: string;
-      dir?: string;
-      pollSeconds?: number;
-      token?: SecretRef;
-      sshKey?: SecretRef;
-      compile?: boolean;
-      verification?: { publicKey: SecretRef; algorithm?: string; keyId?: string };
-      webhook?: boolean;
-    };
-  };
+    hooks === undefined
+      ? []
+      : isSecretList(hooks)
+        ? hooks.map((ref, i) => secretOf(`approvals.webhookSecret[${i}]`, ref))
+        : [secretOf('approvals.webhookSecret', hooks)]
+  ).filter((x) => x !== undefined);
   const pr = policy.repo;
-  const repoToken = readSecret('policy.repo.token', pr?.token, baseDir, env, problems)?.value;
-  const verifyKey = readSecret(
-    'policy.repo.verification.publicKey',
-    pr?.verification?.publicKey,
-    baseDir,
-    env,
-    problems,
-  )?.value;
+  const repoToken = secretOf('policy.repo.token', pr?.token);
+  const verifyKey = secretOf('policy.repo.verification.publicKey', pr?.verification?.publicKey);
   // A secret that is missing or empty is a problem, never a silent default (an empty webhook secret would let anyone sign).
-  if (problems.length > 0) {
-    throw new GatewayError(
-      'CONFIG_INVALID',
-      `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`,
-      { data: { problems } },
-    );
-  }
+  if (problems.length > 0) throw invalid(source, problems);
   const config: GatewayConfig = {
-    server: {
-      ...(server as Omit<GatewayConfig['server'], 'allowedOrigins'>),
-      allowedOrigins: (server.allowedOrigins as string[] | undefined) ?? [],
-    },
-    dataDir: path.resolve(baseDir, doc.dataDir as string),
-    identity: doc.identity as GatewayConfig['identity'],
+    server,
+    dataDir: path.resolve(baseDir, doc.dataDir),
+    identity: doc.identity,
     policy: {
       dir: path.resolve(baseDir, policy.dir),
       entrypoint: policy.entrypoint,
@@ -256,87 +187,89 @@ export function validateConfig(
         ? {
             repo: {
               url: isRemoteUrl(pr.url) ? pr.url : path.resolve(baseDir, pr.url),
-              branch: pr.branch ?? 'main',
-              dir: pr.dir ?? 'policies',
-              pollSeconds: pr.pollSeconds ?? 30,
+              branch: pr.branch,
+              dir: pr.dir,
+              pollSeconds: pr.pollSeconds,
               ...(repoToken !== undefined ? { token: repoToken } : {}),
               ...(pr.sshKey?.fromFile !== undefined ? { sshKeyFile: path.resolve(baseDir, pr.sshKey.fromFile) } : {}),
-              compile: pr.compile ?? true,
+              compile: pr.compile,
               ...(pr.verification !== undefined && verifyKey !== undefined
                 ? {
                     verification: {
                       publicKey: verifyKey,
-                      algorithm: pr.verification.algorithm ?? 'RS256',
+                      algorithm: pr.verification.algorithm,
                       ...(pr.verification.keyId !== undefined ? { keyId: pr.verification.keyId } : {}),
                     },
                   }
                 : {}),
-              webhook: pr.webhook ?? true,
+              webhook: pr.webhook,
             },
           }
         : {}),
     },
     upstreams,
     credentials: {
-      issuer: creds.issuer ?? (server.publicUrl as string | undefined) ?? 'urn:gitgate',
-      maxTtlSeconds: creds.maxTtlSeconds ?? 300,
-      keyActivationSeconds: creds.keyActivationSeconds ?? 300,
+      // Derived: the gateway's public URL when it has one.
+      issuer: creds.issuer ?? server.publicUrl ?? 'urn:gitgate',
+      maxTtlSeconds: creds.maxTtlSeconds,
+      keyActivationSeconds: creds.keyActivationSeconds,
       ...(creds.rotateAfterHours !== undefined ? { rotateAfterHours: creds.rotateAfterHours } : {}),
     },
     audit: {
-      enabled: audit.enabled ?? true,
-      repo: path.resolve(baseDir, audit.repo ?? path.join(doc.dataDir as string, 'audit')),
+      enabled: audit.enabled,
+      // Derived: inside the data dir unless set.
+      repo: path.resolve(baseDir, audit.repo ?? path.join(doc.dataDir, 'audit')),
       ...(audit.remote !== undefined ? { remote: audit.remote } : {}),
-      commitEveryRecords: audit.commitEveryRecords ?? 10_000,
-      commitEveryMs: audit.commitEveryMs ?? 1000,
-      maxRecordedBytes: audit.maxRecordedBytes ?? 65536,
+      commitEveryRecords: audit.commitEveryRecords,
+      commitEveryMs: audit.commitEveryMs,
+      maxRecordedBytes: audit.maxRecordedBytes,
     },
     approvals: {
-      provider: appr.provider ?? 'local',
-      holdSeconds: appr.holdSeconds ?? 90,
-      pollSeconds: appr.pollSeconds ?? 10,
-      logins: appr.logins ?? {},
+      provider: appr.provider,
+      holdSeconds: appr.holdSeconds,
+      pollSeconds: appr.pollSeconds,
+      logins: appr.logins,
       local: {
-        repo: path.resolve(baseDir, appr.local?.repo ?? path.join(doc.dataDir as string, 'approvals.git')),
-        teams: appr.local?.teams ?? {},
+        repo: path.resolve(baseDir, appr.local.repo ?? path.join(doc.dataDir, 'approvals.git')),
+        teams: appr.local.teams,
       },
       ...(gh !== undefined
         ? {
             github: {
-              baseUrl: (gh.baseUrl ?? 'https://api.github.com').replace(/\/+$/, ''),
+              baseUrl: gh.baseUrl.replace(/\/+$/, ''),
               owner: gh.owner,
               repo: gh.repo,
-              baseBranch: gh.baseBranch ?? 'main',
+              baseBranch: gh.baseBranch,
               ...(ghToken !== undefined ? { token: ghToken } : {}),
               ...(gh.app !== undefined && ghKey !== undefined
                 ? { app: { appId: gh.app.appId, installationId: gh.app.installationId, privateKey: ghKey } }
                 : {}),
-              onFinish: gh.onFinish ?? 'close',
+              onFinish: gh.onFinish,
             },
           }
         : {}),
       webhookSecrets,
     },
-    log: { level: logLevel },
+    // The environment overrides the file (tooling, not behaviour).
+    log: { level: env.GITGATE_LOG_LEVEL ?? doc.log.level },
     source,
   };
   return deepFreeze(config);
 }
 
+const isSecretList = (v: SecretRef | readonly SecretRef[]): v is readonly SecretRef[] => Array.isArray(v);
+
 /** Schema-validated upstream entries → UpstreamConfig (shared by the config file and the policy repo's routes). */
 export function normalizeUpstreams(
-  rawAll: Record<string, Record<string, unknown>>,
+  rawAll: Readonly<Record<string, UpstreamDocument>>,
   baseDir: string,
   env: NodeJS.ProcessEnv,
   problems: string[],
 ): Record<string, UpstreamConfig> {
   const upstreams: Record<string, UpstreamConfig> = {};
   for (const [name, raw] of Object.entries(rawAll)) {
-    const stdio = raw.stdio as
-      | { command: string; args?: string[]; env?: Record<string, string>; cwd?: string }
-      | undefined;
-    const url = raw.url as string | undefined;
-    const placement = raw.credential as CredentialPlacement | false | undefined;
+    const { stdio, url, credential: placement } = raw;
+    // Ajv fills no defaults inside the credential's oneOf: Authorization: Bearer is applied here.
     const credential: CredentialPlacement | undefined =
       placement === false
         ? undefined
@@ -345,40 +278,33 @@ export function normalizeUpstreams(
           : url !== undefined
             ? { header: 'authorization', scheme: 'Bearer' }
             : undefined;
-    const secret = readSecret(`upstreams.${name}.secret`, raw.secret as SecretRef | undefined, baseDir, env, problems);
+    const secret = readSecret(`upstreams.${name}.secret`, raw.secret, baseDir, env, problems);
     upstreams[name] = {
       name,
-      audience: (raw.audience as string | undefined) ?? url ?? `gitgate:upstream:${name}`,
+      // Derived: the upstream's URL, else a name of its own.
+      audience: raw.audience ?? url ?? `gitgate:upstream:${name}`,
       ...(credential !== undefined ? { credential } : {}),
       ...(secret !== undefined ? { secret } : {}),
-      ...(raw.url !== undefined ? { url: raw.url as string } : {}),
+      ...(url !== undefined ? { url } : {}),
       ...(stdio !== undefined
         ? {
             stdio: {
               command: stdio.command,
-              args: stdio.args ?? [],
-              env: stdio.env ?? {},
+              args: stdio.args,
+              env: stdio.env,
               ...(stdio.cwd !== undefined ? { cwd: path.resolve(baseDir, stdio.cwd) } : {}),
             },
           }
         : {}),
-      timeoutMs: raw.timeoutMs as number,
-      maxSessions: raw.maxSessions as number,
-      maxSessionsPerCaller: raw.maxSessionsPerCaller as number,
-      idleTimeoutMs: raw.idleTimeoutMs as number,
-      maxResponseBytes: raw.maxResponseBytes as number,
-      maxInFlightBytes: raw.maxInFlightBytes as number,
+      timeoutMs: raw.timeoutMs,
+      maxSessions: raw.maxSessions,
+      maxSessionsPerCaller: raw.maxSessionsPerCaller,
+      idleTimeoutMs: raw.idleTimeoutMs,
+      maxResponseBytes: raw.maxResponseBytes,
+      maxInFlightBytes: raw.maxInFlightBytes,
     };
   }
   return upstreams;
-}
-
-interface SecretRef {
-  header?: string;
-  scheme?: string;
-  envVar?: string;
-  fromEnv?: string;
-  fromFile?: string;
 }
 
 function readSecret(
@@ -417,23 +343,11 @@ function readSecret(
  */
 export function validateRoutes(raw: unknown, baseDir: string, source: string): Record<string, UpstreamConfig> {
   if (raw === null || raw === undefined || (typeof raw === 'object' && Object.keys(raw).length === 0)) return {};
-  const validate = compileSchema('config', { useDefaults: true });
-  const doc = { upstreams: structuredClone(raw) as Record<string, unknown> };
-  if (!validate(doc)) {
-    const problems = formatSchemaErrors(validate.errors);
-    throw new GatewayError(
-      'CONFIG_INVALID',
-      `${source}: ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`,
-      { data: { problems } },
-    );
-  }
+  const validate = compileSchema<ConfigDocument>('config', { useDefaults: true });
+  const doc = { upstreams: structuredClone(raw) };
+  if (!validate(doc)) throw invalid(source, formatSchemaErrors(validate.errors));
   const problems: string[] = [];
-  const upstreams = normalizeUpstreams(
-    doc.upstreams as Record<string, Record<string, unknown>>,
-    baseDir,
-    process.env,
-    problems,
-  );
+  const upstreams = normalizeUpstreams(doc.upstreams, baseDir, process.env, problems);
   if (problems.length > 0) throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.join('; ')}`);
   return upstreams;
 }

@@ -11,16 +11,22 @@ export type SchemaName = 'config' | 'input' | 'decision' | 'audit-record';
 
 const cache = new Map<string, ValidateFunction>();
 
-/** Compile one of the JSON Schemas in schemas/ (cached). `useDefaults` fills defaults in place. */
-export function compileSchema(name: SchemaName, opts: { useDefaults?: boolean } = {}): ValidateFunction {
+/**
+ * Compile one of the JSON Schemas in schemas/ (cached). `useDefaults` fills defaults in place.
+ * `T` is what a document that validates is (the validator is its type guard).
+ */
+export function compileSchema<T = unknown>(
+  name: SchemaName,
+  opts: { useDefaults?: boolean } = {},
+): ValidateFunction<T> {
   const key = `${name}:${opts.useDefaults === true}`;
-  const hit = cache.get(key);
+  const hit = cache.get(key) as ValidateFunction<T> | undefined;
   if (hit) return hit;
   const ajv = new Ajv2020({ allErrors: true, strict: false, verbose: true, useDefaults: opts.useDefaults === true });
   addFormats(ajv);
   const schema = JSON.parse(readFileSync(path.join(schemasDir, `${name}.schema.json`), 'utf8')) as object;
-  const validate = ajv.compile(schema);
-  cache.set(key, validate);
+  const validate = ajv.compile<T>(schema);
+  cache.set(key, validate as ValidateFunction);
   return validate;
 }
 

@@ -80,7 +80,7 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
           count(deps, req.params.upstream, note.method ?? method, outcome);
           logExchange(req, note, outcome, started);
         }
-        await sendMcpReply(reply, out, note.rpcId ?? null, ctl.signal);
+        await sendMcpReply(reply, out, note.rpcId ?? null, ctl.signal, deps.clock);
         return reply;
       },
     });

@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import type { FastifyReply } from 'fastify';
+import { type Clock, systemClock } from '../clock.js';
 import { type GatewayError, toGatewayError } from '../errors.js';
 import { errorResponse, type JsonRpcId, type JsonRpcMessage } from '../mcp/jsonrpc.js';
 import type { ReplayStream } from '../mcp/replay.js';
@@ -23,6 +24,7 @@ export async function sendMcpReply(
   out: McpReply,
   requestId: JsonRpcId | null,
   signal?: AbortSignal,
+  clock: Clock = systemClock,
 ): Promise<void> {
   switch (out.kind) {
     case 'accepted':
@@ -39,7 +41,7 @@ export async function sendMcpReply(
         .send(out.body);
       return;
     case 'stream':
-      await writeStream(reply, out.headers, out.messages, requestId, signal, out.replay);
+      await writeStream(reply, out.headers, out.messages, requestId, signal, clock, out.replay);
       return;
   }
 }
@@ -50,6 +52,7 @@ async function writeStream(
   messages: AsyncIterable<JsonRpcMessage>,
   requestId: JsonRpcId | null,
   signal: AbortSignal | undefined,
+  clock: Clock,
   replay?: ReplayStream,
 ): Promise<void> {
   reply.hijack();
@@ -61,8 +64,7 @@ async function writeStream(
     ...headers,
   });
   raw.flushHeaders();
-  const keepalive = setInterval(() => raw.write(': keepalive\n\n'), KEEPALIVE_MS);
-  keepalive.unref();
+  const keepalive = clock.every(KEEPALIVE_MS, () => raw.write(': keepalive\n\n'));
   const it = messages[Symbol.asyncIterator]();
   // Ends when the client goes away, or (GET streams at shutdown) when the route aborts.
   const closed = new Promise<void>((resolve) => {
@@ -82,7 +84,7 @@ async function writeStream(
       raw.write(encodeSse(answer, replay?.record(answer)));
     }
   } finally {
-    clearInterval(keepalive);
+    keepalive.cancel();
     void it.return?.();
     if (!raw.destroyed) raw.end();
   }

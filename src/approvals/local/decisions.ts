@@ -34,7 +34,7 @@ export async function recordLocalDecision(
   repo: LocalGitRepo,
   id: string,
   d: Omit<LocalDecision, 'commit' | 'at'>,
-  now = new Date(),
+  now: Date,
 ): Promise<LocalDecision> {
   const branch = branchOf(id);
   const head = await repo.head(branch);
