@@ -75,11 +75,11 @@ const RE2: Record<string, string> = {
   credit_card: String.raw`(?<![\d-])\d(?:[ -]?\d){12,18}`,
   iban: OLD.iban!.source,
   aws_access_key: OLD.aws_access_key!.source,
-  aws_secret_key: String.raw`(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}`,
+  aws_secret_key: '(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}',
   github_token: OLD.github_token!.source,
   jwt: OLD.jwt!.source,
   bearer_token: OLD.bearer_token!.source,
-  private_key: String.raw`-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----(?s:.)*?-----END (?:[A-Z]+ )*PRIVATE KEY-----`,
+  private_key: '-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----(?s:.)*?-----END (?:[A-Z]+ )*PRIVATE KEY-----',
   us_ssn: String.raw`(?<![\d-])\d{3}-\d{2}-\d{4}`,
 };
 const time = (f: () => unknown, reps = 5): number => {

@@ -87,7 +87,7 @@ describe('Channel', () => {
 
   it('tells a paused producer when the consumer has taken everything, or gave up', async () => {
     const ch = new Channel<number>();
-    [1, 2, 3].forEach((n) => ch.push(n));
+    for (const n of [1, 2, 3]) ch.push(n);
     expect(ch.size).toBe(3);
     let drained = 0;
     ch.onDrain(() => drained++);
@@ -107,7 +107,7 @@ describe('Channel', () => {
 
   it('a bounded channel drops the oldest', async () => {
     const ch = new Channel<number>(2);
-    [1, 2, 3].forEach((n) => ch.push(n));
+    for (const n of [1, 2, 3]) ch.push(n);
     ch.close();
     const got: number[] = [];
     for await (const v of ch) got.push(v);
