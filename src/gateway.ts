@@ -44,7 +44,8 @@ import { GatewayMetrics } from './metrics/metrics.js';
 import { type DecisionEngine, PolicyHolder, type PolicyInstance } from './policy/engine.js';
 import { loadPolicyFromDir } from './policy/local-source.js';
 import { ensureOpa } from './policy/opa-binary.js';
-import { RateLimiter } from './policy/rate-limit.js';
+import { RateLimiter, type Rates } from './policy/rate-limit.js';
+import { openSharedStore, type SharedStore } from './store/shared.js';
 import { VERSION } from './version.js';
 import { DeliveryLog, GitHubWebhooks } from './webhooks/verify-and-receive.js';
 
@@ -207,7 +208,11 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   // One gateway per data dir: its WAL, audit repo and approvals are this process's alone.
   const lock = await lockDataDir(config.dataDir);
+  let shared: SharedStore | undefined;
   try {
+    // Multi-replica mode: the shared store first (migrated under its advisory lock); a store that cannot be reached fails the start.
+    if (config.store !== undefined)
+      shared = await openSharedStore(config.store, (msg, extra) => logger.warn(extra ?? {}, msg));
     const { verifier, devIssuer } = await configuredVerifier(config);
 
     const metrics = new GatewayMetrics();
@@ -242,6 +247,25 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       activationMs: config.credentials.keyActivationSeconds * 1000,
     });
     const credentials = new Credentials(config, keys);
+    // Several replicas: each publishes its public keys; every one serves the union (private keys stay here).
+    const keyGraceMs = (config.credentials.maxTtlSeconds + config.identity.clockToleranceSeconds + 60) * 1000;
+    const published = shared?.keys(keys, keyGraceMs + config.credentials.keyActivationSeconds * 1000);
+    if (published !== undefined) {
+      await published.publish();
+      credentials.published = () => published.jwks();
+      credentials.onRotate = () => published.publish();
+    }
+    const heartbeat =
+      published === undefined
+        ? undefined
+        : setInterval(
+            () =>
+              void published
+                .publish()
+                .catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'publishing keys failed')),
+            Math.max(1000, keyGraceMs / 4),
+          );
+    heartbeat?.unref();
     const rotateAfterMs =
       config.credentials.rotateAfterHours === undefined ? undefined : config.credentials.rotateAfterHours * 3_600_000;
     const rotation =
@@ -250,12 +274,13 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         : setInterval(
             () => {
               if (keys.age() < rotateAfterMs) return;
-              keys.rotate().then(
-                (k) =>
+              credentials.rotate().then(
+                (k) => {
                   logger.info(
                     { kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString() },
                     'credential signing key rotated (pre-published)',
-                  ),
+                  );
+                },
                 (err: unknown) => logger.error({ err }, 'credential signing key rotation failed'),
               );
             },
@@ -362,9 +387,11 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       catalogs.delete(`session:${session.id}`);
       return audit.auditor.sessionClosed(session, reason);
     };
-    const rates = new RateLimiter();
+    const rates: Rates = shared?.rates ?? new RateLimiter();
     const readiness: Readiness = {
+      ...(shared !== undefined ? { store: () => shared!.check() } : {}),
       problems: () => [
+        ...(shared?.problems() ?? []),
         ...(policy.current() === undefined ? ['no policy loaded'] : []),
         ...(audit.log !== undefined && !audit.log.status().healthy
           ? [`audit log unavailable: ${audit.log.status().lastError}`]
@@ -400,10 +427,15 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       audit.auditor,
     );
     const approvals = new ApprovalService(
-      new FileApprovalStore(path.join(config.dataDir, 'approvals')),
+      shared?.approvals ?? new FileApprovalStore(path.join(config.dataDir, 'approvals')),
       provider,
       {
-        record: (a, type, data) =>
+        record: (a, type, data) => {
+          // The shared event history (claim() writes approval.executed itself, in its one statement).
+          if (shared !== undefined && type !== 'approval.executed')
+            void shared.approvals
+              .event(a.id, type)
+              .catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'approval event not shared'));
           audit.auditor.approval({
             type,
             approval: { id: a.id, createdAt: a.createdAt, url: a.remote?.url ?? null },
@@ -412,17 +444,23 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
             method: a.call.method,
             ...(a.call.tool ? { tool: a.call.tool } : {}),
             data,
-          }),
+          });
+        },
         log: (msg, extra) => logger.info(extra ?? {}, msg),
       },
       {
         pollMs: config.approvals.pollSeconds * 1000,
         logins: config.approvals.logins,
         ...(opts.approvalClock !== undefined ? { now: opts.approvalClock } : {}),
+        // Several replicas: one polls at a time; its lease ends with its connection, and another takes over.
+        ...(shared !== undefined ? { shouldPoll: () => shared!.db.holdLease('approvals-poller') } : {}),
       },
     );
     await approvals.start();
-    const webhooks = new GitHubWebhooks(config.approvals.webhookSecret?.reveal(), new DeliveryLog(config.dataDir));
+    const webhooks = new GitHubWebhooks(
+      config.approvals.webhookSecret?.reveal(),
+      shared?.deliveries ?? new DeliveryLog(config.dataDir),
+    );
     if (approvals.provider.kind === 'github' && config.approvals.github !== undefined)
       githubApprovalEvents(webhooks, approvals, config.approvals.github);
     if (sync !== undefined && repo?.webhook === true) {
@@ -483,6 +521,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       },
       async close() {
         if (rotation !== undefined) clearInterval(rotation);
+        if (heartbeat !== undefined) clearInterval(heartbeat);
         rates.close();
         approvals.stop();
         sync?.stop();
@@ -494,10 +533,12 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         // Everything recorded reaches the audit repo before exit.
         await audit.committer?.stop();
         await audit.log?.close();
+        await shared?.close();
         await lock.release();
       },
     };
   } catch (err) {
+    await shared?.close();
     await lock.release();
     throw err;
   }

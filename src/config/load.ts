@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { GatewayError } from '../errors.js';
@@ -222,6 +223,10 @@ export function validateConfig(
       webhook?: boolean;
     };
   };
+  const store = (doc.store ?? {}) as {
+    postgres?: { url: SecretRef; schema: string; poolMax: number; timeoutMs: number; replicaId?: string };
+  };
+  const storeUrl = readSecret('store.postgres.url', store.postgres?.url, baseDir, env, problems)?.value;
   const pr = policy.repo;
   const repoToken = readSecret('policy.repo.token', pr?.token, baseDir, env, problems)?.value;
   const verifyKey = readSecret(
@@ -314,6 +319,24 @@ export function validateConfig(
         : {}),
       ...(webhookSecret !== undefined ? { webhookSecret } : {}),
     },
+    ...(store.postgres !== undefined && storeUrl !== undefined
+      ? {
+          store: {
+            postgres: {
+              url: storeUrl,
+              schema: store.postgres.schema,
+              poolMax: store.postgres.poolMax,
+              timeoutMs: store.postgres.timeoutMs,
+              replicaId:
+                store.postgres.replicaId ??
+                (hostname()
+                  .replace(/[^A-Za-z0-9._-]/g, '-')
+                  .slice(0, 63) ||
+                  'replica'),
+            },
+          },
+        }
+      : {}),
     log: { level: logLevel },
     source,
   };

@@ -139,6 +139,16 @@ export interface GatewayConfig {
     };
     readonly webhookSecret?: Secret;
   };
+  /** Multi-replica mode: state shared through PostgreSQL (absent: one process, files under dataDir). */
+  readonly store?: {
+    readonly postgres: {
+      readonly url: Secret;
+      readonly schema: string;
+      readonly poolMax: number;
+      readonly timeoutMs: number;
+      readonly replicaId: string;
+    };
+  };
   readonly log: { readonly level: string };
   /** Where the config came from, for logs and /readyz. */
   readonly source: string;
