@@ -64,6 +64,8 @@ export interface Gateway {
   readonly logger: Logger;
   /** Reachability and governance of each upstream, checked at start and on every policy swap. */
   readonly upstreamChecks: UpstreamChecks;
+  /** Multi-replica mode: the shared PostgreSQL store. */
+  readonly store?: SharedStore;
   /** Listen on config.server; resolves to the base URL. */
   listen(): Promise<string>;
   /** Stop accepting, finish in-flight requests, stop upstreams. */
@@ -512,6 +514,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       logger,
       upstreamChecks,
       ...(devIssuer ? { devIssuer } : {}),
+      ...(shared !== undefined ? { store: shared } : {}),
       async listen() {
         await app.listen({ host: config.server.host, port: config.server.port });
         const addr = app.server.address();

@@ -277,7 +277,9 @@ export class ApprovalService {
       });
       return { kind: 'wait', approval: a };
     }
-    if (a.status !== 'approved') return { kind: a.status === 'pending' ? 'wait' : 'denied', approval: a };
+    // Executed meanwhile (by another replica, or another request here): this call waits for a new approval.
+    if (a.status !== 'approved')
+      return { kind: a.status === 'pending' || a.status === 'executed' ? 'wait' : 'denied', approval: a };
     if (this.store.claim !== undefined) {
       // One conditional statement: of every replica racing for this approval, exactly one forwards the call.
       const claimed = await this.store.claim({ ...a, executedAt: this.#now().toISOString() });

@@ -49,10 +49,10 @@ export class PgApprovalStore implements ApprovalStore {
   }
 
   /** Keep the newest version of a row: in place, so whoever holds the record object sees the change. */
-  #adopt(row: Row): boolean {
+  #adopt(row: Row, force = false): boolean {
     const v = BigInt(row.version);
     const had = this.#versions.get(row.id);
-    if (had !== undefined && had >= v) return false;
+    if (!force && had !== undefined && had >= v) return false;
     this.#versions.set(row.id, v);
     const cur = this.#cache.get(row.id);
     if (cur === undefined) this.#cache.set(row.id, row.record);
@@ -63,13 +63,14 @@ export class PgApprovalStore implements ApprovalStore {
     return true;
   }
 
-  #adoptAll(rows: Row[]): void {
-    for (const r of rows) if (this.#adopt(r)) for (const f of this.#changed) f(r.id);
+  #adoptAll(rows: Row[], force = false): void {
+    for (const r of rows) if (this.#adopt(r, force)) for (const f of this.#changed) f(r.id);
   }
 
-  async #reload(id: string): Promise<void> {
+  /** Read one row; `force` also when this version was seen (the cached object was changed here since). */
+  async #reload(id: string, force = false): Promise<void> {
     const r = await this.db.query<Row>('SELECT id, record, version FROM approvals WHERE id = $1', [id]);
-    this.#adoptAll(r.rows);
+    this.#adoptAll(r.rows, force);
   }
 
   async sync(callHash: string): Promise<void> {
@@ -159,7 +160,7 @@ export class PgApprovalStore implements ApprovalStore {
       ],
     );
     const row = r.rows[0];
-    if (row === undefined) await this.#reload(a.id);
+    if (row === undefined) await this.#reload(a.id, true);
     else this.#adoptAll([row]);
   }
 
@@ -175,7 +176,7 @@ export class PgApprovalStore implements ApprovalStore {
     );
     const row = r.rows[0];
     if (row === undefined) {
-      await this.#reload(a.id);
+      await this.#reload(a.id, true);
       return false;
     }
     this.#adoptAll([row]);

@@ -57,6 +57,8 @@ export class PgStore {
   #closed = false;
   #lastError: string | undefined;
   #reconnect: NodeJS.Timeout | undefined;
+  /** What open() applied. */
+  migrated: { applied: number[]; current: number } = { applied: [], current: 0 };
   /** Queries sent to the database (for the benchmark and tests: the allow path sends none without a rate). */
   roundTrips = 0;
   /** Called when the LISTEN connection is (re)established: what was missed meanwhile must be re-read. */
@@ -94,7 +96,7 @@ export class PgStore {
   static async open(opts: PgStoreOptions): Promise<PgStore> {
     const s = new PgStore(opts);
     try {
-      await s.migrate();
+      s.migrated = await s.migrate();
     } catch (err) {
       await s.pool.end().catch(() => undefined);
       throw err instanceof GatewayError ? err : storeError('migrating', err);

@@ -47,13 +47,28 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
           mask: [],
           credential_ttl_seconds: 60,
         },
+        limited: {
+          full_access_groups: ['eng'],
+          public_tools: ['add'],
+          high_risk_tools: {},
+          mask: [],
+          credential_ttl_seconds: 60,
+          rate: { calls: 5, window_seconds: 3600 },
+        },
+        open: {
+          full_access_groups: ['eng'],
+          public_tools: ['add'],
+          high_risk_tools: {},
+          mask: [],
+          credential_ttl_seconds: 60,
+        },
       },
     });
     for (const id of ['r1', 'r2', 'r3'])
       replicas.push(
         await startGateway({
           policyDir,
-          upstreams: { gh: { url: upstream.url } },
+          upstreams: { gh: { url: upstream.url }, limited: { url: upstream.url }, open: { url: upstream.url } },
           identity: { mode: 'oidc', issuer: idp.issuer, audience: 'gitgate' },
           credentials: { issuer: 'urn:gitgate:test' },
           approvals: {
@@ -86,7 +101,7 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
   });
 
   const token = () => idp.mint({ sub: 'alice', groups: ['eng'], github_login: 'alice-gh' });
-  const client = async () => connectClient(`${lb.url}/mcp/gh`, await token());
+  const client = async (name = 'gh') => connectClient(`${lb.url}/mcp/${name}`, await token());
   async function call(c: Awaited<ReturnType<typeof client>>, message: string): Promise<Outcome> {
     try {
       const r = await c.client.callTool({ name: 'echo', arguments: { message } });
@@ -133,7 +148,10 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
     // Ten clients, their sessions spread round-robin over the replicas, retry the identical call at once.
     const clients = await Promise.all(Array.from({ length: 10 }, () => client()));
     const outcomes = await Promise.all(clients.map((c) => call(c, 'race-me')));
-    expect(outcomes.filter((o) => o.ok)).toHaveLength(1);
+    expect(
+      outcomes.filter((o) => o.ok),
+      JSON.stringify(outcomes),
+    ).toHaveLength(1);
     expect(outcomes.filter((o) => !o.ok).every((o) => !o.ok && o.code === -32011)).toBe(true);
     expect(echoes('race-me')).toBe(1);
     // In the store: executed, claimed by one replica, one executed event.
@@ -247,5 +265,90 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
     // Every replica serves the new key and, until its tokens expired, the one it replaced.
     for (const g of replicas) expect(await kids(g)).toEqual(expect.arrayContaining([kid, before]));
     expect(r.gw.credentials.keys.signing().kid).toBe(kid);
+  });
+  it('a rate counts across replicas, and the plain allow path sends the store nothing', async () => {
+    const trips = () => replicas.map((r) => r.gw.store!.db.roundTrips);
+    // Three sessions, one per replica (round-robin), eight calls in all against a rate of five.
+    const limited = await Promise.all([client('limited'), client('limited'), client('limited')]);
+    const results: boolean[] = [];
+    for (let i = 0; i < 8; i++)
+      results.push(
+        await limited[i % 3]!.client.callTool({ name: 'add', arguments: { a: i, b: 1 } }).then(
+          () => true,
+          () => false,
+        ),
+      );
+    expect(results.filter(Boolean)).toHaveLength(5);
+    const open = await Promise.all([client('open'), client('open'), client('open')]);
+    const before = trips();
+    for (let i = 0; i < 9; i++) await open[i % 3]!.client.callTool({ name: 'add', arguments: { a: i, b: 2 } });
+    expect(trips()).toEqual(before);
+    for (const c of [...limited, ...open]) await c.close();
+  });
+
+  it("one poller at a time: the lease passes to another replica when its holder's connection ends", async () => {
+    const a = await PgStore.open({ url: db.url, schema: 'lease', poolMax: 1, replicaId: 'a' });
+    const b = await PgStore.open({ url: db.url, schema: 'lease', poolMax: 1, replicaId: 'b' });
+    try {
+      expect(await a.holdLease('approvals-poller')).toBe(true);
+      expect(await b.holdLease('approvals-poller')).toBe(false);
+      expect(await a.holdLease('approvals-poller')).toBe(true);
+      await a.close(); // what the death of its process does to its connection
+      expect(await b.holdLease('approvals-poller')).toBe(true);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('the database stopped under load: nothing needing it is forwarded, /readyz fails on every replica, and both recover by themselves', async () => {
+    const c = await client();
+    const parked = await call(c, 'outage-me');
+    expect(parked).toMatchObject({ ok: false, code: -32011 });
+    const limited = await client('limited');
+    const open = await client('open');
+    const echoesBefore = echoes('outage-me');
+    await db.stop();
+    try {
+      for (const r of replicas) {
+        const res = await fetch(`${r.url}/readyz`);
+        expect(res.status).toBe(503);
+        const body = (await res.json()) as { problems: string[]; store: { reachable: boolean } };
+        expect(body.store.reachable).toBe(false);
+        expect(body.problems.some((p) => p.startsWith('shared store unreachable'))).toBe(true);
+      }
+      // An approval it cannot read or write releases nothing; a rate it cannot count grants nothing.
+      const during = await call(c, 'outage-me');
+      // HTTP 503 (STORE_UNAVAILABLE, JSON-RPC -32025 in the body): the SDK reports the HTTP status.
+      expect(during).toMatchObject({ ok: false, code: 503, message: expect.stringContaining('-32025') });
+      const rated = await limited.client.callTool({ name: 'add', arguments: { a: 1, b: 1 } }).catch((e: McpError) => e);
+      expect(rated).toMatchObject({ code: 503, message: expect.stringContaining('-32025') });
+      expect(echoes('outage-me')).toBe(echoesBefore);
+      // A webhook that cannot be deduplicated is not taken (GitHub redelivers).
+      const hook = await gh.deliver(
+        `${lb.url}/webhooks/github`,
+        'pull_request_review',
+        gh.review(prOf(parked), { login: 'sam', state: 'approved' }),
+        SECRET,
+      );
+      expect(hook.status).toBe(503);
+      // What needs none of it (an allowed call without a rate) still works.
+      expect(await open.client.callTool({ name: 'add', arguments: { a: 2, b: 2 } })).toMatchObject({
+        content: [{ type: 'text', text: '4' }],
+      });
+    } finally {
+      await db.start();
+    }
+    for (const r of replicas)
+      await expect.poll(async () => (await fetch(`${r.url}/readyz`)).status, { timeout: 20_000 }).toBe(200);
+    await gh.deliver(
+      `${lb.url}/webhooks/github`,
+      'pull_request_review',
+      gh.review(prOf(parked), { login: 'sam', state: 'approved' }),
+      SECRET,
+    );
+    expect(await call(c, 'outage-me')).toMatchObject({ ok: true });
+    expect(echoes('outage-me')).toBe(echoesBefore + 1);
+    for (const x of [c, limited, open]) await x.close();
   });
 });
