@@ -315,6 +315,19 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const sessions = new SessionStore(
       (name) => upstreams.get(name)?.config ?? config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 },
     );
+    if (shared !== undefined) {
+      // Several replicas: session ids are sealed with the shared key, so any replica continues an HTTP session.
+      sessions.seal = await shared.sessionSeal();
+      sessions.resumer = (name, owner) => {
+        const u = upstreams.get(name);
+        const resume = u?.connector.resume;
+        if (u === undefined || resume === undefined) return undefined;
+        return {
+          resume: (id, version) => resume(id, version),
+          auth: (purpose) => credentials.forCall(u.config, { subject: owner, method: purpose }),
+        };
+      };
+    }
     const retiring = new Set<Promise<void>>();
     /** An upstream a route change replaced: its sessions end as their in-flight requests do, then its pool or children stop. */
     const retire = (u: Upstream) => {

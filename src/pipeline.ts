@@ -473,7 +473,7 @@ export async function handleDelete(deps: GatewayDeps, req: McpHttpRequest, note:
   note.identity = identity;
   const id = requireSessionId(req.headers);
   deps.sessions.get(id, upstream.config.name, identity.sub);
-  await deps.sessions.delete(id, 'closed by the client (DELETE)');
+  await deps.sessions.delete(id, 'closed by the client (DELETE)', { client: true });
   return { kind: 'empty', status: 204 };
 }
 

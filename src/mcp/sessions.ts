@@ -26,6 +26,27 @@ export interface SessionLimits {
   readonly idleTimeoutMs: number;
 }
 
+/** What a session needs to continue on any replica (sealed inside its id: src/store/session-seal.ts). */
+export interface SealedSession {
+  readonly upstream: string;
+  readonly owner: string;
+  readonly protocolVersion: string;
+  readonly upstreamId: string;
+  readonly createdAt: number;
+}
+
+/** Seals session ids (several replicas); open() answers undefined for anything it did not seal, or altered. */
+export interface SessionSeal {
+  seal(s: SealedSession): string;
+  open(id: string): SealedSession | undefined;
+}
+
+/** How this replica continues a session on an upstream (HTTP upstreams: resume by the upstream's session id). */
+export interface SessionResumer {
+  resume(upstreamId: string, protocolVersion: string): UpstreamSession;
+  auth(purpose: string): UpstreamAuth;
+}
+
 /** A slot claimed for a session being opened; give it back with release() (create() does not). */
 export interface SessionSlot {
   release(): void;
@@ -42,6 +63,12 @@ export class SessionStore {
   /** Slots claimed by initializes still in flight, per upstream and per upstream+caller. */
   readonly #opening = new Map<string, number>();
   readonly #sweeper: NodeJS.Timeout;
+
+  /** Several replicas: session ids are sealed, and a sealed id another replica issued is continued here. */
+  seal: SessionSeal | undefined;
+  resumer: ((upstream: string, owner: string) => SessionResumer | undefined) | undefined;
+  /** Sessions continued here that another replica opened: forgotten when idle here, never closed upstream for it. */
+  readonly #adopted = new Set<string>();
 
   /** Called for every session that ends, with why. */
   onDelete: ((session: GatewaySession, reason: string) => Promise<void> | void) | undefined;
@@ -130,8 +157,12 @@ export class SessionStore {
     auth: (purpose: string) => UpstreamAuth,
   ): GatewaySession {
     const now = Date.now();
+    const upstreamId = upstreamSession.upstreamId;
     const s: GatewaySession = {
-      id: randomUUID(),
+      id:
+        this.seal !== undefined && upstreamId !== undefined
+          ? this.seal.seal({ upstream, owner, protocolVersion, upstreamId, createdAt: now })
+          : randomUUID(),
       upstream,
       owner,
       protocolVersion,
@@ -147,9 +178,12 @@ export class SessionStore {
 
   /** The caller's live session on this upstream, or SESSION_UNKNOWN (also for someone else's session). */
   get(id: string, upstream: string, owner: string): GatewaySession {
-    const s = this.#sessions.get(id);
+    const s = this.#sessions.get(id) ?? this.#adopt(id, upstream, owner);
     if (s === undefined || s.upstream !== upstream || s.owner !== owner || s.upstreamSession.closed) {
-      if (s !== undefined && s.upstreamSession.closed) this.#sessions.delete(id);
+      if (s !== undefined && s.upstreamSession.closed) {
+        this.#sessions.delete(id);
+        this.#adopted.delete(id);
+      }
       throw new GatewayError(
         'SESSION_UNKNOWN',
         `Unknown session ${id}: it expired, was closed, or belongs to someone else; send initialize to start a new one`,
@@ -159,14 +193,49 @@ export class SessionStore {
     return s;
   }
 
-  async delete(id: string, reason = 'closed by the client'): Promise<void> {
+  async delete(id: string, reason = 'closed by the client', opts: { readonly client?: boolean } = {}): Promise<void> {
     const s = this.#sessions.get(id);
     if (s === undefined) return;
     this.#sessions.delete(id);
+    this.#adopted.delete(id);
     const recorded = this.onDelete?.(s, reason);
-    await s.upstreamSession.close(s.auth('session/close'));
+    // A sealed session (several replicas) may go on through another replica: only the client's DELETE ends it
+    // upstream; idling out or a shutdown here only forgets it here.
+    if (opts.client === true || !this.#shared(s)) await s.upstreamSession.close(s.auth('session/close'));
     // The caller hears that its session ended only once that is recorded.
     await recorded;
+  }
+
+  /**
+   * A sealed id this replica did not issue: continued here when the seal opens, it names this upstream and
+   * this caller, and the upstream can be resumed (HTTP). Anything else is unknown (stdio sessions live with
+   * their child process on the replica that opened them: the load balancer routes them there).
+   */
+  #shared(s: GatewaySession): boolean {
+    return this.#adopted.has(s.id) || (this.seal !== undefined && this.seal.open(s.id) !== undefined);
+  }
+
+  #adopt(id: string, upstream: string, owner: string): GatewaySession | undefined {
+    const sealed = this.seal?.open(id);
+    if (sealed === undefined || sealed.upstream !== upstream || sealed.owner !== owner) return undefined;
+    const how = this.resumer?.(upstream, owner);
+    if (how === undefined) return undefined;
+    this.assertCapacity(upstream, owner);
+    const now = Date.now();
+    const s: GatewaySession = {
+      id,
+      upstream,
+      owner,
+      protocolVersion: sealed.protocolVersion,
+      upstreamSession: how.resume(sealed.upstreamId, sealed.protocolVersion),
+      auth: how.auth,
+      createdAt: sealed.createdAt,
+      lastSeen: now,
+      inFlight: new InFlight(),
+    };
+    this.#sessions.set(id, s);
+    this.#adopted.add(id);
+    return s;
   }
 
   async sweep(now = Date.now()): Promise<number> {

@@ -58,4 +58,9 @@ CREATE TABLE rate_buckets (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'the key that seals session ids',
+    sql: 'CREATE TABLE session_keys (id integer PRIMARY KEY CHECK (id = 1), key bytea NOT NULL);',
+  },
 ];

@@ -9,6 +9,7 @@ import { PgDeliveries } from './deliveries.js';
 import { PgKeys } from './keys.js';
 import { PgStore } from './postgres.js';
 import { PgRateLimiter } from './rate-limit.js';
+import { AesSessionSeal } from './session-seal.js';
 
 export interface SharedStore {
   readonly db: PgStore;
@@ -16,6 +17,8 @@ export interface SharedStore {
   readonly deliveries: PgDeliveries;
   readonly rates: PgRateLimiter;
   keys(ring: KeyRing, graceMs: number): PgKeys;
+  /** The seal of session ids, with the key all replicas share. */
+  sessionSeal(): Promise<AesSessionSeal>;
   /** Ask the database now; what /readyz shows. */
   check(): Promise<Record<string, unknown>>;
   /** Why the gateway is not ready because of the store (from the last check). */
@@ -50,6 +53,7 @@ export async function openSharedStore(
     deliveries: new PgDeliveries(db),
     rates: new PgRateLimiter(db),
     keys: (ring, graceMs) => new PgKeys(db, ring, graceMs),
+    sessionSeal: () => AesSessionSeal.load(db),
     async check() {
       problem = await db.ping();
       return {

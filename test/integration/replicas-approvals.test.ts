@@ -119,7 +119,7 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
     await c.connect();
     try {
       const r = await c.query('SELECT version FROM replicas.schema_migrations ORDER BY version');
-      expect(r.rows).toEqual([{ version: 1 }]);
+      expect(r.rows).toEqual([{ version: 1 }, { version: 2 }]);
     } finally {
       await c.end();
     }
@@ -128,7 +128,7 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
       ['a', 'b', 'c'].map((id) => PgStore.open({ url: db.url, schema: 'race', poolMax: 1, replicaId: id })),
     );
     const again = await stores[0]!.migrate();
-    expect(again).toEqual({ applied: [], current: 1 });
+    expect(again).toEqual({ applied: [], current: 2 });
     for (const s of stores) await s.close();
   });
 
@@ -350,5 +350,45 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
     expect(await call(c, 'outage-me')).toMatchObject({ ok: true });
     expect(echoes('outage-me')).toBe(echoesBefore + 1);
     for (const x of [c, limited, open]) await x.close();
+  });
+  it('a session opened through one replica continues through the others (its id sealed: unreadable, unforgeable, bound to its caller)', async () => {
+    const rr = await startBalancer(replicas.map((r) => r.url)); // plain round-robin, no stickiness
+    try {
+      const c = await connectClient(`${rr.url}/mcp/open`, await token());
+      const sid = c.transport.sessionId!;
+      expect(sid).toMatch(/^gs1\./);
+      expect(sid).not.toContain('alice');
+      const served = rr.served.length;
+      for (let i = 0; i < 6; i++)
+        expect(await c.client.callTool({ name: 'add', arguments: { a: i, b: 10 } })).toMatchObject({
+          content: [{ type: 'text', text: String(i + 10) }],
+        });
+      expect((await c.client.listTools()).tools.map((t) => t.name)).toContain('add');
+      expect(new Set(rr.served.slice(served))).toEqual(new Set(replicas.map((r) => r.url)));
+      // The same id from another caller, or altered by one bit, is no session at all, on every replica.
+      const post = (id: string, bearer: string, url: string) =>
+        fetch(`${url}/mcp/open`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${bearer}`,
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            'mcp-session-id': id,
+          },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+        });
+      const mallory = await idp.mint({ sub: 'mallory', groups: ['eng'] });
+      const last = sid.at(-2) === 'A' ? 'B' : 'A';
+      const altered = `${sid.slice(0, -2)}${last}${sid.at(-1)}`;
+      for (const r of replicas) {
+        expect((await post(sid, mallory, r.url)).status).toBe(404);
+        expect((await post(altered, await token(), r.url)).status).toBe(404);
+      }
+      await c.close();
+      // Ended by the client (DELETE, through any replica): over on every replica.
+      for (const r of replicas) expect((await post(sid, await token(), r.url)).status).toBe(404);
+    } finally {
+      await rr.close();
+    }
   });
 });

@@ -198,9 +198,9 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
         }
       : {};
 
-  function makeSession(): UpstreamSession {
-    let sessionId: string | undefined;
-    let protocolVersion: string | undefined;
+  function makeSession(resume?: { upstreamId: string; protocolVersion: string }): UpstreamSession {
+    let sessionId: string | undefined = resume?.upstreamId;
+    let protocolVersion: string | undefined = resume?.protocolVersion;
     let closed = false;
     const baseHeaders = (auth: UpstreamAuth | undefined): Record<string, string> => ({
       ...auth?.headers,
@@ -295,6 +295,9 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
     return {
       get closed() {
         return closed;
+      },
+      get upstreamId() {
+        return sessionId;
       },
       async *request(msg, opts = {}) {
         const watch: Watch = {};
@@ -418,6 +421,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
     name,
     transport: 'http',
     open: () => Promise.resolve(makeSession()),
+    resume: (upstreamId, protocolVersion) => makeSession({ upstreamId, protocolVersion }),
     shutdown: () => {
       agent.destroy();
       return Promise.resolve();
