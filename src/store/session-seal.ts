@@ -15,12 +15,18 @@ const MAX_ID = 2048;
 export class AesSessionSeal implements SessionSeal {
   private constructor(private readonly key: Buffer) {}
 
+  /** A seal over a given 32-byte key (tests; load() is how replicas get the shared one). */
+  static withKey(key: Buffer): AesSessionSeal {
+    if (key.length !== 32) throw new Error('a session key is 32 bytes');
+    return new AesSessionSeal(key);
+  }
+
   static async load(db: PgStore): Promise<AesSessionSeal> {
     await db.query('INSERT INTO session_keys (id, key) VALUES (1, $1) ON CONFLICT DO NOTHING', [randomBytes(32)]);
     const r = await db.query<{ key: Buffer }>('SELECT key FROM session_keys WHERE id = 1');
     const key = r.rows[0]?.key;
     if (key === undefined || key.length !== 32) throw new Error('the shared session key is missing or malformed');
-    return new AesSessionSeal(key);
+    return AesSessionSeal.withKey(key);
   }
 
   seal(s: SealedSession): string {
