@@ -26,7 +26,7 @@ export interface PgStoreOptions {
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** The store's words in an error, without the URL or its password (pg never puts them in messages, but a cause may). */
-export function storeError(what: string, err: unknown): GatewayError {
+function storeError(what: string, err: unknown): GatewayError {
   const msg = (err as Error)?.message ?? String(err);
   return new GatewayError('STORE_UNAVAILABLE', `the shared store is unavailable (${what}): ${redact(msg)}`, {
     cause: err,
@@ -304,7 +304,7 @@ export class PgStore {
 }
 
 /** A failure of the connection or the server (not of the statement itself). */
-export function isConnectionError(err: unknown): boolean {
+function isConnectionError(err: unknown): boolean {
   const e = err as { code?: string; message?: string };
   if (typeof e?.code === 'string') {
     // 08: connection exception; 57P: operator intervention (shutdown); 53: insufficient resources; 57014: statement timeout

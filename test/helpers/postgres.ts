@@ -29,7 +29,7 @@ export interface TestPostgres {
 }
 
 /** The newest Debian PostgreSQL bin dir, or a clear error. */
-export function findPostgresBin(): string {
+function findPostgresBin(): string {
   const root = '/usr/lib/postgresql';
   const versions = existsSync(root)
     ? readdirSync(root)
