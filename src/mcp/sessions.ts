@@ -180,7 +180,7 @@ export class SessionStore {
   get(id: string, upstream: string, owner: string): GatewaySession {
     const s = this.#sessions.get(id) ?? this.#adopt(id, upstream, owner);
     if (s === undefined || s.upstream !== upstream || s.owner !== owner || s.upstreamSession.closed) {
-      if (s !== undefined && s.upstreamSession.closed) {
+      if (s?.upstreamSession.closed) {
         this.#sessions.delete(id);
         this.#adopted.delete(id);
       }
