@@ -318,6 +318,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     if (shared !== undefined) {
       // Several replicas: session ids are sealed with the shared key, so any replica continues an HTTP session.
       sessions.seal = await shared.sessionSeal();
+      sessions.caps = shared.sessionCaps;
       sessions.resumer = (name, owner) => {
         const u = upstreams.get(name);
         const resume = u?.connector.resume;

@@ -63,4 +63,18 @@ CREATE TABLE rate_buckets (
     name: 'the key that seals session ids',
     sql: 'CREATE TABLE session_keys (id integer PRIMARY KEY CHECK (id = 1), key bytea NOT NULL);',
   },
+  {
+    version: 3,
+    name: 'session slots counted across replicas',
+    sql: `
+CREATE TABLE session_slots (
+  slot text PRIMARY KEY,
+  upstream text NOT NULL,
+  owner_hash text NOT NULL,
+  replica text NOT NULL,
+  last_seen timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX session_slots_by_upstream ON session_slots (upstream, owner_hash);
+`,
+  },
 ];

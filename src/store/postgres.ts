@@ -38,7 +38,7 @@ function redact(s: string): string {
 }
 
 /** A stable 63-bit advisory lock key for a name within a schema. */
-function lockKey(schema: string, name: string): string {
+export function lockKey(schema: string, name: string): string {
   return BigInt.asIntN(
     64,
     BigInt(`0x${createHash('sha256').update(`${schema}\u0000${name}`).digest('hex').slice(0, 16)}`),
@@ -125,6 +125,46 @@ export class PgStore {
         throw storeError('query', err);
       }
       throw err;
+    }
+  }
+
+  /** Several statements in one transaction on one pooled connection (rolled back when `f` throws). */
+  async transaction<T>(
+    f: (q: <R extends pg.QueryResultRow>(sql: string, params?: unknown[]) => Promise<pg.QueryResult<R>>) => Promise<T>,
+  ): Promise<T> {
+    let c: pg.PoolClient;
+    try {
+      this.roundTrips++;
+      c = await this.pool.connect();
+    } catch (err) {
+      this.#fail('connect', err);
+      throw storeError('connect', err);
+    }
+    let broken = false;
+    const q = async <R extends pg.QueryResultRow>(sql: string, params: unknown[] = []) => {
+      this.roundTrips++;
+      try {
+        return await c.query<R>(sql, params);
+      } catch (err) {
+        if (isConnectionError(err)) {
+          broken = true;
+          this.#fail('query', err);
+          throw storeError('query', err);
+        }
+        throw err;
+      }
+    };
+    try {
+      await q('BEGIN');
+      const out = await f(q);
+      await q('COMMIT');
+      this.#lastError = undefined;
+      return out;
+    } catch (err) {
+      if (!broken) await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      c.release(broken);
     }
   }
 

@@ -52,7 +52,8 @@ export class AesSessionSeal implements SessionSeal {
         typeof v.owner !== 'string' ||
         typeof v.protocolVersion !== 'string' ||
         typeof v.upstreamId !== 'string' ||
-        typeof v.createdAt !== 'number'
+        typeof v.createdAt !== 'number' ||
+        (v.slot !== undefined && typeof v.slot !== 'string')
       )
         return undefined;
       return v as SealedSession;

@@ -9,6 +9,7 @@ import { PgDeliveries } from './deliveries.js';
 import { PgKeys } from './keys.js';
 import { PgStore } from './postgres.js';
 import { PgRateLimiter } from './rate-limit.js';
+import { PgSessionCaps } from './session-caps.js';
 import { AesSessionSeal } from './session-seal.js';
 
 export interface SharedStore {
@@ -16,6 +17,7 @@ export interface SharedStore {
   readonly approvals: PgApprovalStore;
   readonly deliveries: PgDeliveries;
   readonly rates: PgRateLimiter;
+  readonly sessionCaps: PgSessionCaps;
   keys(ring: KeyRing, graceMs: number): PgKeys;
   /** The seal of session ids, with the key all replicas share. */
   sessionSeal(): Promise<AesSessionSeal>;
@@ -52,6 +54,7 @@ export async function openSharedStore(
     approvals,
     deliveries: new PgDeliveries(db),
     rates: new PgRateLimiter(db),
+    sessionCaps: new PgSessionCaps(db, log),
     keys: (ring, graceMs) => new PgKeys(db, ring, graceMs),
     sessionSeal: () => AesSessionSeal.load(db),
     async check() {

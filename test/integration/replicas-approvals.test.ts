@@ -62,13 +62,26 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
           mask: [],
           credential_ttl_seconds: 60,
         },
+        capped: {
+          full_access_groups: ['eng'],
+          public_tools: ['add'],
+          high_risk_tools: {},
+          mask: [],
+          credential_ttl_seconds: 60,
+        },
       },
     });
     for (const id of ['r1', 'r2', 'r3'])
       replicas.push(
         await startGateway({
           policyDir,
-          upstreams: { gh: { url: upstream.url }, limited: { url: upstream.url }, open: { url: upstream.url } },
+          upstreams: {
+            // Quotas count across replicas: the race below holds eleven of alice's sessions at once.
+            gh: { url: upstream.url, maxSessions: 64, maxSessionsPerCaller: 32 },
+            limited: { url: upstream.url },
+            open: { url: upstream.url },
+            capped: { url: upstream.url, maxSessions: 3, maxSessionsPerCaller: 2 },
+          },
           identity: { mode: 'oidc', issuer: idp.issuer, audience: 'gitgate' },
           credentials: { issuer: 'urn:gitgate:test' },
           approvals: {
@@ -119,7 +132,7 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
     await c.connect();
     try {
       const r = await c.query('SELECT version FROM replicas.schema_migrations ORDER BY version');
-      expect(r.rows).toEqual([{ version: 1 }, { version: 2 }]);
+      expect(r.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
     } finally {
       await c.end();
     }
@@ -128,7 +141,7 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
       ['a', 'b', 'c'].map((id) => PgStore.open({ url: db.url, schema: 'race', poolMax: 1, replicaId: id })),
     );
     const again = await stores[0]!.migrate();
-    expect(again).toEqual({ applied: [], current: 2 });
+    expect(again).toEqual({ applied: [], current: 3 });
     for (const s of stores) await s.close();
   });
 
@@ -387,6 +400,31 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
       await c.close();
       // Ended by the client (DELETE, through any replica): over on every replica.
       for (const r of replicas) expect((await post(sid, await token(), r.url)).status).toBe(404);
+    } finally {
+      await rr.close();
+    }
+  });
+  it('session caps and per-caller quotas count across replicas', async () => {
+    const rr = await startBalancer(replicas.map((r) => r.url));
+    const as = async (sub: string) => {
+      const t = await idp.mint({ sub, groups: ['eng'] });
+      return connectClient(`${rr.url}/mcp/capped`, t).catch((e: Error) => e);
+    };
+    try {
+      const a1 = await as('alice');
+      const a2 = await as('alice');
+      expect(a1).not.toBeInstanceOf(Error);
+      expect(a2).not.toBeInstanceOf(Error);
+      // The third lands on the third replica, which holds none of alice's sessions: refused all the same.
+      expect(String(await as('alice'))).toMatch(/-32007.*across all replicas/);
+      const b1 = await as('bob');
+      expect(b1).not.toBeInstanceOf(Error);
+      expect(String(await as('carol'))).toMatch(/-32006.*across all replicas/);
+      // A session the client ends (DELETE, on whichever replica) gives its slot back everywhere.
+      await (a1 as Exclude<typeof a1, Error>).close();
+      const a3 = await as('alice');
+      expect(a3).not.toBeInstanceOf(Error);
+      for (const c of [a2, b1, a3]) if (!(c instanceof Error)) await c.close();
     } finally {
       await rr.close();
     }

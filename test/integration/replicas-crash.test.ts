@@ -91,9 +91,9 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
     });
     const first = await config('r1', policyDir);
     const m1 = await gitgate(['store', 'migrate', '--config', first.file], { env });
-    expect(m1).toMatchObject({ code: 0, stdout: 'schema procs: at version 2 (applied 1, 2)\n' });
+    expect(m1).toMatchObject({ code: 0, stdout: 'schema procs: at version 3 (applied 1, 2, 3)\n' });
     const m2 = await gitgate(['store', 'migrate', '--config', first.file], { env });
-    expect(m2).toMatchObject({ code: 0, stdout: 'schema procs: at version 2 (nothing to apply)\n' });
+    expect(m2).toMatchObject({ code: 0, stdout: 'schema procs: at version 3 (nothing to apply)\n' });
     expect(m2.stderr).not.toContain(db.url);
     for (const id of ['r1', 'r2', 'r3']) {
       const c = id === 'r1' ? first : await config(id, policyDir);
