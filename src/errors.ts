@@ -39,6 +39,7 @@ export const ERRORS = {
   DECISION_INVALID: { status: 200, rpc: -32013, message: 'Policy decision invalid' },
   RATE_LIMITED: { status: 429, rpc: -32017, message: 'Rate limited' },
   AUDIT_UNAVAILABLE: { status: 503, rpc: -32018, message: 'Audit log unavailable' },
+  STORE_UNAVAILABLE: { status: 503, rpc: -32025, message: 'Shared store unavailable' },
   // upstream
   UPSTREAM_UNAVAILABLE: { status: 502, rpc: -32014, message: 'Upstream unavailable' },
   UPSTREAM_TIMEOUT: { status: 504, rpc: -32015, message: 'Upstream timed out' },

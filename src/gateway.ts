@@ -21,7 +21,7 @@ import { auditSigner } from './audit/record.js';
 import { GitAuditStore } from './audit/store.js';
 import { openAuditTrail } from './audit/trail.js';
 import type { WriteAheadLog } from './audit/wal.js';
-import { type Clock, systemClock } from './clock.js';
+import { type Clock, systemClock, type Timer } from './clock.js';
 import { toolEnv, validateRoutes } from './config/load.js';
 import type { GatewayConfig, UpstreamConfig } from './config/types.js';
 import { Credentials } from './credentials/credentials.js';
@@ -46,7 +46,8 @@ import { GatewayMetrics } from './metrics/metrics.js';
 import { type DecisionEngine, PolicyHolder } from './policy/engine.js';
 import { loadPolicyFromDir } from './policy/local-source.js';
 import { ensureOpa } from './policy/opa-binary.js';
-import { RateLimiter } from './policy/rate-limit.js';
+import { RateLimiter, type Rates } from './policy/rate-limit.js';
+import { openSharedStore, type SharedStore } from './store/shared.js';
 import { VERSION } from './version.js';
 import { DeliveryLog, GitHubWebhooks } from './webhooks/verify-and-receive.js';
 
@@ -65,6 +66,8 @@ export interface Gateway {
   readonly logger: Logger;
   /** Reachability and governance of each upstream, checked at start and on every policy swap. */
   readonly upstreamChecks: UpstreamChecks;
+  /** Multi-replica mode: the shared PostgreSQL store. */
+  readonly store?: SharedStore;
   /** Listen on config.server; resolves to the base URL. */
   listen(): Promise<string>;
   /** Stop accepting, finish in-flight requests, stop upstreams. */
@@ -236,14 +239,28 @@ function createPolicy(config: GatewayConfig, logger: Logger, metrics: GatewayMet
 }
 
 /** The credentials capability: the signing key ring (rotated on the clock when configured) and the minter. */
-async function createCredentials(config: GatewayConfig, logger: Logger, clock: Clock) {
+async function createCredentials(config: GatewayConfig, logger: Logger, clock: Clock, shared?: SharedStore) {
   // Retired keys stay published while tokens they signed can still be valid.
+  const keyGraceMs = (config.credentials.maxTtlSeconds + config.identity.clockToleranceSeconds + 60) * 1000;
   const keys = await KeyRing.load(config.dataDir, {
-    graceMs: (config.credentials.maxTtlSeconds + config.identity.clockToleranceSeconds + 60) * 1000,
+    graceMs: keyGraceMs,
     activationMs: config.credentials.keyActivationSeconds * 1000,
     clock,
   });
   const credentials = new Credentials(config, keys);
+  // Several replicas: each publishes its public keys; every one serves the union (private keys stay here).
+  const published = shared?.keys(keys, keyGraceMs + config.credentials.keyActivationSeconds * 1000);
+  let heartbeat: Timer | undefined;
+  if (published !== undefined) {
+    await published.publish();
+    credentials.published = () => published.jwks();
+    credentials.onRotate = () => published.publish();
+    heartbeat = clock.every(Math.max(1000, keyGraceMs / 4), () => {
+      published
+        .publish()
+        .catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'publishing keys failed'));
+    });
+  }
   const rotateAfterMs =
     config.credentials.rotateAfterHours === undefined ? undefined : config.credentials.rotateAfterHours * 3_600_000;
   const rotation =
@@ -251,7 +268,7 @@ async function createCredentials(config: GatewayConfig, logger: Logger, clock: C
       ? undefined
       : clock.every(Math.min(rotateAfterMs / 10, 3_600_000), () => {
           if (keys.age() < rotateAfterMs) return;
-          keys.rotate().then(
+          credentials.rotate(clock.now()).then(
             (k) =>
               logger.info(
                 { kid: k.kid, activeFrom: new Date(k.activeFrom).toISOString() },
@@ -260,7 +277,27 @@ async function createCredentials(config: GatewayConfig, logger: Logger, clock: C
             (err: unknown) => logger.error({ err }, 'credential signing key rotation failed'),
           );
         });
-  return { credentials, rotation };
+  return { credentials, rotation, heartbeat };
+}
+
+/** Several replicas: session ids are sealed with the shared key, so any replica continues an HTTP session. */
+async function shareSessions(
+  shared: SharedStore,
+  sessions: SessionStore,
+  upstreams: ReturnType<typeof createUpstreamRegistry>,
+  credentials: Credentials,
+): Promise<void> {
+  sessions.seal = await shared.sessionSeal();
+  sessions.caps = shared.sessionCaps;
+  sessions.resumer = (name, owner) => {
+    const u = upstreams.get(name);
+    const resume = u?.connector.resume;
+    if (u === undefined || resume === undefined) return undefined;
+    return {
+      resume: (id, version) => resume(id, version),
+      auth: (purpose) => credentials.forCall(u.config, { subject: owner, method: purpose }),
+    };
+  };
 }
 
 /** The upstreams: tracked connectors, their checks, the sessions over them, and the retirement of replaced ones. */
@@ -389,11 +426,14 @@ function createReadiness(
   audit: AuditParts,
   upstreamChecks: UpstreamChecks,
   sync: PolicySync | undefined,
+  shared: SharedStore | undefined,
 ): Readiness {
   const { policy, lastPolicyError } = source;
   const repo = config.policy.repo;
   const readiness: Readiness = {
+    ...(shared !== undefined ? { store: () => shared.check() } : {}),
     problems: () => [
+      ...(shared?.problems() ?? []),
       ...(policy.current() === undefined ? ['no policy loaded'] : []),
       ...(audit.log !== undefined && !audit.log.status().healthy
         ? [`audit log unavailable: ${audit.log.status().lastError}`]
@@ -431,15 +471,21 @@ async function createApprovals(
   clock: Clock,
   audit: AuditParts,
   given: ApprovalProvider | undefined,
+  shared: SharedStore | undefined,
 ): Promise<ApprovalService> {
   // Approvals: durable store, provider, one state machine fed by webhooks and polling; events audited per approval.
   // The approval request is opened where reviewers look only once its approval.requested record is durable.
   const provider = auditedProvider(given ?? (await approvalProvider(config, clock)), audit.auditor);
   const approvals = new ApprovalService(
-    new FileApprovalStore(path.join(config.dataDir, 'approvals')),
+    shared?.approvals ?? new FileApprovalStore(path.join(config.dataDir, 'approvals')),
     provider,
     {
-      record: (a, type, data) =>
+      record: (a, type, data) => {
+        // The shared event history (claim() writes approval.executed itself, in its one statement).
+        if (shared !== undefined && type !== 'approval.executed')
+          void shared.approvals
+            .event(a.id, type)
+            .catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'approval event not shared'));
         audit.auditor.approval({
           type,
           approval: { id: a.id, createdAt: a.createdAt, url: a.remote?.url ?? null },
@@ -448,13 +494,16 @@ async function createApprovals(
           method: a.call.method,
           ...(a.call.tool ? { tool: a.call.tool } : {}),
           data,
-        }),
+        });
+      },
       log: (msg, extra) => logger.info(extra ?? {}, msg),
     },
     {
       pollMs: config.approvals.pollSeconds * 1000,
       logins: config.approvals.logins,
       clock,
+      // Several replicas: one polls at a time; its lease ends with its connection, and another takes over.
+      ...(shared !== undefined ? { shouldPoll: () => shared.db.holdLease('approvals-poller') } : {}),
     },
   );
   await approvals.start();
@@ -466,11 +515,12 @@ function createWebhooks(
   config: GatewayConfig,
   approvals: ApprovalService,
   sync: PolicySync | undefined,
+  shared: SharedStore | undefined,
 ): GitHubWebhooks {
   const repo = config.policy.repo;
   const webhooks = new GitHubWebhooks(
     config.approvals.webhookSecrets.map((s) => s.reveal()),
-    new DeliveryLog(config.dataDir),
+    shared?.deliveries ?? new DeliveryLog(config.dataDir),
   );
   if (approvals.provider.kind === 'github' && config.approvals.github !== undefined)
     githubApprovalEvents(webhooks, approvals, config.approvals.github);
@@ -496,17 +546,22 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   // One gateway per data dir: its WAL, audit repo and approvals are this process's alone.
   const lock = await lockDataDir(config.dataDir, clock);
+  let shared: SharedStore | undefined;
   try {
+    // Multi-replica mode: the shared store first (migrated under its advisory lock); a store that cannot be reached fails the start.
+    if (config.store !== undefined)
+      shared = await openSharedStore(config.store, (msg, extra) => logger.warn(extra ?? {}, msg));
     const { verifier, devIssuer } = await configuredVerifier(config, clock);
 
     const metrics = createMetrics(logger);
     const policySource = createPolicy(config, logger, metrics);
     const { policy } = policySource;
 
-    const { credentials, rotation } = await createCredentials(config, logger, clock);
+    const { credentials, rotation, heartbeat } = await createCredentials(config, logger, clock, shared);
 
     const ups = createUpstreams(config, logger, opts, metrics, credentials, policy);
     const { upstreams, upstreamChecks, sessions, retiring } = ups;
+    if (shared !== undefined) await shareSessions(shared, sessions, upstreams, credentials);
     const audit = await createAudit(config, logger, opts.wal);
     const sync = await startPolicySource(config, logger, clock, metrics, policySource, ups);
     const catalogs = new ToolCatalogs();
@@ -514,11 +569,11 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       catalogs.delete(`session:${session.id}`);
       return audit.auditor.sessionClosed(session, reason);
     };
-    const rates = new RateLimiter(clock);
-    const readiness = createReadiness(config, policySource, audit, upstreamChecks, sync);
+    const rates: Rates = shared?.rates ?? new RateLimiter(clock);
+    const readiness = createReadiness(config, policySource, audit, upstreamChecks, sync, shared);
     const engine = opts.wrapPolicy?.(policy) ?? policy;
-    const approvals = await createApprovals(config, logger, approvalClock, audit, opts.approvalProvider);
-    const webhooks = createWebhooks(config, approvals, sync);
+    const approvals = await createApprovals(config, logger, approvalClock, audit, opts.approvalProvider, shared);
+    const webhooks = createWebhooks(config, approvals, sync, shared);
     const loginOf = (identity: Identity) => approverLogin(identity, config.approvals.logins);
 
     if (audit.log !== undefined) metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));
@@ -562,6 +617,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       logger,
       upstreamChecks,
       ...(devIssuer ? { devIssuer } : {}),
+      ...(shared !== undefined ? { store: shared } : {}),
       async listen() {
         await app.listen({ host: config.server.host, port: config.server.port });
         const addr = app.server.address();
@@ -571,6 +627,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       },
       async close() {
         rotation?.cancel();
+        heartbeat?.cancel();
         rates.close();
         approvals.stop();
         sync?.stop();
@@ -582,10 +639,12 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         // Everything recorded reaches the audit repo before exit.
         await audit.committer?.stop();
         await audit.log?.close();
+        await shared?.close();
         await lock.release();
       },
     };
   } catch (err) {
+    await shared?.close();
     await lock.release();
     throw err;
   }

@@ -46,7 +46,7 @@ import { type DecisionOutcome, decide, enforce } from './policy/decide.js';
 import type { DecisionEngine } from './policy/engine.js';
 import { filterList, isFilteredList, type ListItemQuestion } from './policy/filter-list.js';
 import { buildMessageInput, buildPolicyInput, type InputContext, type PolicyInput } from './policy/input.js';
-import type { RateLimiter } from './policy/rate-limit.js';
+import type { Rates } from './policy/rate-limit.js';
 
 export interface GatewayDeps {
   readonly config: GatewayConfig;
@@ -56,7 +56,7 @@ export interface GatewayDeps {
   readonly sessions: SessionStore;
   readonly metrics: GatewayMetrics;
   readonly credentials: Credentials;
-  readonly rates: RateLimiter;
+  readonly rates: Rates;
   readonly catalogs: ToolCatalogs;
   readonly audit: Auditor;
   readonly approvals: ApprovalService;
@@ -153,7 +153,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   const masked = maskedCopy(msg, outcome.decision.maskRules);
   const decision = req.audit.decided(input, outcome, msg);
   enforce(outcome);
-  limitRate(deps.rates, input, outcome);
+  await limitRate(deps.rates, input, outcome);
   // A credential for exactly this call, minted when the call is sent (for a parked call: at release).
   // Every secret sent (static secret, credentials) is scrubbed from what comes back.
   const sent = sentSecrets(upstream.config);
@@ -321,10 +321,11 @@ function catalogKey(route: Route, identity: Identity, upstream: Upstream): strin
 }
 
 /** Step: the decision's rate, per caller, upstream, method and tool. */
-function limitRate(rates: RateLimiter, input: PolicyInput, outcome: DecisionOutcome): void {
+async function limitRate(rates: Rates, input: PolicyInput, outcome: DecisionOutcome): Promise<void> {
   const rate = outcome.decision.rate;
+  // No rate, no round trip (shared rates ask the store only for a decision that carries one).
   if (rate === undefined) return;
-  rates.take(
+  await rates.take(
     `${input.identity.sub}\u0000${input.upstream.name}\u0000${input.mcp.method}\u0000${input.mcp.tool ?? ''}`,
     rate,
   );
@@ -530,7 +531,7 @@ export async function handleDelete(deps: GatewayDeps, req: McpHttpRequest, note:
   note.identity = identity;
   const id = requireSessionId(req.headers);
   deps.sessions.get(id, upstream.config.name, identity.sub);
-  await deps.sessions.delete(id, 'closed by the client (DELETE)');
+  await deps.sessions.delete(id, 'closed by the client (DELETE)', { client: true });
   return { kind: 'empty', status: 204 };
 }
 

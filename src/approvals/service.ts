@@ -51,6 +51,8 @@ export interface ApprovalServiceOptions {
   readonly logins?: Readonly<Record<string, string>>;
   /** The clock of expiry, of every timestamp recorded, of the hold and of polling (default: the system clock). */
   readonly clock?: Clock;
+  /** Several replicas: whether this one runs the polling round now (one at a time, src/store/postgres.ts holdLease). */
+  readonly shouldPoll?: () => Promise<boolean>;
 }
 
 const live = (a: ApprovalRecord) => a.status === 'pending' || a.status === 'approved';
@@ -83,6 +85,8 @@ export class ApprovalService {
     private readonly opts: ApprovalServiceOptions,
   ) {
     this.#changes.setMaxListeners(0);
+    // A shared store: another replica's change wakes the calls held here.
+    store.onChange?.((id) => this.#changes.emit(id));
   }
 
   get #clock(): Clock {
@@ -133,16 +137,18 @@ export class ApprovalService {
       params: req.call.rawParams,
     });
     return this.#exclusive(`call:${hash}`, async () => {
+      // A shared store: what other replicas know of this call first (throws STORE_UNAVAILABLE: nothing is admitted).
+      await this.store.sync?.(hash);
       const latest = this.#latest(hash);
       if (latest !== undefined) {
         const ticket = await this.#exclusive(latest.id, async () => {
-          if (expireIfDue(latest, this.#now())) this.#changed(latest, 'approval.expired', {});
+          if (expireIfDue(latest, this.#now())) await this.#changed(latest, 'approval.expired', {});
           if (live(latest) && !sameRequirement(latest, req)) {
             // The policy asks something else of this call now: what was given under the old rule releases nothing.
             const reason = `superseded: the policy now asks ${req.minApprovals} approval(s) from ${req.approvers.join(', ')} (it asked ${latest.minApprovals} from ${latest.approvers.join(', ')})`;
             latest.status = 'denied';
             latest.denial = { by: 'gitgate', reason, at: this.#now().toISOString() };
-            this.#changed(latest, 'approval.denied', { by: 'gitgate', reason });
+            await this.#changed(latest, 'approval.denied', { by: 'gitgate', reason });
             return undefined;
           }
           if (latest.status === 'approved') return this.#claim(latest);
@@ -174,8 +180,11 @@ export class ApprovalService {
         policy: req.policy,
         approvals: [],
       };
-      // Durable before anything is opened where reviewers look.
-      this.store.put(a);
+      // Durable before anything is opened where reviewers look. Another replica that made this call's
+      // approval first wins: this call waits on that one.
+      if (this.store.create !== undefined) {
+        if (!(await this.store.create(a))) return { kind: 'wait', approval: this.#latest(hash) ?? a };
+      } else await this.store.put(a);
       this.events.record(a, 'approval.requested', {
         requester: a.requester,
         call: a.call,
@@ -201,7 +210,7 @@ export class ApprovalService {
     const attempt = (async () => {
       try {
         a.remote = await this.provider.open(a);
-        this.store.put(a);
+        await this.store.put(a);
         this.events.log('approval opened', { id: a.id, url: a.remote.url });
       } catch (err) {
         // Stays pending without a remote; the poller opens it again.
@@ -220,7 +229,7 @@ export class ApprovalService {
    */
   async #recompute(a: ApprovalRecord, opts: { readonly fresh?: boolean } = {}): Promise<void> {
     if (!live(a)) return;
-    if (expireIfDue(a, this.#now())) return this.#changed(a, 'approval.expired', {});
+    if (expireIfDue(a, this.#now())) return await this.#changed(a, 'approval.expired', {});
     if (a.remote === undefined) return;
     const s = await this.provider.state(a, a.remote);
     const names = new Set([
@@ -240,11 +249,12 @@ export class ApprovalService {
     a.status = v.status;
     if (v.denial !== undefined) a.denial = { ...v.denial, at: now.toISOString() };
     if (JSON.stringify([a.status, a.approvals, a.remote.headSha]) === before) return;
-    this.store.put(a);
+    await this.store.put(a);
     if (a.status === was) return;
-    if (a.status === 'approved') this.#changed(a, 'approval.approved', { by: a.approvals.map((v) => v.login) });
-    else if (a.status === 'denied') this.#changed(a, 'approval.denied', { by: a.denial?.by, reason: a.denial?.reason });
-    else if (a.status === 'expired') this.#changed(a, 'approval.expired', {});
+    if (a.status === 'approved') await this.#changed(a, 'approval.approved', { by: a.approvals.map((v) => v.login) });
+    else if (a.status === 'denied')
+      await this.#changed(a, 'approval.denied', { by: a.denial?.by, reason: a.denial?.reason });
+    else if (a.status === 'expired') await this.#changed(a, 'approval.expired', {});
     else {
       // approved → pending: an approval was dismissed, went stale or lost its reviewer's eligibility.
       this.events.log('approval revoked: it no longer has the approvals it needs', {
@@ -272,10 +282,21 @@ export class ApprovalService {
       });
       return { kind: 'wait', approval: a };
     }
-    if (a.status !== 'approved') return { kind: a.status === 'pending' ? 'wait' : 'denied', approval: a };
-    a.status = 'executed';
-    a.executedAt = this.#now().toISOString();
-    this.store.put(a);
+    // Executed meanwhile (by another replica, or another request here): this call waits for a new approval.
+    if (a.status !== 'approved')
+      return { kind: a.status === 'pending' || a.status === 'executed' ? 'wait' : 'denied', approval: a };
+    if (this.store.claim !== undefined) {
+      // One conditional statement: of every replica racing for this approval, exactly one forwards the call.
+      const claimed = await this.store.claim({ ...a, executedAt: this.#now().toISOString() });
+      const now = this.store.get(a.id) ?? a;
+      if (!claimed)
+        return { kind: now.status === 'denied' || now.status === 'expired' ? 'denied' : 'wait', approval: now };
+      a = now;
+    } else {
+      a.status = 'executed';
+      a.executedAt = this.#now().toISOString();
+      await this.store.put(a);
+    }
     this.events.record(a, 'approval.executed', { approvals: a.approvals });
     void this.#finish(a);
     return { kind: 'go', approval: a };
@@ -309,6 +330,13 @@ export class ApprovalService {
     const first = progress();
     if (first) yield first;
     while (left() > 0 && !opts.signal.aborted && !this.#stopping.signal.aborted) {
+      // A shared store: read the newest state (a NOTIFY may have been missed; polling is the fallback).
+      await this.store.sync?.(a.callHash).catch((err: unknown) =>
+        this.events.log('approval state could not be read from the shared store', {
+          id: a.id,
+          err: (err as Error).message,
+        }),
+      );
       const current = this.store.get(a.id) ?? a;
       if (current.status === 'approved') {
         const t = await this.#exclusive(a.id, async () =>
@@ -341,7 +369,7 @@ export class ApprovalService {
     const current = this.store.get(a.id) ?? a;
     const expired = await this.#exclusive(a.id, async () => expireIfDue(current, this.#now()));
     if (expired) {
-      this.#changed(current, 'approval.expired', {});
+      await this.#changed(current, 'approval.expired', {});
       return { kind: 'denied', approval: current };
     }
     return { kind: 'wait', approval: current };
@@ -352,18 +380,19 @@ export class ApprovalService {
    * approval from the provider. Nothing in the hint itself is trusted.
    */
   async refresh(ref: string): Promise<ApprovalRecord | undefined> {
+    await this.store.syncRef?.(ref);
     const a = this.store.all().find((x) => x.remote?.ref === ref && live(x));
     if (a === undefined) return undefined;
     await this.#exclusive(a.id, () => this.#recompute(a));
     return a;
   }
 
-  #changed(
+  async #changed(
     a: ApprovalRecord,
     type: 'approval.approved' | 'approval.denied' | 'approval.expired',
     data: Record<string, unknown>,
-  ): void {
-    this.store.put(a);
+  ): Promise<void> {
+    await this.store.put(a);
     this.events.record(a, type, data);
     this.#changes.emit(a.id);
     if (a.status === 'denied' || a.status === 'expired') void this.#finish(a);
@@ -374,7 +403,7 @@ export class ApprovalService {
     try {
       await this.provider.finish(a);
       a.finished = true;
-      this.store.put(a);
+      await this.store.put(a);
     } catch (err) {
       this.events.log('approval outcome not reported yet', { id: a.id, err: (err as Error).message });
     }
@@ -382,13 +411,23 @@ export class ApprovalService {
 
   /** One polling round: expire, (re)open, recompute live approvals from the provider, report outcomes. */
   async poll(): Promise<void> {
+    // Several replicas: one polls at a time (the others' rounds do nothing), from the store's newest state.
+    if (this.opts.shouldPoll !== undefined && !(await this.opts.shouldPoll())) return;
+    if (this.store.syncLive !== undefined) {
+      try {
+        await this.store.syncLive();
+      } catch (err) {
+        this.events.log('approvals poll skipped: the shared store cannot be read', { err: (err as Error).message });
+        return;
+      }
+    }
     for (const a of this.store.all()) {
       if (live(a)) {
         // Being opened right now (by the call that created it): that attempt finishes it.
         if (this.#opening.has(a.id)) continue;
         if (a.remote === undefined) {
           await this.#exclusive(a.id, async () => {
-            if (expireIfDue(a, this.#now())) this.#changed(a, 'approval.expired', {});
+            if (expireIfDue(a, this.#now())) await this.#changed(a, 'approval.expired', {});
           });
           if (!live(a)) continue;
           await this.#openRemote(a);

@@ -7,8 +7,20 @@ import type { ApprovalRecord } from './types.js';
 export interface ApprovalStore {
   all(): ApprovalRecord[];
   get(id: string): ApprovalRecord | undefined;
-  /** Durable before it returns. */
-  put(a: ApprovalRecord): void;
+  /** Durable before it returns (or its promise resolves). */
+  put(a: ApprovalRecord): void | Promise<void>;
+  /**
+   * A shared store (several replicas, src/store/approvals.ts) also has these. create: insert a new approval, false
+   * when another replica made this call's approval of that generation first. claim: approved → executed in one
+   * atomic step, true for exactly one claimant. sync/syncRef/syncLive: read the newest state before deciding.
+   * onChange: another replica changed an approval.
+   */
+  create?(a: ApprovalRecord): Promise<boolean>;
+  claim?(a: ApprovalRecord): Promise<boolean>;
+  sync?(callHash: string): Promise<void>;
+  syncRef?(ref: string): Promise<void>;
+  syncLive?(): Promise<void>;
+  onChange?(f: (id: string) => void): void;
 }
 
 /** <dataDir>/approvals/<id>.json, each written atomically and durably (src/atomic-file.ts). */

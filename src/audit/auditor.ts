@@ -11,9 +11,17 @@ import { type AuditEvent, type RawMember, sha256Hex } from './record.js';
 const day = (d: Date) => d.toISOString().slice(0, 10);
 const hour = (d: Date) => d.toISOString().slice(11, 13);
 
+/**
+ * A session's name in a stream path: its id, or (a sealed id of several replicas, longer than a file name may
+ * be) a digest of it. The records carry the full id either way.
+ */
+export function sessionStreamName(id: string): string {
+  return /^[A-Za-z0-9_-]{1,64}$/.test(id) ? id : `s-${sha256Hex(id).slice(0, 40)}`;
+}
+
 /** Stream ids are repo paths: one per MCP session, one per upstream and hour for stateless traffic. */
 export const streams = {
-  session: (id: string, createdAt: number) => `sessions/${day(new Date(createdAt))}/${id}`,
+  session: (id: string, createdAt: number) => `sessions/${day(new Date(createdAt))}/${sessionStreamName(id)}`,
   stateless: (upstream: string, at: Date) => `stateless/${day(at)}/${upstream}-${hour(at)}`,
   gateway: (at: Date) => `gateway/${day(at)}/${hour(at)}`,
 };

@@ -2,6 +2,7 @@ import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFil
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseDuration } from '../config/duration.js';
+import { sessionStreamName } from './auditor.js';
 import { type AuditRecord, parseLine } from './record.js';
 
 export interface RecordFilter {
@@ -75,7 +76,10 @@ function streamFiles(repo: string): Map<string, string[]> {
 /** Streams a filter can skip without reading: another session's. */
 function wanted(stream: string, filter: RecordFilter): boolean {
   if (filter.session === undefined) return true;
-  return stream.startsWith('sessions/') && stream.endsWith(`/${filter.session}`);
+  return (
+    stream.startsWith('sessions/') &&
+    (stream.endsWith(`/${filter.session}`) || stream.endsWith(`/${sessionStreamName(filter.session)}`))
+  );
 }
 
 /**

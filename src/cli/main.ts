@@ -10,6 +10,7 @@ import { type ImpactOptions, policyImpact } from './impact.js';
 import { DEFAULT_ACTION_OWNER, initPolicyRepo } from './init.js';
 import { policyBuild, policyStatus, policyTest } from './policy.js';
 import { serve } from './serve.js';
+import { storeMigrate } from './store.js';
 import { token } from './token.js';
 
 function port(v: string): number {
@@ -183,6 +184,16 @@ export async function main(argv: string[]): Promise<number> {
     )
     .action(async (o: { dir: string; coverage: string }) => {
       code = await policyTest(o, out);
+    });
+
+  program
+    .command('store')
+    .description('the shared PostgreSQL store of multi-replica mode (store.postgres)')
+    .command('migrate')
+    .description('apply the pending migrations under the advisory lock (serve does this at start), then exit')
+    .option('-c, --config <file>', 'gitgate.yaml')
+    .action(async (o: { config?: string }) => {
+      code = await storeMigrate(o, out);
     });
 
   const audit = program.command('audit').description('check and read an audit repo (works offline, on any clone)');

@@ -64,6 +64,15 @@ export interface ConfigDocument {
   };
   readonly upstreams: Readonly<Record<string, UpstreamDocument>>;
   readonly log: { readonly level: string };
+  readonly store?: {
+    readonly postgres?: {
+      readonly url: SecretRef;
+      readonly schema: string;
+      readonly poolMax: number;
+      readonly timeoutMs: number;
+      readonly replicaId?: string;
+    };
+  };
   readonly credentials: {
     readonly issuer?: string;
     readonly maxTtlSeconds: number;

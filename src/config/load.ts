@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { GatewayError } from '../errors.js';
@@ -171,6 +172,8 @@ function resolveConfig(doc: ConfigDocument, baseDir: string, source: string): Ga
         ? hooks.map((ref, i) => secretOf(`approvals.webhookSecret[${i}]`, ref))
         : [secretOf('approvals.webhookSecret', hooks)]
   ).filter((x) => x !== undefined);
+  const storePg = doc.store?.postgres;
+  const storeUrl = storePg === undefined ? undefined : secretOf('store.postgres.url', storePg.url);
   const pr = policy.repo;
   const repoToken = secretOf('policy.repo.token', pr?.token);
   const verifyKey = secretOf('policy.repo.verification.publicKey', pr?.verification?.publicKey);
@@ -250,6 +253,24 @@ function resolveConfig(doc: ConfigDocument, baseDir: string, source: string): Ga
         : {}),
       webhookSecrets,
     },
+    ...(storePg !== undefined && storeUrl !== undefined
+      ? {
+          store: {
+            postgres: {
+              url: storeUrl,
+              schema: storePg.schema,
+              poolMax: storePg.poolMax,
+              timeoutMs: storePg.timeoutMs,
+              replicaId:
+                storePg.replicaId ??
+                (hostname()
+                  .replace(/[^A-Za-z0-9._-]/g, '-')
+                  .slice(0, 63) ||
+                  'replica'),
+            },
+          },
+        }
+      : {}),
     // The environment overrides the file (tooling, not behaviour).
     log: { level: env.GITGATE_LOG_LEVEL ?? doc.log.level },
     source,

@@ -140,6 +140,16 @@ export interface GatewayConfig {
     /** The webhook secrets accepted (several while one is rotated); empty: webhooks are refused. */
     readonly webhookSecrets: readonly Secret[];
   };
+  /** Multi-replica mode: state shared through PostgreSQL (absent: one process, files under dataDir). */
+  readonly store?: {
+    readonly postgres: {
+      readonly url: Secret;
+      readonly schema: string;
+      readonly poolMax: number;
+      readonly timeoutMs: number;
+      readonly replicaId: string;
+    };
+  };
   readonly log: { readonly level: string };
   /** Where the config came from, for logs and /readyz. */
   readonly source: string;

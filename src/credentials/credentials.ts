@@ -1,3 +1,4 @@
+import type { JWK } from 'jose';
 import type { GatewayConfig, UpstreamConfig } from '../config/types.js';
 import type { UpstreamAuth } from '../mcp/upstream/types.js';
 import type { KeyRing } from './keyring.js';
@@ -20,6 +21,24 @@ export class Credentials {
     private readonly config: GatewayConfig,
     readonly keys: KeyRing,
   ) {}
+
+  /** Several replicas: every replica's published keys (src/store/keys.ts); else this ring's. */
+  published: (() => Promise<{ keys: JWK[] }>) | undefined;
+
+  /** Several replicas: publish this ring's public keys after each rotation. */
+  onRotate: (() => Promise<void>) | undefined;
+
+  /** Rotate the signing key (KeyRing.rotate), then publish the new public key where replicas share them. */
+  async rotate(now = Date.now(), activationMs?: number): Promise<{ kid: string; activeFrom: number }> {
+    const k = await this.keys.rotate(now, activationMs);
+    await this.onRotate?.();
+    return k;
+  }
+
+  /** What /.well-known/jwks.json serves. */
+  async jwks(): Promise<{ keys: JWK[] }> {
+    return this.published !== undefined ? this.published() : this.keys.jwks();
+  }
 
   /** What to attach to one request to `upstream` for this call. */
   forCall(upstream: UpstreamConfig, call: CallScope): UpstreamAuth {

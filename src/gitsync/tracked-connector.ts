@@ -55,6 +55,9 @@ export function trackConnector(inner: UpstreamConnector, opts: TrackOptions = {}
       get closed() {
         return done(t);
       },
+      get upstreamId() {
+        return s.upstreamId;
+      },
       async *request(msg: JsonRpcRequest, ro?: RequestOptions): AsyncGenerator<JsonRpcMessage> {
         t.inFlight++;
         total++;
@@ -105,6 +108,21 @@ export function trackConnector(inner: UpstreamConnector, opts: TrackOptions = {}
       }
       return wrap(await inner.open());
     },
+    ...(inner.resume !== undefined
+      ? {
+          resume: (upstreamId: string, protocolVersion: string) => {
+            if (retired)
+              throw new GatewayError(
+                'UPSTREAM_UNAVAILABLE',
+                `upstream ${inner.name} was just replaced by a new route; retry`,
+                {
+                  headers: { 'retry-after': '1' },
+                },
+              );
+            return wrap(inner.resume!(upstreamId, protocolVersion));
+          },
+        }
+      : {}),
     retire() {
       if (retiring !== undefined) return retiring;
       retired = true;

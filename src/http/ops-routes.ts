@@ -5,6 +5,8 @@ import type { AppDeps } from './deps.js';
 export function registerOpsRoutes(app: FastifyInstance, deps: AppDeps): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
+    // Multi-replica mode: the shared store is asked now, so readiness fails and recovers with it.
+    const store = await deps.readiness.store?.();
     const problems = deps.readiness.problems();
     const rev = deps.readiness.policy();
     const body = {
@@ -25,6 +27,7 @@ export function registerOpsRoutes(app: FastifyInstance, deps: AppDeps): void {
       audit: deps.readiness.audit(),
       upstreams: deps.readiness.upstreams?.() ?? Object.fromEntries(deps.upstreams.names().map((n) => [n, null])),
       sessions: deps.sessions.size,
+      ...(store !== undefined ? { store } : {}),
     };
     return reply.code(problems.length === 0 ? 200 : 503).send(body);
   });

@@ -28,7 +28,7 @@ export function registerWellKnownRoutes(app: FastifyInstance, deps: AppDeps): vo
   );
   // Upstreams verify the just-in-time credentials gitgate mints against these keys.
   app.get('/.well-known/jwks.json', async (_req, reply) =>
-    reply.header('cache-control', 'max-age=60').send(deps.credentials.keys.jwks()),
+    reply.header('cache-control', 'max-age=60').send(await deps.credentials.jwks()),
   );
   if (deps.devIssuer !== undefined) {
     const issuer = deps.devIssuer;

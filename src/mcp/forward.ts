@@ -59,7 +59,7 @@ async function initialize(
   opts: ForwardOptions,
 ): Promise<Forwarded> {
   // The slot is held from here until the session exists (or the initialize failed): the caps hold under concurrency.
-  const slot = sessions.reserve(upstream.config.name, identity.sub);
+  const slot = await sessions.reserve(upstream.config.name, identity.sub);
   try {
     const upstreamSession = await upstream.connector.open();
     const messages: JsonRpcMessage[] = [];
@@ -87,7 +87,14 @@ async function initialize(
         `upstream ${upstream.config.name} negotiated protocol ${said}, which gitgate does not relay`,
       );
     }
-    const session = sessions.create(upstream.config.name, identity.sub, version, upstreamSession, opts.sessionAuth);
+    const session = sessions.create(
+      upstream.config.name,
+      identity.sub,
+      version,
+      upstreamSession,
+      opts.sessionAuth,
+      slot,
+    );
     return { messages: toAsync(messages), session };
   } finally {
     slot.release();

@@ -6,6 +6,8 @@ import type { UpstreamAuth, UpstreamSession } from './upstream/types.js';
 
 export interface GatewaySession {
   readonly id: string;
+  /** Several replicas: the session's slot in the shared caps (src/store/session-caps.ts). */
+  readonly slot?: string;
   readonly upstream: string;
   /** The caller that opened it: a session is never usable by another subject. */
   readonly owner: string;
@@ -29,9 +31,44 @@ export interface SessionLimits {
   readonly idleTimeoutMs: number;
 }
 
+/** What a session needs to continue on any replica (sealed inside its id: src/store/session-seal.ts). */
+export interface SealedSession {
+  /** Its slot in the shared caps, when they are shared. */
+  readonly slot?: string;
+  readonly upstream: string;
+  readonly owner: string;
+  readonly protocolVersion: string;
+  readonly upstreamId: string;
+  readonly createdAt: number;
+}
+
+/** Seals session ids (several replicas); open() answers undefined for anything it did not seal, or altered. */
+export interface SessionSeal {
+  seal(s: SealedSession): string;
+  open(id: string): SealedSession | undefined;
+}
+
+/** How this replica continues a session on an upstream (HTTP upstreams: resume by the upstream's session id). */
+export interface SessionResumer {
+  resume(upstreamId: string, protocolVersion: string): UpstreamSession;
+  auth(purpose: string): UpstreamAuth;
+}
+
 /** A slot claimed for a session being opened; give it back with release() (create() does not). */
 export interface SessionSlot {
   release(): void;
+  /** The slot's id in the shared caps (several replicas). */
+  readonly id?: string;
+}
+
+/**
+ * Session caps counted across replicas: claim() a slot under the caps (or say which cap is full), touch() one
+ * in use (an idle slot stops counting after the upstream's idleTimeoutMs), release() one that ended.
+ */
+export interface SharedSessionCaps {
+  claim(slot: string, upstream: string, owner: string, limits: SessionLimits): Promise<'ok' | 'limit' | 'quota'>;
+  touch(slot: string): void;
+  release(slot: string): void;
 }
 
 /**
@@ -45,6 +82,16 @@ export class SessionStore {
   /** Slots claimed by initializes still in flight, per upstream and per upstream+caller. */
   readonly #opening = new Map<string, number>();
   readonly #sweeper: NodeJS.Timeout;
+
+  /** Several replicas: session ids are sealed, and a sealed id another replica issued is continued here. */
+  seal: SessionSeal | undefined;
+  resumer: ((upstream: string, owner: string) => SessionResumer | undefined) | undefined;
+  /** Sessions continued here that another replica opened: forgotten when idle here, never closed upstream for it. */
+  readonly #adopted = new Set<string>();
+
+  /** Several replicas: caps and quotas are counted in the shared store instead of here. */
+  caps: SharedSessionCaps | undefined;
+  readonly #touched = new Map<string, number>();
 
   /** Called for every session that ends, with why. */
   onDelete: ((session: GatewaySession, reason: string) => Promise<void> | void) | undefined;
@@ -107,7 +154,8 @@ export class SessionStore {
    * or SESSION_LIMIT when there is none), so concurrent initializes cannot all
    * pass the check before any of them is created.
    */
-  reserve(upstream: string, owner: string): SessionSlot {
+  reserve(upstream: string, owner: string): SessionSlot | Promise<SessionSlot> {
+    if (this.caps !== undefined) return this.#reserveShared(this.caps, upstream, owner);
     this.assertCapacity(upstream, owner);
     const keys = [this.#key(upstream), this.#key(upstream, owner)];
     for (const k of keys) this.#opening.set(k, (this.#opening.get(k) ?? 0) + 1);
@@ -125,16 +173,65 @@ export class SessionStore {
     };
   }
 
+  async #reserveShared(caps: SharedSessionCaps, upstream: string, owner: string): Promise<SessionSlot> {
+    const id = randomUUID();
+    const limits = this.limits(upstream);
+    const got = await caps.claim(id, upstream, owner, limits);
+    if (got === 'quota')
+      throw new GatewayError(
+        'SESSION_QUOTA',
+        `caller ${owner} already holds ${limits.maxSessionsPerCaller} sessions on upstream ${upstream} across all replicas (upstreams.${upstream}.maxSessionsPerCaller); end one with DELETE or wait until one idles out`,
+        { data: { quota: 'maxSessionsPerCaller', limit: limits.maxSessionsPerCaller } },
+      );
+    if (got === 'limit')
+      throw new GatewayError(
+        'SESSION_LIMIT',
+        `upstream ${upstream} already has ${limits.maxSessions} sessions across all replicas; close one or retry later`,
+        { headers: { 'retry-after': '5' } },
+      );
+    let used = false;
+    return {
+      id,
+      release: () => {
+        // A slot a session now holds is the session's to give back (on its DELETE or end).
+        if (!used && !this.#slotsInUse.has(id)) {
+          used = true;
+          caps.release(id);
+        }
+      },
+    };
+  }
+
+  readonly #slotsInUse = new Set<string>();
+
   create(
     upstream: string,
     owner: string,
     protocolVersion: string,
     upstreamSession: UpstreamSession,
     auth: (purpose: string) => UpstreamAuth,
+    slot?: SessionSlot,
   ): GatewaySession {
     const now = Date.now();
+    const upstreamId = upstreamSession.upstreamId;
+    const slotId = this.caps !== undefined ? slot?.id : undefined;
+    if (slotId !== undefined) {
+      this.#slotsInUse.add(slotId);
+      this.#touched.set(slotId, now);
+    }
     const s: GatewaySession = {
-      id: randomUUID(),
+      ...(slotId !== undefined ? { slot: slotId } : {}),
+      id:
+        this.seal !== undefined && upstreamId !== undefined
+          ? this.seal.seal({
+              ...(slotId !== undefined ? { slot: slotId } : {}),
+              upstream,
+              owner,
+              protocolVersion,
+              upstreamId,
+              createdAt: now,
+            })
+          : randomUUID(),
       upstream,
       owner,
       protocolVersion,
@@ -151,26 +248,84 @@ export class SessionStore {
 
   /** The caller's live session on this upstream, or SESSION_UNKNOWN (also for someone else's session). */
   get(id: string, upstream: string, owner: string): GatewaySession {
-    const s = this.#sessions.get(id);
+    const s = this.#sessions.get(id) ?? this.#adopt(id, upstream, owner);
     if (s === undefined || s.upstream !== upstream || s.owner !== owner || s.upstreamSession.closed) {
-      if (s?.upstreamSession.closed) this.#sessions.delete(id);
+      if (s?.upstreamSession.closed) {
+        this.#sessions.delete(id);
+        this.#adopted.delete(id);
+      }
       throw new GatewayError(
         'SESSION_UNKNOWN',
         `Unknown session ${id}: it expired, was closed, or belongs to someone else; send initialize to start a new one`,
       );
     }
     s.lastSeen = Date.now();
+    // Shared caps: a session in use keeps its slot counted (touched at most four times per idle timeout).
+    if (this.caps !== undefined && s.slot !== undefined) {
+      const last = this.#touched.get(s.slot) ?? 0;
+      if (s.lastSeen - last > this.limits(upstream).idleTimeoutMs / 4) {
+        this.#touched.set(s.slot, s.lastSeen);
+        this.caps.touch(s.slot);
+      }
+    }
     return s;
   }
 
-  async delete(id: string, reason = 'closed by the client'): Promise<void> {
+  async delete(id: string, reason = 'closed by the client', opts: { readonly client?: boolean } = {}): Promise<void> {
     const s = this.#sessions.get(id);
     if (s === undefined) return;
     this.#sessions.delete(id);
+    this.#adopted.delete(id);
     const recorded = this.onDelete?.(s, reason);
-    await s.upstreamSession.close(s.auth('session/close'));
+    // A sealed session (several replicas) may go on through another replica: only the client's DELETE ends it
+    // upstream; idling out or a shutdown here only forgets it here.
+    if (s.slot !== undefined) {
+      this.#touched.delete(s.slot);
+      this.#slotsInUse.delete(s.slot);
+      // Its slot is given back when the session ended for everyone (the client's DELETE, the upstream ended it);
+      // one only forgotten here keeps counting until it idles out everywhere.
+      if (opts.client === true || s.upstreamSession.closed || !this.#shared(s)) this.caps?.release(s.slot);
+    }
+    if (opts.client === true || !this.#shared(s)) await s.upstreamSession.close(s.auth('session/close'));
     // The caller hears that its session ended only once that is recorded.
     await recorded;
+  }
+
+  /**
+   * A sealed id this replica did not issue: continued here when the seal opens, it names this upstream and
+   * this caller, and the upstream can be resumed (HTTP). Anything else is unknown (stdio sessions live with
+   * their child process on the replica that opened them: the load balancer routes them there).
+   */
+  #shared(s: GatewaySession): boolean {
+    return this.#adopted.has(s.id) || (this.seal !== undefined && this.seal.open(s.id) !== undefined);
+  }
+
+  #adopt(id: string, upstream: string, owner: string): GatewaySession | undefined {
+    const sealed = this.seal?.open(id);
+    if (sealed === undefined || sealed.upstream !== upstream || sealed.owner !== owner) return undefined;
+    const how = this.resumer?.(upstream, owner);
+    if (how === undefined) return undefined;
+    // Shared caps: the session already holds its slot (counted once, wherever it is continued).
+    if (this.caps === undefined) this.assertCapacity(upstream, owner);
+    const now = Date.now();
+    if (sealed.slot !== undefined) this.#touched.set(sealed.slot, now);
+    const s: GatewaySession = {
+      ...(sealed.slot !== undefined ? { slot: sealed.slot } : {}),
+      id,
+      upstream,
+      owner,
+      protocolVersion: sealed.protocolVersion,
+      upstreamSession: how.resume(sealed.upstreamId, sealed.protocolVersion),
+      auth: how.auth,
+      createdAt: sealed.createdAt,
+      lastSeen: now,
+      inFlight: new InFlight(),
+      // Events another replica sent are not replayable here (Last-Event-ID replay is per replica).
+      replay: new ReplayBuffer(),
+    };
+    this.#sessions.set(id, s);
+    this.#adopted.add(id);
+    return s;
   }
 
   async sweep(now = Date.now()): Promise<number> {

@@ -31,12 +31,18 @@ export function signBody(secret: string, body: Buffer | string): string {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
 }
 
+/** Delivery ids already handled: on disk (one process) or in the shared store (several replicas, src/store/deliveries.ts). */
+export interface Deliveries {
+  has(id: string): boolean | Promise<boolean>;
+  add(id: string): void | Promise<void>;
+}
+
 /**
  * Delivery ids already handled (X-GitHub-Delivery), kept on disk so a replay
  * after a restart is still a replay. The same body under a new id is handled
  * again: handlers treat a webhook as a hint and read the truth from GitHub.
  */
-export class DeliveryLog {
+export class DeliveryLog implements Deliveries {
   readonly #seen = new Set<string>();
   readonly #file: string;
 
@@ -86,7 +92,7 @@ export class GitHubWebhooks {
   /** `secrets`: the webhook secret, or during a rotation the list of secrets accepted (new and old). */
   constructor(
     secrets: string | readonly string[] | undefined,
-    private readonly deliveries: DeliveryLog,
+    private readonly deliveries: Deliveries,
   ) {
     this.#secrets = (typeof secrets === 'string' ? [secrets] : (secrets ?? [])).filter((s) => s !== '');
   }
@@ -111,8 +117,9 @@ export class GitHubWebhooks {
     const event = h('x-github-event');
     if (delivery === undefined || event === undefined)
       return { status: 400, body: { error: 'X-GitHub-Delivery and X-GitHub-Event are required' } };
-    if (this.deliveries.has(delivery) || this.#inflight.has(delivery))
-      return { status: 200, body: { duplicate: true, delivery } };
+    if (delivery.length > 200)
+      return { status: 400, body: { error: 'X-GitHub-Delivery is longer than 200 characters' } };
+    if (this.#inflight.has(delivery)) return { status: 200, body: { duplicate: true, delivery } };
     let payload: Record<string, unknown>;
     try {
       payload = parseJsonWithin(body, { maxDepth: MAX_JSON_DEPTH }) as Record<string, unknown>;
@@ -122,9 +129,17 @@ export class GitHubWebhooks {
     const handlers = this.#handlers.get(event) ?? [];
     this.#inflight.add(delivery);
     try {
+      let seen: boolean;
+      try {
+        seen = await this.deliveries.has(delivery);
+      } catch (err) {
+        // The shared store cannot say: not handled, so GitHub's redelivery (or the poller) gets it later.
+        return { status: 503, body: { error: `delivery log unavailable: ${(err as Error).message}`, delivery } };
+      }
+      if (seen) return { status: 200, body: { duplicate: true, delivery } };
       for (const handle of handlers) await handle(payload, delivery);
       // Only a delivery that was handled counts as seen: GitHub's redelivery of a failed one gets another try.
-      this.deliveries.add(delivery);
+      await this.deliveries.add(delivery);
     } catch (err) {
       // Not seen: a redelivery is handled again (the poller catches up meanwhile).
       return { status: 502, body: { error: `handling ${event} failed: ${(err as Error).message}`, delivery } };

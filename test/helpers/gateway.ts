@@ -26,6 +26,8 @@ export async function startGateway(opts: {
   credentials?: Record<string, unknown>;
   audit?: Record<string, unknown>;
   approvals?: Record<string, unknown>;
+  /** Multi-replica mode: `store` of gitgate.yaml. */
+  store?: Record<string, unknown>;
   options?: GatewayOptions;
   /** Reuse a data dir (restart tests). */
   dataDir?: string;
@@ -50,6 +52,7 @@ export async function startGateway(opts: {
       ...(opts.audit ? { audit: opts.audit } : {}),
       // Parked calls answer at once unless a test is about holding.
       approvals: { holdSeconds: 0, ...opts.approvals },
+      ...(opts.store ? { store: opts.store } : {}),
       log: { level: 'silent' },
     },
     {},

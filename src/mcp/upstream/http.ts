@@ -210,9 +210,9 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
         }
       : {};
 
-  function makeSession(): UpstreamSession {
-    let sessionId: string | undefined;
-    let protocolVersion: string | undefined;
+  function makeSession(resume?: { upstreamId: string; protocolVersion: string }): UpstreamSession {
+    let sessionId: string | undefined = resume?.upstreamId;
+    let protocolVersion: string | undefined = resume?.protocolVersion;
     let closed = false;
     const baseHeaders = (auth: UpstreamAuth | undefined): Record<string, string> => ({
       ...auth?.headers,
@@ -358,6 +358,9 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       get closed() {
         return closed;
       },
+      get upstreamId() {
+        return sessionId;
+      },
       async *request(msg, opts = {}) {
         const watch: Watch = {};
         const deadline = messageDeadline(watch);
@@ -488,6 +491,7 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
     name,
     transport: 'http',
     open: () => Promise.resolve(makeSession()),
+    resume: (upstreamId, protocolVersion) => makeSession({ upstreamId, protocolVersion }),
     shutdown: () => {
       agent.destroy();
       return Promise.resolve();

@@ -39,6 +39,8 @@ export interface UpstreamSession {
   listen(signal: AbortSignal, auth?: UpstreamAuth): Promise<AsyncIterable<JsonRpcMessage> | undefined>;
   close(auth?: UpstreamAuth): Promise<void>;
   readonly closed: boolean;
+  /** The upstream's own Mcp-Session-Id (HTTP), once initialize gave one: what another replica resumes it by. */
+  readonly upstreamId?: string | undefined;
 }
 
 export interface UpstreamConnector {
@@ -46,6 +48,8 @@ export interface UpstreamConnector {
   readonly transport: 'http' | 'stdio';
   /** A fresh session; the caller sends `initialize` through it first. */
   open(): Promise<UpstreamSession>;
+  /** HTTP only: continue a session the upstream already knows (opened through another replica), without initialize. */
+  resume?(upstreamId: string, protocolVersion: string): UpstreamSession;
   /** Stop everything this connector started. */
   shutdown(): Promise<void>;
 }

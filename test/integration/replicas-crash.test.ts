@@ -1,0 +1,174 @@
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { startBalancer } from '../helpers/balancer.js';
+import { gitgate, serveProcess } from '../helpers/cli.js';
+import { connectClient } from '../helpers/client.js';
+import { SECRET } from '../helpers/github-approvals.js';
+import { GitHubEmulator } from '../helpers/github-emulator.js';
+import { startOidcIssuer } from '../helpers/oidc-issuer.js';
+import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
+import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+
+/**
+ * Three `gitgate serve` processes (bin/gitgate.js: run `npx tsc -p tsconfig.json` first) on one real
+ * PostgreSQL behind the round-robin balancer: the replica holding a parked call is SIGKILLed, the call is
+ * approved through another, and the client's retry runs it exactly once. Each replica has its own data dir
+ * and audit repo; each verifies afterwards.
+ */
+describe('replicas as processes: SIGKILL of the replica holding a parked call', () => {
+  let db: TestPostgres;
+  let gh: GitHubEmulator;
+  let idp: Awaited<ReturnType<typeof startOidcIssuer>>;
+  let upstream: { url: string; calls: { tool: string; message?: string }[]; close(): Promise<void> };
+  const procs: { child: ChildProcess; url: string; dataDir: string; config: string }[] = [];
+  let env: NodeJS.ProcessEnv;
+
+  beforeAll(async () => {
+    db = await startPostgres();
+    gh = await new GitHubEmulator().start();
+    gh.team('acme', 'security', ['sam']);
+    idp = await startOidcIssuer();
+    upstream = await startHttpServer();
+    env = {
+      GITGATE_TEST_PG_URL: db.url,
+      GITGATE_TEST_GH_TOKEN: 'ghs_emulatortoken',
+      GITGATE_TEST_WEBHOOK_SECRET: SECRET,
+    };
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    await upstream?.close();
+    await idp?.close();
+    await gh?.close();
+    await db?.destroy();
+  });
+
+  async function config(replica: string, policyDir: string): Promise<{ file: string; dataDir: string }> {
+    const dir = await mkdtemp(path.join(tmpdir(), `gitgate-${replica}-`));
+    const dataDir = path.join(dir, 'data');
+    const file = path.join(dir, 'gitgate.yaml');
+    await writeFile(
+      file,
+      JSON.stringify({
+        server: { host: '127.0.0.1', port: 0 },
+        dataDir,
+        identity: { mode: 'oidc', issuer: idp.issuer, audience: 'gitgate' },
+        policy: { dir: policyDir },
+        upstreams: { gh: { url: upstream.url } },
+        approvals: {
+          provider: 'github',
+          holdSeconds: 30,
+          pollSeconds: 3600,
+          github: { baseUrl: gh.url, owner: 'acme', repo: 'approvals', token: { fromEnv: 'GITGATE_TEST_GH_TOKEN' } },
+          webhookSecret: { fromEnv: 'GITGATE_TEST_WEBHOOK_SECRET' },
+        },
+        store: { postgres: { url: { fromEnv: 'GITGATE_TEST_PG_URL' }, schema: 'procs', replicaId: replica } },
+        log: { level: 'warn' },
+      }),
+    );
+    return { file, dataDir };
+  }
+
+  it('gitgate store migrate applies the migrations once; serve finds them done', async () => {
+    const policyDir = await makePolicyDir({
+      ...TEST_POLICY_DATA,
+      upstreams: {
+        gh: {
+          full_access_groups: ['eng'],
+          public_tools: [],
+          high_risk_tools: { echo: { approvers: ['@acme/security'], min_approvals: 1, ttl_seconds: 900 } },
+          mask: [],
+          credential_ttl_seconds: 60,
+        },
+      },
+    });
+    const first = await config('r1', policyDir);
+    const m1 = await gitgate(['store', 'migrate', '--config', first.file], { env });
+    expect(m1).toMatchObject({ code: 0, stdout: 'schema procs: at version 3 (applied 1, 2, 3)\n' });
+    const m2 = await gitgate(['store', 'migrate', '--config', first.file], { env });
+    expect(m2).toMatchObject({ code: 0, stdout: 'schema procs: at version 3 (nothing to apply)\n' });
+    expect(m2.stderr).not.toContain(db.url);
+    for (const id of ['r1', 'r2', 'r3']) {
+      const c = id === 'r1' ? first : await config(id, policyDir);
+      const p = await serveProcess(['--config', c.file], env);
+      procs.push({ child: p.child, url: p.url, dataDir: c.dataDir, config: c.file });
+    }
+  }, 120_000);
+
+  it('the parked call survives the SIGKILL of its replica: approved through another, the retry runs once', async () => {
+    const lb = await startBalancer(
+      procs.map((p) => p.url),
+      { sticky: true },
+    );
+    const token = await idp.mint({ sub: 'alice', groups: ['eng'], github_login: 'alice-gh' });
+    const holder = procs[0]!;
+    const c = await connectClient(`${holder.url}/mcp/gh`, token);
+    const held = c.client.callTool({ name: 'echo', arguments: { message: 'kill-me' } }).then(
+      () => 'answered',
+      () => 'cut',
+    );
+    // Parked, durable in the store, its pull request open: then the replica holding it dies.
+    const q = new pg.Client({ connectionString: db.url });
+    await q.connect();
+    let pr = '';
+    try {
+      await expect
+        .poll(
+          async () => {
+            const r = await q.query(
+              "SELECT remote_ref FROM procs.approvals WHERE status = 'pending' AND remote_ref IS NOT NULL",
+            );
+            pr = (r.rows[0]?.remote_ref as string | undefined) ?? '';
+            return pr;
+          },
+          { timeout: 20_000 },
+        )
+        .not.toBe('');
+      holder.child.kill('SIGKILL');
+      expect(await held).toBe('cut');
+      const hook = await gh.deliver(
+        `${lb.url}/webhooks/github`,
+        'pull_request_review',
+        gh.review(Number(pr), { login: 'sam', state: 'approved' }),
+        SECRET,
+      );
+      expect(hook.status).toBe(202);
+      const retry = await connectClient(`${lb.url}/mcp/gh`, token);
+      expect(await retry.client.callTool({ name: 'echo', arguments: { message: 'kill-me' } })).toMatchObject({
+        content: [{ type: 'text', text: 'echo: kill-me' }],
+      });
+      expect(upstream.calls.filter((x) => x.tool === 'echo' && x.message === 'kill-me')).toHaveLength(1);
+      const row = await q.query('SELECT status, updated_by FROM procs.approvals WHERE remote_ref = $1', [pr]);
+      expect(row.rows[0]).toMatchObject({ status: 'executed', updated_by: expect.stringMatching(/^r[23]$/) });
+      await retry.close();
+    } finally {
+      await q.end();
+      await lb.close();
+    }
+    await c.client.close().catch(() => undefined);
+    expect(gh.violations).toEqual([]);
+  }, 120_000);
+
+  it('each replica is its own audit log: every one verifies after the crash (the killed one on restart)', async () => {
+    const [killed, ...live] = procs;
+    for (const p of live) {
+      p.child.kill('SIGTERM');
+      await new Promise((r) => p.child.once('exit', r));
+    }
+    // The killed replica recovers its write-ahead log on restart, then stops cleanly.
+    const again = await serveProcess(['--config', killed!.config], env);
+    again.child.kill('SIGTERM');
+    await new Promise((r) => again.child.once('exit', r));
+    for (const p of procs) {
+      const v = await gitgate(['audit', 'verify', path.join(p.dataDir, 'audit')]);
+      expect(v, v.stdout).toMatchObject({ code: 0, stdout: expect.stringMatching(/^ok: /) });
+    }
+  }, 120_000);
+});
