@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 /**
  * Audit log throughput: records signed (ES256, the default audit key) and made durable (WAL, group
  * commit, fdatasync), then committed to a real git repo with checkpoints.
@@ -8,11 +9,10 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { auditSigner } from '../src/audit/record.js';
 import { GitAuditStore } from '../src/audit/store.js';
+import { verifierOf } from '../src/audit/tlog/note.js';
 import { openAuditTrail } from '../src/audit/trail.js';
 import { verifyAuditRepo } from '../src/audit/verify.js';
-import { generateSigningKey } from '../src/credentials/algorithms.js';
 
 const TOTAL = Number(process.env.AUDIT_RECORDS ?? 1_000_000);
 /** Records per session stream (a session of ~10 exchanges = 20 records); 0 = everything in one hot stream. */
@@ -21,12 +21,11 @@ const IN_FLIGHT = 256;
 
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(tmpdir(), 'gitgate-bench-audit-'));
-  const key = generateSigningKey('ES256');
-  const signer = auditSigner('bench', key);
-  const store = await GitAuditStore.open(path.join(root, 'audit'), signer);
+  const key = generateKeyPairSync('ed25519').privateKey;
+  const store = await GitAuditStore.open(path.join(root, 'audit'), verifierOf('gitgate.bench/audit', key).text);
   const { log, committer } = openAuditTrail(store, {
     walDir: path.join(root, 'wal'),
-    kid: 'bench',
+    origin: 'gitgate.bench/audit',
     key,
     everyRecords: 10_000,
     everyMs: 1000,
@@ -85,7 +84,7 @@ async function main(): Promise<void> {
   console.log(`heap MiB every 100k records: ${heap.map((h) => h.toFixed(0)).join(' ')}`);
   if (process.env.AUDIT_VERIFY !== '0') {
     const t0 = process.hrtime.bigint();
-    const report = await verifyAuditRepo(path.join(root, 'audit'));
+    const report = await verifyAuditRepo(path.join(root, 'audit'), { keys: [verifierOf('gitgate.bench/audit', key)] });
     console.log(
       `verify: ${report.ok ? 'ok' : `FAILED ${JSON.stringify(report.error)}`} — ${report.records} records in ${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1)} s`,
     );

@@ -76,7 +76,7 @@ export class AuditLog {
   /** The last record of each stream known to be in the WAL (what the chain falls back to after a failed write). */
   readonly #durable = new Map<string, StreamTail>();
   readonly #waiting = new Map<number, Waiting>();
-  readonly #replies = new Map<number, (msg: { segment?: number; error?: string }) => void>();
+  readonly #replies = new Map<number, (msg: { segment?: number; checkpoint?: string; error?: string }) => void>();
   #port: SealerPort | undefined;
   #outbox: SealItem[] = [];
   #scheduled = false;
@@ -231,10 +231,11 @@ export class AuditLog {
    * before is then durable (or failed), so every entry in the closed segment
    * is among the uncommitted entries.
    */
-  async rollWal(): Promise<number> {
+  async rollWal(): Promise<{ segment: number; checkpoint: string }> {
     const r = await this.#ask('roll');
-    if (r.segment === undefined) throw new Error(`audit WAL roll failed: ${r.error ?? 'no segment'}`);
-    return r.segment;
+    if (r.segment === undefined || r.checkpoint === undefined)
+      throw new Error(`audit WAL roll failed: ${r.error ?? 'no segment'}`);
+    return { segment: r.segment, checkpoint: r.checkpoint };
   }
 
   /** Durable entries not yet committed; the committer takes them. */
@@ -278,15 +279,16 @@ export class AuditLog {
     await this.#ask('sync');
   }
 
-  /** Flush, then stop the sealer. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    await this.#ask('close');
+  /** Flush, then stop the sealer; resolves with the checkpoint it signed last (over every durable record). */
+  async close(): Promise<string | undefined> {
+    if (this.#closed) return undefined;
+    const r = await this.#ask('close');
     this.#closed = true;
     clearInterval(this.#watchdog);
     const port = this.#port;
     this.#port = undefined;
     await port?.terminate();
+    return r.checkpoint;
   }
 
   /**
@@ -370,7 +372,7 @@ export class AuditLog {
   }
 
   /** Ask the sealer for `sync`, `roll` or `close` after everything appended so far. */
-  #ask(kind: 'sync' | 'roll' | 'close'): Promise<{ segment?: number; error?: string }> {
+  #ask(kind: 'sync' | 'roll' | 'close'): Promise<{ segment?: number; checkpoint?: string; error?: string }> {
     this.#post();
     const port = this.#port;
     if (port === undefined) return Promise.resolve({ error: this.#lastError?.message ?? 'audit sealer not running' });
@@ -393,7 +395,13 @@ export class AuditLog {
           const w = this.#waiting.get(msg.ids[i]!);
           if (w === undefined) continue;
           this.#waiting.delete(msg.ids[i]!);
-          const entry: WalEntry = { stream: w.stream, seq: w.seq, line: msg.lines[i]!, hash: msg.hashes[i]! };
+          const entry: WalEntry = {
+            stream: w.stream,
+            seq: w.seq,
+            leaf: msg.leaves[i]!,
+            line: msg.lines[i]!,
+            hash: msg.hashes[i]!,
+          };
           this.#durable.set(w.stream, { seq: w.seq, hash: entry.hash, ts: w.ts });
           this.#uncommitted.push(entry);
           w.done();

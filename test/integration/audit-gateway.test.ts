@@ -5,10 +5,10 @@ import type { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRecords } from '../../src/audit/read.js';
 import type { AuditRecord } from '../../src/audit/record.js';
-import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { FileWal } from '../../src/audit/wal.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { verifyRepo } from '../helpers/audit-repo.js';
 import { gitgate } from '../helpers/cli.js';
 import { connectClient } from '../helpers/client.js';
 import { FlakyWal } from '../helpers/flaky-wal.js';
@@ -58,7 +58,7 @@ describe('every exchange through the gateway is recorded, signed and committed',
     await gw.close();
 
     const repo = path.join(gw.dataDir, 'audit');
-    const report = await verifyAuditRepo(repo);
+    const report = await verifyRepo(repo);
     expect(report).toMatchObject({ ok: true });
     const records: AuditRecord[] = [];
     for await (const r of readRecords(repo, { session: sid })) records.push(r);
@@ -179,7 +179,7 @@ describe('the gateway fails closed when it cannot record', () => {
       await gw2.close();
       await upstream.close();
     }
-    const report = await verifyAuditRepo(path.join(gw2.dataDir, 'audit'));
+    const report = await verifyRepo(path.join(gw2.dataDir, 'audit'));
     expect(report.ok).toBe(true);
   });
 
@@ -213,7 +213,7 @@ describe('the gateway fails closed when it cannot record', () => {
       await gw.close();
       await upstream.close();
     }
-    const report = await verifyAuditRepo(repo);
+    const report = await verifyRepo(repo);
     expect(report.ok).toBe(true);
     expect(report.records).toBeGreaterThanOrEqual(12);
   });
