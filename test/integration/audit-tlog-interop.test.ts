@@ -6,6 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HashFile } from '../../src/audit/tlog/hash-file.js';
 import { consistencyProof, inclusionProof, leafHash, type SubtreeReader } from '../../src/audit/tlog/merkle.js';
 import { noteSigner, openNote, parseVerifierKey, signCheckpoint } from '../../src/audit/tlog/note.js';
+import { gitText } from '../../src/git/run.js';
+import { decisionEvent, openTrail } from '../helpers/audit-repo.js';
+import { gitgate } from '../helpers/cli.js';
 import { buildGoTlog, goTlog } from '../helpers/go-tlog.js';
 
 // Go's golang.org/x/mod/sumdb/note and .../tlog, an implementation gitgate shares no code with,
@@ -80,5 +83,60 @@ describe('interop with Go sumdb/note and sumdb/tlog', () => {
     expect(r.code).toBe(0);
     const { vkey, note } = JSON.parse(r.out) as { vkey: string; note: string };
     expect(openNote(note, [parseVerifierKey(vkey)]).verifiedBy).toEqual(['example.com/log']);
+  });
+
+  it('checks what a real gateway log wrote, through the CLI: checkpoint, `audit prove` and `audit consistency`', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-go-real-'));
+    const t = await openTrail(root);
+    for (let i = 0; i < 9; i++) await t.log.append(`sessions/s${i % 2}`, decisionEvent(`x${i}`));
+    await t.committer.commit();
+    for (let i = 9; i < 40; i++) await t.log.append(`sessions/s${i % 3}`, decisionEvent(`x${i}`));
+    await t.committer.commit();
+    await t.log.close();
+    const repo = path.join(root, 'audit');
+    const key = await gitgate(['audit', 'public-key', '--data-dir', root]);
+    expect(key.code, key.stderr).toBe(0);
+    const vkey = key.stdout.trim();
+    expect(vkey).toBe(t.key.verifier.text);
+    const cp = await gitgate(['audit', 'checkpoint', repo]);
+    expect(cp.stdout).toMatch(/^gitgate\.audit\/\S+\n40\n/);
+    const oldFile = path.join(root, 'old.checkpoint');
+    writeFileSync(oldFile, await gitText(repo, ['show', 'HEAD~1:checkpoint']));
+    const prove = await gitgate(['audit', 'prove', 'x17', '--repo', repo, '--key', vkey]);
+    expect(prove.code, prove.stderr).toBe(0);
+    const bundle = JSON.parse(prove.stdout.trim()) as {
+      record: string;
+      leaf: number;
+      inclusion: string[];
+      checkpoint: string;
+    };
+    expect(bundle.leaf).toBe(17);
+    const bundleFile = path.join(root, 'x17.proof');
+    writeFileSync(bundleFile, prove.stdout);
+    const checked = await gitgate(['audit', 'verify-proof', bundleFile, '--key', vkey]);
+    expect(checked.stdout).toMatch(
+      /^ok: leaf 17 \(decision of exchange x17\) is in the log gitgate\.audit\/\S+ of 40 record\(s\)/,
+    );
+    const other = noteSigner('gitgate.test/audit', generateKeyPairSync('ed25519').privateKey).verifier.text;
+    expect((await gitgate(['audit', 'verify-proof', bundleFile, '--key', other])).code).toBe(1);
+    const cons = await gitgate(['audit', 'consistency', oldFile, repo, '--key', vkey]);
+    expect(cons.code, cons.stdout).toBe(0);
+    const c = JSON.parse(cons.stdout) as { oldSize: number; oldRoot: string; size: number; proof: string[] };
+    expect([c.oldSize, c.size]).toEqual([9, 40]);
+    const file = path.join(root, 'case.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        vkey,
+        note: bundle.checkpoint,
+        leaf: Buffer.from(bundle.record).toString('base64'),
+        index: bundle.leaf,
+        inclusion: bundle.inclusion,
+        oldSize: c.oldSize,
+        oldRoot: c.oldRoot,
+        consistency: c.proof,
+      }),
+    );
+    expect(await goTlog(bin, ['verify', file])).toEqual({ code: 0, out: 'ok\n' });
   });
 });
