@@ -145,6 +145,8 @@ async function createAudit(
     walDir: path.join(config.dataDir, 'audit-wal'),
     origin,
     key,
+    anchors: config.audit.anchors,
+    warn: (m) => logger.warn(m),
     everyRecords: config.audit.commitEveryRecords,
     everyMs: config.audit.commitEveryMs,
     ...(wal !== undefined ? { wal } : {}),

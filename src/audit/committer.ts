@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors.js';
+import type { Anchors } from './anchors.js';
 import type { AuditLog, StreamTail } from './log.js';
 import type { AuditStore } from './store.js';
 import { HashFile } from './tlog/hash-file.js';
@@ -55,6 +56,8 @@ export class AuditCommitter {
       onError?: (err: unknown) => void;
       /** The log's stored-hash file (the sealer's), reconciled with the repo and the WAL on recovery. */
       treeFile?: string;
+      /** Where each committed checkpoint is also published. */
+      anchors?: Anchors;
     },
   ) {}
 
@@ -124,6 +127,7 @@ export class AuditCommitter {
     }
     for (const [stream, tail] of last) this.log.seed(stream, tail);
     await this.store.commit(`audit: recovered ${entries.length} record(s) from the write-ahead log`, checkpoint);
+    void this.opts.anchors?.publish(checkpoint);
     this.wal.drop(segment);
     return { recovered: entries.length, damage };
   }
@@ -171,6 +175,7 @@ export class AuditCommitter {
       this.store.append(entries);
       const streams = new Set(entries.map((e) => e.stream)).size;
       await this.store.commit(`audit: ${entries.length} record(s) in ${streams} stream(s)`, checkpoint);
+      void this.opts.anchors?.publish(checkpoint);
       this.wal.drop(segment);
       this.log.confirmCommitted();
       const stored = (stream: string, seq: number) => (this.store.tail(stream)?.seq ?? -1) >= seq;
@@ -203,5 +208,6 @@ export class AuditCommitter {
     await this.log.flush();
     await this.#running;
     await this.commit();
+    await this.opts.anchors?.idle();
   }
 }

@@ -2,6 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { KeyRing } from '../credentials/keyring.js';
+import { type AnchorConfig, Anchors } from './anchors.js';
 import { AuditCommitter } from './committer.js';
 import { AuditLog } from './log.js';
 import { localSealer, sealerTree, treeHashFile, workerSealer } from './sealer-port.js';
@@ -28,6 +29,10 @@ export interface AuditTrailOptions {
   readonly onError?: (err: unknown) => void;
   /** The log's clock (tests); default the system's. */
   readonly now?: () => Date;
+  /** Where each committed checkpoint is also published (config audit.anchors). */
+  readonly anchors?: readonly AnchorConfig[];
+  /** Where anchor failures are told. */
+  readonly warn?: (msg: string) => void;
 }
 
 /** The log's name (checkpoint origin and key name) for the log key `kid`. */
@@ -68,6 +73,9 @@ export function openAuditTrail(store: AuditStore, opts: AuditTrailOptions): Audi
     everyRecords: opts.everyRecords,
     everyMs: opts.everyMs,
     treeFile: treeHashFile(opts.walDir),
+    ...(opts.anchors !== undefined && opts.anchors.length > 0
+      ? { anchors: new Anchors(opts.anchors, treeHashFile(opts.walDir), opts.warn ?? (() => undefined)) }
+      : {}),
     ...(opts.onError !== undefined ? { onError: opts.onError } : {}),
   });
   return { log, committer };

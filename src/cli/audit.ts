@@ -16,6 +16,7 @@ import { MAX_NOTE_BYTES, type NoteVerifier, openCheckpoint, parseVerifierKey } f
 import { MAX_BUNDLE_BYTES, makeBundle, verifyBundle } from '../audit/tlog/proof.js';
 import { logKeyOf } from '../audit/trail.js';
 import { verifyAuditRepo } from '../audit/verify.js';
+import { loadConfig } from '../config/load.js';
 
 /** Verifier keys from `--key` values: a verifier key itself, or a file holding one per line. */
 export function verifierKeys(values: readonly string[]): NoteVerifier[] {
@@ -36,10 +37,12 @@ function readBounded(file: string, max = MAX_BUNDLE_BYTES): string {
 
 export async function auditVerify(
   repo: string,
-  opts: { key?: readonly string[]; checkpoint?: string },
+  opts: { key?: readonly string[]; checkpoint?: string; config?: string },
   out: (line: string) => void,
 ): Promise<number> {
-  const keys = verifierKeys(opts.key ?? []);
+  // Keys pinned in a config file (audit.keys) count as given, as --key does.
+  const pinned = opts.config !== undefined ? loadConfig(opts.config).audit.keys : [];
+  const keys = verifierKeys([...(opts.key ?? []), ...pinned]);
   const report = await verifyAuditRepo(path.resolve(repo), {
     keys,
     ...(opts.checkpoint !== undefined ? { checkpoint: readBounded(opts.checkpoint, MAX_NOTE_BYTES) } : {}),

@@ -207,7 +207,8 @@ export async function main(argv: string[]): Promise<number> {
       keys,
     )
     .option('--checkpoint <file>', 'a checkpoint saved earlier: the repo must be consistent with it')
-    .action(async (repo: string, o: { key?: string[]; checkpoint?: string }) => {
+    .option('--config <file>', 'also trust the verifier keys pinned in this config (audit.keys)')
+    .action(async (repo: string, o: { key?: string[]; checkpoint?: string; config?: string }) => {
       code = await auditVerify(repo, o, out);
     });
   audit

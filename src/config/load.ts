@@ -197,6 +197,8 @@ export function validateConfig(
     enabled?: boolean;
     repo?: string;
     remote?: string;
+    anchors?: ({ file: string } | { url: string })[];
+    keys?: string[];
     commitEveryRecords?: number;
     commitEveryMs?: number;
     maxRecordedBytes?: number;
@@ -284,6 +286,10 @@ export function validateConfig(
       enabled: audit.enabled ?? true,
       repo: path.resolve(baseDir, audit.repo ?? path.join(doc.dataDir as string, 'audit')),
       ...(audit.remote !== undefined ? { remote: audit.remote } : {}),
+      anchors: (audit.anchors ?? []).map((a) =>
+        'file' in a ? { file: path.resolve(baseDir, a.file) } : { url: a.url },
+      ),
+      keys: audit.keys ?? [],
       commitEveryRecords: audit.commitEveryRecords ?? 10_000,
       commitEveryMs: audit.commitEveryMs ?? 1000,
       maxRecordedBytes: audit.maxRecordedBytes ?? 65536,

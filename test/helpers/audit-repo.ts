@@ -3,6 +3,7 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { AnchorConfig } from '../../src/audit/anchors.js';
 import type { AuditEvent } from '../../src/audit/record.js';
 import { GitAuditStore } from '../../src/audit/store.js';
 import { type NoteVerifier, verifierOf } from '../../src/audit/tlog/note.js';
@@ -34,7 +35,7 @@ export function newAuditKey(name: string): AuditKey {
 export async function openTrail(
   root: string,
   key?: AuditKey,
-  opts: { now?: () => Date } = {},
+  opts: { now?: () => Date; anchors?: readonly AnchorConfig[]; warn?: (msg: string) => void } = {},
 ): Promise<AuditTrail & { store: GitAuditStore; key: AuditKey }> {
   // By default the log key of `root` as a data dir (as a gateway keeps it), so a reopen and verifyRepo find it.
   const k = key ?? (await logKeyOf(root, true));

@@ -22,10 +22,23 @@ export class HashFile {
   readonly #fd: number;
   #frontier: Frontier;
   #closed = false;
+  #readOnly = false;
 
   private constructor(fd: number, frontier: Frontier) {
     this.#fd = fd;
     this.#frontier = frontier;
+  }
+
+  /**
+   * Read-only, beside the writer (a publisher or prover on another thread): the whole leaves the
+   * file holds now, nothing cut or written.
+   */
+  static openReadOnly(file: string): HashFile {
+    const fd = openSync(file, 'r');
+    const size = sizeForStoredCount(Math.floor(fstatSync(fd).size / HASH_BYTES));
+    const hf = new HashFile(fd, frontierAt(fd, size));
+    hf.#readOnly = true;
+    return hf;
   }
 
   static open(file: string): HashFile {
@@ -52,6 +65,7 @@ export class HashFile {
 
   /** Append leaf hashes in order (one write). */
   append(leaves: readonly Hash[]): void {
+    if (this.#readOnly) throw new Error('the stored hash file is open read-only');
     if (leaves.length === 0) return;
     const out: Hash[] = [];
     for (const l of leaves) out.push(...this.#frontier.append(l));
@@ -62,6 +76,7 @@ export class HashFile {
   /** Cut the file back to `size` leaves (recovery found fewer durable records than it holds). */
   truncate(size: number): void {
     if (size >= this.size) return;
+    if (this.#readOnly) throw new Error('the stored hash file is open read-only');
     ftruncateSync(this.#fd, storedHashCount(size) * HASH_BYTES);
     this.#frontier = frontierAt(this.#fd, size);
   }
