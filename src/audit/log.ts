@@ -47,6 +47,7 @@ interface Waiting {
 }
 
 export interface AuditLogOptions {
+  /** The clock (tests inject one; default the system's): ts, the stall watchdog, the retry window, idle tails. */
   readonly now?: () => Date;
   /**
    * A record not durable after this long means the WAL has stalled (a hung
@@ -93,6 +94,7 @@ export class AuditLog {
   #health: ((healthy: boolean, why?: string) => void)[] = [];
   #closed = false;
 
+  /** The log's clock: every time it reads (record ts, stall watchdog, retry window, idle tails). */
   readonly #now: () => Date;
   readonly #stallMs: number;
   readonly #watchdog: NodeJS.Timeout;
@@ -109,11 +111,15 @@ export class AuditLog {
     this.#watchdog.unref();
   }
 
+  #ms(): number {
+    return this.#now().getTime();
+  }
+
   /** The oldest record still waiting (the map keeps append order) tells whether writes have stalled. */
   #checkStalled(): void {
     const oldest = this.#waiting.values().next().value;
     if (oldest === undefined) return;
-    const waited = Date.now() - oldest.at;
+    const waited = this.#ms() - oldest.at;
     if (waited > this.#stallMs)
       this.#unavailable(`audit WAL write stalled: a record has waited ${Math.round(waited)} ms to become durable`);
   }
@@ -143,7 +149,7 @@ export class AuditLog {
     this.#tails.set(stream, {
       seq: tail.seq,
       prev: tail.hash,
-      used: Date.now(),
+      used: this.#ms(),
       ...(tail.ts !== undefined ? { ts: tail.ts } : {}),
     });
     this.#durable.set(stream, tail);
@@ -177,7 +183,7 @@ export class AuditLog {
     const ts = tail.ts !== undefined && at < tail.ts ? tail.ts : at;
     // Delete first: Map order is then least recently used first (for evict()).
     this.#tails.delete(stream);
-    this.#tails.set(stream, { seq, used: Date.now(), ts });
+    this.#tails.set(stream, { seq, used: this.#ms(), ts });
     const id = this.#nextId++;
     const { head, rest } = recordParts(stream, seq, ts, event, opts.raw);
     this.#outbox.push({ id, epoch: this.#epoch, stream, seq, head, rest, ...(prev !== undefined ? { prev } : {}) });
@@ -186,7 +192,7 @@ export class AuditLog {
         stream,
         seq,
         ts,
-        at: Date.now(),
+        at: this.#ms(),
         done: (err) => (err === undefined ? resolve() : reject(err)),
       }),
     );
@@ -208,7 +214,7 @@ export class AuditLog {
   /** Throws AUDIT_UNAVAILABLE while the WAL is failing (retried every couple of seconds). */
   assertWritable(): void {
     const e = this.#lastError;
-    if (e !== undefined && Date.now() - e.at < RETRY_AFTER_FAILURE_MS) {
+    if (e !== undefined && this.#ms() - e.at < RETRY_AFTER_FAILURE_MS) {
       throw new GatewayError(
         'AUDIT_UNAVAILABLE',
         `Audit log unavailable (${e.message}); gitgate forwards nothing it cannot record`,
@@ -265,7 +271,7 @@ export class AuditLog {
   /** Nothing can be recorded now: refuse new exchanges for a while, and say so once. */
   #unavailable(message: string): void {
     const was = this.#lastError;
-    this.#lastError = { message, at: Date.now() };
+    this.#lastError = { message, at: this.#ms() };
     if (was === undefined) for (const l of this.#health) l(false, message);
   }
 
@@ -326,7 +332,7 @@ export class AuditLog {
   }
 
   /** Drop chain state of streams that ended or were idle for idleMs, once their newest record is stored. */
-  prune(idleMs: number, stored: (stream: string, seq: number) => boolean, now = Date.now()): void {
+  prune(idleMs: number, stored: (stream: string, seq: number) => boolean, now = this.#ms()): void {
     for (const [s, t] of this.#tails)
       if ((this.#ended.has(s) || now - t.used > idleMs) && stored(s, t.seq)) this.#drop(s);
   }

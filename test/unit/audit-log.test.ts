@@ -11,7 +11,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AuditCommitter } from '../../src/audit/committer.js';
 import { AuditLog, type StreamTail, type TailLookup } from '../../src/audit/log.js';
 import { type AuditRecord, leafHashHex } from '../../src/audit/record.js';
@@ -44,6 +44,16 @@ class MemoryWal implements WriteAheadLog {
   }
   async close() {}
 }
+
+/**
+ * Timers and the clock the log reads move only when a test moves them; setImmediate stays real
+ * (the in-thread sealer's messages are delivered a turn later).
+ */
+const fakeTime = () =>
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 /** A log sealing in this thread into `wal`. */
 const logOver = (wal: WriteAheadLog, tailOf: TailLookup = () => undefined) => {
@@ -88,17 +98,27 @@ describe('AuditLog', () => {
   });
 
   it('a deferred record rides with the next record someone waits for, or is written within HOLD_MS', async () => {
+    fakeTime();
     const wal = new MemoryWal();
     const log = logOver(wal);
     let decided = false;
-    void log.append('s', { type: 'decision' }, { defer: true }).then(() => (decided = true));
-    await new Promise((r) => setTimeout(r, 10));
+    void log.append('s', { type: 'decision' }, { defer: true }).then(() => {
+      decided = true;
+    });
+    await vi.advanceTimersByTimeAsync(99);
     expect(wal.entries).toHaveLength(0);
     await log.append('s', { type: 'response' });
     expect(wal.batches).toBe(1);
     expect(decided).toBe(true);
-    // With nothing else coming, the hold timer writes it on its own.
-    await log.append('s', { type: 'decision' }, { defer: true });
+    // With nothing else coming, the hold timer writes it on its own, HOLD_MS (100 ms) later.
+    let held = false;
+    const deferred = log.append('s', { type: 'decision' }, { defer: true }).then(() => {
+      held = true;
+    });
+    await vi.advanceTimersByTimeAsync(99);
+    expect(held).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    await deferred;
     expect(wal.batches).toBe(2);
     expect(wal.entries.map((e) => e.seq)).toEqual([0, 1, 2]);
   });
@@ -136,6 +156,7 @@ describe('AuditLog', () => {
 
 describe('AuditLog when its sealer stops', () => {
   it('fails what the sealer held, refuses to record until a new sealer runs, then continues every chain from its durable records', async () => {
+    fakeTime();
     const wal = new MemoryWal();
     const ports: { die: () => void }[] = [];
     const tree = testTree();
@@ -188,7 +209,7 @@ describe('AuditLog when its sealer stops', () => {
     expect(committer.status().lastError).toMatch(/audit WAL roll failed: audit sealer stopped: worker crashed/);
     expect(log.status().uncommitted).toBe(1);
     // A new sealer starts a second later; the stream goes on from its last durable record.
-    await new Promise((r) => setTimeout(r, 1_100));
+    await vi.advanceTimersByTimeAsync(1_000);
     expect(ports).toHaveLength(2);
     await log.append('s', { type: 'response' });
     const records = wal.entries.map((e) => rec(e.line));
@@ -203,6 +224,7 @@ describe('AuditLog when its sealer stops', () => {
 describe('AuditLog when the WAL stalls', () => {
   it('a record not durable within stallMs makes the log unavailable (nothing new is forwarded) until the write completes', async () => {
     // A sealer stuck in a write (a hung disk): it takes records and answers nothing until released.
+    fakeTime();
     const held: number[] = [];
     let deliver: (msg: FromSealer) => void = () => undefined;
     const log = new AuditLog(
@@ -218,9 +240,11 @@ describe('AuditLog when the WAL stalls', () => {
     );
     let durable = false;
     const pending = log.append('s', { type: 'response' }).then(() => (durable = true));
-    await new Promise((r) => setTimeout(r, 200));
+    await vi.advanceTimersByTimeAsync(25);
+    expect(() => log.assertWritable()).not.toThrow();
+    await vi.advanceTimersByTimeAsync(50);
     expect(durable).toBe(false);
-    expect(() => log.assertWritable()).toThrow(/audit WAL write stalled: a record has waited \d+ ms/);
+    expect(() => log.assertWritable()).toThrow(/audit WAL write stalled: a record has waited 75 ms/);
     expect(log.status()).toMatchObject({ healthy: false });
     // The disk comes back: the record is durable and the log is available again.
     deliver({ kind: 'durable', ids: held, lines: held.map(() => 'L'), hashes: held.map(() => 'H'), leaves: held });
