@@ -163,7 +163,7 @@ export function leafHead(line: string): LeafHead | undefined {
 }
 
 /** The signed line of a record's exact JSON text. */
-export function sealRecord(signer: AuditSigner, text: string): string {
+function sealRecord(signer: AuditSigner, text: string): string {
   let protectedHeader = headers.get(signer);
   if (protectedHeader === undefined) {
     protectedHeader = b64(JSON.stringify({ alg: signer.alg, kid: signer.kid }));

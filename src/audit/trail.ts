@@ -36,12 +36,12 @@ export interface AuditTrailOptions {
 }
 
 /** The log's name (checkpoint origin and key name) for the log key `kid`. */
-export function auditOrigin(kid: string): string {
+function auditOrigin(kid: string): string {
   return `gitgate.audit/${kid}`;
 }
 
 /** The key ring holding the log's Ed25519 key in a data dir. */
-export const LOG_KEY_RING = 'audit-log';
+const LOG_KEY_RING = 'audit-log';
 
 /** The log key of a data dir (created on first use when `create`), its origin and verifier key. */
 export async function logKeyOf(

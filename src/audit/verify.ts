@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import {
-  chains,
   isOldFormat,
   LogBroken,
   listFiles,
@@ -15,7 +14,7 @@ import type { AuditRecord } from './record.js';
 import type { NoteVerifier } from './tlog/note.js';
 import { verifyOldFormat } from './verify-v1.js';
 
-export { chains, listFiles };
+export { listFiles };
 
 export interface VerifyOptions {
   /** The log's verifier keys the caller trusts (`--key`, or pinned in config); keys in the repo count for nothing. */

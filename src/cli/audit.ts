@@ -19,7 +19,7 @@ import { verifyAuditRepo } from '../audit/verify.js';
 import { loadConfig } from '../config/load.js';
 
 /** Verifier keys from `--key` values: a verifier key itself, or a file holding one per line. */
-export function verifierKeys(values: readonly string[]): NoteVerifier[] {
+function verifierKeys(values: readonly string[]): NoteVerifier[] {
   return values.flatMap((v) => {
     const text = existsSync(v) && statSync(v).isFile() ? readFileSync(v, 'utf8') : v;
     return text

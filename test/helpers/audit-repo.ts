@@ -1,7 +1,5 @@
 import type { KeyObject } from 'node:crypto';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { AnchorConfig } from '../../src/audit/anchors.js';
 import type { AuditEvent } from '../../src/audit/record.js';
@@ -82,22 +80,4 @@ export function decisionEvent(exchange: string, sub = 'alice'): AuditEvent {
       input,
     },
   };
-}
-
-/** A real audit repo written through the real log, WAL, store and committer. */
-export async function buildAuditRepo(streams: Record<string, number>, k?: AuditKey): Promise<string> {
-  const root = mkdtempSync(path.join(tmpdir(), 'gitgate-audit-'));
-  const repo = path.join(root, 'audit');
-  const { log, committer } = await openTrail(root, k);
-  let round = 0;
-  // Two commits, so the history has more than one step.
-  for (const half of [0, 1]) {
-    for (const [stream, n] of Object.entries(streams)) {
-      const count = half === 0 ? Math.ceil(n / 2) : Math.floor(n / 2);
-      for (let i = 0; i < count; i++) await log.append(stream, decisionEvent(`x${round++}`));
-    }
-    await committer.commit();
-  }
-  await log.close();
-  return repo;
 }

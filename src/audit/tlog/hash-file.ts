@@ -2,7 +2,7 @@ import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } fr
 import { Frontier, HASH_BYTES, type Hash, storedHashCount, storedHashIndex } from './merkle.js';
 
 /** The largest tree size whose stored hashes fit in `count` hashes. */
-export function sizeForStoredCount(count: number): number {
+function sizeForStoredCount(count: number): number {
   // storedHashCount is increasing: 2n - popcount(n) ≤ count, search from count/2 upward.
   let n = Math.max(0, Math.floor(count / 2));
   while (storedHashCount(n + 1) <= count) n++;

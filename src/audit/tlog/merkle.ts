@@ -26,7 +26,7 @@ export function nodeHash(left: Hash, right: Hash): Hash {
 export const EMPTY_ROOT: Hash = createHash('sha256').digest();
 
 /** The largest power of two strictly less than n (n ≥ 2). */
-export function splitPoint(n: number): number {
+function splitPoint(n: number): number {
   let k = 1;
   while (k * 2 < n) k *= 2;
   return k;
@@ -96,7 +96,7 @@ export class Frontier {
   }
 }
 
-export function popcount(n: number): number {
+function popcount(n: number): number {
   let c = 0;
   for (let x = n; x > 0; x = half(x)) if (odd(x)) c++;
   return c;
@@ -109,7 +109,7 @@ export function popcount(n: number): number {
 export type SubtreeReader = (level: number, index: number) => Hash;
 
 /** MTH(D[lo:hi]) from complete-subtree hashes; lo is aligned to the largest power of two below hi - lo (as in the proofs). */
-export function rangeHash(read: SubtreeReader, lo: number, hi: number): Hash {
+function rangeHash(read: SubtreeReader, lo: number, hi: number): Hash {
   const n = hi - lo;
   if (n <= 0) throw new Error(`empty range [${lo}, ${hi})`);
   let level = 0;

@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
 import { HASH_BYTES, type Hash } from './merkle.js';
 
 /**
@@ -17,12 +17,12 @@ const MAX_SIGNATURES = 100;
 const SIG_PREFIX = '\u2014 ';
 
 /** A key name: non-empty, printable, no whitespace and no '+'. */
-export function isKeyName(name: string): boolean {
+function isKeyName(name: string): boolean {
   return name.length > 0 && name.length <= 256 && /^[\x21-\x2a\x2c-\x7e]+$/.test(name);
 }
 
 /** The 4-byte key id: the first bytes of SHA-256(name || "\n" || alg || public key). */
-export function keyId(name: string, publicKey: Buffer): Buffer {
+function keyId(name: string, publicKey: Buffer): Buffer {
   return createHash('sha256')
     .update(`${name}\n`)
     .update(Buffer.from([ALG_ED25519]))
@@ -210,14 +210,4 @@ export function openCheckpoint(note: string, verifiers: readonly NoteVerifier[],
 
 export function signCheckpoint(c: Checkpoint, signer: NoteSigner): string {
   return signNote(checkpointText(c), signer);
-}
-
-/** Load an Ed25519 private key from PKCS#8 PEM or a JWK (d and x). */
-export function ed25519PrivateKey(pemOrJwk: string): KeyObject {
-  const t = pemOrJwk.trim();
-  const key = t.startsWith('{')
-    ? createPrivateKey({ key: JSON.parse(t) as Record<string, string>, format: 'jwk' })
-    : createPrivateKey(t);
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error('the log key must be Ed25519');
-  return key;
 }

@@ -13,7 +13,7 @@ export interface ProofBundle {
   readonly checkpoint: string;
 }
 
-export const BUNDLE_FORMAT = 'gitgate-audit-proof/1';
+const BUNDLE_FORMAT = 'gitgate-audit-proof/1';
 /** A bundle file this large or larger is refused unread. */
 export const MAX_BUNDLE_BYTES = 4 << 20;
 
