@@ -60,6 +60,12 @@ describe('every exchange through the gateway is recorded, signed and committed',
     const repo = path.join(gw.dataDir, 'audit');
     const report = await verifyRepo(repo);
     expect(report).toMatchObject({ ok: true });
+    // What an auditor keeps: the log's verifier key and its last checkpoint, signed on shutdown, also committed.
+    const key = await gitgate(['audit', 'public-key', '--data-dir', gw.dataDir]);
+    expect(key.stdout).toBe(readFileSync(path.join(repo, 'log.pub'), 'utf8'));
+    const cp = await gitgate(['audit', 'checkpoint', '--data-dir', gw.dataDir]);
+    expect(cp.stdout).toBe(readFileSync(path.join(repo, 'checkpoint'), 'utf8'));
+    expect(cp.stdout.split('\n')[1]).toBe(String(report.records));
     const records: AuditRecord[] = [];
     for await (const r of readRecords(repo, { session: sid })) records.push(r);
     expect(records.map((r) => `${r.type} ${r.method ?? ''} ${r.tool ?? ''}`.trim())).toEqual([
