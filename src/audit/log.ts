@@ -93,6 +93,8 @@ export class AuditLog {
   #listeners: ((n: number) => void)[] = [];
   #health: ((healthy: boolean, why?: string) => void)[] = [];
   #closed = false;
+  /** Leaves known durable (from checkpoints and durable reports): where a restarted sealer numbers from. */
+  #treeSize: number | undefined;
 
   /** The log's clock: every time it reads (record ts, stall watchdog, retry window, idle tails). */
   readonly #now: () => Date;
@@ -138,7 +140,11 @@ export class AuditLog {
         setTimeout(() => {
           if (this.#closed) return;
           this.#start();
-          this.#port?.post({ kind: 'epoch', min: this.#epoch });
+          this.#port?.post({
+            kind: 'epoch',
+            min: this.#epoch,
+            ...(this.#treeSize !== undefined ? { tree: this.#treeSize } : {}),
+          });
         }, RESTART_SEALER_MS).unref();
       },
     );
@@ -241,6 +247,8 @@ export class AuditLog {
     const r = await this.#ask('roll');
     if (r.segment === undefined || r.checkpoint === undefined)
       throw new Error(`audit WAL roll failed: ${r.error ?? 'no segment'}`);
+    const size = Number(r.checkpoint.split('\n')[1]);
+    if (Number.isSafeInteger(size)) this.#treeSize = Math.max(this.#treeSize ?? 0, size);
     return { segment: r.segment, checkpoint: r.checkpoint };
   }
 
@@ -397,6 +405,7 @@ export class AuditLog {
           for (const l of this.#health) l(true);
         }
         this.#appended += msg.ids.length;
+        for (const leaf of msg.leaves) if (leaf >= (this.#treeSize ?? 0)) this.#treeSize = leaf + 1;
         for (let i = 0; i < msg.ids.length; i++) {
           const w = this.#waiting.get(msg.ids[i]!);
           if (w === undefined) continue;

@@ -23,8 +23,12 @@ export type SealItem = SealRequest | { readonly forget: string };
 
 export type ToSealer =
   | { readonly kind: 'seal'; readonly items: readonly SealItem[] }
-  /** Refuse records of epochs below `min` (the log has moved past a failure; a new sealer learns it first). */
-  | { readonly kind: 'epoch'; readonly min: number }
+  /**
+   * Refuse records of epochs below `min` (the log has moved past a failure; a new sealer learns it
+   * first). `tree`: the leaves the log knows durable; a new sealer numbers from there (a sealer that
+   * died after a write it could not report left leaves nobody was told of: later entries win them).
+   */
+  | { readonly kind: 'epoch'; readonly min: number; readonly tree?: number }
   /** Write everything, then close the segment; answered with a checkpoint signed over the tree then. */
   | { readonly kind: 'roll'; readonly id: number }
   /** Write everything. */
@@ -132,6 +136,10 @@ export class Sealer {
         if (msg.min > this.#minEpoch) {
           this.#minEpoch = msg.min;
           this.#chains.clear();
+        }
+        if (msg.tree !== undefined && this.#tree().size > msg.tree) {
+          this.#tree().truncate(msg.tree);
+          this.#nextLeaf = msg.tree;
         }
         return;
       case 'sync':

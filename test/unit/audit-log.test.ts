@@ -221,6 +221,58 @@ describe('AuditLog when its sealer stops', () => {
   });
 });
 
+describe('AuditLog when its sealer dies after a write it could not report', () => {
+  it('the next sealer numbers leaves from the last durable one, so the tree has no hole', async () => {
+    fakeTime();
+    const wal = new MemoryWal();
+    const tree = testTree();
+    let dieOnDurable = false;
+    let deaths = 0;
+    const log = new AuditLog(
+      () => {
+        const inner = localSealer(tree, wal);
+        let dead = false;
+        return {
+          post: (msg) => (dead ? undefined : inner.post(msg)),
+          listen: (onMessage, onExit) => {
+            inner.listen((m) => {
+              if (dead) return;
+              if (m.kind === 'durable' && dieOnDurable) {
+                // Written to the WAL and the tree, and then the thread is gone before it says so.
+                dieOnDurable = false;
+                dead = true;
+                deaths++;
+                onExit(new Error('worker crashed'));
+                return;
+              }
+              onMessage(m);
+            }, onExit);
+          },
+          terminate: () => inner.terminate(),
+        };
+      },
+      () => undefined,
+    );
+    await log.append('s', { type: 'decision' });
+    dieOnDurable = true;
+    await expect(log.append('s', { type: 'response' })).rejects.toThrow(/audit sealer stopped: worker crashed/);
+    expect(deaths).toBe(1);
+    await vi.advanceTimersByTimeAsync(1_000);
+    await log.append('s', { type: 'response' });
+    const taken = log.takeUncommitted();
+    expect(taken.map((e) => [e.seq, e.leaf])).toEqual([
+      [0, 0],
+      [1, 1],
+    ]);
+    // The WAL holds the unreported record too; recovery lets the later entry at its leaf win.
+    expect(wal.entries.map((e) => e.leaf)).toEqual([0, 1, 1]);
+    const text = wal.entries.map((e) => `${e.hash}\t${e.seq}\t${JSON.stringify(e.stream)}\t${e.line}\n`).join('');
+    expect(recoverEntries([{ name: 'wal-1.log', text }]).entries.map((e) => e.line)).toEqual(taken.map((e) => e.line));
+    const checkpoint = await log.close();
+    expect(openCheckpoint(checkpoint!, [verifierOf(ORIGIN, logKey)]).size).toBe(2);
+  });
+});
+
 describe('AuditLog when the WAL stalls', () => {
   it('a record not durable within stallMs makes the log unavailable (nothing new is forwarded) until the write completes', async () => {
     // A sealer stuck in a write (a hung disk): it takes records and answers nothing until released.
