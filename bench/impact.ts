@@ -3,14 +3,13 @@
  * real audit repo) replayed on two policy revisions, signatures verified.
  *   npx tsx bench/impact.ts   (DECISIONS=100000)
  */
-import { createHash } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
-import { auditSigner } from '../src/audit/record.js';
 import { GitAuditStore } from '../src/audit/store.js';
+import { verifierOf } from '../src/audit/tlog/note.js';
 import { openAuditTrail } from '../src/audit/trail.js';
-import { generateSigningKey } from '../src/credentials/algorithms.js';
 import { replayImpactParallel } from '../src/impact/parallel.js';
 import { replayImpact } from '../src/impact/replay.js';
 import { packageRoot } from '../src/paths.js';
@@ -39,12 +38,11 @@ async function main(): Promise<void> {
   const [base, head] = await Promise.all([revision(baseData), revision(headData)]);
 
   const root = mkdtempSync(path.join(tmpdir(), 'gitgate-bench-impact-'));
-  const key = generateSigningKey('ES256');
-  const signer = auditSigner('bench', key);
-  const store = await GitAuditStore.open(path.join(root, 'audit'), signer);
+  const key = generateKeyPairSync('ed25519').privateKey;
+  const store = await GitAuditStore.open(path.join(root, 'audit'), verifierOf('gitgate.bench/audit', key).text);
   const { log, committer } = openAuditTrail(store, {
     walDir: path.join(root, 'wal'),
-    kid: 'bench',
+    origin: 'gitgate.bench/audit',
     key,
     everyRecords: 20_000,
     everyMs: 5_000,

@@ -387,6 +387,18 @@ async function main(): Promise<void> {
   console.log(
     `\npolicy evaluation alone (WASM, tools/call input): median ${pol.medianUs.toFixed(1)} µs/decision, p99 of batches ${pol.p99Us.toFixed(1)} µs`,
   );
+
+  // The audit log alone: AUDIT_RECORDS (default 1 M) records, heap over the run, checkpoint
+  // signature, proof generation and verification, and a full verify with its peak memory.
+  console.log(`\naudit log alone (bench/audit.ts, ${process.env.AUDIT_RECORDS ?? '1000000'} records):`);
+  await new Promise<void>((resolve, reject) => {
+    const c = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', path.join(packageRoot, 'bench/audit.ts')], {
+      stdio: 'inherit',
+    });
+    children.push(c);
+    c.on('error', reject);
+    c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`bench/audit.ts exited with ${code}`))));
+  });
 }
 
 /** Stop every child and wait (bounded) for it to exit, so a gitgate under --cpu-prof writes its profile. */

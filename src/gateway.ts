@@ -17,9 +17,8 @@ import { FileApprovalStore } from './approvals/store.js';
 import { type Auditor, createAuditor, disabledAuditor } from './audit/auditor.js';
 import type { AuditCommitter } from './audit/committer.js';
 import type { AuditLog } from './audit/log.js';
-import { auditSigner } from './audit/record.js';
 import { GitAuditStore } from './audit/store.js';
-import { openAuditTrail } from './audit/trail.js';
+import { logKeyOf, openAuditTrail } from './audit/trail.js';
 import type { WriteAheadLog } from './audit/wal.js';
 import { type Clock, systemClock, type Timer } from './clock.js';
 import { toolEnv, validateRoutes } from './config/load.js';
@@ -137,22 +136,23 @@ async function createAudit(
   wal?: (dir: string) => WriteAheadLog,
 ): Promise<AuditParts> {
   if (!config.audit.enabled) return { auditor: disabledAuditor };
-  const ring = await KeyRing.load(config.dataDir, { graceMs: 0, activationMs: 0 }, 'audit-signing');
-  const key = ring.signing();
-  const signer = auditSigner(key.kid, key.key);
+  // The log's key signs checkpoints (C2SP signed notes: Ed25519), never records.
+  const { origin, key, verifier } = await logKeyOf(config.dataDir, true);
   // Inside the locked data dir, git lock files left by a killed gateway's git are stale: the store may remove them.
   const exclusive =
     !path.relative(config.dataDir, config.audit.repo).startsWith('..') &&
     !path.isAbsolute(path.relative(config.dataDir, config.audit.repo));
-  const store = await GitAuditStore.open(config.audit.repo, signer, {
+  const store = await GitAuditStore.open(config.audit.repo, verifier.text, {
     ...(config.audit.remote ? { remote: config.audit.remote } : {}),
     log: (m) => logger.warn(m),
     exclusive,
   });
   const { log, committer } = openAuditTrail(store, {
     walDir: path.join(config.dataDir, 'audit-wal'),
-    kid: key.kid,
-    key: key.key,
+    origin,
+    key,
+    anchors: config.audit.anchors,
+    warn: (m) => logger.warn(m),
     everyRecords: config.audit.commitEveryRecords,
     everyMs: config.audit.commitEveryMs,
     ...(wal !== undefined ? { wal } : {}),

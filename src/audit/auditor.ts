@@ -209,7 +209,8 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
           if (decision === undefined && pending.length > 0) {
             // No stream yet (initialize: the session exists only once the upstream answered): what the
             // forward rests on goes to the gateway's stream now; session.open and the answer follow in the session's.
-            const at = (unbound = streams.gateway(now()));
+            const at = streams.gateway(now());
+            unbound = at;
             const held = pending
               .splice(0)
               .map((p) =>

@@ -1,7 +1,9 @@
 import { GatewayError } from '../errors.js';
+import type { Anchors } from './anchors.js';
 import type { AuditLog, StreamTail } from './log.js';
 import type { AuditStore } from './store.js';
-import type { WalDamage, WalFiles } from './wal.js';
+import { HashFile } from './tlog/hash-file.js';
+import type { WalDamage, WalEntry, WalFiles } from './wal.js';
 
 export interface CommitterStatus {
   readonly commits: number;
@@ -48,8 +50,56 @@ export class AuditCommitter {
     private readonly log: AuditLog,
     private readonly wal: WalFiles,
     private readonly store: AuditStore,
-    private readonly opts: { everyRecords: number; everyMs: number; onError?: (err: unknown) => void },
+    private readonly opts: {
+      everyRecords: number;
+      everyMs: number;
+      onError?: (err: unknown) => void;
+      /** The log's stored-hash file (the sealer's), reconciled with the repo and the WAL on recovery. */
+      treeFile?: string;
+      /** Where each committed checkpoint is also published. */
+      anchors?: Anchors;
+    },
   ) {}
+
+  /**
+   * Before the sealer numbers a record: the stored hashes hold exactly the repo's leaves and
+   * then the WAL's (a crash can leave the file short of, or past, what is durable).
+   */
+  #reconcileTree(entries: readonly WalEntry[]): void {
+    const file = this.opts.treeFile;
+    if (file === undefined) return;
+    const hf = HashFile.open(file);
+    try {
+      const size = this.store.treeSize();
+      const root = this.store.treeRoot?.();
+      let matches = hf.size >= size;
+      if (matches && root !== undefined && size > 0) {
+        hf.truncate(size);
+        matches = hf.root().equals(root);
+      }
+      if (!matches) {
+        hf.truncate(0);
+        hf.append(this.store.leafHashes?.() ?? []);
+        if (hf.size !== size)
+          throw new GatewayError(
+            'AUDIT_UNAVAILABLE',
+            `audit repo: its records make a tree of ${hf.size}, its checkpoint says ${size}`,
+          );
+      }
+      hf.truncate(size);
+      const fresh = entries.filter((e) => e.leaf >= size);
+      fresh.forEach((e, i) => {
+        if (e.leaf !== size + i)
+          throw new GatewayError(
+            'AUDIT_UNAVAILABLE',
+            `audit WAL recovery refused: leaf ${e.leaf} does not continue the log's tree of ${size + i} (a gap: say the repo was restored from an older backup)`,
+          );
+      });
+      hf.append(fresh.map((e) => Buffer.from(e.hash, 'hex')));
+    } finally {
+      hf.close();
+    }
+  }
 
   /**
    * Replay the WAL into the store (idempotent), seed the log's chains, commit, drop old segments.
@@ -66,15 +116,18 @@ export class AuditCommitter {
       );
     }
     if (damage.length > 0) this.#status = { ...this.#status, walDamage: damage.map(describe) };
-    const segment = await this.log.rollWal();
-    const heads = this.store.append(entries);
+    this.#reconcileTree(entries);
+    // The sealer opens the tree now, and signs a checkpoint over everything the WAL holds.
+    const { segment, checkpoint } = await this.log.rollWal();
+    this.store.append(entries);
     const last = new Map<string, StreamTail>();
     for (const e of entries) {
       const t = this.store.tail(e.stream);
       if (t !== undefined) last.set(e.stream, t);
     }
     for (const [stream, tail] of last) this.log.seed(stream, tail);
-    await this.store.commit(heads, `audit: recovered ${entries.length} record(s) from the write-ahead log`);
+    await this.store.commit(`audit: recovered ${entries.length} record(s) from the write-ahead log`, checkpoint);
+    void this.opts.anchors?.publish(checkpoint);
     this.wal.drop(segment);
     return { recovered: entries.length, damage };
   }
@@ -103,8 +156,9 @@ export class AuditCommitter {
 
   async #commit(): Promise<void> {
     let segment: number;
+    let checkpoint: string;
     try {
-      segment = await this.log.rollWal();
+      ({ segment, checkpoint } = await this.log.rollWal());
     } catch (err) {
       // The sealer is not running (it is restarted): nothing moves, the next commit tries again.
       this.#failed(err);
@@ -118,9 +172,10 @@ export class AuditCommitter {
     const oldest = this.#oldest;
     this.#oldest = undefined;
     try {
-      const heads = this.store.append(entries);
+      this.store.append(entries);
       const streams = new Set(entries.map((e) => e.stream)).size;
-      await this.store.commit(heads, `audit: ${entries.length} record(s) in ${streams} stream(s)`);
+      await this.store.commit(`audit: ${entries.length} record(s) in ${streams} stream(s)`, checkpoint);
+      void this.opts.anchors?.publish(checkpoint);
       this.wal.drop(segment);
       this.log.confirmCommitted();
       const stored = (stream: string, seq: number) => (this.store.tail(stream)?.seq ?? -1) >= seq;
@@ -153,5 +208,6 @@ export class AuditCommitter {
     await this.log.flush();
     await this.#running;
     await this.commit();
+    await this.opts.anchors?.idle();
   }
 }

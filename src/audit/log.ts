@@ -47,6 +47,7 @@ interface Waiting {
 }
 
 export interface AuditLogOptions {
+  /** The clock (tests inject one; default the system's): ts, the stall watchdog, the retry window, idle tails. */
   readonly now?: () => Date;
   /**
    * A record not durable after this long means the WAL has stalled (a hung
@@ -76,7 +77,7 @@ export class AuditLog {
   /** The last record of each stream known to be in the WAL (what the chain falls back to after a failed write). */
   readonly #durable = new Map<string, StreamTail>();
   readonly #waiting = new Map<number, Waiting>();
-  readonly #replies = new Map<number, (msg: { segment?: number; error?: string }) => void>();
+  readonly #replies = new Map<number, (msg: { segment?: number; checkpoint?: string; error?: string }) => void>();
   #port: SealerPort | undefined;
   #outbox: SealItem[] = [];
   #scheduled = false;
@@ -92,7 +93,10 @@ export class AuditLog {
   #listeners: ((n: number) => void)[] = [];
   #health: ((healthy: boolean, why?: string) => void)[] = [];
   #closed = false;
+  /** Leaves known durable (from checkpoints and durable reports): where a restarted sealer numbers from. */
+  #treeSize: number | undefined;
 
+  /** The log's clock: every time it reads (record ts, stall watchdog, retry window, idle tails). */
   readonly #now: () => Date;
   readonly #stallMs: number;
   readonly #watchdog: NodeJS.Timeout;
@@ -109,11 +113,15 @@ export class AuditLog {
     this.#watchdog.unref();
   }
 
+  #ms(): number {
+    return this.#now().getTime();
+  }
+
   /** The oldest record still waiting (the map keeps append order) tells whether writes have stalled. */
   #checkStalled(): void {
     const oldest = this.#waiting.values().next().value;
     if (oldest === undefined) return;
-    const waited = Date.now() - oldest.at;
+    const waited = this.#ms() - oldest.at;
     if (waited > this.#stallMs)
       this.#unavailable(`audit WAL write stalled: a record has waited ${Math.round(waited)} ms to become durable`);
   }
@@ -132,7 +140,11 @@ export class AuditLog {
         setTimeout(() => {
           if (this.#closed) return;
           this.#start();
-          this.#port?.post({ kind: 'epoch', min: this.#epoch });
+          this.#port?.post({
+            kind: 'epoch',
+            min: this.#epoch,
+            ...(this.#treeSize !== undefined ? { tree: this.#treeSize } : {}),
+          });
         }, RESTART_SEALER_MS).unref();
       },
     );
@@ -143,7 +155,7 @@ export class AuditLog {
     this.#tails.set(stream, {
       seq: tail.seq,
       prev: tail.hash,
-      used: Date.now(),
+      used: this.#ms(),
       ...(tail.ts !== undefined ? { ts: tail.ts } : {}),
     });
     this.#durable.set(stream, tail);
@@ -177,7 +189,7 @@ export class AuditLog {
     const ts = tail.ts !== undefined && at < tail.ts ? tail.ts : at;
     // Delete first: Map order is then least recently used first (for evict()).
     this.#tails.delete(stream);
-    this.#tails.set(stream, { seq, used: Date.now(), ts });
+    this.#tails.set(stream, { seq, used: this.#ms(), ts });
     const id = this.#nextId++;
     const { head, rest } = recordParts(stream, seq, ts, event, opts.raw);
     this.#outbox.push({ id, epoch: this.#epoch, stream, seq, head, rest, ...(prev !== undefined ? { prev } : {}) });
@@ -186,7 +198,7 @@ export class AuditLog {
         stream,
         seq,
         ts,
-        at: Date.now(),
+        at: this.#ms(),
         done: (err) => (err === undefined ? resolve() : reject(err)),
       }),
     );
@@ -208,7 +220,7 @@ export class AuditLog {
   /** Throws AUDIT_UNAVAILABLE while the WAL is failing (retried every couple of seconds). */
   assertWritable(): void {
     const e = this.#lastError;
-    if (e !== undefined && Date.now() - e.at < RETRY_AFTER_FAILURE_MS) {
+    if (e !== undefined && this.#ms() - e.at < RETRY_AFTER_FAILURE_MS) {
       throw new GatewayError(
         'AUDIT_UNAVAILABLE',
         `Audit log unavailable (${e.message}); gitgate forwards nothing it cannot record`,
@@ -231,10 +243,13 @@ export class AuditLog {
    * before is then durable (or failed), so every entry in the closed segment
    * is among the uncommitted entries.
    */
-  async rollWal(): Promise<number> {
+  async rollWal(): Promise<{ segment: number; checkpoint: string }> {
     const r = await this.#ask('roll');
-    if (r.segment === undefined) throw new Error(`audit WAL roll failed: ${r.error ?? 'no segment'}`);
-    return r.segment;
+    if (r.segment === undefined || r.checkpoint === undefined)
+      throw new Error(`audit WAL roll failed: ${r.error ?? 'no segment'}`);
+    const size = Number(r.checkpoint.split('\n')[1]);
+    if (Number.isSafeInteger(size)) this.#treeSize = Math.max(this.#treeSize ?? 0, size);
+    return { segment: r.segment, checkpoint: r.checkpoint };
   }
 
   /** Durable entries not yet committed; the committer takes them. */
@@ -264,7 +279,7 @@ export class AuditLog {
   /** Nothing can be recorded now: refuse new exchanges for a while, and say so once. */
   #unavailable(message: string): void {
     const was = this.#lastError;
-    this.#lastError = { message, at: Date.now() };
+    this.#lastError = { message, at: this.#ms() };
     if (was === undefined) for (const l of this.#health) l(false, message);
   }
 
@@ -278,15 +293,16 @@ export class AuditLog {
     await this.#ask('sync');
   }
 
-  /** Flush, then stop the sealer. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    await this.#ask('close');
+  /** Flush, then stop the sealer; resolves with the checkpoint it signed last (over every durable record). */
+  async close(): Promise<string | undefined> {
+    if (this.#closed) return undefined;
+    const r = await this.#ask('close');
     this.#closed = true;
     clearInterval(this.#watchdog);
     const port = this.#port;
     this.#port = undefined;
     await port?.terminate();
+    return r.checkpoint;
   }
 
   /**
@@ -324,7 +340,7 @@ export class AuditLog {
   }
 
   /** Drop chain state of streams that ended or were idle for idleMs, once their newest record is stored. */
-  prune(idleMs: number, stored: (stream: string, seq: number) => boolean, now = Date.now()): void {
+  prune(idleMs: number, stored: (stream: string, seq: number) => boolean, now = this.#ms()): void {
     for (const [s, t] of this.#tails)
       if ((this.#ended.has(s) || now - t.used > idleMs) && stored(s, t.seq)) this.#drop(s);
   }
@@ -370,7 +386,7 @@ export class AuditLog {
   }
 
   /** Ask the sealer for `sync`, `roll` or `close` after everything appended so far. */
-  #ask(kind: 'sync' | 'roll' | 'close'): Promise<{ segment?: number; error?: string }> {
+  #ask(kind: 'sync' | 'roll' | 'close'): Promise<{ segment?: number; checkpoint?: string; error?: string }> {
     this.#post();
     const port = this.#port;
     if (port === undefined) return Promise.resolve({ error: this.#lastError?.message ?? 'audit sealer not running' });
@@ -389,11 +405,18 @@ export class AuditLog {
           for (const l of this.#health) l(true);
         }
         this.#appended += msg.ids.length;
+        for (const leaf of msg.leaves) if (leaf >= (this.#treeSize ?? 0)) this.#treeSize = leaf + 1;
         for (let i = 0; i < msg.ids.length; i++) {
           const w = this.#waiting.get(msg.ids[i]!);
           if (w === undefined) continue;
           this.#waiting.delete(msg.ids[i]!);
-          const entry: WalEntry = { stream: w.stream, seq: w.seq, line: msg.lines[i]!, hash: msg.hashes[i]! };
+          const entry: WalEntry = {
+            stream: w.stream,
+            seq: w.seq,
+            leaf: msg.leaves[i]!,
+            line: msg.lines[i]!,
+            hash: msg.hashes[i]!,
+          };
           this.#durable.set(w.stream, { seq: w.seq, hash: entry.hash, ts: w.ts });
           this.#uncommitted.push(entry);
           w.done();

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseDuration } from '../config/duration.js';
 import { sessionStreamName } from './auditor.js';
-import { type AuditRecord, parseLine } from './record.js';
+import { recordOf } from './reader.js';
+import type { AuditRecord } from './record.js';
 
 export interface RecordFilter {
   readonly session?: string;
@@ -34,7 +35,7 @@ export async function* readRecords(repo: string, filter: RecordFilter = {}): Asy
     const rl = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
     for await (const line of rl) {
       if (line === '') continue;
-      const r = parseLine(line).record;
+      const r = recordOf(line);
       if (filter.since !== undefined && r.ts < filter.since) continue;
       if (filter.caller !== undefined && r.caller?.sub !== filter.caller) continue;
       yield r;
@@ -94,7 +95,7 @@ export function* readTimeline(repo: string, filter: RecordFilter = {}): Generato
     readonly lines: Generator<string>;
     head: AuditRecord;
   }
-  const parse = (line: string) => parseLine(line).record;
+  const parse = (line: string) => recordOf(line);
   // Each stream's first record, to know when to open it.
   const waiting: { stream: string; files: string[]; first: string }[] = [];
   for (const [stream, list] of streamFiles(repo)) {
@@ -194,7 +195,7 @@ export class ApprovalIndex {
       for (const f of list) {
         for (const line of readFileSync(f, 'utf8').split('\n')) {
           if (line === '') continue;
-          const r = parseLine(line).record;
+          const r = recordOf(line);
           const d = (r.data ?? {}) as Record<string, unknown>;
           if (typeof d.url === 'string') url = d.url;
           if (r.type === 'approval.approved' && Array.isArray(d.by)) approvedBy = d.by.map(String);

@@ -1,6 +1,7 @@
 import * as crypto from 'node:crypto';
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { algOfKey, isSigningAlg, jwsSign, jwsVerify, type SigningAlg } from '../credentials/algorithms.js';
+import { leafHash } from './tlog/merkle.js';
 
 export type AuditEventType =
   | 'session.open'
@@ -32,7 +33,10 @@ export interface AuditEvent {
 }
 
 export interface AuditRecord extends AuditEvent {
-  readonly v: 1;
+  /** 2: a leaf of the log's Merkle tree (this format); 1: a JWS-signed line of the old format (read-only). */
+  readonly v: 1 | 2;
+  /** The record's index in the log's Merkle tree (v2). */
+  readonly leaf?: number;
   readonly stream: string;
   readonly seq: number;
   readonly ts: string;
@@ -76,7 +80,9 @@ const headers = new WeakMap<AuditSigner, string>();
  */
 export function signRecord(signer: AuditSigner, record: AuditRecord): string {
   const { stream, seq, ts, prev, ...event } = record;
-  return sealRecord(signer, recordText(recordParts(stream, seq, ts, event), prev));
+  const parts = recordParts(stream, seq, ts, event);
+  const v1 = `{"v":1${parts.head.slice('{"v":2'.length)},"prev":${prev === null ? 'null' : JSON.stringify(prev)}${parts.rest}`;
+  return sealRecord(signer, v1);
 }
 
 /** A record's JSON without its `prev`: what the log knows before the sealer chains it. */
@@ -101,11 +107,11 @@ export function recordParts(
   stream: string,
   seq: number,
   ts: string,
-  event: Omit<AuditEvent, 'ts'> & { readonly v?: 1; readonly ts?: string },
+  event: Omit<AuditEvent, 'ts'> & { readonly v?: 1 | 2; readonly ts?: string; readonly leaf?: number },
   raw?: RawMember,
 ): RecordParts {
-  const { v: _v, ts: _ts, type, data, ...own } = event;
-  const head = `{"v":1,"stream":${JSON.stringify(stream)},"seq":${seq},"ts":${JSON.stringify(ts)}`;
+  const { v: _v, ts: _ts, leaf: _leaf, type, data, ...own } = event;
+  const head = `{"v":2,"stream":${JSON.stringify(stream)},"seq":${seq},"ts":${JSON.stringify(ts)}`;
   const fields = JSON.stringify({ type, ...own });
   let dataText = data === undefined ? undefined : JSON.stringify(data);
   if (raw !== undefined) {
@@ -117,13 +123,47 @@ export function recordParts(
   return { head, rest: `,${rest}` };
 }
 
-/** The record's JSON with its `prev` in place. */
-export function recordText(parts: RecordParts, prev: string | null): string {
-  return `${parts.head},"prev":${prev === null ? 'null' : JSON.stringify(prev)}${parts.rest}`;
+/**
+ * The record's line (v2): its JSON with its leaf index and `prev` in place. The line's
+ * exact bytes are the record's leaf in the log's Merkle tree; `prev` is the leaf hash
+ * (hex) of the stream's record before it, null at seq 0.
+ */
+export function recordText(parts: RecordParts, prev: string | null, leaf: number): string {
+  return `${parts.head},"leaf":${leaf},"prev":${prev === null ? 'null' : JSON.stringify(prev)}${parts.rest}`;
+}
+
+/** The leaf hash (hex) of a stored line: SHA-256(0x00 || line), RFC 6962. */
+export function leafHashHex(line: string): string {
+  return leafHash(line).toString('hex');
+}
+
+/** The start of a v2 line, up to its prev (keys in the order recordParts and recordText write them). */
+const HEAD_V2 =
+  /^\{"v":2,"stream":("(?:[^"\\]|\\.)*"),"seq":(0|[1-9]\d{0,15}),"ts":"([^"\\]*)","leaf":(0|[1-9]\d{0,15}),"prev":(null|"[0-9a-f]{64}")[,}]/;
+
+/** Where a v2 line says it belongs: stream, seq, ts, leaf and prev, read from its first bytes. */
+export interface LeafHead extends LineHead {
+  readonly leaf: number;
+}
+
+/** The head of a v2 record line, or undefined when the line does not start as gitgate writes them. */
+export function leafHead(line: string): LeafHead | undefined {
+  const m = HEAD_V2.exec(line);
+  if (m === null) return undefined;
+  let stream: unknown;
+  try {
+    stream = JSON.parse(m[1]!);
+  } catch {
+    return undefined;
+  }
+  const seq = Number(m[2]);
+  const leaf = Number(m[4]);
+  if (typeof stream !== 'string' || !Number.isSafeInteger(seq) || !Number.isSafeInteger(leaf)) return undefined;
+  return { stream, seq, ts: m[3]!, leaf, prev: m[5] === 'null' ? null : m[5]!.slice(1, -1) };
 }
 
 /** The signed line of a record's exact JSON text. */
-export function sealRecord(signer: AuditSigner, text: string): string {
+function sealRecord(signer: AuditSigner, text: string): string {
   let protectedHeader = headers.get(signer);
   if (protectedHeader === undefined) {
     protectedHeader = b64(JSON.stringify({ alg: signer.alg, kid: signer.kid }));

@@ -1,11 +1,11 @@
 import type { KeyObject } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
-import { auditSigner } from './record.js';
 import { Sealer, serveSealer, type ToSealer } from './sealer.js';
+import { sealerTree } from './sealer-port.js';
 import { FileWal } from './wal.js';
 
-/** The sealer's thread: the audit key and the WAL's open segment live here. */
-const { dir, kid, key } = workerData as { dir: string; kid: string; key: KeyObject };
+/** The sealer's thread: the log key, the tree's stored hashes and the WAL's open segment live here. */
+const { dir, origin, key } = workerData as { dir: string; origin: string; key: KeyObject };
 const port = parentPort!;
-const receive = serveSealer(new Sealer(auditSigner(kid, key), new FileWal(dir), (m) => port.postMessage(m)));
+const receive = serveSealer(new Sealer(sealerTree(dir, { origin, key }), new FileWal(dir), (m) => port.postMessage(m)));
 port.on('message', (m: ToSealer) => receive(m));

@@ -1,4 +1,6 @@
-import { type AuditSigner, hashLine, type RecordParts, recordText, sealRecord } from './record.js';
+import { leafHashHex, type RecordParts, recordText } from './record.js';
+import type { HashFile } from './tlog/hash-file.js';
+import { type NoteSigner, signCheckpoint } from './tlog/note.js';
 import type { WalEntry, WriteAheadLog } from './wal.js';
 
 /**
@@ -21,9 +23,13 @@ export type SealItem = SealRequest | { readonly forget: string };
 
 export type ToSealer =
   | { readonly kind: 'seal'; readonly items: readonly SealItem[] }
-  /** Refuse records of epochs below `min` (the log has moved past a failure; a new sealer learns it first). */
-  | { readonly kind: 'epoch'; readonly min: number }
-  /** Write everything, then close the segment. */
+  /**
+   * Refuse records of epochs below `min` (the log has moved past a failure; a new sealer learns it
+   * first). `tree`: the leaves the log knows durable; a new sealer numbers from there (a sealer that
+   * died after a write it could not report left leaves nobody was told of: later entries win them).
+   */
+  | { readonly kind: 'epoch'; readonly min: number; readonly tree?: number }
+  /** Write everything, then close the segment; answered with a checkpoint signed over the tree then. */
   | { readonly kind: 'roll'; readonly id: number }
   /** Write everything. */
   | { readonly kind: 'sync'; readonly id: number }
@@ -31,15 +37,42 @@ export type ToSealer =
 
 export type FromSealer =
   /** Durable in the WAL, in the order sealed. */
-  | { readonly kind: 'durable'; readonly ids: number[]; readonly lines: string[]; readonly hashes: string[] }
+  | {
+      readonly kind: 'durable';
+      readonly ids: number[];
+      readonly lines: string[];
+      readonly hashes: string[];
+      readonly leaves: number[];
+    }
   /** Not recorded; `epoch` is the epoch of the records whose write failed (or that were refused). */
   | { readonly kind: 'failed'; readonly ids: number[]; readonly epoch: number; readonly error: string }
-  | { readonly kind: 'done'; readonly id: number; readonly segment?: number; readonly error?: string };
+  | {
+      readonly kind: 'done';
+      readonly id: number;
+      readonly segment?: number;
+      /** With `roll` and `close`: the signed checkpoint note of the tree of every durable record. */
+      readonly checkpoint?: string;
+      readonly error?: string;
+    };
+
+/** The log's Merkle tree as the sealer keeps it: the stored-hash file, opened when first needed (after recovery reconciled it). */
+export interface SealerTree {
+  readonly origin: string;
+  readonly signer: NoteSigner;
+  open(): HashFile;
+  /** Told each checkpoint signed (to keep the latest beside the WAL). */
+  saved?(note: string): void;
+}
 
 /**
- * Signs, chains and durably writes audit records; it holds the audit key and
- * runs on its own thread (seal-worker.ts), so neither signing nor fdatasync
- * ever blocks the gateway's event loop. Messages are handled in order; all
+ * Chains, numbers and durably writes audit records, and signs the log's
+ * checkpoints; it holds the log key and runs on its own thread
+ * (seal-worker.ts), so neither hashing, signing nor fdatasync ever blocks the
+ * gateway's event loop. Each record gets the next leaf index of the log's
+ * Merkle tree in the order the WAL makes records durable; the leaves of a
+ * group go into the stored-hash file once the group is durable. No record is
+ * signed: a checkpoint (tree size + root, a C2SP signed note) is signed when
+ * the WAL rolls (every commit), and on close. Messages are handled in order; all
  * the records that arrive while a group is being written form the next group.
  *
  * Failure: when a write fails, every record of that group fails, the sealer
@@ -53,12 +86,34 @@ export class Sealer {
   /** Sealed, to be written at the end of this turn. */
   #group: { id: number; entry: WalEntry; epoch: number }[] = [];
   #minEpoch = 0;
+  #hashes: HashFile | undefined;
+  /** The leaf index the next sealed record gets. */
+  #nextLeaf = 0;
 
   constructor(
-    private readonly signer: AuditSigner,
+    private readonly tree: SealerTree,
     private readonly wal: WriteAheadLog,
     private readonly send: (msg: FromSealer) => void,
   ) {}
+
+  #tree(): HashFile {
+    if (this.#hashes === undefined) {
+      this.#hashes = this.tree.open();
+      this.#nextLeaf = this.#hashes.size;
+    }
+    return this.#hashes;
+  }
+
+  /** A checkpoint over every durable record, signed now. */
+  #checkpoint(): string {
+    const t = this.#tree();
+    const note = signCheckpoint(
+      { origin: this.tree.origin, size: t.size, root: t.root(), extensions: [] },
+      this.tree.signer,
+    );
+    this.tree.saved?.(note);
+    return note;
+  }
 
   /** Handle one message; `seal` only queues (call flush at the end of the turn), the others flush first. */
   async receive(msg: ToSealer): Promise<void> {
@@ -82,19 +137,29 @@ export class Sealer {
           this.#minEpoch = msg.min;
           this.#chains.clear();
         }
+        if (msg.tree !== undefined && this.#tree().size > msg.tree) {
+          this.#tree().truncate(msg.tree);
+          this.#nextLeaf = msg.tree;
+        }
         return;
       case 'sync':
         this.flush();
         this.send({ kind: 'done', id: msg.id });
         return;
-      case 'roll':
+      case 'roll': {
         this.flush();
-        this.send({ kind: 'done', id: msg.id, segment: this.wal.roll() });
+        const checkpoint = this.#checkpoint();
+        this.send({ kind: 'done', id: msg.id, segment: this.wal.roll(), checkpoint });
         return;
-      case 'close':
+      }
+      case 'close': {
         this.flush();
+        const checkpoint = this.#checkpoint();
         await this.wal.close();
-        this.send({ kind: 'done', id: msg.id });
+        this.#hashes?.close();
+        this.#hashes = undefined;
+        this.send({ kind: 'done', id: msg.id, checkpoint });
+      }
     }
   }
 
@@ -116,10 +181,12 @@ export class Sealer {
       });
       return;
     }
-    const line = sealRecord(this.signer, recordText(r, prev));
-    const hash = hashLine(line);
+    this.#tree();
+    const leaf = this.#nextLeaf++;
+    const line = recordText(r, prev, leaf);
+    const hash = leafHashHex(line);
     this.#chains.set(r.stream, { seq: r.seq, hash });
-    this.#group.push({ id: r.id, entry: { stream: r.stream, seq: r.seq, line, hash }, epoch: r.epoch });
+    this.#group.push({ id: r.id, entry: { stream: r.stream, seq: r.seq, leaf, line, hash }, epoch: r.epoch });
   }
 
   /** Write and sync what was sealed, as one group. */
@@ -133,6 +200,8 @@ export class Sealer {
       const epoch = Math.max(...group.map((g) => g.epoch));
       this.#minEpoch = epoch + 1;
       this.#chains.clear();
+      // Not durable: their leaf indexes go to the next records.
+      this.#nextLeaf = this.#tree().size;
       this.send({
         kind: 'failed',
         ids: group.map((g) => g.id),
@@ -141,11 +210,13 @@ export class Sealer {
       });
       return;
     }
+    this.#tree().append(group.map((g) => Buffer.from(g.entry.hash, 'hex')));
     this.send({
       kind: 'durable',
       ids: group.map((g) => g.id),
       lines: group.map((g) => g.entry.line),
       hashes: group.map((g) => g.entry.hash),
+      leaves: group.map((g) => g.entry.leaf),
     });
   }
 }

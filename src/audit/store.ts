@@ -3,6 +3,7 @@ import {
   existsSync,
   mkdirSync,
   readdirSync,
+  readFileSync,
   readlinkSync,
   realpathSync,
   rmSync,
@@ -10,12 +11,12 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { type SimpleGit, simpleGit } from 'simple-git';
 import { GatewayError } from '../errors.js';
-import { git } from '../git/run.js';
+import { git, gitText } from '../git/run.js';
 import type { StreamTail } from './log.js';
-import { type AuditRecord, type AuditSigner, hashLine, lineHead, parseLine, signRecord } from './record.js';
+import { leafHashHex, leafHead, lineHead } from './record.js';
 import { readLastLine } from './tail.js';
+import { parseCheckpoint } from './tlog/note.js';
 import type { WalEntry } from './wal.js';
 
 /** Where committed audit records live (a git repo; a fake in unit tests). */
@@ -29,11 +30,28 @@ export interface AuditStore {
    * different content, an entry whose line belongs elsewhere, or a stream name that is no stream file.
    */
   append(entries: readonly WalEntry[]): Map<string, StreamTail>;
-  /** Record a signed checkpoint of these heads, publish the signer's key, and commit everything. */
-  commit(heads: ReadonlyMap<string, StreamTail>, message: string): Promise<void>;
+  /** How many leaves the stored tree has (records appended so far, committed or not). */
+  treeSize(): number;
+  /** Write the log's latest signed checkpoint (covering every appended record) and commit everything. */
+  commit(message: string, checkpoint: string): Promise<void>;
+  /** The root hash the committed checkpoint names (to check the stored-hash file against). */
+  treeRoot?(): Buffer | undefined;
+  /** Every stored record's leaf hash in leaf order (to rebuild the stored-hash file). */
+  leafHashes?(): Buffer[];
 }
 
+/** The old format's checkpoint stream (checkpoints.jsonl): read-only. */
 export const CHECKPOINT_STREAM = 'checkpoints';
+/** The repo's latest signed checkpoint (a C2SP signed note), committed with every commit. */
+export const CHECKPOINT_FILE = 'checkpoint';
+/** The log's verifier key, for reference only: a verifier takes the key from elsewhere (`--key`). */
+export const LOG_KEY_FILE = 'log.pub';
+
+/** The size of the tree a checkpoint note names, read without checking its signature (the gateway's own repo). */
+export function checkpointSize(note: string): number {
+  const at = note.indexOf('\n\n');
+  return parseCheckpoint(note.slice(0, at < 0 ? note.length : at + 1)).size;
+}
 
 /**
  * A stream file past this size continues in part files (<stream>~000001.jsonl,
@@ -138,23 +156,27 @@ function lastPart(dir: string, stream: string): number {
 
 /**
  * The audit repo: streams/<stream>.jsonl (one signed line per record),
- * checkpoints.jsonl (a signed, chained list of stream heads), keys/<kid>.jwk.
+ * checkpoint (the log's latest signed checkpoint), log.pub (its verifier key, for reference).
  */
 export class GitAuditStore implements AuditStore {
-  readonly #git: SimpleGit;
   readonly #tails = new Map<string, StoredTail>();
   /** Whether the repo has a first commit (the README goes into it). */
   #born = false;
   /** Files changed since the last commit: exactly what gets staged. */
   readonly #touched = new Set<string>();
 
+  /** Leaves appended so far (the tree the next checkpoint must cover). */
+  #size = 0;
+
   private constructor(
     readonly dir: string,
-    private readonly signer: AuditSigner,
+    private readonly verifierKey: string,
     private readonly remote: string | undefined,
     private readonly log: (msg: string) => void,
-  ) {
-    this.#git = simpleGit(dir);
+  ) {}
+
+  #g(args: readonly string[]): Promise<string> {
+    return gitText(this.dir, args);
   }
 
   /**
@@ -162,35 +184,47 @@ export class GitAuditStore implements AuditStore {
    * there (index.lock, ref locks) were left by a git killed with an earlier gateway: once no
    * git still runs in the repo they are removed, instead of keeping the gateway from starting.
    */
+  /** `verifierKey`: the log's verifier key, published in the repo for reference (log.pub). */
   static async open(
     dir: string,
-    signer: AuditSigner,
+    verifierKey: string,
     opts: { remote?: string; log?: (msg: string) => void; exclusive?: boolean } = {},
   ): Promise<GitAuditStore> {
     mkdirSync(dir, { recursive: true });
-    const store = new GitAuditStore(dir, signer, opts.remote, opts.log ?? (() => {}));
-    if (!existsSync(path.join(dir, '.git'))) await store.#git.init(['-b', 'main']);
+    const store = new GitAuditStore(dir, verifierKey, opts.remote, opts.log ?? (() => {}));
+    if (!existsSync(path.join(dir, '.git'))) await store.#g(['init', '-q', '-b', 'main']);
     else if (opts.exclusive === true) await removeStaleGitLocks(dir, store.log);
-    await store.#git
-      .addConfig('user.name', 'gitgate')
-      .addConfig('user.email', 'gitgate@localhost')
-      .addConfig('commit.gpgsign', 'false');
-    // A commit must be on disk before the WAL segments holding its records are deleted: git's
-    // default (core.fsync=committed,-loose-object) syncs neither loose objects nor refs.
-    await store.#git.addConfig('core.fsync', 'objects,reference').addConfig('core.fsyncMethod', 'fsync');
-    // Every commit stores each touched stream file whole as a new loose object; zlib on those
-    // was most of a commit's CPU. They are short-lived: gc packs them, compressed and deltified.
-    await store.#git.addConfig('core.looseCompression', '0');
+    for (const [k, v] of [
+      ['user.name', 'gitgate'],
+      ['user.email', 'gitgate@localhost'],
+      ['commit.gpgsign', 'false'],
+      // A commit must be on disk before the WAL segments holding its records are deleted: git's
+      // default (core.fsync=committed,-loose-object) syncs neither loose objects nor refs.
+      ['core.fsync', 'objects,reference'],
+      ['core.fsyncMethod', 'fsync'],
+      // Every commit stores each touched stream file whole as a new loose object; zlib on those
+      // was most of a commit's CPU. They are short-lived: gc packs them, compressed and deltified.
+      ['core.looseCompression', '0'],
+    ] as const)
+      await store.#g(['config', k, v]);
     await store.#discardUncommitted();
+    if (existsSync(path.join(dir, 'checkpoints.jsonl')) || existsSync(path.join(dir, 'keys'))) {
+      throw new GatewayError(
+        'AUDIT_UNAVAILABLE',
+        `audit repo ${dir} is of the old, signed-record format: it stays verifiable (gitgate audit verify), but new records go to a new audit.repo`,
+      );
+    }
+    const cp = path.join(dir, CHECKPOINT_FILE);
+    store.#size = existsSync(cp) ? checkpointSize(readFileSync(cp, 'utf8')) : 0;
     if (!existsSync(path.join(dir, 'README.md'))) {
       writeFileSync(
         path.join(dir, 'README.md'),
-        '# gitgate audit log\n\nSigned, hash-chained records of every MCP exchange. Verify with `gitgate audit verify <this repo>`.\n',
+        "# gitgate audit log\n\nRecords of every MCP exchange, the leaves of a transparency log (RFC 6962 Merkle tree, C2SP signed checkpoints). Verify with `gitgate audit verify <this repo> --key <the log's verifier key> --checkpoint <a checkpoint saved earlier>`; `log.pub` is for reference only.\n",
       );
     }
     if (opts.remote !== undefined) {
-      const remotes = await store.#git.getRemotes();
-      if (!remotes.some((r) => r.name === 'origin')) await store.#git.addRemote('origin', opts.remote);
+      const remotes = (await store.#g(['remote'])).split('\n');
+      if (!remotes.includes('origin')) await store.#g(['remote', 'add', 'origin', opts.remote]);
     }
     return store;
   }
@@ -201,9 +235,9 @@ export class GitAuditStore implements AuditStore {
    * dropped only after a commit, so recovery appends it again whole.
    */
   async #discardUncommitted(): Promise<void> {
-    const head = await this.#git.raw(['rev-parse', '--verify', '-q', 'HEAD']).catch(() => '');
-    if (head.trim() !== '') await this.#git.raw(['reset', '-q', '--hard', 'HEAD']);
-    await this.#git.raw(['clean', '-q', '-f', '-d']);
+    const head = await this.#g(['rev-parse', '--verify', '-q', 'HEAD']).catch(() => '');
+    if (head.trim() !== '') await this.#g(['reset', '-q', '--hard', 'HEAD']);
+    await this.#g(['clean', '-q', '-f', '-d']);
   }
 
   tail(stream: string): StreamTail | undefined {
@@ -217,19 +251,17 @@ export class GitAuditStore implements AuditStore {
     const file = streamFile(this.dir, stream, part);
     const line = readLastLine(file);
     if (line === undefined) return undefined;
-    let record: AuditRecord;
-    try {
-      record = parseLine(line).record;
-    } catch (err) {
+    const record = leafHead(line);
+    if (record === undefined) {
       throw new GatewayError(
         'AUDIT_UNAVAILABLE',
-        `audit repo ${path.relative(this.dir, file)}: last line ${(err as Error).message}`,
+        `audit repo ${path.relative(this.dir, file)}: the last line is not a record gitgate writes${lineHead(line) !== undefined ? ' (it is of the old, signed-record format: give the gateway a new audit.repo; the old one stays verifiable)' : ''}`,
       );
     }
     const t = {
       seq: record.seq,
-      hash: hashLine(line),
-      ...(typeof record.ts === 'string' ? { ts: record.ts } : {}),
+      hash: leafHashHex(line),
+      ts: record.ts,
       part,
       bytes: statSync(file).size,
     };
@@ -271,9 +303,42 @@ export class GitAuditStore implements AuditStore {
     return { part, bytes };
   }
 
+  treeSize(): number {
+    return this.#size;
+  }
+
+  treeRoot(): Buffer | undefined {
+    const cp = path.join(this.dir, CHECKPOINT_FILE);
+    if (!existsSync(cp)) return undefined;
+    const note = readFileSync(cp, 'utf8');
+    const at = note.indexOf('\n\n');
+    return parseCheckpoint(note.slice(0, at < 0 ? note.length : at + 1)).root;
+  }
+
+  leafHashes(): Buffer[] {
+    const out: Buffer[] = [];
+    const walk = (dir: string): void => {
+      if (!existsSync(dir)) return;
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.name.endsWith('.jsonl'))
+          for (const line of readFileSync(p, 'utf8').split('\n')) {
+            const h = line === '' ? undefined : leafHead(line);
+            if (h !== undefined && h.leaf < this.#size) out[h.leaf] = Buffer.from(leafHashHex(line), 'hex');
+          }
+      }
+    };
+    walk(path.join(this.dir, 'streams'));
+    for (let i = 0; i < this.#size; i++)
+      if (out[i] === undefined) throw broken('(tree)', `leaf ${i} is in no stream file of the repo`);
+    return out;
+  }
+
   append(entries: readonly WalEntry[]): Map<string, StreamTail> {
     const byStream = new Map<string, WalEntry[]>();
     for (const e of entries) (byStream.get(e.stream) ?? byStream.set(e.stream, []).get(e.stream)!).push(e);
+    const appended: number[] = [];
     // Check every stream first: a commit that cannot be whole writes nothing.
     const plan: {
       stream: string;
@@ -295,8 +360,14 @@ export class GitAuditStore implements AuditStore {
       let ts = '';
       const lines: string[] = [];
       for (const e of list) {
-        const head = lineHead(e.line);
-        if (head === undefined || head.stream !== stream || head.seq !== e.seq || hashLine(e.line) !== e.hash) {
+        const head = leafHead(e.line);
+        if (
+          head === undefined ||
+          head.stream !== stream ||
+          head.seq !== e.seq ||
+          head.leaf !== e.leaf ||
+          leafHashHex(e.line) !== e.hash
+        ) {
           throw broken(
             stream,
             `the entry for seq ${e.seq} holds ${head === undefined ? 'no record gitgate wrote' : `the record of ${JSON.stringify(head.stream)} seq ${head.seq}`}`,
@@ -304,9 +375,14 @@ export class GitAuditStore implements AuditStore {
         }
         if (e.seq < next) {
           // Already stored (recovery after a crash mid-commit): it must be the same record.
-          const same = e.seq === next - 1 ? (lines.length > 0 ? hashLine(lines.at(-1)!) : tail?.hash) : undefined;
+          const same = e.seq === next - 1 ? (lines.length > 0 ? leafHashHex(lines.at(-1)!) : tail?.hash) : undefined;
           if (same !== undefined && same !== e.hash)
             throw broken(stream, `seq ${e.seq} is stored with another content than the write-ahead log's (a fork)`);
+          if (e.leaf >= this.#size)
+            throw broken(
+              stream,
+              `seq ${e.seq} is stored, but the write-ahead log puts it at leaf ${e.leaf}, past the tree`,
+            );
           continue;
         }
         if (e.seq > next) throw broken(stream, `expected seq ${next}, found ${e.seq} (a gap: records are missing)`);
@@ -316,18 +392,29 @@ export class GitAuditStore implements AuditStore {
             `seq ${e.seq} does not chain to the record before it (prev ${head.prev ?? 'null'}, expected ${prev ?? 'null'})`,
           );
         lines.push(e.line);
+        appended.push(e.leaf);
         prev = e.hash;
         ts = head.ts;
         next = e.seq + 1;
       }
       if (lines.length > 0) plan.push({ stream, tail, lines, head: { seq: next - 1, hash: prev!, ts } });
     }
+    // The new records continue the log's tree exactly: leaves size, size+1, … with none missing.
+    appended.sort((a, b) => a - b);
+    appended.forEach((leaf, i) => {
+      if (leaf !== this.#size + i)
+        throw broken(
+          '(tree)',
+          `leaf ${leaf} does not continue the log's tree of ${this.#size + i} (records are missing before it, or a leaf is used twice)`,
+        );
+    });
     const heads = new Map<string, StreamTail>();
     for (const { stream, tail, lines, head } of plan) {
       const at = this.#write(stream, tail, lines);
       this.#remember(stream, { ...head, ...at });
       heads.set(stream, { seq: head.seq, hash: head.hash });
     }
+    this.#size += appended.length;
     return heads;
   }
 
@@ -351,38 +438,22 @@ export class GitAuditStore implements AuditStore {
     }
   }
 
-  /** Forget cached tails of streams that ended (their files are read again if ever needed). */
-  forget(stream: string): void {
-    this.#tails.delete(stream);
-  }
-
-  async commit(heads: ReadonlyMap<string, StreamTail>, message: string): Promise<void> {
-    if (heads.size > 0) {
-      const prev = this.#stored(CHECKPOINT_STREAM);
-      this.#assertUnchanged(CHECKPOINT_STREAM, prev);
-      const now = new Date().toISOString();
-      const record: AuditRecord = {
-        v: 1,
-        stream: CHECKPOINT_STREAM,
-        seq: prev === undefined ? 0 : prev.seq + 1,
-        // Never older than the checkpoint before it (a clock stepped back).
-        ts: prev?.ts !== undefined && now < prev.ts ? prev.ts : now,
-        prev: prev?.hash ?? null,
-        type: 'checkpoint',
-        data: { heads: Object.fromEntries([...heads].sort(([a], [b]) => (a < b ? -1 : 1))) },
-      };
-      const line = signRecord(this.signer, record);
-      const at = this.#write(CHECKPOINT_STREAM, prev, [line]);
-      this.#remember(CHECKPOINT_STREAM, { seq: record.seq, hash: hashLine(line), ts: record.ts, ...at });
+  async commit(message: string, checkpoint: string): Promise<void> {
+    const size = checkpointSize(checkpoint);
+    if (size !== this.#size)
+      throw broken('(tree)', `the checkpoint covers ${size} record(s), the repo holds ${this.#size}`);
+    const cpFile = path.join(this.dir, CHECKPOINT_FILE);
+    if (!existsSync(cpFile) || readFileSync(cpFile, 'utf8') !== checkpoint) {
+      writeFileSync(cpFile, checkpoint);
+      this.#touched.add(CHECKPOINT_FILE);
     }
-    const keyFile = path.join(this.dir, 'keys', `${this.signer.kid}.jwk`);
-    if (!existsSync(keyFile)) {
-      mkdirSync(path.dirname(keyFile), { recursive: true });
-      writeFileSync(keyFile, `${JSON.stringify(this.signer.publicJwk(), null, 2)}\n`);
-      this.#touched.add(path.relative(this.dir, keyFile));
+    const keyFile = path.join(this.dir, LOG_KEY_FILE);
+    if (!existsSync(keyFile) || readFileSync(keyFile, 'utf8') !== `${this.verifierKey}\n`) {
+      writeFileSync(keyFile, `${this.verifierKey}\n`);
+      this.#touched.add(LOG_KEY_FILE);
     }
     if (!this.#born) {
-      this.#born = (await this.#git.raw(['rev-parse', '--verify', '-q', 'HEAD']).catch(() => '')).trim() !== '';
+      this.#born = (await this.#g(['rev-parse', '--verify', '-q', 'HEAD']).catch(() => '')).trim() !== '';
       if (!this.#born) this.#touched.add('README.md');
     }
     if (this.#touched.size === 0) return;
@@ -390,12 +461,12 @@ export class GitAuditStore implements AuditStore {
     // pathspec matching (`git add` of N paths matches each against every index entry).
     const files = [...this.#touched].filter((f) => existsSync(path.join(this.dir, f)));
     await git(this.dir, ['update-index', '--add', '-z', '--stdin'], {}, `${files.join('\0')}\0`);
-    await this.#git.commit(message);
+    await this.#g(['commit', '-q', '-m', message]);
     this.#touched.clear();
     this.#born = true;
     if (this.remote !== undefined) {
       try {
-        await this.#git.push('origin', 'HEAD');
+        await this.#g(['push', '-q', 'origin', 'HEAD']);
       } catch (err) {
         // Committed locally; the push is retried with the next commit.
         this.log(`audit push failed: ${(err as Error).message}`);

@@ -1,9 +1,13 @@
-import type { KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { KeyRing } from '../credentials/keyring.js';
+import { type AnchorConfig, Anchors } from './anchors.js';
 import { AuditCommitter } from './committer.js';
 import { AuditLog } from './log.js';
-import { auditSigner } from './record.js';
-import { localSealer, workerSealer } from './sealer-port.js';
+import { localSealer, sealerTree, treeHashFile, workerSealer } from './sealer-port.js';
 import type { AuditStore } from './store.js';
+import { type NoteVerifier, verifierOf } from './tlog/note.js';
 import { type WriteAheadLog, walFiles } from './wal.js';
 
 export interface AuditTrail {
@@ -14,9 +18,10 @@ export interface AuditTrail {
 export interface AuditTrailOptions {
   /** The WAL's folder: recovery reads back the segments there; the sealer writes new ones after them. */
   readonly walDir: string;
-  /** The audit signing key; it goes to the sealer's thread and nowhere else. */
-  readonly kid: string;
+  /** The log's Ed25519 key; it goes to the sealer's thread and nowhere else. */
   readonly key: KeyObject;
+  /** The log's name: the checkpoints' origin line and the key's name. */
+  readonly origin: string;
   readonly everyRecords: number;
   readonly everyMs: number;
   /** Seal on this thread into this WAL over walDir instead (tests inject failing ones). */
@@ -24,22 +29,53 @@ export interface AuditTrailOptions {
   readonly onError?: (err: unknown) => void;
   /** The log's clock (tests); default the system's. */
   readonly now?: () => Date;
+  /** Where each committed checkpoint is also published (config audit.anchors). */
+  readonly anchors?: readonly AnchorConfig[];
+  /** Where anchor failures are told. */
+  readonly warn?: (msg: string) => void;
+}
+
+/** The log's name (checkpoint origin and key name) for the log key `kid`. */
+function auditOrigin(kid: string): string {
+  return `gitgate.audit/${kid}`;
+}
+
+/** The key ring holding the log's Ed25519 key in a data dir. */
+const LOG_KEY_RING = 'audit-log';
+
+/** The log key of a data dir (created on first use when `create`), its origin and verifier key. */
+export async function logKeyOf(
+  dataDir: string,
+  create: boolean,
+): Promise<{ origin: string; key: KeyObject; verifier: NoteVerifier }> {
+  if (!create && !existsSync(path.join(dataDir, 'keys', `${LOG_KEY_RING}.json`)))
+    throw new Error(
+      `no audit log key in ${dataDir} (keys/${LOG_KEY_RING}.json): has a gateway run with this data dir?`,
+    );
+  const ring = await KeyRing.load(dataDir, { graceMs: 0, activationMs: 0 }, LOG_KEY_RING, 'EdDSA');
+  const k = ring.signing();
+  const origin = auditOrigin(k.kid);
+  return { origin, key: k.key, verifier: verifierOf(origin, createPublicKey(k.key)) };
 }
 
 /** The log (sealing on a worker thread) and the committer that moves its WAL into the audit store. Call committer.recover() first. */
 export function openAuditTrail(store: AuditStore, opts: AuditTrailOptions): AuditTrail {
-  const { wal, kid, key } = opts;
+  const { wal, origin, key } = opts;
   const log = new AuditLog(
     () =>
       wal !== undefined
-        ? localSealer(auditSigner(kid, key), wal(opts.walDir))
-        : workerSealer({ dir: opts.walDir, kid, key }),
+        ? localSealer(sealerTree(opts.walDir, { origin, key }), wal(opts.walDir))
+        : workerSealer({ dir: opts.walDir, origin, key }),
     (stream) => store.tail(stream),
     opts.now !== undefined ? { now: opts.now } : {},
   );
   const committer = new AuditCommitter(log, walFiles(opts.walDir), store, {
     everyRecords: opts.everyRecords,
     everyMs: opts.everyMs,
+    treeFile: treeHashFile(opts.walDir),
+    ...(opts.anchors !== undefined && opts.anchors.length > 0
+      ? { anchors: new Anchors(opts.anchors, treeHashFile(opts.walDir), opts.warn ?? (() => undefined)) }
+      : {}),
     ...(opts.onError !== undefined ? { onError: opts.onError } : {}),
   });
   return { log, committer };

@@ -1,221 +1,123 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { simpleGit } from 'simple-git';
-import { compileSchema, formatSchemaErrors } from '../config/schema.js';
-import { type AuditRecord, hashLine, parseLine, verifyParsed } from './record.js';
-import { CHECKPOINT_STREAM, parseStreamFile } from './store.js';
+import {
+  isOldFormat,
+  LogBroken,
+  listFiles,
+  openGivenCheckpoint,
+  readLog,
+  repoCheckpoint,
+  rootOf,
+  workTreeVersusHead,
+} from './reader.js';
+import type { AuditRecord } from './record.js';
+import type { NoteVerifier } from './tlog/note.js';
+import { verifyOldFormat } from './verify-v1.js';
+
+export { listFiles };
+
+export interface VerifyOptions {
+  /** The log's verifier keys the caller trusts (`--key`, or pinned in config); keys in the repo count for nothing. */
+  readonly keys: readonly NoteVerifier[];
+  /** A checkpoint note saved earlier (by an auditor, a monitor, an anchor): the repo must extend it. */
+  readonly checkpoint?: string;
+}
 
 export interface VerifyReport {
   readonly ok: boolean;
+  /** 2: a transparency log; 1: the old format (read-only, trusts the repo's own keys and history). */
+  readonly format: 1 | 2;
   readonly streams: number;
   readonly records: number;
-  readonly checkpoints: number;
-  readonly commits: number;
-  readonly keys: readonly string[];
-  /** The newest checkpoint, to compare with an anchor kept outside the repo. */
-  readonly head?: { readonly seq: number; readonly hash: string };
+  /** The repo's signed checkpoint (tree size, root, note), to keep and compare with an anchor. */
+  readonly checkpoint?: { readonly size: number; readonly root: string; readonly note: string };
+  /** What this verification could not show. */
+  readonly warnings: readonly string[];
   /** The first problem found: where and why. */
   readonly error?: { readonly where: string; readonly why: string };
 }
 
-class Broken extends Error {
-  constructor(
-    readonly where: string,
-    readonly why: string,
-  ) {
-    super(`${where}: ${why}`);
-  }
-}
+export const NO_CHECKPOINT_WARNING =
+  'no --checkpoint given: this proves the repo is one signed log, not that it is the log you saw before; a history rewrite (reset, orphan history, a repo re-signed under the same key) cannot be detected';
 
-export function listFiles(dir: string, ext: string): string[] {
-  if (!existsSync(dir)) return [];
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...listFiles(p, ext));
-    else if (e.name.endsWith(ext)) out.push(p);
-  }
-  return out.sort();
-}
-
-/** The audit repo's published public keys (keys/<kid>.jwk) by kid. */
-export function loadKeys(repo: string): Map<string, KeyObject> {
-  const keys = new Map<string, KeyObject>();
-  for (const f of listFiles(path.join(repo, 'keys'), '.jwk')) {
-    const jwk = JSON.parse(readFileSync(f, 'utf8')) as { kid?: string; d?: unknown };
-    if (jwk.d !== undefined) throw new Broken(path.relative(repo, f), 'a private key is committed to the audit repo');
-    const kid = jwk.kid ?? path.basename(f, '.jwk');
-    keys.set(kid, createPublicKey({ key: jwk as never, format: 'jwk' }));
-  }
-  return keys;
-}
-
-/** Check one chain (a stream's part files, in order); returns each line's hash by seq. */
-function verifyChain(
-  repo: string,
-  files: readonly string[],
-  stream: string,
-  keys: Map<string, KeyObject>,
-  onRecord: (r: AuditRecord) => void,
-): string[] {
-  const validRecord = compileSchema('audit-record');
-  const hashes: string[] = [];
-  let prev: string | null = null;
-  let seq = 0;
-  for (const file of files) {
-    const rel = path.relative(repo, file);
-    const lines = readFileSync(file, 'utf8').split('\n');
-    if (lines.at(-1) === '') lines.pop();
-    lines.forEach((line, i) => {
-      const where = `${rel}:${i + 1}`;
-      let p;
-      try {
-        p = parseLine(line);
-      } catch (err) {
-        throw new Broken(where, `unreadable record (${(err as Error).message})`);
-      }
-      const key = keys.get(p.kid);
-      if (key === undefined) throw new Broken(where, `signed with unknown key ${p.kid} (not in keys/)`);
-      if (!verifyParsed(p, key)) throw new Broken(where, 'signature does not verify: the record was altered');
-      const r = p.record;
-      if (!validRecord(r))
-        throw new Broken(
-          where,
-          `record does not match schemas/audit-record.schema.json (${formatSchemaErrors(validRecord.errors).slice(0, 3).join('; ')})`,
-        );
-      if (r.stream !== stream)
-        throw new Broken(where, `record belongs to stream ${r.stream}, not ${stream}: the file was replaced or moved`);
-      if (r.seq !== seq)
-        throw new Broken(where, `expected seq ${seq}, found ${r.seq}: a record was removed, added or reordered`);
-      if (r.prev !== prev)
-        throw new Broken(where, 'prev does not match the hash of the line before it: the chain is broken');
-      prev = hashLine(line);
-      hashes.push(prev);
-      seq++;
-      onRecord(r);
-    });
-  }
-  return hashes;
-}
-
-/** Record files grouped by stream, parts in order. */
-export function chains(repo: string): Map<string, string[]> {
-  const out = new Map<string, { part: number; file: string }[]>();
-  const all = [
-    ...listFiles(path.join(repo, 'streams'), '.jsonl'),
-    ...listFiles(repo, '.jsonl').filter((f) => path.dirname(f) === repo),
-  ];
-  for (const file of all) {
-    const id = parseStreamFile(path.relative(repo, file));
-    if (id === undefined) continue;
-    (out.get(id.stream) ?? out.set(id.stream, []).get(id.stream)!).push({ part: id.part, file });
-  }
-  const sorted = new Map<string, string[]>();
-  for (const [stream, parts] of out) {
-    parts.sort((a, b) => a.part - b.part);
-    parts.forEach((p, i) => {
-      if (p.part !== i) throw new Broken(path.relative(repo, p.file), `part ${i} of stream ${stream} is missing`);
-    });
-    sorted.set(
-      stream,
-      parts.map((p) => p.file),
-    );
-  }
-  return sorted;
-}
-
-/** Verify an audit repo offline: signatures, chains, gap-free seq, checkpoints, and append-only git history. */
+/**
+ * Verify an audit repo offline, trusting only the given keys:
+ * the work tree is exactly HEAD (each file's git blob id), every record line is read and checked
+ * (layout, schema, stream, seq, prev, unique leaf), the leaves 0..N-1 all exist, the repo's
+ * checkpoint is signed by a given key and names exactly that tree, and a saved checkpoint (when
+ * given) is signed by a given key and is the tree of the repo's first records. History is not
+ * consulted: what HEAD holds is what is proved, so no merge or first-parent trick hides anything.
+ */
 export async function verifyAuditRepo(
   repo: string,
+  opts: VerifyOptions,
   onRecord: (r: AuditRecord) => void = () => {},
 ): Promise<VerifyReport> {
-  let streams = 0;
-  let records = 0;
-  let checkpoints = 0;
-  let commits = 0;
-  let keys = new Map<string, KeyObject>();
-  let head: { seq: number; hash: string } | undefined;
-  try {
-    keys = loadKeys(repo);
-    const tails = new Map<string, string[]>();
-    const all = chains(repo);
-    for (const [stream, files] of [...all].filter(([s]) => s !== CHECKPOINT_STREAM)) {
-      tails.set(
-        stream,
-        verifyChain(repo, files, stream, keys, (r) => {
-          records++;
-          onRecord(r);
-        }),
-      );
-      streams++;
-    }
-    const cpFiles = all.get(CHECKPOINT_STREAM);
-    if (cpFiles !== undefined) {
-      const seen = new Map<string, { seq: number; hash: string }>();
-      const hashes = verifyChain(repo, cpFiles, CHECKPOINT_STREAM, keys, (r) => {
-        checkpoints++;
-        const heads = (r.data?.heads ?? {}) as Record<string, { seq: number; hash: string }>;
-        for (const [stream, h] of Object.entries(heads)) {
-          const file = tails.get(stream);
-          const where = `checkpoints.jsonl:${r.seq + 1}`;
-          if (file === undefined) throw new Broken(where, `stream ${stream} is checkpointed but its file is missing`);
-          if (file.length <= h.seq)
-            throw new Broken(
-              where,
-              `stream ${stream} was truncated: checkpoint says seq ${h.seq}, the file ends at ${file.length - 1}`,
-            );
-          if (file[h.seq] !== h.hash)
-            throw new Broken(where, `stream ${stream} record ${h.seq} differs from the checkpointed one`);
-          seen.set(stream, h);
-        }
-      });
-      if (hashes.length > 0) head = { seq: hashes.length - 1, hash: hashes.at(-1)! };
-      for (const stream of tails.keys()) {
-        if (!seen.has(stream))
-          throw new Broken(`streams/${stream}.jsonl`, 'no checkpoint covers this stream (added outside gitgate?)');
-      }
-    } else if (streams > 0) {
-      throw new Broken('checkpoints.jsonl', 'missing: nothing anchors the stream heads');
-    }
-    commits = await verifyHistory(repo);
-    return { ok: true, streams, records, checkpoints, commits, keys: [...keys.keys()], ...(head ? { head } : {}) };
-  } catch (err) {
-    if (!(err instanceof Broken)) throw err;
+  if (isOldFormat(repo)) {
+    const old = await verifyOldFormat(repo, onRecord);
     return {
-      ok: false,
-      streams,
-      records,
-      checkpoints,
-      commits,
-      keys: [...keys.keys()],
-      error: { where: err.where, why: err.why },
+      ok: old.ok,
+      format: 1,
+      streams: old.streams,
+      records: old.records,
+      warnings: [
+        'old-format repo (signed records, keys/ in the repo): verified read-only against the keys it holds itself; a re-signed repo or a rewritten history cannot be detected',
+      ],
+      ...(old.error !== undefined ? { error: old.error } : {}),
     };
   }
-}
-
-/** The committed history only ever appends: no commit deletes or changes a line of a record file. */
-async function verifyHistory(repo: string): Promise<number> {
-  if (!existsSync(path.join(repo, '.git'))) return 0;
-  const git = simpleGit(repo);
-  const log = await git.raw(['log', '--reverse', '--format=%H %P', 'HEAD']).catch(() => '');
-  const commits = log.trim() === '' ? [] : log.trim().split('\n');
-  for (const c of commits) {
-    const [sha, parent] = c.split(' ');
-    if (parent === undefined || parent === '') continue;
-    const numstat = await git.raw(['diff', '--numstat', parent, sha!]);
-    for (const row of numstat.trim().split('\n').filter(Boolean)) {
-      const [, deleted, file] = row.split('\t');
-      if (
-        (file!.startsWith('streams/') || file === 'checkpoints.jsonl' || file!.startsWith('keys/')) &&
-        deleted !== '0'
-      ) {
-        throw new Broken(
-          `commit ${sha!.slice(0, 12)}`,
-          `removes ${deleted} line(s) from ${file}: history was rewritten`,
+  let streams = 0;
+  let records = 0;
+  const warnings: string[] = [];
+  try {
+    if (opts.keys.length === 0)
+      throw new LogBroken('--key', "no verifier key given: keys in the repo are not trusted; pass the log's key");
+    if (existsSync(path.join(repo, '.git'))) {
+      const diff = await workTreeVersusHead(repo);
+      if (diff !== undefined)
+        throw new LogBroken('work tree', `${diff}: verify a clean checkout of HEAD (the work tree must be HEAD)`);
+    } else warnings.push('not a git repository: the files were verified, no commit was');
+    const log = readLog(repo, (r) => {
+      records++;
+      onRecord(r);
+    });
+    streams = log.streams;
+    const cp = repoCheckpoint(repo, opts.keys);
+    if (cp.size !== log.records)
+      throw new LogBroken(
+        'checkpoint',
+        `signed for a tree of ${cp.size} record(s), the repo holds ${log.records}: records were ${cp.size > log.records ? 'removed' : 'added'}`,
+      );
+    const root = rootOf(log, cp.size);
+    if (!root.equals(cp.root))
+      throw new LogBroken('checkpoint', "the records' tree hash differs from the signed one: records were altered");
+    if (opts.checkpoint !== undefined) {
+      const old = openGivenCheckpoint(opts.checkpoint, opts.keys, '--checkpoint');
+      if (old.origin !== cp.origin)
+        throw new LogBroken('--checkpoint', `is of log ${old.origin}, the repo is log ${cp.origin}`);
+      if (old.size > cp.size)
+        throw new LogBroken(
+          '--checkpoint',
+          `the saved checkpoint covers ${old.size} record(s), the repo only ${cp.size}: records were removed (history cut or rewritten)`,
         );
-      }
-    }
+      if (!rootOf(log, old.size).equals(old.root))
+        throw new LogBroken(
+          '--checkpoint',
+          `the repo's first ${old.size} record(s) are not the ones the saved checkpoint signed: history was rewritten`,
+        );
+    } else warnings.push(NO_CHECKPOINT_WARNING);
+    if (cp.unknown.length > 0)
+      warnings.push(`the checkpoint also carries signatures by keys not given (ignored): ${cp.unknown.join(', ')}`);
+    return {
+      ok: true,
+      format: 2,
+      streams,
+      records,
+      checkpoint: { size: cp.size, root: cp.root.toString('base64'), note: cp.note },
+      warnings,
+    };
+  } catch (err) {
+    if (!(err instanceof LogBroken)) throw err;
+    return { ok: false, format: 2, streams, records, warnings, error: { where: err.where, why: err.why } };
   }
-  return commits.length;
 }

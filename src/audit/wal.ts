@@ -13,14 +13,15 @@ import {
 } from 'node:fs';
 import { open } from 'node:fs/promises';
 import path from 'node:path';
-import { lineHead, sha256Hex } from './record.js';
+import { leafHashHex, leafHead, sha256Hex } from './record.js';
 
-/** One durable WAL entry: a signed line and the stream it belongs to. */
+/** One durable WAL entry: a record line, its leaf index and the stream it belongs to. */
 export interface WalEntry {
   readonly stream: string;
   readonly seq: number;
+  readonly leaf: number;
   readonly line: string;
-  /** sha256 (hex) of the line: the next record's `prev`, and the WAL's checksum of the entry. */
+  /** The line's leaf hash (hex, SHA-256(0x00 || line)): the next record's `prev`, the tree's leaf, and the WAL's checksum of the entry. */
   readonly hash: string;
 }
 
@@ -72,12 +73,12 @@ const MAX_SPARE = 64 << 20;
 
 /**
  * Segmented WAL files under `dir`: wal-<n>.log, one entry per line:
- * `<sha256 of the line>\t<seq>\t<stream as a JSON string>\t<signed line>`,
+ * `<leaf hash of the line>\t<seq>\t<stream as a JSON string>\t<record line>`,
  * and after each group (one write + fdatasync) a trailer line
  * `=\t<entries in the group>\t<sha256 of the group's entry lines>`.
  * JSON text never holds a raw tab or newline, so the fields split exactly.
- * Recovery takes an entry's stream and seq from its signed line (which its
- * checksum covers), never from the fields beside it; the trailer tells a
+ * Recovery takes an entry's stream, seq and leaf from its line (which its
+ * checksum, the leaf hash, covers), never from the fields beside it; the trailer tells a
  * group that was written whole (so every group before it was acknowledged)
  * from the torn end of a segment.
  *
@@ -339,16 +340,22 @@ function readSegment(name: string, text: string, damage: WalDamage[]): WalEntry[
 export function recoverEntries(
   segmentTexts: readonly { readonly name: string; readonly text: string }[],
 ): RecoveredWal {
-  const out: WalEntry[] = [];
+  const all: WalEntry[] = [];
   const damage: WalDamage[] = [];
-  const last = new Map<string, number>();
-  let rewound = false;
   for (const seg of segmentTexts) {
     for (const e of readSegment(seg.name, seg.text, damage)) {
-      if ((last.get(e.stream) ?? -1) >= e.seq) rewound = true;
-      last.set(e.stream, e.seq);
-      out.push(e);
+      // Leaf indexes go back after a failed write too (its records were never durable): the later entries win.
+      while (all.length > 0 && all[all.length - 1]!.leaf >= e.leaf) all.pop();
+      all.push(e);
     }
+  }
+  const out: WalEntry[] = [];
+  const last = new Map<string, number>();
+  let rewound = false;
+  for (const e of all) {
+    if ((last.get(e.stream) ?? -1) >= e.seq) rewound = true;
+    last.set(e.stream, e.seq);
+    out.push(e);
   }
   if (!rewound) return { entries: out, damage };
   // Keep, per stream, only the entries the final chain runs through.
@@ -374,8 +381,8 @@ function parseEntry(raw: string, framing: (why: string) => void): WalEntry | und
   if (a < 0 || b < 0 || c < 0) return undefined;
   const hash = raw.slice(0, a);
   const line = raw.slice(c + 1);
-  if (sha256Hex(line) !== hash) return undefined;
-  const head = lineHead(line);
+  if (leafHashHex(line) !== hash) return undefined;
+  const head = leafHead(line);
   if (head === undefined) return undefined;
   const seqField = raw.slice(a + 1, b);
   const streamField = raw.slice(b + 1, c);
@@ -384,5 +391,5 @@ function parseEntry(raw: string, framing: (why: string) => void): WalEntry | und
       `the entry's fields say stream ${streamField} seq ${seqField}, its record says stream ${JSON.stringify(head.stream)} seq ${head.seq}: the record's are used`,
     );
   }
-  return { stream: head.stream, seq: head.seq, line, hash };
+  return { stream: head.stream, seq: head.seq, leaf: head.leaf, line, hash };
 }

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import {
   ApprovalIndex,
@@ -8,20 +8,165 @@ import {
   readTimeline,
   sinceToIso,
 } from '../audit/read.js';
+import { readLog, repoCheckpoint } from '../audit/reader.js';
+import { latestCheckpointFile } from '../audit/sealer-port.js';
+import { CHECKPOINT_FILE, checkpointSize } from '../audit/store.js';
+import { consistencyProof, inclusionProof, nodeHash, type SubtreeReader } from '../audit/tlog/merkle.js';
+import { MAX_NOTE_BYTES, type NoteVerifier, openCheckpoint, parseVerifierKey } from '../audit/tlog/note.js';
+import { MAX_BUNDLE_BYTES, makeBundle, verifyBundle } from '../audit/tlog/proof.js';
+import { logKeyOf } from '../audit/trail.js';
 import { verifyAuditRepo } from '../audit/verify.js';
+import { loadConfig } from '../config/load.js';
 
-export async function auditVerify(repo: string, out: (line: string) => void): Promise<number> {
-  const report = await verifyAuditRepo(path.resolve(repo));
+/** Verifier keys from `--key` values: a verifier key itself, or a file holding one per line. */
+function verifierKeys(values: readonly string[]): NoteVerifier[] {
+  return values.flatMap((v) => {
+    const text = existsSync(v) && statSync(v).isFile() ? readFileSync(v, 'utf8') : v;
+    return text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !l.startsWith('#'))
+      .map((l) => parseVerifierKey(l));
+  });
+}
+
+function readBounded(file: string, max = MAX_BUNDLE_BYTES): string {
+  if (statSync(file).size >= max) throw new Error(`${file} is too large`);
+  return readFileSync(file, 'utf8');
+}
+
+export async function auditVerify(
+  repo: string,
+  opts: { key?: readonly string[]; checkpoint?: string; config?: string },
+  out: (line: string) => void,
+): Promise<number> {
+  // Keys pinned in a config file (audit.keys) count as given, as --key does.
+  const pinned = opts.config !== undefined ? loadConfig(opts.config).audit.keys : [];
+  const keys = verifierKeys([...(opts.key ?? []), ...pinned]);
+  const report = await verifyAuditRepo(path.resolve(repo), {
+    keys,
+    ...(opts.checkpoint !== undefined ? { checkpoint: readBounded(opts.checkpoint, MAX_NOTE_BYTES) } : {}),
+  });
   if (report.ok) {
     out(
-      `ok: ${report.records} record(s) in ${report.streams} stream(s), ${report.checkpoints} checkpoint(s), ${report.commits} commit(s), keys ${report.keys.join(', ') || '(none)'}`,
+      `ok: ${report.records} record(s) in ${report.streams} stream(s)${report.checkpoint !== undefined ? `, tree size ${report.checkpoint.size}, root ${report.checkpoint.root}` : ''}${opts.checkpoint !== undefined && report.format === 2 ? ', consistent with the saved checkpoint' : ''}`,
     );
-    if (report.head) out(`head checkpoint: seq ${report.head.seq} sha256 ${report.head.hash}`);
+    for (const w of report.warnings) out(`warning: ${w}`);
     return 0;
   }
   out(`FAILED at ${report.error!.where}: ${report.error!.why}`);
   out(`(checked before the failure: ${report.records} record(s) in ${report.streams} stream(s))`);
   return 1;
+}
+
+/** `gitgate audit checkpoint`: the latest signed checkpoint of a repo, or the one the gateway signed last in a data dir. */
+export async function auditCheckpoint(
+  opts: { dataDir?: string; repo?: string },
+  out: (line: string) => void,
+): Promise<number> {
+  const file =
+    opts.dataDir !== undefined
+      ? latestCheckpointFile(path.join(path.resolve(opts.dataDir), 'audit-wal'))
+      : path.join(path.resolve(opts.repo ?? '.'), CHECKPOINT_FILE);
+  if (!existsSync(file)) throw new Error(`no checkpoint at ${file}`);
+  out(readBounded(file, MAX_NOTE_BYTES).replace(/\n$/, ''));
+  return 0;
+}
+
+/** `gitgate audit public-key`: the log's verifier key (what --key takes). */
+export async function auditPublicKey(opts: { dataDir?: string }, out: (line: string) => void): Promise<number> {
+  out((await logKeyOf(path.resolve(opts.dataDir ?? '.gitgate'), false)).verifier.text);
+  return 0;
+}
+
+/** The leaf hashes of a repo as a subtree reader (each subtree hash computed from its leaves). */
+function memoryTree(leaves: Buffer): SubtreeReader {
+  const leaf = (i: number) => leaves.subarray(i * 32, (i + 1) * 32);
+  const sub = (level: number, index: number): Buffer =>
+    level === 0 ? leaf(index) : nodeHash(sub(level - 1, index * 2), sub(level - 1, index * 2 + 1));
+  return sub;
+}
+
+/** `gitgate audit prove`: one proof bundle per record of an exchange (or the record at a leaf index), JSON Lines. */
+export async function auditProve(
+  target: string,
+  opts: { repo: string; key?: readonly string[] },
+  out: (line: string) => void,
+): Promise<number> {
+  const repo = path.resolve(opts.repo);
+  const byLeaf = /^\d+$/.test(target) ? Number(target) : undefined;
+  const found: { line: string; leaf: number }[] = [];
+  const log = readLog(repo, (r, line) => {
+    if (byLeaf !== undefined ? r.leaf === byLeaf : r.exchange === target) found.push({ line, leaf: r.leaf! });
+  });
+  const keys = verifierKeys(opts.key ?? []);
+  const note = readBounded(path.join(repo, CHECKPOINT_FILE), MAX_NOTE_BYTES);
+  const size = keys.length > 0 ? repoCheckpoint(repo, keys).size : checkpointSize(note);
+  if (size !== log.records) throw new Error(`the repo's checkpoint covers ${size} record(s), its files ${log.records}`);
+  if (found.length === 0)
+    throw new Error(`no record ${byLeaf !== undefined ? `at leaf ${byLeaf}` : `of exchange ${target}`}`);
+  const read = memoryTree(log.leaves);
+  for (const f of found.sort((a, b) => a.leaf - b.leaf))
+    out(JSON.stringify(makeBundle(f.line, f.leaf, inclusionProof(read, f.leaf, size), note)));
+  return 0;
+}
+
+/** `gitgate audit verify-proof`: check each bundle (one per line) offline against the given keys. */
+export async function auditVerifyProof(
+  bundle: string,
+  opts: { key?: readonly string[] },
+  out: (line: string) => void,
+): Promise<number> {
+  const keys = verifierKeys(opts.key ?? []);
+  if (keys.length === 0)
+    throw new Error('no verifier key given (--key): a proof is only as good as the key it is checked with');
+  let bad = 0;
+  const lines = readBounded(bundle)
+    .split('\n')
+    .filter((l) => l.trim() !== '');
+  lines.forEach((l, i) => {
+    try {
+      const p = verifyBundle(l, keys);
+      const r = p.record as { exchange?: string; type?: string; stream?: string };
+      out(
+        `ok: leaf ${p.leaf} (${r.type ?? '?'}${r.exchange !== undefined ? ` of exchange ${r.exchange}` : ''}) is in the log ${p.checkpoint.origin} of ${p.checkpoint.size} record(s), signed by ${p.checkpoint.verifiedBy.join(', ')}`,
+      );
+    } catch (err) {
+      bad++;
+      out(`FAILED bundle ${i + 1}: ${(err as Error).message}`);
+    }
+  });
+  return bad === 0 && lines.length > 0 ? 0 : 1;
+}
+
+/** `gitgate audit consistency`: a consistency proof from a saved checkpoint to the repo's tree (RFC 9162 §2.1.4). */
+export async function auditConsistency(
+  oldCheckpoint: string,
+  repo: string,
+  opts: { key?: readonly string[] },
+  out: (line: string) => void,
+): Promise<number> {
+  const keys = verifierKeys(opts.key ?? []);
+  const root = path.resolve(repo);
+  const report = await verifyAuditRepo(root, { keys, checkpoint: readBounded(oldCheckpoint, MAX_NOTE_BYTES) });
+  if (!report.ok || report.checkpoint === undefined) {
+    out(`FAILED at ${report.error?.where ?? 'repo'}: ${report.error?.why ?? 'not a transparency-log repo'}`);
+    return 1;
+  }
+  const old = openCheckpoint(readBounded(oldCheckpoint, MAX_NOTE_BYTES), keys);
+  const log = readLog(root);
+  const proof = consistencyProof(memoryTree(log.leaves), old.size, report.checkpoint.size);
+  out(
+    JSON.stringify({
+      oldSize: old.size,
+      oldRoot: old.root.toString('base64'),
+      size: report.checkpoint.size,
+      root: report.checkpoint.root,
+      proof: proof.map((h) => h.toString('base64')),
+      checkpoint: report.checkpoint.note,
+    }),
+  );
+  return 0;
 }
 
 /** `gitgate audit replay`: every exchange in time order, across sessions and streams, with arguments and the approvals that released calls. */

@@ -54,7 +54,7 @@ function whyEmpty(report: ImpactReport, audit: string, since: string | undefined
   const why = Object.entries(report.skippedWhy)
     .map(([w, n]) => `${n} ${w}`)
     .join(', ');
-  return `all ${report.decisions} decision(s) were skipped (${why}): check that ${audit}/keys holds the gateway's audit keys and that the clone is complete`;
+  return `all ${report.decisions} decision(s) were skipped (${why}): check that the clone is complete and verifies (gitgate audit verify ${audit} --key …)`;
 }
 
 /**

@@ -5,7 +5,16 @@ import { GatewayError } from '../errors.js';
 import { ensureOpa } from '../policy/opa-binary.js';
 import { VERSION } from '../version.js';
 import { approvalsApprove, approvalsDeny, approvalsList, type DecideOptions } from './approvals.js';
-import { auditExport, auditReplay, auditVerify } from './audit.js';
+import {
+  auditCheckpoint,
+  auditConsistency,
+  auditExport,
+  auditProve,
+  auditPublicKey,
+  auditReplay,
+  auditVerify,
+  auditVerifyProof,
+} from './audit.js';
 import { type ImpactOptions, policyImpact } from './impact.js';
 import { DEFAULT_ACTION_OWNER, initPolicyRepo } from './init.js';
 import { policyBuild, policyStatus, policyTest } from './policy.js';
@@ -197,13 +206,59 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   const audit = program.command('audit').description('check and read an audit repo (works offline, on any clone)');
+  const keys = (v: string, prev: string[] = []) => [...prev, v];
   audit
     .command('verify <repo>')
     .description(
-      'check every signature, hash chain, gap-free seq, checkpoint and the git history; exit 1 naming the first broken record',
+      'check the repo is the log the given key signed: every record, the Merkle tree, the signed checkpoint, work tree = HEAD, and (with --checkpoint) that it extends a checkpoint saved earlier; exit 1 naming what is wrong',
     )
-    .action(async (repo: string) => {
-      code = await auditVerify(repo, out);
+    .option(
+      '--key <verifier-key>',
+      "the log's verifier key, or a file of them (repeatable); keys in the repo are not trusted",
+      keys,
+    )
+    .option('--checkpoint <file>', 'a checkpoint saved earlier: the repo must be consistent with it')
+    .option('--config <file>', 'also trust the verifier keys pinned in this config (audit.keys)')
+    .action(async (repo: string, o: { key?: string[]; checkpoint?: string; config?: string }) => {
+      code = await auditVerify(repo, o, out);
+    });
+  audit
+    .command('checkpoint [repo]')
+    .description(
+      'print the latest signed checkpoint (of a repo, or the one the gateway signed last in a data dir) to keep',
+    )
+    .option('--data-dir <dir>', "the gateway's data dir")
+    .action(async (repo: string | undefined, o: { dataDir?: string }) => {
+      code = await auditCheckpoint({ ...o, ...(repo !== undefined ? { repo } : {}) }, out);
+    });
+  audit
+    .command('public-key')
+    .description("print the log's verifier key (C2SP signed-note format): what --key takes")
+    .option('--data-dir <dir>', "the gateway's data dir", '.gitgate')
+    .action(async (o: { dataDir?: string }) => {
+      code = await auditPublicKey(o, out);
+    });
+  audit
+    .command('prove <exchange-or-leaf>')
+    .description('proof bundles (record, inclusion proof, checkpoint), one JSON line per record, to show a third party')
+    .option('--repo <repo>', 'the audit repo', '.gitgate/audit')
+    .option('--key <verifier-key>', 'check the repo checkpoint with this key first (repeatable)', keys)
+    .action(async (target: string, o: { repo: string; key?: string[] }) => {
+      code = await auditProve(target, o, out);
+    });
+  audit
+    .command('verify-proof <bundle>')
+    .description('check proof bundles offline against the given key')
+    .option('--key <verifier-key>', "the log's verifier key (repeatable)", keys)
+    .action(async (bundle: string, o: { key?: string[] }) => {
+      code = await auditVerifyProof(bundle, o, out);
+    });
+  audit
+    .command('consistency <old-checkpoint> <repo>')
+    .description("print a consistency proof from a saved checkpoint to the repo's tree")
+    .option('--key <verifier-key>', "the log's verifier key (repeatable)", keys)
+    .action(async (old: string, repo: string, o: { key?: string[] }) => {
+      code = await auditConsistency(old, repo, o, out);
     });
   audit
     .command('replay <repo>')

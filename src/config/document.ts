@@ -83,6 +83,8 @@ export interface ConfigDocument {
     readonly enabled: boolean;
     readonly repo?: string;
     readonly remote?: string;
+    readonly anchors: readonly ({ readonly file: string } | { readonly url: string })[];
+    readonly keys: readonly string[];
     readonly commitEveryRecords: number;
     readonly commitEveryMs: number;
     readonly maxRecordedBytes: number;

@@ -223,6 +223,8 @@ function resolveConfig(doc: ConfigDocument, baseDir: string, source: string): Ga
       // Derived: inside the data dir unless set.
       repo: path.resolve(baseDir, audit.repo ?? path.join(doc.dataDir, 'audit')),
       ...(audit.remote !== undefined ? { remote: audit.remote } : {}),
+      anchors: audit.anchors.map((a) => ('file' in a ? { file: path.resolve(baseDir, a.file) } : { url: a.url })),
+      keys: audit.keys,
       commitEveryRecords: audit.commitEveryRecords,
       commitEveryMs: audit.commitEveryMs,
       maxRecordedBytes: audit.maxRecordedBytes,

@@ -118,6 +118,10 @@ export interface GatewayConfig {
     readonly enabled: boolean;
     readonly repo: string;
     readonly remote?: string;
+    /** Where each committed checkpoint is also published (audit/anchors.ts). */
+    readonly anchors: readonly ({ readonly file: string } | { readonly url: string })[];
+    /** Verifier keys `gitgate audit verify --config` trusts besides --key. */
+    readonly keys: readonly string[];
     readonly commitEveryRecords: number;
     readonly commitEveryMs: number;
     readonly maxRecordedBytes: number;

@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { chains } from '../audit/reader.js';
 import { CHECKPOINT_STREAM } from '../audit/store.js';
-import { chains } from '../audit/verify.js';
 import { startWorker } from '../worker-thread.js';
 import { anchors, finish, type ImpactReport, mergeParts, type PartialReport } from './replay.js';
 

@@ -1,8 +1,9 @@
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
-import { type AuditRecord, hashLine, parseLine, verifyParsed } from '../audit/record.js';
+import { chains, isOldFormat, recordOf, selfConsistent } from '../audit/reader.js';
+import { type AuditRecord, hashLine, leafHashHex, parseLine, verifyParsed } from '../audit/record.js';
 import { CHECKPOINT_STREAM } from '../audit/store.js';
-import { chains, loadKeys } from '../audit/verify.js';
+import { loadKeys } from '../audit/verify-v1.js';
 import type { Decision } from '../policy/decision.js';
 import type { PolicyInstance } from '../policy/engine.js';
 import type { PolicyInput } from '../policy/input.js';
@@ -68,6 +69,9 @@ export function replayImpact(
   return finish(replayPart(auditRepo, base, head, anchors(auditRepo), opts));
 }
 
+/** In anchors() of a v2 repo: its records make exactly the tree its checkpoint signs. */
+const TREE_MATCHES = '\0tree';
+
 /** A stream head named by a signed checkpoint. */
 export interface Anchor {
   readonly seq: number;
@@ -80,13 +84,15 @@ export interface Anchor {
  * what it holds is bounded by one commit's worth of a stream, not the stream.
  */
 export function anchors(auditRepo: string): Map<string, Anchor[]> {
+  // A transparency-log repo: one entry says its records make the tree its checkpoint signs.
+  if (!isOldFormat(auditRepo)) return new Map(selfConsistent(auditRepo) ? [[TREE_MATCHES, []]] : []);
   const keys = loadKeys(auditRepo);
   const anchored = new Map<string, Anchor[]>();
   let prevCp: string | null = null;
   for (const file of chains(auditRepo).get(CHECKPOINT_STREAM) ?? []) {
     for (const line of readFileSync(file, 'utf8').split('\n')) {
       if (line === '') continue;
-      let p;
+      let p: ReturnType<typeof parseLine>;
       try {
         p = parseLine(line);
       } catch {
@@ -159,7 +165,8 @@ export function mergeParts(parts: readonly PartialReport[]): PartialReport {
     add(out.transitions, p.transitions);
     add(out.highRisk, p.highRisk);
     for (const [t, c] of Object.entries(p.counters)) {
-      const into = (out.counters[t] ??= { callers: [], tools: [] });
+      const into = out.counters[t] ?? { callers: [], tools: [] };
+      out.counters[t] = into;
       for (const k of ['callers', 'tools'] as const) {
         const m = new Map(into[k]);
         for (const [name, n] of c[k]) m.set(name, (m.get(name) ?? 0) + n);
@@ -211,7 +218,12 @@ export function replayPart(
   anchored: ReadonlyMap<string, readonly Anchor[]>,
   opts: { since?: string; onProgress?: (records: number) => void; streams?: readonly string[] } = {},
 ): PartialReport {
-  const keys = loadKeys(auditRepo);
+  // A transparency-log repo (v2): a record is vouched for by the next record of its stream (whose prev is its
+  // leaf hash), a stream's last one by the signed tree (see anchors); `gitgate audit verify --key` is what
+  // proves the log itself. The old format: checkpoints and each record's signature.
+  const v2 = !isOldFormat(auditRepo);
+  const treeMatches = anchored.has(TREE_MATCHES);
+  const keys = v2 ? new Map() : loadKeys(auditRepo);
   const encoder = new TextEncoder();
   const transitions: Record<string, number> = {};
   const highRisk: Record<string, number> = {};
@@ -239,10 +251,11 @@ export function replayPart(
   interface Pending {
     readonly record: AuditRecord;
     readonly input: PolicyInput;
-    readonly parsed: ReturnType<typeof parseLine>;
+    readonly parsed?: ReturnType<typeof parseLine>;
   }
-  /** Where the chain cannot vouch for a record, its own signature still can. */
+  /** Where the chain cannot vouch for a record, its own signature still can (old format only). */
   const bySignature = (p: Pending) => {
+    if (p.parsed === undefined) return skip('the chain is broken');
     const key = keys.get(p.parsed.kid);
     if (key !== undefined && verifyParsed(p.parsed, key)) replay(p);
     else skip('signature does not verify');
@@ -265,7 +278,8 @@ export function replayPart(
     const t = `${oa}->${ob}`;
     transitions[t] = (transitions[t] ?? 0) + 1;
     if (a.risk === 'high' || b.risk === 'high') highRisk[t] = (highRisk[t] ?? 0) + 1;
-    const c = (counters[t] ??= { callers: new Map(), tools: new Map() });
+    const c = counters[t] ?? { callers: new Map(), tools: new Map() };
+    counters[t] = c;
     const caller = input.identity.sub;
     const tool = input.mcp.tool ?? input.mcp.method;
     c.callers.set(caller, (c.callers.get(caller) ?? 0) + 1);
@@ -294,22 +308,33 @@ export function replayPart(
     let prev: string | null = null;
     let broken = false;
     let seq = 0;
+    /** v2: the decision before, until the record after it vouches for it. */
+    let held: Pending | undefined;
     for (const file of files) {
       for (const line of readLines(file)) {
         if (line === '') continue;
         records++;
         if (++seen % 10_000 === 0) opts.onProgress?.(seen);
-        const hash = hashLine(line);
+        const hash = v2 ? leafHashHex(line) : hashLine(line);
         let parsed: ReturnType<typeof parseLine> | undefined;
+        let r: AuditRecord | undefined;
         try {
-          parsed = parseLine(line);
+          if (v2) r = line.startsWith('{"jws":') ? undefined : recordOf(line);
+          else {
+            parsed = parseLine(line);
+            r = parsed.record;
+          }
         } catch {
           broken = true;
         }
-        const r = parsed?.record;
         if (r === undefined) skip('unreadable record');
+        if (held !== undefined) {
+          if (r !== undefined && r.prev === prev) replay(held);
+          else skip('the chain is broken');
+          held = undefined;
+        }
         if (r === undefined || r.seq !== seq || r.prev !== prev) broken = true;
-        const covered = !broken && last !== undefined && seq <= last.seq;
+        const covered = !broken && (v2 || (last !== undefined && seq <= last.seq));
         if (broken && pending.length > 0) {
           pending.forEach(bySignature);
           pending = [];
@@ -323,8 +348,9 @@ export function replayPart(
           const input = (r.data as { input?: PolicyInput & { truncated?: boolean } } | undefined)?.input;
           if (input === undefined || input.truncated === true || input.mcp === undefined)
             skip('no complete policy input recorded');
-          else if (covered) pending.push({ record: r, input, parsed: parsed! });
-          else bySignature({ record: r, input, parsed: parsed! }); // past the last checkpoint, or after a break
+          else if (v2) held = { record: r, input };
+          else if (covered) pending.push({ record: r, input, ...(parsed !== undefined ? { parsed } : {}) });
+          else bySignature({ record: r, input, ...(parsed !== undefined ? { parsed } : {}) }); // past the last checkpoint, or after a break
         }
         if (mark !== undefined) {
           if (hash === mark.hash) pending.forEach(replay);
@@ -339,6 +365,10 @@ export function replayPart(
     }
     // The chain broke before reaching its last anchor: fall back to each record's signature.
     pending.forEach(bySignature);
+    if (held !== undefined) {
+      if (treeMatches) replay(held);
+      else skip('not covered by the signed checkpoint');
+    }
   }
   return {
     records,

@@ -1,38 +1,46 @@
 import type { KeyObject } from 'node:crypto';
-import { createHash } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import path from 'node:path';
-import { type AuditEvent, type AuditSigner, auditSigner } from '../../src/audit/record.js';
+import type { AnchorConfig } from '../../src/audit/anchors.js';
+import type { AuditEvent } from '../../src/audit/record.js';
 import { GitAuditStore } from '../../src/audit/store.js';
-import { type AuditTrail, openAuditTrail } from '../../src/audit/trail.js';
-import { generateSigningKey, type SigningAlg } from '../../src/credentials/algorithms.js';
+import { type NoteVerifier, verifierOf } from '../../src/audit/tlog/note.js';
+import { type AuditTrail, logKeyOf, openAuditTrail } from '../../src/audit/trail.js';
+import { type VerifyOptions, type VerifyReport, verifyAuditRepo } from '../../src/audit/verify.js';
 
-export function newSigner(kid: string, alg: SigningAlg = 'ES256'): AuditSigner {
-  return auditSigner(kid, generateSigningKey(alg));
+/**
+ * Verify a repo at `<data dir>/audit` (a gateway's, or openTrail's) with the log key of that data
+ * dir, given from outside as an auditor would (`--key`).
+ */
+export async function verifyRepo(repo: string, opts: Partial<VerifyOptions> = {}): Promise<VerifyReport> {
+  return verifyAuditRepo(repo, { keys: [(await logKeyOf(path.dirname(repo), false)).verifier], ...opts });
 }
 
+/** A log key (Ed25519), the log's name (checkpoint origin) and its verifier key. */
 export interface AuditKey {
-  readonly kid: string;
+  readonly origin: string;
   readonly key: KeyObject;
-  readonly signer: AuditSigner;
+  readonly verifier: NoteVerifier;
 }
 
-export function newAuditKey(kid: string, alg: SigningAlg = 'ES256'): AuditKey {
-  const key = generateSigningKey(alg);
-  return { kid, key, signer: auditSigner(kid, key) };
+export function newAuditKey(name: string): AuditKey {
+  const key = generateKeyPairSync('ed25519').privateKey;
+  const origin = `gitgate.test/${name}`;
+  return { origin, key, verifier: verifierOf(origin, key) };
 }
 
 /** The real log (sealing on its worker thread), WAL, store and committer over `root`, as a gateway start builds them. */
 export async function openTrail(
   root: string,
-  k: AuditKey = newAuditKey('k1'),
-  opts: { now?: () => Date } = {},
+  key?: AuditKey,
+  opts: { now?: () => Date; anchors?: readonly AnchorConfig[]; warn?: (msg: string) => void } = {},
 ): Promise<AuditTrail & { store: GitAuditStore; key: AuditKey }> {
-  const store = await GitAuditStore.open(path.join(root, 'audit'), k.signer);
+  // By default the log key of `root` as a data dir (as a gateway keeps it), so a reopen and verifyRepo find it.
+  const k = key ?? (await logKeyOf(root, true));
+  const store = await GitAuditStore.open(path.join(root, 'audit'), k.verifier.text);
   const trail = openAuditTrail(store, {
     walDir: path.join(root, 'wal'),
-    kid: k.kid,
+    origin: k.origin,
     key: k.key,
     everyRecords: 1_000_000,
     everyMs: 60_000,
@@ -72,22 +80,4 @@ export function decisionEvent(exchange: string, sub = 'alice'): AuditEvent {
       input,
     },
   };
-}
-
-/** A real audit repo written through the real log, WAL, store and committer. */
-export async function buildAuditRepo(streams: Record<string, number>, k = newAuditKey('test-key')): Promise<string> {
-  const root = mkdtempSync(path.join(tmpdir(), 'gitgate-audit-'));
-  const repo = path.join(root, 'audit');
-  const { log, committer } = await openTrail(root, k);
-  let round = 0;
-  // Two commits, so the history has more than one step.
-  for (const half of [0, 1]) {
-    for (const [stream, n] of Object.entries(streams)) {
-      const count = half === 0 ? Math.ceil(n / 2) : Math.floor(n / 2);
-      for (let i = 0; i < count; i++) await log.append(stream, decisionEvent(`x${round++}`));
-    }
-    await committer.commit();
-  }
-  await log.close();
-  return repo;
 }

@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRecords } from '../../src/audit/read.js';
-import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { loadDevIssuer } from '../../src/identity/dev-issuer.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { verifyRepo } from '../helpers/audit-repo.js';
 import { serveProcess } from '../helpers/cli.js';
 import { makePolicyDir } from '../helpers/policy.js';
 import { soakSize, testSeed } from '../helpers/soak.js';
@@ -105,7 +105,7 @@ describe('crash safety: SIGKILL at random moments under load', () => {
     expect(code).toBe(0);
 
     const repo = path.join(dataDir, 'audit');
-    const report = await verifyAuditRepo(repo);
+    const report = await verifyRepo(repo);
     expect(report.error).toBeUndefined();
     expect(report.ok).toBe(true);
     const recorded = new Set<string>();
@@ -230,7 +230,7 @@ describe('crash safety: the upstream runs the call, then the gateway dies before
       expect(code, last.output().slice(-2000)).toBe(0);
 
       const repo = path.join(dataDir, 'audit');
-      const report = await verifyAuditRepo(repo);
+      const report = await verifyRepo(repo);
       expect(report.error).toBeUndefined();
       const allowed = new Set<string>();
       for await (const r of readRecords(repo)) {

@@ -5,10 +5,10 @@ import type { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRecords } from '../../src/audit/read.js';
 import type { AuditRecord } from '../../src/audit/record.js';
-import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { FileWal } from '../../src/audit/wal.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { verifyRepo } from '../helpers/audit-repo.js';
 import { gitgate } from '../helpers/cli.js';
 import { connectClient } from '../helpers/client.js';
 import { FlakyWal } from '../helpers/flaky-wal.js';
@@ -58,8 +58,14 @@ describe('every exchange through the gateway is recorded, signed and committed',
     await gw.close();
 
     const repo = path.join(gw.dataDir, 'audit');
-    const report = await verifyAuditRepo(repo);
+    const report = await verifyRepo(repo);
     expect(report).toMatchObject({ ok: true });
+    // What an auditor keeps: the log's verifier key and its last checkpoint, signed on shutdown, also committed.
+    const key = await gitgate(['audit', 'public-key', '--data-dir', gw.dataDir]);
+    expect(key.stdout).toBe(readFileSync(path.join(repo, 'log.pub'), 'utf8'));
+    const cp = await gitgate(['audit', 'checkpoint', '--data-dir', gw.dataDir]);
+    expect(cp.stdout).toBe(readFileSync(path.join(repo, 'checkpoint'), 'utf8'));
+    expect(cp.stdout.split('\n')[1]).toBe(String(report.records));
     const records: AuditRecord[] = [];
     for await (const r of readRecords(repo, { session: sid })) records.push(r);
     expect(records.map((r) => `${r.type} ${r.method ?? ''} ${r.tool ?? ''}`.trim())).toEqual([
@@ -179,7 +185,7 @@ describe('the gateway fails closed when it cannot record', () => {
       await gw2.close();
       await upstream.close();
     }
-    const report = await verifyAuditRepo(path.join(gw2.dataDir, 'audit'));
+    const report = await verifyRepo(path.join(gw2.dataDir, 'audit'));
     expect(report.ok).toBe(true);
   });
 
@@ -213,7 +219,7 @@ describe('the gateway fails closed when it cannot record', () => {
       await gw.close();
       await upstream.close();
     }
-    const report = await verifyAuditRepo(repo);
+    const report = await verifyRepo(repo);
     expect(report.ok).toBe(true);
     expect(report.records).toBeGreaterThanOrEqual(12);
   });

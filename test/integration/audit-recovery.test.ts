@@ -1,14 +1,14 @@
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { simpleGit } from 'simple-git';
 import { describe, expect, it } from 'vitest';
 import { AuditCommitter } from '../../src/audit/committer.js';
-import { parseLine } from '../../src/audit/record.js';
+import { listFiles } from '../../src/audit/reader.js';
+import type { AuditRecord } from '../../src/audit/record.js';
 import { PART_BYTES, streamFile } from '../../src/audit/store.js';
-import { listFiles, verifyAuditRepo } from '../../src/audit/verify.js';
 import { walFiles } from '../../src/audit/wal.js';
-import { decisionEvent, openTrail as open } from '../helpers/audit-repo.js';
+import { gitText } from '../../src/git/run.js';
+import { decisionEvent, openTrail as open, verifyRepo } from '../helpers/audit-repo.js';
 
 describe('audit recovery after a crash mid-write to the audit repo', () => {
   it('a torn line and stray files in the work tree are discarded; the WAL puts the records back whole', async () => {
@@ -30,14 +30,14 @@ describe('audit recovery after a crash mid-write to the audit repo', () => {
     expect((await second.committer.recover()).recovered).toBe(4);
     const lines = readFileSync(s1, 'utf8').trim().split('\n');
     expect(lines).toHaveLength(6);
-    expect(lines.map((l) => (JSON.parse(l) as { record: { seq: number } }).record.seq)).toEqual([0, 1, 2, 3, 4, 5]);
-    const report = await verifyAuditRepo(path.join(root, 'audit'));
+    expect(lines.map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual([0, 1, 2, 3, 4, 5]);
+    const report = await verifyRepo(path.join(root, 'audit'));
     expect(report.ok, JSON.stringify(report)).toBe(true);
     // The chain goes on from the recovered tail.
     await second.log.append('s1', decisionEvent('a6'));
     await second.committer.commit();
     await second.log.close();
-    expect((await verifyAuditRepo(path.join(root, 'audit'))).ok).toBe(true);
+    expect((await verifyRepo(path.join(root, 'audit'))).ok).toBe(true);
   });
 });
 
@@ -63,7 +63,7 @@ describe('audit stream files', () => {
     await second.log.append('s1', decisionEvent('after-restart'));
     await second.committer.commit();
     await second.log.close();
-    const report = await verifyAuditRepo(repo);
+    const report = await verifyRepo(repo);
     expect(report.ok, JSON.stringify(report.error)).toBe(true);
     expect(report.records).toBe(701);
   });
@@ -105,7 +105,7 @@ function stored(repo: string): Record<string, string[]> {
       .trim()
       .split('\n')
       .map((l) => {
-        const r = parseLine(l).record;
+        const r = JSON.parse(l) as AuditRecord;
         return `${r.stream}:${r.seq}:${r.exchange}`;
       });
   }
@@ -142,7 +142,7 @@ describe('audit WAL recovery trusts only checksummed bytes', () => {
       }),
       expect.objectContaining({ kind: 'trailer' }),
     ]);
-    expect((await verifyAuditRepo(path.join(root, 'audit'))).ok).toBe(true);
+    expect((await verifyRepo(path.join(root, 'audit'))).ok).toBe(true);
   });
 
   it('a lowered seq field: no intact record is dropped, the damage is reported', async () => {
@@ -157,7 +157,7 @@ describe('audit WAL recovery trusts only checksummed bytes', () => {
       expect.objectContaining({ kind: 'framing', why: expect.stringMatching(/seq 1.*seq 4/) }),
       expect.objectContaining({ kind: 'trailer' }),
     ]);
-    expect((await verifyAuditRepo(path.join(root, 'audit'))).ok).toBe(true);
+    expect((await verifyRepo(path.join(root, 'audit'))).ok).toBe(true);
   });
 
   it('a flipped bit in an acknowledged record: recovery refuses loudly, naming it, and leaves the WAL as it was', async () => {
@@ -179,15 +179,15 @@ describe('audit WAL recovery trusts only checksummed bytes', () => {
     const first = await open(root);
     for (let i = 0; i < 3; i++) await first.log.append('s1', decisionEvent(`a${i}`));
     await first.committer.commit();
-    const older = (await simpleGit(repo).revparse(['HEAD'])).trim();
+    const older = (await gitText(repo, ['rev-parse', 'HEAD'])).trim();
     for (let i = 3; i < 5; i++) await first.log.append('s1', decisionEvent(`a${i}`));
     await first.committer.commit();
     for (let i = 5; i < 7; i++) await first.log.append('s1', decisionEvent(`a${i}`));
     await first.log.close();
-    await simpleGit(repo).raw(['reset', '-q', '--hard', older]);
+    await gitText(repo, ['reset', '-q', '--hard', older]);
     const before = walSnapshot(root);
     const second = await open(root, first.key);
-    await expect(second.committer.recover()).rejects.toThrow(/s1: expected seq 3, found 5/);
+    await expect(second.committer.recover()).rejects.toThrow(/leaf 5 does not continue the log's tree of 3 \(a gap/);
     await second.log.close();
     expect(walSnapshot(root)).toEqual(before);
     expect(stored(repo).s1).toHaveLength(3);
@@ -207,7 +207,7 @@ describe('a gap met while committing', () => {
     const durable = t.log.takeUncommitted();
     const missing = durable.find((e) => e.seq === 4)!;
     t.log.restoreUncommitted(durable.filter((e) => e !== missing));
-    const head = (await simpleGit(repo).revparse(['HEAD'])).trim();
+    const head = (await gitText(repo, ['rev-parse', 'HEAD'])).trim();
     const wal = walSnapshot(root);
     const committer = new AuditCommitter(t.log, walFiles(path.join(root, 'wal')), t.store, {
       everyRecords: 1_000_000,
@@ -217,7 +217,7 @@ describe('a gap met while committing', () => {
     await committer.commit();
     expect(String(errors[0])).toMatch(/audit stream s1: expected seq 4, found 5 \(a gap/);
     expect(committer.status().blocked).toMatch(/expected seq 4, found 5/);
-    expect((await simpleGit(repo).revparse(['HEAD'])).trim()).toBe(head);
+    expect((await gitText(repo, ['rev-parse', 'HEAD'])).trim()).toBe(head);
     expect(stored(repo).s1).toHaveLength(3);
     expect(t.log.status().uncommitted).toBe(2);
     for (const [name, bytes] of wal) expect(readFileSync(path.join(root, 'wal', name))).toEqual(bytes);
@@ -227,6 +227,6 @@ describe('a gap met while committing', () => {
     expect(committer.status().blocked).toBeUndefined();
     expect(stored(repo).s1).toHaveLength(6);
     await t.log.close();
-    expect((await verifyAuditRepo(repo)).ok).toBe(true);
+    expect((await verifyRepo(repo)).ok).toBe(true);
   });
 });

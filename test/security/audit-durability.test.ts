@@ -9,15 +9,17 @@ import { once } from 'node:events';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { simpleGit } from 'simple-git';
 import { describe, expect, it } from 'vitest';
 import type { ApprovalProvider } from '../../src/approvals/provider.js';
 import type { ApprovalRecord } from '../../src/approvals/types.js';
 import { createAuditor } from '../../src/audit/auditor.js';
 import { readRecords } from '../../src/audit/read.js';
-import { type AuditRecord, parseLine, signRecord } from '../../src/audit/record.js';
+import { type AuditRecord, leafHashHex, recordParts, recordText } from '../../src/audit/record.js';
+import { gitText } from '../../src/git/run.js';
+
+const parseLine = (line: string) => ({ record: JSON.parse(line) as AuditRecord });
+
 import { streamFile } from '../../src/audit/store.js';
-import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { walFiles } from '../../src/audit/wal.js';
 import type { Identity } from '../../src/identity/identity.js';
 import { compileMask } from '../../src/masking/mask.js';
@@ -26,7 +28,7 @@ import type { UpstreamConnector } from '../../src/mcp/upstream/types.js';
 import { packageRoot } from '../../src/paths.js';
 import type { DecisionOutcome } from '../../src/policy/decide.js';
 import type { PolicyInput } from '../../src/policy/input.js';
-import { decisionEvent, newAuditKey, openTrail } from '../helpers/audit-repo.js';
+import { decisionEvent, newAuditKey, openTrail, verifyRepo } from '../helpers/audit-repo.js';
 import { fakeUpstream } from '../helpers/fake-upstream.js';
 import { startGateway } from '../helpers/gateway.js';
 
@@ -238,7 +240,7 @@ describe('records that outlive their stream state', () => {
       '2 error',
     ]);
     expect(t.committer.status().lastError).toBeUndefined();
-    expect((await verifyAuditRepo(path.join(root, 'audit'))).error).toBeUndefined();
+    expect((await verifyRepo(path.join(root, 'audit'))).error).toBeUndefined();
   });
 });
 
@@ -268,7 +270,7 @@ describe('a long last line', () => {
     for (const shift of shifts) await second.log.append(`s${shift}`, decisionEvent('after-restart'));
     await second.committer.commit();
     await second.log.close();
-    const report = await verifyAuditRepo(path.join(root, 'audit'));
+    const report = await verifyRepo(path.join(root, 'audit'));
     expect(report.error).toBeUndefined();
     expect(report.records).toBe(3 * shifts.length);
   });
@@ -291,7 +293,7 @@ describe('records whose JSON holds line and field separators', () => {
     expect((await second.committer.recover()).damage).toEqual([]);
     await second.log.close();
     const repo = path.join(root, 'audit');
-    expect((await verifyAuditRepo(repo)).error).toBeUndefined();
+    expect((await verifyRepo(repo)).error).toBeUndefined();
     const records: AuditRecord[] = [];
     for await (const r of readRecords(repo)) records.push(r);
     expect(records.map((r) => r.exchange)).toEqual(['x0', 'x1']);
@@ -337,30 +339,20 @@ describe('the WAL does not decide what the repo already holds', () => {
     for (const [name, forged] of [
       [
         'fork',
-        (k: ReturnType<typeof newAuditKey>, prev: string | null) => ({
+        (_k: ReturnType<typeof newAuditKey>, prev: string | null) => ({
           stream: 's1',
-          line: signRecord(k.signer, {
-            v: 1,
-            stream: 's1',
-            seq: 2,
-            ts: '2030-01-01T00:00:00.000Z',
-            prev,
-            ...decisionEvent('forged'),
-          }),
+          line: recordText(recordParts('s1', 2, '2030-01-01T00:00:00.000Z', decisionEvent('forged')), prev, 2),
         }),
       ],
       [
         'escape',
-        (k: ReturnType<typeof newAuditKey>) => ({
+        (_k: ReturnType<typeof newAuditKey>) => ({
           stream: '../../outside',
-          line: signRecord(k.signer, {
-            v: 1,
-            stream: '../../outside',
-            seq: 0,
-            ts: '2030-01-01T00:00:00.000Z',
-            prev: null,
-            ...decisionEvent('forged'),
-          }),
+          line: recordText(
+            recordParts('../../outside', 0, '2030-01-01T00:00:00.000Z', decisionEvent('forged')),
+            null,
+            3,
+          ),
         }),
       ],
     ] as const) {
@@ -372,13 +364,13 @@ describe('the WAL does not decide what the repo already holds', () => {
       const repo = path.join(root, 'audit');
       const storedLines = readFileSync(streamFile(repo, 's1'), 'utf8').trim().split('\n');
       const f = forged(first.key, parseLine(storedLines[2]!).record.prev);
-      const hash = createHash('sha256').update(f.line).digest('hex');
+      const hash = leafHashHex(f.line);
       const text = `${hash}\t${parseLine(f.line).record.seq}\t${JSON.stringify(f.stream)}\t${f.line}\n`;
       writeFileSync(
         path.join(root, 'wal', 'wal-100.log'),
         `${text}=\t1\t${createHash('sha256').update(text).digest('hex')}\n`,
       );
-      const head = (await simpleGit(repo).revparse(['HEAD'])).trim();
+      const head = (await gitText(repo, ['rev-parse', 'HEAD'])).trim();
       const second = await openTrail(root, first.key);
       await expect(second.committer.recover(), name).rejects.toThrow(
         name === 'fork' ? /s1: seq 2 is stored with another content/ : /is not a stream name/,
@@ -386,7 +378,7 @@ describe('the WAL does not decide what the repo already holds', () => {
       await second.log.close();
       expect(existsSync(path.join(root, 'wal', 'wal-100.log'))).toBe(true);
       expect(existsSync(path.join(root, 'outside.jsonl'))).toBe(false);
-      expect((await simpleGit(repo).revparse(['HEAD'])).trim()).toBe(head);
+      expect((await gitText(repo, ['rev-parse', 'HEAD'])).trim()).toBe(head);
       expect(readFileSync(streamFile(repo, 's1'), 'utf8').trim().split('\n')).toEqual(storedLines);
     }
   });
@@ -400,19 +392,19 @@ describe('the audit repo work tree changed while the gateway runs', () => {
       const first = await openTrail(root);
       for (let i = 0; i < 3; i++) await first.log.append('s1', decisionEvent(`a${i}`));
       await first.committer.commit();
-      const head = (await simpleGit(repo).revparse(['HEAD'])).trim();
+      const head = (await gitText(repo, ['rev-parse', 'HEAD'])).trim();
       const file = streamFile(repo, 's1');
       if (tamper === 'append') appendFileSync(file, `${readFileSync(file, 'utf8').split('\n')[0]}\n`);
       else writeFileSync(file, readFileSync(file, 'utf8').split('\n').slice(0, 1).join('\n') + '\n');
       for (let i = 3; i < 5; i++) await first.log.append('s1', decisionEvent(`a${i}`));
       await first.committer.commit();
       expect(first.committer.status().blocked, tamper).toMatch(/changed outside gitgate/);
-      expect((await simpleGit(repo).revparse(['HEAD'])).trim()).toBe(head);
+      expect((await gitText(repo, ['rev-parse', 'HEAD'])).trim()).toBe(head);
       await first.log.close();
       const second = await openTrail(root, first.key);
       await second.committer.recover();
       await second.log.close();
-      const report = await verifyAuditRepo(repo);
+      const report = await verifyRepo(repo);
       expect(report.error, tamper).toBeUndefined();
       expect(report.records).toBe(5);
     }
@@ -446,7 +438,7 @@ describe('a gateway killed mid-commit', () => {
     });
     await second.close();
     expect(existsSync(path.join(git, 'index.lock'))).toBe(false);
-    expect((await verifyAuditRepo(path.join(first.dataDir, 'audit'))).ok).toBe(true);
+    expect((await verifyRepo(path.join(first.dataDir, 'audit'))).ok).toBe(true);
   });
 
   it('commits are made durable (git fsyncs objects and refs) before the WAL segments holding their records are deleted', async () => {
@@ -455,7 +447,7 @@ describe('a gateway killed mid-commit', () => {
       options: { connectUpstream: (cfg) => checkingUpstream(cfg.name, () => undefined) },
     });
     await gw.close();
-    const config = simpleGit(path.join(gw.dataDir, 'audit'));
+    const config = { raw: (args: string[]) => gitText(path.join(gw.dataDir, 'audit'), args) };
     expect((await config.raw(['config', '--get', 'core.fsync'])).trim().split(',').sort()).toEqual([
       'objects',
       'reference',
@@ -487,7 +479,7 @@ describe('two gateways on one data dir', () => {
     await first.close();
     const second = await startGateway({ dataDir: first.dataDir, upstreams, options });
     await second.close();
-    expect((await verifyAuditRepo(path.join(first.dataDir, 'audit'))).ok).toBe(true);
+    expect((await verifyRepo(path.join(first.dataDir, 'audit'))).ok).toBe(true);
 
     // A process that took the lock and was killed (it never released it).
     const holder = spawn(

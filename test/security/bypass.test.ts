@@ -8,10 +8,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRecords } from '../../src/audit/read.js';
 import type { AuditRecord } from '../../src/audit/record.js';
-import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { FileWal } from '../../src/audit/wal.js';
 // @ts-expect-error plain JS fixture
 import { LEAK_TEXT, startHttpServer } from '../fixtures/demo-server.mjs';
+import { verifyRepo } from '../helpers/audit-repo.js';
 import { FlakyWal } from '../helpers/flaky-wal.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
@@ -467,7 +467,7 @@ describe('every message a caller receives or sends on, whatever the stream, is r
       await upstream.close();
     }
     const repo = path.join(gw.dataDir, 'audit');
-    expect(await verifyAuditRepo(repo)).toMatchObject({ ok: true });
+    expect(await verifyRepo(repo)).toMatchObject({ ok: true });
     const records: AuditRecord[] = [];
     for await (const r of readRecords(repo, { session: bob.sessionId! })) records.push(r);
     const messages = records

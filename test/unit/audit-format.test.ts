@@ -7,10 +7,16 @@ import {
   type AuditRecord,
   auditSigner,
   hashLine,
+  leafHashHex,
+  leafHead,
   parseLine,
+  recordParts,
+  recordText,
   signRecord,
   verifyParsed,
 } from '../../src/audit/record.js';
+import { Frontier } from '../../src/audit/tlog/merkle.js';
+import { noteSigner, signCheckpoint } from '../../src/audit/tlog/note.js';
 import { canonicalJson } from '../../src/canonical-json.js';
 import { compileSchema } from '../../src/config/schema.js';
 import { generateSigningKey } from '../../src/credentials/algorithms.js';
@@ -75,7 +81,7 @@ const records: Omit<AuditRecord, 'seq' | 'prev'>[] = [
   },
 ];
 
-describe('audit record format (golden files)', () => {
+describe('audit record format v1, old and read-only (golden files)', () => {
   const validRecord = compileSchema('audit-record');
   const golden = path.join(packageRoot, 'test/golden/audit-records.jsonl');
 
@@ -146,5 +152,45 @@ describe('audit record format (golden files)', () => {
     expect(() =>
       parseLine(`{"jws":"${Buffer.from('{"alg":"HS256","kid":"k"}').toString('base64url')}..sig","record":{}}`),
     ).toThrow('EdDSA or ES256');
+  });
+});
+
+describe('audit record format v2: transparency-log leaves (golden files)', () => {
+  const validRecord = compileSchema('audit-record');
+  const logKey = createPrivateKey({
+    key: JSON.parse(readFileSync(path.join(packageRoot, 'test/fixtures/audit-log-key.jwk'), 'utf8')) as never,
+    format: 'jwk',
+  });
+  const signer = noteSigner('gitgate.test/audit', logKey);
+
+  it('writes records, leaf hashes and the checkpoint into exactly the bytes of the golden files', () => {
+    const lines: string[] = [];
+    let prev: string | null = null;
+    const tree = new Frontier();
+    for (const [i, r] of records.entries()) {
+      const { stream, ts, ...event } = r;
+      const line = recordText(recordParts(stream, i, ts, event), prev, i);
+      lines.push(line);
+      prev = leafHashHex(line);
+      tree.append(Buffer.from(prev, 'hex'));
+      expect(validRecord(JSON.parse(line)), JSON.stringify(validRecord.errors)).toBe(true);
+      expect(leafHead(line)).toMatchObject({ stream, seq: i, leaf: i });
+    }
+    const recordsText = `${lines.join('\n')}\n`;
+    const treeText = [
+      ...lines.map((l, i) => `leaf ${i}: ${leafHashHex(l)}`),
+      '',
+      signCheckpoint({ origin: 'gitgate.test/audit', size: lines.length, root: tree.root(), extensions: [] }, signer),
+    ].join('\n');
+    const goldenRecords = path.join(packageRoot, 'test/golden/audit-records-v2.jsonl');
+    const goldenTree = path.join(packageRoot, 'test/golden/audit-tree-v2.txt');
+    if (process.env.GITGATE_UPDATE_GOLDEN === '1') {
+      writeFileSync(goldenRecords, recordsText);
+      writeFileSync(goldenTree, treeText);
+    }
+    expect(recordsText).toBe(readFileSync(goldenRecords, 'utf8'));
+    expect(treeText).toBe(readFileSync(goldenTree, 'utf8'));
+    // No signature in a record: what is signed is the checkpoint over the tree.
+    for (const l of lines) expect(l).not.toContain('jws');
   });
 });

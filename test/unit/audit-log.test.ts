@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import {
   appendFileSync,
   closeSync,
@@ -11,21 +11,23 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AuditCommitter } from '../../src/audit/committer.js';
 import { AuditLog, type StreamTail, type TailLookup } from '../../src/audit/log.js';
-import { auditSigner, hashLine, parseLine, verifyParsed } from '../../src/audit/record.js';
+import { type AuditRecord, leafHashHex } from '../../src/audit/record.js';
 import type { FromSealer } from '../../src/audit/sealer.js';
-import { localSealer, workerSealer } from '../../src/audit/sealer-port.js';
+import { localSealer, sealerTree, workerSealer } from '../../src/audit/sealer-port.js';
 import type { AuditStore } from '../../src/audit/store.js';
+import { openCheckpoint, verifierOf } from '../../src/audit/tlog/note.js';
 import { FileWal, recoverEntries, type WalEntry, type WriteAheadLog, walFiles } from '../../src/audit/wal.js';
-import { generateSigningKey } from '../../src/credentials/algorithms.js';
 import { GatewayError } from '../../src/errors.js';
 
-const signer = auditSigner(
-  'k',
-  createPrivateKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' })),
-);
+const logKey = generateKeyPairSync('ed25519').privateKey;
+const ORIGIN = 'gitgate.test/audit';
+/** The log's tree (stored hashes) in a fresh folder, signing with the test's log key. */
+const testTree = () => sealerTree(mkdtempSync(path.join(tmpdir(), 'gitgate-tree-')), { origin: ORIGIN, key: logKey });
+/** A stored line's record. */
+const rec = (line: string) => JSON.parse(line) as AuditRecord;
 
 /** An in-memory WAL that can be made to fail. */
 class MemoryWal implements WriteAheadLog {
@@ -43,9 +45,21 @@ class MemoryWal implements WriteAheadLog {
   async close() {}
 }
 
+/**
+ * Timers and the clock the log reads move only when a test moves them; setImmediate stays real
+ * (the in-thread sealer's messages are delivered a turn later).
+ */
+const fakeTime = () =>
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+afterEach(() => {
+  vi.useRealTimers();
+});
+
 /** A log sealing in this thread into `wal`. */
-const logOver = (wal: WriteAheadLog, tailOf: TailLookup = () => undefined) =>
-  new AuditLog(() => localSealer(signer, wal), tailOf);
+const logOver = (wal: WriteAheadLog, tailOf: TailLookup = () => undefined) => {
+  const tree = testTree();
+  return new AuditLog(() => localSealer(tree, wal), tailOf);
+};
 
 describe('AuditLog', () => {
   it('chains each stream with gap-free seq and prev = hash of the previous line', async () => {
@@ -58,8 +72,8 @@ describe('AuditLog', () => {
     ]);
     const a = wal.entries.filter((e) => e.stream === 'a');
     expect(a.map((e) => e.seq)).toEqual([0, 1]);
-    expect(parseLine(a[1]!.line).record.prev).toBe(hashLine(a[0]!.line));
-    expect(parseLine(a[0]!.line).record.prev).toBeNull();
+    expect(rec(a[1]!.line).prev).toBe(leafHashHex(a[0]!.line));
+    expect(rec(a[0]!.line).prev).toBeNull();
   });
 
   it('group-commits: many appends in one tick become few WAL writes', async () => {
@@ -84,17 +98,27 @@ describe('AuditLog', () => {
   });
 
   it('a deferred record rides with the next record someone waits for, or is written within HOLD_MS', async () => {
+    fakeTime();
     const wal = new MemoryWal();
     const log = logOver(wal);
     let decided = false;
-    void log.append('s', { type: 'decision' }, { defer: true }).then(() => (decided = true));
-    await new Promise((r) => setTimeout(r, 10));
+    void log.append('s', { type: 'decision' }, { defer: true }).then(() => {
+      decided = true;
+    });
+    await vi.advanceTimersByTimeAsync(99);
     expect(wal.entries).toHaveLength(0);
     await log.append('s', { type: 'response' });
     expect(wal.batches).toBe(1);
     expect(decided).toBe(true);
-    // With nothing else coming, the hold timer writes it on its own.
-    await log.append('s', { type: 'decision' }, { defer: true });
+    // With nothing else coming, the hold timer writes it on its own, HOLD_MS (100 ms) later.
+    let held = false;
+    const deferred = log.append('s', { type: 'decision' }, { defer: true }).then(() => {
+      held = true;
+    });
+    await vi.advanceTimersByTimeAsync(99);
+    expect(held).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    await deferred;
     expect(wal.batches).toBe(2);
     expect(wal.entries.map((e) => e.seq)).toEqual([0, 1, 2]);
   });
@@ -103,7 +127,7 @@ describe('AuditLog', () => {
     const wal = new MemoryWal();
     const log = logOver(wal, (s) => (s === 'old' ? { seq: 41, hash: 'h41' } : undefined));
     await log.append('old', { type: 'decision' });
-    expect(parseLine(wal.entries[0]!.line).record).toMatchObject({ seq: 42, prev: 'h41' });
+    expect(rec(wal.entries[0]!.line)).toMatchObject({ seq: 42, prev: 'h41' });
   });
 
   it('fails closed when the WAL cannot be written, and recovers its chain when it can', async () => {
@@ -122,8 +146,8 @@ describe('AuditLog', () => {
     wal.failing = undefined;
     await log.append('s', { type: 'response' });
     // The failed records never existed: the chain continues from the last durable one.
-    expect(wal.entries.map((e) => parseLine(e.line).record.seq)).toEqual([0, 1]);
-    expect(parseLine(wal.entries[1]!.line).record.prev).toBe(hashLine(wal.entries[0]!.line));
+    expect(wal.entries.map((e) => rec(e.line).seq)).toEqual([0, 1]);
+    expect(rec(wal.entries[1]!.line).prev).toBe(leafHashHex(wal.entries[0]!.line));
     expect(log.status().healthy).toBe(true);
     // Operators hear of each change once (logged by the gateway).
     expect(health).toEqual(['unavailable: ENOSPC: no space left on device', 'records again']);
@@ -132,19 +156,27 @@ describe('AuditLog', () => {
 
 describe('AuditLog when its sealer stops', () => {
   it('fails what the sealer held, refuses to record until a new sealer runs, then continues every chain from its durable records', async () => {
+    fakeTime();
     const wal = new MemoryWal();
     const ports: { die: () => void }[] = [];
+    const tree = testTree();
     const log = new AuditLog(
       () => {
-        const inner = localSealer(signer, wal);
+        const inner = localSealer(tree, wal);
         let exit: (err: Error) => void = () => undefined;
         let dead = false;
-        ports.push({ die: () => ((dead = true), exit(new Error('worker crashed'))) });
+        ports.push({
+          die: () => {
+            dead = true;
+            exit(new Error('worker crashed'));
+          },
+        });
         return {
           post: (msg) => (dead ? undefined : inner.post(msg)),
-          listen: (onMessage, onExit) => (
-            (exit = onExit), inner.listen((m) => (dead ? undefined : onMessage(m)), onExit)
-          ),
+          listen: (onMessage, onExit) => {
+            exit = onExit;
+            inner.listen((m) => (dead ? undefined : onMessage(m)), onExit);
+          },
           terminate: () => inner.terminate(),
         };
       },
@@ -160,7 +192,11 @@ describe('AuditLog when its sealer stops', () => {
     const committed: WalEntry[] = [];
     const store: AuditStore = {
       tail: () => undefined,
-      append: (es) => (committed.push(...es), new Map()),
+      append: (es) => {
+        committed.push(...es);
+        return new Map();
+      },
+      treeSize: () => committed.length,
       commit: async () => undefined,
     };
     const committer = new AuditCommitter(
@@ -173,27 +209,82 @@ describe('AuditLog when its sealer stops', () => {
     expect(committer.status().lastError).toMatch(/audit WAL roll failed: audit sealer stopped: worker crashed/);
     expect(log.status().uncommitted).toBe(1);
     // A new sealer starts a second later; the stream goes on from its last durable record.
-    await new Promise((r) => setTimeout(r, 1_100));
+    await vi.advanceTimersByTimeAsync(1_000);
     expect(ports).toHaveLength(2);
     await log.append('s', { type: 'response' });
-    const records = wal.entries.map((e) => parseLine(e.line).record);
+    const records = wal.entries.map((e) => rec(e.line));
     expect(records.map((r) => r.seq)).toEqual([0, 1]);
-    expect(records[1]!.prev).toBe(hashLine(wal.entries[0]!.line));
+    expect(records[1]!.prev).toBe(leafHashHex(wal.entries[0]!.line));
     expect(log.status().healthy).toBe(true);
     await committer.commit();
     expect(committed.map((e) => e.seq)).toEqual([0, 1]);
   });
 });
 
+describe('AuditLog when its sealer dies after a write it could not report', () => {
+  it('the next sealer numbers leaves from the last durable one, so the tree has no hole', async () => {
+    fakeTime();
+    const wal = new MemoryWal();
+    const tree = testTree();
+    let dieOnDurable = false;
+    let deaths = 0;
+    const log = new AuditLog(
+      () => {
+        const inner = localSealer(tree, wal);
+        let dead = false;
+        return {
+          post: (msg) => (dead ? undefined : inner.post(msg)),
+          listen: (onMessage, onExit) => {
+            inner.listen((m) => {
+              if (dead) return;
+              if (m.kind === 'durable' && dieOnDurable) {
+                // Written to the WAL and the tree, and then the thread is gone before it says so.
+                dieOnDurable = false;
+                dead = true;
+                deaths++;
+                onExit(new Error('worker crashed'));
+                return;
+              }
+              onMessage(m);
+            }, onExit);
+          },
+          terminate: () => inner.terminate(),
+        };
+      },
+      () => undefined,
+    );
+    await log.append('s', { type: 'decision' });
+    dieOnDurable = true;
+    await expect(log.append('s', { type: 'response' })).rejects.toThrow(/audit sealer stopped: worker crashed/);
+    expect(deaths).toBe(1);
+    await vi.advanceTimersByTimeAsync(1_000);
+    await log.append('s', { type: 'response' });
+    const taken = log.takeUncommitted();
+    expect(taken.map((e) => [e.seq, e.leaf])).toEqual([
+      [0, 0],
+      [1, 1],
+    ]);
+    // The WAL holds the unreported record too; recovery lets the later entry at its leaf win.
+    expect(wal.entries.map((e) => e.leaf)).toEqual([0, 1, 1]);
+    const text = wal.entries.map((e) => `${e.hash}\t${e.seq}\t${JSON.stringify(e.stream)}\t${e.line}\n`).join('');
+    expect(recoverEntries([{ name: 'wal-1.log', text }]).entries.map((e) => e.line)).toEqual(taken.map((e) => e.line));
+    const checkpoint = await log.close();
+    expect(openCheckpoint(checkpoint!, [verifierOf(ORIGIN, logKey)]).size).toBe(2);
+  });
+});
+
 describe('AuditLog when the WAL stalls', () => {
   it('a record not durable within stallMs makes the log unavailable (nothing new is forwarded) until the write completes', async () => {
     // A sealer stuck in a write (a hung disk): it takes records and answers nothing until released.
+    fakeTime();
     const held: number[] = [];
     let deliver: (msg: FromSealer) => void = () => undefined;
     const log = new AuditLog(
       () => ({
         post: (msg) => void (msg.kind === 'seal' && held.push(...msg.items.flatMap((i) => ('id' in i ? [i.id] : [])))),
-        listen: (onMessage) => void (deliver = onMessage),
+        listen: (onMessage) => {
+          deliver = onMessage;
+        },
         terminate: async () => undefined,
       }),
       () => undefined,
@@ -201,12 +292,14 @@ describe('AuditLog when the WAL stalls', () => {
     );
     let durable = false;
     const pending = log.append('s', { type: 'response' }).then(() => (durable = true));
-    await new Promise((r) => setTimeout(r, 200));
+    await vi.advanceTimersByTimeAsync(25);
+    expect(() => log.assertWritable()).not.toThrow();
+    await vi.advanceTimersByTimeAsync(50);
     expect(durable).toBe(false);
-    expect(() => log.assertWritable()).toThrow(/audit WAL write stalled: a record has waited \d+ ms/);
+    expect(() => log.assertWritable()).toThrow(/audit WAL write stalled: a record has waited 75 ms/);
     expect(log.status()).toMatchObject({ healthy: false });
     // The disk comes back: the record is durable and the log is available again.
-    deliver({ kind: 'durable', ids: held, lines: held.map(() => 'L'), hashes: held.map(() => 'H') });
+    deliver({ kind: 'durable', ids: held, lines: held.map(() => 'L'), hashes: held.map(() => 'H'), leaves: held });
     await pending;
     expect(log.status().healthy).toBe(true);
     expect(() => log.assertWritable()).not.toThrow();
@@ -220,24 +313,25 @@ describe('AuditLog.evict', () => {
     const log = logOver(wal, (s) => stored.get(s));
     for (const s of ['a', 'b', 'c']) await log.append(s, { type: 'decision' });
     // Only b's record reached the store.
-    stored.set('b', { seq: 0, hash: hashLine(wal.entries.find((e) => e.stream === 'b')!.line) });
+    stored.set('b', { seq: 0, hash: leafHashHex(wal.entries.find((e) => e.stream === 'b')!.line) });
     log.evict(1, (s, seq) => (stored.get(s)?.seq ?? -1) >= seq);
     // a is not stored, so it stays; b is evicted and continues from the store without a gap.
     await log.append('b', { type: 'response' });
     await log.append('a', { type: 'response' });
-    const b = wal.entries.filter((e) => e.stream === 'b').map((e) => parseLine(e.line).record);
+    const b = wal.entries.filter((e) => e.stream === 'b').map((e) => rec(e.line));
     expect(b.map((r) => r.seq)).toEqual([0, 1]);
     expect(b[1]!.prev).toBe(stored.get('b')!.hash);
-    expect(wal.entries.filter((e) => e.stream === 'a').map((e) => parseLine(e.line).record.seq)).toEqual([0, 1]);
+    expect(wal.entries.filter((e) => e.stream === 'a').map((e) => rec(e.line).seq)).toEqual([0, 1]);
   });
 });
 
-/** A WAL entry whose line is laid out as the sealer writes it (unsigned: the WAL never checks signatures), tagged by its exchange. */
-const entry = (stream: string, seq: number, tag: string): WalEntry => {
-  const line = `{"jws":"e30..c2ln","record":{"v":1,"stream":${JSON.stringify(stream)},"seq":${seq},"ts":"2025-01-01T00:00:00.000Z","prev":null,"type":"decision","exchange":"${tag}"}}`;
-  return { stream, seq, line, hash: hashLine(line) };
+let nextLeaf = 0;
+/** A WAL entry whose line is laid out as the sealer writes it, tagged by its exchange (leaves numbered in order unless given). */
+const entry = (stream: string, seq: number, tag: string, leaf = nextLeaf++): WalEntry => {
+  const line = `{"v":2,"stream":${JSON.stringify(stream)},"seq":${seq},"ts":"2025-01-01T00:00:00.000Z","leaf":${leaf},"prev":null,"type":"decision","exchange":"${tag}"}`;
+  return { stream, seq, leaf, line, hash: leafHashHex(line) };
 };
-const tagOf = (e: WalEntry) => (JSON.parse(e.line) as { record: { exchange: string } }).record.exchange;
+const tagOf = (e: WalEntry) => (JSON.parse(e.line) as { exchange: string }).exchange;
 
 const recovered = (dir: string) => walFiles(dir).recover().entries.map(tagOf);
 
@@ -250,7 +344,7 @@ describe('FileWal', () => {
     wal.append([entry('s', 1, 'L1'), entry('t', 0, 'T0')]);
     await wal.close();
     const seg = path.join(dir, 'wal-2.log');
-    appendFileSync(seg, `${hashLine('L2')}\t2\t"s"\tL`);
+    appendFileSync(seg, `${leafHashHex('L2')}\t2\t"s"\tL`);
     expect(recovered(dir)).toEqual(['L0', 'L1', 'T0']);
     // A flipped checksum also ends the segment.
     writeFileSync(seg, readFileSync(seg, 'utf8').replace('"exchange":"T0"', '"exchange":"TX"'));
@@ -310,8 +404,13 @@ describe('recoverEntries', () => {
 
   it('when a stream is rewritten from an earlier seq (after a failed write), the later entries win', () => {
     // Segment 1 holds s:0..2 and t:0; the write of s:2 failed after landing, and s was rewritten from s:1 in segment 2.
-    const first = text(entry('s', 0, 'S0'), entry('s', 1, 'S1'), entry('t', 0, 'T0'), entry('s', 2, 'S2-failed'));
-    const second = text(entry('s', 2, 'S2'), entry('s', 3, 'S3'), entry('t', 1, 'T1'));
+    const first = text(
+      entry('s', 0, 'S0', 0),
+      entry('s', 1, 'S1', 1),
+      entry('t', 0, 'T0', 2),
+      entry('s', 2, 'S2-failed', 3),
+    );
+    const second = text(entry('s', 2, 'S2', 3), entry('s', 3, 'S3', 4), entry('t', 1, 'T1', 5));
     expect(
       recoverEntries([
         { name: 'wal-1.log', text: first },
@@ -340,10 +439,9 @@ function segmentFd(dir: string): number {
 describe('the sealer on its worker thread', () => {
   it('chains, signs and durably writes what the log numbers; a restart continues every stream from the WAL', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'gitgate-sealer-'));
-    const key = generateSigningKey('ES256');
     const open = (tails: Map<string, StreamTail>) =>
       new AuditLog(
-        () => workerSealer({ dir: root, kid: 'w', key }),
+        () => workerSealer({ dir: root, origin: ORIGIN, key: logKey }),
         (s) => tails.get(s),
       );
     const log = open(new Map());
@@ -353,15 +451,18 @@ describe('the sealer on its worker thread', () => {
       ),
     );
     expect(log.status()).toMatchObject({ healthy: true, appended: 200, uncommitted: 200 });
-    await log.close();
+    // The log signs a checkpoint over every durable record when it closes; no record is signed.
+    const checkpoint = await log.close();
+    expect(openCheckpoint(checkpoint!, [verifierOf(ORIGIN, logKey)], ORIGIN).size).toBe(200);
     const { entries } = walFiles(root).recover();
     expect(entries).toHaveLength(200);
     const tails = new Map<string, StreamTail>();
     for (const e of entries) {
-      const p = parseLine(e.line);
-      expect(p.record.seq).toBe((tails.get(e.stream)?.seq ?? -1) + 1);
-      expect(p.record.prev).toBe(tails.get(e.stream)?.hash ?? null);
-      expect(verifyParsed(p, createPublicKey(key))).toBe(true);
+      const p = rec(e.line);
+      expect(p.seq).toBe((tails.get(e.stream)?.seq ?? -1) + 1);
+      expect(p.prev).toBe(tails.get(e.stream)?.hash ?? null);
+      expect(p.leaf).toBe(entries.indexOf(e));
+      expect(Object.keys(p)).not.toContain('jws');
       tails.set(e.stream, { seq: e.seq, hash: e.hash });
     }
     const again = open(tails);
@@ -371,13 +472,13 @@ describe('the sealer on its worker thread', () => {
       .recover()
       .entries.filter((e) => e.stream === 's0')
       .at(-1)!;
-    expect(parseLine(last.line).record).toMatchObject({ seq: tails.get('s0')!.seq + 1, prev: tails.get('s0')!.hash });
+    expect(rec(last.line)).toMatchObject({ seq: tails.get('s0')!.seq + 1, prev: tails.get('s0')!.hash });
   });
 
   it('a write that fails on the sealer thread fails its records and makes the log unhealthy; the chains go on from the last durable records', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'gitgate-sealer-'));
     const log = new AuditLog(
-      () => workerSealer({ dir: root, kid: 'w', key: generateSigningKey('ES256') }),
+      () => workerSealer({ dir: root, origin: ORIGIN, key: logKey }),
       () => undefined,
     );
     await Promise.all([log.append('a', { type: 'decision' }), log.append('b', { type: 'decision' })]);
@@ -396,7 +497,7 @@ describe('the sealer on its worker thread', () => {
     for (const s of ['a', 'b']) {
       const es = byStream(s);
       expect(es.map((e) => e.seq)).toEqual([0, 1]);
-      expect(parseLine(es[1]!.line).record.prev).toBe(es[0]!.hash);
+      expect(rec(es[1]!.line).prev).toBe(es[0]!.hash);
     }
   });
 });

@@ -1,9 +1,12 @@
 import { createHash, generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createAuditor } from '../../src/audit/auditor.js';
 import { AuditLog } from '../../src/audit/log.js';
-import { type AuditRecord, auditSigner, parseLine } from '../../src/audit/record.js';
-import { localSealer } from '../../src/audit/sealer-port.js';
+import type { AuditRecord } from '../../src/audit/record.js';
+import { localSealer, sealerTree } from '../../src/audit/sealer-port.js';
 import type { WalEntry, WriteAheadLog } from '../../src/audit/wal.js';
 import { GatewayError } from '../../src/errors.js';
 import type { Identity } from '../../src/identity/identity.js';
@@ -12,7 +15,8 @@ import type { JsonRpcRequest, JsonRpcResponse } from '../../src/mcp/jsonrpc.js';
 import type { DecisionOutcome } from '../../src/policy/decide.js';
 import type { PolicyInput } from '../../src/policy/input.js';
 
-const signer = auditSigner('k', generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+const logKey = generateKeyPairSync('ed25519').privateKey;
+const parseLine = (line: string) => ({ record: JSON.parse(line) as AuditRecord });
 
 function harness(maxRecordedBytes: number) {
   const entries: WalEntry[] = [];
@@ -32,7 +36,11 @@ function harness(maxRecordedBytes: number) {
     close: async () => undefined,
   };
   const log = new AuditLog(
-    () => localSealer(signer, wal),
+    () =>
+      localSealer(
+        sealerTree(mkdtempSync(path.join(tmpdir(), 'gitgate-tree-')), { origin: 'gitgate.test/a', key: logKey }),
+        wal,
+      ),
     () => undefined,
   );
   const auditor = createAuditor(log, { maxRecordedBytes });

@@ -1,0 +1,250 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { compileSchema, formatSchemaErrors } from '../config/schema.js';
+import { gitText } from '../git/run.js';
+import { type AuditRecord, leafHead, parseLine } from './record.js';
+import { CHECKPOINT_FILE, CHECKPOINT_STREAM, LOG_KEY_FILE, parseStreamFile } from './store.js';
+import { Frontier, HASH_BYTES, type Hash, leafHash } from './tlog/merkle.js';
+import { type NoteVerifier, openCheckpoint, parseVerifierKey, type SignedCheckpoint } from './tlog/note.js';
+
+/**
+ * The one reader of audit repos: where files live (with store.ts's streamFile), how a
+ * record line is parsed and checked, how the records make the log's tree, and how a
+ * checkpoint is opened. Used by verify, replay, export, prove and the policy impact replay.
+ */
+
+/** A problem found in a repo: where (file:line, or what) and why. */
+export class LogBroken extends Error {
+  constructor(
+    readonly where: string,
+    readonly why: string,
+  ) {
+    super(`${where}: ${why}`);
+  }
+}
+
+/** The record a stored line holds: a v2 line is the record; a v1 line wraps it with its JWS. */
+export function recordOf(line: string): AuditRecord {
+  if (line.startsWith('{"jws":')) return parseLine(line).record;
+  const r = JSON.parse(line) as unknown;
+  if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new Error('record is not a JSON object');
+  return r as AuditRecord;
+}
+
+export function listFiles(dir: string, ext: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...listFiles(p, ext));
+    else if (e.name.endsWith(ext)) out.push(p);
+  }
+  return out.sort();
+}
+
+/** Record files grouped by stream, parts in order (the old format's checkpoints.jsonl included, as its own stream). */
+export function chains(repo: string): Map<string, string[]> {
+  const out = new Map<string, { part: number; file: string }[]>();
+  const all = [
+    ...listFiles(path.join(repo, 'streams'), '.jsonl'),
+    ...listFiles(repo, '.jsonl').filter((f) => path.dirname(f) === repo),
+  ];
+  for (const file of all) {
+    const id = parseStreamFile(path.relative(repo, file));
+    if (id === undefined) continue;
+    (out.get(id.stream) ?? out.set(id.stream, []).get(id.stream)!).push({ part: id.part, file });
+  }
+  const sorted = new Map<string, string[]>();
+  for (const [stream, parts] of out) {
+    parts.sort((a, b) => a.part - b.part);
+    parts.forEach((p, i) => {
+      if (p.part !== i) throw new LogBroken(path.relative(repo, p.file), `part ${i} of stream ${stream} is missing`);
+    });
+    sorted.set(
+      stream,
+      parts.map((p) => p.file),
+    );
+  }
+  return sorted;
+}
+
+/** Whether a repo is of the old format (JWS-signed records, checkpoints.jsonl, keys/): read-only. */
+export function isOldFormat(repo: string): boolean {
+  return (
+    !existsSync(path.join(repo, CHECKPOINT_FILE)) &&
+    (existsSync(path.join(repo, 'checkpoints.jsonl')) || existsSync(path.join(repo, 'keys')))
+  );
+}
+
+/** The log's records as a repo holds them: counted, checked, and their leaf hashes in leaf order. */
+export interface LogContents {
+  readonly streams: number;
+  readonly records: number;
+  /** Leaf hashes, 32 bytes each, in leaf order (records leaves). */
+  readonly leaves: Buffer;
+}
+
+/** The root of the tree of the first `size` leaves. */
+export function rootOf(contents: LogContents, size: number): Hash {
+  const f = new Frontier();
+  for (let i = 0; i < size; i++) f.append(contents.leaves.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES));
+  return f.root();
+}
+
+/** Every record line of a repo (v2), read and checked; `onRecord` sees each in stream order. */
+export function readLog(repo: string, onRecord: (r: AuditRecord, line: string) => void = () => {}): LogContents {
+  const validRecord = compileSchema('audit-record');
+  const all = chains(repo);
+  if (all.has(CHECKPOINT_STREAM))
+    throw new LogBroken('checkpoints.jsonl', 'a file of the old format in a repo of the new one');
+  let bytes = 0;
+  for (const files of all.values()) for (const f of files) bytes += statSync(f).size;
+  // A record line is never shorter than this: a leaf index beyond what the files could hold is refused unread.
+  const maxLeaves = Math.ceil(bytes / 60) + 1;
+  let leaves = Buffer.alloc(HASH_BYTES * Math.min(maxLeaves, 1024));
+  const seen = new Uint8Array(maxLeaves);
+  const whereOf = new Map<number, string>();
+  let records = 0;
+  for (const [stream, files] of all) {
+    let prev: string | null = null;
+    let seq = 0;
+    for (const file of files) {
+      const rel = path.relative(repo, file);
+      const lines = readFileSync(file, 'utf8').split('\n');
+      if (lines.at(-1) === '') lines.pop();
+      lines.forEach((line, i) => {
+        const where = `${rel}:${i + 1}`;
+        let r: AuditRecord;
+        try {
+          r = JSON.parse(line) as AuditRecord;
+        } catch {
+          throw new LogBroken(where, 'not valid JSON: the line was altered');
+        }
+        const head = leafHead(line);
+        if (head === undefined)
+          throw new LogBroken(
+            where,
+            line.startsWith('{"jws":')
+              ? 'a record of the old, signed format in a repo of the new one'
+              : 'not a record as gitgate writes them (v2 layout)',
+          );
+        if (!validRecord(r))
+          throw new LogBroken(
+            where,
+            `record does not match schemas/audit-record.schema.json (${formatSchemaErrors(validRecord.errors).slice(0, 3).join('; ')})`,
+          );
+        if (head.stream !== stream)
+          throw new LogBroken(
+            where,
+            `record belongs to stream ${head.stream}, not ${stream}: the file was replaced or moved`,
+          );
+        if (head.seq !== seq)
+          throw new LogBroken(
+            where,
+            `expected seq ${seq}, found ${head.seq}: a record was removed, added or reordered`,
+          );
+        if (head.prev !== prev)
+          throw new LogBroken(where, 'prev does not match the leaf hash of the record before it: the chain is broken');
+        if (head.leaf >= maxLeaves) throw new LogBroken(where, `leaf ${head.leaf} is beyond any tree these files make`);
+        if (seen[head.leaf] === 1)
+          throw new LogBroken(
+            where,
+            `leaf ${head.leaf} is also ${whereOf.get(head.leaf) ?? 'elsewhere'}: a record was copied`,
+          );
+        seen[head.leaf] = 1;
+        if (whereOf.size < 100_000) whereOf.set(head.leaf, where);
+        const h = leafHash(line);
+        if ((head.leaf + 1) * HASH_BYTES > leaves.length) {
+          const grown = Buffer.alloc(
+            Math.min(maxLeaves * HASH_BYTES, Math.max(leaves.length * 2, (head.leaf + 1) * HASH_BYTES)),
+          );
+          leaves.copy(grown);
+          leaves = grown;
+        }
+        h.copy(leaves, head.leaf * HASH_BYTES);
+        prev = h.toString('hex');
+        seq++;
+        records++;
+        onRecord(r, line);
+      });
+    }
+  }
+  for (let i = 0; i < records; i++)
+    if (seen[i] !== 1) throw new LogBroken(`leaf ${i}`, 'no record holds this leaf: a record was removed');
+  return { streams: all.size, records, leaves: leaves.subarray(0, records * HASH_BYTES) };
+}
+
+/** Open a checkpoint note with the given keys, naming what is wrong. */
+export function openGivenCheckpoint(note: string, keys: readonly NoteVerifier[], what: string): SignedCheckpoint {
+  try {
+    return openCheckpoint(note, keys);
+  } catch (err) {
+    throw new LogBroken(what, (err as Error).message);
+  }
+}
+
+/** The repo's committed checkpoint file, opened with the given keys. */
+export function repoCheckpoint(repo: string, keys: readonly NoteVerifier[]): SignedCheckpoint {
+  const file = path.join(repo, CHECKPOINT_FILE);
+  if (!existsSync(file)) throw new LogBroken(CHECKPOINT_FILE, 'missing: nothing signs the log');
+  return openGivenCheckpoint(readFileSync(file, 'utf8'), keys, CHECKPOINT_FILE);
+}
+
+/** How the work tree differs from HEAD (git's blob ids of every file but .git), or undefined when it does not. */
+export async function workTreeVersusHead(repo: string): Promise<string | undefined> {
+  const format = (await gitText(repo, ['rev-parse', '--show-object-format']).catch(() => 'sha1\n')).trim();
+  const head = await gitText(repo, ['ls-tree', '-r', '-z', '--full-tree', 'HEAD']).catch(() => undefined);
+  if (head === undefined) return existsSync(path.join(repo, CHECKPOINT_FILE)) ? 'HEAD has no commit' : undefined;
+  const inHead = new Map<string, string>();
+  for (const row of head.split('\0')) {
+    if (row === '') continue;
+    const tab = row.indexOf('\t');
+    const [, type, id] = row.slice(0, tab).split(' ');
+    if (type === 'blob') inHead.set(row.slice(tab + 1), id!);
+    else return `HEAD holds a ${type} at ${row.slice(tab + 1)}`;
+  }
+  const inTree = new Map<string, string>();
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      const rel = path.relative(repo, p).split(path.sep).join('/');
+      if (rel === '.git') continue;
+      if (e.isDirectory()) walk(p);
+      else {
+        const data = readFileSync(p);
+        inTree.set(
+          rel,
+          createHash(format === 'sha256' ? 'sha256' : 'sha1')
+            .update(`blob ${data.length}\0`)
+            .update(data)
+            .digest('hex'),
+        );
+      }
+    }
+  };
+  walk(repo);
+  for (const [f, id] of inTree) {
+    const h = inHead.get(f);
+    if (h === undefined) return `${f} is in the work tree but not in HEAD`;
+    if (h !== id) return `${f} differs from HEAD`;
+  }
+  for (const f of inHead.keys()) if (!inTree.has(f)) return `${f} is in HEAD but not in the work tree`;
+  return undefined;
+}
+
+/**
+ * Whether the repo's records make exactly the tree its checkpoint signs, with the key the repo
+ * itself names (log.pub). Not a proof (the repo chooses that key; `audit verify --key` proves):
+ * what a report such as the policy impact replay may rest on.
+ */
+export function selfConsistent(repo: string): boolean {
+  try {
+    const key = parseVerifierKey(readFileSync(path.join(repo, LOG_KEY_FILE), 'utf8'));
+    const log = readLog(repo);
+    const cp = repoCheckpoint(repo, [key]);
+    return cp.size === log.records && rootOf(log, cp.size).equals(cp.root);
+  } catch {
+    return false;
+  }
+}

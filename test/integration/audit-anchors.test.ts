@@ -1,0 +1,85 @@
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EMPTY_ROOT, verifyConsistency } from '../../src/audit/tlog/merkle.js';
+import { decodeBase64Strict, openCheckpoint } from '../../src/audit/tlog/note.js';
+import { decisionEvent, openTrail, verifyRepo } from '../helpers/audit-repo.js';
+
+/** A witness after C2SP tlog-witness add-checkpoint: it only ever moves forward along a proved-consistent tree. */
+function witness(verifierOf: () => Parameters<typeof openCheckpoint>[1]) {
+  const state = { size: 0, root: EMPTY_ROOT, requests: [] as string[], refused: 0 };
+  const server: Server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      state.requests.push(body);
+      const blank = body.indexOf('\n\n');
+      const head = body.slice(0, blank).split('\n');
+      const old = Number(/^old (\d+)$/.exec(head[0] ?? '')?.[1] ?? Number.NaN);
+      const proof = head.slice(1).map((l) => decodeBase64Strict(l)!);
+      const cp = openCheckpoint(body.slice(blank + 2), verifierOf());
+      if (old !== state.size) {
+        state.refused++;
+        res.writeHead(409, { 'content-type': 'text/x.tlog.size' }).end(`${state.size}\n`);
+        return;
+      }
+      if (!verifyConsistency(old, cp.size, state.root, cp.root, proof)) {
+        res.writeHead(422).end('inconsistent\n');
+        return;
+      }
+      state.size = cp.size;
+      state.root = cp.root;
+      res.writeHead(200).end('\u2014 witness AAAA\n');
+    });
+  });
+  return { server, state };
+}
+
+describe('audit.anchors: each committed checkpoint is also published outside the repo', () => {
+  let keys: Parameters<typeof openCheckpoint>[1] = [];
+  const w = witness(() => keys);
+  let url = '';
+  beforeAll(async () => {
+    await new Promise<void>((r) => w.server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(w.server.address() as AddressInfo).port}/add-checkpoint`;
+  });
+  afterAll(() => new Promise<void>((r) => w.server.close(() => r())));
+
+  it('to a file and to a witness (consistency-proved, resent from the size it says it holds)', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-anchors-'));
+    const file = path.join(root, 'anchor', 'checkpoint');
+    mkdirSync(path.dirname(file));
+    const warnings: string[] = [];
+    const anchors = [{ file }, { url }];
+    const first = await openTrail(root, undefined, { anchors, warn: (m) => warnings.push(m) });
+    keys = [first.key.verifier];
+    await first.committer.recover();
+    for (let i = 0; i < 5; i++) await first.log.append('s1', decisionEvent(`a${i}`));
+    await first.committer.commit();
+    for (let i = 5; i < 12; i++) await first.log.append('s2', decisionEvent(`b${i}`));
+    await first.committer.stop();
+    await first.log.close();
+    expect(warnings).toEqual([]);
+    expect(w.state.size).toBe(12);
+    expect(openCheckpoint(readFileSync(file, 'utf8'), keys).size).toBe(12);
+    // A restarted gateway does not know what the witness holds: the witness says, and gets the proof from there.
+    const second = await openTrail(root, first.key, { anchors, warn: (m) => warnings.push(m) });
+    await second.committer.recover();
+    for (let i = 0; i < 3; i++) await second.log.append('s3', decisionEvent(`c${i}`));
+    await second.committer.stop();
+    await second.log.close();
+    expect(warnings).toEqual([]);
+    expect(w.state.refused).toBeGreaterThan(0);
+    expect(w.state.size).toBe(15);
+    expect(w.state.requests.at(-1)).toMatch(/^old 12\n(?:[A-Za-z0-9+/]{43}=\n)+\n/);
+    // The anchor is what an auditor verifies the repo against.
+    const repo = path.join(root, 'audit');
+    expect(await verifyRepo(repo, { checkpoint: readFileSync(file, 'utf8') })).toMatchObject({
+      ok: true,
+      warnings: [],
+    });
+  });
+});
