@@ -175,8 +175,9 @@ export class PgStore {
     await c.connect();
     const applied: number[] = [];
     try {
-      await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.schema}`);
+      // The lock first: CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent one (unique violation).
       await c.query('SELECT pg_advisory_lock($1)', [lockKey(this.schema, 'migrate')]);
+      await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.schema}`);
       await c.query(
         `CREATE TABLE IF NOT EXISTS ${this.schema}.schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
       );

@@ -182,7 +182,10 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     const [code] = (await once(server.child, 'exit')) as [number];
     expect(code).toBe(0);
     const repo = path.join(dataDir, 'audit');
-    const verify = await gitgate(['audit', 'verify', repo]);
+    // The log's key comes from the gateway's data dir, never from the repo being checked.
+    const key = await gitgate(['audit', 'public-key', '--data-dir', dataDir]);
+    expect(key.code).toBe(0);
+    const verify = await gitgate(['audit', 'verify', repo, '--key', key.stdout.trim()]);
     expect(verify.code).toBe(0);
     expect(verify.stdout).toMatch(/^ok: \d+ record\(s\)/);
     const replay = await gitgate(['audit', 'replay', repo]);

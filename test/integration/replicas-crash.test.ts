@@ -167,7 +167,8 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
     again.child.kill('SIGTERM');
     await new Promise((r) => again.child.once('exit', r));
     for (const p of procs) {
-      const v = await gitgate(['audit', 'verify', path.join(p.dataDir, 'audit')]);
+      const key = await gitgate(['audit', 'public-key', '--data-dir', p.dataDir]);
+      const v = await gitgate(['audit', 'verify', path.join(p.dataDir, 'audit'), '--key', key.stdout.trim()]);
       expect(v, v.stdout).toMatchObject({ code: 0, stdout: expect.stringMatching(/^ok: /) });
     }
   }, 120_000);

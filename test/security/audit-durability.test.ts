@@ -20,7 +20,6 @@ import { gitText } from '../../src/git/run.js';
 const parseLine = (line: string) => ({ record: JSON.parse(line) as AuditRecord });
 
 import { streamFile } from '../../src/audit/store.js';
-import { walFiles } from '../../src/audit/wal.js';
 import type { Identity } from '../../src/identity/identity.js';
 import { compileMask } from '../../src/masking/mask.js';
 import type { JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
@@ -29,6 +28,7 @@ import { packageRoot } from '../../src/paths.js';
 import type { DecisionOutcome } from '../../src/policy/decide.js';
 import type { PolicyInput } from '../../src/policy/input.js';
 import { decisionEvent, newAuditKey, openTrail, verifyRepo } from '../helpers/audit-repo.js';
+import { durableWalRecords } from '../helpers/audit-wal.js';
 import { fakeUpstream } from '../helpers/fake-upstream.js';
 import { startGateway } from '../helpers/gateway.js';
 
@@ -59,9 +59,7 @@ async function post(
 
 /** What is durable in the WAL under `dataDir` right now (read from disk). */
 function walRecords(dataDir: string): AuditRecord[] {
-  return walFiles(path.join(dataDir, 'audit-wal'))
-    .recover()
-    .entries.map((e) => parseLine(e.line).record);
+  return durableWalRecords<AuditRecord>(path.join(dataDir, 'audit-wal'));
 }
 
 /** An in-memory upstream that runs `check` when each request reaches it, before answering. */

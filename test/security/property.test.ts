@@ -7,7 +7,6 @@
  * audit WAL before it arrived. The fake upstream checks this at the moment each
  * message arrives, by reading the WAL files on disk.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -21,6 +20,7 @@ import { createGateway, type Gateway } from '../../src/gateway.js';
 import { Channel } from '../../src/mcp/channel.js';
 import type { JsonRpcMessage } from '../../src/mcp/jsonrpc.js';
 import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
+import { durableWalRecords } from '../helpers/audit-wal.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 import { soakSize, testSeed } from '../helpers/soak.js';
 
@@ -34,18 +34,7 @@ interface Recorded {
 }
 
 /** Every record durable in the WAL right now (read from disk, synchronously). */
-function durableRecords(walDir: string): Recorded[] {
-  const out: Recorded[] = [];
-  for (const f of readdirSync(walDir)) {
-    if (!f.endsWith('.log')) continue;
-    for (const line of readFileSync(path.join(walDir, f), 'utf8').split('\n')) {
-      if (!/^[0-9a-f]{64}\t/.test(line)) continue;
-      const signed = line.split('\t').slice(3).join('\t');
-      out.push((JSON.parse(signed) as { record: Recorded }).record);
-    }
-  }
-  return out;
-}
+const durableRecords = (walDir: string): Recorded[] => durableWalRecords<Recorded>(walDir);
 
 const same = (a: unknown, b: unknown) => canonicalJson(a ?? null) === canonicalJson(b ?? null);
 
@@ -218,7 +207,7 @@ describe('property: nothing reaches an upstream without a durable allow decision
       'property',
     );
     gw = await createGateway(config, {
-      logger: pino({ level: 'silent' }),
+      logger: pino({ level: process.env.DEBUG_PROP ? 'error' : 'silent' }),
       checkUpstreams: false,
       connectUpstream: (cfg) => fakeConnector(cfg, cfg.stdio !== undefined ? 'stdio' : 'http'),
     });
@@ -248,7 +237,9 @@ describe('property: nothing reaches an upstream without a durable allow decision
             },
           }),
         });
-        sessions[`${who} ${up}`] = init.headers['mcp-session-id'] as string;
+        if (typeof init.headers['mcp-session-id'] !== 'string')
+          throw new Error(`initialize ${who} ${up}: ${init.statusCode} ${init.body}`);
+        sessions[`${who} ${up}`] = init.headers['mcp-session-id'];
       }
     }
     gwUrl = await gw.listen();

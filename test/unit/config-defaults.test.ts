@@ -44,6 +44,7 @@ describe('config defaults come from the schema alone', () => {
     const config = validateConfig(
       {
         upstreams: { u: { stdio: { command: 'node' } } },
+        store: { postgres: { url: { fromEnv: 'GITGATE_TEST_DEFAULTS_KEY' } } },
         policy: {
           repo: {
             url: 'https://example.test/p.git',
