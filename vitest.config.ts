@@ -13,8 +13,8 @@ export default defineConfig({
       include: ['src/**/*.ts'],
       reporter: ['text-summary', 'json-summary', 'html'],
       reportsDirectory: 'coverage',
-      // The floor CI enforces (npm run coverage): set to what the whole main suite reaches, never lower.
-      thresholds: { statements: 0, branches: 0, functions: 0, lines: 0 },
+      // The floor npm test (and so CI) enforces: what the whole main suite reached on 2026-12-02 (80.7 / 71.7 / 81.4 / 83.1 %), never lower.
+      thresholds: { statements: 80, branches: 71, functions: 81, lines: 83 },
     },
   },
 });
