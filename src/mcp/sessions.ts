@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { type Clock, systemClock, type Timer } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { InFlight } from './in-flight.js';
 import { ReplayBuffer } from './replay.js';
@@ -44,14 +45,17 @@ export class SessionStore {
   readonly #sessions = new Map<string, GatewaySession>();
   /** Slots claimed by initializes still in flight, per upstream and per upstream+caller. */
   readonly #opening = new Map<string, number>();
-  readonly #sweeper: NodeJS.Timeout;
+  readonly #sweeper: Timer;
 
   /** Called for every session that ends, with why. */
   onDelete: ((session: GatewaySession, reason: string) => Promise<void> | void) | undefined;
 
-  constructor(private readonly limits: (upstream: string) => SessionLimits) {
-    this.#sweeper = setInterval(() => void this.sweep(), 10_000);
-    this.#sweeper.unref();
+  constructor(
+    private readonly limits: (upstream: string) => SessionLimits,
+    /** The clock of idle times and of the sweep (every 10 s). */
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.#sweeper = clock.every(10_000, () => void this.sweep());
   }
 
   get size(): number {
@@ -132,7 +136,7 @@ export class SessionStore {
     upstreamSession: UpstreamSession,
     auth: (purpose: string) => UpstreamAuth,
   ): GatewaySession {
-    const now = Date.now();
+    const now = this.clock.now();
     const s: GatewaySession = {
       id: randomUUID(),
       upstream,
@@ -159,7 +163,7 @@ export class SessionStore {
         `Unknown session ${id}: it expired, was closed, or belongs to someone else; send initialize to start a new one`,
       );
     }
-    s.lastSeen = Date.now();
+    s.lastSeen = this.clock.now();
     return s;
   }
 
@@ -173,7 +177,7 @@ export class SessionStore {
     await recorded;
   }
 
-  async sweep(now = Date.now()): Promise<number> {
+  async sweep(now = this.clock.now()): Promise<number> {
     const stale = [...this.#sessions.values()].filter(
       (s) => s.upstreamSession.closed || now - s.lastSeen > this.limits(s.upstream).idleTimeoutMs,
     );
@@ -187,7 +191,7 @@ export class SessionStore {
   }
 
   async closeAll(): Promise<void> {
-    clearInterval(this.#sweeper);
+    this.#sweeper.cancel();
     await Promise.all(
       [...this.#sessions.keys()].map((id) => this.delete(id, 'gateway shutdown').catch(() => undefined)),
     );

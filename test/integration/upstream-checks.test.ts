@@ -170,7 +170,7 @@ describe('upstream checks at start and on every policy swap', () => {
     }
   });
 
-  it('an upstream that accepts and never answers is reported once its timeoutMs passes (injected timer)', async () => {
+  it('an upstream that accepts and never answers is reported once its timeoutMs passes (injected clock)', async () => {
     const held: http.ServerResponse[] = [];
     const silent = http.createServer((req, res) => {
       req.resume();
@@ -188,10 +188,14 @@ describe('upstream checks at start and on every policy swap', () => {
       },
       options: {
         checkUpstreams: true,
-        upstreamCheckTimer: (ms, fire) => {
-          deadlines.push({ ms, fire });
-          if (deadlines.length === 2) armed();
-          return () => undefined;
+        upstreamCheckClock: {
+          now: () => Date.now(),
+          after(ms, fire) {
+            deadlines.push({ ms, fire });
+            if (deadlines.length === 2) armed();
+            return { cancel: () => undefined };
+          },
+          every: () => ({ cancel: () => undefined }),
         },
       },
     });
