@@ -13,7 +13,10 @@ import type { Upstream, UpstreamRegistry } from './upstreams.js';
 /** What the last check found for one upstream (`null`: its first check is still running). */
 export interface UpstreamStatus {
   readonly transport: 'http' | 'stdio';
-  /** A real MCP `initialize` over its transport succeeded (then the session was closed). */
+  /**
+   * A real MCP exchange over its transport succeeded: `server/discover` listing 2026-07-28, or
+   * else (a session-era upstream) `initialize`, whose session was then closed.
+   */
   readonly reachable: boolean | null;
   /** The serving policy allows `initialize` for it (a policy that does not govern it denies everything). */
   readonly governed: boolean | null;
@@ -45,8 +48,9 @@ function probeInput(u: Upstream, now: number): PolicyInput {
 /**
  * Checks every configured upstream, at start and after each policy swap, so a
  * problem shows in /readyz and the log before the first call meets it:
- * reachable (a real `initialize` over its transport within its timeoutMs — for
- * stdio at least the child's startup allowance — then closed) and governed (the
+ * reachable (within its timeoutMs — for stdio at least the child's startup
+ * allowance — the upstream's era discovery, `server/discover`, lists 2026-07-28,
+ * or else a real `initialize` over its transport succeeds, then closed) and governed (the
  * serving policy allows `initialize` for it; the default policy denies every
  * method of an upstream absent from its data). Checks run in the background.
  */
@@ -143,16 +147,18 @@ export class UpstreamChecks {
     return `not governed by the serving policy: it denies initialize (${d.reasons.join('; ') || 'no reason given'})`;
   }
 
-  /** open → initialize → close, within the deadline. */
+  /** Within the deadline: discovery (http), else open → initialize → close. */
   async #probe(u: Upstream): Promise<void> {
     const cfg = u.config;
     const ms = u.connector.transport === 'stdio' ? Math.max(cfg.timeoutMs, STARTUP_ALLOWANCE_MS) : cfg.timeoutMs;
     const abort = new AbortController();
+    /** What the upstream is being asked, for the deadline's message. */
+    let asking = u.connector.transport === 'http' ? 'server/discover' : 'initialize';
     let timer: Timer | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = this.#clock.after(ms, () => {
         abort.abort();
-        reject(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${cfg.name} did not answer initialize within ${ms} ms`));
+        reject(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${cfg.name} did not answer ${asking} within ${ms} ms`));
       });
     });
     let session: Promise<UpstreamSession> | undefined;
@@ -160,6 +166,9 @@ export class UpstreamChecks {
       await Promise.race([
         deadline,
         (async () => {
+          // The same question a 2026-07-28 caller's first request asks (its answer is remembered for them).
+          if ((await u.discovery.probe(abort.signal)) === 'modern') return;
+          asking = 'initialize';
           session = u.connector.open();
           const s = await session;
           const init: JsonRpcRequest = {

@@ -45,7 +45,16 @@ export class EraDiscovery {
     return this.#asking;
   }
 
-  async #ask(): Promise<UpstreamEra> {
+  /**
+   * Ask now, whatever is remembered (the readiness probe: a real exchange), and remember the answer.
+   * `signal` gives the question up. stdio upstreams are not asked.
+   */
+  async probe(signal?: AbortSignal): Promise<UpstreamEra> {
+    if (this.connector.transport !== 'http') return 'legacy';
+    return this.#ask(signal);
+  }
+
+  async #ask(signal?: AbortSignal): Promise<UpstreamEra> {
     const msg: JsonRpcRequest = {
       jsonrpc: '2.0',
       id: `gitgate-discover-${++this.#seq}`,
@@ -63,6 +72,7 @@ export class EraDiscovery {
     try {
       for await (const m of session.request(msg, {
         auth: this.ownAuth('server/discover'),
+        ...(signal !== undefined ? { signal } : {}),
         headers: { 'mcp-protocol-version': MODERN_VERSION, 'mcp-method': 'server/discover' },
       })) {
         if (!isResponse(m) || m.id !== msg.id) continue;
