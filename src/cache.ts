@@ -4,7 +4,7 @@ import { type Clock, systemClock } from './clock.js';
 /**
  * The one bounded cache: lru-cache with a size bound and a TTL, read on `clock`
  * (so tests move its time). Entries are dropped lazily on read and
- * least-recently-used first when `max` is reached.
+ * least-recently-used first when `max` is reached. `ttlMs: 0`: no expiry, the size bound only.
  */
 export function boundedCache<K extends {}, V extends {}>(opts: {
   readonly max: number;

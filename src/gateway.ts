@@ -26,7 +26,6 @@ import type { GatewayConfig, UpstreamConfig } from './config/types.js';
 import { Credentials } from './credentials/credentials.js';
 import { KeyRing } from './credentials/keyring.js';
 import { lockDataDir } from './data-dir-lock.js';
-import { GatewayError } from './errors.js';
 import { PolicySync } from './gitsync/sync.js';
 import { type TrackedConnector, trackConnector } from './gitsync/tracked-connector.js';
 import { buildApp } from './http/app.js';
@@ -36,11 +35,9 @@ import type { DevIssuer } from './identity/dev-issuer.js';
 import type { Identity } from './identity/identity.js';
 import { SessionStore } from './mcp/sessions.js';
 import { ToolCatalogs } from './mcp/tool-catalog.js';
-import { httpConnector } from './mcp/upstream/http.js';
-import { type StdioLogger, stdioConnector } from './mcp/upstream/stdio.js';
 import type { UpstreamConnector } from './mcp/upstream/types.js';
-import { type ProbeTimer, UpstreamChecks } from './mcp/upstream-checks.js';
-import { createUpstreamRegistry, type Upstream, type UpstreamRegistry } from './mcp/upstreams.js';
+import { UpstreamChecks } from './mcp/upstream-checks.js';
+import { createUpstreamRegistry, defaultConnector, type Upstream, type UpstreamRegistry } from './mcp/upstreams.js';
 import { GatewayMetrics } from './metrics/metrics.js';
 import { type DecisionEngine, PolicyHolder } from './policy/engine.js';
 import { loadPolicyFromDir } from './policy/local-source.js';
@@ -83,14 +80,14 @@ export interface GatewayOptions {
   wal?: (dir: string) => WriteAheadLog;
   /** Approval provider (default from config). */
   approvalProvider?: ApprovalProvider;
-  /** Probe every upstream (initialize) at start and on each policy swap; default true. Tests that count what reaches an upstream turn it off. */
+  /** Probe every upstream (server/discover, else initialize) at start and on each policy swap; default true. Tests that count what reaches an upstream turn it off. */
   checkUpstreams?: boolean;
   /** The clock of everything that reads the time or waits (default: the system clock). */
   clock?: Clock;
   /** The approvals' clock: expiry, holding, polling and membership caching (default: `clock`). */
   approvalClock?: Clock;
-  /** The upstream checks' deadline timer (tests fire it by hand; default setTimeout). */
-  upstreamCheckTimer?: ProbeTimer;
+  /** The upstream checks' clock: their deadlines and times (tests fire a deadline by hand; default: `clock`). */
+  upstreamCheckClock?: Clock;
 }
 
 async function approvalProvider(config: GatewayConfig, clock: Clock): Promise<ApprovalProvider> {
@@ -174,13 +171,6 @@ async function createAudit(
   return { auditor: createAuditor(log, { maxRecordedBytes: config.audit.maxRecordedBytes }), log, committer };
 }
 
-/** Streamable HTTP for a url upstream, a supervised child for a stdio one. */
-function defaultConnector(cfg: UpstreamConfig, log: StdioLogger): UpstreamConnector {
-  if (cfg.url !== undefined) return httpConnector({ ...cfg, url: cfg.url });
-  if (cfg.stdio !== undefined) return stdioConnector({ ...cfg, stdio: cfg.stdio }, log);
-  throw new GatewayError('CONFIG_INVALID', `upstream ${cfg.name} has neither url nor stdio`);
-}
-
 /**
  * gitgate's logger. Credentials are redacted wherever a log object may carry them:
  * authorization and cookie headers, tokens, and every header an upstream's static
@@ -215,7 +205,7 @@ function createMetrics(logger: Logger): GatewayMetrics {
 }
 
 /** The policy capability: the holder every request reads, and the reload of the local policy folder. */
-function createPolicy(config: GatewayConfig, logger: Logger, metrics: GatewayMetrics) {
+function createPolicy(config: GatewayConfig, logger: Logger, clock: Clock, metrics: GatewayMetrics) {
   const policy = new PolicyHolder();
   policy.onSwap((rev) => {
     metrics.setPolicy(rev);
@@ -225,7 +215,7 @@ function createPolicy(config: GatewayConfig, logger: Logger, metrics: GatewayMet
   const reloadPolicy = async () => {
     try {
       const opa = await ensureOpa((line) => logger.info(line), toolEnv().opaPath);
-      const instance = await loadPolicyFromDir({ opa, dir: config.policy.dir, workDir: config.dataDir });
+      const instance = await loadPolicyFromDir({ opa, dir: config.policy.dir, workDir: config.dataDir, clock });
       policy.swap(instance);
       lastPolicyError = undefined;
       return instance;
@@ -305,12 +295,13 @@ function createUpstreams(
   config: GatewayConfig,
   logger: Logger,
   opts: GatewayOptions,
+  clock: Clock,
   metrics: GatewayMetrics,
   credentials: Credentials,
   policy: PolicyHolder,
 ) {
   // Every connector is tracked: its requests are timed, and one replaced by a route change is shut down once idle.
-  const connect = opts.connectUpstream ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, logger));
+  const connect = opts.connectUpstream ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, logger, clock));
   const upstreams = createUpstreamRegistry(
     config,
     logger,
@@ -318,8 +309,10 @@ function createUpstreams(
     (cfg) =>
       trackConnector(connect(cfg), {
         observe: (seconds, outcome) => metrics.upstreamSeconds.observe({ upstream: cfg.name, outcome }, seconds),
+        clock,
       }),
     (cfg, method) => credentials.forCall(cfg, { subject: 'gitgate', method }),
+    clock,
   );
   const upstreamChecks = new UpstreamChecks({
     upstreams,
@@ -327,12 +320,13 @@ function createUpstreams(
     clientInfo: { name: 'gitgate', version: VERSION },
     auth: (cfg, method) => credentials.forCall(cfg, { subject: 'gitgate', method }),
     log: logger,
-    ...(opts.upstreamCheckTimer !== undefined ? { timer: opts.upstreamCheckTimer } : {}),
+    clock: opts.upstreamCheckClock ?? clock,
   });
   // In the background: start is not held up by a slow upstream.
   if (opts.checkUpstreams !== false) policy.onSwap(() => void upstreamChecks.run());
   const sessions = new SessionStore(
     (name) => upstreams.get(name)?.config ?? config.upstreams[name] ?? { maxSessions: 0, idleTimeoutMs: 0 },
+    clock,
   );
   const retiring = new Set<Promise<void>>();
   /** An upstream a route change replaced: its sessions end as their in-flight requests do, then its pool or children stop. */
@@ -554,12 +548,12 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const { verifier, devIssuer } = await configuredVerifier(config, clock);
 
     const metrics = createMetrics(logger);
-    const policySource = createPolicy(config, logger, metrics);
+    const policySource = createPolicy(config, logger, clock, metrics);
     const { policy } = policySource;
 
     const { credentials, rotation, heartbeat } = await createCredentials(config, logger, clock, shared);
 
-    const ups = createUpstreams(config, logger, opts, metrics, credentials, policy);
+    const ups = createUpstreams(config, logger, opts, clock, metrics, credentials, policy);
     const { upstreams, upstreamChecks, sessions, retiring } = ups;
     if (shared !== undefined) await shareSessions(shared, sessions, upstreams, credentials);
     const audit = await createAudit(config, logger, opts.wal);

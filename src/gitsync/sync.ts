@@ -225,7 +225,7 @@ export class PolicySync {
           `stale bundle at ${commit.slice(0, 12)}: it was built from sources ${String(revision)}, the commit has ${digest}`,
         );
       }
-      instance = await instantiate(bundle, { source: this.cfg.url, commit });
+      instance = await instantiate(bundle, { source: this.cfg.url, commit }, this.clock);
     } else if (this.cfg.verification !== undefined) {
       throw new GatewayError(
         'POLICY_BUILD_FAILED',
@@ -235,7 +235,11 @@ export class PolicySync {
       const out = path.join(this.work, commit);
       try {
         const built = await buildPolicyBundle({ opa: await this.opa(), srcDir: dir, outDir: out, revision: digest });
-        instance = await instantiate(await readBundle(readFileSync(built.path)), { source: this.cfg.url, commit });
+        instance = await instantiate(
+          await readBundle(readFileSync(built.path)),
+          { source: this.cfg.url, commit },
+          this.clock,
+        );
       } finally {
         rmSync(out, { recursive: true, force: true });
       }

@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { isResponse, type JsonRpcMessage, type JsonRpcRequest } from '../mcp/jsonrpc.js';
 import type { RequestOptions, UpstreamAuth, UpstreamConnector, UpstreamSession } from '../mcp/upstream/types.js';
@@ -19,8 +20,8 @@ export interface TrackedConnector extends UpstreamConnector {
 export interface TrackOptions {
   /** Called once per request that got an answer, or failed without one. */
   readonly observe?: (seconds: number, outcome: UpstreamOutcome) => void;
-  /** Monotonic milliseconds (default performance.now). */
-  readonly now?: () => number;
+  /** The clock requests are timed on (default: the system clock). */
+  readonly clock?: Clock;
 }
 
 /**
@@ -29,7 +30,8 @@ export interface TrackOptions {
  * finished its in-flight work, so it can be shut down then instead of at exit.
  */
 export function trackConnector(inner: UpstreamConnector, opts: TrackOptions = {}): TrackedConnector {
-  const now = opts.now ?? (() => performance.now());
+  const clock = opts.clock ?? systemClock;
+  const now = () => clock.now();
   const live = new Set<Tracked>();
   let retired = false;
   let shutdown: Promise<void> | undefined;

@@ -37,7 +37,7 @@ export async function configuredVerifier(
   clock: Clock = systemClock,
 ): Promise<{ verifier: TokenVerifier; devIssuer?: DevIssuer }> {
   if (config.identity.mode === 'dev') {
-    const devIssuer = await loadDevIssuer(config.dataDir);
+    const devIssuer = await loadDevIssuer(config.dataDir, clock);
     const verifier = createLocalVerifier(
       { ...config.identity, issuer: DEV_ISSUER, algorithms: ['ES256'] },
       devIssuer.jwks(),

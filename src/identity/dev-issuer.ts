@@ -11,6 +11,7 @@ import {
   SignJWT,
 } from 'jose';
 import { writeFileAtomic } from '../atomic-file.js';
+import { type Clock, systemClock } from '../clock.js';
 
 export const DEV_ISSUER = 'urn:gitgate:dev-issuer';
 
@@ -28,7 +29,8 @@ export interface DevIssuer {
   }): Promise<string>;
 }
 
-export async function loadDevIssuer(dataDir: string): Promise<DevIssuer> {
+/** `clock`: what minted tokens are dated on (iat, exp). */
+export async function loadDevIssuer(dataDir: string, clock: Clock = systemClock): Promise<DevIssuer> {
   const dir = path.join(dataDir, 'keys');
   const file = path.join(dir, 'dev-issuer.private.jwk');
   let priv: JWK;
@@ -56,6 +58,7 @@ export async function loadDevIssuer(dataDir: string): Promise<DevIssuer> {
     issuer: DEV_ISSUER,
     jwks: () => ({ keys: [{ ...pub, use: 'sig' }] }),
     async mint(opts) {
+      const now = Math.floor(clock.now() / 1000);
       const jwt = new SignJWT({
         groups: [...(opts.groups ?? [])],
         ...(opts.email !== undefined ? { email: opts.email } : {}),
@@ -65,9 +68,9 @@ export async function loadDevIssuer(dataDir: string): Promise<DevIssuer> {
         .setIssuer(DEV_ISSUER)
         .setSubject(opts.sub)
         .setAudience(opts.audience)
-        .setIssuedAt()
+        .setIssuedAt(now)
         .setJti(randomUUID())
-        .setExpirationTime(Math.floor(Date.now() / 1000) + (opts.ttlSeconds ?? 3600));
+        .setExpirationTime(now + (opts.ttlSeconds ?? 3600));
       return jwt.sign(key);
     },
   };

@@ -1,3 +1,4 @@
+import { boundedCache } from '../cache.js';
 import type { JsonRpcId, JsonRpcRequest } from './jsonrpc.js';
 
 /** At most this many server requests wait for the client's answer per session; older ones are forgotten. */
@@ -19,7 +20,8 @@ export interface PendingServerRequest {
  */
 export class InFlight {
   readonly #requests = new Map<JsonRpcId, number>();
-  readonly #server = new Map<JsonRpcId, PendingServerRequest>();
+  /** The oldest shown is forgotten past MAX_PENDING_SERVER_REQUESTS; none expires with time. */
+  readonly #server = boundedCache<JsonRpcId, PendingServerRequest>({ max: MAX_PENDING_SERVER_REQUESTS, ttlMs: 0 });
 
   /** The caller's request `id` is on its way to the upstream until the returned function is called. */
   begin(id: JsonRpcId): () => void {
@@ -41,17 +43,15 @@ export class InFlight {
   /** The upstream's request `m` was relayed to the caller. */
   shown(m: JsonRpcRequest): void {
     const token = (m.params?._meta as { progressToken?: unknown } | undefined)?.progressToken;
-    this.#server.delete(m.id);
     this.#server.set(m.id, {
       method: m.method,
       ...(typeof token === 'string' || typeof token === 'number' ? { progressToken: token } : {}),
     });
-    if (this.#server.size > MAX_PENDING_SERVER_REQUESTS) this.#server.delete(this.#server.keys().next().value!);
   }
 
   /** The upstream request the caller's response with this id answers, if any. */
   serverRequest(id: JsonRpcId | null): PendingServerRequest | undefined {
-    return id === null ? undefined : this.#server.get(id);
+    return id === null ? undefined : this.#server.peek(id);
   }
 
   /** The answer to server request `id` went to the upstream: it cannot be answered again. */

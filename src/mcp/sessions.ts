@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { type Clock, systemClock, type Timer } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { InFlight } from './in-flight.js';
 import { ReplayBuffer } from './replay.js';
@@ -81,7 +82,7 @@ export class SessionStore {
   readonly #sessions = new Map<string, GatewaySession>();
   /** Slots claimed by initializes still in flight, per upstream and per upstream+caller. */
   readonly #opening = new Map<string, number>();
-  readonly #sweeper: NodeJS.Timeout;
+  readonly #sweeper: Timer;
 
   /** Several replicas: session ids are sealed, and a sealed id another replica issued is continued here. */
   seal: SessionSeal | undefined;
@@ -96,9 +97,12 @@ export class SessionStore {
   /** Called for every session that ends, with why. */
   onDelete: ((session: GatewaySession, reason: string) => Promise<void> | void) | undefined;
 
-  constructor(private readonly limits: (upstream: string) => SessionLimits) {
-    this.#sweeper = setInterval(() => void this.sweep(), 10_000);
-    this.#sweeper.unref();
+  constructor(
+    private readonly limits: (upstream: string) => SessionLimits,
+    /** The clock of idle times and of the sweep (every 10 s). */
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.#sweeper = clock.every(10_000, () => void this.sweep());
   }
 
   get size(): number {
@@ -212,7 +216,7 @@ export class SessionStore {
     auth: (purpose: string) => UpstreamAuth,
     slot?: SessionSlot,
   ): GatewaySession {
-    const now = Date.now();
+    const now = this.clock.now();
     const upstreamId = upstreamSession.upstreamId;
     const slotId = this.caps !== undefined ? slot?.id : undefined;
     if (slotId !== undefined) {
@@ -259,7 +263,7 @@ export class SessionStore {
         `Unknown session ${id}: it expired, was closed, or belongs to someone else; send initialize to start a new one`,
       );
     }
-    s.lastSeen = Date.now();
+    s.lastSeen = this.clock.now();
     // Shared caps: a session in use keeps its slot counted (touched at most four times per idle timeout).
     if (this.caps !== undefined && s.slot !== undefined) {
       const last = this.#touched.get(s.slot) ?? 0;
@@ -307,7 +311,7 @@ export class SessionStore {
     if (how === undefined) return undefined;
     // Shared caps: the session already holds its slot (counted once, wherever it is continued).
     if (this.caps === undefined) this.assertCapacity(upstream, owner);
-    const now = Date.now();
+    const now = this.clock.now();
     if (sealed.slot !== undefined) this.#touched.set(sealed.slot, now);
     const s: GatewaySession = {
       ...(sealed.slot !== undefined ? { slot: sealed.slot } : {}),
@@ -328,7 +332,7 @@ export class SessionStore {
     return s;
   }
 
-  async sweep(now = Date.now()): Promise<number> {
+  async sweep(now = this.clock.now()): Promise<number> {
     const stale = [...this.#sessions.values()].filter(
       (s) => s.upstreamSession.closed || now - s.lastSeen > this.limits(s.upstream).idleTimeoutMs,
     );
@@ -342,7 +346,7 @@ export class SessionStore {
   }
 
   async closeAll(): Promise<void> {
-    clearInterval(this.#sweeper);
+    this.#sweeper.cancel();
     await Promise.all(
       [...this.#sessions.keys()].map((id) => this.delete(id, 'gateway shutdown').catch(() => undefined)),
     );

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import type { LRUCache } from 'lru-cache';
+import { boundedCache } from '../cache.js';
 import { canonicalJson } from '../canonical-json.js';
 import { assertListPage } from '../policy/filter-list.js';
 
@@ -59,19 +61,18 @@ export class ToolCatalog {
 
 /** Catalogs per session (2025) or per caller and upstream (2026-07-28), bounded (least recently used goes). */
 export class ToolCatalogs {
-  readonly #map = new Map<string, ToolCatalog>();
+  readonly #map: LRUCache<string, ToolCatalog>;
 
-  constructor(private readonly max = 10_000) {}
+  constructor(max = 10_000) {
+    this.#map = boundedCache({ max, ttlMs: 0 });
+  }
 
   get(key: string): ToolCatalog {
     let c = this.#map.get(key);
-    if (c !== undefined) {
-      this.#map.delete(key);
-    } else {
+    if (c === undefined) {
       c = new ToolCatalog();
-      if (this.#map.size >= this.max) this.#map.delete(this.#map.keys().next().value!);
+      this.#map.set(key, c);
     }
-    this.#map.set(key, c);
     return c;
   }
 

@@ -1,3 +1,4 @@
+import { type Clock, systemClock, type Timer } from '../clock.js';
 import type { UpstreamConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import { sentSecrets, upstreamDetail } from '../masking/scrub.js';
@@ -6,22 +7,22 @@ import type { PolicyInput } from '../policy/input.js';
 import { isResponse, type JsonRpcRequest } from './jsonrpc.js';
 import { UPSTREAM_PROTOCOL_VERSION } from './protocol.js';
 import { STARTUP_ALLOWANCE_MS } from './upstream/stdio.js';
-import type { UpstreamAuth } from './upstream/types.js';
+import type { UpstreamAuth, UpstreamSession } from './upstream/types.js';
 import type { Upstream, UpstreamRegistry } from './upstreams.js';
 
 /** What the last check found for one upstream (`null`: its first check is still running). */
 export interface UpstreamStatus {
   readonly transport: 'http' | 'stdio';
-  /** A real MCP `initialize` over its transport succeeded (then the session was closed). */
+  /**
+   * A real MCP exchange over its transport succeeded: `server/discover` listing 2026-07-28, or
+   * else (a session-era upstream) `initialize`, whose session was then closed.
+   */
   readonly reachable: boolean | null;
   /** The serving policy allows `initialize` for it (a policy that does not govern it denies everything). */
   readonly governed: boolean | null;
   readonly problems: readonly string[];
   readonly checked_at: string | null;
 }
-
-/** Arms a deadline; returns its cancel. Tests inject one they fire by hand. */
-export type ProbeTimer = (ms: number, fire: () => void) => () => void;
 
 export interface UpstreamChecksDeps {
   readonly upstreams: UpstreamRegistry;
@@ -30,31 +31,26 @@ export interface UpstreamChecksDeps {
   /** gitgate's own credentials for the probe's calls. */
   readonly auth: (cfg: UpstreamConfig, method: string) => UpstreamAuth;
   readonly log: { error(obj: object, msg: string): void; info(obj: object, msg: string): void };
-  readonly timer?: ProbeTimer;
-  readonly now?: () => Date;
+  /** The clock of the probes' deadlines and of `checked_at` (default: the system clock). */
+  readonly clock?: Clock;
 }
 
-const realTimer: ProbeTimer = (ms, fire) => {
-  const t = setTimeout(fire, ms);
-  t.unref();
-  return () => clearTimeout(t);
-};
-
 /** The probe input: gitgate itself asking to `initialize` the upstream. */
-function probeInput(u: Upstream): PolicyInput {
+function probeInput(u: Upstream, now: number): PolicyInput {
   return {
     identity: { sub: 'gitgate', groups: [], issuer: 'gitgate' },
     mcp: { kind: 'request', method: 'initialize', protocol_version: UPSTREAM_PROTOCOL_VERSION, era: 'legacy' },
     upstream: { name: u.config.name, transport: u.connector.transport },
-    request: { id: 'gitgate-upstream-check', time_ns: 0 },
+    request: { id: 'gitgate-upstream-check', time_ns: now * 1_000_000 },
   };
 }
 
 /**
  * Checks every configured upstream, at start and after each policy swap, so a
  * problem shows in /readyz and the log before the first call meets it:
- * reachable (a real `initialize` over its transport within its timeoutMs — for
- * stdio at least the child's startup allowance — then closed) and governed (the
+ * reachable (within its timeoutMs — for stdio at least the child's startup
+ * allowance — the upstream's era discovery, `server/discover`, lists 2026-07-28,
+ * or else a real `initialize` over its transport succeeds, then closed) and governed (the
  * serving policy allows `initialize` for it; the default policy denies every
  * method of an upstream absent from its data). Checks run in the background.
  */
@@ -65,12 +61,10 @@ export class UpstreamChecks {
   #generation = 0;
   #running: Promise<void> = Promise.resolve();
   #closed = false;
-  readonly #timer: ProbeTimer;
-  readonly #now: () => Date;
+  readonly #clock: Clock;
 
   constructor(private readonly deps: UpstreamChecksDeps) {
-    this.#timer = deps.timer ?? realTimer;
-    this.#now = deps.now ?? (() => new Date());
+    this.#clock = deps.clock ?? systemClock;
   }
 
   /** Start a new check of every upstream (a running one's results are dropped). */
@@ -106,7 +100,7 @@ export class UpstreamChecks {
           reachable: reached === undefined,
           governed: governed === undefined,
           problems,
-          checked_at: this.#now().toISOString(),
+          checked_at: new Date(this.#clock.now()).toISOString(),
         });
         this.#report(u.config.name, problems);
       }),
@@ -147,29 +141,35 @@ export class UpstreamChecks {
 
   #governed(u: Upstream, policy: PolicyInstance | undefined): string | undefined {
     if (policy === undefined) return 'no policy loaded';
-    const d = policy.evaluate(probeInput(u));
+    const d = policy.evaluate(probeInput(u, this.#clock.now()));
     if (d.allow) return undefined;
     if (!d.valid) return `the serving policy's decision for initialize is invalid (${d.reasons.join('; ')})`;
     return `not governed by the serving policy: it denies initialize (${d.reasons.join('; ') || 'no reason given'})`;
   }
 
-  /** open → initialize → close, within the deadline. */
+  /** Within the deadline: discovery (http), else open → initialize → close. */
   async #probe(u: Upstream): Promise<void> {
     const cfg = u.config;
     const ms = u.connector.transport === 'stdio' ? Math.max(cfg.timeoutMs, STARTUP_ALLOWANCE_MS) : cfg.timeoutMs;
     const abort = new AbortController();
-    let cancel = () => {};
+    /** What the upstream is being asked, for the deadline's message. */
+    let asking = u.connector.transport === 'http' ? 'server/discover' : 'initialize';
+    let timer: Timer | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      cancel = this.#timer(ms, () => {
+      timer = this.#clock.after(ms, () => {
         abort.abort();
-        reject(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${cfg.name} did not answer initialize within ${ms} ms`));
+        reject(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${cfg.name} did not answer ${asking} within ${ms} ms`));
       });
     });
-    const session = u.connector.open();
+    let session: Promise<UpstreamSession> | undefined;
     try {
       await Promise.race([
         deadline,
         (async () => {
+          // The same question a 2026-07-28 caller's first request asks (its answer is remembered for them).
+          if ((await u.discovery.probe(abort.signal)) === 'modern') return;
+          asking = 'initialize';
+          session = u.connector.open();
           const s = await session;
           const init: JsonRpcRequest = {
             jsonrpc: '2.0',
@@ -192,8 +192,8 @@ export class UpstreamChecks {
         })(),
       ]);
     } finally {
-      cancel();
-      await session.then((s) => s.close(this.deps.auth(cfg, 'session/close'))).catch(() => undefined);
+      timer?.cancel();
+      await session?.then((s) => s.close(this.deps.auth(cfg, 'session/close'))).catch(() => undefined);
     }
   }
 

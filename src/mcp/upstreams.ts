@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from '../clock.js';
 import type { GatewayConfig, UpstreamConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
 import { EraDiscovery } from './upstream/discovery.js';
@@ -33,15 +34,17 @@ export function createUpstreamRegistry(
   clientInfo: { name: string; version: string },
   connect?: (cfg: UpstreamConfig) => UpstreamConnector,
   ownAuth: (cfg: UpstreamConfig, method: string) => UpstreamAuth = () => ({ headers: {} }),
+  /** The clock of the shared sessions' backoff, the era discovery's memory and the default transports' deadlines. */
+  clock: Clock = systemClock,
 ): UpstreamRegistry {
-  const make = connect ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, log));
+  const make = connect ?? ((cfg: UpstreamConfig) => defaultConnector(cfg, log, clock));
   const build = (cfg: UpstreamConfig): Upstream => {
     const connector = make(cfg);
     return {
       config: cfg,
       connector,
-      shared: new SharedUpstreamSession(connector, clientInfo, (method) => ownAuth(cfg, method), cfg),
-      discovery: new EraDiscovery(connector, clientInfo, (method) => ownAuth(cfg, method)),
+      shared: new SharedUpstreamSession(connector, clientInfo, (method) => ownAuth(cfg, method), cfg, clock),
+      discovery: new EraDiscovery(connector, clientInfo, (method) => ownAuth(cfg, method), clock),
     };
   };
   let map = new Map<string, Upstream>(Object.values(config.upstreams).map((cfg) => [cfg.name, build(cfg)]));
@@ -69,9 +72,10 @@ export function createUpstreamRegistry(
   };
 }
 
-function defaultConnector(cfg: UpstreamConfig, log: StdioLogger): UpstreamConnector {
-  if (cfg.url !== undefined) return httpConnector({ ...cfg, url: cfg.url });
-  if (cfg.stdio !== undefined) return stdioConnector({ ...cfg, stdio: cfg.stdio }, log);
+/** Streamable HTTP for a url upstream, a supervised child for a stdio one. */
+export function defaultConnector(cfg: UpstreamConfig, log: StdioLogger, clock: Clock = systemClock): UpstreamConnector {
+  if (cfg.url !== undefined) return httpConnector({ ...cfg, url: cfg.url }, clock);
+  if (cfg.stdio !== undefined) return stdioConnector({ ...cfg, stdio: cfg.stdio }, log, clock);
   throw new GatewayError('CONFIG_INVALID', `upstream ${cfg.name} has neither url nor stdio`);
 }
 

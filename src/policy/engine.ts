@@ -1,4 +1,5 @@
 import { type LoadedPolicy, loadPolicy } from '@open-policy-agent/opa-wasm';
+import { type Clock, systemClock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { ENTRYPOINT } from './build.js';
 import type { PolicyBundle } from './bundle.js';
@@ -37,13 +38,30 @@ export const SMOKE_INPUT: PolicyInput = Object.freeze({
   request: { id: 'smoke', time_ns: 0 },
 }) as PolicyInput;
 
+/** The request time an input carries, ns (undefined when it has none, as the smoke input). */
+function timeOf(input: PolicyInput | ArrayBuffer): number | undefined {
+  const t =
+    input instanceof ArrayBuffer
+      ? (JSON.parse(new TextDecoder().decode(input)) as { request?: { time_ns?: unknown } }).request?.time_ns
+      : input.request.time_ns;
+  return typeof t === 'number' && t > 0 ? t : undefined;
+}
+
+/**
+ * Load a bundle into its own WASM instance. `clock` dates `loadedAt`, and is what `time.now_ns`
+ * answers for an input that carries no request time; otherwise `time.now_ns` is the request's time.
+ */
 export async function instantiate(
   bundle: PolicyBundle,
   revision: Omit<PolicyRevision, 'bundleDigest' | 'loadedAt'>,
+  clock: Clock = systemClock,
 ): Promise<PolicyInstance> {
   let policy: LoadedPolicy;
+  // The input being evaluated: time.now_ns reads its request time (parsed only if a policy asks).
+  let evaluating: PolicyInput | ArrayBuffer | undefined;
+  const nowNs = () => (evaluating === undefined ? undefined : timeOf(evaluating)) ?? clock.now() * 1_000_000;
   try {
-    policy = await loadPolicy(bundle.wasm, undefined, hostBuiltinImpls());
+    policy = await loadPolicy(bundle.wasm, undefined, hostBuiltinImpls({ nowNs }));
     policy.setData(bundle.data);
   } catch (err) {
     throw new GatewayError('POLICY_BUILD_FAILED', `cannot load policy.wasm: ${String(err)}`, { cause: err });
@@ -51,13 +69,20 @@ export async function instantiate(
   if (!Object.hasOwn(policy.entrypoints, ENTRYPOINT)) {
     throw new GatewayError('POLICY_BUILD_FAILED', `policy.wasm has no entrypoint ${ENTRYPOINT}`);
   }
-  const full: PolicyRevision = { ...revision, bundleDigest: bundle.digest, loadedAt: new Date().toISOString() };
+  const full: PolicyRevision = {
+    ...revision,
+    bundleDigest: bundle.digest,
+    loadedAt: new Date(clock.now()).toISOString(),
+  };
   const run = (input: PolicyInput | ArrayBuffer): Decision => {
     let rs: unknown;
+    evaluating = input;
     try {
       rs = policy.evaluate(input, ENTRYPOINT);
     } catch (err) {
       return denyDecision(`policy evaluation failed: ${String(err)}`, false);
+    } finally {
+      evaluating = undefined;
     }
     const first = Array.isArray(rs) ? (rs[0] as { result?: unknown } | undefined) : undefined;
     return normalizeDecision(first?.result);

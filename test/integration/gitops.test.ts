@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { VERSION } from '../../src/version.js';
 import { signBody } from '../../src/webhooks/verify-and-receive.js';
 // @ts-expect-error plain JS fixture
@@ -214,19 +214,23 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
         body,
       });
     };
+    // The push handler starts a sync before the delivery is answered: a refused delivery started none.
+    const syncs = vi.spyOn(gw.gw.sync!, 'sync');
     const second = await repo.write('policies/config/data.json', JSON.stringify(withoutEcho())).commit('change 1');
     expect((await push('d-1', 'sha256=deadbeef')).status).toBe(401);
-    await new Promise((r) => setTimeout(r, 500));
+    expect(syncs).not.toHaveBeenCalled();
     expect((await ready(gw)).policy.revision).toBe(first);
     expect((await push('d-2')).status).toBe(202);
+    expect(syncs).toHaveBeenCalledTimes(1);
     await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 10_000 }).toBe(second);
     const third = await repo.write('policies/config/data.json', JSON.stringify(TEST_POLICY_DATA)).commit('change 2');
     const replay = await push('d-2');
     expect(replay.status).toBe(200);
     expect(await replay.json()).toMatchObject({ duplicate: true });
-    await new Promise((r) => setTimeout(r, 500));
+    expect(syncs).toHaveBeenCalledTimes(1);
     expect((await ready(gw)).policy.revision).toBe(second);
     expect((await push('d-3')).status).toBe(202);
+    expect(syncs).toHaveBeenCalledTimes(2);
     await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 10_000 }).toBe(third);
   });
 
@@ -283,7 +287,10 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
     let last = '';
     for (let i = 1; i <= COMMITS; i++) last = await versioned(i);
     await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 90_000 }).toBe(last);
-    await new Promise((r) => setTimeout(r, 200));
+    // Until the probe has met the newest policy, and has sampled at least 20 decisions in all.
+    await expect
+      .poll(() => seen.length > 20 && seen.at(-1) === `rego=${COMMITS} data=${COMMITS}`, { timeout: 30_000 })
+      .toBe(true);
     stop = true;
     await probe;
     expect(seen.length).toBeGreaterThan(20);

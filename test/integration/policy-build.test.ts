@@ -9,6 +9,7 @@ import { readBundle } from '../../src/policy/bundle.js';
 import { instantiate, PolicyHolder, SMOKE_INPUT } from '../../src/policy/engine.js';
 import type { PolicyInput } from '../../src/policy/input.js';
 import { testPolicies } from '../../src/policy/opa-test.js';
+import { ManualClock } from '../helpers/clock.js';
 import { makePolicyDir, opa } from '../helpers/policy.js';
 
 async function policyFolder(files: Record<string, string>): Promise<string> {
@@ -166,16 +167,26 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
     expect((err as GatewayError).message).toMatch(/http\.send/);
   });
 
-  it('gitgate supplies time.now_ns to the WASM module', async () => {
+  it('gitgate supplies time.now_ns to the WASM module: the request’s time, else its clock’s', async () => {
     const dir = await policyFolder({
       'p.rego':
         'package gitgate\n\ndecision := {"allow": time.now_ns() > 1700000000000000000, "reasons": [sprintf("now=%d", [time.now_ns()])]}\n',
     });
-    const p = await instantiate(await build(dir), { source: 'test' });
-    const d = p.evaluate(SMOKE_INPUT);
-    expect(d.allow).toBe(true);
-    const reported = Number(/now=(\d+)/.exec(d.reasons[0]!)![1]);
-    expect(Math.abs(reported / 1e6 - Date.now())).toBeLessThan(60_000);
+    const clock = new ManualClock();
+    const p = await instantiate(await build(dir), { source: 'test' }, clock);
+    expect(p.revision.loadedAt).toBe(clock.date().toISOString());
+    const reported = (d: { reasons: readonly string[] }) => Number(/now=(\d+)/.exec(d.reasons[0]!)![1]);
+    // The smoke input carries no request time: the clock's.
+    clock.advance(1000);
+    const smoke = p.evaluate(SMOKE_INPUT);
+    expect(smoke.allow).toBe(true);
+    expect(reported(smoke)).toBe(clock.now() * 1e6);
+    // A request's: its own time, also as JSON (replays), whatever the clock says meanwhile.
+    const at = Date.UTC(2031, 5, 1) * 1e6;
+    const req = { ...input(), request: { id: 'r', time_ns: at } };
+    clock.advance(60_000);
+    expect(reported(p.evaluate(req))).toBe(at);
+    expect(reported(p.evaluateJson(new TextEncoder().encode(JSON.stringify(req)).buffer as ArrayBuffer))).toBe(at);
   });
 
   it('an invalid decision is a deny that says why; an undefined decision too', async () => {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -45,6 +46,24 @@ function logLines(): { lines: Record<string, unknown>[]; logger: Logger } {
     },
   });
   return { lines, logger: pino({ level: 'info' }, dest) };
+}
+
+/** The conformance upstream speaking only 2026-07-28 (it refuses initialize). */
+async function startModernOnly(): Promise<{ url: string; close(): void }> {
+  const child = spawn(process.execPath, [path.join(packageRoot, 'test', 'fixtures', 'conformance-upstream.mjs')], {
+    env: { ...process.env, PORT: '0', MODERN_ONLY: '1' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /listening (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', (code) => reject(new Error(`upstream exited ${code}`)));
+  });
+  return { url: `http://127.0.0.1:${port}/mcp`, close: () => child.kill() };
 }
 
 describe('upstream checks at start and on every policy swap', () => {
@@ -120,6 +139,41 @@ describe('upstream checks at start and on every policy swap', () => {
     }
   });
 
+  it('an upstream that speaks only 2026-07-28 is reachable through server/discover; a 2025-only one through initialize', async () => {
+    const modern = await startModernOnly();
+    const gw = await startGateway({
+      checkUpstreams: true,
+      upstreams: { http: { url: modern.url }, demo: { url: demo.url } },
+    });
+    try {
+      // The modern-only upstream does refuse what the check used to send.
+      const init = await fetch(modern.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'initialize',
+          params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '0' } },
+        }),
+      });
+      expect(init.status).toBe(400);
+
+      const res = await fetch(`${gw.url}/readyz`);
+      const ready = (await res.json()) as Ready;
+      expect(res.status).toBe(200);
+      expect(ready.upstreams.http).toMatchObject({ transport: 'http', reachable: true, governed: true, problems: [] });
+      expect(ready.upstreams.demo).toMatchObject({ transport: 'http', reachable: true, governed: true, problems: [] });
+      expect(ready.warnings).toEqual([]);
+      // What the check learned is what 2026-07-28 callers' requests use.
+      expect(await gw.gw.upstreams.get('http')!.discovery.era()).toBe('modern');
+      expect(await gw.gw.upstreams.get('demo')!.discovery.era()).toBe('legacy');
+    } finally {
+      await gw.close();
+      modern.close();
+    }
+  });
+
   it('stdio: spawns the child, initializes it and stops it; a command that cannot start is reported', async () => {
     const fixture = path.join(packageRoot, 'test', 'fixtures', 'demo-server.mjs');
     const policyDir = await makePolicyDir({
@@ -170,7 +224,7 @@ describe('upstream checks at start and on every policy swap', () => {
     }
   });
 
-  it('an upstream that accepts and never answers is reported once its timeoutMs passes (injected timer)', async () => {
+  it('an upstream that accepts and never answers is reported once its timeoutMs passes (injected clock)', async () => {
     const held: http.ServerResponse[] = [];
     const silent = http.createServer((req, res) => {
       req.resume();
@@ -188,10 +242,14 @@ describe('upstream checks at start and on every policy swap', () => {
       },
       options: {
         checkUpstreams: true,
-        upstreamCheckTimer: (ms, fire) => {
-          deadlines.push({ ms, fire });
-          if (deadlines.length === 2) armed();
-          return () => undefined;
+        upstreamCheckClock: {
+          now: () => Date.now(),
+          after(ms, fire) {
+            deadlines.push({ ms, fire });
+            if (deadlines.length === 2) armed();
+            return { cancel: () => undefined };
+          },
+          every: () => ({ cancel: () => undefined }),
         },
       },
     });
@@ -204,7 +262,7 @@ describe('upstream checks at start and on every policy swap', () => {
       ready = (await (await fetch(`${gw.url}/readyz`)).json()) as Ready;
       expect(ready.upstreams.slow).toMatchObject({
         reachable: false,
-        problems: ['upstream slow did not answer initialize within 600000 ms'],
+        problems: ['upstream slow did not answer server/discover within 600000 ms'],
       });
     } finally {
       for (const r of held) r.destroy();

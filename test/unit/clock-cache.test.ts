@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { boundedCache } from '../../src/cache.js';
 import { systemClock } from '../../src/clock.js';
+import { ToolCatalogs } from '../../src/mcp/tool-catalog.js';
 import { ManualClock } from '../helpers/clock.js';
 
 describe('the one clock', () => {
@@ -52,5 +53,28 @@ describe('the one bounded cache', () => {
     cache.set('short', 4, { ttl: 10 });
     clock.advance(11);
     expect(cache.get('short')).toBeUndefined();
+  });
+});
+
+describe('tool catalogs on the bounded cache', () => {
+  it('keep one catalog per key, the least recently used dropped past max, and none expiring with time', () => {
+    vi.useFakeTimers({ now: 1_000 });
+    try {
+      const catalogs = new ToolCatalogs(2);
+      const a = catalogs.get('a');
+      expect(catalogs.get('a')).toBe(a);
+      const b = catalogs.get('b');
+      catalogs.get('a');
+      catalogs.get('c'); // b was used least recently
+      expect(catalogs.get('a')).toBe(a);
+      expect(catalogs.get('b')).not.toBe(b);
+      vi.advanceTimersByTime(365 * 86_400_000);
+      const again = catalogs.get('b');
+      expect(catalogs.get('b')).toBe(again);
+      catalogs.delete('b');
+      expect(catalogs.get('b')).not.toBe(again);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

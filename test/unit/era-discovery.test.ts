@@ -3,6 +3,7 @@ import { GatewayError } from '../../src/errors.js';
 import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
 import { EraDiscovery } from '../../src/mcp/upstream/discovery.js';
 import type { RequestOptions, UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
+import { ManualClock } from '../helpers/clock.js';
 
 /** An in-memory connector whose sessions answer each request with `answer(msg)`. */
 function fakeConnector(answer: (msg: JsonRpcRequest) => JsonRpcMessage | Error, transport: 'http' | 'stdio' = 'http') {
@@ -80,15 +81,15 @@ describe('which era an upstream speaks', () => {
   });
 
   it('is asked again once the remembered era is old (an upgraded upstream shows)', async () => {
-    let now = 0;
+    const clock = new ManualClock();
     let versions = ['2025-11-25'];
     const { connector } = fakeConnector((m) => ({ jsonrpc: '2.0', id: m.id, result: { supportedVersions: versions } }));
-    const d = new EraDiscovery(connector, info, auth, () => now);
+    const d = new EraDiscovery(connector, info, auth, clock);
     expect(await d.era()).toBe('legacy');
     versions = ['2026-07-28'];
-    now += 60_000;
+    clock.advance(5 * 60_000);
     expect(await d.era()).toBe('legacy');
-    now += 5 * 60_000;
+    clock.advance(1);
     expect(await d.era()).toBe('modern');
   });
 

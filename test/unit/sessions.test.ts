@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../src/errors.js';
 import { SessionStore } from '../../src/mcp/sessions.js';
 import type { UpstreamSession } from '../../src/mcp/upstream/types.js';
+import { ManualClock } from '../helpers/clock.js';
 
 function fakeSession(): UpstreamSession & { closes: number; closed: boolean } {
   const s = {
@@ -66,5 +67,56 @@ describe('SessionStore', () => {
     expect(idle.closes).toBe(1);
     expect(st.size).toBe(0);
     await st.closeAll();
+  });
+
+  describe('on its clock', () => {
+    /** Lets the sweep's deletes (async) finish. */
+    const settle = () => new Promise<void>((r) => setImmediate(r));
+
+    it('closes a session once it has been idle past idleTimeoutMs, on its own 10 s sweep', async () => {
+      const clock = new ManualClock();
+      const st = new SessionStore(() => ({ maxSessions: 2, idleTimeoutMs: 25_000 }), clock);
+      const ended: string[] = [];
+      st.onDelete = (s, reason) => {
+        ended.push(`${s.owner}: ${reason}`);
+      };
+      const up = fakeSession();
+      st.create('a', 'alice', 'v', up, noAuth);
+      clock.advance(20_000); // sweeps at 10 s and 20 s: idle 20 s, not past 25 s
+      await settle();
+      expect(st.size).toBe(1);
+      clock.advance(10_000); // the sweep at 30 s: idle 30 s
+      await settle();
+      expect(st.size).toBe(0);
+      expect(up.closes).toBe(1);
+      expect(ended).toEqual(['alice: idle']);
+      await st.closeAll();
+    });
+
+    it('counts idle time from the last use, not from creation', async () => {
+      const clock = new ManualClock();
+      const st = new SessionStore(() => ({ maxSessions: 2, idleTimeoutMs: 25_000 }), clock);
+      const s = st.create('a', 'alice', 'v', fakeSession(), noAuth);
+      for (let i = 0; i < 4; i++) {
+        clock.advance(20_000);
+        st.get(s.id, 'a', 'alice');
+        await settle();
+      }
+      expect(st.size).toBe(1);
+      expect(s.lastSeen).toBe(clock.now());
+      expect(s.createdAt).toBe(clock.now() - 80_000);
+      clock.advance(30_000);
+      await settle();
+      expect(st.size).toBe(0);
+      await st.closeAll();
+    });
+
+    it('stops sweeping once closed', async () => {
+      const clock = new ManualClock();
+      const st = new SessionStore(() => ({ maxSessions: 2, idleTimeoutMs: 1000 }), clock);
+      expect(clock.pendingTimers).toBe(1);
+      await st.closeAll();
+      expect(clock.pendingTimers).toBe(0);
+    });
   });
 });

@@ -66,10 +66,11 @@ describe('Channel', () => {
   it('delivers pushed items in order, then ends', async () => {
     const ch = new Channel<number>();
     ch.push(1);
-    setTimeout(() => {
+    // Later, once the consumer waits (no timer: the next turn of the event loop).
+    setImmediate(() => {
       ch.push(2);
       ch.close();
-    }, 5);
+    });
     const got: number[] = [];
     for await (const v of ch) got.push(v);
     expect(got).toEqual([1, 2]);
@@ -77,7 +78,7 @@ describe('Channel', () => {
 
   it('fails the consumer with the error', async () => {
     const ch = new Channel<number>();
-    setTimeout(() => ch.fail(new Error('boom')), 1);
+    setImmediate(() => ch.fail(new Error('boom')));
     await expect(
       (async () => {
         for await (const _ of ch) void _;

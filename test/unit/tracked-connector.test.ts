@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { trackConnector } from '../../src/gitsync/tracked-connector.js';
 import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
 import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
+import { ManualClock } from '../helpers/clock.js';
 
 /** A connector whose answers the test releases by hand. */
 function fakeConnector() {
@@ -49,9 +50,9 @@ const tick = () => new Promise((r) => setImmediate(r));
 describe('tracked upstream connectors', () => {
   it('time every request to its answer with the injected clock, by outcome', async () => {
     const f = fakeConnector();
-    let t = 1000;
+    const clock = new ManualClock();
     const seen: [number, string][] = [];
-    const c = trackConnector(f.connector, { now: () => t, observe: (s, o) => seen.push([s, o]) });
+    const c = trackConnector(f.connector, { clock, observe: (s, o) => seen.push([s, o]) });
     const s = await c.open();
     for (const [method, ms] of [
       ['ok', 250],
@@ -60,7 +61,7 @@ describe('tracked upstream connectors', () => {
     ] as const) {
       const r = drain(s.request({ jsonrpc: '2.0', id: 1, method }));
       await tick();
-      t += ms;
+      clock.advance(ms);
       f.gates.shift()!();
       await r.catch(() => undefined);
     }

@@ -1,3 +1,6 @@
+import type { LRUCache } from 'lru-cache';
+import { boundedCache } from '../../cache.js';
+import { type Clock, systemClock } from '../../clock.js';
 import { GatewayError } from '../../errors.js';
 import { isResponse, type JsonRpcRequest } from '../jsonrpc.js';
 import { META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_PROTOCOL_VERSION, MODERN_VERSION } from '../protocol.js';
@@ -18,7 +21,8 @@ const ERA_TTL_MS = 5 * 60_000;
  * fails the request (fail closed: no fall-back that would hide what the upstream offers 2026 callers).
  */
 export class EraDiscovery {
-  #known: { era: UpstreamEra; at: number } | undefined;
+  /** The era learned, for ERA_TTL_MS on the clock (one entry: this upstream's). */
+  readonly #known: LRUCache<'era', UpstreamEra>;
   #asking: Promise<UpstreamEra> | undefined;
   #seq = 0;
 
@@ -26,20 +30,31 @@ export class EraDiscovery {
     private readonly connector: UpstreamConnector,
     private readonly clientInfo: { name: string; version: string },
     private readonly ownAuth: (method: string) => UpstreamAuth,
-    private readonly now: () => number = Date.now,
-  ) {}
+    clock: Clock = systemClock,
+  ) {
+    this.#known = boundedCache<'era', UpstreamEra>({ max: 1, ttlMs: ERA_TTL_MS, clock });
+  }
 
   async era(): Promise<UpstreamEra> {
     if (this.connector.transport !== 'http') return 'legacy';
-    const known = this.#known;
-    if (known !== undefined && this.now() - known.at < ERA_TTL_MS) return known.era;
+    const known = this.#known.get('era');
+    if (known !== undefined) return known;
     this.#asking ??= this.#ask().finally(() => {
       this.#asking = undefined;
     });
     return this.#asking;
   }
 
-  async #ask(): Promise<UpstreamEra> {
+  /**
+   * Ask now, whatever is remembered (the readiness probe: a real exchange), and remember the answer.
+   * `signal` gives the question up. stdio upstreams are not asked.
+   */
+  async probe(signal?: AbortSignal): Promise<UpstreamEra> {
+    if (this.connector.transport !== 'http') return 'legacy';
+    return this.#ask(signal);
+  }
+
+  async #ask(signal?: AbortSignal): Promise<UpstreamEra> {
     const msg: JsonRpcRequest = {
       jsonrpc: '2.0',
       id: `gitgate-discover-${++this.#seq}`,
@@ -57,6 +72,7 @@ export class EraDiscovery {
     try {
       for await (const m of session.request(msg, {
         auth: this.ownAuth('server/discover'),
+        ...(signal !== undefined ? { signal } : {}),
         headers: { 'mcp-protocol-version': MODERN_VERSION, 'mcp-method': 'server/discover' },
       })) {
         if (!isResponse(m) || m.id !== msg.id) continue;
@@ -72,7 +88,7 @@ export class EraDiscovery {
     } finally {
       await session.close();
     }
-    this.#known = { era, at: this.now() };
+    this.#known.set('era', era);
     return era;
   }
 }

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { type Clock, systemClock, type Timer } from '../../clock.js';
 import type { UpstreamConfig } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
 import { scrubMessage, sentSecrets, upstreamDetail } from '../../masking/scrub.js';
@@ -35,8 +36,14 @@ interface MessageDeadline {
   stop(): void;
 }
 
-/** Streamable HTTP upstream: one connector per configured URL, keep-alive connections. */
-export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamConnector {
+/** How long closing a session (DELETE) may take before it is given up. */
+const CLOSE_TIMEOUT_MS = 5_000;
+
+/**
+ * Streamable HTTP upstream: one connector per configured URL, keep-alive connections.
+ * Its deadlines run on `clock`.
+ */
+export function httpConnector(cfg: UpstreamConfig & { url: string }, clock: Clock = systemClock): UpstreamConnector {
   const url = new URL(cfg.url);
   const lib = url.protocol === 'https:' ? https : http;
   // Idle connections close after 4 s, before a server's usual keep-alive timeout (Node's is 5 s) closes them under a request.
@@ -107,21 +114,21 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
    * at a time) do not move it. On expiry it destroys what `watch` holds.
    */
   function messageDeadline(watch: Watch) {
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
     return {
       arm() {
-        clearTimeout(timer);
-        timer = setTimeout(() => {
+        timer?.cancel();
+        timer = clock.after(cfg.timeoutMs, () => {
           const target = watch.target;
           if (target === undefined) return;
           timeouts.add(target);
           target.destroy(
             new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`),
           );
-        }, cfg.timeoutMs);
+        });
       },
       stop() {
-        clearTimeout(timer);
+        timer?.cancel();
       },
     };
   }
@@ -136,21 +143,24 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
   ): Promise<http.IncomingMessage> {
     return new Promise((resolve, reject) => {
       let response: http.IncomingMessage | undefined;
+      let headersDue: Timer | undefined;
       const req = lib.request(url, { method, headers, agent, signal: signal as AbortSignal }, (res) => {
+        headersDue?.cancel();
         response = res;
         watch.target = res;
         // Failures while the body streams (timeouts, resets) surface through bodyError().
         res.on('error', () => undefined);
         resolve(res);
       });
-      // Idle timeout: no bytes for timeoutMs, before or while the response streams.
       watch.target = req;
-      req.setTimeout(cfg.timeoutMs, () => {
-        const err = new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`);
-        timeouts.add(response ?? req);
-        req.destroy(err);
+      // The response's headers within timeoutMs; after them the request's message deadline rules
+      // (a listening stream has none once open).
+      headersDue = clock.after(cfg.timeoutMs, () => {
+        timeouts.add(req);
+        req.destroy(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${name} did not answer within ${cfg.timeoutMs} ms`));
       });
       req.on('error', (err) => {
+        headersDue?.cancel();
         if (err instanceof GatewayError) reject(err);
         else if ((err as Error).name === 'AbortError') reject(err);
         // A kept-alive connection the upstream closed as it was being reused: the request never
@@ -480,10 +490,14 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }): UpstreamCo
       if (closed) return;
       closed = true;
       if (sessionId === undefined) return;
-      await send('DELETE', baseHeaders(auth), undefined, AbortSignal.timeout(5_000)).then(
-        (res) => res.resume(),
-        () => undefined,
-      );
+      const ctl = new AbortController();
+      const giveUp = clock.after(CLOSE_TIMEOUT_MS, () => ctl.abort());
+      await send('DELETE', baseHeaders(auth), undefined, ctl.signal)
+        .then(
+          (res) => res.resume(),
+          () => undefined,
+        )
+        .finally(() => giveUp.cancel());
     }
   }
 

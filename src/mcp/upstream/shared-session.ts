@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { type Clock, systemClock } from '../../clock.js';
 import type { StaticSecret } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
 import { sentSecrets, upstreamDetail } from '../../masking/scrub.js';
@@ -111,6 +112,8 @@ export class SharedUpstreamSession {
     private readonly ownAuth: (method: string) => UpstreamAuth = () => ({ headers: {} }),
     /** The upstream's static secret, scrubbed (with the credential sent) from the refusals it copies into errors. */
     private readonly upstream: { readonly secret?: StaticSecret } = {},
+    /** The clock of the reopen backoff and of parked requests' expiry. */
+    private readonly clock: Clock = systemClock,
   ) {}
 
   async ready(): Promise<{ session: UpstreamSession; init: InitializeResult }> {
@@ -120,7 +123,7 @@ export class SharedUpstreamSession {
       this.#current = undefined;
     }
     const wait = RESTART_BACKOFF_MS[Math.min(this.#failures, RESTART_BACKOFF_MS.length - 1)]!;
-    if (Date.now() - this.#lastFailure < wait) {
+    if (this.clock.now() - this.#lastFailure < wait) {
       throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${this.connector.name} is restarting; retry shortly`, {
         headers: { 'retry-after': String(Math.ceil(wait / 1000)) },
       });
@@ -133,7 +136,7 @@ export class SharedUpstreamSession {
       },
       (err: unknown) => {
         this.#failures++;
-        this.#lastFailure = Date.now();
+        this.#lastFailure = this.clock.now();
         this.#current = undefined;
         throw err;
       },
@@ -219,7 +222,7 @@ export class SharedUpstreamSession {
       p.owner !== owner ||
       p.method !== msg.method ||
       p.target !== targetOf(msg) ||
-      Date.now() - p.at > PARKED_TTL_MS
+      this.clock.now() - p.at > PARKED_TTL_MS
     ) {
       throw new GatewayError('INVALID_PARAMS', 'Invalid params: requestState is unknown, expired or not this call’s', {
         data: { id: msg.id },
@@ -275,7 +278,7 @@ export class SharedUpstreamSession {
               stream: s.stream,
               session: s.session,
               serverInfo: s.serverInfo,
-              at: Date.now(),
+              at: this.clock.now(),
             });
             parked = true;
             yield {

@@ -1,4 +1,5 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { type Clock, systemClock, type Timer } from '../../clock.js';
 import type { StdioCommand, UpstreamConfig } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
 import { scrubMessage, sentSecrets, upstreamDetail } from '../../masking/scrub.js';
@@ -43,9 +44,13 @@ function childEnv(cmd: StdioCommand, secret: UpstreamConfig['secret']): NodeJS.P
  * A stdio upstream: one supervised child process per MCP session (stdio servers
  * serve exactly one client). Messages are routed back by JSON-RPC id; progress
  * by progress token; server requests (sampling, elicitation) to the newest
- * request in flight, else to the listen stream.
+ * request in flight, else to the listen stream. Its deadlines run on `clock`.
  */
-export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, log: StdioLogger): UpstreamConnector {
+export function stdioConnector(
+  cfg: UpstreamConfig & { stdio: StdioCommand },
+  log: StdioLogger,
+  clock: Clock = systemClock,
+): UpstreamConnector {
   const live = new Set<UpstreamSession>();
   // Unfinished stdout lines of all this upstream's children count against one budget.
   const budget = new ByteBudget(cfg.maxInFlightBytes, cfg.name);
@@ -237,15 +242,15 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
         const meta = msg.params?._meta as { progressToken?: unknown } | undefined;
         const token = meta?.progressToken;
         if (typeof token === 'string' || typeof token === 'number') byProgress.set(token, ch);
-        let timer: NodeJS.Timeout | undefined;
+        let timer: Timer | undefined;
         const arm = () => {
-          clearTimeout(timer);
+          timer?.cancel();
           const ms = spoke ? cfg.timeoutMs : Math.max(cfg.timeoutMs, STARTUP_ALLOWANCE_MS);
-          timer = setTimeout(() => {
+          timer = clock.after(ms, () => {
             pending.delete(msg.id);
             ch.fail(new GatewayError('UPSTREAM_TIMEOUT', `upstream ${cfg.name} did not answer within ${ms} ms`));
             holdBack();
-          }, ms);
+          });
         };
         const onAbort = () => {
           if (!pending.has(msg.id)) return;
@@ -267,7 +272,7 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
             yield m;
           }
         } finally {
-          clearTimeout(timer);
+          timer?.cancel();
           signal?.removeEventListener('abort', onAbort);
           pending.delete(msg.id);
           if (typeof token === 'string' || typeof token === 'number') byProgress.delete(token);
@@ -302,11 +307,12 @@ export function stdioConnector(cfg: UpstreamConfig & { stdio: StdioCommand }, lo
         const exited = new Promise<void>((resolve) =>
           child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()),
         );
-        const term = setTimeout(() => child.kill('SIGTERM'), 2_000);
-        const kill = setTimeout(() => child.kill('SIGKILL'), 5_000);
+        // The child's exit keeps the process alive meanwhile (its pipes are open), not these timers.
+        const term = clock.after(2_000, () => child.kill('SIGTERM'));
+        const kill = clock.after(5_000, () => child.kill('SIGKILL'));
         await exited;
-        clearTimeout(term);
-        clearTimeout(kill);
+        term.cancel();
+        kill.cancel();
       },
     };
     live.add(session);
