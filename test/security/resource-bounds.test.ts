@@ -617,6 +617,84 @@ describe('sessions are capped per caller under the upstream cap', () => {
   });
 });
 
+describe('input-required rounds held for 2026 callers are shared fairly', () => {
+  let gw: TestGateway;
+  let upstream: { url: string; close(): Promise<void> };
+
+  beforeAll(async () => {
+    // A 2025-only upstream: its sampling request parks the call on the shared session until the caller retries.
+    upstream = await startHttpServer();
+    gw = await startGateway({ upstreams: { http: { url: upstream.url } } });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await upstream?.close();
+  });
+
+  const ask = async (token: string, id: number, retry: Record<string, unknown> = {}) => {
+    const res = await fetch(`${gw.url}/mcp/http`, {
+      method: 'POST',
+      headers: {
+        ...JSON_HEADERS,
+        authorization: `Bearer ${token}`,
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'tools/call',
+        'mcp-name': 'ask-llm',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id,
+        method: 'tools/call',
+        params: {
+          name: 'ask-llm',
+          arguments: { prompt: 'p' },
+          _meta: {
+            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+            'io.modelcontextprotocol/clientCapabilities': { sampling: {} },
+          },
+          ...retry,
+        },
+      }),
+    });
+    const text = await res.text();
+    const data = text.startsWith('{')
+      ? text
+      : (
+          text
+            .split('\n')
+            .filter((l) => l.startsWith('data: '))
+            .pop() ?? ''
+        ).slice(6);
+    return JSON.parse(data) as Reply['json'] & { result?: { resultType?: string; requestState?: string } };
+  };
+  const answer = (requestState: string) => ({
+    requestState,
+    inputResponses: { upstream_request: { role: 'assistant', content: { type: 'text', text: 'X' }, model: 'm' } },
+  });
+
+  it("one caller's flood of rounds gives up its own oldest, never another caller's held round", async () => {
+    const alice = await gw.token('alice', ['eng']);
+    const mallory = await gw.token('mallory', ['eng']);
+    const aliceState = (await ask(alice, 1)).result?.requestState;
+    expect(aliceState).toBeTypeOf('string');
+    // As many rounds as the upstream holds in all: before, they pushed alice's out (her retry was -32602).
+    const mine: string[] = [];
+    for (let i = 0; i < 64; i++) {
+      const r = await ask(mallory, 100 + i);
+      expect(r.result?.resultType).toBe('input_required');
+      mine.push(r.result!.requestState!);
+    }
+    expect((await ask(alice, 1, answer(aliceState!))).result).toMatchObject({
+      content: [{ type: 'text', text: 'model said: X' }],
+    });
+    // Mallory's share is what she lost: her first round is given up, her newest still answers.
+    expect((await ask(mallory, 100, answer(mine[0]!))).error).toMatchObject({ code: -32602 });
+    expect((await ask(mallory, 163, answer(mine[63]!))).result).toMatchObject({
+      content: [{ type: 'text', text: 'model said: X' }],
+    });
+  });
+});
+
 describe('HTTP framing, headers and connections', () => {
   let gw: TestGateway;
   let capped: TestGateway;

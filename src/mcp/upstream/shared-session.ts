@@ -26,9 +26,12 @@ const RESTART_BACKOFF_MS = [0, 250, 1000, 5000, 15000];
 const MAX_REFUSED_REQUESTS = 16;
 /**
  * Requests parked on an upstream's sampling / elicitation / roots request until the 2026 caller retries
- * with its answer, per upstream; past it the oldest is given up (its upstream request cancelled).
+ * with its answer, per upstream; past it one is given up (its upstream stream closed): the oldest of the
+ * caller that holds the most, so one caller's flood costs that caller, not the others.
  */
 const MAX_PARKED = 64;
+/** …and per caller on that upstream: past it, that caller's own oldest is given up. */
+const MAX_PARKED_PER_CALLER = 16;
 /** How long a parked request waits for the caller's retry. */
 const PARKED_TTL_MS = 10 * 60_000;
 /** Unread notifications one 2026 listener may fall behind by before the oldest are dropped. */
@@ -317,17 +320,34 @@ export class SharedUpstreamSession {
     }
   }
 
-  /** Hold a request for its caller's retry; the oldest (or an expired one) is given up past the cap. */
+  /**
+   * Hold a request for its caller's retry. Expired ones are given up first; then, past the caller's
+   * share, the caller's own oldest; past the upstream's cap, the oldest of the caller holding the most.
+   */
   #park(p: Parked): string {
-    for (const [key, old] of this.#parked) {
-      if (this.#parked.size < MAX_PARKED && p.at - old.at <= PARKED_TTL_MS) break;
-      this.#parked.delete(key);
-      this.#inflight.delete(old.gid);
-      void old.stream.return?.(undefined);
+    for (const [key, old] of this.#parked) if (p.at - old.at > PARKED_TTL_MS) this.#giveUp(key, old);
+    const held = new Map<string, Array<[string, Parked]>>();
+    for (const entry of this.#parked) {
+      const list = held.get(entry[1].owner);
+      if (list === undefined) held.set(entry[1].owner, [entry]);
+      else list.push(entry);
+    }
+    const mine = held.get(p.owner) ?? [];
+    if (mine.length >= MAX_PARKED_PER_CALLER) this.#giveUp(...mine[0]!);
+    else if (this.#parked.size >= MAX_PARKED) {
+      let greediest = mine;
+      for (const list of held.values()) if (list.length > greediest.length) greediest = list;
+      this.#giveUp(...greediest[0]!);
     }
     const state = randomBytes(24).toString('base64url');
     this.#parked.set(state, p);
     return state;
+  }
+
+  #giveUp(key: string, old: Parked): void {
+    this.#parked.delete(key);
+    this.#inflight.delete(old.gid);
+    void old.stream.return?.(undefined);
   }
 
   /**
