@@ -44,6 +44,20 @@ const LIST_CHANGED: ReadonlyArray<readonly [flag: string, method: string, capabi
   ['resourcesListChanged', 'notifications/resources/list_changed', 'resources'],
 ];
 
+/**
+ * Task ids the shared session's callers started, each bound to its caller; past it the oldest is
+ * forgotten (its caller can no longer reach it through gitgate, nobody else ever could).
+ */
+const MAX_TASKS = 4096;
+/** The tasks methods that name one task by `params.taskId`. */
+const TASK_TARGETED: ReadonlySet<string> = new Set(['tasks/get', 'tasks/result', 'tasks/cancel', 'tasks/update']);
+
+/** The task a session-era result starts (2025-11-25 CreateTaskResult: `task.taskId`). */
+function startedTask(result: unknown): string | undefined {
+  const task = (result as { task?: { taskId?: unknown } } | null | undefined)?.task;
+  return task !== null && typeof task === 'object' && typeof task.taskId === 'string' ? task.taskId : undefined;
+}
+
 /** The key of the one input request gitgate puts in an input-required result. */
 const INPUT_KEY = 'upstream_request';
 /** Which client capability lets a 2026 caller answer which upstream request. */
@@ -105,6 +119,11 @@ export class SharedUpstreamSession {
   readonly #parked = new Map<string, Parked>();
   /** 2026 listeners fed by the one upstream GET stream, and what ends that stream once none is left. */
   readonly #listeners = new Set<Channel<JsonRpcMessage>>();
+  /**
+   * task id → the caller that started it. The upstream scopes tasks to its session, and this session
+   * is every stateless caller's: a caller reaches (gets, reads, updates, cancels, lists) only its own.
+   */
+  readonly #taskOwners = new Map<string, string>();
   #pump: { ctl: AbortController; open: Promise<void> } | undefined;
 
   constructor(
@@ -195,6 +214,13 @@ export class SharedUpstreamSession {
       yield* this.#resume(msg, owner, state);
       return;
     }
+    if (TASK_TARGETED.has(msg.method)) {
+      const taskId = msg.params?.taskId;
+      if (typeof taskId !== 'string' || this.#taskOwners.get(taskId) !== owner)
+        throw new GatewayError('INVALID_PARAMS', `Invalid params: ${msg.method} names no task of this caller`, {
+          data: { id: msg.id },
+        });
+    }
     const { session, init } = await this.ready();
     const gid = `gitgate-${++this.#seq}`;
     const params = withoutRetry(stripEnvelope(msg.params));
@@ -259,9 +285,11 @@ export class SharedUpstreamSession {
       for (let r = await s.stream.next(); !r.done; r = await s.stream.next()) {
         const m = r.value;
         if (isResponse(m)) {
-          yield m.result === undefined
+          if (m.result !== undefined) this.#ownTask(startedTask(m.result), owner);
+          const result = msg.method === 'tasks/list' ? this.#onlyOwn(m.result, owner) : m.result;
+          yield result === undefined
             ? { ...m, id: msg.id }
-            : { ...m, id: msg.id, result: toModernResult(msg.method, m.result, s.serverInfo) };
+            : { ...m, id: msg.id, result: toModernResult(msg.method, result, s.serverInfo) };
         } else if (isNotification(m) && m.method === 'notifications/progress' && m.params?.progressToken === s.gtoken) {
           if (token !== undefined) yield { ...m, params: { ...m.params, progressToken: token } };
         } else if (isRequest(m)) {
@@ -318,6 +346,24 @@ export class SharedUpstreamSession {
         void s.stream.return?.(undefined);
       }
     }
+  }
+
+  /** Bind a task the upstream started for `owner` to it (the first binding stands). */
+  #ownTask(taskId: string | undefined, owner: string): void {
+    if (taskId === undefined || this.#taskOwners.has(taskId)) return;
+    this.#taskOwners.set(taskId, owner);
+    if (this.#taskOwners.size > MAX_TASKS) this.#taskOwners.delete(this.#taskOwners.keys().next().value!);
+  }
+
+  /** A tasks/list result with only the caller's own tasks (every other member of the result as it came). */
+  #onlyOwn(result: unknown, owner: string): unknown {
+    if (result === null || typeof result !== 'object') return result;
+    const r = result as Record<string, unknown>;
+    const tasks = Array.isArray(r.tasks) ? r.tasks : [];
+    return {
+      ...r,
+      tasks: tasks.filter((t) => this.#taskOwners.get((t as { taskId?: unknown } | null)?.taskId as string) === owner),
+    };
   }
 
   /**
