@@ -695,6 +695,115 @@ describe('input-required rounds held for 2026 callers are shared fairly', () => 
   });
 });
 
+describe('2026-07-28 subscriptions/listen streams are capped like the sessions they replace', () => {
+  let gw: TestGateway;
+  let upstream: http.Server;
+  let held = 0;
+
+  beforeAll(async () => {
+    // A 2026-07-28 upstream: each listen stream is acknowledged and then held open, one upstream socket each.
+    upstream = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const msg = JSON.parse(body || '{}') as JsonRpcRequest;
+        if (msg.method === 'subscriptions/listen') {
+          held++;
+          res.on('close', () => held--);
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.write(
+            `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/subscriptions/acknowledged', params: { notifications: {} } })}\n\n`,
+          );
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: msg.id,
+            result: msg.method === 'server/discover' ? { supportedVersions: ['2026-07-28'], capabilities: {} } : {},
+          }),
+        );
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const port = (upstream.address() as net.AddressInfo).port;
+    gw = await startGateway({
+      upstreams: { http: { url: `http://127.0.0.1:${port}/mcp`, maxSessions: 3, maxSessionsPerCaller: 2 } },
+    });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    upstream?.closeAllConnections();
+    await new Promise((r) => upstream?.close(r));
+  });
+
+  const listen = async (token: string, ctl: AbortController) => {
+    const res = await fetch(`${gw.url}/mcp/http`, {
+      method: 'POST',
+      signal: ctl.signal,
+      headers: {
+        ...JSON_HEADERS,
+        authorization: `Bearer ${token}`,
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'subscriptions/listen',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'subscriptions/listen',
+        params: {
+          notifications: { toolsListChanged: true },
+          _meta: {
+            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+            'io.modelcontextprotocol/clientCapabilities': {},
+          },
+        },
+      }),
+    });
+    return res;
+  };
+
+  it("one caller's listens stop at its quota and all listens at the upstream's cap; a closed one frees its slot", async () => {
+    const mallory = await gw.token('mallory', ['eng']);
+    const alice = await gw.token('alice', ['eng']);
+    const open: AbortController[] = [];
+    const hold = async (token: string) => {
+      const ctl = new AbortController();
+      const res = await listen(token, ctl);
+      open.push(ctl);
+      return res;
+    };
+    try {
+      for (let i = 0; i < 2; i++)
+        expect((await hold(mallory)).headers.get('content-type')).toContain('text/event-stream');
+      for (let i = 0; i < 500 && held < 2; i++) await tick();
+      // Before: every further listen was one more upstream socket held open for as long as the caller liked.
+      const third = await hold(mallory);
+      expect(third.status).toBe(429);
+      expect(await third.json()).toMatchObject({ error: { code: -32007, data: { gitgate: 'SESSION_QUOTA' } } });
+      expect((await hold(alice)).status).toBe(200);
+      const full = await hold(alice);
+      expect(full.status).toBe(503);
+      expect(await full.json()).toMatchObject({ error: { data: { gitgate: 'SESSION_LIMIT' } } });
+      for (let i = 0; i < 500 && held < 3; i++) await tick();
+      expect(held).toBe(3);
+      // Mallory closes one: her slot comes back once gitgate has let go of it.
+      open[0]!.abort();
+      let again: Response | undefined;
+      for (let i = 0; i < 200; i++) {
+        again = await hold(mallory);
+        if (again.status === 200) break;
+        await again.body?.cancel();
+        await tick(20);
+      }
+      expect(again?.status).toBe(200);
+    } finally {
+      for (const c of open) c.abort();
+    }
+  });
+});
+
 describe('HTTP framing, headers and connections', () => {
   let gw: TestGateway;
   let capped: TestGateway;
