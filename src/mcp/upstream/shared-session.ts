@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { canonicalJson } from '../../canonical-json.js';
 import type { StaticSecret } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
 import { sentSecrets, upstreamDetail } from '../../masking/scrub.js';
@@ -75,6 +76,8 @@ interface Parked {
   readonly owner: string;
   readonly method: string;
   readonly target: unknown;
+  /** The call's arguments (canonical JSON): a retry sends them again, unchanged (the upstream runs these). */
+  readonly args: string;
   readonly gid: string;
   readonly gtoken: string | undefined;
   readonly serverRequestId: JsonRpcId;
@@ -93,6 +96,14 @@ interface Parked {
 /** What a retry must name again: the tool or prompt name, or the uri. */
 function targetOf(msg: JsonRpcRequest): unknown {
   return msg.params?.name ?? msg.params?.uri;
+}
+
+/**
+ * …and the arguments it must send again as they were: the policy decides the retry on them, and the
+ * record shows them, while the upstream goes on with those of the first round.
+ */
+function argumentsOf(msg: JsonRpcRequest): string {
+  return canonicalJson(msg.params?.arguments ?? {});
 }
 
 function hasCapability(caps: unknown, name: string): boolean {
@@ -248,6 +259,7 @@ export class SharedUpstreamSession {
       p.owner !== owner ||
       p.method !== msg.method ||
       p.target !== targetOf(msg) ||
+      p.args !== argumentsOf(msg) ||
       Date.now() - p.at > PARKED_TTL_MS
     ) {
       throw new GatewayError('INVALID_PARAMS', 'Invalid params: requestState is unknown, expired or not this call’s', {
@@ -300,6 +312,7 @@ export class SharedUpstreamSession {
               owner,
               method: msg.method,
               target: targetOf(msg),
+              args: argumentsOf(msg),
               gid: s.gid,
               gtoken: s.gtoken,
               serverRequestId: m.id,
