@@ -46,10 +46,13 @@ const LIST_CHANGED: ReadonlyArray<readonly [flag: string, method: string, capabi
 ];
 
 /**
- * Task ids the shared session's callers started, each bound to its caller; past it the oldest is
- * forgotten (its caller can no longer reach it through gitgate, nobody else ever could).
+ * Task ids the shared session's callers started, each bound to its caller: at most MAX_TASKS per
+ * upstream and MAX_TASKS_PER_CALLER per caller. Past a caller's share its own oldest binding is
+ * forgotten, past the upstream's the oldest of the caller holding the most (a forgotten task is
+ * out of its caller's reach through gitgate; nobody else ever reaches it).
  */
 const MAX_TASKS = 4096;
+const MAX_TASKS_PER_CALLER = 256;
 /** The tasks methods that name one task by `params.taskId`. */
 const TASK_TARGETED: ReadonlySet<string> = new Set(['tasks/get', 'tasks/result', 'tasks/cancel', 'tasks/update']);
 
@@ -135,6 +138,8 @@ export class SharedUpstreamSession {
    * is every stateless caller's: a caller reaches (gets, reads, updates, cancels, lists) only its own.
    */
   readonly #taskOwners = new Map<string, string>();
+  /** …and per caller, oldest first. */
+  readonly #tasksOf = new Map<string, string[]>();
   #pump: { ctl: AbortController; open: Promise<void> } | undefined;
 
   constructor(
@@ -364,8 +369,22 @@ export class SharedUpstreamSession {
   /** Bind a task the upstream started for `owner` to it (the first binding stands). */
   #ownTask(taskId: string | undefined, owner: string): void {
     if (taskId === undefined || this.#taskOwners.has(taskId)) return;
+    const mine = this.#tasksOf.get(owner) ?? [];
+    let from: string[] | undefined;
+    if (mine.length >= MAX_TASKS_PER_CALLER) from = mine;
+    else if (this.#taskOwners.size >= MAX_TASKS) {
+      from = mine;
+      for (const list of this.#tasksOf.values()) if (list.length > from.length) from = list;
+    }
+    const forgotten = from?.shift();
+    if (forgotten !== undefined) {
+      const of = this.#taskOwners.get(forgotten)!;
+      this.#taskOwners.delete(forgotten);
+      if (this.#tasksOf.get(of)?.length === 0) this.#tasksOf.delete(of);
+    }
     this.#taskOwners.set(taskId, owner);
-    if (this.#taskOwners.size > MAX_TASKS) this.#taskOwners.delete(this.#taskOwners.keys().next().value!);
+    mine.push(taskId);
+    this.#tasksOf.set(owner, mine);
   }
 
   /** A tasks/list result with only the caller's own tasks (every other member of the result as it came). */
