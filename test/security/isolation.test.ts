@@ -5,6 +5,9 @@
  * attack that worked against an earlier gitgate; real gateways and upstreams on loopback.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+import { SharedUpstreamSession } from '../../src/mcp/upstream/shared-session.js';
+import type { UpstreamConnector } from '../../src/mcp/upstream/types.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { type Hostile, startHostile } from './hostile-upstream.js';
 
@@ -93,5 +96,50 @@ describe("a session-era upstream's tasks belong to the caller that started them"
     // The caller that started it still has it.
     expect((await post(alice, 'tasks/list', {})).result?.tasks).toEqual([{ taskId: 't1', status: 'completed' }]);
     expect(JSON.stringify(await post(alice, 'tasks/result', { taskId }))).toContain('alice-private');
+  });
+});
+
+describe('what gitgate remembers of whose task is whose is shared fairly', () => {
+  it("one caller starting thousands of tasks forgets its own oldest, never another caller's", async () => {
+    // An in-memory session-era upstream: every task-augmented call starts a task, every task is readable.
+    let n = 0;
+    const connector: UpstreamConnector = {
+      name: 'mem',
+      transport: 'http',
+      shutdown: async () => undefined,
+      open: async () => ({
+        closed: false,
+        send: async () => undefined,
+        listen: async () => undefined,
+        close: async () => undefined,
+        async *request(msg: JsonRpcRequest): AsyncGenerator<JsonRpcMessage> {
+          if (msg.method === 'initialize')
+            yield { jsonrpc: '2.0', id: msg.id, result: { protocolVersion: '2025-11-25', capabilities: {} } };
+          else if (msg.method === 'tools/call')
+            yield { jsonrpc: '2.0', id: msg.id, result: { task: { taskId: `t${++n}`, status: 'completed' } } };
+          else yield { jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text: 'done' }] } };
+        },
+      }),
+    };
+    const shared = new SharedUpstreamSession(connector, { name: 'gitgate', version: '0' });
+    const run = async (owner: string, method: string, params: Record<string, unknown>) => {
+      const out: JsonRpcMessage[] = [];
+      for await (const m of shared.request({ jsonrpc: '2.0', id: 1, method, params }, owner)) out.push(m);
+      return out.at(-1) as { result?: { task?: { taskId: string } } };
+    };
+    const start = (owner: string) => run(owner, 'tools/call', { name: 'echo', arguments: {}, task: {} });
+    const alices = (await start('alice')).result!.task!.taskId;
+    // Before: past 4096 bindings the oldest went, whoever it was (here: alice's).
+    const mallorys: string[] = [];
+    for (let i = 0; i < 4200; i++) mallorys.push((await start('mallory')).result!.task!.taskId);
+    expect(await run('alice', 'tasks/result', { taskId: alices })).toMatchObject({ result: { content: [{}] } });
+    // Mallory's share is what she lost: her oldest, not her newest.
+    await expect(run('mallory', 'tasks/result', { taskId: mallorys[0]! })).rejects.toMatchObject({
+      code: 'INVALID_PARAMS',
+    });
+    expect(await run('mallory', 'tasks/result', { taskId: mallorys.at(-1)! })).toMatchObject({
+      result: { content: [{}] },
+    });
+    await shared.close();
   });
 });
