@@ -804,6 +804,97 @@ describe('2026-07-28 subscriptions/listen streams are capped like the sessions t
   });
 });
 
+describe('a session has one live GET stream', () => {
+  let gw: TestGateway;
+  let upstream: http.Server;
+  let held = 0;
+
+  beforeAll(async () => {
+    // A session-era upstream that lets a session hold any number of GET streams, each open until closed.
+    upstream = http.createServer((req, res) => {
+      if (req.method === 'GET') {
+        held++;
+        res.on('close', () => held--);
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(': open\n\n');
+        return;
+      }
+      if (req.method !== 'POST') {
+        res.writeHead(200).end();
+        return;
+      }
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const msg = JSON.parse(body) as JsonRpcRequest;
+        if (msg.id === undefined) {
+          res.writeHead(202).end();
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'u1' });
+        res.end(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: msg.id,
+            result:
+              msg.method === 'initialize'
+                ? { protocolVersion: '2025-11-25', capabilities: {}, serverInfo: { name: 'u', version: '1' } }
+                : {},
+          }),
+        );
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const port = (upstream.address() as net.AddressInfo).port;
+    gw = await startGateway({ upstreams: { http: { url: `http://127.0.0.1:${port}/mcp` } } });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    upstream?.closeAllConnections();
+    await new Promise((r) => upstream?.close(r));
+  });
+
+  it('a new GET on a session ends the one before (and its upstream GET): a session cannot hold upstream sockets without bound', async () => {
+    const token = await gw.token('mallory', ['eng']);
+    const url = `${gw.url}/mcp/http`;
+    const opened = await post(url, token, init());
+    const sid = opened.headers.get('mcp-session-id')!;
+    const streams: { ctl: AbortController; ended: Promise<boolean> }[] = [];
+    const get = async () => {
+      const ctl = new AbortController();
+      const res = await fetch(url, {
+        signal: ctl.signal,
+        headers: {
+          authorization: `Bearer ${token}`,
+          accept: 'text/event-stream',
+          'mcp-session-id': sid,
+          'mcp-protocol-version': '2025-11-25',
+        },
+      });
+      expect(res.status).toBe(200);
+      // Resolves true when gitgate ends this stream.
+      const ended = (async () => {
+        try {
+          for await (const _ of res.body as AsyncIterable<Uint8Array>);
+          return true;
+        } catch {
+          return false;
+        }
+      })();
+      streams.push({ ctl, ended });
+    };
+    try {
+      for (let i = 0; i < 5; i++) await get();
+      // Before: five upstream GETs held open for one session, and so on for every session a caller opens.
+      for (let i = 0; i < 500 && held !== 1; i++) await tick();
+      expect(held).toBe(1);
+      for (const s of streams.slice(0, 4)) expect(await s.ended).toBe(true);
+    } finally {
+      for (const s of streams) s.ctl.abort();
+    }
+  });
+});
+
 describe('HTTP framing, headers and connections', () => {
   let gw: TestGateway;
   let capped: TestGateway;
