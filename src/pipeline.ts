@@ -306,6 +306,24 @@ async function* concatStreams<T>(first: AsyncIterable<T>, second: AsyncGenerator
   }
 }
 
+/** The messages until `signal` aborts (then it ends, as if the stream had). */
+async function* untilAborted<T>(items: AsyncIterable<T>, signal: AbortSignal): AsyncGenerator<T> {
+  const it = items[Symbol.asyncIterator]();
+  const aborted = new Promise<undefined>((resolve) => {
+    if (signal.aborted) resolve(undefined);
+    else signal.addEventListener('abort', () => resolve(undefined), { once: true });
+  });
+  try {
+    for (;;) {
+      const r = await Promise.race([it.next(), aborted]);
+      if (r === undefined || r.done) return;
+      yield r.value;
+    }
+  } finally {
+    void it.return?.();
+  }
+}
+
 async function* finallyDo<T>(items: AsyncIterable<T>, done: () => void): AsyncGenerator<T> {
   try {
     yield* items;
@@ -505,7 +523,13 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
   if (replayed !== undefined && missed?.kind === 'post')
     return { kind: 'stream', headers: {}, messages: replayed, replay: session.replay.stream('post') };
   const sent = sentSecrets(upstream.config);
-  const stream = await session.upstreamSession.listen(req.signal, sent.addAuth(session.auth('listen')));
+  // One live GET stream per session, each an upstream GET held open without a timeout: a new one (a
+  // reconnect, or one too many) ends the one before, so a caller's sessions hold at most one each.
+  session.getStream?.abort();
+  const own = new AbortController();
+  session.getStream = own;
+  const ended = AbortSignal.any([req.signal, own.signal]);
+  const stream = await session.upstreamSession.listen(ended, sent.addAuth(session.auth('listen')));
   if (stream === undefined)
     throw new GatewayError(
       'METHOD_NOT_ALLOWED',
@@ -517,7 +541,7 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
     maskFor(deps, m, input, outcome);
     return deliver(route, m);
   };
-  const live = recordEach(mapMessages(stream, toCaller), req.audit);
+  const live = recordEach(untilAborted(mapMessages(stream, toCaller), own.signal), req.audit);
   const messages = replayed === undefined ? live : concatStreams(replayed, live);
   return { kind: 'stream', headers: {}, messages, replay: session.replay.stream('get') };
 }

@@ -234,12 +234,14 @@ approval := object.union({"required": true}, upstream_cfg.high_risk_tools[input.
 secret_detectors := ["aws_access_key", "aws_secret_key", "github_token", "private_key", "jwt", "bearer_token"]
 
 # Without mask rules of its own, a governed upstream still has credentials masked in
-# responses and errors, and in the arguments the audit log records (a caller's own
-# secrets in `arguments` reach the upstream as sent, but not the audit repo).
+# responses and errors, in the params of the upstream's notifications and requests the
+# caller receives (log lines, progress messages, sampling and elicitation requests), and
+# in the params the audit log records (a caller's own secrets in `arguments` reach the
+# upstream as sent, but not the audit repo).
 default_mask := [
 	{"path": "$.result", "detectors": secret_detectors},
 	{"path": "$.error", "detectors": secret_detectors},
-	{"path": "$.params.arguments", "detectors": secret_detectors},
+	{"path": "$.params", "detectors": secret_detectors},
 ]
 
 default mask := []

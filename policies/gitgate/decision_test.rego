@@ -75,7 +75,7 @@ test_demo_responses_errors_and_recorded_arguments_are_masked if {
 	d.mask == [
 		{"path": "$.result", "detectors": demo_detectors},
 		{"path": "$.error", "detectors": demo_detectors},
-		{"path": "$.params.arguments", "detectors": demo_detectors},
+		{"path": "$.params", "detectors": demo_detectors},
 	]
 }
 
@@ -85,7 +85,7 @@ test_an_upstream_without_mask_rules_still_masks_credentials if {
 		with data.config.upstreams.bare as {"full_access_groups": [], "public_tools": ["echo"], "high_risk_tools": {}}
 	d.allow
 	d.mask == gitgate.default_mask
-	{r.path | some r in d.mask} == {"$.result", "$.error", "$.params.arguments"}
+	{r.path | some r in d.mask} == {"$.result", "$.error", "$.params"}
 	every r in d.mask {
 		"jwt" in r.detectors
 		"bearer_token" in r.detectors

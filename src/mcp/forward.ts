@@ -41,11 +41,20 @@ export async function forward(
   switch (route.kind) {
     case 'session':
       return { messages: route.session.upstreamSession.request(msg, opts) };
-    case 'stateless':
+    case 'stateless': {
+      if (msg.method === LISTEN)
+        return {
+          messages: upstream.listens.hold(
+            identity.sub,
+            (await upstream.discovery.era()) === 'modern'
+              ? forwardModern(upstream, msg, opts)
+              : upstream.shared.listen(msg, opts.signal),
+          ),
+        };
       if ((await upstream.discovery.era()) === 'modern') return { messages: forwardModern(upstream, msg, opts) };
       if (msg.method === 'server/discover') return { messages: discover(upstream, msg) };
-      if (msg.method === LISTEN) return { messages: upstream.shared.listen(msg, opts.signal) };
       return { messages: upstream.shared.request(msg, identity.sub, opts) };
+    }
     case 'initialize':
       return initialize(sessions, upstream, identity, msg, opts);
   }

@@ -22,6 +22,8 @@ export interface GatewaySession {
   readonly inFlight: InFlight;
   /** What gitgate wrote on this session's SSE streams, for a client that reconnects with Last-Event-ID. */
   readonly replay: ReplayBuffer;
+  /** Ends the session's live GET stream (and its upstream GET): a session has one; a new one replaces it. */
+  getStream?: AbortController;
 }
 
 export interface SessionLimits {

@@ -1,6 +1,7 @@
 import { type Clock, systemClock } from '../clock.js';
 import type { GatewayConfig, UpstreamConfig } from '../config/types.js';
 import { GatewayError } from '../errors.js';
+import { ListenSlots } from './listen-slots.js';
 import { EraDiscovery } from './upstream/discovery.js';
 import { httpConnector } from './upstream/http.js';
 import { SharedUpstreamSession } from './upstream/shared-session.js';
@@ -14,6 +15,8 @@ export interface Upstream {
   readonly shared: SharedUpstreamSession;
   /** Whether the upstream speaks 2026-07-28 itself (then stateless callers' requests go to it as they are). */
   readonly discovery: EraDiscovery;
+  /** The 2026-07-28 subscriptions/listen streams open on it, capped per caller and in all. */
+  readonly listens: ListenSlots;
 }
 
 export interface UpstreamRegistry {
@@ -45,6 +48,7 @@ export function createUpstreamRegistry(
       connector,
       shared: new SharedUpstreamSession(connector, clientInfo, (method) => ownAuth(cfg, method), cfg, clock),
       discovery: new EraDiscovery(connector, clientInfo, (method) => ownAuth(cfg, method), clock),
+      listens: new ListenSlots(cfg),
     };
   };
   let map = new Map<string, Upstream>(Object.values(config.upstreams).map((cfg) => [cfg.name, build(cfg)]));

@@ -150,9 +150,9 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
       'jwt',
       'bearer_token',
     ];
-    // Responses, relayed errors, and the arguments the audit log records.
+    // Responses, relayed errors, the params of upstream notifications and requests, and the params the audit log records.
     expect(p.evaluate(input({ tool: 'echo' })).mask).toEqual(
-      ['$.result', '$.error', '$.params.arguments'].map((path) => ({ path, detectors })),
+      ['$.result', '$.error', '$.params'].map((path) => ({ path, detectors })),
     );
   });
 

@@ -553,3 +553,46 @@ describe('a message is what its members say, nothing more', () => {
     }
   });
 });
+
+describe('an input-required retry is decided on what the upstream goes on with', () => {
+  it('a retry that changes the arguments of the held call is refused: the upstream would go on with the first ones', async () => {
+    const upstream = (await startHttpServer()) as Upstream;
+    const gw = await startGateway({ upstreams: { http: { url: upstream.url } } });
+    try {
+      const alice = new RawMcp(`${gw.url}/mcp/http`, await gw.token('alice', ['eng']));
+      const h = { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'ask-llm' };
+      const ask = (prompt: string, retry: Record<string, unknown> = {}) =>
+        alice.post(
+          {
+            jsonrpc: '2.0',
+            id: 1,
+            method: 'tools/call',
+            params: {
+              name: 'ask-llm',
+              arguments: { prompt },
+              _meta: { ...MODERN, 'io.modelcontextprotocol/clientCapabilities': { sampling: {} } },
+              ...retry,
+            },
+          },
+          h,
+        );
+      const first = (await ask('harmless')).messages.at(-1) as { result?: { requestState?: string } };
+      const requestState = first.result?.requestState;
+      expect(requestState).toBeTypeOf('string');
+      const retry = {
+        requestState,
+        inputResponses: { upstream_request: { role: 'assistant', content: { type: 'text', text: 'X' }, model: 'm' } },
+      };
+      // Before: decided (and recorded) as a call with these arguments, while the upstream ran "harmless".
+      const changed = await ask('something else entirely', retry);
+      expect(changed.messages.at(-1)).toMatchObject({ error: { code: -32602 } });
+      // The held call is still the caller's to answer, with its own arguments.
+      expect((await ask('harmless', retry)).messages.at(-1)).toMatchObject({
+        result: { content: [{ type: 'text', text: 'model said: X' }] },
+      });
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+  });
+});

@@ -617,6 +617,284 @@ describe('sessions are capped per caller under the upstream cap', () => {
   });
 });
 
+describe('input-required rounds held for 2026 callers are shared fairly', () => {
+  let gw: TestGateway;
+  let upstream: { url: string; close(): Promise<void> };
+
+  beforeAll(async () => {
+    // A 2025-only upstream: its sampling request parks the call on the shared session until the caller retries.
+    upstream = await startHttpServer();
+    gw = await startGateway({ upstreams: { http: { url: upstream.url } } });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await upstream?.close();
+  });
+
+  const ask = async (token: string, id: number, retry: Record<string, unknown> = {}) => {
+    const res = await fetch(`${gw.url}/mcp/http`, {
+      method: 'POST',
+      headers: {
+        ...JSON_HEADERS,
+        authorization: `Bearer ${token}`,
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'tools/call',
+        'mcp-name': 'ask-llm',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id,
+        method: 'tools/call',
+        params: {
+          name: 'ask-llm',
+          arguments: { prompt: 'p' },
+          _meta: {
+            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+            'io.modelcontextprotocol/clientCapabilities': { sampling: {} },
+          },
+          ...retry,
+        },
+      }),
+    });
+    const text = await res.text();
+    const data = text.startsWith('{')
+      ? text
+      : (
+          text
+            .split('\n')
+            .filter((l) => l.startsWith('data: '))
+            .pop() ?? ''
+        ).slice(6);
+    return JSON.parse(data) as Reply['json'] & { result?: { resultType?: string; requestState?: string } };
+  };
+  const answer = (requestState: string) => ({
+    requestState,
+    inputResponses: { upstream_request: { role: 'assistant', content: { type: 'text', text: 'X' }, model: 'm' } },
+  });
+
+  it("one caller's flood of rounds gives up its own oldest, never another caller's held round", async () => {
+    const alice = await gw.token('alice', ['eng']);
+    const mallory = await gw.token('mallory', ['eng']);
+    const aliceState = (await ask(alice, 1)).result?.requestState;
+    expect(aliceState).toBeTypeOf('string');
+    // As many rounds as the upstream holds in all: before, they pushed alice's out (her retry was -32602).
+    const mine: string[] = [];
+    for (let i = 0; i < 64; i++) {
+      const r = await ask(mallory, 100 + i);
+      expect(r.result?.resultType).toBe('input_required');
+      mine.push(r.result!.requestState!);
+    }
+    expect((await ask(alice, 1, answer(aliceState!))).result).toMatchObject({
+      content: [{ type: 'text', text: 'model said: X' }],
+    });
+    // Mallory's share is what she lost: her first round is given up, her newest still answers.
+    expect((await ask(mallory, 100, answer(mine[0]!))).error).toMatchObject({ code: -32602 });
+    expect((await ask(mallory, 163, answer(mine[63]!))).result).toMatchObject({
+      content: [{ type: 'text', text: 'model said: X' }],
+    });
+  });
+});
+
+describe('2026-07-28 subscriptions/listen streams are capped like the sessions they replace', () => {
+  let gw: TestGateway;
+  let upstream: http.Server;
+  let held = 0;
+
+  beforeAll(async () => {
+    // A 2026-07-28 upstream: each listen stream is acknowledged and then held open, one upstream socket each.
+    upstream = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const msg = JSON.parse(body || '{}') as JsonRpcRequest;
+        if (msg.method === 'subscriptions/listen') {
+          held++;
+          res.on('close', () => held--);
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.write(
+            `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/subscriptions/acknowledged', params: { notifications: {} } })}\n\n`,
+          );
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: msg.id,
+            result: msg.method === 'server/discover' ? { supportedVersions: ['2026-07-28'], capabilities: {} } : {},
+          }),
+        );
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const port = (upstream.address() as net.AddressInfo).port;
+    gw = await startGateway({
+      upstreams: { http: { url: `http://127.0.0.1:${port}/mcp`, maxSessions: 3, maxSessionsPerCaller: 2 } },
+    });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    upstream?.closeAllConnections();
+    await new Promise((r) => upstream?.close(r));
+  });
+
+  const listen = async (token: string, ctl: AbortController) => {
+    const res = await fetch(`${gw.url}/mcp/http`, {
+      method: 'POST',
+      signal: ctl.signal,
+      headers: {
+        ...JSON_HEADERS,
+        authorization: `Bearer ${token}`,
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'subscriptions/listen',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'subscriptions/listen',
+        params: {
+          notifications: { toolsListChanged: true },
+          _meta: {
+            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+            'io.modelcontextprotocol/clientCapabilities': {},
+          },
+        },
+      }),
+    });
+    return res;
+  };
+
+  it("one caller's listens stop at its quota and all listens at the upstream's cap; a closed one frees its slot", async () => {
+    const mallory = await gw.token('mallory', ['eng']);
+    const alice = await gw.token('alice', ['eng']);
+    const open: AbortController[] = [];
+    const hold = async (token: string) => {
+      const ctl = new AbortController();
+      const res = await listen(token, ctl);
+      open.push(ctl);
+      return res;
+    };
+    try {
+      for (let i = 0; i < 2; i++)
+        expect((await hold(mallory)).headers.get('content-type')).toContain('text/event-stream');
+      for (let i = 0; i < 500 && held < 2; i++) await tick();
+      // Before: every further listen was one more upstream socket held open for as long as the caller liked.
+      const third = await hold(mallory);
+      expect(third.status).toBe(429);
+      expect(await third.json()).toMatchObject({ error: { code: -32007, data: { gitgate: 'SESSION_QUOTA' } } });
+      expect((await hold(alice)).status).toBe(200);
+      const full = await hold(alice);
+      expect(full.status).toBe(503);
+      expect(await full.json()).toMatchObject({ error: { data: { gitgate: 'SESSION_LIMIT' } } });
+      for (let i = 0; i < 500 && held < 3; i++) await tick();
+      expect(held).toBe(3);
+      // Mallory closes one: her slot comes back once gitgate has let go of it.
+      open[0]!.abort();
+      let again: Response | undefined;
+      for (let i = 0; i < 200; i++) {
+        again = await hold(mallory);
+        if (again.status === 200) break;
+        await again.body?.cancel();
+        await tick(20);
+      }
+      expect(again?.status).toBe(200);
+    } finally {
+      for (const c of open) c.abort();
+    }
+  });
+});
+
+describe('a session has one live GET stream', () => {
+  let gw: TestGateway;
+  let upstream: http.Server;
+  let held = 0;
+
+  beforeAll(async () => {
+    // A session-era upstream that lets a session hold any number of GET streams, each open until closed.
+    upstream = http.createServer((req, res) => {
+      if (req.method === 'GET') {
+        held++;
+        res.on('close', () => held--);
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(': open\n\n');
+        return;
+      }
+      if (req.method !== 'POST') {
+        res.writeHead(200).end();
+        return;
+      }
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const msg = JSON.parse(body) as JsonRpcRequest;
+        if (msg.id === undefined) {
+          res.writeHead(202).end();
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'u1' });
+        res.end(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: msg.id,
+            result:
+              msg.method === 'initialize'
+                ? { protocolVersion: '2025-11-25', capabilities: {}, serverInfo: { name: 'u', version: '1' } }
+                : {},
+          }),
+        );
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const port = (upstream.address() as net.AddressInfo).port;
+    gw = await startGateway({ upstreams: { http: { url: `http://127.0.0.1:${port}/mcp` } } });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    upstream?.closeAllConnections();
+    await new Promise((r) => upstream?.close(r));
+  });
+
+  it('a new GET on a session ends the one before (and its upstream GET): a session cannot hold upstream sockets without bound', async () => {
+    const token = await gw.token('mallory', ['eng']);
+    const url = `${gw.url}/mcp/http`;
+    const opened = await post(url, token, init());
+    const sid = opened.headers.get('mcp-session-id')!;
+    const streams: { ctl: AbortController; ended: Promise<boolean> }[] = [];
+    const get = async () => {
+      const ctl = new AbortController();
+      const res = await fetch(url, {
+        signal: ctl.signal,
+        headers: {
+          authorization: `Bearer ${token}`,
+          accept: 'text/event-stream',
+          'mcp-session-id': sid,
+          'mcp-protocol-version': '2025-11-25',
+        },
+      });
+      expect(res.status).toBe(200);
+      // Resolves true when gitgate ends this stream.
+      const ended = (async () => {
+        try {
+          for await (const _ of res.body as AsyncIterable<Uint8Array>);
+          return true;
+        } catch {
+          return false;
+        }
+      })();
+      streams.push({ ctl, ended });
+    };
+    try {
+      for (let i = 0; i < 5; i++) await get();
+      // Before: five upstream GETs held open for one session, and so on for every session a caller opens.
+      for (let i = 0; i < 500 && held !== 1; i++) await tick();
+      expect(held).toBe(1);
+      for (const s of streams.slice(0, 4)) expect(await s.ended).toBe(true);
+    } finally {
+      for (const s of streams) s.ctl.abort();
+    }
+  });
+});
+
 describe('HTTP framing, headers and connections', () => {
   let gw: TestGateway;
   let capped: TestGateway;

@@ -268,6 +268,56 @@ describe('the default policy masks recorded arguments', () => {
   });
 });
 
+describe("the default policy masks credentials in an upstream's notifications and requests", () => {
+  it('a log line, a progress message and a sampling request carrying credentials reach neither the caller nor the record', async () => {
+    const GH = 'ghp_abcdefghijklmnopqrstuvwxyz0123456789';
+    const AWS = 'AKIAIOSFODNN7EXAMPLE';
+    const hostile = await startHostile((call, res) => {
+      const token = (call.msg.params?._meta as { progressToken?: unknown } | undefined)?.progressToken;
+      const ev = (m: unknown) => `event: message\ndata: ${JSON.stringify(m)}\n\n`;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(ev({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: `key ${GH}` } }));
+      res.write(
+        ev({
+          jsonrpc: '2.0',
+          method: 'notifications/progress',
+          params: { progressToken: token, progress: 1, message: `uploading with ${AWS}` },
+        }),
+      );
+      res.write(
+        ev({
+          jsonrpc: '2.0',
+          id: 'up-1',
+          method: 'sampling/createMessage',
+          params: { messages: [{ role: 'user', content: { type: 'text', text: `use ${GH}` } }], maxTokens: 5 },
+        }),
+      );
+      res.end(ev({ jsonrpc: '2.0', id: call.msg.id, result: { content: [{ type: 'text', text: 'ok' }] } }));
+    });
+    const gw = await startGateway({
+      policyDir: path.join(packageRoot, 'policies'),
+      upstreams: { demo: { url: hostile.url } },
+    });
+    try {
+      const s = await mcpSession(gw.url, 'demo', await gw.token('bob'));
+      const r = await s.call('echo', { message: 'hi' });
+      expect(r.last?.result).toEqual({ content: [{ type: 'text', text: 'ok' }] });
+      expect(r.messages.length).toBeGreaterThanOrEqual(3);
+      // Before: the default mask covered $.result, $.error and $.params.arguments only.
+      expect(r.text).not.toContain(GH);
+      expect(r.text).toContain('[redacted:github_token]');
+      await gw.close();
+      let records = '';
+      for await (const rec of readRecords(path.join(gw.dataDir, 'audit'))) records += `${JSON.stringify(rec)}\n`;
+      expect(records).not.toContain(GH);
+      expect(records).not.toContain(AWS);
+    } finally {
+      await gw.close().catch(() => undefined);
+      await hostile.close();
+    }
+  });
+});
+
 describe("gitgate's own logs", () => {
   it('redact authorization, cookies and every header a static secret travels in', () => {
     const lines: string[] = [];

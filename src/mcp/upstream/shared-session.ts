@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { canonicalJson } from '../../canonical-json.js';
 import { type Clock, systemClock } from '../../clock.js';
 import type { StaticSecret } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
@@ -27,9 +28,12 @@ const RESTART_BACKOFF_MS = [0, 250, 1000, 5000, 15000];
 const MAX_REFUSED_REQUESTS = 16;
 /**
  * Requests parked on an upstream's sampling / elicitation / roots request until the 2026 caller retries
- * with its answer, per upstream; past it the oldest is given up (its upstream request cancelled).
+ * with its answer, per upstream; past it one is given up (its upstream stream closed): the oldest of the
+ * caller that holds the most, so one caller's flood costs that caller, not the others.
  */
 const MAX_PARKED = 64;
+/** …and per caller on that upstream: past it, that caller's own oldest is given up. */
+const MAX_PARKED_PER_CALLER = 16;
 /** How long a parked request waits for the caller's retry. */
 const PARKED_TTL_MS = 10 * 60_000;
 /** Unread notifications one 2026 listener may fall behind by before the oldest are dropped. */
@@ -41,6 +45,23 @@ const LIST_CHANGED: ReadonlyArray<readonly [flag: string, method: string, capabi
   ['promptsListChanged', 'notifications/prompts/list_changed', 'prompts'],
   ['resourcesListChanged', 'notifications/resources/list_changed', 'resources'],
 ];
+
+/**
+ * Task ids the shared session's callers started, each bound to its caller: at most MAX_TASKS per
+ * upstream and MAX_TASKS_PER_CALLER per caller. Past a caller's share its own oldest binding is
+ * forgotten, past the upstream's the oldest of the caller holding the most (a forgotten task is
+ * out of its caller's reach through gitgate; nobody else ever reaches it).
+ */
+const MAX_TASKS = 4096;
+const MAX_TASKS_PER_CALLER = 256;
+/** The tasks methods that name one task by `params.taskId`. */
+const TASK_TARGETED: ReadonlySet<string> = new Set(['tasks/get', 'tasks/result', 'tasks/cancel', 'tasks/update']);
+
+/** The task a session-era result starts (2025-11-25 CreateTaskResult: `task.taskId`). */
+function startedTask(result: unknown): string | undefined {
+  const task = (result as { task?: { taskId?: unknown } } | null | undefined)?.task;
+  return task !== null && typeof task === 'object' && typeof task.taskId === 'string' ? task.taskId : undefined;
+}
 
 /** The key of the one input request gitgate puts in an input-required result. */
 const INPUT_KEY = 'upstream_request';
@@ -59,6 +80,8 @@ interface Parked {
   readonly owner: string;
   readonly method: string;
   readonly target: unknown;
+  /** The call's arguments (canonical JSON): a retry sends them again, unchanged (the upstream runs these). */
+  readonly args: string;
   readonly gid: string;
   readonly gtoken: string | undefined;
   readonly serverRequestId: JsonRpcId;
@@ -77,6 +100,14 @@ interface Parked {
 /** What a retry must name again: the tool or prompt name, or the uri. */
 function targetOf(msg: JsonRpcRequest): unknown {
   return msg.params?.name ?? msg.params?.uri;
+}
+
+/**
+ * …and the arguments it must send again as they were: the policy decides the retry on them, and the
+ * record shows them, while the upstream goes on with those of the first round.
+ */
+function argumentsOf(msg: JsonRpcRequest): string {
+  return canonicalJson(msg.params?.arguments ?? {});
 }
 
 function hasCapability(caps: unknown, name: string): boolean {
@@ -103,6 +134,13 @@ export class SharedUpstreamSession {
   readonly #parked = new Map<string, Parked>();
   /** 2026 listeners fed by the one upstream GET stream, and what ends that stream once none is left. */
   readonly #listeners = new Set<Channel<JsonRpcMessage>>();
+  /**
+   * task id → the caller that started it. The upstream scopes tasks to its session, and this session
+   * is every stateless caller's: a caller reaches (gets, reads, updates, cancels, lists) only its own.
+   */
+  readonly #taskOwners = new Map<string, string>();
+  /** …and per caller, oldest first. */
+  readonly #tasksOf = new Map<string, string[]>();
   #pump: { ctl: AbortController; open: Promise<void> } | undefined;
 
   constructor(
@@ -195,6 +233,13 @@ export class SharedUpstreamSession {
       yield* this.#resume(msg, owner, state);
       return;
     }
+    if (TASK_TARGETED.has(msg.method)) {
+      const taskId = msg.params?.taskId;
+      if (typeof taskId !== 'string' || this.#taskOwners.get(taskId) !== owner)
+        throw new GatewayError('INVALID_PARAMS', `Invalid params: ${msg.method} names no task of this caller`, {
+          data: { id: msg.id },
+        });
+    }
     const { session, init } = await this.ready();
     const gid = `gitgate-${++this.#seq}`;
     const params = withoutRetry(stripEnvelope(msg.params));
@@ -222,6 +267,7 @@ export class SharedUpstreamSession {
       p.owner !== owner ||
       p.method !== msg.method ||
       p.target !== targetOf(msg) ||
+      p.args !== argumentsOf(msg) ||
       this.clock.now() - p.at > PARKED_TTL_MS
     ) {
       throw new GatewayError('INVALID_PARAMS', 'Invalid params: requestState is unknown, expired or not this call’s', {
@@ -259,9 +305,11 @@ export class SharedUpstreamSession {
       for (let r = await s.stream.next(); !r.done; r = await s.stream.next()) {
         const m = r.value;
         if (isResponse(m)) {
-          yield m.result === undefined
+          if (m.result !== undefined) this.#ownTask(startedTask(m.result), owner);
+          const result = msg.method === 'tasks/list' ? this.#onlyOwn(m.result, owner) : m.result;
+          yield result === undefined
             ? { ...m, id: msg.id }
-            : { ...m, id: msg.id, result: toModernResult(msg.method, m.result, s.serverInfo) };
+            : { ...m, id: msg.id, result: toModernResult(msg.method, result, s.serverInfo) };
         } else if (isNotification(m) && m.method === 'notifications/progress' && m.params?.progressToken === s.gtoken) {
           if (token !== undefined) yield { ...m, params: { ...m.params, progressToken: token } };
         } else if (isRequest(m)) {
@@ -272,6 +320,7 @@ export class SharedUpstreamSession {
               owner,
               method: msg.method,
               target: targetOf(msg),
+              args: argumentsOf(msg),
               gid: s.gid,
               gtoken: s.gtoken,
               serverRequestId: m.id,
@@ -320,17 +369,66 @@ export class SharedUpstreamSession {
     }
   }
 
-  /** Hold a request for its caller's retry; the oldest (or an expired one) is given up past the cap. */
+  /** Bind a task the upstream started for `owner` to it (the first binding stands). */
+  #ownTask(taskId: string | undefined, owner: string): void {
+    if (taskId === undefined || this.#taskOwners.has(taskId)) return;
+    const mine = this.#tasksOf.get(owner) ?? [];
+    let from: string[] | undefined;
+    if (mine.length >= MAX_TASKS_PER_CALLER) from = mine;
+    else if (this.#taskOwners.size >= MAX_TASKS) {
+      from = mine;
+      for (const list of this.#tasksOf.values()) if (list.length > from.length) from = list;
+    }
+    const forgotten = from?.shift();
+    if (forgotten !== undefined) {
+      const of = this.#taskOwners.get(forgotten)!;
+      this.#taskOwners.delete(forgotten);
+      if (this.#tasksOf.get(of)?.length === 0) this.#tasksOf.delete(of);
+    }
+    this.#taskOwners.set(taskId, owner);
+    mine.push(taskId);
+    this.#tasksOf.set(owner, mine);
+  }
+
+  /** A tasks/list result with only the caller's own tasks (every other member of the result as it came). */
+  #onlyOwn(result: unknown, owner: string): unknown {
+    if (result === null || typeof result !== 'object') return result;
+    const r = result as Record<string, unknown>;
+    const tasks = Array.isArray(r.tasks) ? r.tasks : [];
+    return {
+      ...r,
+      tasks: tasks.filter((t) => this.#taskOwners.get((t as { taskId?: unknown } | null)?.taskId as string) === owner),
+    };
+  }
+
+  /**
+   * Hold a request for its caller's retry. Expired ones are given up first; then, past the caller's
+   * share, the caller's own oldest; past the upstream's cap, the oldest of the caller holding the most.
+   */
   #park(p: Parked): string {
-    for (const [key, old] of this.#parked) {
-      if (this.#parked.size < MAX_PARKED && p.at - old.at <= PARKED_TTL_MS) break;
-      this.#parked.delete(key);
-      this.#inflight.delete(old.gid);
-      void old.stream.return?.(undefined);
+    for (const [key, old] of this.#parked) if (p.at - old.at > PARKED_TTL_MS) this.#giveUp(key, old);
+    const held = new Map<string, Array<[string, Parked]>>();
+    for (const entry of this.#parked) {
+      const list = held.get(entry[1].owner);
+      if (list === undefined) held.set(entry[1].owner, [entry]);
+      else list.push(entry);
+    }
+    const mine = held.get(p.owner) ?? [];
+    if (mine.length >= MAX_PARKED_PER_CALLER) this.#giveUp(...mine[0]!);
+    else if (this.#parked.size >= MAX_PARKED) {
+      let greediest = mine;
+      for (const list of held.values()) if (list.length > greediest.length) greediest = list;
+      this.#giveUp(...greediest[0]!);
     }
     const state = randomBytes(24).toString('base64url');
     this.#parked.set(state, p);
     return state;
+  }
+
+  #giveUp(key: string, old: Parked): void {
+    this.#parked.delete(key);
+    this.#inflight.delete(old.gid);
+    void old.stream.return?.(undefined);
   }
 
   /**
