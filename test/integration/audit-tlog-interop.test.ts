@@ -138,5 +138,5 @@ describe('interop with Go sumdb/note and sumdb/tlog', () => {
       }),
     );
     expect(await goTlog(bin, ['verify', file])).toEqual({ code: 0, out: 'ok\n' });
-  });
+  }, 120_000); // seven CLI processes: a bound for a loaded machine, not a duration under test
 });
