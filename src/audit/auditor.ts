@@ -1,4 +1,5 @@
 import { canonicalJson } from '../canonical-json.js';
+import { type Clock, systemClock } from '../clock.js';
 import type { GatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
 import { maskedCopy } from '../masking/mask.js';
@@ -125,8 +126,9 @@ function bounded(value: unknown, maxBytes: number): unknown {
   return { truncated: true, bytes: Buffer.byteLength(text), sha256: sha256Hex(text) };
 }
 
-export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; now?: () => Date }): Auditor {
-  const now = opts.now ?? (() => new Date());
+export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; clock?: Clock }): Auditor {
+  const clock = opts.clock ?? systemClock;
+  const now = () => new Date(clock.now());
   /**
    * Per approval, its records not yet known durable (all of them: a failed one
    * keeps the promise rejected, so a call it would release is never forwarded).
