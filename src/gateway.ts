@@ -88,6 +88,8 @@ export interface GatewayOptions {
   approvalClock?: Clock;
   /** The upstream checks' clock: their deadlines and times (tests fire a deadline by hand; default: `clock`). */
   upstreamCheckClock?: Clock;
+  /** The audit trail's clock: record times, the log's hold, stall watchdog and retry window, the committer's every-T-ms commit (default: `clock`). */
+  auditClock?: Clock;
 }
 
 async function approvalProvider(config: GatewayConfig, clock: Clock): Promise<ApprovalProvider> {
@@ -130,6 +132,7 @@ interface AuditParts {
 async function createAudit(
   config: GatewayConfig,
   logger: Logger,
+  clock: Clock,
   wal?: (dir: string) => WriteAheadLog,
 ): Promise<AuditParts> {
   if (!config.audit.enabled) return { auditor: disabledAuditor };
@@ -143,6 +146,7 @@ async function createAudit(
     ...(config.audit.remote ? { remote: config.audit.remote } : {}),
     log: (m) => logger.warn(m),
     exclusive,
+    clock,
   });
   const { log, committer } = openAuditTrail(store, {
     walDir: path.join(config.dataDir, 'audit-wal'),
@@ -152,6 +156,7 @@ async function createAudit(
     warn: (m) => logger.warn(m),
     everyRecords: config.audit.commitEveryRecords,
     everyMs: config.audit.commitEveryMs,
+    clock,
     ...(wal !== undefined ? { wal } : {}),
     onError: (err) =>
       logger.error({ err: (err as Error).message }, 'audit commit failed; records stay in the write-ahead log'),
@@ -168,7 +173,7 @@ async function createAudit(
       'audit write-ahead log damage found on recovery',
     );
   committer.start();
-  return { auditor: createAuditor(log, { maxRecordedBytes: config.audit.maxRecordedBytes }), log, committer };
+  return { auditor: createAuditor(log, { maxRecordedBytes: config.audit.maxRecordedBytes, clock }), log, committer };
 }
 
 /**
@@ -556,7 +561,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const ups = createUpstreams(config, logger, opts, clock, metrics, credentials, policy);
     const { upstreams, upstreamChecks, sessions, retiring } = ups;
     if (shared !== undefined) await shareSessions(shared, sessions, upstreams, credentials);
-    const audit = await createAudit(config, logger, opts.wal);
+    const audit = await createAudit(config, logger, opts.auditClock ?? clock, opts.wal);
     const sync = await startPolicySource(config, logger, clock, metrics, policySource, ups);
     const catalogs = new ToolCatalogs();
     sessions.onDelete = (session, reason) => {

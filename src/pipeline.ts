@@ -151,7 +151,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   note.decision = outcome;
   // The request as the decision's mask rules leave it, copied once: what reviewers of a parked call see.
   const masked = maskedCopy(msg, outcome.decision.maskRules);
-  const decision = req.audit.decided(input, outcome, msg);
+  const decision = req.audit.decided(input, outcome, masked);
   enforce(outcome);
   await limitRate(deps.rates, input, outcome);
   // A credential for exactly this call, minted when the call is sent (for a parked call: at release).
@@ -262,7 +262,7 @@ async function relayClientMessage(
   const input = buildMessageInput(identity, message, inputContext(deps, upstream, route, era, req.requestId));
   const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
   note.decision = outcome;
-  const decision = req.audit.decided(input, outcome, msg);
+  const decision = req.audit.decided(input, outcome, maskedCopy(msg, outcome.decision.maskRules));
   enforce(outcome);
   await decision.durable();
   await relayToUpstream(

@@ -1,7 +1,7 @@
 import { canonicalJson } from '../canonical-json.js';
+import { type Clock, systemClock } from '../clock.js';
 import type { GatewayError } from '../errors.js';
 import type { Identity } from '../identity/identity.js';
-import { maskedCopy } from '../masking/mask.js';
 import type { JsonRpcMessage, JsonRpcResponse } from '../mcp/jsonrpc.js';
 import type { DecisionOutcome } from '../policy/decide.js';
 import type { PolicyInput } from '../policy/input.js';
@@ -33,12 +33,13 @@ export interface ExchangeAudit {
   /** The caller, once authenticated. */
   caller(identity: Identity, upstream: string): void;
   /**
-   * The decision (with the request as masked by it). Written at once but held:
+   * The decision, with the message as its mask rules leave it (`maskedCopy(message, maskRules)`: the
+   * caller masks once, for the record and for reviewers; the auditor records it as given). Written at once but held:
    * it becomes durable with the answer (a denial and its error share one
    * fsync) unless the pipeline asks for `durable()` first, which it does
    * before anything is forwarded.
    */
-  decided(input: PolicyInput, outcome: DecisionOutcome, message: JsonRpcMessage | undefined): RecordedDecision;
+  decided(input: PolicyInput, outcome: DecisionOutcome, masked: JsonRpcMessage | undefined): RecordedDecision;
   /** A new session opened by this exchange (initialize). */
   opened(session: { id: string; createdAt: number }, protocolVersion: string): void;
   /** Extra fields for this exchange's answer record (e.g. the approval it used). */
@@ -125,8 +126,9 @@ function bounded(value: unknown, maxBytes: number): unknown {
   return { truncated: true, bytes: Buffer.byteLength(text), sha256: sha256Hex(text) };
 }
 
-export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; now?: () => Date }): Auditor {
-  const now = opts.now ?? (() => new Date());
+export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; clock?: Clock }): Auditor {
+  const clock = opts.clock ?? systemClock;
+  const now = () => new Date(clock.now());
   /**
    * Per approval, its records not yet known durable (all of them: a failed one
    * keeps the promise rejected, so a call it would release is never forwarded).
@@ -258,24 +260,23 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; n
           who = { sub: identity.sub, groups: identity.groups, issuer: identity.issuer };
           upstream = up;
         },
-        decided(input, outcome, request) {
+        decided(input, outcome, masked) {
           method = input.mcp.method;
           if (input.mcp.tool !== undefined) tool = input.mcp.tool;
+          const d = outcome.decision;
           // Record what the decision lets be recorded: the arguments as its mask rules leave them.
           let recordedInput = input;
-          if (outcome.decision.maskRules.length > 0 && input.mcp.arguments !== undefined && request !== undefined) {
-            const masked = maskedCopy(request, outcome.decision.maskRules);
+          if (d.maskRules.length > 0 && input.mcp.arguments !== undefined && masked !== undefined) {
             const args = ('params' in masked ? (masked.params as { arguments?: unknown } | undefined) : undefined)
               ?.arguments;
             if (args !== undefined)
               recordedInput = { ...input, mcp: { ...input.mcp, arguments: args as Record<string, unknown> } };
           }
-          const d = outcome.decision;
           const event = base('decision');
           // A client notification or response carries no arguments of its own: what goes upstream is the message, recorded masked.
           const relayed =
-            request !== undefined && input.mcp.kind !== 'request'
-              ? { message: bounded(maskedCopy(request, d.maskRules), opts.maxRecordedBytes) }
+            masked !== undefined && input.mcp.kind !== 'request'
+              ? { message: bounded(masked, opts.maxRecordedBytes) }
               : {};
           event.data = {
             policy: { revision: outcome.revision.commit ?? null, bundle_digest: outcome.revision.bundleDigest },

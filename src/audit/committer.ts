@@ -1,3 +1,4 @@
+import { type Clock, systemClock, type Timer } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import type { Anchors } from './anchors.js';
 import type { AuditLog, StreamTail } from './log.js';
@@ -34,7 +35,7 @@ const describe = (d: WalDamage) => `${d.segment}:${d.line}: ${d.kind}: ${d.why}`
  * the committed segments. A failed commit leaves everything in the WAL.
  */
 export class AuditCommitter {
-  #timer: NodeJS.Timeout | undefined;
+  #timer: Timer | undefined;
   #running: Promise<void> | undefined;
   #status: {
     commits: number;
@@ -45,6 +46,7 @@ export class AuditCommitter {
     walDamage?: readonly string[];
   } = { commits: 0 };
   #oldest: number | undefined;
+  readonly #clock: Clock;
 
   constructor(
     private readonly log: AuditLog,
@@ -58,8 +60,12 @@ export class AuditCommitter {
       treeFile?: string;
       /** Where each committed checkpoint is also published. */
       anchors?: Anchors;
+      /** The clock of the every-T-ms commit and of the status times (default: the system's). */
+      clock?: Clock;
     },
-  ) {}
+  ) {
+    this.#clock = opts.clock ?? systemClock;
+  }
 
   /**
    * Before the sealer numbers a record: the stored hashes hold exactly the repo's leaves and
@@ -133,10 +139,9 @@ export class AuditCommitter {
   }
 
   start(): void {
-    this.#timer = setInterval(() => void this.commit(), this.opts.everyMs);
-    this.#timer.unref();
+    this.#timer = this.#clock.every(this.opts.everyMs, () => void this.commit());
     this.log.onDurable((n) => {
-      this.#oldest ??= Date.now();
+      this.#oldest ??= this.#clock.now();
       if (n >= this.opts.everyRecords) void this.commit();
     });
   }
@@ -184,8 +189,8 @@ export class AuditCommitter {
       const { walDamage } = this.#status;
       this.#status = {
         commits: this.#status.commits + 1,
-        lastCommitAt: new Date().toISOString(),
-        ...(oldest !== undefined ? { lastLagMs: Date.now() - oldest } : {}),
+        lastCommitAt: new Date(this.#clock.now()).toISOString(),
+        ...(oldest !== undefined ? { lastLagMs: this.#clock.now() - oldest } : {}),
         ...(walDamage !== undefined ? { walDamage } : {}),
       };
     } catch (err) {
@@ -204,7 +209,7 @@ export class AuditCommitter {
 
   /** Final commit of everything (shutdown). */
   async stop(): Promise<void> {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer?.cancel();
     await this.log.flush();
     await this.#running;
     await this.commit();

@@ -1,3 +1,4 @@
+import { type Clock, systemClock, type Timer } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { type AuditEvent, type RawMember, recordParts } from './record.js';
 import type { FromSealer, SealItem } from './sealer.js';
@@ -47,8 +48,8 @@ interface Waiting {
 }
 
 export interface AuditLogOptions {
-  /** The clock (tests inject one; default the system's): ts, the stall watchdog, the retry window, idle tails. */
-  readonly now?: () => Date;
+  /** The clock (tests inject one; default the system's): ts, the stall watchdog, the hold, the retry window, the sealer restart, idle tails. */
+  readonly clock?: Clock;
   /**
    * A record not durable after this long means the WAL has stalled (a hung
    * disk): the log reports itself unavailable, so nothing new is forwarded,
@@ -81,7 +82,7 @@ export class AuditLog {
   #port: SealerPort | undefined;
   #outbox: SealItem[] = [];
   #scheduled = false;
-  #holdTimer: NodeJS.Timeout | undefined;
+  #holdTimer: Timer | undefined;
   #nextId = 1;
   /** Bumped by every failure: the sealer refuses records numbered before it. */
   #epoch = 0;
@@ -96,25 +97,24 @@ export class AuditLog {
   /** Leaves known durable (from checkpoints and durable reports): where a restarted sealer numbers from. */
   #treeSize: number | undefined;
 
-  /** The log's clock: every time it reads (record ts, stall watchdog, retry window, idle tails). */
-  readonly #now: () => Date;
+  /** The log's clock: every time it reads or waits (record ts, stall watchdog, hold, retry window, sealer restart, idle tails). */
+  readonly #clock: Clock;
   readonly #stallMs: number;
-  readonly #watchdog: NodeJS.Timeout;
+  readonly #watchdog: Timer;
 
   constructor(
     private readonly openSealer: () => SealerPort,
     private readonly tailOf: TailLookup,
     opts: AuditLogOptions = {},
   ) {
-    this.#now = opts.now ?? (() => new Date());
+    this.#clock = opts.clock ?? systemClock;
     this.#stallMs = opts.stallMs ?? STALL_MS;
     this.#start();
-    this.#watchdog = setInterval(() => this.#checkStalled(), Math.max(10, Math.min(1_000, this.#stallMs / 2)));
-    this.#watchdog.unref();
+    this.#watchdog = this.#clock.every(Math.max(10, Math.min(1_000, this.#stallMs / 2)), () => this.#checkStalled());
   }
 
   #ms(): number {
-    return this.#now().getTime();
+    return this.#clock.now();
   }
 
   /** The oldest record still waiting (the map keeps append order) tells whether writes have stalled. */
@@ -137,7 +137,7 @@ export class AuditLog {
         this.#fail(this.#epoch, [...this.#waiting.keys()], `audit sealer stopped: ${err.message}`);
         for (const reply of this.#replies.values()) reply({ error: err.message });
         this.#replies.clear();
-        setTimeout(() => {
+        this.#clock.after(RESTART_SEALER_MS, () => {
           if (this.#closed) return;
           this.#start();
           this.#port?.post({
@@ -145,7 +145,7 @@ export class AuditLog {
             min: this.#epoch,
             ...(this.#treeSize !== undefined ? { tree: this.#treeSize } : {}),
           });
-        }, RESTART_SEALER_MS).unref();
+        });
       },
     );
   }
@@ -185,7 +185,7 @@ export class AuditLog {
     }
     const seq = tail.seq + 1;
     const prev = tail.prev;
-    const at = opts.ts ?? event.ts ?? this.#now().toISOString();
+    const at = opts.ts ?? event.ts ?? new Date(this.#ms()).toISOString();
     const ts = tail.ts !== undefined && at < tail.ts ? tail.ts : at;
     // Delete first: Map order is then least recently used first (for evict()).
     this.#tails.delete(stream);
@@ -298,7 +298,7 @@ export class AuditLog {
     if (this.#closed) return undefined;
     const r = await this.#ask('close');
     this.#closed = true;
-    clearInterval(this.#watchdog);
+    this.#watchdog.cancel();
     const port = this.#port;
     this.#port = undefined;
     await port?.terminate();
@@ -362,16 +362,15 @@ export class AuditLog {
    */
   #hold(): void {
     if (this.#holdTimer !== undefined) return;
-    this.#holdTimer = setTimeout(() => {
+    this.#holdTimer = this.#clock.after(HOLD_MS, () => {
       this.#holdTimer = undefined;
       this.#post();
-    }, HOLD_MS);
-    this.#holdTimer.unref();
+    });
   }
 
   #post(): void {
     if (this.#holdTimer !== undefined) {
-      clearTimeout(this.#holdTimer);
+      this.#holdTimer.cancel();
       this.#holdTimer = undefined;
     }
     if (this.#outbox.length === 0) return;

@@ -1,6 +1,7 @@
 import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { systemClock } from '../clock.js';
 import { parseDuration } from '../config/duration.js';
 import { sessionStreamName } from './auditor.js';
 import { recordOf } from './reader.js';
@@ -234,7 +235,7 @@ function brief(v: unknown): string {
 }
 
 /** "7d", "12h", "30m" or an ISO date → ISO timestamp. */
-export function sinceToIso(since: string, now = Date.now()): string {
+export function sinceToIso(since: string, now = systemClock.now()): string {
   if (/^\d+(ms|s|m|h|d)$/.test(since.trim())) return new Date(now - parseDuration(since) * 1000).toISOString();
   const d = new Date(since);
   if (Number.isNaN(d.getTime())) throw new Error(`invalid --since "${since}" (use 7d, 12h, 30m or an ISO date)`);

@@ -11,6 +11,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
+import { type Clock, systemClock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { git, gitText } from '../git/run.js';
 import type { StreamTail } from './log.js';
@@ -105,7 +106,7 @@ function gitRunsIn(dir: string): boolean {
 const GIT_LOCK_WAIT_MS = 10_000;
 
 /** Remove the lock files a killed git leaves, after waiting (bounded) for any git still running in the repo to finish. */
-async function removeStaleGitLocks(dir: string, log: (msg: string) => void): Promise<void> {
+async function removeStaleGitLocks(dir: string, log: (msg: string) => void, clock: Clock): Promise<void> {
   const gitDir = path.join(dir, '.git');
   const locks = [
     ...['index.lock', 'HEAD.lock', 'config.lock', 'packed-refs.lock'].map((f) => path.join(gitDir, f)),
@@ -113,7 +114,7 @@ async function removeStaleGitLocks(dir: string, log: (msg: string) => void): Pro
   ].filter((f) => existsSync(f));
   if (locks.length === 0) return;
   for (let waited = 0; waited < GIT_LOCK_WAIT_MS && gitRunsIn(dir); waited += 50)
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise<void>((r) => clock.after(50, r));
   for (const f of locks) {
     if (!existsSync(f)) continue;
     rmSync(f, { force: true });
@@ -188,12 +189,12 @@ export class GitAuditStore implements AuditStore {
   static async open(
     dir: string,
     verifierKey: string,
-    opts: { remote?: string; log?: (msg: string) => void; exclusive?: boolean } = {},
+    opts: { remote?: string; log?: (msg: string) => void; exclusive?: boolean; clock?: Clock } = {},
   ): Promise<GitAuditStore> {
     mkdirSync(dir, { recursive: true });
     const store = new GitAuditStore(dir, verifierKey, opts.remote, opts.log ?? (() => {}));
     if (!existsSync(path.join(dir, '.git'))) await store.#g(['init', '-q', '-b', 'main']);
-    else if (opts.exclusive === true) await removeStaleGitLocks(dir, store.log);
+    else if (opts.exclusive === true) await removeStaleGitLocks(dir, store.log, opts.clock ?? systemClock);
     for (const [k, v] of [
       ['user.name', 'gitgate'],
       ['user.email', 'gitgate@localhost'],

@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import type { Clock } from '../clock.js';
 import { KeyRing } from '../credentials/keyring.js';
 import { type AnchorConfig, Anchors } from './anchors.js';
 import { AuditCommitter } from './committer.js';
@@ -27,8 +28,8 @@ export interface AuditTrailOptions {
   /** Seal on this thread into this WAL over walDir instead (tests inject failing ones). */
   readonly wal?: (dir: string) => WriteAheadLog;
   readonly onError?: (err: unknown) => void;
-  /** The log's clock (tests); default the system's. */
-  readonly now?: () => Date;
+  /** The clock of the log and the committer (record ts, their timers); default the system's. */
+  readonly clock?: Clock;
   /** Where each committed checkpoint is also published (config audit.anchors). */
   readonly anchors?: readonly AnchorConfig[];
   /** Where anchor failures are told. */
@@ -67,7 +68,7 @@ export function openAuditTrail(store: AuditStore, opts: AuditTrailOptions): Audi
         ? localSealer(sealerTree(opts.walDir, { origin, key }), wal(opts.walDir))
         : workerSealer({ dir: opts.walDir, origin, key }),
     (stream) => store.tail(stream),
-    opts.now !== undefined ? { now: opts.now } : {},
+    opts.clock !== undefined ? { clock: opts.clock } : {},
   );
   const committer = new AuditCommitter(log, walFiles(opts.walDir), store, {
     everyRecords: opts.everyRecords,
@@ -77,6 +78,7 @@ export function openAuditTrail(store: AuditStore, opts: AuditTrailOptions): Audi
       ? { anchors: new Anchors(opts.anchors, treeHashFile(opts.walDir), opts.warn ?? (() => undefined)) }
       : {}),
     ...(opts.onError !== undefined ? { onError: opts.onError } : {}),
+    ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
   });
   return { log, committer };
 }

@@ -10,9 +10,25 @@ import {
 } from '../audit/read.js';
 import { readLog, repoCheckpoint } from '../audit/reader.js';
 import { latestCheckpointFile } from '../audit/sealer-port.js';
-import { CHECKPOINT_FILE, checkpointSize } from '../audit/store.js';
-import { consistencyProof, inclusionProof, nodeHash, type SubtreeReader } from '../audit/tlog/merkle.js';
-import { MAX_NOTE_BYTES, type NoteVerifier, openCheckpoint, parseVerifierKey } from '../audit/tlog/note.js';
+import { CHECKPOINT_FILE } from '../audit/store.js';
+import { HashFile } from '../audit/tlog/hash-file.js';
+import {
+  consistencyProof,
+  Frontier,
+  HASH_BYTES,
+  inclusionProof,
+  leafHash,
+  type SubtreeReader,
+  storedHashIndex,
+  treeHash,
+} from '../audit/tlog/merkle.js';
+import {
+  MAX_NOTE_BYTES,
+  type NoteVerifier,
+  openCheckpoint,
+  parseCheckpoint,
+  parseVerifierKey,
+} from '../audit/tlog/note.js';
 import { MAX_BUNDLE_BYTES, makeBundle, verifyBundle } from '../audit/tlog/proof.js';
 import { logKeyOf } from '../audit/trail.js';
 import { verifyAuditRepo } from '../audit/verify.js';
@@ -79,19 +95,75 @@ export async function auditPublicKey(opts: { dataDir?: string }, out: (line: str
   return 0;
 }
 
-/** The leaf hashes of a repo as a subtree reader (each subtree hash computed from its leaves). */
+/** The leaf hashes of a repo as a subtree reader: its stored hashes built once (O(n)), then each read O(1). */
 function memoryTree(leaves: Buffer): SubtreeReader {
-  const leaf = (i: number) => leaves.subarray(i * 32, (i + 1) * 32);
-  const sub = (level: number, index: number): Buffer =>
-    level === 0 ? leaf(index) : nodeHash(sub(level - 1, index * 2), sub(level - 1, index * 2 + 1));
-  return sub;
+  const f = new Frontier();
+  const stored: Buffer[] = [];
+  for (let i = 0; i * HASH_BYTES < leaves.length; i++)
+    stored.push(...f.append(leaves.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)));
+  return (level, index) => {
+    const h = stored[storedHashIndex(level, index)];
+    if (h === undefined) throw new Error(`subtree ${level}/${index} is not in the tree`);
+    return h;
+  };
+}
+
+/** Where a gateway keeps the stored hashes of the repo at <data dir>/audit: <data dir>/audit-wal/tree.hashes. */
+export function defaultHashFile(repo: string): string {
+  return path.join(path.dirname(repo), 'audit-wal', 'tree.hashes');
+}
+
+/** Subtree hashes for proofs over a tree of `size` leaves with root `root`, and how many were read. */
+export interface ProofTree {
+  readonly read: SubtreeReader;
+  /** `stored`: from the stored-hash file (O(log n) reads a proof); `records`: from every record's leaf hash. */
+  readonly source: 'stored' | 'records';
+  reads(): number;
+  close(): void;
+}
+
+/**
+ * The stored-hash file when it holds the tree the checkpoint signs (its root over `size` leaves is the
+ * checkpoint's; the file may run ahead, with WAL leaves not yet committed), else the leaves of the records.
+ */
+export function proofTree(file: string | undefined, size: number, root: Buffer, leaves: () => Buffer): ProofTree {
+  let n = 0;
+  if (file !== undefined && existsSync(file)) {
+    const hf = HashFile.openReadOnly(file);
+    const read: SubtreeReader = (level, index) => {
+      n++;
+      return hf.read(level, index);
+    };
+    if (hf.size >= size && treeHash(read, size).equals(root)) {
+      n = 0;
+      return { read, source: 'stored', reads: () => n, close: () => hf.close() };
+    }
+    hf.close();
+  }
+  const mem = memoryTree(leaves());
+  return {
+    read: (level, index) => {
+      n++;
+      return mem(level, index);
+    },
+    source: 'records',
+    reads: () => n,
+    close: () => undefined,
+  };
+}
+
+/** The (unverified) checkpoint of a signed note: its text up to the signatures. */
+function checkpointOf(note: string) {
+  const at = note.indexOf('\n\n');
+  return parseCheckpoint(note.slice(0, at < 0 ? note.length : at + 1));
 }
 
 /** `gitgate audit prove`: one proof bundle per record of an exchange (or the record at a leaf index), JSON Lines. */
 export async function auditProve(
   target: string,
-  opts: { repo: string; key?: readonly string[] },
+  opts: { repo: string; key?: readonly string[]; hashes?: string },
   out: (line: string) => void,
+  onTree: (tree: ProofTree) => void = () => undefined,
 ): Promise<number> {
   const repo = path.resolve(opts.repo);
   const byLeaf = /^\d+$/.test(target) ? Number(target) : undefined;
@@ -101,13 +173,22 @@ export async function auditProve(
   });
   const keys = verifierKeys(opts.key ?? []);
   const note = readBounded(path.join(repo, CHECKPOINT_FILE), MAX_NOTE_BYTES);
-  const size = keys.length > 0 ? repoCheckpoint(repo, keys).size : checkpointSize(note);
+  const signed = keys.length > 0 ? repoCheckpoint(repo, keys) : checkpointOf(note);
+  const size = signed.size;
   if (size !== log.records) throw new Error(`the repo's checkpoint covers ${size} record(s), its files ${log.records}`);
   if (found.length === 0)
     throw new Error(`no record ${byLeaf !== undefined ? `at leaf ${byLeaf}` : `of exchange ${target}`}`);
-  const read = memoryTree(log.leaves);
-  for (const f of found.sort((a, b) => a.leaf - b.leaf))
-    out(JSON.stringify(makeBundle(f.line, f.leaf, inclusionProof(read, f.leaf, size), note)));
+  const tree = proofTree(opts.hashes ?? defaultHashFile(repo), size, signed.root, () => log.leaves);
+  try {
+    for (const f of found.sort((a, b) => a.leaf - b.leaf)) {
+      if (!tree.read(0, f.leaf).equals(leafHash(f.line)))
+        throw new Error(`the record at leaf ${f.leaf} is not the leaf the log's tree holds there`);
+      out(JSON.stringify(makeBundle(f.line, f.leaf, inclusionProof(tree.read, f.leaf, size), note)));
+    }
+    onTree(tree);
+  } finally {
+    tree.close();
+  }
   return 0;
 }
 

@@ -243,7 +243,11 @@ export async function main(argv: string[]): Promise<number> {
     .description('proof bundles (record, inclusion proof, checkpoint), one JSON line per record, to show a third party')
     .option('--repo <repo>', 'the audit repo', '.gitgate/audit')
     .option('--key <verifier-key>', 'check the repo checkpoint with this key first (repeatable)', keys)
-    .action(async (target: string, o: { repo: string; key?: string[] }) => {
+    .option(
+      '--hashes <file>',
+      "the log's stored hashes, read O(log n) a proof when they hold the checkpoint's tree (default: <repo>/../audit-wal/tree.hashes; else computed from the records)",
+    )
+    .action(async (target: string, o: { repo: string; key?: string[]; hashes?: string }) => {
       code = await auditProve(target, o, out);
     });
   audit

@@ -83,7 +83,11 @@ export interface ConfigDocument {
     readonly enabled: boolean;
     readonly repo?: string;
     readonly remote?: string;
-    readonly anchors: readonly ({ readonly file: string } | { readonly url: string })[];
+    readonly anchors: readonly (
+      | { readonly file: string }
+      | { readonly url: string }
+      | { readonly git: string; readonly ref?: string }
+    )[];
     readonly keys: readonly string[];
     readonly commitEveryRecords: number;
     readonly commitEveryMs: number;

@@ -223,7 +223,14 @@ function resolveConfig(doc: ConfigDocument, baseDir: string, source: string): Ga
       // Derived: inside the data dir unless set.
       repo: path.resolve(baseDir, audit.repo ?? path.join(doc.dataDir, 'audit')),
       ...(audit.remote !== undefined ? { remote: audit.remote } : {}),
-      anchors: audit.anchors.map((a) => ('file' in a ? { file: path.resolve(baseDir, a.file) } : { url: a.url })),
+      anchors: audit.anchors.map((a) =>
+        'file' in a
+          ? { file: path.resolve(baseDir, a.file) }
+          : // A git anchor's relative path is of the config's folder, as a file's is.
+            'git' in a && a.git.startsWith('.')
+            ? { ...a, git: path.resolve(baseDir, a.git) }
+            : a,
+      ),
       keys: audit.keys,
       commitEveryRecords: audit.commitEveryRecords,
       commitEveryMs: audit.commitEveryMs,

@@ -119,7 +119,11 @@ export interface GatewayConfig {
     readonly repo: string;
     readonly remote?: string;
     /** Where each committed checkpoint is also published (audit/anchors.ts). */
-    readonly anchors: readonly ({ readonly file: string } | { readonly url: string })[];
+    readonly anchors: readonly (
+      | { readonly file: string }
+      | { readonly url: string }
+      | { readonly git: string; readonly ref?: string }
+    )[];
     /** Verifier keys `gitgate audit verify --config` trusts besides --key. */
     readonly keys: readonly string[];
     readonly commitEveryRecords: number;

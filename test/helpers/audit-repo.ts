@@ -7,6 +7,7 @@ import { GitAuditStore } from '../../src/audit/store.js';
 import { type NoteVerifier, verifierOf } from '../../src/audit/tlog/note.js';
 import { type AuditTrail, logKeyOf, openAuditTrail } from '../../src/audit/trail.js';
 import { type VerifyOptions, type VerifyReport, verifyAuditRepo } from '../../src/audit/verify.js';
+import type { Clock } from '../../src/clock.js';
 
 /**
  * Verify a repo at `<data dir>/audit` (a gateway's, or openTrail's) with the log key of that data
@@ -33,7 +34,7 @@ export function newAuditKey(name: string): AuditKey {
 export async function openTrail(
   root: string,
   key?: AuditKey,
-  opts: { now?: () => Date; anchors?: readonly AnchorConfig[]; warn?: (msg: string) => void } = {},
+  opts: { clock?: Clock; anchors?: readonly AnchorConfig[]; warn?: (msg: string) => void } = {},
 ): Promise<AuditTrail & { store: GitAuditStore; key: AuditKey }> {
   // By default the log key of `root` as a data dir (as a gateway keeps it), so a reopen and verifyRepo find it.
   const k = key ?? (await logKeyOf(root, true));

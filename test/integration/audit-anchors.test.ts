@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_ROOT, verifyConsistency } from '../../src/audit/tlog/merkle.js';
 import { decodeBase64Strict, openCheckpoint } from '../../src/audit/tlog/note.js';
+import { gitText } from '../../src/git/run.js';
 import { decisionEvent, openTrail, verifyRepo } from '../helpers/audit-repo.js';
 
 /** A witness after C2SP tlog-witness add-checkpoint: it only ever moves forward along a proved-consistent tree. */
@@ -81,5 +82,45 @@ describe('audit.anchors: each committed checkpoint is also published outside the
       ok: true,
       warnings: [],
     });
+  });
+});
+
+describe('audit.anchors: another git remote', () => {
+  it('gets each committed checkpoint pushed to a ref, one commit on top of the last (never forced), also after its local repo is lost', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-anchor-git-'));
+    const remote = path.join(root, 'remote.git');
+    mkdirSync(remote);
+    await gitText(remote, ['init', '-q', '--bare', '.']);
+    const warnings: string[] = [];
+    const anchors = [{ git: remote, ref: 'refs/gitgate/checkpoint' }];
+    const first = await openTrail(root, undefined, { anchors, warn: (m) => warnings.push(m) });
+    const keys = [first.key.verifier];
+    await first.committer.recover();
+    for (let i = 0; i < 4; i++) await first.log.append('s1', decisionEvent(`a${i}`));
+    await first.committer.commit();
+    for (let i = 4; i < 9; i++) await first.log.append('s1', decisionEvent(`a${i}`));
+    await first.committer.stop();
+    await first.log.close();
+    expect(warnings).toEqual([]);
+    const pushed = () => gitText(remote, ['show', 'refs/gitgate/checkpoint:checkpoint']);
+    expect(openCheckpoint(await pushed(), keys).size).toBe(9);
+    const sizes = async () =>
+      (await gitText(remote, ['log', '--format=%s', 'refs/gitgate/checkpoint'])).trim().split('\n');
+    expect((await sizes()).slice(0, 2)).toEqual(['audit checkpoint: 9 record(s)', 'audit checkpoint: 4 record(s)']);
+    // The gateway's own anchor repo is lost: the next checkpoint goes on top of what the remote holds.
+    rmSync(path.join(root, 'wal', 'anchor.git'), { recursive: true, force: true });
+    const second = await openTrail(root, first.key, { anchors, warn: (m) => warnings.push(m) });
+    await second.committer.recover();
+    await second.log.append('s2', decisionEvent('b0'));
+    await second.committer.stop();
+    await second.log.close();
+    expect(warnings).toEqual([]);
+    expect(openCheckpoint(await pushed(), keys).size).toBe(10);
+    expect((await sizes()).slice(0, 3)).toEqual([
+      'audit checkpoint: 10 record(s)',
+      'audit checkpoint: 9 record(s)',
+      'audit checkpoint: 9 record(s)',
+    ]);
+    expect(await verifyRepo(path.join(root, 'audit'), { checkpoint: await pushed() })).toMatchObject({ ok: true });
   });
 });

@@ -11,6 +11,7 @@ import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { verifyRepo } from '../helpers/audit-repo.js';
 import { gitgate } from '../helpers/cli.js';
 import { connectClient } from '../helpers/client.js';
+import { ManualClock } from '../helpers/clock.js';
 import { FlakyWal } from '../helpers/flaky-wal.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 
@@ -133,9 +134,11 @@ describe('the gateway fails closed when it cannot record', () => {
   it('a WAL that cannot be written: no answer without its record, nothing forwarded, /readyz says why', async () => {
     const upstream = (await startHttpServer()) as Upstream;
     let wal!: FlakyWal;
+    // The audit trail's clock moves by hand: the retry window after a failure passes without waiting for it.
+    const clock = new ManualClock(Date.now());
     const gw2 = await startGateway({
       upstreams: { http: { url: upstream.url } },
-      options: { wal: (dir) => (wal = new FlakyWal(new FileWal(dir))) },
+      options: { wal: (dir) => (wal = new FlakyWal(new FileWal(dir))), auditClock: clock },
     });
     try {
       const c = await connectClient(`${gw2.url}/mcp/http`, await gw2.token('bob'));
@@ -176,7 +179,7 @@ describe('the gateway fails closed when it cannot record', () => {
       expect(metrics).toMatch(/gitgate_audit_healthy 0/);
       // Disk space comes back: the gateway serves again.
       wal.failing = false;
-      await new Promise((r) => setTimeout(r, 2100));
+      clock.advance(2_000);
       expect((await c.client.callTool({ name: 'echo', arguments: { message: 'back' } })).content).toEqual([
         { type: 'text', text: 'echo: back' },
       ]);
@@ -199,10 +202,11 @@ describe('the gateway fails closed when it cannot record', () => {
       chmodSync(hook, 0o755);
       const c = await connectClient(`${gw.url}/mcp/http`, await gw.token('bob'));
       for (let i = 0; i < 5; i++) await c.client.callTool({ name: 'echo', arguments: { message: `m${i}` } });
-      await new Promise((r) => setTimeout(r, 400));
-      const ready = (await (await fetch(`${gw.url}/readyz`)).json()) as {
-        audit: { uncommitted: number; lastError?: string };
-      };
+      // A commit is tried (and refused by the hook): wait for it to say so.
+      const readyz = async () =>
+        (await (await fetch(`${gw.url}/readyz`)).json()) as { audit: { uncommitted: number; lastError?: string } };
+      await expect.poll(async () => (await readyz()).audit.lastError, { timeout: 5000 }).toBeDefined();
+      const ready = await readyz();
       expect(ready.audit.uncommitted).toBeGreaterThanOrEqual(10);
       expect(ready.audit.lastError).toMatch(/read-only|pre-commit|hook/);
       expect(readdirSync(path.join(gw.dataDir, 'audit-wal')).length).toBeGreaterThan(0);

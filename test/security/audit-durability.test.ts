@@ -15,6 +15,7 @@ import type { ApprovalRecord } from '../../src/approvals/types.js';
 import { createAuditor } from '../../src/audit/auditor.js';
 import { readRecords } from '../../src/audit/read.js';
 import { type AuditRecord, leafHashHex, recordParts, recordText } from '../../src/audit/record.js';
+import { systemClock } from '../../src/clock.js';
 import { gitText } from '../../src/git/run.js';
 
 const parseLine = (line: string) => ({ record: JSON.parse(line) as AuditRecord });
@@ -306,9 +307,9 @@ describe('a clock that goes back', () => {
     // The clock steps back an hour between two records, and again after the restart.
     const times = ['2030-01-01T10:00:00.000Z', '2030-01-01T09:00:00.000Z', '2030-01-01T08:00:00.000Z'];
     let t = 0;
-    const now = () => new Date(times[Math.min(t, times.length - 1)]!);
-    const first = await openTrail(root, k, { now });
-    const auditor = createAuditor(first.log, { maxRecordedBytes: 65536, now });
+    const clock = { ...systemClock, now: () => Date.parse(times[Math.min(t, times.length - 1)]!) };
+    const first = await openTrail(root, k, { clock });
+    const auditor = createAuditor(first.log, { maxRecordedBytes: 65536, clock });
     const x = auditor.begin('x1');
     x.caller({ sub: 'ann', groups: [], issuer: 'urn:test' } as unknown as Identity, 'demo');
     x.bind({ stateless: 'demo' });
@@ -319,7 +320,7 @@ describe('a clock that goes back', () => {
     await first.committer.commit();
     await first.log.close();
     t = 2;
-    const second = await openTrail(root, k, { now });
+    const second = await openTrail(root, k, { clock });
     await second.committer.recover();
     await second.log.append('s1', decisionEvent('b'));
     await second.committer.commit();

@@ -21,6 +21,7 @@ import type { AuditStore } from '../../src/audit/store.js';
 import { openCheckpoint, verifierOf } from '../../src/audit/tlog/note.js';
 import { FileWal, recoverEntries, type WalEntry, type WriteAheadLog, walFiles } from '../../src/audit/wal.js';
 import { GatewayError } from '../../src/errors.js';
+import { ManualClock } from '../helpers/clock.js';
 
 const logKey = generateKeyPairSync('ed25519').privateKey;
 const ORIGIN = 'gitgate.test/audit';
@@ -303,6 +304,45 @@ describe('AuditLog when the WAL stalls', () => {
     await pending;
     expect(log.status().healthy).toBe(true);
     expect(() => log.assertWritable()).not.toThrow();
+  });
+});
+
+describe('AuditCommitter on its clock', () => {
+  it('commits every T ms of the injected clock, and measures its lag and commit time on it', async () => {
+    const clock = new ManualClock();
+    const tree = testTree();
+    const log = new AuditLog(
+      () => localSealer(tree, new MemoryWal()),
+      () => undefined,
+      { clock },
+    );
+    const committed: WalEntry[] = [];
+    const store: AuditStore = {
+      tail: () => undefined,
+      append: (es) => {
+        committed.push(...es);
+        return new Map();
+      },
+      treeSize: () => committed.length,
+      commit: async () => undefined,
+    };
+    const committer = new AuditCommitter(
+      log,
+      { recover: () => ({ entries: [], damage: [] }), drop: () => undefined },
+      store,
+      { everyRecords: 1_000, everyMs: 5_000, clock },
+    );
+    committer.start();
+    await log.append('s', { type: 'decision' });
+    clock.advance(4_999);
+    await new Promise((r) => setImmediate(r));
+    expect(committer.status().commits).toBe(0);
+    clock.advance(1);
+    await vi.waitFor(() => expect(committer.status().commits).toBe(1));
+    expect(committed.map((e) => e.seq)).toEqual([0]);
+    expect(committer.status()).toMatchObject({ lastCommitAt: clock.date().toISOString(), lastLagMs: 5_000 });
+    await committer.stop();
+    await log.close();
   });
 });
 

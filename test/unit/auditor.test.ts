@@ -10,7 +10,7 @@ import { localSealer, sealerTree } from '../../src/audit/sealer-port.js';
 import type { WalEntry, WriteAheadLog } from '../../src/audit/wal.js';
 import { GatewayError } from '../../src/errors.js';
 import type { Identity } from '../../src/identity/identity.js';
-import { compileMask } from '../../src/masking/mask.js';
+import { compileMask, maskedCopy } from '../../src/masking/mask.js';
 import type { JsonRpcRequest, JsonRpcResponse } from '../../src/mcp/jsonrpc.js';
 import type { DecisionOutcome } from '../../src/policy/decide.js';
 import type { PolicyInput } from '../../src/policy/input.js';
@@ -89,7 +89,8 @@ async function exchange(h: ReturnType<typeof harness>, o: DecisionOutcome, respo
   const x = h.auditor.begin('x1');
   x.caller(identity, 'demo');
   x.bind({ stateless: 'demo' });
-  x.decided(input, o, request);
+  // As the pipeline gives it: the request as the decision's mask rules leave it.
+  x.decided(input, o, maskedCopy(request, o.decision.maskRules));
   await x.answered(response, 0);
 }
 

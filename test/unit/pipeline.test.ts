@@ -135,13 +135,16 @@ function world(opts: { rule?: Rule; holdMs?: number } = {}) {
 }
 
 /** An ExchangeAudit that remembers, in order, what it was told. */
-function recordingAudit(): ExchangeAudit & { readonly log: string[] } {
+function recordingAudit(): ExchangeAudit & { readonly log: string[]; readonly decidedWith: unknown[] } {
   const log: string[] = [];
+  const decidedWith: unknown[] = [];
   return {
     log,
+    decidedWith,
     bind: () => log.push('bind'),
     caller: (id) => log.push(`caller ${id.sub}`),
-    decided: (_input, outcome) => {
+    decided: (_input, outcome, message) => {
+      decidedWith.push(message);
       log.push(`decided ${outcome.decision.allow ? 'allow' : 'deny'}`);
       return { durable: async () => void log.push('durable') };
     },
@@ -325,6 +328,10 @@ describe('pipeline (every dependency in memory)', () => {
     expect((await refused(handlePost(deps, req).then(json))).code).toBe('APPROVAL_REQUIRED');
     expect(JSON.stringify(w.provider.opened[0]?.call)).not.toContain('carol@example.com');
     expect(w.provider.opened[0]?.call.arguments).toEqual({ note: 'mail [redacted:email]' });
+    // The audit is given the same masked copy (it records it as given, masking nothing again).
+    expect(req.audit.decidedWith).toHaveLength(1);
+    expect(JSON.stringify(req.audit.decidedWith[0])).not.toContain('carol@example.com');
+    expect(req.audit.decidedWith[0]).toMatchObject({ params: { arguments: { note: 'mail [redacted:email]' } } });
   });
 
   it('handleGet: decided as subscriptions/listen, refused without a session or by policy', async () => {
