@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomic } from '../atomic-file.js';
 import { git, gitText } from '../git/run.js';
+import { redactUrlCredentials } from '../masking/url-credentials.js';
 import { checkpointSize } from './store.js';
 import { HashFile } from './tlog/hash-file.js';
 import { consistencyProof } from './tlog/merkle.js';
@@ -29,7 +30,7 @@ export type AnchorConfig =
 export const DEFAULT_ANCHOR_REF = 'refs/gitgate/checkpoint';
 
 const nameOf = (a: AnchorConfig) =>
-  'file' in a ? a.file : 'url' in a ? a.url : `${a.git} ${a.ref ?? DEFAULT_ANCHOR_REF}`;
+  redactUrlCredentials('file' in a ? a.file : 'url' in a ? a.url : `${a.git} ${a.ref ?? DEFAULT_ANCHOR_REF}`);
 
 const TIMEOUT_MS = 10_000;
 const MAX_RESPONSE = 64 * 1024;
@@ -66,7 +67,7 @@ export class Anchors {
         else if ('url' in a) await this.#witness(a.url, note);
         else await this.#push(a.git, a.ref ?? DEFAULT_ANCHOR_REF, note);
       } catch (err) {
-        this.log(`audit anchor ${nameOf(a)}: ${(err as Error).message}`);
+        this.log(`audit anchor ${nameOf(a)}: ${redactUrlCredentials((err as Error).message)}`);
       }
     }
   }

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { GatewayError } from '../errors.js';
+import { redactUrlCredentials } from '../masking/url-credentials.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
 
 export interface PgStoreOptions {
@@ -34,7 +35,7 @@ function storeError(what: string, err: unknown): GatewayError {
 }
 
 function redact(s: string): string {
-  return s.replace(/postgres(?:ql)?:\/\/[^\s]*/gi, 'postgres://[redacted]').slice(0, 300);
+  return redactUrlCredentials(s).slice(0, 300);
 }
 
 /** A stable 63-bit advisory lock key for a name within a schema. */
