@@ -17,7 +17,9 @@
  * BENCH_PAYLOAD_REQUESTS (calls per payload run, BENCH_REQUESTS/5 and >= 50; 0 skips them), BENCH_CONCURRENCY
  * ("1,16"), BENCH_TARGETS (comma-separated target names to run, default all), BENCH_CPU_PROF
  * (a folder: run the gitgates under `node --cpu-prof` and write their profiles there on exit),
- * GITGATE_BENCH_MCPPROXYD (a prebuilt mcpproxyd v0.1.1; default: tools/mcpproxyd, built on demand).
+ * GITGATE_BENCH_MCPPROXYD (a prebuilt mcpproxyd v0.1.1; default: tools/mcpproxyd, built on demand),
+ * BENCH_REPLICAS=1 (then also bench/replicas.ts: file mode, one and three replicas on PostgreSQL; off by
+ * default, it starts a PostgreSQL cluster).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -399,6 +401,12 @@ async function main(): Promise<void> {
     c.on('error', reject);
     c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`bench/audit.ts exited with ${code}`))));
   });
+
+  // Several replicas on PostgreSQL (issue 17): only when asked, it needs a PostgreSQL server and takes a while.
+  if (process.env.BENCH_REPLICAS === '1') {
+    const { replicasBench } = await import('./replicas.js');
+    await replicasBench();
+  }
 }
 
 /** Stop every child and wait (bounded) for it to exit, so a gitgate under --cpu-prof writes its profile. */

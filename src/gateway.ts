@@ -199,8 +199,8 @@ export function createLogger(
 }
 
 /** Metrics, with the capped-TTL notice logged. */
-function createMetrics(logger: Logger): GatewayMetrics {
-  const metrics = new GatewayMetrics();
+function createMetrics(logger: Logger, replica: string | undefined): GatewayMetrics {
+  const metrics = new GatewayMetrics(replica);
   metrics.onTtlCapped = ({ requested, max, policy: rev }) =>
     logger.warn(
       { requested, max, policy: rev },
@@ -431,6 +431,7 @@ function createReadiness(
   const repo = config.policy.repo;
   const readiness: Readiness = {
     ...(shared !== undefined ? { store: () => shared.check() } : {}),
+    ...(config.store !== undefined ? { replica: config.store.postgres.replicaId } : {}),
     problems: () => [
       ...(shared?.problems() ?? []),
       ...(policy.current() === undefined ? ['no policy loaded'] : []),
@@ -552,7 +553,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
       shared = await openSharedStore(config.store, (msg, extra) => logger.warn(extra ?? {}, msg));
     const { verifier, devIssuer } = await configuredVerifier(config, clock);
 
-    const metrics = createMetrics(logger);
+    const metrics = createMetrics(logger, config.store?.postgres.replicaId);
     const policySource = createPolicy(config, logger, clock, metrics);
     const { policy } = policySource;
 

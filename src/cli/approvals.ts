@@ -6,10 +6,12 @@ import { LocalApprovalProvider } from '../approvals/local/provider.js';
 import { printable } from '../approvals/request-text.js';
 import { isRequester, loginOf, namesOf } from '../approvals/requester.js';
 import { FileApprovalStore } from '../approvals/store.js';
+import type { ApprovalRecord } from '../approvals/types.js';
 import { systemClock } from '../clock.js';
 import { loadConfig } from '../config/load.js';
 import { GatewayError } from '../errors.js';
 import { configuredVerifier } from '../identity/configured-verifier.js';
+import { PgStore } from '../store/postgres.js';
 
 interface Common {
   config?: string;
@@ -50,14 +52,48 @@ function context(o: Common, err: (line: string) => void) {
   return { config, store: new FileApprovalStore(dir) };
 }
 
+/** At most this many approvals are listed from the shared store (newest first), as the gateway caches. */
+const MAX_SHARED_ROWS = 10_000;
+
+/**
+ * Multi-replica mode: the approvals every replica shares, read from PostgreSQL (the data dir's
+ * files hold none of them). Opening the store applies pending migrations, as `serve` would.
+ */
+async function sharedApprovals(
+  p: NonNullable<ReturnType<typeof loadConfig>['store']>['postgres'],
+  all: boolean,
+  source: string,
+  err: (line: string) => void,
+): Promise<ApprovalRecord[]> {
+  err(`gitgate: shared store, schema ${p.schema} (store.postgres of ${source})`);
+  const db = await PgStore.open({
+    url: p.url.reveal(),
+    schema: p.schema,
+    poolMax: 1,
+    timeoutMs: p.timeoutMs,
+    replicaId: p.replicaId,
+  });
+  try {
+    const r = await db.query<{ record: ApprovalRecord }>(
+      `SELECT record FROM approvals ${all ? '' : "WHERE status IN ('pending', 'approved')"}
+       ORDER BY updated_at DESC LIMIT ${MAX_SHARED_ROWS}`,
+    );
+    return r.rows.map((x) => x.record);
+  } finally {
+    await db.close();
+  }
+}
+
 export async function approvalsList(
   o: Common & { all?: boolean },
   out: (line: string) => void,
   err: (line: string) => void = stderrLine,
 ): Promise<number> {
-  const { store } = context(o, err);
-  const rows = store
-    .all()
+  const config = loadConfig(o.config, o.dataDir !== undefined ? { dataDir: o.dataDir } : {});
+  const pg = config.store?.postgres;
+  const found =
+    pg !== undefined ? await sharedApprovals(pg, o.all === true, config.source, err) : context(o, err).store.all();
+  const rows = found
     .filter((a) => o.all === true || a.status === 'pending' || a.status === 'approved')
     .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   if (rows.length === 0) out(o.all === true ? 'no approvals' : 'no pending approvals (use --all for history)');

@@ -51,28 +51,63 @@ function readBounded(file: string, max = MAX_BUNDLE_BYTES): string {
   return readFileSync(file, 'utf8');
 }
 
+/**
+ * `gitgate audit verify <repo>...`: each repo on its own (a replica's log: its records, tree and checkpoint
+ * signed by one of the given keys), then, with several (one per replica), a summary over all of them. Two repos
+ * that are the same log (one origin) fail: a replica's log passed twice must not stand in for another's.
+ */
 export async function auditVerify(
-  repo: string,
+  repos: readonly string[],
   opts: { key?: readonly string[]; checkpoint?: string; config?: string },
   out: (line: string) => void,
 ): Promise<number> {
+  if (repos.length === 0) throw new Error('no audit repo given');
+  if (repos.length > 1 && opts.checkpoint !== undefined)
+    throw new Error('--checkpoint names one log: verify that repo on its own with it');
   // Keys pinned in a config file (audit.keys) count as given, as --key does.
   const pinned = opts.config !== undefined ? loadConfig(opts.config).audit.keys : [];
   const keys = verifierKeys([...(opts.key ?? []), ...pinned]);
-  const report = await verifyAuditRepo(path.resolve(repo), {
-    keys,
-    ...(opts.checkpoint !== undefined ? { checkpoint: readBounded(opts.checkpoint, MAX_NOTE_BYTES) } : {}),
-  });
-  if (report.ok) {
+  const several = repos.length > 1;
+  const origins = new Map<string, string>();
+  let failed = 0;
+  let records = 0;
+  let streams = 0;
+  for (const repo of repos) {
+    const report = await verifyAuditRepo(path.resolve(repo), {
+      keys,
+      ...(opts.checkpoint !== undefined ? { checkpoint: readBounded(opts.checkpoint, MAX_NOTE_BYTES) } : {}),
+    });
+    const where = several ? `${repo}: ` : '';
+    if (!report.ok) {
+      failed++;
+      out(`${where}FAILED at ${report.error!.where}: ${report.error!.why}`);
+      out(`${where}(checked before the failure: ${report.records} record(s) in ${report.streams} stream(s))`);
+      continue;
+    }
+    const origin = report.checkpoint !== undefined ? report.checkpoint.note.split('\n')[0]! : undefined;
+    const twin = origin !== undefined ? origins.get(origin) : undefined;
+    if (origin !== undefined && twin !== undefined) {
+      failed++;
+      out(
+        `${where}FAILED at ${CHECKPOINT_FILE}: the same log (${origin}) as ${twin}: each replica's log is given once`,
+      );
+      continue;
+    }
+    if (origin !== undefined) origins.set(origin, repo);
+    records += report.records;
+    streams += report.streams;
     out(
-      `ok: ${report.records} record(s) in ${report.streams} stream(s)${report.checkpoint !== undefined ? `, tree size ${report.checkpoint.size}, root ${report.checkpoint.root}` : ''}${opts.checkpoint !== undefined && report.format === 2 ? ', consistent with the saved checkpoint' : ''}`,
+      `${where}ok: ${report.records} record(s) in ${report.streams} stream(s)${report.checkpoint !== undefined ? `, tree size ${report.checkpoint.size}, root ${report.checkpoint.root}` : ''}${opts.checkpoint !== undefined && report.format === 2 ? ', consistent with the saved checkpoint' : ''}`,
     );
-    for (const w of report.warnings) out(`warning: ${w}`);
-    return 0;
+    for (const w of report.warnings) out(`${where}warning: ${w}`);
   }
-  out(`FAILED at ${report.error!.where}: ${report.error!.why}`);
-  out(`(checked before the failure: ${report.records} record(s) in ${report.streams} stream(s))`);
-  return 1;
+  if (several)
+    out(
+      failed === 0
+        ? `ok: ${repos.length} log(s), ${records} record(s) in ${streams} stream(s)`
+        : `FAILED: ${failed} of ${repos.length} log(s)`,
+    );
+  return failed === 0 ? 0 : 1;
 }
 
 /** `gitgate audit checkpoint`: the latest signed checkpoint of a repo, or the one the gateway signed last in a data dir. */

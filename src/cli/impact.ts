@@ -18,7 +18,8 @@ export interface ImpactOptions {
   head: string;
   repo: string;
   dir: string;
-  audit: string;
+  /** The audit repos: one, or one per replica (each its own log), replayed together. */
+  audit: readonly string[];
   since?: string;
   format: 'markdown' | 'json';
   guard: string[];
@@ -69,19 +70,23 @@ export async function policyImpact(
   err: (line: string) => void,
 ): Promise<number> {
   const guards = guardsFrom(o.guard);
-  const audit = path.resolve(o.audit);
-  if (!existsSync(audit) || !statSync(audit).isDirectory()) {
-    const msg = `audit repo ${audit} not found: clone the gateway's audit repo (git clone --depth 1 <url>) and pass --audit <clone>`;
-    if (o.allowEmpty !== true) throw new Error(`${msg}, or pass --allow-empty to accept a check that replays nothing`);
+  const audits = o.audit.map((a) => path.resolve(a));
+  const missing = audits.filter((a) => !existsSync(a) || !statSync(a).isDirectory());
+  if (missing.length > 0) {
+    const msg = `audit repo ${missing.join(', ')} not found: clone the gateway's audit repo (git clone --depth 1 <url>) and pass --audit <clone>`;
+    if (o.allowEmpty !== true || missing.length < audits.length)
+      throw new Error(`${msg}, or pass --allow-empty to accept a check that replays nothing`);
     err(`gitgate: ${msg}; --allow-empty: nothing to replay, passing`);
     return 0;
   }
+  const audit = audits.join(' ');
   const opa = await ensureOpa(err, toolEnv().opaPath);
   const repo = path.resolve(o.repo);
   const [base, head] = await Promise.all([revision(opa, repo, o.base, o.dir), revision(opa, repo, o.head, o.dir)]);
   const since = o.since !== undefined ? sinceToIso(o.since) : undefined;
-  if (process.stderr.isTTY === true) process.stderr.write(`replaying ${o.audit} on ${o.base} and ${o.head}…\n`);
-  const report = await replayImpactParallel(audit, base, head, since !== undefined ? { since } : {});
+  if (process.stderr.isTTY === true)
+    process.stderr.write(`replaying ${o.audit.join(', ')} on ${o.base} and ${o.head}…\n`);
+  const report = await replayImpactParallel(audits, base, head, since !== undefined ? { since } : {});
   const hits = guardHits(report, guards);
   const acknowledged = o.ack === true;
   const empty = whyEmpty(report, audit, o.since);

@@ -132,7 +132,11 @@ export async function main(argv: string[]): Promise<number> {
     .requiredOption('--head <ref>', 'the proposed revision (e.g. HEAD)')
     .option('--repo <dir>', 'the policy git repo', '.')
     .option('--dir <dir>', 'policy folder inside the repo', 'policies')
-    .option('--audit <repo>', 'the audit repo (a clone)', '.gitgate/audit')
+    .option(
+      '--audit <repo>',
+      'the audit repo (a clone); repeatable: one per replica, all replayed together (default: .gitgate/audit)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--since <when>', 'only decisions since, e.g. 7d')
     .option('--format <format>', 'markdown or json', 'markdown')
     .option(
@@ -151,10 +155,10 @@ export async function main(argv: string[]): Promise<number> {
     )
     .option('--github-comment', 'post or update one comment on the pull request (GITHUB_TOKEN, GITHUB_REPOSITORY)')
     .option('--pr <number>', 'the pull request (default: from GITHUB_EVENT_PATH)')
-    .action(async (o: ImpactOptions) => {
+    .action(async (o: Omit<ImpactOptions, 'audit'> & { audit?: string[] }) => {
       if (o.format !== 'markdown' && o.format !== 'json')
         throw new InvalidArgumentError('--format must be markdown or json');
-      code = await policyImpact(o, out, err);
+      code = await policyImpact({ ...o, audit: o.audit ?? ['.gitgate/audit'] }, out, err);
     });
   policy
     .command('status')
@@ -208,9 +212,9 @@ export async function main(argv: string[]): Promise<number> {
   const audit = program.command('audit').description('check and read an audit repo (works offline, on any clone)');
   const keys = (v: string, prev: string[] = []) => [...prev, v];
   audit
-    .command('verify <repo>')
+    .command('verify <repo...>')
     .description(
-      'check the repo is the log the given key signed: every record, the Merkle tree, the signed checkpoint, work tree = HEAD, and (with --checkpoint) that it extends a checkpoint saved earlier; exit 1 naming what is wrong',
+      'check each repo is a log one of the given keys signed (several: one per replica, then a summary over all): every record, the Merkle tree, the signed checkpoint, work tree = HEAD, and (with --checkpoint, one repo) that it extends a checkpoint saved earlier; exit 1 naming what is wrong',
     )
     .option(
       '--key <verifier-key>',
@@ -219,8 +223,8 @@ export async function main(argv: string[]): Promise<number> {
     )
     .option('--checkpoint <file>', 'a checkpoint saved earlier: the repo must be consistent with it')
     .option('--config <file>', 'also trust the verifier keys pinned in this config (audit.keys)')
-    .action(async (repo: string, o: { key?: string[]; checkpoint?: string; config?: string }) => {
-      code = await auditVerify(repo, o, out);
+    .action(async (repos: string[], o: { key?: string[]; checkpoint?: string; config?: string }) => {
+      code = await auditVerify(repos, o, out);
     });
   audit
     .command('checkpoint [repo]')

@@ -22,6 +22,8 @@ export interface Readiness {
   sync(): unknown;
   /** Per upstream: what its last check found (reachable, governed, problems). */
   upstreams?(): Record<string, unknown>;
+  /** Several replicas: this replica's id (store.postgres.replicaId). */
+  readonly replica?: string;
   /** Several replicas: check the shared store now (its answer joins problems()), and what /readyz shows of it. */
   store?(): Promise<Record<string, unknown>>;
 }

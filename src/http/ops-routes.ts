@@ -11,6 +11,7 @@ export function registerOpsRoutes(app: FastifyInstance, deps: AppDeps): void {
     const rev = deps.readiness.policy();
     const body = {
       ready: problems.length === 0,
+      ...(deps.readiness.replica !== undefined ? { replica: deps.readiness.replica } : {}),
       problems,
       warnings: deps.readiness.warnings(),
       policy:

@@ -88,7 +88,9 @@ export class GatewayMetrics {
     registers: [this.registry],
   });
 
-  constructor() {
+  /** `replica`: multi-replica mode (store.postgres.replicaId), a label on every series so replicas' metrics stay apart. */
+  constructor(replica?: string) {
+    if (replica !== undefined) this.registry.setDefaultLabels({ replica });
     // Label sets that exist before their first event, so a rate() over them starts at 0.
     for (const kind of ['fetch', 'refused']) this.policySyncFailures.inc({ kind }, 0);
   }

@@ -127,6 +127,26 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
   const prOf = (o: Outcome) => Number(/\/pull\/(\d+)$/.exec((o as { data: { url: string } }).data.url)![1]);
   const echoes = (message: string) => upstream.calls.filter((c) => c.tool === 'echo' && c.message === message).length;
 
+  it('/readyz shows each replica its id and policy revision; every /metrics series carries the replica', async () => {
+    const digests = new Set<string>();
+    for (const [i, r] of replicas.entries()) {
+      const id = `r${i + 1}`;
+      const ready = (await (await fetch(`${r.url}/readyz`)).json()) as {
+        replica?: string;
+        policy: { bundle_digest: string } | null;
+        store: { replica: string };
+      };
+      expect(ready).toMatchObject({ replica: id, store: { replica: id } });
+      digests.add(ready.policy!.bundle_digest);
+      const metrics = await (await fetch(`${r.url}/metrics`)).text();
+      const series = metrics.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+      expect(series.length).toBeGreaterThan(0);
+      expect(series.filter((l) => !l.includes(`replica="${id}"`))).toEqual([]);
+      expect(metrics).toMatch(new RegExp(`^gitgate_policy_info\\{[^}]*replica="${id}"[^}]*\\} 1$`, 'm'));
+    }
+    expect(digests.size).toBe(1); // one policy, the same revision on every replica
+  });
+
   it('migrations are versioned and applied once, also when replicas start together', async () => {
     const c = new pg.Client({ connectionString: db.url });
     await c.connect();

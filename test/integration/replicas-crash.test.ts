@@ -13,6 +13,7 @@ import { SECRET } from '../helpers/github-approvals.js';
 import { GitHubEmulator } from '../helpers/github-emulator.js';
 import { startOidcIssuer } from '../helpers/oidc-issuer.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
+import { PolicyRepo } from '../helpers/policy-repo.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 
 /**
@@ -76,19 +77,22 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
     return { file, dataDir };
   }
 
-  it('gitgate store migrate applies the migrations once; serve finds them done', async () => {
-    const policyDir = await makePolicyDir({
-      ...TEST_POLICY_DATA,
-      upstreams: {
-        gh: {
-          full_access_groups: ['eng'],
-          public_tools: [],
-          high_risk_tools: { echo: { approvers: ['@acme/security'], min_approvals: 1, ttl_seconds: 900 } },
-          mask: [],
-          credential_ttl_seconds: 60,
-        },
+  const policyData = (highRisk: Record<string, unknown>) => ({
+    ...TEST_POLICY_DATA,
+    upstreams: {
+      gh: {
+        full_access_groups: ['eng'],
+        public_tools: [],
+        high_risk_tools: highRisk,
+        mask: [],
+        credential_ttl_seconds: 60,
       },
-    });
+    },
+  });
+  const ECHO_APPROVAL = { echo: { approvers: ['@acme/security'], min_approvals: 1, ttl_seconds: 900 } };
+
+  it('gitgate store migrate applies the migrations once; serve finds them done', async () => {
+    const policyDir = await makePolicyDir(policyData(ECHO_APPROVAL));
     const first = await config('r1', policyDir);
     const m1 = await gitgate(['store', 'migrate', '--config', first.file], { env });
     expect(m1).toMatchObject({ code: 0, stdout: 'schema procs: at version 3 (applied 1, 2, 3)\n' });
@@ -166,10 +170,61 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
     const again = await serveProcess(['--config', killed!.config], env);
     again.child.kill('SIGTERM');
     await new Promise((r) => again.child.once('exit', r));
+    const keys: string[] = [];
     for (const p of procs) {
       const key = await gitgate(['audit', 'public-key', '--data-dir', p.dataDir]);
+      keys.push(key.stdout.trim());
       const v = await gitgate(['audit', 'verify', path.join(p.dataDir, 'audit'), '--key', key.stdout.trim()]);
       expect(v, v.stdout).toMatchObject({ code: 0, stdout: expect.stringMatching(/^ok: /) });
     }
-  }, 120_000);
+    // All replicas' logs in one command: each checkpoint signed by one of the keys, a summary over all.
+    const repos = procs.map((p) => path.join(p.dataDir, 'audit'));
+    const all = await gitgate(['audit', 'verify', ...repos, ...keys.flatMap((k) => ['--key', k])]);
+    expect(all.code, all.stdout).toBe(0);
+    const lines = all.stdout.trim().split('\n');
+    for (const r of repos) expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^${r}: ok: \\d+ record`)));
+    const total = lines
+      .filter((l) => / ok: \d+ record/.test(l))
+      .reduce((n, l) => n + Number(/ ok: (\d+) record/.exec(l)![1]), 0);
+    expect(lines.at(-1)).toMatch(new RegExp(`^ok: 3 log\\(s\\), ${total} record\\(s\\) in \\d+ stream\\(s\\)$`));
+    // One replica's key missing: its log fails, so does the whole.
+    const short = await gitgate(['audit', 'verify', ...repos, '--key', keys[0]!, '--key', keys[1]!]);
+    expect(short.code).toBe(1);
+    expect(short.stdout).toMatch(new RegExp(`^${repos[2]}: FAILED at checkpoint`, 'm'));
+    expect(short.stdout.trim().split('\n').at(-1)).toBe('FAILED: 1 of 3 log(s)');
+    // The same log twice does not stand in for another replica's.
+    const twice = await gitgate(['audit', 'verify', repos[0]!, repos[0]!, '--key', keys[0]!]);
+    expect(twice.code).toBe(1);
+    expect(twice.stdout).toContain('the same log (gitgate.audit/');
+
+    // The policy impact replay reads every replica's records: echo no longer needing approval flips the
+    // parked call's decision, whichever replica recorded it.
+    const policy = await PolicyRepo.create(policyData(ECHO_APPROVAL));
+    const base = await policy.commit('base');
+    const head = await policy.write('policies/config/data.json', JSON.stringify(policyData({}))).commit('no approval');
+    const impact = await gitgate([
+      'policy',
+      'impact',
+      '--repo',
+      policy.dir,
+      '--base',
+      base,
+      '--head',
+      head,
+      ...repos.flatMap((r) => ['--audit', r]),
+      '--format',
+      'json',
+      '--guard',
+      'none',
+    ]);
+    expect(impact.code, impact.stderr).toBe(0);
+    const report = JSON.parse(impact.stdout) as {
+      records: number;
+      replayed: number;
+      transitions: Record<string, number>;
+    };
+    expect(report.records).toBe(total);
+    expect(report.replayed).toBeGreaterThan(0);
+    expect(Object.keys(report.transitions).some((t) => t.startsWith('approval->allow'))).toBe(true);
+  }, 180_000);
 });
