@@ -123,4 +123,19 @@ describe('audit.anchors: another git remote', () => {
     ]);
     expect(await verifyRepo(path.join(root, 'audit'), { checkpoint: await pushed() })).toMatchObject({ ok: true });
   });
+
+  it('that cannot be reached is a warning with the credentials of its URL redacted', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-anchor-git-secret-'));
+    const warnings: string[] = [];
+    // Nothing listens on port 9: the push fails, and git's error quotes the URL.
+    const anchors = [{ git: 'http://anchor-user:s3cr3t-t0ken@127.0.0.1:9/audit.git' }];
+    const t = await openTrail(root, undefined, { anchors, warn: (m) => warnings.push(m) });
+    await t.committer.recover();
+    await t.log.append('s1', decisionEvent('a0'));
+    await t.committer.stop();
+    await t.log.close();
+    expect(warnings.length).toBeGreaterThan(0);
+    expect(warnings.join('\n')).toContain('[redacted]@127.0.0.1:9');
+    expect(warnings.join('\n')).not.toContain('s3cr3t-t0ken');
+  });
 });
