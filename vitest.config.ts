@@ -3,6 +3,9 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // opa builds each distinct policy once per run (test/setup/policy-cache.ts).
+    globalSetup: ['test/setup/policy-cache-dir.ts'],
+    setupFiles: ['test/setup/policy-cache.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',

@@ -50,21 +50,31 @@ function watchStdout(): void {
   });
 }
 
-/** The `gitgate` command line. Returns the exit code. */
-export async function main(argv: string[]): Promise<number> {
-  watchStdout();
-  const out = (line: string) => {
-    // Stop the command: its output has nowhere to go. main() catches this and exits quietly.
-    if (stdoutClosed) throw new GatewayError('INTERNAL', 'stdout closed');
-    process.stdout.write(`${line}\n`);
-  };
-  const err = (line: string) => process.stderr.write(`${line}\n`);
+/**
+ * The `gitgate` command line. Returns the exit code. `io`: where the command's lines go instead
+ * of stdout and stderr (an in-process caller, e.g. a test).
+ */
+export async function main(argv: string[], io?: { out(line: string): void; err(line: string): void }): Promise<number> {
+  if (io === undefined) watchStdout();
+  const out =
+    io?.out ??
+    ((line: string) => {
+      // Stop the command: its output has nowhere to go. main() catches this and exits quietly.
+      if (stdoutClosed) throw new GatewayError('INTERNAL', 'stdout closed');
+      process.stdout.write(`${line}\n`);
+    });
+  const err = io?.err ?? ((line: string) => process.stderr.write(`${line}\n`));
   let code = 0;
   const program = new Command('gitgate')
     .description('Policy-as-code GitOps gateway for MCP traffic')
     .version(VERSION)
     .showHelpAfterError()
     .exitOverride();
+  if (io !== undefined)
+    program.configureOutput({
+      writeOut: (s) => io.out(s.replace(/\n$/, '')),
+      writeErr: (s) => io.err(s.replace(/\n$/, '')),
+    });
 
   program
     .command('serve')

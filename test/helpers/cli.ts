@@ -1,6 +1,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { main } from '../../src/cli/main.js';
 import { packageRoot } from '../../src/paths.js';
 
 const run = promisify(execFile);
@@ -21,6 +22,36 @@ export async function gitgate(
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
     return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+/**
+ * The same command run in this process (no node start-up, no module loading per call): for
+ * tests about what a command does, not about the process (exit status, stdio, signals), which
+ * keep `gitgate`. `env` is laid over process.env for the call; calls must not overlap.
+ */
+export async function gitgateInProcess(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const saved = new Map<string, string | undefined>();
+  for (const [k, v] of Object.entries(opts.env ?? {})) {
+    saved.set(k, process.env[k]);
+    process.env[k] = v;
+  }
+  try {
+    const code = await main(['node', 'gitgate', ...args], {
+      out: (line) => (stdout += `${line}\n`),
+      err: (line) => (stderr += `${line}\n`),
+    });
+    return { code, stdout, stderr };
+  } finally {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
   }
 }
 

@@ -86,6 +86,25 @@ export class GitHubApprovalWorld {
     return gw;
   }
 
+  #shared: Promise<TestGateway> | undefined;
+
+  /**
+   * One gateway (default config, this world's clock) for the tests that need none of their own:
+   * each calls with its own arguments, so it has its own approval and pull request. after() leaves
+   * it running; teardown() closes it.
+   */
+  shared(): Promise<TestGateway> {
+    if (this.#shared === undefined) {
+      const gw = this.start();
+      // start() lists it with the gateways after() closes: take it back out.
+      this.#shared = gw.then((g) => {
+        this.#gateways.splice(this.#gateways.indexOf(g), 1);
+        return g;
+      });
+    }
+    return this.#shared;
+  }
+
   async client(
     gw: TestGateway,
     sub = 'alice',
@@ -147,6 +166,7 @@ export class GitHubApprovalWorld {
 
   async teardown(): Promise<void> {
     await this.after();
+    await (await this.#shared)?.close();
     await this.upstream.close();
     await this.gh.close();
   }

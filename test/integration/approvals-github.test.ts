@@ -145,6 +145,23 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     return gw;
   };
 
+  // One gateway for the tests that need nothing of their own (default config, own clock-free
+  // approvals, each with its own arguments and so its own approval and pull request).
+  let sharedGateway: Promise<TestGateway> | undefined;
+  const shared = () => {
+    sharedGateway ??= startGateway({
+      policyDir,
+      upstreams: { gh: { url: upstream.url } },
+      approvals: {
+        provider: 'github',
+        github: { baseUrl: gh.url, owner: 'acme', repo: 'approvals', token: { fromEnv: 'GITGATE_TEST_GH_TOKEN' } },
+        webhookSecret: { fromEnv: 'GITGATE_TEST_WEBHOOK_SECRET' },
+        pollSeconds: 3600,
+      },
+    });
+    return sharedGateway;
+  };
+
   beforeAll(async () => {
     gh = await new GitHubEmulator().start();
     gh.team('acme', 'security', ['sam', 'sue', 'alice-gh']);
@@ -156,6 +173,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     for (const g of gateways.splice(0)) await g.close().catch(() => undefined);
   });
   afterAll(async () => {
+    await (await sharedGateway)?.close();
     for (const g of gateways) await g.close().catch(() => undefined);
     await upstream.close();
     await gh.close();
@@ -187,7 +205,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
     upstream.calls.filter((c) => c.tool === tool && (message === undefined || c.message === message)).length;
 
   it('approve releases: the identical retry executes exactly once; the PR shows the outcome', async () => {
-    const gw = await start();
+    const gw = await shared();
     const c = await client(gw);
     const first = await call(c, 'echo', { message: 'approve-me' });
     expect(first).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
@@ -227,7 +245,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
   });
 
   it('a merge by an eligible user releases; a merge by someone eligible only for other tools denies (a merged PR gathers no more)', async () => {
-    const gw = await start();
+    const gw = await shared();
     const c = await client(gw);
     const first = await call(c, 'echo', { message: 'merge-me' });
     // ops-lead may approve `secret`, not `echo`.
@@ -244,7 +262,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
   });
 
   it('changes requested denies, with the reviewer comment as the reason', async () => {
-    const gw = await start();
+    const gw = await shared();
     const c = await client(gw);
     const first = await call(c, 'echo', { message: 'deny-me' });
     await gh.deliver(
@@ -266,7 +284,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
   });
 
   it('closing without merge denies', async () => {
-    const gw = await start();
+    const gw = await shared();
     const c = await client(gw);
     const first = await call(c, 'echo', { message: 'close-me' });
     await gh.deliver(`${gw.url}/webhooks/github`, 'pull_request', gh.closePull(prOf(first), 'sam', false), SECRET);
@@ -276,7 +294,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
   });
 
   it('self-approval, ineligible reviewers and reviews of a stale commit are ignored', async () => {
-    const gw = await start();
+    const gw = await shared();
     const c = await client(gw);
     const first = await call(c, 'echo', { message: 'ignore-me' });
     const pr = prOf(first);
@@ -304,7 +322,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
   });
 
   it('2-of-N counts distinct eligible users', async () => {
-    const gw = await start();
+    const gw = await shared();
     const c = await client(gw);
     const first = await call(c, 'add', { a: 1, b: 2 });
     const pr = prOf(first);
@@ -318,7 +336,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
   });
 
   it('a forged signature changes nothing; a replayed delivery id is a duplicate', async () => {
-    const gw = await start();
+    const gw = await shared();
     const c = await client(gw);
     const first = await call(c, 'echo', { message: 'forge-me' });
     const pr = prOf(first);
@@ -363,7 +381,7 @@ describe('approvals on GitHub (emulated at the HTTP level, checked against its O
   });
 
   it('an approval for arguments A does not release arguments B', async () => {
-    const gw = await start();
+    const gw = await shared();
     const c = await client(gw);
     const a = await call(c, 'echo', { message: 'A' });
     await gh.deliver(

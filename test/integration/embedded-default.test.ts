@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gitgate, serveProcess } from '../helpers/cli.js';
+import { gitgate, gitgateInProcess, serveProcess } from '../helpers/cli.js';
 import { connectClient } from '../helpers/client.js';
 
 describe('the embedded default: `gitgate serve` with no config, server-everything as demo', () => {
@@ -22,14 +22,18 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     if (server.child.exitCode === null) server.child.kill('SIGKILL');
   });
 
+  // The commands below run in this process: the tests are about what they do, not the process (the serve
+  // child is); the first test runs the built `gitgate token`, whose stdout must be the JWT alone.
   const token = async (args: string[]) => {
-    const r = await gitgate(['token', '--data-dir', dataDir, ...args]);
+    const r = await gitgateInProcess(['token', '--data-dir', dataDir, ...args]);
     expect(r.code).toBe(0);
     return r.stdout.trim();
   };
 
   it('`gitgate token` prints only a JWT', async () => {
-    const t = await token(['--sub', 'alice', '--groups', 'eng', '--ttl', '10m']);
+    const r = await gitgate(['token', '--data-dir', dataDir, '--sub', 'alice', '--groups', 'eng', '--ttl', '10m']);
+    expect(r.code).toBe(0);
+    const t = r.stdout.trim();
     expect(t).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
     const payload = JSON.parse(Buffer.from(t.split('.')[1]!, 'base64url').toString()) as {
       sub: string;
@@ -68,7 +72,7 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     await c.close();
   });
 
-  // Many CLI processes (tokens, list, approve): more room than the default on two busy cores.
+  // Many CLI commands (tokens, list, approve): more room than the default on two busy cores.
   it('eng may use every tool; get-env is parked until another eng member approves it, then runs once', {
     timeout: 90_000,
   }, async () => {
@@ -91,13 +95,21 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     const again = (await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e)) as McpError;
     expect((again.data as { approval_id: string }).approval_id).toBe(data.approval_id);
 
-    const list = await gitgate(['approvals', 'list', '--data-dir', dataDir]);
+    const list = await gitgateInProcess(['approvals', 'list', '--data-dir', dataDir]);
     expect(list.stdout).toContain(`${data.approval_id}  pending  alice → demo tools/call get-env`);
     // A name on the command line proves nothing; the approver's token does.
-    const claimed = await gitgate(['approvals', 'approve', data.approval_id, '--as', 'carol', '--data-dir', dataDir]);
+    const claimed = await gitgateInProcess([
+      'approvals',
+      'approve',
+      data.approval_id,
+      '--as',
+      'carol',
+      '--data-dir',
+      dataDir,
+    ]);
     expect(claimed.code).toBe(1);
     expect(claimed.stderr).toContain('--as is not accepted');
-    const self = await gitgate([
+    const self = await gitgateInProcess([
       'approvals',
       'approve',
       data.approval_id,
@@ -108,12 +120,12 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     ]);
     expect(self.code).toBe(1);
     expect(self.stderr).toContain('alice requested this call and cannot approve or deny it');
-    const outsider = await gitgate(['approvals', 'approve', data.approval_id, '--data-dir', dataDir], {
+    const outsider = await gitgateInProcess(['approvals', 'approve', data.approval_id, '--data-dir', dataDir], {
       env: { GITGATE_TOKEN: await token(['--sub', 'bob']) },
     });
     expect(outsider.code).toBe(1);
     expect(outsider.stderr).toContain('bob is not a known user');
-    const ok = await gitgate(['approvals', 'approve', data.approval_id, '--data-dir', dataDir], {
+    const ok = await gitgateInProcess(['approvals', 'approve', data.approval_id, '--data-dir', dataDir], {
       env: { GITGATE_TOKEN: await token(['--sub', 'carol']) },
     });
     expect(ok.code).toBe(0);
@@ -126,7 +138,7 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
           const r = await c.client.callTool({ name: 'get-env', arguments: {} }).catch((e: unknown) => e);
           return r instanceof McpError ? `error ${r.code}` : 'executed';
         },
-        { timeout: 20_000, interval: 500 },
+        { timeout: 20_000, interval: 100 },
       )
       .toBe('executed');
     // A second retry needs a new approval.
@@ -183,12 +195,12 @@ describe('the embedded default: `gitgate serve` with no config, server-everythin
     expect(code).toBe(0);
     const repo = path.join(dataDir, 'audit');
     // The log's key comes from the gateway's data dir, never from the repo being checked.
-    const key = await gitgate(['audit', 'public-key', '--data-dir', dataDir]);
+    const key = await gitgateInProcess(['audit', 'public-key', '--data-dir', dataDir]);
     expect(key.code).toBe(0);
-    const verify = await gitgate(['audit', 'verify', repo, '--key', key.stdout.trim()]);
+    const verify = await gitgateInProcess(['audit', 'verify', repo, '--key', key.stdout.trim()]);
     expect(verify.code).toBe(0);
     expect(verify.stdout).toMatch(/^ok: \d+ record\(s\)/);
-    const replay = await gitgate(['audit', 'replay', repo]);
+    const replay = await gitgateInProcess(['audit', 'replay', repo]);
     expect(replay.stdout).toMatch(/decision\s+bob\s+tools\/call get-tiny-image\s+DENY/);
     expect(replay.stdout).toMatch(/decision\s+alice\s+tools\/call get-env\s+APPROVAL REQUIRED/);
     expect(replay.stdout).toMatch(/approval\.approved\s+alice\s+tools\/call get-env/);
@@ -205,7 +217,7 @@ describe('the CLI reports bad input clearly', () => {
       file,
       'server:\n  port: "eighty"\nupstreams:\n  Bad_Name: {url: "ftp://x"}\n  ok: {}\nsurprise: true\n',
     );
-    const r = await gitgate(['serve', '--config', file]);
+    const r = await gitgateInProcess(['serve', '--config', file]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('server.port: must be integer');
     expect(r.stderr).toContain('(root): unknown key "surprise"');
@@ -214,7 +226,7 @@ describe('the CLI reports bad input clearly', () => {
   });
 
   it('`gitgate token` without --sub says what is missing', async () => {
-    const r = await gitgate(['token']);
+    const r = await gitgateInProcess(['token']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("required option '--sub <id>' not specified");
   });

@@ -10,7 +10,8 @@ import { VERSION } from '../../src/version.js';
 import { signBody } from '../../src/webhooks/verify-and-receive.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
-import { gitgate } from '../helpers/cli.js';
+// The CLI commands run in this process: these tests are about what they do, not the process.
+import { gitgateInProcess as gitgate } from '../helpers/cli.js';
 import { connectClient } from '../helpers/client.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { TEST_POLICY_DATA } from '../helpers/policy.js';

@@ -6,7 +6,7 @@ import { readRecords } from '../../src/audit/read.js';
 import { listFiles } from '../../src/audit/verify.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
-import { gitgate } from '../helpers/cli.js';
+import { gitgate, gitgateInProcess } from '../helpers/cli.js';
 import { startGateway } from '../helpers/gateway.js';
 import { GitHubEmulator } from '../helpers/github-emulator.js';
 import { TEST_POLICY_DATA } from '../helpers/policy.js';
@@ -101,14 +101,24 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
     ).slice(0, 12);
   });
 
-  const impact = (args: string[], env?: NodeJS.ProcessEnv) =>
-    gitgate(
-      ['policy', 'impact', '--repo', repo.dir, '--base', base, '--head', head, '--audit', audit, ...args],
-      env ? { env } : {},
-    );
+  const impactArgs = (args: string[]) => [
+    'policy',
+    'impact',
+    '--repo',
+    repo.dir,
+    '--base',
+    base,
+    '--head',
+    head,
+    '--audit',
+    audit,
+    ...args,
+  ];
+  // In this process: the tests are about the report and the exit code, not the process (the first runs the built CLI).
+  const impact = (args: string[], env?: NodeJS.ProcessEnv) => gitgateInProcess(impactArgs(args), env ? { env } : {});
 
   it('counts exactly the decisions that flip, by transition, with callers, tools and examples, and says what it covered', async () => {
-    const r = await impact(['--format', 'json', '--ack']);
+    const r = await gitgate(impactArgs(['--format', 'json', '--ack']));
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as {
       records: number;
@@ -160,7 +170,7 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
 
   it('replaying nothing fails unless --allow-empty, and says why and what to do', async () => {
     const missing = path.join(tmpdir(), 'gitgate-no-such-audit-repo');
-    const gone = await gitgate([
+    const gone = await gitgateInProcess([
       'policy',
       'impact',
       '--repo',
@@ -177,7 +187,7 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
     expect(gone.stderr).toContain('--allow-empty');
     expect(
       (
-        await gitgate([
+        await gitgateInProcess([
           'policy',
           'impact',
           '--repo',
@@ -194,7 +204,7 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
     ).toBe(0);
 
     const empty = mkdtempSync(path.join(tmpdir(), 'gitgate-empty-audit-'));
-    const none = await gitgate([
+    const none = await gitgateInProcess([
       'policy',
       'impact',
       '--repo',
@@ -240,7 +250,7 @@ describe('policy impact: recorded traffic replayed on two revisions', () => {
       readFileSync(f, 'utf8').includes('"tool":"echo"'),
     )!;
     writeFileSync(file, readFileSync(file, 'utf8').replace('"message":"m', '"message":"M'));
-    const r = await gitgate([
+    const r = await gitgateInProcess([
       'policy',
       'impact',
       '--repo',

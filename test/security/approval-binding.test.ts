@@ -130,7 +130,7 @@ describe('only people who may approve, approve', () => {
   });
 
   it('a bot account approves nothing, even as a member of an eligible team', async () => {
-    const gw = await w.start();
+    const gw = await w.shared();
     const c = await w.client(gw);
     const pr = w.prOf(await w.call(c, 'echo', { message: 'bot' }));
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'renovate[bot]', state: 'approved' }));
@@ -221,7 +221,7 @@ describe('an approval releases exactly the call that was reviewed', () => {
   });
 
   it('arguments that are not an object, or other params, are another call (not the one with {} the policy input shows)', async () => {
-    const gw = await w.start();
+    const gw = await w.shared();
     const c = await w.client(gw);
     const first = await w.call(c, 'secret', {});
     await w.hook(gw, 'pull_request_review', w.gh.review(w.prOf(first), { login: 'sam', state: 'approved' }));
@@ -255,7 +255,7 @@ describe('an approval releases exactly the call that was reviewed', () => {
   });
 
   it('an own __proto__ key in the arguments never reaches an approval (the message is refused as it is read)', async () => {
-    const gw = await w.start();
+    const gw = await w.shared();
     const c = await w.client(gw);
     const first = await w.call(c, 'echo', { message: 'proto' });
     await w.hook(gw, 'pull_request_review', w.gh.review(w.prOf(first), { login: 'sam', state: 'approved' }));
@@ -304,7 +304,7 @@ describe('what reviewers approve is what gitgate wrote', () => {
   ];
   for (const [what, edit] of edits) {
     it(`a pull request with ${what} is denied, and an approval of it releases nothing`, async () => {
-      const gw = await w.start();
+      const gw = await w.shared();
       const c = await w.client(gw);
       const message = `edited: ${what}`;
       const first = await w.call(c, 'echo', { message });
@@ -320,7 +320,7 @@ describe('what reviewers approve is what gitgate wrote', () => {
   }
 
   it('a push that changes nothing reviewers see only makes earlier approvals stale; an approval of the new head releases', async () => {
-    const gw = await w.start();
+    const gw = await w.shared();
     const c = await w.client(gw);
     const pr = w.prOf(await w.call(c, 'add', { a: 5, b: 5 }));
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
@@ -385,7 +385,7 @@ describe('once, and only in time', () => {
   });
 
   it('identical retries racing for one approval run the call once', async () => {
-    const gw = await w.start();
+    const gw = await w.shared();
     const c = await w.client(gw);
     const pr = w.prOf(await w.call(c, 'echo', { message: 'race-once' }));
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));

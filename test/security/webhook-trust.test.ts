@@ -18,7 +18,7 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
   afterAll(() => w.teardown());
 
   it('a review of an older head, delivered after the head moved, does not count', async () => {
-    const gw = await w.start();
+    const gw = await w.shared();
     const c = await w.client(gw);
     const pr = w.prOf(await w.call(c, 'echo', { message: 'late-review' }));
     // sam approves head H1; GitHub's webhook for it is delayed until after a push moved the head to H2.
@@ -39,7 +39,7 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
   });
 
   it('a dismissed review does not count (min_approvals 2: one approval dismissed, a second approval does not release it)', async () => {
-    const gw = await w.start();
+    const gw = await w.shared();
     const c = await w.client(gw);
     const pr = w.prOf(await w.call(c, 'add', { a: 1, b: 2 }));
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
@@ -57,7 +57,7 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
   });
 
   it('an approval dismissed after it was approved, before the retry, releases nothing', async () => {
-    const gw = await w.start();
+    const gw = await w.shared();
     const c = await w.client(gw);
     const pr = w.prOf(await w.call(c, 'echo', { message: 'dismissed-late' }));
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
@@ -73,7 +73,7 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
   });
 
   it('the same signed body under a new X-GitHub-Delivery changes nothing the API does not say', async () => {
-    const gw = await w.start();
+    const gw = await w.shared();
     const c = await w.client(gw);
     const pr = w.prOf(await w.call(c, 'add', { a: 2, b: 3 }));
     const samOnH1 = w.gh.review(pr, { login: 'sam', state: 'approved' });
@@ -100,7 +100,7 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
   });
 
   it("every page of reviews is read: a reviewer's latest decision after 150 comments is the one that counts", async () => {
-    const gw = await w.start();
+    const gw = await w.shared();
     const c = await w.client(gw);
     const pr = w.prOf(await w.call(c, 'echo', { message: 'paged' }));
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
@@ -119,7 +119,7 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
   });
 
   it('a validly signed payload claiming an approval GitHub does not have changes nothing', async () => {
-    const gw = await w.start();
+    const gw = await w.shared();
     const c = await w.client(gw);
     const pr = w.prOf(await w.call(c, 'echo', { message: 'claimed' }));
     // A payload with sam's approval of the head, signed with the secret (leaked, or sent by anyone who has it).
@@ -144,7 +144,7 @@ describe('webhooks are hints; the GitHub API is the truth', () => {
   });
 
   it('a webhook about a pull request of another repository is not looked at', async () => {
-    const gw = await w.start();
+    const gw = await w.shared();
     const c = await w.client(gw);
     const pr = w.prOf(await w.call(c, 'echo', { message: 'other-repo' }));
     // Same secret (an org webhook), same PR number, another repository: sam approved *that* PR.
