@@ -273,7 +273,7 @@ describe('random and mutated traffic', () => {
     // The invariant: per (method, tool), the upstream never received more requests than were allowed.
     const got = new Map<string, number>();
     for (const r of received) {
-      if (typeof r.id === 'string' && r.id.startsWith('gitgate-init-')) continue; // the gateway's own handshake
+      if (typeof r.id === 'string' && /^gitgate-(init|discover)-\d+$/.test(r.id)) continue; // the gateway's own handshake and discovery
       // Same rules as the policy input: the tool of tools/call, the prompt of prompts/get, the uri of resources/*.
       const p = r.params ?? {};
       const subject =

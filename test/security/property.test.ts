@@ -74,7 +74,8 @@ describe('property: nothing reaches an upstream without a durable allow decision
 
   /** Called by the fake upstream for every message, at the moment it arrives. */
   function arrive(what: 'request' | 'send' | 'listen', m: JsonRpcMessage | undefined): void {
-    if (m !== undefined && 'id' in m && typeof m.id === 'string' && m.id.startsWith('gitgate-init-')) return; // gitgate's own handshake
+    // gitgate's own handshake (the shared session's initialize) and era discovery (server/discover): not a caller's.
+    if (m !== undefined && 'id' in m && typeof m.id === 'string' && /^gitgate-(init|discover)-\d+$/.test(m.id)) return;
     arrived++;
     const decisions = durableRecords(walDir).filter(
       (r) => r.type === 'decision' && r.data?.allow === true && r.data.valid === true,
