@@ -10,12 +10,18 @@ export const soakSize = (quick: number, full: number): number => (SOAK ? full : 
 
 /**
  * The seed for a test's random inputs: `GITGATE_TEST_SEED` when set; otherwise a fixed seed in
- * the main suite (so a red CI run is reproducible as is) and a fresh one in the soak suite (so
- * the long runs keep exploring). Printed with the name, so any run can be replayed.
+ * the main suite (so a red CI run is reproducible as is) and, in the soak suite, one drawn from
+ * the UTC day (so the long runs explore new inputs every day, while every run of one day, a local
+ * one and CI's, replays the same). Printed with the name, so any run can be replayed.
  */
 export function testSeed(name: string): number {
   const env = process.env.GITGATE_TEST_SEED;
-  const seed = env !== undefined && env !== '' ? Number(env) : SOAK ? Math.floor(Math.random() * 2 ** 31) : 20_261_201;
+  const seed = env !== undefined && env !== '' ? Number(env) : SOAK ? daySeed() : 20_261_201;
   console.log(`${name}: seed ${seed} (replay with GITGATE_TEST_SEED=${seed})`);
   return seed;
+}
+
+/** The UTC day as a number (20261202): a seed that changes daily and nothing else. */
+function daySeed(): number {
+  return Number(new Date().toISOString().slice(0, 10).replaceAll('-', ''));
 }
