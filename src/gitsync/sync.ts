@@ -4,6 +4,7 @@ import YAML from 'yaml';
 import { type Clock, systemClock, type Timer } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { git, gitText } from '../git/run.js';
+import { redactUrlCredentials } from '../masking/url-credentials.js';
 import { buildPolicyBundle } from '../policy/build.js';
 import { readBundle } from '../policy/bundle.js';
 import { instantiate, type PolicyInstance } from '../policy/engine.js';
@@ -93,6 +94,11 @@ export class PolicySync {
     private readonly clock: Clock = systemClock,
   ) {}
 
+  /** The repo's URL as logs, errors, /readyz and /metrics show it: without the credentials a URL may carry. */
+  #shownUrl(): string {
+    return redactUrlCredentials(this.cfg.url);
+  }
+
   status(): SyncStatus {
     return { ...this.#status };
   }
@@ -115,7 +121,7 @@ export class PolicySync {
     if (this.#status.commit === undefined)
       throw new GatewayError(
         'POLICY_BUILD_FAILED',
-        `no usable policy in ${this.cfg.url}@${this.cfg.branch}: ${this.#status.lastError?.message ?? 'unknown error'}`,
+        `no usable policy in ${this.#shownUrl()}@${this.cfg.branch}: ${this.#status.lastError?.message ?? 'unknown error'}`,
       );
     this.#timer = this.clock.every(this.cfg.pollMs, () => void this.sync());
   }
@@ -184,7 +190,7 @@ export class PolicySync {
       );
       this.events.loaded?.(commit);
     } catch (err) {
-      const message = (err as Error).message;
+      const message = redactUrlCredentials((err as Error).message);
       const at = new Date(this.clock.now()).toISOString();
       this.#status.failures++;
       this.#status.lastError = { ...(commit !== undefined ? { commit } : {}), message, at };
@@ -193,12 +199,12 @@ export class PolicySync {
         this.#failedCommit = commit;
         this.#status.refused = { commit, message, at };
         this.events.log.error(
-          { commit, reason: message, serving, repo: this.cfg.url, branch: this.cfg.branch },
+          { commit, reason: message, serving, repo: this.#shownUrl(), branch: this.cfg.branch },
           `policy commit ${commit.slice(0, 12)} refused; ${serving === null ? 'no policy serves yet' : `the last good revision ${serving.slice(0, 12)} keeps serving`}: fix it with a new commit on ${this.cfg.branch}`,
         );
       } else {
         this.events.log.error(
-          { reason: message, serving, repo: this.cfg.url, branch: this.cfg.branch },
+          { reason: message, serving, repo: this.#shownUrl(), branch: this.cfg.branch },
           'policy repo fetch failed; the last good revision keeps serving, the next poll retries',
         );
       }
@@ -225,7 +231,7 @@ export class PolicySync {
           `stale bundle at ${commit.slice(0, 12)}: it was built from sources ${String(revision)}, the commit has ${digest}`,
         );
       }
-      instance = await instantiate(bundle, { source: this.cfg.url, commit }, this.clock);
+      instance = await instantiate(bundle, { source: this.#shownUrl(), commit }, this.clock);
     } else if (this.cfg.verification !== undefined) {
       throw new GatewayError(
         'POLICY_BUILD_FAILED',
@@ -237,7 +243,7 @@ export class PolicySync {
         const built = await buildPolicyBundle({ opa: await this.opa(), srcDir: dir, outDir: out, revision: digest });
         instance = await instantiate(
           await readBundle(readFileSync(built.path)),
-          { source: this.cfg.url, commit },
+          { source: this.#shownUrl(), commit },
           this.clock,
         );
       } finally {

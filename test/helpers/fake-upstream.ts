@@ -4,12 +4,14 @@ import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/
 
 /**
  * An in-memory MCP upstream: answers like a tiny server and records every request it receives;
- * `onRequest` runs when each request arrives, before it is answered.
+ * `onRequest` runs when each request arrives, before it is answered; `onSend` when a client
+ * notification or response arrives.
  */
 export function fakeUpstream(
   cfg: Pick<UpstreamConfig, 'name'>,
   received: JsonRpcRequest[],
   onRequest: (msg: JsonRpcRequest) => void = () => undefined,
+  onSend: (msg: JsonRpcMessage) => void = () => undefined,
 ): UpstreamConnector {
   const answer = (msg: JsonRpcRequest): JsonRpcMessage => {
     switch (msg.method) {
@@ -52,7 +54,7 @@ export function fakeUpstream(
           }
           yield answer(msg);
         },
-        send: async () => undefined,
+        send: async (msg) => onSend(msg),
         listen: async () => undefined,
         async close() {
           closed = true;

@@ -23,7 +23,7 @@ const parseLine = (line: string) => ({ record: JSON.parse(line) as AuditRecord }
 import { streamFile } from '../../src/audit/store.js';
 import type { Identity } from '../../src/identity/identity.js';
 import { compileMask } from '../../src/masking/mask.js';
-import type { JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
 import type { UpstreamConnector } from '../../src/mcp/upstream/types.js';
 import { packageRoot } from '../../src/paths.js';
 import type { DecisionOutcome } from '../../src/policy/decide.js';
@@ -63,12 +63,15 @@ function walRecords(dataDir: string): AuditRecord[] {
   return durableWalRecords<AuditRecord>(path.join(dataDir, 'audit-wal'));
 }
 
-/** An in-memory upstream that runs `check` when each request reaches it, before answering. */
-const checkingUpstream = (name: string, check: (msg: JsonRpcRequest) => void): UpstreamConnector =>
-  fakeUpstream({ name }, [], check);
+/** An in-memory upstream that runs `check` when each request (and `checkSend` when each client notification or answer) reaches it. */
+const checkingUpstream = (
+  name: string,
+  check: (msg: JsonRpcRequest) => void,
+  checkSend?: (msg: JsonRpcMessage) => void,
+): UpstreamConnector => fakeUpstream({ name }, [], check, checkSend);
 
 describe('what a forward rests on is durable before the upstream sees it', () => {
-  it('initialize, an allowed call, and a parked call (requested before it is opened, executed before it goes)', async () => {
+  it('initialize, a client notification, an allowed call, and a parked call (requested before it is opened, executed before it goes)', async () => {
     const seen: string[] = [];
     let dataDir = '';
     const decisions = (method: string, tool?: string) =>
@@ -106,13 +109,20 @@ describe('what a forward rests on is durable before the upstream sees it', () =>
       options: {
         approvalProvider: provider,
         connectUpstream: (cfg) =>
-          checkingUpstream(cfg.name, (msg) => {
-            const tool = (msg.params as { name?: string } | undefined)?.name;
-            const executed = walRecords(dataDir).filter((r) => r.type === 'approval.executed').length;
-            seen.push(
-              `${msg.method}${tool ? ` ${tool}` : ''}: decisions ${decisions(msg.method, msg.method === 'tools/call' ? tool : undefined)}, executed ${executed}`,
-            );
-          }),
+          checkingUpstream(
+            cfg.name,
+            (msg) => {
+              const tool = (msg.params as { name?: string } | undefined)?.name;
+              const executed = walRecords(dataDir).filter((r) => r.type === 'approval.executed').length;
+              seen.push(
+                `${msg.method}${tool ? ` ${tool}` : ''}: decisions ${decisions(msg.method, msg.method === 'tools/call' ? tool : undefined)}, executed ${executed}`,
+              );
+            },
+            // A client notification is forwarded on its own decision: durable before it leaves too.
+            (msg) => {
+              if ('method' in msg) seen.push(`${msg.method}: decisions ${decisions(msg.method)}`);
+            },
+          ),
       },
     });
     dataDir = gw.dataDir;
@@ -159,6 +169,7 @@ describe('what a forward rests on is durable before the upstream sees it', () =>
     }
     expect(seen).toEqual([
       'initialize: decisions 1, executed 0',
+      'notifications/initialized: decisions 1',
       'tools/call echo: decisions 1, executed 0',
       'open get-env: decisions 1, requested 1',
       // The retry's decision and the approval's executed record, both durable before the call runs.

@@ -71,12 +71,14 @@ describe('property: nothing reaches an upstream without a durable allow decision
   let walDir: string;
   const violations: string[] = [];
   let arrived = 0;
+  let sent = 0;
 
   /** Called by the fake upstream for every message, at the moment it arrives. */
   function arrive(what: 'request' | 'send' | 'listen', m: JsonRpcMessage | undefined): void {
     // gitgate's own handshake (the shared session's initialize) and era discovery (server/discover): not a caller's.
     if (m !== undefined && 'id' in m && typeof m.id === 'string' && /^gitgate-(init|discover)-\d+$/.test(m.id)) return;
     arrived++;
+    if (what === 'send') sent++;
     const decisions = durableRecords(walDir).filter(
       (r) => r.type === 'decision' && r.data?.allow === true && r.data.valid === true,
     );
@@ -284,7 +286,7 @@ describe('property: nothing reaches an upstream without a durable allow decision
     ),
     fc.jsonValue({ maxDepth: 1 }),
   );
-  const message = fc
+  const anyMessage = fc
     .record({
       id: fc.option(ids, { nil: undefined }),
       method: fc.option(methods, { nil: undefined }),
@@ -297,6 +299,30 @@ describe('property: nothing reaches an upstream without a durable allow decision
       if (out.method === undefined && out.result === undefined) out.result = {};
       return out;
     });
+  // Messages of every member mix reach the upstream only rarely as notifications or answers (an id or a
+  // result is nearly always drawn): draw those kinds on their own too, so forwarded ones are checked as well.
+  const notification = fc
+    .record({
+      method: fc.constantFrom(
+        'notifications/initialized',
+        'notifications/roots/list_changed',
+        'notifications/cancelled',
+        'notifications/progress',
+        'notifications/other',
+      ),
+      params: fc.option(params, { nil: undefined }),
+    })
+    .map(
+      (m): Record<string, unknown> => ({
+        jsonrpc: '2.0',
+        method: m.method,
+        ...(m.params !== undefined ? { params: m.params } : {}),
+      }),
+    );
+  const answer = fc
+    .record({ id: ids, result: fc.jsonValue({ maxDepth: 1 }) })
+    .map((m): Record<string, unknown> => ({ jsonrpc: '2.0', id: m.id, result: m.result }));
+  const message = fc.oneof(anyMessage, anyMessage, notification, answer);
   const exchange = fc.record({
     verb: fc.constantFrom('POST', 'POST', 'POST', 'POST', 'POST', 'POST', 'BATCH', 'GET', 'DELETE'),
     who: fc.constantFrom('alice', 'bob'),
@@ -382,6 +408,8 @@ describe('property: nothing reaches an upstream without a durable allow decision
     expect(violations).toEqual([]);
     // The run explored the allowed paths too, not only refusals.
     expect(arrived).toBeGreaterThan(RUNS / 10);
+    // Client notifications and answers were forwarded too (with the first generator, none ever were).
+    expect(sent).toBeGreaterThan(0);
   }, 240_000);
 });
 

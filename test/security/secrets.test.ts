@@ -8,6 +8,7 @@ import { createLogger } from '../../src/gateway.js';
 import { packageRoot } from '../../src/paths.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
+import { PolicyRepo } from '../helpers/policy-repo.js';
 import { type Hostile, type McpAnswer, mcpSession, startHostile } from './hostile-upstream.js';
 
 const SECRET = 'sk-live-4f9a8b7c6d5e4f3a2b1c0d9e';
@@ -374,6 +375,43 @@ describe('an upstream that negotiates a protocol version made of the secret', ()
       await gw.close();
       await hostile.close();
       delete process.env[ENV];
+    }
+  });
+});
+
+describe("a policy repo URL's credentials", () => {
+  it('appear in neither /readyz, /metrics nor the logs, a refused commit included', async () => {
+    const TOKEN = 'ghp_policyRepoToken0123456789abcdefABCDEF';
+    const repo = await PolicyRepo.create();
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    // git takes a file:// URL with userinfo as it takes an https:// one with a token in it.
+    const url = `file://x-access-token:${TOKEN}@localhost${repo.dir}`;
+    const gw = await startGateway({
+      upstreams: { http: { url: 'http://127.0.0.1:9/unused' } },
+      policyRepo: { url, pollSeconds: 3600 },
+      options: { logger: pino({ level: 'info' }, sink), checkUpstreams: false },
+    });
+    try {
+      await repo.write('policies/gitgate/broken.rego', 'package gitgate\n\nthis is not rego\n').commit('a bad change');
+      await gw.gw.sync!.sync();
+      const readyz = await (await fetch(`${gw.url}/readyz`)).text();
+      const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+      expect(readyz).toContain('"refused"');
+      expect(readyz).toContain('[redacted]@localhost');
+      for (const [where, text] of [
+        ['/readyz', readyz],
+        ['/metrics', metrics],
+        ['the log', lines.join('')],
+      ] as const)
+        expect(text, where).not.toContain(TOKEN);
+    } finally {
+      await gw.close();
     }
   });
 });
