@@ -18,6 +18,9 @@
  * ("1,16"), BENCH_TARGETS (comma-separated target names to run, default all), BENCH_CPU_PROF
  * (a folder: run the gitgates under `node --cpu-prof` and write their profiles there on exit),
  * GITGATE_BENCH_MCPPROXYD (a prebuilt mcpproxyd v0.1.1; default: tools/mcpproxyd, built on demand),
+ * BENCH_GITGATE_BASE (another gitgate's bin/gitgate.js, e.g. a copy of the build before a change: adds
+ * the target "gitgate base audit off", interleaved with the others, for an A/B in one run), AUDIT_RECORDS
+ * (records of the audit-log-alone part, 1 000 000; 0 skips it),
  * BENCH_REPLICAS=1 (then also bench/replicas.ts: file mode, one and three replicas on PostgreSQL; off by
  * default, it starts a PostgreSQL cluster).
  */
@@ -285,7 +288,11 @@ async function main(): Promise<void> {
       : undefined;
 
   const dir = await policyDir();
-  const gitgate = async (name: string, audit: boolean): Promise<string> => {
+  const gitgate = async (
+    name: string,
+    audit: boolean,
+    bin = path.join(packageRoot, 'bin', 'gitgate.js'),
+  ): Promise<string> => {
     const cfg = path.join(dataDir, `${name}.yaml`);
     await writeFile(
       cfg,
@@ -301,19 +308,13 @@ async function main(): Promise<void> {
       ].join('\n'),
     );
     const prof = CPU_PROF !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${path.join(CPU_PROF, name)}`] : [];
-    const url = await start(process.execPath, [
-      ...prof,
-      path.join(packageRoot, 'bin', 'gitgate.js'),
-      'serve',
-      '--config',
-      cfg,
-      '--port',
-      '0',
-    ]);
+    const url = await start(process.execPath, [...prof, bin, 'serve', '--config', cfg, '--port', '0']);
     return url;
   };
   const gwOff = want('gitgate audit off') ? await gitgate('gitgate-audit-off', false) : undefined;
   const gwOn = want('gitgate all on') ? await gitgate('gitgate-all-on', true) : undefined;
+  const BASE = process.env.BENCH_GITGATE_BASE;
+  const gwBase = BASE !== undefined ? await gitgate('gitgate-base-audit-off', false, path.resolve(BASE)) : undefined;
 
   const all: (Target | undefined)[] = [
     { name: 'direct', url: upstreamUrl, headers: {} },
@@ -322,8 +323,11 @@ async function main(): Promise<void> {
     hoopOidc !== undefined ? { name: 'hoop oidc+policy', url: hoopOidc, headers: auth } : undefined,
     gwOff !== undefined ? { name: 'gitgate audit off', url: `${gwOff}/mcp/bench`, headers: auth } : undefined,
     gwOn !== undefined ? { name: 'gitgate all on', url: `${gwOn}/mcp/bench`, headers: auth } : undefined,
+    gwBase !== undefined ? { name: 'gitgate base audit off', url: `${gwBase}/mcp/bench`, headers: auth } : undefined,
   ];
-  const targets = all.filter((t): t is Target => t !== undefined && want(t.name));
+  const targets = all.filter(
+    (t): t is Target => t !== undefined && (want(t.name) || t.name === 'gitgate base audit off'),
+  );
   const after = async (t: Target) => {
     if (t.name === 'gitgate all on' && gwOn !== undefined) await settle(gwOn);
   };
@@ -341,7 +345,7 @@ async function main(): Promise<void> {
     for (const t of targets) {
       const r = m.get(t.name)!;
       console.log(
-        `  ${t.name.padEnd(18)} ${r.rps.toFixed(0).padStart(6)} calls/s   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all).padStart(8)}${t.name.startsWith('hoop') ? '' : ` (main thread ${us(r.cpu?.main)})`}   rounds: ${rounds
+        `  ${t.name.padEnd(22)} ${r.rps.toFixed(0).padStart(6)} calls/s   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all).padStart(8)}${t.name.startsWith('hoop') ? '' : ` (main thread ${us(r.cpu?.main)})`}   rounds: ${rounds
           .get(t.name)!
           .map((x) => x.rps.toFixed(0))
           .join(' ')}`,
@@ -380,7 +384,7 @@ async function main(): Promise<void> {
     for (const t of sized) {
       const r = summary(rounds.get(t.name)!);
       console.log(
-        `  ${t.name.padEnd(18)} ${r.rps.toFixed(0).padStart(6)} calls/s (${(d !== undefined ? pct(r.rps, d.rps) : '–').padStart(5)} of direct)   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all)}`,
+        `  ${t.name.padEnd(22)} ${r.rps.toFixed(0).padStart(6)} calls/s (${(d !== undefined ? pct(r.rps, d.rps) : '–').padStart(5)} of direct)   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all)}`,
       );
     }
   }
@@ -392,6 +396,7 @@ async function main(): Promise<void> {
 
   // The audit log alone: AUDIT_RECORDS (default 1 M) records, heap over the run, checkpoint
   // signature, proof generation and verification, and a full verify with its peak memory.
+  if (process.env.AUDIT_RECORDS === '0') return;
   console.log(`\naudit log alone (bench/audit.ts, ${process.env.AUDIT_RECORDS ?? '1000000'} records):`);
   await new Promise<void>((resolve, reject) => {
     const c = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', path.join(packageRoot, 'bench/audit.ts')], {

@@ -311,11 +311,21 @@ function createUpstreams(
     config,
     logger,
     { name: 'gitgate', version: VERSION },
-    (cfg) =>
-      trackConnector(connect(cfg), {
-        observe: (seconds, outcome) => metrics.upstreamSeconds.observe({ upstream: cfg.name, outcome }, seconds),
+    (cfg) => {
+      // One labelled series per outcome, looked up once rather than per request.
+      const series = new Map<string, { observe(seconds: number): void }>();
+      return trackConnector(connect(cfg), {
+        observe: (seconds, outcome) => {
+          let s = series.get(outcome);
+          if (s === undefined) {
+            s = metrics.upstreamSeconds.labels({ upstream: cfg.name, outcome });
+            series.set(outcome, s);
+          }
+          s.observe(seconds);
+        },
         clock,
-      }),
+      });
+    },
     (cfg, method) => credentials.forCall(cfg, { subject: 'gitgate', method }),
     clock,
   );

@@ -149,8 +149,10 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
   if (input.mcp.tool !== undefined) note.tool = input.mcp.tool;
   const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
   note.decision = outcome;
-  // The request as the decision's mask rules leave it, copied once: what reviewers of a parked call see.
-  const masked = maskedCopy(msg, outcome.decision.maskRules);
+  // The request as the decision's mask rules leave it, copied once: what the audit record holds and
+  // reviewers of a parked call see (with neither, there is nothing to copy it for).
+  const masked =
+    deps.audit.enabled || outcome.decision.approval.required ? maskedCopy(msg, outcome.decision.maskRules) : undefined;
   const decision = req.audit.decided(input, outcome, masked);
   enforce(outcome);
   await limitRate(deps.rates, input, outcome);
@@ -191,7 +193,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
         deps.approvals,
         identity,
         msg,
-        masked,
+        masked ?? maskedCopy(msg, outcome.decision.maskRules),
         input,
         outcome,
         req.audit,

@@ -18,28 +18,81 @@ export const SECRET_MARK = '[redacted:secret]';
 /** Variants are looked for only for secrets at least this long (shorter ones would match by chance). */
 const MIN_VARIANT_CHARS = 8;
 
+/** `bytes` after `k` zero bytes (the unknown bytes before it in a longer encoded text). */
+function shifted(bytes: Buffer, k: number): Buffer {
+  if (k === 0) return bytes;
+  const b = Buffer.allocUnsafe(k + bytes.length);
+  b.fill(0, 0, k);
+  bytes.copy(b, k);
+  return b;
+}
+
 /** The stable middle of base64(x) for x at byte offsets 0, 1 and 2 of a longer encoded text. */
 function base64Cores(value: string): string[] {
   const bytes = Buffer.from(value, 'utf8');
+  const whole = bytes.toString('base64');
+  const wholeUrl = bytes.toString('base64url');
   // Encoded on its own (the usual echo): the whole of it, padding included.
-  const out: string[] = [bytes.toString('base64'), bytes.toString('base64url')];
+  const out: string[] = [whole, wholeUrl];
   for (let k = 0; k < 3; k++) {
-    const padded = Buffer.concat([Buffer.alloc(k), bytes]);
-    const b64 = padded.toString('base64').replace(/=+$/, '');
+    const padded = shifted(bytes, k);
+    // base64url has no padding: its length is that of base64 without its trailing '='.
+    const url = k === 0 ? wholeUrl : padded.toString('base64url');
+    const b64 = (k === 0 ? whole : padded.toString('base64')).slice(0, url.length);
     // Leading characters mix in the k unknown bytes before it, the last one the bytes after.
     const skip = k === 0 ? 0 : k === 1 ? 2 : 3;
     const tail = (k + bytes.length) % 3 === 0 ? 0 : 1;
-    const core = b64.slice(skip, b64.length - tail);
-    if (core.length >= MIN_VARIANT_CHARS) out.push(core, core.replace(/\+/g, '-').replace(/\//g, '_'));
+    const end = url.length - tail;
+    if (end - skip >= MIN_VARIANT_CHARS) out.push(b64.slice(skip, end), url.slice(skip, end));
   }
   return out;
 }
 
-/** The secrets sent on one call, with every form to look for. */
+/** Every form of one secret an echo may take (the form itself included). */
+function variantsOf(f: string, into: Set<string>): void {
+  into.add(f);
+  if (f.length < MIN_VARIANT_CHARS) return;
+  for (const v of base64Cores(f)) into.add(v);
+  const pct = encodeURIComponent(f);
+  if (pct !== f) into.add(pct);
+  const json = JSON.stringify(f).slice(1, -1);
+  if (json !== f) into.add(json);
+  // Cheap re-encodings an upstream might echo: either case, and hex of the bytes.
+  for (const v of [f.toUpperCase(), f.toLowerCase()]) if (v !== f) into.add(v);
+  const hex = Buffer.from(f, 'utf8').toString('hex');
+  into.add(hex).add(hex.toUpperCase());
+}
+
+/**
+ * The static secrets of one upstream (its URL's password, its configured secret), derived once per
+ * upstream configuration: what every call's scrubber starts from.
+ */
+const staticSecrets = new WeakMap<object, { url?: string; secret?: StaticSecret; forms: SentSecrets }>();
+
+/**
+ * The secrets sent on one call, with every form to look for. A secret's encoded forms are derived
+ * the first time a text long enough to hold one of its forms is looked at (an answer made of short
+ * strings never needs them); what `text` finds is the same either way.
+ */
 export class SentSecrets {
-  #needles = new Set<string>();
+  #needles: Set<string>;
+  /** Forms added whose encoded variants are not derived yet. */
+  #pending: string[] = [];
   #sorted: string[] | undefined;
-  #shortest = Number.POSITIVE_INFINITY;
+  #shortest: number;
+
+  /** `from`: a scrubber to start from (its secrets are copied, not shared). */
+  constructor(from?: SentSecrets) {
+    if (from === undefined) {
+      this.#needles = new Set();
+      this.#shortest = Number.POSITIVE_INFINITY;
+      return;
+    }
+    from.#derive();
+    this.#needles = new Set(from.#needles);
+    this.#shortest = from.#shortest;
+    this.#sorted = from.#sorted;
+  }
 
   /** Remember a secret value gitgate sent. */
   add(value: string | undefined): this {
@@ -53,21 +106,18 @@ export class SentSecrets {
       if (parts.length === 3 && parts[2]!.length >= 16) forms.push(parts[2]!);
     }
     for (const f of forms) {
-      this.#needles.add(f);
+      this.#pending.push(f);
       this.#shortest = Math.min(this.#shortest, f.length);
-      if (f.length < MIN_VARIANT_CHARS) continue;
-      for (const v of base64Cores(f)) this.#needles.add(v);
-      const pct = encodeURIComponent(f);
-      if (pct !== f) this.#needles.add(pct);
-      const json = JSON.stringify(f).slice(1, -1);
-      if (json !== f) this.#needles.add(json);
-      // Cheap re-encodings an upstream might echo: either case, and hex of the bytes.
-      for (const v of [f.toUpperCase(), f.toLowerCase()]) if (v !== f) this.#needles.add(v);
-      const hex = Buffer.from(f, 'utf8').toString('hex');
-      this.#needles.add(hex).add(hex.toUpperCase());
     }
     this.#sorted = undefined;
     return this;
+  }
+
+  #derive(): void {
+    if (this.#pending.length === 0) return;
+    for (const f of this.#pending) variantsOf(f, this.#needles);
+    this.#pending = [];
+    this.#sorted = undefined;
   }
 
   /** Remember what one call's credentials put in headers and `_meta`; returns them unchanged. */
@@ -78,13 +128,16 @@ export class SentSecrets {
     return auth;
   }
 
-  get size(): number {
-    return this.#needles.size;
+  /** No secret to look for. */
+  get empty(): boolean {
+    return this.#needles.size === 0 && this.#pending.length === 0;
   }
 
   /** `text` with every form of every secret replaced by `[redacted:secret]`. */
   text(text: string): string {
-    if (this.#needles.size === 0 || text.length < this.#shortest) return text;
+    // No form of any secret (each at least as long as the secret itself) fits in a shorter text.
+    if (text.length < this.#shortest || this.empty) return text;
+    this.#derive();
     // Longest first, so a token inside a longer form it belongs to goes with it.
     this.#sorted ??= [...this.#needles].sort((a, b) => b.length - a.length);
     let out = text;
@@ -95,12 +148,28 @@ export class SentSecrets {
 
 /**
  * The upstream's static secret (header value as sent, or the env var's value), the
- * password in its URL (sent as HTTP Basic), plus the given credentials.
+ * password in its URL (sent as HTTP Basic), plus the given credentials. The static
+ * part is derived once per upstream configuration.
  */
 export function sentSecrets(
   upstream: { readonly secret?: StaticSecret; readonly url?: string },
   ...auths: (UpstreamAuth | undefined)[]
 ): SentSecrets {
+  let known = staticSecrets.get(upstream);
+  if (known === undefined || known.url !== upstream.url || known.secret !== upstream.secret) {
+    known = {
+      ...(upstream.url !== undefined ? { url: upstream.url } : {}),
+      ...(upstream.secret !== undefined ? { secret: upstream.secret } : {}),
+      forms: staticFormsOf(upstream),
+    };
+    staticSecrets.set(upstream, known);
+  }
+  const s = new SentSecrets(known.forms);
+  for (const a of auths) s.addAuth(a);
+  return s;
+}
+
+function staticFormsOf(upstream: { readonly secret?: StaticSecret; readonly url?: string }): SentSecrets {
   const s = new SentSecrets();
   if (upstream.url !== undefined) {
     const u = URL.canParse(upstream.url) ? new URL(upstream.url) : undefined;
@@ -114,7 +183,6 @@ export function sentSecrets(
     s.add(secret.value.reveal());
     if (secret.scheme) s.add(`${secret.scheme} ${secret.value.reveal()}`);
   }
-  for (const a of auths) s.addAuth(a);
   return s;
 }
 
@@ -123,7 +191,7 @@ export function sentSecrets(
  * Iterative (upstream JSON may nest deep). Returns how many strings changed.
  */
 export function scrubMessage(message: unknown, secrets: SentSecrets): number {
-  if (secrets.size === 0) return 0;
+  if (secrets.empty) return 0;
   let changed = 0;
   const stack: unknown[] = [message];
   while (stack.length > 0) {

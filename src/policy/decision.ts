@@ -61,11 +61,37 @@ function compileMaskCached(mask: readonly MaskRule[]): readonly CompiledRule[] {
 }
 
 /**
+ * Normalized decisions by the JSON text of the policy's raw result: a policy answers most calls
+ * with one of a few results, and the same raw result always normalizes to the same decision, so
+ * it is validated and compiled once and then shared (deeply frozen: no exchange can change another's).
+ */
+const decisionCache = boundedCache<string, Decision>({ max: 1000, ttlMs: 0 });
+/** Larger raw results are normalized every time rather than kept. */
+const MAX_CACHED_RESULT_CHARS = 16 * 1024;
+
+function deepFreeze<T>(v: T): T {
+  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}
+
+/**
  * Validate the raw policy result against schemas/decision.schema.json.
  * Undefined or invalid results become a deny whose reason says why (fail closed).
  */
 export function normalizeDecision(raw: unknown): Decision {
   if (raw === undefined) return denyDecision('policy produced no decision (gitgate/decision is undefined)', false);
+  const key = JSON.stringify(raw);
+  const known = decisionCache.get(key);
+  if (known !== undefined) return known;
+  const decision = deepFreeze(normalizeFresh(raw));
+  if (key.length <= MAX_CACHED_RESULT_CHARS) decisionCache.set(key, decision);
+  return decision;
+}
+
+function normalizeFresh(raw: unknown): Decision {
   const validate = compileSchema('decision');
   if (!validate(raw)) {
     return denyDecision(`policy decision invalid: ${formatSchemaErrors(validate.errors).join('; ')}`, false);

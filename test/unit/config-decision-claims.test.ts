@@ -83,6 +83,25 @@ describe('decisions are validated against the schema', () => {
     expect(d.valid).toBe(false);
     expect(d.reasons[0]).toMatch(why);
   });
+
+  it('the same raw result is one shared, deeply frozen decision; a different one is not confused with it', () => {
+    const raw = () => ({
+      allow: true,
+      reasons: ['ok'],
+      mask: [{ path: '$.result', detectors: ['email'] }],
+      credential: { ttl_seconds: 30, scopes: ['a'] },
+    });
+    const a = normalizeDecision(raw());
+    const b = normalizeDecision(raw());
+    expect(b).toBe(a);
+    expect(Object.isFrozen(a.reasons) && Object.isFrozen(a.credential.scopes) && Object.isFrozen(a.mask[0])).toBe(true);
+    expect(() => (a.reasons as string[]).push('more')).toThrow();
+    const other = normalizeDecision({ ...raw(), credential: { ttl_seconds: 31, scopes: ['a'] } });
+    expect(other.credential.ttl_seconds).toBe(31);
+    // An invalid result stays a deny however often it comes.
+    expect(normalizeDecision({ allow: 'yes', reasons: [] }).valid).toBe(false);
+    expect(normalizeDecision({ allow: 'yes', reasons: [] }).allow).toBe(false);
+  });
 });
 
 describe('claims', () => {

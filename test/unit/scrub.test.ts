@@ -61,6 +61,33 @@ describe('the scrubber for secrets gitgate sent', () => {
     expect(node).toEqual({ leaf: `x ${SECRET_MARK}` });
   });
 
+  it('finds the same after short texts as before them (forms are derived when first needed), for every copy', () => {
+    const s = secrets();
+    // Shorter than any secret: nothing to derive, nothing changed.
+    expect(s.text('ok')).toBe('ok');
+    expect(scrubMessage({ a: ['x', 'y'], b: 'z' }, s)).toBe(0);
+    const b64 = Buffer.from(`a${JWT}`).toString('base64');
+    const out = s.text(`t=${b64} k=${KEY.toUpperCase()}`);
+    expect(out).toMatch(/^t=\S{0,4}\[redacted:secret\]\S{0,4} k=\[redacted:secret\]$/);
+    // Another call's scrubber for the same upstream starts from its static secret, not from this call's token.
+    const other = sentSecrets({ secret: { header: 'x-api-key', value: new Secret(KEY) } });
+    expect(other.text(`${KEY} ${JWT}`)).toBe(`${SECRET_MARK} ${JWT}`);
+  });
+
+  it('an upstream whose URL or secret changed is scrubbed for the new ones', () => {
+    const cfg: { url: string; secret?: { header: string; value: Secret } } = {
+      url: 'https://svc:first-password-1@upstream.example/mcp',
+    };
+    expect(sentSecrets(cfg).text('first-password-1')).toBe(SECRET_MARK);
+    cfg.url = 'https://svc:second-password-2@upstream.example/mcp';
+    cfg.secret = { header: 'x-api-key', value: new Secret(KEY) };
+    const s = sentSecrets(cfg);
+    expect(s.text('second-password-2')).toBe(SECRET_MARK);
+    expect(s.text(KEY)).toBe(SECRET_MARK);
+    expect(s.empty).toBe(false);
+    expect(sentSecrets({}).empty).toBe(true);
+  });
+
   it('upstream text for an error: escapes decoded, secrets and any credential removed, masked, then cut', () => {
     const escaped = [...KEY].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
     expect(unescapeJsonText(`a\\"b\\n${escaped}`)).toBe(`a"b\n${KEY}`);

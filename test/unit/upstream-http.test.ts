@@ -57,3 +57,56 @@ describe('Streamable HTTP upstream over kept-alive connections', () => {
     await connector.shutdown();
   });
 });
+
+describe('the headers of an upstream request', () => {
+  it('carry Host (the URL’s, unless the static secret is sent as Host), the credential, the session and the body length', async () => {
+    const seen: string[][] = [];
+    const server = http.createServer((req, res) => {
+      seen.push(req.rawHeaders);
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 's9' });
+        res.end(JSON.stringify({ jsonrpc: '2.0', id: 1, result: { protocolVersion: '2025-11-25' } }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`;
+    const base = {
+      name: 'h',
+      url,
+      audience: url,
+      timeoutMs: 5000,
+      maxSessions: 10,
+      maxSessionsPerCaller: 10,
+      idleTimeoutMs: 60_000,
+      maxResponseBytes: 1 << 20,
+      maxInFlightBytes: 4 << 20,
+    };
+    const { Secret } = await import('../../src/config/secret.js');
+    const msg = { jsonrpc: '2.0' as const, id: 1, method: 'initialize', params: {} };
+    try {
+      for (const cfg of [base, { ...base, secret: { header: 'Host', value: new Secret('virtual.example') } }]) {
+        const connector = httpConnector(cfg);
+        const session = await connector.open();
+        for await (const _ of session.request(msg, { auth: { headers: { authorization: 'Bearer t0k' } } })) break;
+        for await (const _ of session.request({ ...msg, id: 2, method: 'ping' })) break;
+        await connector.shutdown();
+      }
+      const pairs = (raw: string[]) =>
+        Object.fromEntries(raw.flatMap((v, i) => (i % 2 === 0 ? [[v.toLowerCase(), raw[i + 1]!]] : [])));
+      const hostCount = (raw: string[]) => raw.filter((v, i) => i % 2 === 0 && v.toLowerCase() === 'host').length;
+      expect(seen.map(hostCount)).toEqual([1, 1, 1, 1]);
+      const [first, second, third] = seen.map(pairs);
+      expect(first).toMatchObject({
+        host: new URL(url).host,
+        authorization: 'Bearer t0k',
+        'content-type': 'application/json',
+        'content-length': String(Buffer.byteLength(JSON.stringify(msg))),
+      });
+      expect(second).toMatchObject({ 'mcp-session-id': 's9', 'mcp-protocol-version': '2025-11-25' });
+      expect(third).toMatchObject({ host: 'virtual.example' });
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});

@@ -133,6 +133,20 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }, clock: Cloc
     };
   }
 
+  /**
+   * The request's headers as name/value pairs, Host first (what node:http would add): node:http
+   * validates and writes a list in one pass, where an object is copied and checked header by header.
+   */
+  function headerList(headers: Record<string, string>): string[] {
+    const list: string[] = [];
+    let host = false;
+    for (const k of Object.keys(headers)) {
+      if (k.toLowerCase() === 'host') host = true;
+      list.push(k, headers[k]!);
+    }
+    return host ? list : ['host', url.host, ...list];
+  }
+
   function send(
     method: 'POST' | 'GET' | 'DELETE',
     headers: Record<string, string>,
@@ -144,14 +158,18 @@ export function httpConnector(cfg: UpstreamConfig & { url: string }, clock: Cloc
     return new Promise((resolve, reject) => {
       let response: http.IncomingMessage | undefined;
       let headersDue: Timer | undefined;
-      const req = lib.request(url, { method, headers, agent, signal: signal as AbortSignal }, (res) => {
-        headersDue?.cancel();
-        response = res;
-        watch.target = res;
-        // Failures while the body streams (timeouts, resets) surface through bodyError().
-        res.on('error', () => undefined);
-        resolve(res);
-      });
+      const req = lib.request(
+        url,
+        { method, headers: headerList(headers), agent, signal: signal as AbortSignal },
+        (res) => {
+          headersDue?.cancel();
+          response = res;
+          watch.target = res;
+          // Failures while the body streams (timeouts, resets) surface through bodyError().
+          res.on('error', () => undefined);
+          resolve(res);
+        },
+      );
       watch.target = req;
       // The response's headers within timeoutMs; after them the request's message deadline rules
       // (a listening stream has none once open).
