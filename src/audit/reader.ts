@@ -4,7 +4,7 @@ import path from 'node:path';
 import { compileSchema, formatSchemaErrors } from '../config/schema.js';
 import { gitText } from '../git/run.js';
 import { type AuditRecord, leafHead, parseLine } from './record.js';
-import { CHECKPOINT_FILE, CHECKPOINT_STREAM, LOG_KEY_FILE, parseStreamFile } from './store.js';
+import { CHECKPOINT_FILE, CHECKPOINT_STREAM, checkpointSize, LOG_KEY_FILE, parseStreamFile } from './store.js';
 import { Frontier, HASH_BYTES, type Hash, leafHash } from './tlog/merkle.js';
 import { type NoteVerifier, openCheckpoint, parseVerifierKey, type SignedCheckpoint } from './tlog/note.js';
 
@@ -110,8 +110,11 @@ export function readLog(
   for (const files of all.values()) for (const f of files) bytes += statSync(f).size;
   // A record line is never shorter than this: a leaf index beyond what the files could hold is refused unread.
   const maxLeaves = Math.ceil(bytes / 60) + 1;
-  let leaves = Buffer.alloc(HASH_BYTES * Math.min(maxLeaves, 1024));
-  const seen = new Uint8Array(maxLeaves);
+  // Sized from the size the repo's checkpoint claims (unchecked, only so the buffer need not grow by copies).
+  let leaves = Buffer.alloc(HASH_BYTES * Math.min(maxLeaves, Math.max(1024, claimedSize(repo))));
+  /** One bit per possible leaf: whether a record holds it. */
+  const seen = new Uint8Array(Math.ceil(maxLeaves / 8));
+  const has = (leaf: number) => (seen[Math.floor(leaf / 8)]! & (1 << (leaf % 8))) !== 0;
   let records = 0;
   for (const [stream, files] of all) {
     let prev: string | null = null;
@@ -159,12 +162,12 @@ export function readLog(
         if (head.prev !== prev)
           throw new LogBroken(where, 'prev does not match the leaf hash of the record before it: the chain is broken');
         if (head.leaf >= maxLeaves) throw new LogBroken(where, `leaf ${head.leaf} is beyond any tree these files make`);
-        if (seen[head.leaf] === 1)
+        if (has(head.leaf))
           throw new LogBroken(
             where,
             `leaf ${head.leaf} is also ${firstHolder(repo, all, head.leaf) ?? 'elsewhere'}: a record was copied`,
           );
-        seen[head.leaf] = 1;
+        seen[Math.floor(head.leaf / 8)]! |= 1 << (head.leaf % 8);
         const h = leafHash(bytes);
         if ((head.leaf + 1) * HASH_BYTES > leaves.length) {
           const grown = Buffer.alloc(
@@ -182,8 +185,17 @@ export function readLog(
     }
   }
   for (let i = 0; i < records; i++)
-    if (seen[i] !== 1) throw new LogBroken(`leaf ${i}`, 'no record holds this leaf: a record was removed');
+    if (!has(i)) throw new LogBroken(`leaf ${i}`, 'no record holds this leaf: a record was removed');
   return { streams: all.size, records, leaves: leaves.subarray(0, records * HASH_BYTES) };
+}
+
+/** The tree size the repo's checkpoint names, unchecked (0 when it has none that parses). */
+function claimedSize(repo: string): number {
+  try {
+    return checkpointSize(readFileSync(path.join(repo, CHECKPOINT_FILE), 'utf8'));
+  } catch {
+    return 0;
+  }
 }
 
 /** Where the first line holding `leaf` is (read again: only a copied record asks, once). */
