@@ -61,6 +61,8 @@ async function main(): Promise<void> {
     `audit bench: ${TOTAL} records, ${PER_STREAM === 0 ? 'one hot stream' : `${PER_STREAM} per session stream`}, ${IN_FLIGHT} in flight, node ${process.version}`,
   );
   const heap: number[] = [];
+  /** Durable records not yet committed at each heap sample: what the writer holds in memory for the committer. */
+  const backlog: number[] = [];
   const lags: number[] = [];
   const start = process.hrtime.bigint();
   let next = 0;
@@ -74,6 +76,7 @@ async function main(): Promise<void> {
       if (i % 100_000 === 0) {
         global.gc?.();
         heap.push(process.memoryUsage().heapUsed / 2 ** 20);
+        backlog.push(log.status().uncommitted);
         const lag = committer.status().lastLagMs;
         if (lag !== undefined) lags.push(lag);
       }
@@ -93,6 +96,7 @@ async function main(): Promise<void> {
     `commit lag (sampled): median ${lags[Math.floor(lags.length / 2)]?.toFixed(0) ?? '-'} ms, worst ${lags.at(-1)?.toFixed(0) ?? '-'} ms`,
   );
   console.log(`heap MiB every 100k records: ${heap.map((h) => h.toFixed(0)).join(' ')}`);
+  console.log(`uncommitted records at those samples: ${backlog.join(' ')}`);
   // One checkpoint signature (Ed25519), as the sealer makes one per WAL roll.
   const signer = noteSigner('gitgate.bench/audit', key);
   const hf = HashFile.openReadOnly(treeHashFile(path.join(root, 'wal')));

@@ -25,7 +25,7 @@
  * default, it starts a PostgreSQL cluster).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -178,7 +178,8 @@ async function settle(url: string): Promise<void> {
 
 /**
  * CPU a process has used, in µs (Linux /proc; undefined elsewhere): its main
- * thread (the event loop), all its threads, and the children it waited for (git).
+ * thread (the event loop), all its threads, and its children: those it waited for (git), and
+ * those still running (the audit's git helper process, with the git runs it waited for).
  */
 function cpuOf(pid: number): { main: number; threads: number; children: number } | undefined {
   try {
@@ -186,10 +187,37 @@ function cpuOf(pid: number): { main: number; threads: number; children: number }
     const tick = 1e6 / 100; // USER_HZ
     const p = fields(`/proc/${pid}/stat`);
     const m = fields(`/proc/${pid}/task/${pid}/stat`);
-    return { main: (m[11]! + m[12]!) * tick, threads: (p[11]! + p[12]!) * tick, children: (p[13]! + p[14]!) * tick };
+    let live = 0;
+    for (const child of childrenOf(pid)) {
+      try {
+        const c = fields(`/proc/${child}/stat`);
+        live += c[11]! + c[12]! + c[13]! + c[14]!;
+      } catch {
+        // exited meanwhile: the parent waited for it, so it is in its children's time
+      }
+    }
+    return {
+      main: (m[11]! + m[12]!) * tick,
+      threads: (p[11]! + p[12]!) * tick,
+      children: (p[13]! + p[14]! + live) * tick,
+    };
   } catch {
     return undefined;
   }
+}
+
+/** The running children of a process (every thread's /proc children list). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(' '))
+        if (c !== '') out.push(Number(c));
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
 }
 
 interface Measured extends RunResult {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { compileSchema, formatSchemaErrors } from '../config/schema.js';
 import { gitText } from '../git/run.js';
 import { type AuditRecord, leafHead, parseLine } from './record.js';
-import { CHECKPOINT_FILE, CHECKPOINT_STREAM, LOG_KEY_FILE, parseStreamFile } from './store.js';
+import { CHECKPOINT_FILE, CHECKPOINT_STREAM, checkpointSize, LOG_KEY_FILE, parseStreamFile } from './store.js';
 import { Frontier, HASH_BYTES, type Hash, leafHash } from './tlog/merkle.js';
 import { type NoteVerifier, openCheckpoint, parseVerifierKey, type SignedCheckpoint } from './tlog/note.js';
 
@@ -92,8 +92,16 @@ export function rootOf(contents: LogContents, size: number): Hash {
   return f.root();
 }
 
-/** Every record line of a repo (v2), read and checked; `onRecord` sees each in stream order. */
-export function readLog(repo: string, onRecord: (r: AuditRecord, line: string) => void = () => {}): LogContents {
+/**
+ * Every record line of a repo (v2), read and checked; `onRecord` sees each in stream order,
+ * `onFile` each record file's bytes as read (so a caller that also hashes the files reads each once).
+ * Memory: one file at a time, 32 bytes per leaf and a byte per possible leaf, nothing per record besides.
+ */
+export function readLog(
+  repo: string,
+  onRecord: (r: AuditRecord, line: string) => void = () => {},
+  onFile?: (rel: string, data: Buffer) => void,
+): LogContents {
   const validRecord = compileSchema('audit-record');
   const all = chains(repo);
   if (all.has(CHECKPOINT_STREAM))
@@ -102,19 +110,26 @@ export function readLog(repo: string, onRecord: (r: AuditRecord, line: string) =
   for (const files of all.values()) for (const f of files) bytes += statSync(f).size;
   // A record line is never shorter than this: a leaf index beyond what the files could hold is refused unread.
   const maxLeaves = Math.ceil(bytes / 60) + 1;
-  let leaves = Buffer.alloc(HASH_BYTES * Math.min(maxLeaves, 1024));
-  const seen = new Uint8Array(maxLeaves);
-  const whereOf = new Map<number, string>();
+  // Sized from the size the repo's checkpoint claims (unchecked, only so the buffer need not grow by copies).
+  let leaves = Buffer.alloc(HASH_BYTES * Math.min(maxLeaves, Math.max(1024, claimedSize(repo))));
+  /** One bit per possible leaf: whether a record holds it. */
+  const seen = new Uint8Array(Math.ceil(maxLeaves / 8));
+  const has = (leaf: number) => (seen[Math.floor(leaf / 8)]! & (1 << (leaf % 8))) !== 0;
   let records = 0;
   for (const [stream, files] of all) {
     let prev: string | null = null;
     let seq = 0;
     for (const file of files) {
       const rel = path.relative(repo, file);
-      const lines = readFileSync(file, 'utf8').split('\n');
-      if (lines.at(-1) === '') lines.pop();
-      lines.forEach((line, i) => {
-        const where = `${rel}:${i + 1}`;
+      const data = readFileSync(file);
+      onFile?.(rel, data);
+      // Line by line over the bytes: a leaf is the hash of the line's exact bytes, as stored.
+      for (let start = 0, n = 1; start < data.length; n++) {
+        const nl = data.indexOf(0x0a, start);
+        const bytes = data.subarray(start, nl < 0 ? data.length : nl);
+        start = nl < 0 ? data.length : nl + 1;
+        const line = bytes.toString('utf8');
+        const where = `${rel}:${n}`;
         let r: AuditRecord;
         try {
           r = JSON.parse(line) as AuditRecord;
@@ -147,14 +162,13 @@ export function readLog(repo: string, onRecord: (r: AuditRecord, line: string) =
         if (head.prev !== prev)
           throw new LogBroken(where, 'prev does not match the leaf hash of the record before it: the chain is broken');
         if (head.leaf >= maxLeaves) throw new LogBroken(where, `leaf ${head.leaf} is beyond any tree these files make`);
-        if (seen[head.leaf] === 1)
+        if (has(head.leaf))
           throw new LogBroken(
             where,
-            `leaf ${head.leaf} is also ${whereOf.get(head.leaf) ?? 'elsewhere'}: a record was copied`,
+            `leaf ${head.leaf} is also ${firstHolder(repo, all, head.leaf) ?? 'elsewhere'}: a record was copied`,
           );
-        seen[head.leaf] = 1;
-        if (whereOf.size < 100_000) whereOf.set(head.leaf, where);
-        const h = leafHash(line);
+        seen[Math.floor(head.leaf / 8)]! |= 1 << (head.leaf % 8);
+        const h = leafHash(bytes);
         if ((head.leaf + 1) * HASH_BYTES > leaves.length) {
           const grown = Buffer.alloc(
             Math.min(maxLeaves * HASH_BYTES, Math.max(leaves.length * 2, (head.leaf + 1) * HASH_BYTES)),
@@ -167,12 +181,32 @@ export function readLog(repo: string, onRecord: (r: AuditRecord, line: string) =
         seq++;
         records++;
         onRecord(r, line);
-      });
+      }
     }
   }
   for (let i = 0; i < records; i++)
-    if (seen[i] !== 1) throw new LogBroken(`leaf ${i}`, 'no record holds this leaf: a record was removed');
+    if (!has(i)) throw new LogBroken(`leaf ${i}`, 'no record holds this leaf: a record was removed');
   return { streams: all.size, records, leaves: leaves.subarray(0, records * HASH_BYTES) };
+}
+
+/** The tree size the repo's checkpoint names, unchecked (0 when it has none that parses). */
+function claimedSize(repo: string): number {
+  try {
+    return checkpointSize(readFileSync(path.join(repo, CHECKPOINT_FILE), 'utf8'));
+  } catch {
+    return 0;
+  }
+}
+
+/** Where the first line holding `leaf` is (read again: only a copied record asks, once). */
+function firstHolder(repo: string, all: Map<string, string[]>, leaf: number): string | undefined {
+  for (const files of all.values())
+    for (const file of files) {
+      const lines = readFileSync(file, 'utf8').split('\n');
+      for (let i = 0; i < lines.length; i++)
+        if (leafHead(lines[i]!)?.leaf === leaf) return `${path.relative(repo, file)}:${i + 1}`;
+    }
+  return undefined;
 }
 
 /** Open a checkpoint note with the given keys, naming what is wrong. */
@@ -191,9 +225,27 @@ export function repoCheckpoint(repo: string, keys: readonly NoteVerifier[]): Sig
   return openGivenCheckpoint(readFileSync(file, 'utf8'), keys, CHECKPOINT_FILE);
 }
 
-/** How the work tree differs from HEAD (git's blob ids of every file but .git), or undefined when it does not. */
-export async function workTreeVersusHead(repo: string): Promise<string | undefined> {
+/** The object format of a repo's git objects (what its blob ids are hashes of). */
+export async function objectFormat(repo: string): Promise<'sha1' | 'sha256'> {
   const format = (await gitText(repo, ['rev-parse', '--show-object-format']).catch(() => 'sha1\n')).trim();
+  return format === 'sha256' ? 'sha256' : 'sha1';
+}
+
+/** A file's git blob id. */
+export function blobId(format: 'sha1' | 'sha256', data: Buffer): string {
+  return createHash(format).update(`blob ${data.length}\0`).update(data).digest('hex');
+}
+
+/**
+ * How the work tree differs from HEAD (git's blob ids of every file but .git), or undefined when it does not.
+ * `known`: blob ids already computed from the files' bytes (by a reader that read them anyway), by path
+ * relative to the repo; the other files are read here.
+ */
+export async function workTreeVersusHead(
+  repo: string,
+  known: ReadonlyMap<string, string> = new Map(),
+): Promise<string | undefined> {
+  const format = await objectFormat(repo);
   const head = await gitText(repo, ['ls-tree', '-r', '-z', '--full-tree', 'HEAD']).catch(() => undefined);
   if (head === undefined) return existsSync(path.join(repo, CHECKPOINT_FILE)) ? 'HEAD has no commit' : undefined;
   const inHead = new Map<string, string>();
@@ -211,16 +263,7 @@ export async function workTreeVersusHead(repo: string): Promise<string | undefin
       const rel = path.relative(repo, p).split(path.sep).join('/');
       if (rel === '.git') continue;
       if (e.isDirectory()) walk(p);
-      else {
-        const data = readFileSync(p);
-        inTree.set(
-          rel,
-          createHash(format === 'sha256' ? 'sha256' : 'sha1')
-            .update(`blob ${data.length}\0`)
-            .update(data)
-            .digest('hex'),
-        );
-      }
+      else inTree.set(rel, known.get(path.relative(repo, p)) ?? blobId(format, readFileSync(p)));
     }
   };
   walk(repo);

@@ -13,7 +13,8 @@ import {
 import path from 'node:path';
 import { type Clock, systemClock } from '../clock.js';
 import { GatewayError } from '../errors.js';
-import { git, gitText } from '../git/run.js';
+import { gitText } from '../git/run.js';
+import { type GitRunner, gitRunner } from './git-runner.js';
 import type { StreamTail } from './log.js';
 import { leafHashHex, leafHead, lineHead } from './record.js';
 import { readLastLine } from './tail.js';
@@ -168,6 +169,8 @@ export class GitAuditStore implements AuditStore {
 
   /** Leaves appended so far (the tree the next checkpoint must cover). */
   #size = 0;
+  /** The commits' git runs, spawned by a helper process (see gitRunner), not by the gateway. */
+  readonly #runner: GitRunner = gitRunner();
 
   private constructor(
     readonly dir: string,
@@ -178,6 +181,11 @@ export class GitAuditStore implements AuditStore {
 
   #g(args: readonly string[]): Promise<string> {
     return gitText(this.dir, args);
+  }
+
+  /** A git run of the commit path, through the helper. */
+  async #run(args: readonly string[], stdin?: string): Promise<string> {
+    return (await this.#runner.run(this.dir, args, stdin)).toString('utf8');
   }
 
   /**
@@ -454,20 +462,20 @@ export class GitAuditStore implements AuditStore {
       this.#touched.add(LOG_KEY_FILE);
     }
     if (!this.#born) {
-      this.#born = (await this.#g(['rev-parse', '--verify', '-q', 'HEAD']).catch(() => '')).trim() !== '';
+      this.#born = (await this.#run(['rev-parse', '--verify', '-q', 'HEAD']).catch(() => '')).trim() !== '';
       if (!this.#born) this.#touched.add('README.md');
     }
     if (this.#touched.size === 0) return;
     // Stage exactly what changed: paths on stdin to update-index, so no tree scan and no
     // pathspec matching (`git add` of N paths matches each against every index entry).
     const files = [...this.#touched].filter((f) => existsSync(path.join(this.dir, f)));
-    await git(this.dir, ['update-index', '--add', '-z', '--stdin'], {}, `${files.join('\0')}\0`);
-    await this.#g(['commit', '-q', '-m', message]);
+    await this.#run(['update-index', '--add', '-z', '--stdin'], `${files.join('\0')}\0`);
+    await this.#run(['commit', '-q', '-m', message]);
     this.#touched.clear();
     this.#born = true;
     if (this.remote !== undefined) {
       try {
-        await this.#g(['push', '-q', 'origin', 'HEAD']);
+        await this.#run(['push', '-q', 'origin', 'HEAD']);
       } catch (err) {
         // Committed locally; the push is retried with the next commit.
         this.log(`audit push failed: ${(err as Error).message}`);

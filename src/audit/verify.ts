@@ -1,9 +1,12 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import {
+  blobId,
   isOldFormat,
   LogBroken,
+  type LogContents,
   listFiles,
+  objectFormat,
   openGivenCheckpoint,
   readLog,
   repoCheckpoint,
@@ -72,15 +75,35 @@ export async function verifyAuditRepo(
   try {
     if (opts.keys.length === 0)
       throw new LogBroken('--key', "no verifier key given: keys in the repo are not trusted; pass the log's key");
-    if (existsSync(path.join(repo, '.git'))) {
-      const diff = await workTreeVersusHead(repo);
-      if (diff !== undefined)
+    const isGit = existsSync(path.join(repo, '.git'));
+    if (!isGit) warnings.push('not a git repository: the files were verified, no commit was');
+    // Each record file is read once: its records are checked and its blob id computed from the same bytes.
+    const format = isGit ? await objectFormat(repo) : undefined;
+    const ids = new Map<string, string>();
+    let log: LogContents | undefined;
+    let broken: LogBroken | undefined;
+    try {
+      log = readLog(
+        repo,
+        (r) => {
+          records++;
+          onRecord(r);
+        },
+        format === undefined ? undefined : (rel, data) => ids.set(rel, blobId(format, data)),
+      );
+    } catch (err) {
+      if (!(err instanceof LogBroken)) throw err;
+      broken = err;
+    }
+    // The work tree must be HEAD before anything in it counts (this is said first, whatever else is wrong).
+    if (isGit) {
+      const diff = await workTreeVersusHead(repo, ids);
+      if (diff !== undefined) {
+        records = 0;
         throw new LogBroken('work tree', `${diff}: verify a clean checkout of HEAD (the work tree must be HEAD)`);
-    } else warnings.push('not a git repository: the files were verified, no commit was');
-    const log = readLog(repo, (r) => {
-      records++;
-      onRecord(r);
-    });
+      }
+    }
+    if (broken !== undefined || log === undefined) throw broken;
     streams = log.streams;
     const cp = repoCheckpoint(repo, opts.keys);
     if (cp.size !== log.records)

@@ -231,6 +231,28 @@ describe('gitgate audit verify: only the given key, only a log that extends a sa
     expect((await verify(added)).error?.why).toMatch(/streams\/extra.jsonl is in the work tree but not in HEAD/);
   });
 
+  it('bytes that are not UTF-8 where a record held U+FFFD, committed: the leaf is the bytes stored, so the tree shows it', async () => {
+    // Decoded, a lone 0xFF reads as U+FFFD (EF BF BD): a reader that hashed the decoded text would see the signed record.
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-tamper-'));
+    const t = await openTrail(root, key);
+    await t.log.append(A, decisionEvent('\uFFFD'));
+    await t.committer.commit();
+    await t.log.close();
+    const repo = path.join(root, 'audit');
+    expect((await verify(repo)).ok).toBe(true);
+    const f = file(repo, A);
+    const bytes = readFileSync(f);
+    const at = bytes.indexOf(Buffer.from('\uFFFD', 'utf8'));
+    expect(at).toBeGreaterThan(0);
+    writeFileSync(f, Buffer.concat([bytes.subarray(0, at), Buffer.from([0xff]), bytes.subarray(at + 3)]));
+    expect(readFileSync(f, 'utf8')).toBe(bytes.toString('utf8'));
+    await commit(repo);
+    expect((await verify(repo)).error).toMatchObject({
+      where: 'checkpoint',
+      why: expect.stringMatching(/tree hash differs from the signed one: records were altered/),
+    });
+  });
+
   it('no key given: refused (the repo does not choose its own key)', async () => {
     expect((await verifyAuditRepo(pristine, { keys: [] })).error?.where).toBe('--key');
   });
