@@ -13,8 +13,8 @@ import {
 import path from 'node:path';
 import { type Clock, systemClock } from '../clock.js';
 import { GatewayError } from '../errors.js';
+import { type GitRunner, gitRunner } from '../git/helper-runner.js';
 import { gitText } from '../git/run.js';
-import { type GitRunner, gitRunner } from './git-runner.js';
 import type { StreamTail } from './log.js';
 import { leafHashHex, leafHead, lineHead } from './record.js';
 import { readLastLine } from './tail.js';

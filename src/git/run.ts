@@ -9,6 +9,13 @@ const IDENTITY = {
   GIT_TERMINAL_PROMPT: '0',
 };
 
+/** The environment git runs with: PATH, HOME, TMPDIR and LANG of ours, gitgate's identity, and `extraEnv`. */
+export function gitEnvironment(extraEnv: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+  return { ...env, ...IDENTITY, ...extraEnv };
+}
+
 /** Run git with an argument list (no shell); secrets travel in `env`, never in argv. */
 export function git(
   dir: string,
@@ -16,10 +23,8 @@ export function git(
   extraEnv: Record<string, string> = {},
   stdin?: string | Buffer,
 ): Promise<Buffer> {
-  const env: Record<string, string> = {};
-  for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
   return new Promise((resolve, reject) => {
-    const p = spawn('git', args, { cwd: dir, env: { ...env, ...IDENTITY, ...extraEnv } });
+    const p = spawn('git', args, { cwd: dir, env: gitEnvironment(extraEnv) });
     const out: Buffer[] = [];
     let err = '';
     p.stdout.on('data', (d: Buffer) => out.push(d));

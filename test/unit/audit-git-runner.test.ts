@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { gitRunner } from '../../src/audit/git-runner.js';
+import { gitRunner } from '../../src/git/helper-runner.js';
 
 describe('the audit committer git runner (a helper process spawns git)', () => {
   it('runs git in the given folder with stdin, returns stdout, and names a failure', async () => {

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
+import { gitEnvironment } from './run.js';
 
 /**
  * The helper process's program (CommonJS, for `node -e`): one request per stdin line
@@ -27,19 +28,6 @@ require('node:readline').createInterface({ input: process.stdin }).on('line', (l
   else p.stdin.end();
 }).on('close', () => process.exitCode = 0);
 `;
-
-/** What `git()` (git/run.ts) lets git see: PATH, HOME, TMPDIR, LANG and the committer identity. */
-function gitEnv(): Record<string, string> {
-  const env: Record<string, string> = {
-    GIT_AUTHOR_NAME: 'gitgate',
-    GIT_AUTHOR_EMAIL: 'gitgate@localhost',
-    GIT_COMMITTER_NAME: 'gitgate',
-    GIT_COMMITTER_EMAIL: 'gitgate@localhost',
-    GIT_TERMINAL_PROMPT: '0',
-  };
-  for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-  return env;
-}
 
 interface Reply {
   readonly id: number;
@@ -80,7 +68,7 @@ export function gitRunner(): GitRunner {
   const start = (): ChildProcess => {
     const c = spawn(process.execPath, ['-e', HELPER], {
       cwd: '/',
-      env: gitEnv(),
+      env: gitEnvironment(),
       stdio: ['pipe', 'pipe', 'ignore'],
     });
     let buf = '';
