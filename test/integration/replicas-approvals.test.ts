@@ -254,6 +254,8 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
       while (r.done !== true) r = await held.next();
       return r.value;
     })();
+    const trips = () => replicas.map((r) => r.gw.store!.db.roundTrips);
+    const before = trips();
     const hook = await gh.deliver(
       `${replicas[2]!.url}/webhooks/github`,
       'pull_request_review',
@@ -262,8 +264,15 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
     );
     expect(hook.status).toBe(202);
     const t = await released;
+    const spent = trips().map((n, i) => n - before[i]!);
     ctl.abort();
     expect(t).toMatchObject({ kind: 'go', approval: { id: a.id, status: 'executed' } });
+    // The change reached the holder and the bystander in its NOTIFY (no read of the row), the webhook wrote
+    // the approved row once, and the holder's claim (its fresh provider read matching the stored state) wrote
+    // nothing but the claim itself (at most one more: the outcome report's write, if it was that quick).
+    expect(spent[0], JSON.stringify(spent)).toBeLessThanOrEqual(2);
+    expect(spent[1], JSON.stringify(spent)).toBeLessThanOrEqual(1);
+    expect(spent[2], JSON.stringify(spent)).toBeLessThanOrEqual(6);
     // Claimed once: the identical retry through any replica is told it was used.
     expect(await call(c, 'hold-me')).toMatchObject({ ok: false, code: -32011 });
     await c.close();
