@@ -11,13 +11,6 @@ interface Row {
 const MAX_ROWS = 10_000;
 
 /**
- * A change's NOTIFY payload: `<id> <version>`, then the row's record when it fits (PostgreSQL's payloads
- * stay under 8000 bytes), so the replicas hearing it adopt the row without reading it (a replica holding
- * the call claims it at once). The payload comes from the database, as a SELECT's answer would.
- */
-const NOTICE = `id || ' ' || version || CASE WHEN octet_length(record::text) <= ${7_000} THEN ' ' || record::text ELSE '' END`;
-
-/**
  * Approvals shared by every replica. PostgreSQL holds the truth; this replica keeps a cache of the rows it
  * has read, refreshed before each decision that depends on them (admit, webhook, poll, hold) and whenever a
  * NOTIFY says a row changed. Writes never move an approval out of a final state: `executed` is reached only
@@ -32,15 +25,14 @@ export class PgApprovalStore implements ApprovalStore {
 
   /** Listen for other replicas' changes; after a reconnect, every live approval is read again. */
   async start(): Promise<void> {
+    // The NOTIFY is a hint only, the row is read: any role that can connect to the database may NOTIFY on
+    // any channel (it needs no privilege), so nothing in a payload is adopted.
     await this.db.listen('approvals', (payload) => {
-      const m = /^([^ ]{1,200}) (\d{1,19})(?: (.*))?$/s.exec(payload);
-      if (m === null) return;
-      const [, id, version, text] = m as unknown as [string, string, string, string | undefined];
+      const [id, version] = payload.split(' ');
+      if (id === undefined || id === '' || id.length > 200 || !/^\d{1,19}$/.test(version ?? '')) return;
       // Our own write, or one already read: nothing to fetch.
-      if ((this.#versions.get(id) ?? -1n) >= BigInt(version)) return;
-      const record = text === undefined ? undefined : parseRecord(text, id);
-      if (record !== undefined) this.#adoptAll([{ id, record, version }]);
-      else void this.#reload(id).catch(() => undefined);
+      if ((this.#versions.get(id) ?? -1n) >= BigInt(version!)) return;
+      void this.#reload(id).catch(() => undefined);
     });
     this.db.onReconnect = () => void this.syncLive().catch(() => undefined);
     await this.syncLive();
@@ -113,8 +105,8 @@ export class PgApprovalStore implements ApprovalStore {
     const r = await this.db.query<{ version: string }>(
       `WITH w AS (
          INSERT INTO approvals (id, call_hash, generation, status, remote_ref, record, updated_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id, record, version)
-       SELECT version, pg_notify($8, ${NOTICE}) FROM w`,
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id, version)
+       SELECT version, pg_notify($8, id || ' ' || version) FROM w`,
       [
         a.id,
         a.callHash,
@@ -157,7 +149,7 @@ export class PgApprovalStore implements ApprovalStore {
          WHERE approvals.status IN ('pending', 'approved') AND EXCLUDED.status <> 'executed'
             OR approvals.status = EXCLUDED.status
          RETURNING id, record, version)
-       SELECT id, record, version, pg_notify($8, ${NOTICE}) FROM w`,
+       SELECT id, record, version, pg_notify($8, id || ' ' || version) FROM w`,
       [
         a.id,
         a.callHash,
@@ -181,7 +173,7 @@ export class PgApprovalStore implements ApprovalStore {
          UPDATE approvals SET status = 'executed', record = $2, version = version + 1, updated_by = $3, updated_at = now()
          WHERE id = $1 AND status = 'approved' RETURNING id, record, version),
        e AS (INSERT INTO approval_events (approval_id, type, replica) SELECT id, 'approval.executed', $3 FROM w)
-       SELECT id, record, version, pg_notify($4, ${NOTICE}) FROM w`,
+       SELECT id, record, version, pg_notify($4, id || ' ' || version) FROM w`,
       [a.id, { ...a, status: 'executed' }, this.db.replicaId, this.db.channel('approvals')],
     );
     const row = r.rows[0];
@@ -200,15 +192,5 @@ export class PgApprovalStore implements ApprovalStore {
       type,
       this.db.replicaId,
     ]);
-  }
-}
-
-/** A record carried by a NOTIFY, when it is one (of this id); otherwise the row is read. */
-function parseRecord(text: string, id: string): ApprovalRecord | undefined {
-  try {
-    const r = JSON.parse(text) as ApprovalRecord;
-    return r !== null && typeof r === 'object' && r.id === id ? r : undefined;
-  } catch {
-    return undefined;
   }
 }
