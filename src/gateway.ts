@@ -17,6 +17,7 @@ import { FileApprovalStore } from './approvals/store.js';
 import { type Auditor, createAuditor, disabledAuditor } from './audit/auditor.js';
 import type { AuditCommitter } from './audit/committer.js';
 import type { AuditLog } from './audit/log.js';
+import { AuditPusher } from './audit/pusher.js';
 import { GitAuditStore } from './audit/store.js';
 import { logKeyOf, openAuditTrail } from './audit/trail.js';
 import type { WriteAheadLog } from './audit/wal.js';
@@ -126,6 +127,8 @@ interface AuditParts {
   readonly auditor: Auditor;
   readonly log?: AuditLog;
   readonly committer?: AuditCommitter;
+  /** Multi-replica mode with audit.remote: pushes this replica's log to its branch of the shared audit repo. */
+  readonly pusher?: AuditPusher;
 }
 
 /** The audit capability: audit signing key (ES256; older Ed25519 keys still sign), WAL, git store, log and committer (recovered on start). */
@@ -142,8 +145,19 @@ async function createAudit(
   const exclusive =
     !path.relative(config.dataDir, config.audit.repo).startsWith('..') &&
     !path.isAbsolute(path.relative(config.dataDir, config.audit.repo));
+  // Several replicas: audit.remote is the shared audit repo, each replica's log on its own branch (audit/pusher.ts).
+  const pusher =
+    config.store !== undefined && config.audit.remote
+      ? new AuditPusher(
+          config.audit.repo,
+          config.audit.remote,
+          config.store.postgres.replicaId,
+          (m) => logger.warn(m),
+          clock,
+        )
+      : undefined;
   const store = await GitAuditStore.open(config.audit.repo, verifier.text, {
-    ...(config.audit.remote ? { remote: config.audit.remote } : {}),
+    ...(config.audit.remote && pusher === undefined ? { remote: config.audit.remote } : {}),
     log: (m) => logger.warn(m),
     exclusive,
     clock,
@@ -154,6 +168,7 @@ async function createAudit(
     key,
     anchors: config.audit.anchors,
     warn: (m) => logger.warn(m),
+    ...(pusher !== undefined ? { pusher } : {}),
     everyRecords: config.audit.commitEveryRecords,
     everyMs: config.audit.commitEveryMs,
     clock,
@@ -173,7 +188,14 @@ async function createAudit(
       'audit write-ahead log damage found on recovery',
     );
   committer.start();
-  return { auditor: createAuditor(log, { maxRecordedBytes: config.audit.maxRecordedBytes, clock }), log, committer };
+  // Commits a push did not reach before a restart go now, not only with the next commit.
+  void pusher?.push();
+  const auditor = createAuditor(log, {
+    maxRecordedBytes: config.audit.maxRecordedBytes,
+    clock,
+    ...(config.store !== undefined ? { replica: config.store.postgres.replicaId } : {}),
+  });
+  return { auditor, log, committer, ...(pusher !== undefined ? { pusher } : {}) };
 }
 
 /**
@@ -457,14 +479,28 @@ function createReadiness(
     audit: () =>
       audit.log === undefined
         ? { enabled: false }
-        : { enabled: true, repo: config.audit.repo, ...audit.log.status(), ...audit.committer!.status() },
+        : {
+            enabled: true,
+            repo: config.audit.repo,
+            ...audit.log.status(),
+            ...audit.committer!.status(),
+            ...(audit.pusher !== undefined ? { push: audit.pusher.status() } : {}),
+          },
     policy: () => policy.current()?.revision,
     warnings: () => {
       const refused = sync?.status().refused;
       const serving = policy.current()?.revision.commit;
-      if (refused === undefined) return upstreamChecks.warnings();
+      const push = audit.pusher?.status();
+      const pushing =
+        push?.pending === true && push.lastError !== null
+          ? [
+              `audit push to ${push.remote} ${push.branch} failing (${push.failures} failure(s)): the records are committed in this replica's audit repo and pushed once it succeeds`,
+            ]
+          : [];
+      if (refused === undefined) return [...upstreamChecks.warnings(), ...pushing];
       return [
         ...upstreamChecks.warnings(),
+        ...pushing,
         `policy commit ${refused.commit} was refused (${refused.message.split('\n')[0]}); still serving ${serving ?? 'no policy'}: push a fixed commit to ${repo?.branch ?? 'the policy branch'}`,
       ];
     },
@@ -587,6 +623,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const loginOf = (identity: Identity) => approverLogin(identity, config.approvals.logins);
 
     if (audit.log !== undefined) metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));
+    if (audit.pusher !== undefined) metrics.watchAuditPush(() => audit.pusher!.status());
     metrics.watchApprovals(() =>
       approvals
         .list()
@@ -648,6 +685,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
         await Promise.all([...retiring]);
         // Everything recorded reaches the audit repo before exit.
         await audit.committer?.stop();
+        audit.pusher?.close();
         await audit.log?.close();
         await shared?.close();
         await lock.release();

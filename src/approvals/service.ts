@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { canonicalJson } from '../canonical-json.js';
 import { type Clock, systemClock, type Timer } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import type { JsonRpcNotification } from '../mcp/jsonrpc.js';
@@ -231,30 +232,48 @@ export class ApprovalService {
     if (!live(a)) return;
     if (expireIfDue(a, this.#now())) return await this.#changed(a, 'approval.expired', {});
     if (a.remote === undefined) return;
+    // A release asks membership afresh: for the reviewers who approved it so far, at the same time as the
+    // state is read (still after the claim began, so nothing older than the state counts); others after it.
+    const asked = new Map<string, Promise<boolean>>();
+    const ask = (login: string) => {
+      const n = login.toLowerCase();
+      let p = asked.get(n);
+      if (p === undefined) {
+        p = this.provider.isEligible(n, a.approvers, opts);
+        // One asked early that is no longer a reviewer is not awaited: its failure fails nothing.
+        p.catch(() => undefined);
+        asked.set(n, p);
+      }
+      return p;
+    };
+    if (opts.fresh === true) for (const v of a.approvals) ask(v.login);
     const s = await this.provider.state(a, a.remote);
     const names = new Set([
       ...s.reviews.map((r) => r.login.toLowerCase()),
       ...(s.closedBy !== undefined ? [s.closedBy.toLowerCase()] : []),
     ]);
     const eligible = new Set<string>();
-    for (const n of names) if (await this.provider.isEligible(n, a.approvers, opts)) eligible.add(n);
+    for (const n of names) if (await ask(n)) eligible.add(n);
     // The clock is read after the provider answered: a TTL that ran out meanwhile counts.
     const now = this.#now();
     const v = evaluate(a, s, { now, eligible, required: requiredApprovals(a, this.provider.kind) });
     for (const why of v.ignored) this.events.log('approval review not counted', { id: a.id, why });
-    const before = JSON.stringify([a.status, a.approvals, a.remote.headSha]);
+    // Canonical: a record read back from the store (jsonb) has its keys in another order than one made here.
+    const before = canonicalJson([a.status, a.approvals, a.remote.headSha ?? null]);
     const was = a.status;
     a.remote.headSha = s.head;
     a.approvals = v.approvals;
     a.status = v.status;
     if (v.denial !== undefined) a.denial = { ...v.denial, at: now.toISOString() };
-    if (JSON.stringify([a.status, a.approvals, a.remote.headSha]) === before) return;
+    if (canonicalJson([a.status, a.approvals, a.remote.headSha ?? null]) === before) return;
     await this.store.put(a);
     if (a.status === was) return;
-    if (a.status === 'approved') await this.#changed(a, 'approval.approved', { by: a.approvals.map((v) => v.login) });
+    const stored = { stored: true } as const;
+    if (a.status === 'approved')
+      await this.#changed(a, 'approval.approved', { by: a.approvals.map((v) => v.login) }, stored);
     else if (a.status === 'denied')
-      await this.#changed(a, 'approval.denied', { by: a.denial?.by, reason: a.denial?.reason });
-    else if (a.status === 'expired') await this.#changed(a, 'approval.expired', {});
+      await this.#changed(a, 'approval.denied', { by: a.denial?.by, reason: a.denial?.reason }, stored);
+    else if (a.status === 'expired') await this.#changed(a, 'approval.expired', {}, stored);
     else {
       // approved → pending: an approval was dismissed, went stale or lost its reviewer's eligibility.
       this.events.log('approval revoked: it no longer has the approvals it needs', {
@@ -329,14 +348,18 @@ export class ApprovalService {
           };
     const first = progress();
     if (first) yield first;
+    /** Woken by a change of this approval: the store's copy was just read (or written) by this replica. */
+    let changed = false;
     while (left() > 0 && !opts.signal.aborted && !this.#stopping.signal.aborted) {
-      // A shared store: read the newest state (a NOTIFY may have been missed; polling is the fallback).
-      await this.store.sync?.(a.callHash).catch((err: unknown) =>
-        this.events.log('approval state could not be read from the shared store', {
-          id: a.id,
-          err: (err as Error).message,
-        }),
-      );
+      // A shared store: read the newest state (a NOTIFY may have been missed; polling is the fallback), unless
+      // a change just brought it.
+      if (!changed)
+        await this.store.sync?.(a.callHash).catch((err: unknown) =>
+          this.events.log('approval state could not be read from the shared store', {
+            id: a.id,
+            err: (err as Error).message,
+          }),
+        );
       const current = this.store.get(a.id) ?? a;
       if (current.status === 'approved') {
         const t = await this.#exclusive(a.id, async () =>
@@ -349,16 +372,21 @@ export class ApprovalService {
           ? { kind: 'wait', approval: current }
           : { kind: 'denied', approval: current };
       }
+      changed = false;
       await new Promise<void>((resolve) => {
+        const onChange = () => {
+          changed = true;
+          done();
+        };
         const done = () => {
           timer.cancel();
-          this.#changes.off(a.id, done);
+          this.#changes.off(a.id, onChange);
           opts.signal.removeEventListener('abort', done);
           this.#stopping.signal.removeEventListener('abort', done);
           resolve();
         };
         const timer = clock.after(Math.min(10_000, Math.max(0, left())), done);
-        this.#changes.once(a.id, done);
+        this.#changes.once(a.id, onChange);
         opts.signal.addEventListener('abort', done, { once: true });
         this.#stopping.signal.addEventListener('abort', done, { once: true });
       });
@@ -391,8 +419,10 @@ export class ApprovalService {
     a: ApprovalRecord,
     type: 'approval.approved' | 'approval.denied' | 'approval.expired',
     data: Record<string, unknown>,
+    opts: { readonly stored?: boolean } = {},
   ): Promise<void> {
-    await this.store.put(a);
+    // `stored`: the caller has just put it as it is.
+    if (opts.stored !== true) await this.store.put(a);
     this.events.record(a, type, data);
     this.#changes.emit(a.id);
     if (a.status === 'denied' || a.status === 'expired') void this.#finish(a);

@@ -19,12 +19,21 @@ export function sessionStreamName(id: string): string {
   return /^[A-Za-z0-9_-]{1,64}$/.test(id) ? id : `s-${sha256Hex(id).slice(0, 40)}`;
 }
 
-/** Stream ids are repo paths: one per MCP session, one per upstream and hour for stateless traffic. */
-export const streams = {
-  session: (id: string, createdAt: number) => `sessions/${day(new Date(createdAt))}/${sessionStreamName(id)}`,
-  stateless: (upstream: string, at: Date) => `stateless/${day(at)}/${upstream}-${hour(at)}`,
-  gateway: (at: Date) => `gateway/${day(at)}/${hour(at)}`,
-};
+/**
+ * Stream ids are repo paths: one per MCP session, one per upstream and hour for stateless traffic, one per
+ * approval, one per hour for the gateway's own. With `replica` (multi-replica mode) each carries the replica
+ * after its date (`sessions/<date>/<replica>/<id>`): a session or approval that several replicas recorded is
+ * a stream of each replica's log, and no two replicas' streams share a name.
+ */
+export function streamsOf(replica?: string) {
+  const r = replica === undefined ? '' : `${replica}/`;
+  return {
+    session: (id: string, createdAt: number) => `sessions/${day(new Date(createdAt))}/${r}${sessionStreamName(id)}`,
+    stateless: (upstream: string, at: Date) => `stateless/${day(at)}/${r}${upstream}-${hour(at)}`,
+    gateway: (at: Date) => `gateway/${day(at)}/${r}${hour(at)}`,
+    approval: (id: string, createdAt: string) => `approvals/${createdAt.slice(0, 10)}/${r}${id}`,
+  };
+}
 
 /** Records one HTTP exchange: its decision, then its answer or error. */
 export interface ExchangeAudit {
@@ -126,8 +135,13 @@ function bounded(value: unknown, maxBytes: number): unknown {
   return { truncated: true, bytes: Buffer.byteLength(text), sha256: sha256Hex(text) };
 }
 
-export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; clock?: Clock }): Auditor {
+/** `replica`: multi-replica mode (store.postgres.replicaId): the stream names carry it (streamsOf). */
+export function createAuditor(
+  log: AuditLog,
+  opts: { maxRecordedBytes: number; clock?: Clock; replica?: string },
+): Auditor {
   const clock = opts.clock ?? systemClock;
+  const streams = streamsOf(opts.replica);
   const now = () => new Date(clock.now());
   /**
    * Per approval, its records not yet known durable (all of them: a failed one
@@ -140,7 +154,7 @@ export function createAuditor(log: AuditLog, opts: { maxRecordedBytes: number; c
     assertWritable: () => log.assertWritable(),
     approval(e) {
       const a = e.approval;
-      const written = log.append(`approvals/${a.createdAt.slice(0, 10)}/${a.id}`, {
+      const written = log.append(streams.approval(a.id, a.createdAt), {
         type: e.type,
         upstream: e.upstream,
         caller: e.caller,

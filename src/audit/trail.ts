@@ -6,6 +6,7 @@ import { KeyRing } from '../credentials/keyring.js';
 import { type AnchorConfig, Anchors } from './anchors.js';
 import { AuditCommitter } from './committer.js';
 import { AuditLog } from './log.js';
+import { type AuditPusher, PushingAnchors } from './pusher.js';
 import { localSealer, sealerTree, treeHashFile, workerSealer } from './sealer-port.js';
 import type { AuditStore } from './store.js';
 import { type NoteVerifier, verifierOf } from './tlog/note.js';
@@ -34,6 +35,8 @@ export interface AuditTrailOptions {
   readonly anchors?: readonly AnchorConfig[];
   /** Where anchor failures are told. */
   readonly warn?: (msg: string) => void;
+  /** Multi-replica mode: pushes each commit to this replica's branch of the shared audit repo. */
+  readonly pusher?: AuditPusher;
 }
 
 /** The log's name (checkpoint origin and key name) for the log key `kid`. */
@@ -74,9 +77,18 @@ export function openAuditTrail(store: AuditStore, opts: AuditTrailOptions): Audi
     everyRecords: opts.everyRecords,
     everyMs: opts.everyMs,
     treeFile: treeHashFile(opts.walDir),
-    ...(opts.anchors !== undefined && opts.anchors.length > 0
-      ? { anchors: new Anchors(opts.anchors, treeHashFile(opts.walDir), opts.warn ?? (() => undefined)) }
-      : {}),
+    ...(opts.pusher !== undefined
+      ? {
+          anchors: new PushingAnchors(
+            opts.anchors ?? [],
+            treeHashFile(opts.walDir),
+            opts.warn ?? (() => undefined),
+            opts.pusher,
+          ),
+        }
+      : opts.anchors !== undefined && opts.anchors.length > 0
+        ? { anchors: new Anchors(opts.anchors, treeHashFile(opts.walDir), opts.warn ?? (() => undefined)) }
+        : {}),
     ...(opts.onError !== undefined ? { onError: opts.onError } : {}),
     ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
   });

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { auditLogDirs } from '../audit/branches.js';
 import {
   ApprovalIndex,
   describeRecord,
@@ -62,6 +63,20 @@ export async function auditVerify(
   out: (line: string) => void,
 ): Promise<number> {
   if (repos.length === 0) throw new Error('no audit repo given');
+  // A shared audit repo (multi-replica mode) stands for each replica's branch of it.
+  const { logs, cleanup } = await auditLogDirs(repos);
+  try {
+    return await verifyLogs(logs, opts, out);
+  } finally {
+    cleanup();
+  }
+}
+
+async function verifyLogs(
+  repos: readonly { readonly dir: string; readonly name: string }[],
+  opts: { key?: readonly string[]; checkpoint?: string; config?: string },
+  out: (line: string) => void,
+): Promise<number> {
   if (repos.length > 1 && opts.checkpoint !== undefined)
     throw new Error('--checkpoint names one log: verify that repo on its own with it');
   // Keys pinned in a config file (audit.keys) count as given, as --key does.
@@ -72,8 +87,8 @@ export async function auditVerify(
   let failed = 0;
   let records = 0;
   let streams = 0;
-  for (const repo of repos) {
-    const report = await verifyAuditRepo(path.resolve(repo), {
+  for (const { dir, name: repo } of repos) {
+    const report = await verifyAuditRepo(dir, {
       keys,
       ...(opts.checkpoint !== undefined ? { checkpoint: readBounded(opts.checkpoint, MAX_NOTE_BYTES) } : {}),
     });

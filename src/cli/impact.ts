@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { auditLogDirs } from '../audit/branches.js';
 import { sinceToIso } from '../audit/read.js';
 import { githubCiEnv, toolEnv } from '../config/load.js';
 import { upsertComment } from '../impact/comment.js';
@@ -69,7 +70,7 @@ export async function policyImpact(
   out: (line: string) => void,
   err: (line: string) => void,
 ): Promise<number> {
-  const guards = guardsFrom(o.guard);
+  guardsFrom(o.guard); // a bad --guard fails before anything is read
   const audits = o.audit.map((a) => path.resolve(a));
   const missing = audits.filter((a) => !existsSync(a) || !statSync(a).isDirectory());
   if (missing.length > 0) {
@@ -79,7 +80,28 @@ export async function policyImpact(
     err(`gitgate: ${msg}; --allow-empty: nothing to replay, passing`);
     return 0;
   }
-  const audit = audits.join(' ');
+  // A shared audit repo (multi-replica mode) stands for each replica's branch of it.
+  const { logs, cleanup } = await auditLogDirs(o.audit);
+  try {
+    return await replay(
+      o,
+      logs.map((l) => l.dir),
+      out,
+      err,
+    );
+  } finally {
+    cleanup();
+  }
+}
+
+async function replay(
+  o: ImpactOptions,
+  audits: readonly string[],
+  out: (line: string) => void,
+  err: (line: string) => void,
+): Promise<number> {
+  const guards = guardsFrom(o.guard);
+  const audit = o.audit.join(' ');
   const opa = await ensureOpa(err, toolEnv().opaPath);
   const repo = path.resolve(o.repo);
   const [base, head] = await Promise.all([revision(opa, repo, o.base, o.dir), revision(opa, repo, o.head, o.dir)]);

@@ -138,6 +138,36 @@ export class GatewayMetrics {
     );
   }
 
+  /** Multi-replica mode: this replica's pushes to the shared audit repo, read at scrape time. */
+  watchAuditPush(read: () => { pending: boolean; failures: number; lastPushedAt: string | null }): void {
+    new Gauge({
+      name: 'gitgate_audit_push_pending',
+      help: "1 while this replica's audit repo holds commits the shared audit repo does not have yet",
+      registers: [this.registry],
+      collect: function (this: Gauge) {
+        this.set(read().pending ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'gitgate_audit_push_failures_total',
+      help: 'Failed pushes to the shared audit repo since start (each retried)',
+      registers: [this.registry],
+      collect: function (this: Counter) {
+        this.reset();
+        this.inc(read().failures);
+      },
+    });
+    new Gauge({
+      name: 'gitgate_audit_push_last_success_timestamp_seconds',
+      help: 'When a push to the shared audit repo last succeeded (0: not since start)',
+      registers: [this.registry],
+      collect: function (this: Gauge) {
+        const at = read().lastPushedAt;
+        this.set(at === null ? 0 : Date.parse(at) / 1000);
+      },
+    });
+  }
+
   /** Parked calls waiting for approval, by upstream, read at scrape time. */
   watchApprovals(pending: () => readonly { readonly upstream: string }[]): void {
     new Gauge({

@@ -25,6 +25,8 @@ export class PgApprovalStore implements ApprovalStore {
 
   /** Listen for other replicas' changes; after a reconnect, every live approval is read again. */
   async start(): Promise<void> {
+    // The NOTIFY is a hint only, the row is read: any role that can connect to the database may NOTIFY on
+    // any channel (it needs no privilege), so nothing in a payload is adopted.
     await this.db.listen('approvals', (payload) => {
       const [id, version] = payload.split(' ');
       if (id === undefined || id === '' || id.length > 200 || !/^\d{1,19}$/.test(version ?? '')) return;

@@ -254,6 +254,8 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
       while (r.done !== true) r = await held.next();
       return r.value;
     })();
+    const trips = () => replicas.map((r) => r.gw.store!.db.roundTrips);
+    const before = trips();
     const hook = await gh.deliver(
       `${replicas[2]!.url}/webhooks/github`,
       'pull_request_review',
@@ -262,8 +264,29 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
     );
     expect(hook.status).toBe(202);
     const t = await released;
+    // Counted once the outcome is reported too (its write is the last of this approval's).
+    const q = new pg.Client({ connectionString: db.url });
+    await q.connect();
+    try {
+      for (let i = 0; i < 400; i++) {
+        const r = await q.query("SELECT record->>'finished' AS f FROM replicas.approvals WHERE id = $1", [a.id]);
+        if (r.rows[0]?.f === 'true') break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    } finally {
+      await q.end();
+    }
+    const spent = trips().map((n, i) => n - before[i]!);
     ctl.abort();
     expect(t).toMatchObject({ kind: 'go', approval: { id: a.id, status: 'executed' } });
+    // The webhook replica: dedupe, the row, the approved row written once, its event, the delivery, then the
+    // claim's and the outcome's rows read on their NOTIFYs. The holder read the approved row once on its
+    // NOTIFY and, its fresh provider read matching the stored state, wrote nothing but the claim and the
+    // outcome. The bystander read each of the three changes once. Each bound has one to spare for a
+    // replica's own timers (a key heartbeat); before the release path was trimmed: [6, 5, 10] or more.
+    expect(spent[0], JSON.stringify(spent)).toBeLessThanOrEqual(4);
+    expect(spent[1], JSON.stringify(spent)).toBeLessThanOrEqual(4);
+    expect(spent[2], JSON.stringify(spent)).toBeLessThanOrEqual(8);
     // Claimed once: the identical retry through any replica is told it was used.
     expect(await call(c, 'hold-me')).toMatchObject({ ok: false, code: -32011 });
     await c.close();

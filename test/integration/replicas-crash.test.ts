@@ -1,7 +1,8 @@
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error plain JS fixture
@@ -16,11 +17,14 @@ import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 import { PolicyRepo } from '../helpers/policy-repo.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
 
+const execFileP = promisify(execFile);
+
 /**
  * Three `gitgate serve` processes (bin/gitgate.js: run `npx tsc -p tsconfig.json` first) on one real
  * PostgreSQL behind the round-robin balancer: the replica holding a parked call is SIGKILLed, the call is
  * approved through another, and the client's retry runs it exactly once. Each replica has its own data dir
- * and audit repo; each verifies afterwards.
+ * and audit repo (its own log), pushed to its branch replica/<id> of one shared audit repo (audit.remote);
+ * afterwards each verifies, and all of them together through the shared repo.
  */
 describe('replicas as processes: SIGKILL of the replica holding a parked call', () => {
   let db: TestPostgres;
@@ -29,8 +33,12 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
   let upstream: { url: string; calls: { tool: string; message?: string }[]; close(): Promise<void> };
   const procs: { child: ChildProcess; url: string; dataDir: string; config: string }[] = [];
   let env: NodeJS.ProcessEnv;
+  /** The shared audit repo (bare): each replica pushes its log to replica/<id>. */
+  let shared: string;
 
   beforeAll(async () => {
+    shared = path.join(await mkdtemp(path.join(tmpdir(), 'gitgate-shared-audit-')), 'audit.git');
+    await execFileP('git', ['init', '-q', '--bare', shared]);
     db = await startPostgres();
     gh = await new GitHubEmulator().start();
     gh.team('acme', 'security', ['sam']);
@@ -71,6 +79,7 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
           webhookSecret: { fromEnv: 'GITGATE_TEST_WEBHOOK_SECRET' },
         },
         store: { postgres: { url: { fromEnv: 'GITGATE_TEST_PG_URL' }, schema: 'procs', replicaId: replica } },
+        audit: { remote: shared },
         log: { level: 'warn' },
       }),
     );
@@ -104,6 +113,12 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
       const p = await serveProcess(['--config', c.file], env);
       procs.push({ child: p.child, url: p.url, dataDir: c.dataDir, config: c.file });
     }
+    // Each replica shows its pushes to the shared audit repo.
+    const ready = (await (await fetch(`${procs[1]!.url}/readyz`)).json()) as { audit: { push?: unknown } };
+    expect(ready.audit.push).toMatchObject({ remote: shared, branch: 'replica/r2', failures: 0 });
+    const metrics = await (await fetch(`${procs[1]!.url}/metrics`)).text();
+    expect(metrics).toMatch(/^gitgate_audit_push_failures_total\{replica="r2"\} 0$/m);
+    expect(metrics).toMatch(/^gitgate_audit_push_pending\{replica="r2"\} [01]$/m);
   }, 120_000);
 
   it('the parked call survives the SIGKILL of its replica: approved through another, the retry runs once', async () => {
@@ -177,23 +192,52 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
       const v = await gitgate(['audit', 'verify', path.join(p.dataDir, 'audit'), '--key', key.stdout.trim()]);
       expect(v, v.stdout).toMatchObject({ code: 0, stdout: expect.stringMatching(/^ok: /) });
     }
-    // All replicas' logs in one command: each checkpoint signed by one of the keys, a summary over all.
+    // All replicas' logs in one command, through the shared audit repo: each replica's branch is its log,
+    // each checkpoint signed by one of the keys, a summary over all.
     const repos = procs.map((p) => path.join(p.dataDir, 'audit'));
-    const all = await gitgate(['audit', 'verify', ...repos, ...keys.flatMap((k) => ['--key', k])]);
+    const branches = (await execFileP('git', ['-C', shared, 'for-each-ref', '--format=%(refname)'])).stdout;
+    expect(branches.trim().split('\n').sort()).toEqual(['r1', 'r2', 'r3'].map((r) => `refs/heads/replica/${r}`));
+    for (const r of ['r1', 'r2', 'r3']) {
+      // Every commit of the replica's own repo reached its branch; its stream names carry the replica.
+      const local = (await execFileP('git', ['-C', repos[Number(r[1]) - 1]!, 'rev-parse', 'HEAD'])).stdout;
+      const pushed = (await execFileP('git', ['-C', shared, 'rev-parse', `replica/${r}`])).stdout;
+      expect(pushed).toBe(local);
+      const files = (await execFileP('git', ['-C', shared, 'ls-tree', '-r', '--name-only', `replica/${r}`])).stdout;
+      const streams = files.split('\n').filter((f) => f.startsWith('streams/'));
+      expect(streams.length).toBeGreaterThan(0);
+      for (const f of streams) expect(f).toMatch(new RegExp(`^streams/[a-z]+/\\d{4}-\\d{2}-\\d{2}/${r}/`));
+    }
+    const all = await gitgate(['audit', 'verify', shared, ...keys.flatMap((k) => ['--key', k])]);
     expect(all.code, all.stdout).toBe(0);
     const lines = all.stdout.trim().split('\n');
-    for (const r of repos) expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^${r}: ok: \\d+ record`)));
+    for (const r of ['r1', 'r2', 'r3'])
+      expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^${shared} replica/${r}: ok: \\d+ record`)));
     const total = lines
       .filter((l) => / ok: \d+ record/.test(l))
       .reduce((n, l) => n + Number(/ ok: (\d+) record/.exec(l)![1]), 0);
     expect(lines.at(-1)).toMatch(new RegExp(`^ok: 3 log\\(s\\), ${total} record\\(s\\) in \\d+ stream\\(s\\)$`));
+    // The replicas' own repos hold exactly what the shared one does.
+    const own = await gitgate(['audit', 'verify', ...repos, ...keys.flatMap((k) => ['--key', k])]);
+    expect(own.code, own.stdout).toBe(0);
+    expect(own.stdout.trim().split('\n').at(-1)).toBe(lines.at(-1));
     // One replica's key missing: its log fails, so does the whole.
-    const short = await gitgate(['audit', 'verify', ...repos, '--key', keys[0]!, '--key', keys[1]!]);
+    const short = await gitgate(['audit', 'verify', shared, '--key', keys[0]!, '--key', keys[1]!]);
     expect(short.code).toBe(1);
-    expect(short.stdout).toMatch(new RegExp(`^${repos[2]}: FAILED at checkpoint`, 'm'));
+    expect(short.stdout).toMatch(new RegExp(`^${shared} replica/r3: FAILED at checkpoint`, 'm'));
     expect(short.stdout.trim().split('\n').at(-1)).toBe('FAILED: 1 of 3 log(s)');
     // The same log twice does not stand in for another replica's.
-    const twice = await gitgate(['audit', 'verify', repos[0]!, repos[0]!, '--key', keys[0]!]);
+    const twice = await gitgate([
+      'audit',
+      'verify',
+      shared,
+      repos[0]!,
+      '--key',
+      keys[0]!,
+      '--key',
+      keys[1]!,
+      '--key',
+      keys[2]!,
+    ]);
     expect(twice.code).toBe(1);
     expect(twice.stdout).toContain('the same log (gitgate.audit/');
 
@@ -211,7 +255,8 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
       base,
       '--head',
       head,
-      ...repos.flatMap((r) => ['--audit', r]),
+      '--audit',
+      shared,
       '--format',
       'json',
       '--guard',

@@ -158,17 +158,21 @@ export class GitHubApprovalProvider implements ApprovalProvider {
 
   async state(a: ApprovalRecord, remote: Remote): Promise<RemoteState> {
     const pull_number = Number(remote.ref);
-    const pr = (await this.#gh.rest.pulls.get({ ...this.#repo, pull_number })).data;
-    // Every page: a reviewer's latest review may be the last one listed.
-    const reviews = latestReviews(
-      await this.#gh.paginate(this.#gh.rest.pulls.listReviews, { ...this.#repo, pull_number, per_page: 100 }),
-    );
+    // The pull request, its reviews (every page: a reviewer's latest review may be the last one listed) and
+    // its files are asked at once; the approval file's content is then read at the head the reviews are
+    // counted against (an approval counts only for that head).
+    const [pr, listed, files] = await Promise.all([
+      this.#gh.rest.pulls.get({ ...this.#repo, pull_number }).then((r) => r.data),
+      this.#gh.paginate(this.#gh.rest.pulls.listReviews, { ...this.#repo, pull_number, per_page: 100 }),
+      this.#gh.paginate(this.#gh.rest.pulls.listFiles, { ...this.#repo, pull_number, per_page: 100 }),
+    ]);
+    const reviews = latestReviews(listed);
     const state = pr.merged === true ? 'merged' : pr.state === 'closed' ? 'closed' : 'open';
     let closer: { login: string; type?: string } | null | undefined;
     if (state === 'merged') closer = pr.merged_by;
     else if (state === 'closed')
       closer = (await this.#gh.rest.issues.get({ ...this.#repo, issue_number: pull_number })).data.closed_by;
-    const tampered = await this.#tampered(a, pr);
+    const tampered = await this.#tampered(a, pr, files);
     return {
       head: pr.head.sha,
       state,
@@ -194,6 +198,7 @@ export class GitHubApprovalProvider implements ApprovalProvider {
       base: { ref: string };
       head: { ref: string; sha: string };
     },
+    files: readonly { readonly filename: string }[],
   ): Promise<string | undefined> {
     const norm = (t: string | null | undefined) => (t ?? '').replace(/\r\n/g, '\n').trimEnd();
     const file = `approvals/${a.id}.yaml`;
@@ -201,11 +206,6 @@ export class GitHubApprovalProvider implements ApprovalProvider {
     if (pr.base.ref !== this.cfg.baseBranch) return `its base was changed to ${pr.base.ref}`;
     if (norm(pr.title) !== norm(approvalTitle(a))) return 'its title was edited';
     if (norm(pr.body) !== norm(approvalBody(a))) return 'its description was edited';
-    const files = await this.#gh.paginate(this.#gh.rest.pulls.listFiles, {
-      ...this.#repo,
-      pull_number: pr.number,
-      per_page: 100,
-    });
     const others = files.map((f) => f.filename).filter((f) => f !== file);
     if (others.length > 0)
       return `it changes ${others.slice(0, 5).join(', ')}${others.length > 5 ? '…' : ''} besides ${file}`;
