@@ -274,7 +274,10 @@ function resolveConfig(doc: ConfigDocument, baseDir: string, source: string): Ga
                 storePg.replicaId ??
                 (hostname()
                   .replace(/[^A-Za-z0-9._-]/g, '-')
-                  .slice(0, 63) ||
+                  .replace(/\.{2,}/g, '.')
+                  .replace(/^[^A-Za-z0-9]+/, '')
+                  .slice(0, 63)
+                  .replace(/(\.lock)?\.*$/, '') ||
                   'replica'),
             },
           },

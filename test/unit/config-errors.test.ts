@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { loadConfig, validateConfig } from '../../src/config/load.js';
 import { GatewayError } from '../../src/errors.js';
 
@@ -55,5 +55,24 @@ describe('config errors say what is wrong, where', () => {
     expect(problems).toContain(
       'upstreams: "My Server" is not a valid name: must match pattern "^[a-z0-9][a-z0-9_-]{0,62}$"',
     );
+  });
+
+  it('a replica id that is not a valid git branch name (its audit branch replica/<id>) is refused', () => {
+    vi.stubEnv('GITGATE_TEST_PG_URL', 'postgres://127.0.0.1:1/gitgate');
+    for (const replicaId of ['a..b', 'r1.lock', 'r1.']) {
+      const problems = problemsOf(() =>
+        validateConfig(
+          {
+            upstreams: { github: { url: 'http://127.0.0.1:1/mcp' } },
+            store: { postgres: { url: { fromEnv: 'GITGATE_TEST_PG_URL' }, replicaId } },
+          },
+          {},
+          '/',
+          'gitgate.yaml',
+        ),
+      );
+      expect(problems.join('\n')).toContain('replicaId');
+    }
+    vi.unstubAllEnvs();
   });
 });
