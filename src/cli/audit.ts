@@ -116,6 +116,14 @@ async function verifyLogs(
     );
     for (const w of report.warnings) out(`${where}warning: ${w}`);
   }
+  // Each key given stands for a replica's log: one that signed none of them (all of them verified) is a
+  // log gone missing (a deleted replica branch), unless the key is dropped from the command.
+  const missing = several && failed === 0 ? keys.filter((k) => !origins.has(k.name)).map((k) => k.name) : [];
+  for (const name of missing)
+    out(
+      `FAILED: no log given is signed by the key of ${name}: that replica's log is missing (a deleted branch?), or drop its --key`,
+    );
+  if (missing.length > 0) return 1;
   if (several)
     out(
       failed === 0

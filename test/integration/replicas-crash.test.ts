@@ -240,6 +240,13 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
     ]);
     expect(twice.code).toBe(1);
     expect(twice.stdout).toContain('the same log (gitgate.audit/');
+    // A replica's branch deleted from the shared repo: its key signed none of the logs left, so verify fails.
+    const cut = path.join(await mkdtemp(path.join(tmpdir(), 'gitgate-shared-cut-')), 'audit.git');
+    await execFileP('git', ['clone', '-q', '--mirror', shared, cut]);
+    await execFileP('git', ['-C', cut, 'update-ref', '-d', 'refs/heads/replica/r3']);
+    const gone = await gitgate(['audit', 'verify', cut, ...keys.flatMap((k) => ['--key', k])]);
+    expect(gone.code, gone.stdout).toBe(1);
+    expect(gone.stdout).toMatch(/FAILED: no log given is signed by the key of \S+: that replica's log is missing/);
 
     // The policy impact replay reads every replica's records: echo no longer needing approval flips the
     // parked call's decision, whichever replica recorded it.
