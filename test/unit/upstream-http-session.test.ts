@@ -1,6 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { inspect } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Secret } from '../../src/config/secret.js';
 import { httpConnector } from '../../src/mcp/upstream/http.js';
 import { ManualClock } from '../helpers/clock.js';
 
@@ -191,6 +193,32 @@ describe('an HTTP upstream session', () => {
       );
       expect(out).toEqual([note]);
       expect(seen.map((s) => s.method)).toEqual(['POST']);
+    } finally {
+      await c.shutdown();
+    }
+  });
+
+  it('a connector or session logged or serialized shows no static secret (its state is in private fields)', async () => {
+    handle = (_req, res) => json(res, { jsonrpc: '2.0', id: 1, result: {} }, { 'mcp-session-id': 'sid-s' });
+    const c = httpConnector({
+      name: 'keyed',
+      url,
+      audience: url,
+      timeoutMs: 5000,
+      maxSessions: 10,
+      maxSessionsPerCaller: 10,
+      idleTimeoutMs: 60_000,
+      maxResponseBytes: 1 << 20,
+      maxInFlightBytes: 4 << 20,
+      secret: { header: 'x-api-key', value: new Secret('k3y-v4lue') },
+    });
+    try {
+      const session = await c.open();
+      await drain(session.request(initialize));
+      expect(seen[0]!.headers['x-api-key']).toBe('k3y-v4lue');
+      expect(JSON.stringify(c)).toBe('{"name":"keyed","transport":"http"}');
+      for (const shown of [JSON.stringify(c), inspect(c, { depth: 5 }), JSON.stringify(session), inspect(session)])
+        expect(shown).not.toContain('k3y-v4lue');
     } finally {
       await c.shutdown();
     }

@@ -57,16 +57,15 @@ export class MessageDeadline implements Watch {
  * sessions (HttpSession) send and read through: the agent, the byte budget, the deadlines.
  */
 export class HttpConnector implements UpstreamConnector {
-  readonly transport = 'http';
   readonly name: string;
-  /** `upstream <name>`: how errors and parse failures name it. */
-  readonly source: string;
-  readonly clock: Clock;
-  /** Unfinished SSE events and JSON bodies of all this upstream's requests count against one budget. */
-  readonly budget: ByteBudget;
-  readonly sseLimits: SseLimits;
-  /** A static secret (API key) rides on every request to this upstream. */
-  readonly secretHeader: Readonly<Record<string, string>>;
+  readonly transport = 'http';
+  // The rest is in private fields (a connector logged or serialized shows its name and transport only),
+  // read by its sessions through the getters below.
+  readonly #source: string;
+  readonly #clock: Clock;
+  readonly #budget: ByteBudget;
+  readonly #sseLimits: SseLimits;
+  readonly #secretHeader: Readonly<Record<string, string>>;
   readonly #cfg: HttpUpstreamConfig;
   readonly #url: URL;
   readonly #lib: typeof http | typeof https;
@@ -82,20 +81,20 @@ export class HttpConnector implements UpstreamConnector {
 
   constructor(cfg: HttpUpstreamConfig, clock: Clock = systemClock) {
     this.#cfg = cfg;
-    this.clock = clock;
+    this.#clock = clock;
     this.name = cfg.name;
-    this.source = `upstream ${cfg.name}`;
+    this.#source = `upstream ${cfg.name}`;
     this.#url = new URL(cfg.url);
     this.#lib = this.#url.protocol === 'https:' ? https : http;
     // Idle connections close after 4 s, before a server's usual keep-alive timeout (Node's is 5 s) closes them under a request.
     this.#agent = new this.#lib.Agent({ keepAlive: true, maxSockets: 256, timeout: IDLE_SOCKET_MS });
-    this.budget = new ByteBudget(cfg.maxInFlightBytes, cfg.name);
-    this.sseLimits = {
+    this.#budget = new ByteBudget(cfg.maxInFlightBytes, cfg.name);
+    this.#sseLimits = {
       maxLineBytes: cfg.maxResponseBytes,
       maxEventBytes: cfg.maxResponseBytes,
       source: `upstream ${cfg.name}`,
     };
-    this.secretHeader =
+    this.#secretHeader =
       cfg.secret?.header !== undefined
         ? {
             [cfg.secret.header]: cfg.secret.scheme
@@ -103,6 +102,29 @@ export class HttpConnector implements UpstreamConnector {
               : cfg.secret.value.reveal(),
           }
         : {};
+  }
+
+  /** `upstream <name>`: how errors and parse failures name it. */
+  get source(): string {
+    return this.#source;
+  }
+
+  get clock(): Clock {
+    return this.#clock;
+  }
+
+  /** Unfinished SSE events and JSON bodies of all this upstream's requests count against one budget. */
+  get budget(): ByteBudget {
+    return this.#budget;
+  }
+
+  get sseLimits(): SseLimits {
+    return this.#sseLimits;
+  }
+
+  /** A static secret (API key) rides on every request to this upstream. */
+  get secretHeader(): Readonly<Record<string, string>> {
+    return this.#secretHeader;
   }
 
   open(): Promise<UpstreamSession> {
@@ -120,7 +142,7 @@ export class HttpConnector implements UpstreamConnector {
 
   /** A fresh deadline for one request's messages (timeoutMs, on the connector's clock). */
   deadline(): MessageDeadline {
-    return new MessageDeadline(this.clock, this.#cfg.timeoutMs, this.#expire);
+    return new MessageDeadline(this.#clock, this.#cfg.timeoutMs, this.#expire);
   }
 
   /** The secrets a request with `auth` sent: what upstream text is scrubbed of. */
@@ -158,7 +180,7 @@ export class HttpConnector implements UpstreamConnector {
       if (watch !== undefined) watch.target = req;
       // The response's headers within timeoutMs; after them the request's message deadline rules
       // (a listening stream has none once open).
-      headersDue = this.clock.after(this.#cfg.timeoutMs, () => this.#expire(req));
+      headersDue = this.#clock.after(this.#cfg.timeoutMs, () => this.#expire(req));
       req.on('error', (err) => {
         headersDue?.cancel();
         if (err instanceof GatewayError) reject(err);
@@ -211,7 +233,7 @@ export class HttpConnector implements UpstreamConnector {
             'UPSTREAM_TOO_LARGE',
             `upstream ${this.name} answered with more than its maxResponseBytes (${max})`,
           );
-        this.budget.reserve(c.length);
+        this.#budget.reserve(c.length);
         size += c.length;
         chunks.push(c);
       }
@@ -219,7 +241,7 @@ export class HttpConnector implements UpstreamConnector {
       res.destroy();
       throw this.bodyError(res, err);
     } finally {
-      this.budget.release(size);
+      this.#budget.release(size);
     }
     return Buffer.concat(chunks).toString('utf8');
   }
@@ -252,7 +274,7 @@ export class HttpConnector implements UpstreamConnector {
   ): GatewayError {
     let said = body;
     try {
-      const v = parseUpstreamJson(this.source, body) as { message?: unknown; error?: { message?: unknown } };
+      const v = parseUpstreamJson(this.#source, body) as { message?: unknown; error?: { message?: unknown } };
       const m = v?.error?.message ?? v?.message;
       if (typeof m === 'string') said = m;
     } catch {
