@@ -92,6 +92,33 @@ describe('an HTTP upstream session', () => {
     }
   });
 
+  it('a closed session sends nothing more upstream: requests, notifications and listens are refused', async () => {
+    handle = (req, res, body) => {
+      if (req.method === 'DELETE') {
+        res.writeHead(204).end();
+        return;
+      }
+      json(res, { jsonrpc: '2.0', id: (JSON.parse(body) as { id: number }).id, result: {} }, { 'mcp-session-id': 's' });
+    };
+    const c = connector();
+    try {
+      const session = await c.open();
+      await drain(session.request(initialize));
+      await session.close();
+      const before = seen.length;
+      await expect(drain(session.request(call))).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
+      await expect(session.send({ jsonrpc: '2.0', method: 'notifications/initialized' })).rejects.toMatchObject({
+        code: 'UPSTREAM_UNAVAILABLE',
+      });
+      await expect(session.listen(new AbortController().signal)).rejects.toMatchObject({
+        code: 'UPSTREAM_UNAVAILABLE',
+      });
+      expect(seen.length).toBe(before);
+    } finally {
+      await c.shutdown();
+    }
+  });
+
   it('a session initialize gave no id is closed without a DELETE', async () => {
     handle = (_req, res) => json(res, { jsonrpc: '2.0', id: 1, result: {} });
     const c = connector();

@@ -46,7 +46,14 @@ export class HttpSession implements UpstreamSession {
     return this.#sessionId;
   }
 
+  /** A closed session sends nothing more upstream (as a stdio session whose child is gone). */
+  #assertOpen(): void {
+    if (this.#closed)
+      throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${this.#connector.name} session is closed`);
+  }
+
   async *request(msg: JsonRpcRequest, opts: RequestOptions = {}): AsyncGenerator<JsonRpcMessage> {
+    this.#assertOpen();
     const deadline = this.#connector.deadline();
     deadline.arm();
     try {
@@ -57,6 +64,7 @@ export class HttpSession implements UpstreamSession {
   }
 
   async send(msg: JsonRpcNotification | JsonRpcResponse, auth?: UpstreamAuth): Promise<void> {
+    this.#assertOpen();
     const deadline = this.#connector.deadline();
     deadline.arm();
     try {
@@ -69,6 +77,7 @@ export class HttpSession implements UpstreamSession {
   }
 
   async listen(signal: AbortSignal, auth?: UpstreamAuth): Promise<AsyncIterable<JsonRpcMessage> | undefined> {
+    this.#assertOpen();
     const connector = this.#connector;
     const res = await connector.send('GET', { ...this.#headers(auth), accept: 'text/event-stream' }, undefined, signal);
     if (res.statusCode === 405 || res.statusCode === 404) {
