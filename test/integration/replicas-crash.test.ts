@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { startBalancer } from '../helpers/balancer.js';
-import { gitgate, serveProcess } from '../helpers/cli.js';
+import { gitgate, gitgateInProcess, serveProcess } from '../helpers/cli.js';
 import { connectClient } from '../helpers/client.js';
 import { SECRET } from '../helpers/github-approvals.js';
 import { GitHubEmulator } from '../helpers/github-emulator.js';
@@ -160,6 +160,7 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
     expect(gh.violations).toEqual([]);
   }, 120_000);
 
+  // The CLI runs in this process here: what is checked is what the commands find, not the process.
   it('each replica is its own audit log: every one verifies after the crash (the killed one on restart)', async () => {
     const [killed, ...live] = procs;
     for (const p of live) {
@@ -172,14 +173,14 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
     await new Promise((r) => again.child.once('exit', r));
     const keys: string[] = [];
     for (const p of procs) {
-      const key = await gitgate(['audit', 'public-key', '--data-dir', p.dataDir]);
+      const key = await gitgateInProcess(['audit', 'public-key', '--data-dir', p.dataDir]);
       keys.push(key.stdout.trim());
-      const v = await gitgate(['audit', 'verify', path.join(p.dataDir, 'audit'), '--key', key.stdout.trim()]);
+      const v = await gitgateInProcess(['audit', 'verify', path.join(p.dataDir, 'audit'), '--key', key.stdout.trim()]);
       expect(v, v.stdout).toMatchObject({ code: 0, stdout: expect.stringMatching(/^ok: /) });
     }
     // All replicas' logs in one command: each checkpoint signed by one of the keys, a summary over all.
     const repos = procs.map((p) => path.join(p.dataDir, 'audit'));
-    const all = await gitgate(['audit', 'verify', ...repos, ...keys.flatMap((k) => ['--key', k])]);
+    const all = await gitgateInProcess(['audit', 'verify', ...repos, ...keys.flatMap((k) => ['--key', k])]);
     expect(all.code, all.stdout).toBe(0);
     const lines = all.stdout.trim().split('\n');
     for (const r of repos) expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^${r}: ok: \\d+ record`)));
@@ -188,12 +189,12 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
       .reduce((n, l) => n + Number(/ ok: (\d+) record/.exec(l)![1]), 0);
     expect(lines.at(-1)).toMatch(new RegExp(`^ok: 3 log\\(s\\), ${total} record\\(s\\) in \\d+ stream\\(s\\)$`));
     // One replica's key missing: its log fails, so does the whole.
-    const short = await gitgate(['audit', 'verify', ...repos, '--key', keys[0]!, '--key', keys[1]!]);
+    const short = await gitgateInProcess(['audit', 'verify', ...repos, '--key', keys[0]!, '--key', keys[1]!]);
     expect(short.code).toBe(1);
     expect(short.stdout).toMatch(new RegExp(`^${repos[2]}: FAILED at checkpoint`, 'm'));
     expect(short.stdout.trim().split('\n').at(-1)).toBe('FAILED: 1 of 3 log(s)');
     // The same log twice does not stand in for another replica's.
-    const twice = await gitgate(['audit', 'verify', repos[0]!, repos[0]!, '--key', keys[0]!]);
+    const twice = await gitgateInProcess(['audit', 'verify', repos[0]!, repos[0]!, '--key', keys[0]!]);
     expect(twice.code).toBe(1);
     expect(twice.stdout).toContain('the same log (gitgate.audit/');
 
@@ -202,7 +203,7 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
     const policy = await PolicyRepo.create(policyData(ECHO_APPROVAL));
     const base = await policy.commit('base');
     const head = await policy.write('policies/config/data.json', JSON.stringify(policyData({}))).commit('no approval');
-    const impact = await gitgate([
+    const impact = await gitgateInProcess([
       'policy',
       'impact',
       '--repo',
