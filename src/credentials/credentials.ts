@@ -29,7 +29,7 @@ export class Credentials {
   onRotate: (() => Promise<void>) | undefined;
 
   /** Rotate the signing key (KeyRing.rotate), then publish the new public key where replicas share them. */
-  async rotate(now = Date.now(), activationMs?: number): Promise<{ kid: string; activeFrom: number }> {
+  async rotate(now = this.keys.clock.now(), activationMs?: number): Promise<{ kid: string; activeFrom: number }> {
     const k = await this.keys.rotate(now, activationMs);
     await this.onRotate?.();
     return k;

@@ -22,7 +22,7 @@ export class PgKeys {
   ) {}
 
   /** Publish this replica's current keys and withdraw its retired ones (one statement). */
-  async publish(now = Date.now()): Promise<void> {
+  async publish(now = this.ring.clock.now()): Promise<void> {
     const keys = this.ring.jwks(now).keys;
     await this.db.query(
       `WITH k AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(kid text, jwk jsonb)),
@@ -36,7 +36,7 @@ export class PgKeys {
   }
 
   /** Every replica's live public keys, this replica's own always included. */
-  async jwks(now = Date.now()): Promise<{ keys: JWK[] }> {
+  async jwks(now = this.ring.clock.now()): Promise<{ keys: JWK[] }> {
     const own = this.ring.jwks(now).keys;
     try {
       const r = await this.db.query<{ jwk: JWK }>(

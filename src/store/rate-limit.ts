@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { type Clock, systemClock } from '../clock.js';
 import type { Rate } from '../policy/decision.js';
 import { type Rates, rateLimited } from '../policy/rate-limit.js';
 import type { PgStore } from './postgres.js';
@@ -18,9 +19,12 @@ const REFILL = `CASE WHEN b.calls <> EXCLUDED.calls OR b.window_ms <> EXCLUDED.w
 export class PgRateLimiter implements Rates {
   #takes = 0;
 
-  constructor(private readonly db: PgStore) {}
+  constructor(
+    private readonly db: PgStore,
+    private readonly clock: Clock = systemClock,
+  ) {}
 
-  async take(key: string, rate: Rate, now = Date.now()): Promise<void> {
+  async take(key: string, rate: Rate, now = this.clock.now()): Promise<void> {
     const r = await this.db.query<{ tokens: number; granted: boolean }>(
       `INSERT INTO rate_buckets AS b (key, tokens, at_ms, calls, window_ms, granted)
        VALUES ($1, $2::double precision - 1, $3, $2, $4, $2 >= 1)

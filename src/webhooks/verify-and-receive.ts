@@ -1,7 +1,9 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import type { LRUCache } from 'lru-cache';
 import { appendFileDurableSync, writeFileAtomicSync } from '../atomic-file.js';
+import { boundedCache } from '../cache.js';
 import { MAX_JSON_DEPTH, parseJsonWithin } from '../mcp/json-limits.js';
 
 /**
@@ -41,19 +43,28 @@ export interface Deliveries {
  * Delivery ids already handled (X-GitHub-Delivery), kept on disk so a replay
  * after a restart is still a replay. The same body under a new id is handled
  * again: handlers treat a webhook as a hint and read the truth from GitHub.
+ * The newest `max` ids are remembered (the one bounded cache); the file holds at
+ * most twice as many lines before it is compacted to those.
  */
 export class DeliveryLog implements Deliveries {
-  readonly #seen = new Set<string>();
+  readonly #seen: LRUCache<string, true>;
   readonly #file: string;
+  /** Lines in the file now (what compaction is decided on). */
+  #lines = 0;
 
   constructor(
     dir: string,
     private readonly max = 50_000,
   ) {
+    this.#seen = boundedCache<string, true>({ max, ttlMs: 0 });
     mkdirSync(dir, { recursive: true });
     this.#file = path.join(dir, 'github-deliveries.log');
     if (existsSync(this.#file))
-      for (const id of readFileSync(this.#file, 'utf8').split('\n')) if (id) this.#seen.add(id);
+      for (const id of readFileSync(this.#file, 'utf8').split('\n'))
+        if (id) {
+          this.#seen.set(id, true);
+          this.#lines++;
+        }
   }
 
   has(id: string): boolean {
@@ -63,15 +74,14 @@ export class DeliveryLog implements Deliveries {
   /** Remember a delivery that was handled. */
   add(id: string): void {
     if (this.#seen.has(id)) return;
-    this.#seen.add(id);
+    this.#seen.set(id, true);
     // Durable before the delivery counts as handled: after a crash, a replay is still a replay.
     appendFileDurableSync(this.#file, `${id}\n`, { mode: 0o600 });
-    if (this.#seen.size > this.max) {
-      const keep = [...this.#seen].slice(-Math.floor(this.max / 2));
-      this.#seen.clear();
-      for (const k of keep) this.#seen.add(k);
-      // Rewritten atomically, so a crash never leaves a torn list.
+    if (++this.#lines > 2 * this.max) {
+      // The ids still remembered, oldest first; rewritten atomically, so a crash never leaves a torn list.
+      const keep = [...this.#seen.rkeys()];
       writeFileAtomicSync(this.#file, `${keep.join('\n')}\n`, { mode: 0o600 });
+      this.#lines = keep.length;
     }
   }
 }

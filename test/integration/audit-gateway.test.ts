@@ -9,7 +9,8 @@ import { FileWal } from '../../src/audit/wal.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { verifyRepo } from '../helpers/audit-repo.js';
-import { gitgate } from '../helpers/cli.js';
+// What the commands find is tested here, not the process: they run in this process.
+import { gitgateInProcess as gitgate } from '../helpers/cli.js';
 import { connectClient } from '../helpers/client.js';
 import { ManualClock } from '../helpers/clock.js';
 import { FlakyWal } from '../helpers/flaky-wal.js';

@@ -2,7 +2,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
-import { gitgate } from '../helpers/cli.js';
+// What the commands find is tested here, not the process: they run in this process.
+import { gitgateInProcess as gitgate } from '../helpers/cli.js';
 import { startGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 import { RawMcp } from '../helpers/raw-mcp.js';

@@ -8,7 +8,8 @@ import { consistencyProof, inclusionProof, leafHash, type SubtreeReader } from '
 import { noteSigner, openNote, parseVerifierKey, signCheckpoint } from '../../src/audit/tlog/note.js';
 import { gitText } from '../../src/git/run.js';
 import { decisionEvent, openTrail } from '../helpers/audit-repo.js';
-import { gitgate } from '../helpers/cli.js';
+// What the commands find is tested here, not the process: they run in this process.
+import { gitgateInProcess as gitgate } from '../helpers/cli.js';
 import { buildGoTlog, goTlog } from '../helpers/go-tlog.js';
 
 // Go's golang.org/x/mod/sumdb/note and .../tlog, an implementation gitgate shares no code with,

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
 import { startBalancer } from '../helpers/balancer.js';
-import { gitgate, serveProcess } from '../helpers/cli.js';
+import { gitgate, gitgateInProcess, serveProcess } from '../helpers/cli.js';
 import { connectClient } from '../helpers/client.js';
 import { SECRET } from '../helpers/github-approvals.js';
 import { GitHubEmulator } from '../helpers/github-emulator.js';
@@ -175,6 +175,7 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
     expect(gh.violations).toEqual([]);
   }, 120_000);
 
+  // The CLI runs in this process here: what is checked is what the commands find, not the process.
   it('each replica is its own audit log: every one verifies after the crash (the killed one on restart)', async () => {
     const [killed, ...live] = procs;
     for (const p of live) {
@@ -187,9 +188,9 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
     await new Promise((r) => again.child.once('exit', r));
     const keys: string[] = [];
     for (const p of procs) {
-      const key = await gitgate(['audit', 'public-key', '--data-dir', p.dataDir]);
+      const key = await gitgateInProcess(['audit', 'public-key', '--data-dir', p.dataDir]);
       keys.push(key.stdout.trim());
-      const v = await gitgate(['audit', 'verify', path.join(p.dataDir, 'audit'), '--key', key.stdout.trim()]);
+      const v = await gitgateInProcess(['audit', 'verify', path.join(p.dataDir, 'audit'), '--key', key.stdout.trim()]);
       expect(v, v.stdout).toMatchObject({ code: 0, stdout: expect.stringMatching(/^ok: /) });
     }
     // All replicas' logs in one command, through the shared audit repo: each replica's branch is its log,
@@ -207,7 +208,7 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
       expect(streams.length).toBeGreaterThan(0);
       for (const f of streams) expect(f).toMatch(new RegExp(`^streams/[a-z]+/\\d{4}-\\d{2}-\\d{2}/${r}/`));
     }
-    const all = await gitgate(['audit', 'verify', shared, ...keys.flatMap((k) => ['--key', k])]);
+    const all = await gitgateInProcess(['audit', 'verify', shared, ...keys.flatMap((k) => ['--key', k])]);
     expect(all.code, all.stdout).toBe(0);
     const lines = all.stdout.trim().split('\n');
     for (const r of ['r1', 'r2', 'r3'])
@@ -217,16 +218,16 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
       .reduce((n, l) => n + Number(/ ok: (\d+) record/.exec(l)![1]), 0);
     expect(lines.at(-1)).toMatch(new RegExp(`^ok: 3 log\\(s\\), ${total} record\\(s\\) in \\d+ stream\\(s\\)$`));
     // The replicas' own repos hold exactly what the shared one does.
-    const own = await gitgate(['audit', 'verify', ...repos, ...keys.flatMap((k) => ['--key', k])]);
+    const own = await gitgateInProcess(['audit', 'verify', ...repos, ...keys.flatMap((k) => ['--key', k])]);
     expect(own.code, own.stdout).toBe(0);
     expect(own.stdout.trim().split('\n').at(-1)).toBe(lines.at(-1));
     // One replica's key missing: its log fails, so does the whole.
-    const short = await gitgate(['audit', 'verify', shared, '--key', keys[0]!, '--key', keys[1]!]);
+    const short = await gitgateInProcess(['audit', 'verify', shared, '--key', keys[0]!, '--key', keys[1]!]);
     expect(short.code).toBe(1);
     expect(short.stdout).toMatch(new RegExp(`^${shared} replica/r3: FAILED at checkpoint`, 'm'));
     expect(short.stdout.trim().split('\n').at(-1)).toBe('FAILED: 1 of 3 log(s)');
     // The same log twice does not stand in for another replica's.
-    const twice = await gitgate([
+    const twice = await gitgateInProcess([
       'audit',
       'verify',
       shared,
@@ -244,7 +245,7 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
     const cut = path.join(await mkdtemp(path.join(tmpdir(), 'gitgate-shared-cut-')), 'audit.git');
     await execFileP('git', ['clone', '-q', '--mirror', shared, cut]);
     await execFileP('git', ['-C', cut, 'update-ref', '-d', 'refs/heads/replica/r3']);
-    const gone = await gitgate(['audit', 'verify', cut, ...keys.flatMap((k) => ['--key', k])]);
+    const gone = await gitgateInProcess(['audit', 'verify', cut, ...keys.flatMap((k) => ['--key', k])]);
     expect(gone.code, gone.stdout).toBe(1);
     expect(gone.stdout).toMatch(/FAILED: no log given is signed by the key of \S+: that replica's log is missing/);
 
@@ -253,7 +254,7 @@ describe('replicas as processes: SIGKILL of the replica holding a parked call', 
     const policy = await PolicyRepo.create(policyData(ECHO_APPROVAL));
     const base = await policy.commit('base');
     const head = await policy.write('policies/config/data.json', JSON.stringify(policyData({}))).commit('no approval');
-    const impact = await gitgate([
+    const impact = await gitgateInProcess([
       'policy',
       'impact',
       '--repo',

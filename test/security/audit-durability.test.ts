@@ -20,7 +20,7 @@ import { gitText } from '../../src/git/run.js';
 
 const parseLine = (line: string) => ({ record: JSON.parse(line) as AuditRecord });
 
-import { streamFile } from '../../src/audit/store.js';
+import { GitAuditStore, streamFile } from '../../src/audit/store.js';
 import type { Identity } from '../../src/identity/identity.js';
 import { compileMask } from '../../src/masking/mask.js';
 import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
@@ -463,6 +463,20 @@ describe('a gateway killed mid-commit', () => {
       'reference',
     ]);
     expect((await config.raw(['config', '--get', 'core.fsyncMethod'])).trim()).toBe('fsync');
+  });
+
+  it('those settings are one file .git/config includes last (no git spawn each), so they win over values set above', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-audit-settings-'));
+    await GitAuditStore.open(dir, 'key');
+    // An older gitgate set the same keys one by one; an edit appended after the include is overridden at the next start.
+    appendFileSync(path.join(dir, '.git', 'config'), '[core]\n\tlooseCompression = 9\n');
+    await GitAuditStore.open(dir, 'key', { exclusive: true });
+    await GitAuditStore.open(dir, 'key', { exclusive: true });
+    const text = readFileSync(path.join(dir, '.git', 'config'), 'utf8');
+    expect(text.split('[include]')).toHaveLength(2);
+    expect(text.trimEnd().endsWith('path = gitgate.config')).toBe(true);
+    expect((await gitText(dir, ['config', '--get', 'core.looseCompression'])).trim()).toBe('0');
+    expect((await gitText(dir, ['config', '--get', 'commit.gpgsign'])).trim()).toBe('false');
   });
 });
 

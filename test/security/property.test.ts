@@ -19,8 +19,9 @@ import type { UpstreamConfig } from '../../src/config/types.js';
 import { createGateway, type Gateway } from '../../src/gateway.js';
 import { Channel } from '../../src/mcp/channel.js';
 import type { JsonRpcMessage } from '../../src/mcp/jsonrpc.js';
-import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
+import type { UpstreamConnector } from '../../src/mcp/upstream/types.js';
 import { durableWalRecords } from '../helpers/audit-wal.js';
+import { scriptedUpstream } from '../helpers/fake-upstream.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 import { soakSize, testSeed } from '../helpers/soak.js';
 
@@ -100,32 +101,17 @@ describe('property: nothing reaches an upstream without a durable allow decision
   /** A tiny upstream: answers requests, asks the client for sampling on `ask`, offers a GET stream with a log line and a sampling request. */
   function fakeConnector(cfg: UpstreamConfig, transport: 'http' | 'stdio'): UpstreamConnector {
     let serverIds = 0;
-    return {
-      name: cfg.name,
-      transport,
-      async open(): Promise<UpstreamSession> {
-        let closed = false;
+    return scriptedUpstream(
+      cfg.name,
+      () => {
         // The shared (stateless) session is gitgate's own: its initialize and initialized are not a caller's.
         let own = false;
         return {
-          get closed() {
-            return closed;
-          },
-          async *request(msg) {
+          arrived(msg) {
             if (typeof msg.id === 'string' && msg.id.startsWith('gitgate-init-')) own = true;
             arrive('request', msg);
-            if (msg.method === 'initialize') {
-              yield {
-                jsonrpc: '2.0',
-                id: msg.id,
-                result: {
-                  protocolVersion: '2025-11-25',
-                  capabilities: { tools: {} },
-                  serverInfo: { name: 'fake', version: '1' },
-                },
-              };
-              return;
-            }
+          },
+          async *answer(msg) {
             if (msg.method === 'tools/call' && msg.params?.name === 'ask') {
               yield {
                 jsonrpc: '2.0',
@@ -171,13 +157,10 @@ describe('property: nothing reaches an upstream without a durable allow decision
             signal.addEventListener('abort', () => ch.close(), { once: true });
             return ch;
           },
-          async close() {
-            closed = true;
-          },
         };
       },
-      shutdown: async () => undefined,
-    };
+      { transport },
+    );
   }
 
   const tokens: Record<string, string> = {};

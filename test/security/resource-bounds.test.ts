@@ -16,11 +16,11 @@ import { Channel } from '../../src/mcp/channel.js';
 import { checkJsonText, MAX_JSON_DEPTH } from '../../src/mcp/json-limits.js';
 import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
 import { httpConnector } from '../../src/mcp/upstream/http.js';
-import type { UpstreamConnector, UpstreamSession } from '../../src/mcp/upstream/types.js';
+import type { UpstreamConnector } from '../../src/mcp/upstream/types.js';
 import { signBody } from '../../src/webhooks/verify-and-receive.js';
 // @ts-expect-error plain JS fixture
 import { startHttpServer } from '../fixtures/demo-server.mjs';
-import { fakeUpstream } from '../helpers/fake-upstream.js';
+import { fakeUpstream, scriptedUpstream } from '../helpers/fake-upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { testSeed } from '../helpers/soak.js';
 
@@ -148,47 +148,24 @@ function heldUpstream(
   cfg: UpstreamConfig,
   ctl: { release: Promise<void>; listeners: Channel<JsonRpcMessage>[] },
 ): UpstreamConnector {
-  return {
-    name: cfg.name,
-    transport: 'http',
-    async open(): Promise<UpstreamSession> {
-      let closed = false;
-      return {
-        get closed() {
-          return closed;
-        },
-        async *request(msg) {
-          if (msg.method === 'initialize') {
-            yield {
-              jsonrpc: '2.0',
-              id: msg.id,
-              result: {
-                protocolVersion: '2025-11-25',
-                capabilities: { tools: {} },
-                serverInfo: { name: 'held', version: '1' },
-              },
-            };
-            return;
-          }
-          const token = (msg.params?._meta as { progressToken?: string } | undefined)?.progressToken ?? 'p';
-          yield { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: token, progress: 1 } };
-          await ctl.release;
-          yield { jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text: 'released' }] } };
-        },
-        send: async () => undefined,
-        async listen(signal) {
-          const ch = new Channel<JsonRpcMessage>();
-          signal.addEventListener('abort', () => ch.close(), { once: true });
-          ctl.listeners.push(ch);
-          return ch;
-        },
-        async close() {
-          closed = true;
-        },
-      };
-    },
-    shutdown: async () => undefined,
-  };
+  return scriptedUpstream(
+    cfg.name,
+    () => ({
+      async *answer(msg) {
+        const token = (msg.params?._meta as { progressToken?: string } | undefined)?.progressToken ?? 'p';
+        yield { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: token, progress: 1 } };
+        await ctl.release;
+        yield { jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text: 'released' }] } };
+      },
+      async listen(signal) {
+        const ch = new Channel<JsonRpcMessage>();
+        signal.addEventListener('abort', () => ch.close(), { once: true });
+        ctl.listeners.push(ch);
+        return ch;
+      },
+    }),
+    { serverName: 'held' },
+  );
 }
 
 describe('slow clients are timed out; open responses are not', () => {

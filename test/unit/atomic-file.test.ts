@@ -82,11 +82,16 @@ describe('the one atomic file write', () => {
     const log = new DeliveryLog(d, 4);
     log.add('d-1');
     expect(synced).toContain(path.join(d, 'github-deliveries.log'));
-    for (const id of ['d-2', 'd-3', 'd-4', 'd-5']) log.add(id);
-    // Compacted to the newest half, atomically: a replay after a restart is still a replay.
-    expect(readFileSync(path.join(d, 'github-deliveries.log'), 'utf8')).toBe('d-4\nd-5\n');
+    for (let i = 2; i <= 8; i++) log.add(`d-${i}`);
+    // The newest 4 are remembered (the bounded cache), the file keeps growing up to twice that.
+    expect(['d-4', 'd-5', 'd-6', 'd-7', 'd-8'].map((id) => log.has(id))).toEqual([false, true, true, true, true]);
+    expect(readFileSync(path.join(d, 'github-deliveries.log'), 'utf8').split('\n')).toHaveLength(9);
+    log.add('d-9');
+    // Compacted to the ids remembered, atomically: a replay after a restart is still a replay.
+    expect(readFileSync(path.join(d, 'github-deliveries.log'), 'utf8')).toBe('d-6\nd-7\nd-8\nd-9\n');
     expect(synced.at(-1)).toBe(d);
-    expect(new DeliveryLog(d, 4).has('d-5')).toBe(true);
+    const reloaded = new DeliveryLog(d, 4);
+    expect(['d-5', 'd-6', 'd-9'].map((id) => reloaded.has(id))).toEqual([false, true, true]);
     expect(readdirSync(d)).toEqual(['github-deliveries.log']);
   });
 

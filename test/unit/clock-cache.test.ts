@@ -1,7 +1,16 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { boundedCache } from '../../src/cache.js';
 import { systemClock } from '../../src/clock.js';
+import type { GatewayConfig } from '../../src/config/types.js';
+import { Credentials } from '../../src/credentials/credentials.js';
+import { KeyRing } from '../../src/credentials/keyring.js';
 import { ToolCatalogs } from '../../src/mcp/tool-catalog.js';
+import { PgKeys } from '../../src/store/keys.js';
+import type { PgStore } from '../../src/store/postgres.js';
+import { PgRateLimiter } from '../../src/store/rate-limit.js';
 import { ManualClock } from '../helpers/clock.js';
 
 describe('the one clock', () => {
@@ -76,5 +85,29 @@ describe('tool catalogs on the bounded cache', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe('defaults that read the time read the one clock', () => {
+  it("rotation, key publishing and the shared rate limiter are dated on the clock they were given (the key ring's)", async () => {
+    const clock = new ManualClock();
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-clock-'));
+    const ring = await KeyRing.load(dataDir, { graceMs: 60_000, activationMs: 5_000, clock });
+    clock.advance(1_000);
+    const creds = new Credentials({} as GatewayConfig, ring);
+    expect((await creds.rotate()).activeFrom).toBe(clock.now() + 5_000);
+
+    const params: unknown[][] = [];
+    const db = {
+      replicaId: 'r1',
+      query: async (_sql: string, p: unknown[] = []) => {
+        params.push(p);
+        return { rows: [{ tokens: 0, granted: true }] };
+      },
+    } as unknown as PgStore;
+    await new PgKeys(db, ring, 30_000).publish();
+    expect(params.at(-1)?.[2]).toBe(clock.now() + 30_000);
+    await new PgRateLimiter(db, clock).take('k', { calls: 1, window_seconds: 1 });
+    expect(params.at(-1)?.[2]).toBe(clock.now());
   });
 });
