@@ -596,7 +596,7 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
   try {
     // Multi-replica mode: the shared store first (migrated under its advisory lock); a store that cannot be reached fails the start.
     if (config.store !== undefined)
-      shared = await openSharedStore(config.store, (msg, extra) => logger.warn(extra ?? {}, msg));
+      shared = await openSharedStore(config.store, (msg, extra) => logger.warn(extra ?? {}, msg), clock);
     const { verifier, devIssuer } = await configuredVerifier(config, clock);
 
     const metrics = createMetrics(logger, config.store?.postgres.replicaId);

@@ -1,6 +1,7 @@
 import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { boundedCache } from '../cache.js';
 import { systemClock } from '../clock.js';
 import { parseDuration } from '../config/duration.js';
 import { sessionStreamName } from './auditor.js';
@@ -175,11 +176,13 @@ export interface ApprovalOutcome {
 
 export class ApprovalIndex {
   #byId: Map<string, string[]> | undefined;
-  readonly #cache = new Map<string, ApprovalOutcome | undefined>();
+  /** Outcomes read so far (none: no such approval), bounded by the one cache. */
+  readonly #cache = boundedCache<string, { readonly out: ApprovalOutcome | undefined }>({ max: 10_000, ttlMs: 0 });
   constructor(private readonly repo: string) {}
 
   get(id: string): ApprovalOutcome | undefined {
-    if (this.#cache.has(id)) return this.#cache.get(id);
+    const hit = this.#cache.get(id);
+    if (hit !== undefined) return hit.out;
     this.#byId ??= new Map(
       [...streamFiles(this.repo)]
         .filter(([s]) => s.startsWith('approvals/'))
@@ -222,7 +225,7 @@ export class ApprovalIndex {
         executed,
       };
     }
-    this.#cache.set(id, out);
+    this.#cache.set(id, { out });
     return out;
   }
 }

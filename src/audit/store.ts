@@ -12,6 +12,7 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomicSync } from '../atomic-file.js';
+import { boundedCache } from '../cache.js';
 import { type Clock, systemClock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { type GitRunner, gitRunner } from '../git/helper-runner.js';
@@ -193,7 +194,7 @@ function lastPart(dir: string, stream: string): number {
  * checkpoint (the log's latest signed checkpoint), log.pub (its verifier key, for reference).
  */
 export class GitAuditStore implements AuditStore {
-  readonly #tails = new Map<string, StoredTail>();
+  readonly #tails = boundedCache<string, StoredTail>({ max: TAIL_CACHE, ttlMs: 0 });
   /** Whether the repo has a first commit (the README goes into it). */
   #born = false;
   /** Files changed since the last commit: exactly what gets staged. */
@@ -298,11 +299,9 @@ export class GitAuditStore implements AuditStore {
     return t;
   }
 
-  /** Cache a tail; the least recently stored go first past TAIL_CACHE entries (they are read from disk again). */
+  /** Cache a tail; the least recently used go first past TAIL_CACHE entries (they are read from disk again). */
   #remember(stream: string, tail: StoredTail): void {
-    this.#tails.delete(stream);
     this.#tails.set(stream, tail);
-    if (this.#tails.size > TAIL_CACHE) this.#tails.delete(this.#tails.keys().next().value!);
   }
 
   /** Append lines to a stream's files, starting a new part where the current one would pass PART_BYTES. */

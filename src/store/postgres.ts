@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
+import { type Clock, systemClock, type Timer } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { redactUrlCredentials } from '../masking/url-credentials.js';
 import { MIGRATIONS, type Migration } from './migrations.js';
@@ -22,6 +23,8 @@ export interface PgStoreOptions {
   /** How long a connect or a statement may take. */
   readonly timeoutMs?: number;
   readonly log?: (msg: string, extra?: Record<string, unknown>) => void;
+  /** Waits (the LISTEN reconnect); default the system's. */
+  readonly clock?: Clock;
 }
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -57,7 +60,7 @@ export class PgStore {
   readonly #leases = new Map<string, pg.Client>();
   #closed = false;
   #lastError: string | undefined;
-  #reconnect: NodeJS.Timeout | undefined;
+  #reconnect: Timer | undefined;
   /** What open() applied. */
   migrated: { applied: number[]; current: number } = { applied: [], current: 0 };
   /** Queries sent to the database (for the benchmark and tests: the allow path sends none without a rate). */
@@ -284,11 +287,10 @@ export class PgStore {
 
   #scheduleReconnect(): void {
     if (this.#closed || this.#reconnect !== undefined) return;
-    this.#reconnect = setTimeout(() => {
+    this.#reconnect = (this.#opts.clock ?? systemClock).after(500, () => {
       this.#reconnect = undefined;
       this.#ensureListener().catch(() => undefined);
-    }, 500);
-    this.#reconnect.unref();
+    });
   }
 
   /** Whether the LISTEN connection is up (else changes are found by polling only). */
@@ -334,7 +336,7 @@ export class PgStore {
 
   async close(): Promise<void> {
     this.#closed = true;
-    if (this.#reconnect !== undefined) clearTimeout(this.#reconnect);
+    this.#reconnect?.cancel();
     await this.#listenerConnecting?.catch(() => undefined);
     const l = this.#listener;
     this.#listener = undefined;

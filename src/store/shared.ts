@@ -2,6 +2,7 @@
  * Multi-replica mode (`store.postgres`): the shared store and the adapters the gateway swaps in for its
  * single-process ones. Without `store`, none of this is loaded and nothing talks to a database.
  */
+import { type Clock, systemClock } from '../clock.js';
 import type { GatewayConfig } from '../config/types.js';
 import type { KeyRing } from '../credentials/keyring.js';
 import { PgApprovalStore } from './approvals.js';
@@ -31,6 +32,7 @@ export interface SharedStore {
 export async function openSharedStore(
   cfg: NonNullable<GatewayConfig['store']>,
   log: (msg: string, extra?: Record<string, unknown>) => void,
+  clock: Clock = systemClock,
 ): Promise<SharedStore> {
   const p = cfg.postgres;
   const db = await PgStore.open({
@@ -40,6 +42,7 @@ export async function openSharedStore(
     timeoutMs: p.timeoutMs,
     replicaId: p.replicaId,
     log,
+    clock,
   });
   const approvals = new PgApprovalStore(db);
   try {
@@ -53,7 +56,7 @@ export async function openSharedStore(
     db,
     approvals,
     deliveries: new PgDeliveries(db),
-    rates: new PgRateLimiter(db),
+    rates: new PgRateLimiter(db, clock),
     sessionCaps: new PgSessionCaps(db, log),
     keys: (ring, graceMs) => new PgKeys(db, ring, graceMs),
     sessionSeal: () => AesSessionSeal.load(db),
