@@ -10,11 +10,12 @@
  */
 import { park } from './approvals/park.js';
 import type { ApprovalService } from './approvals/service.js';
-import type { Auditor, ExchangeAudit } from './audit/auditor.js';
+import type { Auditor } from './audit/auditor.js';
 import type { Clock } from './clock.js';
 import type { GatewayConfig } from './config/types.js';
 import type { Credentials } from './credentials/credentials.js';
 import { GatewayError, toGatewayError } from './errors.js';
+import type { Exchange } from './exchange.js';
 import { checkOrigin } from './http/origin.js';
 import { authenticate } from './identity/authenticate.js';
 import type { Identity } from './identity/identity.js';
@@ -75,10 +76,8 @@ export interface McpHttpRequest {
   readonly baseUrl: string;
   /** Aborted when the client goes away. */
   readonly signal: AbortSignal;
-  /** gitgate's id for this HTTP exchange. */
-  readonly requestId: string;
-  /** Records this exchange. */
-  readonly audit: ExchangeAudit;
+  /** This exchange: told each fact once as the pipeline learns it, it is what the route logs and counts and the audit records. */
+  readonly exchange: Exchange;
 }
 
 export type McpReply =
@@ -99,15 +98,6 @@ export type McpReply =
     }
   | { readonly kind: 'empty'; readonly status: number };
 
-/** What the route logs and counts about one exchange. */
-export interface ExchangeNote {
-  identity?: Identity;
-  method?: string;
-  tool?: string;
-  decision?: DecisionOutcome;
-  rpcId?: string | number;
-}
-
 export function resourceMetadataUrl(baseUrl: string, upstream: string): string {
   return `${baseUrl}/.well-known/oauth-protected-resource/mcp/${encodeURIComponent(upstream)}`;
 }
@@ -125,35 +115,32 @@ async function admit(deps: GatewayDeps, req: McpHttpRequest): Promise<{ upstream
 }
 
 /** POST /mcp/<upstream>: one JSON-RPC message from the client. */
-export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: ExchangeNote = {}): Promise<McpReply> {
+export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promise<McpReply> {
+  const ex = req.exchange;
   deps.audit.assertWritable();
   const { upstream, identity } = await admit(deps, req);
-  note.identity = identity;
-  req.audit.caller(identity, upstream.config.name);
+  ex.caller(identity, upstream.config.name);
   const incoming = readMessage(req.headers, req.body);
   const route = bindSession(deps.sessions, upstream, identity, req.headers, incoming);
-  if (route.kind === 'session') req.audit.bind({ session: route.session });
-  else if (route.kind === 'stateless') req.audit.bind({ stateless: upstream.config.name });
+  if (route.kind === 'session') ex.bind({ session: route.session });
+  else if (route.kind === 'stateless') ex.bind({ stateless: upstream.config.name });
   const msg = incoming.message;
-  if (!isRequest(msg))
-    return relayClientMessage(deps, req, upstream, identity, route, incoming.protocol.era, msg, note);
-  note.method = msg.method;
-  note.rpcId = msg.id;
+  if (!isRequest(msg)) return relayClientMessage(deps, req, upstream, identity, route, incoming.protocol.era, msg);
+  ex.received(msg.method, msg.id);
   refuseSharedState(route, msg);
   checkParams(msg);
   const catalog = deps.catalogs.get(catalogKey(route, identity, upstream));
   const input = buildPolicyInput(identity, msg, {
-    ...inputContext(deps, upstream, route, incoming.protocol.era, req.requestId),
+    ...inputContext(deps, upstream, route, incoming.protocol.era, ex.id),
     toolChanged: (name) => catalog.changed(name),
   });
-  if (input.mcp.tool !== undefined) note.tool = input.mcp.tool;
+  ex.asked(input);
   const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
-  note.decision = outcome;
   // The request as the decision's mask rules leave it, copied once: what the audit record holds and
   // reviewers of a parked call see (with neither, there is nothing to copy it for).
   const masked =
     deps.audit.enabled || outcome.decision.approval.required ? maskedCopy(msg, outcome.decision.maskRules) : undefined;
-  const decision = req.audit.decided(input, outcome, masked);
+  const decision = ex.decided(outcome, masked);
   enforce(outcome);
   await limitRate(deps.rates, input, outcome);
   // A credential for exactly this call, minted when the call is sent (for a parked call: at release).
@@ -196,7 +183,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
         masked ?? maskedCopy(msg, outcome.decision.maskRules),
         input,
         outcome,
-        req.audit,
+        ex,
         { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf },
         async () => {
           await decision.durable();
@@ -204,16 +191,16 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest, note: E
         },
       );
       return resumable(
-        await relay(msg, finallyDo(mapMessages(released, toCaller), ended), req.audit),
+        await relay(msg, finallyDo(mapMessages(released, toCaller), ended), ex),
         route.kind === 'session' ? route.session : undefined,
       );
     }
     // Nothing reaches the upstream before its decision is durable (a denial above stays held, durable with its error).
     await decision.durable();
     const forwarded = await send();
-    if (forwarded.session !== undefined) req.audit.opened(forwarded.session, forwarded.session.protocolVersion);
+    if (forwarded.session !== undefined) ex.opened(forwarded.session, forwarded.session.protocolVersion);
     return resumable(
-      await relay(msg, finallyDo(mapMessages(forwarded.messages, toCaller), ended), req.audit, forwarded.session?.id),
+      await relay(msg, finallyDo(mapMessages(forwarded.messages, toCaller), ended), ex, forwarded.session?.id),
       route.kind === 'session' ? route.session : forwarded.session,
     );
   } catch (err) {
@@ -257,14 +244,14 @@ async function relayClientMessage(
   route: Route,
   era: 'legacy' | 'modern',
   msg: JsonRpcNotification | JsonRpcResponse,
-  note: ExchangeNote,
 ): Promise<McpReply> {
-  note.method = isResponse(msg) ? 'response' : msg.method;
+  const ex = req.exchange;
+  ex.received(isResponse(msg) ? 'response' : msg.method);
   const message = admitClientMessage(route, msg, (id) => upstream.shared.hasInFlight(identity.sub, id));
-  const input = buildMessageInput(identity, message, inputContext(deps, upstream, route, era, req.requestId));
+  const input = buildMessageInput(identity, message, inputContext(deps, upstream, route, era, ex.id));
+  ex.asked(input);
   const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
-  note.decision = outcome;
-  const decision = req.audit.decided(input, outcome, maskedCopy(msg, outcome.decision.maskRules));
+  const decision = ex.decided(outcome, maskedCopy(msg, outcome.decision.maskRules));
   enforce(outcome);
   await decision.durable();
   await relayToUpstream(
@@ -286,10 +273,10 @@ function deliver(route: Route, m: JsonRpcMessage): JsonRpcMessage {
 /** The GET stream's messages, each durably recorded before the caller receives it. */
 async function* recordEach(
   messages: AsyncIterable<JsonRpcMessage>,
-  audit: ExchangeAudit,
+  exchange: Exchange,
 ): AsyncGenerator<JsonRpcMessage> {
   for await (const m of messages) {
-    await audit.delivered(m);
+    await exchange.delivered(m);
     yield m;
   }
 }
@@ -442,7 +429,7 @@ async function* mapMessages(
 export async function relay(
   msg: JsonRpcRequest,
   messages: AsyncIterable<JsonRpcMessage>,
-  audit: ExchangeAudit,
+  exchange: Exchange,
   sessionId?: string,
 ): Promise<McpReply> {
   const headers: Record<string, string> = sessionId !== undefined ? { 'mcp-session-id': sessionId } : {};
@@ -452,7 +439,7 @@ export async function relay(
     throw new GatewayError('UPSTREAM_PROTOCOL', `upstream closed without answering request ${String(msg.id)}`);
   if (isResponse(first.value) && first.value.id === msg.id) {
     void it.return?.();
-    await audit.answered(first.value, 0);
+    await exchange.answered(first.value, 0);
     const status = first.value.error !== undefined ? answeredStatus.get(first.value) : undefined;
     return { kind: 'json', headers, body: first.value, ...(status !== undefined ? { status } : {}) };
   }
@@ -460,16 +447,16 @@ export async function relay(
     let relayed = 0;
     try {
       // Every message the caller receives is durably recorded first, as it receives it.
-      await audit.delivered(first.value);
+      await exchange.delivered(first.value);
       yield first.value;
       for (let r = await it.next(); !r.done; r = await it.next()) {
         if (isResponse(r.value) && r.value.id === msg.id) {
-          await audit.answered(r.value, relayed + 1);
+          await exchange.answered(r.value, relayed + 1);
           yield r.value;
           return;
         }
         relayed++;
-        await audit.delivered(r.value);
+        await exchange.delivered(r.value);
         yield r.value;
       }
       // A 2026-07-28 subscription ends without an answer when the upstream ends it.
@@ -481,7 +468,7 @@ export async function relay(
       );
     } catch (err) {
       const ge = toGatewayError(err);
-      await audit.failed(ge, msg.id);
+      await exchange.failed(ge, msg.id);
       throw ge;
     }
   }
@@ -494,34 +481,35 @@ export async function relay(
  * the same thing), and every message on it is shaped by that decision's mask
  * rules and recorded, exactly as the messages of a POST stream are.
  */
-export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: ExchangeNote = {}): Promise<McpReply> {
+export async function handleGet(deps: GatewayDeps, req: McpHttpRequest): Promise<McpReply> {
+  const ex = req.exchange;
   deps.audit.assertWritable();
   const { upstream, identity } = await admit(deps, req);
-  note.identity = identity;
-  note.method = LISTEN_METHOD;
+  ex.received(LISTEN_METHOD);
   if (header(req.headers, 'mcp-protocol-version') === '2026-07-28') {
     throw new GatewayError('METHOD_NOT_ALLOWED', 'Method Not Allowed: protocol 2026-07-28 has no GET stream');
   }
   requireAccept(req.headers, 'text/event-stream');
   const session = deps.sessions.get(requireSessionId(req.headers), upstream.config.name, identity.sub);
-  req.audit.caller(identity, upstream.config.name);
-  req.audit.bind({ session });
+  // The caller once the session is theirs (as ever: a GET refused before names no caller in its record).
+  ex.caller(identity, upstream.config.name);
+  ex.bind({ session });
   const route: Route = { kind: 'session', session, protocolVersion: session.protocolVersion };
   const input = buildMessageInput(
     identity,
     { kind: 'request', method: LISTEN_METHOD },
-    inputContext(deps, upstream, route, 'legacy', req.requestId),
+    inputContext(deps, upstream, route, 'legacy', ex.id),
   );
+  ex.asked(input);
   const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
-  note.decision = outcome;
-  const decision = req.audit.decided(input, outcome, undefined);
+  const decision = ex.decided(outcome, undefined);
   enforce(outcome);
   await decision.durable();
   // A reconnect with Last-Event-ID: what this session kept of that stream after it (already shaped
   // when it was first sent), then — for a GET stream — the stream goes on; a POST stream's replay ends there.
   const lastEventId = header(req.headers, 'last-event-id');
   const missed = lastEventId === undefined ? undefined : session.replay.after(lastEventId);
-  const replayed = missed === undefined ? undefined : recordEach(toAsyncIterable(missed.messages), req.audit);
+  const replayed = missed === undefined ? undefined : recordEach(toAsyncIterable(missed.messages), ex);
   if (replayed !== undefined && missed?.kind === 'post')
     return { kind: 'stream', headers: {}, messages: replayed, replay: session.replay.stream('post') };
   const sent = sentSecrets(upstream.config);
@@ -543,7 +531,7 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
     maskFor(deps, m, input, outcome);
     return deliver(route, m);
   };
-  const live = recordEach(untilAborted(mapMessages(stream, toCaller), own.signal), req.audit);
+  const live = recordEach(untilAborted(mapMessages(stream, toCaller), own.signal), ex);
   const messages = replayed === undefined ? live : concatStreams(replayed, live);
   return { kind: 'stream', headers: {}, messages, replay: session.replay.stream('get') };
 }
@@ -552,9 +540,9 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest, note: Ex
 export const LISTEN_METHOD = 'subscriptions/listen';
 
 /** DELETE /mcp/<upstream>: end the caller's session. */
-export async function handleDelete(deps: GatewayDeps, req: McpHttpRequest, note: ExchangeNote = {}): Promise<McpReply> {
+export async function handleDelete(deps: GatewayDeps, req: McpHttpRequest): Promise<McpReply> {
   const { upstream, identity } = await admit(deps, req);
-  note.identity = identity;
+  req.exchange.caller(identity, upstream.config.name);
   const id = requireSessionId(req.headers);
   deps.sessions.get(id, upstream.config.name, identity.sub);
   await deps.sessions.delete(id, 'closed by the client (DELETE)', { client: true });

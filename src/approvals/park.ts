@@ -1,5 +1,5 @@
-import type { ExchangeAudit } from '../audit/auditor.js';
 import { GatewayError } from '../errors.js';
+import type { Exchange } from '../exchange.js';
 import type { Identity } from '../identity/identity.js';
 import type { JsonRpcMessage, JsonRpcRequest } from '../mcp/jsonrpc.js';
 import { callerMeta } from '../mcp/protocol.js';
@@ -27,7 +27,7 @@ export async function* park(
   shown: JsonRpcRequest,
   input: PolicyInput,
   outcome: DecisionOutcome,
-  audit: ExchangeAudit,
+  exchange: Exchange,
   opts: ParkOptions,
   forward: () => Promise<AsyncIterable<JsonRpcMessage>>,
 ): AsyncGenerator<JsonRpcMessage> {
@@ -55,7 +55,7 @@ export async function* park(
     risk: d.risk,
     policy: { revision: outcome.revision.commit ?? null, bundleDigest: outcome.revision.bundleDigest },
   });
-  audit.link({ approval_id: ticket.approval.id });
+  exchange.link({ approval_id: ticket.approval.id });
   const token = (msg.params?._meta as { progressToken?: unknown } | undefined)?.progressToken;
   const held = approvals.hold(ticket, {
     holdMs: opts.holdMs,

@@ -1,10 +1,10 @@
 import { canonicalJson } from '../canonical-json.js';
 import { type Clock, systemClock } from '../clock.js';
 import type { GatewayError } from '../errors.js';
+import { Exchange, type RecordedDecision } from '../exchange.js';
 import type { Identity } from '../identity/identity.js';
 import type { JsonRpcMessage, JsonRpcResponse } from '../mcp/jsonrpc.js';
 import type { DecisionOutcome } from '../policy/decide.js';
-import type { PolicyInput } from '../policy/input.js';
 import type { AuditLog } from './log.js';
 import { type AuditEvent, type RawMember, sha256Hex } from './record.js';
 
@@ -35,44 +35,6 @@ export function streamsOf(replica?: string) {
   };
 }
 
-/** Records one HTTP exchange: its decision, then its answer or error. */
-export interface ExchangeAudit {
-  /** Which stream the exchange belongs to, once known. */
-  bind(stream: { session: { id: string; createdAt: number } } | { stateless: string }): void;
-  /** The caller, once authenticated. */
-  caller(identity: Identity, upstream: string): void;
-  /**
-   * The decision, with the message as its mask rules leave it (`maskedCopy(message, maskRules)`: the
-   * caller masks once, for the record and for reviewers; the auditor records it as given). Written at once but held:
-   * it becomes durable with the answer (a denial and its error share one
-   * fsync) unless the pipeline asks for `durable()` first, which it does
-   * before anything is forwarded.
-   */
-  decided(input: PolicyInput, outcome: DecisionOutcome, masked: JsonRpcMessage | undefined): RecordedDecision;
-  /** A new session opened by this exchange (initialize). */
-  opened(session: { id: string; createdAt: number }, protocolVersion: string): void;
-  /** Extra fields for this exchange's answer record (e.g. the approval it used). */
-  link(fields: Record<string, unknown>): void;
-  /** Durably record a message relayed to the caller that is not the answer (progress, a log line, an upstream request, a GET-stream notification), before the caller receives it. */
-  delivered(message: JsonRpcMessage): Promise<void>;
-  /** Durably record the answer before the client receives it. */
-  answered(response: JsonRpcResponse, relayed: number): Promise<void>;
-  /** Durably record the error before the client receives it. */
-  failed(err: GatewayError, id: string | number | null): Promise<void>;
-}
-
-/** A decision record handed to the log (see ExchangeAudit.decided). */
-export interface RecordedDecision {
-  /**
-   * Send it to be made durable now, in this turn's group commit, and resolve
-   * once it is; rejects with AUDIT_UNAVAILABLE when it cannot be. Await it
-   * before the call goes upstream. Once the exchange is linked to an approval
-   * (`link({approval_id})`), it also waits for that approval's records so far,
-   * so a released call goes only after its `approval.executed` is durable.
-   */
-  durable(): Promise<void>;
-}
-
 /** An approval's event, recorded in the approval's own stream. */
 export interface ApprovalAuditEvent {
   readonly type:
@@ -91,7 +53,8 @@ export interface ApprovalAuditEvent {
 
 export interface Auditor {
   readonly enabled: boolean;
-  begin(exchange: string): ExchangeAudit;
+  /** The exchange with this id, recording what it is told. */
+  begin(exchange: string): Exchange;
   /** Fail closed: throws AUDIT_UNAVAILABLE while nothing can be recorded. */
   assertWritable(): void;
   /** Record the end of a session; resolves once durable. */
@@ -105,22 +68,9 @@ export interface Auditor {
   approvalDurable(approvalId: string): Promise<void>;
 }
 
-const DURABLE: RecordedDecision = { durable: () => Promise.resolve() };
-
-const NOOP: ExchangeAudit = {
-  bind: () => undefined,
-  caller: () => undefined,
-  decided: () => DURABLE,
-  opened: () => undefined,
-  link: () => undefined,
-  delivered: () => Promise.resolve(),
-  answered: () => Promise.resolve(),
-  failed: () => Promise.resolve(),
-};
-
 export const disabledAuditor: Auditor = {
   enabled: false,
-  begin: () => NOOP,
+  begin: (exchange) => new Exchange(exchange),
   assertWritable: () => undefined,
   sessionClosed: () => Promise.resolve(),
   approval: () => undefined,
@@ -149,6 +99,7 @@ export function createAuditor(
    */
   const approvals = new Map<string, Promise<void>>();
   const approvalDurable = (id: string): Promise<void> => approvals.get(id) ?? Promise.resolve();
+  const ctx: AuditContext = { log, maxRecordedBytes: opts.maxRecordedBytes, now, approvalDurable };
   return {
     enabled: true,
     assertWritable: () => log.assertWritable(),
@@ -187,191 +138,229 @@ export function createAuditor(
       log.forget(stream);
       return written;
     },
-    begin(exchange) {
-      const started = process.hrtime.bigint();
-      let stream: string | undefined;
-      let who: AuditEvent['caller'];
-      let upstream: string | undefined;
-      let session: string | undefined;
-      let method: string | undefined;
-      let tool: string | undefined;
-      /** Events from before the stream was known, with when they happened. */
-      const pending: { event: AuditEvent; ts: string; raw?: RawMember }[] = [];
-      let linked: Record<string, unknown> = {};
-      const base = (type: AuditEvent['type']): { -readonly [K in keyof AuditEvent]: AuditEvent[K] } => {
-        const e: { -readonly [K in keyof AuditEvent]: AuditEvent[K] } = { type, exchange };
-        if (who) e.caller = who;
-        if (upstream) e.upstream = upstream;
-        if (session) e.session = session;
-        if (method) e.method = method;
-        if (tool) e.tool = tool;
-        return e;
-      };
-      /** The decision's record once it is in the log (it has a stream). */
-      let decision: Promise<void> | undefined;
-      /** Where the exchange's records go while it has no stream of its own, once something had to be durable. */
-      let unbound: string | undefined;
-      const emit = (event: AuditEvent, raw?: RawMember): Promise<void> | undefined => {
-        const ts = now().toISOString();
-        if (stream === undefined) {
-          pending.push({ event, ts, ...(raw ? { raw } : {}) });
-          return undefined;
-        }
-        // Held: durable together with the answer (finish), in the same group commit, unless durable() is asked for first.
-        return log.append(stream, event, { defer: true, ts, ...(raw ? { raw } : {}) });
-      };
-      const recorded: RecordedDecision = {
-        durable() {
-          if (decision === undefined && pending.length > 0) {
-            // No stream yet (initialize: the session exists only once the upstream answered): what the
-            // forward rests on goes to the gateway's stream now; session.open and the answer follow in the session's.
-            const at = streams.gateway(now());
-            unbound = at;
-            const held = pending
-              .splice(0)
-              .map((p) =>
-                log.append(at, { ...p.event, ...base(p.event.type) }, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }),
-              );
-            decision = Promise.all(held).then(() => undefined);
-            decision.catch(() => undefined);
-          }
-          log.sendNow();
-          const id = linked.approval_id;
-          const waits = [decision ?? Promise.resolve(), ...(typeof id === 'string' ? [approvalDurable(id)] : [])];
-          return Promise.all(waits).then(() => undefined);
-        },
-      };
-      const finish = (event: AuditEvent, raw?: RawMember): Promise<void> => {
-        stream ??= unbound ?? streams.gateway(now());
-        const held = pending
-          .splice(0)
-          .map((p) => log.append(stream!, p.event, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }));
-        const last = log.append(stream, event, raw ? { raw } : {});
-        return held.length === 0 ? last : Promise.all([...held, last]).then(() => undefined);
-      };
-      const ms = () => Number(process.hrtime.bigint() - started) / 1e6;
-      return {
-        bind(b) {
-          if ('session' in b) {
-            session = b.session.id;
-            stream = streams.session(b.session.id, b.session.createdAt);
-          } else stream = streams.stateless(b.stateless, now());
-          const held = pending
-            .splice(0)
-            .map((p) =>
-              log.append(
-                stream!,
-                { ...p.event, ...base(p.event.type) },
-                { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) },
-              ),
-            );
-          if (held.length > 0) {
-            decision = Promise.all(held).then(() => undefined);
-            decision.catch(() => undefined);
-          }
-        },
-        caller(identity, up) {
-          who = { sub: identity.sub, groups: identity.groups, issuer: identity.issuer };
-          upstream = up;
-        },
-        decided(input, outcome, masked) {
-          method = input.mcp.method;
-          if (input.mcp.tool !== undefined) tool = input.mcp.tool;
-          const d = outcome.decision;
-          // Record what the decision lets be recorded: the arguments as its mask rules leave them.
-          let recordedInput = input;
-          if (d.maskRules.length > 0 && input.mcp.arguments !== undefined && masked !== undefined) {
-            const args = ('params' in masked ? (masked.params as { arguments?: unknown } | undefined) : undefined)
-              ?.arguments;
-            if (args !== undefined)
-              recordedInput = { ...input, mcp: { ...input.mcp, arguments: args as Record<string, unknown> } };
-          }
-          const event = base('decision');
-          // A client notification or response carries no arguments of its own: what goes upstream is the message, recorded masked.
-          const relayed =
-            masked !== undefined && input.mcp.kind !== 'request'
-              ? { message: bounded(masked, opts.maxRecordedBytes) }
-              : {};
-          event.data = {
-            policy: { revision: outcome.revision.commit ?? null, bundle_digest: outcome.revision.bundleDigest },
-            allow: d.allow,
-            valid: d.valid,
-            reasons: d.reasons,
-            risk: d.risk,
-            approval_required: d.approval.required,
-            mask: d.mask,
-            credential_ttl_seconds: d.credential.ttl_seconds,
-            ...(d.rate ? { rate: d.rate } : {}),
-            // Of the exact bytes the policy evaluated (arguments unmasked: the hash proves what it saw).
-            input_sha256: sha256Hex(outcome.inputJson),
-            ...relayed,
-          };
-          // The policy input is the request as the policy saw it (method, tool or uri, arguments):
-          // unmasked and within bounds it is recorded as exactly the bytes evaluated.
-          let written: Promise<void> | undefined;
-          if (recordedInput === input && Buffer.byteLength(outcome.inputJson) <= opts.maxRecordedBytes) {
-            written = emit(event, { key: 'input', json: outcome.inputJson });
-          } else {
-            event.data = { ...event.data, input: bounded(recordedInput, opts.maxRecordedBytes) };
-            written = emit(event);
-          }
-          // Nobody may wait for it (a denial answers with its error): a failure is the answer's to report.
-          written?.catch(() => undefined);
-          decision = written;
-          return recorded;
-        },
-        opened(s, protocolVersion) {
-          session = s.id;
-          stream = streams.session(s.id, s.createdAt);
-          pending.push({
-            event: { ...base('session.open'), data: { protocol_version: protocolVersion } },
-            ts: now().toISOString(),
-          });
-        },
-        link(fields) {
-          linked = { ...linked, ...fields };
-        },
-        delivered(message) {
-          const event = base('message');
-          event.data = { direction: 'to_client', message: bounded(message, opts.maxRecordedBytes) };
-          // Durable now (not held): the caller receives it only after.
-          return stream === undefined ? finish(event) : log.append(stream, event);
-        },
-        answered(response, relayed) {
-          const event = base('response');
-          const data: Record<string, unknown> = { ...linked, ok: response.error === undefined };
-          event.data = data;
-          let raw: RawMember | undefined;
-          if (response.error !== undefined) {
-            data.error = response.error;
-            data.bytes = Buffer.byteLength(JSON.stringify(response));
-          } else {
-            const result = JSON.stringify(response.result) ?? 'null';
-            const resultBytes = Buffer.byteLength(result);
-            // The response's size without serializing the result twice: its JSON with the result as `0` is one byte over the rest.
-            data.bytes = Buffer.byteLength(JSON.stringify({ ...response, result: 0 })) - 1 + resultBytes;
-            if (resultBytes <= opts.maxRecordedBytes) raw = { key: 'result', json: result };
-            else data.result = bounded(response.result, opts.maxRecordedBytes);
-          }
-          data.relayed = relayed;
-          data.ms = ms();
-          return finish(event, raw);
-        },
-        failed(err, id) {
-          return finish({
-            ...base('error'),
-            data: {
-              ...linked,
-              code: err.code,
-              http_status: err.status,
-              rpc_code: err.rpcCode,
-              message: err.message,
-              id,
-              ms: ms(),
-            },
-          });
-        },
-      };
-    },
+    begin: (exchange) => new AuditedExchange(ctx, exchange),
   };
+}
+
+/** What every audited exchange of one auditor shares. */
+interface AuditContext {
+  readonly log: AuditLog;
+  readonly maxRecordedBytes: number;
+  readonly now: () => Date;
+  readonly approvalDurable: (approvalId: string) => Promise<void>;
+}
+
+type Event = { -readonly [K in keyof AuditEvent]: AuditEvent[K] };
+
+/** An exchange whose facts are recorded: its decision, then its answer or error. */
+class AuditedExchange extends Exchange {
+  readonly #ctx: AuditContext;
+  #stream: string | undefined;
+  #who: AuditEvent['caller'];
+  #session: string | undefined;
+  /** Events from before the stream was known, with when they happened. */
+  readonly #pending: { event: AuditEvent; ts: string; raw?: RawMember }[] = [];
+  #linked: Record<string, unknown> = {};
+  /** The decision's record once it is in the log (it has a stream). */
+  #decision: Promise<void> | undefined;
+  /** Where the exchange's records go while it has no stream of its own, once something had to be durable. */
+  #unbound: string | undefined;
+
+  constructor(ctx: AuditContext, id: string) {
+    super(id);
+    this.#ctx = ctx;
+  }
+
+  #base(type: AuditEvent['type']): Event {
+    const e: Event = { type, exchange: this.id };
+    if (this.#who) e.caller = this.#who;
+    const upstream = this.upstream;
+    if (upstream) e.upstream = upstream;
+    if (this.#session) e.session = this.#session;
+    // The method and tool as decided (a record before the decision names neither).
+    const decided = this.decision === undefined ? undefined : this.input;
+    if (decided !== undefined) {
+      if (decided.mcp.method) e.method = decided.mcp.method;
+      if (decided.mcp.tool) e.tool = decided.mcp.tool;
+    }
+    return e;
+  }
+
+  #emit(event: AuditEvent, raw?: RawMember): Promise<void> | undefined {
+    const ts = this.#ctx.now().toISOString();
+    if (this.#stream === undefined) {
+      this.#pending.push({ event, ts, ...(raw ? { raw } : {}) });
+      return undefined;
+    }
+    // Held: durable together with the answer (finish), in the same group commit, unless durable() is asked for first.
+    return this.#ctx.log.append(this.#stream, event, { defer: true, ts, ...(raw ? { raw } : {}) });
+  }
+
+  #durable(): Promise<void> {
+    const { log } = this.#ctx;
+    if (this.#decision === undefined && this.#pending.length > 0) {
+      // No stream yet (initialize: the session exists only once the upstream answered): what the
+      // forward rests on goes to the gateway's stream now; session.open and the answer follow in the session's.
+      const at = streams.gateway(this.#ctx.now());
+      this.#unbound = at;
+      const held = this.#pending
+        .splice(0)
+        .map((p) =>
+          log.append(at, { ...p.event, ...this.#base(p.event.type) }, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }),
+        );
+      this.#decision = Promise.all(held).then(() => undefined);
+      this.#decision.catch(() => undefined);
+    }
+    log.sendNow();
+    const id = this.#linked.approval_id;
+    const waits = [
+      this.#decision ?? Promise.resolve(),
+      ...(typeof id === 'string' ? [this.#ctx.approvalDurable(id)] : []),
+    ];
+    return Promise.all(waits).then(() => undefined);
+  }
+
+  #finish(event: AuditEvent, raw?: RawMember): Promise<void> {
+    const { log } = this.#ctx;
+    this.#stream ??= this.#unbound ?? streams.gateway(this.#ctx.now());
+    const stream = this.#stream;
+    const held = this.#pending
+      .splice(0)
+      .map((p) => log.append(stream, p.event, { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) }));
+    const last = log.append(stream, event, raw ? { raw } : {});
+    return held.length === 0 ? last : Promise.all([...held, last]).then(() => undefined);
+  }
+
+  #ms(): number {
+    return Number(process.hrtime.bigint() - this.started) / 1e6;
+  }
+
+  override caller(identity: Identity, upstream: string): void {
+    super.caller(identity, upstream);
+    this.#who = { sub: identity.sub, groups: identity.groups, issuer: identity.issuer };
+  }
+
+  override bind(b: { session: { id: string; createdAt: number } } | { stateless: string }): void {
+    let stream: string;
+    if ('session' in b) {
+      this.#session = b.session.id;
+      stream = streams.session(b.session.id, b.session.createdAt);
+    } else stream = streams.stateless(b.stateless, this.#ctx.now());
+    this.#stream = stream;
+    const held = this.#pending
+      .splice(0)
+      .map((p) =>
+        this.#ctx.log.append(
+          stream,
+          { ...p.event, ...this.#base(p.event.type) },
+          { ts: p.ts, ...(p.raw ? { raw: p.raw } : {}) },
+        ),
+      );
+    if (held.length > 0) {
+      this.#decision = Promise.all(held).then(() => undefined);
+      this.#decision.catch(() => undefined);
+    }
+  }
+
+  override decided(outcome: DecisionOutcome, masked: JsonRpcMessage | undefined): RecordedDecision {
+    super.decided(outcome, masked);
+    const input = this.input;
+    if (input === undefined) throw new Error('an exchange is decided on the input it was asked');
+    const max = this.#ctx.maxRecordedBytes;
+    const d = outcome.decision;
+    // Record what the decision lets be recorded: the arguments as its mask rules leave them.
+    let recordedInput = input;
+    if (d.maskRules.length > 0 && input.mcp.arguments !== undefined && masked !== undefined) {
+      const args = ('params' in masked ? (masked.params as { arguments?: unknown } | undefined) : undefined)?.arguments;
+      if (args !== undefined)
+        recordedInput = { ...input, mcp: { ...input.mcp, arguments: args as Record<string, unknown> } };
+    }
+    const event = this.#base('decision');
+    // A client notification or response carries no arguments of its own: what goes upstream is the message, recorded masked.
+    const relayed = masked !== undefined && input.mcp.kind !== 'request' ? { message: bounded(masked, max) } : {};
+    event.data = {
+      policy: { revision: outcome.revision.commit ?? null, bundle_digest: outcome.revision.bundleDigest },
+      allow: d.allow,
+      valid: d.valid,
+      reasons: d.reasons,
+      risk: d.risk,
+      approval_required: d.approval.required,
+      mask: d.mask,
+      credential_ttl_seconds: d.credential.ttl_seconds,
+      ...(d.rate ? { rate: d.rate } : {}),
+      // Of the exact bytes the policy evaluated (arguments unmasked: the hash proves what it saw).
+      input_sha256: sha256Hex(outcome.inputJson),
+      ...relayed,
+    };
+    // The policy input is the request as the policy saw it (method, tool or uri, arguments):
+    // unmasked and within bounds it is recorded as exactly the bytes evaluated.
+    let written: Promise<void> | undefined;
+    if (recordedInput === input && Buffer.byteLength(outcome.inputJson) <= max) {
+      written = this.#emit(event, { key: 'input', json: outcome.inputJson });
+    } else {
+      event.data = { ...event.data, input: bounded(recordedInput, max) };
+      written = this.#emit(event);
+    }
+    // Nobody may wait for it (a denial answers with its error): a failure is the answer's to report.
+    written?.catch(() => undefined);
+    this.#decision = written;
+    return { durable: () => this.#durable() };
+  }
+
+  override opened(s: { id: string; createdAt: number }, protocolVersion: string): void {
+    this.#session = s.id;
+    this.#stream = streams.session(s.id, s.createdAt);
+    this.#pending.push({
+      event: { ...this.#base('session.open'), data: { protocol_version: protocolVersion } },
+      ts: this.#ctx.now().toISOString(),
+    });
+  }
+
+  override link(fields: Record<string, unknown>): void {
+    this.#linked = { ...this.#linked, ...fields };
+  }
+
+  override delivered(message: JsonRpcMessage): Promise<void> {
+    const event = this.#base('message');
+    event.data = { direction: 'to_client', message: bounded(message, this.#ctx.maxRecordedBytes) };
+    // Durable now (not held): the caller receives it only after.
+    return this.#stream === undefined ? this.#finish(event) : this.#ctx.log.append(this.#stream, event);
+  }
+
+  override answered(response: JsonRpcResponse, relayed: number): Promise<void> {
+    const max = this.#ctx.maxRecordedBytes;
+    const event = this.#base('response');
+    const data: Record<string, unknown> = { ...this.#linked, ok: response.error === undefined };
+    event.data = data;
+    let raw: RawMember | undefined;
+    if (response.error !== undefined) {
+      data.error = response.error;
+      data.bytes = Buffer.byteLength(JSON.stringify(response));
+    } else {
+      const result = JSON.stringify(response.result) ?? 'null';
+      const resultBytes = Buffer.byteLength(result);
+      // The response's size without serializing the result twice: its JSON with the result as `0` is one byte over the rest.
+      data.bytes = Buffer.byteLength(JSON.stringify({ ...response, result: 0 })) - 1 + resultBytes;
+      if (resultBytes <= max) raw = { key: 'result', json: result };
+      else data.result = bounded(response.result, max);
+    }
+    data.relayed = relayed;
+    data.ms = this.#ms();
+    return this.#finish(event, raw);
+  }
+
+  override failed(err: GatewayError, id: string | number | null): Promise<void> {
+    return this.#finish({
+      ...this.#base('error'),
+      data: {
+        ...this.#linked,
+        code: err.code,
+        http_status: err.status,
+        rpc_code: err.rpcCode,
+        message: err.message,
+        id,
+        ms: this.#ms(),
+      },
+    });
+  }
 }

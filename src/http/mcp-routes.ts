@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { disabledAuditor, type ExchangeAudit } from '../audit/auditor.js';
 import { toGatewayError } from '../errors.js';
+import { Exchange } from '../exchange.js';
 import {
-  type ExchangeNote,
   type GatewayDeps,
   handleDelete,
   handleGet,
@@ -11,18 +10,14 @@ import {
   type McpHttpRequest,
   type McpReply,
 } from '../pipeline.js';
-import { sendError, sendMcpReply } from './reply.js';
-
-const NO_AUDIT = disabledAuditor.begin('none');
-
 import { baseUrlOf } from './base-url.js';
+import { sendError, sendMcpReply } from './reply.js';
 
 function toMcpRequest(
   deps: GatewayDeps,
   req: FastifyRequest<{ Params: { upstream: string } }>,
   signal: AbortSignal,
-  audit: ExchangeAudit,
-  requestId: string,
+  exchange: Exchange,
 ): McpHttpRequest {
   return {
     upstream: req.params.upstream,
@@ -30,8 +25,7 @@ function toMcpRequest(
     ...(Buffer.isBuffer(req.body) ? { body: req.body } : {}),
     baseUrl: baseUrlOf(deps.config, req),
     signal,
-    requestId,
-    audit,
+    exchange,
   };
 }
 
@@ -48,39 +42,37 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
       method,
       url: '/mcp/:upstream',
       handler: async (req, reply) => {
-        const started = process.hrtime.bigint();
         const ctl = new AbortController();
         if (method === 'GET') listeners.add(ctl);
         reply.raw.once('close', () => {
           listeners.delete(ctl);
           if (!reply.raw.writableFinished) ctl.abort();
         });
-        const note: ExchangeNote = {};
         let outcome = 'ok';
         let out: McpReply;
         const requestId = randomUUID();
         // POSTs and GET streams are decided exchanges with records; DELETE is a session event (session.close).
-        const audit = method === 'DELETE' ? NO_AUDIT : deps.audit.begin(requestId);
+        const ex = method === 'DELETE' ? new Exchange(requestId) : deps.audit.begin(requestId);
         try {
-          out = await handlers[method](deps, toMcpRequest(deps, req, ctl.signal, audit, requestId), note);
+          out = await handlers[method](deps, toMcpRequest(deps, req, ctl.signal, ex));
         } catch (e) {
           let err = toGatewayError(e);
           if (err.code === 'INTERNAL') req.log.error({ err: e }, 'internal error');
           const id =
-            note.rpcId ?? (typeof err.data?.id === 'string' || typeof err.data?.id === 'number' ? err.data.id : null);
+            ex.rpcId ?? (typeof err.data?.id === 'string' || typeof err.data?.id === 'number' ? err.data.id : null);
           // Nothing is answered without its record; if the record cannot be written, say so instead.
           if (err.code !== 'AUDIT_UNAVAILABLE')
-            err = await audit.failed(err, id).then(
+            err = await ex.failed(err, id).then(
               () => err,
               (fail: unknown) => toGatewayError(fail),
             );
           outcome = err.code.toLowerCase();
           return sendError(reply, err, id);
         } finally {
-          count(deps, req.params.upstream, note.method ?? method, outcome);
-          logExchange(req, note, outcome, started);
+          count(deps, req.params.upstream, ex.method ?? method, outcome);
+          logExchange(req, ex, outcome);
         }
-        await sendMcpReply(reply, out, note.rpcId ?? null, ctl.signal, deps.clock);
+        await sendMcpReply(reply, out, ex.rpcId ?? null, ctl.signal, deps.clock);
         return reply;
       },
     });
@@ -125,19 +117,18 @@ function count(deps: GatewayDeps, upstream: string, method: string, outcome: str
   deps.metrics.requests.inc({ upstream: u, method: METRIC_METHODS.has(method) ? method : '(other)', outcome });
 }
 
-function logExchange(req: FastifyRequest, note: ExchangeNote, outcome: string, started: bigint): void {
+function logExchange(req: FastifyRequest, ex: Exchange, outcome: string): void {
+  const decided = ex.decision;
   req.log.info(
     {
-      sub: note.identity?.sub,
-      method: note.method,
-      tool: note.tool,
+      sub: ex.identity?.sub,
+      method: ex.method,
+      tool: ex.tool,
       outcome,
-      allow: note.decision?.decision.allow,
-      reasons: note.decision?.decision.reasons,
-      policy: note.decision
-        ? (note.decision.revision.commit ?? note.decision.revision.bundleDigest.slice(0, 12))
-        : undefined,
-      ms: Number(process.hrtime.bigint() - started) / 1e6,
+      allow: decided?.decision.allow,
+      reasons: decided?.decision.reasons,
+      policy: decided ? (decided.revision.commit ?? decided.revision.bundleDigest.slice(0, 12)) : undefined,
+      ms: Number(process.hrtime.bigint() - ex.started) / 1e6,
     },
     'mcp exchange',
   );

@@ -324,7 +324,8 @@ describe('a clock that goes back', () => {
     const x = auditor.begin('x1');
     x.caller({ sub: 'ann', groups: [], issuer: 'urn:test' } as unknown as Identity, 'demo');
     x.bind({ stateless: 'demo' });
-    await x.decided(input, allowed, request).durable();
+    x.asked(input);
+    await x.decided(allowed, request).durable();
     t = 1;
     await x.answered({ jsonrpc: '2.0', id: 1, result: {} }, 0);
     await first.log.append('s1', decisionEvent('a'));

@@ -90,7 +90,8 @@ async function exchange(h: ReturnType<typeof harness>, o: DecisionOutcome, respo
   x.caller(identity, 'demo');
   x.bind({ stateless: 'demo' });
   // As the pipeline gives it: the request as the decision's mask rules leave it.
-  x.decided(input, o, maskedCopy(request, o.decision.maskRules));
+  x.asked(input);
+  x.decided(o, maskedCopy(request, o.decision.maskRules));
   await x.answered(response, 0);
 }
 
@@ -158,9 +159,10 @@ describe('when the decision becomes durable', () => {
       const x = h.auditor.begin(id);
       x.caller(identity, 'demo');
       x.bind({ stateless: 'demo' });
+      x.asked(input);
       return x;
     });
-    await Promise.all(xs.map((x) => x.decided(input, outcome([]), request).durable()));
+    await Promise.all(xs.map((x) => x.decided(outcome([]), request).durable()));
     expect(h.groups).toEqual([['stateless decision', 'stateless decision', 'stateless decision']]);
     await Promise.all(xs.map((x) => x.answered(ok, 0)));
     expect(h.groups[1]).toEqual(['stateless response', 'stateless response', 'stateless response']);
@@ -171,7 +173,8 @@ describe('when the decision becomes durable', () => {
     const x = h.auditor.begin('x1');
     x.caller(identity, 'demo');
     x.bind({ stateless: 'demo' });
-    x.decided(input, outcome([]), request);
+    x.asked(input);
+    x.decided(outcome([]), request);
     await x.failed(new GatewayError('POLICY_DENIED'), 1);
     expect(h.groups).toEqual([['stateless decision', 'stateless error']]);
   });
@@ -180,7 +183,8 @@ describe('when the decision becomes durable', () => {
     const h = harness(64 * 1024);
     const x = h.auditor.begin('x1');
     x.caller(identity, 'demo');
-    await x.decided(input, outcome([]), request).durable();
+    x.asked(input);
+    await x.decided(outcome([]), request).durable();
     expect(h.groups).toEqual([['gateway decision']]);
     x.opened({ id: 'sid', createdAt: 0 }, '2025-11-25');
     await x.answered(ok, 0);
@@ -193,7 +197,8 @@ describe('when the decision becomes durable', () => {
     const x = h.auditor.begin('x1');
     x.caller(identity, 'demo');
     x.bind({ stateless: 'demo' });
-    const decision = x.decided(input, outcome([]), request);
+    x.asked(input);
+    const decision = x.decided(outcome([]), request);
     await decision.durable();
     x.link({ approval_id: 'ap-1' });
     h.auditor.approval({

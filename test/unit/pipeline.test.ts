@@ -3,14 +3,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ApprovalService } from '../../src/approvals/service.js';
-import { disabledAuditor, type ExchangeAudit } from '../../src/audit/auditor.js';
+import { disabledAuditor } from '../../src/audit/auditor.js';
 import { validateConfig } from '../../src/config/load.js';
 import { Credentials } from '../../src/credentials/credentials.js';
 import { KeyRing } from '../../src/credentials/keyring.js';
 import { GatewayError } from '../../src/errors.js';
+import { Exchange, type RecordedDecision } from '../../src/exchange.js';
 import type { Identity } from '../../src/identity/identity.js';
 import type { TokenVerifier } from '../../src/identity/verifier.js';
-import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+import type { JsonRpcMessage, JsonRpcRequest, JsonRpcResponse } from '../../src/mcp/jsonrpc.js';
 import { SessionStore } from '../../src/mcp/sessions.js';
 import { ToolCatalogs } from '../../src/mcp/tool-catalog.js';
 import { createUpstreamRegistry } from '../../src/mcp/upstreams.js';
@@ -23,6 +24,7 @@ import {
   type McpHttpRequest,
   type McpReply,
 } from '../../src/pipeline.js';
+import type { DecisionOutcome } from '../../src/policy/decide.js';
 import { normalizeDecision } from '../../src/policy/decision.js';
 import type { DecisionEngine, PolicyInstance } from '../../src/policy/engine.js';
 import type { PolicyInput } from '../../src/policy/input.js';
@@ -134,26 +136,38 @@ function world(opts: { rule?: Rule; holdMs?: number } = {}) {
   };
 }
 
-/** An ExchangeAudit that remembers, in order, what it was told. */
-function recordingAudit(): ExchangeAudit & { readonly log: string[]; readonly decidedWith: unknown[] } {
-  const log: string[] = [];
-  const decidedWith: unknown[] = [];
-  return {
-    log,
-    decidedWith,
-    bind: () => log.push('bind'),
-    caller: (id) => log.push(`caller ${id.sub}`),
-    decided: (_input, outcome, message) => {
-      decidedWith.push(message);
-      log.push(`decided ${outcome.decision.allow ? 'allow' : 'deny'}`);
-      return { durable: async () => void log.push('durable') };
-    },
-    opened: (s) => log.push(`opened ${s.id}`),
-    link: (f) => log.push(`link ${Object.keys(f).join(',')}`),
-    delivered: async () => void log.push('delivered'),
-    answered: async (r) => void log.push(`answered ${String(r.id)}`),
-    failed: async (e) => void log.push(`failed ${e.code}`),
-  };
+/** An exchange that remembers, in order, what it was told (and keeps the facts, as every exchange does). */
+class RecordingExchange extends Exchange {
+  readonly log: string[] = [];
+  readonly decidedWith: unknown[] = [];
+  override caller(identity: Identity, upstream: string): void {
+    super.caller(identity, upstream);
+    this.log.push(`caller ${identity.sub}`);
+  }
+  override bind(): void {
+    this.log.push('bind');
+  }
+  override decided(outcome: DecisionOutcome, masked: JsonRpcMessage | undefined): RecordedDecision {
+    super.decided(outcome, masked);
+    this.decidedWith.push(masked);
+    this.log.push(`decided ${outcome.decision.allow ? 'allow' : 'deny'}`);
+    return { durable: async () => void this.log.push('durable') };
+  }
+  override opened(s: { id: string }): void {
+    this.log.push(`opened ${s.id}`);
+  }
+  override link(f: Record<string, unknown>): void {
+    this.log.push(`link ${Object.keys(f).join(',')}`);
+  }
+  override async delivered(): Promise<void> {
+    this.log.push('delivered');
+  }
+  override async answered(r: JsonRpcResponse): Promise<void> {
+    this.log.push(`answered ${String(r.id)}`);
+  }
+  override async failed(e: GatewayError): Promise<void> {
+    this.log.push(`failed ${e.code}`);
+  }
 }
 
 let n = 0;
@@ -161,7 +175,7 @@ function request(
   token: string | undefined,
   body: JsonRpcMessage | undefined,
   headers: Record<string, string> = {},
-): McpHttpRequest & { audit: ReturnType<typeof recordingAudit> } {
+): McpHttpRequest & { exchange: RecordingExchange } {
   return {
     upstream: 'u',
     headers: {
@@ -173,8 +187,7 @@ function request(
     ...(body !== undefined ? { body: Buffer.from(JSON.stringify(body)) } : {}),
     baseUrl: 'http://gateway.test',
     signal: new AbortController().signal,
-    requestId: `r-${++n}`,
-    audit: recordingAudit(),
+    exchange: new RecordingExchange(`r-${++n}`),
   };
 }
 
@@ -235,7 +248,7 @@ describe('pipeline (every dependency in memory)', () => {
     const reply = await handlePost(deps, req);
     expect(await json(reply)).toMatchObject({ id: 1, result: { content: [{ text: 'called echo' }] } });
     expect(w.received.map((m) => m.method)).toEqual(['initialize', 'tools/call']);
-    expect(req.audit.log).toEqual(['caller alice', 'bind', 'decided allow', 'durable', 'answered 1']);
+    expect(req.exchange.log).toEqual(['caller alice', 'bind', 'decided allow', 'durable', 'answered 1']);
     // The policy saw who, what, and when (the gateway's clock).
     expect(w.inputs.at(-1)).toMatchObject({
       identity: { sub: 'alice', groups: ['eng'] },
@@ -255,8 +268,8 @@ describe('pipeline (every dependency in memory)', () => {
     expect(err.code).toBe('POLICY_DENIED');
     expect(err.message).toMatch(/rm is never allowed/);
     expect(w.received.filter((m) => m.method === 'tools/call')).toEqual([]);
-    expect(req.audit.log).toContain('decided deny');
-    expect(req.audit.log).not.toContain('durable');
+    expect(req.exchange.log).toContain('decided deny');
+    expect(req.exchange.log).not.toContain('durable');
   });
 
   it('handlePost: fails closed without a token, with an unknown one, with no policy, or with an invalid decision', async () => {
@@ -329,9 +342,61 @@ describe('pipeline (every dependency in memory)', () => {
     expect(JSON.stringify(w.provider.opened[0]?.call)).not.toContain('carol@example.com');
     expect(w.provider.opened[0]?.call.arguments).toEqual({ note: 'mail [redacted:email]' });
     // The audit is given the same masked copy (it records it as given, masking nothing again).
-    expect(req.audit.decidedWith).toHaveLength(1);
-    expect(JSON.stringify(req.audit.decidedWith[0])).not.toContain('carol@example.com');
-    expect(req.audit.decidedWith[0]).toMatchObject({ params: { arguments: { note: 'mail [redacted:email]' } } });
+    expect(req.exchange.decidedWith).toHaveLength(1);
+    expect(JSON.stringify(req.exchange.decidedWith[0])).not.toContain('carol@example.com');
+    expect(req.exchange.decidedWith[0]).toMatchObject({ params: { arguments: { note: 'mail [redacted:email]' } } });
+  });
+
+  it('the exchange keeps each fact it was told once, for the route to log and count, with the audit disabled too', async () => {
+    const w = make();
+    const deps = await w.deps();
+    const session = await open(deps);
+    // The exchange of a disabled audit (and of a DELETE) records nothing and keeps the facts all the same.
+    const req = { ...request('alice', call(7, 'echo'), { 'mcp-session-id': session }), exchange: new Exchange('x7') };
+    await json(await handlePost(deps, req));
+    const ex = req.exchange;
+    expect(ex.identity?.sub).toBe('alice');
+    expect(ex.upstream).toBe('u');
+    expect([ex.method, ex.rpcId, ex.tool]).toEqual(['tools/call', 7, 'echo']);
+    expect(ex.decision?.decision.allow).toBe(true);
+    // What the policy was asked, under the exchange's id.
+    expect(ex.input?.mcp).toMatchObject({ method: 'tools/call', tool: 'echo' });
+    expect([ex.input?.request.id, w.inputs.at(-1)?.request.id]).toEqual(['x7', 'x7']);
+    // A client notification: its method, no request id, decided like a request.
+    const note = request(
+      'alice',
+      { jsonrpc: '2.0', method: 'notifications/initialized' },
+      { 'mcp-session-id': session },
+    );
+    expect(await handlePost(deps, note)).toEqual({ kind: 'accepted' });
+    expect([note.exchange.method, note.exchange.rpcId, note.exchange.tool]).toEqual([
+      'notifications/initialized',
+      undefined,
+      undefined,
+    ]);
+    expect(note.exchange.decision?.decision.allow).toBe(true);
+    expect(note.exchange.log).toEqual(['caller alice', 'bind', 'decided allow', 'durable']);
+  });
+
+  it('a denied call or one with no policy loaded: what was asked is known, and the decision when there was one', async () => {
+    const w = make();
+    const deps = await w.deps();
+    const session = await open(deps);
+    w.setRule(() => ({ allow: false, reasons: ['no'] }));
+    const denied = request('alice', call(9, 'rm'), { 'mcp-session-id': session });
+    expect((await refused(handlePost(deps, denied))).code).toBe('POLICY_DENIED');
+    expect(denied.exchange.decision?.decision).toMatchObject({ allow: false, reasons: ['no'] });
+    expect([denied.exchange.method, denied.exchange.rpcId, denied.exchange.tool]).toEqual(['tools/call', 9, 'rm']);
+    w.unloadPolicy();
+    const none = request('alice', call(8, 'echo'), { 'mcp-session-id': session });
+    expect((await refused(handlePost(deps, none))).code).toBe('POLICY_UNAVAILABLE');
+    expect([none.exchange.identity?.sub, none.exchange.method, none.exchange.tool]).toEqual([
+      'alice',
+      'tools/call',
+      'echo',
+    ]);
+    expect(none.exchange.decision).toBeUndefined();
+    expect(none.exchange.log).toEqual(['caller alice', 'bind']);
   });
 
   it('handleGet: decided as subscriptions/listen, refused without a session or by policy', async () => {
@@ -340,11 +405,18 @@ describe('pipeline (every dependency in memory)', () => {
     const session = await open(deps);
     const get = (token: string, headers: Record<string, string>) =>
       handleGet(deps, request(token, undefined, { accept: 'text/event-stream', ...headers }));
-    expect((await refused(get('alice', {}))).code).toBe('SESSION_REQUIRED');
+    const early = request('alice', undefined, { accept: 'text/event-stream' });
+    expect((await refused(handleGet(deps, early))).code).toBe('SESSION_REQUIRED');
+    // Counted as the stream it asked for; its caller is told once the session is theirs (the record names none before).
+    expect([early.exchange.method, early.exchange.identity]).toEqual(['subscriptions/listen', undefined]);
+    expect(early.exchange.log).toEqual([]);
     w.setRule((input) =>
       input.mcp.method === 'subscriptions/listen' ? { allow: false, reasons: ['no streams'] } : allow(),
     );
-    expect((await refused(get('alice', { 'mcp-session-id': session }))).code).toBe('POLICY_DENIED');
+    const denied = request('alice', undefined, { accept: 'text/event-stream', 'mcp-session-id': session });
+    expect((await refused(handleGet(deps, denied))).code).toBe('POLICY_DENIED');
+    expect(denied.exchange.log).toEqual(['caller alice', 'bind', 'decided deny']);
+    expect(denied.exchange.decision?.decision.reasons).toEqual(['no streams']);
     expect(w.inputs.at(-1)?.mcp).toMatchObject({ kind: 'request', method: 'subscriptions/listen' });
     w.setRule(() => allow());
     // The in-memory upstream offers no GET stream.
@@ -360,7 +432,9 @@ describe('pipeline (every dependency in memory)', () => {
     expect((await refused(del('alice'))).code).toBe('SESSION_REQUIRED');
     const notHers = await refused(del('bob', session));
     expect(notHers.code).toMatch(/SESSION/);
-    expect(await del('alice', session)).toEqual({ kind: 'empty', status: 204 });
+    const mine = request('alice', undefined, { 'mcp-session-id': session });
+    expect(await handleDelete(deps, mine)).toEqual({ kind: 'empty', status: 204 });
+    expect(mine.exchange.identity?.sub).toBe('alice');
     expect((await refused(del('alice', session))).code).toMatch(/SESSION/);
   });
 });
