@@ -99,7 +99,7 @@ export function createAuditor(
    */
   const approvals = new Map<string, Promise<void>>();
   const approvalDurable = (id: string): Promise<void> => approvals.get(id) ?? Promise.resolve();
-  const ctx: AuditContext = { log, maxRecordedBytes: opts.maxRecordedBytes, now, approvalDurable };
+  const ctx: AuditContext = { log, maxRecordedBytes: opts.maxRecordedBytes, now, approvalDurable, streams };
   return {
     enabled: true,
     assertWritable: () => log.assertWritable(),
@@ -148,6 +148,8 @@ interface AuditContext {
   readonly maxRecordedBytes: number;
   readonly now: () => Date;
   readonly approvalDurable: (approvalId: string) => Promise<void>;
+  /** The stream names (carrying the replica in multi-replica mode). */
+  readonly streams: ReturnType<typeof streamsOf>;
 }
 
 type Event = { -readonly [K in keyof AuditEvent]: AuditEvent[K] };
@@ -201,7 +203,7 @@ class AuditedExchange extends Exchange {
     if (this.#decision === undefined && this.#pending.length > 0) {
       // No stream yet (initialize: the session exists only once the upstream answered): what the
       // forward rests on goes to the gateway's stream now; session.open and the answer follow in the session's.
-      const at = streams.gateway(this.#ctx.now());
+      const at = this.#ctx.streams.gateway(this.#ctx.now());
       this.#unbound = at;
       const held = this.#pending
         .splice(0)
@@ -222,7 +224,7 @@ class AuditedExchange extends Exchange {
 
   #finish(event: AuditEvent, raw?: RawMember): Promise<void> {
     const { log } = this.#ctx;
-    this.#stream ??= this.#unbound ?? streams.gateway(this.#ctx.now());
+    this.#stream ??= this.#unbound ?? this.#ctx.streams.gateway(this.#ctx.now());
     const stream = this.#stream;
     const held = this.#pending
       .splice(0)
@@ -244,8 +246,8 @@ class AuditedExchange extends Exchange {
     let stream: string;
     if ('session' in b) {
       this.#session = b.session.id;
-      stream = streams.session(b.session.id, b.session.createdAt);
-    } else stream = streams.stateless(b.stateless, this.#ctx.now());
+      stream = this.#ctx.streams.session(b.session.id, b.session.createdAt);
+    } else stream = this.#ctx.streams.stateless(b.stateless, this.#ctx.now());
     this.#stream = stream;
     const held = this.#pending
       .splice(0)
@@ -309,7 +311,7 @@ class AuditedExchange extends Exchange {
 
   override opened(s: { id: string; createdAt: number }, protocolVersion: string): void {
     this.#session = s.id;
-    this.#stream = streams.session(s.id, s.createdAt);
+    this.#stream = this.#ctx.streams.session(s.id, s.createdAt);
     this.#pending.push({
       event: { ...this.#base('session.open'), data: { protocol_version: protocolVersion } },
       ts: this.#ctx.now().toISOString(),
