@@ -485,14 +485,14 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest): Promise
   const ex = req.exchange;
   deps.audit.assertWritable();
   const { upstream, identity } = await admit(deps, req);
+  // The caller once authenticated, as for POST and DELETE: a GET refused before its session is found names them too.
+  ex.caller(identity, upstream.config.name);
   ex.received(LISTEN_METHOD);
   if (header(req.headers, 'mcp-protocol-version') === '2026-07-28') {
     throw new GatewayError('METHOD_NOT_ALLOWED', 'Method Not Allowed: protocol 2026-07-28 has no GET stream');
   }
   requireAccept(req.headers, 'text/event-stream');
   const session = deps.sessions.get(requireSessionId(req.headers), upstream.config.name, identity.sub);
-  // The caller once the session is theirs (as ever: a GET refused before names no caller in its record).
-  ex.caller(identity, upstream.config.name);
   ex.bind({ session });
   const route: Route = { kind: 'session', session, protocolVersion: session.protocolVersion };
   const input = buildMessageInput(

@@ -407,9 +407,9 @@ describe('pipeline (every dependency in memory)', () => {
       handleGet(deps, request(token, undefined, { accept: 'text/event-stream', ...headers }));
     const early = request('alice', undefined, { accept: 'text/event-stream' });
     expect((await refused(handleGet(deps, early))).code).toBe('SESSION_REQUIRED');
-    // Counted as the stream it asked for; its caller is told once the session is theirs (the record names none before).
-    expect([early.exchange.method, early.exchange.identity]).toEqual(['subscriptions/listen', undefined]);
-    expect(early.exchange.log).toEqual([]);
+    // Counted as the stream it asked for; its caller is told once authenticated, as for POST (the refusal names them).
+    expect([early.exchange.method, early.exchange.identity?.sub]).toEqual(['subscriptions/listen', 'alice']);
+    expect(early.exchange.log).toEqual(['caller alice']);
     w.setRule((input) =>
       input.mcp.method === 'subscriptions/listen' ? { allow: false, reasons: ['no streams'] } : allow(),
     );
