@@ -282,11 +282,12 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
     // The webhook replica: dedupe, the row, the approved row written once, its event, the delivery, then the
     // claim's and the outcome's rows read on their NOTIFYs. The holder read the approved row once on its
     // NOTIFY and, its fresh provider read matching the stored state, wrote nothing but the claim and the
-    // outcome. The bystander read each of the three changes once. Each bound has one to spare for a
-    // replica's own timers (a key heartbeat); before the release path was trimmed: [6, 5, 10] or more.
-    expect(spent[0], JSON.stringify(spent)).toBeLessThanOrEqual(4);
-    expect(spent[1], JSON.stringify(spent)).toBeLessThanOrEqual(4);
-    expect(spent[2], JSON.stringify(spent)).toBeLessThanOrEqual(8);
+    // outcome. The bystander read each of the three changes once: [3, 3, 7] at the least. Each bound leaves two
+    // to spare for a replica's own timers (a key heartbeat, a session sweep), which a slow machine can fit into
+    // the release; before the release path was trimmed: [6, 5, 10] or more (the holder's and the webhook's fail).
+    expect(spent[0], JSON.stringify(spent)).toBeLessThanOrEqual(5);
+    expect(spent[1], JSON.stringify(spent)).toBeLessThanOrEqual(5);
+    expect(spent[2], JSON.stringify(spent)).toBeLessThanOrEqual(9);
     // Claimed once: the identical retry through any replica is told it was used.
     expect(await call(c, 'hold-me')).toMatchObject({ ok: false, code: -32011 });
     await c.close();
