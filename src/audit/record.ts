@@ -146,19 +146,24 @@ export interface LeafHead extends LineHead {
   readonly leaf: number;
 }
 
+/** A line head's stream: its JSON string literal decoded, or undefined when it is not one. */
+function streamName(literal: string): string | undefined {
+  try {
+    const stream: unknown = JSON.parse(literal);
+    return typeof stream === 'string' ? stream : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The head of a v2 record line, or undefined when the line does not start as gitgate writes them. */
 export function leafHead(line: string): LeafHead | undefined {
   const m = HEAD_V2.exec(line);
   if (m === null) return undefined;
-  let stream: unknown;
-  try {
-    stream = JSON.parse(m[1]!);
-  } catch {
-    return undefined;
-  }
+  const stream = streamName(m[1]!);
   const seq = Number(m[2]);
   const leaf = Number(m[4]);
-  if (typeof stream !== 'string' || !Number.isSafeInteger(seq) || !Number.isSafeInteger(leaf)) return undefined;
+  if (stream === undefined || !Number.isSafeInteger(seq) || !Number.isSafeInteger(leaf)) return undefined;
   return { stream, seq, ts: m[3]!, leaf, prev: m[5] === 'null' ? null : m[5]!.slice(1, -1) };
 }
 
@@ -203,14 +208,9 @@ const HEAD =
 export function lineHead(line: string): LineHead | undefined {
   const m = HEAD.exec(line);
   if (m === null) return undefined;
-  let stream: unknown;
-  try {
-    stream = JSON.parse(m[1]!);
-  } catch {
-    return undefined;
-  }
+  const stream = streamName(m[1]!);
   const seq = Number(m[2]);
-  if (typeof stream !== 'string' || !Number.isSafeInteger(seq)) return undefined;
+  if (stream === undefined || !Number.isSafeInteger(seq)) return undefined;
   return { stream, seq, ts: m[3]!, prev: m[4] === 'null' ? null : m[4]!.slice(1, -1) };
 }
 

@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpConnector } from '../../src/mcp/upstream/http.js';
+import { httpUpstreamConfig } from '../helpers/upstream-config.js';
 
 type Mode = 'polling' | 'no-ids' | 'same-id';
 
@@ -47,18 +48,7 @@ describe('an upstream SSE response closed before its answer', () => {
   });
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-  const connector = () =>
-    httpConnector({
-      name: 'polling',
-      url,
-      audience: url,
-      timeoutMs: 5000,
-      maxSessions: 10,
-      maxSessionsPerCaller: 10,
-      idleTimeoutMs: 60_000,
-      maxResponseBytes: 1 << 20,
-      maxInFlightBytes: 4 << 20,
-    });
+  const connector = () => httpConnector(httpUpstreamConfig('polling', url));
 
   async function call(): Promise<unknown[]> {
     const c = connector();

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Secret } from '../../src/config/secret.js';
 import { httpConnector } from '../../src/mcp/upstream/http.js';
 import { ManualClock } from '../helpers/clock.js';
+import { httpUpstreamConfig } from '../helpers/upstream-config.js';
 
 interface Seen {
   method: string;
@@ -35,21 +36,7 @@ describe('an HTTP upstream session', () => {
   });
 
   // On a clock no test moves, no deadline fires: each outcome is the upstream's doing.
-  const connector = () =>
-    httpConnector(
-      {
-        name: 'u',
-        url,
-        audience: url,
-        timeoutMs: 5000,
-        maxSessions: 10,
-        maxSessionsPerCaller: 10,
-        idleTimeoutMs: 60_000,
-        maxResponseBytes: 1 << 20,
-        maxInFlightBytes: 4 << 20,
-      },
-      new ManualClock(),
-    );
+  const connector = () => httpConnector(httpUpstreamConfig('u', url), new ManualClock());
 
   const json = (res: http.ServerResponse, value: unknown, headers: http.OutgoingHttpHeaders = {}) => {
     res.writeHead(200, { 'content-type': 'application/json', ...headers });
@@ -228,15 +215,7 @@ describe('an HTTP upstream session', () => {
   it('a connector or session logged or serialized shows no static secret (its state is in private fields)', async () => {
     handle = (_req, res) => json(res, { jsonrpc: '2.0', id: 1, result: {} }, { 'mcp-session-id': 'sid-s' });
     const c = httpConnector({
-      name: 'keyed',
-      url,
-      audience: url,
-      timeoutMs: 5000,
-      maxSessions: 10,
-      maxSessionsPerCaller: 10,
-      idleTimeoutMs: 60_000,
-      maxResponseBytes: 1 << 20,
-      maxInFlightBytes: 4 << 20,
+      ...httpUpstreamConfig('keyed', url),
       secret: { header: 'x-api-key', value: new Secret('k3y-v4lue') },
     });
     try {

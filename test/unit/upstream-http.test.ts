@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpConnector } from '../../src/mcp/upstream/http.js';
+import { httpUpstreamConfig } from '../helpers/upstream-config.js';
 
 /**
  * An upstream that answers the first request on each connection and then,
@@ -35,17 +36,7 @@ describe('Streamable HTTP upstream over kept-alive connections', () => {
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
   it('a request that meets a connection the upstream just closed goes once more on a fresh one', async () => {
-    const connector = httpConnector({
-      name: 'flaky',
-      url,
-      audience: url,
-      timeoutMs: 5000,
-      maxSessions: 10,
-      maxSessionsPerCaller: 10,
-      idleTimeoutMs: 60_000,
-      maxResponseBytes: 1 << 20,
-      maxInFlightBytes: 4 << 20,
-    });
+    const connector = httpConnector(httpUpstreamConfig('flaky', url));
     const session = await connector.open();
     const answers: unknown[] = [];
     for (let id = 1; id <= 3; id++)
@@ -71,17 +62,7 @@ describe('the headers of an upstream request', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`;
-    const base = {
-      name: 'h',
-      url,
-      audience: url,
-      timeoutMs: 5000,
-      maxSessions: 10,
-      maxSessionsPerCaller: 10,
-      idleTimeoutMs: 60_000,
-      maxResponseBytes: 1 << 20,
-      maxInFlightBytes: 4 << 20,
-    };
+    const base = httpUpstreamConfig('h', url);
     const { Secret } = await import('../../src/config/secret.js');
     const msg = { jsonrpc: '2.0' as const, id: 1, method: 'initialize', params: {} };
     try {
