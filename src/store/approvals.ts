@@ -100,6 +100,20 @@ export class PgApprovalStore implements ApprovalStore {
     this.#adoptAll(r.rows);
   }
 
+  /** An approval's row as create() and put() write it ($1–$7), and the channel their NOTIFY goes to ($8). */
+  #rowValues(a: ApprovalRecord): unknown[] {
+    return [
+      a.id,
+      a.callHash,
+      a.generation,
+      a.status,
+      a.remote?.ref ?? null,
+      a,
+      this.db.replicaId,
+      this.db.channel('approvals'),
+    ];
+  }
+
   /** Insert a new approval; false when another replica made this call's approval of that generation first. */
   async create(a: ApprovalRecord): Promise<boolean> {
     const r = await this.db.query<{ version: string }>(
@@ -107,16 +121,7 @@ export class PgApprovalStore implements ApprovalStore {
          INSERT INTO approvals (id, call_hash, generation, status, remote_ref, record, updated_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id, version)
        SELECT version, pg_notify($8, id || ' ' || version) FROM w`,
-      [
-        a.id,
-        a.callHash,
-        a.generation,
-        a.status,
-        a.remote?.ref ?? null,
-        a,
-        this.db.replicaId,
-        this.db.channel('approvals'),
-      ],
+      this.#rowValues(a),
     );
     const row = r.rows[0];
     if (row === undefined) {
@@ -150,16 +155,7 @@ export class PgApprovalStore implements ApprovalStore {
             OR approvals.status = EXCLUDED.status
          RETURNING id, record, version)
        SELECT id, record, version, pg_notify($8, id || ' ' || version) FROM w`,
-      [
-        a.id,
-        a.callHash,
-        a.generation,
-        a.status,
-        a.remote?.ref ?? null,
-        a,
-        this.db.replicaId,
-        this.db.channel('approvals'),
-      ],
+      this.#rowValues(a),
     );
     const row = r.rows[0];
     if (row === undefined) await this.#reload(a.id, true);
