@@ -222,23 +222,43 @@ function childrenOf(pid: number): number[] {
 
 interface Measured extends RunResult {
   /** CPU per call in µs: the main thread (a Node proxy's event loop) and the whole process with its waited-for children. */
-  readonly cpu?: { readonly main: number; readonly all: number };
+  readonly cpu?: { readonly main: number; readonly all: number; readonly children: number };
+  /** Audit on: records made durable per WAL write (group commit), during the run. */
+  readonly recordsPerWrite?: number;
 }
 
-/** One run, with the target's CPU per request. */
+/** A gitgate's audit counters (records made durable, WAL writes), from its /metrics; undefined for others. */
+async function walCounters(t: Target): Promise<{ records: number; writes: number } | undefined> {
+  if (!t.name.startsWith('gitgate')) return undefined;
+  const text = await (await fetch(`${new URL(t.url).origin}/metrics`)).text();
+  const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1]);
+  const records = value('gitgate_audit_records_appended_total');
+  const writes = value('gitgate_audit_wal_writes_total');
+  return Number.isFinite(records) && Number.isFinite(writes) ? { records, writes } : undefined;
+}
+
+/** One run, with the target's CPU per request (and, audit on, records per WAL write). */
 async function measured(t: Target, conc: number, n: number, warmup: number, call?: Call): Promise<Measured> {
   const pid = pidOf.get(new URL(t.url).origin);
   const before = pid !== undefined ? cpuOf(pid) : undefined;
+  const walBefore = await walCounters(t);
   const r = await run(t, conc, n, warmup, call);
   const after = pid !== undefined ? cpuOf(pid) : undefined;
-  if (before === undefined || after === undefined) return r;
+  const walAfter = await walCounters(t);
+  const perWrite =
+    walBefore !== undefined && walAfter !== undefined && walAfter.writes > walBefore.writes
+      ? { recordsPerWrite: (walAfter.records - walBefore.records) / (walAfter.writes - walBefore.writes) }
+      : {};
+  if (before === undefined || after === undefined) return { ...r, ...perWrite };
   // The run's requests: the measured ones, the warm-up, and each session's initialize + initialized.
   const requests = n + warmup + 2 * conc;
   return {
     ...r,
+    ...perWrite,
     cpu: {
       main: (after.main - before.main) / requests,
       all: (after.threads - before.threads + after.children - before.children) / requests,
+      children: (after.children - before.children) / requests,
     },
   };
 }
@@ -252,7 +272,18 @@ function summary(rs: readonly Measured[]): Measured {
     rps: med(rs.map((r) => r.rps)),
     p50: med(rs.map((r) => r.p50)),
     p99: med(rs.map((r) => r.p99)),
-    ...(cpus.length > 0 ? { cpu: { main: med(cpus.map((c) => c.main)), all: med(cpus.map((c) => c.all)) } } : {}),
+    ...(cpus.length > 0
+      ? {
+          cpu: {
+            main: med(cpus.map((c) => c.main)),
+            all: med(cpus.map((c) => c.all)),
+            children: med(cpus.map((c) => c.children)),
+          },
+        }
+      : {}),
+    ...(rs.some((r) => r.recordsPerWrite !== undefined)
+      ? { recordsPerWrite: med(rs.flatMap((r) => (r.recordsPerWrite !== undefined ? [r.recordsPerWrite] : []))) }
+      : {}),
   };
 }
 
@@ -342,7 +373,11 @@ async function main(): Promise<void> {
   const gwOff = want('gitgate audit off') ? await gitgate('gitgate-audit-off', false) : undefined;
   const gwOn = want('gitgate all on') ? await gitgate('gitgate-all-on', true) : undefined;
   const BASE = process.env.BENCH_GITGATE_BASE;
-  const gwBase = BASE !== undefined ? await gitgate('gitgate-base-audit-off', false, path.resolve(BASE)) : undefined;
+  // The build before a change, beside the others: audit off, or on with BENCH_GITGATE_BASE_AUDIT=1.
+  const baseAudit = process.env.BENCH_GITGATE_BASE_AUDIT === '1';
+  const baseName = baseAudit ? 'gitgate base all on' : 'gitgate base audit off';
+  const gwBase =
+    BASE !== undefined ? await gitgate(baseName.replaceAll(' ', '-'), baseAudit, path.resolve(BASE)) : undefined;
 
   const all: (Target | undefined)[] = [
     { name: 'direct', url: upstreamUrl, headers: {} },
@@ -351,13 +386,12 @@ async function main(): Promise<void> {
     hoopOidc !== undefined ? { name: 'hoop oidc+policy', url: hoopOidc, headers: auth } : undefined,
     gwOff !== undefined ? { name: 'gitgate audit off', url: `${gwOff}/mcp/bench`, headers: auth } : undefined,
     gwOn !== undefined ? { name: 'gitgate all on', url: `${gwOn}/mcp/bench`, headers: auth } : undefined,
-    gwBase !== undefined ? { name: 'gitgate base audit off', url: `${gwBase}/mcp/bench`, headers: auth } : undefined,
+    gwBase !== undefined ? { name: baseName, url: `${gwBase}/mcp/bench`, headers: auth } : undefined,
   ];
-  const targets = all.filter(
-    (t): t is Target => t !== undefined && (want(t.name) || t.name === 'gitgate base audit off'),
-  );
+  const targets = all.filter((t): t is Target => t !== undefined && (want(t.name) || t.name === baseName));
   const after = async (t: Target) => {
     if (t.name === 'gitgate all on' && gwOn !== undefined) await settle(gwOn);
+    if (t.name === 'gitgate base all on' && gwBase !== undefined) await settle(gwBase);
   };
   console.log(
     `gitgate bench — ${new Date().toISOString()}, node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, hoop mcpproxyd v${HOOP_VERSION}\n` +
@@ -373,7 +407,7 @@ async function main(): Promise<void> {
     for (const t of targets) {
       const r = m.get(t.name)!;
       console.log(
-        `  ${t.name.padEnd(22)} ${r.rps.toFixed(0).padStart(6)} calls/s   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all).padStart(8)}${t.name.startsWith('hoop') ? '' : ` (main thread ${us(r.cpu?.main)})`}   rounds: ${rounds
+        `  ${t.name.padEnd(22)} ${r.rps.toFixed(0).padStart(6)} calls/s   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all).padStart(8)}${t.name.startsWith('hoop') ? '' : ` (main thread ${us(r.cpu?.main)}, children ${us(r.cpu?.children)}${r.recordsPerWrite !== undefined ? `, ${r.recordsPerWrite.toFixed(1)} records/WAL write` : ''})`}   rounds: ${rounds
           .get(t.name)!
           .map((x) => x.rps.toFixed(0))
           .join(' ')}`,
