@@ -166,10 +166,10 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
     return shaped === undefined ? undefined : deliver(route, shaped);
   };
   try {
-    const send = () =>
+    const send = (auth = mint()) =>
       forward(deps.sessions, upstream, identity, route, msg, {
         signal: req.signal,
-        auth: mint(),
+        auth,
         sessionAuth,
         maskText: (t) => maskText(t, outcome.decision.maskRules),
       });
@@ -196,8 +196,12 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
       );
     }
     // Nothing reaches the upstream before its decision is durable (a denial above stays held, durable with its error).
-    await decision.durable();
-    const forwarded = await send();
+    // The credential is signed while the disk works; it goes nowhere until the decision is durable.
+    const durable = decision.durable();
+    durable.catch(() => undefined);
+    const auth = mint();
+    await durable;
+    const forwarded = await send(auth);
     if (forwarded.session !== undefined) ex.opened(forwarded.session, forwarded.session.protocolVersion);
     return resumable(
       await relay(msg, finallyDo(mapMessages(forwarded.messages, toCaller), ended), ex, forwarded.session?.id),
