@@ -21,12 +21,14 @@ export interface AuditStatus {
   /** Durable records not yet committed to git. */
   readonly uncommitted: number;
   readonly appended: number;
+  /** Durable WAL writes (groups) since start. */
+  readonly walWrites: number;
 }
 
 const RETRY_AFTER_FAILURE_MS = 2_000;
 /** At most how long the log holds a record nobody waits for before sending it to be written (a parked call's decision, say). */
 const HOLD_MS = 100;
-/** How long after its sealer thread died the log starts a new one. */
+/** How long after its sealer stopped (a port that reports its exit) the log starts a new one. */
 const RESTART_SEALER_MS = 1_000;
 
 /** Where the log's chain of a stream stands: its last seq, and the hash the sealer must be told (first use, or after a failure). */
@@ -62,14 +64,15 @@ const STALL_MS = 5_000;
 
 /**
  * The audit log: assigns each event its stream's next seq, writes the
- * record's JSON and hands it to the sealer (on its own thread), which chains,
- * signs and durably writes it to the WAL in group commits. A caller awaits
+ * record's JSON and hands it to the sealer, which chains, hashes and durably
+ * writes it to the WAL in group commits (the write on libuv's thread pool) and
+ * has checkpoints signed (the key on its own thread). A caller awaits
  * durability before answering its client. When the WAL cannot be written the
  * log is unhealthy and the gateway stops forwarding.
  *
- * The event loop's share per record is building its JSON and two messages;
- * signing and fdatasync happen elsewhere. Records appended in one turn of the
- * loop go to the sealer in one message.
+ * The event loop's share per record is building its JSON and its leaf hash;
+ * the disk's wait and the signature happen elsewhere. Records appended in one
+ * turn of the loop go to the sealer in one message.
  */
 export class AuditLog {
   readonly #tails = new Map<string, Tail>();
@@ -90,6 +93,7 @@ export class AuditLog {
   /** Entries a commit in progress took: still uncommitted until it confirms. */
   #taken = 0;
   #appended = 0;
+  #walWrites = 0;
   #lastError: { message: string; at: number } | undefined;
   #listeners: ((n: number) => void)[] = [];
   #health: ((healthy: boolean, why?: string) => void)[] = [];
@@ -235,6 +239,7 @@ export class AuditLog {
       ...(this.#lastError !== undefined ? { lastError: this.#lastError.message } : {}),
       uncommitted: this.#uncommitted.length + this.#taken,
       appended: this.#appended,
+      walWrites: this.#walWrites,
     };
   }
 
@@ -404,6 +409,7 @@ export class AuditLog {
           for (const l of this.#health) l(true);
         }
         this.#appended += msg.ids.length;
+        this.#walWrites++;
         for (const leaf of msg.leaves) if (leaf >= (this.#treeSize ?? 0)) this.#treeSize = leaf + 1;
         for (let i = 0; i < msg.ids.length; i++) {
           const w = this.#waiting.get(msg.ids[i]!);

@@ -1,6 +1,6 @@
 import { leafHashHex, type RecordParts, recordText } from './record.js';
 import type { HashFile } from './tlog/hash-file.js';
-import { type NoteSigner, signCheckpoint } from './tlog/note.js';
+import type { Checkpoint } from './tlog/note.js';
 import type { WalEntry, WriteAheadLog } from './wal.js';
 
 /**
@@ -58,24 +58,33 @@ export type FromSealer =
 /** The log's Merkle tree as the sealer keeps it: the stored-hash file, opened when first needed (after recovery reconciled it). */
 export interface SealerTree {
   readonly origin: string;
-  readonly signer: NoteSigner;
+  /** Sign a checkpoint: the signed note (the key lives with the signer, off the event loop in the gateway). */
+  sign(c: Checkpoint): Promise<string>;
+  /** Stop the signer (the sealer closed). */
+  close?(): Promise<void>;
   open(): HashFile;
   /** Told each checkpoint signed (to keep the latest beside the WAL). */
   saved?(note: string): void;
 }
 
 /**
- * Chains, numbers and durably writes audit records, and signs the log's
- * checkpoints; it holds the log key and runs on its own thread
- * (seal-worker.ts), so neither hashing, signing nor fdatasync ever blocks the
- * gateway's event loop. Each record gets the next leaf index of the log's
- * Merkle tree in the order the WAL makes records durable; the leaves of a
- * group go into the stored-hash file once the group is durable. No record is
- * signed: a checkpoint (tree size + root, a C2SP signed note) is signed when
- * the WAL rolls (every commit), and on close. Messages are handled in order; all
- * the records that arrive while a group is being written form the next group.
+ * Chains, numbers and durably writes audit records, and has the log's
+ * checkpoints signed. It runs on the gateway's thread: it hashes each line
+ * (one SHA-256, the leaf hash), and the WAL's write is done on libuv's thread
+ * pool (an O_DSYNC write, so the event loop never waits for the disk). The log
+ * key is elsewhere (SealerTree.sign: a worker thread in the gateway), asked
+ * once per checkpoint, never per record. Each record gets the next leaf index
+ * of the log's Merkle tree in the order the WAL makes records durable; the
+ * leaves of a group go into the stored-hash file once the group is durable. A
+ * checkpoint (tree size + root, a C2SP signed note) is signed when the WAL
+ * rolls (every commit), and on close.
  *
- * Failure: when a write fails, every record of that group fails, the sealer
+ * Group commit: one write is in flight at a time; every record sealed while it
+ * is becomes the next group, written as soon as it completes. Messages are
+ * handled in order.
+ *
+ * Failure: when a write fails, every record of that group fails, and so does
+ * every record sealed after it (numbered and chained behind it); the sealer
  * forgets its chains and refuses records of that epoch or older (the log
  * already numbered some of them after the failed ones). The log, told of the
  * failure, moves to the next epoch and resends each stream's last durable
@@ -83,12 +92,16 @@ export interface SealerTree {
  */
 export class Sealer {
   readonly #chains = new Map<string, { seq: number; hash: string }>();
-  /** Sealed, to be written at the end of this turn. */
+  /** Sealed, to be written when the write in flight completes (or now, when none is). */
   #group: { id: number; entry: WalEntry; epoch: number }[] = [];
+  /** The write in flight, when there is one. */
+  #writing: Promise<void> | undefined;
   #minEpoch = 0;
   #hashes: HashFile | undefined;
   /** The leaf index the next sealed record gets. */
   #nextLeaf = 0;
+  /** Checkpoints being signed (close waits for them). */
+  #signing = new Set<Promise<unknown>>();
 
   constructor(
     private readonly tree: SealerTree,
@@ -104,18 +117,24 @@ export class Sealer {
     return this.#hashes;
   }
 
-  /** A checkpoint over every durable record, signed now. */
-  #checkpoint(): string {
+  /** A checkpoint over every durable record now, signed by the tree's signer. */
+  #checkpoint(): Promise<string> {
     const t = this.#tree();
-    const note = signCheckpoint(
-      { origin: this.tree.origin, size: t.size, root: t.root(), extensions: [] },
-      this.tree.signer,
+    const signed = this.tree
+      .sign({ origin: this.tree.origin, size: t.size, root: t.root(), extensions: [] })
+      .then((note) => {
+        this.tree.saved?.(note);
+        return note;
+      });
+    this.#signing.add(signed);
+    void signed.then(
+      () => this.#signing.delete(signed),
+      () => this.#signing.delete(signed),
     );
-    this.tree.saved?.(note);
-    return note;
+    return signed;
   }
 
-  /** Handle one message; `seal` only queues (call flush at the end of the turn), the others flush first. */
+  /** Handle one message (in order: see serveSealer). */
   async receive(msg: ToSealer): Promise<void> {
     try {
       await this.#receive(msg);
@@ -131,8 +150,10 @@ export class Sealer {
           if ('forget' in item) this.#chains.delete(item.forget);
           else this.#seal(item);
         }
+        this.#kick();
         return;
       case 'epoch':
+        await this.drain();
         if (msg.min > this.#minEpoch) {
           this.#minEpoch = msg.min;
           this.#chains.clear();
@@ -143,19 +164,27 @@ export class Sealer {
         }
         return;
       case 'sync':
-        this.flush();
+        await this.drain();
         this.send({ kind: 'done', id: msg.id });
         return;
       case 'roll': {
-        this.flush();
+        await this.drain();
+        // The tree and the segment as they stand now; the signature comes after, not holding up new records.
         const checkpoint = this.#checkpoint();
-        this.send({ kind: 'done', id: msg.id, segment: this.wal.roll(), checkpoint });
+        const segment = this.wal.roll();
+        void checkpoint.then(
+          (note) => this.send({ kind: 'done', id: msg.id, segment, checkpoint: note }),
+          (err: unknown) =>
+            this.send({ kind: 'done', id: msg.id, error: err instanceof Error ? err.message : String(err) }),
+        );
         return;
       }
       case 'close': {
-        this.flush();
-        const checkpoint = this.#checkpoint();
+        await this.drain();
+        const checkpoint = await this.#checkpoint();
+        await Promise.allSettled([...this.#signing]);
         await this.wal.close();
+        await this.tree.close?.();
         this.#hashes?.close();
         this.#hashes = undefined;
         this.send({ kind: 'done', id: msg.id, checkpoint });
@@ -189,22 +218,42 @@ export class Sealer {
     this.#group.push({ id: r.id, entry: { stream: r.stream, seq: r.seq, leaf, line, hash }, epoch: r.epoch });
   }
 
-  /** Write and sync what was sealed, as one group. */
-  flush(): void {
-    if (this.#group.length === 0) return;
+  /** Start writing what was sealed, unless a write is in flight (its completion starts the next). */
+  #kick(): void {
+    if (this.#writing !== undefined || this.#group.length === 0) return;
     const group = this.#group;
     this.#group = [];
+    this.#writing = this.#write(group).finally(() => {
+      this.#writing = undefined;
+      this.#kick();
+    });
+  }
+
+  /** Resolves once everything sealed so far is written (or failed). */
+  async drain(): Promise<void> {
+    this.#kick();
+    while (this.#writing !== undefined) {
+      await this.#writing;
+      this.#kick();
+    }
+  }
+
+  /** Write and sync one group; report it durable, or fail it and everything sealed behind it. */
+  async #write(group: readonly { id: number; entry: WalEntry; epoch: number }[]): Promise<void> {
     try {
-      this.wal.append(group.map((g) => g.entry));
+      await this.wal.append(group.map((g) => g.entry));
     } catch (err) {
-      const epoch = Math.max(...group.map((g) => g.epoch));
+      // What was sealed meanwhile is numbered and chained behind the failed records: it fails too.
+      const failed = [...group, ...this.#group];
+      this.#group = [];
+      const epoch = Math.max(...failed.map((g) => g.epoch));
       this.#minEpoch = epoch + 1;
       this.#chains.clear();
       // Not durable: their leaf indexes go to the next records.
       this.#nextLeaf = this.#tree().size;
       this.send({
         kind: 'failed',
-        ids: group.map((g) => g.id),
+        ids: failed.map((g) => g.id),
         epoch,
         error: err instanceof Error ? err.message : String(err),
       });
@@ -222,22 +271,13 @@ export class Sealer {
 }
 
 /**
- * Drive a sealer from a stream of messages: messages are handled in order,
- * and the records of everything that arrived in one turn of the thread's
- * event loop are written as one group.
+ * Drive a sealer from a stream of messages, handled in order: a message
+ * waits for the one before it (a seal only numbers and hashes; the write
+ * it starts goes on in the background).
  */
 export function serveSealer(sealer: Sealer): (msg: ToSealer) => void {
   let chain = Promise.resolve();
-  let scheduled = false;
-  const endOfTurn = () => {
-    scheduled = false;
-    sealer.flush();
-  };
   return (msg) => {
     chain = chain.then(() => sealer.receive(msg));
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(() => void chain.then(endOfTurn));
-    }
   };
 }

@@ -97,7 +97,14 @@ export class GatewayMetrics {
 
   /** Audit metrics, read at scrape time. */
   watchAudit(
-    read: () => { healthy: boolean; uncommitted: number; appended: number; commits: number; lastLagMs?: number },
+    read: () => {
+      healthy: boolean;
+      uncommitted: number;
+      appended: number;
+      walWrites: number;
+      commits: number;
+      lastLagMs?: number;
+    },
   ): void {
     const gauge = (name: string, help: string, value: () => number) =>
       new Gauge({
@@ -130,6 +137,11 @@ export class GatewayMetrics {
       () => read().uncommitted,
     );
     counter('gitgate_audit_records_appended_total', 'Audit records made durable since start', () => read().appended);
+    counter(
+      'gitgate_audit_wal_writes_total',
+      'Durable writes of the audit write-ahead log (group commits; records appended / writes = records per group)',
+      () => read().walWrites,
+    );
     counter('gitgate_audit_commits_total', 'Commits to the audit repo since start', () => read().commits);
     gauge(
       'gitgate_audit_commit_lag_seconds',

@@ -16,7 +16,7 @@ import { AuditCommitter } from '../../src/audit/committer.js';
 import { AuditLog, type StreamTail, type TailLookup } from '../../src/audit/log.js';
 import { type AuditRecord, leafHashHex } from '../../src/audit/record.js';
 import type { FromSealer } from '../../src/audit/sealer.js';
-import { localSealer, sealerTree, workerSealer } from '../../src/audit/sealer-port.js';
+import { localSealer, sealerTree, threadSealer } from '../../src/audit/sealer-port.js';
 import type { AuditStore } from '../../src/audit/store.js';
 import { openCheckpoint, verifierOf } from '../../src/audit/tlog/note.js';
 import { FileWal, recoverEntries, type WalEntry, type WriteAheadLog, walFiles } from '../../src/audit/wal.js';
@@ -129,6 +129,83 @@ describe('AuditLog', () => {
     const log = logOver(wal, (s) => (s === 'old' ? { seq: 41, hash: 'h41' } : undefined));
     await log.append('old', { type: 'decision' });
     expect(rec(wal.entries[0]!.line)).toMatchObject({ seq: 42, prev: 'h41' });
+  });
+
+  it('one write in flight at a time: what is appended while it is becomes the next group, written when it completes', async () => {
+    const groups: WalEntry[][] = [];
+    const releases: (() => void)[] = [];
+    const wal: WriteAheadLog = {
+      append: (entries) =>
+        new Promise<void>((resolve) => {
+          groups.push([...entries]);
+          releases.push(resolve);
+        }),
+      roll: () => 0,
+      close: async () => undefined,
+    };
+    const log = logOver(wal);
+    const first = log.append('s', { type: 'decision' });
+    await vi.waitUntil(() => groups.length === 1);
+    const behind = [log.append('s', { type: 'response' }), log.append('t', { type: 'decision' })];
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    // Sealed (numbered, hashed) but not written: the disk is busy with the first group.
+    expect(groups).toHaveLength(1);
+    releases[0]!();
+    await first;
+    await vi.waitUntil(() => groups.length === 2);
+    expect(groups.map((g) => g.map((e) => e.leaf))).toEqual([[0], [1, 2]]);
+    releases[1]!();
+    await Promise.all(behind);
+    expect(log.status()).toMatchObject({ healthy: true, appended: 3 });
+  });
+
+  it('when the write in flight fails, the records sealed behind it fail too, and the tree and chains go on from what is durable', async () => {
+    const written: WalEntry[] = [];
+    let pending: { entries: WalEntry[]; resolve: () => void; reject: (e: Error) => void } | undefined;
+    const wal: WriteAheadLog = {
+      append: (entries) =>
+        new Promise<void>((resolve, reject) => {
+          pending = {
+            entries: [...entries],
+            resolve: () => {
+              written.push(...entries);
+              resolve();
+            },
+            reject,
+          };
+        }),
+      roll: () => 0,
+      close: async () => undefined,
+    };
+    const log = logOver(wal);
+    const a0 = log.append('a', { type: 'decision' });
+    await vi.waitUntil(() => pending !== undefined);
+    pending!.resolve();
+    await a0;
+    pending = undefined;
+    const inFlight = log.append('a', { type: 'response' });
+    await vi.waitUntil(() => pending !== undefined);
+    const fails = pending!;
+    pending = undefined;
+    const behind = log.append('a', { type: 'decision' });
+    const other = log.append('b', { type: 'decision' });
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    fails.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }));
+    await expect(inFlight).rejects.toThrow(/Audit log unavailable: EIO/);
+    await expect(behind).rejects.toBeInstanceOf(GatewayError);
+    await expect(other).rejects.toBeInstanceOf(GatewayError);
+    // The next record continues stream a from its durable seq 0, at the next durable leaf.
+    const next = log.append('a', { type: 'response' });
+    await vi.waitUntil(() => pending !== undefined);
+    pending!.resolve();
+    await next;
+    expect(written.map((e) => [e.stream, e.seq, e.leaf])).toEqual([
+      ['a', 0, 0],
+      ['a', 1, 1],
+    ]);
+    expect(rec(written[1]!.line).prev).toBe(written[0]!.hash);
   });
 
   it('fails closed when the WAL cannot be written, and recovers its chain when it can', async () => {
@@ -379,9 +456,9 @@ describe('FileWal', () => {
   it('recovers intact entries across segments and discards a torn tail', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
     const wal = new FileWal(dir);
-    wal.append([entry('s', 0, 'L0')]);
+    await wal.append([entry('s', 0, 'L0')]);
     wal.roll();
-    wal.append([entry('s', 1, 'L1'), entry('t', 0, 'T0')]);
+    await wal.append([entry('s', 1, 'L1'), entry('t', 0, 'T0')]);
     await wal.close();
     const seg = path.join(dir, 'wal-2.log');
     appendFileSync(seg, `${leafHashHex('L2')}\t2\t"s"\tL`);
@@ -395,13 +472,13 @@ describe('FileWal', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
     const wal = new FileWal(dir);
     expect(await wal.spareReady()).toBe(true);
-    wal.append([entry('s', 0, 'L0'), entry('s', 1, 'L1')]);
+    await wal.append([entry('s', 0, 'L0'), entry('s', 1, 'L1')]);
     const seg = path.join(dir, readdirSync(dir).find((f) => f.startsWith('wal-'))!);
     expect(statSync(seg).size).toBe(256 * 1024); // written in place: the file did not grow
-    wal.append([entry('s', 2, 'L2')]);
+    await wal.append([entry('s', 2, 'L2')]);
     wal.roll();
     await wal.spareReady();
-    wal.append([entry('t', 0, 'T0')]);
+    await wal.append([entry('t', 0, 'T0')]);
     await wal.close();
     expect(readdirSync(dir).filter((f) => f.endsWith('.spare'))).toEqual([]);
     expect(recovered(dir)).toEqual(['L0', 'L1', 'L2', 'T0']);
@@ -410,10 +487,10 @@ describe('FileWal', () => {
   it('after a failed write, later groups go to a new segment, so recovery still finds them', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
     const wal = new FileWal(dir);
-    wal.append([entry('s', 0, 'L0')]);
+    await wal.append([entry('s', 0, 'L0')]);
     closeSync(segmentFd(dir)); // fault injection: the descriptor closed behind the WAL's back
-    expect(() => wal.append([entry('s', 1, 'L1')])).toThrow();
-    wal.append([entry('s', 1, 'L1')]);
+    await expect(wal.append([entry('s', 1, 'L1')])).rejects.toThrow();
+    await wal.append([entry('s', 1, 'L1')]);
     await wal.close();
     expect(readdirSync(dir).filter((f) => f.startsWith('wal-'))).toHaveLength(2);
     expect(recovered(dir)).toEqual(['L0', 'L1']);
@@ -422,12 +499,12 @@ describe('FileWal', () => {
   it('drops committed segments and continues numbering after a restart', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
     const a = new FileWal(dir);
-    a.append([entry('s', 0, 'L0')]);
+    await a.append([entry('s', 0, 'L0')]);
     walFiles(dir).drop(a.roll());
-    a.append([entry('s', 1, 'L1')]);
+    await a.append([entry('s', 1, 'L1')]);
     await a.close();
     const b = new FileWal(dir);
-    b.append([entry('s', 2, 'L2')]);
+    await b.append([entry('s', 2, 'L2')]);
     await b.close();
     expect(
       readdirSync(dir)
@@ -476,12 +553,12 @@ function segmentFd(dir: string): number {
   return fd;
 }
 
-describe('the sealer on its worker thread', () => {
+describe("the gateway's sealer (this thread, the WAL written on the thread pool, the key on a signer thread)", () => {
   it('chains, signs and durably writes what the log numbers; a restart continues every stream from the WAL', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'gitgate-sealer-'));
     const open = (tails: Map<string, StreamTail>) =>
       new AuditLog(
-        () => workerSealer({ dir: root, origin: ORIGIN, key: logKey }),
+        () => threadSealer({ dir: root, origin: ORIGIN, key: logKey }),
         (s) => tails.get(s),
       );
     const log = open(new Map());
@@ -515,10 +592,10 @@ describe('the sealer on its worker thread', () => {
     expect(rec(last.line)).toMatchObject({ seq: tails.get('s0')!.seq + 1, prev: tails.get('s0')!.hash });
   });
 
-  it('a write that fails on the sealer thread fails its records and makes the log unhealthy; the chains go on from the last durable records', async () => {
+  it('a write that fails fails its records and makes the log unhealthy; the chains go on from the last durable records', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'gitgate-sealer-'));
     const log = new AuditLog(
-      () => workerSealer({ dir: root, origin: ORIGIN, key: logKey }),
+      () => threadSealer({ dir: root, origin: ORIGIN, key: logKey }),
       () => undefined,
     );
     await Promise.all([log.append('a', { type: 'decision' }), log.append('b', { type: 'decision' })]);

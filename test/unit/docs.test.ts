@@ -23,7 +23,7 @@ describe('docs/operations.md', () => {
   it('lists every metric /metrics exposes, with its type, and no other', async () => {
     const { GatewayMetrics } = await import('../../src/metrics/metrics.js');
     const m = new GatewayMetrics();
-    m.watchAudit(() => ({ healthy: true, uncommitted: 0, appended: 0, commits: 0 }));
+    m.watchAudit(() => ({ healthy: true, uncommitted: 0, appended: 0, walWrites: 0, commits: 0 }));
     m.watchApprovals(() => []);
     const exposed = new Map((await m.registry.getMetricsAsJSON()).map((x) => [x.name, String(x.type)]));
     const doc = readFileSync(path.join(packageRoot, 'docs', 'operations.md'), 'utf8');

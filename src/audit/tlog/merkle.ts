@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 
 /**
  * RFC 6962 / RFC 9162 Merkle tree hashing (SHA-256): a leaf is H(0x00 || data),
@@ -12,18 +12,29 @@ export const HASH_BYTES = 32;
 const LEAF_PREFIX = Buffer.from([0]);
 const NODE_PREFIX = Buffer.from([1]);
 
+/** SHA-256 of one buffer; one-shot where Node has crypto.hash (20.12+: no Hash object per call). */
+const sha256: (data: Buffer) => Buffer =
+  typeof crypto.hash === 'function'
+    ? (data) => crypto.hash('sha256', data, 'buffer') as unknown as Buffer
+    : (data) => crypto.createHash('sha256').update(data).digest();
+
 export function leafHash(data: Buffer | string): Hash {
-  return createHash('sha256')
-    .update(LEAF_PREFIX)
-    .update(typeof data === 'string' ? Buffer.from(data, 'utf8') : data)
-    .digest();
+  // A string's 0x00 prefix is the UTF-8 of U+0000: one encoding of the whole, no concat.
+  return typeof data === 'string'
+    ? sha256(Buffer.from(`\0${data}`, 'utf8'))
+    : sha256(Buffer.concat([LEAF_PREFIX, data]));
 }
 
+/** H(0x01 || left || right), written into one 65-byte buffer. */
 export function nodeHash(left: Hash, right: Hash): Hash {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+  const b = Buffer.allocUnsafe(1 + 2 * HASH_BYTES);
+  NODE_PREFIX.copy(b, 0);
+  left.copy(b, 1);
+  right.copy(b, 1 + HASH_BYTES);
+  return sha256(b);
 }
 
-export const EMPTY_ROOT: Hash = createHash('sha256').digest();
+export const EMPTY_ROOT: Hash = crypto.createHash('sha256').digest();
 
 /** The largest power of two strictly less than n (n ≥ 2). */
 function splitPoint(n: number): number {
