@@ -162,21 +162,24 @@ export class AuditCommitter {
   async #commit(): Promise<void> {
     let segment: number;
     let checkpoint: string;
+    let size: number;
     try {
-      ({ segment, checkpoint } = await this.log.rollWal());
+      ({ segment, checkpoint, size } = await this.log.rollWal());
     } catch (err) {
       // The sealer is not running (it is restarted): nothing moves, the next commit tries again.
       this.#failed(err);
       return;
     }
-    const entries = this.log.takeUncommitted();
-    if (entries.length === 0) {
-      this.wal.drop(segment);
-      return;
-    }
+    const taken = this.log.takeUncommitted(size);
     const oldest = this.#oldest;
     this.#oldest = undefined;
     try {
+      const entries = taken.fromWal === undefined ? taken.entries : this.#readBack(segment, size);
+      if (entries.length === 0) {
+        this.wal.drop(segment);
+        this.log.confirmCommitted();
+        return;
+      }
       this.store.append(entries);
       const streams = new Set(entries.map((e) => e.stream)).size;
       await this.store.commit(`audit: ${entries.length} record(s) in ${streams} stream(s)`, checkpoint);
@@ -194,12 +197,24 @@ export class AuditCommitter {
         ...(walDamage !== undefined ? { walDamage } : {}),
       };
     } catch (err) {
-      this.log.restoreUncommitted(entries);
+      this.log.restoreUncommitted(taken);
       this.#oldest ??= oldest;
       // The store's own refusals (a gap, a fork, a file changed behind its back) last until repaired: say so.
       if (err instanceof GatewayError) this.#status = { ...this.#status, blocked: err.message };
       this.#failed(err);
     }
+  }
+
+  /**
+   * The records below `size`, read back from the rolled segments (the log did not hold them all:
+   * git fell behind). The segments were written whole and synced; damage in one is refused.
+   */
+  #readBack(segment: number, size: number): WalEntry[] {
+    const { entries, damage } = this.wal.read(segment);
+    const bad = damage.filter((d) => d.kind !== 'trailer');
+    if (bad.length > 0)
+      throw new GatewayError('AUDIT_UNAVAILABLE', `audit WAL read back for commit: ${bad.map(describe).join('; ')}`);
+    return entries.filter((e) => e.leaf < size);
   }
 
   #failed(err: unknown): void {

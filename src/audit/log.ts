@@ -23,6 +23,8 @@ export interface AuditStatus {
   readonly appended: number;
   /** Durable WAL writes (groups) since start. */
   readonly walWrites: number;
+  /** Bytes of uncommitted lines kept in memory for the committer (at most holdBytes; the rest is read back from the WAL). */
+  readonly heldBytes: number;
 }
 
 const RETRY_AFTER_FAILURE_MS = 2_000;
@@ -58,9 +60,25 @@ export interface AuditLogOptions {
    * until the writes complete again. Default 5 s.
    */
   readonly stallMs?: number;
+  /**
+   * At most this many bytes of uncommitted record lines are kept in memory for the committer
+   * (default 32 MiB). Past it (git lags behind a burst), durable records are left in the WAL
+   * segments only, and the committer reads them back from there: memory stays flat however far
+   * behind the commits fall.
+   */
+  readonly holdBytes?: number;
 }
 
 const STALL_MS = 5_000;
+const HOLD_BYTES = 32 << 20;
+
+/** What the committer takes for one commit: the records of the tree below `size`. */
+export interface Uncommitted {
+  /** Held in memory (every one below the size, unless fromWal). */
+  readonly entries: WalEntry[];
+  /** Some were not held (past holdBytes): every record below the size is to be read from the rolled WAL segments. */
+  readonly fromWal?: { readonly from: number; readonly to: number };
+}
 
 /**
  * The audit log: assigns each event its stream's next seq, writes the
@@ -90,6 +108,10 @@ export class AuditLog {
   /** Bumped by every failure: the sealer refuses records numbered before it. */
   #epoch = 0;
   #uncommitted: WalEntry[] = [];
+  #heldBytes = 0;
+  readonly #holdBytes: number;
+  /** Durable records not held in memory (past holdBytes): leaves [from, to], contiguous, in the WAL segments. */
+  #spill: { from: number; to: number } | undefined;
   /** Entries a commit in progress took: still uncommitted until it confirms. */
   #taken = 0;
   #appended = 0;
@@ -113,6 +135,7 @@ export class AuditLog {
   ) {
     this.#clock = opts.clock ?? systemClock;
     this.#stallMs = opts.stallMs ?? STALL_MS;
+    this.#holdBytes = opts.holdBytes ?? HOLD_BYTES;
     this.#start();
     this.#watchdog = this.#clock.every(Math.max(10, Math.min(1_000, this.#stallMs / 2)), () => this.#checkStalled());
   }
@@ -237,32 +260,49 @@ export class AuditLog {
     return {
       healthy: this.#lastError === undefined,
       ...(this.#lastError !== undefined ? { lastError: this.#lastError.message } : {}),
-      uncommitted: this.#uncommitted.length + this.#taken,
+      uncommitted: this.#uncommitted.length + spilled(this.#spill) + this.#taken,
       appended: this.#appended,
       walWrites: this.#walWrites,
+      heldBytes: this.#heldBytes,
     };
   }
 
   /**
-   * Start a new WAL segment; returns the closed segment. Everything appended
-   * before is then durable (or failed), so every entry in the closed segment
-   * is among the uncommitted entries.
+   * Start a new WAL segment; returns the closed segment, the checkpoint signed over the tree then,
+   * and its size. Everything appended before is then durable (or failed), so every entry in the
+   * closed segment is among the uncommitted entries below that size.
    */
-  async rollWal(): Promise<{ segment: number; checkpoint: string }> {
+  async rollWal(): Promise<{ segment: number; checkpoint: string; size: number }> {
     const r = await this.#ask('roll');
     if (r.segment === undefined || r.checkpoint === undefined)
       throw new Error(`audit WAL roll failed: ${r.error ?? 'no segment'}`);
     const size = Number(r.checkpoint.split('\n')[1]);
-    if (Number.isSafeInteger(size)) this.#treeSize = Math.max(this.#treeSize ?? 0, size);
-    return { segment: r.segment, checkpoint: r.checkpoint };
+    if (!Number.isSafeInteger(size)) throw new Error('audit WAL roll failed: the checkpoint has no tree size');
+    this.#treeSize = Math.max(this.#treeSize ?? 0, size);
+    return { segment: r.segment, checkpoint: r.checkpoint, size };
   }
 
-  /** Durable entries not yet committed; the committer takes them. */
-  takeUncommitted(): WalEntry[] {
-    const out = this.#uncommitted;
-    this.#uncommitted = [];
-    this.#taken = out.length;
-    return out;
+  /**
+   * The durable entries of the tree below `size` (a rolled checkpoint's) not yet committed; the
+   * committer takes them. Those it holds in memory, or (some were past holdBytes) the leaf range
+   * to read back from the rolled segments, which hold every one of them.
+   */
+  takeUncommitted(size = Number.POSITIVE_INFINITY): Uncommitted {
+    const entries: WalEntry[] = [];
+    const kept: WalEntry[] = [];
+    for (const e of this.#uncommitted) (e.leaf < size ? entries : kept).push(e);
+    this.#uncommitted = kept;
+    this.#heldBytes = kept.reduce((n, e) => n + e.line.length, 0);
+    const spill = this.#spill;
+    if (spill === undefined || spill.from >= size) {
+      this.#taken = entries.length;
+      return { entries };
+    }
+    const to = Math.min(spill.to, size - 1);
+    // What was spilled after the roll stays spilled: the next commit reads it back too.
+    this.#spill = spill.to >= size ? { from: size, to: spill.to } : undefined;
+    this.#taken = entries.length + (to - spill.from + 1);
+    return { entries, fromWal: { from: spill.from, to } };
   }
 
   /** The entries last taken are in the repo now. */
@@ -271,9 +311,25 @@ export class AuditLog {
   }
 
   /** Put entries back after a failed commit (they stay first in line). */
-  restoreUncommitted(entries: readonly WalEntry[]): void {
+  restoreUncommitted(taken: Uncommitted): void {
     this.#taken = 0;
-    this.#uncommitted = [...entries, ...this.#uncommitted];
+    this.#uncommitted = [...taken.entries, ...this.#uncommitted];
+    this.#heldBytes = this.#uncommitted.reduce((n, e) => n + e.line.length, 0);
+    const back = taken.fromWal;
+    if (back !== undefined)
+      this.#spill =
+        this.#spill === undefined
+          ? { ...back }
+          : { from: Math.min(back.from, this.#spill.from), to: Math.max(back.to, this.#spill.to) };
+  }
+
+  /** Keep a durable entry for the committer, in memory while under holdBytes, else only in the WAL. */
+  #keep(entry: WalEntry): void {
+    if (this.#spill === undefined && this.#heldBytes + entry.line.length <= this.#holdBytes) {
+      this.#uncommitted.push(entry);
+      this.#heldBytes += entry.line.length;
+    } else if (this.#spill === undefined) this.#spill = { from: entry.leaf, to: entry.leaf };
+    else this.#spill.to = entry.leaf;
   }
 
   /** Called when the log becomes unavailable (with why) and when it records again. */
@@ -423,10 +479,10 @@ export class AuditLog {
             hash: msg.hashes[i]!,
           };
           this.#durable.set(w.stream, { seq: w.seq, hash: entry.hash, ts: w.ts });
-          this.#uncommitted.push(entry);
+          this.#keep(entry);
           w.done();
         }
-        for (const l of this.#listeners) l(this.#uncommitted.length);
+        for (const l of this.#listeners) l(this.#uncommitted.length + spilled(this.#spill));
         return;
       }
       case 'failed':
@@ -466,3 +522,5 @@ export class AuditLog {
     }
   }
 }
+
+const spilled = (s: { from: number; to: number } | undefined): number => (s === undefined ? 0 : s.to - s.from + 1);

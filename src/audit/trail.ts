@@ -37,6 +37,8 @@ export interface AuditTrailOptions {
   readonly warn?: (msg: string) => void;
   /** Multi-replica mode: pushes each commit to this replica's branch of the shared audit repo. */
   readonly pusher?: AuditPusher;
+  /** Bytes of uncommitted lines the log keeps in memory for the committer (AuditLogOptions.holdBytes). */
+  readonly holdBytes?: number;
 }
 
 /** The log's name (checkpoint origin and key name) for the log key `kid`. */
@@ -71,7 +73,10 @@ export function openAuditTrail(store: AuditStore, opts: AuditTrailOptions): Audi
         ? localSealer(sealerTree(opts.walDir, { origin, key }), wal(opts.walDir))
         : threadSealer({ dir: opts.walDir, origin, key }),
     (stream) => store.tail(stream),
-    opts.clock !== undefined ? { clock: opts.clock } : {},
+    {
+      ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
+      ...(opts.holdBytes !== undefined ? { holdBytes: opts.holdBytes } : {}),
+    },
   );
   const committer = new AuditCommitter(log, walFiles(opts.walDir), store, {
     everyRecords: opts.everyRecords,

@@ -65,7 +65,10 @@ export interface RecoveredWal {
 
 /** The WAL's segments as the committer sees them: read back on start, dropped once committed. */
 export interface WalFiles {
+  /** Every segment's entries (start: recovery). */
   recover(): RecoveredWal;
+  /** The entries of the segments up to and including `segment` (rolled: no longer written). */
+  read(segment: number): RecoveredWal;
   /** Delete segments up to and including `segment` (their entries are committed). */
   drop(segment: number): void;
 }
@@ -259,14 +262,15 @@ function segments(dir: string): number[] {
 /** The segments in `dir`, to read back and drop (the writer may be busy with a newer one meanwhile). */
 export function walFiles(dir: string): WalFiles {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const read = (upTo: number) =>
+    recoverEntries(
+      segments(dir)
+        .filter((n) => n <= upTo)
+        .map((n) => ({ name: `wal-${n}.log`, text: readFileSync(path.join(dir, `wal-${n}.log`), 'utf8') })),
+    );
   return {
-    recover: () =>
-      recoverEntries(
-        segments(dir).map((n) => ({
-          name: `wal-${n}.log`,
-          text: readFileSync(path.join(dir, `wal-${n}.log`), 'utf8'),
-        })),
-      ),
+    recover: () => read(Number.POSITIVE_INFINITY),
+    read,
     drop(segment) {
       for (const n of segments(dir)) if (n <= segment) rmSync(path.join(dir, `wal-${n}.log`), { force: true });
     },

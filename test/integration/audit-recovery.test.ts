@@ -204,9 +204,9 @@ describe('a gap met while committing', () => {
     await t.committer.commit();
     for (let i = 3; i < 6; i++) await t.log.append('s1', decisionEvent(`a${i}`));
     // Between the WAL and the repo, seq 4 goes missing.
-    const durable = t.log.takeUncommitted();
+    const durable = t.log.takeUncommitted().entries;
     const missing = durable.find((e) => e.seq === 4)!;
-    t.log.restoreUncommitted(durable.filter((e) => e !== missing));
+    t.log.restoreUncommitted({ entries: durable.filter((e) => e !== missing) });
     const head = (await gitText(repo, ['rev-parse', 'HEAD'])).trim();
     const wal = walSnapshot(root);
     const committer = new AuditCommitter(t.log, walFiles(path.join(root, 'wal')), t.store, {
@@ -222,10 +222,52 @@ describe('a gap met while committing', () => {
     expect(t.log.status().uncommitted).toBe(2);
     for (const [name, bytes] of wal) expect(readFileSync(path.join(root, 'wal', name))).toEqual(bytes);
     // Repaired (the record is found again): the next commit takes everything and the committer is no longer blocked.
-    t.log.restoreUncommitted([missing]);
+    t.log.restoreUncommitted({ entries: [missing] });
     await committer.commit();
     expect(committer.status().blocked).toBeUndefined();
     expect(stored(repo).s1).toHaveLength(6);
+    await t.log.close();
+    expect((await verifyRepo(repo)).ok).toBe(true);
+  });
+});
+
+describe('when git falls behind', () => {
+  it('past holdBytes the log keeps no more lines in memory: the committer reads them back from the rolled WAL segments, and nothing is lost or committed twice', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-spill-'));
+    const repo = path.join(root, 'audit');
+    // Room for about three decision lines: the rest of each burst stays in the WAL only.
+    const t = await open(root, undefined, { holdBytes: 3 * 1200 });
+    await t.committer.recover();
+    const line = (i: number) => JSON.stringify(decisionEvent(`a${i}`)).length;
+    expect(line(0)).toBeLessThan(1200);
+    await Promise.all(Array.from({ length: 40 }, (_, i) => t.log.append(`s${i % 4}`, decisionEvent(`a${i}`))));
+    expect(t.log.status().uncommitted).toBe(40);
+    expect(t.log.status().heldBytes).toBeLessThanOrEqual(3 * 1200);
+    // A commit that fails (git refuses it) puts the records back, spilled ones included.
+    const real = t.store.commit.bind(t.store);
+    t.store.commit = async () => {
+      throw new Error('disk full');
+    };
+    await t.committer.commit();
+    expect(t.committer.status().lastError).toMatch(/disk full/);
+    expect(t.log.status().uncommitted).toBe(40);
+    t.store.commit = real;
+    await t.committer.commit();
+    expect(t.committer.status().commits).toBe(1);
+    expect(t.log.status().uncommitted).toBe(0);
+    // Another burst, and a record appended while that commit runs: it goes with the next one.
+    await Promise.all(Array.from({ length: 20 }, (_, i) => t.log.append(`s${i % 4}`, decisionEvent(`b${i}`))));
+    const committing = t.committer.commit();
+    const late = t.log.append('s0', decisionEvent('late'));
+    await committing;
+    await late;
+    await t.committer.commit();
+    expect(t.log.status().uncommitted).toBe(0);
+    const exchanges = listFiles(path.join(repo, 'streams'), '.jsonl')
+      .flatMap((f) => readFileSync(f, 'utf8').trim().split('\n'))
+      .map((l) => (JSON.parse(l) as AuditRecord).exchange);
+    expect(exchanges).toHaveLength(61);
+    expect(new Set(exchanges).size).toBe(61);
     await t.log.close();
     expect((await verifyRepo(repo)).ok).toBe(true);
   });

@@ -279,7 +279,11 @@ describe('AuditLog when its sealer stops', () => {
     };
     const committer = new AuditCommitter(
       log,
-      { recover: () => ({ entries: [], damage: [] }), drop: () => undefined },
+      {
+        recover: () => ({ entries: [], damage: [] }),
+        read: () => ({ entries: [], damage: [] }),
+        drop: () => undefined,
+      },
       store,
       { everyRecords: 1_000, everyMs: 60_000 },
     );
@@ -337,7 +341,7 @@ describe('AuditLog when its sealer dies after a write it could not report', () =
     expect(deaths).toBe(1);
     await vi.advanceTimersByTimeAsync(1_000);
     await log.append('s', { type: 'response' });
-    const taken = log.takeUncommitted();
+    const taken = log.takeUncommitted().entries;
     expect(taken.map((e) => [e.seq, e.leaf])).toEqual([
       [0, 0],
       [1, 1],
@@ -405,7 +409,11 @@ describe('AuditCommitter on its clock', () => {
     };
     const committer = new AuditCommitter(
       log,
-      { recover: () => ({ entries: [], damage: [] }), drop: () => undefined },
+      {
+        recover: () => ({ entries: [], damage: [] }),
+        read: () => ({ entries: [], damage: [] }),
+        drop: () => undefined,
+      },
       store,
       { everyRecords: 1_000, everyMs: 5_000, clock },
     );
