@@ -173,48 +173,99 @@ export class AuditCommitter {
     const taken = this.log.takeUncommitted(size);
     const oldest = this.#oldest;
     this.#oldest = undefined;
+    if (taken.fromWal !== undefined) {
+      // The uncommitted leaves run from the first held in memory (held before the spill began) or the spill's.
+      const from = Math.min(taken.entries[0]?.leaf ?? taken.fromWal.from, taken.fromWal.from);
+      await this.#commitFromWal(segment, checkpoint, size, { from, to: taken.fromWal.to }, oldest);
+      return;
+    }
     try {
-      const entries = taken.fromWal === undefined ? taken.entries : this.#readBack(segment, size);
+      const entries = taken.entries;
       if (entries.length === 0) {
         this.wal.drop(segment);
         this.log.confirmCommitted();
         return;
       }
-      this.store.append(entries);
-      const streams = new Set(entries.map((e) => e.stream)).size;
-      await this.store.commit(`audit: ${entries.length} record(s) in ${streams} stream(s)`, checkpoint);
-      void this.opts.anchors?.publish(checkpoint);
-      this.wal.drop(segment);
+      await this.#store(entries, checkpoint, segment);
       this.log.confirmCommitted();
-      const stored = (stream: string, seq: number) => (this.store.tail(stream)?.seq ?? -1) >= seq;
-      this.log.prune(30 * 60_000, stored);
-      this.log.evict(10_000, stored);
-      const { walDamage } = this.#status;
-      this.#status = {
-        commits: this.#status.commits + 1,
-        lastCommitAt: new Date(this.#clock.now()).toISOString(),
-        ...(oldest !== undefined ? { lastLagMs: this.#clock.now() - oldest } : {}),
-        ...(walDamage !== undefined ? { walDamage } : {}),
-      };
+      this.#committed(oldest);
     } catch (err) {
       this.log.restoreUncommitted(taken);
-      this.#oldest ??= oldest;
-      // The store's own refusals (a gap, a fork, a file changed behind its back) last until repaired: say so.
-      if (err instanceof GatewayError) this.#status = { ...this.#status, blocked: err.message };
-      this.#failed(err);
+      this.#commitFailed(err, oldest);
     }
   }
 
+  /** Store and commit entries with the checkpoint over them, publish it, drop the segments they came from. */
+  async #store(entries: readonly WalEntry[], checkpoint: string, segment: number): Promise<void> {
+    this.store.append(entries);
+    const streams = new Set(entries.map((e) => e.stream)).size;
+    await this.store.commit(`audit: ${entries.length} record(s) in ${streams} stream(s)`, checkpoint);
+    void this.opts.anchors?.publish(checkpoint);
+    this.wal.drop(segment);
+  }
+
+  #committed(oldest: number | undefined): void {
+    const stored = (stream: string, seq: number) => (this.store.tail(stream)?.seq ?? -1) >= seq;
+    this.log.prune(30 * 60_000, stored);
+    this.log.evict(10_000, stored);
+    const { walDamage } = this.#status;
+    this.#status = {
+      commits: this.#status.commits + 1,
+      lastCommitAt: new Date(this.#clock.now()).toISOString(),
+      ...(oldest !== undefined ? { lastLagMs: this.#clock.now() - oldest } : {}),
+      ...(walDamage !== undefined ? { walDamage } : {}),
+    };
+  }
+
+  #commitFailed(err: unknown, oldest: number | undefined): void {
+    this.#oldest ??= oldest;
+    // The store's own refusals (a gap, a fork, a file changed behind its back) last until repaired: say so.
+    if (err instanceof GatewayError) this.#status = { ...this.#status, blocked: err.message };
+    this.#failed(err);
+  }
+
   /**
-   * The records below `size`, read back from the rolled segments (the log did not hold them all:
-   * git fell behind). The segments were written whole and synced; damage in one is refused.
+   * The log did not hold every record below `size` (git fell behind): read them back from the
+   * rolled segments, one segment per commit, each with a checkpoint over the tree up to its last
+   * record, so no more than one segment (SEGMENT_BYTES) is in memory at once. The segments were
+   * written whole and synced; damage in one is refused.
    */
-  #readBack(segment: number, size: number): WalEntry[] {
-    const { entries, damage } = this.wal.read(segment);
-    const bad = damage.filter((d) => d.kind !== 'trailer');
-    if (bad.length > 0)
-      throw new GatewayError('AUDIT_UNAVAILABLE', `audit WAL read back for commit: ${bad.map(describe).join('; ')}`);
-    return entries.filter((e) => e.leaf < size);
+  async #commitFromWal(
+    segment: number,
+    checkpoint: string,
+    size: number,
+    range: { from: number; to: number },
+    oldest: number | undefined,
+  ): Promise<void> {
+    let done = range.from;
+    try {
+      for (const s of this.wal.list(segment)) {
+        const { entries, damage } = this.wal.read(s);
+        const bad = damage.filter((d) => d.kind !== 'trailer');
+        if (bad.length > 0)
+          throw new GatewayError(
+            'AUDIT_UNAVAILABLE',
+            `audit WAL read back for commit: ${bad.map(describe).join('; ')}`,
+          );
+        const mine = entries.filter((e) => e.leaf < size);
+        if (mine.length === 0) {
+          this.wal.drop(s);
+          continue;
+        }
+        const end = mine[mine.length - 1]!.leaf + 1;
+        await this.#store(mine, end === size ? checkpoint : await this.log.checkpointAt(end), s);
+        done = Math.max(done, end);
+        this.#committed(oldest);
+      }
+      this.log.confirmCommitted();
+    } catch (err) {
+      // What was committed stays committed; the rest is read back again next time.
+      this.log.restoreUncommitted({
+        entries: [],
+        ...(done <= range.to ? { fromWal: { from: done, to: range.to } } : {}),
+      });
+      this.#commitFailed(err, oldest);
+    }
   }
 
   #failed(err: unknown): void {

@@ -282,6 +282,13 @@ export class AuditLog {
     return { segment: r.segment, checkpoint: r.checkpoint, size };
   }
 
+  /** A checkpoint signed over the first `size` leaves (all durable): what a commit of part of the tree carries. */
+  async checkpointAt(size: number): Promise<string> {
+    const r = await this.#ask('checkpoint', size);
+    if (r.checkpoint === undefined) throw new Error(`audit checkpoint at ${size} failed: ${r.error ?? 'none'}`);
+    return r.checkpoint;
+  }
+
   /**
    * The durable entries of the tree below `size` (a rolled checkpoint's) not yet committed; the
    * committer takes them. Those it holds in memory, or (some were past holdBytes) the leaf range
@@ -445,15 +452,18 @@ export class AuditLog {
     this.#port.post({ kind: 'seal', items });
   }
 
-  /** Ask the sealer for `sync`, `roll` or `close` after everything appended so far. */
-  #ask(kind: 'sync' | 'roll' | 'close'): Promise<{ segment?: number; checkpoint?: string; error?: string }> {
+  /** Ask the sealer for `sync`, `roll`, `close` or a `checkpoint` at `size`, after everything appended so far. */
+  #ask(
+    kind: 'sync' | 'roll' | 'close' | 'checkpoint',
+    size = 0,
+  ): Promise<{ segment?: number; checkpoint?: string; error?: string }> {
     this.#post();
     const port = this.#port;
     if (port === undefined) return Promise.resolve({ error: this.#lastError?.message ?? 'audit sealer not running' });
     const id = this.#nextId++;
     return new Promise((resolve) => {
       this.#replies.set(id, resolve);
-      port.post({ kind, id });
+      port.post(kind === 'checkpoint' ? { kind, id, size } : { kind, id });
     });
   }
 

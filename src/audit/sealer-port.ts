@@ -118,11 +118,11 @@ export function sealerTree(walDir: string, k: LogKey, signer: CheckpointSigner =
  * pool), the log key on a worker thread. Messages go both ways a microtask later (never re-entering
  * the caller).
  */
-export function threadSealer(opts: { dir: string; origin: string; key: KeyObject }): SealerPort {
+export function threadSealer(opts: { dir: string; origin: string; key: KeyObject; segmentBytes?: number }): SealerPort {
   const k = { origin: opts.origin, key: opts.key };
   let deliver: (msg: FromSealer) => void = () => undefined;
   const receive = serveSealer(
-    new Sealer(sealerTree(opts.dir, k, workerSigner(k)), new FileWal(opts.dir), (m) =>
+    new Sealer(sealerTree(opts.dir, k, workerSigner(k)), new FileWal(opts.dir, opts.segmentBytes), (m) =>
       queueMicrotask(() => deliver(m)),
     ),
   );

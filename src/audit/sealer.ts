@@ -1,5 +1,6 @@
 import { leafHashHex, type RecordParts, recordText } from './record.js';
 import type { HashFile } from './tlog/hash-file.js';
+import { treeHash } from './tlog/merkle.js';
 import type { Checkpoint } from './tlog/note.js';
 import type { WalEntry, WriteAheadLog } from './wal.js';
 
@@ -33,6 +34,8 @@ export type ToSealer =
   | { readonly kind: 'roll'; readonly id: number }
   /** Write everything. */
   | { readonly kind: 'sync'; readonly id: number }
+  /** A checkpoint signed over the first `size` leaves (a commit of part of the tree: the backlog read back in segments). */
+  | { readonly kind: 'checkpoint'; readonly id: number; readonly size: number }
   | { readonly kind: 'close'; readonly id: number };
 
 export type FromSealer =
@@ -117,11 +120,14 @@ export class Sealer {
     return this.#hashes;
   }
 
-  /** A checkpoint over every durable record now, signed by the tree's signer. */
-  #checkpoint(): Promise<string> {
+  /** A checkpoint over every durable record now (or the first `size`), signed by the tree's signer. */
+  #checkpoint(size?: number): Promise<string> {
     const t = this.#tree();
+    if (size !== undefined && !(Number.isSafeInteger(size) && size >= 0 && size <= t.size))
+      return Promise.reject(new Error(`no checkpoint at ${size}: the tree holds ${t.size} leaves`));
+    const root = size === undefined || size === t.size ? t.root() : treeHash((l, i) => t.read(l, i), size);
     const signed = this.tree
-      .sign({ origin: this.tree.origin, size: t.size, root: t.root(), extensions: [] })
+      .sign({ origin: this.tree.origin, size: size ?? t.size, root, extensions: [] })
       .then((note) => {
         this.tree.saved?.(note);
         return note;
@@ -167,6 +173,11 @@ export class Sealer {
         await this.drain();
         this.send({ kind: 'done', id: msg.id });
         return;
+      case 'checkpoint': {
+        const checkpoint = await this.#checkpoint(msg.size);
+        this.send({ kind: 'done', id: msg.id, checkpoint });
+        return;
+      }
       case 'roll': {
         await this.drain();
         // The tree and the segment as they stand now; the signature comes after, not holding up new records.

@@ -39,6 +39,8 @@ export interface AuditTrailOptions {
   readonly pusher?: AuditPusher;
   /** Bytes of uncommitted lines the log keeps in memory for the committer (AuditLogOptions.holdBytes). */
   readonly holdBytes?: number;
+  /** Where a WAL segment is closed (FileWal; default SEGMENT_BYTES). */
+  readonly segmentBytes?: number;
 }
 
 /** The log's name (checkpoint origin and key name) for the log key `kid`. */
@@ -71,7 +73,12 @@ export function openAuditTrail(store: AuditStore, opts: AuditTrailOptions): Audi
     () =>
       wal !== undefined
         ? localSealer(sealerTree(opts.walDir, { origin, key }), wal(opts.walDir))
-        : threadSealer({ dir: opts.walDir, origin, key }),
+        : threadSealer({
+            dir: opts.walDir,
+            origin,
+            key,
+            ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}),
+          }),
     (stream) => store.tail(stream),
     {
       ...(opts.clock !== undefined ? { clock: opts.clock } : {}),

@@ -6,8 +6,10 @@ import {
   fsync,
   mkdirSync,
   open as openFd,
+  openSync,
   readdirSync,
   readFileSync,
+  readSync,
   rmSync,
   write,
 } from 'node:fs';
@@ -67,7 +69,12 @@ export interface RecoveredWal {
 export interface WalFiles {
   /** Every segment's entries (start: recovery). */
   recover(): RecoveredWal;
-  /** The entries of the segments up to and including `segment` (rolled: no longer written). */
+  /** The segments up to and including `segment` that are still there, oldest first. */
+  list(upTo: number): number[];
+  /**
+   * One rolled segment's entries, cut where the next segment starts over (its first leaf: after
+   * a failed write, the later entries win, as in recovery).
+   */
   read(segment: number): RecoveredWal;
   /** Delete segments up to and including `segment` (their entries are committed). */
   drop(segment: number): void;
@@ -76,7 +83,12 @@ export interface WalFiles {
 /** How a group's trailer line starts (an entry starts with a hex digit). */
 const TRAILER = '=\t';
 const MIN_SPARE = 256 * 1024;
-const MAX_SPARE = 64 << 20;
+/**
+ * A segment past this size is closed after its group and the next group starts a new one, so a
+ * committer that fell behind reads the backlog back one bounded segment at a time.
+ */
+export const SEGMENT_BYTES = 16 << 20;
+const MAX_SPARE = SEGMENT_BYTES + MIN_SPARE;
 
 /**
  * Segmented WAL files under `dir`: wal-<n>.log, one entry per line:
@@ -110,8 +122,14 @@ export class FileWal implements WriteAheadLog {
   /** How large the next spare is: a little more than the last segment grew to (bounded). */
   #spareBytes: number;
 
-  /** Opens the WAL in `dir` for writing: new entries go to a segment numbered after every existing one. */
-  constructor(private readonly dir: string) {
+  /**
+   * Opens the WAL in `dir` for writing: new entries go to a segment numbered after every existing one.
+   * `segmentBytes`: where a segment is closed after its group (default SEGMENT_BYTES; tests make it small).
+   */
+  constructor(
+    private readonly dir: string,
+    private readonly segmentBytes = SEGMENT_BYTES,
+  ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     for (const f of readdirSync(dir)) if (f.endsWith('.spare')) rmSync(path.join(dir, f), { force: true });
     this.#segment = Math.max(0, ...segments(dir)) + 1;
@@ -192,6 +210,7 @@ export class FileWal implements WriteAheadLog {
       this.#abandon();
       throw err;
     }
+    if (this.#pos >= this.segmentBytes) this.roll();
   }
 
   /**
@@ -244,6 +263,38 @@ const openAsync = promisify(openFd);
 const fsyncAsync = promisify(fsync);
 const closeAsync = promisify(close);
 
+/** The leaf of a segment's first entry (read from its first line only), when it has one that checks out. */
+function firstLeaf(file: string): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const chunks: Buffer[] = [];
+    const buf = Buffer.alloc(64 * 1024);
+    let at = 0;
+    // An entry is at most a record line and its fields: bounded by what the log ever writes (a few MiB).
+    for (
+      let n = readSync(fd, buf, 0, buf.length, at);
+      n > 0 && at < SEGMENT_BYTES;
+      n = readSync(fd, buf, 0, buf.length, at)
+    ) {
+      const nl = buf.subarray(0, n).indexOf(10);
+      chunks.push(Buffer.from(buf.subarray(0, nl < 0 ? n : nl)));
+      if (nl >= 0) {
+        const row = Buffer.concat(chunks).toString('utf8');
+        return row.startsWith(TRAILER) ? undefined : parseEntry(row, () => undefined)?.leaf;
+      }
+      at += n;
+    }
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** One positioned write on the thread pool: how many bytes it wrote. */
 function writeAt(fd: number, data: Buffer, off: number, position: number): Promise<number> {
   return new Promise((resolve, reject) =>
@@ -262,15 +313,16 @@ function segments(dir: string): number[] {
 /** The segments in `dir`, to read back and drop (the writer may be busy with a newer one meanwhile). */
 export function walFiles(dir: string): WalFiles {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const read = (upTo: number) =>
-    recoverEntries(
-      segments(dir)
-        .filter((n) => n <= upTo)
-        .map((n) => ({ name: `wal-${n}.log`, text: readFileSync(path.join(dir, `wal-${n}.log`), 'utf8') })),
-    );
+  const text = (n: number) => ({ name: `wal-${n}.log`, text: readFileSync(path.join(dir, `wal-${n}.log`), 'utf8') });
   return {
-    recover: () => read(Number.POSITIVE_INFINITY),
-    read,
+    recover: () => recoverEntries(segments(dir).map(text)),
+    list: (upTo) => segments(dir).filter((n) => n <= upTo),
+    read(segment) {
+      const got = recoverEntries([text(segment)]);
+      const next = segments(dir).find((n) => n > segment);
+      const cut = next === undefined ? undefined : firstLeaf(path.join(dir, `wal-${next}.log`));
+      return cut === undefined ? got : { entries: got.entries.filter((e) => e.leaf < cut), damage: got.damage };
+    },
     drop(segment) {
       for (const n of segments(dir)) if (n <= segment) rmSync(path.join(dir, `wal-${n}.log`), { force: true });
     },

@@ -34,7 +34,13 @@ export function newAuditKey(name: string): AuditKey {
 export async function openTrail(
   root: string,
   key?: AuditKey,
-  opts: { clock?: Clock; anchors?: readonly AnchorConfig[]; warn?: (msg: string) => void; holdBytes?: number } = {},
+  opts: {
+    clock?: Clock;
+    anchors?: readonly AnchorConfig[];
+    warn?: (msg: string) => void;
+    holdBytes?: number;
+    segmentBytes?: number;
+  } = {},
 ): Promise<AuditTrail & { store: GitAuditStore; key: AuditKey }> {
   // By default the log key of `root` as a data dir (as a gateway keeps it), so a reopen and verifyRepo find it.
   const k = key ?? (await logKeyOf(root, true));

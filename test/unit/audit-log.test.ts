@@ -281,6 +281,7 @@ describe('AuditLog when its sealer stops', () => {
       log,
       {
         recover: () => ({ entries: [], damage: [] }),
+        list: () => [],
         read: () => ({ entries: [], damage: [] }),
         drop: () => undefined,
       },
@@ -411,6 +412,7 @@ describe('AuditCommitter on its clock', () => {
       log,
       {
         recover: () => ({ entries: [], damage: [] }),
+        list: () => [],
         read: () => ({ entries: [], damage: [] }),
         drop: () => undefined,
       },
@@ -502,6 +504,22 @@ describe('FileWal', () => {
     await wal.close();
     expect(readdirSync(dir).filter((f) => f.startsWith('wal-'))).toHaveLength(2);
     expect(recovered(dir)).toEqual(['L0', 'L1']);
+  });
+
+  it('closes a segment past segmentBytes; a rolled segment is read back alone, cut where the next one starts over', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gitgate-wal-'));
+    const wal = new FileWal(dir, 100);
+    await wal.append([entry('s', 0, 'L0', 0), entry('s', 1, 'L1', 1), entry('s', 2, 'L2', 2)]);
+    await wal.append([entry('s', 3, 'L3', 3)]);
+    // After a failed report of leaf 3 the log wrote it again (another record) in the next segment.
+    await wal.append([entry('s', 3, 'R3', 3), entry('s', 4, 'R4', 4)]);
+    await wal.close();
+    const files = walFiles(dir);
+    expect(files.list(99)).toEqual([1, 2, 3]);
+    expect(files.read(1).entries.map(tagOf)).toEqual(['L0', 'L1', 'L2']);
+    expect(files.read(2).entries.map(tagOf)).toEqual([]);
+    expect(files.read(3).entries.map(tagOf)).toEqual(['R3', 'R4']);
+    expect(recovered(dir)).toEqual(['L0', 'L1', 'L2', 'R3', 'R4']);
   });
 
   it('drops committed segments and continues numbering after a restart', async () => {
