@@ -19,10 +19,13 @@ const sha256: (data: Buffer) => Buffer =
     : (data) => crypto.createHash('sha256').update(data).digest();
 
 export function leafHash(data: Buffer | string): Hash {
-  // A string's 0x00 prefix is the UTF-8 of U+0000: one encoding of the whole, no concat.
-  return typeof data === 'string'
-    ? sha256(Buffer.from(`\0${data}`, 'utf8'))
-    : sha256(Buffer.concat([LEAF_PREFIX, data]));
+  if (typeof data !== 'string') return sha256(Buffer.concat([LEAF_PREFIX, data]));
+  // Encoding the string itself (not a new `\0${data}`) flattens it in place: a line built by
+  // concatenation and then kept (the WAL entry the committer takes) holds its text, not the rope.
+  const b = Buffer.allocUnsafe(Buffer.byteLength(data, 'utf8') + 1);
+  b[0] = 0;
+  b.write(data, 1, 'utf8');
+  return sha256(b);
 }
 
 /** H(0x01 || left || right), written into one 65-byte buffer. */
