@@ -191,7 +191,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
         },
       );
       return resumable(
-        await relay(msg, finallyDo(mapMessages(released, toCaller), ended), ex),
+        await relay(msg, mapMessages(released, toCaller, ended), ex),
         route.kind === 'session' ? route.session : undefined,
       );
     }
@@ -204,7 +204,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
     const forwarded = await send(auth);
     if (forwarded.session !== undefined) ex.opened(forwarded.session, forwarded.session.protocolVersion);
     return resumable(
-      await relay(msg, finallyDo(mapMessages(forwarded.messages, toCaller), ended), ex, forwarded.session?.id),
+      await relay(msg, mapMessages(forwarded.messages, toCaller, ended), ex, forwarded.session?.id),
       route.kind === 'session' ? route.session : forwarded.session,
     );
   } catch (err) {
@@ -317,14 +317,6 @@ async function* untilAborted<T>(items: AsyncIterable<T>, signal: AbortSignal): A
   }
 }
 
-async function* finallyDo<T>(items: AsyncIterable<T>, done: () => void): AsyncGenerator<T> {
-  try {
-    yield* items;
-  } finally {
-    done();
-  }
-}
-
 function catalogKey(route: Route, identity: Identity, upstream: Upstream): string {
   return route.kind === 'session'
     ? `session:${route.session.id}`
@@ -413,14 +405,22 @@ function maskFor(deps: GatewayDeps, m: JsonRpcMessage, input: PolicyInput, outco
   return report.changed;
 }
 
-/** Each message as the caller may see it; a message the caller may not see is dropped. */
+/**
+ * Each message as the caller may see it; a message the caller may not see is dropped. `done` (if
+ * given) runs once the messages end, however they end (answered, failed, or the caller gone).
+ */
 async function* mapMessages(
   messages: AsyncIterable<JsonRpcMessage>,
   f: (m: JsonRpcMessage) => JsonRpcMessage | undefined,
+  done?: () => void,
 ): AsyncGenerator<JsonRpcMessage> {
-  for await (const m of messages) {
-    const out = f(m);
-    if (out !== undefined) yield out;
+  try {
+    for await (const m of messages) {
+      const out = f(m);
+      if (out !== undefined) yield out;
+    }
+  } finally {
+    done?.();
   }
 }
 

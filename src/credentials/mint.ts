@@ -16,6 +16,18 @@ export interface CredentialClaims {
 
 const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
 
+/** The encoded JWS header of each signing key's credentials (the same for every credential it signs). */
+const headers = new WeakMap<SigningKey, string>();
+
+function headerOf(key: SigningKey): string {
+  let h = headers.get(key);
+  if (h === undefined) {
+    h = b64({ alg: key.alg, kid: key.kid, typ: 'JWT' });
+    headers.set(key, h);
+  }
+  return h;
+}
+
 /** sha256 (base64url) of the canonical JSON of a call's arguments. */
 export function argumentsHash(args: unknown): string {
   return createHash('sha256')
@@ -38,7 +50,7 @@ export function mintCredential(key: SigningKey, c: CredentialClaims, now: number
       : c.tool !== undefined
         ? `${c.method}:${c.tool}`
         : c.method;
-  const header = b64({ alg: key.alg, kid: key.kid, typ: 'JWT' });
+  const header = headerOf(key);
   const payload = b64({
     iss: c.issuer,
     aud: c.audience,

@@ -17,6 +17,9 @@ export interface TrackedConnector extends UpstreamConnector {
   readonly inFlight: number;
 }
 
+/** Sessions below this many are not swept as a whole between retirements. */
+const MIN_SWEEP = 64;
+
 export interface TrackOptions {
   /** Called once per request that got an answer, or failed without one. */
   readonly observe?: (seconds: number, outcome: UpstreamOutcome) => void;
@@ -45,14 +48,29 @@ export function trackConnector(inner: UpstreamConnector, opts: TrackOptions = {}
   }
   /** A session is done when its process or connection ended, or (retired) nothing is in flight on it. */
   const done = (t: Tracked) => t.inner.closed || (retired && t.inFlight === 0);
-  const check = () => {
+  /** live's size at which every session is looked at again (twice its size after the last full sweep). */
+  let sweepAt = MIN_SWEEP;
+  /** Every session looked at: on retire, and when live has doubled since the last sweep (amortized O(1) a request). */
+  const sweep = () => {
     for (const t of live) if (done(t)) live.delete(t);
+    sweepAt = Math.max(MIN_SWEEP, live.size * 2);
     if (retired && live.size === 0) drained?.();
+  };
+  /**
+   * One session's request ended or it closed: only that session can have become done by it (a retired
+   * connector's other sessions were swept at retire, and each is looked at again when its own last
+   * request ends), so only it is looked at.
+   */
+  const check = (t: Tracked) => {
+    if (done(t)) live.delete(t);
+    if (live.size >= sweepAt) sweep();
+    else if (retired && live.size === 0) drained?.();
   };
 
   const wrap = (s: UpstreamSession): UpstreamSession => {
     const t: Tracked = { inner: s, inFlight: 0 };
     live.add(t);
+    if (live.size >= sweepAt) sweep();
     return {
       get closed() {
         return done(t);
@@ -79,14 +97,14 @@ export function trackConnector(inner: UpstreamConnector, opts: TrackOptions = {}
         } finally {
           t.inFlight--;
           total--;
-          check();
+          check(t);
         }
       },
       send: (m, auth?: UpstreamAuth) => s.send(m, auth),
       listen: (signal, auth) => s.listen(signal, auth),
       async close(auth) {
         await s.close(auth);
-        check();
+        check(t);
       },
     };
   };
@@ -129,7 +147,7 @@ export function trackConnector(inner: UpstreamConnector, opts: TrackOptions = {}
       if (retiring !== undefined) return retiring;
       retired = true;
       retiring = new Promise<void>((resolve) => (drained = resolve));
-      check();
+      sweep();
       return retiring;
     },
     shutdown() {

@@ -78,6 +78,28 @@ function deepFreeze<T>(v: T): T {
 }
 
 /**
+ * Decisions by the exact JSON text of the policy's result set (what the WASM wrote): the same text
+ * always parses to the same result, so a repeated answer is neither parsed nor serialized again.
+ */
+const resultSetCache = boundedCache<string, Decision>({ max: 1000, ttlMs: 0 });
+
+/** The decision of a result set as the policy's WASM wrote it (`[{"result": …}]`), normalized as normalizeDecision does. */
+export function decisionOfResultSet(text: string): Decision {
+  const known = resultSetCache.get(text);
+  if (known !== undefined) return known;
+  let rs: unknown;
+  try {
+    rs = JSON.parse(text);
+  } catch {
+    return denyDecision('policy evaluation failed: its result is not JSON', false);
+  }
+  const raw = Array.isArray(rs) ? (rs[0] as { result?: unknown } | undefined)?.result : undefined;
+  const decision = normalizeDecision(raw);
+  if (raw !== undefined && text.length <= MAX_CACHED_RESULT_CHARS) resultSetCache.set(text, decision);
+  return decision;
+}
+
+/**
  * Validate the raw policy result against schemas/decision.schema.json.
  * Undefined or invalid results become a deny whose reason says why (fail closed).
  */

@@ -3,7 +3,7 @@ import { type Clock, systemClock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { ENTRYPOINT } from './build.js';
 import type { PolicyBundle } from './bundle.js';
-import { type Decision, denyDecision, normalizeDecision } from './decision.js';
+import { type Decision, decisionOfResultSet, denyDecision, normalizeDecision } from './decision.js';
 import { hostBuiltinImpls } from './host-builtins.js';
 import type { PolicyInput } from './input.js';
 
@@ -74,6 +74,20 @@ export async function instantiate(
     bundleDigest: bundle.digest,
     loadedAt: new Date(clock.now()).toISOString(),
   };
+  const raw = rawEvaluator(policy, policy.entrypoints[ENTRYPOINT] as number);
+  const runJson = (input: ArrayBuffer): Decision => {
+    if (raw === undefined) return run(input);
+    let text: string;
+    evaluating = input;
+    try {
+      text = raw(new Uint8Array(input));
+    } catch (err) {
+      return denyDecision(`policy evaluation failed: ${String(err)}`, false);
+    } finally {
+      evaluating = undefined;
+    }
+    return decisionOfResultSet(text);
+  };
   const run = (input: PolicyInput | ArrayBuffer): Decision => {
     let rs: unknown;
     evaluating = input;
@@ -87,10 +101,40 @@ export async function instantiate(
     const first = Array.isArray(rs) ? (rs[0] as { result?: unknown } | undefined) : undefined;
     return normalizeDecision(first?.result);
   };
-  const instance: PolicyInstance = { revision: full, evaluate: run, evaluateJson: run };
+  const instance: PolicyInstance = { revision: full, evaluate: run, evaluateJson: runJson };
   const smoke = instance.evaluate(SMOKE_INPUT);
   if (!smoke.valid) throw new GatewayError('POLICY_BUILD_FAILED', `smoke decision failed: ${smoke.reasons.join('; ')}`);
   return instance;
+}
+
+const decoder = new TextDecoder();
+const WASM_PAGE = 64 * 1024;
+
+/**
+ * The result set of one evaluation as the JSON text the policy's WASM wrote, for ABI 1.2 and later:
+ * what `LoadedPolicy.evaluate` does for an input given as JSON bytes (the input copied above the
+ * data, `opa_eval`, its result read), without parsing the result and without a decoder per call.
+ * Undefined for an older ABI (evaluate is used then).
+ */
+function rawEvaluator(policy: LoadedPolicy, entrypoint: number): ((input: Uint8Array) => string) | undefined {
+  if (typeof policy.minorVersion !== 'number' || policy.minorVersion < 2) return undefined;
+  const wasm = ('instance' in policy.wasmInstance ? policy.wasmInstance.instance : policy.wasmInstance) as {
+    exports: { opa_eval?: unknown };
+  };
+  const opaEval = wasm.exports.opa_eval;
+  if (typeof opaEval !== 'function') return undefined;
+  const evaluate = opaEval as (...args: number[]) => number;
+  return (input) => {
+    const mem = policy.mem;
+    const inputAddr = policy.dataHeapPtr as number;
+    const delta = inputAddr + input.byteLength - mem.buffer.byteLength;
+    if (delta > 0) mem.grow(Math.ceil(delta / WASM_PAGE));
+    new Uint8Array(mem.buffer).set(input, inputAddr);
+    const at = evaluate(0, entrypoint, policy.dataAddr, inputAddr, input.byteLength, inputAddr + input.byteLength, 0);
+    const bytes = new Uint8Array(mem.buffer);
+    const end = bytes.indexOf(0, at);
+    return decoder.decode(bytes.subarray(at, end < 0 ? bytes.length : end));
+  };
 }
 
 /** Holds the serving instance; `swap` replaces it atomically (in-flight decisions keep the one they captured). */

@@ -200,6 +200,26 @@ describe('policies compiled by the pinned opa and evaluated in WASM', () => {
     expect(d.reasons[0]).toMatch(/policy decision invalid: allow: must be boolean/);
     const undef = p.evaluate(input({ method: 'tools/list' }));
     expect(undef).toMatchObject({ allow: false, valid: false, reasons: [expect.stringMatching(/no decision/)] });
+    // The pre-serialized path (the result set read as the WASM wrote it) says the same, twice (remembered).
+    const json = (i: PolicyInput) => new TextEncoder().encode(JSON.stringify(i)).buffer as ArrayBuffer;
+    for (let n = 0; n < 2; n++) {
+      expect(p.evaluateJson(json(input()))).toEqual(d);
+      expect(p.evaluateJson(json(input({ method: 'tools/list' })))).toEqual(undef);
+      expect(p.evaluateJson(json(input({ method: 'ping' })))).toEqual(p.evaluate(input({ method: 'ping' })));
+    }
+  });
+
+  it('a pre-serialized input larger than the WASM memory grows it and decides as the object does', async () => {
+    const p = await instantiate(await build(path.join(packageRoot, 'policies')), { source: 'repo' });
+    const big = input({ tool: 'echo', arguments: { text: 'x'.repeat(3 * 1024 * 1024) } });
+    const d = p.evaluateJson(new TextEncoder().encode(JSON.stringify(big)).buffer as ArrayBuffer);
+    expect(d).toEqual(p.evaluate(big));
+    expect(d.allow).toBe(true);
+    // And the memory still serves small inputs afterwards.
+    const small = input({ tool: 'get-tiny-image' });
+    expect(p.evaluateJson(new TextEncoder().encode(JSON.stringify(small)).buffer as ArrayBuffer)).toEqual(
+      p.evaluate(small),
+    );
   });
 
   it('a policy whose smoke decision is invalid is refused before it can serve', async () => {

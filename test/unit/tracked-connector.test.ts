@@ -95,4 +95,26 @@ describe('tracked upstream connectors', () => {
     await Promise.all([c.shutdown(), c.shutdown()]);
     expect(f.shutdowns()).toBe(1);
   });
+
+  it('many sessions: closed ones are forgotten, and a retire waits exactly for the busy one', async () => {
+    const f = fakeConnector();
+    const c = trackConnector(f.connector);
+    const sessions = [];
+    for (let i = 0; i < 150; i++) sessions.push(await c.open());
+    // Half close themselves (their upstream went away), a third are closed by the gateway.
+    for (let i = 0; i < 150; i += 2) f.opened[i]!.closed = true;
+    for (let i = 1; i < 150; i += 3) await sessions[i]!.close();
+    const busy = sessions[149]!;
+    const inflight = drain(busy.request({ jsonrpc: '2.0', id: 1, method: 'ok' }));
+    await tick();
+    let resolved = false;
+    const retired = c.retire().then(() => (resolved = true));
+    expect(sessions.filter((s) => !s.closed)).toEqual([busy]);
+    await tick();
+    expect(resolved).toBe(false);
+    f.gates.shift()!();
+    await inflight;
+    await retired;
+    expect(busy.closed).toBe(true);
+  });
 });

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -87,6 +88,53 @@ describe('the headers of an upstream request', () => {
       expect(second).toMatchObject({ 'mcp-session-id': 's9', 'mcp-protocol-version': '2025-11-25' });
       expect(third).toMatchObject({ host: 'virtual.example' });
     } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
+
+describe('a request whose caller went away', () => {
+  it('is destroyed when its signal aborts (the upstream sees the connection close), and leaves no listener behind', async () => {
+    let closed!: () => void;
+    let arrived!: () => void;
+    const upstreamSawClose = new Promise<void>((r) => (closed = r));
+    const held = new Promise<void>((r) => (arrived = r));
+    const server = http.createServer((req, res) => {
+      req.resume();
+      if (req.headers['x-hold'] === '1') {
+        // Never answers: only the caller's going away ends this request.
+        res.on('close', () => closed());
+        arrived();
+        return;
+      }
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{}');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const connector = httpConnector(
+      httpUpstreamConfig('gone', `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`),
+    );
+    try {
+      // Answered: its abort listener is removed once the request is done.
+      const done = new AbortController();
+      const res = await connector.send('POST', { 'content-length': '2' }, '{}', done.signal);
+      await connector.readBody(res);
+      await new Promise((r) => setImmediate(r));
+      expect(getEventListeners(done.signal, 'abort')).toHaveLength(0);
+      // Held: aborting destroys it with an AbortError, and the upstream sees the connection go.
+      const ctl = new AbortController();
+      const pending = connector.send('POST', { 'content-length': '2', 'x-hold': '1' }, '{}', ctl.signal);
+      await held;
+      ctl.abort();
+      await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
+      await upstreamSawClose;
+      // Already aborted: nothing is sent.
+      await expect(connector.send('POST', {}, undefined, ctl.signal)).rejects.toMatchObject({ name: 'AbortError' });
+    } finally {
+      await connector.shutdown();
+      server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
     }
   });

@@ -11,7 +11,7 @@ import {
   type JsonRpcResponse,
 } from '../jsonrpc.js';
 import { SseParser } from '../sse.js';
-import type { HttpConnector, MessageDeadline, Watch } from './http.js';
+import type { HttpConnector, Watch } from './http.js';
 import { SseAnswer } from './sse-answer.js';
 import { answeredStatus, type RequestOptions, type UpstreamAuth, type UpstreamSession } from './types.js';
 import { parseUpstreamJson, parseUpstreamMessages } from './upstream-json.js';
@@ -52,12 +52,53 @@ export class HttpSession implements UpstreamSession {
       throw new GatewayError('UPSTREAM_UNAVAILABLE', `upstream ${this.#connector.name} session is closed`);
   }
 
+  /**
+   * One request's messages: the POST, then its answer (a JSON body, or an SSE stream until the
+   * response), under one message deadline. One generator for the whole exchange: a JSON answer's
+   * messages are yielded from here, an SSE answer's from its SseAnswer.
+   */
   async *request(msg: JsonRpcRequest, opts: RequestOptions = {}): AsyncGenerator<JsonRpcMessage> {
     this.#assertOpen();
-    const deadline = this.#connector.deadline();
+    const connector = this.#connector;
+    const deadline = connector.deadline();
     deadline.arm();
     try {
-      yield* this.#exchange(msg, opts, deadline);
+      const res = await this.#post(msg, opts.auth, opts.signal, deadline, opts.headers);
+      const status = res.statusCode ?? 0;
+      if (status >= 400) {
+        yield await this.#errorAnswer(res, status, msg, opts);
+        return;
+      }
+      const listening = opts.listen === true;
+      if (listening) {
+        // Open: quiet for as long as nothing happens; the caller's going away ends it.
+        deadline.stop();
+        res.socket?.setTimeout(0);
+      }
+      const initialize = msg.method === 'initialize';
+      if (initialize) {
+        const sid = res.headers['mcp-session-id'];
+        if (typeof sid === 'string') this.#sessionId = sid;
+      }
+      if (String(res.headers['content-type'] ?? '').includes('text/event-stream')) {
+        const answer = new SseAnswer(connector, this, res, msg.id, opts, deadline, listening).messages();
+        if (!initialize) {
+          yield* answer;
+          return;
+        }
+        for await (const m of answer) {
+          this.#initialized(msg, m);
+          yield m;
+        }
+        return;
+      }
+      // A JSON answer: the body whole, then its messages.
+      const text = await connector.readBody(res);
+      deadline.stop();
+      for (const m of parseUpstreamMessages(connector.source, text)) {
+        if (initialize) this.#initialized(msg, m);
+        yield m;
+      }
     } finally {
       deadline.stop();
     }
@@ -199,56 +240,36 @@ export class HttpSession implements UpstreamSession {
     return res;
   }
 
-  async *#exchange(
+  /**
+   * An HTTP error answer: a JSON-RPC error for this very request is the upstream's answer (its
+   * message); anything else is a transport failure (thrown).
+   */
+  async #errorAnswer(
+    res: http.IncomingMessage,
+    status: number,
     msg: JsonRpcRequest,
     opts: RequestOptions,
-    deadline: MessageDeadline,
-  ): AsyncGenerator<JsonRpcMessage> {
+  ): Promise<JsonRpcMessage> {
     const connector = this.#connector;
-    const res = await this.#post(msg, opts.auth, opts.signal, deadline, opts.headers);
-    const status = res.statusCode ?? 0;
-    if (status >= 400) {
-      // A JSON-RPC error for this very request is the upstream's answer; anything else is a transport failure.
-      const text = await connector.readBody(res).catch(() => '');
-      let answer: JsonRpcMessage | undefined;
-      try {
-        const v = parseUpstreamJson(connector.source, text) as JsonRpcMessage;
-        if (checkMessage(v) === undefined && isResponse(v) && v.id === msg.id && v.error !== undefined) answer = v;
-      } catch {
-        answer = undefined;
-      }
-      if (answer === undefined) throw connector.httpError(status, text, opts.auth, opts.maskText);
-      // 2026-07-28 maps some errors to 400 / 404; other statuses (401, 403, 429, …) would speak for gitgate itself.
-      if (status === 400 || status === 404) answeredStatus.set(answer, status);
-      yield answer;
-      return;
+    const text = await connector.readBody(res).catch(() => '');
+    let answer: JsonRpcMessage | undefined;
+    try {
+      const v = parseUpstreamJson(connector.source, text) as JsonRpcMessage;
+      if (checkMessage(v) === undefined && isResponse(v) && v.id === msg.id && v.error !== undefined) answer = v;
+    } catch {
+      answer = undefined;
     }
-    const listening = opts.listen === true;
-    if (listening) {
-      // Open: quiet for as long as nothing happens; the caller's going away ends it.
-      deadline.stop();
-      res.socket?.setTimeout(0);
-    }
-    if (msg.method === 'initialize') {
-      const sid = res.headers['mcp-session-id'];
-      if (typeof sid === 'string') this.#sessionId = sid;
-    }
-    const answer = String(res.headers['content-type'] ?? '').includes('text/event-stream')
-      ? new SseAnswer(connector, this, res, msg.id, opts, deadline, listening).messages()
-      : this.#jsonAnswer(res, deadline);
-    for await (const m of answer) {
-      if (msg.method === 'initialize' && isResponse(m) && m.id === msg.id && m.result !== undefined) {
-        const v = (m.result as { protocolVersion?: unknown }).protocolVersion;
-        if (typeof v === 'string') this.#protocolVersion = v;
-      }
-      yield m;
-    }
+    if (answer === undefined) throw connector.httpError(status, text, opts.auth, opts.maskText);
+    // 2026-07-28 maps some errors to 400 / 404; other statuses (401, 403, 429, …) would speak for gitgate itself.
+    if (status === 400 || status === 404) answeredStatus.set(answer, status);
+    return answer;
   }
 
-  /** A JSON answer: the body whole, then its messages. */
-  async *#jsonAnswer(res: http.IncomingMessage, deadline: MessageDeadline): AsyncGenerator<JsonRpcMessage> {
-    const text = await this.#connector.readBody(res);
-    deadline.stop();
-    for (const m of parseUpstreamMessages(this.#connector.source, text)) yield m;
+  /** initialize's response names the protocol version every later request carries. */
+  #initialized(msg: JsonRpcRequest, m: JsonRpcMessage): void {
+    if (isResponse(m) && m.id === msg.id && m.result !== undefined) {
+      const v = (m.result as { protocolVersion?: unknown }).protocolVersion;
+      if (typeof v === 'string') this.#protocolVersion = v;
+    }
   }
 }

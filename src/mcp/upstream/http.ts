@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { urlToHttpOptions } from 'node:url';
 import { type Clock, systemClock, type Timer } from '../../clock.js';
 import type { UpstreamConfig } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
@@ -68,6 +69,8 @@ export class HttpConnector implements UpstreamConnector {
   readonly #secretHeader: Readonly<Record<string, string>>;
   readonly #cfg: HttpUpstreamConfig;
   readonly #url: URL;
+  /** The URL as node:http's request options (protocol, host, port, path, auth), derived once. */
+  readonly #target: http.RequestOptions;
   readonly #lib: typeof http | typeof https;
   readonly #agent: http.Agent;
   /** Requests and responses a deadline destroyed: their errors read as UPSTREAM_TIMEOUT. */
@@ -85,6 +88,7 @@ export class HttpConnector implements UpstreamConnector {
     this.name = cfg.name;
     this.#source = `upstream ${cfg.name}`;
     this.#url = new URL(cfg.url);
+    this.#target = urlToHttpOptions(this.#url);
     this.#lib = this.#url.protocol === 'https:' ? https : http;
     // Idle connections close after 4 s, before a server's usual keep-alive timeout (Node's is 5 s) closes them under a request.
     this.#agent = new this.#lib.Agent({ keepAlive: true, maxSockets: 256, timeout: IDLE_SOCKET_MS });
@@ -152,7 +156,8 @@ export class HttpConnector implements UpstreamConnector {
 
   /**
    * One request to the upstream's URL; its response once the headers arrived (within timeoutMs).
-   * `watch.target` follows it: the request, then its response.
+   * `watch.target` follows it: the request, then its response. A `watch` must be an armed deadline
+   * (its expiry is what bounds the wait for the headers then).
    */
   send(
     method: 'POST' | 'GET' | 'DELETE',
@@ -165,9 +170,12 @@ export class HttpConnector implements UpstreamConnector {
     return new Promise((resolve, reject) => {
       let response: http.IncomingMessage | undefined;
       let headersDue: Timer | undefined;
+      if (signal?.aborted === true) {
+        reject(abortError(signal));
+        return;
+      }
       const req = this.#lib.request(
-        this.#url,
-        { method, headers: this.#headerList(headers), agent: this.#agent, signal: signal as AbortSignal },
+        { ...this.#target, method, headers: this.#headerList(headers), agent: this.#agent },
         (res) => {
           headersDue?.cancel();
           response = res;
@@ -178,9 +186,17 @@ export class HttpConnector implements UpstreamConnector {
         },
       );
       if (watch !== undefined) watch.target = req;
-      // The response's headers within timeoutMs; after them the request's message deadline rules
-      // (a listening stream has none once open).
-      headersDue = this.#clock.after(this.#cfg.timeoutMs, () => this.#expire(req));
+      // The caller's going away destroys the request (and with it its response), as node:http's own
+      // `signal` option does, with one listener on each side instead of its end-of-stream watch.
+      if (signal !== undefined) {
+        const abort = () => req.destroy(abortError(signal));
+        signal.addEventListener('abort', abort, { once: true });
+        req.once('close', () => signal.removeEventListener('abort', abort));
+      }
+      // The response's headers within timeoutMs. A watched request's message deadline, armed before it
+      // was sent, already bounds them (and rules after them; a listening stream has none once open);
+      // an unwatched one (a GET stream, a DELETE) gets a timer of its own.
+      if (watch === undefined) headersDue = this.#clock.after(this.#cfg.timeoutMs, () => this.#expire(req));
       req.on('error', (err) => {
         headersDue?.cancel();
         if (err instanceof GatewayError) reject(err);
@@ -301,6 +317,13 @@ export class HttpConnector implements UpstreamConnector {
     }
     return host ? list : ['host', this.#url.host, ...list];
   }
+}
+
+/** What an aborted request fails with: an AbortError carrying the signal's reason, as node:http's `signal` gives. */
+function abortError(signal: AbortSignal): Error {
+  const err = new Error('The operation was aborted', { cause: signal.reason });
+  err.name = 'AbortError';
+  return Object.assign(err, { code: 'ABORT_ERR' });
 }
 
 /** The connector for a Streamable HTTP upstream (upstreams.ts picks it for a config with `url`). */
