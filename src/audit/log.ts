@@ -62,15 +62,15 @@ export interface AuditLogOptions {
   readonly stallMs?: number;
   /**
    * At most this many bytes of uncommitted record lines are kept in memory for the committer
-   * (default 32 MiB). Past it (git lags behind a burst), durable records are left in the WAL
-   * segments only, and the committer reads them back from there: memory stays flat however far
-   * behind the commits fall.
+   * (default 0: none). Past it, durable records are in the WAL segments only, and the committer
+   * reads them back from there: memory stays flat however far behind the commits fall. Holding
+   * lines for a second until their commit costs more in old-generation GC than reading them back.
    */
   readonly holdBytes?: number;
 }
 
 const STALL_MS = 5_000;
-const HOLD_BYTES = 32 << 20;
+const HOLD_BYTES = 0;
 
 /** What the committer takes for one commit: the records of the tree below `size`. */
 export interface Uncommitted {

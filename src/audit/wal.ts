@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   close,
   closeSync,
@@ -17,6 +17,9 @@ import { open, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { leafHashHex, leafHead, sha256Hex } from './record.js';
+
+/** SHA-256 (hex) of bytes. */
+const sha256Bytes = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 /** One durable WAL entry: a record line, its leaf index and the stream it belongs to. */
 export interface WalEntry {
@@ -200,7 +203,9 @@ export class FileWal implements WriteAheadLog {
     if (entries.length === 0) return;
     let text = '';
     for (const e of entries) text += `${e.hash}\t${e.seq}\t${JSON.stringify(e.stream)}\t${e.line}\n`;
-    const data = Buffer.from(`${text}${TRAILER}${entries.length}\t${sha256Hex(text)}\n`);
+    // Encoded once: the trailer's checksum is of these very bytes.
+    const body = Buffer.from(text, 'utf8');
+    const data = Buffer.concat([body, Buffer.from(`${TRAILER}${entries.length}\t${sha256Bytes(body)}\n`)]);
     try {
       const fd = await this.#open();
       const at = this.#pos;

@@ -259,6 +259,8 @@ describe('AuditLog when its sealer stops', () => {
         };
       },
       () => undefined,
+      // These fakes have no WAL files to read back: the log holds every line for the committer.
+      { holdBytes: Number.POSITIVE_INFINITY },
     );
     await log.append('s', { type: 'decision' });
     const lost = log.append('s', { type: 'response' });
@@ -335,6 +337,8 @@ describe('AuditLog when its sealer dies after a write it could not report', () =
         };
       },
       () => undefined,
+      // These fakes have no WAL files to read back: the log holds every line for the committer.
+      { holdBytes: Number.POSITIVE_INFINITY },
     );
     await log.append('s', { type: 'decision' });
     dieOnDurable = true;
@@ -396,7 +400,7 @@ describe('AuditCommitter on its clock', () => {
     const log = new AuditLog(
       () => localSealer(tree, new MemoryWal()),
       () => undefined,
-      { clock },
+      { clock, holdBytes: Number.POSITIVE_INFINITY },
     );
     const committed: WalEntry[] = [];
     const store: AuditStore = {
