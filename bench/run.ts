@@ -225,16 +225,43 @@ interface Measured extends RunResult {
   readonly cpu?: { readonly main: number; readonly all: number; readonly children: number };
   /** Audit on: records made durable per WAL write (group commit), during the run. */
   readonly recordsPerWrite?: number;
+  /** Audit on: the median time of one WAL write during the run (ms), from the gateway's histogram. */
+  readonly walWriteP50?: number;
 }
 
-/** A gitgate's audit counters (records made durable, WAL writes), from its /metrics; undefined for others. */
-async function walCounters(t: Target): Promise<{ records: number; writes: number } | undefined> {
+interface WalCounters {
+  readonly records: number;
+  readonly writes: number;
+  /** gitgate_audit_wal_write_seconds: cumulative count per upper bound (s). */
+  readonly buckets: readonly (readonly [number, number])[];
+}
+
+/** A gitgate's audit counters (records made durable, WAL writes, their times), from its /metrics; undefined for others. */
+async function walCounters(t: Target): Promise<WalCounters | undefined> {
   if (!t.name.startsWith('gitgate')) return undefined;
   const text = await (await fetch(`${new URL(t.url).origin}/metrics`)).text();
   const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1]);
   const records = value('gitgate_audit_records_appended_total');
   const writes = value('gitgate_audit_wal_writes_total');
-  return Number.isFinite(records) && Number.isFinite(writes) ? { records, writes } : undefined;
+  const buckets = [...text.matchAll(/^gitgate_audit_wal_write_seconds_bucket\{le="([^"]+)"\} (\d+)$/gm)]
+    .map((m) => [Number(m[1]), Number(m[2])] as const)
+    .filter(([le]) => Number.isFinite(le));
+  return Number.isFinite(records) && Number.isFinite(writes) ? { records, writes, buckets } : undefined;
+}
+
+/** The median of the writes between two histogram readings (ms), interpolated within its bucket. */
+function walWriteMedian(before: WalCounters, after: WalCounters): number | undefined {
+  const counts = after.buckets.map(([le, n], i) => [le, n - (before.buckets[i]?.[1] ?? 0)] as const);
+  const total = after.writes - before.writes;
+  if (total <= 0) return undefined;
+  let lower = 0;
+  let below = 0;
+  for (const [le, n] of counts) {
+    if (n >= total / 2) return (lower + ((total / 2 - below) / Math.max(1, n - below)) * (le - lower)) * 1000;
+    lower = le;
+    below = n;
+  }
+  return undefined;
 }
 
 /** One run, with the target's CPU per request (and, audit on, records per WAL write). */
@@ -245,9 +272,13 @@ async function measured(t: Target, conc: number, n: number, warmup: number, call
   const r = await run(t, conc, n, warmup, call);
   const after = pid !== undefined ? cpuOf(pid) : undefined;
   const walAfter = await walCounters(t);
+  const median = walBefore !== undefined && walAfter !== undefined ? walWriteMedian(walBefore, walAfter) : undefined;
   const perWrite =
     walBefore !== undefined && walAfter !== undefined && walAfter.writes > walBefore.writes
-      ? { recordsPerWrite: (walAfter.records - walBefore.records) / (walAfter.writes - walBefore.writes) }
+      ? {
+          recordsPerWrite: (walAfter.records - walBefore.records) / (walAfter.writes - walBefore.writes),
+          ...(median !== undefined ? { walWriteP50: median } : {}),
+        }
       : {};
   if (before === undefined || after === undefined) return { ...r, ...perWrite };
   // The run's requests: the measured ones, the warm-up, and each session's initialize + initialized.
@@ -283,6 +314,9 @@ function summary(rs: readonly Measured[]): Measured {
       : {}),
     ...(rs.some((r) => r.recordsPerWrite !== undefined)
       ? { recordsPerWrite: med(rs.flatMap((r) => (r.recordsPerWrite !== undefined ? [r.recordsPerWrite] : []))) }
+      : {}),
+    ...(rs.some((r) => r.walWriteP50 !== undefined)
+      ? { walWriteP50: med(rs.flatMap((r) => (r.walWriteP50 !== undefined ? [r.walWriteP50] : []))) }
       : {}),
   };
 }
@@ -407,7 +441,7 @@ async function main(): Promise<void> {
     for (const t of targets) {
       const r = m.get(t.name)!;
       console.log(
-        `  ${t.name.padEnd(22)} ${r.rps.toFixed(0).padStart(6)} calls/s   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all).padStart(8)}${t.name.startsWith('hoop') ? '' : ` (main thread ${us(r.cpu?.main)}, children ${us(r.cpu?.children)}${r.recordsPerWrite !== undefined ? `, ${r.recordsPerWrite.toFixed(1)} records/WAL write` : ''})`}   rounds: ${rounds
+        `  ${t.name.padEnd(22)} ${r.rps.toFixed(0).padStart(6)} calls/s   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all).padStart(8)}${t.name.startsWith('hoop') ? '' : ` (main thread ${us(r.cpu?.main)}, children ${us(r.cpu?.children)}${r.recordsPerWrite !== undefined ? `, ${r.recordsPerWrite.toFixed(1)} records/WAL write${r.walWriteP50 !== undefined ? ` of ${ms(r.walWriteP50)} p50` : ''}` : ''})`}   rounds: ${rounds
           .get(t.name)!
           .map((x) => x.rps.toFixed(0))
           .join(' ')}`,
@@ -431,6 +465,31 @@ async function main(): Promise<void> {
       `| ${t.name} | ${h.rps.toFixed(0)} | ${d !== undefined ? pct(h.rps, d.rps) : '–'} | ${ms(h.p99)} | ${ms(l.p50)} | ${ms(l.p99)} | ${t.name === 'direct' ? '–' : us(h.cpu?.all)} |`,
     );
   }
+
+  // The goals of issues 12 and 16, judged on this run.
+  const at = (c: number, name: string) => results.get(c)?.get(name);
+  const off = at(hi, 'gitgate audit off');
+  const on = at(hi, 'gitgate all on');
+  const hoopHi = at(hi, 'hoop oidc+policy');
+  const off1 = at(lo, 'gitgate audit off');
+  const on1 = at(lo, 'gitgate all on');
+  const hoop1 = at(lo, 'hoop oidc+policy');
+  if (on !== undefined && off !== undefined)
+    console.log(
+      `\naudit cost at ${hi} clients: ${pct(off.rps - on.rps, off.rps)} of throughput (goal ≤ 10 %), ${us((on.cpu?.all ?? 0) - (off.cpu?.all ?? 0))} of CPU per exchange`,
+    );
+  if (on1 !== undefined && off1 !== undefined && on1.walWriteP50 !== undefined)
+    console.log(
+      `audit at ${lo} client: +${ms(on1.p50 - off1.p50)} of p50; two WAL writes (${ms(on1.walWriteP50)} p50 each, measured in the run) + 0.3 ms = ${ms(2 * on1.walWriteP50 + 0.3)} allowed`,
+    );
+  if (on !== undefined && hoopHi !== undefined)
+    console.log(
+      `gitgate all on vs hoop oidc+policy at ${hi} clients: ${pct(on.rps, hoopHi.rps)} of its calls/s (goal ≥ 100 %)`,
+    );
+  if (on1 !== undefined && hoop1 !== undefined && on1.walWriteP50 !== undefined)
+    console.log(
+      `at ${lo} client: p50 ${ms(on1.p50)} vs hoop's ${ms(hoop1.p50)} + two WAL writes = ${ms(hoop1.p50 + 2 * on1.walWriteP50)} allowed`,
+    );
 
   // Payload sizes: hoop's daemon has no redaction hook (masking is for hosts embedding it), so it runs unmasked.
   const sized = targets.filter((t) => t.name !== 'passthrough' && t.name !== 'hoop anonymous');

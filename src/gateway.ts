@@ -622,7 +622,10 @@ export async function createGateway(config: GatewayConfig, opts: GatewayOptions 
     const webhooks = createWebhooks(config, approvals, sync, shared);
     const loginOf = (identity: Identity) => approverLogin(identity, config.approvals.logins);
 
-    if (audit.log !== undefined) metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));
+    if (audit.log !== undefined) {
+      metrics.watchAudit(() => ({ ...audit.log!.status(), ...audit.committer!.status() }));
+      audit.log.onWalWrite((ms) => metrics.auditWalWriteSeconds.observe(ms / 1000));
+    }
     if (audit.pusher !== undefined) metrics.watchAuditPush(() => audit.pusher!.status());
     metrics.watchApprovals(() =>
       approvals

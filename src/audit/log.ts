@@ -118,6 +118,7 @@ export class AuditLog {
   #walWrites = 0;
   #lastError: { message: string; at: number } | undefined;
   #listeners: ((n: number) => void)[] = [];
+  #writeListeners: ((ms: number) => void)[] = [];
   #health: ((healthy: boolean, why?: string) => void)[] = [];
   #closed = false;
   /** Leaves known durable (from checkpoints and durable reports): where a restarted sealer numbers from. */
@@ -351,6 +352,11 @@ export class AuditLog {
     if (was === undefined) for (const l of this.#health) l(false, message);
   }
 
+  /** Called with how long each WAL write (one group) took, in ms. */
+  onWalWrite(listener: (ms: number) => void): void {
+    this.#writeListeners.push(listener);
+  }
+
   /** Called with the number of uncommitted entries after each group commit. */
   onDurable(listener: (uncommitted: number) => void): void {
     this.#listeners.push(listener);
@@ -476,6 +482,7 @@ export class AuditLog {
         }
         this.#appended += msg.ids.length;
         this.#walWrites++;
+        for (const l of this.#writeListeners) l(msg.writeMs);
         for (const leaf of msg.leaves) if (leaf >= (this.#treeSize ?? 0)) this.#treeSize = leaf + 1;
         for (let i = 0; i < msg.ids.length; i++) {
           const w = this.#waiting.get(msg.ids[i]!);

@@ -39,9 +39,10 @@ export type ToSealer =
   | { readonly kind: 'close'; readonly id: number };
 
 export type FromSealer =
-  /** Durable in the WAL, in the order sealed. */
+  /** Durable in the WAL, in the order sealed; `writeMs`: how long the group's write took. */
   | {
       readonly kind: 'durable';
+      readonly writeMs: number;
       readonly ids: number[];
       readonly lines: string[];
       readonly hashes: string[];
@@ -106,10 +107,12 @@ export class Sealer {
   /** Checkpoints being signed (close waits for them). */
   #signing = new Set<Promise<unknown>>();
 
+  /** `now`: a monotonic clock in ms, to time the WAL's writes (default performance.now). */
   constructor(
     private readonly tree: SealerTree,
     private readonly wal: WriteAheadLog,
     private readonly send: (msg: FromSealer) => void,
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   #tree(): HashFile {
@@ -251,6 +254,7 @@ export class Sealer {
 
   /** Write and sync one group; report it durable, or fail it and everything sealed behind it. */
   async #write(group: readonly { id: number; entry: WalEntry; epoch: number }[]): Promise<void> {
+    const started = this.now();
     try {
       await this.wal.append(group.map((g) => g.entry));
     } catch (err) {
@@ -273,6 +277,7 @@ export class Sealer {
     this.#tree().append(group.map((g) => Buffer.from(g.entry.hash, 'hex')));
     this.send({
       kind: 'durable',
+      writeMs: this.now() - started,
       ids: group.map((g) => g.id),
       lines: group.map((g) => g.entry.line),
       hashes: group.map((g) => g.entry.hash),

@@ -22,6 +22,15 @@ export class GatewayMetrics {
     buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
     registers: [this.registry],
   });
+  readonly auditWalWriteSeconds = new Histogram({
+    name: 'gitgate_audit_wal_write_seconds',
+    help: 'Time of one durable audit WAL write (a group commit: the O_DSYNC write a record waits for)',
+    buckets: [
+      0.00005, 0.0001, 0.00015, 0.0002, 0.00025, 0.0003, 0.0004, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.05,
+      0.25, 1, 5,
+    ],
+    registers: [this.registry],
+  });
   readonly upstreamSeconds = new Histogram({
     name: 'gitgate_upstream_request_duration_seconds',
     help: 'Time from sending a request to an upstream to its answer, by upstream and outcome (ok, error: a JSON-RPC error, failed: no answer)',

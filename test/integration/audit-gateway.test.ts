@@ -184,6 +184,11 @@ describe('the gateway fails closed when it cannot record', () => {
       expect((await c.client.callTool({ name: 'echo', arguments: { message: 'back' } })).content).toEqual([
         { type: 'text', text: 'echo: back' },
       ]);
+      // Each durable WAL write was timed (the failed ones are not).
+      const after = await (await fetch(`${gw2.url}/metrics`)).text();
+      const writes = Number(/^gitgate_audit_wal_writes_total (\d+)$/m.exec(after)?.[1]);
+      expect(writes).toBeGreaterThan(0);
+      expect(Number(/^gitgate_audit_wal_write_seconds_count (\d+)$/m.exec(after)?.[1])).toBe(writes);
       await c.close();
     } finally {
       await gw2.close();
