@@ -16,7 +16,7 @@ import {
 import { open, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { leafHashHex, leafHead, sha256Hex } from './record.js';
+import { leafHead, sha256Hex } from './record.js';
 
 /** SHA-256 (hex) of bytes. */
 const sha256Bytes = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -466,9 +466,12 @@ function parseEntry(raw: string, framing: (why: string) => void): WalEntry | und
   const b = raw.indexOf('\t', a + 1);
   const c = raw.indexOf('\t', b + 1);
   if (a < 0 || b < 0 || c < 0) return undefined;
-  const hash = raw.slice(0, a);
-  const line = raw.slice(c + 1);
-  if (leafHashHex(line) !== hash) return undefined;
+  // The line, as its own string: a slice of the segment's text would keep the whole segment (MiBs)
+  // alive for as long as anything read from the line is (a stream's tail ts, say).
+  const bytes = Buffer.from(`\0${raw.slice(c + 1)}`, 'utf8');
+  const hash = sha256Bytes(bytes);
+  if (hash !== raw.slice(0, a)) return undefined;
+  const line = bytes.toString('utf8', 1);
   const head = leafHead(line);
   if (head === undefined) return undefined;
   const seqField = raw.slice(a + 1, b);

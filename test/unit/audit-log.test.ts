@@ -386,7 +386,14 @@ describe('AuditLog when the WAL stalls', () => {
     expect(() => log.assertWritable()).toThrow(/audit WAL write stalled: a record has waited 75 ms/);
     expect(log.status()).toMatchObject({ healthy: false });
     // The disk comes back: the record is durable and the log is available again.
-    deliver({ kind: 'durable', writeMs: 75, ids: held, lines: held.map(() => 'L'), hashes: held.map(() => 'H'), leaves: held });
+    deliver({
+      kind: 'durable',
+      writeMs: 75,
+      ids: held,
+      lines: held.map(() => 'L'),
+      hashes: held.map(() => 'H'),
+      leaves: held,
+    });
     await pending;
     expect(log.status().healthy).toBe(true);
     expect(() => log.assertWritable()).not.toThrow();
