@@ -77,7 +77,7 @@ export interface GatewayOptions {
   connectUpstream?: (cfg: UpstreamConfig) => UpstreamConnector;
   /** Wrap the decision engine (tests record decisions). */
   wrapPolicy?: (engine: DecisionEngine) => DecisionEngine;
-  /** The audit WAL over its folder, sealed on this thread (default: a FileWal under <dataDir>/audit-wal, written on the thread pool); tests inject failing ones. */
+  /** The audit WAL over its folder, sealed on this thread (default: a FileWal under <dataDir>/audit-wal, sealed on a worker thread); tests inject failing ones. */
   wal?: (dir: string) => WriteAheadLog;
   /** Approval provider (default from config). */
   approvalProvider?: ApprovalProvider;

@@ -82,15 +82,15 @@ export interface Uncommitted {
 
 /**
  * The audit log: assigns each event its stream's next seq, writes the
- * record's JSON and hands it to the sealer, which chains, hashes and durably
- * writes it to the WAL in group commits (the write on libuv's thread pool) and
- * has checkpoints signed (the key on its own thread). A caller awaits
- * durability before answering its client. When the WAL cannot be written the
- * log is unhealthy and the gateway stops forwarding.
+ * record's JSON and hands it to the sealer (on its own thread), which chains,
+ * hashes and durably writes it to the WAL in group commits, and signs the
+ * log's checkpoints. A caller awaits durability before answering its client.
+ * When the WAL cannot be written the log is unhealthy and the gateway stops
+ * forwarding.
  *
- * The event loop's share per record is building its JSON and its leaf hash;
- * the disk's wait and the signature happen elsewhere. Records appended in one
- * turn of the loop go to the sealer in one message.
+ * The event loop's share per record is building its JSON and two messages;
+ * hashing, signing and the disk's wait happen elsewhere. Records appended in
+ * one turn of the loop go to the sealer in one message.
  */
 export class AuditLog {
   readonly #tails = new Map<string, Tail>();
@@ -331,13 +331,20 @@ export class AuditLog {
           : { from: Math.min(back.from, this.#spill.from), to: Math.max(back.to, this.#spill.to) };
   }
 
-  /** Keep a durable entry for the committer, in memory while under holdBytes, else only in the WAL. */
-  #keep(entry: WalEntry): void {
-    if (this.#spill === undefined && this.#heldBytes + entry.line.length <= this.#holdBytes) {
+  /** Keep a durable entry (or, without its line, its leaf) for the committer: in memory while under holdBytes, else only in the WAL. */
+  #keep(entry: WalEntry | number): void {
+    if (
+      typeof entry !== 'number' &&
+      this.#spill === undefined &&
+      this.#heldBytes + entry.line.length <= this.#holdBytes
+    ) {
       this.#uncommitted.push(entry);
       this.#heldBytes += entry.line.length;
-    } else if (this.#spill === undefined) this.#spill = { from: entry.leaf, to: entry.leaf };
-    else this.#spill.to = entry.leaf;
+      return;
+    }
+    const leaf = typeof entry === 'number' ? entry : entry.leaf;
+    if (this.#spill === undefined) this.#spill = { from: leaf, to: leaf };
+    else this.#spill.to = leaf;
   }
 
   /** Called when the log becomes unavailable (with why) and when it records again. */
@@ -488,15 +495,12 @@ export class AuditLog {
           const w = this.#waiting.get(msg.ids[i]!);
           if (w === undefined) continue;
           this.#waiting.delete(msg.ids[i]!);
-          const entry: WalEntry = {
-            stream: w.stream,
-            seq: w.seq,
-            leaf: msg.leaves[i]!,
-            line: msg.lines[i]!,
-            hash: msg.hashes[i]!,
-          };
-          this.#durable.set(w.stream, { seq: w.seq, hash: entry.hash, ts: w.ts });
-          this.#keep(entry);
+          const leaf = msg.leaves[i]!;
+          const hash = msg.hashes[i]!;
+          this.#durable.set(w.stream, { seq: w.seq, hash, ts: w.ts });
+          const line = msg.lines?.[i];
+          // Without its line (a sealer not asked for them) the record is the committer's to read back from the WAL.
+          this.#keep(line === undefined ? leaf : { stream: w.stream, seq: w.seq, leaf, line, hash });
           w.done();
         }
         for (const l of this.#listeners) l(this.#uncommitted.length + spilled(this.#spill));

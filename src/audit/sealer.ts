@@ -39,12 +39,15 @@ export type ToSealer =
   | { readonly kind: 'close'; readonly id: number };
 
 export type FromSealer =
-  /** Durable in the WAL, in the order sealed; `writeMs`: how long the group's write took. */
+  /**
+   * Durable in the WAL, in the order sealed; `writeMs`: how long the group's write took. `lines`
+   * only from a sealer asked for them (a log that keeps lines for its committer).
+   */
   | {
       readonly kind: 'durable';
       readonly writeMs: number;
       readonly ids: number[];
-      readonly lines: string[];
+      readonly lines?: string[];
       readonly hashes: string[];
       readonly leaves: number[];
     }
@@ -64,28 +67,26 @@ export interface SealerTree {
   readonly origin: string;
   /** Sign a checkpoint: the signed note (the key lives with the signer, off the event loop in the gateway). */
   sign(c: Checkpoint): Promise<string>;
-  /** Stop the signer (the sealer closed). */
-  close?(): Promise<void>;
   open(): HashFile;
   /** Told each checkpoint signed (to keep the latest beside the WAL). */
   saved?(note: string): void;
 }
 
 /**
- * Chains, numbers and durably writes audit records, and has the log's
- * checkpoints signed. It runs on the gateway's thread: it hashes each line
- * (one SHA-256, the leaf hash), and the WAL's write is done on libuv's thread
- * pool (an O_DSYNC write, so the event loop never waits for the disk). The log
- * key is elsewhere (SealerTree.sign: a worker thread in the gateway), asked
- * once per checkpoint, never per record. Each record gets the next leaf index
+ * Chains, numbers and durably writes audit records, and signs the log's
+ * checkpoints; it holds the log key and runs on its own thread
+ * (seal-worker.ts), so neither hashing, signing nor the disk's wait ever
+ * blocks the gateway's event loop. It hashes each line once (the leaf hash);
+ * a WAL group is one O_DSYNC write. No record is signed. Each record gets the next leaf index
  * of the log's Merkle tree in the order the WAL makes records durable; the
  * leaves of a group go into the stored-hash file once the group is durable. A
  * checkpoint (tree size + root, a C2SP signed note) is signed when the WAL
  * rolls (every commit), and on close.
  *
- * Group commit: one write is in flight at a time; every record sealed while it
- * is becomes the next group, written as soon as it completes. Messages are
- * handled in order.
+ * Group commit: what arrived in one turn of the sealer's thread (or while a
+ * write blocked it) is one group; with a WAL whose writes resolve later (test
+ * fakes), one write is in flight and what is sealed meanwhile is the next
+ * group. Messages are handled in order.
  *
  * Failure: when a write fails, every record of that group fails, and so does
  * every record sealed after it (numbered and chained behind it); the sealer
@@ -107,13 +108,20 @@ export class Sealer {
   /** Checkpoints being signed (close waits for them). */
   #signing = new Set<Promise<unknown>>();
 
-  /** `now`: a monotonic clock in ms, to time the WAL's writes (default performance.now). */
+  /**
+   * `lines`: send each durable record's line back (a log that keeps them for its committer; default
+   * true). `now`: a monotonic clock in ms, to time the WAL's writes (default performance.now).
+   */
   constructor(
     private readonly tree: SealerTree,
     private readonly wal: WriteAheadLog,
     private readonly send: (msg: FromSealer) => void,
-    private readonly now: () => number = () => performance.now(),
+    private readonly opts: { readonly lines?: boolean; readonly now?: () => number } = {},
   ) {}
+
+  #now(): number {
+    return this.opts.now?.() ?? performance.now();
+  }
 
   #tree(): HashFile {
     if (this.#hashes === undefined) {
@@ -159,7 +167,6 @@ export class Sealer {
           if ('forget' in item) this.#chains.delete(item.forget);
           else this.#seal(item);
         }
-        this.#kick();
         return;
       case 'epoch':
         await this.drain();
@@ -198,7 +205,6 @@ export class Sealer {
         const checkpoint = await this.#checkpoint();
         await Promise.allSettled([...this.#signing]);
         await this.wal.close();
-        await this.tree.close?.();
         this.#hashes?.close();
         this.#hashes = undefined;
         this.send({ kind: 'done', id: msg.id, checkpoint });
@@ -232,7 +238,15 @@ export class Sealer {
     this.#group.push({ id: r.id, entry: { stream: r.stream, seq: r.seq, leaf, line, hash }, epoch: r.epoch });
   }
 
-  /** Start writing what was sealed, unless a write is in flight (its completion starts the next). */
+  /**
+   * Start writing what was sealed, unless a write is in flight (its completion starts the next):
+   * called at the end of each turn of the sealer's thread (serveSealer), so everything that
+   * arrived in one turn, or while a write blocked the thread, is one group.
+   */
+  flush(): void {
+    this.#kick();
+  }
+
   #kick(): void {
     if (this.#writing !== undefined || this.#group.length === 0) return;
     const group = this.#group;
@@ -254,7 +268,7 @@ export class Sealer {
 
   /** Write and sync one group; report it durable, or fail it and everything sealed behind it. */
   async #write(group: readonly { id: number; entry: WalEntry; epoch: number }[]): Promise<void> {
-    const started = this.now();
+    const started = this.#now();
     try {
       await this.wal.append(group.map((g) => g.entry));
     } catch (err) {
@@ -277,9 +291,9 @@ export class Sealer {
     this.#tree().append(group.map((g) => Buffer.from(g.entry.hash, 'hex')));
     this.send({
       kind: 'durable',
-      writeMs: this.now() - started,
+      writeMs: this.#now() - started,
       ids: group.map((g) => g.id),
-      lines: group.map((g) => g.entry.line),
+      ...(this.opts.lines === false ? {} : { lines: group.map((g) => g.entry.line) }),
       hashes: group.map((g) => g.entry.hash),
       leaves: group.map((g) => g.entry.leaf),
     });
@@ -287,13 +301,22 @@ export class Sealer {
 }
 
 /**
- * Drive a sealer from a stream of messages, handled in order: a message
- * waits for the one before it (a seal only numbers and hashes; the write
- * it starts goes on in the background).
+ * Drive a sealer from a stream of messages, handled in order: a message waits for the one before
+ * it, and the records of everything that arrived in one turn of the thread's event loop are
+ * written as one group.
  */
 export function serveSealer(sealer: Sealer): (msg: ToSealer) => void {
   let chain = Promise.resolve();
+  let scheduled = false;
+  const endOfTurn = () => {
+    scheduled = false;
+    sealer.flush();
+  };
   return (msg) => {
     chain = chain.then(() => sealer.receive(msg));
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(() => void chain.then(endOfTurn));
+    }
   };
 }

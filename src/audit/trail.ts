@@ -7,7 +7,7 @@ import { type AnchorConfig, Anchors } from './anchors.js';
 import { AuditCommitter } from './committer.js';
 import { AuditLog } from './log.js';
 import { type AuditPusher, PushingAnchors } from './pusher.js';
-import { localSealer, sealerTree, threadSealer, treeHashFile } from './sealer-port.js';
+import { localSealer, sealerTree, treeHashFile, workerSealer } from './sealer-port.js';
 import type { AuditStore } from './store.js';
 import { type NoteVerifier, verifierOf } from './tlog/note.js';
 import { type WriteAheadLog, walFiles } from './wal.js';
@@ -20,7 +20,7 @@ export interface AuditTrail {
 export interface AuditTrailOptions {
   /** The WAL's folder: recovery reads back the segments there; the sealer writes new ones after them. */
   readonly walDir: string;
-  /** The log's Ed25519 key; it goes to the checkpoint signer's thread and nowhere else. */
+  /** The log's Ed25519 key; it goes to the sealer's thread and nowhere else. */
   readonly key: KeyObject;
   /** The log's name: the checkpoints' origin line and the key's name. */
   readonly origin: string;
@@ -66,17 +66,19 @@ export async function logKeyOf(
   return { origin, key: k.key, verifier: verifierOf(origin, createPublicKey(k.key)) };
 }
 
-/** The log (sealing on this thread, its key on a signer thread) and the committer that moves its WAL into the audit store. Call committer.recover() first. */
+/** The log (sealing on a worker thread) and the committer that moves its WAL into the audit store. Call committer.recover() first. */
 export function openAuditTrail(store: AuditStore, opts: AuditTrailOptions): AuditTrail {
   const { wal, origin, key } = opts;
   const log = new AuditLog(
     () =>
       wal !== undefined
         ? localSealer(sealerTree(opts.walDir, { origin, key }), wal(opts.walDir))
-        : threadSealer({
+        : workerSealer({
             dir: opts.walDir,
             origin,
             key,
+            // A log that keeps no lines (the default) is sent none: the committer reads them back from the WAL.
+            lines: (opts.holdBytes ?? 0) > 0,
             ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}),
           }),
     (stream) => store.tail(stream),

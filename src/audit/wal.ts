@@ -1,21 +1,19 @@
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  close,
   closeSync,
   constants,
-  fsync,
+  fsyncSync,
   mkdirSync,
-  open as openFd,
   openSync,
   readdirSync,
   readFileSync,
   readSync,
+  renameSync,
   rmSync,
-  write,
+  writeSync,
 } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { leafHead, sha256Hex } from './record.js';
 
 /** SHA-256 (hex) of bytes. */
@@ -34,8 +32,8 @@ export interface WalEntry {
 /** The writing side of the write-ahead log (a real one on disk; fakes in tests). It runs where the sealer runs. */
 export interface WriteAheadLog {
   /**
-   * Write the entries (one group) durably; resolves once they are, rejects when they may not be.
-   * One call at a time (the sealer waits for each before the next).
+   * Write the entries (one group) durably: returns (FileWal: blocking, on the sealer's thread) or
+   * resolves once they are; throws or rejects when they may not be. One call at a time.
    */
   append(entries: readonly WalEntry[]): Promise<void> | void;
   /** Close the current segment and start a new one; returns the closed segment's number. */
@@ -162,28 +160,27 @@ export class FileWal implements WriteAheadLog {
 
   /**
    * The open segment, creating it (from the spare when one is ready) and making its name durable.
-   * Opened O_DSYNC: each write returns once its data is on the disk (one call, where write +
-   * fdatasync would be two trips to the thread pool).
+   * Opened O_DSYNC: each write returns once its data is on the disk (one call, not write + fdatasync).
    */
-  async #open(): Promise<number> {
+  #open(): number {
     if (this.#fd !== undefined) return this.#fd;
     const file = path.join(this.dir, `wal-${this.#segment}.log`);
     const spare = this.#spare;
     this.#spare = undefined;
     let fd: number;
     if (spare !== undefined) {
-      await rename(spare, file);
-      fd = await openAsync(file, constants.O_RDWR | constants.O_DSYNC);
+      renameSync(spare, file);
+      fd = openSync(file, constants.O_RDWR | constants.O_DSYNC);
     } else {
-      fd = await openAsync(file, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC, 0o600);
+      fd = openSync(file, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC, 0o600);
     }
     try {
       // The new name must survive a power cut before anything written under it is acknowledged.
-      const dir = await openAsync(this.dir, constants.O_RDONLY);
+      const dirFd = openSync(this.dir, 'r');
       try {
-        await fsyncAsync(dir);
+        fsyncSync(dirFd);
       } finally {
-        await closeAsync(dir);
+        closeSync(dirFd);
       }
     } catch (err) {
       closeSync(fd);
@@ -196,10 +193,11 @@ export class FileWal implements WriteAheadLog {
   }
 
   /**
-   * One O_DSYNC write per group, on libuv's thread pool: the event loop goes on
-   * while the disk works, and the sealer gathers the next group meanwhile.
+   * One O_DSYNC write per group, blocking: the WAL runs on the sealer's own
+   * thread (a worker), where blocking stalls nobody but the next group, which
+   * meanwhile gathers everything that arrives.
    */
-  async append(entries: readonly WalEntry[]): Promise<void> {
+  append(entries: readonly WalEntry[]): void {
     if (entries.length === 0) return;
     let text = '';
     for (const e of entries) text += `${e.hash}\t${e.seq}\t${JSON.stringify(e.stream)}\t${e.line}\n`;
@@ -207,10 +205,10 @@ export class FileWal implements WriteAheadLog {
     const body = Buffer.from(text, 'utf8');
     const data = Buffer.concat([body, Buffer.from(`${TRAILER}${entries.length}\t${sha256Bytes(body)}\n`)]);
     try {
-      const fd = await this.#open();
+      const fd = this.#open();
       const at = this.#pos;
       this.#pos += data.length;
-      for (let off = 0; off < data.length; ) off += await writeAt(fd, data, off, at + off);
+      for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off, at + off);
     } catch (err) {
       this.#abandon();
       throw err;
@@ -264,10 +262,6 @@ export class FileWal implements WriteAheadLog {
   }
 }
 
-const openAsync = promisify(openFd);
-const fsyncAsync = promisify(fsync);
-const closeAsync = promisify(close);
-
 /** The leaf of a segment's first entry (read from its first line only), when it has one that checks out. */
 function firstLeaf(file: string): number | undefined {
   let fd: number;
@@ -298,13 +292,6 @@ function firstLeaf(file: string): number | undefined {
   } finally {
     closeSync(fd);
   }
-}
-
-/** One positioned write on the thread pool: how many bytes it wrote. */
-function writeAt(fd: number, data: Buffer, off: number, position: number): Promise<number> {
-  return new Promise((resolve, reject) =>
-    write(fd, data, off, data.length - off, position, (err, n) => (err ? reject(err) : resolve(n))),
-  );
 }
 
 function segments(dir: string): number[] {

@@ -30,7 +30,7 @@ export function newAuditKey(name: string): AuditKey {
   return { origin, key, verifier: verifierOf(origin, key) };
 }
 
-/** The real log (sealing on this thread, its key on a signer thread), WAL, store and committer over `root`, as a gateway start builds them. */
+/** The real log (sealing on its worker thread), WAL, store and committer over `root`, as a gateway start builds them. */
 export async function openTrail(
   root: string,
   key?: AuditKey,
