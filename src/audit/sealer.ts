@@ -65,7 +65,7 @@ export type FromSealer =
 /** The log's Merkle tree as the sealer keeps it: the stored-hash file, opened when first needed (after recovery reconciled it). */
 export interface SealerTree {
   readonly origin: string;
-  /** Sign a checkpoint: the signed note (the key lives with the signer, off the event loop in the gateway). */
+  /** Sign a checkpoint: the signed note (the log key is where the sealer runs: its own thread in the gateway). */
   sign(c: Checkpoint): Promise<string>;
   open(): HashFile;
   /** Told each checkpoint signed (to keep the latest beside the WAL). */
@@ -136,11 +136,13 @@ export class Sealer {
     const t = this.#tree();
     if (size !== undefined && !(Number.isSafeInteger(size) && size >= 0 && size <= t.size))
       return Promise.reject(new Error(`no checkpoint at ${size}: the tree holds ${t.size} leaves`));
-    const root = size === undefined || size === t.size ? t.root() : treeHash((l, i) => t.read(l, i), size);
+    const whole = size === undefined || size === t.size;
+    const root = whole ? t.root() : treeHash((l, i) => t.read(l, i), size);
     const signed = this.tree
       .sign({ origin: this.tree.origin, size: size ?? t.size, root, extensions: [] })
       .then((note) => {
-        this.tree.saved?.(note);
+        // Only a checkpoint of the whole tree is the latest; one over an earlier size (a backlog's commit) is not.
+        if (whole) this.tree.saved?.(note);
         return note;
       });
     this.#signing.add(signed);

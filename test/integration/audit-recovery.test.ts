@@ -1,10 +1,11 @@
 import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { AuditCommitter } from '../../src/audit/committer.js';
 import { listFiles } from '../../src/audit/reader.js';
 import type { AuditRecord } from '../../src/audit/record.js';
+import { latestCheckpointFile } from '../../src/audit/sealer-port.js';
 import { PART_BYTES, streamFile } from '../../src/audit/store.js';
 import { walFiles } from '../../src/audit/wal.js';
 import { gitText } from '../../src/git/run.js';
@@ -261,6 +262,9 @@ describe('when git falls behind', () => {
     // One git commit per segment read back, each with a checkpoint over the tree up to its last record.
     expect(Number(await gitText(repo, ['rev-list', '--count', 'HEAD'])) - commitsBefore).toBeGreaterThan(3);
     expect(t.log.status().uncommitted).toBe(0);
+    // Those commits carry checkpoints over parts of the tree; the latest one beside the WAL stays the whole tree's.
+    const latestSize = () => readFileSync(latestCheckpointFile(path.join(root, 'wal')), 'utf8').split('\n')[1];
+    await vi.waitUntil(() => latestSize() === '40', { timeout: 10_000 });
     expect((await verifyRepo(repo)).ok).toBe(true);
     // Another burst, and a record appended while that commit runs: it goes with the next one.
     await Promise.all(Array.from({ length: 20 }, (_, i) => t.log.append(`s${i % 4}`, decisionEvent(`b${i}`))));
