@@ -124,7 +124,7 @@ export class AuditCommitter {
     if (damage.length > 0) this.#status = { ...this.#status, walDamage: damage.map(describe) };
     this.#reconcileTree(entries);
     // The sealer opens the tree now, and signs a checkpoint over everything the WAL holds.
-    const { segment, checkpoint } = await this.log.rollWal();
+    const { segment, checkpoint, size } = await this.log.rollWal();
     this.store.append(entries);
     const last = new Map<string, StreamTail>();
     for (const e of entries) {
@@ -135,6 +135,7 @@ export class AuditCommitter {
     await this.store.commit(`audit: recovered ${entries.length} record(s) from the write-ahead log`, checkpoint);
     void this.opts.anchors?.publish(checkpoint);
     this.wal.drop(segment);
+    this.log.committed(size);
     return { recovered: entries.length, damage };
   }
 
@@ -170,29 +171,9 @@ export class AuditCommitter {
       this.#failed(err);
       return;
     }
-    const taken = this.log.takeUncommitted(size);
     const oldest = this.#oldest;
     this.#oldest = undefined;
-    if (taken.fromWal !== undefined) {
-      // The uncommitted leaves run from the first held in memory (held before the spill began) or the spill's.
-      const from = Math.min(taken.entries[0]?.leaf ?? taken.fromWal.from, taken.fromWal.from);
-      await this.#commitFromWal(segment, checkpoint, size, { from, to: taken.fromWal.to }, oldest);
-      return;
-    }
-    try {
-      const entries = taken.entries;
-      if (entries.length === 0) {
-        this.wal.drop(segment);
-        this.log.confirmCommitted();
-        return;
-      }
-      await this.#store(entries, checkpoint, segment);
-      this.log.confirmCommitted();
-      this.#committed(oldest);
-    } catch (err) {
-      this.log.restoreUncommitted(taken);
-      this.#commitFailed(err, oldest);
-    }
+    await this.#commitSegments(segment, checkpoint, size, oldest);
   }
 
   /** Store and commit entries with the checkpoint over them, publish it, drop the segments they came from. */
@@ -217,27 +198,14 @@ export class AuditCommitter {
     };
   }
 
-  #commitFailed(err: unknown, oldest: number | undefined): void {
-    this.#oldest ??= oldest;
-    // The store's own refusals (a gap, a fork, a file changed behind its back) last until repaired: say so.
-    if (err instanceof GatewayError) this.#status = { ...this.#status, blocked: err.message };
-    this.#failed(err);
-  }
-
   /**
-   * The log did not hold every record below `size` (git fell behind): read them back from the
-   * rolled segments, one segment per commit, each with a checkpoint over the tree up to its last
-   * record, so no more than one segment (SEGMENT_BYTES) is in memory at once. The segments were
-   * written whole and synced; damage in one is refused.
+   * The records below `size`, read back from the rolled segments (the log holds no line), one
+   * segment per git commit, each with a checkpoint over the tree up to its last record (the rolled
+   * one for the last), so no more than one segment (SEGMENT_BYTES) is in memory at once. The
+   * segments were synced; a lost record in one is refused. A failure leaves the
+   * segments not committed yet; the next commit reads them again.
    */
-  async #commitFromWal(
-    segment: number,
-    checkpoint: string,
-    size: number,
-    range: { from: number; to: number },
-    oldest: number | undefined,
-  ): Promise<void> {
-    let done = range.from;
+  async #commitSegments(segment: number, checkpoint: string, size: number, oldest: number | undefined): Promise<void> {
     try {
       for (const s of this.wal.list(segment)) {
         const { entries, damage } = this.wal.read(s);
@@ -248,23 +216,19 @@ export class AuditCommitter {
             `audit WAL read back for commit: ${bad.map(describe).join('; ')}`,
           );
         const mine = entries.filter((e) => e.leaf < size);
-        if (mine.length === 0) {
-          this.wal.drop(s);
-          continue;
-        }
-        const end = mine[mine.length - 1]!.leaf + 1;
-        await this.#store(mine, end === size ? checkpoint : await this.log.checkpointAt(end), s);
-        done = Math.max(done, end);
-        this.#committed(oldest);
+        if (mine.length > 0) {
+          const end = mine[mine.length - 1]!.leaf + 1;
+          await this.#store(mine, end === size ? checkpoint : await this.log.checkpointAt(end), s);
+          this.log.committed(end);
+          this.#committed(oldest);
+        } else this.wal.drop(s);
       }
-      this.log.confirmCommitted();
+      this.log.committed(size);
     } catch (err) {
-      // What was committed stays committed; the rest is read back again next time.
-      this.log.restoreUncommitted({
-        entries: [],
-        ...(done <= range.to ? { fromWal: { from: done, to: range.to } } : {}),
-      });
-      this.#commitFailed(err, oldest);
+      this.#oldest ??= oldest;
+      // The store's own refusals (a gap, a fork, a file changed behind its back) last until repaired: say so.
+      if (err instanceof GatewayError) this.#status = { ...this.#status, blocked: err.message };
+      this.#failed(err);
     }
   }
 

@@ -3,7 +3,6 @@ import { GatewayError } from '../errors.js';
 import { type AuditEvent, type RawMember, recordParts } from './record.js';
 import type { FromSealer, SealItem } from './sealer.js';
 import type { SealerPort } from './sealer-port.js';
-import type { WalEntry } from './wal.js';
 
 export interface StreamTail {
   readonly seq: number;
@@ -23,8 +22,6 @@ export interface AuditStatus {
   readonly appended: number;
   /** Durable WAL writes (groups) since start. */
   readonly walWrites: number;
-  /** Bytes of uncommitted lines kept in memory for the committer (at most holdBytes; the rest is read back from the WAL). */
-  readonly heldBytes: number;
 }
 
 const RETRY_AFTER_FAILURE_MS = 2_000;
@@ -60,25 +57,9 @@ export interface AuditLogOptions {
    * until the writes complete again. Default 5 s.
    */
   readonly stallMs?: number;
-  /**
-   * At most this many bytes of uncommitted record lines are kept in memory for the committer
-   * (default 0: none). Past it, durable records are in the WAL segments only, and the committer
-   * reads them back from there: memory stays flat however far behind the commits fall. Holding
-   * lines for a second until their commit costs more in old-generation GC than reading them back.
-   */
-  readonly holdBytes?: number;
 }
 
 const STALL_MS = 5_000;
-const HOLD_BYTES = 0;
-
-/** What the committer takes for one commit: the records of the tree below `size`. */
-export interface Uncommitted {
-  /** Held in memory (every one below the size, unless fromWal). */
-  readonly entries: WalEntry[];
-  /** Some were not held (past holdBytes): every record below the size is to be read from the rolled WAL segments. */
-  readonly fromWal?: { readonly from: number; readonly to: number };
-}
 
 /**
  * The audit log: assigns each event its stream's next seq, writes the
@@ -107,13 +88,11 @@ export class AuditLog {
   #nextId = 1;
   /** Bumped by every failure: the sealer refuses records numbered before it. */
   #epoch = 0;
-  #uncommitted: WalEntry[] = [];
-  #heldBytes = 0;
-  readonly #holdBytes: number;
-  /** Durable records not held in memory (past holdBytes): leaves [from, to], contiguous, in the WAL segments. */
-  #spill: { from: number; to: number } | undefined;
-  /** Entries a commit in progress took: still uncommitted until it confirms. */
-  #taken = 0;
+  /**
+   * Leaves in the repo (the committer says so): the durable records past them are uncommitted, in
+   * the WAL segments only, where the committer reads them back. No line is held in memory for it.
+   */
+  #committed = 0;
   #appended = 0;
   #walWrites = 0;
   #lastError: { message: string; at: number } | undefined;
@@ -136,7 +115,6 @@ export class AuditLog {
   ) {
     this.#clock = opts.clock ?? systemClock;
     this.#stallMs = opts.stallMs ?? STALL_MS;
-    this.#holdBytes = opts.holdBytes ?? HOLD_BYTES;
     this.#start();
     this.#watchdog = this.#clock.every(Math.max(10, Math.min(1_000, this.#stallMs / 2)), () => this.#checkStalled());
   }
@@ -261,17 +239,16 @@ export class AuditLog {
     return {
       healthy: this.#lastError === undefined,
       ...(this.#lastError !== undefined ? { lastError: this.#lastError.message } : {}),
-      uncommitted: this.#uncommitted.length + spilled(this.#spill) + this.#taken,
+      uncommitted: this.#uncommittedCount(),
       appended: this.#appended,
       walWrites: this.#walWrites,
-      heldBytes: this.#heldBytes,
     };
   }
 
   /**
    * Start a new WAL segment; returns the closed segment, the checkpoint signed over the tree then,
-   * and its size. Everything appended before is then durable (or failed), so every entry in the
-   * closed segment is among the uncommitted entries below that size.
+   * and its size. Everything appended before is then durable (or failed), in the segments up to
+   * the closed one.
    */
   async rollWal(): Promise<{ segment: number; checkpoint: string; size: number }> {
     const r = await this.#ask('roll');
@@ -290,61 +267,13 @@ export class AuditLog {
     return r.checkpoint;
   }
 
-  /**
-   * The durable entries of the tree below `size` (a rolled checkpoint's) not yet committed; the
-   * committer takes them. Those it holds in memory, or (some were past holdBytes) the leaf range
-   * to read back from the rolled segments, which hold every one of them.
-   */
-  takeUncommitted(size = Number.POSITIVE_INFINITY): Uncommitted {
-    const entries: WalEntry[] = [];
-    const kept: WalEntry[] = [];
-    for (const e of this.#uncommitted) (e.leaf < size ? entries : kept).push(e);
-    this.#uncommitted = kept;
-    this.#heldBytes = kept.reduce((n, e) => n + e.line.length, 0);
-    const spill = this.#spill;
-    if (spill === undefined || spill.from >= size) {
-      this.#taken = entries.length;
-      return { entries };
-    }
-    const to = Math.min(spill.to, size - 1);
-    // What was spilled after the roll stays spilled: the next commit reads it back too.
-    this.#spill = spill.to >= size ? { from: size, to: spill.to } : undefined;
-    this.#taken = entries.length + (to - spill.from + 1);
-    return { entries, fromWal: { from: spill.from, to } };
+  /** The first `size` leaves are in the repo now (their records are the committer's no more). */
+  committed(size: number): void {
+    this.#committed = Math.max(this.#committed, size);
   }
 
-  /** The entries last taken are in the repo now. */
-  confirmCommitted(): void {
-    this.#taken = 0;
-  }
-
-  /** Put entries back after a failed commit (they stay first in line). */
-  restoreUncommitted(taken: Uncommitted): void {
-    this.#taken = 0;
-    this.#uncommitted = [...taken.entries, ...this.#uncommitted];
-    this.#heldBytes = this.#uncommitted.reduce((n, e) => n + e.line.length, 0);
-    const back = taken.fromWal;
-    if (back !== undefined)
-      this.#spill =
-        this.#spill === undefined
-          ? { ...back }
-          : { from: Math.min(back.from, this.#spill.from), to: Math.max(back.to, this.#spill.to) };
-  }
-
-  /** Keep a durable entry (or, without its line, its leaf) for the committer: in memory while under holdBytes, else only in the WAL. */
-  #keep(entry: WalEntry | number): void {
-    if (
-      typeof entry !== 'number' &&
-      this.#spill === undefined &&
-      this.#heldBytes + entry.line.length <= this.#holdBytes
-    ) {
-      this.#uncommitted.push(entry);
-      this.#heldBytes += entry.line.length;
-      return;
-    }
-    const leaf = typeof entry === 'number' ? entry : entry.leaf;
-    if (this.#spill === undefined) this.#spill = { from: leaf, to: leaf };
-    else this.#spill.to = leaf;
+  #uncommittedCount(): number {
+    return Math.max(0, (this.#treeSize ?? 0) - this.#committed);
   }
 
   /** Called when the log becomes unavailable (with why) and when it records again. */
@@ -495,15 +424,10 @@ export class AuditLog {
           const w = this.#waiting.get(msg.ids[i]!);
           if (w === undefined) continue;
           this.#waiting.delete(msg.ids[i]!);
-          const leaf = msg.leaves[i]!;
-          const hash = msg.hashes[i]!;
-          this.#durable.set(w.stream, { seq: w.seq, hash, ts: w.ts });
-          const line = msg.lines?.[i];
-          // Without its line (a sealer not asked for them) the record is the committer's to read back from the WAL.
-          this.#keep(line === undefined ? leaf : { stream: w.stream, seq: w.seq, leaf, line, hash });
+          this.#durable.set(w.stream, { seq: w.seq, hash: msg.hashes[i]!, ts: w.ts });
           w.done();
         }
-        for (const l of this.#listeners) l(this.#uncommitted.length + spilled(this.#spill));
+        for (const l of this.#listeners) l(this.#uncommittedCount());
         return;
       }
       case 'failed':
@@ -543,5 +467,3 @@ export class AuditLog {
     }
   }
 }
-
-const spilled = (s: { from: number; to: number } | undefined): number => (s === undefined ? 0 : s.to - s.from + 1);

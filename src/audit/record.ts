@@ -178,8 +178,8 @@ function sealRecord(signer: AuditSigner, text: string): string {
   return `{"jws":"${protectedHeader}..${signature}","record":${text}}`;
 }
 
-/** SHA-256 (hex) of a string's UTF-8 bytes; one-shot where Node has crypto.hash (20.12+). */
-export const sha256Hex: (text: string) => string =
+/** SHA-256 (hex) of bytes, or of a string's UTF-8 bytes; one-shot where Node has crypto.hash (20.12+). */
+export const sha256Hex: (data: string | Buffer) => string =
   typeof crypto.hash === 'function'
     ? (text) => crypto.hash('sha256', text)
     : (text) => crypto.createHash('sha256').update(text).digest('hex');

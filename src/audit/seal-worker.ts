@@ -5,17 +5,14 @@ import { sealerTree } from './sealer-port.js';
 import { FileWal } from './wal.js';
 
 /** The sealer's thread: the log key, the tree's stored hashes and the WAL's open segment live here. */
-const { dir, origin, key, lines, segmentBytes } = workerData as {
+const { dir, origin, key, segmentBytes } = workerData as {
   dir: string;
   origin: string;
   key: KeyObject;
-  lines?: boolean;
   segmentBytes?: number;
 };
 const port = parentPort!;
 const receive = serveSealer(
-  new Sealer(sealerTree(dir, { origin, key }), new FileWal(dir, segmentBytes), (m) => port.postMessage(m), {
-    lines: lines !== false,
-  }),
+  new Sealer(sealerTree(dir, { origin, key }), new FileWal(dir, segmentBytes), (m) => port.postMessage(m)),
 );
 port.on('message', (m: ToSealer) => receive(m));

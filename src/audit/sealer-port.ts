@@ -4,7 +4,7 @@ import { writeFileAtomic } from '../atomic-file.js';
 import { startWorker } from '../worker-thread.js';
 import { type FromSealer, Sealer, type SealerTree, serveSealer, type ToSealer } from './sealer.js';
 import { HashFile } from './tlog/hash-file.js';
-import { noteSigner, signCheckpoint } from './tlog/note.js';
+import { noteSigner } from './tlog/note.js';
 import type { WriteAheadLog } from './wal.js';
 
 /** How the log talks to its sealer: ordered messages both ways. */
@@ -32,13 +32,11 @@ export function latestCheckpointFile(walDir: string): string {
   return path.join(walDir, 'checkpoint');
 }
 
-/** The log's tree over the stored-hash file beside the WAL, signing checkpoints with the log key where it runs (the sealer's thread). */
 export function sealerTree(walDir: string, k: LogKey): SealerTree {
-  const signer = noteSigner(k.origin, k.key);
   let saving = Promise.resolve();
   return {
     origin: k.origin,
-    sign: async (c) => signCheckpoint(c, signer),
+    signer: noteSigner(k.origin, k.key),
     open: () => HashFile.open(treeHashFile(walDir)),
     // In order, each replacing the last whole; losing one to a crash loses nothing (recovery signs again).
     saved: (note) => {
@@ -51,16 +49,10 @@ export function sealerTree(walDir: string, k: LogKey): SealerTree {
 
 /**
  * The sealer on its own thread, with the log key and a FileWal in `dir` (the gateway's): the
- * event loop never hashes a line, waits for the disk or holds the key. `lines`: send each durable
- * line back (a log that keeps lines for its committer); `segmentBytes`: where a WAL segment closes.
+ * event loop never hashes a line, waits for the disk or holds the key. `segmentBytes`: where a
+ * WAL segment closes.
  */
-export function workerSealer(opts: {
-  dir: string;
-  origin: string;
-  key: KeyObject;
-  lines?: boolean;
-  segmentBytes?: number;
-}): SealerPort {
+export function workerSealer(opts: { dir: string; origin: string; key: KeyObject; segmentBytes?: number }): SealerPort {
   const worker = startWorker(import.meta.url, 'seal-worker', opts);
   let stopping = false;
   return {
@@ -80,7 +72,7 @@ export function workerSealer(opts: {
   };
 }
 
-/** A sealer in this thread over any WAL (unit tests, and WALs injected by tests), its messages delivered a turn later. */
+/** The same sealer in this thread (unit tests, and WALs injected by tests), its messages delivered a turn later. */
 export function localSealer(tree: SealerTree, wal: WriteAheadLog): SealerPort {
   let deliver: (msg: FromSealer) => void = () => undefined;
   const receive = serveSealer(new Sealer(tree, wal, (m) => setImmediate(() => deliver(m))));

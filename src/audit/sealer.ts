@@ -1,7 +1,7 @@
 import { leafHashHex, type RecordParts, recordText } from './record.js';
 import type { HashFile } from './tlog/hash-file.js';
 import { treeHash } from './tlog/merkle.js';
-import type { Checkpoint } from './tlog/note.js';
+import { type NoteSigner, signCheckpoint } from './tlog/note.js';
 import type { WalEntry, WriteAheadLog } from './wal.js';
 
 /**
@@ -39,15 +39,11 @@ export type ToSealer =
   | { readonly kind: 'close'; readonly id: number };
 
 export type FromSealer =
-  /**
-   * Durable in the WAL, in the order sealed; `writeMs`: how long the group's write took. `lines`
-   * only from a sealer asked for them (a log that keeps lines for its committer).
-   */
+  /** Durable in the WAL, in the order sealed; `writeMs`: how long the group's write took. */
   | {
       readonly kind: 'durable';
       readonly writeMs: number;
       readonly ids: number[];
-      readonly lines?: string[];
       readonly hashes: string[];
       readonly leaves: number[];
     }
@@ -65,8 +61,7 @@ export type FromSealer =
 /** The log's Merkle tree as the sealer keeps it: the stored-hash file, opened when first needed (after recovery reconciled it). */
 export interface SealerTree {
   readonly origin: string;
-  /** Sign a checkpoint: the signed note (the log key is where the sealer runs: its own thread in the gateway). */
-  sign(c: Checkpoint): Promise<string>;
+  readonly signer: NoteSigner;
   open(): HashFile;
   /** Told each checkpoint signed (to keep the latest beside the WAL). */
   saved?(note: string): void;
@@ -83,13 +78,10 @@ export interface SealerTree {
  * checkpoint (tree size + root, a C2SP signed note) is signed when the WAL
  * rolls (every commit), and on close.
  *
- * Group commit: what arrived in one turn of the sealer's thread (or while a
- * write blocked it) is one group; with a WAL whose writes resolve later (test
- * fakes), one write is in flight and what is sealed meanwhile is the next
- * group. Messages are handled in order.
+ * Messages are handled in order; all the records that arrive while a group is
+ * being written form the next group.
  *
- * Failure: when a write fails, every record of that group fails, and so does
- * every record sealed after it (numbered and chained behind it); the sealer
+ * Failure: when a write fails, every record of that group fails, the sealer
  * forgets its chains and refuses records of that epoch or older (the log
  * already numbered some of them after the failed ones). The log, told of the
  * failure, moves to the next epoch and resends each stream's last durable
@@ -97,31 +89,20 @@ export interface SealerTree {
  */
 export class Sealer {
   readonly #chains = new Map<string, { seq: number; hash: string }>();
-  /** Sealed, to be written when the write in flight completes (or now, when none is). */
+  /** Sealed, to be written at the end of this turn. */
   #group: { id: number; entry: WalEntry; epoch: number }[] = [];
-  /** The write in flight, when there is one. */
-  #writing: Promise<void> | undefined;
   #minEpoch = 0;
   #hashes: HashFile | undefined;
   /** The leaf index the next sealed record gets. */
   #nextLeaf = 0;
-  /** Checkpoints being signed (close waits for them). */
-  #signing = new Set<Promise<unknown>>();
 
-  /**
-   * `lines`: send each durable record's line back (a log that keeps them for its committer; default
-   * true). `now`: a monotonic clock in ms, to time the WAL's writes (default performance.now).
-   */
+  /** `now`: a monotonic clock in ms, to time the WAL's writes (default performance.now). */
   constructor(
     private readonly tree: SealerTree,
     private readonly wal: WriteAheadLog,
     private readonly send: (msg: FromSealer) => void,
-    private readonly opts: { readonly lines?: boolean; readonly now?: () => number } = {},
+    private readonly now: () => number = () => performance.now(),
   ) {}
-
-  #now(): number {
-    return this.opts.now?.() ?? performance.now();
-  }
 
   #tree(): HashFile {
     if (this.#hashes === undefined) {
@@ -131,29 +112,25 @@ export class Sealer {
     return this.#hashes;
   }
 
-  /** A checkpoint over every durable record now (or the first `size`), signed by the tree's signer. */
-  #checkpoint(size?: number): Promise<string> {
+  /**
+   * A checkpoint over every durable record, signed now; or over the first `size` (a backlog's
+   * commit), its root read from the stored hashes. Only the whole tree's is saved as the latest.
+   */
+  #checkpoint(size?: number): string {
     const t = this.#tree();
     if (size !== undefined && !(Number.isSafeInteger(size) && size >= 0 && size <= t.size))
-      return Promise.reject(new Error(`no checkpoint at ${size}: the tree holds ${t.size} leaves`));
+      throw new Error(`no checkpoint at ${size}: the tree holds ${t.size} leaves`);
     const whole = size === undefined || size === t.size;
     const root = whole ? t.root() : treeHash((l, i) => t.read(l, i), size);
-    const signed = this.tree
-      .sign({ origin: this.tree.origin, size: size ?? t.size, root, extensions: [] })
-      .then((note) => {
-        // Only a checkpoint of the whole tree is the latest; one over an earlier size (a backlog's commit) is not.
-        if (whole) this.tree.saved?.(note);
-        return note;
-      });
-    this.#signing.add(signed);
-    void signed.then(
-      () => this.#signing.delete(signed),
-      () => this.#signing.delete(signed),
+    const note = signCheckpoint(
+      { origin: this.tree.origin, size: size ?? t.size, root, extensions: [] },
+      this.tree.signer,
     );
-    return signed;
+    if (whole) this.tree.saved?.(note);
+    return note;
   }
 
-  /** Handle one message (in order: see serveSealer). */
+  /** Handle one message; `seal` only queues (call flush at the end of the turn), the others flush first. */
   async receive(msg: ToSealer): Promise<void> {
     try {
       await this.#receive(msg);
@@ -171,7 +148,6 @@ export class Sealer {
         }
         return;
       case 'epoch':
-        await this.drain();
         if (msg.min > this.#minEpoch) {
           this.#minEpoch = msg.min;
           this.#chains.clear();
@@ -182,30 +158,22 @@ export class Sealer {
         }
         return;
       case 'sync':
-        await this.drain();
+        this.flush();
         this.send({ kind: 'done', id: msg.id });
         return;
-      case 'checkpoint': {
-        const checkpoint = await this.#checkpoint(msg.size);
-        this.send({ kind: 'done', id: msg.id, checkpoint });
+      case 'checkpoint':
+        this.flush();
+        this.send({ kind: 'done', id: msg.id, checkpoint: this.#checkpoint(msg.size) });
         return;
-      }
       case 'roll': {
-        await this.drain();
-        // The tree and the segment as they stand now; the signature comes after, not holding up new records.
+        this.flush();
         const checkpoint = this.#checkpoint();
-        const segment = this.wal.roll();
-        void checkpoint.then(
-          (note) => this.send({ kind: 'done', id: msg.id, segment, checkpoint: note }),
-          (err: unknown) =>
-            this.send({ kind: 'done', id: msg.id, error: err instanceof Error ? err.message : String(err) }),
-        );
+        this.send({ kind: 'done', id: msg.id, segment: this.wal.roll(), checkpoint });
         return;
       }
       case 'close': {
-        await this.drain();
-        const checkpoint = await this.#checkpoint();
-        await Promise.allSettled([...this.#signing]);
+        this.flush();
+        const checkpoint = this.#checkpoint();
         await this.wal.close();
         this.#hashes?.close();
         this.#hashes = undefined;
@@ -240,51 +208,23 @@ export class Sealer {
     this.#group.push({ id: r.id, entry: { stream: r.stream, seq: r.seq, leaf, line, hash }, epoch: r.epoch });
   }
 
-  /**
-   * Start writing what was sealed, unless a write is in flight (its completion starts the next):
-   * called at the end of each turn of the sealer's thread (serveSealer), so everything that
-   * arrived in one turn, or while a write blocked the thread, is one group.
-   */
+  /** Write what was sealed, as one group (one durable write), and report it. */
   flush(): void {
-    this.#kick();
-  }
-
-  #kick(): void {
-    if (this.#writing !== undefined || this.#group.length === 0) return;
+    if (this.#group.length === 0) return;
     const group = this.#group;
     this.#group = [];
-    this.#writing = this.#write(group).finally(() => {
-      this.#writing = undefined;
-      this.#kick();
-    });
-  }
-
-  /** Resolves once everything sealed so far is written (or failed). */
-  async drain(): Promise<void> {
-    this.#kick();
-    while (this.#writing !== undefined) {
-      await this.#writing;
-      this.#kick();
-    }
-  }
-
-  /** Write and sync one group; report it durable, or fail it and everything sealed behind it. */
-  async #write(group: readonly { id: number; entry: WalEntry; epoch: number }[]): Promise<void> {
-    const started = this.#now();
+    const started = this.now();
     try {
-      await this.wal.append(group.map((g) => g.entry));
+      this.wal.append(group.map((g) => g.entry));
     } catch (err) {
-      // What was sealed meanwhile is numbered and chained behind the failed records: it fails too.
-      const failed = [...group, ...this.#group];
-      this.#group = [];
-      const epoch = Math.max(...failed.map((g) => g.epoch));
+      const epoch = Math.max(...group.map((g) => g.epoch));
       this.#minEpoch = epoch + 1;
       this.#chains.clear();
       // Not durable: their leaf indexes go to the next records.
       this.#nextLeaf = this.#tree().size;
       this.send({
         kind: 'failed',
-        ids: failed.map((g) => g.id),
+        ids: group.map((g) => g.id),
         epoch,
         error: err instanceof Error ? err.message : String(err),
       });
@@ -293,9 +233,8 @@ export class Sealer {
     this.#tree().append(group.map((g) => Buffer.from(g.entry.hash, 'hex')));
     this.send({
       kind: 'durable',
-      writeMs: this.#now() - started,
+      writeMs: this.now() - started,
       ids: group.map((g) => g.id),
-      ...(this.opts.lines === false ? {} : { lines: group.map((g) => g.entry.line) }),
       hashes: group.map((g) => g.entry.hash),
       leaves: group.map((g) => g.entry.leaf),
     });
@@ -303,9 +242,9 @@ export class Sealer {
 }
 
 /**
- * Drive a sealer from a stream of messages, handled in order: a message waits for the one before
- * it, and the records of everything that arrived in one turn of the thread's event loop are
- * written as one group.
+ * Drive a sealer from a stream of messages: messages are handled in order,
+ * and the records of everything that arrived in one turn of the thread's
+ * event loop are written as one group.
  */
 export function serveSealer(sealer: Sealer): (msg: ToSealer) => void {
   let chain = Promise.resolve();

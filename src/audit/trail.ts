@@ -37,8 +37,6 @@ export interface AuditTrailOptions {
   readonly warn?: (msg: string) => void;
   /** Multi-replica mode: pushes each commit to this replica's branch of the shared audit repo. */
   readonly pusher?: AuditPusher;
-  /** Bytes of uncommitted lines the log keeps in memory for the committer (AuditLogOptions.holdBytes). */
-  readonly holdBytes?: number;
   /** Where a WAL segment is closed (FileWal; default SEGMENT_BYTES). */
   readonly segmentBytes?: number;
 }
@@ -77,15 +75,10 @@ export function openAuditTrail(store: AuditStore, opts: AuditTrailOptions): Audi
             dir: opts.walDir,
             origin,
             key,
-            // A log that keeps no lines (the default) is sent none: the committer reads them back from the WAL.
-            lines: (opts.holdBytes ?? 0) > 0,
             ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}),
           }),
     (stream) => store.tail(stream),
-    {
-      ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
-      ...(opts.holdBytes !== undefined ? { holdBytes: opts.holdBytes } : {}),
-    },
+    opts.clock !== undefined ? { clock: opts.clock } : {},
   );
   const committer = new AuditCommitter(log, walFiles(opts.walDir), store, {
     everyRecords: opts.everyRecords,

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   constants,
@@ -16,9 +16,6 @@ import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { leafHead, sha256Hex } from './record.js';
 
-/** SHA-256 (hex) of bytes. */
-const sha256Bytes = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
 /** One durable WAL entry: a record line, its leaf index and the stream it belongs to. */
 export interface WalEntry {
   readonly stream: string;
@@ -31,11 +28,8 @@ export interface WalEntry {
 
 /** The writing side of the write-ahead log (a real one on disk; fakes in tests). It runs where the sealer runs. */
 export interface WriteAheadLog {
-  /**
-   * Write the entries (one group) durably: returns (FileWal: blocking, on the sealer's thread) or
-   * resolves once they are; throws or rejects when they may not be. One call at a time.
-   */
-  append(entries: readonly WalEntry[]): Promise<void> | void;
+  /** Write the entries (one group) durably; returns once they are, throws when they may not be. */
+  append(entries: readonly WalEntry[]): void;
   /** Close the current segment and start a new one; returns the closed segment's number. */
   roll(): number;
   close(): Promise<void>;
@@ -203,7 +197,7 @@ export class FileWal implements WriteAheadLog {
     for (const e of entries) text += `${e.hash}\t${e.seq}\t${JSON.stringify(e.stream)}\t${e.line}\n`;
     // Encoded once: the trailer's checksum is of these very bytes.
     const body = Buffer.from(text, 'utf8');
-    const data = Buffer.concat([body, Buffer.from(`${TRAILER}${entries.length}\t${sha256Bytes(body)}\n`)]);
+    const data = Buffer.concat([body, Buffer.from(`${TRAILER}${entries.length}\t${sha256Hex(body)}\n`)]);
     try {
       const fd = this.#open();
       const at = this.#pos;
@@ -456,7 +450,7 @@ function parseEntry(raw: string, framing: (why: string) => void): WalEntry | und
   // The line, as its own string: a slice of the segment's text would keep the whole segment (MiBs)
   // alive for as long as anything read from the line is (a stream's tail ts, say).
   const bytes = Buffer.from(`\0${raw.slice(c + 1)}`, 'utf8');
-  const hash = sha256Bytes(bytes);
+  const hash = sha256Hex(bytes);
   if (hash !== raw.slice(0, a)) return undefined;
   const line = bytes.toString('utf8', 1);
   const head = leafHead(line);

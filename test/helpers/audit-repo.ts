@@ -38,7 +38,6 @@ export async function openTrail(
     clock?: Clock;
     anchors?: readonly AnchorConfig[];
     warn?: (msg: string) => void;
-    holdBytes?: number;
     segmentBytes?: number;
   } = {},
 ): Promise<AuditTrail & { store: GitAuditStore; key: AuditKey }> {

@@ -19,7 +19,14 @@ import type { FromSealer } from '../../src/audit/sealer.js';
 import { localSealer, sealerTree, workerSealer } from '../../src/audit/sealer-port.js';
 import type { AuditStore } from '../../src/audit/store.js';
 import { openCheckpoint, verifierOf } from '../../src/audit/tlog/note.js';
-import { FileWal, recoverEntries, type WalEntry, type WriteAheadLog, walFiles } from '../../src/audit/wal.js';
+import {
+  FileWal,
+  recoverEntries,
+  type WalEntry,
+  type WalFiles,
+  type WriteAheadLog,
+  walFiles,
+} from '../../src/audit/wal.js';
 import { GatewayError } from '../../src/errors.js';
 import { ManualClock } from '../helpers/clock.js';
 
@@ -30,20 +37,35 @@ const testTree = () => sealerTree(mkdtempSync(path.join(tmpdir(), 'gitgate-tree-
 /** A stored line's record. */
 const rec = (line: string) => JSON.parse(line) as AuditRecord;
 
-/** An in-memory WAL that can be made to fail. */
+/** An in-memory WAL that can be made to fail, with its segments as the committer reads them back (files()). */
 class MemoryWal implements WriteAheadLog {
   entries: WalEntry[] = [];
   batches = 0;
   failing: Error | undefined;
+  /** Segment n's entries; undefined once dropped. */
+  readonly #segments: (WalEntry[] | undefined)[] = [[]];
   append(entries: readonly WalEntry[]) {
     if (this.failing) throw this.failing;
     this.batches++;
     this.entries.push(...entries);
+    this.#segments.at(-1)!.push(...entries);
   }
   roll() {
-    return 0;
+    this.#segments.push([]);
+    return this.#segments.length - 2;
   }
   async close() {}
+  files(): WalFiles {
+    const segs = this.#segments;
+    return {
+      recover: () => ({ entries: segs.flatMap((s) => s ?? []), damage: [] }),
+      list: (upTo) => segs.flatMap((s, n) => (s !== undefined && n <= upTo ? [n] : [])),
+      read: (n) => ({ entries: [...(segs[n] ?? [])], damage: [] }),
+      drop: (upTo) => {
+        for (let n = 0; n <= upTo && n < segs.length; n++) segs[n] = undefined;
+      },
+    };
+  }
 }
 
 /**
@@ -131,83 +153,6 @@ describe('AuditLog', () => {
     expect(rec(wal.entries[0]!.line)).toMatchObject({ seq: 42, prev: 'h41' });
   });
 
-  it('one write in flight at a time: what is appended while it is becomes the next group, written when it completes', async () => {
-    const groups: WalEntry[][] = [];
-    const releases: (() => void)[] = [];
-    const wal: WriteAheadLog = {
-      append: (entries) =>
-        new Promise<void>((resolve) => {
-          groups.push([...entries]);
-          releases.push(resolve);
-        }),
-      roll: () => 0,
-      close: async () => undefined,
-    };
-    const log = logOver(wal);
-    const first = log.append('s', { type: 'decision' });
-    await vi.waitUntil(() => groups.length === 1);
-    const behind = [log.append('s', { type: 'response' }), log.append('t', { type: 'decision' })];
-    await new Promise((r) => setImmediate(r));
-    await new Promise((r) => setImmediate(r));
-    // Sealed (numbered, hashed) but not written: the disk is busy with the first group.
-    expect(groups).toHaveLength(1);
-    releases[0]!();
-    await first;
-    await vi.waitUntil(() => groups.length === 2);
-    expect(groups.map((g) => g.map((e) => e.leaf))).toEqual([[0], [1, 2]]);
-    releases[1]!();
-    await Promise.all(behind);
-    expect(log.status()).toMatchObject({ healthy: true, appended: 3 });
-  });
-
-  it('when the write in flight fails, the records sealed behind it fail too, and the tree and chains go on from what is durable', async () => {
-    const written: WalEntry[] = [];
-    let pending: { entries: WalEntry[]; resolve: () => void; reject: (e: Error) => void } | undefined;
-    const wal: WriteAheadLog = {
-      append: (entries) =>
-        new Promise<void>((resolve, reject) => {
-          pending = {
-            entries: [...entries],
-            resolve: () => {
-              written.push(...entries);
-              resolve();
-            },
-            reject,
-          };
-        }),
-      roll: () => 0,
-      close: async () => undefined,
-    };
-    const log = logOver(wal);
-    const a0 = log.append('a', { type: 'decision' });
-    await vi.waitUntil(() => pending !== undefined);
-    pending!.resolve();
-    await a0;
-    pending = undefined;
-    const inFlight = log.append('a', { type: 'response' });
-    await vi.waitUntil(() => pending !== undefined);
-    const fails = pending!;
-    pending = undefined;
-    const behind = log.append('a', { type: 'decision' });
-    const other = log.append('b', { type: 'decision' });
-    await new Promise((r) => setImmediate(r));
-    await new Promise((r) => setImmediate(r));
-    fails.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }));
-    await expect(inFlight).rejects.toThrow(/Audit log unavailable: EIO/);
-    await expect(behind).rejects.toBeInstanceOf(GatewayError);
-    await expect(other).rejects.toBeInstanceOf(GatewayError);
-    // The next record continues stream a from its durable seq 0, at the next durable leaf.
-    const next = log.append('a', { type: 'response' });
-    await vi.waitUntil(() => pending !== undefined);
-    pending!.resolve();
-    await next;
-    expect(written.map((e) => [e.stream, e.seq, e.leaf])).toEqual([
-      ['a', 0, 0],
-      ['a', 1, 1],
-    ]);
-    expect(rec(written[1]!.line).prev).toBe(written[0]!.hash);
-  });
-
   it('fails closed when the WAL cannot be written, and recovers its chain when it can', async () => {
     const wal = new MemoryWal();
     const log = logOver(wal);
@@ -259,8 +204,6 @@ describe('AuditLog when its sealer stops', () => {
         };
       },
       () => undefined,
-      // These fakes have no WAL files to read back: the log holds every line for the committer.
-      { holdBytes: Number.POSITIVE_INFINITY },
     );
     await log.append('s', { type: 'decision' });
     const lost = log.append('s', { type: 'response' });
@@ -279,17 +222,7 @@ describe('AuditLog when its sealer stops', () => {
       treeSize: () => committed.length,
       commit: async () => undefined,
     };
-    const committer = new AuditCommitter(
-      log,
-      {
-        recover: () => ({ entries: [], damage: [] }),
-        list: () => [],
-        read: () => ({ entries: [], damage: [] }),
-        drop: () => undefined,
-      },
-      store,
-      { everyRecords: 1_000, everyMs: 60_000 },
-    );
+    const committer = new AuditCommitter(log, wal.files(), store, { everyRecords: 1_000, everyMs: 60_000 });
     await committer.commit();
     expect(committer.status().lastError).toMatch(/audit WAL roll failed: audit sealer stopped: worker crashed/);
     expect(log.status().uncommitted).toBe(1);
@@ -337,8 +270,6 @@ describe('AuditLog when its sealer dies after a write it could not report', () =
         };
       },
       () => undefined,
-      // These fakes have no WAL files to read back: the log holds every line for the committer.
-      { holdBytes: Number.POSITIVE_INFINITY },
     );
     await log.append('s', { type: 'decision' });
     dieOnDurable = true;
@@ -346,15 +277,16 @@ describe('AuditLog when its sealer dies after a write it could not report', () =
     expect(deaths).toBe(1);
     await vi.advanceTimersByTimeAsync(1_000);
     await log.append('s', { type: 'response' });
-    const taken = log.takeUncommitted().entries;
-    expect(taken.map((e) => [e.seq, e.leaf])).toEqual([
+    expect(log.status().uncommitted).toBe(2);
+    // The WAL holds the unreported record too; recovery (and a commit's read-back) lets the later entry at its leaf win.
+    expect(wal.entries.map((e) => e.leaf)).toEqual([0, 1, 1]);
+    const text = wal.entries.map((e) => `${e.hash}\t${e.seq}\t${JSON.stringify(e.stream)}\t${e.line}\n`).join('');
+    const read = recoverEntries([{ name: 'wal-1.log', text }]).entries;
+    expect(read.map((e) => [e.seq, e.leaf])).toEqual([
       [0, 0],
       [1, 1],
     ]);
-    // The WAL holds the unreported record too; recovery lets the later entry at its leaf win.
-    expect(wal.entries.map((e) => e.leaf)).toEqual([0, 1, 1]);
-    const text = wal.entries.map((e) => `${e.hash}\t${e.seq}\t${JSON.stringify(e.stream)}\t${e.line}\n`).join('');
-    expect(recoverEntries([{ name: 'wal-1.log', text }]).entries.map((e) => e.line)).toEqual(taken.map((e) => e.line));
+    expect(read[1]!.line).toBe(wal.entries[2]!.line);
     const checkpoint = await log.close();
     expect(openCheckpoint(checkpoint!, [verifierOf(ORIGIN, logKey)]).size).toBe(2);
   });
@@ -390,7 +322,6 @@ describe('AuditLog when the WAL stalls', () => {
       kind: 'durable',
       writeMs: 75,
       ids: held,
-      lines: held.map(() => 'L'),
       hashes: held.map(() => 'H'),
       leaves: held,
     });
@@ -404,10 +335,11 @@ describe('AuditCommitter on its clock', () => {
   it('commits every T ms of the injected clock, and measures its lag and commit time on it', async () => {
     const clock = new ManualClock();
     const tree = testTree();
+    const wal = new MemoryWal();
     const log = new AuditLog(
-      () => localSealer(tree, new MemoryWal()),
+      () => localSealer(tree, wal),
       () => undefined,
-      { clock, holdBytes: Number.POSITIVE_INFINITY },
+      { clock },
     );
     const committed: WalEntry[] = [];
     const store: AuditStore = {
@@ -419,17 +351,7 @@ describe('AuditCommitter on its clock', () => {
       treeSize: () => committed.length,
       commit: async () => undefined,
     };
-    const committer = new AuditCommitter(
-      log,
-      {
-        recover: () => ({ entries: [], damage: [] }),
-        list: () => [],
-        read: () => ({ entries: [], damage: [] }),
-        drop: () => undefined,
-      },
-      store,
-      { everyRecords: 1_000, everyMs: 5_000, clock },
-    );
+    const committer = new AuditCommitter(log, wal.files(), store, { everyRecords: 1_000, everyMs: 5_000, clock });
     committer.start();
     await log.append('s', { type: 'decision' });
     clock.advance(4_999);
