@@ -209,7 +209,9 @@ export class AuditCommitter {
     try {
       for (const s of this.wal.list(segment)) {
         const { entries, damage } = this.wal.read(s);
-        const bad = damage.filter((d) => d.kind !== 'trailer');
+        // As at recovery: a torn end (a write that failed or was cut short, never acknowledged) is
+        // discarded; only an acknowledged record that does not check out stops the commit.
+        const bad = damage.filter((d) => d.kind === 'lost');
         if (bad.length > 0)
           throw new GatewayError(
             'AUDIT_UNAVAILABLE',

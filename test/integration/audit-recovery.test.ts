@@ -287,4 +287,26 @@ describe('when git falls behind', () => {
     await t.log.close();
     expect((await verifyRepo(repo)).ok).toBe(true);
   });
+
+  it('a torn end in a rolled segment (a write cut short, never acknowledged) does not stop the commits', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'gitgate-torn-'));
+    const repo = path.join(root, 'audit');
+    const t = await open(root);
+    await t.committer.recover();
+    for (let i = 0; i < 3; i++) await t.log.append('s1', decisionEvent(`a${i}`));
+    // What a write cut short leaves after the last complete group (the zeros of the preallocated segment, then bytes).
+    const walDir = path.join(root, 'wal');
+    const open_ = readdirSync(walDir)
+      .filter((f) => f.startsWith('wal-'))
+      .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))
+      .at(-1)!;
+    appendFileSync(path.join(walDir, open_), 'deadbeef\t3\t"s1"\t{"v":2,"str');
+    await t.committer.commit();
+    expect(t.committer.status()).toMatchObject({ commits: 1 });
+    expect(t.committer.status().lastError).toBeUndefined();
+    expect(stored(repo).s1).toHaveLength(3);
+    expect(t.log.status().uncommitted).toBe(0);
+    await t.log.close();
+    expect((await verifyRepo(repo)).ok).toBe(true);
+  });
 });
