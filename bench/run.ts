@@ -181,7 +181,9 @@ async function settle(url: string): Promise<void> {
  * thread (the event loop), all its threads, and its children: those it waited for (git), and
  * those still running (the audit's git helper process, with the git runs it waited for).
  */
-function cpuOf(pid: number): { main: number; threads: number; children: number } | undefined {
+function cpuOf(
+  pid: number,
+): { main: number; threads: number; children: number; perThread: Map<string, number> } | undefined {
   try {
     const fields = (file: string) => readFileSync(file, 'utf8').split(') ')[1]!.split(' ').map(Number);
     const tick = 1e6 / 100; // USER_HZ
@@ -196,9 +198,19 @@ function cpuOf(pid: number): { main: number; threads: number; children: number }
         // exited meanwhile: the parent waited for it, so it is in its children's time
       }
     }
+    const perThread = new Map<string, number>();
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const t = fields(`/proc/${pid}/task/${tid}/stat`);
+        perThread.set(tid, (t[11]! + t[12]!) * tick);
+      } catch {
+        // the thread ended
+      }
+    }
     return {
       main: (m[11]! + m[12]!) * tick,
       threads: (p[11]! + p[12]!) * tick,
+      perThread,
       children: (p[13]! + p[14]! + live) * tick,
     };
   } catch {
@@ -223,6 +235,12 @@ function childrenOf(pid: number): number[] {
 interface Measured extends RunResult {
   /** CPU per call in µs: the main thread (a Node proxy's event loop) and the whole process with its waited-for children. */
   readonly cpu?: { readonly main: number; readonly all: number; readonly children: number };
+  /** CPU per call in µs of the busiest threads other than the main one (the sealer, the thread pool, GC helpers). */
+  readonly others?: readonly number[];
+  /** CPU per call in µs of what every target shares: the SDK upstream and this process (the load generator). */
+  readonly rest?: number;
+  /** The share of the machine's CPU time in use during the run (every process, /proc/stat). */
+  readonly machineBusy?: number;
   /** Audit on: records made durable per WAL write (group commit), during the run. */
   readonly recordsPerWrite?: number;
   /** Audit on: the median time of one WAL write during the run (ms), from the gateway's histogram. */
@@ -264,12 +282,32 @@ function walWriteMedian(before: WalCounters, after: WalCounters): number | undef
   return undefined;
 }
 
+/** The machine's CPU time so far, busy and total, in /proc/stat ticks (undefined off Linux). */
+function machineTicks(): { busy: number; total: number } | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { busy: total - f[3]! - f[4]!, total };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The SDK upstream's pid (set once it is started): its CPU is part of every target's run. */
+let upstreamPid: number | undefined;
+
 /** One run, with the target's CPU per request (and, audit on, records per WAL write). */
 async function measured(t: Target, conc: number, n: number, warmup: number, call?: Call): Promise<Measured> {
   const pid = pidOf.get(new URL(t.url).origin);
   const before = pid !== undefined ? cpuOf(pid) : undefined;
   const walBefore = await walCounters(t);
+  const upBefore = upstreamPid !== undefined ? cpuOf(upstreamPid) : undefined;
+  const selfBefore = process.cpuUsage();
+  const ticksBefore = machineTicks();
   const r = await run(t, conc, n, warmup, call);
+  const ticksAfter = machineTicks();
+  const self = process.cpuUsage(selfBefore);
+  const upAfter = upstreamPid !== undefined ? cpuOf(upstreamPid) : undefined;
   const after = pid !== undefined ? cpuOf(pid) : undefined;
   const walAfter = await walCounters(t);
   const median = walBefore !== undefined && walAfter !== undefined ? walWriteMedian(walBefore, walAfter) : undefined;
@@ -280,12 +318,27 @@ async function measured(t: Target, conc: number, n: number, warmup: number, call
           ...(median !== undefined ? { walWriteP50: median } : {}),
         }
       : {};
-  if (before === undefined || after === undefined) return { ...r, ...perWrite };
   // The run's requests: the measured ones, the warm-up, and each session's initialize + initialized.
   const requests = n + warmup + 2 * conc;
+  const shared = {
+    ...(upBefore !== undefined && upAfter !== undefined
+      ? { rest: (upAfter.threads - upBefore.threads + self.user + self.system) / requests }
+      : {}),
+    ...(ticksBefore !== undefined && ticksAfter !== undefined && ticksAfter.total > ticksBefore.total
+      ? { machineBusy: (ticksAfter.busy - ticksBefore.busy) / (ticksAfter.total - ticksBefore.total) }
+      : {}),
+  };
+  if (before === undefined || after === undefined) return { ...r, ...perWrite, ...shared };
+  const others = [...after.perThread]
+    .filter(([tid]) => tid !== String(pid))
+    .map(([tid, us]) => (us - (before.perThread.get(tid) ?? 0)) / requests)
+    .sort((a, b) => b - a)
+    .slice(0, 3);
   return {
     ...r,
     ...perWrite,
+    ...shared,
+    others,
     cpu: {
       main: (after.main - before.main) / requests,
       all: (after.threads - before.threads + after.children - before.children) / requests,
@@ -303,6 +356,11 @@ function summary(rs: readonly Measured[]): Measured {
     rps: med(rs.map((r) => r.rps)),
     p50: med(rs.map((r) => r.p50)),
     p99: med(rs.map((r) => r.p99)),
+    ...(rs.every((r) => r.rest !== undefined) ? { rest: med(rs.map((r) => r.rest!)) } : {}),
+    ...(rs.every((r) => r.machineBusy !== undefined) ? { machineBusy: med(rs.map((r) => r.machineBusy!)) } : {}),
+    ...(rs.every((r) => r.others !== undefined)
+      ? { others: (rs[0]?.others ?? []).map((_, i) => med(rs.map((r) => r.others?.[i] ?? 0))) }
+      : {}),
     ...(cpus.length > 0
       ? {
           cpu: {
@@ -353,6 +411,7 @@ async function main(): Promise<void> {
     path.join(packageRoot, 'test', 'fixtures', 'demo-server.mjs'),
     'http',
   ]);
+  upstreamPid = pidOf.get(new URL(upstreamUrl).origin);
   const passUrl = await start(process.execPath, [path.join(packageRoot, 'bench', 'passthrough.mjs'), upstreamUrl]);
   const issuer = await start(process.execPath, [path.join(packageRoot, 'bench', 'oidc-issuer.mjs')]);
   const tokenRes = await fetch(`${issuer}/token?sub=bench&aud=${AUDIENCE}`);
@@ -441,7 +500,7 @@ async function main(): Promise<void> {
     for (const t of targets) {
       const r = m.get(t.name)!;
       console.log(
-        `  ${t.name.padEnd(22)} ${r.rps.toFixed(0).padStart(6)} calls/s   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all).padStart(8)}${t.name.startsWith('hoop') ? '' : ` (main thread ${us(r.cpu?.main)}, children ${us(r.cpu?.children)}${r.recordsPerWrite !== undefined ? `, ${r.recordsPerWrite.toFixed(1)} records/WAL write${r.walWriteP50 !== undefined ? ` of ${ms(r.walWriteP50)} p50` : ''}` : ''})`}   rounds: ${rounds
+        `  ${t.name.padEnd(22)} ${r.rps.toFixed(0).padStart(6)} calls/s   p50 ${ms(r.p50).padStart(9)}   p99 ${ms(r.p99).padStart(9)}   CPU/call ${us(r.cpu?.all).padStart(8)}${t.name.startsWith('hoop') ? '' : ` (main thread ${us(r.cpu?.main)}, children ${us(r.cpu?.children)}, busiest other threads ${(r.others ?? []).map((x) => x.toFixed(0)).join('/')} µs${r.recordsPerWrite !== undefined ? `, ${r.recordsPerWrite.toFixed(1)} records/WAL write${r.walWriteP50 !== undefined ? ` of ${ms(r.walWriteP50)} p50` : ''}` : ''})`}${r.rest !== undefined ? `   upstream+load ${us(r.rest)}` : ''}${r.machineBusy !== undefined ? `   machine ${(r.machineBusy * 100).toFixed(0)} % busy` : ''}   rounds: ${rounds
           .get(t.name)!
           .map((x) => x.rps.toFixed(0))
           .join(' ')}`,
@@ -486,6 +545,13 @@ async function main(): Promise<void> {
     console.log(
       `gitgate all on vs hoop oidc+policy at ${hi} clients: ${pct(on.rps, hoopHi.rps)} of its calls/s (goal ≥ 100 %)`,
     );
+  if (on !== undefined && hoopHi !== undefined && on.rest !== undefined && on.cpu !== undefined) {
+    // Every target shares the machine with the upstream and the load generator: at hoop's rate, what is left per call.
+    const budget = (cpus().length * 1e6) / hoopHi.rps - on.rest;
+    console.log(
+      `  on this machine (${cpus().length} cores, hoop's run ${((hoopHi.machineBusy ?? 0) * 100).toFixed(0)} % busy): hoop's ${hoopHi.rps.toFixed(0)} calls/s leave at most ${us(budget)} of CPU per call for the proxy (${cpus().length} cores / ${hoopHi.rps.toFixed(0)} − ${us(on.rest)} of upstream and load generator); gitgate all on uses ${us(on.cpu.all)}${off?.cpu !== undefined ? `, audit off ${us(off.cpu.all)}` : ''}`,
+    );
+  }
   if (on1 !== undefined && hoop1 !== undefined && on1.walWriteP50 !== undefined)
     console.log(
       `at ${lo} client: p50 ${ms(on1.p50)} vs hoop's ${ms(hoop1.p50)} + two WAL writes = ${ms(hoop1.p50 + 2 * on1.walWriteP50)} allowed`,
