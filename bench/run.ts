@@ -188,7 +188,6 @@ function cpuOf(
     const fields = (file: string) => readFileSync(file, 'utf8').split(') ')[1]!.split(' ').map(Number);
     const tick = 1e6 / 100; // USER_HZ
     const p = fields(`/proc/${pid}/stat`);
-    const m = fields(`/proc/${pid}/task/${pid}/stat`);
     let live = 0;
     for (const child of childrenOf(pid)) {
       try {
@@ -207,8 +206,10 @@ function cpuOf(
         // the thread ended
       }
     }
+    const main = perThread.get(String(pid));
+    if (main === undefined) return undefined;
     return {
-      main: (m[11]! + m[12]!) * tick,
+      main,
       threads: (p[11]! + p[12]!) * tick,
       perThread,
       children: (p[13]! + p[14]! + live) * tick,
@@ -549,7 +550,7 @@ async function main(): Promise<void> {
     // Every target shares the machine with the upstream and the load generator: at hoop's rate, what is left per call.
     const budget = (cpus().length * 1e6) / hoopHi.rps - on.rest;
     console.log(
-      `  on this machine (${cpus().length} cores, hoop's run ${((hoopHi.machineBusy ?? 0) * 100).toFixed(0)} % busy): hoop's ${hoopHi.rps.toFixed(0)} calls/s leave at most ${us(budget)} of CPU per call for the proxy (${cpus().length} cores / ${hoopHi.rps.toFixed(0)} − ${us(on.rest)} of upstream and load generator); gitgate all on uses ${us(on.cpu.all)}${off?.cpu !== undefined ? `, audit off ${us(off.cpu.all)}` : ''}`,
+      `  on this machine (${cpus().length} cores${hoopHi.machineBusy !== undefined ? `, hoop's run ${(hoopHi.machineBusy * 100).toFixed(0)} % busy` : ''}): hoop's ${hoopHi.rps.toFixed(0)} calls/s leave at most ${us(budget)} of CPU per call for the proxy (${cpus().length} cores / ${hoopHi.rps.toFixed(0)} − ${us(on.rest)} of upstream and load generator); gitgate all on uses ${us(on.cpu.all)}${off?.cpu !== undefined ? `, audit off ${us(off.cpu.all)}` : ''}`,
     );
   }
   if (on1 !== undefined && hoop1 !== undefined && on1.walWriteP50 !== undefined)
