@@ -427,11 +427,17 @@ async function startPolicySource(
       },
       path.join(config.dataDir, 'policy-repo'),
       path.join(config.dataDir, 'policy-builds'),
+      path.join(config.dataDir, 'policy-signed.json'),
       () => ensureOpa((line) => logger.info(line), toolEnv().opaPath),
       (rev) => {
         // Routes first: a request between the two swaps meets the old policy, which fails closed on an upstream it does not govern.
         if (rev.routes !== undefined) {
-          const routes = validateRoutes(rev.routes, config.dataDir, `gitgate.routes.yaml@${rev.commit.slice(0, 12)}`);
+          const routes = validateRoutes(
+            rev.routes,
+            config.dataDir,
+            `gitgate.routes.yaml@${rev.commit.slice(0, 12)}`,
+            repo.routes,
+          );
           const before = upstreams.names().map((name) => upstreams.get(name)!);
           upstreams.replaceRoutes(routes);
           for (const u of before) if (upstreams.get(u.config.name) !== u) retire(u);

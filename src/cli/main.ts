@@ -132,7 +132,11 @@ export async function main(argv: string[], io?: { out(line: string): void; err(l
     .option('--out <dir>', 'output folder (default: the policy folder, where a gateway looks for bundle.tar.gz)')
     .option('--sign-key <pem>', 'sign the bundle (OPA bundle signing) with this private key')
     .option('--signing-alg <alg>', 'RS256, PS256, ES256, …', 'RS256')
-    .action(async (o: { dir: string; out?: string; signKey?: string; signingAlg?: string }) => {
+    .option(
+      '--routes <file>',
+      'the routes file the revision covers (default: gitgate.routes.yaml at the root of the git repo holding --dir)',
+    )
+    .action(async (o: { dir: string; out?: string; signKey?: string; signingAlg?: string; routes?: string }) => {
       code = await policyBuild(o, out);
     });
   policy

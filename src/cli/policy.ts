@@ -1,19 +1,40 @@
 import { rmSync } from 'node:fs';
 import path from 'node:path';
+import { systemClock } from '../clock.js';
 import { toolEnv } from '../config/load.js';
-import { sourcesDigest } from '../gitsync/sources-digest.js';
+import { gitText } from '../git/run.js';
+import { MAX_ROUTES_BYTES, ROUTES_FILE, sourcesDigest } from '../gitsync/sources-digest.js';
 import { buildPolicyBundle } from '../policy/build.js';
 import { ensureOpa } from '../policy/opa-binary.js';
 import { testPolicies } from '../policy/opa-test.js';
+import { lexists, readRepoFile } from '../repo-file.js';
+
+/**
+ * The routes file a gateway reads beside the policy folder: `gitgate.routes.yaml` at the root of
+ * the git work tree holding it (or `given`); undefined when there is none.
+ */
+async function routesFileOf(src: string, given: string | undefined): Promise<string | undefined> {
+  if (given !== undefined) return path.resolve(given);
+  const top = (await gitText(src, ['rev-parse', '--show-toplevel']).catch(() => '')).trim();
+  if (top === '') return undefined;
+  const file = path.join(top, ROUTES_FILE);
+  return lexists(file) ? file : undefined;
+}
 
 export async function policyBuild(
-  opts: { dir: string; out?: string; signKey?: string; signingAlg?: string },
+  opts: { dir: string; out?: string; signKey?: string; signingAlg?: string; routes?: string },
   out: (line: string) => void,
 ): Promise<number> {
-  const opa = await ensureOpa(out, toolEnv().opaPath);
+  const env = toolEnv();
+  const opa = await ensureOpa(out, env.opaPath);
   const src = path.resolve(opts.dir);
-  // The revision names the sources it was built from, so a gateway can refuse a stale bundle.
-  const revision = sourcesDigest(src);
+  // The revision names the sources it was built from, and the routes beside them, so a gateway
+  // can refuse a stale bundle (and a signature covers the routes).
+  const routesFile = await routesFileOf(src, opts.routes);
+  const revision = sourcesDigest(
+    src,
+    routesFile === undefined ? undefined : readRepoFile(routesFile, MAX_ROUTES_BYTES, ROUTES_FILE),
+  );
   const outDir = path.resolve(opts.out ?? src);
   const built = await buildPolicyBundle({
     opa,
@@ -21,12 +42,18 @@ export async function policyBuild(
     outDir,
     revision,
     ...(opts.signKey !== undefined
-      ? { signingKey: path.resolve(opts.signKey), signingAlg: opts.signingAlg ?? 'RS256' }
+      ? {
+          signingKey: path.resolve(opts.signKey),
+          signingAlg: opts.signingAlg ?? 'RS256',
+          // A gateway refuses a bundle signed before the one it serves (a rollback).
+          signedAt: env.sourceDateEpoch ?? Math.floor(systemClock.now() / 1000),
+        }
       : {}),
   });
   rmSync(path.join(outDir, 'capabilities.json'), { force: true });
+  rmSync(path.join(outDir, 'claims.json'), { force: true });
   out(
-    `built ${built.path} (sha256 ${built.digest}, revision ${revision}${opts.signKey !== undefined ? ', signed' : ''})`,
+    `built ${built.path} (sha256 ${built.digest}, revision ${revision}${routesFile !== undefined ? `, covering ${path.relative(process.cwd(), routesFile) || routesFile}` : ''}${opts.signKey !== undefined ? ', signed' : ''})`,
   );
   return 0;
 }

@@ -1,4 +1,4 @@
-import type { CredentialPlacement, IdentityConfig } from './types.js';
+import type { CredentialPlacement, IdentityConfig, RoutesAllowance } from './types.js';
 
 /**
  * A gitgate.yaml as it is once it validates against schemas/config.schema.json
@@ -58,6 +58,7 @@ export interface ConfigDocument {
       readonly token?: SecretRef;
       readonly sshKey?: SecretRef;
       readonly compile: boolean;
+      readonly routes: RoutesAllowance;
       readonly verification?: { readonly publicKey: SecretRef; readonly algorithm: string; readonly keyId?: string };
       readonly webhook: boolean;
     };

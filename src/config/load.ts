@@ -7,7 +7,7 @@ import { packageRoot } from '../paths.js';
 import type { ConfigDocument, SecretRef, UpstreamDocument } from './document.js';
 import { compileSchema, formatSchemaErrors } from './schema.js';
 import { Secret } from './secret.js';
-import type { CredentialPlacement, GatewayConfig, StaticSecret, UpstreamConfig } from './types.js';
+import type { CredentialPlacement, GatewayConfig, RoutesAllowance, StaticSecret, UpstreamConfig } from './types.js';
 
 export interface ConfigOverrides {
   port?: number;
@@ -196,6 +196,12 @@ function resolveConfig(doc: ConfigDocument, baseDir: string, source: string): Ga
               ...(repoToken !== undefined ? { token: repoToken } : {}),
               ...(pr.sshKey?.fromFile !== undefined ? { sshKeyFile: path.resolve(baseDir, pr.sshKey.fromFile) } : {}),
               compile: pr.compile,
+              routes: {
+                allowStdio: pr.routes.allowStdio,
+                allowEnv: pr.routes.allowEnv,
+                // Routes resolve fromFile against the data dir: so are these.
+                allowFiles: pr.routes.allowFiles.map((f) => path.resolve(baseDir, doc.dataDir, f)),
+              },
               ...(pr.verification !== undefined && verifyKey !== undefined
                 ? {
                     verification: {
@@ -374,12 +380,32 @@ function readSecret(
  * The `upstreams:` of a policy repo's gitgate.routes.yaml, validated with the
  * config schema's upstream rules (defaults applied), every problem reported at once.
  */
-export function validateRoutes(raw: unknown, baseDir: string, source: string): Record<string, UpstreamConfig> {
+export function validateRoutes(
+  raw: unknown,
+  baseDir: string,
+  source: string,
+  allowed: RoutesAllowance,
+): Record<string, UpstreamConfig> {
   if (raw === null || raw === undefined || (typeof raw === 'object' && Object.keys(raw).length === 0)) return {};
   const validate = compileSchema<ConfigDocument>('config', { useDefaults: true });
   const doc = { upstreams: structuredClone(raw) };
   if (!validate(doc)) throw invalid(source, formatSchemaErrors(validate.errors));
   const problems: string[] = [];
+  // The repo's writers get what the config file's owner grants this host, nothing more: no command
+  // spawned, no environment variable or file read, unless policy.repo.routes allows it by name.
+  for (const [name, u] of Object.entries(doc.upstreams)) {
+    if (u.stdio !== undefined && !allowed.allowStdio)
+      problems.push(
+        `upstreams.${name}.stdio: routes from the policy repo may not start commands (policy.repo.routes.allowStdio is off)`,
+      );
+    const env = u.secret?.fromEnv;
+    if (env !== undefined && !allowed.allowEnv.includes(env))
+      problems.push(`upstreams.${name}.secret.fromEnv: ${env} is not in policy.repo.routes.allowEnv`);
+    const file = u.secret?.fromFile;
+    if (file !== undefined && !allowed.allowFiles.includes(path.resolve(baseDir, file)))
+      problems.push(`upstreams.${name}.secret.fromFile: ${file} is not in policy.repo.routes.allowFiles`);
+  }
+  if (problems.length > 0) throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.join('; ')}`);
   const upstreams = normalizeUpstreams(doc.upstreams, baseDir, process.env, problems);
   if (problems.length > 0) throw new GatewayError('CONFIG_INVALID', `${source}: ${problems.join('; ')}`);
   return upstreams;
@@ -397,8 +423,13 @@ export function githubCiEnv(): { token?: string; repository?: string; apiUrl: st
 }
 
 /** Environment knobs that are not part of the config file (tooling, not behaviour). */
-export function toolEnv(): { opaPath: string | undefined } {
-  return { opaPath: process.env.GITGATE_OPA };
+export function toolEnv(): { opaPath: string | undefined; sourceDateEpoch: number | undefined } {
+  // SOURCE_DATE_EPOCH (reproducible-builds.org): the time a build records, here a bundle's signing time.
+  const epoch = process.env.SOURCE_DATE_EPOCH;
+  const seconds = epoch !== undefined && /^\d{1,15}$/.test(epoch) ? Number(epoch) : undefined;
+  if (epoch !== undefined && seconds === undefined)
+    throw new Error(`SOURCE_DATE_EPOCH must be a whole number of seconds, not ${JSON.stringify(epoch.slice(0, 40))}`);
+  return { opaPath: process.env.GITGATE_OPA, sourceDateEpoch: seconds };
 }
 
 /** doc[key] as an object, created when absent (an override writes into it before validation). */

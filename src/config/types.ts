@@ -19,6 +19,13 @@ export interface StdioCommand {
 
 import type { Secret } from './secret.js';
 
+/** What a policy repo's routes may ask of the gateway's host (config `policy.repo.routes`). */
+export interface RoutesAllowance {
+  readonly allowStdio: boolean;
+  readonly allowEnv: readonly string[];
+  readonly allowFiles: readonly string[];
+}
+
 export interface CredentialPlacement {
   readonly header?: string;
   readonly scheme?: string;
@@ -103,6 +110,8 @@ export interface GatewayConfig {
       readonly token?: Secret;
       readonly sshKeyFile?: string;
       readonly compile: boolean;
+      /** What the repo's gitgate.routes.yaml may ask of this host (allowFiles: absolute paths). */
+      readonly routes: RoutesAllowance;
       readonly verification?: { readonly publicKey: Secret; readonly algorithm: string; readonly keyId?: string };
       readonly webhook: boolean;
     };

@@ -1,6 +1,7 @@
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { writeFileAtomicSync } from '../atomic-file.js';
 import { type Clock, systemClock, type Timer } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { git, gitText } from '../git/run.js';
@@ -8,7 +9,8 @@ import { redactUrlCredentials } from '../masking/url-credentials.js';
 import { buildPolicyBundle } from '../policy/build.js';
 import { readBundle } from '../policy/bundle.js';
 import { instantiate, type PolicyInstance } from '../policy/engine.js';
-import { sourcesDigest } from './sources-digest.js';
+import { isRepoDir, lexists, readRepoFile, UntrustedFileError } from '../repo-file.js';
+import { MAX_ROUTES_BYTES, MAX_SOURCE_BYTES, ROUTES_FILE, sourcesDigest } from './sources-digest.js';
 import { type BundleKey, verifySignedBundle } from './verify-bundle.js';
 
 export interface PolicyRepoConfig {
@@ -31,6 +33,14 @@ export interface Revision {
   readonly commit: string;
   readonly instance: PolicyInstance;
   readonly routes?: Record<string, unknown>;
+  /** When its bundle was signed (seconds), if it was and says. */
+  readonly signedAt?: number;
+}
+
+/** The newest signing time served so far, and where: a bundle signed before it is a rollback. */
+interface SignedFloor {
+  readonly signedAt: number;
+  readonly commit: string;
 }
 
 export interface SyncStatus {
@@ -87,12 +97,56 @@ export class PolicySync {
     private readonly cfg: PolicyRepoConfig,
     private readonly clone: string,
     private readonly work: string,
+    /** Where the newest signing time served is kept across restarts (verification on). */
+    private readonly floorFile: string,
     private readonly opa: () => Promise<string>,
     private readonly apply: (rev: Revision) => void,
     private readonly events: SyncEvents,
     /** The clock of polling and of the times reported (default: the system clock). */
     private readonly clock: Clock = systemClock,
   ) {}
+
+  #floor: SignedFloor | undefined;
+  #floorRead = false;
+
+  /** The newest signing time served (read once from floorFile; a file that does not parse is a refusal, not a reset). */
+  #signedFloor(): SignedFloor | undefined {
+    if (this.#floorRead) return this.#floor;
+    if (existsSync(this.floorFile)) {
+      const f = JSON.parse(readFileSync(this.floorFile, 'utf8')) as Partial<SignedFloor>;
+      if (!Number.isSafeInteger(f.signedAt) || typeof f.commit !== 'string')
+        throw new GatewayError(
+          'POLICY_BUILD_FAILED',
+          `${this.floorFile} is damaged: restore it or remove it knowingly`,
+        );
+      this.#floor = { signedAt: f.signedAt!, commit: f.commit };
+    }
+    this.#floorRead = true;
+    return this.#floor;
+  }
+
+  /** A signed bundle signed before the newest one served is an older build put back: refused. */
+  #checkNotRolledBack(commit: string, signedAt: number | undefined): void {
+    const floor = this.#signedFloor();
+    if (floor === undefined) return;
+    const at = (t: number) => new Date(t * 1000).toISOString();
+    if (signedAt === undefined)
+      throw new GatewayError(
+        'POLICY_BUILD_FAILED',
+        `bundle at ${commit.slice(0, 12)} carries no signing time, and the one served (${floor.commit.slice(0, 12)}) was signed at ${at(floor.signedAt)}: an older build is refused (rollback); rebuild and sign it`,
+      );
+    if (signedAt < floor.signedAt)
+      throw new GatewayError(
+        'POLICY_BUILD_FAILED',
+        `bundle at ${commit.slice(0, 12)} was signed at ${at(signedAt)}, before the one served (${floor.commit.slice(0, 12)}, signed at ${at(floor.signedAt)}): a rollback to an older signed bundle is refused; to go back, commit the old sources and let CI sign a new build`,
+      );
+  }
+
+  #served(rev: Revision): void {
+    if (rev.signedAt === undefined || (this.#floor !== undefined && rev.signedAt <= this.#floor.signedAt)) return;
+    this.#floor = { signedAt: rev.signedAt, commit: rev.commit };
+    writeFileAtomicSync(this.floorFile, `${JSON.stringify(this.#floor)}\n`);
+  }
 
   /** The repo's URL as logs, errors, /readyz and /metrics show it: without the credentials a URL may carry. */
   #shownUrl(): string {
@@ -175,6 +229,7 @@ export class PolicySync {
       this.#status.attempts++;
       const rev = await this.#load(commit);
       this.apply(rev);
+      this.#served(rev);
       this.#failedCommit = undefined;
       this.#status = {
         ...this.#status,
@@ -215,15 +270,35 @@ export class PolicySync {
   /** A commit → verified bundle (or compiled sources) → loaded, smoke-tested instance, plus routes. */
   async #load(commit: string): Promise<Revision> {
     await git(this.clone, ['checkout', '--quiet', '--force', '--detach', commit]);
+    try {
+      return await this.#loadCheckout(commit);
+    } catch (err) {
+      // The checkout is the repo writer's: a symlink, a FIFO or an oversized file is refused, never read.
+      if (err instanceof UntrustedFileError)
+        throw new GatewayError('POLICY_BUILD_FAILED', `commit ${commit.slice(0, 12)}: ${err.message}`);
+      throw err;
+    }
+  }
+
+  async #loadCheckout(commit: string): Promise<Revision> {
     const dir = path.join(this.clone, this.cfg.dir);
-    if (!existsSync(dir))
+    const root = realpathSync(this.clone);
+    const inside = (p: string) => p === root || p.startsWith(`${root}${path.sep}`);
+    if (!isRepoDir(dir, this.cfg.dir) || !inside(realpathSync(dir)))
       throw new GatewayError('POLICY_BUILD_FAILED', `commit ${commit.slice(0, 12)} has no ${this.cfg.dir}/ folder`);
-    const digest = sourcesDigest(dir);
+    const routesFile = path.join(this.clone, ROUTES_FILE);
+    const routesBytes = lexists(routesFile) ? readRepoFile(routesFile, MAX_ROUTES_BYTES, ROUTES_FILE) : undefined;
+    // The routes are part of what the bundle's revision names (and so of what its signature covers).
+    const digest = sourcesDigest(dir, routesBytes);
     const bundleFile = path.join(dir, 'bundle.tar.gz');
     let instance: PolicyInstance;
-    if (existsSync(bundleFile)) {
-      const bundle = await readBundle(readFileSync(bundleFile));
-      if (this.cfg.verification !== undefined) await verifySignedBundle(bundle.files, this.cfg.verification);
+    let signedAt: number | undefined;
+    if (lexists(bundleFile)) {
+      const bundle = await readBundle(readRepoFile(bundleFile, MAX_SOURCE_BYTES, `${this.cfg.dir}/bundle.tar.gz`));
+      if (this.cfg.verification !== undefined) {
+        ({ signedAt } = await verifySignedBundle(bundle.files, this.cfg.verification));
+        this.#checkNotRolledBack(commit, signedAt);
+      }
       const revision = bundle.manifest.revision;
       if (revision !== digest) {
         throw new GatewayError(
@@ -255,9 +330,9 @@ export class PolicySync {
         `commit ${commit.slice(0, 12)} carries no bundle, and compile mode is off`,
       );
     }
-    const routesFile = path.join(this.clone, 'gitgate.routes.yaml');
-    if (!existsSync(routesFile)) return { commit, instance };
-    const doc = YAML.parse(readFileSync(routesFile, 'utf8')) as { upstreams?: Record<string, unknown> } | null;
-    return { commit, instance, routes: doc?.upstreams ?? {} };
+    const signed = signedAt !== undefined ? { signedAt } : {};
+    if (routesBytes === undefined) return { commit, instance, ...signed };
+    const doc = YAML.parse(routesBytes.toString('utf8')) as { upstreams?: Record<string, unknown> } | null;
+    return { commit, instance, routes: doc?.upstreams ?? {}, ...signed };
   }
 }

@@ -16,6 +16,13 @@ interface SignedFiles {
   files?: { name?: string; hash?: string; algorithm?: string }[];
   keyid?: string;
   scope?: string;
+  /** When it was signed (seconds): `gitgate policy build --sign-key` puts it in, with opa's --claims-file. */
+  iat?: unknown;
+}
+
+/** What a verified signature says besides the files: when it was signed, if it says. */
+export interface SignedBundle {
+  readonly signedAt?: number;
 }
 
 /** OPA's rule: JSON and YAML files are hashed over their content with keys sorted; everything else as bytes. */
@@ -31,9 +38,9 @@ const fail = (why: string) => new GatewayError('POLICY_BUILD_FAILED', `bundle si
 /**
  * Verify an OPA-signed bundle: the JWT in .signatures.json verifies with the
  * configured key, and every file in the bundle is listed with its hash (no
- * unsigned extras, no missing ones).
+ * unsigned extras, no missing ones). Returns when it was signed (its `iat`), if it says.
  */
-export async function verifySignedBundle(files: ReadonlyMap<string, Buffer>, key: BundleKey): Promise<void> {
+export async function verifySignedBundle(files: ReadonlyMap<string, Buffer>, key: BundleKey): Promise<SignedBundle> {
   const raw = files.get('.signatures.json');
   if (raw === undefined) throw fail('the bundle is not signed (.signatures.json is missing)');
   let jwt: string | undefined;
@@ -64,4 +71,8 @@ export async function verifySignedBundle(files: ReadonlyMap<string, Buffer>, key
     listed.delete(name);
   }
   if (listed.size > 0) throw fail(`signed file(s) missing from the bundle: ${[...listed.keys()].join(', ')}`);
+  if (payload.iat === undefined) return {};
+  if (typeof payload.iat !== 'number' || !Number.isSafeInteger(payload.iat) || payload.iat < 0)
+    throw fail('its iat (signing time) is not a whole number of seconds');
+  return { signedAt: payload.iat };
 }

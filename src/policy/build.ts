@@ -59,6 +59,8 @@ export async function buildPolicyBundle(opts: {
   /** PEM private key: sign the bundle (OPA's .signatures.json). */
   signingKey?: string;
   signingAlg?: string;
+  /** With signingKey: the signing time (seconds) the signature carries as `iat`, what a gateway's rollback check compares. */
+  signedAt?: number;
 }): Promise<BuiltBundle> {
   await mkdir(opts.outDir, { recursive: true });
   const capsPath = path.join(opts.outDir, 'capabilities.json');
@@ -82,8 +84,14 @@ export async function buildPolicyBundle(opts: {
     out,
   ];
   if (opts.revision !== undefined) args.push('--revision', opts.revision);
-  if (opts.signingKey !== undefined)
+  if (opts.signingKey !== undefined) {
     args.push('--signing-key', opts.signingKey, '--signing-alg', opts.signingAlg ?? 'RS256');
+    if (opts.signedAt !== undefined) {
+      const claims = path.join(opts.outDir, 'claims.json');
+      await writeFile(claims, JSON.stringify({ iat: opts.signedAt }));
+      args.push('--claims-file', claims);
+    }
+  }
   args.push(opts.srcDir);
   try {
     await run(opts.opa, args, { timeout: 120_000, maxBuffer: 32 * 1024 * 1024 });

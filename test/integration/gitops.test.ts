@@ -1,11 +1,14 @@
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { gitText } from '../../src/git/run.js';
 import { VERSION } from '../../src/version.js';
 import { signBody } from '../../src/webhooks/verify-and-receive.js';
 // @ts-expect-error plain JS fixture
@@ -135,9 +138,15 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
       writeFileSync(keys.pub, pair.publicKey.export({ format: 'pem', type: 'spki' }));
       writeFileSync(keys.otherPriv, other.privateKey.export({ format: 'pem', type: 'pkcs8' }));
     });
-    const build = async (repo: PolicyRepo, key = keys.priv) => {
-      const r = await gitgate(['policy', 'build', '--dir', path.join(repo.dir, 'policies'), '--sign-key', key]);
-      expect(r.code, r.stderr).toBe(0);
+    const build = async (repo: PolicyRepo, key = keys.priv, signedAt?: number) => {
+      // The signing time is the build's SOURCE_DATE_EPOCH when set (the tests set it: no wall clock).
+      if (signedAt !== undefined) process.env.SOURCE_DATE_EPOCH = String(signedAt);
+      try {
+        const r = await gitgate(['policy', 'build', '--dir', path.join(repo.dir, 'policies'), '--sign-key', key]);
+        expect(r.code, r.stderr).toBe(0);
+      } finally {
+        delete process.env.SOURCE_DATE_EPOCH;
+      }
     };
     const verified = (repo: PolicyRepo) =>
       start(repo, { compile: false, verification: { publicKey: { fromFile: keys.pub }, algorithm: 'RS256' } });
@@ -196,6 +205,138 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
       const next = await repo.commit('build: signed bundle');
       await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 15_000 }).toBe(next);
     });
+
+    it('a signed bundle older than the one served (an earlier build put back) is refused, across a restart too', async () => {
+      const repo = await PolicyRepo.create();
+      await build(repo, keys.priv, 1_000_000);
+      const v1 = await repo.commit('build: v1, echo public');
+      repo.write('policies/config/data.json', JSON.stringify(withoutEcho()));
+      await build(repo, keys.priv, 2_000_000);
+      const v2 = await repo.commit('build: v2, echo no longer public');
+      const dataDir = mkdtempSync(path.join(tmpdir(), 'gitgate-data-'));
+      const opts = { compile: false, verification: { publicKey: { fromFile: keys.pub }, algorithm: 'RS256' } };
+      const gw = await startGateway({
+        upstreams: { http: { url: upstream.url } },
+        policyRepo: { url: repo.dir, pollSeconds: 0.2, ...opts },
+        dataDir,
+      });
+      gateways.push(gw);
+      expect((await ready(gw)).policy.revision).toBe(v2);
+      // Whoever can push, without the signing key: v1's sources and its signed bundle, committed again.
+      await gitText(repo.dir, ['checkout', '-q', v1, '--', 'policies']);
+      const back = await repo.commit('revert to v1 (bundle and all)');
+      await expect.poll(async () => (await ready(gw)).policy_sync?.lastError?.commit, { timeout: 15_000 }).toBe(back);
+      expect((await ready(gw)).policy.revision).toBe(v2);
+      expect((await ready(gw)).last_policy_error).toMatch(
+        /was signed at 1970-01-12T13:46:40\.000Z, before the one served \([0-9a-f]{12}, signed at 1970-01-24T03:33:20\.000Z\): a rollback to an older signed bundle is refused/,
+      );
+      const c = await connectClient(`${gw.url}/mcp/http`, await gw.token('alice'));
+      expect(await echo(c)).toMatch(/^denied/);
+      await c.close();
+      // A restart remembers what it served: it does not start on the older build.
+      await gw.close();
+      gateways.splice(gateways.indexOf(gw), 1);
+      await expect(
+        startGateway({ upstreams: { http: { url: upstream.url } }, policyRepo: { url: repo.dir, ...opts }, dataDir }),
+      ).rejects.toThrow(/rollback to an older signed bundle is refused/);
+      // Going back the right way: CI signs a new build of the old sources.
+      await build(repo, keys.priv, 3_000_000);
+      const rebuilt = await repo.commit('build: v1 sources, signed anew');
+      const again = await startGateway({
+        upstreams: { http: { url: upstream.url } },
+        policyRepo: { url: repo.dir, pollSeconds: 0.2, ...opts },
+        dataDir,
+      });
+      gateways.push(again);
+      expect((await ready(again)).policy.revision).toBe(rebuilt);
+    });
+
+    it('the signature covers gitgate.routes.yaml: routes pushed without a signed rebuild are refused, and nothing connects to them', async () => {
+      // Where a forged route would send a governed upstream's calls: it must never hear from the gateway.
+      const heard: string[] = [];
+      const evil = http.createServer((req, res) => {
+        heard.push(`${req.method} ${req.url}`);
+        res.writeHead(500).end();
+      });
+      await new Promise<void>((r) => evil.listen(0, '127.0.0.1', r));
+      const evilUrl = `http://127.0.0.1:${(evil.address() as AddressInfo).port}/mcp`;
+      try {
+        const repo = await PolicyRepo.create();
+        await build(repo);
+        await repo.commit('build: signed bundle');
+        const gw = await verified(repo);
+        const good = (await ready(gw)).policy.revision;
+        const forged = await repo
+          .write('gitgate.routes.yaml', `upstreams:\n  http:\n    url: ${evilUrl}\n`)
+          .commit('routes only');
+        await expect
+          .poll(async () => (await ready(gw)).policy_sync?.lastError?.commit, { timeout: 15_000 })
+          .toBe(forged);
+        const r = await ready(gw);
+        expect(r.policy.revision).toBe(good);
+        expect(r.last_policy_error).toMatch(/stale bundle/);
+        const c = await connectClient(`${gw.url}/mcp/http`, await gw.token('alice'));
+        expect(await echo(c)).toBe('allowed');
+        await c.close();
+        expect(heard).toEqual([]);
+
+        // The same routes, built and signed by CI (the revision covers them), load; a later edit is stale again.
+        await build(repo);
+        const signed = await repo.commit('build: signed bundle with routes');
+        await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 15_000 }).toBe(signed);
+        repo.write(
+          'gitgate.routes.yaml',
+          `upstreams:\n  http:\n    url: ${upstream.url}\n  extra:\n    url: ${evilUrl}\n`,
+        );
+        const edited = await repo.commit('routes edited after signing');
+        await expect
+          .poll(async () => (await ready(gw)).policy_sync?.lastError?.commit, { timeout: 15_000 })
+          .toBe(edited);
+        expect((await ready(gw)).last_policy_error).toMatch(/stale bundle/);
+      } finally {
+        await new Promise((r) => evil.close(r));
+      }
+    });
+  });
+
+  it('a symlink or oversized file in the checkout is refused before anything reads it; the last good revision serves', async () => {
+    const repo = await PolicyRepo.create();
+    const gw = await start(repo);
+    const good = (await ready(gw)).policy.revision;
+    const expectRefused = async (sha: string, why: RegExp) => {
+      await expect.poll(async () => (await ready(gw)).policy_sync?.lastError?.commit, { timeout: 15_000 }).toBe(sha);
+      const r = await ready(gw);
+      expect(r.policy.revision).toBe(good);
+      expect(r.last_policy_error).toMatch(why);
+    };
+    const link = (target: string, at: string) => {
+      mkdirSync(path.dirname(path.join(repo.dir, at)), { recursive: true });
+      symlinkSync(target, path.join(repo.dir, at));
+    };
+    // An endless file: read, it would take the event loop and all memory.
+    link('/dev/zero', 'policies/config/notes.txt');
+    await expectRefused(await repo.commit('a note'), /policies\/config\/notes\.txt: is a symbolic link/);
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+    rmSync(path.join(repo.dir, 'policies/config/notes.txt'));
+    // The gateway's own keys, under a name opa would load as data.
+    link(path.join(gw.dataDir, 'keys'), 'policies/leak');
+    await expectRefused(await repo.commit('data from elsewhere'), /policies\/leak: is a symbolic link/);
+    rmSync(path.join(repo.dir, 'policies/leak'));
+    // A hidden name is not a source, but a tool after us might still follow it.
+    link('/dev/zero', 'policies/.cache');
+    await expectRefused(await repo.commit('hidden link'), /policies\/\.cache: is a symbolic link/);
+    rmSync(path.join(repo.dir, 'policies/.cache'));
+    link('/dev/zero', 'gitgate.routes.yaml');
+    await expectRefused(await repo.commit('routes link'), /gitgate\.routes\.yaml: is a symbolic link/);
+    rmSync(path.join(repo.dir, 'gitgate.routes.yaml'));
+    repo.write('gitgate.routes.yaml', `# ${'x'.repeat(1024 * 1024)}\nupstreams: {}\n`);
+    await expectRefused(
+      await repo.commit('huge routes'),
+      /gitgate\.routes\.yaml: is \d+ bytes, more than the 1048576 allowed/,
+    );
+    rmSync(path.join(repo.dir, 'gitgate.routes.yaml'));
+    const fixed = await repo.commit('cleaned up');
+    await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 15_000 }).toBe(fixed);
   });
 
   it('webhooks: a verified push syncs at once; a bad signature or a replayed delivery changes nothing', async () => {
@@ -335,6 +476,44 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
     await expect.poll(async () => (await ready(gw)).policy_sync?.lastError?.commit, { timeout: 10_000 }).toBe(bad);
     expect((await ready(gw)).last_policy_error).toMatch(/gitgate\.routes\.yaml/);
     expect((await init('stdio')).status).toBe(200);
+  });
+
+  it("routes ask nothing of the host the config file does not grant: no command, no secret of the gateway's", async () => {
+    const marker = path.join(mkdtempSync(path.join(tmpdir(), 'gitgate-routes-')), 'ran');
+    process.env.GITGATE_TEST_ROUTES_SECRET = 'a-secret-only-the-gateway-holds';
+    const repo = await PolicyRepo.create();
+    const gw = await start(repo, { routes: { allowEnv: ['GITGATE_TEST_ROUTES_ALLOWED'] } });
+    const good = (await ready(gw)).policy.revision;
+    const refused = async (routes: string, why: RegExp) => {
+      const sha = await repo.write('gitgate.routes.yaml', routes).commit('routes');
+      await expect.poll(async () => (await ready(gw)).policy_sync?.lastError?.commit, { timeout: 10_000 }).toBe(sha);
+      const r = await ready(gw);
+      expect(r.policy.revision).toBe(good);
+      expect(r.last_policy_error).toMatch(why);
+      expect(r.last_policy_error).not.toContain('a-secret-only-the-gateway-holds');
+    };
+    await refused(
+      `upstreams:\n  pwn:\n    stdio: { command: sh, args: [-c, "touch ${marker}"] }\n`,
+      /upstreams\.pwn\.stdio: routes from the policy repo may not start commands/,
+    );
+    await refused(
+      `upstreams:\n  http:\n    url: ${upstream.url}\n    secret: { header: x-k, fromEnv: GITGATE_TEST_ROUTES_SECRET }\n`,
+      /secret\.fromEnv: GITGATE_TEST_ROUTES_SECRET is not in policy\.repo\.routes\.allowEnv/,
+    );
+    await refused(
+      `upstreams:\n  http:\n    url: ${upstream.url}\n    secret: { header: x-k, fromFile: keys/dev-issuer.private.jwk }\n`,
+      /secret\.fromFile: keys\/dev-issuer\.private\.jwk is not in policy\.repo\.routes\.allowFiles/,
+    );
+    expect(existsSync(marker)).toBe(false);
+    // What the config file grants by name, the repo may use.
+    process.env.GITGATE_TEST_ROUTES_ALLOWED = 'granted';
+    const ok = await repo
+      .write(
+        'gitgate.routes.yaml',
+        `upstreams:\n  other:\n    url: ${upstream.url}\n    secret: { header: x-k, fromEnv: GITGATE_TEST_ROUTES_ALLOWED }\n`,
+      )
+      .commit('a granted secret');
+    await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 10_000 }).toBe(ok);
   });
 
   it('gitgate init policy-repo scaffolds a repo that passes its own policy checks', async () => {

@@ -170,7 +170,7 @@ describe('the first day of an operator', () => {
     await repo.write('gitgate.routes.yaml', route('v1')).commit('route v1');
     const gw = await startGateway({
       upstreams: { http: { url: upstream.url } },
-      policyRepo: { url: repo.dir, pollSeconds: 3600 },
+      policyRepo: { url: repo.dir, pollSeconds: 3600, routes: { allowStdio: true } },
     });
     gateways.push(gw);
     const token = await gw.token('alice', ['eng']);
