@@ -1,11 +1,11 @@
-import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, readFileSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { boundedCache } from '../cache.js';
 import { systemClock } from '../clock.js';
 import { parseDuration } from '../config/duration.js';
 import { sessionStreamName } from './auditor.js';
-import { recordOf } from './reader.js';
+import { listFiles, recordOf } from './reader.js';
 import type { AuditRecord } from './record.js';
 
 export interface RecordFilter {
@@ -15,16 +15,8 @@ export interface RecordFilter {
   readonly since?: string;
 }
 
-function files(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...files(p));
-    else if (e.name.endsWith('.jsonl')) out.push(p);
-  }
-  return out.sort();
-}
+/** Record files under `dir`: regular files only (a symlink anywhere below is refused, see listFiles). */
+const files = (dir: string) => listFiles(dir, '.jsonl');
 
 /** Every record of the repo's streams that passes the filter, one line at a time (constant memory). */
 export async function* readRecords(repo: string, filter: RecordFilter = {}): AsyncGenerator<AuditRecord> {

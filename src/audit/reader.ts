@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { compileSchema, formatSchemaErrors } from '../config/schema.js';
 import { gitText } from '../git/run.js';
+import { lexists, readRepoFile, UntrustedFileError } from '../repo-file.js';
 import { type AuditRecord, leafHead, parseLine } from './record.js';
 import { CHECKPOINT_FILE, CHECKPOINT_STREAM, checkpointSize, LOG_KEY_FILE, parseStreamFile } from './store.js';
 import { Frontier, HASH_BYTES, type Hash, leafHash } from './tlog/merkle.js';
@@ -32,13 +33,43 @@ export function recordOf(line: string): AuditRecord {
   return r as AuditRecord;
 }
 
-export function listFiles(dir: string, ext: string): string[] {
+/** The most bytes one file of an audit repo may hold (a part is 128 KiB, one record rarely more): larger is refused unread. */
+export const MAX_REPO_FILE_BYTES = 64 * 1024 * 1024;
+/** A checkpoint note or a verifier key is a few lines. */
+const MAX_NOTE_BYTES = 64 * 1024;
+
+/**
+ * A file of the repo, read: a regular file of at most `max` bytes, else a LogBroken naming it (a
+ * symlink to /dev/zero or to a file elsewhere is never followed). `rel`: its name in the repo.
+ */
+export function readRepoText(file: string, rel: string, max = MAX_REPO_FILE_BYTES): Buffer {
+  try {
+    return readRepoFile(file, max, rel);
+  } catch (err) {
+    if (err instanceof UntrustedFileError) throw new LogBroken(err.file, err.why);
+    throw err;
+  }
+}
+
+/**
+ * The files named `*<ext>` under `dir`, sorted; every entry met below it must be a regular file or
+ * a directory: a symlink, a FIFO or a device anywhere is a LogBroken (named relative to `root`), so
+ * whatever reads the listed files reads regular files only. `flat`: `dir`'s own entries only.
+ */
+export function listFiles(dir: string, ext: string, root = dir, flat = false): string[] {
   if (!existsSync(dir)) return [];
   const out: string[] = [];
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...listFiles(p, ext));
-    else if (e.name.endsWith(ext)) out.push(p);
+    if (e.isDirectory()) {
+      if (!flat) out.push(...listFiles(p, ext, root));
+      continue;
+    }
+    if (!e.isFile()) {
+      const kind = e.isSymbolicLink() ? 'a symbolic link' : 'not a regular file';
+      throw new LogBroken(path.relative(root, p), `is ${kind}: an audit repo holds regular files only`);
+    }
+    if (e.name.endsWith(ext)) out.push(p);
   }
   return out.sort();
 }
@@ -46,10 +77,7 @@ export function listFiles(dir: string, ext: string): string[] {
 /** Record files grouped by stream, parts in order (the old format's checkpoints.jsonl included, as its own stream). */
 export function chains(repo: string): Map<string, string[]> {
   const out = new Map<string, { part: number; file: string }[]>();
-  const all = [
-    ...listFiles(path.join(repo, 'streams'), '.jsonl'),
-    ...listFiles(repo, '.jsonl').filter((f) => path.dirname(f) === repo),
-  ];
+  const all = [...listFiles(path.join(repo, 'streams'), '.jsonl', repo), ...listFiles(repo, '.jsonl', repo, true)];
   for (const file of all) {
     const id = parseStreamFile(path.relative(repo, file));
     if (id === undefined) continue;
@@ -121,7 +149,7 @@ export function readLog(
     let seq = 0;
     for (const file of files) {
       const rel = path.relative(repo, file);
-      const data = readFileSync(file);
+      const data = readRepoText(file, rel);
       onFile?.(rel, data);
       // Line by line over the bytes: a leaf is the hash of the line's exact bytes, as stored.
       for (let start = 0, n = 1; start < data.length; n++) {
@@ -192,7 +220,9 @@ export function readLog(
 /** The tree size the repo's checkpoint names, unchecked (0 when it has none that parses). */
 function claimedSize(repo: string): number {
   try {
-    return checkpointSize(readFileSync(path.join(repo, CHECKPOINT_FILE), 'utf8'));
+    return checkpointSize(
+      readRepoText(path.join(repo, CHECKPOINT_FILE), CHECKPOINT_FILE, MAX_NOTE_BYTES).toString('utf8'),
+    );
   } catch {
     return 0;
   }
@@ -202,7 +232,7 @@ function claimedSize(repo: string): number {
 function firstHolder(repo: string, all: Map<string, string[]>, leaf: number): string | undefined {
   for (const files of all.values())
     for (const file of files) {
-      const lines = readFileSync(file, 'utf8').split('\n');
+      const lines = readRepoText(file, path.relative(repo, file)).toString('utf8').split('\n');
       for (let i = 0; i < lines.length; i++)
         if (leafHead(lines[i]!)?.leaf === leaf) return `${path.relative(repo, file)}:${i + 1}`;
     }
@@ -221,8 +251,12 @@ export function openGivenCheckpoint(note: string, keys: readonly NoteVerifier[],
 /** The repo's committed checkpoint file, opened with the given keys. */
 export function repoCheckpoint(repo: string, keys: readonly NoteVerifier[]): SignedCheckpoint {
   const file = path.join(repo, CHECKPOINT_FILE);
-  if (!existsSync(file)) throw new LogBroken(CHECKPOINT_FILE, 'missing: nothing signs the log');
-  return openGivenCheckpoint(readFileSync(file, 'utf8'), keys, CHECKPOINT_FILE);
+  if (!lexists(file)) throw new LogBroken(CHECKPOINT_FILE, 'missing: nothing signs the log');
+  return openGivenCheckpoint(
+    readRepoText(file, CHECKPOINT_FILE, MAX_NOTE_BYTES).toString('utf8'),
+    keys,
+    CHECKPOINT_FILE,
+  );
 }
 
 /** The object format of a repo's git objects (what its blob ids are hashes of). */
@@ -252,21 +286,35 @@ export async function workTreeVersusHead(
   for (const row of head.split('\0')) {
     if (row === '') continue;
     const tab = row.indexOf('\t');
-    const [, type, id] = row.slice(0, tab).split(' ');
-    if (type === 'blob') inHead.set(row.slice(tab + 1), id!);
-    else return `HEAD holds a ${type} at ${row.slice(tab + 1)}`;
+    const [mode, type, id] = row.slice(0, tab).split(' ');
+    if (type !== 'blob') return `HEAD holds a ${type} at ${row.slice(tab + 1)}`;
+    // Not a work-tree difference: what HEAD holds is what is proved, and it may hold regular files only.
+    if (mode !== '100644' && mode !== '100755')
+      throw new LogBroken(
+        row.slice(tab + 1),
+        `is ${mode === '120000' ? 'a symbolic link' : `an entry of mode ${mode}`} in HEAD: an audit repo holds regular files only`,
+      );
+    inHead.set(row.slice(tab + 1), id!);
   }
   const inTree = new Map<string, string>();
-  const walk = (dir: string): void => {
+  const walk = (dir: string): string | undefined => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);
       const rel = path.relative(repo, p).split(path.sep).join('/');
       if (rel === '.git') continue;
-      if (e.isDirectory()) walk(p);
-      else inTree.set(rel, known.get(path.relative(repo, p)) ?? blobId(format, readFileSync(p)));
+      if (e.isDirectory()) {
+        const below = walk(p);
+        if (below !== undefined) return below;
+      } else if (!e.isFile()) return `${rel} is ${e.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}`;
+      else {
+        const id = known.get(path.relative(repo, p)) ?? blobId(format, readRepoText(p, rel));
+        inTree.set(rel, id);
+      }
     }
+    return undefined;
   };
-  walk(repo);
+  const odd = walk(repo);
+  if (odd !== undefined) return odd;
   for (const [f, id] of inTree) {
     const h = inHead.get(f);
     if (h === undefined) return `${f} is in the work tree but not in HEAD`;
@@ -283,7 +331,9 @@ export async function workTreeVersusHead(
  */
 export function selfConsistent(repo: string): boolean {
   try {
-    const key = parseVerifierKey(readFileSync(path.join(repo, LOG_KEY_FILE), 'utf8'));
+    const key = parseVerifierKey(
+      readRepoText(path.join(repo, LOG_KEY_FILE), LOG_KEY_FILE, MAX_NOTE_BYTES).toString('utf8'),
+    );
     const log = readLog(repo);
     const cp = repoCheckpoint(repo, [key]);
     return cp.size === log.records && rootOf(log, cp.size).equals(cp.root);

@@ -24,6 +24,11 @@ export interface VerifyOptions {
   readonly keys: readonly NoteVerifier[];
   /** A checkpoint note saved earlier (by an auditor, a monitor, an anchor): the repo must extend it. */
   readonly checkpoint?: string;
+  /**
+   * Check a repo of the old format against the keys it holds itself even though keys are given
+   * (without it, given keys refuse such a repo: they sign nothing in it). Never with `checkpoint`.
+   */
+  readonly allowOldFormat?: boolean;
 }
 
 export interface VerifyReport {
@@ -57,6 +62,26 @@ export async function verifyAuditRepo(
   onRecord: (r: AuditRecord) => void = () => {},
 ): Promise<VerifyReport> {
   if (isOldFormat(repo)) {
+    // The old format trusts the repo's own keys: what the caller pinned cannot hold it to anything, so
+    // a repo rewritten into the old format (forged records, a key of its own) must not pass for the log.
+    const refuse = (where: string, why: string): VerifyReport => ({
+      ok: false,
+      format: 1,
+      streams: 0,
+      records: 0,
+      warnings: [],
+      error: { where, why },
+    });
+    if (opts.checkpoint !== undefined)
+      return refuse(
+        '--checkpoint',
+        'the saved checkpoint is of a transparency log, and this repo is in the old format (signed records, keys/ in the repo), which has none: the log it was taken from is not this repo (replaced, or rewritten into the old format)',
+      );
+    if (opts.keys.length > 0 && opts.allowOldFormat !== true)
+      return refuse(
+        '--key',
+        `this repo is in the old format (records signed by the keys/ it holds itself): ${opts.keys.map((k) => k.name).join(', ')} signs nothing in it, so it proves nothing, and a repo rewritten into the old format looks the same. --allow-old-format checks it against its own keys (self-consistency only)`,
+      );
     const old = await verifyOldFormat(repo, onRecord);
     return {
       ok: old.ok,

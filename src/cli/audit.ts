@@ -59,7 +59,7 @@ function readBounded(file: string, max = MAX_BUNDLE_BYTES): string {
  */
 export async function auditVerify(
   repos: readonly string[],
-  opts: { key?: readonly string[]; checkpoint?: string; config?: string },
+  opts: { key?: readonly string[]; checkpoint?: string; config?: string; allowOldFormat?: boolean },
   out: (line: string) => void,
 ): Promise<number> {
   if (repos.length === 0) throw new Error('no audit repo given');
@@ -74,7 +74,7 @@ export async function auditVerify(
 
 async function verifyLogs(
   repos: readonly { readonly dir: string; readonly name: string }[],
-  opts: { key?: readonly string[]; checkpoint?: string; config?: string },
+  opts: { key?: readonly string[]; checkpoint?: string; config?: string; allowOldFormat?: boolean },
   out: (line: string) => void,
 ): Promise<number> {
   if (repos.length > 1 && opts.checkpoint !== undefined)
@@ -91,6 +91,7 @@ async function verifyLogs(
     const report = await verifyAuditRepo(dir, {
       keys,
       ...(opts.checkpoint !== undefined ? { checkpoint: readBounded(opts.checkpoint, MAX_NOTE_BYTES) } : {}),
+      ...(opts.allowOldFormat === true ? { allowOldFormat: true } : {}),
     });
     const where = several ? `${repo}: ` : '';
     if (!report.ok) {

@@ -237,9 +237,18 @@ export async function main(argv: string[], io?: { out(line: string): void; err(l
     )
     .option('--checkpoint <file>', 'a checkpoint saved earlier: the repo must be consistent with it')
     .option('--config <file>', 'also trust the verifier keys pinned in this config (audit.keys)')
-    .action(async (repos: string[], o: { key?: string[]; checkpoint?: string; config?: string }) => {
-      code = await auditVerify(repos, o, out);
-    });
+    .option(
+      '--allow-old-format',
+      "check a repo of the old format (signed records) against the keys it holds itself, though keys are given: it proves no more than the repo's self-consistency",
+    )
+    .action(
+      async (
+        repos: string[],
+        o: { key?: string[]; checkpoint?: string; config?: string; allowOldFormat?: boolean },
+      ) => {
+        code = await auditVerify(repos, o, out);
+      },
+    );
   audit
     .command('checkpoint [repo]')
     .description(

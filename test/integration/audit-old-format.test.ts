@@ -6,10 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { readRecords } from '../../src/audit/read.js';
 import { type AuditRecord, auditSigner, hashLine, parseLine, signRecord } from '../../src/audit/record.js';
 import { GitAuditStore } from '../../src/audit/store.js';
+import { noteSigner, signCheckpoint } from '../../src/audit/tlog/note.js';
 import { verifyAuditRepo } from '../../src/audit/verify.js';
 import { gitText } from '../../src/git/run.js';
 import { packageRoot } from '../../src/paths.js';
 import { newAuditKey } from '../helpers/audit-repo.js';
+import { gitgate } from '../helpers/cli.js';
 
 // A repo as the signed-record format wrote it: JWS lines, checkpoints.jsonl, keys/.
 async function oldRepo(): Promise<string> {
@@ -57,6 +59,45 @@ describe('repos of the old, signed-record format', () => {
     const bad = await verifyAuditRepo(repo, { keys: [] });
     expect(bad.ok).toBe(false);
     expect(bad.error?.why).toMatch(/signature does not verify/);
+  });
+
+  it('given a key or a saved checkpoint, are refused: the old format proves nothing against them, so a log rewritten into it cannot pass', async () => {
+    // What an attacker with write access makes of a transparency log: records of their own, signed by a key
+    // of their own in keys/, checkpoints.jsonl, no `checkpoint` file. Read on its own terms, it verifies.
+    const forged = await oldRepo();
+    expect((await verifyAuditRepo(forged, { keys: [] })).ok).toBe(true);
+    const pinned = newAuditKey('audit.example/log');
+    const saved = signCheckpoint(
+      { origin: pinned.origin, size: 2, root: Buffer.alloc(32), extensions: [] },
+      noteSigner(pinned.origin, pinned.key),
+    );
+    const byKey = await verifyAuditRepo(forged, { keys: [pinned.verifier] });
+    expect(byKey).toMatchObject({ ok: false, format: 1, records: 0 });
+    expect(byKey.error).toEqual({
+      where: '--key',
+      why: expect.stringMatching(
+        /old format .*: gitgate\.test\/audit\.example\/log signs nothing in it, so it proves nothing/,
+      ),
+    });
+    for (const allowOldFormat of [false, true]) {
+      const byCheckpoint = await verifyAuditRepo(forged, {
+        keys: [pinned.verifier],
+        checkpoint: saved,
+        allowOldFormat,
+      });
+      expect(byCheckpoint.error?.where).toBe('--checkpoint');
+      expect(byCheckpoint.error?.why).toMatch(/the log it was taken from is not this repo/);
+    }
+    // Asked for in so many words, it is checked against its own keys, and says what that is worth.
+    const allowed = await verifyAuditRepo(forged, { keys: [pinned.verifier], allowOldFormat: true });
+    expect(allowed).toMatchObject({ ok: true, format: 1, records: 2 });
+    expect(allowed.warnings[0]).toMatch(/against the keys it holds itself/);
+    // The CLI: exit 1 naming --key, and --allow-old-format.
+    const cli = await gitgate(['audit', 'verify', forged, '--key', pinned.verifier.text]);
+    expect(cli.code).toBe(1);
+    expect(cli.stdout).toMatch(/FAILED at --key: this repo is in the old format/);
+    const cliAllowed = await gitgate(['audit', 'verify', forged, '--key', pinned.verifier.text, '--allow-old-format']);
+    expect(cliAllowed.code, cliAllowed.stdout).toBe(0);
   });
 
   it('are read by export/replay, and the gateway never appends to one', async () => {

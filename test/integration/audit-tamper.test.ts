@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -250,6 +250,55 @@ describe('gitgate audit verify: only the given key, only a log that extends a sa
     expect((await verify(repo)).error).toMatchObject({
       where: 'checkpoint',
       why: expect.stringMatching(/tree hash differs from the signed one: records were altered/),
+    });
+  });
+
+  it('a symbolic link in the repo is refused unread, naming it: as a record file, as the checkpoint, and in HEAD', async () => {
+    // Followed, /dev/zero would take all memory; a link to a copy elsewhere would be read as if it were the repo's.
+    const elsewhere = path.join(mkdtempSync(path.join(tmpdir(), 'gitgate-tamper-')), 'a.jsonl');
+    cpSync(file(pristine, A), elsewhere);
+    for (const target of ['/dev/zero', elsewhere]) {
+      const repo = copy();
+      const part = `streams/${A}~000001.jsonl`;
+      symlinkSync(target, path.join(repo, part));
+      await commit(repo);
+      expect((await verify(repo)).error).toEqual({
+        where: part,
+        why: 'is a symbolic link in HEAD: an audit repo holds regular files only',
+      });
+      // A work tree that is not a git checkout is read without HEAD: the link is refused there too.
+      rmSync(path.join(repo, '.git'), { recursive: true, force: true });
+      expect((await verify(repo)).error).toEqual({
+        where: part,
+        why: 'is a symbolic link: an audit repo holds regular files only',
+      });
+    }
+    const repo = copy();
+    rmSync(path.join(repo, CHECKPOINT_FILE));
+    symlinkSync('/dev/zero', path.join(repo, CHECKPOINT_FILE));
+    await commit(repo);
+    const r = await verify(repo);
+    expect(r.ok).toBe(false);
+    expect(r.error).toEqual({
+      where: CHECKPOINT_FILE,
+      why: 'is a symbolic link in HEAD: an audit repo holds regular files only',
+    });
+    rmSync(path.join(repo, '.git'), { recursive: true, force: true });
+    expect((await verify(repo)).error).toEqual({
+      where: CHECKPOINT_FILE,
+      why: 'is a symbolic link: an audit repo holds regular files only',
+    });
+    // A link that only HEAD holds (the work tree has the file itself): what HEAD holds is what is proved.
+    const headOnly = copy();
+    const cp = readFileSync(path.join(headOnly, CHECKPOINT_FILE));
+    rmSync(path.join(headOnly, CHECKPOINT_FILE));
+    symlinkSync('/dev/zero', path.join(headOnly, CHECKPOINT_FILE));
+    await commit(headOnly);
+    rmSync(path.join(headOnly, CHECKPOINT_FILE));
+    writeFileSync(path.join(headOnly, CHECKPOINT_FILE), cp);
+    expect((await verify(headOnly)).error).toEqual({
+      where: CHECKPOINT_FILE,
+      why: 'is a symbolic link in HEAD: an audit repo holds regular files only',
     });
   });
 
