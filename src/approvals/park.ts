@@ -44,7 +44,7 @@ export async function* park(
       method: input.mcp.method,
       ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
       ...(input.mcp.uri !== undefined ? { uri: input.mcp.uri } : {}),
-      ...shownParams(shown.params),
+      ...reviewed(shown.params, msg.params),
       // Bound to the params as sent (not the policy input's view of them, which reads non-object arguments as {}).
       rawParams: msg.params,
     },
@@ -72,6 +72,25 @@ export async function* park(
   if (final.approval.status !== 'executed')
     throw new GatewayError('INTERNAL', 'approval released without being claimed');
   yield* await forward();
+}
+
+/** What reviewers see of the params, and how many of its values masking changed (so they are told what they cannot see). */
+function reviewed(shown: unknown, sent: unknown): ReturnType<typeof shownParams> & { masked?: number } {
+  const view = shownParams(shown);
+  const raw = shownParams(sent);
+  const masked = differing(view.arguments, raw.arguments) + differing(view.otherParams, raw.otherParams);
+  return { ...view, ...(masked > 0 ? { masked } : {}) };
+}
+
+/** How many leaf values differ between two JSON values (a value replaced whole counts once). */
+function differing(a: unknown, b: unknown): number {
+  const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object';
+  if (isObj(a) && isObj(b) && Array.isArray(a) === Array.isArray(b)) {
+    let n = 0;
+    for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) n += differing(a[k], b[k]);
+    return n;
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? 0 : 1;
 }
 
 /** What reviewers see of the params: the arguments as they are, and any other field besides name, uri and _meta. */

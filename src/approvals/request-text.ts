@@ -39,6 +39,7 @@ export function approvalDocument(a: ApprovalRecord): string {
     ...(a.call.uri !== undefined ? [`uri: ${q(a.call.uri)}`] : []),
     `arguments: ${JSON.stringify(a.call.arguments)}`,
     ...(a.call.otherParams !== undefined ? [`other_params: ${JSON.stringify(a.call.otherParams)}`] : []),
+    ...(a.call.masked !== undefined ? [`masked_values: ${a.call.masked}`] : []),
     `risk: ${q(a.risk)}`,
     `reasons: ${JSON.stringify(a.reasons)}`,
     `policy: ${JSON.stringify(a.policy)}`,
@@ -74,6 +75,12 @@ export function approvalBody(a: ApprovalRecord): string {
     '',
     ...(a.call.otherParams !== undefined
       ? ['Other parameters of the request:', '', '```json', JSON.stringify(a.call.otherParams, null, 2), '```', '']
+      : []),
+    ...(a.call.masked !== undefined
+      ? [
+          `> **${a.call.masked} value(s) above are masked** by the policy's mask rules (they looked like credentials): the call runs with them as sent, which this review cannot show. Approve only if you know what they hold.`,
+          '',
+        ]
       : []),
     `Policy (${a.policy.revision ?? a.policy.bundleDigest.slice(0, 12)}) says: ${printable(a.reasons.join('; '))}`,
     '',

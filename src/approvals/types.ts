@@ -20,6 +20,8 @@ export interface ApprovalCall {
   readonly arguments: unknown;
   /** The request's other params (not name, uri, arguments or _meta), masked likewise; absent when none. */
   readonly otherParams?: Readonly<Record<string, unknown>>;
+  /** How many values of those the mask rules changed (reviewers see a placeholder; the call runs with them as sent); absent when none. */
+  readonly masked?: number;
 }
 
 export interface ApprovalVote {

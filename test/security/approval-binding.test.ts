@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { approvalBody, approvalDocument, approvalTitle, inlineCode } from '../../src/approvals/request-text.js';
 import type { ApprovalRecord } from '../../src/approvals/types.js';
 import { GitHubApprovalWorld, HIGH_RISK } from '../helpers/github-approvals.js';
+import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 
 /** An approval releases exactly the call that was reviewed, once, and only when given by the right people. */
 const w = new GitHubApprovalWorld();
@@ -252,6 +253,40 @@ describe('an approval releases exactly the call that was reviewed', () => {
     // _meta's progress token and the 2026 envelope are not part of the call; the reviewed call itself runs once.
     expect(await w.call(c, 'secret', {}, { _meta: { progressToken: 'p-1' } })).toMatchObject({ ok: true });
     expect(w.calls('secret')).toBe(1);
+  });
+
+  it('reviewers are told how many values they see masked: the call runs with them as sent', async () => {
+    // The default policy's rule: credentials in the params are masked wherever they are shown.
+    const policyDir = await makePolicyDir({
+      ...TEST_POLICY_DATA,
+      upstreams: {
+        gh: {
+          full_access_groups: ['eng'],
+          public_tools: [],
+          high_risk_tools: HIGH_RISK,
+          mask: [{ path: '$.params', detectors: ['jwt', 'bearer_token'] }],
+          credential_ttl_seconds: 60,
+        },
+      },
+    });
+    const gw = await w.start({}, { policyDir });
+    const c = await w.client(gw);
+    // Shaped like a credential, a value is hidden from reviewers by the mask rules: they must know it is there.
+    const jwt = `eyJhbGciOiJIUzI1NiJ9.${Buffer.from('{"sub":"rm -rf /"}').toString('base64url')}.c2lnbmF0dXJlLXZhbHVl`;
+    const first = await w.call(c, 'secret', { target: 'prod', token: jwt });
+    expect(first).toMatchObject({ ok: false, code: -32011, data: { status: 'pending' } });
+    const a = gw.gw.approvals.get((first as { data: { approval_id: string } }).data.approval_id)!;
+    expect(a.call.masked).toBe(1);
+    const body = w.gh.pulls.get(w.prOf(first))!.body;
+    expect(body).not.toContain(jwt);
+    expect(body).toContain('"target": "prod"');
+    expect(body).toContain('**1 value(s) above are masked**');
+    expect(approvalDocument(a)).toContain('masked_values: 1');
+    // A call with nothing masked says nothing of the kind.
+    const plain = await w.call(c, 'secret', { target: 'staging' });
+    const p = gw.gw.approvals.get((plain as { data: { approval_id: string } }).data.approval_id)!;
+    expect(p.call.masked).toBeUndefined();
+    expect(w.gh.pulls.get(w.prOf(plain))!.body).not.toContain('masked**');
   });
 
   it('an own __proto__ key in the arguments never reaches an approval (the message is refused as it is read)', async () => {
