@@ -88,40 +88,43 @@ export interface WalkLimits {
   readonly maxFiles: number;
   /** At most this many bytes in all (sizes as lstat reports them). */
   readonly maxBytes: number;
-  /** Entries (by name) not counted: a skipped directory is not walked; a skipped file must still be a regular file. */
+  /** Entries (by name) not listed: a skipped file, or anything below a skipped directory, is still checked and counted. */
   readonly skip?: (name: string, isDir: boolean) => boolean;
 }
 
 /**
- * Every regular file under `dir` (paths relative to it, `/`-separated, sorted); a symlink or any
- * other non-regular entry anywhere below is refused, as are more files or bytes than allowed.
- * `base` names `dir` in errors (default: its own path).
+ * Every regular file under `dir` not skipped (paths relative to it, `/`-separated, sorted); a
+ * symlink or any other non-regular entry anywhere below, skipped or not, is refused, as are more
+ * files or bytes than allowed. `base` names `dir` in errors (default: its own path).
  */
 export function walkRepoFiles(dir: string, limits: WalkLimits, base = dir): string[] {
   const out: string[] = [];
+  let files = 0;
   let bytes = 0;
-  const walk = (d: string): void => {
+  // Below a skipped directory nothing is listed, but everything is checked and counted all the same:
+  // a tool reading the folder after us (opa) may not skip what we skip.
+  const walk = (d: string, skipping: boolean): void => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       const rel = path.relative(dir, p).split(path.sep).join('/');
       const shown = path.join(base, rel).split(path.sep).join('/');
-      const skipped = limits.skip?.(e.name, e.isDirectory()) === true;
+      const skipped = skipping || limits.skip?.(e.name, e.isDirectory()) === true;
       if (e.isDirectory()) {
-        if (!skipped) walk(p);
+        // git's own folder (a policy folder that is the repo's root) is git's, not the repo writer's files.
+        if (e.name !== '.git') walk(p, skipped);
         continue;
       }
-      // A link is refused even where its name is skipped: a tool reading the folder after us might follow it.
       const st = lstatSync(p);
       if (!st.isFile()) throw refusedKind(shown, kindOf(st));
-      if (skipped) continue;
+      files++;
       bytes += st.size;
-      out.push(rel);
-      if (out.length > limits.maxFiles)
+      if (files > limits.maxFiles)
         throw new UntrustedFileError(base, `holds more than ${limits.maxFiles} files, more than allowed`);
       if (bytes > limits.maxBytes)
         throw new UntrustedFileError(base, `holds more than ${limits.maxBytes} bytes, more than allowed`);
+      if (!skipped) out.push(rel);
     }
   };
-  walk(dir);
+  walk(dir, false);
   return out.sort();
 }

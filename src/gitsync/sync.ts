@@ -113,8 +113,13 @@ export class PolicySync {
   #signedFloor(): SignedFloor | undefined {
     if (this.#floorRead) return this.#floor;
     if (existsSync(this.floorFile)) {
-      const f = JSON.parse(readFileSync(this.floorFile, 'utf8')) as Partial<SignedFloor>;
-      if (!Number.isSafeInteger(f.signedAt) || typeof f.commit !== 'string')
+      let f: Partial<SignedFloor> = {};
+      try {
+        f = JSON.parse(readFileSync(this.floorFile, 'utf8')) as Partial<SignedFloor>;
+      } catch {
+        // reported below as damaged
+      }
+      if (f === null || !Number.isSafeInteger(f.signedAt) || typeof f.commit !== 'string')
         throw new GatewayError(
           'POLICY_BUILD_FAILED',
           `${this.floorFile} is damaged: restore it or remove it knowingly`,
@@ -228,8 +233,9 @@ export class PolicySync {
       if (commit === this.#status.commit || commit === this.#failedCommit) return;
       this.#status.attempts++;
       const rev = await this.#load(commit);
-      this.apply(rev);
+      // Kept before it serves: no signed bundle serves whose signing time a restart would forget.
       this.#served(rev);
+      this.apply(rev);
       this.#failedCommit = undefined;
       this.#status = {
         ...this.#status,

@@ -38,6 +38,10 @@ describe('files of a repo someone else writes: regular files only, bounded', () 
     expect(walkRepoFiles(d, { ...limits, skip }, 'p')).toEqual(['b', 'x/y/a']);
     symlinkSync('/etc', path.join(d, 'x', '.link'));
     expect(() => walkRepoFiles(d, { ...limits, skip }, 'p')).toThrow('p/x/.link: is a symbolic link');
+    const hidden = repo();
+    mkdirSync(path.join(hidden, '.cache', 'deep'), { recursive: true });
+    symlinkSync('/dev/zero', path.join(hidden, '.cache', 'deep', 'zero'));
+    expect(() => walkRepoFiles(hidden, { ...limits, skip }, 'p')).toThrow('p/.cache/deep/zero: is a symbolic link');
     const many = repo();
     for (const n of ['1', '2', '3', '4']) writeFileSync(path.join(many, n), '');
     expect(() => walkRepoFiles(many, limits, 'p')).toThrow('p: holds more than 3 files');
