@@ -48,8 +48,8 @@ export class GitHubApprovalWorld {
     this.policyDir = await GitHubApprovalWorld.policy(highRisk);
   }
 
-  /** A policy folder whose `gh` upstream has these high-risk tools. */
-  static policy(highRisk: Record<string, unknown>): Promise<string> {
+  /** A policy folder whose `gh` upstream has these high-risk tools (and these mask rules: none by default). */
+  static policy(highRisk: Record<string, unknown>, mask: readonly unknown[] = []): Promise<string> {
     return makePolicyDir({
       ...TEST_POLICY_DATA,
       upstreams: {
@@ -57,7 +57,7 @@ export class GitHubApprovalWorld {
           full_access_groups: ['eng'],
           public_tools: [],
           high_risk_tools: highRisk,
-          mask: [],
+          mask,
           credential_ttl_seconds: 60,
         },
       },

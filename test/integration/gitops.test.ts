@@ -214,12 +214,19 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
       await build(repo, keys.priv, 2_000_000);
       const v2 = await repo.commit('build: v2, echo no longer public');
       const dataDir = mkdtempSync(path.join(tmpdir(), 'gitgate-data-'));
-      const opts = { compile: false, verification: { publicKey: { fromFile: keys.pub }, algorithm: 'RS256' } };
-      const gw = await startGateway({
-        upstreams: { http: { url: upstream.url } },
-        policyRepo: { url: repo.dir, pollSeconds: 0.2, ...opts },
-        dataDir,
-      });
+      // Every start on the same data dir: what it served before is remembered there.
+      const restart = () =>
+        startGateway({
+          upstreams: { http: { url: upstream.url } },
+          policyRepo: {
+            url: repo.dir,
+            pollSeconds: 0.2,
+            compile: false,
+            verification: { publicKey: { fromFile: keys.pub }, algorithm: 'RS256' },
+          },
+          dataDir,
+        });
+      const gw = await restart();
       gateways.push(gw);
       expect((await ready(gw)).policy.revision).toBe(v2);
       // Whoever can push, without the signing key: v1's sources and its signed bundle, committed again.
@@ -236,17 +243,11 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
       // A restart remembers what it served: it does not start on the older build.
       await gw.close();
       gateways.splice(gateways.indexOf(gw), 1);
-      await expect(
-        startGateway({ upstreams: { http: { url: upstream.url } }, policyRepo: { url: repo.dir, ...opts }, dataDir }),
-      ).rejects.toThrow(/rollback to an older signed bundle is refused/);
+      await expect(restart()).rejects.toThrow(/rollback to an older signed bundle is refused/);
       // Going back the right way: CI signs a new build of the old sources.
       await build(repo, keys.priv, 3_000_000);
       const rebuilt = await repo.commit('build: v1 sources, signed anew');
-      const again = await startGateway({
-        upstreams: { http: { url: upstream.url } },
-        policyRepo: { url: repo.dir, pollSeconds: 0.2, ...opts },
-        dataDir,
-      });
+      const again = await restart();
       gateways.push(again);
       expect((await ready(again)).policy.revision).toBe(rebuilt);
     });

@@ -2,7 +2,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { approvalBody, approvalDocument, approvalTitle, inlineCode } from '../../src/approvals/request-text.js';
 import type { ApprovalRecord } from '../../src/approvals/types.js';
 import { GitHubApprovalWorld, HIGH_RISK } from '../helpers/github-approvals.js';
-import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 
 /** An approval releases exactly the call that was reviewed, once, and only when given by the right people. */
 const w = new GitHubApprovalWorld();
@@ -257,18 +256,9 @@ describe('an approval releases exactly the call that was reviewed', () => {
 
   it('reviewers are told how many values they see masked: the call runs with them as sent', async () => {
     // The default policy's rule: credentials in the params are masked wherever they are shown.
-    const policyDir = await makePolicyDir({
-      ...TEST_POLICY_DATA,
-      upstreams: {
-        gh: {
-          full_access_groups: ['eng'],
-          public_tools: [],
-          high_risk_tools: HIGH_RISK,
-          mask: [{ path: '$.params', detectors: ['jwt', 'bearer_token'] }],
-          credential_ttl_seconds: 60,
-        },
-      },
-    });
+    const policyDir = await GitHubApprovalWorld.policy(HIGH_RISK, [
+      { path: '$.params', detectors: ['jwt', 'bearer_token'] },
+    ]);
     const gw = await w.start({}, { policyDir });
     const c = await w.client(gw);
     // Shaped like a credential, a value is hidden from reviewers by the mask rules: they must know it is there.
