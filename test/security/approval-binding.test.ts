@@ -1,3 +1,5 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { approvalBody, approvalDocument, approvalTitle, inlineCode } from '../../src/approvals/request-text.js';
 import type { ApprovalRecord } from '../../src/approvals/types.js';
@@ -513,5 +515,74 @@ describe('what reviewers read cannot be reshaped by the call', () => {
       'gitgate approval: alice-gh → gh tools/call echo\\u001b[2K\\u000dsafe',
     );
     expect(inlineCode('a\u202eb')).toBe('`a\\u202eb`');
+  });
+});
+
+/**
+ * A session-era HTTP upstream whose first tools/call runs (it is recorded), then loses its
+ * connection before any byte of the answer: a server timeout, a proxy, a worker that died.
+ */
+async function upstreamThatDropsAfterRunning() {
+  const calls: { tool: string; message?: string }[] = [];
+  let dropped = false;
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      if (req.method !== 'POST') return void res.writeHead(405).end();
+      const m = JSON.parse(body) as {
+        id?: number;
+        method: string;
+        params?: { protocolVersion?: string; name?: string; arguments?: { message?: string } };
+      };
+      const reply = (result: unknown): void =>
+        void res
+          .writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'up-1' })
+          .end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result }));
+      if (m.id === undefined) return void res.writeHead(202).end();
+      if (m.method === 'initialize')
+        return reply({
+          protocolVersion: m.params?.protocolVersion,
+          capabilities: { tools: {} },
+          serverInfo: { name: 'r', version: '1' },
+        });
+      if (m.method !== 'tools/call') return reply({});
+      const message = m.params?.arguments?.message;
+      calls.push({ tool: m.params?.name ?? '', ...(message !== undefined ? { message } : {}) });
+      if (dropped) return reply({ content: [{ type: 'text', text: `echo: ${message}` }] });
+      dropped = true;
+      req.socket.destroy();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
+    calls,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+describe('an approved call reaches the upstream at most once', () => {
+  const w2 = new GitHubApprovalWorld();
+  beforeAll(async () => {
+    await w2.setup();
+    await w2.upstream.close();
+    w2.upstream = await upstreamThatDropsAfterRunning();
+  });
+  afterEach(async () => expect(await w2.after()).toEqual([]));
+  afterAll(() => w2.teardown());
+
+  it('a connection lost after the upstream ran the call is not a reason to send it again', async () => {
+    const gw = await w2.start();
+    const c = await w2.client(gw);
+    const first = await w2.call(c, 'echo', { message: 'transfer-100' });
+    await w2.hook(gw, 'pull_request_review', w2.gh.review(w2.prOf(first), { login: 'sam', state: 'approved' }));
+    // The approval is claimed and the call forwarded once; its answer is lost with the connection.
+    expect(await w2.call(c, 'echo', { message: 'transfer-100' })).toMatchObject({ ok: false, code: 502 });
+    expect(w2.calls('echo', 'transfer-100')).toBe(1);
   });
 });

@@ -36,16 +36,23 @@ describe('Streamable HTTP upstream over kept-alive connections', () => {
   });
   afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-  it('a request that meets a connection the upstream just closed goes once more on a fresh one', async () => {
+  it('a call that meets a connection closed as it was reused fails, and is never sent twice: the upstream may have run it', async () => {
     const connector = httpConnector(httpUpstreamConfig('flaky', url));
     const session = await connector.open();
     const answers: unknown[] = [];
+    const errors: string[] = [];
     for (let id = 1; id <= 3; id++)
-      for await (const m of session.request({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo' } }))
-        answers.push(m);
-    expect(answers).toEqual([1, 2, 3].map((id) => ({ jsonrpc: '2.0', id, result: { ok: id } })));
-    // Each request reached the upstream exactly once.
-    expect(served).toEqual(['1', '2', '3']);
+      try {
+        for await (const m of session.request({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo' } }))
+          answers.push(m);
+      } catch (err) {
+        errors.push(`${id}: ${(err as { code?: string }).code}`);
+      }
+    // 1 opened the connection; 2 met it closed (this upstream drops a reused connection unread, but a reset
+    // after running the call looks the same); 3 went on a fresh one.
+    expect(answers).toEqual([1, 3].map((id) => ({ jsonrpc: '2.0', id, result: { ok: id } })));
+    expect(errors).toEqual(['2: UPSTREAM_UNAVAILABLE']);
+    expect(served).toEqual(['1', '3']);
     await connector.shutdown();
   });
 });

@@ -201,10 +201,13 @@ export class HttpConnector implements UpstreamConnector {
         headersDue?.cancel();
         if (err instanceof GatewayError) reject(err);
         else if ((err as Error).name === 'AbortError') reject(err);
-        // A kept-alive connection the upstream closed as it was being reused: the request never
-        // reached it, so it goes once more on a fresh connection.
+        // A kept-alive connection closed as it was being reused: a GET (a stream opened) or a DELETE
+        // (a session ended) goes once more on a fresh connection. A POST never does: the upstream may
+        // have run it before the connection went (a reset looks the same either way), and a
+        // forwarded call, an approved one above all, reaches the upstream at most once.
         else if (
           !retried &&
+          method !== 'POST' &&
           response === undefined &&
           req.reusedSocket &&
           (err as NodeJS.ErrnoException).code === 'ECONNRESET'
