@@ -43,7 +43,7 @@ import type { ToolCatalog, ToolCatalogs } from './mcp/tool-catalog.js';
 import { answeredStatus } from './mcp/upstream/types.js';
 import { resolveUpstream, type Upstream, type UpstreamRegistry } from './mcp/upstreams.js';
 import type { GatewayMetrics } from './metrics/metrics.js';
-import { type DecisionOutcome, decide, enforce } from './policy/decide.js';
+import { type DecisionOutcome, decide, enforce, sameTerms } from './policy/decide.js';
 import type { DecisionEngine } from './policy/engine.js';
 import { filterList, isFilteredList, type ListItemQuestion } from './policy/filter-list.js';
 import { buildMessageInput, buildPolicyInput, type InputContext, type PolicyInput } from './policy/input.js';
@@ -184,7 +184,12 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
         input,
         outcome,
         ex,
-        { holdMs: deps.approvalHoldMs, signal: req.signal, loginOf: deps.loginOf },
+        {
+          holdMs: deps.approvalHoldMs,
+          signal: req.signal,
+          loginOf: deps.loginOf,
+          recheck: () => stillReleasable(deps, identity, input, outcome),
+        },
         async () => {
           await decision.durable();
           return (await send()).messages;
@@ -214,6 +219,30 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
 }
 
 /** A session's SSE answer carries event ids and is kept, bounded, for a reconnect with Last-Event-ID. */
+/**
+ * Step, for a call held for approval, at its release: the caller's token has not expired meanwhile,
+ * and the policy serving now decides the same input on the same terms (it may have been swapped
+ * while the call waited). Otherwise the call does not go: the caller calls again, and the new call
+ * is decided (and, if need be, approved) anew.
+ */
+function stillReleasable(deps: GatewayDeps, identity: Identity, input: PolicyInput, outcome: DecisionOutcome): void {
+  if (identity.expiresAt !== undefined && deps.clock.now() >= identity.expiresAt)
+    throw new GatewayError(
+      'AUTH_INVALID',
+      "The caller's token expired while the call was held for approval: call again with a fresh token",
+    );
+  const now = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
+  enforce(now);
+  if (!sameTerms(outcome.decision, now.decision)) {
+    const { revision } = now;
+    throw new GatewayError(
+      'POLICY_DENIED',
+      `Denied by policy: the policy changed while the call was held for approval, and asks other terms of it now (${now.decision.reasons.join('; ') || 'no reason given'}): call again to have it decided anew`,
+      { data: { reasons: now.decision.reasons, policy_revision: revision.commit ?? revision.bundleDigest } },
+    );
+  }
+}
+
 function resumable(reply: McpReply, session: GatewaySession | undefined): McpReply {
   return reply.kind === 'stream' && session !== undefined ? { ...reply, replay: session.replay.stream('post') } : reply;
 }

@@ -12,6 +12,8 @@ export interface ParkOptions {
   readonly signal: AbortSignal;
   /** The caller's login (GitHub login claim, else approvals.logins[sub], else the sub); the service knows the requester by all their names. */
   readonly loginOf: (identity: Identity) => string;
+  /** Before a call approved while held is released: throws when the caller or the policy of now no longer let it go. */
+  readonly recheck: () => void;
 }
 
 /**
@@ -60,6 +62,7 @@ export async function* park(
   const held = approvals.hold(ticket, {
     holdMs: opts.holdMs,
     signal: opts.signal,
+    recheck: opts.recheck,
     ...(typeof token === 'string' || typeof token === 'number' ? { progressToken: token } : {}),
   });
   let r = await held.next();

@@ -324,7 +324,13 @@ export class ApprovalService {
   /** Hold a call while its approval is pending: yields progress, returns the ticket it ends with. */
   async *hold(
     ticket: Ticket,
-    opts: { holdMs: number; signal: AbortSignal; progressToken?: string | number },
+    opts: {
+      holdMs: number;
+      signal: AbortSignal;
+      progressToken?: string | number;
+      /** Called before the held call is claimed (released): throws when it may no longer go (nothing is claimed then). */
+      recheck?: () => void;
+    },
   ): AsyncGenerator<JsonRpcNotification, Ticket> {
     if (ticket.kind !== 'wait') return ticket;
     const a = ticket.approval;
@@ -362,6 +368,8 @@ export class ApprovalService {
         );
       const current = this.store.get(a.id) ?? a;
       if (current.status === 'approved') {
+        // Approved while held: the call goes only if the caller and the policy of now still let it.
+        opts.recheck?.();
         const t = await this.#exclusive(a.id, async () =>
           current.status === 'approved' ? this.#claim(current) : undefined,
         );

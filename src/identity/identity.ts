@@ -9,6 +9,8 @@ export interface Identity {
   readonly groups: readonly string[];
   readonly githubLogin?: string;
   readonly issuer: string;
+  /** When the caller's token expires (ms since the epoch, from `exp`): a call held past it is not released. */
+  readonly expiresAt?: number;
 }
 
 function typeName(v: unknown): string {
@@ -93,5 +95,6 @@ export function mapClaims(payload: JWTPayload, claims: IdentityConfig['claims'])
     issuer: payload.iss ?? '',
     ...(email !== undefined ? { email } : {}),
     ...(login !== undefined ? { githubLogin: login } : {}),
+    ...(typeof payload.exp === 'number' ? { expiresAt: payload.exp * 1000 } : {}),
   };
 }

@@ -62,3 +62,21 @@ export function enforce(outcome: DecisionOutcome): void {
     });
   }
 }
+
+/**
+ * Whether a later decision on the same input still stands behind what an earlier one let happen:
+ * the same allow, approval requirement, credential and mask rules (reasons and revision may differ).
+ */
+export function sameTerms(a: Decision, b: Decision): boolean {
+  const terms = (d: Decision) =>
+    JSON.stringify([
+      d.allow,
+      d.valid,
+      d.approval.required,
+      d.approval.min_approvals,
+      d.approval.approvers.map((x) => x.replace(/^@/, '').toLowerCase()).sort(),
+      d.credential,
+      d.mask,
+    ]);
+  return terms(a) === terms(b);
+}

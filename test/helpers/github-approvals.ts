@@ -67,7 +67,8 @@ export class GitHubApprovalWorld {
   /** A gateway (webhooks on; polling only when a test calls poll()); its approvals run on this world's clock. */
   async start(
     extra: Record<string, unknown> = {},
-    opts: { dataDir?: string; clock?: boolean; policyDir?: string } = {},
+    /** `clock: 'all'`: the whole gateway (tokens, policy inputs) runs on this world's clock, not only its approvals. */
+    opts: { dataDir?: string; clock?: boolean | 'all'; policyDir?: string } = {},
   ): Promise<TestGateway> {
     const gw = await startGateway({
       policyDir: opts.policyDir ?? this.policyDir,
@@ -80,7 +81,12 @@ export class GitHubApprovalWorld {
         ...extra,
       },
       ...(opts.dataDir ? { dataDir: opts.dataDir } : {}),
-      options: opts.clock === false ? {} : { approvalClock: this.clock },
+      options:
+        opts.clock === false
+          ? {}
+          : opts.clock === 'all'
+            ? { clock: this.clock, approvalClock: this.clock }
+            : { approvalClock: this.clock },
     });
     this.#gateways.push(gw);
     return gw;
@@ -108,7 +114,7 @@ export class GitHubApprovalWorld {
   async client(
     gw: TestGateway,
     sub = 'alice',
-    token: { githubLogin?: string; email?: string } = { githubLogin: 'alice-gh' },
+    token: { githubLogin?: string; email?: string; ttlSeconds?: number } = { githubLogin: 'alice-gh' },
   ): Promise<Client> {
     const c = await connectClient(`${gw.url}/mcp/gh`, await gw.token(sub, ['eng'], token));
     this.#clients.push(c);

@@ -1,9 +1,13 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { approvalBody, approvalDocument, approvalTitle, inlineCode } from '../../src/approvals/request-text.js';
 import type { ApprovalRecord } from '../../src/approvals/types.js';
+import { loadPolicyFromDir } from '../../src/policy/local-source.js';
+import type { TestGateway } from '../helpers/gateway.js';
 import { GitHubApprovalWorld, HIGH_RISK } from '../helpers/github-approvals.js';
+import { makePolicyDir, opa, TEST_POLICY_DATA } from '../helpers/policy.js';
 
 /** An approval releases exactly the call that was reviewed, once, and only when given by the right people. */
 const w = new GitHubApprovalWorld();
@@ -360,6 +364,67 @@ describe('what reviewers approve is what gitgate wrote', () => {
     });
     await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
     expect(await w.call(c, 'add', { a: 5, b: 5 })).toEqual({ ok: true, content: [{ type: 'text', text: '10' }] });
+  });
+});
+
+describe('a call held for approval goes only on the terms of now', () => {
+  /** A call held (holdSeconds), its pull request, and how it ends once a review arrives. */
+  const holdEcho = async (gw: TestGateway, message: string, token?: { githubLogin: string; ttlSeconds: number }) => {
+    const c = await w.client(gw, 'alice', token);
+    const progress: string[] = [];
+    const held = c.client
+      .callTool({ name: 'echo', arguments: { message } }, undefined, {
+        onprogress: (p) => progress.push(p.message ?? ''),
+        timeout: 60_000,
+      })
+      .then(
+        () => 'released',
+        (e: McpError) => `${e.code} ${e.message}`,
+      );
+    await expect.poll(() => progress.length, { timeout: 10_000 }).toBeGreaterThan(0);
+    return { held, pr: Number(/\/pull\/(\d+)/.exec(progress[0]!)![1]) };
+  };
+  const swapTo = async (gw: TestGateway, dir: string) =>
+    gw.gw.policy.swap(await loadPolicyFromDir({ opa: await opa(), dir, workDir: gw.dataDir }));
+
+  it('the policy swapped while it waited asks two approvals now: one approval releases nothing', async () => {
+    const gw = await w.start({ holdSeconds: 60 });
+    const { held, pr } = await holdEcho(gw, 'held-across-swap');
+    await swapTo(
+      gw,
+      await GitHubApprovalWorld.policy({ ...HIGH_RISK, echo: { ...HIGH_RISK.echo!, min_approvals: 2 } }),
+    );
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    expect(await held).toMatch(/^-32010 .*the policy changed while the call was held for approval/);
+    expect(w.calls('echo', 'held-across-swap')).toBe(0);
+  });
+
+  it('the policy swapped while it waited denies the call now: the approval releases nothing', async () => {
+    const gw = await w.start({ holdSeconds: 60 });
+    const { held, pr } = await holdEcho(gw, 'held-across-deny');
+    // Nobody may call the upstream now.
+    const none = {
+      full_access_groups: [],
+      public_tools: [],
+      high_risk_tools: {},
+      mask: [],
+      credential_ttl_seconds: 60,
+    };
+    await swapTo(gw, await makePolicyDir({ ...TEST_POLICY_DATA, upstreams: { gh: none } }));
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    const ended = await held;
+    expect(ended).toMatch(/^-32010 MCP error -32010: Denied by policy: /);
+    expect(ended).not.toMatch(/the policy changed/);
+    expect(w.calls('echo', 'held-across-deny')).toBe(0);
+  });
+
+  it("the caller's token expired while it waited: not released", async () => {
+    const gw = await w.start({ holdSeconds: 600 }, { clock: 'all' });
+    const { held, pr } = await holdEcho(gw, 'held-past-exp', { githubLogin: 'alice-gh', ttlSeconds: 30 });
+    w.clock.advance(60_000);
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sam', state: 'approved' }));
+    expect(await held).toMatch(/^-32001 .*token expired while the call was held for approval/);
+    expect(w.calls('echo', 'held-past-exp')).toBe(0);
   });
 });
 
