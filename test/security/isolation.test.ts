@@ -4,11 +4,16 @@
  * the upstream scopes to "the session" gitgate must scope to the caller. Every test here is an
  * attack that worked against an earlier gitgate; real gateways and upstreams on loopback.
  */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
 import { SharedUpstreamSession } from '../../src/mcp/upstream/shared-session.js';
 import type { UpstreamConnector } from '../../src/mcp/upstream/types.js';
+import { packageRoot } from '../../src/paths.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
+import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 import { type Hostile, startHostile } from './hostile-upstream.js';
 
 const MODERN = {
@@ -141,5 +146,68 @@ describe('what gitgate remembers of whose task is whose is shared fairly', () =>
       result: { content: [{}] },
     });
     await shared.close();
+  });
+});
+
+describe("a stdio upstream's requests reach only the caller they are for", () => {
+  let gw: TestGateway;
+  const log = path.join(mkdtempSync(path.join(tmpdir(), 'gitgate-sampler-')), 'log');
+  beforeAll(async () => {
+    writeFileSync(log, '');
+    gw = await startGateway({
+      upstreams: {
+        st: {
+          stdio: { command: process.execPath, args: [path.join(packageRoot, 'test/fixtures/stdio-sampler.mjs'), log] },
+        },
+      },
+      policyDir: await makePolicyDir({
+        ...TEST_POLICY_DATA,
+        upstreams: { ...TEST_POLICY_DATA.upstreams, st: { full_access_groups: ['eng'], credential_ttl_seconds: 60 } },
+      }),
+    });
+  });
+  afterAll(() => gw?.close());
+
+  const call = async (token: string, name: string, args: Record<string, unknown>) => {
+    const res = await fetch(`${gw.url}/mcp/st`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'tools/call',
+        'mcp-name': name,
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'tools/call',
+        params: {
+          name,
+          arguments: args,
+          _meta: { ...MODERN, 'io.modelcontextprotocol/clientCapabilities': { sampling: {} } },
+        },
+      }),
+    });
+    return res.text();
+  };
+
+  it("a sampling request stdio cannot tie to one caller's call, while two callers' calls are in flight, goes to neither", async () => {
+    const alice = await gw.token('alice', ['eng']);
+    const bob = await gw.token('bob', ['eng']);
+    // Stateless callers of a stdio upstream share its one child; stdio says nothing of which call a request is for.
+    const asked = call(alice, 'ask-later', { who: 'alice' });
+    await expect.poll(() => readFileSync(log, 'utf8').includes('asked\n'), { timeout: 10_000 }).toBe(true);
+    // Bob's call is the newest in flight when the child asks to sample alice's prompt.
+    const triggered = await call(bob, 'trigger', {});
+    expect(triggered).toContain('triggered');
+    expect(triggered).not.toContain('PRIVATE prompt of alice');
+    // The child was told gitgate cannot say whose it is; alice's call ends with that, not with bob's answer.
+    const answered = await asked;
+    expect(answered).toContain(
+      'sampling refused: gitgate cannot tell which call this sampling/createMessage belongs to',
+    );
+    expect(readFileSync(log, 'utf8')).not.toContain('PRIVATE');
   });
 });

@@ -255,7 +255,7 @@ export class SharedUpstreamSession {
         : {}),
     };
     this.#inflight.set(gid, { owner, id: msg.id });
-    const stream = session.request(forwarded, opts)[Symbol.asyncIterator]();
+    const stream = session.request(forwarded, { ...opts, owner })[Symbol.asyncIterator]();
     yield* this.#relay(msg, owner, { gid, gtoken, stream, session, serverInfo: init.serverInfo });
   }
 

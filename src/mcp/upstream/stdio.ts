@@ -114,6 +114,8 @@ class StdioSession implements UpstreamSession {
   readonly #child: ChildProcessWithoutNullStreams;
   /** Requests in flight by id, and by progress token. */
   readonly #pending = new Map<JsonRpcId, Channel<JsonRpcMessage>>();
+  /** The caller each request in flight is for, when the session carries several callers' (RequestOptions.owner). */
+  readonly #ownerOf = new WeakMap<Channel<JsonRpcMessage>, string>();
   readonly #byProgress = new Map<string | number, Channel<JsonRpcMessage>>();
   /** Messages tied to no request wait here (bounded) until a GET stream listens. */
   readonly #backlog: JsonRpcMessage[] = [];
@@ -210,6 +212,7 @@ class StdioSession implements UpstreamSession {
       throw new GatewayError('INVALID_REQUEST', `Invalid Request: id ${String(msg.id)} is already in flight`);
     const ch = new Channel<JsonRpcMessage>();
     this.#pending.set(msg.id, ch);
+    if (opts.owner !== undefined) this.#ownerOf.set(ch, opts.owner);
     const meta = msg.params?._meta as { progressToken?: unknown } | undefined;
     const token = meta?.progressToken;
     if (typeof token === 'string' || typeof token === 'number') this.#byProgress.set(token, ch);
@@ -376,8 +379,26 @@ class StdioSession implements UpstreamSession {
       }
     }
     if (isRequest(m) && this.#pending.size > 0) {
-      // No related-request id on stdio: serve the newest request in flight.
-      [...this.#pending.values()].at(-1)!.push(m);
+      // No related-request id on stdio: the newest request in flight gets it, but only when every
+      // request in flight is one caller's. Otherwise no caller can be told it is theirs (one would
+      // read another's prompt, and answer for them): the child is told so, and no caller sees it.
+      const chs = [...this.#pending.values()];
+      if (new Set(chs.map((ch) => this.#ownerOf.get(ch))).size > 1) {
+        this.#log.warn(
+          { upstream: this.#cfg.name, method: m.method },
+          'upstream request refused: requests of several callers are in flight on this stdio session, and stdio does not say which one it belongs to',
+        );
+        void this.#write({
+          jsonrpc: '2.0',
+          id: m.id,
+          error: {
+            code: -32603,
+            message: `gitgate cannot tell which call this ${m.method} belongs to: requests of several callers are in flight on this session`,
+          },
+        }).catch(() => undefined);
+        return;
+      }
+      chs.at(-1)!.push(m);
       return;
     }
     this.#deliverUnrelated(m);

@@ -21,6 +21,12 @@ export interface RequestOptions {
    * (2026-07-28 `subscriptions/listen`): no message deadline, no idle timeout once it is open.
    */
   readonly listen?: boolean;
+  /**
+   * Whose request this is, on a session that carries several callers' requests (the shared session
+   * of 2026-07-28 callers): a server request the transport cannot tie to one request (stdio has no
+   * related-request id) is given to a request only when every request in flight is the same caller's.
+   */
+  readonly owner?: string;
 }
 
 /** The HTTP status an upstream answered a JSON-RPC error with (2026-07-28 maps errors to 4xx), by message. */
