@@ -122,8 +122,10 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
   ex.caller(identity, upstream.config.name);
   const incoming = readMessage(req.headers, req.body);
   const route = bindSession(deps.sessions, upstream, identity, req.headers, incoming);
-  if (route.kind === 'session') ex.bind({ session: route.session });
-  else if (route.kind === 'stateless') ex.bind({ stateless: upstream.config.name });
+  if (route.kind === 'session') {
+    await deps.sessions.confirm(route.session);
+    ex.bind({ session: route.session });
+  } else if (route.kind === 'stateless') ex.bind({ stateless: upstream.config.name });
   const msg = incoming.message;
   if (!isRequest(msg)) return relayClientMessage(deps, req, upstream, identity, route, incoming.protocol.era, msg);
   ex.received(msg.method, msg.id);
@@ -526,6 +528,7 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest): Promise
   }
   requireAccept(req.headers, 'text/event-stream');
   const session = deps.sessions.get(requireSessionId(req.headers), upstream.config.name, identity.sub);
+  await deps.sessions.confirm(session);
   ex.bind({ session });
   const route: Route = { kind: 'session', session, protocolVersion: session.protocolVersion };
   const input = buildMessageInput(

@@ -70,7 +70,10 @@ export interface SessionSlot {
  */
 export interface SharedSessionCaps {
   claim(slot: string, upstream: string, owner: string, limits: SessionLimits): Promise<'ok' | 'limit' | 'quota'>;
-  touch(slot: string): void;
+  /** Keep a slot counted (a live one only: one that idled out everywhere stays out). */
+  touch(slot: string, limits: SessionLimits): void;
+  /** Whether a slot is still counted (seen within idleTimeoutMs on some replica), touching it if so. */
+  renew(slot: string, limits: SessionLimits): Promise<boolean>;
   release(slot: string): void;
 }
 
@@ -91,6 +94,8 @@ export class SessionStore {
   resumer: ((upstream: string, owner: string) => SessionResumer | undefined) | undefined;
   /** Sessions continued here that another replica opened: forgotten when idle here, never closed upstream for it. */
   readonly #adopted = new Set<string>();
+  /** Adopted here and not yet found still counted in the shared caps (see confirm). */
+  readonly #unconfirmed = new Set<string>();
 
   /** Several replicas: caps and quotas are counted in the shared store instead of here. */
   caps: SharedSessionCaps | undefined;
@@ -271,7 +276,7 @@ export class SessionStore {
       const last = this.#touched.get(s.slot) ?? 0;
       if (s.lastSeen - last > this.limits(upstream).idleTimeoutMs / 4) {
         this.#touched.set(s.slot, s.lastSeen);
-        this.caps.touch(s.slot);
+        this.caps.touch(s.slot, this.limits(upstream));
       }
     }
     return s;
@@ -282,6 +287,7 @@ export class SessionStore {
     if (s === undefined) return;
     this.#sessions.delete(id);
     this.#adopted.delete(id);
+    this.#unconfirmed.delete(id);
     const recorded = this.onDelete?.(s, reason);
     // A sealed session (several replicas) may go on through another replica: only the client's DELETE ends it
     // upstream; idling out or a shutdown here only forgets it here.
@@ -331,7 +337,30 @@ export class SessionStore {
     };
     this.#sessions.set(id, s);
     this.#adopted.add(id);
+    if (this.caps !== undefined && sealed.slot !== undefined) this.#unconfirmed.add(id);
     return s;
+  }
+
+  /**
+   * Before a session adopted here (a sealed id another replica issued) serves its first request: its
+   * slot must still be counted in the shared caps. A sealed id never expires by itself, so one whose
+   * session idled out everywhere would otherwise come back outside every cap: it is unknown instead.
+   */
+  async confirm(s: GatewaySession): Promise<void> {
+    if (!this.#unconfirmed.has(s.id) || this.caps === undefined || s.slot === undefined) return;
+    const live = await this.caps.renew(s.slot, this.limits(s.upstream));
+    if (live) {
+      this.#unconfirmed.delete(s.id);
+      return;
+    }
+    this.#unconfirmed.delete(s.id);
+    this.#sessions.delete(s.id);
+    this.#adopted.delete(s.id);
+    this.#touched.delete(s.slot);
+    throw new GatewayError(
+      'SESSION_UNKNOWN',
+      `Unknown session ${s.id}: it idled out; send initialize to start a new one`,
+    );
   }
 
   async sweep(now = this.clock.now()): Promise<number> {

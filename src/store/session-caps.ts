@@ -36,10 +36,20 @@ export class PgSessionCaps implements SharedSessionCaps {
     });
   }
 
-  touch(slot: string): void {
-    void this.db
-      .query('UPDATE session_slots SET last_seen = now() WHERE slot = $1', [slot])
-      .catch((err: unknown) => this.log('session slot not touched', { err: (err as Error).message }));
+  touch(slot: string, limits: SessionLimits): void {
+    void this.renew(slot, limits).catch((err: unknown) =>
+      this.log('session slot not touched', { err: (err as Error).message }),
+    );
+  }
+
+  async renew(slot: string, limits: SessionLimits): Promise<boolean> {
+    // Only a slot still counted: one that idled out everywhere is not brought back past the caps.
+    const r = await this.db.query(
+      `UPDATE session_slots SET last_seen = now()
+       WHERE slot = $1 AND last_seen > now() - make_interval(secs => $2::double precision / 1000) RETURNING slot`,
+      [slot, limits.idleTimeoutMs],
+    );
+    return (r.rowCount ?? 0) > 0;
   }
 
   release(slot: string): void {

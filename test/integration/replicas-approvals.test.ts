@@ -13,6 +13,7 @@ import { GitHubEmulator } from '../helpers/github-emulator.js';
 import { startOidcIssuer } from '../helpers/oidc-issuer.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { RawMcp } from '../helpers/raw-mcp.js';
 
 /**
  * Three gitgate replicas (in process, each its own data dir, audit repo and real HTTP port) on one real
@@ -472,5 +473,44 @@ describe('replicas sharing approvals, deliveries, keys and rates through Postgre
     } finally {
       await rr.close();
     }
+  });
+
+  it('a sealed session that idled out everywhere does not come back through another replica, outside the caps', async () => {
+    const t = await idp.mint({ sub: 'dora', groups: ['eng'] });
+    const open = async (r: TestGateway) => {
+      const m = new RawMcp(`${r.url}/mcp/capped`, t);
+      await m.initialize();
+      return m;
+    };
+    const first = [await open(replicas[0]!), await open(replicas[0]!)];
+    // Both go unused past idleTimeoutMs on every replica: their slots stop counting (the database's clock).
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      await c.query(
+        "UPDATE replicas.session_slots SET last_seen = now() - interval '1 hour' WHERE upstream = 'capped'",
+      );
+    } finally {
+      await c.end();
+    }
+    // Dora's quota is hers again: two new sessions, through another replica.
+    const second = [await open(replicas[1]!), await open(replicas[1]!)];
+    // The idled-out ones, continued through that replica by their sealed ids: unknown, not resumed uncounted.
+    for (const s of first) {
+      const on2 = new RawMcp(`${replicas[1]!.url}/mcp/capped`, t);
+      on2.sessionId = s.sessionId;
+      expect((await on2.post({ jsonrpc: '2.0', id: 7, method: 'tools/list' })).status).toBe(404);
+    }
+    for (const s of second) expect((await s.post({ jsonrpc: '2.0', id: 8, method: 'tools/list' })).status).toBe(200);
+    // Ended by the client: their slots go back.
+    for (const s of second)
+      await fetch(`${replicas[1]!.url}/mcp/capped`, {
+        method: 'DELETE',
+        headers: {
+          authorization: `Bearer ${t}`,
+          'mcp-session-id': s.sessionId ?? '',
+          'mcp-protocol-version': '2025-11-25',
+        },
+      });
   });
 });
