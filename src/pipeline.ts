@@ -168,9 +168,11 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
     return shaped === undefined ? undefined : deliver(route, shaped);
   };
   try {
+    // A listen has no end of its own: it ends when the token that opened it expires.
+    const signal = msg.method === LISTEN_METHOD ? untilTokenExpires(deps, identity, req.signal) : req.signal;
     const send = (auth = mint()) =>
       forward(deps.sessions, upstream, identity, route, msg, {
-        signal: req.signal,
+        signal,
         auth,
         sessionAuth,
         maskText: (t) => maskText(t, outcome.decision.maskRules),
@@ -554,7 +556,9 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest): Promise
   session.getStream?.abort();
   const own = new AbortController();
   session.getStream = own;
-  const ended = AbortSignal.any([req.signal, own.signal]);
+  // Authenticated once, as it opened: the stream does not outlive the token (the client reconnects with a fresh one).
+  const ended = untilTokenExpires(deps, identity, AbortSignal.any([req.signal, own.signal]));
+  ended.addEventListener('abort', () => own.abort(), { once: true });
   const stream = await session.upstreamSession.listen(ended, sent.addAuth(session.auth('listen')));
   if (stream === undefined)
     throw new GatewayError(
@@ -570,6 +574,18 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest): Promise
   const live = recordEach(untilAborted(mapMessages(stream, toCaller), own.signal), ex);
   const messages = replayed === undefined ? live : concatStreams(replayed, live);
   return { kind: 'stream', headers: {}, messages, replay: session.replay.stream('get') };
+}
+
+/** `signal`, and aborted too when the caller's token expires (on the gateway's clock). */
+function untilTokenExpires(deps: GatewayDeps, identity: Identity, signal: AbortSignal): AbortSignal {
+  if (identity.expiresAt === undefined) return signal;
+  const expired = new AbortController();
+  const timer = deps.clock.after(Math.max(0, identity.expiresAt - deps.clock.now()), () =>
+    expired.abort(new GatewayError('AUTH_INVALID', "The caller's token expired")),
+  );
+  const both = AbortSignal.any([signal, expired.signal]);
+  both.addEventListener('abort', () => timer.cancel(), { once: true });
+  return both;
 }
 
 /** A legacy GET stream is decided as what it is in 2026-07-28: listening for the server's messages. */

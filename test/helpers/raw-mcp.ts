@@ -54,7 +54,7 @@ export class RawMcp {
   /** Open the session's GET stream; messages arrive through `onMessage` until `close()`. */
   async listen(
     onMessage: (m: Record<string, unknown>) => void,
-  ): Promise<{ status: number; close(): void; body: Record<string, unknown>[] }> {
+  ): Promise<{ status: number; close(): void; body: Record<string, unknown>[]; ended: Promise<void> }> {
     const ctl = new AbortController();
     const res = await fetch(this.url, {
       method: 'GET',
@@ -67,10 +67,12 @@ export class RawMcp {
       signal: ctl.signal,
     });
     if (!(res.headers.get('content-type') ?? '').includes('text/event-stream')) {
-      return { status: res.status, close: () => ctl.abort(), body: await readMessages(res) };
+      const body = await readMessages(res);
+      return { status: res.status, close: () => ctl.abort(), body, ended: Promise.resolve() };
     }
     const parser = createParser({ onEvent: (ev) => onMessage(JSON.parse(ev.data) as Record<string, unknown>) });
-    void (async () => {
+    // Resolves when the gateway ends the stream (or close() aborts it).
+    const ended = (async () => {
       const decoder = new TextDecoder();
       try {
         for await (const chunk of res.body as AsyncIterable<Uint8Array>)
@@ -79,7 +81,7 @@ export class RawMcp {
         // aborted
       }
     })();
-    return { status: res.status, close: () => ctl.abort(), body: [] };
+    return { status: res.status, close: () => ctl.abort(), body: [], ended };
   }
 }
 

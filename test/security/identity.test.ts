@@ -12,9 +12,13 @@ import { GatewayError } from '../../src/errors.js';
 import { bearerChallenge, quotedString } from '../../src/identity/authenticate.js';
 import { createOidcVerifier, type TokenVerifier } from '../../src/identity/verifier.js';
 import type { JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+// @ts-expect-error plain JS fixture
+import { startHttpServer } from '../fixtures/demo-server.mjs';
+import { ManualClock } from '../helpers/clock.js';
 import { fakeUpstream } from '../helpers/fake-upstream.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startOidcIssuer } from '../helpers/oidc-issuer.js';
+import { RawMcp } from '../helpers/raw-mcp.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 const INIT = JSON.stringify({
@@ -494,5 +498,29 @@ describe('tokens through a real gateway (OIDC)', () => {
     expect(big.status).toBe(401);
     expect(big.json.error?.message).toMatch(/token is longer than 8192 bytes/);
     expect((await post(strict, await idp.mint({ groups: ['eng'] }), INIT)).status).toBe(200);
+  });
+});
+
+describe('a stream does not outlive the token that opened it', () => {
+  it('a GET stream, authenticated once as it opened, ends when its token expires (the client reconnects with a fresh one)', async () => {
+    const clock = new ManualClock(Date.now());
+    const upstream = await startHttpServer();
+    const gw = await startGateway({ upstreams: { http: { url: upstream.url } }, options: { clock } });
+    try {
+      const m = new RawMcp(`${gw.url}/mcp/http`, await gw.token('alice', [], { ttlSeconds: 60 }));
+      await m.initialize();
+      const stream = await m.listen(() => undefined);
+      expect(stream.status).toBe(200);
+      let over = false;
+      void stream.ended.then(() => (over = true));
+      clock.advance(30_000);
+      await new Promise((r) => setImmediate(r));
+      expect(over).toBe(false);
+      clock.advance(31_000);
+      await stream.ended;
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
   });
 });
