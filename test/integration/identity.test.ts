@@ -48,6 +48,8 @@ describe('OIDC bearer tokens verified with jose against the issuer JWKS', () => 
       groups: ['eng', 'ops'],
       githubLogin: 'alice-gh',
       issuer: idp.issuer,
+      // When the token expires (ms): a held call or an open stream does not outlive it.
+      expiresAt: expect.any(Number),
     });
   });
 
