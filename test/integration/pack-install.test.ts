@@ -251,7 +251,10 @@ describe.runIf(SOAK)('npm pack → install → gitgate init policy-repo → the 
     const check = await workspace('main');
     const bundle = await readBundle(readFileSync(path.join(check, 'policies', 'bundle.tar.gz')));
     await verifySignedBundle(bundle.files, { publicKey: signing.pub, algorithm: 'RS256' });
-    expect(bundle.manifest.revision).toBe(sourcesDigest(path.join(check, 'policies')));
+    // The revision a gateway checks: the sources and the routes file beside them (what the signature covers).
+    expect(bundle.manifest.revision).toBe(
+      sourcesDigest(path.join(check, 'policies'), readFileSync(path.join(check, 'gitgate.routes.yaml'))),
+    );
     expect(await gitText(check, ['log', '-1', '--format=%s'])).toContain(
       `build: signed policy bundle for ${sha.slice(0, 12)}`,
     );
