@@ -3,6 +3,7 @@ import { type Clock, systemClock } from '../clock.js';
 import type { GatewayError } from '../errors.js';
 import { Exchange, type RecordedDecision } from '../exchange.js';
 import type { Identity } from '../identity/identity.js';
+import { withoutCredentials } from '../masking/mask.js';
 import type { JsonRpcMessage, JsonRpcResponse } from '../mcp/jsonrpc.js';
 import type { DecisionOutcome } from '../policy/decide.js';
 import type { AuditLog } from './log.js';
@@ -165,6 +166,8 @@ class AuditedExchange extends Exchange {
   #linked: Record<string, unknown> = {};
   /** The decision's record once it is in the log (it has a stream). */
   #decision: Promise<void> | undefined;
+  /** The decision masks nothing (or there was none yet): what is recorded is still cleaned of credentials. */
+  #masksNothing = true;
   /** Where the exchange's records go while it has no stream of its own, once something had to be durable. */
   #unbound: string | undefined;
 
@@ -270,21 +273,27 @@ class AuditedExchange extends Exchange {
     if (input === undefined) throw new Error('an exchange is decided on the input it was asked');
     const max = this.#ctx.maxRecordedBytes;
     const d = outcome.decision;
-    // Record what the decision lets be recorded: the arguments as its mask rules leave them.
+    this.#masksNothing = d.maskRules.length === 0;
+    // Record what the decision lets be recorded: the arguments as its mask rules leave them, and
+    // nothing of a credential anywhere in what the caller sent (a uri, _meta, input responses: none
+    // of which the rules' masked arguments cover), whatever the policy masks.
     let recordedInput = input;
     if (d.maskRules.length > 0 && input.mcp.arguments !== undefined && masked !== undefined) {
       const args = ('params' in masked ? (masked.params as { arguments?: unknown } | undefined) : undefined)?.arguments;
       if (args !== undefined)
         recordedInput = { ...input, mcp: { ...input.mcp, arguments: args as Record<string, unknown> } };
     }
+    recordedInput = withoutCredentials(recordedInput);
     const event = this.#base('decision');
     // A client notification or response carries no arguments of its own: what goes upstream is the message, recorded masked.
-    const relayed = masked !== undefined && input.mcp.kind !== 'request' ? { message: bounded(masked, max) } : {};
+    const relayed =
+      masked !== undefined && input.mcp.kind !== 'request' ? { message: bounded(withoutCredentials(masked), max) } : {};
     event.data = {
       policy: { revision: outcome.revision.commit ?? null, bundle_digest: outcome.revision.bundleDigest },
       allow: d.allow,
       valid: d.valid,
-      reasons: d.reasons,
+      // A policy's reasons may quote what it was asked (a uri holding a token).
+      reasons: withoutCredentials(d.reasons),
       risk: d.risk,
       approval_required: d.approval.required,
       mask: d.mask,
@@ -322,14 +331,23 @@ class AuditedExchange extends Exchange {
     this.#linked = { ...this.#linked, ...fields };
   }
 
+  /**
+   * What the upstream sent is masked by the decision's rules before it is delivered and recorded; a
+   * decision that masks nothing (no rules, an undefined mask, a denial) still records no credential.
+   */
+  #recordable<T>(message: T): T {
+    return this.#masksNothing ? withoutCredentials(message) : message;
+  }
+
   override delivered(message: JsonRpcMessage): Promise<void> {
     const event = this.#base('message');
-    event.data = { direction: 'to_client', message: bounded(message, this.#ctx.maxRecordedBytes) };
+    event.data = { direction: 'to_client', message: bounded(this.#recordable(message), this.#ctx.maxRecordedBytes) };
     // Durable now (not held): the caller receives it only after.
     return this.#stream === undefined ? this.#finish(event) : this.#ctx.log.append(this.#stream, event);
   }
 
-  override answered(response: JsonRpcResponse, relayed: number): Promise<void> {
+  override answered(answer: JsonRpcResponse, relayed: number): Promise<void> {
+    const response = this.#recordable(answer);
     const max = this.#ctx.maxRecordedBytes;
     const event = this.#base('response');
     const data: Record<string, unknown> = { ...this.#linked, ok: response.error === undefined };
@@ -359,7 +377,7 @@ class AuditedExchange extends Exchange {
         code: err.code,
         http_status: err.status,
         rpc_code: err.rpcCode,
-        message: err.message,
+        message: withoutCredentials(err.message),
         id,
         ms: this.#ms(),
       },

@@ -1,4 +1,4 @@
-import { isDetector, redactText } from './detectors.js';
+import { DETECTORS, isDetector, redactText } from './detectors.js';
 import { compilePath, MaskPathError, type Segment, select } from './path.js';
 
 export interface MaskRuleInput {
@@ -85,4 +85,33 @@ export function maskMessage(message: unknown, rules: readonly CompiledRule[]): M
     }
   }
   return { changed, found };
+}
+
+/**
+ * The detectors every audit record is cleaned with, whatever the policy's mask rules: the same
+ * credentials the default policy masks (credentials never belong in the audit repo).
+ */
+export const CREDENTIAL_DETECTORS: readonly string[] = [
+  'aws_access_key',
+  'aws_secret_key',
+  'github_token',
+  'private_key',
+  'jwt',
+  'bearer_token',
+];
+const CREDENTIALS = compileMask([{ path: '$.v', detectors: CREDENTIAL_DETECTORS }]);
+
+function holdsCredential(v: unknown): boolean {
+  if (typeof v === 'string') return CREDENTIAL_DETECTORS.some((d) => DETECTORS[d]!(v).length > 0);
+  if (v !== null && typeof v === 'object')
+    return (Array.isArray(v) ? v : Object.values(v)).some((x) => holdsCredential(x));
+  return false;
+}
+
+/** `value` itself when no credential detector finds anything in its strings, else a copy with them redacted. */
+export function withoutCredentials<T>(value: T): T {
+  if (!holdsCredential(value)) return value;
+  const box = { v: structuredClone(value) };
+  maskMessage(box, CREDENTIALS);
+  return box.v;
 }

@@ -9,6 +9,7 @@ import { packageRoot } from '../../src/paths.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 import { PolicyRepo } from '../helpers/policy-repo.js';
+import { RawMcp } from '../helpers/raw-mcp.js';
 import { type Hostile, type McpAnswer, mcpSession, startHostile } from './hostile-upstream.js';
 
 const SECRET = 'sk-live-4f9a8b7c6d5e4f3a2b1c0d9e';
@@ -222,6 +223,75 @@ describe('secrets gitgate sent an upstream never come back out', () => {
 });
 
 /** A caller's own secrets in `arguments` reach the tool as sent, but the default policy keeps them out of the audit repo. */
+describe('no credential a caller sends reaches the audit repo, wherever in the request it is', () => {
+  it('in _meta, in a uri, in input responses, in the reasons that quote them, and in the call of an upstream whose policy masks nothing', async () => {
+    const GH = 'ghp_abcdefghijklmnopqrstuvwxyz0123456789';
+    const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtZSJ9.c2lnbmF0dXJlLW9mLW1pbmU';
+    const hostile = await startHostile((call, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const result =
+        call.msg.method === 'resources/read'
+          ? { contents: [{ uri: 'x', text: 'ok' }] }
+          : { content: [{ type: 'text', text: 'ok' }] };
+      res.end(JSON.stringify({ jsonrpc: '2.0', id: call.msg.id, result }));
+    });
+    // `other` is routed but not named by the policy's data: it masks nothing there (and denies).
+    const gw = await startGateway({
+      policyDir: path.join(packageRoot, 'policies'),
+      upstreams: { demo: { url: hostile.url }, other: { url: hostile.url } },
+    });
+    try {
+      const bob = new RawMcp(`${gw.url}/mcp/demo`, await gw.token('bob'));
+      await bob.initialize();
+      const meta = await bob.post({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'tools/call',
+        params: { name: 'echo', arguments: { message: `args ${GH}` }, _meta: { 'x/auth': `meta ${GH}`, 'x/jwt': JWT } },
+      });
+      expect(meta.status).toBe(200);
+      const responses = await bob.post({
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'tools/call',
+        params: {
+          name: 'echo',
+          arguments: { message: 'hi' },
+          inputResponses: { q: { action: 'accept', content: { pat: GH } } },
+        },
+      });
+      expect(responses.status).toBe(200);
+      const alice = new RawMcp(`${gw.url}/mcp/demo`, await gw.token('alice', ['eng']));
+      await alice.initialize();
+      const uri = await alice.post({
+        jsonrpc: '2.0',
+        id: 3,
+        method: 'resources/read',
+        params: { uri: `https://api.example/x?access_token=${JWT}` },
+      });
+      expect(uri.status).toBe(200);
+      const other = new RawMcp(`${gw.url}/mcp/other`, await gw.token('alice', ['eng']));
+      await other.initialize().catch(() => undefined);
+      await other.post({
+        jsonrpc: '2.0',
+        id: 4,
+        method: 'tools/call',
+        params: { name: 'echo', arguments: { token: GH } },
+      });
+      await gw.close();
+      let records = '';
+      for await (const rec of readRecords(path.join(gw.dataDir, 'audit'))) records += `${JSON.stringify(rec)}\n`;
+      expect(records).toContain('[redacted:github_token]');
+      expect(records).toContain('[redacted:jwt]');
+      expect(records.includes(GH), 'a github token in the audit repo').toBe(false);
+      expect(records.includes(JWT), 'a JWT in the audit repo').toBe(false);
+    } finally {
+      await gw.close().catch(() => undefined);
+      await hostile.close();
+    }
+  });
+});
+
 describe('the default policy masks recorded arguments', () => {
   it('a github token, a JWT, a bearer token, an AWS secret and a PEM key in arguments are masked in the record, not in the call', async () => {
     const received: string[] = [];
