@@ -73,6 +73,20 @@ export function maskMessage(message: unknown, rules: readonly CompiledRule[]): M
     } else if (v !== null && typeof v === 'object') {
       for (const k of Array.isArray(v) ? v.keys() : Object.keys(v))
         scrub(v as Record<string | number, unknown>, k, detectors);
+      if (!Array.isArray(v)) renameKeys(v as Record<string, unknown>, detectors);
+    }
+  };
+  /** A secret used as a key (`{"ghp_…": {…}}`) is masked like one in a value; colliding names get a number. */
+  const renameKeys = (obj: Record<string, unknown>, detectors: readonly string[]) => {
+    for (const k of Object.keys(obj)) {
+      const r = redactText(k, detectors);
+      if (r.text === k) continue;
+      let name = r.text;
+      for (let n = 2; Object.hasOwn(obj, name); n++) name = `${r.text} (${n})`;
+      obj[name] = obj[k];
+      delete obj[k];
+      changed++;
+      for (const [d, c] of Object.entries(r.found)) found[d] = (found[d] ?? 0) + c;
     }
   };
   for (const rule of rules) {
@@ -103,8 +117,9 @@ const CREDENTIALS = compileMask([{ path: '$.v', detectors: CREDENTIAL_DETECTORS 
 
 function holdsCredential(v: unknown): boolean {
   if (typeof v === 'string') return CREDENTIAL_DETECTORS.some((d) => DETECTORS[d]!(v).length > 0);
+  if (Array.isArray(v)) return v.some((x) => holdsCredential(x));
   if (v !== null && typeof v === 'object')
-    return (Array.isArray(v) ? v : Object.values(v)).some((x) => holdsCredential(x));
+    return Object.entries(v).some(([k, x]) => holdsCredential(k) || holdsCredential(x));
   return false;
 }
 

@@ -109,10 +109,17 @@ function jwtTail(t: string, j: number): number {
 
 const BEARER_CHARS = ALNUM | DASH | DOT | UNDERSCORE | TILDE | PLUS | SLASH;
 
-/** `\bBearer\s+[A-Za-z0-9\-._~+/]{20,}=*` */
+/** The HTTP auth scheme is case-insensitive (RFC 9110 §11.1): `bearer`, `BEARER` are the same word. */
+const BEARER_WORD = /bearer/gi;
+
+/** `\b(?i:Bearer)\s+[A-Za-z0-9\-._~+/]{20,}=*` */
 export function bearerSpans(t: string): Span[] {
   const out: Span[] = [];
-  for (let i = t.indexOf('Bearer'); i >= 0; i = t.indexOf('Bearer', i + 1)) {
+  const at = (from: number): number => {
+    BEARER_WORD.lastIndex = from;
+    return BEARER_WORD.exec(t)?.index ?? -1;
+  };
+  for (let i = at(0); i >= 0; i = at(i + 1)) {
     if (!wordBoundary(t, i)) continue;
     const space = spaceEnd(t, i + 6);
     if (space === i + 6) continue;
@@ -127,22 +134,27 @@ export function bearerSpans(t: string): Span[] {
 }
 
 /**
- * `(?:[A-Z]+ )*PRIVATE KEY-----` at i: its end, or -1. The words are forced (each
- * runs to its space), and "PRIVATE KEY-----" can only follow as the last word.
+ * `(?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----` at i: its end, or -1. The words are forced (each
+ * runs to its space), and "PRIVATE KEY-----" (or "PRIVATE KEY BLOCK-----") can only follow last.
  */
 function keyLabelEnd(t: string, i: number): number {
   let pos = i;
   let last = -1;
+  let before = -1;
   for (;;) {
     const word = runEnd(t, pos, UPPER);
     if (word === pos || t.charCodeAt(word) !== 32) break;
+    before = last;
     last = pos;
     pos = word + 1;
   }
-  return last >= 0 && t.startsWith('PRIVATE KEY-----', last) ? last + 16 : -1;
+  if (last >= 0 && t.startsWith('PRIVATE KEY-----', last)) return last + 16;
+  // OpenPGP armor: `PGP PRIVATE KEY BLOCK-----`.
+  if (before >= 0 && t.startsWith('PRIVATE KEY BLOCK-----', before)) return before + 22;
+  return -1;
 }
 
-/** `-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )*PRIVATE KEY-----` */
+/** `-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----|$)` */
 export function privateKeySpans(t: string): Span[] {
   const out: Span[] = [];
   // The first valid END at or after `searchedFrom` (-1: none), remembered so no text is searched twice.
@@ -164,7 +176,11 @@ export function privateKeySpans(t: string): Span[] {
     const header = keyLabelEnd(t, b + 11);
     if (header < 0) continue;
     const e = firstEnd(header);
-    if (e < 0) break;
+    // A key cut short (no END): everything after its BEGIN is the key.
+    if (e < 0) {
+      out.push({ start: b, end: t.length });
+      break;
+    }
     const end = keyLabelEnd(t, e + 9);
     out.push({ start: b, end });
     b = end - 1;

@@ -38,9 +38,13 @@ const ORACLES: Record<string, (t: string) => [number, number][]> = {
     }),
   github_token: (t) => matches(/\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b/, t),
   jwt: (t) => matches(/\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/, t),
-  bearer_token: (t) => matches(/\bBearer\s+[A-Za-z0-9\-._~+/]{20,}=*/, t),
+  // The scheme in any case (RFC 9110); a key armored as PGP's BLOCK, or cut short: to the end.
+  bearer_token: (t) => matches(/\b[Bb][Ee][Aa][Rr][Ee][Rr]\s+[A-Za-z0-9\-._~+/]{20,}=*/, t),
   private_key: (t) =>
-    matches(/-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )*PRIVATE KEY-----/, t),
+    matches(
+      /-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----|$)/,
+      t,
+    ),
   us_ssn: (t) => matches(/(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/, t),
 };
 
@@ -201,6 +205,8 @@ const PIECES: Record<string, string[]> = {
     'a',
     '_',
     'xBearer',
+    'BEARER ',
+    'bEaReR',
   ],
   private_key: [
     '-----BEGIN RSA PRIVATE KEY-----',
@@ -219,6 +225,10 @@ const PIECES: Record<string, string[]> = {
     ' ',
     'A ',
     'rsa ',
+    'PGP ',
+    'BLOCK-----',
+    'KEY BLOCK-----',
+    '-----BEGIN PGP PRIVATE KEY BLOCK-----',
   ],
   us_ssn: [
     '123-45-6789',

@@ -43,12 +43,30 @@ describe('detectors: what they mask and the near misses they leave alone', () =>
       ['Bearer abcdefghijklmnopqrstuvwxyz012345'],
     ],
     ['bearer_token', 'a Bearer of bad news', []],
+    // The auth scheme is case-insensitive.
+    [
+      'bearer_token',
+      'authorization: bearer abcdefghijklmnopqrstuvwxyz012345, BEARER ABCDEFGHIJKLMNOPQRSTUVWXYZ012345',
+      ['bearer abcdefghijklmnopqrstuvwxyz012345', 'BEARER ABCDEFGHIJKLMNOPQRSTUVWXYZ012345'],
+    ],
     [
       'private_key',
       'x -----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY----- y',
       ['-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----'],
     ],
     ['private_key', '-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----', []],
+    [
+      'private_key',
+      'pgp -----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK----- done',
+      ['-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF\n-----END PGP PRIVATE KEY BLOCK-----'],
+    ],
+    // Cut short (a page of output, a truncated log): everything after BEGIN is the key.
+    [
+      'private_key',
+      'head -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA',
+      ['-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA'],
+    ],
+    ['private_key', '-----BEGIN PGP PUBLIC KEY BLOCK-----\nmQIN\n-----END PGP PUBLIC KEY BLOCK-----', []],
     ['us_ssn', 'ssn 123-45-6789', ['123-45-6789']],
     ['us_ssn', 'not 000-12-3456, 666-12-3456, 123-00-4567, 2024-01-0001', []],
   ])('%s in %j → %j', (name, text, expected) => {
@@ -108,6 +126,27 @@ describe('maskMessage', () => {
     expect(msg.result.content[0]!.text).toBe('contact [redacted:email], key [redacted:aws_access_key]');
     expect(msg.result.structuredContent).toEqual({ owner: '[redacted:email]', count: 3, tags: ['[redacted:email]'] });
     expect(report.found).toEqual({ email: 3, aws_access_key: 2 });
+  });
+
+  it('a secret used as an object key is masked like one in a value (colliding names numbered)', () => {
+    const msg = {
+      result: {
+        structuredContent: {
+          tokens: {
+            ghp_abcdefghijklmnopqrstuvwxyz0123456789: { scope: 'repo' },
+            ghp_zyxwvutsrqponmlkjihgfedcba9876543210: { scope: 'admin' },
+            AKIAIOSFODNN7EXAMPLE: 'prod',
+          },
+        },
+      },
+    };
+    const report = maskMessage(msg, compileMask([{ path: '$.result', detectors: ['github_token', 'aws_access_key'] }]));
+    expect(msg.result.structuredContent.tokens).toEqual({
+      '[redacted:github_token]': { scope: 'repo' },
+      '[redacted:github_token] (2)': { scope: 'admin' },
+      '[redacted:aws_access_key]': 'prod',
+    });
+    expect(report.found).toEqual({ github_token: 2, aws_access_key: 1 });
   });
 
   it('a narrower path masks only what it selects', () => {
