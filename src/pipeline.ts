@@ -132,10 +132,11 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
   refuseSharedState(route, msg);
   checkParams(msg);
   const catalog = deps.catalogs.get(catalogKey(route, identity, upstream));
-  const input = buildPolicyInput(identity, msg, {
+  const context: InputContext = {
     ...inputContext(deps, upstream, route, incoming.protocol.era, ex.id),
     toolChanged: (name) => catalog.changed(name),
-  });
+  };
+  const input = buildPolicyInput(identity, msg, context);
   ex.asked(input);
   const outcome = decide(deps.policy, input, deps.metrics, deps.config.credentials.maxTtlSeconds);
   // The request as the decision's mask rules leave it, copied once: what the audit record holds and
@@ -145,6 +146,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
   const decision = ex.decided(outcome, masked);
   enforce(outcome);
   await limitRate(deps.rates, input, outcome);
+  const sending = msg.method === LISTEN_METHOD ? narrowListen(deps, identity, msg, context, ex) : msg;
   // A credential for exactly this call, minted when the call is sent (for a parked call: at release).
   // Every secret sent (static secret, credentials) is scrubbed from what comes back.
   const sent = sentSecrets(upstream.config);
@@ -171,7 +173,7 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
     // A listen has no end of its own: it ends when the token that opened it expires.
     const signal = msg.method === LISTEN_METHOD ? untilTokenExpires(deps, identity, req.signal) : req.signal;
     const send = (auth = mint()) =>
-      forward(deps.sessions, upstream, identity, route, msg, {
+      forward(deps.sessions, upstream, identity, route, sending, {
         signal,
         auth,
         sessionAuth,
@@ -574,6 +576,38 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest): Promise
   const live = recordEach(untilAborted(mapMessages(stream, toCaller), own.signal), ex);
   const messages = replayed === undefined ? live : concatStreams(replayed, live);
   return { kind: 'stream', headers: {}, messages, replay: session.replay.stream('get') };
+}
+
+/**
+ * Step, for a 2026-07-28 `subscriptions/listen`: each resource it would subscribe to is decided as the
+ * `resources/subscribe` of that uri would be, and only those the policy allows outright are asked of
+ * the upstream (the listen itself is allowed to anyone who may hear list changes). How many were
+ * left out goes with the exchange's record.
+ */
+function narrowListen(
+  deps: GatewayDeps,
+  identity: Identity,
+  msg: JsonRpcRequest,
+  context: InputContext,
+  ex: Exchange,
+): JsonRpcRequest {
+  const notifications = msg.params?.notifications as Record<string, unknown> | undefined;
+  const subs = notifications?.resourceSubscriptions;
+  if (!Array.isArray(subs) || subs.length === 0) return msg;
+  const allowed = subs.filter((uri) => {
+    if (typeof uri !== 'string') return false;
+    const asked = { jsonrpc: '2.0' as const, id: msg.id, method: 'resources/subscribe', params: { uri } };
+    const d = decide(
+      deps.policy,
+      buildPolicyInput(identity, asked, context),
+      deps.metrics,
+      deps.config.credentials.maxTtlSeconds,
+    ).decision;
+    return d.allow && !d.approval.required;
+  });
+  if (allowed.length === subs.length) return msg;
+  ex.link({ resource_subscriptions_refused: subs.length - allowed.length });
+  return { ...msg, params: { ...msg.params, notifications: { ...notifications, resourceSubscriptions: allowed } } };
 }
 
 /** `signal`, and aborted too when the caller's token expires (on the gateway's clock). */

@@ -4,11 +4,15 @@
  * what is forwarded; every message a client receives, on any stream, is shaped
  * (masked) by a decision.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRecords } from '../../src/audit/read.js';
 import type { AuditRecord } from '../../src/audit/record.js';
 import { FileWal } from '../../src/audit/wal.js';
+import type { JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
+import { packageRoot } from '../../src/paths.js';
 // @ts-expect-error plain JS fixture
 import { LEAK_TEXT, startHttpServer } from '../fixtures/demo-server.mjs';
 import { verifyRepo } from '../helpers/audit-repo.js';
@@ -593,6 +597,67 @@ describe('an input-required retry is decided on what the upstream goes on with',
     } finally {
       await gw.close();
       await upstream.close();
+    }
+  });
+});
+
+describe("a 2026 listen's resource subscriptions are decided", () => {
+  it('each is what resources/subscribe of its uri would be: a caller who may not subscribe asks the upstream for none', async () => {
+    const listens: unknown[] = [];
+    const upstream = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        const msg = JSON.parse(body || '{}') as JsonRpcRequest;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        if (msg.method === 'subscriptions/listen') listens.push(msg.params?.notifications);
+        res.end(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: msg.id,
+            result: msg.method === 'server/discover' ? { supportedVersions: ['2026-07-28'], capabilities: {} } : {},
+          }),
+        );
+      });
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    // The default policy: anyone may listen for list changes; resources/subscribe is full access (group eng).
+    const gw = await startGateway({
+      policyDir: path.join(packageRoot, 'policies'),
+      upstreams: { demo: { url: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/mcp` } },
+    });
+    const listen = (token: string) =>
+      fetch(`${gw.url}/mcp/demo`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-protocol-version': '2026-07-28',
+          'mcp-method': 'subscriptions/listen',
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'subscriptions/listen',
+          params: {
+            notifications: { toolsListChanged: true, resourceSubscriptions: ['file:///etc/shadow'] },
+            _meta: {
+              'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+              'io.modelcontextprotocol/clientCapabilities': {},
+            },
+          },
+        }),
+      }).then((r) => r.text());
+    try {
+      await listen(await gw.token('bob'));
+      expect(listens.at(-1)).toEqual({ toolsListChanged: true, resourceSubscriptions: [] });
+      await listen(await gw.token('alice', ['eng']));
+      expect(listens.at(-1)).toEqual({ toolsListChanged: true, resourceSubscriptions: ['file:///etc/shadow'] });
+    } finally {
+      await gw.close();
+      upstream.closeAllConnections();
+      await new Promise((r) => upstream.close(r));
     }
   });
 });
