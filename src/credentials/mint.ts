@@ -41,15 +41,26 @@ export function argumentsHash(args: unknown): string {
  * a unique jti, a short exp, and the hash of the arguments it may carry.
  * Signed synchronously with node:crypto (about 4x faster than WebCrypto).
  */
+/**
+ * One scope-token (RFC 6749 §3.3: %x21 / %x23-5B / %x5D-7E): anything else, a space above all (a
+ * tool named `x tools/call:other` would read as two scopes), and `%` itself, percent-encoded.
+ */
+export function scopeToken(s: string): string {
+  return s.replace(/[^\x21\x23-\x24\x26-\x5b\x5d-\x7e]/gu, (ch) =>
+    [...Buffer.from(ch, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
+  );
+}
+
 /** `now`: ms since the epoch, on the key ring's clock. */
 export function mintCredential(key: SigningKey, c: CredentialClaims, now: number): string {
   const iat = Math.floor(now / 1000);
-  const scope =
+  const scope = (
     c.scopes !== undefined && c.scopes.length > 0
-      ? c.scopes.join(' ')
-      : c.tool !== undefined
-        ? `${c.method}:${c.tool}`
-        : c.method;
+      ? c.scopes
+      : [c.tool !== undefined ? `${c.method}:${c.tool}` : c.method]
+  )
+    .map(scopeToken)
+    .join(' ');
   const header = headerOf(key);
   const payload = b64({
     iss: c.issuer,

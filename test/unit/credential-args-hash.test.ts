@@ -50,3 +50,26 @@ describe('credential args_sha256', () => {
     );
   });
 });
+
+describe('credential scope', () => {
+  it('holds one scope-token per scope: a tool name with a space (or anything outside RFC 6749 §3.3) cannot read as two scopes', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-data-'));
+    const config = validateConfig(
+      { dataDir, policy: { dir: dataDir }, upstreams: { demo: { url: 'http://127.0.0.1:1/mcp' } } },
+      {},
+      dataDir,
+      'test',
+    );
+    const creds = new Credentials(config, await KeyRing.load(dataDir, { graceMs: 0, activationMs: 0 }));
+    const scopeOf = (o: { tool?: string; scopes?: string[] }) => {
+      const auth = creds.forCall(config.upstreams.demo!, { subject: 'alice', method: 'tools/call', ...o });
+      const token = auth.headers.authorization!.replace(/^Bearer /, '');
+      return (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { scope: string }).scope;
+    };
+    expect(scopeOf({ tool: 'x tools/call:get-env' })).toBe('tools/call:x%20tools/call:get-env');
+    expect(scopeOf({ scopes: ['tools/call:echo', 'tools/call:a"b\\c%d é'] })).toBe(
+      'tools/call:echo tools/call:a%22b%5Cc%25d%20%C3%A9',
+    );
+    expect(scopeOf({ tool: 'echo' }).split(' ')).toEqual(['tools/call:echo']);
+  });
+});
