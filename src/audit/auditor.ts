@@ -78,6 +78,30 @@ export const disabledAuditor: Auditor = {
   approvalDurable: () => Promise.resolve(),
 };
 
+/** The params of a request its policy input carries (as tool, prompt, uri, arguments, task, …). */
+const IN_INPUT: Readonly<Record<string, readonly string[]>> = {
+  'tools/call': ['name', 'arguments', 'task'],
+  'prompts/get': ['name', 'arguments'],
+  'completion/complete': ['ref'],
+  'resources/read': ['uri'],
+  'resources/subscribe': ['uri'],
+  'resources/unsubscribe': ['uri'],
+};
+/** Carried for every method: the caller's _meta (less progress token and envelope), its input responses and request state. */
+const ALWAYS_IN_INPUT = new Set(['_meta', 'inputResponses', 'requestState']);
+
+/**
+ * What else a request's params hold, which the policy input does not (a task id, a completion's
+ * argument, a log level, initialize's capabilities): recorded beside the input, so the record says
+ * all that went upstream. Undefined when nothing.
+ */
+function paramsBesideInput(method: string, params: unknown): Record<string, unknown> | undefined {
+  if (params === null || typeof params !== 'object' || Array.isArray(params)) return undefined;
+  const known = IN_INPUT[method] ?? [];
+  const rest = Object.entries(params).filter(([k]) => !ALWAYS_IN_INPUT.has(k) && !known.includes(k));
+  return rest.length === 0 ? undefined : Object.fromEntries(rest);
+}
+
 /** Keep records bounded: an oversized payload is replaced by its size and (canonical) hash. */
 function bounded(value: unknown, maxBytes: number): unknown {
   // Native JSON.stringify measures the size; only an oversized value pays for canonical JSON.
@@ -288,6 +312,10 @@ class AuditedExchange extends Exchange {
     // A client notification or response carries no arguments of its own: what goes upstream is the message, recorded masked.
     const relayed =
       masked !== undefined && input.mcp.kind !== 'request' ? { message: bounded(withoutCredentials(masked), max) } : {};
+    const beside =
+      masked !== undefined && input.mcp.kind === 'request' && 'params' in masked
+        ? paramsBesideInput(input.mcp.method, masked.params)
+        : undefined;
     event.data = {
       policy: { revision: outcome.revision.commit ?? null, bundle_digest: outcome.revision.bundleDigest },
       allow: d.allow,
@@ -302,6 +330,7 @@ class AuditedExchange extends Exchange {
       // Of the exact bytes the policy evaluated (arguments unmasked: the hash proves what it saw).
       input_sha256: sha256Hex(outcome.inputJson),
       ...relayed,
+      ...(beside !== undefined ? { params: bounded(withoutCredentials(beside), max) } : {}),
     };
     // The policy input is the request as the policy saw it (method, tool or uri, arguments):
     // unmasked and within bounds it is recorded as exactly the bytes evaluated.

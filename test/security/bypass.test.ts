@@ -433,6 +433,45 @@ describe('a GET stream is decided', () => {
   });
 });
 
+describe('what goes upstream is on the record, beside the policy input', () => {
+  it('params the policy input does not carry (a task id, a completion argument, a log level) are recorded with the decision, masked', async () => {
+    const upstream = (await startHttpServer()) as Upstream;
+    const gw = await startGateway({
+      upstreams: { http: { url: upstream.url } },
+      policyDir: await makePolicyDir(policyData()),
+    });
+    const alice = new RawMcp(`${gw.url}/mcp/http`, await gw.token('alice', ['eng']));
+    try {
+      await alice.initialize();
+      await alice.post({ jsonrpc: '2.0', id: 1, method: 'tasks/cancel', params: { taskId: 'TASK-4242' } });
+      await alice.post({
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'completion/complete',
+        params: {
+          ref: { type: 'ref/prompt', name: 'greet' },
+          argument: { name: 'who', value: 'ARGVALUE-9999' },
+          context: { arguments: { token: 'ghp_abcdefghijklmnopqrstuvwxyz0123456789' } },
+        },
+      });
+      await alice.post({ jsonrpc: '2.0', id: 3, method: 'logging/setLevel', params: { level: 'debug' } });
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+    const params = new Map<string, unknown>();
+    for await (const r of readRecords(path.join(gw.dataDir, 'audit')) as AsyncIterable<AuditRecord>)
+      if (r.type === 'decision' && r.method !== undefined)
+        params.set(r.method, (r.data as { params?: unknown }).params);
+    expect(params.get('tasks/cancel')).toEqual({ taskId: 'TASK-4242' });
+    expect(params.get('completion/complete')).toEqual({
+      argument: { name: 'who', value: 'ARGVALUE-9999' },
+      context: { arguments: { token: '[redacted:github_token]' } },
+    });
+    expect(params.get('logging/setLevel')).toEqual({ level: 'debug' });
+  });
+});
+
 describe('every message a caller receives or sends on, whatever the stream, is recorded', () => {
   it("GET-stream messages, POST-stream progress and the client's answers are in the audit trail, masked", async () => {
     const upstream = (await startHttpServer()) as Upstream;
