@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { toGatewayError } from '../errors.js';
-import { Exchange } from '../exchange.js';
+import type { Exchange } from '../exchange.js';
 import {
   type GatewayDeps,
   handleDelete,
@@ -51,8 +51,9 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
         let outcome = 'ok';
         let out: McpReply;
         const requestId = randomUUID();
-        // POSTs and GET streams are decided exchanges with records; DELETE is a session event (session.close).
-        const ex = method === 'DELETE' ? new Exchange(requestId) : deps.audit.begin(requestId);
+        // POSTs and GET streams are decided exchanges with records; DELETE is a session event (session.close),
+        // and a refused DELETE (someone else's session, no valid token) is on the record like a refused POST.
+        const ex = deps.audit.begin(requestId);
         try {
           out = await handlers[method](deps, toMcpRequest(deps, req, ctl.signal, ex));
         } catch (e) {

@@ -537,6 +537,31 @@ describe('every message a caller receives or sends on, whatever the stream, is r
 });
 
 describe('a session ends on the record', () => {
+  it("a DELETE of someone else's session is refused on the record, like a POST or GET would be", async () => {
+    const upstream = (await startHttpServer()) as Upstream;
+    const gw = await startGateway({ upstreams: { http: { url: upstream.url } } });
+    try {
+      const bob = new RawMcp(`${gw.url}/mcp/http`, await gw.token('bob'));
+      await bob.initialize();
+      const res = await fetch(`${gw.url}/mcp/http`, {
+        method: 'DELETE',
+        headers: {
+          authorization: `Bearer ${await gw.token('mallory')}`,
+          'mcp-session-id': bob.sessionId!,
+          'mcp-protocol-version': '2025-11-25',
+        },
+      });
+      expect(res.status).toBe(404);
+    } finally {
+      await gw.close();
+      await upstream.close();
+    }
+    const refused: unknown[] = [];
+    for await (const r of readRecords(path.join(gw.dataDir, 'audit')) as AsyncIterable<AuditRecord>)
+      if (r.type === 'error' && r.caller?.sub === 'mallory') refused.push(r.data);
+    expect(refused).toEqual([expect.objectContaining({ code: 'SESSION_UNKNOWN', http_status: 404 })]);
+  });
+
   it('DELETE answers 204 only once its session.close is durable: a close that cannot be recorded is not acknowledged', async () => {
     const upstream = (await startHttpServer()) as Upstream;
     let wal!: FlakyWal;
