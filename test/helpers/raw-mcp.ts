@@ -105,3 +105,15 @@ export async function until(check: () => boolean, what: string, tries = 2_000): 
   }
   throw new Error(`gave up waiting for ${what}`);
 }
+
+/** The headers of a 2026-07-28 (stateless) POST: the bearer, both media types, the revision, Mcp-Method and Mcp-Name. */
+export function modernHeaders(token: string, method: string, name?: string): Record<string, string> {
+  return {
+    authorization: `Bearer ${token}`,
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    'mcp-protocol-version': '2026-07-28',
+    'mcp-method': method,
+    ...(name !== undefined ? { 'mcp-name': name } : {}),
+  };
+}

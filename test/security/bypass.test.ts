@@ -19,7 +19,7 @@ import { verifyRepo } from '../helpers/audit-repo.js';
 import { FlakyWal } from '../helpers/flaky-wal.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
-import { RawMcp, until } from '../helpers/raw-mcp.js';
+import { modernHeaders, RawMcp, until } from '../helpers/raw-mcp.js';
 
 interface Upstream {
   url: string;
@@ -693,13 +693,7 @@ describe("a 2026 listen's resource subscriptions are decided", () => {
     const listen = (token: string) =>
       fetch(`${gw.url}/mcp/demo`, {
         method: 'POST',
-        headers: {
-          authorization: `Bearer ${token}`,
-          'content-type': 'application/json',
-          accept: 'application/json, text/event-stream',
-          'mcp-protocol-version': '2026-07-28',
-          'mcp-method': 'subscriptions/listen',
-        },
+        headers: modernHeaders(token, 'subscriptions/listen'),
         body: JSON.stringify({
           jsonrpc: '2.0',
           id: 1,

@@ -14,6 +14,7 @@ import type { UpstreamConnector } from '../../src/mcp/upstream/types.js';
 import { packageRoot } from '../../src/paths.js';
 import { startGateway, type TestGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
+import { modernHeaders } from '../helpers/raw-mcp.js';
 import { type Hostile, startHostile } from './hostile-upstream.js';
 
 const MODERN = {
@@ -65,14 +66,7 @@ describe("a session-era upstream's tasks belong to the caller that started them"
   const post = async (token: string, method: string, params: Record<string, unknown>, name?: string) => {
     const res = await fetch(`${gw.url}/mcp/http`, {
       method: 'POST',
-      headers: {
-        authorization: `Bearer ${token}`,
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-        'mcp-protocol-version': '2026-07-28',
-        'mcp-method': method,
-        ...(name !== undefined ? { 'mcp-name': name } : {}),
-      },
+      headers: modernHeaders(token, method, name),
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: { ...params, _meta: MODERN } }),
     });
     return (await res.json()) as Answer;
@@ -171,14 +165,7 @@ describe("a stdio upstream's requests reach only the caller they are for", () =>
   const call = async (token: string, name: string, args: Record<string, unknown>) => {
     const res = await fetch(`${gw.url}/mcp/st`, {
       method: 'POST',
-      headers: {
-        authorization: `Bearer ${token}`,
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-        'mcp-protocol-version': '2026-07-28',
-        'mcp-method': 'tools/call',
-        'mcp-name': name,
-      },
+      headers: modernHeaders(token, 'tools/call', name),
       body: JSON.stringify({
         jsonrpc: '2.0',
         id: 1,

@@ -18,16 +18,21 @@ function canonical(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** Credentials over a fresh key ring, for one upstream `demo`. */
+async function credentials() {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-data-'));
+  const config = validateConfig(
+    { dataDir, policy: { dir: dataDir }, upstreams: { demo: { url: 'http://127.0.0.1:1/mcp' } } },
+    {},
+    dataDir,
+    'test',
+  );
+  return { config, creds: new Credentials(config, await KeyRing.load(dataDir, { graceMs: 0, activationMs: 0 })) };
+}
+
 describe('credential args_sha256', () => {
   it('is base64url (no padding) of SHA-256 over the UTF-8 canonical JSON of the call arguments, as documented', async () => {
-    const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-data-'));
-    const config = validateConfig(
-      { dataDir, policy: { dir: dataDir }, upstreams: { demo: { url: 'http://127.0.0.1:1/mcp' } } },
-      {},
-      dataDir,
-      'test',
-    );
-    const creds = new Credentials(config, await KeyRing.load(dataDir, { graceMs: 0, activationMs: 0 }));
+    const { config, creds } = await credentials();
     const args = { z: [1, 2.5, { b: true, a: null }], a: 'ünïcødé ✓ "q"', m: { y: 1e21, x: -0.1 } };
     const auth = creds.forCall(config.upstreams.demo!, {
       subject: 'alice',
@@ -53,14 +58,7 @@ describe('credential args_sha256', () => {
 
 describe('credential scope', () => {
   it('holds one scope-token per scope: a tool name with a space (or anything outside RFC 6749 §3.3) cannot read as two scopes', async () => {
-    const dataDir = await mkdtemp(path.join(tmpdir(), 'gitgate-data-'));
-    const config = validateConfig(
-      { dataDir, policy: { dir: dataDir }, upstreams: { demo: { url: 'http://127.0.0.1:1/mcp' } } },
-      {},
-      dataDir,
-      'test',
-    );
-    const creds = new Credentials(config, await KeyRing.load(dataDir, { graceMs: 0, activationMs: 0 }));
+    const { config, creds } = await credentials();
     const scopeOf = (o: { tool?: string; scopes?: string[] }) => {
       const auth = creds.forCall(config.upstreams.demo!, { subject: 'alice', method: 'tools/call', ...o });
       const token = auth.headers.authorization!.replace(/^Bearer /, '');
