@@ -123,7 +123,8 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
   const incoming = readMessage(req.headers, req.body);
   const route = bindSession(deps.sessions, upstream, identity, req.headers, incoming);
   if (route.kind === 'session') {
-    await deps.sessions.confirm(route.session);
+    const confirming = deps.sessions.confirm(route.session);
+    if (confirming !== undefined) await confirming;
     ex.bind({ session: route.session });
   } else if (route.kind === 'stateless') ex.bind({ stateless: upstream.config.name });
   const msg = incoming.message;
@@ -532,7 +533,8 @@ export async function handleGet(deps: GatewayDeps, req: McpHttpRequest): Promise
   }
   requireAccept(req.headers, 'text/event-stream');
   const session = deps.sessions.get(requireSessionId(req.headers), upstream.config.name, identity.sub);
-  await deps.sessions.confirm(session);
+  const confirming = deps.sessions.confirm(session);
+  if (confirming !== undefined) await confirming;
   ex.bind({ session });
   const route: Route = { kind: 'session', session, protocolVersion: session.protocolVersion };
   const input = buildMessageInput(

@@ -346,9 +346,14 @@ export class SessionStore {
    * slot must still be counted in the shared caps. A sealed id never expires by itself, so one whose
    * session idled out everywhere would otherwise come back outside every cap: it is unknown instead.
    */
-  async confirm(s: GatewaySession): Promise<void> {
-    if (!this.#unconfirmed.has(s.id) || this.caps === undefined || s.slot === undefined) return;
-    const live = await this.caps.renew(s.slot, this.limits(s.upstream));
+  confirm(s: GatewaySession): Promise<void> | undefined {
+    // The common case (a session this replica opened, or confirmed already) costs no turn of the loop.
+    if (!this.#unconfirmed.has(s.id) || this.caps === undefined || s.slot === undefined) return undefined;
+    return this.#confirm(s, s.slot, this.caps);
+  }
+
+  async #confirm(s: GatewaySession, slot: string, caps: SharedSessionCaps): Promise<void> {
+    const live = await caps.renew(slot, this.limits(s.upstream));
     if (live) {
       this.#unconfirmed.delete(s.id);
       return;
@@ -356,7 +361,7 @@ export class SessionStore {
     this.#unconfirmed.delete(s.id);
     this.#sessions.delete(s.id);
     this.#adopted.delete(s.id);
-    this.#touched.delete(s.slot);
+    this.#touched.delete(slot);
     throw new GatewayError(
       'SESSION_UNKNOWN',
       `Unknown session ${s.id}: it idled out; send initialize to start a new one`,
