@@ -44,6 +44,7 @@ export function sealerTree(walDir: string, k: LogKey): SealerTree {
         writeFileAtomic(latestCheckpointFile(walDir), note, { mode: 0o600 }).catch(() => undefined),
       );
     },
+    idle: () => saving,
   };
 }
 

@@ -65,6 +65,8 @@ export interface SealerTree {
   open(): HashFile;
   /** Told each checkpoint signed (to keep the latest beside the WAL). */
   saved?(note: string): void;
+  /** Resolves once what `saved` started is written: the thread is not stopped in the middle of a write. */
+  idle?(): Promise<void>;
 }
 
 /**
@@ -177,6 +179,8 @@ export class Sealer {
         await this.wal.close();
         this.#hashes?.close();
         this.#hashes = undefined;
+        // Answered only once the latest checkpoint's file is written: the log stops the thread next.
+        await this.tree.idle?.();
         this.send({ kind: 'done', id: msg.id, checkpoint });
       }
     }

@@ -577,3 +577,24 @@ describe('the sealer on its worker thread (the log key, the stored hashes and th
     }
   });
 });
+
+describe('the sealer stops only between writes', () => {
+  it("close is answered once the latest checkpoint's file is written: the thread is never stopped in the middle of that write", async () => {
+    const tree = testTree();
+    let release!: () => void;
+    const writing = new Promise<void>((r) => (release = r));
+    const slowTree = { ...tree, idle: () => writing };
+    const log = new AuditLog(
+      () => localSealer(slowTree, new MemoryWal()),
+      () => undefined,
+    );
+    await log.append('s', { type: 'decision' });
+    let closed = false;
+    const closing = log.close().then(() => (closed = true));
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    expect(closed).toBe(false);
+    release();
+    await closing;
+    expect(closed).toBe(true);
+  });
+});
