@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { compileSchema, formatSchemaErrors } from '../config/schema.js';
 import { gitText } from '../git/run.js';
-import { lexists, readRepoFile, UntrustedFileError } from '../repo-file.js';
+import { lexists, readRepoFile, UntrustedFileError, walkRepoFiles } from '../repo-file.js';
 import { type AuditRecord, leafHead, parseLine } from './record.js';
 import { CHECKPOINT_FILE, CHECKPOINT_STREAM, checkpointSize, LOG_KEY_FILE, parseStreamFile } from './store.js';
 import { Frontier, HASH_BYTES, type Hash, leafHash } from './tlog/merkle.js';
@@ -52,32 +52,36 @@ export function readRepoText(file: string, rel: string, max = MAX_REPO_FILE_BYTE
 }
 
 /**
- * The files named `*<ext>` under `dir`, sorted; every entry met below it must be a regular file or
- * a directory: a symlink, a FIFO or a device anywhere is a LogBroken (named relative to `root`), so
- * whatever reads the listed files reads regular files only. `flat`: `dir`'s own entries only.
+ * Every file below `dir` (git's own folder aside), relative to it, sorted: regular files only. A
+ * symlink, a FIFO or a device anywhere below is a LogBroken naming it (relative to `root`), so
+ * whatever reads the listed files reads regular files only.
  */
-export function listFiles(dir: string, ext: string, root = dir, flat = false): string[] {
+function repoFiles(dir: string, root: string): string[] {
   if (!existsSync(dir)) return [];
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) {
-      if (!flat) out.push(...listFiles(p, ext, root));
-      continue;
-    }
-    if (!e.isFile()) {
-      const kind = e.isSymbolicLink() ? 'a symbolic link' : 'not a regular file';
-      throw new LogBroken(path.relative(root, p), `is ${kind}: an audit repo holds regular files only`);
-    }
-    if (e.name.endsWith(ext)) out.push(p);
+  try {
+    return walkRepoFiles(
+      dir,
+      { maxFiles: Number.POSITIVE_INFINITY, maxBytes: Number.POSITIVE_INFINITY },
+      path.relative(root, dir),
+    );
+  } catch (err) {
+    if (err instanceof UntrustedFileError) throw new LogBroken(err.file, err.why);
+    throw err;
   }
-  return out.sort();
+}
+
+/** The files named `*<ext>` below `dir` (full paths, sorted); see repoFiles for what is refused. */
+export function listFiles(dir: string, ext: string, root = dir): string[] {
+  return repoFiles(dir, root)
+    .filter((f) => f.endsWith(ext))
+    .map((f) => path.join(dir, f));
 }
 
 /** Record files grouped by stream, parts in order (the old format's checkpoints.jsonl included, as its own stream). */
 export function chains(repo: string): Map<string, string[]> {
   const out = new Map<string, { part: number; file: string }[]>();
-  const all = [...listFiles(path.join(repo, 'streams'), '.jsonl', repo), ...listFiles(repo, '.jsonl', repo, true)];
+  // Every file of the repo is looked at (none may be a link); the record files are those parseStreamFile names.
+  const all = listFiles(repo, '.jsonl');
   for (const file of all) {
     const id = parseStreamFile(path.relative(repo, file));
     if (id === undefined) continue;
@@ -273,7 +277,8 @@ export function blobId(format: 'sha1' | 'sha256', data: Buffer): string {
 /**
  * How the work tree differs from HEAD (git's blob ids of every file but .git), or undefined when it does not.
  * `known`: blob ids already computed from the files' bytes (by a reader that read them anyway), by path
- * relative to the repo; the other files are read here.
+ * relative to the repo; the other files are read here. A link or other non-regular file, in HEAD or
+ * in the work tree, is a LogBroken naming it.
  */
 export async function workTreeVersusHead(
   repo: string,
@@ -297,24 +302,8 @@ export async function workTreeVersusHead(
     inHead.set(row.slice(tab + 1), id!);
   }
   const inTree = new Map<string, string>();
-  const walk = (dir: string): string | undefined => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      const rel = path.relative(repo, p).split(path.sep).join('/');
-      if (rel === '.git') continue;
-      if (e.isDirectory()) {
-        const below = walk(p);
-        if (below !== undefined) return below;
-      } else if (!e.isFile()) return `${rel} is ${e.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}`;
-      else {
-        const id = known.get(path.relative(repo, p)) ?? blobId(format, readRepoText(p, rel));
-        inTree.set(rel, id);
-      }
-    }
-    return undefined;
-  };
-  const odd = walk(repo);
-  if (odd !== undefined) return odd;
+  for (const rel of repoFiles(repo, repo))
+    inTree.set(rel, known.get(rel) ?? blobId(format, readRepoText(path.join(repo, rel), rel)));
   for (const [f, id] of inTree) {
     const h = inHead.get(f);
     if (h === undefined) return `${f} is in the work tree but not in HEAD`;

@@ -270,7 +270,7 @@ describe('gitgate audit verify: only the given key, only a log that extends a sa
       rmSync(path.join(repo, '.git'), { recursive: true, force: true });
       expect((await verify(repo)).error).toEqual({
         where: part,
-        why: 'is a symbolic link: an audit repo holds regular files only',
+        why: 'is a symbolic link: only regular files are read from this repo',
       });
     }
     const repo = copy();
@@ -286,7 +286,7 @@ describe('gitgate audit verify: only the given key, only a log that extends a sa
     rmSync(path.join(repo, '.git'), { recursive: true, force: true });
     expect((await verify(repo)).error).toEqual({
       where: CHECKPOINT_FILE,
-      why: 'is a symbolic link: an audit repo holds regular files only',
+      why: 'is a symbolic link: only regular files are read from this repo',
     });
     // A link that only HEAD holds (the work tree has the file itself): what HEAD holds is what is proved.
     const headOnly = copy();
