@@ -225,7 +225,6 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
   }
 }
 
-/** A session's SSE answer carries event ids and is kept, bounded, for a reconnect with Last-Event-ID. */
 /**
  * Step, for a call held for approval, at its release: the caller's token has not expired meanwhile,
  * and the policy serving now decides the same input on the same terms (it may have been swapped
@@ -250,6 +249,7 @@ function stillReleasable(deps: GatewayDeps, identity: Identity, input: PolicyInp
   }
 }
 
+/** A session's SSE answer carries event ids and is kept, bounded, for a reconnect with Last-Event-ID. */
 function resumable(reply: McpReply, session: GatewaySession | undefined): McpReply {
   return reply.kind === 'stream' && session !== undefined ? { ...reply, replay: session.replay.stream('post') } : reply;
 }

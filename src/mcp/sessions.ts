@@ -354,11 +354,8 @@ export class SessionStore {
 
   async #confirm(s: GatewaySession, slot: string, caps: SharedSessionCaps): Promise<void> {
     const live = await caps.renew(slot, this.limits(s.upstream));
-    if (live) {
-      this.#unconfirmed.delete(s.id);
-      return;
-    }
     this.#unconfirmed.delete(s.id);
+    if (live) return;
     this.#sessions.delete(s.id);
     this.#adopted.delete(s.id);
     this.#touched.delete(slot);
