@@ -1,8 +1,11 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DETECTORS, ibanValid, luhnValid, redactText } from '../../src/masking/detectors.js';
-import { compileMask, maskMessage } from '../../src/masking/mask.js';
+import { CREDENTIAL_DETECTORS, compileMask, maskMessage } from '../../src/masking/mask.js';
 import { compilePath, MaskPathError } from '../../src/masking/path.js';
 import { fitStructuredContent, placeholderFor } from '../../src/masking/structured.js';
+import { packageRoot } from '../../src/paths.js';
 
 const hits = (name: string, text: string) => DETECTORS[name]!(text).map((s) => text.slice(s.start, s.end));
 
@@ -104,6 +107,15 @@ describe('mask paths', () => {
   it('rejects unknown detectors and rules that do nothing', () => {
     expect(() => compileMask([{ path: '$.result', detectors: ['nope'] }])).toThrow(/unknown detector/);
     expect(() => compileMask([{ path: '$.result' }])).toThrow(/names no detector/);
+  });
+});
+
+describe('the credentials every audit record is cleaned of', () => {
+  it("are the default policy's credential detectors, exactly", () => {
+    const rego = readFileSync(path.join(packageRoot, 'policies', 'gitgate', 'decision.rego'), 'utf8');
+    const list = /^secret_detectors := (\[.*\])$/m.exec(rego)?.[1];
+    expect(list).toBeDefined();
+    expect([...CREDENTIAL_DETECTORS].sort()).toEqual((JSON.parse(list!) as string[]).sort());
   });
 });
 
