@@ -288,7 +288,9 @@ export class SessionStore {
     this.#sessions.delete(id);
     this.#adopted.delete(id);
     this.#unconfirmed.delete(id);
-    const recorded = this.onDelete?.(s, reason);
+    const recorded = Promise.resolve(this.onDelete?.(s, reason));
+    // Observed at once: a close that cannot be recorded fails this call below, never an unhandled rejection meanwhile.
+    recorded.catch(() => undefined);
     // A sealed session (several replicas) may go on through another replica: only the client's DELETE ends it
     // upstream; idling out or a shutdown here only forgets it here.
     if (s.slot !== undefined) {
