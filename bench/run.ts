@@ -25,7 +25,17 @@
  * default, it starts a PostgreSQL cluster).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fsyncSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -403,6 +413,33 @@ async function interleaved(
   return out;
 }
 
+/**
+ * What one durable WAL write costs this disk, measured apart from any gateway: `n` O_DSYNC writes of
+ * a 2 KiB group (a decision's record, about) over a preallocated file in `dir`, as the WAL writes its
+ * segments; their median wall time in ms. Run between rounds, so it sees the same disk moment.
+ */
+function dsyncProbe(dir: string, n = 200): number {
+  const file = path.join(dir, `dsync-probe-${process.pid}.bin`);
+  const block = Buffer.alloc(2048, 0x61);
+  writeFileSync(file, Buffer.alloc(block.length * n));
+  const pre = openSync(file, 'r+');
+  fsyncSync(pre);
+  closeSync(pre);
+  const fd = openSync(file, constants.O_WRONLY | constants.O_DSYNC);
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      writeSync(fd, block, 0, block.length, i * block.length);
+      times.push(performance.now() - t0);
+    }
+  } finally {
+    closeSync(fd);
+    rmSync(file, { force: true });
+  }
+  return med(times);
+}
+
 const pct = (x: number, of: number) => `${((x / of) * 100).toFixed(0)} %`;
 const ms = (x: number) => `${x.toFixed(2)} ms`;
 const us = (x: number | undefined) => (x === undefined ? '–' : `${x.toFixed(0)} µs`);
@@ -493,8 +530,14 @@ async function main(): Promise<void> {
   );
 
   const results = new Map<number, Map<string, Measured>>();
+  // The disk's own durable-write time, probed after every run at the lowest concurrency (where it bounds the p50).
+  const dsync: number[] = [];
+  const lowest = Math.min(...CONCURRENCY);
   for (const conc of CONCURRENCY) {
-    const rounds = await interleaved(targets, ROUNDS, conc, REQUESTS, undefined, after);
+    const rounds = await interleaved(targets, ROUNDS, conc, REQUESTS, undefined, async (t) => {
+      await after(t);
+      if (conc === lowest) dsync.push(dsyncProbe(dataDir));
+    });
     const m = new Map([...rounds].map(([k, v]) => [k, summary(v)]));
     results.set(conc, m);
     console.log(`\nconcurrency ${conc}`);
@@ -538,9 +581,14 @@ async function main(): Promise<void> {
     console.log(
       `\naudit cost at ${hi} clients: ${pct(off.rps - on.rps, off.rps)} of throughput (goal ≤ 10 %), ${us((on.cpu?.all ?? 0) - (off.cpu?.all ?? 0))} of CPU per exchange`,
     );
-  if (on1 !== undefined && off1 !== undefined && on1.walWriteP50 !== undefined)
+  const fsync = dsync.length > 0 ? med(dsync) : undefined;
+  if (fsync !== undefined)
     console.log(
-      `audit at ${lo} client: +${ms(on1.p50 - off1.p50)} of p50; two WAL writes (${ms(on1.walWriteP50)} p50 each, measured in the run) + 0.3 ms = ${ms(2 * on1.walWriteP50 + 0.3)} allowed`,
+      `the disk: one O_DSYNC write of 2 KiB takes ${ms(fsync)} (median of ${dsync.length} probes of 200, between the ${lo}-client runs)`,
+    );
+  if (on1 !== undefined && off1 !== undefined && fsync !== undefined)
+    console.log(
+      `audit at ${lo} client: +${ms(on1.p50 - off1.p50)} of p50; the two durable writes the rules need (${ms(fsync)} each, probed) + 0.3 ms = ${ms(2 * fsync + 0.3)} allowed`,
     );
   if (on !== undefined && hoopHi !== undefined)
     console.log(
@@ -553,9 +601,9 @@ async function main(): Promise<void> {
       `  on this machine (${cpus().length} cores${hoopHi.machineBusy !== undefined ? `, hoop's run ${(hoopHi.machineBusy * 100).toFixed(0)} % busy` : ''}): hoop's ${hoopHi.rps.toFixed(0)} calls/s leave at most ${us(budget)} of CPU per call for the proxy (${cpus().length} cores / ${hoopHi.rps.toFixed(0)} − ${us(on.rest)} of upstream and load generator); gitgate all on uses ${us(on.cpu.all)}${off?.cpu !== undefined ? `, audit off ${us(off.cpu.all)}` : ''}`,
     );
   }
-  if (on1 !== undefined && hoop1 !== undefined && on1.walWriteP50 !== undefined)
+  if (on1 !== undefined && hoop1 !== undefined && fsync !== undefined)
     console.log(
-      `at ${lo} client: p50 ${ms(on1.p50)} vs hoop's ${ms(hoop1.p50)} + two WAL writes = ${ms(hoop1.p50 + 2 * on1.walWriteP50)} allowed`,
+      `at ${lo} client: p50 ${ms(on1.p50)} vs hoop's ${ms(hoop1.p50)} + two durable writes = ${ms(hoop1.p50 + 2 * fsync)} allowed`,
     );
 
   // Payload sizes: hoop's daemon has no redaction hook (masking is for hosts embedding it), so it runs unmasked.
