@@ -63,15 +63,14 @@ const STALL_MS = 5_000;
 
 /**
  * The audit log: assigns each event its stream's next seq, writes the
- * record's JSON and hands it to the sealer (on its own thread), which chains,
- * hashes and durably writes it to the WAL in group commits, and signs the
- * log's checkpoints. A caller awaits durability before answering its client.
- * When the WAL cannot be written the log is unhealthy and the gateway stops
- * forwarding.
+ * record's JSON and hands it to the sealer (through a SealerPort), which
+ * chains, hashes and durably writes it to the WAL in group commits, and has
+ * the log's checkpoints signed. A caller awaits durability before answering
+ * its client. When the WAL cannot be written the log is unhealthy and the
+ * gateway stops forwarding.
  *
- * The event loop's share per record is building its JSON and two messages;
- * hashing, signing and the disk's wait happen elsewhere. Records appended in
- * one turn of the loop go to the sealer in one message.
+ * Records appended in one turn of the loop go to the sealer in one message;
+ * the disk's wait and signing happen off the event loop.
  */
 export class AuditLog {
   readonly #tails = new Map<string, Tail>();

@@ -1,10 +1,11 @@
 import type { KeyObject } from 'node:crypto';
 import path from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import { writeFileAtomic } from '../atomic-file.js';
 import { startWorker } from '../worker-thread.js';
 import { type FromSealer, Sealer, type SealerTree, serveSealer, type ToSealer } from './sealer.js';
 import { HashFile } from './tlog/hash-file.js';
-import { noteSigner } from './tlog/note.js';
+import { noteSigner, signNote } from './tlog/note.js';
 import type { WriteAheadLog } from './wal.js';
 
 /** How the log talks to its sealer: ordered messages both ways. */
@@ -21,7 +22,7 @@ export function treeHashFile(walDir: string): string {
   return path.join(walDir, 'tree.hashes');
 }
 
-/** The log key, its name (the checkpoint origin), and the stored-hash file beside the WAL. */
+/** The log key and its name (the checkpoint origin). */
 export interface LogKey {
   readonly origin: string;
   readonly key: KeyObject;
@@ -32,11 +33,71 @@ export function latestCheckpointFile(walDir: string): string {
   return path.join(walDir, 'checkpoint');
 }
 
-export function sealerTree(walDir: string, k: LogKey): SealerTree {
+/** Signs note texts with a key; `close` lets it go. */
+export interface NoteSigning {
+  sign(text: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * The log key on its own thread (sign-worker.ts): the event loop never holds it. The thread is
+ * started when the first note is to be signed, and again after it stopped (its pending notes fail:
+ * the commit that asked is retried).
+ */
+export function threadSigning(k: LogKey): NoteSigning {
+  let worker: Worker | undefined;
+  let nextId = 1;
+  const pending = new Map<number, { resolve: (note: string) => void; reject: (err: Error) => void }>();
+  const start = (): Worker => {
+    const w = startWorker(import.meta.url, 'sign-worker', { origin: k.origin, key: k.key });
+    w.unref();
+    w.on('message', (m: { id: number; note?: string; error?: string }) => {
+      const p = pending.get(m.id);
+      pending.delete(m.id);
+      if (m.note !== undefined) p?.resolve(m.note);
+      else p?.reject(new Error(`signing the checkpoint failed: ${m.error ?? 'no note'}`));
+      if (pending.size === 0) w.unref();
+    });
+    let error: Error | undefined;
+    w.on('error', (err) => (error = err));
+    w.on('exit', (code) => {
+      if (worker === w) worker = undefined;
+      for (const p of pending.values()) p.reject(error ?? new Error(`the log key's thread exited with code ${code}`));
+      pending.clear();
+    });
+    return w;
+  };
+  return {
+    sign(text) {
+      if (worker === undefined) worker = start();
+      const w = worker;
+      const id = nextId++;
+      w.ref();
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        w.postMessage({ id, text });
+      });
+    },
+    async close() {
+      const w = worker;
+      worker = undefined;
+      await w?.terminate();
+    },
+  };
+}
+
+/** The log key in this thread (unit tests). */
+export function localSigning(k: LogKey): NoteSigning {
+  const signer = noteSigner(k.origin, k.key);
+  return { sign: async (text) => signNote(text, signer), close: async () => undefined };
+}
+
+/** The log's tree beside the WAL in `walDir`, its checkpoints signed by `signing` (default: on the key's own thread). */
+export function sealerTree(walDir: string, k: LogKey, signing: NoteSigning = threadSigning(k)): SealerTree {
   let saving = Promise.resolve();
   return {
     origin: k.origin,
-    signer: noteSigner(k.origin, k.key),
+    sign: (text) => signing.sign(text),
     open: () => HashFile.open(treeHashFile(walDir)),
     // In order, each replacing the last whole; losing one to a crash loses nothing (recovery signs again).
     saved: (note) => {
@@ -45,43 +106,24 @@ export function sealerTree(walDir: string, k: LogKey): SealerTree {
       );
     },
     idle: () => saving,
+    close: () => signing.close(),
   };
 }
 
 /**
- * The sealer on its own thread, with the log key and a FileWal in `dir` (the gateway's): the
- * event loop never hashes a line, waits for the disk or holds the key. `segmentBytes`: where a
- * WAL segment closes.
+ * The sealer on the event loop, writing `wal` (a FileWal: each group one O_DSYNC write on the
+ * thread pool), its messages handled in order a microtask later.
  */
-export function workerSealer(opts: { dir: string; origin: string; key: KeyObject; segmentBytes?: number }): SealerPort {
-  const worker = startWorker(import.meta.url, 'seal-worker', opts);
-  let stopping = false;
-  return {
-    post: (msg) => worker.postMessage(msg),
-    listen(onMessage, onExit) {
-      worker.on('message', onMessage);
-      let error: Error | undefined;
-      worker.on('error', (err) => (error = err));
-      worker.on('exit', (code) => {
-        if (!stopping) onExit(error ?? new Error(`audit sealer thread exited with code ${code}`));
-      });
-    },
-    async terminate() {
-      stopping = true;
-      await worker.terminate();
-    },
-  };
-}
-
-/** The same sealer in this thread (unit tests, and WALs injected by tests), its messages delivered a turn later. */
-export function localSealer(tree: SealerTree, wal: WriteAheadLog): SealerPort {
+export function loopSealer(tree: SealerTree, wal: WriteAheadLog): SealerPort {
   let deliver: (msg: FromSealer) => void = () => undefined;
-  const receive = serveSealer(new Sealer(tree, wal, (m) => setImmediate(() => deliver(m))));
+  const receive = serveSealer(new Sealer(tree, wal, (m) => deliver(m)));
   return {
-    post: (msg) => setImmediate(() => receive(msg)),
+    post: (msg) => receive(msg),
     listen(onMessage) {
       deliver = onMessage;
     },
-    terminate: () => Promise.resolve(),
+    terminate: async () => {
+      await tree.close?.();
+    },
   };
 }

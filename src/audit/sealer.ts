@@ -1,13 +1,13 @@
 import { leafHashHex, type RecordParts, recordText } from './record.js';
 import type { HashFile } from './tlog/hash-file.js';
 import { treeHash } from './tlog/merkle.js';
-import { type NoteSigner, signCheckpoint } from './tlog/note.js';
+import { type Checkpoint, checkpointText } from './tlog/note.js';
 import type { WalEntry, WriteAheadLog } from './wal.js';
 
 /**
  * One record for the sealer. The log has assigned its stream and seq and
  * written its JSON except `prev`, which the sealer fills in from its own
- * chain: the log never waits for a signature to number the next record.
+ * chain: the log never waits for a write to number the next record.
  */
 export interface SealRequest extends RecordParts {
   readonly id: number;
@@ -27,7 +27,7 @@ export type ToSealer =
   /**
    * Refuse records of epochs below `min` (the log has moved past a failure; a new sealer learns it
    * first). `tree`: the leaves the log knows durable; a new sealer numbers from there (a sealer that
-   * died after a write it could not report left leaves nobody was told of: later entries win them).
+   * stopped after a write it could not report left leaves nobody was told of: later entries win them).
    */
   | { readonly kind: 'epoch'; readonly min: number; readonly tree?: number }
   /** Write everything, then close the segment; answered with a checkpoint signed over the tree then. */
@@ -61,38 +61,50 @@ export type FromSealer =
 /** The log's Merkle tree as the sealer keeps it: the stored-hash file, opened when first needed (after recovery reconciled it). */
 export interface SealerTree {
   readonly origin: string;
-  readonly signer: NoteSigner;
+  /** A note's text (a checkpoint's), signed where the log key is (its own thread): the signed note. */
+  sign(text: string): Promise<string>;
   open(): HashFile;
   /** Told each checkpoint signed (to keep the latest beside the WAL). */
   saved?(note: string): void;
-  /** Resolves once what `saved` started is written: the thread is not stopped in the middle of a write. */
+  /** Resolves once what `saved` started is written. */
   idle?(): Promise<void>;
+  /** Let the signer go (the log closed). */
+  close?(): Promise<void>;
+}
+
+interface Sealed {
+  readonly id: number;
+  readonly entry: WalEntry;
+  readonly epoch: number;
 }
 
 /**
- * Chains, numbers and durably writes audit records, and signs the log's
- * checkpoints; it holds the log key and runs on its own thread
- * (seal-worker.ts), so neither hashing, signing nor the disk's wait ever
- * blocks the gateway's event loop. It hashes each line once (the leaf hash);
- * a WAL group is one O_DSYNC write. No record is signed. Each record gets the next leaf index
- * of the log's Merkle tree in the order the WAL makes records durable; the
- * leaves of a group go into the stored-hash file once the group is durable. A
- * checkpoint (tree size + root, a C2SP signed note) is signed when the WAL
- * rolls (every commit), and on close.
+ * Chains, numbers and durably writes audit records, and has the log's
+ * checkpoints signed. It runs on the gateway's event loop: it hashes each line
+ * once (the leaf hash, a few µs) and hands each WAL group to the thread pool as
+ * one O_DSYNC write, so the disk's wait never blocks the loop; the log key is
+ * on its own thread (a checkpoint is signed there, never a record). Each record
+ * gets the next leaf index of the log's Merkle tree in the order the WAL makes
+ * records durable; the leaves of a group go into the stored-hash file once the
+ * group is durable. A checkpoint (tree size + root, a C2SP signed note) is
+ * signed when the WAL rolls (every commit), and on close.
  *
- * Messages are handled in order; all the records that arrive while a group is
- * being written form the next group.
+ * One write is in flight at a time: the records sealed while it is written
+ * form the next group, written as soon as it ends. Messages are handled in
+ * order (a roll waits for the writes before it; the records after it wait for
+ * the roll).
  *
- * Failure: when a write fails, every record of that group fails, the sealer
- * forgets its chains and refuses records of that epoch or older (the log
- * already numbered some of them after the failed ones). The log, told of the
- * failure, moves to the next epoch and resends each stream's last durable
- * hash as `prev`.
+ * Failure: when a write fails, every record of that group and of the group
+ * gathered behind it fails (they chain to the failed ones), the sealer forgets
+ * its chains and refuses records of that epoch or older (the log already
+ * numbered some of them after the failed ones). The log, told of the failure,
+ * moves to the next epoch and resends each stream's last durable hash as `prev`.
  */
 export class Sealer {
   readonly #chains = new Map<string, { seq: number; hash: string }>();
-  /** Sealed, to be written at the end of this turn. */
-  #group: { id: number; entry: WalEntry; epoch: number }[] = [];
+  /** Sealed, to be written when the write in flight ends (or now, when none is). */
+  #group: Sealed[] = [];
+  #writing: Promise<void> | undefined;
   #minEpoch = 0;
   #hashes: HashFile | undefined;
   /** The leaf index the next sealed record gets. */
@@ -115,24 +127,26 @@ export class Sealer {
   }
 
   /**
-   * A checkpoint over every durable record, signed now; or over the first `size` (a backlog's
-   * commit), its root read from the stored hashes. Only the whole tree's is saved as the latest.
+   * The checkpoint over every durable record, or over the first `size` (a backlog's commit, its root
+   * read from the stored hashes), to be signed. Call it with no write in flight.
    */
-  #checkpoint(size?: number): string {
+  #checkpointOf(size?: number): Checkpoint {
     const t = this.#tree();
     if (size !== undefined && !(Number.isSafeInteger(size) && size >= 0 && size <= t.size))
       throw new Error(`no checkpoint at ${size}: the tree holds ${t.size} leaves`);
     const whole = size === undefined || size === t.size;
     const root = whole ? t.root() : treeHash((l, i) => t.read(l, i), size);
-    const note = signCheckpoint(
-      { origin: this.tree.origin, size: size ?? t.size, root, extensions: [] },
-      this.tree.signer,
-    );
+    return { origin: this.tree.origin, size: size ?? t.size, root, extensions: [] };
+  }
+
+  /** Signed; only a checkpoint of the whole tree is saved as the latest. */
+  async #sign(c: Checkpoint, whole: boolean): Promise<string> {
+    const note = await this.tree.sign(checkpointText(c));
     if (whole) this.tree.saved?.(note);
     return note;
   }
 
-  /** Handle one message; `seal` only queues (call flush at the end of the turn), the others flush first. */
+  /** Handle one message; `seal` starts a write when none is in flight, the others wait for the writes first. */
   async receive(msg: ToSealer): Promise<void> {
     try {
       await this.#receive(msg);
@@ -148,6 +162,7 @@ export class Sealer {
           if ('forget' in item) this.#chains.delete(item.forget);
           else this.#seal(item);
         }
+        this.flush();
         return;
       case 'epoch':
         if (msg.min > this.#minEpoch) {
@@ -155,32 +170,42 @@ export class Sealer {
           this.#chains.clear();
         }
         if (msg.tree !== undefined && this.#tree().size > msg.tree) {
+          await this.drained();
           this.#tree().truncate(msg.tree);
           this.#nextLeaf = msg.tree;
         }
         return;
       case 'sync':
-        this.flush();
+        await this.drained();
         this.send({ kind: 'done', id: msg.id });
         return;
-      case 'checkpoint':
-        this.flush();
-        this.send({ kind: 'done', id: msg.id, checkpoint: this.#checkpoint(msg.size) });
+      case 'checkpoint': {
+        await this.drained();
+        const c = this.#checkpointOf(msg.size);
+        this.send({ kind: 'done', id: msg.id, checkpoint: await this.#sign(c, c.size === this.#tree().size) });
         return;
+      }
       case 'roll': {
-        this.flush();
-        const checkpoint = this.#checkpoint();
-        this.send({ kind: 'done', id: msg.id, segment: this.wal.roll(), checkpoint });
+        await this.drained();
+        // The tree and the segment are cut at the same point; later records wait only for this, not for the signature.
+        const c = this.#checkpointOf();
+        const segment = this.wal.roll();
+        void this.#sign(c, true).then(
+          (checkpoint) => this.send({ kind: 'done', id: msg.id, segment, checkpoint }),
+          (err: unknown) =>
+            this.send({ kind: 'done', id: msg.id, error: err instanceof Error ? err.message : String(err) }),
+        );
         return;
       }
       case 'close': {
-        this.flush();
-        const checkpoint = this.#checkpoint();
+        await this.drained();
+        const checkpoint = await this.#sign(this.#checkpointOf(), true);
         await this.wal.close();
         this.#hashes?.close();
         this.#hashes = undefined;
-        // Answered only once the latest checkpoint's file is written: the log stops the thread next.
+        // Answered only once the latest checkpoint's file is written: the log may stop next.
         await this.tree.idle?.();
+        await this.tree.close?.();
         this.send({ kind: 'done', id: msg.id, checkpoint });
       }
     }
@@ -212,56 +237,65 @@ export class Sealer {
     this.#group.push({ id: r.id, entry: { stream: r.stream, seq: r.seq, leaf, line, hash }, epoch: r.epoch });
   }
 
-  /** Write what was sealed, as one group (one durable write), and report it. */
+  /** Start writing what was sealed as one group (one durable write), unless a write is in flight: then it follows that one. */
   flush(): void {
-    if (this.#group.length === 0) return;
+    if (this.#writing !== undefined || this.#group.length === 0) return;
     const group = this.#group;
     this.#group = [];
     const started = this.now();
-    try {
-      this.wal.append(group.map((g) => g.entry));
-    } catch (err) {
-      const epoch = Math.max(...group.map((g) => g.epoch));
-      this.#minEpoch = epoch + 1;
-      this.#chains.clear();
-      // Not durable: their leaf indexes go to the next records.
-      this.#nextLeaf = this.#tree().size;
-      this.send({
-        kind: 'failed',
-        ids: group.map((g) => g.id),
-        epoch,
-        error: err instanceof Error ? err.message : String(err),
-      });
-      return;
+    this.#writing = this.wal
+      .append(group.map((g) => g.entry))
+      .then(() => this.#tree().append(group.map((g) => Buffer.from(g.entry.hash, 'hex'))))
+      .then(
+        () => {
+          this.#writing = undefined;
+          this.send({
+            kind: 'durable',
+            writeMs: this.now() - started,
+            ids: group.map((g) => g.id),
+            hashes: group.map((g) => g.entry.hash),
+            leaves: group.map((g) => g.entry.leaf),
+          });
+          this.flush();
+        },
+        (err: unknown) => {
+          // The group gathered behind it chains to the failed records: it fails with them.
+          const failed = [...group, ...this.#group];
+          this.#group = [];
+          const epoch = Math.max(...failed.map((g) => g.epoch));
+          this.#minEpoch = epoch + 1;
+          this.#chains.clear();
+          // Not durable: their leaf indexes go to the next records.
+          this.#nextLeaf = this.#tree().size;
+          this.#writing = undefined;
+          this.send({
+            kind: 'failed',
+            ids: failed.map((g) => g.id),
+            epoch,
+            error: err instanceof Error ? err.message : String(err),
+          });
+        },
+      );
+  }
+
+  /** Resolves once nothing sealed so far is unwritten (each written or failed). */
+  async drained(): Promise<void> {
+    this.flush();
+    while (this.#writing !== undefined) {
+      await this.#writing;
+      this.flush();
     }
-    this.#tree().append(group.map((g) => Buffer.from(g.entry.hash, 'hex')));
-    this.send({
-      kind: 'durable',
-      writeMs: this.now() - started,
-      ids: group.map((g) => g.id),
-      hashes: group.map((g) => g.entry.hash),
-      leaves: group.map((g) => g.entry.leaf),
-    });
   }
 }
 
 /**
- * Drive a sealer from a stream of messages: messages are handled in order,
- * and the records of everything that arrived in one turn of the thread's
- * event loop are written as one group.
+ * Drive a sealer from a stream of messages, handled in order: the records of
+ * one `seal` message start a write when none is in flight, and those that
+ * arrive while one is join the next group.
  */
 export function serveSealer(sealer: Sealer): (msg: ToSealer) => void {
   let chain = Promise.resolve();
-  let scheduled = false;
-  const endOfTurn = () => {
-    scheduled = false;
-    sealer.flush();
-  };
   return (msg) => {
     chain = chain.then(() => sealer.receive(msg));
-    if (!scheduled) {
-      scheduled = true;
-      setImmediate(() => void chain.then(endOfTurn));
-    }
   };
 }

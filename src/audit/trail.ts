@@ -7,10 +7,10 @@ import { type AnchorConfig, Anchors } from './anchors.js';
 import { AuditCommitter } from './committer.js';
 import { AuditLog } from './log.js';
 import { type AuditPusher, PushingAnchors } from './pusher.js';
-import { localSealer, sealerTree, treeHashFile, workerSealer } from './sealer-port.js';
+import { loopSealer, sealerTree, treeHashFile } from './sealer-port.js';
 import type { AuditStore } from './store.js';
 import { type NoteVerifier, verifierOf } from './tlog/note.js';
-import { type WriteAheadLog, walFiles } from './wal.js';
+import { FileWal, type WriteAheadLog, walFiles } from './wal.js';
 
 export interface AuditTrail {
   readonly log: AuditLog;
@@ -20,13 +20,13 @@ export interface AuditTrail {
 export interface AuditTrailOptions {
   /** The WAL's folder: recovery reads back the segments there; the sealer writes new ones after them. */
   readonly walDir: string;
-  /** The log's Ed25519 key; it goes to the sealer's thread and nowhere else. */
+  /** The log's Ed25519 key; it goes to its own thread (which signs the checkpoints) and nowhere else. */
   readonly key: KeyObject;
   /** The log's name: the checkpoints' origin line and the key's name. */
   readonly origin: string;
   readonly everyRecords: number;
   readonly everyMs: number;
-  /** Seal on this thread into this WAL over walDir instead (tests inject failing ones). */
+  /** Seal into this WAL over walDir instead of a FileWal (tests inject failing ones). */
   readonly wal?: (dir: string) => WriteAheadLog;
   readonly onError?: (err: unknown) => void;
   /** The clock of the log and the committer (record ts, their timers); default the system's. */
@@ -64,19 +64,15 @@ export async function logKeyOf(
   return { origin, key: k.key, verifier: verifierOf(origin, createPublicKey(k.key)) };
 }
 
-/** The log (sealing on a worker thread) and the committer that moves its WAL into the audit store. Call committer.recover() first. */
+/** The log (sealing on the event loop, signing on the key's thread) and the committer that moves its WAL into the audit store. Call committer.recover() first. */
 export function openAuditTrail(store: AuditStore, opts: AuditTrailOptions): AuditTrail {
   const { wal, origin, key } = opts;
   const log = new AuditLog(
     () =>
-      wal !== undefined
-        ? localSealer(sealerTree(opts.walDir, { origin, key }), wal(opts.walDir))
-        : workerSealer({
-            dir: opts.walDir,
-            origin,
-            key,
-            ...(opts.segmentBytes !== undefined ? { segmentBytes: opts.segmentBytes } : {}),
-          }),
+      loopSealer(
+        sealerTree(opts.walDir, { origin, key }),
+        wal !== undefined ? wal(opts.walDir) : new FileWal(opts.walDir, opts.segmentBytes),
+      ),
     (stream) => store.tail(stream),
     opts.clock !== undefined ? { clock: opts.clock } : {},
   );

@@ -2,17 +2,16 @@ import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   constants,
-  fsyncSync,
+  open as fsOpen,
+  write as fsWrite,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
   readSync,
-  renameSync,
   rmSync,
-  writeSync,
 } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { leafHead, sha256Hex } from './record.js';
 
@@ -26,10 +25,10 @@ export interface WalEntry {
   readonly hash: string;
 }
 
-/** The writing side of the write-ahead log (a real one on disk; fakes in tests). It runs where the sealer runs. */
+/** The writing side of the write-ahead log (a real one on disk; fakes in tests). The sealer has one append in flight at a time. */
 export interface WriteAheadLog {
-  /** Write the entries (one group) durably; returns once they are, throws when they may not be. */
-  append(entries: readonly WalEntry[]): void;
+  /** Write the entries (one group) durably; resolves once they are, rejects when they may not be. */
+  append(entries: readonly WalEntry[]): Promise<void>;
   /** Close the current segment and start a new one; returns the closed segment's number. */
   roll(): number;
   close(): Promise<void>;
@@ -73,6 +72,17 @@ export interface WalFiles {
   read(segment: number): RecoveredWal;
   /** Delete segments up to and including `segment` (their entries are committed). */
   drop(segment: number): void;
+}
+
+function openFd(file: string, flags: number, mode?: number): Promise<number> {
+  return new Promise((resolve, reject) => fsOpen(file, flags, mode, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+/** One write of `data` from `off` at `pos` (callback fs: the least the thread pool's round trip costs); how much it wrote. */
+function writeAt(fd: number, data: Buffer, off: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) =>
+    fsWrite(fd, data, off, data.length - off, pos, (err, n) => (err ? reject(err) : resolve(n))),
+  );
 }
 
 /** How a group's trailer line starts (an entry starts with a hex digit). */
@@ -153,28 +163,29 @@ export class FileWal implements WriteAheadLog {
   }
 
   /**
-   * The open segment, creating it (from the spare when one is ready) and making its name durable.
-   * Opened O_DSYNC: each write returns once its data is on the disk (one call, not write + fdatasync).
+   * The open segment, creating it (from the spare when one is ready) and making its name durable,
+   * on the thread pool. Opened O_DSYNC: each write returns once its data is on the disk (one call,
+   * not write + fdatasync).
    */
-  #open(): number {
+  async #open(): Promise<number> {
     if (this.#fd !== undefined) return this.#fd;
     const file = path.join(this.dir, `wal-${this.#segment}.log`);
     const spare = this.#spare;
     this.#spare = undefined;
     let fd: number;
     if (spare !== undefined) {
-      renameSync(spare, file);
-      fd = openSync(file, constants.O_RDWR | constants.O_DSYNC);
+      await rename(spare, file);
+      fd = await openFd(file, constants.O_RDWR | constants.O_DSYNC);
     } else {
-      fd = openSync(file, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC, 0o600);
+      fd = await openFd(file, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC, 0o600);
     }
     try {
       // The new name must survive a power cut before anything written under it is acknowledged.
-      const dirFd = openSync(this.dir, 'r');
+      const dir = await open(this.dir, 'r');
       try {
-        fsyncSync(dirFd);
+        await dir.sync();
       } finally {
-        closeSync(dirFd);
+        await dir.close();
       }
     } catch (err) {
       closeSync(fd);
@@ -187,11 +198,10 @@ export class FileWal implements WriteAheadLog {
   }
 
   /**
-   * One O_DSYNC write per group, blocking: the WAL runs on the sealer's own
-   * thread (a worker), where blocking stalls nobody but the next group, which
-   * meanwhile gathers everything that arrives.
+   * One O_DSYNC write per group, on the thread pool: the event loop goes on, and the sealer
+   * gathers what arrives meanwhile into the next group. The sealer never has two in flight.
    */
-  append(entries: readonly WalEntry[]): void {
+  async append(entries: readonly WalEntry[]): Promise<void> {
     if (entries.length === 0) return;
     let text = '';
     for (const e of entries) text += `${e.hash}\t${e.seq}\t${JSON.stringify(e.stream)}\t${e.line}\n`;
@@ -199,10 +209,10 @@ export class FileWal implements WriteAheadLog {
     const body = Buffer.from(text, 'utf8');
     const data = Buffer.concat([body, Buffer.from(`${TRAILER}${entries.length}\t${sha256Hex(body)}\n`)]);
     try {
-      const fd = this.#open();
+      const fd = await this.#open();
       const at = this.#pos;
       this.#pos += data.length;
-      for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off, at + off);
+      for (let off = 0; off < data.length; ) off += await writeAt(fd, data, off, at + off);
     } catch (err) {
       this.#abandon();
       throw err;

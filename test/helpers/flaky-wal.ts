@@ -4,9 +4,9 @@ import type { WalEntry, WriteAheadLog } from '../../src/audit/wal.js';
 export class FlakyWal implements WriteAheadLog {
   failing = false;
   constructor(private readonly inner: WriteAheadLog) {}
-  append(entries: readonly WalEntry[]) {
+  async append(entries: readonly WalEntry[]) {
     if (this.failing) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-    this.inner.append(entries);
+    await this.inner.append(entries);
   }
   roll() {
     return this.inner.roll();

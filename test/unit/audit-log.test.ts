@@ -16,7 +16,7 @@ import { AuditCommitter } from '../../src/audit/committer.js';
 import { AuditLog, type StreamTail, type TailLookup } from '../../src/audit/log.js';
 import { type AuditRecord, leafHashHex } from '../../src/audit/record.js';
 import type { FromSealer } from '../../src/audit/sealer.js';
-import { localSealer, sealerTree, workerSealer } from '../../src/audit/sealer-port.js';
+import { localSigning, loopSealer, sealerTree, threadSigning } from '../../src/audit/sealer-port.js';
 import type { AuditStore } from '../../src/audit/store.js';
 import { openCheckpoint, verifierOf } from '../../src/audit/tlog/note.js';
 import {
@@ -33,7 +33,12 @@ import { ManualClock } from '../helpers/clock.js';
 const logKey = generateKeyPairSync('ed25519').privateKey;
 const ORIGIN = 'gitgate.test/audit';
 /** The log's tree (stored hashes) in a fresh folder, signing with the test's log key. */
-const testTree = () => sealerTree(mkdtempSync(path.join(tmpdir(), 'gitgate-tree-')), { origin: ORIGIN, key: logKey });
+const testTree = () =>
+  sealerTree(
+    mkdtempSync(path.join(tmpdir(), 'gitgate-tree-')),
+    { origin: ORIGIN, key: logKey },
+    localSigning({ origin: ORIGIN, key: logKey }),
+  );
 /** A stored line's record. */
 const rec = (line: string) => JSON.parse(line) as AuditRecord;
 
@@ -44,7 +49,7 @@ class MemoryWal implements WriteAheadLog {
   failing: Error | undefined;
   /** Segment n's entries; undefined once dropped. */
   readonly #segments: (WalEntry[] | undefined)[] = [[]];
-  append(entries: readonly WalEntry[]) {
+  async append(entries: readonly WalEntry[]) {
     if (this.failing) throw this.failing;
     this.batches++;
     this.entries.push(...entries);
@@ -81,7 +86,7 @@ afterEach(() => {
 /** A log sealing in this thread into `wal`. */
 const logOver = (wal: WriteAheadLog, tailOf: TailLookup = () => undefined) => {
   const tree = testTree();
-  return new AuditLog(() => localSealer(tree, wal), tailOf);
+  return new AuditLog(() => loopSealer(tree, wal), tailOf);
 };
 
 describe('AuditLog', () => {
@@ -111,7 +116,7 @@ describe('AuditLog', () => {
   it('group-commits: the records appended in one turn of the loop are one message and one write', async () => {
     const sizes: number[] = [];
     const wal: WriteAheadLog = {
-      append: (entries) => void sizes.push(entries.length),
+      append: async (entries) => void sizes.push(entries.length),
       roll: () => 0,
       close: async () => undefined,
     };
@@ -185,7 +190,7 @@ describe('AuditLog when its sealer stops', () => {
     const tree = testTree();
     const log = new AuditLog(
       () => {
-        const inner = localSealer(tree, wal);
+        const inner = loopSealer(tree, wal);
         let exit: (err: Error) => void = () => undefined;
         let dead = false;
         ports.push({
@@ -248,7 +253,7 @@ describe('AuditLog when its sealer dies after a write it could not report', () =
     let deaths = 0;
     const log = new AuditLog(
       () => {
-        const inner = localSealer(tree, wal);
+        const inner = loopSealer(tree, wal);
         let dead = false;
         return {
           post: (msg) => (dead ? undefined : inner.post(msg)),
@@ -337,7 +342,7 @@ describe('AuditCommitter on its clock', () => {
     const tree = testTree();
     const wal = new MemoryWal();
     const log = new AuditLog(
-      () => localSealer(tree, wal),
+      () => loopSealer(tree, wal),
       () => undefined,
       { clock },
     );
@@ -432,7 +437,7 @@ describe('FileWal', () => {
     const wal = new FileWal(dir);
     await wal.append([entry('s', 0, 'L0')]);
     closeSync(segmentFd(dir)); // fault injection: the descriptor closed behind the WAL's back
-    expect(() => wal.append([entry('s', 1, 'L1')])).toThrow();
+    await expect(wal.append([entry('s', 1, 'L1')])).rejects.toThrow(/EBADF/);
     await wal.append([entry('s', 1, 'L1')]);
     await wal.close();
     expect(readdirSync(dir).filter((f) => f.startsWith('wal-'))).toHaveLength(2);
@@ -512,12 +517,12 @@ function segmentFd(dir: string): number {
   return fd;
 }
 
-describe('the sealer on its worker thread (the log key, the stored hashes and the open WAL segment live there)', () => {
+describe("the sealer on the event loop over a FileWal, signing on the log key's own thread", () => {
   it('chains, signs and durably writes what the log numbers; a restart continues every stream from the WAL', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'gitgate-sealer-'));
     const open = (tails: Map<string, StreamTail>) =>
       new AuditLog(
-        () => workerSealer({ dir: root, origin: ORIGIN, key: logKey }),
+        () => loopSealer(sealerTree(root, { origin: ORIGIN, key: logKey }), new FileWal(root)),
         (s) => tails.get(s),
       );
     const log = open(new Map());
@@ -554,7 +559,7 @@ describe('the sealer on its worker thread (the log key, the stored hashes and th
   it('a write that fails fails its records and makes the log unhealthy; the chains go on from the last durable records', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'gitgate-sealer-'));
     const log = new AuditLog(
-      () => workerSealer({ dir: root, origin: ORIGIN, key: logKey }),
+      () => loopSealer(sealerTree(root, { origin: ORIGIN, key: logKey }), new FileWal(root)),
       () => undefined,
     );
     await Promise.all([log.append('a', { type: 'decision' }), log.append('b', { type: 'decision' })]);
@@ -585,7 +590,7 @@ describe('the sealer stops only between writes', () => {
     const writing = new Promise<void>((r) => (release = r));
     const slowTree = { ...tree, idle: () => writing };
     const log = new AuditLog(
-      () => localSealer(slowTree, new MemoryWal()),
+      () => loopSealer(slowTree, new MemoryWal()),
       () => undefined,
     );
     await log.append('s', { type: 'decision' });
@@ -596,5 +601,109 @@ describe('the sealer stops only between writes', () => {
     release();
     await closing;
     expect(closed).toBe(true);
+  });
+});
+
+/** A WAL whose writes complete only when the test says: each append waits for release(). */
+class HeldWal implements WriteAheadLog {
+  readonly groups: string[][] = [];
+  readonly #pending: { resolve: () => void; reject: (err: Error) => void }[] = [];
+  inFlight = 0;
+  maxInFlight = 0;
+  append(entries: readonly WalEntry[]): Promise<void> {
+    this.groups.push(entries.map((e) => `${e.stream}:${e.seq}`));
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    return new Promise((resolve, reject) =>
+      this.#pending.push({
+        resolve: () => {
+          this.inFlight--;
+          resolve();
+        },
+        reject: (err) => {
+          this.inFlight--;
+          reject(err);
+        },
+      }),
+    );
+  }
+  release(err?: Error): void {
+    const p = this.#pending.shift();
+    if (p === undefined) throw new Error('no write in flight');
+    if (err === undefined) p.resolve();
+    else p.reject(err);
+  }
+  roll() {
+    return 0;
+  }
+  async close() {}
+}
+
+const turns = async (n: number) => {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+};
+
+describe('the sealer on the event loop', () => {
+  it('has one write in flight; what is sealed meanwhile, over several turns, is the next group, written as soon as it ends', async () => {
+    const wal = new HeldWal();
+    const log = logOver(wal);
+    const first = log.append('a', { type: 'decision' });
+    await turns(3);
+    expect(wal.groups).toEqual([['a:0']]);
+    const later = [log.append('b', { type: 'decision' })];
+    await turns(2);
+    later.push(log.append('c', { type: 'decision' }), log.append('a', { type: 'response' }));
+    await turns(3);
+    // The loop went on while the write was held; nothing else was written yet.
+    expect(wal.groups).toEqual([['a:0']]);
+    wal.release();
+    await first;
+    await turns(3);
+    expect(wal.groups).toEqual([['a:0'], ['b:0', 'c:0', 'a:1']]);
+    expect(wal.maxInFlight).toBe(1);
+    wal.release();
+    await Promise.all(later);
+    expect(log.status()).toMatchObject({ healthy: true, appended: 4, walWrites: 2 });
+  });
+
+  it('a failed write fails the group gathered behind it too (it chains to the failed records); the streams go on from their durable records', async () => {
+    const wal = new HeldWal();
+    const log = logOver(wal);
+    const first = log.append('a', { type: 'decision' });
+    await turns(2);
+    wal.release();
+    await first;
+    const failing = log.append('a', { type: 'response' }).catch((e: unknown) => e);
+    await turns(3);
+    const behind = log.append('a', { type: 'decision' }).catch((e: unknown) => e);
+    await turns(3);
+    wal.release(Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' }));
+    expect(await failing).toBeInstanceOf(GatewayError);
+    expect(String(await behind)).toMatch(/Audit log unavailable: EIO/);
+    // Only the one group was written before the failure, none behind it.
+    expect(wal.groups).toEqual([['a:0'], ['a:1']]);
+    const next = log.append('a', { type: 'response' });
+    await turns(3);
+    expect(wal.groups.at(-1)).toEqual(['a:1']);
+    wal.release();
+    await next;
+    expect(log.status().healthy).toBe(true);
+  });
+});
+
+describe("the log key's own thread", () => {
+  it('signs checkpoint notes the log verifier opens, and reports a note it cannot sign without stopping', async () => {
+    const signing = threadSigning({ origin: ORIGIN, key: logKey });
+    try {
+      const note = await signing.sign(`${ORIGIN}\n0\n${Buffer.alloc(32).toString('base64')}\n`);
+      expect(openCheckpoint(note, [verifierOf(ORIGIN, logKey)], ORIGIN).size).toBe(0);
+      await expect(signing.sign('no newline at the end')).rejects.toThrow(
+        /signing the checkpoint failed: a note text ends with a newline/,
+      );
+      const again = await signing.sign(`${ORIGIN}\n1\n${Buffer.alloc(32, 1).toString('base64')}\n`);
+      expect(openCheckpoint(again, [verifierOf(ORIGIN, logKey)], ORIGIN).size).toBe(1);
+    } finally {
+      await signing.close();
+    }
   });
 });

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { createAuditor } from '../../src/audit/auditor.js';
 import { AuditLog } from '../../src/audit/log.js';
 import type { AuditRecord } from '../../src/audit/record.js';
-import { localSealer, sealerTree } from '../../src/audit/sealer-port.js';
+import { localSigning, loopSealer, sealerTree } from '../../src/audit/sealer-port.js';
 import type { WalEntry, WriteAheadLog } from '../../src/audit/wal.js';
 import { GatewayError } from '../../src/errors.js';
 import type { Identity } from '../../src/identity/identity.js';
@@ -23,7 +23,7 @@ function harness(maxRecordedBytes: number) {
   /** Each WAL write (one group, one fdatasync): the records' "stream type". */
   const groups: string[][] = [];
   const wal: WriteAheadLog = {
-    append: (es) => {
+    append: async (es) => {
       entries.push(...es);
       groups.push(
         es.map((e) => {
@@ -37,8 +37,12 @@ function harness(maxRecordedBytes: number) {
   };
   const log = new AuditLog(
     () =>
-      localSealer(
-        sealerTree(mkdtempSync(path.join(tmpdir(), 'gitgate-tree-')), { origin: 'gitgate.test/a', key: logKey }),
+      loopSealer(
+        sealerTree(
+          mkdtempSync(path.join(tmpdir(), 'gitgate-tree-')),
+          { origin: 'gitgate.test/a', key: logKey },
+          localSigning({ origin: 'gitgate.test/a', key: logKey }),
+        ),
         wal,
       ),
     () => undefined,
