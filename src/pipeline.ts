@@ -158,6 +158,8 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
         method: msg.method,
         ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
         ...(input.mcp.arguments !== undefined ? { arguments: input.mcp.arguments } : {}),
+        ...(input.mcp.uri !== undefined ? { uri: input.mcp.uri } : {}),
+        ...(input.mcp.prompt !== undefined ? { prompt: input.mcp.prompt } : {}),
         ttlSeconds: outcome.decision.credential.ttl_seconds,
         scopes: outcome.decision.credential.scopes,
       }),

@@ -9,6 +9,10 @@ export interface CallScope {
   readonly method: string;
   readonly tool?: string;
   readonly arguments?: unknown;
+  /** The resource the call names (resources/read, subscribe, unsubscribe; a completion's resource ref). */
+  readonly uri?: string;
+  /** The prompt a prompts/get names. */
+  readonly prompt?: string;
   readonly ttlSeconds?: number;
   readonly scopes?: readonly string[];
 }
@@ -56,6 +60,8 @@ export class Credentials {
           method: call.method,
           ...(call.tool !== undefined ? { tool: call.tool } : {}),
           ...(call.arguments !== undefined ? { arguments: call.arguments } : {}),
+          ...(call.uri !== undefined ? { uri: call.uri } : {}),
+          ...(call.prompt !== undefined ? { prompt: call.prompt } : {}),
           ...(call.scopes !== undefined ? { scopes: call.scopes } : {}),
           ttlSeconds: Math.min(call.ttlSeconds ?? 60, this.config.credentials.maxTtlSeconds),
         },

@@ -10,6 +10,10 @@ export interface CredentialClaims {
   readonly method: string;
   readonly tool?: string;
   readonly arguments?: unknown;
+  /** The resource a resources/read, subscribe or unsubscribe (or a completion's resource ref) names, exactly as forwarded. */
+  readonly uri?: string;
+  /** The prompt a prompts/get names. */
+  readonly prompt?: string;
   readonly ttlSeconds: number;
   readonly scopes?: readonly string[];
 }
@@ -38,7 +42,8 @@ export function argumentsHash(args: unknown): string {
 /**
  * A just-in-time credential for one upstream request: a JWT (ES256 or EdDSA) with
  * iss/aud/sub, act (gitgate acting for the caller), the scope of this one call,
- * a unique jti, a short exp, and the hash of the arguments it may carry.
+ * a unique jti, a short exp, the hash of the arguments it may carry, and the uri of
+ * the resource or the name of the prompt it names.
  * Signed synchronously with node:crypto (about 4x faster than WebCrypto).
  */
 /**
@@ -73,6 +78,8 @@ export function mintCredential(key: SigningKey, c: CredentialClaims, now: number
     nbf: iat,
     exp: iat + c.ttlSeconds,
     ...(c.arguments !== undefined ? { args_sha256: argumentsHash(c.arguments) } : {}),
+    ...(c.uri !== undefined ? { uri: c.uri } : {}),
+    ...(c.prompt !== undefined ? { prompt: c.prompt } : {}),
   });
   const input = `${header}.${payload}`;
   return `${input}.${jwsSign(key.alg, key.key, Buffer.from(input)).toString('base64url')}`;

@@ -21,6 +21,8 @@ interface Cred {
     exp: number;
     act: { sub: string };
     args_sha256?: string;
+    uri?: string;
+    prompt?: string;
   };
   token: string;
   method: string;
@@ -159,6 +161,26 @@ describe('the gateway enforces what the policy decides', () => {
       expect(r.headers['x-api-key'] ?? 'sk-test-static-secret').toBe('sk-test-static-secret');
     }
     expect(upstream.received.some((r) => r.headers['x-api-key'] === 'sk-test-static-secret')).toBe(true);
+    await c.close();
+  });
+
+  it("binds each credential to what its call names: a resource's uri, a prompt's name and arguments", async () => {
+    const c = await connectClient(`${gw.url}/mcp/http`, await gw.token('alice', ['eng']));
+    const before = upstream.credentials.length;
+    await c.client.readResource({ uri: 'test://items/7' });
+    await c.client.getPrompt({ name: 'greet', arguments: { name: 'Ann' } });
+    const got = upstream.credentials.slice(before);
+    const read = got.find((x) => x.method === 'resources/read')!.payload;
+    expect(read).toMatchObject({ scope: 'resources/read', uri: 'test://items/7' });
+    expect(read.args_sha256).toBeUndefined();
+    const prompt = got.find((x) => x.method === 'prompts/get')!.payload;
+    expect(prompt).toMatchObject({ prompt: 'greet' });
+    expect(prompt.args_sha256).toBe(
+      createHash('sha256')
+        .update(canonicalJson({ name: 'Ann' }))
+        .digest('base64url'),
+    );
+    expect(prompt.uri).toBeUndefined();
     await c.close();
   });
 
