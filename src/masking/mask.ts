@@ -1,3 +1,4 @@
+import { decodeBase64Text } from '../base64.js';
 import { DETECTORS, isDetector, redactText } from './detectors.js';
 import { compilePath, MaskPathError, type Segment, select } from './path.js';
 
@@ -64,7 +65,7 @@ export function maskMessage(message: unknown, rules: readonly CompiledRule[]): M
   const scrub = (parent: Record<string | number, unknown>, key: string | number, detectors: readonly string[]) => {
     const v = parent[key];
     if (typeof v === 'string') {
-      const r = redactText(v, detectors);
+      const r = key === BLOB ? redactBlob(v, detectors) : redactText(v, detectors);
       if (r.text !== v) {
         parent[key] = r.text;
         changed++;
@@ -102,6 +103,22 @@ export function maskMessage(message: unknown, rules: readonly CompiledRule[]): M
 }
 
 /**
+ * A resource's binary contents (`blob`, base64) are scanned too when they are text (a file read
+ * as a blob: a config, a key): masked, they are the masked text in base64 again. Binary blobs stay.
+ */
+const BLOB = 'blob';
+
+function redactBlob(v: string, detectors: readonly string[]): { text: string; found: Record<string, number> } {
+  const text = decodeBase64Text(v);
+  // Not text in base64: scanned as the string it is.
+  if (text === undefined) return redactText(v, detectors);
+  const r = redactText(text, detectors);
+  return r.text === text
+    ? { text: v, found: {} }
+    : { text: Buffer.from(r.text, 'utf8').toString('base64'), found: r.found };
+}
+
+/**
  * The detectors every audit record is cleaned with, whatever the policy's mask rules: the same
  * credentials the default policy masks (credentials never belong in the audit repo).
  */
@@ -115,11 +132,14 @@ export const CREDENTIAL_DETECTORS: readonly string[] = [
 ];
 const CREDENTIALS = compileMask([{ path: '$.v', detectors: CREDENTIAL_DETECTORS }]);
 
-function holdsCredential(v: unknown): boolean {
-  if (typeof v === 'string') return CREDENTIAL_DETECTORS.some((d) => DETECTORS[d]!(v).length > 0);
+function holdsCredential(v: unknown, key?: string): boolean {
+  if (typeof v === 'string') {
+    const text = key === BLOB ? (decodeBase64Text(v) ?? v) : v;
+    return CREDENTIAL_DETECTORS.some((d) => DETECTORS[d]!(text).length > 0);
+  }
   if (Array.isArray(v)) return v.some((x) => holdsCredential(x));
   if (v !== null && typeof v === 'object')
-    return Object.entries(v).some(([k, x]) => holdsCredential(k) || holdsCredential(x));
+    return Object.entries(v).some(([k, x]) => holdsCredential(k) || holdsCredential(x, k));
   return false;
 }
 

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EMPTY_ROOT, verifyConsistency } from '../../src/audit/tlog/merkle.js';
-import { decodeBase64Strict, openCheckpoint } from '../../src/audit/tlog/note.js';
+import { openCheckpoint } from '../../src/audit/tlog/note.js';
+import { decodeBase64Strict } from '../../src/base64.js';
 import { gitText } from '../../src/git/run.js';
 import { decisionEvent, openTrail, verifyRepo } from '../helpers/audit-repo.js';
 

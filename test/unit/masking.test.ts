@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DETECTORS, ibanValid, luhnValid, redactText } from '../../src/masking/detectors.js';
-import { CREDENTIAL_DETECTORS, compileMask, maskMessage } from '../../src/masking/mask.js';
+import { CREDENTIAL_DETECTORS, compileMask, maskMessage, withoutCredentials } from '../../src/masking/mask.js';
 import { compilePath, MaskPathError } from '../../src/masking/path.js';
 import { fitStructuredContent, placeholderFor } from '../../src/masking/structured.js';
 import { packageRoot } from '../../src/paths.js';
@@ -159,6 +159,35 @@ describe('maskMessage', () => {
       '[redacted:aws_access_key]': 'prod',
     });
     expect(report.found).toEqual({ github_token: 2, aws_access_key: 1 });
+  });
+
+  it("a resource's text blob (base64, padded or not, wrapped or not) is masked as its text and stays base64; a binary blob stays as it was", () => {
+    const file = 'aws_access_key_id = AKIAIOSFODNN7EXAMPLE\nregion = eu-west-1\n';
+    const b64 = Buffer.from(file).toString('base64');
+    const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x00, 0x41, 0x4b, 0x49, 0x41]).toString('base64');
+    const msg = {
+      result: {
+        contents: [
+          { uri: 'file:///creds', mimeType: 'text/plain', blob: b64 },
+          { uri: 'file:///unpadded', blob: b64.replace(/=+$/, '') },
+          { uri: 'file:///wrapped', blob: b64.replace(/(.{16})/g, '$1\r\n') },
+          { uri: 'file:///image.png', mimeType: 'image/png', blob: png },
+          { uri: 'file:///not-base64', blob: 'key: AKIAIOSFODNN7EXAMPLE' },
+        ],
+      },
+    };
+    const report = maskMessage(msg, compileMask([{ path: '$.result', detectors: ['aws_access_key'] }]));
+    const masked = 'aws_access_key_id = [redacted:aws_access_key]\nregion = eu-west-1\n';
+    for (const c of msg.result.contents.slice(0, 3)) expect(Buffer.from(c.blob, 'base64').toString()).toBe(masked);
+    expect(msg.result.contents[3]!.blob).toBe(png);
+    // Not base64: scanned as the string it is.
+    expect(msg.result.contents[4]!.blob).toBe('key: [redacted:aws_access_key]');
+    expect(report.found).toEqual({ aws_access_key: 4 });
+    // The audit record's cleaning sees into text blobs too.
+    const recorded = withoutCredentials({ contents: [{ blob: b64 }] });
+    expect(Buffer.from(recorded.contents[0]!.blob, 'base64').toString()).toBe(
+      'aws_access_key_id = [redacted:aws_access_key]\nregion = eu-west-1\n',
+    );
   });
 
   it('a narrower path masks only what it selects', () => {

@@ -1,4 +1,5 @@
 import { createHash, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
+import { decodeBase64Strict } from '../../base64.js';
 import { HASH_BYTES, type Hash } from './merkle.js';
 
 /**
@@ -91,13 +92,6 @@ export function parseVerifierKey(text: string): NoteVerifier {
   const id = keyId(name, pub);
   if (id.toString('hex') !== hex) throw new Error('the key hash does not match the name and key');
   return { name, id, key: publicKeyFromRaw(pub), text: t };
-}
-
-/** Strict standard base64 (padding required, nothing else allowed); undefined when not. */
-export function decodeBase64Strict(s: string): Buffer | undefined {
-  if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(s)) return undefined;
-  const b = Buffer.from(s, 'base64');
-  return b.toString('base64') === s ? b : undefined;
 }
 
 /** Sign a note: its text (ending in a newline), a blank line, one signature line. */

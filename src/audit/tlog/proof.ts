@@ -1,5 +1,6 @@
+import { decodeBase64Strict } from '../../base64.js';
 import { HASH_BYTES, type Hash, leafHash, verifyInclusion } from './merkle.js';
-import { decodeBase64Strict, type NoteVerifier, openCheckpoint, type SignedCheckpoint } from './note.js';
+import { type NoteVerifier, openCheckpoint, type SignedCheckpoint } from './note.js';
 
 /** What `gitgate audit prove` writes: one record, its inclusion proof, and the signed checkpoint it is proved against. */
 export interface ProofBundle {
