@@ -42,8 +42,9 @@ export function argumentsHash(args: unknown): string {
 /**
  * A just-in-time credential for one upstream request: a JWT (ES256 or EdDSA) with
  * iss/aud/sub, act (gitgate acting for the caller), the scope of this one call,
- * a unique jti, a short exp, the hash of the arguments it may carry, and the uri of
- * the resource or the name of the prompt it names.
+ * a unique jti, a short exp, the hash of the arguments it may carry, the hash of
+ * the uri of the resource it names (a uri may be long, or hold a token), and the
+ * name of the prompt.
  * Signed synchronously with node:crypto (about 4x faster than WebCrypto).
  */
 /**
@@ -78,7 +79,7 @@ export function mintCredential(key: SigningKey, c: CredentialClaims, now: number
     nbf: iat,
     exp: iat + c.ttlSeconds,
     ...(c.arguments !== undefined ? { args_sha256: argumentsHash(c.arguments) } : {}),
-    ...(c.uri !== undefined ? { uri: c.uri } : {}),
+    ...(c.uri !== undefined ? { uri_sha256: createHash('sha256').update(c.uri, 'utf8').digest('base64url') } : {}),
     ...(c.prompt !== undefined ? { prompt: c.prompt } : {}),
   });
   const input = `${header}.${payload}`;

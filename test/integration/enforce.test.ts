@@ -21,7 +21,7 @@ interface Cred {
     exp: number;
     act: { sub: string };
     args_sha256?: string;
-    uri?: string;
+    uri_sha256?: string;
     prompt?: string;
   };
   token: string;
@@ -171,7 +171,10 @@ describe('the gateway enforces what the policy decides', () => {
     await c.client.getPrompt({ name: 'greet', arguments: { name: 'Ann' } });
     const got = upstream.credentials.slice(before);
     const read = got.find((x) => x.method === 'resources/read')!.payload;
-    expect(read).toMatchObject({ scope: 'resources/read', uri: 'test://items/7' });
+    expect(read).toMatchObject({
+      scope: 'resources/read',
+      uri_sha256: createHash('sha256').update('test://items/7').digest('base64url'),
+    });
     expect(read.args_sha256).toBeUndefined();
     const prompt = got.find((x) => x.method === 'prompts/get')!.payload;
     expect(prompt).toMatchObject({ prompt: 'greet' });
@@ -180,7 +183,7 @@ describe('the gateway enforces what the policy decides', () => {
         .update(canonicalJson({ name: 'Ann' }))
         .digest('base64url'),
     );
-    expect(prompt.uri).toBeUndefined();
+    expect(prompt.uri_sha256).toBeUndefined();
     await c.close();
   });
 
