@@ -102,8 +102,11 @@ export function resourceMetadataUrl(baseUrl: string, upstream: string): string {
   return `${baseUrl}/.well-known/oauth-protected-resource/mcp/${encodeURIComponent(upstream)}`;
 }
 
-/** Steps 1–3, shared by POST, GET and DELETE: which upstream, from where, who. */
-async function admit(deps: GatewayDeps, req: McpHttpRequest): Promise<{ upstream: Upstream; identity: Identity }> {
+/** Steps 1–3, shared by POST, GET and DELETE (and a POST's admission before its body is read): which upstream, from where, who. */
+export async function admit(
+  deps: GatewayDeps,
+  req: Pick<McpHttpRequest, 'upstream' | 'headers' | 'baseUrl'>,
+): Promise<{ upstream: Upstream; identity: Identity }> {
   const upstream = resolveUpstream(deps.upstreams, req.upstream);
   checkOrigin(deps.config, req.headers);
   const identity = await authenticate(

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { toGatewayError } from '../errors.js';
 import type { Exchange } from '../exchange.js';
 import {
+  admit,
   type GatewayDeps,
   handleDelete,
   handleGet,
@@ -37,10 +38,52 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
   app.addHook('preClose', async () => {
     for (const ctl of listeners) ctl.abort();
   });
+  /** A refusal or failure, answered with its record (nothing is answered without it), counted and logged. */
+  const refuse = async (
+    req: FastifyRequest<{ Params: { upstream: string } }>,
+    reply: FastifyReply,
+    ex: Exchange,
+    method: string,
+    e: unknown,
+  ): Promise<FastifyReply> => {
+    let err = toGatewayError(e);
+    if (err.code === 'INTERNAL') req.log.error({ err: e }, 'internal error');
+    const id = ex.rpcId ?? (typeof err.data?.id === 'string' || typeof err.data?.id === 'number' ? err.data.id : null);
+    // Nothing is answered without its record; if the record cannot be written, say so instead.
+    if (err.code !== 'AUDIT_UNAVAILABLE')
+      err = await ex.failed(err, id).then(
+        () => err,
+        (fail: unknown) => toGatewayError(fail),
+      );
+    const outcome = err.code.toLowerCase();
+    count(deps, req.params.upstream, ex.method ?? method, outcome);
+    logExchange(req, ex, outcome);
+    return sendError(reply, err, id);
+  };
   for (const method of ['POST', 'GET', 'DELETE'] as const) {
     app.route<{ Params: { upstream: string } }>({
       method,
       url: '/mcp/:upstream',
+      // A POST's body is read only once its caller is admitted (a known upstream, an allowed origin, a valid
+      // token): nobody without a token makes the gateway hold a body. The refusal closes the connection, so
+      // the body is never read. The handler admits it again (a verified token is remembered).
+      ...(method === 'POST'
+        ? {
+            onRequest: async (req: FastifyRequest<{ Params: { upstream: string } }>, reply: FastifyReply) => {
+              try {
+                deps.audit.assertWritable();
+                await admit(deps, {
+                  upstream: req.params.upstream,
+                  headers: req.headers,
+                  baseUrl: baseUrlOf(deps.config, req),
+                });
+              } catch (e) {
+                reply.header('connection', 'close');
+                return refuse(req, reply, deps.audit.begin(randomUUID()), method, e);
+              }
+            },
+          }
+        : {}),
       handler: async (req, reply) => {
         const ctl = new AbortController();
         if (method === 'GET') listeners.add(ctl);
@@ -48,7 +91,6 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
           listeners.delete(ctl);
           if (!reply.raw.writableFinished) ctl.abort();
         });
-        let outcome = 'ok';
         let out: McpReply;
         const requestId = randomUUID();
         // POSTs and GET streams are decided exchanges with records; DELETE is a session event (session.close),
@@ -57,22 +99,10 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
         try {
           out = await handlers[method](deps, toMcpRequest(deps, req, ctl.signal, ex));
         } catch (e) {
-          let err = toGatewayError(e);
-          if (err.code === 'INTERNAL') req.log.error({ err: e }, 'internal error');
-          const id =
-            ex.rpcId ?? (typeof err.data?.id === 'string' || typeof err.data?.id === 'number' ? err.data.id : null);
-          // Nothing is answered without its record; if the record cannot be written, say so instead.
-          if (err.code !== 'AUDIT_UNAVAILABLE')
-            err = await ex.failed(err, id).then(
-              () => err,
-              (fail: unknown) => toGatewayError(fail),
-            );
-          outcome = err.code.toLowerCase();
-          return sendError(reply, err, id);
-        } finally {
-          count(deps, req.params.upstream, ex.method ?? method, outcome);
-          logExchange(req, ex, outcome);
+          return refuse(req, reply, ex, method, e);
         }
+        count(deps, req.params.upstream, ex.method ?? method, 'ok');
+        logExchange(req, ex, 'ok');
         await sendMcpReply(reply, out, ex.rpcId ?? null, ctl.signal, deps.clock);
         return reply;
       },

@@ -14,9 +14,20 @@
  */
 export const MAX_JSON_DEPTH = 64;
 
+/**
+ * The most values (objects, arrays, and members or elements) a client message may hold. Each one
+ * costs the request path a few µs in every walk (policy input, masking, the credential scan,
+ * canonical JSON, the audit record): bounded here, one message costs the event loop at most about
+ * a tenth of a second whatever its size. Tool arguments of tens of thousands of values belong in a
+ * resource, not a call.
+ */
+export const MAX_JSON_VALUES = 20_000;
+
 export interface JsonLimits {
   /** Deepest nesting of objects and arrays allowed. */
   readonly maxDepth: number;
+  /** Most values (containers, and the members and elements after the first of each) allowed; default no limit. */
+  readonly maxValues?: number;
   /** Refuse an object that names a key twice (I-JSON, RFC 7493 §2.3): parsers disagree on which one wins. */
   readonly rejectDuplicateKeys?: boolean;
   /** Keys refused anywhere (e.g. `__proto__`, which JavaScript merges treat as the prototype). */
@@ -26,6 +37,7 @@ export interface JsonLimits {
 export type JsonLimitProblem =
   | { readonly kind: 'utf8'; readonly message: string }
   | { readonly kind: 'depth'; readonly message: string; readonly offset: number }
+  | { readonly kind: 'values'; readonly message: string; readonly offset: number }
   | { readonly kind: 'duplicate-key'; readonly message: string; readonly offset: number; readonly key: string }
   | { readonly kind: 'forbidden-key'; readonly message: string; readonly offset: number; readonly key: string };
 
@@ -53,6 +65,13 @@ export function checkJsonText(text: string, limits: JsonLimits): JsonLimitProble
   const seen: (Set<string> | undefined)[] = [];
   // In an object, the next string is a key after `{` and after `,`.
   let expectKey = false;
+  const maxValues = limits.maxValues ?? Number.POSITIVE_INFINITY;
+  let values = 0;
+  const tooMany = (offset: number): JsonLimitProblem => ({
+    kind: 'values',
+    offset,
+    message: `JSON holds more than ${maxValues} values (at offset ${offset})`,
+  });
   const n = text.length;
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
@@ -104,6 +123,7 @@ export function checkJsonText(text: string, limits: JsonLimits): JsonLimitProble
           offset: i,
           message: `JSON nested deeper than ${limits.maxDepth} levels (at offset ${i})`,
         };
+      if (++values > maxValues) return tooMany(i);
       const obj = c === OPEN_OBJECT;
       isObject.push(obj);
       seen.push(obj && dedupe ? new Set<string>() : undefined);
@@ -113,6 +133,7 @@ export function checkJsonText(text: string, limits: JsonLimits): JsonLimitProble
       seen.pop();
       expectKey = false;
     } else if (c === COMMA) {
+      if (++values > maxValues) return tooMany(i);
       expectKey = isObject[isObject.length - 1] === true;
     }
   }

@@ -1,5 +1,5 @@
 import { GatewayError } from '../errors.js';
-import { JsonLimitError, type JsonLimits, MAX_JSON_DEPTH, parseJsonWithin } from './json-limits.js';
+import { JsonLimitError, type JsonLimits, MAX_JSON_DEPTH, MAX_JSON_VALUES, parseJsonWithin } from './json-limits.js';
 
 export type JsonRpcId = string | number;
 
@@ -88,12 +88,13 @@ export function checkMessage(v: unknown): string | undefined {
 }
 
 /**
- * What a client's message may be: at most MAX_JSON_DEPTH deep, well-formed
+ * What a client's message may be: at most MAX_JSON_DEPTH deep and MAX_JSON_VALUES values, well-formed
  * UTF-8, no key twice in one object and no `__proto__` key (the policy and an
  * upstream must never read different values out of the same bytes).
  */
 export const CLIENT_JSON_LIMITS: JsonLimits = Object.freeze({
   maxDepth: MAX_JSON_DEPTH,
+  maxValues: MAX_JSON_VALUES,
   rejectDuplicateKeys: true,
   forbiddenKeys: Object.freeze(['__proto__']),
 });

@@ -13,7 +13,7 @@ import { validateConfig } from '../../src/config/load.js';
 import type { UpstreamConfig } from '../../src/config/types.js';
 import type { GatewayError } from '../../src/errors.js';
 import { Channel } from '../../src/mcp/channel.js';
-import { checkJsonText, MAX_JSON_DEPTH } from '../../src/mcp/json-limits.js';
+import { checkJsonText, MAX_JSON_DEPTH, MAX_JSON_VALUES } from '../../src/mcp/json-limits.js';
 import type { JsonRpcMessage, JsonRpcRequest } from '../../src/mcp/jsonrpc.js';
 import { httpConnector } from '../../src/mcp/upstream/http.js';
 import type { UpstreamConnector } from '../../src/mcp/upstream/types.js';
@@ -337,6 +337,25 @@ describe('JSON from clients is bounded before anything walks it', () => {
     const objects = await send(`${'{"a":'.repeat(n / 5)}1${'}'.repeat(n / 5)}`);
     expect(objects.status).toBe(400);
     expect(objects.json.error?.message).toMatch(/JSON nested deeper than 64 levels/);
+  });
+
+  it(`more than ${MAX_JSON_VALUES} values (keys, elements, empty objects) → 400 -32600 before anything walks them; exactly that many pass`, async () => {
+    const before = received.length;
+    const head = '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":';
+    // The envelope: 3 containers (the message, params, arguments) and 4 members after the first of
+    // theirs; n keys in the arguments add n - 1 more.
+    const keys = (n: number) => `{${Array.from({ length: n }, (_, i) => `"k${i}":1`).join(',')}}`;
+    const room = MAX_JSON_VALUES - 6;
+    const ok = await send(`${head}${keys(room)}}}`);
+    expect(ok.status).toBe(200);
+    expect(received.length).toBe(before + 1);
+    for (const args of [keys(room + 1), `[${Array.from({ length: room + 1 }, () => '{}').join(',')}]`]) {
+      const r = await send(`${head}${args}}}`);
+      expect(r.status).toBe(400);
+      expect(r.json.error).toMatchObject({ code: -32600, data: { gitgate: 'INVALID_REQUEST' } });
+      expect(r.json.error?.message).toMatch(new RegExp(`JSON holds more than ${MAX_JSON_VALUES} values`));
+    }
+    expect(received.length).toBe(before + 1);
   });
 
   it('the limit is exact: 64 levels pass through policy, masking, audit (canonical JSON) and the upstream; 65 do not', async () => {
@@ -924,6 +943,26 @@ describe('HTTP framing, headers and connections', () => {
     await s.until(() => s.state.closed);
     expect(s.status()).toBe(400);
     expect(s.state.closed).toBe(true);
+  });
+
+  it('a POST without a valid token is refused before its body is read: 401 at once, the connection closed, nothing held', async () => {
+    for (const auth of ['', 'Authorization: Bearer not-a-token\r\n']) {
+      const s = await rawSocket(gw.url);
+      // A 4 KiB body announced, one byte of it sent: the answer does not wait for the rest.
+      s.sock.write(
+        `POST /mcp/demo HTTP/1.1\r\nHost: localhost\r\n${auth}Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 4000\r\n\r\n{`,
+      );
+      await s.until(() => s.state.closed);
+      expect(s.status()).toBe(401);
+      expect(s.state.data.toLowerCase()).toContain('connection: close');
+      expect(s.body().error?.data?.gitgate).toMatch(/^AUTH_(REQUIRED|INVALID)$/);
+      expect(s.state.closed).toBe(true);
+      s.sock.destroy();
+    }
+    // Each refusal is an exchange like any other: counted (and recorded) with its outcome.
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(metrics).toMatch(/gitgate_requests_total\{upstream="demo",method="POST",outcome="auth_required"\} [1-9]/);
+    expect(metrics).toMatch(/gitgate_requests_total\{upstream="demo",method="POST",outcome="auth_invalid"\} [1-9]/);
   });
 
   it('a body longer than its Content-Length: the rest is not a request; 400, closed', async () => {
