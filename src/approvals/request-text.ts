@@ -1,3 +1,4 @@
+import { printable } from '../printable.js';
 import { requiredApprovals } from './requester.js';
 import type { ApprovalRecord } from './types.js';
 
@@ -7,15 +8,6 @@ import type { ApprovalRecord } from './types.js';
  * quoted so they cannot reshape the text around them: no markdown break-out
  * of a code span, no extra YAML line, no control characters.
  */
-
-/** Control characters (and the bidi controls that reorder text) as \u escapes. */
-export function printable(s: string): string {
-  return s.replace(
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-    /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
-}
 
 /** A markdown code span that holds `s` literally, whatever backticks it contains. */
 export function inlineCode(s: string): string {

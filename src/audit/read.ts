@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline';
 import { boundedCache } from '../cache.js';
 import { systemClock } from '../clock.js';
 import { parseDuration } from '../config/duration.js';
+import { printable } from '../printable.js';
 import { sessionStreamName } from './auditor.js';
 import { listFiles, recordOf } from './reader.js';
 import type { AuditRecord } from './record.js';
@@ -290,7 +291,8 @@ export function describeRecord(r: AuditRecord, approvals?: ApprovalIndex): strin
     default:
       detail = JSON.stringify(d);
   }
-  return `${t}  ${r.type.padEnd(18)} ${(r.caller?.sub ?? '-').padEnd(10)} ${what.padEnd(24)} ${detail}`;
+  // One record, one line: what callers and upstreams wrote (a tool name, a uri, reasons, errors) cannot move the cursor, erase or add lines.
+  return printable(`${t}  ${r.type.padEnd(18)} ${(r.caller?.sub ?? '-').padEnd(10)} ${what.padEnd(24)} ${detail}`);
 }
 
 /** "  released by approval <id> (approved by a, b; <url>)" for an exchange linked to an approval. */

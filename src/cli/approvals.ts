@@ -3,7 +3,6 @@ import path from 'node:path';
 import { recordLocalDecision } from '../approvals/local/decisions.js';
 import { LocalGitRepo } from '../approvals/local/git-repo.js';
 import { LocalApprovalProvider } from '../approvals/local/provider.js';
-import { printable } from '../approvals/request-text.js';
 import { isRequester, loginOf, namesOf } from '../approvals/requester.js';
 import { FileApprovalStore } from '../approvals/store.js';
 import type { ApprovalRecord } from '../approvals/types.js';
@@ -11,6 +10,7 @@ import { systemClock } from '../clock.js';
 import { loadConfig } from '../config/load.js';
 import { GatewayError } from '../errors.js';
 import { configuredVerifier } from '../identity/configured-verifier.js';
+import { printable } from '../printable.js';
 import { PgStore } from '../store/postgres.js';
 
 interface Common {

@@ -34,6 +34,7 @@ import { MAX_BUNDLE_BYTES, makeBundle, verifyBundle } from '../audit/tlog/proof.
 import { logKeyOf } from '../audit/trail.js';
 import { verifyAuditRepo } from '../audit/verify.js';
 import { loadConfig } from '../config/load.js';
+import { printable } from '../printable.js';
 
 /** Verifier keys from `--key` values: a verifier key itself, or a file holding one per line. */
 function verifierKeys(values: readonly string[]): NoteVerifier[] {
@@ -336,7 +337,7 @@ export async function auditReplay(
     }
     if (r.stream !== stream) {
       stream = r.stream;
-      out(`== ${stream}${r.upstream ? ` (upstream ${r.upstream})` : ''}`);
+      out(printable(`== ${stream}${r.upstream ? ` (upstream ${r.upstream})` : ''}`));
     }
     out(describeRecord(r, approvals));
   }
