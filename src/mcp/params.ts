@@ -32,6 +32,10 @@ export function checkParams(msg: JsonRpcRequest): void {
     checkCompletionRef(msg);
     return;
   }
+  if (msg.method === 'subscriptions/listen') {
+    checkListen(msg);
+    return;
+  }
   if (!Object.hasOwn(SHAPES, msg.method)) return;
   const shape = SHAPES[msg.method]!;
   const invalid = (why: string) =>
@@ -40,6 +44,8 @@ export function checkParams(msg: JsonRpcRequest): void {
   if (params === undefined) throw invalid(`needs params with ${shape.target}`);
   const target = params[shape.target];
   if (typeof target !== 'string' || target === '') throw invalid(`needs params.${shape.target} as a non-empty string`);
+  const bad = shape.target === 'name' ? badName(target) : badUri(target);
+  if (bad !== undefined) throw invalid(`params.${shape.target} ${bad}`);
   for (const key of shape.objects) {
     if (key in params && !isObject(params[key]))
       throw invalid(
@@ -67,7 +73,56 @@ function checkCompletionRef(msg: JsonRpcRequest): void {
   if (ref.type === 'ref/prompt') {
     if (typeof ref.name !== 'string' || ref.name === '')
       throw invalid('needs params.ref.name (a prompt) as a non-empty string');
+    const bad = badName(ref.name);
+    if (bad !== undefined) throw invalid(`params.ref.name ${bad}`);
   } else if (ref.type === 'ref/resource') {
     if (typeof ref.uri !== 'string' || ref.uri === '') throw invalid('needs params.ref.uri as a non-empty string');
+    const bad = badUri(ref.uri);
+    if (bad !== undefined) throw invalid(`params.ref.uri ${bad}`);
   } else throw invalid('params.ref.type must be ref/prompt or ref/resource');
+}
+
+/**
+ * A tool's or prompt's name is printable ASCII without spaces, at most 128 characters (MCP asks
+ * for letters, digits, `_`, `-`, `.` and `/`): the policy matches names exactly, so a name an
+ * upstream might read as another (another case is the upstream's own doing; a homoglyph, a
+ * trailing space or NUL, a control character) is refused, not decided.
+ */
+export const MAX_NAME_LENGTH = 128;
+
+function badName(name: string): string | undefined {
+  if (name.length > MAX_NAME_LENGTH) return `is longer than ${MAX_NAME_LENGTH} characters`;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e)
+      return `holds ${c === 0x20 ? 'a space' : `U+${c.toString(16).toUpperCase().padStart(4, '0')}`}: a name is printable ASCII without spaces`;
+  }
+  return undefined;
+}
+
+/** A uri holds no control character (RFC 3986 has none; a terminal, a log or an upstream may act on one). */
+function badUri(uri: string): string | undefined {
+  for (let i = 0; i < uri.length; i++) {
+    const c = uri.charCodeAt(i);
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f))
+      return `holds the control character U+${c.toString(16).toUpperCase().padStart(4, '0')}`;
+  }
+  return undefined;
+}
+
+/**
+ * A 2026-07-28 subscriptions/listen names the resources it subscribes to as an array of uris:
+ * each is decided as resources/subscribe of it would be. Any other shape would reach the upstream
+ * undecided.
+ */
+function checkListen(msg: JsonRpcRequest): void {
+  const invalid = (why: string) =>
+    new GatewayError('INVALID_PARAMS', `Invalid params: subscriptions/listen ${why}`, { data: { id: msg.id } });
+  const notifications = msg.params?.notifications;
+  if (notifications === undefined) return;
+  if (!isObject(notifications)) throw invalid('params.notifications must be an object');
+  const subs = notifications.resourceSubscriptions;
+  if (subs === undefined) return;
+  if (!Array.isArray(subs) || subs.some((u) => typeof u !== 'string' || u === '' || badUri(u) !== undefined))
+    throw invalid('params.notifications.resourceSubscriptions must be an array of uris');
 }

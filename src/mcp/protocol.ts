@@ -66,9 +66,15 @@ export function decodeHeaderValue(v: string): string {
   return m ? Buffer.from(m[1]!, 'base64').toString('utf8') : v;
 }
 
-/** A header value as 2026-07-28 sends it: plain when printable ASCII, else the base64 sentinel. */
+/**
+ * A header value as 2026-07-28 sends it: plain when printable ASCII, else the base64 sentinel. A
+ * value that itself reads as the sentinel is encoded too: sent plain, the upstream would decode it
+ * to another name than the body's.
+ */
 export function encodeHeaderValue(v: string): string {
-  return /^[\x20-\x7e]*$/.test(v) && v.trim() === v ? v : `=?base64?${Buffer.from(v, 'utf8').toString('base64')}?=`;
+  return /^[\x20-\x7e]*$/.test(v) && v.trim() === v && decodeHeaderValue(v) === v
+    ? v
+    : `=?base64?${Buffer.from(v, 'utf8').toString('base64')}?=`;
 }
 
 export interface ProtocolContext {

@@ -93,7 +93,17 @@ describe('random and mutated traffic', () => {
   });
   afterAll(() => gw.close());
 
-  const toolName = fc.constantFrom('echo', 'secret', 'get-env', 'progress', 'add', '', 'x'.repeat(300));
+  const toolName = fc.constantFrom(
+    'echo',
+    'secret',
+    'get-env',
+    'progress',
+    'add',
+    '',
+    'x'.repeat(128),
+    'x'.repeat(300),
+    'echo\u0000',
+  );
   const envelope = fc.constantFrom(
     undefined,
     { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' },

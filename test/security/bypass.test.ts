@@ -279,6 +279,46 @@ describe('every path to an upstream is decided', () => {
     expect(gw.gw.approvals.list()).toEqual([]);
   });
 
+  it('a name an upstream could read as another (homoglyph, space, NUL, control, too long) or a uri with a control character is refused, not decided', async () => {
+    const alice = new RawMcp(url, await gw.token('alice', ['eng']));
+    await alice.initialize();
+    const before = upstream.received.length;
+    const calls: { method: string; params: Record<string, unknown> }[] = [
+      ...['get\u2010env', 'get-env ', 'get-env\u0000', ' get-env', 'get-env\n', 'ｇｅｔ-env', 'x'.repeat(129)].map(
+        (name) => ({ method: 'tools/call', params: { name, arguments: {} } }),
+      ),
+      { method: 'prompts/get', params: { name: 'greet\u200b', arguments: {} } },
+      { method: 'resources/read', params: { uri: 'test://readme\u001b[2K' } },
+      { method: 'resources/subscribe', params: { uri: 'test://readme\r\n' } },
+      {
+        method: 'completion/complete',
+        params: { ref: { type: 'ref/prompt', name: 'greet\t' }, argument: { name: 'n', value: 'v' } },
+      },
+      // A listen's subscriptions are decided one uri each: any other shape would go undecided.
+      {
+        method: 'subscriptions/listen',
+        params: { notifications: { resourceSubscriptions: { uri: 'test://readme' } } },
+      },
+      { method: 'subscriptions/listen', params: { notifications: { resourceSubscriptions: [42] } } },
+      { method: 'subscriptions/listen', params: { notifications: 'all' } },
+    ];
+    for (const { method, params } of calls) {
+      const r = await alice.post({ jsonrpc: '2.0', id: 'n', method, params });
+      expect({ method, params, answer: r.messages[0] }).toMatchObject({
+        answer: { error: { code: -32602, data: { gitgate: 'INVALID_PARAMS' } } },
+      });
+    }
+    expect(upstream.received.length).toBe(before);
+    // The longest name MCP allows still goes.
+    const long = await alice.post({
+      jsonrpc: '2.0',
+      id: 'l',
+      method: 'tools/call',
+      params: { name: 'x'.repeat(128), arguments: {} },
+    });
+    expect(JSON.stringify(long.messages[0])).not.toContain('INVALID_PARAMS');
+  });
+
   it('every params member of a call reaches the policy and the record, or the call is refused', async () => {
     const alice = new RawMcp(url, await gw.token('alice', ['eng']));
     await alice.initialize();

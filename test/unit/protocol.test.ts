@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { GatewayError } from '../../src/errors.js';
 import type { JsonRpcMessage } from '../../src/mcp/jsonrpc.js';
-import { classifyProtocol, decodeHeaderValue, stripEnvelope, toModernResult } from '../../src/mcp/protocol.js';
+import {
+  classifyProtocol,
+  decodeHeaderValue,
+  encodeHeaderValue,
+  stripEnvelope,
+  toModernResult,
+} from '../../src/mcp/protocol.js';
 
 const env = {
   'io.modelcontextprotocol/protocolVersion': '2026-07-28',
@@ -141,6 +147,15 @@ describe('protocol era and 2026-07-28 header validation', () => {
     expect(decodeHeaderValue('=?base64?aMOpbGxv?=')).toBe('héllo');
     expect(decodeHeaderValue('plain')).toBe('plain');
     expect(decodeHeaderValue('=?base64?not base64?=')).toBe('=?base64?not base64?=');
+  });
+
+  it('encodes what is not plain printable ASCII, and a value that reads as the sentinel: every value decodes to itself', () => {
+    for (const v of ['echo', 'héllo', ' padded ', '=?base64?Z2V0LWVudg==?=', '=?base64??=', '=?base64?not base64?='])
+      expect(decodeHeaderValue(encodeHeaderValue(v))).toBe(v);
+    expect(encodeHeaderValue('echo')).toBe('echo');
+    // A tool named like the sentinel is sent encoded, never as a header an upstream decodes to get-env.
+    expect(encodeHeaderValue('=?base64?Z2V0LWVudg==?=')).not.toBe('=?base64?Z2V0LWVudg==?=');
+    expect(encodeHeaderValue('=?base64?not base64?=')).toBe('=?base64?not base64?=');
   });
 
   it('strips only the envelope keys from _meta', () => {
