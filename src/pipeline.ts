@@ -35,7 +35,7 @@ import {
   type JsonRpcResponse,
 } from './mcp/jsonrpc.js';
 import { checkParams } from './mcp/params.js';
-import { type Headers, header } from './mcp/protocol.js';
+import { type Headers, header, withoutEnvelope } from './mcp/protocol.js';
 import { readMessage, requireAccept } from './mcp/read-message.js';
 import type { ReplayStream } from './mcp/replay.js';
 import type { GatewaySession, SessionStore } from './mcp/sessions.js';
@@ -150,7 +150,14 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
   const decision = ex.decided(outcome, masked);
   enforce(outcome);
   await limitRate(deps.rates, input, outcome);
-  const sending = msg.method === LISTEN_METHOD ? narrowListen(deps, identity, msg, context, ex) : msg;
+  // What goes upstream is what was decided: a session-era request carries no 2026-07-28 envelope keys
+  // (the policy input and an approval's binding leave them out; that upstream does not speak them).
+  const sending =
+    msg.method === LISTEN_METHOD
+      ? narrowListen(deps, identity, msg, context, ex)
+      : incoming.protocol.era === 'legacy'
+        ? withoutEnvelope(msg)
+        : msg;
   // A credential for exactly this call, minted when the call is sent (for a parked call: at release).
   // Every secret sent (static secret, credentials) is scrubbed from what comes back.
   const sent = sentSecrets(upstream.config);

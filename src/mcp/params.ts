@@ -28,6 +28,7 @@ const COMPLETION_MEMBERS = ['ref', 'argument', 'context', '_meta'];
  * the decision and sent another way to the upstream.
  */
 export function checkParams(msg: JsonRpcRequest): void {
+  checkMeta(msg);
   if (msg.method === 'completion/complete') {
     checkCompletionRef(msg);
     return;
@@ -125,4 +126,20 @@ function checkListen(msg: JsonRpcRequest): void {
   if (subs === undefined) return;
   if (!Array.isArray(subs) || subs.some((u) => typeof u !== 'string' || u === '' || badUri(u) !== undefined))
     throw invalid('params.notifications.resourceSubscriptions must be an array of uris');
+}
+
+/**
+ * `_meta`, when a request has it, is an object, and its progress token (which gitgate itself reads, to
+ * route progress back to the caller) a string or an integer, as MCP defines it.
+ */
+function checkMeta(msg: JsonRpcRequest): void {
+  if (msg.params === undefined || !('_meta' in msg.params)) return;
+  const meta = msg.params._meta;
+  const invalid = (why: string) =>
+    new GatewayError('INVALID_PARAMS', `Invalid params: ${msg.method} ${why}`, { data: { id: msg.id } });
+  if (!isObject(meta)) throw invalid('params._meta must be an object');
+  if (!('progressToken' in meta)) return;
+  const t = meta.progressToken;
+  if (!(typeof t === 'string' || (typeof t === 'number' && Number.isSafeInteger(t))))
+    throw invalid('params._meta.progressToken must be a string or an integer');
 }

@@ -173,6 +173,14 @@ export function callerMeta(params: Record<string, unknown> | undefined): Record<
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
+/** The request without the 2026-07-28 envelope in its `_meta`: itself when it carries none. */
+export function withoutEnvelope(msg: JsonRpcRequest): JsonRpcRequest {
+  const meta = msg.params?._meta;
+  if (meta === null || typeof meta !== 'object' || !ENVELOPE_KEYS.some((k) => Object.hasOwn(meta, k))) return msg;
+  const params = stripEnvelope(msg.params);
+  return params === undefined ? msg : { ...msg, params };
+}
+
 /** Remove the 2026-07-28 envelope from `_meta` before a request goes to a session-based upstream. */
 export function stripEnvelope(params: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
   if (params === undefined) return undefined;

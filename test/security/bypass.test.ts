@@ -319,6 +319,40 @@ describe('every path to an upstream is decided', () => {
     expect(JSON.stringify(long.messages[0])).not.toContain('INVALID_PARAMS');
   });
 
+  it('a session-era call goes upstream without the 2026-07-28 envelope keys the policy and an approval leave out; a progress token is a string or an integer', async () => {
+    const alice = new RawMcp(url, await gw.token('alice', ['eng']));
+    await alice.initialize();
+    const meta = {
+      'io.modelcontextprotocol/clientInfo': { name: 'smuggled', note: 'not what anyone decided' },
+      'io.modelcontextprotocol/logLevel': 'debug',
+      'example.com/trace': 't-1',
+      progressToken: 'p-1',
+    };
+    const before = upstream.received.length;
+    const r = await alice.post({
+      jsonrpc: '2.0',
+      id: 'm',
+      method: 'tools/call',
+      params: { name: 'echo', arguments: { message: 'x' }, _meta: meta },
+    });
+    expect(JSON.stringify(r.messages.at(-1))).not.toContain('"error"');
+    const sent = upstream.received.slice(before).find((x) => x.message.method === 'tools/call')!.message as {
+      params: { _meta?: Record<string, unknown> };
+    };
+    expect(sent.params._meta).toEqual({ 'example.com/trace': 't-1', progressToken: 'p-1' });
+    for (const progressToken of [{ cmd: 'rm -rf /' }, 1.5, null, ['a']]) {
+      const bad = await alice.post({
+        jsonrpc: '2.0',
+        id: 'b',
+        method: 'tools/call',
+        params: { name: 'echo', arguments: {}, _meta: { progressToken } },
+      });
+      expect(bad.messages[0]).toMatchObject({ error: { code: -32602, data: { gitgate: 'INVALID_PARAMS' } } });
+    }
+    const notObject = await alice.post({ jsonrpc: '2.0', id: 'c', method: 'tools/list', params: { _meta: 'x' } });
+    expect(notObject.messages[0]).toMatchObject({ error: { code: -32602 } });
+  });
+
   it('every params member of a call reaches the policy and the record, or the call is refused', async () => {
     const alice = new RawMcp(url, await gw.token('alice', ['eng']));
     await alice.initialize();
