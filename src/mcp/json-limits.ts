@@ -38,6 +38,7 @@ export type JsonLimitProblem =
   | { readonly kind: 'utf8'; readonly message: string }
   | { readonly kind: 'depth'; readonly message: string; readonly offset: number }
   | { readonly kind: 'values'; readonly message: string; readonly offset: number }
+  | { readonly kind: 'number'; readonly message: string; readonly offset: number }
   | { readonly kind: 'duplicate-key'; readonly message: string; readonly offset: number; readonly key: string }
   | { readonly kind: 'forbidden-key'; readonly message: string; readonly offset: number; readonly key: string };
 
@@ -48,6 +49,9 @@ const CLOSE_ARRAY = 0x5d; // ]
 const QUOTE = 0x22; // "
 const BACKSLASH = 0x5c; // \
 const COMMA = 0x2c; // ,
+const MINUS = 0x2d; // -
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
 
 /**
  * The first way `text` breaks the limits, or undefined. One pass, no
@@ -135,6 +139,24 @@ export function checkJsonText(text: string, limits: JsonLimits): JsonLimitProble
     } else if (c === COMMA) {
       if (++values > maxValues) return tooMany(i);
       expectKey = isObject[isObject.length - 1] === true;
+    } else if (c === MINUS || (c >= DIGIT_0 && c <= DIGIT_9)) {
+      // A number: one JSON.parse would make Infinity (1e400, or 400 digits) is refused; canonical JSON,
+      // the credential's hash and the policy could not agree on what it is.
+      let end = i + 1;
+      let plain = true;
+      for (; end < n; end++) {
+        const d = text.charCodeAt(end);
+        if (d >= DIGIT_0 && d <= DIGIT_9) continue;
+        if (d === 0x2e || d === 0x65 || d === 0x45 || d === 0x2b || d === MINUS) plain = false;
+        else break;
+      }
+      if ((!plain || end - i > 15) && Math.abs(Number(text.slice(i, end))) === Number.POSITIVE_INFINITY)
+        return {
+          kind: 'number',
+          offset: i,
+          message: `a number beyond what a double holds (at offset ${i})`,
+        };
+      i = end - 1;
     }
   }
   return undefined;

@@ -358,6 +358,20 @@ describe('JSON from clients is bounded before anything walks it', () => {
     expect(received.length).toBe(before + 1);
   });
 
+  it('a number beyond what a double holds (1e400, 400 digits) → 400 -32600 naming it, not a 500; large finite ones pass', async () => {
+    const head = '{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"n":';
+    for (const n of ['1e400', '-1E+309', `1${'0'.repeat(400)}`]) {
+      const r = await send(`${head}${n}}}}`);
+      expect(r.status).toBe(400);
+      expect(r.json.error).toMatchObject({ code: -32600, data: { gitgate: 'INVALID_REQUEST' } });
+      expect(r.json.error?.message).toMatch(/a number beyond what a double holds/);
+    }
+    for (const n of ['1e308', '-0.5e-400', `1${'0'.repeat(300)}`, '123456789012345678901234567890']) {
+      const r = await send(`${head}${n}}}}`);
+      expect(r.status, n).toBe(200);
+    }
+  });
+
   it('the limit is exact: 64 levels pass through policy, masking, audit (canonical JSON) and the upstream; 65 do not', async () => {
     const before = received.length;
     const ok = await send(call(2, 'echo', nestedArguments(MAX_JSON_DEPTH, 'x'.repeat(2000))));
