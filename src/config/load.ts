@@ -317,6 +317,11 @@ export function normalizeUpstreams(
           : url !== undefined
             ? { header: 'authorization', scheme: 'Bearer' }
             : undefined;
+    // In params._meta only a stdio child reads it: an HTTP upstream would get no credential at all.
+    if (url !== undefined && placement !== undefined && placement !== false && placement.meta === true)
+      problems.push(
+        `upstreams.${name}.credential.meta: only a stdio upstream takes the credential in params._meta; an HTTP upstream takes it in a header`,
+      );
     const secret = readSecret(`upstreams.${name}.secret`, raw.secret, baseDir, env, problems);
     upstreams[name] = {
       name,

@@ -17,7 +17,8 @@ export interface CallScope {
   readonly scopes?: readonly string[];
 }
 
-const META_CREDENTIAL = 'dev.gitgate/credential';
+/** Where a stdio child finds its credential (`credential.meta`): gitgate's own key, never a caller's. */
+export const META_CREDENTIAL = 'dev.gitgate/credential';
 
 /** Mints the per-request credential each upstream call carries (static secrets are the transport's). */
 export class Credentials {

@@ -1,3 +1,4 @@
+import { META_CREDENTIAL } from '../credentials/credentials.js';
 import { GatewayError } from '../errors.js';
 import type { JsonRpcRequest } from './jsonrpc.js';
 
@@ -129,8 +130,9 @@ function checkListen(msg: JsonRpcRequest): void {
 }
 
 /**
- * `_meta`, when a request has it, is an object, and its progress token (which gitgate itself reads, to
- * route progress back to the caller) a string or an integer, as MCP defines it.
+ * `_meta`, when a request has it, is an object without gitgate's credential key, and its progress
+ * token (which gitgate itself reads, to route progress back to the caller) a string or an integer,
+ * as MCP defines it.
  */
 function checkMeta(msg: JsonRpcRequest): void {
   if (msg.params === undefined || !('_meta' in msg.params)) return;
@@ -138,6 +140,8 @@ function checkMeta(msg: JsonRpcRequest): void {
   const invalid = (why: string) =>
     new GatewayError('INVALID_PARAMS', `Invalid params: ${msg.method} ${why}`, { data: { id: msg.id } });
   if (!isObject(meta)) throw invalid('params._meta must be an object');
+  if (Object.hasOwn(meta, META_CREDENTIAL))
+    throw invalid(`params._meta may not carry ${META_CREDENTIAL}: that is where gitgate puts its own credential`);
   if (!('progressToken' in meta)) return;
   const t = meta.progressToken;
   if (!(typeof t === 'string' || (typeof t === 'number' && Number.isSafeInteger(t))))

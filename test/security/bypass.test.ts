@@ -351,6 +351,15 @@ describe('every path to an upstream is decided', () => {
     }
     const notObject = await alice.post({ jsonrpc: '2.0', id: 'c', method: 'tools/list', params: { _meta: 'x' } });
     expect(notObject.messages[0]).toMatchObject({ error: { code: -32602 } });
+    // gitgate's own credential key is never a caller's to fill.
+    const forged = await alice.post({
+      jsonrpc: '2.0',
+      id: 'f',
+      method: 'tools/call',
+      params: { name: 'echo', arguments: {}, _meta: { 'dev.gitgate/credential': 'eyJhbGciOi.forged.x' } },
+    });
+    expect(forged.messages[0]).toMatchObject({ error: { code: -32602, data: { gitgate: 'INVALID_PARAMS' } } });
+    expect(upstream.received.length).toBe(before + 1);
   });
 
   it('every params member of a call reaches the policy and the record, or the call is refused', async () => {

@@ -27,6 +27,28 @@ describe('config errors say what is wrong, where', () => {
     expect(message).toContain('All mapping items must start at the same column');
   });
 
+  it('a credential in params._meta for an HTTP upstream is refused: it would travel nowhere', () => {
+    const problems = problemsOf(() =>
+      validateConfig(
+        { upstreams: { web: { url: 'http://127.0.0.1:1/mcp', credential: { meta: true } } } },
+        {},
+        '/',
+        'gitgate.yaml',
+      ),
+    );
+    expect(problems).toContain(
+      'upstreams.web.credential.meta: only a stdio upstream takes the credential in params._meta; an HTTP upstream takes it in a header',
+    );
+    expect(() =>
+      validateConfig(
+        { upstreams: { child: { stdio: { command: 'x' }, credential: { meta: true } } } },
+        {},
+        '/',
+        'gitgate.yaml',
+      ),
+    ).not.toThrow();
+  });
+
   it('an upstream with both url and stdio says exactly that, naming the upstream', () => {
     const problems = problemsOf(() =>
       validateConfig(
