@@ -31,6 +31,7 @@ export const ERRORS = {
   SESSION_LIMIT: { status: 503, rpc: -32006, message: 'Too many sessions' },
   SESSION_QUOTA: { status: 429, rpc: -32007, message: 'Too many sessions for this caller' },
   TOO_MANY_CONNECTIONS: { status: 503, rpc: -32008, message: 'Too many connections' },
+  SERVER_BUSY: { status: 503, rpc: -32009, message: 'Server busy' },
   // policy (HTTP 200: the JSON-RPC exchange itself succeeded, the policy spoke)
   POLICY_DENIED: { status: 200, rpc: -32010, message: 'Denied by policy' },
   APPROVAL_REQUIRED: { status: 200, rpc: -32011, message: 'Approval required' },

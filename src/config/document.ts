@@ -39,6 +39,7 @@ export interface ConfigDocument {
     readonly port: number;
     readonly publicUrl?: string;
     readonly bodyLimitBytes: number;
+    readonly maxBufferedBodyBytes: number;
     readonly allowedOrigins: readonly string[];
     readonly headersTimeoutMs: number;
     readonly requestTimeoutMs: number;

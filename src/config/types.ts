@@ -87,6 +87,8 @@ export interface GatewayConfig {
     readonly port: number;
     readonly publicUrl?: string;
     readonly bodyLimitBytes: number;
+    /** Request bodies held at once, all clients together (503 SERVER_BUSY past it). */
+    readonly maxBufferedBodyBytes: number;
     readonly allowedOrigins: readonly string[];
     /** Time a client has to send a request's headers (then 408). */
     readonly headersTimeoutMs: number;

@@ -4,6 +4,7 @@ import Fastify, { type FastifyError, type FastifyInstance, LogController } from 
 import type { GatewayConfig } from '../config/types.js';
 import { type ErrorCode, GatewayError } from '../errors.js';
 import { errorResponse } from '../mcp/jsonrpc.js';
+import { BodyBudget } from './body-budget.js';
 import type { AppDeps } from './deps.js';
 import { registerMcpRoutes } from './mcp-routes.js';
 import { registerOpsRoutes } from './ops-routes.js';
@@ -130,6 +131,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     if (refused(req.raw.socket))
       return sendError(reply.header('connection', 'close'), tooManyConnections(server.maxConnectionsPerClient));
   });
+  // Every body is held whole until its request is answered: all of them together stay within one budget.
+  const bodies = new BodyBudget(server.maxBufferedBodyBytes);
+  app.addHook('preParsing', async (_req, reply, payload) => bodies.track(payload, reply.raw));
   // Bodies stay raw: the MCP layer parses them so it can answer with JSON-RPC errors.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));

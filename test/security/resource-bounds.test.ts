@@ -979,6 +979,48 @@ describe('HTTP framing, headers and connections', () => {
     expect(metrics).toMatch(/gitgate_requests_total\{upstream="demo",method="POST",outcome="auth_invalid"\} [1-9]/);
   });
 
+  it('the bodies being read, all clients together, stay within server.maxBufferedBodyBytes: past it 503 SERVER_BUSY, closed; the budget comes back', async () => {
+    const small = await startGateway({
+      server: { maxBufferedBodyBytes: 8192 },
+      upstreams: { demo: { url: demo.url } },
+      options: { connectUpstream: (cfg) => httpConnector({ ...cfg, url: cfg.url! }) },
+    });
+    try {
+      const bearer = await small.token('alice', ['eng']);
+      const body = init().padEnd(6000, ' ');
+      const headOf = (n: number) =>
+        `POST /mcp/demo HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${bearer}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${n}\r\n\r\n`;
+      // Two clients send 5000 bytes of their bodies each, and wait: together they would pass the budget.
+      const a = await rawSocket(small.url);
+      const b = await rawSocket(small.url);
+      a.sock.write(headOf(body.length) + body.slice(0, 5000));
+      b.sock.write(headOf(body.length) + body.slice(0, 5000));
+      await a.until(() => a.state.closed || b.state.closed);
+      // One of them is refused, not buffered; the other goes on and is answered.
+      const [refused, held] = a.state.closed ? [a, b] : [b, a];
+      expect(refused.status()).toBe(503);
+      expect(refused.body().error?.data?.gitgate).toBe('SERVER_BUSY');
+      expect(refused.state.data.toLowerCase()).toContain('retry-after: 1');
+      expect(held.state.closed).toBe(false);
+      held.sock.write(body.slice(5000));
+      await held.until(() => held.state.data.includes('}'));
+      expect(held.status()).toBe(200);
+      refused.sock.destroy();
+      held.sock.destroy();
+      // The budget is back for the next.
+      await held.until(() => held.state.closed, 50);
+      // (its two bodies are given back as their connections close: asked until then, bounded)
+      let third = await post(`${small.url}/mcp/demo`, bearer, body);
+      for (let i = 0; i < 50 && third.status === 503; i++) {
+        await tick();
+        third = await post(`${small.url}/mcp/demo`, bearer, body);
+      }
+      expect(third.status).toBe(200);
+    } finally {
+      await small.close();
+    }
+  });
+
   it('a body longer than its Content-Length: the rest is not a request; 400, closed', async () => {
     const r = await exchange(gw.url, `${head('Content-Length: 5\r\n')}${init()}`);
     expect(r.status).toBe(400);
