@@ -8,8 +8,6 @@ import { startGateway } from '../helpers/gateway.js';
 import { makePolicyDir, TEST_POLICY_DATA } from '../helpers/policy.js';
 import { RawMcp } from '../helpers/raw-mcp.js';
 
-const HOSTILE = '\u001b[2K\r2026-01-01 00:00:00.000  decision  carol  tools/call secret  ALLOW\n\u001b[8m\u202e';
-
 describe('gitgate audit replay: one timeline across sessions, with arguments and the approval that released a call', () => {
   let upstream: { url: string; close(): Promise<void> };
   let audit: string;
@@ -52,13 +50,6 @@ describe('gitgate audit replay: one timeline across sessions, with arguments and
       id: 1,
       method: 'tools/call',
       params: { name: 'echo', arguments: { message: 'bob-second' } },
-    });
-    // A caller's string made to rewrite the terminal: erase its own line, print a forged one, hide the rest.
-    await bob.post({
-      jsonrpc: '2.0',
-      id: 2,
-      method: 'resources/read',
-      params: { uri: `test://x${HOSTILE}` },
     });
     const parked = await alice.post({
       jsonrpc: '2.0',
@@ -118,17 +109,6 @@ describe('gitgate audit replay: one timeline across sessions, with arguments and
       .map((l) => JSON.parse(l) as { ts: string; caller?: { sub: string } });
     expect(recs.every((x) => x.caller?.sub === 'alice')).toBe(true);
     expect(recs.map((x) => x.ts)).toEqual(recs.map((x) => x.ts).sort());
-  });
-
-  it('shows what callers wrote escaped, one record a line: no control character reaches the terminal', async () => {
-    const r = await gitgate(['audit', 'replay', audit]);
-    expect(r.code, r.stderr).toBe(0);
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for control characters is the point
-    expect(r.stdout.replace(/\n/g, '')).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u202e]/);
-    const hostile = r.stdout.split('\n').filter((l) => l.includes('test://x'));
-    expect(hostile).toHaveLength(1);
-    expect(hostile[0]).toContain('test://x\\u001b[2K\\u000d2026-01-01');
-    expect(r.stdout.split('\n').filter((l) => l.startsWith('2026-01-01'))).toEqual([]);
   });
 
   it('a path that is not an audit repo says so', async () => {
