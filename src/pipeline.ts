@@ -170,6 +170,9 @@ export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promis
         ...(input.mcp.arguments !== undefined ? { arguments: input.mcp.arguments } : {}),
         ...(input.mcp.uri !== undefined ? { uri: input.mcp.uri } : {}),
         ...(input.mcp.prompt !== undefined ? { prompt: input.mcp.prompt } : {}),
+        ...(msg.method.startsWith('tasks/') && typeof msg.params?.taskId === 'string'
+          ? { taskId: msg.params.taskId }
+          : {}),
         ttlSeconds: outcome.decision.credential.ttl_seconds,
         scopes: outcome.decision.credential.scopes,
       }),

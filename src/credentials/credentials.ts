@@ -13,6 +13,8 @@ export interface CallScope {
   readonly uri?: string;
   /** The prompt a prompts/get names. */
   readonly prompt?: string;
+  /** The task a tasks/get, result, update or cancel names. */
+  readonly taskId?: string;
   readonly ttlSeconds?: number;
   readonly scopes?: readonly string[];
 }
@@ -63,6 +65,7 @@ export class Credentials {
           ...(call.arguments !== undefined ? { arguments: call.arguments } : {}),
           ...(call.uri !== undefined ? { uri: call.uri } : {}),
           ...(call.prompt !== undefined ? { prompt: call.prompt } : {}),
+          ...(call.taskId !== undefined ? { taskId: call.taskId } : {}),
           ...(call.scopes !== undefined ? { scopes: call.scopes } : {}),
           ttlSeconds: Math.min(call.ttlSeconds ?? 60, this.config.credentials.maxTtlSeconds),
         },

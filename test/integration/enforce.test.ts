@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { type McpError, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { canonicalJson } from '../../src/canonical-json.js';
 // @ts-expect-error plain JS fixture
 import { LEAK_TEXT, startHttpServer } from '../fixtures/demo-server.mjs';
@@ -23,6 +24,7 @@ interface Cred {
     args_sha256?: string;
     uri_sha256?: string;
     prompt?: string;
+    task_id?: string;
   };
   token: string;
   method: string;
@@ -184,6 +186,10 @@ describe('the gateway enforces what the policy decides', () => {
         .digest('base64url'),
     );
     expect(prompt.uri_sha256).toBeUndefined();
+    // A task's id, for whatever the upstream then says of the task.
+    await c.client.request({ method: 'tasks/get', params: { taskId: 'task-7' } }, z.any()).catch(() => undefined);
+    const task = upstream.credentials.slice(before).find((x) => x.method === 'tasks/get')?.payload;
+    expect(task).toMatchObject({ scope: 'tasks/get', task_id: 'task-7' });
     await c.close();
   });
 
