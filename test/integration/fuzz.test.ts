@@ -102,7 +102,6 @@ describe('random and mutated traffic', () => {
     '',
     'x'.repeat(128),
     'x'.repeat(300),
-    'echo\u0000',
   );
   const envelope = fc.constantFrom(
     undefined,
