@@ -87,6 +87,23 @@ export function limitConnectionsPerClient(server: Server, max: number): (socket:
   return (socket) => refused.has(socket);
 }
 
+function notFound(method: string, url: string): GatewayError {
+  return new GatewayError('UPSTREAM_UNKNOWN', `Not found: ${method} ${url.split('?')[0]}`);
+}
+
+/** The routes that read a body: an MCP POST (admitted before it is read) and GitHub's webhook. */
+function takesBody(method: string, route: string | undefined): 'mcp' | 'webhook' | undefined {
+  if (method !== 'POST') return undefined;
+  if (route === '/mcp/:upstream') return 'mcp';
+  if (route === '/webhooks/github') return 'webhook';
+  return undefined;
+}
+
+function hasBody(headers: Record<string, string | string[] | undefined>): boolean {
+  const length = headers['content-length'];
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 function tooManyConnections(max: number): GatewayError {
   return new GatewayError(
     'TOO_MANY_CONNECTIONS',
@@ -126,14 +143,31 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     clientErrorHandler: clientError,
   });
   const refused = limitConnectionsPerClient(app.server, server.maxConnectionsPerClient);
-  // A request already on its way over a refused connection is not served either.
+  // A request already on its way over a refused connection is not served either; nor is a body read for a
+  // route that does not exist.
   app.addHook('onRequest', async (req, reply) => {
     if (refused(req.raw.socket))
       return sendError(reply.header('connection', 'close'), tooManyConnections(server.maxConnectionsPerClient));
+    if (req.is404) return sendError(reply.header('connection', 'close'), notFound(req.method, req.url));
   });
-  // Every body is held whole until its request is answered: all of them together stay within one budget.
-  const bodies = new BodyBudget(server.maxBufferedBodyBytes);
-  app.addHook('preParsing', async (_req, reply, payload) => bodies.track(payload, reply.raw));
+  // Every body is held whole until its request is answered: the bodies being read stay within one budget
+  // (a quarter of it at most for each client address), and webhooks, read before their signature is
+  // checked, within a quarter of it of their own. A route that takes no body reads none.
+  const share = Math.max(server.bodyLimitBytes, Math.floor(server.maxBufferedBodyBytes / 4));
+  const bodies = new BodyBudget(server.maxBufferedBodyBytes, share);
+  const hookBodies = new BodyBudget(share, share);
+  app.addHook('preParsing', async (req, reply, payload) => {
+    const kind = takesBody(req.method, req.routeOptions.url);
+    if (kind === undefined) {
+      if (!hasBody(req.headers)) return payload;
+      reply.header('connection', 'close');
+      throw new GatewayError(
+        'INVALID_REQUEST',
+        `Invalid Request: ${req.method} ${req.url.split('?')[0]} takes no body`,
+      );
+    }
+    return (kind === 'webhook' ? hookBodies : bodies).track(payload, reply.raw, req.raw.socket.remoteAddress ?? '');
+  });
   // Bodies stay raw: the MCP layer parses them so it can answer with JSON-RPC errors.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -142,9 +176,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     if (ge.code === 'INTERNAL') req.log.error({ err }, 'unhandled error');
     return sendError(reply, ge);
   });
-  app.setNotFoundHandler((req, reply) =>
-    sendError(reply, new GatewayError('UPSTREAM_UNKNOWN', `Not found: ${req.method} ${req.url.split('?')[0]}`)),
-  );
+  app.setNotFoundHandler((req, reply) => sendError(reply, notFound(req.method, req.url)));
   registerMcpRoutes(app, deps);
   registerWellKnownRoutes(app, deps);
   registerOpsRoutes(app, deps);

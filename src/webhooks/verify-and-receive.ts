@@ -111,6 +111,27 @@ export class GitHubWebhooks {
     (this.#handlers.get(event) ?? this.#handlers.set(event, []).get(event)!).push(handler);
   }
 
+  /**
+   * What the headers alone refuse, before the body is read: webhooks not configured, no signature of
+   * GitHub's form, no delivery or event. Undefined when the body is worth reading.
+   */
+  admits(headers: Record<string, string | string[] | undefined>): WebhookOutcome | undefined {
+    const h = (n: string) => {
+      const v = headers[n];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    if (this.#secrets.length === 0)
+      return { status: 404, body: { error: 'webhooks are not configured (no webhook secret)' } };
+    if (!/^sha256=[0-9a-f]{64}$/i.test(h('x-hub-signature-256') ?? ''))
+      return { status: 401, body: { error: 'bad or missing X-Hub-Signature-256' } };
+    const delivery = h('x-github-delivery');
+    if (delivery === undefined || h('x-github-event') === undefined)
+      return { status: 400, body: { error: 'X-GitHub-Delivery and X-GitHub-Event are required' } };
+    if (delivery.length > 200)
+      return { status: 400, body: { error: 'X-GitHub-Delivery is longer than 200 characters' } };
+    return undefined;
+  }
+
   async receive(
     headers: Record<string, string | string[] | undefined>,
     body: Buffer | undefined,
@@ -119,16 +140,12 @@ export class GitHubWebhooks {
       const v = headers[n];
       return Array.isArray(v) ? v[0] : v;
     };
-    if (this.#secrets.length === 0)
-      return { status: 404, body: { error: 'webhooks are not configured (no webhook secret)' } };
+    const refused = this.admits(headers);
+    if (refused !== undefined) return refused;
     if (body === undefined || !verifyWithAnySecret(this.#secrets, body, h('x-hub-signature-256')))
       return { status: 401, body: { error: 'bad or missing X-Hub-Signature-256' } };
-    const delivery = h('x-github-delivery');
-    const event = h('x-github-event');
-    if (delivery === undefined || event === undefined)
-      return { status: 400, body: { error: 'X-GitHub-Delivery and X-GitHub-Event are required' } };
-    if (delivery.length > 200)
-      return { status: 400, body: { error: 'X-GitHub-Delivery is longer than 200 characters' } };
+    const delivery = h('x-github-delivery') ?? '';
+    const event = h('x-github-event') ?? '';
     if (this.#inflight.has(delivery)) return { status: 200, body: { duplicate: true, delivery } };
     let payload: Record<string, unknown>;
     try {

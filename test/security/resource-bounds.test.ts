@@ -1021,6 +1021,50 @@ describe('HTTP framing, headers and connections', () => {
     }
   });
 
+  it('no body is read without reason: an unknown route, a webhook without a signature of its form, refused at once; signed-looking webhooks have a budget of their own', async () => {
+    process.env.GITGATE_BUDGET_WEBHOOK_SECRET = 'budget-secret';
+    const small = await startGateway({
+      server: { bodyLimitBytes: 4096, maxBufferedBodyBytes: 16384 },
+      upstreams: { demo: { url: demo.url } },
+      approvals: { webhookSecret: { fromEnv: 'GITGATE_BUDGET_WEBHOOK_SECRET' } },
+      options: { connectUpstream: (cfg) => httpConnector({ ...cfg, url: cfg.url! }) },
+    });
+    const open: Awaited<ReturnType<typeof rawSocket>>[] = [];
+    try {
+      const stalled = async (head: string) => {
+        const s = await rawSocket(small.url);
+        open.push(s);
+        s.sock.write(`${head}Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n${'x'.repeat(3000)}`);
+        return s;
+      };
+      for (const head of [
+        'POST /no-such-route HTTP/1.1\r\nHost: localhost\r\n',
+        'POST /webhooks/github HTTP/1.1\r\nHost: localhost\r\nX-GitHub-Event: ping\r\nX-GitHub-Delivery: d1\r\n',
+        'POST /healthz HTTP/1.1\r\nHost: localhost\r\n',
+      ]) {
+        const s = await stalled(head);
+        await s.until(() => s.state.closed);
+        expect([404, 401]).toContain(s.status());
+        expect(s.state.closed).toBe(true);
+      }
+      // Webhooks that look signed are read (their HMAC needs the body), within a quarter of the budget.
+      const signed = `POST /webhooks/github HTTP/1.1\r\nHost: localhost\r\nX-Hub-Signature-256: sha256=${'0'.repeat(64)}\r\nX-GitHub-Event: ping\r\nX-GitHub-Delivery: d2\r\n`;
+      const first = await stalled(signed);
+      const second = await stalled(signed);
+      await second.until(() => second.state.closed || first.state.closed);
+      const busy = first.state.closed ? first : second;
+      expect(busy.status()).toBe(503);
+      expect(busy.body().error?.data?.gitgate).toBe('SERVER_BUSY');
+      // Meanwhile callers are served: webhooks cannot take the MCP bodies' budget.
+      const bearer = await small.token('alice', ['eng']);
+      const served = await post(`${small.url}/mcp/demo`, bearer, init());
+      expect(served.status).toBe(200);
+    } finally {
+      for (const s of open) s.sock.destroy();
+      await small.close();
+    }
+  });
+
   it('a body longer than its Content-Length: the rest is not a request; 400, closed', async () => {
     const r = await exchange(gw.url, `${head('Content-Length: 5\r\n')}${init()}`);
     expect(r.status).toBe(400);
