@@ -21,23 +21,29 @@ export function loginOf(identity: Named, logins: Readonly<Record<string, string>
 
 export function requesterOf(identity: Named, logins: Readonly<Record<string, string>>): Requester {
   const githubLogin = githubLoginOf(identity, logins);
+  // The operator's mapping stays the requester's even when the token names another account: a claim cannot
+  // make the mapped account someone else's, able to approve the requester's own call.
+  const mapped = Object.hasOwn(logins, identity.sub) ? logins[identity.sub] : undefined;
+  const other = mapped !== undefined && mapped.toLowerCase() !== githubLogin?.toLowerCase() ? [mapped] : [];
   return {
     sub: identity.sub,
     login: githubLogin ?? identity.sub,
     ...(identity.issuer !== undefined ? { issuer: identity.issuer } : {}),
     ...(identity.email !== undefined ? { email: identity.email } : {}),
     ...(githubLogin !== undefined ? { githubLogin } : {}),
+    ...(other.length > 0 ? { otherLogins: other } : {}),
   };
 }
 
-/** Every name one may appear under, lower-cased: sub, login, GitHub login, email and the email's local part. */
+/** Every name one may appear under, lower-cased: sub, login, GitHub logins, email and the email's local part. */
 export function namesOf(p: {
   readonly sub?: string;
   readonly login?: string;
   readonly githubLogin?: string;
+  readonly otherLogins?: readonly string[];
   readonly email?: string;
 }): Set<string> {
-  const names = [p.sub, p.login, p.githubLogin, p.email, p.email?.split('@')[0]];
+  const names = [p.sub, p.login, p.githubLogin, ...(p.otherLogins ?? []), p.email, p.email?.split('@')[0]];
   return new Set(names.filter((n): n is string => typeof n === 'string' && n !== '').map((n) => n.toLowerCase()));
 }
 

@@ -7,6 +7,8 @@ export interface Requester {
   readonly email?: string;
   /** The requester's GitHub login, when gitgate knows it (the token's claim, or approvals.logins). */
   readonly githubLogin?: string;
+  /** Other GitHub logins known to be the requester's (approvals.logins when the token's claim names another): never their approvers. */
+  readonly otherLogins?: readonly string[];
 }
 
 export type ApprovalStatus = 'pending' | 'approved' | 'executed' | 'denied' | 'expired';

@@ -71,6 +71,23 @@ describe('the requester never approves their own call', () => {
   });
 });
 
+describe("the operator's login mapping holds whatever the token claims", () => {
+  it('alice, mapped to alice-gh in approvals.logins, cannot approve her own call with alice-gh when her token names another login', async () => {
+    const gw = await w.start({ logins: { alice: 'alice-gh' } });
+    const c = await w.client(gw, 'alice', { githubLogin: 'not-me' });
+    const pr = w.prOf(await w.call(c, 'echo', { message: 'claimed-away' }));
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'alice-gh', state: 'approved' }));
+    expect(await w.call(c, 'echo', { message: 'claimed-away' })).toMatchObject({
+      ok: false,
+      code: -32011,
+      data: { status: 'pending' },
+    });
+    expect(w.calls('echo', 'claimed-away')).toBe(0);
+    await w.hook(gw, 'pull_request_review', w.gh.review(pr, { login: 'sue', state: 'approved' }));
+    expect(await w.call(c, 'echo', { message: 'claimed-away' })).toMatchObject({ ok: true });
+  });
+});
+
 describe('only people who may approve, approve', () => {
   it("gitgate's own account (the PR author) approves nothing, even when it is an eligible approver", async () => {
     // gitgate's token is ops-lead's (a personal token), and ops-lead may approve `secret`.
