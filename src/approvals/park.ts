@@ -45,6 +45,7 @@ export async function* park(
       upstream: input.upstream.name,
       method: input.mcp.method,
       ...(input.mcp.tool !== undefined ? { tool: input.mcp.tool } : {}),
+      ...(input.mcp.prompt !== undefined ? { prompt: input.mcp.prompt } : {}),
       ...(input.mcp.uri !== undefined ? { uri: input.mcp.uri } : {}),
       ...reviewed(shown.params, msg.params),
       // Bound to the params as sent (not the policy input's view of them, which reads non-object arguments as {}).

@@ -1,6 +1,6 @@
 import { printable } from '../printable.js';
 import { requiredApprovals } from './requester.js';
-import type { ApprovalRecord } from './types.js';
+import type { ApprovalCall, ApprovalRecord } from './types.js';
 
 /**
  * What reviewers read: the file committed for an approval, the pull request's
@@ -28,6 +28,7 @@ export function approvalDocument(a: ApprovalRecord): string {
     `upstream: ${q(a.call.upstream)}`,
     `method: ${q(a.call.method)}`,
     ...(a.call.tool !== undefined ? [`tool: ${q(a.call.tool)}`] : []),
+    ...(a.call.prompt !== undefined ? [`prompt: ${q(a.call.prompt)}`] : []),
     ...(a.call.uri !== undefined ? [`uri: ${q(a.call.uri)}`] : []),
     `arguments: ${JSON.stringify(a.call.arguments)}`,
     ...(a.call.otherParams !== undefined ? [`other_params: ${JSON.stringify(a.call.otherParams)}`] : []),
@@ -44,10 +45,14 @@ export function approvalDocument(a: ApprovalRecord): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** The method and what it names (a tool, a prompt): what reviewers read first. */
+export function callWhat(call: ApprovalCall): string {
+  const target = call.tool ?? call.prompt;
+  return `${call.method}${target !== undefined ? ` ${target}` : ''}`;
+}
+
 export function approvalTitle(a: ApprovalRecord): string {
-  return printable(
-    `gitgate approval: ${a.requester.login} → ${a.call.upstream} ${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''}`,
-  );
+  return printable(`gitgate approval: ${a.requester.login} → ${a.call.upstream} ${callWhat(a.call)}`);
 }
 
 /** The pull request's description: what reviewers read before they approve. */
@@ -56,7 +61,7 @@ export function approvalBody(a: ApprovalRecord): string {
   const required = requiredApprovals(a, 'github');
   const who =
     r.githubLogin !== undefined ? `**${printable(r.githubLogin)}** (${inlineCode(r.sub)})` : inlineCode(r.sub);
-  const what = `${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''}`;
+  const what = callWhat(a.call);
   return [
     `${who} asks to run ${inlineCode(what)} on upstream ${inlineCode(a.call.upstream)}.`,
     ...(a.call.uri !== undefined ? ['', `Resource: ${inlineCode(a.call.uri)}`] : []),

@@ -17,6 +17,8 @@ export interface ApprovalCall {
   readonly upstream: string;
   readonly method: string;
   readonly tool?: string;
+  /** The prompt a prompts/get asks for. */
+  readonly prompt?: string;
   readonly uri?: string;
   /** As the decision's mask rules leave them (what reviewers see), whatever their type. */
   readonly arguments: unknown;

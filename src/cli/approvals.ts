@@ -3,6 +3,7 @@ import path from 'node:path';
 import { recordLocalDecision } from '../approvals/local/decisions.js';
 import { LocalGitRepo } from '../approvals/local/git-repo.js';
 import { LocalApprovalProvider } from '../approvals/local/provider.js';
+import { callWhat } from '../approvals/request-text.js';
 import { isRequester, loginOf, namesOf } from '../approvals/requester.js';
 import { FileApprovalStore } from '../approvals/store.js';
 import type { ApprovalRecord } from '../approvals/types.js';
@@ -101,7 +102,7 @@ export async function approvalsList(
     // Strings from the call are printed with control characters escaped: what a reviewer reads is the call.
     out(
       printable(
-        `${a.id}  ${a.status.padEnd(8)} ${a.requester.login} → ${a.call.upstream} ${a.call.method}${a.call.tool ? ` ${a.call.tool}` : ''}${a.call.uri !== undefined ? ` ${a.call.uri}` : ''} ${JSON.stringify(a.call.arguments)}${a.call.otherParams !== undefined ? ` ${JSON.stringify(a.call.otherParams)}` : ''}`,
+        `${a.id}  ${a.status.padEnd(8)} ${a.requester.login} → ${a.call.upstream} ${callWhat(a.call)}${a.call.uri !== undefined ? ` ${a.call.uri}` : ''} ${JSON.stringify(a.call.arguments)}${a.call.otherParams !== undefined ? ` ${JSON.stringify(a.call.otherParams)}` : ''}`,
       ),
     );
     out(
