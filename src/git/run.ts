@@ -16,18 +16,31 @@ export function gitEnvironment(extraEnv: Record<string, string> = {}): Record<st
   return { ...env, ...IDENTITY, ...extraEnv };
 }
 
-/** Run git with an argument list (no shell); secrets travel in `env`, never in argv. */
+/**
+ * Run git with an argument list (no shell); secrets travel in `env`, never in argv. `maxOutputBytes`: git is
+ * stopped, and the run fails, once its output would pass this (a listing of a repo someone else writes).
+ */
 export function git(
   dir: string,
   args: readonly string[],
   extraEnv: Record<string, string> = {},
   stdin?: string | Buffer,
+  maxOutputBytes = Number.POSITIVE_INFINITY,
 ): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const p = spawn('git', args, { cwd: dir, env: gitEnvironment(extraEnv) });
     const out: Buffer[] = [];
+    let outBytes = 0;
     let err = '';
-    p.stdout.on('data', (d: Buffer) => out.push(d));
+    p.stdout.on('data', (d: Buffer) => {
+      outBytes += d.length;
+      if (outBytes > maxOutputBytes) {
+        p.kill('SIGKILL');
+        reject(new Error(`git ${args[0]} wrote more than ${maxOutputBytes} bytes`));
+        return;
+      }
+      out.push(d);
+    });
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     p.on('error', reject);
     // 'close', not 'exit': only then has all of stdout been read (exit can come first under load).

@@ -11,6 +11,7 @@ import { readBundle } from '../policy/bundle.js';
 import { instantiate, type PolicyInstance } from '../policy/engine.js';
 import { isRepoDir, lexists, readRepoFile, UntrustedFileError } from '../repo-file.js';
 import { MAX_ROUTES_BYTES, MAX_SOURCE_BYTES, ROUTES_FILE, sourcesDigest } from './sources-digest.js';
+import { checkPolicyTree } from './tree-listing.js';
 import { type BundleKey, verifySignedBundle } from './verify-bundle.js';
 
 export interface PolicyRepoConfig {
@@ -275,6 +276,16 @@ export class PolicySync {
 
   /** A commit → verified bundle (or compiled sources) → loaded, smoke-tested instance, plus routes. */
   async #load(commit: string): Promise<Revision> {
+    // Only the policy folder and the routes file are checked out, and only once git's listing of them keeps
+    // within the limits: a commit cannot make the gateway write a tree of any size to its disk.
+    const wanted = this.#wanted();
+    await checkPolicyTree(this.clone, commit, wanted);
+    await git(
+      this.clone,
+      wanted[0] === '.'
+        ? ['sparse-checkout', 'disable']
+        : ['sparse-checkout', 'set', '--no-cone', ...wanted.map((p) => `/${p}`)],
+    );
     await git(this.clone, ['checkout', '--quiet', '--force', '--detach', commit]);
     try {
       return await this.#loadCheckout(commit);
@@ -284,6 +295,12 @@ export class PolicySync {
         throw new GatewayError('POLICY_BUILD_FAILED', `commit ${commit.slice(0, 12)}: ${err.message}`);
       throw err;
     }
+  }
+
+  /** The paths a commit's policy is read from: the policy folder and the routes file (or the whole repo). */
+  #wanted(): string[] {
+    const dir = path.posix.normalize(this.cfg.dir.replaceAll('\\', '/')).replace(/\/+$/, '') || '.';
+    return dir === '.' ? ['.'] : [dir, ROUTES_FILE];
   }
 
   async #loadCheckout(commit: string): Promise<Revision> {

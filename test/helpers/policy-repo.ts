@@ -20,7 +20,7 @@ export class PolicyRepo {
     return repo;
   }
 
-  write(file: string, text: string): this {
+  write(file: string, text: string | Uint8Array): this {
     mkdirSync(path.dirname(path.join(this.dir, file)), { recursive: true });
     writeFileSync(path.join(this.dir, file), text);
     return this;

@@ -340,6 +340,26 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
     await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 15_000 }).toBe(fixed);
   });
 
+  it("a commit writes no more to the gateway's disk than its policy: only the policy folder and the routes file are checked out, after git's listing of them keeps within the limits", async () => {
+    const repo = await PolicyRepo.create();
+    const gw = await start(repo);
+    const clone = path.join(gw.dataDir, 'policy-repo');
+    // 4 × 16 MiB of one blob beside the policy (a push of a few KB): never written out, and the policy serves.
+    const zeros = Buffer.alloc(16 * 1024 * 1024);
+    for (let i = 0; i < 4; i++) repo.write(`junk/zeros-${i}.bin`, zeros);
+    const beside = await repo.commit('junk beside the policy');
+    await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 15_000 }).toBe(beside);
+    expect(existsSync(path.join(clone, 'junk'))).toBe(false);
+    expect(existsSync(path.join(clone, 'policies'))).toBe(true);
+    // Inside the policy folder, past the limit: refused from the listing, before a byte is written.
+    repo.write('policies/zeros.bin', Buffer.alloc(65 * 1024 * 1024));
+    const inside = await repo.commit('junk in the policy');
+    await expect.poll(async () => (await ready(gw)).policy_sync?.lastError?.commit, { timeout: 15_000 }).toBe(inside);
+    expect((await ready(gw)).last_policy_error).toMatch(/its policy files hold more than 67108864 bytes/);
+    expect(existsSync(path.join(clone, 'policies', 'zeros.bin'))).toBe(false);
+    expect((await ready(gw)).policy.revision).toBe(beside);
+  });
+
   it('webhooks: a verified push syncs at once; a bad signature or a replayed delivery changes nothing', async () => {
     const repo = await PolicyRepo.create();
     const gw = await start(repo, { pollSeconds: 3600 });
