@@ -76,6 +76,8 @@ export interface McpHttpRequest {
   readonly baseUrl: string;
   /** Aborted when the client goes away. */
   readonly signal: AbortSignal;
+  /** Who was admitted before the body was read (a POST's steps 1–3, done once). */
+  readonly admitted?: Admitted;
   /** This exchange: told each fact once as the pipeline learns it, it is what the route logs and counts and the audit records. */
   readonly exchange: Exchange;
 }
@@ -103,10 +105,15 @@ export function resourceMetadataUrl(baseUrl: string, upstream: string): string {
 }
 
 /** Steps 1–3, shared by POST, GET and DELETE (and a POST's admission before its body is read): which upstream, from where, who. */
+export interface Admitted {
+  readonly upstream: Upstream;
+  readonly identity: Identity;
+}
+
 export async function admit(
   deps: GatewayDeps,
   req: Pick<McpHttpRequest, 'upstream' | 'headers' | 'baseUrl'>,
-): Promise<{ upstream: Upstream; identity: Identity }> {
+): Promise<Admitted> {
   const upstream = resolveUpstream(deps.upstreams, req.upstream);
   checkOrigin(deps.config, req.headers);
   const identity = await authenticate(
@@ -121,7 +128,7 @@ export async function admit(
 export async function handlePost(deps: GatewayDeps, req: McpHttpRequest): Promise<McpReply> {
   const ex = req.exchange;
   deps.audit.assertWritable();
-  const { upstream, identity } = await admit(deps, req);
+  const { upstream, identity } = req.admitted ?? (await admit(deps, req));
   ex.caller(identity, upstream.config.name);
   const incoming = readMessage(req.headers, req.body);
   const route = bindSession(deps.sessions, upstream, identity, req.headers, incoming);

@@ -166,7 +166,14 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         `Invalid Request: ${req.method} ${req.url.split('?')[0]} takes no body`,
       );
     }
-    return (kind === 'webhook' ? hookBodies : bodies).track(payload, reply.raw, req.raw.socket.remoteAddress ?? '');
+    // A body of a known length counts whole at once (a longer one is 413 before it is read, so up to the limit).
+    const announced = Number(req.headers['content-length'] ?? 0);
+    const length =
+      req.headers['transfer-encoding'] === undefined && Number.isSafeInteger(announced)
+        ? Math.min(announced, server.bodyLimitBytes)
+        : undefined;
+    const budget = kind === 'webhook' ? hookBodies : bodies;
+    return budget.track(payload, reply.raw, req.raw.socket.remoteAddress ?? '', length);
   });
   // Bodies stay raw: the MCP layer parses them so it can answer with JSON-RPC errors.
   app.removeAllContentTypeParsers();

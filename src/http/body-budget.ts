@@ -6,7 +6,8 @@ import { GatewayError } from '../errors.js';
  * One budget for the request bodies being read at once: each body is held whole until its request is
  * answered, so past the budget a body is refused (503 SERVER_BUSY, the connection closed) rather than
  * buffered. No one client address may hold more than `perClient` of it, so one client cannot take it
- * all. Bytes count as they arrive and go back when the response closes.
+ * all. A body counts from its Content-Length before it is read (a chunked one as it arrives), and goes back
+ * when the response closes.
  */
 export class BodyBudget {
   #held = 0;
@@ -21,8 +22,12 @@ export class BodyBudget {
     return this.#held;
   }
 
-  /** The body from `client` (its address), counted against the budget while `res` is open. */
-  track(payload: Readable, res: ServerResponse, client: string): Readable {
+  /**
+   * The body from `client` (its address), counted against the budget while `res` is open. A body of a
+   * known length (`length`, its Content-Length, which the server holds it to) is counted whole at once,
+   * before a byte is read; a chunked one as it arrives.
+   */
+  track(payload: Readable, res: ServerResponse, client: string, length?: number): Readable {
     let mine = 0;
     res.once('close', () => {
       this.#held -= mine;
@@ -31,26 +36,34 @@ export class BodyBudget {
       else this.#byClient.set(client, left);
       mine = 0;
     });
+    /** Count `n` more bytes of this body, or say why they do not fit. */
+    const take = (n: number): GatewayError | undefined => {
+      const theirs = this.#byClient.get(client) ?? 0;
+      if (this.#held + n > this.max || theirs + n > this.perClient) {
+        res.setHeader('connection', 'close');
+        return new GatewayError(
+          'SERVER_BUSY',
+          this.#held + n > this.max
+            ? `Server busy: the request bodies being read hold ${this.max} bytes (server.maxBufferedBodyBytes); try again`
+            : `Server busy: this client address's bodies being read hold ${this.perClient} bytes, its share of server.maxBufferedBodyBytes; try again`,
+          { headers: { 'retry-after': '1' } },
+        );
+      }
+      this.#held += n;
+      this.#byClient.set(client, theirs + n);
+      mine += n;
+      return undefined;
+    };
+    if (length !== undefined) {
+      const refused = take(length);
+      if (refused !== undefined) throw refused;
+      return payload;
+    }
     const counted = new Transform({
       transform: (chunk: Buffer, _enc, done) => {
-        const theirs = this.#byClient.get(client) ?? 0;
-        if (this.#held + chunk.length > this.max || theirs + chunk.length > this.perClient) {
-          res.setHeader('connection', 'close');
-          done(
-            new GatewayError(
-              'SERVER_BUSY',
-              this.#held + chunk.length > this.max
-                ? `Server busy: the request bodies being read hold ${this.max} bytes (server.maxBufferedBodyBytes); try again`
-                : `Server busy: this client address's bodies being read hold ${this.perClient} bytes, its share of server.maxBufferedBodyBytes; try again`,
-              { headers: { 'retry-after': '1' } },
-            ),
-          );
-          return;
-        }
-        this.#held += chunk.length;
-        this.#byClient.set(client, theirs + chunk.length);
-        mine += chunk.length;
-        done(null, chunk);
+        const refused = take(chunk.length);
+        if (refused !== undefined) done(refused);
+        else done(null, chunk);
       },
     });
     payload.on('error', (err) => counted.destroy(err));

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { toGatewayError } from '../errors.js';
 import type { Exchange } from '../exchange.js';
 import {
+  type Admitted,
   admit,
   type GatewayDeps,
   handleDelete,
@@ -14,13 +15,18 @@ import {
 import { baseUrlOf } from './base-url.js';
 import { sendError, sendMcpReply } from './reply.js';
 
+/** A POST's admission (steps 1–3), done before its body was read, for its handler. */
+const admissions = new WeakMap<FastifyRequest, Admitted>();
+
 function toMcpRequest(
   deps: GatewayDeps,
   req: FastifyRequest<{ Params: { upstream: string } }>,
   signal: AbortSignal,
   exchange: Exchange,
 ): McpHttpRequest {
+  const admitted = admissions.get(req);
   return {
+    ...(admitted !== undefined ? { admitted } : {}),
     upstream: req.params.upstream,
     headers: req.headers,
     ...(Buffer.isBuffer(req.body) ? { body: req.body } : {}),
@@ -66,17 +72,18 @@ export function registerMcpRoutes(app: FastifyInstance, deps: GatewayDeps): void
       url: '/mcp/:upstream',
       // A POST's body is read only once its caller is admitted (a known upstream, an allowed origin, a valid
       // token): nobody without a token makes the gateway hold a body. The refusal closes the connection, so
-      // the body is never read. The handler admits it again (a verified token is remembered).
+      // the body is never read. The handler goes on with who was admitted.
       ...(method === 'POST'
         ? {
             onRequest: async (req: FastifyRequest<{ Params: { upstream: string } }>, reply: FastifyReply) => {
               try {
                 deps.audit.assertWritable();
-                await admit(deps, {
+                const admitted = await admit(deps, {
                   upstream: req.params.upstream,
                   headers: req.headers,
                   baseUrl: baseUrlOf(deps.config, req),
                 });
+                admissions.set(req, admitted);
               } catch (e) {
                 reply.header('connection', 'close');
                 return refuse(req, reply, deps.audit.begin(randomUUID()), method, e);
