@@ -214,7 +214,18 @@ export class PolicySync {
         mkdirSync(path.dirname(this.clone), { recursive: true });
         await git(
           path.dirname(this.clone),
-          ['clone', '--quiet', '--branch', this.cfg.branch, '--single-branch', '--no-tags', this.cfg.url, this.clone],
+          // No checkout here: #load checks out only the policy's paths, once their listing keeps within the limits.
+          [
+            'clone',
+            '--quiet',
+            '--no-checkout',
+            '--branch',
+            this.cfg.branch,
+            '--single-branch',
+            '--no-tags',
+            this.cfg.url,
+            this.clone,
+          ],
           this.#env(),
         );
       } else {

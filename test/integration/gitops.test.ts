@@ -342,11 +342,15 @@ describe('GitOps: policies pulled from a git repo, verified, and swapped in with
 
   it("a commit writes no more to the gateway's disk than its policy: only the policy folder and the routes file are checked out, after git's listing of them keeps within the limits", async () => {
     const repo = await PolicyRepo.create();
+    // 4 × 16 MiB of one blob beside the policy (a push of a few KB): never written out, also not by the
+    // first clone, and the policy serves.
+    const zeros = Buffer.alloc(16 * 1024 * 1024);
+    repo.write('junk/zeros-0.bin', zeros);
+    await repo.commit('junk from the start');
     const gw = await start(repo);
     const clone = path.join(gw.dataDir, 'policy-repo');
-    // 4 × 16 MiB of one blob beside the policy (a push of a few KB): never written out, and the policy serves.
-    const zeros = Buffer.alloc(16 * 1024 * 1024);
-    for (let i = 0; i < 4; i++) repo.write(`junk/zeros-${i}.bin`, zeros);
+    expect(existsSync(path.join(clone, 'junk'))).toBe(false);
+    for (let i = 1; i < 4; i++) repo.write(`junk/zeros-${i}.bin`, zeros);
     const beside = await repo.commit('junk beside the policy');
     await expect.poll(async () => (await ready(gw)).policy.revision, { timeout: 15_000 }).toBe(beside);
     expect(existsSync(path.join(clone, 'junk'))).toBe(false);
