@@ -16,19 +16,33 @@ export function gitEnvironment(extraEnv: Record<string, string> = {}): Record<st
   return { ...env, ...IDENTITY, ...extraEnv };
 }
 
-/**
- * Run git with an argument list (no shell); secrets travel in `env`, never in argv. `maxOutputBytes`: git is
- * stopped, and the run fails, once its output would pass this (a listing of a repo someone else writes).
- */
+/** Bounds on one git run over a repo someone else writes. */
+export interface GitLimits {
+  /** git is stopped, and the run fails, once its output would pass this (a listing). */
+  readonly maxOutputBytes?: number;
+  /** git is stopped, and the run fails, when it has not finished by then (a fetch from a remote that stalls). */
+  readonly timeoutMs?: number;
+}
+
+/** Run git with an argument list (no shell); secrets travel in `env`, never in argv. */
 export function git(
   dir: string,
   args: readonly string[],
   extraEnv: Record<string, string> = {},
   stdin?: string | Buffer,
-  maxOutputBytes = Number.POSITIVE_INFINITY,
+  limits: GitLimits = {},
 ): Promise<Buffer> {
+  const maxOutputBytes = limits.maxOutputBytes ?? Number.POSITIVE_INFINITY;
   return new Promise((resolve, reject) => {
     const p = spawn('git', args, { cwd: dir, env: gitEnvironment(extraEnv) });
+    const timer =
+      limits.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            p.kill('SIGKILL');
+            reject(new Error(`git ${args[0]} did not finish within ${limits.timeoutMs} ms`));
+          }, limits.timeoutMs);
+    p.once('close', () => clearTimeout(timer));
     const out: Buffer[] = [];
     let outBytes = 0;
     let err = '';

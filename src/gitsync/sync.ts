@@ -76,6 +76,9 @@ export interface SyncEvents {
  * of the branch into a verified, loaded, smoke-tested policy; `apply` swaps it
  * in. Any failure keeps the last good revision serving and is reported.
  */
+/** One git run of the policy sync: a fetch of a large repo fits; a stalled remote does not hold the sync. */
+const GIT_TIMEOUT_MS = 120_000;
+
 export class PolicySync {
   #running: Promise<void> | undefined;
   #again = false;
@@ -105,6 +108,11 @@ export class PolicySync {
     private readonly events: SyncEvents,
     /** The clock of polling and of the times reported (default: the system clock). */
     private readonly clock: Clock = systemClock,
+    /**
+     * How long one git run (a fetch, the listing, the checkout) may take before it is stopped and the round
+     * fails: a remote that stalls cannot hold the sync; the last good revision keeps serving.
+     */
+    private readonly gitTimeoutMs = GIT_TIMEOUT_MS,
   ) {}
 
   #floor: SignedFloor | undefined;
@@ -227,6 +235,8 @@ export class PolicySync {
             this.clone,
           ],
           this.#env(),
+          undefined,
+          { timeoutMs: this.gitTimeoutMs },
         );
       } else {
         await git(
@@ -239,6 +249,8 @@ export class PolicySync {
             `+refs/heads/${this.cfg.branch}:refs/remotes/origin/${this.cfg.branch}`,
           ],
           this.#env(),
+          undefined,
+          { timeoutMs: this.gitTimeoutMs },
         );
       }
       commit = (await gitText(this.clone, ['rev-parse', `refs/remotes/origin/${this.cfg.branch}`])).trim();
@@ -290,14 +302,18 @@ export class PolicySync {
     // Only the policy folder and the routes file are checked out, and only once git's listing of them keeps
     // within the limits: a commit cannot make the gateway write a tree of any size to its disk.
     const wanted = this.#wanted();
-    await checkPolicyTree(this.clone, commit, wanted);
+    const limits = { timeoutMs: this.gitTimeoutMs };
+    await checkPolicyTree(this.clone, commit, wanted, this.gitTimeoutMs);
     await git(
       this.clone,
       wanted[0] === '.'
         ? ['sparse-checkout', 'disable']
         : ['sparse-checkout', 'set', '--no-cone', ...wanted.map((p) => `/${p}`)],
+      {},
+      undefined,
+      limits,
     );
-    await git(this.clone, ['checkout', '--quiet', '--force', '--detach', commit]);
+    await git(this.clone, ['checkout', '--quiet', '--force', '--detach', commit], {}, undefined, limits);
     try {
       return await this.#loadCheckout(commit);
     } catch (err) {

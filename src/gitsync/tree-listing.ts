@@ -10,11 +10,19 @@ const MAX_LISTING_BYTES = (MAX_SOURCE_FILES + 2) * 4200;
  * most MAX_SOURCE_FILES files of MAX_SOURCE_BYTES (and the routes file within MAX_ROUTES_BYTES), no
  * symlink, no submodule. Throws POLICY_BUILD_FAILED naming what is wrong.
  */
-export async function checkPolicyTree(clone: string, commit: string, paths: readonly string[]): Promise<void> {
+export async function checkPolicyTree(
+  clone: string,
+  commit: string,
+  paths: readonly string[],
+  timeoutMs?: number,
+): Promise<void> {
   const refuse = (why: string) => new GatewayError('POLICY_BUILD_FAILED', `commit ${commit.slice(0, 12)}: ${why}`);
   let listing: Buffer;
   try {
-    listing = await git(clone, ['ls-tree', '-r', '-l', '-z', commit, '--', ...paths], {}, undefined, MAX_LISTING_BYTES);
+    listing = await git(clone, ['ls-tree', '-r', '-l', '-z', commit, '--', ...paths], {}, undefined, {
+      maxOutputBytes: MAX_LISTING_BYTES,
+      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    });
   } catch (err) {
     throw refuse(`its policy files could not be listed: ${(err as Error).message}`);
   }
