@@ -1,6 +1,11 @@
 import type { ServerResponse } from 'node:http';
 import { type Readable, Transform } from 'node:stream';
+import { ByteBudget } from '../byte-budget.js';
 import { GatewayError } from '../errors.js';
+
+function busy(why: string): GatewayError {
+  return new GatewayError('SERVER_BUSY', `Server busy: ${why}; try again`, { headers: { 'retry-after': '1' } });
+}
 
 /**
  * One budget for the request bodies being read at once: each body is held whole until its request is
@@ -10,16 +15,16 @@ import { GatewayError } from '../errors.js';
  * when the response closes.
  */
 export class BodyBudget {
-  #held = 0;
+  readonly #full: () => GatewayError;
+  readonly #all: ByteBudget;
   readonly #byClient = new Map<string, number>();
 
   constructor(
-    readonly max: number,
+    max: number,
     readonly perClient: number = max,
-  ) {}
-
-  get held(): number {
-    return this.#held;
+  ) {
+    this.#full = () => busy(`the request bodies being read hold ${max} bytes (server.maxBufferedBodyBytes)`);
+    this.#all = new ByteBudget(max, this.#full);
   }
 
   /**
@@ -30,7 +35,7 @@ export class BodyBudget {
   track(payload: Readable, res: ServerResponse, client: string, length?: number): Readable {
     let mine = 0;
     res.once('close', () => {
-      this.#held -= mine;
+      this.#all.release(mine);
       const left = (this.#byClient.get(client) ?? mine) - mine;
       if (left <= 0) this.#byClient.delete(client);
       else this.#byClient.set(client, left);
@@ -39,17 +44,18 @@ export class BodyBudget {
     /** Count `n` more bytes of this body, or say why they do not fit. */
     const take = (n: number): GatewayError | undefined => {
       const theirs = this.#byClient.get(client) ?? 0;
-      if (this.#held + n > this.max || theirs + n > this.perClient) {
+      const refused =
+        theirs + n > this.perClient
+          ? busy(
+              `this client address's bodies being read hold ${this.perClient} bytes, its share of server.maxBufferedBodyBytes`,
+            )
+          : this.#all.tryReserve(n)
+            ? undefined
+            : this.#full();
+      if (refused !== undefined) {
         res.setHeader('connection', 'close');
-        return new GatewayError(
-          'SERVER_BUSY',
-          this.#held + n > this.max
-            ? `Server busy: the request bodies being read hold ${this.max} bytes (server.maxBufferedBodyBytes); try again`
-            : `Server busy: this client address's bodies being read hold ${this.perClient} bytes, its share of server.maxBufferedBodyBytes; try again`,
-          { headers: { 'retry-after': '1' } },
-        );
+        return refused;
       }
-      this.#held += n;
       this.#byClient.set(client, theirs + n);
       mine += n;
       return undefined;

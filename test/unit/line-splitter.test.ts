@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { inFlightBudget } from '../../src/byte-budget.js';
 import { GatewayError } from '../../src/errors.js';
-import { ByteBudget } from '../../src/mcp/upstream/byte-budget.js';
 import { LineSplitter } from '../../src/mcp/upstream/line-splitter.js';
 
 const b = (s: string) => Buffer.from(s);
@@ -16,7 +16,7 @@ describe('LineSplitter (stdio lines, bounded)', () => {
   });
 
   it('a line over the cap throws UPSTREAM_TOO_LARGE and holds nothing; the budget is given back', () => {
-    const budget = new ByteBudget(1000, 't');
+    const budget = inFlightBudget(1000, 't');
     const s = new LineSplitter(10, 'upstream t', budget);
     s.push(b('12345'));
     expect(budget.held).toBe(5);
@@ -34,7 +34,7 @@ describe('LineSplitter (stdio lines, bounded)', () => {
   });
 
   it("lines of all of an upstream's children share its in-flight budget", () => {
-    const budget = new ByteBudget(8, 't');
+    const budget = inFlightBudget(8, 't');
     const one = new LineSplitter(100, 'upstream t', budget);
     const two = new LineSplitter(100, 'upstream t', budget);
     one.push(b('aaaaa'));

@@ -1,12 +1,12 @@
 import http from 'node:http';
 import https from 'node:https';
 import { urlToHttpOptions } from 'node:url';
+import { type ByteBudget, inFlightBudget } from '../../byte-budget.js';
 import { type Clock, systemClock, type Timer } from '../../clock.js';
 import type { UpstreamConfig } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
 import { type SentSecrets, sentSecrets, upstreamDetail } from '../../masking/scrub.js';
 import type { SseLimits } from '../sse.js';
-import { ByteBudget } from './byte-budget.js';
 import { HttpSession } from './http-session.js';
 import type { UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
 import { parseUpstreamJson } from './upstream-json.js';
@@ -92,7 +92,7 @@ export class HttpConnector implements UpstreamConnector {
     this.#lib = this.#url.protocol === 'https:' ? https : http;
     // Idle connections close after 4 s, before a server's usual keep-alive timeout (Node's is 5 s) closes them under a request.
     this.#agent = new this.#lib.Agent({ keepAlive: true, maxSockets: 256, timeout: IDLE_SOCKET_MS });
-    this.#budget = new ByteBudget(cfg.maxInFlightBytes, cfg.name);
+    this.#budget = inFlightBudget(cfg.maxInFlightBytes, cfg.name);
     this.#sseLimits = {
       maxLineBytes: cfg.maxResponseBytes,
       maxEventBytes: cfg.maxResponseBytes,

@@ -1,5 +1,5 @@
+import type { ByteBudget } from '../../byte-budget.js';
 import { GatewayError } from '../../errors.js';
-import type { ByteBudget } from './byte-budget.js';
 
 /**
  * Newline-delimited lines from a byte stream (stdio upstreams), bounded: a line

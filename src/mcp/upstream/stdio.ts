@@ -1,4 +1,5 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { type ByteBudget, inFlightBudget } from '../../byte-budget.js';
 import { type Clock, systemClock, type Timer } from '../../clock.js';
 import type { StdioCommand, UpstreamConfig } from '../../config/types.js';
 import { GatewayError } from '../../errors.js';
@@ -15,7 +16,6 @@ import {
   type JsonRpcRequest,
   type JsonRpcResponse,
 } from '../jsonrpc.js';
-import { ByteBudget } from './byte-budget.js';
 import { LineSplitter } from './line-splitter.js';
 import type { RequestOptions, UpstreamAuth, UpstreamConnector, UpstreamSession } from './types.js';
 import { parseUpstreamJson } from './upstream-json.js';
@@ -70,7 +70,7 @@ export class StdioConnector implements UpstreamConnector {
     this.#cfg = cfg;
     this.#log = log;
     this.#clock = clock;
-    this.#budget = new ByteBudget(cfg.maxInFlightBytes, cfg.name);
+    this.#budget = inFlightBudget(cfg.maxInFlightBytes, cfg.name);
     this.#staticSecrets = sentSecrets(cfg);
   }
 
